@@ -1,0 +1,55 @@
+# Propolis build, run and test targets. `make run` and `make test` are the
+# two commands a new machine needs (see README.md).
+
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+GOTEST    ?= $(GO) test
+TESTFLAGS ?= -count=1 -timeout 10m
+
+.PHONY: all build run test check format lint bench testdata clean
+
+all: build
+
+## build: bin/propolis (and, once they exist, the bundled extensions)
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/propolis ./cmd/propolis
+
+## run: build, then start the broker with the embedded default configuration
+run: build
+	./$(BIN)/propolis serve
+
+## test: every test, after the checks
+test: check
+	$(GOTEST) $(TESTFLAGS) ./...
+
+## check: formatting, vet and module tidiness; fails on any difference
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@cp go.mod /tmp/propolis-go.mod.$$$$ && cp go.sum /tmp/propolis-go.sum.$$$$ && \
+	  $(GO) mod tidy && \
+	  if ! cmp -s go.mod /tmp/propolis-go.mod.$$$$ || ! cmp -s go.sum /tmp/propolis-go.sum.$$$$; then \
+	    echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; \
+	    cp /tmp/propolis-go.mod.$$$$ go.mod; cp /tmp/propolis-go.sum.$$$$ go.sum; rm -f /tmp/propolis-go.*.$$$$; exit 1; fi; \
+	  rm -f /tmp/propolis-go.*.$$$$
+
+## format: rewrite Go files with gofmt
+format:
+	gofmt -w $$(git ls-files '*.go')
+
+## lint: same as check
+lint: check
+
+## bench: the Go benchmarks (figures, not pass/fail)
+bench:
+	$(GOTEST) -run '^$$' -bench . -benchmem -timeout 20m ./...
+
+## testdata: regenerate committed fixtures
+testdata:
+	rm -rf testdata/store/v1 && $(GO) run ./broker/store/internal/genv1 -out testdata/store/v1
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,205 @@
+// Package config loads and validates the Propolis broker's YAML
+// configuration file.
+//
+// A file is read on top of Default, so keys it leaves out keep their
+// default values; a listeners list in the file replaces the default list.
+// Every problem found is reported at once as Errors, each with file, line,
+// column and the dotted key path, such as
+//
+//	propolis.yaml:14:3: listeners[1].address: port 70000 out of range 0-65535
+package config
+
+import (
+	_ "embed"
+	"os"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole broker configuration.
+type Config struct {
+	// Listeners are the network endpoints clients connect to; at least one
+	// is required. Default: one tcp listener named "tcp" on 127.0.0.1:1883.
+	Listeners []Listener `yaml:"listeners"`
+	// DataDir is the directory for persistent broker state, relative to the
+	// working directory unless absolute. Default "./data".
+	DataDir string `yaml:"data_dir"`
+	// ExtensionsDir is the directory extensions are loaded from, relative to
+	// the working directory unless absolute. Default "./extensions".
+	ExtensionsDir string `yaml:"extensions_dir"`
+	// Durability controls when persistent state is flushed to disk.
+	Durability Durability `yaml:"durability"`
+	// MQTT holds protocol limits.
+	MQTT MQTT `yaml:"mqtt"`
+	// Log controls the broker's own log output.
+	Log Log `yaml:"log"`
+	// Source is the file name the configuration came from, or
+	// "<embedded default>" for Default.
+	Source string `yaml:"-"`
+}
+
+// Listener is one network endpoint.
+type Listener struct {
+	// Name identifies the listener; required, unique, made of [a-z0-9_-].
+	// No default.
+	Name string `yaml:"name"`
+	// Type is "tcp", "tls" or "websocket". Required, no default.
+	Type string `yaml:"type"`
+	// Address is host:port to listen on; the port is 0-65535, where 0 picks
+	// a free port (used by tests) and an empty host means all interfaces.
+	// Required, no default.
+	Address string `yaml:"address"`
+	// Path is the HTTP path of a websocket listener; it must start with "/".
+	// Websocket only. Default "/mqtt", filled in by Parse when the key is
+	// absent (Validate rejects an empty path).
+	Path string `yaml:"path"`
+	// TLS is required for type tls, optional for websocket (making it wss)
+	// and not allowed for tcp. Default nil (no TLS).
+	TLS *TLS `yaml:"tls"`
+}
+
+// TLS is the TLS setup of a listener.
+type TLS struct {
+	// CertFile is the PEM certificate chain file; required, must be
+	// readable. No default.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key file; required, must be readable.
+	// No default.
+	KeyFile string `yaml:"key_file"`
+	// ClientCAFile is a PEM file of CA certificates client certificates are
+	// verified against. Optional; default "" (client certificates are not
+	// requested).
+	ClientCAFile string `yaml:"client_ca_file"`
+	// RequireClientCert rejects clients without a certificate verified
+	// against ClientCAFile, which it needs. Default false.
+	RequireClientCert bool `yaml:"require_client_cert"`
+}
+
+// Durability controls when persistent state is flushed to disk.
+type Durability struct {
+	// Mode is "sync" (flush before acknowledging), "periodic" (flush every
+	// FlushInterval) or "none" (leave it to the operating system).
+	// Default "sync".
+	Mode string `yaml:"mode"`
+	// FlushInterval is the time between flushes in periodic mode, 1ms to 1m;
+	// ignored in other modes. Default 100ms.
+	FlushInterval Duration `yaml:"flush_interval"`
+}
+
+// MQTT holds protocol limits.
+type MQTT struct {
+	// MaxPacketSize is the largest packet accepted, in bytes, from 64 B to
+	// 268435455 B (the MQTT maximum). Default 1 MiB (1048576).
+	MaxPacketSize ByteSize `yaml:"max_packet_size"`
+	// MaxSessionExpiry caps the session expiry interval clients may ask for,
+	// from 0 (no persistent sessions) to 4294967295s. Default 168h.
+	MaxSessionExpiry Duration `yaml:"max_session_expiry"`
+	// MaxMessageExpiry caps the message expiry interval, 0 (no limit) or at
+	// least 1s. Default 0.
+	MaxMessageExpiry Duration `yaml:"max_message_expiry"`
+	// ReceiveMaximum is the number of unacknowledged QoS 1 and 2 messages a
+	// client may send at once, 1 to 65535. Default 1024.
+	ReceiveMaximum int `yaml:"receive_maximum"`
+	// MaxQueuedMessages is the number of messages queued per client,
+	// 1 to 65535. Default 1000.
+	MaxQueuedMessages int `yaml:"max_queued_messages"`
+	// QueueFullPolicy says what happens when a client's queue is full:
+	// "drop-new" drops the incoming message. Default "drop-new".
+	QueueFullPolicy string `yaml:"queue_full_policy"`
+	// ConnectTimeout is the time allowed between accepting a connection and
+	// receiving a complete CONNECT packet, 100ms to 5m. Default 10s.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// MaxClients is the number of clients connected at once, 0 meaning
+	// unlimited. Default 0.
+	MaxClients int `yaml:"max_clients"`
+}
+
+// Log controls the broker's own log output.
+type Log struct {
+	// Level is the least severe level written: "debug", "info", "warn" or
+	// "error". Default "info".
+	Level string `yaml:"level"`
+	// Format is "text" or "json". Default "text".
+	Format string `yaml:"format"`
+}
+
+// DefaultYAML is the embedded default configuration file text. It is also
+// the documented example configuration, with a comment for every key.
+//
+//go:embed default.yaml
+var DefaultYAML []byte
+
+// defaultSource is Config.Source for the configuration returned by Default.
+const defaultSource = "<embedded default>"
+
+// Default returns the embedded default configuration: one tcp listener named
+// "tcp" on 127.0.0.1:1883, and every documented default. Each call returns a
+// new Config the caller may modify.
+func Default() *Config {
+	return &Config{
+		Listeners:     []Listener{{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"}},
+		DataDir:       "./data",
+		ExtensionsDir: "./extensions",
+		Durability: Durability{
+			Mode:          "sync",
+			FlushInterval: Duration(100 * time.Millisecond),
+		},
+		MQTT: MQTT{
+			MaxPacketSize:     1 << 20,
+			MaxSessionExpiry:  Duration(168 * time.Hour),
+			MaxMessageExpiry:  0,
+			ReceiveMaximum:    1024,
+			MaxQueuedMessages: 1000,
+			QueueFullPolicy:   "drop-new",
+			ConnectTimeout:    Duration(10 * time.Second),
+			MaxClients:        0,
+		},
+		Log:    Log{Level: "info", Format: "text"},
+		Source: defaultSource,
+	}
+}
+
+// Load reads and validates the file at path. Every problem is reported in
+// one pass, as Errors; a file that cannot be read gives the error from
+// os.ReadFile.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse validates data as if read from a file named name, which becomes
+// Config.Source and Error.File. Keys data leaves out keep their Default
+// values. The error, if any, is Errors.
+func Parse(name string, data []byte) (*Config, error) {
+	c := Default()
+	c.Source = name
+	d := &decoder{file: name, nodes: map[string]*yaml.Node{}, failed: map[string]bool{}}
+	d.document(data, c)
+	for i := range c.Listeners {
+		// A websocket listener without a path key gets the default path.
+		l := &c.Listeners[i]
+		if l.Type == "websocket" && d.nodes["listeners["+strconv.Itoa(i)+"].path"] == nil {
+			l.Path = "/mqtt"
+		}
+	}
+	for _, e := range c.validate() {
+		if d.hasFailed(e.Key) {
+			continue // the value was not decoded; it was reported already
+		}
+		e.File = name
+		if n := d.node(e.Key); n != nil {
+			e.Line, e.Column = n.Line, n.Column
+		}
+		d.errs = append(d.errs, e)
+	}
+	if len(d.errs) > 0 {
+		sortErrors(d.errs)
+		return nil, d.errs
+	}
+	return c, nil
+}

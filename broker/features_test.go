@@ -1,0 +1,102 @@
+package broker_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+)
+
+func TestWillIsAuthorizedAndSent(t *testing.T) {
+	rules := &brokertest.Rules{DenyPrefix: map[string]broker.Verdict{"forbidden/": {Decision: broker.Deny}}}
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: rules})
+	r := newRecv()
+	watcher := v3Connect(t, v3Options(addr, "watcher"))
+	wait(t, "subscribe", watcher.Subscribe("wills/#", 1, r.handler))
+
+	// A will on a forbidden topic refuses the CONNECT.
+	tok := newPahoClient(v3Options(addr, "bad-will").SetWill("forbidden/x", "bye", 1, false)).Connect()
+	tok.WaitTimeout(5 * time.Second)
+	if tok.Error() == nil {
+		t.Fatal("CONNECT with a forbidden will topic was accepted")
+	}
+
+	// An allowed will is published when the connection is lost.
+	c, err := brokertest.DialWill(addr, "dying", "wills/dying", "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Drop()
+	m := r.next(t, 10*time.Second)
+	if m.Topic() != "wills/dying" || string(m.Payload()) != "gone" {
+		t.Fatalf("will = %s %q", m.Topic(), m.Payload())
+	}
+}
+
+func TestSharedSubscriptionSplitsMessages(t *testing.T) {
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	a, b := newRecv(), newRecv()
+	ca := v3Connect(t, v3Options(addr, "worker-a"))
+	cb := v3Connect(t, v3Options(addr, "worker-b"))
+	wait(t, "subscribe a", ca.Subscribe("$share/workers/jobs", 1, a.handler))
+	wait(t, "subscribe b", cb.Subscribe("$share/workers/jobs", 1, b.handler))
+	pub := v3Connect(t, v3Options(addr, "boss"))
+	const n = 20
+	for i := 0; i < n; i++ {
+		wait(t, "publish", pub.Publish("jobs", 1, false, []byte{byte(i)}))
+	}
+	eventually(t, 5*time.Second, "all jobs delivered once", func() bool { return len(a.ch)+len(b.ch) == n })
+	time.Sleep(100 * time.Millisecond)
+	if len(a.ch)+len(b.ch) != n {
+		t.Fatalf("delivered %d+%d, want %d in all", len(a.ch), len(b.ch), n)
+	}
+}
+
+func TestMessageExpiryDropsQueuedMessages(t *testing.T) {
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	sub, _ := connectV5Session(t, addr, "offline", 3600, nil)
+	if _, err := sub.Subscribe(ctx5(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ttl/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Disconnect(&paho.Disconnect{})
+
+	pub := v5Dial(t, addr, paho.ClientConfig{ClientID: "pub"})
+	if _, err := pub.Connect(ctx5(t), &paho.Connect{ClientID: "pub", CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	short, long := uint32(1), uint32(600)
+	for _, p := range []*paho.Publish{
+		{Topic: "ttl/short", QoS: 1, Payload: []byte("short"), Properties: &paho.PublishProperties{MessageExpiry: &short}},
+		{Topic: "ttl/long", QoS: 1, Payload: []byte("long"), Properties: &paho.PublishProperties{MessageExpiry: &long}},
+	} {
+		if _, err := pub.Publish(ctx5(t), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2500 * time.Millisecond)
+
+	got := make(chan string, 4)
+	_, present := connectV5Session(t, addr, "offline", 3600, func(p paho.PublishReceived) (bool, error) {
+		got <- string(p.Packet.Payload)
+		return true, nil
+	})
+	if !present {
+		t.Fatal("session lost")
+	}
+	select {
+	case m := <-got:
+		if m != "long" {
+			t.Fatalf("first message %q, want long (short expired)", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("queued message not delivered")
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("expired message %q delivered", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+}

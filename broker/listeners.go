@@ -1,0 +1,242 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/propolis-mqtt/propolis/broker/config"
+)
+
+// newListener builds the listener a configuration entry describes. It does
+// not bind: mochi's AddListener calls Init, which does.
+func newListener(lc config.Listener, connectTimeout time.Duration, log *slog.Logger) (listeners.Listener, error) {
+	var tlsConf *tls.Config
+	if lc.TLS != nil {
+		var err error
+		if tlsConf, err = tlsConfig(lc.TLS); err != nil {
+			return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+		}
+	}
+	var inner listeners.Listener
+	switch lc.Type {
+	case "tcp", "tls":
+		inner = listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: lc.Name, Address: lc.Address, TLSConfig: tlsConf})
+	case "websocket":
+		inner = &wsListener{name: lc.Name, address: lc.Address, path: lc.Path, tls: tlsConf}
+	default:
+		return nil, fmt.Errorf("listener %q: unknown type %q", lc.Name, lc.Type)
+	}
+	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, log: log}, nil
+}
+
+// tlsConfig loads a listener's certificate and, when given, the CA that
+// client certificates are verified against.
+func tlsConfig(t *config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load tls key pair %s, %s: %w", t.CertFile, t.KeyFile, err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read client ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client ca %s: no PEM certificate found", t.ClientCAFile)
+		}
+		c.ClientCAs = pool
+		c.ClientAuth = tls.VerifyClientCertIfGiven
+		if t.RequireClientCert {
+			c.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return c, nil
+}
+
+// guardedListener wraps a mochi listener: every accepted connection gets a
+// deadline for its CONNECT (mochi has none; it replaces the deadline with the
+// keepalive once the CONNECT is read), and establishment errors are logged
+// with a message, or not at all for a refusal already answered.
+type guardedListener struct {
+	listeners.Listener
+	kind           string
+	connectTimeout time.Duration
+	log            *slog.Logger
+}
+
+// Protocol returns the configured listener type (tcp, tls or websocket).
+func (g *guardedListener) Protocol() string { return g.kind }
+
+// Serve accepts connections until the listener is closed.
+func (g *guardedListener) Serve(establish listeners.EstablishFn) {
+	g.Listener.Serve(func(id string, c net.Conn) error {
+		_ = c.SetDeadline(time.Now().Add(g.connectTimeout))
+		err := establish(id, c)
+		switch {
+		case err == nil, errors.Is(err, errRefused):
+		case errors.Is(err, io.EOF), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed):
+			g.log.Debug("connection closed", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+		default:
+			g.log.Info("connection ended", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+		}
+		return nil
+	})
+}
+
+// wsListener serves MQTT over WebSocket on one HTTP path (mochi's own
+// WebSocket listener answers on every path).
+type wsListener struct {
+	name, address, path string
+	tls                 *tls.Config
+
+	mu      sync.Mutex
+	ln      net.Listener
+	srv     *http.Server
+	closing bool
+}
+
+var upgrader = websocket.Upgrader{
+	Subprotocols: []string{"mqtt"},
+	CheckOrigin:  func(*http.Request) bool { return true },
+}
+
+// ID returns the listener's name.
+func (l *wsListener) ID() string { return l.name }
+
+// Address returns the bound address once Init has run.
+func (l *wsListener) Address() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.address
+}
+
+// Protocol returns "ws" or "wss".
+func (l *wsListener) Protocol() string {
+	if l.tls != nil {
+		return "wss"
+	}
+	return "ws"
+}
+
+// Init binds the address.
+func (l *wsListener) Init(*slog.Logger) error {
+	ln, err := net.Listen("tcp", l.address)
+	if err != nil {
+		return err
+	}
+	if l.tls != nil {
+		ln = tls.NewListener(ln, l.tls)
+	}
+	l.mu.Lock()
+	l.ln = ln
+	l.mu.Unlock()
+	return nil
+}
+
+// Serve answers WebSocket upgrades on the configured path.
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	mux := http.NewServeMux()
+	mux.HandleFunc(l.path, func(w http.ResponseWriter, r *http.Request) {
+		ws, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return // the upgrader has answered the request
+		}
+		defer ws.Close()
+		_ = establish(l.name, &wsConn{Conn: ws.NetConn(), ws: ws})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return
+	}
+	l.srv = srv
+	ln := l.ln
+	l.mu.Unlock()
+	_ = srv.Serve(ln)
+}
+
+// Close stops accepting, disconnects this listener's clients and closes
+// the socket.
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	l.closing = true
+	srv, ln := l.srv, l.ln
+	l.mu.Unlock()
+	closeClients(l.name)
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	} else if ln != nil {
+		_ = ln.Close()
+	}
+}
+
+// wsConn presents a WebSocket connection as a byte stream: MQTT packets
+// travel in binary messages and may span or share messages.
+type wsConn struct {
+	net.Conn // the underlying connection: addresses and deadlines
+	ws       *websocket.Conn
+	r        io.Reader
+	wmu      sync.Mutex
+}
+
+// NetConn returns the underlying connection (for TLS peer information).
+func (c *wsConn) NetConn() any { return c.Conn }
+
+// Read reads from the current binary message, moving to the next as each ends.
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			typ, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				return 0, fmt.Errorf("websocket: got a text message, MQTT needs binary")
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+// Write sends p as one binary message.
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close closes the WebSocket and its connection.
+func (c *wsConn) Close() error { return c.ws.Close() }

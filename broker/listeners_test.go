@@ -1,0 +1,156 @@
+package broker_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
+)
+
+// testPKI is a CA with one server and one client certificate, written as
+// PEM files in a temp folder.
+type testPKI struct {
+	dir                           string
+	caPool                        *x509.CertPool
+	clientCert                    tls.Certificate
+	serverCert, serverKey, caFile string
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "propolis test ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	issue := func(name string, tmpl *x509.Certificate) (certPEM, keyPEM []byte) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, _ := x509.MarshalECPrivateKey(key)
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+	}
+	sc, sk := issue("server", &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	cc, ck := issue("client", &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "device-7", Organization: []string{"acme"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"device-7.acme.test"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	p := &testPKI{dir: dir, caPool: x509.NewCertPool()}
+	p.caPool.AddCert(ca)
+	p.serverCert, p.serverKey, p.caFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"), filepath.Join(dir, "ca.pem")
+	for f, b := range map[string][]byte{p.serverCert: sc, p.serverKey: sk,
+		p.caFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.clientCert, err = tls.X509KeyPair(cc, ck); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// capture records the Connect the authenticator saw.
+type capture struct {
+	brokertest.AllowAll
+	mu   sync.Mutex
+	last *broker.Connect
+}
+
+func (c *capture) Authenticate(ctx context.Context, in *broker.Connect) broker.AuthResult {
+	c.mu.Lock()
+	cp := *in
+	c.last = &cp
+	c.mu.Unlock()
+	return c.AllowAll.Authenticate(ctx, in)
+}
+
+func (c *capture) seen() *broker.Connect {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+func TestTLSAndWebSocketListeners(t *testing.T) {
+	pki := newTestPKI(t)
+	cfg := testConfig(t.TempDir())
+	cfg.Listeners = []config.Listener{
+		{Name: "tcp", Type: "tcp", Address: "127.0.0.1:0"},
+		{Name: "secure", Type: "tls", Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: pki.caFile}},
+		{Name: "web", Type: "websocket", Address: "127.0.0.1:0", Path: "/mqtt"},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	auth := &capture{}
+	s, tcpAddr := startServer(t, cfg, broker.Extensions{Authenticator: auth})
+
+	r := newRecv()
+	sub := v3Connect(t, v3Options(tcpAddr, "sub"))
+	wait(t, "subscribe", sub.Subscribe("over/#", 1, r.handler))
+
+	t.Run("tls with client certificate", func(t *testing.T) {
+		o := v3Options("", "tls-client")
+		o.Servers = nil
+		o.AddBroker("ssl://" + s.Addr("secure"))
+		o.SetTLSConfig(&tls.Config{RootCAs: pki.caPool, Certificates: []tls.Certificate{pki.clientCert}, ServerName: "127.0.0.1"})
+		c := v3Connect(t, o)
+		wait(t, "publish", c.Publish("over/tls", 1, false, []byte("hi")))
+		if m := r.next(t, 5*time.Second); m.Topic() != "over/tls" {
+			t.Fatalf("got %s", m.Topic())
+		}
+		seen := auth.seen()
+		if seen.Listener != "secure" || seen.TLS == nil || seen.TLS.PeerSubject != "CN=device-7,O=acme" {
+			t.Fatalf("authenticator saw listener %q tls %+v", seen.Listener, seen.TLS)
+		}
+		if len(seen.TLS.PeerSANs) != 1 || seen.TLS.PeerSANs[0] != "device-7.acme.test" {
+			t.Fatalf("SANs = %v", seen.TLS.PeerSANs)
+		}
+	})
+	t.Run("websocket on its path", func(t *testing.T) {
+		o := v3Options("", "ws-client")
+		o.Servers = nil
+		o.AddBroker("ws://" + s.Addr("web") + "/mqtt")
+		c := v3Connect(t, o)
+		wait(t, "publish", c.Publish("over/ws", 1, false, []byte("hi")))
+		if m := r.next(t, 5*time.Second); m.Topic() != "over/ws" {
+			t.Fatalf("got %s", m.Topic())
+		}
+		if seen := auth.seen(); seen.Listener != "web" || seen.TLS != nil {
+			t.Fatalf("authenticator saw listener %q tls %+v", seen.Listener, seen.TLS)
+		}
+	})
+	t.Run("websocket elsewhere is not found", func(t *testing.T) {
+		o := v3Options("", "ws-wrong")
+		o.Servers = nil
+		o.AddBroker("ws://" + s.Addr("web") + "/other")
+		tok := newPahoClient(o).Connect()
+		tok.WaitTimeout(5 * time.Second)
+		if tok.Error() == nil {
+			t.Fatal("connected on a path that is not configured")
+		}
+	})
+}

@@ -1,0 +1,218 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/broker/store"
+)
+
+// Options configures New.
+type Options struct {
+	// Config is the validated configuration (config.Load or config.Default).
+	Config *config.Config
+	// Extensions is what the broker consults; see Extensions.
+	Extensions Extensions
+	// Logger receives the broker's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is a Propolis MQTT broker: mochi-mqtt for the protocol, the store
+// for persistence, and Extensions for every security decision.
+//
+// Lifecycle: New binds the listeners, opens the store and restores what it
+// holds; Start begins accepting clients; Close shuts down gracefully. Close
+// may be called from any goroutine, once or more.
+type Server struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	mochi     *mqtt.Server
+	store     *store.Store
+	hook      *hook
+	listeners []*guardedListener
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// ErrListen wraps a failure to bind a listener's address (for example, the
+// port is in use).
+var ErrListen = errors.New("bind listener")
+
+// New builds a broker from opts. It binds every listener first, so that an
+// address in use is reported before the data folder is touched, then opens
+// the store (migrating an older format), restores sessions, subscriptions,
+// queued and retained messages, and re-publishes what a crash left pending.
+// Clients are not accepted until Start.
+func New(opts Options) (*Server, error) {
+	cfg := opts.Config
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	m := mqtt.New(mochiOptions(cfg, log))
+	s := &Server{cfg: cfg, log: log, mochi: m}
+
+	connectTimeout := time.Duration(cfg.MQTT.ConnectTimeout)
+	for _, lc := range cfg.Listeners {
+		l, err := newListener(lc, connectTimeout, log)
+		if err != nil {
+			s.closeListeners()
+			return nil, err
+		}
+		if err := m.AddListener(l); err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("%w %q on %s: %w", ErrListen, lc.Name, lc.Address, err)
+		}
+		s.listeners = append(s.listeners, l.(*guardedListener))
+	}
+
+	mode, err := store.ParseDurability(cfg.Durability.Mode)
+	if err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	st, err := store.Open(store.Options{
+		Dir:           cfg.DataDir,
+		Durability:    mode,
+		FlushInterval: time.Duration(cfg.Durability.FlushInterval),
+		Logger:        log,
+	})
+	if err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	s.store = st
+
+	s.hook = &hook{
+		log:            log,
+		ext:            opts.Extensions,
+		mochi:          m,
+		store:          st,
+		connectTimeout: connectTimeout,
+		maxMsgExpiry:   int64(time.Duration(cfg.MQTT.MaxMessageExpiry) / time.Second),
+		stored:         make(map[string]struct{}),
+	}
+	if err := m.AddHook(s.hook, nil); err != nil {
+		s.abort()
+		return nil, fmt.Errorf("add broker hook: %w", err)
+	}
+	if err := s.restore(); err != nil {
+		s.abort()
+		return nil, err
+	}
+	return s, nil
+}
+
+// mochiOptions translates the configuration into mochi's options.
+func mochiOptions(cfg *config.Config, log *slog.Logger) *mqtt.Options {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = uint32(cfg.MQTT.MaxPacketSize)
+	caps.MaximumSessionExpiryInterval = uint32(min(time.Duration(cfg.MQTT.MaxSessionExpiry)/time.Second, math.MaxUint32))
+	// Message expiry is set by the hook (mochi's own cap also purges retained
+	// messages and would reorder queues; see hook.OnPublish).
+	caps.MaximumMessageExpiryInterval = 0
+	caps.ReceiveMaximum = uint16(cfg.MQTT.ReceiveMaximum)
+	caps.MaximumInflight = uint16(cfg.MQTT.MaxQueuedMessages)
+	if cfg.MQTT.MaxClients > 0 {
+		caps.MaximumClients = int64(cfg.MQTT.MaxClients)
+	}
+	// mochi's default of 8192 pending writes costs ~64 KiB per connection.
+	caps.MaximumClientWritesPending = 1024
+	return &mqtt.Options{
+		Capabilities: caps,
+		Logger:       log,
+		InlineClient: true, // used to re-publish pending messages at start-up
+	}
+}
+
+// Start opens the listeners for clients. Without a security extension it
+// logs, loudly, that every client will be refused.
+func (s *Server) Start() error {
+	var names []string
+	if a := s.hook.ext.Authenticator; a != nil {
+		names = a.SecurityExtensions()
+	}
+	if len(names) == 0 {
+		for _, line := range noSecurityBanner {
+			s.log.Warn(line)
+		}
+	} else {
+		s.log.Info("security extensions", "extensions", strings.Join(names, ","))
+	}
+	if err := s.mochi.Serve(); err != nil {
+		return fmt.Errorf("start broker: %w", err)
+	}
+	for _, l := range s.listeners {
+		s.log.Info("listening", "listener", l.ID(), "type", l.Protocol(), "address", l.Address())
+	}
+	return nil
+}
+
+var noSecurityBanner = []string{
+	"################################################################",
+	"#  NO SECURITY EXTENSION IS LOADED                             #",
+	"#  Every client will be refused (CONNACK 0x87 / 3.1.1: 0x05).  #",
+	"#  Add one to the extensions folder, e.g. allow-all to try.    #",
+	"################################################################",
+}
+
+// Addr returns the address the named listener is bound to (useful with
+// port 0), or "" when there is no such listener.
+func (s *Server) Addr(name string) string {
+	for _, l := range s.listeners {
+		if l.ID() == name {
+			return l.Address()
+		}
+	}
+	return ""
+}
+
+// Store returns the broker's store (for extension data and tests).
+func (s *Server) Store() *store.Store { return s.store }
+
+// Close stops accepting, disconnects every client (MQTT 5: reason 0x8B),
+// waits up to five seconds for their sessions to be saved, then flushes and
+// closes the store.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		_ = s.mochi.Close()
+		done := make(chan struct{})
+		go func() {
+			s.mochi.Listeners.ClientsWg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			s.log.Warn("clients still disconnecting after 5s; closing the store anyway")
+		}
+		if err := s.store.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close store: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// closeListeners releases bound sockets when New fails.
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		l.Close(func(string) {})
+	}
+}
+
+// abort undoes a New that failed after opening the store.
+func (s *Server) abort() {
+	s.closeListeners()
+	_ = s.store.Close()
+}

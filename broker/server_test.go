@@ -1,0 +1,320 @@
+package broker_test
+
+import (
+	"bufio"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+)
+
+func TestDefaultDenyRefusesV311(t *testing.T) {
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{})
+	c := paho3.NewClient(v3Options(addr, "v3-client"))
+	tok := c.Connect()
+	if !tok.WaitTimeout(5 * time.Second) {
+		t.Fatal("connect: timed out")
+	}
+	ct := tok.(*paho3.ConnectToken)
+	if ct.Error() == nil {
+		t.Fatal("connect succeeded without a security extension")
+	}
+	if got := ct.ReturnCode(); got != 0x05 {
+		t.Fatalf("CONNACK return code = %#x, want 0x05 (not authorized)", got)
+	}
+}
+
+func TestDefaultDenyRefusesV5(t *testing.T) {
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{})
+	c := v5Dial(t, addr, paho.ClientConfig{ClientID: "v5-client"})
+	ack, err := c.Connect(ctx5(t), &paho.Connect{ClientID: "v5-client", CleanStart: true, KeepAlive: 30})
+	if err == nil {
+		t.Fatal("connect succeeded without a security extension")
+	}
+	if ack == nil || ack.ReasonCode != 0x87 {
+		t.Fatalf("CONNACK = %+v (err %v), want reason 0x87", ack, err)
+	}
+	if ack.Properties == nil || ack.Properties.ReasonString != "no security extension is loaded" {
+		t.Fatalf("CONNACK reason string = %+v", ack.Properties)
+	}
+}
+
+func TestAuthenticatorRefusalCodes(t *testing.T) {
+	rules := &brokertest.Rules{Refuse: map[string]byte{"bad": 0x86, "banned": 0x8A}}
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: rules, Events: rules})
+
+	for _, tc := range []struct {
+		name, user string
+		v5, v3     byte
+	}{
+		{"bad password", "bad", 0x86, 0x04},
+		{"banned", "banned", 0x8A, 0x05},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := v5Dial(t, addr, paho.ClientConfig{ClientID: "c5"})
+			ack, err := c.Connect(ctx5(t), &paho.Connect{ClientID: "c5", CleanStart: true, Username: tc.user, UsernameFlag: true})
+			if err == nil || ack == nil || ack.ReasonCode != tc.v5 {
+				t.Fatalf("v5 CONNACK = %+v, err %v; want %#x", ack, err, tc.v5)
+			}
+			o := v3Options(addr, "c3").SetUsername(tc.user)
+			tok := paho3.NewClient(o).Connect()
+			tok.WaitTimeout(5 * time.Second)
+			if rc := tok.(*paho3.ConnectToken).ReturnCode(); rc != tc.v3 {
+				t.Fatalf("v3 return code = %#x, want %#x", rc, tc.v3)
+			}
+		})
+	}
+	var failed int
+	for _, e := range rules.Recorded() {
+		if e.Kind == broker.EventAuthFailed {
+			failed++
+		}
+	}
+	if failed != 4 {
+		t.Fatalf("auth_failed events = %d, want 4", failed)
+	}
+}
+
+func TestPublishSubscribeQoS(t *testing.T) {
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	r := newRecv()
+	sub := v3Connect(t, v3Options(addr, "sub"))
+	wait(t, "subscribe", sub.Subscribe("q/#", 2, r.handler))
+	pub := v3Connect(t, v3Options(addr, "pub"))
+	for qos := byte(0); qos <= 2; qos++ {
+		wait(t, "publish", pub.Publish("q/x", qos, false, []byte{qos}))
+		m := r.next(t, 5*time.Second)
+		if m.Qos() != qos || m.Payload()[0] != qos {
+			t.Fatalf("got qos %d payload %v, want qos %d", m.Qos(), m.Payload(), qos)
+		}
+	}
+}
+
+func TestRetainedMessageSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	s, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	pub := v3Connect(t, v3Options(addr, "pub"))
+	wait(t, "publish retained", pub.Publish("status/a", 1, true, []byte("online")))
+	wait(t, "publish retained", pub.Publish("status/b", 1, true, []byte("gone")))
+	wait(t, "clear retained", pub.Publish("status/b", 1, true, []byte{}))
+	pub.Disconnect(0)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	_, addr = startServer(t, testConfig(dir), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	r := newRecv()
+	sub := v3Connect(t, v3Options(addr, "sub"))
+	wait(t, "subscribe", sub.Subscribe("status/#", 1, r.handler))
+	m := r.next(t, 5*time.Second)
+	if m.Topic() != "status/a" || string(m.Payload()) != "online" || !m.Retained() {
+		t.Fatalf("got %s %q retained=%v", m.Topic(), m.Payload(), m.Retained())
+	}
+	r.none(t, 200*time.Millisecond)
+}
+
+// connectV5Session connects a v5 client with a session expiry and returns it
+// with whether the broker had a session for it.
+func connectV5Session(t *testing.T, addr, id string, expiry uint32, onPub func(paho.PublishReceived) (bool, error)) (*paho.Client, bool) {
+	t.Helper()
+	cfg := paho.ClientConfig{ClientID: id}
+	if onPub != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){onPub}
+	}
+	c := v5Dial(t, addr, cfg)
+	ack, err := c.Connect(ctx5(t), &paho.Connect{ClientID: id, CleanStart: false, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+	if err != nil {
+		t.Fatalf("connect %s: %v", id, err)
+	}
+	return c, ack.SessionPresent
+}
+
+func TestSessionExpiryAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	ext := broker.Extensions{Authenticator: brokertest.AllowAll{}}
+	s, addr := startServer(t, testConfig(dir), ext)
+
+	short, _ := connectV5Session(t, addr, "short", 1, nil)
+	long, _ := connectV5Session(t, addr, "long", 3600, nil)
+	for _, c := range []*paho.Client{short, long} {
+		if _, err := c.Subscribe(ctx5(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "news", QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	}
+	// A message queued for "long" while it is offline.
+	pub := v3Connect(t, v3Options(addr, "pub"))
+	wait(t, "publish", pub.Publish("news", 1, false, []byte("while you were away")))
+	pub.Disconnect(0)
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond) // "short" expires while the broker is down
+
+	_, addr = startServer(t, testConfig(dir), ext)
+	got := make(chan string, 4)
+	_, present := connectV5Session(t, addr, "long", 3600, func(p paho.PublishReceived) (bool, error) {
+		got <- string(p.Packet.Payload)
+		return true, nil
+	})
+	if !present {
+		t.Fatal("session \"long\" was not restored")
+	}
+	select {
+	case m := <-got:
+		if m != "while you were away" {
+			t.Fatalf("queued message = %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("queued message not delivered after restart")
+	}
+	_, present = connectV5Session(t, addr, "short", 1, nil)
+	if present {
+		t.Fatal("session \"short\" survived its expiry")
+	}
+}
+
+func TestPublishAuthorization(t *testing.T) {
+	rules := &brokertest.Rules{DenyPrefix: map[string]broker.Verdict{
+		"secret/": {Decision: broker.Deny, ReasonCode: 0x87},
+		"kick/":   {Decision: broker.Disconnect, ReasonCode: 0x98, ReasonString: "go away"},
+	}}
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: rules})
+	r := newRecv()
+	watcher := v3Connect(t, v3Options(addr, "watcher"))
+	wait(t, "subscribe", watcher.Subscribe("#", 1, r.handler))
+
+	t.Run("v5 qos1 denied gets puback 0x87", func(t *testing.T) {
+		c := v5Dial(t, addr, paho.ClientConfig{ClientID: "p5"})
+		if _, err := c.Connect(ctx5(t), &paho.Connect{ClientID: "p5", CleanStart: true}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Publish(ctx5(t), &paho.Publish{Topic: "secret/x", QoS: 1, Payload: []byte("no")})
+		if resp == nil || resp.ReasonCode != 0x87 {
+			t.Fatalf("publish response = %+v, err %v; want reason 0x87", resp, err)
+		}
+		resp, err = c.Publish(ctx5(t), &paho.Publish{Topic: "open/x", QoS: 1, Payload: []byte("yes")})
+		if err != nil || resp.ReasonCode != 0 {
+			t.Fatalf("allowed publish: %+v %v", resp, err)
+		}
+		if m := r.next(t, 5*time.Second); m.Topic() != "open/x" {
+			t.Fatalf("watcher got %s", m.Topic())
+		}
+	})
+	t.Run("v3 qos0 denied is dropped", func(t *testing.T) {
+		c := v3Connect(t, v3Options(addr, "p3"))
+		wait(t, "publish", c.Publish("secret/y", 0, false, []byte("no")))
+		wait(t, "publish", c.Publish("open/y", 0, false, []byte("yes")))
+		if m := r.next(t, 5*time.Second); m.Topic() != "open/y" {
+			t.Fatalf("watcher got %s, want open/y only", m.Topic())
+		}
+		if !c.IsConnected() {
+			t.Fatal("qos 0 denial disconnected the client")
+		}
+	})
+	t.Run("v3 qos1 denied disconnects", func(t *testing.T) {
+		lost := make(chan struct{})
+		c := v3Connect(t, v3Options(addr, "p3b").SetConnectionLostHandler(func(paho3.Client, error) { close(lost) }))
+		c.Publish("secret/z", 1, false, []byte("no"))
+		select {
+		case <-lost:
+		case <-time.After(5 * time.Second):
+			t.Fatal("client not disconnected")
+		}
+	})
+	t.Run("v5 disconnect verdict", func(t *testing.T) {
+		got := make(chan byte, 1)
+		c := v5Dial(t, addr, paho.ClientConfig{ClientID: "k5", OnServerDisconnect: func(d *paho.Disconnect) { got <- d.ReasonCode }})
+		if _, err := c.Connect(ctx5(t), &paho.Connect{ClientID: "k5", CleanStart: true}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Publish(ctx5(t), &paho.Publish{Topic: "kick/me", QoS: 0, Payload: []byte("x")})
+		select {
+		case code := <-got:
+			if code != 0x98 {
+				t.Fatalf("disconnect reason = %#x, want 0x98", code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no DISCONNECT from the server")
+		}
+	})
+	r.none(t, 200*time.Millisecond)
+}
+
+func TestSubscribeAuthorization(t *testing.T) {
+	rules := &brokertest.Rules{DenyPrefix: map[string]broker.Verdict{"secret/": {Decision: broker.Deny, ReasonCode: 0x87}}}
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: rules, Events: rules})
+	c := v5Dial(t, addr, paho.ClientConfig{ClientID: "s5"})
+	if _, err := c.Connect(ctx5(t), &paho.Connect{ClientID: "s5", CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := c.Subscribe(ctx5(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: "open/#", QoS: 1}, {Topic: "secret/#", QoS: 1},
+	}})
+	if ack == nil || len(ack.Reasons) != 2 || ack.Reasons[0] != 1 || ack.Reasons[1] != 0x87 {
+		t.Fatalf("SUBACK = %+v (err %v), want [1 0x87]", ack, err)
+	}
+
+	v3 := v3Connect(t, v3Options(addr, "s3"))
+	tok := v3.Subscribe("secret/#", 1, nil)
+	tok.WaitTimeout(5 * time.Second)
+	if codes := tok.(*paho3.SubscribeToken).Result(); codes["secret/#"] != 0x80 {
+		t.Fatalf("3.1.1 SUBACK code = %#x, want 0x80", codes["secret/#"])
+	}
+	eventually(t, 2*time.Second, "subscribe events", func() bool {
+		n := 0
+		for _, e := range rules.Recorded() {
+			if e.Kind == broker.EventSubscribe {
+				n++
+			}
+		}
+		return n == 2
+	})
+}
+
+func TestConnectTimeoutClosesSilentConnections(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	_, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = bufio.NewReader(conn).ReadByte()
+	if err == nil {
+		t.Fatal("read a byte from a connection that never sent CONNECT")
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("broker kept a silent connection open for %v", time.Since(start))
+	}
+}
+
+func TestShutdownDisconnectsWith0x8B(t *testing.T) {
+	s, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	got := make(chan byte, 1)
+	c := v5Dial(t, addr, paho.ClientConfig{ClientID: "x", OnServerDisconnect: func(d *paho.Disconnect) { got <- d.ReasonCode }})
+	if _, err := c.Connect(ctx5(t), &paho.Connect{ClientID: "x", CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-got:
+		if code != 0x8B {
+			t.Fatalf("reason = %#x, want 0x8B", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DISCONNECT on shutdown")
+	}
+}

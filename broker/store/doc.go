@@ -1,0 +1,119 @@
+// Package store is the broker's own persistent store: sessions,
+// subscriptions, in-flight messages, retained messages, pending publishes
+// and extension data, kept in a pebble database in one data folder.
+//
+// The broker opens it once with Open, restores its state with Load, writes
+// through the Put and Delete methods as clients come and go, and closes it
+// with Close at shutdown. The package does not depend on the MQTT server
+// library; it has its own record types. All methods are safe for concurrent
+// use.
+//
+// # Key layout
+//
+// Every key starts with one byte naming the record kind and a NUL; the
+// fields of the key follow, separated by NUL:
+//
+//	s NUL <client id>                         session
+//	u NUL <client id> NUL <filter>            subscription
+//	i NUL <client id> NUL <packet id: 2 bytes big-endian>   in-flight message
+//	r NUL <topic>                             retained message
+//	p NUL <seq: 8 bytes big-endian>           pending publish
+//	x NUL <extension id> NUL <key>            extension data
+//
+// MQTT forbids U+0000 in client ids, topics and filters, and the store
+// refuses such names (and extension ids) with ErrInvalidName, so NUL can
+// only ever be a separator. That makes the records of one client a
+// contiguous range, "u NUL <client id> NUL" up to (not including)
+// "u NUL <client id> \x01", which never holds a record of a client whose id
+// merely starts with the same bytes ("a" and "ab"). DeleteSession removes a
+// session with one point delete and two range deletes in one atomic batch.
+// Big-endian numbers make the keys of in-flight messages sort by packet id
+// and those of pending publishes by sequence number. Extension keys are
+// arbitrary strings.
+//
+// # Record encoding
+//
+// Values are a compact binary encoding of the record, written by hand (no
+// reflection, no JSON) into buffers reused through a sync.Pool, so the
+// hot-path writes (PutInflight, DeleteInflight, PutPending, DeletePending)
+// allocate nothing in steady state. Each value opens with a record-version
+// byte (now 1) and a flags byte holding the record's booleans; then come
+// the fields in a fixed order: unsigned integers as uvarints, signed ones
+// as zig-zag varints, strings as a uvarint length and the bytes, byte
+// slices and lists as a uvarint of length+1 (0 means nil, so nil and empty
+// stay apart) and their contents. A session's will follows the session
+// fields when the flags say there is one. Records keep their own key
+// fields (client id, packet id, topic) too, so a value decodes alone.
+//
+// Later builds may append fields and bump the record version; a decoder
+// reads the fields it knows and ignores the rest, and treats a record that
+// ends before its known fields as corrupt (Load then fails with ErrCorrupt
+// naming the key).
+//
+// # Durability
+//
+// Options.Durability decides when writes reach the disk. Each write method
+// takes a durable flag: in DurabilitySync mode a durable write is committed
+// with pebble.Sync and returns only after the write-ahead log was fsynced;
+// pebble's commit pipeline lets concurrent callers share one fsync (group
+// commit), so many clients writing at once cost far fewer fsyncs than
+// writes. Non-durable writes in sync mode, and all writes in the other
+// modes, use pebble.NoSync. DurabilityPeriodic adds a goroutine that syncs
+// the log every Options.FlushInterval (100ms by default), bounding what a
+// power loss can take. DurabilityNone leaves it to the operating system; a
+// crash of the process alone loses nothing pebble already wrote. In every
+// mode Close syncs the log before closing, so a clean stop loses nothing.
+//
+// # Format versions
+//
+// The data folder holds, beside pebble's files, a text file FORMAT with
+// the line "propolis-data N". FormatVersion (2) is the format this build
+// writes. Open reads FORMAT before touching pebble:
+//
+//   - no FORMAT in a missing or empty folder: create the folder, write
+//     FORMAT (temp file, fsync, rename, fsync of the folder) and start an
+//     empty store;
+//   - no FORMAT in a folder that holds anything: ErrNotDataDir;
+//   - FORMAT above FormatVersion: ErrNewerFormat, naming both versions;
+//   - FORMAT unreadable: ErrCorrupt.
+//
+// It then locks the folder and opens pebble read-only once, which checks the
+// MANIFEST and replays the log without writing; a failure there is
+// ErrCorrupt naming the folder. Only then does it open pebble read-write.
+// Every refusal leaves the folder's files exactly as they were.
+//
+// Format 1 is the layout of earlier builds: JSON values under keys CL_,
+// SUB_, IFM_ and RET_ (see migrate_v1.go). Format 2 is the layout above.
+//
+// # Migration
+//
+// A folder with an older FORMAT is migrated on Open, one version at a time,
+// by the steps in the migrations table (from-version to function; a new
+// format adds one entry). Each step runs:
+//
+//  1. Back up: pebble's Checkpoint copies the database (hard links for
+//     tables) into <dir>/migration-backup-v<from>.tmp, which is then renamed
+//     to migration-backup-v<from> and the folder fsynced. If that backup is
+//     already there, this is a retry and Open has just restored from it.
+//  2. Convert: the records are rewritten in batches of about 1000; each
+//     batch deletes the old keys it converted and sets the new ones, so it
+//     applies whole or not at all.
+//  3. Sync the write-ahead log.
+//  4. Write FORMAT with the new version (temp file, fsync, rename, fsync).
+//     This is the commit point.
+//  5. Remove the backup and fsync the folder, then log "data folder
+//     migrated" at Info with from, to and the number of records.
+//
+// A crash at any point loses nothing:
+//
+//   - during step 1: FORMAT is old and the live files untouched; a
+//     half-written ".tmp" checkpoint is removed and the step starts over;
+//   - during steps 2 and 3, or before step 4's rename: FORMAT is old and a
+//     backup exists, so the live files may be half converted. Open validates
+//     the backup, deletes the live pebble files, copies the backup's files
+//     back (copies, not links, since pebble appends to some of them) and
+//     migrates again. A crash during that restore leaves the backup in
+//     place, so the next Open restores again from the start;
+//   - after step 4: FORMAT is new and the conversion complete; Open removes
+//     the leftover backup.
+package store

@@ -1,0 +1,330 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// FormatVersion is the data-folder format this build writes, recorded in
+// the folder's FORMAT file. Open reads folders of this version and older
+// (migrating older ones) and refuses newer ones with ErrNewerFormat.
+const FormatVersion = 2
+
+// ErrNewerFormat means the data folder was written by a newer propolis.
+var ErrNewerFormat = errors.New("data folder written by a newer propolis")
+
+// ErrNotDataDir means the folder is not empty but holds no FORMAT file, so it is not a propolis data folder.
+var ErrNotDataDir = errors.New("folder is not empty and has no FORMAT file: not a propolis data folder")
+
+// ErrCorrupt means pebble refused to open the folder, the FORMAT file is unreadable, or a record does not decode.
+var ErrCorrupt = errors.New("data corrupt")
+
+// ErrClosed means the Store was used after Close.
+var ErrClosed = errors.New("store closed")
+
+// ErrInvalidName means a client id, topic, filter or extension id contains NUL (or an extension id is empty).
+var ErrInvalidName = errors.New("name contains NUL or is empty")
+
+// defaultFlushInterval is the periodic-mode WAL sync interval when
+// Options.FlushInterval is zero.
+const defaultFlushInterval = 100 * time.Millisecond
+
+// cacheSize is pebble's block cache. The broker reads the store at start-up
+// and rarely afterwards, so a small cache is enough.
+const cacheSize = 16 << 20
+
+// memTableSize bounds each pebble memtable; writes are small and frequent.
+const memTableSize = 16 << 20
+
+// Options configures Open.
+type Options struct {
+	// Dir is the data folder. Open creates it when missing.
+	Dir string
+	// Durability says when writes reach the disk.
+	Durability Durability
+	// FlushInterval is the WAL sync interval of DurabilityPeriodic;
+	// default 100ms when zero. Other modes ignore it.
+	FlushInterval time.Duration
+	// Logger receives the store's and pebble's messages; nil means
+	// slog.Default(). Pebble's chatter goes to Debug level.
+	Logger *slog.Logger
+}
+
+// Store is the broker's persistent store, a pebble database in one data
+// folder. All methods are safe for concurrent use.
+type Store struct {
+	dir  string
+	log  *slog.Logger
+	mode Durability
+
+	// mu guards db: methods hold it for reading while they use db, Close
+	// holds it for writing while it closes and clears db.
+	mu   sync.RWMutex
+	db   *pebble.DB
+	lock *pebble.Lock
+
+	stop      chan struct{} // closed by Close to end the periodic syncer
+	done      chan struct{} // closed by the periodic syncer when it ends
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the data folder opts.Dir, creating it when it is missing or
+// empty. The broker calls it once at start-up; it costs a read-only
+// validation open of pebble, the real open and, for a folder of an older
+// format, a migration (see the package documentation). It refuses, without
+// changing any file, a folder of a newer format (ErrNewerFormat), a
+// non-empty folder without a FORMAT file (ErrNotDataDir) and a folder pebble
+// cannot open (ErrCorrupt).
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("open store: no data folder given (Options.Dir is empty)")
+	}
+	dir := filepath.Clean(opts.Dir)
+	switch opts.Durability {
+	case DurabilitySync, DurabilityPeriodic, DurabilityNone:
+	default:
+		return nil, fmt.Errorf("open store %s: unknown durability %d", dir, int(opts.Durability))
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	interval := opts.FlushInterval
+	if interval <= 0 {
+		interval = defaultFlushInterval
+	}
+	db, lock, err := openDB(dir, log)
+	if err != nil {
+		var nf *newerFormatError
+		if errors.As(err, &nf) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s := &Store{dir: dir, log: log, mode: opts.Durability, db: db, lock: lock}
+	if s.mode == DurabilityPeriodic {
+		s.stop = make(chan struct{})
+		s.done = make(chan struct{})
+		go s.syncLoop(interval)
+	}
+	return s, nil
+}
+
+// openDB checks the folder's format, validates it, restores or migrates as
+// needed and opens pebble read-write. On success the caller owns both the
+// database and the directory lock.
+func openDB(dir string, log *slog.Logger) (_ *pebble.DB, _ *pebble.Lock, err error) {
+	ents, err := listDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	version, err := readFormat(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if version == 0 {
+		for _, e := range ents {
+			if e.Name() != formatTemp {
+				return nil, nil, ErrNotDataDir
+			}
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, nil, err
+		}
+		if err := writeFormat(dir, FormatVersion); err != nil {
+			return nil, nil, err
+		}
+		version, ents = FormatVersion, nil
+	}
+	if version > FormatVersion {
+		return nil, nil, &newerFormatError{dir: dir, have: version}
+	}
+
+	lockPath := filepath.Join(dir, pebbleLockFile)
+	hadLock := exists(lockPath)
+	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock folder: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = lock.Close()
+			if !hadLock { // leave a refused folder exactly as it was
+				_ = os.Remove(lockPath)
+			}
+		}
+	}()
+
+	if backup := backupPath(dir, version); version < FormatVersion && exists(backup) {
+		// A migration from this version crashed after taking its backup:
+		// the live files may be half migrated. Start again from the backup.
+		if err := validate(backup, nil, log); err != nil {
+			return nil, nil, fmt.Errorf("pebble refused migration backup %s: %w: %w", backup, ErrCorrupt, err)
+		}
+		log.Warn("data folder: previous migration did not finish, restoring from backup",
+			"dir", dir, "backup", backup)
+		if err := restoreBackup(dir, backup); err != nil {
+			return nil, nil, err
+		}
+	} else if hasPebbleFiles(ents) {
+		err := validate(dir, lock, log)
+		if err != nil && !(errors.Is(err, pebble.ErrDBDoesNotExist) && !holdsData(dir, ents)) {
+			return nil, nil, fmt.Errorf("pebble refused the folder: %w: %w", ErrCorrupt, err)
+		}
+	}
+	if err := removeStaleBackups(dir, ents, version); err != nil {
+		return nil, nil, err
+	}
+
+	db, err := openPebble(dir, lock, false, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pebble open: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = db.Close()
+		}
+	}()
+	if err := migrate(db, dir, version, log); err != nil {
+		return nil, nil, err
+	}
+	return db, lock, nil
+}
+
+// validate opens dir read-only and closes it again, which makes pebble
+// check its MANIFEST and replay its log without writing anything.
+func validate(dir string, lock *pebble.Lock, log *slog.Logger) error {
+	db, err := openPebble(dir, lock, true, log)
+	if err != nil {
+		return err
+	}
+	return db.Close()
+}
+
+// openPebble opens pebble with the store's options.
+func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger) (*pebble.DB, error) {
+	cache := pebble.NewCache(cacheSize)
+	defer cache.Unref()
+	el := pebble.EventListener{
+		BackgroundError: func(err error) { log.Error("pebble background error", "dir", dir, "err", err) },
+		DiskSlow: func(info pebble.DiskSlowInfo) {
+			log.Warn("pebble disk slow", "dir", dir, "path", info.Path, "duration", info.Duration)
+		},
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			log.Warn("pebble write stall", "dir", dir, "reason", info.Reason)
+		},
+		WriteStallEnd: func() { log.Info("pebble write stall ended", "dir", dir) },
+	}
+	o := &pebble.Options{
+		Cache:              cache,
+		MemTableSize:       memTableSize,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{log: log.With("component", "pebble", "dir", dir)},
+		EventListener:      &el,
+		ReadOnly:           readOnly,
+		Lock:               lock,
+	}
+	return pebble.Open(dir, o)
+}
+
+// pebbleLogger routes pebble's log lines to slog at Debug level; pebble
+// logs every flush and compaction otherwise.
+type pebbleLogger struct{ log *slog.Logger }
+
+// Infof logs at Debug level.
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
+
+// Errorf logs at Error level.
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+// Fatalf logs at Error level and panics: pebble calls it when it cannot go
+// on safely, and its default logger exits the process there.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error("pebble fatal error", "msg", msg)
+	panic("pebble: " + msg)
+}
+
+// syncLoop is the periodic-mode syncer: it syncs the WAL every interval
+// until Close.
+func (s *Store) syncLoop(interval time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.syncWAL(); err != nil && !errors.Is(err, ErrClosed) {
+				s.log.Error("store periodic sync failed", "dir", s.dir, "err", err)
+			}
+		}
+	}
+}
+
+// syncWAL fsyncs pebble's write-ahead log, making every write before it
+// durable.
+func (s *Store) syncWAL() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.LogData(nil, pebble.Sync)
+}
+
+// Close syncs every write to disk and closes the store. The broker calls
+// it once at shutdown; it is safe to call again, later calls return the
+// first call's result. Methods called after Close return ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.stop != nil {
+			close(s.stop)
+			<-s.done
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var errs []error
+		if err := s.db.LogData(nil, pebble.Sync); err != nil {
+			errs = append(errs, fmt.Errorf("sync: %w", err))
+		}
+		if err := s.db.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		s.db = nil
+		if err := s.lock.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("unlock: %w", err))
+		}
+		if err := errors.Join(errs...); err != nil {
+			s.closeErr = fmt.Errorf("close store %s: %w", s.dir, err)
+		}
+	})
+	return s.closeErr
+}
+
+// Dir returns the data folder the store was opened on (cleaned), for log
+// lines and status pages. It is free and works after Close too.
+func (s *Store) Dir() string { return s.dir }
+
+// writeOpts returns pebble's write options for a write: a durable write in
+// sync mode waits for its fsync, everything else does not.
+func (s *Store) writeOpts(durable bool) *pebble.WriteOptions {
+	if durable && s.mode == DurabilitySync {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}

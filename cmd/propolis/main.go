@@ -1,0 +1,149 @@
+// Command propolis is the Propolis MQTT broker.
+//
+//	propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR]
+//	propolis version
+//
+// serve runs the broker until SIGINT or SIGTERM; flags override the file.
+// Without --config the embedded default configuration is used (one TCP
+// listener on 127.0.0.1:1883, data in ./data, extensions in ./extensions).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/broker/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "propolis: "+strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR]
+  propolis version`
+
+// errUsage reports a command line that cannot be run.
+var errUsage = errors.New(usage)
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "propolis %s\nabi %s (modules built for %d.0 to %s load)\ndata format %d\n",
+			version, abi.Version, abi.Major, abi.Version, store.FormatVersion)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+// serve loads the configuration, applies the flags, runs the broker and
+// shuts it down on SIGINT/SIGTERM.
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfgFile := fs.String("config", "", "configuration file (YAML); default: the embedded configuration")
+	listen := fs.String("listen", "", "address of the first tcp listener, e.g. 127.0.0.1:1883")
+	data := fs.String("data", "", "data folder")
+	exts := fs.String("extensions", "", "extensions folder")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("serve: %w\n%s", err, usage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q\n%s", fs.Arg(0), usage)
+	}
+
+	cfg := config.Default()
+	if *cfgFile != "" {
+		var err error
+		if cfg, err = config.Load(*cfgFile); err != nil {
+			return err
+		}
+	}
+	if err := applyFlags(cfg, *listen, *data, *exts); err != nil {
+		return err
+	}
+
+	log := newLogger(cfg.Log, stderr)
+	log.Info("propolis starting", "version", version, "abi", abi.Version, "config", cfg.Source,
+		"data", cfg.DataDir, "extensions", cfg.ExtensionsDir, "durability", cfg.Durability.Mode)
+	srv, err := broker.New(broker.Options{Config: cfg, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		_ = srv.Close()
+		return err
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	got := <-sig
+	log.Info("shutting down", "signal", got.String())
+	if err := srv.Close(); err != nil {
+		return err
+	}
+	log.Info("propolis stopped")
+	return nil
+}
+
+// applyFlags lets command-line flags override the file: --listen sets the
+// address of the first tcp listener (adding one named "tcp" if there is
+// none); --data and --extensions set the folders.
+func applyFlags(cfg *config.Config, listen, data, exts string) error {
+	if listen != "" {
+		i := -1
+		for j, l := range cfg.Listeners {
+			if l.Type == "tcp" {
+				i = j
+				break
+			}
+		}
+		if i < 0 {
+			cfg.Listeners = append(cfg.Listeners, config.Listener{Name: "tcp", Type: "tcp"})
+			i = len(cfg.Listeners) - 1
+		}
+		cfg.Listeners[i].Address = listen
+	}
+	if data != "" {
+		cfg.DataDir = data
+	}
+	if exts != "" {
+		cfg.ExtensionsDir = exts
+	}
+	return cfg.Validate()
+}
+
+// newLogger builds the slog logger the configuration asks for.
+func newLogger(lc config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(lc.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

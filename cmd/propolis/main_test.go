@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin is the propolis binary built once for these tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "propolis-cli")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "propolis")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build propolis: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runCLI runs the binary to completion and returns its exit code and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = t.TempDir()
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("propolis %v did not exit", args)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+// fingerprint hashes every file under dir (names and contents), so a test
+// can check that a refused start left the folder untouched.
+func fingerprint(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(h, p, d.IsDir())
+		if !d.IsDir() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"propolis ", "abi 1.0", "data format 2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// lastLine is the error line propolis prints before exiting.
+func errorLine(t *testing.T, stderr string) string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "propolis: ") {
+		t.Fatalf("last stderr line is not an error: %q\n%s", last, stderr)
+	}
+	return last
+}
+
+func TestStartupErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, cfgFile, data string) []string // returns extra args
+		want  *regexp.Regexp
+	}{
+		{
+			name: "unknown config key",
+			setup: func(t *testing.T, cfgFile, data string) []string {
+				writeFile(t, cfgFile, "mqtt:\n  receive_maximum: 10\n  max_packet_sise: 5\n")
+				return []string{"--config", cfgFile}
+			},
+			want: regexp.MustCompile(`^propolis: .*propolis\.yaml:3:3: mqtt\.max_packet_sise: unknown key`),
+		},
+		{
+			name: "wrong type",
+			setup: func(t *testing.T, cfgFile, data string) []string {
+				writeFile(t, cfgFile, "mqtt:\n  receive_maximum: lots\n")
+				return []string{"--config", cfgFile}
+			},
+			want: regexp.MustCompile(`^propolis: .*propolis\.yaml:2:\d+: mqtt\.receive_maximum: want an integer`),
+		},
+		{
+			name: "port in use",
+			setup: func(t *testing.T, cfgFile, data string) []string {
+				return []string{"--listen", busy.Addr().String()}
+			},
+			want: regexp.MustCompile(`^propolis: bind listener "tcp" on 127\.0\.0\.1:\d+: .*address already in use`),
+		},
+		{
+			name: "newer data format",
+			setup: func(t *testing.T, cfgFile, data string) []string {
+				writeFile(t, filepath.Join(data, "FORMAT"), "propolis-data 9\n")
+				writeFile(t, filepath.Join(data, "000001.log"), "future data")
+				return nil
+			},
+			want: regexp.MustCompile(`^propolis: .*format 9.* 2`),
+		},
+		{
+			name: "corrupt data folder",
+			setup: func(t *testing.T, cfgFile, data string) []string {
+				writeFile(t, filepath.Join(data, "FORMAT"), "propolis-data 2\n")
+				writeFile(t, filepath.Join(data, "CURRENT"), "MANIFEST-000099\n")
+				writeFile(t, filepath.Join(data, "MANIFEST-000099"), "\x00\x01garbage")
+				return nil
+			},
+			want: regexp.MustCompile(`^propolis: .*corrupt`),
+		},
+		{
+			name: "not a data folder",
+			setup: func(t *testing.T, cfgFile, data string) []string {
+				writeFile(t, filepath.Join(data, "notes.txt"), "my files")
+				return nil
+			},
+			want: regexp.MustCompile(`^propolis: .*not a propolis data folder`),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			data := filepath.Join(tmp, "data")
+			if err := os.MkdirAll(data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, tc.setup(t, filepath.Join(tmp, "propolis.yaml"), data)...)
+			before := fingerprint(t, data)
+			code, _, stderr := runCLI(t, args...)
+			if code == 0 {
+				t.Fatalf("exit 0, want failure\n%s", stderr)
+			}
+			line := errorLine(t, stderr)
+			if !tc.want.MatchString(line) {
+				t.Fatalf("error line %q does not match %s", line, tc.want)
+			}
+			if after := fingerprint(t, data); after != before {
+				t.Fatal("the data folder was modified by a refused start")
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServeDefaultDenyAndSignal starts the real binary with no extension:
+// the log says every client will be refused, a client is refused, and
+// SIGTERM stops it with exit code 0.
+func TestServeDefaultDenyAndSignal(t *testing.T) {
+	tmp := t.TempDir()
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+
+	addrRe := regexp.MustCompile(`msg=listening .*address=(\S+)`)
+	var log strings.Builder
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	var a string
+	select {
+	case a = <-addr:
+	case <-time.After(20 * time.Second):
+		t.Fatal("broker did not report its address")
+	}
+
+	// A raw MQTT 3.1.1 CONNECT; the CONNACK must carry return code 5.
+	conn, err := net.DialTimeout("tcp", a, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	connect := []byte{0x10, 0x0e, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x02, 'c', '1'}
+	if _, err := conn.Write(connect); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ack := make([]byte, 4)
+	if _, err := conn.Read(ack); err != nil {
+		t.Fatalf("read CONNACK: %v", err)
+	}
+	if ack[0] != 0x20 || ack[3] != 0x05 {
+		t.Fatalf("CONNACK = % x, want 20 02 00 05", ack)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- cmd.Wait() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, log.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("broker did not stop on SIGTERM")
+	}
+	if !strings.Contains(log.String(), "NO SECURITY EXTENSION IS LOADED") {
+		t.Fatalf("start-up log lacks the no-security banner:\n%s", log.String())
+	}
+}
