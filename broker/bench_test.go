@@ -15,26 +15,29 @@ import (
 // QoS 0 so the figure is the publish path).
 func BenchmarkPublishThroughput(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		qos  byte
-		mode string
+		name       string
+		qos        byte
+		mode       string
+		publishers int
 	}{
-		{"qos0", 0, "sync"},
-		{"qos1/sync", 1, "sync"},
-		{"qos1/periodic", 1, "periodic"},
-		{"qos1/none", 1, "none"},
+		{"qos0", 0, "sync", 1},
+		{"qos1/sync", 1, "sync", 1},
+		{"qos1/sync/8-publishers", 1, "sync", 8},
+		{"qos1/periodic", 1, "periodic", 1},
+		{"qos1/none", 1, "none", 1},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := testConfig(b.TempDir())
 			cfg.Durability.Mode = tc.mode
 			_, addr := startServer(b, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
-			benchPublish(b, addr, tc.qos)
+			benchPublish(b, addr, tc.qos, tc.publishers)
 		})
 	}
 }
 
-// benchPublish sends b.N messages and waits until the subscriber has them.
-func benchPublish(b *testing.B, addr string, qos byte) {
+// benchPublish sends b.N messages from publishers connections and waits
+// until the subscriber has them all.
+func benchPublish(b *testing.B, addr string, qos byte, publishers int) {
 	sub, err := brokertest.Dial(addr, "bench-sub")
 	if err != nil {
 		b.Fatal(err)
@@ -43,11 +46,13 @@ func benchPublish(b *testing.B, addr string, qos byte) {
 	if err := sub.Subscribe("bench/t", 0); err != nil {
 		b.Fatal(err)
 	}
-	pub, err := brokertest.Dial(addr, "bench-pub")
-	if err != nil {
-		b.Fatal(err)
+	pubs := make([]*brokertest.Conn, publishers)
+	for i := range pubs {
+		if pubs[i], err = brokertest.Dial(addr, fmt.Sprintf("bench-pub-%d", i)); err != nil {
+			b.Fatal(err)
+		}
+		defer pubs[i].Close()
 	}
-	defer pub.Close()
 
 	received := make(chan error, 1)
 	go func() {
@@ -63,11 +68,37 @@ func benchPublish(b *testing.B, addr string, qos byte) {
 		}
 		received <- nil
 	}()
+	payload := make([]byte, 64)
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	errs := make(chan error, publishers)
+	for p, pub := range pubs {
+		count := b.N / publishers
+		if p == 0 {
+			count += b.N % publishers
+		}
+		go func() { errs <- publishN(pub, qos, count, payload) }()
+	}
+	for range pubs {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-received; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// publishN publishes count messages on one connection, keeping up to 256
+// QoS 1 messages unacknowledged.
+func publishN(pub *brokertest.Conn, qos byte, count int, payload []byte) error {
 	window := make(chan struct{}, 256)
 	acked := make(chan error, 1)
 	if qos > 0 {
 		go func() {
-			for n := 0; n < b.N; n++ {
+			for n := 0; n < count; n++ {
 				typ, _, err := pub.ReadPacket()
 				if err != nil || typ != 0x40 {
 					acked <- fmt.Errorf("publisher: packet %#x after %d acks: %v", typ, n, err)
@@ -78,10 +109,7 @@ func benchPublish(b *testing.B, addr string, qos byte) {
 			acked <- nil
 		}()
 	}
-	payload := make([]byte, 64)
-	b.SetBytes(int64(len(payload)))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	for i := 0; i < count; i++ {
 		if qos > 0 {
 			select {
 			case window <- struct{}{}:
@@ -96,16 +124,10 @@ func benchPublish(b *testing.B, addr string, qos byte) {
 		}
 	}
 	if err := pub.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	if err := <-received; err != nil {
-		b.Fatal(err)
+		return err
 	}
 	if qos > 0 {
-		if err := <-acked; err != nil {
-			b.Fatal(err)
-		}
+		return <-acked
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	return nil
 }

@@ -56,20 +56,13 @@ func (h *hook) Provides(b byte) bool {
 	return false
 }
 
-// nextSeq returns a strictly increasing ordering key, close to the current
-// time in nanoseconds. It goes into packets.Packet.Created, which mochi uses
-// only to order in-flight messages (Propolis disables mochi's Created-based
-// expiry and sets Expiry itself).
-func (h *hook) nextSeq() int64 {
-	now := time.Now().UnixNano()
-	for {
-		last := h.seq.Load()
-		next := max(now, last+1)
-		if h.seq.CompareAndSwap(last, next) {
-			return next
-		}
-	}
-}
+// nextSeq returns the next ordering key: a broker-wide counter, strictly
+// increasing across restarts (restore starts it above every stored key). It
+// goes into packets.Packet.Created, which mochi uses only to order a
+// client's in-flight messages, by its low 16 bits (Propolis disables mochi's
+// Created-based expiry and sets Expiry itself). A dense counter keeps those
+// 16 bits in order except across a wrap, every 65,536 messages.
+func (h *hook) nextSeq() int64 { return h.seq.Add(1) }
 
 // persistent reports whether cl's session outlives its connection.
 func persistent(cl *mqtt.Client) bool {
