@@ -96,6 +96,10 @@ type ClientSettings struct {
 	// Keepalive overrides the keepalive, in seconds, when non-nil; the CONNACK
 	// tells an MQTT 5 client (Server Keep Alive).
 	Keepalive *uint16
+	// MaxQueued caps the QoS 1/2 messages kept for this client (in flight and
+	// queued), below the broker's mqtt.max_queued_messages; when full, new
+	// messages for the client are dropped.
+	MaxQueued uint16
 }
 
 // AuthResult is an Authenticator's answer to one CONNECT.

@@ -153,17 +153,23 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 // OnPublish (which sees QoS, retain and payload), so write checks pass here.
 // Read checks run at SUBSCRIBE (answered from the verdicts OnSubscribe
 // computed) and again for every delivery (allowed: the subscription was
-// authorized when it was made).
+// authorized when it was made; refused only when the client's own
+// MaxQueued limit is reached).
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write || cl.Net.Inline {
 		return true
 	}
 	st := h.state(cl)
-	if st == nil || !st.subscribing.Load() {
+	if st == nil {
 		return true
 	}
-	v, ok := st.verdict(topic)
-	return !ok || v.Decision == Allow
+	if st.subscribing.Load() {
+		v, ok := st.verdict(topic)
+		return !ok || v.Decision == Allow
+	}
+	// A delivery: refused only by the client's own queue limit.
+	n := st.settings.MaxQueued
+	return n == 0 || cl.State.Inflight.Len() < int(n)
 }
 
 // OnSubscribe authorizes each filter of a SUBSCRIBE. mochi then asks
