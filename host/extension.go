@@ -1,0 +1,278 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/propolis-mqtt/propolis/abi"
+)
+
+// State is an extension's lifecycle state.
+type State string
+
+// States shown by Host.Status.
+const (
+	StateRunning  State = "running"
+	StateDisabled State = "disabled"
+	StateFailed   State = "failed"
+)
+
+// Crash-loop limits (ABI.md section 7).
+const (
+	crashLoopFailures = 10
+	crashLoopWindow   = 10 * time.Second
+)
+
+// Extension is one loaded, running extension: a compiled module in its own
+// wazero runtime (so memory limits and closing are per extension), a pool
+// of instances, and what its start callback declared.
+type Extension struct {
+	host     *Host
+	manifest *Manifest
+	dir      string
+	log      *slog.Logger
+
+	rt        wazero.Runtime
+	compiled  wazero.CompiledModule
+	modConfig wazero.ModuleConfig
+	guarded   bool
+	deadline  time.Duration
+
+	// callbacks is the set of callbacks the host calls: exported, and
+	// declared by declare_callbacks when the module called it.
+	callbacks int32
+	// filters narrow authorize_publish (empty: every publish).
+	filters []string
+
+	pool   *pool
+	events chan *abi.EventRecord
+
+	mu       sync.Mutex
+	failures []time.Time
+	stopped  atomic.Bool
+	stopErr  error
+
+	// Counters.
+	calls, errors, dropped atomic.Int64
+}
+
+// ID returns the extension's id.
+func (e *Extension) ID() string { return e.manifest.ID }
+
+// has reports whether the host calls callback bit c.
+func (e *Extension) has(c int32) bool { return e.callbacks&c != 0 }
+
+// loadExtension compiles, checks, instantiates and starts the extension in
+// dir described by m. previous is the version it replaces ("" if none).
+func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previous string) (_ *Extension, err error) {
+	path := filepath.Join(dir, m.Module)
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read module: %w", err)
+	}
+	e := &Extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
+		deadline: time.Duration(m.Limits.CallDeadline)}
+	e.guarded = e.deadline > 0
+	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
+	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(pages).WithCloseOnContextDone(e.guarded)
+	if h.cache != nil {
+		rc = rc.WithCompilationCache(h.cache)
+	}
+	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	defer func() {
+		if err != nil {
+			_ = e.rt.Close(context.Background())
+		}
+	}()
+	if e.compiled, err = e.rt.CompileModule(ctx, bin); err != nil {
+		return nil, fmt.Errorf("compile %s: %w", m.Module, err)
+	}
+	exported, err := checkModule(e.compiled)
+	if err != nil {
+		return nil, err
+	}
+	e.callbacks = exported
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
+		return nil, fmt.Errorf("instantiate wasi: %w", err)
+	}
+	if err := instantiateHostFuncs(ctx, e.rt); err != nil {
+		return nil, err
+	}
+	out := &logWriter{log: e.log}
+	e.modConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions(abi.ExportInitialize).
+		WithStdout(out).WithStderr(out).WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithRandSource(rand.Reader)
+
+	first, err := e.newInstance(ctx, previous)
+	if err != nil {
+		return nil, err
+	}
+	if d := first.out.declared; d >= 0 {
+		e.callbacks &= d
+	}
+	e.filters = first.out.filters
+	e.pool = newPool(e, m.Limits.PoolSize)
+	e.pool.add(first)
+	for i := 1; i < m.Limits.PoolSize; i++ {
+		in, err := e.newInstance(ctx, previous)
+		if err != nil {
+			e.pool.closeAll(false)
+			return nil, fmt.Errorf("prewarm instance %d: %w", i+1, err)
+		}
+		e.pool.add(in)
+	}
+	if e.has(abi.CallbackOnEvent) {
+		e.events = make(chan *abi.EventRecord, eventQueue)
+		go e.deliverEvents()
+	}
+	return e, nil
+}
+
+// checkModule compares the module's imports and exports with ABI 1.0 and
+// returns the callback bits it exports. Errors name the function.
+func checkModule(c wazero.CompiledModule) (int32, error) {
+	exports := c.ExportedFunctions()
+	for name, want := range abi.Exports {
+		def, ok := exports[name]
+		if !ok {
+			continue
+		}
+		if got := signature(def); !got.Equal(want) {
+			return 0, fmt.Errorf("export %s: got %s, want %s", name, got, want)
+		}
+	}
+	if _, ok := exports[abi.ExportMarker]; !ok {
+		return 0, fmt.Errorf("export %s: missing: not a Propolis ABI 1 module", abi.ExportMarker)
+	}
+	if _, ok := c.ExportedMemories()[abi.ExportMemory]; !ok {
+		return 0, fmt.Errorf("export %s: missing", abi.ExportMemory)
+	}
+	var bits int32
+	for bit, name := range map[int32]string{abi.CallbackAuthenticate: abi.ExportAuthenticate,
+		abi.CallbackAuthorizePublish: abi.ExportAuthorizePublish, abi.CallbackAuthorizeSubscribe: abi.ExportAuthorizeSubscribe,
+		abi.CallbackOnEvent: abi.ExportOnEvent} {
+		if _, ok := exports[name]; ok {
+			bits |= bit
+		}
+	}
+	_, hasStart := exports[abi.ExportStart]
+	if _, ok := exports[abi.ExportBuffer]; !ok && (bits != 0 || hasStart) {
+		return 0, fmt.Errorf("export %s: missing (required by the callbacks the module exports)", abi.ExportBuffer)
+	}
+	for _, def := range c.ImportedFunctions() {
+		mod, name, _ := def.Import()
+		switch mod {
+		case abi.ImportModule:
+			want, ok := abi.HostFuncs[name]
+			if !ok {
+				return 0, fmt.Errorf("import %s.%s: no such host function in ABI %s", mod, name, abi.Version)
+			}
+			if got := signature(def); !got.Equal(want) {
+				return 0, fmt.Errorf("import %s.%s: got %s, want %s", mod, name, got, want)
+			}
+		case wasi_snapshot_preview1.ModuleName:
+		default:
+			return 0, fmt.Errorf("import %s.%s: unknown module %q (the host provides %s and %s)", mod, name, mod, abi.ImportModule, wasi_snapshot_preview1.ModuleName)
+		}
+	}
+	return bits, nil
+}
+
+// signature converts a wazero function definition to an abi.Signature.
+func signature(def api.FunctionDefinition) abi.Signature {
+	conv := func(ts []api.ValueType) []abi.ValType {
+		out := make([]abi.ValType, len(ts))
+		for i, t := range ts {
+			out[i] = abi.ValType(t)
+		}
+		return out
+	}
+	return abi.Signature{Params: conv(def.ParamTypes()), Results: conv(def.ResultTypes())}
+}
+
+// acquire takes an instance for a call; release returns it, or discards it
+// after an error.
+func (e *Extension) acquire() (*instance, error) {
+	if e.stopped.Load() {
+		return nil, ErrStopped
+	}
+	return e.pool.get()
+}
+
+func (e *Extension) release(in *instance, cb callback, err error) {
+	e.calls.Add(1)
+	if err == nil {
+		e.pool.put(in)
+		return
+	}
+	e.errors.Add(1)
+	e.log.Warn("extension call failed; instance discarded", "callback", cb.String(), "error", err)
+	e.pool.discard(in)
+	e.noteFailure(err)
+}
+
+// noteFailure counts a failure and stops the extension when it keeps
+// failing (crash loop).
+func (e *Extension) noteFailure(cause error) {
+	now := time.Now()
+	e.mu.Lock()
+	e.failures = append(e.failures, now)
+	for len(e.failures) > 0 && now.Sub(e.failures[0]) > crashLoopWindow {
+		e.failures = e.failures[1:]
+	}
+	loop := len(e.failures) >= crashLoopFailures
+	e.mu.Unlock()
+	if loop {
+		e.host.fail(e, fmt.Errorf("crash loop: %d failures within %v, last: %w", crashLoopFailures, crashLoopWindow, cause))
+	}
+}
+
+// stop takes the extension out of service: new calls fail, calls in
+// flight finish (up to a few deadlines), each instance's stop callback
+// runs, then the runtime is closed. Safe to call more than once.
+func (e *Extension) stop(graceful bool) {
+	if e.stopped.Swap(true) {
+		return
+	}
+	if e.events != nil {
+		close(e.events)
+	}
+	e.pool.closeAll(graceful)
+	_ = e.rt.Close(context.Background())
+}
+
+// logWriter routes a guest's stdout/stderr to the broker log, a line at a
+// time, tagged with the extension id.
+type logWriter struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	line []byte
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, b := range p {
+		if b == '\n' || len(w.line) >= abi.MaxLogLine {
+			w.log.Info(string(w.line), "source", "guest")
+			w.line = w.line[:0]
+			if b == '\n' {
+				continue
+			}
+		}
+		w.line = append(w.line, b)
+	}
+	return len(p), nil
+}
+

@@ -1,0 +1,257 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// wasmFixture is the path of a committed WAT-built module.
+func wasmFixture(name string) string {
+	return filepath.Join("..", "testdata", "wasm", name+".wasm")
+}
+
+// installExtension creates extensions/<id>/ with a manifest and a copy of
+// the module at wasmPath. extra is appended to the manifest.
+func installExtension(t testing.TB, extDir, id, wasmPath string, priority int, extra string) string {
+	t.Helper()
+	dir := filepath.Join(extDir, id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(wasmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ext.wasm"), bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifest := fmt.Sprintf("id: %s\nname: %s\nversion: 1.0.0\npriority: %d\nmodule: ext.wasm\n%s", id, id, priority, extra)
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// logBuffer captures log output for assertions.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if testing.Verbose() {
+		os.Stderr.Write(p)
+	}
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// newTestHost loads extDir and closes the host when the test ends.
+func newTestHost(t testing.TB, extDir string) (*Host, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	var w io.Writer = logs
+	h, err := New(Options{Dir: extDir, CacheDir: filepath.Join(os.TempDir(), "propolis-test-wasm-cache"), BrokerVersion: "test",
+		Logger: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	return h, logs
+}
+
+func statusOf(t testing.TB, h *Host, id string) Status {
+	t.Helper()
+	for _, s := range h.Status() {
+		if s.ID == id {
+			return s
+		}
+	}
+	t.Fatalf("no status for %q in %+v", id, h.Status())
+	return Status{}
+}
+
+func connect(user, pass string) *broker.Connect {
+	return &broker.Connect{ClientID: "c1", Username: user, Password: []byte(pass), ProtocolVersion: 5, Listener: "tcp", RemoteAddr: "127.0.0.1:1"}
+}
+
+// TestWATExtension: a module written from ABI.md alone, with no SDK, works.
+func TestWATExtension(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "wat-auth", wasmFixture("ok/wat_auth"), 0, "")
+	h, _ := newTestHost(t, ext)
+	if got := h.SecurityExtensions(); len(got) != 1 || got[0] != "wat-auth" {
+		t.Fatalf("SecurityExtensions = %v", got)
+	}
+	res := h.Authenticate(context.Background(), connect("wat", "secret"))
+	if res.Decision != broker.Allow || res.Client == nil {
+		t.Fatalf("wat/secret: %+v", res)
+	}
+	if res.Settings.SessionExpiry == nil || *res.Settings.SessionExpiry != 120 {
+		t.Fatalf("session expiry = %v", res.Settings.SessionExpiry)
+	}
+	if len(res.ConnackUserProperties) != 1 || res.ConnackUserProperties[0] != (broker.UserProperty{Key: "via", Value: "wat"}) {
+		t.Fatalf("connack properties = %+v", res.ConnackUserProperties)
+	}
+	deny := h.Authenticate(context.Background(), connect("wat", "wrong"))
+	if deny.Decision != broker.Deny || deny.ReasonCode != 0x86 || deny.ReasonString != "bad user name or password" {
+		t.Fatalf("wat/wrong: %+v", deny)
+	}
+	for _, tc := range []struct {
+		topic string
+		want  broker.Verdict
+	}{
+		{"readonly/x", broker.Verdict{Decision: broker.Deny, ReasonCode: 0x87, ReasonString: "topic is read-only"}},
+		{"kick", broker.Verdict{Decision: broker.Disconnect, ReasonCode: 0x98}},
+		{"anything/else", broker.Verdict{Decision: broker.Allow}},
+	} {
+		if got := res.Client.AuthorizePublish(&broker.Publish{Topic: tc.topic, QoS: 1, Payload: []byte("p")}); got != tc.want {
+			t.Errorf("publish %q: %+v, want %+v", tc.topic, got, tc.want)
+		}
+	}
+}
+
+// TestLoadRefusesBadModules: each module the ABI check must refuse is marked
+// failed with an error naming the function, and the rest keep running.
+func TestLoadRefusesBadModules(t *testing.T) {
+	ext := t.TempDir()
+	cases := map[string]string{
+		"no-marker":      "export propolis_abi_v1: missing",
+		"bad-import":     "import propolis_v1.add_permission: got (i32)->i32, want (i32,i32)->i32",
+		"unknown-import": "import propolis_v1.teleport: no such host function",
+		"future-minor":   "module is built for ABI 1.7, this broker runs up to 1.0",
+		"bad-export":     "export propolis_authenticate: got (i32,i32)->i32, want (i32)->i32",
+		"refuse-start":   "refused to start: missing license key",
+		"start-trap":     "propolis_start",
+		"bad-buffer":     "propolis_buffer(4096) returned 0x7ffffff0, outside memory",
+	}
+	for id := range cases {
+		installExtension(t, ext, id, wasmFixture("error/"+strings.ReplaceAll(id, "-", "_")), 0, "")
+	}
+	installExtension(t, ext, "good", wasmFixture("ok/wat_auth"), 0, "")
+	h, _ := newTestHost(t, ext)
+	for id, want := range cases {
+		t.Run(id, func(t *testing.T) {
+			st := statusOf(t, h, id)
+			if st.State != StateFailed || !strings.Contains(st.Reason, want) {
+				t.Fatalf("state %s, reason %q; want failed with %q", st.State, st.Reason, want)
+			}
+		})
+	}
+	if st := statusOf(t, h, "good"); st.State != StateRunning {
+		t.Fatalf("good extension: %+v", st)
+	}
+	if got := h.SecurityExtensions(); len(got) != 1 || got[0] != "good" {
+		t.Fatalf("SecurityExtensions = %v, want only good", got)
+	}
+}
+
+// TestMisbehavingExtensionsFailClosed: a trap, a runaway loop, a memory
+// hog and garbage answers all deny, the host keeps serving,
+// and a crash loop stops the extension.
+func TestMisbehavingExtensionsFailClosed(t *testing.T) {
+	for _, tc := range []struct {
+		name, fixture, manifest string
+	}{
+		{"trap", "error/trap", ""},
+		{"spin", "error/spin", "limits:\n  call_deadline: 50ms\n"},
+		{"memory hog", "error/memory_hog", "limits:\n  memory: 2MiB\n  call_deadline: 5s\n"},
+		{"garbage", "error/garbage", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ext := t.TempDir()
+			installExtension(t, ext, "bad", wasmFixture(tc.fixture), 0, tc.manifest+"\n")
+			h, logs := newTestHost(t, ext)
+			if st := statusOf(t, h, "bad"); st.State != StateRunning {
+				t.Fatalf("not running: %+v", st)
+			}
+			for i := 0; i < crashLoopFailures; i++ {
+				start := time.Now()
+				res := h.Authenticate(context.Background(), connect("u", "p"))
+				if res.Decision != broker.Deny || res.ReasonCode != 0x80 {
+					t.Fatalf("call %d: %+v, want deny 0x80", i, res)
+				}
+				if took := time.Since(start); took > 10*time.Second {
+					t.Fatalf("call %d took %v", i, took)
+				}
+			}
+			st := statusOf(t, h, "bad")
+			if st.State != StateFailed || !strings.Contains(st.Reason, "crash loop") {
+				t.Fatalf("after %d failures: %+v", crashLoopFailures, st)
+			}
+			if !strings.Contains(logs.String(), "extension call failed") {
+				t.Fatal("failures were not logged")
+			}
+			// With the extension stopped, the chain is empty: default deny.
+			if res := h.Authenticate(context.Background(), connect("u", "p")); res.Decision != broker.Deny || res.ReasonString != "no security extension is loaded" {
+				t.Fatalf("after stop: %+v", res)
+			}
+		})
+	}
+}
+
+// TestChainPriority: the higher priority decides; ties go by id.
+func TestChainPriority(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		watPrio, minPrio int
+		want             broker.Decision
+	}{
+		{"wat first", 10, 5, broker.Allow},
+		{"minimal first", 5, 10, broker.Deny},
+		{"tie: ids decide (minimal < wat-auth)", 5, 5, broker.Deny},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ext := t.TempDir()
+			installExtension(t, ext, "wat-auth", wasmFixture("ok/wat_auth"), tc.watPrio, "")
+			installExtension(t, ext, "minimal", wasmFixture("ok/minimal"), tc.minPrio, "")
+			h, _ := newTestHost(t, ext)
+			if got := h.Authenticate(context.Background(), connect("wat", "secret")).Decision; got != tc.want {
+				t.Fatalf("decision %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestEventsAreDelivered: on_event receives lifecycle events asynchronously
+// and guest log lines reach the broker log tagged with the extension.
+func TestEventsAreDelivered(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "events", wasmFixture("ok/events"), 0, "")
+	h, logs := newTestHost(t, ext)
+	for _, k := range []broker.EventKind{broker.EventConnectionStart, broker.EventAuthSucceeded, broker.EventDisconnect} {
+		h.OnEvent(&broker.Event{Kind: k, Time: time.Now(), ClientID: "c1", Disconnect: broker.DisconnectLost})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "event 4") {
+		if time.Now().After(deadline) {
+			t.Fatalf("events not delivered; log:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range []string{"event 1", "event 2", "extension=events"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+}

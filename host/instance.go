@@ -1,0 +1,272 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// callback identifies what an instance is doing, for error messages and to
+// decide which host functions are available (ABI.md section 5).
+type callback uint8
+
+const (
+	cbNone callback = iota
+	cbMarker
+	cbBuffer
+	cbStart
+	cbStop
+	cbAuthenticate
+	cbAuthorizePublish
+	cbAuthorizeSubscribe
+	cbOnEvent
+)
+
+var callbackExport = [...]string{
+	cbMarker:             abi.ExportMarker,
+	cbBuffer:             abi.ExportBuffer,
+	cbStart:              abi.ExportStart,
+	cbStop:               abi.ExportStop,
+	cbAuthenticate:       abi.ExportAuthenticate,
+	cbAuthorizePublish:   abi.ExportAuthorizePublish,
+	cbAuthorizeSubscribe: abi.ExportAuthorizeSubscribe,
+	cbOnEvent:            abi.ExportOnEvent,
+}
+
+// String returns the export's name.
+func (c callback) String() string {
+	if int(c) < len(callbackExport) && callbackExport[c] != "" {
+		return callbackExport[c]
+	}
+	return "none"
+}
+
+// Errors a call into an extension can end with, besides a trap.
+var (
+	// ErrDeadline: the call ran past the extension's call deadline.
+	ErrDeadline = errors.New("call deadline exceeded")
+	// ErrInvalidAnswer: the guest returned something ABI.md does not define.
+	ErrInvalidAnswer = errors.New("invalid answer")
+	// ErrBusy: no instance became free within the call deadline.
+	ErrBusy = errors.New("all instances busy")
+	// ErrStopped: the extension is no longer running.
+	ErrStopped = errors.New("extension stopped")
+)
+
+// callOut collects what the guest set through host functions during one
+// callback. It is reset only when a host function touched it, so the
+// common publish path pays nothing.
+type callOut struct {
+	dirty         bool
+	reason        string
+	declared      int32 // -1: declare_callbacks not called
+	filters       []string
+	sessionExpiry *uint32
+	receiveMax    uint16
+	keepalive     *uint16
+	maxQueued     uint16
+	connack       []broker.UserProperty
+	perms         []abi.Permission
+}
+
+func (o *callOut) reset() {
+	if o.dirty {
+		*o = callOut{declared: -1}
+	}
+}
+
+// instance is one instantiated module. It is used by one goroutine at a
+// time (it lives in its extension's pool between calls).
+type instance struct {
+	ext   *Extension
+	mod   api.Module
+	mem   api.Memory
+	fns   [cbOnEvent + 1]api.Function
+	stack [1]uint64
+
+	bufPtr, bufCap uint32
+
+	// ctx carries the instance to host functions; cancel is how the
+	// watchdog stops a call that overran its deadline (guarded runtimes).
+	ctx    context.Context
+	cancel context.CancelFunc
+	// started is the monotonic time a guarded call began, 0 when idle.
+	started atomic.Int64
+
+	cb  callback
+	out callOut
+}
+
+type instanceKey struct{}
+
+// instanceFrom returns the instance a host function runs for.
+func instanceFrom(ctx context.Context) *instance {
+	in, _ := ctx.Value(instanceKey{}).(*instance)
+	return in
+}
+
+var clockBase = time.Now()
+
+// monotonic returns nanoseconds since process start (never 0 after start).
+func monotonic() int64 { return int64(time.Since(clockBase)) + 1 }
+
+// newInstance instantiates the extension's module, checks its marker,
+// allocates its record buffer and runs its start callback.
+func (e *Extension) newInstance(ctx context.Context, previous string) (*instance, error) {
+	ictx, cancel := context.WithTimeout(ctx, instantiateTimeout)
+	defer cancel()
+	mod, err := e.rt.InstantiateModule(ictx, e.compiled, e.modConfig)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	in := &instance{ext: e, mod: mod, mem: mod.Memory(), out: callOut{declared: -1}}
+	in.ctx, in.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, in))
+	for cb := cbMarker; cb <= cbOnEvent; cb++ {
+		in.fns[cb] = mod.ExportedFunction(callbackExport[cb])
+	}
+	fail := func(err error) (*instance, error) {
+		in.close()
+		return nil, err
+	}
+	if in.mem == nil {
+		return fail(fmt.Errorf("export %q: missing", abi.ExportMemory))
+	}
+	minor, err := in.run(cbMarker)
+	if err != nil {
+		return fail(err)
+	}
+	if uint32(minor) > abi.Minor {
+		return fail(fmt.Errorf("export %s: module is built for ABI 1.%d, this broker runs up to %s", abi.ExportMarker, uint32(minor), abi.Version))
+	}
+	if in.fns[cbBuffer] != nil {
+		if err := in.growBuffer(abi.DefaultBufferCapacity); err != nil {
+			return fail(err)
+		}
+	}
+	if in.fns[cbStart] != nil {
+		cfg, _ := configJSON(e.manifest.Config)
+		rec := abi.StartRecord{ExtensionID: e.manifest.ID, ExtensionVersion: e.manifest.Version,
+			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg}
+		res, err := in.callRecord(cbStart, rec.Encode(in.scratch()))
+		if err != nil {
+			return fail(err)
+		}
+		if uint32(res) != 0 {
+			reason := in.out.reason
+			if reason == "" {
+				reason = "no reason given"
+			}
+			return fail(fmt.Errorf("%w: %s", errRefusedStart, reason))
+		}
+	}
+	return in, nil
+}
+
+// errRefusedStart marks a start callback that declined to start.
+var errRefusedStart = errors.New("refused to start")
+
+// instantiateTimeout bounds instantiation and start of one instance.
+const instantiateTimeout = 10 * time.Second
+
+// scratch returns the guest buffer as an empty slice whose capacity is
+// exactly the buffer, so a record can be encoded in place. A record that
+// outgrows it is reallocated by append, and callRecord copies it after
+// asking the guest for a larger buffer.
+func (in *instance) scratch() []byte {
+	if in.bufCap == 0 {
+		return nil
+	}
+	view, ok := in.mem.Read(in.bufPtr, in.bufCap)
+	if !ok {
+		return nil
+	}
+	return view[:0:in.bufCap]
+}
+
+// callRecord makes sure rec sits in the guest buffer and calls the
+// callback with its length.
+func (in *instance) callRecord(cb callback, rec []byte) (uint64, error) {
+	n := uint32(len(rec))
+	if n > in.bufCap || in.bufCap == 0 {
+		if err := in.growBuffer(n); err != nil {
+			return 0, err
+		}
+		if !in.mem.Write(in.bufPtr, rec) {
+			return 0, fmt.Errorf("%w: %s buffer outside memory", ErrInvalidAnswer, abi.ExportBuffer)
+		}
+	}
+	in.stack[0] = uint64(n)
+	return in.run(cb)
+}
+
+// growBuffer asks the guest for a buffer of at least n bytes.
+func (in *instance) growBuffer(n uint32) error {
+	if in.fns[cbBuffer] == nil {
+		return fmt.Errorf("%w: module exports no %s", ErrInvalidAnswer, abi.ExportBuffer)
+	}
+	n = max(n, abi.DefaultBufferCapacity)
+	in.stack[0] = uint64(n)
+	res, err := in.run(cbBuffer)
+	if err != nil {
+		return err
+	}
+	ptr := uint32(res)
+	if ptr == 0 || uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
+		return fmt.Errorf("%w: %s(%d) returned %#x, outside memory of %d bytes", ErrInvalidAnswer, abi.ExportBuffer, n, ptr, in.mem.Size())
+	}
+	in.bufPtr, in.bufCap = ptr, n
+	return nil
+}
+
+// run calls the export for cb with in.stack as its parameters and returns
+// its first result.
+func (in *instance) run(cb callback) (uint64, error) {
+	fn := in.fns[cb]
+	if fn == nil {
+		return 0, fmt.Errorf("export %s: missing", cb)
+	}
+	if cb != cbBuffer {
+		in.out.reset()
+	}
+	prev := in.cb
+	in.cb = cb
+	guarded := in.ext.guarded
+	if guarded {
+		in.started.Store(monotonic())
+	}
+	err := fn.CallWithStack(in.ctx, in.stack[:])
+	if guarded {
+		in.started.Store(0)
+	}
+	in.cb = prev
+	if err != nil {
+		if in.ctx.Err() != nil {
+			return 0, fmt.Errorf("%s: %w (%v)", cb, ErrDeadline, in.ext.deadline)
+		}
+		return 0, fmt.Errorf("%s: %w", cb, err)
+	}
+	return in.stack[0], nil
+}
+
+// decision decodes a deciding callback's result; stop-the-world answers
+// (anything ABI.md does not define) are errors.
+func decision(cb callback, res uint64) (abi.Decision, byte, error) {
+	d, code, ok := abi.DecodeDecision(uint32(res))
+	if !ok || res>>32 != 0 || (d == abi.DecisionDisconnect && cb == cbAuthenticate) {
+		return 0, 0, fmt.Errorf("%s: %w: decision %#x", cb, ErrInvalidAnswer, res)
+	}
+	return d, code, nil
+}
+
+// close releases the instance's module.
+func (in *instance) close() {
+	in.cancel()
+	_ = in.mod.Close(context.Background())
+}

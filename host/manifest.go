@@ -1,0 +1,163 @@
+package host
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker/config"
+)
+
+// ManifestFile is the name of the manifest in an extension folder.
+const ManifestFile = "propolis-extension.yaml"
+
+// Manifest describes one extension (the folder's propolis-extension.yaml).
+type Manifest struct {
+	// ID names the extension; it must equal the folder name.
+	ID string `yaml:"id"`
+	// Name is a human-readable name.
+	Name string `yaml:"name"`
+	// Version is the extension's version (shown, and told to a replacing
+	// version on hot reload).
+	Version string `yaml:"version"`
+	// Author is who wrote it.
+	Author string `yaml:"author"`
+	// Priority orders every chain: higher first, ties by id. Default 0.
+	Priority int `yaml:"priority"`
+	// StartPriority orders start-up: higher first. Default 0.
+	StartPriority int `yaml:"start-priority"`
+	// Module is the .wasm file, relative to the folder.
+	Module string `yaml:"module"`
+	// ABI is the ABI version the module was built for, "1.0" style;
+	// default: the host's.
+	ABI string `yaml:"abi"`
+	// Limits bounds the extension's resources.
+	Limits Limits `yaml:"limits"`
+	// Services lists the host services the extension may call.
+	Services []string `yaml:"services"`
+	// Config is handed to the extension at start, as JSON.
+	Config any `yaml:"config"`
+}
+
+// Limits are an extension's resource limits.
+type Limits struct {
+	// Memory is each instance's linear-memory limit; default 64 MiB,
+	// rounded up to whole 64 KiB pages.
+	Memory config.ByteSize `yaml:"memory"`
+	// CallDeadline bounds every call into the extension; default 100ms.
+	// A negative value ("-1s") runs calls without a deadline guard, for
+	// trusted extensions and benchmarks only.
+	CallDeadline config.Duration `yaml:"call_deadline"`
+	// PoolSize is how many instances run at once; default 4.
+	PoolSize int `yaml:"pool_size"`
+}
+
+// Defaults for Limits.
+const (
+	DefaultMemory       = 64 << 20
+	DefaultCallDeadline = 100 * time.Millisecond
+	DefaultPoolSize     = 4
+)
+
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ErrManifest wraps every problem with a manifest.
+var ErrManifest = errors.New("bad manifest")
+
+// LoadManifest reads and validates dir/propolis-extension.yaml. Errors
+// name the file, and the line and key where yaml reports them.
+func LoadManifest(dir string) (*Manifest, error) {
+	path := filepath.Join(dir, ManifestFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrManifest, err)
+	}
+	m, err := ParseManifest(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if base := filepath.Base(dir); m.ID != base {
+		return nil, fmt.Errorf("%w: %s: id %q differs from its folder name %q", ErrManifest, path, m.ID, base)
+	}
+	return m, nil
+}
+
+// ParseManifest decodes and validates a manifest read from path.
+func ParseManifest(path string, data []byte) (*Manifest, error) {
+	m := &Manifest{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %s", ErrManifest, path, strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n ", ""))
+	}
+	var problems []string
+	bad := func(key, format string, a ...any) {
+		problems = append(problems, fmt.Sprintf("%s: %s: %s", path, key, fmt.Sprintf(format, a...)))
+	}
+	if !idPattern.MatchString(m.ID) {
+		bad("id", "%q: want 1-64 of a-z 0-9 . _ -, starting with a letter or digit", m.ID)
+	}
+	if m.Version == "" {
+		bad("version", "required")
+	}
+	if m.Module == "" {
+		bad("module", "required")
+	} else if filepath.IsAbs(m.Module) || strings.Contains(filepath.ToSlash(m.Module), "..") {
+		bad("module", "%q: must be a file inside the extension folder", m.Module)
+	}
+	if m.ABI != "" {
+		var major, minor int
+		if _, err := fmt.Sscanf(m.ABI, "%d.%d", &major, &minor); err != nil || fmt.Sprintf("%d.%d", major, minor) != m.ABI {
+			bad("abi", "%q: want MAJOR.MINOR, e.g. %q", m.ABI, abi.Version)
+		} else if major != abi.Major || minor > abi.Minor {
+			bad("abi", "%q is not supported: this broker runs ABI %d.0 to %s", m.ABI, abi.Major, abi.Version)
+		}
+	}
+	if m.Limits.Memory == 0 {
+		m.Limits.Memory = DefaultMemory
+	} else if m.Limits.Memory < 64<<10 || m.Limits.Memory > 4<<30 {
+		bad("limits.memory", "%v out of range 64KiB-4GiB", m.Limits.Memory)
+	}
+	if m.Limits.CallDeadline == 0 {
+		m.Limits.CallDeadline = config.Duration(DefaultCallDeadline)
+	} else if time.Duration(m.Limits.CallDeadline) > time.Minute {
+		bad("limits.call_deadline", "%v is longer than 1m", m.Limits.CallDeadline)
+	}
+	if m.Limits.PoolSize == 0 {
+		m.Limits.PoolSize = DefaultPoolSize
+	} else if m.Limits.PoolSize < 1 || m.Limits.PoolSize > 256 {
+		bad("limits.pool_size", "%d out of range 1-256", m.Limits.PoolSize)
+	}
+	if m.Config != nil {
+		if _, err := configJSON(m.Config); err != nil {
+			bad("config", "cannot be represented as JSON: %v", err)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrManifest, strings.Join(problems, "; "))
+	}
+	return m, nil
+}
+
+// configJSON renders the manifest's config section as JSON for the START
+// record. yaml.v3 decodes mappings as map[string]any, which encoding/json
+// handles.
+func configJSON(v any) (string, error) {
+	if v == nil {
+		return "{}", nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}

@@ -1,0 +1,136 @@
+package host
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// pool holds an extension's instances. Instances are not goroutine-safe:
+// a call takes one from idle and gives it back. The pool keeps at most
+// size instances alive; a discarded one is replaced in the background.
+type pool struct {
+	ext  *Extension
+	size int
+	idle chan *instance
+
+	mu     sync.Mutex
+	all    map[*instance]struct{}
+	closed bool
+}
+
+func newPool(e *Extension, size int) *pool {
+	return &pool{ext: e, size: size, idle: make(chan *instance, size), all: make(map[*instance]struct{}, size)}
+}
+
+// add puts a new instance into service.
+func (p *pool) add(in *instance) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		in.close()
+		return
+	}
+	p.all[in] = struct{}{}
+	p.mu.Unlock()
+	p.idle <- in
+}
+
+// get returns an idle instance, waiting up to the call deadline (1s when
+// unguarded) for one to come back.
+func (p *pool) get() (*instance, error) {
+	select {
+	case in := <-p.idle:
+		return in, nil
+	default:
+	}
+	wait := p.ext.deadline
+	if wait <= 0 {
+		wait = time.Second
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case in := <-p.idle:
+		return in, nil
+	case <-t.C:
+		return nil, ErrBusy
+	}
+}
+
+// put returns an instance after a successful call.
+func (p *pool) put(in *instance) {
+	p.idle <- in
+}
+
+// discard closes an instance after a failed call and starts a
+// replacement, so the pool recovers by itself.
+func (p *pool) discard(in *instance) {
+	in.close()
+	p.mu.Lock()
+	delete(p.all, in)
+	closed := p.closed
+	p.mu.Unlock()
+	if closed || p.ext.stopped.Load() {
+		return
+	}
+	go func() {
+		repl, err := p.ext.newInstance(context.Background(), "")
+		if err != nil {
+			p.ext.log.Error("replace instance", "error", err)
+			p.ext.noteFailure(err)
+			return
+		}
+		p.add(repl)
+	}()
+}
+
+// busy calls f for every instance in a guarded call right now (the
+// watchdog's view).
+func (p *pool) busy(f func(*instance, int64)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for in := range p.all {
+		if s := in.started.Load(); s != 0 {
+			f(in, s)
+		}
+	}
+}
+
+// closeAll waits for calls in flight to return (up to a few deadlines),
+// runs each instance's stop callback when graceful, and closes them all.
+func (p *pool) closeAll(graceful bool) {
+	p.mu.Lock()
+	p.closed = true
+	n := len(p.all)
+	p.mu.Unlock()
+	wait := 3 * p.ext.deadline
+	if wait <= 0 {
+		wait = 3 * time.Second
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for i := 0; i < n; i++ {
+		select {
+		case in := <-p.idle:
+			if graceful && in.fns[cbStop] != nil {
+				in.stack[0] = 0
+				if _, err := in.run(cbStop); err != nil {
+					p.ext.log.Warn("stop callback failed", "error", err)
+				}
+			}
+			in.close()
+			p.mu.Lock()
+			delete(p.all, in)
+			p.mu.Unlock()
+		case <-deadline.C:
+			p.mu.Lock()
+			for in := range p.all {
+				in.close()
+			}
+			p.all = map[*instance]struct{}{}
+			p.mu.Unlock()
+			return
+		}
+	}
+}

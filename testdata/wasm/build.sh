@@ -1,0 +1,48 @@
+#!/bin/sh
+# Rebuilds every testdata/wasm/**/*.wat into the .wasm beside it, with plain
+# `wat2wasm FILE.wat -o FILE.wasm` (default features, no debug names: the
+# output depends only on the .wat and the wabt version), then checks each
+# .wasm with wasm-validate.
+#
+#   testdata/wasm/build.sh          rebuild in place
+#   testdata/wasm/build.sh -check   rebuild into a temporary folder and fail
+#                                   if a committed .wasm differs from its .wat
+#
+# Needs WABT (wat2wasm, wasm-validate): apt-get install wabt
+set -eu
+
+cd "$(dirname "$0")"
+
+for tool in wat2wasm wasm-validate; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "build.sh: $tool not found; install WABT: apt-get install wabt" >&2
+		exit 1
+	fi
+done
+
+check=0
+case "${1:-}" in
+"") ;;
+-check) check=1 ;;
+*) echo "usage: $0 [-check]" >&2; exit 2 ;;
+esac
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+status=0
+for wat in $(find . -name '*.wat' | LC_ALL=C sort); do
+	wasm="${wat%.wat}.wasm"
+	out="$tmp/out.wasm"
+	wat2wasm "$wat" -o "$out"
+	wasm-validate "$out"
+	if [ "$check" = 1 ]; then
+		if ! cmp -s "$out" "$wasm"; then
+			echo "build.sh: $wasm is not up to date with $wat" >&2
+			status=1
+		fi
+	else
+		cp "$out" "$wasm"
+	fi
+done
+exit $status
