@@ -313,4 +313,3 @@ func (e *Extension) deliverEvents() {
 		e.release(in, cbOnEvent, err)
 	}
 }
-
