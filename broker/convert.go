@@ -84,7 +84,9 @@ func messageRecord(client string, pk *packets.Packet) *store.Message {
 			SubscriptionIDs:  pp.SubscriptionIdentifier,
 		},
 	}
-	if m.Expiry < 0 { // mochi's "send when quota frees" marker, not a time
+	// Only a PUBLISH expires: mochi stamps acks with Expiry too, and a
+	// negative Expiry is its "send when quota frees" marker.
+	if m.Expiry < 0 || m.Type != packets.Publish {
 		m.Expiry = 0
 	}
 	for _, u := range pp.User {
@@ -113,7 +115,7 @@ func messagePacket(m *store.Message) packets.Packet {
 			SubscriptionIdentifier: m.Properties.SubscriptionIDs,
 		},
 	}
-	if pk.Expiry > 0 {
+	if pk.Expiry > 0 && m.Type == packets.Publish {
 		pk.ProtocolVersion = 5 // see hook.OnPublish
 	}
 	for _, u := range m.Properties.User {

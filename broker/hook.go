@@ -12,6 +12,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/propolis-mqtt/propolis/broker/store"
+	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
 // hook is Propolis's only mochi hook. It is the single auth/ACL provider
@@ -121,7 +122,69 @@ func (h *hook) saveSession(cl *mqtt.Client, disconnectedAt int64, durable bool) 
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Connect.Clean || !persistent(cl) {
 		h.deleteSession(cl.ID, false)
+		return
 	}
+	h.reauthorizeSession(cl)
+}
+
+// reauthorizeSession checks the subscriptions of the session cl is about to
+// resume against cl's own authorizer: the session may have been made by
+// another user, or under rules that changed. Refused subscriptions are
+// removed, with the queued messages no remaining subscription covers.
+func (h *hook) reauthorizeSession(cl *mqtt.Client) {
+	existing, ok := h.mochi.Clients.Get(cl.ID)
+	st := h.state(cl)
+	if !ok || st == nil {
+		return
+	}
+	var revoked []string
+	for filter, sub := range existing.State.Subscriptions.GetAll() {
+		_, _, shared := topic.SplitShared(filter)
+		v := h.authorizeSubscribe(st, &Subscribe{Filter: filter, QoS: sub.Qos, Shared: shared})
+		if v.Decision == Allow {
+			continue
+		}
+		existing.State.Subscriptions.Delete(filter)
+		if h.mochi.Topics.Unsubscribe(filter, cl.ID) {
+			atomic.AddInt64(&h.mochi.Info.Subscriptions, -1)
+		}
+		if h.isStored(cl.ID) {
+			h.storeErr("delete subscription", cl.ID, h.store.DeleteSubscription(cl.ID, filter, false))
+		}
+		revoked = append(revoked, filter)
+	}
+	if len(revoked) == 0 {
+		return
+	}
+	remaining := existing.State.Subscriptions.GetAll()
+	dropped := 0
+	for _, m := range existing.State.Inflight.GetAll(false) {
+		if m.FixedHeader.Type != packets.Publish || coveredBy(remaining, m.TopicName) {
+			continue
+		}
+		if existing.State.Inflight.Delete(m.PacketID) {
+			atomic.AddInt64(&h.mochi.Info.Inflight, -1)
+			dropped++
+			if h.isStored(cl.ID) {
+				h.storeErr("delete inflight", cl.ID, h.store.DeleteInflight(cl.ID, m.PacketID, false))
+			}
+		}
+	}
+	h.log.Info("resumed session: subscriptions not authorized for this client removed", "client", cl.ID,
+		"username", string(cl.Properties.Username), "filters", revoked, "queued_dropped", dropped)
+}
+
+// coveredBy reports whether any of subs matches the topic name.
+func coveredBy(subs map[string]packets.Subscription, name string) bool {
+	for f := range subs {
+		if _, inner, ok := topic.SplitShared(f); ok {
+			f = inner
+		}
+		if topic.Match(f, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // OnSessionEstablished records a persistent session once the CONNACK is out.
@@ -159,16 +222,16 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 // cause: nil (or "disconnect with will") is the client's DISCONNECT; a
 // reason code the broker sent is the server's; anything else was lost.
 func disconnectCause(cl *mqtt.Client, err error) (DisconnectKind, byte, string) {
+	var c packets.Code
+	if errors.As(cl.StopCause(), &c) && c.Code >= 0x80 {
+		return DisconnectByServer, c.Code, c.Reason
+	}
 	if err == nil || errors.Is(err, packets.CodeDisconnectWillMessage) {
 		code := byte(0)
 		if err != nil {
 			code = packets.CodeDisconnectWillMessage.Code
 		}
 		return DisconnectByClient, code, ""
-	}
-	var c packets.Code
-	if errors.As(cl.StopCause(), &c) && c.Code >= 0x80 {
-		return DisconnectByServer, c.Code, c.Reason
 	}
 	if errors.As(err, &c) && c.Code >= 0x80 {
 		return DisconnectByServer, c.Code, c.Reason
@@ -179,6 +242,9 @@ func disconnectCause(cl *mqtt.Client, err error) (DisconnectKind, byte, string) 
 
 // OnClientExpired removes an expired session from the store.
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur != cl {
+		return // the client reconnected as the session expired
+	}
 	h.deleteSession(cl.ID, false)
 }
 
@@ -289,7 +355,8 @@ func (h *hook) OnRetainedExpired(topic string) {
 
 // OnQosPublish stores an in-flight or queued message of a persistent session.
 func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	if cl.Net.Inline || !persistent(cl) {
+	// A PUBACK to a QoS 1 publisher is sent at once: nothing to keep.
+	if cl.Net.Inline || pk.FixedHeader.Type == packets.Puback || !persistent(cl) {
 		return
 	}
 	h.storeErr("put inflight", cl.ID, h.store.PutInflight(messageRecord(cl.ID, &pk), false))
@@ -297,14 +364,16 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) 
 
 // OnQosComplete removes an acknowledged in-flight message.
 func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	if h.isStored(cl.ID) {
+	if pk.FixedHeader.Type != packets.Puback && !cl.IsTakenOver() && h.isStored(cl.ID) {
 		h.storeErr("delete inflight", cl.ID, h.store.DeleteInflight(cl.ID, pk.PacketID, false))
 	}
 }
 
-// OnQosDropped removes an expired or discarded in-flight message.
+// OnQosDropped removes an expired or discarded in-flight message. A
+// taken-over client's messages now belong to the new connection: mochi
+// clears the old one's copy, the store keeps them.
 func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	if h.isStored(cl.ID) {
+	if !cl.IsTakenOver() && h.isStored(cl.ID) {
 		h.storeErr("delete inflight", cl.ID, h.store.DeleteInflight(cl.ID, pk.PacketID, false))
 	}
 }

@@ -4,13 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"strings"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
 // errRefused ends attachClient after the hook has sent its own CONNACK. The
@@ -47,6 +49,10 @@ func (h *hook) state(cl *mqtt.Client) *clientState {
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if cl.Net.Inline {
 		return nil
+	}
+	if cl.ID == mqtt.InlineClientId { // reserved for the broker's own publishes
+		h.refuseConnect(cl, 0x85, "client identifier reserved")
+		return errRefused
 	}
 	c := connectInfo(cl, pk)
 	h.emit(EventConnectionStart, cl, 0, "")
@@ -89,7 +95,7 @@ func (h *hook) authenticate(c *Connect) AuthResult {
 		return AuthResult{Decision: Deny, ReasonCode: CodeNotAuthorized, ReasonString: "no security extension is loaded"}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.connectTimeout)
-	res := auth.Authenticate(ctx, c)
+	res := h.callAuthenticate(auth, ctx, c)
 	cancel()
 	if res.Decision != Allow {
 		res.Decision = Deny
@@ -99,7 +105,7 @@ func (h *hook) authenticate(c *Connect) AuthResult {
 		return AuthResult{Decision: Deny, ReasonCode: CodeNotAuthorized, ReasonString: "authenticator allowed without an authorizer"}
 	}
 	if w := c.Will; w != nil {
-		v := res.Client.AuthorizePublish(&Publish{Topic: w.Topic, QoS: w.QoS, Retain: w.Retain, Payload: w.Payload, Will: true})
+		v := callAuthorizePublish(h.log, res.Client, &Publish{Topic: w.Topic, QoS: w.QoS, Retain: w.Retain, Payload: w.Payload, Will: true})
 		if v.Decision != Allow {
 			reason := v.ReasonString
 			if reason == "" {
@@ -109,6 +115,39 @@ func (h *hook) authenticate(c *Connect) AuthResult {
 		}
 	}
 	return res
+}
+
+// The call* helpers run extension code with a recover: a panic in an
+// implementation denies (fail closed) instead of taking the broker down.
+
+func (h *hook) callAuthenticate(auth Authenticator, ctx context.Context, c *Connect) (res AuthResult) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("authenticator panicked", "client", c.ClientID, "panic", r)
+			res = AuthResult{Decision: Deny, ReasonCode: CodeUnspecifiedError, ReasonString: "authentication failed"}
+		}
+	}()
+	return auth.Authenticate(ctx, c)
+}
+
+func callAuthorizePublish(log *slog.Logger, a ClientAuthorizer, p *Publish) (v Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("authorizer panicked", "topic", p.Topic, "panic", r)
+			v = Verdict{Decision: Deny, ReasonCode: CodeUnspecifiedError}
+		}
+	}()
+	return a.AuthorizePublish(p)
+}
+
+func (h *hook) authorizeSubscribe(st *clientState, s *Subscribe) (v Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("authorizer panicked", "filter", s.Filter, "panic", r)
+			v = Verdict{Decision: Deny, ReasonCode: CodeUnspecifiedError}
+		}
+	}()
+	return st.authz.AuthorizeSubscribe(s)
 }
 
 // refuseConnect writes a refusing CONNACK. MQTT 3.1.1 clients get the 3.1.1
@@ -181,7 +220,8 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	}
 	verdicts := make(map[string]Verdict, len(pk.Filters))
 	for _, f := range pk.Filters {
-		v := st.authz.AuthorizeSubscribe(&Subscribe{Filter: f.Filter, QoS: f.Qos, Shared: strings.HasPrefix(f.Filter, "$share/")})
+		_, _, shared := topic.SplitShared(f.Filter)
+		v := h.authorizeSubscribe(st, &Subscribe{Filter: f.Filter, QoS: f.Qos, Shared: shared})
 		if v.Decision != Allow {
 			if v.ReasonCode < 0x80 {
 				v.ReasonCode = CodeNotAuthorized
@@ -249,7 +289,7 @@ func (h *hook) authorizePublish(cl *mqtt.Client, pk *packets.Packet) error {
 	st := h.state(cl)
 	v := Verdict{Decision: Deny, ReasonString: "client not authenticated"}
 	if st != nil {
-		v = st.authz.AuthorizePublish(&Publish{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Payload: pk.Payload})
+		v = callAuthorizePublish(h.log, st.authz, &Publish{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Payload: pk.Payload})
 	}
 	if v.Decision == Allow {
 		return nil

@@ -69,15 +69,15 @@ func TestAuthenticatorRefusalCodes(t *testing.T) {
 			}
 		})
 	}
-	var failed int
-	for _, e := range rules.Recorded() {
-		if e.Kind == broker.EventAuthFailed {
-			failed++
+	eventually(t, 2*time.Second, "4 auth_failed events", func() bool {
+		failed := 0
+		for _, e := range rules.Recorded() {
+			if e.Kind == broker.EventAuthFailed {
+				failed++
+			}
 		}
-	}
-	if failed != 4 {
-		t.Fatalf("auth_failed events = %d, want 4", failed)
-	}
+		return failed == 4
+	})
 }
 
 func TestPublishSubscribeQoS(t *testing.T) {
@@ -250,10 +250,10 @@ func TestPublishAuthorization(t *testing.T) {
 }
 
 func TestSubscribeAuthorization(t *testing.T) {
-	rules := &brokertest.Rules{DenyPrefix: map[string]broker.Verdict{"secret/": {Decision: broker.Deny, ReasonCode: 0x87}}}
+	rules := &brokertest.Rules{UserDenyPrefix: map[string][]string{"reader": {"secret/"}}}
 	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: rules, Events: rules})
 	c := v5Dial(t, addr, paho.ClientConfig{ClientID: "s5"})
-	if _, err := c.Connect(ctx5(t), &paho.Connect{ClientID: "s5", CleanStart: true}); err != nil {
+	if _, err := c.Connect(ctx5(t), &paho.Connect{ClientID: "s5", CleanStart: true, Username: "reader", UsernameFlag: true}); err != nil {
 		t.Fatal(err)
 	}
 	ack, err := c.Subscribe(ctx5(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
@@ -263,7 +263,17 @@ func TestSubscribeAuthorization(t *testing.T) {
 		t.Fatalf("SUBACK = %+v (err %v), want [1 0x87]", ack, err)
 	}
 
-	v3 := v3Connect(t, v3Options(addr, "s3"))
+	// The refused filter really is not subscribed.
+	pub := v3Connect(t, v3Options(addr, "p"))
+	got := make(chan string, 4)
+	c.AddOnPublishReceived(func(p paho.PublishReceived) (bool, error) { got <- p.Packet.Topic; return true, nil })
+	wait(t, "publish", pub.Publish("secret/x", 1, false, []byte("hidden")))
+	wait(t, "publish", pub.Publish("open/x", 1, false, []byte("visible")))
+	if topic := <-got; topic != "open/x" {
+		t.Fatalf("received %q through a refused subscription", topic)
+	}
+
+	v3 := v3Connect(t, v3Options(addr, "s3").SetUsername("reader"))
 	tok := v3.Subscribe("secret/#", 1, nil)
 	tok.WaitTimeout(5 * time.Second)
 	if codes := tok.(*paho3.SubscribeToken).Result(); codes["secret/#"] != 0x80 {
@@ -316,5 +326,47 @@ func TestShutdownDisconnectsWith0x8B(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no DISCONNECT on shutdown")
+	}
+}
+
+// TestResumedSessionIsReauthorized: a session made by one user and resumed
+// by another keeps only what the new user may subscribe to.
+func TestResumedSessionIsReauthorized(t *testing.T) {
+	rules := &brokertest.Rules{UserDenyPrefix: map[string][]string{"mallory": {"secret/"}}}
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: rules})
+
+	alice := paho3.NewClient(v3Options(addr, "dev").SetCleanSession(false).SetUsername("alice"))
+	wait(t, "alice connect", alice.Connect())
+	wait(t, "alice subscribe", alice.Subscribe("secret/#", 1, nil))
+	wait(t, "alice subscribe", alice.Subscribe("public/#", 1, nil))
+	alice.Disconnect(100)
+
+	pub := v3Connect(t, v3Options(addr, "pub"))
+	wait(t, "publish", pub.Publish("secret/plans", 1, false, []byte("queued secret")))
+
+	got := make(chan string, 8)
+	o := v3Options(addr, "dev").SetCleanSession(false).SetUsername("mallory")
+	o.SetDefaultPublishHandler(func(_ paho3.Client, m paho3.Message) { got <- m.Topic() })
+	mallory := paho3.NewClient(o)
+	wait(t, "mallory connect", mallory.Connect())
+	defer mallory.Disconnect(0)
+	wait(t, "publish", pub.Publish("secret/more", 1, false, []byte("live secret")))
+	wait(t, "publish", pub.Publish("public/news", 1, false, []byte("news")))
+	if topic := <-got; topic != "public/news" {
+		t.Fatalf("mallory received %q from alice's session", topic)
+	}
+	select {
+	case topic := <-got:
+		t.Fatalf("mallory received %q", topic)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestInlineClientIDIsReserved(t *testing.T) {
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	tok := paho3.NewClient(v3Options(addr, "inline")).Connect()
+	tok.WaitTimeout(5 * time.Second)
+	if rc := tok.(*paho3.ConnectToken).ReturnCode(); rc != 0x02 {
+		t.Fatalf("return code %#x, want 0x02 (identifier rejected)", rc)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
 // chain is an immutable snapshot of the running extensions in priority
@@ -201,12 +202,12 @@ func (c *client) AuthorizeSubscribe(s *broker.Subscribe) broker.Verdict {
 }
 
 // wantsTopic reports whether authorize_publish is asked for topic.
-func (e *Extension) wantsTopic(topic string) bool {
+func (e *Extension) wantsTopic(name string) bool {
 	if len(e.filters) == 0 {
 		return true
 	}
 	for _, f := range e.filters {
-		if topicMatches(f, topic) {
+		if topic.Match(f, name) {
 			return true
 		}
 	}

@@ -65,26 +65,15 @@ type Status struct {
 	Calls, Errors int64
 }
 
-// New creates a host. It starts the deadline watchdog; call LoadAll to
-// load the folder, and Close when done.
+// New creates a host with no extension (every CONNECT refused) and starts
+// its deadline watchdog. It touches no file: call LoadAll to load the
+// folder, and Close when done.
 func New(opts Options) (*Host, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	h := &Host{opts: opts, log: log, exts: map[string]*Extension{}, status: map[string]*Status{}, done: make(chan struct{})}
-	if opts.CacheDir != "" {
-		if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
-			return nil, fmt.Errorf("compilation cache %s: %w", opts.CacheDir, err)
-		}
-		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("compilation cache %s: %w", opts.CacheDir, err)
-		}
-		h.cache = c
-	} else {
-		h.cache = wazero.NewCompilationCache()
-	}
 	h.chain.Store(&chain{})
 	h.wg.Add(1)
 	go h.watchdog()
@@ -98,6 +87,11 @@ const DisabledFile = "DISABLED"
 // first). A folder that cannot be loaded is marked failed and logged; it
 // never stops the others. A missing extensions folder means no extension.
 func (h *Host) LoadAll(ctx context.Context) error {
+	if h.cache == nil {
+		if err := h.openCache(); err != nil {
+			return err
+		}
+	}
 	ents, err := os.ReadDir(h.opts.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		h.log.Warn("extensions folder does not exist", "dir", h.opts.Dir)
@@ -142,6 +136,24 @@ func (h *Host) LoadAll(ctx context.Context) error {
 	for _, c := range cands {
 		h.start(ctx, c.dir, c.m, "")
 	}
+	return nil
+}
+
+// openCache opens the on-disk compilation cache (in memory without
+// CacheDir).
+func (h *Host) openCache() error {
+	if h.opts.CacheDir == "" {
+		h.cache = wazero.NewCompilationCache()
+		return nil
+	}
+	if err := os.MkdirAll(h.opts.CacheDir, 0o755); err != nil {
+		return fmt.Errorf("compilation cache %s: %w", h.opts.CacheDir, err)
+	}
+	c, err := wazero.NewCompilationCacheWithDir(h.opts.CacheDir)
+	if err != nil {
+		return fmt.Errorf("compilation cache %s: %w", h.opts.CacheDir, err)
+	}
+	h.cache = c
 	return nil
 }
 
@@ -236,6 +248,9 @@ func (h *Host) Close(ctx context.Context) error {
 		close(h.done)
 	}
 	h.wg.Wait()
+	if h.cache == nil {
+		return nil
+	}
 	return h.cache.Close(ctx)
 }
 

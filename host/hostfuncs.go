@@ -9,6 +9,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
 // hostFunc is a host function of ABI 1.0: its name, signature and body.
@@ -138,7 +139,7 @@ func hfAddPublishFilter(in *instance, mod api.Module, stack []uint64) int32 {
 		return abi.StatusNotAvailable
 	}
 	f := string(read(mod, uint32(stack[0]), uint32(stack[1])))
-	if !validFilter(f) {
+	if !topic.ValidFilter(f) {
 		return abi.StatusInvalidArgument
 	}
 	in.out.dirty = true
@@ -218,7 +219,7 @@ func hfAddPermission(in *instance, mod api.Module, stack []uint64) int32 {
 		return abi.StatusTooLarge
 	}
 	p, err := abi.DecodePermission(read(mod, uint32(stack[0]), uint32(stack[1])))
-	if err != nil || !validFilter(p.Filter) {
+	if err != nil || !topic.ValidFilter(p.Filter) {
 		return abi.StatusInvalidArgument
 	}
 	in.out.dirty = true

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
 // permission is one default topic permission of a client, with its
@@ -43,7 +44,7 @@ func compilePermissions(in []abi.Permission, clientID, username string) []permis
 // publishAllowed evaluates a client's permissions for a PUBLISH. With no
 // permissions, everything is allowed; otherwise the first matching
 // permission decides and no match denies.
-func publishAllowed(perms []permission, topic string, qos byte, retain bool) bool {
+func publishAllowed(perms []permission, name string, qos byte, retain bool) bool {
 	if len(perms) == 0 {
 		return true
 	}
@@ -55,7 +56,7 @@ func publishAllowed(perms []permission, topic string, qos byte, retain bool) boo
 		if (p.retain == abi.RetainNotRetained && retain) || (p.retain == abi.RetainOnlyRetained && !retain) {
 			continue
 		}
-		if topicMatches(p.filter, topic) {
+		if topic.Match(p.filter, name) {
 			return p.allow
 		}
 	}
@@ -68,12 +69,7 @@ func subscribeAllowed(perms []permission, filter string, qos byte) bool {
 	if len(perms) == 0 {
 		return true
 	}
-	shared := false
-	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
-		if i := strings.IndexByte(rest, '/'); i >= 0 {
-			filter, shared = rest[i+1:], true
-		}
-	}
+	_, filter, shared := topic.SplitShared(filter)
 	for i := range perms {
 		p := &perms[i]
 		if p.never || p.activity&abi.ActivitySubscribe == 0 || (p.qos != 0 && p.qos&(1<<qos) == 0) {
@@ -82,97 +78,9 @@ func subscribeAllowed(perms []permission, filter string, qos byte) bool {
 		if (p.shared == abi.SharedNotShared && shared) || (p.shared == abi.SharedOnlyShared && !shared) {
 			continue
 		}
-		if filterCovers(p.filter, filter) {
+		if topic.Covers(p.filter, filter) {
 			return p.allow
 		}
 	}
 	return false
-}
-
-// nextLevel splits s at its first '/': the level and the rest, and whether
-// there was a separator.
-func nextLevel(s string) (level, rest string, more bool) {
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		return s[:i], s[i+1:], true
-	}
-	return s, "", false
-}
-
-// topicMatches reports whether an MQTT topic name matches a topic filter.
-// Wildcards in the first level do not match topics starting with '$'. It
-// does not allocate.
-func topicMatches(filter, topic string) bool {
-	if len(topic) > 0 && topic[0] == '$' && len(filter) > 0 && (filter[0] == '+' || filter[0] == '#') {
-		return false
-	}
-	for {
-		fl, frest, fmore := nextLevel(filter)
-		if fl == "#" {
-			return true
-		}
-		tl, trest, tmore := nextLevel(topic)
-		if fl != "+" && fl != tl {
-			return false
-		}
-		if !fmore && !tmore {
-			return true
-		}
-		if !tmore {
-			// "a/#" also matches "a".
-			return fmore && frest == "#"
-		}
-		if !fmore {
-			return false
-		}
-		filter, topic = frest, trest
-	}
-}
-
-// filterCovers reports whether every topic matching sub also matches perm:
-// sub is equal to perm or narrower.
-func filterCovers(perm, sub string) bool {
-	for {
-		pl, prest, pmore := nextLevel(perm)
-		if pl == "#" {
-			return true
-		}
-		sl, srest, smore := nextLevel(sub)
-		switch {
-		case sl == "#":
-			return false // perm is narrower than a multi-level wildcard
-		case pl == "+":
-		case sl == "+" || pl != sl:
-			return false
-		}
-		if !pmore && !smore {
-			return true
-		}
-		if !smore {
-			return pmore && prest == "#"
-		}
-		if !pmore {
-			return false
-		}
-		perm, sub = prest, srest
-	}
-}
-
-// validFilter reports whether f is a well-formed MQTT topic filter.
-func validFilter(f string) bool {
-	if f == "" {
-		return false
-	}
-	for {
-		l, rest, more := nextLevel(f)
-		if strings.ContainsAny(l, "+#") && len(l) > 1 {
-			return false
-		}
-		if l == "#" && more {
-			return false
-		}
-		if !more {
-			return true
-		}
-		f = rest
-	}
 }

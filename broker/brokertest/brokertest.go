@@ -46,6 +46,9 @@ func (AllowAll) AuthorizeSubscribe(*broker.Subscribe) broker.Verdict {
 type Rules struct {
 	Refuse     map[string]byte
 	DenyPrefix map[string]broker.Verdict
+	// UserDenyPrefix denies (0x87) the listed topic prefixes to one user
+	// name only.
+	UserDenyPrefix map[string][]string
 
 	mu     sync.Mutex
 	Events []broker.Event
@@ -61,7 +64,7 @@ func (r *Rules) Authenticate(_ context.Context, c *broker.Connect) broker.AuthRe
 	if code, ok := r.Refuse[c.Username]; ok {
 		return broker.AuthResult{Decision: broker.Deny, ReasonCode: code, ReasonString: "refused by test rules"}
 	}
-	return broker.AuthResult{Decision: broker.Allow, Client: rulesClient{r}}
+	return broker.AuthResult{Decision: broker.Allow, Client: rulesClient{r, c.Username}}
 }
 
 // SecurityExtensions names the implementation.
@@ -81,9 +84,17 @@ func (r *Rules) Recorded() []broker.Event {
 	return append([]broker.Event(nil), r.Events...)
 }
 
-type rulesClient struct{ r *Rules }
+type rulesClient struct {
+	r        *Rules
+	username string
+}
 
 func (c rulesClient) verdict(topic string) broker.Verdict {
+	for _, p := range c.r.UserDenyPrefix[c.username] {
+		if strings.HasPrefix(topic, p) {
+			return broker.Verdict{Decision: broker.Deny, ReasonCode: broker.CodeNotAuthorized}
+		}
+	}
 	for p, v := range c.r.DenyPrefix {
 		if strings.HasPrefix(topic, p) {
 			return v

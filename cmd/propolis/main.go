@@ -9,6 +9,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/broker/store"
+	"github.com/propolis-mqtt/propolis/host"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -87,20 +90,45 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 
+	// Signals are caught from here on, so a SIGTERM during a long restore
+	// or extension load still ends in a clean stop.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
 	log := newLogger(cfg.Log, stderr)
 	log.Info("propolis starting", "version", version, "abi", abi.Version, "config", cfg.Source,
 		"data", cfg.DataDir, "extensions", cfg.ExtensionsDir, "durability", cfg.Durability.Mode)
-	srv, err := broker.New(broker.Options{Config: cfg, Logger: log})
+
+	// The host touches no file until LoadAll, so a refused start (address
+	// in use, newer data format) leaves the data folder as it was.
+	h, err := host.New(host.Options{Dir: cfg.ExtensionsDir, CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
+		BrokerVersion: version, Logger: log})
 	if err != nil {
 		return err
+	}
+	defer h.Close(context.Background())
+	srv, err := broker.New(broker.Options{Config: cfg, Logger: log,
+		Extensions: broker.Extensions{Authenticator: h, Events: h}})
+	if err != nil {
+		return err
+	}
+	// Extensions load in start-priority order before any client is accepted.
+	if err := h.LoadAll(context.Background()); err != nil {
+		_ = srv.Close()
+		return err
+	}
+	select {
+	case got := <-sig:
+		log.Info("stopped before start", "signal", got.String())
+		return srv.Close()
+	default:
 	}
 	if err := srv.Start(); err != nil {
 		_ = srv.Close()
 		return err
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	got := <-sig
 	log.Info("shutting down", "signal", got.String())
 	if err := srv.Close(); err != nil {

@@ -1,0 +1,265 @@
+package propolis
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+)
+
+// Record kinds (ABI.md section 4).
+const (
+	kindStart     = 1
+	kindConnect   = 2
+	kindPublish   = 3
+	kindSubscribe = 4
+	kindEvent     = 5
+)
+
+// headerSize is the size of the record header.
+const headerSize = 8
+
+// CONNECT record flags.
+const (
+	connectCleanStart  = 1 << 0
+	connectHasUsername = 1 << 1
+	connectHasPassword = 1 << 2
+	connectHasWill     = 1 << 3
+	connectWillRetain  = 1 << 4
+	connectTLS         = 1 << 5
+)
+
+// PUBLISH and SUBSCRIBE record flags.
+const (
+	publishRetain   = 1 << 0
+	publishWill     = 1 << 1
+	subscribeShared = 1 << 0
+)
+
+var (
+	errTruncated = errors.New("propolis: record truncated")
+	errKind      = errors.New("propolis: unexpected record kind")
+)
+
+// reader reads the fields of one record in order. A field entirely past the
+// end of the record reads as its zero value (the host wrote the record for
+// an older minor version); a field cut short sets err, and every later
+// read returns zero values.
+type reader struct {
+	b   []byte
+	err error
+}
+
+// newReader checks rec's header and returns a reader on its fields. Bytes
+// of rec beyond the header's length are ignored.
+func newReader(rec []byte, kind uint16) (reader, error) {
+	if len(rec) < headerSize {
+		return reader{}, errTruncated
+	}
+	n := binary.LittleEndian.Uint32(rec)
+	if n < headerSize || uint64(n) > uint64(len(rec)) {
+		return reader{}, errTruncated
+	}
+	if binary.LittleEndian.Uint16(rec[4:]) != kind {
+		return reader{}, errKind
+	}
+	return reader{b: rec[headerSize:n]}, nil
+}
+
+// take returns the next n bytes, or nil at the end of the record.
+func (r *reader) take(n uint32) []byte {
+	if len(r.b) == 0 || r.err != nil {
+		return nil
+	}
+	if uint64(len(r.b)) < uint64(n) {
+		r.err, r.b = errTruncated, nil
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() uint8 {
+	if b := r.take(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *reader) u16() uint16 {
+	if b := r.take(2); b != nil {
+		return binary.LittleEndian.Uint16(b)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if b := r.take(4); b != nil {
+		return binary.LittleEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if b := r.take(8); b != nil {
+		return binary.LittleEndian.Uint64(b)
+	}
+	return 0
+}
+
+// view reads a str field as a view into the record (nil when empty).
+func (r *reader) view() []byte {
+	n := r.u32()
+	if n == 0 {
+		return nil
+	}
+	return r.take(n)
+}
+
+// str reads a str field as a new string.
+func (r *reader) str() string { return string(r.view()) }
+
+// bytes reads a str field as a new byte slice (nil when empty).
+func (r *reader) bytes() []byte {
+	v := r.view()
+	if v == nil {
+		return nil
+	}
+	return append([]byte(nil), v...)
+}
+
+// count reads a list count, bounded by the bytes left so that a corrupt
+// count cannot make the decoder allocate much (every element takes at least
+// min bytes).
+func (r *reader) count(min int) int {
+	n := r.u32()
+	if uint64(n)*uint64(min) > uint64(len(r.b)) {
+		r.err, r.b = errTruncated, nil
+		return 0
+	}
+	return int(n)
+}
+
+// strCache remembers the last string it returned, so that decoding the
+// same bytes again (the same client publishing on, often to the same
+// topic) allocates nothing.
+type strCache struct{ s string }
+
+// get returns b as a string, reusing the previous one when equal.
+func (c *strCache) get(b []byte) string {
+	if string(b) != c.s { // no allocation: the conversion is only compared
+		c.s = string(b)
+	}
+	return c.s
+}
+
+// decodeStart decodes a START record.
+func decodeStart(rec []byte) (StartInfo, error) {
+	r, err := newReader(rec, kindStart)
+	if err != nil {
+		return StartInfo{}, err
+	}
+	s := StartInfo{ID: r.str(), Version: r.str(), BrokerVersion: r.str(), PreviousVersion: r.str(), Config: r.bytes()}
+	return s, r.err
+}
+
+// decodeConnect decodes a CONNECT record into a Connect holding copies of
+// its fields.
+func decodeConnect(rec []byte) (*Connect, error) {
+	r, err := newReader(rec, kindConnect)
+	if err != nil {
+		return nil, err
+	}
+	c := &Connect{ProtocolVersion: r.u8()}
+	flags := r.u8()
+	willQoS := r.u8()
+	r.u8() // reserved
+	c.Keepalive = r.u16()
+	r.u16() // reserved
+	c.SessionExpiry = r.u32()
+	c.ClientID, c.Username, c.Password = r.str(), r.str(), r.bytes()
+	c.RemoteAddr, c.Listener, c.TLSSubject = r.str(), r.str(), r.str()
+	if n := r.count(4); n > 0 {
+		c.TLSSANs = make([]string, n)
+		for i := range c.TLSSANs {
+			c.TLSSANs[i] = r.str()
+		}
+	}
+	willTopic, willPayload := r.str(), r.bytes()
+	if n := r.count(8); n > 0 {
+		c.UserProperties = make([]UserProperty, n)
+		for i := range c.UserProperties {
+			c.UserProperties[i] = UserProperty{Key: r.str(), Value: r.str()}
+		}
+	}
+	c.CleanStart = flags&connectCleanStart != 0
+	c.HasUsername = flags&connectHasUsername != 0
+	c.HasPassword = flags&connectHasPassword != 0
+	c.TLS = flags&connectTLS != 0
+	if flags&connectHasWill != 0 {
+		c.Will = &Will{Topic: willTopic, Payload: willPayload, QoS: willQoS, Retain: flags&connectWillRetain != 0}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return c, nil
+}
+
+// decodePublish decodes a PUBLISH record into p. p.Payload is a view into
+// rec; the strings come from cache (client id, user name, topic).
+func decodePublish(rec []byte, p *Publish, cache *[3]strCache) error {
+	r, err := newReader(rec, kindPublish)
+	if err != nil {
+		return err
+	}
+	p.QoS = r.u8()
+	flags := r.u8()
+	r.u16() // reserved
+	p.Retain = flags&publishRetain != 0
+	p.Will = flags&publishWill != 0
+	p.ClientID = cache[0].get(r.view())
+	p.Username = cache[1].get(r.view())
+	p.Topic = cache[2].get(r.view())
+	p.Payload = r.view()
+	return r.err
+}
+
+// decodeSubscribe decodes a SUBSCRIBE record into s; the client id and
+// user name come from cache.
+func decodeSubscribe(rec []byte, s *Subscribe, cache *[3]strCache) error {
+	r, err := newReader(rec, kindSubscribe)
+	if err != nil {
+		return err
+	}
+	s.QoS = r.u8()
+	s.Shared = r.u8()&subscribeShared != 0
+	r.u16() // reserved
+	s.ClientID = cache[0].get(r.view())
+	s.Username = cache[1].get(r.view())
+	s.Filter = r.str()
+	return r.err
+}
+
+// decodeEvent decodes an EVENT record into an Event holding copies of its
+// fields.
+func decodeEvent(rec []byte) (*Event, error) {
+	r, err := newReader(rec, kindEvent)
+	if err != nil {
+		return nil, err
+	}
+	e := &Event{Kind: EventKind(r.u8()), DisconnectKind: DisconnectKind(r.u8()), ReasonCode: r.u8(), ProtocolVersion: r.u8()}
+	if ns := r.u64(); ns != 0 {
+		e.Time = time.Unix(0, int64(ns))
+	}
+	e.ClientID, e.Username, e.Listener, e.RemoteAddr, e.ReasonString = r.str(), r.str(), r.str(), r.str(), r.str()
+	if n := r.count(6); n > 0 {
+		e.Filters = make([]FilterResult, n)
+		for i := range e.Filters {
+			e.Filters[i] = FilterResult{Filter: r.str(), QoS: r.u8(), ReasonCode: r.u8()}
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return e, nil
+}

@@ -1,0 +1,349 @@
+package propolis
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// vectorDir holds the shared byte vectors of ABI.md records.
+const vectorDir = "../../abi/testdata"
+
+// readHex reads an annotated hex file: hex digits, whitespace, and comments
+// from '#' to the end of the line.
+func readHex(t testing.TB, path string) []byte {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var digits strings.Builder
+	for _, line := range strings.Split(string(text), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		digits.WriteString(strings.Join(strings.Fields(line), ""))
+	}
+	b, err := hex.DecodeString(digits.String())
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return b
+}
+
+// The expected values of the vectors, named as ABI.md names the fields.
+type (
+	jsonStart struct {
+		ExtensionID      string `json:"extension_id"`
+		ExtensionVersion string `json:"extension_version"`
+		BrokerVersion    string `json:"broker_version"`
+		PreviousVersion  string `json:"previous_version"`
+		Config           string `json:"config"`
+	}
+	jsonPair    struct{ Key, Value string }
+	jsonConnect struct {
+		ProtocolVersion uint8      `json:"protocol_version"`
+		Flags           uint8      `json:"flags"`
+		WillQoS         uint8      `json:"will_qos"`
+		Keepalive       uint16     `json:"keepalive"`
+		SessionExpiry   uint32     `json:"session_expiry"`
+		ClientID        string     `json:"client_id"`
+		Username        string     `json:"username"`
+		Password        []byte     `json:"password"`
+		RemoteAddr      string     `json:"remote_addr"`
+		Listener        string     `json:"listener"`
+		TLSSubject      string     `json:"tls_subject"`
+		TLSSANs         []string   `json:"tls_sans"`
+		WillTopic       string     `json:"will_topic"`
+		WillPayload     []byte     `json:"will_payload"`
+		UserProperties  []jsonPair `json:"user_properties"`
+	}
+	jsonPublish struct {
+		QoS      uint8  `json:"qos"`
+		Flags    uint8  `json:"flags"`
+		ClientID string `json:"client_id"`
+		Username string `json:"username"`
+		Topic    string `json:"topic"`
+		Payload  []byte `json:"payload"`
+	}
+	jsonSubscribe struct {
+		QoS      uint8  `json:"qos"`
+		Flags    uint8  `json:"flags"`
+		ClientID string `json:"client_id"`
+		Username string `json:"username"`
+		Filter   string `json:"filter"`
+	}
+	jsonEvent struct {
+		Event           uint8  `json:"event"`
+		DisconnectKind  uint8  `json:"disconnect_kind"`
+		ReasonCode      uint8  `json:"reason_code"`
+		ProtocolVersion uint8  `json:"protocol_version"`
+		Time            uint64 `json:"time"`
+		ClientID        string `json:"client_id"`
+		Username        string `json:"username"`
+		Listener        string `json:"listener"`
+		RemoteAddr      string `json:"remote_addr"`
+		ReasonString    string `json:"reason_string"`
+		Filters         []struct {
+			Filter string `json:"filter"`
+			QoS    uint8  `json:"qos"`
+			Code   uint8  `json:"code"`
+		} `json:"filters"`
+	}
+)
+
+// wantFromJSON converts a vector's JSON values into what the SDK's decoder
+// must produce for a record of kind.
+func wantFromJSON(t *testing.T, kind uint16, data []byte) any {
+	t.Helper()
+	dec := func(v any) {
+		d := json.NewDecoder(strings.NewReader(string(data)))
+		d.DisallowUnknownFields() // a field the SDK does not know fails loudly
+		if err := d.Decode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	switch kind {
+	case kindStart:
+		var j jsonStart
+		dec(&j)
+		s := StartInfo{ID: j.ExtensionID, Version: j.ExtensionVersion, BrokerVersion: j.BrokerVersion, PreviousVersion: j.PreviousVersion}
+		if j.Config != "" {
+			s.Config = []byte(j.Config)
+		}
+		return s
+	case kindConnect:
+		var j jsonConnect
+		dec(&j)
+		c := &Connect{
+			ProtocolVersion: j.ProtocolVersion,
+			CleanStart:      j.Flags&1 != 0,
+			HasUsername:     j.Flags&2 != 0,
+			HasPassword:     j.Flags&4 != 0,
+			TLS:             j.Flags&32 != 0,
+			Keepalive:       j.Keepalive,
+			SessionExpiry:   j.SessionExpiry,
+			ClientID:        j.ClientID,
+			Username:        j.Username,
+			Password:        j.Password,
+			RemoteAddr:      j.RemoteAddr,
+			Listener:        j.Listener,
+			TLSSubject:      j.TLSSubject,
+			TLSSANs:         j.TLSSANs,
+		}
+		if j.Flags&8 != 0 {
+			c.Will = &Will{Topic: j.WillTopic, Payload: j.WillPayload, QoS: j.WillQoS, Retain: j.Flags&16 != 0}
+		}
+		for _, p := range j.UserProperties {
+			c.UserProperties = append(c.UserProperties, UserProperty{Key: p.Key, Value: p.Value})
+		}
+		return c
+	case kindPublish:
+		var j jsonPublish
+		dec(&j)
+		return &Publish{QoS: j.QoS, Retain: j.Flags&1 != 0, Will: j.Flags&2 != 0, ClientID: j.ClientID, Username: j.Username, Topic: j.Topic, Payload: j.Payload}
+	case kindSubscribe:
+		var j jsonSubscribe
+		dec(&j)
+		return &Subscribe{QoS: j.QoS, Shared: j.Flags&1 != 0, ClientID: j.ClientID, Username: j.Username, Filter: j.Filter}
+	case kindEvent:
+		var j jsonEvent
+		dec(&j)
+		e := &Event{
+			Kind:            EventKind(j.Event),
+			DisconnectKind:  DisconnectKind(j.DisconnectKind),
+			ReasonCode:      j.ReasonCode,
+			ProtocolVersion: j.ProtocolVersion,
+			Time:            time.Unix(0, int64(j.Time)),
+			ClientID:        j.ClientID,
+			Username:        j.Username,
+			Listener:        j.Listener,
+			RemoteAddr:      j.RemoteAddr,
+			ReasonString:    j.ReasonString,
+		}
+		for _, f := range j.Filters {
+			e.Filters = append(e.Filters, FilterResult{Filter: f.Filter, QoS: f.QoS, ReasonCode: f.Code})
+		}
+		return e
+	}
+	t.Fatalf("vector of unknown kind %d", kind)
+	return nil
+}
+
+// decodeAny decodes a record of any kind with the SDK's decoders.
+func decodeAny(rec []byte) (any, error) {
+	if len(rec) < headerSize {
+		return nil, errTruncated
+	}
+	switch binary.LittleEndian.Uint16(rec[4:]) {
+	case kindStart:
+		return decodeStart(rec)
+	case kindConnect:
+		return decodeConnect(rec)
+	case kindPublish:
+		var p Publish
+		var c [3]strCache
+		return &p, decodePublish(rec, &p, &c)
+	case kindSubscribe:
+		var s Subscribe
+		var c [3]strCache
+		return &s, decodeSubscribe(rec, &s, &c)
+	case kindEvent:
+		return decodeEvent(rec)
+	}
+	return nil, errKind
+}
+
+func TestVectors(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(vectorDir, "*.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no vectors in %s", vectorDir)
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".hex")
+		t.Run(name, func(t *testing.T) {
+			rec := readHex(t, file)
+			if got := binary.LittleEndian.Uint32(rec); int(got) != len(rec) {
+				t.Fatalf("header length %d, record has %d bytes", got, len(rec))
+			}
+			data, err := os.ReadFile(strings.TrimSuffix(file, ".hex") + ".json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			kind := binary.LittleEndian.Uint16(rec[4:])
+			want := wantFromJSON(t, kind, data)
+			got, err := decodeAny(rec)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
+			}
+
+			// A later minor version appends fields: they are ignored.
+			longer := append(append([]byte(nil), rec...), 1, 2, 3, 4, 5, 6, 7, 8, 9)
+			binary.LittleEndian.PutUint32(longer, uint32(len(longer)))
+			if got, err := decodeAny(longer); err != nil || !reflect.DeepEqual(got, want) {
+				t.Errorf("with appended fields: %+v, %v", got, err)
+			}
+			// Bytes beyond the header's length are not part of the record.
+			if got, err := decodeAny(append(append([]byte(nil), rec...), 0xff, 0xff)); err != nil || !reflect.DeepEqual(got, want) {
+				t.Errorf("with trailing bytes: %+v, %v", got, err)
+			}
+			// Any shorter header length decodes or fails cleanly.
+			for n := headerSize; n < len(rec); n++ {
+				cut := append([]byte(nil), rec[:n]...)
+				binary.LittleEndian.PutUint32(cut, uint32(n))
+				decodeAny(cut)
+			}
+			// A header length beyond the bytes given is refused.
+			if _, err := decodeAny(rec[:len(rec)-1]); err == nil {
+				t.Error("record shorter than its header length decoded")
+			}
+		})
+	}
+}
+
+// makeRecord builds a record of kind from field bytes.
+func makeRecord(kind uint16, fields ...[]byte) []byte {
+	rec := make([]byte, headerSize)
+	binary.LittleEndian.PutUint16(rec[4:], kind)
+	for _, f := range fields {
+		rec = append(rec, f...)
+	}
+	binary.LittleEndian.PutUint32(rec, uint32(len(rec)))
+	return rec
+}
+
+// str encodes a str field.
+func str(s string) []byte {
+	return append(binary.LittleEndian.AppendUint32(nil, uint32(len(s))), s...)
+}
+
+func TestDecodeOlderMinor(t *testing.T) {
+	// A record that ends early (written for an older minor) decodes with
+	// zero values for the missing fields.
+	var p Publish
+	var c [3]strCache
+	rec := makeRecord(kindPublish, []byte{1, 1, 0, 0}, str("c1"), str("u"))
+	if err := decodePublish(rec, &p, &c); err != nil {
+		t.Fatal(err)
+	}
+	want := Publish{QoS: 1, Retain: true, ClientID: "c1", Username: "u"}
+	if !reflect.DeepEqual(p, want) {
+		t.Errorf("got %+v, want %+v", p, want)
+	}
+
+	e, err := decodeEvent(makeRecord(kindEvent, []byte{2, 0, 0, 5}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Kind != EventAuthSucceeded || e.ProtocolVersion != 5 || !e.Time.IsZero() || e.Filters != nil {
+		t.Errorf("got %+v", e)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		rec  []byte
+	}{
+		{"empty", nil},
+		{"short header", []byte{8, 0, 0, 0, 3, 0}},
+		{"length below header", []byte{4, 0, 0, 0, 3, 0, 0, 0}},
+		{"wrong kind", makeRecord(kindSubscribe, []byte{0, 0, 0, 0})},
+		{"str cut short", makeRecord(kindPublish, []byte{0, 0, 0, 0}, str("client")[:7])},
+		{"length cut short", makeRecord(kindPublish, []byte{0, 0, 0, 0}, []byte{1, 0})},
+	}
+	for _, tt := range tests {
+		var p Publish
+		var c [3]strCache
+		if err := decodePublish(tt.rec, &p, &c); err == nil {
+			t.Errorf("%s: decoded %+v", tt.name, p)
+		}
+	}
+	// A huge list count in a small record fails without allocating it.
+	rec := makeRecord(kindEvent, make([]byte, 12), str(""), str(""), str(""), str(""), str(""), []byte{0xff, 0xff, 0xff, 0x7f})
+	if _, err := decodeEvent(rec); err == nil {
+		t.Error("event with an impossible filter count decoded")
+	}
+}
+
+func TestStartDecodeConfig(t *testing.T) {
+	info, err := decodeStart(readHex(t, filepath.Join(vectorDir, "start.hex")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct{ Prefix string }
+	if err := info.DecodeConfig(&cfg); err != nil || cfg.Prefix != "devices" {
+		t.Errorf("DecodeConfig: %+v, %v", cfg, err)
+	}
+	cfg.Prefix = "default"
+	if err := (StartInfo{}).DecodeConfig(&cfg); err != nil || cfg.Prefix != "default" {
+		t.Errorf("DecodeConfig of empty config: %+v, %v", cfg, err)
+	}
+	if err := (StartInfo{Config: []byte(`{"prefix": 3}`)}).DecodeConfig(&cfg); err == nil {
+		t.Error("DecodeConfig of a mistyped config succeeded")
+	}
+}
+
+func TestStrCache(t *testing.T) {
+	var c strCache
+	a := c.get([]byte("devices/1"))
+	b := c.get([]byte("devices/1"))
+	if a != "devices/1" || b != a || c.get([]byte("x")) != "x" || c.get(nil) != "" {
+		t.Error("strCache returned wrong strings")
+	}
+	buf := []byte("devices/1")
+	n := testing.AllocsPerRun(100, func() { c.get(buf) })
+	if n != 0 {
+		t.Errorf("repeated get allocates %v times", n)
+	}
+}

@@ -1,0 +1,185 @@
+package propolis
+
+// The callback logic behind the exports of ABI.md section 3, independent of
+// Wasm so that it is unit-tested natively. The wasip1 glue hands each
+// function the record the host wrote and returns its answer.
+
+// Scratch reused from one callback to the next: an instance sees one
+// callback at a time, and the per-message path allocates nothing for it.
+var (
+	pub      Publish
+	pubCache [3]strCache
+	sub      Subscribe
+	subCache [3]strCache
+	permBuf  []byte
+)
+
+// denyUnspecified is the decision returned when the SDK itself cannot
+// answer (a malformed record, a host function refusing a setting): deny
+// with 0x80, as the host would after a trap.
+var denyUnspecified = Deny(CodeUnspecified, "").Encode()
+
+// start runs propolis_start: the author's Start, then declare_callbacks and
+// add_publish_filter. It returns 0 to start, 1 to refuse (with a reason).
+func start(h hostAPI, rec []byte) int32 {
+	info, err := decodeStart(rec)
+	if err != nil {
+		return refuseStart(h, "propolis: malformed START record: "+err.Error())
+	}
+	if ext.Start != nil {
+		if err := ext.Start(info); err != nil {
+			return refuseStart(h, err.Error())
+		}
+	}
+	if st := h.declareCallbacks(ext.callbackMask()); st < 0 {
+		return refuseStart(h, "propolis: declare_callbacks: "+statusName(st))
+	}
+	if ext.AuthorizePublish != nil {
+		for _, f := range ext.PublishFilters {
+			if st := h.addPublishFilter(f); st < 0 {
+				return refuseStart(h, "propolis: add_publish_filter "+quote(f)+": "+statusName(st))
+			}
+		}
+	}
+	return 0
+}
+
+// refuseStart sets the reason for refusing to start and returns 1.
+func refuseStart(h hostAPI, reason string) int32 {
+	h.setReason(truncateReason(reason))
+	return 1
+}
+
+// stop runs propolis_stop.
+func stop() {
+	if ext.Stop != nil {
+		ext.Stop()
+	}
+}
+
+// authenticate runs propolis_authenticate and returns the encoded decision.
+func authenticate(h hostAPI, rec []byte) uint32 {
+	if ext.Authenticate == nil {
+		return 0
+	}
+	c, err := decodeConnect(rec)
+	if err != nil {
+		h.log(LevelError, "propolis: malformed CONNECT record: "+err.Error())
+		return denyUnspecified
+	}
+	res := ext.Authenticate(c)
+	v := res.Verdict.forAuthenticate()
+	switch {
+	case v.Decision == DecisionAllow:
+		if msg := applyAuthResult(h, &res); msg != "" {
+			h.log(LevelError, "propolis: refusing client "+quote(c.ClientID)+": "+msg)
+			return denyUnspecified
+		}
+	case v.refuses():
+		sendReason(h, v.Reason)
+	}
+	return v.Encode()
+}
+
+// applyAuthResult sends the settings and permissions of an allowing
+// AuthResult to the host. On failure it returns what went wrong; the
+// client is then denied rather than let in with less than the extension
+// asked for (e.g. missing a deny permission).
+func applyAuthResult(h hostAPI, r *AuthResult) string {
+	for i := range r.Permissions {
+		if err := r.Permissions[i].Validate(); err != nil {
+			return err.Error()
+		}
+	}
+	if r.SessionExpiry != nil {
+		if st := h.setSessionExpiry(*r.SessionExpiry); st < 0 {
+			return "set_session_expiry: " + statusName(st)
+		}
+	}
+	if r.ReceiveMaximum != 0 {
+		if st := h.setReceiveMaximum(r.ReceiveMaximum); st < 0 {
+			return "set_receive_maximum: " + statusName(st)
+		}
+	}
+	if r.Keepalive != nil {
+		if st := h.setKeepalive(*r.Keepalive); st < 0 {
+			return "set_keepalive: " + statusName(st)
+		}
+	}
+	if r.MaxQueued != 0 {
+		if st := h.setMaxQueued(r.MaxQueued); st < 0 {
+			return "set_max_queued: " + statusName(st)
+		}
+	}
+	for _, p := range r.ConnackUserProperties {
+		if st := h.addConnackUserProperty(p.Key, p.Value); st < 0 {
+			return "add_connack_user_property " + quote(p.Key) + ": " + statusName(st)
+		}
+	}
+	for _, p := range r.Permissions {
+		permBuf = appendPermission(permBuf[:0], p)
+		if st := h.addPermission(permBuf); st < 0 {
+			return "add_permission " + quote(p.Filter) + ": " + statusName(st)
+		}
+	}
+	return ""
+}
+
+// authorizePublish runs propolis_authorize_publish and returns the encoded
+// decision.
+func authorizePublish(h hostAPI, rec []byte) uint32 {
+	if ext.AuthorizePublish == nil {
+		return 0
+	}
+	if err := decodePublish(rec, &pub, &pubCache); err != nil {
+		h.log(LevelError, "propolis: malformed PUBLISH record: "+err.Error())
+		return denyUnspecified
+	}
+	v := ext.AuthorizePublish(&pub)
+	pub.Payload = nil // the record's memory is the host's again
+	if v.refuses() {
+		sendReason(h, v.Reason)
+	}
+	return v.Encode()
+}
+
+// authorizeSubscribe runs propolis_authorize_subscribe and returns the
+// encoded decision.
+func authorizeSubscribe(h hostAPI, rec []byte) uint32 {
+	if ext.AuthorizeSubscribe == nil {
+		return 0
+	}
+	if err := decodeSubscribe(rec, &sub, &subCache); err != nil {
+		h.log(LevelError, "propolis: malformed SUBSCRIBE record: "+err.Error())
+		return denyUnspecified
+	}
+	v := ext.AuthorizeSubscribe(&sub)
+	if v.refuses() {
+		sendReason(h, v.Reason)
+	}
+	return v.Encode()
+}
+
+// onEvent runs propolis_on_event.
+func onEvent(h hostAPI, rec []byte) {
+	if ext.OnEvent == nil {
+		return
+	}
+	e, err := decodeEvent(rec)
+	if err != nil {
+		h.log(LevelError, "propolis: malformed EVENT record, event dropped: "+err.Error())
+		return
+	}
+	ext.OnEvent(e)
+}
+
+// sendReason passes a deny or disconnect reason string to the host. The
+// reason is informative only, so a failure is ignored.
+func sendReason(h hostAPI, reason string) {
+	if reason != "" {
+		h.setReason(truncateReason(reason))
+	}
+}
+
+// quote returns s in double quotes (for log messages, without fmt).
+func quote(s string) string { return `"` + s + `"` }

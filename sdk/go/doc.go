@@ -1,0 +1,132 @@
+// Package propolis is the Go SDK for Propolis extensions: WebAssembly
+// modules that authenticate clients, authorize publishes and subscribes,
+// and observe lifecycle events in the Propolis MQTT broker.
+//
+// An extension is a main package that registers its handlers in an init
+// function and is built as a WASI reactor:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o ext.wasm .
+//
+// The SDK implements the guest side of the Propolis extension ABI 1.0
+// (abi/ABI.md in the Propolis repository): it exports the callbacks the
+// broker calls, decodes the records the broker passes into the Go types of
+// this package, and turns the handlers' answers into decisions and host
+// function calls. Extension authors never handle pointers or record
+// layouts.
+//
+// # Example
+//
+// This extension lets in clients whose user name is their client id,
+// confines each to its own topic tree with default permissions (checked by
+// the broker without calling the extension), refuses large payloads on
+// "alerts/" topics and logs disconnects:
+//
+//	package main
+//
+//	import (
+//		"strings"
+//
+//		propolis "github.com/propolis-mqtt/propolis/sdk/go"
+//	)
+//
+//	type config struct {
+//		MaxAlert int `json:"max_alert"`
+//	}
+//
+//	var cfg = config{MaxAlert: 256}
+//
+//	func init() {
+//		propolis.Register(propolis.Extension{
+//			Start:            start,
+//			Authenticate:     authenticate,
+//			AuthorizePublish: authorizePublish,
+//			PublishFilters:   []string{"alerts/#"},
+//			OnEvent:          onEvent,
+//		})
+//	}
+//
+//	func main() {}
+//
+//	func start(info propolis.StartInfo) error {
+//		if err := info.DecodeConfig(&cfg); err != nil {
+//			return err // refuses to start; the broker shows err.Error()
+//		}
+//		propolis.Infof("%s %s started", info.ID, info.Version)
+//		return nil
+//	}
+//
+//	func authenticate(c *propolis.Connect) propolis.AuthResult {
+//		if c.Username == "" || c.Username != c.ClientID {
+//			return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeBadUsernameOrPassword, "user name must be the client id")}
+//		}
+//		return propolis.AuthResult{
+//			Verdict: propolis.Allow(),
+//			Permissions: []propolis.Permission{
+//				propolis.AllowTopic("clients/{clientid}/#"),
+//				propolis.AllowPublish("alerts/{clientid}"),
+//			},
+//		}
+//	}
+//
+//	func authorizePublish(p *propolis.Publish) propolis.Verdict {
+//		if len(p.Payload) > cfg.MaxAlert {
+//			return propolis.Deny(propolis.CodeQuotaExceeded, "alert too large")
+//		}
+//		return propolis.Next() // the client's permissions decide
+//	}
+//
+//	func onEvent(e *propolis.Event) {
+//		if e.Kind == propolis.EventDisconnect && strings.HasPrefix(e.ClientID, "gw-") {
+//			propolis.Warnf("gateway %s disconnected (%s)", e.ClientID, e.DisconnectKind)
+//		}
+//	}
+//
+// # Handlers
+//
+// Every handler of Extension is optional; the broker never calls the
+// extension for a handler it did not set (the SDK declares the set ones
+// at start). Authenticate answers Allow, Deny or Next in an AuthResult,
+// which on Allow may also carry settings (session expiry, receive maximum,
+// keepalive, queue size), CONNACK user properties and default topic
+// permissions. AuthorizePublish and AuthorizeSubscribe answer a Verdict:
+// Allow, Deny, Disconnect or Next. Next passes the question on along the
+// chain of extensions and finally, for publishes and subscribes, to the
+// client's permissions.
+//
+// If the SDK cannot do what a handler asked (a host function refuses a
+// setting or a permission, or Permission.Validate fails), it logs the
+// problem and denies the client with 0x80 rather than let it in with less
+// than intended.
+//
+// # Panics, blocking and state
+//
+// A panic in a handler is not recovered: the Go runtime prints it to
+// standard error (which the broker logs) and the call traps. The broker
+// then fails closed (the CONNECT, PUBLISH or SUBSCRIBE is denied, an
+// event dropped) and replaces the instance; an extension failing 10 times
+// in 10 seconds is stopped. Handlers run synchronously inside the call
+// from the broker, within a deadline (100 ms by default); do not block in
+// them or rely on goroutines running between calls.
+//
+// The broker runs several instances of the module and sends any client's
+// callbacks to any of them, one callback at a time per instance. Keep
+// per-client state in the broker (settings and permissions in the
+// AuthResult), not in package variables; configuration read in Start is
+// fine, since every instance is started.
+//
+// # Memory
+//
+// Connect and Event hold copies and may be kept. On the per-message path
+// the SDK avoids allocating: the *Publish and *Subscribe passed to the
+// handlers are reused, and Publish.Payload points into the buffer the
+// broker wrote the message to, so it is only valid during the call (copy
+// it with bytes.Clone to keep it). Their strings may be kept.
+//
+// # Testing
+//
+// The types, constructors and Register compile on every platform, so
+// handlers are ordinary Go functions that can be unit-tested natively with
+// go test: build a *Connect, *Publish, *Subscribe or *Event and check the
+// answer. Outside a Wasm build, Log and its helpers write to standard
+// error.
+package propolis

@@ -1,0 +1,83 @@
+package propolis
+
+// Extension is what an extension implements: a set of optional handlers.
+// Pass it to Register from an init function. The host only calls the
+// handlers that are set (the SDK declares them at start), so an extension
+// without AuthorizePublish costs nothing per message.
+//
+// Handlers run one at a time per instance, but the host runs several
+// instances of the module and sends any client's callbacks to any of them:
+// keep per-client state in the broker (settings, permissions), not in
+// package variables.
+//
+// A handler that panics is not recovered: the panic ends the instance, the
+// host sees a trap and fails closed (authentication and authorization
+// deny, an event is dropped), then replaces the instance. Return Deny
+// instead of panicking for expected failures.
+type Extension struct {
+	// Start, if set, is called once per instance before any other handler.
+	// Returning an error refuses to start; err.Error() is the reason the
+	// broker logs and shows.
+	Start func(info StartInfo) error
+	// Stop, if set, is called once per instance before it is closed.
+	Stop func()
+	// Authenticate, if set, decides each CONNECT reaching this extension in
+	// the chain. An extension with Authenticate is a security extension.
+	Authenticate func(c *Connect) AuthResult
+	// AuthorizePublish, if set, decides each PUBLISH (and each will at
+	// CONNECT) reaching this extension, restricted to PublishFilters if any.
+	AuthorizePublish func(p *Publish) Verdict
+	// AuthorizeSubscribe, if set, decides each topic filter of a SUBSCRIBE
+	// reaching this extension.
+	AuthorizeSubscribe func(s *Subscribe) Verdict
+	// OnEvent, if set, receives lifecycle events after the fact.
+	OnEvent func(e *Event)
+	// PublishFilters, if not empty, restricts AuthorizePublish to topics
+	// matching one of these MQTT topic filters ("+" and "#" wildcards);
+	// other publishes cost no Wasm call. An invalid filter refuses the
+	// start. Ignored without AuthorizePublish.
+	PublishFilters []string
+}
+
+// The registered extension and whether Register was called.
+var (
+	ext        Extension
+	registered bool
+)
+
+// Register registers the extension's handlers. Call it exactly once, from
+// an init function of the main package: with -buildmode=c-shared the main
+// function never runs. Register panics if called twice.
+func Register(e Extension) {
+	if registered {
+		panic("propolis: Register called twice")
+	}
+	e.PublishFilters = append([]string(nil), e.PublishFilters...)
+	ext, registered = e, true
+}
+
+// Callback bits of declare_callbacks.
+const (
+	callbackAuthenticate       = 1 << 0
+	callbackAuthorizePublish   = 1 << 1
+	callbackAuthorizeSubscribe = 1 << 2
+	callbackOnEvent            = 1 << 3
+)
+
+// callbackMask returns the declare_callbacks mask of e's handlers.
+func (e *Extension) callbackMask() uint32 {
+	var m uint32
+	if e.Authenticate != nil {
+		m |= callbackAuthenticate
+	}
+	if e.AuthorizePublish != nil {
+		m |= callbackAuthorizePublish
+	}
+	if e.AuthorizeSubscribe != nil {
+		m |= callbackAuthorizeSubscribe
+	}
+	if e.OnEvent != nil {
+		m |= callbackOnEvent
+	}
+	return m
+}

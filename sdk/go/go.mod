@@ -1,0 +1,3 @@
+module github.com/propolis-mqtt/propolis/sdk/go
+
+go 1.24

@@ -1,0 +1,79 @@
+package propolis
+
+// hostAPI is the host functions of ABI.md section 5. On wasip1 it calls
+// the imports of module propolis_v1; elsewhere (native unit tests) a
+// stand-in logs to standard error. Tests of the SDK replace it with a
+// recorder.
+type hostAPI interface {
+	log(level Level, msg string) int32
+	setReason(reason string) int32
+	declareCallbacks(mask uint32) int32
+	addPublishFilter(filter string) int32
+	setSessionExpiry(seconds uint32) int32
+	setReceiveMaximum(n uint16) int32
+	setKeepalive(seconds uint16) int32
+	setMaxQueued(n uint16) int32
+	addConnackUserProperty(key, value string) int32
+	addPermission(perm []byte) int32
+}
+
+// Status codes of host functions (ABI.md section 6).
+const (
+	statusOK              = 0
+	statusInvalidArgument = -1
+	statusNotAvailable    = -2
+	statusNotPermitted    = -3
+	statusRateLimited     = -4
+	statusNotFound        = -5
+	statusInternal        = -6
+	statusTooLarge        = -7
+)
+
+// statusName returns the ABI.md name of a host function's status code.
+func statusName(code int32) string {
+	switch code {
+	case statusOK:
+		return "OK"
+	case statusInvalidArgument:
+		return "INVALID_ARGUMENT"
+	case statusNotAvailable:
+		return "NOT_AVAILABLE"
+	case statusNotPermitted:
+		return "NOT_PERMITTED"
+	case statusRateLimited:
+		return "RATE_LIMITED"
+	case statusNotFound:
+		return "NOT_FOUND"
+	case statusInternal:
+		return "INTERNAL"
+	case statusTooLarge:
+		return "TOO_LARGE"
+	}
+	if code > 0 {
+		return "OK"
+	}
+	return "unknown status " + itoa(int64(code))
+}
+
+// itoa formats n in decimal without fmt.
+func itoa(n int64) string {
+	var b [20]byte
+	i := len(b)
+	u := uint64(n)
+	if n < 0 {
+		u = uint64(-n)
+	}
+	for {
+		i--
+		b[i] = byte('0' + u%10)
+		u /= 10
+		if u == 0 {
+			break
+		}
+	}
+	if n < 0 {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,76 @@
+//go:build wasip1
+
+package propolis
+
+import "unsafe"
+
+// The host functions of ABI.md section 5, imported from module propolis_v1.
+// Pointers and lengths are i32; a string is passed as its data pointer and
+// byte length.
+
+//go:wasmimport propolis_v1 log
+func hostLog(level int32, ptr unsafe.Pointer, n uint32) int32
+
+//go:wasmimport propolis_v1 set_reason
+func hostSetReason(ptr unsafe.Pointer, n uint32) int32
+
+//go:wasmimport propolis_v1 declare_callbacks
+func hostDeclareCallbacks(mask uint32) int32
+
+//go:wasmimport propolis_v1 add_publish_filter
+func hostAddPublishFilter(ptr unsafe.Pointer, n uint32) int32
+
+//go:wasmimport propolis_v1 set_session_expiry
+func hostSetSessionExpiry(seconds uint32) int32
+
+//go:wasmimport propolis_v1 set_receive_maximum
+func hostSetReceiveMaximum(n uint32) int32
+
+//go:wasmimport propolis_v1 set_keepalive
+func hostSetKeepalive(seconds uint32) int32
+
+//go:wasmimport propolis_v1 set_max_queued
+func hostSetMaxQueued(n uint32) int32
+
+//go:wasmimport propolis_v1 add_connack_user_property
+func hostAddConnackUserProperty(kptr unsafe.Pointer, klen uint32, vptr unsafe.Pointer, vlen uint32) int32
+
+//go:wasmimport propolis_v1 add_permission
+func hostAddPermission(ptr unsafe.Pointer, n uint32) int32
+
+// host is the host functions: the broker's imports.
+var host hostAPI = wasmHost{}
+
+// wasmHost implements hostAPI with the propolis_v1 imports.
+type wasmHost struct{}
+
+func (wasmHost) log(level Level, msg string) int32 {
+	return hostLog(int32(level), unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
+}
+
+func (wasmHost) setReason(reason string) int32 {
+	return hostSetReason(unsafe.Pointer(unsafe.StringData(reason)), uint32(len(reason)))
+}
+
+func (wasmHost) declareCallbacks(mask uint32) int32 { return hostDeclareCallbacks(mask) }
+
+func (wasmHost) addPublishFilter(filter string) int32 {
+	return hostAddPublishFilter(unsafe.Pointer(unsafe.StringData(filter)), uint32(len(filter)))
+}
+
+func (wasmHost) setSessionExpiry(seconds uint32) int32 { return hostSetSessionExpiry(seconds) }
+
+func (wasmHost) setReceiveMaximum(n uint16) int32 { return hostSetReceiveMaximum(uint32(n)) }
+
+func (wasmHost) setKeepalive(seconds uint16) int32 { return hostSetKeepalive(uint32(seconds)) }
+
+func (wasmHost) setMaxQueued(n uint16) int32 { return hostSetMaxQueued(uint32(n)) }
+
+func (wasmHost) addConnackUserProperty(key, value string) int32 {
+	return hostAddConnackUserProperty(unsafe.Pointer(unsafe.StringData(key)), uint32(len(key)),
+		unsafe.Pointer(unsafe.StringData(value)), uint32(len(value)))
+}
+
+func (wasmHost) addPermission(perm []byte) int32 {
+	return hostAddPermission(unsafe.Pointer(unsafe.SliceData(perm)), uint32(len(perm)))
+}

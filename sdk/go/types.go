@@ -1,0 +1,253 @@
+package propolis
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// StartInfo describes the extension instance being started. It is passed
+// to Extension.Start.
+type StartInfo struct {
+	// ID is the extension id from the manifest.
+	ID string
+	// Version is the extension version from the manifest.
+	Version string
+	// BrokerVersion is the version of the broker running the extension.
+	BrokerVersion string
+	// PreviousVersion is the version this one replaces on a hot reload,
+	// empty otherwise.
+	PreviousVersion string
+	// Config is the manifest's config section as JSON ("{}" when absent).
+	Config []byte
+}
+
+// DecodeConfig unmarshals the extension configuration (the manifest's
+// config section) into v, as json.Unmarshal does. An empty Config leaves v
+// unchanged, so fields set before the call act as defaults.
+func (s StartInfo) DecodeConfig(v any) error {
+	if len(s.Config) == 0 {
+		return nil
+	}
+	return json.Unmarshal(s.Config, v)
+}
+
+// UserProperty is an MQTT 5 user property: a key/value pair.
+type UserProperty struct {
+	// Key is the property name.
+	Key string
+	// Value is the property value.
+	Value string
+}
+
+// Will is the will message of a CONNECT.
+type Will struct {
+	// Topic is the will topic.
+	Topic string
+	// Payload is the will payload.
+	Payload []byte
+	// QoS is the will QoS (0, 1 or 2).
+	QoS uint8
+	// Retain reports whether the will is to be retained.
+	Retain bool
+}
+
+// Connect is a client's CONNECT, as passed to Extension.Authenticate. All
+// its fields are copies: they stay valid after the handler returns.
+type Connect struct {
+	// ProtocolVersion is the MQTT protocol level: 3 (MQTT 3.1), 4 (3.1.1)
+	// or 5.
+	ProtocolVersion uint8
+	// CleanStart reports the clean start (3.1.1: clean session) flag.
+	CleanStart bool
+	// HasUsername reports whether the client sent a user name (it may be
+	// empty).
+	HasUsername bool
+	// HasPassword reports whether the client sent a password (it may be
+	// empty).
+	HasPassword bool
+	// TLS reports whether the connection uses TLS.
+	TLS bool
+	// Keepalive is the keepalive the client asked for, in seconds.
+	Keepalive uint16
+	// SessionExpiry is the session expiry interval the client asked for,
+	// in seconds (MQTT 5).
+	SessionExpiry uint32
+	// ClientID is the client identifier, as assigned by the broker when the
+	// client sent none.
+	ClientID string
+	// Username is the user name, empty without one.
+	Username string
+	// Password is the password (any bytes), nil without one.
+	Password []byte
+	// RemoteAddr is the client's address, "host:port".
+	RemoteAddr string
+	// Listener is the name of the listener in the broker configuration.
+	Listener string
+	// TLSSubject is the verified client certificate's subject (RFC 2253),
+	// empty without a client certificate.
+	TLSSubject string
+	// TLSSANs holds the client certificate's DNS names, IP addresses, URIs
+	// and e-mail addresses.
+	TLSSANs []string
+	// Will is the will message, nil when the CONNECT has none.
+	Will *Will
+	// UserProperties holds the user properties of the CONNECT, in order.
+	UserProperties []UserProperty
+}
+
+// Publish is a PUBLISH (or the will of a CONNECT being authenticated), as
+// passed to Extension.AuthorizePublish.
+//
+// To keep the per-message path cheap, the *Publish and its Payload are only
+// valid while the handler runs: the SDK reuses both for the next message.
+// Copy the payload (bytes.Clone) and the struct if you keep them. The
+// strings are ordinary Go strings and may be kept.
+type Publish struct {
+	// QoS is the QoS of the message (0, 1 or 2).
+	QoS uint8
+	// Retain reports the retain flag.
+	Retain bool
+	// Will reports whether this is the will of a CONNECT being
+	// authenticated rather than a PUBLISH packet.
+	Will bool
+	// ClientID is the publishing client's identifier.
+	ClientID string
+	// Username is the publishing client's user name.
+	Username string
+	// Topic is the topic name.
+	Topic string
+	// Payload is the message payload. It points into memory the SDK reuses:
+	// valid only during the handler call.
+	Payload []byte
+}
+
+// Subscribe is one topic filter of a SUBSCRIBE, as passed to
+// Extension.AuthorizeSubscribe (a SUBSCRIBE with several filters asks once
+// per filter). Like Publish, the *Subscribe is reused by the SDK after the
+// handler returns; its strings may be kept.
+type Subscribe struct {
+	// QoS is the maximum QoS requested.
+	QoS uint8
+	// Shared reports a shared subscription ("$share/<group>/<filter>").
+	Shared bool
+	// ClientID is the subscribing client's identifier.
+	ClientID string
+	// Username is the subscribing client's user name.
+	Username string
+	// Filter is the topic filter, including any "$share/<group>/" prefix.
+	Filter string
+}
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventConnectionStart reports a new network connection.
+	EventConnectionStart EventKind = 1
+	// EventAuthSucceeded reports an accepted CONNECT.
+	EventAuthSucceeded EventKind = 2
+	// EventAuthFailed reports a refused CONNECT; Event.ReasonCode holds the
+	// reason code.
+	EventAuthFailed EventKind = 3
+	// EventDisconnect reports the end of a connection; see
+	// Event.DisconnectKind and Event.ReasonCode.
+	EventDisconnect EventKind = 4
+	// EventSubscribe reports a SUBSCRIBE; see Event.Filters.
+	EventSubscribe EventKind = 5
+	// EventUnsubscribe reports an UNSUBSCRIBE; see Event.Filters.
+	EventUnsubscribe EventKind = 6
+)
+
+// String returns the kind's name, e.g. "disconnect".
+func (k EventKind) String() string {
+	switch k {
+	case EventConnectionStart:
+		return "connection-start"
+	case EventAuthSucceeded:
+		return "auth-succeeded"
+	case EventAuthFailed:
+		return "auth-failed"
+	case EventDisconnect:
+		return "disconnect"
+	case EventSubscribe:
+		return "subscribe"
+	case EventUnsubscribe:
+		return "unsubscribe"
+	}
+	return "unknown"
+}
+
+// DisconnectKind says how a connection ended (EventDisconnect).
+type DisconnectKind uint8
+
+// Disconnect kinds.
+const (
+	// DisconnectNone is the DisconnectKind of every event but
+	// EventDisconnect.
+	DisconnectNone DisconnectKind = 0
+	// DisconnectByClient means the client sent DISCONNECT.
+	DisconnectByClient DisconnectKind = 1
+	// DisconnectConnectionLost means the network connection was lost (or
+	// the keepalive expired).
+	DisconnectConnectionLost DisconnectKind = 2
+	// DisconnectByServer means the broker closed the connection.
+	DisconnectByServer DisconnectKind = 3
+)
+
+// String returns the kind's name, e.g. "connection-lost".
+func (k DisconnectKind) String() string {
+	switch k {
+	case DisconnectNone:
+		return "none"
+	case DisconnectByClient:
+		return "by-client"
+	case DisconnectConnectionLost:
+		return "connection-lost"
+	case DisconnectByServer:
+		return "by-server"
+	}
+	return "unknown"
+}
+
+// FilterResult is one topic filter of a SUBSCRIBE or UNSUBSCRIBE event with
+// the broker's answer.
+type FilterResult struct {
+	// Filter is the topic filter.
+	Filter string
+	// QoS is the requested QoS.
+	QoS uint8
+	// ReasonCode is the reason code the broker answered (granted QoS, or
+	// >= 0x80 for a refusal).
+	ReasonCode byte
+}
+
+// Event is a lifecycle event, as passed to Extension.OnEvent. Events are
+// delivered after the fact and never block a client. All fields are copies.
+type Event struct {
+	// Kind says what happened.
+	Kind EventKind
+	// DisconnectKind says how the connection ended (EventDisconnect only).
+	DisconnectKind DisconnectKind
+	// ReasonCode is the reason code of a refused CONNECT (EventAuthFailed)
+	// or of a disconnect (EventDisconnect).
+	ReasonCode byte
+	// ProtocolVersion is the client's MQTT protocol level.
+	ProtocolVersion uint8
+	// Time is when it happened (for a disconnect: when the connection
+	// ended). It is the zero Time if the host did not say.
+	Time time.Time
+	// ClientID is the client identifier.
+	ClientID string
+	// Username is the client's user name.
+	Username string
+	// Listener is the name of the listener the client connected to.
+	Listener string
+	// RemoteAddr is the client's address, "host:port".
+	RemoteAddr string
+	// ReasonString is the reason string, if any.
+	ReasonString string
+	// Filters holds the topic filters of EventSubscribe and
+	// EventUnsubscribe.
+	Filters []FilterResult
+}
