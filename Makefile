@@ -12,23 +12,47 @@ TESTFLAGS ?= -count=1 -timeout 10m
 
 all: build
 
-## build: bin/propolis (and, once they exist, the bundled extensions)
-build:
+# Example extensions built with the Go SDK; allow-all is installed into
+# extensions/ so that `make run` accepts clients out of the box.
+EXAMPLES  := allow-all topic-acl banlist
+WASMBUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath
+
+## build: bin/propolis, every example extension (bin/examples/<id>/), and
+## extensions/allow-all/
+build: $(BIN)/propolis examples
+	mkdir -p extensions/allow-all
+	cp $(BIN)/examples/allow-all/* extensions/allow-all/
+
+.PHONY: $(BIN)/propolis examples
+$(BIN)/propolis:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/propolis ./cmd/propolis
+
+examples:
+	@for ex in $(EXAMPLES); do \
+	  mkdir -p $(BIN)/examples/$$ex && \
+	  (cd examples && $(WASMBUILD) -o ../$(BIN)/examples/$$ex/$$ex.wasm ./$$ex) && \
+	  cp examples/$$ex/propolis-extension.yaml $(BIN)/examples/$$ex/ || exit 1; \
+	done
 
 ## run: build, then start the broker with the embedded default configuration
 run: build
 	./$(BIN)/propolis serve
 
-## test: every test, after the checks
+## test: every test of every module, after the checks
 test: check
 	$(GOTEST) $(TESTFLAGS) ./...
+	cd sdk/go && $(GOTEST) $(TESTFLAGS) ./...
+	cd examples && $(GOTEST) $(TESTFLAGS) ./...
 
-## check: formatting, vet and module tidiness; fails on any difference
+## check: formatting, vet, module tidiness and committed Wasm fixtures;
+## fails on any difference
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd sdk/go && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
+	cd examples && $(GO) vet ./...
+	testdata/wasm/build.sh -check
 	@cp go.mod /tmp/propolis-go.mod.$$$$ && cp go.sum /tmp/propolis-go.sum.$$$$ && \
 	  $(GO) mod tidy && \
 	  if ! cmp -s go.mod /tmp/propolis-go.mod.$$$$ || ! cmp -s go.sum /tmp/propolis-go.sum.$$$$; then \
@@ -47,9 +71,11 @@ lint: check
 bench:
 	$(GOTEST) -run '^$$' -bench . -benchmem -timeout 20m ./...
 
-## testdata: regenerate committed fixtures
+## testdata: regenerate committed fixtures (Wasm from WAT needs Debian's wabt)
 testdata:
+	testdata/wasm/build.sh
+	$(GO) test ./abi -run TestVectors -update
 	rm -rf testdata/store/v1 && $(GO) run ./broker/store/internal/genv1 -out testdata/store/v1
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) extensions/allow-all

@@ -186,8 +186,7 @@ func decodeAny(rec []byte) (any, error) {
 		return decodeConnect(rec)
 	case kindPublish:
 		var p Publish
-		var c [3]strCache
-		return &p, decodePublish(rec, &p, &c)
+		return &p, decodePublish(rec, &p)
 	case kindSubscribe:
 		var s Subscribe
 		var c [3]strCache
@@ -271,9 +270,8 @@ func TestDecodeOlderMinor(t *testing.T) {
 	// A record that ends early (written for an older minor) decodes with
 	// zero values for the missing fields.
 	var p Publish
-	var c [3]strCache
 	rec := makeRecord(kindPublish, []byte{1, 1, 0, 0}, str("c1"), str("u"))
-	if err := decodePublish(rec, &p, &c); err != nil {
+	if err := decodePublish(rec, &p); err != nil {
 		t.Fatal(err)
 	}
 	want := Publish{QoS: 1, Retain: true, ClientID: "c1", Username: "u"}
@@ -304,8 +302,7 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var p Publish
-		var c [3]strCache
-		if err := decodePublish(tt.rec, &p, &c); err == nil {
+		if err := decodePublish(tt.rec, &p); err == nil {
 			t.Errorf("%s: decoded %+v", tt.name, p)
 		}
 	}

@@ -8,7 +8,6 @@ package propolis
 // callback at a time, and the per-message path allocates nothing for it.
 var (
 	pub      Publish
-	pubCache [3]strCache
 	sub      Subscribe
 	subCache [3]strCache
 	permBuf  []byte
@@ -131,12 +130,12 @@ func authorizePublish(h hostAPI, rec []byte) uint32 {
 	if ext.AuthorizePublish == nil {
 		return 0
 	}
-	if err := decodePublish(rec, &pub, &pubCache); err != nil {
+	if err := decodePublish(rec, &pub); err != nil {
 		h.log(LevelError, "propolis: malformed PUBLISH record: "+err.Error())
 		return denyUnspecified
 	}
 	v := ext.AuthorizePublish(&pub)
-	pub.Payload = nil // the record's memory is the host's again
+	pub = Publish{} // the record's memory is the host's again
 	if v.refuses() {
 		sendReason(h, v.Reason)
 	}

@@ -1,7 +1,9 @@
 package propolis
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -116,9 +118,26 @@ type Publish struct {
 	Username string
 	// Topic is the topic name.
 	Topic string
-	// Payload is the message payload. It points into memory the SDK reuses:
-	// valid only during the handler call.
+	// Payload is the message payload.
 	Payload []byte
+}
+
+// A note on Publish's lifetime: ClientID, Username, Topic and Payload are
+// views of the record the host wrote into memory the SDK reuses for the
+// next call. They are valid only until AuthorizePublish returns. Compare
+// them, match them, log them; to keep any of them, copy it
+// (strings.Clone, bytes.Clone, or Publish.Clone). This makes
+// AuthorizePublish, the one handler that can run for every message,
+// allocate and copy nothing.
+
+// Clone returns a copy of p that stays valid after the handler returns.
+func (p *Publish) Clone() *Publish {
+	c := *p
+	c.ClientID = strings.Clone(p.ClientID)
+	c.Username = strings.Clone(p.Username)
+	c.Topic = strings.Clone(p.Topic)
+	c.Payload = bytes.Clone(p.Payload)
+	return &c
 }
 
 // Subscribe is one topic filter of a SUBSCRIBE, as passed to
