@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/propolis-mqtt/propolis/broker"
@@ -35,99 +34,14 @@ func BenchmarkPublishThroughput(b *testing.B) {
 	}
 }
 
-// benchPublish sends b.N messages from publishers connections and waits
-// until the subscriber has them all.
+// benchPublish runs brokertest.PublishLoad for b.N messages.
 func benchPublish(b *testing.B, addr string, qos byte, publishers int) {
-	sub, err := brokertest.Dial(addr, "bench-sub")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sub.Close()
-	if err := sub.Subscribe("bench/t", 0); err != nil {
-		b.Fatal(err)
-	}
-	pubs := make([]*brokertest.Conn, publishers)
-	for i := range pubs {
-		if pubs[i], err = brokertest.Dial(addr, fmt.Sprintf("bench-pub-%d", i)); err != nil {
-			b.Fatal(err)
-		}
-		defer pubs[i].Close()
-	}
-
-	received := make(chan error, 1)
-	go func() {
-		for n := 0; n < b.N; {
-			typ, _, err := sub.ReadPacket()
-			if err != nil {
-				received <- fmt.Errorf("subscriber read after %d: %w", n, err)
-				return
-			}
-			if typ>>4 == 3 {
-				n++
-			}
-		}
-		received <- nil
-	}()
 	payload := make([]byte, 64)
 	b.SetBytes(int64(len(payload)))
 	b.ResetTimer()
-	errs := make(chan error, publishers)
-	for p, pub := range pubs {
-		count := b.N / publishers
-		if p == 0 {
-			count += b.N % publishers
-		}
-		go func() { errs <- publishN(pub, qos, count, payload) }()
-	}
-	for range pubs {
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := <-received; err != nil {
+	if err := brokertest.PublishLoad(addr, "bench/t", qos, publishers, b.N, payload); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-}
-
-// publishN publishes count messages on one connection, keeping up to 256
-// QoS 1 messages unacknowledged.
-func publishN(pub *brokertest.Conn, qos byte, count int, payload []byte) error {
-	window := make(chan struct{}, 256)
-	acked := make(chan error, 1)
-	if qos > 0 {
-		go func() {
-			for n := 0; n < count; n++ {
-				typ, _, err := pub.ReadPacket()
-				if err != nil || typ != 0x40 {
-					acked <- fmt.Errorf("publisher: packet %#x after %d acks: %v", typ, n, err)
-					return
-				}
-				<-window
-			}
-			acked <- nil
-		}()
-	}
-	for i := 0; i < count; i++ {
-		if qos > 0 {
-			select {
-			case window <- struct{}{}:
-			default:
-				_ = pub.Flush()
-				window <- struct{}{}
-			}
-		}
-		pub.Publish("bench/t", qos, uint16(i%65535+1), payload)
-		if i%64 == 63 {
-			_ = pub.Flush()
-		}
-	}
-	if err := pub.Flush(); err != nil {
-		return err
-	}
-	if qos > 0 {
-		return <-acked
-	}
-	return nil
 }

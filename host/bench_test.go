@@ -3,9 +3,17 @@ package host
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
 )
 
 // BenchmarkAuthorizePublish measures one authorize_publish call into a
@@ -52,5 +60,138 @@ func BenchmarkAuthenticate(b *testing.B) {
 		if res := h.Authenticate(context.Background(), c); res.Decision != broker.Allow {
 			b.Fatal(fmt.Sprint(res))
 		}
+	}
+}
+
+// brokerFor starts a broker with the given security: "native" is the
+// in-process brokertest.AllowAll; anything else is a folder of extensions.
+func brokerFor(b *testing.B, ext broker.Extensions) string {
+	cfg := config.Default()
+	cfg.Listeners[0].Address = "127.0.0.1:0"
+	cfg.DataDir = filepath.Join(b.TempDir(), "data")
+	cfg.Log.Level = "error"
+	srv, err := broker.New(broker.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Extensions: ext})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Close() })
+	return srv.Addr("tcp")
+}
+
+// hostWith loads the named extensions (wasm paths by id) into a host.
+func hostWith(b *testing.B, exts map[string]string) broker.Extensions {
+	dir := b.TempDir()
+	for id, wasm := range exts {
+		installExtension(b, dir, id, wasm, 0, "")
+	}
+	h, _ := newTestHost(b, dir)
+	return broker.Extensions{Authenticator: h, Events: h}
+}
+
+// BenchmarkBrokerConnect measures CONNECT/CONNACK/DISCONNECT round trips
+// through the broker on loopback, 8 clients at a time, with the allow-all
+// extension (Wasm) and with the native allow-everything implementation.
+func BenchmarkBrokerConnect(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		ext  func(b *testing.B) broker.Extensions
+	}{
+		{"native", func(*testing.B) broker.Extensions { return broker.Extensions{Authenticator: brokertest.AllowAll{}} }},
+		{"wasm-allow-all", func(b *testing.B) broker.Extensions {
+			return hostWith(b, map[string]string{"allow-all": example(b, "allow-all")})
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			addr := brokerFor(b, tc.ext(b))
+			var id atomic.Int64
+			b.SetParallelism(4)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c, err := brokertest.Dial(addr, "c"+strconv.FormatInt(id.Add(1), 10))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_ = c.Close()
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "connects/s")
+		})
+	}
+}
+
+// BenchmarkBrokerPublish measures QoS 0 PUBLISH throughput through the
+// broker on loopback with: allow-all (no Wasm call per message), topic-acl
+// (host-evaluated default permissions, no Wasm call), and the bench guest
+// (one guarded Wasm authorize_publish call per message). One client
+// publishes to its own topic, devices/<id>/t, and is subscribed to it, so
+// topic-acl allows both directions; the figure counts delivered messages.
+func BenchmarkBrokerPublish(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		exts func(b *testing.B) map[string]string
+	}{
+		{"allow-all", func(b *testing.B) map[string]string { return map[string]string{"allow-all": example(b, "allow-all")} }},
+		{"topic-acl", func(b *testing.B) map[string]string { return map[string]string{"topic-acl": example(b, "topic-acl")} }},
+		{"wasm-authorize-publish", func(b *testing.B) map[string]string {
+			return map[string]string{"bench": buildGuest(b, "testdata/guests", "bench")}
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			addr := brokerFor(b, hostWith(b, tc.exts(b)))
+			c, err := brokertest.Dial(addr, "bench-1")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			const topic = "devices/bench-1/t"
+			if err := c.Subscribe(topic, 0); err != nil {
+				b.Fatal(err)
+			}
+			payload := make([]byte, 64)
+			done := make(chan error, 1)
+			var got atomic.Int64
+			go func() {
+				for got.Load() < int64(b.N) {
+					typ, _, err := c.ReadPacket()
+					if err != nil {
+						done <- fmt.Errorf("read after %d: %w", got.Load(), err)
+						return
+					}
+					if typ>>4 == 3 {
+						got.Add(1)
+					}
+				}
+				done <- nil
+			}()
+			b.SetBytes(int64(len(payload)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				// Keep at most 512 messages on their way: QoS 0 messages
+				// beyond the broker's per-client write queue are dropped.
+				for int64(i)-got.Load() >= 512 {
+					runtime.Gosched()
+				}
+				c.Publish(topic, 0, 0, payload)
+				if i%64 == 63 {
+					if err := c.Flush(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if err := c.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
 	}
 }

@@ -1,0 +1,290 @@
+package host
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/config"
+)
+
+// These tests run the real broker with the real host on loopback, with
+// modules built from this repository (examples/, testdata/guests/, and the
+// WAT fixtures), and talk to it with Eclipse Paho clients.
+
+// example builds one of examples/ and returns its .wasm.
+func example(t testing.TB, name string) string { return buildGuest(t, "examples", name) }
+
+// startBroker runs a broker whose extensions come from extDir.
+func startBroker(t testing.TB, extDir string) (string, *Host) {
+	t.Helper()
+	h, _ := newTestHost(t, extDir)
+	cfg := config.Default()
+	cfg.Listeners[0].Address = "127.0.0.1:0"
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	srv, err := broker.New(broker.Options{Config: cfg, Logger: h.log, Extensions: broker.Extensions{Authenticator: h, Events: h}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv.Addr("tcp"), h
+}
+
+// v5 connects an MQTT 5 client; onPub receives its messages.
+func v5(t testing.TB, addr, id, user, pass string, onPub func(paho.PublishReceived)) (*paho.Client, *paho.Connack, error) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	cfg := paho.ClientConfig{ClientID: id, Conn: conn}
+	if onPub != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) { onPub(p); return true, nil }}
+	}
+	c := paho.NewClient(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cp := &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}
+	if user != "" {
+		cp.Username, cp.UsernameFlag, cp.Password, cp.PasswordFlag = user, true, []byte(pass), true
+	}
+	ack, err := c.Connect(ctx, cp)
+	return c, ack, err
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// v3ReturnCode connects an MQTT 3.1.1 client and returns the CONNACK code.
+func v3ReturnCode(addr, id, user, pass string) byte {
+	o := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetProtocolVersion(4).
+		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	c := paho3.NewClient(o)
+	tok := c.Connect()
+	tok.WaitTimeout(5 * time.Second)
+	defer c.Disconnect(0)
+	return tok.(*paho3.ConnectToken).ReturnCode()
+}
+
+func TestMQTTNoExtensionRefuses(t *testing.T) {
+	addr, _ := startBroker(t, t.TempDir())
+	if _, ack, err := v5(t, addr, "c5", "", "", nil); err == nil || ack == nil || ack.ReasonCode != 0x87 {
+		t.Fatalf("v5: %+v %v, want 0x87", ack, err)
+	}
+	if rc := v3ReturnCode(addr, "c3", "", ""); rc != 0x05 {
+		t.Fatalf("v3 return code %#x, want 0x05", rc)
+	}
+}
+
+func TestMQTTAllowAll(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	addr, _ := startBroker(t, ext)
+	got := make(chan string, 1)
+	sub, _, err := v5(t, addr, "sub", "", "", func(p paho.PublishReceived) { got <- string(p.Packet.Payload) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if rc := v3ReturnCode(addr, "c3", "", ""); rc != 0 {
+		t.Fatalf("v3 refused: %#x", rc)
+	}
+	pub, _, err := v5(t, addr, "pub", "anyone", "anything", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx(t), &paho.Publish{Topic: "a/b", QoS: 1, Payload: []byte("hello")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != "hello" {
+			t.Fatalf("got %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("message not delivered")
+	}
+}
+
+func TestMQTTWATFixture(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "wat-auth", wasmFixture("ok/wat_auth"), 0, "")
+	addr, _ := startBroker(t, ext)
+
+	if _, ack, err := v5(t, addr, "bad", "wat", "wrong", nil); err == nil || ack.ReasonCode != 0x86 || ack.Properties.ReasonString != "bad user name or password" {
+		t.Fatalf("wrong password: %+v %v", ack, err)
+	}
+	if rc := v3ReturnCode(addr, "bad3", "wat", "wrong"); rc != 0x04 {
+		t.Fatalf("v3 wrong password: %#x, want 0x04", rc)
+	}
+	disc := make(chan byte, 1)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := paho.NewClient(paho.ClientConfig{ClientID: "good", Conn: conn, OnServerDisconnect: func(d *paho.Disconnect) { disc <- d.ReasonCode }})
+	ack, err := c.Connect(ctx(t), &paho.Connect{ClientID: "good", CleanStart: true, Username: "wat", UsernameFlag: true, Password: []byte("secret"), PasswordFlag: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ack.Properties.User) != 1 || ack.Properties.User[0].Key != "via" || ack.Properties.User[0].Value != "wat" {
+		t.Fatalf("CONNACK user properties %+v", ack.Properties.User)
+	}
+	if ack.Properties.SessionExpiryInterval == nil || *ack.Properties.SessionExpiryInterval != 120 {
+		t.Fatalf("CONNACK session expiry %v, want 120", ack.Properties.SessionExpiryInterval)
+	}
+	resp, _ := c.Publish(ctx(t), &paho.Publish{Topic: "readonly/x", QoS: 1, Payload: []byte("x")})
+	if resp == nil || resp.ReasonCode != 0x87 || resp.Properties.ReasonString != "topic is read-only" {
+		t.Fatalf("readonly publish: %+v", resp)
+	}
+	if resp, err := c.Publish(ctx(t), &paho.Publish{Topic: "free/x", QoS: 1, Payload: []byte("x")}); err != nil || resp.ReasonCode != 0 {
+		t.Fatalf("free publish: %+v %v", resp, err)
+	}
+	_, _ = c.Publish(ctx(t), &paho.Publish{Topic: "kick", QoS: 0, Payload: []byte("x")})
+	select {
+	case code := <-disc:
+		if code != 0x98 {
+			t.Fatalf("disconnect %#x, want 0x98", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not disconnected")
+	}
+}
+
+// TestMQTTChainNext: banlist (priority 1000) refuses mallory and passes the
+// rest on with NEXT to allow-all (priority 0).
+func TestMQTTChainNext(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "banlist", example(t, "banlist"), 1000, "config:\n  users: [mallory]\n")
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	addr, _ := startBroker(t, ext)
+	if _, _, err := v5(t, addr, "a", "alice", "x", nil); err != nil {
+		t.Fatalf("alice refused: %v", err)
+	}
+	if _, ack, err := v5(t, addr, "m", "mallory", "x", nil); err == nil || ack.ReasonCode != 0x8A {
+		t.Fatalf("mallory: %+v %v, want 0x8A", ack, err)
+	}
+	if rc := v3ReturnCode(addr, "m3", "mallory", "x"); rc != 0x05 {
+		t.Fatalf("v3 mallory: %#x, want 0x05", rc)
+	}
+}
+
+// TestMQTTMisbehavingExtensionIsSurvived: an extension that fails in
+// authorize_publish denies (fail closed) while other clients keep being
+// served, then is stopped by the crash-loop limit.
+func TestMQTTMisbehavingExtensionIsSurvived(t *testing.T) {
+	for _, tc := range []struct{ name, fixture, limits string }{
+		{"trap", "error/trap", ""},
+		{"spin", "error/spin", "limits:\n  call_deadline: 50ms\n"},
+		{"memory hog", "error/memory_hog", "limits:\n  memory: 2MiB\n  call_deadline: 5s\n"},
+		{"garbage", "error/garbage", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ext := t.TempDir()
+			installExtension(t, ext, "allow-all", example(t, "allow-all"), 10, "")
+			installExtension(t, ext, "bad", wasmFixture(tc.fixture), 0, tc.limits)
+			addr, h := startBroker(t, ext)
+			pub, _, err := v5(t, addr, "pub", "", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < crashLoopFailures; i++ {
+				resp, _ := pub.Publish(ctx(t), &paho.Publish{Topic: "t", QoS: 1, Payload: []byte("x")})
+				if resp == nil || resp.ReasonCode != 0x80 {
+					t.Fatalf("publish %d: %+v, want PUBACK 0x80 (fail closed)", i, resp)
+				}
+				if _, _, err := v5(t, addr, "other", "", "", nil); err != nil {
+					t.Fatalf("another client refused while the extension misbehaves: %v", err)
+				}
+			}
+			if st := statusOf(t, h, "bad"); st.State != StateFailed {
+				t.Fatalf("bad extension %+v, want failed (crash loop)", st)
+			}
+			if resp, err := pub.Publish(ctx(t), &paho.Publish{Topic: "t", QoS: 1, Payload: []byte("x")}); err != nil || resp.ReasonCode != 0 {
+				t.Fatalf("publish after the extension stopped: %+v %v", resp, err)
+			}
+		})
+	}
+}
+
+// TestMQTTTopicPermissions: default permissions set at CONNECT are enforced
+// by the host for QoS, retain, activity and shared subscriptions.
+func TestMQTTTopicPermissions(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "perms", buildGuest(t, "testdata/guests", "perms"), 0, "")
+	addr, _ := startBroker(t, ext)
+	c, _, err := v5(t, addr, "c1", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		p      paho.Publish
+		reason byte
+	}{
+		{"own telemetry qos1", paho.Publish{Topic: "telemetry/c1/t", QoS: 1}, 0},
+		{"qos 2 not allowed", paho.Publish{Topic: "telemetry/c1/t", QoS: 2}, 0x87},
+		{"retain not allowed", paho.Publish{Topic: "telemetry/c1/t", QoS: 1, Retain: true}, 0x87},
+		{"other client's telemetry", paho.Publish{Topic: "telemetry/c2/t", QoS: 1}, 0x87},
+		{"publish on a subscribe-only topic", paho.Publish{Topic: "commands/c1/x", QoS: 1}, 0x87},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.p.Payload = []byte("x")
+			resp, err := c.Publish(ctx(t), &tc.p)
+			if resp == nil || resp.ReasonCode != tc.reason {
+				t.Fatalf("response %+v (err %v), want reason %#x", resp, err, tc.reason)
+			}
+		})
+	}
+	ack, err := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: "commands/c1/#", QoS: 1}, {Topic: "commands/#", QoS: 1}, {Topic: "telemetry/c1/#", QoS: 0},
+		{Topic: "$share/g/jobs/a", QoS: 0}, {Topic: "jobs/a", QoS: 0},
+	}})
+	if err != nil && ack == nil {
+		t.Fatal(err)
+	}
+	want := []byte{1, 0x87, 0x87, 0, 0x87}
+	for i, w := range want {
+		if ack.Reasons[i] != w {
+			t.Fatalf("SUBACK %x, want %x", ack.Reasons, want)
+		}
+	}
+}
+
+// TestMQTTTopicACLExample: the topic-acl example confines each client to
+// devices/<client id>/.
+func TestMQTTTopicACLExample(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "topic-acl", example(t, "topic-acl"), 0, "config:\n  prefix: devices\n")
+	addr, _ := startBroker(t, ext)
+	c, _, err := v5(t, addr, "c1", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := c.Publish(ctx(t), &paho.Publish{Topic: "devices/c1/temp", QoS: 1, Payload: []byte("1")}); err != nil || resp.ReasonCode != 0 {
+		t.Fatalf("own topic: %+v %v", resp, err)
+	}
+	if resp, _ := c.Publish(ctx(t), &paho.Publish{Topic: "devices/c2/temp", QoS: 1, Payload: []byte("1")}); resp == nil || resp.ReasonCode != 0x87 {
+		t.Fatalf("other client's topic: %+v", resp)
+	}
+	ack, _ := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "devices/c1/#", QoS: 1}, {Topic: "devices/#", QoS: 1}}})
+	if ack == nil || ack.Reasons[0] != 1 || ack.Reasons[1] != 0x87 {
+		t.Fatalf("SUBACK %+v", ack)
+	}
+}
