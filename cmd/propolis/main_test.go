@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -215,12 +216,12 @@ func TestServeDefaultDenyAndSignal(t *testing.T) {
 	defer func() { _ = cmd.Process.Kill() }()
 
 	addrRe := regexp.MustCompile(`msg=listening .*address=(\S+)`)
-	var log strings.Builder
+	var log syncLog
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
+			log.add(sc.Text())
 			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
 			}
@@ -268,4 +269,91 @@ func TestServeDefaultDenyAndSignal(t *testing.T) {
 	if !strings.Contains(log.String(), "NO SECURITY EXTENSION IS LOADED") {
 		t.Fatalf("start-up log lacks the no-security banner:\n%s", log.String())
 	}
+}
+
+// TestServeWithAllowAll: the binary loads the allow-all example from the
+// extensions folder and accepts a client.
+func TestServeWithAllowAll(t *testing.T) {
+	tmp := t.TempDir()
+	ext := filepath.Join(tmp, "ext", "allow-all")
+	if err := os.MkdirAll(ext, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(ext, "allow-all.wasm"), "./allow-all")
+	build.Dir = filepath.Join("..", "..", "examples")
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build allow-all: %v\n%s", err, out)
+	}
+	manifest, err := os.ReadFile(filepath.Join("..", "..", "examples", "allow-all", "propolis-extension.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(ext, "propolis-extension.yaml"), string(manifest))
+
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	addrRe := regexp.MustCompile(`msg=listening .*address=(\S+)`)
+	var log syncLog
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.add(sc.Text())
+			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	var a string
+	select {
+	case a = <-addr:
+	case <-time.After(30 * time.Second):
+		t.Fatal("broker did not report its address")
+	}
+	conn, err := net.DialTimeout("tcp", a, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	connect := []byte{0x10, 0x0e, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x02, 'c', '1'}
+	if _, err := conn.Write(connect); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	ack := make([]byte, 4)
+	if _, err := conn.Read(ack); err != nil {
+		t.Fatalf("read CONNACK: %v", err)
+	}
+	if ack[0] != 0x20 || ack[3] != 0x00 {
+		t.Fatalf("CONNACK = % x, want 20 02 00 00 (accepted)", ack)
+	}
+	if !strings.Contains(log.String(), "DO NOT USE IT IN PRODUCTION") {
+		t.Fatalf("allow-all's warning is not in the log:\n%s", log.String())
+	}
+}
+
+// syncLog collects a child's log lines from a reader goroutine.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(line + "\n")
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
