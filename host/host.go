@@ -29,6 +29,9 @@ type Options struct {
 	BrokerVersion string
 	// Logger receives the host's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// StatusFile, if set, is rewritten with every extension's Status (JSON)
+	// whenever one changes, for `propolis extensions list`.
+	StatusFile string
 }
 
 // Host runs the extensions of one folder. It implements the broker's
@@ -40,9 +43,14 @@ type Host struct {
 	cache wazero.CompilationCache
 
 	mu     sync.Mutex
-	exts   map[string]*Extension // running, by id
+	exts   map[string]*Extension // running, by id (= folder name)
 	status map[string]*Status    // every folder seen, by folder name
 	chain  atomic.Pointer[chain]
+
+	// folders is the scanner's view of the folder; only the scanning
+	// goroutine (LoadAll, then Watch) touches it.
+	folders map[string]*folderState
+	scanMu  sync.Mutex
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -73,7 +81,8 @@ func New(opts Options) (*Host, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Host{opts: opts, log: log, exts: map[string]*Extension{}, status: map[string]*Status{}, done: make(chan struct{})}
+	h := &Host{opts: opts, log: log, exts: map[string]*Extension{}, status: map[string]*Status{},
+		folders: map[string]*folderState{}, done: make(chan struct{})}
 	h.chain.Store(&chain{})
 	h.wg.Add(1)
 	go h.watchdog()
@@ -84,58 +93,22 @@ func New(opts Options) (*Host, error) {
 const DisabledFile = "DISABLED"
 
 // LoadAll loads every extension folder in start-priority order (higher
-// first). A folder that cannot be loaded is marked failed and logged; it
-// never stops the others. A missing extensions folder means no extension.
+// first), synchronously: the broker opens its listeners after it. A folder
+// that cannot be loaded is marked failed and logged; it never stops the
+// others. A missing extensions folder means no extension. Watch then keeps
+// the host in step with the folder.
 func (h *Host) LoadAll(ctx context.Context) error {
 	if h.cache == nil {
 		if err := h.openCache(); err != nil {
 			return err
 		}
 	}
-	ents, err := os.ReadDir(h.opts.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		h.log.Warn("extensions folder does not exist", "dir", h.opts.Dir)
-		return nil
-	}
-	if err != nil {
+	if _, err := os.Stat(h.opts.Dir); errors.Is(err, fs.ErrNotExist) {
+		h.log.Warn("extensions folder does not exist; watching for it", "dir", h.opts.Dir)
+	} else if err != nil {
 		return fmt.Errorf("read extensions folder: %w", err)
 	}
-	type cand struct {
-		dir string
-		m   *Manifest
-	}
-	var cands []cand
-	for _, ent := range ents {
-		if !ent.IsDir() {
-			continue
-		}
-		name := ent.Name()
-		dir := filepath.Join(h.opts.Dir, name)
-		if _, err := os.Stat(filepath.Join(dir, ManifestFile)); errors.Is(err, fs.ErrNotExist) {
-			continue // not an extension folder
-		}
-		m, err := LoadManifest(dir)
-		if err != nil {
-			h.setFailed(name, nil, err)
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, DisabledFile)); err == nil {
-			h.setStatus(name, &Status{ID: m.ID, Version: m.Version, State: StateDisabled, Reason: DisabledFile + " file present",
-				Priority: m.Priority, StartPriority: m.StartPriority})
-			h.log.Info("extension disabled", "extension", m.ID)
-			continue
-		}
-		cands = append(cands, cand{dir, m})
-	}
-	sort.SliceStable(cands, func(i, j int) bool {
-		if cands[i].m.StartPriority != cands[j].m.StartPriority {
-			return cands[i].m.StartPriority > cands[j].m.StartPriority
-		}
-		return cands[i].m.ID < cands[j].m.ID
-	})
-	for _, c := range cands {
-		h.start(ctx, c.dir, c.m, "")
-	}
+	h.scan(ctx, true)
 	return nil
 }
 
@@ -157,34 +130,62 @@ func (h *Host) openCache() error {
 	return nil
 }
 
-// start loads one extension and puts it into the chain, or records why
-// it failed.
-func (h *Host) start(ctx context.Context, dir string, m *Manifest, previous string) *Extension {
+// start loads one extension and puts it into the chain, replacing the
+// running version of the same folder, if any, only once the new one has
+// started: the chain swaps atomically, so no call finds neither. If the new
+// version fails, the old one keeps running and the error is returned.
+func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 	began := time.Now()
-	e, err := h.loadExtension(ctx, dir, m, previous)
 	name := filepath.Base(dir)
+	h.mu.Lock()
+	old := h.exts[name]
+	h.mu.Unlock()
+	previous := ""
+	if old != nil {
+		previous = old.manifest.Version
+	}
+	e, err := h.loadExtension(ctx, dir, m, previous)
 	if err != nil {
-		h.setFailed(name, m, err)
-		return nil
+		return err
 	}
 	h.mu.Lock()
-	h.exts[m.ID] = e
+	h.exts[name] = e
 	h.mu.Unlock()
-	h.setStatus(name, e.status(StateRunning, ""))
 	h.rebuildChain()
+	h.setStatus(name, e.status(StateRunning, ""))
+	if old != nil {
+		old.stop(true) // its calls in flight finish first
+		e.log.Info("extension reloaded", "version", m.Version, "previous", previous, "priority", m.Priority,
+			"callbacks", callbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
+		return nil
+	}
 	e.log.Info("extension started", "version", m.Version, "priority", m.Priority,
 		"callbacks", callbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// stopFolder takes the folder's running extension, if any, out of service.
+func (h *Host) stopFolder(name string) *Extension {
+	h.mu.Lock()
+	e := h.exts[name]
+	delete(h.exts, name)
+	h.mu.Unlock()
+	if e != nil {
+		h.rebuildChain()
+		e.stop(true)
+	}
 	return e
 }
 
 // fail stops a running extension after repeated failures.
 func (h *Host) fail(e *Extension, reason error) {
+	name := filepath.Base(e.dir)
 	h.mu.Lock()
-	if h.exts[e.ID()] != e {
+	if h.exts[name] != e {
 		h.mu.Unlock()
 		return
 	}
-	delete(h.exts, e.ID())
+	delete(h.exts, name)
 	h.mu.Unlock()
 	h.rebuildChain()
 	h.setFailed(filepath.Base(e.dir), e.manifest, reason)
@@ -202,8 +203,13 @@ func (h *Host) setFailed(name string, m *Manifest, err error) {
 
 func (h *Host) setStatus(name string, st *Status) {
 	h.mu.Lock()
-	h.status[name] = st
+	if st == nil {
+		delete(h.status, name)
+	} else {
+		h.status[name] = st
+	}
 	h.mu.Unlock()
+	h.writeStatusFile()
 }
 
 // status reports a running extension.
@@ -219,7 +225,7 @@ func (h *Host) Status() []Status {
 	out := make([]Status, 0, len(h.status))
 	for name, st := range h.status {
 		s := *st
-		if e, ok := h.exts[st.ID]; ok && filepath.Base(e.dir) == name {
+		if e, ok := h.exts[name]; ok {
 			s.Calls, s.Errors = e.calls.Load(), e.errors.Load()
 		}
 		out = append(out, s)
@@ -228,9 +234,17 @@ func (h *Host) Status() []Status {
 	return out
 }
 
-// Close stops every extension (running their stop callbacks) and the
-// watchdog.
+// Close stops watching the folder, then every extension (running their
+// stop callbacks), then the watchdog.
 func (h *Host) Close(ctx context.Context) error {
+	select {
+	case <-h.done:
+		return nil
+	default:
+		close(h.done)
+	}
+	h.scanMu.Lock() // wait for a scan in progress
+	h.scanMu.Unlock()
 	h.mu.Lock()
 	exts := make([]*Extension, 0, len(h.exts))
 	for _, e := range h.exts {
@@ -241,11 +255,6 @@ func (h *Host) Close(ctx context.Context) error {
 	h.rebuildChain()
 	for _, e := range exts {
 		e.stop(true)
-	}
-	select {
-	case <-h.done:
-	default:
-		close(h.done)
 	}
 	h.wg.Wait()
 	if h.cache == nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -94,12 +95,10 @@ func LoadManifest(dir string) (*Manifest, error) {
 // ParseManifest decodes and validates a manifest read from path.
 func ParseManifest(path string, data []byte) (*Manifest, error) {
 	m := &Manifest{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(m); err != nil {
-		return nil, fmt.Errorf("%w: %s: %s", ErrManifest, path, strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n ", ""))
-	}
 	var problems []string
+	if err := decodeManifest(path, data, m); err != nil {
+		return nil, err
+	}
 	bad := func(key, format string, a ...any) {
 		problems = append(problems, fmt.Sprintf("%s: %s: %s", path, key, fmt.Sprintf(format, a...)))
 	}
@@ -146,6 +145,65 @@ func ParseManifest(path string, data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: %s", ErrManifest, strings.Join(problems, "; "))
 	}
 	return m, nil
+}
+
+// decodeManifest decodes data into m key by key, so that an unknown key or
+// a value of the wrong type is reported as FILE:LINE:COLUMN: KEY: problem.
+// Every problem is reported, not just the first.
+func decodeManifest(path string, data []byte, m *Manifest) error {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
+		return fmt.Errorf("%w: %s: %s", ErrManifest, path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return fmt.Errorf("%w: %s: want a mapping of keys (id, name, version, ...)", ErrManifest, path)
+	}
+	top := map[string]any{"id": &m.ID, "name": &m.Name, "version": &m.Version, "author": &m.Author,
+		"priority": &m.Priority, "start-priority": &m.StartPriority, "module": &m.Module, "abi": &m.ABI,
+		"limits": nil, "services": &m.Services, "config": &m.Config}
+	limits := map[string]any{"memory": &m.Limits.Memory, "call_deadline": &m.Limits.CallDeadline, "pool_size": &m.Limits.PoolSize}
+	var problems []string
+	var walk func(n *yaml.Node, prefix string, fields map[string]any)
+	walk = func(n *yaml.Node, prefix string, fields map[string]any) {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := prefix + k.Value
+			target, known := fields[k.Value]
+			switch {
+			case !known:
+				problems = append(problems, fmt.Sprintf("%s:%d:%d: %s: unknown key (allowed: %s)", path, k.Line, k.Column, key, keyList(fields)))
+			case k.Value == "limits" && prefix == "":
+				if v.Kind != yaml.MappingNode {
+					problems = append(problems, fmt.Sprintf("%s:%d:%d: %s: want a mapping", path, v.Line, v.Column, key))
+					continue
+				}
+				walk(v, "limits.", limits)
+			default:
+				if err := v.Decode(target); err != nil {
+					msg := err.Error()
+					if i := strings.LastIndex(msg, ": "); i >= 0 {
+						msg = msg[i+2:]
+					}
+					problems = append(problems, fmt.Sprintf("%s:%d:%d: %s: %s", path, v.Line, v.Column, key, msg))
+				}
+			}
+		}
+	}
+	walk(doc.Content[0], "", top)
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrManifest, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// keyList lists a mapping's allowed keys, sorted.
+func keyList(fields map[string]any) string {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
 }
 
 // configJSON renders the manifest's config section as JSON for the START

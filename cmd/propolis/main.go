@@ -1,9 +1,13 @@
 // Command propolis is the Propolis MQTT broker.
 //
 //	propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR]
+//	propolis extensions list [--config FILE] [--data DIR] [--extensions DIR]
+//	propolis extensions enable|disable ID [--config FILE] [--extensions DIR]
 //	propolis version
 //
 // serve runs the broker until SIGINT or SIGTERM; flags override the file.
+// extensions enable and disable remove or create the extension's DISABLED
+// file, which a running broker notices within two seconds.
 // Without --config the embedded default configuration is used (one TCP
 // listener on 127.0.0.1:1883, data in ./data, extensions in ./extensions).
 package main
@@ -40,6 +44,9 @@ func main() {
 
 const usage = `usage:
   propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR]
+  propolis extensions list [--config FILE] [--data DIR] [--extensions DIR]
+  propolis extensions enable ID [--config FILE] [--extensions DIR]
+  propolis extensions disable ID [--config FILE] [--extensions DIR]
   propolis version`
 
 // errUsage reports a command line that cannot be run.
@@ -52,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "extensions":
+		return extensions(args[1:], stdout)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "propolis %s\nabi %s (modules built for %d.0 to %s load)\ndata format %d\n",
 			version, abi.Version, abi.Major, abi.Version, store.FormatVersion)
@@ -103,7 +112,7 @@ func serve(args []string, stderr io.Writer) error {
 	// The host touches no file until LoadAll, so a refused start (address
 	// in use, newer data format) leaves the data folder as it was.
 	h, err := host.New(host.Options{Dir: cfg.ExtensionsDir, CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
-		BrokerVersion: version, Logger: log})
+		StatusFile: statusFile(cfg), BrokerVersion: version, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -128,6 +137,7 @@ func serve(args []string, stderr io.Writer) error {
 		_ = srv.Close()
 		return err
 	}
+	h.Watch() // drop-ins, DISABLED files and replacements from now on
 
 	got := <-sig
 	log.Info("shutting down", "signal", got.String())

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -337,6 +338,63 @@ func TestServeWithAllowAll(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "DO NOT USE IT IN PRODUCTION") {
 		t.Fatalf("allow-all's warning is not in the log:\n%s", log.String())
+	}
+
+	// The CLI sees the running broker's extensions, and disable/enable
+	// take effect on it within two seconds.
+	dirs := []string{"--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext")}
+	code, out, errOut := runCLI(t, append([]string{"extensions", "list"}, dirs...)...)
+	if code != 0 || !strings.Contains(out, "broker running") || !regexp.MustCompile(`allow-all\s+1\.0\.0\s+running\s+0\s+authenticate`).MatchString(out) {
+		t.Fatalf("extensions list: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, append([]string{"extensions", "disable", "allow-all"}, dirs...)...); code != 0 {
+		t.Fatalf("disable: exit %d\n%s%s", code, out, errOut)
+	}
+	connackCode := func() byte {
+		c, err := net.DialTimeout("tcp", a, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = c.Write(connect)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("read CONNACK: %v", err)
+		}
+		return b[3]
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for connackCode() != 0x05 {
+		if time.Now().After(deadline) {
+			t.Fatal("still accepted 2 s after `extensions disable allow-all`")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, out, _ = runCLI(t, append([]string{"extensions", "list"}, dirs...)...)
+	if !regexp.MustCompile(`allow-all\s+1\.0\.0\s+disabled`).MatchString(out) {
+		t.Fatalf("list after disable:\n%s", out)
+	}
+	if code, _, _ := runCLI(t, append([]string{"extensions", "enable", "allow-all"}, dirs...)...); code != 0 {
+		t.Fatal("enable failed")
+	}
+	deadline = time.Now().Add(2 * time.Second)
+	for connackCode() != 0x00 {
+		if time.Now().After(deadline) {
+			t.Fatal("still refused 2 s after `extensions enable allow-all`")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestExtensionsCommandErrors(t *testing.T) {
+	code, _, stderr := runCLI(t, "extensions", "disable", "nope", "--extensions", t.TempDir())
+	if code == 0 || !strings.Contains(errorLine(t, stderr), `extension "nope": no propolis-extension.yaml in`) {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "extensions", "enable")
+	if code == 0 || !strings.Contains(stderr, "missing extension id") {
+		t.Fatalf("exit %d: %s", code, stderr)
 	}
 }
 

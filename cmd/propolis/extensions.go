@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/host"
+)
+
+// statusFile is where a running broker keeps its extensions' status.
+func statusFile(cfg *config.Config) string {
+	return filepath.Join(cfg.DataDir, "extensions-status.json")
+}
+
+// extensions runs `propolis extensions list|enable|disable`.
+func extensions(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	sub, args := args[0], args[1:]
+	var id string
+	if sub == "enable" || sub == "disable" {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			return fmt.Errorf("extensions %s: missing extension id\n%s", sub, usage)
+		}
+		id, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("extensions "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfgFile := fs.String("config", "", "configuration file")
+	data := fs.String("data", "", "data folder")
+	exts := fs.String("extensions", "", "extensions folder")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("extensions %s: %w\n%s", sub, err, usage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("extensions %s: unexpected argument %q\n%s", sub, fs.Arg(0), usage)
+	}
+	cfg := config.Default()
+	if *cfgFile != "" {
+		var err error
+		if cfg, err = config.Load(*cfgFile); err != nil {
+			return err
+		}
+	}
+	if err := applyFlags(cfg, "", *data, *exts); err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		return listExtensions(cfg, stdout)
+	case "enable", "disable":
+		return setDisabled(cfg.ExtensionsDir, id, sub == "disable", stdout)
+	}
+	return fmt.Errorf("extensions: unknown command %q\n%s", sub, usage)
+}
+
+// listExtensions prints every extension folder: from the running broker's
+// status file when a broker is running, else from an offline check.
+func listExtensions(cfg *config.Config, w io.Writer) error {
+	sts, pid, running, err := host.ReadStatusFile(statusFile(cfg))
+	if err != nil {
+		return err
+	}
+	if running {
+		fmt.Fprintf(w, "broker running (pid %d), extensions in %s\n", pid, cfg.ExtensionsDir)
+	} else {
+		fmt.Fprintf(w, "no broker running (no live status in %s); each extension in %s loaded once in a throwaway host\n", cfg.DataDir, cfg.ExtensionsDir)
+		if sts, err = host.Inspect(context.Background(), cfg.ExtensionsDir); err != nil {
+			return err
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tVERSION\tSTATE\tPRIORITY\tCALLBACKS\tREASON")
+	for _, s := range sts {
+		cbs := strings.Join(s.Callbacks, ",")
+		if cbs == "" {
+			cbs = "-"
+		}
+		version := s.Version
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, version, s.State, strconv.Itoa(s.Priority), cbs, s.Reason)
+	}
+	if len(sts) == 0 {
+		fmt.Fprintln(tw, "(none)")
+	}
+	return tw.Flush()
+}
+
+// setDisabled creates or removes the extension's DISABLED file.
+func setDisabled(dir, id string, disable bool, w io.Writer) error {
+	folder := filepath.Join(dir, id)
+	if _, err := os.Stat(filepath.Join(folder, host.ManifestFile)); err != nil {
+		return fmt.Errorf("extension %q: no %s in %s", id, host.ManifestFile, folder)
+	}
+	marker := filepath.Join(folder, host.DisabledFile)
+	if disable {
+		f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("disable %q: %w", id, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("disable %q: %w", id, err)
+		}
+		fmt.Fprintf(w, "%s disabled (%s created); a running broker stops it within 2 seconds\n", id, marker)
+		return nil
+	}
+	if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("enable %q: %w", id, err)
+	}
+	fmt.Fprintf(w, "%s enabled (%s removed); a running broker starts it within 2 seconds\n", id, marker)
+	return nil
+}

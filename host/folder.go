@@ -1,0 +1,288 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// WatchInterval is how often Watch looks at the extensions folder. A change
+// is acted on once two looks agree (a file still being copied is not
+// loaded half-written), so it takes effect within two intervals plus the
+// load time: well under two seconds.
+const WatchInterval = 400 * time.Millisecond
+
+// fingerprint is what the scanner compares to notice a change in an
+// extension folder.
+type fingerprint struct {
+	exists   bool
+	disabled bool
+	manifest [32]byte // sha256 of the manifest file
+	module   [32]byte // sha256 of the module file named by the manifest
+	modStamp string   // size and modification time, to avoid re-hashing
+}
+
+// folderState is the scanner's memory of one folder.
+type folderState struct {
+	applied fingerprint // what the host last acted on
+	seen    fingerprint // the latest look
+}
+
+// Watch keeps the host in step with the extensions folder until Close:
+// a new folder is loaded, a DISABLED file stops its extension and its
+// removal starts it again, a changed manifest or module reloads it (the old
+// version keeps serving until the new one has started), a removed folder
+// stops it.
+func (h *Host) Watch() {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		t := time.NewTicker(WatchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.done:
+				return
+			case <-t.C:
+				h.scan(context.Background(), false)
+			}
+		}
+	}()
+}
+
+// scan looks at every folder once. On the initial scan everything found is
+// applied at once, in start-priority order; later scans apply a change once
+// it is stable.
+func (h *Host) scan(ctx context.Context, initial bool) {
+	h.scanMu.Lock()
+	defer h.scanMu.Unlock()
+	names := map[string]bool{}
+	if ents, err := os.ReadDir(h.opts.Dir); err == nil {
+		for _, e := range ents {
+			if e.IsDir() {
+				if _, err := os.Stat(filepath.Join(h.opts.Dir, e.Name(), ManifestFile)); err == nil {
+					names[e.Name()] = true
+				}
+			}
+		}
+	}
+	for name := range h.folders {
+		names[name] = true
+	}
+
+	type change struct {
+		name string
+		fp   fingerprint
+		prio int
+	}
+	var changes []change
+	for name := range names {
+		st := h.folders[name]
+		if st == nil {
+			st = &folderState{}
+			h.folders[name] = st
+		}
+		fp := h.fingerprintOf(name, st.seen)
+		if !initial && fp != st.seen {
+			st.seen = fp // changed since the last look: wait for it to settle
+			continue
+		}
+		st.seen = fp
+		if fp == st.applied && !initial {
+			continue
+		}
+		changes = append(changes, change{name, fp, h.startPriority(name)})
+	}
+	sort.SliceStable(changes, func(i, j int) bool {
+		if changes[i].prio != changes[j].prio {
+			return changes[i].prio > changes[j].prio
+		}
+		return changes[i].name < changes[j].name
+	})
+	for _, c := range changes {
+		h.apply(ctx, c.name, c.fp)
+		if st := h.folders[c.name]; st != nil {
+			st.applied = c.fp
+			if !c.fp.exists {
+				delete(h.folders, c.name)
+			}
+		}
+	}
+}
+
+// apply brings one folder's extension in line with its files.
+func (h *Host) apply(ctx context.Context, name string, fp fingerprint) {
+	dir := filepath.Join(h.opts.Dir, name)
+	switch {
+	case !fp.exists:
+		if e := h.stopFolder(name); e != nil {
+			e.log.Info("extension removed")
+		}
+		h.setStatus(name, nil)
+	case fp.disabled:
+		e := h.stopFolder(name)
+		st := &Status{ID: name, State: StateDisabled, Reason: DisabledFile + " file present"}
+		if m, err := LoadManifest(dir); err == nil {
+			st.Version, st.Priority, st.StartPriority = m.Version, m.Priority, m.StartPriority
+		}
+		h.setStatus(name, st)
+		if e != nil {
+			e.log.Info("extension disabled")
+		} else {
+			h.log.Info("extension disabled", "extension", name)
+		}
+	default:
+		m, err := h.checkFolder(dir)
+		if err == nil {
+			err = h.start(ctx, dir, m)
+		}
+		if err == nil {
+			return
+		}
+		h.mu.Lock()
+		running := h.exts[name]
+		h.mu.Unlock()
+		if running != nil {
+			// The old version keeps serving; say why the new one did not.
+			st := running.status(StateRunning, "reload failed: "+err.Error())
+			h.setStatus(name, st)
+			h.log.Error("extension reload failed; previous version keeps running", "extension", name,
+				"version", running.manifest.Version, "error", err)
+			return
+		}
+		h.setFailed(name, m, err)
+	}
+}
+
+// checkFolder validates a folder's manifest, including that its id is
+// not already taken by another folder.
+func (h *Host) checkFolder(dir string) (*Manifest, error) {
+	m, err := LoadManifest(dir)
+	if err == nil {
+		return m, nil
+	}
+	// Name the folder that owns the id, which is more useful than "differs".
+	if raw, rerr := readManifestID(dir); rerr == nil && raw != filepath.Base(dir) {
+		if _, serr := os.Stat(filepath.Join(h.opts.Dir, raw, ManifestFile)); serr == nil {
+			return nil, fmt.Errorf("%w: %s: duplicate id %q: already used by folder %s", ErrManifest,
+				filepath.Join(dir, ManifestFile), raw, filepath.Join(h.opts.Dir, raw))
+		}
+	}
+	return nil, err
+}
+
+// readManifestID reads just the id of a manifest, leniently.
+func readManifestID(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		ID     string `yaml:"id"`
+		Module string `yaml:"module"`
+	}
+	err = yaml.Unmarshal(b, &v)
+	return v.ID, err
+}
+
+// startPriority reads a folder's start-priority for ordering (0 when the
+// manifest does not parse; its error surfaces when applied).
+func (h *Host) startPriority(name string) int {
+	m, err := LoadManifest(filepath.Join(h.opts.Dir, name))
+	if err != nil {
+		return 0
+	}
+	return m.StartPriority
+}
+
+// fingerprintOf looks at a folder. prev lets it skip re-hashing a module
+// whose size and modification time did not change.
+func (h *Host) fingerprintOf(name string, prev fingerprint) fingerprint {
+	dir := filepath.Join(h.opts.Dir, name)
+	manifest, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return fingerprint{}
+	}
+	fp := fingerprint{exists: true, manifest: sha256.Sum256(manifest)}
+	if _, err := os.Stat(filepath.Join(dir, DisabledFile)); err == nil {
+		fp.disabled = true
+	}
+	var v struct {
+		Module string `yaml:"module"`
+	}
+	if yaml.Unmarshal(manifest, &v) != nil || v.Module == "" {
+		return fp
+	}
+	path := filepath.Join(dir, filepath.Clean("/" + v.Module)[1:])
+	info, err := os.Stat(path)
+	if err != nil {
+		fp.modStamp = "missing"
+		return fp
+	}
+	fp.modStamp = fmt.Sprintf("%d/%d", info.Size(), info.ModTime().UnixNano())
+	if fp.modStamp == prev.modStamp && prev.exists {
+		fp.module = prev.module
+		return fp
+	}
+	if f, err := os.Open(path); err == nil {
+		hash := sha256.New()
+		_, _ = io.Copy(hash, f)
+		f.Close()
+		copy(fp.module[:], hash.Sum(nil))
+	}
+	return fp
+}
+
+// statusFile is the JSON document Options.StatusFile holds.
+type statusFile struct {
+	PID        int       `json:"pid"`
+	Updated    time.Time `json:"updated"`
+	Extensions []Status  `json:"extensions"`
+}
+
+// writeStatusFile rewrites Options.StatusFile atomically (write, rename).
+func (h *Host) writeStatusFile() {
+	if h.opts.StatusFile == "" {
+		return
+	}
+	doc := statusFile{PID: os.Getpid(), Updated: time.Now().UTC(), Extensions: h.Status()}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return
+	}
+	tmp := h.opts.StatusFile + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		h.log.Warn("write extension status file", "file", h.opts.StatusFile, "error", err)
+		return
+	}
+	if err := os.Rename(tmp, h.opts.StatusFile); err != nil {
+		h.log.Warn("write extension status file", "file", h.opts.StatusFile, "error", err)
+	}
+}
+
+// ReadStatusFile reads a status file written by a running host. ok is
+// false when there is none or its process is gone.
+func ReadStatusFile(path string) (sts []Status, pid int, ok bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	var doc statusFile
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, 0, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return doc.Extensions, doc.PID, processAlive(doc.PID), nil
+}

@@ -1,0 +1,216 @@
+package host
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// The drop-in folder at runtime: extensions appear, are disabled, enabled,
+// replaced and broken while the broker serves real clients.
+
+// dropIn writes an extension folder the way an operator would copy it:
+// module first, manifest last.
+func dropIn(t *testing.T, extDir, folder, wasm, manifest string) {
+	t.Helper()
+	dir := filepath.Join(extDir, folder)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if wasm != "" {
+		bin, err := os.ReadFile(wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "ext.wasm"), bin, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// connectCode returns the CONNACK reason of an MQTT 5 CONNECT (0 accepted).
+func connectCode(t *testing.T, addr, id, user string) byte {
+	t.Helper()
+	c, ack, err := v5(t, addr, id, user, "x", nil)
+	if ack == nil {
+		t.Fatalf("connect %s: no CONNACK: %v", id, err)
+	}
+	if err == nil {
+		_ = c.Disconnect(&paho.Disconnect{})
+	}
+	return ack.ReasonCode
+}
+
+// within polls cond every 20 ms for up to d and returns how long it took.
+func within(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(start)
+	t.Logf("%s after %v", what, took.Round(time.Millisecond))
+	return took
+}
+
+// startWatchedBroker is startBroker plus Watch.
+func startWatchedBroker(t *testing.T, extDir string) (string, *Host) {
+	addr, h := startBroker(t, extDir)
+	h.Watch()
+	return addr, h
+}
+
+func TestDropInDisableEnable(t *testing.T) {
+	ext := t.TempDir()
+	addr, h := startWatchedBroker(t, ext)
+	if code := connectCode(t, addr, "c", ""); code != 0x87 {
+		t.Fatalf("before any extension: %#x, want 0x87", code)
+	}
+	dropIn(t, ext, "allow-all", example(t, "allow-all"), "id: allow-all\nversion: 1.0.0\nmodule: ext.wasm\n")
+	within(t, 2*time.Second, "client accepted after drop-in", func() bool { return connectCode(t, addr, "c", "") == 0 })
+
+	marker := filepath.Join(ext, "allow-all", DisabledFile)
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 2*time.Second, "client refused after DISABLED", func() bool { return connectCode(t, addr, "c", "") == 0x87 })
+	if st := statusOf(t, h, "allow-all"); st.State != StateDisabled {
+		t.Fatalf("status %+v", st)
+	}
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 2*time.Second, "client accepted after enable", func() bool { return connectCode(t, addr, "c", "") == 0 })
+
+	if err := os.RemoveAll(filepath.Join(ext, "allow-all")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 2*time.Second, "client refused after removal", func() bool { return connectCode(t, addr, "c", "") == 0x87 })
+}
+
+// TestReloadUnderConnectStream replaces both extensions of a chain while
+// clients keep connecting: alice (allowed by allow-all) must never be
+// refused, mallory (refused by banlist, in front) never allowed.
+func TestReloadUnderConnectStream(t *testing.T) {
+	ext := t.TempDir()
+	banlist, allowAll := example(t, "banlist"), example(t, "allow-all")
+	dropIn(t, ext, "banlist", banlist, "id: banlist\nversion: 1.0.0\npriority: 1000\nmodule: ext.wasm\nconfig:\n  users: [mallory]\n")
+	dropIn(t, ext, "allow-all", allowAll, "id: allow-all\nversion: 1.0.0\nmodule: ext.wasm\n")
+	addr, h := startWatchedBroker(t, ext)
+
+	var wrong atomic.Int64
+	var total atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, who := range []struct {
+		user string
+		want byte
+	}{{"alice", 0}, {"mallory", 0x8A}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 400; i++ { // bounded in count and time
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if code := connectCode(t, addr, who.user, who.user); code != who.want {
+					wrong.Add(1)
+					t.Errorf("%s got %#x during reload, want %#x", who.user, code, who.want)
+				}
+				total.Add(1)
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	dropIn(t, ext, "banlist", banlist, "id: banlist\nversion: 1.0.1\npriority: 1000\nmodule: ext.wasm\nconfig:\n  users: [mallory]\n")
+	dropIn(t, ext, "allow-all", allowAll, "id: allow-all\nversion: 1.0.1\nmodule: ext.wasm\n")
+	within(t, 3*time.Second, "both reloaded", func() bool {
+		return statusOf(t, h, "banlist").Version == "1.0.1" && statusOf(t, h, "allow-all").Version == "1.0.1"
+	})
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d connects during the reload, %d wrong", total.Load(), wrong.Load())
+	if total.Load() < 100 {
+		t.Fatalf("only %d connects: the stream did not cover the reload", total.Load())
+	}
+}
+
+// TestBadFoldersLeaveBrokerServing: every kind of bad drop-in is marked
+// failed with its reason while the broker keeps serving.
+func TestBadFoldersLeaveBrokerServing(t *testing.T) {
+	ext := t.TempDir()
+	dropIn(t, ext, "allow-all", example(t, "allow-all"), "id: allow-all\nversion: 1.0.0\nmodule: ext.wasm\n")
+	addr, h := startWatchedBroker(t, ext)
+	garbage := filepath.Join(t.TempDir(), "garbage.wasm")
+	if err := os.WriteFile(garbage, []byte("\x00asm\x01\x00\x00\x00not really"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, folder, wasm, manifest, reason string
+	}{
+		{"bad manifest", "bad-manifest", wasmFixture("ok/minimal"), "id: bad-manifest\nversion: 1.0.0\nmodule: ext.wasm\nprioritty: 3\n",
+			"propolis-extension.yaml:4:1: prioritty: unknown key (allowed: abi, author"},
+		{"missing module", "no-module", "", "id: no-module\nversion: 1.0.0\nmodule: ext.wasm\n", "read module"},
+		{"invalid module", "invalid", garbage, "id: invalid\nversion: 1.0.0\nmodule: ext.wasm\n", "compile ext.wasm"},
+		{"unsupported ABI", "old-abi", wasmFixture("error/unknown_import"), "id: old-abi\nversion: 1.0.0\nmodule: ext.wasm\n",
+			"import propolis_v1.teleport: no such host function"},
+		{"duplicate id", "copy-of-allow-all", wasmFixture("ok/minimal"), "id: allow-all\nversion: 2.0.0\nmodule: ext.wasm\n",
+			`duplicate id "allow-all"`},
+		{"folder name differs", "folder-x", wasmFixture("ok/minimal"), "id: id-y\nversion: 1.0.0\nmodule: ext.wasm\n",
+			`id "id-y" differs from its folder name "folder-x"`},
+		{"refuses to start", "refuser", wasmFixture("error/refuse_start"), "id: refuser\nversion: 1.0.0\nmodule: ext.wasm\n",
+			"refused to start: missing license key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dropIn(t, ext, tc.folder, tc.wasm, tc.manifest)
+			within(t, 2*time.Second, "marked failed", func() bool {
+				for _, s := range h.Status() {
+					if s.ID == tc.folder || (s.State == StateFailed && strings.Contains(s.Reason, tc.reason)) {
+						return s.State == StateFailed
+					}
+				}
+				return false
+			})
+			var reason string
+			for _, s := range h.Status() {
+				if s.State == StateFailed && strings.Contains(s.Reason, tc.reason) {
+					reason = s.Reason
+				}
+			}
+			if reason == "" {
+				t.Fatalf("no failed status with %q in %+v", tc.reason, h.Status())
+			}
+			if code := connectCode(t, addr, "still-served", ""); code != 0 {
+				t.Fatalf("broker stopped serving: %#x", code)
+			}
+		})
+	}
+	// A broken replacement of a running extension: the old version keeps
+	// serving and the failure is reported.
+	dropIn(t, ext, "allow-all", garbage, "id: allow-all\nversion: 9.9.9\nmodule: ext.wasm\n")
+	within(t, 2*time.Second, "reload failure reported", func() bool {
+		return strings.HasPrefix(statusOf(t, h, "allow-all").Reason, "reload failed")
+	})
+	if st := statusOf(t, h, "allow-all"); st.State != StateRunning || st.Version != "1.0.0" {
+		t.Fatalf("after a broken reload: %+v, want 1.0.0 still running", st)
+	}
+	if code := connectCode(t, addr, "still-served", ""); code != 0 {
+		t.Fatalf("old version stopped serving: %#x", code)
+	}
+}
