@@ -8,13 +8,13 @@ LDFLAGS   := -X main.version=$(VERSION)
 GOTEST    ?= $(GO) test
 TESTFLAGS ?= -count=1 -timeout 10m
 
-.PHONY: all build run test check format lint bench testdata clean
+.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean
 
 all: build
 
 # Example extensions built with the Go SDK; allow-all is installed into
 # extensions/ so that `make run` accepts clients out of the box.
-EXAMPLES  := allow-all topic-acl banlist
+EXAMPLES  := allow-all topic-acl banlist publish-guard
 WASMBUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath
 
 ## build: bin/propolis, every example extension (bin/examples/<id>/), and
@@ -38,11 +38,18 @@ examples:
 run: build
 	./$(BIN)/propolis serve
 
-## test: every test of every module, after the checks
+## test: every test of every module, after the checks, and a smoke run of
+## the benchmark harness (it checks the harness runs, not the figures)
 test: check
 	$(GOTEST) $(TESTFLAGS) ./...
 	cd sdk/go && $(GOTEST) $(TESTFLAGS) ./...
 	cd examples && $(GOTEST) $(TESTFLAGS) ./...
+	$(MAKE) bench-smoke
+
+## bench-smoke: the benchmark harness at a tenth of its sizes (< 1 minute)
+bench-smoke:
+	out=$$(mktemp -d) && $(GO) run ./bench/cmd/propolis-bench --quick --out $$out > $$out/stdout && \
+	  test -s $$out/results.json && test -s $$out/results.md && echo "bench-smoke: harness ran, report in $$out" && rm -rf $$out
 
 ## check: formatting, vet, module tidiness and committed Wasm fixtures;
 ## fails on any difference
@@ -67,8 +74,13 @@ format:
 ## lint: same as check
 lint: check
 
-## bench: the Go benchmarks (figures, not pass/fail)
+## bench: Propolis side by side with mochi-mqtt and Mosquitto (< 10 minutes);
+## writes bench/results/results.md and results.json
 bench:
+	$(GO) run ./bench/cmd/propolis-bench --out bench/results
+
+## gobench: the Go benchmarks (go test -bench)
+gobench:
 	$(GOTEST) -run '^$$' -bench . -benchmem -timeout 20m ./...
 
 ## testdata: regenerate committed fixtures (Wasm from WAT needs Debian's wabt)

@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"errors"
+	"path/filepath"
 	"sort"
 
 	"github.com/propolis-mqtt/propolis/abi"
@@ -18,12 +20,14 @@ type chain struct {
 
 // rebuildChain publishes a new chain from the running extensions.
 func (h *Host) rebuildChain() {
+	// Built and stored under the lock: two rebuilds racing (the scanner and
+	// a crash-loop stop) must not store an older snapshot last.
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	all := make([]*Extension, 0, len(h.exts))
 	for _, e := range h.exts {
 		all = append(all, e)
 	}
-	h.mu.Unlock()
 	sort.Slice(all, func(i, j int) bool {
 		if all[i].manifest.Priority != all[j].manifest.Priority {
 			return all[i].manifest.Priority > all[j].manifest.Priority
@@ -71,7 +75,7 @@ func (h *Host) Authenticate(_ context.Context, c *broker.Connect) broker.AuthRes
 	}
 	rec := connectRecord(c)
 	for _, e := range ch.auth {
-		in, err := e.acquire()
+		e, in, err := h.acquire(e)
 		if err != nil {
 			e.log.Warn("authenticate: no instance", "client", c.ClientID, "error", err)
 			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: "extension " + e.ID() + " unavailable"}
@@ -169,7 +173,7 @@ func (c *client) AuthorizePublish(p *broker.Publish) broker.Verdict {
 		if p.Will {
 			rec.Flags |= abi.PublishWill
 		}
-		if v, decided := e.authorizePublish(&rec); decided {
+		if v, decided := c.host.authorizePublish(e, &rec); decided {
 			return v
 		}
 	}
@@ -186,7 +190,7 @@ func (c *client) AuthorizeSubscribe(s *broker.Subscribe) broker.Verdict {
 		if s.Shared {
 			rec.Flags |= abi.SubscribeShared
 		}
-		in, err := e.acquire()
+		e, in, err := c.host.acquire(e)
 		if err != nil {
 			return failVerdict(e)
 		}
@@ -217,8 +221,8 @@ func (e *Extension) wantsTopic(name string) bool {
 // authorizePublish calls the extension's authorize_publish. This is the
 // per-PUBLISH hot path: the record is encoded straight into guest memory
 // and nothing is allocated.
-func (e *Extension) authorizePublish(rec *abi.PublishRecord) (broker.Verdict, bool) {
-	in, err := e.acquire()
+func (h *Host) authorizePublish(e *Extension, rec *abi.PublishRecord) (broker.Verdict, bool) {
+	e, in, err := h.acquire(e)
 	if err != nil {
 		return failVerdict(e), true
 	}
@@ -254,10 +258,38 @@ func (e *Extension) finishAuthorize(in *instance, cb callback, res uint64, err e
 	return broker.Verdict{}, false
 }
 
+// acquire takes an instance of e. A client may hold a chain from before a
+// reload: when e was replaced meanwhile, the call goes to its successor,
+// so a reload refuses nothing. A failed acquire counts as a failure (an
+// extension whose instances all hang empties its pool).
+func (h *Host) acquire(e *Extension) (*Extension, *instance, error) {
+	in, err := e.acquire()
+	if errors.Is(err, ErrStopped) {
+		h.mu.Lock()
+		next := h.exts[filepath.Base(e.dir)]
+		h.mu.Unlock()
+		if next != nil && next != e {
+			e = next
+			in, err = e.acquire()
+		}
+	}
+	if err != nil && !errors.Is(err, ErrStopped) {
+		e.errors.Add(1)
+		e.log.Warn("no instance for a call", "error", err)
+		e.noteFailure(err)
+	}
+	return e, in, err
+}
+
 // failVerdict is the fail-closed answer when an extension cannot decide.
 func failVerdict(e *Extension) broker.Verdict {
 	return broker.Verdict{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: "extension " + e.ID() + " failed"}
 }
+
+// Fail-closed answers are the rule even after an extension is stopped for
+// crash-looping: it stays in the chain, stopped, so every decision that
+// would have consulted it is denied until the operator replaces, disables
+// or removes it (see Host.fail).
 
 // eventKinds maps broker events to ABI event kinds.
 var eventKinds = map[broker.EventKind]uint8{
@@ -307,7 +339,9 @@ func (e *Extension) deliverEvents() {
 	for rec := range e.events {
 		in, err := e.acquire()
 		if err != nil {
-			e.dropped.Add(1)
+			if n := e.dropped.Add(1); n == 1 || n%1000 == 0 {
+				e.log.Warn("event dropped: no instance", "dropped", n, "error", err)
+			}
 			continue
 		}
 		_, err = in.callRecord(cbOnEvent, rec.Encode(in.scratch()))

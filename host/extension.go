@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -48,6 +47,9 @@ type Extension struct {
 	modConfig wazero.ModuleConfig
 	guarded   bool
 	deadline  time.Duration
+	// previous is the version this one replaced (told to every instance's
+	// start callback, replacements included).
+	previous string
 
 	// callbacks is the set of callbacks the host calls: exported, and
 	// declared by declare_callbacks when the module called it.
@@ -77,13 +79,13 @@ func (e *Extension) has(c int32) bool { return e.callbacks&c != 0 }
 // dir described by m. previous is the version it replaces ("" if none).
 func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previous string) (_ *Extension, err error) {
 	path := filepath.Join(dir, m.Module)
-	bin, err := os.ReadFile(path)
+	bin, err := readRegular(path, maxModule)
 	if err != nil {
 		return nil, fmt.Errorf("read module: %w", err)
 	}
 	e := &Extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
-		deadline: time.Duration(m.Limits.CallDeadline)}
-	e.guarded = e.deadline > 0
+		deadline: time.Duration(m.Limits.CallDeadline), previous: previous}
+	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
 	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(pages).WithCloseOnContextDone(e.guarded)
 	if h.cache != nil {
@@ -106,12 +108,12 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, e.rt); err != nil {
 		return nil, fmt.Errorf("instantiate wasi: %w", err)
 	}
-	if err := instantiateHostFuncs(ctx, e.rt); err != nil {
+	if err := instantiateHostFuncs(ctx, e.rt, e); err != nil {
 		return nil, err
 	}
 	out := &logWriter{log: e.log}
 	e.modConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions(abi.ExportInitialize).
-		WithStdout(out).WithStderr(out).WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithStdout(out).WithStderr(out).WithSysWalltime().WithSysNanotime().WithNanosleep(e.nanosleep).
 		WithRandSource(rand.Reader)
 
 	first, err := e.newInstance(ctx, previous)
@@ -199,6 +201,16 @@ func signature(def api.FunctionDefinition) abi.Signature {
 		return out
 	}
 	return abi.Signature{Params: conv(def.ParamTypes()), Results: conv(def.ResultTypes())}
+}
+
+// testUnguarded runs new extensions without the deadline guard; only the
+// benchmarks set it, to measure what the guard costs. No manifest can.
+var testUnguarded bool
+
+// nanosleep is the guest's sleep: real, but never longer than one call
+// deadline, since a sleeping guest cannot be interrupted.
+func (e *Extension) nanosleep(ns int64) {
+	time.Sleep(min(time.Duration(ns), e.deadline))
 }
 
 // acquire takes an instance for a call; release returns it, or discards it

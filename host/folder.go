@@ -66,6 +66,11 @@ func (h *Host) Watch() {
 func (h *Host) scan(ctx context.Context, initial bool) {
 	h.scanMu.Lock()
 	defer h.scanMu.Unlock()
+	select {
+	case <-h.done: // Close has begun: load nothing it would not stop
+		return
+	default:
+	}
 	names := map[string]bool{}
 	if ents, err := os.ReadDir(h.opts.Dir); err == nil {
 		for _, e := range ents {
@@ -152,7 +157,7 @@ func (h *Host) apply(ctx context.Context, name string, fp fingerprint) {
 		h.mu.Lock()
 		running := h.exts[name]
 		h.mu.Unlock()
-		if running != nil {
+		if running != nil && !running.stopped.Load() {
 			// The old version keeps serving; say why the new one did not.
 			st := running.status(StateRunning, "reload failed: "+err.Error())
 			h.setStatus(name, st)
@@ -209,7 +214,7 @@ func (h *Host) startPriority(name string) int {
 // whose size and modification time did not change.
 func (h *Host) fingerprintOf(name string, prev fingerprint) fingerprint {
 	dir := filepath.Join(h.opts.Dir, name)
-	manifest, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	manifest, err := readRegular(filepath.Join(dir, ManifestFile), maxManifest)
 	if err != nil {
 		return fingerprint{}
 	}
@@ -225,8 +230,8 @@ func (h *Host) fingerprintOf(name string, prev fingerprint) fingerprint {
 	}
 	path := filepath.Join(dir, filepath.Clean("/" + v.Module)[1:])
 	info, err := os.Stat(path)
-	if err != nil {
-		fp.modStamp = "missing"
+	if err != nil || !info.Mode().IsRegular() {
+		fp.modStamp = "missing or not a regular file"
 		return fp
 	}
 	fp.modStamp = fmt.Sprintf("%d/%d", info.Size(), info.ModTime().UnixNano())
@@ -241,6 +246,28 @@ func (h *Host) fingerprintOf(name string, prev fingerprint) fingerprint {
 		copy(fp.module[:], hash.Sum(nil))
 	}
 	return fp
+}
+
+// Size limits for what the scanner reads.
+const (
+	maxManifest = 1 << 20
+	maxModule   = 256 << 20
+)
+
+// readRegular reads a regular file of at most limit bytes (a FIFO or a
+// device dropped in as a manifest must not hang the scanner).
+func readRegular(path string, limit int64) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if info.Size() > limit {
+		return nil, fmt.Errorf("%s: %d bytes, more than %d", path, info.Size(), limit)
+	}
+	return os.ReadFile(path)
 }
 
 // statusFile is the JSON document Options.StatusFile holds.

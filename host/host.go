@@ -71,6 +71,7 @@ type Status struct {
 	StartPriority int
 	Callbacks     []string // the callbacks the host calls
 	Calls, Errors int64
+	Dropped       int64 // events dropped (queue full or no instance)
 }
 
 // New creates a host with no extension (every CONNECT refused) and starts
@@ -154,7 +155,7 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 	h.rebuildChain()
 	h.setStatus(name, e.status(StateRunning, ""))
 	if old != nil {
-		old.stop(true) // its calls in flight finish first
+		go old.stop(true) // its calls in flight finish; the scanner goes on
 		e.log.Info("extension reloaded", "version", m.Version, "previous", previous, "priority", m.Priority,
 			"callbacks", callbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
 		return nil
@@ -178,17 +179,20 @@ func (h *Host) stopFolder(name string) *Extension {
 }
 
 // fail stops a running extension after repeated failures.
+//
+// The stopped extension stays in the chain: every decision that would
+// consult it is denied (fail closed) until the operator replaces, disables
+// or removes it. Removing it instead would let through what it was there
+// to refuse.
 func (h *Host) fail(e *Extension, reason error) {
 	name := filepath.Base(e.dir)
 	h.mu.Lock()
-	if h.exts[name] != e {
-		h.mu.Unlock()
+	current := h.exts[name] == e
+	h.mu.Unlock()
+	if !current || e.stopped.Load() {
 		return
 	}
-	delete(h.exts, name)
-	h.mu.Unlock()
-	h.rebuildChain()
-	h.setFailed(filepath.Base(e.dir), e.manifest, reason)
+	h.setFailed(name, e.manifest, fmt.Errorf("%w; its decisions are denied until it is replaced, disabled or removed", reason))
 	go e.stop(false)
 }
 
@@ -227,6 +231,7 @@ func (h *Host) Status() []Status {
 		s := *st
 		if e, ok := h.exts[name]; ok {
 			s.Calls, s.Errors = e.calls.Load(), e.errors.Load()
+			s.Dropped = e.dropped.Load()
 		}
 		out = append(out, s)
 	}
@@ -282,7 +287,7 @@ func (h *Host) watchdog() {
 			}
 			limit := int64(e.deadline)
 			e.pool.busy(func(in *instance, started int64) {
-				if now-started > limit {
+				if now-started > limit && in.started.CompareAndSwap(started, 0) {
 					in.cancel()
 				}
 			})

@@ -202,8 +202,8 @@ func TestMisbehavingExtensionsFailClosed(t *testing.T) {
 			if !strings.Contains(logs.String(), "extension call failed") {
 				t.Fatal("failures were not logged")
 			}
-			// With the extension stopped, the chain is empty: default deny.
-			if res := h.Authenticate(context.Background(), connect("u", "p")); res.Decision != broker.Deny || res.ReasonString != "no security extension is loaded" {
+			// Stopped, it still fails closed until the operator acts.
+			if res := h.Authenticate(context.Background(), connect("u", "p")); res.Decision != broker.Deny || res.ReasonCode != 0x80 {
 				t.Fatalf("after stop: %+v", res)
 			}
 		})

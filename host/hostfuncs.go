@@ -20,6 +20,9 @@ type hostFunc struct {
 	fn   func(in *instance, mod api.Module, stack []uint64) int32
 }
 
+// maxFilters bounds add_publish_filter calls.
+const maxFilters = 1024
+
 var hostFuncs = []hostFunc{
 	{abi.FuncLog, hfLog},
 	{abi.FuncSetReason, hfSetReason},
@@ -33,8 +36,8 @@ var hostFuncs = []hostFunc{
 	{abi.FuncAddPermission, hfAddPermission},
 }
 
-// instantiateHostFuncs defines the propolis_v1 module in rt.
-func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime) error {
+// instantiateHostFuncs defines the propolis_v1 module in rt, for e.
+func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime, e *Extension) error {
 	b := rt.NewHostModuleBuilder(abi.ImportModule)
 	for _, hf := range hostFuncs {
 		sig := abi.HostFuncs[hf.name]
@@ -50,8 +53,8 @@ func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime) error {
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 			in := instanceFrom(ctx)
 			if in == nil {
-				stack[0] = status(abi.StatusNotAvailable)
-				return
+				// Outside a callback: during _initialize only log works.
+				in = &instance{ext: e}
 			}
 			stack[0] = status(body(in, mod, stack))
 		}), params, results).Export(hf.name)
@@ -65,8 +68,12 @@ func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime) error {
 // status encodes an i32 result on the stack.
 func status(v int32) uint64 { return uint64(uint32(v)) }
 
+// maxString bounds any string a host function copies out of the guest.
+const maxString = 64 << 10
+
 // read returns a copy of guest memory [ptr, ptr+n). Out of bounds is a
-// guest bug: it traps (the panic becomes the call's error).
+// guest bug: it traps (the panic becomes the call's error). Callers check
+// n against maxString first.
 func read(mod api.Module, ptr, n uint32) []byte {
 	b, ok := mod.Memory().Read(ptr, n)
 	if !ok {
@@ -138,6 +145,9 @@ func hfAddPublishFilter(in *instance, mod api.Module, stack []uint64) int32 {
 	if in.cb != cbStart {
 		return abi.StatusNotAvailable
 	}
+	if uint32(stack[1]) > maxString || len(in.out.filters) >= maxFilters {
+		return abi.StatusTooLarge
+	}
 	f := string(read(mod, uint32(stack[0]), uint32(stack[1])))
 	if !topic.ValidFilter(f) {
 		return abi.StatusInvalidArgument
@@ -204,6 +214,9 @@ func hfAddConnackUserProperty(in *instance, mod api.Module, stack []uint64) int3
 	if len(in.out.connack) >= abi.MaxConnackProperties {
 		return abi.StatusTooLarge
 	}
+	if uint32(stack[1]) > maxString || uint32(stack[3]) > maxString {
+		return abi.StatusTooLarge
+	}
 	k := read(mod, uint32(stack[0]), uint32(stack[1]))
 	v := read(mod, uint32(stack[2]), uint32(stack[3]))
 	in.out.dirty = true
@@ -216,6 +229,9 @@ func hfAddPermission(in *instance, mod api.Module, stack []uint64) int32 {
 		return abi.StatusNotAvailable
 	}
 	if len(in.out.perms) >= abi.MaxPermissions {
+		return abi.StatusTooLarge
+	}
+	if uint32(stack[1]) > maxString {
 		return abi.StatusTooLarge
 	}
 	p, err := abi.DecodePermission(read(mod, uint32(stack[0]), uint32(stack[1])))

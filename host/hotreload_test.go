@@ -214,3 +214,27 @@ func TestBadFoldersLeaveBrokerServing(t *testing.T) {
 		t.Fatalf("old version stopped serving: %#x", code)
 	}
 }
+
+// TestSpinningStartAndStopAreBounded: a start callback that never returns
+// fails its extension without holding up the others; a stop callback that
+// never returns does not hold up disabling.
+func TestSpinningStartAndStopAreBounded(t *testing.T) {
+	ext := t.TempDir()
+	dropIn(t, ext, "start-spin", wasmFixture("error/start_spin"), "id: start-spin\nversion: 1.0.0\nmodule: ext.wasm\nlimits:\n  call_deadline: 10ms\n")
+	dropIn(t, ext, "stop-spin", wasmFixture("error/stop_spin"), "id: stop-spin\nversion: 1.0.0\nmodule: ext.wasm\nlimits:\n  call_deadline: 10ms\n  pool_size: 1\n")
+	began := time.Now()
+	addr, h := startWatchedBroker(t, ext)
+	t.Logf("loaded in %v", time.Since(began).Round(time.Millisecond))
+	if st := statusOf(t, h, "start-spin"); st.State != StateFailed || !strings.Contains(st.Reason, "deadline") {
+		t.Fatalf("start-spin: %+v", st)
+	}
+	if code := connectCode(t, addr, "c", ""); code != 0 {
+		t.Fatalf("stop-spin should allow: %#x", code)
+	}
+	if err := os.WriteFile(filepath.Join(ext, "stop-spin", DisabledFile), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 2*time.Second, "refused after disabling an extension whose stop spins", func() bool {
+		return connectCode(t, addr, "c", "") == 0x87
+	})
+}

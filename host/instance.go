@@ -127,7 +127,12 @@ func (e *Extension) newInstance(ctx context.Context, previous string) (*instance
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	in := &instance{ext: e, mod: mod, mem: mod.Memory(), out: callOut{declared: -1}}
-	in.ctx, in.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, in))
+	base := context.WithValue(context.Background(), instanceKey{}, in)
+	// Marker, buffer and start run before the instance is in a pool the
+	// watchdog looks at: they get a bounded context of their own.
+	setupCtx, setupCancel := context.WithTimeout(base, e.setupLimit())
+	defer setupCancel()
+	in.ctx, in.cancel = setupCtx, setupCancel
 	for cb := cbMarker; cb <= cbOnEvent; cb++ {
 		in.fns[cb] = mod.ExportedFunction(callbackExport[cb])
 	}
@@ -152,6 +157,9 @@ func (e *Extension) newInstance(ctx context.Context, previous string) (*instance
 	}
 	if in.fns[cbStart] != nil {
 		cfg, _ := configJSON(e.manifest.Config)
+		if previous == "" {
+			previous = e.previous
+		}
 		rec := abi.StartRecord{ExtensionID: e.manifest.ID, ExtensionVersion: e.manifest.Version,
 			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg}
 		res, err := in.callRecord(cbStart, rec.Encode(in.scratch()))
@@ -166,7 +174,24 @@ func (e *Extension) newInstance(ctx context.Context, previous string) (*instance
 			return fail(fmt.Errorf("%w: %s", errRefusedStart, reason))
 		}
 	}
+	in.ctx, in.cancel = context.WithCancel(base) // from now on, the watchdog's
 	return in, nil
+}
+
+// setupLimit bounds the calls that set an instance up or tear it down
+// (marker, buffer, start, stop): ten call deadlines, at least 2 s.
+func (e *Extension) setupLimit() time.Duration {
+	return max(10*e.deadline, 2*time.Second)
+}
+
+// runBounded runs a callback under its own time limit, for calls made
+// outside the watchdog's view (stop).
+func (in *instance) runBounded(cb callback, limit time.Duration) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), instanceKey{}, in), limit)
+	prevCtx := in.ctx
+	in.ctx = ctx
+	defer func() { in.ctx = prevCtx; cancel() }()
+	return in.run(cb)
 }
 
 // errRefusedStart marks a start callback that declined to start.
@@ -238,16 +263,19 @@ func (in *instance) run(cb callback) (uint64, error) {
 	prev := in.cb
 	in.cb = cb
 	guarded := in.ext.guarded
+	var began int64
 	if guarded {
-		in.started.Store(monotonic())
+		began = monotonic()
+		in.started.Store(began)
 	}
 	err := fn.CallWithStack(in.ctx, in.stack[:])
-	if guarded {
-		in.started.Store(0)
-	}
+	// The watchdog cancels only by swapping started from the call's start
+	// to 0 first; if the swap here fails, it won the race and the
+	// instance's context is dead even if the call completed.
+	cancelled := guarded && !in.started.CompareAndSwap(began, 0)
 	in.cb = prev
-	if err != nil {
-		if in.ctx.Err() != nil {
+	if err != nil || cancelled || in.ctx.Err() != nil {
+		if cancelled || in.ctx.Err() != nil {
 			return 0, fmt.Errorf("%s: %w (%v)", cb, ErrDeadline, in.ext.deadline)
 		}
 		return 0, fmt.Errorf("%s: %w", cb, err)

@@ -3,7 +3,9 @@ package host
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,7 +189,8 @@ func TestMQTTChainNext(t *testing.T) {
 
 // TestMQTTMisbehavingExtensionIsSurvived: an extension that fails in
 // authorize_publish denies (fail closed) while other clients keep being
-// served, then is stopped by the crash-loop limit.
+// served; the crash-loop limit stops it, and its publishes stay denied
+// until the operator disables it.
 func TestMQTTMisbehavingExtensionIsSurvived(t *testing.T) {
 	for _, tc := range []struct{ name, fixture, limits string }{
 		{"trap", "error/trap", ""},
@@ -199,7 +202,7 @@ func TestMQTTMisbehavingExtensionIsSurvived(t *testing.T) {
 			ext := t.TempDir()
 			installExtension(t, ext, "allow-all", example(t, "allow-all"), 10, "")
 			installExtension(t, ext, "bad", wasmFixture(tc.fixture), 0, tc.limits)
-			addr, h := startBroker(t, ext)
+			addr, h := startWatchedBroker(t, ext)
 			pub, _, err := v5(t, addr, "pub", "", "", nil)
 			if err != nil {
 				t.Fatal(err)
@@ -213,12 +216,19 @@ func TestMQTTMisbehavingExtensionIsSurvived(t *testing.T) {
 					t.Fatalf("another client refused while the extension misbehaves: %v", err)
 				}
 			}
-			if st := statusOf(t, h, "bad"); st.State != StateFailed {
+			if st := statusOf(t, h, "bad"); st.State != StateFailed || !strings.Contains(st.Reason, "crash loop") {
 				t.Fatalf("bad extension %+v, want failed (crash loop)", st)
 			}
-			if resp, err := pub.Publish(ctx(t), &paho.Publish{Topic: "t", QoS: 1, Payload: []byte("x")}); err != nil || resp.ReasonCode != 0 {
-				t.Fatalf("publish after the extension stopped: %+v %v", resp, err)
+			if resp, _ := pub.Publish(ctx(t), &paho.Publish{Topic: "t", QoS: 1, Payload: []byte("x")}); resp == nil || resp.ReasonCode != 0x80 {
+				t.Fatalf("publish after the crash-loop stop: %+v, want still denied", resp)
 			}
+			if err := os.WriteFile(filepath.Join(ext, "bad", DisabledFile), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			within(t, 2*time.Second, "publishes allowed once the operator disabled it", func() bool {
+				resp, err := pub.Publish(ctx(t), &paho.Publish{Topic: "t", QoS: 1, Payload: []byte("x")})
+				return err == nil && resp.ReasonCode == 0
+			})
 		})
 	}
 }

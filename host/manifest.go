@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -54,9 +53,8 @@ type Limits struct {
 	// Memory is each instance's linear-memory limit; default 64 MiB,
 	// rounded up to whole 64 KiB pages.
 	Memory config.ByteSize `yaml:"memory"`
-	// CallDeadline bounds every call into the extension; default 100ms.
-	// A negative value ("-1s") runs calls without a deadline guard, for
-	// trusted extensions and benchmarks only.
+	// CallDeadline bounds every call into the extension; default 100ms,
+	// 1ms to 1m.
 	CallDeadline config.Duration `yaml:"call_deadline"`
 	// PoolSize is how many instances run at once; default 4.
 	PoolSize int `yaml:"pool_size"`
@@ -78,7 +76,7 @@ var ErrManifest = errors.New("bad manifest")
 // name the file, and the line and key where yaml reports them.
 func LoadManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
-	data, err := os.ReadFile(path)
+	data, err := readRegular(path, maxManifest)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrManifest, err)
 	}
@@ -128,8 +126,8 @@ func ParseManifest(path string, data []byte) (*Manifest, error) {
 	}
 	if m.Limits.CallDeadline == 0 {
 		m.Limits.CallDeadline = config.Duration(DefaultCallDeadline)
-	} else if time.Duration(m.Limits.CallDeadline) > time.Minute {
-		bad("limits.call_deadline", "%v is longer than 1m", m.Limits.CallDeadline)
+	} else if d := time.Duration(m.Limits.CallDeadline); d < time.Millisecond || d > time.Minute {
+		bad("limits.call_deadline", "%v out of range 1ms-1m", m.Limits.CallDeadline)
 	}
 	if m.Limits.PoolSize == 0 {
 		m.Limits.PoolSize = DefaultPoolSize

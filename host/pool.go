@@ -75,13 +75,21 @@ func (p *pool) discard(in *instance) {
 		return
 	}
 	go func() {
-		repl, err := p.ext.newInstance(context.Background(), "")
-		if err != nil {
-			p.ext.log.Error("replace instance", "error", err)
+		// Retry with backoff until it works or the extension stops: a pool
+		// must not shrink for good.
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			if p.ext.stopped.Load() {
+				return
+			}
+			repl, err := p.ext.newInstance(context.Background(), "")
+			if err == nil {
+				p.add(repl)
+				return
+			}
+			p.ext.log.Error("replace instance", "error", err, "retry_in", wait)
 			p.ext.noteFailure(err)
-			return
+			time.Sleep(wait)
 		}
-		p.add(repl)
 	}()
 }
 
@@ -115,7 +123,7 @@ func (p *pool) closeAll(graceful bool) {
 		case in := <-p.idle:
 			if graceful && in.fns[cbStop] != nil {
 				in.stack[0] = 0
-				if _, err := in.run(cbStop); err != nil {
+				if _, err := in.runBounded(cbStop, p.ext.setupLimit()); err != nil {
 					p.ext.log.Warn("stop callback failed", "error", err)
 				}
 			}

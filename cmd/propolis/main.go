@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -106,6 +107,14 @@ func serve(args []string, stderr io.Writer) error {
 	defer signal.Stop(sig)
 
 	log := newLogger(cfg.Log, stderr)
+	if path := os.Getenv("PROPOLIS_CPUPROFILE"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		log.Info("writing a CPU profile until shutdown", "file", path)
+	}
 	log.Info("propolis starting", "version", version, "abi", abi.Version, "config", cfg.Source,
 		"data", cfg.DataDir, "extensions", cfg.ExtensionsDir, "durability", cfg.Durability.Mode)
 
@@ -146,6 +155,20 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	log.Info("propolis stopped")
 	return nil
+}
+
+// startCPUProfile profiles the process into path until stop is called
+// (PROPOLIS_CPUPROFILE, for benchmarks).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // applyFlags lets command-line flags override the file: --listen sets the

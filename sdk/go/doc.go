@@ -116,11 +116,13 @@
 //
 // # Memory
 //
-// Connect and Event hold copies and may be kept. On the per-message path
-// the SDK avoids allocating: the *Publish and *Subscribe passed to the
-// handlers are reused, and Publish.Payload points into the buffer the
-// broker wrote the message to, so it is only valid during the call (copy
-// it with bytes.Clone to keep it). Their strings may be kept.
+// Connect, Event and Subscribe hold copies and may be kept (the *Subscribe
+// itself is reused). On the per-message path the SDK copies and allocates
+// nothing: every field of the *Publish passed to AuthorizePublish (ClientID,
+// Username, Topic, Payload) is a view of the buffer the broker wrote the
+// message to, valid only until the handler returns. Compare and match them
+// freely; to keep one, copy it (strings.Clone, bytes.Clone, or
+// Publish.Clone for the whole message).
 //
 // # Testing
 //

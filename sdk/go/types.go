@@ -100,10 +100,10 @@ type Connect struct {
 // Publish is a PUBLISH (or the will of a CONNECT being authenticated), as
 // passed to Extension.AuthorizePublish.
 //
-// To keep the per-message path cheap, the *Publish and its Payload are only
-// valid while the handler runs: the SDK reuses both for the next message.
-// Copy the payload (bytes.Clone) and the struct if you keep them. The
-// strings are ordinary Go strings and may be kept.
+// To keep the per-message path cheap, the *Publish and every field of it
+// are only valid while the handler runs: the strings and the payload are
+// views of memory the SDK reuses for the next message. Use Clone (or
+// strings.Clone / bytes.Clone) to keep anything.
 type Publish struct {
 	// QoS is the QoS of the message (0, 1 or 2).
 	QoS uint8
@@ -142,8 +142,8 @@ func (p *Publish) Clone() *Publish {
 
 // Subscribe is one topic filter of a SUBSCRIBE, as passed to
 // Extension.AuthorizeSubscribe (a SUBSCRIBE with several filters asks once
-// per filter). Like Publish, the *Subscribe is reused by the SDK after the
-// handler returns; its strings may be kept.
+// per filter). The *Subscribe is reused by the SDK after the handler
+// returns; its strings are copies and may be kept.
 type Subscribe struct {
 	// QoS is the maximum QoS requested.
 	QoS uint8

@@ -1,0 +1,30 @@
+// Command propolis-bench runs Propolis side by side with plain mochi-mqtt
+// and Mosquitto on loopback and writes bench/results/results.{md,json}.
+//
+//	go run ./bench/cmd/propolis-bench [--quick] [--out DIR] [--repo DIR]
+//
+// Mosquitto comes from Debian and is installed with apt-get when missing.
+// Set PROPOLIS_BENCH_CPUPROFILE=FILE to write a CPU profile of the
+// propolis-wasm-publish broker.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/propolis-mqtt/propolis/bench/harness"
+)
+
+func main() {
+	quick := flag.Bool("quick", false, "a tenth of every load: a smoke test (under a minute)")
+	out := flag.String("out", "bench/results", "folder for results.md and results.json")
+	repo := flag.String("repo", ".", "repository root")
+	flag.Parse()
+	rep, err := harness.Run(harness.Options{Repo: *repo, Out: *out, Quick: *quick, Log: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "propolis-bench:", err)
+		os.Exit(1)
+	}
+	fmt.Print(rep.Markdown())
+}

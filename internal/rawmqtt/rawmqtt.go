@@ -1,0 +1,207 @@
+// Package rawmqtt is a minimal MQTT 3.1.1 client that speaks raw packets,
+// for benchmarks, load generation and tests where a full client library
+// would be the bottleneck. It supports CONNECT (with a will), SUBSCRIBE,
+// PUBLISH at QoS 0 and 1, PUBACK and DISCONNECT.
+package rawmqtt
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Conn is a minimal MQTT 3.1.1 client speaking raw packets, for benchmarks
+// and load tests where a full client library would be the bottleneck. It is
+// not safe for concurrent writers; one reader and one writer goroutine may
+// use it at once.
+type Conn struct {
+	c    net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+	body []byte // ReadPacket's buffer, reused
+}
+
+// Dial connects to addr and completes an MQTT 3.1.1 CONNECT with a clean
+// session. It returns an error naming the CONNACK code on refusal.
+func Dial(addr, clientID string) (*Conn, error) {
+	return dial(addr, clientID, "", "")
+}
+
+func dial(addr, clientID, willTopic, willPayload string) (*Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	conn := &Conn{c: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10)}
+	var body []byte
+	body = appendString(body, "MQTT")
+	flags := byte(0x02) // clean session
+	if willTopic != "" {
+		flags |= 0x04 // will, QoS 0, not retained
+	}
+	body = append(body, 4, flags, 0, 60) // level 4, keepalive 60 s
+	body = appendString(body, clientID)
+	if willTopic != "" {
+		body = appendString(body, willTopic)
+		body = appendString(body, willPayload)
+	}
+	conn.writePacket(0x10, body)
+	if err := conn.Flush(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	typ, ack, err := conn.ReadPacket()
+	_ = c.SetReadDeadline(time.Time{})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("read connack: %w", err)
+	}
+	if typ != 0x20 || len(ack) < 2 || ack[1] != 0 {
+		c.Close()
+		return nil, fmt.Errorf("connect refused: packet %#x % x", typ, ack)
+	}
+	return conn, nil
+}
+
+// Subscribe subscribes to filter at qos and waits for the SUBACK.
+func (c *Conn) Subscribe(filter string, qos byte) error {
+	body := []byte{0, 1}
+	body = appendString(body, filter)
+	body = append(body, qos)
+	c.writePacket(0x82, body)
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	typ, ack, err := c.ReadPacket()
+	if err != nil {
+		return err
+	}
+	if typ != 0x90 || len(ack) < 3 || ack[2] >= 0x80 {
+		return fmt.Errorf("subscribe %q refused: packet %#x % x", filter, typ, ack)
+	}
+	return nil
+}
+
+// Publish buffers a PUBLISH (call Flush to send). id is used for QoS 1/2.
+func (c *Conn) Publish(topic string, qos byte, id uint16, payload []byte) {
+	n := 2 + len(topic) + len(payload)
+	if qos > 0 {
+		n += 2
+	}
+	c.w.WriteByte(0x30 | qos<<1)
+	writeVarint(c.w, n)
+	c.w.WriteByte(byte(len(topic) >> 8))
+	c.w.WriteByte(byte(len(topic)))
+	c.w.WriteString(topic)
+	if qos > 0 {
+		c.w.WriteByte(byte(id >> 8))
+		c.w.WriteByte(byte(id))
+	}
+	c.w.Write(payload)
+}
+
+// Puback buffers a PUBACK for id.
+func (c *Conn) Puback(id uint16) {
+	c.w.Write([]byte{0x40, 2, byte(id >> 8), byte(id)})
+}
+
+// Buffered returns how many received bytes wait to be read: 0 means the
+// next ReadPacket blocks, so acknowledgements buffered for sending should
+// be flushed first.
+func (c *Conn) Buffered() int { return c.r.Buffered() }
+
+// Flush sends what is buffered.
+func (c *Conn) Flush() error { return c.w.Flush() }
+
+// ReadPacket reads one packet and returns its first byte and body. The body
+// is valid until the next call.
+func (c *Conn) ReadPacket() (byte, []byte, error) {
+	typ, err := c.r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, err := binary.ReadUvarint(c.r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if uint64(cap(c.body)) < n {
+		c.body = make([]byte, n)
+	}
+	body := c.body[:n]
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return 0, nil, err
+	}
+	return typ, body, nil
+}
+
+// ParsePublish splits the body of a PUBLISH whose first byte was header
+// into topic, packet id (0 for QoS 0) and payload (views into body).
+func ParsePublish(header byte, body []byte) (topic []byte, id uint16, payload []byte) {
+	if len(body) < 2 {
+		return nil, 0, nil
+	}
+	tl := int(body[0])<<8 | int(body[1])
+	if 2+tl > len(body) {
+		return nil, 0, nil
+	}
+	topic, rest := body[2:2+tl], body[2+tl:]
+	if (header>>1)&3 > 0 && len(rest) >= 2 {
+		id, rest = uint16(rest[0])<<8|uint16(rest[1]), rest[2:]
+	}
+	return topic, id, rest
+}
+
+// SetDeadline sets the connection's read and write deadline.
+func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+
+// PublishID returns the packet id of a QoS 1/2 PUBLISH body.
+func PublishID(body []byte) uint16 {
+	tl := int(body[0])<<8 | int(body[1])
+	return uint16(body[2+tl])<<8 | uint16(body[3+tl])
+}
+
+// Drop closes the connection without DISCONNECT, as a lost network would.
+func (c *Conn) Drop() error { return c.c.Close() }
+
+// Close sends DISCONNECT and closes the connection.
+func (c *Conn) Close() error {
+	c.w.Write([]byte{0xe0, 0})
+	_ = c.w.Flush()
+	return c.c.Close()
+}
+
+func (c *Conn) writePacket(header byte, body []byte) {
+	c.w.WriteByte(header)
+	writeVarint(c.w, len(body))
+	c.w.Write(body)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = append(b, byte(len(s)>>8), byte(len(s)))
+	return append(b, s...)
+}
+
+// writeVarint writes MQTT's remaining-length encoding (the same as
+// unsigned LEB128, which binary.ReadUvarint reads).
+func writeVarint(w *bufio.Writer, n int) {
+	for {
+		b := byte(n & 0x7f)
+		n >>= 7
+		if n > 0 {
+			b |= 0x80
+		}
+		w.WriteByte(b)
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// DialWill is Dial with a will message (QoS 0, not retained) on topic.
+func DialWill(addr, clientID, topic, payload string) (*Conn, error) {
+	return dial(addr, clientID, topic, payload)
+}
