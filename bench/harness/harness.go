@@ -134,7 +134,16 @@ func Run(o Options) (*Report, error) {
 		rep.add(loadName, metric, unit, higher, b.Name, v)
 		logf("  %-28s %-22s %-10s %12.2f %s", loadName, metric, b.Name, v, unit)
 	}
+	// Idle memory goes first: a broker that has served the other loads
+	// keeps the memory it grew to and reuses it for new connections.
 	loads := []load{
+		{"idle memory", func(b *Broker) error {
+			v, err := idleMemory(b.Addr, b.PID(), sz.idleConns)
+			if err == nil {
+				record(fmt.Sprintf("memory, %d idle connections", sz.idleConns), "RSS per connection", "KiB", false, b, v)
+			}
+			return err
+		}},
 		{"connect storm", func(b *Broker) error {
 			rate, p99, err := connectStorm(b.Addr, sz.stormN, sz.stormConc)
 			if err == nil {
@@ -185,13 +194,6 @@ func Run(o Options) (*Report, error) {
 				name := fmt.Sprintf("latency at %d msg/s", sz.latencyRate)
 				record(name, "p50", "ms", false, b, p50)
 				record(name, "p99", "ms", false, b, p99)
-			}
-			return err
-		}},
-		{"idle memory", func(b *Broker) error {
-			v, err := idleMemory(b.Addr, b.PID(), sz.idleConns)
-			if err == nil {
-				record(fmt.Sprintf("memory, %d idle connections", sz.idleConns), "RSS per connection", "KiB", false, b, v)
 			}
 			return err
 		}},
