@@ -156,6 +156,7 @@ func (h *hook) reauthorizeSession(cl *mqtt.Client) {
 	if len(revoked) == 0 {
 		return
 	}
+	st.revoked.Store(&revoked)
 	remaining := existing.State.Subscriptions.GetAll()
 	dropped := 0
 	for _, m := range existing.State.Inflight.GetAll(false) {

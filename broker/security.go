@@ -31,6 +31,10 @@ type clientState struct {
 	subscribing atomic.Bool
 	mu          sync.Mutex
 	subVerdicts map[string]Verdict // filter -> verdict of the SUBSCRIBE in progress
+	// revoked lists the filters of a resumed session this client may not
+	// have (see hook.reauthorizeSession); a delivery already on its way
+	// through one of them when they were removed is refused.
+	revoked atomic.Pointer[[]string]
 }
 
 // state returns the clientState of cl, or nil for a client that was never
@@ -194,7 +198,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 // computed) and again for every delivery (allowed: the subscription was
 // authorized when it was made; refused only when the client's own
 // MaxQueued limit is reached).
-func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+func (h *hook) OnACLCheck(cl *mqtt.Client, name string, write bool) bool {
 	if write || cl.Net.Inline {
 		return true
 	}
@@ -203,10 +207,21 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	if st.subscribing.Load() {
-		v, ok := st.verdict(topic)
+		v, ok := st.verdict(name)
 		return !ok || v.Decision == Allow
 	}
-	// A delivery: refused only by the client's own queue limit.
+	// A delivery: refused by the client's own queue limit, or when it
+	// matches a subscription revoked from the session it resumed.
+	if r := st.revoked.Load(); r != nil && cl.State.Subscriptions != nil {
+		for _, f := range *r {
+			if _, inner, ok := topic.SplitShared(f); ok {
+				f = inner
+			}
+			if topic.Match(f, name) && !coveredBy(cl.State.Subscriptions.GetAll(), name) {
+				return false
+			}
+		}
+	}
 	n := st.settings.MaxQueued
 	return n == 0 || cl.State.Inflight.Len() < int(n)
 }
