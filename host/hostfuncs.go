@@ -168,16 +168,7 @@ func hfSetSessionExpiry(in *instance, _ api.Module, stack []uint64) int32 {
 }
 
 func hfSetReceiveMaximum(in *instance, _ api.Module, stack []uint64) int32 {
-	if in.cb != cbAuthenticate {
-		return abi.StatusNotAvailable
-	}
-	v := uint32(stack[0])
-	if v < 1 || v > 65535 {
-		return abi.StatusInvalidArgument
-	}
-	in.out.dirty = true
-	in.out.receiveMax = uint16(v)
-	return abi.StatusOK
+	return setCount(in, stack, &in.out.receiveMax)
 }
 
 func hfSetKeepalive(in *instance, _ api.Module, stack []uint64) int32 {
@@ -195,6 +186,11 @@ func hfSetKeepalive(in *instance, _ api.Module, stack []uint64) int32 {
 }
 
 func hfSetMaxQueued(in *instance, _ api.Module, stack []uint64) int32 {
+	return setCount(in, stack, &in.out.maxQueued)
+}
+
+// setCount stores a 1-65535 setting given during authenticate.
+func setCount(in *instance, stack []uint64, dst *uint16) int32 {
 	if in.cb != cbAuthenticate {
 		return abi.StatusNotAvailable
 	}
@@ -203,7 +199,7 @@ func hfSetMaxQueued(in *instance, _ api.Module, stack []uint64) int32 {
 		return abi.StatusInvalidArgument
 	}
 	in.out.dirty = true
-	in.out.maxQueued = uint16(v)
+	*dst = uint16(v)
 	return abi.StatusOK
 }
 

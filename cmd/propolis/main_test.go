@@ -207,51 +207,10 @@ func writeFile(t *testing.T, path, content string) {
 func TestServeDefaultDenyAndSignal(t *testing.T) {
 	tmp := t.TempDir()
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	a, log := startServe(t, cmd)
 	defer func() { _ = cmd.Process.Kill() }()
-
-	addrRe := regexp.MustCompile(`msg=listening .*address=(\S+)`)
-	var log syncLog
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.add(sc.Text())
-			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	var a string
-	select {
-	case a = <-addr:
-	case <-time.After(20 * time.Second):
-		t.Fatal("broker did not report its address")
-	}
-
-	// A raw MQTT 3.1.1 CONNECT; the CONNACK must carry return code 5.
-	conn, err := net.DialTimeout("tcp", a, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	connect := []byte{0x10, 0x0e, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x02, 'c', '1'}
-	if _, err := conn.Write(connect); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	ack := make([]byte, 4)
-	if _, err := conn.Read(ack); err != nil {
-		t.Fatalf("read CONNACK: %v", err)
-	}
-	if ack[0] != 0x20 || ack[3] != 0x05 {
-		t.Fatalf("CONNACK = % x, want 20 02 00 05", ack)
+	if code := connackCode(t, a); code != 0x05 {
+		t.Fatalf("CONNACK return code %#x, want 0x05", code)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -293,48 +252,10 @@ func TestServeWithAllowAll(t *testing.T) {
 	writeFile(t, filepath.Join(ext, "propolis-extension.yaml"), string(manifest))
 
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	a, log := startServe(t, cmd)
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-	addrRe := regexp.MustCompile(`msg=listening .*address=(\S+)`)
-	var log syncLog
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.add(sc.Text())
-			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	var a string
-	select {
-	case a = <-addr:
-	case <-time.After(30 * time.Second):
-		t.Fatal("broker did not report its address")
-	}
-	conn, err := net.DialTimeout("tcp", a, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	connect := []byte{0x10, 0x0e, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x02, 'c', '1'}
-	if _, err := conn.Write(connect); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	ack := make([]byte, 4)
-	if _, err := conn.Read(ack); err != nil {
-		t.Fatalf("read CONNACK: %v", err)
-	}
-	if ack[0] != 0x20 || ack[3] != 0x00 {
-		t.Fatalf("CONNACK = % x, want 20 02 00 00 (accepted)", ack)
+	if code := connackCode(t, a); code != 0x00 {
+		t.Fatalf("CONNACK return code %#x, want 0 (accepted)", code)
 	}
 	if !strings.Contains(log.String(), "DO NOT USE IT IN PRODUCTION") {
 		t.Fatalf("allow-all's warning is not in the log:\n%s", log.String())
@@ -350,22 +271,8 @@ func TestServeWithAllowAll(t *testing.T) {
 	if code, out, errOut := runCLI(t, append([]string{"extensions", "disable", "allow-all"}, dirs...)...); code != 0 {
 		t.Fatalf("disable: exit %d\n%s%s", code, out, errOut)
 	}
-	connackCode := func() byte {
-		c, err := net.DialTimeout("tcp", a, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_, _ = c.Write(connect)
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		b := make([]byte, 4)
-		if _, err := io.ReadFull(c, b); err != nil {
-			t.Fatalf("read CONNACK: %v", err)
-		}
-		return b[3]
-	}
 	deadline := time.Now().Add(2 * time.Second)
-	for connackCode() != 0x05 {
+	for connackCode(t, a) != 0x05 {
 		if time.Now().After(deadline) {
 			t.Fatal("still accepted 2 s after `extensions disable allow-all`")
 		}
@@ -379,7 +286,7 @@ func TestServeWithAllowAll(t *testing.T) {
 		t.Fatal("enable failed")
 	}
 	deadline = time.Now().Add(2 * time.Second)
-	for connackCode() != 0x00 {
+	for connackCode(t, a) != 0x00 {
 		if time.Now().After(deadline) {
 			t.Fatal("still refused 2 s after `extensions enable allow-all`")
 		}
@@ -414,4 +321,61 @@ func (l *syncLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// startServe starts cmd (a `propolis serve`), collects its log, and
+// returns the address its tcp listener reports.
+func startServe(t *testing.T, cmd *exec.Cmd) (string, *syncLog) {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addrRe := regexp.MustCompile(`msg=listening .*address=(\S+)`)
+	log := &syncLog{}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.add(sc.Text())
+			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return a, log
+	case <-time.After(30 * time.Second):
+		t.Fatalf("broker did not report its address:\n%s", log.String())
+		return "", nil
+	}
+}
+
+// connect is a raw MQTT 3.1.1 CONNECT of client "c1" with a clean session.
+var connect = []byte{0x10, 0x0e, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x02, 'c', '1'}
+
+// connackCode sends a CONNECT to addr and returns the CONNACK return code.
+func connackCode(t *testing.T, addr string) byte {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(connect); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatalf("read CONNACK: %v", err)
+	}
+	if b[0] != 0x20 {
+		t.Fatalf("not a CONNACK: % x", b)
+	}
+	return b[3]
 }
