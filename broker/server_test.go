@@ -159,7 +159,7 @@ func TestSessionExpiryAcrossRestarts(t *testing.T) {
 	}
 	time.Sleep(2100 * time.Millisecond) // "short" expires while the broker is down
 
-	_, addr = startServer(t, testConfig(dir), ext)
+	s2, addr := startServer(t, testConfig(dir), ext)
 	got := make(chan string, 4)
 	_, present := connectV5Session(t, addr, "long", 3600, func(p paho.PublishReceived) (bool, error) {
 		got <- string(p.Packet.Payload)
@@ -175,6 +175,22 @@ func TestSessionExpiryAcrossRestarts(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("queued message not delivered after restart")
+	}
+	// Removed whole from the store, subscriptions included, before anyone
+	// reconnected.
+	snap, err := s2.Store().Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sess := range snap.Sessions {
+		if sess.ClientID == "short" {
+			t.Fatal("expired session still stored")
+		}
+	}
+	for _, sub := range snap.Subscriptions {
+		if sub.ClientID == "short" {
+			t.Fatalf("subscription of the expired session still stored: %+v", sub)
+		}
 	}
 	_, present = connectV5Session(t, addr, "short", 1, nil)
 	if present {
