@@ -274,7 +274,7 @@ func (in *instance) run(cb callback) (uint64, error) {
 	// instance's context is dead even if the call completed.
 	cancelled := guarded && !in.started.CompareAndSwap(began, 0)
 	in.cb = prev
-	if err != nil || cancelled || in.ctx.Err() != nil {
+	if err != nil || cancelled {
 		if cancelled || in.ctx.Err() != nil {
 			return 0, fmt.Errorf("%s: %w (%v)", cb, ErrDeadline, in.ext.deadline)
 		}
