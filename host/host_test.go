@@ -77,7 +77,21 @@ func newTestHost(t testing.TB, extDir string) (*Host, *logBuffer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	hostLogs.Store(h, logs)
 	return h, logs
+}
+
+// hostLogs maps each test host to its captured log.
+var hostLogs sync.Map
+
+// testLogs returns the captured log of a host made by newTestHost.
+func testLogs(t testing.TB, h *Host) *logBuffer {
+	t.Helper()
+	v, ok := hostLogs.Load(h)
+	if !ok {
+		t.Fatal("host not made by newTestHost")
+	}
+	return v.(*logBuffer)
 }
 
 func statusOf(t testing.TB, h *Host, id string) Status {

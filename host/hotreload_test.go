@@ -238,3 +238,19 @@ func TestSpinningStartAndStopAreBounded(t *testing.T) {
 		return connectCode(t, addr, "c", "") == 0x87
 	})
 }
+
+// TestDisableRunsStopCallback: DISABLED takes the extension out of the
+// chain, runs its stop callback on every instance, then closes them.
+func TestDisableRunsStopCallback(t *testing.T) {
+	ext := t.TempDir()
+	dropIn(t, ext, "events", wasmFixture("ok/events"), "id: events\nversion: 1.0.0\nmodule: ext.wasm\nlimits:\n  pool_size: 2\n")
+	addr, h := startWatchedBroker(t, ext)
+	if err := os.WriteFile(filepath.Join(ext, "events", DisabledFile), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 2*time.Second, "refused after DISABLED", func() bool { return connectCode(t, addr, "c", "") == 0x87 })
+	buf := testLogs(t, h)
+	within(t, 2*time.Second, "stop callback ran on both instances", func() bool {
+		return strings.Count(buf.String(), "msg=stopped") == 2
+	})
+}

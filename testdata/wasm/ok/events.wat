@@ -24,6 +24,7 @@
 
   (memory (export "memory") 1)
   (data (i32.const 1024) "event ?")   ;; 7 bytes; the digit goes at index 6
+  (data (i32.const 1040) "stopped")   ;; logged by propolis_stop
 
   (global $BUF i32 (i32.const 4096))
   (global $events (mut i32) (i32.const 0))
@@ -38,6 +39,10 @@
       (else (global.get $BUF))))
 
   ;; Let every client in, so that events happen.
+  ;; Logs "stopped" (info) so a test can see the stop callback ran.
+  (func (export "propolis_stop")
+    (drop (call $log (i32.const 1) (i32.const 1040) (i32.const 7))))
+
   (func (export "propolis_authenticate") (param $len i32) (result i32)
     (i32.const 1))                                       ;; ALLOW
 
