@@ -73,8 +73,9 @@ type WillInfo struct {
 type Connect struct {
 	ClientID        string
 	Username        string
-	Password        []byte
-	ProtocolVersion byte // 3 (3.1), 4 (3.1.1) or 5
+	HasUsername     bool   // the CONNECT carried a user name (possibly empty)
+	Password        []byte // nil when the CONNECT carried none
+	ProtocolVersion byte   // 3 (3.1), 4 (3.1.1) or 5
 	CleanStart      bool
 	Keepalive       uint16 // seconds
 	SessionExpiry   uint32 // seconds, MQTT 5 only
@@ -160,7 +161,8 @@ type Verdict struct {
 
 // ClientAuthorizer authorizes one connected client's PUBLISH and SUBSCRIBE
 // packets. Its methods run on that client's goroutine, one at a time, on the
-// hot path of every PUBLISH: they must be fast and must not block.
+// hot path of every PUBLISH: they must be fast and must not block, and must
+// not keep p or s after returning (the broker reuses them).
 type ClientAuthorizer interface {
 	AuthorizePublish(p *Publish) Verdict
 	AuthorizeSubscribe(s *Subscribe) Verdict

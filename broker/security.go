@@ -35,6 +35,8 @@ type clientState struct {
 	// have (see hook.reauthorizeSession); a delivery already on its way
 	// through one of them when they were removed is refused.
 	revoked atomic.Pointer[[]string]
+	// pub is reused for every PUBLISH of the client (its goroutine only).
+	pub Publish
 }
 
 // state returns the clientState of cl, or nil for a client that was never
@@ -304,7 +306,11 @@ func (h *hook) authorizePublish(cl *mqtt.Client, pk *packets.Packet) error {
 	st := h.state(cl)
 	v := Verdict{Decision: Deny, ReasonString: "client not authenticated"}
 	if st != nil {
-		v = callAuthorizePublish(h.log, st.authz, &Publish{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Payload: pk.Payload})
+		// The client's goroutine handles one PUBLISH at a time: reuse one
+		// Publish per client rather than allocate one per message.
+		st.pub = Publish{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Payload: pk.Payload}
+		v = callAuthorizePublish(h.log, st.authz, &st.pub)
+		st.pub = Publish{}
 	}
 	if v.Decision == Allow {
 		return nil
@@ -381,6 +387,7 @@ func connectInfo(cl *mqtt.Client, pk packets.Packet) *Connect {
 	c := &Connect{
 		ClientID:        cl.ID,
 		Username:        string(pk.Connect.Username),
+		HasUsername:     pk.Connect.UsernameFlag,
 		Password:        pk.Connect.Password,
 		ProtocolVersion: pk.ProtocolVersion,
 		CleanStart:      pk.Connect.Clean,
@@ -388,6 +395,9 @@ func connectInfo(cl *mqtt.Client, pk packets.Packet) *Connect {
 		SessionExpiry:   pk.Properties.SessionExpiryInterval,
 		RemoteAddr:      cl.Net.Remote,
 		Listener:        cl.Net.Listener,
+	}
+	if pk.Connect.PasswordFlag && c.Password == nil {
+		c.Password = []byte{} // present but empty
 	}
 	for _, p := range pk.Properties.User {
 		c.UserProperties = append(c.UserProperties, UserProperty{Key: p.Key, Value: p.Val})

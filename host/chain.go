@@ -120,7 +120,7 @@ func connectRecord(c *broker.Connect) *abi.ConnectRecord {
 	if c.CleanStart {
 		r.Flags |= abi.ConnectCleanStart
 	}
-	if c.Username != "" {
+	if c.HasUsername {
 		r.Flags |= abi.ConnectHasUsername
 	}
 	if c.Password != nil {
