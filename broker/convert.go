@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"sync/atomic"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -29,6 +31,15 @@ func sessionRecord(cl *mqtt.Client, disconnectedAt int64) *store.Session {
 	}
 	for _, u := range p.Props.User {
 		s.UserProperties = append(s.UserProperties, store.UserProperty{Key: u.Key, Value: u.Val})
+	}
+	// The will, while it is pending: mochi clears it once sent or after a
+	// clean DISCONNECT. A broker killed while the client was connected
+	// publishes it at restart (see restore).
+	if w := &p.Will; atomic.LoadUint32(&w.Flag) == 1 && disconnectedAt == 0 {
+		s.Will = &store.Will{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain, DelaySeconds: w.WillDelayInterval}
+		for _, u := range w.User {
+			s.Will.Properties.User = append(s.Will.Properties.User, store.UserProperty{Key: u.Key, Value: u.Val})
+		}
 	}
 	return s
 }

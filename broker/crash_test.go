@@ -176,3 +176,58 @@ func TestKill9KeepsAcknowledgedMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestKill9SendsWillsOfConnectedClients: a client with a persistent session
+// and a will is connected when the broker is killed; after the restart its
+// will is published once (not again after a second restart).
+func TestKill9SendsWillsOfConnectedClients(t *testing.T) {
+	dir := t.TempDir()
+	b := startChild(t, dir, "")
+	watcher := paho3.NewClient(v3Options(b.addr, "watcher").SetCleanSession(false))
+	wait(t, "watcher connect", watcher.Connect())
+	wait(t, "subscribe", watcher.Subscribe("wills/#", 1, nil))
+	watcher.Disconnect(100)
+
+	device := paho3.NewClient(v3Options(b.addr, "device-1").SetCleanSession(false).SetWill("wills/device-1", "offline", 1, false))
+	wait(t, "device connect", device.Connect())
+	// A write that syncs the WAL, so the device's session record is on disk.
+	pub := paho3.NewClient(v3Options(b.addr, "sync-pub"))
+	wait(t, "pub connect", pub.Connect())
+	wait(t, "publish", pub.Publish("other", 1, false, []byte("x")))
+	b.kill()
+
+	b2 := startChild(t, dir, "")
+	got := make(chan string, 4)
+	o := v3Options(b2.addr, "watcher").SetCleanSession(false)
+	o.SetDefaultPublishHandler(func(_ paho3.Client, m paho3.Message) { got <- m.Topic() + " " + string(m.Payload()) })
+	w2 := paho3.NewClient(o)
+	wait(t, "watcher reconnect", w2.Connect())
+	select {
+	case m := <-got:
+		if m != "wills/device-1 offline" {
+			t.Fatalf("got %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the will of the client connected at the crash was not published")
+	}
+	w2.Disconnect(100)
+	// A synced write, so that the acknowledgement of the will (written
+	// without fsync, before it) is on disk too: otherwise QoS 1 may deliver
+	// it again after the next crash, which would be legitimate.
+	pub2 := paho3.NewClient(v3Options(b2.addr, "sync-pub"))
+	wait(t, "pub connect", pub2.Connect())
+	wait(t, "publish", pub2.Publish("other", 1, false, []byte("x")))
+	b2.kill()
+
+	b3 := startChild(t, dir, "")
+	o = v3Options(b3.addr, "watcher").SetCleanSession(false)
+	o.SetDefaultPublishHandler(func(_ paho3.Client, m paho3.Message) { got <- m.Topic() })
+	w3 := paho3.NewClient(o)
+	wait(t, "watcher reconnect", w3.Connect())
+	defer w3.Disconnect(0)
+	select {
+	case m := <-got:
+		t.Fatalf("will published again after a second restart: %q", m)
+	case <-time.After(500 * time.Millisecond):
+	}
+}

@@ -364,8 +364,13 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) 
 }
 
 // OnQosComplete removes an acknowledged in-flight message.
+//
+// mochi also calls it for the PUBACK it sends a QoS 1 publisher, which
+// OnQosPublish never stored: that ack is built by the broker (Created is
+// set), while a subscriber's PUBACK comes off the wire (Created is 0).
 func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	if pk.FixedHeader.Type != packets.Puback && !cl.IsTakenOver() && h.isStored(cl.ID) {
+	ownAck := pk.FixedHeader.Type == packets.Puback && pk.Created != 0
+	if !ownAck && !cl.IsTakenOver() && h.isStored(cl.ID) {
 		h.storeErr("delete inflight", cl.ID, h.store.DeleteInflight(cl.ID, pk.PacketID, false))
 	}
 }

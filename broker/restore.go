@@ -134,8 +134,41 @@ func (s *Server) restore() error {
 		}
 	}
 
+	// Wills of clients that were connected when the broker stopped without
+	// a clean shutdown: their connections were lost, so their wills are
+	// due now (authorized when they connected; a will delay is not waited
+	// for, the restart having taken its own time).
+	wills := 0
+	for i := range snap.Sessions {
+		rec := &snap.Sessions[i]
+		if rec.DisconnectedAt != 0 || rec.Will == nil {
+			continue
+		}
+		if _, ok := m.Clients.Get(rec.ClientID); !ok {
+			continue
+		}
+		w := rec.Will
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: w.QoS, Retain: w.Retain},
+			TopicName: w.Topic, Payload: w.Payload, Origin: rec.ClientID,
+			PacketID: 1} // required by validation for QoS > 0; the inline client sends no ack
+		for _, u := range w.Properties.User {
+			pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: u.Key, Val: u.Value})
+		}
+		inline, _ := m.Clients.Get(mqtt.InlineClientId)
+		if err := m.InjectPacket(inline, pk); err != nil {
+			return fmt.Errorf("publish the will of %q: %w", rec.ClientID, err)
+		}
+		// Sent once: the session went offline now, without a will.
+		sent := *rec
+		sent.Will, sent.DisconnectedAt = nil, now
+		if err := s.store.PutSession(&sent, true); err != nil {
+			return fmt.Errorf("record the will of %q as sent: %w", rec.ClientID, err)
+		}
+		wills++
+	}
+
 	s.log.Info("store restored", "dir", s.store.Dir(), "sessions", sessions, "expired_sessions", expired,
 		"subscriptions", len(snap.Subscriptions), "queued", len(snap.Inflight), "retained", len(snap.Retained),
-		"republished", len(snap.Pending))
+		"republished", len(snap.Pending), "wills", wills)
 	return nil
 }

@@ -386,3 +386,31 @@ func TestInlineClientIDIsReserved(t *testing.T) {
 		t.Fatalf("return code %#x, want 0x02 (identifier rejected)", rc)
 	}
 }
+
+// TestAcknowledgedMessagesAreNotRedelivered: QoS 1 messages a persistent
+// subscriber acknowledged are gone from its session after a restart.
+func TestAcknowledgedMessagesAreNotRedelivered(t *testing.T) {
+	dir := t.TempDir()
+	s, addr := startServer(t, testConfig(dir), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	r := newRecv()
+	sub := paho3.NewClient(v3Options(addr, "acker").SetCleanSession(false).SetDefaultPublishHandler(r.handler))
+	wait(t, "connect", sub.Connect())
+	wait(t, "subscribe", sub.Subscribe("acked/#", 1, nil))
+	pub := v3Connect(t, v3Options(addr, "pub"))
+	for i := 0; i < 5; i++ {
+		wait(t, "publish", pub.Publish("acked/x", 1, false, []byte{byte(i)}))
+		r.next(t, 5*time.Second)
+	}
+	time.Sleep(100 * time.Millisecond) // the PUBACKs reach the broker
+	sub.Disconnect(100)
+	pub.Disconnect(0)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, addr = startServer(t, testConfig(dir), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	r2 := newRecv()
+	sub2 := paho3.NewClient(v3Options(addr, "acker").SetCleanSession(false).SetDefaultPublishHandler(r2.handler))
+	wait(t, "reconnect", sub2.Connect())
+	defer sub2.Disconnect(0)
+	r2.none(t, 500*time.Millisecond)
+}
