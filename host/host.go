@@ -160,6 +160,10 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 			"callbacks", callbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
 		return nil
 	}
+	if len(m.Services) > 0 {
+		e.log.Warn("manifest lists host services, which this broker does not offer yet (ABI 1.0 has none); ignored",
+			"services", m.Services)
+	}
 	e.log.Info("extension started", "version", m.Version, "priority", m.Priority,
 		"callbacks", callbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
 	return nil

@@ -42,7 +42,8 @@ type Manifest struct {
 	ABI string `yaml:"abi"`
 	// Limits bounds the extension's resources.
 	Limits Limits `yaml:"limits"`
-	// Services lists the host services the extension may call.
+	// Services lists the host services the extension may call. ABI 1.0
+	// has none yet: a non-empty list is accepted and logged as ignored.
 	Services []string `yaml:"services"`
 	// Config is handed to the extension at start, as JSON.
 	Config any `yaml:"config"`
