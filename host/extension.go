@@ -63,7 +63,6 @@ type Extension struct {
 	mu       sync.Mutex
 	failures []time.Time
 	stopped  atomic.Bool
-	stopErr  error
 
 	// Counters.
 	calls, errors, dropped atomic.Int64

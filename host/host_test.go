@@ -184,13 +184,15 @@ func TestLoadRefusesBadModules(t *testing.T) {
 // hog and garbage answers all deny, the host keeps serving,
 // and a crash loop stops the extension.
 func TestMisbehavingExtensionsFailClosed(t *testing.T) {
+	// cause is what the log must show: the memory hog must be stopped by
+	// the memory limit (a trap), not by its generous deadline.
 	for _, tc := range []struct {
-		name, fixture, manifest string
+		name, fixture, manifest, cause string
 	}{
-		{"trap", "error/trap", ""},
-		{"spin", "error/spin", "limits:\n  call_deadline: 50ms\n"},
-		{"memory hog", "error/memory_hog", "limits:\n  memory: 2MiB\n  call_deadline: 5s\n"},
-		{"garbage", "error/garbage", ""},
+		{"trap", "error/trap", "", "unreachable"},
+		{"spin", "error/spin", "limits:\n  call_deadline: 50ms\n", "call deadline exceeded"},
+		{"memory hog", "error/memory_hog", "limits:\n  memory: 2MiB\n  call_deadline: 5s\n", "unreachable"},
+		{"garbage", "error/garbage", "", "invalid answer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ext := t.TempDir()
@@ -213,8 +215,11 @@ func TestMisbehavingExtensionsFailClosed(t *testing.T) {
 			if st.State != StateFailed || !strings.Contains(st.Reason, "crash loop") {
 				t.Fatalf("after %d failures: %+v", crashLoopFailures, st)
 			}
-			if !strings.Contains(logs.String(), "extension call failed") {
-				t.Fatal("failures were not logged")
+			if !strings.Contains(logs.String(), "extension call failed") || !strings.Contains(logs.String(), tc.cause) {
+				t.Fatalf("failures not logged with %q:\n%s", tc.cause, logs.String())
+			}
+			if tc.cause != "call deadline exceeded" && strings.Contains(logs.String(), "call deadline exceeded") {
+				t.Fatalf("stopped by the deadline, not by %q", tc.cause)
 			}
 			// Stopped, it still fails closed until the operator acts.
 			if res := h.Authenticate(context.Background(), connect("u", "p")); res.Decision != broker.Deny || res.ReasonCode != 0x80 {

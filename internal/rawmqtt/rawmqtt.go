@@ -158,12 +158,6 @@ func ParsePublish(header byte, body []byte) (topic []byte, id uint16, payload []
 // SetDeadline sets the connection's read and write deadline.
 func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
 
-// PublishID returns the packet id of a QoS 1/2 PUBLISH body.
-func PublishID(body []byte) uint16 {
-	tl := int(body[0])<<8 | int(body[1])
-	return uint16(body[2+tl])<<8 | uint16(body[3+tl])
-}
-
 // Drop closes the connection without DISCONNECT, as a lost network would.
 func (c *Conn) Drop() error { return c.c.Close() }
 

@@ -150,27 +150,6 @@ func view(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// strCache remembers the last string it returned, so that decoding the
-// same bytes again (the same client publishing on, often to the same
-// topic) allocates nothing.
-type strCache struct{ s string }
-
-// get returns b as a string, reusing the previous one when equal.
-func (c *strCache) get(b []byte) string {
-	s := c.s
-	if len(b) == len(s) {
-		i := 0
-		for i < len(b) && b[i] == s[i] {
-			i++
-		}
-		if i == len(b) {
-			return s
-		}
-	}
-	c.s = string(b)
-	return c.s
-}
-
 // decodeStart decodes a START record.
 func decodeStart(rec []byte) (StartInfo, error) {
 	r, err := newReader(rec, kindStart)
@@ -293,7 +272,7 @@ func field(b []byte) (v, rest []byte, err error) {
 
 // decodeSubscribe decodes a SUBSCRIBE record into s; the client id and
 // user name come from cache.
-func decodeSubscribe(rec []byte, s *Subscribe, cache *[3]strCache) error {
+func decodeSubscribe(rec []byte, s *Subscribe) error {
 	r, err := newReader(rec, kindSubscribe)
 	if err != nil {
 		return err
@@ -301,9 +280,7 @@ func decodeSubscribe(rec []byte, s *Subscribe, cache *[3]strCache) error {
 	s.QoS = r.u8()
 	s.Shared = r.u8()&subscribeShared != 0
 	r.u16() // reserved
-	s.ClientID = cache[0].get(r.view())
-	s.Username = cache[1].get(r.view())
-	s.Filter = r.str()
+	s.ClientID, s.Username, s.Filter = r.str(), r.str(), r.str()
 	return r.err
 }
 

@@ -189,8 +189,7 @@ func decodeAny(rec []byte) (any, error) {
 		return &p, decodePublish(rec, &p)
 	case kindSubscribe:
 		var s Subscribe
-		var c [3]strCache
-		return &s, decodeSubscribe(rec, &s, &c)
+		return &s, decodeSubscribe(rec, &s)
 	case kindEvent:
 		return decodeEvent(rec)
 	}
@@ -328,19 +327,5 @@ func TestStartDecodeConfig(t *testing.T) {
 	}
 	if err := (StartInfo{Config: []byte(`{"prefix": 3}`)}).DecodeConfig(&cfg); err == nil {
 		t.Error("DecodeConfig of a mistyped config succeeded")
-	}
-}
-
-func TestStrCache(t *testing.T) {
-	var c strCache
-	a := c.get([]byte("devices/1"))
-	b := c.get([]byte("devices/1"))
-	if a != "devices/1" || b != a || c.get([]byte("x")) != "x" || c.get(nil) != "" {
-		t.Error("strCache returned wrong strings")
-	}
-	buf := []byte("devices/1")
-	n := testing.AllocsPerRun(100, func() { c.get(buf) })
-	if n != 0 {
-		t.Errorf("repeated get allocates %v times", n)
 	}
 }

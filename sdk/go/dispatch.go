@@ -7,10 +7,9 @@ package propolis
 // Scratch reused from one callback to the next: an instance sees one
 // callback at a time, and the per-message path allocates nothing for it.
 var (
-	pub      Publish
-	sub      Subscribe
-	subCache [3]strCache
-	permBuf  []byte
+	pub     Publish
+	sub     Subscribe
+	permBuf []byte
 )
 
 // denyUnspecified is the decision returned when the SDK itself cannot
@@ -148,7 +147,7 @@ func authorizeSubscribe(h hostAPI, rec []byte) uint32 {
 	if ext.AuthorizeSubscribe == nil {
 		return 0
 	}
-	if err := decodeSubscribe(rec, &sub, &subCache); err != nil {
+	if err := decodeSubscribe(rec, &sub); err != nil {
 		h.log(LevelError, "propolis: malformed SUBSCRIBE record: "+err.Error())
 		return denyUnspecified
 	}

@@ -154,9 +154,6 @@ func validFilter(f string) error {
 	}
 }
 
-// permissionHeader is the size of add_permission's fixed fields.
-const permissionHeader = 8
-
 // appendPermission appends the add_permission argument (ABI.md section 5)
 // for p to buf.
 func appendPermission(buf []byte, p Permission) []byte {
