@@ -1,20 +1,16 @@
 package host
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/propolis-mqtt/propolis/abi"
-	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/yamlconf"
 )
 
 // ManifestFile is the name of the manifest in an extension folder.
@@ -45,19 +41,22 @@ type Manifest struct {
 	// Services lists the host services the extension may call. ABI 1.0
 	// has none yet: a non-empty list is accepted and logged as ignored.
 	Services []string `yaml:"services"`
-	// Config is handed to the extension at start, as JSON.
+	// Config is free-form: any YAML value, handed to the extension at
+	// start as JSON. It must be representable as JSON (string keys, finite
+	// numbers). Default nil, sent as {}.
 	Config any `yaml:"config"`
 }
 
-// Limits are an extension's resource limits.
+// Limits are an extension's resource limits. A limit that is absent or 0
+// takes its default.
 type Limits struct {
-	// Memory is each instance's linear-memory limit; default 64 MiB,
-	// rounded up to whole 64 KiB pages.
-	Memory config.ByteSize `yaml:"memory"`
-	// CallDeadline bounds every call into the extension; default 100ms,
-	// 1ms to 1m.
-	CallDeadline config.Duration `yaml:"call_deadline"`
-	// PoolSize is how many instances run at once; default 4.
+	// Memory is each instance's linear-memory limit, 64 KiB to 4 GiB,
+	// rounded up to whole 64 KiB pages. Default 64 MiB.
+	Memory yamlconf.ByteSize `yaml:"memory"`
+	// CallDeadline bounds every call into the extension, 1ms to 1m.
+	// Default 100ms.
+	CallDeadline yamlconf.Duration `yaml:"call_deadline"`
+	// PoolSize is how many instances run at once, 1 to 256. Default 4.
 	PoolSize int `yaml:"pool_size"`
 }
 
@@ -68,41 +67,71 @@ const (
 	DefaultPoolSize     = 4
 )
 
+// Ranges of Limits, checked by ParseManifest.
+const (
+	minMemory       = 64 << 10
+	maxMemory       = 4 << 30
+	minCallDeadline = yamlconf.Duration(time.Millisecond)
+	maxCallDeadline = yamlconf.Duration(time.Minute)
+	minPoolSize     = 1
+	maxPoolSize     = 256
+)
+
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 // ErrManifest wraps every problem with a manifest.
 var ErrManifest = errors.New("bad manifest")
 
-// LoadManifest reads and validates dir/propolis-extension.yaml. Errors
-// name the file, and the line and key where yaml reports them.
+// LoadManifest reads and validates dir/propolis-extension.yaml, whose id
+// must equal the folder's name. The folder scanner and Inspect call it; it
+// reads at most 1 MiB. A file that cannot be read gives
+// ErrManifest wrapping the read error; a bad file gives what ParseManifest
+// gives.
 func LoadManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
 	data, err := readRegular(path, maxManifest)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrManifest, err)
 	}
-	m, err := ParseManifest(path, data)
-	if err != nil {
-		return nil, err
-	}
-	if base := filepath.Base(dir); m.ID != base {
-		return nil, fmt.Errorf("%w: %s: id %q differs from its folder name %q", ErrManifest, path, m.ID, base)
+	return parseManifest(path, data, filepath.Base(dir))
+}
+
+// ParseManifest decodes and validates a manifest read from path, and fills
+// in the default limits. Every problem is reported at once: the error
+// wraps ErrManifest and yamlconf.Errors, one line per problem, as
+//
+//	bad manifest: PATH:LINE:COLUMN: KEY: problem
+//	PATH:LINE:COLUMN: KEY: problem
+func ParseManifest(path string, data []byte) (*Manifest, error) {
+	return parseManifest(path, data, "")
+}
+
+// parseManifest is ParseManifest; a non-empty folder is the name the id
+// must equal.
+func parseManifest(path string, data []byte, folder string) (*Manifest, error) {
+	m := &Manifest{}
+	doc := yamlconf.Decode(path, data, m)
+	doc.Add(m.validate(folder)...)
+	if err := doc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrManifest, err)
 	}
 	return m, nil
 }
 
-// ParseManifest decodes and validates a manifest read from path.
-func ParseManifest(path string, data []byte) (*Manifest, error) {
-	m := &Manifest{}
-	var problems []string
-	if err := decodeManifest(path, data, m); err != nil {
-		return nil, err
-	}
+// validate fills in the default limits and returns every problem in m,
+// without positions; a non-empty folder is the name the id must equal.
+func (m *Manifest) validate(folder string) yamlconf.Errors {
+	var errs yamlconf.Errors
 	bad := func(key, format string, a ...any) {
-		problems = append(problems, fmt.Sprintf("%s: %s: %s", path, key, fmt.Sprintf(format, a...)))
+		errs = append(errs, &yamlconf.Error{Key: key, Msg: fmt.Sprintf(format, a...)})
 	}
-	if !idPattern.MatchString(m.ID) {
-		bad("id", "%q: want 1-64 of a-z 0-9 . _ -, starting with a letter or digit", m.ID)
+	switch {
+	case m.ID == "":
+		bad("id", "required")
+	case !idPattern.MatchString(m.ID):
+		bad("id", "want 1-64 of a-z 0-9 . _ -, starting with a letter or digit, got %q", m.ID)
+	case folder != "" && m.ID != folder:
+		bad("id", "%q differs from its folder name %q", m.ID, folder)
 	}
 	if m.Version == "" {
 		bad("version", "required")
@@ -110,99 +139,36 @@ func ParseManifest(path string, data []byte) (*Manifest, error) {
 	if m.Module == "" {
 		bad("module", "required")
 	} else if filepath.IsAbs(m.Module) || strings.Contains(filepath.ToSlash(m.Module), "..") {
-		bad("module", "%q: must be a file inside the extension folder", m.Module)
+		bad("module", "must be a file inside the extension folder, got %q", m.Module)
 	}
 	if m.ABI != "" {
 		var major, minor int
 		if _, err := fmt.Sscanf(m.ABI, "%d.%d", &major, &minor); err != nil || fmt.Sprintf("%d.%d", major, minor) != m.ABI {
-			bad("abi", "%q: want MAJOR.MINOR, e.g. %q", m.ABI, abi.Version)
+			bad("abi", "want MAJOR.MINOR such as %q, got %q", abi.Version, m.ABI)
 		} else if major != abi.Major || minor > abi.Minor {
-			bad("abi", "%q is not supported: this broker runs ABI %d.0 to %s", m.ABI, abi.Major, abi.Version)
+			bad("abi", "%q is not supported (this broker runs ABI %d.0 to %s)", m.ABI, abi.Major, abi.Version)
 		}
 	}
-	if m.Limits.Memory == 0 {
-		m.Limits.Memory = DefaultMemory
-	} else if m.Limits.Memory < 64<<10 || m.Limits.Memory > 4<<30 {
-		bad("limits.memory", "%v out of range 64KiB-4GiB", m.Limits.Memory)
+	l := &m.Limits
+	if l.Memory == 0 {
+		l.Memory = DefaultMemory
+	} else if l.Memory < minMemory || l.Memory > maxMemory {
+		bad("limits.memory", "%v out of range %v-%v", l.Memory, yamlconf.ByteSize(minMemory), yamlconf.ByteSize(maxMemory))
 	}
-	if m.Limits.CallDeadline == 0 {
-		m.Limits.CallDeadline = config.Duration(DefaultCallDeadline)
-	} else if d := time.Duration(m.Limits.CallDeadline); d < time.Millisecond || d > time.Minute {
-		bad("limits.call_deadline", "%v out of range 1ms-1m", m.Limits.CallDeadline)
+	if l.CallDeadline == 0 {
+		l.CallDeadline = yamlconf.Duration(DefaultCallDeadline)
+	} else if l.CallDeadline < minCallDeadline || l.CallDeadline > maxCallDeadline {
+		bad("limits.call_deadline", "%v out of range %v-%v", l.CallDeadline, minCallDeadline, maxCallDeadline)
 	}
-	if m.Limits.PoolSize == 0 {
-		m.Limits.PoolSize = DefaultPoolSize
-	} else if m.Limits.PoolSize < 1 || m.Limits.PoolSize > 256 {
-		bad("limits.pool_size", "%d out of range 1-256", m.Limits.PoolSize)
+	if l.PoolSize == 0 {
+		l.PoolSize = DefaultPoolSize
+	} else if l.PoolSize < minPoolSize || l.PoolSize > maxPoolSize {
+		bad("limits.pool_size", "%d out of range %d-%d", l.PoolSize, minPoolSize, maxPoolSize)
 	}
-	if m.Config != nil {
-		if _, err := configJSON(m.Config); err != nil {
-			bad("config", "cannot be represented as JSON: %v", err)
-		}
+	if _, err := configJSON(m.Config); err != nil {
+		bad("config", "cannot be represented as JSON: %v", err)
 	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrManifest, strings.Join(problems, "; "))
-	}
-	return m, nil
-}
-
-// decodeManifest decodes data into m key by key, so that an unknown key or
-// a value of the wrong type is reported as FILE:LINE:COLUMN: KEY: problem.
-// Every problem is reported, not just the first.
-func decodeManifest(path string, data []byte, m *Manifest) error {
-	var doc yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
-		return fmt.Errorf("%w: %s: %s", ErrManifest, path, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return fmt.Errorf("%w: %s: want a mapping of keys (id, name, version, ...)", ErrManifest, path)
-	}
-	top := map[string]any{"id": &m.ID, "name": &m.Name, "version": &m.Version, "author": &m.Author,
-		"priority": &m.Priority, "start-priority": &m.StartPriority, "module": &m.Module, "abi": &m.ABI,
-		"limits": nil, "services": &m.Services, "config": &m.Config}
-	limits := map[string]any{"memory": &m.Limits.Memory, "call_deadline": &m.Limits.CallDeadline, "pool_size": &m.Limits.PoolSize}
-	var problems []string
-	var walk func(n *yaml.Node, prefix string, fields map[string]any)
-	walk = func(n *yaml.Node, prefix string, fields map[string]any) {
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			key := prefix + k.Value
-			target, known := fields[k.Value]
-			switch {
-			case !known:
-				problems = append(problems, fmt.Sprintf("%s:%d:%d: %s: unknown key (allowed: %s)", path, k.Line, k.Column, key, keyList(fields)))
-			case k.Value == "limits" && prefix == "":
-				if v.Kind != yaml.MappingNode {
-					problems = append(problems, fmt.Sprintf("%s:%d:%d: %s: want a mapping", path, v.Line, v.Column, key))
-					continue
-				}
-				walk(v, "limits.", limits)
-			default:
-				if err := v.Decode(target); err != nil {
-					msg := err.Error()
-					if i := strings.LastIndex(msg, ": "); i >= 0 {
-						msg = msg[i+2:]
-					}
-					problems = append(problems, fmt.Sprintf("%s:%d:%d: %s: %s", path, v.Line, v.Column, key, msg))
-				}
-			}
-		}
-	}
-	walk(doc.Content[0], "", top)
-	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", ErrManifest, strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-// keyList lists a mapping's allowed keys, sorted.
-func keyList(fields map[string]any) string {
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return strings.Join(keys, ", ")
+	return errs
 }
 
 // configJSON renders the manifest's config section as JSON for the START
@@ -217,4 +183,23 @@ func configJSON(v any) (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// peekManifest reads the id and module of the manifest at path leniently,
+// without validating anything: for the scanner, which must notice a
+// change to (or name the owner of) a manifest that does not load. Both are
+// "" when the file cannot be read or parsed.
+func peekManifest(path string) (id, module string) {
+	data, err := readRegular(path, maxManifest)
+	if err != nil {
+		return "", ""
+	}
+	return peekManifestData(data)
+}
+
+// peekManifestData is peekManifest on the file's bytes.
+func peekManifestData(data []byte) (id, module string) {
+	var m Manifest
+	_ = yamlconf.Decode("", data, &m) // problems are reported when it is loaded
+	return m.ID, m.Module
 }

@@ -4,7 +4,8 @@
 // A file is read on top of Default, so keys it leaves out keep their
 // default values; a listeners list in the file replaces the default list.
 // Every problem found is reported at once as Errors, each with file, line,
-// column and the dotted key path, such as
+// column and the dotted key path (decoding and positions come from
+// internal/yamlconf, shared with the extension manifest), such as
 //
 //	propolis.yaml:14:3: listeners[1].address: port 70000 out of range 0-65535
 package config
@@ -15,7 +16,7 @@ import (
 	"strconv"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/propolis-mqtt/propolis/internal/yamlconf"
 )
 
 // Config is the whole broker configuration.
@@ -178,28 +179,17 @@ func Load(path string) (*Config, error) {
 func Parse(name string, data []byte) (*Config, error) {
 	c := Default()
 	c.Source = name
-	d := &decoder{file: name, nodes: map[string]*yaml.Node{}, failed: map[string]bool{}}
-	d.document(data, c)
+	doc := yamlconf.Decode(name, data, c)
 	for i := range c.Listeners {
 		// A websocket listener without a path key gets the default path.
 		l := &c.Listeners[i]
-		if l.Type == "websocket" && d.nodes["listeners["+strconv.Itoa(i)+"].path"] == nil {
+		if l.Type == "websocket" && !doc.Has("listeners["+strconv.Itoa(i)+"].path") {
 			l.Path = "/mqtt"
 		}
 	}
-	for _, e := range c.validate() {
-		if d.hasFailed(e.Key) {
-			continue // the value was not decoded; it was reported already
-		}
-		e.File = name
-		if n := d.node(e.Key); n != nil {
-			e.Line, e.Column = n.Line, n.Column
-		}
-		d.errs = append(d.errs, e)
-	}
-	if len(d.errs) > 0 {
-		sortErrors(d.errs)
-		return nil, d.errs
+	doc.Add(c.validate()...)
+	if err := doc.Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

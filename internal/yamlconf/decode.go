@@ -1,4 +1,4 @@
-package config
+package yamlconf
 
 import (
 	"bytes"
@@ -13,31 +13,94 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// decoder walks a yaml.Node tree into a Config, recording every problem
-// and the node each key path came from.
-type decoder struct {
+// Document is what Decode learnt about one file: the problems found so far
+// and where each key path sits in the file. Validation run after Decode
+// hands its problems to Add, then the caller asks Err for the result. A
+// Document is not safe for concurrent use.
+type Document struct {
 	file   string
 	errs   Errors
 	nodes  map[string]*yaml.Node // key path -> value node, for positions
 	failed map[string]bool       // key paths whose values were rejected
 }
 
+// Decode decodes the single YAML document in data, read from a file named
+// file, into the struct v points to, matching mapping keys to `yaml` field
+// tags. Keys absent from data leave their fields as they were, so callers
+// fill v with defaults first; a null value for a struct keeps it too.
+//
+// Supported field types: Duration, ByteSize, string, int, bool, structs,
+// pointers to them and slices of them, and any (which takes any YAML value,
+// decoded by yaml.v3: mappings become map[string]any). Unknown keys,
+// duplicate keys, merge keys (<<), values of the wrong type and bad units
+// are recorded, each with its position, and decoding goes on with the next
+// key, so one call finds every problem. An empty data is an empty document.
+//
+// Decode panics if v is not a non-nil pointer to a struct, or if the file
+// reaches a field of an unsupported type: both are programming errors.
+func Decode(file string, data []byte, v any) *Document {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
+		panic(fmt.Sprintf("yamlconf: Decode needs a non-nil pointer to a struct, got %T", v))
+	}
+	d := &Document{file: file, nodes: map[string]*yaml.Node{}, failed: map[string]bool{}}
+	d.document(data, rv.Elem())
+	return d
+}
+
+// Has reports whether key, a dotted path such as "listeners[0].path",
+// appears in the file.
+func (d *Document) Has(key string) bool {
+	return d.nodes[key] != nil
+}
+
+// Add records problems found after Decode, typically by validating the
+// decoded value; each problem's Key is a dotted path as Decode writes them.
+// Add sets each problem's File, and its Line and Column to those of the
+// value at Key, or of its nearest ancestor present in the file (the whole
+// document for a missing top-level key). It drops a problem whose key, or
+// an ancestor, had a value Decode rejected, and every problem when the file
+// is not valid YAML: those were reported already.
+func (d *Document) Add(errs ...*Error) {
+	for _, e := range errs {
+		if d.hasFailed(e.Key) {
+			continue
+		}
+		e.File = d.file
+		if n := d.node(e.Key); n != nil {
+			e.Line, e.Column = n.Line, n.Column
+		}
+		d.errs = append(d.errs, e)
+	}
+}
+
+// Err returns every problem recorded by Decode and Add as Errors sorted by
+// position, or nil if there is none.
+func (d *Document) Err() error {
+	if len(d.errs) == 0 {
+		return nil
+	}
+	d.errs.Sort()
+	return d.errs
+}
+
 // syntaxError matches yaml.v3 parser errors, which carry only a line.
 var syntaxError = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// document decodes the single YAML document in data into c.
-func (d *decoder) document(data []byte, c *Config) {
+// document decodes the single YAML document in data into v.
+func (d *Document) document(data []byte, v reflect.Value) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if !errors.Is(err, io.EOF) {
 			d.yamlError(err)
 		}
-		return // an empty file means all defaults
+		return // an empty file sets nothing
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
+		d.failed[""] = true
 		d.errs = append(d.errs, &Error{File: d.file, Line: extra.Line, Column: extra.Column,
 			Msg: "yaml: only one document is allowed"})
 		return
@@ -45,11 +108,12 @@ func (d *decoder) document(data []byte, c *Config) {
 		d.yamlError(err)
 		return
 	}
-	d.value(&doc, reflect.ValueOf(c).Elem(), "")
+	d.value(&doc, v, "")
 }
 
 // yamlError records an error returned by the yaml.v3 parser.
-func (d *decoder) yamlError(err error) {
+func (d *Document) yamlError(err error) {
+	d.failed[""] = true
 	e := &Error{File: d.file, Msg: err.Error()}
 	if m := syntaxError.FindStringSubmatch(e.Msg); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
@@ -59,7 +123,7 @@ func (d *decoder) yamlError(err error) {
 }
 
 // fail records a problem with node n at key path.
-func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+func (d *Document) fail(n *yaml.Node, path, format string, args ...any) {
 	d.failed[path] = true
 	d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Column: n.Column, Key: path,
 		Msg: fmt.Sprintf(format, args...)})
@@ -67,7 +131,7 @@ func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 
 // node returns the value node of path, or of its nearest ancestor present
 // in the file, or nil.
-func (d *decoder) node(path string) *yaml.Node {
+func (d *Document) node(path string) *yaml.Node {
 	for {
 		if n := d.nodes[path]; n != nil {
 			return n
@@ -79,11 +143,11 @@ func (d *decoder) node(path string) *yaml.Node {
 	}
 }
 
-// hasFailed reports whether path or one of its ancestors was rejected while
-// decoding.
-func (d *decoder) hasFailed(path string) bool {
+// hasFailed reports whether path or one of its ancestors (the whole
+// document included) was rejected while decoding.
+func (d *Document) hasFailed(path string) bool {
 	for p := range d.failed {
-		if path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+		if p == "" || path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
 			return true
 		}
 	}
@@ -97,7 +161,7 @@ var (
 
 // value decodes n into v, which the file's key path reaches as path. Values
 // absent from the file keep what v already holds.
-func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
+func (d *Document) value(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.DocumentNode {
 		n = n.Content[0]
 	}
@@ -128,6 +192,8 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		d.value(n, v.Elem(), path)
 	case v.Kind() == reflect.Slice:
 		d.sequence(n, v, path, isNull)
+	case v.Kind() == reflect.Interface && v.NumMethod() == 0:
+		d.anyValue(n, v, path)
 	case v.Kind() == reflect.String:
 		if n.Kind != yaml.ScalarNode || isNull {
 			d.fail(n, path, "want a string, got %s", describe(n))
@@ -153,12 +219,12 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.SetBool(b)
 	default:
-		panic("config: no decoder for " + v.Type().String())
+		panic("yamlconf: no decoder for " + v.Type().String())
 	}
 }
 
 // mapping decodes a YAML mapping into the struct v, by yaml field tags.
-func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
+func (d *Document) mapping(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
 		d.fail(n, path, "want a mapping, got %s", describe(n))
 		return
@@ -204,7 +270,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 // sequence decodes a YAML sequence into the slice v, replacing its
 // contents; each element starts from its zero value. A null value gives an
 // empty slice.
-func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string, isNull bool) {
+func (d *Document) sequence(n *yaml.Node, v reflect.Value, path string, isNull bool) {
 	if isNull {
 		v.Set(reflect.MakeSlice(v.Type(), 0, 0))
 		return
@@ -220,8 +286,23 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string, isNull bo
 	v.Set(s)
 }
 
+// anyValue decodes any YAML value into the empty interface v, the way
+// yaml.v3 does; null gives nil.
+func (d *Document) anyValue(n *yaml.Node, v reflect.Value, path string) {
+	var x any
+	if err := n.Decode(&x); err != nil {
+		d.fail(n, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return
+	}
+	if x == nil {
+		v.SetZero()
+		return
+	}
+	v.Set(reflect.ValueOf(x))
+}
+
 // duration decodes an integer number of seconds or a Go duration string.
-func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string) {
+func (d *Document) duration(n *yaml.Node, v reflect.Value, path string) {
 	var (
 		x   Duration
 		err error
@@ -247,7 +328,7 @@ func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string) {
 }
 
 // byteSize decodes an integer number of bytes or a number with a unit.
-func (d *decoder) byteSize(n *yaml.Node, v reflect.Value, path string) {
+func (d *Document) byteSize(n *yaml.Node, v reflect.Value, path string) {
 	var (
 		x   ByteSize
 		err error
