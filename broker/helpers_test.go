@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"context"
-
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 // testConfig is the default configuration on a free loopback port with its
@@ -54,7 +54,7 @@ func startServer(t testing.TB, cfg *config.Config, ext broker.Extensions) (*brok
 func v3Options(addr, id string) *paho3.ClientOptions {
 	return paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).
-		SetConnectTimeout(5 * time.Second).SetWriteTimeout(5 * time.Second)
+		SetConnectTimeout(poll.Timeout).SetWriteTimeout(poll.Timeout)
 }
 
 // v3Connect connects a 3.1.1 client and fails the test on error.
@@ -62,7 +62,7 @@ func v3Connect(t testing.TB, o *paho3.ClientOptions) paho3.Client {
 	t.Helper()
 	c := paho3.NewClient(o)
 	tok := c.Connect()
-	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if !tok.WaitTimeout(poll.Timeout) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", o.ClientID, tok.Error())
 	}
 	t.Cleanup(func() { c.Disconnect(0) })
@@ -72,7 +72,7 @@ func v3Connect(t testing.TB, o *paho3.ClientOptions) paho3.Client {
 // wait fails the test if tok does not complete without error in time.
 func wait(t testing.TB, what string, tok paho3.Token) {
 	t.Helper()
-	if !tok.WaitTimeout(5 * time.Second) {
+	if !tok.WaitTimeout(poll.Timeout) {
 		t.Fatalf("%s: timed out", what)
 	}
 	if err := tok.Error(); err != nil {
@@ -83,7 +83,7 @@ func wait(t testing.TB, what string, tok paho3.Token) {
 // v5Dial opens a TCP connection and wraps it in a paho v5 client.
 func v5Dial(t testing.TB, addr string, cfg paho.ClientConfig) *paho.Client {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
@@ -95,21 +95,9 @@ func v5Dial(t testing.TB, addr string, cfg paho.ClientConfig) *paho.Client {
 
 // ctx5 is a context for one v5 operation.
 func ctx5(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls cond every 10 ms until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // recv collects messages from a paho 3.1.1 subscription.
@@ -121,7 +109,8 @@ func newRecv() *recv { return &recv{ch: make(chan paho3.Message, 4096)} }
 
 func (r *recv) handler(_ paho3.Client, m paho3.Message) { r.ch <- m }
 
-// next returns the next message or fails after d.
+// next returns the next message or fails after d (poll.Timeout when a
+// message is expected).
 func (r *recv) next(t testing.TB, d time.Duration) paho3.Message {
 	t.Helper()
 	select {
@@ -133,7 +122,8 @@ func (r *recv) next(t testing.TB, d time.Duration) paho3.Message {
 	}
 }
 
-// none fails if a message arrives within d.
+// none fails if a message arrives within d: a short window, an absence
+// check that cannot fail on a slow machine, only miss a late message.
 func (r *recv) none(t testing.TB, d time.Duration) {
 	t.Helper()
 	select {

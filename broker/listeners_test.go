@@ -20,6 +20,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 // testPKI is a CA with one server and one client certificate, written as
@@ -119,7 +120,7 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 		o.SetTLSConfig(&tls.Config{RootCAs: pki.caPool, Certificates: []tls.Certificate{pki.clientCert}, ServerName: "127.0.0.1"})
 		c := v3Connect(t, o)
 		wait(t, "publish", c.Publish("over/tls", 1, false, []byte("hi")))
-		if m := r.next(t, 5*time.Second); m.Topic() != "over/tls" {
+		if m := r.next(t, poll.Timeout); m.Topic() != "over/tls" {
 			t.Fatalf("got %s", m.Topic())
 		}
 		seen := auth.seen()
@@ -136,7 +137,7 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 		o.AddBroker("ws://" + s.Addr("web") + "/mqtt")
 		c := v3Connect(t, o)
 		wait(t, "publish", c.Publish("over/ws", 1, false, []byte("hi")))
-		if m := r.next(t, 5*time.Second); m.Topic() != "over/ws" {
+		if m := r.next(t, poll.Timeout); m.Topic() != "over/ws" {
 			t.Fatalf("got %s", m.Topic())
 		}
 		if seen := auth.seen(); seen.Listener != "web" || seen.TLS != nil {
@@ -148,7 +149,7 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 		o.Servers = nil
 		o.AddBroker("ws://" + s.Addr("web") + "/other")
 		tok := newPahoClient(o).Connect()
-		tok.WaitTimeout(5 * time.Second)
+		tok.WaitTimeout(poll.Timeout)
 		if tok.Error() == nil {
 			t.Fatal("connected on a path that is not configured")
 		}

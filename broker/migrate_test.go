@@ -3,6 +3,7 @@ package broker_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/store"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 // copyDir copies the fixture folder src to dst.
@@ -43,7 +45,7 @@ func TestServeMigratedV1Folder(t *testing.T) {
 	copyDir(t, filepath.Join("..", "testdata", "store", "v1"), dir)
 	_, addr := startServer(t, testConfig(dir), broker.Extensions{Authenticator: brokertest.AllowAll{}})
 
-	if b, err := os.ReadFile(filepath.Join(dir, "FORMAT")); err != nil || string(b) != "propolis-data 2\n" {
+	if b, err := os.ReadFile(filepath.Join(dir, "FORMAT")); err != nil || string(b) != "propolis-data "+strconv.Itoa(store.FormatVersion)+"\n" {
 		t.Fatalf("FORMAT after migration = %q, %v; want format %d", b, err, store.FormatVersion)
 	}
 
@@ -64,14 +66,14 @@ func TestServeMigratedV1Folder(t *testing.T) {
 		if m.Topic() != "broadcast" {
 			t.Fatalf("queued message on %q, want broadcast", m.Topic())
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(poll.Timeout):
 		t.Fatal("queued message not delivered")
 	}
 
 	r := newRecv()
 	sub := v3Connect(t, v3Options(addr, "reader"))
 	wait(t, "subscribe", sub.Subscribe("devices/#", 1, r.handler))
-	if m := r.next(t, 5*time.Second); m.Topic() != "devices/sensor-17/status" || string(m.Payload()) != "online" {
+	if m := r.next(t, poll.Timeout); m.Topic() != "devices/sensor-17/status" || string(m.Payload()) != "online" {
 		t.Fatalf("retained = %s %q", m.Topic(), m.Payload())
 	}
 }

@@ -11,13 +11,14 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 func TestDefaultDenyRefusesV311(t *testing.T) {
 	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{})
 	c := paho3.NewClient(v3Options(addr, "v3-client"))
 	tok := c.Connect()
-	if !tok.WaitTimeout(5 * time.Second) {
+	if !tok.WaitTimeout(poll.Timeout) {
 		t.Fatal("connect: timed out")
 	}
 	ct := tok.(*paho3.ConnectToken)
@@ -63,13 +64,13 @@ func TestAuthenticatorRefusalCodes(t *testing.T) {
 			}
 			o := v3Options(addr, "c3").SetUsername(tc.user)
 			tok := paho3.NewClient(o).Connect()
-			tok.WaitTimeout(5 * time.Second)
+			tok.WaitTimeout(poll.Timeout)
 			if rc := tok.(*paho3.ConnectToken).ReturnCode(); rc != tc.v3 {
 				t.Fatalf("v3 return code = %#x, want %#x", rc, tc.v3)
 			}
 		})
 	}
-	eventually(t, 2*time.Second, "4 auth_failed events", func() bool {
+	poll.Until(t, "4 auth_failed events", func() bool {
 		failed := 0
 		for _, e := range rules.Recorded() {
 			if e.Kind == broker.EventAuthFailed {
@@ -88,7 +89,7 @@ func TestPublishSubscribeQoS(t *testing.T) {
 	pub := v3Connect(t, v3Options(addr, "pub"))
 	for qos := byte(0); qos <= 2; qos++ {
 		wait(t, "publish", pub.Publish("q/x", qos, false, []byte{qos}))
-		m := r.next(t, 5*time.Second)
+		m := r.next(t, poll.Timeout)
 		if m.Qos() != qos || m.Payload()[0] != qos {
 			t.Fatalf("got qos %d payload %v, want qos %d", m.Qos(), m.Payload(), qos)
 		}
@@ -112,7 +113,7 @@ func TestRetainedMessageSurvivesRestart(t *testing.T) {
 	r := newRecv()
 	sub := v3Connect(t, v3Options(addr, "sub"))
 	wait(t, "subscribe", sub.Subscribe("status/#", 1, r.handler))
-	m := r.next(t, 5*time.Second)
+	m := r.next(t, poll.Timeout)
 	if m.Topic() != "status/a" || string(m.Payload()) != "online" || !m.Retained() {
 		t.Fatalf("got %s %q retained=%v", m.Topic(), m.Payload(), m.Retained())
 	}
@@ -153,11 +154,34 @@ func TestSessionExpiryAcrossRestarts(t *testing.T) {
 	pub := v3Connect(t, v3Options(addr, "pub"))
 	wait(t, "publish", pub.Publish("news", 1, false, []byte("while you were away")))
 	pub.Disconnect(0)
-	time.Sleep(100 * time.Millisecond)
+	// Before the broker stops, the store must hold both sessions as offline
+	// (their expiry counts from then) and the message queued for "long".
+	var shortExpires int64 // unix second from which "short" is expired
+	poll.Until(t, "both sessions offline and the message queued in the store", func() bool {
+		snap, err := s.Store().Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		offline, queued := 0, false
+		for _, sess := range snap.Sessions {
+			if (sess.ClientID == "short" || sess.ClientID == "long") && sess.DisconnectedAt != 0 {
+				offline++
+			}
+			if sess.ClientID == "short" {
+				shortExpires = sess.DisconnectedAt + int64(sess.SessionExpiry)
+			}
+		}
+		for _, m := range snap.Inflight {
+			queued = queued || m.ClientID == "long"
+		}
+		return offline == 2 && queued
+	})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2100 * time.Millisecond) // "short" expires while the broker is down
+	// "short" expires while the broker is down: real time must pass, from
+	// its stored disconnect time.
+	poll.Until(t, "the session expiry of \"short\" to pass", func() bool { return time.Now().Unix() >= shortExpires })
 
 	s2, addr := startServer(t, testConfig(dir), ext)
 	got := make(chan string, 4)
@@ -173,7 +197,7 @@ func TestSessionExpiryAcrossRestarts(t *testing.T) {
 		if m != "while you were away" {
 			t.Fatalf("queued message = %q", m)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(poll.Timeout):
 		t.Fatal("queued message not delivered after restart")
 	}
 	// Removed whole from the store, subscriptions included, before anyone
@@ -221,7 +245,7 @@ func TestPublishAuthorization(t *testing.T) {
 		if err != nil || resp.ReasonCode != 0 {
 			t.Fatalf("allowed publish: %+v %v", resp, err)
 		}
-		if m := r.next(t, 5*time.Second); m.Topic() != "open/x" {
+		if m := r.next(t, poll.Timeout); m.Topic() != "open/x" {
 			t.Fatalf("watcher got %s", m.Topic())
 		}
 	})
@@ -229,7 +253,7 @@ func TestPublishAuthorization(t *testing.T) {
 		c := v3Connect(t, v3Options(addr, "p3"))
 		wait(t, "publish", c.Publish("secret/y", 0, false, []byte("no")))
 		wait(t, "publish", c.Publish("open/y", 0, false, []byte("yes")))
-		if m := r.next(t, 5*time.Second); m.Topic() != "open/y" {
+		if m := r.next(t, poll.Timeout); m.Topic() != "open/y" {
 			t.Fatalf("watcher got %s, want open/y only", m.Topic())
 		}
 		if !c.IsConnected() {
@@ -242,7 +266,7 @@ func TestPublishAuthorization(t *testing.T) {
 		c.Publish("secret/z", 1, false, []byte("no"))
 		select {
 		case <-lost:
-		case <-time.After(5 * time.Second):
+		case <-time.After(poll.Timeout):
 			t.Fatal("client not disconnected")
 		}
 	})
@@ -258,7 +282,7 @@ func TestPublishAuthorization(t *testing.T) {
 			if code != 0x98 {
 				t.Fatalf("disconnect reason = %#x, want 0x98", code)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(poll.Timeout):
 			t.Fatal("no DISCONNECT from the server")
 		}
 	})
@@ -291,11 +315,11 @@ func TestSubscribeAuthorization(t *testing.T) {
 
 	v3 := v3Connect(t, v3Options(addr, "s3").SetUsername("reader"))
 	tok := v3.Subscribe("secret/#", 1, nil)
-	tok.WaitTimeout(5 * time.Second)
+	tok.WaitTimeout(poll.Timeout)
 	if codes := tok.(*paho3.SubscribeToken).Result(); codes["secret/#"] != 0x80 {
 		t.Fatalf("3.1.1 SUBACK code = %#x, want 0x80", codes["secret/#"])
 	}
-	eventually(t, 2*time.Second, "subscribe events", func() bool {
+	poll.Until(t, "2 subscribe events", func() bool {
 		n := 0
 		for _, e := range rules.Recorded() {
 			if e.Kind == broker.EventSubscribe {
@@ -315,7 +339,7 @@ func TestConnectTimeoutClosesSilentConnections(t *testing.T) {
 	}
 	defer conn.Close()
 	start := time.Now()
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(poll.Timeout))
 	_, err = bufio.NewReader(conn).ReadByte()
 	if err == nil {
 		t.Fatal("read a byte from a connection that never sent CONNECT")
@@ -340,7 +364,7 @@ func TestShutdownDisconnectsWith0x8B(t *testing.T) {
 		if code != 0x8B {
 			t.Fatalf("reason = %#x, want 0x8B", code)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(poll.Timeout):
 		t.Fatal("no DISCONNECT on shutdown")
 	}
 }
@@ -381,7 +405,7 @@ func TestResumedSessionIsReauthorized(t *testing.T) {
 func TestInlineClientIDIsReserved(t *testing.T) {
 	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
 	tok := paho3.NewClient(v3Options(addr, "inline")).Connect()
-	tok.WaitTimeout(5 * time.Second)
+	tok.WaitTimeout(poll.Timeout)
 	if rc := tok.(*paho3.ConnectToken).ReturnCode(); rc != 0x02 {
 		t.Fatalf("return code %#x, want 0x02 (identifier rejected)", rc)
 	}
@@ -399,9 +423,20 @@ func TestAcknowledgedMessagesAreNotRedelivered(t *testing.T) {
 	pub := v3Connect(t, v3Options(addr, "pub"))
 	for i := 0; i < 5; i++ {
 		wait(t, "publish", pub.Publish("acked/x", 1, false, []byte{byte(i)}))
-		r.next(t, 5*time.Second)
+		r.next(t, poll.Timeout)
 	}
-	time.Sleep(100 * time.Millisecond) // the PUBACKs reach the broker
+	poll.Until(t, "the PUBACKs to clear the acker's queue in the store", func() bool {
+		snap, err := s.Store().Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range snap.Inflight {
+			if m.ClientID == "acker" {
+				return false
+			}
+		}
+		return true
+	})
 	sub.Disconnect(100)
 	pub.Disconnect(0)
 	if err := s.Close(); err != nil {

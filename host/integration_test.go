@@ -14,6 +14,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 // These tests run the real broker with the real host on loopback, with
@@ -44,7 +45,7 @@ func startBroker(t testing.TB, extDir string) (string, *Host) {
 // v5 connects an MQTT 5 client; onPub receives its messages.
 func v5(t testing.TB, addr, id, user, pass string, onPub func(paho.PublishReceived)) (*paho.Client, *paho.Connack, error) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func v5(t testing.TB, addr, id, user, pass string, onPub func(paho.PublishReceiv
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) { onPub(p); return true, nil }}
 	}
 	c := paho.NewClient(cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
 	cp := &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}
 	if user != "" {
@@ -65,7 +66,7 @@ func v5(t testing.TB, addr, id, user, pass string, onPub func(paho.PublishReceiv
 }
 
 func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	t.Cleanup(cancel)
 	return c
 }
@@ -73,10 +74,10 @@ func ctx(t testing.TB) context.Context {
 // v3ReturnCode connects an MQTT 3.1.1 client and returns the CONNACK code.
 func v3ReturnCode(addr, id, user, pass string) byte {
 	o := paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetProtocolVersion(4).
-		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectTimeout(poll.Timeout)
 	c := paho3.NewClient(o)
 	tok := c.Connect()
-	tok.WaitTimeout(5 * time.Second)
+	tok.WaitTimeout(poll.Timeout)
 	defer c.Disconnect(0)
 	return tok.(*paho3.ConnectToken).ReturnCode()
 }
@@ -118,7 +119,7 @@ func TestMQTTAllowAll(t *testing.T) {
 		if m != "hello" {
 			t.Fatalf("got %q", m)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(poll.Timeout):
 		t.Fatal("message not delivered")
 	}
 }
@@ -164,7 +165,7 @@ func TestMQTTWATFixture(t *testing.T) {
 		if code != 0x98 {
 			t.Fatalf("disconnect %#x, want 0x98", code)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(poll.Timeout):
 		t.Fatal("not disconnected")
 	}
 }
@@ -225,7 +226,7 @@ func TestMQTTMisbehavingExtensionIsSurvived(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(ext, "bad", DisabledFile), nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			within(t, 2*time.Second, "publishes allowed once the operator disabled it", func() bool {
+			poll.Until(t, "publishes allowed once the operator disabled it", func() bool {
 				resp, err := pub.Publish(ctx(t), &paho.Publish{Topic: "t", QoS: 1, Payload: []byte("x")})
 				return err == nil && resp.ReasonCode == 0
 			})

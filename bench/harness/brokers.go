@@ -76,7 +76,7 @@ func start(name, setup string, cmd *exec.Cmd, addr, logFile string) (*Broker, er
 			b.Stop()
 			return nil, fmt.Errorf("%s: %s does not accept an MQTT client after 60 s (%v); see %s", name, addr, err, logFile)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // poll interval of the readiness check
 	}
 }
 

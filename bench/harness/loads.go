@@ -2,7 +2,6 @@ package harness
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,17 +9,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/propolis-mqtt/propolis/internal/load"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
 // The loads. Each is bounded in count and in time, talks only to the
-// broker's loopback address, and returns its figures.
+// broker's loopback address, and returns its figures. The publish loads
+// (fan-in, fan-out) are internal/load's Flow, which the Go benchmarks run
+// too.
 
 // loadTimeout bounds any single load.
 const loadTimeout = 90 * time.Second
-
-// errTimeout reports a load that did not finish in loadTimeout.
-var errTimeout = errors.New("load did not finish in time")
 
 // connectStorm opens n connections, conc at a time, each CONNECT, CONNACK,
 // DISCONNECT; it returns connects per second and the p99 CONNACK latency.
@@ -63,176 +62,14 @@ func connectStorm(addr string, n, conc int) (perSec, p99ms float64, err error) {
 	return float64(n) / elapsed.Seconds(), percentile(lat, 0.99).Seconds() * 1000, nil
 }
 
-// flow runs pubs publishers and subs subscribers on one topic: each
-// publisher sends msgs messages at qos; subscribers subscribe at qos (and
-// acknowledge QoS 1). It returns delivered messages per second, counted at
-// the subscribers, and how many of the expected deliveries never came (a
-// broker may drop messages under load; that is reported, not hidden).
-//
-// A window keeps at most 256 deliveries per subscriber on their way, so a
-// broker is measured at the rate it sustains rather than the rate at which
-// it drops. If deliveries stop progressing for 2 s (the broker dropped
-// some), publishers go on without the window, and subscribers stop once
-// the publishers are done and 2 s pass without a message.
+// flow runs load.Flow: pubs publishers each send msgs messages at qos on
+// one topic, subs subscribers subscribed at qos receive them. It returns
+// delivered messages per second, counted at the subscribers, and how many
+// of the expected deliveries never came.
 func flow(addr, name string, pubs, subs, msgs int, qos byte) (rate float64, lost int64, err error) {
-	topic := "bench/" + name
-	total := int64(pubs * msgs * subs)
-	var delivered, lastDelivery atomic.Int64
-	lastDelivery.Store(time.Now().UnixNano())
-	subConns := make([]*rawmqtt.Conn, subs)
-	for i := range subConns {
-		c, err := rawmqtt.Dial(addr, name+"-sub-"+strconv.Itoa(i))
-		if err != nil {
-			return 0, 0, err
-		}
-		defer c.Close()
-		if err := c.Subscribe(topic, qos); err != nil {
-			return 0, 0, err
-		}
-		subConns[i] = c
-	}
-	deadline := time.Now().Add(loadTimeout)
-	errs := make(chan error, subs+pubs)
-	var pubsDone atomic.Bool
-	var subWG sync.WaitGroup
-	for _, c := range subConns {
-		subWG.Add(1)
-		go func() {
-			defer subWG.Done()
-			_ = c.SetDeadline(deadline)
-			for n := 0; n < pubs*msgs; {
-				typ, body, err := c.ReadPacket()
-				if err != nil {
-					if !pubsDone.Load() {
-						errs <- fmt.Errorf("subscriber after %d of %d: %w", n, pubs*msgs, err)
-					}
-					return // closed by the idle watcher: the rest was lost
-				}
-				if typ>>4 != 3 {
-					continue
-				}
-				if qos > 0 {
-					_, id, _ := rawmqtt.ParsePublish(typ, body)
-					c.Puback(id)
-					// Send the acks before waiting for more: a broker
-					// with a small in-flight window waits for them.
-					if c.Buffered() == 0 {
-						_ = c.Flush()
-					}
-				}
-				n++
-				delivered.Add(1)
-				lastDelivery.Store(time.Now().UnixNano())
-			}
-			_ = c.Flush()
-		}()
-	}
-	stalled := func() bool { return time.Since(time.Unix(0, lastDelivery.Load())) > 2*time.Second }
-	var sent atomic.Int64
-	window := int64(256 * subs)
-	start := time.Now()
-	var pubWG sync.WaitGroup
-	for p := 0; p < pubs; p++ {
-		c, err := rawmqtt.Dial(addr, name+"-pub-"+strconv.Itoa(p))
-		if err != nil {
-			return 0, 0, err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(deadline)
-		pubWG.Add(1)
-		go func() {
-			defer pubWG.Done()
-			if err := publishMany(c, topic, qos, msgs, func() {
-				if sent.Load()*int64(subs)-delivered.Load() > window {
-					_ = c.Flush() // what waits to be sent must not wait for delivery
-					for sent.Load()*int64(subs)-delivered.Load() > window && !stalled() && time.Now().Before(deadline) {
-						time.Sleep(50 * time.Microsecond)
-					}
-				}
-				sent.Add(1)
-			}); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	pubWG.Wait()
-	pubsDone.Store(true)
-	done := make(chan struct{})
-	go func() { subWG.Wait(); close(done) }()
-	idle := time.NewTicker(100 * time.Millisecond)
-	defer idle.Stop()
-	for {
-		select {
-		case <-done:
-			elapsed := time.Since(start)
-			if stalled() { // the last 2 s waited for messages that never came
-				elapsed = time.Unix(0, lastDelivery.Load()).Sub(start)
-			}
-			return float64(delivered.Load()) / elapsed.Seconds(), total - delivered.Load(), nil
-		case err := <-errs:
-			return 0, 0, err
-		case <-idle.C:
-			if stalled() {
-				for _, c := range subConns {
-					_ = c.Drop()
-				}
-			}
-			if time.Now().After(deadline) {
-				return 0, 0, errTimeout
-			}
-		}
-	}
-}
-
-// publishMany publishes count messages, QoS 1 with up to 64
-// unacknowledged, calling pace before each.
-func publishMany(c *rawmqtt.Conn, topic string, qos byte, count int, pace func()) error {
-	payload := make([]byte, 64)
-	acks := make(chan struct{}, 64)
-	ackErr := make(chan error, 1)
-	if qos > 0 {
-		go func() {
-			for i := 0; i < count; i++ {
-				typ, _, err := c.ReadPacket()
-				if err != nil {
-					ackErr <- fmt.Errorf("publisher: %w", err)
-					return
-				}
-				if typ>>4 != 4 {
-					i--
-					continue
-				}
-				<-acks
-			}
-			ackErr <- nil
-		}()
-	}
-	for i := 0; i < count; i++ {
-		pace()
-		if qos > 0 {
-			select {
-			case acks <- struct{}{}:
-			default:
-				if err := c.Flush(); err != nil {
-					return err
-				}
-				acks <- struct{}{}
-			}
-		}
-		c.Publish(topic, qos, uint16(i%65535+1), payload)
-		if i%16 == 15 || qos == 0 {
-			if err := c.Flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := c.Flush(); err != nil {
-		return err
-	}
-	if qos > 0 {
-		return <-ackErr
-	}
-	return nil
+	res, err := load.Flow{Addr: addr, Name: name, Publishers: pubs, Subscribers: subs, Messages: pubs * msgs,
+		QoS: qos, SubscribeQoS: qos, Timeout: loadTimeout}.Run()
+	return res.Rate(), res.Lost, err
 }
 
 // latency publishes at rate messages per second for d, QoS 1 (PUBACKs read
@@ -287,7 +124,7 @@ func latency(addr string, rate int, d time.Duration) (p50ms, p99ms float64, err 
 	for i := 0; i < n; i++ {
 		due := time.Duration(i) * interval
 		if wait := due - time.Since(base); wait > 0 {
-			time.Sleep(wait)
+			time.Sleep(wait) // load pacing: publish at the fixed rate
 		}
 		binary.LittleEndian.PutUint64(payload, uint64(time.Since(base)))
 		pub.Publish("bench/latency", 1, uint16(i%65535+1), payload)

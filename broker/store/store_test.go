@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 func fullProps() MessageProperties {
@@ -557,7 +559,9 @@ func TestDurabilityModes(t *testing.T) {
 	for _, mode := range []Durability{DurabilitySync, DurabilityPeriodic, DurabilityNone} {
 		t.Run(mode.String(), func(t *testing.T) {
 			dir := t.TempDir()
-			s, err := Open(Options{Dir: dir, Durability: mode, FlushInterval: 5 * time.Millisecond, Logger: quiet})
+			const flush = 5 * time.Millisecond
+			opened := time.Now()
+			s, err := Open(Options{Dir: dir, Durability: mode, FlushInterval: flush, Logger: quiet})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -571,7 +575,9 @@ func TestDurabilityModes(t *testing.T) {
 			mustDo(t, s.DeleteInflight("c", 0, true))
 			mustDo(t, s.DeletePending(0, false))
 			if mode == DurabilityPeriodic {
-				time.Sleep(30 * time.Millisecond) // let the syncer run a few times
+				// The syncer runs on a ticker: real time must pass for it to
+				// sync a few times before Close.
+				poll.Until(t, "a few flush intervals to pass", func() bool { return time.Since(opened) > 6*flush })
 			}
 			mustDo(t, s.Close())
 			s = openTest(t, dir, mode)
@@ -616,8 +622,8 @@ func TestOpenFresh(t *testing.T) {
 			s := openTest(t, dir, DurabilitySync)
 			mustDo(t, s.PutSession(&Session{ClientID: "c"}, true))
 			mustDo(t, s.Close())
-			if got := readFormatFile(t, dir); got != "propolis-data 2\n" {
-				t.Errorf("FORMAT = %q", got)
+			if got, want := readFormatFile(t, dir), "propolis-data "+strconv.Itoa(FormatVersion)+"\n"; got != want {
+				t.Errorf("FORMAT = %q, want %q", got, want)
 			}
 			if _, err := os.Stat(filepath.Join(dir, formatTemp)); err == nil {
 				t.Errorf("FORMAT.tmp left behind")
@@ -659,11 +665,12 @@ func TestOpenRefuses(t *testing.T) {
 			name: "newer format",
 			setup: func(t *testing.T) string {
 				dir := makeStore(t)
-				mustDo(t, os.WriteFile(filepath.Join(dir, formatFile), []byte("propolis-data 3\n"), 0o644))
+				mustDo(t, os.WriteFile(filepath.Join(dir, formatFile), []byte("propolis-data "+strconv.Itoa(FormatVersion+1)+"\n"), 0o644))
 				return dir
 			},
-			want:    ErrNewerFormat,
-			wantMsg: []string{"has format 3", "reads up to 2", "upgrade propolis"},
+			want: ErrNewerFormat,
+			wantMsg: []string{"has format " + strconv.Itoa(FormatVersion+1), "reads up to " + strconv.Itoa(FormatVersion),
+				"upgrade propolis"},
 		},
 		{
 			name: "garbage over the MANIFEST",

@@ -1,7 +1,8 @@
 // Package rawmqtt is a minimal MQTT 3.1.1 client that speaks raw packets,
 // for benchmarks, load generation and tests where a full client library
 // would be the bottleneck. It supports CONNECT (with a will), SUBSCRIBE,
-// PUBLISH at QoS 0 and 1, PUBACK and DISCONNECT.
+// PUBLISH at QoS 0 and 1, PUBACK and DISCONNECT, with clean or persistent
+// sessions.
 package rawmqtt
 
 import (
@@ -27,18 +28,30 @@ type Conn struct {
 // Dial connects to addr and completes an MQTT 3.1.1 CONNECT with a clean
 // session. It returns an error naming the CONNACK code on refusal.
 func Dial(addr, clientID string) (*Conn, error) {
-	return dial(addr, clientID, "", "")
+	c, _, err := dial(addr, clientID, "", "", true)
+	return c, err
 }
 
-func dial(addr, clientID, willTopic, willPayload string) (*Conn, error) {
+// DialSession is Dial with a persistent session (clean session 0): the
+// broker keeps the client's subscriptions and queued messages while it is
+// away and sends the queued ones right after the CONNACK. present is the
+// CONNACK's session-present flag.
+func DialSession(addr, clientID string) (c *Conn, present bool, err error) {
+	return dial(addr, clientID, "", "", false)
+}
+
+func dial(addr, clientID, willTopic, willPayload string, clean bool) (*Conn, bool, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	conn := &Conn{c: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10)}
 	var body []byte
 	body = appendString(body, "MQTT")
-	flags := byte(0x02) // clean session
+	flags := byte(0)
+	if clean {
+		flags |= 0x02
+	}
 	if willTopic != "" {
 		flags |= 0x04 // will, QoS 0, not retained
 	}
@@ -51,20 +64,20 @@ func dial(addr, clientID, willTopic, willPayload string) (*Conn, error) {
 	conn.writePacket(0x10, body)
 	if err := conn.Flush(); err != nil {
 		c.Close()
-		return nil, err
+		return nil, false, err
 	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	typ, ack, err := conn.ReadPacket()
 	_ = c.SetReadDeadline(time.Time{})
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("read connack: %w", err)
+		return nil, false, fmt.Errorf("read connack: %w", err)
 	}
 	if typ != 0x20 || len(ack) < 2 || ack[1] != 0 {
 		c.Close()
-		return nil, fmt.Errorf("connect refused: packet %#x % x", typ, ack)
+		return nil, false, fmt.Errorf("connect refused: packet %#x % x", typ, ack)
 	}
-	return conn, nil
+	return conn, ack[0]&1 == 1, nil
 }
 
 // Subscribe subscribes to filter at qos and waits for the SUBACK.
@@ -197,5 +210,6 @@ func writeVarint(w *bufio.Writer, n int) {
 
 // DialWill is Dial with a will message (QoS 0, not retained) on topic.
 func DialWill(addr, clientID, topic, payload string) (*Conn, error) {
-	return dial(addr, clientID, topic, payload)
+	c, _, err := dial(addr, clientID, topic, payload, true)
+	return c, err
 }

@@ -1,0 +1,106 @@
+package load_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/load"
+)
+
+// startBroker runs a broker with ext on a free loopback port until the test
+// ends and returns its address.
+func startBroker(t *testing.T, ext broker.Extensions) string {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Listeners[0].Address = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	s, err := broker.New(broker.Options{Config: cfg, Extensions: ext, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s.Addr(cfg.Listeners[0].Name)
+}
+
+func TestFlowDeliversEverything(t *testing.T) {
+	addr := startBroker(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	for _, tc := range []struct {
+		name      string
+		flow      load.Flow
+		delivered int64
+	}{
+		{"fan-in QoS 0", load.Flow{Publishers: 3, Subscribers: 1, Messages: 301}, 301},
+		{"fan-in QoS 1, subscribed at 0", load.Flow{Publishers: 3, Subscribers: 1, Messages: 301, QoS: 1, InFlight: 8}, 301},
+		{"fan-out QoS 1", load.Flow{Publishers: 1, Subscribers: 3, Messages: 100, QoS: 1, SubscribeQoS: 1}, 300},
+		{"fewer messages than publishers", load.Flow{Publishers: 3, Subscribers: 2, Messages: 1, QoS: 1}, 2},
+		{"echo", load.Flow{Publishers: 2, Messages: 101, Topic: "devices/{clientid}/t", Echo: true}, 101},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.flow
+			f.Addr, f.Name = addr, "test"
+			res, err := f.Run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Delivered != tc.delivered || res.Lost != 0 || res.Rate() <= 0 {
+				t.Fatalf("%+v (rate %v), want %d delivered, none lost", res, res.Rate(), tc.delivered)
+			}
+		})
+	}
+}
+
+func TestFlowErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		flow load.Flow
+		want string
+	}{
+		{"no publisher", load.Flow{Subscribers: 1}, "load x: 0 publishers, want at least 1"},
+		{"no subscriber", load.Flow{Publishers: 1}, "load x: 0 subscribers, want at least 1"},
+		{"QoS 2", load.Flow{Publishers: 1, Subscribers: 1, QoS: 2}, "load x: QoS 2, subscribe QoS 0: only 0 and 1 are supported"},
+		{"echo at QoS 1", load.Flow{Publishers: 1, QoS: 1, Echo: true}, "load x: echo needs QoS 0 publishes and subscriptions"},
+		{"refused", load.Flow{Publishers: 1, Subscribers: 1, Messages: 1, Addr: startBroker(t, broker.Extensions{})},
+			"load x-pub-0: connect refused: packet 0x20 00 05"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tc.flow
+			f.Name = "x"
+			if _, err := f.Run(); err == nil || err.Error() != tc.want {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// dropPublishes accepts every client and subscription and denies every
+// PUBLISH: the broker drops QoS 0 publishes it denies.
+type dropPublishes struct{ brokertest.AllowAll }
+
+func (dropPublishes) Authenticate(context.Context, *broker.Connect) broker.AuthResult {
+	return broker.AuthResult{Decision: broker.Allow, Client: dropPublishes{}}
+}
+
+func (dropPublishes) AuthorizePublish(*broker.Publish) broker.Verdict {
+	return broker.Verdict{Decision: broker.Deny}
+}
+
+// TestFlowCountsDropped: with a broker that drops every message, the load
+// ends once deliveries stall, with every delivery counted as lost.
+func TestFlowCountsDropped(t *testing.T) {
+	addr := startBroker(t, broker.Extensions{Authenticator: dropPublishes{}})
+	res, err := load.Flow{Addr: addr, Name: "drop", Publishers: 1, Subscribers: 2, Messages: 600}.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Delivered != 0 || res.Lost != 1200 || res.Rate() != 0 {
+		t.Fatalf("%+v (rate %v), want all 1200 deliveries lost", res, res.Rate())
+	}
+}

@@ -1,0 +1,42 @@
+// Package poll is how the tests of this module wait for something to
+// happen: a condition checked every few milliseconds until it holds, under
+// one generous deadline. The deadline only stops a test that would
+// otherwise hang; it is never what a test checks, so it is long enough for
+// a loaded two-core machine running every package at once, under -race.
+// Tests do not sleep to let something happen and do not assert how long
+// anything took.
+package poll
+
+import (
+	"testing"
+	"time"
+)
+
+// Timeout is how long Until waits before failing the test. A test waiting
+// for a message on a channel uses it as its deadline too.
+const Timeout = 30 * time.Second
+
+// Interval is the pause between two checks of a condition.
+const Interval = 10 * time.Millisecond
+
+// Until calls cond every Interval until it returns true, then logs how long
+// that took (for the reader; nothing checks it). If Timeout passes first, it
+// fails the test with "timed out after 30s waiting for <what>", so what
+// names the awaited state: "client refused after DISABLED". cond runs on the
+// caller's goroutine and may call t.Fatal.
+func Until(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	until(t, what, cond, Timeout)
+}
+
+func until(t testing.TB, what string, cond func() bool, timeout time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(Interval) // the poll interval: the one sleep of the tests
+	}
+	t.Logf("waited %v for %s", time.Since(start).Round(time.Millisecond), what)
+}
