@@ -7,25 +7,73 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/propolis-mqtt/propolis/broker/store"
 )
 
-// restore loads the store into mochi: sessions (as disconnected clients whose
-// expiry keeps counting from when they went offline), their subscriptions and
-// queued messages, retained messages; then it re-publishes the pending
-// messages a crash left between PUBACK and fan-out. mochi's own loader is
-// not used: it loses message expiry and restarts every session's expiry.
+// restore loads what Persistence holds into mochi, from New on the caller's
+// goroutine, before any client can connect. Its phases, in order:
+//
+//  1. restoreSessions: sessions, as disconnected clients whose expiry keeps
+//     counting from when they went offline;
+//  2. restoreSubscriptions and restoreQueued: their subscriptions and queued
+//     messages;
+//  3. restoreRetained: retained messages;
+//  4. the ordering counter starts above every stored key;
+//  5. republishPending: the pending messages a crash left between PUBACK
+//     and fan-out;
+//  6. publishCrashWills: the wills of clients connected at a crash.
+//
+// mochi's own loader is not used: it loses message expiry and restarts
+// every session's expiry. Any failure fails New.
 func (s *Server) restore() error {
-	snap, err := s.store.Load()
+	snap, err := s.persist.Load()
 	if err != nil {
-		return fmt.Errorf("restore from %s: %w", s.store.Dir(), err)
+		return fmt.Errorf("restore from %s: %w", s.persist.Dir(), err)
 	}
-	h, m := s.hook, s.mochi
 	now := time.Now().Unix()
-	maxExpiry := int64(m.Options.Capabilities.MaximumSessionExpiryInterval)
-	var expired, sessions int
 
-	for i := range snap.Sessions {
-		rec := &snap.Sessions[i]
+	sessions, expired, err := s.restoreSessions(snap.Sessions, now)
+	if err != nil {
+		return err
+	}
+	s.restoreSubscriptions(snap.Subscriptions)
+	lastQueued := s.restoreQueued(snap.Inflight)
+	lastRetained, err := s.restoreRetained(snap.Retained, now)
+	if err != nil {
+		return err
+	}
+	last := max(lastQueued, lastRetained)
+	for i := range snap.Pending {
+		last = max(last, snap.Pending[i].Message.Created)
+	}
+	s.hook.seq.Store(last)
+
+	if err := s.republishPending(snap.Pending, now); err != nil {
+		return err
+	}
+	wills, err := s.publishCrashWills(snap.Sessions, now)
+	if err != nil {
+		return err
+	}
+
+	s.log.Info("store restored", "dir", s.persist.Dir(), "sessions", sessions, "expired_sessions", expired,
+		"subscriptions", len(snap.Subscriptions), "queued", len(snap.Inflight), "retained", len(snap.Retained),
+		"republished", len(snap.Pending), "wills", wills)
+	return nil
+}
+
+// restoreSessions adds each stored session to mochi as a disconnected
+// client, held as an MQTT 5 session with the expiry it has left (counted
+// from when it went offline, or from now for one that was connected when the
+// broker stopped). A session whose expiry ran out while the broker was down
+// is deleted, with its subscriptions and queued messages. It returns how
+// many sessions were restored and how many had expired.
+func (s *Server) restoreSessions(recs []store.Session, now int64) (sessions, expired int, err error) {
+	m := s.mochi
+	maxExpiry := int64(m.Options.Capabilities.MaximumSessionExpiryInterval)
+	for i := range recs {
+		rec := &recs[i]
 		expiry := maxExpiry
 		if rec.ProtocolVersion >= 5 {
 			expiry = min(int64(rec.SessionExpiry), maxExpiry)
@@ -36,8 +84,8 @@ func (s *Server) restore() error {
 		}
 		remaining := since + expiry - now
 		if remaining <= 0 {
-			if err := s.store.DeleteSession(rec.ClientID, false); err != nil {
-				return fmt.Errorf("remove expired session %q: %w", rec.ClientID, err)
+			if err := s.persist.DeleteSession(rec.ClientID, false); err != nil {
+				return sessions, expired, fmt.Errorf("remove expired session %q: %w", rec.ClientID, err)
 			}
 			expired++
 			continue
@@ -58,15 +106,22 @@ func (s *Server) restore() error {
 		cl.Net.Remote = rec.Remote
 		cl.Stop(packets.ErrServerShuttingDown)
 		m.Clients.Add(cl)
-		h.setStored(rec.ClientID, true)
+		s.hook.setStored(rec.ClientID, true)
 		sessions++
 	}
+	return sessions, expired, nil
+}
 
-	for i := range snap.Subscriptions {
-		rec := &snap.Subscriptions[i]
+// restoreSubscriptions subscribes the restored sessions to their stored
+// filters. Subscriptions of a session that expired in restoreSessions are
+// skipped (DeleteSession removed them).
+func (s *Server) restoreSubscriptions(recs []store.Subscription) {
+	m := s.mochi
+	for i := range recs {
+		rec := &recs[i]
 		cl, ok := m.Clients.Get(rec.ClientID)
 		if !ok {
-			continue // its session expired above; DeleteSession removed it
+			continue
 		}
 		sub := subscriptionPacket(rec)
 		if m.Topics.Subscribe(rec.ClientID, sub) {
@@ -74,10 +129,15 @@ func (s *Server) restore() error {
 		}
 		cl.State.Subscriptions.Add(sub.Filter, sub)
 	}
+}
 
-	var maxCreated int64
-	for i := range snap.Inflight {
-		rec := &snap.Inflight[i]
+// restoreQueued puts the stored in-flight and queued messages back in their
+// restored sessions, and returns the largest ordering key (Created) among
+// them.
+func (s *Server) restoreQueued(recs []store.Message) (last int64) {
+	m := s.mochi
+	for i := range recs {
+		rec := &recs[i]
 		cl, ok := m.Clients.Get(rec.ClientID)
 		if !ok {
 			continue
@@ -85,32 +145,42 @@ func (s *Server) restore() error {
 		if cl.State.Inflight.Set(messagePacket(rec)) {
 			atomic.AddInt64(&m.Info.Inflight, 1)
 		}
-		maxCreated = max(maxCreated, rec.Created)
+		last = max(last, rec.Created)
 	}
+	return last
+}
 
-	for i := range snap.Retained {
-		rec := &snap.Retained[i]
+// restoreRetained loads the stored retained messages into mochi, deleting
+// those that expired while the broker was down, and returns the largest
+// ordering key among those kept.
+func (s *Server) restoreRetained(recs []store.Message, now int64) (last int64, err error) {
+	m := s.mochi
+	for i := range recs {
+		rec := &recs[i]
 		if rec.Expiry > 0 && rec.Expiry < now {
-			if err := s.store.DeleteRetained(rec.Topic, false); err != nil {
-				return fmt.Errorf("remove expired retained message %q: %w", rec.Topic, err)
+			if err := s.persist.DeleteRetained(rec.Topic, false); err != nil {
+				return last, fmt.Errorf("remove expired retained message %q: %w", rec.Topic, err)
 			}
 			continue
 		}
 		m.Topics.RetainMessage(messagePacket(rec))
-		maxCreated = max(maxCreated, rec.Created)
+		last = max(last, rec.Created)
 	}
 	atomic.StoreInt64(&m.Info.Retained, int64(m.Topics.Retained.Len()))
-	for i := range snap.Pending {
-		maxCreated = max(maxCreated, snap.Pending[i].Message.Created)
-	}
-	h.seq.Store(maxCreated)
+	return last, nil
+}
 
-	// Pending messages were acknowledged to their publisher but maybe not
-	// queued for every subscriber. Re-publish them in order, before any
-	// client can connect; a subscriber that already had one gets it again
-	// (at-least-once). Their retained copy, if any, is already stored.
-	for i := range snap.Pending {
-		p := &snap.Pending[i]
+// republishPending re-publishes, through mochi's inline client, the pending
+// messages: acknowledged to their publisher but maybe not queued for every
+// subscriber. They go out in order, before any client can connect, with
+// their stored ordering key and expiry (see hook.stampInline); a subscriber
+// that already had one gets it again (at-least-once). Their retained copy,
+// if any, is already stored. Expired ones are skipped. Every pending record
+// is then deleted, the last delete durable.
+func (s *Server) republishPending(pending []store.PendingMessage, now int64) error {
+	h, m := s.hook, s.mochi
+	for i := range pending {
+		p := &pending[i]
 		if p.Message.Expiry > 0 && p.Message.Expiry < now {
 			continue
 		}
@@ -128,19 +198,25 @@ func (s *Server) restore() error {
 			return fmt.Errorf("re-publish pending message %d on %q: %w", p.Seq, p.Message.Topic, err)
 		}
 	}
-	for i := range snap.Pending {
-		if err := s.store.DeletePending(snap.Pending[i].Seq, i == len(snap.Pending)-1); err != nil {
-			return fmt.Errorf("remove re-published message %d: %w", snap.Pending[i].Seq, err)
+	for i := range pending {
+		if err := s.persist.DeletePending(pending[i].Seq, i == len(pending)-1); err != nil {
+			return fmt.Errorf("remove re-published message %d: %w", pending[i].Seq, err)
 		}
 	}
+	return nil
+}
 
-	// Wills of clients that were connected when the broker stopped without
-	// a clean shutdown: their connections were lost, so their wills are
-	// due now (authorized when they connected; a will delay is not waited
-	// for, the restart having taken its own time).
-	wills := 0
-	for i := range snap.Sessions {
-		rec := &snap.Sessions[i]
+// publishCrashWills publishes the wills of clients that were connected when
+// the broker stopped without a clean shutdown: their connections were lost,
+// so their wills are due now (authorized when they connected; a will delay
+// is not waited for, the restart having taken its own time). Each is sent
+// once: its session is then stored as gone offline now, without a will. Only
+// sessions restoreSessions kept are considered. It returns how many wills
+// were published.
+func (s *Server) publishCrashWills(recs []store.Session, now int64) (wills int, err error) {
+	m := s.mochi
+	for i := range recs {
+		rec := &recs[i]
 		if rec.DisconnectedAt != 0 || rec.Will == nil {
 			continue
 		}
@@ -156,19 +232,14 @@ func (s *Server) restore() error {
 		}
 		inline, _ := m.Clients.Get(mqtt.InlineClientId)
 		if err := m.InjectPacket(inline, pk); err != nil {
-			return fmt.Errorf("publish the will of %q: %w", rec.ClientID, err)
+			return wills, fmt.Errorf("publish the will of %q: %w", rec.ClientID, err)
 		}
-		// Sent once: the session went offline now, without a will.
 		sent := *rec
 		sent.Will, sent.DisconnectedAt = nil, now
-		if err := s.store.PutSession(&sent, true); err != nil {
-			return fmt.Errorf("record the will of %q as sent: %w", rec.ClientID, err)
+		if err := s.persist.PutSession(&sent, true); err != nil {
+			return wills, fmt.Errorf("record the will of %q as sent: %w", rec.ClientID, err)
 		}
 		wills++
 	}
-
-	s.log.Info("store restored", "dir", s.store.Dir(), "sessions", sessions, "expired_sessions", expired,
-		"subscriptions", len(snap.Subscriptions), "queued", len(snap.Inflight), "retained", len(snap.Retained),
-		"republished", len(snap.Pending), "wills", wills)
-	return nil
+	return wills, nil
 }

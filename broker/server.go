@@ -12,7 +12,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
-	"github.com/propolis-mqtt/propolis/broker/store"
 )
 
 // Options configures New.
@@ -23,10 +22,17 @@ type Options struct {
 	Extensions Extensions
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Persistence keeps sessions, subscriptions and messages across
+	// restarts; nil (the default) means the Pebble store of Config.DataDir
+	// with Config.Durability, opened by New. New takes ownership of a given
+	// one: Server.Close closes it, and so does New when it fails. See
+	// Persistence for what it must guarantee.
+	Persistence Persistence
 }
 
-// Server is a Propolis MQTT broker: mochi-mqtt for the protocol, the store
-// for persistence, and Extensions for every security decision.
+// Server is a Propolis MQTT broker: mochi-mqtt for the protocol, a
+// Persistence (by default the Pebble store) for what outlives a restart, and
+// Extensions for every security decision.
 //
 // Lifecycle: New binds the listeners, opens the store and restores what it
 // holds; Start begins accepting clients; Close shuts down gracefully. Close
@@ -35,7 +41,7 @@ type Server struct {
 	cfg       *config.Config
 	log       *slog.Logger
 	mochi     *mqtt.Server
-	store     *store.Store
+	persist   Persistence
 	hook      *hook
 	listeners []*guardedListener
 	closeOnce sync.Once
@@ -48,9 +54,10 @@ var ErrListen = errors.New("bind listener")
 
 // New builds a broker from opts. It binds every listener first, so that an
 // address in use is reported before the data folder is touched, then opens
-// the store (migrating an older format), restores sessions, subscriptions,
-// queued and retained messages, and re-publishes what a crash left pending.
-// Clients are not accepted until Start.
+// the store (migrating an older format) unless opts.Persistence gives one,
+// restores sessions, subscriptions, queued and retained messages, and
+// re-publishes what a crash left pending. Clients are not accepted until
+// Start.
 func New(opts Options) (*Server, error) {
 	cfg := opts.Config
 	if cfg == nil {
@@ -68,37 +75,32 @@ func New(opts Options) (*Server, error) {
 		l, err := newListener(lc, connectTimeout, log)
 		if err != nil {
 			s.closeListeners()
+			closePersistence(opts.Persistence)
 			return nil, err
 		}
 		if err := m.AddListener(l); err != nil {
 			s.closeListeners()
+			closePersistence(opts.Persistence)
 			return nil, fmt.Errorf("%w %q on %s: %w", ErrListen, lc.Name, lc.Address, err)
 		}
 		s.listeners = append(s.listeners, l.(*guardedListener))
 	}
 
-	mode, err := store.ParseDurability(cfg.Durability.Mode)
-	if err != nil {
-		s.closeListeners()
-		return nil, err
+	s.persist = opts.Persistence
+	if s.persist == nil {
+		st, err := openStore(cfg, log)
+		if err != nil {
+			s.closeListeners()
+			return nil, err
+		}
+		s.persist = st
 	}
-	st, err := store.Open(store.Options{
-		Dir:           cfg.DataDir,
-		Durability:    mode,
-		FlushInterval: time.Duration(cfg.Durability.FlushInterval),
-		Logger:        log,
-	})
-	if err != nil {
-		s.closeListeners()
-		return nil, err
-	}
-	s.store = st
 
 	s.hook = &hook{
 		log:            log,
 		ext:            opts.Extensions,
 		mochi:          m,
-		store:          st,
+		persist:        s.persist,
 		connectTimeout: connectTimeout,
 		maxMsgExpiry:   int64(time.Duration(cfg.MQTT.MaxMessageExpiry) / time.Second),
 		stored:         make(map[string]struct{}),
@@ -178,9 +180,6 @@ func (s *Server) Addr(name string) string {
 	return ""
 }
 
-// Store returns the broker's store (for extension data and tests).
-func (s *Server) Store() *store.Store { return s.store }
-
 // Close stops accepting, disconnects every client (MQTT 5: reason 0x8B),
 // waits up to five seconds for their sessions to be saved, then flushes and
 // closes the store.
@@ -197,7 +196,7 @@ func (s *Server) Close() error {
 		case <-time.After(5 * time.Second):
 			s.log.Warn("clients still disconnecting after 5s; closing the store anyway")
 		}
-		if err := s.store.Close(); err != nil {
+		if err := s.persist.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
 		}
 	})
@@ -214,5 +213,13 @@ func (s *Server) closeListeners() {
 // abort undoes a New that failed after opening the store.
 func (s *Server) abort() {
 	s.closeListeners()
-	_ = s.store.Close()
+	_ = s.persist.Close()
+}
+
+// closePersistence closes a Persistence given in Options when New fails
+// before the Server holds it (nil: nothing to close).
+func closePersistence(p Persistence) {
+	if p != nil {
+		_ = p.Close()
+	}
 }

@@ -1,6 +1,7 @@
 // Package store is the broker's own persistent store: sessions,
-// subscriptions, in-flight messages, retained messages, pending publishes
-// and extension data, kept in a pebble database in one data folder.
+// subscriptions, in-flight messages, retained messages, pending publishes,
+// session attributes and extension data, kept in a pebble database in one
+// data folder.
 //
 // The broker opens it once with Open, restores its state with Load, writes
 // through the Put and Delete methods as clients come and go, and closes it
@@ -18,6 +19,7 @@
 //	i NUL <client id> NUL <packet id: 2 bytes big-endian>   in-flight message
 //	r NUL <topic>                             retained message
 //	p NUL <seq: 8 bytes big-endian>           pending publish
+//	a NUL <client id> NUL <key>               session attribute
 //	x NUL <extension id> NUL <key>            extension data
 //
 // MQTT forbids U+0000 in client ids, topics and filters, and the store
@@ -26,10 +28,16 @@
 // contiguous range, "u NUL <client id> NUL" up to (not including)
 // "u NUL <client id> \x01", which never holds a record of a client whose id
 // merely starts with the same bytes ("a" and "ab"). DeleteSession removes a
-// session with one point delete and two range deletes in one atomic batch.
-// Big-endian numbers make the keys of in-flight messages sort by packet id
-// and those of pending publishes by sequence number. Extension keys are
-// arbitrary strings.
+// session with one point delete and three range deletes (subscriptions,
+// in-flight messages, attributes) in one atomic batch. Big-endian numbers
+// make the keys of in-flight messages sort by packet id and those of pending
+// publishes by sequence number. Attribute and extension keys are arbitrary
+// strings.
+//
+// A session attribute exists only beside its session record: an attribute
+// write fails with ErrNoSession when the record is missing, and it and
+// DeleteSession take the same per-client lock, so none outlives its
+// session (see attributes.go).
 //
 // # Record encoding
 //
@@ -42,8 +50,10 @@
 // as zig-zag varints, strings as a uvarint length and the bytes, byte
 // slices and lists as a uvarint of length+1 (0 means nil, so nil and empty
 // stay apart) and their contents. A session's will follows the session
-// fields when the flags say there is one. Records keep their own key
-// fields (client id, packet id, topic) too, so a value decodes alone.
+// fields when the flags say there is one. An attribute holds its time
+// (Unix nanoseconds, zig-zag), client id, key and value. Records keep their
+// own key fields (client id, packet id, topic, key) too, so a value decodes
+// alone.
 //
 // Later builds may append fields and bump the record version; a decoder
 // reads the fields it knows and ignores the rest, and treats a record that
@@ -67,7 +77,7 @@
 // # Format versions
 //
 // The data folder holds, beside pebble's files, a text file FORMAT with
-// the line "propolis-data N". FormatVersion (2) is the format this build
+// the line "propolis-data N". FormatVersion (3) is the format this build
 // writes. Open reads FORMAT before touching pebble:
 //
 //   - no FORMAT in a missing or empty folder: create the folder, write
@@ -83,7 +93,14 @@
 // Every refusal leaves the folder's files exactly as they were.
 //
 // Format 1 is the layout of earlier builds: JSON values under keys CL_,
-// SUB_, IFM_ and RET_ (see migrate_v1.go). Format 2 is the layout above.
+// SUB_, IFM_ and RET_ (see migrate_v1.go). Format 2 is the layout above
+// without session attributes. Format 3 adds them; its step rewrites nothing
+// (see migrate_v2.go), and exists so that a format-2 build, which would
+// leave attributes behind when it deletes a session, refuses the folder.
+//
+// The rule: a change an older build would read or write wrongly, even by
+// ignoring it, bumps the format; appending fields to a record (above) does
+// not.
 //
 // # Migration
 //

@@ -14,6 +14,7 @@ const (
 	kindRetained     = 'r'
 	kindPending      = 'p'
 	kindExtension    = 'x'
+	kindAttribute    = 'a'
 )
 
 // hasNUL reports whether s contains U+0000, which MQTT forbids in client

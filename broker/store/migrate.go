@@ -36,6 +36,7 @@ type migrationStep func(db *pebble.DB, log *slog.Logger, batchSize int, afterBat
 // next version. A new format adds one entry here.
 var migrations = map[int]migrationStep{
 	1: migrateV1ToV2,
+	2: migrateV2ToV3,
 }
 
 // migrate upgrades the open database from version to FormatVersion, one

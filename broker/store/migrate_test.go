@@ -83,8 +83,8 @@ func copyFixtureV1(t *testing.T) string {
 }
 
 // checkMigrated opens dir, checks the store holds exactly the fixture's
-// records in format 2 with no backup left, closes it and returns what Open
-// logged.
+// records in the current format with no backup left, closes it and returns
+// what Open logged.
 func checkMigrated(t *testing.T, dir string) string {
 	t.Helper()
 	var logs syncBuffer
@@ -98,8 +98,8 @@ func checkMigrated(t *testing.T, dir string) string {
 	}
 	compareSnapshots(t, snap, wantV1)
 	mustDo(t, s.Close())
-	if got := readFormatFile(t, dir); got != "propolis-data 2\n" {
-		t.Errorf("FORMAT = %q after migration", got)
+	if got, want := readFormatFile(t, dir), fmt.Sprintf("propolis-data %d\n", FormatVersion); got != want {
+		t.Errorf("FORMAT = %q after migration, want %q", got, want)
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -267,6 +267,54 @@ func TestMigrateCrash(t *testing.T) {
 		mustDo(t, os.WriteFile(filepath.Join(tmp, "000001.sst"), []byte("partial"), 0o644))
 		checkMigrated(t, dir)
 	})
+}
+
+// TestMigrateV2 opens a format-2 folder: the step to format 3 rewrites
+// nothing, every record is kept, and the folder then holds attributes.
+func TestMigrateV2(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, DurabilitySync)
+	want := &Snapshot{
+		Sessions:      []Session{{ClientID: "c", ProtocolVersion: 5, SessionExpiry: 60, SessionExpirySet: true}},
+		Subscriptions: []Subscription{{ClientID: "c", Filter: "a/#", QoS: 1}},
+		Inflight:      []Message{{ClientID: "c", PacketID: 1, Type: 3, QoS: 1, Topic: "a/b", Payload: []byte("q"), Created: 2}},
+		Retained:      []Message{{Type: 3, Retain: true, Topic: "a/r", Payload: []byte("r"), Created: 1}},
+		Pending:       []PendingMessage{{Seq: 3, Message: Message{Type: 3, QoS: 1, Topic: "a/p", Payload: []byte("p"), Created: 3}}},
+	}
+	mustDo(t, s.PutSession(&want.Sessions[0], true))
+	mustDo(t, s.PutSubscription(&want.Subscriptions[0], true))
+	mustDo(t, s.PutInflight(&want.Inflight[0], true))
+	mustDo(t, s.PutRetained(&want.Retained[0], true))
+	mustDo(t, s.PutPending(3, &want.Pending[0].Message, true))
+	mustDo(t, s.ExtensionPut("ext", "k", []byte("v"), true))
+	mustDo(t, s.Close())
+	// A format-2 folder is this one without attributes and with FORMAT 2.
+	mustDo(t, writeFormat(dir, 2))
+
+	var logs syncBuffer
+	s, err := Open(Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	if line := fmt.Sprintf(`msg="data folder migrated" dir=%s from=2 to=3 records=0`, dir); !strings.Contains(logs.String(), line) {
+		t.Errorf("log does not contain %q:\n%s", line, logs.String())
+	}
+	if got := readFormatFile(t, dir); got != "propolis-data 3\n" {
+		t.Errorf("FORMAT = %q after migration", got)
+	}
+	if exists(backupPath(dir, 2)) {
+		t.Error("backup left behind")
+	}
+	snap, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareSnapshots(t, snap, want)
+	if v, ok, err := s.ExtensionGet("ext", "k"); err != nil || !ok || string(v) != "v" {
+		t.Errorf("extension data after migration: %q %v %v", v, ok, err)
+	}
+	mustDo(t, s.AttributePut("c", Attribute{Key: "k", Value: []byte("v")}, true))
 }
 
 func TestConvertV1(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 // FormatVersion is the data-folder format this build writes, recorded in
 // the folder's FORMAT file. Open reads folders of this version and older
 // (migrating older ones) and refuses newer ones with ErrNewerFormat.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // ErrNewerFormat means the data folder was written by a newer propolis.
 var ErrNewerFormat = errors.New("data folder written by a newer propolis")

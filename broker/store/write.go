@@ -42,16 +42,19 @@ func (s *Store) PutSession(sess *Session, durable bool) error {
 }
 
 // DeleteSession removes the session of clientID together with all its
-// subscriptions and in-flight messages, in one atomic batch of one point
-// delete and two range deletes, so its cost does not depend on how much the
-// client had. The broker calls it when a session ends or expires. Records
-// of other clients, even one whose id extends clientID, are untouched. It
-// fails with ErrInvalidName, ErrClosed or pebble's error, and then deletes
-// nothing.
+// subscriptions, in-flight messages and session attributes, in one atomic
+// batch of one point delete and three range deletes, so its cost does not
+// depend on how much the client had. The broker calls it when a session ends
+// or expires. It holds the client's session lock (see attributes.go), so an
+// attribute write of the same client either lands before it, and is
+// deleted, or after it, and fails with ErrNoSession. Records of other
+// clients, even one whose id extends clientID, are untouched. It fails with
+// ErrInvalidName, ErrClosed or pebble's error, and then deletes nothing.
 func (s *Store) DeleteSession(clientID string, durable bool) error {
 	if hasNUL(clientID) {
 		return fmt.Errorf("delete session %q: %w", clientID, ErrInvalidName)
 	}
+	defer sessionLock(clientID)()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
@@ -60,10 +63,10 @@ func (s *Store) DeleteSession(clientID string, durable bool) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(appendKey1(nil, kindSession, clientID), nil)
-	lo, hi := clientBounds(kindSubscription, clientID)
-	_ = b.DeleteRange(lo, hi, nil)
-	lo, hi = clientBounds(kindInflight, clientID)
-	_ = b.DeleteRange(lo, hi, nil)
+	for _, kind := range []byte{kindSubscription, kindInflight, kindAttribute} {
+		lo, hi := clientBounds(kind, clientID)
+		_ = b.DeleteRange(lo, hi, nil)
+	}
 	if err := b.Commit(s.writeOpts(durable)); err != nil {
 		return fmt.Errorf("delete session %q: %w", clientID, err)
 	}

@@ -1,0 +1,273 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// This file authenticates CONNECTs: the Authenticator's view of a CONNECT
+// (with TLS details), its answer, the refusing CONNACK, and the accepting
+// CONNACK's extras. What an accepted client keeps is its clientState.
+
+// errRefused ends attachClient after the hook has sent its own CONNACK. The
+// listener wrapper recognises it and does not log it as a failure.
+var errRefused = errors.New("connect refused")
+
+// clientState is what the broker keeps for one authenticated connection. It
+// lives in hook.clients from OnConnect to OnDisconnect; a client without
+// one (a session restored from the store and not yet reconnected, or a
+// refused CONNECT) is not authenticated.
+type clientState struct {
+	// authz authorizes the client's publishes and subscriptions.
+	authz ClientAuthorizer
+	// connack and settings are the Authenticator's extras for the CONNACK
+	// and the client's limits (see connectAck, mayRead).
+	connack  []UserProperty
+	settings ClientSettings
+	// sub carries the verdicts of the SUBSCRIBE being processed from
+	// OnSubscribe to OnACLCheck and OnSubscribed (see authorize.go).
+	sub subscribeState
+	// revoked lists the filters of a resumed session this client may not
+	// have (see hook.reauthorizeSession); a delivery already on its way
+	// through one of them when they were removed is refused.
+	revoked atomic.Pointer[[]string]
+	// pub is reused for every PUBLISH of the client (its goroutine only).
+	pub Publish
+	// connectedAt is when the CONNECT was accepted (Clients.Client).
+	connectedAt time.Time
+}
+
+// state returns the clientState of cl, or nil for a client that was never
+// authenticated. Safe from any goroutine (a sync.Map load).
+func (h *hook) state(cl *mqtt.Client) *clientState {
+	v, ok := h.clients.Load(cl)
+	if !ok {
+		return nil
+	}
+	return v.(*clientState)
+}
+
+// dropState forgets cl's clientState when its connection ends.
+func (h *hook) dropState(cl *mqtt.Client) {
+	h.clients.Delete(cl)
+}
+
+// authenticateConnect is OnConnect: it authenticates a CONNECT through the
+// Authenticator, on the connecting client's goroutine. A refusal is answered
+// here with the chosen CONNACK code, because mochi's own path can only send
+// "bad username or password", and returns errRefused. On Allow the client's
+// settings are applied and its clientState kept. The broker's own inline
+// client passes; the inline client's id is refused to everyone else.
+func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if cl.Net.Inline {
+		return nil
+	}
+	if cl.ID == mqtt.InlineClientId { // reserved for the broker's own publishes
+		h.refuseConnect(cl, 0x85, "client identifier reserved")
+		return errRefused
+	}
+	c := connectInfo(cl, pk)
+	h.emit(EventConnectionStart, cl, 0, "")
+
+	res := h.authenticate(c)
+	if res.Decision != Allow {
+		code := res.ReasonCode
+		if code < 0x80 {
+			code = CodeNotAuthorized
+		}
+		h.refuseConnect(cl, code, res.ReasonString)
+		h.log.Debug("connect refused", "client", cl.ID, "listener", cl.Net.Listener,
+			"remote", cl.Net.Remote, "code", code, "reason", res.ReasonString)
+		h.emit(EventAuthFailed, cl, code, res.ReasonString)
+		return errRefused
+	}
+
+	st := &clientState{authz: res.Client, connack: res.ConnackUserProperties, settings: res.Settings, connectedAt: time.Now()}
+	applySettings(cl, res.Settings)
+	h.clients.Store(cl, st)
+	h.emit(EventAuthSucceeded, cl, 0, "")
+	return nil
+}
+
+// applySettings applies the Authenticator's per-client settings to cl before
+// mochi answers the CONNECT: session expiry, keepalive (then sent to an
+// MQTT 5 client as Server Keep Alive) and receive maximum.
+func applySettings(cl *mqtt.Client, s ClientSettings) {
+	if s.SessionExpiry != nil {
+		cl.Properties.Props.SessionExpiryInterval = *s.SessionExpiry
+		cl.Properties.Props.SessionExpiryIntervalFlag = true
+	}
+	if s.Keepalive != nil {
+		cl.State.Keepalive = *s.Keepalive
+		cl.State.ServerKeepalive = true
+	}
+	if n := s.ReceiveMaximum; n > 0 {
+		cl.State.Inflight.ResetReceiveQuota(int32(n))
+	}
+}
+
+// authenticate runs the Authenticator, within the connect timeout, and, on
+// Allow, authorizes the will like a publish. Anything incomplete fails
+// closed: no Authenticator, an Allow without a ClientAuthorizer, a will the
+// authorizer refuses.
+func (h *hook) authenticate(c *Connect) AuthResult {
+	auth := h.ext.Authenticator
+	if auth == nil {
+		return AuthResult{Decision: Deny, ReasonCode: CodeNotAuthorized, ReasonString: "no security extension is loaded"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.connectTimeout)
+	res := h.callAuthenticate(auth, ctx, c)
+	cancel()
+	if res.Decision != Allow {
+		res.Decision = Deny
+		return res
+	}
+	if res.Client == nil {
+		return AuthResult{Decision: Deny, ReasonCode: CodeNotAuthorized, ReasonString: "authenticator allowed without an authorizer"}
+	}
+	if w := c.Will; w != nil {
+		v := callAuthorizePublish(h.log, res.Client, &Publish{Topic: w.Topic, QoS: w.QoS, Retain: w.Retain, Payload: w.Payload, Will: true})
+		if v.Decision != Allow {
+			reason := v.ReasonString
+			if reason == "" {
+				reason = "will topic not authorized"
+			}
+			return AuthResult{Decision: Deny, ReasonCode: v.ReasonCode, ReasonString: reason}
+		}
+	}
+	return res
+}
+
+// callAuthenticate runs the Authenticator with a recover: a panic in an
+// implementation denies (fail closed) instead of taking the broker down.
+func (h *hook) callAuthenticate(auth Authenticator, ctx context.Context, c *Connect) (res AuthResult) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("authenticator panicked", "client", c.ClientID, "panic", r)
+			res = AuthResult{Decision: Deny, ReasonCode: CodeUnspecifiedError, ReasonString: "authentication failed"}
+		}
+	}()
+	return auth.Authenticate(ctx, c)
+}
+
+// refuseConnect writes a refusing CONNACK. MQTT 3.1.1 clients get the 3.1.1
+// return code that matches the MQTT 5 reason code; MQTT 5 clients also get
+// the reason string. A failed write is logged at debug level: the client is
+// dropped either way.
+func (h *hook) refuseConnect(cl *mqtt.Client, code byte, reason string) {
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code}
+	if cl.Properties.ProtocolVersion < 5 {
+		ack.ReasonCode = v3ConnackCode(code)
+	} else {
+		ack.Properties.ReasonString = reason
+	}
+	if err := cl.WritePacket(ack); err != nil {
+		h.log.Debug("write refusing connack", "client", cl.ID, "error", err)
+	}
+}
+
+// v3ConnackCode maps an MQTT 5 CONNACK reason code to an MQTT 3.1.1 return
+// code (3.1.1 has only five refusals).
+func v3ConnackCode(code byte) byte {
+	switch code {
+	case 0x84: // unsupported protocol version
+		return 0x01
+	case 0x85: // client identifier not valid
+		return 0x02
+	case 0x88, 0x89, 0x97, 0x9F: // server unavailable, busy, quota exceeded, connection rate exceeded
+		return 0x03
+	case 0x86: // bad user name or password
+		return 0x04
+	default: // not authorized and every other refusal
+		return 0x05
+	}
+}
+
+// connectAck adds what the authenticator asked for to an accepting CONNACK:
+// its user properties, and the session expiry and receive maximum it set.
+// OnPacketEncode calls it on the client's goroutine.
+func (h *hook) connectAck(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	st := h.state(cl)
+	if st == nil {
+		return pk
+	}
+	if len(st.connack) > 0 {
+		for _, p := range st.connack {
+			pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: p.Key, Val: p.Value})
+		}
+	}
+	if st.settings.SessionExpiry != nil {
+		pk.Properties.SessionExpiryInterval = cl.Properties.Props.SessionExpiryInterval
+		pk.Properties.SessionExpiryIntervalFlag = true
+	}
+	if n := st.settings.ReceiveMaximum; n > 0 {
+		pk.Properties.ReceiveMaximum = n
+	}
+	return pk
+}
+
+// connectInfo builds the Authenticator's view of a CONNECT.
+func connectInfo(cl *mqtt.Client, pk packets.Packet) *Connect {
+	c := &Connect{
+		ClientID:        cl.ID,
+		Username:        string(pk.Connect.Username),
+		HasUsername:     pk.Connect.UsernameFlag,
+		Password:        pk.Connect.Password,
+		ProtocolVersion: pk.ProtocolVersion,
+		CleanStart:      pk.Connect.Clean,
+		Keepalive:       pk.Connect.Keepalive,
+		SessionExpiry:   pk.Properties.SessionExpiryInterval,
+		RemoteAddr:      cl.Net.Remote,
+		Listener:        cl.Net.Listener,
+	}
+	if pk.Connect.PasswordFlag && c.Password == nil {
+		c.Password = []byte{} // present but empty
+	}
+	for _, p := range pk.Properties.User {
+		c.UserProperties = append(c.UserProperties, UserProperty{Key: p.Key, Value: p.Val})
+	}
+	if pk.Connect.WillFlag {
+		c.Will = &WillInfo{Topic: pk.Connect.WillTopic, Payload: pk.Connect.WillPayload, QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain}
+	}
+	if tc, ok := tlsConn(cl.Net.Conn); ok {
+		c.TLS = tlsInfo(tc.ConnectionState())
+	}
+	return c
+}
+
+// tlsConn finds the *tls.Conn under a client connection (plain TLS, or a
+// secure WebSocket through wsConn).
+func tlsConn(c any) (*tls.Conn, bool) {
+	switch v := c.(type) {
+	case *tls.Conn:
+		return v, true
+	case interface{ NetConn() any }:
+		return tlsConn(v.NetConn())
+	}
+	return nil, false
+}
+
+// tlsInfo extracts the verified peer certificate's subject and SANs.
+func tlsInfo(cs tls.ConnectionState) *TLSInfo {
+	info := &TLSInfo{}
+	if len(cs.PeerCertificates) == 0 {
+		return info
+	}
+	cert := cs.PeerCertificates[0]
+	info.PeerSubject = cert.Subject.String()
+	info.PeerSANs = append(info.PeerSANs, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		info.PeerSANs = append(info.PeerSANs, ip.String())
+	}
+	for _, u := range cert.URIs {
+		info.PeerSANs = append(info.PeerSANs, u.String())
+	}
+	info.PeerSANs = append(info.PeerSANs, cert.EmailAddresses...)
+	return info
+}

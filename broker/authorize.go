@@ -1,0 +1,307 @@
+package broker
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/propolis-mqtt/propolis/broker/topic"
+)
+
+// This file authorizes an authenticated client's PUBLISH and SUBSCRIBE
+// packets through its ClientAuthorizer, answers mochi's per-delivery read
+// checks, re-checks a resumed session's subscriptions, and carries out
+// refusals (a refusing PUBACK/PUBREC, or a disconnect).
+
+// subscribeState carries the verdicts of one SUBSCRIBE through the three
+// mochi callbacks that process it. mochi v2.7.9 offers no per-SUBSCRIBE
+// context: processSubscribe calls, on the subscribing client's goroutine,
+//
+//  1. OnSubscribe(pk): beginSubscribe asks the ClientAuthorizer about every
+//     filter and records the refusals here (begin); the SUBSCRIBE is now in
+//     progress.
+//  2. OnACLCheck(cl, filter, false) for each valid filter: mayRead answers
+//     from the recorded verdicts; a refused filter gets 0x87 from mochi and
+//     is not subscribed.
+//  3. OnSubscribed(pk, codes), just before mochi writes the SUBACK:
+//     finishSubscribe puts the extension's own reason codes into the SUBACK
+//     (MQTT 5), carries out a Disconnect verdict, and ends the SUBSCRIBE
+//     (end).
+//
+// OnACLCheck(read) also runs for every delivery to this client, on the
+// publishers' goroutines, possibly while a SUBSCRIBE is in progress: active
+// is an atomic flag so that a delivery tells the two apart without a lock,
+// and verdicts sits under mu. A delivery racing with a SUBSCRIBE on a topic
+// spelled exactly like a refused filter is refused too; nothing else is.
+type subscribeState struct {
+	active   atomic.Bool
+	mu       sync.Mutex
+	verdicts map[string]Verdict // refused filter -> its verdict
+}
+
+// begin records the refused filters of a SUBSCRIBE and marks it in progress.
+func (s *subscribeState) begin(verdicts map[string]Verdict) {
+	s.mu.Lock()
+	s.verdicts = verdicts
+	s.mu.Unlock()
+	s.active.Store(true)
+}
+
+// inProgress reports whether a SUBSCRIBE is being processed; one atomic load.
+func (s *subscribeState) inProgress() bool { return s.active.Load() }
+
+// verdict returns the verdict recorded for filter in the SUBSCRIBE being
+// processed; ok is false for a filter that was allowed (or none in progress).
+func (s *subscribeState) verdict(filter string) (Verdict, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.verdicts[filter]
+	return v, ok
+}
+
+// end marks the SUBSCRIBE finished and forgets its verdicts.
+func (s *subscribeState) end() {
+	s.active.Store(false)
+	s.mu.Lock()
+	s.verdicts = nil
+	s.mu.Unlock()
+}
+
+// beginSubscribe is OnSubscribe: it authorizes each filter of a SUBSCRIBE
+// and records the refusals in cl's subscribeState (step 1 above). A client
+// that was never authenticated records nothing.
+func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet) {
+	st := h.state(cl)
+	if st == nil {
+		return
+	}
+	verdicts := make(map[string]Verdict, len(pk.Filters))
+	for _, f := range pk.Filters {
+		_, _, shared := topic.SplitShared(f.Filter)
+		v := h.authorizeSubscribe(st, &Subscribe{Filter: f.Filter, QoS: f.Qos, Shared: shared})
+		if v.Decision != Allow {
+			if v.ReasonCode < 0x80 {
+				v.ReasonCode = CodeNotAuthorized
+			}
+			verdicts[f.Filter] = v
+		}
+	}
+	st.sub.begin(verdicts)
+}
+
+// mayRead answers OnACLCheck(read) for a topic filter or name. During a
+// SUBSCRIBE it answers from the verdicts beginSubscribe recorded (step 2
+// above). Otherwise it is a delivery, on the publisher's goroutine: allowed,
+// since the subscription was authorized when it was made, unless the
+// client's own MaxQueued limit is reached or the topic matches only a
+// subscription revoked from the session it resumed. A client that was
+// never authenticated (a restored session) is allowed.
+func (h *hook) mayRead(cl *mqtt.Client, name string) bool {
+	st := h.state(cl)
+	if st == nil {
+		return true
+	}
+	if st.sub.inProgress() {
+		v, ok := st.sub.verdict(name)
+		return !ok || v.Decision == Allow
+	}
+	if r := st.revoked.Load(); r != nil && cl.State.Subscriptions != nil {
+		for _, f := range *r {
+			if _, inner, ok := topic.SplitShared(f); ok {
+				f = inner
+			}
+			if topic.Match(f, name) && !coveredBy(cl.State.Subscriptions.GetAll(), name) {
+				return false
+			}
+		}
+	}
+	n := st.settings.MaxQueued
+	return n == 0 || cl.State.Inflight.Len() < int(n)
+}
+
+// finishSubscribe is step 3 above: it puts the extensions' reason codes
+// into the SUBACK (codes shares its array with the packet mochi is about to
+// write), ends the SUBSCRIBE in cl's subscribeState and carries out a
+// Disconnect verdict. It returns the per-filter results for the event.
+func (h *hook) finishSubscribe(cl *mqtt.Client, pk packets.Packet, codes []byte) []FilterResult {
+	st := h.state(cl)
+	results := make([]FilterResult, len(pk.Filters))
+	var disconnect *Verdict
+	for i, f := range pk.Filters {
+		results[i] = FilterResult{Filter: f.Filter, QoS: f.Qos}
+		if i >= len(codes) {
+			continue
+		}
+		if st != nil {
+			if v, ok := st.sub.verdict(f.Filter); ok {
+				if cl.Properties.ProtocolVersion >= 5 {
+					codes[i] = v.ReasonCode
+				}
+				if v.Decision == Disconnect && disconnect == nil {
+					disconnect = &v
+				}
+			}
+		}
+		results[i].Code = codes[i]
+	}
+	if st != nil {
+		st.sub.end()
+	}
+	if disconnect != nil {
+		h.disconnect(cl, disconnect.ReasonCode, disconnect.ReasonString)
+	}
+	return results
+}
+
+// authorizeSubscribe runs the client's AuthorizeSubscribe with a recover: a
+// panic in an implementation denies (fail closed) instead of taking the
+// broker down.
+func (h *hook) authorizeSubscribe(st *clientState, s *Subscribe) (v Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("authorizer panicked", "filter", s.Filter, "panic", r)
+			v = Verdict{Decision: Deny, ReasonCode: CodeUnspecifiedError}
+		}
+	}()
+	return st.authz.AuthorizeSubscribe(s)
+}
+
+// callAuthorizePublish runs a's AuthorizePublish with a recover: a panic in
+// an implementation denies (fail closed) instead of taking the broker down.
+// It serves both PUBLISH packets and wills at CONNECT.
+func callAuthorizePublish(log *slog.Logger, a ClientAuthorizer, p *Publish) (v Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("authorizer panicked", "topic", p.Topic, "panic", r)
+			v = Verdict{Decision: Deny, ReasonCode: CodeUnspecifiedError}
+		}
+	}()
+	return a.AuthorizePublish(p)
+}
+
+// authorizePublish runs the client's authorizer on an incoming PUBLISH, on
+// the publisher's goroutine. It returns a non-nil error (for mochi's
+// OnPublish) when the packet must not be delivered, having already answered
+// or disconnected the client.
+func (h *hook) authorizePublish(cl *mqtt.Client, pk *packets.Packet) error {
+	st := h.state(cl)
+	v := Verdict{Decision: Deny, ReasonString: "client not authenticated"}
+	if st != nil {
+		// The client's goroutine handles one PUBLISH at a time: reuse one
+		// Publish per client rather than allocate one per message.
+		st.pub = Publish{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Payload: pk.Payload}
+		v = callAuthorizePublish(h.log, st.authz, &st.pub)
+		st.pub = Publish{}
+	}
+	if v.Decision == Allow {
+		return nil
+	}
+	if v.ReasonCode < 0x80 {
+		v.ReasonCode = CodeNotAuthorized
+	}
+	h.log.Debug("publish refused", "client", cl.ID, "topic", pk.TopicName, "decision", v.Decision, "code", v.ReasonCode)
+	h.failPublish(cl, pk, v)
+	return packets.ErrRejectPacket
+}
+
+// failPublish answers a PUBLISH that will not be delivered: MQTT 5 QoS 1/2
+// gets a PUBACK/PUBREC with the reason code; MQTT 3.1.1 cannot be told, so a
+// QoS 1/2 sender is disconnected (MQTT-3.3.5-2); QoS 0 is dropped; a
+// Disconnect verdict disconnects.
+func (h *hook) failPublish(cl *mqtt.Client, pk *packets.Packet, v Verdict) {
+	switch {
+	case v.Decision == Disconnect:
+		h.disconnect(cl, v.ReasonCode, v.ReasonString)
+	case pk.FixedHeader.Qos == 0:
+	case cl.Properties.ProtocolVersion < 5:
+		h.disconnect(cl, v.ReasonCode, v.ReasonString)
+	default:
+		ackType := packets.Puback
+		if pk.FixedHeader.Qos == 2 {
+			ackType = packets.Pubrec
+		}
+		ack := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: ackType},
+			PacketID:    pk.PacketID,
+			ReasonCode:  v.ReasonCode,
+			Properties:  packets.Properties{ReasonString: v.ReasonString},
+		}
+		if err := cl.WritePacket(ack); err != nil {
+			h.log.Debug("write refusing ack", "client", cl.ID, "error", err)
+		}
+	}
+}
+
+// disconnect closes cl's connection, telling an MQTT 5 client why (0x87
+// "not authorized" when code or reason is missing).
+func (h *hook) disconnect(cl *mqtt.Client, code byte, reason string) {
+	if code < 0x80 {
+		code = CodeNotAuthorized
+	}
+	if reason == "" {
+		reason = "not authorized"
+	}
+	_ = h.mochi.DisconnectClient(cl, packets.Code{Code: code, Reason: reason})
+}
+
+// reauthorizeSession checks the subscriptions of the session cl is about to
+// resume against cl's own authorizer: the session may have been made by
+// another user, or under rules that changed. Refused subscriptions are
+// removed (from mochi and from persistence), with the queued messages no
+// remaining subscription covers. OnSessionEstablish calls it on the
+// connecting client's goroutine, before mochi inherits the session.
+func (h *hook) reauthorizeSession(cl *mqtt.Client) {
+	existing, ok := h.mochi.Clients.Get(cl.ID)
+	st := h.state(cl)
+	if !ok || st == nil {
+		return
+	}
+	var revoked []string
+	for filter, sub := range existing.State.Subscriptions.GetAll() {
+		_, _, shared := topic.SplitShared(filter)
+		v := h.authorizeSubscribe(st, &Subscribe{Filter: filter, QoS: sub.Qos, Shared: shared})
+		if v.Decision == Allow {
+			continue
+		}
+		existing.State.Subscriptions.Delete(filter)
+		if h.mochi.Topics.Unsubscribe(filter, cl.ID) {
+			atomic.AddInt64(&h.mochi.Info.Subscriptions, -1)
+		}
+		h.deleteSubscription(cl.ID, filter)
+		revoked = append(revoked, filter)
+	}
+	if len(revoked) == 0 {
+		return
+	}
+	st.revoked.Store(&revoked)
+	remaining := existing.State.Subscriptions.GetAll()
+	dropped := 0
+	for _, m := range existing.State.Inflight.GetAll(false) {
+		if m.FixedHeader.Type != packets.Publish || coveredBy(remaining, m.TopicName) {
+			continue
+		}
+		if existing.State.Inflight.Delete(m.PacketID) {
+			atomic.AddInt64(&h.mochi.Info.Inflight, -1)
+			dropped++
+			h.deleteInflight(cl.ID, m.PacketID)
+		}
+	}
+	h.log.Info("resumed session: subscriptions not authorized for this client removed", "client", cl.ID,
+		"username", string(cl.Properties.Username), "filters", revoked, "queued_dropped", dropped)
+}
+
+// coveredBy reports whether any of subs matches the topic name.
+func coveredBy(subs map[string]packets.Subscription, name string) bool {
+	for f := range subs {
+		if _, inner, ok := topic.SplitShared(f); ok {
+			f = inner
+		}
+		if topic.Match(f, name) {
+			return true
+		}
+	}
+	return false
+}

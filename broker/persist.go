@@ -1,0 +1,211 @@
+package broker
+
+import (
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// This file keeps sessions, subscriptions and messages in the hook's
+// Persistence as mochi changes them. Every write goes through here (restore
+// aside); a failed write is logged once, by storeErr, and the broker carries
+// on with what it holds in memory.
+
+// persistent reports whether cl's session outlives its connection.
+func persistent(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion >= 5 {
+		return cl.Properties.Props.SessionExpiryInterval > 0
+	}
+	return !cl.Properties.Clean
+}
+
+// isStored reports whether a session record of client id is stored, so that
+// clients without one cost no write. It takes storedMu briefly.
+func (h *hook) isStored(id string) bool {
+	h.storedMu.Lock()
+	defer h.storedMu.Unlock()
+	_, ok := h.stored[id]
+	return ok
+}
+
+// setStored records whether a session record of client id is stored. It
+// takes storedMu briefly and never calls out while holding it.
+func (h *hook) setStored(id string, on bool) {
+	h.storedMu.Lock()
+	defer h.storedMu.Unlock()
+	if on {
+		h.stored[id] = struct{}{}
+	} else {
+		delete(h.stored, id)
+	}
+}
+
+// storeErr logs a failed persistence write once, where it happens.
+func (h *hook) storeErr(what, client string, err error) {
+	if err != nil {
+		h.log.Error("store write failed", "op", what, "client", client, "error", err)
+	}
+}
+
+// saveSession writes cl's session record; disconnectedAt is the Unix time
+// the session went offline, 0 while it is connected. Called on the client's
+// goroutine (OnSessionEstablished, OnDisconnect).
+func (h *hook) saveSession(cl *mqtt.Client, disconnectedAt int64, durable bool) {
+	rec := sessionRecord(cl, disconnectedAt)
+	if err := h.persist.PutSession(rec, durable); err != nil {
+		h.storeErr("put session", cl.ID, err)
+		return
+	}
+	h.setStored(cl.ID, true)
+}
+
+// deleteSession removes a stored session with everything it owns; nothing
+// is written for a client id without a stored session.
+func (h *hook) deleteSession(id string, durable bool) {
+	if !h.isStored(id) {
+		return
+	}
+	h.storeErr("delete session", id, h.persist.DeleteSession(id, durable))
+	h.setStored(id, false)
+}
+
+// sessionEnded is the persistence side of OnDisconnect: a session that ends
+// with its connection is removed; a persistent one is saved with the time it
+// went offline (its expiry counts from then, across restarts). A
+// taken-over connection writes nothing: the new connection owns the session
+// record now. A session removed from mochi while its connection closed
+// (Server.InvalidateSession, or expiry) is removed again after the save:
+// the remover deletes after taking the client out of mochi, this checks
+// after saving, so one of the two deletes comes last.
+func (h *hook) sessionEnded(cl *mqtt.Client, expire bool, now time.Time) {
+	if cl.IsTakenOver() {
+		return
+	}
+	if expire {
+		h.deleteSession(cl.ID, false)
+		return
+	}
+	h.saveSession(cl, now.Unix(), false)
+	if _, ok := h.mochi.Clients.Get(cl.ID); !ok && !cl.IsTakenOver() {
+		h.deleteSession(cl.ID, false)
+	}
+}
+
+// sessionExpired removes the session mochi expired (on its event loop),
+// unless the client reconnected as it expired.
+func (h *hook) sessionExpired(cl *mqtt.Client) {
+	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur != cl {
+		return
+	}
+	h.deleteSession(cl.ID, false)
+}
+
+// saveSubscriptions stores the granted filters (codes below 0x80) of a
+// SUBSCRIBE of a persistent session, durably, before mochi sends the SUBACK.
+func (h *hook) saveSubscriptions(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if !persistent(cl) || cl.Net.Inline {
+		return
+	}
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] < 0x80 {
+			h.storeErr("put subscription", cl.ID, h.persist.PutSubscription(subscriptionRecord(cl.ID, f), true))
+		}
+	}
+}
+
+// deleteSubscriptions removes the stored subscriptions of an UNSUBSCRIBE
+// (or of mochi unsubscribing a client whose session ends).
+func (h *hook) deleteSubscriptions(cl *mqtt.Client, pk packets.Packet) {
+	if !h.isStored(cl.ID) {
+		return
+	}
+	for _, f := range pk.Filters {
+		h.storeErr("delete subscription", cl.ID, h.persist.DeleteSubscription(cl.ID, f.Filter, false))
+	}
+}
+
+// deleteSubscription removes one stored subscription of client id, if its
+// session is stored (see reauthorizeSession).
+func (h *hook) deleteSubscription(id, filter string) {
+	if h.isStored(id) {
+		h.storeErr("delete subscription", id, h.persist.DeleteSubscription(id, filter, false))
+	}
+}
+
+// savePending writes a QoS 1/2 PUBLISH as pending, durably, before mochi
+// acknowledges it; QoS 0 writes nothing. The error (already logged) means
+// the message must be refused: it could be lost after its PUBACK.
+func (h *hook) savePending(cl *mqtt.Client, pk *packets.Packet) error {
+	if pk.FixedHeader.Qos == 0 {
+		return nil
+	}
+	err := h.persist.PutPending(uint64(pk.Created), messageRecord("", pk), true)
+	h.storeErr("put pending", cl.ID, err)
+	return err
+}
+
+// deletePending drops the pending record of a client's QoS 1/2 publish once
+// mochi has queued it for every subscriber.
+func (h *hook) deletePending(cl *mqtt.Client, pk packets.Packet) {
+	if !cl.Net.Inline && pk.FixedHeader.Qos > 0 {
+		h.storeErr("delete pending", cl.ID, h.persist.DeletePending(uint64(pk.Created), false))
+	}
+}
+
+// saveRetained mirrors one change of mochi's retained-message index: r is 1
+// for a new retained message, -1 for a removed one (an empty payload).
+// QoS 1/2 changes are durable.
+func (h *hook) saveRetained(cl *mqtt.Client, pk packets.Packet, r int64) {
+	durable := pk.FixedHeader.Qos > 0
+	switch r {
+	case 1:
+		h.storeErr("put retained", cl.ID, h.persist.PutRetained(messageRecord(cl.ID, &pk), durable))
+	case -1:
+		h.storeErr("delete retained", cl.ID, h.persist.DeleteRetained(pk.TopicName, durable))
+	}
+}
+
+// deleteRetained removes the retained message of topic after mochi expired it.
+func (h *hook) deleteRetained(topic string) {
+	h.storeErr("delete retained", "", h.persist.DeleteRetained(topic, false))
+}
+
+// saveInflight stores an in-flight or queued message of a persistent
+// session. The PUBACK mochi sends a QoS 1 publisher is passed here too and
+// is not kept: it is sent at once.
+func (h *hook) saveInflight(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline || pk.FixedHeader.Type == packets.Puback || !persistent(cl) {
+		return
+	}
+	h.storeErr("put inflight", cl.ID, h.persist.PutInflight(messageRecord(cl.ID, &pk), false))
+}
+
+// inflightAcked removes an in-flight message the subscriber acknowledged.
+//
+// mochi also reports the PUBACK it sends a QoS 1 publisher, which
+// saveInflight never stored: that ack is built by the broker (Created is
+// set), while a subscriber's PUBACK comes off the wire (Created is 0).
+func (h *hook) inflightAcked(cl *mqtt.Client, pk packets.Packet) {
+	ownAck := pk.FixedHeader.Type == packets.Puback && pk.Created != 0
+	if !ownAck && !cl.IsTakenOver() {
+		h.deleteInflight(cl.ID, pk.PacketID)
+	}
+}
+
+// inflightDropped removes an expired or discarded in-flight message. A
+// taken-over client's messages now belong to the new connection: mochi
+// clears the old one's copy, the stored ones stay.
+func (h *hook) inflightDropped(cl *mqtt.Client, pk packets.Packet) {
+	if !cl.IsTakenOver() {
+		h.deleteInflight(cl.ID, pk.PacketID)
+	}
+}
+
+// deleteInflight removes one stored in-flight message of client id, if its
+// session is stored.
+func (h *hook) deleteInflight(id string, packetID uint16) {
+	if h.isStored(id) {
+		h.storeErr("delete inflight", id, h.persist.DeleteInflight(id, packetID, false))
+	}
+}

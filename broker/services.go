@@ -1,0 +1,296 @@
+package broker
+
+import (
+	"errors"
+	"time"
+)
+
+// This file declares the services the broker offers to the extension host
+// (host services of ABI minor versions to come): one small interface per
+// job, all implemented by *Server (svc_*.go) and gathered in Services.
+// cmd/propolis hands the Server to the host once both exist.
+//
+// Every method is safe for concurrent use from any goroutine once New has
+// returned, including extension callbacks, which run on client goroutines
+// (a client may act on itself: Disconnect its own id, Publish to a topic it
+// subscribes to). No method holds a broker lock while it waits on the
+// network or the disk. Calls after Close are not supported: they fail or
+// act on memory that is no longer saved.
+//
+// A client id names one session: the connected client of that id, or the
+// offline persistent session the broker keeps for it (restored at start-up
+// or left by a disconnect). A call racing a reconnect of the same id may act
+// on the session before or after the take-over.
+
+// Errors of the services. Each method wraps them with what it was doing;
+// test with errors.Is.
+var (
+	// ErrNoSession: no connected client and no stored session has this
+	// client id.
+	ErrNoSession = errors.New("no session")
+	// ErrNotConnected: the session exists but its client is offline.
+	ErrNotConnected = errors.New("client not connected")
+	// ErrInvalidArgument: a topic, filter, QoS, reason code, key or value
+	// the method refuses; the wrapping message says which and why.
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// Services is everything the broker offers the extension host. *Server
+// implements it.
+type Services interface {
+	Clients
+	Subscriptions
+	RetainedMessages
+	Publisher
+	SessionAttributes
+}
+
+var _ Services = (*Server)(nil)
+
+// ClientInfo describes one session, connected or offline.
+type ClientInfo struct {
+	ClientID string
+	Username string
+	// Connected is true while the client's network connection is open.
+	Connected bool
+	// ConnectedSince is when the connection was accepted (CONNECT
+	// authenticated); zero while offline.
+	ConnectedSince time.Time
+	// ProtocolVersion is 3 (3.1), 4 (3.1.1) or 5. A session restored at
+	// start-up reads 5 until its client reconnects: the broker holds
+	// restored sessions as MQTT 5 sessions.
+	ProtocolVersion byte
+	// Listener is the name of the listener the client connected through;
+	// RemoteAddr its address (the last one, for an offline session).
+	Listener   string
+	RemoteAddr string
+	// SessionExpiry is how long, in seconds, the session outlives its
+	// connection: 0 for one that ends with it. A 3.1.1 persistent session
+	// has mqtt.max_session_expiry; a restored session what it had left at
+	// start-up.
+	SessionExpiry uint32
+	// ExpiresAt is when an offline session will be removed; zero while
+	// connected.
+	ExpiresAt time.Time
+	// ReceiveMaximum is how many QoS 1/2 PUBLISH packets the client may
+	// have unacknowledged towards the broker (mqtt.receive_maximum, or the
+	// authenticator's ClientSettings.ReceiveMaximum).
+	ReceiveMaximum uint16
+	// InflightWindow is how many QoS 1/2 messages the broker sends the
+	// client before waiting for acknowledgements: the client's own Receive
+	// Maximum; 0 means no limit (MQTT 3.1.1).
+	InflightWindow uint16
+	// Queued is how many QoS 1/2 messages the session holds, in flight or
+	// waiting; MaxQueued is its cap (mqtt.max_queued_messages, or the
+	// authenticator's ClientSettings.MaxQueued), beyond which new messages
+	// for it are dropped.
+	Queued    int
+	MaxQueued int
+}
+
+// Clients looks sessions up and ends them. Safe for concurrent use from any
+// goroutine (see the top of this file). Implemented in svc_clients.go.
+type Clients interface {
+	// Client describes the session of clientID; false when there is none.
+	// It reads memory only and does not block.
+	Client(clientID string) (ClientInfo, bool)
+
+	// Disconnect closes the connection of clientID with reason code code (a
+	// DISCONNECT reason code a server may send, 0x80 or above: 0x80, 0x81,
+	// 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x93, 0x94, 0x95, 0x96,
+	// 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1 or
+	// 0xA2). An MQTT 5 client is sent a DISCONNECT with the code and reason
+	// (at most 65,535 bytes of UTF-8); a 3.1.1 client, which has no such
+	// packet, is just disconnected. With preventWill the client's will is
+	// not published; without, it is, as after any disconnection by the
+	// server. The session stays, offline or ended by its expiry as usual,
+	// and the EventListener hears a server disconnect with the code (for an
+	// MQTT 5 client that closes its side the instant the DISCONNECT
+	// arrives, rarely a lost connection: mochi writes the packet before it
+	// records why the connection stops).
+	//
+	// It blocks until the DISCONNECT is written (at most 5 seconds: a
+	// client that does not read is cut off) and the connection closed; the
+	// client's goroutine then ends the connection (will, lifecycle event,
+	// session saved or removed). Errors: ErrNoSession, ErrNotConnected (an offline
+	// session), ErrInvalidArgument (code or reason).
+	Disconnect(clientID string, code byte, reason string, preventWill bool) error
+
+	// InvalidateSession ends the session of clientID now: a connected
+	// client is disconnected (MQTT 5: reason 0x98, administrative action;
+	// its will is published as after any disconnection by the server), and
+	// the session is removed from memory and from the store with everything
+	// it owns (subscriptions, queued messages, session attributes). It
+	// blocks for the DISCONNECT write (as Disconnect) and one store write
+	// (an fsync in sync mode). Errors: ErrNoSession; a store error, after
+	// the session is gone from memory (the store may then bring it back at
+	// the next start).
+	InvalidateSession(clientID string) error
+}
+
+// SubscriptionInfo is one subscription of a session.
+type SubscriptionInfo struct {
+	// Filter is a topic filter, or $share/<group>/<filter>.
+	Filter string
+	QoS    byte
+	// NoLocal, RetainAsPublished and RetainHandling are the MQTT 5
+	// subscription options. RetainHandling is kept and reported; Subscribe
+	// sends no retained messages whatever its value.
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    byte
+	// Identifier is the MQTT 5 subscription identifier (1 to 268,435,455),
+	// 0 for none.
+	Identifier int
+}
+
+// Subscriptions reads and changes the subscriptions of a session, online
+// or offline. Safe for concurrent use from any goroutine. Implemented in
+// svc_subscriptions.go.
+type Subscriptions interface {
+	// Subscriptions lists the subscriptions of clientID, sorted by filter.
+	// It reads memory only. Errors: ErrNoSession.
+	Subscriptions(clientID string) ([]SubscriptionInfo, error)
+
+	// Subscribe adds sub to the session of clientID, or replaces the
+	// subscription with the same filter, as if the client had subscribed:
+	// matching messages reach it from then on (queued while it is offline,
+	// for QoS 1/2), and a persistent session keeps it across restarts. It
+	// does not ask the client's authorizer (the caller decides; a later
+	// reconnect checks it against the new connection's authorizer like any
+	// subscription of a resumed session), sends no SUBACK and no retained
+	// message. It blocks for one store write (an fsync in sync mode) for a
+	// persistent session. Errors: ErrNoSession; ErrInvalidArgument (filter,
+	// QoS above 2, RetainHandling above 2, identifier out of range, NoLocal
+	// on a shared subscription); a store error, with the subscription in
+	// place in memory.
+	Subscribe(clientID string, sub SubscriptionInfo) error
+
+	// Unsubscribe removes the subscription of clientID to filter (spelled
+	// exactly as subscribed); a filter the session does not hold is not an
+	// error. It blocks for one store write. Errors: ErrNoSession; a store
+	// error, with the subscription gone from memory.
+	Unsubscribe(clientID, filter string) error
+}
+
+// Message is a message the broker publishes or retains itself, or a
+// retained message read back.
+type Message struct {
+	// Topic is a topic name: valid UTF-8 without NUL, wildcards ('+', '#'),
+	// 1 to 65,535 bytes.
+	Topic   string
+	Payload []byte
+	QoS     byte // 0, 1 or 2
+	// Retain also keeps a published message as the topic's retained
+	// message (an empty payload removes it). PutRetained ignores it;
+	// Retained sets it.
+	Retain bool
+	// MessageExpiry is the message's expiry interval in seconds, capped by
+	// mqtt.max_message_expiry (0: only that cap applies). Read back from
+	// Retained, it is what remains.
+	MessageExpiry uint32
+	// PayloadFormat is the MQTT 5 payload format indicator: 0 bytes, 1 UTF-8.
+	PayloadFormat   byte
+	ContentType     string
+	ResponseTopic   string // a topic name, or "" for none
+	CorrelationData []byte
+	UserProperties  []UserProperty
+}
+
+// RetainedMessages reads and changes the retained messages. Safe for
+// concurrent use from any goroutine; two calls on one topic are
+// serialised. Implemented in svc_retained.go.
+type RetainedMessages interface {
+	// Retained returns the retained message of topic (a topic name, not a
+	// filter), false when there is none or it expired. It reads memory
+	// only.
+	Retained(topic string) (Message, bool)
+
+	// PutRetained makes m the retained message of m.Topic, replacing any,
+	// without delivering it to current subscribers; later subscribers get
+	// it like any retained message, and it survives restarts. It blocks for
+	// one store write (an fsync in sync mode). Errors: ErrInvalidArgument
+	// (as for Publish, and an empty payload: use DeleteRetained); a store
+	// error, and then nothing changed.
+	PutRetained(m Message) error
+
+	// DeleteRetained removes the retained message of topic; none is not an
+	// error. It blocks for one store write. Errors: ErrInvalidArgument (not
+	// a topic name); a store error, and then nothing changed.
+	DeleteRetained(topic string) error
+}
+
+// Publisher publishes messages as the broker. Safe for concurrent use from
+// any goroutine, a subscriber's own included. Implemented in svc_publish.go.
+type Publisher interface {
+	// Publish sends m to every matching subscription, as the broker's own
+	// client: no authorizer is asked, subscribers receive it at the lower
+	// of m.QoS and their subscription's QoS, persistent sessions queue it
+	// like any message (and keep it across restarts), and with m.Retain it
+	// becomes the topic's retained message. It returns once mochi has
+	// handed the message to every subscriber: delivery to connected clients
+	// goes on in the background. It blocks while the message is queued: a
+	// QoS 1/2 copy waits for the subscriber's lock, which mochi holds while
+	// it writes to that subscriber's socket, so a subscriber that stopped
+	// reading holds Publish as long as that write blocks (mochi sets no
+	// write deadline of its own). Errors: ErrInvalidArgument (topic, QoS
+	// above 2, payload format above 1, response topic, a string MQTT
+	// cannot carry); mochi's error.
+	Publish(m Message) error
+}
+
+// Limits of session attributes.
+const (
+	// MaxAttributeKeyLen is the longest attribute key, in bytes; keys are
+	// non-empty UTF-8.
+	MaxAttributeKeyLen = 256
+	// MaxAttributeValueLen is the largest attribute value, in bytes.
+	MaxAttributeValueLen = 10 << 10
+)
+
+// Attribute is one session attribute with the time it was written with.
+type Attribute struct {
+	Key   string
+	Value []byte
+	Time  time.Time
+}
+
+// SessionAttributes keeps small values per session for extensions, in the
+// store: they survive restarts with their session and are removed with it
+// (a clean start or any new session of the client id, a session that ends
+// with its connection, expiry, InvalidateSession). A session that ends with its connection has its
+// attributes stored too, under a session record that restore discards.
+// Safe for concurrent use from any goroutine. Implemented in
+// svc_attributes.go.
+//
+// Every method fails with ErrNoSession when clientID has no session, and
+// with the store's error (wrapped) when it fails. Writes are durable: they block
+// for one store write and, in sync mode, its fsync (concurrent writers
+// share one).
+type SessionAttributes interface {
+	// Attribute returns the value of key in the session of clientID, false
+	// when there is none. One store read.
+	Attribute(clientID, key string) ([]byte, bool, error)
+
+	// PutAttribute sets key to value, with the current time. The first
+	// attribute of a session that ends with its connection also writes its
+	// session record. Errors also: ErrInvalidArgument (key empty, not
+	// UTF-8 or longer than MaxAttributeKeyLen; value longer than
+	// MaxAttributeValueLen).
+	PutAttribute(clientID, key string, value []byte) error
+
+	// PutAttributeIfNewer sets key to value only when ts is later than the
+	// time of the stored value (or equal, with orEqual), or when there is
+	// none. It returns the value stored before the call (nil when none)
+	// and whether value replaced it. Concurrent calls are serialised: the
+	// latest ts wins whatever their order. Errors as PutAttribute, and
+	// ErrInvalidArgument for a ts outside the years 1678 to 2262.
+	PutAttributeIfNewer(clientID, key string, value []byte, ts time.Time, orEqual bool) (previous []byte, replaced bool, err error)
+
+	// Attributes returns every attribute of the session of clientID, sorted
+	// by key. One scan of the client's attributes.
+	Attributes(clientID string) ([]Attribute, error)
+
+	// DeleteAttribute removes key; a missing key is not an error.
+	DeleteAttribute(clientID, key string) error
+}

@@ -1,0 +1,172 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/propolis-mqtt/propolis/broker/store"
+)
+
+// This file is the SessionAttributes service, on the store's attribute
+// records (broker/store/attributes.go).
+//
+// The store keeps an attribute only beside a session record, and removes
+// both together (DeleteSession, under one per-client lock). So attributes
+// end with their session wherever the hook removes a stored session: a
+// clean start, a session that ends with its connection, expiry; and
+// InvalidateSession. A persistent session has its record already. A session
+// that ends with its connection has none: its first attribute writes one
+// (sessionRecordFor), marked MQTT 5 with expiry 0, and sets the hook's
+// stored flag, so the hook removes it when the connection ends, and restore
+// discards it (as expired) after a crash.
+
+// Attribute times are Unix nanoseconds in an int64: about 1678 to 2262.
+var (
+	minAttributeTime = time.Unix(0, math.MinInt64)
+	maxAttributeTime = time.Unix(0, math.MaxInt64)
+)
+
+// attributeSession finds the session of clientID and the persistence
+// keeping its attributes; what is the operation, for errors.
+func (s *Server) attributeSession(what, clientID string) (*mqtt.Client, Persistence, error) {
+	as := s.persist
+	cl, ok := s.sessionClient(clientID)
+	if !ok || (cl.Closed() && !persistent(cl)) { // the latter is ending now
+		return nil, nil, fmt.Errorf("%s of %q: %w", what, clientID, ErrNoSession)
+	}
+	return cl, as, nil
+}
+
+// checkAttribute refuses a key or value beyond the documented limits.
+func checkAttribute(key string, value []byte) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty key", ErrInvalidArgument)
+	case len(key) > MaxAttributeKeyLen:
+		return fmt.Errorf("%w: key of %d bytes, at most %d", ErrInvalidArgument, len(key), MaxAttributeKeyLen)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("%w: key is not valid UTF-8", ErrInvalidArgument)
+	case len(value) > MaxAttributeValueLen:
+		return fmt.Errorf("%w: value of %d bytes, at most %d", ErrInvalidArgument, len(value), MaxAttributeValueLen)
+	}
+	return nil
+}
+
+// sessionRecordFor makes sure cl's session has a record in the store, so
+// that attributes can be written under it (see the top of this file).
+func (s *Server) sessionRecordFor(cl *mqtt.Client) error {
+	if s.hook.isStored(cl.ID) {
+		return nil
+	}
+	rec := sessionRecord(cl, cl.StopTime())
+	if !persistent(cl) {
+		rec.ProtocolVersion, rec.SessionExpiry, rec.SessionExpirySet, rec.Will = 5, 0, true, nil
+	}
+	// Not durable: the attribute written next is, and the log keeps order.
+	if err := s.persist.PutSession(rec, false); err != nil {
+		return err
+	}
+	s.hook.setStored(cl.ID, true)
+	return nil
+}
+
+// attributeErr maps the store's "no session record" (the session ended
+// since attributeSession found it) to ErrNoSession.
+func attributeErr(what, clientID, key string, err error) error {
+	if errors.Is(err, store.ErrNoSession) {
+		return fmt.Errorf("%s %q of %q: %w", what, key, clientID, ErrNoSession)
+	}
+	return fmt.Errorf("%s %q of %q: %w", what, key, clientID, err)
+}
+
+// Attribute implements SessionAttributes.
+func (s *Server) Attribute(clientID, key string) ([]byte, bool, error) {
+	_, as, err := s.attributeSession("get attribute", clientID)
+	if err != nil {
+		return nil, false, err
+	}
+	a, ok, err := as.AttributeGet(clientID, key)
+	if err != nil {
+		return nil, false, attributeErr("get attribute", clientID, key, err)
+	}
+	return a.Value, ok, nil
+}
+
+// PutAttribute implements SessionAttributes.
+func (s *Server) PutAttribute(clientID, key string, value []byte) error {
+	if err := checkAttribute(key, value); err != nil {
+		return fmt.Errorf("put attribute %q of %q: %w", key, clientID, err)
+	}
+	cl, as, err := s.attributeSession("put attribute", clientID)
+	if err != nil {
+		return err
+	}
+	if err := s.sessionRecordFor(cl); err != nil {
+		return attributeErr("put attribute", clientID, key, err)
+	}
+	a := store.Attribute{Key: key, Value: value, Time: time.Now().UnixNano()}
+	if err := as.AttributePut(clientID, a, true); err != nil {
+		return attributeErr("put attribute", clientID, key, err)
+	}
+	return nil
+}
+
+// PutAttributeIfNewer implements SessionAttributes.
+func (s *Server) PutAttributeIfNewer(clientID, key string, value []byte, ts time.Time, orEqual bool) ([]byte, bool, error) {
+	if err := checkAttribute(key, value); err != nil {
+		return nil, false, fmt.Errorf("put attribute %q of %q if newer: %w", key, clientID, err)
+	}
+	if ts.Before(minAttributeTime) || ts.After(maxAttributeTime) {
+		return nil, false, fmt.Errorf("put attribute %q of %q if newer: %w: time %s outside 1678-2262", key, clientID, ErrInvalidArgument, ts)
+	}
+	cl, as, err := s.attributeSession("put attribute if newer", clientID)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := s.sessionRecordFor(cl); err != nil {
+		return nil, false, attributeErr("put attribute if newer", clientID, key, err)
+	}
+	a := store.Attribute{Key: key, Value: value, Time: ts.UnixNano()}
+	prev, had, replaced, err := as.AttributePutIfNewer(clientID, a, orEqual, true)
+	if err != nil {
+		return nil, false, attributeErr("put attribute if newer", clientID, key, err)
+	}
+	if !had {
+		return nil, replaced, nil
+	}
+	return prev.Value, replaced, nil
+}
+
+// Attributes implements SessionAttributes.
+func (s *Server) Attributes(clientID string) ([]Attribute, error) {
+	_, as, err := s.attributeSession("list attributes", clientID)
+	if err != nil {
+		return nil, err
+	}
+	list, err := as.AttributeList(clientID)
+	if err != nil {
+		return nil, fmt.Errorf("list attributes of %q: %w", clientID, err)
+	}
+	out := make([]Attribute, len(list))
+	for i, a := range list {
+		out[i] = Attribute{Key: a.Key, Value: a.Value, Time: time.Unix(0, a.Time)}
+	}
+	return out, nil
+}
+
+// DeleteAttribute implements SessionAttributes.
+func (s *Server) DeleteAttribute(clientID, key string) error {
+	_, as, err := s.attributeSession("delete attribute", clientID)
+	if err != nil {
+		return err
+	}
+	if err := as.AttributeDelete(clientID, key, true); err != nil {
+		return attributeErr("delete attribute", clientID, key, err)
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package broker
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// This file is the Clients service, and sessionClient, which every service
+// uses to find a session.
+
+// sessionClient returns mochi's client of clientID, connected or holding an
+// offline session; the broker's inline client is no session.
+func (s *Server) sessionClient(clientID string) (*mqtt.Client, bool) {
+	cl, ok := s.mochi.Clients.Get(clientID)
+	if !ok || cl.Net.Inline {
+		return nil, false
+	}
+	return cl, true
+}
+
+// sessionExpiry is how long, in seconds, cl's session outlives its
+// connection, by mochi's rule (clearExpiredClients): an MQTT 5 session its
+// interval, any other persistent session the broker's maximum; 0 for one
+// that ends with its connection.
+func (s *Server) sessionExpiry(cl *mqtt.Client) uint32 {
+	if !persistent(cl) {
+		return 0
+	}
+	if p := &cl.Properties; p.ProtocolVersion == 5 && p.Props.SessionExpiryIntervalFlag {
+		return p.Props.SessionExpiryInterval
+	}
+	return s.mochi.Options.Capabilities.MaximumSessionExpiryInterval
+}
+
+// Client implements Clients.
+func (s *Server) Client(clientID string) (ClientInfo, bool) {
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return ClientInfo{}, false
+	}
+	caps := s.mochi.Options.Capabilities
+	p := &cl.Properties
+	info := ClientInfo{
+		ClientID:        cl.ID,
+		Username:        string(p.Username),
+		Connected:       !cl.Closed(),
+		ProtocolVersion: p.ProtocolVersion,
+		Listener:        cl.Net.Listener,
+		RemoteAddr:      cl.Net.Remote,
+		SessionExpiry:   s.sessionExpiry(cl),
+		ReceiveMaximum:  caps.ReceiveMaximum,
+		InflightWindow:  p.Props.ReceiveMaximum,
+		Queued:          cl.State.Inflight.Len(),
+		MaxQueued:       int(caps.MaximumInflight),
+	}
+	if st := s.hook.state(cl); st != nil {
+		if n := st.settings.ReceiveMaximum; n > 0 {
+			info.ReceiveMaximum = n
+		}
+		if n := int(st.settings.MaxQueued); n > 0 {
+			info.MaxQueued = min(n, info.MaxQueued)
+		}
+		if info.Connected {
+			info.ConnectedSince = st.connectedAt
+		}
+	}
+	if !info.Connected {
+		info.ExpiresAt = time.Unix(cl.StopTime()+int64(info.SessionExpiry), 0)
+	}
+	return info, true
+}
+
+// serverDisconnectCodes are the DISCONNECT reason codes a server may send
+// (MQTT 5, 3.14.2.1) from 0x80 up. 0x00 (normal disconnection) is left out:
+// the EventListener could not tell it from a lost connection.
+var serverDisconnectCodes = [256]bool{
+	0x80: true, 0x81: true, 0x82: true, 0x83: true, 0x87: true, 0x89: true, 0x8B: true,
+	0x8D: true, 0x8E: true, 0x93: true, 0x94: true, 0x95: true, 0x96: true, 0x97: true,
+	0x98: true, 0x99: true, 0x9A: true, 0x9B: true, 0x9C: true, 0x9D: true, 0x9E: true,
+	0x9F: true, 0xA0: true, 0xA1: true, 0xA2: true,
+}
+
+// Disconnect implements Clients.
+func (s *Server) Disconnect(clientID string, code byte, reason string, preventWill bool) error {
+	if !serverDisconnectCodes[code] {
+		return fmt.Errorf("disconnect %q: %w: reason code %#02x is not one a server sends (0x80 and up)", clientID, ErrInvalidArgument, code)
+	}
+	if err := checkString("reason", reason); err != nil {
+		return fmt.Errorf("disconnect %q: %w", clientID, err)
+	}
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return fmt.Errorf("disconnect %q: %w", clientID, ErrNoSession)
+	}
+	if cl.Closed() {
+		return fmt.Errorf("disconnect %q: %w", clientID, ErrNotConnected)
+	}
+	if preventWill {
+		// mochi publishes the will (now or after its delay) only while
+		// the flag is set; the session record keeps it only then too.
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	}
+	s.kick(cl, packets.Code{Code: code, Reason: reason})
+	return nil
+}
+
+// kickWriteTimeout bounds the write of the DISCONNECT kick sends: mochi
+// sets no write deadline of its own (none at all with keepalive 0), and a
+// client that stopped reading would otherwise hold the caller.
+const kickWriteTimeout = 5 * time.Second
+
+// kick closes cl's connection with code: an MQTT 5 client is sent a
+// DISCONNECT first (mochi's DisconnectClient), within kickWriteTimeout;
+// MQTT 3.1.1 has no DISCONNECT from the server, so its connection is just
+// closed. Either way code is the stop cause the hook reports as a server
+// disconnect.
+func (s *Server) kick(cl *mqtt.Client, code packets.Code) {
+	if cl.Properties.ProtocolVersion >= 5 {
+		if c := cl.Net.Conn; c != nil {
+			_ = c.SetWriteDeadline(time.Now().Add(kickWriteTimeout)) // the connection closes next anyway
+		}
+		_ = s.mochi.DisconnectClient(cl, code) // returns code itself for codes >= 0x80
+		return
+	}
+	cl.Stop(code)
+}
+
+// codeSessionInvalidated is what InvalidateSession tells a connected client.
+var codeSessionInvalidated = packets.Code{Code: 0x98, Reason: "session invalidated"} // administrative action
+
+// InvalidateSession implements Clients. It removes the session from mochi
+// the way mochi does when a session ends with its connection (index,
+// subscriptions, queue, client map), without its per-item hook calls: one
+// DeleteSession removes what the store holds. If the client's goroutine
+// saves the session as it closes, after this removed it, the hook sees the
+// client gone from mochi and undoes the save (hook.sessionEnded).
+func (s *Server) InvalidateSession(clientID string) error {
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return fmt.Errorf("invalidate session %q: %w", clientID, ErrNoSession)
+	}
+	if cur, ok := s.mochi.Clients.Get(clientID); ok && cur == cl {
+		s.mochi.Clients.Delete(clientID)
+	}
+	if !cl.Closed() {
+		s.kick(cl, codeSessionInvalidated)
+	}
+	for filter := range cl.State.Subscriptions.GetAll() {
+		cl.State.Subscriptions.Delete(filter)
+		if s.mochi.Topics.Unsubscribe(filter, clientID) {
+			atomic.AddInt64(&s.mochi.Info.Subscriptions, -1)
+		}
+	}
+	for _, m := range cl.State.Inflight.GetAll(false) {
+		if cl.State.Inflight.Delete(m.PacketID) {
+			atomic.AddInt64(&s.mochi.Info.Inflight, -1)
+		}
+	}
+	s.hook.setStored(clientID, false)
+	if err := s.persist.DeleteSession(clientID, true); err != nil {
+		return fmt.Errorf("invalidate session %q: %w", clientID, err)
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+package broker
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// This file is the Publisher service, and the checks and conversions of a
+// Message that RetainedMessages shares.
+
+// Publish implements Publisher. The message goes through mochi's inline
+// client (InjectPacket), the way restore re-publishes: the hook stamps its
+// ordering key, mochi fans it out, and the hook stores the retained copy
+// and the copies queued for persistent sessions, exactly as for a client's
+// PUBLISH. mochi treats an inline publish as delivered once fanned out, so
+// no pending record is written: Publish returns after the fan-out.
+func (s *Server) Publish(m Message) error {
+	if err := checkMessage(&m); err != nil {
+		return fmt.Errorf("publish to %q: %w", m.Topic, err)
+	}
+	pk := s.messagePacket(&m)
+	pk.FixedHeader.Retain = m.Retain
+	if m.QoS > 0 {
+		pk.PacketID = 1 // mochi's validation wants one; the inline client sends no ack
+	}
+	// mochi sets Expiry from the interval (its own cap is off, see
+	// mochiOptions); the hook's stampInline marks it for mochi's sweeps.
+	inline, ok := s.mochi.Clients.Get(mqtt.InlineClientId)
+	if !ok {
+		return fmt.Errorf("publish to %q: mochi has no inline client", m.Topic)
+	}
+	if err := s.mochi.InjectPacket(inline, pk); err != nil {
+		return fmt.Errorf("publish to %q: %w", m.Topic, err)
+	}
+	return nil
+}
+
+// messagePacket builds the PUBLISH of m, with its expiry interval capped by
+// mqtt.max_message_expiry like a client's (see hook.stampPublish).
+func (s *Server) messagePacket(m *Message) packets.Packet {
+	exp := int64(m.MessageExpiry)
+	if limit := s.hook.maxMsgExpiry; limit > 0 && (exp == 0 || exp > limit) {
+		exp = limit
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.QoS},
+		TopicName:   m.Topic,
+		Payload:     m.Payload,
+		Properties: packets.Properties{
+			PayloadFormat:         m.PayloadFormat,
+			PayloadFormatFlag:     m.PayloadFormat != 0,
+			MessageExpiryInterval: uint32(exp),
+			ContentType:           m.ContentType,
+			ResponseTopic:         m.ResponseTopic,
+			CorrelationData:       m.CorrelationData,
+		},
+	}
+	for _, u := range m.UserProperties {
+		pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: u.Key, Val: u.Value})
+	}
+	return pk
+}
+
+// messageOf is the Message of a retained packet at Unix time now: a copy,
+// with the expiry interval that remains.
+func messageOf(pk *packets.Packet, now int64) Message {
+	p := &pk.Properties
+	m := Message{
+		Topic:           pk.TopicName,
+		Payload:         append([]byte(nil), pk.Payload...),
+		QoS:             pk.FixedHeader.Qos,
+		Retain:          pk.FixedHeader.Retain,
+		PayloadFormat:   p.PayloadFormat,
+		ContentType:     p.ContentType,
+		ResponseTopic:   p.ResponseTopic,
+		CorrelationData: append([]byte(nil), p.CorrelationData...),
+	}
+	if pk.Expiry > 0 {
+		m.MessageExpiry = uint32(max(pk.Expiry-now, 1))
+	}
+	for _, u := range p.User {
+		m.UserProperties = append(m.UserProperties, UserProperty{Key: u.Key, Value: u.Val})
+	}
+	return m
+}
+
+// checkMessage refuses a message MQTT could not carry; the error wraps
+// ErrInvalidArgument.
+func checkMessage(m *Message) error {
+	if err := checkTopicName(m.Topic); err != nil {
+		return err
+	}
+	if m.QoS > 2 {
+		return fmt.Errorf("%w: QoS %d, want 0, 1 or 2", ErrInvalidArgument, m.QoS)
+	}
+	if m.PayloadFormat > 1 {
+		return fmt.Errorf("%w: payload format %d, want 0 or 1", ErrInvalidArgument, m.PayloadFormat)
+	}
+	if m.ResponseTopic != "" {
+		if err := checkTopicName(m.ResponseTopic); err != nil {
+			return fmt.Errorf("response topic: %w", err)
+		}
+	}
+	if err := checkString("content type", m.ContentType); err != nil {
+		return err
+	}
+	if len(m.CorrelationData) > maxMQTTString {
+		return fmt.Errorf("%w: correlation data of %d bytes, at most %d", ErrInvalidArgument, len(m.CorrelationData), maxMQTTString)
+	}
+	for _, u := range m.UserProperties {
+		if err := checkString("user property key", u.Key); err != nil {
+			return err
+		}
+		if err := checkString("user property value", u.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxMQTTString is the longest string (or binary data) MQTT can carry.
+const maxMQTTString = 65535
+
+// checkString refuses what an MQTT UTF-8 string cannot hold: invalid UTF-8,
+// U+0000, more than 65,535 bytes.
+func checkString(what, v string) error {
+	switch {
+	case len(v) > maxMQTTString:
+		return fmt.Errorf("%w: %s of %d bytes, at most %d", ErrInvalidArgument, what, len(v), maxMQTTString)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidArgument, what)
+	case strings.IndexByte(v, 0) >= 0:
+		return fmt.Errorf("%w: %s contains U+0000", ErrInvalidArgument, what)
+	}
+	return nil
+}
+
+// checkTopicName refuses what is not a topic name: empty, a wildcard, or
+// not an MQTT string.
+func checkTopicName(t string) error {
+	if t == "" {
+		return fmt.Errorf("%w: empty topic", ErrInvalidArgument)
+	}
+	if strings.ContainsAny(t, "+#") {
+		return fmt.Errorf("%w: topic %q has a wildcard", ErrInvalidArgument, t)
+	}
+	return checkString("topic", t)
+}
