@@ -83,10 +83,11 @@ bench:
 gobench:
 	$(GOTEST) -run '^$$' -bench . -benchmem -timeout 20m ./...
 
-## testdata: regenerate committed fixtures (Wasm from WAT needs Debian's wabt)
+## testdata: regenerate committed fixtures (Wasm from WAT needs Debian's
+## wabt), the ABI test vectors and the Go SDK's files generated from abi/table.go
 testdata:
 	testdata/wasm/build.sh
-	$(GO) test ./abi -run TestVectors -update
+	$(GO) test ./abi -run 'TestVectors|TestSDKTable' -update
 	rm -rf testdata/store/v1 && $(GO) run ./broker/store/internal/genv1 -out testdata/store/v1
 
 clean:

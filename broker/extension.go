@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"time"
+
+	"github.com/propolis-mqtt/propolis/abi"
 )
 
 // This file declares everything the broker needs from its extensions. The
@@ -168,68 +170,45 @@ type ClientAuthorizer interface {
 	AuthorizeSubscribe(s *Subscribe) Verdict
 }
 
-// EventKind names a lifecycle event.
+// EventKind names a lifecycle event. Its values and names are the ABI's
+// (abi.EventKinds), so that logs, extensions and the broker agree.
 type EventKind uint8
 
 const (
 	// EventConnectionStart: a CONNECT arrived, before authentication.
-	EventConnectionStart EventKind = iota + 1
+	EventConnectionStart EventKind = abi.EventConnectionStart
 	// EventAuthSucceeded: the CONNECT was accepted.
-	EventAuthSucceeded
+	EventAuthSucceeded EventKind = abi.EventAuthSucceeded
 	// EventAuthFailed: the CONNECT was refused (ReasonCode says why).
-	EventAuthFailed
+	EventAuthFailed EventKind = abi.EventAuthFailed
 	// EventDisconnect: an accepted client's connection ended (Disconnect says how).
-	EventDisconnect
+	EventDisconnect EventKind = abi.EventDisconnect
 	// EventSubscribe: a SUBSCRIBE was processed (Filters, with their granted codes).
-	EventSubscribe
+	EventSubscribe EventKind = abi.EventSubscribe
 	// EventUnsubscribe: an UNSUBSCRIBE was processed.
-	EventUnsubscribe
+	EventUnsubscribe EventKind = abi.EventUnsubscribe
 )
 
-// String returns the event's name as used in logs and the ABI.
-func (k EventKind) String() string {
-	switch k {
-	case EventConnectionStart:
-		return "connection_start"
-	case EventAuthSucceeded:
-		return "auth_succeeded"
-	case EventAuthFailed:
-		return "auth_failed"
-	case EventDisconnect:
-		return "disconnect"
-	case EventSubscribe:
-		return "subscribe"
-	case EventUnsubscribe:
-		return "unsubscribe"
-	}
-	return "unknown"
-}
+// String returns the event's name as logs and the ABI spell it
+// ("connection_start", ...).
+func (k EventKind) String() string { return abi.NameOf(abi.EventKinds, uint16(k)) }
 
-// DisconnectKind says who ended a connection.
+// DisconnectKind says who ended a connection. Its values and names are the
+// ABI's (abi.DisconnectKinds).
 type DisconnectKind uint8
 
 const (
 	// DisconnectByClient: the client sent DISCONNECT (graceful).
-	DisconnectByClient DisconnectKind = iota + 1
+	DisconnectByClient DisconnectKind = abi.DisconnectByClient
 	// DisconnectLost: the network connection broke or the keepalive ran out.
-	DisconnectLost
+	DisconnectLost DisconnectKind = abi.DisconnectLost
 	// DisconnectByServer: the broker closed it (take-over, shutdown, a
 	// protocol error, an extension's decision).
-	DisconnectByServer
+	DisconnectByServer DisconnectKind = abi.DisconnectByServer
 )
 
 // String returns "client", "lost" or "server".
-func (k DisconnectKind) String() string {
-	switch k {
-	case DisconnectByClient:
-		return "client"
-	case DisconnectLost:
-		return "lost"
-	case DisconnectByServer:
-		return "server"
-	}
-	return "unknown"
-}
+func (k DisconnectKind) String() string { return abi.NameOf(abi.DisconnectKinds, uint16(k)) }
 
 // FilterResult is one topic filter of a SUBSCRIBE or UNSUBSCRIBE event.
 type FilterResult struct {

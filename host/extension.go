@@ -33,10 +33,10 @@ const (
 	crashLoopWindow   = 10 * time.Second
 )
 
-// Extension is one loaded, running extension: a compiled module in its own
+// extension is one loaded, running extension: a compiled module in its own
 // wazero runtime (so memory limits and closing are per extension), a pool
 // of instances, and what its start callback declared.
-type Extension struct {
+type extension struct {
 	host     *Host
 	manifest *Manifest
 	dir      string
@@ -51,14 +51,18 @@ type Extension struct {
 	// start callback, replacements included).
 	previous string
 
-	// callbacks is the set of callbacks the host calls: exported, and
-	// declared by declare_callbacks when the module called it.
-	callbacks int32
+	// callbacks is the set of callback bits (abi.CallbackInfo.Bit) the
+	// host calls: exported, and declared by declare_callbacks when the
+	// module called it.
+	callbacks uint32
 	// filters narrow authorize_publish (empty: every publish).
 	filters []string
 
-	pool   *pool
+	pool *pool
+	// events queues lifecycle events for deliverEvents; it is never
+	// closed (a sender may race with stop): quit ends the delivery.
 	events chan *abi.EventRecord
+	quit   chan struct{}
 
 	mu       sync.Mutex
 	failures []time.Time
@@ -69,20 +73,20 @@ type Extension struct {
 }
 
 // ID returns the extension's id.
-func (e *Extension) ID() string { return e.manifest.ID }
+func (e *extension) ID() string { return e.manifest.ID }
 
-// has reports whether the host calls callback bit c.
-func (e *Extension) has(c int32) bool { return e.callbacks&c != 0 }
+// has reports whether the host calls the callback with bit c.
+func (e *extension) has(c uint32) bool { return e.callbacks&c != 0 }
 
 // loadExtension compiles, checks, instantiates and starts the extension in
 // dir described by m. previous is the version it replaces ("" if none).
-func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previous string) (_ *Extension, err error) {
+func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previous string) (_ *extension, err error) {
 	path := filepath.Join(dir, m.Module)
 	bin, err := readRegular(path, maxModule)
 	if err != nil {
 		return nil, fmt.Errorf("read module: %w", err)
 	}
-	e := &Extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
+	e := &extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
 		deadline: time.Duration(m.Limits.CallDeadline), previous: previous}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
@@ -111,7 +115,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		return nil, err
 	}
 	out := &logWriter{log: e.log}
-	e.modConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions(abi.ExportInitialize).
+	e.modConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions(abi.Callbacks[abi.CallbackInitialize].Export).
 		WithStdout(out).WithStderr(out).WithSysWalltime().WithSysNanotime().WithNanosleep(e.nanosleep).
 		WithRandSource(rand.Reader)
 
@@ -119,8 +123,8 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	if err != nil {
 		return nil, err
 	}
-	if d := first.out.declared; d >= 0 {
-		e.callbacks &= d
+	if first.out.declared {
+		e.callbacks &= first.out.mask
 	}
 	e.filters = first.out.filters
 	e.pool = newPool(e, m.Limits.PoolSize)
@@ -133,53 +137,49 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		}
 		e.pool.add(in)
 	}
-	if e.has(abi.CallbackOnEvent) {
-		e.events = make(chan *abi.EventRecord, eventQueue)
+	if e.has(abi.Callbacks[abi.CallbackOnEvent].Bit) {
+		e.events, e.quit = make(chan *abi.EventRecord, eventQueue), make(chan struct{})
 		go e.deliverEvents()
 	}
 	return e, nil
 }
 
-// checkModule compares the module's imports and exports with ABI 1.0 and
-// returns the callback bits it exports. Errors name the function.
-func checkModule(c wazero.CompiledModule) (int32, error) {
+// checkModule compares the module's imports and exports with the ABI
+// table and returns the callback bits it exports. Errors name the function.
+func checkModule(c wazero.CompiledModule) (uint32, error) {
 	exports := c.ExportedFunctions()
-	for name, want := range abi.Exports {
-		def, ok := exports[name]
+	var bits uint32
+	takesRecords, hasBuffer := false, false
+	for cb, info := range abi.Callbacks {
+		def, ok := exports[info.Export]
 		if !ok {
+			if info.Required {
+				return 0, fmt.Errorf("export %s: missing: not a Propolis ABI %d module", info.Export, abi.Major)
+			}
 			continue
 		}
-		if got := signature(def); !got.Equal(want) {
-			return 0, fmt.Errorf("export %s: got %s, want %s", name, got, want)
+		if got := signature(def); !got.Equal(info.Sig) {
+			return 0, fmt.Errorf("export %s: got %s, want %s", info.Export, got, info.Sig)
 		}
-	}
-	if _, ok := exports[abi.ExportMarker]; !ok {
-		return 0, fmt.Errorf("export %s: missing: not a Propolis ABI 1 module", abi.ExportMarker)
+		bits |= info.Bit
+		takesRecords = takesRecords || info.Record != 0
+		hasBuffer = hasBuffer || abi.Callback(cb) == abi.CallbackBuffer
 	}
 	if _, ok := c.ExportedMemories()[abi.ExportMemory]; !ok {
 		return 0, fmt.Errorf("export %s: missing", abi.ExportMemory)
 	}
-	var bits int32
-	for bit, name := range map[int32]string{abi.CallbackAuthenticate: abi.ExportAuthenticate,
-		abi.CallbackAuthorizePublish: abi.ExportAuthorizePublish, abi.CallbackAuthorizeSubscribe: abi.ExportAuthorizeSubscribe,
-		abi.CallbackOnEvent: abi.ExportOnEvent} {
-		if _, ok := exports[name]; ok {
-			bits |= bit
-		}
-	}
-	_, hasStart := exports[abi.ExportStart]
-	if _, ok := exports[abi.ExportBuffer]; !ok && (bits != 0 || hasStart) {
-		return 0, fmt.Errorf("export %s: missing (required by the callbacks the module exports)", abi.ExportBuffer)
+	if takesRecords && !hasBuffer {
+		return 0, fmt.Errorf("export %s: missing (required by the callbacks the module exports)", abi.Callbacks[abi.CallbackBuffer].Export)
 	}
 	for _, def := range c.ImportedFunctions() {
 		mod, name, _ := def.Import()
 		switch mod {
 		case abi.ImportModule:
-			want, ok := abi.HostFuncs[name]
+			f, ok := abi.HostFuncByName(name)
 			if !ok {
 				return 0, fmt.Errorf("import %s.%s: no such host function in ABI %s", mod, name, abi.Version)
 			}
-			if got := signature(def); !got.Equal(want) {
+			if got, want := signature(def), abi.HostFuncs[f].Sig(); !got.Equal(want) {
 				return 0, fmt.Errorf("import %s.%s: got %s, want %s", mod, name, got, want)
 			}
 		case wasi_snapshot_preview1.ModuleName:
@@ -208,20 +208,21 @@ var testUnguarded bool
 
 // nanosleep is the guest's sleep: real, but never longer than one call
 // deadline, since a sleeping guest cannot be interrupted.
-func (e *Extension) nanosleep(ns int64) {
+func (e *extension) nanosleep(ns int64) {
 	time.Sleep(min(time.Duration(ns), e.deadline))
 }
 
-// acquire takes an instance for a call; release returns it, or discards it
-// after an error.
-func (e *Extension) acquire() (*instance, error) {
+// acquire takes an instance for a call, waiting at most one call deadline
+// and never past ctx; release returns it, or discards it after an error.
+// Both are for Host.invoke only.
+func (e *extension) acquire(ctx context.Context) (*instance, error) {
 	if e.stopped.Load() {
 		return nil, ErrStopped
 	}
-	return e.pool.get()
+	return e.pool.get(ctx)
 }
 
-func (e *Extension) release(in *instance, cb callback, err error) {
+func (e *extension) release(in *instance, cb abi.Callback, err error) {
 	e.calls.Add(1)
 	if err == nil {
 		e.pool.put(in)
@@ -235,7 +236,7 @@ func (e *Extension) release(in *instance, cb callback, err error) {
 
 // noteFailure counts a failure and stops the extension when it keeps
 // failing (crash loop).
-func (e *Extension) noteFailure(cause error) {
+func (e *extension) noteFailure(cause error) {
 	now := time.Now()
 	e.mu.Lock()
 	e.failures = append(e.failures, now)
@@ -252,12 +253,12 @@ func (e *Extension) noteFailure(cause error) {
 // stop takes the extension out of service: new calls fail, calls in
 // flight finish (up to a few deadlines), each instance's stop callback
 // runs, then the runtime is closed. Safe to call more than once.
-func (e *Extension) stop(graceful bool) {
+func (e *extension) stop(graceful bool) {
 	if e.stopped.Swap(true) {
 		return
 	}
-	if e.events != nil {
-		close(e.events)
+	if e.quit != nil {
+		close(e.quit)
 	}
 	e.pool.closeAll(graceful)
 	_ = e.rt.Close(context.Background())

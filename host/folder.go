@@ -3,17 +3,12 @@ package host
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // WatchInterval is how often Watch looks at the extensions folder. A change
@@ -177,27 +172,13 @@ func (h *Host) checkFolder(dir string) (*Manifest, error) {
 		return m, nil
 	}
 	// Name the folder that owns the id, which is more useful than "differs".
-	if raw, rerr := readManifestID(dir); rerr == nil && raw != filepath.Base(dir) {
+	if raw, _ := peekManifest(filepath.Join(dir, ManifestFile)); raw != "" && raw != filepath.Base(dir) {
 		if _, serr := os.Stat(filepath.Join(h.opts.Dir, raw, ManifestFile)); serr == nil {
 			return nil, fmt.Errorf("%w: %s: duplicate id %q: already used by folder %s", ErrManifest,
 				filepath.Join(dir, ManifestFile), raw, filepath.Join(h.opts.Dir, raw))
 		}
 	}
 	return nil, err
-}
-
-// readManifestID reads just the id of a manifest, leniently.
-func readManifestID(dir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
-	if err != nil {
-		return "", err
-	}
-	var v struct {
-		ID     string `yaml:"id"`
-		Module string `yaml:"module"`
-	}
-	err = yaml.Unmarshal(b, &v)
-	return v.ID, err
 }
 
 // startPriority reads a folder's start-priority for ordering (0 when the
@@ -222,13 +203,11 @@ func (h *Host) fingerprintOf(name string, prev fingerprint) fingerprint {
 	if _, err := os.Stat(filepath.Join(dir, DisabledFile)); err == nil {
 		fp.disabled = true
 	}
-	var v struct {
-		Module string `yaml:"module"`
-	}
-	if yaml.Unmarshal(manifest, &v) != nil || v.Module == "" {
+	_, module := peekManifestData(manifest)
+	if module == "" {
 		return fp
 	}
-	path := filepath.Join(dir, filepath.Clean("/" + v.Module)[1:])
+	path := filepath.Join(dir, filepath.Clean("/" + module)[1:])
 	info, err := os.Stat(path)
 	if err != nil || !info.Mode().IsRegular() {
 		fp.modStamp = "missing or not a regular file"
@@ -268,48 +247,4 @@ func readRegular(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d bytes, more than %d", path, info.Size(), limit)
 	}
 	return os.ReadFile(path)
-}
-
-// statusFile is the JSON document Options.StatusFile holds.
-type statusFile struct {
-	PID        int       `json:"pid"`
-	Updated    time.Time `json:"updated"`
-	Extensions []Status  `json:"extensions"`
-}
-
-// writeStatusFile rewrites Options.StatusFile atomically (write, rename).
-func (h *Host) writeStatusFile() {
-	if h.opts.StatusFile == "" {
-		return
-	}
-	doc := statusFile{PID: os.Getpid(), Updated: time.Now().UTC(), Extensions: h.Status()}
-	b, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return
-	}
-	tmp := h.opts.StatusFile + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		h.log.Warn("write extension status file", "file", h.opts.StatusFile, "error", err)
-		return
-	}
-	if err := os.Rename(tmp, h.opts.StatusFile); err != nil {
-		h.log.Warn("write extension status file", "file", h.opts.StatusFile, "error", err)
-	}
-}
-
-// ReadStatusFile reads a status file written by a running host. ok is
-// false when there is none or its process is gone.
-func ReadStatusFile(path string) (sts []Status, pid int, ok bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, false, nil
-	}
-	if err != nil {
-		return nil, 0, false, err
-	}
-	var doc statusFile
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, 0, false, fmt.Errorf("%s: %w", path, err)
-	}
-	return doc.Extensions, doc.PID, processAlive(doc.PID), nil
 }

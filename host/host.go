@@ -15,6 +15,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
+	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
 )
 
@@ -32,6 +33,8 @@ type Options struct {
 	// StatusFile, if set, is rewritten with every extension's Status (JSON)
 	// whenever one changes, for `propolis extensions list`.
 	StatusFile string
+	// Observer, if set, hears about every call into an extension.
+	Observer CallObserver
 }
 
 // Host runs the extensions of one folder. It implements the broker's
@@ -43,9 +46,10 @@ type Host struct {
 	cache wazero.CompilationCache
 
 	mu     sync.Mutex
-	exts   map[string]*Extension // running, by id (= folder name)
+	exts   map[string]*extension // running, by id (= folder name)
 	status map[string]*Status    // every folder seen, by folder name
 	chain  atomic.Pointer[chain]
+	svc    atomic.Pointer[servicesRef] // the broker's services; see services.go
 
 	// folders is the scanner's view of the folder; only the scanning
 	// goroutine (LoadAll, then Watch) touches it.
@@ -82,7 +86,7 @@ func New(opts Options) (*Host, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Host{opts: opts, log: log, exts: map[string]*Extension{}, status: map[string]*Status{},
+	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{},
 		folders: map[string]*folderState{}, done: make(chan struct{})}
 	h.chain.Store(&chain{})
 	h.wg.Add(1)
@@ -157,7 +161,7 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 	if old != nil {
 		go old.stop(true) // its calls in flight finish; the scanner goes on
 		e.log.Info("extension reloaded", "version", m.Version, "previous", previous, "priority", m.Priority,
-			"callbacks", callbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
+			"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
 		return nil
 	}
 	if len(m.Services) > 0 {
@@ -165,12 +169,12 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 			"services", m.Services)
 	}
 	e.log.Info("extension started", "version", m.Version, "priority", m.Priority,
-		"callbacks", callbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
+		"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
 // stopFolder takes the folder's running extension, if any, out of service.
-func (h *Host) stopFolder(name string) *Extension {
+func (h *Host) stopFolder(name string) *extension {
 	h.mu.Lock()
 	e := h.exts[name]
 	delete(h.exts, name)
@@ -188,7 +192,7 @@ func (h *Host) stopFolder(name string) *Extension {
 // consult it is denied (fail closed) until the operator replaces, disables
 // or removes it. Removing it instead would let through what it was there
 // to refuse.
-func (h *Host) fail(e *Extension, reason error) {
+func (h *Host) fail(e *extension, reason error) {
 	name := filepath.Base(e.dir)
 	h.mu.Lock()
 	current := h.exts[name] == e
@@ -221,9 +225,9 @@ func (h *Host) setStatus(name string, st *Status) {
 }
 
 // status reports a running extension.
-func (e *Extension) status(state State, reason string) *Status {
+func (e *extension) status(state State, reason string) *Status {
 	return &Status{ID: e.ID(), Version: e.manifest.Version, State: state, Reason: reason,
-		Priority: e.manifest.Priority, StartPriority: e.manifest.StartPriority, Callbacks: callbackNames(e.callbacks)}
+		Priority: e.manifest.Priority, StartPriority: e.manifest.StartPriority, Callbacks: abi.CallbackNames(e.callbacks)}
 }
 
 // Status lists every extension folder seen, sorted by id.
@@ -255,11 +259,11 @@ func (h *Host) Close(ctx context.Context) error {
 	h.scanMu.Lock() // wait for a scan in progress
 	h.scanMu.Unlock()
 	h.mu.Lock()
-	exts := make([]*Extension, 0, len(h.exts))
+	exts := make([]*extension, 0, len(h.exts))
 	for _, e := range h.exts {
 		exts = append(exts, e)
 	}
-	h.exts = map[string]*Extension{}
+	h.exts = map[string]*extension{}
 	h.mu.Unlock()
 	h.rebuildChain()
 	for _, e := range exts {
@@ -302,16 +306,3 @@ func (h *Host) watchdog() {
 // watchdogTick is how often the watchdog looks: deadlines are enforced to
 // within this much.
 const watchdogTick = 5 * time.Millisecond
-
-func callbackNames(bits int32) []string {
-	var out []string
-	for _, c := range []struct {
-		bit  int32
-		name string
-	}{{1, "authenticate"}, {2, "authorize_publish"}, {4, "authorize_subscribe"}, {8, "on_event"}} {
-		if bits&c.bit != 0 {
-			out = append(out, c.name)
-		}
-	}
-	return out
-}

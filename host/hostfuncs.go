@@ -12,52 +12,52 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
-// hostFunc is a host function of ABI 1.0: its name, signature and body.
+// hostFuncBody implements one host function of abi.HostFuncs. It runs on
+// the goroutine of the call into the guest, only when the function is
+// callable from the running callback (the row's In; elsewhere the guest
+// gets NOT_AVAILABLE without the body running), and returns the status.
 // Bodies use the stack-based API (no reflection) and never allocate on the
 // paths a publish takes.
-type hostFunc struct {
-	name string
-	fn   func(in *instance, mod api.Module, stack []uint64) int32
+type hostFuncBody func(in *instance, mod api.Module, stack []uint64) int32
+
+// hostFuncBodies implements abi.HostFuncs, row for row. Adding a host
+// function: a row in abi's table, its section in ABI.md, and its body here.
+var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
+	abi.FuncLog:                    hfLog,
+	abi.FuncSetReason:              hfSetReason,
+	abi.FuncDeclareCallbacks:       hfDeclareCallbacks,
+	abi.FuncAddPublishFilter:       hfAddPublishFilter,
+	abi.FuncSetSessionExpiry:       hfSetSessionExpiry,
+	abi.FuncSetReceiveMaximum:      hfSetReceiveMaximum,
+	abi.FuncSetKeepalive:           hfSetKeepalive,
+	abi.FuncSetMaxQueued:           hfSetMaxQueued,
+	abi.FuncAddConnackUserProperty: hfAddConnackUserProperty,
+	abi.FuncAddPermission:          hfAddPermission,
 }
 
-// maxFilters bounds add_publish_filter calls.
-const maxFilters = 1024
-
-var hostFuncs = []hostFunc{
-	{abi.FuncLog, hfLog},
-	{abi.FuncSetReason, hfSetReason},
-	{abi.FuncDeclareCallbacks, hfDeclareCallbacks},
-	{abi.FuncAddPublishFilter, hfAddPublishFilter},
-	{abi.FuncSetSessionExpiry, hfSetSessionExpiry},
-	{abi.FuncSetReceiveMaximum, hfSetReceiveMaximum},
-	{abi.FuncSetKeepalive, hfSetKeepalive},
-	{abi.FuncSetMaxQueued, hfSetMaxQueued},
-	{abi.FuncAddConnackUserProperty, hfAddConnackUserProperty},
-	{abi.FuncAddPermission, hfAddPermission},
-}
-
-// instantiateHostFuncs defines the propolis_v1 module in rt, for e.
-func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime, e *Extension) error {
+// instantiateHostFuncs defines the propolis_v1 module in rt, for e, from
+// abi.HostFuncs.
+func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime, e *extension) error {
 	b := rt.NewHostModuleBuilder(abi.ImportModule)
-	for _, hf := range hostFuncs {
-		sig := abi.HostFuncs[hf.name]
-		params := make([]api.ValueType, len(sig.Params))
-		for i, p := range sig.Params {
-			params[i] = api.ValueType(p)
+	for f, info := range abi.HostFuncs {
+		body := hostFuncBodies[f]
+		if body == nil {
+			return fmt.Errorf("host function %s: not implemented by this host", info.Name)
 		}
-		results := make([]api.ValueType, len(sig.Results))
-		for i, r := range sig.Results {
-			results[i] = api.ValueType(r)
-		}
-		body := hf.fn
+		sig := info.Sig()
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 			in := instanceFrom(ctx)
 			if in == nil {
-				// Outside a callback: during _initialize only log works.
-				in = &instance{ext: e}
+				// Outside a call the host made: the runtime is running the
+				// module's _initialize.
+				in = &instance{ext: e, cb: abi.CallbackInitialize}
+			}
+			if !info.In.Has(in.cb) {
+				stack[0] = status(abi.StatusNotAvailable)
+				return
 			}
 			stack[0] = status(body(in, mod, stack))
-		}), params, results).Export(hf.name)
+		}), valueTypes(sig.Params), valueTypes(sig.Results)).Export(info.Name)
 	}
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("instantiate host functions: %w", err)
@@ -65,15 +65,21 @@ func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime, e *Extension) 
 	return nil
 }
 
+// valueTypes converts ABI value types to wazero's (the same bytes).
+func valueTypes(ts []abi.ValType) []api.ValueType {
+	out := make([]api.ValueType, len(ts))
+	for i, t := range ts {
+		out[i] = api.ValueType(t)
+	}
+	return out
+}
+
 // status encodes an i32 result on the stack.
 func status(v int32) uint64 { return uint64(uint32(v)) }
 
-// maxString bounds any string a host function copies out of the guest.
-const maxString = 64 << 10
-
 // read returns a copy of guest memory [ptr, ptr+n). Out of bounds is a
 // guest bug: it traps (the panic becomes the call's error). Callers check
-// n against maxString first.
+// n against abi.MaxString first.
 func read(mod api.Module, ptr, n uint32) []byte {
 	b, ok := mod.Memory().Read(ptr, n)
 	if !ok {
@@ -82,23 +88,10 @@ func read(mod api.Module, ptr, n uint32) []byte {
 	return append([]byte(nil), b...)
 }
 
-// in reports whether the instance is inside one of the callbacks.
-func (in *instance) inside(cbs ...callback) bool {
-	for _, c := range cbs {
-		if in.cb == c {
-			return true
-		}
-	}
-	return false
-}
-
 func hfLog(in *instance, mod api.Module, stack []uint64) int32 {
 	level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
 	msg := read(mod, ptr, min(n, abi.MaxLogLine))
-	attrs := []any{"source", "guest"}
-	if in.cb != cbNone {
-		attrs = append(attrs, "callback", in.cb.String())
-	}
+	attrs := []any{"source", "guest", "callback", in.cb.String()}
 	switch level {
 	case 0:
 		in.ext.log.Debug(string(msg), attrs...)
@@ -115,9 +108,6 @@ func hfLog(in *instance, mod api.Module, stack []uint64) int32 {
 }
 
 func hfSetReason(in *instance, mod api.Module, stack []uint64) int32 {
-	if !in.inside(cbStart, cbAuthenticate, cbAuthorizePublish, cbAuthorizeSubscribe) {
-		return abi.StatusNotAvailable
-	}
 	ptr, n := uint32(stack[0]), uint32(stack[1])
 	if n > abi.MaxReason {
 		return abi.StatusTooLarge
@@ -128,24 +118,17 @@ func hfSetReason(in *instance, mod api.Module, stack []uint64) int32 {
 }
 
 func hfDeclareCallbacks(in *instance, _ api.Module, stack []uint64) int32 {
-	if in.cb != cbStart {
-		return abi.StatusNotAvailable
-	}
-	mask := int32(stack[0])
-	const all = abi.CallbackAuthenticate | abi.CallbackAuthorizePublish | abi.CallbackAuthorizeSubscribe | abi.CallbackOnEvent
-	if mask&^all != 0 || mask&^in.ext.callbacks != 0 {
+	mask := uint32(stack[0])
+	if mask&^abi.AllCallbackBits != 0 || mask&^in.ext.callbacks != 0 {
 		return abi.StatusInvalidArgument
 	}
 	in.out.dirty = true
-	in.out.declared = mask
+	in.out.declared, in.out.mask = true, mask
 	return abi.StatusOK
 }
 
 func hfAddPublishFilter(in *instance, mod api.Module, stack []uint64) int32 {
-	if in.cb != cbStart {
-		return abi.StatusNotAvailable
-	}
-	if uint32(stack[1]) > maxString || len(in.out.filters) >= maxFilters {
+	if uint32(stack[1]) > abi.MaxString || len(in.out.filters) >= abi.MaxPublishFilters {
 		return abi.StatusTooLarge
 	}
 	f := string(read(mod, uint32(stack[0]), uint32(stack[1])))
@@ -158,9 +141,6 @@ func hfAddPublishFilter(in *instance, mod api.Module, stack []uint64) int32 {
 }
 
 func hfSetSessionExpiry(in *instance, _ api.Module, stack []uint64) int32 {
-	if in.cb != cbAuthenticate {
-		return abi.StatusNotAvailable
-	}
 	v := uint32(stack[0])
 	in.out.dirty = true
 	in.out.sessionExpiry = &v
@@ -172,9 +152,6 @@ func hfSetReceiveMaximum(in *instance, _ api.Module, stack []uint64) int32 {
 }
 
 func hfSetKeepalive(in *instance, _ api.Module, stack []uint64) int32 {
-	if in.cb != cbAuthenticate {
-		return abi.StatusNotAvailable
-	}
 	v := uint32(stack[0])
 	if v > 65535 {
 		return abi.StatusInvalidArgument
@@ -189,11 +166,8 @@ func hfSetMaxQueued(in *instance, _ api.Module, stack []uint64) int32 {
 	return setCount(in, stack, &in.out.maxQueued)
 }
 
-// setCount stores a 1-65535 setting given during authenticate.
+// setCount stores a 1-65535 setting.
 func setCount(in *instance, stack []uint64, dst *uint16) int32 {
-	if in.cb != cbAuthenticate {
-		return abi.StatusNotAvailable
-	}
 	v := uint32(stack[0])
 	if v < 1 || v > 65535 {
 		return abi.StatusInvalidArgument
@@ -204,13 +178,10 @@ func setCount(in *instance, stack []uint64, dst *uint16) int32 {
 }
 
 func hfAddConnackUserProperty(in *instance, mod api.Module, stack []uint64) int32 {
-	if in.cb != cbAuthenticate {
-		return abi.StatusNotAvailable
-	}
 	if len(in.out.connack) >= abi.MaxConnackProperties {
 		return abi.StatusTooLarge
 	}
-	if uint32(stack[1]) > maxString || uint32(stack[3]) > maxString {
+	if uint32(stack[1]) > abi.MaxString || uint32(stack[3]) > abi.MaxString {
 		return abi.StatusTooLarge
 	}
 	k := read(mod, uint32(stack[0]), uint32(stack[1]))
@@ -221,13 +192,10 @@ func hfAddConnackUserProperty(in *instance, mod api.Module, stack []uint64) int3
 }
 
 func hfAddPermission(in *instance, mod api.Module, stack []uint64) int32 {
-	if in.cb != cbAuthenticate {
-		return abi.StatusNotAvailable
-	}
 	if len(in.out.perms) >= abi.MaxPermissions {
 		return abi.StatusTooLarge
 	}
-	if uint32(stack[1]) > maxString {
+	if uint32(stack[1]) > abi.MaxString {
 		return abi.StatusTooLarge
 	}
 	p, err := abi.DecodePermission(read(mod, uint32(stack[0]), uint32(stack[1])))

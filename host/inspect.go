@@ -12,19 +12,21 @@ import (
 	"sort"
 
 	"github.com/tetratelabs/wazero"
+
+	"github.com/propolis-mqtt/propolis/abi"
 )
 
-// StateReady is the state Inspect gives a folder that would load: its
+// StateReady is the state inspect gives a folder that would load: its
 // manifest is valid and its module passes the ABI check (no broker is
 // running it).
 const StateReady State = "ready"
 
-// Inspect checks every extension folder in dir the way a broker would load
+// inspect checks every extension folder in dir the way a broker would load
 // it, in a throwaway host: the manifest, the DISABLED file, the module's
 // imports and exports against the ABI, and (unless disabled) one instance
 // started, which tells the callbacks the extension actually declares. It is
 // what `propolis extensions list` shows when no broker is running.
-func Inspect(ctx context.Context, dir string) ([]Status, error) {
+func inspect(ctx context.Context, dir string) ([]Status, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -73,7 +75,7 @@ func inspectFolder(ctx context.Context, dir string) Status {
 		st.State, st.Reason = StateFailed, err.Error()
 		return st
 	}
-	st.Callbacks = callbackNames(bits)
+	st.Callbacks = abi.CallbackNames(bits)
 	if st.State == StateDisabled {
 		return st
 	}
@@ -93,7 +95,7 @@ func inspectFolder(ctx context.Context, dir string) Status {
 		st.State, st.Reason = StateFailed, err.Error()
 		return st
 	}
-	st.Callbacks = callbackNames(e.callbacks)
+	st.Callbacks = abi.CallbackNames(e.callbacks)
 	e.stop(true)
 	st.State = StateReady
 	return st

@@ -13,41 +13,6 @@ import (
 	"github.com/propolis-mqtt/propolis/broker"
 )
 
-// callback identifies what an instance is doing, for error messages and to
-// decide which host functions are available (ABI.md section 5).
-type callback uint8
-
-const (
-	cbNone callback = iota
-	cbMarker
-	cbBuffer
-	cbStart
-	cbStop
-	cbAuthenticate
-	cbAuthorizePublish
-	cbAuthorizeSubscribe
-	cbOnEvent
-)
-
-var callbackExport = [...]string{
-	cbMarker:             abi.ExportMarker,
-	cbBuffer:             abi.ExportBuffer,
-	cbStart:              abi.ExportStart,
-	cbStop:               abi.ExportStop,
-	cbAuthenticate:       abi.ExportAuthenticate,
-	cbAuthorizePublish:   abi.ExportAuthorizePublish,
-	cbAuthorizeSubscribe: abi.ExportAuthorizeSubscribe,
-	cbOnEvent:            abi.ExportOnEvent,
-}
-
-// String returns the export's name.
-func (c callback) String() string {
-	if int(c) < len(callbackExport) && callbackExport[c] != "" {
-		return callbackExport[c]
-	}
-	return "none"
-}
-
 // Errors a call into an extension can end with, besides a trap.
 var (
 	// ErrDeadline: the call ran past the extension's call deadline.
@@ -66,7 +31,8 @@ var (
 type callOut struct {
 	dirty         bool
 	reason        string
-	declared      int32 // -1: declare_callbacks not called
+	declared      bool   // declare_callbacks was called
+	mask          uint32 // what it declared
 	filters       []string
 	sessionExpiry *uint32
 	receiveMax    uint16
@@ -78,17 +44,17 @@ type callOut struct {
 
 func (o *callOut) reset() {
 	if o.dirty {
-		*o = callOut{declared: -1}
+		*o = callOut{}
 	}
 }
 
 // instance is one instantiated module. It is used by one goroutine at a
 // time (it lives in its extension's pool between calls).
 type instance struct {
-	ext   *Extension
+	ext   *extension
 	mod   api.Module
 	mem   api.Memory
-	fns   [cbOnEvent + 1]api.Function
+	fns   [abi.NumCallbacks]api.Function
 	stack [1]uint64
 
 	bufPtr, bufCap uint32
@@ -100,7 +66,9 @@ type instance struct {
 	// started is the monotonic time a guarded call began, 0 when idle.
 	started atomic.Int64
 
-	cb  callback
+	// cb is the callback running now (set by run; CallbackInitialize
+	// before the first); host functions check it against abi.HostFuncs.
+	cb  abi.Callback
 	out callOut
 }
 
@@ -119,22 +87,22 @@ func monotonic() int64 { return int64(time.Since(clockBase)) + 1 }
 
 // newInstance instantiates the extension's module, checks its marker,
 // allocates its record buffer and runs its start callback.
-func (e *Extension) newInstance(ctx context.Context, previous string) (*instance, error) {
+func (e *extension) newInstance(ctx context.Context, previous string) (*instance, error) {
 	ictx, cancel := context.WithTimeout(ctx, instantiateTimeout)
 	defer cancel()
 	mod, err := e.rt.InstantiateModule(ictx, e.compiled, e.modConfig)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
-	in := &instance{ext: e, mod: mod, mem: mod.Memory(), out: callOut{declared: -1}}
+	in := &instance{ext: e, mod: mod, mem: mod.Memory()}
 	base := context.WithValue(context.Background(), instanceKey{}, in)
 	// Marker, buffer and start run before the instance is in a pool the
 	// watchdog looks at: they get a bounded context of their own.
 	setupCtx, setupCancel := context.WithTimeout(base, e.setupLimit())
 	defer setupCancel()
 	in.ctx, in.cancel = setupCtx, setupCancel
-	for cb := cbMarker; cb <= cbOnEvent; cb++ {
-		in.fns[cb] = mod.ExportedFunction(callbackExport[cb])
+	for cb, info := range abi.Callbacks {
+		in.fns[cb] = mod.ExportedFunction(info.Export)
 	}
 	fail := func(err error) (*instance, error) {
 		in.close()
@@ -143,26 +111,28 @@ func (e *Extension) newInstance(ctx context.Context, previous string) (*instance
 	if in.mem == nil {
 		return fail(fmt.Errorf("export %q: missing", abi.ExportMemory))
 	}
-	minor, err := in.run(cbMarker)
+	minor, err := in.run(abi.CallbackMarker)
 	if err != nil {
 		return fail(err)
 	}
 	if uint32(minor) > abi.Minor {
-		return fail(fmt.Errorf("export %s: module is built for ABI 1.%d, this broker runs up to %s", abi.ExportMarker, uint32(minor), abi.Version))
+		return fail(fmt.Errorf("export %s: module is built for ABI 1.%d, this broker runs up to %s", abi.CallbackMarker, uint32(minor), abi.Version))
 	}
-	if in.fns[cbBuffer] != nil {
+	if in.fns[abi.CallbackBuffer] != nil {
 		if err := in.growBuffer(abi.DefaultBufferCapacity); err != nil {
 			return fail(err)
 		}
 	}
-	if in.fns[cbStart] != nil {
+	if in.fns[abi.CallbackStart] != nil {
 		cfg, _ := configJSON(e.manifest.Config)
 		if previous == "" {
 			previous = e.previous
 		}
 		rec := abi.StartRecord{ExtensionID: e.manifest.ID, ExtensionVersion: e.manifest.Version,
 			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg}
-		res, err := in.callRecord(cbStart, rec.Encode(in.scratch()))
+		began := time.Now()
+		res, err := in.callRecord(abi.CallbackStart, rec.Encode(in.scratch()))
+		e.host.observe(e, abi.CallbackStart, began, classify(err, uint32(res) != 0))
 		if err != nil {
 			return fail(err)
 		}
@@ -180,13 +150,13 @@ func (e *Extension) newInstance(ctx context.Context, previous string) (*instance
 
 // setupLimit bounds the calls that set an instance up or tear it down
 // (marker, buffer, start, stop): ten call deadlines, at least 2 s.
-func (e *Extension) setupLimit() time.Duration {
+func (e *extension) setupLimit() time.Duration {
 	return max(10*e.deadline, 2*time.Second)
 }
 
 // runBounded runs a callback under its own time limit, for calls made
 // outside the watchdog's view (stop).
-func (in *instance) runBounded(cb callback, limit time.Duration) (uint64, error) {
+func (in *instance) runBounded(cb abi.Callback, limit time.Duration) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), instanceKey{}, in), limit)
 	prevCtx := in.ctx
 	in.ctx = ctx
@@ -217,14 +187,14 @@ func (in *instance) scratch() []byte {
 
 // callRecord makes sure rec sits in the guest buffer and calls the
 // callback with its length.
-func (in *instance) callRecord(cb callback, rec []byte) (uint64, error) {
+func (in *instance) callRecord(cb abi.Callback, rec []byte) (uint64, error) {
 	n := uint32(len(rec))
 	if n > in.bufCap || in.bufCap == 0 {
 		if err := in.growBuffer(n); err != nil {
 			return 0, err
 		}
 		if !in.mem.Write(in.bufPtr, rec) {
-			return 0, fmt.Errorf("%w: %s buffer outside memory", ErrInvalidAnswer, abi.ExportBuffer)
+			return 0, fmt.Errorf("%w: %s buffer outside memory", ErrInvalidAnswer, abi.CallbackBuffer)
 		}
 	}
 	in.stack[0] = uint64(n)
@@ -233,31 +203,33 @@ func (in *instance) callRecord(cb callback, rec []byte) (uint64, error) {
 
 // growBuffer asks the guest for a buffer of at least n bytes.
 func (in *instance) growBuffer(n uint32) error {
-	if in.fns[cbBuffer] == nil {
-		return fmt.Errorf("%w: module exports no %s", ErrInvalidAnswer, abi.ExportBuffer)
+	if in.fns[abi.CallbackBuffer] == nil {
+		return fmt.Errorf("%w: module exports no %s", ErrInvalidAnswer, abi.CallbackBuffer)
 	}
 	n = max(n, abi.DefaultBufferCapacity)
 	in.stack[0] = uint64(n)
-	res, err := in.run(cbBuffer)
+	res, err := in.run(abi.CallbackBuffer)
 	if err != nil {
 		return err
 	}
 	ptr := uint32(res)
 	if ptr == 0 || uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
-		return fmt.Errorf("%w: %s(%d) returned %#x, outside memory of %d bytes", ErrInvalidAnswer, abi.ExportBuffer, n, ptr, in.mem.Size())
+		return fmt.Errorf("%w: %s(%d) returned %#x, outside memory of %d bytes", ErrInvalidAnswer, abi.CallbackBuffer, n, ptr, in.mem.Size())
 	}
 	in.bufPtr, in.bufCap = ptr, n
 	return nil
 }
 
 // run calls the export for cb with in.stack as its parameters and returns
-// its first result.
-func (in *instance) run(cb callback) (uint64, error) {
+// its first result. It is the only place that enters a guest (wazero runs
+// _initialize itself at instantiation); Host.invoke is the only path to it
+// for calls to a pooled extension.
+func (in *instance) run(cb abi.Callback) (uint64, error) {
 	fn := in.fns[cb]
 	if fn == nil {
 		return 0, fmt.Errorf("export %s: missing", cb)
 	}
-	if cb != cbBuffer {
+	if cb != abi.CallbackBuffer {
 		in.out.reset()
 	}
 	prev := in.cb
@@ -283,11 +255,11 @@ func (in *instance) run(cb callback) (uint64, error) {
 	return in.stack[0], nil
 }
 
-// decision decodes a deciding callback's result; stop-the-world answers
-// (anything ABI.md does not define) are errors.
-func decision(cb callback, res uint64) (abi.Decision, byte, error) {
+// decision decodes a deciding callback's result; anything ABI.md does not
+// define for cb (its row of abi.Callbacks lists its decisions) is an error.
+func decision(cb abi.Callback, res uint64) (abi.Decision, byte, error) {
 	d, code, ok := abi.DecodeDecision(uint32(res))
-	if !ok || res>>32 != 0 || (d == abi.DecisionDisconnect && cb == cbAuthenticate) {
+	if !ok || res>>32 != 0 || !abi.Callbacks[cb].Decisions.Has(d) {
 		return 0, 0, fmt.Errorf("%s: %w: decision %#x", cb, ErrInvalidAnswer, res)
 	}
 	return d, code, nil

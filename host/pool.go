@@ -2,15 +2,18 @@ package host
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/propolis-mqtt/propolis/abi"
 )
 
 // pool holds an extension's instances. Instances are not goroutine-safe:
 // a call takes one from idle and gives it back. The pool keeps at most
 // size instances alive; a discarded one is replaced in the background.
 type pool struct {
-	ext  *Extension
+	ext  *extension
 	size int
 	idle chan *instance
 
@@ -19,7 +22,7 @@ type pool struct {
 	closed bool
 }
 
-func newPool(e *Extension, size int) *pool {
+func newPool(e *extension, size int) *pool {
 	return &pool{ext: e, size: size, idle: make(chan *instance, size), all: make(map[*instance]struct{}, size)}
 }
 
@@ -36,25 +39,23 @@ func (p *pool) add(in *instance) {
 	p.idle <- in
 }
 
-// get returns an idle instance, waiting up to the call deadline (1s when
-// unguarded) for one to come back.
-func (p *pool) get() (*instance, error) {
+// get returns an idle instance, waiting up to one call deadline for one to
+// come back, and never past ctx.
+func (p *pool) get(ctx context.Context) (*instance, error) {
 	select {
 	case in := <-p.idle:
 		return in, nil
 	default:
 	}
-	wait := p.ext.deadline
-	if wait <= 0 {
-		wait = time.Second
-	}
-	t := time.NewTimer(wait)
+	t := time.NewTimer(p.ext.deadline)
 	defer t.Stop()
 	select {
 	case in := <-p.idle:
 		return in, nil
 	case <-t.C:
 		return nil, ErrBusy
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w (%v)", ErrDeadline, context.Cause(ctx))
 	}
 }
 
@@ -112,18 +113,14 @@ func (p *pool) closeAll(graceful bool) {
 	p.closed = true
 	n := len(p.all)
 	p.mu.Unlock()
-	wait := 3 * p.ext.deadline
-	if wait <= 0 {
-		wait = 3 * time.Second
-	}
-	deadline := time.NewTimer(wait)
+	deadline := time.NewTimer(3 * p.ext.deadline)
 	defer deadline.Stop()
 	for i := 0; i < n; i++ {
 		select {
 		case in := <-p.idle:
-			if graceful && in.fns[cbStop] != nil {
+			if graceful && in.fns[abi.CallbackStop] != nil {
 				in.stack[0] = 0
-				if _, err := in.runBounded(cbStop, p.ext.setupLimit()); err != nil {
+				if _, err := in.runBounded(abi.CallbackStop, p.ext.setupLimit()); err != nil {
 					p.ext.log.Warn("stop callback failed", "error", err)
 				}
 			}

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -68,21 +65,18 @@ func extensions(args []string, stdout io.Writer) error {
 // listExtensions prints every extension folder: from the running broker's
 // status file when a broker is running, else from an offline check.
 func listExtensions(cfg *config.Config, w io.Writer) error {
-	sts, pid, running, err := host.ReadStatusFile(statusFile(cfg))
+	r, err := host.StatusReport(context.Background(), cfg.ExtensionsDir, statusFile(cfg))
 	if err != nil {
 		return err
 	}
-	if running {
-		fmt.Fprintf(w, "broker running (pid %d), extensions in %s\n", pid, cfg.ExtensionsDir)
+	if r.Live {
+		fmt.Fprintf(w, "broker running (pid %d), extensions in %s\n", r.PID, cfg.ExtensionsDir)
 	} else {
 		fmt.Fprintf(w, "no broker running (no live status in %s); each extension in %s loaded once in a throwaway host\n", cfg.DataDir, cfg.ExtensionsDir)
-		if sts, err = host.Inspect(context.Background(), cfg.ExtensionsDir); err != nil {
-			return err
-		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tVERSION\tSTATE\tPRIORITY\tCALLBACKS\tREASON")
-	for _, s := range sts {
+	for _, s := range r.Extensions {
 		cbs := strings.Join(s.Callbacks, ",")
 		if cbs == "" {
 			cbs = "-"
@@ -91,34 +85,30 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 		if version == "" {
 			version = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, version, s.State, strconv.Itoa(s.Priority), cbs, s.Reason)
+		// A reason listing several problems (a manifest's) spans lines: one
+		// row each extension.
+		reason := strings.ReplaceAll(s.Reason, "\n", "; ")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, version, s.State, strconv.Itoa(s.Priority), cbs, reason)
 	}
-	if len(sts) == 0 {
+	if len(r.Extensions) == 0 {
 		fmt.Fprintln(tw, "(none)")
 	}
 	return tw.Flush()
 }
 
-// setDisabled creates or removes the extension's DISABLED file.
+// setDisabled disables or enables an extension (host.Disable, host.Enable).
 func setDisabled(dir, id string, disable bool, w io.Writer) error {
-	folder := filepath.Join(dir, id)
-	if _, err := os.Stat(filepath.Join(folder, host.ManifestFile)); err != nil {
-		return fmt.Errorf("extension %q: no %s in %s", id, host.ManifestFile, folder)
-	}
-	marker := filepath.Join(folder, host.DisabledFile)
 	if disable {
-		f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY, 0o644)
+		marker, err := host.Disable(dir, id)
 		if err != nil {
-			return fmt.Errorf("disable %q: %w", id, err)
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("disable %q: %w", id, err)
+			return err
 		}
 		fmt.Fprintf(w, "%s disabled (%s created); a running broker stops it within 2 seconds\n", id, marker)
 		return nil
 	}
-	if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("enable %q: %w", id, err)
+	marker, err := host.Enable(dir, id)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(w, "%s enabled (%s removed); a running broker starts it within 2 seconds\n", id, marker)
 	return nil

@@ -131,6 +131,9 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The second step of the wiring: the host reaches the broker's services
+	// (sessions, subscriptions, retained messages, publishing) from here on.
+	h.UseBroker(srv)
 	// Extensions load in start-priority order before any client is accepted.
 	if err := h.LoadAll(context.Background()); err != nil {
 		_ = srv.Close()

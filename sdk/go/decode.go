@@ -7,15 +7,6 @@ import (
 	"unsafe"
 )
 
-// Record kinds (ABI.md section 4).
-const (
-	kindStart     = 1
-	kindConnect   = 2
-	kindPublish   = 3
-	kindSubscribe = 4
-	kindEvent     = 5
-)
-
 // headerSize is the size of the record header.
 const headerSize = 8
 

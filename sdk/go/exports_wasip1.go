@@ -4,9 +4,10 @@ package propolis
 
 import "unsafe"
 
-// The exports of ABI.md section 3. The SDK exports every callback and
-// tells the host, with declare_callbacks in propolis_start, which ones the
-// extension registered.
+// What the exports of ABI.md section 3 (generated in abi_wasip1.go) call.
+// The SDK exports every callback and tells the host, with
+// declare_callbacks in propolis_start, which ones the extension
+// registered.
 
 // buf is the buffer the host writes records into. It is a package variable
 // so that it stays referenced (Go's garbage collector does not move
@@ -17,16 +18,13 @@ var buf []byte
 // cause a series of reallocations.
 const minBuffer = 4096
 
-// abiMarker is the required marker: the ABI minor version the SDK follows.
-//
-//go:wasmexport propolis_abi_v1
-func abiMarker() int32 { return 0 }
+// marker answers the required marker export: the ABI minor version the
+// SDK follows.
+func marker() int32 { return abiMinor }
 
 // buffer returns a pointer to at least size bytes, valid until the next
 // call. It returns 0 (an invalid answer, so the host fails closed) for a
 // negative size.
-//
-//go:wasmexport propolis_buffer
 func buffer(size int32) uint32 {
 	if size < 0 {
 		return 0
@@ -53,21 +51,3 @@ func record(n int32) []byte {
 	}
 	return buf[:n]
 }
-
-//go:wasmexport propolis_start
-func exportStart(n int32) int32 { return start(host, record(n)) }
-
-//go:wasmexport propolis_stop
-func exportStop() { stop() }
-
-//go:wasmexport propolis_authenticate
-func exportAuthenticate(n int32) uint32 { return authenticate(host, record(n)) }
-
-//go:wasmexport propolis_authorize_publish
-func exportAuthorizePublish(n int32) uint32 { return authorizePublish(host, record(n)) }
-
-//go:wasmexport propolis_authorize_subscribe
-func exportAuthorizeSubscribe(n int32) uint32 { return authorizeSubscribe(host, record(n)) }
-
-//go:wasmexport propolis_on_event
-func exportOnEvent(n int32) { onEvent(host, record(n)) }

@@ -56,14 +56,6 @@ func Register(e Extension) {
 	ext, registered = e, true
 }
 
-// Callback bits of declare_callbacks.
-const (
-	callbackAuthenticate       = 1 << 0
-	callbackAuthorizePublish   = 1 << 1
-	callbackAuthorizeSubscribe = 1 << 2
-	callbackOnEvent            = 1 << 3
-)
-
 // callbackMask returns the declare_callbacks mask of e's handlers.
 func (e *Extension) callbackMask() uint32 {
 	var m uint32

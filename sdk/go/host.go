@@ -17,40 +17,15 @@ type hostAPI interface {
 	addPermission(perm []byte) int32
 }
 
-// Status codes of host functions (ABI.md section 6).
-const (
-	statusOK              = 0
-	statusInvalidArgument = -1
-	statusNotAvailable    = -2
-	statusNotPermitted    = -3
-	statusRateLimited     = -4
-	statusNotFound        = -5
-	statusInternal        = -6
-	statusTooLarge        = -7
-)
-
 // statusName returns the ABI.md name of a host function's status code.
 func statusName(code int32) string {
-	switch code {
-	case statusOK:
-		return "OK"
-	case statusInvalidArgument:
-		return "INVALID_ARGUMENT"
-	case statusNotAvailable:
-		return "NOT_AVAILABLE"
-	case statusNotPermitted:
-		return "NOT_PERMITTED"
-	case statusRateLimited:
-		return "RATE_LIMITED"
-	case statusNotFound:
-		return "NOT_FOUND"
-	case statusInternal:
-		return "INTERNAL"
-	case statusTooLarge:
-		return "TOO_LARGE"
-	}
 	if code > 0 {
 		return "OK"
+	}
+	for _, s := range statusNames {
+		if s.code == code {
+			return s.name
+		}
 	}
 	return "unknown status " + itoa(int64(code))
 }

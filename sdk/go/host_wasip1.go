@@ -4,40 +4,6 @@ package propolis
 
 import "unsafe"
 
-// The host functions of ABI.md section 5, imported from module propolis_v1.
-// Pointers and lengths are i32; a string is passed as its data pointer and
-// byte length.
-
-//go:wasmimport propolis_v1 log
-func hostLog(level int32, ptr unsafe.Pointer, n uint32) int32
-
-//go:wasmimport propolis_v1 set_reason
-func hostSetReason(ptr unsafe.Pointer, n uint32) int32
-
-//go:wasmimport propolis_v1 declare_callbacks
-func hostDeclareCallbacks(mask uint32) int32
-
-//go:wasmimport propolis_v1 add_publish_filter
-func hostAddPublishFilter(ptr unsafe.Pointer, n uint32) int32
-
-//go:wasmimport propolis_v1 set_session_expiry
-func hostSetSessionExpiry(seconds uint32) int32
-
-//go:wasmimport propolis_v1 set_receive_maximum
-func hostSetReceiveMaximum(n uint32) int32
-
-//go:wasmimport propolis_v1 set_keepalive
-func hostSetKeepalive(seconds uint32) int32
-
-//go:wasmimport propolis_v1 set_max_queued
-func hostSetMaxQueued(n uint32) int32
-
-//go:wasmimport propolis_v1 add_connack_user_property
-func hostAddConnackUserProperty(kptr unsafe.Pointer, klen uint32, vptr unsafe.Pointer, vlen uint32) int32
-
-//go:wasmimport propolis_v1 add_permission
-func hostAddPermission(ptr unsafe.Pointer, n uint32) int32
-
 // host is the host functions: the broker's imports.
 var host hostAPI = wasmHost{}
 
@@ -45,7 +11,7 @@ var host hostAPI = wasmHost{}
 type wasmHost struct{}
 
 func (wasmHost) log(level Level, msg string) int32 {
-	return hostLog(int32(level), unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
+	return hostLog(uint32(level), unsafe.Pointer(unsafe.StringData(msg)), uint32(len(msg)))
 }
 
 func (wasmHost) setReason(reason string) int32 {

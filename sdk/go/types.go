@@ -178,21 +178,10 @@ const (
 	EventUnsubscribe EventKind = 6
 )
 
-// String returns the kind's name, e.g. "disconnect".
+// String returns the kind's ABI.md name, e.g. "connection_start".
 func (k EventKind) String() string {
-	switch k {
-	case EventConnectionStart:
-		return "connection-start"
-	case EventAuthSucceeded:
-		return "auth-succeeded"
-	case EventAuthFailed:
-		return "auth-failed"
-	case EventDisconnect:
-		return "disconnect"
-	case EventSubscribe:
-		return "subscribe"
-	case EventUnsubscribe:
-		return "unsubscribe"
+	if int(k) < len(eventKindNames) && eventKindNames[k] != "" {
+		return eventKindNames[k]
 	}
 	return "unknown"
 }
@@ -214,17 +203,13 @@ const (
 	DisconnectByServer DisconnectKind = 3
 )
 
-// String returns the kind's name, e.g. "connection-lost".
+// String returns the kind's ABI.md name, e.g. "lost" ("none" for 0).
 func (k DisconnectKind) String() string {
-	switch k {
-	case DisconnectNone:
+	if k == DisconnectNone {
 		return "none"
-	case DisconnectByClient:
-		return "by-client"
-	case DisconnectConnectionLost:
-		return "connection-lost"
-	case DisconnectByServer:
-		return "by-server"
+	}
+	if int(k) < len(disconnectKindNames) && disconnectKindNames[k] != "" {
+		return disconnectKindNames[k]
 	}
 	return "unknown"
 }

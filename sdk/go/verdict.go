@@ -21,15 +21,8 @@ const (
 
 // String returns the decision's name, e.g. "allow".
 func (d Decision) String() string {
-	switch d {
-	case DecisionNext:
-		return "next"
-	case DecisionAllow:
-		return "allow"
-	case DecisionDeny:
-		return "deny"
-	case DecisionDisconnect:
-		return "disconnect"
+	if int(d) < len(decisionNames) {
+		return decisionNames[d]
 	}
 	return "invalid"
 }

@@ -69,7 +69,7 @@ func TestStrings(t *testing.T) {
 	if DecisionDisconnect.String() != "disconnect" || Decision(7).String() != "invalid" {
 		t.Error("Decision.String")
 	}
-	if EventUnsubscribe.String() != "unsubscribe" || DisconnectConnectionLost.String() != "connection-lost" {
+	if EventUnsubscribe.String() != "unsubscribe" || DisconnectConnectionLost.String() != "lost" || EventConnectionStart.String() != "connection_start" {
 		t.Error("EventKind/DisconnectKind.String")
 	}
 	if LevelWarn.String() != "warn" || Level(-12).String() != "level(-12)" {

@@ -1,0 +1,295 @@
+package abi
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// These tests read ABI.md and fail when it and the table in table.go
+// disagree on a name, a signature, a bit, a record, a decision, a status
+// code, an event kind or where a host function may be called.
+
+func readABI(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("ABI.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// mdTable returns the rows (cells trimmed, header and rule excluded) of the
+// first Markdown table whose header row starts with header.
+func mdTable(t *testing.T, doc, header string) [][]string {
+	t.Helper()
+	lines := strings.Split(doc, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, header) {
+			continue
+		}
+		var rows [][]string
+		for _, r := range lines[i+2:] {
+			if !strings.HasPrefix(r, "|") {
+				break
+			}
+			cells := strings.Split(strings.Trim(r, "|"), "|")
+			for j := range cells {
+				cells[j] = strings.TrimSpace(cells[j])
+			}
+			rows = append(rows, cells)
+		}
+		return rows
+	}
+	t.Fatalf("ABI.md: no table with header %q", header)
+	return nil
+}
+
+func unquote(s string) string { return strings.Trim(s, "`") }
+
+// docSignature parses "(size: i32, len: i32) -> i32" or "() -> ()" into a
+// Signature and the parameter names.
+func docSignature(s string) (Signature, []string, error) {
+	m := regexp.MustCompile(`^\((.*)\)\s*->\s*(\(\)|i32|i64)$`).FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return Signature{}, nil, fmt.Errorf("signature %q: want (name: type, ...) -> type", s)
+	}
+	sig := Signature{Params: []ValType{}, Results: []ValType{}}
+	var names []string
+	if strings.TrimSpace(m[1]) != "" {
+		for _, p := range strings.Split(m[1], ",") {
+			name, typ, ok := strings.Cut(strings.TrimSpace(p), ":")
+			if !ok {
+				return Signature{}, nil, fmt.Errorf("signature %q: parameter %q has no type", s, p)
+			}
+			vt, err := valType(strings.TrimSpace(typ))
+			if err != nil {
+				return Signature{}, nil, err
+			}
+			names = append(names, strings.TrimSpace(name))
+			sig.Params = append(sig.Params, vt)
+		}
+	}
+	if m[2] != "()" {
+		vt, _ := valType(m[2])
+		sig.Results = append(sig.Results, vt)
+	}
+	return sig, names, nil
+}
+
+func valType(s string) (ValType, error) {
+	switch s {
+	case "i32":
+		return I32, nil
+	case "i64":
+		return I64, nil
+	}
+	return 0, fmt.Errorf("unknown value type %q", s)
+}
+
+func TestABIDocExports(t *testing.T) {
+	rows := mdTable(t, readABI(t), "| export | signature | bit | record | when |")
+	seen := map[Callback]bool{}
+	for _, r := range rows {
+		if len(r) != 5 {
+			t.Errorf("ABI.md exports: row %v: want 5 cells", r)
+			continue
+		}
+		name := unquote(r[0])
+		cb, ok := CallbackByExport(name)
+		if !ok {
+			t.Errorf("ABI.md lists export %s, the table has no such callback", name)
+			continue
+		}
+		seen[cb] = true
+		info := Callbacks[cb]
+		sig, _, err := docSignature(unquote(r[1]))
+		if err != nil {
+			t.Errorf("ABI.md export %s: %v", name, err)
+		} else if !sig.Equal(info.Sig) {
+			t.Errorf("export %s: ABI.md says %s, the table %s", name, sig, info.Sig)
+		}
+		bit := ""
+		if info.Bit != 0 {
+			for i := 0; i < 32; i++ {
+				if info.Bit == 1<<i {
+					bit = strconv.Itoa(i)
+				}
+			}
+		}
+		if r[2] != bit {
+			t.Errorf("export %s: ABI.md gives bit %q, the table %q", name, r[2], bit)
+		}
+		if rec := r[3]; rec != recordName(info.Record) {
+			t.Errorf("export %s: ABI.md gives record %q, the table %q", name, rec, recordName(info.Record))
+		}
+		var docDecisions DecisionSet
+		if _, list, ok := strings.Cut(r[4], "returns a decision:"); ok {
+			for _, w := range regexp.MustCompile(`[A-Z]{3,}`).FindAllString(list, -1) {
+				found := false
+				for d, di := range Decisions {
+					if di.Name == w {
+						docDecisions |= DecisionsOf(Decision(d))
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("export %s: ABI.md names unknown decision %s", name, w)
+				}
+			}
+		}
+		if docDecisions != info.Decisions {
+			t.Errorf("export %s: ABI.md lists decisions %b, the table %b", name, docDecisions, info.Decisions)
+		}
+		if info.Required != strings.Contains(r[4], "(required)") {
+			t.Errorf("export %s: ABI.md and the table disagree on whether it is required", name)
+		}
+	}
+	for cb := Callback(0); cb < NumCallbacks; cb++ {
+		if !seen[cb] {
+			t.Errorf("the table has callback %s, ABI.md section 3 does not list it", cb)
+		}
+	}
+}
+
+func recordName(kind uint16) string {
+	if kind == 0 {
+		return ""
+	}
+	return NameOf(RecordKinds, kind)
+}
+
+func TestABIDocHostFunctions(t *testing.T) {
+	doc := readABI(t)
+	heading := regexp.MustCompile("(?m)^### `([a-z_]+)(\\(.*\\) -> [^`]+)`$")
+	matches := heading.FindAllStringSubmatchIndex(doc, -1)
+	seen := map[HostFunc]bool{}
+	for i, m := range matches {
+		name, sigText := doc[m[2]:m[3]], doc[m[4]:m[5]]
+		end := len(doc)
+		if i+1 < len(matches) {
+			end = matches[i+1][0]
+		}
+		if next := strings.Index(doc[m[1]:end], "\n## "); next >= 0 {
+			end = m[1] + next
+		}
+		body := doc[m[1]:end]
+		f, ok := HostFuncByName(name)
+		if !ok {
+			t.Errorf("ABI.md documents host function %s, the table has none", name)
+			continue
+		}
+		seen[f] = true
+		info := HostFuncs[f]
+		sig, names, err := docSignature(sigText)
+		if err != nil {
+			t.Errorf("host function %s: %v", name, err)
+			continue
+		}
+		if !sig.Equal(info.Sig()) {
+			t.Errorf("host function %s: ABI.md says %s, the table %s", name, sig, info.Sig())
+		}
+		for j, p := range info.Params {
+			if j < len(names) && names[j] != p.Name {
+				t.Errorf("host function %s: parameter %d is %q in ABI.md, %q in the table", name, j, names[j], p.Name)
+			}
+		}
+		in, err := docIn(body)
+		if err != nil {
+			t.Errorf("host function %s: %v", name, err)
+		} else if in != info.In {
+			t.Errorf("host function %s: ABI.md says In %v, the table %v", name, setNames(in), setNames(info.In))
+		}
+	}
+	for f := HostFunc(0); f < NumHostFuncs; f++ {
+		if !seen[f] {
+			t.Errorf("the table has host function %s, ABI.md section 5 does not document it", f)
+		}
+	}
+}
+
+// docIn parses a host function's "In:" sentence.
+func docIn(body string) (CallbackSet, error) {
+	_, rest, ok := strings.Cut(body, "In:")
+	if !ok {
+		return 0, fmt.Errorf("no \"In:\" sentence")
+	}
+	if i := regexp.MustCompile(`\.(\s|$)`).FindStringIndex(rest); i != nil {
+		rest = rest[:i[0]]
+	}
+	if strings.Contains(rest, "any export") {
+		return AnyCallback, nil
+	}
+	var s CallbackSet
+	for _, m := range regexp.MustCompile("`([a-z_0-9]+)`").FindAllStringSubmatch(rest, -1) {
+		cb, ok := CallbackByExport(m[1])
+		if !ok {
+			return 0, fmt.Errorf("In: names unknown export %s", m[1])
+		}
+		s |= CallbacksOf(cb)
+	}
+	return s, nil
+}
+
+func setNames(s CallbackSet) []string {
+	var out []string
+	for cb := Callback(0); cb < NumCallbacks; cb++ {
+		if s.Has(cb) {
+			out = append(out, cb.String())
+		}
+	}
+	return out
+}
+
+func TestABIDocStatusCodes(t *testing.T) {
+	rows := mdTable(t, readABI(t), "| code | name | meaning |")
+	if len(rows) != len(Statuses) {
+		t.Errorf("ABI.md lists %d status codes, the table %d", len(rows), len(Statuses))
+	}
+	for i, r := range rows {
+		code, err := strconv.Atoi(r[0])
+		if err != nil || i >= len(Statuses) {
+			t.Errorf("ABI.md status row %v", r)
+			continue
+		}
+		if want := Statuses[i]; int32(code) != want.Code || unquote(r[1]) != want.Name {
+			t.Errorf("status row %d: ABI.md says %d %s, the table %d %s", i, code, unquote(r[1]), want.Code, want.Name)
+		}
+	}
+}
+
+func TestABIDocNumberedNames(t *testing.T) {
+	doc := readABI(t)
+	decisions := make([]NamedValue, len(Decisions))
+	for i, d := range Decisions {
+		decisions[i] = NamedValue{uint16(i), d.Name}
+	}
+	for _, c := range []struct {
+		name   string
+		header string
+		table  []NamedValue
+	}{
+		{"decisions", "| value | decision | meaning |", decisions},
+		{"record kinds", "| kind | record |", RecordKinds},
+		{"event kinds", "| event | name | when |", EventKinds},
+		{"disconnect kinds", "| disconnect_kind | name | meaning |", DisconnectKinds},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rows := mdTable(t, doc, c.header)
+			var got []NamedValue
+			for _, r := range rows {
+				v, err := strconv.Atoi(r[0])
+				if err != nil {
+					t.Fatalf("ABI.md %s row %v: %v", c.name, r, err)
+				}
+				got = append(got, NamedValue{uint16(v), unquote(r[1])})
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.table) {
+				t.Errorf("ABI.md %s: %v, the table: %v", c.name, got, c.table)
+			}
+		})
+	}
+}

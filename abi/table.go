@@ -1,0 +1,393 @@
+package abi
+
+// This file is the one table of ABI 1: every export the host calls, every
+// host function, decision, status code, record kind, event kind and
+// disconnect kind, with its number, name and signature. The host checks
+// modules and dispatches calls from it, the Go SDK's abi_table.go is
+// generated from it (go test ./abi -run TestSDKTable -update), and
+// abi_md_test.go fails when ABI.md says otherwise. Adding a callback or a
+// host function is a row here, its section in ABI.md, and the one function
+// that implements it.
+
+// Callback identifies an export the host calls (ABI.md section 3).
+type Callback uint8
+
+// The exports the host calls, in the order of ABI.md section 3.
+const (
+	// CallbackInitialize is the WASI reactor initializer "_initialize",
+	// run once per instance by the runtime before anything else.
+	CallbackInitialize Callback = iota
+	CallbackMarker
+	CallbackBuffer
+	CallbackStart
+	CallbackStop
+	CallbackAuthenticate
+	CallbackAuthorizePublish
+	CallbackAuthorizeSubscribe
+	CallbackOnEvent
+	// NumCallbacks is the number of callbacks; it is not one.
+	NumCallbacks
+)
+
+// CallbackInfo describes one export the host calls.
+type CallbackInfo struct {
+	// Name is the short name used in logs, the CLI and ABI.md's
+	// declare_callbacks bits: "authorize_publish".
+	Name string
+	// Export is the export's name in the module: "propolis_authorize_publish".
+	Export string
+	// Sig is the export's signature.
+	Sig Signature
+	// Bit is the callback's bit in declare_callbacks; 0 for the exports
+	// that are not chain callbacks (lifecycle, marker, buffer).
+	Bit uint32
+	// Record is the kind of record the host passes; 0 for none.
+	Record uint16
+	// Decisions are the decisions the callback may return; empty for a
+	// callback that does not decide.
+	Decisions DecisionSet
+	// Required is true for the one export every module must have.
+	Required bool
+}
+
+// Decides reports whether the callback returns a decision.
+func (c CallbackInfo) Decides() bool { return c.Decisions != 0 }
+
+var (
+	none   = []ValType{}
+	oneI32 = []ValType{I32}
+)
+
+// Callbacks describes every callback, indexed by Callback.
+var Callbacks = [NumCallbacks]CallbackInfo{
+	CallbackInitialize: {Name: "initialize", Export: "_initialize", Sig: Signature{none, none}},
+	CallbackMarker:     {Name: "marker", Export: "propolis_abi_v1", Sig: Signature{none, oneI32}, Required: true},
+	CallbackBuffer:     {Name: "buffer", Export: "propolis_buffer", Sig: Signature{oneI32, oneI32}},
+	CallbackStart:      {Name: "start", Export: "propolis_start", Sig: Signature{oneI32, oneI32}, Record: KindStart},
+	CallbackStop:       {Name: "stop", Export: "propolis_stop", Sig: Signature{none, none}},
+	CallbackAuthenticate: {Name: "authenticate", Export: "propolis_authenticate", Sig: Signature{oneI32, oneI32},
+		Bit: 1 << 0, Record: KindConnect, Decisions: DecisionsOf(DecisionNext, DecisionAllow, DecisionDeny)},
+	CallbackAuthorizePublish: {Name: "authorize_publish", Export: "propolis_authorize_publish", Sig: Signature{oneI32, oneI32},
+		Bit: 1 << 1, Record: KindPublish, Decisions: DecisionsOf(DecisionNext, DecisionAllow, DecisionDeny, DecisionDisconnect)},
+	CallbackAuthorizeSubscribe: {Name: "authorize_subscribe", Export: "propolis_authorize_subscribe", Sig: Signature{oneI32, oneI32},
+		Bit: 1 << 2, Record: KindSubscribe, Decisions: DecisionsOf(DecisionNext, DecisionAllow, DecisionDeny, DecisionDisconnect)},
+	CallbackOnEvent: {Name: "on_event", Export: "propolis_on_event", Sig: Signature{oneI32, none},
+		Bit: 1 << 3, Record: KindEvent},
+}
+
+// String returns the callback's export name.
+func (c Callback) String() string {
+	if c < NumCallbacks {
+		return Callbacks[c].Export
+	}
+	return "unknown callback"
+}
+
+// CallbackByExport finds a callback by its export name.
+func CallbackByExport(export string) (Callback, bool) {
+	for i := range Callbacks {
+		if Callbacks[i].Export == export {
+			return Callback(i), true
+		}
+	}
+	return 0, false
+}
+
+// AllCallbackBits is every declare_callbacks bit ABI 1 defines.
+var AllCallbackBits = func() uint32 {
+	var m uint32
+	for _, c := range Callbacks {
+		m |= c.Bit
+	}
+	return m
+}()
+
+// CallbackNames returns the names of the chain callbacks whose bits are
+// set in mask, in table order.
+func CallbackNames(mask uint32) []string {
+	var out []string
+	for _, c := range Callbacks {
+		if c.Bit != 0 && mask&c.Bit != 0 {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// CallbackSet is a set of callbacks, one bit per Callback.
+type CallbackSet uint32
+
+// CallbacksOf returns the set of the given callbacks.
+func CallbacksOf(cbs ...Callback) CallbackSet {
+	var s CallbackSet
+	for _, c := range cbs {
+		s |= 1 << c
+	}
+	return s
+}
+
+// AnyCallback is the set of every callback, _initialize included.
+const AnyCallback CallbackSet = 1<<NumCallbacks - 1
+
+// Has reports whether c is in the set.
+func (s CallbackSet) Has(c Callback) bool { return s&(1<<c) != 0 }
+
+// HostFunc identifies a host function of ImportModule (ABI.md section 5).
+type HostFunc uint8
+
+// The host functions, in the order of ABI.md section 5.
+const (
+	FuncLog HostFunc = iota
+	FuncSetReason
+	FuncDeclareCallbacks
+	FuncAddPublishFilter
+	FuncSetSessionExpiry
+	FuncSetReceiveMaximum
+	FuncSetKeepalive
+	FuncSetMaxQueued
+	FuncAddConnackUserProperty
+	FuncAddPermission
+	// NumHostFuncs is the number of host functions; it is not one.
+	NumHostFuncs
+)
+
+// Param is a named parameter of a host function.
+type Param struct {
+	Name string
+	Type ValType
+}
+
+// HostFuncInfo describes one host function.
+type HostFuncInfo struct {
+	// Name is the function's name in ImportModule.
+	Name string
+	// Params are its parameters, named as in ABI.md.
+	Params []Param
+	// Results are its results (every ABI 1 host function returns one i32
+	// status).
+	Results []ValType
+	// In is where it may be called; elsewhere it returns
+	// StatusNotAvailable without doing anything.
+	In CallbackSet
+}
+
+// Sig returns the function's signature.
+func (f HostFuncInfo) Sig() Signature {
+	ps := make([]ValType, len(f.Params))
+	for i, p := range f.Params {
+		ps[i] = p.Type
+	}
+	return Signature{Params: ps, Results: f.Results}
+}
+
+func i32s(names ...string) []Param {
+	ps := make([]Param, len(names))
+	for i, n := range names {
+		ps[i] = Param{Name: n, Type: I32}
+	}
+	return ps
+}
+
+var (
+	inStart        = CallbacksOf(CallbackStart)
+	inAuthenticate = CallbacksOf(CallbackAuthenticate)
+	inDeciding     = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe)
+)
+
+// HostFuncs describes every host function, indexed by HostFunc.
+var HostFuncs = [NumHostFuncs]HostFuncInfo{
+	FuncLog:                    {Name: "log", Params: i32s("level", "ptr", "len"), Results: oneI32, In: AnyCallback},
+	FuncSetReason:              {Name: "set_reason", Params: i32s("ptr", "len"), Results: oneI32, In: inDeciding},
+	FuncDeclareCallbacks:       {Name: "declare_callbacks", Params: i32s("mask"), Results: oneI32, In: inStart},
+	FuncAddPublishFilter:       {Name: "add_publish_filter", Params: i32s("ptr", "len"), Results: oneI32, In: inStart},
+	FuncSetSessionExpiry:       {Name: "set_session_expiry", Params: i32s("seconds"), Results: oneI32, In: inAuthenticate},
+	FuncSetReceiveMaximum:      {Name: "set_receive_maximum", Params: i32s("n"), Results: oneI32, In: inAuthenticate},
+	FuncSetKeepalive:           {Name: "set_keepalive", Params: i32s("seconds"), Results: oneI32, In: inAuthenticate},
+	FuncSetMaxQueued:           {Name: "set_max_queued", Params: i32s("n"), Results: oneI32, In: inAuthenticate},
+	FuncAddConnackUserProperty: {Name: "add_connack_user_property", Params: i32s("kptr", "klen", "vptr", "vlen"), Results: oneI32, In: inAuthenticate},
+	FuncAddPermission:          {Name: "add_permission", Params: i32s("ptr", "len"), Results: oneI32, In: inAuthenticate},
+}
+
+// String returns the function's name.
+func (f HostFunc) String() string {
+	if f < NumHostFuncs {
+		return HostFuncs[f].Name
+	}
+	return "unknown host function"
+}
+
+// HostFuncByName finds a host function by its import name.
+func HostFuncByName(name string) (HostFunc, bool) {
+	for i := range HostFuncs {
+		if HostFuncs[i].Name == name {
+			return HostFunc(i), true
+		}
+	}
+	return 0, false
+}
+
+// Decision is the low byte of a deciding callback's answer (ABI.md
+// section 3).
+type Decision uint8
+
+// Decisions.
+const (
+	DecisionNext Decision = iota
+	DecisionAllow
+	DecisionDeny
+	DecisionDisconnect
+)
+
+// DecisionInfo describes one decision.
+type DecisionInfo struct {
+	// Name is the decision's name in ABI.md: "DENY".
+	Name string
+	// Refuses is true for decisions that refuse and carry a reason code
+	// (>= 0x80, or 0 for 0x87).
+	Refuses bool
+}
+
+// Decisions describes every decision, indexed by Decision.
+var Decisions = [...]DecisionInfo{
+	DecisionNext:       {Name: "NEXT"},
+	DecisionAllow:      {Name: "ALLOW"},
+	DecisionDeny:       {Name: "DENY", Refuses: true},
+	DecisionDisconnect: {Name: "DISCONNECT", Refuses: true},
+}
+
+// String returns the decision's ABI.md name.
+func (d Decision) String() string {
+	if int(d) < len(Decisions) {
+		return Decisions[d].Name
+	}
+	return "unknown decision"
+}
+
+// DecisionSet is a set of decisions, one bit per Decision.
+type DecisionSet uint8
+
+// DecisionsOf returns the set of the given decisions.
+func DecisionsOf(ds ...Decision) DecisionSet {
+	var s DecisionSet
+	for _, d := range ds {
+		s |= 1 << d
+	}
+	return s
+}
+
+// Has reports whether d is in the set.
+func (s DecisionSet) Has(d Decision) bool { return d < 8 && s&(1<<d) != 0 }
+
+// Status codes of host functions (ABI.md section 6).
+const (
+	StatusOK              int32 = 0
+	StatusInvalidArgument int32 = -1
+	StatusNotAvailable    int32 = -2
+	StatusNotPermitted    int32 = -3
+	StatusRateLimited     int32 = -4
+	StatusNotFound        int32 = -5
+	StatusInternal        int32 = -6
+	StatusTooLarge        int32 = -7
+)
+
+// StatusInfo describes one status code.
+type StatusInfo struct {
+	Code int32
+	// Name is the code's name in ABI.md: "NOT_AVAILABLE".
+	Name string
+}
+
+// Statuses lists every status code, in ABI.md's order.
+var Statuses = []StatusInfo{
+	{StatusOK, "OK"},
+	{StatusInvalidArgument, "INVALID_ARGUMENT"},
+	{StatusNotAvailable, "NOT_AVAILABLE"},
+	{StatusNotPermitted, "NOT_PERMITTED"},
+	{StatusRateLimited, "RATE_LIMITED"},
+	{StatusNotFound, "NOT_FOUND"},
+	{StatusInternal, "INTERNAL"},
+	{StatusTooLarge, "TOO_LARGE"},
+}
+
+// StatusName returns a status code's ABI.md name; a positive value is a
+// success ("OK").
+func StatusName(code int32) string {
+	if code > 0 {
+		return "OK"
+	}
+	for _, s := range Statuses {
+		if s.Code == code {
+			return s.Name
+		}
+	}
+	return "unknown status"
+}
+
+// Record kinds (ABI.md section 4).
+const (
+	KindStart     uint16 = 1
+	KindConnect   uint16 = 2
+	KindPublish   uint16 = 3
+	KindSubscribe uint16 = 4
+	KindEvent     uint16 = 5
+)
+
+// NamedValue is a number with its ABI.md name.
+type NamedValue struct {
+	Value uint16
+	Name  string
+}
+
+// RecordKinds names every record kind.
+var RecordKinds = []NamedValue{
+	{KindStart, "START"},
+	{KindConnect, "CONNECT"},
+	{KindPublish, "PUBLISH"},
+	{KindSubscribe, "SUBSCRIBE"},
+	{KindEvent, "EVENT"},
+}
+
+// Event kinds of the EVENT record.
+const (
+	EventConnectionStart = 1
+	EventAuthSucceeded   = 2
+	EventAuthFailed      = 3
+	EventDisconnect      = 4
+	EventSubscribe       = 5
+	EventUnsubscribe     = 6
+)
+
+// EventKinds names every event kind; the names are the ones logs, the SDKs
+// and ABI.md use.
+var EventKinds = []NamedValue{
+	{EventConnectionStart, "connection_start"},
+	{EventAuthSucceeded, "auth_succeeded"},
+	{EventAuthFailed, "auth_failed"},
+	{EventDisconnect, "disconnect"},
+	{EventSubscribe, "subscribe"},
+	{EventUnsubscribe, "unsubscribe"},
+}
+
+// Disconnect kinds of the EVENT record (event EventDisconnect).
+const (
+	DisconnectByClient = 1
+	DisconnectLost     = 2
+	DisconnectByServer = 3
+)
+
+// DisconnectKinds names every disconnect kind.
+var DisconnectKinds = []NamedValue{
+	{DisconnectByClient, "client"},
+	{DisconnectLost, "lost"},
+	{DisconnectByServer, "server"},
+}
+
+// NameOf returns the name of v in a table of named values, or "unknown".
+func NameOf(table []NamedValue, v uint16) string {
+	for _, nv := range table {
+		if nv.Value == v {
+			return nv.Name
+		}
+	}
+	return "unknown"
+}

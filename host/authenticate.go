@@ -1,0 +1,78 @@
+package host
+
+import (
+	"context"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// failClosedCode is the reason code of a decision an extension failed to
+// make (trap, deadline, invalid answer).
+const failClosedCode = broker.CodeUnspecifiedError
+
+// Authenticate asks each authenticating extension in priority order; the
+// first ALLOW or DENY decides. Every failure denies, and so does ctx
+// ending before a decision (the broker's deadline for the CONNECT): no
+// instance is waited for, and no call runs, past it.
+func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthResult {
+	auth := h.chain.Load().callers(abi.CallbackAuthenticate)
+	if len(auth) == 0 {
+		return broker.AuthResult{Decision: broker.Deny, ReasonCode: broker.CodeNotAuthorized, ReasonString: "no security extension is loaded"}
+	}
+	rec := connectRecord(c)
+	for _, e := range auth {
+		a, err := h.invoke(ctx, e, abi.CallbackAuthenticate, rec)
+		if err != nil { // logged and counted by invoke
+			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: "extension " + a.ext.ID() + " failed"}
+		}
+		switch a.decision {
+		case abi.DecisionDeny:
+			code := a.code
+			if code == 0 {
+				code = broker.CodeNotAuthorized
+			}
+			return broker.AuthResult{Decision: broker.Deny, ReasonCode: code, ReasonString: a.out.reason}
+		case abi.DecisionAllow:
+			out := &a.out
+			return broker.AuthResult{
+				Decision: broker.Allow,
+				Settings: broker.ClientSettings{ReceiveMaximum: out.receiveMax, SessionExpiry: out.sessionExpiry,
+					Keepalive: out.keepalive, MaxQueued: out.maxQueued},
+				ConnackUserProperties: out.connack,
+				Client:                &client{host: h, id: c.ClientID, username: c.Username, perms: compilePermissions(out.perms, c.ClientID, c.Username)},
+			}
+		}
+	}
+	return broker.AuthResult{Decision: broker.Deny, ReasonCode: broker.CodeNotAuthorized, ReasonString: "no extension accepted the client"}
+}
+
+// connectRecord is the ABI view of a CONNECT.
+func connectRecord(c *broker.Connect) *abi.ConnectRecord {
+	r := &abi.ConnectRecord{ProtocolVersion: c.ProtocolVersion, Keepalive: c.Keepalive, SessionExpiry: c.SessionExpiry,
+		ClientID: c.ClientID, Username: c.Username, Password: c.Password, RemoteAddr: c.RemoteAddr, Listener: c.Listener}
+	if c.CleanStart {
+		r.Flags |= abi.ConnectCleanStart
+	}
+	if c.HasUsername {
+		r.Flags |= abi.ConnectHasUsername
+	}
+	if c.Password != nil {
+		r.Flags |= abi.ConnectHasPassword
+	}
+	if w := c.Will; w != nil {
+		r.Flags |= abi.ConnectHasWill
+		if w.Retain {
+			r.Flags |= abi.ConnectWillRetain
+		}
+		r.WillQoS, r.WillTopic, r.WillPayload = w.QoS, w.Topic, w.Payload
+	}
+	if t := c.TLS; t != nil {
+		r.Flags |= abi.ConnectTLS
+		r.TLSSubject, r.TLSSANs = t.PeerSubject, t.PeerSANs
+	}
+	for _, p := range c.UserProperties {
+		r.UserProperties = append(r.UserProperties, abi.Pair{Key: p.Key, Value: p.Value})
+	}
+	return r
+}

@@ -1,0 +1,108 @@
+package host
+
+import (
+	"context"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/topic"
+)
+
+// client authorizes one connected client: first the extensions that asked
+// for authorize callbacks (in the current chain, so a reload applies to
+// connected clients), then the default permissions its authenticator set,
+// evaluated here without a Wasm call.
+type client struct {
+	host         *Host
+	id, username string
+	perms        []permission
+}
+
+var _ broker.ClientAuthorizer = (*client)(nil)
+
+var (
+	allow      = broker.Verdict{Decision: broker.Allow}
+	permDenied = broker.Verdict{Decision: broker.Deny, ReasonCode: broker.CodeNotAuthorized, ReasonString: "not permitted"}
+)
+
+// AuthorizePublish implements broker.ClientAuthorizer. This is the
+// per-PUBLISH hot path: the record is encoded straight into guest memory
+// and nothing is allocated.
+func (c *client) AuthorizePublish(p *broker.Publish) broker.Verdict {
+	for _, e := range c.host.chain.Load().callers(abi.CallbackAuthorizePublish) {
+		if !e.wantsTopic(p.Topic) {
+			continue
+		}
+		rec := abi.PublishRecord{QoS: p.QoS, ClientID: c.id, Username: c.username, Topic: p.Topic, Payload: p.Payload}
+		if p.Retain {
+			rec.Flags |= abi.PublishRetain
+		}
+		if p.Will {
+			rec.Flags |= abi.PublishWill
+		}
+		if v, decided := c.host.authorize(e, abi.CallbackAuthorizePublish, &rec); decided {
+			return v
+		}
+	}
+	if publishAllowed(c.perms, p.Topic, p.QoS, p.Retain) {
+		return allow
+	}
+	return permDenied
+}
+
+// AuthorizeSubscribe implements broker.ClientAuthorizer.
+func (c *client) AuthorizeSubscribe(s *broker.Subscribe) broker.Verdict {
+	for _, e := range c.host.chain.Load().callers(abi.CallbackAuthorizeSubscribe) {
+		rec := abi.SubscribeRecord{QoS: s.QoS, ClientID: c.id, Username: c.username, Filter: s.Filter}
+		if s.Shared {
+			rec.Flags |= abi.SubscribeShared
+		}
+		if v, decided := c.host.authorize(e, abi.CallbackAuthorizeSubscribe, &rec); decided {
+			return v
+		}
+	}
+	if subscribeAllowed(c.perms, s.Filter, s.QoS) {
+		return allow
+	}
+	return permDenied
+}
+
+// wantsTopic reports whether authorize_publish is asked for topic.
+func (e *extension) wantsTopic(name string) bool {
+	if len(e.filters) == 0 {
+		return true
+	}
+	for _, f := range e.filters {
+		if topic.Match(f, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// authorize calls one authorize callback and turns its answer into a
+// verdict; decided is false for NEXT. A failed call denies (fail closed).
+func (h *Host) authorize(e *extension, cb abi.Callback, rec record) (broker.Verdict, bool) {
+	a, err := h.invoke(context.Background(), e, cb, rec)
+	if err != nil {
+		return failVerdict(a.ext), true
+	}
+	code := a.code
+	if code == 0 {
+		code = broker.CodeNotAuthorized
+	}
+	switch a.decision {
+	case abi.DecisionAllow:
+		return allow, true
+	case abi.DecisionDeny:
+		return broker.Verdict{Decision: broker.Deny, ReasonCode: code, ReasonString: a.out.reason}, true
+	case abi.DecisionDisconnect:
+		return broker.Verdict{Decision: broker.Disconnect, ReasonCode: code, ReasonString: a.out.reason}, true
+	}
+	return broker.Verdict{}, false
+}
+
+// failVerdict is the fail-closed answer when an extension cannot decide.
+func failVerdict(e *extension) broker.Verdict {
+	return broker.Verdict{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: "extension " + e.ID() + " failed"}
+}

@@ -1,0 +1,222 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/abi"
+)
+
+// Outcome is how one call into an extension ended.
+type Outcome uint8
+
+// Outcomes, as a CallObserver sees them.
+const (
+	// OutcomeOK: the callback answered; for a deciding callback, ALLOW or
+	// NEXT.
+	OutcomeOK Outcome = iota
+	// OutcomeDeny: a deciding callback answered DENY or DISCONNECT (or a
+	// start callback refused to start).
+	OutcomeDeny
+	// OutcomeTrap: the guest trapped (or a host function trapped it on a
+	// bad pointer). The instance was discarded.
+	OutcomeTrap
+	// OutcomeDeadline: the call ran past the extension's call deadline, or
+	// the caller's context ended first. The instance was discarded.
+	OutcomeDeadline
+	// OutcomeInvalid: the answer is not one ABI.md defines. The instance
+	// was discarded.
+	OutcomeInvalid
+	// OutcomeUnavailable: no instance could take the call (all busy for a
+	// whole call deadline, or the extension stopped).
+	OutcomeUnavailable
+)
+
+var outcomeNames = [...]string{"ok", "deny", "trap", "deadline", "invalid", "unavailable"}
+
+// String returns the outcome's name ("ok", "deny", "trap", ...).
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// Call describes one finished call into an extension.
+type Call struct {
+	// Extension is the id of the extension called.
+	Extension string
+	// Callback is the export called.
+	Callback abi.Callback
+	// Took is how long the call took, waiting for an instance included.
+	Took time.Duration
+	// Outcome is how it ended.
+	Outcome Outcome
+}
+
+// CallObserver hears about every call the host makes into an extension's
+// callbacks (and start callbacks). ObserveCall runs on the calling
+// goroutine, often on a client's hot path: it must be fast, must not block
+// and must be safe for concurrent use. Metrics plug in here; host imports
+// no metrics library.
+type CallObserver interface {
+	ObserveCall(c Call)
+}
+
+// observe tells the observer, if any, about a call that began at began.
+func (h *Host) observe(e *extension, cb abi.Callback, began time.Time, o Outcome) {
+	if obs := h.opts.Observer; obs != nil {
+		obs.ObserveCall(Call{Extension: e.ID(), Callback: cb, Took: time.Since(began), Outcome: o})
+	}
+}
+
+// classify names the outcome of a call that returned err; refused is true
+// for an answer that denies.
+func classify(err error, refused bool) Outcome {
+	switch {
+	case err == nil && refused:
+		return OutcomeDeny
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, ErrDeadline):
+		return OutcomeDeadline
+	case errors.Is(err, ErrInvalidAnswer):
+		return OutcomeInvalid
+	case errors.Is(err, ErrBusy), errors.Is(err, ErrStopped):
+		return OutcomeUnavailable
+	}
+	return OutcomeTrap
+}
+
+// record is an ABI record the host writes into guest memory.
+type record interface {
+	Encode(dst []byte) []byte
+}
+
+// encode writes rec into dst. The type switch calls each Encode directly,
+// so that a record on the caller's stack stays there (a call through the
+// interface would make every record escape to the heap, one allocation per
+// PUBLISH).
+func encode(rec record, dst []byte) []byte {
+	switch r := rec.(type) {
+	case *abi.PublishRecord:
+		return r.Encode(dst)
+	case *abi.SubscribeRecord:
+		return r.Encode(dst)
+	case *abi.ConnectRecord:
+		return r.Encode(dst)
+	case *abi.EventRecord:
+		return r.Encode(dst)
+	case *abi.StartRecord:
+		return r.Encode(dst)
+	}
+	// Naming rec's type here (fmt's %T) would make every record escape.
+	panic("host: a record type without an encoder in encode")
+}
+
+// answer is what one call produced.
+type answer struct {
+	// ext is the extension that answered: the one asked, or its successor
+	// when it was replaced since the caller's chain was taken.
+	ext *extension
+	// decision and code are a deciding callback's answer.
+	decision abi.Decision
+	code     byte
+	// out is what the guest set through host functions during the call.
+	out callOut
+}
+
+// invoke is the one path for calls into a pooled extension's callbacks:
+//
+//  1. acquire an instance (of the successor, when e was replaced since the
+//     caller took its chain, so that a reload refuses nothing), waiting at
+//     most one call deadline and never past ctx;
+//  2. write rec into the instance's buffer and run cb under the deadline
+//     (and ctx, when it can end);
+//  3. classify the outcome: a deciding callback's answer must be one its
+//     row of abi.Callbacks allows;
+//  4. give the instance back, or discard it after a failure (counted
+//     towards the crash-loop stop);
+//  5. count the call and tell the observer.
+//
+// The error is nil when the guest answered; a caller deciding on it then
+// fails closed. Service rate limits and interceptors go here too.
+func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec record) (answer, error) {
+	began := time.Now()
+	e, in, err := h.acquire(ctx, e, cb)
+	if err != nil {
+		h.observe(e, cb, began, classify(err, false))
+		return answer{ext: e}, err
+	}
+	var res uint64
+	if ctx.Done() == nil {
+		res, err = in.callRecord(cb, encode(rec, in.scratch()))
+	} else {
+		res, err = in.callWithin(ctx, cb, rec)
+	}
+	a := answer{ext: e}
+	if err == nil && abi.Callbacks[cb].Decides() {
+		a.decision, a.code, err = decision(cb, res)
+	}
+	if err == nil {
+		a.out = in.out
+	}
+	e.release(in, cb, err)
+	h.observe(e, cb, began, classify(err, abi.Decisions[a.decision].Refuses))
+	return a, err
+}
+
+// callWithin runs one call that also ends when ctx does: the call's
+// context is a child of the instance's (which the watchdog cancels), ended
+// by ctx too. A call ended that way has closed the module, like a deadline
+// overrun, and the instance is discarded.
+func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("%s: %w (%v)", cb, ErrDeadline, context.Cause(ctx))
+	}
+	callCtx, cancel := context.WithCancel(in.ctx)
+	stop := context.AfterFunc(ctx, cancel)
+	prev := in.ctx
+	in.ctx = callCtx
+	defer func() {
+		in.ctx = prev
+		stop()
+		cancel()
+	}()
+	return in.callRecord(cb, encode(rec, in.scratch()))
+}
+
+// acquire takes an instance of e. A client may hold a chain from before a
+// reload: when e was replaced meanwhile, the call goes to its successor.
+// For a deciding callback, failing to get an instance counts as a failure
+// of the extension (one whose instances all hang empties its pool); an
+// event that finds no instance is dropped and counted as such.
+func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*extension, *instance, error) {
+	in, err := e.acquire(ctx)
+	if errors.Is(err, ErrStopped) {
+		h.mu.Lock()
+		next := h.exts[filepath.Base(e.dir)]
+		h.mu.Unlock()
+		if next != nil && next != e {
+			e = next
+			in, err = e.acquire(ctx)
+		}
+	}
+	if err == nil {
+		return e, in, nil
+	}
+	switch {
+	case !abi.Callbacks[cb].Decides():
+		if n := e.dropped.Add(1); n == 1 || n%1000 == 0 {
+			e.log.Warn("event dropped: no instance", "dropped", n, "error", err)
+		}
+	case !errors.Is(err, ErrStopped):
+		e.errors.Add(1)
+		e.log.Warn("no instance for a call", "callback", cb.String(), "error", err)
+		e.noteFailure(err)
+	}
+	return e, nil, fmt.Errorf("%s: %w", cb, err)
+}

@@ -1,0 +1,168 @@
+package host
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/internal/poll"
+)
+
+// recorder is a CallObserver keeping every call it hears about.
+type recorder struct {
+	mu    sync.Mutex
+	calls []Call
+}
+
+func (r *recorder) ObserveCall(c Call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, c)
+}
+
+// of returns the outcomes observed for callback cb.
+func (r *recorder) of(cb abi.Callback) []Outcome {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Outcome
+	for _, c := range r.calls {
+		if c.Callback == cb {
+			out = append(out, c.Outcome)
+		}
+	}
+	return out
+}
+
+// observedHost loads extDir into a host that reports to a recorder.
+func observedHost(t *testing.T, extDir string) (*Host, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	h, err := New(Options{Dir: extDir, CacheDir: filepath.Join(t.TempDir(), "cache"), BrokerVersion: "test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Observer: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	if err := h.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return h, rec
+}
+
+// TestObserverSeesEveryOutcome: each way a call can end reaches the
+// observer through the one invoke path, with the extension's id, and the
+// broker gets the fail-closed answer for each failure.
+func TestObserverSeesEveryOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name, fixture, manifest string
+		user, pass              string
+		want                    Outcome
+		wantCode                byte
+	}{
+		{name: "allow", fixture: "ok/wat_auth", user: "wat", pass: "secret", want: OutcomeOK},
+		{name: "deny", fixture: "ok/wat_auth", user: "wat", pass: "wrong", want: OutcomeDeny, wantCode: 0x86},
+		{name: "trap", fixture: "error/trap", want: OutcomeTrap, wantCode: 0x80},
+		{name: "deadline", fixture: "error/spin", manifest: "limits:\n  call_deadline: 20ms\n", want: OutcomeDeadline, wantCode: 0x80},
+		{name: "invalid", fixture: "error/bad_answer", want: OutcomeInvalid, wantCode: 0x80},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ext := t.TempDir()
+			installExtension(t, ext, "ext", wasmFixture(tc.fixture), 0, tc.manifest)
+			h, rec := observedHost(t, ext)
+			res := h.Authenticate(context.Background(), connect(tc.user, tc.pass))
+			got := rec.of(abi.CallbackAuthenticate)
+			if len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("observed %v, want [%v]", got, tc.want)
+			}
+			if tc.want == OutcomeOK {
+				if res.Decision != broker.Allow {
+					t.Fatalf("decision %v, want allow", res.Decision)
+				}
+				return
+			}
+			if res.Decision != broker.Deny || res.ReasonCode != tc.wantCode {
+				t.Fatalf("answer %v 0x%x, want deny 0x%x", res.Decision, res.ReasonCode, tc.wantCode)
+			}
+		})
+	}
+}
+
+// TestObserverCallDetails: the observer gets the extension id and the
+// callback, for start callbacks too.
+func TestObserverCallDetails(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "wat-auth", wasmFixture("ok/wat_auth"), 0, "limits:\n  pool_size: 2\n")
+	h, rec := observedHost(t, ext)
+	if starts := rec.of(abi.CallbackStart); len(starts) != 2 || starts[0] != OutcomeOK {
+		t.Fatalf("start outcomes %v, want two ok (one per instance)", starts)
+	}
+	h.Authenticate(context.Background(), connect("wat", "secret"))
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	last := rec.calls[len(rec.calls)-1]
+	if last.Extension != "wat-auth" || last.Callback != abi.CallbackAuthenticate || last.Took <= 0 {
+		t.Fatalf("last call %+v", last)
+	}
+}
+
+// TestAuthenticateHonoursContext: the broker's deadline for a CONNECT ends
+// the decision even when the extension's own call deadline is longer: a
+// spinning authenticator is stopped when ctx ends, and a context that has
+// already ended is refused without a call.
+func TestAuthenticateHonoursContext(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "spin", wasmFixture("error/spin"), 0, "limits:\n  call_deadline: 1m\n  pool_size: 1\n")
+	h, rec := observedHost(t, ext)
+
+	// The call runs until ctx is cancelled; its own deadline (1m) is far
+	// beyond the wait below, so only ctx can end it in time.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	answered := make(chan broker.AuthResult, 1)
+	go func() { answered <- h.Authenticate(ctx, connect("u", "p")) }()
+	e := h.chain.Load().callers(abi.CallbackAuthenticate)[0]
+	inFlight := func() bool {
+		n := 0
+		e.pool.busy(func(*instance, int64) { n++ })
+		return n > 0
+	}
+	poll.Until(t, "the authenticate call in flight", inFlight)
+	cancel()
+	var res broker.AuthResult
+	select {
+	case res = <-answered:
+	case <-time.After(poll.Timeout):
+		t.Fatal("Authenticate did not return after its context ended")
+	}
+	if res.Decision != broker.Deny || res.ReasonCode != failClosedCode {
+		t.Fatalf("answer %v 0x%x, want deny 0x80", res.Decision, res.ReasonCode)
+	}
+	if got := rec.of(abi.CallbackAuthenticate); len(got) != 1 || got[0] != OutcomeDeadline {
+		t.Fatalf("observed %v, want [deadline]", got)
+	}
+
+	done, cancelDone := context.WithCancel(context.Background())
+	cancelDone()
+	if res := h.Authenticate(done, connect("u", "p")); res.Decision != broker.Deny {
+		t.Fatalf("ended context: decision %v, want deny", res.Decision)
+	}
+	if got := rec.of(abi.CallbackAuthenticate); len(got) != 2 || got[1] != OutcomeDeadline {
+		t.Fatalf("observed %v, want a second deadline", got)
+	}
+}
+
+// TestEveryHostFunctionImplemented: each row of abi.HostFuncs has a body
+// (a missing one would refuse every extension at load).
+func TestEveryHostFunctionImplemented(t *testing.T) {
+	for f, info := range abi.HostFuncs {
+		if hostFuncBodies[f] == nil {
+			t.Errorf("host function %s has no body", info.Name)
+		}
+	}
+}

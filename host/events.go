@@ -1,0 +1,67 @@
+package host
+
+import (
+	"context"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// OnEvent queues the event for every extension that takes events. It never
+// blocks: an extension whose queue is full loses the event (counted and
+// logged).
+func (h *Host) OnEvent(ev *broker.Event) {
+	exts := h.chain.Load().callers(abi.CallbackOnEvent)
+	if len(exts) == 0 {
+		return
+	}
+	// broker.EventKind and broker.DisconnectKind take their values from
+	// abi's tables.
+	rec := &abi.EventRecord{Event: uint8(ev.Kind), DisconnectKind: uint8(ev.Disconnect), ReasonCode: ev.ReasonCode,
+		ProtocolVersion: ev.ProtocolVersion, Time: uint64(ev.Time.UnixNano()), ClientID: ev.ClientID, Username: ev.Username,
+		Listener: ev.Listener, RemoteAddr: ev.RemoteAddr, ReasonString: ev.ReasonString}
+	for _, f := range ev.Filters {
+		rec.Filters = append(rec.Filters, abi.FilterResult{Filter: f.Filter, QoS: f.QoS, Code: f.Code})
+	}
+	for _, e := range exts {
+		e.queueEvent(rec)
+	}
+}
+
+// eventQueue is how many events wait per extension before new ones drop.
+const eventQueue = 4096
+
+func (e *extension) queueEvent(rec *abi.EventRecord) {
+	if e.stopped.Load() {
+		return // its successor, if any, is in the chain the next event sees
+	}
+	select {
+	case e.events <- rec:
+	default:
+		if n := e.dropped.Add(1); n == 1 || n%1000 == 0 {
+			e.log.Warn("event queue full, events dropped", "dropped", n)
+		}
+	}
+}
+
+// deliverEvents calls on_event for each queued event, one at a time, on
+// the extension's own goroutine, until the extension stops. Events still
+// queued then go to its successor after a reload (invoke redirects them),
+// or are dropped and counted.
+func (e *extension) deliverEvents() {
+	for {
+		select {
+		case rec := <-e.events:
+			_, _ = e.host.invoke(context.Background(), e, abi.CallbackOnEvent, rec)
+		case <-e.quit:
+			for {
+				select {
+				case rec := <-e.events:
+					_, _ = e.host.invoke(context.Background(), e, abi.CallbackOnEvent, rec)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
