@@ -2,81 +2,37 @@ package host
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/propolis-mqtt/propolis/internal/golden"
 	"github.com/propolis-mqtt/propolis/internal/yamlconf"
 )
 
-// TestManifestGolden runs every testdata/manifest/*.txt case. A case file
-// is the manifest, a line "---", then the expected result: either one
-// "error: " line per problem, exactly as printed, or "ok" followed by
-// "key = value" lines checked against the parsed Manifest (limits filled
-// in, config as the JSON the extension receives). The input is parsed as if
-// it came from "propolis-extension.yaml". The last "---" line is the
-// separator, so inputs may hold YAML document markers.
+// TestManifestGolden runs every testdata/manifest/*.txt case
+// (internal/golden), parsed as if it came from "propolis-extension.yaml".
+// Expected errors are written without the "bad manifest: " every manifest
+// error starts with; keys are looked up in the Manifest (limits filled in,
+// config as the JSON the extension receives).
 func TestManifestGolden(t *testing.T) {
-	files, err := filepath.Glob("testdata/manifest/*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no golden files in testdata/manifest")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
+	golden.Run(t, "testdata/manifest/*.txt", func(t *testing.T, input []byte) (func(string) (string, error), error) {
+		m, err := ParseManifest(ManifestFile, input)
+		if err != nil {
+			var errs yamlconf.Errors
+			if !errors.Is(err, ErrManifest) || !errors.As(err, &errs) {
+				t.Errorf("error %T does not wrap both ErrManifest and yamlconf.Errors", err)
 			}
-			input, want, ok := cutLastLine(string(data), "---\n")
-			if !ok {
-				t.Fatalf("%s: no --- line", file)
+			return nil, errors.New(strings.TrimPrefix(err.Error(), "bad manifest: "))
+		}
+		return func(key string) (string, error) {
+			if key == "config" {
+				return configJSON(m.Config)
 			}
-			m, err := ParseManifest(ManifestFile, []byte(input))
-			lines := strings.Split(strings.TrimRight(want, "\n"), "\n")
-			if lines[0] != "ok" {
-				var wantErrs []string
-				for _, l := range lines {
-					msg, ok := strings.CutPrefix(l, "error: ")
-					if !ok {
-						t.Fatalf("%s: want \"ok\" or \"error: \" lines, got %q", file, l)
-					}
-					wantErrs = append(wantErrs, msg)
-				}
-				if err == nil {
-					t.Fatalf("ParseManifest succeeded, want errors:\n%s", strings.Join(wantErrs, "\n"))
-				}
-				if got, want := err.Error(), "bad manifest: "+strings.Join(wantErrs, "\n"); got != want {
-					t.Errorf("errors:\n%s\nwant:\n%s", got, want)
-				}
-				var errs yamlconf.Errors
-				if !errors.Is(err, ErrManifest) || !errors.As(err, &errs) {
-					t.Errorf("error %T does not wrap both ErrManifest and yamlconf.Errors", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("ParseManifest: %v", err)
-			}
-			for _, l := range lines[1:] {
-				key, wantVal, ok := strings.Cut(l, " = ")
-				if !ok {
-					t.Fatalf("%s: want \"key = value\", got %q", file, l)
-				}
-				got, err := manifestValue(m, key)
-				if err != nil {
-					t.Errorf("%s: %v", key, err)
-				} else if got != wantVal {
-					t.Errorf("%s = %s, want %s", key, got, wantVal)
-				}
-			}
-		})
-	}
+			return golden.Lookup(m, key)
+		}, nil
+	})
 }
 
 // TestLoadManifest covers what LoadManifest adds to ParseManifest: the
@@ -126,43 +82,4 @@ func TestLoadManifest(t *testing.T) {
 			}
 		})
 	}
-}
-
-// cutLastLine splits s around the last line equal to sep (which ends in
-// "\n").
-func cutLastLine(s, sep string) (before, after string, ok bool) {
-	if strings.HasPrefix(s, sep) {
-		s = "\n" + s
-	}
-	i := strings.LastIndex(s, "\n"+sep)
-	if i < 0 {
-		return "", "", false
-	}
-	return s[:i+1], s[i+1+len(sep):], true
-}
-
-// manifestValue returns the value at a dotted key path of m, such as
-// "limits.memory", formatted with %v; "config" gives the JSON the extension
-// receives.
-func manifestValue(m *Manifest, key string) (string, error) {
-	if key == "config" {
-		return configJSON(m.Config)
-	}
-	v := reflect.ValueOf(m).Elem()
-	for part := range strings.SplitSeq(key, ".") {
-		if v.Kind() != reflect.Struct {
-			return "", fmt.Errorf("%s is not a mapping", part)
-		}
-		found := false
-		for i := range v.NumField() {
-			if v.Type().Field(i).Tag.Get("yaml") == part {
-				v, found = v.Field(i), true
-				break
-			}
-		}
-		if !found {
-			return "", fmt.Errorf("no field %s", part)
-		}
-	}
-	return fmt.Sprint(v.Interface()), nil
 }
