@@ -15,14 +15,16 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
 )
 
 // newListener builds the listener a configuration entry describes. It does
 // not bind: mochi's AddListener calls Init, which does.
-func newListener(lc config.Listener, connectTimeout time.Duration, log *slog.Logger) (listeners.Listener, error) {
+func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Server, log *slog.Logger) (listeners.Listener, error) {
 	var tlsConf *tls.Config
 	if lc.TLS != nil {
 		var err error
@@ -39,7 +41,7 @@ func newListener(lc config.Listener, connectTimeout time.Duration, log *slog.Log
 	default:
 		return nil, fmt.Errorf("listener %q: unknown type %q", lc.Name, lc.Type)
 	}
-	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, log: log}, nil
+	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log}, nil
 }
 
 // tlsConfig loads a listener's certificate and, when given, the CA that
@@ -70,13 +72,34 @@ func tlsConfig(t *config.TLS) (*tls.Config, error) {
 
 // guardedListener wraps a mochi listener: every accepted connection gets a
 // deadline for its CONNECT (mochi has none; it replaces the deadline with the
-// keepalive once the CONNECT is read), and establishment errors are logged
-// with a message, or not at all for a refusal already answered.
+// keepalive once the CONNECT is read), establishment errors are logged
+// with a message, or not at all for a refusal already answered, and closing
+// disconnects the listener's clients without mochi's deadlock (see Close).
 type guardedListener struct {
 	listeners.Listener
 	kind           string
 	connectTimeout time.Duration
+	mochi          *mqtt.Server
 	log            *slog.Logger
+}
+
+// Close closes the listener and disconnects its clients. mochi's own
+// closer (Server.closeListenerClients, via Clients.GetByListener) takes the
+// client map's read lock twice (GetByListener calls Len under its RLock); a
+// client ending at that moment waits for the write lock (Clients.Delete)
+// between the two, and the second RLock then waits for it: a deadlock that
+// hung Server.Close. This closer reads the map under one read lock
+// (Clients.GetAll) and disconnects the same clients the same way (MQTT 5:
+// DISCONNECT 0x8B, server shutting down).
+func (g *guardedListener) Close(mochiCloser listeners.CloseFn) {
+	_ = mochiCloser // replaced, see above
+	g.Listener.Close(func(id string) {
+		for _, cl := range g.mochi.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = g.mochi.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
 }
 
 // Protocol returns the configured listener type (tcp, tls or websocket).

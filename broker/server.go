@@ -72,7 +72,7 @@ func New(opts Options) (*Server, error) {
 
 	connectTimeout := time.Duration(cfg.MQTT.ConnectTimeout)
 	for _, lc := range cfg.Listeners {
-		l, err := newListener(lc, connectTimeout, log)
+		l, err := newListener(lc, connectTimeout, m, log)
 		if err != nil {
 			s.closeListeners()
 			closePersistence(opts.Persistence)
