@@ -99,7 +99,7 @@ func TestABIDocExports(t *testing.T) {
 			continue
 		}
 		name := unquote(r[0])
-		cb, ok := CallbackByExport(name)
+		cb, ok := callbackByExport(name)
 		if !ok {
 			t.Errorf("ABI.md lists export %s, the table has no such callback", name)
 			continue
@@ -225,7 +225,7 @@ func docIn(body string) (CallbackSet, error) {
 	}
 	var s CallbackSet
 	for _, m := range regexp.MustCompile("`([a-z_0-9]+)`").FindAllStringSubmatch(rest, -1) {
-		cb, ok := CallbackByExport(m[1])
+		cb, ok := callbackByExport(m[1])
 		if !ok {
 			return 0, fmt.Errorf("In: names unknown export %s", m[1])
 		}
@@ -291,5 +291,26 @@ func TestABIDocNumberedNames(t *testing.T) {
 				t.Errorf("ABI.md %s: %v, the table: %v", c.name, got, c.table)
 			}
 		})
+	}
+}
+
+// TestHostFunctionsReturnOneStatus: every host function returns one i32
+// status (the host writes it to stack[0]), and every chain callback has a
+// distinct bit.
+func TestHostFunctionsReturnOneStatus(t *testing.T) {
+	for _, f := range HostFuncs {
+		if len(f.Results) != 1 || f.Results[0] != I32 {
+			t.Errorf("host function %s returns %v, want one i32 status", f.Name, f.Results)
+		}
+	}
+	seen := map[uint32]string{}
+	for _, c := range Callbacks {
+		if c.Bit == 0 {
+			continue
+		}
+		if other, ok := seen[c.Bit]; ok || c.Bit&(c.Bit-1) != 0 {
+			t.Errorf("callback %s: bit %#x is not a single bit of its own (also %s)", c.Name, c.Bit, other)
+		}
+		seen[c.Bit] = c.Name
 	}
 }

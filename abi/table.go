@@ -83,8 +83,8 @@ func (c Callback) String() string {
 	return "unknown callback"
 }
 
-// CallbackByExport finds a callback by its export name.
-func CallbackByExport(export string) (Callback, bool) {
+// callbackByExport finds a callback by its export name.
+func callbackByExport(export string) (Callback, bool) {
 	for i := range Callbacks {
 		if Callbacks[i].Export == export {
 			return Callback(i), true
@@ -307,20 +307,6 @@ var Statuses = []StatusInfo{
 	{StatusNotFound, "NOT_FOUND"},
 	{StatusInternal, "INTERNAL"},
 	{StatusTooLarge, "TOO_LARGE"},
-}
-
-// StatusName returns a status code's ABI.md name; a positive value is a
-// success ("OK").
-func StatusName(code int32) string {
-	if code > 0 {
-		return "OK"
-	}
-	for _, s := range Statuses {
-		if s.Code == code {
-			return s.Name
-		}
-	}
-	return "unknown status"
 }
 
 // Record kinds (ABI.md section 4).

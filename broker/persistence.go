@@ -44,10 +44,13 @@ import (
 //     connect (restore).
 //   - PutSession: on the client's goroutine when a persistent session is
 //     established and when its connection ends (DisconnectedAt set); from New
-//     when a crash will is recorded as sent.
+//     when a crash will is recorded as sent; from any goroutine when a
+//     session that ends with its connection gets its first attribute
+//     (SessionAttributes).
 //   - DeleteSession: on the client's goroutine at a clean start or when a
 //     session ends with its connection; on mochi's event loop when a session
-//     expires; from New for a session that expired while the broker was down.
+//     expires; from New for a session that expired while the broker was down;
+//     from any goroutine through Clients.InvalidateSession.
 //     It removes the session's subscriptions, in-flight messages and
 //     attributes too, atomically with respect to the Attribute* writes.
 //   - PutSubscription: on the subscribing client's goroutine, before the SUBACK.

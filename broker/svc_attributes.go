@@ -81,7 +81,7 @@ func attributeErr(what, clientID, key string, err error) error {
 	if errors.Is(err, store.ErrNoSession) {
 		return fmt.Errorf("%s %q of %q: %w", what, key, clientID, ErrNoSession)
 	}
-	return fmt.Errorf("%s %q of %q: %w", what, key, clientID, err)
+	return err // the store's error names the operation, key and client
 }
 
 // Attribute implements SessionAttributes.

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
@@ -23,8 +24,13 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 	rec := connectRecord(c)
 	for _, e := range auth {
 		a, err := h.invoke(ctx, e, abi.CallbackAuthenticate, rec)
-		if err != nil { // logged and counted by invoke
-			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: "extension " + a.ext.ID() + " failed"}
+		if err != nil { // counted (and the failure logged) by invoke
+			reason := "extension " + a.ext.ID() + " failed"
+			if errors.Is(err, ErrBusy) || errors.Is(err, ErrStopped) || errors.Is(err, ErrCanceled) {
+				reason = "extension " + a.ext.ID() + " unavailable"
+			}
+			a.ext.log.Debug("client refused: extension did not decide", "client", c.ClientID, "error", err)
+			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: reason}
 		}
 		switch a.decision {
 		case abi.DecisionDeny:

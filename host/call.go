@@ -10,7 +10,9 @@ import (
 	"github.com/propolis-mqtt/propolis/abi"
 )
 
-// Outcome is how one call into an extension ended.
+// Outcome is how one call into an extension ended. Later versions may
+// append outcomes (a rate limit on host services, for one): an observer
+// needs a default case.
 type Outcome uint8
 
 // Outcomes, as a CallObserver sees them.
@@ -25,7 +27,8 @@ const (
 	// bad pointer). The instance was discarded.
 	OutcomeTrap
 	// OutcomeDeadline: the call ran past the extension's call deadline, or
-	// the caller's context ended first. The instance was discarded.
+	// the caller's context (the broker's CONNECT deadline) ended before the
+	// extension answered. An instance interrupted in a call is discarded.
 	OutcomeDeadline
 	// OutcomeInvalid: the answer is not one ABI.md defines. The instance
 	// was discarded.
@@ -58,7 +61,7 @@ type Call struct {
 }
 
 // CallObserver hears about every call the host makes into an extension's
-// callbacks (and start callbacks). ObserveCall runs on the calling
+// callbacks, and about its start and stop callbacks. ObserveCall runs on the calling
 // goroutine, often on a client's hot path: it must be fast, must not block
 // and must be safe for concurrent use. Metrics plug in here; host imports
 // no metrics library.
@@ -73,6 +76,15 @@ func (h *Host) observe(e *extension, cb abi.Callback, began time.Time, o Outcome
 	}
 }
 
+// clock returns the time a call begins, for observe; the zero time when
+// there is no observer (a clock read per PUBLISH is not free).
+func (h *Host) clock() time.Time {
+	if h.opts.Observer == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
 // classify names the outcome of a call that returned err; refused is true
 // for an answer that denies.
 func classify(err error, refused bool) Outcome {
@@ -81,7 +93,7 @@ func classify(err error, refused bool) Outcome {
 		return OutcomeDeny
 	case err == nil:
 		return OutcomeOK
-	case errors.Is(err, ErrDeadline):
+	case errors.Is(err, ErrDeadline), errors.Is(err, ErrCanceled):
 		return OutcomeDeadline
 	case errors.Is(err, ErrInvalidAnswer):
 		return OutcomeInvalid
@@ -143,9 +155,19 @@ type answer struct {
 //  5. count the call and tell the observer.
 //
 // The error is nil when the guest answered; a caller deciding on it then
-// fails closed. Service rate limits and interceptors go here too.
+// fails closed. A call the caller's context ended is not counted against
+// the extension. Service rate limits and interceptors go here too.
+//
+// Start and stop callbacks, made on one instance outside any pool, run
+// through instance.run too and are observed by newInstance and
+// pool.closeAll.
 func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec record) (answer, error) {
-	began := time.Now()
+	began := h.clock()
+	if err := ctx.Err(); err != nil {
+		err = fmt.Errorf("%s: %w (%v)", cb, ErrCanceled, context.Cause(ctx))
+		h.observe(e, cb, began, classify(err, false))
+		return answer{ext: e}, err
+	}
 	e, in, err := h.acquire(ctx, e, cb)
 	if err != nil {
 		h.observe(e, cb, began, classify(err, false))
@@ -169,38 +191,49 @@ func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec re
 	return a, err
 }
 
+// successor returns the running extension that replaced e in its folder,
+// if it takes cb; nil otherwise.
+func (h *Host) successor(e *extension, cb abi.Callback) *extension {
+	h.mu.Lock()
+	next := h.exts[filepath.Base(e.dir)]
+	h.mu.Unlock()
+	if next == nil || next == e || !next.has(abi.Callbacks[cb].Bit) {
+		return nil
+	}
+	return next
+}
+
 // callWithin runs one call that also ends when ctx does: the call's
 // context is a child of the instance's (which the watchdog cancels), ended
 // by ctx too. A call ended that way has closed the module, like a deadline
-// overrun, and the instance is discarded.
+// overrun: the error is ErrCanceled and the instance is discarded. So is
+// one whose ctx ended just as it returned (wazero may be closing the
+// module then).
 func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record) (uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("%s: %w (%v)", cb, ErrDeadline, context.Cause(ctx))
-	}
 	callCtx, cancel := context.WithCancel(in.ctx)
 	stop := context.AfterFunc(ctx, cancel)
 	prev := in.ctx
 	in.ctx = callCtx
-	defer func() {
-		in.ctx = prev
-		stop()
-		cancel()
-	}()
-	return in.callRecord(cb, encode(rec, in.scratch()))
+	res, err := in.callRecord(cb, encode(rec, in.scratch()))
+	in.ctx = prev
+	interrupted := !stop()
+	cancel()
+	if interrupted && in.ctx.Err() == nil { // ctx, not the watchdog, ended it
+		return 0, fmt.Errorf("%s: %w (%v)", cb, ErrCanceled, context.Cause(ctx))
+	}
+	return res, err
 }
 
 // acquire takes an instance of e. A client may hold a chain from before a
-// reload: when e was replaced meanwhile, the call goes to its successor.
-// For a deciding callback, failing to get an instance counts as a failure
-// of the extension (one whose instances all hang empties its pool); an
+// reload: when e was replaced meanwhile by a version that takes cb, the
+// call goes to the successor. For a deciding callback, failing to get an
+// instance counts as a failure of the extension (one whose instances all
+// hang empties its pool), unless the caller's context ended first; an
 // event that finds no instance is dropped and counted as such.
 func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*extension, *instance, error) {
 	in, err := e.acquire(ctx)
 	if errors.Is(err, ErrStopped) {
-		h.mu.Lock()
-		next := h.exts[filepath.Base(e.dir)]
-		h.mu.Unlock()
-		if next != nil && next != e {
+		if next := h.successor(e, cb); next != nil {
 			e = next
 			in, err = e.acquire(ctx)
 		}
@@ -210,9 +243,8 @@ func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*ext
 	}
 	switch {
 	case !abi.Callbacks[cb].Decides():
-		if n := e.dropped.Add(1); n == 1 || n%1000 == 0 {
-			e.log.Warn("event dropped: no instance", "dropped", n, "error", err)
-		}
+		e.dropEvent(err)
+	case errors.Is(err, ErrCanceled):
 	case !errors.Is(err, ErrStopped):
 		e.errors.Add(1)
 		e.log.Warn("no instance for a call", "callback", cb.String(), "error", err)

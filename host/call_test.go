@@ -146,6 +146,13 @@ func TestAuthenticateHonoursContext(t *testing.T) {
 	if got := rec.of(abi.CallbackAuthenticate); len(got) != 1 || got[0] != OutcomeDeadline {
 		t.Fatalf("observed %v, want [deadline]", got)
 	}
+	// The broker gave up, not the extension: no failure is counted
+	// towards the crash-loop stop, and the interrupted instance is
+	// replaced.
+	if st := statusOf(t, h, "spin"); st.Errors != 0 || st.State != StateRunning {
+		t.Fatalf("status after a cancelled call: %+v, want running with no errors", st)
+	}
+	poll.Until(t, "the interrupted instance replaced", func() bool { return len(e.pool.idle) == 1 })
 
 	done, cancelDone := context.WithCancel(context.Background())
 	cancelDone()
@@ -155,6 +162,9 @@ func TestAuthenticateHonoursContext(t *testing.T) {
 	if got := rec.of(abi.CallbackAuthenticate); len(got) != 2 || got[1] != OutcomeDeadline {
 		t.Fatalf("observed %v, want a second deadline", got)
 	}
+	if st := statusOf(t, h, "spin"); st.Errors != 0 {
+		t.Fatalf("an ended context was counted against the extension: %+v", st)
+	}
 }
 
 // TestEveryHostFunctionImplemented: each row of abi.HostFuncs has a body
@@ -163,6 +173,33 @@ func TestEveryHostFunctionImplemented(t *testing.T) {
 	for f, info := range abi.HostFuncs {
 		if hostFuncBodies[f] == nil {
 			t.Errorf("host function %s has no body", info.Name)
+		}
+	}
+}
+
+// TestEncodeCoversEveryRecordKind: the one invoke path can write a record
+// of every kind the table's callbacks take (a kind without a case in
+// encode would panic at its first call).
+func TestEncodeCoversEveryRecordKind(t *testing.T) {
+	samples := map[uint16]record{
+		abi.KindStart:     &abi.StartRecord{},
+		abi.KindConnect:   &abi.ConnectRecord{},
+		abi.KindPublish:   &abi.PublishRecord{},
+		abi.KindSubscribe: &abi.SubscribeRecord{},
+		abi.KindEvent:     &abi.EventRecord{},
+	}
+	for _, c := range abi.Callbacks {
+		if c.Record == 0 {
+			continue
+		}
+		rec, ok := samples[c.Record]
+		if !ok {
+			t.Errorf("callback %s takes record kind %d: add a sample here and a case in encode", c.Name, c.Record)
+			continue
+		}
+		b := encode(rec, nil)
+		if len(b) < abi.HeaderSize || uint16(b[4])|uint16(b[5])<<8 != c.Record {
+			t.Errorf("callback %s: encoded % x, want a record of kind %d", c.Name, b, c.Record)
 		}
 	}
 }

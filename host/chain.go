@@ -9,7 +9,9 @@ import (
 // chain is an immutable snapshot of the running extensions in priority
 // order (higher first, ties by id), and for each chain callback the ones
 // the host calls for it. It is swapped atomically, so a client's calls
-// always see a whole chain.
+// always see a whole chain. An extension stopped for crash-looping stays
+// in it, so every decision that would have consulted it is denied until
+// the operator replaces, disables or removes it (see Host.fail).
 type chain struct {
 	all []*extension
 	by  [abi.NumCallbacks][]*extension
@@ -54,8 +56,3 @@ func (h *Host) SecurityExtensions() []string {
 	}
 	return out
 }
-
-// Fail-closed answers are the rule even after an extension is stopped for
-// crash-looping: it stays in the chain, stopped, so every decision that
-// would have consulted it is denied until the operator replaces, disables
-// or removes it (see Host.fail).

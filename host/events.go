@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
@@ -31,6 +32,9 @@ func (h *Host) OnEvent(ev *broker.Event) {
 // eventQueue is how many events wait per extension before new ones drop.
 const eventQueue = 4096
 
+// errEventQueueFull is why an event is dropped when its queue is full.
+var errEventQueueFull = errors.New("event queue full")
+
 func (e *extension) queueEvent(rec *abi.EventRecord) {
 	if e.stopped.Load() {
 		return // its successor, if any, is in the chain the next event sees
@@ -38,30 +42,41 @@ func (e *extension) queueEvent(rec *abi.EventRecord) {
 	select {
 	case e.events <- rec:
 	default:
-		if n := e.dropped.Add(1); n == 1 || n%1000 == 0 {
-			e.log.Warn("event queue full, events dropped", "dropped", n)
-		}
+		e.dropEvent(errEventQueueFull)
 	}
 }
 
 // deliverEvents calls on_event for each queued event, one at a time, on
 // the extension's own goroutine, until the extension stops. Events still
-// queued then go to its successor after a reload (invoke redirects them),
-// or are dropped and counted.
+// queued then are handed to its successor after a reload, when it takes
+// events, or dropped and counted.
 func (e *extension) deliverEvents() {
 	for {
 		select {
 		case rec := <-e.events:
 			_, _ = e.host.invoke(context.Background(), e, abi.CallbackOnEvent, rec)
 		case <-e.quit:
+			next := e.host.successor(e, abi.CallbackOnEvent)
 			for {
 				select {
 				case rec := <-e.events:
-					_, _ = e.host.invoke(context.Background(), e, abi.CallbackOnEvent, rec)
+					if next != nil {
+						next.queueEvent(rec)
+					} else {
+						e.dropEvent(ErrStopped)
+					}
 				default:
 					return
 				}
 			}
 		}
+	}
+}
+
+// dropEvent counts (and now and then logs) an event that could not be
+// delivered.
+func (e *extension) dropEvent(cause error) {
+	if n := e.dropped.Add(1); n == 1 || n%1000 == 0 {
+		e.log.Warn("event dropped", "dropped", n, "error", cause)
 	}
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -228,9 +229,13 @@ func (e *extension) release(in *instance, cb abi.Callback, err error) {
 		e.pool.put(in)
 		return
 	}
+	e.pool.discard(in)
+	if errors.Is(err, ErrCanceled) { // the caller gave up; the extension did nothing wrong
+		e.log.Debug("call interrupted by the caller's deadline; instance discarded", "callback", cb.String(), "error", err)
+		return
+	}
 	e.errors.Add(1)
 	e.log.Warn("extension call failed; instance discarded", "callback", cb.String(), "error", err)
-	e.pool.discard(in)
 	e.noteFailure(err)
 }
 

@@ -23,6 +23,10 @@ var (
 	ErrBusy = errors.New("all instances busy")
 	// ErrStopped: the extension is no longer running.
 	ErrStopped = errors.New("extension stopped")
+	// ErrCanceled: the caller's context (the broker's deadline for a
+	// CONNECT) ended before the extension answered. Not counted against
+	// the extension.
+	ErrCanceled = errors.New("caller's deadline passed")
 )
 
 // callOut collects what the guest set through host functions during one
@@ -130,7 +134,7 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 		}
 		rec := abi.StartRecord{ExtensionID: e.manifest.ID, ExtensionVersion: e.manifest.Version,
 			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg}
-		began := time.Now()
+		began := e.host.clock()
 		res, err := in.callRecord(abi.CallbackStart, rec.Encode(in.scratch()))
 		e.host.observe(e, abi.CallbackStart, began, classify(err, uint32(res) != 0))
 		if err != nil {
@@ -222,8 +226,9 @@ func (in *instance) growBuffer(n uint32) error {
 
 // run calls the export for cb with in.stack as its parameters and returns
 // its first result. It is the only place that enters a guest (wazero runs
-// _initialize itself at instantiation); Host.invoke is the only path to it
-// for calls to a pooled extension.
+// _initialize itself at instantiation). Host.invoke is the only path to it
+// for calls to a pooled extension; newInstance (marker, buffer, start) and
+// pool.closeAll (stop) call it on an instance outside any pool.
 func (in *instance) run(cb abi.Callback) (uint64, error) {
 	fn := in.fns[cb]
 	if fn == nil {

@@ -55,7 +55,7 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 	case <-t.C:
 		return nil, ErrBusy
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w (%v)", ErrDeadline, context.Cause(ctx))
+		return nil, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
 	}
 }
 
@@ -120,7 +120,10 @@ func (p *pool) closeAll(graceful bool) {
 		case in := <-p.idle:
 			if graceful && in.fns[abi.CallbackStop] != nil {
 				in.stack[0] = 0
-				if _, err := in.runBounded(abi.CallbackStop, p.ext.setupLimit()); err != nil {
+				began := p.ext.host.clock()
+				_, err := in.runBounded(abi.CallbackStop, p.ext.setupLimit())
+				p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(err, false))
+				if err != nil {
 					p.ext.log.Warn("stop callback failed", "error", err)
 				}
 			}

@@ -29,9 +29,14 @@ var ErrNoSession = errors.New("no session record")
 // time it was written with (Unix nanoseconds), which AttributePutIfNewer
 // compares.
 type Attribute struct {
-	Key   string
+	// Key names the attribute (1 to 256 bytes of UTF-8 at the broker's
+	// service; the store refuses NUL).
+	Key string
+	// Value is the attribute's bytes.
 	Value []byte
-	Time  int64
+	// Time is when the value was written, Unix nanoseconds: what
+	// AttributePutIfNewer compares.
+	Time int64
 }
 
 // sessionLocks serialise, per client id, DeleteSession with the attribute

@@ -29,9 +29,9 @@ const (
 // at once.
 const window = 256
 
-// stallAfter is how long deliveries may stop before the load treats the
-// missing ones as dropped.
-const stallAfter = 2 * time.Second
+// defaultStallAfter is how long deliveries may stop, by default, before
+// the load treats the missing ones as dropped.
+const defaultStallAfter = 2 * time.Second
 
 // ErrTimeout reports a load that did not finish within its Timeout.
 var ErrTimeout = errors.New("load did not finish in time")
@@ -78,6 +78,10 @@ type Flow struct {
 	Echo bool
 	// Timeout bounds the whole load, connections included; 90 s when zero.
 	Timeout time.Duration
+	// StallAfter is how long deliveries may stop before the missing ones
+	// count as lost; 2 s when zero. A test that expects no loss sets it
+	// long, so that a slow machine is not mistaken for a dropping broker.
+	StallAfter time.Duration
 }
 
 // Result is what a Flow measured.
@@ -187,6 +191,10 @@ func (f Flow) Run() (Result, error) {
 	start := time.Now() // no delivery can come before the first PUBLISH
 	var delivered, lastDelivery atomic.Int64
 	lastDelivery.Store(start.UnixNano())
+	stallAfter := f.StallAfter
+	if stallAfter <= 0 {
+		stallAfter = defaultStallAfter
+	}
 	stalled := func() bool { return time.Since(time.Unix(0, lastDelivery.Load())) > stallAfter }
 	errs := make(chan error, len(subs)+len(pubs))
 	var pubsDone atomic.Bool

@@ -36,7 +36,7 @@ func until(t testing.TB, what string, cond func() bool, timeout time.Duration) {
 		if time.Since(start) > timeout {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(Interval) // the poll interval: the one sleep of the tests
+		time.Sleep(Interval) // the poll interval (the other sleeps of the tests pace loads)
 	}
 	t.Logf("waited %v for %s", time.Since(start).Round(time.Millisecond), what)
 }
