@@ -57,17 +57,25 @@ func readFormat(dir string) (int, error) {
 	return v, nil
 }
 
-// writeFormat atomically replaces dir's FORMAT file with version v: it
-// writes FORMAT.tmp, fsyncs it, renames it over FORMAT and fsyncs dir. A
+// writeFormat atomically replaces dir's FORMAT file with version v. A
 // crash leaves either the old or the new file, plus perhaps a stray
 // FORMAT.tmp that the next Open ignores and overwrites.
 func writeFormat(dir string, v int) error {
-	tmp := filepath.Join(dir, formatTemp)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
+	if err := writeAtomic(dir, formatFile, formatTemp, fmt.Sprintf("%s %d\n", formatMagic, v)); err != nil {
 		return fmt.Errorf("write %s: %w", formatFile, err)
 	}
-	_, err = fmt.Fprintf(f, "%s %d\n", formatMagic, v)
+	return nil
+}
+
+// writeAtomic replaces dir/name with content: it writes dir/temp, fsyncs
+// it, renames it over name and fsyncs dir.
+func writeAtomic(dir, name, temp, content string) error {
+	tmp := filepath.Join(dir, temp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -75,15 +83,12 @@ func writeFormat(dir string, v int) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", formatFile, err)
+		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, formatFile)); err != nil {
-		return fmt.Errorf("write %s: %w", formatFile, err)
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
 	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("write %s: %w", formatFile, err)
-	}
-	return nil
+	return syncDir(dir)
 }
 
 // syncDir fsyncs a directory so that creations, renames and removals in it
@@ -104,9 +109,14 @@ func syncDir(dir string) error {
 }
 
 // isOwnEntry reports whether a folder entry belongs to the store rather
-// than to pebble: the FORMAT file, its temp file, and migration backups.
+// than to pebble: the FORMAT file, the clean-shutdown marker, their temp
+// files, and migration backups.
 func isOwnEntry(name string) bool {
-	return name == formatFile || name == formatTemp || strings.HasPrefix(name, backupPrefix)
+	switch name {
+	case formatFile, formatTemp, shutdownFile, shutdownTemp:
+		return true
+	}
+	return strings.HasPrefix(name, backupPrefix)
 }
 
 // listDir returns the entries of dir, or nil when dir does not exist.

@@ -56,6 +56,13 @@ type Options struct {
 	// Logger receives the store's and pebble's messages; nil means
 	// slog.Default(). Pebble's chatter goes to Debug level.
 	Logger *slog.Logger
+	// Repair opens a folder whose write-ahead log is damaged (ErrDamagedWAL)
+	// anyway: Open copies the folder aside to <Dir>.damaged-<UTC time>,
+	// logs where at Warn, and lets pebble replay each log up to the damage,
+	// dropping the rest (logged at Warn with the records dropped). Default
+	// false: such a folder is refused. It changes nothing for a folder
+	// without damage. `propolis serve --repair` sets it.
+	Repair bool
 }
 
 // Store is the broker's persistent store, a pebble database in one data
@@ -82,8 +89,10 @@ type Store struct {
 // validation open of pebble, the real open and, for a folder of an older
 // format, a migration (see the package documentation). It refuses, without
 // changing any file, a folder of a newer format (ErrNewerFormat), a
-// non-empty folder without a FORMAT file (ErrNotDataDir) and a folder pebble
-// cannot open (ErrCorrupt).
+// non-empty folder without a FORMAT file (ErrNotDataDir), a folder pebble
+// cannot open (ErrCorrupt) and one whose write-ahead log is damaged other
+// than by a crash (ErrDamagedWAL, which matches ErrCorrupt too) unless
+// opts.Repair is set.
 func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("open store: no data folder given (Options.Dir is empty)")
@@ -102,7 +111,7 @@ func Open(opts Options) (*Store, error) {
 	if interval <= 0 {
 		interval = defaultFlushInterval
 	}
-	db, lock, err := openDB(dir, log)
+	db, lock, err := openDB(dir, opts.Repair, log)
 	if err != nil {
 		var nf *newerFormatError
 		if errors.As(err, &nf) {
@@ -122,7 +131,7 @@ func Open(opts Options) (*Store, error) {
 // openDB checks the folder's format, validates it, restores or migrates as
 // needed and opens pebble read-write. On success the caller owns both the
 // database and the directory lock.
-func openDB(dir string, log *slog.Logger) (_ *pebble.DB, _ *pebble.Lock, err error) {
+func openDB(dir string, repair bool, log *slog.Logger) (_ *pebble.DB, _ *pebble.Lock, err error) {
 	ents, err := listDir(dir)
 	if err != nil {
 		return nil, nil, err
@@ -167,7 +176,7 @@ func openDB(dir string, log *slog.Logger) (_ *pebble.DB, _ *pebble.Lock, err err
 	if backup := backupPath(dir, version); version < FormatVersion && exists(backup) {
 		// A migration from this version crashed after taking its backup:
 		// the live files may be half migrated. Start again from the backup.
-		if err := validate(backup, nil, log); err != nil {
+		if _, err := validate(backup, nil, log); err != nil {
 			return nil, nil, fmt.Errorf("pebble refused migration backup %s: %w: %w", backup, ErrCorrupt, err)
 		}
 		log.Warn("data folder: previous migration did not finish, restoring from backup",
@@ -176,16 +185,24 @@ func openDB(dir string, log *slog.Logger) (_ *pebble.DB, _ *pebble.Lock, err err
 			return nil, nil, err
 		}
 	} else if hasPebbleFiles(ents) {
-		err := validate(dir, lock, log)
+		replays, err := validate(dir, lock, log)
 		if err != nil && !(errors.Is(err, pebble.ErrDBDoesNotExist) && !holdsData(dir, ents)) {
 			return nil, nil, fmt.Errorf("pebble refused the folder: %w: %w", ErrCorrupt, err)
+		}
+		if err == nil {
+			if err := checkLogs(dir, replays, repair, log); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	if err := removeStaleBackups(dir, ents, version); err != nil {
 		return nil, nil, err
 	}
 
-	db, err := openPebble(dir, lock, false, log)
+	if err := removeShutdown(dir); err != nil {
+		return nil, nil, err
+	}
+	db, err := openPebble(dir, lock, false, log, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pebble open: %w", err)
 	}
@@ -201,17 +218,55 @@ func openDB(dir string, log *slog.Logger) (_ *pebble.DB, _ *pebble.Lock, err err
 }
 
 // validate opens dir read-only and closes it again, which makes pebble
-// check its MANIFEST and replay its log without writing anything.
-func validate(dir string, lock *pebble.Lock, log *slog.Logger) error {
-	db, err := openPebble(dir, lock, true, log)
+// check its MANIFEST and replay its logs without writing anything. It
+// returns what pebble reported of each replayed log.
+func validate(dir string, lock *pebble.Lock, log *slog.Logger) ([]walReplay, error) {
+	var (
+		mu      sync.Mutex
+		replays []walReplay
+	)
+	db, err := openPebble(dir, lock, true, log, func(r walReplay) {
+		mu.Lock()
+		defer mu.Unlock()
+		replays = append(replays, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Close(); err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return replays, nil
+}
+
+// checkLogs refuses a folder whose write-ahead logs checkWAL finds damaged,
+// naming the first damage, or with repair copies the folder aside and logs
+// what the open that follows drops.
+func checkLogs(dir string, replays []walReplay, repair bool, log *slog.Logger) error {
+	found, err := checkWAL(dir, replays, log)
+	if err != nil || len(found) == 0 {
+		return err
+	}
+	if !repair {
+		return found[0].err
+	}
+	aside, err := copyAside(dir)
 	if err != nil {
 		return err
 	}
-	return db.Close()
+	log.Warn("data folder: damaged write-ahead log, copied the folder aside before repairing", "dir", dir, "copy", aside)
+	for _, d := range found {
+		log.Warn("data folder: repairing write-ahead log, dropping what follows the damage",
+			"dir", dir, "file", d.err.file, "offset", d.err.offset, "records_dropped", d.lost, "damage", d.err.why)
+	}
+	return nil
 }
 
-// openPebble opens pebble with the store's options.
-func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger) (*pebble.DB, error) {
+// openPebble opens pebble with the store's options. onReplay, when not
+// nil, receives pebble's report of each write-ahead log it replays.
+func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, onReplay func(walReplay)) (*pebble.DB, error) {
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref()
 	el := pebble.EventListener{
@@ -228,7 +283,7 @@ func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger) 
 		Cache:              cache,
 		MemTableSize:       memTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log: log.With("component", "pebble", "dir", dir)},
+		Logger:             pebbleLogger{log: log.With("component", "pebble", "dir", dir), onReplay: onReplay},
 		EventListener:      &el,
 		ReadOnly:           readOnly,
 		Lock:               lock,
@@ -237,11 +292,20 @@ func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger) 
 }
 
 // pebbleLogger routes pebble's log lines to slog at Debug level; pebble
-// logs every flush and compaction otherwise.
-type pebbleLogger struct{ log *slog.Logger }
+// logs every flush and compaction otherwise. It hands the line that ends
+// the replay of a write-ahead log to onReplay, when set.
+type pebbleLogger struct {
+	log      *slog.Logger
+	onReplay func(walReplay)
+}
 
 // Infof logs at Debug level.
 func (l pebbleLogger) Infof(format string, args ...any) {
+	if l.onReplay != nil {
+		if r, ok := parseReplay(format, args); ok {
+			l.onReplay(r)
+		}
+	}
 	l.log.Debug(fmt.Sprintf(format, args...))
 }
 
@@ -287,9 +351,12 @@ func (s *Store) syncWAL() error {
 	return s.db.LogData(nil, pebble.Sync)
 }
 
-// Close syncs every write to disk and closes the store. The broker calls
-// it once at shutdown; it is safe to call again, later calls return the
-// first call's result. Methods called after Close return ErrClosed.
+// Close syncs every write to disk, closes the store and, when pebble
+// closed cleanly, writes the clean-shutdown marker (it reads the
+// write-ahead logs once to record where their records end; see the
+// package documentation). The broker calls it once at shutdown; it is safe
+// to call again, later calls return the first call's result. Methods
+// called after Close return ErrClosed.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.stop != nil {
@@ -304,6 +371,11 @@ func (s *Store) Close() error {
 		}
 		if err := s.db.Close(); err != nil {
 			errs = append(errs, err)
+		} else if len(errs) == 0 {
+			// Only now are the logs complete: mark the shutdown clean.
+			if err := writeShutdown(s.dir); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		s.db = nil
 		if err := s.lock.Close(); err != nil {
