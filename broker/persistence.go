@@ -102,9 +102,10 @@ type Persistence interface {
 var _ Persistence = (*store.Store)(nil)
 
 // openStore opens the Pebble store the configuration names (data_dir,
-// durability). New calls it when Options.Persistence is nil; a migration of
-// an older data folder happens here.
-func openStore(cfg *config.Config, log *slog.Logger) (*store.Store, error) {
+// durability), repairing a damaged write-ahead log when repair is set. New
+// calls it when Options.Persistence is nil; a migration of an older data
+// folder happens here.
+func openStore(cfg *config.Config, repair bool, log *slog.Logger) (*store.Store, error) {
 	mode, err := store.ParseDurability(cfg.Durability.Mode)
 	if err != nil {
 		return nil, err
@@ -114,5 +115,6 @@ func openStore(cfg *config.Config, log *slog.Logger) (*store.Store, error) {
 		Durability:    mode,
 		FlushInterval: time.Duration(cfg.Durability.FlushInterval),
 		Logger:        log,
+		Repair:        repair,
 	})
 }

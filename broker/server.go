@@ -28,6 +28,11 @@ type Options struct {
 	// one: Server.Close closes it, and so does New when it fails. See
 	// Persistence for what it must guarantee.
 	Persistence Persistence
+	// RepairStore opens a data folder whose write-ahead log is damaged,
+	// after copying it aside (store.Options.Repair); without it New refuses
+	// such a folder with an error matching store.ErrDamagedWAL. Ignored
+	// when Persistence is given. `propolis serve --repair` sets it.
+	RepairStore bool
 }
 
 // Server is a Propolis MQTT broker: mochi-mqtt for the protocol, a
@@ -88,7 +93,7 @@ func New(opts Options) (*Server, error) {
 
 	s.persist = opts.Persistence
 	if s.persist == nil {
-		st, err := openStore(cfg, log)
+		st, err := openStore(cfg, opts.RepairStore, log)
 		if err != nil {
 			s.closeListeners()
 			return nil, err

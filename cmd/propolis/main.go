@@ -1,11 +1,14 @@
 // Command propolis is the Propolis MQTT broker.
 //
-//	propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR]
+//	propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR] [--repair]
 //	propolis extensions list [--config FILE] [--data DIR] [--extensions DIR]
 //	propolis extensions enable|disable ID [--config FILE] [--extensions DIR]
 //	propolis version
 //
 // serve runs the broker until SIGINT or SIGTERM; flags override the file.
+// It refuses a data folder whose write-ahead log is damaged; --repair
+// copies such a folder aside (to DIR.damaged-<UTC time>) and starts
+// without the damaged part.
 // extensions enable and disable remove or create the extension's DISABLED
 // file, which a running broker notices within two seconds.
 // Without --config the embedded default configuration is used (one TCP
@@ -44,7 +47,7 @@ func main() {
 }
 
 const usage = `usage:
-  propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR]
+  propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR] [--repair]
   propolis extensions list [--config FILE] [--data DIR] [--extensions DIR]
   propolis extensions enable ID [--config FILE] [--extensions DIR]
   propolis extensions disable ID [--config FILE] [--extensions DIR]
@@ -82,6 +85,7 @@ func serve(args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "", "address of the first tcp listener, e.g. 127.0.0.1:1883")
 	data := fs.String("data", "", "data folder")
 	exts := fs.String("extensions", "", "extensions folder")
+	repair := fs.Bool("repair", false, "start on a data folder with a damaged write-ahead log: copy it aside, drop the damaged part")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("serve: %w\n%s", err, usage)
 	}
@@ -126,8 +130,11 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer h.Close(context.Background())
-	srv, err := broker.New(broker.Options{Config: cfg, Logger: log,
+	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, RepairStore: *repair,
 		Extensions: broker.Extensions{Authenticator: h, Events: h}})
+	if errors.Is(err, store.ErrDamagedWAL) {
+		return fmt.Errorf("%w; serve --repair copies the data folder aside and starts without the damaged part", err)
+	}
 	if err != nil {
 		return err
 	}

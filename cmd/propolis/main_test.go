@@ -292,6 +292,68 @@ func TestServeWithAllowAll(t *testing.T) {
 	poll.Until(t, "clients accepted after `extensions enable allow-all`", func() bool { return connackCode(t, a) == 0x00 })
 }
 
+// TestServeDamagedWAL: serve refuses a data folder whose write-ahead log
+// was truncated after a clean shutdown, with one error line and the folder
+// untouched; serve --repair copies the folder aside and starts.
+func TestServeDamagedWAL(t *testing.T) {
+	tmp := t.TempDir()
+	data, exts := filepath.Join(tmp, "data"), filepath.Join(tmp, "ext")
+	s, err := store.Open(store.Options{Dir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 200; i++ {
+		if err := s.PutInflight(&store.Message{ClientID: "sub", PacketID: uint16(i), QoS: 1, Topic: "a", Payload: make([]byte, 100)}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := filepath.Glob(filepath.Join(data, "*.log"))
+	if len(logs) == 0 {
+		t.Fatal("no write-ahead log")
+	}
+	wal := logs[len(logs)-1]
+	info, err := os.Stat(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(wal, info.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+
+	before := fingerprint(t, data)
+	code, _, stderr := runCLI(t, "serve", "--data", data, "--extensions", exts, "--listen", "127.0.0.1:0")
+	if code == 0 {
+		t.Fatalf("exit 0 on a damaged write-ahead log\n%s", stderr)
+	}
+	want := regexp.MustCompile(`^propolis: open store \S+: write-ahead log ` + regexp.QuoteMeta(filepath.Base(wal)) +
+		` damaged at offset \d+ \(the clean shutdown left records up to offset \d+\): data corrupt; serve --repair copies the data folder aside and starts without the damaged part$`)
+	if line := errorLine(t, stderr); !want.MatchString(line) {
+		t.Fatalf("error line %q does not match %s", line, want)
+	}
+	if strings.Count(stderr, "propolis: ") != 1 {
+		t.Fatalf("more than one error line:\n%s", stderr)
+	}
+	if fingerprint(t, data) != before {
+		t.Fatal("a refused start changed the data folder")
+	}
+
+	cmd := exec.Command(bin, "serve", "--repair", "--data", data, "--extensions", exts, "--listen", "127.0.0.1:0")
+	_, log := startServe(t, cmd)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve --repair: %v\n%s", err, log.String())
+	}
+	aside, _ := filepath.Glob(data + ".damaged-*")
+	if len(aside) != 1 || !strings.Contains(log.String(), "copy="+aside[0]) {
+		t.Fatalf("copies aside %v; log:\n%s", aside, log.String())
+	}
+}
+
 func TestExtensionsCommandErrors(t *testing.T) {
 	code, _, stderr := runCLI(t, "extensions", "disable", "nope", "--extensions", t.TempDir())
 	if code == 0 || !strings.Contains(errorLine(t, stderr), `extension "nope": no propolis-extension.yaml in`) {
