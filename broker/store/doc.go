@@ -89,8 +89,9 @@
 //
 // It then locks the folder and opens pebble read-only once, which checks the
 // MANIFEST and replays the log without writing; a failure there is
-// ErrCorrupt naming the folder. Only then does it open pebble read-write.
-// Every refusal leaves the folder's files exactly as they were.
+// ErrCorrupt naming the folder. It checks the write-ahead logs (below) and
+// removes the clean-shutdown marker. Only then does it open pebble
+// read-write. Every refusal leaves the folder's files exactly as they were.
 //
 // Format 1 is the layout of earlier builds: JSON values under keys CL_,
 // SUB_, IFM_ and RET_ (see migrate_v1.go). Format 2 is the layout above
@@ -101,6 +102,51 @@
 // The rule: a change an older build would read or write wrongly, even by
 // ignoring it, bumps the format; appending fields to a record (above) does
 // not.
+//
+// # Write-ahead log damage
+//
+// Pebble v1.1.5 replays its newest write-ahead log up to the first record
+// it cannot read (a bad checksum, a chunk cut short) and silently drops the
+// rest, taking it for the torn tail of a crash; only its Logger says where
+// it stopped. A damaged log would lose acknowledged messages without a
+// word. So Open, after the read-only replay, checks each log pebble
+// replayed (the Logger line names them, see wal.go):
+//
+//   - scanWAL reads it with pebble's record reader as the replay does, then
+//     goes on block by block past the first invalid record. A valid record
+//     there is damage: an interrupted append leaves nothing readable after
+//     it. (Within the last 32 KiB block a scan cannot tell damage from a
+//     torn tail; the marker below can.)
+//   - After a clean shutdown the folder holds CLEAN-SHUTDOWN: its first
+//     line "propolis-clean-shutdown 1", then one line per log, "NNNNNN.log
+//     OFFSET", the offset where the log's records ended. A log whose records
+//     now end earlier (truncated, overwritten), or a listed log missing
+//     while an older one is replayed, is damage.
+//   - Without the marker the last stop was a crash. A log ending in a torn
+//     record is expected; Open logs it at Warn (file, offset, size) and
+//     pebble drops it. With sync durability it holds nothing acknowledged.
+//
+// Damage is refused with ErrDamagedWAL (which matches ErrCorrupt), one
+// line naming the log, the offset where replay stops and why. With
+// Options.Repair Open copies the store's files to <Dir>.damaged-<UTC time>
+// instead, logs where and what will be dropped at Warn, and opens.
+//
+// Close writes the marker after pebble has closed (and synced) every log:
+// it scans the logs for their ends and writes CLEAN-SHUTDOWN.tmp, fsyncs
+// it, renames it and fsyncs the folder. Open removes it (and fsyncs the
+// folder) after its checks, just before pebble opens read-write and starts
+// appending. A crash at any point is safe:
+//
+//   - before Close's rename: no marker, so the next Open checks as after a
+//     crash, which is weaker but right, since the logs are whole;
+//   - between Open's removal and the read-write open: the same;
+//   - when the removal did not reach the disk, or a build that knows
+//     nothing of the marker ran the folder since: pebble creates a new log
+//     at every read-write open, so the marker does not list every replayed
+//     log; Open logs that at Warn and checks as after a crash.
+//
+// A refused Open leaves the marker, so the verdict does not change from
+// one attempt to the next.
 //
 // # Migration
 //
