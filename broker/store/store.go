@@ -245,7 +245,7 @@ func validate(dir string, lock *pebble.Lock, log *slog.Logger) ([]walReplay, err
 // naming the first damage, or with repair copies the folder aside and logs
 // what the open that follows drops.
 func checkLogs(dir string, replays []walReplay, repair bool, log *slog.Logger) error {
-	found, err := checkWAL(dir, replays, log)
+	found, err := checkWAL(dir, replays, repair, log)
 	if err != nil || len(found) == 0 {
 		return err
 	}

@@ -242,11 +242,16 @@ type walDamage struct {
 // checkWAL compares the write-ahead logs pebble replayed in the read-only
 // validation (replays) with what a scan of each finds and with the
 // clean-shutdown marker. It returns the damage it finds, and logs at Warn
-// a torn tail after a crash, which pebble drops as it always has.
-func checkWAL(dir string, replays []walReplay, log *slog.Logger) ([]walDamage, error) {
+// a torn tail after a crash, which pebble drops as it always has. An
+// unreadable marker is an error, unless repair is set: then it is logged
+// and the logs are checked as after a crash.
+func checkWAL(dir string, replays []walReplay, repair bool, log *slog.Logger) ([]walDamage, error) {
 	ends, err := readShutdown(dir)
-	if err != nil {
+	if err != nil && !repair {
 		return nil, err
+	}
+	if err != nil {
+		log.Warn("data folder: ignoring an unreadable clean-shutdown marker", "dir", dir, "err", err)
 	}
 	minNum := uint64(1<<64 - 1)
 	for _, r := range replays {

@@ -324,3 +324,29 @@ func TestOpenStaleShutdownMarker(t *testing.T) {
 		t.Fatalf("log lacks the stale-marker warning:\n%s", buf)
 	}
 }
+
+// TestOpenUnreadableShutdownMarker: an unreadable marker is refused like
+// any corrupt file of the folder; Repair ignores it.
+func TestOpenUnreadableShutdownMarker(t *testing.T) {
+	dir := cleanStore(t, 100)
+	mustDo(t, os.WriteFile(filepath.Join(dir, shutdownFile), []byte("garbage\n"), 0o644))
+	before := dirDigest(t, dir)
+	_, err := Open(Options{Dir: dir, Logger: quiet})
+	want := fmt.Sprintf(`open store %s: read CLEAN-SHUTDOWN: first line "garbage" is not "propolis-clean-shutdown 1": data corrupt`, dir)
+	if err == nil || err.Error() != want || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open error\n got: %v\nwant: %s", err, want)
+	}
+	if after := dirDigest(t, dir); !maps.Equal(before, after) {
+		t.Fatal("a refused Open changed the folder")
+	}
+	s, err := Open(Options{Dir: dir, Logger: quiet, Repair: true})
+	if err != nil {
+		t.Fatalf("Open with Repair: %v", err)
+	}
+	snap, err := s.Load()
+	mustDo(t, err)
+	mustDo(t, s.Close())
+	if len(snap.Inflight) != queued {
+		t.Fatalf("store holds %d messages, want %d", len(snap.Inflight), queued)
+	}
+}
