@@ -2,8 +2,10 @@ package store
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -116,11 +118,73 @@ func scanWAL(path string, num uint64) (walScan, error) {
 				stopped = true
 				s.end = off
 				s.torn = !errors.Is(err, record.ErrZeroedChunk)
+				// The reader resumes only at the next block; look at the
+				// rest of this one byte by byte.
+				first, n, err := recordsInBlock(f, off, num)
+				if err != nil {
+					return s, fmt.Errorf("read %s at offset %d: %w", filepath.Base(path), off, err)
+				}
+				if n > 0 {
+					s.after, s.lost = first, n
+				}
 			}
 			pos = (off/walBlockSize + 1) * walBlockSize
 			break
 		}
 	}
+}
+
+// Chunk header of pebble's recyclable record format: checksum (4 bytes),
+// length (2), type (1), log number (4); then the payload. Types 5 and 6
+// are a whole record and the first chunk of a longer one.
+const (
+	walHeaderSize = 11
+	walTypeFull   = 5
+	walTypeFirst  = 6
+	walTypeLast   = 8
+)
+
+// castagnoli is the CRC table of pebble's record format.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// recordsInBlock reads the 32 KiB block of f holding offset off and looks
+// in it, byte by byte after off, for chunks of log num with a valid
+// checksum. It returns the offset of the first that starts a record and
+// the number of records started, or -1 and 0. A match by chance needs the
+// type byte, four bytes of log number and a 32-bit checksum to agree.
+func recordsInBlock(f *os.File, off int64, num uint64) (first int64, n int, err error) {
+	start := off / walBlockSize * walBlockSize
+	block := make([]byte, walBlockSize)
+	m, err := f.ReadAt(block, start)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return -1, 0, err
+	}
+	block = block[:m]
+	first = -1
+	for p := int(off-start) + 1; p+walHeaderSize <= len(block); {
+		typ := block[p+6]
+		end := p + walHeaderSize + int(binary.LittleEndian.Uint16(block[p+4:]))
+		if typ < walTypeFull || typ > walTypeLast || binary.LittleEndian.Uint32(block[p+7:]) != uint32(num) ||
+			end > len(block) || binary.LittleEndian.Uint32(block[p:]) != chunkCRC(block[p+6:end]) {
+			p++
+			continue
+		}
+		if typ == walTypeFull || typ == walTypeFirst {
+			if first < 0 {
+				first = start + int64(p)
+			}
+			n++
+		}
+		p = end
+	}
+	return first, n, nil
+}
+
+// chunkCRC is pebble's masked CRC-32C of a chunk's type, log number and
+// payload (internal/crc in pebble).
+func chunkCRC(b []byte) uint32 {
+	c := crc32.Update(0, castagnoli, b)
+	return (c>>15 | c<<17) + 0xa282ead8
 }
 
 // walNum returns the log number of a write-ahead log file name

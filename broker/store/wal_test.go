@@ -169,14 +169,18 @@ func TestOpenRefusesDamagedWAL(t *testing.T) {
 			why: "the clean shutdown left records up to offset 32308",
 		},
 		{
+			// Records of 160 bytes: 60 before the damage, the damaged one, then
+			// 139 and Close's empty sync record.
 			name: "64 bytes overwritten at 30% after a clean shutdown", payload: 100, damage: overwrite30,
-			why: "the clean shutdown left records up to offset 32308",
+			why: "140 valid records follow from offset 9760",
 		},
 		{
-			name: "64 bytes overwritten at 30% after a crash", payload: 1000, crash: true, damage: overwrite30,
-			// Valid records resume at the third block (the damage is in the second);
-			// the last of them is Close's empty sync record.
-			why: "139 valid records follow from offset 65536",
+			name: "64 bytes overwritten at 30% after a crash", payload: 100, crash: true, damage: overwrite30,
+			why: "140 valid records follow from offset 9760",
+		},
+		{
+			name: "64 bytes overwritten at 30% after a crash, over 7 blocks", payload: 1000, crash: true, damage: overwrite30,
+			why: "140 valid records follow from offset 64793",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -273,30 +277,40 @@ func TestOpenTornTailAfterCrash(t *testing.T) {
 	num, _ := walNum(name)
 	synced, err := scanWAL(filepath.Join(crash, name), num)
 	mustDo(t, err)
-	// One more append; the crash copy gets half of its bytes.
+	// One more append, of which the crash copies get a part.
 	mustDo(t, s.PutInflight(&Message{ClientID: "sub", PacketID: queued + 1, Payload: make([]byte, 500)}, true))
 	raw, err := os.ReadFile(filepath.Join(live, name))
 	mustDo(t, err)
 	grown, err := scanWAL(filepath.Join(live, name), num)
 	mustDo(t, err)
-	torn := raw[:synced.end+(grown.end-synced.end)/2]
-	mustDo(t, os.WriteFile(filepath.Join(crash, name), torn, 0o644))
+	// The record crosses the first block boundary: cut it in its header,
+	// in each of its two chunks, and one byte short.
+	for _, cut := range []int64{synced.end + 5, synced.end + 300, walBlockSize + 20, grown.end - 1} {
+		t.Run(fmt.Sprint("cut at ", cut), func(t *testing.T) {
+			torn := filepath.Join(dir, fmt.Sprint("torn-", cut))
+			copyDir(t, crash, torn)
+			mustDo(t, os.WriteFile(filepath.Join(torn, name), raw[:cut], 0o644))
 
-	log, buf := warnLogger()
-	c, err := Open(Options{Dir: crash, Logger: log})
-	if err != nil {
-		t.Fatalf("Open of a crash-torn folder: %v", err)
+			log, buf := warnLogger()
+			c, err := Open(Options{Dir: torn, Logger: log})
+			if err != nil {
+				t.Fatalf("Open of a crash-torn folder: %v", err)
+			}
+			snap, err := c.Load()
+			mustDo(t, err)
+			mustDo(t, c.Close())
+			if len(snap.Inflight) != queued {
+				t.Fatalf("store holds %d messages, want the %d acknowledged", len(snap.Inflight), queued)
+			}
+			want := fmt.Sprintf(`level=WARN msg="data folder: write-ahead log ends in a torn record after a crash, replaying up to it" dir=%s file=%s offset=%d size=%d keys=%d`,
+				torn, name, synced.end, cut, queued)
+			if got := strings.TrimSpace(buf.String()); !strings.HasSuffix(got, want) || strings.Count(got, "\n") != 0 {
+				t.Fatalf("log\n got: %s\nwant: time=... %s", got, want)
+			}
+		})
 	}
-	snap, err := c.Load()
-	mustDo(t, err)
-	mustDo(t, c.Close())
-	if len(snap.Inflight) != queued {
-		t.Fatalf("store holds %d messages, want the %d acknowledged", len(snap.Inflight), queued)
-	}
-	want := fmt.Sprintf(`level=WARN msg="data folder: write-ahead log ends in a torn record after a crash, replaying up to it" dir=%s file=%s offset=%d size=%d keys=%d`,
-		crash, name, synced.end, len(torn), queued)
-	if got := strings.TrimSpace(buf.String()); !strings.HasSuffix(got, want) || strings.Count(got, "\n") != 0 {
-		t.Fatalf("log\n got: %s\nwant: time=... %s", got, want)
+	if grown.end <= walBlockSize || synced.end >= walBlockSize {
+		t.Fatalf("the last record spans %d-%d, not the first block boundary", synced.end, grown.end)
 	}
 }
 
