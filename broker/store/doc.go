@@ -113,10 +113,11 @@
 // replayed (the Logger line names them, see wal.go):
 //
 //   - scanWAL reads it with pebble's record reader as the replay does, then
-//     goes on block by block past the first invalid record. A valid record
-//     there is damage: an interrupted append leaves nothing readable after
-//     it. (Within the last 32 KiB block a scan cannot tell damage from a
-//     torn tail; the marker below can.)
+//     looks past the first invalid record: byte by byte in the rest of its
+//     32 KiB block for a chunk of this log with a valid checksum, then block
+//     by block. A valid record there is damage: an interrupted append
+//     leaves nothing readable after it. A truncation leaves nothing to
+//     find, which the marker below catches.
 //   - After a clean shutdown the folder holds CLEAN-SHUTDOWN: its first
 //     line "propolis-clean-shutdown 1", then one line per log, "NNNNNN.log
 //     OFFSET", the offset where the log's records ended. A log whose records

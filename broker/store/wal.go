@@ -73,8 +73,9 @@ const walBlockSize = 32 << 10
 
 // scanWAL reads the write-ahead log at path (log number num) record by
 // record as pebble's replay does, then goes on past the first invalid
-// record: like pebble's (unexported) recover it resumes at the next 32 KiB
-// block and counts the valid records it finds there. Records of an
+// record: it searches the rest of that 32 KiB block (recordsInBlock), then,
+// like pebble's (unexported) recover, resumes at the next block, and counts
+// the valid records it finds. Records of an
 // earlier use of a recycled file carry another log number and end the
 // scan like the end of the file. It reads the file once, sequentially.
 func scanWAL(path string, num uint64) (walScan, error) {
