@@ -121,8 +121,9 @@
 //   - After a clean shutdown the folder holds CLEAN-SHUTDOWN: its first
 //     line "propolis-clean-shutdown 1", then one line per log, "NNNNNN.log
 //     OFFSET", the offset where the log's records ended. A log whose records
-//     now end earlier (truncated, overwritten), or a listed log missing
-//     while an older one is replayed, is damage.
+//     now end earlier (truncated, overwritten) is damage, and so is a
+//     missing log that was the newest or is newer than one pebble replays
+//     (older listed logs may be obsolete, kept for recycling).
 //   - Without the marker the last stop was a crash. A log ending in a torn
 //     record is expected; Open logs it at Warn (file, offset, size) and
 //     pebble drops it. With sync durability it holds nothing acknowledged.

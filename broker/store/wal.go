@@ -8,8 +8,10 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -357,10 +359,15 @@ func checkWAL(dir string, replays []walReplay, repair bool, log *slog.Logger) ([
 				"dir", dir, "file", name, "offset", end, "size", size, "keys", r.keys)
 		}
 	}
-	for name, want := range ends {
-		if num, _ := walNum(name); num > minNum && !exists(filepath.Join(dir, name)) {
+	// A listed log is needed when pebble replays an older one, and the
+	// newest is always the current log. Older ones may be obsolete logs
+	// kept for recycling, so their absence proves nothing.
+	names := slices.Sorted(maps.Keys(ends))
+	for i, name := range names {
+		num, _ := walNum(name)
+		if (num > minNum || i == len(names)-1) && !exists(filepath.Join(dir, name)) {
 			found = append(found, walDamage{err: &walDamageError{file: name, offset: 0,
-				why: fmt.Sprintf("the file is missing; the clean shutdown left records up to offset %d", want)}})
+				why: fmt.Sprintf("the file is missing; the clean shutdown left records up to offset %d", ends[name])}})
 		}
 	}
 	return found, nil

@@ -169,6 +169,11 @@ func TestOpenRefusesDamagedWAL(t *testing.T) {
 			why: "the clean shutdown left records up to offset 32308",
 		},
 		{
+			name: "deleted after a clean shutdown", payload: 100,
+			damage: func(t *testing.T, path string) int64 { mustDo(t, os.Remove(path)); return 0 },
+			why:    "the file is missing; the clean shutdown left records up to offset 32308",
+		},
+		{
 			// Records of 160 bytes: 60 before the damage, the damaged one, then
 			// 139 and Close's empty sync record.
 			name: "64 bytes overwritten at 30% after a clean shutdown", payload: 100, damage: overwrite30,
