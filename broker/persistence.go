@@ -102,17 +102,22 @@ type Persistence interface {
 var _ Persistence = (*store.Store)(nil)
 
 // openStore opens the Pebble store the configuration names (data_dir,
-// durability). New calls it when Options.Persistence is nil; a migration of
+// durability, store.min_free_space: 0 there turns the guard off). New calls it when Options.Persistence is nil; a migration of
 // an older data folder happens here.
 func openStore(cfg *config.Config, log *slog.Logger) (*store.Store, error) {
 	mode, err := store.ParseDurability(cfg.Durability.Mode)
 	if err != nil {
 		return nil, err
 	}
+	minFree := int64(cfg.Store.MinFreeSpace)
+	if minFree == 0 {
+		minFree = -1
+	}
 	return store.Open(store.Options{
 		Dir:           cfg.DataDir,
 		Durability:    mode,
 		FlushInterval: time.Duration(cfg.Durability.FlushInterval),
 		Logger:        log,
+		MinFreeSpace:  minFree,
 	})
 }
