@@ -1,9 +1,11 @@
 package broker_test
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -228,5 +230,89 @@ func restartOnFullDisk(t *testing.T, cfg *config.Config, ext broker.Extensions, 
 		t.Logf("restart with %d bytes left: refused: %v", left, err)
 	default:
 		t.Fatalf("restart with %d bytes left: %v, want a start or one line wrapping store.ErrDiskFull", left, err)
+	}
+}
+
+// TestFullDiskWithoutGuard turns the guard off (store.min_free_space 0) in
+// a child broker on a 20 MiB tmpfs and fills the disk: pebble's fatal write
+// error makes the broker exit with status 2 and one clear log line, and a
+// restart, once space is freed, delivers every acknowledged message.
+func TestFullDiskWithoutGuard(t *testing.T) {
+	mnt := mountTmpfs(t, 20<<20)
+	data := filepath.Join(mnt, "data")
+	filler := filepath.Join(mnt, "filler")
+	fillTo(t, filler, 16<<20) // 4 MiB to give back after the crash
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+data, childEnv+"_MIN_FREE=0")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "READY ")
+	if !ok {
+		t.Fatalf("child broker: %q", line)
+	}
+
+	sub := paho3.NewClient(v3Options(addr, "sub").SetCleanSession(false))
+	wait(t, "subscriber connect", sub.Connect())
+	wait(t, "subscribe", sub.Subscribe("fill/#", 1, nil))
+	sub.Disconnect(100)
+
+	pub := paho3.NewClient(v3Options(addr, "pub").SetCleanSession(true))
+	wait(t, "publisher connect", pub.Connect())
+	acked := 0
+	payload := make([]byte, fillPayload)
+	for ; acked < maxPublishes; acked++ {
+		binary.BigEndian.PutUint32(payload, uint32(acked))
+		tok := pub.Publish("fill/x", 1, false, payload)
+		if !tok.WaitTimeout(poll.Timeout) || tok.Error() != nil || !pub.IsConnectionOpen() {
+			break
+		}
+	}
+	pub.Disconnect(0)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("child broker: %v, want exit status 2; stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "store failed, exiting") || strings.Contains(stderr.String(), "goroutine ") {
+		t.Fatalf("child broker's last words are not one clear line:\n%s", stderr.String())
+	}
+	t.Logf("%d PUBACKs before the broker exited on a full disk", acked)
+
+	// Space returns (the tmpfs grows to 64 MiB); the broker restarts and
+	// nothing acknowledged is lost.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", unix.MS_REMOUNT, "size="+strconv.Itoa(tmpfsSize)); err != nil {
+		t.Fatalf("grow the tmpfs: %v", err)
+	}
+	cfg := testConfig(data)
+	cfg.Store.MinFreeSpace = testReserve
+	cfg.MQTT.MaxQueuedMessages = 65535
+	_, addr = startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	r := newRecv()
+	sub = paho3.NewClient(v3Options(addr, "sub").SetCleanSession(false).SetDefaultPublishHandler(r.handler))
+	wait(t, "subscriber reconnect", sub.Connect())
+	defer sub.Disconnect(0)
+	seen := make(map[uint32]bool, acked)
+	for len(seen) < acked {
+		select {
+		case m := <-r.ch:
+			if i := binary.BigEndian.Uint32(m.Payload()); int(i) < acked {
+				seen[i] = true
+			}
+		case <-time.After(poll.Timeout):
+			t.Fatalf("%d of %d acknowledged messages received", len(seen), acked)
+		}
 	}
 }

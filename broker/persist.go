@@ -223,8 +223,11 @@ func (h *hook) saveInflight(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	h.storeErr("put inflight", cl.ID, err)
-	h.unsavedCopies.Add(1)
-	if pk.FixedHeader.Type == packets.Publish {
+	// A resend (Dup) rewrites a record stored before; only a new copy
+	// (queued during fan-out, or at restore) is missing from the store.
+	// Its pending record stays (see deletePending).
+	if pk.FixedHeader.Type == packets.Publish && !pk.FixedHeader.Dup {
+		h.unsavedCopies.Add(1)
 		h.unsaved.Store(pk.Created, struct{}{})
 	}
 }

@@ -270,7 +270,7 @@ func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, 
 		Cache:              cache,
 		MemTableSize:       memTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log: log.With("component", "pebble", "dir", dir), dir: dir, started: started},
+		Logger:             pebbleLogger{log: log.With("component", "pebble", "dir", dir), started: started},
 		EventListener:      &el,
 		ReadOnly:           readOnly,
 		Lock:               lock,
@@ -302,7 +302,6 @@ func recoverFatal(f func() error) (err error) {
 // logs every flush and compaction otherwise.
 type pebbleLogger struct {
 	log     *slog.Logger
-	dir     string
 	started *atomic.Bool // set once Open has returned the store
 }
 
@@ -335,7 +334,7 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 		panic(fatalError(msg))
 	}
 	l.log.Error("store failed, exiting: pebble cannot continue; acknowledged messages are on disk, "+
-		"free space in the data folder and restart", "dir", l.dir, "msg", msg)
+		"free space in the data folder and restart", "msg", msg)
 	exit(2)
 }
 
