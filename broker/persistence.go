@@ -38,6 +38,13 @@ import (
 // which carries on (a failed PutPending also refuses the PUBLISH); during
 // restore an error fails New.
 //
+// An implementation that runs out of room returns an error wrapping
+// store.ErrDiskFull, having written nothing: the broker then refuses the
+// PUBLISH with 0x97 (quota exceeded) rather than 0x80, refuses a
+// SUBSCRIBE's filter, logs the refusal at Debug only, and keeps the
+// pending record of a message whose new copy PutInflight refused. If it
+// also has a method Space() store.Space, Server.StoreHealth reports it.
+//
 // Who calls what, on which goroutine:
 //
 //   - Load: once, from New on the caller's goroutine, before any client can

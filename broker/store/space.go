@@ -50,7 +50,17 @@ func StatfsFree(dir string) (uint64, error) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, fmt.Errorf("statfs %s: %w", dir, err)
 	}
-	return st.Bavail * uint64(st.Bsize), nil
+	return uint64(st.Bavail) * uint64(st.Bsize), nil
+}
+
+// fsSize returns the size of the file system holding dir, for Open's
+// warning about a reserve the file system cannot hold.
+func fsSize(dir string) (uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return uint64(st.Blocks) * uint64(st.Bsize), nil
 }
 
 // Space is the state of the free-space guard, for health checks and

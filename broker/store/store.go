@@ -150,6 +150,10 @@ func Open(opts Options) (_ *Store, err error) {
 	guard := newSpaceGuard(dir, uint64(max(minFree, 0)), freeFn, log)
 	s := &Store{dir: dir, log: log, mode: opts.Durability, db: db, lock: lock, guard: guard}
 	if sp := guard.state(); minFree > 0 && sp.Free < sp.MinFree {
+		if size, err := fsSize(dir); err == nil && size <= uint64(minFree) {
+			log.Warn("store.min_free_space is not smaller than the data folder's file system: every QoS 1/2 message will be refused",
+				"dir", dir, "fs_bytes", size, "min_free_bytes", minFree)
+		}
 		guard.enterFull(sp.Free)
 	}
 	if s.mode == DurabilityPeriodic {
