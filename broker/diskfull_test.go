@@ -138,9 +138,23 @@ func TestFullDisk(t *testing.T) {
 	}
 	t.Logf("%d PUBACKs before 0x97 with %d MiB free above the reserve", acked, 8)
 	h := b.StoreHealth()
-	if !h.SpaceKnown || !h.DiskFull || h.RefusedPublishes != 1 || h.MinFreeBytes != testReserve {
+	if !h.SpaceKnown || !h.DiskFull || h.RefusedPublishes != 1 || h.MinFreeBytes != testReserve || h.FullSince.IsZero() {
 		t.Fatalf("StoreHealth = %+v, want full, 1 refused publish, reserve %d", h, testReserve)
 	}
+
+	// QoS 2 gets PUBREC 0x97; a persistent session's new subscription 0x97.
+	if pr, _ := pub.Publish(ctx5(t), &paho.Publish{Topic: "fill/x", QoS: 2, Payload: []byte("q2")}); pr == nil || pr.ReasonCode != broker.CodeQuotaExceeded {
+		t.Fatalf("QoS 2 while full: %+v, want PUBREC 0x97", pr)
+	}
+	sub2, _ := b.connect5("sub2", true, 3600, nil)
+	sa, _ := sub2.Subscribe(ctx5(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "other", QoS: 1}}})
+	if sa == nil || len(sa.Reasons) != 1 || sa.Reasons[0] != broker.CodeQuotaExceeded {
+		t.Fatalf("SUBSCRIBE while full: %+v, want 0x97", sa)
+	}
+	if got := b.stored("sub2"); strings.Contains(got, "subscription") {
+		t.Fatalf("sub2 stored %s after a refused SUBSCRIBE, want no subscription", got)
+	}
+	sub2.leave()
 
 	// QoS 0 still flows.
 	if _, err := pub.Publish(ctx5(t), &paho.Publish{Topic: "live", QoS: 0, Payload: []byte("qos0")}); err != nil {
