@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
@@ -38,6 +40,15 @@ func runChildBroker(dir string) {
 	cfg := testConfig(dir)
 	if addr := os.Getenv(childEnv + "_ADDR"); addr != "" {
 		cfg.Listeners[0].Address = addr
+	}
+	if v := os.Getenv(childEnv + "_MIN_FREE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			fmt.Println("ERROR", err)
+			os.Exit(1)
+		}
+		cfg.Store.MinFreeSpace = config.ByteSize(n)
+		cfg.MQTT.MaxQueuedMessages = 65535 // the full-disk test's subscriber queues more than 1000
 	}
 	s, err := broker.New(broker.Options{Config: cfg, Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}}, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err == nil {

@@ -45,6 +45,7 @@ const (
 	CodeBadUserOrPassword byte = 0x86
 	CodeServerShutdown    byte = 0x8B
 	CodeTopicNameInvalid  byte = 0x90
+	CodeQuotaExceeded     byte = 0x97
 )
 
 // UserProperty is one MQTT 5 user property.

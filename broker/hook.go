@@ -42,6 +42,15 @@ type hook struct {
 	storedMu sync.Mutex
 	stored   map[string]struct{} // client ids with a session record in persist; see persist.go
 
+	// Disk-full accounting (see health.go): QoS 1/2 publishes refused with
+	// store.ErrDiskFull, and queued copies the store did not take.
+	refusedPublishes atomic.Uint64
+	unsavedCopies    atomic.Uint64
+	// unsaved holds the ordering keys (Created) of publishes whose copy
+	// for a persistent session could not be stored: their pending record
+	// is kept (see deletePending).
+	unsaved sync.Map // int64 -> struct{}
+
 	// replay is the pending message being re-published at start-up, if any
 	// (set by Server.republishPending, read by OnPublish on the same
 	// goroutine).
@@ -135,12 +144,13 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	return pk
 }
 
-// OnSubscribed finishes the authorization of a SUBSCRIBE (reason codes into
-// the SUBACK, a Disconnect verdict), stores the granted subscriptions of a
-// persistent session and tells the EventListener.
+// OnSubscribed stores the granted subscriptions of a persistent session
+// (refusing those the store cannot take), finishes the authorization of the
+// SUBSCRIBE (reason codes into the SUBACK, a Disconnect verdict) and tells
+// the EventListener.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	results := h.finishSubscribe(cl, pk, codes)
 	h.saveSubscriptions(cl, pk, codes)
+	results := h.finishSubscribe(cl, pk, codes)
 	h.emitSubscribe(cl, results)
 }
 
@@ -167,7 +177,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	h.stampPublish(&pk)
 	if err := h.savePending(cl, &pk); err != nil {
-		h.failPublish(cl, &pk, Verdict{Decision: Deny, ReasonCode: CodeUnspecifiedError, ReasonString: "message store unavailable"})
+		h.failPublish(cl, &pk, storeRefusal(err))
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, nil

@@ -1,10 +1,14 @@
 package broker
 
 import (
+	"errors"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/propolis-mqtt/propolis/broker/store"
 )
 
 // This file keeps sessions, subscriptions and messages in the hook's
@@ -41,9 +45,16 @@ func (h *hook) setStored(id string, on bool) {
 	}
 }
 
-// storeErr logs a failed persistence write once, where it happens.
+// storeErr logs a failed persistence write once, where it happens. A write
+// refused for lack of disk space (store.ErrDiskFull) is logged at Debug
+// only: the store logs entering and leaving the full state once, and
+// StoreHealth counts the refusals.
 func (h *hook) storeErr(what, client string, err error) {
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrDiskFull):
+		h.log.Debug("store write refused: disk full", "op", what, "client", client, "error", err)
+	default:
 		h.log.Error("store write failed", "op", what, "client", client, "error", err)
 	}
 }
@@ -103,14 +114,32 @@ func (h *hook) sessionExpired(cl *mqtt.Client) {
 
 // saveSubscriptions stores the granted filters (codes below 0x80) of a
 // SUBSCRIBE of a persistent session, durably, before mochi sends the SUBACK.
+// A filter the store refuses for lack of space (store.ErrDiskFull) is
+// refused to the client too (codes shares its array with the SUBACK: 0x97
+// quota exceeded, 0x80 for MQTT 3.1.1) and taken out of mochi, so that the
+// broker never holds a subscription a restart would lose.
 func (h *hook) saveSubscriptions(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if !persistent(cl) || cl.Net.Inline {
 		return
 	}
 	for i, f := range pk.Filters {
-		if i < len(codes) && codes[i] < 0x80 {
-			h.storeErr("put subscription", cl.ID, h.persist.PutSubscription(subscriptionRecord(cl.ID, f), true))
+		if i >= len(codes) || codes[i] >= 0x80 {
+			continue
 		}
+		err := h.persist.PutSubscription(subscriptionRecord(cl.ID, f), true)
+		h.storeErr("put subscription", cl.ID, err)
+		if !errors.Is(err, store.ErrDiskFull) {
+			continue
+		}
+		codes[i] = CodeUnspecifiedError
+		if cl.Properties.ProtocolVersion >= 5 {
+			codes[i] = CodeQuotaExceeded
+		}
+		cl.State.Subscriptions.Delete(f.Filter)
+		if h.mochi.Topics.Unsubscribe(f.Filter, cl.ID) {
+			atomic.AddInt64(&h.mochi.Info.Subscriptions, -1)
+		}
+		h.deleteSubscription(cl.ID, f.Filter)
 	}
 }
 
@@ -142,15 +171,26 @@ func (h *hook) savePending(cl *mqtt.Client, pk *packets.Packet) error {
 	}
 	err := h.persist.PutPending(uint64(pk.Created), messageRecord("", pk), true)
 	h.storeErr("put pending", cl.ID, err)
+	if errors.Is(err, store.ErrDiskFull) {
+		h.refusedPublishes.Add(1)
+	}
 	return err
 }
 
 // deletePending drops the pending record of a client's QoS 1/2 publish once
-// mochi has queued it for every subscriber.
+// mochi has queued it for every subscriber, unless a copy for a persistent
+// session could not be stored (saveInflight): then the record stays, so
+// that a restart re-publishes the message (a subscriber may get it twice,
+// none loses it), and the copy lives in memory meanwhile.
 func (h *hook) deletePending(cl *mqtt.Client, pk packets.Packet) {
-	if !cl.Net.Inline && pk.FixedHeader.Qos > 0 {
-		h.storeErr("delete pending", cl.ID, h.persist.DeletePending(uint64(pk.Created), false))
+	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
+		return
 	}
+	if _, kept := h.unsaved.LoadAndDelete(pk.Created); kept {
+		h.log.Warn("pending message kept: a queued copy could not be stored", "client", cl.ID, "topic", pk.TopicName)
+		return
+	}
+	h.storeErr("delete pending", cl.ID, h.persist.DeletePending(uint64(pk.Created), false))
 }
 
 // saveRetained mirrors one change of mochi's retained-message index: r is 1
@@ -178,7 +218,18 @@ func (h *hook) saveInflight(cl *mqtt.Client, pk packets.Packet) {
 	if cl.Net.Inline || pk.FixedHeader.Type == packets.Puback || !persistent(cl) {
 		return
 	}
-	h.storeErr("put inflight", cl.ID, h.persist.PutInflight(messageRecord(cl.ID, &pk), false))
+	err := h.persist.PutInflight(messageRecord(cl.ID, &pk), false)
+	if err == nil {
+		return
+	}
+	h.storeErr("put inflight", cl.ID, err)
+	// A resend (Dup) rewrites a record stored before; only a new copy
+	// (queued during fan-out, or at restore) is missing from the store.
+	// Its pending record stays (see deletePending).
+	if pk.FixedHeader.Type == packets.Publish && !pk.FixedHeader.Dup {
+		h.unsavedCopies.Add(1)
+		h.unsaved.Store(pk.Created, struct{}{})
+	}
 }
 
 // inflightAcked removes an in-flight message the subscriber acknowledged.

@@ -38,6 +38,13 @@ import (
 // which carries on (a failed PutPending also refuses the PUBLISH); during
 // restore an error fails New.
 //
+// An implementation that runs out of room returns an error wrapping
+// store.ErrDiskFull, having written nothing: the broker then refuses the
+// PUBLISH with 0x97 (quota exceeded) rather than 0x80, refuses a
+// SUBSCRIBE's filter, logs the refusal at Debug only, and keeps the
+// pending record of a message whose new copy PutInflight refused. If it
+// also has a method Space() store.Space, Server.StoreHealth reports it.
+//
 // Who calls what, on which goroutine:
 //
 //   - Load: once, from New on the caller's goroutine, before any client can
@@ -102,13 +109,18 @@ type Persistence interface {
 var _ Persistence = (*store.Store)(nil)
 
 // openStore opens the Pebble store the configuration names (data_dir,
-// durability), repairing a damaged write-ahead log when repair is set. New
-// calls it when Options.Persistence is nil; a migration of an older data
-// folder happens here.
+// durability, store.min_free_space: 0 there turns the guard off),
+// repairing a damaged write-ahead log when repair is set. New calls it
+// when Options.Persistence is nil; a migration of an older data folder
+// happens here.
 func openStore(cfg *config.Config, repair bool, log *slog.Logger) (*store.Store, error) {
 	mode, err := store.ParseDurability(cfg.Durability.Mode)
 	if err != nil {
 		return nil, err
+	}
+	minFree := int64(cfg.Store.MinFreeSpace)
+	if minFree == 0 {
+		minFree = -1
 	}
 	return store.Open(store.Options{
 		Dir:           cfg.DataDir,
@@ -116,5 +128,6 @@ func openStore(cfg *config.Config, repair bool, log *slog.Logger) (*store.Store,
 		FlushInterval: time.Duration(cfg.Durability.FlushInterval),
 		Logger:        log,
 		Repair:        repair,
+		MinFreeSpace:  minFree,
 	})
 }

@@ -176,7 +176,8 @@ func (s *Server) restoreRetained(recs []store.Message, now int64) (last int64, e
 // their stored ordering key and expiry (see hook.stampInline); a subscriber
 // that already had one gets it again (at-least-once). Their retained copy,
 // if any, is already stored. Expired ones are skipped. Every pending record
-// is then deleted, the last delete durable.
+// is then deleted, the last delete durable, except those of messages with a
+// copy the store refused for lack of space: they stay for the next start.
 func (s *Server) republishPending(pending []store.PendingMessage, now int64) error {
 	h, m := s.hook, s.mochi
 	for i := range pending {
@@ -198,9 +199,19 @@ func (s *Server) republishPending(pending []store.PendingMessage, now int64) err
 			return fmt.Errorf("re-publish pending message %d on %q: %w", p.Seq, p.Message.Topic, err)
 		}
 	}
+	done := make([]uint64, 0, len(pending))
 	for i := range pending {
-		if err := s.persist.DeletePending(pending[i].Seq, i == len(pending)-1); err != nil {
-			return fmt.Errorf("remove re-published message %d: %w", pending[i].Seq, err)
+		// A copy the store refused (a full disk, see health.go) keeps its
+		// pending record for the next start.
+		if _, kept := h.unsaved.LoadAndDelete(pending[i].Message.Created); kept {
+			s.log.Warn("pending message kept: a queued copy could not be stored", "seq", pending[i].Seq, "topic", pending[i].Message.Topic)
+			continue
+		}
+		done = append(done, pending[i].Seq)
+	}
+	for i, seq := range done {
+		if err := s.persist.DeletePending(seq, i == len(done)-1); err != nil {
+			return fmt.Errorf("remove re-published message %d: %w", seq, err)
 		}
 	}
 	return nil

@@ -32,6 +32,8 @@ type Config struct {
 	ExtensionsDir string `yaml:"extensions_dir"`
 	// Durability controls when persistent state is flushed to disk.
 	Durability Durability `yaml:"durability"`
+	// Store holds the limits of the data folder's store.
+	Store Store `yaml:"store"`
 	// MQTT holds protocol limits.
 	MQTT MQTT `yaml:"mqtt"`
 	// Log controls the broker's own log output.
@@ -87,6 +89,19 @@ type Durability struct {
 	// FlushInterval is the time between flushes in periodic mode, 1ms to 1m;
 	// ignored in other modes. Default 100ms.
 	FlushInterval Duration `yaml:"flush_interval"`
+}
+
+// Store holds the limits of the data folder's store.
+type Store struct {
+	// MinFreeSpace is the free space, in bytes, kept free on the data
+	// folder's file system: below it the broker refuses new QoS 1/2
+	// messages (MQTT 5 gets PUBACK/PUBREC 0x97, 3.1.1 senders are
+	// disconnected), retained messages and new subscriptions, and resumes
+	// by itself when space returns. The reserve is left to the store's own
+	// flushes and compactions, which must not hit a full disk. 0 turns the
+	// guard off (a full disk then stops the broker). At least 0.
+	// Default 64 MiB.
+	MinFreeSpace ByteSize `yaml:"min_free_space"`
 }
 
 // MQTT holds protocol limits.
@@ -147,6 +162,7 @@ func Default() *Config {
 			Mode:          "sync",
 			FlushInterval: Duration(100 * time.Millisecond),
 		},
+		Store: Store{MinFreeSpace: 64 << 20},
 		MQTT: MQTT{
 			MaxPacketSize:     1 << 20,
 			MaxSessionExpiry:  Duration(168 * time.Hour),

@@ -104,6 +104,10 @@ func (c *Config) validate() Errors {
 		ch.durationRange("durability.flush_interval", c.Durability.FlushInterval, minFlushInterval, maxFlushInterval)
 	}
 
+	if c.Store.MinFreeSpace < 0 {
+		ch.addf("store.min_free_space", "%s is negative (0 turns the guard off)", c.Store.MinFreeSpace)
+	}
+
 	m := &c.MQTT
 	if m.MaxPacketSize < minPacketSize || m.MaxPacketSize > maxPacketSize {
 		ch.addf("mqtt.max_packet_size", "%s out of range %dB-%dB", m.MaxPacketSize, minPacketSize, maxPacketSize)

@@ -181,6 +181,9 @@ func (s *Store) putAttributeLocked(clientID string, a *Attribute, durable bool) 
 	defer putScratch(sc)
 	sc.key = attrKey(sc.key, clientID, a.Key)
 	sc.val = encodeAttribute(sc.val, clientID, a)
+	if err := s.guard.admit(len(sc.key)+len(sc.val), false); err != nil {
+		return err
+	}
 	return s.db.Set(sc.key, sc.val, s.writeOpts(durable))
 }
 

@@ -239,7 +239,7 @@ func TestAttributeErrors(t *testing.T) {
 func TestAttributeCorrupt(t *testing.T) {
 	s := openTest(t, t.TempDir(), DurabilityNone)
 	mustDo(t, s.PutSession(&Session{ClientID: "c"}, false))
-	mustDo(t, s.set(attrKey(nil, "c", "k"), []byte{recordVersion, 0, 2}, false)) // truncated after the time
+	mustDo(t, s.set(attrKey(nil, "c", "k"), []byte{recordVersion, 0, 2}, false, false)) // truncated after the time
 	if _, _, err := s.AttributeGet("c", "k"); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("AttributeGet of a truncated record = %v, want ErrCorrupt", err)
 	}

@@ -74,6 +74,38 @@
 // crash of the process alone loses nothing pebble already wrote. In every
 // mode Close syncs the log before closing, so a clean stop loses nothing.
 //
+// # Free space
+//
+// Pebble cannot survive a failed write of its write-ahead log: it calls
+// Logger.Fatalf, and a folder left full may not even open again (replaying
+// the log writes a new table). So writes must not reach a full disk. A
+// free-space guard (space.go) reads the folder's free space with statfs at
+// most every 100ms or every MiB admitted, subtracting what it admitted in
+// between, and refuses a write with ErrDiskFull, writing nothing, when it
+// would leave less than Options.MinFreeSpace (64 MiB by default) free:
+//
+//   - new work (PutPending, PutSubscription, PutRetained, attribute and
+//     extension writes) must leave the whole reserve;
+//   - critical writes (PutSession, and PutInflight, the queued copies of a
+//     message already acknowledged to its publisher) may use half of it;
+//   - deletes are never refused: they are what frees space.
+//
+// The first refusal of new work logs one Warn line and sets the full state
+// (Space); a reading above the reserve plus an eighth leaves it, with one
+// Info line. The other half of the reserve stays for pebble itself: a new
+// log preallocated to 110% of the 16 MiB memtable, the memtable's flush and
+// compactions, which need room before they delete their inputs.
+//
+// Open refuses a folder it cannot open for lack of space with one line
+// naming the folder, its free space and the reserve (wrapping ErrDiskFull),
+// and a fatal error inside pebble during Open is an error, not a crash. A
+// folder that opens below the reserve starts in the full state. A fatal
+// error after Open (an ENOSPC despite the guard, say another program filled
+// the disk) is logged in one line and the process exits with status 2:
+// pebble's commit pipeline cannot continue. Nothing acknowledged is lost
+// then: acknowledgements follow their (synced) writes, and the next start
+// replays them.
+//
 // # Format versions
 //
 // The data folder holds, beside pebble's files, a text file FORMAT with

@@ -50,7 +50,7 @@ func (s *Store) ExtensionGet(ext, key string) ([]byte, bool, error) {
 
 // ExtensionPut stores value under key in extension ext's namespace,
 // replacing any earlier value. One pebble write. It fails with
-// ErrInvalidName, ErrClosed or pebble's error.
+// ErrInvalidName, ErrClosed, ErrDiskFull or pebble's error.
 func (s *Store) ExtensionPut(ext, key string, value []byte, durable bool) error {
 	if err := checkExt(ext); err != nil {
 		return fmt.Errorf("put extension %q key %q: %w", ext, key, err)
@@ -58,7 +58,7 @@ func (s *Store) ExtensionPut(ext, key string, value []byte, durable bool) error 
 	sc := getScratch()
 	defer putScratch(sc)
 	sc.key = extKey(sc.key, ext, key)
-	if err := s.set(sc.key, value, durable); err != nil {
+	if err := s.set(sc.key, value, durable, false); err != nil {
 		return fmt.Errorf("put extension %q key %q: %w", ext, key, err)
 	}
 	return nil

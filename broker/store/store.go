@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -63,6 +66,14 @@ type Options struct {
 	// false: such a folder is refused. It changes nothing for a folder
 	// without damage. `propolis serve --repair` sets it.
 	Repair bool
+	// MinFreeSpace is the free-space reserve in bytes: while the data
+	// folder's file system has less free, new work is refused with
+	// ErrDiskFull (see space.go). Zero means DefaultMinFreeSpace (64 MiB);
+	// negative turns the guard off.
+	MinFreeSpace int64
+	// FreeSpace reads the free space of the data folder's file system; nil
+	// means StatfsFree. Tests inject one.
+	FreeSpace SpaceFunc
 }
 
 // Store is the broker's persistent store, a pebble database in one data
@@ -78,6 +89,8 @@ type Store struct {
 	db   *pebble.DB
 	lock *pebble.Lock
 
+	guard *spaceGuard // refuses new work near a full disk; see space.go
+
 	stop      chan struct{} // closed by Close to end the periodic syncer
 	done      chan struct{} // closed by the periodic syncer when it ends
 	closeOnce sync.Once
@@ -92,8 +105,13 @@ type Store struct {
 // non-empty folder without a FORMAT file (ErrNotDataDir), a folder pebble
 // cannot open (ErrCorrupt) and one whose write-ahead log is damaged other
 // than by a crash (ErrDamagedWAL, which matches ErrCorrupt too) unless
-// opts.Repair is set.
-func Open(opts Options) (*Store, error) {
+// opts.Repair is set. A folder that needs more free space to open than its
+// file system has (pebble replays its log into a new table and
+// preallocates a new log) is refused with one line naming the folder and
+// the free space, wrapping ErrDiskFull; one that opens below the reserve
+// starts with the guard full (see Space). A fatal error inside pebble
+// during Open becomes an error too, never a panic or an exit.
+func Open(opts Options) (_ *Store, err error) {
 	if opts.Dir == "" {
 		return nil, errors.New("open store: no data folder given (Options.Dir is empty)")
 	}
@@ -111,15 +129,42 @@ func Open(opts Options) (*Store, error) {
 	if interval <= 0 {
 		interval = defaultFlushInterval
 	}
-	db, lock, err := openDB(dir, opts.Repair, log)
+	minFree := opts.MinFreeSpace
+	if minFree == 0 {
+		minFree = DefaultMinFreeSpace
+	}
+	freeFn := opts.FreeSpace
+	if freeFn == nil {
+		freeFn = StatfsFree
+	}
+	started := new(atomic.Bool)
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = openFailed(dir, f, freeFn, minFree)
+		}
+	}()
+	db, lock, err := openDB(dir, opts.Repair, log, started)
 	if err != nil {
 		var nf *newerFormatError
 		if errors.As(err, &nf) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
+		return nil, openFailed(dir, err, freeFn, minFree)
 	}
-	s := &Store{dir: dir, log: log, mode: opts.Durability, db: db, lock: lock}
+	started.Store(true)
+	guard := newSpaceGuard(dir, uint64(max(minFree, 0)), freeFn, log)
+	s := &Store{dir: dir, log: log, mode: opts.Durability, db: db, lock: lock, guard: guard}
+	if sp := guard.state(); minFree > 0 && sp.Free < sp.MinFree {
+		if size, err := fsSize(dir); err == nil && size <= uint64(minFree) {
+			log.Warn("store.min_free_space is not smaller than the data folder's file system: every QoS 1/2 message will be refused",
+				"dir", dir, "fs_bytes", size, "min_free_bytes", minFree)
+		}
+		guard.enterFull(sp.Free)
+	}
 	if s.mode == DurabilityPeriodic {
 		s.stop = make(chan struct{})
 		s.done = make(chan struct{})
@@ -131,7 +176,7 @@ func Open(opts Options) (*Store, error) {
 // openDB checks the folder's format, validates it, restores or migrates as
 // needed and opens pebble read-write. On success the caller owns both the
 // database and the directory lock.
-func openDB(dir string, repair bool, log *slog.Logger) (_ *pebble.DB, _ *pebble.Lock, err error) {
+func openDB(dir string, repair bool, log *slog.Logger, started *atomic.Bool) (_ *pebble.DB, _ *pebble.Lock, err error) {
 	ents, err := listDir(dir)
 	if err != nil {
 		return nil, nil, err
@@ -176,7 +221,7 @@ func openDB(dir string, repair bool, log *slog.Logger) (_ *pebble.DB, _ *pebble.
 	if backup := backupPath(dir, version); version < FormatVersion && exists(backup) {
 		// A migration from this version crashed after taking its backup:
 		// the live files may be half migrated. Start again from the backup.
-		if _, err := validate(backup, nil, log); err != nil {
+		if _, err := validate(backup, nil, log, started); err != nil {
 			return nil, nil, fmt.Errorf("pebble refused migration backup %s: %w: %w", backup, ErrCorrupt, err)
 		}
 		log.Warn("data folder: previous migration did not finish, restoring from backup",
@@ -185,7 +230,7 @@ func openDB(dir string, repair bool, log *slog.Logger) (_ *pebble.DB, _ *pebble.
 			return nil, nil, err
 		}
 	} else if hasPebbleFiles(ents) {
-		replays, err := validate(dir, lock, log)
+		replays, err := validate(dir, lock, log, started)
 		if err != nil && !(errors.Is(err, pebble.ErrDBDoesNotExist) && !holdsData(dir, ents)) {
 			return nil, nil, fmt.Errorf("pebble refused the folder: %w: %w", ErrCorrupt, err)
 		}
@@ -202,7 +247,7 @@ func openDB(dir string, repair bool, log *slog.Logger) (_ *pebble.DB, _ *pebble.
 	if err := removeShutdown(dir); err != nil {
 		return nil, nil, err
 	}
-	db, err := openPebble(dir, lock, false, log, nil)
+	db, err := openPebble(dir, lock, false, log, started, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pebble open: %w", err)
 	}
@@ -220,12 +265,12 @@ func openDB(dir string, repair bool, log *slog.Logger) (_ *pebble.DB, _ *pebble.
 // validate opens dir read-only and closes it again, which makes pebble
 // check its MANIFEST and replay its logs without writing anything. It
 // returns what pebble reported of each replayed log.
-func validate(dir string, lock *pebble.Lock, log *slog.Logger) ([]walReplay, error) {
+func validate(dir string, lock *pebble.Lock, log *slog.Logger, started *atomic.Bool) ([]walReplay, error) {
 	var (
 		mu      sync.Mutex
 		replays []walReplay
 	)
-	db, err := openPebble(dir, lock, true, log, func(r walReplay) {
+	db, err := openPebble(dir, lock, true, log, started, func(r walReplay) {
 		mu.Lock()
 		defer mu.Unlock()
 		replays = append(replays, r)
@@ -233,7 +278,7 @@ func validate(dir string, lock *pebble.Lock, log *slog.Logger) ([]walReplay, err
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Close(); err != nil {
+	if err := recoverFatal(db.Close); err != nil {
 		return nil, err
 	}
 	mu.Lock()
@@ -264,9 +309,11 @@ func checkLogs(dir string, replays []walReplay, repair bool, log *slog.Logger) e
 	return nil
 }
 
-// openPebble opens pebble with the store's options. onReplay, when not
-// nil, receives pebble's report of each write-ahead log it replays.
-func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, onReplay func(walReplay)) (*pebble.DB, error) {
+// openPebble opens pebble with the store's options; started tells its
+// logger whether Open has returned (see pebbleLogger.Fatalf). onReplay,
+// when not nil, receives pebble's report of each write-ahead log it
+// replays.
+func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, started *atomic.Bool, onReplay func(walReplay)) (*pebble.DB, error) {
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref()
 	el := pebble.EventListener{
@@ -283,12 +330,32 @@ func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, 
 		Cache:              cache,
 		MemTableSize:       memTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log: log.With("component", "pebble", "dir", dir), onReplay: onReplay},
+		Logger:             pebbleLogger{log: log.With("component", "pebble", "dir", dir), started: started, onReplay: onReplay},
 		EventListener:      &el,
 		ReadOnly:           readOnly,
 		Lock:               lock,
 	}
-	return pebble.Open(dir, o)
+	var db *pebble.DB
+	err := recoverFatal(func() (err error) {
+		db, err = pebble.Open(dir, o)
+		return err
+	})
+	return db, err
+}
+
+// recoverFatal runs f, turning a pebbleLogger.Fatalf panic on this
+// goroutine into an error.
+func recoverFatal(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fe, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = fe
+		}
+	}()
+	return f()
 }
 
 // pebbleLogger routes pebble's log lines to slog at Debug level; pebble
@@ -296,6 +363,7 @@ func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, 
 // the replay of a write-ahead log to onReplay, when set.
 type pebbleLogger struct {
 	log      *slog.Logger
+	started  *atomic.Bool // set once Open has returned the store
 	onReplay func(walReplay)
 }
 
@@ -314,13 +382,51 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 	l.log.Error(fmt.Sprintf(format, args...))
 }
 
-// Fatalf logs at Error level and panics: pebble calls it when it cannot go
-// on safely, and its default logger exits the process there.
+// Fatalf is called by pebble when it cannot go on safely (a failed write
+// of its log or MANIFEST, such as ENOSPC despite the free-space guard, or a
+// broken invariant); its default logger exits the process there.
+//
+// During Open it panics with a fatalError, which Open (on the same
+// goroutine) recovers into its error: a folder that cannot be opened is
+// refused with one line, never a crash. After Open pebble's state is
+// unusable (its commit pipeline is stopped, other writers would hang), so
+// it logs one Error line naming the folder and exits with status 2. Nothing
+// acknowledged is lost: a message is acknowledged only after its write
+// returned (and, in sync mode, was fsynced), and pebble never rewrites
+// synced log records; the next start replays them.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	l.log.Error("pebble fatal error", "msg", msg)
-	panic("pebble: " + msg)
+	if l.started == nil || !l.started.Load() {
+		l.log.Error("pebble fatal error during open", "msg", msg)
+		panic(fatalError(msg))
+	}
+	l.log.Error("store failed, exiting: pebble cannot continue; acknowledged messages are on disk, "+
+		"free space in the data folder and restart", "msg", msg)
+	exit(2)
 }
+
+// exit is os.Exit; a variable so that a test could observe it.
+var exit = os.Exit
+
+// fatalError is the panic value of pebbleLogger.Fatalf during Open.
+type fatalError string
+
+func (e fatalError) Error() string { return "pebble: " + string(e) }
+
+// openFailed words a failure of Open: when the folder's file system is out
+// of space (ENOSPC, or less free than the reserve) it says so in one line
+// naming the folder, the free space and the reserve, wrapping ErrDiskFull.
+func openFailed(dir string, err error, free SpaceFunc, minFree int64) error {
+	n, ferr := free(dir)
+	if ferr == nil && (errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")) {
+		return fmt.Errorf("open store %s: %w: %s free, store.min_free_space %s; free space in the folder and start again: %w",
+			dir, ErrDiskFull, mib(n), mib(uint64(max(minFree, 0))), err)
+	}
+	return fmt.Errorf("open store %s: %w", dir, err)
+}
+
+// mib formats n bytes as MiB with one decimal.
+func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // syncLoop is the periodic-mode syncer: it syncs the WAL every interval
 // until Close.

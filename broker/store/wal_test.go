@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble"
@@ -135,7 +136,7 @@ func warnLogger() (*slog.Logger, *syncBuffer) {
 func TestWALReplayLine(t *testing.T) {
 	dir := cleanStore(t, 100)
 	name := newestWAL(t, dir)
-	replays, err := validate(dir, nil, quiet)
+	replays, err := validate(dir, nil, quiet, new(atomic.Bool))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,16 @@ package store
 
 import "fmt"
 
-// set writes one key under the read lock, so that it cannot race Close.
-func (s *Store) set(key, val []byte, durable bool) error {
+// set writes one key under the read lock, so that it cannot race Close,
+// after the free-space guard admitted it (see space.go): a critical write
+// (a session record, a queued copy of a message already acknowledged to its
+// publisher) may use half of the reserve, new work (a pending publish, a
+// subscription, a retained message, extension data) none of it. A refused
+// write fails with ErrDiskFull and writes nothing.
+func (s *Store) set(key, val []byte, durable, critical bool) error {
+	if err := s.guard.admit(len(key)+len(val), critical); err != nil {
+		return err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
@@ -35,7 +43,7 @@ func (s *Store) PutSession(sess *Session, durable bool) error {
 	defer putScratch(sc)
 	sc.key = appendKey1(sc.key, kindSession, sess.ClientID)
 	sc.val = encodeSession(sc.val, sess)
-	if err := s.set(sc.key, sc.val, durable); err != nil {
+	if err := s.set(sc.key, sc.val, durable, true); err != nil {
 		return fmt.Errorf("put session %q: %w", sess.ClientID, err)
 	}
 	return nil
@@ -85,7 +93,7 @@ func (s *Store) PutSubscription(sub *Subscription, durable bool) error {
 	defer putScratch(sc)
 	sc.key = appendKey2(sc.key, kindSubscription, sub.ClientID, sub.Filter)
 	sc.val = encodeSubscription(sc.val, sub)
-	if err := s.set(sc.key, sc.val, durable); err != nil {
+	if err := s.set(sc.key, sc.val, durable, false); err != nil {
 		return fmt.Errorf("put subscription %q %q: %w", sub.ClientID, sub.Filter, err)
 	}
 	return nil
@@ -111,7 +119,8 @@ func (s *Store) DeleteSubscription(clientID, filter string, durable bool) error 
 // replacing the earlier state of that packet id. It is on the broker's hot
 // path (every QoS 1/2 publish and acknowledgement): it encodes into pooled
 // buffers and costs one pebble write. It fails with ErrInvalidName,
-// ErrClosed or pebble's error.
+// ErrClosed, ErrDiskFull (below half of the reserve: it is a critical write)
+// or pebble's error.
 func (s *Store) PutInflight(m *Message, durable bool) error {
 	if hasNUL(m.ClientID) {
 		return fmt.Errorf("put in-flight %q %d: %w", m.ClientID, m.PacketID, ErrInvalidName)
@@ -120,7 +129,7 @@ func (s *Store) PutInflight(m *Message, durable bool) error {
 	defer putScratch(sc)
 	sc.key = appendInflightKey(sc.key, m.ClientID, m.PacketID)
 	sc.val = encodeMessage(sc.val, m)
-	if err := s.set(sc.key, sc.val, durable); err != nil {
+	if err := s.set(sc.key, sc.val, durable, true); err != nil {
 		return fmt.Errorf("put in-flight %q %d: %w", m.ClientID, m.PacketID, err)
 	}
 	return nil
@@ -153,7 +162,7 @@ func (s *Store) PutRetained(m *Message, durable bool) error {
 	defer putScratch(sc)
 	sc.key = appendKey1(sc.key, kindRetained, m.Topic)
 	sc.val = encodeMessage(sc.val, m)
-	if err := s.set(sc.key, sc.val, durable); err != nil {
+	if err := s.set(sc.key, sc.val, durable, false); err != nil {
 		return fmt.Errorf("put retained %q: %w", m.Topic, err)
 	}
 	return nil
@@ -177,14 +186,14 @@ func (s *Store) DeleteRetained(topic string, durable bool) error {
 
 // PutPending stores a publish that was acknowledged to its sender but not
 // yet fanned out; seq orders the pending publishes in Load. Hot path, one
-// pebble write from pooled buffers. It fails with ErrClosed or pebble's
-// error.
+// pebble write from pooled buffers. It fails with ErrClosed, ErrDiskFull
+// (less free space than the reserve) or pebble's error.
 func (s *Store) PutPending(seq uint64, m *Message, durable bool) error {
 	sc := getScratch()
 	defer putScratch(sc)
 	sc.key = appendPendingKey(sc.key, seq)
 	sc.val = encodeMessage(sc.val, m)
-	if err := s.set(sc.key, sc.val, durable); err != nil {
+	if err := s.set(sc.key, sc.val, durable, false); err != nil {
 		return fmt.Errorf("put pending %d: %w", seq, err)
 	}
 	return nil
