@@ -1,0 +1,222 @@
+package broker_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
+)
+
+// slowConfig is testConfig for the slow-consumer tests: no fsync (the tests
+// publish thousands of messages) and room for every QoS 1 copy a stuck
+// subscriber is owed.
+func slowConfig(t *testing.T, writeTimeout time.Duration, maxBuffer config.ByteSize) *config.Config {
+	cfg := testConfig(t.TempDir())
+	cfg.Durability.Mode = "none"
+	cfg.MQTT.MaxQueuedMessages = 65535
+	cfg.MQTT.WriteTimeout = config.Duration(writeTimeout)
+	cfg.MQTT.MaxOutboundBuffer = maxBuffer
+	return cfg
+}
+
+// dialStuck connects an MQTT 3.1.1 client with keepalive 0 and a small
+// socket receive buffer, subscribes it to t/# at QoS 1, and returns its
+// connection, which the test never reads again: the subscriber of the
+// issue's reproduction. clean chooses a clean or persistent session.
+func dialStuck(t *testing.T, addr, id string, clean bool) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, poll.Timeout)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatalf("set receive buffer: %v", err)
+	}
+	flags := byte(0)
+	if clean {
+		flags = 0x02
+	}
+	connect := []byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0, 0, 0, byte(len(id))}
+	connect = append(connect, id...)
+	subscribe := []byte{0x82, 8, 0, 1, 0, 3, 't', '/', '#', 1}
+	_ = c.SetDeadline(time.Now().Add(poll.Timeout))
+	ack := make([]byte, 5)
+	if _, err := c.Write(connect); err != nil {
+		t.Fatalf("send CONNECT: %v", err)
+	}
+	if _, err := io.ReadFull(c, ack[:4]); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK: % x, %v", ack[:4], err)
+	}
+	if _, err := c.Write(subscribe); err != nil {
+		t.Fatalf("send SUBSCRIBE: %v", err)
+	}
+	if _, err := io.ReadFull(c, ack); err != nil || !bytes.Equal(ack, []byte{0x90, 3, 0, 1, 1}) {
+		t.Fatalf("SUBACK: % x, %v", ack, err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c
+}
+
+// dialRaw connects a raw client and closes it when the test ends.
+func dialRaw(t *testing.T, addr, id string) *rawmqtt.Conn {
+	t.Helper()
+	c, err := rawmqtt.Dial(addr, id)
+	if err != nil {
+		t.Fatalf("connect %s: %v", id, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// expect reads packets until one whose first byte is typ and, for a PUBACK,
+// whose packet id is id; it fails the test after poll.Timeout.
+func expect(t *testing.T, c *rawmqtt.Conn, what string, typ byte, id uint16) {
+	t.Helper()
+	if err := c.Flush(); err != nil {
+		t.Fatalf("%s: send: %v", what, err)
+	}
+	_ = c.SetDeadline(time.Now().Add(poll.Timeout))
+	defer func() { _ = c.SetDeadline(time.Time{}) }()
+	for {
+		got, body, err := c.ReadPacket()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got == typ && (typ != 0x40 || len(body) >= 2 && uint16(body[0])<<8|uint16(body[1]) == id) {
+			return
+		}
+	}
+}
+
+// payload is a 1 KiB message body starting with its sequence number.
+func payload(seq int) []byte {
+	p := bytes.Repeat([]byte{'.'}, 1024)
+	copy(p, fmt.Sprintf("%08d", seq))
+	return p
+}
+
+// TestSlowConsumerDoesNotStallPublishers is the reproduction: S
+// subscribes to t/# at QoS 1 and never reads. A publishes 8 MiB to t/x, far
+// beyond what S's socket buffers hold (the broker used to stop answering
+// A after about 2.7 MiB), QoS 0 and 1 mixed, each QoS 1 message waiting for
+// its PUBACK. The write timeout is an hour, so it is not a deadline that
+// keeps A going; S stays connected throughout. Then B publishes once and
+// pings, and gets both answers.
+func TestSlowConsumerDoesNotStallPublishers(t *testing.T) {
+	s, addr := startServer(t, slowConfig(t, time.Hour, 64<<20), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	dialStuck(t, addr, "s", true)
+	a := dialRaw(t, addr, "a")
+
+	const pairs = 4096 // QoS 0 + QoS 1, 1 KiB each: 8 MiB towards S
+	for i := range pairs {
+		id := uint16(i%65535 + 1)
+		a.Publish("t/x", 0, 0, payload(2*i))
+		a.Publish("t/x", 1, id, payload(2*i+1))
+		expect(t, a, fmt.Sprintf("PUBACK %d of %d for A", i+1, pairs), 0x40, id)
+	}
+
+	b := dialRaw(t, addr, "b")
+	b.Publish("t/x", 1, 7, payload(0))
+	expect(t, b, "PUBACK for B", 0x40, 7)
+	b.Pingreq()
+	expect(t, b, "PINGRESP for B", 0xd0, 0)
+
+	// mochi sends the PUBACK before it delivers the message.
+	poll.Until(t, "every QoS 1 message unacknowledged in S's session", func() bool {
+		info, _ := s.Client("s")
+		return info.Queued == pairs+1
+	})
+	if info, _ := s.Client("s"); !info.Connected {
+		t.Errorf("S disconnected, want it connected (stuck)")
+	}
+	if n := s.Counters().SlowConsumerDisconnects; n != 0 {
+		t.Errorf("SlowConsumerDisconnects = %d, want 0", n)
+	}
+}
+
+// TestSlowConsumerDisconnectedKeepsSession: with a short write timeout, a
+// persistent subscriber that stops reading is disconnected (counted as a
+// slow consumer) while A goes on publishing; its session keeps every QoS 1
+// message, including those published while it is offline, and delivers
+// them when it reconnects and reads.
+func TestSlowConsumerDisconnectedKeepsSession(t *testing.T) {
+	s, addr := startServer(t, slowConfig(t, 200*time.Millisecond, 1<<30), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	stuck := dialStuck(t, addr, "stuck", false)
+	a := dialRaw(t, addr, "a")
+
+	sent := 0
+	publish := func() {
+		id := uint16(sent%65535 + 1)
+		a.Publish("t/x", 1, id, payload(sent))
+		expect(t, a, fmt.Sprintf("PUBACK for message %d", sent), 0x40, id)
+		sent++
+	}
+	for s.Counters().SlowConsumerDisconnects == 0 {
+		if sent == 60000 {
+			t.Fatalf("stuck subscriber still connected after %d messages", sent)
+		}
+		publish()
+	}
+	poll.Until(t, "stuck subscriber offline", func() bool {
+		info, ok := s.Client("stuck")
+		return ok && !info.Connected
+	})
+	for range 10 { // queued while offline
+		publish()
+	}
+	// mochi sends the PUBACK before it delivers the message.
+	poll.Until(t, "every message in the offline session", func() bool {
+		info, _ := s.Client("stuck")
+		return info.Queued == sent
+	})
+	_ = stuck.Close()
+
+	c, present, err := rawmqtt.DialSession(addr, "stuck")
+	if err != nil || !present {
+		t.Fatalf("reconnect: present %v, %v", present, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	seen := make([]bool, sent)
+	missing := sent
+	_ = c.SetDeadline(time.Now().Add(poll.Timeout))
+	for missing > 0 {
+		typ, body, err := c.ReadPacket()
+		if err != nil {
+			var first []int
+			for i, ok := range seen {
+				if !ok && len(first) < 5 {
+					first = append(first, i)
+				}
+			}
+			t.Fatalf("reading the queue, %d of %d messages missing (first %v): %v", missing, sent, first, err)
+		}
+		if typ&0xf0 != 0x30 {
+			continue
+		}
+		_, id, p := rawmqtt.ParsePublish(typ, body)
+		var seq int
+		if _, err := fmt.Sscanf(string(p[:8]), "%08d", &seq); err != nil || seq >= sent {
+			t.Fatalf("unexpected payload %q", p[:8])
+		}
+		if !seen[seq] {
+			seen[seq] = true
+			missing--
+		}
+		c.Puback(id)
+		if c.Buffered() == 0 {
+			_ = c.Flush()
+		}
+	}
+	if n := s.Counters().SlowConsumerDisconnects; n != 1 {
+		t.Errorf("SlowConsumerDisconnects = %d, want 1", n)
+	}
+}
