@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -100,8 +101,11 @@ func (c *outConn) client() string {
 // with net.ErrClosed after Close.
 func (c *outConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.err != nil {
+	if c.err != nil || c.closed {
 		err := c.err
+		if err == nil {
+			err = net.ErrClosed // closed, the flusher still sending what came before
+		}
 		c.mu.Unlock()
 		return 0, err
 	}
@@ -176,7 +180,8 @@ func (c *outConn) flush() {
 			c.mu.Lock()
 			c.taken = len(b)
 			if err != nil {
-				slow := errors.Is(err, os.ErrDeadlineExceeded) && !c.closed
+				var ne net.Error // gorilla hides os.ErrDeadlineExceeded behind its own timeout error
+				slow := !c.closed && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
 				if slow {
 					err = fmt.Errorf("%w: no bytes taken for %v (mqtt.write_timeout)", ErrSlowConsumer, c.timeout)
 				}
@@ -204,9 +209,29 @@ func (c *outConn) failLocked(err error, slow bool) {
 	if !first {
 		return
 	}
-	_ = c.Conn.Close()
+	_ = abort(c.Conn)
 	if slow && c.slow != nil {
 		c.slow(c, err)
+	}
+}
+
+// abort closes the socket under c without a goodbye: tls.Conn.Close sends
+// a close_notify alert first, which waits up to five seconds on a socket
+// that takes nothing, leaving the client connected meanwhile.
+func abort(c net.Conn) error {
+	for {
+		switch v := c.(type) {
+		case *tls.Conn:
+			c = v.NetConn()
+		case interface{ NetConn() any }: // wsConn
+			inner, ok := v.NetConn().(net.Conn)
+			if !ok {
+				return c.Close()
+			}
+			c = inner
+		default:
+			return c.Close()
+		}
 	}
 }
 

@@ -2,11 +2,16 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
@@ -33,6 +38,15 @@ func slowConfig(t *testing.T, writeTimeout time.Duration, maxBuffer config.ByteS
 // issue's reproduction. clean chooses a clean or persistent session.
 func dialStuck(t *testing.T, addr, id string, clean bool) net.Conn {
 	t.Helper()
+	c := dialSmall(t, addr)
+	subscribeStuck(t, c, id, clean)
+	return c
+}
+
+// dialSmall dials addr with a 4 KiB socket receive buffer and closes the
+// connection when the test ends.
+func dialSmall(t *testing.T, addr string) net.Conn {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, poll.Timeout)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
@@ -41,6 +55,13 @@ func dialStuck(t *testing.T, addr, id string, clean bool) net.Conn {
 	if err := c.(*net.TCPConn).SetReadBuffer(4096); err != nil {
 		t.Fatalf("set receive buffer: %v", err)
 	}
+	return c
+}
+
+// subscribeStuck sends CONNECT (keepalive 0) and SUBSCRIBE t/# QoS 1 on c
+// and reads their acknowledgements; after it, c is never read.
+func subscribeStuck(t *testing.T, c io.ReadWriter, id string, clean bool) {
+	t.Helper()
 	flags := byte(0)
 	if clean {
 		flags = 0x02
@@ -48,7 +69,6 @@ func dialStuck(t *testing.T, addr, id string, clean bool) net.Conn {
 	connect := []byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0, 0, 0, byte(len(id))}
 	connect = append(connect, id...)
 	subscribe := []byte{0x82, 8, 0, 1, 0, 3, 't', '/', '#', 1}
-	_ = c.SetDeadline(time.Now().Add(poll.Timeout))
 	ack := make([]byte, 5)
 	if _, err := c.Write(connect); err != nil {
 		t.Fatalf("send CONNECT: %v", err)
@@ -62,8 +82,38 @@ func dialStuck(t *testing.T, addr, id string, clean bool) net.Conn {
 	if _, err := io.ReadFull(c, ack); err != nil || !bytes.Equal(ack, []byte{0x90, 3, 0, 1, 1}) {
 		t.Fatalf("SUBACK: % x, %v", ack, err)
 	}
-	_ = c.SetDeadline(time.Time{})
-	return c
+}
+
+// wsStream is a client's MQTT byte stream over a WebSocket: each Write
+// one binary message, reads across messages.
+type wsStream struct {
+	ws *websocket.Conn
+	r  io.Reader
+}
+
+func (w *wsStream) Write(p []byte) (int, error) {
+	return len(p), w.ws.WriteMessage(websocket.BinaryMessage, p)
+}
+
+func (w *wsStream) Read(p []byte) (int, error) {
+	for {
+		if w.r == nil {
+			_, r, err := w.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			w.r = r
+		}
+		n, err := w.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			w.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
 }
 
 // dialRaw connects a raw client and closes it when the test ends.
@@ -218,5 +268,54 @@ func TestSlowConsumerDisconnectedKeepsSession(t *testing.T) {
 	}
 	if n := s.Counters().SlowConsumerDisconnects; n != 1 {
 		t.Errorf("SlowConsumerDisconnects = %d, want 1", n)
+	}
+}
+
+// TestSlowConsumerOverTLSAndWebSocket: stuck subscribers on a tls and a
+// websocket listener are disconnected by the write timeout while a tcp
+// publisher keeps getting its PUBACKs.
+func TestSlowConsumerOverTLSAndWebSocket(t *testing.T) {
+	pki := newTestPKI(t)
+	cfg := slowConfig(t, 200*time.Millisecond, 1<<30)
+	cfg.Listeners = []config.Listener{
+		{Name: "tcp", Type: "tcp", Address: "127.0.0.1:0"},
+		{Name: "secure", Type: "tls", Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey}},
+		{Name: "web", Type: "websocket", Address: "127.0.0.1:0", Path: "/mqtt"},
+	}
+	s, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+
+	tc := tls.Client(dialSmall(t, s.Addr("secure")), &tls.Config{RootCAs: pki.caPool, ServerName: "127.0.0.1"})
+	_ = tc.SetDeadline(time.Now().Add(poll.Timeout))
+	subscribeStuck(t, tc, "stuck-tls", true)
+
+	d := websocket.Dialer{
+		Subprotocols:     []string{"mqtt"},
+		HandshakeTimeout: poll.Timeout,
+		NetDialContext:   func(context.Context, string, string) (net.Conn, error) { return dialSmall(t, s.Addr("web")), nil },
+	}
+	ws, _, err := d.Dial("ws://"+s.Addr("web")+"/mqtt", nil)
+	if err != nil {
+		t.Fatalf("websocket dial: %v", err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(poll.Timeout))
+	subscribeStuck(t, &wsStream{ws: ws}, "stuck-ws", true)
+
+	a := dialRaw(t, addr, "a")
+	for sent := 0; s.Counters().SlowConsumerDisconnects < 2; sent++ {
+		if sent == 60000 {
+			tlsInfo, _ := s.Client("stuck-tls")
+			wsInfo, _ := s.Client("stuck-ws")
+			t.Fatalf("%d slow consumers disconnected after %d messages, want 2 (connected: tls %v, websocket %v)",
+				s.Counters().SlowConsumerDisconnects, sent, tlsInfo.Connected, wsInfo.Connected)
+		}
+		id := uint16(sent%65535 + 1)
+		a.Publish("t/x", 1, id, payload(sent))
+		expect(t, a, fmt.Sprintf("PUBACK for message %d", sent), 0x40, id)
+	}
+	for _, id := range []string{"stuck-tls", "stuck-ws"} {
+		poll.Until(t, id+" disconnected", func() bool {
+			info, ok := s.Client(id)
+			return !ok || !info.Connected
+		})
 	}
 }
