@@ -265,8 +265,10 @@ func (c *outConn) SetWriteDeadline(time.Time) error { return nil }
 
 // Close closes the connection. When the flusher still holds bytes (a
 // DISCONNECT mochi wrote just before), reads end at once and the flusher
-// gets up to closeFlushTimeout to send them before it closes the socket;
-// Close itself never waits.
+// gets up to closeFlushTimeout for the chunks it has not started (the one
+// in progress keeps its write timeout) before it closes the socket; Close
+// does not wait for it. Otherwise it closes the wrapped connection, which
+// for TLS sends close_notify (crypto/tls bounds that write to 5 s).
 func (c *outConn) Close() error {
 	c.mu.Lock()
 	if c.closed || c.err != nil {

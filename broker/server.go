@@ -149,7 +149,9 @@ func (s *Server) wrapConn(c net.Conn) net.Conn {
 
 // slowConsumer counts and logs, once per connection, a client disconnected
 // because it did not take what was sent to it (outConn calls it on the
-// goroutine that found out: a publisher's, or the connection's flusher).
+// goroutine that found out: the client's own writer, mochi's WriteLoop or
+// reader, holding the client's mutex, or the connection's flusher); it only
+// logs and counts.
 func (s *Server) slowConsumer(c *outConn, err error) {
 	s.slow.Add(1)
 	s.log.Warn("slow consumer disconnected", "client", c.client(), "remote", c.RemoteAddr().String(), "error", err)
