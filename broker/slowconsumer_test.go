@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,13 +194,15 @@ func TestSlowConsumerDoesNotStallPublishers(t *testing.T) {
 	}
 }
 
-// TestSlowConsumerDisconnectedKeepsSession: with a short write timeout, a
+// TestSlowConsumerDisconnectedKeepsSession: with a short write timeout (1 s:
+// the reconnected subscriber must never pause that long while it reads), a
 // persistent subscriber that stops reading is disconnected (counted as a
 // slow consumer) while A goes on publishing; its session keeps every QoS 1
 // message, including those published while it is offline, and delivers
 // them when it reconnects and reads.
 func TestSlowConsumerDisconnectedKeepsSession(t *testing.T) {
-	s, addr := startServer(t, slowConfig(t, 200*time.Millisecond, 1<<30), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	rules := &brokertest.Rules{}
+	s, addr := startServer(t, slowConfig(t, time.Second, 1<<30), broker.Extensions{Authenticator: rules, Events: rules})
 	stuck := dialStuck(t, addr, "stuck", false)
 	a := dialRaw(t, addr, "a")
 
@@ -220,6 +223,19 @@ func TestSlowConsumerDisconnectedKeepsSession(t *testing.T) {
 		info, ok := s.Client("stuck")
 		return ok && !info.Connected
 	})
+	var gone broker.Event
+	poll.Until(t, "disconnect event of the stuck subscriber", func() bool {
+		for _, e := range rules.Recorded() {
+			if e.Kind == broker.EventDisconnect && e.ClientID == "stuck" {
+				gone = e
+				return true
+			}
+		}
+		return false
+	})
+	if gone.Disconnect != broker.DisconnectLost || !strings.HasPrefix(gone.ReasonString, "slow consumer: ") {
+		t.Errorf("disconnect event: %v %q, want lost, \"slow consumer: ...\"", gone.Disconnect, gone.ReasonString)
+	}
 	for range 10 { // queued while offline
 		publish()
 	}
