@@ -13,7 +13,7 @@ import (
 )
 
 // ErrSlowConsumer ends the connection of a client that did not take the
-// bytes sent to it: a socket write made no progress for mqtt.write_timeout,
+// bytes sent to it: a socket write (up to 64 KiB) took longer than mqtt.write_timeout,
 // or the bytes waiting for it would exceed mqtt.max_outbound_buffer. mochi
 // sees it as a lost connection; a persistent session keeps its queue.
 var ErrSlowConsumer = errors.New("slow consumer")
@@ -183,7 +183,7 @@ func (c *outConn) flush() {
 				var ne net.Error // gorilla hides os.ErrDeadlineExceeded behind its own timeout error
 				slow := !c.closed && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
 				if slow {
-					err = fmt.Errorf("%w: no bytes taken for %v (mqtt.write_timeout)", ErrSlowConsumer, c.timeout)
+					err = fmt.Errorf("%w: a write of up to 64 KiB took longer than %v (mqtt.write_timeout)", ErrSlowConsumer, c.timeout)
 				}
 				c.failLocked(err, slow)
 				return

@@ -160,7 +160,7 @@ func (s *Server) slowConsumer(c *outConn, err error) {
 // Counters are running totals since New, for metrics.
 type Counters struct {
 	// SlowConsumerDisconnects counts clients disconnected because a socket
-	// write made no progress for mqtt.write_timeout or their outbound buffer
+	// write (up to 64 KiB) took longer than mqtt.write_timeout or their outbound buffer
 	// would exceed mqtt.max_outbound_buffer.
 	SlowConsumerDisconnects int64
 	// MessagesDropped counts deliveries dropped because a client's queue of

@@ -115,10 +115,10 @@ type MQTT struct {
 	// MaxClients is the number of clients connected at once, 0 meaning
 	// unlimited. Default 0.
 	MaxClients int `yaml:"max_clients"`
-	// WriteTimeout is how long one socket write to a client may wait for the
-	// client to take bytes, 100ms to 24h; a client that takes none for that
-	// long is disconnected as a slow consumer (its persistent session keeps
-	// its queue). Default 30s.
+	// WriteTimeout is how long one socket write of up to 64 KiB to a client
+	// may take, 100ms to 24h; a client that does not take it in that time is
+	// disconnected as a slow consumer (its persistent session keeps its
+	// queue). Default 30s.
 	WriteTimeout Duration `yaml:"write_timeout"`
 	// MaxOutboundBuffer is how many bytes the broker holds for one client
 	// beyond what its socket accepts, 64KiB to 1GiB; a client that would need
