@@ -13,9 +13,10 @@ import (
 )
 
 // ErrSlowConsumer ends the connection of a client that did not take the
-// bytes sent to it: a socket write (up to 64 KiB) took longer than mqtt.write_timeout,
-// or the bytes waiting for it would exceed mqtt.max_outbound_buffer. mochi
-// sees it as a lost connection; a persistent session keeps its queue.
+// bytes sent to it: a socket write (up to 64 KiB) took longer than
+// mqtt.write_timeout, or the bytes waiting for it would exceed
+// mqtt.max_outbound_buffer. mochi sees it as a lost connection; a
+// persistent session keeps its queue.
 var ErrSlowConsumer = errors.New("slow consumer")
 
 // writeChunk is the most one socket write hands the kernel: the write

@@ -160,8 +160,8 @@ func (s *Server) slowConsumer(c *outConn, err error) {
 // Counters are running totals since New, for metrics.
 type Counters struct {
 	// SlowConsumerDisconnects counts clients disconnected because a socket
-	// write (up to 64 KiB) took longer than mqtt.write_timeout or their outbound buffer
-	// would exceed mqtt.max_outbound_buffer.
+	// write (up to 64 KiB) took longer than mqtt.write_timeout or their
+	// outbound buffer would exceed mqtt.max_outbound_buffer.
 	SlowConsumerDisconnects int64
 	// MessagesDropped counts deliveries dropped because a client's queue of
 	// pending writes was full (QoS 0 is lost; QoS 1/2 leaves the message
