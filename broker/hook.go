@@ -104,8 +104,13 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.reauthorizeSession(cl)
 }
 
-// OnSessionEstablished records a persistent session once the CONNACK is out.
+// OnSessionEstablished records a persistent session once the CONNACK is out
+// (and a resumed session's queue resent), and from then on bounds the
+// client's outbound buffer (outConn.establish).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if oc, ok := cl.Net.Conn.(*outConn); ok {
+		oc.establish(cl.ID)
+	}
 	if persistent(cl) {
 		h.saveSession(cl, 0, true)
 	}

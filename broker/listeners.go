@@ -24,7 +24,8 @@ import (
 
 // newListener builds the listener a configuration entry describes. It does
 // not bind: mochi's AddListener calls Init, which does.
-func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Server, log *slog.Logger) (listeners.Listener, error) {
+// Every connection it accepts is wrapped by wrap (Server.wrapConn).
+func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Server, log *slog.Logger, wrap func(net.Conn) net.Conn) (listeners.Listener, error) {
 	var tlsConf *tls.Config
 	if lc.TLS != nil {
 		var err error
@@ -41,7 +42,7 @@ func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Serve
 	default:
 		return nil, fmt.Errorf("listener %q: unknown type %q", lc.Name, lc.Type)
 	}
-	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log}, nil
+	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log, wrap: wrap}, nil
 }
 
 // tlsConfig loads a listener's certificate and, when given, the CA that
@@ -70,8 +71,9 @@ func tlsConfig(t *config.TLS) (*tls.Config, error) {
 	return c, nil
 }
 
-// guardedListener wraps a mochi listener: every accepted connection gets a
-// deadline for its CONNECT (mochi has none; it replaces the deadline with the
+// guardedListener wraps a mochi listener: every accepted connection is
+// wrapped so that writes to it never block (outConn) and gets a deadline for
+// its CONNECT (mochi has none; it replaces the deadline with the
 // keepalive once the CONNECT is read), establishment errors are logged
 // with a message, or not at all for a refusal already answered, and closing
 // disconnects the listener's clients without mochi's deadlock (see Close).
@@ -81,6 +83,7 @@ type guardedListener struct {
 	connectTimeout time.Duration
 	mochi          *mqtt.Server
 	log            *slog.Logger
+	wrap           func(net.Conn) net.Conn
 }
 
 // Close closes the listener and disconnects its clients. mochi's own
@@ -108,10 +111,11 @@ func (g *guardedListener) Protocol() string { return g.kind }
 // Serve accepts connections until the listener is closed.
 func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 	g.Listener.Serve(func(id string, c net.Conn) error {
+		c = g.wrap(c)
 		_ = c.SetDeadline(time.Now().Add(g.connectTimeout))
 		err := establish(id, c)
 		switch {
-		case err == nil, errors.Is(err, errRefused):
+		case err == nil, errors.Is(err, errRefused), errors.Is(err, ErrSlowConsumer): // a slow consumer was logged at warn
 		case errors.Is(err, io.EOF), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed):
 			g.log.Debug("connection closed", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
 		default:
@@ -260,6 +264,11 @@ func (c *wsConn) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// SetWriteDeadline sets the WebSocket's write deadline: gorilla sets the
+// connection's write deadline to its own before each message, so one set
+// on the connection alone would be lost.
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
 // Close closes the WebSocket and its connection.
 func (c *wsConn) Close() error { return c.ws.Close() }

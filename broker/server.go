@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -49,6 +51,7 @@ type Server struct {
 	persist   Persistence
 	hook      *hook
 	listeners []*guardedListener
+	slow      atomic.Int64 // slow-consumer disconnects, see Counters
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -77,7 +80,7 @@ func New(opts Options) (*Server, error) {
 
 	connectTimeout := time.Duration(cfg.MQTT.ConnectTimeout)
 	for _, lc := range cfg.Listeners {
-		l, err := newListener(lc, connectTimeout, m, log)
+		l, err := newListener(lc, connectTimeout, m, log, s.wrapConn)
 		if err != nil {
 			s.closeListeners()
 			closePersistence(opts.Persistence)
@@ -140,6 +143,43 @@ func mochiOptions(cfg *config.Config, log *slog.Logger) *mqtt.Options {
 		Capabilities: caps,
 		Logger:       log,
 		InlineClient: true, // used to re-publish pending messages at start-up
+	}
+}
+
+// wrapConn wraps an accepted connection so that writes to it never block
+// the writer (outConn): guardedListener.Serve calls it for every connection.
+func (s *Server) wrapConn(c net.Conn) net.Conn {
+	return newOutConn(c, time.Duration(s.cfg.MQTT.WriteTimeout), int(s.cfg.MQTT.MaxOutboundBuffer), s.slowConsumer)
+}
+
+// slowConsumer counts and logs, once per connection, a client disconnected
+// because it did not take what was sent to it (outConn calls it on the
+// goroutine that found out: the client's own writer, mochi's WriteLoop or
+// reader, holding the client's mutex, or the connection's flusher); it only
+// logs and counts.
+func (s *Server) slowConsumer(c *outConn, err error) {
+	s.slow.Add(1)
+	s.log.Warn("slow consumer disconnected", "client", c.client(), "remote", c.RemoteAddr().String(), "error", err)
+}
+
+// Counters are running totals since New, for metrics.
+type Counters struct {
+	// SlowConsumerDisconnects counts clients disconnected because a socket
+	// write (up to 64 KiB) took longer than mqtt.write_timeout or their
+	// outbound buffer would exceed mqtt.max_outbound_buffer.
+	SlowConsumerDisconnects int64
+	// MessagesDropped counts deliveries dropped because a client's queue of
+	// pending writes was full (QoS 0 is lost; QoS 1/2 leaves the message
+	// out of that client's session) or its in-flight quota
+	// (mqtt.max_queued_messages) was reached.
+	MessagesDropped int64
+}
+
+// Counters returns the running totals. Safe to call from any goroutine.
+func (s *Server) Counters() Counters {
+	return Counters{
+		SlowConsumerDisconnects: s.slow.Load(),
+		MessagesDropped:         atomic.LoadInt64(&s.mochi.Info.MessagesDropped) + atomic.LoadInt64(&s.mochi.Info.InflightDropped),
 	}
 }
 

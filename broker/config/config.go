@@ -130,6 +130,17 @@ type MQTT struct {
 	// MaxClients is the number of clients connected at once, 0 meaning
 	// unlimited. Default 0.
 	MaxClients int `yaml:"max_clients"`
+	// WriteTimeout is how long one socket write of up to 64 KiB to a client
+	// may take, 100ms to 24h; a client that does not take it in that time is
+	// disconnected as a slow consumer (its persistent session keeps its
+	// queue). Default 30s.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxOutboundBuffer is how many bytes the broker holds for one client
+	// beyond what its socket accepts, 64KiB to 1GiB; a client that would need
+	// more is disconnected as a slow consumer. One packet is always accepted
+	// into an empty buffer, whatever its size, and the queue a resumed session
+	// gets right after its CONNACK is not limited. Default 4MiB.
+	MaxOutboundBuffer ByteSize `yaml:"max_outbound_buffer"`
 }
 
 // Log controls the broker's own log output.
@@ -172,6 +183,8 @@ func Default() *Config {
 			QueueFullPolicy:   "drop-new",
 			ConnectTimeout:    Duration(10 * time.Second),
 			MaxClients:        0,
+			WriteTimeout:      Duration(30 * time.Second),
+			MaxOutboundBuffer: 4 << 20,
 		},
 		Log:    Log{Level: "info", Format: "text"},
 		Source: defaultSource,

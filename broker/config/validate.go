@@ -33,6 +33,10 @@ const (
 	maxFlushInterval  = Duration(time.Minute)
 	minConnectTimeout = Duration(100 * time.Millisecond)
 	maxConnectTimeout = Duration(5 * time.Minute)
+	minWriteTimeout   = Duration(100 * time.Millisecond)
+	maxWriteTimeout   = Duration(24 * time.Hour)
+	minOutboundBuffer = 64 << 10
+	maxOutboundBuffer = 1 << 30
 )
 
 // listenerName is the syntax of Listener.Name.
@@ -128,6 +132,10 @@ func (c *Config) validate() Errors {
 	ch.durationRange("mqtt.connect_timeout", m.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
 	if m.MaxClients < 0 {
 		ch.addf("mqtt.max_clients", "%d is negative (0 means unlimited)", m.MaxClients)
+	}
+	ch.durationRange("mqtt.write_timeout", m.WriteTimeout, minWriteTimeout, maxWriteTimeout)
+	if m.MaxOutboundBuffer < minOutboundBuffer || m.MaxOutboundBuffer > maxOutboundBuffer {
+		ch.addf("mqtt.max_outbound_buffer", "%s out of range %s-%s", m.MaxOutboundBuffer, ByteSize(minOutboundBuffer), ByteSize(maxOutboundBuffer))
 	}
 
 	ch.enum("log.level", c.Log.Level, logLevels)

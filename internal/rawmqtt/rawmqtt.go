@@ -122,6 +122,11 @@ func (c *Conn) Puback(id uint16) {
 	c.w.Write([]byte{0x40, 2, byte(id >> 8), byte(id)})
 }
 
+// Pingreq buffers a PINGREQ (the broker answers with a PINGRESP, 0xd0).
+func (c *Conn) Pingreq() {
+	c.w.Write([]byte{0xc0, 0})
+}
+
 // Buffered returns how many received bytes wait to be read: 0 means the
 // next ReadPacket blocks, so acknowledgements buffered for sending should
 // be flushed first.

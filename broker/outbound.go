@@ -1,0 +1,292 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ErrSlowConsumer ends the connection of a client that did not take the
+// bytes sent to it: a socket write (up to 64 KiB) took longer than
+// mqtt.write_timeout, or the bytes waiting for it would exceed
+// mqtt.max_outbound_buffer. mochi sees it as a lost connection; a
+// persistent session keeps its queue.
+var ErrSlowConsumer = errors.New("slow consumer")
+
+// writeChunk is the most one socket write hands the kernel: the write
+// timeout applies per chunk, so a client that reads slowly but steadily is
+// not mistaken for a stuck one.
+const writeChunk = 64 << 10
+
+// closeFlushTimeout is how long Close lets the flusher send what was
+// accepted before it (typically mochi's DISCONNECT), capped by the write
+// timeout.
+const closeFlushTimeout = time.Second
+
+// outConn is the net.Conn mochi gets for every accepted connection
+// (guardedListener.Serve wraps each one). mochi writes to a client while
+// holding the client's mutex, which publishers to that client take too
+// (publishToClient → NextPacketID): a write that blocks on a client that
+// does not read would stall them. So Write never waits for the peer. It
+// first tries the socket without blocking (plain TCP on unix, tryWrite);
+// whatever the socket does not take goes into a buffer that a flusher
+// goroutine drains, applying the write timeout to each socket write, and
+// that exits once the buffer is empty (an idle connection costs no
+// goroutine and no buffer). When the buffer would exceed its bound or a
+// socket write times out, the connection is closed with ErrSlowConsumer:
+// Write returns the error, mochi's reader fails and mochi ends the client
+// as a lost connection.
+//
+// Reads and read deadlines go to the wrapped connection; SetDeadline (which
+// mochi calls with the keepalive) sets the read deadline only; the write
+// deadlines are outConn's own. All methods are safe for concurrent use.
+type outConn struct {
+	net.Conn                 // the accepted connection
+	raw      syscall.RawConn // plain TCP: the socket, for tryWrite; nil otherwise
+	timeout  time.Duration   // mqtt.write_timeout, per socket write of up to writeChunk
+	limit    int             // mqtt.max_outbound_buffer, in bytes
+	slow     func(c *outConn, err error)
+
+	mu       sync.Mutex
+	buf      []byte    // accepted, not yet handed to the flusher
+	taken    int       // bytes the flusher holds and has not written yet
+	flushing bool      // a flusher owns the socket's write side
+	bounded  bool      // limit applies (from the end of session establishment)
+	closed   bool      // Close was called
+	err      error     // why writes fail from now on; nil while healthy
+	closeBy  time.Time // Close was called: the flusher's last deadline
+	clientID atomic.Pointer[string]
+}
+
+// newOutConn wraps c. slow is called once, on whichever goroutine finds
+// the client slow, after the connection is closed.
+func newOutConn(c net.Conn, timeout time.Duration, limit int, slow func(*outConn, error)) *outConn {
+	oc := &outConn{Conn: c, timeout: timeout, limit: limit, slow: slow}
+	if tc, ok := c.(*net.TCPConn); ok && canTryWrite {
+		oc.raw, _ = tc.SyscallConn()
+	}
+	return oc
+}
+
+// NetConn returns the wrapped connection (tlsConn looks through it for the
+// TLS state).
+func (c *outConn) NetConn() any { return c.Conn }
+
+// establish is called by the hook once the session is established (CONNACK
+// written, a resumed session's queue resent): from then on the buffer is
+// bounded, and slow-consumer logs name the client. The resent queue is not
+// bounded, since mochi holds it in memory already and writes it all at once.
+func (c *outConn) establish(clientID string) {
+	c.clientID.Store(&clientID)
+	c.mu.Lock()
+	c.bounded = true
+	c.mu.Unlock()
+}
+
+// client returns the client id given to establish, or "".
+func (c *outConn) client() string {
+	if p := c.clientID.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Write accepts p whole or fails; it never waits for the peer. It fails
+// with ErrSlowConsumer (wrapped) when the connection was found slow, or
+// with net.ErrClosed after Close.
+func (c *outConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.err != nil || c.closed {
+		err := c.err
+		if err == nil {
+			err = net.ErrClosed // closed, the flusher still sending what came before
+		}
+		c.mu.Unlock()
+		return 0, err
+	}
+	if c.flushing {
+		held := len(c.buf) + c.taken
+		if c.bounded && held > 0 && held+len(p) > c.limit {
+			err := fmt.Errorf("%w: %d bytes waiting, %d more would exceed mqtt.max_outbound_buffer (%d)", ErrSlowConsumer, held, len(p), c.limit)
+			c.failLocked(err, true)
+			return 0, err
+		}
+		c.buf = append(c.buf, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	n := 0
+	if c.raw != nil {
+		var err error
+		if n, err = tryWrite(c.raw, p); err != nil {
+			c.failLocked(err, false)
+			return 0, err
+		}
+		if n == len(p) {
+			c.mu.Unlock()
+			return n, nil
+		}
+	}
+	c.buf = append(c.buf, p[n:]...)
+	c.flushing = true
+	c.mu.Unlock()
+	go c.flush()
+	return len(p), nil
+}
+
+// flush is the flusher goroutine: it writes the buffer out, a chunk at a
+// time under the write timeout, until it is empty.
+func (c *outConn) flush() {
+	for {
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			return
+		}
+		if len(c.buf) == 0 {
+			c.flushing = false
+			c.buf = nil
+			closing := c.closed
+			if closing {
+				c.err = net.ErrClosed
+			}
+			c.mu.Unlock()
+			if closing {
+				_ = c.Conn.Close()
+			}
+			return
+		}
+		b := c.buf
+		c.buf = nil
+		c.taken = len(b)
+		c.mu.Unlock()
+
+		for len(b) > 0 {
+			chunk := b[:min(len(b), writeChunk)]
+			c.mu.Lock()
+			deadline := time.Now().Add(c.timeout)
+			if c.closed && c.closeBy.Before(deadline) {
+				deadline = c.closeBy
+			}
+			c.mu.Unlock()
+			_ = c.Conn.SetWriteDeadline(deadline)
+			n, err := c.Conn.Write(chunk)
+			b = b[n:]
+			c.mu.Lock()
+			c.taken = len(b)
+			if err != nil {
+				var ne net.Error // gorilla hides os.ErrDeadlineExceeded behind its own timeout error
+				slow := !c.closed && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
+				if slow {
+					err = fmt.Errorf("%w: a write of up to 64 KiB took longer than %v (mqtt.write_timeout)", ErrSlowConsumer, c.timeout)
+				}
+				c.failLocked(err, slow)
+				return
+			}
+			c.mu.Unlock()
+		}
+		// Cleared while this flusher still owns the write side: tryWrite
+		// fails on an expired deadline.
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
+}
+
+// failLocked records err, drops what is buffered and closes the
+// connection, which unblocks mochi's reader. It is called with c.mu held
+// and releases it. For a slow consumer it calls c.slow once.
+func (c *outConn) failLocked(err error, slow bool) {
+	first := c.err == nil
+	if first {
+		c.err = err
+	}
+	c.buf = nil
+	c.mu.Unlock()
+	if !first {
+		return
+	}
+	_ = abort(c.Conn)
+	if slow && c.slow != nil {
+		c.slow(c, err)
+	}
+}
+
+// abort closes the socket under c without a goodbye: tls.Conn.Close sends
+// a close_notify alert first, which waits up to five seconds on a socket
+// that takes nothing, leaving the client connected meanwhile.
+func abort(c net.Conn) error {
+	for {
+		switch v := c.(type) {
+		case *tls.Conn:
+			c = v.NetConn()
+		case interface{ NetConn() any }: // wsConn
+			inner, ok := v.NetConn().(net.Conn)
+			if !ok {
+				return c.Close()
+			}
+			c = inner
+		default:
+			return c.Close()
+		}
+	}
+}
+
+// Read reads from the wrapped connection. Once the connection was found
+// slow, a failed read returns that error, so mochi's disconnect reason and
+// the broker's events say why the connection was lost; after Close, it
+// returns net.ErrClosed (Close may end reads with a deadline).
+func (c *outConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.mu.Lock()
+		switch {
+		case errors.Is(c.err, ErrSlowConsumer):
+			err = c.err
+		case c.closed:
+			err = net.ErrClosed
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// SetDeadline sets the read deadline only: mochi calls it with the
+// keepalive (and guardedListener with the CONNECT timeout); write deadlines
+// are the flusher's.
+func (c *outConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// SetWriteDeadline does nothing: the flusher sets the write deadline of
+// each socket write from mqtt.write_timeout.
+func (c *outConn) SetWriteDeadline(time.Time) error { return nil }
+
+// Close closes the connection. When the flusher still holds bytes (a
+// DISCONNECT mochi wrote just before), reads end at once and the flusher
+// gets up to closeFlushTimeout for the chunks it has not started (the one
+// in progress keeps its write timeout) before it closes the socket; Close
+// does not wait for it. Otherwise it closes the wrapped connection, which
+// for TLS sends close_notify (crypto/tls bounds that write to 5 s).
+func (c *outConn) Close() error {
+	c.mu.Lock()
+	if c.closed || c.err != nil {
+		c.closed = true
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	if c.flushing {
+		c.closeBy = time.Now().Add(min(closeFlushTimeout, c.timeout))
+		c.mu.Unlock()
+		_ = c.Conn.SetReadDeadline(time.Now()) // unblock the reader now
+		return nil
+	}
+	c.err = net.ErrClosed
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+var _ net.Conn = (*outConn)(nil)
