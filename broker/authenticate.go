@@ -212,6 +212,27 @@ func (h *hook) connectAck(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	return pk
 }
 
+// keepEmptyPassword lets a CONNECT with the password flag set and a
+// zero-length password through mochi's validation, which refuses it as
+// "password flag set but no value" (0x82) although MQTT 3.1.1 and 5 allow
+// it (only its absence is signalled by the flag). OnPacketRead calls it
+// before mochi validates the CONNECT: the flag is cleared and the password
+// kept as a non-nil empty slice, which hasPassword reads as "present". A
+// CONNECT without the flag keeps a nil password (mochi never sets it).
+func keepEmptyPassword(pk *packets.Packet) {
+	if !pk.Connect.PasswordFlag || len(pk.Connect.Password) > 0 {
+		return
+	}
+	pk.Connect.PasswordFlag = false
+	pk.Connect.Password = []byte{}
+}
+
+// hasPassword reports whether a CONNECT carried a password, possibly empty
+// (see keepEmptyPassword).
+func hasPassword(pk packets.Packet) bool {
+	return pk.Connect.PasswordFlag || pk.Connect.Password != nil
+}
+
 // connectInfo builds the Authenticator's view of a CONNECT.
 func connectInfo(cl *mqtt.Client, pk packets.Packet) *Connect {
 	c := &Connect{
@@ -226,7 +247,7 @@ func connectInfo(cl *mqtt.Client, pk packets.Packet) *Connect {
 		RemoteAddr:      cl.Net.Remote,
 		Listener:        cl.Net.Listener,
 	}
-	if pk.Connect.PasswordFlag && c.Password == nil {
+	if hasPassword(pk) && c.Password == nil {
 		c.Password = []byte{} // present but empty
 	}
 	for _, p := range pk.Properties.User {

@@ -59,10 +59,20 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnPublish, mqtt.OnPublished, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.OnClientExpired, mqtt.OnPacketEncode:
+		mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
+}
+
+// OnPacketRead sees every packet mochi decodes, before it validates it: a
+// CONNECT with an empty password is made to pass mochi's validation (see
+// keepEmptyPassword). Other packets pass unchanged.
+func (h *hook) OnPacketRead(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Connect {
+		keepEmptyPassword(&pk)
+	}
+	return pk, nil
 }
 
 // OnConnect authenticates a CONNECT (see authenticateConnect). A non-nil
