@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -82,5 +83,34 @@ func TestEmptyPasswordReachesAuthenticator(t *testing.T) {
 	rawConnack(t, addr, connectBody("MQTT", 4, 0x82, "no-pw", "user", ""))
 	if c := auth.seen(); c == nil || c.ClientID != "no-pw" || c.Password != nil {
 		t.Fatalf("authenticator saw %+v, want client no-pw without a password", c)
+	}
+}
+
+// Refusals mochi decides before the authenticator carry codes an MQTT
+// 3.1.1 client knows (0x01-0x05), in a 3.1.1 CONNACK (no properties).
+func TestV311RefusalCodes(t *testing.T) {
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: &capture{}})
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want []byte // the CONNACK body
+	}{
+		{"3.1.1 empty client id, persistent session", connectBody("MQTT", 4, 0x00, "", "", ""), []byte{0, 0x02}},
+		{"unknown protocol level 6", connectBody("MQTT", 6, 0x02, "c6", "", ""), []byte{0, 0x01}},
+		{"unknown protocol level 3 for MQTT", connectBody("MQTT", 3, 0x02, "c3", "", ""), []byte{0, 0x01}},
+		{"unknown protocol level 4 for MQIsdp", connectBody("MQIsdp", 4, 0x02, "c4", "", ""), []byte{0, 0x01}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			typ, ack := rawConnack(t, addr, tc.body)
+			if typ != 0x20 || !bytes.Equal(ack, tc.want) {
+				t.Fatalf("CONNACK = %#x % x, want 0x20 % x", typ, ack, tc.want)
+			}
+		})
+	}
+	// An MQTT 5 client whose protocol name does not go with its level gets
+	// the MQTT 5 code, unsupported protocol version.
+	typ, ack := rawConnack(t, addr, connectBody("MQIsdp", 5, 0x02, "c5", "", ""))
+	if typ != 0x20 || len(ack) < 2 || ack[1] != 0x84 {
+		t.Fatalf("CONNACK = %#x % x, want reason 0x84", typ, ack)
 	}
 }

@@ -214,13 +214,17 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightDropped(cl, pk)
 }
 
-// OnPacketEncode adjusts an accepting CONNACK (the authenticator's user
-// properties and settings, see connectAck) and, when a session is resumed,
-// renumbers the ordering keys of its queued messages just before mochi
-// resends them (see renumberInflight).
+// OnPacketEncode adjusts CONNACKs: a refusal mochi decided gets a code the
+// client's protocol version has (see refusalCode); an accepting one gets
+// the authenticator's user properties and settings (see connectAck) and,
+// when a session is resumed, the ordering keys of its queued messages are
+// renumbered just before mochi resends them (see renumberInflight).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode >= 0x80 {
+	if pk.FixedHeader.Type != packets.Connack {
 		return pk
+	}
+	if pk.ReasonCode != 0 {
+		return refusalCode(cl, pk)
 	}
 	pk = h.connectAck(cl, pk)
 	if pk.SessionPresent {
