@@ -24,7 +24,7 @@ import (
 
 // newListener builds the listener a configuration entry describes. It does
 // not bind: mochi's AddListener calls Init, which does.
-func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Server, log *slog.Logger) (listeners.Listener, error) {
+func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Server, log *slog.Logger, viol *violations) (listeners.Listener, error) {
 	var tlsConf *tls.Config
 	if lc.TLS != nil {
 		var err error
@@ -41,7 +41,7 @@ func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Serve
 	default:
 		return nil, fmt.Errorf("listener %q: unknown type %q", lc.Name, lc.Type)
 	}
-	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log}, nil
+	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log, violations: viol}, nil
 }
 
 // tlsConfig loads a listener's certificate and, when given, the CA that
@@ -73,7 +73,8 @@ func tlsConfig(t *config.TLS) (*tls.Config, error) {
 // guardedListener wraps a mochi listener: every accepted connection gets a
 // deadline for its CONNECT (mochi has none; it replaces the deadline with the
 // keepalive once the CONNECT is read), establishment errors are logged
-// with a message, or not at all for a refusal already answered, and closing
+// with a message, or not at all for a refusal already answered (a protocol
+// violation through violations, bounded and rate-limited), and closing
 // disconnects the listener's clients without mochi's deadlock (see Close).
 type guardedListener struct {
 	listeners.Listener
@@ -81,6 +82,7 @@ type guardedListener struct {
 	connectTimeout time.Duration
 	mochi          *mqtt.Server
 	log            *slog.Logger
+	violations     *violations
 }
 
 // Close closes the listener and disconnects its clients. mochi's own
@@ -114,6 +116,8 @@ func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 		case err == nil, errors.Is(err, errRefused):
 		case errors.Is(err, io.EOF), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed):
 			g.log.Debug("connection closed", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+		case isViolation(err):
+			g.violations.connectionEnded(id, c.RemoteAddr().String(), err)
 		default:
 			g.log.Info("connection ended", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
 		}

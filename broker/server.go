@@ -44,8 +44,11 @@ type Server struct {
 	persist   Persistence
 	hook      *hook
 	listeners []*guardedListener
-	closeOnce sync.Once
-	closeErr  error
+	// violations logs protocol violations, bounded and rate-limited (see
+	// violations.go); mochi logs through it.
+	violations *violations
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // ErrListen wraps a failure to bind a listener's address (for example, the
@@ -67,12 +70,14 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	m := mqtt.New(mochiOptions(cfg, log))
-	s := &Server{cfg: cfg, log: log, mochi: m}
+	viol := newViolations(log)
+	m := mqtt.New(mochiOptions(cfg, slog.New(violationHandler{Handler: log.Handler(), v: viol})))
+	viol.clients = m.Clients
+	s := &Server{cfg: cfg, log: log, mochi: m, violations: viol}
 
 	connectTimeout := time.Duration(cfg.MQTT.ConnectTimeout)
 	for _, lc := range cfg.Listeners {
-		l, err := newListener(lc, connectTimeout, m, log)
+		l, err := newListener(lc, connectTimeout, m, log, viol)
 		if err != nil {
 			s.closeListeners()
 			closePersistence(opts.Persistence)
