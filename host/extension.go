@@ -101,7 +101,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 			_ = e.rt.Close(context.Background())
 		}
 	}()
-	if e.compiled, err = e.rt.CompileModule(ctx, bin); err != nil {
+	if e.compiled, err = h.compile(ctx, e.rt, e.guarded, bin, m.ID); err != nil {
 		return nil, fmt.Errorf("compile %s: %w", m.Module, err)
 	}
 	exported, err := checkModule(e.compiled)
