@@ -112,14 +112,17 @@ func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 	g.Listener.Serve(func(id string, c net.Conn) error {
 		_ = c.SetDeadline(time.Now().Add(g.connectTimeout))
 		err := establish(id, c)
+		remote := c.RemoteAddr().String()
+		logged := g.violations.forget(remote) // mochi's record of the error became a violation line
 		switch {
 		case err == nil, errors.Is(err, errRefused):
 		case errors.Is(err, io.EOF), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed):
-			g.log.Debug("connection closed", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+			g.log.Debug("connection closed", "listener", id, "remote", remote, "error", err)
+		case logged:
 		case isViolation(err):
-			g.violations.connectionEnded(id, c.RemoteAddr().String(), err)
+			g.violations.report("", remote, id, err, "", -1)
 		default:
-			g.log.Info("connection ended", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+			g.log.Info("connection ended", "listener", id, "remote", remote, "error", err)
 		}
 		return nil
 	})

@@ -119,13 +119,12 @@ func isViolation(err error) bool {
 	return false
 }
 
-// connectionEnded is guardedListener's report of a violation that ended a
-// connection: logged here unless mochi's record for it was already.
-func (v *violations) connectionEnded(listener, remote string, err error) {
-	if _, done := v.reported.LoadAndDelete(remote); done {
-		return
-	}
-	v.report("", remote, listener, err, "", -1)
+// forget is told by guardedListener that the connection from remote has
+// ended, and reports whether mochi's record of the error that ended it was
+// handled here already (so it is not logged again).
+func (v *violations) forget(remote string) bool {
+	_, done := v.reported.LoadAndDelete(remote)
+	return done
 }
 
 // fromMochi turns mochi's "error processing packet" record into a report.
