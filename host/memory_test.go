@@ -90,9 +90,13 @@ func TestMemoryHogIsReleased(t *testing.T) {
 	}
 	replace(23, minimal)
 
-	poll.Until(t, fmt.Sprintf("resident size back within %d MiB of %d MiB", bound>>20, rss0>>20), func() bool {
-		return rss() < rss0+bound // no collection forced here: the host must release the memory
-	})
+	if raceEnabled {
+		t.Log("resident size not checked: the race detector keeps shadow memory")
+	} else {
+		poll.Until(t, fmt.Sprintf("resident size back within %d MiB of %d MiB", bound>>20, rss0>>20), func() bool {
+			return rss() < rss0+bound // no collection forced here: the host must release the memory
+		})
+	}
 	if heap := liveHeap(); heap > heap0+bound {
 		t.Fatalf("live heap grew from %d MiB to %d MiB", heap0>>20, heap>>20)
 	}
