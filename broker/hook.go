@@ -228,6 +228,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	}
 	pk = h.connectAck(cl, pk)
 	if pk.SessionPresent {
+		h.dropRevokedInflight(cl)
 		renumberInflight(cl)
 	}
 	return pk
