@@ -189,6 +189,40 @@ func v3ConnackCode(code byte) byte {
 	}
 }
 
+// refusalCode gives a refusing CONNACK that mochi wrote itself, before the
+// authenticator ran, a code the client's protocol version has. mochi sends
+// its MQTT 5 reason codes to MQTT 3.1.1 clients where its V5CodesToV3 table
+// has no entry: 0x80 for an empty client id with a persistent session, and
+// 0x82 ("protocol violation") for a protocol name or level it does not
+// speak, in a CONNACK without properties (mochi adds them for level 5
+// only). A client that is not MQTT 5 gets the 3.1.1 code (0x02 and 0x01
+// there, v3ConnackCode otherwise); an MQTT 5 client whose protocol name
+// does not go with level 5 gets 0x84, unsupported protocol version. mochi
+// names its refusal in the reason string, which identifies it. Refusals
+// of the hook's own (refuseConnect) already carry the right code and pass
+// unchanged. Called by OnPacketEncode on the client's goroutine.
+func refusalCode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	mochi := packets.Code{Code: pk.ReasonCode, Reason: pk.Properties.ReasonString}
+	unknownProtocol := mochi == packets.ErrProtocolViolationProtocolVersion || mochi == packets.ErrProtocolViolationProtocolName
+	if cl.Properties.ProtocolVersion == 5 {
+		if unknownProtocol {
+			pk.ReasonCode = packets.ErrUnsupportedProtocolVersion.Code
+			pk.Properties.ReasonString = packets.ErrUnsupportedProtocolVersion.Reason
+		}
+		return pk
+	}
+	switch {
+	case pk.ReasonCode < 0x80: // already a 3.1.1 code
+	case unknownProtocol:
+		pk.ReasonCode = 0x01 // unacceptable protocol version
+	case mochi == packets.ErrUnspecifiedError && cl.Properties.Props.AssignedClientID != "" && !cl.Properties.Clean:
+		pk.ReasonCode = 0x02 // identifier rejected: empty, with a persistent session
+	default:
+		pk.ReasonCode = v3ConnackCode(pk.ReasonCode)
+	}
+	return pk
+}
+
 // connectAck adds what the authenticator asked for to an accepting CONNACK:
 // its user properties, and the session expiry and receive maximum it set.
 // OnPacketEncode calls it on the client's goroutine.
@@ -212,6 +246,27 @@ func (h *hook) connectAck(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	return pk
 }
 
+// keepEmptyPassword lets a CONNECT with the password flag set and a
+// zero-length password through mochi's validation, which refuses it as
+// "password flag set but no value" (0x82) although MQTT 3.1.1 and 5 allow
+// it (only its absence is signalled by the flag). OnPacketRead calls it
+// before mochi validates the CONNECT: the flag is cleared and the password
+// kept as a non-nil empty slice, which hasPassword reads as "present". A
+// CONNECT without the flag keeps a nil password (mochi never sets it).
+func keepEmptyPassword(pk *packets.Packet) {
+	if !pk.Connect.PasswordFlag || len(pk.Connect.Password) > 0 {
+		return
+	}
+	pk.Connect.PasswordFlag = false
+	pk.Connect.Password = []byte{}
+}
+
+// hasPassword reports whether a CONNECT carried a password, possibly empty
+// (see keepEmptyPassword).
+func hasPassword(pk packets.Packet) bool {
+	return pk.Connect.PasswordFlag || pk.Connect.Password != nil
+}
+
 // connectInfo builds the Authenticator's view of a CONNECT.
 func connectInfo(cl *mqtt.Client, pk packets.Packet) *Connect {
 	c := &Connect{
@@ -226,7 +281,7 @@ func connectInfo(cl *mqtt.Client, pk packets.Packet) *Connect {
 		RemoteAddr:      cl.Net.Remote,
 		Listener:        cl.Net.Listener,
 	}
-	if pk.Connect.PasswordFlag && c.Password == nil {
+	if hasPassword(pk) && c.Password == nil {
 		c.Password = []byte{} // present but empty
 	}
 	for _, p := range pk.Properties.User {

@@ -277,20 +277,46 @@ func (h *hook) reauthorizeSession(cl *mqtt.Client) {
 		return
 	}
 	st.revoked.Store(&revoked)
-	remaining := existing.State.Subscriptions.GetAll()
+	dropped := h.dropUncovered(existing, cl.ID)
+	h.log.Info("resumed session: subscriptions not authorized for this client removed", "client", cl.ID,
+		"username", string(cl.Properties.Username), "filters", revoked, "queued_dropped", dropped)
+}
+
+// dropUncovered removes from from's in-flight messages (stored under the
+// client id id) every PUBLISH no subscription of from covers any more, and
+// returns how many. reauthorizeSession runs it on the old session; a
+// delivery to that session can still land between then and mochi's copy
+// of its in-flight messages to the new client (mochi acknowledges a
+// publish before it delivers it, and the old session has no clientState
+// for mayRead to refuse it), so dropRevokedInflight runs it again on the
+// copy before it is resent.
+func (h *hook) dropUncovered(from *mqtt.Client, id string) int {
+	remaining := from.State.Subscriptions.GetAll()
 	dropped := 0
-	for _, m := range existing.State.Inflight.GetAll(false) {
+	for _, m := range from.State.Inflight.GetAll(false) {
 		if m.FixedHeader.Type != packets.Publish || coveredBy(remaining, m.TopicName) {
 			continue
 		}
-		if existing.State.Inflight.Delete(m.PacketID) {
+		if from.State.Inflight.Delete(m.PacketID) {
 			atomic.AddInt64(&h.mochi.Info.Inflight, -1)
 			dropped++
-			h.deleteInflight(cl.ID, m.PacketID)
+			h.deleteInflight(id, m.PacketID)
 		}
 	}
-	h.log.Info("resumed session: subscriptions not authorized for this client removed", "client", cl.ID,
-		"username", string(cl.Properties.Username), "filters", revoked, "queued_dropped", dropped)
+	return dropped
+}
+
+// dropRevokedInflight is the second sweep of dropUncovered, on the
+// in-flight messages a resumed session handed to cl, when subscriptions
+// were revoked at resume. OnPacketEncode calls it on cl's goroutine for the
+// accepting CONNACK, just before mochi resends them.
+func (h *hook) dropRevokedInflight(cl *mqtt.Client) {
+	if st := h.state(cl); st == nil || st.revoked.Load() == nil {
+		return
+	}
+	if n := h.dropUncovered(cl, cl.ID); n > 0 {
+		h.log.Info("resumed session: queued messages of revoked subscriptions dropped", "client", cl.ID, "queued_dropped", n)
+	}
 }
 
 // coveredBy reports whether any of subs matches the topic name.

@@ -1,7 +1,25 @@
 package broker
 
+import "time"
+
 // Store returns the Persistence s uses, so that tests can read what the
 // running broker has stored (Load). It exists in test builds only: the
 // broker hands its store to no one, and a program that needs the store
 // opens it itself and passes it in Options.Persistence.
 func (s *Server) Store() Persistence { return s.persist }
+
+// SetViolationClock makes the protocol-violation log's rate limit read the
+// time from now, so that a test decides when a window ends.
+func (s *Server) SetViolationClock(now func() time.Time) {
+	s.violations.mu.Lock()
+	defer s.violations.mu.Unlock()
+	s.violations.now = now
+}
+
+// ViolationsSeen returns how many protocol violations were reported, logged
+// or suppressed.
+func (s *Server) ViolationsSeen() int {
+	s.violations.mu.Lock()
+	defer s.violations.mu.Unlock()
+	return s.violations.seen
+}

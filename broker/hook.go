@@ -68,10 +68,20 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnPublish, mqtt.OnPublished, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.OnClientExpired, mqtt.OnPacketEncode:
+		mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
+}
+
+// OnPacketRead sees every packet mochi decodes, before it validates it: a
+// CONNECT with an empty password is made to pass mochi's validation (see
+// keepEmptyPassword). Other packets pass unchanged.
+func (h *hook) OnPacketRead(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Connect {
+		keepEmptyPassword(&pk)
+	}
+	return pk, nil
 }
 
 // OnConnect authenticates a CONNECT (see authenticateConnect). A non-nil
@@ -219,16 +229,21 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightDropped(cl, pk)
 }
 
-// OnPacketEncode adjusts an accepting CONNACK (the authenticator's user
-// properties and settings, see connectAck) and, when a session is resumed,
-// renumbers the ordering keys of its queued messages just before mochi
-// resends them (see renumberInflight).
+// OnPacketEncode adjusts CONNACKs: a refusal mochi decided gets a code the
+// client's protocol version has (see refusalCode); an accepting one gets
+// the authenticator's user properties and settings (see connectAck) and,
+// when a session is resumed, the ordering keys of its queued messages are
+// renumbered just before mochi resends them (see renumberInflight).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode >= 0x80 {
+	if pk.FixedHeader.Type != packets.Connack {
 		return pk
+	}
+	if pk.ReasonCode != 0 {
+		return refusalCode(cl, pk)
 	}
 	pk = h.connectAck(cl, pk)
 	if pk.SessionPresent {
+		h.dropRevokedInflight(cl)
 		renumberInflight(cl)
 	}
 	return pk

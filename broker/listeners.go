@@ -25,7 +25,7 @@ import (
 // newListener builds the listener a configuration entry describes. It does
 // not bind: mochi's AddListener calls Init, which does.
 // Every connection it accepts is wrapped by wrap (Server.wrapConn).
-func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Server, log *slog.Logger, wrap func(net.Conn) net.Conn) (listeners.Listener, error) {
+func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Server, log *slog.Logger, wrap func(net.Conn) net.Conn, viol *violations) (listeners.Listener, error) {
 	var tlsConf *tls.Config
 	if lc.TLS != nil {
 		var err error
@@ -42,7 +42,7 @@ func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Serve
 	default:
 		return nil, fmt.Errorf("listener %q: unknown type %q", lc.Name, lc.Type)
 	}
-	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log, wrap: wrap}, nil
+	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log, wrap: wrap, violations: viol}, nil
 }
 
 // tlsConfig loads a listener's certificate and, when given, the CA that
@@ -75,7 +75,8 @@ func tlsConfig(t *config.TLS) (*tls.Config, error) {
 // wrapped so that writes to it never block (outConn) and gets a deadline for
 // its CONNECT (mochi has none; it replaces the deadline with the
 // keepalive once the CONNECT is read), establishment errors are logged
-// with a message, or not at all for a refusal already answered, and closing
+// with a message, or not at all for a refusal already answered (a protocol
+// violation through violations, bounded and rate-limited), and closing
 // disconnects the listener's clients without mochi's deadlock (see Close).
 type guardedListener struct {
 	listeners.Listener
@@ -84,6 +85,7 @@ type guardedListener struct {
 	mochi          *mqtt.Server
 	log            *slog.Logger
 	wrap           func(net.Conn) net.Conn
+	violations     *violations
 }
 
 // Close closes the listener and disconnects its clients. mochi's own
@@ -114,12 +116,17 @@ func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 		c = g.wrap(c)
 		_ = c.SetDeadline(time.Now().Add(g.connectTimeout))
 		err := establish(id, c)
+		remote := c.RemoteAddr().String()
+		logged := g.violations.forget(remote) // mochi's record of the error became a violation line
 		switch {
 		case err == nil, errors.Is(err, errRefused), errors.Is(err, ErrSlowConsumer): // a slow consumer was logged at warn
 		case errors.Is(err, io.EOF), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed):
-			g.log.Debug("connection closed", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+			g.log.Debug("connection closed", "listener", id, "remote", remote, "error", err)
+		case logged:
+		case isViolation(err):
+			g.violations.report("", remote, id, err, "", -1)
 		default:
-			g.log.Info("connection ended", "listener", id, "remote", c.RemoteAddr().String(), "error", err)
+			g.log.Info("connection ended", "listener", id, "remote", remote, "error", err)
 		}
 		return nil
 	})

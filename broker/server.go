@@ -52,8 +52,11 @@ type Server struct {
 	hook      *hook
 	listeners []*guardedListener
 	slow      atomic.Int64 // slow-consumer disconnects, see Counters
-	closeOnce sync.Once
-	closeErr  error
+	// violations logs protocol violations, bounded and rate-limited (see
+	// violations.go); mochi logs through it.
+	violations *violations
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // ErrListen wraps a failure to bind a listener's address (for example, the
@@ -75,12 +78,14 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	m := mqtt.New(mochiOptions(cfg, log))
-	s := &Server{cfg: cfg, log: log, mochi: m}
+	viol := newViolations(log)
+	m := mqtt.New(mochiOptions(cfg, slog.New(violationHandler{Handler: log.Handler(), v: viol})))
+	viol.clients = m.Clients
+	s := &Server{cfg: cfg, log: log, mochi: m, violations: viol}
 
 	connectTimeout := time.Duration(cfg.MQTT.ConnectTimeout)
 	for _, lc := range cfg.Listeners {
-		l, err := newListener(lc, connectTimeout, m, log, s.wrapConn)
+		l, err := newListener(lc, connectTimeout, m, log, s.wrapConn, viol)
 		if err != nil {
 			s.closeListeners()
 			closePersistence(opts.Persistence)

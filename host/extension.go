@@ -99,9 +99,12 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	defer func() {
 		if err != nil {
 			_ = e.rt.Close(context.Background())
+			if e.compiled != nil {
+				_ = e.compiled.Close(context.Background())
+			}
 		}
 	}()
-	if e.compiled, err = e.rt.CompileModule(ctx, bin); err != nil {
+	if e.compiled, err = h.compile(ctx, e.rt, e.guarded, bin, m.ID); err != nil {
 		return nil, fmt.Errorf("compile %s: %w", m.Module, err)
 	}
 	exported, err := checkModule(e.compiled)
@@ -257,7 +260,14 @@ func (e *extension) noteFailure(cause error) {
 
 // stop takes the extension out of service: new calls fail, calls in
 // flight finish (up to a few deadlines), each instance's stop callback
-// runs, then the runtime is closed. Safe to call more than once.
+// runs, then the runtime and the compiled module are closed, and a large
+// release of memory is returned to the OS (Host.released). Safe to call
+// more than once.
+//
+// The compiled module must be closed on its own: with a compilation cache
+// the compiled code belongs to the cache's engine, shared by every
+// runtime, which keeps it (counted once per load) until the module is
+// closed, so each version ever loaded would stay in memory.
 func (e *extension) stop(graceful bool) {
 	if e.stopped.Swap(true) {
 		return
@@ -265,8 +275,10 @@ func (e *extension) stop(graceful bool) {
 	if e.quit != nil {
 		close(e.quit)
 	}
-	e.pool.closeAll(graceful)
+	size := e.pool.closeAll(graceful)
 	_ = e.rt.Close(context.Background())
+	_ = e.compiled.Close(context.Background())
+	e.host.released(size)
 }
 
 // logWriter routes a guest's stdout/stderr to the broker log, a line at a

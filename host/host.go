@@ -57,7 +57,10 @@ type Host struct {
 	scanMu  sync.Mutex
 
 	done chan struct{}
-	wg   sync.WaitGroup
+	// freeReq asks freeMemory to return freed memory to the OS (see
+	// released); buffered 1, so requests coalesce.
+	freeReq chan struct{}
+	wg      sync.WaitGroup
 }
 
 var (
@@ -87,10 +90,11 @@ func New(opts Options) (*Host, error) {
 		log = slog.Default()
 	}
 	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{},
-		folders: map[string]*folderState{}, done: make(chan struct{})}
+		folders: map[string]*folderState{}, done: make(chan struct{}), freeReq: make(chan struct{}, 1)}
 	h.chain.Store(&chain{})
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go h.watchdog()
+	go h.freeMemory()
 	return h, nil
 }
 

@@ -270,8 +270,14 @@ func decision(cb abi.Callback, res uint64) (abi.Decision, byte, error) {
 	return d, code, nil
 }
 
-// close releases the instance's module.
-func (in *instance) close() {
+// close releases the instance's module and returns the size of its linear
+// memory, for Host.released.
+func (in *instance) close() uint64 {
+	var size uint64
+	if in.mem != nil {
+		size = uint64(in.mem.Size())
+	}
 	in.cancel()
 	_ = in.mod.Close(context.Background())
+	return size
 }

@@ -67,11 +67,12 @@ func (p *pool) put(in *instance) {
 // discard closes an instance after a failed call and starts a
 // replacement, so the pool recovers by itself.
 func (p *pool) discard(in *instance) {
-	in.close()
+	size := in.close()
 	p.mu.Lock()
 	delete(p.all, in)
 	closed := p.closed
 	p.mu.Unlock()
+	p.ext.host.released(size)
 	if closed || p.ext.stopped.Load() {
 		return
 	}
@@ -108,7 +109,8 @@ func (p *pool) busy(f func(*instance, int64)) {
 
 // closeAll waits for calls in flight to return (up to a few deadlines),
 // runs each instance's stop callback when graceful, and closes them all.
-func (p *pool) closeAll(graceful bool) {
+// It returns the linear memory the closed instances held, in bytes.
+func (p *pool) closeAll(graceful bool) (size uint64) {
 	p.mu.Lock()
 	p.closed = true
 	n := len(p.all)
@@ -127,18 +129,19 @@ func (p *pool) closeAll(graceful bool) {
 					p.ext.log.Warn("stop callback failed", "error", err)
 				}
 			}
-			in.close()
+			size += in.close()
 			p.mu.Lock()
 			delete(p.all, in)
 			p.mu.Unlock()
 		case <-deadline.C:
 			p.mu.Lock()
 			for in := range p.all {
-				in.close()
+				size += in.close()
 			}
 			p.all = map[*instance]struct{}{}
 			p.mu.Unlock()
-			return
+			return size
 		}
 	}
+	return size
 }

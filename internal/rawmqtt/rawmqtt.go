@@ -80,6 +80,24 @@ func dial(addr, clientID, willTopic, willPayload string, clean bool) (*Conn, boo
 	return conn, ack[0]&1 == 1, nil
 }
 
+// Open connects to addr without sending anything, for a test that writes
+// its own packets with Send (a CONNECT with chosen flags, a malformed
+// packet) and reads the answers with ReadPacket.
+func Open(addr string) (*Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{c: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10)}, nil
+}
+
+// Send writes one packet, its first byte header and body as given (the
+// remaining length is computed), and flushes it.
+func (c *Conn) Send(header byte, body []byte) error {
+	c.writePacket(header, body)
+	return c.Flush()
+}
+
 // Subscribe subscribes to filter at qos and waits for the SUBACK.
 func (c *Conn) Subscribe(filter string, qos byte) error {
 	body := []byte{0, 1}
