@@ -233,8 +233,10 @@ func restartOnFullDisk(t *testing.T, cfg *config.Config, ext broker.Extensions, 
 		// Opening may free space (pebble removes obsolete logs), so the
 		// store is full only if it still has less than the reserve.
 		h := s.StoreHealth()
-		if h.DiskFull != (h.FreeBytes < testReserve) {
-			t.Errorf("restarted with %d bytes left: StoreHealth = %+v, want full exactly when below the reserve", left, h)
+		// The guard enters the full state below the reserve and leaves it
+		// only above 9/8 of it (hysteresis); in between either is right.
+		if (h.DiskFull && h.FreeBytes >= testReserve+testReserve/8) || (!h.DiskFull && h.FreeBytes < testReserve) {
+			t.Errorf("restarted with %d bytes left: StoreHealth = %+v, want full below the reserve, not full above 9/8 of it", left, h)
 		}
 		t.Logf("restart with %d bytes left: started, full %v, %d bytes free", left, h.DiskFull, h.FreeBytes)
 		if err := s.Close(); err != nil {

@@ -68,7 +68,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnPublish, mqtt.OnPublished, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode:
+		mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped:
 		return true
 	}
 	return false
@@ -167,6 +167,12 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	h.saveSubscriptions(cl, pk, codes)
 	results := h.finishSubscribe(cl, pk, codes)
 	h.emitSubscribe(cl, results)
+}
+
+// OnPublishDropped: mochi's queue of pending writes to cl was full (see
+// queueFull).
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.queueFull(cl, pk)
 }
 
 // OnUnsubscribed removes stored subscriptions and tells the EventListener.

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -230,6 +231,27 @@ func (h *hook) saveInflight(cl *mqtt.Client, pk packets.Packet) {
 		h.unsavedCopies.Add(1)
 		h.unsaved.Store(pk.Created, struct{}{})
 	}
+}
+
+// queueFull handles a copy mochi dropped because cl's queue of pending
+// writes was full. For QoS 1/2, right after this call mochi takes the copy
+// back out of the session in memory, though saveInflight stored it, and
+// may later give its packet id to another message (overwriting the stored
+// copy). So the publish's pending record is kept (see deletePending): a
+// restart re-publishes it and nothing acknowledged is lost. The client,
+// that far behind, is disconnected as a slow consumer; QoS 0 copies are
+// dropped (counted by mochi in MessagesDropped).
+func (h *hook) queueFull(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
+		return
+	}
+	if persistent(cl) && pk.Created != 0 {
+		h.unsavedCopies.Add(1)
+		h.unsaved.Store(pk.Created, struct{}{})
+	}
+	h.log.Warn("slow consumer: queue of pending writes full, disconnecting; the dropped QoS 1/2 copy is kept for a restart",
+		"client", cl.ID, "topic", pk.TopicName)
+	cl.Stop(fmt.Errorf("%w: its queue of pending writes is full", ErrSlowConsumer))
 }
 
 // inflightAcked removes an in-flight message the subscriber acknowledged.

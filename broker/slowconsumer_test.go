@@ -194,7 +194,7 @@ func TestSlowConsumerDoesNotStallPublishers(t *testing.T) {
 	}
 }
 
-// TestSlowConsumerDisconnectedKeepsSession: with a short write timeout (1 s:
+// TestSlowConsumerDisconnectedKeepsSession: with a short write timeout (5 s:
 // the reconnected subscriber must never pause that long while it reads), a
 // persistent subscriber that stops reading is disconnected (counted as a
 // slow consumer) while A goes on publishing; its session keeps every QoS 1
@@ -202,7 +202,7 @@ func TestSlowConsumerDoesNotStallPublishers(t *testing.T) {
 // them when it reconnects and reads.
 func TestSlowConsumerDisconnectedKeepsSession(t *testing.T) {
 	rules := &brokertest.Rules{}
-	s, addr := startServer(t, slowConfig(t, time.Second, 1<<30), broker.Extensions{Authenticator: rules, Events: rules})
+	s, addr := startServer(t, slowConfig(t, 5*time.Second, 1<<30), broker.Extensions{Authenticator: rules, Events: rules})
 	stuck := dialStuck(t, addr, "stuck", false)
 	a := dialRaw(t, addr, "a")
 

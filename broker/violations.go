@@ -175,12 +175,36 @@ type violationHandler struct {
 var _ slog.Handler = violationHandler{}
 
 // Handle reports mochi's violation records and passes every other record on.
+// mochi uses the same message for any error ending a packet's processing
+// (a failed write to a slow consumer, a closed connection): those are not
+// violations, and pass on at Debug without the packet (the listener logs
+// how the connection ended).
 func (h violationHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == mochiViolation {
+	if r.Message != mochiViolation {
+		return h.Handler.Handle(ctx, r)
+	}
+	var err error
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" {
+			err, _ = a.Value.Any().(error)
+		}
+		return true
+	})
+	if isViolation(err) {
 		h.v.fromMochi(r)
 		return nil
 	}
-	return h.Handler.Handle(ctx, r)
+	if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
+	out := slog.NewRecord(r.Time, slog.LevelDebug, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "pk" {
+			out.AddAttrs(a)
+		}
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
 }
 
 // WithAttrs keeps the wrapper around the derived handler.

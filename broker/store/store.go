@@ -340,6 +340,12 @@ func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, 
 		db, err = pebble.Open(dir, o)
 		return err
 	})
+	if err == nil && !readOnly && started != nil {
+		// pebble's background flushes and compactions start now, on
+		// goroutines no recover reaches: a fatal error there must take the
+		// one-line exit of pebbleLogger.Fatalf, not panic.
+		started.Store(true)
+	}
 	return db, err
 }
 
@@ -386,9 +392,10 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 // of its log or MANIFEST, such as ENOSPC despite the free-space guard, or a
 // broken invariant); its default logger exits the process there.
 //
-// During Open it panics with a fatalError, which Open (on the same
-// goroutine) recovers into its error: a folder that cannot be opened is
-// refused with one line, never a crash. After Open pebble's state is
+// Until pebble's read-write open has returned it panics with a fatalError,
+// which Open (on the same goroutine) recovers into its error: a folder
+// that cannot be opened is refused with one line, never a crash. From then
+// on (pebble's background work runs on its own goroutines) pebble's state is
 // unusable (its commit pipeline is stopped, other writers would hang), so
 // it logs one Error line naming the folder and exits with status 2. Nothing
 // acknowledged is lost: a message is acknowledged only after its write
