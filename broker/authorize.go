@@ -39,15 +39,26 @@ import (
 type subscribeState struct {
 	active   atomic.Bool
 	mu       sync.Mutex
-	verdicts map[string]Verdict // refused filter -> its verdict
+	verdicts map[string]Verdict  // refused filter -> its verdict
+	existed  map[string]struct{} // filters the session had before this SUBSCRIBE
 }
 
-// begin records the refused filters of a SUBSCRIBE and marks it in progress.
-func (s *subscribeState) begin(verdicts map[string]Verdict) {
+// begin records the refused filters of a SUBSCRIBE, and those the session
+// already had, and marks it in progress.
+func (s *subscribeState) begin(verdicts map[string]Verdict, existed map[string]struct{}) {
 	s.mu.Lock()
-	s.verdicts = verdicts
+	s.verdicts, s.existed = verdicts, existed
 	s.mu.Unlock()
 	s.active.Store(true)
+}
+
+// existedBefore reports whether the session had filter before the SUBSCRIBE
+// being (or last) processed: a refused re-subscription keeps the old one.
+func (s *subscribeState) existedBefore(filter string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.existed[filter]
+	return ok
 }
 
 // inProgress reports whether a SUBSCRIBE is being processed; one atomic load.
@@ -79,7 +90,14 @@ func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	verdicts := make(map[string]Verdict, len(pk.Filters))
+	var existed map[string]struct{}
 	for _, f := range pk.Filters {
+		if _, ok := cl.State.Subscriptions.Get(f.Filter); ok {
+			if existed == nil {
+				existed = map[string]struct{}{}
+			}
+			existed[f.Filter] = struct{}{}
+		}
 		_, _, shared := topic.SplitShared(f.Filter)
 		v := h.authorizeSubscribe(st, &Subscribe{Filter: f.Filter, QoS: f.Qos, Shared: shared})
 		if v.Decision != Allow {
@@ -89,7 +107,7 @@ func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet) {
 			verdicts[f.Filter] = v
 		}
 	}
-	st.sub.begin(verdicts)
+	st.sub.begin(verdicts, existed)
 }
 
 // mayRead answers OnACLCheck(read) for a topic filter or name. During a

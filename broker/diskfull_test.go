@@ -117,6 +117,8 @@ func TestFullDisk(t *testing.T) {
 	b.awaitOffline("sub")
 	live, _ := b.connect5("live", true, 0, nil)
 	live.subscribe(t, "live", 0)
+	keep, _ := b.connect5("keep", true, 3600, nil)
+	keep.subscribe(t, "keep", 1)
 
 	// Leave 8 MiB above the reserve, then publish until refused.
 	filler := filepath.Join(mnt, "filler")
@@ -155,6 +157,16 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("sub2 stored %s after a refused SUBSCRIBE, want no subscription", got)
 	}
 	sub2.leave()
+	// Subscribing again to a filter the session has keeps it (stored with
+	// its old options), rather than losing it.
+	sa, _ = keep.Subscribe(ctx5(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "keep", QoS: 0}}})
+	if sa == nil || len(sa.Reasons) != 1 || sa.Reasons[0] >= 0x80 {
+		t.Fatalf("re-SUBSCRIBE while full: %+v, want granted", sa)
+	}
+	if got := b.stored("keep"); !strings.Contains(got, "subscription keep") {
+		t.Fatalf("keep stored %s after a re-SUBSCRIBE while full, want its subscription", got)
+	}
+	keep.leave()
 
 	// QoS 0 still flows.
 	if _, err := pub.Publish(ctx5(t), &paho.Publish{Topic: "live", QoS: 0, Payload: []byte("qos0")}); err != nil {

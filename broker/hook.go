@@ -164,8 +164,15 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // SUBSCRIBE (reason codes into the SUBACK, a Disconnect verdict) and tells
 // the EventListener.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	h.saveSubscriptions(cl, pk, codes)
+	// The SUBSCRIBE ends (finishSubscribe) before the durable store write,
+	// so that deliveries meanwhile get the full per-delivery checks.
 	results := h.finishSubscribe(cl, pk, codes)
+	h.saveSubscriptions(cl, pk, codes)
+	for i := range results {
+		if i < len(codes) {
+			results[i].Code = codes[i]
+		}
+	}
 	h.emitSubscribe(cl, results)
 }
 

@@ -118,7 +118,8 @@ func (h *hook) sessionExpired(cl *mqtt.Client) {
 // A filter the store refuses for lack of space (store.ErrDiskFull) is
 // refused to the client too (codes shares its array with the SUBACK: 0x97
 // quota exceeded, 0x80 for MQTT 3.1.1) and taken out of mochi, so that the
-// broker never holds a subscription a restart would lose.
+// broker never holds a subscription a restart would lose; a filter the
+// session already had keeps its stored subscription.
 func (h *hook) saveSubscriptions(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if !persistent(cl) || cl.Net.Inline {
 		return
@@ -130,6 +131,12 @@ func (h *hook) saveSubscriptions(cl *mqtt.Client, pk packets.Packet, codes []byt
 		err := h.persist.PutSubscription(subscriptionRecord(cl.ID, f), true)
 		h.storeErr("put subscription", cl.ID, err)
 		if !errors.Is(err, store.ErrDiskFull) {
+			continue
+		}
+		if st := h.state(cl); st != nil && st.sub.existedBefore(f.Filter) {
+			// A re-subscription: the stored subscription (with its old
+			// options) stays, and so does the one in memory.
+			h.log.Warn("disk full: re-subscription kept with its stored options", "client", cl.ID, "filter", f.Filter)
 			continue
 		}
 		codes[i] = CodeUnspecifiedError
