@@ -351,12 +351,12 @@ func checkWAL(dir string, replays []walReplay, repair bool, log *slog.Logger) ([
 			found = append(found, walDamage{err: &walDamageError{file: name, offset: end,
 				why: fmt.Sprintf("the clean shutdown left records up to offset %d", want)}})
 		case !clean && scan.torn:
-			size := int64(-1)
-			if info, err := os.Stat(filepath.Join(dir, name)); err == nil {
-				size = info.Size()
-			}
-			log.Warn("data folder: write-ahead log ends in a torn record after a crash, replaying up to it",
-				"dir", dir, "file", name, "offset", end, "size", size, "keys", r.keys)
+			// What is dropped: the one record the crash interrupted, from
+			// end on (nothing readable follows it: scan.after < 0). The
+			// file's size says nothing (logs are preallocated).
+			log.Warn("data folder: write-ahead log ends in a torn record after a crash; dropped the interrupted record, replaying the rest",
+				"dir", dir, "file", name, "dropped_from_offset", end, "dropped_records", 1,
+				"replayed_records", scan.records, "replayed_keys", r.keys)
 		}
 	}
 	// A listed log is needed when pebble replays an older one, and the

@@ -308,8 +308,8 @@ func TestOpenTornTailAfterCrash(t *testing.T) {
 			if len(snap.Inflight) != queued {
 				t.Fatalf("store holds %d messages, want the %d acknowledged", len(snap.Inflight), queued)
 			}
-			want := fmt.Sprintf(`level=WARN msg="data folder: write-ahead log ends in a torn record after a crash, replaying up to it" dir=%s file=%s offset=%d size=%d keys=%d`,
-				torn, name, synced.end, cut, queued)
+			want := fmt.Sprintf(`level=WARN msg="data folder: write-ahead log ends in a torn record after a crash; dropped the interrupted record, replaying the rest" dir=%s file=%s dropped_from_offset=%d dropped_records=1 replayed_records=%d replayed_keys=%d`,
+				torn, name, synced.end, synced.records, queued)
 			if got := strings.TrimSpace(buf.String()); !strings.HasSuffix(got, want) || strings.Count(got, "\n") != 0 {
 				t.Fatalf("log\n got: %s\nwant: time=... %s", got, want)
 			}
