@@ -6,7 +6,6 @@ import (
 	"os"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -176,22 +175,7 @@ func TestPersistenceOption(t *testing.T) {
 	// The folder opens again only because the broker closed the store.
 	p2 := openCounting(t, dataDir)
 	_, addr = start(p2)
-	got := make(chan string, 4)
-	_, present := connectV5Session(t, addr, "keeper", 3600, func(p paho.PublishReceived) (bool, error) {
-		got <- string(p.Packet.Payload)
-		return true, nil
-	})
-	if !present {
-		t.Fatal("session \"keeper\" was not restored through Options.Persistence")
-	}
-	select {
-	case m := <-got:
-		if m != "while you were away" {
-			t.Fatalf("queued message = %q", m)
-		}
-	case <-time.After(poll.Timeout):
-		t.Fatal("queued message not delivered after restart")
-	}
+	expectQueuedAfterRestart(t, addr, "keeper", "while you were away")
 	if n := p2.n("Load"); n != 1 {
 		t.Errorf("Load called %d times after restart, want 1", n)
 	}

@@ -122,6 +122,28 @@ func TestRetainedMessageSurvivesRestart(t *testing.T) {
 
 // connectV5Session connects a v5 client with a session expiry and returns it
 // with whether the broker had a session for it.
+// expectQueuedAfterRestart reconnects the persistent session id and
+// requires the session to be present and its first message to be want.
+func expectQueuedAfterRestart(t *testing.T, addr, id, want string) {
+	t.Helper()
+	got := make(chan string, 4)
+	_, present := connectV5Session(t, addr, id, 3600, func(p paho.PublishReceived) (bool, error) {
+		got <- string(p.Packet.Payload)
+		return true, nil
+	})
+	if !present {
+		t.Fatalf("session %q was not restored", id)
+	}
+	select {
+	case m := <-got:
+		if m != want {
+			t.Fatalf("queued message = %q, want %q", m, want)
+		}
+	case <-time.After(poll.Timeout):
+		t.Fatalf("queued message for %q not delivered after restart", id)
+	}
+}
+
 func connectV5Session(t *testing.T, addr, id string, expiry uint32, onPub func(paho.PublishReceived) (bool, error)) (*paho.Client, bool) {
 	t.Helper()
 	cfg := paho.ClientConfig{ClientID: id}
@@ -184,22 +206,7 @@ func TestSessionExpiryAcrossRestarts(t *testing.T) {
 	poll.Until(t, "the session expiry of \"short\" to pass", func() bool { return time.Now().Unix() >= shortExpires })
 
 	s2, addr := startServer(t, testConfig(dir), ext)
-	got := make(chan string, 4)
-	_, present := connectV5Session(t, addr, "long", 3600, func(p paho.PublishReceived) (bool, error) {
-		got <- string(p.Packet.Payload)
-		return true, nil
-	})
-	if !present {
-		t.Fatal("session \"long\" was not restored")
-	}
-	select {
-	case m := <-got:
-		if m != "while you were away" {
-			t.Fatalf("queued message = %q", m)
-		}
-	case <-time.After(poll.Timeout):
-		t.Fatal("queued message not delivered after restart")
-	}
+	expectQueuedAfterRestart(t, addr, "long", "while you were away")
 	// Removed whole from the store, subscriptions included, before anyone
 	// reconnected.
 	snap, err := s2.Store().Load()
@@ -216,7 +223,7 @@ func TestSessionExpiryAcrossRestarts(t *testing.T) {
 			t.Fatalf("subscription of the expired session still stored: %+v", sub)
 		}
 	}
-	_, present = connectV5Session(t, addr, "short", 1, nil)
+	_, present := connectV5Session(t, addr, "short", 1, nil)
 	if present {
 		t.Fatal("session \"short\" survived its expiry")
 	}
