@@ -87,13 +87,18 @@ func (d *Document) Err() error {
 // syntaxError matches yaml.v3 parser errors, which carry only a line.
 var syntaxError = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// composeError matches the yaml.v3 errors found after parsing, about
+// aliases; their messages carry a name, so the column search of locate
+// cannot find them.
+var composeError = regexp.MustCompile(`^yaml: (unknown anchor|anchor .* value contains itself|document contains excessive aliasing)`)
+
 // document decodes the single YAML document in data into v.
 func (d *Document) document(data []byte, v reflect.Value) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if !errors.Is(err, io.EOF) {
-			d.yamlError(err)
+			d.yamlError(data, err)
 		}
 		return // an empty file sets nothing
 	}
@@ -105,19 +110,25 @@ func (d *Document) document(data []byte, v reflect.Value) {
 			Msg: "yaml: only one document is allowed"})
 		return
 	case !errors.Is(err, io.EOF):
-		d.yamlError(err)
+		d.yamlError(data, err)
 		return
 	}
 	d.value(&doc, v, "")
 }
 
-// yamlError records an error returned by the yaml.v3 parser.
-func (d *Document) yamlError(err error) {
+// yamlError records an error returned by the yaml.v3 parser for data,
+// at the position locate finds (yaml.v3's own line is often wrong; see
+// locate.go), or the line yaml.v3 gave when locate cannot tell.
+func (d *Document) yamlError(data []byte, err error) {
 	d.failed[""] = true
 	e := &Error{File: d.file, Msg: err.Error()}
-	if m := syntaxError.FindStringSubmatch(e.Msg); m != nil {
+	m := syntaxError.FindStringSubmatch(e.Msg)
+	if m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
 		e.Msg = "yaml: " + m[2]
+	}
+	if line, col := locate(data, e.Msg, !composeError.MatchString(e.Msg)); line > 0 {
+		e.Line, e.Column = line, col
 	}
 	d.errs = append(d.errs, e)
 }

@@ -73,7 +73,7 @@ f.yaml:9:1: hidden: unknown key (allowed: name, count, on, timeout, size, tags, 
 		{name: "duplicate key", in: "name: a\nname: b\n", err: "f.yaml:2:1: name: duplicate key (first at line 1)"},
 		{name: "merge key", in: "inner:\n  <<: {port: 1}\n", err: "f.yaml:2:3: inner: merge keys (<<) are not supported"},
 		{name: "not a mapping", in: "- a\n", err: "f.yaml:1:1: want a mapping, got a sequence"},
-		{name: "yaml syntax", in: "name: a\n name: b\n", err: "f.yaml:2: yaml: mapping values are not allowed in this context"},
+		{name: "yaml syntax", in: "name: a\n name: b\n", err: "f.yaml:2:6: yaml: mapping values are not allowed in this context"},
 		{name: "two documents", in: "name: a\n---\nname: b\n", err: "f.yaml:2:1: yaml: only one document is allowed"},
 	}
 	for _, tt := range tests {
@@ -144,7 +144,7 @@ f.yaml:2:8: count: want an integer, got "x"`,
 			name: "nothing but the syntax error",
 			in:   "name: a\n name: b\n",
 			add:  []*Error{{Key: "count", Msg: "required"}},
-			want: "f.yaml:2: yaml: mapping values are not allowed in this context",
+			want: "f.yaml:2:6: yaml: mapping values are not allowed in this context",
 		},
 		{
 			name: "empty file has no positions",
