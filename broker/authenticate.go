@@ -121,7 +121,7 @@ func (h *hook) authenticate(c *Connect) AuthResult {
 	if auth == nil {
 		return AuthResult{Decision: Deny, ReasonCode: CodeNotAuthorized, ReasonString: "no security extension is loaded"}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.connectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), h.connectTimeout())
 	res := h.callAuthenticate(auth, ctx, c)
 	cancel()
 	if res.Decision != Allow {

@@ -9,6 +9,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/broker/store"
 )
 
@@ -27,12 +28,13 @@ import (
 // packet is fixed here rather than by hook registration order.
 type hook struct {
 	mqtt.HookBase
-	log            *slog.Logger
-	ext            Extensions
-	mochi          *mqtt.Server
-	persist        Persistence
-	connectTimeout time.Duration
-	maxMsgExpiry   int64 // seconds, 0 = no limit
+	log     *slog.Logger
+	ext     Extensions
+	mochi   *mqtt.Server
+	persist Persistence
+	// cfg is the configuration in effect (Server.cfg); read the live
+	// settings through it, see reload.go.
+	cfg *atomic.Pointer[config.Config]
 
 	clients sync.Map // *mqtt.Client -> *clientState; see authenticate.go
 

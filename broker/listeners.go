@@ -25,7 +25,7 @@ import (
 // newListener builds the listener a configuration entry describes. It does
 // not bind: mochi's AddListener calls Init, which does.
 // Every connection it accepts is wrapped by wrap (Server.wrapConn).
-func newListener(lc config.Listener, connectTimeout time.Duration, m *mqtt.Server, log *slog.Logger, wrap func(net.Conn) net.Conn, viol *violations) (listeners.Listener, error) {
+func newListener(lc config.Listener, connectTimeout func() time.Duration, m *mqtt.Server, log *slog.Logger, wrap func(net.Conn) net.Conn, viol *violations) (listeners.Listener, error) {
 	var tlsConf *tls.Config
 	if lc.TLS != nil {
 		var err error
@@ -81,7 +81,7 @@ func tlsConfig(t *config.TLS) (*tls.Config, error) {
 type guardedListener struct {
 	listeners.Listener
 	kind           string
-	connectTimeout time.Duration
+	connectTimeout func() time.Duration // mqtt.connect_timeout in effect
 	mochi          *mqtt.Server
 	log            *slog.Logger
 	wrap           func(net.Conn) net.Conn
@@ -114,7 +114,7 @@ func (g *guardedListener) Protocol() string { return g.kind }
 func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 	g.Listener.Serve(func(id string, c net.Conn) error {
 		c = g.wrap(c)
-		_ = c.SetDeadline(time.Now().Add(g.connectTimeout))
+		_ = c.SetDeadline(time.Now().Add(g.connectTimeout()))
 		err := establish(id, c)
 		remote := c.RemoteAddr().String()
 		logged := g.violations.forget(remote) // mochi's record of the error became a violation line

@@ -45,7 +45,8 @@ type Options struct {
 // holds; Start begins accepting clients; Close shuts down gracefully. Close
 // may be called from any goroutine, once or more.
 type Server struct {
-	cfg       *config.Config
+	cfg       atomic.Pointer[config.Config] // in effect; Reload replaces it (reload.go)
+	reloadMu  sync.Mutex                    // serializes Reload
 	log       *slog.Logger
 	mochi     *mqtt.Server
 	persist   Persistence
@@ -81,11 +82,11 @@ func New(opts Options) (*Server, error) {
 	viol := newViolations(log)
 	m := mqtt.New(mochiOptions(cfg, slog.New(violationHandler{Handler: log.Handler(), v: viol})))
 	viol.clients = m.Clients
-	s := &Server{cfg: cfg, log: log, mochi: m, violations: viol}
+	s := &Server{log: log, mochi: m, violations: viol}
+	s.cfg.Store(cfg)
 
-	connectTimeout := time.Duration(cfg.MQTT.ConnectTimeout)
 	for _, lc := range cfg.Listeners {
-		l, err := newListener(lc, connectTimeout, m, log, s.wrapConn, viol)
+		l, err := newListener(lc, s.connectTimeout, m, log, s.wrapConn, viol)
 		if err != nil {
 			s.closeListeners()
 			closePersistence(opts.Persistence)
@@ -110,13 +111,12 @@ func New(opts Options) (*Server, error) {
 	}
 
 	s.hook = &hook{
-		log:            log,
-		ext:            opts.Extensions,
-		mochi:          m,
-		persist:        s.persist,
-		connectTimeout: connectTimeout,
-		maxMsgExpiry:   int64(time.Duration(cfg.MQTT.MaxMessageExpiry) / time.Second),
-		stored:         make(map[string]struct{}),
+		log:     log,
+		ext:     opts.Extensions,
+		mochi:   m,
+		persist: s.persist,
+		cfg:     &s.cfg,
+		stored:  make(map[string]struct{}),
 	}
 	if err := m.AddHook(s.hook, nil); err != nil {
 		s.abort()
@@ -154,7 +154,8 @@ func mochiOptions(cfg *config.Config, log *slog.Logger) *mqtt.Options {
 // wrapConn wraps an accepted connection so that writes to it never block
 // the writer (outConn): guardedListener.Serve calls it for every connection.
 func (s *Server) wrapConn(c net.Conn) net.Conn {
-	return newOutConn(c, time.Duration(s.cfg.MQTT.WriteTimeout), int(s.cfg.MQTT.MaxOutboundBuffer), s.slowConsumer)
+	m := &s.cfg.Load().MQTT
+	return newOutConn(c, time.Duration(m.WriteTimeout), int(m.MaxOutboundBuffer), s.slowConsumer)
 }
 
 // slowConsumer counts and logs, once per connection, a client disconnected

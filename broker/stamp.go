@@ -29,8 +29,8 @@ func (h *hook) nextSeq() int64 { return h.seq.Add(1) }
 // not used to encode.
 func (h *hook) stampPublish(pk *packets.Packet) {
 	exp := int64(pk.Properties.MessageExpiryInterval)
-	if h.maxMsgExpiry > 0 && (exp == 0 || exp > h.maxMsgExpiry) {
-		exp = h.maxMsgExpiry
+	if limit := h.maxMsgExpiry(); limit > 0 && (exp == 0 || exp > limit) {
+		exp = limit
 	}
 	pk.Expiry = 0
 	if exp > 0 {

@@ -43,7 +43,7 @@ func (s *Server) Publish(m Message) error {
 // mqtt.max_message_expiry like a client's (see hook.stampPublish).
 func (s *Server) messagePacket(m *Message) packets.Packet {
 	exp := int64(m.MessageExpiry)
-	if limit := s.hook.maxMsgExpiry; limit > 0 && (exp == 0 || exp > limit) {
+	if limit := s.hook.maxMsgExpiry(); limit > 0 && (exp == 0 || exp > limit) {
 		exp = limit
 	}
 	pk := packets.Packet{

@@ -1,0 +1,211 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// Reloading a running broker's configuration (SIGHUP).
+//
+// reloadRules says, for every key of the file, whether a running broker can
+// take a new value. A key is live only if what reads it reads the
+// configuration in effect each time it needs the value, so the new value
+// truly applies: cmd/propolis for log.*, the broker (Server.Reload) for
+// mqtt.*. Anything else is fixed at start and a reload changing it is
+// refused as a whole. TestReloadRulesCoverEveryKey fails for a key without
+// a rule, so adding a key to Config means adding its line here.
+
+// reloadRule is whether keys may change while the broker runs.
+type reloadRule struct {
+	// key is a key path, or the path of a section or list covering every
+	// key under it ("listeners" covers "listeners[1].tls.cert_file").
+	key string
+	// live says that a running broker applies a new value; when to is set
+	// it says from when (it is logged with the change).
+	live bool
+	to   string
+	// why says, for a key that cannot change, what holds its value.
+	why string
+}
+
+// reloadRules is one line per key, in the order of the configuration
+// reference.
+var reloadRules = []reloadRule{
+	{key: "listeners", why: "its sockets are bound at start"},
+	{key: "data_dir", why: "the store is open"},
+	{key: "extensions_dir", why: "the extension host watches it"},
+	{key: "durability.mode", why: "the store is opened with it"},
+	{key: "durability.flush_interval", why: "the store is opened with it"},
+	{key: "store.min_free_space", why: "the store's free-space guard is built with it"},
+	{key: "mqtt.max_packet_size", why: "mochi reads its capabilities unsynchronized"},
+	{key: "mqtt.max_session_expiry", why: "mochi reads its capabilities unsynchronized"},
+	{key: "mqtt.max_message_expiry", live: true, to: "messages published from now on"},
+	{key: "mqtt.receive_maximum", why: "mochi reads its capabilities unsynchronized"},
+	{key: "mqtt.max_queued_messages", why: "mochi reads its capabilities unsynchronized"},
+	{key: "mqtt.queue_full_policy", why: "one policy exists"},
+	{key: "mqtt.connect_timeout", live: true, to: "connections accepted from now on"},
+	{key: "mqtt.max_clients", why: "mochi reads its capabilities unsynchronized"},
+	{key: "mqtt.write_timeout", live: true, to: "connections accepted from now on"},
+	{key: "mqtt.max_outbound_buffer", live: true, to: "connections accepted from now on"},
+	{key: "log.level", live: true, to: "now"},
+	{key: "log.format", live: true, to: "now"},
+}
+
+// Change is one key whose value differs between two configurations.
+type Change struct {
+	// Key is the dotted key path, such as "mqtt.write_timeout" or
+	// "listeners[0].address".
+	Key string
+	// Old and New are the values as a configuration file writes them,
+	// strings quoted; "(none)" when the key is absent (a listener added
+	// or removed, a tls block).
+	Old, New string
+	// Live says that a running broker applies the new value; AppliesTo
+	// then says to what ("connections accepted from now on").
+	Live      bool
+	AppliesTo string
+	// Why says, for a key that cannot change, what holds its value.
+	Why string
+}
+
+// absent is Change.Old or Change.New for a key one side does not have.
+const absent = "(none)"
+
+// Diff returns every key whose value differs between old and cur, in the
+// order of the configuration reference. It looks at values only, not at
+// Source or at files a value names (a TLS certificate replaced on disk is
+// no change).
+func Diff(old, cur *Config) []Change {
+	a, b := old.values(), cur.values()
+	var changes []Change
+	for _, r := range reloadRules {
+		for _, key := range unionKeys(a.keys, b.keys, r.key) {
+			ov, ok := a.vals[key]
+			if !ok {
+				ov = absent
+			}
+			nv, ok := b.vals[key]
+			if !ok {
+				nv = absent
+			}
+			if ov != nv {
+				changes = append(changes, Change{Key: key, Old: ov, New: nv, Live: r.live, AppliesTo: r.to, Why: r.why})
+			}
+		}
+	}
+	return changes
+}
+
+// ErrReloadRefused is wrapped by ReloadError.
+var ErrReloadRefused = errors.New("reload refused")
+
+// ReloadError is a reload refused because it changes keys a running broker
+// cannot change; the broker keeps its configuration entirely.
+type ReloadError struct {
+	// Fixed are the changes of keys that cannot change while running.
+	Fixed []Change
+}
+
+// Error gives one line per key, such as
+// `data_dir cannot change while running (old "./data", new "./data2"): the store is open`.
+func (e *ReloadError) Error() string {
+	lines := make([]string, len(e.Fixed))
+	for i, c := range e.Fixed {
+		lines[i] = c.Refusal()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap returns ErrReloadRefused.
+func (e *ReloadError) Unwrap() error { return ErrReloadRefused }
+
+// Refusal is the message for a change that cannot be applied.
+func (c Change) Refusal() string {
+	return fmt.Sprintf("%s cannot change while running (old %s, new %s): %s", c.Key, c.Old, c.New, c.Why)
+}
+
+// CheckReload returns the changes from old to cur (Diff) if a running
+// broker can apply them all, or a *ReloadError naming each key that cannot
+// change; cur must be valid.
+func CheckReload(old, cur *Config) ([]Change, error) {
+	changes := Diff(old, cur)
+	var fixed []Change
+	for _, c := range changes {
+		if !c.Live {
+			fixed = append(fixed, c)
+		}
+	}
+	if len(fixed) > 0 {
+		return nil, &ReloadError{Fixed: fixed}
+	}
+	return changes, nil
+}
+
+// flat is a configuration as key path -> value, with its keys in order.
+type flat struct {
+	keys []string
+	vals map[string]string
+}
+
+// values flattens c by its yaml tags: one entry per value, lists indexed
+// ("listeners[0].address"), nil pointers left out.
+func (c *Config) values() flat {
+	f := flat{vals: map[string]string{}}
+	f.add("", reflect.ValueOf(c).Elem())
+	return f
+}
+
+// add adds v, found at path, and what it holds.
+func (f *flat) add(path string, v reflect.Value) {
+	switch {
+	case v.Kind() == reflect.Pointer:
+		if !v.IsNil() {
+			f.add(path, v.Elem())
+		}
+	case v.Kind() == reflect.Slice:
+		for i := range v.Len() {
+			f.add(path+"["+strconv.Itoa(i)+"]", v.Index(i))
+		}
+	case v.Kind() == reflect.Struct:
+		for i := range v.NumField() {
+			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if path != "" {
+				name = path + "." + name
+			}
+			f.add(name, v.Field(i))
+		}
+	default:
+		s := fmt.Sprint(v.Interface())
+		if v.Kind() == reflect.String {
+			s = strconv.Quote(s)
+		}
+		f.keys = append(f.keys, path)
+		f.vals[path] = s
+	}
+}
+
+// unionKeys returns the keys of a then those only in b that rule covers.
+func unionKeys(a, b []string, rule string) []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, list := range [][]string{a, b} {
+		for _, k := range list {
+			if covers(rule, k) && !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+// covers reports whether the rule for key path rule applies to key.
+func covers(rule, key string) bool {
+	return key == rule || strings.HasPrefix(key, rule+".") || strings.HasPrefix(key, rule+"[")
+}

@@ -1,0 +1,120 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReloadRulesCoverEveryKey: every key of the configuration, a listener
+// with TLS included, has exactly one reload rule, and every rule names a
+// key that exists.
+func TestReloadRulesCoverEveryKey(t *testing.T) {
+	c := Default()
+	c.Listeners = append(c.Listeners, Listener{Name: "tls", Type: "tls", Address: ":8883",
+		TLS: &TLS{CertFile: "c", KeyFile: "k", ClientCAFile: "ca", RequireClientCert: true}})
+	f := c.values()
+	used := map[string]bool{}
+	for _, key := range f.keys {
+		var rules []string
+		for _, r := range reloadRules {
+			if covers(r.key, key) {
+				rules = append(rules, r.key)
+				used[r.key] = true
+			}
+		}
+		if len(rules) != 1 {
+			t.Errorf("key %s has reload rules %v, want exactly one (add its line to reloadRules)", key, rules)
+		}
+	}
+	for _, r := range reloadRules {
+		if !used[r.key] {
+			t.Errorf("reload rule %q names no key of Config", r.key)
+		}
+		if r.live == (r.why != "") || r.live != (r.to != "") {
+			t.Errorf("reload rule %q: a live key says from when (to), a fixed one why", r.key)
+		}
+	}
+}
+
+func TestDiff(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   []string // "key: old -> new (live|fixed)"
+	}{
+		{"nothing", func(*Config) {}, nil},
+		{"live keys", func(c *Config) {
+			c.Log.Level = "debug"
+			c.MQTT.WriteTimeout = Duration(5 * time.Second)
+			c.MQTT.MaxOutboundBuffer = 1 << 20
+		}, []string{
+			"mqtt.write_timeout: 30s -> 5s (live)",
+			"mqtt.max_outbound_buffer: 4MiB -> 1MiB (live)",
+			`log.level: "info" -> "debug" (live)`,
+		}},
+		{"fixed keys", func(c *Config) {
+			c.DataDir = "./data2"
+			c.Listeners[0].Address = "127.0.0.1:1884"
+			c.MQTT.MaxClients = 10
+		}, []string{
+			`listeners[0].address: "127.0.0.1:1883" -> "127.0.0.1:1884" (fixed)`,
+			`data_dir: "./data" -> "./data2" (fixed)`,
+			"mqtt.max_clients: 0 -> 10 (fixed)",
+		}},
+		{"listener added with tls", func(c *Config) {
+			c.Listeners = append(c.Listeners, Listener{Name: "tls", Type: "tls", Address: ":8883", TLS: &TLS{CertFile: "c", KeyFile: "k"}})
+		}, []string{
+			`listeners[1].name: (none) -> "tls" (fixed)`,
+			`listeners[1].type: (none) -> "tls" (fixed)`,
+			`listeners[1].address: (none) -> ":8883" (fixed)`,
+			`listeners[1].path: (none) -> "" (fixed)`,
+			`listeners[1].tls.cert_file: (none) -> "c" (fixed)`,
+			`listeners[1].tls.key_file: (none) -> "k" (fixed)`,
+			`listeners[1].tls.client_ca_file: (none) -> "" (fixed)`,
+			`listeners[1].tls.require_client_cert: (none) -> false (fixed)`,
+		}},
+		{"source is no change", func(c *Config) { c.Source = "other.yaml" }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cur := Default()
+			tt.change(cur)
+			var got []string
+			for _, c := range Diff(Default(), cur) {
+				kind := "fixed"
+				if c.Live {
+					kind = "live"
+				}
+				got = append(got, c.Key+": "+c.Old+" -> "+c.New+" ("+kind+")")
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Diff:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestCheckReload(t *testing.T) {
+	cur := Default()
+	cur.Log.Level = "debug"
+	changes, err := CheckReload(Default(), cur)
+	if err != nil || len(changes) != 1 || changes[0].AppliesTo != "now" {
+		t.Fatalf("CheckReload(live change) = %+v, %v", changes, err)
+	}
+
+	cur.DataDir = "./data2"
+	cur.Durability.Mode = "none"
+	changes, err = CheckReload(Default(), cur)
+	want := `data_dir cannot change while running (old "./data", new "./data2"): the store is open` + "\n" +
+		`durability.mode cannot change while running (old "sync", new "none"): the store is opened with it`
+	if changes != nil || err == nil || err.Error() != want {
+		t.Fatalf("CheckReload(fixed change) = %+v, %v\nwant error:\n%s", changes, err, want)
+	}
+	var re *ReloadError
+	if !errors.Is(err, ErrReloadRefused) || !errors.As(err, &re) || len(re.Fixed) != 2 {
+		t.Errorf("error %T does not wrap ErrReloadRefused with both keys", err)
+	}
+}

@@ -1,0 +1,90 @@
+package broker_test
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/poll"
+)
+
+// reloaded returns a copy of s's configuration changed by change.
+func reloaded(s *broker.Server, change func(c *config.Config)) *config.Config {
+	c := *s.Config()
+	c.Listeners = append([]config.Listener(nil), c.Listeners...)
+	change(&c)
+	return &c
+}
+
+// TestReloadConnectTimeout: a new mqtt.connect_timeout applies to the
+// connections accepted after the reload.
+func TestReloadConnectTimeout(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.MQTT.ConnectTimeout = config.Duration(5 * time.Minute)
+	s, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+
+	changes, err := s.Reload(reloaded(s, func(c *config.Config) { c.MQTT.ConnectTimeout = config.Duration(100 * time.Millisecond) }))
+	if err != nil || len(changes) != 1 || changes[0].Key != "mqtt.connect_timeout" || changes[0].Old != "5m" || changes[0].New != "100ms" {
+		t.Fatalf("Reload = %+v, %v", changes, err)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// With the old 5 minutes the read would time out at poll.Timeout.
+	_ = conn.SetReadDeadline(time.Now().Add(poll.Timeout))
+	_, err = bufio.NewReader(conn).ReadByte()
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("a silent connection after the reload: read = %v, want it closed by the broker", err)
+	}
+}
+
+// TestReloadMaxMessageExpiry: a new mqtt.max_message_expiry caps the
+// messages published after the reload.
+func TestReloadMaxMessageExpiry(t *testing.T) {
+	s, _ := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	if err := s.PutRetained(broker.Message{Topic: "before", Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reload(reloaded(s, func(c *config.Config) { c.MQTT.MaxMessageExpiry = config.Duration(10 * time.Minute) })); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRetained(broker.Message{Topic: "after", Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := s.Retained("before"); !ok || m.MessageExpiry != 0 {
+		t.Errorf("retained before the reload: %+v, %v; want no expiry", m, ok)
+	}
+	if m, ok := s.Retained("after"); !ok || m.MessageExpiry == 0 || m.MessageExpiry > 600 {
+		t.Errorf("retained after the reload: %+v, %v; want an expiry of at most 600s", m, ok)
+	}
+}
+
+// TestReloadRefusedChangesNothing: a configuration changing a key that
+// cannot change at runtime is refused whole, its live changes included.
+func TestReloadRefusedChangesNothing(t *testing.T) {
+	s, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	before := s.Config()
+	changes, err := s.Reload(reloaded(s, func(c *config.Config) {
+		c.MQTT.WriteTimeout = config.Duration(time.Second)
+		c.MQTT.MaxClients = 5
+		c.Listeners[0].Address = "127.0.0.1:1"
+	}))
+	want := `listeners[0].address cannot change while running (old "127.0.0.1:0", new "127.0.0.1:1"): its sockets are bound at start` + "\n" +
+		`mqtt.max_clients cannot change while running (old 0, new 5): mochi reads its capabilities unsynchronized`
+	if changes != nil || !errors.Is(err, config.ErrReloadRefused) || err.Error() != want {
+		t.Fatalf("Reload = %+v, %v\nwant error:\n%s", changes, err, want)
+	}
+	if s.Config() != before {
+		t.Fatal("a refused reload replaced the configuration")
+	}
+	c := v3Connect(t, v3Options(addr, "still-serving"))
+	c.Disconnect(0)
+}
