@@ -78,7 +78,7 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 		c.Listeners[0].Address = "127.0.0.1:1"
 	}))
 	want := `listeners[0].address cannot change while running (old "127.0.0.1:0", new "127.0.0.1:1"): its sockets are bound at start` + "\n" +
-		`mqtt.max_clients cannot change while running (old 0, new 5): mochi reads its capabilities unsynchronized`
+		`mqtt.max_clients cannot change while running (old 0, new 5): mochi's capabilities are fixed at start`
 	if changes != nil || !errors.Is(err, config.ErrReloadRefused) || err.Error() != want {
 		t.Fatalf("Reload = %+v, %v\nwant error:\n%s", changes, err, want)
 	}

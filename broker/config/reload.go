@@ -40,14 +40,14 @@ var reloadRules = []reloadRule{
 	{key: "durability.mode", why: "the store is opened with it"},
 	{key: "durability.flush_interval", why: "the store is opened with it"},
 	{key: "store.min_free_space", why: "the store's free-space guard is built with it"},
-	{key: "mqtt.max_packet_size", why: "mochi reads its capabilities unsynchronized"},
-	{key: "mqtt.max_session_expiry", why: "mochi reads its capabilities unsynchronized"},
+	{key: "mqtt.max_packet_size", why: "mochi's capabilities are fixed at start"},
+	{key: "mqtt.max_session_expiry", why: "mochi's capabilities are fixed at start"},
 	{key: "mqtt.max_message_expiry", live: true, to: "messages published from now on"},
-	{key: "mqtt.receive_maximum", why: "mochi reads its capabilities unsynchronized"},
-	{key: "mqtt.max_queued_messages", why: "mochi reads its capabilities unsynchronized"},
+	{key: "mqtt.receive_maximum", why: "mochi's capabilities are fixed at start"},
+	{key: "mqtt.max_queued_messages", why: "mochi's capabilities are fixed at start"},
 	{key: "mqtt.queue_full_policy", why: "one policy exists"},
 	{key: "mqtt.connect_timeout", live: true, to: "connections accepted from now on"},
-	{key: "mqtt.max_clients", why: "mochi reads its capabilities unsynchronized"},
+	{key: "mqtt.max_clients", why: "mochi's capabilities are fixed at start"},
 	{key: "mqtt.write_timeout", live: true, to: "connections accepted from now on"},
 	{key: "mqtt.max_outbound_buffer", live: true, to: "connections accepted from now on"},
 	{key: "log.level", live: true, to: "now"},
@@ -60,7 +60,7 @@ type Change struct {
 	// "listeners[0].address".
 	Key string
 	// Old and New are the values as a configuration file writes them,
-	// strings quoted; "(none)" when the key is absent (a listener added
+	// strings unquoted; "(none)" when the key is absent (a listener added
 	// or removed, a tls block).
 	Old, New string
 	// Live says that a running broker applies the new value; AppliesTo
@@ -69,6 +69,8 @@ type Change struct {
 	AppliesTo string
 	// Why says, for a key that cannot change, what holds its value.
 	Why string
+	// str says that the values are strings, which Refusal quotes.
+	str bool
 }
 
 // absent is Change.Old or Change.New for a key one side does not have.
@@ -92,7 +94,8 @@ func Diff(old, cur *Config) []Change {
 				nv = absent
 			}
 			if ov != nv {
-				changes = append(changes, Change{Key: key, Old: ov, New: nv, Live: r.live, AppliesTo: r.to, Why: r.why})
+				changes = append(changes, Change{Key: key, Old: ov, New: nv, Live: r.live, AppliesTo: r.to, Why: r.why,
+					str: a.strs[key] || b.strs[key]})
 			}
 		}
 	}
@@ -124,7 +127,15 @@ func (e *ReloadError) Unwrap() error { return ErrReloadRefused }
 
 // Refusal is the message for a change that cannot be applied.
 func (c Change) Refusal() string {
-	return fmt.Sprintf("%s cannot change while running (old %s, new %s): %s", c.Key, c.Old, c.New, c.Why)
+	return fmt.Sprintf("%s cannot change while running (old %s, new %s): %s", c.Key, c.quote(c.Old), c.quote(c.New), c.Why)
+}
+
+// quote quotes v if it is a string value.
+func (c Change) quote(v string) string {
+	if c.str && v != absent {
+		return strconv.Quote(v)
+	}
+	return v
 }
 
 // CheckReload returns the changes from old to cur (Diff) if a running
@@ -148,12 +159,13 @@ func CheckReload(old, cur *Config) ([]Change, error) {
 type flat struct {
 	keys []string
 	vals map[string]string
+	strs map[string]bool // keys with string values
 }
 
 // values flattens c by its yaml tags: one entry per value, lists indexed
 // ("listeners[0].address"), nil pointers left out.
 func (c *Config) values() flat {
-	f := flat{vals: map[string]string{}}
+	f := flat{vals: map[string]string{}, strs: map[string]bool{}}
 	f.add("", reflect.ValueOf(c).Elem())
 	return f
 }
@@ -181,12 +193,9 @@ func (f *flat) add(path string, v reflect.Value) {
 			f.add(name, v.Field(i))
 		}
 	default:
-		s := fmt.Sprint(v.Interface())
-		if v.Kind() == reflect.String {
-			s = strconv.Quote(s)
-		}
 		f.keys = append(f.keys, path)
-		f.vals[path] = s
+		f.vals[path] = fmt.Sprint(v.Interface())
+		f.strs[path] = v.Kind() == reflect.String
 	}
 }
 

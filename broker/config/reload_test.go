@@ -53,27 +53,27 @@ func TestDiff(t *testing.T) {
 		}, []string{
 			"mqtt.write_timeout: 30s -> 5s (live)",
 			"mqtt.max_outbound_buffer: 4MiB -> 1MiB (live)",
-			`log.level: "info" -> "debug" (live)`,
+			"log.level: info -> debug (live)",
 		}},
 		{"fixed keys", func(c *Config) {
 			c.DataDir = "./data2"
 			c.Listeners[0].Address = "127.0.0.1:1884"
 			c.MQTT.MaxClients = 10
 		}, []string{
-			`listeners[0].address: "127.0.0.1:1883" -> "127.0.0.1:1884" (fixed)`,
-			`data_dir: "./data" -> "./data2" (fixed)`,
+			"listeners[0].address: 127.0.0.1:1883 -> 127.0.0.1:1884 (fixed)",
+			"data_dir: ./data -> ./data2 (fixed)",
 			"mqtt.max_clients: 0 -> 10 (fixed)",
 		}},
 		{"listener added with tls", func(c *Config) {
 			c.Listeners = append(c.Listeners, Listener{Name: "tls", Type: "tls", Address: ":8883", TLS: &TLS{CertFile: "c", KeyFile: "k"}})
 		}, []string{
-			`listeners[1].name: (none) -> "tls" (fixed)`,
-			`listeners[1].type: (none) -> "tls" (fixed)`,
-			`listeners[1].address: (none) -> ":8883" (fixed)`,
-			`listeners[1].path: (none) -> "" (fixed)`,
-			`listeners[1].tls.cert_file: (none) -> "c" (fixed)`,
-			`listeners[1].tls.key_file: (none) -> "k" (fixed)`,
-			`listeners[1].tls.client_ca_file: (none) -> "" (fixed)`,
+			"listeners[1].name: (none) -> tls (fixed)",
+			"listeners[1].type: (none) -> tls (fixed)",
+			"listeners[1].address: (none) -> :8883 (fixed)",
+			"listeners[1].path: (none) ->  (fixed)",
+			"listeners[1].tls.cert_file: (none) -> c (fixed)",
+			"listeners[1].tls.key_file: (none) -> k (fixed)",
+			"listeners[1].tls.client_ca_file: (none) ->  (fixed)",
 			`listeners[1].tls.require_client_cert: (none) -> false (fixed)`,
 		}},
 		{"source is no change", func(c *Config) { c.Source = "other.yaml" }, nil},
@@ -107,14 +107,19 @@ func TestCheckReload(t *testing.T) {
 
 	cur.DataDir = "./data2"
 	cur.Durability.Mode = "none"
+	cur.Listeners = append(cur.Listeners, Listener{Name: "ws", Type: "websocket", Address: ":8080", Path: "/mqtt"})
 	changes, err = CheckReload(Default(), cur)
-	want := `data_dir cannot change while running (old "./data", new "./data2"): the store is open` + "\n" +
+	want := `listeners[1].name cannot change while running (old (none), new "ws"): its sockets are bound at start` + "\n" +
+		`listeners[1].type cannot change while running (old (none), new "websocket"): its sockets are bound at start` + "\n" +
+		`listeners[1].address cannot change while running (old (none), new ":8080"): its sockets are bound at start` + "\n" +
+		`listeners[1].path cannot change while running (old (none), new "/mqtt"): its sockets are bound at start` + "\n" +
+		`data_dir cannot change while running (old "./data", new "./data2"): the store is open` + "\n" +
 		`durability.mode cannot change while running (old "sync", new "none"): the store is opened with it`
 	if changes != nil || err == nil || err.Error() != want {
 		t.Fatalf("CheckReload(fixed change) = %+v, %v\nwant error:\n%s", changes, err, want)
 	}
 	var re *ReloadError
-	if !errors.Is(err, ErrReloadRefused) || !errors.As(err, &re) || len(re.Fixed) != 2 {
+	if !errors.Is(err, ErrReloadRefused) || !errors.As(err, &re) || len(re.Fixed) != 6 {
 		t.Errorf("error %T does not wrap ErrReloadRefused with both keys", err)
 	}
 }

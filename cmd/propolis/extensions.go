@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -17,49 +16,6 @@ import (
 // statusFile is where a running broker keeps its extensions' status.
 func statusFile(cfg *config.Config) string {
 	return filepath.Join(cfg.DataDir, "extensions-status.json")
-}
-
-// extensions runs `propolis extensions list|enable|disable`.
-func extensions(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errUsage
-	}
-	sub, args := args[0], args[1:]
-	var id string
-	if sub == "enable" || sub == "disable" {
-		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-			return fmt.Errorf("extensions %s: missing extension id\n%s", sub, usage)
-		}
-		id, args = args[0], args[1:]
-	}
-	fs := flag.NewFlagSet("extensions "+sub, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	cfgFile := fs.String("config", "", "configuration file")
-	data := fs.String("data", "", "data folder")
-	exts := fs.String("extensions", "", "extensions folder")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("extensions %s: %w\n%s", sub, err, usage)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("extensions %s: unexpected argument %q\n%s", sub, fs.Arg(0), usage)
-	}
-	cfg := config.Default()
-	if *cfgFile != "" {
-		var err error
-		if cfg, err = config.Load(*cfgFile); err != nil {
-			return err
-		}
-	}
-	if err := applyFlags(cfg, "", *data, *exts); err != nil {
-		return err
-	}
-	switch sub {
-	case "list":
-		return listExtensions(cfg, stdout)
-	case "enable", "disable":
-		return setDisabled(cfg.ExtensionsDir, id, sub == "disable", stdout)
-	}
-	return fmt.Errorf("extensions: unknown command %q\n%s", sub, usage)
 }
 
 // listExtensions prints every extension folder: from the running broker's

@@ -1,18 +1,10 @@
 // Command propolis is the Propolis MQTT broker.
 //
-//	propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR] [--repair]
-//	propolis extensions list [--config FILE] [--data DIR] [--extensions DIR]
-//	propolis extensions enable|disable ID [--config FILE] [--extensions DIR]
-//	propolis version
-//
-// serve runs the broker until SIGINT or SIGTERM; flags override the file.
-// It refuses a data folder whose write-ahead log is damaged; --repair
-// copies such a folder aside (to DIR.damaged-<UTC time>) and starts
-// without the damaged part.
-// extensions enable and disable remove or create the extension's DISABLED
-// file, which a running broker notices within two seconds.
-// Without --config the embedded default configuration is used (one TCP
-// listener on 127.0.0.1:1883, data in ./data, extensions in ./extensions).
+// Its commands are the table in commands.go; `propolis help` prints them,
+// and `propolis help COMMAND` a command's flags with their defaults, both
+// generated from the flag sets the commands parse. serve (main.go) runs the
+// broker until SIGINT or SIGTERM and reloads its configuration file on
+// SIGHUP; the extensions commands are in extensions.go.
 package main
 
 import (
@@ -42,75 +34,54 @@ var version = "dev"
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "propolis: "+strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		var ue *usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
 
-const usage = `usage:
-  propolis serve [--config FILE] [--listen ADDR] [--data DIR] [--extensions DIR] [--repair]
-  propolis extensions list [--config FILE] [--data DIR] [--extensions DIR]
-  propolis extensions enable ID [--config FILE] [--extensions DIR]
-  propolis extensions disable ID [--config FILE] [--extensions DIR]
-  propolis version`
-
-// errUsage reports a command line that cannot be run.
-var errUsage = errors.New(usage)
-
-func run(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errUsage
+// serveFlags declares the flags of serve and returns the function running
+// it.
+func serveFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
+	o := folderFlags(fs, true)
+	listen := optionalFlag(fs, "listen", "the configuration's listeners; "+config.Default().Listeners[0].Address+" in the embedded one",
+		"listen on `ADDR` (host:port) with the first tcp listener, adding one named tcp if there is none")
+	repair := fs.Bool("repair", false, "start on a data folder with a damaged write-ahead log: copy it aside, drop the damaged part")
+	return func(_ string, _, stderr io.Writer) error {
+		load := func() (*config.Config, error) {
+			data := ""
+			if o.data != nil {
+				data = o.data.value
+			}
+			return loadConfig(o.file.value, listen.value, data, o.exts.value)
+		}
+		return serve(load, *repair, stderr)
 	}
-	switch args[0] {
-	case "serve":
-		return serve(args[1:], stderr)
-	case "extensions":
-		return extensions(args[1:], stdout)
-	case "version", "--version":
-		fmt.Fprintf(stdout, "propolis %s\nabi %s (modules built for %d.0 to %s load)\ndata format %d\n",
-			version, abi.Version, abi.Major, abi.Version, store.FormatVersion)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
-		return nil
-	}
-	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
 
-// serve loads the configuration, applies the flags, runs the broker and
-// shuts it down on SIGINT/SIGTERM.
-func serve(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	cfgFile := fs.String("config", "", "configuration file (YAML); default: the embedded configuration")
-	listen := fs.String("listen", "", "address of the first tcp listener, e.g. 127.0.0.1:1883")
-	data := fs.String("data", "", "data folder")
-	exts := fs.String("extensions", "", "extensions folder")
-	repair := fs.Bool("repair", false, "start on a data folder with a damaged write-ahead log: copy it aside, drop the damaged part")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("serve: %w\n%s", err, usage)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q\n%s", fs.Arg(0), usage)
-	}
-
-	cfg := config.Default()
-	if *cfgFile != "" {
-		var err error
-		if cfg, err = config.Load(*cfgFile); err != nil {
-			return err
-		}
-	}
-	if err := applyFlags(cfg, *listen, *data, *exts); err != nil {
+// serve runs the broker on the configuration load returns until SIGINT or
+// SIGTERM; on SIGHUP it calls load again and applies what changed
+// (reloadConfig).
+func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) error {
+	cfg, err := load()
+	if err != nil {
 		return err
 	}
 
 	// Signals are caught from here on, so a SIGTERM during a long restore
-	// or extension load still ends in a clean stop.
+	// or extension load still ends in a clean stop, and a SIGHUP waits for
+	// the broker to run.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
-	log := newLogger(cfg.Log, stderr)
+	out := newLogOutput(cfg.Log, stderr)
+	log := out.logger()
 	if path := os.Getenv("PROPOLIS_CPUPROFILE"); path != "" {
 		stop, err := startCPUProfile(path)
 		if err != nil {
@@ -130,7 +101,7 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer h.Close(context.Background())
-	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, RepairStore: *repair,
+	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, RepairStore: repair,
 		Extensions: broker.Extensions{Authenticator: h, Events: h}})
 	if errors.Is(err, store.ErrDamagedWAL) {
 		return fmt.Errorf("%w; serve --repair copies the data folder aside and starts without the damaged part", err)
@@ -158,13 +129,75 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	h.Watch() // drop-ins, DISABLED files and replacements from now on
 
-	got := <-sig
-	log.Info("shutting down", "signal", got.String())
+	for {
+		select {
+		case <-hup:
+			reloadConfig(log, srv, out, load)
+			continue
+		case got := <-sig:
+			log.Info("shutting down", "signal", got.String())
+		}
+		break
+	}
 	if err := srv.Close(); err != nil {
 		return err
 	}
 	log.Info("propolis stopped")
 	return nil
+}
+
+// reloadConfig answers SIGHUP: it loads the configuration file again, with
+// the command-line flags applied as at start, and applies it if every
+// setting it changes can change at runtime (config.CheckReload), logging
+// each change; otherwise it logs why and changes nothing. It never stops
+// the broker.
+func reloadConfig(log *slog.Logger, srv *broker.Server, out *logOutput, load func() (*config.Config, error)) {
+	old := srv.Config()
+	if old.Source == config.Default().Source {
+		log.Info("SIGHUP: nothing to reload, the broker runs on the embedded default configuration (start it with --config FILE)")
+		return
+	}
+	log.Info("SIGHUP: reloading the configuration", "file", old.Source)
+	cfg, err := load()
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				attrs := []any{"file", e.File}
+				if e.Line > 0 {
+					attrs = append(attrs, "line", e.Line)
+				}
+				if e.Column > 0 {
+					attrs = append(attrs, "column", e.Column)
+				}
+				if e.Key != "" {
+					attrs = append(attrs, "key", e.Key)
+				}
+				log.Error("reload failed, configuration unchanged", append(attrs, "error", e.Msg)...)
+			}
+		} else {
+			log.Error("reload failed, configuration unchanged", "file", old.Source, "error", err)
+		}
+		return
+	}
+	changes, err := srv.Reload(cfg)
+	var refused *config.ReloadError
+	if errors.As(err, &refused) {
+		for _, c := range refused.Fixed {
+			log.Error("reload refused: key cannot change while running", "key", c.Key, "old", c.Old, "new", c.New, "reason", c.Why)
+		}
+		log.Error("reload refused, configuration unchanged; restart the broker to apply it", "file", cfg.Source, "keys", len(refused.Fixed))
+		return
+	}
+	if err != nil {
+		log.Error("reload failed, configuration unchanged", "file", cfg.Source, "error", err)
+		return
+	}
+	out.set(cfg.Log)
+	for _, c := range changes {
+		log.Info("configuration changed", "key", c.Key, "old", c.Old, "new", c.New, "applies_to", c.AppliesTo)
+	}
+	log.Info("configuration reloaded", "file", cfg.Source, "changes", len(changes))
 }
 
 // startCPUProfile profiles the process into path until stop is called
@@ -206,15 +239,4 @@ func applyFlags(cfg *config.Config, listen, data, exts string) error {
 		cfg.ExtensionsDir = exts
 	}
 	return cfg.Validate()
-}
-
-// newLogger builds the slog logger the configuration asks for.
-func newLogger(lc config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(lc.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if lc.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -238,21 +238,7 @@ func TestServeDefaultDenyAndSignal(t *testing.T) {
 // extensions folder and accepts a client.
 func TestServeWithAllowAll(t *testing.T) {
 	tmp := t.TempDir()
-	ext := filepath.Join(tmp, "ext", "allow-all")
-	if err := os.MkdirAll(ext, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	build := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(ext, "allow-all.wasm"), "./allow-all")
-	build.Dir = filepath.Join("..", "..", "examples")
-	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build allow-all: %v\n%s", err, out)
-	}
-	manifest, err := os.ReadFile(filepath.Join("..", "..", "examples", "allow-all", "propolis-extension.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(ext, "propolis-extension.yaml"), string(manifest))
+	installAllowAll(t, filepath.Join(tmp, "ext"))
 
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
 	a, log := startServe(t, cmd)
@@ -290,6 +276,39 @@ func TestServeWithAllowAll(t *testing.T) {
 		t.Fatal("enable failed")
 	}
 	poll.Until(t, "clients accepted after `extensions enable allow-all`", func() bool { return connackCode(t, a) == 0x00 })
+}
+
+// allowAll is the allow-all example built once for these tests.
+var allowAll struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
+
+// installAllowAll puts the allow-all example extension in the extensions
+// folder exts.
+func installAllowAll(t *testing.T, exts string) {
+	t.Helper()
+	allowAll.once.Do(func() {
+		out := filepath.Join(filepath.Dir(bin), "allow-all.wasm")
+		build := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./allow-all")
+		build.Dir = filepath.Join("..", "..", "examples")
+		build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if msg, err := build.CombinedOutput(); err != nil {
+			allowAll.err = fmt.Errorf("build allow-all: %v\n%s", err, msg)
+			return
+		}
+		allowAll.wasm, allowAll.err = os.ReadFile(out)
+	})
+	if allowAll.err != nil {
+		t.Fatal(allowAll.err)
+	}
+	manifest, err := os.ReadFile(filepath.Join("..", "..", "examples", "allow-all", "propolis-extension.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(exts, "allow-all", "propolis-extension.yaml"), string(manifest))
+	writeFile(t, filepath.Join(exts, "allow-all", "allow-all.wasm"), string(allowAll.wasm))
 }
 
 // TestServeDamagedWAL: serve refuses a data folder whose write-ahead log

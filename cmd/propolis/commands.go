@@ -1,0 +1,393 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/broker/store"
+)
+
+// command is one propolis command. Its flags are declared once, by flags,
+// and both the command line parser and the help text read them from the
+// flag set, so the help cannot drift from what is parsed.
+type command struct {
+	// name is the words after "propolis", such as "extensions list".
+	name string
+	// arg names the one positional argument the command takes ("ID"), or
+	// is "" for none; argWhat says what it is, for "missing extension id".
+	arg, argWhat string
+	// summary is the one-line description in the command list.
+	summary string
+	// about is the help text of the command, after its synopsis.
+	about string
+	// flags declares the command's flags on fs and returns the function
+	// running the command with them, given the positional argument.
+	flags func(fs *flag.FlagSet) func(arg string, stdout, stderr io.Writer) error
+}
+
+// commands are the commands, in the order help lists them; set by init,
+// as "help" reads the table.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		{
+			name:    "serve",
+			summary: "run the broker until SIGINT or SIGTERM; SIGHUP reloads the configuration file",
+			about: `Runs the broker until SIGINT or SIGTERM, then disconnects every client,
+flushes the store and exits 0. SIGHUP reloads the --config file: settings
+that can change at runtime are applied and logged, key by key; a file
+changing anything else, or with an error, is refused and the broker keeps
+its configuration. Flags override the configuration file, at start and on
+every reload.`,
+			flags: serveFlags,
+		},
+		{
+			name:    "extensions list",
+			summary: "list the extensions with version, state, priority and callbacks",
+			about: `Prints each extension folder's id, version, state, priority, callbacks and,
+for a failed one, the reason: the running broker's view when a broker runs
+on the data folder, else each extension loaded once in a throwaway host.`,
+			flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
+				o := folderFlags(fs, true)
+				return func(_ string, stdout, _ io.Writer) error {
+					cfg, err := o.config()
+					if err != nil {
+						return err
+					}
+					return listExtensions(cfg, stdout)
+				}
+			},
+		},
+		enableCommand("enable", "remove an extension's DISABLED file; a running broker starts it",
+			`Removes the DISABLED file of the extension ID; a running broker starts the
+extension within two seconds.`, false),
+		enableCommand("disable", "create an extension's DISABLED file; a running broker stops it",
+			`Creates the DISABLED file of the extension ID; a running broker stops the
+extension within two seconds, and starts skip it until it is enabled.`, true),
+		{
+			name:    "version",
+			summary: "print the broker, extension ABI and data format versions",
+			about:   `Prints the broker version, the extension ABI versions it loads and the data folder format it writes.`,
+			flags: func(*flag.FlagSet) func(string, io.Writer, io.Writer) error {
+				return func(_ string, stdout, _ io.Writer) error {
+					fmt.Fprintf(stdout, "propolis %s\nabi %s (modules built for %d.0 to %s load)\ndata format %d\n",
+						version, abi.Version, abi.Major, abi.Version, store.FormatVersion)
+					return nil
+				}
+			},
+		},
+		{
+			name:    "help",
+			arg:     "[COMMAND]",
+			summary: "print this help, or a command's with its flags",
+			about:   `Prints the list of commands, or the help of COMMAND with every flag and its default.`,
+			flags: func(*flag.FlagSet) func(string, io.Writer, io.Writer) error {
+				return func(arg string, stdout, _ io.Writer) error { return help(strings.Fields(arg), stdout) }
+			},
+		},
+	}
+}
+
+// enableCommand is "extensions enable" or "extensions disable".
+func enableCommand(verb, summary, about string, disable bool) *command {
+	return &command{
+		name: "extensions " + verb, arg: "ID", argWhat: "extension id", summary: summary, about: about,
+		flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
+			o := folderFlags(fs, false)
+			return func(id string, stdout, _ io.Writer) error {
+				cfg, err := o.config()
+				if err != nil {
+					return err
+				}
+				return setDisabled(cfg.ExtensionsDir, id, disable, stdout)
+			}
+		},
+	}
+}
+
+// optional is a string flag that, when given, overrides a setting; unset
+// is what applies without it, which the help prints as its default.
+type optional struct{ value, unset string }
+
+// String returns the value given, or the default's description.
+func (o *optional) String() string {
+	if o.value == "" {
+		return o.unset
+	}
+	return o.value
+}
+
+// Set takes the flag's value, which must not be empty.
+func (o *optional) Set(s string) error {
+	if s == "" {
+		return errors.New("empty value")
+	}
+	o.value = s
+	return nil
+}
+
+// optionalFlag declares an optional string flag on fs.
+func optionalFlag(fs *flag.FlagSet, name, unset, usage string) *optional {
+	o := &optional{unset: unset}
+	fs.Var(o, name, usage)
+	return o
+}
+
+// folders is the --config, --data and --extensions flags the commands
+// share.
+type folders struct{ file, data, exts *optional }
+
+// folderFlags declares --config, --extensions and, with data, --data.
+func folderFlags(fs *flag.FlagSet, data bool) *folders {
+	def := config.Default()
+	o := &folders{file: optionalFlag(fs, "config", "the embedded configuration",
+		"read the configuration from `FILE` (YAML)")}
+	if data {
+		o.data = optionalFlag(fs, "data", "the configuration's data_dir; "+def.DataDir+" in the embedded one",
+			"keep the data in `DIR`, overriding data_dir")
+	}
+	o.exts = optionalFlag(fs, "extensions", "the configuration's extensions_dir; "+def.ExtensionsDir+" in the embedded one",
+		"read extensions from `DIR`, overriding extensions_dir")
+	return o
+}
+
+// config loads the configuration the flags name (the embedded default
+// without --config) with the folder flags applied.
+func (o *folders) config() (*config.Config, error) {
+	data := ""
+	if o.data != nil {
+		data = o.data.value
+	}
+	return loadConfig(o.file.value, "", data, o.exts.value)
+}
+
+// loadConfig loads file (the embedded default when "") and applies the
+// command-line overrides (applyFlags); serve calls it at start and on
+// every reload.
+func loadConfig(file, listen, data, exts string) (*config.Config, error) {
+	cfg := config.Default()
+	if file != "" {
+		var err error
+		if cfg, err = config.Load(file); err != nil {
+			return nil, err
+		}
+	}
+	if err := applyFlags(cfg, listen, data, exts); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// usageError is a command line that cannot be run: an unknown command or
+// flag, a missing or extra argument. main exits with status 2 for it.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// usagef returns a usageError pointing to the help of cmd ("" for the
+// command list).
+func usagef(cmd, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if cmd == "" {
+		return &usageError{msg + "; 'propolis help' lists the commands"}
+	}
+	return &usageError{cmd + ": " + msg + "; see 'propolis help " + cmd + "'"}
+}
+
+// run runs the command line args (without the program name).
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("", "missing command")
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		args = append([]string{"help"}, args[1:]...)
+	case "--version":
+		args = append([]string{"version"}, args[1:]...)
+	}
+	cmd, rest, err := findCommand(args)
+	if err != nil {
+		if isHelp(rest) {
+			return help(args[:len(args)-len(rest)], stdout) // "propolis extensions --help"
+		}
+		return err
+	}
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	runCmd := cmd.flags(fs)
+	arg, err := parse(cmd, fs, rest)
+	if errors.Is(err, flag.ErrHelp) {
+		return help(strings.Fields(cmd.name), stdout)
+	}
+	if err != nil {
+		return err
+	}
+	return runCmd(arg, stdout, stderr)
+}
+
+// isHelp reports whether args asks for help.
+func isHelp(args []string) bool {
+	return len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help")
+}
+
+// findCommand returns the command args start with and the arguments after
+// its name. With an error, rest is what follows the words that matched a
+// command group ("extensions"), or nil.
+func findCommand(args []string) (cmd *command, rest []string, err error) {
+	for _, c := range commands {
+		words := strings.Fields(c.name)
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
+			return c, args[len(words):], nil
+		}
+	}
+	if group := groupOf(args[0]); group != nil {
+		if len(args) == 1 || isHelp(args[1:]) {
+			return nil, args[1:], usagef(args[0], "missing command (%s)", strings.Join(group, ", "))
+		}
+		return nil, nil, usagef(args[0], "unknown command %q (%s)", args[1], strings.Join(group, ", "))
+	}
+	return nil, nil, usagef("", "unknown command %q", args[0])
+}
+
+// groupOf returns the second words of the commands whose name starts with
+// word, such as list, enable, disable for "extensions"; nil if none.
+func groupOf(word string) []string {
+	var subs []string
+	for _, c := range commands {
+		if first, sub, ok := strings.Cut(c.name, " "); ok && first == word {
+			subs = append(subs, sub)
+		}
+	}
+	return subs
+}
+
+// parse parses flags and the positional argument of cmd from args; flags
+// may come before or after the argument.
+func parse(cmd *command, fs *flag.FlagSet, args []string) (string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return "", err
+			}
+			return "", usagef(cmd.name, "%v", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	switch {
+	case cmd.arg == "" && len(pos) > 0:
+		return "", usagef(cmd.name, "unexpected argument %q", pos[0])
+	case strings.HasPrefix(cmd.arg, "["): // optional, any number
+		return strings.Join(pos, " "), nil
+	case cmd.arg != "" && len(pos) == 0:
+		return "", usagef(cmd.name, "missing %s", cmd.argWhat)
+	case len(pos) > 1:
+		return "", usagef(cmd.name, "unexpected argument %q", pos[1])
+	}
+	return strings.Join(pos, ""), nil
+}
+
+// help prints the command list (no words), a group's commands
+// ("extensions") or one command's help with its flags.
+func help(words []string, w io.Writer) error {
+	if len(words) == 0 {
+		fmt.Fprint(w, "Propolis is an MQTT broker whose extensions are WebAssembly modules.\n\nusage:\n")
+		fmt.Fprint(w, synopses(commands))
+		fmt.Fprint(w, "\ncommands:\n")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, c := range commands {
+			name := c.name
+			if c.arg != "" {
+				name += " " + c.arg
+			}
+			fmt.Fprintf(tw, "  %s\t%s\n", name, c.summary)
+		}
+		tw.Flush()
+		fmt.Fprint(w, "\n'propolis help COMMAND' or 'propolis COMMAND --help' shows a command's flags and their defaults.\n")
+		return nil
+	}
+	name := strings.Join(words, " ")
+	for _, c := range commands {
+		if c.name == name {
+			commandHelp(c, w)
+			return nil
+		}
+	}
+	if group := groupOf(name); group != nil && len(words) == 1 {
+		var cs []*command
+		for _, c := range commands {
+			if strings.HasPrefix(c.name, name+" ") {
+				cs = append(cs, c)
+			}
+		}
+		fmt.Fprint(w, "usage:\n"+synopses(cs)+"\ncommands:\n")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, c := range cs {
+			fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(c.name+" "+c.arg), c.summary)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "\n'propolis help %s COMMAND' shows a command's flags and their defaults.\n", name)
+		return nil
+	}
+	return usagef("", "unknown command %q", name)
+}
+
+// commandHelp prints c's synopsis, description and flags, each with its
+// default.
+func commandHelp(c *command, w io.Writer) {
+	fmt.Fprint(w, "usage: "+strings.TrimPrefix(synopses([]*command{c}), "  "))
+	fmt.Fprint(w, "\n"+c.about+"\n")
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	c.flags(fs)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n == 0 {
+		return
+	}
+	fmt.Fprint(w, "\nflags:\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fs.VisitAll(func(f *flag.Flag) {
+		placeholder, usage := flag.UnquoteUsage(f)
+		name := "--" + f.Name
+		if placeholder != "" {
+			name += " " + placeholder
+		}
+		fmt.Fprintf(tw, "  %s\t%s (default: %s)\n", name, usage, f.DefValue)
+	})
+	tw.Flush()
+}
+
+// synopses returns one "  propolis NAME [ARG] [--flag VALUE]..." line per
+// command, from its flag set.
+func synopses(cs []*command) string {
+	var b strings.Builder
+	for _, c := range cs {
+		b.WriteString("  propolis " + c.name)
+		if c.arg != "" {
+			b.WriteString(" " + c.arg)
+		}
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.flags(fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			placeholder, _ := flag.UnquoteUsage(f)
+			if placeholder == "" {
+				fmt.Fprintf(&b, " [--%s]", f.Name)
+			} else {
+				fmt.Fprintf(&b, " [--%s %s]", f.Name, placeholder)
+			}
+		})
+		b.WriteString("\n")
+	}
+	return b.String()
+}
