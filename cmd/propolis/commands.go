@@ -55,7 +55,7 @@ every reload.`,
 for a failed one, the reason: the running broker's view when a broker runs
 on the data folder, else each extension loaded once in a throwaway host.`,
 			flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
-				o := folderFlags(fs, true)
+				o := folderFlags(fs)
 				return func(_ string, stdout, _ io.Writer) error {
 					cfg, err := o.config()
 					if err != nil {
@@ -100,7 +100,7 @@ func enableCommand(verb, summary, about string, disable bool) *command {
 	return &command{
 		name: "extensions " + verb, arg: "ID", argWhat: "extension id", summary: summary, about: about,
 		flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
-			o := folderFlags(fs, false)
+			o := folderFlags(fs)
 			return func(id string, stdout, _ io.Writer) error {
 				cfg, err := o.config()
 				if err != nil {
@@ -144,15 +144,15 @@ func optionalFlag(fs *flag.FlagSet, name, unset, usage string) *optional {
 // share.
 type folders struct{ file, data, exts *optional }
 
-// folderFlags declares --config, --extensions and, with data, --data.
-func folderFlags(fs *flag.FlagSet, data bool) *folders {
+// folderFlags declares --config, --data and --extensions. enable and
+// disable use no data folder but accept --data, as they always have, so one
+// set of folder flags works for every command.
+func folderFlags(fs *flag.FlagSet) *folders {
 	def := config.Default()
 	o := &folders{file: optionalFlag(fs, "config", "the embedded configuration",
 		"read the configuration from `FILE` (YAML)")}
-	if data {
-		o.data = optionalFlag(fs, "data", "the configuration's data_dir; "+def.DataDir+" in the embedded one",
-			"keep the data in `DIR`, overriding data_dir")
-	}
+	o.data = optionalFlag(fs, "data", "the configuration's data_dir; "+def.DataDir+" in the embedded one",
+		"keep the data in `DIR`, overriding data_dir")
 	o.exts = optionalFlag(fs, "extensions", "the configuration's extensions_dir; "+def.ExtensionsDir+" in the embedded one",
 		"read extensions from `DIR`, overriding extensions_dir")
 	return o
@@ -161,11 +161,7 @@ func folderFlags(fs *flag.FlagSet, data bool) *folders {
 // config loads the configuration the flags name (the embedded default
 // without --config) with the folder flags applied.
 func (o *folders) config() (*config.Config, error) {
-	data := ""
-	if o.data != nil {
-		data = o.data.value
-	}
-	return loadConfig(o.file.value, "", data, o.exts.value)
+	return loadConfig(o.file.value, "", o.data.value, o.exts.value)
 }
 
 // loadConfig loads file (the embedded default when "") and applies the

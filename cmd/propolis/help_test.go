@@ -16,7 +16,7 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string // substrings of stdout
 	}{
-		{"help", []string{"help"}, []string{list, "  propolis extensions enable ID [--config FILE] [--extensions DIR]\n"}},
+		{"help", []string{"help"}, []string{list, "  propolis extensions enable ID [--config FILE] [--data DIR] [--extensions DIR]\n"}},
 		{"--help", []string{"--help"}, []string{list}},
 		{"-h", []string{"-h"}, []string{list}},
 		{"help serve", []string{"help", "serve"}, []string{"usage: propolis serve [--config FILE]", "SIGHUP", "\n  --repair ", "(default: false)"}},
@@ -64,7 +64,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"extensions", "nope"}, `propolis: extensions: unknown command "nope" (list, enable, disable); see 'propolis help extensions'`},
 		{[]string{"extensions", "enable"}, "propolis: extensions enable: missing extension id; see 'propolis help extensions enable'"},
 		{[]string{"extensions", "enable", "a", "b"}, `propolis: extensions enable: unexpected argument "b"; see 'propolis help extensions enable'`},
-		{[]string{"extensions", "enable", "a", "--data", "d"}, "propolis: extensions enable: flag provided but not defined: -data; see 'propolis help extensions enable'"},
+		{[]string{"extensions", "enable", "a", "--bogus"}, "propolis: extensions enable: flag provided but not defined: -bogus; see 'propolis help extensions enable'"},
 		{[]string{"help", "nope"}, `propolis: unknown command "nope"; 'propolis help' lists the commands`},
 		{[]string{"version", "now"}, `propolis: version: unexpected argument "now"; see 'propolis help version'`},
 	}

@@ -45,17 +45,13 @@ func main() {
 // serveFlags declares the flags of serve and returns the function running
 // it.
 func serveFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
-	o := folderFlags(fs, true)
+	o := folderFlags(fs)
 	listen := optionalFlag(fs, "listen", "the configuration's listeners; "+config.Default().Listeners[0].Address+" in the embedded one",
 		"listen on `ADDR` (host:port) with the first tcp listener, adding one named tcp if there is none")
 	repair := fs.Bool("repair", false, "start on a data folder with a damaged write-ahead log: copy it aside, drop the damaged part")
 	return func(_ string, _, stderr io.Writer) error {
 		load := func() (*config.Config, error) {
-			data := ""
-			if o.data != nil {
-				data = o.data.value
-			}
-			return loadConfig(o.file.value, listen.value, data, o.exts.value)
+			return loadConfig(o.file.value, listen.value, o.data.value, o.exts.value)
 		}
 		return serve(load, *repair, stderr)
 	}
@@ -65,20 +61,20 @@ func serveFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 // SIGTERM; on SIGHUP it calls load again and applies what changed
 // (reloadConfig).
 func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) error {
-	cfg, err := load()
-	if err != nil {
-		return err
-	}
-
 	// Signals are caught from here on, so a SIGTERM during a long restore
 	// or extension load still ends in a clean stop, and a SIGHUP waits for
-	// the broker to run.
+	// the broker to run (it never ends the process).
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
 
 	out := newLogOutput(cfg.Log, stderr)
 	log := out.logger()
