@@ -88,3 +88,32 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 	c := v3Connect(t, v3Options(addr, "still-serving"))
 	c.Disconnect(0)
 }
+
+// TestReloadWhileServing: reloads while clients connect and publish are
+// safe (run with -race): readers see one configuration or the other.
+func TestReloadWhileServing(t *testing.T) {
+	s, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 100 {
+			_, err := s.Reload(reloaded(s, func(c *config.Config) {
+				c.MQTT.MaxMessageExpiry = config.Duration(time.Duration(i%2) * time.Hour)
+				c.MQTT.WriteTimeout = config.Duration(time.Duration(10+i%2) * time.Second)
+				c.MQTT.ConnectTimeout = config.Duration(time.Duration(2+i%2) * time.Second)
+			}))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := range 10 {
+		c := v3Connect(t, v3Options(addr, "pub"+string(rune('a'+i))))
+		for range 20 {
+			wait(t, "publish", c.Publish("t", 1, false, []byte("x")))
+		}
+		c.Disconnect(0)
+	}
+	<-done
+}
