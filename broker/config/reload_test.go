@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +123,38 @@ func TestCheckReload(t *testing.T) {
 	var re *ReloadError
 	if !errors.Is(err, ErrReloadRefused) || !errors.As(err, &re) || len(re.Fixed) != 6 {
 		t.Errorf("error %T does not wrap ErrReloadRefused with both keys", err)
+	}
+}
+
+// TestReadmeListsLiveKeys: the top-level README's table of keys a reload
+// applies names exactly the live keys of reloadRules.
+func TestReadmeListsLiveKeys(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## Reloading the configuration\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	var table []string
+	for _, line := range strings.Split(section, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first, _, _ := strings.Cut(strings.TrimPrefix(line, "| "), " |")
+		for _, k := range strings.Split(first, ", ") {
+			table = append(table, strings.Trim(k, "`"))
+		}
+	}
+	var live []string
+	for _, r := range reloadRules {
+		if r.live {
+			live = append(live, r.key)
+		}
+	}
+	slices.Sort(table)
+	slices.Sort(live)
+	if !slices.Equal(table, live) {
+		t.Errorf("README.md's reload table lists %v; the live keys are %v", table, live)
 	}
 }

@@ -13,6 +13,9 @@
 // Document.Add, which gives them the same positions. Duration and ByteSize
 // are the unit types such files use ("10s", "1MiB").
 //
+// A YAML syntax error gets the line and column of the character that
+// breaks the file, which yaml.v3 does not report (see locate.go).
+//
 // Nothing here keeps state between calls; every function is safe for
 // concurrent use on distinct values.
 package yamlconf
