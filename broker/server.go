@@ -142,6 +142,9 @@ func mochiOptions(cfg *config.Config, log *slog.Logger) *mqtt.Options {
 	if cfg.MQTT.MaxClients > 0 {
 		caps.MaximumClients = int64(cfg.MQTT.MaxClients)
 	}
+	// PUBACK, PUBREC, PUBREL and PUBCOMP carry only their own reason and
+	// properties; mochi otherwise copies those of the packet they answer.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	// mochi's default of 8192 pending writes costs ~64 KiB per connection.
 	caps.MaximumClientWritesPending = 1024
 	return &mqtt.Options{

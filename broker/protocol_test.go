@@ -1,0 +1,73 @@
+package broker_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+)
+
+// PUBACK, PUBREC, PUBREL and PUBCOMP carry their own reason code, reason
+// string and user properties, never those of the packet they answer. A
+// User Property of an acknowledgement is the sender's own "diagnostic or
+// other information" (MQTT 5, 3.4.2.2.3 and the same clause of 3.5-3.7),
+// and echoing the PUBLISH's could take the acknowledgement past the
+// client's Maximum Packet Size, which the server MUST NOT do
+// [MQTT-3.4.2-3] [MQTT-3.5.2-3] [MQTT-3.6.2-3] [MQTT-3.7.2-3]. The
+// reason code and property length are omitted when the code is 0x00 and
+// there are no properties (3.4.2.1), so each success is two bytes: the
+// packet id. A refusal keeps its reason string.
+func TestAcksCarryOnlyTheirOwnProperties(t *testing.T) {
+	rules := &brokertest.Rules{DenyPrefix: map[string]broker.Verdict{
+		"secret/": {Decision: broker.Deny, ReasonCode: 0x87, ReasonString: "no secrets here"},
+	}}
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: rules})
+	up := props(userProp("trace", "0123456789"))
+
+	sub := dial5(t, addr, "acks-sub")
+	sub.send(0x82, subscribe5(1, "q2/#", 2))
+	if typ, body := sub.next(); typ != 0x90 || !bytes.Equal(body, []byte{0, 1, 0, 2}) {
+		t.Fatalf("SUBACK %#x % x, want 0x90 00 01 00 02", typ, body)
+	}
+
+	pub := dial5(t, addr, "acks-pub")
+	for _, step := range []struct {
+		name       string
+		header     byte
+		body       []byte
+		wantHeader byte
+		wantBody   []byte
+	}{
+		{"PUBACK to a QoS 1 PUBLISH", 0x32, publish5("open/a", 1, 7, up, "x"), 0x40, []byte{0, 7}},
+		{"PUBREC to a QoS 2 PUBLISH", 0x34, publish5("q2/b", 2, 8, up, "x"), 0x50, []byte{0, 8}},
+		{"PUBCOMP to a PUBREL", 0x62, append([]byte{0, 8, 0}, up...), 0x70, []byte{0, 8}},
+		{"PUBACK refusing a QoS 1 PUBLISH", 0x32, publish5("secret/c", 1, 9, up, "x"), 0x40,
+			append([]byte{0, 9, 0x87}, props(str16([]byte{propReasonString}, "no secrets here"))...)},
+		{"PUBREC refusing a QoS 2 PUBLISH", 0x34, publish5("secret/d", 2, 10, up, "x"), 0x50,
+			append([]byte{0, 10, 0x87}, props(str16([]byte{propReasonString}, "no secrets here"))...)},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			pub.send(step.header, step.body)
+			if typ, body := pub.next(); typ != step.wantHeader || !bytes.Equal(body, step.wantBody) {
+				t.Fatalf("answer %#x % x, want %#x % x", typ, body, step.wantHeader, step.wantBody)
+			}
+		})
+	}
+
+	// The QoS 2 message reaches the subscriber; its PUBREC (with a user
+	// property) is answered by a PUBREL without one.
+	t.Run("PUBREL to a PUBREC", func(t *testing.T) {
+		typ, body := sub.next()
+		if typ&0xf0 != 0x30 || (typ>>1)&3 != 2 {
+			t.Fatalf("subscriber got %#x % x, want a QoS 2 PUBLISH", typ, body)
+		}
+		n := 2 + len("q2/b")
+		id := body[n : n+2]
+		sub.send(0x50, append(append([]byte(nil), id...), append([]byte{0}, up...)...))
+		if typ, body := sub.next(); typ != 0x62 || !bytes.Equal(body, id) {
+			t.Fatalf("answer %#x % x, want 0x62 % x", typ, body, id)
+		}
+		sub.send(0x70, id)
+	})
+}
