@@ -33,6 +33,9 @@ type clientState struct {
 	// sub carries the verdicts of the SUBSCRIBE being processed from
 	// OnSubscribe to OnACLCheck and OnSubscribed (see authorize.go).
 	sub subscribeState
+	// subackReason is the reason string of the SUBACK being written, from
+	// finishSubscribe to subscribeAck (the client's goroutine only).
+	subackReason string
 	// revoked lists the filters of a resumed session this client may not
 	// have (see hook.reauthorizeSession); a delivery already on its way
 	// through one of them when they were removed is refused.

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -166,12 +168,49 @@ func (h *hook) finishSubscribe(cl *mqtt.Client, pk packets.Packet, codes []byte)
 		results[i].Code = codes[i]
 	}
 	if st != nil {
+		if cl.Properties.ProtocolVersion >= 5 {
+			st.subackReason = subackReason(st, pk)
+		}
 		st.sub.end()
 	}
 	if disconnect != nil {
 		h.disconnect(cl, disconnect.ReasonCode, disconnect.ReasonString)
 	}
 	return results
+}
+
+// subackReason joins the distinct reason strings of the refused filters of
+// a SUBACK (one reason string per SUBACK), before st's verdicts are
+// forgotten; "" when none has one.
+func subackReason(st *clientState, pk packets.Packet) string {
+	var reasons []string
+	for _, f := range pk.Filters {
+		v, ok := st.sub.verdict(f.Filter)
+		if ok && v.ReasonString != "" && !slices.Contains(reasons, v.ReasonString) {
+			reasons = append(reasons, v.ReasonString)
+		}
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// subscribeAck shapes a SUBACK or UNSUBACK before it is encoded: mochi
+// copies the user properties of the SUBSCRIBE or UNSUBSCRIBE into it,
+// which are the client's, not the server's (MQTT 5, 3.9.2.1.3), so they
+// are dropped; a SUBACK gets the reason string of the extensions' refusals
+// (see subackReason). OnPacketEncode calls it on cl's goroutine, right
+// after OnSubscribed.
+func (h *hook) subscribeAck(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	pk.Properties.User = nil
+	if pk.FixedHeader.Type != packets.Suback {
+		return pk
+	}
+	if st := h.state(cl); st != nil && st.subackReason != "" {
+		if pk.Properties.ReasonString == "" {
+			pk.Properties.ReasonString = st.subackReason
+		}
+		st.subackReason = ""
+	}
+	return pk
 }
 
 // authorizeSubscribe runs the client's AuthorizeSubscribe with a recover: a

@@ -242,13 +242,18 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightDropped(cl, pk)
 }
 
-// OnPacketEncode adjusts CONNACKs: a refusal mochi decided gets a code the
+// OnPacketEncode adjusts SUBACKs and UNSUBACKs (see subscribeAck) and
+// CONNACKs: a refusal mochi decided gets a code the
 // client's protocol version has (see refusalCode); an accepting one gets
 // the authenticator's user properties and settings (see connectAck) and,
 // when a session is resumed, the ordering keys of its queued messages are
 // renumbered just before mochi resends them (see renumberInflight).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type != packets.Connack {
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+	case packets.Suback, packets.Unsuback:
+		return h.subscribeAck(cl, pk)
+	default:
 		return pk
 	}
 	if pk.ReasonCode != 0 {

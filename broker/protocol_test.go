@@ -71,3 +71,43 @@ func TestAcksCarryOnlyTheirOwnProperties(t *testing.T) {
 		sub.send(0x70, id)
 	})
 }
+
+// The reason string of an extension refusing a SUBSCRIBE reaches an MQTT 5
+// client in the SUBACK ("a human readable string designed for
+// diagnostics", MQTT 5, 3.9.2.1.2), as it does in the CONNACK and PUBACK;
+// one SUBACK has one reason string, so distinct ones are joined. Neither
+// the SUBACK nor the UNSUBACK echoes the client's user properties, which
+// are the server's to send (3.9.2.1.3, 3.11.2.1.3), and never beyond the
+// client's Maximum Packet Size [MQTT-3.9.2-2] [MQTT-3.11.2-2].
+func TestSubackCarriesTheRefusalReason(t *testing.T) {
+	rules := &brokertest.Rules{DenyPrefix: map[string]broker.Verdict{
+		"secret/": {Decision: broker.Deny, ReasonCode: 0x87, ReasonString: "secret topics are off limits"},
+		"paid/":   {Decision: broker.Deny, ReasonCode: 0x97, ReasonString: "subscription quota used up"},
+	}}
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: rules})
+	c := dial5(t, addr, "suback-reason")
+	up := props(userProp("trace", "0123456789"))
+
+	sub := append([]byte{0, 1}, up...)
+	for _, f := range []string{"open/#", "secret/#", "paid/#", "secret/x"} {
+		sub = append(str16(sub, f), 1)
+	}
+	c.send(0x82, sub)
+	typ, body := c.next()
+	want := append([]byte{0, 1}, props(str16([]byte{propReasonString}, "secret topics are off limits; subscription quota used up"))...)
+	want = append(want, 1, 0x87, 0x97, 0x87)
+	if typ != 0x90 || !bytes.Equal(body, want) {
+		t.Fatalf("SUBACK %#x % x, want 0x90 % x", typ, body, want)
+	}
+
+	// A SUBACK without refusals carries no reason string.
+	c.send(0x82, append(str16(append([]byte{0, 2}, up...), "open/more"), 1))
+	if typ, body := c.next(); typ != 0x90 || !bytes.Equal(body, []byte{0, 2, 0, 1}) {
+		t.Fatalf("SUBACK %#x % x, want 0x90 00 02 00 01", typ, body)
+	}
+
+	c.send(0xa2, str16(append([]byte{0, 3}, up...), "open/#"))
+	if typ, body := c.next(); typ != 0xb0 || !bytes.Equal(body, []byte{0, 3, 0, 0}) {
+		t.Fatalf("UNSUBACK %#x % x, want 0xb0 00 03 00 00", typ, body)
+	}
+}
