@@ -40,6 +40,9 @@ type clientState struct {
 	// have (see hook.reauthorizeSession); a delivery already on its way
 	// through one of them when they were removed is refused.
 	revoked atomic.Pointer[[]string]
+	// recv counts the client's open QoS 2 flows against its Receive
+	// Maximum (see receive.go).
+	recv inboundQuota
 	// pub is reused for every PUBLISH of the client (its goroutine only).
 	pub Publish
 	// connectedAt is when the CONNECT was accepted (Clients.Client).
@@ -85,13 +88,15 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 			code = CodeNotAuthorized
 		}
 		h.refuseConnect(cl, code, res.ReasonString)
-		h.log.Debug("connect refused", "client", cl.ID, "listener", cl.Net.Listener,
-			"remote", cl.Net.Remote, "code", code, "reason", res.ReasonString)
 		h.emit(EventAuthFailed, cl, code, res.ReasonString)
 		return errRefused
 	}
 
 	st := &clientState{authz: res.Client, connack: res.ConnackUserProperties, settings: res.Settings, connectedAt: time.Now()}
+	st.recv.max = h.receiveMax
+	if n := res.Settings.ReceiveMaximum; n > 0 {
+		st.recv.max = int(n)
+	}
 	applySettings(cl, res.Settings)
 	h.clients.Store(cl, st)
 	h.emit(EventAuthSucceeded, cl, 0, "")
@@ -99,8 +104,9 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 // applySettings applies the Authenticator's per-client settings to cl before
-// mochi answers the CONNECT: session expiry, keepalive (then sent to an
-// MQTT 5 client as Server Keep Alive) and receive maximum.
+// mochi answers the CONNECT: session expiry and keepalive (then sent to an
+// MQTT 5 client as Server Keep Alive). The receive maximum is the hook's
+// to enforce (clientState.recv, receive.go).
 func applySettings(cl *mqtt.Client, s ClientSettings) {
 	if s.SessionExpiry != nil {
 		cl.Properties.Props.SessionExpiryInterval = *s.SessionExpiry
@@ -109,9 +115,6 @@ func applySettings(cl *mqtt.Client, s ClientSettings) {
 	if s.Keepalive != nil {
 		cl.State.Keepalive = *s.Keepalive
 		cl.State.ServerKeepalive = true
-	}
-	if n := s.ReceiveMaximum; n > 0 {
-		cl.State.Inflight.ResetReceiveQuota(int32(n))
 	}
 }
 
@@ -161,14 +164,16 @@ func (h *hook) callAuthenticate(auth Authenticator, ctx context.Context, c *Conn
 
 // refuseConnect writes a refusing CONNACK. MQTT 3.1.1 clients get the 3.1.1
 // return code that matches the MQTT 5 reason code; MQTT 5 clients also get
-// the reason string. A failed write is logged at debug level: the client is
-// dropped either way.
+// the reason string (a 3.1.1 CONNACK has no properties: mochi does not
+// encode them, and the log line of OnPacketEncode still reads it). Origin,
+// unused in a CONNACK, tells OnPacketEncode the refusal is the hook's. A
+// failed write is logged at debug level: the client is dropped either
+// way.
 func (h *hook) refuseConnect(cl *mqtt.Client, code byte, reason string) {
-	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code, Origin: "propolis"}
+	ack.Properties.ReasonString = reason
 	if cl.Properties.ProtocolVersion < 5 {
 		ack.ReasonCode = v3ConnackCode(code)
-	} else {
-		ack.Properties.ReasonString = reason
 	}
 	if err := cl.WritePacket(ack); err != nil {
 		h.log.Debug("write refusing connack", "client", cl.ID, "error", err)

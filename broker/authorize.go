@@ -149,7 +149,10 @@ func (h *hook) mayRead(cl *mqtt.Client, name string) bool {
 func (h *hook) finishSubscribe(cl *mqtt.Client, pk packets.Packet, codes []byte) []FilterResult {
 	st := h.state(cl)
 	results := make([]FilterResult, len(pk.Filters))
-	var disconnect *Verdict
+	var (
+		disconnect *Verdict
+		kicked     string // the filter whose verdict disconnects
+	)
 	for i, f := range pk.Filters {
 		results[i] = FilterResult{Filter: f.Filter, QoS: f.Qos}
 		if i >= len(codes) {
@@ -161,7 +164,7 @@ func (h *hook) finishSubscribe(cl *mqtt.Client, pk packets.Packet, codes []byte)
 					codes[i] = v.ReasonCode
 				}
 				if v.Decision == Disconnect && disconnect == nil {
-					disconnect = &v
+					disconnect, kicked = &v, f.Filter
 				}
 			}
 		}
@@ -174,7 +177,7 @@ func (h *hook) finishSubscribe(cl *mqtt.Client, pk packets.Packet, codes []byte)
 		st.sub.end()
 	}
 	if disconnect != nil {
-		h.disconnect(cl, disconnect.ReasonCode, disconnect.ReasonString)
+		h.disconnectLogged(cl, disconnect.ReasonCode, disconnect.ReasonString, "subscribe refused", slog.String("filter", kicked))
 	}
 	return results
 }
@@ -271,10 +274,10 @@ func (h *hook) authorizePublish(cl *mqtt.Client, pk *packets.Packet) error {
 func (h *hook) failPublish(cl *mqtt.Client, pk *packets.Packet, v Verdict) {
 	switch {
 	case v.Decision == Disconnect:
-		h.disconnect(cl, v.ReasonCode, v.ReasonString)
+		h.disconnectLogged(cl, v.ReasonCode, v.ReasonString, "publish refused", slog.String("topic", pk.TopicName))
 	case pk.FixedHeader.Qos == 0:
 	case cl.Properties.ProtocolVersion < 5:
-		h.disconnect(cl, v.ReasonCode, v.ReasonString)
+		h.disconnectLogged(cl, v.ReasonCode, v.ReasonString, "publish refused", slog.String("topic", pk.TopicName))
 	default:
 		ackType := packets.Puback
 		if pk.FixedHeader.Qos == 2 {

@@ -32,7 +32,9 @@ type hook struct {
 	mochi          *mqtt.Server
 	persist        Persistence
 	connectTimeout time.Duration
-	maxMsgExpiry   int64 // seconds, 0 = no limit
+	maxMsgExpiry   int64        // seconds, 0 = no limit
+	receiveMax     int          // mqtt.receive_maximum, see receive.go
+	sec            *securityLog // refused CONNECTs and disconnects, see seclog.go
 
 	clients sync.Map // *mqtt.Client -> *clientState; see authenticate.go
 
@@ -74,11 +76,18 @@ func (h *hook) Provides(b byte) bool {
 	return false
 }
 
-// OnPacketRead sees every packet mochi decodes, before it validates it: a
-// CONNECT with an empty password is made to pass mochi's validation (see
-// keepEmptyPassword). Other packets pass unchanged.
-func (h *hook) OnPacketRead(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Connect {
+// OnPacketRead sees every packet mochi decodes, before it validates or
+// handles it: a CONNECT with an empty password is made to pass mochi's
+// validation (see keepEmptyPassword); a QoS 1/2 PUBLISH beyond the
+// client's Receive Maximum disconnects it (checkReceiveMaximum) and is
+// rejected, which ends the connection. Other packets pass unchanged.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if !h.checkReceiveMaximum(cl, &pk) {
+			return pk, packets.ErrRejectPacket
+		}
+	case packets.Connect:
 		keepEmptyPassword(&pk)
 	}
 	return pk, nil
@@ -115,9 +124,11 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnSessionEstablished records a persistent session once the CONNACK is out
-// (and a resumed session's queue resent), and from then on bounds the
-// client's outbound buffer (outConn.establish).
+// (and a resumed session's queue resent), from then on bounds the client's
+// outbound buffer (outConn.establish), and lifts mochi's receive quota,
+// which the hook enforces itself (see receive.go).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	liftMochiQuota(cl)
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
 	}
@@ -242,22 +253,37 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightDropped(cl, pk)
 }
 
-// OnPacketEncode adjusts SUBACKs and UNSUBACKs (see subscribeAck) and
-// CONNACKs: a refusal mochi decided gets a code the
-// client's protocol version has (see refusalCode); an accepting one gets
+// OnPacketEncode counts the PUBRECs and PUBCOMPs written to a client
+// (its Receive Maximum, see receive.go), adjusts SUBACKs and UNSUBACKs
+// (see subscribeAck), and CONNACKs: a refusal is logged (securityLog, but
+// for mochi's protocol-violation refusals, which the violation log
+// reports) and, when mochi decided it, gets a code the client's protocol
+// version has (see refusalCode); an accepting one gets
 // the authenticator's user properties and settings (see connectAck) and,
 // when a session is resumed, the ordering keys of its queued messages are
 // renumbered just before mochi resends them (see renumberInflight).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
+	case packets.Pubrec, packets.Pubcomp:
+		if st := h.state(cl); st != nil {
+			st.recv.sent(pk)
+		}
+		return pk
 	case packets.Suback, packets.Unsuback:
 		return h.subscribeAck(cl, pk)
 	default:
 		return pk
 	}
 	if pk.ReasonCode != 0 {
-		return refusalCode(cl, pk)
+		ours := pk.Origin != "" // refuseConnect's; see there
+		if !ours && isViolationCode(pk.ReasonCode) {
+			return refusalCode(cl, pk) // the violation log reports it
+		}
+		reason := pk.Properties.ReasonString
+		pk = refusalCode(cl, pk)
+		h.sec.connectRefused(cl, pk.ReasonCode, reason)
+		return pk
 	}
 	pk = h.connectAck(cl, pk)
 	if pk.SessionPresent {

@@ -111,3 +111,75 @@ func TestSubackCarriesTheRefusalReason(t *testing.T) {
 		t.Fatalf("UNSUBACK %#x % x, want 0xb0 00 03 00 00", typ, body)
 	}
 }
+
+// A client may have at most the broker's Receive Maximum QoS 1 and 2
+// PUBLISH packets unanswered by a PUBACK or PUBCOMP [MQTT-3.3.4-7]; one
+// more and "the Server uses a DISCONNECT packet with Reason Code 0x93
+// (Receive Maximum exceeded)" (MQTT 5, 3.3.4; 4.9 Flow Control). QoS 1
+// flows end with the PUBACK, so the test holds QoS 2 flows open by
+// withholding the PUBRELs. The quota limits QoS 1 and 2 only: QoS 0
+// publishes go on while it is used up (3.2.2.3.3: it "does not provide a
+// mechanism to limit the QoS 0 publications"), and neither does the
+// client's PUBREC for a QoS 2 message the broker sent it count against it
+// (that flow is the other direction's, limited by the client's own
+// Receive Maximum [MQTT-3.3.4-9]).
+func TestReceiveMaximumExceededDisconnects(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.MQTT.ReceiveMaximum = 2
+	_, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	c, ack := open5(t, addr, connect5Body("recv-max", 0, 30, props(), nil))
+	p, _, err := decodeProps(ack[2:])
+	if err != nil || len(ack) < 2 || ack[1] != 0 {
+		t.Fatalf("CONNACK % x (%v), want accepted", ack, err)
+	}
+	if got := p[propReceiveMaximum]; len(got) != 1 || got[0] != uint32(2) {
+		t.Fatalf("CONNACK Receive Maximum %v, want 2", got)
+	}
+
+	// The client receives two QoS 2 messages and answers them with PUBRECs
+	// only, leaving the broker's flows open.
+	c.send(0x82, subscribe5(1, "to-me", 2))
+	if typ, body := c.next(); typ != 0x90 || !bytes.Equal(body, []byte{0, 1, 0, 2}) {
+		t.Fatalf("SUBACK %#x % x", typ, body)
+	}
+	other := dial5(t, addr, "recv-max-publisher")
+	for i := uint16(1); i <= 2; i++ {
+		other.send(0x34, publish5("to-me", 2, i, props(), "x"))
+		if typ, _ := other.next(); typ != 0x50 {
+			t.Fatalf("publisher got %#x, want PUBREC", typ)
+		}
+		other.send(0x62, []byte{0, byte(i)})
+		if typ, _ := other.next(); typ != 0x70 {
+			t.Fatalf("publisher got %#x, want PUBCOMP", typ)
+		}
+		typ, body := c.next()
+		if typ&0xf0 != 0x30 {
+			t.Fatalf("got %#x % x, want the QoS 2 PUBLISH", typ, body)
+		}
+		n := 2 + len("to-me")
+		c.send(0x50, body[n:n+2])
+		if typ, _ := c.next(); typ != 0x62 {
+			t.Fatalf("got %#x, want PUBREL", typ)
+		}
+	}
+
+	step := func(what string, header byte, body []byte, want byte) {
+		t.Helper()
+		c.send(header, body)
+		if typ, got := c.next(); typ != want {
+			t.Fatalf("%s: answer %#x % x, want %#x", what, typ, got, want)
+		}
+	}
+	step("QoS 2 publish 1", 0x34, publish5("a", 2, 1, props(), "x"), 0x50)
+	step("QoS 2 publish 2", 0x34, publish5("a", 2, 2, props(), "x"), 0x50)
+	c.send(0x30, publish5("a", 0, 0, props(), "qos 0 is not limited"))
+	step("PINGREQ after a QoS 0 publish at the limit", 0xc0, nil, 0xd0)
+	step("PUBREL 1", 0x62, []byte{0, 1}, 0x70)
+	step("QoS 2 publish 3, in the freed slot", 0x34, publish5("a", 2, 3, props(), "x"), 0x50)
+
+	c.send(0x32, publish5("a", 1, 4, props(), "one too many"))
+	got := c.closed()
+	if len(got) != 1 || got[0][0] != 0xe0 || got[0][1] != 0x93 {
+		t.Fatalf("before the connection ended: % x, want one DISCONNECT 0x93", got)
+	}
+}

@@ -116,6 +116,8 @@ func New(opts Options) (*Server, error) {
 		persist:        s.persist,
 		connectTimeout: connectTimeout,
 		maxMsgExpiry:   int64(time.Duration(cfg.MQTT.MaxMessageExpiry) / time.Second),
+		receiveMax:     cfg.MQTT.ReceiveMaximum,
+		sec:            newSecurityLog(log),
 		stored:         make(map[string]struct{}),
 	}
 	if err := m.AddHook(s.hook, nil); err != nil {
@@ -249,6 +251,7 @@ func (s *Server) Close() error {
 		case <-time.After(5 * time.Second):
 			s.log.Warn("clients still disconnecting after 5s; closing the store anyway")
 		}
+		s.hook.sec.stop()
 		if err := s.persist.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
 		}

@@ -37,13 +37,10 @@ const (
 type violations struct {
 	log     *slog.Logger
 	clients *mqtt.Clients // finds a client's remote address; set once mochi exists
+	limit   *logLimit     // violationLines per violationInterval, the count on the next line
 
-	mu         sync.Mutex
-	now        func() time.Time // time.Now; tests move it
-	window     time.Time        // start of the current window
-	lines      int              // logged in the current window
-	suppressed int              // left out since the last line
-	seen       int              // reported in all (logged or suppressed), for tests
+	mu   sync.Mutex
+	seen int // reported in all (logged or suppressed), for tests
 
 	// reported holds the remote address of each connection whose
 	// violation mochi has logged; guardedListener then does not report the
@@ -52,27 +49,19 @@ type violations struct {
 }
 
 func newViolations(log *slog.Logger) *violations {
-	return &violations{log: log, now: time.Now}
+	return &violations{log: log, limit: newLogLimit(violationLines, violationInterval, nil)}
 }
 
 // report logs one violation or counts it as suppressed. packet and length
 // are omitted when unknown ("", -1).
 func (v *violations) report(client, remote, listener string, violation error, packet string, length int) {
-	v.mu.Lock()
-	now := v.now()
-	if now.Sub(v.window) >= violationInterval {
-		v.window, v.lines = now, 0
-	}
-	if v.lines >= violationLines {
-		v.suppressed++
+	ok, suppressed := v.limit.take()
+	if !ok {
+		v.mu.Lock()
 		v.seen++
 		v.mu.Unlock()
 		return
 	}
-	v.lines++
-	suppressed := v.suppressed
-	v.suppressed = 0
-	v.mu.Unlock()
 
 	attrs := make([]slog.Attr, 0, 7)
 	if client != "" {
