@@ -269,6 +269,38 @@ func keepEmptyPassword(pk *packets.Packet) {
 	pk.Connect.Password = []byte{}
 }
 
+// emptyWill stands in for a will's empty payload from OnPacketRead to
+// OnConnect (see keepEmptyWill); it is recognised by its address, never
+// by its content, and never written to.
+var emptyWill = []byte{0}
+
+// keepEmptyWill lets a CONNECT whose will has an empty payload through
+// mochi's validation, which refuses it as "will flag no payload" (0x82)
+// although MQTT 3.1.1 and 5 allow it (the field must be present, and may
+// be zero bytes long). OnPacketRead calls it before mochi validates the
+// CONNECT: the payload becomes emptyWill, one byte that mochi copies into
+// the client's will as it is; restoreEmptyWill, first thing in OnConnect,
+// makes both empty again, before the authenticator sees the will and
+// before it is stored or sent. A will without a topic is still refused
+// (a topic name is at least one character long, MQTT 4.7.3).
+func keepEmptyWill(pk *packets.Packet) {
+	if !pk.Connect.WillFlag || len(pk.Connect.WillPayload) > 0 || pk.Connect.WillTopic == "" {
+		return
+	}
+	pk.Connect.WillPayload = emptyWill[:1:1]
+}
+
+// restoreEmptyWill undoes keepEmptyWill on the CONNECT and on cl's will.
+func restoreEmptyWill(cl *mqtt.Client, pk *packets.Packet) {
+	isEmptyWill := func(b []byte) bool { return len(b) == 1 && &b[0] == &emptyWill[0] }
+	if isEmptyWill(pk.Connect.WillPayload) {
+		pk.Connect.WillPayload = []byte{}
+	}
+	if isEmptyWill(cl.Properties.Will.Payload) {
+		cl.Properties.Will.Payload = []byte{}
+	}
+}
+
 // hasPassword reports whether a CONNECT carried a password, possibly empty
 // (see keepEmptyPassword).
 func hasPassword(pk packets.Packet) bool {

@@ -77,8 +77,9 @@ func (h *hook) Provides(b byte) bool {
 }
 
 // OnPacketRead sees every packet mochi decodes, before it validates or
-// handles it: a CONNECT with an empty password is made to pass mochi's
-// validation (see keepEmptyPassword); a QoS 1/2 PUBLISH beyond the
+// handles it: a CONNECT with an empty password or an empty will payload is
+// made to pass mochi's validation (see keepEmptyPassword, keepEmptyWill);
+// a QoS 1/2 PUBLISH beyond the
 // client's Receive Maximum disconnects it (checkReceiveMaximum) and is
 // rejected, which ends the connection. Other packets pass unchanged.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
@@ -89,14 +90,17 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		}
 	case packets.Connect:
 		keepEmptyPassword(&pk)
+		keepEmptyWill(&pk)
 	}
 	return pk, nil
 }
 
-// OnConnect authenticates a CONNECT (see authenticateConnect). A non-nil
+// OnConnect authenticates a CONNECT (see authenticateConnect), once an
+// empty will payload is empty again (restoreEmptyWill). A non-nil
 // error makes mochi drop the connection; a refusal has been answered with
 // its CONNACK already.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	restoreEmptyWill(cl, &pk)
 	return h.authenticateConnect(cl, pk)
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
 // PUBACK, PUBREC, PUBREL and PUBCOMP carry their own reason code, reason
@@ -181,5 +182,46 @@ func TestReceiveMaximumExceededDisconnects(t *testing.T) {
 	got := c.closed()
 	if len(got) != 1 || got[0][0] != 0xe0 || got[0][1] != 0x93 {
 		t.Fatalf("before the connection ended: % x, want one DISCONNECT 0x93", got)
+	}
+}
+
+// A will with an empty payload is legal: the Will Payload field MUST be
+// present when the Will Flag is set [MQTT-3.1.2-9], and is Binary Data,
+// which may be zero bytes long (MQTT 5, 3.1.3.4 and 1.5.6; MQTT 3.1.1,
+// 3.1.3.4 "a two byte length followed by the payload"). Such a CONNECT is
+// accepted, the authenticator sees the empty payload, and the will is
+// published, empty, when the connection is lost [MQTT-3.1.2-8].
+func TestEmptyWillPayloadIsAcceptedAndPublished(t *testing.T) {
+	auth := &capture{}
+	_, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: auth})
+	watcher := dial5(t, addr, "will-watcher")
+	watcher.send(0x82, subscribe5(1, "wills/#", 0))
+	if typ, _ := watcher.next(); typ != 0x90 {
+		t.Fatalf("watcher got %#x, want SUBACK", typ)
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{
+		{"311", append(str16(str16(append(str16(nil, "MQTT"), 4, 0x06, 0, 30), "will-311"), "wills/311"), 0, 0)},
+		{"5", connect5Body("will-5", 0x04, 30, props(), append(str16(props(), "wills/5"), 0, 0))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ack := open5(t, addr, tc.body)
+			if len(ack) < 2 || ack[1] != 0 {
+				t.Fatalf("CONNACK % x, want accepted", ack)
+			}
+			seen := auth.seen()
+			if seen == nil || seen.Will == nil || seen.Will.Payload == nil || len(seen.Will.Payload) != 0 {
+				t.Fatalf("authenticator saw %+v, want a will with an empty payload", seen)
+			}
+			_ = c.Drop()
+			typ, body := watcher.next()
+			topic, _, rest := rawmqtt.ParsePublish(typ, body) // QoS 0: no packet id
+			_, payload, err := decodeProps(rest)
+			if typ&0xf0 != 0x30 || string(topic) != "wills/"+tc.name || err != nil || len(payload) != 0 {
+				t.Fatalf("watcher got %#x topic %q payload % x (%v), want the will on wills/%s, empty", typ, topic, payload, err, tc.name)
+			}
+		})
 	}
 }
