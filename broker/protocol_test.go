@@ -225,3 +225,29 @@ func TestEmptyWillPayloadIsAcceptedAndPublished(t *testing.T) {
 		})
 	}
 }
+
+// $SYS/broker/version names Propolis and the version it was given
+// (Options.Version, from `propolis serve`), not mochi's; it is retained,
+// so a subscriber gets it at once.
+func TestSysVersionIsPropolis(t *testing.T) {
+	s, err := broker.New(broker.Options{Config: testConfig(t.TempDir()), Version: "1.2.3-test",
+		Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := dial5(t, s.Addr("tcp"), "sys-reader")
+	c.send(0x82, subscribe5(1, "$SYS/broker/version", 0))
+	if typ, _ := c.next(); typ != 0x90 {
+		t.Fatalf("got %#x, want SUBACK", typ)
+	}
+	typ, body := c.next()
+	topic, _, rest := rawmqtt.ParsePublish(typ, body)
+	_, payload, err := decodeProps(rest)
+	if typ&0xf0 != 0x30 || string(topic) != "$SYS/broker/version" || err != nil || string(payload) != "propolis 1.2.3-test" {
+		t.Fatalf("got %#x %q %q (%v), want $SYS/broker/version \"propolis 1.2.3-test\"", typ, topic, payload, err)
+	}
+}

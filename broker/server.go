@@ -30,6 +30,10 @@ type Options struct {
 	// one: Server.Close closes it, and so does New when it fails. See
 	// Persistence for what it must guarantee.
 	Persistence Persistence
+	// Version is Propolis's version, published as "propolis <Version>" on
+	// $SYS/broker/version (mochi would publish its own). Default "dev".
+	// `propolis serve` passes the version it was built with.
+	Version string
 	// RepairStore opens a data folder whose write-ahead log is damaged,
 	// after copying it aside (store.Options.Repair); without it New refuses
 	// such a folder with an error matching store.ErrDamagedWAL. Ignored
@@ -81,6 +85,7 @@ func New(opts Options) (*Server, error) {
 	viol := newViolations(log)
 	m := mqtt.New(mochiOptions(cfg, slog.New(violationHandler{Handler: log.Handler(), v: viol})))
 	viol.clients = m.Clients
+	m.Info.Version = sysVersion(opts.Version)
 	s := &Server{cfg: cfg, log: log, mochi: m, violations: viol}
 
 	connectTimeout := time.Duration(cfg.MQTT.ConnectTimeout)
@@ -129,6 +134,14 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// sysVersion is what $SYS/broker/version says for version.
+func sysVersion(version string) string {
+	if version == "" {
+		version = "dev"
+	}
+	return "propolis " + version
 }
 
 // mochiOptions translates the configuration into mochi's options.
