@@ -98,6 +98,7 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 		st.recv.max = int(n)
 	}
 	applySettings(cl, res.Settings)
+	grantKeepalive(cl, h.maxKeepalive)
 	h.clients.Store(cl, st)
 	h.emit(EventAuthSucceeded, cl, 0, "")
 	return nil

@@ -34,6 +34,7 @@ type hook struct {
 	connectTimeout time.Duration
 	maxMsgExpiry   int64        // seconds, 0 = no limit
 	receiveMax     int          // mqtt.receive_maximum, see receive.go
+	maxKeepalive   uint16       // mqtt.max_keepalive in seconds, see keepalive.go
 	sec            *securityLog // refused CONNECTs and disconnects, see seclog.go
 
 	clients sync.Map // *mqtt.Client -> *clientState; see authenticate.go

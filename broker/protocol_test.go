@@ -2,10 +2,14 @@ package broker_test
 
 import (
 	"bytes"
+	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
@@ -249,5 +253,57 @@ func TestSysVersionIsPropolis(t *testing.T) {
 	_, payload, err := decodeProps(rest)
 	if typ&0xf0 != 0x30 || string(topic) != "$SYS/broker/version" || err != nil || string(payload) != "propolis 1.2.3-test" {
 		t.Fatalf("got %#x %q %q (%v), want $SYS/broker/version \"propolis 1.2.3-test\"", typ, topic, payload, err)
+	}
+}
+
+// mqtt.max_keepalive caps the keepalive: a client asking for more, or for
+// none (0), is given the maximum. An MQTT 5 client is told in the
+// CONNACK's Server Keep Alive, which it MUST then use [MQTT-3.2.2-21]; the
+// property is absent when the client's own keepalive stands. An MQTT 3.1.1
+// client cannot be told and is held to the maximum all the same (3.1.1,
+// 3.1.2.10: the server may disconnect an inactive client "at any time,
+// regardless of the Keep Alive value provided by that Client"). Each is
+// disconnected after one and a half times its keepalive without a packet
+// [MQTT-3.1.2-22] (3.1.1: [MQTT-3.1.2-24]); here 1 s, so within 1.5 s.
+func TestMaxKeepalive(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.MQTT.MaxKeepalive = config.Duration(time.Second)
+	_, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	for _, tc := range []struct {
+		name  string
+		level byte
+		asked uint16
+		want  []any // Server Keep Alive in the CONNACK; nil: absent
+	}{
+		{"5 asks for none", 5, 0, []any{uint32(1)}},
+		{"5 asks for more", 5, 600, []any{uint32(1)}},
+		{"5 asks for the maximum", 5, 1, nil},
+		{"3.1.1 asks for none", 4, 0, nil},
+		{"3.1.1 asks for more", 4, 600, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			id := strings.ReplaceAll(tc.name, " ", "-")
+			body := connect5Body(id, 0, tc.asked, props(), nil)
+			if tc.level == 4 {
+				body = str16(append(str16(nil, "MQTT"), 4, 0x02, byte(tc.asked>>8), byte(tc.asked)), id)
+			}
+			c, ack := open5(t, addr, body)
+			if len(ack) < 2 || ack[1] != 0 {
+				t.Fatalf("CONNACK % x, want accepted", ack)
+			}
+			if tc.level == 5 {
+				p, _, err := decodeProps(ack[2:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := p[propServerKeepAlive]; !reflect.DeepEqual(got, tc.want) {
+					t.Fatalf("Server Keep Alive %v, want %v", got, tc.want)
+				}
+			} else if len(ack) != 2 {
+				t.Fatalf("3.1.1 CONNACK % x, want two bytes", ack)
+			}
+			c.closed() // silent: disconnected after 1.5 s
+		})
 	}
 }

@@ -122,6 +122,7 @@ func New(opts Options) (*Server, error) {
 		connectTimeout: connectTimeout,
 		maxMsgExpiry:   int64(time.Duration(cfg.MQTT.MaxMessageExpiry) / time.Second),
 		receiveMax:     cfg.MQTT.ReceiveMaximum,
+		maxKeepalive:   uint16(time.Duration(cfg.MQTT.MaxKeepalive) / time.Second),
 		sec:            newSecurityLog(log),
 		stored:         make(map[string]struct{}),
 	}

@@ -168,7 +168,15 @@ var _ slog.Handler = violationHandler{}
 // (a failed write to a slow consumer, a closed connection): those are not
 // violations, and pass on at Debug without the packet (the listener logs
 // how the connection ended).
+//
+// mochi also warns of every CONNECT with a keepalive of 5 s or less, 0
+// included, before the client is authenticated: anyone could fill the log
+// with it, and the keepalive granted is the broker's (mqtt.max_keepalive),
+// so it passes on at Debug too.
 func (h violationHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == mqtt.ErrMinimumKeepalive.Error() {
+		return h.debug(ctx, r)
+	}
 	if r.Message != mochiViolation {
 		return h.Handler.Handle(ctx, r)
 	}
@@ -183,6 +191,11 @@ func (h violationHandler) Handle(ctx context.Context, r slog.Record) error {
 		h.v.fromMochi(r)
 		return nil
 	}
+	return h.debug(ctx, r)
+}
+
+// debug passes r on at Debug, without the packet mochi attaches ("pk").
+func (h violationHandler) debug(ctx context.Context, r slog.Record) error {
 	if !h.Handler.Enabled(ctx, slog.LevelDebug) {
 		return nil
 	}
