@@ -30,6 +30,9 @@ const (
 	// mochiViolation is the message of mochi's record (server.go,
 	// receivePacket).
 	mochiViolation = "error processing packet"
+	// mochiRejected is the message of mochi's Debug record of a packet a
+	// hook rejected, with the whole packet (hooks.go, OnPacketRead).
+	mochiRejected = "packet rejected"
 )
 
 // violations is the rate-limited log of protocol violations. Safe for
@@ -172,9 +175,10 @@ var _ slog.Handler = violationHandler{}
 // mochi also warns of every CONNECT with a keepalive of 5 s or less, 0
 // included, before the client is authenticated: anyone could fill the log
 // with it, and the keepalive granted is the broker's (mqtt.max_keepalive),
-// so it passes on at Debug too.
+// so it passes on at Debug too, as does mochi's record of a packet a hook
+// rejected (the hook logs why), without the packet.
 func (h violationHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == mqtt.ErrMinimumKeepalive.Error() {
+	if r.Message == mqtt.ErrMinimumKeepalive.Error() || r.Message == mochiRejected {
 		return h.debug(ctx, r)
 	}
 	if r.Message != mochiViolation {
@@ -194,14 +198,15 @@ func (h violationHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.debug(ctx, r)
 }
 
-// debug passes r on at Debug, without the packet mochi attaches ("pk").
+// debug passes r on at Debug, without the packet mochi attaches ("pk",
+// "packet").
 func (h violationHandler) debug(ctx context.Context, r slog.Record) error {
 	if !h.Handler.Enabled(ctx, slog.LevelDebug) {
 		return nil
 	}
 	out := slog.NewRecord(r.Time, slog.LevelDebug, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key != "pk" {
+		if a.Key != "pk" && a.Key != "packet" {
 			out.AddAttrs(a)
 		}
 		return true
