@@ -198,6 +198,22 @@ func v3ConnackCode(code byte) byte {
 	}
 }
 
+// refusingConnack is OnPacketEncode for a refusing CONNACK, the hook's
+// own (refuseConnect) or mochi's: it is logged (securityLog), but for
+// mochi's protocol-violation refusals, which the violation log reports,
+// and its code is made one the client's protocol version has
+// (refusalCode).
+func (h *hook) refusingConnack(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	ours := pk.Origin != "" // see refuseConnect
+	if !ours && isViolationCode(pk.ReasonCode) {
+		return refusalCode(cl, pk)
+	}
+	reason := pk.Properties.ReasonString
+	pk = refusalCode(cl, pk)
+	h.sec.connectRefused(cl, pk.ReasonCode, reason)
+	return pk
+}
+
 // refusalCode gives a refusing CONNACK that mochi wrote itself, before the
 // authenticator ran, a code the client's protocol version has. mochi sends
 // its MQTT 5 reason codes to MQTT 3.1.1 clients where its V5CodesToV3 table

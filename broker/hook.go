@@ -258,18 +258,16 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightDropped(cl, pk)
 }
 
-// OnPacketEncode counts the PUBRECs and PUBCOMPs written to a client
-// (its Receive Maximum, see receive.go), adjusts SUBACKs and UNSUBACKs
-// (see subscribeAck), and CONNACKs: a refusal is logged (securityLog, but
-// for mochi's protocol-violation refusals, which the violation log
-// reports) and, when mochi decided it, gets a code the client's protocol
-// version has (see refusalCode); an accepting one gets
-// the authenticator's user properties and settings (see connectAck) and,
-// when a session is resumed, the ordering keys of its queued messages are
+// OnPacketEncode sees every packet before it is written. It counts the
+// PUBRECs and PUBCOMPs written to a client (its Receive Maximum, see
+// receive.go) and adjusts SUBACKs and UNSUBACKs (see subscribeAck) and
+// CONNACKs: a refusal is logged and given a code the client's protocol
+// version has (see refusingConnack); an accepting one gets the
+// authenticator's user properties and settings (see connectAck) and, when
+// a session is resumed, the ordering keys of its queued messages are
 // renumbered just before mochi resends them (see renumberInflight).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
-	case packets.Connack:
 	case packets.Pubrec, packets.Pubcomp:
 		if st := h.state(cl); st != nil {
 			st.recv.sent(pk)
@@ -277,18 +275,12 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		return pk
 	case packets.Suback, packets.Unsuback:
 		return h.subscribeAck(cl, pk)
+	case packets.Connack:
 	default:
 		return pk
 	}
 	if pk.ReasonCode != 0 {
-		ours := pk.Origin != "" // refuseConnect's; see there
-		if !ours && isViolationCode(pk.ReasonCode) {
-			return refusalCode(cl, pk) // the violation log reports it
-		}
-		reason := pk.Properties.ReasonString
-		pk = refusalCode(cl, pk)
-		h.sec.connectRefused(cl, pk.ReasonCode, reason)
-		return pk
+		return h.refusingConnack(cl, pk)
 	}
 	pk = h.connectAck(cl, pk)
 	if pk.SessionPresent {
