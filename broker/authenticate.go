@@ -210,8 +210,29 @@ func (h *hook) refusingConnack(cl *mqtt.Client, pk packets.Packet) packets.Packe
 	}
 	reason := pk.Properties.ReasonString
 	pk = refusalCode(cl, pk)
+	if reason == "" { // mochi's 3.1.1 refusals carry none
+		reason = v3ConnackText(pk.ReasonCode)
+	}
 	h.sec.connectRefused(cl, pk.ReasonCode, reason)
 	return pk
+}
+
+// v3ConnackText names an MQTT 3.1.1 CONNACK return code (3.1.1, table
+// 3.1), for the log.
+func v3ConnackText(code byte) string {
+	switch code {
+	case 0x01:
+		return "unacceptable protocol version"
+	case 0x02:
+		return "identifier rejected"
+	case 0x03:
+		return "server unavailable"
+	case 0x04:
+		return "bad user name or password"
+	case 0x05:
+		return "not authorized"
+	}
+	return ""
 }
 
 // refusalCode gives a refusing CONNACK that mochi wrote itself, before the

@@ -10,16 +10,20 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
 // startLogged runs a broker logging at info into the returned buffer, with
 // the security log's clock stopped (no window ends unless the test says).
-func startLogged(t *testing.T, ext broker.Extensions) (*broker.Server, string, *lockedBuffer) {
+func startLogged(t *testing.T, ext broker.Extensions, tune ...func(*config.Config)) (*broker.Server, string, *lockedBuffer) {
 	t.Helper()
 	out := &lockedBuffer{}
 	cfg := testConfig(t.TempDir())
+	for _, f := range tune {
+		f(cfg)
+	}
 	s, err := broker.New(broker.Options{Config: cfg, Extensions: ext,
 		Logger: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
@@ -116,5 +120,29 @@ func TestRefusalDisconnectsAreLoggedBounded(t *testing.T) {
 	summary := out.lines(`msg="more clients disconnected"`)
 	if len(summary) != 1 || !strings.Contains(summary[0], fmt.Sprintf("count=%d", flood-10)) {
 		t.Fatalf("summary lines %q, want one with count=%d", summary, flood-10)
+	}
+}
+
+// A CONNECT mochi refuses before the authenticator (here: the broker is
+// full, mqtt.max_clients) is logged the same way, with the code the client
+// gets (3.1.1: 0x03, server unavailable).
+func TestMochiRefusalIsLogged(t *testing.T) {
+	_, addr, out := startLogged(t, broker.Extensions{Authenticator: brokertest.AllowAll{}},
+		func(c *config.Config) { c.MQTT.MaxClients = 1 })
+	first, err := rawmqtt.Dial(addr, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	typ, ack := rawConnack(t, addr, connectBody("MQTT", 4, 0x02, "second", "", ""))
+	if typ != 0x20 || len(ack) != 2 || ack[1] != 0x03 {
+		t.Fatalf("CONNACK %#x % x, want 3.1.1 code 0x03", typ, ack)
+	}
+	poll.Until(t, "the refusal logged", func() bool { return len(out.lines(`msg="connect refused"`)) == 1 })
+	line := out.lines(`msg="connect refused"`)[0]
+	for _, want := range []string{"level=WARN", "client=second", "code=0x03", `reason="server unavailable"`} {
+		if !strings.Contains(line, want) {
+			t.Fatalf("line %q lacks %q", line, want)
+		}
 	}
 }
