@@ -2,6 +2,8 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -304,6 +306,43 @@ func TestMaxKeepalive(t *testing.T) {
 				t.Fatalf("3.1.1 CONNACK % x, want two bytes", ack)
 			}
 			c.closed() // silent: disconnected after 1.5 s
+		})
+	}
+}
+
+// keepaliveAuth allows every client and sets its keepalive.
+type keepaliveAuth struct {
+	brokertest.AllowAll
+	keepalive uint16
+}
+
+func (a keepaliveAuth) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthResult {
+	r := a.AllowAll.Authenticate(ctx, c)
+	r.Settings.Keepalive = &a.keepalive
+	return r
+}
+
+// A keepalive an authenticator sets (ClientSettings.Keepalive) is capped
+// at mqtt.max_keepalive like the client's own, 0 included, and told to
+// the MQTT 5 client [MQTT-3.2.2-21].
+func TestExtensionKeepaliveIsCapped(t *testing.T) {
+	for _, set := range []uint16{0, 600, 30} {
+		t.Run(fmt.Sprint(set), func(t *testing.T) {
+			cfg := testConfig(t.TempDir())
+			cfg.MQTT.MaxKeepalive = config.Duration(60 * time.Second)
+			_, addr := startServer(t, cfg, broker.Extensions{Authenticator: keepaliveAuth{keepalive: set}})
+			_, ack := open5(t, addr, connect5Body("ext-keepalive", 0, 10, props(), nil))
+			p, _, err := decodeProps(ack[2:])
+			if err != nil || ack[1] != 0 {
+				t.Fatalf("CONNACK % x (%v), want accepted", ack, err)
+			}
+			want := uint32(min(set, 60))
+			if set == 0 {
+				want = 60
+			}
+			if got := p[propServerKeepAlive]; !reflect.DeepEqual(got, []any{want}) {
+				t.Fatalf("Server Keep Alive %v, want %d", got, want)
+			}
 		})
 	}
 }
