@@ -33,10 +33,16 @@ type clientState struct {
 	// sub carries the verdicts of the SUBSCRIBE being processed from
 	// OnSubscribe to OnACLCheck and OnSubscribed (see authorize.go).
 	sub subscribeState
+	// subackReason is the reason string of the SUBACK being written, from
+	// finishSubscribe to subscribeAck (the client's goroutine only).
+	subackReason string
 	// revoked lists the filters of a resumed session this client may not
 	// have (see hook.reauthorizeSession); a delivery already on its way
 	// through one of them when they were removed is refused.
 	revoked atomic.Pointer[[]string]
+	// recv counts the client's open QoS 2 flows against its Receive
+	// Maximum (see receive.go).
+	recv inboundQuota
 	// pub is reused for every PUBLISH of the client (its goroutine only).
 	pub Publish
 	// connectedAt is when the CONNECT was accepted (Clients.Client).
@@ -82,22 +88,26 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 			code = CodeNotAuthorized
 		}
 		h.refuseConnect(cl, code, res.ReasonString)
-		h.log.Debug("connect refused", "client", cl.ID, "listener", cl.Net.Listener,
-			"remote", cl.Net.Remote, "code", code, "reason", res.ReasonString)
 		h.emit(EventAuthFailed, cl, code, res.ReasonString)
 		return errRefused
 	}
 
 	st := &clientState{authz: res.Client, connack: res.ConnackUserProperties, settings: res.Settings, connectedAt: time.Now()}
+	st.recv.max = h.receiveMax
+	if n := res.Settings.ReceiveMaximum; n > 0 {
+		st.recv.max = int(n)
+	}
 	applySettings(cl, res.Settings)
+	grantKeepalive(cl, h.maxKeepalive())
 	h.clients.Store(cl, st)
 	h.emit(EventAuthSucceeded, cl, 0, "")
 	return nil
 }
 
 // applySettings applies the Authenticator's per-client settings to cl before
-// mochi answers the CONNECT: session expiry, keepalive (then sent to an
-// MQTT 5 client as Server Keep Alive) and receive maximum.
+// mochi answers the CONNECT: session expiry and keepalive (then sent to an
+// MQTT 5 client as Server Keep Alive). The receive maximum is the hook's
+// to enforce (clientState.recv, receive.go).
 func applySettings(cl *mqtt.Client, s ClientSettings) {
 	if s.SessionExpiry != nil {
 		cl.Properties.Props.SessionExpiryInterval = *s.SessionExpiry
@@ -106,9 +116,6 @@ func applySettings(cl *mqtt.Client, s ClientSettings) {
 	if s.Keepalive != nil {
 		cl.State.Keepalive = *s.Keepalive
 		cl.State.ServerKeepalive = true
-	}
-	if n := s.ReceiveMaximum; n > 0 {
-		cl.State.Inflight.ResetReceiveQuota(int32(n))
 	}
 }
 
@@ -158,14 +165,16 @@ func (h *hook) callAuthenticate(auth Authenticator, ctx context.Context, c *Conn
 
 // refuseConnect writes a refusing CONNACK. MQTT 3.1.1 clients get the 3.1.1
 // return code that matches the MQTT 5 reason code; MQTT 5 clients also get
-// the reason string. A failed write is logged at debug level: the client is
-// dropped either way.
+// the reason string (a 3.1.1 CONNACK has no properties: mochi does not
+// encode them, and the log line of OnPacketEncode still reads it). Origin,
+// unused in a CONNACK, tells OnPacketEncode the refusal is the hook's. A
+// failed write is logged at debug level: the client is dropped either
+// way.
 func (h *hook) refuseConnect(cl *mqtt.Client, code byte, reason string) {
-	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code, Origin: "propolis"}
+	ack.Properties.ReasonString = reason
 	if cl.Properties.ProtocolVersion < 5 {
 		ack.ReasonCode = v3ConnackCode(code)
-	} else {
-		ack.Properties.ReasonString = reason
 	}
 	if err := cl.WritePacket(ack); err != nil {
 		h.log.Debug("write refusing connack", "client", cl.ID, "error", err)
@@ -187,6 +196,43 @@ func v3ConnackCode(code byte) byte {
 	default: // not authorized and every other refusal
 		return 0x05
 	}
+}
+
+// refusingConnack is OnPacketEncode for a refusing CONNACK, the hook's
+// own (refuseConnect) or mochi's: it is logged (securityLog), but for
+// mochi's protocol-violation refusals, which the violation log reports,
+// and its code is made one the client's protocol version has
+// (refusalCode).
+func (h *hook) refusingConnack(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	ours := pk.Origin != "" // see refuseConnect
+	if !ours && isViolationCode(pk.ReasonCode) {
+		return refusalCode(cl, pk)
+	}
+	reason := pk.Properties.ReasonString
+	pk = refusalCode(cl, pk)
+	if reason == "" { // mochi's 3.1.1 refusals carry none
+		reason = v3ConnackText(pk.ReasonCode)
+	}
+	h.sec.connectRefused(cl, pk.ReasonCode, reason)
+	return pk
+}
+
+// v3ConnackText names an MQTT 3.1.1 CONNACK return code (3.1.1, table
+// 3.1), for the log.
+func v3ConnackText(code byte) string {
+	switch code {
+	case 0x01:
+		return "unacceptable protocol version"
+	case 0x02:
+		return "identifier rejected"
+	case 0x03:
+		return "server unavailable"
+	case 0x04:
+		return "bad user name or password"
+	case 0x05:
+		return "not authorized"
+	}
+	return ""
 }
 
 // refusalCode gives a refusing CONNACK that mochi wrote itself, before the
@@ -259,6 +305,38 @@ func keepEmptyPassword(pk *packets.Packet) {
 	}
 	pk.Connect.PasswordFlag = false
 	pk.Connect.Password = []byte{}
+}
+
+// emptyWill stands in for a will's empty payload from OnPacketRead to
+// OnConnect (see keepEmptyWill); it is recognised by its address, never
+// by its content, and never written to.
+var emptyWill = []byte{0}
+
+// keepEmptyWill lets a CONNECT whose will has an empty payload through
+// mochi's validation, which refuses it as "will flag no payload" (0x82)
+// although MQTT 3.1.1 and 5 allow it (the field must be present, and may
+// be zero bytes long). OnPacketRead calls it before mochi validates the
+// CONNECT: the payload becomes emptyWill, one byte that mochi copies into
+// the client's will as it is; restoreEmptyWill, first thing in OnConnect,
+// makes both empty again, before the authenticator sees the will and
+// before it is stored or sent. A will without a topic is still refused
+// (a topic name is at least one character long, MQTT 4.7.3).
+func keepEmptyWill(pk *packets.Packet) {
+	if !pk.Connect.WillFlag || len(pk.Connect.WillPayload) > 0 || pk.Connect.WillTopic == "" {
+		return
+	}
+	pk.Connect.WillPayload = emptyWill[:1:1]
+}
+
+// restoreEmptyWill undoes keepEmptyWill on the CONNECT and on cl's will.
+func restoreEmptyWill(cl *mqtt.Client, pk *packets.Packet) {
+	isEmptyWill := func(b []byte) bool { return len(b) == 1 && &b[0] == &emptyWill[0] }
+	if isEmptyWill(pk.Connect.WillPayload) {
+		pk.Connect.WillPayload = []byte{}
+	}
+	if isEmptyWill(cl.Properties.Will.Payload) {
+		cl.Properties.Will.Payload = []byte{}
+	}
 }
 
 // hasPassword reports whether a CONNECT carried a password, possibly empty

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -147,7 +149,10 @@ func (h *hook) mayRead(cl *mqtt.Client, name string) bool {
 func (h *hook) finishSubscribe(cl *mqtt.Client, pk packets.Packet, codes []byte) []FilterResult {
 	st := h.state(cl)
 	results := make([]FilterResult, len(pk.Filters))
-	var disconnect *Verdict
+	var (
+		disconnect *Verdict
+		kicked     string // the filter whose verdict disconnects
+	)
 	for i, f := range pk.Filters {
 		results[i] = FilterResult{Filter: f.Filter, QoS: f.Qos}
 		if i >= len(codes) {
@@ -159,19 +164,56 @@ func (h *hook) finishSubscribe(cl *mqtt.Client, pk packets.Packet, codes []byte)
 					codes[i] = v.ReasonCode
 				}
 				if v.Decision == Disconnect && disconnect == nil {
-					disconnect = &v
+					disconnect, kicked = &v, f.Filter
 				}
 			}
 		}
 		results[i].Code = codes[i]
 	}
 	if st != nil {
+		if cl.Properties.ProtocolVersion >= 5 {
+			st.subackReason = subackReason(st, pk)
+		}
 		st.sub.end()
 	}
 	if disconnect != nil {
-		h.disconnect(cl, disconnect.ReasonCode, disconnect.ReasonString)
+		h.disconnectLogged(cl, disconnect.ReasonCode, disconnect.ReasonString, "subscribe refused", slog.String("filter", kicked))
 	}
 	return results
+}
+
+// subackReason joins the distinct reason strings of the refused filters of
+// a SUBACK (one reason string per SUBACK), before st's verdicts are
+// forgotten; "" when none has one.
+func subackReason(st *clientState, pk packets.Packet) string {
+	var reasons []string
+	for _, f := range pk.Filters {
+		v, ok := st.sub.verdict(f.Filter)
+		if ok && v.ReasonString != "" && !slices.Contains(reasons, v.ReasonString) {
+			reasons = append(reasons, v.ReasonString)
+		}
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// subscribeAck shapes a SUBACK or UNSUBACK before it is encoded: mochi
+// copies the user properties of the SUBSCRIBE or UNSUBSCRIBE into it,
+// which are the client's, not the server's (MQTT 5, 3.9.2.1.3), so they
+// are dropped; a SUBACK gets the reason string of the extensions' refusals
+// (see subackReason). OnPacketEncode calls it on cl's goroutine, right
+// after OnSubscribed.
+func (h *hook) subscribeAck(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	pk.Properties.User = nil
+	if pk.FixedHeader.Type != packets.Suback {
+		return pk
+	}
+	if st := h.state(cl); st != nil && st.subackReason != "" {
+		if pk.Properties.ReasonString == "" {
+			pk.Properties.ReasonString = st.subackReason
+		}
+		st.subackReason = ""
+	}
+	return pk
 }
 
 // authorizeSubscribe runs the client's AuthorizeSubscribe with a recover: a
@@ -232,10 +274,10 @@ func (h *hook) authorizePublish(cl *mqtt.Client, pk *packets.Packet) error {
 func (h *hook) failPublish(cl *mqtt.Client, pk *packets.Packet, v Verdict) {
 	switch {
 	case v.Decision == Disconnect:
-		h.disconnect(cl, v.ReasonCode, v.ReasonString)
+		h.disconnectLogged(cl, v.ReasonCode, v.ReasonString, "publish refused", slog.String("topic", pk.TopicName))
 	case pk.FixedHeader.Qos == 0:
 	case cl.Properties.ProtocolVersion < 5:
-		h.disconnect(cl, v.ReasonCode, v.ReasonString)
+		h.disconnectLogged(cl, v.ReasonCode, v.ReasonString, "publish refused", slog.String("topic", pk.TopicName))
 	default:
 		ackType := packets.Puback
 		if pk.FixedHeader.Qos == 2 {

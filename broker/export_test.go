@@ -11,9 +11,20 @@ func (s *Server) Store() Persistence { return s.persist }
 // SetViolationClock makes the protocol-violation log's rate limit read the
 // time from now, so that a test decides when a window ends.
 func (s *Server) SetViolationClock(now func() time.Time) {
-	s.violations.mu.Lock()
-	defer s.violations.mu.Unlock()
-	s.violations.now = now
+	s.violations.limit.mu.Lock()
+	defer s.violations.limit.mu.Unlock()
+	s.violations.limit.now = now
+}
+
+// SetSecurityLogClock makes the rate limits of the security log (refused
+// CONNECTs, disconnects) read the time from now, so that a test decides
+// when a window ends.
+func (s *Server) SetSecurityLogClock(now func() time.Time) {
+	for _, l := range []*logLimit{s.hook.sec.connects, s.hook.sec.disconnects} {
+		l.mu.Lock()
+		l.now = now
+		l.mu.Unlock()
+	}
 }
 
 // ViolationsSeen returns how many protocol violations were reported, logged

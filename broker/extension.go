@@ -93,12 +93,13 @@ type Connect struct {
 // zero field leaves the broker's value in place.
 type ClientSettings struct {
 	// ReceiveMaximum is how many QoS 1/2 PUBLISH packets the client may have
-	// unacknowledged towards the broker.
+	// unacknowledged towards the broker; one more disconnects it (0x93).
 	ReceiveMaximum uint16
 	// SessionExpiry overrides the session expiry, in seconds, when non-nil.
 	SessionExpiry *uint32
 	// Keepalive overrides the keepalive, in seconds, when non-nil; the CONNACK
-	// tells an MQTT 5 client (Server Keep Alive).
+	// tells an MQTT 5 client (Server Keep Alive). Like the client's own, it
+	// is capped at mqtt.max_keepalive, and 0 means that maximum.
 	Keepalive *uint16
 	// MaxQueued caps the QoS 1/2 messages kept for this client (in flight and
 	// queued), below the broker's mqtt.max_queued_messages; when full, new

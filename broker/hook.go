@@ -34,7 +34,9 @@ type hook struct {
 	persist Persistence
 	// cfg is the configuration in effect (Server.cfg); read the live
 	// settings through it, see reload.go.
-	cfg *atomic.Pointer[config.Config]
+	cfg        *atomic.Pointer[config.Config]
+	receiveMax int          // mqtt.receive_maximum, see receive.go
+	sec        *securityLog // refused CONNECTs and disconnects, see seclog.go
 
 	clients sync.Map // *mqtt.Client -> *clientState; see authenticate.go
 
@@ -76,20 +78,31 @@ func (h *hook) Provides(b byte) bool {
 	return false
 }
 
-// OnPacketRead sees every packet mochi decodes, before it validates it: a
-// CONNECT with an empty password is made to pass mochi's validation (see
-// keepEmptyPassword). Other packets pass unchanged.
-func (h *hook) OnPacketRead(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Connect {
+// OnPacketRead sees every packet mochi decodes, before it validates or
+// handles it: a CONNECT with an empty password or an empty will payload is
+// made to pass mochi's validation (see keepEmptyPassword, keepEmptyWill);
+// a QoS 1/2 PUBLISH beyond the
+// client's Receive Maximum disconnects it (checkReceiveMaximum) and is
+// rejected, which ends the connection. Other packets pass unchanged.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if !h.checkReceiveMaximum(cl, &pk) {
+			return pk, packets.ErrRejectPacket
+		}
+	case packets.Connect:
 		keepEmptyPassword(&pk)
+		keepEmptyWill(&pk)
 	}
 	return pk, nil
 }
 
-// OnConnect authenticates a CONNECT (see authenticateConnect). A non-nil
+// OnConnect authenticates a CONNECT (see authenticateConnect), once an
+// empty will payload is empty again (restoreEmptyWill). A non-nil
 // error makes mochi drop the connection; a refusal has been answered with
 // its CONNACK already.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	restoreEmptyWill(cl, &pk)
 	return h.authenticateConnect(cl, pk)
 }
 
@@ -117,9 +130,11 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnSessionEstablished records a persistent session once the CONNACK is out
-// (and a resumed session's queue resent), and from then on bounds the
-// client's outbound buffer (outConn.establish).
+// (and a resumed session's queue resent), from then on bounds the client's
+// outbound buffer (outConn.establish), and lifts mochi's receive quota,
+// which the hook enforces itself (see receive.go).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	liftMochiQuota(cl)
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
 	}
@@ -244,17 +259,29 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightDropped(cl, pk)
 }
 
-// OnPacketEncode adjusts CONNACKs: a refusal mochi decided gets a code the
-// client's protocol version has (see refusalCode); an accepting one gets
-// the authenticator's user properties and settings (see connectAck) and,
-// when a session is resumed, the ordering keys of its queued messages are
+// OnPacketEncode sees every packet before it is written. It counts the
+// PUBRECs and PUBCOMPs written to a client (its Receive Maximum, see
+// receive.go) and adjusts SUBACKs and UNSUBACKs (see subscribeAck) and
+// CONNACKs: a refusal is logged and given a code the client's protocol
+// version has (see refusingConnack); an accepting one gets the
+// authenticator's user properties and settings (see connectAck) and, when
+// a session is resumed, the ordering keys of its queued messages are
 // renumbered just before mochi resends them (see renumberInflight).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type != packets.Connack {
+	switch pk.FixedHeader.Type {
+	case packets.Pubrec, packets.Pubcomp:
+		if st := h.state(cl); st != nil {
+			st.recv.sent(pk)
+		}
+		return pk
+	case packets.Suback, packets.Unsuback:
+		return h.subscribeAck(cl, pk)
+	case packets.Connack:
+	default:
 		return pk
 	}
 	if pk.ReasonCode != 0 {
-		return refusalCode(cl, pk)
+		return h.refusingConnack(cl, pk)
 	}
 	pk = h.connectAck(cl, pk)
 	if pk.SessionPresent {

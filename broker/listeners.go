@@ -120,6 +120,7 @@ func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 		logged := g.violations.forget(remote) // mochi's record of the error became a violation line
 		switch {
 		case err == nil, errors.Is(err, errRefused), errors.Is(err, ErrSlowConsumer): // a slow consumer was logged at warn
+		case errors.Is(err, packets.ErrRejectPacket): // the hook's OnPacketRead disconnected it, logged (seclog.go)
 		case errors.Is(err, io.EOF), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed):
 			g.log.Debug("connection closed", "listener", id, "remote", remote, "error", err)
 		case logged:

@@ -62,6 +62,9 @@ type outConn struct {
 	err      error     // why writes fail from now on; nil while healthy
 	closeBy  time.Time // Close was called: the flusher's last deadline
 	clientID atomic.Pointer[string]
+	// keepalive is the keepalive granted to the client, in seconds (see
+	// keepalive.go); 0 until then.
+	keepalive atomic.Uint32
 }
 
 // newOutConn wraps c. slow is called once, on whichever goroutine finds
@@ -257,8 +260,19 @@ func (c *outConn) Read(p []byte) (int, error) {
 
 // SetDeadline sets the read deadline only: mochi calls it with the
 // keepalive (and guardedListener with the CONNECT timeout); write deadlines
-// are the flusher's.
-func (c *outConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+// are the flusher's. Once a keepalive is granted (setKeepalive), a
+// deadline mochi sets is replaced by keepaliveDeadline, which does not
+// overflow as mochi's does (see keepalive.go).
+func (c *outConn) SetDeadline(t time.Time) error {
+	if k := c.keepalive.Load(); k > 0 && !t.IsZero() {
+		t = keepaliveDeadline(time.Now(), uint16(k))
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// setKeepalive records the keepalive granted to the client, in seconds
+// (grantKeepalive).
+func (c *outConn) setKeepalive(seconds uint16) { c.keepalive.Store(uint32(seconds)) }
 
 // SetWriteDeadline does nothing: the flusher sets the write deadline of
 // each socket write from mqtt.write_timeout.

@@ -54,6 +54,11 @@ func (h *hook) connectTimeout() time.Duration {
 	return time.Duration(h.cfg.Load().MQTT.ConnectTimeout)
 }
 
+// maxKeepalive returns mqtt.max_keepalive in effect, in seconds.
+func (h *hook) maxKeepalive() uint16 {
+	return uint16(time.Duration(h.cfg.Load().MQTT.MaxKeepalive) / time.Second)
+}
+
 // maxMsgExpiry returns mqtt.max_message_expiry in effect, in seconds; 0 is
 // no limit.
 func (h *hook) maxMsgExpiry() int64 {

@@ -117,3 +117,25 @@ func TestReloadWhileServing(t *testing.T) {
 	}
 	<-done
 }
+
+// TestReloadMaxKeepalive: a new mqtt.max_keepalive caps the keepalive of
+// the connections accepted after the reload, and MQTT 5 clients are told
+// it in the CONNACK.
+func TestReloadMaxKeepalive(t *testing.T) {
+	s, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	changes, err := s.Reload(reloaded(s, func(c *config.Config) { c.MQTT.MaxKeepalive = config.Duration(30 * time.Second) }))
+	if err != nil || len(changes) != 1 || changes[0].Key != "mqtt.max_keepalive" {
+		t.Fatalf("Reload = %+v, %v", changes, err)
+	}
+	_, ack := open5(t, addr, connect5Body("after-reload", 0, 600, props(), nil))
+	if len(ack) < 2 || ack[1] != 0 {
+		t.Fatalf("CONNACK % x, want accepted", ack)
+	}
+	p, _, err := decodeProps(ack[2:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p[propServerKeepAlive]; len(got) != 1 || got[0] != uint32(30) {
+		t.Fatalf("Server Keep Alive %v after the reload, want [30]", got)
+	}
+}

@@ -30,6 +30,10 @@ type Options struct {
 	// one: Server.Close closes it, and so does New when it fails. See
 	// Persistence for what it must guarantee.
 	Persistence Persistence
+	// Version is Propolis's version, published as "propolis <Version>" on
+	// $SYS/broker/version (mochi would publish its own). Default "dev".
+	// `propolis serve` passes the version it was built with.
+	Version string
 	// RepairStore opens a data folder whose write-ahead log is damaged,
 	// after copying it aside (store.Options.Repair); without it New refuses
 	// such a folder with an error matching store.ErrDamagedWAL. Ignored
@@ -82,6 +86,7 @@ func New(opts Options) (*Server, error) {
 	viol := newViolations(log)
 	m := mqtt.New(mochiOptions(cfg, slog.New(violationHandler{Handler: log.Handler(), v: viol})))
 	viol.clients = m.Clients
+	m.Info.Version = sysVersion(opts.Version)
 	s := &Server{log: log, mochi: m, violations: viol}
 	s.cfg.Store(cfg)
 
@@ -111,12 +116,14 @@ func New(opts Options) (*Server, error) {
 	}
 
 	s.hook = &hook{
-		log:     log,
-		ext:     opts.Extensions,
-		mochi:   m,
-		persist: s.persist,
-		cfg:     &s.cfg,
-		stored:  make(map[string]struct{}),
+		log:        log,
+		ext:        opts.Extensions,
+		mochi:      m,
+		persist:    s.persist,
+		cfg:        &s.cfg,
+		receiveMax: cfg.MQTT.ReceiveMaximum,
+		sec:        newSecurityLog(log),
+		stored:     make(map[string]struct{}),
 	}
 	if err := m.AddHook(s.hook, nil); err != nil {
 		s.abort()
@@ -127,6 +134,14 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// sysVersion is what $SYS/broker/version says for version.
+func sysVersion(version string) string {
+	if version == "" {
+		version = "dev"
+	}
+	return "propolis " + version
 }
 
 // mochiOptions translates the configuration into mochi's options.
@@ -142,6 +157,9 @@ func mochiOptions(cfg *config.Config, log *slog.Logger) *mqtt.Options {
 	if cfg.MQTT.MaxClients > 0 {
 		caps.MaximumClients = int64(cfg.MQTT.MaxClients)
 	}
+	// PUBACK, PUBREC, PUBREL and PUBCOMP carry only their own reason and
+	// properties; mochi otherwise copies those of the packet they answer.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	// mochi's default of 8192 pending writes costs ~64 KiB per connection.
 	caps.MaximumClientWritesPending = 1024
 	return &mqtt.Options{
@@ -247,6 +265,7 @@ func (s *Server) Close() error {
 		case <-time.After(5 * time.Second):
 			s.log.Warn("clients still disconnecting after 5s; closing the store anyway")
 		}
+		s.hook.sec.stop()
 		if err := s.persist.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
 		}

@@ -30,6 +30,9 @@ const (
 	// mochiViolation is the message of mochi's record (server.go,
 	// receivePacket).
 	mochiViolation = "error processing packet"
+	// mochiRejected is the message of mochi's Debug record of a packet a
+	// hook rejected, with the whole packet (hooks.go, OnPacketRead).
+	mochiRejected = "packet rejected"
 )
 
 // violations is the rate-limited log of protocol violations. Safe for
@@ -37,13 +40,10 @@ const (
 type violations struct {
 	log     *slog.Logger
 	clients *mqtt.Clients // finds a client's remote address; set once mochi exists
+	limit   *logLimit     // violationLines per violationInterval, the count on the next line
 
-	mu         sync.Mutex
-	now        func() time.Time // time.Now; tests move it
-	window     time.Time        // start of the current window
-	lines      int              // logged in the current window
-	suppressed int              // left out since the last line
-	seen       int              // reported in all (logged or suppressed), for tests
+	mu   sync.Mutex
+	seen int // reported in all (logged or suppressed), for tests
 
 	// reported holds the remote address of each connection whose
 	// violation mochi has logged; guardedListener then does not report the
@@ -52,27 +52,19 @@ type violations struct {
 }
 
 func newViolations(log *slog.Logger) *violations {
-	return &violations{log: log, now: time.Now}
+	return &violations{log: log, limit: newLogLimit(violationLines, violationInterval, nil)}
 }
 
 // report logs one violation or counts it as suppressed. packet and length
 // are omitted when unknown ("", -1).
 func (v *violations) report(client, remote, listener string, violation error, packet string, length int) {
-	v.mu.Lock()
-	now := v.now()
-	if now.Sub(v.window) >= violationInterval {
-		v.window, v.lines = now, 0
-	}
-	if v.lines >= violationLines {
-		v.suppressed++
+	ok, suppressed := v.limit.take()
+	if !ok {
+		v.mu.Lock()
 		v.seen++
 		v.mu.Unlock()
 		return
 	}
-	v.lines++
-	suppressed := v.suppressed
-	v.suppressed = 0
-	v.mu.Unlock()
 
 	attrs := make([]slog.Attr, 0, 7)
 	if client != "" {
@@ -179,7 +171,16 @@ var _ slog.Handler = violationHandler{}
 // (a failed write to a slow consumer, a closed connection): those are not
 // violations, and pass on at Debug without the packet (the listener logs
 // how the connection ended).
+//
+// mochi also warns of every CONNECT with a keepalive of 5 s or less, 0
+// included, before the client is authenticated: anyone could fill the log
+// with it, and the keepalive granted is the broker's (mqtt.max_keepalive),
+// so it passes on at Debug too, as does mochi's record of a packet a hook
+// rejected (the hook logs why), without the packet.
 func (h violationHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == mqtt.ErrMinimumKeepalive.Error() || r.Message == mochiRejected {
+		return h.debug(ctx, r)
+	}
 	if r.Message != mochiViolation {
 		return h.Handler.Handle(ctx, r)
 	}
@@ -194,12 +195,18 @@ func (h violationHandler) Handle(ctx context.Context, r slog.Record) error {
 		h.v.fromMochi(r)
 		return nil
 	}
+	return h.debug(ctx, r)
+}
+
+// debug passes r on at Debug, without the packet mochi attaches ("pk",
+// "packet").
+func (h violationHandler) debug(ctx context.Context, r slog.Record) error {
 	if !h.Handler.Enabled(ctx, slog.LevelDebug) {
 		return nil
 	}
 	out := slog.NewRecord(r.Time, slog.LevelDebug, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key != "pk" {
+		if a.Key != "pk" && a.Key != "packet" {
 			out.AddAttrs(a)
 		}
 		return true

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -44,5 +45,21 @@ func TestViolationHandlerPassesOtherErrors(t *testing.T) {
 	}
 	if v.seen != 1 || !strings.Contains(out.String(), "protocol violation") || strings.Contains(out.String(), "xxxx") {
 		t.Fatalf("violation: seen %d, logged %q", v.seen, out.String())
+	}
+}
+
+// mochi's warning of a low keepalive, which any unauthenticated CONNECT
+// with a keepalive of 0-5 s causes, passes on at Debug.
+func TestViolationHandlerQuietsLowKeepalive(t *testing.T) {
+	var out bytes.Buffer
+	base := slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})
+	h := violationHandler{Handler: base, v: newViolations(slog.New(base))}
+	r := slog.NewRecord(time.Now(), slog.LevelWarn, mqtt.ErrMinimumKeepalive.Error(), 0)
+	r.AddAttrs(slog.String("client", "c1"), slog.Int("keepalive", 0))
+	if err := h.Handle(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if line := out.String(); !strings.Contains(line, "level=DEBUG") || !strings.Contains(line, "client=c1") {
+		t.Fatalf("passed on as %q, want a Debug line", line)
 	}
 }

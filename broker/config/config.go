@@ -127,6 +127,14 @@ type MQTT struct {
 	// ConnectTimeout is the time allowed between accepting a connection and
 	// receiving a complete CONNECT packet, 100ms to 5m. Default 10s.
 	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// MaxKeepalive is the longest keepalive granted to a client, a whole
+	// number of seconds from 1s to 65535s (the largest MQTT can carry). A
+	// client asking for more, or for none (0), is given MaxKeepalive: an
+	// MQTT 5 client is told in the CONNACK (Server Keep Alive); an MQTT
+	// 3.1.1 client cannot be, and is held to it all the same. Either is
+	// disconnected after 1.5 times its keepalive without a packet.
+	// Default 65535s.
+	MaxKeepalive Duration `yaml:"max_keepalive"`
 	// MaxClients is the number of clients connected at once, 0 meaning
 	// unlimited. Default 0.
 	MaxClients int `yaml:"max_clients"`
@@ -182,6 +190,7 @@ func Default() *Config {
 			MaxQueuedMessages: 1000,
 			QueueFullPolicy:   "drop-new",
 			ConnectTimeout:    Duration(10 * time.Second),
+			MaxKeepalive:      Duration(65535 * time.Second),
 			MaxClients:        0,
 			WriteTimeout:      Duration(30 * time.Second),
 			MaxOutboundBuffer: 4 << 20,

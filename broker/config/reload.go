@@ -47,6 +47,7 @@ var reloadRules = []reloadRule{
 	{key: "mqtt.max_queued_messages", why: "mochi's capabilities are fixed at start"},
 	{key: "mqtt.queue_full_policy", why: "one policy exists"},
 	{key: "mqtt.connect_timeout", live: true, to: "connections accepted from now on"},
+	{key: "mqtt.max_keepalive", live: true, to: "connections accepted from now on"},
 	{key: "mqtt.max_clients", why: "mochi's capabilities are fixed at start"},
 	{key: "mqtt.write_timeout", live: true, to: "connections accepted from now on"},
 	{key: "mqtt.max_outbound_buffer", live: true, to: "connections accepted from now on"},

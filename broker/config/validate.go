@@ -37,6 +37,7 @@ const (
 	maxWriteTimeout   = Duration(24 * time.Hour)
 	minOutboundBuffer = 64 << 10
 	maxOutboundBuffer = 1 << 30
+	maxKeepalive      = Duration(65535 * time.Second) // the largest two-byte Keep Alive
 )
 
 // listenerName is the syntax of Listener.Name.
@@ -130,6 +131,12 @@ func (c *Config) validate() Errors {
 	ch.intRange("mqtt.max_queued_messages", m.MaxQueuedMessages, 1, 65535)
 	ch.enum("mqtt.queue_full_policy", m.QueueFullPolicy, queueFullPolicies)
 	ch.durationRange("mqtt.connect_timeout", m.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
+	switch k := m.MaxKeepalive; {
+	case k%Duration(time.Second) != 0:
+		ch.addf("mqtt.max_keepalive", "%s is not a whole number of seconds", k)
+	case k < Duration(time.Second) || k > maxKeepalive:
+		ch.addf("mqtt.max_keepalive", "%ds out of range 1s-65535s", int64(k/Duration(time.Second)))
+	}
 	if m.MaxClients < 0 {
 		ch.addf("mqtt.max_clients", "%d is negative (0 means unlimited)", m.MaxClients)
 	}

@@ -1,0 +1,86 @@
+package broker
+
+import (
+	"sync"
+	"time"
+)
+
+// logLimit bounds one kind of log line that a client can cause at will
+// (protocol violations, refused CONNECTs, clients disconnected for a
+// refusal), so that a flood cannot fill the disk: at most lines lines per
+// interval are written one by one, the others are only counted. What was
+// left out is told in one of two ways:
+//
+//   - with a summary function: once per interval that left lines out, on a
+//     timer at the end of that interval (and at Server.Close), summary
+//     gets the count, so the log says "N more" while the flood goes on;
+//   - without one: take hands the count to the next line written.
+//
+// A logLimit is safe for concurrent use; every client goroutine reports
+// its own lines.
+type logLimit struct {
+	lines    int
+	interval time.Duration
+	summary  func(n int) // nil: the count goes on the next line
+
+	mu         sync.Mutex
+	now        func() time.Time // time.Now; tests move it
+	window     time.Time        // start of the current interval
+	logged     int              // lines written in the current interval
+	suppressed int              // left out and not yet told
+	timer      *time.Timer      // the pending summary, if any
+}
+
+// newLogLimit returns a limit of lines per interval; summary may be nil
+// (see logLimit).
+func newLogLimit(lines int, interval time.Duration, summary func(n int)) *logLimit {
+	return &logLimit{lines: lines, interval: interval, summary: summary, now: time.Now}
+}
+
+// take reports whether one more line may be written now. When it may not,
+// the line is counted. suppressed is, without a summary function, how
+// many lines were left out before this one (0 with one).
+func (l *logLimit) take() (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Sub(l.window) >= l.interval {
+		l.window, l.logged = now, 0
+	}
+	if l.logged >= l.lines {
+		l.suppressed++
+		if l.summary != nil && l.timer == nil {
+			l.timer = time.AfterFunc(l.window.Add(l.interval).Sub(now), l.flush)
+		}
+		return false, 0
+	}
+	l.logged++
+	if l.summary != nil {
+		return true, 0
+	}
+	suppressed, l.suppressed = l.suppressed, 0
+	return true, suppressed
+}
+
+// flush hands the count of lines left out to the summary function, if
+// any were. The timer calls it at the end of an interval; stop calls it.
+func (l *logLimit) flush() {
+	l.mu.Lock()
+	n := l.suppressed
+	l.suppressed, l.timer = 0, nil
+	l.mu.Unlock()
+	if n > 0 && l.summary != nil {
+		l.summary(n)
+	}
+}
+
+// stop cancels a pending summary and writes it now (Server.Close calls it,
+// so that a count is not lost at shutdown).
+func (l *logLimit) stop() {
+	l.mu.Lock()
+	t := l.timer
+	l.mu.Unlock()
+	if t != nil && t.Stop() {
+		l.flush()
+	}
+}
