@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,9 @@ type extension struct {
 	// previous is the version this one replaced (told to every instance's
 	// start callback, replacements included).
 	previous string
+	// instances counts the instances created, for the START record's
+	// instance index (0 for the first).
+	instances atomic.Uint32
 
 	// callbacks is the set of callback bits (abi.CallbackInfo.Bit) the
 	// host calls: exported, and declared by declare_callbacks when the
@@ -58,6 +62,9 @@ type extension struct {
 	callbacks uint32
 	// filters narrow authorize_publish (empty: every publish).
 	filters []string
+	// declared is what instance 0's start callback declared; later
+	// instances' declarations have no effect (see sameDeclaration).
+	declared declaration
 
 	pool *pool
 	// events queues lifecycle events for deliverEvents; it is never
@@ -131,6 +138,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		e.callbacks &= first.out.mask
 	}
 	e.filters = first.out.filters
+	e.declared = declaration{declared: first.out.declared, mask: first.out.mask, filters: first.out.filters}
 	e.pool = newPool(e, m.Limits.PoolSize)
 	e.pool.add(first)
 	for i := 1; i < m.Limits.PoolSize; i++ {
@@ -192,6 +200,24 @@ func checkModule(c wazero.CompiledModule) (uint32, error) {
 		}
 	}
 	return bits, nil
+}
+
+// declaration is what a start callback declared with declare_callbacks and
+// add_publish_filter.
+type declaration struct {
+	declared bool
+	mask     uint32
+	filters  []string
+}
+
+// sameDeclaration reports whether a later instance's start callback
+// declared what instance 0's did. Only instance 0's declaration configures
+// the extension (ABI.md, propolis_start); a later instance declaring
+// something else is logged, since one of the two is not what its author
+// meant.
+func (e *extension) sameDeclaration(o *callOut) bool {
+	d := e.declared
+	return d.declared == o.declared && d.mask == o.mask && slices.Equal(d.filters, o.filters)
 }
 
 // signature converts a wazero function definition to an abi.Signature.

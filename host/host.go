@@ -169,7 +169,7 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 		return nil
 	}
 	if len(m.Services) > 0 {
-		e.log.Warn("manifest lists host services, which this broker does not offer yet (ABI 1.0 has none); ignored",
+		e.log.Warn("manifest lists host services, which this broker does not offer yet (ABI "+abi.Version+" has none); ignored",
 			"services", m.Services)
 	}
 	e.log.Info("extension started", "version", m.Version, "priority", m.Priority,

@@ -62,6 +62,9 @@ type instance struct {
 	stack [1]uint64
 
 	bufPtr, bufCap uint32
+	// index is the instance's index within its extension's load (the
+	// START record's instance field): 0 for the first.
+	index uint32
 
 	// ctx carries the instance to host functions; cancel is how the
 	// watchdog stops a call that overran its deadline (guarded runtimes).
@@ -98,7 +101,8 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
-	in := &instance{ext: e, mod: mod, mem: mod.Memory()}
+	index := e.instances.Add(1) - 1
+	in := &instance{ext: e, mod: mod, mem: mod.Memory(), index: index}
 	base := context.WithValue(context.Background(), instanceKey{}, in)
 	// Marker, buffer and start run before the instance is in a pool the
 	// watchdog looks at: they get a bounded context of their own.
@@ -133,7 +137,7 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 			previous = e.previous
 		}
 		rec := abi.StartRecord{ExtensionID: e.manifest.ID, ExtensionVersion: e.manifest.Version,
-			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg}
+			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg, Instance: index}
 		began := e.host.clock()
 		res, err := in.callRecord(abi.CallbackStart, rec.Encode(in.scratch()))
 		e.host.observe(e, abi.CallbackStart, began, classify(err, uint32(res) != 0))
@@ -146,6 +150,10 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 				reason = "no reason given"
 			}
 			return fail(fmt.Errorf("%w: %s", errRefusedStart, reason))
+		}
+		if index > 0 && !e.sameDeclaration(&in.out) {
+			e.log.Warn("a later instance's start declared other callbacks or publish filters than instance 0's; ignored",
+				"instance", index, "callbacks", abi.CallbackNames(in.out.mask), "filters", in.out.filters)
 		}
 	}
 	in.ctx, in.cancel = context.WithCancel(base) // from now on, the watchdog's

@@ -38,7 +38,7 @@ type Manifest struct {
 	ABI string `yaml:"abi"`
 	// Limits bounds the extension's resources.
 	Limits Limits `yaml:"limits"`
-	// Services lists the host services the extension may call. ABI 1.0
+	// Services lists the host services the extension may call. ABI 1.1
 	// has none yet: a non-empty list is accepted and logged as ignored.
 	Services []string `yaml:"services"`
 	// Config is free-form: any YAML value, handed to the extension at

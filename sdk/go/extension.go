@@ -15,9 +15,11 @@ package propolis
 // deny, an event is dropped), then replaces the instance. Return Deny
 // instead of panicking for expected failures.
 type Extension struct {
-	// Start, if set, is called once per instance before any other handler.
-	// Returning an error refuses to start; err.Error() is the reason the
-	// broker logs and shows.
+	// Start, if set, is called once per instance before any other handler
+	// (the broker runs several instances, and replaces discarded ones):
+	// StartInfo.Instance is 0 for the first, so do what must happen once
+	// per load (a start-up log line) only there. Returning an error refuses
+	// to start; err.Error() is the reason the broker logs and shows.
 	Start func(info StartInfo) error
 	// Stop, if set, is called once per instance before it is closed.
 	Stop func()
