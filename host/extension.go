@@ -76,8 +76,9 @@ type extension struct {
 	failures []time.Time
 	stopped  atomic.Bool
 
-	// Counters.
-	calls, errors, dropped atomic.Int64
+	// Counters. tooLarge counts the records the guest's buffer could not
+	// take (ErrRecordTooLarge).
+	calls, errors, dropped, tooLarge atomic.Int64
 }
 
 // ID returns the extension's id.
@@ -256,6 +257,17 @@ func (e *extension) release(in *instance, cb abi.Callback, err error) {
 	e.calls.Add(1)
 	if err == nil {
 		e.pool.put(in)
+		return
+	}
+	if errors.Is(err, ErrRecordTooLarge) { // the guest said no; it is not broken
+		e.pool.put(in)
+		if n := e.tooLarge.Add(1); n == 1 || n%1000 == 0 {
+			e.log.Warn("record too large for the extension's buffer; decision failed closed, event dropped",
+				"callback", cb.String(), "records_refused", n, "error", err)
+		}
+		if !abi.Callbacks[cb].Decides() {
+			e.dropped.Add(1)
+		}
 		return
 	}
 	e.pool.discard(in)

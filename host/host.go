@@ -78,7 +78,10 @@ type Status struct {
 	StartPriority int
 	Callbacks     []string // the callbacks the host calls
 	Calls, Errors int64
-	Dropped       int64 // events dropped (queue full or no instance)
+	Dropped       int64 // events dropped (queue full, no instance, or too large)
+	// TooLarge counts the records the extension's propolis_buffer could
+	// not take: those calls were not made and failed closed.
+	TooLarge int64
 }
 
 // New creates a host with no extension (every CONNECT refused) and starts
@@ -243,7 +246,7 @@ func (h *Host) Status() []Status {
 		s := *st
 		if e, ok := h.exts[name]; ok {
 			s.Calls, s.Errors = e.calls.Load(), e.errors.Load()
-			s.Dropped = e.dropped.Load()
+			s.Dropped, s.TooLarge = e.dropped.Load(), e.tooLarge.Load()
 		}
 		out = append(out, s)
 	}

@@ -27,6 +27,12 @@ var (
 	// CONNECT) ended before the extension answered. Not counted against
 	// the extension.
 	ErrCanceled = errors.New("caller's deadline passed")
+	// ErrRecordTooLarge: the guest's propolis_buffer answered 0, saying it
+	// cannot hold the record. The callback was not called and the decision
+	// fails closed, but the instance is kept and the crash-loop count left
+	// alone: a module with a bounded buffer is not broken (ABI.md section
+	// 4, "Record size").
+	ErrRecordTooLarge = errors.New("record too large for the extension's buffer")
 )
 
 // callOut collects what the guest set through host functions during one
@@ -225,7 +231,10 @@ func (in *instance) growBuffer(n uint32) error {
 		return err
 	}
 	ptr := uint32(res)
-	if ptr == 0 || uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
+	if ptr == 0 { // "cannot": the previous buffer stays valid
+		return fmt.Errorf("%w: %s(%d) answered 0", ErrRecordTooLarge, abi.CallbackBuffer, n)
+	}
+	if uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
 		return fmt.Errorf("%w: %s(%d) returned %#x, outside memory of %d bytes", ErrInvalidAnswer, abi.CallbackBuffer, n, ptr, in.mem.Size())
 	}
 	in.bufPtr, in.bufCap = ptr, n

@@ -128,6 +128,12 @@
 // freely; to keep one, copy it (strings.Clone, bytes.Clone, or
 // Publish.Clone for the whole message).
 //
+// The broker writes each record into one buffer the SDK keeps, grown on
+// request up to Extension.MaxRecordSize (default 4 MiB). A larger record,
+// in practice a PUBLISH with a larger payload, is refused: the handler is
+// not called and the broker denies that PUBLISH (or CONNECT, for a large
+// will) with 0x80, without counting it as a failure of the extension.
+//
 // # Testing
 //
 // The types, constructors and Register compile on every platform, so

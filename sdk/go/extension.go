@@ -39,6 +39,29 @@ type Extension struct {
 	// other publishes cost no Wasm call. An invalid filter refuses the
 	// start. Ignored without AuthorizePublish.
 	PublishFilters []string
+	// MaxRecordSize bounds the buffer the SDK keeps for the records the
+	// broker passes, in bytes; 0 means DefaultMaxRecordSize. The buffer
+	// grows on request up to it. A larger record (in practice a PUBLISH
+	// with a larger payload, or a will) is refused: the broker does not
+	// call the handler and fails closed (the PUBLISH or CONNECT is denied
+	// with 0x80, an event dropped), without counting it as a crash. Raise
+	// it with the manifest's limits.memory: the buffer lives in the
+	// instance's memory, and a Go guest that runs out of memory traps.
+	MaxRecordSize int
+}
+
+// DefaultMaxRecordSize is the largest record the SDK's buffer takes when
+// Extension.MaxRecordSize is 0: 4 MiB, four times the broker's default
+// mqtt.max_packet_size, and a sixteenth of the default 64 MiB memory
+// limit.
+const DefaultMaxRecordSize = 4 << 20
+
+// maxRecordSize returns e's MaxRecordSize, or its default.
+func (e *Extension) maxRecordSize() int {
+	if e.MaxRecordSize > 0 {
+		return e.MaxRecordSize
+	}
+	return DefaultMaxRecordSize
 }
 
 // The registered extension and whether Register was called.
