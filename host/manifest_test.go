@@ -83,3 +83,29 @@ func TestLoadManifest(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigSizeLimit: YAML aliases let a small manifest expand into a
+// large config; the START record's JSON is capped at MaxConfig.
+func TestConfigSizeLimit(t *testing.T) {
+	manifest := func(aliases int) []byte {
+		var b strings.Builder
+		b.WriteString("id: acl\nversion: 1.0.0\nmodule: acl.wasm\nconfig:\n  s: &s " + strings.Repeat("x", 1000) + "\n  l: [")
+		for i := 0; i < aliases; i++ {
+			b.WriteString("*s, ")
+		}
+		b.WriteString("]\n")
+		return []byte(b.String())
+	}
+	m, err := ParseManifest(ManifestFile, manifest(1000))
+	if err != nil {
+		t.Fatalf("1000 aliases (about 1,000,000 bytes of JSON): %v", err)
+	}
+	if j, err := configJSON(m.Config); err != nil || len(j) > MaxConfig {
+		t.Fatalf("config JSON of %d bytes, %v", len(j), err)
+	}
+	_, err = ParseManifest(ManifestFile, manifest(1100))
+	want := "bad manifest: propolis-extension.yaml:5:3: config: 1104314 bytes as JSON, more than the limit of 1048576 (1 MiB)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("1100 aliases: %v\nwant %s", err, want)
+	}
+}
