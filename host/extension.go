@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +100,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		deadline: time.Duration(m.Limits.CallDeadline), previous: previous}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
-	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(pages).WithCloseOnContextDone(e.guarded)
+	rc := runtimeConfig().WithMemoryLimitPages(pages).WithCloseOnContextDone(e.guarded)
 	if h.cache != nil {
 		rc = rc.WithCompilationCache(h.cache)
 	}
@@ -113,7 +114,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		}
 	}()
 	if e.compiled, err = h.compile(ctx, e.rt, e.guarded, bin, m.ID); err != nil {
-		return nil, fmt.Errorf("compile %s: %w", m.Module, err)
+		return nil, fmt.Errorf("compile %s: %w%s", m.Module, err, featureHint(err))
 	}
 	exported, err := checkModule(e.compiled)
 	if err != nil {
@@ -155,6 +156,32 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		go e.deliverEvents()
 	}
 	return e, nil
+}
+
+// coreFeatures are the WebAssembly core features modules may use (ABI.md
+// section 2, "Wasm features"): WebAssembly 2.0, i.e. mutable globals,
+// multi-value, bulk memory, reference types, sign extension, non-trapping
+// float-to-int conversion and 128-bit SIMD. Not threads (shared memory,
+// atomics), tail calls, exceptions, memory64, multiple memories or GC.
+// Named here, not left to wazero's default, so that a wazero upgrade
+// cannot change what extensions may use.
+const coreFeatures = api.CoreFeaturesV2
+
+// runtimeConfig is the configuration every runtime of the host starts
+// from: the supported core features.
+func runtimeConfig() wazero.RuntimeConfig {
+	return wazero.NewRuntimeConfig().WithCoreFeatures(coreFeatures)
+}
+
+// featureHint adds, to a compile error caused by a WebAssembly feature the
+// host does not enable (wazero names it: "threads", "tail-call"), what the
+// host does support.
+func featureHint(err error) string {
+	if !strings.Contains(err.Error(), "feature") {
+		return ""
+	}
+	return " (Propolis runs the WebAssembly 2.0 core features: multi-value, bulk memory, reference types, SIMD, " +
+		"sign extension, non-trapping conversions; not threads, tail calls, exceptions, memory64 or GC: see abi/ABI.md section 2)"
 }
 
 // checkModule compares the module's imports and exports with the ABI

@@ -272,3 +272,44 @@ func TestEventsAreDelivered(t *testing.T) {
 		}
 	}
 }
+
+// TestWasmFeatures: a module using the WebAssembly 2.0 core features
+// (multi-value, bulk memory, SIMD, ...) loads and works; one using a
+// feature the host does not enable (threads, tail calls) is refused at
+// load, the error naming the module, the feature and what is supported.
+func TestWasmFeatures(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "features", wasmFixture("ok/features"), 0, "")
+	installExtension(t, ext, "threads", wasmFixture("error/threads"), 0, "")
+	installExtension(t, ext, "tail-call", wasmFixture("error/tail_call"), 0, "")
+	h, logs := newTestHost(t, ext)
+	if st := statusOf(t, h, "features"); st.State != StateRunning {
+		t.Fatalf("features: %+v", st)
+	}
+	if res := h.Authenticate(context.Background(), connect("u", "p")); res.Decision != broker.Allow {
+		t.Fatalf("features extension: %+v, want allow (every feature behaved)", res)
+	}
+	const supported = " (Propolis runs the WebAssembly 2.0 core features: multi-value, bulk memory, reference types, SIMD, " +
+		"sign extension, non-trapping conversions; not threads, tail calls, exceptions, memory64 or GC: see abi/ABI.md section 2)"
+	for id, want := range map[string]string{
+		"threads":   "compile ext.wasm: section memory: shared memory requested but threads feature not enabled" + supported,
+		"tail-call": `compile ext.wasm: invalid function[3] export["propolis_authenticate"]: return_call invalid as feature "tail-call" is disabled` + supported,
+	} {
+		if st := statusOf(t, h, id); st.State != StateFailed || st.Reason != want {
+			t.Errorf("%s: state %s, reason\n%s\nwant\n%s", id, st.State, st.Reason, want)
+		}
+		if !strings.Contains(logs.String(), "extension="+id) {
+			t.Errorf("the log does not name extension %s", id)
+		}
+	}
+	// inspect (extensions list without a broker) says the same.
+	sts, err := inspect(context.Background(), ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		if st.ID == "threads" && !strings.Contains(st.Reason, "threads feature not enabled (Propolis runs") {
+			t.Errorf("inspect: %+v", st)
+		}
+	}
+}
