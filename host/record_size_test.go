@@ -63,7 +63,9 @@ func TestRecordTooLargeForFixedBuffer(t *testing.T) {
 func TestRecordSizeGoSDK(t *testing.T) {
 	t.Run("bounded", func(t *testing.T) {
 		ext := t.TempDir()
-		installExtension(t, ext, "bigrecord", buildGuest(t, "testdata/guests", "bigrecord"), 0, "")
+		// A generous deadline: growing the buffer allocates in the guest,
+		// slowly under the race detector.
+		installExtension(t, ext, "bigrecord", buildGuest(t, "testdata/guests", "bigrecord"), 0, "limits:\n  call_deadline: 5s\n")
 		addr, h := startBroker(t, ext)
 		c, _, err := v5(t, addr, "big", "", "", nil)
 		if err != nil {
