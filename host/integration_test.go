@@ -305,7 +305,7 @@ func TestMQTTTopicACLExample(t *testing.T) {
 // instance 0 (the START record's instance index, ABI 1.1).
 func TestAllowAllWarnsOnce(t *testing.T) {
 	ext := t.TempDir()
-	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "limits:\n  pool_size: 4\n")
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "limits:\n  pool_size: 4\n  call_deadline: 5s\n")
 	addr, h := startBroker(t, ext)
 	if code := connectCode(t, addr, "c", ""); code != 0 {
 		t.Fatalf("allow-all refused a client: %#x", code)

@@ -91,7 +91,7 @@ func TestRecordSizeGoSDK(t *testing.T) {
 	t.Run("publish-guard", func(t *testing.T) {
 		ext := t.TempDir()
 		installExtension(t, ext, "allow-all", example(t, "allow-all"), 10, "")
-		installExtension(t, ext, "publish-guard", example(t, "publish-guard"), 0, "config:\n  max_payload: 98304\n")
+		installExtension(t, ext, "publish-guard", example(t, "publish-guard"), 0, "config:\n  max_payload: 98304\nlimits:\n  call_deadline: 5s\n")
 		addr, h := startBroker(t, ext)
 		c, _, err := v5(t, addr, "big", "", "", nil)
 		if err != nil {
