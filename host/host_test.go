@@ -313,3 +313,38 @@ func TestWasmFeatures(t *testing.T) {
 		}
 	}
 }
+
+// TestStartInstanceIndex: each instance's START record carries its index
+// (ABI 1.1): 0, 1, 2 for a pool of three, 3 for the replacement of a
+// discarded one. Only instance 0's declare_callbacks counts; the later
+// instances' different declarations are logged and ignored.
+func TestStartInstanceIndex(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "idx", wasmFixture("ok/instance_index"), 0, "limits:\n  pool_size: 3\n")
+	h, logs := newTestHost(t, ext)
+	for _, want := range []string{"msg=\"instance 0\"", "msg=\"instance 1\"", "msg=\"instance 2\""} {
+		if n := strings.Count(logs.String(), want); n != 1 {
+			t.Fatalf("%s logged %d times, want once:\n%s", want, n, logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), "declared other callbacks or publish filters than instance 0's; ignored"); n != 2 {
+		t.Fatalf("%d warnings about later declarations, want 2 (instances 1 and 2):\n%s", n, logs.String())
+	}
+	if st := statusOf(t, h, "idx"); len(st.Callbacks) != 1 || st.Callbacks[0] != "authenticate" {
+		t.Fatalf("callbacks %v, want instance 0's [authenticate]", st.Callbacks)
+	}
+	res := h.Authenticate(context.Background(), connect("u", "p"))
+	if res.Decision != broker.Allow {
+		t.Fatalf("authenticate: %+v", res)
+	}
+	// authorize_publish (declared only by later instances) is never called:
+	// it would deny.
+	if v := res.Client.AuthorizePublish(&broker.Publish{Topic: "t", QoS: 1}); v.Decision != broker.Allow {
+		t.Fatalf("publish: %+v, want allowed by the (empty) permissions", v)
+	}
+	// An invalid answer discards an instance; its replacement is instance 3.
+	if res := h.Authenticate(context.Background(), connect(strings.Repeat("u", 300), "p")); res.Decision != broker.Deny || res.ReasonCode != 0x80 {
+		t.Fatalf("long CONNECT: %+v, want deny 0x80 (invalid answer)", res)
+	}
+	poll.Until(t, "replacement logs instance 3", func() bool { return strings.Contains(logs.String(), "msg=\"instance 3\"") })
+}
