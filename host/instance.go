@@ -68,9 +68,6 @@ type instance struct {
 	stack [1]uint64
 
 	bufPtr, bufCap uint32
-	// index is the instance's index within its extension's load (the
-	// START record's instance field): 0 for the first.
-	index uint32
 
 	// ctx carries the instance to host functions; cancel is how the
 	// watchdog stops a call that overran its deadline (guarded runtimes).
@@ -107,8 +104,8 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
-	index := e.instances.Add(1) - 1
-	in := &instance{ext: e, mod: mod, mem: mod.Memory(), index: index}
+	index := e.instances.Add(1) - 1 // the START record's instance index
+	in := &instance{ext: e, mod: mod, mem: mod.Memory()}
 	base := context.WithValue(context.Background(), instanceKey{}, in)
 	// Marker, buffer and start run before the instance is in a pool the
 	// watchdog looks at: they get a bounded context of their own.
