@@ -344,7 +344,10 @@ func TestBufferSize(t *testing.T) {
 	if got := (&Extension{}).maxRecordSize(); got != DefaultMaxRecordSize {
 		t.Errorf("default MaxRecordSize %d", got)
 	}
-	if got := (&Extension{MaxRecordSize: 123}).maxRecordSize(); got != 123 {
-		t.Errorf("MaxRecordSize 123 gives %d", got)
+	if got := (&Extension{MaxRecordSize: 1 << 20}).maxRecordSize(); got != 1<<20 {
+		t.Errorf("MaxRecordSize 1 MiB gives %d", got)
+	}
+	if got := (&Extension{MaxRecordSize: 123}).maxRecordSize(); got != minBuffer {
+		t.Errorf("MaxRecordSize 123 gives %d, want the broker's least request %d", got, minBuffer)
 	}
 }

@@ -40,7 +40,8 @@ type Extension struct {
 	// start. Ignored without AuthorizePublish.
 	PublishFilters []string
 	// MaxRecordSize bounds the buffer the SDK keeps for the records the
-	// broker passes, in bytes; 0 means DefaultMaxRecordSize. The buffer
+	// broker passes, in bytes; 0 means DefaultMaxRecordSize, and a value
+	// below 4096 (the least the broker asks for) counts as 4096. The buffer
 	// grows on request up to it. A larger record (in practice a PUBLISH
 	// with a larger payload, or a will) is refused: the broker does not
 	// call the handler and fails closed (the PUBLISH or CONNECT is denied
@@ -56,10 +57,11 @@ type Extension struct {
 // limit.
 const DefaultMaxRecordSize = 4 << 20
 
-// maxRecordSize returns e's MaxRecordSize, or its default.
+// maxRecordSize returns e's MaxRecordSize, or its default, and at least
+// minBuffer.
 func (e *Extension) maxRecordSize() int {
 	if e.MaxRecordSize > 0 {
-		return e.MaxRecordSize
+		return max(e.MaxRecordSize, minBuffer)
 	}
 	return DefaultMaxRecordSize
 }
