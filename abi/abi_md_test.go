@@ -314,3 +314,25 @@ func TestHostFunctionsReturnOneStatus(t *testing.T) {
 		seen[c.Bit] = c.Name
 	}
 }
+
+// TestABIDocExampleIsFixture: the minimal extension of ABI.md section 9 is
+// testdata/wasm/ok/minimal.wat verbatim (after its opening comment), which
+// the host's tests load; so the spec's example is known to work.
+func TestABIDocExampleIsFixture(t *testing.T) {
+	doc := readABI(t)
+	start := strings.Index(doc, "```wat\n")
+	if start < 0 {
+		t.Fatal("ABI.md: no ```wat example")
+	}
+	example := doc[start+len("```wat\n"):]
+	example = example[:strings.Index(example, "```")]
+	b, err := os.ReadFile("../testdata/wasm/ok/minimal.wat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixture := string(b)
+	fixture = fixture[strings.Index(fixture, "\n(module"):]
+	if strings.TrimSpace(fixture) != strings.TrimSpace(example) {
+		t.Errorf("testdata/wasm/ok/minimal.wat differs from ABI.md's example:\n%s\nABI.md:\n%s", fixture, example)
+	}
+}

@@ -14,6 +14,10 @@ type StartRecord struct {
 	BrokerVersion    string `json:"broker_version"`
 	PreviousVersion  string `json:"previous_version"`
 	Config           string `json:"config"`
+	// Instance is the instance's index within this load of the extension
+	// (ABI 1.1): 0 for the first, then 1, 2, ... for every later instance,
+	// replacements included. A hot reload starts again at 0.
+	Instance uint32 `json:"instance"`
 }
 
 // Pair is a key/value pair (user properties).
@@ -91,6 +95,7 @@ func (r *StartRecord) Encode(buf []byte) []byte {
 	w.Str(r.BrokerVersion)
 	w.Str(r.PreviousVersion)
 	w.Str(r.Config)
+	w.U32(r.Instance)
 	return w.End()
 }
 
@@ -228,7 +233,7 @@ func DecodeStart(rec []byte) (*StartRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &StartRecord{ExtensionID: r.Str(), ExtensionVersion: r.Str(), BrokerVersion: r.Str(), PreviousVersion: r.Str(), Config: r.Str()}
+	s := &StartRecord{ExtensionID: r.Str(), ExtensionVersion: r.Str(), BrokerVersion: r.Str(), PreviousVersion: r.Str(), Config: r.Str(), Instance: r.U32()}
 	return s, r.Err
 }
 

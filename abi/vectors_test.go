@@ -22,7 +22,7 @@ type field struct{ name, typ string }
 // vectors cross-check it. Types: u8 u16 u32 u64 str strs (list<str>) pairs
 // (list<str,str>) filters (list<str,u8,u8>).
 var layouts = map[uint16][]field{
-	KindStart: {{"extension_id", "str"}, {"extension_version", "str"}, {"broker_version", "str"}, {"previous_version", "str"}, {"config", "str"}},
+	KindStart: {{"extension_id", "str"}, {"extension_version", "str"}, {"broker_version", "str"}, {"previous_version", "str"}, {"config", "str"}, {"instance", "u32"}},
 	KindConnect: {{"protocol_version", "u8"}, {"flags", "u8"}, {"will_qos", "u8"}, {"reserved", "u8"}, {"keepalive", "u16"}, {"reserved", "u16"},
 		{"session_expiry", "u32"}, {"client_id", "str"}, {"username", "str"}, {"password", "str"}, {"remote_addr", "str"}, {"listener", "str"},
 		{"tls_subject", "str"}, {"tls_sans", "strs"}, {"will_topic", "str"}, {"will_payload", "str"}, {"user_properties", "pairs"}},
@@ -37,7 +37,7 @@ var vectors = []struct {
 	name   string
 	record interface{ Encode([]byte) []byte }
 }{
-	{"start", &StartRecord{ExtensionID: "topic-acl", ExtensionVersion: "1.2.0", BrokerVersion: "0.1.0", PreviousVersion: "1.1.0", Config: `{"prefix":"devices"}`}},
+	{"start", &StartRecord{ExtensionID: "topic-acl", ExtensionVersion: "1.2.0", BrokerVersion: "0.1.0", PreviousVersion: "1.1.0", Config: `{"prefix":"devices"}`, Instance: 2}},
 	{"connect", &ConnectRecord{ProtocolVersion: 5, Flags: ConnectCleanStart | ConnectHasUsername | ConnectHasPassword | ConnectHasWill | ConnectTLS,
 		WillQoS: 1, Keepalive: 60, SessionExpiry: 3600, ClientID: "sensor-1", Username: "alice", Password: []byte{0x00, 's', 'e', 'c', 0xff},
 		RemoteAddr: "127.0.0.1:50000", Listener: "tls", TLSSubject: "CN=sensor-1,O=acme", TLSSANs: []string{"sensor-1.acme.test", "10.0.0.1"},
@@ -142,7 +142,7 @@ func TestVectors(t *testing.T) {
 			jsonFile := filepath.Join("testdata", v.name+".json")
 			if *update {
 				js, _ := json.MarshalIndent(v.record, "", "  ")
-				header := fmt.Sprintf("# %s record, ABI 1.0; values in %s.json. Regenerate: go test ./abi -run TestVectors -update\n", v.name, v.name)
+				header := fmt.Sprintf("# %s record, ABI %s; values in %s.json. Regenerate: go test ./abi -run TestVectors -update\n", v.name, Version, v.name)
 				if err := os.WriteFile(hexFile, []byte(header+annotate(t, rec)), 0o644); err != nil {
 					t.Fatal(err)
 				}

@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"errors"
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
@@ -25,12 +24,8 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 	for _, e := range auth {
 		a, err := h.invoke(ctx, e, abi.CallbackAuthenticate, rec)
 		if err != nil { // counted (and the failure logged) by invoke
-			reason := "extension " + a.ext.ID() + " failed"
-			if errors.Is(err, ErrBusy) || errors.Is(err, ErrStopped) || errors.Is(err, ErrCanceled) {
-				reason = "extension " + a.ext.ID() + " unavailable"
-			}
 			a.ext.log.Debug("client refused: extension did not decide", "client", c.ClientID, "error", err)
-			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: reason}
+			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: failReason(a.ext, err)}
 		}
 		switch a.decision {
 		case abi.DecisionDeny:

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
@@ -85,7 +86,7 @@ func (e *extension) wantsTopic(name string) bool {
 func (h *Host) authorize(e *extension, cb abi.Callback, rec record) (broker.Verdict, bool) {
 	a, err := h.invoke(context.Background(), e, cb, rec)
 	if err != nil {
-		return failVerdict(a.ext), true
+		return failVerdict(a.ext, err), true
 	}
 	code := a.code
 	if code == 0 {
@@ -103,6 +104,20 @@ func (h *Host) authorize(e *extension, cb abi.Callback, rec record) (broker.Verd
 }
 
 // failVerdict is the fail-closed answer when an extension cannot decide.
-func failVerdict(e *extension) broker.Verdict {
-	return broker.Verdict{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: "extension " + e.ID() + " failed"}
+func failVerdict(e *extension, err error) broker.Verdict {
+	return broker.Verdict{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: failReason(e, err)}
+}
+
+// failReason is the reason string of a decision an extension did not make
+// (ABI.md section 7): "extension ID failed", "... unavailable" when it
+// could not be reached, "... cannot take a record this large" when its
+// buffer refused the record.
+func failReason(e *extension, err error) string {
+	switch {
+	case errors.Is(err, ErrRecordTooLarge):
+		return "extension " + e.ID() + " cannot take a record this large"
+	case errors.Is(err, ErrBusy), errors.Is(err, ErrStopped), errors.Is(err, ErrCanceled):
+		return "extension " + e.ID() + " unavailable"
+	}
+	return "extension " + e.ID() + " failed"
 }

@@ -56,7 +56,7 @@ func (h *Host) replaceCacheEntry(ctx context.Context, guarded bool, bin []byte) 
 	if err != nil {
 		return "", err
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(guarded).WithCompilationCache(cache))
+	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig().WithCloseOnContextDone(guarded).WithCompilationCache(cache))
 	_, err = rt.CompileModule(ctx, bin)
 	_ = rt.Close(ctx)
 	_ = cache.Close(ctx)

@@ -36,9 +36,13 @@ const (
 	// OutcomeUnavailable: no instance could take the call (all busy for a
 	// whole call deadline, or the extension stopped).
 	OutcomeUnavailable
+	// OutcomeTooLarge: the guest's buffer could not take the record
+	// (ErrRecordTooLarge); the callback was not called. The instance is
+	// kept.
+	OutcomeTooLarge
 )
 
-var outcomeNames = [...]string{"ok", "deny", "trap", "deadline", "invalid", "unavailable"}
+var outcomeNames = [...]string{"ok", "deny", "trap", "deadline", "invalid", "unavailable", "too_large"}
 
 // String returns the outcome's name ("ok", "deny", "trap", ...).
 func (o Outcome) String() string {
@@ -99,6 +103,8 @@ func classify(err error, refused bool) Outcome {
 		return OutcomeInvalid
 	case errors.Is(err, ErrBusy), errors.Is(err, ErrStopped):
 		return OutcomeUnavailable
+	case errors.Is(err, ErrRecordTooLarge):
+		return OutcomeTooLarge
 	}
 	return OutcomeTrap
 }

@@ -56,3 +56,39 @@ func (h *Host) SecurityExtensions() []string {
 	}
 	return out
 }
+
+// serving reports whether a security extension can let clients in: the
+// first extension the CONNECT chain asks is running. With none, or with
+// that one stopped after a crash loop (it stays in the chain, failing
+// closed), every CONNECT is refused. Called with h.mu held.
+func (h *Host) serving() bool {
+	auth := h.chain.Load().callers(abi.CallbackAuthenticate)
+	return len(auth) > 0 && !auth[0].stopped.Load()
+}
+
+// checkSecurity logs a change in whether a security extension serves: a
+// loud warning when the last one goes away at runtime (removed, disabled,
+// stopped after a crash loop: every client is now refused), an info line
+// when one serves again. id and cause say what just happened. Nothing is
+// logged before LoadAll has finished (the broker's start-up banner speaks
+// then) or once Close has begun.
+func (h *Host) checkSecurity(id, cause string) {
+	select {
+	case <-h.done:
+		return
+	default:
+	}
+	h.mu.Lock()
+	was, now, known := h.secured, h.serving(), h.securityKnown
+	h.secured = now
+	h.mu.Unlock()
+	switch {
+	case !known || was == now:
+	case !now:
+		h.log.Warn("NO SECURITY EXTENSION IS SERVING: EVERY CLIENT IS NOW REFUSED, until one is added, enabled or replaced",
+			"cause", id+" "+cause)
+	default:
+		h.log.Info("a security extension is serving again: clients are accepted as it decides",
+			"cause", id+" "+cause, "security_extensions", h.SecurityExtensions())
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +53,9 @@ type extension struct {
 	// previous is the version this one replaced (told to every instance's
 	// start callback, replacements included).
 	previous string
+	// instances counts the instances created, for the START record's
+	// instance index (0 for the first).
+	instances atomic.Uint32
 
 	// callbacks is the set of callback bits (abi.CallbackInfo.Bit) the
 	// host calls: exported, and declared by declare_callbacks when the
@@ -58,6 +63,9 @@ type extension struct {
 	callbacks uint32
 	// filters narrow authorize_publish (empty: every publish).
 	filters []string
+	// declared is what instance 0's start callback declared; later
+	// instances' declarations have no effect (see sameDeclaration).
+	declared declaration
 
 	pool *pool
 	// events queues lifecycle events for deliverEvents; it is never
@@ -69,8 +77,9 @@ type extension struct {
 	failures []time.Time
 	stopped  atomic.Bool
 
-	// Counters.
-	calls, errors, dropped atomic.Int64
+	// Counters. tooLarge counts the records the guest's buffer could not
+	// take (ErrRecordTooLarge).
+	calls, errors, dropped, tooLarge atomic.Int64
 }
 
 // ID returns the extension's id.
@@ -91,7 +100,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		deadline: time.Duration(m.Limits.CallDeadline), previous: previous}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
-	rc := wazero.NewRuntimeConfig().WithMemoryLimitPages(pages).WithCloseOnContextDone(e.guarded)
+	rc := runtimeConfig().WithMemoryLimitPages(pages).WithCloseOnContextDone(e.guarded)
 	if h.cache != nil {
 		rc = rc.WithCompilationCache(h.cache)
 	}
@@ -105,7 +114,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		}
 	}()
 	if e.compiled, err = h.compile(ctx, e.rt, e.guarded, bin, m.ID); err != nil {
-		return nil, fmt.Errorf("compile %s: %w", m.Module, err)
+		return nil, fmt.Errorf("compile %s: %w%s", m.Module, err, featureHint(err))
 	}
 	exported, err := checkModule(e.compiled)
 	if err != nil {
@@ -131,6 +140,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		e.callbacks &= first.out.mask
 	}
 	e.filters = first.out.filters
+	e.declared = declaration{declared: first.out.declared, mask: first.out.mask, filters: first.out.filters}
 	e.pool = newPool(e, m.Limits.PoolSize)
 	e.pool.add(first)
 	for i := 1; i < m.Limits.PoolSize; i++ {
@@ -146,6 +156,32 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		go e.deliverEvents()
 	}
 	return e, nil
+}
+
+// coreFeatures are the WebAssembly core features modules may use (ABI.md
+// section 2, "Wasm features"): WebAssembly 2.0, i.e. mutable globals,
+// multi-value, bulk memory, reference types, sign extension, non-trapping
+// float-to-int conversion and 128-bit SIMD. Not threads (shared memory,
+// atomics), tail calls, exceptions, memory64, multiple memories or GC.
+// Named here, not left to wazero's default, so that a wazero upgrade
+// cannot change what extensions may use.
+const coreFeatures = api.CoreFeaturesV2
+
+// runtimeConfig is the configuration every runtime of the host starts
+// from: the supported core features.
+func runtimeConfig() wazero.RuntimeConfig {
+	return wazero.NewRuntimeConfig().WithCoreFeatures(coreFeatures)
+}
+
+// featureHint adds, to a compile error caused by a WebAssembly feature the
+// host does not enable (wazero names it: "threads", "tail-call"), what the
+// host does support.
+func featureHint(err error) string {
+	if !strings.Contains(err.Error(), "feature") {
+		return ""
+	}
+	return " (Propolis runs the WebAssembly 2.0 core features: multi-value, bulk memory, reference types, SIMD, " +
+		"sign extension, non-trapping conversions; not threads, tail calls, exceptions, memory64 or GC: see abi/ABI.md section 2)"
 }
 
 // checkModule compares the module's imports and exports with the ABI
@@ -194,6 +230,24 @@ func checkModule(c wazero.CompiledModule) (uint32, error) {
 	return bits, nil
 }
 
+// declaration is what a start callback declared with declare_callbacks and
+// add_publish_filter.
+type declaration struct {
+	declared bool
+	mask     uint32
+	filters  []string
+}
+
+// sameDeclaration reports whether a later instance's start callback
+// declared what instance 0's did. Only instance 0's declaration configures
+// the extension (ABI.md, propolis_start); a later instance declaring
+// something else is logged, since one of the two is not what its author
+// meant.
+func (e *extension) sameDeclaration(o *callOut) bool {
+	d := e.declared
+	return d.declared == o.declared && d.mask == o.mask && slices.Equal(d.filters, o.filters)
+}
+
 // signature converts a wazero function definition to an abi.Signature.
 func signature(def api.FunctionDefinition) abi.Signature {
 	conv := func(ts []api.ValueType) []abi.ValType {
@@ -230,6 +284,17 @@ func (e *extension) release(in *instance, cb abi.Callback, err error) {
 	e.calls.Add(1)
 	if err == nil {
 		e.pool.put(in)
+		return
+	}
+	if errors.Is(err, ErrRecordTooLarge) { // the guest said no; it is not broken
+		e.pool.put(in)
+		if n := e.tooLarge.Add(1); n == 1 || n%1000 == 0 {
+			e.log.Warn("record too large for the extension's buffer; decision failed closed, event dropped",
+				"callback", cb.String(), "records_refused", n, "error", err)
+		}
+		if !abi.Callbacks[cb].Decides() {
+			e.dropped.Add(1)
+		}
 		return
 	}
 	e.pool.discard(in)

@@ -125,12 +125,12 @@ func (h *Host) apply(ctx context.Context, name string, fp fingerprint) {
 	dir := filepath.Join(h.opts.Dir, name)
 	switch {
 	case !fp.exists:
-		if e := h.stopFolder(name); e != nil {
+		if e := h.stopFolder(name, "removed"); e != nil {
 			e.log.Info("extension removed")
 		}
 		h.setStatus(name, nil)
 	case fp.disabled:
-		e := h.stopFolder(name)
+		e := h.stopFolder(name, "disabled")
 		st := &Status{ID: name, State: StateDisabled, Reason: DisabledFile + " file present"}
 		if m, err := LoadManifest(dir); err == nil {
 			st.Version, st.Priority, st.StartPriority = m.Version, m.Priority, m.StartPriority

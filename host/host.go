@@ -51,6 +51,11 @@ type Host struct {
 	chain  atomic.Pointer[chain]
 	svc    atomic.Pointer[servicesRef] // the broker's services; see services.go
 
+	// secured is whether a security extension was serving when last
+	// checked (checkSecurity), and securityKnown whether LoadAll has set
+	// it; both under mu.
+	secured, securityKnown bool
+
 	// folders is the scanner's view of the folder; only the scanning
 	// goroutine (LoadAll, then Watch) touches it.
 	folders map[string]*folderState
@@ -78,7 +83,10 @@ type Status struct {
 	StartPriority int
 	Callbacks     []string // the callbacks the host calls
 	Calls, Errors int64
-	Dropped       int64 // events dropped (queue full or no instance)
+	Dropped       int64 // events dropped (queue full, no instance, or too large)
+	// TooLarge counts the records the extension's propolis_buffer could
+	// not take: those calls were not made and failed closed.
+	TooLarge int64
 }
 
 // New creates a host with no extension (every CONNECT refused) and starts
@@ -118,6 +126,9 @@ func (h *Host) LoadAll(ctx context.Context) error {
 		return fmt.Errorf("read extensions folder: %w", err)
 	}
 	h.scan(ctx, true)
+	h.mu.Lock() // from now on a change is logged (the broker's start-up banner covers the start)
+	h.secured, h.securityKnown = h.serving(), true
+	h.mu.Unlock()
 	return nil
 }
 
@@ -163,28 +174,32 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 	h.rebuildChain()
 	h.setStatus(name, e.status(StateRunning, ""))
 	if old != nil {
+		h.checkSecurity(e.ID(), "reloaded")
 		go old.stop(true) // its calls in flight finish; the scanner goes on
 		e.log.Info("extension reloaded", "version", m.Version, "previous", previous, "priority", m.Priority,
 			"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
 		return nil
 	}
 	if len(m.Services) > 0 {
-		e.log.Warn("manifest lists host services, which this broker does not offer yet (ABI 1.0 has none); ignored",
+		e.log.Warn("manifest lists host services, which this broker does not offer yet (ABI "+abi.Version+" has none); ignored",
 			"services", m.Services)
 	}
 	e.log.Info("extension started", "version", m.Version, "priority", m.Priority,
 		"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
+	h.checkSecurity(e.ID(), "started")
 	return nil
 }
 
-// stopFolder takes the folder's running extension, if any, out of service.
-func (h *Host) stopFolder(name string) *extension {
+// stopFolder takes the folder's running extension, if any, out of service;
+// cause ("removed", "disabled") is for the log.
+func (h *Host) stopFolder(name, cause string) *extension {
 	h.mu.Lock()
 	e := h.exts[name]
 	delete(h.exts, name)
 	h.mu.Unlock()
 	if e != nil {
 		h.rebuildChain()
+		h.checkSecurity(e.ID(), cause)
 		e.stop(true)
 	}
 	return e
@@ -205,7 +220,10 @@ func (h *Host) fail(e *extension, reason error) {
 		return
 	}
 	h.setFailed(name, e.manifest, fmt.Errorf("%w; its decisions are denied until it is replaced, disabled or removed", reason))
-	go e.stop(false)
+	go func() {
+		e.stop(false)
+		h.checkSecurity(e.ID(), "stopped after a crash loop")
+	}()
 }
 
 func (h *Host) setFailed(name string, m *Manifest, err error) {
@@ -243,7 +261,7 @@ func (h *Host) Status() []Status {
 		s := *st
 		if e, ok := h.exts[name]; ok {
 			s.Calls, s.Errors = e.calls.Load(), e.errors.Load()
-			s.Dropped = e.dropped.Load()
+			s.Dropped, s.TooLarge = e.dropped.Load(), e.tooLarge.Load()
 		}
 		out = append(out, s)
 	}

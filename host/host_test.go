@@ -154,7 +154,7 @@ func TestLoadRefusesBadModules(t *testing.T) {
 		"no-marker":      "export propolis_abi_v1: missing",
 		"bad-import":     "import propolis_v1.add_permission: got (i32)->i32, want (i32,i32)->i32",
 		"unknown-import": "import propolis_v1.teleport: no such host function",
-		"future-minor":   "module is built for ABI 1.7, this broker runs up to 1.0",
+		"future-minor":   "module is built for ABI 1.7, this broker runs up to 1.1",
 		"bad-export":     "export propolis_authenticate: got (i32,i32)->i32, want (i32)->i32",
 		"refuse-start":   "refused to start: missing license key",
 		"start-trap":     "propolis_start",
@@ -271,4 +271,80 @@ func TestEventsAreDelivered(t *testing.T) {
 			t.Fatalf("log lacks %q:\n%s", want, logs.String())
 		}
 	}
+}
+
+// TestWasmFeatures: a module using the WebAssembly 2.0 core features
+// (multi-value, bulk memory, SIMD, ...) loads and works; one using a
+// feature the host does not enable (threads, tail calls) is refused at
+// load, the error naming the module, the feature and what is supported.
+func TestWasmFeatures(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "features", wasmFixture("ok/features"), 0, "")
+	installExtension(t, ext, "threads", wasmFixture("error/threads"), 0, "")
+	installExtension(t, ext, "tail-call", wasmFixture("error/tail_call"), 0, "")
+	h, logs := newTestHost(t, ext)
+	if st := statusOf(t, h, "features"); st.State != StateRunning {
+		t.Fatalf("features: %+v", st)
+	}
+	if res := h.Authenticate(context.Background(), connect("u", "p")); res.Decision != broker.Allow {
+		t.Fatalf("features extension: %+v, want allow (every feature behaved)", res)
+	}
+	const supported = " (Propolis runs the WebAssembly 2.0 core features: multi-value, bulk memory, reference types, SIMD, " +
+		"sign extension, non-trapping conversions; not threads, tail calls, exceptions, memory64 or GC: see abi/ABI.md section 2)"
+	for id, want := range map[string]string{
+		"threads":   "compile ext.wasm: section memory: shared memory requested but threads feature not enabled" + supported,
+		"tail-call": `compile ext.wasm: invalid function[3] export["propolis_authenticate"]: return_call invalid as feature "tail-call" is disabled` + supported,
+	} {
+		if st := statusOf(t, h, id); st.State != StateFailed || st.Reason != want {
+			t.Errorf("%s: state %s, reason\n%s\nwant\n%s", id, st.State, st.Reason, want)
+		}
+		if !strings.Contains(logs.String(), "extension="+id) {
+			t.Errorf("the log does not name extension %s", id)
+		}
+	}
+	// inspect (extensions list without a broker) says the same.
+	sts, err := inspect(context.Background(), ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		if st.ID == "threads" && !strings.Contains(st.Reason, "threads feature not enabled (Propolis runs") {
+			t.Errorf("inspect: %+v", st)
+		}
+	}
+}
+
+// TestStartInstanceIndex: each instance's START record carries its index
+// (ABI 1.1): 0, 1, 2 for a pool of three, 3 for the replacement of a
+// discarded one. Only instance 0's declare_callbacks counts; the later
+// instances' different declarations are logged and ignored.
+func TestStartInstanceIndex(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "idx", wasmFixture("ok/instance_index"), 0, "limits:\n  pool_size: 3\n")
+	h, logs := newTestHost(t, ext)
+	for _, want := range []string{"msg=\"instance 0\"", "msg=\"instance 1\"", "msg=\"instance 2\""} {
+		if n := strings.Count(logs.String(), want); n != 1 {
+			t.Fatalf("%s logged %d times, want once:\n%s", want, n, logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), "declared other callbacks or publish filters than instance 0's; ignored"); n != 2 {
+		t.Fatalf("%d warnings about later declarations, want 2 (instances 1 and 2):\n%s", n, logs.String())
+	}
+	if st := statusOf(t, h, "idx"); len(st.Callbacks) != 1 || st.Callbacks[0] != "authenticate" {
+		t.Fatalf("callbacks %v, want instance 0's [authenticate]", st.Callbacks)
+	}
+	res := h.Authenticate(context.Background(), connect("u", "p"))
+	if res.Decision != broker.Allow {
+		t.Fatalf("authenticate: %+v", res)
+	}
+	// authorize_publish (declared only by later instances) is never called:
+	// it would deny.
+	if v := res.Client.AuthorizePublish(&broker.Publish{Topic: "t", QoS: 1}); v.Decision != broker.Allow {
+		t.Fatalf("publish: %+v, want allowed by the (empty) permissions", v)
+	}
+	// An invalid answer discards an instance; its replacement is instance 3.
+	if res := h.Authenticate(context.Background(), connect(strings.Repeat("u", 300), "p")); res.Decision != broker.Deny || res.ReasonCode != 0x80 {
+		t.Fatalf("long CONNECT: %+v, want deny 0x80 (invalid answer)", res)
+	}
+	poll.Until(t, "replacement logs instance 3", func() bool { return strings.Contains(logs.String(), "msg=\"instance 3\"") })
 }

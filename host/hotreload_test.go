@@ -240,3 +240,89 @@ func TestDisableRunsStopCallback(t *testing.T) {
 		return strings.Count(buf.String(), "msg=stopped") == 2
 	})
 }
+
+// TestLastSecurityExtensionGoneIsLoud: when the last security extension
+// goes away at runtime (removed, disabled, stopped after a crash loop) the
+// host warns that every client is now refused, and says so when one
+// serves again. A non-security extension coming and going, and the start
+// itself (the broker's banner speaks then), log neither.
+func TestLastSecurityExtensionGoneIsLoud(t *testing.T) {
+	const gone, back = "EVERY CLIENT IS NOW REFUSED", "a security extension is serving again"
+	ext := t.TempDir()
+	allowAll := example(t, "allow-all")
+	dropIn(t, ext, "allow-all", allowAll, "id: allow-all\nversion: 1.0.0\nmodule: ext.wasm\n")
+	addr, h := startWatchedBroker(t, ext)
+	logs := testLogs(t, h)
+	count := func(s string) int { return strings.Count(logs.String(), s) }
+	// expect waits for the n-th warning and the m-th info line.
+	expect := func(what string, n, m int) {
+		t.Helper()
+		poll.Until(t, what, func() bool { return count(gone) == n && count(back) == m })
+	}
+	if count(gone)+count(back) != 0 {
+		t.Fatalf("logged at start:\n%s", logs.String())
+	}
+
+	// An extension without authenticate changes nothing.
+	dropIn(t, ext, "publish-guard", example(t, "publish-guard"), "id: publish-guard\nversion: 1.0.0\nmodule: ext.wasm\n")
+	poll.Until(t, "publish-guard running", func() bool { return stateOf(h, "publish-guard") == StateRunning })
+
+	// Disabled.
+	if _, err := Disable(ext, "allow-all"); err != nil {
+		t.Fatal(err)
+	}
+	expect("warning after disable", 1, 0)
+	if !strings.Contains(logs.String(), `cause="allow-all disabled"`) || connectCode(t, addr, "c", "") != 0x87 {
+		t.Fatalf("warning without its cause, or a client let in:\n%s", logs.String())
+	}
+	if _, err := Enable(ext, "allow-all"); err != nil {
+		t.Fatal(err)
+	}
+	expect("info after enable", 1, 1)
+
+	// Removed (publish-guard still runs, but it is no security extension).
+	if err := os.RemoveAll(filepath.Join(ext, "allow-all")); err != nil {
+		t.Fatal(err)
+	}
+	expect("warning after removal", 2, 1)
+	if !strings.Contains(logs.String(), `cause="allow-all removed"`) {
+		t.Fatalf("no removal cause:\n%s", logs.String())
+	}
+
+	// Back, then stopped after a crash loop: a trapping authenticator in
+	// front of allow-all refuses everyone once stopped.
+	dropIn(t, ext, "allow-all", allowAll, "id: allow-all\nversion: 1.0.0\nmodule: ext.wasm\n")
+	expect("info after drop-in", 2, 2)
+	dropIn(t, ext, "trap", wasmFixture("error/trap"), "id: trap\nversion: 1.0.0\nmodule: ext.wasm\npriority: 100\n")
+	poll.Until(t, "trap running", func() bool { return stateOf(h, "trap") == StateRunning })
+	if count(gone) != 2 {
+		t.Fatalf("a running, failing security extension in front is not 'gone':\n%s", logs.String())
+	}
+	for i := 0; i < crashLoopFailures; i++ {
+		if code := connectCode(t, addr, "c", ""); code != 0x80 {
+			t.Fatalf("connect %d through the trapping extension: %#x, want 0x80", i, code)
+		}
+	}
+	expect("warning after the crash-loop stop", 3, 2)
+	if !strings.Contains(logs.String(), `cause="trap stopped after a crash loop"`) {
+		t.Fatalf("no crash-loop cause:\n%s", logs.String())
+	}
+	// Removing the stopped one lets allow-all serve again.
+	if err := os.RemoveAll(filepath.Join(ext, "trap")); err != nil {
+		t.Fatal(err)
+	}
+	expect("info after removing the stopped extension", 3, 3)
+	if code := connectCode(t, addr, "c", ""); code != 0 {
+		t.Fatalf("allow-all not serving: %#x", code)
+	}
+}
+
+// stateOf is the state of folder id, "" before the host has seen it.
+func stateOf(h *Host, id string) State {
+	for _, s := range h.Status() {
+		if s.ID == id {
+			return s.State
+		}
+	}
+	return ""
+}

@@ -63,11 +63,11 @@ func inspectFolder(ctx context.Context, dir string) Status {
 		st.State, st.Reason = StateFailed, fmt.Sprintf("read module: %v", err)
 		return st
 	}
-	rt := wazero.NewRuntime(ctx)
+	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig())
 	defer rt.Close(ctx)
 	c, err := rt.CompileModule(ctx, bin)
 	if err != nil {
-		st.State, st.Reason = StateFailed, fmt.Sprintf("compile %s: %v", m.Module, err)
+		st.State, st.Reason = StateFailed, fmt.Sprintf("compile %s: %v%s", m.Module, err, featureHint(err))
 		return st
 	}
 	bits, err := checkModule(c)

@@ -27,6 +27,12 @@ var (
 	// CONNECT) ended before the extension answered. Not counted against
 	// the extension.
 	ErrCanceled = errors.New("caller's deadline passed")
+	// ErrRecordTooLarge: the guest's propolis_buffer answered 0, saying it
+	// cannot hold the record. The callback was not called and the decision
+	// fails closed, but the instance is kept and the crash-loop count left
+	// alone: a module with a bounded buffer is not broken (ABI.md section
+	// 4, "Record size").
+	ErrRecordTooLarge = errors.New("record too large for the extension's buffer")
 )
 
 // callOut collects what the guest set through host functions during one
@@ -98,6 +104,7 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
+	index := e.instances.Add(1) - 1 // the START record's instance index
 	in := &instance{ext: e, mod: mod, mem: mod.Memory()}
 	base := context.WithValue(context.Background(), instanceKey{}, in)
 	// Marker, buffer and start run before the instance is in a pool the
@@ -133,7 +140,7 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 			previous = e.previous
 		}
 		rec := abi.StartRecord{ExtensionID: e.manifest.ID, ExtensionVersion: e.manifest.Version,
-			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg}
+			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg, Instance: index}
 		began := e.host.clock()
 		res, err := in.callRecord(abi.CallbackStart, rec.Encode(in.scratch()))
 		e.host.observe(e, abi.CallbackStart, began, classify(err, uint32(res) != 0))
@@ -146,6 +153,10 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 				reason = "no reason given"
 			}
 			return fail(fmt.Errorf("%w: %s", errRefusedStart, reason))
+		}
+		if index > 0 && !e.sameDeclaration(&in.out) {
+			e.log.Warn("a later instance's start declared other callbacks or publish filters than instance 0's; ignored",
+				"instance", index, "callbacks", abi.CallbackNames(in.out.mask), "filters", in.out.filters)
 		}
 	}
 	in.ctx, in.cancel = context.WithCancel(base) // from now on, the watchdog's
@@ -217,7 +228,10 @@ func (in *instance) growBuffer(n uint32) error {
 		return err
 	}
 	ptr := uint32(res)
-	if ptr == 0 || uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
+	if ptr == 0 { // "cannot": the previous buffer stays valid
+		return fmt.Errorf("%w: %s(%d) answered 0", ErrRecordTooLarge, abi.CallbackBuffer, n)
+	}
+	if uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
 		return fmt.Errorf("%w: %s(%d) returned %#x, outside memory of %d bytes", ErrInvalidAnswer, abi.CallbackBuffer, n, ptr, in.mem.Size())
 	}
 	in.bufPtr, in.bufCap = ptr, n

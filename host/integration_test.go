@@ -299,3 +299,22 @@ func TestMQTTTopicACLExample(t *testing.T) {
 		t.Fatalf("SUBACK %+v", ack)
 	}
 }
+
+// TestAllowAllWarnsOnce: allow-all's start callback runs on each of the
+// pool's instances, but its not-for-production warning is logged once, by
+// instance 0 (the START record's instance index, ABI 1.1).
+func TestAllowAllWarnsOnce(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "limits:\n  pool_size: 4\n  call_deadline: 5s\n")
+	addr, h := startBroker(t, ext)
+	if code := connectCode(t, addr, "c", ""); code != 0 {
+		t.Fatalf("allow-all refused a client: %#x", code)
+	}
+	logs := testLogs(t, h).String()
+	if n := strings.Count(logs, "DO NOT USE IT IN PRODUCTION"); n != 1 {
+		t.Fatalf("the warning appears %d times, want 1:\n%s", n, logs)
+	}
+	if strings.Contains(logs, "declared other callbacks") {
+		t.Fatalf("instances disagree on their declarations:\n%s", logs)
+	}
+}

@@ -4,10 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/internal/yamlconf"
@@ -38,12 +43,13 @@ type Manifest struct {
 	ABI string `yaml:"abi"`
 	// Limits bounds the extension's resources.
 	Limits Limits `yaml:"limits"`
-	// Services lists the host services the extension may call. ABI 1.0
+	// Services lists the host services the extension may call. ABI 1.1
 	// has none yet: a non-empty list is accepted and logged as ignored.
 	Services []string `yaml:"services"`
 	// Config is free-form: any YAML value, handed to the extension at
-	// start as JSON. It must be representable as JSON (string keys, finite
-	// numbers). Default nil, sent as {}.
+	// start as JSON (see configValue for the conversion, abi/MANIFEST.md
+	// for its rules), at most MaxConfig bytes of it. Default nil, sent as
+	// {}.
 	Config any `yaml:"config"`
 }
 
@@ -165,24 +171,156 @@ func (m *Manifest) validate(folder string) yamlconf.Errors {
 	} else if l.PoolSize < minPoolSize || l.PoolSize > maxPoolSize {
 		bad("limits.pool_size", "%d out of range %d-%d", l.PoolSize, minPoolSize, maxPoolSize)
 	}
-	if _, err := configJSON(m.Config); err != nil {
-		bad("config", "cannot be represented as JSON: %v", err)
-	}
-	return errs
+	_, cerrs := renderConfig(m.Config)
+	return append(errs, cerrs...)
 }
 
+// MaxConfig is the largest config section a manifest may have, as the
+// JSON a START record carries: 1 MiB. (The manifest file itself is at most
+// 1 MiB, but YAML aliases can repeat a value many times.)
+const MaxConfig = 1 << 20
+
 // configJSON renders the manifest's config section as JSON for the START
-// record. yaml.v3 decodes mappings as map[string]any, which encoding/json
-// handles.
+// record, by configValue's rules, without HTML escaping; nil (config
+// absent or null) is "{}". Its error lists every problem renderConfig
+// finds.
 func configJSON(v any) (string, error) {
+	s, probs := renderConfig(v)
+	if len(probs) > 0 {
+		msgs := make([]string, len(probs))
+		for i, p := range probs {
+			msgs[i] = p.Key + ": " + p.Msg
+		}
+		return "", errors.New(strings.Join(msgs, "; "))
+	}
+	return s, nil
+}
+
+// renderConfig is configJSON, returning the problems as manifest errors
+// keyed by their path under "config" (config.ports, config.levels[2]).
+func renderConfig(v any) (string, yamlconf.Errors) {
 	if v == nil {
 		return "{}", nil
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", err
+	var probs yamlconf.Errors
+	norm := configValue(v, "config", &probs)
+	if len(probs) > 0 {
+		return "", probs
 	}
-	return string(b), nil
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(norm); err != nil { // configValue leaves nothing json refuses
+		return "", yamlconf.Errors{{Key: "config", Msg: "cannot be represented as JSON: " + err.Error()}}
+	}
+	out := strings.TrimSuffix(b.String(), "\n")
+	if len(out) > MaxConfig {
+		return "", yamlconf.Errors{{Key: "config", Msg: fmt.Sprintf("%d bytes as JSON, more than the limit of %d (1 MiB)", len(out), MaxConfig)}}
+	}
+	return out, nil
+}
+
+// configValue turns a YAML value, as yamlconf decodes it into an any,
+// into one encoding/json writes without loss, and records a problem for
+// each part JSON cannot represent faithfully:
+//
+//   - mappings become objects; a key that is not a string but an integer,
+//     a float or a boolean becomes its decimal or true/false text (1 -> "1");
+//     a null or non-scalar key, or two keys with the same text, is a problem;
+//   - sequences become arrays, null null, booleans and strings themselves;
+//   - integers are exact (int64 or uint64); an integer beyond 64 bits and a
+//     float are float64 (17 significant digits); .inf and .nan are problems;
+//   - an unquoted timestamp (2024-01-02, 2024-01-02T10:00:00Z) becomes an
+//     RFC 3339 string ("2024-01-02T00:00:00Z"); quote it to keep it as
+//     written;
+//   - a !!binary value becomes the string of its bytes, which must be
+//     UTF-8 (JSON would replace invalid bytes).
+func configValue(v any, path string, probs *yamlconf.Errors) any {
+	bad := func(format string, a ...any) {
+		*probs = append(*probs, &yamlconf.Error{Key: path, Msg: fmt.Sprintf(format, a...)})
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for _, k := range slices.Sorted(maps.Keys(x)) { // problems in a stable order
+			out[k] = configValue(x[k], path+"."+k, probs)
+		}
+		return out
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		keys := slices.SortedFunc(maps.Keys(x), func(a, b any) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
+		for _, k := range keys {
+			e := x[k]
+			key, ok := configKey(k)
+			if !ok {
+				bad("key %s is not a string, a number or a boolean: JSON object keys are strings", describeConfig(k))
+				continue
+			}
+			if _, dup := out[key]; dup {
+				bad("two keys read as %q (a key that is not a string becomes its text)", key)
+				continue
+			}
+			out[key] = configValue(e, path+"."+key, probs)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = configValue(e, fmt.Sprintf("%s[%d]", path, i), probs)
+		}
+		return out
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			bad("%v has no JSON form", x)
+		}
+		return x
+	case string:
+		if !utf8.ValidString(x) {
+			bad("not valid UTF-8 (a !!binary value?): JSON strings are text")
+		}
+		return x
+	case time.Time:
+		return x.Format(time.RFC3339Nano)
+	case nil, bool, int, int64, uint64:
+		return x
+	}
+	bad("unsupported value %s", describeConfig(v))
+	return nil
+}
+
+// configKey returns the JSON object key for a YAML mapping key.
+func configKey(k any) (string, bool) {
+	switch x := k.(type) {
+	case string:
+		return x, true
+	case int:
+		return strconv.Itoa(x), true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	case uint64:
+		return strconv.FormatUint(x, 10), true
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			return "", false
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64), true
+	case bool:
+		return strconv.FormatBool(x), true
+	}
+	return "", false
+}
+
+// describeConfig names a YAML value in an error.
+func describeConfig(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any, map[any]any:
+		return "(a mapping)"
+	case []any:
+		return "(a sequence)"
+	}
+	return fmt.Sprintf("%v (%T)", v, v)
 }
 
 // peekManifest reads the id and module of the manifest at path leniently,

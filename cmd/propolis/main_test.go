@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker/store"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -90,7 +91,7 @@ func TestVersion(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"propolis ", "abi 1.0", fmt.Sprint("data format ", store.FormatVersion)} {
+	for _, want := range []string{"propolis ", "abi " + abi.Version, fmt.Sprint("data format ", store.FormatVersion)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("version output lacks %q:\n%s", want, out)
 		}

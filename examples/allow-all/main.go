@@ -19,11 +19,20 @@ func init() {
 
 func main() {}
 
-// start warns loudly that the broker is open to everyone.
+// start warns loudly that the broker is open to everyone, once per load:
+// the broker starts several instances (and replaces discarded ones), and
+// only the first, instance 0, logs.
 func start(info propolis.StartInfo) error {
-	propolis.Log(propolis.LevelWarn, "extension "+info.ID+" "+info.Version+
-		" ALLOWS EVERY CLIENT TO CONNECT, PUBLISH AND SUBSCRIBE WITHOUT CREDENTIALS: DO NOT USE IT IN PRODUCTION")
+	if info.Instance == 0 {
+		propolis.Log(propolis.LevelWarn, warning(info))
+	}
 	return nil
+}
+
+// warning is the start-up warning.
+func warning(info propolis.StartInfo) string {
+	return "extension " + info.ID + " " + info.Version +
+		" ALLOWS EVERY CLIENT TO CONNECT, PUBLISH AND SUBSCRIBE WITHOUT CREDENTIALS: DO NOT USE IT IN PRODUCTION"
 }
 
 // authenticate allows every client, with no permissions (no permission

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
@@ -28,8 +29,16 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
+// TestStart: every instance starts; the warning names the extension and
+// says it is not for production (the host's TestAllowAllWarnsOnce checks
+// that only instance 0 logs it).
 func TestStart(t *testing.T) {
-	if err := start(propolis.StartInfo{ID: "allow-all", Version: "1.0.0"}); err != nil {
-		t.Fatal(err)
+	for _, instance := range []uint32{0, 1, 7} {
+		if err := start(propolis.StartInfo{ID: "allow-all", Version: "1.0.0", Instance: instance}); err != nil {
+			t.Fatalf("instance %d: %v", instance, err)
+		}
+	}
+	if w := warning(propolis.StartInfo{ID: "allow-all", Version: "1.0.0"}); !strings.Contains(w, "allow-all 1.0.0") || !strings.Contains(w, "DO NOT USE IT IN PRODUCTION") {
+		t.Errorf("warning %q", w)
 	}
 }

@@ -58,7 +58,9 @@ func start(info propolis.StartInfo) error {
 		return errors.New(`topic-acl: config "prefix" must be a non-empty topic without wildcards, got "` + cfg.Prefix + `"`)
 	}
 	filter = permissionFilter(prefix)
-	propolis.Infof("topic-acl %s: clients confined to %s", info.Version, filter)
+	if info.Instance == 0 { // once per load, not once per instance
+		propolis.Infof("topic-acl %s: clients confined to %s", info.Version, filter)
+	}
 	return nil
 }
 

@@ -2,8 +2,8 @@
 
 package propolis
 
-// abiMinor is the ABI minor version this SDK is built to (1.0).
-const abiMinor = 0
+// abiMinor is the ABI minor version this SDK is built to (1.1).
+const abiMinor = 1
 
 // Bits of declare_callbacks (ABI.md section 3).
 const (

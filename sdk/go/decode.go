@@ -147,7 +147,7 @@ func decodeStart(rec []byte) (StartInfo, error) {
 	if err != nil {
 		return StartInfo{}, err
 	}
-	s := StartInfo{ID: r.str(), Version: r.str(), BrokerVersion: r.str(), PreviousVersion: r.str(), Config: r.bytes()}
+	s := StartInfo{ID: r.str(), Version: r.str(), BrokerVersion: r.str(), PreviousVersion: r.str(), Config: r.bytes(), Instance: r.u32()}
 	return s, r.err
 }
 

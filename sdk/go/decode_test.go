@@ -43,6 +43,7 @@ type (
 		BrokerVersion    string `json:"broker_version"`
 		PreviousVersion  string `json:"previous_version"`
 		Config           string `json:"config"`
+		Instance         uint32 `json:"instance"`
 	}
 	jsonPair    struct{ Key, Value string }
 	jsonConnect struct {
@@ -111,7 +112,7 @@ func wantFromJSON(t *testing.T, kind uint16, data []byte) any {
 	case kindStart:
 		var j jsonStart
 		dec(&j)
-		s := StartInfo{ID: j.ExtensionID, Version: j.ExtensionVersion, BrokerVersion: j.BrokerVersion, PreviousVersion: j.PreviousVersion}
+		s := StartInfo{ID: j.ExtensionID, Version: j.ExtensionVersion, BrokerVersion: j.BrokerVersion, PreviousVersion: j.PreviousVersion, Instance: j.Instance}
 		if j.Config != "" {
 			s.Config = []byte(j.Config)
 		}
@@ -276,6 +277,12 @@ func TestDecodeOlderMinor(t *testing.T) {
 	want := Publish{QoS: 1, Retain: true, ClientID: "c1", Username: "u"}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("got %+v, want %+v", p, want)
+	}
+
+	// A START from an ABI 1.0 host has no instance field: instance 0.
+	info, err := decodeStart(makeRecord(kindStart, str("acl"), str("1.0.0"), str("b"), str(""), str("{}")))
+	if err != nil || info.Instance != 0 || info.ID != "acl" || string(info.Config) != "{}" {
+		t.Errorf("START of ABI 1.0: %+v, %v", info, err)
 	}
 
 	e, err := decodeEvent(makeRecord(kindEvent, []byte{2, 0, 0, 5}))

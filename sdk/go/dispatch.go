@@ -12,6 +12,29 @@ var (
 	permBuf []byte
 )
 
+// minBuffer is the smallest record buffer allocated, so that small records
+// do not cause a series of reallocations.
+const minBuffer = 4096
+
+// bufferSize decides propolis_buffer's answer to a request for size bytes
+// with a buffer of cur bytes: the buffer's new length n (cur when it is
+// large enough; otherwise size rounded up to a power of two of at least
+// minBuffer, but never beyond limit), or ok false when size is negative or
+// above limit (the buffer is then left as it is).
+func bufferSize(cur int, size int64, limit int) (n int, ok bool) {
+	if size < 0 || size > int64(limit) {
+		return cur, false
+	}
+	if int(size) <= cur && cur > 0 {
+		return cur, true
+	}
+	n = max(minBuffer, cur)
+	for n < int(size) {
+		n *= 2
+	}
+	return min(n, max(limit, minBuffer)), true
+}
+
 // denyUnspecified is the decision returned when the SDK itself cannot
 // answer (a malformed record, a host function refusing a setting): deny
 // with 0x80, as the host would after a trap.

@@ -312,3 +312,42 @@ func BenchmarkAuthorizePublish(b *testing.B) {
 		authorizePublish(nopHost{}, rec)
 	}
 }
+
+func TestBufferSize(t *testing.T) {
+	const limit = 1 << 20
+	for _, tc := range []struct {
+		name string
+		cur  int
+		size int64
+		n    int
+		ok   bool
+	}{
+		{"first, small", 0, 100, minBuffer, true},
+		{"first, zero", 0, 0, minBuffer, true},
+		{"fits", 8192, 8000, 8192, true},
+		{"grows to a power of two", 4096, 70000, 131072, true},
+		{"grows to the limit, not beyond", 4096, limit - 1, limit, true},
+		{"exactly the limit", 4096, limit, limit, true},
+		{"beyond the limit keeps the buffer", 8192, limit + 1, 8192, false},
+		{"negative", 8192, -1, 8192, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, ok := bufferSize(tc.cur, tc.size, limit)
+			if n != tc.n || ok != tc.ok {
+				t.Fatalf("bufferSize(%d, %d) = %d, %v; want %d, %v", tc.cur, tc.size, n, ok, tc.n, tc.ok)
+			}
+			if ok && int64(n) < tc.size {
+				t.Fatalf("buffer of %d bytes for a request of %d", n, tc.size)
+			}
+		})
+	}
+	if got := (&Extension{}).maxRecordSize(); got != DefaultMaxRecordSize {
+		t.Errorf("default MaxRecordSize %d", got)
+	}
+	if got := (&Extension{MaxRecordSize: 1 << 20}).maxRecordSize(); got != 1<<20 {
+		t.Errorf("MaxRecordSize 1 MiB gives %d", got)
+	}
+	if got := (&Extension{MaxRecordSize: 123}).maxRecordSize(); got != minBuffer {
+		t.Errorf("MaxRecordSize 123 gives %d, want the broker's least request %d", got, minBuffer)
+	}
+}

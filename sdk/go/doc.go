@@ -7,7 +7,7 @@
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o ext.wasm .
 //
-// The SDK implements the guest side of the Propolis extension ABI 1.0
+// The SDK implements the guest side of the Propolis extension ABI 1.1
 // (abi/ABI.md in the Propolis repository): it exports the callbacks the
 // broker calls, decodes the records the broker passes into the Go types of
 // this package, and turns the handlers' answers into decisions and host
@@ -51,7 +51,9 @@
 //		if err := info.DecodeConfig(&cfg); err != nil {
 //			return err // refuses to start; the broker shows err.Error()
 //		}
-//		propolis.Infof("%s %s started", info.ID, info.Version)
+//		if info.Instance == 0 { // Start runs once per instance
+//			propolis.Infof("%s %s started", info.ID, info.Version)
+//		}
 //		return nil
 //	}
 //
@@ -112,7 +114,9 @@
 // callbacks to any of them, one callback at a time per instance. Keep
 // per-client state in the broker (settings and permissions in the
 // AuthResult), not in package variables; configuration read in Start is
-// fine, since every instance is started.
+// fine, since every instance is started. For the same reason Start runs
+// several times per load: log start-up messages only when
+// StartInfo.Instance is 0.
 //
 // # Memory
 //
@@ -123,6 +127,12 @@
 // message to, valid only until the handler returns. Compare and match them
 // freely; to keep one, copy it (strings.Clone, bytes.Clone, or
 // Publish.Clone for the whole message).
+//
+// The broker writes each record into one buffer the SDK keeps, grown on
+// request up to Extension.MaxRecordSize (default 4 MiB). A larger record,
+// in practice a PUBLISH with a larger payload, is refused: the handler is
+// not called and the broker denies that PUBLISH (or CONNECT, for a large
+// will) with 0x80, without counting it as a failure of the extension.
 //
 // # Testing
 //

@@ -14,30 +14,22 @@ import "unsafe"
 // objects) until propolis_buffer replaces it with a larger one.
 var buf []byte
 
-// minBuffer is the smallest buffer allocated, so that small records do not
-// cause a series of reallocations.
-const minBuffer = 4096
-
 // marker answers the required marker export: the ABI minor version the
 // SDK follows.
 func marker() int32 { return abiMinor }
 
-// buffer returns a pointer to at least size bytes, valid until the next
-// call. It returns 0 (an invalid answer, so the host fails closed) for a
-// negative size.
+// buffer answers propolis_buffer: a pointer to at least size bytes, valid
+// until the next call. It grows buf as asked (see bufferSize), and answers
+// 0, keeping buf, for a size beyond Extension.MaxRecordSize: the broker
+// then fails that one call closed without counting it as a crash.
 func buffer(size int32) uint32 {
-	if size < 0 {
+	n, ok := bufferSize(len(buf), int64(size), ext.maxRecordSize())
+	if !ok {
 		return 0
 	}
-	if int(size) > len(buf) {
-		n := max(minBuffer, len(buf))
-		for n < int(size) {
-			n *= 2
-		}
+	if n > len(buf) {
+		buf = nil // let the collector take the old buffer for the new one
 		buf = make([]byte, n)
-	}
-	if len(buf) == 0 {
-		buf = make([]byte, minBuffer)
 	}
 	return uint32(uintptr(unsafe.Pointer(&buf[0])))
 }

@@ -15,9 +15,11 @@ package propolis
 // deny, an event is dropped), then replaces the instance. Return Deny
 // instead of panicking for expected failures.
 type Extension struct {
-	// Start, if set, is called once per instance before any other handler.
-	// Returning an error refuses to start; err.Error() is the reason the
-	// broker logs and shows.
+	// Start, if set, is called once per instance before any other handler
+	// (the broker runs several instances, and replaces discarded ones):
+	// StartInfo.Instance is 0 for the first, so do what must happen once
+	// per load (a start-up log line) only there. Returning an error refuses
+	// to start; err.Error() is the reason the broker logs and shows.
 	Start func(info StartInfo) error
 	// Stop, if set, is called once per instance before it is closed.
 	Stop func()
@@ -37,6 +39,31 @@ type Extension struct {
 	// other publishes cost no Wasm call. An invalid filter refuses the
 	// start. Ignored without AuthorizePublish.
 	PublishFilters []string
+	// MaxRecordSize bounds the buffer the SDK keeps for the records the
+	// broker passes, in bytes; 0 means DefaultMaxRecordSize, and a value
+	// below 4096 (the least the broker asks for) counts as 4096. The buffer
+	// grows on request up to it. A larger record (in practice a PUBLISH
+	// with a larger payload, or a will) is refused: the broker does not
+	// call the handler and fails closed (the PUBLISH or CONNECT is denied
+	// with 0x80, an event dropped), without counting it as a crash. Raise
+	// it with the manifest's limits.memory: the buffer lives in the
+	// instance's memory, and a Go guest that runs out of memory traps.
+	MaxRecordSize int
+}
+
+// DefaultMaxRecordSize is the largest record the SDK's buffer takes when
+// Extension.MaxRecordSize is 0: 4 MiB, four times the broker's default
+// mqtt.max_packet_size, and a sixteenth of the default 64 MiB memory
+// limit.
+const DefaultMaxRecordSize = 4 << 20
+
+// maxRecordSize returns e's MaxRecordSize, or its default, and at least
+// minBuffer.
+func (e *Extension) maxRecordSize() int {
+	if e.MaxRecordSize > 0 {
+		return max(e.MaxRecordSize, minBuffer)
+	}
+	return DefaultMaxRecordSize
 }
 
 // The registered extension and whether Register was called.

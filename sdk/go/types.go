@@ -21,6 +21,13 @@ type StartInfo struct {
 	PreviousVersion string
 	// Config is the manifest's config section as JSON ("{}" when absent).
 	Config []byte
+	// Instance is this instance's index within this load of the extension:
+	// 0 for the first instance started, then 1, 2, ... for every later one
+	// (the rest of the pool, and replacements of discarded instances). A
+	// hot reload starts again at 0. Start runs once per instance, so
+	// something to do once per load, such as a start-up warning, belongs
+	// under Instance == 0. Brokers running ABI 1.0 always send 0.
+	Instance uint32
 }
 
 // DecodeConfig unmarshals the extension configuration (the manifest's

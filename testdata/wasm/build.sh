@@ -2,7 +2,9 @@
 # Rebuilds every testdata/wasm/**/*.wat into the .wasm beside it, with plain
 # `wat2wasm FILE.wat -o FILE.wasm` (default features, no debug names: the
 # output depends only on the .wat and the wabt version), then checks each
-# .wasm with wasm-validate.
+# .wasm with wasm-validate. A .wat whose first line is
+# `;; wat2wasm-flags: FLAGS` (e.g. --enable-threads, for a fixture of a
+# feature the host refuses) is built and validated with those flags too.
 #
 #   testdata/wasm/build.sh          rebuild in place
 #   testdata/wasm/build.sh -check   rebuild into a temporary folder and fail
@@ -34,8 +36,9 @@ status=0
 for wat in $(find . -name '*.wat' | LC_ALL=C sort); do
 	wasm="${wat%.wat}.wasm"
 	out="$tmp/out.wasm"
-	wat2wasm "$wat" -o "$out"
-	wasm-validate "$out"
+	flags=$(sed -n '1s/^;; wat2wasm-flags: //p' "$wat")
+	wat2wasm $flags "$wat" -o "$out"
+	wasm-validate $flags "$out"
 	if [ "$check" = 1 ]; then
 		if ! cmp -s "$out" "$wasm"; then
 			echo "build.sh: $wasm is not up to date with $wat" >&2

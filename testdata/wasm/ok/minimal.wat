@@ -11,7 +11,8 @@
   (memory (export "memory") 1)
   (data (i32.const 1024) "go away")
   (func (export "propolis_abi_v1") (result i32) (i32.const 0))
-  ;; one fixed buffer at offset 4096, 60 KiB
+  ;; one fixed buffer at offset 4096, 60 KiB; 0 ("cannot") for a larger
+  ;; record: the host then fails that call closed (section 4, Record size)
   (func (export "propolis_buffer") (param $size i32) (result i32)
     (if (result i32) (i32.gt_u (local.get $size) (i32.const 61440))
       (then (i32.const 0)) (else (i32.const 4096))))

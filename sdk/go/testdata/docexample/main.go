@@ -30,7 +30,9 @@ func start(info propolis.StartInfo) error {
 	if err := info.DecodeConfig(&cfg); err != nil {
 		return err // refuses to start; the broker shows err.Error()
 	}
-	propolis.Infof("%s %s started", info.ID, info.Version)
+	if info.Instance == 0 { // Start runs once per instance
+		propolis.Infof("%s %s started", info.ID, info.Version)
+	}
 	return nil
 }
 
