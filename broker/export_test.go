@@ -18,11 +18,13 @@ func (s *Server) SetViolationClock(now func() time.Time) {
 
 // SetSecurityLogClock makes the rate limits of the security log (refused
 // CONNECTs, disconnects) read the time from now, so that a test decides
-// when a window ends.
+// when a window ends, and stops their summary timers: a summary line is
+// written only at Close, however long the test runs.
 func (s *Server) SetSecurityLogClock(now func() time.Time) {
 	for _, l := range []*logLimit{s.hook.sec.connects, s.hook.sec.disconnects} {
 		l.mu.Lock()
 		l.now = now
+		l.afterFunc = func(time.Duration, func()) func() bool { return func() bool { return true } }
 		l.mu.Unlock()
 	}
 }

@@ -261,7 +261,7 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 
 // OnPacketEncode sees every packet before it is written. It counts the
 // PUBRECs and PUBCOMPs written to a client (its Receive Maximum, see
-// receive.go) and adjusts SUBACKs and UNSUBACKs (see subscribeAck) and
+// receive.go; a resent PUBLISH of an open flow gets a success PUBREC) and adjusts SUBACKs and UNSUBACKs (see subscribeAck) and
 // CONNACKs: a refusal is logged and given a code the client's protocol
 // version has (see refusingConnack); an accepting one gets the
 // authenticator's user properties and settings (see connectAck) and, when
@@ -271,6 +271,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec, packets.Pubcomp:
 		if st := h.state(cl); st != nil {
+			pk = st.recv.resent(pk)
 			st.recv.sent(pk)
 		}
 		return pk

@@ -25,16 +25,27 @@ type logLimit struct {
 
 	mu         sync.Mutex
 	now        func() time.Time // time.Now; tests move it
+	afterFunc  afterFunc        // realAfterFunc; tests fire the timer themselves
 	window     time.Time        // start of the current interval
 	logged     int              // lines written in the current interval
 	suppressed int              // left out and not yet told
-	timer      *time.Timer      // the pending summary, if any
+	stopTimer  func() bool      // cancels the pending summary, if any
+}
+
+// afterFunc arranges for f to run on its own goroutine after d, like
+// time.AfterFunc; stop cancels it and reports whether it did so before f
+// was started.
+type afterFunc func(d time.Duration, f func()) (stop func() bool)
+
+// realAfterFunc is time.AfterFunc.
+func realAfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
 }
 
 // newLogLimit returns a limit of lines per interval; summary may be nil
 // (see logLimit).
 func newLogLimit(lines int, interval time.Duration, summary func(n int)) *logLimit {
-	return &logLimit{lines: lines, interval: interval, summary: summary, now: time.Now}
+	return &logLimit{lines: lines, interval: interval, summary: summary, now: time.Now, afterFunc: realAfterFunc}
 }
 
 // take reports whether one more line may be written now. When it may not,
@@ -49,8 +60,8 @@ func (l *logLimit) take() (ok bool, suppressed int) {
 	}
 	if l.logged >= l.lines {
 		l.suppressed++
-		if l.summary != nil && l.timer == nil {
-			l.timer = time.AfterFunc(l.window.Add(l.interval).Sub(now), l.flush)
+		if l.summary != nil && l.stopTimer == nil {
+			l.stopTimer = l.afterFunc(l.window.Add(l.interval).Sub(now), l.flush)
 		}
 		return false, 0
 	}
@@ -67,7 +78,7 @@ func (l *logLimit) take() (ok bool, suppressed int) {
 func (l *logLimit) flush() {
 	l.mu.Lock()
 	n := l.suppressed
-	l.suppressed, l.timer = 0, nil
+	l.suppressed, l.stopTimer = 0, nil
 	l.mu.Unlock()
 	if n > 0 && l.summary != nil {
 		l.summary(n)
@@ -78,9 +89,9 @@ func (l *logLimit) flush() {
 // so that a count is not lost at shutdown).
 func (l *logLimit) stop() {
 	l.mu.Lock()
-	t := l.timer
+	stop := l.stopTimer
 	l.mu.Unlock()
-	if t != nil && t.Stop() {
+	if stop != nil && stop() {
 		l.flush()
 	}
 }

@@ -191,6 +191,67 @@ func TestReceiveMaximumExceededDisconnects(t *testing.T) {
 	}
 }
 
+// A client resending the PUBLISH of a QoS 2 flow still open (DUP set, no
+// PUBREL sent yet) gets a PUBREC with a success code again: "Until it has
+// received the corresponding PUBREL packet, the receiver MUST acknowledge
+// any subsequent PUBLISH packet with the same Packet Identifier by sending
+// a PUBREC" [MQTT-4.3.3-10]; mochi answered 0x91 (packet identifier in
+// use), telling the client a delivered message had failed. The resend is
+// not delivered again, and the flow stays open: it still counts against
+// the Receive Maximum, so resending cannot open more flows than that.
+func TestResentQoS2PublishIsAcknowledgedOnce(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.MQTT.ReceiveMaximum = 2
+	_, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	watcher := dial5(t, addr, "resend-watcher")
+	watcher.send(0x82, subscribe5(1, "resend/#", 0))
+	if typ, _ := watcher.next(); typ != 0x90 {
+		t.Fatalf("watcher got %#x, want SUBACK", typ)
+	}
+	c := dial5(t, addr, "resender")
+
+	// pubrec sends header and body and fails unless the answer is a
+	// PUBREC for id with a success code and no properties.
+	pubrec := func(what string, header byte, id uint16, payload string) {
+		t.Helper()
+		c.send(header, publish5("resend/a", 2, id, props(), payload))
+		typ, body := c.next()
+		if typ != 0x50 || len(body) < 2 || body[0] != byte(id>>8) || body[1] != byte(id) ||
+			len(body) > 2 && (body[2] != 0 || len(body) > 3 && body[3] != 0) {
+			t.Fatalf("%s: answer %#x % x, want PUBREC %d with success and no reason string", what, typ, body, id)
+		}
+	}
+	pubrec("publish 1", 0x34, 1, "one")
+	pubrec("resend 1", 0x3c, 1, "one")
+	pubrec("resend 1 again", 0x3c, 1, "one")
+	c.send(0x62, []byte{0, 1})
+	if typ, body := c.next(); typ != 0x70 || body[0] != 0 || body[1] != 1 {
+		t.Fatalf("answer to PUBREL 1: %#x % x, want PUBCOMP 1", typ, body)
+	}
+	pubrec("publish 2", 0x34, 2, "two")
+	pubrec("resend 2", 0x3c, 2, "two")
+	pubrec("publish 3", 0x34, 3, "three")
+	pubrec("resend 3", 0x3c, 3, "three")
+	c.send(0x30, publish5("resend/end", 0, 0, props(), "end"))
+
+	// Each message reached the watcher once, then the marker.
+	for _, want := range []string{"one", "two", "three", "end"} {
+		typ, body := watcher.next()
+		_, _, rest := rawmqtt.ParsePublish(typ, body)
+		_, payload, err := decodeProps(rest)
+		if typ&0xf0 != 0x30 || err != nil || string(payload) != want {
+			t.Fatalf("watcher got %#x %q (%v), want %q: each message once", typ, payload, err, want)
+		}
+	}
+
+	// Flows 2 and 3 are still open: a new one is one too many.
+	c.send(0x34, publish5("resend/a", 2, 4, props(), "four"))
+	got := c.closed()
+	if len(got) != 1 || got[0][0] != 0xe0 || got[0][1] != 0x93 {
+		t.Fatalf("before the connection ended: % x, want one DISCONNECT 0x93", got)
+	}
+}
+
 // A will with an empty payload is legal: the Will Payload field MUST be
 // present when the Will Flag is set [MQTT-3.1.2-9], and is Binary Data,
 // which may be zero bytes long (MQTT 5, 3.1.3.4 and 1.5.6; MQTT 3.1.1,

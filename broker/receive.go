@@ -30,6 +30,16 @@ import (
 //   - a QoS 1 or 2 PUBLISH with a new packet id, arriving when that many
 //     are open, is refused in OnPacketRead, before mochi handles it
 //     (inboundQuota.admit).
+//
+// A client resending the PUBLISH of an open flow (it did not get the
+// PUBREC, or reconnected) is within the quota. mochi answers such a resend
+// with PUBREC 0x91, "packet identifier in use", without delivering it
+// again, and keeps the flow open. The answer breaks [MQTT-4.3.3-10] (until
+// the PUBREL the receiver acknowledges any PUBLISH with the same packet id
+// with a PUBREC) and tells the client that a message delivered once
+// failed, so it may send it again under a new id: a duplicate. So
+// OnPacketEncode turns that PUBREC into the success one mochi first sent
+// (inboundQuota.resent), and the flow stays open.
 
 // inboundQuota counts one connection's open inbound QoS 2 flows. It lives
 // in the connection's clientState; the client's goroutine uses it (reads,
@@ -50,6 +60,24 @@ func (q *inboundQuota) admit(id uint16) bool {
 		return true
 	}
 	return len(q.open) < q.max
+}
+
+// resent turns mochi's answer to a resent PUBLISH of an open QoS 2 flow,
+// PUBREC 0x91 "packet identifier in use", into a success PUBREC without a
+// reason string (see the top of this file); any other packet is returned
+// as it is.
+func (q *inboundQuota) resent(pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Pubrec || pk.ReasonCode != packets.ErrPacketIdentifierInUse.Code {
+		return pk
+	}
+	q.mu.Lock()
+	_, open := q.open[pk.PacketID]
+	q.mu.Unlock()
+	if open {
+		pk.ReasonCode = packets.CodeSuccess.Code
+		pk.Properties.ReasonString = ""
+	}
+	return pk
 }
 
 // sent records an acknowledgement written to the client: a PUBREC with a

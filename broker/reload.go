@@ -8,35 +8,36 @@ import (
 
 // Reloading the configuration of a running broker.
 //
-// The broker keeps the configuration in effect in Server.cfg. The settings
-// config.CheckReload lets change at runtime (the live keys of its
-// reloadRules under mqtt.*) are read from it each time they are needed:
-//
-//   - mqtt.connect_timeout: when a listener accepts a connection
-//     (guardedListener.Serve) and when the authenticator is called for its
-//     CONNECT (hook.authenticate);
-//   - mqtt.write_timeout, mqtt.max_outbound_buffer: when a connection is
-//     accepted (Server.wrapConn); a connection keeps the values it was
-//     accepted with;
-//   - mqtt.max_message_expiry: for every PUBLISH (hook.stampPublish) and
-//     every message an extension publishes (Server.messagePacket).
-//
-// Everything else was read once by New and stays as it was.
+// The broker keeps the configuration in effect in Server.cfg. The keys
+// config.CheckReload lets change at runtime are the live lines of
+// reloadRules (broker/config/reload.go), each naming what reads it: that
+// code reads Server.cfg each time it needs the value, through the small
+// accessors at the end of this file or Server.wrapConn. The log.* keys are
+// applied by Reload itself, through Options.ApplyLog. Everything else was
+// read once by New and stays as it was.
 
 // Reload makes cfg, a validated configuration, the one in effect, if it
 // differs from it only in settings a running broker can change; it returns
-// those changes (config.Diff). Otherwise it returns a *config.ReloadError
-// naming every key that cannot change, and nothing changes. The log.*
-// settings are the caller's, which built the logger. Reload may be called
-// from any goroutine; concurrent calls are serialized.
+// those changes (config.Diff), all applied. A change of log.* is applied
+// by calling Options.ApplyLog with cfg.Log; without ApplyLog the log.*
+// keys cannot change. Otherwise Reload returns a *config.ReloadError
+// naming cfg's file and every key that cannot change, and nothing changes.
+// Reload may be called from any goroutine; concurrent calls are
+// serialized.
 func (s *Server) Reload(cfg *config.Config) ([]config.Change, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	changes, err := config.CheckReload(s.cfg.Load(), cfg)
+	changes, err := config.CheckReload(s.cfg.Load(), cfg, s.applyLog != nil)
 	if err != nil {
 		return nil, err
 	}
 	s.cfg.Store(cfg)
+	for _, c := range changes {
+		if c.Logger {
+			s.applyLog(cfg.Log)
+			break
+		}
+	}
 	return changes, nil
 }
 

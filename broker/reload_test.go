@@ -73,12 +73,13 @@ func TestReloadRefusedChangesNothing(t *testing.T) {
 	s, addr := startServer(t, testConfig(t.TempDir()), broker.Extensions{Authenticator: brokertest.AllowAll{}})
 	before := s.Config()
 	changes, err := s.Reload(reloaded(s, func(c *config.Config) {
+		c.Source = "propolis.yaml"
 		c.MQTT.WriteTimeout = config.Duration(time.Second)
 		c.MQTT.MaxClients = 5
 		c.Listeners[0].Address = "127.0.0.1:1"
 	}))
-	want := `listeners[0].address cannot change while running (old "127.0.0.1:0", new "127.0.0.1:1"): its sockets are bound at start` + "\n" +
-		`mqtt.max_clients cannot change while running (old 0, new 5): mochi's capabilities are fixed at start`
+	want := `reload propolis.yaml: listeners[0].address cannot change while running (old "127.0.0.1:0", new "127.0.0.1:1"): its sockets are bound at start` + "\n" +
+		`reload propolis.yaml: mqtt.max_clients cannot change while running (old 0, new 5): mochi's capabilities are fixed at start`
 	if changes != nil || !errors.Is(err, config.ErrReloadRefused) || err.Error() != want {
 		t.Fatalf("Reload = %+v, %v\nwant error:\n%s", changes, err, want)
 	}
@@ -137,5 +138,49 @@ func TestReloadMaxKeepalive(t *testing.T) {
 	}
 	if got := p[propServerKeepAlive]; len(got) != 1 || got[0] != uint32(30) {
 		t.Fatalf("Server Keep Alive %v after the reload, want [30]", got)
+	}
+}
+
+// TestReloadLogSettings: the broker applies a change of log.level or
+// log.format through Options.ApplyLog, and reports it applied; a broker
+// given no ApplyLog cannot change its logger and refuses the change,
+// naming the file and the key, rather than report it applied.
+func TestReloadLogSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		apply bool
+	}{{"with ApplyLog", true}, {"without ApplyLog", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var applied []config.Log
+			opts := broker.Options{Config: testConfig(t.TempDir()), Logger: testLogger(t)}
+			if tc.apply {
+				opts.ApplyLog = func(l config.Log) { applied = append(applied, l) }
+			}
+			s, err := broker.New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			before := s.Config()
+			next := reloaded(s, func(c *config.Config) { c.Source = "propolis.yaml"; c.Log.Level = "debug"; c.Log.Format = "json" })
+			changes, err := s.Reload(next)
+			if !tc.apply {
+				want := `reload propolis.yaml: log.level cannot change while running (old "info", new "debug"): the broker was given no way to change its logger (broker.Options.ApplyLog)` + "\n" +
+					`reload propolis.yaml: log.format cannot change while running (old "text", new "json"): the broker was given no way to change its logger (broker.Options.ApplyLog)`
+				if changes != nil || !errors.Is(err, config.ErrReloadRefused) || err.Error() != want || s.Config() != before {
+					t.Fatalf("Reload = %+v, %v\nwant error:\n%s", changes, err, want)
+				}
+				return
+			}
+			if err != nil || len(changes) != 2 || !changes[0].Live || !changes[1].Live || s.Config() != next {
+				t.Fatalf("Reload = %+v, %v; want log.level and log.format applied", changes, err)
+			}
+			if len(applied) != 1 || applied[0] != next.Log {
+				t.Fatalf("ApplyLog got %+v, want one call with %+v", applied, next.Log)
+			}
+			if _, err := s.Reload(reloaded(s, func(c *config.Config) { c.MQTT.MaxMessageExpiry = config.Duration(time.Hour) })); err != nil || len(applied) != 1 {
+				t.Fatalf("Reload of no log key: %v, ApplyLog called %d times, want once in all", err, len(applied))
+			}
+		})
 	}
 }

@@ -16,7 +16,8 @@ import (
 )
 
 // startLogged runs a broker logging at info into the returned buffer, with
-// the security log's clock stopped (no window ends unless the test says).
+// the security log's clock and summary timers stopped (no window ends, and
+// no summary is written before Close, however slow the machine).
 func startLogged(t *testing.T, ext broker.Extensions, tune ...func(*config.Config)) (*broker.Server, string, *lockedBuffer) {
 	t.Helper()
 	out := &lockedBuffer{}

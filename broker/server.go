@@ -24,6 +24,12 @@ type Options struct {
 	Extensions Extensions
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// ApplyLog changes Logger to the log settings (log.level, log.format)
+	// of a configuration Server.Reload takes; Reload calls it, under its
+	// lock, when they change. nil: the broker cannot change its logger, and
+	// Reload refuses a change of log.*. `propolis serve` passes its log
+	// output's setter.
+	ApplyLog func(config.Log)
 	// Persistence keeps sessions, subscriptions and messages across
 	// restarts; nil (the default) means the Pebble store of Config.DataDir
 	// with Config.Durability, opened by New. New takes ownership of a given
@@ -51,6 +57,7 @@ type Options struct {
 type Server struct {
 	cfg       atomic.Pointer[config.Config] // in effect; Reload replaces it (reload.go)
 	reloadMu  sync.Mutex                    // serializes Reload
+	applyLog  func(config.Log)              // Options.ApplyLog, called by Reload
 	log       *slog.Logger
 	mochi     *mqtt.Server
 	persist   Persistence
@@ -87,7 +94,7 @@ func New(opts Options) (*Server, error) {
 	m := mqtt.New(mochiOptions(cfg, slog.New(violationHandler{Handler: log.Handler(), v: viol})))
 	viol.clients = m.Clients
 	m.Info.Version = sysVersion(opts.Version)
-	s := &Server{log: log, mochi: m, violations: viol}
+	s := &Server{log: log, applyLog: opts.ApplyLog, mochi: m, violations: viol}
 	s.cfg.Store(cfg)
 
 	for _, lc := range cfg.Listeners {

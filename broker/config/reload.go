@@ -11,10 +11,11 @@ import (
 // Reloading a running broker's configuration (SIGHUP).
 //
 // reloadRules says, for every key of the file, whether a running broker can
-// take a new value. A key is live only if what reads it reads the
-// configuration in effect each time it needs the value, so the new value
-// truly applies: cmd/propolis for log.*, the broker (Server.Reload) for
-// mqtt.*. Anything else is fixed at start and a reload changing it is
+// take a new value; it is the one list of live keys (README.md's table of
+// them is checked against it, TestReadmeListsLiveKeys). A key is live only
+// if what reads it reads the configuration in effect each time it needs
+// the value, so the new value truly applies; each live line names that
+// reader. Anything else is fixed at start and a reload changing it is
 // refused as a whole. TestReloadRulesCoverEveryKey fails for a key without
 // a rule, so adding a key to Config means adding its line here.
 
@@ -27,6 +28,10 @@ type reloadRule struct {
 	// it says from when (it is logged with the change).
 	live bool
 	to   string
+	// logger says that the value is applied by whoever built the broker's
+	// logger, through the function it gave (broker.Options.ApplyLog); a
+	// broker given none cannot change it, and the key is fixed with why.
+	logger bool
 	// why says, for a key that cannot change, what holds its value.
 	why string
 }
@@ -42,17 +47,17 @@ var reloadRules = []reloadRule{
 	{key: "store.min_free_space", why: "the store's free-space guard is built with it"},
 	{key: "mqtt.max_packet_size", why: "mochi's capabilities are fixed at start"},
 	{key: "mqtt.max_session_expiry", why: "mochi's capabilities are fixed at start"},
-	{key: "mqtt.max_message_expiry", live: true, to: "messages published from now on"},
+	{key: "mqtt.max_message_expiry", live: true, to: "messages published from now on"}, // hook.maxMsgExpiry, per PUBLISH and per message an extension publishes
 	{key: "mqtt.receive_maximum", why: "mochi's capabilities are fixed at start"},
 	{key: "mqtt.max_queued_messages", why: "mochi's capabilities are fixed at start"},
 	{key: "mqtt.queue_full_policy", why: "one policy exists"},
-	{key: "mqtt.connect_timeout", live: true, to: "connections accepted from now on"},
-	{key: "mqtt.max_keepalive", live: true, to: "connections accepted from now on"},
+	{key: "mqtt.connect_timeout", live: true, to: "connections accepted from now on"}, // Server.connectTimeout at accept, hook.connectTimeout at authentication
+	{key: "mqtt.max_keepalive", live: true, to: "CONNECTs from now on"},               // hook.maxKeepalive, when a CONNECT is authenticated
 	{key: "mqtt.max_clients", why: "mochi's capabilities are fixed at start"},
-	{key: "mqtt.write_timeout", live: true, to: "connections accepted from now on"},
-	{key: "mqtt.max_outbound_buffer", live: true, to: "connections accepted from now on"},
-	{key: "log.level", live: true, to: "now"},
-	{key: "log.format", live: true, to: "now"},
+	{key: "mqtt.write_timeout", live: true, to: "connections accepted from now on"},       // Server.wrapConn, at accept
+	{key: "mqtt.max_outbound_buffer", live: true, to: "connections accepted from now on"}, // Server.wrapConn, at accept
+	{key: "log.level", live: true, to: "now", logger: true, why: "the broker was given no way to change its logger (broker.Options.ApplyLog)"},
+	{key: "log.format", live: true, to: "now", logger: true, why: "the broker was given no way to change its logger (broker.Options.ApplyLog)"},
 }
 
 // Change is one key whose value differs between two configurations.
@@ -68,6 +73,10 @@ type Change struct {
 	// then says to what ("connections accepted from now on").
 	Live      bool
 	AppliesTo string
+	// Logger says that the key is a setting of the broker's logger
+	// (log.*), which the broker applies through the function it was given
+	// for it (broker.Options.ApplyLog).
+	Logger bool
 	// Why says, for a key that cannot change, what holds its value.
 	Why string
 	// str says that the values are strings, which Refusal quotes.
@@ -95,8 +104,8 @@ func Diff(old, cur *Config) []Change {
 				nv = absent
 			}
 			if ov != nv {
-				changes = append(changes, Change{Key: key, Old: ov, New: nv, Live: r.live, AppliesTo: r.to, Why: r.why,
-					str: a.strs[key] || b.strs[key]})
+				changes = append(changes, Change{Key: key, Old: ov, New: nv, Live: r.live, AppliesTo: r.to, Logger: r.logger,
+					Why: r.why, str: a.strs[key] || b.strs[key]})
 			}
 		}
 	}
@@ -109,16 +118,22 @@ var ErrReloadRefused = errors.New("reload refused")
 // ReloadError is a reload refused because it changes keys a running broker
 // cannot change; the broker keeps its configuration entirely.
 type ReloadError struct {
+	// File is the file of the refused configuration (its Source).
+	File string
 	// Fixed are the changes of keys that cannot change while running.
 	Fixed []Change
 }
 
-// Error gives one line per key, such as
-// `data_dir cannot change while running (old "./data", new "./data2"): the store is open`.
+// Error gives one line per key, each naming the file, such as
+// `reload propolis.yaml: data_dir cannot change while running (old "./data", new "./data2"): the store is open`.
 func (e *ReloadError) Error() string {
+	prefix := "reload: "
+	if e.File != "" {
+		prefix = "reload " + e.File + ": "
+	}
 	lines := make([]string, len(e.Fixed))
 	for i, c := range e.Fixed {
-		lines[i] = c.Refusal()
+		lines[i] = prefix + c.Refusal()
 	}
 	return strings.Join(lines, "\n")
 }
@@ -140,18 +155,23 @@ func (c Change) quote(v string) string {
 }
 
 // CheckReload returns the changes from old to cur (Diff) if a running
-// broker can apply them all, or a *ReloadError naming each key that cannot
-// change; cur must be valid.
-func CheckReload(old, cur *Config) ([]Change, error) {
+// broker can apply them all, or a *ReloadError naming cur's file and each
+// key that cannot change; cur must be valid. applyLog says that the broker
+// can change its logger: without it the log.* keys cannot change either.
+func CheckReload(old, cur *Config, applyLog bool) ([]Change, error) {
 	changes := Diff(old, cur)
 	var fixed []Change
-	for _, c := range changes {
+	for i, c := range changes {
+		if c.Logger && !applyLog {
+			c.Live, c.AppliesTo = false, ""
+			changes[i] = c
+		}
 		if !c.Live {
 			fixed = append(fixed, c)
 		}
 	}
 	if len(fixed) > 0 {
-		return nil, &ReloadError{Fixed: fixed}
+		return nil, &ReloadError{File: cur.Source, Fixed: fixed}
 	}
 	return changes, nil
 }

@@ -35,8 +35,8 @@ func TestReloadRulesCoverEveryKey(t *testing.T) {
 		if !used[r.key] {
 			t.Errorf("reload rule %q names no key of Config", r.key)
 		}
-		if r.live == (r.why != "") || r.live != (r.to != "") {
-			t.Errorf("reload rule %q: a live key says from when (to), a fixed one why", r.key)
+		if r.live == (r.why != "") && !r.logger || r.live != (r.to != "") || r.logger && (!r.live || r.why == "") {
+			t.Errorf("reload rule %q: a live key says from when (to), a fixed one why, a logger's key both", r.key)
 		}
 	}
 }
@@ -101,28 +101,36 @@ func TestDiff(t *testing.T) {
 
 func TestCheckReload(t *testing.T) {
 	cur := Default()
+	cur.Source = "propolis.yaml"
 	cur.Log.Level = "debug"
-	changes, err := CheckReload(Default(), cur)
-	if err != nil || len(changes) != 1 || changes[0].AppliesTo != "now" {
+	changes, err := CheckReload(Default(), cur, true)
+	if err != nil || len(changes) != 1 || changes[0].AppliesTo != "now" || !changes[0].Live || !changes[0].Logger {
 		t.Fatalf("CheckReload(live change) = %+v, %v", changes, err)
+	}
+
+	// A broker that cannot change its logger cannot change log.*.
+	changes, err = CheckReload(Default(), cur, false)
+	want := `reload propolis.yaml: log.level cannot change while running (old "info", new "debug"): the broker was given no way to change its logger (broker.Options.ApplyLog)`
+	if changes != nil || err == nil || err.Error() != want {
+		t.Fatalf("CheckReload(log change, no logger applier) = %+v, %v\nwant error:\n%s", changes, err, want)
 	}
 
 	cur.DataDir = "./data2"
 	cur.Durability.Mode = "none"
 	cur.Listeners = append(cur.Listeners, Listener{Name: "ws", Type: "websocket", Address: ":8080", Path: "/mqtt"})
-	changes, err = CheckReload(Default(), cur)
-	want := `listeners[1].name cannot change while running (old (none), new "ws"): its sockets are bound at start` + "\n" +
-		`listeners[1].type cannot change while running (old (none), new "websocket"): its sockets are bound at start` + "\n" +
-		`listeners[1].address cannot change while running (old (none), new ":8080"): its sockets are bound at start` + "\n" +
-		`listeners[1].path cannot change while running (old (none), new "/mqtt"): its sockets are bound at start` + "\n" +
-		`data_dir cannot change while running (old "./data", new "./data2"): the store is open` + "\n" +
-		`durability.mode cannot change while running (old "sync", new "none"): the store is opened with it`
+	changes, err = CheckReload(Default(), cur, true)
+	want = `reload propolis.yaml: listeners[1].name cannot change while running (old (none), new "ws"): its sockets are bound at start` + "\n" +
+		`reload propolis.yaml: listeners[1].type cannot change while running (old (none), new "websocket"): its sockets are bound at start` + "\n" +
+		`reload propolis.yaml: listeners[1].address cannot change while running (old (none), new ":8080"): its sockets are bound at start` + "\n" +
+		`reload propolis.yaml: listeners[1].path cannot change while running (old (none), new "/mqtt"): its sockets are bound at start` + "\n" +
+		`reload propolis.yaml: data_dir cannot change while running (old "./data", new "./data2"): the store is open` + "\n" +
+		`reload propolis.yaml: durability.mode cannot change while running (old "sync", new "none"): the store is opened with it`
 	if changes != nil || err == nil || err.Error() != want {
 		t.Fatalf("CheckReload(fixed change) = %+v, %v\nwant error:\n%s", changes, err, want)
 	}
 	var re *ReloadError
-	if !errors.Is(err, ErrReloadRefused) || !errors.As(err, &re) || len(re.Fixed) != 6 {
-		t.Errorf("error %T does not wrap ErrReloadRefused with both keys", err)
+	if !errors.Is(err, ErrReloadRefused) || !errors.As(err, &re) || len(re.Fixed) != 6 || re.File != "propolis.yaml" {
+		t.Errorf("error %T does not wrap ErrReloadRefused with the file and all six keys", err)
 	}
 }
 

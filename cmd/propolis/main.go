@@ -97,7 +97,7 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 		return err
 	}
 	defer h.Close(context.Background())
-	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, RepairStore: repair, Version: version,
+	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, ApplyLog: out.set, RepairStore: repair, Version: version,
 		Extensions: broker.Extensions{Authenticator: h, Events: h}})
 	if errors.Is(err, store.ErrDamagedWAL) {
 		return fmt.Errorf("%w; serve --repair copies the data folder aside and starts without the damaged part", err)
@@ -128,7 +128,7 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	for {
 		select {
 		case <-hup:
-			reloadConfig(log, srv, out, load)
+			reloadConfig(log, srv, load)
 			continue
 		case got := <-sig:
 			log.Info("shutting down", "signal", got.String())
@@ -147,7 +147,7 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 // setting it changes can change at runtime (config.CheckReload), logging
 // each change; otherwise it logs why and changes nothing. It never stops
 // the broker.
-func reloadConfig(log *slog.Logger, srv *broker.Server, out *logOutput, load func() (*config.Config, error)) {
+func reloadConfig(log *slog.Logger, srv *broker.Server, load func() (*config.Config, error)) {
 	old := srv.Config()
 	if old.Source == config.Default().Source {
 		log.Info("SIGHUP: nothing to reload, the broker runs on the embedded default configuration (start it with --config FILE)")
@@ -180,7 +180,7 @@ func reloadConfig(log *slog.Logger, srv *broker.Server, out *logOutput, load fun
 	var refused *config.ReloadError
 	if errors.As(err, &refused) {
 		for _, c := range refused.Fixed {
-			log.Error("reload refused: key cannot change while running", "key", c.Key, "old", c.Old, "new", c.New, "reason", c.Why)
+			log.Error("reload refused: key cannot change while running", "file", refused.File, "key", c.Key, "old", c.Old, "new", c.New, "reason", c.Why)
 		}
 		log.Error("reload refused, configuration unchanged; restart the broker to apply it", "file", cfg.Source, "keys", len(refused.Fixed))
 		return
@@ -189,7 +189,6 @@ func reloadConfig(log *slog.Logger, srv *broker.Server, out *logOutput, load fun
 		log.Error("reload failed, configuration unchanged", "file", cfg.Source, "error", err)
 		return
 	}
-	out.set(cfg.Log)
 	for _, c := range changes {
 		log.Info("configuration changed", "key", c.Key, "old", c.Old, "new", c.New, "applies_to", c.AppliesTo)
 	}

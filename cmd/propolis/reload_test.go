@@ -133,8 +133,8 @@ func silentConnClosed(t *testing.T, addr string) bool {
 // TestServeReload: SIGHUP reloads the --config file. A change of live keys
 // is applied and logged key by key (the log switches to debug and JSON, a
 // new CONNECT deadline closes a silent connection); a file changing a key
-// that cannot change at runtime is refused whole, naming the key and both
-// values; a broken file is refused with its file and line. After each, the
+// that cannot change at runtime is refused whole, naming the file, the key
+// and both values; a broken file is refused with its file and line. After each, the
 // broker still accepts clients, and SIGTERM still stops it cleanly.
 func TestServeReload(t *testing.T) {
 	tmp := t.TempDir()
@@ -180,7 +180,7 @@ func TestServeReload(t *testing.T) {
 		"mqtt:\n  connect_timeout: 200ms\nlog:\n  level: warn\n  format: json\n")
 	hup()
 	n = waitLog(t, log, n, "the refusal of data_dir", logLine{"level": "ERROR", "msg": "reload refused: key cannot change while running",
-		"key": "data_dir", "old": data, "new": data + "2"})
+		"file": file, "key": "data_dir", "old": data, "new": data + "2"})
 	waitLog(t, log, n, "the refusal summary", logLine{"msg": "reload refused, configuration unchanged; restart the broker to apply it", "keys": "1"})
 	if !silentConnClosed(t, addr) {
 		t.Fatal("a silent connection was not closed after a refused reload")

@@ -24,8 +24,12 @@ import (
 // the same message (a quoted string left open fails "found unexpected end
 // of stream" like the whole file does), so the search runs from the end:
 // the position is the start of the run of prefixes, ending with the whole
-// file, that all fail alike. For a string or bracket left open that is
-// where it opens. The search gallops back from the end, then bisects, so it
+// file, that all fail alike. For a quoted string left open that is where
+// it opens. For a bracket or brace left open it is not: a prefix cut
+// within its last scalar fails alike too, so the position is the first
+// character of that scalar, after which a ',' or the closing bracket
+// was expected (`tags: [a, b` then `other: 1` gives line 1, column 11, the
+// b). The search gallops back from the end, then bisects, so it
 // parses O(log n) prefixes, first by lines, then by characters of the line
 // found.
 

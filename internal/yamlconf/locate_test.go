@@ -61,6 +61,29 @@ func TestSyntaxErrorPosition(t *testing.T) {
 			want: "f.yaml:2:11: yaml: did not find expected ',' or ']'",
 		},
 		{
+			// A bracket or brace left open is reported at the first
+			// character of the last scalar inside it, after which a ','
+			// or the closing bracket was expected, not where it opens.
+			name: "flow sequence left open over lines",
+			in:   []string{"name: a", "tags: [a,", "  b,", "  c", "other: 1", "more: 2"},
+			want: "f.yaml:4:3: yaml: did not find expected ',' or ']'",
+		},
+		{
+			name: "flow mapping left open",
+			in:   []string{"name: a", "inner: {port: 1, port2: 22", "other: 1"},
+			want: "f.yaml:2:25: yaml: did not find expected ',' or '}'",
+		},
+		{
+			name: "flow mapping left open over lines",
+			in:   []string{"inner: {port: 1,", "  port2: 2", "name: a"},
+			want: "f.yaml:2:10: yaml: did not find expected ',' or '}'",
+		},
+		{
+			name: "inner flow sequence left open",
+			in:   []string{"name: a", "tags: [a, [b, c]", "other: 1"},
+			want: "f.yaml:2:15: yaml: did not find expected ',' or ']'",
+		},
+		{
 			name: "bad escape",
 			in:   []string{"name: a", "", "", `extra: "a\qb"`},
 			want: "f.yaml:4:10: yaml: found unknown escape character",
