@@ -62,6 +62,24 @@ type outConn struct {
 	err      error     // why writes fail from now on; nil while healthy
 	closeBy  time.Time // Close was called: the flusher's last deadline
 	clientID atomic.Pointer[string]
+
+	// Read deadlines of plain TCP (lazy, see SetDeadline), as monotonic
+	// nanoseconds since deadlineBase; 0 means none.
+	wantRead  atomic.Int64 // the deadline mochi asked for last
+	armedRead atomic.Int64 // the deadline set on the socket
+}
+
+// deadlineBase is the origin of outConn's monotonic read deadlines.
+var deadlineBase = time.Now()
+
+// monoNanos returns t as nanoseconds since deadlineBase (monotonic when t
+// carries a monotonic reading, as mochi's deadlines do), at least 1; 0 for
+// the zero time (no deadline).
+func monoNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(int64(t.Sub(deadlineBase)), 1)
 }
 
 // newOutConn wraps c. slow is called once, on whichever goroutine finds
@@ -239,26 +257,62 @@ func abort(c net.Conn) error {
 // Read reads from the wrapped connection. Once the connection was found
 // slow, a failed read returns that error, so mochi's disconnect reason and
 // the broker's events say why the connection was lost; after Close, it
-// returns net.ErrClosed (Close may end reads with a deadline).
+// returns net.ErrClosed (Close may end reads with a deadline). A read
+// deadline that passes before the one last asked for (see SetDeadline) is
+// moved to that one and the read goes on.
 func (c *outConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if err != nil {
+	for {
+		n, err := c.Conn.Read(p)
+		if err == nil {
+			return n, nil
+		}
 		c.mu.Lock()
 		switch {
 		case errors.Is(c.err, ErrSlowConsumer):
 			err = c.err
 		case c.closed:
 			err = net.ErrClosed
+		case n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && c.rearm():
+			c.mu.Unlock()
+			continue
 		}
 		c.mu.Unlock()
+		return n, err
 	}
-	return n, err
+}
+
+// rearm moves an expired read deadline of plain TCP to the one mochi asked
+// for last, if that is still ahead, and reports whether it did.
+func (c *outConn) rearm() bool {
+	want := c.wantRead.Load()
+	if c.raw == nil || want == 0 || want <= monoNanos(time.Now()) {
+		return false
+	}
+	c.armedRead.Store(want)
+	return c.Conn.SetReadDeadline(deadlineBase.Add(time.Duration(want))) == nil
 }
 
 // SetDeadline sets the read deadline only: mochi calls it with the
-// keepalive (and guardedListener with the CONNECT timeout); write deadlines
-// are the flusher's.
-func (c *outConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+// keepalive before every packet it reads (and guardedListener with the
+// CONNECT timeout); write deadlines are the flusher's.
+//
+// On plain TCP it is lazy: moving a deadline later costs a timer update in
+// the runtime on every packet, so a later deadline is only recorded, and
+// Read moves the socket's deadline to it when the earlier one passes (once
+// per keepalive period at most). An earlier deadline, or none, is set at
+// once.
+func (c *outConn) SetDeadline(t time.Time) error {
+	if c.raw == nil {
+		return c.Conn.SetReadDeadline(t)
+	}
+	want := monoNanos(t)
+	c.wantRead.Store(want)
+	if armed := c.armedRead.Load(); armed != 0 && want != 0 && armed <= want || armed == 0 && want == 0 {
+		return nil
+	}
+	c.armedRead.Store(want)
+	return c.Conn.SetReadDeadline(t)
+}
 
 // SetWriteDeadline does nothing: the flusher sets the write deadline of
 // each socket write from mqtt.write_timeout.

@@ -116,3 +116,95 @@ func TestOutConnDeadlinesAreReadOnly(t *testing.T) {
 		t.Errorf("peer read %q, %v (slow %d); want \"ok\"", got, err, slow.Load())
 	}
 }
+
+// tcpConn returns an outConn over one end of a loopback TCP connection
+// (plain TCP: lazy read deadlines) and the other end.
+func tcpConn(t *testing.T) (*outConn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newOutConn(a, time.Hour, 64<<10, nil)
+	if c.raw == nil {
+		t.Fatal("a TCP connection got no raw socket")
+	}
+	t.Cleanup(func() { _ = c.Close(); _ = peer.Close() })
+	return c, peer
+}
+
+// readByte reads one byte from c on another goroutine.
+func readByte(c net.Conn) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		done <- err
+	}()
+	return done
+}
+
+// TestOutConnLaterDeadlineHonoured: a read deadline moved later (mochi's
+// keepalive, refreshed before every packet) holds though the socket keeps
+// the earlier one until it passes.
+func TestOutConnLaterDeadlineHonoured(t *testing.T) {
+	c, peer := tcpConn(t)
+	first := time.Now().Add(20 * time.Millisecond)
+	_ = c.SetDeadline(first)
+	_ = c.SetDeadline(time.Now().Add(poll.Timeout))
+	done := readByte(c)
+	poll.Until(t, "the first deadline passed", func() bool { return time.Now().After(first.Add(20 * time.Millisecond)) })
+	if _, err := peer.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("read after the first deadline, before the later one: %v", err)
+	}
+}
+
+// TestOutConnDeadlineStillExpires: the last deadline asked for ends the
+// read, not before it passes; an earlier one is set at once; none clears it.
+func TestOutConnDeadlineStillExpires(t *testing.T) {
+	c, peer := tcpConn(t)
+
+	_ = c.SetDeadline(time.Now().Add(10 * time.Millisecond))
+	want := time.Now().Add(60 * time.Millisecond)
+	_ = c.SetDeadline(want)
+	if err := <-readByte(c); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline = %v, want a deadline error", err)
+	}
+	if time.Now().Before(want) {
+		t.Fatal("the read ended before the last deadline asked for")
+	}
+
+	_ = c.SetDeadline(time.Now().Add(poll.Timeout))
+	_ = c.SetDeadline(time.Now().Add(10 * time.Millisecond)) // earlier: at once
+	select {
+	case err := <-readByte(c):
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read past an earlier deadline = %v, want a deadline error", err)
+		}
+	case <-time.After(poll.Timeout / 2):
+		t.Fatal("an earlier deadline was not applied")
+	}
+
+	gone := time.Now().Add(10 * time.Millisecond)
+	_ = c.SetDeadline(gone)
+	_ = c.SetDeadline(time.Time{}) // none
+	done := readByte(c)
+	poll.Until(t, "the cleared deadline passed", func() bool { return time.Now().After(gone.Add(20 * time.Millisecond)) })
+	if _, err := peer.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("read with the deadline cleared: %v", err)
+	}
+}
