@@ -61,6 +61,8 @@ type outConn struct {
 	closed   bool      // Close was called
 	err      error     // why writes fail from now on; nil while healthy
 	closeBy  time.Time // Close was called: the flusher's last deadline
+	held     []byte    // acknowledgements held while corked (see Write)
+	corked   bool      // the reader has input to process: Read returned bytes and was not called again
 	clientID atomic.Pointer[string]
 
 	// Read deadlines of plain TCP (lazy, see SetDeadline), as monotonic
@@ -115,9 +117,21 @@ func (c *outConn) client() string {
 	return ""
 }
 
+// maxHeld bounds the acknowledgements Write holds back while corked.
+const maxHeld = 4 << 10
+
 // Write accepts p whole or fails; it never waits for the peer. It fails
 // with ErrSlowConsumer (wrapped) when the connection was found slow, or
 // with net.ErrClosed after Close.
+//
+// Acknowledgements are coalesced: while the reader has input it has not
+// finished (Read returned bytes and was not called again), a write of one
+// acknowledgement packet (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK,
+// UNSUBACK, PINGRESP) is held, and goes out with the next write of
+// anything else, at the reader's next Read or at Close, whichever comes
+// first. A publisher that sends many QoS 1 messages at once then gets
+// their PUBACKs in one socket write rather than one each; the order of
+// all packets is kept, and deliveries (PUBLISH) are never held.
 func (c *outConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if c.err != nil || c.closed {
@@ -128,6 +142,47 @@ func (c *outConn) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
+	if c.corked && len(c.held)+len(p) <= maxHeld && singleAck(p) {
+		c.held = append(c.held, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	if len(c.held) > 0 {
+		b := append(c.held, p...)
+		c.held = nil
+		if _, err := c.writeLocked(b); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.writeLocked(p)
+}
+
+// singleAck reports whether p is exactly one acknowledgement packet.
+func singleAck(p []byte) bool {
+	if len(p) < 2 {
+		return false
+	}
+	switch p[0] >> 4 {
+	case 4, 5, 6, 7, 9, 11, 13: // PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, PINGRESP
+	default:
+		return false
+	}
+	n, shift := 0, 0
+	for i := 1; i < len(p) && i <= 4; i++ {
+		n |= int(p[i]&0x7f) << shift
+		if p[i]&0x80 == 0 {
+			return i+1+n == len(p)
+		}
+		shift += 7
+	}
+	return false
+}
+
+// writeLocked is Write once held acknowledgements are dealt with: p goes
+// to the socket at once when it takes it, else to the buffer the flusher
+// drains. It is called with c.mu held and releases it.
+func (c *outConn) writeLocked(p []byte) (int, error) {
 	if c.flushing {
 		held := len(c.buf) + c.taken
 		if c.bounded && held > 0 && held+len(p) > c.limit {
@@ -156,6 +211,21 @@ func (c *outConn) Write(p []byte) (int, error) {
 	c.mu.Unlock()
 	go c.flush()
 	return len(p), nil
+}
+
+// uncork sends the held acknowledgements: the reader is done with its
+// input (Read) or the connection closes (Close). It is called with c.mu
+// held and releases it.
+func (c *outConn) uncork() {
+	c.corked = false
+	if len(c.held) == 0 || c.err != nil {
+		c.held = nil
+		c.mu.Unlock()
+		return
+	}
+	b := c.held
+	c.held = nil
+	_, _ = c.writeLocked(b) // a failure is recorded in c.err
 }
 
 // flush is the flusher goroutine: it writes the buffer out, a chunk at a
@@ -224,6 +294,7 @@ func (c *outConn) failLocked(err error, slow bool) {
 		c.err = err
 	}
 	c.buf = nil
+	c.held = nil
 	c.mu.Unlock()
 	if !first {
 		return
@@ -254,16 +325,25 @@ func abort(c net.Conn) error {
 	}
 }
 
-// Read reads from the wrapped connection. Once the connection was found
-// slow, a failed read returns that error, so mochi's disconnect reason and
+// Read reads from the wrapped connection, first sending the
+// acknowledgements held since the last read (see Write): mochi's reader
+// calls it when it has processed all the input it had. Once the connection
+// was found slow, a failed read returns that error, so mochi's disconnect reason and
 // the broker's events say why the connection was lost; after Close, it
 // returns net.ErrClosed (Close may end reads with a deadline). A read
 // deadline that passes before the one last asked for (see SetDeadline) is
 // moved to that one and the read goes on.
 func (c *outConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	c.uncork()
 	for {
 		n, err := c.Conn.Read(p)
 		if err == nil {
+			if n > 0 {
+				c.mu.Lock()
+				c.corked = true
+				c.mu.Unlock()
+			}
 			return n, nil
 		}
 		c.mu.Lock()
@@ -326,6 +406,10 @@ func (c *outConn) SetWriteDeadline(time.Time) error { return nil }
 // for TLS sends close_notify (crypto/tls bounds that write to 5 s).
 func (c *outConn) Close() error {
 	c.mu.Lock()
+	if len(c.held) > 0 && !c.closed {
+		c.uncork() // they go before the close, as if written last
+		c.mu.Lock()
+	}
 	if c.closed || c.err != nil {
 		c.closed = true
 		c.mu.Unlock()

@@ -208,3 +208,118 @@ func TestOutConnDeadlineStillExpires(t *testing.T) {
 		t.Fatalf("read with the deadline cleared: %v", err)
 	}
 }
+
+// corked returns an outConn over TCP whose reader has just read a byte
+// (so acknowledgements are held), and the peer.
+func corked(t *testing.T) (*outConn, net.Conn) {
+	t.Helper()
+	c, peer := tcpConn(t)
+	if _, err := peer.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return c, peer
+}
+
+// expectBytes reads len(want) bytes from peer and compares them.
+func expectBytes(t *testing.T, peer net.Conn, want []byte) {
+	t.Helper()
+	got := make([]byte, len(want))
+	_ = peer.SetReadDeadline(time.Now().Add(poll.Timeout))
+	if _, err := io.ReadFull(peer, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("peer read % x, %v; want % x", got, err, want)
+	}
+}
+
+var (
+	puback1  = []byte{0x40, 2, 0, 1}
+	puback2  = []byte{0x40, 2, 0, 2}
+	pingresp = []byte{0xd0, 0}
+	publish  = []byte{0x30, 4, 0, 1, 't', 'x'}
+)
+
+// TestOutConnAcksGoOutWithTheNextWrite: acknowledgements written while the
+// reader has input are held and go out, in order, in front of the next
+// packet of another kind.
+func TestOutConnAcksGoOutWithTheNextWrite(t *testing.T) {
+	c, peer := corked(t)
+	for _, p := range [][]byte{puback1, puback2, pingresp} {
+		if n, err := c.Write(p); err != nil || n != len(p) {
+			t.Fatalf("Write(% x) = %d, %v", p, n, err)
+		}
+	}
+	c.mu.Lock()
+	held := len(c.held)
+	c.mu.Unlock()
+	if held != len(puback1)+len(puback2)+len(pingresp) {
+		t.Fatalf("%d bytes held, want the three acknowledgements", held)
+	}
+	if n, err := c.Write(publish); err != nil || n != len(publish) {
+		t.Fatalf("Write(publish) = %d, %v", n, err)
+	}
+	expectBytes(t, peer, bytes.Join([][]byte{puback1, puback2, pingresp, publish}, nil))
+}
+
+// TestOutConnAcksGoOutAtRead: the reader's next Read (it processed its
+// input) sends the held acknowledgements before it waits.
+func TestOutConnAcksGoOutAtRead(t *testing.T) {
+	c, peer := corked(t)
+	if _, err := c.Write(puback1); err != nil {
+		t.Fatal(err)
+	}
+	done := readByte(c)
+	expectBytes(t, peer, puback1)
+	if _, err := peer.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOutConnAcksGoOutAtClose: Close sends held acknowledgements first.
+func TestOutConnAcksGoOutAtClose(t *testing.T) {
+	c, peer := corked(t)
+	if _, err := c.Write(puback1); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	expectBytes(t, peer, puback1)
+	if _, err := peer.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after the acknowledgement = %v, want EOF", err)
+	}
+}
+
+// TestOutConnHoldsOnlySingleAcks: only a write of exactly one
+// acknowledgement is held; anything else, or an ack while the reader waits
+// for input, goes out at once.
+func TestOutConnHoldsOnlySingleAcks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    []byte
+		want bool
+	}{
+		{"puback", puback1, true},
+		{"suback v5 with properties", []byte{0x90, 4, 0, 1, 0, 0}, true},
+		{"two acks in one write", append(append([]byte(nil), puback1...), puback2...), false},
+		{"ack then publish in one write", append(append([]byte(nil), puback1...), publish...), false},
+		{"publish", publish, false},
+		{"connack", []byte{0x20, 2, 0, 0}, false},
+		{"truncated", []byte{0x40, 2, 0}, false},
+		{"unterminated length", []byte{0x40, 0x80, 0x80, 0x80, 0x80, 0}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := singleAck(tc.p); got != tc.want {
+				t.Fatalf("singleAck(% x) = %v, want %v", tc.p, got, tc.want)
+			}
+		})
+	}
+
+	c, peer := tcpConn(t) // no Read yet: not corked
+	if _, err := c.Write(puback1); err != nil {
+		t.Fatal(err)
+	}
+	expectBytes(t, peer, puback1)
+}
