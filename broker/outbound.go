@@ -62,7 +62,8 @@ type outConn struct {
 	err      error     // why writes fail from now on; nil while healthy
 	closeBy  time.Time // Close was called: the flusher's last deadline
 	held     []byte    // acknowledgements held while corked (see Write)
-	corked   bool      // the reader has input to process: Read returned bytes and was not called again
+	corked   bool      // the reader has more than one packet to process (see Read)
+	in       framing   // packet boundaries in what Read returned (reader's goroutine only)
 	clientID atomic.Pointer[string]
 
 	// Read deadlines of plain TCP (lazy, see SetDeadline), as monotonic
@@ -124,9 +125,10 @@ const maxHeld = 4 << 10
 // with ErrSlowConsumer (wrapped) when the connection was found slow, or
 // with net.ErrClosed after Close.
 //
-// Acknowledgements are coalesced: while the reader has input it has not
-// finished (Read returned bytes and was not called again), a write of one
-// acknowledgement packet (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK,
+// Acknowledgements are coalesced: while the reader works through input
+// holding more than the packet it handles (Read returned more than one
+// packet, or one and the start of the next, and was not called again), a
+// write of one acknowledgement packet (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK,
 // UNSUBACK, PINGRESP) is held, and goes out with the next write of
 // anything else, at the reader's next Read or at Close, whichever comes
 // first. A publisher that sends many QoS 1 messages at once then gets
@@ -211,6 +213,52 @@ func (c *outConn) writeLocked(p []byte) (int, error) {
 	c.mu.Unlock()
 	go c.flush()
 	return len(p), nil
+}
+
+// framing follows MQTT packet boundaries in a byte stream: a packet is a
+// type byte, a remaining length of one to four bytes (7 bits each, the top
+// bit saying another follows) and that many bytes of body. It tells Read
+// whether the reader has more than one packet in hand: a client that waits
+// for each acknowledgement before its next packet gets it at once, not
+// after the broker's work on the packet (the fan-out to subscribers).
+type framing struct {
+	body   int  // body bytes of the current packet still to come
+	header int  // 0: at a packet boundary; else header bytes seen so far
+	length int  // remaining length decoded so far
+	broken bool // a remaining length longer than four bytes: stop following
+}
+
+// feed follows b, the next bytes of the stream, and returns how many
+// packets ended in it and whether it ends at a packet boundary.
+func (f *framing) feed(b []byte) (ends int, boundary bool) {
+	for i := 0; i < len(b) && !f.broken; {
+		if f.body > 0 {
+			k := min(f.body, len(b)-i)
+			f.body -= k
+			i += k
+			if f.body == 0 {
+				ends++
+			}
+			continue
+		}
+		x := b[i]
+		i++
+		if f.header == 0 { // the type byte
+			f.header, f.length = 1, 0
+			continue
+		}
+		f.length |= int(x&0x7f) << (7 * (f.header - 1))
+		f.header++
+		if x&0x80 != 0 {
+			f.broken = f.header > 4
+			continue
+		}
+		f.header, f.body = 0, f.length
+		if f.body == 0 {
+			ends++
+		}
+	}
+	return ends, !f.broken && f.header == 0 && f.body == 0
 }
 
 // uncork sends the held acknowledgements: the reader is done with its
@@ -339,7 +387,7 @@ func (c *outConn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(p)
 		if err == nil {
-			if n > 0 {
+			if ends, boundary := c.in.feed(p[:n]); ends > 1 || ends == 1 && !boundary {
 				c.mu.Lock()
 				c.corked = true
 				c.mu.Unlock()

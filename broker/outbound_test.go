@@ -209,16 +209,19 @@ func TestOutConnDeadlineStillExpires(t *testing.T) {
 	}
 }
 
-// corked returns an outConn over TCP whose reader has just read a byte
-// (so acknowledgements are held), and the peer.
+// corked returns an outConn over TCP whose reader has just read two
+// PINGREQs in one Read (so acknowledgements are held), and the peer.
 func corked(t *testing.T) (*outConn, net.Conn) {
 	t.Helper()
 	c, peer := tcpConn(t)
-	if _, err := peer.Write([]byte{0}); err != nil {
+	if _, err := peer.Write([]byte{0xc0, 0, 0xc0, 0}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Read(make([]byte, 1)); err != nil {
-		t.Fatal(err)
+	if n, err := c.Read(make([]byte, 4)); err != nil || n != 4 {
+		t.Fatalf("Read = %d, %v; want the two PINGREQs sent in one write", n, err)
+	}
+	if !c.corked {
+		t.Fatal("two packets read: not corked")
 	}
 	return c, peer
 }
@@ -322,4 +325,52 @@ func TestOutConnHoldsOnlySingleAcks(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectBytes(t, peer, puback1)
+}
+
+// TestOutConnOnePacketIsNotCorked: a client that sends one packet and
+// waits for its acknowledgement gets it at once.
+func TestOutConnOnePacketIsNotCorked(t *testing.T) {
+	c, peer := tcpConn(t)
+	if _, err := peer.Write(publish); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, len(publish))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(puback1); err != nil {
+		t.Fatal(err)
+	}
+	expectBytes(t, peer, puback1)
+}
+
+func TestFramingFeed(t *testing.T) {
+	long := make([]byte, 3+200) // remaining length 200: two bytes
+	long[0], long[1], long[2] = 0x30, 200&0x7f|0x80, 200>>7
+	for _, tc := range []struct {
+		name     string
+		chunks   [][]byte
+		ends     int  // packets ending in the last chunk
+		boundary bool // the last chunk ends at a boundary
+	}{
+		{"one packet", [][]byte{publish}, 1, true},
+		{"two packets", [][]byte{{0xc0, 0, 0xc0, 0}}, 2, true},
+		{"one and the next's type byte", [][]byte{{0xc0, 0, 0xc0}}, 1, false},
+		{"the rest of a split header", [][]byte{{0xc0, 0, 0xc0}, {0}}, 1, true},
+		{"a body split in two", [][]byte{publish[:3], publish[3:]}, 1, true},
+		{"a two-byte length", [][]byte{long}, 1, true},
+		{"a two-byte length split", [][]byte{long[:2], long[2:100], long[100:]}, 1, true},
+		{"a length of five bytes", [][]byte{{0x30, 0x80, 0x80, 0x80, 0x80, 0x01}}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var f framing
+			var ends int
+			var boundary bool
+			for _, c := range tc.chunks {
+				ends, boundary = f.feed(c)
+			}
+			if ends != tc.ends || boundary != tc.boundary {
+				t.Fatalf("feed = %d packets ended, boundary %v; want %d, %v", ends, boundary, tc.ends, tc.boundary)
+			}
+		})
+	}
 }
