@@ -51,7 +51,10 @@ type hook struct {
 	// is kept (see deletePending).
 	unsaved sync.Map // int64 -> struct{}
 	// pending holds the ordering keys of client publishes savePending
-	// stored, until deletePending removes their record.
+	// stored, until deletePending removes their record. A publish whose
+	// PUBACK cannot be written (the connection is gone) never reaches
+	// OnPublished: its key stays, as its record stays in the store for
+	// the next start.
 	pending sync.Map // int64 -> struct{}
 
 	// replay is the pending message being re-published at start-up, if any
