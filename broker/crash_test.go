@@ -203,10 +203,11 @@ func TestKill9SendsWillsOfConnectedClients(t *testing.T) {
 
 	device := paho3.NewClient(v3Options(b.addr, "device-1").SetCleanSession(false).SetWill("wills/device-1", "offline", 1, false))
 	wait(t, "device connect", device.Connect())
-	// A write that syncs the WAL, so the device's session record is on disk.
+	// A write that syncs the WAL, so the device's session record is on disk
+	// (a retained QoS 1 message is stored durably before its PUBACK).
 	pub := paho3.NewClient(v3Options(b.addr, "sync-pub"))
 	wait(t, "pub connect", pub.Connect())
-	wait(t, "publish", pub.Publish("other", 1, false, []byte("x")))
+	wait(t, "publish", pub.Publish("other", 1, true, []byte("x")))
 	b.kill()
 
 	// The watcher speaks raw MQTT this time, so that its PUBACK of the will
@@ -231,7 +232,9 @@ func TestKill9SendsWillsOfConnectedClients(t *testing.T) {
 		t.Fatalf("got packet %#x: %s %q, want the will wills/device-1 offline", typ, topic, payload)
 	}
 	w2.Puback(id)
-	w2.Publish("other", 1, 1, []byte("x"))
+	if err := w2.Send(0x33, []byte{0, 5, 'o', 't', 'h', 'e', 'r', 0, 1, 'x'}); err != nil { // retained QoS 1, id 1
+		t.Fatal(err)
+	}
 	if err := w2.Flush(); err != nil {
 		t.Fatal(err)
 	}

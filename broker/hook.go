@@ -54,6 +54,12 @@ type hook struct {
 	// for a persistent session could not be stored: their pending record
 	// is kept (see deletePending).
 	unsaved sync.Map // int64 -> struct{}
+	// pending holds the ordering keys of client publishes savePending
+	// stored, until deletePending removes their record. A publish whose
+	// PUBACK cannot be written (the connection is gone) never reaches
+	// OnPublished: its key stays, as its record stays in the store for
+	// the next start.
+	pending sync.Map // int64 -> struct{}
 
 	// replay is the pending message being re-published at start-up, if any
 	// (set by Server.republishPending, read by OnPublish on the same

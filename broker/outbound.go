@@ -61,10 +61,31 @@ type outConn struct {
 	closed   bool      // Close was called
 	err      error     // why writes fail from now on; nil while healthy
 	closeBy  time.Time // Close was called: the flusher's last deadline
+	held     []byte    // acknowledgements held while corked (see Write)
+	corked   bool      // the reader has more than one packet to process (see Read)
+	in       framing   // packet boundaries in what Read returned (reader's goroutine only)
 	clientID atomic.Pointer[string]
 	// keepalive is the keepalive granted to the client, in seconds (see
 	// keepalive.go); 0 until then.
 	keepalive atomic.Uint32
+
+	// Read deadlines of plain TCP (lazy, see SetDeadline), as monotonic
+	// nanoseconds since deadlineBase; 0 means none.
+	wantRead  atomic.Int64 // the deadline mochi asked for last
+	armedRead atomic.Int64 // the deadline set on the socket
+}
+
+// deadlineBase is the origin of outConn's monotonic read deadlines.
+var deadlineBase = time.Now()
+
+// monoNanos returns t as nanoseconds since deadlineBase (monotonic when t
+// carries a monotonic reading, as mochi's deadlines do), at least 1; 0 for
+// the zero time (no deadline).
+func monoNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(int64(t.Sub(deadlineBase)), 1)
 }
 
 // newOutConn wraps c. slow is called once, on whichever goroutine finds
@@ -100,9 +121,22 @@ func (c *outConn) client() string {
 	return ""
 }
 
+// maxHeld bounds the acknowledgements Write holds back while corked.
+const maxHeld = 4 << 10
+
 // Write accepts p whole or fails; it never waits for the peer. It fails
 // with ErrSlowConsumer (wrapped) when the connection was found slow, or
 // with net.ErrClosed after Close.
+//
+// Acknowledgements are coalesced: while the reader works through input
+// holding more than the packet it handles (Read returned more than one
+// packet, or one and the start of the next, and was not called again), a
+// write of one acknowledgement packet (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK,
+// UNSUBACK, PINGRESP) is held, and goes out with the next write of
+// anything else, at the reader's next Read or at Close, whichever comes
+// first. A publisher that sends many QoS 1 messages at once then gets
+// their PUBACKs in one socket write rather than one each; the order of
+// all packets is kept, and deliveries (PUBLISH) are never held.
 func (c *outConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if c.err != nil || c.closed {
@@ -113,6 +147,47 @@ func (c *outConn) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
+	if c.corked && len(c.held)+len(p) <= maxHeld && singleAck(p) {
+		c.held = append(c.held, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	if len(c.held) > 0 {
+		b := append(c.held, p...)
+		c.held = nil
+		if _, err := c.writeLocked(b); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.writeLocked(p)
+}
+
+// singleAck reports whether p is exactly one acknowledgement packet.
+func singleAck(p []byte) bool {
+	if len(p) < 2 {
+		return false
+	}
+	switch p[0] >> 4 {
+	case 4, 5, 6, 7, 9, 11, 13: // PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, PINGRESP
+	default:
+		return false
+	}
+	n, shift := 0, 0
+	for i := 1; i < len(p) && i <= 4; i++ {
+		n |= int(p[i]&0x7f) << shift
+		if p[i]&0x80 == 0 {
+			return i+1+n == len(p)
+		}
+		shift += 7
+	}
+	return false
+}
+
+// writeLocked is Write once held acknowledgements are dealt with: p goes
+// to the socket at once when it takes it, else to the buffer the flusher
+// drains. It is called with c.mu held and releases it.
+func (c *outConn) writeLocked(p []byte) (int, error) {
 	if c.flushing {
 		held := len(c.buf) + c.taken
 		if c.bounded && held > 0 && held+len(p) > c.limit {
@@ -141,6 +216,67 @@ func (c *outConn) Write(p []byte) (int, error) {
 	c.mu.Unlock()
 	go c.flush()
 	return len(p), nil
+}
+
+// framing follows MQTT packet boundaries in a byte stream: a packet is a
+// type byte, a remaining length of one to four bytes (7 bits each, the top
+// bit saying another follows) and that many bytes of body. It tells Read
+// whether the reader has more than one packet in hand: a client that waits
+// for each acknowledgement before its next packet gets it at once, not
+// after the broker's work on the packet (the fan-out to subscribers).
+type framing struct {
+	body   int  // body bytes of the current packet still to come
+	header int  // 0: at a packet boundary; else header bytes seen so far
+	length int  // remaining length decoded so far
+	broken bool // a remaining length longer than four bytes: stop following
+}
+
+// feed follows b, the next bytes of the stream, and returns how many
+// packets ended in it and whether it ends at a packet boundary.
+func (f *framing) feed(b []byte) (ends int, boundary bool) {
+	for i := 0; i < len(b) && !f.broken; {
+		if f.body > 0 {
+			k := min(f.body, len(b)-i)
+			f.body -= k
+			i += k
+			if f.body == 0 {
+				ends++
+			}
+			continue
+		}
+		x := b[i]
+		i++
+		if f.header == 0 { // the type byte
+			f.header, f.length = 1, 0
+			continue
+		}
+		f.length |= int(x&0x7f) << (7 * (f.header - 1))
+		f.header++
+		if x&0x80 != 0 {
+			f.broken = f.header > 4
+			continue
+		}
+		f.header, f.body = 0, f.length
+		if f.body == 0 {
+			ends++
+		}
+	}
+	return ends, !f.broken && f.header == 0 && f.body == 0
+}
+
+// uncork sends the held acknowledgements: the reader is done with its
+// input (Read) or the connection closes (Close). It is called with c.mu
+// held and releases it.
+func (c *outConn) uncork() {
+	c.corked = false
+	if len(c.held) == 0 || c.err != nil {
+		c.held = nil
+		c.mu.Unlock()
+		return
+	}
+	b := c.held
+	c.held = nil
+	_, _ = c.writeLocked(b) // a failure is recorded in c.err
 }
 
 // flush is the flusher goroutine: it writes the buffer out, a chunk at a
@@ -209,6 +345,7 @@ func (c *outConn) failLocked(err error, slow bool) {
 		c.err = err
 	}
 	c.buf = nil
+	c.held = nil
 	c.mu.Unlock()
 	if !first {
 		return
@@ -239,34 +376,78 @@ func abort(c net.Conn) error {
 	}
 }
 
-// Read reads from the wrapped connection. Once the connection was found
-// slow, a failed read returns that error, so mochi's disconnect reason and
+// Read reads from the wrapped connection, first sending the
+// acknowledgements held since the last read (see Write): mochi's reader
+// calls it when it has processed all the input it had. Once the connection
+// was found slow, a failed read returns that error, so mochi's disconnect reason and
 // the broker's events say why the connection was lost; after Close, it
-// returns net.ErrClosed (Close may end reads with a deadline).
+// returns net.ErrClosed (Close may end reads with a deadline). A read
+// deadline that passes before the one last asked for (see SetDeadline) is
+// moved to that one and the read goes on.
 func (c *outConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if err != nil {
+	c.mu.Lock()
+	c.uncork()
+	for {
+		n, err := c.Conn.Read(p)
+		if err == nil {
+			if ends, boundary := c.in.feed(p[:n]); ends > 1 || ends == 1 && !boundary {
+				c.mu.Lock()
+				c.corked = true
+				c.mu.Unlock()
+			}
+			return n, nil
+		}
 		c.mu.Lock()
 		switch {
 		case errors.Is(c.err, ErrSlowConsumer):
 			err = c.err
 		case c.closed:
 			err = net.ErrClosed
+		case n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && c.rearm():
+			c.mu.Unlock()
+			continue
 		}
 		c.mu.Unlock()
+		return n, err
 	}
-	return n, err
+}
+
+// rearm moves an expired read deadline of plain TCP to the one mochi asked
+// for last, if that is still ahead, and reports whether it did.
+func (c *outConn) rearm() bool {
+	want := c.wantRead.Load()
+	if c.raw == nil || want == 0 || want <= monoNanos(time.Now()) {
+		return false
+	}
+	c.armedRead.Store(want)
+	return c.Conn.SetReadDeadline(deadlineBase.Add(time.Duration(want))) == nil
 }
 
 // SetDeadline sets the read deadline only: mochi calls it with the
-// keepalive (and guardedListener with the CONNECT timeout); write deadlines
-// are the flusher's. Once a keepalive is granted (setKeepalive), a
-// deadline mochi sets is replaced by keepaliveDeadline, which does not
-// overflow as mochi's does (see keepalive.go).
+// keepalive before every packet it reads (and guardedListener with the
+// CONNECT timeout); write deadlines are the flusher's. Once a keepalive is
+// granted (setKeepalive), a deadline mochi sets is replaced by
+// keepaliveDeadline, which does not overflow as mochi's does (see
+// keepalive.go).
+//
+// On plain TCP it is lazy: moving a deadline later costs a timer update in
+// the runtime on every packet, so a later deadline is only recorded, and
+// Read moves the socket's deadline to it when the earlier one passes (once
+// per keepalive period at most). An earlier deadline, or none, is set at
+// once.
 func (c *outConn) SetDeadline(t time.Time) error {
 	if k := c.keepalive.Load(); k > 0 && !t.IsZero() {
 		t = keepaliveDeadline(time.Now(), uint16(k))
 	}
+	if c.raw == nil {
+		return c.Conn.SetReadDeadline(t)
+	}
+	want := monoNanos(t)
+	c.wantRead.Store(want)
+	if armed := c.armedRead.Load(); armed != 0 && want != 0 && armed <= want || armed == 0 && want == 0 {
+		return nil
+	}
+	c.armedRead.Store(want)
 	return c.Conn.SetReadDeadline(t)
 }
 
@@ -286,6 +467,10 @@ func (c *outConn) SetWriteDeadline(time.Time) error { return nil }
 // for TLS sends close_notify (crypto/tls bounds that write to 5 s).
 func (c *outConn) Close() error {
 	c.mu.Lock()
+	if len(c.held) > 0 && !c.closed {
+		c.uncork() // they go before the close, as if written last
+		c.mu.Lock()
+	}
 	if c.closed || c.err != nil {
 		c.closed = true
 		c.mu.Unlock()

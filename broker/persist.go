@@ -171,10 +171,11 @@ func (h *hook) deleteSubscription(id, filter string) {
 }
 
 // savePending writes a QoS 1/2 PUBLISH as pending, durably, before mochi
-// acknowledges it; QoS 0 writes nothing. The error (already logged) means
-// the message must be refused: it could be lost after its PUBACK.
+// acknowledges it, when it needs to be (needsPending); QoS 0 writes nothing.
+// The error (already logged) means the message must be refused: it could be
+// lost after its PUBACK.
 func (h *hook) savePending(cl *mqtt.Client, pk *packets.Packet) error {
-	if pk.FixedHeader.Qos == 0 {
+	if pk.FixedHeader.Qos == 0 || !h.needsPending(pk) {
 		return nil
 	}
 	err := h.persist.PutPending(uint64(pk.Created), messageRecord("", pk), true)
@@ -182,19 +183,65 @@ func (h *hook) savePending(cl *mqtt.Client, pk *packets.Packet) error {
 	if errors.Is(err, store.ErrDiskFull) {
 		h.refusedPublishes.Add(1)
 	}
+	if err == nil {
+		h.pending.Store(pk.Created, struct{}{})
+	}
 	return err
 }
 
-// deletePending drops the pending record of a client's QoS 1/2 publish once
-// mochi has queued it for every subscriber, unless a copy for a persistent
-// session could not be stored (saveInflight): then the record stays, so
-// that a restart re-publishes the message (a subscriber may get it twice,
-// none loses it), and the copy lives in memory meanwhile.
+// needsPending reports whether a QoS 1/2 publish must be stored as pending
+// before its PUBACK: it is retained (mochi stores the retained copy before
+// the PUBACK; a refused pending write refuses it on a full disk too), or a
+// stored session subscribes to its topic, since only stored sessions get a
+// re-published message after a crash. A message that only clean sessions
+// (or nobody) receive is lost with them in a crash anyway, so it costs no
+// store write: with no stored session at all this is one lock; otherwise
+// mochi's topic index is matched (as mochi does again to deliver). A
+// stored session subscribing while the message is matched is treated as
+// subscribing after it: the copy mochi may still queue for it is stored
+// by saveInflight, without a pending record behind it.
+func (h *hook) needsPending(pk *packets.Packet) bool {
+	if pk.FixedHeader.Retain {
+		return true
+	}
+	h.storedMu.Lock()
+	none := len(h.stored) == 0
+	h.storedMu.Unlock()
+	if none {
+		return false
+	}
+	subs := h.mochi.Topics.Subscribers(pk.TopicName)
+	for id := range subs.Subscriptions {
+		if h.isStored(id) {
+			return true
+		}
+	}
+	for _, group := range subs.Shared {
+		for id := range group {
+			if h.isStored(id) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// deletePending drops the pending record of a client's QoS 1/2 publish, if
+// savePending wrote one, once mochi has queued it for every subscriber,
+// unless a copy for a persistent session could not be stored
+// (saveInflight): then the record stays, so that a restart re-publishes the
+// message (a subscriber may get it twice, none loses it), and the copy
+// lives in memory meanwhile.
 func (h *hook) deletePending(cl *mqtt.Client, pk packets.Packet) {
 	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
 		return
 	}
-	if _, kept := h.unsaved.LoadAndDelete(pk.Created); kept {
+	_, written := h.pending.LoadAndDelete(pk.Created)
+	_, kept := h.unsaved.LoadAndDelete(pk.Created)
+	if !written {
+		return
+	}
+	if kept {
 		h.log.Warn("pending message kept: a queued copy could not be stored", "client", cl.ID, "topic", pk.TopicName)
 		return
 	}
