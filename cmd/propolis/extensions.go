@@ -19,7 +19,7 @@ func statusFile(cfg *config.Config) string {
 	return filepath.Join(cfg.DataDir, "extensions-status.json")
 }
 
-// extensions runs `propolis extensions list|enable|disable`.
+// extensions runs `propolis extensions list|enable|disable|compile`.
 func extensions(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errUsage
@@ -58,6 +58,8 @@ func extensions(args []string, stdout io.Writer) error {
 		return listExtensions(cfg, stdout)
 	case "enable", "disable":
 		return setDisabled(cfg.ExtensionsDir, id, sub == "disable", stdout)
+	case "compile":
+		return compileExtensions(cfg.ExtensionsDir, stdout)
 	}
 	return fmt.Errorf("extensions: unknown command %q\n%s", sub, usage)
 }
@@ -111,5 +113,21 @@ func setDisabled(dir, id string, disable bool, w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "%s enabled (%s removed); a running broker starts it within 2 seconds\n", id, marker)
+	return nil
+}
+
+// compileExtensions fills the extensions folder's shipped compilation cache
+// (host.ShippedCache), so that a broker started on a fresh data folder does
+// not wait for the compiler; `make build` runs it for the bundled
+// extensions.
+func compileExtensions(dir string, w io.Writer) error {
+	cache := filepath.Join(dir, host.ShippedCache)
+	ids, err := host.Precompile(context.Background(), dir, cache)
+	for _, id := range ids {
+		fmt.Fprintf(w, "compiled %s into %s\n", id, cache)
+	}
+	if err != nil {
+		return fmt.Errorf("extensions compile: %w", err)
+	}
 	return nil
 }

@@ -51,6 +51,7 @@ const usage = `usage:
   propolis extensions list [--config FILE] [--data DIR] [--extensions DIR]
   propolis extensions enable ID [--config FILE] [--extensions DIR]
   propolis extensions disable ID [--config FILE] [--extensions DIR]
+  propolis extensions compile [--config FILE] [--extensions DIR]
   propolis version`
 
 // errUsage reports a command line that cannot be run.
