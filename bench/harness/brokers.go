@@ -289,3 +289,29 @@ func copyFile(src, dst string) error {
 	}
 	return out.Close()
 }
+
+// dropLines reads a stopped broker's log for lines about dropped messages
+// (Mosquitto: "Outgoing messages are being dropped for client ..."; mochi
+// and Propolis log a dropped QoS 1 message as a quota or slow-consumer
+// warning).
+func dropLines(b *Broker) DropLog {
+	d := DropLog{Broker: b.Name}
+	log, err := os.ReadFile(b.logFile)
+	if err != nil {
+		d.First = "log unreadable: " + err.Error()
+		return d
+	}
+	for _, l := range strings.Split(string(log), "\n") {
+		low := strings.ToLower(l)
+		if strings.Contains(low, "drop") || strings.Contains(low, "quota reached") || strings.Contains(low, "slow consumer") {
+			if d.Lines == 0 {
+				d.First = strings.TrimSpace(l)
+				if len(d.First) > 200 {
+					d.First = d.First[:200] + "…"
+				}
+			}
+			d.Lines++
+		}
+	}
+	return d
+}

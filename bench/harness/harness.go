@@ -265,6 +265,7 @@ func Run(o Options) (*Report, error) {
 	}
 	for _, b := range brokers {
 		b.Stop()
+		rep.Drops = append(rep.Drops, dropLines(b))
 	}
 	brokers = nil
 	if want("startup") {

@@ -24,6 +24,7 @@ type Report struct {
 	Brokers []BrokerInfo    `json:"brokers"`
 	Results []Result        `json:"results"`
 	Startup []StartupResult `json:"startup"`
+	Drops   []DropLog       `json:"drop_logs"`
 	Targets []Target        `json:"targets"`
 }
 
@@ -68,6 +69,16 @@ type StartupResult struct {
 	Steady float64 `json:"steady_per_s"`
 	// Ratio is First / Steady.
 	Ratio float64 `json:"ratio"`
+}
+
+// DropLog is what a broker's own log said about messages it dropped during
+// the loads: the evidence behind a "lost" figure.
+type DropLog struct {
+	Broker string `json:"broker"`
+	// Lines counts the log lines that mention dropping.
+	Lines int `json:"lines"`
+	// First is the first such line.
+	First string `json:"first,omitempty"`
 }
 
 // Target is one goal from the benchmark issue, checked against the figures.
@@ -257,6 +268,10 @@ func (r *Report) Markdown() string {
 		b.WriteString("\n")
 	}
 	b.WriteString("\nRatios are each broker's figure divided by propolis's; ±N% is half the spread (max − min) of the rounds, relative to the median.\n")
+	b.WriteString("\nWhat each broker's log said about dropping messages during the loads (the cause of a \"lost\" figure):\n\n| broker | log lines mentioning a drop | first |\n|---|---:|---|\n")
+	for _, d := range r.Drops {
+		fmt.Fprintf(&b, "| %s | %d | %s |\n", d.Broker, d.Lines, strings.ReplaceAll(d.First, "|", "\\|"))
+	}
 	if len(r.Startup) > 0 {
 		b.WriteString("\nStart-up and reload: a sustained QoS 1 publish load (10 clients, 64 in flight each, 100 B) starts with the broker process; " +
 			"the clients retry until the port is bound and wait in the listen backlog until the broker accepts them.\n\n" +

@@ -37,6 +37,7 @@ const bucket = 100 * time.Millisecond
 type timeline struct {
 	firstConnack time.Duration // until the first CONNACK
 	acks         []int64       // PUBACKs per bucket
+	dropped      int64         // connections the broker closed during the load
 }
 
 // rate returns PUBACKs per second in [from, to).
@@ -67,6 +68,7 @@ func sustained(addr string, t0 time.Time, total time.Duration, at func(), atOffs
 	end := t0.Add(total)
 	var firstMu sync.Mutex
 	first := time.Duration(-1)
+	var dropped atomic.Int64
 	errs := make(chan error, startClients)
 	var wg sync.WaitGroup
 	for i := 0; i < startClients; i++ {
@@ -74,65 +76,32 @@ func sustained(addr string, t0 time.Time, total time.Duration, at func(), atOffs
 		go func() {
 			defer wg.Done()
 			id := "start-" + strconv.Itoa(i)
-			// Connect, however long the broker takes (up to a minute): a
-			// start slower than the load still gets its first CONNACK timed.
-			var c *rawmqtt.Conn
-			for {
-				var err error
-				if c, err = rawmqtt.Dial(addr, id); err == nil {
-					break
-				}
-				if time.Since(t0) > startLimit {
-					errs <- fmt.Errorf("%s: no CONNACK in %v: %w", id, startLimit, err)
-					return
-				}
-				time.Sleep(10 * time.Millisecond) // port not bound yet: the process is starting
-			}
-			defer c.Drop()
-			since := time.Since(t0)
-			firstMu.Lock()
-			if first < 0 || since < first {
-				first = since
-			}
-			firstMu.Unlock()
-			_ = c.SetDeadline(end.Add(5 * time.Second))
-			slots := make(chan struct{}, 64)
-			go func() { // PUBACKs, counted in their bucket
+			for time.Now().Before(end) {
+				// Connect, however long the broker takes (up to a minute):
+				// a start slower than the load still gets its first CONNACK
+				// timed.
+				var c *rawmqtt.Conn
 				for {
-					typ, _, err := c.ReadPacket()
-					if err != nil {
+					var err error
+					if c, err = rawmqtt.Dial(addr, id); err == nil {
+						break
+					}
+					if time.Since(t0) > startLimit {
+						errs <- fmt.Errorf("%s: no CONNACK in %v: %w", id, startLimit, err)
 						return
 					}
-					if typ>>4 == 4 {
-						if b := int(time.Since(t0) / bucket); b < len(counts) {
-							counts[b].Add(1)
-						}
-						<-slots
-					}
+					time.Sleep(10 * time.Millisecond) // port not bound yet: the process is starting
 				}
-			}()
-			payload := make([]byte, 100)
-			for n := 0; time.Now().Before(end); n++ {
-				select {
-				case slots <- struct{}{}:
-				default:
-					if err := c.Flush(); err != nil {
-						errs <- fmt.Errorf("%s: %w", id, err)
-						return
-					}
-					select {
-					case slots <- struct{}{}:
-					case <-time.After(time.Until(end)):
-						return
-					}
+				since := time.Since(t0)
+				firstMu.Lock()
+				if first < 0 || since < first {
+					first = since
 				}
-				c.Publish("bench/start", 1, uint16(n%65535+1), payload)
-				if n%16 == 15 {
-					if err := c.Flush(); err != nil {
-						errs <- fmt.Errorf("%s: %w", id, err)
-						return
-					}
+				firstMu.Unlock()
+				if err := publishUntil(c, t0, end, counts); err != nil {
+					dropped.Add(1) // the broker closed the connection: count it, connect again
 				}
+				_ = c.Drop()
 			}
 		}()
 	}
@@ -150,7 +119,56 @@ func sustained(addr string, t0 time.Time, total time.Duration, at func(), atOffs
 		tl.acks[i] = counts[i].Load()
 	}
 	tl.firstConnack = first
+	tl.dropped = dropped.Load()
 	return tl, nil
+}
+
+// publishUntil publishes QoS 1 on c, 64 in flight, until end, counting each
+// PUBACK in its bucket (from t0). It returns an error if the connection
+// fails before end.
+func publishUntil(c *rawmqtt.Conn, t0, end time.Time, counts []atomic.Int64) error {
+	_ = c.SetDeadline(end.Add(5 * time.Second))
+	slots := make(chan struct{}, 64)
+	dead := make(chan error, 1)
+	go func() { // PUBACKs, counted in their bucket
+		for {
+			typ, _, err := c.ReadPacket()
+			if err != nil {
+				dead <- err
+				return
+			}
+			if typ>>4 == 4 {
+				if b := int(time.Since(t0) / bucket); b < len(counts) {
+					counts[b].Add(1)
+				}
+				<-slots
+			}
+		}
+	}()
+	payload := make([]byte, 100)
+	for n := 0; time.Now().Before(end); n++ {
+		select {
+		case slots <- struct{}{}:
+		default:
+			if err := c.Flush(); err != nil {
+				return err
+			}
+			select {
+			case slots <- struct{}{}:
+			case err := <-dead:
+				return err
+			case <-time.After(time.Until(end)):
+				return nil
+			}
+		}
+		c.Publish("bench/start", 1, uint16(n%65535+1), payload)
+		if n%16 == 15 {
+			if err := c.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // startupCase is one start-up measurement.
@@ -250,6 +268,12 @@ func startupLoads(rep *Report, work, propolis, mochi, examples string, sz sizes,
 		b.Stop()
 		if err != nil {
 			return fmt.Errorf("start-up %s: %w (log %s)", c.name, err, b.logFile)
+		}
+		if tl.dropped > 0 {
+			if note != "" {
+				note += "; "
+			}
+			note += fmt.Sprintf("the broker closed %d connections during the load (see its log)", tl.dropped)
 		}
 		s := StartupResult{Case: c.name, Note: note, FirstConnackMS: ms(tl.firstConnack), First: tl.rate(0, w), Steady: tl.rate(2*w, 3*w)}
 		if c.event != nil {

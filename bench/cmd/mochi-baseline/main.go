@@ -10,7 +10,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -32,7 +31,9 @@ func main() {
 		fail(fmt.Errorf("-receive-maximum %d, -maximum-inflight %d: want 1-65535; -writes-pending %d: want at least 1", *recvMax, *inflight, *pending))
 	}
 	caps.ReceiveMaximum, caps.MaximumInflight, caps.MaximumClientWritesPending = uint16(*recvMax), uint16(*inflight), int32(*pending)
-	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// Warnings (a dropped message among them) go to stderr, where the
+	// harness reads them.
+	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		fail(err)
 	}
