@@ -69,6 +69,9 @@ type StartupResult struct {
 	Steady float64 `json:"steady_per_s"`
 	// Ratio is First / Steady.
 	Ratio float64 `json:"ratio"`
+	// PerSecond is the rate of every second of the load, from the start:
+	// where in the first window the rate was lost.
+	PerSecond []float64 `json:"per_second"`
 }
 
 // DropLog is what a broker's own log said about messages it dropped during

@@ -283,6 +283,9 @@ func startupLoads(rep *Report, work, propolis, mochi, examples string, sz sizes,
 		if s.Steady > 0 {
 			s.Ratio = s.First / s.Steady
 		}
+		for from := time.Duration(0); from+time.Second <= 3*w; from += time.Second {
+			s.PerSecond = append(s.PerSecond, tl.rate(from, from+time.Second))
+		}
 		rep.Startup = append(rep.Startup, s)
 		logf("  %-75s first CONNACK %7.1f ms, window %6.0f/s, steady %6.0f/s (%.2f×)", c.name, s.FirstConnackMS, s.First, s.Steady, s.Ratio)
 	}
