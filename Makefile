@@ -18,10 +18,12 @@ EXAMPLES  := allow-all topic-acl banlist publish-guard
 WASMBUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath
 
 ## build: bin/propolis, every example extension (bin/examples/<id>/), and
-## extensions/allow-all/
+## extensions/allow-all/ with its compiled code (extensions/.compiled/), so
+## that the first start does not wait for the Wasm compiler
 build: $(BIN)/propolis examples
 	mkdir -p extensions/allow-all
 	cp $(BIN)/examples/allow-all/* extensions/allow-all/
+	./$(BIN)/propolis extensions compile --extensions extensions
 
 .PHONY: $(BIN)/propolis examples
 $(BIN)/propolis:
@@ -91,4 +93,4 @@ testdata:
 	rm -rf testdata/store/v1 && $(GO) run ./broker/store/internal/genv1 -out testdata/store/v1
 
 clean:
-	rm -rf $(BIN) extensions/allow-all
+	rm -rf $(BIN) extensions/allow-all extensions/.compiled

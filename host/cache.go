@@ -4,16 +4,38 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // This file compiles modules through the on-disk compilation cache
-// (Options.CacheDir) and repairs a damaged cache entry.
+// (Options.CacheDir), repairs a damaged cache entry, and fills the cache
+// from the compilation cache shipped in the extensions folder
+// (ShippedCache).
+
+// ShippedCache is the folder, inside the extensions folder, holding a
+// compilation cache made ahead of time by Precompile (`propolis extensions
+// compile`, which `make build` runs for the bundled extensions). LoadAll
+// copies its entries into the data folder's cache before compiling, so a
+// fresh data folder does not wait for the compiler. wazero names each entry
+// by the module's hash, the guard setting, the CPU's features and wazero's
+// version (a folder per version, architecture and OS), and checks the
+// version and a checksum when it reads one: an entry made elsewhere is never
+// used, and a damaged one is recompiled (compile).
+const ShippedCache = ".compiled"
+
+// compileCtx lets wazero compile a module's functions on every CPU: a cold
+// start then waits for the compiler about 1/GOMAXPROCS as long.
+func compileCtx(ctx context.Context) context.Context {
+	return experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
+}
 
 // cacheErrorPrefix starts every error wazero returns for an unreadable
 // entry of its compilation cache (checksum mismatch, short read, bad
@@ -28,6 +50,7 @@ const cacheErrorPrefix = "compilationcache:"
 // is tried once more. Called on the loading goroutine; the repair costs
 // one extra compilation.
 func (h *Host) compile(ctx context.Context, rt wazero.Runtime, guarded bool, bin []byte, id string) (wazero.CompiledModule, error) {
+	ctx = compileCtx(ctx)
 	c, err := rt.CompileModule(ctx, bin)
 	if err == nil || h.opts.CacheDir == "" || !strings.Contains(err.Error(), cacheErrorPrefix) {
 		return c, err
@@ -57,7 +80,7 @@ func (h *Host) replaceCacheEntry(ctx context.Context, guarded bool, bin []byte) 
 		return "", err
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig().WithCloseOnContextDone(guarded).WithCompilationCache(cache))
-	_, err = rt.CompileModule(ctx, bin)
+	_, err = rt.CompileModule(compileCtx(ctx), bin)
 	_ = rt.Close(ctx)
 	_ = cache.Close(ctx)
 	if err != nil {
@@ -85,4 +108,124 @@ func (h *Host) replaceCacheEntry(ctx context.Context, guarded bool, bin []byte) 
 		return "", err
 	}
 	return entry, nil
+}
+
+// seedCache copies the entries of the shipped cache (ShippedCache in the
+// extensions folder) that the data folder's cache lacks. Each is written
+// aside and renamed into place, so a crash never leaves half an entry. A
+// problem is logged and ends the copy: the modules are then compiled, as
+// without a shipped cache. Called by LoadAll before the first scan.
+func (h *Host) seedCache() {
+	src := filepath.Join(h.opts.Dir, ShippedCache)
+	if h.opts.CacheDir == "" {
+		return
+	}
+	if _, err := os.Stat(src); err != nil {
+		return // nothing shipped
+	}
+	copied := 0
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(h.opts.CacheDir, rel)
+		if _, err := os.Stat(dst); err == nil {
+			return nil // the data folder's own entry wins
+		}
+		if err := copyEntry(p, dst); err != nil {
+			return err
+		}
+		copied++
+		return nil
+	})
+	if err != nil {
+		h.log.Warn("shipped compilation cache not used; extensions are compiled", "dir", src, "copied", copied, "error", err)
+		return
+	}
+	if copied > 0 {
+		h.log.Info("compilation cache filled from the shipped one", "dir", src, "entries", copied)
+	}
+}
+
+// copyEntry copies the regular file src to dst (at most maxModule*4
+// bytes: compiled code is a few times the module) through a temporary file
+// in dst's folder.
+func copyEntry(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".seed-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename, there is nothing left to remove
+	n, err := io.Copy(tmp, io.LimitReader(in, 4*maxModule+1))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n > 4*maxModule {
+		err = fmt.Errorf("%s: more than %d bytes", src, 4*maxModule)
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// Precompile compiles the module of every extension folder in dir (DISABLED
+// ones included: enabling one later should not wait either) into the
+// compilation cache in cacheDir, as the host would at load, so that a host
+// started with that cache in place (ShippedCache, or its own CacheDir)
+// skips the compiler. It returns the ids compiled; a folder whose manifest
+// or module is unusable is an error naming it, as the host would report it.
+func Precompile(ctx context.Context, dir, cacheDir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read extensions folder: %w", err)
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("compilation cache %s: %w", cacheDir, err)
+	}
+	defer cache.Close(ctx)
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(!testUnguarded).WithCompilationCache(cache))
+	defer rt.Close(ctx)
+	var ids []string
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		folder := filepath.Join(dir, e.Name())
+		if _, err := os.Stat(filepath.Join(folder, ManifestFile)); err != nil {
+			continue // not an extension folder (the shipped cache itself, for one)
+		}
+		m, err := LoadManifest(folder)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		bin, err := readRegular(filepath.Join(folder, m.Module), maxModule)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("extension %q: read module: %w", m.ID, err))
+			continue
+		}
+		c, err := rt.CompileModule(compileCtx(ctx), bin)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("extension %q: compile %s: %w", m.ID, m.Module, err))
+			continue
+		}
+		_ = c.Close(ctx)
+		ids = append(ids, m.ID)
+	}
+	return ids, errors.Join(errs...)
 }

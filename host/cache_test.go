@@ -72,3 +72,114 @@ func TestDamagedCompilationCacheIsRecompiled(t *testing.T) {
 		t.Fatalf("the repaired entry was not used:\n%s", logs)
 	}
 }
+
+// cacheEntries returns the regular files under dir, relative to it, with
+// their contents.
+func cacheEntries(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = b
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A compilation cache shipped in the extensions folder (Precompile) fills
+// a fresh data folder's cache, and the host loads from it: a damaged
+// shipped entry is read (wazero's checksum fails), discarded and
+// recompiled; an entry for another wazero version is copied but never read.
+func TestShippedCompilationCache(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "wat-auth", wasmFixture("ok/wat_auth"), 0, "")
+	shipped := filepath.Join(ext, ShippedCache)
+	ids, err := Precompile(context.Background(), ext, shipped)
+	if err != nil || len(ids) != 1 || ids[0] != "wat-auth" {
+		t.Fatalf("Precompile: %v, %v; want [wat-auth]", ids, err)
+	}
+	entries := cacheEntries(t, shipped)
+	if len(entries) != 1 {
+		t.Fatalf("shipped cache holds %d entries, want 1", len(entries))
+	}
+	foreign := filepath.Join(shipped, "wazero-v0.0.1-amd64-linux", "0123")
+	if err := os.MkdirAll(filepath.Dir(foreign), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(foreign, []byte("not a compiled module"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	load := func(t *testing.T) (string, map[string][]byte) {
+		t.Helper()
+		cache := t.TempDir()
+		logs := &logBuffer{}
+		h, err := New(Options{Dir: ext, CacheDir: cache, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close(context.Background())
+		if err := h.LoadAll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if st := statusOf(t, h, "wat-auth"); st.State != StateRunning {
+			t.Fatalf("wat-auth %s: %s\n%s", st.State, st.Reason, logs)
+		}
+		if res := h.Authenticate(context.Background(), connect("wat", "secret")); res.Decision != broker.Allow {
+			t.Fatalf("authenticate: %+v\n%s", res, logs)
+		}
+		return logs.String(), cacheEntries(t, cache)
+	}
+
+	t.Run("used", func(t *testing.T) {
+		logs, got := load(t)
+		if !strings.Contains(logs, `msg="compilation cache filled from the shipped one"`) || !strings.Contains(logs, "entries=2") {
+			t.Fatalf("no log of the copy:\n%s", logs)
+		}
+		if strings.Contains(logs, "damaged") {
+			t.Fatalf("the shipped entry was not usable:\n%s", logs)
+		}
+		for rel, b := range entries {
+			if string(got[rel]) != string(b) {
+				t.Fatalf("data cache entry %s differs from the shipped one", rel)
+			}
+		}
+	})
+	t.Run("damaged", func(t *testing.T) {
+		for rel, b := range entries {
+			bad := append([]byte(nil), b...)
+			bad[len(bad)/2] ^= 0xff
+			if err := os.WriteFile(filepath.Join(shipped, rel), bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		logs, _ := load(t)
+		if !strings.Contains(logs, `msg="compilation cache entry damaged; discarded and recompiled" extension=wat-auth`) {
+			t.Fatalf("the damaged shipped entry was not read and repaired:\n%s", logs)
+		}
+	})
+}
+
+// Precompile names the folder it cannot compile and compiles the others.
+func TestPrecompileErrors(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "good", wasmFixture("ok/wat_auth"), 0, "")
+	installExtension(t, ext, "notwasm", wasmFixture("ok/wat_auth"), 0, "")
+	if err := os.WriteFile(filepath.Join(ext, "notwasm", "ext.wasm"), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := Precompile(context.Background(), ext, filepath.Join(ext, ShippedCache))
+	if len(ids) != 1 || ids[0] != "good" || err == nil || !strings.HasPrefix(err.Error(), `extension "notwasm": compile ext.wasm: `) {
+		t.Fatalf("Precompile: %v, %v; want [good] and an error naming notwasm", ids, err)
+	}
+}

@@ -116,6 +116,7 @@ const DisabledFile = "DISABLED"
 // the host in step with the folder.
 func (h *Host) LoadAll(ctx context.Context) error {
 	if h.cache == nil {
+		h.seedCache()
 		if err := h.openCache(); err != nil {
 			return err
 		}

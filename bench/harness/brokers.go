@@ -26,8 +26,10 @@ type Broker struct {
 	// Addr is its MQTT listener.
 	Addr string
 
-	cmd  *exec.Cmd
-	done chan error
+	cmd     *exec.Cmd
+	done    chan error
+	logFile string
+	started time.Time // when the process was started
 }
 
 // PID returns the broker's process id.
@@ -49,17 +51,10 @@ func (b *Broker) Stop() {
 // enough: Propolis binds its port before loading its extensions, and the
 // kernel queues connections until the broker accepts them.)
 func start(name, setup string, cmd *exec.Cmd, addr, logFile string) (*Broker, error) {
-	log, err := os.Create(logFile)
+	b, err := launch(name, setup, cmd, addr, logFile)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	b := &Broker{Name: name, Setup: setup, Addr: addr, cmd: cmd, done: make(chan error, 1)}
-	go func() { b.done <- cmd.Wait(); log.Close() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := rawmqtt.Dial(addr, "harness-ready-check")
@@ -80,6 +75,23 @@ func start(name, setup string, cmd *exec.Cmd, addr, logFile string) (*Broker, er
 	}
 }
 
+// launch runs cmd with its output in logFile and returns at once.
+func launch(name, setup string, cmd *exec.Cmd, addr, logFile string) (*Broker, error) {
+	log, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	started := time.Now()
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	b := &Broker{Name: name, Setup: setup, Addr: addr, cmd: cmd, done: make(chan error, 1), logFile: logFile, started: started}
+	go func() { b.done <- cmd.Wait(); log.Close() }()
+	return b, nil
+}
+
 // freePort returns a loopback address with a port free right now.
 func freePort() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -90,10 +102,36 @@ func freePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// startPropolis runs bin/propolis with the given extensions (id -> wasm
-// and manifest folder) and durability.
+// startPropolis runs bin/propolis with the given extensions (folders of
+// examplesDir) and durability, in work/name, and waits until it is ready.
 func startPropolis(work, name, propolis string, exts []string, examplesDir, durability string) (*Broker, error) {
-	dir := filepath.Join(work, name)
+	p, err := preparePropolis(filepath.Join(work, name), name, propolis, exts, examplesDir, durability, "warn")
+	if err != nil {
+		return nil, err
+	}
+	return start(name, p.setup, p.command(), p.addr, filepath.Join(work, name+".log"))
+}
+
+// propolisSetup is a prepared Propolis instance: its folder, with the
+// extensions in place and the configuration written.
+type propolisSetup struct {
+	name, bin, dir, cfgFile, addr, setup string
+}
+
+// command returns the command that runs the instance.
+func (p *propolisSetup) command() *exec.Cmd {
+	cmd := exec.Command(p.bin, "serve", "--config", p.cfgFile)
+	cmd.Env = os.Environ()
+	if prof := os.Getenv("PROPOLIS_BENCH_CPUPROFILE"); prof != "" && p.name == os.Getenv("PROPOLIS_BENCH_PROFILE_BROKER") {
+		cmd.Env = append(cmd.Env, "PROPOLIS_CPUPROFILE="+prof)
+	}
+	return cmd
+}
+
+// preparePropolis lays out a Propolis instance in dir: the extensions
+// folder with the given example extensions, and propolis.yaml with the
+// harness's limits, listening on a free loopback port.
+func preparePropolis(dir, name, propolis string, exts []string, examplesDir, durability, logLevel string) (*propolisSetup, error) {
 	extDir := filepath.Join(dir, "extensions")
 	for _, id := range exts {
 		dst := filepath.Join(extDir, id)
@@ -119,21 +157,18 @@ extensions_dir: %s
 durability:
   mode: %s
 mqtt:
-  max_queued_messages: 10000
+  receive_maximum: %d
+  max_queued_messages: %d
 log:
-  level: warn
-`, addr, filepath.Join(dir, "data"), extDir, durability)
+  level: %s
+`, addr, filepath.Join(dir, "data"), extDir, durability, receiveMaximum, queueLimit, logLevel)
 	cfgFile := filepath.Join(dir, "propolis.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(propolis, "serve", "--config", cfgFile)
-	cmd.Env = os.Environ()
-	if p := os.Getenv("PROPOLIS_BENCH_CPUPROFILE"); p != "" && name == "propolis-wasm-publish" {
-		cmd.Env = append(cmd.Env, "PROPOLIS_CPUPROFILE="+p)
-	}
-	setup := fmt.Sprintf("extensions: %s; durability: %s (Pebble store, no fsync)", strings.Join(exts, " + "), durability)
-	return start(name, setup, cmd, addr, filepath.Join(work, name+".log"))
+	setup := fmt.Sprintf("extensions: %s; durability: %s (Pebble store, no fsync); receive_maximum %d, max_queued_messages %d (1024 writes pending, fixed)",
+		strings.Join(exts, " + "), durability, receiveMaximum, queueLimit)
+	return &propolisSetup{name: name, bin: propolis, dir: dir, cfgFile: cfgFile, addr: addr, setup: setup}, nil
 }
 
 // startMochi runs the plain mochi-mqtt baseline.
@@ -142,33 +177,54 @@ func startMochi(work, bin string) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-addr", addr)
-	return start("mochi", "mochi-mqtt, native allow-all hook, no persistence", cmd, addr, filepath.Join(work, "mochi.log"))
+	return start("mochi", fmt.Sprintf("mochi-mqtt, native allow-all hook, no persistence; receive maximum %d, maximum inflight (queue) %d, writes pending %d",
+		receiveMaximum, queueLimit, qos0Pending), mochiCommand(bin, addr), addr, filepath.Join(work, "mochi.log"))
+}
+
+// mochiCommand runs mochi-baseline on addr with the harness's limits.
+func mochiCommand(bin, addr string) *exec.Cmd {
+	return exec.Command(bin, "-addr", addr, "-receive-maximum", strconv.Itoa(receiveMaximum),
+		"-maximum-inflight", strconv.Itoa(queueLimit), "-writes-pending", strconv.Itoa(qos0Pending))
 }
 
 // startMosquitto runs Debian's mosquitto with allow_anonymous and no
 // persistence, installing it with apt-get if missing.
 func startMosquitto(work string) (*Broker, error) {
+	cmd, addr, setup, err := mosquittoCommand(work)
+	if err != nil {
+		return nil, err
+	}
+	return start("mosquitto", setup, cmd, addr, filepath.Join(work, "mosquitto.log"))
+}
+
+// mosquittoCommand writes a mosquitto.conf with the harness's limits in
+// dir, for a free loopback port, and returns the command, the address and
+// the setup line for the report.
+func mosquittoCommand(dir string) (*exec.Cmd, string, string, error) {
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
 			bin = "/usr/sbin/mosquitto"
 		} else if bin, err = installMosquitto(); err != nil {
-			return nil, err
+			return nil, "", "", err
 		}
 	}
 	addr, err := freePort()
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(work, "mosquitto.conf")
-	body := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\nset_tcp_nodelay true\nlog_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n", port)
+	conf := filepath.Join(dir, "mosquitto.conf")
+	// mosquitto's queue is what waits beyond the in-flight window; the
+	// others count in-flight messages in their queue limit.
+	body := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages %d\nmax_queued_messages %d\nset_tcp_nodelay true\nlog_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n",
+		port, inFlightWindow, queueLimit-inFlightWindow)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
-	cmd := exec.Command(bin, "-c", conf)
-	return start("mosquitto", "mosquitto "+mosquittoVersion(bin)+", allow_anonymous, persistence false, set_tcp_nodelay true", cmd, addr, filepath.Join(work, "mosquitto.log"))
+	setup := fmt.Sprintf("mosquitto %s, allow_anonymous, persistence false, set_tcp_nodelay true; max_inflight_messages %d, max_queued_messages %d",
+		mosquittoVersion(bin), inFlightWindow, queueLimit-inFlightWindow)
+	return exec.Command(bin, "-c", conf), addr, setup, nil
 }
 
 // installMosquitto installs Debian's package (the harness runs as root on
@@ -232,4 +288,30 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// dropLines reads a stopped broker's log for lines about dropped messages
+// (Mosquitto: "Outgoing messages are being dropped for client ..."; mochi
+// and Propolis log a dropped QoS 1 message as a quota or slow-consumer
+// warning).
+func dropLines(b *Broker) DropLog {
+	d := DropLog{Broker: b.Name}
+	log, err := os.ReadFile(b.logFile)
+	if err != nil {
+		d.First = "log unreadable: " + err.Error()
+		return d
+	}
+	for _, l := range strings.Split(string(log), "\n") {
+		low := strings.ToLower(l)
+		if strings.Contains(low, "drop") || strings.Contains(low, "quota reached") || strings.Contains(low, "slow consumer") {
+			if d.Lines == 0 {
+				d.First = strings.TrimSpace(l)
+				if len(d.First) > 200 {
+					d.First = d.First[:200] + "…"
+				}
+			}
+			d.Lines++
+		}
+	}
+	return d
 }

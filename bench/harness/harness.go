@@ -11,8 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/propolis-mqtt/propolis/internal/load"
 )
 
 // Options configures Run.
@@ -21,34 +24,51 @@ type Options struct {
 	Repo string
 	// Out is the folder the report goes to (results.md, results.json).
 	Out string
-	// Quick runs every load at a tenth of its size: a smoke test.
+	// Quick runs every load at a tenth of its size, once: a smoke test.
 	Quick bool
+	// Only, when not empty, runs only the loads whose key it lists (see
+	// LoadKeys), for profiling one load.
+	Only []string
 	// Log receives progress lines.
 	Log io.Writer
 }
 
 // Sizes of the loads: full and quick.
 type sizes struct {
+	rounds                 int  // measured rounds
+	warmup                 bool // one discarded warm-up round first
+	memSettle              time.Duration
 	stormN, stormConc      int
 	fanInPubs, fanInMsgs   int
 	fanInMsgsQoS1          int
 	fanOutSubs, fanOutMsgs int
 	fanOutMsgsQoS1         int
+	pubClients             int // publisher-side throughput: clients
+	pubMsgsQoS0            int // messages per client at QoS 0
+	pubMsgsQoS1            int // messages per client at QoS 1
+	pubPayload             int
+	pairs, pairMsgs        int
 	latencyRate            int
 	latencyFor             time.Duration
 	idleConns              int
+	startWindow            time.Duration // the start-up figures' window ("first 5 s")
 }
 
 var (
-	full = sizes{stormN: 2000, stormConc: 50, fanInPubs: 20, fanInMsgs: 5000, fanInMsgsQoS1: 2500,
-		fanOutSubs: 50, fanOutMsgs: 2000, fanOutMsgsQoS1: 1000, latencyRate: 2000, latencyFor: 5 * time.Second, idleConns: 2000}
-	quick = sizes{stormN: 200, stormConc: 20, fanInPubs: 5, fanInMsgs: 1000, fanInMsgsQoS1: 500,
-		fanOutSubs: 10, fanOutMsgs: 200, fanOutMsgsQoS1: 100, latencyRate: 500, latencyFor: time.Second, idleConns: 200}
+	full = sizes{rounds: 3, warmup: true, memSettle: 2 * time.Second, stormN: 2000, stormConc: 50, fanInPubs: 20, fanInMsgs: 5000, fanInMsgsQoS1: 2500,
+		fanOutSubs: 50, fanOutMsgs: 2000, fanOutMsgsQoS1: 1000, pubClients: 10, pubMsgsQoS0: 5000, pubMsgsQoS1: 2000, pubPayload: 100,
+		pairs: 10, pairMsgs: 1000, latencyRate: 2000, latencyFor: 5 * time.Second, idleConns: 2000, startWindow: 5 * time.Second}
+	quick = sizes{rounds: 1, memSettle: 500 * time.Millisecond, stormN: 200, stormConc: 20, fanInPubs: 5, fanInMsgs: 1000, fanInMsgsQoS1: 500,
+		fanOutSubs: 10, fanOutMsgs: 200, fanOutMsgsQoS1: 100, pubClients: 10, pubMsgsQoS0: 500, pubMsgsQoS1: 200, pubPayload: 100,
+		pairs: 10, pairMsgs: 100, latencyRate: 500, latencyFor: time.Second, idleConns: 200, startWindow: time.Second}
 )
 
+// LoadKeys names the loads Options.Only can choose, in the order they run.
+var LoadKeys = []string{"memory", "storm", "publish0", "publish1", "pairs", "fanin0", "fanin1", "fanout0", "fanout1", "latency", "startup"}
+
 // Run builds what it needs, starts the brokers, runs every load against
-// each broker in turn, stops them and writes the report. It returns the
-// report.
+// each broker in turn, stops them, measures start-up and reload, and
+// writes the report. It returns the report.
 func Run(o Options) (*Report, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -57,6 +77,14 @@ func Run(o Options) (*Report, error) {
 	if o.Quick {
 		sz = quick
 	}
+	only := map[string]bool{}
+	for _, k := range o.Only {
+		if !slices.Contains(LoadKeys, k) {
+			return nil, fmt.Errorf("unknown load %q (loads: %s)", k, strings.Join(LoadKeys, ", "))
+		}
+		only[k] = true
+	}
+	want := func(k string) bool { return len(only) == 0 || only[k] }
 	work, err := os.MkdirTemp("", "propolis-bench")
 	if err != nil {
 		return nil, err
@@ -79,7 +107,8 @@ func Run(o Options) (*Report, error) {
 		}
 		return nil
 	}
-	if err := build(o.Repo, nil, "-o", filepath.Join(bin, "propolis"), "./cmd/propolis"); err != nil {
+	propolis := filepath.Join(bin, "propolis")
+	if err := build(o.Repo, nil, "-o", propolis, "./cmd/propolis"); err != nil {
 		return nil, err
 	}
 	if err := build(o.Repo, nil, "-o", filepath.Join(bin, "mochi-baseline"), "./bench/cmd/mochi-baseline"); err != nil {
@@ -105,10 +134,10 @@ func Run(o Options) (*Report, error) {
 	}()
 	for _, s := range []func() (*Broker, error){
 		func() (*Broker, error) {
-			return startPropolis(work, "propolis", filepath.Join(bin, "propolis"), []string{"allow-all"}, examples, "none")
+			return startPropolis(work, "propolis", propolis, []string{"allow-all"}, examples, "none")
 		},
 		func() (*Broker, error) {
-			return startPropolis(work, "propolis-wasm-publish", filepath.Join(bin, "propolis"), []string{"allow-all", "publish-guard"}, examples, "none")
+			return startPropolis(work, "propolis-wasm-publish", propolis, []string{"allow-all", "publish-guard"}, examples, "none")
 		},
 		func() (*Broker, error) { return startMochi(work, filepath.Join(bin, "mochi-baseline")) },
 		func() (*Broker, error) { return startMosquitto(work) },
@@ -121,91 +150,127 @@ func Run(o Options) (*Report, error) {
 		brokers = append(brokers, b)
 	}
 
-	rep := newReport(o.Quick, brokers)
+	rep := newReport(o.Quick, sz.rounds, brokers)
 	began := time.Now()
-	// Each load runs against every broker before the next load starts
-	// (interleaved), with the broker order rotated from load to load so
-	// no broker always goes first.
-	type load struct {
-		name string
-		run  func(b *Broker) error
+	record := func(loadName, metric, unit string, higher bool, b *Broker, v float64, keep bool) {
+		if keep {
+			rep.add(loadName, metric, unit, higher, b.Name, v)
+		}
+		tag := ""
+		if !keep {
+			tag = " (warm-up, discarded)"
+		}
+		logf("  %-34s %-22s %-22s %12.2f %s%s", loadName, metric, b.Name, v, unit, tag)
 	}
-	record := func(loadName, metric, unit string, higher bool, b *Broker, v float64) {
-		rep.add(loadName, metric, unit, higher, b.Name, v)
-		logf("  %-28s %-22s %-10s %12.2f %s", loadName, metric, b.Name, v, unit)
+	type job struct {
+		key, name string
+		once      bool // run once, no warm-up round (idle memory: a broker keeps what it grew to)
+		run       func(b *Broker, keep bool) error
 	}
-	// Idle memory goes first: a broker that has served the other loads
-	// keeps the memory it grew to and reuses it for new connections.
-	loads := []load{
-		{"idle memory", func(b *Broker) error {
-			v, err := idleMemory(b.Addr, b.PID(), sz.idleConns)
+	flowLoad := func(key, label string, pubs, subs, msgs int, qos byte, unit string) job {
+		return job{key: key, name: label, run: func(b *Broker, keep bool) error {
+			res, err := load.Flow{Addr: b.Addr, Name: key, Publishers: pubs, Subscribers: subs, Messages: pubs * msgs,
+				QoS: qos, SubscribeQoS: qos, Timeout: loadTimeout}.Run()
 			if err == nil {
-				record(fmt.Sprintf("memory, %d idle connections", sz.idleConns), "RSS per connection", "KiB", false, b, v)
+				record(label, unit+"/s", "1/s", true, b, res.Rate(), keep)
+				record(label, unit+" lost", "count", false, b, float64(res.Lost), keep)
+			}
+			return err
+		}}
+	}
+	loads := []job{
+		{key: "memory", name: fmt.Sprintf("memory, %d idle connections", sz.idleConns), once: true, run: func(b *Broker, keep bool) error {
+			v, err := idleMemory(b.Addr, b.PID(), sz.idleConns, sz.memSettle)
+			if err == nil {
+				record(fmt.Sprintf("memory, %d idle connections", sz.idleConns), "RSS per connection", "KiB", false, b, v, keep)
 			}
 			return err
 		}},
-		{"connect storm", func(b *Broker) error {
+		{key: "storm", name: "connect storm", run: func(b *Broker, keep bool) error {
 			rate, p99, err := connectStorm(b.Addr, sz.stormN, sz.stormConc)
 			if err == nil {
-				record("connect storm", "connects/s", "1/s", true, b, rate)
-				record("connect storm", "p99 CONNACK latency", "ms", false, b, p99)
+				name := fmt.Sprintf("connect storm (%d connects, %d at once)", sz.stormN, sz.stormConc)
+				record(name, "connects/s", "1/s", true, b, rate, keep)
+				record(name, "p99 CONNACK latency", "ms", false, b, p99, keep)
 			}
 			return err
 		}},
-		{"fan-in QoS 0", func(b *Broker) error {
-			v, lost, err := flow(b.Addr, "fanin0", sz.fanInPubs, 1, sz.fanInMsgs, 0)
+		{key: "publish0", name: "publish QoS 0", run: func(b *Broker, keep bool) error {
+			res, err := load.Publish{Addr: b.Addr, Name: "publish0", Publishers: sz.pubClients, Messages: sz.pubMsgsQoS0,
+				PayloadSize: sz.pubPayload, Timeout: loadTimeout}.Run()
 			if err == nil {
-				name := fmt.Sprintf("fan-in QoS 0 (%d pub → 1 sub)", sz.fanInPubs)
-				record(name, "messages/s", "1/s", true, b, v)
-				record(name, "messages lost", "count", false, b, float64(lost))
+				record(fmt.Sprintf("publish QoS 0 (%d clients × %d × %d B, one topic, no subscriber)", sz.pubClients, sz.pubMsgsQoS0, sz.pubPayload),
+					"messages/s", "1/s", true, b, res.Rate(), keep)
 			}
 			return err
 		}},
-		{"fan-in QoS 1", func(b *Broker) error {
-			v, lost, err := flow(b.Addr, "fanin1", sz.fanInPubs, 1, sz.fanInMsgsQoS1, 1)
+		{key: "publish1", name: "publish QoS 1", run: func(b *Broker, keep bool) error {
+			res, err := load.Publish{Addr: b.Addr, Name: "publish1", Publishers: sz.pubClients, Messages: sz.pubMsgsQoS1, QoS: 1,
+				PayloadSize: sz.pubPayload, Timeout: loadTimeout}.Run()
 			if err == nil {
-				name := fmt.Sprintf("fan-in QoS 1 (%d pub → 1 sub)", sz.fanInPubs)
-				record(name, "messages/s", "1/s", true, b, v)
-				record(name, "messages lost", "count", false, b, float64(lost))
+				record(fmt.Sprintf("publish QoS 1 (%d clients × %d × %d B, 64 in flight each, one topic, no subscriber)", sz.pubClients, sz.pubMsgsQoS1, sz.pubPayload),
+					"PUBACKs/s", "1/s", true, b, res.Rate(), keep)
 			}
 			return err
 		}},
-		{"fan-out QoS 0", func(b *Broker) error {
-			v, lost, err := flow(b.Addr, "fanout0", 1, sz.fanOutSubs, sz.fanOutMsgs, 0)
+		{key: "pairs", name: "QoS 1 latency, pairs", run: func(b *Broker, keep bool) error {
+			lats, err := load.Pairs{Addr: b.Addr, Name: "pairs", Pairs: sz.pairs, Messages: sz.pairMsgs, Timeout: loadTimeout}.Run()
 			if err == nil {
-				name := fmt.Sprintf("fan-out QoS 0 (1 pub → %d sub)", sz.fanOutSubs)
-				record(name, "deliveries/s", "1/s", true, b, v)
-				record(name, "deliveries lost", "count", false, b, float64(lost))
+				name := fmt.Sprintf("QoS 1 latency (%d pub/sub pairs × %d messages, one in flight per pair)", sz.pairs, sz.pairMsgs)
+				record(name, "mean", "ms", false, b, ms(lats.Mean()), keep)
+				record(name, "p99", "ms", false, b, ms(lats.Percentile(0.99)), keep)
 			}
 			return err
 		}},
-		{"fan-out QoS 1", func(b *Broker) error {
-			v, lost, err := flow(b.Addr, "fanout1", 1, sz.fanOutSubs, sz.fanOutMsgsQoS1, 1)
-			if err == nil {
-				name := fmt.Sprintf("fan-out QoS 1 (1 pub → %d sub)", sz.fanOutSubs)
-				record(name, "deliveries/s", "1/s", true, b, v)
-				record(name, "deliveries lost", "count", false, b, float64(lost))
-			}
-			return err
-		}},
-		{"latency", func(b *Broker) error {
+		flowLoad("fanin0", fmt.Sprintf("fan-in QoS 0 (%d pub → 1 sub)", sz.fanInPubs), sz.fanInPubs, 1, sz.fanInMsgs, 0, "messages"),
+		flowLoad("fanin1", fmt.Sprintf("fan-in QoS 1 (%d pub → 1 sub)", sz.fanInPubs), sz.fanInPubs, 1, sz.fanInMsgsQoS1, 1, "messages"),
+		flowLoad("fanout0", fmt.Sprintf("fan-out QoS 0 (1 pub → %d sub)", sz.fanOutSubs), 1, sz.fanOutSubs, sz.fanOutMsgs, 0, "deliveries"),
+		flowLoad("fanout1", fmt.Sprintf("fan-out QoS 1 (1 pub → %d sub)", sz.fanOutSubs), 1, sz.fanOutSubs, sz.fanOutMsgsQoS1, 1, "deliveries"),
+		{key: "latency", name: "latency at a fixed rate", run: func(b *Broker, keep bool) error {
 			p50, p99, err := latency(b.Addr, sz.latencyRate, sz.latencyFor)
 			if err == nil {
-				name := fmt.Sprintf("latency at %d msg/s", sz.latencyRate)
-				record(name, "p50", "ms", false, b, p50)
-				record(name, "p99", "ms", false, b, p99)
+				name := fmt.Sprintf("latency at %d msg/s (QoS 1 publish, QoS 0 subscription)", sz.latencyRate)
+				record(name, "p50", "ms", false, b, p50, keep)
+				record(name, "p99", "ms", false, b, p99, keep)
 			}
 			return err
 		}},
 	}
+	// Each load runs against every broker before the next load starts
+	// (interleaved), a warm-up round first (discarded; not in a quick run), then sz.rounds
+	// measured rounds, with the broker order rotated from round to round
+	// and load to load so no broker always goes first. The report gives
+	// the median of the rounds and their spread.
 	for i, l := range loads {
+		if !want(l.key) {
+			continue
+		}
 		logf("load: %s", l.name)
-		for j := range brokers {
-			b := brokers[(i+j)%len(brokers)]
-			if err := l.run(b); err != nil {
-				return nil, fmt.Errorf("%s on %s: %w", l.name, b.Name, err)
+		rounds, first := sz.rounds, 0 // first: the first measured round
+		if sz.warmup {
+			rounds, first = rounds+1, 1
+		}
+		if l.once {
+			rounds, first = 1, 0
+		}
+		for r := 0; r < rounds; r++ {
+			for j := range brokers {
+				b := brokers[(i+j+r)%len(brokers)]
+				if err := l.run(b, r >= first); err != nil {
+					return nil, fmt.Errorf("%s on %s: %w", l.name, b.Name, err)
+				}
+				time.Sleep(200 * time.Millisecond) // let connections close
 			}
-			time.Sleep(200 * time.Millisecond) // let connections close
+		}
+	}
+	for _, b := range brokers {
+		b.Stop()
+		rep.Drops = append(rep.Drops, dropLines(b))
+	}
+	brokers = nil
+	if want("startup") {
+		if err := startupLoads(rep, work, propolis, filepath.Join(bin, "mochi-baseline"), examples, sz, logf); err != nil {
+			return nil, err
 		}
 	}
 	rep.Took = time.Since(began).Round(time.Second).String()
@@ -215,6 +280,9 @@ func Run(o Options) (*Report, error) {
 	logf("report written to %s (loads took %s)", o.Out, rep.Took)
 	return rep, nil
 }
+
+// ms converts a duration to milliseconds.
+func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
 
 // machine describes where the figures were measured.
 func machine() string {

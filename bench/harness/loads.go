@@ -9,14 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/propolis-mqtt/propolis/internal/load"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
-// The loads. Each is bounded in count and in time, talks only to the
-// broker's loopback address, and returns its figures. The publish loads
-// (fan-in, fan-out) are internal/load's Flow, which the Go benchmarks run
-// too.
+// The loads internal/load does not provide. Each is bounded in count and
+// in time, talks only to the broker's loopback address, and returns its
+// figures. The publish loads (fan-in, fan-out, publisher-side throughput,
+// latency pairs) are internal/load's, which the Go benchmarks run too.
 
 // loadTimeout bounds any single load.
 const loadTimeout = 90 * time.Second
@@ -60,16 +59,6 @@ func connectStorm(addr string, n, conc int) (perSec, p99ms float64, err error) {
 		return 0, 0, firstErr
 	}
 	return float64(n) / elapsed.Seconds(), percentile(lat, 0.99).Seconds() * 1000, nil
-}
-
-// flow runs load.Flow: pubs publishers each send msgs messages at qos on
-// one topic, subs subscribers subscribed at qos receive them. It returns
-// delivered messages per second, counted at the subscribers, and how many
-// of the expected deliveries never came.
-func flow(addr, name string, pubs, subs, msgs int, qos byte) (rate float64, lost int64, err error) {
-	res, err := load.Flow{Addr: addr, Name: name, Publishers: pubs, Subscribers: subs, Messages: pubs * msgs,
-		QoS: qos, SubscribeQoS: qos, Timeout: loadTimeout}.Run()
-	return res.Rate(), res.Lost, err
 }
 
 // latency publishes at rate messages per second for d, QoS 1 (PUBACKs read
@@ -138,9 +127,9 @@ func latency(addr string, rate int, d time.Duration) (p50ms, p99ms float64, err 
 	return percentile(lats, 0.50).Seconds() * 1000, percentile(lats, 0.99).Seconds() * 1000, nil
 }
 
-// idleMemory opens n idle connections and returns the broker's resident
+// idleMemory opens n idle connections, waits settle, and returns the broker's resident
 // memory growth per connection, in KiB.
-func idleMemory(addr string, pid, n int) (float64, error) {
+func idleMemory(addr string, pid, n int, settle time.Duration) (float64, error) {
 	before, err := rss(pid)
 	if err != nil {
 		return 0, err
@@ -158,7 +147,7 @@ func idleMemory(addr string, pid, n int) (float64, error) {
 		}
 		conns = append(conns, c)
 	}
-	time.Sleep(2 * time.Second) // let the broker settle (and a Go runtime collect)
+	time.Sleep(settle) // let the broker settle (and a Go runtime collect)
 	after, err := rss(pid)
 	if err != nil {
 		return 0, err

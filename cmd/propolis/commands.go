@@ -72,6 +72,24 @@ extension within two seconds.`, false),
 			`Creates the DISABLED file of the extension ID; a running broker stops the
 extension within two seconds, and starts skip it until it is enabled.`, true),
 		{
+			name:    "extensions compile",
+			summary: "compile every extension into the shipped cache (extensions/.compiled)",
+			about: `Compiles every extension folder's module into DIR/.compiled, the cache a
+broker copies into a fresh data folder so that it does not wait for the Wasm
+compiler at start (make build runs it for the bundled extensions). An entry
+made by another wazero version or for another CPU is never used.`,
+			flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
+				o := folderFlags(fs)
+				return func(_ string, stdout, _ io.Writer) error {
+					cfg, err := o.config()
+					if err != nil {
+						return err
+					}
+					return compileExtensions(cfg.ExtensionsDir, stdout)
+				}
+			},
+		},
+		{
 			name:    "version",
 			summary: "print the broker, extension ABI and data format versions",
 			about:   `Prints the broker version, the extension ABI versions it loads and the data folder format it writes.`,

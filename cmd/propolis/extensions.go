@@ -69,3 +69,19 @@ func setDisabled(dir, id string, disable bool, w io.Writer) error {
 	fmt.Fprintf(w, "%s enabled (%s removed); a running broker starts it within 2 seconds\n", id, marker)
 	return nil
 }
+
+// compileExtensions fills the extensions folder's shipped compilation cache
+// (host.ShippedCache), so that a broker started on a fresh data folder does
+// not wait for the compiler; `make build` runs it for the bundled
+// extensions.
+func compileExtensions(dir string, w io.Writer) error {
+	cache := filepath.Join(dir, host.ShippedCache)
+	ids, err := host.Precompile(context.Background(), dir, cache)
+	for _, id := range ids {
+		fmt.Fprintf(w, "compiled %s into %s\n", id, cache)
+	}
+	if err != nil {
+		return fmt.Errorf("extensions compile: %w", err)
+	}
+	return nil
+}

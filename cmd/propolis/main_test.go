@@ -385,6 +385,38 @@ func TestExtensionsCommandErrors(t *testing.T) {
 	}
 }
 
+// `extensions compile` fills extensions/.compiled, and a broker on a fresh
+// data folder starts from it; a module that does not compile is named.
+func TestExtensionsCompile(t *testing.T) {
+	tmp := t.TempDir()
+	exts := filepath.Join(tmp, "ext")
+	wasm, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", "ok", "wat_auth.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(exts, "wat-auth", "wat_auth.wasm"), string(wasm))
+	writeFile(t, filepath.Join(exts, "wat-auth", "propolis-extension.yaml"), "id: wat-auth\nname: wat-auth\nversion: 1.0.0\nmodule: wat_auth.wasm\n")
+	code, stdout, stderr := runCLI(t, "extensions", "compile", "--extensions", exts)
+	if want := "compiled wat-auth into " + filepath.Join(exts, ".compiled") + "\n"; code != 0 || stdout != want {
+		t.Fatalf("exit %d, stdout %q (want %q): %s", code, stdout, want, stderr)
+	}
+
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", exts)
+	_, log := startServe(t, cmd)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	if !strings.Contains(log.String(), `msg="compilation cache filled from the shipped one"`) {
+		t.Fatalf("the broker did not use the shipped cache:\n%s", log)
+	}
+
+	writeFile(t, filepath.Join(exts, "broken", "broken.wasm"), "not wasm")
+	writeFile(t, filepath.Join(exts, "broken", "propolis-extension.yaml"), "id: broken\nname: broken\nversion: 1.0.0\nmodule: broken.wasm\n")
+	code, _, stderr = runCLI(t, "extensions", "compile", "--extensions", exts)
+	if code == 0 || !strings.Contains(errorLine(t, stderr), `extensions compile: extension "broken": compile broken.wasm: `) {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}
+
 // syncLog collects a child's log lines from a reader goroutine.
 type syncLog struct {
 	mu sync.Mutex

@@ -203,6 +203,7 @@ func (f Flow) Run() (Result, error) {
 		subWG.Add(1)
 		go func() {
 			defer subWG.Done()
+			unsent := 0 // PUBACKs buffered, not yet written
 			for n := 0; n < expect[i]; {
 				typ, body, err := c.ReadPacket()
 				if err != nil {
@@ -215,12 +216,18 @@ func (f Flow) Run() (Result, error) {
 					continue
 				}
 				if f.SubscribeQoS > 0 {
-					_, id, _ := rawmqtt.ParsePublish(typ, body)
+					_, id, _ := c.ParsePublish(typ, body)
 					c.Puback(id)
-					// Send the acks before waiting for more: a broker
-					// with a small in-flight window waits for them.
-					if c.Buffered() == 0 {
+					unsent++
+					// Send the acks before waiting for more (a broker
+					// waits for them once its in-flight window is full),
+					// and every 16 while reading a backlog: held back, they
+					// would let the broker's count of unacknowledged
+					// deliveries outgrow the load's window and fill the
+					// broker's queue.
+					if unsent == 16 || c.Buffered() == 0 {
 						_ = c.Flush()
+						unsent = 0
 					}
 				}
 				n++
@@ -248,7 +255,11 @@ func (f Flow) Run() (Result, error) {
 		pubWG.Add(1)
 		go func() {
 			defer pubWG.Done()
-			err := publish(c, topics[i], f.QoS, count[i], inFlight, payload, func() {
+			batch := 16 // QoS 0 is written message by message, as a sensor would
+			if f.QoS == 0 {
+				batch = 1
+			}
+			err := publish(c, topics[i], f.QoS, count[i], inFlight, batch, payload, func() {
 				if sent.Load()*fanOut-delivered.Load() > limit {
 					_ = c.Flush() // what waits to be sent must not wait for delivery
 					for sent.Load()*fanOut-delivered.Load() > limit && !stalled() && time.Now().Before(deadline) {
@@ -296,8 +307,9 @@ func (f Flow) Run() (Result, error) {
 }
 
 // publish sends count messages on c, QoS 1 with up to inFlight
-// unacknowledged, calling pace before each.
-func publish(c *rawmqtt.Conn, topic string, qos byte, count, inFlight int, payload []byte, pace func()) error {
+// unacknowledged, calling pace before each and writing to the socket every
+// batch messages (and whenever it waits for a PUBACK).
+func publish(c *rawmqtt.Conn, topic string, qos byte, count, inFlight, batch int, payload []byte, pace func()) error {
 	slots := make(chan struct{}, inFlight)
 	acked := make(chan error, 1)
 	if qos > 0 {
@@ -334,7 +346,7 @@ func publish(c *rawmqtt.Conn, topic string, qos byte, count, inFlight int, paylo
 			}
 		}
 		c.Publish(topic, qos, uint16(i%65535+1), payload)
-		if i%16 == 15 || qos == 0 {
+		if i%batch == batch-1 {
 			if err := c.Flush(); err != nil {
 				return err
 			}
@@ -347,6 +359,15 @@ func publish(c *rawmqtt.Conn, topic string, qos byte, count, inFlight int, paylo
 		return <-acked
 	}
 	return nil
+}
+
+// dialClient connects as MQTT 3.1.1, or as MQTT 5 with the given Receive
+// Maximum when it is not zero.
+func dialClient(addr, id string, receiveMaximum uint16) (*rawmqtt.Conn, error) {
+	if receiveMaximum > 0 {
+		return rawmqtt.DialV5(addr, id, receiveMaximum)
+	}
+	return rawmqtt.Dial(addr, id)
 }
 
 // orDefault returns v, or def when v is zero.

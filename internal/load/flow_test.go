@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/propolis-mqtt/propolis/broker"
@@ -104,5 +105,77 @@ func TestFlowCountsDropped(t *testing.T) {
 	}
 	if res.Delivered != 0 || res.Lost != 1200 || res.Rate() != 0 {
 		t.Fatalf("%+v (rate %v), want all 1200 deliveries lost", res, res.Rate())
+	}
+}
+
+func TestPublish(t *testing.T) {
+	addr := startBroker(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	for _, tc := range []struct {
+		name string
+		load load.Publish
+	}{
+		{"QoS 0", load.Publish{Publishers: 3, Messages: 1001}},
+		{"QoS 1", load.Publish{Publishers: 3, Messages: 1001, QoS: 1, InFlight: 8}},
+		{"QoS 0, MQTT 5", load.Publish{Publishers: 2, Messages: 500, ReceiveMaximum: 10}},
+		{"QoS 1, MQTT 5", load.Publish{Publishers: 2, Messages: 500, QoS: 1, ReceiveMaximum: 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := tc.load
+			l.Addr, l.Name = addr, "test"
+			res, err := l.Run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := int64(l.Publishers * l.Messages); res.Messages != want || res.Rate() <= 0 {
+				t.Fatalf("%+v (rate %v), want %d messages", res, res.Rate(), want)
+			}
+		})
+	}
+}
+
+func TestPairs(t *testing.T) {
+	addr := startBroker(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	lats, err := load.Pairs{Addr: addr, Name: "pairs", Pairs: 3, Messages: 200}.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lats) != 600 || lats.Mean() <= 0 || lats.Percentile(0.99) < lats.Percentile(0.5) || lats[0] > lats[599] {
+		t.Fatalf("%d latencies, mean %v, p50 %v, p99 %v; want 600, sorted", len(lats), lats.Mean(), lats.Percentile(0.5), lats.Percentile(0.99))
+	}
+}
+
+func TestPublishAndPairsErrors(t *testing.T) {
+	refusing := startBroker(t, broker.Extensions{})
+	for _, tc := range []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"no publisher", func() error { _, err := load.Publish{Name: "x", Messages: 1}.Run(); return err },
+			"load x: 0 publishers of 1 messages, want at least 1 of 1"},
+		{"QoS 2", func() error { _, err := load.Publish{Name: "x", Publishers: 1, Messages: 1, QoS: 2}.Run(); return err },
+			"load x: QoS 2: only 0 and 1 are supported"},
+		{"publish refused", func() error {
+			_, err := load.Publish{Addr: refusing, Name: "x", Publishers: 1, Messages: 1}.Run()
+			return err
+		}, "load x-pub-0: connect refused: packet 0x20 00 05"},
+		{"no pair", func() error { _, err := load.Pairs{Name: "x", Messages: 1}.Run(); return err },
+			"load x: 0 pairs of 1 messages, want at least 1 of 1"},
+		{"payload too small", func() error { _, err := load.Pairs{Name: "x", Pairs: 1, Messages: 1, PayloadSize: 4}.Run(); return err },
+			"load x: payload of 4 bytes, want at least 8"},
+		{"pairs refused", func() error {
+			_, err := load.Pairs{Addr: refusing, Name: "x", Pairs: 1, Messages: 1}.Run()
+			return err
+		}, "load x-sub-0: connect refused: packet 0x20 00 05"},
+		{"publish refused, MQTT 5", func() error {
+			_, err := load.Publish{Addr: refusing, Name: "x", Publishers: 1, Messages: 1, ReceiveMaximum: 5}.Run()
+			return err
+		}, "load x-pub-0: connect refused: packet 0x20 00 87"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.run(); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -2,7 +2,8 @@
 // for benchmarks, load generation and tests where a full client library
 // would be the bottleneck. It supports CONNECT (with a will), SUBSCRIBE,
 // PUBLISH at QoS 0 and 1, PUBACK and DISCONNECT, with clean or persistent
-// sessions.
+// sessions. DialV5 speaks the same packets as MQTT 5, with no properties
+// but the Receive Maximum, so that a load can state its in-flight window.
 package rawmqtt
 
 import (
@@ -23,6 +24,7 @@ type Conn struct {
 	r    *bufio.Reader
 	w    *bufio.Writer
 	body []byte // ReadPacket's buffer, reused
+	v5   bool   // MQTT 5: PUBLISH and SUBSCRIBE carry a property length
 }
 
 // Dial connects to addr and completes an MQTT 3.1.1 CONNECT with a clean
@@ -40,12 +42,27 @@ func DialSession(addr, clientID string) (c *Conn, present bool, err error) {
 	return dial(addr, clientID, "", "", false)
 }
 
+// DialV5 connects to addr and completes an MQTT 5 CONNECT with a clean
+// session and the Receive Maximum property: the broker keeps at most
+// receiveMaximum QoS 1 and 2 deliveries unacknowledged to this client. The
+// connection then writes and parses MQTT 5 packets (with empty property
+// lists); use Conn.ParsePublish for its PUBLISH packets.
+func DialV5(addr, clientID string, receiveMaximum uint16) (*Conn, error) {
+	c, _, err := dialLevel(addr, clientID, "", "", true, receiveMaximum)
+	return c, err
+}
+
 func dial(addr, clientID, willTopic, willPayload string, clean bool) (*Conn, bool, error) {
+	return dialLevel(addr, clientID, willTopic, willPayload, clean, 0)
+}
+
+// dialLevel connects as MQTT 3.1.1, or as MQTT 5 when receiveMaximum > 0.
+func dialLevel(addr, clientID, willTopic, willPayload string, clean bool, receiveMaximum uint16) (*Conn, bool, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, false, err
 	}
-	conn := &Conn{c: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10)}
+	conn := &Conn{c: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10), v5: receiveMaximum > 0}
 	var body []byte
 	body = appendString(body, "MQTT")
 	flags := byte(0)
@@ -55,9 +72,17 @@ func dial(addr, clientID, willTopic, willPayload string, clean bool) (*Conn, boo
 	if willTopic != "" {
 		flags |= 0x04 // will, QoS 0, not retained
 	}
-	body = append(body, 4, flags, 0, 60) // level 4, keepalive 60 s
+	if conn.v5 {
+		// Level 5, keepalive 60 s, properties: Receive Maximum (0x21).
+		body = append(body, 5, flags, 0, 60, 3, 0x21, byte(receiveMaximum>>8), byte(receiveMaximum))
+	} else {
+		body = append(body, 4, flags, 0, 60) // level 4, keepalive 60 s
+	}
 	body = appendString(body, clientID)
 	if willTopic != "" {
+		if conn.v5 {
+			body = append(body, 0) // will properties
+		}
 		body = appendString(body, willTopic)
 		body = appendString(body, willPayload)
 	}
@@ -101,6 +126,9 @@ func (c *Conn) Send(header byte, body []byte) error {
 // Subscribe subscribes to filter at qos and waits for the SUBACK.
 func (c *Conn) Subscribe(filter string, qos byte) error {
 	body := []byte{0, 1}
+	if c.v5 {
+		body = append(body, 0) // properties
+	}
 	body = appendString(body, filter)
 	body = append(body, qos)
 	c.writePacket(0x82, body)
@@ -110,6 +138,13 @@ func (c *Conn) Subscribe(filter string, qos byte) error {
 	typ, ack, err := c.ReadPacket()
 	if err != nil {
 		return err
+	}
+	if typ == 0x90 && c.v5 && len(ack) >= 3 { // skip the SUBACK's properties
+		n, k := binary.Uvarint(ack[2:])
+		if k <= 0 || 2+k+int(n) > len(ack) {
+			return fmt.Errorf("subscribe %q: malformed SUBACK % x", filter, ack)
+		}
+		ack = append(ack[:2:2], ack[2+k+int(n):]...)
 	}
 	if typ != 0x90 || len(ack) < 3 || ack[2] >= 0x80 {
 		return fmt.Errorf("subscribe %q refused: packet %#x % x", filter, typ, ack)
@@ -123,6 +158,9 @@ func (c *Conn) Publish(topic string, qos byte, id uint16, payload []byte) {
 	if qos > 0 {
 		n += 2
 	}
+	if c.v5 {
+		n++ // property length
+	}
 	c.w.WriteByte(0x30 | qos<<1)
 	writeVarint(c.w, n)
 	c.w.WriteByte(byte(len(topic) >> 8))
@@ -131,6 +169,9 @@ func (c *Conn) Publish(topic string, qos byte, id uint16, payload []byte) {
 	if qos > 0 {
 		c.w.WriteByte(byte(id >> 8))
 		c.w.WriteByte(byte(id))
+	}
+	if c.v5 {
+		c.w.WriteByte(0) // no properties
 	}
 	c.w.Write(payload)
 }
@@ -189,6 +230,21 @@ func ParsePublish(header byte, body []byte) (topic []byte, id uint16, payload []
 		id, rest = uint16(rest[0])<<8|uint16(rest[1]), rest[2:]
 	}
 	return topic, id, rest
+}
+
+// ParsePublish is the package's ParsePublish for this connection's
+// protocol version: on an MQTT 5 connection it also skips the PUBLISH's
+// properties.
+func (c *Conn) ParsePublish(header byte, body []byte) (topic []byte, id uint16, payload []byte) {
+	topic, id, payload = ParsePublish(header, body)
+	if c.v5 && len(payload) > 0 {
+		n, k := binary.Uvarint(payload)
+		if k <= 0 || k+int(n) > len(payload) {
+			return nil, 0, nil
+		}
+		payload = payload[k+int(n):]
+	}
+	return topic, id, payload
 }
 
 // SetDeadline sets the connection's read and write deadline.
