@@ -203,22 +203,14 @@ func (h *Host) successor(e *extension, cb abi.Callback) *extension {
 	return next
 }
 
-// callWithin runs one call that also ends when ctx does: the call's
-// context is a child of the instance's (which the watchdog cancels), ended
-// by ctx too. A call ended that way has closed the module, like a deadline
-// overrun: the error is ErrCanceled and the instance is discarded. So is
-// one whose ctx ended just as it returned (wazero may be closing the
-// module then).
+// callWithin runs one call that also ends when ctx does: ctx ending halts
+// the instance, like a deadline overrun. A call ended that way is
+// ErrCanceled and the instance is discarded; so is one whose ctx ended
+// just as it returned (the instance is halted then).
 func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record) (uint64, error) {
-	callCtx, cancel := context.WithCancel(in.ctx)
-	stop := context.AfterFunc(ctx, cancel)
-	prev := in.ctx
-	in.ctx = callCtx
+	stop := context.AfterFunc(ctx, in.halt)
 	res, err := in.callRecord(cb, encode(rec, in.scratch()))
-	in.ctx = prev
-	interrupted := !stop()
-	cancel()
-	if interrupted && in.ctx.Err() == nil { // ctx, not the watchdog, ended it
+	if !stop() && !in.overdue { // ctx, not the watchdog, ended it
 		return 0, fmt.Errorf("%s: %w (%v)", cb, ErrCanceled, context.Cause(ctx))
 	}
 	return res, err

@@ -280,7 +280,7 @@ func (h *Host) Close(ctx context.Context) error {
 	return h.cache.Close(ctx)
 }
 
-// watchdog cancels guarded calls that run past their extension's deadline.
+// watchdog halts guarded calls that run past their extension's deadline.
 // One goroutine for the whole host; it looks every few milliseconds.
 func (h *Host) watchdog() {
 	defer h.wg.Done()
@@ -300,7 +300,7 @@ func (h *Host) watchdog() {
 			limit := int64(e.deadline)
 			e.pool.busy(func(in *instance, started int64) {
 				if now-started > limit && in.started.CompareAndSwap(started, 0) {
-					in.cancel()
+					in.halt()
 				}
 			})
 		}
