@@ -13,6 +13,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/propolis-mqtt/propolis/broker"
 )
 
 // TestInstrumentCompiles rewrites every committed fixture that wazero
@@ -202,5 +204,40 @@ func TestInstrumentRefuses(t *testing.T) {
 				t.Fatalf("got %q\nwant %q", err, want)
 			}
 		})
+	}
+}
+
+// TestGuardFallback loads a spinning module the rewrite refuses (it
+// already exports the interrupt global's name): the extension still loads,
+// with a warning, and a call that overruns its deadline is still stopped,
+// by wazero's close-on-context-done.
+func TestGuardFallback(t *testing.T) {
+	bin, err := os.ReadFile(wasmFixture("error/spin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken, err := instrument(bin) // exports propolis.interrupt: refused next time
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := instrument(taken); err == nil {
+		t.Fatal("a module exporting the interrupt global's name was instrumented")
+	}
+	path := filepath.Join(t.TempDir(), "taken.wasm")
+	if err := os.WriteFile(path, taken, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ext := t.TempDir()
+	installExtension(t, ext, "spin", path, 0, "limits:\n  call_deadline: 20ms\n  pool_size: 1\n")
+	h, logs := newTestHost(t, ext)
+	if !strings.Contains(logs.String(), "module runs under wazero's slower deadline guard") {
+		t.Fatalf("no fallback warning in the log:\n%s", logs.String())
+	}
+	res := h.Authenticate(context.Background(), connect("u", "p"))
+	if res.Decision != broker.Deny || res.ReasonCode != 0x80 {
+		t.Fatalf("answer %+v, want deny 0x80 (deadline, fail closed)", res)
+	}
+	if !strings.Contains(logs.String(), "call deadline exceeded") {
+		t.Fatalf("no deadline in the log:\n%s", logs.String())
 	}
 }
