@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func BenchmarkAuthorizePublish(b *testing.B) {
 			defer func() { testUnguarded = false }()
 			ext := b.TempDir()
 			installExtension(b, ext, "bench", wasm, 0, "limits:\n  pool_size: 1\n")
-			h, _ := newTestHost(b, ext)
+			h, logs := newTestHost(b, ext)
 			res := h.Authenticate(context.Background(), connect("u", "p"))
 			if res.Decision != broker.Allow {
 				b.Fatalf("authenticate: %+v", res)
@@ -47,7 +48,7 @@ func BenchmarkAuthorizePublish(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if v := res.Client.AuthorizePublish(p); v.Decision != broker.Allow {
-					b.Fatalf("call %d: %+v", i, v)
+					b.Fatalf("call %d: %+v\n%s", i, v, lastLines(logs.String(), 5))
 				}
 			}
 		})
@@ -76,7 +77,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 			defer func() { testUnguarded = false }()
 			ext := b.TempDir()
 			installExtension(b, ext, "bench", wasm, 0, "limits:\n  pool_size: 1\n")
-			h, _ := newTestHost(b, ext)
+			h, logs := newTestHost(b, ext)
 			ctx := context.Background()
 			if tc.deadline {
 				var cancel context.CancelFunc
@@ -88,11 +89,17 @@ func BenchmarkAuthenticate(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if res := h.Authenticate(ctx, c); res.Decision != broker.Allow {
-					b.Fatal(fmt.Sprint(res))
+					b.Fatalf("call %d: %v\n%s", i, res, lastLines(logs.String(), 5))
 				}
 			}
 		})
 	}
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // brokerFor starts a broker with the given security: "native" is the

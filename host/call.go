@@ -203,14 +203,17 @@ func (h *Host) successor(e *extension, cb abi.Callback) *extension {
 	return next
 }
 
-// callWithin runs one call that also ends when ctx does: ctx ending halts
-// the instance, like a deadline overrun. A call ended that way is
-// ErrCanceled and the instance is discarded; so is one whose ctx ended
-// just as it returned (the instance is halted then).
+// callWithin runs one call that also ends when ctx does. The watchdog
+// watches ctx.Done() while the call runs (no goroutine, timer or
+// allocation per call) and halts the instance when it ends, within one
+// watchdog tick: the error is then ErrCanceled and the instance is
+// discarded. Only the guarded path has a watchdog; an unguarded call (a
+// benchmark) does not end with ctx.
 func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record) (uint64, error) {
-	stop := context.AfterFunc(ctx, in.halt)
+	in.caller.Store(ctx.Done())
 	res, err := in.callRecord(cb, encode(rec, in.scratch()))
-	if !stop() && !in.overdue { // ctx, not the watchdog, ended it
+	in.caller.Store(noCaller)
+	if in.stoppedBy == callerGone {
 		return 0, fmt.Errorf("%s: %w (%v)", cb, ErrCanceled, context.Cause(ctx))
 	}
 	return res, err

@@ -70,10 +70,16 @@ type instance struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	interrupt api.MutableGlobal
-	// started is the monotonic time a guarded call began, 0 when idle.
+	// started is the monotonic time a guarded call began, 0 when idle;
+	// the watchdog swaps it to 0 (overdue) or callerGone (the caller's
+	// context ended) when it halts the call.
 	started atomic.Int64
-	// overdue is set by run when the watchdog stopped the call.
-	overdue bool
+	// caller is the Done channel of the context of the call in flight
+	// (callWithin), noCaller otherwise; the watchdog watches it.
+	caller atomic.Value
+	// stoppedBy is what run found the watchdog had swapped started to
+	// (0 or callerGone) when it halted the call; -2 when it did not.
+	stoppedBy int64
 
 	// cb is the callback running now (set by run; CallbackInitialize
 	// before the first); host functions check it against abi.HostFuncs.
@@ -105,7 +111,8 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
-	in := &instance{ext: e, mod: mod, mem: mod.Memory()}
+	in := &instance{ext: e, mod: mod, mem: mod.Memory(), stoppedBy: notStopped}
+	in.caller.Store(noCaller)
 	in.ctx, in.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, in))
 	for cb, info := range abi.Callbacks {
 		in.fns[cb] = mod.ExportedFunction(info.Export)
@@ -199,6 +206,19 @@ func (in *instance) halt() {
 	in.cancel()
 }
 
+// Values of instance.started and instance.stoppedBy.
+const (
+	// callerGone: the watchdog halted the call because its caller's
+	// context ended.
+	callerGone = -1
+	// notStopped: the watchdog has not halted the instance.
+	notStopped = -2
+)
+
+// noCaller is instance.caller outside callWithin: a channel never closed
+// (atomic.Value cannot hold nil).
+var noCaller = (<-chan struct{})(make(chan struct{}))
+
 // errRefusedStart marks a start callback that declined to start.
 var errRefusedStart = errors.New("refused to start")
 
@@ -278,10 +298,12 @@ func (in *instance) run(cb abi.Callback) (uint64, error) {
 	}
 	err := fn.CallWithStack(in.ctx, in.stack[:])
 	// The watchdog halts only by swapping started from the call's start
-	// to 0 first; if the swap here fails, it won the race and the
-	// instance is halted even if the call completed.
+	// to 0 or callerGone first; if the swap here fails, it won the race
+	// and the instance is halted even if the call completed.
 	cancelled := guarded && !in.started.CompareAndSwap(began, 0)
-	in.overdue = in.overdue || cancelled
+	if cancelled {
+		in.stoppedBy = in.started.Swap(0)
+	}
 	in.cb = prev
 	if err != nil || cancelled {
 		if cancelled || in.ctx.Err() != nil {
