@@ -20,9 +20,10 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 	if len(auth) == 0 {
 		return broker.AuthResult{Decision: broker.Deny, ReasonCode: broker.CodeNotAuthorized, ReasonString: "no security extension is loaded"}
 	}
-	rec := connectRecord(c)
+	var props [8]abi.Pair
+	rec := connectRecord(c, props[:0])
 	for _, e := range auth {
-		a, err := h.invoke(ctx, e, abi.CallbackAuthenticate, rec)
+		a, err := h.invoke(ctx, e, abi.CallbackAuthenticate, &rec)
 		if err != nil { // counted (and the failure logged) by invoke
 			a.ext.log.Debug("client refused: extension did not decide", "client", c.ClientID, "error", err)
 			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: failReason(a.ext, err)}
@@ -48,9 +49,11 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 	return broker.AuthResult{Decision: broker.Deny, ReasonCode: broker.CodeNotAuthorized, ReasonString: "no extension accepted the client"}
 }
 
-// connectRecord is the ABI view of a CONNECT.
-func connectRecord(c *broker.Connect) *abi.ConnectRecord {
-	r := &abi.ConnectRecord{ProtocolVersion: c.ProtocolVersion, Keepalive: c.Keepalive, SessionExpiry: c.SessionExpiry,
+// connectRecord is the ABI view of a CONNECT. The user properties are
+// appended to props, so that a caller's array keeps a CONNECT with a few
+// of them from allocating.
+func connectRecord(c *broker.Connect, props []abi.Pair) abi.ConnectRecord {
+	r := abi.ConnectRecord{ProtocolVersion: c.ProtocolVersion, Keepalive: c.Keepalive, SessionExpiry: c.SessionExpiry,
 		ClientID: c.ClientID, Username: c.Username, Password: c.Password, RemoteAddr: c.RemoteAddr, Listener: c.Listener}
 	if c.CleanStart {
 		r.Flags |= abi.ConnectCleanStart
@@ -73,7 +76,10 @@ func connectRecord(c *broker.Connect) *abi.ConnectRecord {
 		r.TLSSubject, r.TLSSANs = t.PeerSubject, t.PeerSANs
 	}
 	for _, p := range c.UserProperties {
-		r.UserProperties = append(r.UserProperties, abi.Pair{Key: p.Key, Value: p.Value})
+		props = append(props, abi.Pair{Key: p.Key, Value: p.Value})
+	}
+	if len(props) > 0 {
+		r.UserProperties = props
 	}
 	return r
 }

@@ -49,13 +49,13 @@ const cacheErrorPrefix = "compilationcache:"
 // (replaceCacheEntry), a warning names the extension, and the compilation
 // is tried once more. Called on the loading goroutine; the repair costs
 // one extra compilation.
-func (h *Host) compile(ctx context.Context, rt wazero.Runtime, guarded bool, bin []byte, id string) (wazero.CompiledModule, error) {
+func (h *Host) compile(ctx context.Context, rt wazero.Runtime, closeOnDone bool, bin []byte, id string) (wazero.CompiledModule, error) {
 	ctx = compileCtx(ctx)
 	c, err := rt.CompileModule(ctx, bin)
 	if err == nil || h.opts.CacheDir == "" || !strings.Contains(err.Error(), cacheErrorPrefix) {
 		return c, err
 	}
-	entry, rerr := h.replaceCacheEntry(ctx, guarded, bin)
+	entry, rerr := h.replaceCacheEntry(ctx, closeOnDone, bin)
 	if rerr != nil {
 		return nil, fmt.Errorf("%w; discard damaged cache entry: %w", err, rerr)
 	}
@@ -65,11 +65,11 @@ func (h *Host) compile(ctx context.Context, rt wazero.Runtime, guarded bool, bin
 
 // replaceCacheEntry compiles bin into an empty cache in a temporary folder
 // under CacheDir, with the runtime settings that make up wazero's cache key
-// (the termination guard; the key is otherwise the module's hash, the CPU
+// (wazero's termination guard; the key is otherwise the module's hash, the CPU
 // and wazero's version), and moves the one entry written there over the
 // entry of the same name in CacheDir: wazero's key derivation stays
 // wazero's. It returns the replaced entry's path.
-func (h *Host) replaceCacheEntry(ctx context.Context, guarded bool, bin []byte) (string, error) {
+func (h *Host) replaceCacheEntry(ctx context.Context, closeOnDone bool, bin []byte) (string, error) {
 	tmp, err := os.MkdirTemp(h.opts.CacheDir, ".rebuild-")
 	if err != nil {
 		return "", err
@@ -79,7 +79,7 @@ func (h *Host) replaceCacheEntry(ctx context.Context, guarded bool, bin []byte) 
 	if err != nil {
 		return "", err
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig().WithCloseOnContextDone(guarded).WithCompilationCache(cache))
+	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig().WithCloseOnContextDone(closeOnDone).WithCompilationCache(cache))
 	_, err = rt.CompileModule(compileCtx(ctx), bin)
 	_ = rt.Close(ctx)
 	_ = cache.Close(ctx)

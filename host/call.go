@@ -209,22 +209,17 @@ func (h *Host) successor(e *extension, cb abi.Callback) *extension {
 	return next
 }
 
-// callWithin runs one call that also ends when ctx does: the call's
-// context is a child of the instance's (which the watchdog cancels), ended
-// by ctx too. A call ended that way has closed the module, like a deadline
-// overrun: the error is ErrCanceled and the instance is discarded. So is
-// one whose ctx ended just as it returned (wazero may be closing the
-// module then).
+// callWithin runs one call that also ends when ctx does. The watchdog
+// watches ctx.Done() while the call runs (no goroutine, timer or
+// allocation per call) and halts the instance when it ends, within one
+// watchdog tick: the error is then ErrCanceled and the instance is
+// discarded. Only the guarded path has a watchdog; an unguarded call (a
+// benchmark) does not end with ctx.
 func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record) (uint64, error) {
-	callCtx, cancel := context.WithCancel(in.ctx)
-	stop := context.AfterFunc(ctx, cancel)
-	prev := in.ctx
-	in.ctx = callCtx
+	in.caller.Store(ctx.Done())
 	res, err := in.callRecord(cb, encode(rec, in.scratch()))
-	in.ctx = prev
-	interrupted := !stop()
-	cancel()
-	if interrupted && in.ctx.Err() == nil { // ctx, not the watchdog, ended it
+	in.caller.Store(noCaller)
+	if in.stoppedBy == callerGone {
 		return 0, fmt.Errorf("%s: %w (%v)", cb, ErrCanceled, context.Cause(ctx))
 	}
 	return res, err

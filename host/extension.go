@@ -49,7 +49,11 @@ type extension struct {
 	compiled  wazero.CompiledModule
 	modConfig wazero.ModuleConfig
 	guarded   bool
-	deadline  time.Duration
+	// interruptible is true when the module carries the host's interrupt
+	// check (interrupt.go); a guarded module that could not be
+	// instrumented runs under wazero's close-on-context-done instead.
+	interruptible bool
+	deadline      time.Duration
 	// previous is the version this one replaced (told to every instance's
 	// start callback, replacements included).
 	previous string
@@ -100,11 +104,13 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		deadline: time.Duration(m.Limits.CallDeadline), previous: previous}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
-	rc := runtimeConfig().WithMemoryLimitPages(pages).WithCloseOnContextDone(e.guarded)
-	if h.cache != nil {
-		rc = rc.WithCompilationCache(h.cache)
+	newRuntime := func(closeOnDone bool) wazero.Runtime {
+		rc := runtimeConfig().WithMemoryLimitPages(pages).WithCloseOnContextDone(closeOnDone)
+		if h.cache != nil {
+			rc = rc.WithCompilationCache(h.cache)
+		}
+		return wazero.NewRuntimeWithConfig(ctx, rc)
 	}
-	e.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	defer func() {
 		if err != nil {
 			_ = e.rt.Close(context.Background())
@@ -113,8 +119,29 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 			}
 		}
 	}()
-	if e.compiled, err = h.compile(ctx, e.rt, e.guarded, bin, m.ID); err != nil {
-		return nil, fmt.Errorf("compile %s: %w%s", m.Module, err, featureHint(err))
+	// A guarded module is compiled with the host's interrupt check
+	// (interrupt.go); one that cannot take it (or, were the rewrite ever
+	// wrong, does not compile with it) keeps wazero's guard.
+	var whyNot error
+	if e.guarded {
+		var inst []byte
+		if inst, whyNot = instrument(bin); whyNot == nil {
+			e.rt = newRuntime(false)
+			if e.compiled, whyNot = h.compile(ctx, e.rt, false, inst, m.ID); whyNot == nil {
+				e.interruptible = true
+			} else {
+				_ = e.rt.Close(context.Background())
+			}
+		}
+	}
+	if !e.interruptible {
+		e.rt = newRuntime(e.guarded)
+		if e.compiled, err = h.compile(ctx, e.rt, e.guarded, bin, m.ID); err != nil {
+			return nil, fmt.Errorf("compile %s: %w%s", m.Module, err, featureHint(err))
+		}
+		if whyNot != nil {
+			e.log.Warn("module runs under wazero's slower deadline guard", "error", whyNot)
+		}
 	}
 	exported, err := checkModule(e.compiled)
 	if err != nil {
@@ -128,7 +155,8 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		return nil, err
 	}
 	out := &logWriter{log: e.log}
-	e.modConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions(abi.Callbacks[abi.CallbackInitialize].Export).
+	// No start function: newInstance runs _initialize itself, bounded.
+	e.modConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithStdout(out).WithStderr(out).WithSysWalltime().WithSysNanotime().WithNanosleep(e.nanosleep).
 		WithRandSource(rand.Reader)
 

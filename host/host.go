@@ -299,7 +299,8 @@ func (h *Host) Close(ctx context.Context) error {
 	return h.cache.Close(ctx)
 }
 
-// watchdog cancels guarded calls that run past their extension's deadline.
+// watchdog halts guarded calls that run past their extension's deadline,
+// or whose caller's context (callWithin) ended.
 // One goroutine for the whole host; it looks every few milliseconds.
 func (h *Host) watchdog() {
 	defer h.wg.Done()
@@ -318,8 +319,18 @@ func (h *Host) watchdog() {
 			}
 			limit := int64(e.deadline)
 			e.pool.busy(func(in *instance, started int64) {
-				if now-started > limit && in.started.CompareAndSwap(started, 0) {
-					in.cancel()
+				if now-started > limit {
+					if in.started.CompareAndSwap(started, 0) {
+						in.halt()
+					}
+					return
+				}
+				select {
+				case <-in.caller.Load().(<-chan struct{}):
+					if in.started.CompareAndSwap(started, callerGone) {
+						in.halt()
+					}
+				default:
 				}
 			})
 		}

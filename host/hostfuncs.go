@@ -48,8 +48,9 @@ func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime, e *extension) 
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 			in := instanceFrom(ctx)
 			if in == nil {
-				// Outside a call the host made: the runtime is running the
-				// module's _initialize.
+				// Outside a call made through instance.run (none is:
+				// newInstance runs _initialize itself); answer as during
+				// _initialize.
 				in = &instance{ext: e, cb: abi.CallbackInitialize}
 			}
 			if !info.In.Has(in.cb) {

@@ -69,12 +69,23 @@ type instance struct {
 
 	bufPtr, bufCap uint32
 
-	// ctx carries the instance to host functions; cancel is how the
-	// watchdog stops a call that overran its deadline (guarded runtimes).
-	ctx    context.Context
-	cancel context.CancelFunc
-	// started is the monotonic time a guarded call began, 0 when idle.
+	// ctx carries the instance to host functions. halt stops a running
+	// call for good: it sets interrupt, the global the host compiled into
+	// the guest (interrupt.go), or, for a module that keeps wazero's
+	// guard, cancels ctx so that wazero closes the module.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	interrupt api.MutableGlobal
+	// started is the monotonic time a guarded call began, 0 when idle;
+	// the watchdog swaps it to 0 (overdue) or callerGone (the caller's
+	// context ended) when it halts the call.
 	started atomic.Int64
+	// caller is the Done channel of the context of the call in flight
+	// (callWithin), noCaller otherwise; the watchdog watches it.
+	caller atomic.Value
+	// stoppedBy is what run found the watchdog had swapped started to
+	// (0 or callerGone) when it halted the call; -2 when it did not.
+	stoppedBy int64
 
 	// cb is the callback running now (set by run; CallbackInitialize
 	// before the first); host functions check it against abi.HostFuncs.
@@ -95,8 +106,10 @@ var clockBase = time.Now()
 // monotonic returns nanoseconds since process start (never 0 after start).
 func monotonic() int64 { return int64(time.Since(clockBase)) + 1 }
 
-// newInstance instantiates the extension's module, checks its marker,
-// allocates its record buffer and runs its start callback.
+// newInstance instantiates the extension's module, runs its _initialize,
+// checks its marker, allocates its record buffer and runs its start
+// callback. These calls, made before the instance is in a pool the
+// watchdog looks at, are bounded together by setupLimit.
 func (e *extension) newInstance(ctx context.Context, previous string) (*instance, error) {
 	ictx, cancel := context.WithTimeout(ctx, instantiateTimeout)
 	defer cancel()
@@ -105,13 +118,9 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	index := e.instances.Add(1) - 1 // the START record's instance index
-	in := &instance{ext: e, mod: mod, mem: mod.Memory()}
-	base := context.WithValue(context.Background(), instanceKey{}, in)
-	// Marker, buffer and start run before the instance is in a pool the
-	// watchdog looks at: they get a bounded context of their own.
-	setupCtx, setupCancel := context.WithTimeout(base, e.setupLimit())
-	defer setupCancel()
-	in.ctx, in.cancel = setupCtx, setupCancel
+	in := &instance{ext: e, mod: mod, mem: mod.Memory(), stoppedBy: notStopped}
+	in.caller.Store(noCaller)
+	in.ctx, in.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, in))
 	for cb, info := range abi.Callbacks {
 		in.fns[cb] = mod.ExportedFunction(info.Export)
 	}
@@ -119,8 +128,22 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 		in.close()
 		return nil, err
 	}
+	if e.interruptible {
+		g, ok := mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
+		if !ok {
+			return fail(fmt.Errorf("export %s: missing after instrumentation", interruptExport))
+		}
+		in.interrupt = g
+	}
+	setup := time.AfterFunc(e.setupLimit(), in.halt)
+	defer setup.Stop()
 	if in.mem == nil {
 		return fail(fmt.Errorf("export %q: missing", abi.ExportMemory))
+	}
+	if in.fns[abi.CallbackInitialize] != nil {
+		if _, err := in.run(abi.CallbackInitialize); err != nil {
+			return fail(err)
+		}
 	}
 	minor, err := in.run(abi.CallbackMarker)
 	if err != nil {
@@ -159,25 +182,53 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 				"instance", index, "callbacks", abi.CallbackNames(in.out.mask), "filters", in.out.filters)
 		}
 	}
-	in.ctx, in.cancel = context.WithCancel(base) // from now on, the watchdog's
+	if !setup.Stop() { // the limit passed just as the last call returned
+		return fail(fmt.Errorf("set up: %w (%v)", ErrDeadline, e.setupLimit()))
+	}
 	return in, nil
 }
 
 // setupLimit bounds the calls that set an instance up or tear it down
-// (marker, buffer, start, stop): ten call deadlines, at least 2 s.
+// (initialize, marker, buffer, start, stop): ten call deadlines, at least
+// 2 s.
 func (e *extension) setupLimit() time.Duration {
 	return max(10*e.deadline, 2*time.Second)
 }
 
 // runBounded runs a callback under its own time limit, for calls made
-// outside the watchdog's view (stop).
+// outside the watchdog's view (stop). An instance the limit stopped is
+// halted for good.
 func (in *instance) runBounded(cb abi.Callback, limit time.Duration) (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), instanceKey{}, in), limit)
-	prevCtx := in.ctx
-	in.ctx = ctx
-	defer func() { in.ctx = prevCtx; cancel() }()
-	return in.run(cb)
+	t := time.AfterFunc(limit, in.halt)
+	res, err := in.run(cb)
+	if !t.Stop() && err == nil {
+		err = fmt.Errorf("%s: %w (%v)", cb, ErrDeadline, limit)
+	}
+	return res, err
 }
+
+// halt stops the instance's running call (if any) at its next loop
+// iteration or function entry, and every later call: the instance must
+// be discarded. Safe from any goroutine, and more than once.
+func (in *instance) halt() {
+	if in.interrupt != nil {
+		in.interrupt.Set(1)
+	}
+	in.cancel()
+}
+
+// Values of instance.started and instance.stoppedBy.
+const (
+	// callerGone: the watchdog halted the call because its caller's
+	// context ended.
+	callerGone = -1
+	// notStopped: the watchdog has not halted the instance.
+	notStopped = -2
+)
+
+// noCaller is instance.caller outside callWithin: a channel never closed
+// (atomic.Value cannot hold nil).
+var noCaller = (<-chan struct{})(make(chan struct{}))
 
 // errRefusedStart marks a start callback that declined to start.
 var errRefusedStart = errors.New("refused to start")
@@ -239,10 +290,10 @@ func (in *instance) growBuffer(n uint32) error {
 }
 
 // run calls the export for cb with in.stack as its parameters and returns
-// its first result. It is the only place that enters a guest (wazero runs
-// _initialize itself at instantiation). Host.invoke is the only path to it
-// for calls to a pooled extension; newInstance (marker, buffer, start) and
-// pool.closeAll (stop) call it on an instance outside any pool.
+// its first result. It is the only place that enters a guest. Host.invoke
+// is the only path to it for calls to a pooled extension; newInstance
+// (_initialize, marker, buffer, start) and pool.closeAll (stop) call it on
+// an instance outside any pool.
 func (in *instance) run(cb abi.Callback) (uint64, error) {
 	fn := in.fns[cb]
 	if fn == nil {
@@ -260,10 +311,13 @@ func (in *instance) run(cb abi.Callback) (uint64, error) {
 		in.started.Store(began)
 	}
 	err := fn.CallWithStack(in.ctx, in.stack[:])
-	// The watchdog cancels only by swapping started from the call's start
-	// to 0 first; if the swap here fails, it won the race and the
-	// instance's context is dead even if the call completed.
+	// The watchdog halts only by swapping started from the call's start
+	// to 0 or callerGone first; if the swap here fails, it won the race
+	// and the instance is halted even if the call completed.
 	cancelled := guarded && !in.started.CompareAndSwap(began, 0)
+	if cancelled {
+		in.stoppedBy = in.started.Swap(0)
+	}
 	in.cb = prev
 	if err != nil || cancelled {
 		if cancelled || in.ctx.Err() != nil {

@@ -101,7 +101,7 @@ func (p *pool) busy(f func(*instance, int64)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for in := range p.all {
-		if s := in.started.Load(); s != 0 {
+		if s := in.started.Load(); s > 0 {
 			f(in, s)
 		}
 	}

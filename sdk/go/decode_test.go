@@ -184,7 +184,8 @@ func decodeAny(rec []byte) (any, error) {
 	case kindStart:
 		return decodeStart(rec)
 	case kindConnect:
-		return decodeConnect(rec)
+		var c Connect
+		return &c, decodeConnect(rec, &c)
 	case kindPublish:
 		var p Publish
 		return &p, decodePublish(rec, &p)
@@ -334,5 +335,29 @@ func TestStartDecodeConfig(t *testing.T) {
 	}
 	if err := (StartInfo{Config: []byte(`{"prefix": 3}`)}).DecodeConfig(&cfg); err == nil {
 		t.Error("DecodeConfig of a mistyped config succeeded")
+	}
+}
+
+// TestConnectCloneOutlivesTheRecord decodes a CONNECT, clones it, then
+// overwrites the record and decodes another: the clone keeps the first
+// client's values while the views follow the memory.
+func TestConnectCloneOutlivesTheRecord(t *testing.T) {
+	rec := readHex(t, filepath.Join(vectorDir, "connect.hex"))
+	var c Connect
+	if err := decodeConnect(rec, &c); err != nil {
+		t.Fatal(err)
+	}
+	want := c.Clone()
+	if !reflect.DeepEqual(want, &c) {
+		t.Fatalf("clone %+v differs from %+v", want, &c)
+	}
+	for i := headerSize; i < len(rec); i++ {
+		rec[i] = 'x' // the host writes the next record over this one
+	}
+	if reflect.DeepEqual(want, &c) {
+		t.Fatal("views did not follow the record's memory (test proves nothing)")
+	}
+	if want.ClientID != "sensor-1" || want.Will == nil || want.Will.Topic != "devices/sensor-1/status" {
+		t.Fatalf("clone changed with the record: %+v", want)
 	}
 }

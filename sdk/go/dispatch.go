@@ -10,6 +10,11 @@ var (
 	pub     Publish
 	sub     Subscribe
 	permBuf []byte
+
+	conn      Connect
+	connSANs  []string
+	connProps []UserProperty
+	connWill  Will
 )
 
 // minBuffer is the smallest record buffer allocated, so that small records
@@ -83,11 +88,15 @@ func authenticate(h hostAPI, rec []byte) uint32 {
 	if ext.Authenticate == nil {
 		return 0
 	}
-	c, err := decodeConnect(rec)
-	if err != nil {
+	c := &conn
+	if err := decodeConnect(rec, c); err != nil {
 		h.log(LevelError, "propolis: malformed CONNECT record: "+err.Error())
 		return denyUnspecified
 	}
+	// The views in conn stay valid until this function returns: the
+	// settings and permissions below may hold them (a filter equal to the
+	// client id), and the host reads them during the calls.
+	defer clearConnect()
 	res := ext.Authenticate(c)
 	v := res.Verdict.forAuthenticate()
 	switch {
@@ -100,6 +109,14 @@ func authenticate(h hostAPI, rec []byte) uint32 {
 		sendReason(h, v.Reason)
 	}
 	return v.Encode()
+}
+
+// clearConnect drops the views of the last CONNECT record: its memory is
+// the host's again.
+func clearConnect() {
+	conn, connWill = Connect{}, Will{}
+	clear(connSANs)
+	clear(connProps)
 }
 
 // applyAuthResult sends the settings and permissions of an allowing

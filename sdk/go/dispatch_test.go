@@ -181,7 +181,7 @@ func TestAuthenticate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got *Connect
-			with(t, Extension{Authenticate: func(c *Connect) AuthResult { got = c; return tt.res }})
+			with(t, Extension{Authenticate: func(c *Connect) AuthResult { got = c.Clone(); return tt.res }})
 			h := &recorder{fail: tt.fail}
 			if d := authenticate(h, vector(t, "connect")); d != tt.want {
 				t.Errorf("decision %#x, want %#x", d, tt.want)

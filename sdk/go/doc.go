@@ -120,13 +120,16 @@
 //
 // # Memory
 //
-// Connect, Event and Subscribe hold copies and may be kept (the *Subscribe
-// itself is reused). On the per-message path the SDK copies and allocates
-// nothing: every field of the *Publish passed to AuthorizePublish (ClientID,
-// Username, Topic, Payload) is a view of the buffer the broker wrote the
-// message to, valid only until the handler returns. Compare and match them
+// Event and Subscribe hold copies and may be kept (the *Subscribe itself is
+// reused). On the per-message and per-connection paths the SDK copies and
+// allocates nothing: every field of the *Publish passed to
+// AuthorizePublish (ClientID, Username, Topic, Payload) and of the
+// *Connect passed to Authenticate (strings, Password, Will, TLSSANs,
+// UserProperties) is a view of the buffer the broker wrote the record to,
+// valid only until the handler returns (an AuthResult may still use them:
+// the SDK applies it before the buffer is reused). Compare and match them
 // freely; to keep one, copy it (strings.Clone, bytes.Clone, or
-// Publish.Clone for the whole message).
+// Publish.Clone / Connect.Clone for the whole record).
 //
 // The broker writes each record into one buffer the SDK keeps, grown on
 // request up to Extension.MaxRecordSize (default 4 MiB). A larger record,

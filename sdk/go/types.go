@@ -60,8 +60,13 @@ type Will struct {
 	Retain bool
 }
 
-// Connect is a client's CONNECT, as passed to Extension.Authenticate. All
-// its fields are copies: they stay valid after the handler returns.
+// Connect is a client's CONNECT, as passed to Extension.Authenticate.
+//
+// Like Publish, the *Connect and every string, byte slice and list in it
+// are views of memory the SDK reuses for the next CONNECT: they are valid
+// only while the handler runs (and while the SDK applies the AuthResult it
+// returns, so a permission or property may use them as they are). Use
+// Clone (or strings.Clone / bytes.Clone) to keep anything.
 type Connect struct {
 	// ProtocolVersion is the MQTT protocol level: 3 (MQTT 3.1), 4 (3.1.1)
 	// or 5.
@@ -102,6 +107,31 @@ type Connect struct {
 	Will *Will
 	// UserProperties holds the user properties of the CONNECT, in order.
 	UserProperties []UserProperty
+}
+
+// Clone returns a deep copy of c that stays valid after the handler
+// returns.
+func (c *Connect) Clone() *Connect {
+	d := *c
+	d.ClientID, d.Username = strings.Clone(c.ClientID), strings.Clone(c.Username)
+	d.Password = bytes.Clone(c.Password)
+	d.RemoteAddr, d.Listener, d.TLSSubject = strings.Clone(c.RemoteAddr), strings.Clone(c.Listener), strings.Clone(c.TLSSubject)
+	if c.TLSSANs != nil {
+		d.TLSSANs = make([]string, len(c.TLSSANs))
+		for i, s := range c.TLSSANs {
+			d.TLSSANs[i] = strings.Clone(s)
+		}
+	}
+	if c.Will != nil {
+		d.Will = &Will{Topic: strings.Clone(c.Will.Topic), Payload: bytes.Clone(c.Will.Payload), QoS: c.Will.QoS, Retain: c.Will.Retain}
+	}
+	if c.UserProperties != nil {
+		d.UserProperties = make([]UserProperty, len(c.UserProperties))
+		for i, p := range c.UserProperties {
+			d.UserProperties[i] = UserProperty{Key: strings.Clone(p.Key), Value: strings.Clone(p.Value)}
+		}
+	}
+	return &d
 }
 
 // Publish is a PUBLISH (or the will of a CONNECT being authenticated), as
