@@ -197,8 +197,10 @@ func Precompile(ctx context.Context, dir, cacheDir string) ([]string, error) {
 		return nil, fmt.Errorf("compilation cache %s: %w", cacheDir, err)
 	}
 	defer cache.Close(ctx)
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(!testUnguarded).WithCompilationCache(cache))
-	defer rt.Close(ctx)
+	rc := runtimeConfig().WithCompilationCache(cache)
+	compile := func(rt wazero.Runtime, _ bool, bin []byte) (wazero.CompiledModule, error) {
+		return rt.CompileModule(compileCtx(ctx), bin)
+	}
 	var ids []string
 	var errs []error
 	for _, e := range ents {
@@ -219,12 +221,15 @@ func Precompile(ctx context.Context, dir, cacheDir string) ([]string, error) {
 			errs = append(errs, fmt.Errorf("extension %q: read module: %w", m.ID, err))
 			continue
 		}
-		c, err := rt.CompileModule(compileCtx(ctx), bin)
+		// As loadExtension compiles it (the memory limit is not part of
+		// wazero's cache key).
+		c, err := compileModule(ctx, rc, bin, !testUnguarded, compile)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("extension %q: compile %s: %w", m.ID, m.Module, err))
+			errs = append(errs, fmt.Errorf("extension %q: compile %s: %w%s", m.ID, m.Module, err, featureHint(err)))
 			continue
 		}
-		_ = c.Close(ctx)
+		_ = c.compiled.Close(ctx)
+		_ = c.rt.Close(ctx)
 		ids = append(ids, m.ID)
 	}
 	return ids, errors.Join(errs...)

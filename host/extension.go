@@ -104,44 +104,27 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		deadline: time.Duration(m.Limits.CallDeadline), previous: previous}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
-	newRuntime := func(closeOnDone bool) wazero.Runtime {
-		rc := runtimeConfig().WithMemoryLimitPages(pages).WithCloseOnContextDone(closeOnDone)
-		if h.cache != nil {
-			rc = rc.WithCompilationCache(h.cache)
-		}
-		return wazero.NewRuntimeWithConfig(ctx, rc)
+	rc := runtimeConfig().WithMemoryLimitPages(pages)
+	if h.cache != nil {
+		rc = rc.WithCompilationCache(h.cache)
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && e.rt != nil {
 			_ = e.rt.Close(context.Background())
 			if e.compiled != nil {
 				_ = e.compiled.Close(context.Background())
 			}
 		}
 	}()
-	// A guarded module is compiled with the host's interrupt check
-	// (interrupt.go); one that cannot take it (or, were the rewrite ever
-	// wrong, does not compile with it) keeps wazero's guard.
-	var whyNot error
-	if e.guarded {
-		var inst []byte
-		if inst, whyNot = instrument(bin); whyNot == nil {
-			e.rt = newRuntime(false)
-			if e.compiled, whyNot = h.compile(ctx, e.rt, false, inst, m.ID); whyNot == nil {
-				e.interruptible = true
-			} else {
-				_ = e.rt.Close(context.Background())
-			}
-		}
+	c, err := compileModule(ctx, rc, bin, e.guarded, func(rt wazero.Runtime, closeOnDone bool, bin []byte) (wazero.CompiledModule, error) {
+		return h.compile(ctx, rt, closeOnDone, bin, m.ID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("compile %s: %w%s", m.Module, err, featureHint(err))
 	}
-	if !e.interruptible {
-		e.rt = newRuntime(e.guarded)
-		if e.compiled, err = h.compile(ctx, e.rt, e.guarded, bin, m.ID); err != nil {
-			return nil, fmt.Errorf("compile %s: %w%s", m.Module, err, featureHint(err))
-		}
-		if whyNot != nil {
-			e.log.Warn("module runs under wazero's slower deadline guard", "error", whyNot)
-		}
+	e.rt, e.compiled, e.interruptible = c.rt, c.compiled, c.interruptible
+	if c.whyNot != nil {
+		e.log.Warn("module runs under wazero's slower deadline guard", "error", c.whyNot)
 	}
 	exported, err := checkModule(e.compiled)
 	if err != nil {
@@ -156,8 +139,9 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	}
 	out := &logWriter{log: e.log}
 	// No start function: newInstance runs _initialize itself, bounded.
+	// newInstance adds the sleep, per instance (instance.nanosleep).
 	e.modConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions().
-		WithStdout(out).WithStderr(out).WithSysWalltime().WithSysNanotime().WithNanosleep(e.nanosleep).
+		WithStdout(out).WithStderr(out).WithSysWalltime().WithSysNanotime().
 		WithRandSource(rand.Reader)
 
 	first, err := e.newInstance(ctx, previous)
@@ -184,6 +168,53 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		go e.deliverEvents()
 	}
 	return e, nil
+}
+
+// compiled is a module compiled the way the host runs it.
+type compiled struct {
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	// interruptible: compiled with the host's interrupt check
+	// (interrupt.go), in a runtime without wazero's guard.
+	interruptible bool
+	// whyNot says why a guarded module keeps wazero's guard instead.
+	whyNot error
+}
+
+// compileModule compiles bin as the host runs it, in a new runtime made
+// from rc, through compile (Host.compile, or a plain CompileModule):
+//
+//   - a guarded module is compiled with the host's interrupt check
+//     (interrupt.go), in a runtime without close-on-context-done;
+//   - one that cannot take it (or, were the rewrite ever wrong, does not
+//     compile with it) keeps wazero's guard: the original binary, with
+//     close-on-context-done;
+//   - an unguarded one (benchmarks only) is compiled as it is.
+//
+// loadExtension and Precompile both compile through here, so the cache
+// Precompile fills has the entries the host looks up. On error the
+// runtime is closed.
+func compileModule(ctx context.Context, rc wazero.RuntimeConfig, bin []byte, guarded bool,
+	compile func(rt wazero.Runtime, closeOnDone bool, bin []byte) (wazero.CompiledModule, error)) (compiled, error) {
+	var c compiled
+	if guarded {
+		var inst []byte
+		if inst, c.whyNot = instrument(bin); c.whyNot == nil {
+			c.rt = wazero.NewRuntimeWithConfig(ctx, rc.WithCloseOnContextDone(false))
+			if c.compiled, c.whyNot = compile(c.rt, false, inst); c.whyNot == nil {
+				c.interruptible = true
+				return c, nil
+			}
+			_ = c.rt.Close(context.Background())
+		}
+	}
+	c.rt = wazero.NewRuntimeWithConfig(ctx, rc.WithCloseOnContextDone(guarded))
+	var err error
+	if c.compiled, err = compile(c.rt, guarded, bin); err != nil {
+		_ = c.rt.Close(context.Background())
+		return compiled{}, err
+	}
+	return c, nil
 }
 
 // coreFeatures are the WebAssembly core features modules may use (ABI.md
@@ -292,12 +323,6 @@ func signature(def api.FunctionDefinition) abi.Signature {
 // benchmarks set it, to measure what the guard costs. No manifest can.
 var testUnguarded bool
 
-// nanosleep is the guest's sleep: real, but never longer than one call
-// deadline, since a sleeping guest cannot be interrupted.
-func (e *extension) nanosleep(ns int64) {
-	time.Sleep(min(time.Duration(ns), e.deadline))
-}
-
 // acquire takes an instance for a call, waiting at most one call deadline
 // and never past ctx; release returns it, or discards it after an error.
 // Both are for Host.invoke only.
@@ -368,7 +393,11 @@ func (e *extension) stop(graceful bool) {
 	if e.quit != nil {
 		close(e.quit)
 	}
+	// The watchdog keeps enforcing deadlines on calls still running in
+	// the stopping pool, which is out of the chain already.
+	e.host.watchStopping(e, true)
 	size := e.pool.closeAll(graceful)
+	e.host.watchStopping(e, false)
 	_ = e.rt.Close(context.Background())
 	_ = e.compiled.Close(context.Background())
 	e.host.released(size)

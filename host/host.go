@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,12 @@ type Host struct {
 	scanMu  sync.Mutex
 
 	done chan struct{}
+	// stopping lists the extensions being stopped (out of the chain, calls
+	// maybe still running), for the watchdog; watchdogQuit ends it, once
+	// every extension stopped.
+	stopMu       sync.Mutex
+	stopping     []*extension
+	watchdogQuit chan struct{}
 	// freeReq asks freeMemory to return freed memory to the OS (see
 	// released); buffered 1, so requests coalesce.
 	freeReq chan struct{}
@@ -98,7 +105,8 @@ func New(opts Options) (*Host, error) {
 		log = slog.Default()
 	}
 	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{},
-		folders: map[string]*folderState{}, done: make(chan struct{}), freeReq: make(chan struct{}, 1)}
+		folders: map[string]*folderState{}, done: make(chan struct{}), freeReq: make(chan struct{}, 1),
+		watchdogQuit: make(chan struct{})}
 	h.chain.Store(&chain{})
 	h.wg.Add(2)
 	go h.watchdog()
@@ -292,6 +300,7 @@ func (h *Host) Close(ctx context.Context) error {
 	for _, e := range exts {
 		e.stop(true)
 	}
+	close(h.watchdogQuit)
 	h.wg.Wait()
 	if h.cache == nil {
 		return nil
@@ -306,14 +315,19 @@ func (h *Host) watchdog() {
 	defer h.wg.Done()
 	t := time.NewTicker(watchdogTick)
 	defer t.Stop()
+	var watched []*extension
 	for {
 		select {
-		case <-h.done:
+		case <-h.watchdogQuit:
 			return
 		case <-t.C:
 		}
 		now := monotonic()
-		for _, e := range h.chain.Load().all {
+		watched = append(watched[:0], h.chain.Load().all...)
+		h.stopMu.Lock()
+		watched = append(watched, h.stopping...)
+		h.stopMu.Unlock()
+		for _, e := range watched {
 			if !e.guarded {
 				continue
 			}
@@ -335,6 +349,18 @@ func (h *Host) watchdog() {
 			})
 		}
 	}
+}
+
+// watchStopping adds e to (on) or removes it from the extensions the
+// watchdog watches besides the chain's.
+func (h *Host) watchStopping(e *extension, on bool) {
+	h.stopMu.Lock()
+	defer h.stopMu.Unlock()
+	if on {
+		h.stopping = append(h.stopping, e)
+		return
+	}
+	h.stopping = slices.DeleteFunc(h.stopping, func(x *extension) bool { return x == e })
 }
 
 // watchdogTick is how often the watchdog looks: deadlines are enforced to

@@ -113,14 +113,16 @@ func monotonic() int64 { return int64(time.Since(clockBase)) + 1 }
 func (e *extension) newInstance(ctx context.Context, previous string) (*instance, error) {
 	ictx, cancel := context.WithTimeout(ctx, instantiateTimeout)
 	defer cancel()
-	mod, err := e.rt.InstantiateModule(ictx, e.compiled, e.modConfig)
+	in := &instance{ext: e, stoppedBy: notStopped}
+	in.caller.Store(noCaller)
+	in.ctx, in.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, in))
+	mod, err := e.rt.InstantiateModule(ictx, e.compiled, e.modConfig.WithNanosleep(in.nanosleep))
 	if err != nil {
+		in.cancel()
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	index := e.instances.Add(1) - 1 // the START record's instance index
-	in := &instance{ext: e, mod: mod, mem: mod.Memory(), stoppedBy: notStopped}
-	in.caller.Store(noCaller)
-	in.ctx, in.cancel = context.WithCancel(context.WithValue(context.Background(), instanceKey{}, in))
+	in.mod, in.mem = mod, mod.Memory()
 	for cb, info := range abi.Callbacks {
 		in.fns[cb] = mod.ExportedFunction(info.Export)
 	}
@@ -215,6 +217,19 @@ func (in *instance) halt() {
 		in.interrupt.Set(1)
 	}
 	in.cancel()
+}
+
+// nanosleep is the guest's sleep (WASI poll_oneoff, clock subscriptions):
+// real, but never longer than one call deadline, and cut short when the
+// instance is halted, since a guest blocked in a host function does not
+// reach its interrupt check.
+func (in *instance) nanosleep(ns int64) {
+	t := time.NewTimer(min(time.Duration(ns), in.ext.deadline))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-in.ctx.Done():
+	}
 }
 
 // Values of instance.started and instance.stoppedBy.
@@ -338,14 +353,22 @@ func decision(cb abi.Callback, res uint64) (abi.Decision, byte, error) {
 	return d, code, nil
 }
 
-// close releases the instance's module and returns the size of its linear
-// memory, for Host.released.
+// close halts the instance, so that a call still running in it stops at
+// its next check (instrumented) or context check (wazero's guard), then
+// releases its module, and returns the size of its linear memory, for
+// Host.released.
+//
+// Closing the module under a call still running (pool.closeAll's last
+// resort) does not crash the process: wazero only marks the module closed
+// and drops its system context (a WASI function then panics, which
+// wazero's call turns into an error); its linear memory is Go memory and
+// the compiled code stays mapped while the running call references it.
 func (in *instance) close() uint64 {
+	in.halt()
 	var size uint64
 	if in.mem != nil {
 		size = uint64(in.mem.Size())
 	}
-	in.cancel()
 	_ = in.mod.Close(context.Background())
 	return size
 }

@@ -17,40 +17,56 @@ import (
 // puts this check at the entry of every function and the head of every
 // loop:
 //
+//	global.get $halt
+//	if unreachable end       ;; halted: trap
 //	global.get $fuel
-//	i32.eqz
+//	i32.const 1
+//	i32.sub
+//	global.set $fuel
+//	global.get $fuel
+//	i32.const 0
+//	i32.le_s
 //	if                       ;; once every fuelTicks passes
-//	  global.get $halt
-//	  if unreachable end     ;; halted: trap
 //	  i32.const 0
 //	  memory.grow            ;; grows nothing: an exit to Go
 //	  drop
 //	  i32.const fuelTicks
 //	  global.set $fuel
 //	end
-//	global.get $fuel
-//	i32.const 1
-//	i32.sub
-//	global.set $fuel
+//
+// and, after every bulk memory or table instruction (memory.fill, copy
+// and init, table.init, copy, grow and fill), which may take long on its
+// own, subtracts bulkFuel from $fuel.
 //
 // An endless execution passes a loop head or a function entry again and
-// again (or overflows the call stack, which traps). Native code cannot be
-// preempted by the Go scheduler, so the periodic exit to Go (memory.grow
-// of 0 pages is one in wazero) is what lets a garbage collection stop the
-// world while a guest runs, and with it the watchdog run at all; it costs
-// about one exit per fuelTicks iterations instead of one per iteration.
-// Setting $halt from another goroutine (the watchdog, instance.halt) stops
-// the guest within fuelTicks iterations. The instance is discarded after
-// such a stop, so $halt is never reset.
+// again (or overflows the call stack, which traps). Setting $halt from
+// another goroutine (the watchdog, instance.halt) stops the guest at the
+// next one: one global load and branch each, so a halted guest does not
+// go on calling host functions (a WASI sleep) or filling memory. Native
+// code cannot be preempted by the Go scheduler, so the periodic exit to
+// Go (memory.grow of 0 pages is one in wazero) is what lets a garbage
+// collection stop the world while a guest runs, and with it the watchdog
+// run at all; it costs about one exit per fuelTicks iterations (or per
+// fuelTicks/bulkFuel bulk instructions) instead of one per iteration. The
+// instance is discarded after a halt, so $halt is never reset.
+//
+// A module with a start section is not rewritten: its start function runs
+// inside instantiation, before the host can reach $halt, so only wazero's
+// guard (bounded by instantiateTimeout) can stop it.
 //
 // The rewrite reads the WebAssembly 2.0 binary format (the features the
 // host's runtimes enable). A module it cannot rewrite (an instruction it
-// does not know, no memory, an export already named interruptExport) keeps
+// does not know, no memory, an export already named interruptExport, a
+// start section) keeps
 // wazero's guard instead (extension.go), so it is never refused for this.
 
 // fuelTicks is how many loop iterations and function entries a guest runs
 // between two exits to Go.
 const fuelTicks = 4096
+
+// bulkFuel is what a bulk memory or table instruction costs in $fuel: a
+// loop of large memory.fill exits to Go every fuelTicks/bulkFuel of them.
+const bulkFuel = fuelTicks / 16
 
 // interruptExport is the export name of the global the host adds. A guest
 // cannot name its own exports' globals, so this is not part of the ABI:
@@ -67,6 +83,7 @@ const (
 	secMemory    = 5
 	secGlobal    = 6
 	secExport    = 7
+	secStart     = 8
 	secCode      = 10
 	secDataCount = 12
 	secTag       = 13
@@ -127,6 +144,8 @@ func rewrite(bin []byte) ([]byte, error) {
 			defined, err = vecCount(s.payload)
 		case secExport:
 			err = checkExportName(s.payload)
+		case secStart:
+			err = errors.New("start section (it runs before the interrupt can be set)")
 		}
 		if err != nil {
 			return nil, err
@@ -136,7 +155,7 @@ func rewrite(bin []byte) ([]byte, error) {
 		return nil, errors.New("no memory")
 	}
 	halt, fuel := imported+defined, imported+defined+1
-	check := fuelCheck(halt, fuel)
+	check, bulk := fuelCheck(halt, fuel), bulkCharge(fuel)
 
 	out := append(make([]byte, 0, len(bin)+len(bin)/8), bin[:8]...)
 	wroteGlobal, wroteExport := false, false
@@ -178,7 +197,7 @@ func rewrite(bin []byte) ([]byte, error) {
 			out = appendSection(out, s.id, p)
 			wroteExport = true
 		case secCode:
-			p, err := instrumentCode(s.payload, check)
+			p, err := instrumentCode(s.payload, check, bulk)
 			if err != nil {
 				return nil, err
 			}
@@ -267,22 +286,31 @@ func appendToVec(p []byte, k uint32, elems []byte) ([]byte, error) {
 
 // fuelCheck returns the check's code (see the top of this file).
 func fuelCheck(halt, fuel uint32) []byte {
-	c := appendU32([]byte{0x23}, fuel) // global.get $fuel
-	c = append(c, 0x45, 0x04, 0x40)    // i32.eqz, if
-	c = appendU32(append(c, 0x23), halt)
+	c := appendU32([]byte{0x23}, halt)          // global.get $halt
 	c = append(c, 0x04, 0x40, 0x00, 0x0b)       // if unreachable end
+	c = appendU32(append(c, 0x23), fuel)        // global.get $fuel
+	c = append(c, 0x41, 0x01, 0x6b)             // i32.const 1, i32.sub
+	c = appendU32(append(c, 0x24), fuel)        // global.set $fuel
+	c = appendU32(append(c, 0x23), fuel)        // global.get $fuel
+	c = append(c, 0x41, 0x00, 0x4c, 0x04, 0x40) // i32.const 0, i32.le_s, if
 	c = append(c, 0x41, 0x00, 0x40, 0x00, 0x1a) // memory.grow 0, drop
-	c = appendU32(append(c, 0x41), fuelTicks)
-	c = appendU32(append(c, 0x24), fuel)
-	c = append(c, 0x0b) // end
-	c = appendU32(append(c, 0x23), fuel)
-	c = append(c, 0x41, 0x01, 0x6b) // i32.const 1, i32.sub
+	c = appendU32(append(c, 0x41), fuelTicks)   // i32.const fuelTicks
+	c = appendU32(append(c, 0x24), fuel)        // global.set $fuel
+	return append(c, 0x0b)                      // end
+}
+
+// bulkCharge returns the code that charges a bulk instruction: $fuel -=
+// bulkFuel. The next check exits to Go once $fuel is spent.
+func bulkCharge(fuel uint32) []byte {
+	c := appendU32([]byte{0x23}, fuel)
+	c = appendU32(append(c, 0x41), bulkFuel) // i32.const bulkFuel (signed LEB128: 256 < 2^13, so its unsigned encoding is the same)
+	c = append(c, 0x6b)                      // i32.sub
 	return appendU32(append(c, 0x24), fuel)
 }
 
 // instrumentCode adds the check at the entry of every function body and
-// after every loop's block type.
-func instrumentCode(p, check []byte) ([]byte, error) {
+// after every loop's block type, and bulk after every bulk instruction.
+func instrumentCode(p, check, bulk []byte) ([]byte, error) {
 	r := &wreader{b: p}
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(p)+len(p)/8), n)
@@ -293,7 +321,7 @@ func instrumentCode(p, check []byte) ([]byte, error) {
 			break
 		}
 		var err error
-		if body, err = instrumentBody(body[:0], b, check); err != nil {
+		if body, err = instrumentBody(body[:0], b, check, bulk); err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
 		}
 		out = appendU32(out, uint32(len(body)))
@@ -308,7 +336,7 @@ func instrumentCode(p, check []byte) ([]byte, error) {
 	return out, nil
 }
 
-func instrumentBody(out, b, check []byte) ([]byte, error) {
+func instrumentBody(out, b, check, bulk []byte) ([]byte, error) {
 	r := &wreader{b: b}
 	for n := r.u32(); n > 0 && r.err == nil; n-- { // locals
 		r.u32()
@@ -321,13 +349,16 @@ func instrumentBody(out, b, check []byte) ([]byte, error) {
 	out = append(out, check...)
 	for r.off < len(b) {
 		start := r.off
-		loop := r.instruction()
+		kind := r.instruction()
 		if r.err != nil {
 			return nil, fmt.Errorf("instruction at body offset %d: %w", start, r.err)
 		}
 		out = append(out, b[start:r.off]...)
-		if loop {
+		switch kind {
+		case opLoop:
 			out = append(out, check...)
+		case opBulk:
+			out = append(out, bulk...)
 		}
 	}
 	return out, nil
@@ -415,14 +446,21 @@ func (r *wreader) memarg() {
 	r.u32()
 }
 
-// instruction skips one instruction and reports whether it is a loop.
-func (r *wreader) instruction() (loop bool) {
+// Kinds of instruction the rewrite adds code after.
+const (
+	opOther = iota
+	opLoop  // loop: the check goes after its block type
+	opBulk  // bulk memory or table instruction: charged bulkFuel
+)
+
+// instruction skips one instruction and returns its kind.
+func (r *wreader) instruction() (kind int) {
 	switch op := r.byte(); {
 	case op == 0x02 || op == 0x04: // block, if
 		r.skipLEB(5) // block type: 0x40, a value type or a type index (s33)
 	case op == 0x03: // loop
 		r.skipLEB(5)
-		return true
+		return opLoop
 	case op <= 0x01, op == 0x05, op == 0x0b, op == 0x0f, op == 0x1a, op == 0x1b, op == 0xd1:
 		// unreachable nop else end return drop select ref.is_null
 	case op == 0x0c || op == 0x0d: // br, br_if
@@ -461,32 +499,41 @@ func (r *wreader) instruction() (loop bool) {
 	case op == 0xd2: // ref.func
 		r.u32()
 	case op == 0xfc:
-		r.misc()
+		if r.misc() {
+			return opBulk
+		}
 	case op == 0xfd:
 		r.vector()
 	default:
 		r.fail(fmt.Errorf("opcode %#x", op))
 	}
-	return false
+	return opOther
 }
 
 // misc skips a 0xfc-prefixed instruction (saturating truncation, bulk
-// memory, tables).
-func (r *wreader) misc() {
+// memory, tables) and reports whether it is a bulk one (memory.init,
+// copy, fill; table.init, copy, grow, fill), whose cost grows with its
+// operands.
+func (r *wreader) misc() (bulk bool) {
 	switch sub := r.u32(); {
 	case sub <= 7: // trunc_sat
 	case sub == 8: // memory.init data, memory
 		r.u32()
 		r.u32()
-	case sub == 9, sub == 11, sub == 13, sub == 15, sub == 16, sub == 17:
-		// data.drop, memory.fill, elem.drop, table.grow/size/fill: one index
+		return true
+	case sub == 9, sub == 13, sub == 16: // data.drop, elem.drop, table.size: one index
 		r.u32()
+	case sub == 11, sub == 15, sub == 17: // memory.fill, table.grow, table.fill: one index
+		r.u32()
+		return true
 	case sub == 10, sub == 12, sub == 14: // memory.copy, table.init, table.copy
 		r.u32()
 		r.u32()
+		return true
 	default:
 		r.fail(fmt.Errorf("opcode 0xfc %d", sub))
 	}
+	return false
 }
 
 // vector skips a 0xfd-prefixed (SIMD) instruction.

@@ -65,14 +65,18 @@ func (p *pool) put(in *instance) {
 }
 
 // discard closes an instance after a failed call and starts a
-// replacement, so the pool recovers by itself.
+// replacement, so the pool recovers by itself. An instance closeAll
+// already closed (its call outlived the stop) is not counted twice.
 func (p *pool) discard(in *instance) {
-	size := in.close()
 	p.mu.Lock()
+	_, live := p.all[in]
 	delete(p.all, in)
 	closed := p.closed
 	p.mu.Unlock()
-	p.ext.host.released(size)
+	if !live {
+		return
+	}
+	p.ext.host.released(in.close())
 	if closed || p.ext.stopped.Load() {
 		return
 	}
@@ -107,41 +111,72 @@ func (p *pool) busy(f func(*instance, int64)) {
 	}
 }
 
-// closeAll waits for calls in flight to return (up to a few deadlines),
+// closeAll waits for calls in flight to return (up to three deadlines),
 // runs each instance's stop callback when graceful, and closes them all.
-// It returns the linear memory the closed instances held, in bytes.
+// Calls still running then are halted (instance.halt) and given up to
+// setupLimit more to return; an instance whose call outlives even that (a
+// guest blocked in a host function) is closed under it (see
+// instance.close). It returns the linear memory the closed instances
+// held, in bytes.
 func (p *pool) closeAll(graceful bool) (size uint64) {
 	p.mu.Lock()
 	p.closed = true
-	n := len(p.all)
 	p.mu.Unlock()
-	deadline := time.NewTimer(3 * p.ext.deadline)
-	defer deadline.Stop()
-	for i := 0; i < n; i++ {
-		select {
-		case in := <-p.idle:
-			if graceful && in.fns[abi.CallbackStop] != nil {
-				in.stack[0] = 0
-				began := p.ext.host.clock()
-				_, err := in.runBounded(abi.CallbackStop, p.ext.setupLimit())
-				p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(err, false))
-				if err != nil {
-					p.ext.log.Warn("stop callback failed", "error", err)
-				}
-			}
-			size += in.close()
-			p.mu.Lock()
-			delete(p.all, in)
-			p.mu.Unlock()
-		case <-deadline.C:
-			p.mu.Lock()
-			for in := range p.all {
-				size += in.close()
-			}
-			p.all = map[*instance]struct{}{}
-			p.mu.Unlock()
+	wait := time.NewTimer(3 * p.ext.deadline)
+	defer wait.Stop()
+	// A failed call's instance leaves through discard, not idle: look
+	// again every tick.
+	tick := time.NewTicker(watchdogTick)
+	defer tick.Stop()
+	halted := false
+	for {
+		p.mu.Lock()
+		left := len(p.all)
+		p.mu.Unlock()
+		if left == 0 {
 			return size
 		}
+		select {
+		case in := <-p.idle:
+			size += p.retire(in, graceful && !halted)
+		case <-tick.C:
+		case <-wait.C:
+			if halted {
+				p.mu.Lock()
+				for in := range p.all {
+					size += in.close()
+				}
+				p.ext.log.Warn("calls still running after the stop limit; instances closed under them", "instances", len(p.all))
+				p.all = map[*instance]struct{}{}
+				p.mu.Unlock()
+				return size
+			}
+			p.mu.Lock()
+			for in := range p.all {
+				in.halt()
+			}
+			p.mu.Unlock()
+			halted = true
+			wait.Reset(p.ext.setupLimit())
+		}
 	}
-	return size
+}
+
+// retire takes an idle instance out of the pool (and so out of the
+// watchdog's view: its stop callback has its own limit), runs its stop
+// callback when graceful, and closes it.
+func (p *pool) retire(in *instance, graceful bool) uint64 {
+	p.mu.Lock()
+	delete(p.all, in)
+	p.mu.Unlock()
+	if graceful && in.fns[abi.CallbackStop] != nil {
+		in.stack[0] = 0
+		began := p.ext.host.clock()
+		_, err := in.runBounded(abi.CallbackStop, p.ext.setupLimit())
+		p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(err, false))
+		if err != nil {
+			p.ext.log.Warn("stop callback failed", "error", err)
+		}
+	}
+	return in.close()
 }
