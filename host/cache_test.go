@@ -154,6 +154,12 @@ func TestShippedCompilationCache(t *testing.T) {
 				t.Fatalf("data cache entry %s differs from the shipped one", rel)
 			}
 		}
+		// The shipped entry and the foreign one, and no entry of the
+		// host's own: Precompile compiled what the host looks up (the
+		// instrumented module, compileModule).
+		if len(got) != len(entries)+1 {
+			t.Fatalf("data cache holds %d entries, want the %d shipped: the host compiled the module again", len(got), len(entries)+1)
+		}
 	})
 	t.Run("damaged", func(t *testing.T) {
 		for rel, b := range entries {
