@@ -108,6 +108,7 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // error makes mochi drop the connection; a refusal has been answered with
 // its CONNACK already.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	takeSendQuota(cl, pk) // before cl is in h.clients; see sendquota.go
 	restoreEmptyWill(cl, &pk)
 	return h.authenticateConnect(cl, pk)
 }
