@@ -16,17 +16,28 @@ import (
 )
 
 // TestQoS1FanInDoesNotDeadlock is the regression test of mochi's
-// Inflight.NextImmediate deadlock (RATIONALE.md, "Why does the broker
+// Inflight.NextImmediate deadlock, and of its send quota leaking (RATIONALE.md, "Why does the broker
 // count the client's Receive Maximum itself?"): a QoS 1 subscriber that
 // acknowledges while several publishers deliver to it at once. Before the
 // fix, the subscriber's goroutine and the publishers' goroutines could
-// block forever on the subscriber's in-flight map; the test then stops
-// receiving and fails at its deadline.
+// block forever on the subscriber's in-flight map, or the subscriber's
+// send quota leaked to 0 and every delivery stayed parked; the test then
+// stops receiving and fails at its deadline (and the broker's Close, at
+// the end of the test, hangs until go test's timeout, whose goroutine dump
+// shows where).
 func TestQoS1FanInDoesNotDeadlock(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		rm   uint16 // 0: MQTT 3.1.1
-	}{{"v3", 0}, {"v5", 100}} {
+	}{
+		{"v3", 0},
+		// mochi's quota (1000, the default mqtt.max_queued_messages) is
+		// never used up: NextImmediate runs after every PUBACK.
+		{"v5", 1000},
+		// mochi's quota runs out: deliveries were parked, and each one
+		// released leaked a unit of the quota.
+		{"v5-window", 100},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, addr := startServer(t, testConfig(t.TempDir()), fanInExtensions())
 			var sub *rawmqtt.Conn
@@ -43,10 +54,18 @@ func TestQoS1FanInDoesNotDeadlock(t *testing.T) {
 			if err := sub.Subscribe("fan/#", 1); err != nil {
 				t.Fatal(err)
 			}
-			// Each publisher keeps at most window messages unacknowledged,
-			// so the subscriber's queue stays below mqtt.max_queued_messages
-			// and no message is refused for that.
-			const publishers, each, window = 6, 1500, 20
+			// The publishers send in windows of 20 and wait for their
+			// PUBACKs, and take a token per message, which the subscriber
+			// gives back when the message arrives: at most 200 are on their
+			// way to it, below mqtt.max_queued_messages (a PUBACK to a
+			// publisher only says the message is queued for the subscriber),
+			// so none is dropped for a full queue. A publisher holds at most
+			// window-1 tokens while it waits for more, so they never run out.
+			const publishers, each, window = 6, 4000, 20
+			tokens := make(chan struct{}, 200)
+			for range cap(tokens) {
+				tokens <- struct{}{}
+			}
 			var wg sync.WaitGroup
 			for p := range publishers {
 				pub := dialRaw(t, addr, fmt.Sprintf("pub%d", p))
@@ -55,6 +74,13 @@ func TestQoS1FanInDoesNotDeadlock(t *testing.T) {
 					defer wg.Done()
 					_ = pub.SetDeadline(time.Now().Add(poll.Timeout))
 					for i := 0; i < each; i += window {
+						for range window {
+							select {
+							case <-tokens:
+							case <-time.After(poll.Timeout):
+								return
+							}
+						}
 						for k := i; k < i+window; k++ {
 							pub.Publish(fmt.Sprintf("fan/%d", p), 1, uint16(k%65535+1), []byte(fmt.Sprintf("%d/%d", p, k)))
 						}
@@ -81,7 +107,10 @@ func TestQoS1FanInDoesNotDeadlock(t *testing.T) {
 					continue
 				}
 				_, id, payload := sub.ParsePublish(typ, body)
-				got[string(payload)] = true
+				if !got[string(payload)] {
+					got[string(payload)] = true
+					tokens <- struct{}{}
+				}
 				sub.Puback(id)
 				if sub.Buffered() == 0 {
 					if err := sub.Flush(); err != nil {
