@@ -140,7 +140,12 @@ const maxHeld = 4 << 10
 // anything else, at the reader's next Read or at Close, whichever comes
 // first. A publisher that sends many QoS 1 messages at once then gets
 // their PUBACKs in one socket write rather than one each; the order of
-// all packets is kept, and deliveries (PUBLISH) are never held.
+// all packets is kept, and deliveries (PUBLISH) are never held for that.
+//
+// For a client whose Receive Maximum is counted (limitSends), QoS 1 and 2
+// PUBLISH packets beyond it are held until the client acknowledges earlier
+// ones (see sendquota.go); p may then hold several packets, as mochi's
+// write buffer makes them, and only those PUBLISH packets wait.
 func (c *outConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if c.err != nil || c.closed {

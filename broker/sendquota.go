@@ -133,7 +133,7 @@ func bodyStart(f []byte) int {
 // that takes from the client's quota: a QoS 1 or 2 PUBLISH (held when the
 // quota is used up), or a PUBREL with a success code (a QoS 2 flow resent
 // after a reconnect, past its PUBREC: it counts until its PUBCOMP, and is
-// never held). held reports which.
+// never held). holdable reports which.
 func countedID(f []byte) (id uint16, holdable, ok bool) {
 	b := f[bodyStart(f):]
 	switch f[0] >> 4 {
