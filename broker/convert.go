@@ -24,7 +24,7 @@ func sessionRecord(cl *mqtt.Client, disconnectedAt int64) *store.Session {
 		Clean:             p.Clean,
 		SessionExpiry:     p.Props.SessionExpiryInterval,
 		SessionExpirySet:  p.Props.SessionExpiryIntervalFlag,
-		ReceiveMaximum:    p.Props.ReceiveMaximum,
+		ReceiveMaximum:    inflightWindow(cl),
 		TopicAliasMaximum: p.Props.TopicAliasMaximum,
 		MaximumPacketSize: p.Props.MaximumPacketSize,
 		DisconnectedAt:    disconnectedAt,

@@ -104,10 +104,13 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 }
 
 // OnConnect authenticates a CONNECT (see authenticateConnect), once an
-// empty will payload is empty again (restoreEmptyWill). A non-nil
+// empty will payload is empty again (restoreEmptyWill) and mochi's send
+// quota is replaced by outConn's count of the client's Receive Maximum
+// (takeSendQuota). A non-nil
 // error makes mochi drop the connection; a refusal has been answered with
 // its CONNACK already.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	takeSendQuota(cl, pk) // before cl is in h.clients; see sendquota.go
 	restoreEmptyWill(cl, &pk)
 	return h.authenticateConnect(cl, pk)
 }

@@ -64,6 +64,10 @@ type outConn struct {
 	held     []byte    // acknowledgements held while corked (see Write)
 	corked   bool      // the reader has more than one packet to process (see Read)
 	in       framing   // packet boundaries in what Read returned (reader's goroutine only)
+	quota    sendQuota // the client's Receive Maximum on deliveries (sendquota.go)
+	// window is the in-flight window mochi took from the client's Receive
+	// Maximum (see takeSendQuota).
+	window   atomic.Uint32
 	clientID atomic.Pointer[string]
 	// keepalive is the keepalive granted to the client, in seconds (see
 	// keepalive.go); 0 until then.
@@ -136,7 +140,12 @@ const maxHeld = 4 << 10
 // anything else, at the reader's next Read or at Close, whichever comes
 // first. A publisher that sends many QoS 1 messages at once then gets
 // their PUBACKs in one socket write rather than one each; the order of
-// all packets is kept, and deliveries (PUBLISH) are never held.
+// all packets is kept, and deliveries (PUBLISH) are never held for that.
+//
+// For a client whose Receive Maximum is counted (limitSends), QoS 1 and 2
+// PUBLISH packets beyond it are held until the client acknowledges earlier
+// ones (see sendquota.go); p may then hold several packets, as mochi's
+// write buffer makes them, and only those PUBLISH packets wait.
 func (c *outConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	if c.err != nil || c.closed {
@@ -147,6 +156,27 @@ func (c *outConn) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
+	n := len(p)
+	if c.quota.max > 0 {
+		var err error
+		if p, err = c.gateLocked(p); err != nil {
+			return 0, err
+		}
+		if len(p) == 0 { // all held
+			c.mu.Unlock()
+			return n, nil
+		}
+	}
+	if _, err := c.sendLocked(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// sendLocked is Write once the quota is dealt with: a single
+// acknowledgement is held while corked; anything else goes out after the
+// held ones. It is called with c.mu held and releases it.
+func (c *outConn) sendLocked(p []byte) (int, error) {
 	if c.corked && len(c.held)+len(p) <= maxHeld && singleAck(p) {
 		c.held = append(c.held, p...)
 		c.mu.Unlock()
@@ -189,9 +219,9 @@ func singleAck(p []byte) bool {
 // drains. It is called with c.mu held and releases it.
 func (c *outConn) writeLocked(p []byte) (int, error) {
 	if c.flushing {
-		held := len(c.buf) + c.taken
+		held := len(c.buf) + c.taken + c.quota.waitBytes
 		if c.bounded && held > 0 && held+len(p) > c.limit {
-			err := fmt.Errorf("%w: %d bytes waiting, %d more would exceed mqtt.max_outbound_buffer (%d)", ErrSlowConsumer, held, len(p), c.limit)
+			err := errSlowBuffer(held, len(p), c.limit)
 			c.failLocked(err, true)
 			return 0, err
 		}
@@ -218,6 +248,12 @@ func (c *outConn) writeLocked(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// errSlowBuffer is the error of a connection whose waiting bytes would
+// exceed mqtt.max_outbound_buffer.
+func errSlowBuffer(waiting, more, limit int) error {
+	return fmt.Errorf("%w: %d bytes waiting, %d more would exceed mqtt.max_outbound_buffer (%d)", ErrSlowConsumer, waiting, more, limit)
+}
+
 // framing follows MQTT packet boundaries in a byte stream: a packet is a
 // type byte, a remaining length of one to four bytes (7 bits each, the top
 // bit saying another follows) and that many bytes of body. It tells Read
@@ -229,6 +265,14 @@ type framing struct {
 	header int  // 0: at a packet boundary; else header bytes seen so far
 	length int  // remaining length decoded so far
 	broken bool // a remaining length longer than four bytes: stop following
+	// For a connection that counts the client's Receive Maximum (acks is
+	// non-nil, see limitSends): the current packet's type and first body
+	// bytes, and the packet ids of the deliveries the client acknowledged
+	// in the last feed (see clientAck).
+	typ  byte
+	head [3]byte
+	got  int
+	acks []uint16
 }
 
 // feed follows b, the next bytes of the stream, and returns how many
@@ -237,10 +281,17 @@ func (f *framing) feed(b []byte) (ends int, boundary bool) {
 	for i := 0; i < len(b) && !f.broken; {
 		if f.body > 0 {
 			k := min(f.body, len(b)-i)
+			track := f.acks != nil && (f.typ == 4 || f.typ == 5 || f.typ == 7) // PUBACK, PUBREC, PUBCOMP
+			if track && f.got < len(f.head) {
+				f.got += copy(f.head[f.got:], b[i:i+k])
+			}
 			f.body -= k
 			i += k
 			if f.body == 0 {
 				ends++
+				if track {
+					f.clientAck(f.typ, f.head[:f.got], f.length)
+				}
 			}
 			continue
 		}
@@ -248,6 +299,7 @@ func (f *framing) feed(b []byte) (ends int, boundary bool) {
 		i++
 		if f.header == 0 { // the type byte
 			f.header, f.length = 1, 0
+			f.typ, f.got = x>>4, 0
 			continue
 		}
 		f.length |= int(x&0x7f) << (7 * (f.header - 1))
@@ -346,6 +398,7 @@ func (c *outConn) failLocked(err error, slow bool) {
 	}
 	c.buf = nil
 	c.held = nil
+	c.quota.waiting, c.quota.waitBytes = nil, 0 // still in mochi's in-flight map and the store
 	c.mu.Unlock()
 	if !first {
 		return
@@ -390,7 +443,13 @@ func (c *outConn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(p)
 		if err == nil {
-			if ends, boundary := c.in.feed(p[:n]); ends > 1 || ends == 1 && !boundary {
+			ends, boundary := c.in.feed(p[:n])
+			if len(c.in.acks) > 0 {
+				c.mu.Lock()
+				c.releaseLocked(c.in.acks)
+				c.in.acks = c.in.acks[:0]
+			}
+			if ends > 1 || ends == 1 && !boundary {
 				c.mu.Lock()
 				c.corked = true
 				c.mu.Unlock()

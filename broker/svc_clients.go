@@ -53,7 +53,7 @@ func (s *Server) Client(clientID string) (ClientInfo, bool) {
 		RemoteAddr:      cl.Net.Remote,
 		SessionExpiry:   s.sessionExpiry(cl),
 		ReceiveMaximum:  caps.ReceiveMaximum,
-		InflightWindow:  p.Props.ReceiveMaximum,
+		InflightWindow:  inflightWindow(cl),
 		Queued:          cl.State.Inflight.Len(),
 		MaxQueued:       int(caps.MaximumInflight),
 	}

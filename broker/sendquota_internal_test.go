@@ -1,0 +1,140 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/internal/poll"
+)
+
+// pubFrame is an MQTT 3.1.1 PUBLISH packet on topic "t" with a payload of
+// n bytes ('p').
+func pubFrame(qos byte, id uint16, n int) []byte {
+	body := []byte{0, 1, 't'}
+	if qos > 0 {
+		body = append(body, byte(id>>8), byte(id))
+	}
+	body = append(body, bytes.Repeat([]byte{'p'}, n)...)
+	return append([]byte{0x30 | qos<<1, byte(len(body))}, body...)
+}
+
+// reading runs c.Read until it fails, as mochi's reader would.
+func reading(t *testing.T, c *outConn) {
+	go func() {
+		b := make([]byte, 512)
+		for {
+			if _, err := c.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { _ = c.Close() })
+}
+
+// clientSends writes p as the client, for c's reader.
+func clientSends(t *testing.T, peer io.Writer, p []byte) {
+	t.Helper()
+	if _, err := peer.Write(p); err != nil {
+		t.Fatalf("client write % x: %v", p, err)
+	}
+}
+
+// TestOutConnHoldsDeliveriesBeyondQuota: with a Receive Maximum of 2, a
+// third QoS 1/2 PUBLISH waits (also inside a write of several packets, as
+// mochi's write buffer makes), other packets do not, and the client's
+// PUBACK, PUBCOMP or failing PUBREC lets the waiting ones out in order.
+func TestOutConnHoldsDeliveriesBeyondQuota(t *testing.T) {
+	c, peer, _ := pipeConn(t, time.Hour, 1<<20)
+	c.limitSends(2)
+	c.establish("sub")
+	reading(t, c)
+	p1, q0, p2, p3, p4, p5 := pubFrame(1, 1, 3), pubFrame(0, 0, 2), pubFrame(2, 2, 3), pubFrame(1, 3, 3), pubFrame(2, 4, 3), pubFrame(1, 5, 3)
+	write := bytes.Join([][]byte{p1, q0, p2, p3, pingresp}, nil)
+	if n, err := c.Write(write); err != nil || n != len(write) {
+		t.Fatalf("Write = %d, %v; want %d", n, err, len(write))
+	}
+	for _, p := range [][]byte{p4, p5} {
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectBytes(t, peer, bytes.Join([][]byte{p1, q0, p2, pingresp}, nil))
+
+	clientSends(t, peer, []byte{0x40, 2, 0}) // PUBACK 1, split in two reads
+	clientSends(t, peer, []byte{1})
+	expectBytes(t, peer, p3)
+	clientSends(t, peer, []byte{0x50, 2, 0, 2}) // PUBREC 2, success: the flow goes on
+	clientSends(t, peer, []byte{0x70, 2, 0, 2}) // PUBCOMP 2
+	expectBytes(t, peer, p4)
+	clientSends(t, peer, []byte{0x50, 3, 0, 4, 0x80}) // PUBREC 4, failed: ends the flow
+	expectBytes(t, peer, p5)
+	c.mu.Lock()
+	unacked, waiting := len(c.quota.unacked), len(c.quota.waiting)
+	c.mu.Unlock()
+	if unacked != 2 || waiting != 0 {
+		t.Fatalf("%d unacknowledged, %d waiting; want 2 (ids 3, 5), 0", unacked, waiting)
+	}
+}
+
+// TestOutConnHeldDeliveriesCountAgainstBuffer: held PUBLISH packets count
+// against mqtt.max_outbound_buffer; past it the client is a slow consumer.
+func TestOutConnHeldDeliveriesCountAgainstBuffer(t *testing.T) {
+	c, peer, slow := pipeConn(t, time.Hour, 100)
+	c.limitSends(1)
+	c.establish("sub")
+	go func() { _, _ = io.Copy(io.Discard, peer) }()
+	var err error
+	held := 0
+	for i := 1; i <= 10 && err == nil; i++ {
+		_, err = c.Write(pubFrame(1, uint16(i), 30))
+		if err == nil && i > 1 {
+			held++
+		}
+	}
+	// Each is 37 bytes: two fit in the 100-byte buffer, the third does not
+	// (the first, sent, may still wait in the flusher too).
+	if !errors.Is(err, ErrSlowConsumer) || held > 2 {
+		t.Fatalf("after %d held deliveries: %v; want ErrSlowConsumer by the third", held, err)
+	}
+	poll.Until(t, "slow consumer reported", func() bool { return slow.Load() == 1 })
+}
+
+// TestFramingClientAcks: framing reports the deliveries a client's packets
+// end, however the bytes are split.
+func TestFramingClientAcks(t *testing.T) {
+	in := bytes.Join([][]byte{
+		{0x40, 2, 0, 7},       // PUBACK 7
+		{0x50, 2, 0, 8},       // PUBREC 8, success
+		{0x50, 3, 0, 9, 0x87}, // PUBREC 9, refused
+		{0x70, 3, 1, 0, 0x92}, // PUBCOMP 256, id not found: ends it all the same
+		{0x62, 2, 0, 5},       // PUBREL 5: the client's own flow
+		pubFrame(1, 6, 2),
+	}, nil)
+	for split := 1; split < len(in); split++ {
+		f := framing{acks: []uint16{}}
+		var got []uint16
+		for _, part := range [][]byte{in[:split], in[split:]} {
+			f.feed(part)
+			got = append(got, f.acks...)
+			f.acks = f.acks[:0]
+		}
+		if want := []uint16{7, 9, 256}; !equalIDs(got, want) {
+			t.Fatalf("split at %d: acks %v, want %v", split, got, want)
+		}
+	}
+}
+
+func equalIDs(a, b []uint16) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
