@@ -219,7 +219,7 @@ func singleAck(p []byte) bool {
 // drains. It is called with c.mu held and releases it.
 func (c *outConn) writeLocked(p []byte) (int, error) {
 	if c.flushing {
-		held := len(c.buf) + c.taken + c.quota.waitBytes
+		held := len(c.buf) + c.taken
 		if c.bounded && held > 0 && held+len(p) > c.limit {
 			err := errSlowBuffer(held, len(p), c.limit)
 			c.failLocked(err, true)

@@ -32,8 +32,11 @@ import (
 // PINGRESP, SUBACK, PUBREL, DISCONNECT) go out at once. MQTT orders
 // deliveries per topic and QoS (4.6), so a QoS 0 message overtaking a held
 // QoS 1 message is allowed, and QoS 1 and 2 messages keep their order among
-// themselves. Held bytes count against mqtt.max_outbound_buffer like any
-// other bytes waiting for the client. A held message is in mochi's
+// themselves. Held bytes do not count against mqtt.max_outbound_buffer:
+// that limit finds a client that does not read, while a held message waits
+// for the client's acknowledgement of an earlier one, at round-trip pace;
+// held messages are bounded in number by mqtt.max_queued_messages (mochi
+// refuses a delivery beyond it, see MaximumInflight). A held message is in mochi's
 // in-flight map and in the store already: if the connection ends first, a
 // persistent session sends it at the next connection (with DUP set, as
 // mochi marks every resent message), where the resends are counted and
@@ -158,8 +161,8 @@ func countedID(f []byte) (id uint16, holdable, ok bool) {
 // gateLocked is Write's step for a connection that counts the quota: it
 // returns what of p goes out now (p itself when nothing is held) and holds
 // the QoS 1 and 2 PUBLISH packets beyond the quota. It is called with c.mu
-// held; on error (the held bytes would exceed mqtt.max_outbound_buffer)
-// the connection has failed and c.mu is released.
+// held and keeps it; it returns no error today (held bytes are not
+// bounded by mqtt.max_outbound_buffer, see above).
 func (c *outConn) gateLocked(p []byte) ([]byte, error) {
 	q := &c.quota
 	var out []byte
@@ -180,12 +183,6 @@ func (c *outConn) gateLocked(p []byte) ([]byte, error) {
 					if !held {
 						out = append([]byte(nil), p[:off-n]...)
 						held = true
-					}
-					waiting := len(c.buf) + c.taken + q.waitBytes
-					if c.bounded && waiting > 0 && waiting+n > c.limit {
-						err := errSlowBuffer(waiting, n, c.limit)
-						c.failLocked(err, true)
-						return nil, err
 					}
 					q.waiting = append(q.waiting, append([]byte(nil), f...))
 					q.waitBytes += n
@@ -235,13 +232,14 @@ func (c *outConn) releaseLocked(ids []uint16) {
 
 // clientAck records, for framing.feed, a packet of the client that ends
 // one of the broker's deliveries: a PUBACK, a PUBCOMP, or a PUBREC with a
-// code of 0x80 or more (typ is the packet type, head the first body bytes
+// code other than 0x00 and 0x10 (mochi ends the flow on an error code and
+// on an invalid one alike, processPubrec) (typ is the packet type, head the first body bytes
 // seen, up to 3, n the packet's remaining length).
 func (f *framing) clientAck(typ byte, head []byte, n int) {
 	if len(head) < 2 {
 		return
 	}
-	if typ == 5 && (n < 3 || len(head) < 3 || head[2] < 0x80) {
+	if typ == 5 && (n < 3 || len(head) < 3 || head[2] == 0x00 || head[2] == 0x10) {
 		return // a PUBREC with a success code: the flow goes on
 	}
 	f.acks = append(f.acks, uint16(head[0])<<8|uint16(head[1]))
