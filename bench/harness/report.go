@@ -223,7 +223,8 @@ func (r *Report) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "results.md"), []byte(r.Markdown()), 0o644)
 }
 
-// Markdown renders the report as the README's Performance table.
+// Markdown renders the report as results.md (linked from the README's
+// Performance section).
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	mode := fmt.Sprintf("full run: each figure is the median of %d rounds after a discarded warm-up round", r.Rounds)
