@@ -64,7 +64,7 @@ var (
 )
 
 // LoadKeys names the loads Options.Only can choose, in the order they run.
-var LoadKeys = []string{"memory", "storm", "publish0", "publish1", "pairs", "fanin0", "fanin1", "fanout0", "fanout1", "latency", "startup"}
+var LoadKeys = []string{"memory", "storm", "publish0", "publish1", "publish1one", "pairs", "fanin0", "fanin1", "fanout0", "fanout1", "latency", "startup"}
 
 // Run builds what it needs, starts the brokers, runs every load against
 // each broker in turn, stops them, measures start-up and reload, and
@@ -209,6 +209,15 @@ func Run(o Options) (*Report, error) {
 				PayloadSize: sz.pubPayload, Timeout: loadTimeout}.Run()
 			if err == nil {
 				record(fmt.Sprintf("publish QoS 1 (%d clients × %d × %d B, 64 in flight each, one topic, no subscriber)", sz.pubClients, sz.pubMsgsQoS1, sz.pubPayload),
+					"PUBACKs/s", "1/s", true, b, res.Rate(), keep)
+			}
+			return err
+		}},
+		{key: "publish1one", name: "publish QoS 1, one in flight", run: func(b *Broker, keep bool) error {
+			res, err := load.Publish{Addr: b.Addr, Name: "publish1one", Publishers: sz.pubClients, Messages: sz.pubMsgsQoS1, QoS: 1,
+				InFlight: 1, PayloadSize: sz.pubPayload, Timeout: loadTimeout}.Run()
+			if err == nil {
+				record(fmt.Sprintf("publish QoS 1, one in flight (%d clients × %d × %d B, each waits for its PUBACK, one topic, no subscriber)", sz.pubClients, sz.pubMsgsQoS1, sz.pubPayload),
 					"PUBACKs/s", "1/s", true, b, res.Rate(), keep)
 			}
 			return err
