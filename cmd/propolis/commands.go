@@ -54,16 +54,7 @@ every reload.`,
 			about: `Prints each extension folder's id, version, state, priority, callbacks and,
 for a failed one, the reason: the running broker's view when a broker runs
 on the data folder, else each extension loaded once in a throwaway host.`,
-			flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
-				o := folderFlags(fs)
-				return func(_ string, stdout, _ io.Writer) error {
-					cfg, err := o.config()
-					if err != nil {
-						return err
-					}
-					return listExtensions(cfg, stdout)
-				}
-			},
+			flags: withConfig(func(_ string, cfg *config.Config, stdout io.Writer) error { return listExtensions(cfg, stdout) }),
 		},
 		enableCommand("enable", "remove an extension's DISABLED file; a running broker starts it",
 			`Removes the DISABLED file of the extension ID; a running broker starts the
@@ -78,16 +69,9 @@ extension within two seconds, and starts skip it until it is enabled.`, true),
 broker copies into a fresh data folder so that it does not wait for the Wasm
 compiler at start (make build runs it for the bundled extensions). An entry
 made by another wazero version or for another CPU is never used.`,
-			flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
-				o := folderFlags(fs)
-				return func(_ string, stdout, _ io.Writer) error {
-					cfg, err := o.config()
-					if err != nil {
-						return err
-					}
-					return compileExtensions(cfg.ExtensionsDir, stdout)
-				}
-			},
+			flags: withConfig(func(_ string, cfg *config.Config, stdout io.Writer) error {
+				return compileExtensions(cfg.ExtensionsDir, stdout)
+			}),
 		},
 		{
 			name:    "version",
@@ -113,20 +97,29 @@ made by another wazero version or for another CPU is never used.`,
 	}
 }
 
+// withConfig returns the flags of a command that takes --config, --data
+// and --extensions and runs on the configuration they give (arg is the
+// command's argument, if it takes one).
+func withConfig(run func(arg string, cfg *config.Config, stdout io.Writer) error) func(*flag.FlagSet) func(string, io.Writer, io.Writer) error {
+	return func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
+		o := folderFlags(fs)
+		return func(arg string, stdout, _ io.Writer) error {
+			cfg, err := o.config()
+			if err != nil {
+				return err
+			}
+			return run(arg, cfg, stdout)
+		}
+	}
+}
+
 // enableCommand is "extensions enable" or "extensions disable".
 func enableCommand(verb, summary, about string, disable bool) *command {
 	return &command{
 		name: "extensions " + verb, arg: "ID", argWhat: "extension id", summary: summary, about: about,
-		flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
-			o := folderFlags(fs)
-			return func(id string, stdout, _ io.Writer) error {
-				cfg, err := o.config()
-				if err != nil {
-					return err
-				}
-				return setDisabled(cfg.ExtensionsDir, id, disable, stdout)
-			}
-		},
+		flags: withConfig(func(id string, cfg *config.Config, stdout io.Writer) error {
+			return setDisabled(cfg.ExtensionsDir, id, disable, stdout)
+		}),
 	}
 }
 
