@@ -128,4 +128,14 @@ const (
 	MaxPublishFilters     = 1024
 	MaxString             = 64 << 10
 	DefaultBufferCapacity = 4096
+	// MaxAttributeKey and MaxAttributeValue bound a session attribute's
+	// key and value, in bytes (the broker enforces them).
+	MaxAttributeKey   = 256
+	MaxAttributeValue = 10 << 10
+	// MaxResult is the largest result a host service hands a guest.
+	MaxResult = 16 << 20
 )
+
+// PutIfNewerOrEqual is the flags bit of session_attribute_put_if_newer
+// that also writes when the times are equal.
+const PutIfNewerOrEqual = 1

@@ -197,6 +197,13 @@ func TestABIDocHostFunctions(t *testing.T) {
 				t.Errorf("host function %s: parameter %d is %q in ABI.md, %q in the table", name, j, names[j], p.Name)
 			}
 		}
+		service := ""
+		if m := regexp.MustCompile("Service:\\s+`([a-z_]+)`").FindStringSubmatch(body); m != nil {
+			service = m[1]
+		}
+		if want := info.Service; (want == ServiceNone && service != "") || (want != ServiceNone && service != want.String()) {
+			t.Errorf("host function %s: ABI.md says Service %q, the table %q", name, service, want)
+		}
 		in, err := docIn(body)
 		if err != nil {
 			t.Errorf("host function %s: %v", name, err)

@@ -19,6 +19,13 @@ func (w *Writer) Begin(buf []byte, kind uint16) {
 	binary.LittleEndian.PutUint16(w.buf[6:], Minor)
 }
 
+// Reset starts a list of fields without a record header in buf[:0]: the
+// results of host services (ABI.md section 5).
+func (w *Writer) Reset(buf []byte) { w.buf = buf[:0] }
+
+// Fields returns the fields appended since Reset.
+func (w *Writer) Fields() []byte { return w.buf }
+
 // U8 appends a byte.
 func (w *Writer) U8(v uint8) { w.buf = append(w.buf, v) }
 
@@ -75,6 +82,10 @@ func NewReader(rec []byte) (*Reader, error) {
 	}
 	return &Reader{b: rec[HeaderSize:n], Kind: binary.LittleEndian.Uint16(rec[4:]), Minor: binary.LittleEndian.Uint16(rec[6:])}, nil
 }
+
+// NewFieldReader returns a reader of a list of fields without a record
+// header: a host service's result.
+func NewFieldReader(b []byte) *Reader { return &Reader{b: b} }
 
 func (r *Reader) take(n int) []byte {
 	if len(r.b) == 0 || r.Err != nil {

@@ -130,6 +130,9 @@ func sdkWasip1() []byte {
 			if strings.HasSuffix(name, "ptr") {
 				typ = "unsafe.Pointer"
 			}
+			if p.Type == I64 {
+				typ = "int64"
+			}
 			params[i] = name + " " + typ
 		}
 		fmt.Fprintf(&b, "//go:wasmimport %s %s\nfunc host%s(%s) int32\n\n", ImportModule, f.Name, camel(f.Name), strings.Join(params, ", "))

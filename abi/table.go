@@ -147,9 +147,55 @@ const (
 	FuncSetMaxQueued
 	FuncAddConnackUserProperty
 	FuncAddPermission
+	// Host services (ABI 1.1): granted in the manifest, rate-limited.
+	FuncTakeResult
+	FuncSessionAttributeGet
+	FuncSessionAttributeGetAll
+	FuncSessionAttributePut
+	FuncSessionAttributePutIfNewer
+	FuncSessionAttributeRemove
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
+
+// Service is a group of host functions an extension may call only when its
+// manifest's services list grants it (ABI.md section 5, "Host services").
+// Every call of a service function also passes the extension's rate
+// limiter.
+type Service uint8
+
+// The services. ServiceNone marks the functions of ABI 1.0 and
+// take_result, which need no grant and are not rate-limited.
+const (
+	ServiceNone Service = iota
+	ServiceSessionAttributes
+	// NumServices is the number of services, ServiceNone included.
+	NumServices
+)
+
+// ServiceNames are the names the manifest's services list uses, indexed
+// by Service ("" for ServiceNone).
+var ServiceNames = [NumServices]string{
+	ServiceSessionAttributes: "session_attributes",
+}
+
+// String returns the service's manifest name.
+func (s Service) String() string {
+	if s < NumServices && s != ServiceNone {
+		return ServiceNames[s]
+	}
+	return "none"
+}
+
+// ServiceByName finds a service by its manifest name.
+func ServiceByName(name string) (Service, bool) {
+	for s := ServiceNone + 1; s < NumServices; s++ {
+		if ServiceNames[s] == name {
+			return s, true
+		}
+	}
+	return 0, false
+}
 
 // Param is a named parameter of a host function.
 type Param struct {
@@ -169,6 +215,9 @@ type HostFuncInfo struct {
 	// In is where it may be called; elsewhere it returns
 	// StatusNotAvailable without doing anything.
 	In CallbackSet
+	// Service is the grant the function needs (ServiceNone: none, and no
+	// rate limit).
+	Service Service
 }
 
 // Sig returns the function's signature.
@@ -192,7 +241,23 @@ var (
 	inStart        = CallbacksOf(CallbackStart)
 	inAuthenticate = CallbacksOf(CallbackAuthenticate)
 	inDeciding     = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe)
+	// InServices is where host services may be called: every callback
+	// that runs while the broker serves.
+	InServices = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent)
 )
+
+// params is i32s, except that a name ending in "!" is an i64 parameter
+// (the "!" dropped).
+func params(names ...string) []Param {
+	ps := make([]Param, len(names))
+	for i, n := range names {
+		ps[i] = Param{Name: n, Type: I32}
+		if n[len(n)-1] == '!' {
+			ps[i] = Param{Name: n[:len(n)-1], Type: I64}
+		}
+	}
+	return ps
+}
 
 // HostFuncs describes every host function, indexed by HostFunc.
 var HostFuncs = [NumHostFuncs]HostFuncInfo{
@@ -206,6 +271,19 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 	FuncSetMaxQueued:           {Name: "set_max_queued", Params: i32s("n"), Results: oneI32, In: inAuthenticate},
 	FuncAddConnackUserProperty: {Name: "add_connack_user_property", Params: i32s("kptr", "klen", "vptr", "vlen"), Results: oneI32, In: inAuthenticate},
 	FuncAddPermission:          {Name: "add_permission", Params: i32s("ptr", "len"), Results: oneI32, In: inAuthenticate},
+
+	FuncTakeResult: {Name: "take_result", Params: i32s("out_ptr", "out_cap"), Results: oneI32, In: InServices},
+	FuncSessionAttributeGet: {Name: "session_attribute_get", Params: i32s("cid_ptr", "cid_len", "key_ptr", "key_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
+	FuncSessionAttributeGetAll: {Name: "session_attribute_get_all", Params: i32s("cid_ptr", "cid_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
+	FuncSessionAttributePut: {Name: "session_attribute_put", Params: i32s("cid_ptr", "cid_len", "key_ptr", "key_len", "val_ptr", "val_len"),
+		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
+	FuncSessionAttributePutIfNewer: {Name: "session_attribute_put_if_newer",
+		Params:  params("cid_ptr", "cid_len", "key_ptr", "key_len", "val_ptr", "val_len", "time!", "flags", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
+	FuncSessionAttributeRemove: {Name: "session_attribute_remove", Params: i32s("cid_ptr", "cid_len", "key_ptr", "key_len"),
+		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
 }
 
 // String returns the function's name.

@@ -3,6 +3,8 @@ package broker
 import (
 	"errors"
 	"time"
+
+	"github.com/propolis-mqtt/propolis/abi"
 )
 
 // This file declares the services the broker offers to the extension host
@@ -243,9 +245,9 @@ type Publisher interface {
 const (
 	// MaxAttributeKeyLen is the longest attribute key, in bytes; keys are
 	// non-empty UTF-8.
-	MaxAttributeKeyLen = 256
+	MaxAttributeKeyLen = abi.MaxAttributeKey
 	// MaxAttributeValueLen is the largest attribute value, in bytes.
-	MaxAttributeValueLen = 10 << 10
+	MaxAttributeValueLen = abi.MaxAttributeValue
 )
 
 // Attribute is one session attribute with the time it was written with.
@@ -281,7 +283,8 @@ type SessionAttributes interface {
 
 	// PutAttributeIfNewer sets key to value only when ts is later than the
 	// time of the stored value (or equal, with orEqual), or when there is
-	// none. It returns the value stored before the call (nil when none)
+	// none. It returns the value stored before the call (nil when none, non-nil
+	// when empty)
 	// and whether value replaced it. Concurrent calls are serialised: the
 	// latest ts wins whatever their order. Errors as PutAttribute, and
 	// ErrInvalidArgument for a ts outside the years 1678 to 2262.

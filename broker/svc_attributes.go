@@ -139,6 +139,9 @@ func (s *Server) PutAttributeIfNewer(clientID, key string, value []byte, ts time
 	if !had {
 		return nil, replaced, nil
 	}
+	if prev.Value == nil {
+		return []byte{}, replaced, nil // an empty value is still a value
+	}
 	return prev.Value, replaced, nil
 }
 

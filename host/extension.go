@@ -81,6 +81,9 @@ type extension struct {
 	failures []time.Time
 	stopped  atomic.Bool
 
+	// gate holds the manifest's service grants and the rate limiter.
+	gate *serviceGate
+
 	// Counters. tooLarge counts the records the guest's buffer could not
 	// take (ErrRecordTooLarge).
 	calls, errors, dropped, tooLarge atomic.Int64
@@ -101,7 +104,8 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		return nil, fmt.Errorf("read module: %w", err)
 	}
 	e := &extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
-		deadline: time.Duration(m.Limits.CallDeadline), previous: previous}
+		deadline: time.Duration(m.Limits.CallDeadline), previous: previous,
+		gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst)}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
 	rc := runtimeConfig().WithMemoryLimitPages(pages)

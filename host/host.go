@@ -36,6 +36,11 @@ type Options struct {
 	StatusFile string
 	// Observer, if set, hears about every call into an extension.
 	Observer CallObserver
+	// ServiceRate and ServiceBurst cap every extension's host service
+	// calls (per second, and at once); 0 means DefaultServiceRate and
+	// DefaultServiceBurst. An extension's manifest may ask for less.
+	ServiceRate  float64
+	ServiceBurst int
 }
 
 // Host runs the extensions of one folder. It implements the broker's
@@ -94,6 +99,15 @@ type Status struct {
 	// TooLarge counts the records the extension's propolis_buffer could
 	// not take: those calls were not made and failed closed.
 	TooLarge int64
+	// Services are the host services the manifest grants; ServiceRate and
+	// ServiceBurst the rate limit in effect (the manifest's wish within the
+	// operator's cap).
+	Services     []string
+	ServiceRate  float64
+	ServiceBurst int
+	// RateLimited and NotPermitted count the service calls refused with
+	// RATE_LIMITED and NOT_PERMITTED.
+	RateLimited, NotPermitted int64
 }
 
 // New creates a host with no extension (every CONNECT refused) and starts
@@ -189,10 +203,6 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 			"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
 		return nil
 	}
-	if len(m.Services) > 0 {
-		e.log.Warn("manifest lists host services, which this broker does not offer yet (ABI "+abi.Version+" has none); ignored",
-			"services", m.Services)
-	}
 	e.log.Info("extension started", "version", m.Version, "priority", m.Priority,
 		"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
 	h.checkSecurity(e.ID(), "started")
@@ -258,7 +268,8 @@ func (h *Host) setStatus(name string, st *Status) {
 // status reports a running extension.
 func (e *extension) status(state State, reason string) *Status {
 	return &Status{ID: e.ID(), Version: e.manifest.Version, State: state, Reason: reason,
-		Priority: e.manifest.Priority, StartPriority: e.manifest.StartPriority, Callbacks: abi.CallbackNames(e.callbacks)}
+		Priority: e.manifest.Priority, StartPriority: e.manifest.StartPriority, Callbacks: abi.CallbackNames(e.callbacks),
+		Services: e.gate.grantNames(), ServiceRate: e.gate.rate, ServiceBurst: e.gate.burst}
 }
 
 // Status lists every extension folder seen, sorted by id.
@@ -271,6 +282,7 @@ func (h *Host) Status() []Status {
 		if e, ok := h.exts[name]; ok {
 			s.Calls, s.Errors = e.calls.Load(), e.errors.Load()
 			s.Dropped, s.TooLarge = e.dropped.Load(), e.tooLarge.Load()
+			s.RateLimited, s.NotPermitted = e.gate.rateLimited.Load(), e.gate.notPermitted.Load()
 		}
 		out = append(out, s)
 	}

@@ -303,7 +303,7 @@ func TestWasmFeatures(t *testing.T) {
 		}
 	}
 	// inspect (extensions list without a broker) says the same.
-	sts, err := inspect(context.Background(), ext)
+	sts, err := inspect(context.Background(), ext, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,13 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncSetMaxQueued:           hfSetMaxQueued,
 	abi.FuncAddConnackUserProperty: hfAddConnackUserProperty,
 	abi.FuncAddPermission:          hfAddPermission,
+
+	abi.FuncTakeResult:                 hfTakeResult,
+	abi.FuncSessionAttributeGet:        hfSessionAttributeGet,
+	abi.FuncSessionAttributeGetAll:     hfSessionAttributeGetAll,
+	abi.FuncSessionAttributePut:        hfSessionAttributePut,
+	abi.FuncSessionAttributePutIfNewer: hfSessionAttributePutIfNewer,
+	abi.FuncSessionAttributeRemove:     hfSessionAttributeRemove,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from
@@ -40,6 +47,7 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime, e *extension) error {
 	b := rt.NewHostModuleBuilder(abi.ImportModule)
 	for f, info := range abi.HostFuncs {
+		f := abi.HostFunc(f)
 		body := hostFuncBodies[f]
 		if body == nil {
 			return fmt.Errorf("host function %s: not implemented by this host", info.Name)
@@ -56,6 +64,12 @@ func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime, e *extension) 
 			if !info.In.Has(in.cb) {
 				stack[0] = status(abi.StatusNotAvailable)
 				return
+			}
+			if info.Service != abi.ServiceNone {
+				if st := in.ext.gate.admit(in, f); st != abi.StatusOK {
+					stack[0] = status(st)
+					return
+				}
 			}
 			stack[0] = status(body(in, mod, stack))
 		}), valueTypes(sig.Params), valueTypes(sig.Results)).Export(info.Name)

@@ -26,7 +26,7 @@ const StateReady State = "ready"
 // imports and exports against the ABI, and (unless disabled) one instance
 // started, which tells the callbacks the extension actually declares. It is
 // what `propolis extensions list` shows when no broker is running.
-func inspect(ctx context.Context, dir string) ([]Status, error) {
+func inspect(ctx context.Context, dir string, opts Options) ([]Status, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -42,19 +42,21 @@ func inspect(ctx context.Context, dir string) ([]Status, error) {
 		if _, err := os.Stat(filepath.Join(dir, e.Name(), ManifestFile)); err != nil {
 			continue
 		}
-		out = append(out, inspectFolder(ctx, filepath.Join(dir, e.Name())))
+		out = append(out, inspectFolder(ctx, filepath.Join(dir, e.Name()), opts))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
-func inspectFolder(ctx context.Context, dir string) Status {
+func inspectFolder(ctx context.Context, dir string, opts Options) Status {
 	name := filepath.Base(dir)
 	m, err := LoadManifest(dir)
 	if err != nil {
 		return Status{ID: name, State: StateFailed, Reason: err.Error()}
 	}
-	st := Status{ID: m.ID, Version: m.Version, Priority: m.Priority, StartPriority: m.StartPriority}
+	g := newServiceGate(m, opts.ServiceRate, opts.ServiceBurst)
+	st := Status{ID: m.ID, Version: m.Version, Priority: m.Priority, StartPriority: m.StartPriority,
+		Services: g.grantNames(), ServiceRate: g.rate, ServiceBurst: g.burst}
 	if _, err := os.Stat(filepath.Join(dir, DisabledFile)); err == nil {
 		st.State, st.Reason = StateDisabled, DisabledFile+" file present"
 	}
@@ -79,7 +81,8 @@ func inspectFolder(ctx context.Context, dir string) Status {
 	if st.State == StateDisabled {
 		return st
 	}
-	h, err := New(Options{Dir: filepath.Dir(dir), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := New(Options{Dir: filepath.Dir(dir), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ServiceRate: opts.ServiceRate, ServiceBurst: opts.ServiceBurst})
 	if err != nil {
 		st.State, st.Reason = StateFailed, err.Error()
 		return st

@@ -50,6 +50,10 @@ type callOut struct {
 	maxQueued     uint16
 	connack       []broker.UserProperty
 	perms         []abi.Permission
+	// result is a host service's result that did not fit the guest's
+	// buffer, kept for take_result until the callback ends.
+	result []byte
+	held   bool
 }
 
 func (o *callOut) reset() {

@@ -43,8 +43,8 @@ type Manifest struct {
 	ABI string `yaml:"abi"`
 	// Limits bounds the extension's resources.
 	Limits Limits `yaml:"limits"`
-	// Services lists the host services the extension may call. ABI 1.1
-	// has none yet: a non-empty list is accepted and logged as ignored.
+	// Services lists the host services the extension may call (the names
+	// of abi.ServiceNames). Default none.
 	Services []string `yaml:"services"`
 	// Config is free-form: any YAML value, handed to the extension at
 	// start as JSON (see configValue for the conversion, abi/MANIFEST.md
@@ -64,6 +64,12 @@ type Limits struct {
 	CallDeadline yamlconf.Duration `yaml:"call_deadline"`
 	// PoolSize is how many instances run at once, 1 to 256. Default 4.
 	PoolSize int `yaml:"pool_size"`
+	// ServiceRate is the host service calls per second the extension asks
+	// for, and ServiceBurst how many it may make at once beyond that rate;
+	// the broker's caps (extension_services) apply when these are absent
+	// or higher. 0 to 1,000,000 each.
+	ServiceRate  int `yaml:"service_rate"`
+	ServiceBurst int `yaml:"service_burst"`
 }
 
 // Defaults for Limits.
@@ -81,6 +87,7 @@ const (
 	maxCallDeadline = yamlconf.Duration(time.Minute)
 	minPoolSize     = 1
 	maxPoolSize     = 256
+	maxServiceRate  = 1000000
 )
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -170,6 +177,22 @@ func (m *Manifest) validate(folder string) yamlconf.Errors {
 		l.PoolSize = DefaultPoolSize
 	} else if l.PoolSize < minPoolSize || l.PoolSize > maxPoolSize {
 		bad("limits.pool_size", "%d out of range %d-%d", l.PoolSize, minPoolSize, maxPoolSize)
+	}
+	if l.ServiceRate < 0 || l.ServiceRate > maxServiceRate {
+		bad("limits.service_rate", "%d out of range 0-%d calls per second", l.ServiceRate, maxServiceRate)
+	}
+	if l.ServiceBurst < 0 || l.ServiceBurst > maxServiceRate {
+		bad("limits.service_burst", "%d out of range 0-%d", l.ServiceBurst, maxServiceRate)
+	}
+	seen := map[string]bool{}
+	for i, name := range m.Services {
+		key := fmt.Sprintf("services[%d]", i)
+		if _, ok := abi.ServiceByName(name); !ok {
+			bad(key, "unknown host service %q (ABI %s has: %s)", name, abi.Version, strings.Join(abi.ServiceNames[1:], ", "))
+		} else if seen[name] {
+			bad(key, "%q is listed twice", name)
+		}
+		seen[name] = true
 	}
 	_, cerrs := renderConfig(m.Config)
 	return append(errs, cerrs...)

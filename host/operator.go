@@ -74,8 +74,9 @@ type Report struct {
 }
 
 // StatusReport returns the state of the extensions folder dir, read from
-// statusFile when the broker that wrote it is still running.
-func StatusReport(ctx context.Context, dir, statusFile string) (Report, error) {
+// statusFile when the broker that wrote it is still running. opts gives
+// the service caps an offline check reports (ServiceRate, ServiceBurst).
+func StatusReport(ctx context.Context, dir, statusFile string, opts Options) (Report, error) {
 	sts, pid, running, err := readStatusFile(statusFile)
 	if err != nil {
 		return Report{}, err
@@ -83,7 +84,7 @@ func StatusReport(ctx context.Context, dir, statusFile string) (Report, error) {
 	if running {
 		return Report{Live: true, PID: pid, Extensions: sts}, nil
 	}
-	sts, err = inspect(ctx, dir)
+	sts, err = inspect(ctx, dir, opts)
 	if err != nil {
 		return Report{}, err
 	}

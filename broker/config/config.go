@@ -36,6 +36,8 @@ type Config struct {
 	Store Store `yaml:"store"`
 	// MQTT holds protocol limits.
 	MQTT MQTT `yaml:"mqtt"`
+	// ExtensionServices caps every extension's host service calls.
+	ExtensionServices ExtensionServices `yaml:"extension_services"`
 	// Log controls the broker's own log output.
 	Log Log `yaml:"log"`
 	// Source is the file name the configuration came from, or
@@ -151,6 +153,28 @@ type MQTT struct {
 	MaxOutboundBuffer ByteSize `yaml:"max_outbound_buffer"`
 }
 
+// ExtensionServices caps the host service calls of each extension (ABI.md
+// section 5): a token bucket per extension, which an extension's manifest
+// may make stricter (limits.service_rate, service_burst) but not looser.
+type ExtensionServices struct {
+	// Rate is the calls per second one extension may make, 1 to 1,000,000.
+	// Default DefaultServiceRate.
+	Rate int `yaml:"rate"`
+	// Burst is how many calls one extension may make at once beyond the
+	// rate, 1 to 1,000,000. Default DefaultServiceBurst.
+	Burst int `yaml:"burst"`
+}
+
+// Defaults of ExtensionServices. Rate limiting is on by default: a guest
+// stuck in a loop of service calls could otherwise make about a million of
+// them a second, each taking a broker lock or a store write. 10,000 a
+// second per extension is several times what an extension writing two
+// session attributes per CONNECT needs at the connect rates we measure.
+const (
+	DefaultServiceRate  = 10000
+	DefaultServiceBurst = 1000
+)
+
 // Log controls the broker's own log output.
 type Log struct {
 	// Level is the least severe level written: "debug", "info", "warn" or
@@ -195,8 +219,9 @@ func Default() *Config {
 			WriteTimeout:      Duration(30 * time.Second),
 			MaxOutboundBuffer: 4 << 20,
 		},
-		Log:    Log{Level: "info", Format: "text"},
-		Source: defaultSource,
+		ExtensionServices: ExtensionServices{Rate: DefaultServiceRate, Burst: DefaultServiceBurst},
+		Log:               Log{Level: "info", Format: "text"},
+		Source:            defaultSource,
 	}
 }
 

@@ -56,6 +56,8 @@ var reloadRules = []reloadRule{
 	{key: "mqtt.max_clients", why: "mochi's capabilities are fixed at start"},
 	{key: "mqtt.write_timeout", live: true, to: "connections accepted from now on"},       // Server.wrapConn, at accept
 	{key: "mqtt.max_outbound_buffer", live: true, to: "connections accepted from now on"}, // Server.wrapConn, at accept
+	{key: "extension_services.rate", why: "each extension's rate limiter is built with it when the extension loads"},
+	{key: "extension_services.burst", why: "each extension's rate limiter is built with it when the extension loads"},
 	{key: "log.level", live: true, to: "now", logger: true, why: "the broker was given no way to change its logger (broker.Options.ApplyLog)"},
 	{key: "log.format", live: true, to: "now", logger: true, why: "the broker was given no way to change its logger (broker.Options.ApplyLog)"},
 }

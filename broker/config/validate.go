@@ -145,6 +145,9 @@ func (c *Config) validate() Errors {
 		ch.addf("mqtt.max_outbound_buffer", "%s out of range %s-%s", m.MaxOutboundBuffer, ByteSize(minOutboundBuffer), ByteSize(maxOutboundBuffer))
 	}
 
+	ch.intRange("extension_services.rate", c.ExtensionServices.Rate, 1, 1000000)
+	ch.intRange("extension_services.burst", c.ExtensionServices.Burst, 1, 1000000)
+
 	ch.enum("log.level", c.Log.Level, logLevels)
 	ch.enum("log.format", c.Log.Format, logFormats)
 	return ch.errs

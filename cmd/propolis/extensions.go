@@ -18,10 +18,17 @@ func statusFile(cfg *config.Config) string {
 	return filepath.Join(cfg.DataDir, "extensions-status.json")
 }
 
+// hostOptions is the extension host's options that come from the
+// configuration.
+func hostOptions(cfg *config.Config) host.Options {
+	return host.Options{Dir: cfg.ExtensionsDir, CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
+		ServiceRate: float64(cfg.ExtensionServices.Rate), ServiceBurst: cfg.ExtensionServices.Burst}
+}
+
 // listExtensions prints every extension folder: from the running broker's
 // status file when a broker is running, else from an offline check.
 func listExtensions(cfg *config.Config, w io.Writer) error {
-	r, err := host.StatusReport(context.Background(), cfg.ExtensionsDir, statusFile(cfg))
+	r, err := host.StatusReport(context.Background(), cfg.ExtensionsDir, statusFile(cfg), hostOptions(cfg))
 	if err != nil {
 		return err
 	}
@@ -31,7 +38,7 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 		fmt.Fprintf(w, "no broker running (no live status in %s); each extension in %s loaded once in a throwaway host\n", cfg.DataDir, cfg.ExtensionsDir)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tVERSION\tSTATE\tPRIORITY\tCALLBACKS\tREASON")
+	fmt.Fprintln(tw, "ID\tVERSION\tSTATE\tPRIORITY\tCALLBACKS\tSERVICES\tSERVICE LIMIT\tREASON")
 	for _, s := range r.Extensions {
 		cbs := strings.Join(s.Callbacks, ",")
 		if cbs == "" {
@@ -44,7 +51,17 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 		// A reason listing several problems (a manifest's) spans lines: one
 		// row each extension.
 		reason := strings.ReplaceAll(s.Reason, "\n", "; ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, version, s.State, strconv.Itoa(s.Priority), cbs, reason)
+		services, limit := "-", "-"
+		if len(s.Services) > 0 {
+			services = strings.Join(s.Services, ",")
+		}
+		if s.ServiceBurst > 0 { // a failed folder has none
+			limit = fmt.Sprintf("%s/s burst %d", strconv.FormatFloat(s.ServiceRate, 'g', -1, 64), s.ServiceBurst)
+			if s.RateLimited > 0 || s.NotPermitted > 0 {
+				limit += fmt.Sprintf(" (refused: %d rate-limited, %d not permitted)", s.RateLimited, s.NotPermitted)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, version, s.State, strconv.Itoa(s.Priority), cbs, services, limit, reason)
 	}
 	if len(r.Extensions) == 0 {
 		fmt.Fprintln(tw, "(none)")

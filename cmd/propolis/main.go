@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -91,8 +90,9 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 
 	// The host touches no file until LoadAll, so a refused start (address
 	// in use, newer data format) leaves the data folder as it was.
-	h, err := host.New(host.Options{Dir: cfg.ExtensionsDir, CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
-		StatusFile: statusFile(cfg), BrokerVersion: version, Logger: log})
+	opts := hostOptions(cfg)
+	opts.StatusFile, opts.BrokerVersion, opts.Logger = statusFile(cfg), version, log
+	h, err := host.New(opts)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,24 @@ func hostAddConnackUserProperty(kptr unsafe.Pointer, klen uint32, vptr unsafe.Po
 //go:wasmimport propolis_v1 add_permission
 func hostAddPermission(ptr unsafe.Pointer, length uint32) int32
 
+//go:wasmimport propolis_v1 take_result
+func hostTakeResult(out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 session_attribute_get
+func hostSessionAttributeGet(cid_ptr unsafe.Pointer, cid_len uint32, key_ptr unsafe.Pointer, key_len uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 session_attribute_get_all
+func hostSessionAttributeGetAll(cid_ptr unsafe.Pointer, cid_len uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 session_attribute_put
+func hostSessionAttributePut(cid_ptr unsafe.Pointer, cid_len uint32, key_ptr unsafe.Pointer, key_len uint32, val_ptr unsafe.Pointer, val_len uint32) int32
+
+//go:wasmimport propolis_v1 session_attribute_put_if_newer
+func hostSessionAttributePutIfNewer(cid_ptr unsafe.Pointer, cid_len uint32, key_ptr unsafe.Pointer, key_len uint32, val_ptr unsafe.Pointer, val_len uint32, time int64, flags uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 session_attribute_remove
+func hostSessionAttributeRemove(cid_ptr unsafe.Pointer, cid_len uint32, key_ptr unsafe.Pointer, key_len uint32) int32
+
 // The exports of ABI.md section 3. _initialize comes from Go's c-shared
 // runtime.
 

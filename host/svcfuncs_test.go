@@ -1,0 +1,168 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/config"
+)
+
+// wired is a host and a broker wired as cmd/propolis wires them: the host
+// first, the broker with the host as its extensions, UseBroker, then
+// LoadAll.
+type wired struct {
+	h    *Host
+	srv  *broker.Server
+	addr string
+	logs *logBuffer
+}
+
+// startWired runs extDir's extensions against a real broker; opts may set
+// the host's options (Dir and Logger are filled in).
+func startWired(t testing.TB, extDir string, opts Options) *wired {
+	t.Helper()
+	logs := &logBuffer{}
+	var w io.Writer = logs
+	opts.Dir, opts.BrokerVersion = extDir, "test"
+	opts.CacheDir = filepath.Join(os.TempDir(), "propolis-test-wasm-cache")
+	opts.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	hostLogs.Store(h, logs)
+	cfg := config.Default()
+	cfg.Listeners[0].Address = "127.0.0.1:0"
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	srv, err := broker.New(broker.Options{Config: cfg, Logger: h.log, Extensions: broker.Extensions{Authenticator: h, Events: h}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.UseBroker(srv)
+	if err := h.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return &wired{h: h, srv: srv, addr: srv.Addr("tcp"), logs: logs}
+}
+
+// probe sends one svcprobe command and returns its answer (the PUBACK's
+// reason string).
+func probe(t testing.TB, c *paho.Client, cmd string) string {
+	t.Helper()
+	r, err := c.Publish(ctx(t), &paho.Publish{Topic: "svc/x", QoS: 1, Payload: []byte(cmd)})
+	if err != nil && r == nil {
+		t.Fatalf("probe %q: %v", cmd, err)
+	}
+	if r == nil || r.Properties == nil {
+		t.Fatalf("probe %q: no PUBACK reason (%+v, %v)", cmd, r, err)
+	}
+	return r.Properties.ReasonString
+}
+
+// probeClient installs svcprobe with the manifest lines extra, starts a
+// wired broker and connects an MQTT 5 client as id.
+func probeClient(t *testing.T, extra string, opts Options, id string) (*wired, *paho.Client) {
+	t.Helper()
+	extDir := t.TempDir()
+	installExtension(t, extDir, "svcprobe", buildGuest(t, "testdata/guests", "svcprobe"), 0, extra)
+	w := startWired(t, extDir, opts)
+	c, _, err := v5(t, w.addr, id, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, c
+}
+
+// TestSessionAttributeServices runs every session attribute function from
+// a Go guest against the real broker and store, and reads the outcome on
+// the wire.
+func TestSessionAttributeServices(t *testing.T) {
+	w, c := probeClient(t, "services: [session_attributes]\n", Options{}, "c1")
+	steps := []struct{ cmd, want string }{
+		{"get|c1|k", "err:propolis: NOT_FOUND"},
+		{"get|nobody|k", "err:propolis: NOT_FOUND"},
+		{"put|c1|k|v1", "ok"},
+		{"get|c1|k", "ok:v1"},
+		{"ifnewer|c1|t|a|100|0", "ok:replaced=true,had=false,prev="},
+		{"ifnewer|c1|t|b|50|0", "ok:replaced=false,had=true,prev=a"},
+		{"ifnewer|c1|t|c|100|0", "ok:replaced=false,had=true,prev=a"},
+		{"ifnewer|c1|t|d|100|1", "ok:replaced=true,had=true,prev=a"},
+		{"ifnewer|c1|t|e|101|0", "ok:replaced=true,had=true,prev=d"},
+		{"getall|c1", "ok:k=v1@"}, // the time is the broker's: checked below
+		{"rm|c1|k", "ok"},
+		{"rm|c1|k", "ok"},
+		{"getall|c1", "ok:t=e@101"},
+		// A result beyond the SDK's 4 KiB buffer comes through take_result.
+		{"putbig|c1|big|10000", "ok"},
+		{"getlen|c1|big", "ok:10000"},
+		// Bad input is a status.
+		{"put|c1||v", "err:propolis: INVALID_ARGUMENT"},
+		{"putbig|c1|k|10241", "err:propolis: TOO_LARGE"},
+		{"put|c1|" + strings.Repeat("k", 257) + "|v", "err:propolis: TOO_LARGE"},
+	}
+	for _, s := range steps {
+		got := probe(t, c, s.cmd)
+		if !strings.HasPrefix(got, s.want) {
+			t.Errorf("%s: got %q, want %q", s.cmd, got, s.want)
+		}
+	}
+	// The broker holds what the guest wrote.
+	v, ok, err := w.srv.Attribute("c1", "t")
+	if err != nil || !ok || string(v) != "e" {
+		t.Errorf("broker's attribute t = %q, %v, %v; want e", v, ok, err)
+	}
+	if st := statusOf(t, w.h, "svcprobe"); fmt.Sprint(st.Services) != "[session_attributes]" || st.ServiceRate != DefaultServiceRate {
+		t.Errorf("status: services %v, rate %v", st.Services, st.ServiceRate)
+	}
+}
+
+// TestServiceNotPermitted: a service the manifest does not grant answers
+// NOT_PERMITTED, is counted, and is logged once however often it is
+// called.
+func TestServiceNotPermitted(t *testing.T) {
+	w, c := probeClient(t, "", Options{}, "c1")
+	for range 3 {
+		if got := probe(t, c, "put|c1|k|v"); got != "err:propolis: NOT_PERMITTED" {
+			t.Fatalf("got %q, want NOT_PERMITTED", got)
+		}
+	}
+	if st := statusOf(t, w.h, "svcprobe"); st.NotPermitted != 3 {
+		t.Errorf("NotPermitted = %d, want 3", st.NotPermitted)
+	}
+	if n := strings.Count(w.logs.String(), "host service not granted"); n != 1 {
+		t.Errorf("%d log lines about the refusal, want 1 (rate-limited)", n)
+	}
+	if _, ok, _ := w.srv.Attribute("c1", "k"); ok {
+		t.Error("a refused put wrote the attribute")
+	}
+}
+
+// TestServiceRateLimit: with a burst of N and a rate too slow to refill
+// during the test, N+1 calls give exactly one RATE_LIMITED; the operator's
+// cap wins over a manifest that asks for more.
+func TestServiceRateLimit(t *testing.T) {
+	const burst = 20
+	w, c := probeClient(t, "services: [session_attributes]\nlimits:\n  service_rate: 1000\n  service_burst: 500\n",
+		Options{ServiceRate: 0.001, ServiceBurst: burst}, "c1")
+	if got, want := probe(t, c, fmt.Sprintf("burst|%d|c1|k", burst+1)), fmt.Sprintf("ok:ok=%d,limited=1,other=0", burst); got != want {
+		t.Errorf("burst of %d: got %q, want %q", burst+1, got, want)
+	}
+	st := statusOf(t, w.h, "svcprobe")
+	if st.RateLimited != 1 || st.ServiceRate != 0.001 || st.ServiceBurst != burst {
+		t.Errorf("status: RateLimited %d, rate %v, burst %d", st.RateLimited, st.ServiceRate, st.ServiceBurst)
+	}
+}

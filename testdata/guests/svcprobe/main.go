@@ -1,0 +1,105 @@
+// Command svcprobe is a test guest for host services: it allows every
+// CONNECT, and answers each PUBLISH on svc/# by running the command in its
+// payload and denying the PUBLISH with the outcome as reason string, which
+// an MQTT 5 client reads from its PUBACK. A command is fields separated by
+// "|": the operation, then its arguments.
+//
+//	get|CID|KEY                  ok:VALUE
+//	getall|CID                   ok:KEY=VALUE@UNIXNS,...
+//	put|CID|KEY|VALUE            ok
+//	putbig|CID|KEY|N             ok (a value of N bytes of 'v')
+//	getlen|CID|KEY               ok:LEN (the value's length)
+//	ifnewer|CID|KEY|VALUE|NS|EQ  ok:replaced=R,had=H,prev=PREV
+//	rm|CID|KEY                   ok
+//	burst|N|CID|KEY              ok:ok=A,limited=B,other=C (N gets)
+//
+// A failure answers err:ERROR.
+package main
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	propolis "github.com/propolis-mqtt/propolis/sdk/go"
+)
+
+func init() {
+	propolis.Register(propolis.Extension{
+		Authenticate:     func(*propolis.Connect) propolis.AuthResult { return propolis.AuthResult{Verdict: propolis.Allow()} },
+		AuthorizePublish: func(p *propolis.Publish) propolis.Verdict { return propolis.Deny(0x83, run(string(p.Payload))) },
+		PublishFilters:   []string{"svc/#"},
+	})
+}
+
+func arg(a []string, i int) string {
+	if i < len(a) {
+		return a[i]
+	}
+	return ""
+}
+
+func run(cmd string) string {
+	a := strings.Split(cmd, "|")
+	cid, key := arg(a, 1), arg(a, 2)
+	var out string
+	var err error
+	switch a[0] {
+	case "get":
+		var v []byte
+		v, err = propolis.SessionAttribute(cid, key)
+		out = string(v)
+	case "getlen":
+		var v []byte
+		v, err = propolis.SessionAttribute(cid, key)
+		out = strconv.Itoa(len(v))
+	case "getall":
+		var as []propolis.Attribute
+		as, err = propolis.SessionAttributes(cid)
+		var parts []string
+		for _, at := range as {
+			parts = append(parts, at.Key+"="+string(at.Value)+"@"+strconv.FormatInt(at.Time.UnixNano(), 10))
+		}
+		out = strings.Join(parts, ",")
+	case "put":
+		err = propolis.PutSessionAttribute(cid, key, []byte(arg(a, 3)))
+	case "putbig":
+		n, _ := strconv.Atoi(arg(a, 3))
+		err = propolis.PutSessionAttribute(cid, key, []byte(strings.Repeat("v", n)))
+	case "ifnewer":
+		ns, _ := strconv.ParseInt(arg(a, 4), 10, 64)
+		var prev []byte
+		var replaced bool
+		prev, replaced, err = propolis.PutSessionAttributeIfNewer(cid, key, []byte(arg(a, 3)), time.Unix(0, ns), arg(a, 5) == "1")
+		out = "replaced=" + strconv.FormatBool(replaced) + ",had=" + strconv.FormatBool(prev != nil) + ",prev=" + string(prev)
+	case "rm":
+		err = propolis.RemoveSessionAttribute(cid, key)
+	case "burst":
+		n, _ := strconv.Atoi(arg(a, 1))
+		var ok, limited, other int
+		for i := 0; i < n; i++ {
+			_, e := propolis.SessionAttribute(arg(a, 2), arg(a, 3))
+			switch {
+			case e == nil || errors.Is(e, propolis.ErrNotFound):
+				ok++
+			case errors.Is(e, propolis.ErrRateLimited):
+				limited++
+			default:
+				other++
+			}
+		}
+		out = "ok=" + strconv.Itoa(ok) + ",limited=" + strconv.Itoa(limited) + ",other=" + strconv.Itoa(other)
+	default:
+		return "err:unknown command " + a[0]
+	}
+	if err != nil {
+		return "err:" + err.Error()
+	}
+	if out == "" {
+		return "ok"
+	}
+	return "ok:" + out
+}
+
+func main() {}
