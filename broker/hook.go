@@ -57,9 +57,9 @@ type hook struct {
 	// pending holds the ordering keys of client publishes savePending
 	// stored, until deletePending removes their record. A publish whose
 	// PUBACK cannot be written (the connection is gone) never reaches
-	// OnPublished: its key stays, as its record stays in the store for
-	// the next start.
-	pending sync.Map // int64 -> struct{}
+	// OnPublished: its record stays in the store for the next start, and
+	// its key goes when its publisher disconnects (forgetPending).
+	pending sync.Map // int64 -> *mqtt.Client, the publisher
 
 	// replay is the pending message being re-published at start-up, if any
 	// (set by Server.republishPending, read by OnPublish on the same
@@ -110,7 +110,7 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // error makes mochi drop the connection; a refusal has been answered with
 // its CONNACK already.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	takeSendQuota(cl, pk) // before cl is in h.clients; see sendquota.go
+	takeSendQuota(cl, pk, h.heldExpired(cl)) // before cl is in h.clients; see sendquota.go
 	restoreEmptyWill(cl, &pk)
 	return h.authenticateConnect(cl, pk)
 }
@@ -160,6 +160,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	now := time.Now()
 	h.emitDisconnect(cl, err, now)
 	h.dropState(cl)
+	h.forgetPending(cl)
 	h.sessionEnded(cl, expire, now)
 }
 
@@ -263,9 +264,15 @@ func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightAcked(cl, pk)
 }
 
-// OnQosDropped removes an expired or discarded in-flight message.
+// OnQosDropped removes an expired or discarded in-flight message. A
+// PUBLISH mochi dropped (its expiry sweep) is also dropped from the
+// deliveries cl's outConn holds back, so that it is never sent and its
+// packet id, which mochi may reuse, names one message only.
 func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightDropped(cl, pk)
+	if oc, ok := cl.Net.Conn.(*outConn); ok && pk.FixedHeader.Type == packets.Publish {
+		oc.forgetHeld(pk.PacketID)
+	}
 }
 
 // OnPacketEncode sees every packet before it is written. It counts the

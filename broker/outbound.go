@@ -65,6 +65,9 @@ type outConn struct {
 	corked   bool      // the reader has more than one packet to process (see Read)
 	in       framing   // packet boundaries in what Read returned (reader's goroutine only)
 	quota    sendQuota // the client's Receive Maximum on deliveries (sendquota.go)
+	// now is the clock of held deliveries (see clock); nil: time.Now. Set
+	// before the connection is used.
+	now func() time.Time
 	// window is the in-flight window mochi took from the client's Receive
 	// Maximum (see takeSendQuota).
 	window   atomic.Uint32
