@@ -255,3 +255,45 @@ func TestPendingForgottenWhenPubackFails(t *testing.T) {
 	}
 	poll.Until(t, "the pending key to be forgotten", func() bool { return s.PendingInMemory() == 0 })
 }
+
+// TestHeldDeliveryResentWithoutDUP: deliveries a connection held back for
+// the client's Receive Maximum and never sent are resent at the next
+// connection without DUP, since that is their first delivery ("The DUP flag
+// MUST be set to 1 by the Client or Server when it attempts to re-deliver
+// a PUBLISH packet", [MQTT-3.3.1-1]; DUP 0 means the first attempt,
+// §3.3.1.1); the one that was sent is resent with DUP.
+func TestHeldDeliveryResentWithoutDUP(t *testing.T) {
+	s, addr := startServer(t, testConfig(t.TempDir()), fanInExtensions())
+	sub, _ := dialWindow5(t, addr, "sub", false, 1)
+	subscribeHeld(t, sub.conn5, "dup/t")
+	for _, p := range []string{"a", "b", "c"} {
+		publishNow(t, s, broker.Message{Topic: "dup/t", QoS: 1, Payload: []byte(p)})
+	}
+	if a := readPublish(t, sub.conn5); a.payload != "a" || a.header&0x08 != 0 {
+		t.Fatalf("first delivery %+v, want \"a\" without DUP", a)
+	}
+	untilMarker(t, s, sub.conn5, "dup/t") // b and c are held
+	_ = sub.Drop()
+	poll.Until(t, "the session to be offline", func() bool {
+		info, ok := s.Client("sub")
+		return ok && !info.Connected
+	})
+
+	sub, present := dialWindow5(t, addr, "sub", false, 3)
+	if !present {
+		t.Fatal("session not present after reconnecting")
+	}
+	want := map[string]bool{"a": true, "b": false, "c": false} // payload: DUP
+	for range 3 {
+		p := readPublish(t, sub.conn5)
+		dup, ok := want[p.payload]
+		if !ok {
+			t.Fatalf("unexpected delivery %+v", p)
+		}
+		if got := p.header&0x08 != 0; got != dup {
+			t.Fatalf("resent %q with DUP %v, want %v (sent before: %v)", p.payload, got, dup, dup)
+		}
+		delete(want, p.payload)
+		puback(sub.conn5, p.id)
+	}
+}

@@ -60,6 +60,9 @@ type hook struct {
 	// OnPublished: its record stays in the store for the next start, and
 	// its key goes when its publisher disconnects (forgetPending).
 	pending sync.Map // int64 -> *mqtt.Client, the publisher
+	// unsent holds, per client id, the packet ids of deliveries its last
+	// connection held and never sent (heldUnsent, takeUnsent).
+	unsent sync.Map // string -> map[uint16]struct{}
 
 	// replay is the pending message being re-published at start-up, if any
 	// (set by Server.republishPending, read by OnPublish on the same
@@ -110,7 +113,7 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // error makes mochi drop the connection; a refusal has been answered with
 // its CONNACK already.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	takeSendQuota(cl, pk, h.heldExpired(cl)) // before cl is in h.clients; see sendquota.go
+	takeSendQuota(cl, pk, h.heldExpired(cl), h.heldUnsent(cl)) // before cl is in h.clients; see sendquota.go
 	restoreEmptyWill(cl, &pk)
 	return h.authenticateConnect(cl, pk)
 }
@@ -161,11 +164,15 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.emitDisconnect(cl, err, now)
 	h.dropState(cl)
 	h.forgetPending(cl)
+	if expire {
+		h.unsent.Delete(cl.ID)
+	}
 	h.sessionEnded(cl, expire, now)
 }
 
 // OnClientExpired removes an expired session from persistence.
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.unsent.Delete(cl.ID)
 	h.sessionExpired(cl)
 }
 
@@ -293,6 +300,11 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		return pk
 	case packets.Suback, packets.Unsuback:
 		return h.subscribeAck(cl, pk)
+	case packets.Publish:
+		if pk.FixedHeader.Dup {
+			pk = h.firstSend(cl, pk)
+		}
+		return pk
 	case packets.Connack:
 	default:
 		return pk
@@ -301,6 +313,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		return h.refusingConnack(cl, pk)
 	}
 	pk = h.connectAck(cl, pk)
+	h.takeUnsent(cl, pk.SessionPresent)
 	if pk.SessionPresent {
 		h.dropRevokedInflight(cl)
 		renumberInflight(cl)

@@ -401,8 +401,11 @@ func (c *outConn) failLocked(err error, slow bool) {
 	}
 	c.buf = nil
 	c.held = nil
-	c.quota.waiting, c.quota.waitBytes = nil, 0 // still in mochi's in-flight map and the store
+	unsent := c.endHeldLocked() // still in mochi's in-flight map and the store
 	c.mu.Unlock()
+	if unsent != nil {
+		unsent()
+	}
 	if !first {
 		return
 	}
@@ -531,6 +534,11 @@ func (c *outConn) Close() error {
 	c.mu.Lock()
 	if len(c.held) > 0 && !c.closed {
 		c.uncork() // they go before the close, as if written last
+		c.mu.Lock()
+	}
+	if unsent := c.endHeldLocked(); unsent != nil {
+		c.mu.Unlock()
+		unsent()
 		c.mu.Lock()
 	}
 	if c.closed || c.err != nil {

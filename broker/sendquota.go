@@ -61,8 +61,9 @@ import (
 // that is not an outConn (none is, outside tests of mochi alone) keeps
 // mochi's quota.
 // expired is told the packet ids of held deliveries dropped as expired
-// (see releaseLocked).
-func takeSendQuota(cl *mqtt.Client, pk packets.Packet, expired func(ids []uint16)) {
+// (see releaseLocked), unsent the ones still held when the connection ends
+// (endHeldLocked).
+func takeSendQuota(cl *mqtt.Client, pk packets.Packet, expired, unsent func(ids []uint16)) {
 	oc, ok := cl.Net.Conn.(*outConn)
 	if !ok {
 		return
@@ -75,7 +76,7 @@ func takeSendQuota(cl *mqtt.Client, pk packets.Packet, expired func(ids []uint16
 	if r := pk.Properties.ReceiveMaximum; pk.ProtocolVersion == 5 && r > 0 && r < math.MaxUint16 {
 		oc.limitSends(int(r))
 		oc.mu.Lock()
-		oc.quota.expired = expired
+		oc.quota.expired, oc.quota.unsent = expired, unsent
 		oc.mu.Unlock()
 	}
 }
@@ -126,6 +127,15 @@ type sendQuota struct {
 	// PUBLISH packets whose Message Expiry Interval ran out before they
 	// could be sent (see releaseLocked); nil: nobody is told.
 	expired func(ids []uint16)
+	// unsent is called once, without outConn.mu, with the packet ids of
+	// the PUBLISH packets still held when the connection ends (closed or
+	// failed): they never reached the client (see endHeldLocked); nil:
+	// nobody is told.
+	unsent func(ids []uint16)
+	// fresh holds the packet ids of the session's messages the previous
+	// connection held and never sent (hook.takeUnsent): their resend goes
+	// out without DUP (hook.firstSend).
+	fresh map[uint16]struct{}
 }
 
 // heldPub is a PUBLISH held back by the client's Receive Maximum.
@@ -315,6 +325,30 @@ func (c *outConn) forgetHeld(id uint16) {
 	}
 }
 
+// endHeldLocked drops the held PUBLISH packets as the connection ends and
+// returns a call telling q.unsent their packet ids (nil when there is
+// nothing to tell), for the caller to make once c.mu is released. mochi
+// keeps the messages in its in-flight map and resends them at the next
+// connection with DUP set; the hook clears DUP then for these ids, since
+// they were never sent ([MQTT-3.3.1-1]: DUP marks a re-delivery). It is
+// called with c.mu held.
+func (c *outConn) endHeldLocked() func() {
+	q := &c.quota
+	ids := make([]uint16, 0, len(q.waiting))
+	for _, h := range q.waiting {
+		if id, _, ok := countedID(h.f); ok {
+			ids = append(ids, id)
+		}
+	}
+	q.waiting, q.waitBytes = nil, 0
+	tell := q.unsent
+	q.unsent = nil
+	if tell == nil {
+		return nil
+	}
+	return func() { tell(ids) }
+}
+
 // clock returns the time for held deliveries: c.now when a test set it,
 // else time.Now.
 func (c *outConn) clock() time.Time {
@@ -426,4 +460,61 @@ func (f *framing) clientAck(typ byte, head []byte, n int) {
 		return // a PUBREC with a success code: the flow goes on
 	}
 	f.acks = append(f.acks, uint16(head[0])<<8|uint16(head[1]))
+}
+
+// heldUnsent returns the function cl's outConn calls, once, with the
+// packet ids of the deliveries it still held when the connection ended
+// (endHeldLocked). They wait in h.unsent for the session's next
+// connection, which sends them without DUP (takeUnsent, firstSend); a
+// connection ending with none held leaves nothing.
+func (h *hook) heldUnsent(cl *mqtt.Client) func(ids []uint16) {
+	return func(ids []uint16) {
+		if len(ids) == 0 {
+			h.unsent.Delete(cl.ID)
+			return
+		}
+		set := make(map[uint16]struct{}, len(ids))
+		for _, id := range ids {
+			set[id] = struct{}{}
+		}
+		h.unsent.Store(cl.ID, set)
+	}
+}
+
+// takeUnsent hands cl's connection the packet ids its session's previous
+// connection held and never sent (heldUnsent), when the session was
+// resumed, and forgets them either way, so that they apply to the one
+// resend that follows. OnPacketEncode calls it for an accepting CONNACK:
+// mochi has stopped a connection it takes over by then (and so heard what
+// it held), and resends the session's messages right after.
+func (h *hook) takeUnsent(cl *mqtt.Client, resumed bool) {
+	v, ok := h.unsent.LoadAndDelete(cl.ID)
+	oc, isOut := cl.Net.Conn.(*outConn)
+	if !ok || !resumed || !isOut {
+		return
+	}
+	oc.mu.Lock()
+	oc.quota.fresh = v.(map[uint16]struct{})
+	oc.mu.Unlock()
+}
+
+// firstSend clears DUP on a PUBLISH mochi resends at a reconnection when
+// the previous connection held it and never sent it (takeUnsent): DUP
+// marks a re-delivery, and this is the first attempt ([MQTT-3.3.1-1]).
+// Messages queued while the client was offline keep mochi's DUP (see
+// README, Known issues), as do all resends after a restart (the ids are
+// kept in memory only). OnPacketEncode calls it for each PUBLISH with DUP
+// set, on the writer's goroutine.
+func (h *hook) firstSend(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	oc, ok := cl.Net.Conn.(*outConn)
+	if !ok {
+		return pk
+	}
+	oc.mu.Lock()
+	if _, never := oc.quota.fresh[pk.PacketID]; never {
+		delete(oc.quota.fresh, pk.PacketID)
+		pk.FixedHeader.Dup = false
+	}
+	oc.mu.Unlock()
+	return pk
 }
