@@ -39,11 +39,14 @@ import (
 // that limit finds a client that does not read, while a held message waits
 // for the client's acknowledgement of an earlier one, at round-trip pace;
 // held messages are bounded in number by mqtt.max_queued_messages (mochi
-// refuses a delivery beyond it, see MaximumInflight). A held message is in mochi's
-// in-flight map and in the store already: if the connection ends first, a
-// persistent session sends it at the next connection (with DUP set, as
-// mochi marks every resent message), where the resends are counted and
-// held in the same way.
+// refuses a delivery beyond it, see MaximumInflight; a held message mochi
+// drops leaves the held ones too, forgetHeld). A held message is in
+// mochi's in-flight map and in the store already: if the connection ends
+// first, a persistent session sends it at the next connection (without
+// DUP, see endHeldLocked), where the resends are counted and held in the
+// same way. A released message goes out with the expiry it has left, or
+// not at all (releaseLocked), and never with a packet id the client holds
+// unacknowledged (gateLocked).
 //
 // mochi clamps the Receive Maximum it keeps in the client's properties to
 // mqtt.max_queued_messages, and resets its send quota from that value when
