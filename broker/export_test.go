@@ -36,3 +36,16 @@ func (s *Server) ViolationsSeen() int {
 	defer s.violations.mu.Unlock()
 	return s.violations.seen
 }
+
+// SetHeldClock makes the connections accepted from now on read the time
+// of the deliveries they hold back for a client's Receive Maximum (their
+// expiry) from now, so that a test decides how long a message was held.
+func (s *Server) SetHeldClock(now func() time.Time) { s.heldClock.Store(&now) }
+
+// PendingInMemory returns how many publishes the broker remembers having
+// written as pending and not yet queued for their subscribers.
+func (s *Server) PendingInMemory() int {
+	n := 0
+	s.hook.pending.Range(func(any, any) bool { n++; return true })
+	return n
+}

@@ -57,9 +57,12 @@ type hook struct {
 	// pending holds the ordering keys of client publishes savePending
 	// stored, until deletePending removes their record. A publish whose
 	// PUBACK cannot be written (the connection is gone) never reaches
-	// OnPublished: its key stays, as its record stays in the store for
-	// the next start.
-	pending sync.Map // int64 -> struct{}
+	// OnPublished: its record stays in the store for the next start, and
+	// its key goes when its publisher disconnects (forgetPending).
+	pending sync.Map // int64 -> *mqtt.Client, the publisher
+	// unsent holds, per client id, the packet ids of deliveries its last
+	// connection held and never sent (heldUnsent, takeUnsent).
+	unsent sync.Map // string -> map[uint16]struct{}
 
 	// replay is the pending message being re-published at start-up, if any
 	// (set by Server.republishPending, read by OnPublish on the same
@@ -110,7 +113,7 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // error makes mochi drop the connection; a refusal has been answered with
 // its CONNACK already.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	takeSendQuota(cl, pk) // before cl is in h.clients; see sendquota.go
+	takeSendQuota(cl, pk, h.heldExpired(cl), h.heldUnsent(cl)) // before cl is in h.clients; see sendquota.go
 	restoreEmptyWill(cl, &pk)
 	return h.authenticateConnect(cl, pk)
 }
@@ -160,11 +163,16 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	now := time.Now()
 	h.emitDisconnect(cl, err, now)
 	h.dropState(cl)
+	h.forgetPending(cl)
+	if expire {
+		h.unsent.Delete(cl.ID)
+	}
 	h.sessionEnded(cl, expire, now)
 }
 
 // OnClientExpired removes an expired session from persistence.
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.unsent.Delete(cl.ID)
 	h.sessionExpired(cl)
 }
 
@@ -263,9 +271,15 @@ func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightAcked(cl, pk)
 }
 
-// OnQosDropped removes an expired or discarded in-flight message.
+// OnQosDropped removes an expired or discarded in-flight message. A
+// PUBLISH mochi dropped (its expiry sweep) is also dropped from the
+// deliveries cl's outConn holds back, so that it is never sent and its
+// packet id, which mochi may reuse, names one message only.
 func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightDropped(cl, pk)
+	if oc, ok := cl.Net.Conn.(*outConn); ok && pk.FixedHeader.Type == packets.Publish {
+		oc.forgetHeld(pk.PacketID)
+	}
 }
 
 // OnPacketEncode sees every packet before it is written. It counts the
@@ -286,6 +300,11 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		return pk
 	case packets.Suback, packets.Unsuback:
 		return h.subscribeAck(cl, pk)
+	case packets.Publish:
+		if pk.FixedHeader.Dup {
+			pk = h.firstSend(cl, pk)
+		}
+		return pk
 	case packets.Connack:
 	default:
 		return pk
@@ -294,6 +313,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		return h.refusingConnack(cl, pk)
 	}
 	pk = h.connectAck(cl, pk)
+	h.takeUnsent(cl, pk.SessionPresent)
 	if pk.SessionPresent {
 		h.dropRevokedInflight(cl)
 		renumberInflight(cl)

@@ -65,6 +65,9 @@ type outConn struct {
 	corked   bool      // the reader has more than one packet to process (see Read)
 	in       framing   // packet boundaries in what Read returned (reader's goroutine only)
 	quota    sendQuota // the client's Receive Maximum on deliveries (sendquota.go)
+	// now is the clock of held deliveries (see clock); nil: time.Now. Set
+	// before the connection is used.
+	now func() time.Time
 	// window is the in-flight window mochi took from the client's Receive
 	// Maximum (see takeSendQuota).
 	window   atomic.Uint32
@@ -398,8 +401,11 @@ func (c *outConn) failLocked(err error, slow bool) {
 	}
 	c.buf = nil
 	c.held = nil
-	c.quota.waiting, c.quota.waitBytes = nil, 0 // still in mochi's in-flight map and the store
+	unsent := c.endHeldLocked() // still in mochi's in-flight map and the store
 	c.mu.Unlock()
+	if unsent != nil {
+		unsent()
+	}
 	if !first {
 		return
 	}
@@ -528,6 +534,11 @@ func (c *outConn) Close() error {
 	c.mu.Lock()
 	if len(c.held) > 0 && !c.closed {
 		c.uncork() // they go before the close, as if written last
+		c.mu.Lock()
+	}
+	if unsent := c.endHeldLocked(); unsent != nil {
+		c.mu.Unlock()
+		unsent()
 		c.mu.Lock()
 	}
 	if c.closed || c.err != nil {

@@ -184,9 +184,27 @@ func (h *hook) savePending(cl *mqtt.Client, pk *packets.Packet) error {
 		h.refusedPublishes.Add(1)
 	}
 	if err == nil {
-		h.pending.Store(pk.Created, struct{}{})
+		h.pending.Store(pk.Created, cl)
 	}
 	return err
+}
+
+// forgetPending forgets the pending records savePending wrote for cl's
+// publishes that OnPublished never saw: mochi stops before queueing a
+// message when it cannot write its PUBACK/PUBREC (the connection failed
+// meanwhile). The records stay in the store, so a restart re-publishes
+// those messages (their publisher was never told they arrived, and
+// resends them too: a subscriber may get one twice, none loses it).
+// OnDisconnect calls it once cl's goroutine has stopped reading, so none of
+// cl's publishes is between savePending and OnPublished any more; it
+// costs one pass over the publishes in flight broker-wide.
+func (h *hook) forgetPending(cl *mqtt.Client) {
+	h.pending.Range(func(k, v any) bool {
+		if v == cl {
+			h.pending.Delete(k)
+		}
+		return true
+	})
 }
 
 // needsPending reports whether a QoS 1/2 publish must be stored as pending

@@ -1,7 +1,10 @@
 package broker
 
 import (
+	"encoding/binary"
 	"math"
+	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -36,11 +39,14 @@ import (
 // that limit finds a client that does not read, while a held message waits
 // for the client's acknowledgement of an earlier one, at round-trip pace;
 // held messages are bounded in number by mqtt.max_queued_messages (mochi
-// refuses a delivery beyond it, see MaximumInflight). A held message is in mochi's
-// in-flight map and in the store already: if the connection ends first, a
-// persistent session sends it at the next connection (with DUP set, as
-// mochi marks every resent message), where the resends are counted and
-// held in the same way.
+// refuses a delivery beyond it, see MaximumInflight; a held message mochi
+// drops leaves the held ones too, forgetHeld). A held message is in
+// mochi's in-flight map and in the store already: if the connection ends
+// first, a persistent session sends it at the next connection (without
+// DUP, see endHeldLocked), where the resends are counted and held in the
+// same way. A released message goes out with the expiry it has left, or
+// not at all (releaseLocked), and never with a packet id the client holds
+// unacknowledged (gateLocked).
 //
 // mochi clamps the Receive Maximum it keeps in the client's properties to
 // mqtt.max_queued_messages, and resets its send quota from that value when
@@ -57,7 +63,10 @@ import (
 // inherits a session and makes cl visible to publishers. A connection
 // that is not an outConn (none is, outside tests of mochi alone) keeps
 // mochi's quota.
-func takeSendQuota(cl *mqtt.Client, pk packets.Packet) {
+// expired is told the packet ids of held deliveries dropped as expired
+// (see releaseLocked), unsent the ones still held when the connection ends
+// (endHeldLocked).
+func takeSendQuota(cl *mqtt.Client, pk packets.Packet, expired, unsent func(ids []uint16)) {
 	oc, ok := cl.Net.Conn.(*outConn)
 	if !ok {
 		return
@@ -69,6 +78,30 @@ func takeSendQuota(cl *mqtt.Client, pk packets.Packet) {
 	// no need to count.
 	if r := pk.Properties.ReceiveMaximum; pk.ProtocolVersion == 5 && r > 0 && r < math.MaxUint16 {
 		oc.limitSends(int(r))
+		oc.mu.Lock()
+		oc.quota.expired, oc.quota.unsent = expired, unsent
+		oc.mu.Unlock()
+	}
+}
+
+// heldExpired returns the function cl's outConn calls with the packet ids
+// of held deliveries it dropped because their expiry ran out while held
+// (releaseLocked, on cl's reader goroutine): each leaves mochi's in-flight
+// map and the store, as mochi's expiry sweep would remove it a second or
+// so later. An id mochi already removed, or gave to a message without an
+// expiry, is left alone.
+func (h *hook) heldExpired(cl *mqtt.Client) func(ids []uint16) {
+	return func(ids []uint16) {
+		for _, id := range ids {
+			pk, ok := cl.State.Inflight.Get(id)
+			if !ok || pk.FixedHeader.Type != packets.Publish || pk.Expiry <= 0 {
+				continue
+			}
+			if cl.State.Inflight.Delete(id) {
+				atomic.AddInt64(&h.mochi.Info.Inflight, -1)
+				h.inflightDropped(cl, pk)
+			}
+		}
 	}
 }
 
@@ -91,8 +124,27 @@ func inflightWindow(cl *mqtt.Client) uint16 {
 type sendQuota struct {
 	max       int                 // the client's Receive Maximum; 0: not counted
 	unacked   map[uint16]struct{} // packet ids sent and not yet acknowledged
-	waiting   [][]byte            // held PUBLISH packets (copies), oldest first
+	waiting   []heldPub           // held PUBLISH packets, oldest first
 	waitBytes int                 // bytes in waiting
+	// expired is called, without outConn.mu, with the packet ids of held
+	// PUBLISH packets whose Message Expiry Interval ran out before they
+	// could be sent (see releaseLocked); nil: nobody is told.
+	expired func(ids []uint16)
+	// unsent is called once, without outConn.mu, with the packet ids of
+	// the PUBLISH packets still held when the connection ends (closed or
+	// failed): they never reached the client (see endHeldLocked); nil:
+	// nobody is told.
+	unsent func(ids []uint16)
+	// fresh holds the packet ids of the session's messages the previous
+	// connection held and never sent (hook.takeUnsent): their resend goes
+	// out without DUP (hook.firstSend).
+	fresh map[uint16]struct{}
+}
+
+// heldPub is a PUBLISH held back by the client's Receive Maximum.
+type heldPub struct {
+	f  []byte    // the whole packet, a copy that releaseLocked may change
+	at time.Time // when it was held (outConn.clock)
 }
 
 // limitSends has c count the client's unacknowledged QoS 1 and 2
@@ -167,6 +219,7 @@ func (c *outConn) gateLocked(p []byte) ([]byte, error) {
 	q := &c.quota
 	var out []byte
 	held := false
+	now := c.clock()
 	for off := 0; off < len(p); {
 		n := frameLen(p[off:])
 		if n == 0 { // not whole packets: pass the rest on as it is
@@ -178,16 +231,20 @@ func (c *outConn) gateLocked(p []byte) ([]byte, error) {
 		f := p[off : off+n]
 		off += n
 		if id, holdable, ok := countedID(f); ok {
-			if _, in := q.unacked[id]; !in {
-				if holdable && (len(q.waiting) > 0 || len(q.unacked) >= q.max) {
-					if !held {
-						out = append([]byte(nil), p[:off-n]...)
-						held = true
-					}
-					q.waiting = append(q.waiting, append([]byte(nil), f...))
-					q.waitBytes += n
-					continue
+			// A PUBLISH whose id the client still holds unacknowledged is
+			// a new message with a reused id (mochi forgot the old one,
+			// see busyID): it waits for the old one's acknowledgement.
+			_, in := q.unacked[id]
+			switch {
+			case holdable && (in || len(q.waiting) > 0 || len(q.unacked) >= q.max):
+				if !held {
+					out = append([]byte(nil), p[:off-n]...)
+					held = true
 				}
+				q.waiting = append(q.waiting, heldPub{f: append([]byte(nil), f...), at: now})
+				q.waitBytes += n
+				continue
+			case !in: // a PUBLISH, or a PUBREL of a flow resent after a reconnect
 				q.unacked[id] = struct{}{}
 			}
 		}
@@ -204,30 +261,193 @@ func (c *outConn) gateLocked(p []byte) ([]byte, error) {
 // releaseLocked ends the deliveries the client acknowledged (ids) and
 // sends the held PUBLISH packets the quota now allows, oldest first. It is
 // called with c.mu held and releases it.
+//
+// A held PUBLISH goes out as if the broker had sent it now: its Message
+// Expiry Interval loses the time it was held ([MQTT-3.3.2-6]), and one
+// whose interval ran out meanwhile is dropped, not sent ([MQTT-3.3.2-5]);
+// q.expired is told, so that mochi's in-flight entry and the stored copy
+// go too. The oldest held PUBLISH waits while the client still holds its
+// packet id unacknowledged from an earlier message (busyID), and the ones
+// behind it wait with it, so that no two PUBLISH packets with one id are
+// in flight at once ([MQTT-2.2.1-3]).
 func (c *outConn) releaseLocked(ids []uint16) {
 	q := &c.quota
 	for _, id := range ids {
 		delete(q.unacked, id)
 	}
 	var out []byte
+	var gone []uint16
+	now := c.clock()
 	for len(q.waiting) > 0 && len(q.unacked) < q.max {
-		f := q.waiting[0]
-		q.waiting[0] = nil
-		q.waiting = q.waiting[1:]
-		q.waitBytes -= len(f)
-		if id, _, ok := countedID(f); ok {
-			q.unacked[id] = struct{}{}
+		h := q.waiting[0]
+		id, _, _ := countedID(h.f)
+		if _, busy := q.unacked[id]; busy {
+			break
 		}
-		out = append(out, f...)
+		q.waiting[0] = heldPub{}
+		q.waiting = q.waiting[1:]
+		q.waitBytes -= len(h.f)
+		if !ageExpiry(h.f, now.Sub(h.at)) {
+			gone = append(gone, id)
+			continue
+		}
+		q.unacked[id] = struct{}{}
+		out = append(out, h.f...)
 	}
 	if len(q.waiting) == 0 {
 		q.waiting = nil
 	}
+	expired := q.expired
 	if len(out) == 0 || c.err != nil || c.closed {
 		c.mu.Unlock()
-		return
+	} else {
+		_, _ = c.sendLocked(out) // a failure is recorded in c.err
 	}
-	_, _ = c.sendLocked(out) // a failure is recorded in c.err
+	if len(gone) > 0 && expired != nil {
+		expired(gone)
+	}
+}
+
+// forgetHeld drops the held PUBLISH with packet id id, if one waits: mochi
+// removed the message from its in-flight map (its expiry sweep, see
+// hook.OnQosDropped), so it must not be sent, and mochi may give the id to
+// a new message. Safe from any goroutine.
+func (c *outConn) forgetHeld(id uint16) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q := &c.quota
+	for i, h := range q.waiting {
+		if hid, _, _ := countedID(h.f); hid == id {
+			q.waitBytes -= len(h.f)
+			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
+			if len(q.waiting) == 0 {
+				q.waiting = nil
+			}
+			return
+		}
+	}
+}
+
+// endHeldLocked drops the held PUBLISH packets as the connection ends and
+// returns a call telling q.unsent their packet ids (nil when there is
+// nothing to tell), for the caller to make once c.mu is released. mochi
+// keeps the messages in its in-flight map and resends them at the next
+// connection with DUP set; the hook clears DUP then for these ids, since
+// they were never sent ([MQTT-3.3.1-1]: DUP marks a re-delivery). It is
+// called with c.mu held.
+func (c *outConn) endHeldLocked() func() {
+	q := &c.quota
+	ids := make([]uint16, 0, len(q.waiting))
+	for _, h := range q.waiting {
+		if id, _, ok := countedID(h.f); ok {
+			ids = append(ids, id)
+		}
+	}
+	q.waiting, q.waitBytes = nil, 0
+	tell := q.unsent
+	q.unsent = nil
+	if tell == nil {
+		return nil
+	}
+	return func() { tell(ids) }
+}
+
+// clock returns the time for held deliveries: c.now when a test set it,
+// else time.Now.
+func (c *outConn) clock() time.Time {
+	if c.now != nil {
+		return c.now()
+	}
+	return time.Now()
+}
+
+// expiryOffset returns the offset in f, a whole MQTT 5 PUBLISH, of the
+// 4-byte value of its Message Expiry Interval property, or -1 when it has
+// none (or f cannot be followed).
+func expiryOffset(f []byte) int {
+	i := bodyStart(f)
+	if i+2 > len(f) {
+		return -1
+	}
+	i += 2 + (int(f[i])<<8 | int(f[i+1])) // topic name
+	if (f[0]>>1)&3 > 0 {
+		i += 2 // packet id
+	}
+	n, k := uvarint(f[i:])
+	if k == 0 {
+		return -1
+	}
+	i += k
+	end := i + n
+	if end > len(f) {
+		return -1
+	}
+	for i < end {
+		id := f[i]
+		i++
+		switch id {
+		case 0x01: // payload format indicator
+			i++
+		case 0x02: // message expiry interval
+			if i+4 > end {
+				return -1
+			}
+			return i
+		case 0x23: // topic alias
+			i += 2
+		case 0x03, 0x08, 0x09: // content type, response topic, correlation data
+			if i+2 > end {
+				return -1
+			}
+			i += 2 + (int(f[i])<<8 | int(f[i+1]))
+		case 0x26: // user property: two strings
+			for range 2 {
+				if i+2 > end {
+					return -1
+				}
+				i += 2 + (int(f[i])<<8 | int(f[i+1]))
+			}
+		case 0x0b: // subscription identifier
+			_, k := uvarint(f[i:end])
+			if k == 0 {
+				return -1
+			}
+			i += k
+		default:
+			return -1
+		}
+	}
+	return -1
+}
+
+// uvarint decodes an MQTT variable byte integer at the start of b; k is 0
+// when b does not start with one.
+func uvarint(b []byte) (n, k int) {
+	for i := 0; i < len(b) && i < 4; i++ {
+		n |= int(b[i]&0x7f) << (7 * i)
+		if b[i]&0x80 == 0 {
+			return n, i + 1
+		}
+	}
+	return 0, 0
+}
+
+// ageExpiry takes held, the time a PUBLISH f was held, off its Message
+// Expiry Interval, in place, rounding what remains up to whole seconds, and
+// reports whether the message is still alive: false when the interval
+// has run out. A PUBLISH without the property is alive.
+func ageExpiry(f []byte, held time.Duration) bool {
+	at := expiryOffset(f)
+	if at < 0 {
+		return true
+	}
+	interval := time.Duration(binary.BigEndian.Uint32(f[at:])) * time.Second
+	left := interval - max(held, 0)
+	if left <= 0 {
+		return false
+	}
+	binary.BigEndian.PutUint32(f[at:], uint32((left+time.Second-1)/time.Second))
+	return true
 }
 
 // clientAck records, for framing.feed, a packet of the client that ends
@@ -243,4 +463,61 @@ func (f *framing) clientAck(typ byte, head []byte, n int) {
 		return // a PUBREC with a success code: the flow goes on
 	}
 	f.acks = append(f.acks, uint16(head[0])<<8|uint16(head[1]))
+}
+
+// heldUnsent returns the function cl's outConn calls, once, with the
+// packet ids of the deliveries it still held when the connection ended
+// (endHeldLocked). They wait in h.unsent for the session's next
+// connection, which sends them without DUP (takeUnsent, firstSend); a
+// connection ending with none held leaves nothing.
+func (h *hook) heldUnsent(cl *mqtt.Client) func(ids []uint16) {
+	return func(ids []uint16) {
+		if len(ids) == 0 {
+			h.unsent.Delete(cl.ID)
+			return
+		}
+		set := make(map[uint16]struct{}, len(ids))
+		for _, id := range ids {
+			set[id] = struct{}{}
+		}
+		h.unsent.Store(cl.ID, set)
+	}
+}
+
+// takeUnsent hands cl's connection the packet ids its session's previous
+// connection held and never sent (heldUnsent), when the session was
+// resumed, and forgets them either way, so that they apply to the one
+// resend that follows. OnPacketEncode calls it for an accepting CONNACK:
+// mochi has stopped a connection it takes over by then (and so heard what
+// it held), and resends the session's messages right after.
+func (h *hook) takeUnsent(cl *mqtt.Client, resumed bool) {
+	v, ok := h.unsent.LoadAndDelete(cl.ID)
+	oc, isOut := cl.Net.Conn.(*outConn)
+	if !ok || !resumed || !isOut {
+		return
+	}
+	oc.mu.Lock()
+	oc.quota.fresh = v.(map[uint16]struct{})
+	oc.mu.Unlock()
+}
+
+// firstSend clears DUP on a PUBLISH mochi resends at a reconnection when
+// the previous connection held it and never sent it (takeUnsent): DUP
+// marks a re-delivery, and this is the first attempt ([MQTT-3.3.1-1]).
+// Messages queued while the client was offline keep mochi's DUP (see
+// README, Known issues), as do all resends after a restart (the ids are
+// kept in memory only). OnPacketEncode calls it for each PUBLISH with DUP
+// set, on the writer's goroutine.
+func (h *hook) firstSend(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	oc, ok := cl.Net.Conn.(*outConn)
+	if !ok {
+		return pk
+	}
+	oc.mu.Lock()
+	if _, never := oc.quota.fresh[pk.PacketID]; never {
+		delete(oc.quota.fresh, pk.PacketID)
+		pk.FixedHeader.Dup = false
+	}
+	oc.mu.Unlock()
+	return pk
 }

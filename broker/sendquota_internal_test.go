@@ -5,6 +5,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // pubFrame is an MQTT 3.1.1 PUBLISH packet on topic "t" with a payload of
@@ -155,4 +157,67 @@ func equalIDs(a, b []uint16) bool {
 		}
 	}
 	return true
+}
+
+// TestAgeExpiry: a held PUBLISH's Message Expiry Interval loses the time
+// it was held, rounded up to whole seconds, in place, whatever other
+// properties mochi encodes around it; one whose time ran out is reported
+// dead; one without the property is left alone ([MQTT-3.3.2-5],
+// [MQTT-3.3.2-6]).
+func TestAgeExpiry(t *testing.T) {
+	full := packets.Properties{
+		PayloadFormat: 1, PayloadFormatFlag: true,
+		ContentType: "text/plain", ResponseTopic: "r/t", CorrelationData: []byte{1, 2},
+		SubscriptionIdentifier: []int{300}, TopicAlias: 3, TopicAliasFlag: true,
+		User: []packets.UserProperty{{Key: "k", Val: "v"}},
+	}
+	tests := []struct {
+		name   string
+		props  packets.Properties
+		expiry uint32 // encoded; 0: none
+		held   time.Duration
+		want   uint32 // after; 0 with alive: no property
+		alive  bool
+	}{
+		{name: "only expiry", expiry: 60, held: 10 * time.Second, want: 50, alive: true},
+		{name: "part of a second rounds up", expiry: 60, held: 10500 * time.Millisecond, want: 50, alive: true},
+		{name: "every property", props: full, expiry: 3600, held: time.Hour - time.Second, want: 1, alive: true},
+		{name: "ran out", props: full, expiry: 5, held: 5 * time.Second, alive: false},
+		{name: "no expiry", props: full, held: time.Hour, alive: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pk := packets.Packet{
+				FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: 1},
+				ProtocolVersion: 5, TopicName: "a/b", PacketID: 7, Payload: []byte("payload"),
+				Properties: tt.props,
+			}
+			pk.Properties.MessageExpiryInterval = tt.expiry
+			var buf bytes.Buffer
+			if err := pk.PublishEncode(&buf); err != nil {
+				t.Fatal(err)
+			}
+			f := buf.Bytes()
+			alive := ageExpiry(f, tt.held)
+			if alive != tt.alive {
+				t.Fatalf("alive = %v, want %v", alive, tt.alive)
+			}
+			if !alive {
+				return
+			}
+			back := packets.Packet{ProtocolVersion: 5}
+			if err := back.FixedHeader.Decode(f[0]); err != nil {
+				t.Fatal(err)
+			}
+			if err := back.PublishDecode(f[bodyStart(f):]); err != nil {
+				t.Fatalf("decode after ageExpiry: %v", err)
+			}
+			if got := back.Properties.MessageExpiryInterval; got != tt.want {
+				t.Fatalf("Message Expiry Interval %d, want %d", got, tt.want)
+			}
+			if string(back.Payload) != "payload" || back.PacketID != 7 || back.Properties.ContentType != tt.props.ContentType {
+				t.Fatalf("other fields changed: %+v", back)
+			}
+		})
+	}
 }

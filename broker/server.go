@@ -69,6 +69,9 @@ type Server struct {
 	violations *violations
 	closeOnce  sync.Once
 	closeErr   error
+	// heldClock, when set (tests only, SetHeldClock), is the clock of the
+	// deliveries each new connection holds back (outConn.now).
+	heldClock atomic.Pointer[func() time.Time]
 }
 
 // ErrListen wraps a failure to bind a listener's address (for example, the
@@ -180,7 +183,11 @@ func mochiOptions(cfg *config.Config, log *slog.Logger) *mqtt.Options {
 // the writer (outConn): guardedListener.Serve calls it for every connection.
 func (s *Server) wrapConn(c net.Conn) net.Conn {
 	m := &s.cfg.Load().MQTT
-	return newOutConn(c, time.Duration(m.WriteTimeout), int(m.MaxOutboundBuffer), s.slowConsumer)
+	oc := newOutConn(c, time.Duration(m.WriteTimeout), int(m.MaxOutboundBuffer), s.slowConsumer)
+	if now := s.heldClock.Load(); now != nil {
+		oc.now = *now
+	}
+	return oc
 }
 
 // slowConsumer counts and logs, once per connection, a client disconnected
