@@ -297,3 +297,60 @@ func TestHeldDeliveryResentWithoutDUP(t *testing.T) {
 		puback(sub.conn5, p.id)
 	}
 }
+
+// TestHeldDeliveriesUseNoTopicAlias: while the broker counts a client's
+// Receive Maximum it sends no outbound topic aliases. mochi gives a topic
+// its alias in the first PUBLISH and sends later ones with the alias alone;
+// a held first PUBLISH that expires, or a QoS 0 one overtaking it, would
+// leave the client with an alias it never learned, a protocol error
+// ("the receiver ... has not previously received a Topic Alias mapping",
+// MQTT 5 §3.3.2.3.4).
+func TestHeldDeliveriesUseNoTopicAlias(t *testing.T) {
+	s, addr := startServer(t, testConfig(t.TempDir()), fanInExtensions())
+	base := time.Now()
+	var passed atomic.Int64
+	s.SetHeldClock(func() time.Time { return base.Add(time.Duration(passed.Load())) })
+
+	// Receive Maximum 1, Topic Alias Maximum 10.
+	b := str16(nil, "MQTT")
+	b = append(b, 5, 0x02, 0, 60)
+	b = append(b, props([]byte{propReceiveMaximum, 0, 1}, []byte{0x22, 0, 10})...)
+	c, _ := open5(t, addr, str16(b, "sub"))
+	subscribeHeld(t, c, "alias/#")
+
+	check := func(want string) {
+		t.Helper()
+		typ, body := c.next()
+		if typ>>4 != 3 {
+			t.Fatalf("got packet %#x % x, want a PUBLISH", typ, body)
+		}
+		topic, id, rest := rawmqtt.ParsePublish(typ, body)
+		if (typ>>1)&3 == 0 {
+			rest = body[2+len(topic):]
+		}
+		ps, payload, err := decodeProps(rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(payload) != want || string(topic) != "alias/a" || len(ps[0x23]) != 0 {
+			t.Fatalf("PUBLISH topic %q payload %q props %v; want %q on alias/a without a topic alias", topic, payload, ps, want)
+		}
+		if (typ>>1)&3 != 0 {
+			puback(c, id)
+		}
+	}
+	publishNow(t, s, broker.Message{Topic: "alias/a", QoS: 1, Payload: []byte("first")})
+	publishNow(t, s, broker.Message{Topic: "alias/a", QoS: 1, Payload: []byte("expires"), MessageExpiry: 10})
+	publishNow(t, s, broker.Message{Topic: "alias/a", QoS: 0, Payload: []byte("qos0")})
+	publishNow(t, s, broker.Message{Topic: "alias/a", QoS: 1, Payload: []byte("last")})
+	// first is sent; expires and last wait behind it; qos0 overtakes them.
+	typ, body := c.next()
+	topic, id, _ := rawmqtt.ParsePublish(typ, body)
+	if typ>>4 != 3 || string(topic) != "alias/a" {
+		t.Fatalf("first delivery %#x % x", typ, body)
+	}
+	check("qos0")
+	passed.Store(int64(20 * time.Second)) // "expires" runs out while held
+	puback(c, id)
+	check("last")
+}

@@ -59,6 +59,7 @@ type outConn struct {
 	flushing bool      // a flusher owns the socket's write side
 	bounded  bool      // limit applies (from the end of session establishment)
 	closed   bool      // Close was called
+	ending   bool      // Close is reporting held deliveries: take no more writes
 	err      error     // why writes fail from now on; nil while healthy
 	closeBy  time.Time // Close was called: the flusher's last deadline
 	held     []byte    // acknowledgements held while corked (see Write)
@@ -151,7 +152,7 @@ const maxHeld = 4 << 10
 // write buffer makes them, and only those PUBLISH packets wait.
 func (c *outConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.err != nil || c.closed {
+	if c.err != nil || c.closed || c.ending {
 		err := c.err
 		if err == nil {
 			err = net.ErrClosed // closed, the flusher still sending what came before
@@ -537,6 +538,9 @@ func (c *outConn) Close() error {
 		c.mu.Lock()
 	}
 	if unsent := c.endHeldLocked(); unsent != nil {
+		// A write taken while the lock is released could be held and
+		// never reported: refuse writes until closed is set.
+		c.ending = true
 		c.mu.Unlock()
 		unsent()
 		c.mu.Lock()

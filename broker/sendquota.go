@@ -77,6 +77,12 @@ func takeSendQuota(cl *mqtt.Client, pk packets.Packet, expired, unsent func(ids 
 	// 65535, the largest value, cannot be exceeded (packet ids are 16-bit):
 	// no need to count.
 	if r := pk.Properties.ReceiveMaximum; pk.ProtocolVersion == 5 && r > 0 && r < math.MaxUint16 {
+		// No outbound topic aliases: mochi gives a topic its alias in the
+		// first PUBLISH and sends later ones with the alias alone, so a
+		// held delivery that is dropped (expired) or overtaken (QoS 0 goes
+		// past held ones) would leave the client with an alias it never
+		// learned, a protocol error for it. The cost is the topic's bytes.
+		cl.Properties.Props.TopicAliasMaximum = 0
 		oc.limitSends(int(r))
 		oc.mu.Lock()
 		oc.quota.expired, oc.quota.unsent = expired, unsent
