@@ -29,9 +29,31 @@ type Options struct {
 	// Only, when not empty, runs only the loads whose key it lists (see
 	// LoadKeys), for profiling one load.
 	Only []string
+	// Brokers, when not empty, runs only the brokers it names (BrokerKeys
+	// and the candidates' names). Ratios are relative to "propolis", so
+	// leave it in to get them.
+	Brokers []string
+	// Candidates are Propolis binaries built elsewhere (from another
+	// commit, or against a changed dependency with -modfile), each run
+	// with the same setup as "propolis", side by side with the others.
+	Candidates []Candidate
 	// Log receives progress lines.
 	Log io.Writer
 }
+
+// Candidate is a Propolis binary to measure beside the one built from the
+// repository.
+type Candidate struct {
+	// Name is the broker's name in the report; it must differ from the
+	// others'.
+	Name string
+	// Bin is the binary's path.
+	Bin string
+}
+
+// BrokerKeys names the brokers Options.Brokers can choose besides the
+// candidates, in the order they start (candidates start after propolis).
+var BrokerKeys = []string{"propolis", "propolis-wasm-publish", "mochi", "mosquitto"}
 
 // Sizes of the loads: full and quick.
 type sizes struct {
@@ -85,6 +107,22 @@ func Run(o Options) (*Report, error) {
 		only[k] = true
 	}
 	want := func(k string) bool { return len(only) == 0 || only[k] }
+	names := slices.Clone(BrokerKeys)
+	for _, c := range o.Candidates {
+		if c.Name == "" || slices.Contains(names, c.Name) {
+			return nil, fmt.Errorf("candidate %s: name %q empty or taken", c.Bin, c.Name)
+		}
+		if _, err := os.Stat(c.Bin); err != nil {
+			return nil, fmt.Errorf("candidate %s: %w", c.Name, err)
+		}
+		names = append(names, c.Name)
+	}
+	for _, k := range o.Brokers {
+		if !slices.Contains(names, k) {
+			return nil, fmt.Errorf("unknown broker %q (brokers: %s)", k, strings.Join(names, ", "))
+		}
+	}
+	runs := func(k string) bool { return len(o.Brokers) == 0 || slices.Contains(o.Brokers, k) }
 	work, err := os.MkdirTemp("", "propolis-bench")
 	if err != nil {
 		return nil, err
@@ -132,17 +170,30 @@ func Run(o Options) (*Report, error) {
 			b.Stop()
 		}
 	}()
-	for _, s := range []func() (*Broker, error){
-		func() (*Broker, error) {
+	type starter struct {
+		key   string
+		start func() (*Broker, error)
+	}
+	starters := []starter{
+		{"propolis", func() (*Broker, error) {
 			return startPropolis(work, "propolis", propolis, []string{"allow-all"}, examples, "none")
-		},
-		func() (*Broker, error) {
+		}},
+		{"propolis-wasm-publish", func() (*Broker, error) {
 			return startPropolis(work, "propolis-wasm-publish", propolis, []string{"allow-all", "publish-guard"}, examples, "none")
-		},
-		func() (*Broker, error) { return startMochi(work, filepath.Join(bin, "mochi-baseline")) },
-		func() (*Broker, error) { return startMosquitto(work) },
-	} {
-		b, err := s()
+		}},
+		{"mochi", func() (*Broker, error) { return startMochi(work, filepath.Join(bin, "mochi-baseline")) }},
+		{"mosquitto", func() (*Broker, error) { return startMosquitto(work) }},
+	}
+	for i, c := range o.Candidates {
+		starters = slices.Insert(starters, 1+i, starter{c.Name, func() (*Broker, error) {
+			return startPropolis(work, c.Name, c.Bin, []string{"allow-all"}, examples, "none")
+		}})
+	}
+	for _, st := range starters {
+		if !runs(st.key) {
+			continue
+		}
+		b, err := st.start()
 		if err != nil {
 			return nil, err
 		}
