@@ -328,19 +328,32 @@ func TestOutConnHoldsOnlySingleAcks(t *testing.T) {
 }
 
 // TestOutConnOnePacketIsNotCorked: a client that sends one packet and
-// waits for its acknowledgement gets it at once.
+// waits for its acknowledgement (a QoS 1 publisher with one message in
+// flight) gets it at once, not at the reader's next Read.
 func TestOutConnOnePacketIsNotCorked(t *testing.T) {
-	c, peer := tcpConn(t)
-	if _, err := peer.Write(publish); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"qos 0 publish", publish},
+		{"qos 1 publish", []byte{0x32, 6, 0, 1, 't', 0, 1, 'x'}},
+		{"qos 2 publish", []byte{0x34, 6, 0, 1, 't', 0, 1, 'x'}},
+		{"pingreq", []byte{0xc0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, peer := tcpConn(t)
+			if _, err := peer.Write(tc.in); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, make([]byte, len(tc.in))); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Write(puback1); err != nil {
+				t.Fatal(err)
+			}
+			expectBytes(t, peer, puback1)
+		})
 	}
-	if _, err := io.ReadFull(c, make([]byte, len(publish))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write(puback1); err != nil {
-		t.Fatal(err)
-	}
-	expectBytes(t, peer, puback1)
 }
 
 func TestFramingFeed(t *testing.T) {

@@ -29,9 +29,31 @@ type Options struct {
 	// Only, when not empty, runs only the loads whose key it lists (see
 	// LoadKeys), for profiling one load.
 	Only []string
+	// Brokers, when not empty, runs only the brokers it names (BrokerKeys
+	// and the candidates' names). Ratios are relative to "propolis", so
+	// leave it in to get them.
+	Brokers []string
+	// Candidates are Propolis binaries built elsewhere (from another
+	// commit, or against a changed dependency with -modfile), each run
+	// with the same setup as "propolis", side by side with the others.
+	Candidates []Candidate
 	// Log receives progress lines.
 	Log io.Writer
 }
+
+// Candidate is a Propolis binary to measure beside the one built from the
+// repository.
+type Candidate struct {
+	// Name is the broker's name in the report; it must differ from the
+	// others'.
+	Name string
+	// Bin is the binary's path.
+	Bin string
+}
+
+// BrokerKeys names the brokers Options.Brokers can choose besides the
+// candidates, in the order they start (candidates start after propolis).
+var BrokerKeys = []string{"propolis", "propolis-wasm-publish", "mochi", "mosquitto"}
 
 // Sizes of the loads: full and quick.
 type sizes struct {
@@ -85,6 +107,22 @@ func Run(o Options) (*Report, error) {
 		only[k] = true
 	}
 	want := func(k string) bool { return len(only) == 0 || only[k] }
+	names := slices.Clone(BrokerKeys)
+	for _, c := range o.Candidates {
+		if c.Name == "" || slices.Contains(names, c.Name) {
+			return nil, fmt.Errorf("candidate %s: name %q empty or taken", c.Bin, c.Name)
+		}
+		if _, err := os.Stat(c.Bin); err != nil {
+			return nil, fmt.Errorf("candidate %s: %w", c.Name, err)
+		}
+		names = append(names, c.Name)
+	}
+	for _, k := range o.Brokers {
+		if !slices.Contains(names, k) {
+			return nil, fmt.Errorf("unknown broker %q (brokers: %s)", k, strings.Join(names, ", "))
+		}
+	}
+	runs := func(k string) bool { return len(o.Brokers) == 0 || slices.Contains(o.Brokers, k) }
 	work, err := os.MkdirTemp("", "propolis-bench")
 	if err != nil {
 		return nil, err
@@ -132,17 +170,30 @@ func Run(o Options) (*Report, error) {
 			b.Stop()
 		}
 	}()
-	for _, s := range []func() (*Broker, error){
-		func() (*Broker, error) {
+	type starter struct {
+		key   string
+		start func() (*Broker, error)
+	}
+	starters := []starter{
+		{"propolis", func() (*Broker, error) {
 			return startPropolis(work, "propolis", propolis, []string{"allow-all"}, examples, "none")
-		},
-		func() (*Broker, error) {
+		}},
+		{"propolis-wasm-publish", func() (*Broker, error) {
 			return startPropolis(work, "propolis-wasm-publish", propolis, []string{"allow-all", "publish-guard"}, examples, "none")
-		},
-		func() (*Broker, error) { return startMochi(work, filepath.Join(bin, "mochi-baseline")) },
-		func() (*Broker, error) { return startMosquitto(work) },
-	} {
-		b, err := s()
+		}},
+		{"mochi", func() (*Broker, error) { return startMochi(work, filepath.Join(bin, "mochi-baseline")) }},
+		{"mosquitto", func() (*Broker, error) { return startMosquitto(work) }},
+	}
+	for i, c := range o.Candidates {
+		starters = slices.Insert(starters, 1+i, starter{c.Name, func() (*Broker, error) {
+			return startPropolis(work, c.Name, c.Bin, []string{"allow-all"}, examples, "none")
+		}})
+	}
+	for _, st := range starters {
+		if !runs(st.key) {
+			continue
+		}
+		b, err := st.start()
 		if err != nil {
 			return nil, err
 		}
@@ -166,6 +217,20 @@ func Run(o Options) (*Report, error) {
 		key, name string
 		once      bool // run once, no warm-up round (idle memory: a broker keeps what it grew to)
 		run       func(b *Broker, keep bool) error
+	}
+	// cpuPer runs f and records the broker's CPU time per message (µs)
+	// during it, when the system reports it (Linux): the cost of a message
+	// to the broker, which the machine's other load disturbs far less than
+	// it does rates and latencies.
+	cpuPer := func(label string, b *Broker, keep bool, messages int, f func() error) error {
+		before, cerr := cpuTime(b.PID())
+		if err := f(); err != nil {
+			return err
+		}
+		if after, err := cpuTime(b.PID()); cerr == nil && err == nil && messages > 0 {
+			record(label, "broker CPU per message", "µs", false, b, float64(after-before)/float64(time.Microsecond)/float64(messages), keep)
+		}
+		return nil
 	}
 	flowLoad := func(key, label string, pubs, subs, msgs int, qos byte, unit string) job {
 		return job{key: key, name: label, run: func(b *Broker, keep bool) error {
@@ -214,22 +279,26 @@ func Run(o Options) (*Report, error) {
 			return err
 		}},
 		{key: "publish1one", name: "publish QoS 1, one in flight", run: func(b *Broker, keep bool) error {
-			res, err := load.Publish{Addr: b.Addr, Name: "publish1one", Publishers: sz.pubClients, Messages: sz.pubMsgsQoS1, QoS: 1,
-				InFlight: 1, PayloadSize: sz.pubPayload, Timeout: loadTimeout}.Run()
-			if err == nil {
-				record(fmt.Sprintf("publish QoS 1, one in flight (%d clients × %d × %d B, each waits for its PUBACK, one topic, no subscriber)", sz.pubClients, sz.pubMsgsQoS1, sz.pubPayload),
-					"PUBACKs/s", "1/s", true, b, res.Rate(), keep)
-			}
-			return err
+			name := fmt.Sprintf("publish QoS 1, one in flight (%d clients × %d × %d B, each waits for its PUBACK, one topic, no subscriber)", sz.pubClients, sz.pubMsgsQoS1, sz.pubPayload)
+			return cpuPer(name, b, keep, sz.pubClients*sz.pubMsgsQoS1, func() error {
+				res, err := load.Publish{Addr: b.Addr, Name: "publish1one", Publishers: sz.pubClients, Messages: sz.pubMsgsQoS1, QoS: 1,
+					InFlight: 1, PayloadSize: sz.pubPayload, Timeout: loadTimeout}.Run()
+				if err == nil {
+					record(name, "PUBACKs/s", "1/s", true, b, res.Rate(), keep)
+				}
+				return err
+			})
 		}},
 		{key: "pairs", name: "QoS 1 latency, pairs", run: func(b *Broker, keep bool) error {
-			lats, err := load.Pairs{Addr: b.Addr, Name: "pairs", Pairs: sz.pairs, Messages: sz.pairMsgs, Timeout: loadTimeout}.Run()
-			if err == nil {
-				name := fmt.Sprintf("QoS 1 latency (%d pub/sub pairs × %d messages, one in flight per pair)", sz.pairs, sz.pairMsgs)
-				record(name, "mean", "ms", false, b, ms(lats.Mean()), keep)
-				record(name, "p99", "ms", false, b, ms(lats.Percentile(0.99)), keep)
-			}
-			return err
+			name := fmt.Sprintf("QoS 1 latency (%d pub/sub pairs × %d messages, one in flight per pair)", sz.pairs, sz.pairMsgs)
+			return cpuPer(name, b, keep, sz.pairs*sz.pairMsgs, func() error {
+				lats, err := load.Pairs{Addr: b.Addr, Name: "pairs", Pairs: sz.pairs, Messages: sz.pairMsgs, Timeout: loadTimeout}.Run()
+				if err == nil {
+					record(name, "mean", "ms", false, b, ms(lats.Mean()), keep)
+					record(name, "p99", "ms", false, b, ms(lats.Percentile(0.99)), keep)
+				}
+				return err
+			})
 		}},
 		flowLoad("fanin0", fmt.Sprintf("fan-in QoS 0 (%d pub → 1 sub)", sz.fanInPubs), sz.fanInPubs, 1, sz.fanInMsgs, 0, "messages"),
 		flowLoad("fanin1", fmt.Sprintf("fan-in QoS 1 (%d pub → 1 sub)", sz.fanInPubs), sz.fanInPubs, 1, sz.fanInMsgsQoS1, 1, "messages"),

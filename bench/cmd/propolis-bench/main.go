@@ -2,6 +2,7 @@
 // and Mosquitto on loopback and writes bench/results/results.{md,json}.
 //
 //	go run ./bench/cmd/propolis-bench [--quick] [--out DIR] [--repo DIR] [--only LOAD,...]
+//	    [--brokers BROKER,...] [--candidate [NAME=]BIN ...]
 //
 // Mosquitto comes from Debian and is installed with apt-get when missing.
 // Set PROPOLIS_BENCH_CPUPROFILE=FILE and PROPOLIS_BENCH_PROFILE_BROKER to
@@ -23,12 +24,31 @@ func main() {
 	out := flag.String("out", "bench/results", "folder for results.md and results.json")
 	repo := flag.String("repo", ".", "repository root")
 	only := flag.String("only", "", "run only these loads, comma-separated: "+strings.Join(harness.LoadKeys, ", "))
+	brokers := flag.String("brokers", "", "run only these brokers, comma-separated: "+strings.Join(harness.BrokerKeys, ", "))
+	var candidates []harness.Candidate
+	flag.Func("candidate", "[NAME=]BIN: a Propolis binary built elsewhere, run beside the others as NAME (default propolis-candidate, -2, ...); repeatable", func(v string) error {
+		name, bin, ok := strings.Cut(v, "=")
+		if !ok {
+			name, bin = "propolis-candidate", v
+			if len(candidates) > 0 {
+				name = fmt.Sprintf("propolis-candidate-%d", len(candidates)+1)
+			}
+		}
+		if bin == "" {
+			return fmt.Errorf("no binary in %q", v)
+		}
+		candidates = append(candidates, harness.Candidate{Name: name, Bin: bin})
+		return nil
+	})
 	flag.Parse()
-	var loads []string
+	var loads, chosen []string
 	if *only != "" {
 		loads = strings.Split(*only, ",")
 	}
-	rep, err := harness.Run(harness.Options{Repo: *repo, Out: *out, Quick: *quick, Only: loads, Log: os.Stderr})
+	if *brokers != "" {
+		chosen = strings.Split(*brokers, ",")
+	}
+	rep, err := harness.Run(harness.Options{Repo: *repo, Out: *out, Quick: *quick, Only: loads, Brokers: chosen, Candidates: candidates, Log: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "propolis-bench:", err)
 		os.Exit(1)
