@@ -186,7 +186,8 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 		h.checkSecurity(e.ID(), "reloaded")
 		go old.stop(true) // its calls in flight finish; the scanner goes on
 		e.log.Info("extension reloaded", "version", m.Version, "previous", previous, "priority", m.Priority,
-			"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
+			"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond),
+			"compile_nice", e.compileNice)
 		return nil
 	}
 	if len(m.Services) > 0 {
@@ -194,7 +195,8 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 			"services", m.Services)
 	}
 	e.log.Info("extension started", "version", m.Version, "priority", m.Priority,
-		"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
+		"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond),
+		"compile_nice", e.compileNice)
 	h.checkSecurity(e.ID(), "started")
 	return nil
 }
