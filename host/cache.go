@@ -47,10 +47,10 @@ const cacheErrorPrefix = "compilationcache:"
 // module for good (wazero returns the error and never replaces the entry):
 // the entry is discarded and replaced by a fresh compilation
 // (replaceCacheEntry), a warning names the extension, and the compilation
-// is tried once more. Called on the loading goroutine; the repair costs
-// one extra compilation.
+// is tried once more. Called on the compiling goroutine (compileAt), with
+// ctx carrying the number of compilation workers; the repair costs one
+// extra compilation.
 func (h *Host) compile(ctx context.Context, rt wazero.Runtime, closeOnDone bool, bin []byte, id string) (wazero.CompiledModule, error) {
-	ctx = compileCtx(ctx)
 	c, err := rt.CompileModule(ctx, bin)
 	if err == nil || h.opts.CacheDir == "" || !strings.Contains(err.Error(), cacheErrorPrefix) {
 		return c, err
@@ -80,7 +80,7 @@ func (h *Host) replaceCacheEntry(ctx context.Context, closeOnDone bool, bin []by
 		return "", err
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig().WithCloseOnContextDone(closeOnDone).WithCompilationCache(cache))
-	_, err = rt.CompileModule(compileCtx(ctx), bin)
+	_, err = rt.CompileModule(ctx, bin) // ctx carries compile's workers
 	_ = rt.Close(ctx)
 	_ = cache.Close(ctx)
 	if err != nil {

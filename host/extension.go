@@ -54,6 +54,11 @@ type extension struct {
 	// instrumented runs under wazero's close-on-context-done instead.
 	interruptible bool
 	deadline      time.Duration
+	// background: loaded while the broker served (inBackground), so its
+	// module was compiled at low priority; compileNice is how many nice
+	// steps below the process the compiling thread ran (0: full speed).
+	background  bool
+	compileNice int
 	// previous is the version this one replaced (told to every instance's
 	// start callback, replacements included).
 	previous string
@@ -120,9 +125,13 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 			}
 		}
 	}()
-	c, err := compileModule(ctx, rc, bin, e.guarded, func(rt wazero.Runtime, closeOnDone bool, bin []byte) (wazero.CompiledModule, error) {
-		return h.compile(ctx, rt, closeOnDone, bin, m.ID)
+	e.background = isBackground(ctx)
+	c, nice, err := compileAt(ctx, func(ctx context.Context) (compiled, error) {
+		return compileModule(ctx, rc, bin, e.guarded, func(rt wazero.Runtime, closeOnDone bool, bin []byte) (wazero.CompiledModule, error) {
+			return h.compile(ctx, rt, closeOnDone, bin, m.ID)
+		})
 	})
+	e.compileNice = nice
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w%s", m.Module, err, featureHint(err))
 	}

@@ -109,6 +109,9 @@ func (h *Host) scan(ctx context.Context, initial bool) {
 		}
 		return changes[i].name < changes[j].name
 	})
+	if !initial {
+		ctx = inBackground(ctx) // the broker serves: compile at low priority
+	}
 	for _, c := range changes {
 		h.apply(ctx, c.name, c.fp)
 		if st := h.folders[c.name]; st != nil {

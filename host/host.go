@@ -200,11 +200,13 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 		h.checkSecurity(e.ID(), "reloaded")
 		go old.stop(true) // its calls in flight finish; the scanner goes on
 		e.log.Info("extension reloaded", "version", m.Version, "previous", previous, "priority", m.Priority,
-			"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
+			"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond),
+			"compile_nice", e.compileNice)
 		return nil
 	}
 	e.log.Info("extension started", "version", m.Version, "priority", m.Priority,
-		"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond))
+		"callbacks", abi.CallbackNames(e.callbacks), "took", time.Since(began).Round(time.Millisecond),
+		"compile_nice", e.compileNice)
 	h.checkSecurity(e.ID(), "started")
 	return nil
 }

@@ -86,7 +86,7 @@ var (
 )
 
 // LoadKeys names the loads Options.Only can choose, in the order they run.
-var LoadKeys = []string{"memory", "storm", "publish0", "publish1", "publish1one", "pairs", "fanin0", "fanin1", "fanout0", "fanout1", "latency", "startup"}
+var LoadKeys = []string{"memory", "storm", "publish0", "publish1", "publish1one", "pairs", "fanin0", "fanin1", "fanout0", "fanout1", "latency", "startup", "reload"}
 
 // Run builds what it needs, starts the brokers, runs every load against
 // each broker in turn, stops them, measures start-up and reload, and
@@ -346,8 +346,9 @@ func Run(o Options) (*Report, error) {
 		rep.Drops = append(rep.Drops, dropLines(b))
 	}
 	brokers = nil
-	if want("startup") {
-		if err := startupLoads(rep, work, propolis, filepath.Join(bin, "mochi-baseline"), examples, sz, logf); err != nil {
+	if want("startup") || want("reload") {
+		reloadOnly := !want("startup")
+		if err := startupLoads(rep, work, propolis, filepath.Join(bin, "mochi-baseline"), examples, sz, reloadOnly, logf); err != nil {
 			return nil, err
 		}
 	}
