@@ -1,8 +1,6 @@
 package host
 
 import (
-	"errors"
-
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/propolis-mqtt/propolis/abi"
@@ -24,15 +22,6 @@ func callConn(in *instance) (broker.Conn, int32) {
 	return in.conn, abi.StatusOK
 }
 
-// connAttrStatus is serviceStatus, with the broker's size limit as
-// TOO_LARGE.
-func connAttrStatus(in *instance, f abi.HostFunc, err error) int32 {
-	if errors.Is(err, broker.ErrTooLarge) {
-		return abi.StatusTooLarge
-	}
-	return serviceStatus(in, f, err)
-}
-
 func hfConnectionAttributeGet(in *instance, mod api.Module, stack []uint64) int32 {
 	svc := brokerServices(in)
 	if svc == nil {
@@ -48,7 +37,7 @@ func hfConnectionAttributeGet(in *instance, mod api.Module, stack []uint64) int3
 	}
 	v, ok, err := svc.ConnectionAttribute(conn, key)
 	if err != nil {
-		return connAttrStatus(in, abi.FuncConnectionAttributeGet, err)
+		return serviceStatus(in, abi.FuncConnectionAttributeGet, err)
 	}
 	if !ok {
 		return abi.StatusNotFound
@@ -67,7 +56,7 @@ func hfConnectionAttributeGetAll(in *instance, mod api.Module, stack []uint64) i
 	}
 	attrs, err := svc.ConnectionAttributes(conn)
 	if err != nil {
-		return connAttrStatus(in, abi.FuncConnectionAttributeGetAll, err)
+		return serviceStatus(in, abi.FuncConnectionAttributeGetAll, err)
 	}
 	n := 4
 	for _, a := range attrs {
@@ -101,7 +90,7 @@ func hfConnectionAttributePut(in *instance, mod api.Module, stack []uint64) int3
 	if st != abi.StatusOK {
 		return st
 	}
-	return connAttrStatus(in, abi.FuncConnectionAttributePut, svc.PutConnectionAttribute(conn, key, v))
+	return serviceStatus(in, abi.FuncConnectionAttributePut, svc.PutConnectionAttribute(conn, key, v))
 }
 
 func hfConnectionAttributeRemove(in *instance, mod api.Module, stack []uint64) int32 {
@@ -117,5 +106,5 @@ func hfConnectionAttributeRemove(in *instance, mod api.Module, stack []uint64) i
 	if st != abi.StatusOK {
 		return st
 	}
-	return connAttrStatus(in, abi.FuncConnectionAttributeRemove, svc.DeleteConnectionAttribute(conn, key))
+	return serviceStatus(in, abi.FuncConnectionAttributeRemove, svc.DeleteConnectionAttribute(conn, key))
 }

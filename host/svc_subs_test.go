@@ -102,6 +102,11 @@ func TestSubscriptionServices(t *testing.T) {
 		{"subs|sub1", "ok:marker/1/false/false/0/0"},
 		{"subadd|sub1|jobs/+/run|1|r2|7", "ok"},
 		{"subs|sub1", "ok:jobs/+/run/1/false/true/2/7,marker/1/false/false/0/0"},
+		// The client being authorized may change its own session.
+		{"subadd|probe|self/#|0||0", "ok"},
+		{"subs|probe", "ok:self/#/0/false/false/0/0"},
+		{"subrm|probe|self/#", "ok"},
+		{"subs|probe", "ok"},
 	})
 	pub.publish(t, "jobs/a/run", "go", false)
 	p := sub.next(t)
