@@ -338,6 +338,15 @@ func TestConnectionAttributeServices(t *testing.T) {
 		}
 	}
 
+	// authorize_subscribe reads the stash too.
+	sa, err := alice.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ca/alice"}, {Topic: "ca/bob"}}})
+	if err != nil && sa == nil {
+		t.Fatal(err)
+	}
+	if sa == nil || len(sa.Reasons) != 2 || sa.Reasons[0] != 0 || sa.Reasons[1] != 0x87 {
+		t.Errorf("alice's SUBACK: %+v, want ca/alice granted, ca/bob refused", sa)
+	}
+
 	// Take-over: bob's connection of c1 starts empty ("before=0").
 	bob := dial5(t, w.addr, "c1", "bob", false, 300)
 	if got := connProbe(t, bob.Client, "getall"); got != "ok:before=0,user=bob" {

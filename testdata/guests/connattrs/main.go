@@ -5,7 +5,8 @@
 // named "fill" also fills the connection up to its size limit and stashes
 // the outcome of one put too many as "limit". AuthorizePublish on ca/#
 // runs the command in the payload and denies the PUBLISH with the outcome
-// as reason string:
+// as reason string; AuthorizeSubscribe allows a filter under ca/ only when
+// it is ca/ followed by the stashed user name:
 //
 //	get|KEY        ok:VALUE
 //	getall         ok:KEY=VALUE,... (sorted by key)
@@ -35,7 +36,17 @@ func init() {
 		Authenticate:     authenticate,
 		AuthorizePublish: func(p *propolis.Publish) propolis.Verdict { return propolis.Deny(0x83, run(string(p.Payload))) },
 		PublishFilters:   []string{"ca/#"},
-		OnEvent:          onEvent,
+		AuthorizeSubscribe: func(s *propolis.Subscribe) propolis.Verdict {
+			if !strings.HasPrefix(s.Filter, "ca/") {
+				return propolis.Next()
+			}
+			user, err := propolis.ConnectionAttribute("user")
+			if err != nil || s.Filter != "ca/"+string(user) {
+				return propolis.Deny(0x87, "not the stashed user's: "+errString(err))
+			}
+			return propolis.Allow()
+		},
+		OnEvent: onEvent,
 	})
 }
 
