@@ -381,3 +381,35 @@ func TestConnectionAttributeServices(t *testing.T) {
 		t.Errorf("fill's put from authorize_publish: %q", got)
 	}
 }
+
+// TestServiceBadArguments: pointers outside guest memory, buffers across
+// its end, a message cut in half, QoS 7 and an unknown options bit are
+// INVALID_ARGUMENT from every subscriptions, retained and
+// connection_attributes function, never a trap, and change nothing (see
+// testdata/wasm/ok/svc_bad_args.wat).
+func TestServiceBadArguments(t *testing.T) {
+	extDir := t.TempDir()
+	installExtension(t, extDir, "bad-args", wasmFixture("ok/svc_bad_args"), 0,
+		"services: [subscriptions, retained, connection_attributes]\n")
+	w := startWired(t, extDir, Options{})
+	c := dial5(t, w.addr, "c1", "", true, 0)
+	for range 3 { // the instance that answered keeps answering
+		r, err := c.Publish(ctx(t), &paho.Publish{Topic: "a/b", QoS: 1, Payload: []byte("x")})
+		if err != nil || r == nil || r.ReasonCode != 0 {
+			code := -1
+			if r != nil {
+				code = int(r.ReasonCode)
+			}
+			t.Fatalf("PUBACK %#x (%v): call %d did not answer INVALID_ARGUMENT", code, err, code-0x80)
+		}
+	}
+	if subs, err := w.srv.Subscriptions("c1"); err != nil || len(subs) != 0 {
+		t.Errorf("c1's subscriptions: %+v, %v; want none", subs, err)
+	}
+	if m, ok := w.srv.Retained("a/b"); ok {
+		t.Errorf("a/b retains %+v", m)
+	}
+	if st := statusOf(t, w.h, "bad-args"); st.Errors != 0 {
+		t.Errorf("%d failed calls (traps), want 0", st.Errors)
+	}
+}
