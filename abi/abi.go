@@ -139,3 +139,22 @@ const (
 // PutIfNewerOrEqual is the flags bit of session_attribute_put_if_newer
 // that also writes when the times are equal.
 const PutIfNewerOrEqual = 1
+
+// Bits of the options parameter of subscription_add and of the options
+// field of subscription_list's result: the MQTT 5 subscription options.
+// Retain handling (0, 1 or 2) sits in bits 2-3.
+const (
+	SubscriptionNoLocal             = 1 << 0
+	SubscriptionRetainAsPublished   = 1 << 1
+	SubscriptionRetainHandlingShift = 2
+	SubscriptionRetainHandlingMask  = 3 << SubscriptionRetainHandlingShift
+)
+
+// MessageRetain is bit 0 of the flags field of the message fields
+// (retained_get's result, retained_put's argument).
+const MessageRetain = 1 << 0
+
+// MaxConnectionAttributes bounds the attributes of one connection: the sum
+// of its keys' and values' lengths, in bytes. Each key and value also
+// keeps to MaxAttributeKey and MaxAttributeValue.
+const MaxConnectionAttributes = 64 << 10

@@ -154,6 +154,17 @@ const (
 	FuncSessionAttributePut
 	FuncSessionAttributePutIfNewer
 	FuncSessionAttributeRemove
+	// Subscriptions, retained messages, connection attributes (1.1).
+	FuncSubscriptionList
+	FuncSubscriptionAdd
+	FuncSubscriptionRemove
+	FuncRetainedGet
+	FuncRetainedPut
+	FuncRetainedRemove
+	FuncConnectionAttributeGet
+	FuncConnectionAttributeGetAll
+	FuncConnectionAttributePut
+	FuncConnectionAttributeRemove
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -169,6 +180,9 @@ type Service uint8
 const (
 	ServiceNone Service = iota
 	ServiceSessionAttributes
+	ServiceSubscriptions
+	ServiceRetained
+	ServiceConnectionAttributes
 	// NumServices is the number of services, ServiceNone included.
 	NumServices
 )
@@ -176,7 +190,10 @@ const (
 // ServiceNames are the names the manifest's services list uses, indexed
 // by Service ("" for ServiceNone).
 var ServiceNames = [NumServices]string{
-	ServiceSessionAttributes: "session_attributes",
+	ServiceSessionAttributes:    "session_attributes",
+	ServiceSubscriptions:        "subscriptions",
+	ServiceRetained:             "retained",
+	ServiceConnectionAttributes: "connection_attributes",
 }
 
 // String returns the service's manifest name.
@@ -244,6 +261,9 @@ var (
 	// InServices is where host services may be called: every callback
 	// that runs while the broker serves.
 	InServices = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent)
+	// inConnection is where a callback runs for one connection: the
+	// connection attribute functions act on it.
+	inConnection = CallbacksOf(CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent)
 )
 
 // params is i32s, except that a name ending in "!" is an i64 parameter
@@ -284,6 +304,27 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
 	FuncSessionAttributeRemove: {Name: "session_attribute_remove", Params: i32s("cid_ptr", "cid_len", "key_ptr", "key_len"),
 		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
+
+	FuncSubscriptionList: {Name: "subscription_list", Params: i32s("cid_ptr", "cid_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceSubscriptions},
+	FuncSubscriptionAdd: {Name: "subscription_add", Params: i32s("cid_ptr", "cid_len", "filter_ptr", "filter_len", "qos", "options", "identifier"),
+		Results: oneI32, In: InServices, Service: ServiceSubscriptions},
+	FuncSubscriptionRemove: {Name: "subscription_remove", Params: i32s("cid_ptr", "cid_len", "filter_ptr", "filter_len"),
+		Results: oneI32, In: InServices, Service: ServiceSubscriptions},
+	FuncRetainedGet: {Name: "retained_get", Params: i32s("topic_ptr", "topic_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceRetained},
+	FuncRetainedPut: {Name: "retained_put", Params: i32s("msg_ptr", "msg_len"),
+		Results: oneI32, In: InServices, Service: ServiceRetained},
+	FuncRetainedRemove: {Name: "retained_remove", Params: i32s("topic_ptr", "topic_len"),
+		Results: oneI32, In: InServices, Service: ServiceRetained},
+	FuncConnectionAttributeGet: {Name: "connection_attribute_get", Params: i32s("key_ptr", "key_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: inConnection, Service: ServiceConnectionAttributes},
+	FuncConnectionAttributeGetAll: {Name: "connection_attribute_get_all", Params: i32s("out_ptr", "out_cap"),
+		Results: oneI32, In: inConnection, Service: ServiceConnectionAttributes},
+	FuncConnectionAttributePut: {Name: "connection_attribute_put", Params: i32s("key_ptr", "key_len", "val_ptr", "val_len"),
+		Results: oneI32, In: inConnection, Service: ServiceConnectionAttributes},
+	FuncConnectionAttributeRemove: {Name: "connection_attribute_remove", Params: i32s("key_ptr", "key_len"),
+		Results: oneI32, In: inConnection, Service: ServiceConnectionAttributes},
 }
 
 // String returns the function's name.

@@ -47,6 +47,9 @@ type clientState struct {
 	pub Publish
 	// connectedAt is when the CONNECT was accepted (Clients.Client).
 	connectedAt time.Time
+	// conn holds the connection's attributes (svc_connattrs.go), from the
+	// CONNECT on; dropState ends it.
+	conn Conn
 }
 
 // state returns the clientState of cl, or nil for a client that was never
@@ -59,9 +62,12 @@ func (h *hook) state(cl *mqtt.Client) *clientState {
 	return v.(*clientState)
 }
 
-// dropState forgets cl's clientState when its connection ends.
+// dropState forgets cl's clientState when its connection ends, and ends
+// the connection's attributes.
 func (h *hook) dropState(cl *mqtt.Client) {
-	h.clients.Delete(cl)
+	if v, ok := h.clients.LoadAndDelete(cl); ok {
+		v.(*clientState).conn.end()
+	}
 }
 
 // authenticateConnect is OnConnect: it authenticates a CONNECT through the
@@ -79,7 +85,8 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return errRefused
 	}
 	c := connectInfo(cl, pk)
-	h.emit(EventConnectionStart, cl, 0, "")
+	c.Conn = newConn()
+	h.emit(EventConnectionStart, cl, c.Conn, 0, "")
 
 	res := h.authenticate(c)
 	if res.Decision != Allow {
@@ -88,11 +95,12 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 			code = CodeNotAuthorized
 		}
 		h.refuseConnect(cl, code, res.ReasonString)
-		h.emit(EventAuthFailed, cl, code, res.ReasonString)
+		h.emit(EventAuthFailed, cl, c.Conn, code, res.ReasonString)
+		c.Conn.end()
 		return errRefused
 	}
 
-	st := &clientState{authz: res.Client, connack: res.ConnackUserProperties, settings: res.Settings, connectedAt: time.Now()}
+	st := &clientState{authz: res.Client, connack: res.ConnackUserProperties, settings: res.Settings, connectedAt: time.Now(), conn: c.Conn}
 	st.recv.max = h.receiveMax
 	if n := res.Settings.ReceiveMaximum; n > 0 {
 		st.recv.max = int(n)
@@ -100,7 +108,7 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 	applySettings(cl, res.Settings)
 	grantKeepalive(cl, h.maxKeepalive())
 	h.clients.Store(cl, st)
-	h.emit(EventAuthSucceeded, cl, 0, "")
+	h.emit(EventAuthSucceeded, cl, c.Conn, 0, "")
 	return nil
 }
 

@@ -26,13 +26,13 @@ func newEvent(kind EventKind, cl *mqtt.Client, t time.Time) *Event {
 }
 
 // emit sends a connection event (connection start, authentication
-// succeeded or failed) with a reason code and string.
-func (h *hook) emit(kind EventKind, cl *mqtt.Client, code byte, reason string) {
+// succeeded or failed) of connection conn with a reason code and string.
+func (h *hook) emit(kind EventKind, cl *mqtt.Client, conn Conn, code byte, reason string) {
 	if h.ext.Events == nil {
 		return
 	}
 	e := newEvent(kind, cl, time.Now())
-	e.ReasonCode, e.ReasonString = code, reason
+	e.ReasonCode, e.ReasonString, e.Conn = code, reason, conn
 	h.ext.Events.OnEvent(e)
 }
 
@@ -44,6 +44,7 @@ func (h *hook) emitDisconnect(cl *mqtt.Client, err error, now time.Time) {
 	}
 	e := newEvent(EventDisconnect, cl, now)
 	e.Disconnect, e.ReasonCode, e.ReasonString = disconnectCause(cl, err)
+	e.Conn = h.conn(cl)
 	h.ext.Events.OnEvent(e)
 }
 
@@ -54,7 +55,7 @@ func (h *hook) emitSubscribe(cl *mqtt.Client, results []FilterResult) {
 		return
 	}
 	e := newEvent(EventSubscribe, cl, time.Now())
-	e.Filters = results
+	e.Filters, e.Conn = results, h.conn(cl)
 	h.ext.Events.OnEvent(e)
 }
 
@@ -71,8 +72,17 @@ func (h *hook) emitUnsubscribe(cl *mqtt.Client, pk packets.Packet) {
 		results[i] = FilterResult{Filter: f.Filter, QoS: f.Qos}
 	}
 	e := newEvent(EventUnsubscribe, cl, time.Now())
-	e.Filters = results
+	e.Filters, e.Conn = results, h.conn(cl)
 	h.ext.Events.OnEvent(e)
+}
+
+// conn returns the connection of an authenticated client, the zero Conn
+// for one without a clientState.
+func (h *hook) conn(cl *mqtt.Client) Conn {
+	if st := h.state(cl); st != nil {
+		return st.conn
+	}
+	return Conn{}
 }
 
 // disconnectCause tells who ended a connection, from mochi's error and stop

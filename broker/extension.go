@@ -87,6 +87,10 @@ type Connect struct {
 	TLS             *TLSInfo // nil on a plain TCP or WebSocket connection
 	UserProperties  []UserProperty
 	Will            *WillInfo // nil when the CONNECT has no will
+	// Conn is the connection, for ConnectionAttributes: what the
+	// Authenticator writes there stays with the connection when it is
+	// accepted (see svc_connattrs.go).
+	Conn Conn
 }
 
 // ClientSettings are per-client limits an authenticator may set on Allow. A
@@ -236,6 +240,10 @@ type Event struct {
 	ReasonString string
 	Disconnect   DisconnectKind // EventDisconnect only
 	Filters      []FilterResult // EventSubscribe and EventUnsubscribe only
+	// Conn is the connection the event is about, for ConnectionAttributes
+	// (readable after the connection ended; see svc_connattrs.go); zero
+	// for an event without one.
+	Conn Conn
 }
 
 // EventListener hears lifecycle events. OnEvent runs on the client's

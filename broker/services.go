@@ -35,6 +35,9 @@ var (
 	// ErrInvalidArgument: a topic, filter, QoS, reason code, key or value
 	// the method refuses; the wrapping message says which and why.
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrTooLarge: a write beyond a documented size limit (the wrapping
+	// message says which); nothing changed.
+	ErrTooLarge = errors.New("too large")
 )
 
 // Services is everything the broker offers the extension host. *Server
@@ -45,6 +48,7 @@ type Services interface {
 	RetainedMessages
 	Publisher
 	SessionAttributes
+	ConnectionAttributes
 }
 
 var _ Services = (*Server)(nil)

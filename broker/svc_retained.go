@@ -70,6 +70,13 @@ func (s *Server) PutRetained(m Message) error {
 	return nil
 }
 
+// CheckTopicName returns why t is not a topic name a client could publish
+// to (empty, a wildcard, not UTF-8, a NUL, longer than 65,535 bytes),
+// wrapping ErrInvalidArgument; nil for a topic name. Retained answers
+// false for what is not one; callers that must tell the two apart check
+// first.
+func CheckTopicName(t string) error { return checkTopicName(t) }
+
 // DeleteRetained implements RetainedMessages.
 func (s *Server) DeleteRetained(topic string) error {
 	if err := checkTopicName(topic); err != nil {

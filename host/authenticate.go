@@ -23,7 +23,7 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 	var props [8]abi.Pair
 	rec := connectRecord(c, props[:0])
 	for _, e := range auth {
-		a, err := h.invoke(ctx, e, abi.CallbackAuthenticate, &rec)
+		a, err := h.invokeFor(ctx, e, abi.CallbackAuthenticate, &rec, c.Conn)
 		if err != nil { // counted (and the failure logged) by invoke
 			a.ext.log.Debug("client refused: extension did not decide", "client", c.ClientID, "error", err)
 			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: failReason(a.ext, err)}
@@ -42,7 +42,8 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 				Settings: broker.ClientSettings{ReceiveMaximum: out.receiveMax, SessionExpiry: out.sessionExpiry,
 					Keepalive: out.keepalive, MaxQueued: out.maxQueued},
 				ConnackUserProperties: out.connack,
-				Client:                &client{host: h, id: c.ClientID, username: c.Username, perms: compilePermissions(out.perms, c.ClientID, c.Username)},
+				Client: &client{host: h, id: c.ClientID, username: c.Username, conn: c.Conn,
+					perms: compilePermissions(out.perms, c.ClientID, c.Username)},
 			}
 		}
 	}

@@ -17,6 +17,8 @@ type client struct {
 	host         *Host
 	id, username string
 	perms        []permission
+	// conn is the client's connection (connection attributes).
+	conn broker.Conn
 }
 
 var _ broker.ClientAuthorizer = (*client)(nil)
@@ -41,7 +43,7 @@ func (c *client) AuthorizePublish(p *broker.Publish) broker.Verdict {
 		if p.Will {
 			rec.Flags |= abi.PublishWill
 		}
-		if v, decided := c.host.authorize(e, abi.CallbackAuthorizePublish, &rec); decided {
+		if v, decided := c.host.authorize(e, abi.CallbackAuthorizePublish, &rec, c.conn); decided {
 			return v
 		}
 	}
@@ -58,7 +60,7 @@ func (c *client) AuthorizeSubscribe(s *broker.Subscribe) broker.Verdict {
 		if s.Shared {
 			rec.Flags |= abi.SubscribeShared
 		}
-		if v, decided := c.host.authorize(e, abi.CallbackAuthorizeSubscribe, &rec); decided {
+		if v, decided := c.host.authorize(e, abi.CallbackAuthorizeSubscribe, &rec, c.conn); decided {
 			return v
 		}
 	}
@@ -83,8 +85,8 @@ func (e *extension) wantsTopic(name string) bool {
 
 // authorize calls one authorize callback and turns its answer into a
 // verdict; decided is false for NEXT. A failed call denies (fail closed).
-func (h *Host) authorize(e *extension, cb abi.Callback, rec record) (broker.Verdict, bool) {
-	a, err := h.invoke(context.Background(), e, cb, rec)
+func (h *Host) authorize(e *extension, cb abi.Callback, rec record, conn broker.Conn) (broker.Verdict, bool) {
+	a, err := h.invokeFor(context.Background(), e, cb, rec, conn)
 	if err != nil {
 		return failVerdict(a.ext, err), true
 	}

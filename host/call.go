@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
 )
 
 // Outcome is how one call into an extension ended. Later versions may
@@ -168,6 +169,12 @@ type answer struct {
 // through instance.run too and are observed by newInstance and
 // pool.closeAll.
 func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec record) (answer, error) {
+	return h.invokeFor(ctx, e, cb, rec, broker.Conn{})
+}
+
+// invokeFor is invoke for a callback about one connection: the connection
+// attribute functions act on conn while the call runs.
+func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec record, conn broker.Conn) (answer, error) {
 	began := h.clock()
 	if err := ctx.Err(); err != nil {
 		err = fmt.Errorf("%s: %w (%v)", cb, ErrCanceled, context.Cause(ctx))
@@ -180,6 +187,7 @@ func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec re
 		return answer{ext: e}, err
 	}
 	var res uint64
+	in.conn = conn
 	if ctx.Done() == nil {
 		res, err = in.callRecord(cb, encode(rec, in.scratch()))
 	} else {
@@ -192,6 +200,7 @@ func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec re
 	if err == nil {
 		a.out = in.out
 	}
+	in.conn = broker.Conn{}
 	e.release(in, cb, err)
 	h.observe(e, cb, began, classify(err, abi.Decisions[a.decision].Refuses))
 	return a, err

@@ -25,8 +25,15 @@ func (h *Host) OnEvent(ev *broker.Event) {
 		rec.Filters = append(rec.Filters, abi.FilterResult{Filter: f.Filter, QoS: f.QoS, Code: f.Code})
 	}
 	for _, e := range exts {
-		e.queueEvent(rec)
+		e.queueEvent(queuedEvent{rec: rec, conn: ev.Conn})
 	}
+}
+
+// queuedEvent is an event waiting for an extension's on_event, with the
+// connection it is about (connection attributes).
+type queuedEvent struct {
+	rec  *abi.EventRecord
+	conn broker.Conn
 }
 
 // eventQueue is how many events wait per extension before new ones drop.
@@ -35,7 +42,7 @@ const eventQueue = 4096
 // errEventQueueFull is why an event is dropped when its queue is full.
 var errEventQueueFull = errors.New("event queue full")
 
-func (e *extension) queueEvent(rec *abi.EventRecord) {
+func (e *extension) queueEvent(rec queuedEvent) {
 	if e.stopped.Load() {
 		return // its successor, if any, is in the chain the next event sees
 	}
@@ -54,7 +61,7 @@ func (e *extension) deliverEvents() {
 	for {
 		select {
 		case rec := <-e.events:
-			_, _ = e.host.invoke(context.Background(), e, abi.CallbackOnEvent, rec)
+			_, _ = e.host.invokeFor(context.Background(), e, abi.CallbackOnEvent, rec.rec, rec.conn)
 		case <-e.quit:
 			next := e.host.successor(e, abi.CallbackOnEvent)
 			for {

@@ -79,7 +79,7 @@ type extension struct {
 	pool *pool
 	// events queues lifecycle events for deliverEvents; it is never
 	// closed (a sender may race with stop): quit ends the delivery.
-	events chan *abi.EventRecord
+	events chan queuedEvent
 	quit   chan struct{}
 
 	mu       sync.Mutex
@@ -177,7 +177,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		e.pool.add(in)
 	}
 	if e.has(abi.Callbacks[abi.CallbackOnEvent].Bit) {
-		e.events, e.quit = make(chan *abi.EventRecord, eventQueue), make(chan struct{})
+		e.events, e.quit = make(chan queuedEvent, eventQueue), make(chan struct{})
 		go e.deliverEvents()
 	}
 	return e, nil

@@ -40,6 +40,17 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncSessionAttributePut:        hfSessionAttributePut,
 	abi.FuncSessionAttributePutIfNewer: hfSessionAttributePutIfNewer,
 	abi.FuncSessionAttributeRemove:     hfSessionAttributeRemove,
+
+	abi.FuncSubscriptionList:          hfSubscriptionList,
+	abi.FuncSubscriptionAdd:           hfSubscriptionAdd,
+	abi.FuncSubscriptionRemove:        hfSubscriptionRemove,
+	abi.FuncRetainedGet:               hfRetainedGet,
+	abi.FuncRetainedPut:               hfRetainedPut,
+	abi.FuncRetainedRemove:            hfRetainedRemove,
+	abi.FuncConnectionAttributeGet:    hfConnectionAttributeGet,
+	abi.FuncConnectionAttributeGetAll: hfConnectionAttributeGetAll,
+	abi.FuncConnectionAttributePut:    hfConnectionAttributePut,
+	abi.FuncConnectionAttributeRemove: hfConnectionAttributeRemove,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from

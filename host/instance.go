@@ -95,6 +95,9 @@ type instance struct {
 	// before the first); host functions check it against abi.HostFuncs.
 	cb  abi.Callback
 	out callOut
+	// conn is the connection the running callback is about (invokeFor),
+	// zero outside such a call; connection attribute functions act on it.
+	conn broker.Conn
 }
 
 type instanceKey struct{}

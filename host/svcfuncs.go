@@ -85,6 +85,8 @@ func serviceStatus(in *instance, f abi.HostFunc, err error) int32 {
 		return abi.StatusNotFound
 	case errors.Is(err, broker.ErrInvalidArgument):
 		return abi.StatusInvalidArgument
+	case errors.Is(err, broker.ErrTooLarge):
+		return abi.StatusTooLarge
 	}
 	in.ext.log.Error("host service failed", "function", f.String(), "callback", in.cb.String(), "error", err)
 	return abi.StatusInternal

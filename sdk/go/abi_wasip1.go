@@ -57,6 +57,36 @@ func hostSessionAttributePutIfNewer(cid_ptr unsafe.Pointer, cid_len uint32, key_
 //go:wasmimport propolis_v1 session_attribute_remove
 func hostSessionAttributeRemove(cid_ptr unsafe.Pointer, cid_len uint32, key_ptr unsafe.Pointer, key_len uint32) int32
 
+//go:wasmimport propolis_v1 subscription_list
+func hostSubscriptionList(cid_ptr unsafe.Pointer, cid_len uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 subscription_add
+func hostSubscriptionAdd(cid_ptr unsafe.Pointer, cid_len uint32, filter_ptr unsafe.Pointer, filter_len uint32, qos uint32, options uint32, identifier uint32) int32
+
+//go:wasmimport propolis_v1 subscription_remove
+func hostSubscriptionRemove(cid_ptr unsafe.Pointer, cid_len uint32, filter_ptr unsafe.Pointer, filter_len uint32) int32
+
+//go:wasmimport propolis_v1 retained_get
+func hostRetainedGet(topic_ptr unsafe.Pointer, topic_len uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 retained_put
+func hostRetainedPut(msg_ptr unsafe.Pointer, msg_len uint32) int32
+
+//go:wasmimport propolis_v1 retained_remove
+func hostRetainedRemove(topic_ptr unsafe.Pointer, topic_len uint32) int32
+
+//go:wasmimport propolis_v1 connection_attribute_get
+func hostConnectionAttributeGet(key_ptr unsafe.Pointer, key_len uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 connection_attribute_get_all
+func hostConnectionAttributeGetAll(out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 connection_attribute_put
+func hostConnectionAttributePut(key_ptr unsafe.Pointer, key_len uint32, val_ptr unsafe.Pointer, val_len uint32) int32
+
+//go:wasmimport propolis_v1 connection_attribute_remove
+func hostConnectionAttributeRemove(key_ptr unsafe.Pointer, key_len uint32) int32
+
 // The exports of ABI.md section 3. _initialize comes from Go's c-shared
 // runtime.
 

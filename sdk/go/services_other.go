@@ -14,3 +14,14 @@ func svcSessionAttributePutIfNewer(_, _ string, _ []byte, _ int64, _ uint32, _ [
 	return statusNotAvailable
 }
 func svcSessionAttributeRemove(_, _ string) int32 { return statusNotAvailable }
+
+func svcSubscriptionList(string, []byte) int32             { return statusNotAvailable }
+func svcSubscriptionAdd(_, _ string, _, _, _ uint32) int32 { return statusNotAvailable }
+func svcSubscriptionRemove(_, _ string) int32              { return statusNotAvailable }
+func svcRetainedGet(string, []byte) int32                  { return statusNotAvailable }
+func svcRetainedPut([]byte) int32                          { return statusNotAvailable }
+func svcRetainedRemove(string) int32                       { return statusNotAvailable }
+func svcConnectionAttributeGet(string, []byte) int32       { return statusNotAvailable }
+func svcConnectionAttributeGetAll([]byte) int32            { return statusNotAvailable }
+func svcConnectionAttributePut(string, []byte) int32       { return statusNotAvailable }
+func svcConnectionAttributeRemove(string) int32            { return statusNotAvailable }

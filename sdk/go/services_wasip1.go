@@ -31,3 +31,41 @@ func svcSessionAttributePutIfNewer(cid, key string, val []byte, t int64, flags u
 func svcSessionAttributeRemove(cid, key string) int32 {
 	return hostSessionAttributeRemove(strPtr(cid), uint32(len(cid)), strPtr(key), uint32(len(key)))
 }
+
+func svcSubscriptionList(cid string, out []byte) int32 {
+	return hostSubscriptionList(strPtr(cid), uint32(len(cid)), bytesPtr(out), uint32(len(out)))
+}
+
+func svcSubscriptionAdd(cid, filter string, qos, options, id uint32) int32 {
+	return hostSubscriptionAdd(strPtr(cid), uint32(len(cid)), strPtr(filter), uint32(len(filter)), qos, options, id)
+}
+
+func svcSubscriptionRemove(cid, filter string) int32 {
+	return hostSubscriptionRemove(strPtr(cid), uint32(len(cid)), strPtr(filter), uint32(len(filter)))
+}
+
+func svcRetainedGet(topic string, out []byte) int32 {
+	return hostRetainedGet(strPtr(topic), uint32(len(topic)), bytesPtr(out), uint32(len(out)))
+}
+
+func svcRetainedPut(msg []byte) int32 { return hostRetainedPut(bytesPtr(msg), uint32(len(msg))) }
+
+func svcRetainedRemove(topic string) int32 {
+	return hostRetainedRemove(strPtr(topic), uint32(len(topic)))
+}
+
+func svcConnectionAttributeGet(key string, out []byte) int32 {
+	return hostConnectionAttributeGet(strPtr(key), uint32(len(key)), bytesPtr(out), uint32(len(out)))
+}
+
+func svcConnectionAttributeGetAll(out []byte) int32 {
+	return hostConnectionAttributeGetAll(bytesPtr(out), uint32(len(out)))
+}
+
+func svcConnectionAttributePut(key string, val []byte) int32 {
+	return hostConnectionAttributePut(strPtr(key), uint32(len(key)), bytesPtr(val), uint32(len(val)))
+}
+
+func svcConnectionAttributeRemove(key string) int32 {
+	return hostConnectionAttributeRemove(strPtr(key), uint32(len(key)))
+}

@@ -12,6 +12,13 @@
 //	ifnewer|CID|KEY|VALUE|NS|EQ  ok:replaced=R,had=H,prev=PREV
 //	rm|CID|KEY                   ok
 //	burst|N|CID|KEY              ok:ok=A,limited=B,other=C (N gets)
+//	subs|CID                     ok:FILTER/QOS/NL/RAP/RH/ID,... (sorted by filter)
+//	subadd|CID|FILTER|QOS|OPTS|ID  ok (OPTS: n no local, r retain as
+//	                             published, 0-3 retain handling, e.g. "nr1")
+//	subrm|CID|FILTER             ok
+//	retget|TOPIC                 ok:PAYLOAD/qos=Q/retain=R/expiry=E/ct=CT/props=K=V;...
+//	retput|TOPIC|PAYLOAD|QOS|EXPIRY|CT|K=V;...  ok
+//	retrm|TOPIC                  ok
 //
 // A failure answers err:ERROR.
 package main
@@ -90,6 +97,8 @@ func run(cmd string) string {
 			}
 		}
 		out = "ok=" + strconv.Itoa(ok) + ",limited=" + strconv.Itoa(limited) + ",other=" + strconv.Itoa(other)
+	case "subs", "subadd", "subrm", "retget", "retput", "retrm":
+		out, err = runSubsRetained(a)
 	default:
 		return "err:unknown command " + a[0]
 	}
@@ -100,6 +109,58 @@ func run(cmd string) string {
 		return "ok"
 	}
 	return "ok:" + out
+}
+
+// runSubsRetained runs the subscription and retained message commands.
+func runSubsRetained(a []string) (string, error) {
+	switch a[0] {
+	case "subs":
+		subs, err := propolis.Subscriptions(arg(a, 1))
+		var parts []string
+		for _, s := range subs {
+			parts = append(parts, s.Filter+"/"+strconv.Itoa(int(s.QoS))+"/"+strconv.FormatBool(s.NoLocal)+"/"+
+				strconv.FormatBool(s.RetainAsPublished)+"/"+strconv.Itoa(int(s.RetainHandling))+"/"+strconv.FormatUint(uint64(s.Identifier), 10))
+		}
+		return strings.Join(parts, ","), err
+	case "subadd":
+		qos, _ := strconv.Atoi(arg(a, 3))
+		id, _ := strconv.ParseUint(arg(a, 5), 10, 32)
+		s := propolis.Subscription{Filter: arg(a, 2), QoS: byte(qos), Identifier: uint32(id)}
+		for _, o := range arg(a, 4) {
+			switch {
+			case o == 'n':
+				s.NoLocal = true
+			case o == 'r':
+				s.RetainAsPublished = true
+			case o >= '0' && o <= '9':
+				s.RetainHandling = byte(o - '0')
+			}
+		}
+		return "", propolis.AddSubscription(arg(a, 1), s)
+	case "subrm":
+		return "", propolis.RemoveSubscription(arg(a, 1), arg(a, 2))
+	case "retget":
+		m, err := propolis.RetainedMessage(arg(a, 1))
+		var props []string
+		for _, p := range m.UserProperties {
+			props = append(props, p.Key+"="+p.Value)
+		}
+		return string(m.Payload) + "/qos=" + strconv.Itoa(int(m.QoS)) + "/retain=" + strconv.FormatBool(m.Retain) +
+			"/expiry=" + strconv.FormatUint(uint64(m.MessageExpiry), 10) + "/ct=" + m.ContentType + "/props=" + strings.Join(props, ";"), err
+	case "retput":
+		qos, _ := strconv.Atoi(arg(a, 3))
+		exp, _ := strconv.ParseUint(arg(a, 4), 10, 32)
+		m := propolis.Message{Topic: arg(a, 1), Payload: []byte(arg(a, 2)), QoS: byte(qos), MessageExpiry: uint32(exp), ContentType: arg(a, 5)}
+		if kv := arg(a, 6); kv != "" {
+			for _, p := range strings.Split(kv, ";") {
+				k, v, _ := strings.Cut(p, "=")
+				m.UserProperties = append(m.UserProperties, propolis.UserProperty{Key: k, Value: v})
+			}
+		}
+		return "", propolis.PutRetainedMessage(m)
+	default: // retrm
+		return "", propolis.RemoveRetainedMessage(arg(a, 1))
+	}
 }
 
 func main() {}
