@@ -109,10 +109,21 @@ func (h *Host) scan(ctx context.Context, initial bool) {
 		}
 		return changes[i].name < changes[j].name
 	})
-	if !initial {
-		ctx = inBackground(ctx) // the broker serves: compile at low priority
+	h.mu.Lock()
+	serving := h.serving()
+	h.mu.Unlock()
+	if !initial && serving {
+		// The broker serves: compile at low priority. While no security
+		// extension serves, every CONNECT is refused until this load
+		// ends: full speed then, as at start-up.
+		ctx = inBackground(ctx)
 	}
 	for _, c := range changes {
+		select {
+		case <-h.done: // closing: the changes left are not applied
+			return
+		default:
+		}
 		h.apply(ctx, c.name, c.fp)
 		if st := h.folders[c.name]; st != nil {
 			st.applied = c.fp

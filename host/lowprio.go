@@ -78,18 +78,41 @@ func compileAt[T any](ctx context.Context, compile func(context.Context) (T, err
 func runLowPriority(delta int, fn func(nice int)) {
 	extraProc.add()
 	defer extraProc.remove()
-	var panicked any
+	if p := onLoweredThread(delta, fn, true); p != nil {
+		panic(p)
+	}
+}
+
+// onLoweredThread runs fn on a new goroutine locked to a thread lowered by
+// delta nice steps, waits, and returns what fn panicked with. A thread it
+// cannot lower goes back to the scheduler as it was. The process's main
+// thread is never lowered (Go parks it for good rather than ending it, and
+// its niceness is what ps and renice show for the whole broker): when the
+// goroutine lands on it, it keeps it locked and, once only, tries again on
+// another goroutine, which then runs on another thread.
+func onLoweredThread(delta int, fn func(nice int), retry bool) (panicked any) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer func() { panicked = recover() }()
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		fn(lowerThreadPriority(delta))
+		defer func() {
+			if p := recover(); p != nil {
+				panicked = p
+			}
+		}()
+		runtime.LockOSThread() // never unlocked once lowered: the thread ends with the goroutine
+		if isMainThread() && retry {
+			defer runtime.UnlockOSThread()
+			panicked = onLoweredThread(delta, fn, false)
+			return
+		}
+		nice, lowered := lowerThreadPriority(delta)
+		if !lowered {
+			defer runtime.UnlockOSThread()
+		}
+		fn(nice)
 	}()
 	<-done
-	if panicked != nil {
-		panic(panicked)
-	}
+	return panicked
 }
 
 // extraProc raises GOMAXPROCS by one per running low-priority compilation

@@ -1,12 +1,14 @@
 package host
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -91,7 +93,8 @@ func TestReloadCompilesAtLowPriority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const section = "propolis-test-reload"
+	// A new section name each run: the test cache is shared between runs.
+	section := fmt.Sprintf("propolis-test-reload-%d", time.Now().UnixNano())
 	bin = append(bin, 0, byte(1+len(section)+1), byte(len(section)))
 	bin = append(append(bin, section...), 1)
 	newer := filepath.Join(t.TempDir(), "allow-all.wasm")
