@@ -25,6 +25,8 @@ const (
 	CallbackAuthorizePublish
 	CallbackAuthorizeSubscribe
 	CallbackOnEvent
+	// CallbackTick is the periodic callback of ABI 1.1 (manifest tick).
+	CallbackTick
 	// NumCallbacks is the number of callbacks; it is not one.
 	NumCallbacks
 )
@@ -73,6 +75,7 @@ var Callbacks = [NumCallbacks]CallbackInfo{
 		Bit: 1 << 2, Record: KindSubscribe, Decisions: DecisionsOf(DecisionNext, DecisionAllow, DecisionDeny, DecisionDisconnect)},
 	CallbackOnEvent: {Name: "on_event", Export: "propolis_on_event", Sig: Signature{oneI32, none},
 		Bit: 1 << 3, Record: KindEvent},
+	CallbackTick: {Name: "tick", Export: "propolis_tick", Sig: Signature{none, none}, Bit: 1 << 4},
 }
 
 // String returns the callback's export name.
@@ -154,6 +157,10 @@ const (
 	FuncSessionAttributePut
 	FuncSessionAttributePutIfNewer
 	FuncSessionAttributeRemove
+	FuncStorageGet
+	FuncStoragePut
+	FuncStorageRemove
+	FuncStorageList
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -169,6 +176,7 @@ type Service uint8
 const (
 	ServiceNone Service = iota
 	ServiceSessionAttributes
+	ServiceStorage
 	// NumServices is the number of services, ServiceNone included.
 	NumServices
 )
@@ -177,6 +185,7 @@ const (
 // by Service ("" for ServiceNone).
 var ServiceNames = [NumServices]string{
 	ServiceSessionAttributes: "session_attributes",
+	ServiceStorage:           "storage",
 }
 
 // String returns the service's manifest name.
@@ -243,7 +252,8 @@ var (
 	inDeciding     = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe)
 	// InServices is where host services may be called: every callback
 	// that runs while the broker serves.
-	InServices = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent)
+	InServices = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent,
+		CallbackTick)
 )
 
 // params is i32s, except that a name ending in "!" is an i64 parameter
@@ -284,6 +294,14 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
 	FuncSessionAttributeRemove: {Name: "session_attribute_remove", Params: i32s("cid_ptr", "cid_len", "key_ptr", "key_len"),
 		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
+	FuncStorageGet: {Name: "storage_get", Params: i32s("key_ptr", "key_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceStorage},
+	FuncStoragePut: {Name: "storage_put", Params: i32s("key_ptr", "key_len", "val_ptr", "val_len"),
+		Results: oneI32, In: InServices, Service: ServiceStorage},
+	FuncStorageRemove: {Name: "storage_remove", Params: i32s("key_ptr", "key_len"),
+		Results: oneI32, In: InServices, Service: ServiceStorage},
+	FuncStorageList: {Name: "storage_list", Params: i32s("prefix_ptr", "prefix_len", "after_ptr", "after_len", "limit", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceStorage},
 }
 
 // String returns the function's name.

@@ -195,6 +195,10 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 	h.exts[name] = e
 	h.mu.Unlock()
 	h.rebuildChain()
+	if old != nil {
+		old.stopTicks() // before e's start: two versions never tick at once
+	}
+	e.startTicks()
 	h.setStatus(name, e.status(StateRunning, ""))
 	if old != nil {
 		h.checkSecurity(e.ID(), "reloaded")

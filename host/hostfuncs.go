@@ -40,6 +40,11 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncSessionAttributePut:        hfSessionAttributePut,
 	abi.FuncSessionAttributePutIfNewer: hfSessionAttributePutIfNewer,
 	abi.FuncSessionAttributeRemove:     hfSessionAttributeRemove,
+
+	abi.FuncStorageGet:    hfStorageGet,
+	abi.FuncStoragePut:    hfStoragePut,
+	abi.FuncStorageRemove: hfStorageRemove,
+	abi.FuncStorageList:   hfStorageList,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from

@@ -14,3 +14,8 @@ func svcSessionAttributePutIfNewer(_, _ string, _ []byte, _ int64, _ uint32, _ [
 	return statusNotAvailable
 }
 func svcSessionAttributeRemove(_, _ string) int32 { return statusNotAvailable }
+
+func svcStorageGet(string, []byte) int32                   { return statusNotAvailable }
+func svcStoragePut(string, []byte) int32                   { return statusNotAvailable }
+func svcStorageRemove(string) int32                        { return statusNotAvailable }
+func svcStorageList(_, _ string, _ uint32, _ []byte) int32 { return statusNotAvailable }

@@ -31,3 +31,17 @@ func svcSessionAttributePutIfNewer(cid, key string, val []byte, t int64, flags u
 func svcSessionAttributeRemove(cid, key string) int32 {
 	return hostSessionAttributeRemove(strPtr(cid), uint32(len(cid)), strPtr(key), uint32(len(key)))
 }
+
+func svcStorageGet(key string, out []byte) int32 {
+	return hostStorageGet(strPtr(key), uint32(len(key)), bytesPtr(out), uint32(len(out)))
+}
+
+func svcStoragePut(key string, val []byte) int32 {
+	return hostStoragePut(strPtr(key), uint32(len(key)), bytesPtr(val), uint32(len(val)))
+}
+
+func svcStorageRemove(key string) int32 { return hostStorageRemove(strPtr(key), uint32(len(key))) }
+
+func svcStorageList(prefix, after string, limit uint32, out []byte) int32 {
+	return hostStorageList(strPtr(prefix), uint32(len(prefix)), strPtr(after), uint32(len(after)), limit, bytesPtr(out), uint32(len(out)))
+}
