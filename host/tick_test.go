@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -46,8 +47,8 @@ func TestTick(t *testing.T) {
 	w.h.mu.Lock()
 	old := w.h.exts["ticker"]
 	w.h.mu.Unlock()
-	if old.ticksSkipped.Load() == 0 {
-		t.Error("ticks of 250ms every 100ms skipped none")
+	if st := statusOf(t, w.h, "ticker"); st.TicksSkipped == 0 || st.Tick != 100*time.Millisecond {
+		t.Errorf("status: tick %v, %d skipped; want 100ms, ticks of 250ms every 100ms skipping some", st.Tick, st.TicksSkipped)
 	}
 	if strings.Contains(w.logs.String(), "storage:") {
 		t.Errorf("a tick's storage call failed:\n%s", w.logs.String())
