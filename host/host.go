@@ -195,14 +195,17 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 	if err != nil {
 		return err
 	}
+	// The replaced version's ticks end before e's begin, so two versions
+	// never tick at once; e's start before anything else can see (and
+	// stop) it.
+	if old != nil {
+		old.stopTicks()
+	}
+	e.startTicks()
 	h.mu.Lock()
 	h.exts[name] = e
 	h.mu.Unlock()
 	h.rebuildChain()
-	if old != nil {
-		old.stopTicks() // before e's start: two versions never tick at once
-	}
-	e.startTicks()
 	h.setStatus(name, e.status(StateRunning, ""))
 	if old != nil {
 		h.checkSecurity(e.ID(), "reloaded")
