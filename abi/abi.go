@@ -134,6 +134,12 @@ const (
 	MaxAttributeValue = 10 << 10
 	// MaxResult is the largest result a host service hands a guest.
 	MaxResult = 16 << 20
+	// MaxStorageKey and MaxStorageValue bound a key and a value of an
+	// extension's key-value storage (service storage), in bytes;
+	// MaxStorageList bounds the keys one storage_list call answers.
+	MaxStorageKey   = 1024
+	MaxStorageValue = 1 << 20
+	MaxStorageList  = 1000
 )
 
 // PutIfNewerOrEqual is the flags bit of session_attribute_put_if_newer

@@ -25,6 +25,8 @@ const (
 	CallbackAuthorizePublish
 	CallbackAuthorizeSubscribe
 	CallbackOnEvent
+	// CallbackTick is the periodic callback of ABI 1.1 (manifest tick).
+	CallbackTick
 	// NumCallbacks is the number of callbacks; it is not one.
 	NumCallbacks
 )
@@ -73,6 +75,7 @@ var Callbacks = [NumCallbacks]CallbackInfo{
 		Bit: 1 << 2, Record: KindSubscribe, Decisions: DecisionsOf(DecisionNext, DecisionAllow, DecisionDeny, DecisionDisconnect)},
 	CallbackOnEvent: {Name: "on_event", Export: "propolis_on_event", Sig: Signature{oneI32, none},
 		Bit: 1 << 3, Record: KindEvent},
+	CallbackTick: {Name: "tick", Export: "propolis_tick", Sig: Signature{none, none}, Bit: 1 << 4},
 }
 
 // String returns the callback's export name.
@@ -165,6 +168,10 @@ const (
 	FuncConnectionAttributeGetAll
 	FuncConnectionAttributePut
 	FuncConnectionAttributeRemove
+	FuncStorageGet
+	FuncStoragePut
+	FuncStorageRemove
+	FuncStorageList
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -183,6 +190,7 @@ const (
 	ServiceSubscriptions
 	ServiceRetained
 	ServiceConnectionAttributes
+	ServiceStorage
 	// NumServices is the number of services, ServiceNone included.
 	NumServices
 )
@@ -194,6 +202,7 @@ var ServiceNames = [NumServices]string{
 	ServiceSubscriptions:        "subscriptions",
 	ServiceRetained:             "retained",
 	ServiceConnectionAttributes: "connection_attributes",
+	ServiceStorage:              "storage",
 }
 
 // String returns the service's manifest name.
@@ -260,7 +269,8 @@ var (
 	inDeciding     = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe)
 	// InServices is where host services may be called: every callback
 	// that runs while the broker serves.
-	InServices = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent)
+	InServices = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent,
+		CallbackTick)
 	// inConnection is where a callback runs for one connection: the
 	// connection attribute functions act on it.
 	inConnection = CallbacksOf(CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent)
@@ -325,6 +335,14 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 		Results: oneI32, In: inConnection, Service: ServiceConnectionAttributes},
 	FuncConnectionAttributeRemove: {Name: "connection_attribute_remove", Params: i32s("key_ptr", "key_len"),
 		Results: oneI32, In: inConnection, Service: ServiceConnectionAttributes},
+	FuncStorageGet: {Name: "storage_get", Params: i32s("key_ptr", "key_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceStorage},
+	FuncStoragePut: {Name: "storage_put", Params: i32s("key_ptr", "key_len", "val_ptr", "val_len"),
+		Results: oneI32, In: InServices, Service: ServiceStorage},
+	FuncStorageRemove: {Name: "storage_remove", Params: i32s("key_ptr", "key_len"),
+		Results: oneI32, In: InServices, Service: ServiceStorage},
+	FuncStorageList: {Name: "storage_list", Params: i32s("prefix_ptr", "prefix_len", "after_ptr", "after_len", "limit", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceStorage},
 }
 
 // String returns the function's name.

@@ -59,6 +59,9 @@ func runChildBroker(dir string) {
 		os.Exit(1)
 	}
 	fmt.Println("READY", s.Addr(cfg.Listeners[0].Name))
+	if os.Getenv(childEnv+"_STORAGE") != "" {
+		childStoragePuts(s)
+	}
 	select {}
 }
 

@@ -79,6 +79,9 @@ import (
 //     AttributeList: from any goroutine (the SessionAttributes service). A
 //     write for a client id without a session record fails with
 //     store.ErrNoSession; PutIfNewer compares and writes atomically.
+//   - ExtensionGet, ExtensionPut, ExtensionDelete, ExtensionKeysAfter: from
+//     any goroutine (the ExtensionStore service), each extension id in its
+//     own key range.
 //   - Dir: names where the records live, for log lines and errors; it must
 //     work after Close.
 //   - Close: once, from Server.Close after every client's session was saved
@@ -101,6 +104,10 @@ type Persistence interface {
 	AttributePutIfNewer(clientID string, a store.Attribute, orEqual, durable bool) (prev store.Attribute, had, replaced bool, err error)
 	AttributeDelete(clientID, key string, durable bool) error
 	AttributeList(clientID string) ([]store.Attribute, error)
+	ExtensionGet(ext, key string) ([]byte, bool, error)
+	ExtensionPut(ext, key string, value []byte, durable bool) error
+	ExtensionDelete(ext, key string, durable bool) error
+	ExtensionKeysAfter(ext, prefix, after string, limit int) ([]string, bool, error)
 	Dir() string
 	Close() error
 }

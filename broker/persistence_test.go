@@ -228,3 +228,23 @@ func (p *countingPersistence) AttributeList(clientID string) ([]store.Attribute,
 	p.count("AttributeList")
 	return p.st.AttributeList(clientID)
 }
+
+func (p *countingPersistence) ExtensionGet(ext, key string) ([]byte, bool, error) {
+	p.count("ExtensionGet")
+	return p.st.ExtensionGet(ext, key)
+}
+
+func (p *countingPersistence) ExtensionPut(ext, key string, value []byte, durable bool) error {
+	p.count("ExtensionPut")
+	return p.st.ExtensionPut(ext, key, value, durable)
+}
+
+func (p *countingPersistence) ExtensionDelete(ext, key string, durable bool) error {
+	p.count("ExtensionDelete")
+	return p.st.ExtensionDelete(ext, key, durable)
+}
+
+func (p *countingPersistence) ExtensionKeysAfter(ext, prefix, after string, limit int) ([]string, bool, error) {
+	p.count("ExtensionKeysAfter")
+	return p.st.ExtensionKeysAfter(ext, prefix, after, limit)
+}

@@ -49,6 +49,7 @@ type Services interface {
 	Publisher
 	SessionAttributes
 	ConnectionAttributes
+	ExtensionStore
 }
 
 var _ Services = (*Server)(nil)
@@ -300,4 +301,53 @@ type SessionAttributes interface {
 
 	// DeleteAttribute removes key; a missing key is not an error.
 	DeleteAttribute(clientID, key string) error
+}
+
+// Limits of the extension key-value storage.
+const (
+	// MaxStorageKeyLen is the longest storage key, in bytes; keys are
+	// 1 to MaxStorageKeyLen bytes, any bytes.
+	MaxStorageKeyLen = abi.MaxStorageKey
+	// MaxStorageValueLen is the largest storage value, in bytes.
+	MaxStorageValueLen = abi.MaxStorageValue
+	// MaxStorageList is the most keys one StorageKeys call returns.
+	MaxStorageList = abi.MaxStorageList
+)
+
+// ExtensionStore is a private key-value store per extension, in the
+// broker's store: each extension id has its own namespace, which no other
+// id can read or write, kept across restarts (in sync durability also a
+// kill -9) and across reloads of the same id; removing an extension
+// leaves its data in place for a later version. The caller (the host)
+// passes the id of the extension it acts for; the broker trusts it. Safe
+// for concurrent use from any goroutine; concurrent writes of one key are
+// applied in some order, the last one wins. Implemented in svc_storage.go.
+//
+// Every method fails with ErrInvalidArgument for an empty extension id or
+// one holding NUL, and with the store's error (wrapped) when it fails.
+// What an extension may store in total is bounded by the store's
+// free-space reserve (store.min_free_space), not by a quota per
+// extension.
+type ExtensionStore interface {
+	// StorageGet returns the value of key in extension ext's namespace,
+	// false when there is none. One store read.
+	StorageGet(ext, key string) ([]byte, bool, error)
+
+	// StoragePut sets key to value, replacing any value, and returns once
+	// it is stored (in sync durability, on disk: concurrent writers share
+	// one fsync). Errors also: ErrInvalidArgument (key empty or longer
+	// than MaxStorageKeyLen, value longer than MaxStorageValueLen).
+	StoragePut(ext, key string, value []byte) error
+
+	// StorageDelete removes key; a missing key is not an error. Durable
+	// like StoragePut.
+	StorageDelete(ext, key string) error
+
+	// StorageKeys returns, sorted, at most limit (1 to MaxStorageList)
+	// keys of ext that start with prefix and sort after after ("" starts
+	// at the first); more is true when further keys match: pass the last
+	// key as the next after. One scan of at most limit+1 keys. Errors
+	// also: ErrInvalidArgument (limit, or a prefix or after longer than
+	// MaxStorageKeyLen).
+	StorageKeys(ext, prefix, after string, limit int) (keys []string, more bool, err error)
 }

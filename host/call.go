@@ -188,9 +188,12 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	}
 	var res uint64
 	in.conn = conn
-	if ctx.Done() == nil {
+	switch {
+	case rec == nil: // a callback without a record (propolis_tick), never with a ctx that ends
+		res, err = in.run(cb)
+	case ctx.Done() == nil:
 		res, err = in.callRecord(cb, encode(rec, in.scratch()))
-	} else {
+	default:
 		res, err = in.callWithin(ctx, cb, rec)
 	}
 	a := answer{ext: e}
@@ -236,13 +239,14 @@ func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record)
 
 // acquire takes an instance of e. A client may hold a chain from before a
 // reload: when e was replaced meanwhile by a version that takes cb, the
-// call goes to the successor. For a deciding callback, failing to get an
+// call goes to the successor (not a tick: a successor ticks on its own).
+// For a deciding callback, failing to get an
 // instance counts as a failure of the extension (one whose instances all
 // hang empties its pool), unless the caller's context ended first; an
 // event that finds no instance is dropped and counted as such.
 func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*extension, *instance, error) {
 	in, err := e.acquire(ctx)
-	if errors.Is(err, ErrStopped) {
+	if errors.Is(err, ErrStopped) && cb != abi.CallbackTick { // a successor ticks on its own
 		if next := h.successor(e, cb); next != nil {
 			e = next
 			in, err = e.acquire(ctx)
@@ -252,6 +256,7 @@ func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*ext
 		return e, in, nil
 	}
 	switch {
+	case cb == abi.CallbackTick && errors.Is(err, ErrStopped): // the ticks are ending
 	case !abi.Callbacks[cb].Decides():
 		e.dropEvent(err)
 	case errors.Is(err, ErrCanceled):

@@ -89,6 +89,13 @@ type extension struct {
 	// gate holds the manifest's service grants and the rate limiter.
 	gate *serviceGate
 
+	// tickQuit ends tickLoop, which closes tickDone (tick.go); nil
+	// without ticks.
+	tickQuit, tickDone chan struct{}
+	tickStop           sync.Once
+	// ticksSkipped counts the ticks dropped because a tick was running.
+	ticksSkipped atomic.Int64
+
 	// Counters. tooLarge counts the records the guest's buffer could not
 	// take (ErrRecordTooLarge).
 	calls, errors, dropped, tooLarge atomic.Int64
@@ -168,6 +175,10 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	e.declared = declaration{declared: first.out.declared, mask: first.out.mask, filters: first.out.filters}
 	e.pool = newPool(e, m.Limits.PoolSize)
 	e.pool.add(first)
+	if err := e.checkTick(); err != nil {
+		e.pool.closeAll(false)
+		return nil, err
+	}
 	for i := 1; i < m.Limits.PoolSize; i++ {
 		in, err := e.newInstance(ctx, previous)
 		if err != nil {
@@ -403,6 +414,7 @@ func (e *extension) stop(graceful bool) {
 	if e.stopped.Swap(true) {
 		return
 	}
+	e.stopTicks()
 	if e.quit != nil {
 		close(e.quit)
 	}

@@ -108,6 +108,10 @@ type Status struct {
 	// RateLimited and NotPermitted count the service calls refused with
 	// RATE_LIMITED and NOT_PERMITTED.
 	RateLimited, NotPermitted int64
+	// Tick is the manifest's tick interval (0: none); TicksSkipped counts
+	// the ticks dropped because the previous one was still running.
+	Tick         time.Duration
+	TicksSkipped int64
 }
 
 // New creates a host with no extension (every CONNECT refused) and starts
@@ -191,6 +195,13 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 	if err != nil {
 		return err
 	}
+	// The replaced version's ticks end before e's begin, so two versions
+	// never tick at once; e's start before anything else can see (and
+	// stop) it.
+	if old != nil {
+		old.stopTicks()
+	}
+	e.startTicks()
 	h.mu.Lock()
 	h.exts[name] = e
 	h.mu.Unlock()
@@ -271,7 +282,7 @@ func (h *Host) setStatus(name string, st *Status) {
 func (e *extension) status(state State, reason string) *Status {
 	return &Status{ID: e.ID(), Version: e.manifest.Version, State: state, Reason: reason,
 		Priority: e.manifest.Priority, StartPriority: e.manifest.StartPriority, Callbacks: abi.CallbackNames(e.callbacks),
-		Services: e.gate.grantNames(), ServiceRate: e.gate.rate, ServiceBurst: e.gate.burst}
+		Services: e.gate.grantNames(), ServiceRate: e.gate.rate, ServiceBurst: e.gate.burst, Tick: time.Duration(e.manifest.Tick)}
 }
 
 // Status lists every extension folder seen, sorted by id.
@@ -285,6 +296,7 @@ func (h *Host) Status() []Status {
 			s.Calls, s.Errors = e.calls.Load(), e.errors.Load()
 			s.Dropped, s.TooLarge = e.dropped.Load(), e.tooLarge.Load()
 			s.RateLimited, s.NotPermitted = e.gate.rateLimited.Load(), e.gate.notPermitted.Load()
+			s.TicksSkipped = e.ticksSkipped.Load()
 		}
 		out = append(out, s)
 	}

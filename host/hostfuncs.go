@@ -51,6 +51,10 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncConnectionAttributeGetAll: hfConnectionAttributeGetAll,
 	abi.FuncConnectionAttributePut:    hfConnectionAttributePut,
 	abi.FuncConnectionAttributeRemove: hfConnectionAttributeRemove,
+	abi.FuncStorageGet:                hfStorageGet,
+	abi.FuncStoragePut:                hfStoragePut,
+	abi.FuncStorageRemove:             hfStorageRemove,
+	abi.FuncStorageList:               hfStorageList,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from

@@ -46,6 +46,10 @@ type Manifest struct {
 	// Services lists the host services the extension may call (the names
 	// of abi.ServiceNames). Default none.
 	Services []string `yaml:"services"`
+	// Tick is how often the host calls the module's propolis_tick export,
+	// 100ms to 24h; 0 (the default) never. The module must export (and
+	// declare) propolis_tick when it is set.
+	Tick yamlconf.Duration `yaml:"tick"`
 	// Config is free-form: any YAML value, handed to the extension at
 	// start as JSON (see configValue for the conversion, abi/MANIFEST.md
 	// for its rules), at most MaxConfig bytes of it. Default nil, sent as
@@ -88,6 +92,8 @@ const (
 	minPoolSize     = 1
 	maxPoolSize     = 256
 	maxServiceRate  = 1000000
+	minTick         = yamlconf.Duration(100 * time.Millisecond)
+	maxTick         = yamlconf.Duration(24 * time.Hour)
 )
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -183,6 +189,9 @@ func (m *Manifest) validate(folder string) yamlconf.Errors {
 	}
 	if l.ServiceBurst < 0 || l.ServiceBurst > maxServiceRate {
 		bad("limits.service_burst", "%d out of range 0-%d", l.ServiceBurst, maxServiceRate)
+	}
+	if m.Tick != 0 && (m.Tick < minTick || m.Tick > maxTick) {
+		bad("tick", "%v out of range %v-%v", m.Tick, minTick, maxTick)
 	}
 	seen := map[string]bool{}
 	for i, name := range m.Services {

@@ -174,6 +174,7 @@ func TestManifestKeysDocumented(t *testing.T) {
 		{"limits.call_deadline", yamlconf.Duration(DefaultCallDeadline).String(), fmt.Sprintf("%v-%v", minCallDeadline, maxCallDeadline)},
 		{"limits.pool_size", strconv.Itoa(DefaultPoolSize), fmt.Sprintf("%d-%d", minPoolSize, maxPoolSize)},
 		{"config", "`{}`", fmt.Sprintf("%d MiB as JSON", MaxConfig>>20)},
+		{"tick", "none", fmt.Sprintf("%v-%v", minTick, maxTick)},
 	} {
 		if r := rows[c.key]; r != nil && (r[2] != c.def || r[3] != c.limits) {
 			t.Errorf("abi/MANIFEST.md %s: default %q, limits %q; the code: %q, %q", c.key, r[2], r[3], c.def, c.limits)

@@ -112,3 +112,55 @@ func (s *Store) ExtensionKeys(ext, prefix string) (keys []string, err error) {
 	}
 	return keys, nil
 }
+
+// ExtensionKeysAfter returns, sorted, at most limit keys of extension ext
+// that start with prefix and sort after after ("" starts at the first),
+// and more, true when further keys match. A caller pages through a large
+// range by passing the last key it got as the next after. It reads one
+// consistent view, limit+1 keys at most. limit must be at least 1. It
+// fails with ErrInvalidName, ErrClosed or pebble's error.
+func (s *Store) ExtensionKeysAfter(ext, prefix, after string, limit int) (keys []string, more bool, err error) {
+	if err := checkExt(ext); err != nil {
+		return nil, false, fmt.Errorf("list extension %q keys %q after %q: %w", ext, prefix, after, err)
+	}
+	if limit < 1 {
+		return nil, false, fmt.Errorf("list extension %q keys %q after %q: limit %d below 1", ext, prefix, after, limit)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, false, fmt.Errorf("list extension %q keys %q after %q: %w", ext, prefix, after, ErrClosed)
+	}
+	lo := extKey(nil, ext, prefix)
+	hi := prefixUpperBound(lo)
+	if after >= prefix {
+		// The smallest key greater than after: after followed by a NUL.
+		if start := append(extKey(nil, ext, after), 0); string(start) > string(lo) {
+			lo = start
+		}
+	}
+	if hi != nil && string(lo) >= string(hi) {
+		return nil, false, nil // after is beyond every key with prefix
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, false, fmt.Errorf("list extension %q keys %q after %q: %w", ext, prefix, after, err)
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			keys, more, err = nil, false, fmt.Errorf("list extension %q keys %q after %q: %w", ext, prefix, after, cerr)
+		}
+	}()
+	skip := len(extKey(nil, ext, ""))
+	for it.First(); it.Valid(); it.Next() {
+		if len(keys) == limit {
+			more = true
+			break
+		}
+		keys = append(keys, string(it.Key()[skip:]))
+	}
+	if err := it.Error(); err != nil {
+		return nil, false, fmt.Errorf("list extension %q keys %q after %q: %w", ext, prefix, after, err)
+	}
+	return keys, more, nil
+}

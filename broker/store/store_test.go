@@ -784,3 +784,37 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Errorf("%d in-flight, want %d", len(snap.Inflight), writers*each)
 	}
 }
+
+func TestExtensionKeysAfter(t *testing.T) {
+	s := openTest(t, t.TempDir(), DurabilitySync)
+	for _, k := range []string{"a", "a/1", "a/2", "a/3", "b"} {
+		mustDo(t, s.ExtensionPut("e", k, nil, false))
+	}
+	mustDo(t, s.ExtensionPut("e2", "a/0", nil, false))
+	for _, tc := range []struct {
+		prefix, after string
+		limit         int
+		want          []string
+		more          bool
+	}{
+		{"a/", "", 2, []string{"a/1", "a/2"}, true},
+		{"a/", "a/2", 2, []string{"a/3"}, false},
+		{"a/", "a/3", 2, nil, false},
+		{"a/", "a", 5, []string{"a/1", "a/2", "a/3"}, false},
+		{"a/", "b", 5, nil, false},
+		{"", "a/3", 5, []string{"b"}, false},
+		{"", "", 5, []string{"a", "a/1", "a/2", "a/3", "b"}, false},
+		{"", "", 4, []string{"a", "a/1", "a/2", "a/3"}, true},
+	} {
+		keys, more, err := s.ExtensionKeysAfter("e", tc.prefix, tc.after, tc.limit)
+		if err != nil || !reflect.DeepEqual(keys, tc.want) || more != tc.more {
+			t.Errorf("ExtensionKeysAfter(%q, %q, %d) = %q, %v, %v; want %q, %v", tc.prefix, tc.after, tc.limit, keys, more, err, tc.want, tc.more)
+		}
+	}
+	if _, _, err := s.ExtensionKeysAfter("e", "", "", 0); err == nil {
+		t.Error("limit 0 accepted")
+	}
+	if _, _, err := s.ExtensionKeysAfter("", "", "", 1); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("empty extension id: %v, want ErrInvalidName", err)
+	}
+}

@@ -11,6 +11,7 @@ const (
 	callbackAuthorizePublish   = 0x2
 	callbackAuthorizeSubscribe = 0x4
 	callbackOnEvent            = 0x8
+	callbackTick               = 0x10
 )
 
 // Record kinds (ABI.md section 4).

@@ -87,6 +87,18 @@ func hostConnectionAttributePut(key_ptr unsafe.Pointer, key_len uint32, val_ptr 
 //go:wasmimport propolis_v1 connection_attribute_remove
 func hostConnectionAttributeRemove(key_ptr unsafe.Pointer, key_len uint32) int32
 
+//go:wasmimport propolis_v1 storage_get
+func hostStorageGet(key_ptr unsafe.Pointer, key_len uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 storage_put
+func hostStoragePut(key_ptr unsafe.Pointer, key_len uint32, val_ptr unsafe.Pointer, val_len uint32) int32
+
+//go:wasmimport propolis_v1 storage_remove
+func hostStorageRemove(key_ptr unsafe.Pointer, key_len uint32) int32
+
+//go:wasmimport propolis_v1 storage_list
+func hostStorageList(prefix_ptr unsafe.Pointer, prefix_len uint32, after_ptr unsafe.Pointer, after_len uint32, limit uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
 // The exports of ABI.md section 3. _initialize comes from Go's c-shared
 // runtime.
 
@@ -113,3 +125,6 @@ func exportAuthorizeSubscribe(n int32) uint32 { return uint32(authorizeSubscribe
 
 //go:wasmexport propolis_on_event
 func exportOnEvent(n int32) { onEvent(host, record(n)) }
+
+//go:wasmexport propolis_tick
+func exportTick() { tick() }

@@ -211,6 +211,13 @@ func onEvent(h hostAPI, rec []byte) {
 	ext.OnEvent(e)
 }
 
+// tick runs propolis_tick: the author's Tick.
+func tick() {
+	if ext.Tick != nil {
+		ext.Tick()
+	}
+}
+
 // sendReason passes a deny or disconnect reason string to the host. The
 // reason is informative only, so a failure is ignored.
 func sendReason(h hostAPI, reason string) {

@@ -93,7 +93,9 @@
 // permissions. AuthorizePublish and AuthorizeSubscribe answer a Verdict:
 // Allow, Deny, Disconnect or Next. Next passes the question on along the
 // chain of extensions and finally, for publishes and subscribes, to the
-// client's permissions.
+// client's permissions. OnEvent hears lifecycle events after the fact,
+// and Tick runs every manifest tick interval (tick: 10s) for housekeeping,
+// one call at a time.
 //
 // If the SDK cannot do what a handler asked (a host function refuses a
 // setting or a permission, or Permission.Validate fails), it logs the
@@ -113,7 +115,8 @@
 // The broker runs several instances of the module and sends any client's
 // callbacks to any of them, one callback at a time per instance. Keep
 // per-client state in the broker (settings and permissions in the
-// AuthResult), not in package variables; configuration read in Start is
+// AuthResult, session attributes, the extension's storage: StoragePut),
+// not in package variables; configuration read in Start is
 // fine, since every instance is started. For the same reason Start runs
 // several times per load: log start-up messages only when
 // StartInfo.Instance is 0.

@@ -34,6 +34,13 @@ type Extension struct {
 	AuthorizeSubscribe func(s *Subscribe) Verdict
 	// OnEvent, if set, receives lifecycle events after the fact.
 	OnEvent func(e *Event)
+	// Tick, if set, is called every manifest tick interval (the manifest
+	// must set tick, e.g. "tick: 10s", or the broker refuses to load the
+	// extension), on one instance at a time and never overlapping itself:
+	// a tick still running when the next is due makes the broker skip
+	// that one. For housekeeping; it may call the host services. Read
+	// time.Now for the time.
+	Tick func()
 	// PublishFilters, if not empty, restricts AuthorizePublish to topics
 	// matching one of these MQTT topic filters ("+" and "#" wildcards);
 	// other publishes cost no Wasm call. An invalid filter refuses the
@@ -97,6 +104,9 @@ func (e *Extension) callbackMask() uint32 {
 	}
 	if e.OnEvent != nil {
 		m |= callbackOnEvent
+	}
+	if e.Tick != nil {
+		m |= callbackTick
 	}
 	return m
 }

@@ -5,8 +5,8 @@ import "errors"
 // Host services (ABI.md section 5, "Host services"): functions that act on
 // the broker. Each needs its service granted in the manifest's services
 // list, and every call passes the extension's rate limit. They may be
-// called from Start, Authenticate, AuthorizePublish, AuthorizeSubscribe and
-// OnEvent; elsewhere (Stop, package init) they return ErrNotAvailable.
+// called from Start, Authenticate, AuthorizePublish, AuthorizeSubscribe,
+// OnEvent and Tick; elsewhere (Stop, package init) they return ErrNotAvailable.
 //
 // They fail with one of the errors below; test with errors.Is:
 //

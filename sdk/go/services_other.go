@@ -25,3 +25,7 @@ func svcConnectionAttributeGet(string, []byte) int32       { return statusNotAva
 func svcConnectionAttributeGetAll([]byte) int32            { return statusNotAvailable }
 func svcConnectionAttributePut(string, []byte) int32       { return statusNotAvailable }
 func svcConnectionAttributeRemove(string) int32            { return statusNotAvailable }
+func svcStorageGet(string, []byte) int32                   { return statusNotAvailable }
+func svcStoragePut(string, []byte) int32                   { return statusNotAvailable }
+func svcStorageRemove(string) int32                        { return statusNotAvailable }
+func svcStorageList(_, _ string, _ uint32, _ []byte) int32 { return statusNotAvailable }

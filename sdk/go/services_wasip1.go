@@ -69,3 +69,17 @@ func svcConnectionAttributePut(key string, val []byte) int32 {
 func svcConnectionAttributeRemove(key string) int32 {
 	return hostConnectionAttributeRemove(strPtr(key), uint32(len(key)))
 }
+
+func svcStorageGet(key string, out []byte) int32 {
+	return hostStorageGet(strPtr(key), uint32(len(key)), bytesPtr(out), uint32(len(out)))
+}
+
+func svcStoragePut(key string, val []byte) int32 {
+	return hostStoragePut(strPtr(key), uint32(len(key)), bytesPtr(val), uint32(len(val)))
+}
+
+func svcStorageRemove(key string) int32 { return hostStorageRemove(strPtr(key), uint32(len(key))) }
+
+func svcStorageList(prefix, after string, limit uint32, out []byte) int32 {
+	return hostStorageList(strPtr(prefix), uint32(len(prefix)), strPtr(after), uint32(len(after)), limit, bytesPtr(out), uint32(len(out)))
+}

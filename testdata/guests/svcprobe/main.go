@@ -19,6 +19,12 @@
 //	retget|TOPIC                 ok:PAYLOAD/qos=Q/retain=R/expiry=E/ct=CT/props=K=V;...
 //	retput|TOPIC|PAYLOAD|QOS|EXPIRY|CT|K=V;...  ok
 //	retrm|TOPIC                  ok
+//	kvget|KEY                    ok:VALUE (storage)
+//	kvput|KEY|VALUE              ok
+//	kvputbig|KEY|N               ok (a value of N bytes of 'v')
+//	kvrm|KEY                     ok
+//	kvkeys|PREFIX|AFTER|LIMIT    ok:KEY,KEY,...;more=M
+//	kvall|PREFIX|LIMIT           ok:N (keys counted by paging LIMIT at a time)
 //
 // A failure answers err:ERROR.
 package main
@@ -99,6 +105,40 @@ func run(cmd string) string {
 		out = "ok=" + strconv.Itoa(ok) + ",limited=" + strconv.Itoa(limited) + ",other=" + strconv.Itoa(other)
 	case "subs", "subadd", "subrm", "retget", "retput", "retrm":
 		out, err = runSubsRetained(a)
+	// storage
+	case "kvget":
+		var v []byte
+		v, err = propolis.StorageGet(arg(a, 1))
+		out = string(v)
+	case "kvput":
+		err = propolis.StoragePut(arg(a, 1), []byte(arg(a, 2)))
+	case "kvputbig":
+		n, _ := strconv.Atoi(arg(a, 2))
+		err = propolis.StoragePut(arg(a, 1), []byte(strings.Repeat("v", n)))
+	case "kvrm":
+		err = propolis.StorageRemove(arg(a, 1))
+	case "kvkeys":
+		limit, _ := strconv.Atoi(arg(a, 3))
+		var keys []string
+		var more bool
+		keys, more, err = propolis.StorageKeys(arg(a, 1), arg(a, 2), limit)
+		out = strings.Join(keys, ",") + ";more=" + strconv.FormatBool(more)
+	case "kvall":
+		limit, _ := strconv.Atoi(arg(a, 2))
+		n, after := 0, ""
+		for pages := 0; pages < 10000; pages++ {
+			keys, more, e := propolis.StorageKeys(arg(a, 1), after, limit)
+			if e != nil {
+				err = e
+				break
+			}
+			n += len(keys)
+			if !more {
+				break
+			}
+			after = keys[len(keys)-1]
+		}
+		out = strconv.Itoa(n)
 	default:
 		return "err:unknown command " + a[0]
 	}
