@@ -127,7 +127,7 @@ func onEvent(e *propolis.Event) {
 	}
 	key := recordPrefix + e.ClientID
 	s := State{ClientID: e.ClientID}
-	if v, err := propolis.StorageGet(key); err == nil {
+	if v, err := propolis.StoredValue(key); err == nil {
 		if err := json.Unmarshal(v, &s); err != nil {
 			propolis.Warnf("record of %q unreadable, starting anew: %v", e.ClientID, err)
 			s = State{ClientID: e.ClientID}
@@ -144,7 +144,7 @@ func onEvent(e *propolis.Event) {
 		propolis.Errorf("encode record of %q: %v", e.ClientID, err)
 		return
 	}
-	if err := propolis.StoragePut(key, v); err != nil {
+	if err := propolis.PutStoredValue(key, v); err != nil {
 		propolis.Errorf("store record of %q: %v", e.ClientID, err)
 	}
 	putAttributes(e)
@@ -186,17 +186,17 @@ func tick() {
 		return
 	}
 	cursor := cursorStart
-	if v, err := propolis.StorageGet(cursorKey); err == nil {
+	if v, err := propolis.StoredValue(cursorKey); err == nil {
 		cursor = string(v)
 	}
-	keys, more, err := propolis.StorageKeys(recordPrefix, cursor, sweepPage)
+	keys, more, err := propolis.StoredKeys(recordPrefix, cursor, sweepPage)
 	if err != nil {
 		propolis.Warnf("sweep: %v", err)
 		return
 	}
 	now := time.Now()
 	for _, k := range keys {
-		v, err := propolis.StorageGet(k)
+		v, err := propolis.StoredValue(k)
 		if err != nil {
 			continue // removed meanwhile
 		}
@@ -204,7 +204,7 @@ func tick() {
 		if json.Unmarshal(v, &s) == nil && now.Sub(s.lastSeen(now)) <= forgetAfter {
 			continue
 		}
-		if err := propolis.StorageRemove(k); err != nil {
+		if err := propolis.RemoveStoredValue(k); err != nil {
 			propolis.Warnf("sweep: remove %s: %v", k, err)
 			return
 		}
@@ -213,7 +213,7 @@ func tick() {
 	if more {
 		next = keys[len(keys)-1]
 	}
-	if err := propolis.StoragePut(cursorKey, []byte(next)); err != nil {
+	if err := propolis.PutStoredValue(cursorKey, []byte(next)); err != nil {
 		propolis.Warnf("sweep: %v", err)
 	}
 }

@@ -115,7 +115,7 @@
 // The broker runs several instances of the module and sends any client's
 // callbacks to any of them, one callback at a time per instance. Keep
 // per-client state in the broker (settings and permissions in the
-// AuthResult, session attributes, the extension's storage: StoragePut),
+// AuthResult, session attributes, the extension's storage: PutStoredValue),
 // not in package variables; configuration read in Start is
 // fine, since every instance is started. For the same reason Start runs
 // several times per load: log start-up messages only when

@@ -11,9 +11,9 @@ import (
 // A counter kept in the extension's storage: every instance, and the
 // next version after a hot reload, sees it. Outside the broker (this
 // example runs natively) the host services answer ErrNotAvailable.
-func ExampleStoragePut() {
+func ExamplePutStoredValue() {
 	n := 0
-	v, err := propolis.StorageGet("connects")
+	v, err := propolis.StoredValue("connects")
 	switch {
 	case err == nil:
 		n, _ = strconv.Atoi(string(v))
@@ -22,17 +22,17 @@ func ExampleStoragePut() {
 		fmt.Println("read:", err)
 		return
 	}
-	if err := propolis.StoragePut("connects", []byte(strconv.Itoa(n+1))); err != nil {
+	if err := propolis.PutStoredValue("connects", []byte(strconv.Itoa(n+1))); err != nil {
 		fmt.Println("write:", err)
 	}
 	// Output: read: propolis: NOT_AVAILABLE
 }
 
 // Paging through every key under a prefix, 100 at a time.
-func ExampleStorageKeys() {
+func ExampleStoredKeys() {
 	total := 0
 	for after := ""; ; {
-		keys, more, err := propolis.StorageKeys("dev/", after, 100)
+		keys, more, err := propolis.StoredKeys("dev/", after, 100)
 		if err != nil {
 			fmt.Println("list:", err)
 			return
@@ -54,13 +54,13 @@ func ExampleStorageKeys() {
 func ExampleExtension_tick() {
 	ext := propolis.Extension{
 		Tick: func() {
-			keys, _, err := propolis.StorageKeys("stale/", "", 100)
+			keys, _, err := propolis.StoredKeys("stale/", "", 100)
 			if err != nil {
 				propolis.Warnf("sweep: %v", err)
 				return
 			}
 			for _, k := range keys {
-				_ = propolis.StorageRemove(k)
+				_ = propolis.RemoveStoredValue(k)
 			}
 		},
 	}

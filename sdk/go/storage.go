@@ -6,39 +6,39 @@ package propolis
 // restarts (in sync durability also a kill). Keys are 1 to 1,024 bytes,
 // values at most 1 MiB. The manifest must list "storage" under services.
 
-// MaxStorageList is the most keys one StorageKeys call returns.
+// MaxStorageList is the most keys one StoredKeys call returns.
 const MaxStorageList = 1000
 
-// StorageGet returns the value of key in the extension's storage.
+// StoredValue returns the value of key in the extension's storage.
 // ErrNotFound: no such key.
-func StorageGet(key string) ([]byte, error) {
+func StoredValue(key string) ([]byte, error) {
 	return withResult(func(out []byte) int32 { return svcStorageGet(key, out) })
 }
 
-// StoragePut sets key to value, replacing any value, and returns once it
+// PutStoredValue sets key to value, replacing any value, and returns once it
 // is stored (in sync durability, on disk).
-func StoragePut(key string, value []byte) error {
+func PutStoredValue(key string, value []byte) error {
 	return statusErr(svcStoragePut(key, value))
 }
 
-// StorageRemove removes key; a missing key is not an error.
-func StorageRemove(key string) error {
+// RemoveStoredValue removes key; a missing key is not an error.
+func RemoveStoredValue(key string) error {
 	return statusErr(svcStorageRemove(key))
 }
 
-// StorageKeys returns, sorted, at most limit (1 to MaxStorageList) keys
+// StoredKeys returns, sorted, at most limit (1 to MaxStorageList) keys
 // that start with prefix and sort after after ("" starts at the first),
 // and whether more keys match. Page through many keys by passing the last
 // key returned as the next after:
 //
 //	for after := ""; ; {
-//		keys, more, err := propolis.StorageKeys("dev/", after, 100)
+//		keys, more, err := propolis.StoredKeys("dev/", after, 100)
 //		if err != nil { return err }
 //		// use keys
 //		if !more { break }
 //		after = keys[len(keys)-1]
 //	}
-func StorageKeys(prefix, after string, limit int) (keys []string, more bool, err error) {
+func StoredKeys(prefix, after string, limit int) (keys []string, more bool, err error) {
 	if limit < 1 || limit > MaxStorageList {
 		return nil, false, ErrInvalidArgument
 	}

@@ -6,8 +6,8 @@
 //
 //	attr-get   SessionAttribute(client id, "k")
 //	attr-put   PutSessionAttribute(client id, "k", 16 bytes)
-//	kv-get     StorageGet("k")
-//	kv-put     StoragePut("k", 16 bytes)
+//	kv-get     StoredValue("k")
+//	kv-put     PutStoredValue("k", 16 bytes)
 //	none       nothing: the cost of the call into the guest alone
 package main
 
@@ -37,9 +37,9 @@ func authorizePublish(p *propolis.Publish) propolis.Verdict {
 		case "attr-put":
 			err = propolis.PutSessionAttribute(p.ClientID, "k", value)
 		case "kv-get":
-			_, err = propolis.StorageGet("k")
+			_, err = propolis.StoredValue("k")
 		case "kv-put":
-			err = propolis.StoragePut("k", value)
+			err = propolis.PutStoredValue("k", value)
 		case "none":
 		default:
 			err = errors.New("unknown operation " + p.Topic)

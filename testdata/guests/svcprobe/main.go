@@ -108,26 +108,26 @@ func run(cmd string) string {
 	// storage
 	case "kvget":
 		var v []byte
-		v, err = propolis.StorageGet(arg(a, 1))
+		v, err = propolis.StoredValue(arg(a, 1))
 		out = string(v)
 	case "kvput":
-		err = propolis.StoragePut(arg(a, 1), []byte(arg(a, 2)))
+		err = propolis.PutStoredValue(arg(a, 1), []byte(arg(a, 2)))
 	case "kvputbig":
 		n, _ := strconv.Atoi(arg(a, 2))
-		err = propolis.StoragePut(arg(a, 1), []byte(strings.Repeat("v", n)))
+		err = propolis.PutStoredValue(arg(a, 1), []byte(strings.Repeat("v", n)))
 	case "kvrm":
-		err = propolis.StorageRemove(arg(a, 1))
+		err = propolis.RemoveStoredValue(arg(a, 1))
 	case "kvkeys":
 		limit, _ := strconv.Atoi(arg(a, 3))
 		var keys []string
 		var more bool
-		keys, more, err = propolis.StorageKeys(arg(a, 1), arg(a, 2), limit)
+		keys, more, err = propolis.StoredKeys(arg(a, 1), arg(a, 2), limit)
 		out = strings.Join(keys, ",") + ";more=" + strconv.FormatBool(more)
 	case "kvall":
 		limit, _ := strconv.Atoi(arg(a, 2))
 		n, after := 0, ""
 		for pages := 0; pages < 10000; pages++ {
-			keys, more, e := propolis.StorageKeys(arg(a, 1), after, limit)
+			keys, more, e := propolis.StoredKeys(arg(a, 1), after, limit)
 			if e != nil {
 				err = e
 				break

@@ -40,18 +40,18 @@ func init() {
 }
 
 func tick() {
-	if v, err := propolis.StorageGet("busy"); err == nil && string(v) == "1" {
-		must(propolis.StoragePut("overlap", []byte("1")))
+	if v, err := propolis.StoredValue("busy"); err == nil && string(v) == "1" {
+		must(propolis.PutStoredValue("overlap", []byte("1")))
 	}
-	must(propolis.StoragePut("busy", []byte("1")))
+	must(propolis.PutStoredValue("busy", []byte("1")))
 	n := 0
-	if v, err := propolis.StorageGet("ticks"); err == nil {
+	if v, err := propolis.StoredValue("ticks"); err == nil {
 		n, _ = strconv.Atoi(string(v))
 	}
-	must(propolis.StoragePut("ticks", []byte(strconv.Itoa(n+1))))
-	must(propolis.StoragePut("by", []byte(version)))
+	must(propolis.PutStoredValue("ticks", []byte(strconv.Itoa(n+1))))
+	must(propolis.PutStoredValue("by", []byte(version)))
 	time.Sleep(sleep)
-	must(propolis.StoragePut("busy", []byte("0")))
+	must(propolis.PutStoredValue("busy", []byte("0")))
 }
 
 // must logs a failed storage call; the test reads the log.
