@@ -136,6 +136,21 @@ const (
 	MaxResult = 16 << 20
 )
 
+// Flags and limits of the client and publish services (ABI.md section 5).
+const (
+	// DisconnectPreventWill is the flags bit of client_disconnect that
+	// keeps the client's will from being published.
+	DisconnectPreventWill = 1
+	// MessageRetain is the flags bit of a publish message that retains it.
+	MessageRetain = 1
+	// MaxMessage is the largest message argument of publish and
+	// publish_to_client, in bytes.
+	MaxMessage = 16 << 20
+	// DropNewest is the drop strategy client_session reports: a full queue
+	// drops the new message.
+	DropNewest = 0
+)
+
 // PutIfNewerOrEqual is the flags bit of session_attribute_put_if_newer
 // that also writes when the times are equal.
 const PutIfNewerOrEqual = 1

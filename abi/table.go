@@ -154,6 +154,16 @@ const (
 	FuncSessionAttributePut
 	FuncSessionAttributePutIfNewer
 	FuncSessionAttributeRemove
+	// The client service.
+	FuncClientIsConnected
+	FuncClientSession
+	FuncClientDisconnect
+	FuncClientInvalidateSession
+	FuncClientSetSessionExpiry
+	FuncClientSetInflightWindow
+	// The publish service.
+	FuncPublish
+	FuncPublishToClient
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -169,6 +179,8 @@ type Service uint8
 const (
 	ServiceNone Service = iota
 	ServiceSessionAttributes
+	ServiceClients
+	ServicePublish
 	// NumServices is the number of services, ServiceNone included.
 	NumServices
 )
@@ -177,6 +189,8 @@ const (
 // by Service ("" for ServiceNone).
 var ServiceNames = [NumServices]string{
 	ServiceSessionAttributes: "session_attributes",
+	ServiceClients:           "clients",
+	ServicePublish:           "publish",
 }
 
 // String returns the service's manifest name.
@@ -284,6 +298,23 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
 	FuncSessionAttributeRemove: {Name: "session_attribute_remove", Params: i32s("cid_ptr", "cid_len", "key_ptr", "key_len"),
 		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
+
+	FuncClientIsConnected: {Name: "client_is_connected", Params: i32s("cid_ptr", "cid_len"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientSession: {Name: "client_session", Params: i32s("cid_ptr", "cid_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientDisconnect: {Name: "client_disconnect", Params: i32s("cid_ptr", "cid_len", "code", "reason_ptr", "reason_len", "flags"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientInvalidateSession: {Name: "client_invalidate_session", Params: i32s("cid_ptr", "cid_len"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientSetSessionExpiry: {Name: "client_set_session_expiry", Params: i32s("cid_ptr", "cid_len", "seconds"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientSetInflightWindow: {Name: "client_set_inflight_window", Params: i32s("cid_ptr", "cid_len", "n"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncPublish: {Name: "publish", Params: i32s("msg_ptr", "msg_len"),
+		Results: oneI32, In: InServices, Service: ServicePublish},
+	FuncPublishToClient: {Name: "publish_to_client", Params: i32s("cid_ptr", "cid_len", "msg_ptr", "msg_len"),
+		Results: oneI32, In: InServices, Service: ServicePublish},
 }
 
 // String returns the function's name.

@@ -61,6 +61,10 @@ type hook struct {
 	// the next start.
 	pending sync.Map // int64 -> struct{}
 
+	// closed is set when the server starts closing: timers of the hook
+	// (expireLater) then do nothing.
+	closed atomic.Bool
+
 	// replay is the pending message being re-published at start-up, if any
 	// (set by Server.republishPending, read by OnPublish on the same
 	// goroutine).

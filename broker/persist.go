@@ -101,7 +101,38 @@ func (h *hook) sessionEnded(cl *mqtt.Client, expire bool, now time.Time) {
 	h.saveSession(cl, now.Unix(), false)
 	if _, ok := h.mochi.Clients.Get(cl.ID); !ok && !cl.IsTakenOver() {
 		h.deleteSession(cl.ID, false)
+		return
 	}
+	h.expireLater(cl)
+}
+
+// expireLater removes the offline session of cl, an MQTT 3.1.1 client
+// whose session expiry was set (Server.SetSessionExpiry, or the
+// authenticator's ClientSettings.SessionExpiry), once that expiry has
+// passed. mochi's sweep gives such a session mqtt.max_session_expiry: it
+// honours the interval of MQTT 5 sessions only. The timer does nothing when
+// the session was resumed, removed or changed since (an offline session
+// whose expiry is set again is held as an MQTT 5 session, which mochi's
+// sweep expires), or the broker is closing; a restart honours the stored
+// interval (restore).
+func (h *hook) expireLater(cl *mqtt.Client) {
+	p := &cl.Properties
+	if p.ProtocolVersion >= 5 || p.Clean || !p.Props.SessionExpiryIntervalFlag {
+		return
+	}
+	exp := atomic.LoadUint32(&p.Props.SessionExpiryInterval)
+	if exp >= h.mochi.Options.Capabilities.MaximumSessionExpiryInterval {
+		return // mochi's sweep
+	}
+	time.AfterFunc(time.Duration(exp)*time.Second, func() {
+		if h.closed.Load() || p.ProtocolVersion >= 5 || !cl.Closed() {
+			return
+		}
+		if cur, ok := h.mochi.Clients.Get(cl.ID); !ok || cur != cl {
+			return
+		}
+		h.storeErr("expire session", cl.ID, h.removeSession(cl, codeSessionInvalidated))
+	})
 }
 
 // sessionExpired removes the session mochi expired (on its event loop),

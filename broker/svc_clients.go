@@ -118,12 +118,15 @@ const kickWriteTimeout = 5 * time.Second
 // MQTT 3.1.1 has no DISCONNECT from the server, so its connection is just
 // closed. Either way code is the stop cause the hook reports as a server
 // disconnect.
-func (s *Server) kick(cl *mqtt.Client, code packets.Code) {
+func (s *Server) kick(cl *mqtt.Client, code packets.Code) { s.hook.kick(cl, code) }
+
+// kick is Server.kick, for the hook's own use.
+func (h *hook) kick(cl *mqtt.Client, code packets.Code) {
 	if cl.Properties.ProtocolVersion >= 5 {
 		if c := cl.Net.Conn; c != nil {
 			_ = c.SetWriteDeadline(time.Now().Add(kickWriteTimeout)) // the connection closes next anyway
 		}
-		_ = s.mochi.DisconnectClient(cl, code) // returns code itself for codes >= 0x80
+		_ = h.mochi.DisconnectClient(cl, code) // returns code itself for codes >= 0x80
 		return
 	}
 	cl.Stop(code)
@@ -143,26 +146,122 @@ func (s *Server) InvalidateSession(clientID string) error {
 	if !ok {
 		return fmt.Errorf("invalidate session %q: %w", clientID, ErrNoSession)
 	}
-	if cur, ok := s.mochi.Clients.Get(clientID); ok && cur == cl {
-		s.mochi.Clients.Delete(clientID)
+	if err := s.hook.removeSession(cl, codeSessionInvalidated); err != nil {
+		return fmt.Errorf("invalidate session %q: %w", clientID, err)
+	}
+	return nil
+}
+
+// removeSession ends cl's session now (see Server.InvalidateSession): a
+// connected client is kicked with code first. It returns the store's error.
+func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) error {
+	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur == cl {
+		h.mochi.Clients.Delete(cl.ID)
 	}
 	if !cl.Closed() {
-		s.kick(cl, codeSessionInvalidated)
+		h.kick(cl, code)
 	}
 	for filter := range cl.State.Subscriptions.GetAll() {
 		cl.State.Subscriptions.Delete(filter)
-		if s.mochi.Topics.Unsubscribe(filter, clientID) {
-			atomic.AddInt64(&s.mochi.Info.Subscriptions, -1)
+		if h.mochi.Topics.Unsubscribe(filter, cl.ID) {
+			atomic.AddInt64(&h.mochi.Info.Subscriptions, -1)
 		}
 	}
 	for _, m := range cl.State.Inflight.GetAll(false) {
 		if cl.State.Inflight.Delete(m.PacketID) {
-			atomic.AddInt64(&s.mochi.Info.Inflight, -1)
+			atomic.AddInt64(&h.mochi.Info.Inflight, -1)
 		}
 	}
-	s.hook.setStored(clientID, false)
-	if err := s.persist.DeleteSession(clientID, true); err != nil {
-		return fmt.Errorf("invalidate session %q: %w", clientID, err)
+	h.setStored(cl.ID, false)
+	return h.persist.DeleteSession(cl.ID, true)
+}
+
+// SetSessionExpiry implements Clients.
+//
+// mochi decides from the client's properties: at the end of a connection
+// (server.go, attachClient) an MQTT 5 session with an interval of 0, or a
+// 3.1.1 one with the clean flag, ends; an offline MQTT 5 session with the
+// interval flag is removed by mochi's sweep (clearExpiredClients) once the
+// interval has passed, any other after mqtt.max_session_expiry. So a
+// connected MQTT 5 client gets the new interval in its properties; a
+// connected 3.1.1 client gets the clean flag (0) or not, and the interval,
+// which hook.sessionEnded turns into a timer of our own when the connection
+// ends (mochi's sweep would use the broker's maximum); an offline session
+// is held as an MQTT 5 session, as restore holds every session, with what
+// is left of its expiry, or removed when nothing is. The fields are written
+// while other goroutines may read them (mochi reads them plainly, on the
+// client's goroutine at its end and on its event loop): one aligned word
+// each, the same as the client's own DISCONNECT does on its goroutine.
+func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, error) {
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return 0, fmt.Errorf("set session expiry of %q: %w", clientID, ErrNoSession)
 	}
+	seconds = min(seconds, s.mochi.Options.Capabilities.MaximumSessionExpiryInterval)
+	p := &cl.Properties
+	if cl.Closed() {
+		left := cl.StopTime() + int64(seconds) - time.Now().Unix()
+		if left <= 0 {
+			if err := s.hook.removeSession(cl, codeSessionInvalidated); err != nil {
+				return seconds, fmt.Errorf("set session expiry of %q: remove expired session: %w", clientID, err)
+			}
+			return seconds, nil
+		}
+		// The interval counts from StopTime, as mochi's sweep counts it.
+		atomic.StoreUint32(&p.Props.SessionExpiryInterval, seconds)
+		p.Props.SessionExpiryIntervalFlag = true
+		p.ProtocolVersion = 5
+	} else {
+		was := persistent(cl)
+		atomic.StoreUint32(&p.Props.SessionExpiryInterval, seconds)
+		p.Props.SessionExpiryIntervalFlag = true
+		if p.ProtocolVersion < 5 {
+			p.Clean = seconds == 0
+		}
+		if !was && seconds > 0 {
+			if err := s.storeNowPersistent(cl); err != nil {
+				return seconds, fmt.Errorf("set session expiry of %q: %w", clientID, err)
+			}
+			return seconds, nil
+		}
+	}
+	if s.hook.isStored(clientID) {
+		if err := s.persist.PutSession(sessionRecord(cl, cl.StopTime()), true); err != nil {
+			return seconds, fmt.Errorf("set session expiry of %q: %w", clientID, err)
+		}
+	}
+	return seconds, nil
+}
+
+// storeNowPersistent stores the session of the connected client cl, which
+// just became persistent, with its subscriptions: from now on the hook
+// stores its changes as for any persistent session.
+func (s *Server) storeNowPersistent(cl *mqtt.Client) error {
+	for _, sub := range cl.State.Subscriptions.GetAll() {
+		if err := s.persist.PutSubscription(subscriptionRecord(cl.ID, sub), false); err != nil {
+			return err
+		}
+	}
+	if err := s.persist.PutSession(sessionRecord(cl, 0), true); err != nil {
+		return err
+	}
+	s.hook.setStored(cl.ID, true)
 	return nil
+}
+
+// SetInflightWindow implements Clients: the outConn under the connection
+// counts the window (sendquota.go).
+func (s *Server) SetInflightWindow(clientID string, n uint16) (uint16, error) {
+	if n == 0 {
+		return 0, fmt.Errorf("set in-flight window of %q: %w: 0, want 1 to 65535", clientID, ErrInvalidArgument)
+	}
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return 0, fmt.Errorf("set in-flight window of %q: %w", clientID, ErrNoSession)
+	}
+	oc, ok := cl.Net.Conn.(*outConn)
+	if cl.Closed() || !ok {
+		return 0, fmt.Errorf("set in-flight window of %q: %w", clientID, ErrNotConnected)
+	}
+	return oc.setWindow(n), nil
 }

@@ -40,6 +40,15 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncSessionAttributePut:        hfSessionAttributePut,
 	abi.FuncSessionAttributePutIfNewer: hfSessionAttributePutIfNewer,
 	abi.FuncSessionAttributeRemove:     hfSessionAttributeRemove,
+
+	abi.FuncClientIsConnected:       hfClientIsConnected,
+	abi.FuncClientSession:           hfClientSession,
+	abi.FuncClientDisconnect:        hfClientDisconnect,
+	abi.FuncClientInvalidateSession: hfClientInvalidateSession,
+	abi.FuncClientSetSessionExpiry:  hfClientSetSessionExpiry,
+	abi.FuncClientSetInflightWindow: hfClientSetInflightWindow,
+	abi.FuncPublish:                 hfPublish,
+	abi.FuncPublishToClient:         hfPublishToClient,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from

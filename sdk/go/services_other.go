@@ -14,3 +14,12 @@ func svcSessionAttributePutIfNewer(_, _ string, _ []byte, _ int64, _ uint32, _ [
 	return statusNotAvailable
 }
 func svcSessionAttributeRemove(_, _ string) int32 { return statusNotAvailable }
+
+func svcClientIsConnected(string) int32                        { return statusNotAvailable }
+func svcClientSession(string, []byte) int32                    { return statusNotAvailable }
+func svcClientDisconnect(string, uint32, string, uint32) int32 { return statusNotAvailable }
+func svcClientInvalidateSession(string) int32                  { return statusNotAvailable }
+func svcClientSetSessionExpiry(string, uint32) int32           { return statusNotAvailable }
+func svcClientSetInflightWindow(string, uint32) int32          { return statusNotAvailable }
+func svcPublish([]byte) int32                                  { return statusNotAvailable }
+func svcPublishToClient(string, []byte) int32                  { return statusNotAvailable }

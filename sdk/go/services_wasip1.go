@@ -31,3 +31,33 @@ func svcSessionAttributePutIfNewer(cid, key string, val []byte, t int64, flags u
 func svcSessionAttributeRemove(cid, key string) int32 {
 	return hostSessionAttributeRemove(strPtr(cid), uint32(len(cid)), strPtr(key), uint32(len(key)))
 }
+
+func svcClientIsConnected(cid string) int32 {
+	return hostClientIsConnected(strPtr(cid), uint32(len(cid)))
+}
+
+func svcClientSession(cid string, out []byte) int32 {
+	return hostClientSession(strPtr(cid), uint32(len(cid)), bytesPtr(out), uint32(len(out)))
+}
+
+func svcClientDisconnect(cid string, code uint32, reason string, flags uint32) int32 {
+	return hostClientDisconnect(strPtr(cid), uint32(len(cid)), code, strPtr(reason), uint32(len(reason)), flags)
+}
+
+func svcClientInvalidateSession(cid string) int32 {
+	return hostClientInvalidateSession(strPtr(cid), uint32(len(cid)))
+}
+
+func svcClientSetSessionExpiry(cid string, seconds uint32) int32 {
+	return hostClientSetSessionExpiry(strPtr(cid), uint32(len(cid)), seconds)
+}
+
+func svcClientSetInflightWindow(cid string, n uint32) int32 {
+	return hostClientSetInflightWindow(strPtr(cid), uint32(len(cid)), n)
+}
+
+func svcPublish(msg []byte) int32 { return hostPublish(bytesPtr(msg), uint32(len(msg))) }
+
+func svcPublishToClient(cid string, msg []byte) int32 {
+	return hostPublishToClient(strPtr(cid), uint32(len(cid)), bytesPtr(msg), uint32(len(msg)))
+}
