@@ -450,7 +450,9 @@ func TestClientServiceOnItself(t *testing.T) {
 	self := dial5(t, w.addr, "self", true, 0, nil)
 	ctx2, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
-	go func() { _, _ = self.Publish(ctx2, &paho.Publish{Topic: "svc/x", QoS: 1, Payload: []byte("disc|self|0x98|own call|1")}) }()
+	go func() {
+		_, _ = self.Publish(ctx2, &paho.Publish{Topic: "svc/x", QoS: 1, Payload: []byte("disc|self|0x98|own call|1")})
+	}()
 	if d := self.serverDisconnect(t); d.ReasonCode != 0x98 || d.Properties == nil || d.Properties.ReasonString != "own call" {
 		t.Errorf("DISCONNECT: %+v", d)
 	}
