@@ -47,6 +47,9 @@ type clientState struct {
 	pub Publish
 	// connectedAt is when the CONNECT was accepted (Clients.Client).
 	connectedAt time.Time
+	// kickWill is the client's will when the broker disconnected it without
+	// preventing the will (hook.kick, hook.kickedWill).
+	kickWill atomic.Pointer[mqtt.Will]
 }
 
 // state returns the clientState of cl, or nil for a client that was never

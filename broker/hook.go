@@ -162,6 +162,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // session that ends here.
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	now := time.Now()
+	h.kickedWill(cl, err)
 	h.emitDisconnect(cl, err, now)
 	h.dropState(cl)
 	h.sessionEnded(cl, expire, now)

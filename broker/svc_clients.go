@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -120,8 +121,13 @@ const kickWriteTimeout = 5 * time.Second
 // disconnect.
 func (s *Server) kick(cl *mqtt.Client, code packets.Code) { s.hook.kick(cl, code) }
 
-// kick is Server.kick, for the hook's own use.
+// kick is Server.kick, for the hook's own use. It keeps a copy of the
+// client's will, if one is due, for kickedWill.
 func (h *hook) kick(cl *mqtt.Client, code packets.Code) {
+	if st := h.state(cl); st != nil && atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
+		w := cl.Properties.Will
+		st.kickWill.Store(&w)
+	}
 	if cl.Properties.ProtocolVersion >= 5 {
 		if c := cl.Net.Conn; c != nil {
 			_ = c.SetWriteDeadline(time.Now().Add(kickWriteTimeout)) // the connection closes next anyway
@@ -130,6 +136,54 @@ func (h *hook) kick(cl *mqtt.Client, code packets.Code) {
 		return
 	}
 	cl.Stop(code)
+}
+
+// kickedWill publishes the will of cl, which kick disconnected, when mochi
+// did not. mochi publishes a will (sendLWT) only when the client's read
+// loop ends with an error; a Stop that lands while the client's goroutine
+// is between two packets (or has not read its first one yet) ends the loop
+// without one (Client.Read returns nil when it finds the client closed),
+// which mochi takes for a clean DISCONNECT from the client and drops the
+// will. OnDisconnect calls this first, on the client's goroutine: err nil
+// with the stop cause a server code of kick's is that case. The will is
+// published as mochi would (through the inline client, as its client's
+// message; after its delay unless a connection of the client id is open
+// by then).
+func (h *hook) kickedWill(cl *mqtt.Client, err error) {
+	st := h.state(cl)
+	if err != nil || st == nil {
+		return
+	}
+	w := st.kickWill.Load()
+	var c packets.Code
+	if w == nil || !errors.As(cl.StopCause(), &c) || c.Code < 0x80 {
+		return
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: w.Qos, Retain: w.Retain},
+		TopicName: w.TopicName, Payload: w.Payload, Origin: cl.ID, Properties: packets.Properties{User: w.User},
+		PacketID: 1} // required by validation for QoS > 0; the inline client sends no ack
+	publish := func() {
+		inline, ok := h.mochi.Clients.Get(mqtt.InlineClientId)
+		if !ok {
+			return
+		}
+		if err := h.mochi.InjectPacket(inline, pk); err != nil {
+			h.log.Warn("will not published", "client", cl.ID, "topic", w.TopicName, "error", err)
+		}
+	}
+	if w.WillDelayInterval == 0 {
+		publish()
+		return
+	}
+	time.AfterFunc(time.Duration(w.WillDelayInterval)*time.Second, func() {
+		if h.closed.Load() {
+			return
+		}
+		if cur, ok := h.mochi.Clients.Get(cl.ID); ok && !cur.Closed() {
+			return // the client came back within the delay
+		}
+		publish()
+	})
 }
 
 // codeSessionInvalidated is what InvalidateSession tells a connected client.

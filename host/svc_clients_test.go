@@ -168,6 +168,11 @@ func TestClientServiceDisconnect(t *testing.T) {
 	if p := watcher.next(t); p.Topic != "will/loud" || string(p.Payload) != "gone" {
 		t.Errorf("got %s %q, want the will", p.Topic, p.Payload)
 	}
+	w.awaitGone(t, "loud")
+	send(t, c, "will/marker", 1, "m2")
+	if p := watcher.next(t); p.Topic != "will/marker" {
+		t.Errorf("got %s %q after the will, want the marker: the will was published twice", p.Topic, p.Payload)
+	}
 
 	off := dial5(t, w.addr, "off", true, 600, nil)
 	off.leave()
