@@ -280,7 +280,9 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // version has (see refusingConnack); an accepting one gets the
 // authenticator's user properties and settings (see connectAck) and, when
 // a session is resumed, the ordering keys of its queued messages are
-// renumbered just before mochi resends them (see renumberInflight).
+// renumbered just before mochi resends them (see renumberInflight). PUBLISH,
+// CONNACK and DISCONNECT keep their user properties and reason string
+// whatever the client's Request Problem Information.
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec, packets.Pubcomp:
@@ -291,7 +293,16 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		return pk
 	case packets.Suback, packets.Unsuback:
 		return h.subscribeAck(cl, pk)
+	case packets.Publish, packets.Disconnect:
+		// A client's Request Problem Information of 0 has mochi strip
+		// reason strings and user properties from every packet; MQTT 5
+		// allows them on PUBLISH, CONNACK and DISCONNECT
+		// ([MQTT-3.1.2-29]), and a forwarded PUBLISH must keep its user
+		// properties ([MQTT-3.3.2-17]). A PUBLISH has no reason string.
+		pk.Mods.DisallowProblemInfo = false
+		return pk
 	case packets.Connack:
+		pk.Mods.DisallowProblemInfo = false
 	default:
 		return pk
 	}

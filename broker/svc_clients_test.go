@@ -125,3 +125,25 @@ func TestServicePublishTo(t *testing.T) {
 	errorIs(t, b.PublishTo("nobody", broker.Message{Topic: "a/b"}), broker.ErrNoSession,
 		`publish to client "nobody": no session`)
 }
+
+// TestRequestProblemInfoZero: a client that asks for no problem
+// information (paho sends Request Problem Information 0 whenever it sends
+// properties) still gets the user properties of the messages it receives
+// and the reason string of a DISCONNECT ([MQTT-3.1.2-29], [MQTT-3.3.2-17]).
+func TestRequestProblemInfoZero(t *testing.T) {
+	b := startSvc(t)
+	c, _ := b.connect5("c", true, 0, func(cp *paho.Connect) { cp.Properties.RequestProblemInfo = false })
+	c.subscribe(t, "p", 1)
+	if err := b.Publish(broker.Message{Topic: "p", QoS: 1, UserProperties: []broker.UserProperty{{Key: "k", Value: "v"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if m := c.next(t); m.Properties == nil || m.Properties.User.Get("k") != "v" {
+		t.Errorf("PUBLISH lost its user property: %+v", m.Properties)
+	}
+	if err := b.Disconnect("c", 0x98, "bye", false); err != nil {
+		t.Fatal(err)
+	}
+	if d := c.disconnected(t); d.Properties == nil || d.Properties.ReasonString != "bye" {
+		t.Errorf("DISCONNECT without its reason string: %+v", d.Properties)
+	}
+}

@@ -46,8 +46,7 @@ func dial5(t *testing.T, addr, id string, clean bool, expiry uint32, will *paho.
 	})
 	cp := &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30, WillMessage: will,
 		// RequestProblemInfo: paho sends the property whenever there are
-		// properties, and 0 would have mochi strip reason strings and user
-		// properties from every packet.
+		// properties; 1 asks for reason strings on every packet.
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry, RequestProblemInfo: true}}
 	if c.ack, err = c.Connect(ctx(t), cp); err != nil {
 		t.Fatalf("connect %s: %v", id, err)
