@@ -395,6 +395,7 @@ func TestPublishServiceBadInput(t *testing.T) {
 		"pub|0|0||x|0|", "err:propolis: INVALID_ARGUMENT", // empty topic
 		"pub|0|0|a/b|x|0|k=\xff", "err:propolis: INVALID_ARGUMENT", // a property not UTF-8
 		"pubraw|ptr", "status:-1", // a pointer outside memory
+		"pubraw|huge", "status:-7", // TOO_LARGE
 		"pubraw|trunc", "status:-1",
 		"pubraw|flags", "status:-1",
 		"pubraw|reserved", "status:-1",

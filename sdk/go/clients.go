@@ -9,7 +9,7 @@ import "time"
 //
 // Called from AuthorizePublish or AuthorizeSubscribe on the very client
 // being authorized, DisconnectClient and InvalidateSession close its
-// connection: the handler's verdict then reaches no one. From Authenticate,
+// connection during the handler: the client gets no PUBACK or SUBACK. From Authenticate,
 // the connecting client is not connected yet: its id names the earlier
 // session of that id, if any.
 

@@ -20,7 +20,7 @@
 //	window|CID|N                 ok:WINDOW (client_set_inflight_window)
 //	pub|QOS|RETAIN|TOPIC|PAYLOAD|EXPIRY|K=V  ok (publish; RETAIN 1 retains)
 //	pubto|CID|QOS|RETAIN|TOPIC|PAYLOAD        ok:true or ok:false (publish_to_client)
-//	pubraw|WHAT                  status:N (publish with a bad argument: ptr, trunc, flags, reserved)
+//	pubraw|WHAT                  status:N (publish with a bad argument: ptr, huge, trunc, flags, reserved)
 //
 // A failure answers err:ERROR.
 package main
@@ -170,13 +170,15 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 func rawPublish(ptr unsafe.Pointer, n uint32) int32
 
 // pubRaw calls publish with a bad argument: a pointer outside memory
-// (ptr), a message cut in its topic (trunc), unknown flags (flags), a
-// reserved byte set (reserved).
+// (ptr), a length beyond 16 MiB (huge), a message cut in its topic
+// (trunc), unknown flags (flags), a reserved byte set (reserved).
 func pubRaw(what string) int32 {
 	msg := []byte{0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 'a', '/', 'b', 0, 0, 0, 0}
 	switch what {
 	case "ptr":
 		return rawPublish(unsafe.Pointer(uintptr(0xfffffff0)), 64)
+	case "huge":
+		return rawPublish(unsafe.Pointer(&msg[0]), 16<<20+1)
 	case "trunc":
 		msg = msg[:14]
 	case "flags":
