@@ -45,6 +45,9 @@ type hook struct {
 
 	storedMu sync.Mutex
 	stored   map[string]struct{} // client ids with a session record in persist; see persist.go
+	// sessionLocks order a session record's writes with a change of its
+	// expiry; see sessionLock.
+	sessionLocks [64]sync.Mutex
 
 	// Disk-full accounting (see health.go): QoS 1/2 publishes refused with
 	// store.ErrDiskFull, and queued copies the store did not take.
@@ -151,7 +154,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
 	}
-	if persistent(cl) {
+	if h.persistentLocked(cl) {
 		h.saveSession(cl, 0, true)
 	}
 }

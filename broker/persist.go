@@ -3,6 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,13 +65,48 @@ func (h *hook) storeErr(what, client string, err error) {
 // saveSession writes cl's session record; disconnectedAt is the Unix time
 // the session went offline, 0 while it is connected. Called on the client's
 // goroutine (OnSessionEstablished, OnDisconnect).
+//
+// The session's expiry may change meanwhile (Server.SetSessionExpiry, which
+// stores the record itself): the record is built under the client's
+// session lock, and written again if the expiry changed before this write
+// went out, so that an older record never has the last word.
 func (h *hook) saveSession(cl *mqtt.Client, disconnectedAt int64, durable bool) {
-	rec := sessionRecord(cl, disconnectedAt)
-	if err := h.persist.PutSession(rec, durable); err != nil {
-		h.storeErr("put session", cl.ID, err)
-		return
+	mu := h.sessionLock(cl.ID)
+	for range 2 {
+		mu.Lock()
+		rec := sessionRecord(cl, disconnectedAt)
+		mu.Unlock()
+		if err := h.persist.PutSession(rec, durable); err != nil {
+			h.storeErr("put session", cl.ID, err)
+			return
+		}
+		h.setStored(cl.ID, true)
+		mu.Lock()
+		now := sessionRecord(cl, disconnectedAt)
+		mu.Unlock()
+		if now.SessionExpiry == rec.SessionExpiry && now.SessionExpirySet == rec.SessionExpirySet &&
+			now.Clean == rec.Clean && now.ProtocolVersion == rec.ProtocolVersion {
+			return
+		}
 	}
-	h.setStored(cl.ID, true)
+}
+
+// persistentLocked is persistent under cl's session lock.
+func (h *hook) persistentLocked(cl *mqtt.Client) bool {
+	mu := h.sessionLock(cl.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	return persistent(cl)
+}
+
+// sessionLock returns the lock that orders the writes of the session
+// record of client id with a change of its session expiry
+// (Server.SetSessionExpiry): one of a fixed set, chosen by a hash of the
+// id, so that unrelated clients rarely share one.
+func (h *hook) sessionLock(id string) *sync.Mutex {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(id))
+	return &h.sessionLocks[f.Sum32()%uint32(len(h.sessionLocks))]
 }
 
 // deleteSession removes a stored session with everything it owns; nothing
@@ -117,15 +154,18 @@ func (h *hook) sessionEnded(cl *mqtt.Client, expire bool, now time.Time) {
 // interval (restore).
 func (h *hook) expireLater(cl *mqtt.Client) {
 	p := &cl.Properties
-	if p.ProtocolVersion >= 5 || p.Clean || !p.Props.SessionExpiryIntervalFlag {
-		return
-	}
-	exp := atomic.LoadUint32(&p.Props.SessionExpiryInterval)
-	if exp >= h.mochi.Options.Capabilities.MaximumSessionExpiryInterval {
-		return // mochi's sweep
+	mu := h.sessionLock(cl.ID)
+	mu.Lock()
+	v4, clean, set, exp := p.ProtocolVersion < 5, p.Clean, p.Props.SessionExpiryIntervalFlag, p.Props.SessionExpiryInterval
+	mu.Unlock()
+	if !v4 || clean || !set || exp >= h.mochi.Options.Capabilities.MaximumSessionExpiryInterval {
+		return // not one, or mochi's sweep does it
 	}
 	time.AfterFunc(time.Duration(exp)*time.Second, func() {
-		if h.closed.Load() || p.ProtocolVersion >= 5 || !cl.Closed() {
+		mu.Lock()
+		v4 := p.ProtocolVersion < 5
+		mu.Unlock()
+		if h.closed.Load() || !v4 || !cl.Closed() {
 			return
 		}
 		if cur, ok := h.mochi.Clients.Get(cl.ID); !ok || cur != cl {

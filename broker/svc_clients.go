@@ -45,6 +45,9 @@ func (s *Server) Client(clientID string) (ClientInfo, bool) {
 	}
 	caps := s.mochi.Options.Capabilities
 	p := &cl.Properties
+	mu := s.hook.sessionLock(clientID) // SetSessionExpiry writes some of them
+	mu.Lock()
+	defer mu.Unlock()
 	info := ClientInfo{
 		ClientID:        cl.ID,
 		Username:        string(p.Username),
@@ -242,16 +245,23 @@ func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) error {
 // which hook.sessionEnded turns into a timer of our own when the connection
 // ends (mochi's sweep would use the broker's maximum); an offline session
 // is held as an MQTT 5 session, as restore holds every session, with what
-// is left of its expiry, or removed when nothing is. The fields are written
-// while other goroutines may read them (mochi reads them plainly, on the
-// client's goroutine at its end and on its event loop): one aligned word
-// each, the same as the client's own DISCONNECT does on its goroutine.
+// is left of its expiry, or removed when nothing is. The broker's own saves
+// of the session record are ordered with the change (hook.sessionLock);
+// mochi reads the fields without a lock (on the client's goroutine at the
+// end of the connection, on its event loop for offline sessions, on
+// publishers for the protocol version): each is one aligned word, and
+// either value it reads is a consistent state.
 func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, error) {
 	cl, ok := s.sessionClient(clientID)
 	if !ok {
 		return 0, fmt.Errorf("set session expiry of %q: %w", clientID, ErrNoSession)
 	}
 	seconds = min(seconds, s.mochi.Options.Capabilities.MaximumSessionExpiryInterval)
+	// The client's goroutine reads these fields to save the record as the
+	// session is established and as it goes offline (hook.saveSession).
+	mu := s.hook.sessionLock(clientID)
+	mu.Lock()
+	defer mu.Unlock()
 	p := &cl.Properties
 	if cl.Closed() {
 		left := cl.StopTime() + int64(seconds) - time.Now().Unix()
@@ -262,12 +272,12 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 			return seconds, nil
 		}
 		// The interval counts from StopTime, as mochi's sweep counts it.
-		atomic.StoreUint32(&p.Props.SessionExpiryInterval, seconds)
+		p.Props.SessionExpiryInterval = seconds
 		p.Props.SessionExpiryIntervalFlag = true
 		p.ProtocolVersion = 5
 	} else {
 		was := persistent(cl)
-		atomic.StoreUint32(&p.Props.SessionExpiryInterval, seconds)
+		p.Props.SessionExpiryInterval = seconds
 		p.Props.SessionExpiryIntervalFlag = true
 		if p.ProtocolVersion < 5 {
 			p.Clean = seconds == 0
