@@ -167,7 +167,7 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 // writes.
 //
 //go:wasmimport propolis_v1 publish
-func rawPublish(ptr unsafe.Pointer, n uint32) int32
+func rawPublish(ptr, n uint32) int32
 
 // pubRaw calls publish with a bad argument: a pointer outside memory
 // (ptr), a length beyond 16 MiB (huge), a message cut in its topic
@@ -176,9 +176,9 @@ func pubRaw(what string) int32 {
 	msg := []byte{0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 'a', '/', 'b', 0, 0, 0, 0}
 	switch what {
 	case "ptr":
-		return rawPublish(unsafe.Pointer(uintptr(0xfffffff0)), 64)
+		return rawPublish(0xfffffff0, 64)
 	case "huge":
-		return rawPublish(unsafe.Pointer(&msg[0]), 16<<20+1)
+		return rawPublish(addr(msg), 16<<20+1)
 	case "trunc":
 		msg = msg[:14]
 	case "flags":
@@ -186,7 +186,11 @@ func pubRaw(what string) int32 {
 	case "reserved":
 		msg[3] = 1
 	}
-	return rawPublish(unsafe.Pointer(&msg[0]), uint32(len(msg)))
+	return rawPublish(addr(msg), uint32(len(msg)))
 }
+
+// addr is the address of b's first byte in the guest's memory; b stays
+// reachable through the call (the caller still holds it).
+func addr(b []byte) uint32 { return uint32(uintptr(unsafe.Pointer(&b[0]))) }
 
 func main() {}
