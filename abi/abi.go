@@ -142,6 +142,22 @@ const (
 	MaxStorageList  = 1000
 )
 
+// Flags and limits of the client and publish services (ABI.md section 5).
+const (
+	// DisconnectPreventWill is the flags bit of client_disconnect that
+	// keeps the client's will from being published.
+	DisconnectPreventWill = 1
+	// MessageRetain is the flags bit of a message (ABI.md, "The message
+	// argument") that retains it.
+	MessageRetain = 1
+	// MaxMessage is the largest message argument of publish and
+	// publish_to_client, in bytes.
+	MaxMessage = 16 << 20
+	// DropNewest is the drop strategy client_session reports: a full queue
+	// drops the new message.
+	DropNewest = 0
+)
+
 // PutIfNewerOrEqual is the flags bit of session_attribute_put_if_newer
 // that also writes when the times are equal.
 const PutIfNewerOrEqual = 1
@@ -155,10 +171,6 @@ const (
 	SubscriptionRetainHandlingShift = 2
 	SubscriptionRetainHandlingMask  = 3 << SubscriptionRetainHandlingShift
 )
-
-// MessageRetain is bit 0 of the flags field of the message fields
-// (retained_get's result, retained_put's argument).
-const MessageRetain = 1 << 0
 
 // MaxConnectionAttributes bounds the attributes of one connection: the sum
 // of its keys' and values' lengths, in bytes. Each key and value also

@@ -172,6 +172,16 @@ const (
 	FuncStoragePut
 	FuncStorageRemove
 	FuncStorageList
+	// The client service.
+	FuncClientIsConnected
+	FuncClientSession
+	FuncClientDisconnect
+	FuncClientInvalidateSession
+	FuncClientSetSessionExpiry
+	FuncClientSetInflightWindow
+	// The publish service.
+	FuncPublish
+	FuncPublishToClient
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -191,6 +201,8 @@ const (
 	ServiceRetained
 	ServiceConnectionAttributes
 	ServiceStorage
+	ServiceClients
+	ServicePublish
 	// NumServices is the number of services, ServiceNone included.
 	NumServices
 )
@@ -203,6 +215,8 @@ var ServiceNames = [NumServices]string{
 	ServiceRetained:             "retained",
 	ServiceConnectionAttributes: "connection_attributes",
 	ServiceStorage:              "storage",
+	ServiceClients:              "clients",
+	ServicePublish:              "publish",
 }
 
 // String returns the service's manifest name.
@@ -343,6 +357,22 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 		Results: oneI32, In: InServices, Service: ServiceStorage},
 	FuncStorageList: {Name: "storage_list", Params: i32s("prefix_ptr", "prefix_len", "after_ptr", "after_len", "limit", "out_ptr", "out_cap"),
 		Results: oneI32, In: InServices, Service: ServiceStorage},
+	FuncClientIsConnected: {Name: "client_is_connected", Params: i32s("cid_ptr", "cid_len"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientSession: {Name: "client_session", Params: i32s("cid_ptr", "cid_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientDisconnect: {Name: "client_disconnect", Params: i32s("cid_ptr", "cid_len", "code", "reason_ptr", "reason_len", "flags"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientInvalidateSession: {Name: "client_invalidate_session", Params: i32s("cid_ptr", "cid_len"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientSetSessionExpiry: {Name: "client_set_session_expiry", Params: i32s("cid_ptr", "cid_len", "seconds"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncClientSetInflightWindow: {Name: "client_set_inflight_window", Params: i32s("cid_ptr", "cid_len", "n"),
+		Results: oneI32, In: InServices, Service: ServiceClients},
+	FuncPublish: {Name: "publish", Params: i32s("msg_ptr", "msg_len"),
+		Results: oneI32, In: InServices, Service: ServicePublish},
+	FuncPublishToClient: {Name: "publish_to_client", Params: i32s("cid_ptr", "cid_len", "msg_ptr", "msg_len"),
+		Results: oneI32, In: InServices, Service: ServicePublish},
 }
 
 // String returns the function's name.

@@ -50,6 +50,9 @@ type clientState struct {
 	// conn holds the connection's attributes (svc_connattrs.go), from the
 	// CONNECT on; dropState ends it.
 	conn Conn
+	// kickWill is the client's will when the broker disconnected it without
+	// preventing the will (hook.kick, hook.kickedWill).
+	kickWill atomic.Pointer[mqtt.Will]
 }
 
 // state returns the clientState of cl, or nil for a client that was never

@@ -45,6 +45,9 @@ type hook struct {
 
 	storedMu sync.Mutex
 	stored   map[string]struct{} // client ids with a session record in persist; see persist.go
+	// sessionLocks order a session record's writes with a change of its
+	// expiry; see sessionLock.
+	sessionLocks [64]sync.Mutex
 
 	// Disk-full accounting (see health.go): QoS 1/2 publishes refused with
 	// store.ErrDiskFull, and queued copies the store did not take.
@@ -63,6 +66,10 @@ type hook struct {
 	// unsent holds, per client id, the packet ids of deliveries its last
 	// connection held and never sent (heldUnsent, takeUnsent).
 	unsent sync.Map // string -> map[uint16]struct{}
+
+	// closed is set when the server starts closing: timers of the hook
+	// (expireLater) then do nothing.
+	closed atomic.Bool
 
 	// replay is the pending message being re-published at start-up, if any
 	// (set by Server.republishPending, read by OnPublish on the same
@@ -150,7 +157,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
 	}
-	if persistent(cl) {
+	if h.persistentLocked(cl) {
 		h.saveSession(cl, 0, true)
 	}
 }
@@ -161,6 +168,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // session that ends here.
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	now := time.Now()
+	h.kickedWill(cl, err)
 	h.emitDisconnect(cl, err, now)
 	h.dropState(cl)
 	h.forgetPending(cl)
@@ -289,7 +297,9 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // version has (see refusingConnack); an accepting one gets the
 // authenticator's user properties and settings (see connectAck) and, when
 // a session is resumed, the ordering keys of its queued messages are
-// renumbered just before mochi resends them (see renumberInflight).
+// renumbered just before mochi resends them (see renumberInflight). PUBLISH,
+// CONNACK and DISCONNECT keep their user properties and reason string
+// whatever the client's Request Problem Information.
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec, packets.Pubcomp:
@@ -300,12 +310,19 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		return pk
 	case packets.Suback, packets.Unsuback:
 		return h.subscribeAck(cl, pk)
-	case packets.Publish:
-		if pk.FixedHeader.Dup {
+	case packets.Publish, packets.Disconnect:
+		// A client's Request Problem Information of 0 has mochi strip
+		// reason strings and user properties from every packet; MQTT 5
+		// allows them on PUBLISH, CONNACK and DISCONNECT
+		// ([MQTT-3.1.2-29]), and a forwarded PUBLISH must keep its user
+		// properties ([MQTT-3.3.2-17]). A PUBLISH has no reason string.
+		pk.Mods.DisallowProblemInfo = false
+		if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Dup {
 			pk = h.firstSend(cl, pk)
 		}
 		return pk
 	case packets.Connack:
+		pk.Mods.DisallowProblemInfo = false
 	default:
 		return pk
 	}

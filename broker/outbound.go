@@ -71,7 +71,10 @@ type outConn struct {
 	now func() time.Time
 	// window is the in-flight window mochi took from the client's Receive
 	// Maximum (see takeSendQuota).
-	window   atomic.Uint32
+	window atomic.Uint32
+	// counting is set once the client's acknowledgements are followed
+	// (limitSends, setWindow); the reader then tracks them (Read).
+	counting atomic.Bool
 	clientID atomic.Pointer[string]
 	// keepalive is the keepalive granted to the client, in seconds (see
 	// keepalive.go); 0 until then.
@@ -450,6 +453,9 @@ func (c *outConn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(p)
 		if err == nil {
+			if c.in.acks == nil && c.counting.Load() { // a window set since (setWindow)
+				c.in.acks = make([]uint16, 0, 16)
+			}
 			ends, boundary := c.in.feed(p[:n])
 			if len(c.in.acks) > 0 {
 				c.mu.Lock()

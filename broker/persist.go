@@ -3,6 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,13 +65,48 @@ func (h *hook) storeErr(what, client string, err error) {
 // saveSession writes cl's session record; disconnectedAt is the Unix time
 // the session went offline, 0 while it is connected. Called on the client's
 // goroutine (OnSessionEstablished, OnDisconnect).
+//
+// The session's expiry may change meanwhile (Server.SetSessionExpiry, which
+// stores the record itself): the record is built under the client's
+// session lock, and written again if the expiry changed before this write
+// went out, so that an older record never has the last word.
 func (h *hook) saveSession(cl *mqtt.Client, disconnectedAt int64, durable bool) {
-	rec := sessionRecord(cl, disconnectedAt)
-	if err := h.persist.PutSession(rec, durable); err != nil {
-		h.storeErr("put session", cl.ID, err)
-		return
+	mu := h.sessionLock(cl.ID)
+	for range 2 {
+		mu.Lock()
+		rec := sessionRecord(cl, disconnectedAt)
+		mu.Unlock()
+		if err := h.persist.PutSession(rec, durable); err != nil {
+			h.storeErr("put session", cl.ID, err)
+			return
+		}
+		h.setStored(cl.ID, true)
+		mu.Lock()
+		now := sessionRecord(cl, disconnectedAt)
+		mu.Unlock()
+		if now.SessionExpiry == rec.SessionExpiry && now.SessionExpirySet == rec.SessionExpirySet &&
+			now.Clean == rec.Clean && now.ProtocolVersion == rec.ProtocolVersion {
+			return
+		}
 	}
-	h.setStored(cl.ID, true)
+}
+
+// persistentLocked is persistent under cl's session lock.
+func (h *hook) persistentLocked(cl *mqtt.Client) bool {
+	mu := h.sessionLock(cl.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	return persistent(cl)
+}
+
+// sessionLock returns the lock that orders the writes of the session
+// record of client id with a change of its session expiry
+// (Server.SetSessionExpiry): one of a fixed set, chosen by a hash of the
+// id, so that unrelated clients rarely share one.
+func (h *hook) sessionLock(id string) *sync.Mutex {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(id))
+	return &h.sessionLocks[f.Sum32()%uint32(len(h.sessionLocks))]
 }
 
 // deleteSession removes a stored session with everything it owns; nothing
@@ -101,7 +138,41 @@ func (h *hook) sessionEnded(cl *mqtt.Client, expire bool, now time.Time) {
 	h.saveSession(cl, now.Unix(), false)
 	if _, ok := h.mochi.Clients.Get(cl.ID); !ok && !cl.IsTakenOver() {
 		h.deleteSession(cl.ID, false)
+		return
 	}
+	h.expireLater(cl)
+}
+
+// expireLater removes the offline session of cl, an MQTT 3.1.1 client
+// whose session expiry was set (Server.SetSessionExpiry, or the
+// authenticator's ClientSettings.SessionExpiry), once that expiry has
+// passed. mochi's sweep gives such a session mqtt.max_session_expiry: it
+// honours the interval of MQTT 5 sessions only. The timer does nothing when
+// the session was resumed, removed or changed since (an offline session
+// whose expiry is set again is held as an MQTT 5 session, which mochi's
+// sweep expires), or the broker is closing; a restart honours the stored
+// interval (restore).
+func (h *hook) expireLater(cl *mqtt.Client) {
+	p := &cl.Properties
+	mu := h.sessionLock(cl.ID)
+	mu.Lock()
+	v4, clean, set, exp := p.ProtocolVersion < 5, p.Clean, p.Props.SessionExpiryIntervalFlag, p.Props.SessionExpiryInterval
+	mu.Unlock()
+	if !v4 || clean || !set || exp >= h.mochi.Options.Capabilities.MaximumSessionExpiryInterval {
+		return // not one, or mochi's sweep does it
+	}
+	time.AfterFunc(time.Duration(exp)*time.Second, func() {
+		mu.Lock()
+		v4 := p.ProtocolVersion < 5
+		mu.Unlock()
+		if h.closed.Load() || !v4 || !cl.Closed() {
+			return
+		}
+		if cur, ok := h.mochi.Clients.Get(cl.ID); !ok || cur != cl {
+			return
+		}
+		h.storeErr("expire session", cl.ID, h.removeSession(cl, codeSessionInvalidated))
+	})
 }
 
 // sessionExpired removes the session mochi expired (on its event loop),

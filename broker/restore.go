@@ -75,7 +75,7 @@ func (s *Server) restoreSessions(recs []store.Session, now int64) (sessions, exp
 	for i := range recs {
 		rec := &recs[i]
 		expiry := maxExpiry
-		if rec.ProtocolVersion >= 5 {
+		if rec.ProtocolVersion >= 5 || rec.SessionExpirySet { // set for a 3.1.1 session by the services or an authenticator
 			expiry = min(int64(rec.SessionExpiry), maxExpiry)
 		}
 		since := rec.DisconnectedAt

@@ -74,19 +74,25 @@ func takeSendQuota(cl *mqtt.Client, pk packets.Packet, expired, unsent func(ids 
 	oc.window.Store(uint32(cl.Properties.Props.ReceiveMaximum))
 	cl.Properties.Props.ReceiveMaximum = 0
 	cl.State.Inflight.ResetSendQuota(0)
-	// 65535, the largest value, cannot be exceeded (packet ids are 16-bit):
-	// no need to count.
-	if r := pk.Properties.ReceiveMaximum; pk.ProtocolVersion == 5 && r > 0 && r < math.MaxUint16 {
-		// No outbound topic aliases: mochi gives a topic its alias in the
-		// first PUBLISH and sends later ones with the alias alone, so a
-		// held delivery that is dropped (expired) or overtaken (QoS 0 goes
-		// past held ones) would leave the client with an alias it never
-		// learned, a protocol error for it. The cost is the topic's bytes.
-		cl.Properties.Props.TopicAliasMaximum = 0
-		oc.limitSends(int(r))
+	// No outbound topic aliases: mochi gives a topic its alias in the first
+	// PUBLISH and sends later ones with the alias alone, so a held delivery
+	// that is dropped (expired) or overtaken (QoS 0 goes past held ones)
+	// would leave the client with an alias it never learned, a protocol
+	// error for it. A window can start at any time (SetInflightWindow), so
+	// no connection gets them; the cost is the topic's bytes.
+	cl.Properties.Props.TopicAliasMaximum = 0
+	oc.mu.Lock()
+	oc.quota.expired, oc.quota.unsent = expired, unsent
+	oc.mu.Unlock()
+	if r := pk.Properties.ReceiveMaximum; pk.ProtocolVersion == 5 && r > 0 {
 		oc.mu.Lock()
-		oc.quota.expired, oc.quota.unsent = expired, unsent
+		oc.quota.announced = r
 		oc.mu.Unlock()
+		// 65535, the largest value, cannot be exceeded (packet ids are
+		// 16-bit): no need to count.
+		if r < math.MaxUint16 {
+			oc.limitSends(int(r))
+		}
 	}
 }
 
@@ -111,6 +117,28 @@ func (h *hook) heldExpired(cl *mqtt.Client) func(ids []uint16) {
 	}
 }
 
+// setWindow sets the in-flight window of the live connection to n (at
+// least 1), capped by the Receive Maximum the client announced, and returns
+// the window in effect (Server.SetInflightWindow). A connection that
+// counted nothing starts counting now (the reader follows the client's
+// acknowledgements from its next Read, see outConn.Read): deliveries
+// already unacknowledged are not counted. Held deliveries the new window
+// allows go out at once. Safe from any goroutine.
+func (c *outConn) setWindow(n uint16) uint16 {
+	c.mu.Lock()
+	if a := c.quota.announced; a > 0 {
+		n = min(n, a)
+	}
+	c.window.Store(uint32(n))
+	if c.quota.unacked == nil {
+		c.quota.unacked = make(map[uint16]struct{}, n)
+		c.counting.Store(true)
+	}
+	c.quota.max = int(n)
+	c.releaseLocked(nil)
+	return n
+}
+
 // inflightWindow returns the in-flight window mochi took from cl's
 // Receive Maximum (capped by mqtt.max_queued_messages; 0 when the client
 // sent none), wherever takeSendQuota left it.
@@ -128,7 +156,8 @@ func inflightWindow(cl *mqtt.Client) uint16 {
 // client has not acknowledged, and the ones held back; outConn.mu guards
 // it.
 type sendQuota struct {
-	max       int                 // the client's Receive Maximum; 0: not counted
+	max       int                 // the client's Receive Maximum, or the window set since; 0: not counted
+	announced uint16              // the Receive Maximum of the client's CONNECT; 0: none (MQTT 3.1.1)
 	unacked   map[uint16]struct{} // packet ids sent and not yet acknowledged
 	waiting   []heldPub           // held PUBLISH packets, oldest first
 	waitBytes int                 // bytes in waiting
@@ -161,6 +190,7 @@ func (c *outConn) limitSends(max int) {
 	c.quota.max = max
 	c.quota.unacked = make(map[uint16]struct{}, max)
 	c.mu.Unlock()
+	c.counting.Store(true)
 	c.in.acks = make([]uint16, 0, 16)
 }
 

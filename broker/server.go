@@ -268,6 +268,7 @@ func (s *Server) Addr(name string) string {
 // closes the store.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.hook.closed.Store(true)
 		_ = s.mochi.Close()
 		done := make(chan struct{})
 		go func() {

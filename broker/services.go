@@ -38,6 +38,9 @@ var (
 	// ErrTooLarge: a write beyond a documented size limit (the wrapping
 	// message says which); nothing changed.
 	ErrTooLarge = errors.New("too large")
+	// ErrNotSubscribed: PublishTo found no subscription of the client that
+	// matches the message's topic; nothing was sent.
+	ErrNotSubscribed = errors.New("client not subscribed to the topic")
 )
 
 // Services is everything the broker offers the extension host. *Server
@@ -133,6 +136,38 @@ type Clients interface {
 	// the session is gone from memory (the store may then bring it back at
 	// the next start).
 	InvalidateSession(clientID string) error
+
+	// SetSessionExpiry sets how long, in seconds, the session of clientID
+	// outlives its connection, capped by mqtt.max_session_expiry, and
+	// returns the value in effect. It replaces what the client asked for in
+	// its CONNECT; an MQTT 5 client may still change it in its DISCONNECT,
+	// as the protocol allows. It takes effect on the live session:
+	//   - connected: when the connection ends, 0 ends the session with it
+	//     and any other value keeps it offline that long (an MQTT 3.1.1
+	//     client's clean-session flag follows: 0 is a clean session);
+	//   - offline: the expiry counts from when the client went offline; a
+	//     session whose new expiry has already run out (0 included) is
+	//     removed at once, as if it had expired, with everything it owns.
+	// A stored session record is rewritten, so that a restart honours the
+	// new value; a connected session that becomes persistent is stored at
+	// once with its subscriptions. It blocks for the store writes (one
+	// fsync in sync mode). Errors:
+	// ErrNoSession; a store error, with the new expiry in effect in memory.
+	SetSessionExpiry(clientID string, seconds uint32) (uint32, error)
+
+	// SetInflightWindow sets how many QoS 1 and 2 messages the broker
+	// sends the connected client clientID before it waits for
+	// acknowledgements, from 1 to 65,535, capped by the Receive Maximum the
+	// client announced in its CONNECT (MQTT 5: sending more would break the
+	// protocol); it returns the window in effect. It applies to the live
+	// connection at once: deliveries beyond the new window are held until
+	// the client acknowledges earlier ones, and held deliveries that a
+	// larger window allows go out at once. Deliveries already unacknowledged
+	// when a connection that had no window gets one are not counted against
+	// it. It ends with the connection: the client's next CONNECT announces
+	// its own. It does not block. Errors: ErrNoSession, ErrNotConnected (an
+	// offline session has no window), ErrInvalidArgument (n is 0).
+	SetInflightWindow(clientID string, n uint16) (uint16, error)
 }
 
 // SubscriptionInfo is one subscription of a session.
@@ -244,6 +279,23 @@ type Publisher interface {
 	// above 2, payload format above 1, response topic, a string MQTT
 	// cannot carry); mochi's error.
 	Publish(m Message) error
+
+	// PublishTo sends m to the session of clientID only, and only when one
+	// of its subscriptions matches m.Topic (shared subscriptions of the
+	// client included, whatever the other members of the group): at the
+	// lower of m.QoS and the highest matching subscription's QoS, with
+	// their subscription identifiers, as the broker's own message (no
+	// authorizer of the publisher is asked; the client's read permissions
+	// are, as for any delivery). A connected client gets it at once; an
+	// offline persistent session queues a QoS 1/2 copy (kept across
+	// restarts) and drops a QoS 0 one, as for any message. It is not
+	// retained and reaches no other client. It blocks for the write to the
+	// client's connection (buffered, see mqtt.max_outbound_buffer) and,
+	// for a persistent session, one store write. Errors: ErrNoSession;
+	// ErrNotSubscribed (no matching subscription: nothing sent);
+	// ErrInvalidArgument (as Publish, and m.Retain set); mochi's error
+	// when the session's queue is full (mqtt.max_queued_messages).
+	PublishTo(clientID string, m Message) error
 }
 
 // Limits of session attributes.

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,9 @@ func (s *Server) Client(clientID string) (ClientInfo, bool) {
 	}
 	caps := s.mochi.Options.Capabilities
 	p := &cl.Properties
+	mu := s.hook.sessionLock(clientID) // SetSessionExpiry writes some of them
+	mu.Lock()
+	defer mu.Unlock()
 	info := ClientInfo{
 		ClientID:        cl.ID,
 		Username:        string(p.Username),
@@ -118,15 +122,71 @@ const kickWriteTimeout = 5 * time.Second
 // MQTT 3.1.1 has no DISCONNECT from the server, so its connection is just
 // closed. Either way code is the stop cause the hook reports as a server
 // disconnect.
-func (s *Server) kick(cl *mqtt.Client, code packets.Code) {
+func (s *Server) kick(cl *mqtt.Client, code packets.Code) { s.hook.kick(cl, code) }
+
+// kick is Server.kick, for the hook's own use. It keeps a copy of the
+// client's will, if one is due, for kickedWill.
+func (h *hook) kick(cl *mqtt.Client, code packets.Code) {
+	if st := h.state(cl); st != nil && atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
+		w := cl.Properties.Will
+		st.kickWill.Store(&w)
+	}
 	if cl.Properties.ProtocolVersion >= 5 {
 		if c := cl.Net.Conn; c != nil {
 			_ = c.SetWriteDeadline(time.Now().Add(kickWriteTimeout)) // the connection closes next anyway
 		}
-		_ = s.mochi.DisconnectClient(cl, code) // returns code itself for codes >= 0x80
+		_ = h.mochi.DisconnectClient(cl, code) // returns code itself for codes >= 0x80
 		return
 	}
 	cl.Stop(code)
+}
+
+// kickedWill publishes the will of cl, which kick disconnected, when mochi
+// did not. mochi publishes a will (sendLWT) only when the client's read
+// loop ends with an error; a Stop that lands while the client's goroutine
+// is between two packets (or has not read its first one yet) ends the loop
+// without one (Client.Read returns nil when it finds the client closed),
+// which mochi takes for a clean DISCONNECT from the client and drops the
+// will. OnDisconnect calls this first, on the client's goroutine: err nil
+// with the stop cause a server code of kick's is that case. The will is
+// published as mochi would (through the inline client, as its client's
+// message; after its delay unless a connection of the client id is open
+// by then).
+func (h *hook) kickedWill(cl *mqtt.Client, err error) {
+	st := h.state(cl)
+	if err != nil || st == nil {
+		return
+	}
+	w := st.kickWill.Load()
+	var c packets.Code
+	if w == nil || !errors.As(cl.StopCause(), &c) || c.Code < 0x80 {
+		return
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: w.Qos, Retain: w.Retain},
+		TopicName: w.TopicName, Payload: w.Payload, Origin: cl.ID, Properties: packets.Properties{User: w.User},
+		PacketID: 1} // required by validation for QoS > 0; the inline client sends no ack
+	publish := func() {
+		inline, ok := h.mochi.Clients.Get(mqtt.InlineClientId)
+		if !ok {
+			return
+		}
+		if err := h.mochi.InjectPacket(inline, pk); err != nil {
+			h.log.Warn("will not published", "client", cl.ID, "topic", w.TopicName, "error", err)
+		}
+	}
+	if w.WillDelayInterval == 0 {
+		publish()
+		return
+	}
+	time.AfterFunc(time.Duration(w.WillDelayInterval)*time.Second, func() {
+		if h.closed.Load() {
+			return
+		}
+		if cur, ok := h.mochi.Clients.Get(cl.ID); ok && !cur.Closed() {
+			return // the client came back within the delay
+		}
+		publish()
+	})
 }
 
 // codeSessionInvalidated is what InvalidateSession tells a connected client.
@@ -143,26 +203,129 @@ func (s *Server) InvalidateSession(clientID string) error {
 	if !ok {
 		return fmt.Errorf("invalidate session %q: %w", clientID, ErrNoSession)
 	}
-	if cur, ok := s.mochi.Clients.Get(clientID); ok && cur == cl {
-		s.mochi.Clients.Delete(clientID)
+	if err := s.hook.removeSession(cl, codeSessionInvalidated); err != nil {
+		return fmt.Errorf("invalidate session %q: %w", clientID, err)
+	}
+	return nil
+}
+
+// removeSession ends cl's session now (see Server.InvalidateSession): a
+// connected client is kicked with code first. It returns the store's error.
+func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) error {
+	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur == cl {
+		h.mochi.Clients.Delete(cl.ID)
 	}
 	if !cl.Closed() {
-		s.kick(cl, codeSessionInvalidated)
+		h.kick(cl, code)
 	}
 	for filter := range cl.State.Subscriptions.GetAll() {
 		cl.State.Subscriptions.Delete(filter)
-		if s.mochi.Topics.Unsubscribe(filter, clientID) {
-			atomic.AddInt64(&s.mochi.Info.Subscriptions, -1)
+		if h.mochi.Topics.Unsubscribe(filter, cl.ID) {
+			atomic.AddInt64(&h.mochi.Info.Subscriptions, -1)
 		}
 	}
 	for _, m := range cl.State.Inflight.GetAll(false) {
 		if cl.State.Inflight.Delete(m.PacketID) {
-			atomic.AddInt64(&s.mochi.Info.Inflight, -1)
+			atomic.AddInt64(&h.mochi.Info.Inflight, -1)
 		}
 	}
-	s.hook.setStored(clientID, false)
-	if err := s.persist.DeleteSession(clientID, true); err != nil {
-		return fmt.Errorf("invalidate session %q: %w", clientID, err)
+	h.setStored(cl.ID, false)
+	return h.persist.DeleteSession(cl.ID, true)
+}
+
+// SetSessionExpiry implements Clients.
+//
+// mochi decides from the client's properties: at the end of a connection
+// (server.go, attachClient) an MQTT 5 session with an interval of 0, or a
+// 3.1.1 one with the clean flag, ends; an offline MQTT 5 session with the
+// interval flag is removed by mochi's sweep (clearExpiredClients) once the
+// interval has passed, any other after mqtt.max_session_expiry. So a
+// connected MQTT 5 client gets the new interval in its properties; a
+// connected 3.1.1 client gets the clean flag (0) or not, and the interval,
+// which hook.sessionEnded turns into a timer of our own when the connection
+// ends (mochi's sweep would use the broker's maximum); an offline session
+// is held as an MQTT 5 session, as restore holds every session, with what
+// is left of its expiry, or removed when nothing is. The broker's own saves
+// of the session record are ordered with the change (hook.sessionLock);
+// mochi reads the fields without a lock (on the client's goroutine at the
+// end of the connection, on its event loop for offline sessions, on
+// publishers for the protocol version): each is one aligned word, and
+// either value it reads is a consistent state.
+func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, error) {
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return 0, fmt.Errorf("set session expiry of %q: %w", clientID, ErrNoSession)
 	}
+	seconds = min(seconds, s.mochi.Options.Capabilities.MaximumSessionExpiryInterval)
+	// The client's goroutine reads these fields to save the record as the
+	// session is established and as it goes offline (hook.saveSession).
+	mu := s.hook.sessionLock(clientID)
+	mu.Lock()
+	defer mu.Unlock()
+	p := &cl.Properties
+	if cl.Closed() {
+		left := cl.StopTime() + int64(seconds) - time.Now().Unix()
+		if left <= 0 {
+			if err := s.hook.removeSession(cl, codeSessionInvalidated); err != nil {
+				return seconds, fmt.Errorf("set session expiry of %q: remove expired session: %w", clientID, err)
+			}
+			return seconds, nil
+		}
+		// The interval counts from StopTime, as mochi's sweep counts it.
+		p.Props.SessionExpiryInterval = seconds
+		p.Props.SessionExpiryIntervalFlag = true
+		p.ProtocolVersion = 5
+	} else {
+		was := persistent(cl)
+		p.Props.SessionExpiryInterval = seconds
+		p.Props.SessionExpiryIntervalFlag = true
+		if p.ProtocolVersion < 5 {
+			p.Clean = seconds == 0
+		}
+		if !was && seconds > 0 {
+			if err := s.storeNowPersistent(cl); err != nil {
+				return seconds, fmt.Errorf("set session expiry of %q: %w", clientID, err)
+			}
+			return seconds, nil
+		}
+	}
+	if s.hook.isStored(clientID) {
+		if err := s.persist.PutSession(sessionRecord(cl, cl.StopTime()), true); err != nil {
+			return seconds, fmt.Errorf("set session expiry of %q: %w", clientID, err)
+		}
+	}
+	return seconds, nil
+}
+
+// storeNowPersistent stores the session of the connected client cl, which
+// just became persistent, with its subscriptions: from now on the hook
+// stores its changes as for any persistent session.
+func (s *Server) storeNowPersistent(cl *mqtt.Client) error {
+	for _, sub := range cl.State.Subscriptions.GetAll() {
+		if err := s.persist.PutSubscription(subscriptionRecord(cl.ID, sub), false); err != nil {
+			return err
+		}
+	}
+	if err := s.persist.PutSession(sessionRecord(cl, 0), true); err != nil {
+		return err
+	}
+	s.hook.setStored(cl.ID, true)
 	return nil
+}
+
+// SetInflightWindow implements Clients: the outConn under the connection
+// counts the window (sendquota.go).
+func (s *Server) SetInflightWindow(clientID string, n uint16) (uint16, error) {
+	if n == 0 {
+		return 0, fmt.Errorf("set in-flight window of %q: %w: 0, want 1 to 65535", clientID, ErrInvalidArgument)
+	}
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return 0, fmt.Errorf("set in-flight window of %q: %w", clientID, ErrNoSession)
+	}
+	oc, ok := cl.Net.Conn.(*outConn)
+	if cl.Closed() || !ok {
+		return 0, fmt.Errorf("set in-flight window of %q: %w", clientID, ErrNotConnected)
+	}
+	return oc.setWindow(n), nil
 }

@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -37,6 +40,93 @@ func (s *Server) Publish(m Message) error {
 		return fmt.Errorf("publish to %q: %w", m.Topic, err)
 	}
 	return nil
+}
+
+// PublishTo implements Publisher. mochi delivers only to every matching
+// subscription (publishToSubscribers); its per-client step is unexported,
+// so this does that step itself with mochi's exported parts, the way
+// publishToClient does with the send quota off (see sendquota.go): a QoS
+// 1/2 copy gets a packet id and goes into the session's in-flight map
+// (stored by the hook's saveInflight for a persistent session, resent at
+// the next connection), and a connected client is written the PUBLISH at
+// once (through the outConn, which holds it while the client's in-flight
+// window is full). The copy carries no topic alias: a server may always
+// send the topic name.
+func (s *Server) PublishTo(clientID string, m Message) error {
+	if err := checkMessage(&m); err != nil {
+		return fmt.Errorf("publish to client %q, topic %q: %w", clientID, m.Topic, err)
+	}
+	if m.Retain {
+		return fmt.Errorf("publish to client %q, topic %q: %w: a message to one client cannot be retained", clientID, m.Topic, ErrInvalidArgument)
+	}
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return fmt.Errorf("publish to client %q: %w", clientID, ErrNoSession)
+	}
+	sub, ok := s.clientSubscription(clientID, m.Topic)
+	if !ok {
+		return fmt.Errorf("publish to client %q, topic %q: %w", clientID, m.Topic, ErrNotSubscribed)
+	}
+	pk := s.messagePacket(&m)
+	s.hook.stampPublish(&pk)
+	pk.FixedHeader.Qos = min(m.QoS, sub.Qos, s.mochi.Options.Capabilities.MaximumQos)
+	if len(sub.Identifiers) > 0 {
+		for _, id := range sub.Identifiers {
+			if id > 0 {
+				pk.Properties.SubscriptionIdentifier = append(pk.Properties.SubscriptionIdentifier, id)
+			}
+		}
+		sort.Ints(pk.Properties.SubscriptionIdentifier)
+	} else if sub.Identifier > 0 {
+		pk.Properties.SubscriptionIdentifier = []int{sub.Identifier}
+	}
+	// As for any delivery: the client's read checks (its own queue limit,
+	// revoked filters) and the broker's queue limit drop the copy.
+	if !s.hook.mayRead(cl, m.Topic) {
+		return nil
+	}
+	if pk.FixedHeader.Qos > 0 {
+		if cl.State.Inflight.Len() >= int(s.mochi.Options.Capabilities.MaximumInflight) {
+			atomic.AddInt64(&s.mochi.Info.InflightDropped, 1)
+			return nil
+		}
+		id, err := cl.NextPacketID()
+		if err != nil {
+			atomic.AddInt64(&s.mochi.Info.InflightDropped, 1)
+			return fmt.Errorf("publish to client %q: %w", clientID, err)
+		}
+		pk.PacketID = uint16(id)
+		if cl.State.Inflight.Set(pk) {
+			atomic.AddInt64(&s.mochi.Info.Inflight, 1)
+			s.hook.saveInflight(cl, pk)
+		}
+	}
+	if cl.Closed() {
+		return nil // queued (QoS 1/2) or dropped (QoS 0), as for any message
+	}
+	if err := cl.WritePacket(pk); err != nil && !errors.Is(err, mqtt.ErrConnectionClosed) {
+		return fmt.Errorf("publish to client %q: %w", clientID, err)
+	}
+	return nil
+}
+
+// clientSubscription returns the subscription of clientID that receives a
+// message on topic: its own matching subscriptions merged (the highest
+// QoS, every identifier), shared ones included, as mochi merges them for a
+// delivery.
+func (s *Server) clientSubscription(clientID, topic string) (packets.Subscription, bool) {
+	subs := s.mochi.Topics.Subscribers(topic)
+	sub, ok := subs.Subscriptions[clientID]
+	for _, group := range subs.Shared {
+		if gs, in := group[clientID]; in {
+			if !ok {
+				sub, ok = gs, true
+				continue
+			}
+			sub = sub.Merge(gs)
+		}
+	}
+	return sub, ok
 }
 
 // messagePacket builds the PUBLISH of m, with its expiry interval capped by

@@ -55,6 +55,14 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncStoragePut:                hfStoragePut,
 	abi.FuncStorageRemove:             hfStorageRemove,
 	abi.FuncStorageList:               hfStorageList,
+	abi.FuncClientIsConnected:         hfClientIsConnected,
+	abi.FuncClientSession:             hfClientSession,
+	abi.FuncClientDisconnect:          hfClientDisconnect,
+	abi.FuncClientInvalidateSession:   hfClientInvalidateSession,
+	abi.FuncClientSetSessionExpiry:    hfClientSetSessionExpiry,
+	abi.FuncClientSetInflightWindow:   hfClientSetInflightWindow,
+	abi.FuncPublish:                   hfPublish,
+	abi.FuncPublishToClient:           hfPublishToClient,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from

@@ -99,6 +99,30 @@ func hostStorageRemove(key_ptr unsafe.Pointer, key_len uint32) int32
 //go:wasmimport propolis_v1 storage_list
 func hostStorageList(prefix_ptr unsafe.Pointer, prefix_len uint32, after_ptr unsafe.Pointer, after_len uint32, limit uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
 
+//go:wasmimport propolis_v1 client_is_connected
+func hostClientIsConnected(cid_ptr unsafe.Pointer, cid_len uint32) int32
+
+//go:wasmimport propolis_v1 client_session
+func hostClientSession(cid_ptr unsafe.Pointer, cid_len uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 client_disconnect
+func hostClientDisconnect(cid_ptr unsafe.Pointer, cid_len uint32, code uint32, reason_ptr unsafe.Pointer, reason_len uint32, flags uint32) int32
+
+//go:wasmimport propolis_v1 client_invalidate_session
+func hostClientInvalidateSession(cid_ptr unsafe.Pointer, cid_len uint32) int32
+
+//go:wasmimport propolis_v1 client_set_session_expiry
+func hostClientSetSessionExpiry(cid_ptr unsafe.Pointer, cid_len uint32, seconds uint32) int32
+
+//go:wasmimport propolis_v1 client_set_inflight_window
+func hostClientSetInflightWindow(cid_ptr unsafe.Pointer, cid_len uint32, n uint32) int32
+
+//go:wasmimport propolis_v1 publish
+func hostPublish(msg_ptr unsafe.Pointer, msg_len uint32) int32
+
+//go:wasmimport propolis_v1 publish_to_client
+func hostPublishToClient(cid_ptr unsafe.Pointer, cid_len uint32, msg_ptr unsafe.Pointer, msg_len uint32) int32
+
 // The exports of ABI.md section 3. _initialize comes from Go's c-shared
 // runtime.
 

@@ -83,3 +83,33 @@ func svcStorageRemove(key string) int32 { return hostStorageRemove(strPtr(key), 
 func svcStorageList(prefix, after string, limit uint32, out []byte) int32 {
 	return hostStorageList(strPtr(prefix), uint32(len(prefix)), strPtr(after), uint32(len(after)), limit, bytesPtr(out), uint32(len(out)))
 }
+
+func svcClientIsConnected(cid string) int32 {
+	return hostClientIsConnected(strPtr(cid), uint32(len(cid)))
+}
+
+func svcClientSession(cid string, out []byte) int32 {
+	return hostClientSession(strPtr(cid), uint32(len(cid)), bytesPtr(out), uint32(len(out)))
+}
+
+func svcClientDisconnect(cid string, code uint32, reason string, flags uint32) int32 {
+	return hostClientDisconnect(strPtr(cid), uint32(len(cid)), code, strPtr(reason), uint32(len(reason)), flags)
+}
+
+func svcClientInvalidateSession(cid string) int32 {
+	return hostClientInvalidateSession(strPtr(cid), uint32(len(cid)))
+}
+
+func svcClientSetSessionExpiry(cid string, seconds uint32) int32 {
+	return hostClientSetSessionExpiry(strPtr(cid), uint32(len(cid)), seconds)
+}
+
+func svcClientSetInflightWindow(cid string, n uint32) int32 {
+	return hostClientSetInflightWindow(strPtr(cid), uint32(len(cid)), n)
+}
+
+func svcPublish(msg []byte) int32 { return hostPublish(bytesPtr(msg), uint32(len(msg))) }
+
+func svcPublishToClient(cid string, msg []byte) int32 {
+	return hostPublishToClient(strPtr(cid), uint32(len(cid)), bytesPtr(msg), uint32(len(msg)))
+}

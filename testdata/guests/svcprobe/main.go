@@ -1,5 +1,5 @@
 // Command svcprobe is a test guest for host services: it allows every
-// CONNECT, and answers each PUBLISH on svc/# by running the command in its
+// CONNECT (except the user "svc", see authenticate), and answers each PUBLISH on svc/# by running the command in its
 // payload and denying the PUBLISH with the outcome as reason string, which
 // an MQTT 5 client reads from its PUBACK. A command is fields separated by
 // "|": the operation, then its arguments.
@@ -25,6 +25,15 @@
 //	kvrm|KEY                     ok
 //	kvkeys|PREFIX|AFTER|LIMIT    ok:KEY,KEY,...;more=M
 //	kvall|PREFIX|LIMIT           ok:N (keys counted by paging LIMIT at a time)
+//	conn|CID                     ok:true or ok:false (client_is_connected)
+//	session|CID                  ok:connected=C,proto=P,expiry=S,window=W,queued=Q,max=M,drop=D,user=U,since=B,expires=B (B: whether set)
+//	disc|CID|CODE|REASON|PW      ok (client_disconnect; PW 1: prevent the will)
+//	inv|CID                      ok (client_invalidate_session)
+//	expiry|CID|SECONDS           ok (client_set_session_expiry)
+//	window|CID|N                 ok:WINDOW (client_set_inflight_window)
+//	pub|QOS|RETAIN|TOPIC|PAYLOAD|EXPIRY|K=V  ok (publish; RETAIN 1 retains)
+//	pubto|CID|QOS|RETAIN|TOPIC|PAYLOAD        ok:true or ok:false (publish_to_client)
+//	pubraw|WHAT                  status:N (publish with a bad argument: ptr, huge, trunc, flags, reserved)
 //
 // A failure answers err:ERROR.
 package main
@@ -34,13 +43,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 )
 
 func init() {
 	propolis.Register(propolis.Extension{
-		Authenticate:     func(*propolis.Connect) propolis.AuthResult { return propolis.AuthResult{Verdict: propolis.Allow()} },
+		Authenticate:     authenticate,
 		AuthorizePublish: func(p *propolis.Publish) propolis.Verdict { return propolis.Deny(0x83, run(string(p.Payload))) },
 		PublishFilters:   []string{"svc/#"},
 	})
@@ -139,6 +149,47 @@ func run(cmd string) string {
 			after = keys[len(keys)-1]
 		}
 		out = strconv.Itoa(n)
+	// The client and publish services.
+	case "conn":
+		var c bool
+		c, err = propolis.ClientConnected(cid)
+		out = strconv.FormatBool(c)
+	case "session":
+		var s propolis.SessionInfo
+		s, err = propolis.ClientSession(cid)
+		out = "connected=" + strconv.FormatBool(s.Connected) + ",proto=" + strconv.Itoa(int(s.Protocol)) +
+			",expiry=" + strconv.FormatUint(uint64(s.SessionExpiry), 10) + ",window=" + strconv.FormatUint(uint64(s.InflightWindow), 10) +
+			",queued=" + strconv.FormatUint(uint64(s.Queued), 10) + ",max=" + strconv.FormatUint(uint64(s.MaxQueued), 10) +
+			",drop=" + strconv.Itoa(int(s.DropStrategy)) + ",user=" + s.Username +
+			",since=" + strconv.FormatBool(!s.ConnectedSince.IsZero()) + ",expires=" + strconv.FormatBool(!s.ExpiresAt.IsZero())
+	case "disc":
+		code, _ := strconv.ParseUint(arg(a, 2), 0, 8)
+		err = propolis.DisconnectClient(cid, byte(code), arg(a, 3), arg(a, 4) == "1")
+	case "inv":
+		err = propolis.InvalidateSession(cid)
+	case "expiry":
+		n, _ := strconv.ParseUint(arg(a, 2), 10, 32)
+		err = propolis.SetSessionExpiry(cid, uint32(n))
+	case "window":
+		n, _ := strconv.ParseUint(arg(a, 2), 10, 16)
+		var got uint16
+		got, err = propolis.SetInflightWindow(cid, uint16(n))
+		out = strconv.Itoa(int(got))
+	case "pub":
+		qos, _ := strconv.Atoi(arg(a, 1))
+		exp, _ := strconv.ParseUint(arg(a, 5), 10, 32)
+		m := propolis.Message{QoS: byte(qos), Retain: arg(a, 2) == "1", Topic: arg(a, 3), Payload: []byte(arg(a, 4)), MessageExpiry: uint32(exp)}
+		if k, v, ok := strings.Cut(arg(a, 6), "="); ok {
+			m.UserProperties = []propolis.UserProperty{{Key: k, Value: v}}
+		}
+		err = propolis.PublishMessage(m)
+	case "pubto":
+		qos, _ := strconv.Atoi(arg(a, 2))
+		var sent bool
+		sent, err = propolis.PublishToClient(cid, propolis.Message{QoS: byte(qos), Retain: arg(a, 3) == "1", Topic: arg(a, 4), Payload: []byte(arg(a, 5))})
+		out = strconv.FormatBool(sent)
+	case "pubraw":
+		return "status:" + strconv.Itoa(int(pubRaw(arg(a, 1))))
 	default:
 		return "err:unknown command " + a[0]
 	}
@@ -202,5 +253,45 @@ func runSubsRetained(a []string) (string, error) {
 		return "", propolis.RemoveRetainedMessage(arg(a, 1))
 	}
 }
+
+// authenticate allows every CONNECT, except one with the user name "svc":
+// that one runs the command in its password and is denied with the outcome
+// as reason string (the CONNACK's, for an MQTT 5 client).
+func authenticate(c *propolis.Connect) propolis.AuthResult {
+	if c.HasUsername && c.Username == "svc" {
+		return propolis.AuthResult{Verdict: propolis.Deny(0x87, run(string(c.Password)))}
+	}
+	return propolis.AuthResult{Verdict: propolis.Allow()}
+}
+
+// rawPublish is the publish import itself, to pass arguments the SDK never
+// writes.
+//
+//go:wasmimport propolis_v1 publish
+func rawPublish(ptr, n uint32) int32
+
+// pubRaw calls publish with a bad argument: a pointer outside memory
+// (ptr), a length beyond 16 MiB (huge), a message cut in its topic
+// (trunc), unknown flags (flags), a reserved byte set (reserved).
+func pubRaw(what string) int32 {
+	msg := []byte{0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 'a', '/', 'b', 0, 0, 0, 0}
+	switch what {
+	case "ptr":
+		return rawPublish(0xfffffff0, 64)
+	case "huge":
+		return rawPublish(addr(msg), 16<<20+1)
+	case "trunc":
+		msg = msg[:14]
+	case "flags":
+		msg[1] = 2
+	case "reserved":
+		msg[3] = 1
+	}
+	return rawPublish(addr(msg), uint32(len(msg)))
+}
+
+// addr is the address of b's first byte in the guest's memory; b stays
+// reachable through the call (the caller still holds it).
+func addr(b []byte) uint32 { return uint32(uintptr(unsafe.Pointer(&b[0]))) }
 
 func main() {}

@@ -13,7 +13,7 @@
 ;; subscription, "a/b" no retained message).
 ;;
 ;; Memory (1 page, 64 KiB): 1024 "c1", 1040 "a/b", 1056 "k", 1072 a
-;; message whose topic length says 10 bytes but 1 follows, 2048 a result
+;; message cut short (5 bytes; its fixed part alone is 8), 2048 a result
 ;; buffer, 4096 the record buffer (60 KiB).
 
 (module
@@ -67,7 +67,7 @@
     ;; 8: retained_put, bad message pointer
     (if (i32.ne (call $retained_put (global.get $BAD) (i32.const 16)) (i32.const -1))
       (then (return (i32.const 0x8802))))
-    ;; 9: retained_put, a message cut in its topic
+    ;; 9: retained_put, a message cut short
     (if (i32.ne (call $retained_put (i32.const 1072) (i32.const 5)) (i32.const -1))
       (then (return (i32.const 0x8902))))
     ;; 10: retained_remove, bad topic pointer
