@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
@@ -27,7 +29,7 @@ func TestSessionTracker(t *testing.T) {
 	extDir := t.TempDir()
 	installExtension(t, extDir, "allow-all", example(t, "allow-all"), 0, "")
 	installExtension(t, extDir, "session-tracker", example(t, "session-tracker"), 0,
-		"services: [session_attributes, storage]\ntick: 1m\nlimits:\n  call_deadline: 10s\n")
+		"services: [session_attributes, storage, publish]\ntick: 1m\nlimits:\n  call_deadline: 10s\n")
 	w := startWired(t, extDir, Options{})
 
 	record := func() trackerState {
@@ -86,6 +88,32 @@ func TestSessionTracker(t *testing.T) {
 	if got, want := attr("last_disconnect"), record().LastDisconnect.UTC().Format(time.RFC3339Nano); got != want {
 		t.Errorf("attribute last_disconnect %q, record %q", got, want)
 	}
+
+	// A subscriber to tracker/# gets the record as a retained message.
+	v, ok, err := w.srv.StorageGet("session-tracker", "client/dev-1")
+	if err != nil || !ok {
+		t.Fatalf("record: %v, %v", ok, err)
+	}
+	got := make(chan string, 8)
+	sub, _, err := v5(t, w.addr, "watcher", "", "", func(p paho.PublishReceived) {
+		if p.Packet.Topic == "tracker/dev-1" && p.Packet.Retain {
+			got <- string(p.Packet.Payload)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "tracker/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != string(v) {
+			t.Errorf("retained tracker/dev-1 = %s, the stored record %s", p, v)
+		}
+	case <-time.After(poll.Timeout):
+		t.Fatal("no retained tracker/dev-1")
+	}
 }
 
 // TestSessionTrackerForgets: the tracker's tick removes the records of
@@ -95,7 +123,7 @@ func TestSessionTrackerForgets(t *testing.T) {
 	extDir := t.TempDir()
 	installExtension(t, extDir, "allow-all", example(t, "allow-all"), 0, "")
 	installExtension(t, extDir, "session-tracker", example(t, "session-tracker"), 0,
-		"services: [session_attributes, storage]\ntick: 100ms\nlimits:\n  call_deadline: 10s\nconfig:\n  forget_after: 1ms\n")
+		"services: [session_attributes, storage, publish]\ntick: 100ms\nlimits:\n  call_deadline: 10s\nconfig:\n  forget_after: 1ms\n")
 	w := startWired(t, extDir, Options{})
 	has := func(id string) bool {
 		_, ok, err := w.srv.StorageGet("session-tracker", "client/"+id)
@@ -116,6 +144,10 @@ func TestSessionTrackerForgets(t *testing.T) {
 	poll.Until(t, "both recorded", func() bool { return has("stays") && has("goes") })
 	_ = gone.Close()
 	poll.Until(t, "the gone client forgotten", func() bool { return !has("goes") })
+	poll.Until(t, "its retained message cleared", func() bool { _, ok := w.srv.Retained("tracker/goes"); return !ok })
+	if _, ok := w.srv.Retained("tracker/stays"); !ok {
+		t.Error("the connected client has no retained message")
+	}
 	// Ticks ran since the disconnect (the cursor moved on): the connected
 	// client's record is still there.
 	if !has("stays") {

@@ -10,11 +10,16 @@
 //     times as RFC 3339 text). They live as long as the session does;
 //   - the extension's own storage, which outlives sessions: one JSON
 //     record per client under the key "client/<client id>";
+//   - a retained message per client on tracker/<client id>, the same JSON
+//     record, published as the broker with PublishMessage: a subscriber
+//     to tracker/# sees every client's state at once and each change as it
+//     happens;
 //   - a tick that forgets the records of clients gone for longer than
-//     forget_after, a page of keys at a time.
+//     forget_after, a page of keys at a time, and clears their retained
+//     messages.
 //
 // It authenticates nobody: combine it with a security extension. Its
-// manifest grants it the session_attributes and storage services.
+// manifest grants it the session_attributes, storage and publish services.
 //
 // Configuration:
 //
@@ -25,6 +30,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
@@ -148,6 +154,33 @@ func onEvent(e *propolis.Event) {
 		propolis.Errorf("store record of %q: %v", e.ClientID, err)
 	}
 	putAttributes(e)
+	announce(e.ClientID, v)
+}
+
+// statusTopic is where the retained record of clientID goes; "" for a
+// client id that cannot be a topic level ("+", "#", "/" in it).
+func statusTopic(clientID string) string {
+	if clientID == "" || strings.ContainsAny(clientID, "+#/") {
+		return ""
+	}
+	return "tracker/" + clientID
+}
+
+// announce publishes a client's record, retained, as the broker; an empty
+// record clears the retained message. A failure is logged: the stored
+// record stays the source of truth.
+func announce(clientID string, record []byte) {
+	topic := statusTopic(clientID)
+	if topic == "" {
+		return
+	}
+	m := propolis.Message{Topic: topic, Payload: record, QoS: 1, Retain: true, PayloadFormat: 1, ContentType: "application/json"}
+	if len(record) == 0 {
+		m.PayloadFormat, m.ContentType = 0, ""
+	}
+	if err := propolis.PublishMessage(m); err != nil {
+		propolis.Warnf("publish %s: %v", topic, err)
+	}
 }
 
 // putAttributes writes the session attributes of e, each only if e is
@@ -208,6 +241,7 @@ func tick() {
 			propolis.Warnf("sweep: remove %s: %v", k, err)
 			return
 		}
+		announce(strings.TrimPrefix(k, recordPrefix), nil)
 	}
 	next := cursorStart
 	if more {
