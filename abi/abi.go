@@ -139,3 +139,15 @@ const (
 // PutIfNewerOrEqual is the flags bit of session_attribute_put_if_newer
 // that also writes when the times are equal.
 const PutIfNewerOrEqual = 1
+
+// Limits of outbound HTTP and the authentication cache (ABI.md section 5,
+// http_request and cache_result).
+const (
+	// MaxHTTPRequest is the largest http_request request, its body
+	// included, in bytes.
+	MaxHTTPRequest = 1 << 20
+	// MaxHTTPHeaders is the most headers a request may carry.
+	MaxHTTPHeaders = 64
+	// MaxCacheSeconds is the longest time cache_result keeps an answer.
+	MaxCacheSeconds = 86400
+)

@@ -154,6 +154,9 @@ const (
 	FuncSessionAttributePut
 	FuncSessionAttributePutIfNewer
 	FuncSessionAttributeRemove
+	FuncHTTPRequest
+	FuncCacheResult
+	FuncAuthCacheFlush
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -169,6 +172,8 @@ type Service uint8
 const (
 	ServiceNone Service = iota
 	ServiceSessionAttributes
+	ServiceHTTP
+	ServiceAuthCache
 	// NumServices is the number of services, ServiceNone included.
 	NumServices
 )
@@ -177,6 +182,8 @@ const (
 // by Service ("" for ServiceNone).
 var ServiceNames = [NumServices]string{
 	ServiceSessionAttributes: "session_attributes",
+	ServiceHTTP:              "http",
+	ServiceAuthCache:         "auth_cache",
 }
 
 // String returns the service's manifest name.
@@ -244,6 +251,10 @@ var (
 	// InServices is where host services may be called: every callback
 	// that runs while the broker serves.
 	InServices = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent)
+	// InHTTP is where http_request may be called: not on the publish
+	// path (authorize_publish, authorize_subscribe), where a round trip
+	// per message would hold up the client.
+	InHTTP = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackOnEvent)
 )
 
 // params is i32s, except that a name ending in "!" is an i64 parameter
@@ -284,6 +295,10 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
 	FuncSessionAttributeRemove: {Name: "session_attribute_remove", Params: i32s("cid_ptr", "cid_len", "key_ptr", "key_len"),
 		Results: oneI32, In: InServices, Service: ServiceSessionAttributes},
+	FuncHTTPRequest: {Name: "http_request", Params: i32s("req_ptr", "req_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InHTTP, Service: ServiceHTTP},
+	FuncCacheResult:    {Name: "cache_result", Params: i32s("seconds"), Results: oneI32, In: inAuthenticate},
+	FuncAuthCacheFlush: {Name: "auth_cache_flush", Params: i32s("cid_ptr", "cid_len"), Results: oneI32, In: InServices, Service: ServiceAuthCache},
 }
 
 // String returns the function's name.

@@ -53,7 +53,9 @@ type extension struct {
 	// check (interrupt.go); a guarded module that could not be
 	// instrumented runs under wazero's close-on-context-done instead.
 	interruptible bool
-	deadline      time.Duration
+	// deadline bounds a call (limits.call_deadline); authDeadline a call
+	// of propolis_authenticate (limits.authenticate_deadline).
+	deadline, authDeadline time.Duration
 	// previous is the version this one replaced (told to every instance's
 	// start callback, replacements included).
 	previous string
@@ -83,6 +85,11 @@ type extension struct {
 
 	// gate holds the manifest's service grants and the rate limiter.
 	gate *serviceGate
+	// http makes the extension's outbound HTTP requests (svchttp.go).
+	http *httpClient
+	// authCache keeps the answers cache_result marked (authcache.go); it
+	// goes with the extension, so a reload or a disable flushes it.
+	authCache *authCache
 
 	// Counters. tooLarge counts the records the guest's buffer could not
 	// take (ErrRecordTooLarge).
@@ -104,8 +111,9 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		return nil, fmt.Errorf("read module: %w", err)
 	}
 	e := &extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
-		deadline: time.Duration(m.Limits.CallDeadline), previous: previous,
-		gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst)}
+		deadline: time.Duration(m.Limits.CallDeadline), authDeadline: time.Duration(m.Limits.AuthenticateDeadline),
+		previous: previous, gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst),
+		http: newHTTPClient(m), authCache: newAuthCache(m.Limits.AuthCacheEntries)}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
 	rc := runtimeConfig().WithMemoryLimitPages(pages)
@@ -157,7 +165,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	}
 	e.filters = first.out.filters
 	e.declared = declaration{declared: first.out.declared, mask: first.out.mask, filters: first.out.filters}
-	e.pool = newPool(e, m.Limits.PoolSize)
+	e.pool = newPool(e, m.Limits.PoolSize, m.Limits.MaxPoolSize)
 	e.pool.add(first)
 	for i := 1; i < m.Limits.PoolSize; i++ {
 		in, err := e.newInstance(ctx, previous)
@@ -327,17 +335,29 @@ func signature(def api.FunctionDefinition) abi.Signature {
 // benchmarks set it, to measure what the guard costs. No manifest can.
 var testUnguarded bool
 
-// acquire takes an instance for a call, waiting at most one call deadline
-// and never past ctx; release returns it, or discards it after an error.
-// Both are for Host.invoke only.
-func (e *extension) acquire(ctx context.Context) (*instance, error) {
+// deadlineFor returns how long a call of cb may run: the authenticate
+// deadline for propolis_authenticate, the call deadline for the others.
+func (e *extension) deadlineFor(cb abi.Callback) time.Duration {
+	if cb == abi.CallbackAuthenticate {
+		return e.authDeadline
+	}
+	return e.deadline
+}
+
+// acquire takes an instance for a call of cb, waiting at most cb's
+// deadline and never past ctx; release returns it, or discards it after an
+// error. Both are for Host.invoke only.
+func (e *extension) acquire(ctx context.Context, cb abi.Callback) (*instance, error) {
 	if e.stopped.Load() {
 		return nil, ErrStopped
 	}
-	return e.pool.get(ctx)
+	return e.pool.get(ctx, cb)
 }
 
 func (e *extension) release(in *instance, cb abi.Callback, err error) {
+	if cb == abi.CallbackAuthenticate && e.pool.authSlots != nil {
+		<-e.pool.authSlots
+	}
 	e.calls.Add(1)
 	if err == nil {
 		e.pool.put(in)
@@ -397,6 +417,8 @@ func (e *extension) stop(graceful bool) {
 	if e.quit != nil {
 		close(e.quit)
 	}
+	e.authCache.flush("")
+	e.http.close()
 	// The watchdog keeps enforcing deadlines on calls still running in
 	// the stopping pool, which is out of the chain already.
 	e.host.watchStopping(e, true)

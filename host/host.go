@@ -56,6 +56,8 @@ type Host struct {
 	status map[string]*Status    // every folder seen, by folder name
 	chain  atomic.Pointer[chain]
 	svc    atomic.Pointer[servicesRef] // the broker's services; see services.go
+	// authKeys computes the authentication cache's keys (authcache.go).
+	authKeys *authKeyer
 
 	// secured is whether a security extension was serving when last
 	// checked (checkSecurity), and securityKnown whether LoadAll has set
@@ -108,6 +110,11 @@ type Status struct {
 	// RateLimited and NotPermitted count the service calls refused with
 	// RATE_LIMITED and NOT_PERMITTED.
 	RateLimited, NotPermitted int64
+	// AuthCacheHits counts the CONNECTs answered from the extension's
+	// authentication cache (no call made), AuthCacheEntries the answers
+	// it keeps.
+	AuthCacheHits    int64
+	AuthCacheEntries int
 }
 
 // New creates a host with no extension (every CONNECT refused) and starts
@@ -120,7 +127,7 @@ func New(opts Options) (*Host, error) {
 	}
 	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{},
 		folders: map[string]*folderState{}, done: make(chan struct{}), freeReq: make(chan struct{}, 1),
-		watchdogQuit: make(chan struct{})}
+		watchdogQuit: make(chan struct{}), authKeys: newAuthKeyer()}
 	h.chain.Store(&chain{})
 	h.wg.Add(2)
 	go h.watchdog()
@@ -283,6 +290,7 @@ func (h *Host) Status() []Status {
 			s.Calls, s.Errors = e.calls.Load(), e.errors.Load()
 			s.Dropped, s.TooLarge = e.dropped.Load(), e.tooLarge.Load()
 			s.RateLimited, s.NotPermitted = e.gate.rateLimited.Load(), e.gate.notPermitted.Load()
+			s.AuthCacheHits, s.AuthCacheEntries = e.authCache.hits.Load(), e.authCache.len()
 		}
 		out = append(out, s)
 	}
@@ -328,6 +336,7 @@ func (h *Host) watchdog() {
 	t := time.NewTicker(watchdogTick)
 	defer t.Stop()
 	var watched []*extension
+	lastTrim := time.Now()
 	for {
 		select {
 		case <-h.watchdogQuit:
@@ -335,6 +344,14 @@ func (h *Host) watchdog() {
 		case <-t.C:
 		}
 		now := monotonic()
+		if time.Since(lastTrim) >= trimEvery {
+			lastTrim = time.Now()
+			for _, e := range h.chain.Load().all {
+				if !e.stopped.Load() {
+					go e.pool.trim()
+				}
+			}
+		}
 		watched = append(watched[:0], h.chain.Load().all...)
 		h.stopMu.Lock()
 		watched = append(watched, h.stopping...)
@@ -343,9 +360,8 @@ func (h *Host) watchdog() {
 			if !e.guarded {
 				continue
 			}
-			limit := int64(e.deadline)
 			e.pool.busy(func(in *instance, started int64) {
-				if now-started > limit {
+				if now-started > int64(in.callLimit()) {
 					if in.started.CompareAndSwap(started, 0) {
 						in.halt()
 					}

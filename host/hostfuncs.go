@@ -40,6 +40,10 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncSessionAttributePut:        hfSessionAttributePut,
 	abi.FuncSessionAttributePutIfNewer: hfSessionAttributePutIfNewer,
 	abi.FuncSessionAttributeRemove:     hfSessionAttributeRemove,
+
+	abi.FuncHTTPRequest:    hfHTTPRequest,
+	abi.FuncCacheResult:    hfCacheResult,
+	abi.FuncAuthCacheFlush: hfAuthCacheFlush,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from

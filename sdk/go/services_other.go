@@ -14,3 +14,6 @@ func svcSessionAttributePutIfNewer(_, _ string, _ []byte, _ int64, _ uint32, _ [
 	return statusNotAvailable
 }
 func svcSessionAttributeRemove(_, _ string) int32 { return statusNotAvailable }
+func svcHTTPRequest(_, _ []byte) int32            { return statusNotAvailable }
+func svcCacheResult(uint32) int32                 { return statusNotAvailable }
+func svcAuthCacheFlush(string) int32              { return statusNotAvailable }

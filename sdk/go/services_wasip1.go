@@ -31,3 +31,11 @@ func svcSessionAttributePutIfNewer(cid, key string, val []byte, t int64, flags u
 func svcSessionAttributeRemove(cid, key string) int32 {
 	return hostSessionAttributeRemove(strPtr(cid), uint32(len(cid)), strPtr(key), uint32(len(key)))
 }
+
+func svcHTTPRequest(req, out []byte) int32 {
+	return hostHttpRequest(bytesPtr(req), uint32(len(req)), bytesPtr(out), uint32(len(out)))
+}
+
+func svcCacheResult(seconds uint32) int32 { return hostCacheResult(seconds) }
+
+func svcAuthCacheFlush(cid string) int32 { return hostAuthCacheFlush(strPtr(cid), uint32(len(cid))) }
