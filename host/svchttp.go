@@ -167,10 +167,14 @@ type httpClient struct {
 	max    int64
 	client *http.Client
 	tr     *http.Transport
+	// lookup resolves a name (net.DefaultResolver's; tests replace it).
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 func newHTTPClient(m *Manifest) *httpClient {
-	hc := &httpClient{max: int64(m.HTTP.MaxResponse)}
+	hc := &httpClient{max: int64(m.HTTP.MaxResponse), lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	}}
 	for _, s := range m.HTTP.Hosts {
 		if p, err := parseHostPattern(s); err == nil {
 			hc.allow = append(hc.allow, p)
@@ -262,7 +266,7 @@ func (hc *httpClient) dial(ctx context.Context, network, addr string) (net.Conn,
 	var addrs []netip.Addr
 	if a, err := netip.ParseAddr(host); err == nil {
 		addrs = []netip.Addr{a}
-	} else if addrs, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+	} else if addrs, err = hc.lookup(ctx, host); err != nil {
 		return nil, err
 	}
 	var d net.Dialer
