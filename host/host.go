@@ -80,6 +80,9 @@ type Host struct {
 	// released); buffered 1, so requests coalesce.
 	freeReq chan struct{}
 	wg      sync.WaitGroup
+	// trimEvery is how often pools give back instances beyond their size
+	// that stayed idle (pool.trim).
+	trimEvery time.Duration
 }
 
 var (
@@ -115,6 +118,10 @@ type Status struct {
 	// it keeps.
 	AuthCacheHits    int64
 	AuthCacheEntries int
+	// Instances is how many instances the extension's pool has now:
+	// limits.pool_size, more while it has grown (up to
+	// limits.max_pool_size).
+	Instances int
 }
 
 // New creates a host with no extension (every CONNECT refused) and starts
@@ -127,7 +134,7 @@ func New(opts Options) (*Host, error) {
 	}
 	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{},
 		folders: map[string]*folderState{}, done: make(chan struct{}), freeReq: make(chan struct{}, 1),
-		watchdogQuit: make(chan struct{}), authKeys: newAuthKeyer()}
+		watchdogQuit: make(chan struct{}), authKeys: newAuthKeyer(), trimEvery: trimEvery}
 	h.chain.Store(&chain{})
 	h.wg.Add(2)
 	go h.watchdog()
@@ -291,6 +298,7 @@ func (h *Host) Status() []Status {
 			s.Dropped, s.TooLarge = e.dropped.Load(), e.tooLarge.Load()
 			s.RateLimited, s.NotPermitted = e.gate.rateLimited.Load(), e.gate.notPermitted.Load()
 			s.AuthCacheHits, s.AuthCacheEntries = e.authCache.hits.Load(), e.authCache.len()
+			s.Instances = e.pool.count()
 		}
 		out = append(out, s)
 	}
@@ -344,7 +352,7 @@ func (h *Host) watchdog() {
 		case <-t.C:
 		}
 		now := monotonic()
-		if time.Since(lastTrim) >= trimEvery {
+		if time.Since(lastTrim) >= h.trimEvery {
 			lastTrim = time.Now()
 			for _, e := range h.chain.Load().all {
 				if !e.stopped.Load() {

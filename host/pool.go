@@ -46,8 +46,9 @@ type pool struct {
 }
 
 // trimEvery is how long an instance beyond the pool's size may stay idle
-// before it is stopped.
-const trimEvery = 30 * time.Second
+// before it is stopped. A host reads it when it is created (a test
+// shortens it).
+var trimEvery = 30 * time.Second
 
 func newPool(e *extension, size, max int) *pool {
 	max = cmp.Or(max, size)
@@ -135,6 +136,13 @@ func (p *pool) take(ctx context.Context, timeout func() <-chan time.Time) (*inst
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
 	}
+}
+
+// count returns how many instances the pool has now.
+func (p *pool) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.all)
 }
 
 // noteIdle records how many instances are left idle, for trim.

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -299,6 +300,8 @@ func TestHTTPNotPermitted(t *testing.T) {
 // identity service, holding instances, other clients' CONNECTs (which the
 // guest checks without HTTP) are served and publishes authorized.
 func TestSlowIdentityServiceDoesNotStall(t *testing.T) {
+	defer func(d time.Duration) { trimEvery = d }(trimEvery)
+	trimEvery = 200 * time.Millisecond // read by New
 	s := newIDP(t)
 	w, _ := startHTTPAuth(t, httpAuthManifest(s.srv.URL+"/check", s.hostPort(), 0,
 		"  pool_size: 2\n  max_pool_size: 8\n  authenticate_deadline: 1m"))
@@ -335,12 +338,17 @@ func TestSlowIdentityServiceDoesNotStall(t *testing.T) {
 		t.Fatalf("a slow CONNECT finished (%#x) before the identity service answered", code)
 	default:
 	}
+	if n := statusOf(t, w.h, "httpauth").Instances; n <= 2 || n > 8 {
+		t.Fatalf("%d instances while busy, want between pool_size and max_pool_size", n)
+	}
 	s.unblock()
 	for range slow {
 		if code := <-done; code != 0 {
 			t.Fatalf("slow CONNECT: %#x, want success once the service answered", code)
 		}
 	}
+	// Idle again, the pool gives back what it grew.
+	poll.Until(t, "pool back to its size", func() bool { return statusOf(t, w.h, "httpauth").Instances == 2 })
 }
 
 // TestHostPatterns: the allow-list's matching rules, and which addresses
