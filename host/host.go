@@ -107,7 +107,9 @@ type Status struct {
 	// Services are the host services the manifest grants; ServiceRate and
 	// ServiceBurst the rate limit in effect (the manifest's wish within the
 	// operator's cap).
-	Services     []string
+	Services []string
+	// HTTPHosts are the hosts the manifest lets it call (http.hosts).
+	HTTPHosts    []string
 	ServiceRate  float64
 	ServiceBurst int
 	// RateLimited and NotPermitted count the service calls refused with
@@ -283,7 +285,7 @@ func (h *Host) setStatus(name string, st *Status) {
 func (e *extension) status(state State, reason string) *Status {
 	return &Status{ID: e.ID(), Version: e.manifest.Version, State: state, Reason: reason,
 		Priority: e.manifest.Priority, StartPriority: e.manifest.StartPriority, Callbacks: abi.CallbackNames(e.callbacks),
-		Services: e.gate.grantNames(), ServiceRate: e.gate.rate, ServiceBurst: e.gate.burst}
+		Services: e.gate.grantNames(), HTTPHosts: e.manifest.HTTP.Hosts, ServiceRate: e.gate.rate, ServiceBurst: e.gate.burst}
 }
 
 // Status lists every extension folder seen, sorted by id.

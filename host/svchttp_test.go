@@ -20,6 +20,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
@@ -256,6 +257,28 @@ func TestHTTPIdentityServiceDown(t *testing.T) {
 			t.Fatalf("no log line:\n%s", w.logs.String())
 		}
 	})
+}
+
+// TestConnectTimeoutBelowAuthenticateDeadline: a broker whose
+// mqtt.connect_timeout is shorter than the extension's authenticate
+// deadline ends a slow authentication itself; the CONNECT fails closed,
+// and the extension is not blamed for it.
+func TestConnectTimeoutBelowAuthenticateDeadline(t *testing.T) {
+	s := newIDP(t)
+	extDir := t.TempDir()
+	installExtension(t, extDir, "httpauth", buildGuest(t, "testdata/guests", "httpauth"), 0,
+		httpAuthManifest(s.srv.URL+"/check", s.hostPort(), 0, "  pool_size: 1\n  authenticate_deadline: 1m"))
+	w := startWiredWith(t, extDir, Options{}, func(c *config.Config) { c.MQTT.ConnectTimeout = config.Duration(300 * time.Millisecond) })
+	code, reason := connectOnce(t, w.addr, "c1", "slow", "good")
+	if code != 0x80 || reason != "extension httpauth unavailable" {
+		t.Fatalf("CONNACK %#x %q, want 0x80 unavailable", code, reason)
+	}
+	if st := statusOf(t, w.h, "httpauth"); st.Errors != 0 || st.State != StateRunning {
+		t.Fatalf("the extension was blamed: %+v", st)
+	}
+	if code, reason := connectOnce(t, w.addr, "c2", "alice", "pw"); code != 0 {
+		t.Fatalf("next CONNECT: %#x %q", code, reason)
+	}
 }
 
 // TestHTTPNotPermitted: hosts outside http.hosts, and redirects to them,
