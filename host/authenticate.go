@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/propolis-mqtt/propolis/abi"
@@ -57,7 +58,7 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 				Decision: broker.Allow,
 				Settings: broker.ClientSettings{ReceiveMaximum: out.receiveMax, SessionExpiry: out.sessionExpiry,
 					Keepalive: out.keepalive, MaxQueued: out.maxQueued},
-				ConnackUserProperties: out.connack,
+				ConnackUserProperties: slices.Clip(out.connack), // shared by cache hits: an append copies
 			}
 		}
 		if a.out.cacheFor > 0 {

@@ -191,6 +191,9 @@ func (p *pool) trim() {
 	low := int(p.lowIdle.Swap(int32(len(p.idle))))
 	p.mu.Lock()
 	surplus := min(low, len(p.all)-p.size)
+	if p.closed { // closeAll retires them
+		surplus = 0
+	}
 	p.mu.Unlock()
 	for ; surplus > 0; surplus-- {
 		select {
