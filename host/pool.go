@@ -19,8 +19,8 @@ import (
 // call that finds none idle starts one more in the background, up to max
 // (limits.max_pool_size), and takes whichever instance comes first, a new
 // one or one given back; it waits at most its callback's deadline, and
-// never past ctx. Instances beyond size that stayed idle for a whole
-// trimEvery are stopped. Authenticate calls, which may wait on an identity
+// never past ctx. Instances beyond size that stayed idle through a whole
+// trimEvery period are stopped. Authenticate calls, which may wait on an identity
 // service for up to limits.authenticate_deadline, hold at most authMax
 // instances at once when the extension also authorizes publishes or
 // subscriptions: max - size, so that those calls always find an instance

@@ -186,6 +186,8 @@ func newHTTPClient(m *Manifest) *httpClient {
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
+		// Headers count toward http.max_response; stop reading them there.
+		MaxResponseHeaderBytes: int64(m.HTTP.MaxResponse),
 	}
 	hc.client = &http.Client{Transport: hc.tr, CheckRedirect: hc.redirect}
 	return hc

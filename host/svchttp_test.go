@@ -243,6 +243,19 @@ func TestHTTPIdentityServiceDown(t *testing.T) {
 			t.Fatalf("errors %d, cache entries %d: want none", st.Errors, st.AuthCacheEntries)
 		}
 	})
+	t.Run("answer too large", func(t *testing.T) {
+		big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write(make([]byte, 2048))
+		}))
+		t.Cleanup(big.Close)
+		hp := strings.TrimPrefix(big.URL, "http://")
+		manifest := strings.Replace(httpAuthManifest(big.URL, hp, 60, "  pool_size: 1"), "http:\n", "http:\n  max_response: 1KiB\n", 1)
+		w, _ := startHTTPAuth(t, manifest)
+		code, reason := connectOnce(t, w.addr, "c1", "bob", "good")
+		if code != 0x88 || reason != "identity service: propolis: TOO_LARGE" {
+			t.Fatalf("CONNACK %#x %q, want 0x88 TOO_LARGE from the guest", code, reason)
+		}
+	})
 	t.Run("too slow", func(t *testing.T) {
 		s := newIDP(t)
 		w, _ := startHTTPAuth(t, httpAuthManifest(s.srv.URL+"/check", s.hostPort(), 60, "  pool_size: 1\n  authenticate_deadline: 300ms"))
