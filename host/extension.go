@@ -113,7 +113,10 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	e := &extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
 		deadline: time.Duration(m.Limits.CallDeadline), authDeadline: time.Duration(m.Limits.AuthenticateDeadline),
 		previous: previous, gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst),
-		http: newHTTPClient(m), authCache: newAuthCache(m.Limits.AuthCacheEntries)}
+		authCache: newAuthCache(m.Limits.AuthCacheEntries)}
+	if e.http, err = newHTTPClient(dir, m); err != nil {
+		return nil, err
+	}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
 	rc := runtimeConfig().WithMemoryLimitPages(pages)

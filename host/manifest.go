@@ -97,6 +97,10 @@ type HTTPAccess struct {
 	// MaxResponse bounds a response (status, headers and body), 1KiB to
 	// 16MiB. Default 1MiB. A larger one is TOO_LARGE.
 	MaxResponse yamlconf.ByteSize `yaml:"max_response"`
+	// CAFile is a PEM file inside the extension folder whose certificates
+	// are trusted for https besides the system's (a private identity
+	// service's CA). Default none.
+	CAFile string `yaml:"ca_file"`
 }
 
 // Defaults for Limits.

@@ -3,6 +3,8 @@ package host
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,6 +150,9 @@ func (m *Manifest) validateHTTP() yamlconf.Errors {
 		}
 		seen[p.String()] = true
 	}
+	if h.CAFile != "" && (filepath.IsAbs(h.CAFile) || strings.Contains(filepath.ToSlash(h.CAFile), "..")) {
+		bad("http.ca_file", "must be a file inside the extension folder, got %q", h.CAFile)
+	}
 	if len(h.Hosts) > 0 && !slices.Contains(m.Services, abi.ServiceHTTP.String()) {
 		bad("http.hosts", "lists hosts, but services does not grant %s", abi.ServiceHTTP)
 	}
@@ -171,7 +177,10 @@ type httpClient struct {
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
-func newHTTPClient(m *Manifest) *httpClient {
+// newHTTPClient makes the outbound HTTP of the extension in dir, described
+// by m; it fails when http.ca_file cannot be read or holds no
+// certificate.
+func newHTTPClient(dir string, m *Manifest) (*httpClient, error) {
 	hc := &httpClient{max: int64(m.HTTP.MaxResponse), lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}}
@@ -189,8 +198,22 @@ func newHTTPClient(m *Manifest) *httpClient {
 		// Headers count toward http.max_response; stop reading them there.
 		MaxResponseHeaderBytes: int64(m.HTTP.MaxResponse),
 	}
+	if f := m.HTTP.CAFile; f != "" {
+		pem, err := readRegular(filepath.Join(dir, f), maxManifest)
+		if err != nil {
+			return nil, fmt.Errorf("http.ca_file: %w", err)
+		}
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("http.ca_file %s: no PEM certificate in it", f)
+		}
+		hc.tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	hc.client = &http.Client{Transport: hc.tr, CheckRedirect: hc.redirect}
-	return hc
+	return hc, nil
 }
 
 // close drops the idle connections.

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -294,6 +295,49 @@ func TestConnectTimeoutBelowAuthenticateDeadline(t *testing.T) {
 	}
 }
 
+// TestHTTPPrivateCA: an https identity service whose certificate only
+// http.ca_file vouches for is reached with it, and not without it; a
+// ca_file without a certificate fails the load, naming the key.
+func TestHTTPPrivateCA(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	hp := strings.TrimPrefix(srv.URL, "https://")
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	for _, tt := range []struct {
+		name, caFile, reason string
+		code                 byte
+	}{
+		{"with ca_file", "ca.pem", "", 0},
+		{"without", "", "identity service: propolis: INTERNAL", 0x88},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			extDir := t.TempDir()
+			manifest := httpAuthManifest(srv.URL+"/check", hp, 0, "  pool_size: 1")
+			if tt.caFile != "" {
+				manifest = strings.Replace(manifest, "http:\n", "http:\n  ca_file: "+tt.caFile+"\n", 1)
+			}
+			dir := installExtension(t, extDir, "httpauth", buildGuest(t, "testdata/guests", "httpauth"), 0, manifest)
+			if err := os.WriteFile(filepath.Join(dir, "ca.pem"), ca, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			w := startWired(t, extDir, Options{})
+			if code, reason := connectOnce(t, w.addr, "c1", "bob", "good"); code != tt.code || reason != tt.reason {
+				t.Fatalf("CONNACK %#x %q, want %#x %q", code, reason, tt.code, tt.reason)
+			}
+		})
+	}
+	extDir := t.TempDir()
+	dir := installExtension(t, extDir, "httpauth", buildGuest(t, "testdata/guests", "httpauth"), 0,
+		strings.Replace(httpAuthManifest(srv.URL, hp, 0, "  pool_size: 1"), "http:\n", "http:\n  ca_file: ca.pem\n", 1))
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := newTestHost(t, extDir)
+	if st := statusOf(t, h, "httpauth"); st.State != StateFailed || st.Reason != "http.ca_file ca.pem: no PEM certificate in it" {
+		t.Fatalf("state %s, reason %q", st.State, st.Reason)
+	}
+}
+
 // TestHTTPNotPermitted: hosts outside http.hosts, and redirects to them,
 // are NOT_PERMITTED; a redirect within them is followed.
 func TestHTTPNotPermitted(t *testing.T) {
@@ -392,7 +436,7 @@ func TestSlowIdentityServiceDoesNotStall(t *testing.T) {
 func TestHostPatterns(t *testing.T) {
 	m := &Manifest{Services: []string{"http"}, HTTP: HTTPAccess{Hosts: []string{
 		"idp.example.com", "api.example.com:8443", "*.corp.example", "10.0.0.5:8080", "[::1]:9000"}}}
-	hc := newHTTPClient(m)
+	hc, _ := newHTTPClient("", m)
 	for _, tt := range []struct {
 		host        string
 		port        int
@@ -432,7 +476,7 @@ func TestHostPatterns(t *testing.T) {
 	}
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
-	hc = newHTTPClient(&Manifest{HTTP: HTTPAccess{Hosts: []string{"*.corp.example:" + port, "idp.corp.example:" + port}}})
+	hc, _ = newHTTPClient("", &Manifest{HTTP: HTTPAccess{Hosts: []string{"*.corp.example:" + port, "idp.corp.example:" + port}}})
 	hc.lookup = func(context.Context, string) ([]netip.Addr, error) {
 		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 	}
