@@ -20,18 +20,19 @@ import (
 // (limits.max_pool_size), and takes whichever instance comes first, a new
 // one or one given back; it waits at most its callback's deadline, and
 // never past ctx. Instances beyond size that stayed idle through a whole
-// trimEvery period are stopped. Authenticate calls, which may wait on an identity
-// service for up to limits.authenticate_deadline, hold at most authMax
-// instances at once when the extension also authorizes publishes or
-// subscriptions: max - size, so that those calls always find an instance
-// or room for a new one, and never wait behind authenticate calls.
+// trimEvery period are stopped. Authenticate calls, which may wait on an
+// identity service for up to limits.authenticate_deadline, hold at most
+// max - size instances at once (authSlots) when the extension also
+// authorizes publishes or subscriptions, so that those calls always find
+// an instance or room for a new one, and never wait behind authenticate
+// calls.
 type pool struct {
 	ext  *extension
 	size int
 	max  int
 	idle chan *instance
 	// authSlots holds a token per authenticate call in flight, when they
-	// are bounded (authMax); nil when they are not.
+	// are bounded (max - size of them); nil when they are not.
 	authSlots chan struct{}
 
 	mu      sync.Mutex
@@ -83,58 +84,64 @@ func (p *pool) add(in *instance) {
 // none is idle and the pool may grow, and waiting up to cb's deadline
 // (and never past ctx) for one. An authenticate call first takes one of
 // the pool's authenticate slots, if they are bounded, within the same
-// wait; release gives it back.
+// wait; release gives it back. The common case, an idle instance (and a
+// free slot), takes no timer and no allocation.
 func (p *pool) get(ctx context.Context, cb abi.Callback) (*instance, error) {
-	var t *time.Timer
-	timeout := func() <-chan time.Time {
-		if t == nil {
-			t = time.NewTimer(p.ext.deadlineFor(cb))
-		}
-		return t.C
-	}
-	defer func() {
-		if t != nil {
-			t.Stop()
-		}
-	}()
 	slot := cb == abi.CallbackAuthenticate && p.authSlots != nil
+	held := false
 	if slot {
 		select {
 		case p.authSlots <- struct{}{}:
+			held = true
 		default:
-			select {
-			case p.authSlots <- struct{}{}:
-			case <-timeout():
-				return nil, ErrBusy
-			case <-ctx.Done():
-				return nil, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
-			}
 		}
 	}
-	in, err := p.take(ctx, timeout)
-	if err != nil && slot {
+	if !slot || held {
+		select {
+		case in := <-p.idle:
+			p.noteIdle()
+			return in, nil
+		default:
+		}
+	}
+	in, taken, err := p.wait(ctx, cb, slot && !held)
+	if err != nil && (held || taken) {
 		<-p.authSlots
 	}
 	return in, err
 }
 
-// take is get without the authenticate slot.
-func (p *pool) take(ctx context.Context, timeout func() <-chan time.Time) (*instance, error) {
-	select {
-	case in := <-p.idle:
-		p.noteIdle()
-		return in, nil
-	default:
+// wait is get's slow path: it takes an authenticate slot when needSlot,
+// then an instance, starting one more if the pool may grow, all within
+// cb's deadline and ctx. taken reports whether it took a slot.
+func (p *pool) wait(ctx context.Context, cb abi.Callback, needSlot bool) (in *instance, taken bool, err error) {
+	t := time.NewTimer(p.ext.deadlineFor(cb))
+	defer t.Stop()
+	if needSlot {
+		select {
+		case p.authSlots <- struct{}{}:
+			taken = true
+		case <-t.C:
+			return nil, false, ErrBusy
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
+		}
+		select {
+		case in := <-p.idle:
+			p.noteIdle()
+			return in, true, nil
+		default:
+		}
 	}
 	p.grow()
 	select {
 	case in := <-p.idle:
 		p.noteIdle()
-		return in, nil
-	case <-timeout():
-		return nil, ErrBusy
+		return in, taken, nil
+	case <-t.C:
+		return nil, taken, ErrBusy
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
+		return nil, taken, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
 	}
 }
 
