@@ -546,3 +546,68 @@ func BenchmarkHTTPAuthenticate(b *testing.B) {
 		}
 	}
 }
+
+// TestPoolHammer: authentications (half of them waiting on an identity
+// service) and publish authorizations from many goroutines at once,
+// through a pool that grows: every call is served,
+// the pool never exceeds max_pool_size, every authenticate slot comes
+// back, and the pool shrinks to pool_size once idle.
+func TestPoolHammer(t *testing.T) {
+	defer func(d time.Duration) { trimEvery = d }(trimEvery)
+	trimEvery = 100 * time.Millisecond
+	s := newIDP(t)
+	ext := t.TempDir()
+	installExtension(t, ext, "httpauth", buildGuest(t, "testdata/guests", "httpauth"), 0,
+		httpAuthManifest(s.srv.URL+"/check", s.hostPort(), 0, "  pool_size: 2\n  max_pool_size: 6\n  call_deadline: 10s\n  authenticate_deadline: 10s"))
+	h, logs := newTestHost(t, ext)
+	h.mu.Lock()
+	e := h.exts["httpauth"]
+	h.mu.Unlock()
+	const goroutines, rounds = 8, 100
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var most atomic.Int64
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprint("c", g)
+			user, pass := "alice", "pw" // checked by the guest alone
+			if g%2 == 1 {
+				user, pass = "bob", "good" // checked by the identity service
+			}
+			for range rounds {
+				res := h.Authenticate(context.Background(), &broker.Connect{ClientID: id, Username: user, HasUsername: true,
+					Password: []byte(pass), Listener: "tcp", ProtocolVersion: 5})
+				if res.Decision != broker.Allow {
+					failed.Add(1)
+					continue
+				}
+				if v := res.Client.AuthorizePublish(&broker.Publish{Topic: "pub/" + id, QoS: 1}); v.Decision != broker.Allow {
+					failed.Add(1)
+				}
+				if n := int64(e.pool.count()); n > most.Load() {
+					most.Store(n) // a lost race only under-reports
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d calls failed\n%s", n, lastLines(logs.String(), 10))
+	}
+	t.Logf("at most %d instances seen", most.Load())
+	if n := most.Load(); n > 6 {
+		t.Fatalf("pool reached %d instances, max_pool_size is 6", n)
+	}
+	if n := s.requests.Load(); n != goroutines/2*rounds {
+		t.Fatalf("%d requests at the identity service, want %d", n, goroutines/2*rounds)
+	}
+	if n := len(e.pool.authSlots); n != 0 {
+		t.Fatalf("%d authenticate slots still held", n)
+	}
+	if st := statusOf(t, h, "httpauth"); st.Errors != 0 {
+		t.Fatalf("%d errors", st.Errors)
+	}
+	poll.Until(t, "pool back to pool_size", func() bool { return e.pool.count() == 2 })
+}
