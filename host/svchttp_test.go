@@ -338,6 +338,34 @@ func TestHTTPPrivateCA(t *testing.T) {
 	}
 }
 
+// TestHTTPInStart: http_request works in propolis_start, under the start
+// limit; an extension that needs its identity service at start refuses to
+// start without it.
+func TestHTTPInStart(t *testing.T) {
+	s := newIDP(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close()
+	for _, tt := range []struct{ name, url, hosts, state, reason string }{
+		{"up", s.srv.URL + "/check", s.hostPort(), "running", ""},
+		{"down", "http://" + down + "/check", down, "failed", "refused to start: identity service at start: propolis: INTERNAL"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ext := t.TempDir()
+			installExtension(t, ext, "httpauth", buildGuest(t, "testdata/guests", "httpauth"), 0,
+				httpAuthManifest(tt.url, tt.hosts, 0, "  pool_size: 1")+"  start_check: true\n")
+			h, _ := newTestHost(t, ext)
+			st := statusOf(t, h, "httpauth")
+			if string(st.State) != tt.state || !strings.Contains(st.Reason, tt.reason) {
+				t.Fatalf("state %s, reason %q; want %s, %q", st.State, st.Reason, tt.state, tt.reason)
+			}
+		})
+	}
+}
+
 // TestHTTPNotPermitted: hosts outside http.hosts, and redirects to them,
 // are NOT_PERMITTED; a redirect within them is followed.
 func TestHTTPNotPermitted(t *testing.T) {

@@ -6,6 +6,7 @@
 //	url: http://127.0.0.1:PORT/check   # the identity service
 //	cache_seconds: 60                  # 0: never cache
 //	local: {alice: pw}                 # users checked without HTTP
+//	start_check: true                  # GET url in Start; refuse to start without an answer
 //
 // A user in local is checked against its password there, without HTTP
 // and without caching. Any other CONNECT is POSTed to url as JSON
@@ -24,6 +25,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
@@ -34,12 +36,21 @@ var cfg struct {
 	URL          string            `json:"url"`
 	CacheSeconds int               `json:"cache_seconds"`
 	Local        map[string]string `json:"local"`
+	StartCheck   bool              `json:"start_check"`
 }
 
 func init() {
 	propolis.Register(propolis.Extension{
 		Start: func(info propolis.StartInfo) error {
-			return json.Unmarshal(info.Config, &cfg)
+			if err := json.Unmarshal(info.Config, &cfg); err != nil {
+				return err
+			}
+			if cfg.StartCheck {
+				if _, err := propolis.DoHTTP(&propolis.HTTPRequest{URL: cfg.URL}); err != nil {
+					return errors.New("identity service at start: " + err.Error())
+				}
+			}
+			return nil
 		},
 		Authenticate:     authenticate,
 		AuthorizePublish: authorizePublish,
