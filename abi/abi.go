@@ -176,3 +176,15 @@ const (
 // of its keys' and values' lengths, in bytes. Each key and value also
 // keeps to MaxAttributeKey and MaxAttributeValue.
 const MaxConnectionAttributes = 64 << 10
+
+// Limits of outbound HTTP and the authentication cache (ABI.md section 5,
+// http_request and cache_result).
+const (
+	// MaxHTTPRequest is the largest http_request request, its body
+	// included, in bytes.
+	MaxHTTPRequest = 1 << 20
+	// MaxHTTPHeaders is the most headers a request may carry.
+	MaxHTTPHeaders = 64
+	// MaxCacheSeconds is the longest time cache_result keeps an answer.
+	MaxCacheSeconds = 86400
+)

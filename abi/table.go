@@ -182,6 +182,9 @@ const (
 	// The publish service.
 	FuncPublish
 	FuncPublishToClient
+	FuncHTTPRequest
+	FuncCacheResult
+	FuncAuthCacheFlush
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -203,6 +206,8 @@ const (
 	ServiceStorage
 	ServiceClients
 	ServicePublish
+	ServiceHTTP
+	ServiceAuthCache
 	// NumServices is the number of services, ServiceNone included.
 	NumServices
 )
@@ -217,6 +222,8 @@ var ServiceNames = [NumServices]string{
 	ServiceStorage:              "storage",
 	ServiceClients:              "clients",
 	ServicePublish:              "publish",
+	ServiceHTTP:                 "http",
+	ServiceAuthCache:            "auth_cache",
 }
 
 // String returns the service's manifest name.
@@ -288,6 +295,10 @@ var (
 	// inConnection is where a callback runs for one connection: the
 	// connection attribute functions act on it.
 	inConnection = CallbacksOf(CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent)
+	// InHTTP is where http_request may be called: not on the publish
+	// path (authorize_publish, authorize_subscribe), where a round trip
+	// per message would hold up the client.
+	InHTTP = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackOnEvent, CallbackTick)
 )
 
 // params is i32s, except that a name ending in "!" is an i64 parameter
@@ -373,6 +384,10 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 		Results: oneI32, In: InServices, Service: ServicePublish},
 	FuncPublishToClient: {Name: "publish_to_client", Params: i32s("cid_ptr", "cid_len", "msg_ptr", "msg_len"),
 		Results: oneI32, In: InServices, Service: ServicePublish},
+	FuncHTTPRequest: {Name: "http_request", Params: i32s("req_ptr", "req_len", "out_ptr", "out_cap"),
+		Results: oneI32, In: InHTTP, Service: ServiceHTTP},
+	FuncCacheResult:    {Name: "cache_result", Params: i32s("seconds"), Results: oneI32, In: inAuthenticate},
+	FuncAuthCacheFlush: {Name: "auth_cache_flush", Params: i32s("cid_ptr", "cid_len"), Results: oneI32, In: InServices, Service: ServiceAuthCache},
 }
 
 // String returns the function's name.

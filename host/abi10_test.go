@@ -51,7 +51,7 @@ func TestABI10BinaryLoadsUnchanged(t *testing.T) {
 	if e == nil {
 		t.Fatalf("not loaded: %+v", statusOf(t, w.h, "guard"))
 	}
-	in, err := e.pool.get(context.Background())
+	in, err := e.pool.get(context.Background(), abi.CallbackMarker)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"slices"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
@@ -22,32 +24,66 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 	}
 	var props [8]abi.Pair
 	rec := connectRecord(c, props[:0])
+	var key *authKey
 	for _, e := range auth {
+		if !e.authCache.empty() && !e.stopped.Load() {
+			if key == nil {
+				k := h.authKeys.key(c)
+				key = &k
+			}
+			if ans, ok := e.authCache.get(key); ok {
+				if ans.decision == abi.DecisionNext {
+					continue
+				}
+				return ans.result(c.Conn)
+			}
+		}
 		a, err := h.invokeFor(ctx, e, abi.CallbackAuthenticate, &rec, c.Conn)
 		if err != nil { // counted (and the failure logged) by invoke
 			a.ext.log.Debug("client refused: extension did not decide", "client", c.ClientID, "error", err)
 			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: failReason(a.ext, err)}
 		}
+		ans := &cachedAnswer{decision: a.decision, host: h, clientID: c.ClientID, username: c.Username}
 		switch a.decision {
 		case abi.DecisionDeny:
 			code := a.code
 			if code == 0 {
 				code = broker.CodeNotAuthorized
 			}
-			return broker.AuthResult{Decision: broker.Deny, ReasonCode: code, ReasonString: a.out.reason}
+			ans.res = broker.AuthResult{Decision: broker.Deny, ReasonCode: code, ReasonString: a.out.reason}
 		case abi.DecisionAllow:
 			out := &a.out
-			return broker.AuthResult{
+			ans.perms = compilePermissions(out.perms, c.ClientID, c.Username)
+			ans.res = broker.AuthResult{
 				Decision: broker.Allow,
 				Settings: broker.ClientSettings{ReceiveMaximum: out.receiveMax, SessionExpiry: out.sessionExpiry,
 					Keepalive: out.keepalive, MaxQueued: out.maxQueued},
-				ConnackUserProperties: out.connack,
-				Client: &client{host: h, id: c.ClientID, username: c.Username, conn: c.Conn,
-					perms: compilePermissions(out.perms, c.ClientID, c.Username)},
+				ConnackUserProperties: slices.Clip(out.connack), // shared by cache hits: an append copies
 			}
+		}
+		if a.out.cacheFor > 0 {
+			if key == nil {
+				k := h.authKeys.key(c)
+				key = &k
+			}
+			a.ext.authCache.put(key, ans, time.Duration(a.out.cacheFor)*time.Second)
+		}
+		if a.decision != abi.DecisionNext {
+			return ans.result(c.Conn)
 		}
 	}
 	return broker.AuthResult{Decision: broker.Deny, ReasonCode: broker.CodeNotAuthorized, ReasonString: "no extension accepted the client"}
+}
+
+// result is the broker's view of a kept answer for the connection conn;
+// an ALLOW gets a client authorizer of its own, acting on conn's
+// attributes.
+func (a *cachedAnswer) result(conn broker.Conn) broker.AuthResult {
+	res := a.res
+	if res.Decision == broker.Allow {
+		res.Client = &client{host: a.host, id: a.clientID, username: a.username, conn: conn, perms: a.perms}
+	}
+	return res
 }
 
 // connectRecord is the ABI view of a CONNECT. The user properties are

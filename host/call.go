@@ -245,11 +245,11 @@ func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record)
 // hang empties its pool), unless the caller's context ended first; an
 // event that finds no instance is dropped and counted as such.
 func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*extension, *instance, error) {
-	in, err := e.acquire(ctx)
+	in, err := e.acquire(ctx, cb)
 	if errors.Is(err, ErrStopped) && cb != abi.CallbackTick { // a successor ticks on its own
 		if next := h.successor(e, cb); next != nil {
 			e = next
-			in, err = e.acquire(ctx)
+			in, err = e.acquire(ctx, cb)
 		}
 	}
 	if err == nil {

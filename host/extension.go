@@ -53,7 +53,9 @@ type extension struct {
 	// check (interrupt.go); a guarded module that could not be
 	// instrumented runs under wazero's close-on-context-done instead.
 	interruptible bool
-	deadline      time.Duration
+	// deadline bounds a call (limits.call_deadline); authDeadline a call
+	// of propolis_authenticate (limits.authenticate_deadline).
+	deadline, authDeadline time.Duration
 	// background: loaded while the broker served (inBackground), so its
 	// module was compiled at low priority; compileNice is how many nice
 	// steps below the process the compiling thread ran (0: full speed).
@@ -88,6 +90,11 @@ type extension struct {
 
 	// gate holds the manifest's service grants and the rate limiter.
 	gate *serviceGate
+	// http makes the extension's outbound HTTP requests (svchttp.go).
+	http *httpClient
+	// authCache keeps the answers cache_result marked (authcache.go); it
+	// goes with the extension, so a reload or a disable flushes it.
+	authCache *authCache
 
 	// tickQuit ends tickLoop, which closes tickDone (tick.go); nil
 	// without ticks.
@@ -116,8 +123,12 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		return nil, fmt.Errorf("read module: %w", err)
 	}
 	e := &extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
-		deadline: time.Duration(m.Limits.CallDeadline), previous: previous,
-		gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst)}
+		deadline: time.Duration(m.Limits.CallDeadline), authDeadline: time.Duration(m.Limits.AuthenticateDeadline),
+		previous: previous, gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst),
+		authCache: newAuthCache(m.Limits.AuthCacheEntries)}
+	if e.http, err = newHTTPClient(dir, m); err != nil {
+		return nil, err
+	}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
 	rc := runtimeConfig().WithMemoryLimitPages(pages)
@@ -173,7 +184,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	}
 	e.filters = first.out.filters
 	e.declared = declaration{declared: first.out.declared, mask: first.out.mask, filters: first.out.filters}
-	e.pool = newPool(e, m.Limits.PoolSize)
+	e.pool = newPool(e, m.Limits.PoolSize, m.Limits.MaxPoolSize)
 	e.pool.add(first)
 	if err := e.checkTick(); err != nil {
 		e.pool.closeAll(false)
@@ -347,17 +358,29 @@ func signature(def api.FunctionDefinition) abi.Signature {
 // benchmarks set it, to measure what the guard costs. No manifest can.
 var testUnguarded bool
 
-// acquire takes an instance for a call, waiting at most one call deadline
-// and never past ctx; release returns it, or discards it after an error.
-// Both are for Host.invoke only.
-func (e *extension) acquire(ctx context.Context) (*instance, error) {
+// deadlineFor returns how long a call of cb may run: the authenticate
+// deadline for propolis_authenticate, the call deadline for the others.
+func (e *extension) deadlineFor(cb abi.Callback) time.Duration {
+	if cb == abi.CallbackAuthenticate {
+		return e.authDeadline
+	}
+	return e.deadline
+}
+
+// acquire takes an instance for a call of cb, waiting at most cb's
+// deadline and never past ctx; release returns it, or discards it after an
+// error. Both are for Host.invoke only.
+func (e *extension) acquire(ctx context.Context, cb abi.Callback) (*instance, error) {
 	if e.stopped.Load() {
 		return nil, ErrStopped
 	}
-	return e.pool.get(ctx)
+	return e.pool.get(ctx, cb)
 }
 
 func (e *extension) release(in *instance, cb abi.Callback, err error) {
+	if cb == abi.CallbackAuthenticate && e.pool.authSlots != nil {
+		<-e.pool.authSlots
+	}
 	e.calls.Add(1)
 	if err == nil {
 		e.pool.put(in)
@@ -418,6 +441,8 @@ func (e *extension) stop(graceful bool) {
 	if e.quit != nil {
 		close(e.quit)
 	}
+	e.authCache.flush("")
+	e.http.close()
 	// The watchdog keeps enforcing deadlines on calls still running in
 	// the stopping pool, which is out of the chain already.
 	e.host.watchStopping(e, true)

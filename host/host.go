@@ -56,6 +56,8 @@ type Host struct {
 	status map[string]*Status    // every folder seen, by folder name
 	chain  atomic.Pointer[chain]
 	svc    atomic.Pointer[servicesRef] // the broker's services; see services.go
+	// authKeys computes the authentication cache's keys (authcache.go).
+	authKeys *authKeyer
 
 	// secured is whether a security extension was serving when last
 	// checked (checkSecurity), and securityKnown whether LoadAll has set
@@ -78,6 +80,9 @@ type Host struct {
 	// released); buffered 1, so requests coalesce.
 	freeReq chan struct{}
 	wg      sync.WaitGroup
+	// trimEvery is how often pools give back instances beyond their size
+	// that stayed idle (pool.trim).
+	trimEvery time.Duration
 }
 
 var (
@@ -102,7 +107,9 @@ type Status struct {
 	// Services are the host services the manifest grants; ServiceRate and
 	// ServiceBurst the rate limit in effect (the manifest's wish within the
 	// operator's cap).
-	Services     []string
+	Services []string
+	// HTTPHosts are the hosts the manifest lets it call (http.hosts).
+	HTTPHosts    []string
 	ServiceRate  float64
 	ServiceBurst int
 	// RateLimited and NotPermitted count the service calls refused with
@@ -112,6 +119,15 @@ type Status struct {
 	// the ticks dropped because the previous one was still running.
 	Tick         time.Duration
 	TicksSkipped int64
+	// AuthCacheHits counts the CONNECTs answered from the extension's
+	// authentication cache (no call made), AuthCacheEntries the answers
+	// it keeps.
+	AuthCacheHits    int64
+	AuthCacheEntries int
+	// Instances is how many instances the extension's pool has now:
+	// limits.pool_size, more while it has grown (up to
+	// limits.max_pool_size).
+	Instances int
 }
 
 // New creates a host with no extension (every CONNECT refused) and starts
@@ -124,7 +140,7 @@ func New(opts Options) (*Host, error) {
 	}
 	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{},
 		folders: map[string]*folderState{}, done: make(chan struct{}), freeReq: make(chan struct{}, 1),
-		watchdogQuit: make(chan struct{})}
+		watchdogQuit: make(chan struct{}), authKeys: newAuthKeyer(), trimEvery: trimEvery}
 	h.chain.Store(&chain{})
 	h.wg.Add(2)
 	go h.watchdog()
@@ -282,7 +298,8 @@ func (h *Host) setStatus(name string, st *Status) {
 func (e *extension) status(state State, reason string) *Status {
 	return &Status{ID: e.ID(), Version: e.manifest.Version, State: state, Reason: reason,
 		Priority: e.manifest.Priority, StartPriority: e.manifest.StartPriority, Callbacks: abi.CallbackNames(e.callbacks),
-		Services: e.gate.grantNames(), ServiceRate: e.gate.rate, ServiceBurst: e.gate.burst, Tick: time.Duration(e.manifest.Tick)}
+		Services: e.gate.grantNames(), HTTPHosts: e.manifest.HTTP.Hosts, ServiceRate: e.gate.rate, ServiceBurst: e.gate.burst,
+		Tick: time.Duration(e.manifest.Tick)}
 }
 
 // Status lists every extension folder seen, sorted by id.
@@ -297,6 +314,8 @@ func (h *Host) Status() []Status {
 			s.Dropped, s.TooLarge = e.dropped.Load(), e.tooLarge.Load()
 			s.RateLimited, s.NotPermitted = e.gate.rateLimited.Load(), e.gate.notPermitted.Load()
 			s.TicksSkipped = e.ticksSkipped.Load()
+			s.AuthCacheHits, s.AuthCacheEntries = e.authCache.hits.Load(), e.authCache.len()
+			s.Instances = e.pool.count()
 		}
 		out = append(out, s)
 	}
@@ -342,6 +361,7 @@ func (h *Host) watchdog() {
 	t := time.NewTicker(watchdogTick)
 	defer t.Stop()
 	var watched []*extension
+	lastTrim := time.Now()
 	for {
 		select {
 		case <-h.watchdogQuit:
@@ -349,6 +369,14 @@ func (h *Host) watchdog() {
 		case <-t.C:
 		}
 		now := monotonic()
+		if time.Since(lastTrim) >= h.trimEvery {
+			lastTrim = time.Now()
+			for _, e := range h.chain.Load().all {
+				if !e.stopped.Load() {
+					go e.pool.trim()
+				}
+			}
+		}
 		watched = append(watched[:0], h.chain.Load().all...)
 		h.stopMu.Lock()
 		watched = append(watched, h.stopping...)
@@ -357,9 +385,8 @@ func (h *Host) watchdog() {
 			if !e.guarded {
 				continue
 			}
-			limit := int64(e.deadline)
 			e.pool.busy(func(in *instance, started int64) {
-				if now-started > limit {
+				if now-started > int64(in.callLimit()) {
 					if in.started.CompareAndSwap(started, 0) {
 						in.halt()
 					}

@@ -191,7 +191,7 @@ func TestMisbehavingExtensionsFailClosed(t *testing.T) {
 		name, fixture, manifest, cause string
 	}{
 		{"trap", "error/trap", "", "unreachable"},
-		{"spin", "error/spin", "limits:\n  call_deadline: 50ms\n", "call deadline exceeded"},
+		{"spin", "error/spin", "limits:\n  authenticate_deadline: 50ms\n", "call deadline exceeded"},
 		{"memory hog", "error/memory_hog", "limits:\n  memory: 2MiB\n  call_deadline: 5s\n", "unreachable"},
 		{"garbage", "error/garbage", "", "invalid answer"},
 	} {

@@ -63,6 +63,9 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncClientSetInflightWindow:   hfClientSetInflightWindow,
 	abi.FuncPublish:                   hfPublish,
 	abi.FuncPublishToClient:           hfPublishToClient,
+	abi.FuncHTTPRequest:               hfHTTPRequest,
+	abi.FuncCacheResult:               hfCacheResult,
+	abi.FuncAuthCacheFlush:            hfAuthCacheFlush,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from

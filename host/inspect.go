@@ -56,7 +56,7 @@ func inspectFolder(ctx context.Context, dir string, opts Options) Status {
 	}
 	g := newServiceGate(m, opts.ServiceRate, opts.ServiceBurst)
 	st := Status{ID: m.ID, Version: m.Version, Priority: m.Priority, StartPriority: m.StartPriority,
-		Services: g.grantNames(), ServiceRate: g.rate, ServiceBurst: g.burst}
+		Services: g.grantNames(), HTTPHosts: m.HTTP.Hosts, ServiceRate: g.rate, ServiceBurst: g.burst}
 	if _, err := os.Stat(filepath.Join(dir, DisabledFile)); err == nil {
 		st.State, st.Reason = StateDisabled, DisabledFile+" file present"
 	}

@@ -54,6 +54,9 @@ type callOut struct {
 	// buffer, kept for take_result until the callback ends.
 	result []byte
 	held   bool
+	// cacheFor is what cache_result set: seconds to keep the
+	// authentication answer, 0 for not at all.
+	cacheFor uint32
 }
 
 func (o *callOut) reset() {
@@ -84,6 +87,9 @@ type instance struct {
 	// the watchdog swaps it to 0 (overdue) or callerGone (the caller's
 	// context ended) when it halts the call.
 	started atomic.Int64
+	// limit is how long the call in flight may run (its callback's
+	// deadline), in nanoseconds, for the watchdog; set before started.
+	limit atomic.Int64
 	// caller is the Done channel of the context of the call in flight
 	// (callWithin), noCaller otherwise; the watchdog watches it.
 	caller atomic.Value
@@ -231,12 +237,21 @@ func (in *instance) halt() {
 // instance is halted, since a guest blocked in a host function does not
 // reach its interrupt check.
 func (in *instance) nanosleep(ns int64) {
-	t := time.NewTimer(min(time.Duration(ns), in.ext.deadline))
+	t := time.NewTimer(min(time.Duration(ns), in.callLimit()))
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-in.ctx.Done():
 	}
+}
+
+// callLimit is how long the call in flight may run: its callback's
+// deadline (the call deadline before the first guarded call).
+func (in *instance) callLimit() time.Duration {
+	if l := in.limit.Load(); l > 0 {
+		return time.Duration(l)
+	}
+	return in.ext.deadline
 }
 
 // Values of instance.started and instance.stoppedBy.
@@ -330,6 +345,9 @@ func (in *instance) run(cb abi.Callback) (uint64, error) {
 	var began int64
 	if guarded {
 		began = monotonic()
+		if cb != abi.CallbackBuffer { // a buffer call inside a call keeps the call's limit
+			in.limit.Store(int64(in.ext.deadlineFor(cb)))
+		}
 		in.started.Store(began)
 	}
 	err := fn.CallWithStack(in.ctx, in.stack[:])
@@ -343,7 +361,7 @@ func (in *instance) run(cb abi.Callback) (uint64, error) {
 	in.cb = prev
 	if err != nil || cancelled {
 		if cancelled || in.ctx.Err() != nil {
-			return 0, fmt.Errorf("%s: %w (%v)", cb, ErrDeadline, in.ext.deadline)
+			return 0, fmt.Errorf("%s: %w (%v)", cb, ErrDeadline, in.callLimit())
 		}
 		return 0, fmt.Errorf("%s: %w", cb, err)
 	}

@@ -50,6 +50,8 @@ type Manifest struct {
 	// 100ms to 24h; 0 (the default) never. The module must export (and
 	// declare) propolis_tick when it is set.
 	Tick yamlconf.Duration `yaml:"tick"`
+	// HTTP says where the extension's outbound HTTP (service http) may go.
+	HTTP HTTPAccess `yaml:"http"`
 	// Config is free-form: any YAML value, handed to the extension at
 	// start as JSON (see configValue for the conversion, abi/MANIFEST.md
 	// for its rules), at most MaxConfig bytes of it. Default nil, sent as
@@ -74,6 +76,35 @@ type Limits struct {
 	// or higher. 0 to 1,000,000 each.
 	ServiceRate  int `yaml:"service_rate"`
 	ServiceBurst int `yaml:"service_burst"`
+	// AuthenticateDeadline bounds a call of propolis_authenticate, which
+	// may wait on an identity service, 1ms to 1m. Default 2s. The broker's
+	// mqtt.connect_timeout (default 10s) still ends a CONNECT that takes
+	// longer than it.
+	AuthenticateDeadline yamlconf.Duration `yaml:"authenticate_deadline"`
+	// MaxPoolSize is how many instances the pool may grow to when every
+	// instance is busy, PoolSize to 1024. Default 4 x PoolSize (at most
+	// 1024). Authenticate calls hold at most MaxPoolSize - PoolSize of
+	// them when the extension also authorizes (see pool.go).
+	MaxPoolSize int `yaml:"max_pool_size"`
+	// AuthCacheEntries bounds the answers the host keeps for the
+	// extension's cache_result, 1 to 1,000,000. Default 10,000.
+	AuthCacheEntries int `yaml:"auth_cache_entries"`
+}
+
+// HTTPAccess is the manifest's http section: the hosts http_request may
+// reach and how large an answer it takes.
+type HTTPAccess struct {
+	// Hosts are the allowed hosts, as HOST or HOST:PORT (HOST alone: the
+	// scheme's port, 80 or 443); HOST is a DNS name, an IP address
+	// ([::1] for IPv6) or *.DOMAIN for any name below DOMAIN. Default none.
+	Hosts []string `yaml:"hosts"`
+	// MaxResponse bounds a response (status, headers and body), 1KiB to
+	// 16MiB. Default 1MiB. A larger one is TOO_LARGE.
+	MaxResponse yamlconf.ByteSize `yaml:"max_response"`
+	// CAFile is a PEM file inside the extension folder whose certificates
+	// are trusted for https besides the system's (a private identity
+	// service's CA). Default none.
+	CAFile string `yaml:"ca_file"`
 }
 
 // Defaults for Limits.
@@ -81,6 +112,12 @@ const (
 	DefaultMemory       = 64 << 20
 	DefaultCallDeadline = 100 * time.Millisecond
 	DefaultPoolSize     = 4
+	// DefaultAuthenticateDeadline is limits.authenticate_deadline's default.
+	DefaultAuthenticateDeadline = 2 * time.Second
+	// DefaultAuthCacheEntries is limits.auth_cache_entries's default.
+	DefaultAuthCacheEntries = 10000
+	// DefaultMaxResponse is http.max_response's default.
+	DefaultMaxResponse = 1 << 20
 )
 
 // Ranges of Limits, checked by ParseManifest.
@@ -94,6 +131,13 @@ const (
 	maxServiceRate  = 1000000
 	minTick         = yamlconf.Duration(100 * time.Millisecond)
 	maxTick         = yamlconf.Duration(24 * time.Hour)
+	// maxMaxPoolSize bounds limits.max_pool_size; its default is
+	// poolGrowth x pool_size, at most maxMaxPoolSize.
+	maxMaxPoolSize      = 1024
+	poolGrowth          = 4
+	maxAuthCacheEntries = 1000000
+	minMaxResponse      = 1 << 10
+	maxMaxResponse      = 16 << 20
 )
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -193,6 +237,24 @@ func (m *Manifest) validate(folder string) yamlconf.Errors {
 	if m.Tick != 0 && (m.Tick < minTick || m.Tick > maxTick) {
 		bad("tick", "%v out of range %v-%v", m.Tick, minTick, maxTick)
 	}
+	if l.AuthenticateDeadline == 0 {
+		l.AuthenticateDeadline = yamlconf.Duration(DefaultAuthenticateDeadline)
+	} else if l.AuthenticateDeadline < minCallDeadline || l.AuthenticateDeadline > maxCallDeadline {
+		bad("limits.authenticate_deadline", "%v out of range %v-%v", l.AuthenticateDeadline, minCallDeadline, maxCallDeadline)
+	}
+	if l.MaxPoolSize == 0 {
+		l.MaxPoolSize = min(poolGrowth*l.PoolSize, maxMaxPoolSize)
+	} else if l.MaxPoolSize < 1 || l.MaxPoolSize > maxMaxPoolSize {
+		bad("limits.max_pool_size", "%d out of range 1-%d", l.MaxPoolSize, maxMaxPoolSize)
+	} else if l.MaxPoolSize < l.PoolSize {
+		bad("limits.max_pool_size", "%d is less than limits.pool_size (%d)", l.MaxPoolSize, l.PoolSize)
+	}
+	if l.AuthCacheEntries == 0 {
+		l.AuthCacheEntries = DefaultAuthCacheEntries
+	} else if l.AuthCacheEntries < 1 || l.AuthCacheEntries > maxAuthCacheEntries {
+		bad("limits.auth_cache_entries", "%d out of range 1-%d", l.AuthCacheEntries, maxAuthCacheEntries)
+	}
+	errs = append(errs, m.validateHTTP()...)
 	seen := map[string]bool{}
 	for i, name := range m.Services {
 		key := fmt.Sprintf("services[%d]", i)
@@ -202,6 +264,9 @@ func (m *Manifest) validate(folder string) yamlconf.Errors {
 			bad(key, "%q is listed twice", name)
 		}
 		seen[name] = true
+	}
+	if seen[abi.ServiceHTTP.String()] && len(m.HTTP.Hosts) == 0 {
+		bad("services", "grants %s but http.hosts lists no host to call", abi.ServiceHTTP)
 	}
 	_, cerrs := renderConfig(m.Config)
 	return append(errs, cerrs...)

@@ -173,6 +173,10 @@ func TestManifestKeysDocumented(t *testing.T) {
 		{"limits.memory", yamlconf.ByteSize(DefaultMemory).String(), fmt.Sprintf("%v-%v", yamlconf.ByteSize(minMemory), yamlconf.ByteSize(maxMemory))},
 		{"limits.call_deadline", yamlconf.Duration(DefaultCallDeadline).String(), fmt.Sprintf("%v-%v", minCallDeadline, maxCallDeadline)},
 		{"limits.pool_size", strconv.Itoa(DefaultPoolSize), fmt.Sprintf("%d-%d", minPoolSize, maxPoolSize)},
+		{"limits.authenticate_deadline", yamlconf.Duration(DefaultAuthenticateDeadline).String(), fmt.Sprintf("%v-%v", minCallDeadline, maxCallDeadline)},
+		{"limits.max_pool_size", fmt.Sprintf("%d x `pool_size` (at most %d)", poolGrowth, maxMaxPoolSize), fmt.Sprintf("`pool_size`-%d", maxMaxPoolSize)},
+		{"limits.auth_cache_entries", strconv.Itoa(DefaultAuthCacheEntries), fmt.Sprintf("1-%d", maxAuthCacheEntries)},
+		{"http.max_response", yamlconf.ByteSize(DefaultMaxResponse).String(), fmt.Sprintf("%v-%v", yamlconf.ByteSize(minMaxResponse), yamlconf.ByteSize(maxMaxResponse))},
 		{"config", "`{}`", fmt.Sprintf("%d MiB as JSON", MaxConfig>>20)},
 		{"tick", "none", fmt.Sprintf("%v-%v", minTick, maxTick)},
 	} {

@@ -30,6 +30,13 @@ type wired struct {
 // the host's options (Dir and Logger are filled in).
 func startWired(t testing.TB, extDir string, opts Options) *wired {
 	t.Helper()
+	return startWiredWith(t, extDir, opts, nil)
+}
+
+// startWiredWith is startWired with the broker configuration changed by
+// change, if not nil.
+func startWiredWith(t testing.TB, extDir string, opts Options, change func(*config.Config)) *wired {
+	t.Helper()
 	logs := &logBuffer{}
 	var w io.Writer = logs
 	opts.Dir, opts.BrokerVersion = extDir, "test"
@@ -44,6 +51,9 @@ func startWired(t testing.TB, extDir string, opts Options) *wired {
 	cfg := config.Default()
 	cfg.Listeners[0].Address = "127.0.0.1:0"
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	if change != nil {
+		change(cfg)
+	}
 	srv, err := broker.New(broker.Options{Config: cfg, Logger: h.log, Extensions: broker.Extensions{Authenticator: h, Events: h}})
 	if err != nil {
 		t.Fatal(err)

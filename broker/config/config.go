@@ -127,7 +127,10 @@ type MQTT struct {
 	// "drop-new" drops the incoming message. Default "drop-new".
 	QueueFullPolicy string `yaml:"queue_full_policy"`
 	// ConnectTimeout is the time allowed between accepting a connection and
-	// receiving a complete CONNECT packet, 100ms to 5m. Default 10s.
+	// receiving a complete CONNECT packet, and again for authenticating it
+	// (the Authenticator's context), 100ms to 5m. Default 10s. Keep it above
+	// the extensions' limits.authenticate_deadline (default 2s), or a slow
+	// authentication is cut short by the broker.
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 	// MaxKeepalive is the longest keepalive granted to a client, a whole
 	// number of seconds from 1s to 65535s (the largest MQTT can carry). A

@@ -55,6 +55,9 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 		if len(s.Services) > 0 {
 			services = strings.Join(s.Services, ",")
 		}
+		if len(s.HTTPHosts) > 0 {
+			services += " (http to " + strings.Join(s.HTTPHosts, ",") + ")"
+		}
 		if s.ServiceBurst > 0 { // a failed folder has none
 			limit = fmt.Sprintf("%s/s burst %d", strconv.FormatFloat(s.ServiceRate, 'g', -1, 64), s.ServiceBurst)
 			if s.RateLimited > 0 || s.NotPermitted > 0 {

@@ -491,3 +491,17 @@ func connackCode(t *testing.T, addr string) byte {
 	}
 	return b[3]
 }
+
+// TestListShowsHTTPHosts: `extensions list` shows the services an
+// extension is granted and the hosts its manifest lets it call.
+func TestListShowsHTTPHosts(t *testing.T) {
+	tmp := t.TempDir()
+	exts := filepath.Join(tmp, "ext")
+	installAllowAll(t, exts)
+	writeFile(t, filepath.Join(exts, "allow-all", "propolis-extension.yaml"),
+		"id: allow-all\nversion: 1.0.0\nmodule: allow-all.wasm\nservices: [http, auth_cache]\nhttp:\n  hosts: [idp.example.com, \"10.0.0.5:8443\"]\n")
+	code, out, errOut := runCLI(t, "extensions", "list", "--data", filepath.Join(tmp, "data"), "--extensions", exts)
+	if code != 0 || !strings.Contains(out, "http,auth_cache (http to idp.example.com,10.0.0.5:8443)") {
+		t.Fatalf("extensions list: exit %d\n%s%s", code, out, errOut)
+	}
+}

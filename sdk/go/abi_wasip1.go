@@ -123,6 +123,15 @@ func hostPublish(msg_ptr unsafe.Pointer, msg_len uint32) int32
 //go:wasmimport propolis_v1 publish_to_client
 func hostPublishToClient(cid_ptr unsafe.Pointer, cid_len uint32, msg_ptr unsafe.Pointer, msg_len uint32) int32
 
+//go:wasmimport propolis_v1 http_request
+func hostHttpRequest(req_ptr unsafe.Pointer, req_len uint32, out_ptr unsafe.Pointer, out_cap uint32) int32
+
+//go:wasmimport propolis_v1 cache_result
+func hostCacheResult(seconds uint32) int32
+
+//go:wasmimport propolis_v1 auth_cache_flush
+func hostAuthCacheFlush(cid_ptr unsafe.Pointer, cid_len uint32) int32
+
 // The exports of ABI.md section 3. _initialize comes from Go's c-shared
 // runtime.
 

@@ -44,16 +44,16 @@ func (m *Message) encode() []byte {
 	}
 	b = append(b, m.QoS, flags, m.PayloadFormat, 0)
 	b = appendU32(b, m.MessageExpiry)
-	b = appendBytes(b, m.Topic)
-	b = appendBytes(b, string(m.Payload))
+	b = appendStr(b, m.Topic)
+	b = appendStr(b, string(m.Payload))
 	b = appendU32(b, uint32(len(m.UserProperties)))
 	for _, u := range m.UserProperties {
-		b = appendBytes(b, u.Key)
-		b = appendBytes(b, u.Value)
+		b = appendStr(b, u.Key)
+		b = appendStr(b, u.Value)
 	}
-	b = appendBytes(b, m.ContentType)
-	b = appendBytes(b, m.ResponseTopic)
-	return appendBytes(b, string(m.CorrelationData))
+	b = appendStr(b, m.ContentType)
+	b = appendStr(b, m.ResponseTopic)
+	return appendStr(b, string(m.CorrelationData))
 }
 
 // decodeMessage reads a message in the layout encode writes; false when it
@@ -74,14 +74,6 @@ func decodeMessage(b []byte) (Message, bool) {
 	}
 	m.ContentType, m.ResponseTopic, m.CorrelationData = r.str(), r.str(), r.bytes()
 	return m, r.err == nil
-}
-
-func appendU32(b []byte, v uint32) []byte {
-	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
-}
-
-func appendBytes(b []byte, s string) []byte {
-	return append(appendU32(b, uint32(len(s))), s...)
 }
 
 // PublishMessage publishes m as the broker to every matching subscription,

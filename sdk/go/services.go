@@ -83,3 +83,13 @@ func withResult(call func(out []byte) int32) ([]byte, error) {
 // resultReader reads a host service's result: fields as in records,
 // without the header.
 func resultReader(res []byte) reader { return reader{b: res} }
+
+// appendU32 appends v as a little-endian u32 field.
+func appendU32(b []byte, v uint32) []byte {
+	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+}
+
+// appendStr appends s as a str (or bytes) field: its length, then it.
+func appendStr(b []byte, s string) []byte {
+	return append(appendU32(b, uint32(len(s))), s...)
+}

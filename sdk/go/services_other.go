@@ -37,3 +37,6 @@ func svcClientSetSessionExpiry(string, uint32) int32           { return statusNo
 func svcClientSetInflightWindow(string, uint32) int32          { return statusNotAvailable }
 func svcPublish([]byte) int32                                  { return statusNotAvailable }
 func svcPublishToClient(string, []byte) int32                  { return statusNotAvailable }
+func svcHTTPRequest(_, _ []byte) int32                         { return statusNotAvailable }
+func svcCacheResult(uint32) int32                              { return statusNotAvailable }
+func svcAuthCacheFlush(string) int32                           { return statusNotAvailable }

@@ -113,3 +113,10 @@ func svcPublish(msg []byte) int32 { return hostPublish(bytesPtr(msg), uint32(len
 func svcPublishToClient(cid string, msg []byte) int32 {
 	return hostPublishToClient(strPtr(cid), uint32(len(cid)), bytesPtr(msg), uint32(len(msg)))
 }
+func svcHTTPRequest(req, out []byte) int32 {
+	return hostHttpRequest(bytesPtr(req), uint32(len(req)), bytesPtr(out), uint32(len(out)))
+}
+
+func svcCacheResult(seconds uint32) int32 { return hostCacheResult(seconds) }
+
+func svcAuthCacheFlush(cid string) int32 { return hostAuthCacheFlush(strPtr(cid), uint32(len(cid))) }

@@ -36,6 +36,9 @@ const (
 	CodeBadUsernameOrPassword byte = 0x86
 	// CodeNotAuthorized is 0x87, not authorized (also what code 0 means).
 	CodeNotAuthorized byte = 0x87
+	// CodeServerUnavailable is 0x88, server unavailable (3.1.1 clients get
+	// return code 3): for an identity service that does not answer.
+	CodeServerUnavailable byte = 0x88
 	// CodeBanned is 0x8A, banned.
 	CodeBanned byte = 0x8A
 	// CodeTopicNameInvalid is 0x90, topic name invalid.

@@ -1,0 +1,204 @@
+package host
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// This file is the authentication cache (ABI.md section 5, cache_result
+// and auth_cache_flush): an extension's propolis_authenticate may mark its
+// answer cacheable for some seconds; the host then answers the same
+// CONNECT identity without calling the extension (nor whatever the
+// extension would have called, an identity service).
+//
+// Each extension has its own cache, created with it: a reload, a disable
+// and a crash-loop stop (which leaves the extension stopped in the chain)
+// start from none. The key is an HMAC-SHA256, under a key drawn at random
+// for each process, of the CONNECT's identity: client id, user name,
+// password, listener, TLS peer subject and SANs. The password itself is
+// never kept, nor a hash of it anyone could test guesses against without
+// the process's key.
+
+// authKey identifies a CONNECT in the cache.
+type authKey [sha256.Size]byte
+
+// cachedAnswer is one kept answer.
+type cachedAnswer struct {
+	decision abi.Decision
+	// res is the answer to a DENY or ALLOW; for ALLOW its Client is built
+	// anew from perms for each CONNECT.
+	res      broker.AuthResult
+	perms    []permission
+	host     *Host
+	username string
+	clientID string
+	expires  int64 // monotonic ns
+}
+
+// authCache is one extension's cache, at most max answers.
+type authCache struct {
+	max int
+
+	mu sync.Mutex
+	m  map[authKey]*cachedAnswer
+
+	// size mirrors len(m), so that an extension that never caches costs
+	// no hash per CONNECT.
+	size atomic.Int64
+	// Counters for Status.
+	hits, stored atomic.Int64
+}
+
+func newAuthCache(max int) *authCache {
+	return &authCache{max: max, m: map[authKey]*cachedAnswer{}}
+}
+
+// empty reports whether the cache holds no answer.
+func (c *authCache) empty() bool { return c.size.Load() == 0 }
+
+// get returns the answer kept for k, if it has not expired.
+func (c *authCache) get(k *authKey) (*cachedAnswer, bool) {
+	now := monotonic()
+	c.mu.Lock()
+	a, ok := c.m[*k]
+	if ok && now >= a.expires {
+		delete(c.m, *k)
+		c.size.Store(int64(len(c.m)))
+		ok = false
+	}
+	c.mu.Unlock()
+	if ok {
+		c.hits.Add(1)
+	}
+	return a, ok
+}
+
+// put keeps a for ttl. A full cache first drops the expired answers,
+// then, if still full, one answer picked arbitrarily.
+func (c *authCache) put(k *authKey, a *cachedAnswer, ttl time.Duration) {
+	now := monotonic()
+	a.expires = now + int64(ttl)
+	c.mu.Lock()
+	if _, ok := c.m[*k]; !ok && len(c.m) >= c.max {
+		for key, old := range c.m {
+			if now >= old.expires {
+				delete(c.m, key)
+			}
+		}
+		for key := range c.m {
+			if len(c.m) < c.max {
+				break
+			}
+			delete(c.m, key)
+		}
+	}
+	c.m[*k] = a
+	c.size.Store(int64(len(c.m)))
+	c.mu.Unlock()
+	c.stored.Add(1)
+}
+
+// flush drops every answer for clientID, or every answer when it is "",
+// and returns how many it dropped.
+func (c *authCache) flush(clientID string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.m)
+	if clientID == "" {
+		clear(c.m)
+	} else {
+		for k, a := range c.m {
+			if a.clientID == clientID {
+				delete(c.m, k)
+			}
+		}
+	}
+	c.size.Store(int64(len(c.m)))
+	return n - len(c.m)
+}
+
+// len returns how many answers are kept (expired ones included until
+// they are looked up or pushed out).
+func (c *authCache) len() int { return int(c.size.Load()) }
+
+// authKeyer computes the cache key of a CONNECT; one per Host.
+type authKeyer struct {
+	pool sync.Pool // of hash.Hash (HMAC-SHA256 under secret)
+}
+
+func newAuthKeyer() *authKeyer {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		panic("host: no randomness for the authentication cache key: " + err.Error())
+	}
+	return &authKeyer{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
+}
+
+// key returns the key of c's identity: every field length-prefixed, so
+// that no two identities share an encoding.
+func (ak *authKeyer) key(c *broker.Connect) authKey {
+	m := ak.pool.Get().(hash.Hash)
+	m.Reset()
+	var n [4]byte
+	field := func(b []byte, present bool) {
+		if !present {
+			m.Write([]byte{0})
+			return
+		}
+		binary.LittleEndian.PutUint32(n[:], uint32(len(b)))
+		m.Write([]byte{1})
+		m.Write(n[:])
+		m.Write(b)
+	}
+	str := func(s string, present bool) { field([]byte(s), present) }
+	str(c.ClientID, true)
+	str(c.Username, c.HasUsername)
+	field(c.Password, c.Password != nil)
+	str(c.Listener, true)
+	if t := c.TLS; t != nil {
+		str(t.PeerSubject, true)
+		binary.LittleEndian.PutUint32(n[:], uint32(len(t.PeerSANs)))
+		m.Write(n[:])
+		for _, san := range t.PeerSANs {
+			str(san, true)
+		}
+	} else {
+		str("", false)
+	}
+	var k authKey
+	m.Sum(k[:0])
+	ak.pool.Put(m)
+	return k
+}
+
+func hfCacheResult(in *instance, _ api.Module, stack []uint64) int32 {
+	s := uint32(stack[0])
+	if s > abi.MaxCacheSeconds {
+		return abi.StatusInvalidArgument
+	}
+	in.out.dirty = true
+	in.out.cacheFor = s
+	return abi.StatusOK
+}
+
+func hfAuthCacheFlush(in *instance, mod api.Module, stack []uint64) int32 {
+	cid, st := strArg(mod, uint32(stack[0]), uint32(stack[1]), abi.MaxString)
+	if st != abi.StatusOK {
+		return st
+	}
+	if uint32(stack[1]) == 0 {
+		cid = ""
+	}
+	return int32(in.ext.authCache.flush(cid))
+}
