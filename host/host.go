@@ -355,7 +355,10 @@ func (h *Host) Close(ctx context.Context) error {
 
 // watchdog halts guarded calls that run past their extension's deadline,
 // or whose caller's context (callWithin) ended.
-// One goroutine for the whole host; it looks every few milliseconds.
+// One goroutine for the whole host; it looks every few milliseconds. It
+// times a call from the first tick that sees it in flight (the hot path
+// reads no clock), so an overdue call is halted between its deadline and
+// its deadline plus two ticks after it began.
 func (h *Host) watchdog() {
 	defer h.wg.Done()
 	t := time.NewTicker(watchdogTick)
@@ -386,7 +389,10 @@ func (h *Host) watchdog() {
 				continue
 			}
 			e.pool.busy(func(in *instance, started int64) {
-				if now-started > int64(in.callLimit()) {
+				if in.seen != started { // a call this tick sees first
+					in.seen, in.seenAt = started, now
+				}
+				if now-in.seenAt > int64(in.callLimit()) {
 					if in.started.CompareAndSwap(started, 0) {
 						in.halt()
 					}
@@ -417,5 +423,5 @@ func (h *Host) watchStopping(e *extension, on bool) {
 }
 
 // watchdogTick is how often the watchdog looks: deadlines are enforced to
-// within this much.
+// within two of these (see watchdog).
 const watchdogTick = 5 * time.Millisecond

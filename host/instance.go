@@ -83,13 +83,21 @@ type instance struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	interrupt api.MutableGlobal
-	// started is the monotonic time a guarded call began, 0 when idle;
-	// the watchdog swaps it to 0 (overdue) or callerGone (the caller's
-	// context ended) when it halts the call.
+	// started is the number of the guarded call in flight (from calls),
+	// 0 when idle; the watchdog swaps it to 0 (overdue) or callerGone
+	// (the caller's context ended) when it halts the call. A number, not
+	// a clock reading: reading the clock on every call cost about as much
+	// as the rest of the guard (bench/README.md, "Where the gate's time
+	// goes"); the watchdog times each call from its first sight of it.
 	started atomic.Int64
 	// limit is how long the call in flight may run (its callback's
 	// deadline), in nanoseconds, for the watchdog; set before started.
 	limit atomic.Int64
+	// calls numbers the guarded calls (run; one goroutine at a time).
+	calls int64
+	// seen is the call the watchdog last saw in flight, seenAt when it
+	// first saw it (monotonic). Only the watchdog touches them.
+	seen, seenAt int64
 	// caller is the Done channel of the context of the call in flight
 	// (callWithin), noCaller otherwise; the watchdog watches it.
 	caller atomic.Value
@@ -344,14 +352,15 @@ func (in *instance) run(cb abi.Callback) (uint64, error) {
 	guarded := in.ext.guarded
 	var began int64
 	if guarded {
-		began = monotonic()
+		in.calls++
+		began = in.calls
 		if cb != abi.CallbackBuffer { // a buffer call inside a call keeps the call's limit
 			in.limit.Store(int64(in.ext.deadlineFor(cb)))
 		}
 		in.started.Store(began)
 	}
 	err := fn.CallWithStack(in.ctx, in.stack[:])
-	// The watchdog halts only by swapping started from the call's start
+	// The watchdog halts only by swapping started from the call's number
 	// to 0 or callerGone first; if the swap here fails, it won the race
 	// and the instance is halted even if the call completed.
 	cancelled := guarded && !in.started.CompareAndSwap(began, 0)
