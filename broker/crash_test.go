@@ -59,8 +59,11 @@ func runChildBroker(dir string) {
 		os.Exit(1)
 	}
 	fmt.Println("READY", s.Addr(cfg.Listeners[0].Name))
-	if os.Getenv(childEnv+"_STORAGE") != "" {
+	switch os.Getenv(childEnv + "_WRITES") {
+	case "storage":
 		childStoragePuts(s)
+	case "attributes":
+		childAttributePuts(s, s.Addr(cfg.Listeners[0].Name))
 	}
 	select {}
 }

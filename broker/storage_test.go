@@ -13,6 +13,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
 // The extension key-value storage (ExtensionStore) on a real broker and
@@ -178,13 +179,36 @@ func childStoragePuts(s *broker.Server) {
 	}
 }
 
-// TestKill9KeepsStorageWrites: a child broker in sync durability writes
-// storage keys and is killed with SIGKILL mid-stream; every write that
-// returned before the kill is there after a restart on the same folder.
-func TestKill9KeepsStorageWrites(t *testing.T) {
+// childAttributePuts is the child broker's side of
+// TestKill9KeepsAttributeWrites: a persistent session "dev" (its client
+// stays connected) gets session attributes, each acknowledged on standard
+// output once PutAttribute returned.
+func childAttributePuts(s *broker.Server, addr string) {
+	c, _, err := rawmqtt.DialSession(addr, "dev")
+	if err != nil {
+		fmt.Println("ERROR", err)
+		return
+	}
+	defer c.Close()
+	for i := range 100000 {
+		key := fmt.Sprintf("a%06d", i)
+		if err := s.PutAttribute("dev", key, []byte("value of "+key)); err != nil {
+			fmt.Println("ERROR", err)
+			return
+		}
+		fmt.Println("PUT", key)
+	}
+}
+
+// killMidWrites runs a child broker in sync durability that makes writes
+// of kind ("storage", "attributes"; see runChildBroker), kills it with
+// SIGKILL once 300 have returned, and returns its data folder and the key
+// of every write acknowledged before the kill.
+func killMidWrites(t *testing.T, kind string) (string, []string) {
+	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir, childEnv+"_STORAGE=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir, childEnv+"_WRITES="+kind)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -227,13 +251,34 @@ func TestKill9KeepsStorageWrites(t *testing.T) {
 			acked = append(acked, strings.TrimPrefix(l, "PUT "))
 		}
 	}
-	t.Logf("%d writes acknowledged before SIGKILL", len(acked))
+	t.Logf("%d %s writes acknowledged before SIGKILL", len(acked), kind)
+	return dir, acked
+}
 
+// TestKill9KeepsStorageWrites: a child broker in sync durability writes
+// storage keys and is killed with SIGKILL mid-stream; every write that
+// returned before the kill is there after a restart on the same folder.
+func TestKill9KeepsStorageWrites(t *testing.T) {
+	dir, acked := killMidWrites(t, "storage")
 	s, _ := startServer(t, testConfig(dir), broker.Extensions{})
 	for _, k := range acked {
 		v, ok, err := s.StorageGet("crash-ext", k)
 		if err != nil || !ok || string(v) != "value of "+k {
 			t.Fatalf("acknowledged key %s after kill -9: %q, %v, %v", k, v, ok, err)
+		}
+	}
+}
+
+// TestKill9KeepsAttributeWrites: the same for session attributes of a
+// persistent session: every PutAttribute that returned before the kill is
+// there after the restart, with its session.
+func TestKill9KeepsAttributeWrites(t *testing.T) {
+	dir, acked := killMidWrites(t, "attributes")
+	s, _ := startServer(t, testConfig(dir), broker.Extensions{})
+	for _, k := range acked {
+		v, ok, err := s.Attribute("dev", k)
+		if err != nil || !ok || string(v) != "value of "+k {
+			t.Fatalf("acknowledged attribute %s after kill -9: %q, %v, %v", k, v, ok, err)
 		}
 	}
 }

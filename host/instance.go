@@ -93,6 +93,11 @@ type instance struct {
 	// limit is how long the call in flight may run (its callback's
 	// deadline), in nanoseconds, for the watchdog; set before started.
 	limit atomic.Int64
+	// began is when the call in flight began (monotonic), read by
+	// http_request to bound a request by what is left of the deadline. It
+	// is set only for the callbacks that may call it (abi.InHTTP): the
+	// publish path pays no clock read.
+	began int64
 	// calls numbers the guarded calls (run; one goroutine at a time).
 	calls int64
 	// seen is the call the watchdog last saw in flight, seenAt when it
@@ -350,6 +355,9 @@ func (in *instance) run(cb abi.Callback) (uint64, error) {
 	prev := in.cb
 	in.cb = cb
 	guarded := in.ext.guarded
+	if abi.InHTTP.Has(cb) {
+		in.began = monotonic()
+	}
 	var began int64
 	if guarded {
 		in.calls++

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -174,5 +176,65 @@ func TestServiceRateLimit(t *testing.T) {
 	st := statusOf(t, w.h, "svcprobe")
 	if st.RateLimited != 1 || st.ServiceRate != 0.001 || st.ServiceBurst != burst {
 		t.Errorf("status: RateLimited %d, rate %v, burst %d", st.RateLimited, st.ServiceRate, st.ServiceBurst)
+	}
+}
+
+// TestPutIfNewerHammer: two extensions, each with a pool of instances,
+// write one session attribute with PutSessionAttributeIfNewer from many
+// clients at once, with times in random order. Every answer keeps the
+// rule (a value replaced was older, one not replaced at least as new:
+// svcprobe's hammer command checks each and fails the PUBLISH otherwise),
+// and the value left is the newest time written.
+func TestPutIfNewerHammer(t *testing.T) {
+	extDir := t.TempDir()
+	probe := buildGuest(t, "testdata/guests", "svcprobe")
+	installExtension(t, extDir, "probe-a", probe, 2, "services: [session_attributes]\nlimits:\n  pool_size: 4\n  call_deadline: 10s\n")
+	installExtension(t, extDir, "probe-b", probe, 1, "services: [session_attributes]\nlimits:\n  pool_size: 4\n  call_deadline: 10s\n")
+	w := startWired(t, extDir, Options{})
+	if _, _, err := v5(t, w.addr, "target", "", "", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	const clients, each = 8, 40
+	times := rand.Perm(clients * each) // distinct times, in random order
+	var wg sync.WaitGroup
+	errs := make(chan error, clients*each)
+	for i := range clients {
+		c, _, err := v5(t, w.addr, fmt.Sprintf("writer-%d", i), "", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, ts := range times[i*each : (i+1)*each] {
+				cmd := fmt.Sprintf("hammer|target|k|%d", 1_000_000+ts)
+				r, err := c.Publish(ctx(t), &paho.Publish{Topic: "svc/h", QoS: 1, Payload: []byte(cmd)})
+				switch {
+				case r == nil:
+					errs <- fmt.Errorf("%s: %v", cmd, err)
+				case r.ReasonCode >= 0x80:
+					reason := ""
+					if r.Properties != nil {
+						reason = r.Properties.ReasonString
+					}
+					errs <- fmt.Errorf("%s: PUBACK %#x %s", cmd, r.ReasonCode, reason)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	v, ok, err := w.srv.Attribute("target", "k")
+	if want := fmt.Sprint(1_000_000 + clients*each - 1); err != nil || !ok || string(v) != want {
+		t.Errorf("attribute after the hammer = %q, %v, %v; want the newest, %s", v, ok, err, want)
+	}
+	for _, id := range []string{"probe-a", "probe-b"} {
+		if st := statusOf(t, w.h, id); st.Calls < clients*each || st.Errors != 0 {
+			t.Errorf("%s: %d calls, %d errors; want %d calls, none failed", id, st.Calls, st.Errors, clients*each)
+		}
 	}
 }

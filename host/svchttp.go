@@ -447,8 +447,8 @@ func (in *instance) httpDeadline() time.Time {
 		limit = in.ext.setupLimit()
 	}
 	elapsed := time.Duration(0)
-	if s := in.started.Load(); s > 0 {
-		elapsed = time.Duration(monotonic() - s)
+	if in.began > 0 {
+		elapsed = time.Duration(monotonic() - in.began)
 	}
 	return time.Now().Add(limit - limit/httpGuestMargin - elapsed)
 }

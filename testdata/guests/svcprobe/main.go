@@ -11,6 +11,7 @@
 //	getlen|CID|KEY               ok:LEN (the value's length)
 //	ifnewer|CID|KEY|VALUE|NS|EQ  ok:replaced=R,had=H,prev=PREV
 //	rm|CID|KEY                   ok
+//	hammer|CID|KEY|NS            NEXT, or DENY 0x80 with what broke (see hammer)
 //	burst|N|CID|KEY              ok:ok=A,limited=B,other=C (N gets)
 //	subs|CID                     ok:FILTER/QOS/NL/RAP/RH/ID,... (sorted by filter)
 //	subadd|CID|FILTER|QOS|OPTS|ID  ok (OPTS: n no local, r retain as
@@ -50,9 +51,14 @@ import (
 
 func init() {
 	propolis.Register(propolis.Extension{
-		Authenticate:     authenticate,
-		AuthorizePublish: func(p *propolis.Publish) propolis.Verdict { return propolis.Deny(0x83, run(string(p.Payload))) },
-		PublishFilters:   []string{"svc/#"},
+		Authenticate: authenticate,
+		AuthorizePublish: func(p *propolis.Publish) propolis.Verdict {
+			if cmd, ok := strings.CutPrefix(string(p.Payload), "hammer|"); ok {
+				return hammer(cmd)
+			}
+			return propolis.Deny(0x83, run(string(p.Payload)))
+		},
+		PublishFilters: []string{"svc/#"},
 	})
 }
 
@@ -295,3 +301,33 @@ func pubRaw(what string) int32 {
 func addr(b []byte) uint32 { return uint32(uintptr(unsafe.Pointer(&b[0]))) }
 
 func main() {}
+
+// hammer runs "hammer|CID|KEY|NS": PutSessionAttributeIfNewer of the
+// decimal NS at time NS, and checks the answer against the rule: a value
+// it replaced was older, one it did not replace is at least as new. It
+// answers NEXT when the rule held (so that the next extension in the chain
+// runs the same command), DENY 0x80 with what went wrong otherwise.
+func hammer(cmd string) propolis.Verdict {
+	a := strings.Split(cmd, "|")
+	ns, err := strconv.ParseInt(arg(a, 2), 10, 64)
+	if err != nil {
+		return propolis.Deny(0x80, "bad time "+arg(a, 2))
+	}
+	prev, replaced, err := propolis.PutSessionAttributeIfNewer(arg(a, 0), arg(a, 1), []byte(arg(a, 2)), time.Unix(0, ns), false)
+	if err != nil {
+		return propolis.Deny(0x80, "err:"+err.Error())
+	}
+	var was int64 = -1
+	if prev != nil {
+		if was, err = strconv.ParseInt(string(prev), 10, 64); err != nil {
+			return propolis.Deny(0x80, "previous value "+string(prev)+" is not a time")
+		}
+	}
+	switch {
+	case replaced && was >= ns:
+		return propolis.Deny(0x80, "violation: "+arg(a, 2)+" replaced the newer "+string(prev))
+	case !replaced && was < ns:
+		return propolis.Deny(0x80, "violation: "+arg(a, 2)+" did not replace the older "+string(prev))
+	}
+	return propolis.Next()
+}
