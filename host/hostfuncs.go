@@ -20,6 +20,23 @@ import (
 // paths a publish takes.
 type hostFuncBody func(in *instance, mod api.Module, stack []uint64) int32
 
+// brokerBody is the body of a host service that acts on the broker: it
+// gets the broker's services, which needsBroker checks are wired.
+type brokerBody func(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32
+
+// needsBroker makes a hostFuncBody of b that answers NOT_AVAILABLE while
+// the host has no broker (UseBroker not called: a host checking a folder
+// offline, or tests).
+func needsBroker(b brokerBody) hostFuncBody {
+	return func(in *instance, mod api.Module, stack []uint64) int32 {
+		svc := in.ext.host.services()
+		if svc == nil {
+			return abi.StatusNotAvailable
+		}
+		return b(in, svc, mod, stack)
+	}
+}
+
 // hostFuncBodies implements abi.HostFuncs, row for row. Adding a host
 // function: a row in abi's table, its section in ABI.md, and its body here.
 var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
@@ -35,34 +52,34 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncAddPermission:          hfAddPermission,
 
 	abi.FuncTakeResult:                 hfTakeResult,
-	abi.FuncSessionAttributeGet:        hfSessionAttributeGet,
-	abi.FuncSessionAttributeGetAll:     hfSessionAttributeGetAll,
-	abi.FuncSessionAttributePut:        hfSessionAttributePut,
-	abi.FuncSessionAttributePutIfNewer: hfSessionAttributePutIfNewer,
-	abi.FuncSessionAttributeRemove:     hfSessionAttributeRemove,
+	abi.FuncSessionAttributeGet:        needsBroker(hfSessionAttributeGet),
+	abi.FuncSessionAttributeGetAll:     needsBroker(hfSessionAttributeGetAll),
+	abi.FuncSessionAttributePut:        needsBroker(hfSessionAttributePut),
+	abi.FuncSessionAttributePutIfNewer: needsBroker(hfSessionAttributePutIfNewer),
+	abi.FuncSessionAttributeRemove:     needsBroker(hfSessionAttributeRemove),
 
-	abi.FuncSubscriptionList:          hfSubscriptionList,
-	abi.FuncSubscriptionAdd:           hfSubscriptionAdd,
-	abi.FuncSubscriptionRemove:        hfSubscriptionRemove,
-	abi.FuncRetainedGet:               hfRetainedGet,
-	abi.FuncRetainedPut:               hfRetainedPut,
-	abi.FuncRetainedRemove:            hfRetainedRemove,
-	abi.FuncConnectionAttributeGet:    hfConnectionAttributeGet,
-	abi.FuncConnectionAttributeGetAll: hfConnectionAttributeGetAll,
-	abi.FuncConnectionAttributePut:    hfConnectionAttributePut,
-	abi.FuncConnectionAttributeRemove: hfConnectionAttributeRemove,
-	abi.FuncStorageGet:                hfStorageGet,
-	abi.FuncStoragePut:                hfStoragePut,
-	abi.FuncStorageRemove:             hfStorageRemove,
-	abi.FuncStorageList:               hfStorageList,
-	abi.FuncClientIsConnected:         hfClientIsConnected,
-	abi.FuncClientSession:             hfClientSession,
-	abi.FuncClientDisconnect:          hfClientDisconnect,
-	abi.FuncClientInvalidateSession:   hfClientInvalidateSession,
-	abi.FuncClientSetSessionExpiry:    hfClientSetSessionExpiry,
-	abi.FuncClientSetInflightWindow:   hfClientSetInflightWindow,
-	abi.FuncPublish:                   hfPublish,
-	abi.FuncPublishToClient:           hfPublishToClient,
+	abi.FuncSubscriptionList:          needsBroker(hfSubscriptionList),
+	abi.FuncSubscriptionAdd:           needsBroker(hfSubscriptionAdd),
+	abi.FuncSubscriptionRemove:        needsBroker(hfSubscriptionRemove),
+	abi.FuncRetainedGet:               needsBroker(hfRetainedGet),
+	abi.FuncRetainedPut:               needsBroker(hfRetainedPut),
+	abi.FuncRetainedRemove:            needsBroker(hfRetainedRemove),
+	abi.FuncConnectionAttributeGet:    needsBroker(hfConnectionAttributeGet),
+	abi.FuncConnectionAttributeGetAll: needsBroker(hfConnectionAttributeGetAll),
+	abi.FuncConnectionAttributePut:    needsBroker(hfConnectionAttributePut),
+	abi.FuncConnectionAttributeRemove: needsBroker(hfConnectionAttributeRemove),
+	abi.FuncStorageGet:                needsBroker(hfStorageGet),
+	abi.FuncStoragePut:                needsBroker(hfStoragePut),
+	abi.FuncStorageRemove:             needsBroker(hfStorageRemove),
+	abi.FuncStorageList:               needsBroker(hfStorageList),
+	abi.FuncClientIsConnected:         needsBroker(hfClientIsConnected),
+	abi.FuncClientSession:             needsBroker(hfClientSession),
+	abi.FuncClientDisconnect:          needsBroker(hfClientDisconnect),
+	abi.FuncClientInvalidateSession:   needsBroker(hfClientInvalidateSession),
+	abi.FuncClientSetSessionExpiry:    needsBroker(hfClientSetSessionExpiry),
+	abi.FuncClientSetInflightWindow:   needsBroker(hfClientSetInflightWindow),
+	abi.FuncPublish:                   needsBroker(hfPublish),
+	abi.FuncPublishToClient:           needsBroker(hfPublishToClient),
 	abi.FuncHTTPRequest:               hfHTTPRequest,
 	abi.FuncCacheResult:               hfCacheResult,
 	abi.FuncAuthCacheFlush:            hfAuthCacheFlush,

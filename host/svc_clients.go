@@ -19,11 +19,7 @@ func clientArg(mod api.Module, stack []uint64) (string, int32) {
 	return strArg(mod, uint32(stack[0]), uint32(stack[1]), abi.MaxString)
 }
 
-func hfClientIsConnected(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfClientIsConnected(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := clientArg(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -56,11 +52,7 @@ func sessionResult(info broker.ClientInfo) []byte {
 	return w.Fields()
 }
 
-func hfClientSession(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfClientSession(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := clientArg(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -72,11 +64,7 @@ func hfClientSession(in *instance, mod api.Module, stack []uint64) int32 {
 	return result(in, mod, uint32(stack[2]), uint32(stack[3]), sessionResult(info))
 }
 
-func hfClientDisconnect(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfClientDisconnect(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := clientArg(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -92,11 +80,7 @@ func hfClientDisconnect(in *instance, mod api.Module, stack []uint64) int32 {
 	return serviceStatus(in, abi.FuncClientDisconnect, svc.Disconnect(cid, byte(code), reason, flags&abi.DisconnectPreventWill != 0))
 }
 
-func hfClientInvalidateSession(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfClientInvalidateSession(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := clientArg(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -104,11 +88,7 @@ func hfClientInvalidateSession(in *instance, mod api.Module, stack []uint64) int
 	return serviceStatus(in, abi.FuncClientInvalidateSession, svc.InvalidateSession(cid))
 }
 
-func hfClientSetSessionExpiry(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfClientSetSessionExpiry(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := clientArg(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -117,11 +97,7 @@ func hfClientSetSessionExpiry(in *instance, mod api.Module, stack []uint64) int3
 	return serviceStatus(in, abi.FuncClientSetSessionExpiry, err)
 }
 
-func hfClientSetInflightWindow(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfClientSetInflightWindow(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := clientArg(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -165,11 +141,7 @@ func messageArg(mod api.Module, ptr, n uint32) (broker.Message, int32) {
 	return m, abi.StatusOK
 }
 
-func hfPublish(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfPublish(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	m, st := messageArg(mod, uint32(stack[0]), uint32(stack[1]))
 	if st != abi.StatusOK {
 		return st
@@ -177,11 +149,7 @@ func hfPublish(in *instance, mod api.Module, stack []uint64) int32 {
 	return serviceStatus(in, abi.FuncPublish, svc.Publish(m))
 }
 
-func hfPublishToClient(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfPublishToClient(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := clientArg(mod, stack)
 	if st != abi.StatusOK {
 		return st

@@ -22,11 +22,7 @@ func callConn(in *instance) (broker.Conn, int32) {
 	return in.conn, abi.StatusOK
 }
 
-func hfConnectionAttributeGet(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfConnectionAttributeGet(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	conn, st := callConn(in)
 	if st != abi.StatusOK {
 		return st
@@ -45,11 +41,7 @@ func hfConnectionAttributeGet(in *instance, mod api.Module, stack []uint64) int3
 	return result(in, mod, uint32(stack[2]), uint32(stack[3]), v)
 }
 
-func hfConnectionAttributeGetAll(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfConnectionAttributeGetAll(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	conn, st := callConn(in)
 	if st != abi.StatusOK {
 		return st
@@ -73,11 +65,7 @@ func hfConnectionAttributeGetAll(in *instance, mod api.Module, stack []uint64) i
 	return result(in, mod, uint32(stack[0]), uint32(stack[1]), w.Fields())
 }
 
-func hfConnectionAttributePut(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfConnectionAttributePut(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	conn, st := callConn(in)
 	if st != abi.StatusOK {
 		return st
@@ -93,11 +81,7 @@ func hfConnectionAttributePut(in *instance, mod api.Module, stack []uint64) int3
 	return serviceStatus(in, abi.FuncConnectionAttributePut, svc.PutConnectionAttribute(conn, key, v))
 }
 
-func hfConnectionAttributeRemove(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfConnectionAttributeRemove(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	conn, st := callConn(in)
 	if st != abi.StatusOK {
 		return st

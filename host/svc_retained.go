@@ -36,11 +36,7 @@ func topicArg(mod api.Module, ptr, n uint32) (string, int32) {
 	return t, st
 }
 
-func hfRetainedGet(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfRetainedGet(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	t, st := topicArg(mod, uint32(stack[0]), uint32(stack[1]))
 	if st != abi.StatusOK {
 		return st
@@ -52,11 +48,7 @@ func hfRetainedGet(in *instance, mod api.Module, stack []uint64) int32 {
 	return result(in, mod, uint32(stack[2]), uint32(stack[3]), encodeMessage(&m))
 }
 
-func hfRetainedPut(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfRetainedPut(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	m, st := messageArg(mod, uint32(stack[0]), uint32(stack[1]))
 	if st != abi.StatusOK {
 		return st
@@ -64,11 +56,7 @@ func hfRetainedPut(in *instance, mod api.Module, stack []uint64) int32 {
 	return serviceStatus(in, abi.FuncRetainedPut, svc.PutRetained(m))
 }
 
-func hfRetainedRemove(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfRetainedRemove(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	t, st := topicArg(mod, uint32(stack[0]), uint32(stack[1]))
 	if st != abi.StatusOK {
 		return st

@@ -4,6 +4,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
 )
 
 // The bodies of the storage service (ABI.md section 5, storage_*): an
@@ -21,11 +22,7 @@ func storageKey(mod api.Module, stack []uint64) (string, int32) {
 	return strArg(mod, uint32(stack[0]), uint32(stack[1]), abi.MaxStorageKey)
 }
 
-func hfStorageGet(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfStorageGet(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	key, st := storageKey(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -40,11 +37,7 @@ func hfStorageGet(in *instance, mod api.Module, stack []uint64) int32 {
 	return result(in, mod, uint32(stack[2]), uint32(stack[3]), v)
 }
 
-func hfStoragePut(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfStoragePut(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	key, st := storageKey(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -56,11 +49,7 @@ func hfStoragePut(in *instance, mod api.Module, stack []uint64) int32 {
 	return serviceStatus(in, abi.FuncStoragePut, svc.StoragePut(in.ext.ID(), key, v))
 }
 
-func hfStorageRemove(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfStorageRemove(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	key, st := storageKey(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -68,11 +57,7 @@ func hfStorageRemove(in *instance, mod api.Module, stack []uint64) int32 {
 	return serviceStatus(in, abi.FuncStorageRemove, svc.StorageDelete(in.ext.ID(), key))
 }
 
-func hfStorageList(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfStorageList(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	prefix, st := strArg(mod, uint32(stack[0]), uint32(stack[1]), abi.MaxStorageKey)
 	if st != abi.StatusOK {
 		return st

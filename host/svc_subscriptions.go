@@ -11,11 +11,7 @@ import (
 // 5): subscription_list, subscription_add, subscription_remove, on the
 // broker's Subscriptions.
 
-func hfSubscriptionList(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfSubscriptionList(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := strArg(mod, uint32(stack[0]), uint32(stack[1]), abi.MaxString)
 	if st != abi.StatusOK {
 		return st
@@ -56,11 +52,7 @@ func subscriptionOptions(s broker.SubscriptionInfo) uint8 {
 // knownOptions are the bits of subscription_add's options a guest may set.
 const knownOptions = abi.SubscriptionNoLocal | abi.SubscriptionRetainAsPublished | abi.SubscriptionRetainHandlingMask
 
-func hfSubscriptionAdd(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfSubscriptionAdd(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := strArg(mod, uint32(stack[0]), uint32(stack[1]), abi.MaxString)
 	if st != abi.StatusOK {
 		return st
@@ -82,11 +74,7 @@ func hfSubscriptionAdd(in *instance, mod api.Module, stack []uint64) int32 {
 	return serviceStatus(in, abi.FuncSubscriptionAdd, svc.Subscribe(cid, sub))
 }
 
-func hfSubscriptionRemove(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfSubscriptionRemove(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := strArg(mod, uint32(stack[0]), uint32(stack[1]), abi.MaxString)
 	if st != abi.StatusOK {
 		return st

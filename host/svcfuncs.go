@@ -71,10 +71,6 @@ func hfTakeResult(in *instance, mod api.Module, stack []uint64) int32 {
 	return int32(len(data))
 }
 
-// brokerServices returns the broker's services, nil before the broker is
-// wired (the call then answers NOT_AVAILABLE).
-func brokerServices(in *instance) broker.Services { return in.ext.host.services() }
-
 // serviceStatus turns a broker service's error into a status code; an
 // error the guest cannot have caused is logged, as INTERNAL.
 func serviceStatus(in *instance, f abi.HostFunc, err error) int32 {
@@ -102,11 +98,7 @@ func clientAndKey(mod api.Module, stack []uint64) (clientID, key string, st int3
 	return
 }
 
-func hfSessionAttributeGet(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfSessionAttributeGet(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, key, st := clientAndKey(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -121,11 +113,7 @@ func hfSessionAttributeGet(in *instance, mod api.Module, stack []uint64) int32 {
 	return result(in, mod, uint32(stack[4]), uint32(stack[5]), v)
 }
 
-func hfSessionAttributeGetAll(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfSessionAttributeGetAll(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, st := strArg(mod, uint32(stack[0]), uint32(stack[1]), abi.MaxString)
 	if st != abi.StatusOK {
 		return st
@@ -149,11 +137,7 @@ func hfSessionAttributeGetAll(in *instance, mod api.Module, stack []uint64) int3
 	return result(in, mod, uint32(stack[2]), uint32(stack[3]), w.Fields())
 }
 
-func hfSessionAttributePut(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfSessionAttributePut(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, key, st := clientAndKey(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -165,11 +149,7 @@ func hfSessionAttributePut(in *instance, mod api.Module, stack []uint64) int32 {
 	return serviceStatus(in, abi.FuncSessionAttributePut, svc.PutAttribute(cid, key, v))
 }
 
-func hfSessionAttributePutIfNewer(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfSessionAttributePutIfNewer(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, key, st := clientAndKey(mod, stack)
 	if st != abi.StatusOK {
 		return st
@@ -194,11 +174,7 @@ func hfSessionAttributePutIfNewer(in *instance, mod api.Module, stack []uint64) 
 	return result(in, mod, uint32(stack[8]), uint32(stack[9]), w.Fields())
 }
 
-func hfSessionAttributeRemove(in *instance, mod api.Module, stack []uint64) int32 {
-	svc := brokerServices(in)
-	if svc == nil {
-		return abi.StatusNotAvailable
-	}
+func hfSessionAttributeRemove(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
 	cid, key, st := clientAndKey(mod, stack)
 	if st != abi.StatusOK {
 		return st
