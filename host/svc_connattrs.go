@@ -50,19 +50,7 @@ func hfConnectionAttributeGetAll(in *instance, svc broker.Services, mod api.Modu
 	if err != nil {
 		return serviceStatus(in, abi.FuncConnectionAttributeGetAll, err)
 	}
-	n := 4
-	for _, a := range attrs {
-		n += 4 + len(a.Key) + 4 + len(a.Value) + 8
-	}
-	var w abi.Writer
-	w.Reset(make([]byte, 0, n))
-	w.U32(uint32(len(attrs)))
-	for _, a := range attrs {
-		w.Str(a.Key)
-		w.Bytes(a.Value)
-		w.U64(uint64(a.Time.UnixNano()))
-	}
-	return result(in, mod, uint32(stack[0]), uint32(stack[1]), w.Fields())
+	return result(in, mod, uint32(stack[0]), uint32(stack[1]), encodeAttributes(attrs))
 }
 
 func hfConnectionAttributePut(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {

@@ -122,19 +122,7 @@ func hfSessionAttributeGetAll(in *instance, svc broker.Services, mod api.Module,
 	if err != nil {
 		return serviceStatus(in, abi.FuncSessionAttributeGetAll, err)
 	}
-	n := 4
-	for _, a := range attrs {
-		n += 4 + len(a.Key) + 4 + len(a.Value) + 8
-	}
-	var w abi.Writer
-	w.Reset(make([]byte, 0, n))
-	w.U32(uint32(len(attrs)))
-	for _, a := range attrs {
-		w.Str(a.Key)
-		w.Bytes(a.Value)
-		w.U64(uint64(a.Time.UnixNano()))
-	}
-	return result(in, mod, uint32(stack[2]), uint32(stack[3]), w.Fields())
+	return result(in, mod, uint32(stack[2]), uint32(stack[3]), encodeAttributes(attrs))
 }
 
 func hfSessionAttributePut(in *instance, svc broker.Services, mod api.Module, stack []uint64) int32 {
@@ -188,4 +176,23 @@ func b2u8(b bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// encodeAttributes is the result of session_attribute_get_all and
+// connection_attribute_get_all: u32 count, then per attribute str key,
+// bytes value, u64 time (Unix ns).
+func encodeAttributes(attrs []broker.Attribute) []byte {
+	n := 4
+	for _, a := range attrs {
+		n += 4 + len(a.Key) + 4 + len(a.Value) + 8
+	}
+	var w abi.Writer
+	w.Reset(make([]byte, 0, n))
+	w.U32(uint32(len(attrs)))
+	for _, a := range attrs {
+		w.Str(a.Key)
+		w.Bytes(a.Value)
+		w.U64(uint64(a.Time.UnixNano()))
+	}
+	return w.Fields()
 }

@@ -31,18 +31,7 @@ func SessionAttributes(clientID string) ([]Attribute, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := resultReader(res)
-	n := r.count(16)
-	out := make([]Attribute, 0, n)
-	for i := 0; i < n; i++ {
-		a := Attribute{Key: r.str(), Value: r.bytes()}
-		a.Time = time.Unix(0, int64(r.u64()))
-		out = append(out, a)
-	}
-	if r.err != nil {
-		return nil, ErrInternal
-	}
-	return out, nil
+	return decodeAttributes(res)
 }
 
 // PutSessionAttribute sets key to value in the session of clientID,
@@ -84,4 +73,21 @@ func PutSessionAttributeIfNewer(clientID, key string, value []byte, t time.Time,
 // missing key is not an error.
 func RemoveSessionAttribute(clientID, key string) error {
 	return statusErr(svcSessionAttributeRemove(clientID, key))
+}
+
+// decodeAttributes reads the result of session_attribute_get_all and
+// connection_attribute_get_all.
+func decodeAttributes(res []byte) ([]Attribute, error) {
+	r := resultReader(res)
+	n := r.count(16)
+	out := make([]Attribute, 0, n)
+	for i := 0; i < n; i++ {
+		a := Attribute{Key: r.str(), Value: r.bytes()}
+		a.Time = time.Unix(0, int64(r.u64()))
+		out = append(out, a)
+	}
+	if r.err != nil {
+		return nil, ErrInternal
+	}
+	return out, nil
 }

@@ -1,7 +1,5 @@
 package propolis
 
-import "time"
-
 // Connection attributes (ABI.md section 5, service
 // "connection_attributes"): small values kept in the broker's memory for
 // one network connection, gone when it ends. They always act on the
@@ -35,18 +33,7 @@ func ConnectionAttributes() ([]Attribute, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := resultReader(res)
-	n := r.count(16)
-	out := make([]Attribute, 0, n)
-	for i := 0; i < n; i++ {
-		a := Attribute{Key: r.str(), Value: r.bytes()}
-		a.Time = time.Unix(0, int64(r.u64()))
-		out = append(out, a)
-	}
-	if r.err != nil {
-		return nil, ErrInternal
-	}
-	return out, nil
+	return decodeAttributes(res)
 }
 
 // PutConnectionAttribute sets key to value for the current connection.
