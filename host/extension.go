@@ -378,8 +378,8 @@ func (e *extension) acquire(ctx context.Context, cb abi.Callback) (*instance, er
 }
 
 func (e *extension) release(in *instance, cb abi.Callback, err error) {
-	if cb == abi.CallbackAuthenticate && e.pool.authSlots != nil {
-		<-e.pool.authSlots
+	if cb == abi.CallbackAuthenticate && e.pool.authLimited {
+		e.pool.releaseAuth()
 	}
 	e.calls.Add(1)
 	if err == nil {
