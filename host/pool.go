@@ -29,7 +29,8 @@ import (
 // authenticate calls hold fewer than len(all) - size, growing the pool
 // for itself otherwise. The other calls so always have size instances
 // that no authenticate call holds, ready (not being started) and idle
-// unless they are busy with one another.
+// unless they are busy with one another. Trimming keeps one instance
+// beyond size for the authentications, once one was started.
 type pool struct {
 	ext  *extension
 	size int
@@ -301,8 +302,14 @@ func (p *pool) trim() {
 	low := int(p.lowIdle.Swap(int32(len(p.idle))))
 	p.mu.Lock()
 	// Never below size plus what authenticate calls hold: the other
-	// calls keep size instances of their own.
-	surplus := min(low, len(p.all)-p.size-p.authHeld)
+	// calls keep size instances of their own. An authLimited pool keeps
+	// one more, once grown, for the next authentication: a broker with
+	// few CONNECTs would otherwise start (and stop) an instance for each.
+	floor := p.size + p.authHeld
+	if p.authLimited {
+		floor = p.size + max(p.authHeld, 1)
+	}
+	surplus := min(low, len(p.all)-floor)
 	if p.closed { // closeAll retires them
 		surplus = 0
 	}

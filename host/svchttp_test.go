@@ -455,8 +455,9 @@ func TestSlowIdentityServiceDoesNotStall(t *testing.T) {
 			t.Fatalf("slow CONNECT: %#x, want success once the service answered", code)
 		}
 	}
-	// Idle again, the pool gives back what it grew.
-	poll.Until(t, "pool back to its size", func() bool { return statusOf(t, w.h, "httpauth").Instances == 2 })
+	// Idle again, the pool gives back what it grew, but for the one
+	// instance it keeps for authentications.
+	poll.Until(t, "pool back to its size", func() bool { return statusOf(t, w.h, "httpauth").Instances == 3 })
 }
 
 // TestHostPatterns: the allow-list's matching rules, and which addresses
@@ -588,7 +589,8 @@ func BenchmarkHTTPAuthenticate(b *testing.B) {
 // service) and publish authorizations from many goroutines at once,
 // through a pool that grows: every call is served,
 // the pool never exceeds max_pool_size, every authenticate slot comes
-// back, and the pool shrinks to pool_size once idle.
+// back, and the pool shrinks to pool_size (and one instance kept for
+// authentications) once idle.
 func TestPoolHammer(t *testing.T) {
 	defer func(d time.Duration) { trimEvery = d }(trimEvery)
 	trimEvery = 100 * time.Millisecond
@@ -649,7 +651,13 @@ func TestPoolHammer(t *testing.T) {
 	if st := statusOf(t, h, "httpauth"); st.Errors != 0 {
 		t.Fatalf("%d errors", st.Errors)
 	}
-	poll.Until(t, "pool back to pool_size", func() bool { return e.pool.count() == 2 })
+	// pool_size, and one kept for authentications.
+	poll.Until(t, "pool back to pool_size", func() bool { return e.pool.count() == 3 })
+	e.pool.trim()
+	e.pool.trim() // idle through a whole period now
+	if n := e.pool.count(); n != 3 {
+		t.Fatalf("%d instances after trimming an idle pool, want pool_size and one for authentications", n)
+	}
 }
 
 // TestHTTPLogsNoQuery: a failed or refused request is logged with its
