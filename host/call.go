@@ -267,8 +267,12 @@ func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*ext
 		// HTTP), or on authenticate calls waiting on their identity
 		// service: the call fails closed, but the extension did nothing
 		// wrong; counting it would stop it as a crash loop under load.
+		// Under load this repeats for every call: the lines are spaced
+		// like those of refused host services.
 		e.errors.Add(1)
-		e.log.Warn("no instance for a call in time", "callback", cb.String(), "error", err)
+		if e.gate.logLimiter.Allow() {
+			e.log.Warn("no instance for a call in time; not counted as a failure of the extension", "callback", cb.String(), "error", err)
+		}
 	case !errors.Is(err, ErrStopped):
 		e.errors.Add(1)
 		e.log.Warn("no instance for a call", "callback", cb.String(), "error", err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -494,6 +495,13 @@ func TestHostPatterns(t *testing.T) {
 		exact, ok := hc.match(tt.host, tt.port, tt.scheme)
 		if exact != tt.exact || ok != tt.okay {
 			t.Errorf("match(%s, %d) = %v, %v; want %v, %v", tt.host, tt.port, exact, ok, tt.exact, tt.okay)
+		}
+	}
+	for u, want := range map[string]bool{"https://idp.example.com/x": true, "http://idp.example.com/x": true,
+		"http://idp.example.com:443/x": false, "https://idp.example.com:80/x": false, "https://api.example.com:8443/x": true} {
+		parsed, _ := url.Parse(u)
+		if err := hc.allowed(parsed); (err == nil) != want {
+			t.Errorf("allowed(%s): %v, want allowed %v", u, err, want)
 		}
 	}
 	for addr, internal := range map[string]bool{"127.0.0.1": true, "10.1.2.3": true, "192.168.0.1": true, "172.16.0.1": true,
