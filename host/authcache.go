@@ -52,6 +52,13 @@ type authCache struct {
 
 	mu sync.Mutex
 	m  map[authKey]*cachedAnswer
+	// gen counts the flushes (of one client id or of all). A call takes
+	// it before it runs; an answer whose call began before a flush is not
+	// kept, so that a call in flight cannot undo the flush.
+	// Written under mu.
+	gen atomic.Uint64
+	// examined counts the entries eviction looked at (tests read it).
+	examined int
 
 	// size mirrors len(m), so that an extension that never caches costs
 	// no hash per CONNECT.
@@ -84,36 +91,61 @@ func (c *authCache) get(k *authKey) (*cachedAnswer, bool) {
 	return a, ok
 }
 
-// put keeps a for ttl. A full cache first drops the expired answers,
-// then, if still full, one answer picked arbitrarily.
-func (c *authCache) put(k *authKey, a *cachedAnswer, ttl time.Duration) {
+// generation returns the flush generation, for a later put.
+func (c *authCache) generation() uint64 { return c.gen.Load() }
+
+// evictSample is how many entries a full cache looks at to make room for
+// one more.
+const evictSample = 8
+
+// put keeps a for ttl, unless the cache was flushed since gen (taken by
+// generation before the call that produced a). A full cache makes room
+// by looking at a few entries (evictSample, from where Go's randomised
+// map iteration starts): it drops the expired ones among them, or else
+// the one that expires first. Insertion costs the same however large
+// the cache; expired entries elsewhere go when they are looked up or
+// sampled.
+func (c *authCache) put(k *authKey, a *cachedAnswer, ttl time.Duration, gen uint64) bool {
 	now := monotonic()
 	a.expires = now + int64(ttl)
 	c.mu.Lock()
+	if c.gen.Load() != gen {
+		c.mu.Unlock()
+		return false
+	}
 	if _, ok := c.m[*k]; !ok && len(c.m) >= c.max {
+		var victim authKey
+		soonest, seen, dropped := int64(0), 0, false
 		for key, old := range c.m {
+			c.examined++
 			if now >= old.expires {
 				delete(c.m, key)
+				dropped = true
+			} else if seen == 0 || old.expires < soonest {
+				victim, soonest = key, old.expires
 			}
-		}
-		for key := range c.m {
-			if len(c.m) < c.max {
+			if seen++; seen >= evictSample {
 				break
 			}
-			delete(c.m, key)
+		}
+		if !dropped {
+			delete(c.m, victim)
 		}
 	}
 	c.m[*k] = a
 	c.size.Store(int64(len(c.m)))
 	c.mu.Unlock()
 	c.stored.Add(1)
+	return true
 }
 
 // flush drops every answer for clientID, or every answer when it is "",
-// and returns how many it dropped.
+// and returns how many it dropped. Either kind moves the flush
+// generation on, so that no call in flight keeps an answer after it.
 func (c *authCache) flush(clientID string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen.Add(1)
 	n := len(c.m)
 	if clientID == "" {
 		clear(c.m)

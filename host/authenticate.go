@@ -38,6 +38,9 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 				return ans.result(c.Conn)
 			}
 		}
+		// Taken before the call: a flush while it runs (on_event, another
+		// call) drops its answer instead of being undone by it.
+		gen := e.authCache.generation()
 		a, err := h.invokeFor(ctx, e, abi.CallbackAuthenticate, &rec, c.Conn)
 		if err != nil { // counted (and the failure logged) by invoke
 			a.ext.log.Debug("client refused: extension did not decide", "client", c.ClientID, "error", err)
@@ -61,12 +64,14 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 				ConnackUserProperties: slices.Clip(out.connack), // shared by cache hits: an append copies
 			}
 		}
-		if a.out.cacheFor > 0 {
+		// An answer of a successor (the chain was taken before a reload)
+		// is not kept: the generation taken was the old version's.
+		if a.out.cacheFor > 0 && a.ext == e {
 			if key == nil {
 				k := h.authKeys.key(c)
 				key = &k
 			}
-			a.ext.authCache.put(key, ans, time.Duration(a.out.cacheFor)*time.Second)
+			e.authCache.put(key, ans, time.Duration(a.out.cacheFor)*time.Second, gen)
 		}
 		if a.decision != abi.DecisionNext {
 			return ans.result(c.Conn)

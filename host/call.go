@@ -242,8 +242,10 @@ func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record)
 // call goes to the successor (not a tick: a successor ticks on its own).
 // For a deciding callback, failing to get an
 // instance counts as a failure of the extension (one whose instances all
-// hang empties its pool), unless the caller's context ended first; an
-// event that finds no instance is dropped and counted as such.
+// hang empties its pool), unless the caller's context ended first, an
+// instance was being started for it (errGrowing) or authenticate calls
+// held all they may (errAuthShare); an event that finds no instance is
+// dropped and counted as such.
 func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*extension, *instance, error) {
 	in, err := e.acquire(ctx, cb)
 	if errors.Is(err, ErrStopped) && cb != abi.CallbackTick { // a successor ticks on its own
@@ -260,6 +262,17 @@ func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*ext
 	case !abi.Callbacks[cb].Decides():
 		e.dropEvent(err)
 	case errors.Is(err, ErrCanceled):
+	case errors.Is(err, errGrowing), errors.Is(err, errAuthShare):
+		// Waiting on an instance being started (whose start may wait on
+		// HTTP), or on authenticate calls waiting on their identity
+		// service: the call fails closed, but the extension did nothing
+		// wrong; counting it would stop it as a crash loop under load.
+		// Under load this repeats for every call: the lines are spaced
+		// like those of refused host services.
+		e.errors.Add(1)
+		if e.gate.logLimiter.Allow() {
+			e.log.Warn("no instance for a call in time; not counted as a failure of the extension", "callback", cb.String(), "error", err)
+		}
 	case !errors.Is(err, ErrStopped):
 		e.errors.Add(1)
 		e.log.Warn("no instance for a call", "callback", cb.String(), "error", err)

@@ -378,8 +378,8 @@ func (e *extension) acquire(ctx context.Context, cb abi.Callback) (*instance, er
 }
 
 func (e *extension) release(in *instance, cb abi.Callback, err error) {
-	if cb == abi.CallbackAuthenticate && e.pool.authSlots != nil {
-		<-e.pool.authSlots
+	if cb == abi.CallbackAuthenticate && e.pool.authLimited {
+		e.pool.releaseAuth()
 	}
 	e.calls.Add(1)
 	if err == nil {
@@ -442,12 +442,14 @@ func (e *extension) stop(graceful bool) {
 		close(e.quit)
 	}
 	e.authCache.flush("")
-	e.http.close()
 	// The watchdog keeps enforcing deadlines on calls still running in
 	// the stopping pool, which is out of the chain already.
 	e.host.watchStopping(e, true)
 	size := e.pool.closeAll(graceful)
 	e.host.watchStopping(e, false)
+	// After closeAll: requests of calls (and stop callbacks) still running
+	// until then leave their connections idle only now.
+	e.http.close()
 	_ = e.rt.Close(context.Background())
 	_ = e.compiled.Close(context.Background())
 	e.host.released(size)

@@ -20,31 +20,54 @@ import (
 // (limits.max_pool_size), and takes whichever instance comes first, a new
 // one or one given back; it waits at most its callback's deadline, and
 // never past ctx. Instances beyond size that stayed idle through a whole
-// trimEvery period are stopped. Authenticate calls, which may wait on an
-// identity service for up to limits.authenticate_deadline, hold at most
-// max - size instances at once (authSlots) when the extension also
-// authorizes publishes or subscriptions, so that those calls always find
-// an instance or room for a new one, and never wait behind authenticate
-// calls.
+// trimEvery period are stopped.
+//
+// Authenticate calls, which may wait on an identity service for up to
+// limits.authenticate_deadline, are kept off the last size instances
+// when the extension also authorizes publishes or subscriptions
+// (authLimited): an authenticate call takes an instance only while the
+// authenticate calls hold fewer than len(all) - size, growing the pool
+// for itself otherwise. The other calls so always have size instances
+// that no authenticate call holds, ready (not being started) and idle
+// unless they are busy with one another. Trimming keeps one instance
+// beyond size for the authentications, once one was started.
 type pool struct {
 	ext  *extension
 	size int
 	max  int
 	idle chan *instance
-	// authSlots holds a token per authenticate call in flight, when they
-	// are bounded (max - size of them); nil when they are not.
-	authSlots chan struct{}
+	// authLimited: authenticate calls keep off the last size instances.
+	authLimited bool
+	// done is closed by closeAll: waiting callers give up (ErrStopped),
+	// and move to the successor, if any.
+	done chan struct{}
 
 	mu      sync.Mutex
 	all     map[*instance]struct{}
 	growing int // instances being started, counted against max
 	closed  bool
+	// authHeld counts the instances authenticate calls hold (when
+	// authLimited); authWaiters the authenticate calls waiting for their
+	// turn, woken by closing changed when an instance is added or an
+	// authenticate call ends.
+	authHeld, authWaiters int
+	changed               chan struct{}
 
 	// lowIdle is the fewest idle instances seen since the last trim;
 	// trimming is 1 while a trim runs.
 	lowIdle  atomic.Int32
 	trimming atomic.Bool
 }
+
+// errGrowing is ErrBusy when the pool was starting an instance for the
+// call: the start took longer than the call's deadline. It fails the
+// call, but is no failure of the extension (no crash-loop count).
+var errGrowing = fmt.Errorf("%w while the pool was starting one more", ErrBusy)
+
+// errAuthShare is ErrBusy for an authenticate call when the authenticate
+// calls in flight hold every instance they may (max - size): they are
+// waiting on their identity service, not failing.
+var errAuthShare = fmt.Errorf("%w: authenticate calls hold every instance they may", ErrBusy)
 
 // trimEvery is how long an instance beyond the pool's size may stay idle
 // before it is stopped. A host reads it when it is created (a test
@@ -53,12 +76,13 @@ var trimEvery = 30 * time.Second
 
 func newPool(e *extension, size, max int) *pool {
 	max = cmp.Or(max, size)
-	p := &pool{ext: e, size: size, max: max, idle: make(chan *instance, max), all: make(map[*instance]struct{}, size)}
+	p := &pool{ext: e, size: size, max: max, idle: make(chan *instance, max), all: make(map[*instance]struct{}, size),
+		done: make(chan struct{}), changed: make(chan struct{})}
 	p.lowIdle.Store(int32(max))
 	authorizes := e.has(abi.Callbacks[abi.CallbackAuthorizePublish].Bit | abi.Callbacks[abi.CallbackAuthorizeSubscribe].Bit)
 	if e.has(abi.Callbacks[abi.CallbackAuthenticate].Bit) && authorizes {
 		if max > size {
-			p.authSlots = make(chan struct{}, max-size)
+			p.authLimited = true
 		} else {
 			e.log.Warn("limits.max_pool_size equals limits.pool_size: authenticate calls may hold every instance, "+
 				"and publish and subscribe authorization then waits behind them", "pool_size", size)
@@ -67,82 +91,157 @@ func newPool(e *extension, size, max int) *pool {
 	return p
 }
 
-// add puts a new instance into service.
+// signalLocked wakes the waiting authenticate calls; p.mu is held.
+func (p *pool) signalLocked() {
+	if p.authWaiters > 0 {
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+}
+
+// add puts a new instance into service. One added after closeAll began
+// (a growth that was under way) still joins: closeAll waits for it and
+// retires it like the others, stop callback included.
 func (p *pool) add(in *instance) {
 	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		in.close()
-		return
-	}
 	p.all[in] = struct{}{}
+	p.signalLocked()
 	p.mu.Unlock()
 	p.idle <- in
 }
 
 // get returns an idle instance for a call of cb, starting one more when
 // none is idle and the pool may grow, and waiting up to cb's deadline
-// (and never past ctx) for one. An authenticate call first takes one of
-// the pool's authenticate slots, if they are bounded, within the same
-// wait; release gives it back. The common case, an idle instance (and a
-// free slot), takes no timer and no allocation.
+// (and never past ctx or the pool's closing) for one. The common case,
+// an idle instance for a call other than authenticate, takes no lock, no
+// timer and no allocation. An authenticate call of an authLimited pool
+// goes through getAuth; releaseAuth ends it.
 func (p *pool) get(ctx context.Context, cb abi.Callback) (*instance, error) {
-	slot := cb == abi.CallbackAuthenticate && p.authSlots != nil
-	held := false
-	if slot {
-		select {
-		case p.authSlots <- struct{}{}:
-			held = true
-		default:
-		}
+	if cb == abi.CallbackAuthenticate && p.authLimited {
+		return p.getAuth(ctx)
 	}
-	if !slot || held {
-		select {
-		case in := <-p.idle:
-			p.noteIdle()
-			return in, nil
-		default:
-		}
+	select {
+	case in := <-p.idle:
+		p.noteIdle()
+		return in, nil
+	default:
 	}
-	in, taken, err := p.wait(ctx, cb, slot && !held)
-	if err != nil && (held || taken) {
-		<-p.authSlots
-	}
-	return in, err
+	return p.wait(ctx, cb)
 }
 
-// wait is get's slow path: it takes an authenticate slot when needSlot,
-// then an instance, starting one more if the pool may grow, all within
-// cb's deadline and ctx. taken reports whether it took a slot.
-func (p *pool) wait(ctx context.Context, cb abi.Callback, needSlot bool) (in *instance, taken bool, err error) {
+// wait is get's slow path.
+func (p *pool) wait(ctx context.Context, cb abi.Callback) (*instance, error) {
 	t := time.NewTimer(p.ext.deadlineFor(cb))
 	defer t.Stop()
-	if needSlot {
-		select {
-		case p.authSlots <- struct{}{}:
-			taken = true
-		case <-t.C:
-			return nil, false, ErrBusy
-		case <-ctx.Done():
-			return nil, false, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
-		}
-		select {
-		case in := <-p.idle:
-			p.noteIdle()
-			return in, true, nil
-		default:
-		}
-	}
 	p.grow()
 	select {
 	case in := <-p.idle:
 		p.noteIdle()
-		return in, taken, nil
+		return in, nil
 	case <-t.C:
-		return nil, taken, ErrBusy
+		return nil, p.busyErr()
 	case <-ctx.Done():
-		return nil, taken, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
+		return nil, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
+	case <-p.done:
+		return nil, ErrStopped
 	}
+}
+
+// busyErr is the error of a call that found no instance in time:
+// errGrowing when one was being started.
+func (p *pool) busyErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.growing > 0 {
+		return errGrowing
+	}
+	return ErrBusy
+}
+
+// getAuth takes an instance for an authenticate call of an authLimited
+// pool: only while authenticate calls hold fewer than len(all) - size,
+// starting one more instance otherwise (or when none is idle).
+func (p *pool) getAuth(ctx context.Context) (*instance, error) {
+	var t *time.Timer
+	waiting := false
+	defer func() {
+		if waiting {
+			p.mu.Lock()
+			p.authWaiters--
+			p.mu.Unlock()
+		}
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrStopped
+		}
+		allowed := p.authHeld < len(p.all)-p.size
+		if allowed {
+			select {
+			case in := <-p.idle:
+				p.authHeld++
+				p.mu.Unlock()
+				p.noteIdle()
+				return in, nil
+			default:
+			}
+		}
+		p.growLocked()
+		if !waiting {
+			p.authWaiters++
+			waiting = true
+		}
+		changed := p.changed
+		p.mu.Unlock()
+		if t == nil {
+			t = time.NewTimer(p.ext.authDeadline)
+		}
+		idle := p.idle
+		if !allowed {
+			idle = nil // wait for a change instead
+		}
+		select {
+		case in := <-idle:
+			p.mu.Lock()
+			if p.authHeld < len(p.all)-p.size {
+				p.authHeld++
+				p.mu.Unlock()
+				p.noteIdle()
+				return in, nil
+			}
+			p.mu.Unlock()
+			p.idle <- in // another authenticate call took the last share meanwhile
+		case <-changed:
+		case <-t.C:
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			switch {
+			case p.growing > 0:
+				return nil, errGrowing
+			case p.authHeld >= p.max-p.size:
+				return nil, errAuthShare
+			}
+			return nil, ErrBusy
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (%v)", ErrCanceled, context.Cause(ctx))
+		case <-p.done:
+			return nil, ErrStopped
+		}
+	}
+}
+
+// releaseAuth ends an authenticate call of an authLimited pool, before
+// its instance is given back or discarded.
+func (p *pool) releaseAuth() {
+	p.mu.Lock()
+	p.authHeld--
+	p.signalLocked()
+	p.mu.Unlock()
 }
 
 // count returns how many instances the pool has now.
@@ -160,15 +259,20 @@ func (p *pool) noteIdle() {
 }
 
 // grow starts one more instance in the background, unless the pool has
-// (or is starting) max instances already. It joins the idle ones.
+// (or is starting) max instances already, or is closed. It joins the
+// idle ones.
 func (p *pool) grow() {
 	p.mu.Lock()
+	p.growLocked()
+	p.mu.Unlock()
+}
+
+// growLocked is grow with p.mu held.
+func (p *pool) growLocked() {
 	if p.closed || len(p.all)+p.growing >= p.max {
-		p.mu.Unlock()
 		return
 	}
 	p.growing++
-	p.mu.Unlock()
 	go func() {
 		in, err := p.ext.newInstance(context.Background(), "")
 		defer func() { // counted until added, so that the pool never exceeds max
@@ -197,7 +301,15 @@ func (p *pool) trim() {
 	defer p.trimming.Store(false)
 	low := int(p.lowIdle.Swap(int32(len(p.idle))))
 	p.mu.Lock()
-	surplus := min(low, len(p.all)-p.size)
+	// Never below size plus what authenticate calls hold: the other
+	// calls keep size instances of their own. An authLimited pool keeps
+	// one more, once grown, for the next authentication: a broker with
+	// few CONNECTs would otherwise start (and stop) an instance for each.
+	floor := p.size + p.authHeld
+	if p.authLimited {
+		floor = p.size + max(p.authHeld, 1)
+	}
+	surplus := min(low, len(p.all)-floor)
 	if p.closed { // closeAll retires them
 		surplus = 0
 	}
@@ -244,20 +356,32 @@ func (p *pool) discard(in *instance) {
 			p.growing--
 			p.mu.Unlock()
 		}()
-		// Retry with backoff until it works or the extension stops: a pool
-		// must not shrink below its size for good.
+		// Retry with backoff until it works or the pool closes (closeAll
+		// waits for this goroutine): a pool must not shrink below its
+		// size for good.
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-			if p.ext.stopped.Load() {
+			select {
+			case <-p.done:
 				return
+			default:
 			}
 			repl, err := p.ext.newInstance(context.Background(), "")
 			if err == nil {
 				p.add(repl)
 				return
 			}
+			if p.ext.stopped.Load() {
+				return
+			}
 			p.ext.log.Error("replace instance", "error", err, "retry_in", wait)
 			p.ext.noteFailure(err)
-			time.Sleep(wait)
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-p.done:
+				t.Stop()
+				return
+			}
 		}
 	}()
 }
@@ -274,8 +398,10 @@ func (p *pool) busy(f func(*instance, int64)) {
 	}
 }
 
-// closeAll waits for calls in flight to return (up to three deadlines),
-// runs each instance's stop callback when graceful, and closes them all.
+// closeAll wakes the callers waiting for an instance (ErrStopped: they
+// move to the successor, if any), waits for calls in flight to return (up
+// to three deadlines) and for instances being started to join, runs each
+// instance's stop callback when graceful, and closes them all.
 // Calls still running then are halted (instance.halt) and given up to
 // setupLimit more to return; an instance whose call outlives even that (a
 // guest blocked in a host function) is closed under it (see
@@ -283,7 +409,10 @@ func (p *pool) busy(f func(*instance, int64)) {
 // held, in bytes.
 func (p *pool) closeAll(graceful bool) (size uint64) {
 	p.mu.Lock()
-	p.closed = true
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+	}
 	p.mu.Unlock()
 	wait := time.NewTimer(3 * max(p.ext.deadline, p.ext.authDeadline))
 	defer wait.Stop()
@@ -294,9 +423,9 @@ func (p *pool) closeAll(graceful bool) (size uint64) {
 	halted := false
 	for {
 		p.mu.Lock()
-		left := len(p.all)
+		left, growing := len(p.all), p.growing
 		p.mu.Unlock()
-		if left == 0 {
+		if left == 0 && growing == 0 {
 			return size
 		}
 		select {
@@ -309,10 +438,15 @@ func (p *pool) closeAll(graceful bool) (size uint64) {
 				for in := range p.all {
 					size += in.close()
 				}
-				p.ext.log.Warn("calls still running after the stop limit; instances closed under them", "instances", len(p.all))
+				if len(p.all) > 0 {
+					p.ext.log.Warn("calls still running after the stop limit; instances closed under them", "instances", len(p.all))
+				}
 				p.all = map[*instance]struct{}{}
 				p.mu.Unlock()
-				return size
+				// An instance still starting (its start bounded by the
+				// set-up limit) joins idle and is retired, not gracefully.
+				wait.Reset(p.ext.setupLimit())
+				continue
 			}
 			p.mu.Lock()
 			for in := range p.all {
@@ -330,8 +464,12 @@ func (p *pool) closeAll(graceful bool) (size uint64) {
 // callback when graceful, and closes it.
 func (p *pool) retire(in *instance, graceful bool) uint64 {
 	p.mu.Lock()
+	_, live := p.all[in]
 	delete(p.all, in)
 	p.mu.Unlock()
+	if !live { // closed under its call by closeAll, then given back
+		return 0
+	}
 	if graceful && in.fns[abi.CallbackStop] != nil {
 		in.stack[0] = 0
 		began := p.ext.host.clock()

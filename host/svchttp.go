@@ -220,15 +220,17 @@ func newHTTPClient(dir string, m *Manifest) (*httpClient, error) {
 func (hc *httpClient) close() { hc.tr.CloseIdleConnections() }
 
 // match finds the entry allowing host:port of scheme; exact is true for an
-// entry naming the host itself rather than a wildcard.
-func (hc *httpClient) match(host string, port int) (exact, ok bool) {
+// entry naming the host itself rather than a wildcard. An entry without a
+// port allows port 80 for http and 443 for https; scheme "" (the dialer,
+// which sees no scheme: allowed checked it) takes either.
+func (hc *httpClient) match(host string, port int, scheme string) (exact, ok bool) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	if a, err := netip.ParseAddr(host); err == nil {
 		host = a.Unmap().String()
 	}
 	for _, p := range hc.allow {
 		want := p.port
-		if want == 0 && port != 80 && port != 443 {
+		if want == 0 && !defaultPort(scheme, port) {
 			continue
 		}
 		if want != 0 && want != port {
@@ -242,6 +244,18 @@ func (hc *httpClient) match(host string, port int) (exact, ok bool) {
 		}
 	}
 	return false, ok
+}
+
+// defaultPort reports whether port is scheme's default (80 for http, 443
+// for https; either for "").
+func defaultPort(scheme string, port int) bool {
+	switch scheme {
+	case "http":
+		return port == 80
+	case "https":
+		return port == 443
+	}
+	return port == 80 || port == 443
 }
 
 // allowed checks a request's URL (the first, and every redirect's).
@@ -260,7 +274,7 @@ func (hc *httpClient) allowed(u *url.URL) error {
 		}
 		port = n
 	}
-	if _, ok := hc.match(u.Hostname(), port); !ok {
+	if _, ok := hc.match(u.Hostname(), port, u.Scheme); !ok {
 		return fmt.Errorf("%w: %s", errHostNotAllowed, u.Host)
 	}
 	return nil
@@ -284,7 +298,7 @@ func (hc *httpClient) dial(ctx context.Context, network, addr string) (net.Conn,
 		return nil, err
 	}
 	port, _ := strconv.Atoi(portText)
-	exact, ok := hc.match(host, port)
+	exact, ok := hc.match(host, port, "")
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", errHostNotAllowed, addr)
 	}
@@ -310,8 +324,25 @@ func (hc *httpClient) dial(ctx context.Context, network, addr string) (net.Conn,
 	return nil, last
 }
 
-// internalAddr reports whether a is not a public unicast address.
+// NAT64 prefixes: the well-known one (RFC 6052), whose last 32 bits are
+// the IPv4 address it reaches, and the local-use one (RFC 8215).
+var (
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48")
+)
+
+// internalAddr reports whether a is not a public unicast address. A
+// NAT64 address is judged by the IPv4 address it embeds (through a NAT64
+// gateway, 64:ff9b::10.0.0.1 reaches 10.0.0.1); the local-use NAT64
+// prefix is internal as a whole.
 func internalAddr(a netip.Addr) bool {
+	if nat64WellKnown.Contains(a) {
+		b := a.As16()
+		return internalAddr(netip.AddrFrom4([4]byte(b[12:])))
+	}
+	if nat64Local.Contains(a) {
+		return true
+	}
 	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
 		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() ||
 		netip.MustParsePrefix("100.64.0.0/10").Contains(a) // carrier-grade NAT
@@ -472,13 +503,24 @@ func hfHTTPRequest(in *instance, mod api.Module, stack []uint64) int32 {
 		return abi.StatusInvalidArgument
 	case errors.Is(err, errHostNotAllowed), errors.Is(err, errPrivateAddress):
 		in.ext.gate.notPermitted.Add(1)
-		in.ext.gate.refused(in, abi.FuncHTTPRequest, "outbound HTTP refused", "url", logURL(req.url), "error", err)
+		in.ext.gate.refused(in, abi.FuncHTTPRequest, "outbound HTTP refused", "url", logURL(req.url), "error", withoutURL(err))
 		return abi.StatusNotPermitted
 	case errors.Is(err, errTooLarge):
 		return abi.StatusTooLarge
 	}
-	in.ext.gate.refused(in, abi.FuncHTTPRequest, "outbound HTTP failed", "url", logURL(req.url), "error", err)
+	in.ext.gate.refused(in, abi.FuncHTTPRequest, "outbound HTTP failed", "url", logURL(req.url), "error", withoutURL(err))
 	return abi.StatusInternal
+}
+
+// withoutURL is err without the URL net/http wraps it with (a *url.Error
+// names the whole URL, query string included, where a token may be):
+// the log line names the URL through logURL instead.
+func withoutURL(err error) error {
+	var ue *url.Error
+	for errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err
 }
 
 // logURL is a URL without its user, query and fragment, which may hold

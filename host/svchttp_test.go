@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -455,8 +456,9 @@ func TestSlowIdentityServiceDoesNotStall(t *testing.T) {
 			t.Fatalf("slow CONNECT: %#x, want success once the service answered", code)
 		}
 	}
-	// Idle again, the pool gives back what it grew.
-	poll.Until(t, "pool back to its size", func() bool { return statusOf(t, w.h, "httpauth").Instances == 2 })
+	// Idle again, the pool gives back what it grew, but for the one
+	// instance it keeps for authentications.
+	poll.Until(t, "pool back to its size", func() bool { return statusOf(t, w.h, "httpauth").Instances == 3 })
 }
 
 // TestHostPatterns: the allow-list's matching rules, and which addresses
@@ -468,30 +470,46 @@ func TestHostPatterns(t *testing.T) {
 	for _, tt := range []struct {
 		host        string
 		port        int
+		scheme      string
 		exact, okay bool
 	}{
-		{"idp.example.com", 443, true, true},
-		{"IDP.Example.COM.", 80, true, true},
-		{"idp.example.com", 8443, false, false},
-		{"api.example.com", 8443, true, true},
-		{"api.example.com", 443, false, false},
-		{"a.corp.example", 443, false, true},
-		{"a.b.corp.example", 80, false, true},
-		{"corp.example", 443, false, false},
-		{"evilcorp.example", 443, false, false},
-		{"10.0.0.5", 8080, true, true},
-		{"::ffff:10.0.0.5", 8080, true, true},
-		{"::1", 9000, true, true},
-		{"127.0.0.1", 9000, false, false},
+		{"idp.example.com", 443, "https", true, true},
+		{"IDP.Example.COM.", 80, "http", true, true},
+		{"idp.example.com", 443, "http", false, false}, // http to 443: not the scheme's port
+		{"idp.example.com", 80, "https", false, false},
+		{"idp.example.com", 443, "", true, true}, // the dialer: either default port
+		{"idp.example.com", 8443, "https", false, false},
+		{"api.example.com", 8443, "https", true, true},
+		{"api.example.com", 8443, "http", true, true},
+		{"api.example.com", 443, "https", false, false},
+		{"a.corp.example", 443, "https", false, true},
+		{"a.b.corp.example", 80, "http", false, true},
+		{"a.corp.example", 80, "https", false, false},
+		{"corp.example", 443, "https", false, false},
+		{"evilcorp.example", 443, "https", false, false},
+		{"10.0.0.5", 8080, "http", true, true},
+		{"::ffff:10.0.0.5", 8080, "http", true, true},
+		{"::1", 9000, "http", true, true},
+		{"127.0.0.1", 9000, "http", false, false},
 	} {
-		exact, ok := hc.match(tt.host, tt.port)
+		exact, ok := hc.match(tt.host, tt.port, tt.scheme)
 		if exact != tt.exact || ok != tt.okay {
 			t.Errorf("match(%s, %d) = %v, %v; want %v, %v", tt.host, tt.port, exact, ok, tt.exact, tt.okay)
 		}
 	}
+	for u, want := range map[string]bool{"https://idp.example.com/x": true, "http://idp.example.com/x": true,
+		"http://idp.example.com:443/x": false, "https://idp.example.com:80/x": false, "https://api.example.com:8443/x": true} {
+		parsed, _ := url.Parse(u)
+		if err := hc.allowed(parsed); (err == nil) != want {
+			t.Errorf("allowed(%s): %v, want allowed %v", u, err, want)
+		}
+	}
 	for addr, internal := range map[string]bool{"127.0.0.1": true, "10.1.2.3": true, "192.168.0.1": true, "172.16.0.1": true,
 		"169.254.1.1": true, "100.64.0.1": true, "0.0.0.0": true, "::1": true, "fd00::1": true, "fe80::1": true,
-		"93.184.216.34": false, "2606:2800:220:1::1": false} {
+		"93.184.216.34": false, "2606:2800:220:1::1": false,
+		// NAT64: judged by the IPv4 address embedded.
+		"64:ff9b::10.0.0.1": true, "64:ff9b::127.0.0.1": true, "64:ff9b::169.254.169.254": true,
+		"64:ff9b::93.184.216.34": false, "64:ff9b:1::5db8:d822": true} {
 		if got := internalAddr(netip.MustParseAddr(addr)); got != internal {
 			t.Errorf("internalAddr(%s) = %v", addr, got)
 		}
@@ -579,7 +597,8 @@ func BenchmarkHTTPAuthenticate(b *testing.B) {
 // service) and publish authorizations from many goroutines at once,
 // through a pool that grows: every call is served,
 // the pool never exceeds max_pool_size, every authenticate slot comes
-// back, and the pool shrinks to pool_size once idle.
+// back, and the pool shrinks to pool_size (and one instance kept for
+// authentications) once idle.
 func TestPoolHammer(t *testing.T) {
 	defer func(d time.Duration) { trimEvery = d }(trimEvery)
 	trimEvery = 100 * time.Millisecond
@@ -631,11 +650,55 @@ func TestPoolHammer(t *testing.T) {
 	if n := s.requests.Load(); n != goroutines/2*rounds {
 		t.Fatalf("%d requests at the identity service, want %d", n, goroutines/2*rounds)
 	}
-	if n := len(e.pool.authSlots); n != 0 {
-		t.Fatalf("%d authenticate slots still held", n)
+	e.pool.mu.Lock()
+	held := e.pool.authHeld
+	e.pool.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("%d instances still counted as held by authenticate calls", held)
 	}
 	if st := statusOf(t, h, "httpauth"); st.Errors != 0 {
 		t.Fatalf("%d errors", st.Errors)
 	}
-	poll.Until(t, "pool back to pool_size", func() bool { return e.pool.count() == 2 })
+	// pool_size, and one kept for authentications.
+	poll.Until(t, "pool back to pool_size", func() bool { return e.pool.count() == 3 })
+	e.pool.trim()
+	e.pool.trim() // idle through a whole period now
+	if n := e.pool.count(); n != 3 {
+		t.Fatalf("%d instances after trimming an idle pool, want pool_size and one for authentications", n)
+	}
+}
+
+// TestHTTPLogsNoQuery: a failed or refused request is logged with its
+// URL's scheme, host and path, never its query string (a token), even
+// where net/http's error would repeat the whole URL.
+func TestHTTPLogsNoQuery(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close() // connection refused
+	away := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://elsewhere.example/check?token=s3cret-2", http.StatusFound)
+	}))
+	t.Cleanup(away.Close)
+	for _, tt := range []struct{ name, url, hosts, reason, line string }{
+		{"failed", "http://" + down + "/check?token=s3cret-1", down, "identity service: propolis: INTERNAL", "outbound HTTP failed"},
+		{"redirect refused", away.URL + "/check?token=s3cret-1", strings.TrimPrefix(away.URL, "http://"),
+			"identity service: propolis: NOT_PERMITTED", "outbound HTTP refused"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w, _ := startHTTPAuth(t, httpAuthManifest(tt.url, tt.hosts, 0, "  pool_size: 1"))
+			if code, reason := connectOnce(t, w.addr, "c1", "bob", "good"); code != 0x88 || reason != tt.reason {
+				t.Fatalf("CONNACK %#x %q, want 0x88 %q", code, reason, tt.reason)
+			}
+			logs := w.logs.String()
+			if !strings.Contains(logs, tt.line) || !strings.Contains(logs, "/check") {
+				t.Fatalf("no %q line naming the path:\n%s", tt.line, logs)
+			}
+			if strings.Contains(logs, "s3cret") || strings.Contains(logs, "token=") {
+				t.Fatalf("the query string is in the log:\n%s", logs)
+			}
+		})
+	}
 }
