@@ -294,7 +294,12 @@ type Publisher interface {
 	// for a persistent session, one store write. Errors: ErrNoSession;
 	// ErrNotSubscribed (no matching subscription: nothing sent);
 	// ErrInvalidArgument (as Publish, and m.Retain set); mochi's error
-	// when the session's queue is full (mqtt.max_queued_messages).
+	// when the session has no packet id free or the write to the
+	// connection fails. A QoS 1/2 copy
+	// for a session whose queue is full (mqtt.max_queued_messages, or the
+	// client's own limit) is dropped and counted as any dropped delivery,
+	// and PublishTo returns nil, as it does when the client may not read
+	// the topic.
 	PublishTo(clientID string, m Message) error
 }
 
