@@ -43,6 +43,11 @@ type hook struct {
 	// seq is the last ordering key handed out; see nextSeq.
 	seq atomic.Int64
 
+	// restoredOffline holds, for each session restored at start-up and not
+	// taken over since, the Unix time it went offline: restore stops its
+	// client at the restart, so StopTime is not it (see offlineSince).
+	restoredOffline sync.Map // *mqtt.Client -> int64
+
 	storedMu sync.Mutex
 	stored   map[string]struct{} // client ids with a session record in persist; see persist.go
 	// sessionLocks order a session record's writes with a change of its
@@ -140,6 +145,9 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 // have.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	old, ok := h.mochi.Clients.Get(cl.ID)
+	if ok {
+		h.restoredOffline.Delete(old) // the new connection replaces it
+	}
 	fresh := !ok || (old.Properties.Clean && old.Properties.ProtocolVersion < 5)
 	if pk.Connect.Clean || !persistent(cl) || fresh {
 		h.deleteSession(cl.ID, false)

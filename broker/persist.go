@@ -178,6 +178,7 @@ func (h *hook) expireLater(cl *mqtt.Client) {
 // sessionExpired removes the session mochi expired (on its event loop),
 // unless the client reconnected as it expired.
 func (h *hook) sessionExpired(cl *mqtt.Client) {
+	h.restoredOffline.Delete(cl)
 	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur != cl {
 		return
 	}

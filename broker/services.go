@@ -76,8 +76,10 @@ type ClientInfo struct {
 	RemoteAddr string
 	// SessionExpiry is how long, in seconds, the session outlives its
 	// connection: 0 for one that ends with it. A 3.1.1 persistent session
-	// has mqtt.max_session_expiry; a restored session what it had left at
-	// start-up.
+	// has mqtt.max_session_expiry unless its expiry was set
+	// (SetSessionExpiry, the authenticator's ClientSettings.SessionExpiry);
+	// an offline session counts it from when it went offline, a restored
+	// one too (before the restart).
 	SessionExpiry uint32
 	// ExpiresAt is when an offline session will be removed; zero while
 	// connected.

@@ -24,17 +24,31 @@ func (s *Server) sessionClient(clientID string) (*mqtt.Client, bool) {
 }
 
 // sessionExpiry is how long, in seconds, cl's session outlives its
-// connection, by mochi's rule (clearExpiredClients): an MQTT 5 session its
-// interval, any other persistent session the broker's maximum; 0 for one
-// that ends with its connection.
+// connection, by restore's rule: an MQTT 5 session, or a 3.1.1 one whose
+// expiry was set (Server.SetSessionExpiry, the authenticator's
+// ClientSettings.SessionExpiry; hook.expireLater honours it), its interval,
+// any other persistent session the broker's maximum, never more than that
+// maximum; 0 for one that ends with its connection. Called under cl's
+// session lock.
 func (s *Server) sessionExpiry(cl *mqtt.Client) uint32 {
 	if !persistent(cl) {
 		return 0
 	}
-	if p := &cl.Properties; p.ProtocolVersion == 5 && p.Props.SessionExpiryIntervalFlag {
-		return p.Props.SessionExpiryInterval
+	max := s.mochi.Options.Capabilities.MaximumSessionExpiryInterval
+	if p := &cl.Properties; p.ProtocolVersion >= 5 || p.Props.SessionExpiryIntervalFlag {
+		return min(p.Props.SessionExpiryInterval, max)
 	}
-	return s.mochi.Options.Capabilities.MaximumSessionExpiryInterval
+	return max
+}
+
+// offlineSince returns the Unix time the offline session of cl went
+// offline: for a session restored at start-up the time stored with it
+// (restore stops its client at the restart), StopTime for any other.
+func (h *hook) offlineSince(cl *mqtt.Client) int64 {
+	if v, ok := h.restoredOffline.Load(cl); ok {
+		return v.(int64)
+	}
+	return cl.StopTime()
 }
 
 // Client implements Clients.
@@ -73,7 +87,14 @@ func (s *Server) Client(clientID string) (ClientInfo, bool) {
 		}
 	}
 	if !info.Connected {
-		info.ExpiresAt = time.Unix(cl.StopTime()+int64(info.SessionExpiry), 0)
+		// mochi counts the interval from StopTime; a restored session's
+		// interval is what was left of it at the restart, which the
+		// caller is told counting from when it really went offline.
+		end := cl.StopTime() + int64(info.SessionExpiry)
+		info.ExpiresAt = time.Unix(end, 0)
+		if off := s.hook.offlineSince(cl); off < cl.StopTime() && info.SessionExpiry > 0 {
+			info.SessionExpiry = uint32(min(end-off, int64(caps.MaximumSessionExpiryInterval)))
+		}
 	}
 	return info, true
 }
@@ -263,16 +284,21 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 	mu.Lock()
 	defer mu.Unlock()
 	p := &cl.Properties
+	disconnectedAt := cl.StopTime()
 	if cl.Closed() {
-		left := cl.StopTime() + int64(seconds) - time.Now().Unix()
+		// The new expiry counts from when the session went offline, which
+		// for a session restored at start-up is before StopTime.
+		disconnectedAt = s.hook.offlineSince(cl)
+		left := disconnectedAt + int64(seconds) - time.Now().Unix()
 		if left <= 0 {
 			if err := s.hook.removeSession(cl, codeSessionInvalidated); err != nil {
 				return seconds, fmt.Errorf("set session expiry of %q: remove expired session: %w", clientID, err)
 			}
 			return seconds, nil
 		}
-		// The interval counts from StopTime, as mochi's sweep counts it.
-		p.Props.SessionExpiryInterval = seconds
+		// The interval in the properties counts from StopTime, as mochi's
+		// sweep counts it; the record keeps seconds from disconnectedAt.
+		p.Props.SessionExpiryInterval = uint32(max(disconnectedAt+int64(seconds)-cl.StopTime(), 1))
 		p.Props.SessionExpiryIntervalFlag = true
 		p.ProtocolVersion = 5
 	} else {
@@ -290,7 +316,9 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 		}
 	}
 	if s.hook.isStored(clientID) {
-		if err := s.persist.PutSession(sessionRecord(cl, cl.StopTime()), true); err != nil {
+		rec := sessionRecord(cl, disconnectedAt)
+		rec.SessionExpiry = seconds
+		if err := s.persist.PutSession(rec, true); err != nil {
 			return seconds, fmt.Errorf("set session expiry of %q: %w", clientID, err)
 		}
 	}
