@@ -132,11 +132,15 @@ type Clients interface {
 	// client is disconnected (MQTT 5: reason 0x98, administrative action;
 	// its will is published as after any disconnection by the server), and
 	// the session is removed from memory and from the store with everything
-	// it owns (subscriptions, queued messages, session attributes). It
-	// blocks for the DISCONNECT write (as Disconnect) and one store write
-	// (an fsync in sync mode). Errors: ErrNoSession; a store error, after
+	// it owns (subscriptions, queued messages, session attributes). A new
+	// connection that resumes the session while it is being removed is
+	// disconnected and loses it too, as if it had connected first; one
+	// that starts a new session keeps it. It blocks for the DISCONNECT
+	// write (as Disconnect) and one store write (an fsync in sync mode)
+	// per connection it ends. Errors: ErrNoSession; a store error, after
 	// the session is gone from memory (the store may then bring it back at
-	// the next start).
+	// the next start); an error when new connections resumed the session
+	// at each of 8 attempts.
 	InvalidateSession(clientID string) error
 
 	// SetSessionExpiry sets how long, in seconds, the session of clientID

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -219,29 +220,75 @@ var codeSessionInvalidated = packets.Code{Code: 0x98, Reason: "session invalidat
 // DeleteSession removes what the store holds. If the client's goroutine
 // saves the session as it closes, after this removed it, the hook sees the
 // client gone from mochi and undoes the save (hook.sessionEnded).
+//
+// A new connection of the client id may take the session over (mochi's
+// inheritClientSession) while it is being removed: the session it took,
+// whichever connection holds it when the removal ends, is removed in turn,
+// so that the call ends the session of clientID as if the take-over had
+// come first. A client id taken over again at each attempt (at most
+// maxRemoveAttempts) gets an error.
 func (s *Server) InvalidateSession(clientID string) error {
 	cl, ok := s.sessionClient(clientID)
 	if !ok {
 		return fmt.Errorf("invalidate session %q: %w", clientID, ErrNoSession)
 	}
-	if err := s.hook.removeSession(cl, codeSessionInvalidated); err != nil {
-		return fmt.Errorf("invalidate session %q: %w", clientID, err)
+	for range maxRemoveAttempts {
+		nc, err := s.hook.removeSession(cl, codeSessionInvalidated)
+		if err != nil {
+			return fmt.Errorf("invalidate session %q: %w", clientID, err)
+		}
+		if nc == nil {
+			return nil
+		}
+		cl = nc
 	}
-	return nil
+	return fmt.Errorf("invalidate session %q: taken over by a new connection at each of %d attempts", clientID, maxRemoveAttempts)
 }
 
+// maxRemoveAttempts bounds InvalidateSession's attempts against
+// connections of the client id taking its session over.
+const maxRemoveAttempts = 8
+
 // removeSession ends cl's session now (see Server.InvalidateSession): a
-// connected client is kicked with code first. It returns the store's error.
-func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) error {
-	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur == cl {
-		h.mochi.Clients.Delete(cl.ID)
+// connected client is kicked with code first. It returns the store's
+// error, and the client that holds the session now if a new connection
+// took it over, before (then nothing was removed) or while it was being
+// removed (then that client keeps what it took over, in memory and in
+// the store: see keepTakenOver).
+//
+// mochi's take-over is not ordered with this: it disconnects the old
+// client, marks it taken over, copies its subscriptions and queue under
+// the same client id, then puts the new client in the client map. So the
+// old client's subscriptions are taken out of the topic index only while
+// it is not taken over (mochi's own rule, UnsubscribeClient), and what a
+// take-over may have undone here is done again afterwards; a new
+// connection that ran OnSessionEstablish meanwhile stores its whole
+// session when established (hook.OnSessionEstablished). The removal holds
+// the client's session lock throughout, so that this and that are
+// ordered: it blocks that connection's session saves for its kick (at
+// most kickWriteTimeout) and one store write. Called without the session
+// lock.
+func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) (*mqtt.Client, error) {
+	if h.beforeRemove != nil {
+		h.beforeRemove(cl.ID)
 	}
+	mu := h.sessionLock(cl.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur != cl {
+		return h.takenOverBy(cl), nil
+	}
+	h.mochi.Clients.Delete(cl.ID)
+	// After the delete: a connection that reads the count later finds no
+	// session to take over (see removedMeanwhile).
+	h.removalGen(cl.ID).Add(1)
+	h.restoredOffline.Delete(cl)
 	if !cl.Closed() {
 		h.kick(cl, code)
 	}
 	for filter := range cl.State.Subscriptions.GetAll() {
 		cl.State.Subscriptions.Delete(filter)
-		if h.mochi.Topics.Unsubscribe(filter, cl.ID) {
+		if !cl.IsTakenOver() && h.mochi.Topics.Unsubscribe(filter, cl.ID) {
 			atomic.AddInt64(&h.mochi.Info.Subscriptions, -1)
 		}
 	}
@@ -251,7 +298,88 @@ func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) error {
 		}
 	}
 	h.setStored(cl.ID, false)
-	return h.persist.DeleteSession(cl.ID, true)
+	err := h.persist.DeleteSession(cl.ID, true)
+	nc := h.takenOverBy(cl)
+	if nc != nil {
+		h.storeErr("keep taken-over session", nc.ID, h.keepTakenOver(nc))
+	}
+	return nc, err
+}
+
+// takenOverBy returns the client that took cl's session over, inheriting
+// it (mochi's inheritClientSession: neither a clean start nor a clean
+// 3.1.1 session), or nil. The new client may not be in mochi's client map
+// (yet, or any more: the removal's delete may have come after mochi added
+// it); the hook's connecting map has it.
+func (h *hook) takenOverBy(cl *mqtt.Client) *mqtt.Client {
+	if !cl.IsTakenOver() || (cl.Properties.Clean && cl.Properties.ProtocolVersion < 5) {
+		return nil
+	}
+	nc, ok := h.mochi.Clients.Get(cl.ID)
+	if !ok || nc == cl {
+		v, found := h.connecting.Load(cl.ID)
+		if !found {
+			return nil
+		}
+		nc = v.(*mqtt.Client)
+	}
+	if nc == cl || nc.Properties.Clean {
+		return nil
+	}
+	return nc
+}
+
+// removalGen returns the count of removals (removeSession) of client id's
+// session, shared with the ids of the same session lock. A connection
+// reads it as its session is established (OnSessionEstablish) and again
+// once it is (OnSessionEstablished): a change means a removal ran
+// meanwhile.
+func (h *hook) removalGen(id string) *atomic.Uint64 {
+	return &h.removalGens[h.lockIndex(id)]
+}
+
+// keepTakenOver makes nc, which took over a session being removed, hold
+// it whole: in mochi's client map, its subscriptions in the topic index
+// (the removal may have taken out entries of the same client id), and, if
+// its session is persistent, in the store with its subscriptions and
+// queue, which the removal deleted. Called under nc's session lock.
+func (h *hook) keepTakenOver(nc *mqtt.Client) error {
+	if _, ok := h.mochi.Clients.Get(nc.ID); !ok && !nc.Closed() {
+		h.mochi.Clients.Add(nc)
+	}
+	for _, sub := range nc.State.Subscriptions.GetAll() {
+		if h.mochi.Topics.Subscribe(nc.ID, sub) {
+			atomic.AddInt64(&h.mochi.Info.Subscriptions, 1)
+		}
+	}
+	return h.storeWhole(nc)
+}
+
+// storeWhole stores the persistent session of nc with its subscriptions
+// and queued messages; nothing for a session that ends with its
+// connection. Called under nc's session lock.
+func (h *hook) storeWhole(nc *mqtt.Client) error {
+	if !persistent(nc) {
+		return nil
+	}
+	at := int64(0)
+	if nc.Closed() {
+		at = nc.StopTime()
+	}
+	rec := sessionRecord(nc, at)
+	for _, sub := range nc.State.Subscriptions.GetAll() {
+		if err := h.persist.PutSubscription(subscriptionRecord(nc.ID, sub), false); err != nil {
+			return err
+		}
+	}
+	for _, pk := range nc.State.Inflight.GetAll(false) {
+		h.saveInflight(nc, pk)
+	}
+	if err := h.persist.PutSession(rec, true); err != nil {
+		return err
+	}
+	h.setStored(nc.ID, true)
+	return nil
 }
 
 // SetSessionExpiry implements Clients.
@@ -282,7 +410,8 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 	// session is established and as it goes offline (hook.saveSession).
 	mu := s.hook.sessionLock(clientID)
 	mu.Lock()
-	defer mu.Unlock()
+	unlock := sync.OnceFunc(mu.Unlock)
+	defer unlock()
 	p := &cl.Properties
 	disconnectedAt := cl.StopTime()
 	if cl.Closed() {
@@ -291,8 +420,15 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 		disconnectedAt = s.hook.offlineSince(cl)
 		left := disconnectedAt + int64(seconds) - time.Now().Unix()
 		if left <= 0 {
-			if err := s.hook.removeSession(cl, codeSessionInvalidated); err != nil {
+			unlock() // removeSession takes it
+			nc, err := s.hook.removeSession(cl, codeSessionInvalidated)
+			if err != nil {
 				return seconds, fmt.Errorf("set session expiry of %q: remove expired session: %w", clientID, err)
+			}
+			if nc != nil {
+				// A new connection resumed the session meanwhile: the
+				// expiry is its now.
+				return s.SetSessionExpiry(clientID, seconds)
 			}
 			return seconds, nil
 		}
