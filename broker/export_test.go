@@ -61,3 +61,9 @@ func (s *Server) SetBeforeRemove(f func(id string)) { s.hook.beforeRemove = f }
 // the client id once it has found the session and before it reads or
 // writes the store. Set it before any attribute operation runs.
 func (s *Server) SetAttributeFound(f func(id string)) { s.hook.attributeFound = f }
+
+// SetWillTimer makes the broker hand the delayed publication of the will
+// of a client it disconnected (see kickedWill) to after instead of
+// time.AfterFunc, so that a test decides when the delay ends. Set it
+// before any client connects.
+func (s *Server) SetWillTimer(after func(d time.Duration, f func())) { s.hook.willTimer = after }

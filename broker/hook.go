@@ -66,6 +66,9 @@ type hook struct {
 	// attributeFound, set by tests only (SetAttributeFound), runs once an
 	// attribute operation has found its session.
 	attributeFound func(id string)
+	// willTimer, set by tests only (SetWillTimer), replaces
+	// time.AfterFunc for the delay of a will kickedWill publishes.
+	willTimer func(d time.Duration, f func())
 
 	// Disk-full accounting (see health.go): QoS 1/2 publishes refused with
 	// store.ErrDiskFull, and queued copies the store did not take.

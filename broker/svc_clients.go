@@ -200,12 +200,19 @@ func (h *hook) kickedWill(cl *mqtt.Client, err error) {
 		publish()
 		return
 	}
-	time.AfterFunc(time.Duration(w.WillDelayInterval)*time.Second, func() {
+	after := h.willTimer
+	if after == nil {
+		after = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
+	}
+	after(time.Duration(w.WillDelayInterval)*time.Second, func() {
 		if h.closed.Load() {
 			return
 		}
-		if cur, ok := h.mochi.Clients.Get(cl.ID); ok && !cur.Closed() {
-			return // the client came back within the delay
+		if cur, ok := h.mochi.Clients.Get(cl.ID); ok && (cur != cl || !cur.Closed()) {
+			// The client came back within the delay (MQTT-3.1.3-9), even
+			// if it has left again since: a will of that connection is
+			// its own.
+			return
 		}
 		publish()
 	})
