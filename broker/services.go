@@ -301,11 +301,10 @@ type Publisher interface {
 	// ErrNotSubscribed (no matching subscription: nothing sent);
 	// ErrInvalidArgument (as Publish, and m.Retain set); mochi's error
 	// when the session has no packet id free or the write to the
-	// connection fails. A QoS 1/2 copy
-	// for a session whose queue is full (mqtt.max_queued_messages, or the
-	// client's own limit) is dropped and counted as any dropped delivery,
-	// and PublishTo returns nil, as it does when the client may not read
-	// the topic.
+	// connection fails. A QoS 1/2 copy for a session whose queue is full
+	// (mqtt.max_queued_messages, or the client's own limit) is dropped and
+	// counted as any dropped delivery, and PublishTo returns nil, as it
+	// does when the client may not read the topic.
 	PublishTo(clientID string, m Message) error
 }
 
