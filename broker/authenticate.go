@@ -50,6 +50,9 @@ type clientState struct {
 	// conn holds the connection's attributes (svc_connattrs.go), from the
 	// CONNECT on; dropState ends it.
 	conn Conn
+	// removals is the count of session removals of the client id (see
+	// hook.removalGen) when its session was being established.
+	removals uint64
 	// kickWill is the client's will when the broker disconnected it without
 	// preventing the will (hook.kick, hook.kickedWill).
 	kickWill atomic.Pointer[mqtt.Will]

@@ -49,3 +49,21 @@ func (s *Server) PendingInMemory() int {
 	s.hook.pending.Range(func(any, any) bool { n++; return true })
 	return n
 }
+
+// SetBeforeRemove makes every removal of a session (InvalidateSession,
+// SetSessionExpiry running a session out, a 3.1.1 session's expiry) call f
+// with the client id once it has found the session and before it acts on
+// it, so that a test decides what happens in between. Set it before any
+// removal runs.
+func (s *Server) SetBeforeRemove(f func(id string)) { s.hook.beforeRemove = f }
+
+// SetAttributeFound makes every session attribute operation call f with
+// the client id once it has found the session and before it reads or
+// writes the store. Set it before any attribute operation runs.
+func (s *Server) SetAttributeFound(f func(id string)) { s.hook.attributeFound = f }
+
+// SetWillTimer makes the broker hand the delayed publication of the will
+// of a client it disconnected (see kickedWill) to after instead of
+// time.AfterFunc, so that a test decides when the delay ends. Set it
+// before any client connects.
+func (s *Server) SetWillTimer(after func(d time.Duration, f func())) { s.hook.willTimer = after }

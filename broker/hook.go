@@ -43,11 +43,32 @@ type hook struct {
 	// seq is the last ordering key handed out; see nextSeq.
 	seq atomic.Int64
 
+	// restoredOffline holds, for each session restored at start-up and not
+	// taken over since, the Unix time it went offline: restore stops its
+	// client at the restart, so StopTime is not it (see offlineSince).
+	restoredOffline sync.Map // *mqtt.Client -> int64
+
 	storedMu sync.Mutex
 	stored   map[string]struct{} // client ids with a session record in persist; see persist.go
 	// sessionLocks order a session record's writes with a change of its
 	// expiry; see sessionLock.
 	sessionLocks [64]sync.Mutex
+	// removalGens count the removals of sessions, per session lock; see
+	// removalGen.
+	removalGens [64]atomic.Uint64
+	// connecting holds, per client id, its last connection past
+	// OnSessionEstablish, until that connection's OnDisconnect; see
+	// takenOverBy.
+	connecting sync.Map // string -> *mqtt.Client
+	// beforeRemove, set by tests only (SetBeforeRemove), runs as
+	// removeSession starts, before it takes the session lock.
+	beforeRemove func(id string)
+	// attributeFound, set by tests only (SetAttributeFound), runs once an
+	// attribute operation has found its session.
+	attributeFound func(id string)
+	// willTimer, set by tests only (SetWillTimer), replaces
+	// time.AfterFunc for the delay of a will kickedWill publishes.
+	willTimer func(d time.Duration, f func())
 
 	// Disk-full accounting (see health.go): QoS 1/2 publishes refused with
 	// store.ErrDiskFull, and queued copies the store did not take.
@@ -139,7 +160,14 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 // a resumed session keeps only the subscriptions the new connection may
 // have.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	if st := h.state(cl); st != nil {
+		st.removals = h.removalGen(cl.ID).Load()
+	}
+	h.connecting.Store(cl.ID, cl)
 	old, ok := h.mochi.Clients.Get(cl.ID)
+	if ok {
+		h.restoredOffline.Delete(old) // the new connection replaces it
+	}
 	fresh := !ok || (old.Properties.Clean && old.Properties.ProtocolVersion < 5)
 	if pk.Connect.Clean || !persistent(cl) || fresh {
 		h.deleteSession(cl.ID, false)
@@ -157,9 +185,32 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
 	}
+	if h.removedMeanwhile(cl) {
+		return
+	}
 	if h.persistentLocked(cl) {
 		h.saveSession(cl, 0, true)
 	}
+}
+
+// removedMeanwhile handles a removal of cl's session id (removeSession)
+// that ran since OnSessionEstablish: what mochi's take-over gave cl may be
+// missing from the topic index, the client map and the store, so cl keeps
+// it whole (keepTakenOver), under the session lock the removal holds. It
+// reports whether it did.
+func (h *hook) removedMeanwhile(cl *mqtt.Client) bool {
+	st := h.state(cl)
+	if st == nil {
+		return false
+	}
+	mu := h.sessionLock(cl.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if h.removalGen(cl.ID).Load() == st.removals {
+		return false
+	}
+	h.storeErr("keep taken-over session", cl.ID, h.keepTakenOver(cl))
+	return true
 }
 
 // OnDisconnect tells the EventListener how the connection ended, forgets
@@ -172,6 +223,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.emitDisconnect(cl, err, now)
 	h.dropState(cl)
 	h.forgetPending(cl)
+	h.connecting.CompareAndDelete(cl.ID, cl)
 	if expire {
 		h.unsent.Delete(cl.ID)
 	}

@@ -104,9 +104,14 @@ func (h *hook) persistentLocked(cl *mqtt.Client) bool {
 // (Server.SetSessionExpiry): one of a fixed set, chosen by a hash of the
 // id, so that unrelated clients rarely share one.
 func (h *hook) sessionLock(id string) *sync.Mutex {
+	return &h.sessionLocks[h.lockIndex(id)]
+}
+
+// lockIndex is the index of client id's session lock.
+func (h *hook) lockIndex(id string) uint32 {
 	f := fnv.New32a()
 	_, _ = f.Write([]byte(id))
-	return &h.sessionLocks[f.Sum32()%uint32(len(h.sessionLocks))]
+	return f.Sum32() % uint32(len(h.sessionLocks))
 }
 
 // deleteSession removes a stored session with everything it owns; nothing
@@ -171,13 +176,15 @@ func (h *hook) expireLater(cl *mqtt.Client) {
 		if cur, ok := h.mochi.Clients.Get(cl.ID); !ok || cur != cl {
 			return
 		}
-		h.storeErr("expire session", cl.ID, h.removeSession(cl, codeSessionInvalidated))
+		_, err := h.removeSession(cl, codeSessionInvalidated) // resumed meanwhile: the new connection keeps it
+		h.storeErr("expire session", cl.ID, err)
 	})
 }
 
 // sessionExpired removes the session mochi expired (on its event loop),
 // unless the client reconnected as it expired.
 func (h *hook) sessionExpired(cl *mqtt.Client) {
+	h.restoredOffline.Delete(cl)
 	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur != cl {
 		return
 	}

@@ -105,6 +105,7 @@ func (s *Server) restoreSessions(recs []store.Session, now int64) (sessions, exp
 		}
 		cl.Net.Remote = rec.Remote
 		cl.Stop(packets.ErrServerShuttingDown)
+		s.hook.restoredOffline.Store(cl, since)
 		m.Clients.Add(cl)
 		s.hook.setStored(rec.ClientID, true)
 		sessions++

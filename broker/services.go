@@ -76,8 +76,10 @@ type ClientInfo struct {
 	RemoteAddr string
 	// SessionExpiry is how long, in seconds, the session outlives its
 	// connection: 0 for one that ends with it. A 3.1.1 persistent session
-	// has mqtt.max_session_expiry; a restored session what it had left at
-	// start-up.
+	// has mqtt.max_session_expiry unless its expiry was set
+	// (SetSessionExpiry, the authenticator's ClientSettings.SessionExpiry);
+	// an offline session counts it from when it went offline, a restored
+	// one too (before the restart).
 	SessionExpiry uint32
 	// ExpiresAt is when an offline session will be removed; zero while
 	// connected.
@@ -130,11 +132,15 @@ type Clients interface {
 	// client is disconnected (MQTT 5: reason 0x98, administrative action;
 	// its will is published as after any disconnection by the server), and
 	// the session is removed from memory and from the store with everything
-	// it owns (subscriptions, queued messages, session attributes). It
-	// blocks for the DISCONNECT write (as Disconnect) and one store write
-	// (an fsync in sync mode). Errors: ErrNoSession; a store error, after
+	// it owns (subscriptions, queued messages, session attributes). A new
+	// connection that resumes the session while it is being removed is
+	// disconnected and loses it too, as if it had connected first; one
+	// that starts a new session keeps it. It blocks for the DISCONNECT
+	// write (as Disconnect) and one store write (an fsync in sync mode)
+	// per connection it ends. Errors: ErrNoSession; a store error, after
 	// the session is gone from memory (the store may then bring it back at
-	// the next start).
+	// the next start); an error when new connections resumed the session
+	// at each of 8 attempts.
 	InvalidateSession(clientID string) error
 
 	// SetSessionExpiry sets how long, in seconds, the session of clientID
@@ -294,7 +300,11 @@ type Publisher interface {
 	// for a persistent session, one store write. Errors: ErrNoSession;
 	// ErrNotSubscribed (no matching subscription: nothing sent);
 	// ErrInvalidArgument (as Publish, and m.Retain set); mochi's error
-	// when the session's queue is full (mqtt.max_queued_messages).
+	// when the session has no packet id free or the write to the
+	// connection fails. A QoS 1/2 copy for a session whose queue is full
+	// (mqtt.max_queued_messages, or the client's own limit) is dropped and
+	// counted as any dropped delivery, and PublishTo returns nil, as it
+	// does when the client may not read the topic.
 	PublishTo(clientID string, m Message) error
 }
 

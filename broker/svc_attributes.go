@@ -39,6 +39,9 @@ func (s *Server) attributeSession(what, clientID string) (*mqtt.Client, Persiste
 	if !ok || (cl.Closed() && !persistent(cl)) { // the latter is ending now
 		return nil, nil, fmt.Errorf("%s of %q: %w", what, clientID, ErrNoSession)
 	}
+	if f := s.hook.attributeFound; f != nil {
+		f(clientID)
+	}
 	return cl, as, nil
 }
 
@@ -113,7 +116,35 @@ func (s *Server) PutAttribute(clientID, key string, value []byte) error {
 	if err := as.AttributePut(clientID, a, true); err != nil {
 		return attributeErr("put attribute", clientID, key, err)
 	}
+	if s.attributeGone(cl, key) {
+		return fmt.Errorf("put attribute %q of %q: %w (it ended meanwhile)", key, clientID, ErrNoSession)
+	}
 	return nil
+}
+
+// attributeGone undoes an attribute write that raced the end of cl's
+// session (InvalidateSession, expiry): the write found the session before
+// it was removed, and sessionRecordFor may have written a session record
+// after the removal deleted it, which a restart would restore. Checked
+// after the write, against the removal, which takes the client out of
+// mochi before it deletes the stored session: one of the two deletes
+// comes last. A session a new connection took over (inherited) is the
+// same session and keeps the attribute; a new session of the client id
+// does not get it. It reports whether cl's session is gone.
+func (s *Server) attributeGone(cl *mqtt.Client, key string) bool {
+	cur, ok := s.mochi.Clients.Get(cl.ID)
+	if ok && (cur == cl || cl.IsTakenOver()) {
+		return false
+	}
+	if ok {
+		s.hook.storeErr("delete attribute", cl.ID, s.persist.AttributeDelete(cl.ID, key, true))
+		return true
+	}
+	// The stored flag stays as the write left it (set): the client's
+	// goroutine may be saving the session as its connection ends, and
+	// then deletes it again only while the flag is set (sessionEnded).
+	s.hook.storeErr("delete session", cl.ID, s.persist.DeleteSession(cl.ID, true))
+	return true
 }
 
 // PutAttributeIfNewer implements SessionAttributes.
@@ -135,6 +166,9 @@ func (s *Server) PutAttributeIfNewer(clientID, key string, value []byte, ts time
 	prev, had, replaced, err := as.AttributePutIfNewer(clientID, a, orEqual, true)
 	if err != nil {
 		return nil, false, attributeErr("put attribute if newer", clientID, key, err)
+	}
+	if s.attributeGone(cl, key) {
+		return nil, false, fmt.Errorf("put attribute %q of %q if newer: %w (it ended meanwhile)", key, clientID, ErrNoSession)
 	}
 	if !had {
 		return nil, replaced, nil

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,17 +25,31 @@ func (s *Server) sessionClient(clientID string) (*mqtt.Client, bool) {
 }
 
 // sessionExpiry is how long, in seconds, cl's session outlives its
-// connection, by mochi's rule (clearExpiredClients): an MQTT 5 session its
-// interval, any other persistent session the broker's maximum; 0 for one
-// that ends with its connection.
+// connection, by restore's rule: an MQTT 5 session, or a 3.1.1 one whose
+// expiry was set (Server.SetSessionExpiry, the authenticator's
+// ClientSettings.SessionExpiry; hook.expireLater honours it), its interval,
+// any other persistent session the broker's maximum, never more than that
+// maximum; 0 for one that ends with its connection. Called under cl's
+// session lock.
 func (s *Server) sessionExpiry(cl *mqtt.Client) uint32 {
 	if !persistent(cl) {
 		return 0
 	}
-	if p := &cl.Properties; p.ProtocolVersion == 5 && p.Props.SessionExpiryIntervalFlag {
-		return p.Props.SessionExpiryInterval
+	max := s.mochi.Options.Capabilities.MaximumSessionExpiryInterval
+	if p := &cl.Properties; p.ProtocolVersion >= 5 || p.Props.SessionExpiryIntervalFlag {
+		return min(p.Props.SessionExpiryInterval, max)
 	}
-	return s.mochi.Options.Capabilities.MaximumSessionExpiryInterval
+	return max
+}
+
+// offlineSince returns the Unix time the offline session of cl went
+// offline: for a session restored at start-up the time stored with it
+// (restore stops its client at the restart), StopTime for any other.
+func (h *hook) offlineSince(cl *mqtt.Client) int64 {
+	if v, ok := h.restoredOffline.Load(cl); ok {
+		return v.(int64)
+	}
+	return cl.StopTime()
 }
 
 // Client implements Clients.
@@ -73,7 +88,14 @@ func (s *Server) Client(clientID string) (ClientInfo, bool) {
 		}
 	}
 	if !info.Connected {
-		info.ExpiresAt = time.Unix(cl.StopTime()+int64(info.SessionExpiry), 0)
+		// mochi counts the interval from StopTime; a restored session's
+		// interval is what was left of it at the restart, which the
+		// caller is told counting from when it really went offline.
+		end := cl.StopTime() + int64(info.SessionExpiry)
+		info.ExpiresAt = time.Unix(end, 0)
+		if off := s.hook.offlineSince(cl); off < cl.StopTime() && info.SessionExpiry > 0 {
+			info.SessionExpiry = uint32(min(end-off, int64(caps.MaximumSessionExpiryInterval)))
+		}
 	}
 	return info, true
 }
@@ -178,12 +200,19 @@ func (h *hook) kickedWill(cl *mqtt.Client, err error) {
 		publish()
 		return
 	}
-	time.AfterFunc(time.Duration(w.WillDelayInterval)*time.Second, func() {
+	after := h.willTimer
+	if after == nil {
+		after = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
+	}
+	after(time.Duration(w.WillDelayInterval)*time.Second, func() {
 		if h.closed.Load() {
 			return
 		}
-		if cur, ok := h.mochi.Clients.Get(cl.ID); ok && !cur.Closed() {
-			return // the client came back within the delay
+		if cur, ok := h.mochi.Clients.Get(cl.ID); ok && (cur != cl || !cur.Closed()) {
+			// The client came back within the delay (MQTT-3.1.3-9), even
+			// if it has left again since: a will of that connection is
+			// its own.
+			return
 		}
 		publish()
 	})
@@ -198,29 +227,75 @@ var codeSessionInvalidated = packets.Code{Code: 0x98, Reason: "session invalidat
 // DeleteSession removes what the store holds. If the client's goroutine
 // saves the session as it closes, after this removed it, the hook sees the
 // client gone from mochi and undoes the save (hook.sessionEnded).
+//
+// A new connection of the client id may take the session over (mochi's
+// inheritClientSession) while it is being removed: the session it took,
+// whichever connection holds it when the removal ends, is removed in turn,
+// so that the call ends the session of clientID as if the take-over had
+// come first. A client id taken over again at each attempt (at most
+// maxRemoveAttempts) gets an error.
 func (s *Server) InvalidateSession(clientID string) error {
 	cl, ok := s.sessionClient(clientID)
 	if !ok {
 		return fmt.Errorf("invalidate session %q: %w", clientID, ErrNoSession)
 	}
-	if err := s.hook.removeSession(cl, codeSessionInvalidated); err != nil {
-		return fmt.Errorf("invalidate session %q: %w", clientID, err)
+	for range maxRemoveAttempts {
+		nc, err := s.hook.removeSession(cl, codeSessionInvalidated)
+		if err != nil {
+			return fmt.Errorf("invalidate session %q: %w", clientID, err)
+		}
+		if nc == nil {
+			return nil
+		}
+		cl = nc
 	}
-	return nil
+	return fmt.Errorf("invalidate session %q: taken over by a new connection at each of %d attempts", clientID, maxRemoveAttempts)
 }
 
+// maxRemoveAttempts bounds InvalidateSession's attempts against
+// connections of the client id taking its session over.
+const maxRemoveAttempts = 8
+
 // removeSession ends cl's session now (see Server.InvalidateSession): a
-// connected client is kicked with code first. It returns the store's error.
-func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) error {
-	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur == cl {
-		h.mochi.Clients.Delete(cl.ID)
+// connected client is kicked with code first. It returns the store's
+// error, and the client that holds the session now if a new connection
+// took it over, before (then nothing was removed) or while it was being
+// removed (then that client keeps what it took over, in memory and in
+// the store: see keepTakenOver).
+//
+// mochi's take-over is not ordered with this: it disconnects the old
+// client, marks it taken over, copies its subscriptions and queue under
+// the same client id, then puts the new client in the client map. So the
+// old client's subscriptions are taken out of the topic index only while
+// it is not taken over (mochi's own rule, UnsubscribeClient), and what a
+// take-over may have undone here is done again afterwards; a new
+// connection that ran OnSessionEstablish meanwhile stores its whole
+// session when established (hook.OnSessionEstablished). The removal holds
+// the client's session lock throughout, so that this and that are
+// ordered: it blocks that connection's session saves for its kick (at
+// most kickWriteTimeout) and one store write. Called without the session
+// lock.
+func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) (*mqtt.Client, error) {
+	if h.beforeRemove != nil {
+		h.beforeRemove(cl.ID)
 	}
+	mu := h.sessionLock(cl.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur != cl {
+		return h.takenOverBy(cl), nil
+	}
+	h.mochi.Clients.Delete(cl.ID)
+	// After the delete: a connection that reads the count later finds no
+	// session to take over (see removedMeanwhile).
+	h.removalGen(cl.ID).Add(1)
+	h.restoredOffline.Delete(cl)
 	if !cl.Closed() {
 		h.kick(cl, code)
 	}
 	for filter := range cl.State.Subscriptions.GetAll() {
 		cl.State.Subscriptions.Delete(filter)
-		if h.mochi.Topics.Unsubscribe(filter, cl.ID) {
+		if !cl.IsTakenOver() && h.mochi.Topics.Unsubscribe(filter, cl.ID) {
 			atomic.AddInt64(&h.mochi.Info.Subscriptions, -1)
 		}
 	}
@@ -230,7 +305,88 @@ func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) error {
 		}
 	}
 	h.setStored(cl.ID, false)
-	return h.persist.DeleteSession(cl.ID, true)
+	err := h.persist.DeleteSession(cl.ID, true)
+	nc := h.takenOverBy(cl)
+	if nc != nil {
+		h.storeErr("keep taken-over session", nc.ID, h.keepTakenOver(nc))
+	}
+	return nc, err
+}
+
+// takenOverBy returns the client that took cl's session over, inheriting
+// it (mochi's inheritClientSession: neither a clean start nor a clean
+// 3.1.1 session), or nil. The new client may not be in mochi's client map
+// (yet, or any more: the removal's delete may have come after mochi added
+// it); the hook's connecting map has it.
+func (h *hook) takenOverBy(cl *mqtt.Client) *mqtt.Client {
+	if !cl.IsTakenOver() || (cl.Properties.Clean && cl.Properties.ProtocolVersion < 5) {
+		return nil
+	}
+	nc, ok := h.mochi.Clients.Get(cl.ID)
+	if !ok || nc == cl {
+		v, found := h.connecting.Load(cl.ID)
+		if !found {
+			return nil
+		}
+		nc = v.(*mqtt.Client)
+	}
+	if nc == cl || nc.Properties.Clean {
+		return nil
+	}
+	return nc
+}
+
+// removalGen returns the count of removals (removeSession) of client id's
+// session, shared with the ids of the same session lock. A connection
+// reads it as its session is established (OnSessionEstablish) and again
+// once it is (OnSessionEstablished): a change means a removal ran
+// meanwhile.
+func (h *hook) removalGen(id string) *atomic.Uint64 {
+	return &h.removalGens[h.lockIndex(id)]
+}
+
+// keepTakenOver makes nc, which took over a session being removed, hold
+// it whole: in mochi's client map, its subscriptions in the topic index
+// (the removal may have taken out entries of the same client id), and, if
+// its session is persistent, in the store with its subscriptions and
+// queue, which the removal deleted. Called under nc's session lock.
+func (h *hook) keepTakenOver(nc *mqtt.Client) error {
+	if _, ok := h.mochi.Clients.Get(nc.ID); !ok && !nc.Closed() {
+		h.mochi.Clients.Add(nc)
+	}
+	for _, sub := range nc.State.Subscriptions.GetAll() {
+		if h.mochi.Topics.Subscribe(nc.ID, sub) {
+			atomic.AddInt64(&h.mochi.Info.Subscriptions, 1)
+		}
+	}
+	return h.storeWhole(nc)
+}
+
+// storeWhole stores the persistent session of nc with its subscriptions
+// and queued messages; nothing for a session that ends with its
+// connection. Called under nc's session lock.
+func (h *hook) storeWhole(nc *mqtt.Client) error {
+	if !persistent(nc) {
+		return nil
+	}
+	at := int64(0)
+	if nc.Closed() {
+		at = nc.StopTime()
+	}
+	rec := sessionRecord(nc, at)
+	for _, sub := range nc.State.Subscriptions.GetAll() {
+		if err := h.persist.PutSubscription(subscriptionRecord(nc.ID, sub), false); err != nil {
+			return err
+		}
+	}
+	for _, pk := range nc.State.Inflight.GetAll(false) {
+		h.saveInflight(nc, pk)
+	}
+	if err := h.persist.PutSession(rec, true); err != nil {
+		return err
+	}
+	h.setStored(nc.ID, true)
+	return nil
 }
 
 // SetSessionExpiry implements Clients.
@@ -261,18 +417,31 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 	// session is established and as it goes offline (hook.saveSession).
 	mu := s.hook.sessionLock(clientID)
 	mu.Lock()
-	defer mu.Unlock()
+	unlock := sync.OnceFunc(mu.Unlock)
+	defer unlock()
 	p := &cl.Properties
+	disconnectedAt := cl.StopTime()
 	if cl.Closed() {
-		left := cl.StopTime() + int64(seconds) - time.Now().Unix()
+		// The new expiry counts from when the session went offline, which
+		// for a session restored at start-up is before StopTime.
+		disconnectedAt = s.hook.offlineSince(cl)
+		left := disconnectedAt + int64(seconds) - time.Now().Unix()
 		if left <= 0 {
-			if err := s.hook.removeSession(cl, codeSessionInvalidated); err != nil {
+			unlock() // removeSession takes it
+			nc, err := s.hook.removeSession(cl, codeSessionInvalidated)
+			if err != nil {
 				return seconds, fmt.Errorf("set session expiry of %q: remove expired session: %w", clientID, err)
+			}
+			if nc != nil {
+				// A new connection resumed the session meanwhile: the
+				// expiry is its now.
+				return s.SetSessionExpiry(clientID, seconds)
 			}
 			return seconds, nil
 		}
-		// The interval counts from StopTime, as mochi's sweep counts it.
-		p.Props.SessionExpiryInterval = seconds
+		// The interval in the properties counts from StopTime, as mochi's
+		// sweep counts it; the record keeps seconds from disconnectedAt.
+		p.Props.SessionExpiryInterval = uint32(max(disconnectedAt+int64(seconds)-cl.StopTime(), 1))
 		p.Props.SessionExpiryIntervalFlag = true
 		p.ProtocolVersion = 5
 	} else {
@@ -290,7 +459,9 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 		}
 	}
 	if s.hook.isStored(clientID) {
-		if err := s.persist.PutSession(sessionRecord(cl, cl.StopTime()), true); err != nil {
+		rec := sessionRecord(cl, disconnectedAt)
+		rec.SessionExpiry = seconds
+		if err := s.persist.PutSession(rec, true); err != nil {
 			return seconds, fmt.Errorf("set session expiry of %q: %w", clientID, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/store"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
@@ -145,5 +146,98 @@ func TestRequestProblemInfoZero(t *testing.T) {
 	}
 	if d := c.disconnected(t); d.Properties == nil || d.Properties.ReasonString != "bye" {
 		t.Errorf("DISCONNECT without its reason string: %+v", d.Properties)
+	}
+}
+
+// storedSession returns the session record the store holds of id.
+func (b *svcBroker) storedSession(id string) (store.Session, bool) {
+	b.t.Helper()
+	snap, err := b.Store().Load()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for _, s := range snap.Sessions {
+		if s.ClientID == id {
+			return s, true
+		}
+	}
+	return store.Session{}, false
+}
+
+// TestServiceSetSessionExpiryRestored: the new expiry of a session
+// restored at start-up counts from when the session went offline before
+// the restart, not from the restart, and its record keeps that time.
+func TestServiceSetSessionExpiryRestored(t *testing.T) {
+	b := startSvc(t)
+	wentOff := time.Now().Unix() - 3000 // as if they had left 3000 s ago
+	for _, id := range []string{"gone", "kept"} {
+		c, _ := b.connect5(id, false, 3600, nil)
+		c.subscribe(t, "r/#", 1)
+		c.leave()
+		b.awaitOffline(id)
+		poll.Until(t, id+" stored offline", func() bool { rec, ok := b.storedSession(id); return ok && rec.DisconnectedAt != 0 })
+		rec, _ := b.storedSession(id)
+		rec.DisconnectedAt = wentOff
+		if err := b.Store().PutSession(&rec, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.restart()
+
+	// 2000 s from going offline have passed: the session ends now.
+	if _, err := b.SetSessionExpiry("gone", 2000); err != nil {
+		t.Fatal(err)
+	}
+	if info, ok := b.Client("gone"); ok {
+		t.Errorf("session whose new expiry ran out before the restart is still held: %+v", info)
+	}
+	if got := b.stored("gone"); got != "[]" {
+		t.Errorf("store holds %s of the expired session", got)
+	}
+
+	// 3500 s: 500 s are left, counted from when it went offline.
+	if got, err := b.SetSessionExpiry("kept", 3500); err != nil || got != 3500 {
+		t.Fatalf("SetSessionExpiry = %d, %v", got, err)
+	}
+	info, ok := b.Client("kept")
+	if !ok || info.SessionExpiry != 3500 || info.ExpiresAt.Unix() != wentOff+3500 {
+		t.Errorf("kept: %+v, %v; want expiry 3500 ending at %d", info, ok, wentOff+3500)
+	}
+	rec, ok := b.storedSession("kept")
+	if !ok || rec.DisconnectedAt != wentOff || rec.SessionExpiry != 3500 {
+		t.Errorf("stored record %+v, %v; want disconnected at %d, expiry 3500", rec, ok, wentOff)
+	}
+	b.restart()
+	if rec, ok := b.storedSession("kept"); !ok || rec.DisconnectedAt != wentOff {
+		t.Errorf("after a second restart the record is %+v, %v", rec, ok)
+	}
+	if _, ok := b.Client("kept"); !ok {
+		t.Error("kept session not restored")
+	}
+}
+
+// TestServiceClientExpiry311: the expiry Client reports for an MQTT 3.1.1
+// session is the one set for it, connected and offline.
+func TestServiceClientExpiry311(t *testing.T) {
+	b := startSvc(t)
+	c := v3Connect(t, v3Options(b.addr, "v3").SetCleanSession(false))
+	if _, err := b.SetSessionExpiry("v3", 120); err != nil {
+		t.Fatal(err)
+	}
+	if info, ok := b.Client("v3"); !ok || info.SessionExpiry != 120 {
+		t.Errorf("connected: %+v, %v; want expiry 120", info, ok)
+	}
+	c.Disconnect(0)
+	b.awaitOffline("v3")
+	info, ok := b.Client("v3")
+	if !ok || info.SessionExpiry != 120 || info.ExpiresAt.IsZero() {
+		t.Errorf("offline: %+v, %v; want expiry 120", info, ok)
+	}
+	// A plain 3.1.1 persistent session has the broker's maximum.
+	d := v3Connect(t, v3Options(b.addr, "plain").SetCleanSession(false))
+	defer d.Disconnect(0)
+	max := uint32(time.Duration(b.cfg.MQTT.MaxSessionExpiry) / time.Second)
+	if info, ok := b.Client("plain"); !ok || info.SessionExpiry != max {
+		t.Errorf("plain: %+v, %v; want %d", info, ok, max)
 	}
 }
