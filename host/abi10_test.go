@@ -1,8 +1,11 @@
 package host
 
 import (
+	"compress/gzip"
 	"context"
+	"io"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -12,8 +15,32 @@ import (
 )
 
 // abi10Guard is a Go extension built with the SDK as it was at ABI 1.0
-// (testdata/abi10; testdata/README.md says how).
-const abi10Guard = "../testdata/abi10/guard.wasm"
+// (testdata/abi10; testdata/README.md says how), kept gzipped.
+const abi10Guard = "../testdata/abi10/guard.wasm.gz"
+
+// abi10Module returns the fixture's module: its bytes, and a copy at a
+// path of the test's, for installExtension.
+func abi10Module(t *testing.T) ([]byte, string) {
+	t.Helper()
+	f, err := os.Open(abi10Guard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := io.ReadAll(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "guard.wasm")
+	if err := os.WriteFile(path, bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bin, path
+}
 
 // TestABI10BinaryLoadsUnchanged: the ABI.md compatibility promise. A
 // module built for 1.0 with the Go SDK of that time loads in this host
@@ -24,10 +51,7 @@ func TestABI10BinaryLoadsUnchanged(t *testing.T) {
 	// export, and a marker answering 0 (checked below).
 	rt := wazero.NewRuntime(context.Background())
 	defer rt.Close(context.Background())
-	bin, err := os.ReadFile(abi10Guard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin, path := abi10Module(t)
 	mod, err := rt.CompileModule(context.Background(), bin)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +67,7 @@ func TestABI10BinaryLoadsUnchanged(t *testing.T) {
 	}
 
 	extDir := t.TempDir()
-	installExtension(t, extDir, "guard", abi10Guard, 0, "abi: \"1.0\"\n")
+	installExtension(t, extDir, "guard", path, 0, "abi: \"1.0\"\n")
 	w := startWired(t, extDir, Options{})
 	w.h.mu.Lock()
 	e := w.h.exts["guard"]
