@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -106,20 +105,7 @@ func TestAuthorizeNotStarvedByAuthenticate(t *testing.T) {
 	}
 	s.blockGets.Store(true) // instances started from now on wait in their start
 	const slow = 2
-	done := make(chan byte, slow)
-	for i := range slow {
-		go func() {
-			c, ack, err := v5(t, w.addr, fmt.Sprint("slow", i), "slow", "good", nil)
-			if err == nil {
-				_ = c.Disconnect(&paho.Disconnect{})
-			}
-			code := byte(0xff)
-			if ack != nil {
-				code = ack.ReasonCode
-			}
-			done <- code
-		}()
-	}
+	done := slowConnects(t, w.addr, slow)
 	// Each slow CONNECT holds an instance waiting on its request, or waits
 	// for one whose start waits on its own.
 	poll.Until(t, "authenticate calls waiting", func() bool { return s.postsWaiting.Load()+s.getsWaiting.Load() == slow })

@@ -415,20 +415,7 @@ func TestSlowIdentityServiceDoesNotStall(t *testing.T) {
 	w, _ := startHTTPAuth(t, httpAuthManifest(s.srv.URL+"/check", s.hostPort(), 0,
 		"  pool_size: 2\n  max_pool_size: 8\n  authenticate_deadline: 1m"))
 	const slow = 4 // more than pool_size
-	done := make(chan byte, slow)
-	for i := range slow {
-		go func() {
-			c, ack, err := v5(t, w.addr, fmt.Sprint("slow", i), "slow", "good", nil)
-			if err == nil {
-				_ = c.Disconnect(&paho.Disconnect{})
-			}
-			code := byte(0xff)
-			if ack != nil {
-				code = ack.ReasonCode
-			}
-			done <- code
-		}()
-	}
+	done := slowConnects(t, w.addr, slow)
 	poll.Until(t, "slow requests waiting", func() bool { return s.slow.Load() == slow })
 	for i := range 5 {
 		id := fmt.Sprint("fast", i)
@@ -701,4 +688,25 @@ func TestHTTPLogsNoQuery(t *testing.T) {
 			}
 		})
 	}
+}
+
+// slowConnects connects n MQTT 5 clients slow0, slow1, ... as user "slow"
+// in the background (httpauth asks its identity service for them) and
+// returns the channel their CONNACK codes arrive on (0xff: none came).
+func slowConnects(t *testing.T, addr string, n int) <-chan byte {
+	done := make(chan byte, n)
+	for i := range n {
+		go func() {
+			c, ack, err := v5(t, addr, fmt.Sprint("slow", i), "slow", "good", nil)
+			if err == nil {
+				_ = c.Disconnect(&paho.Disconnect{})
+			}
+			code := byte(0xff)
+			if ack != nil {
+				code = ack.ReasonCode
+			}
+			done <- code
+		}()
+	}
+	return done
 }
