@@ -74,11 +74,14 @@ type childBroker struct {
 	addr string
 }
 
-// startChild starts a child broker on dir (and addr, if not empty).
-func startChild(t *testing.T, dir, addr string) *childBroker {
+// runChild starts this test binary as a child broker on dir with the
+// extra environment env (see runChildBroker), killed when the test ends,
+// and returns it with the lines of its standard output (closed when it
+// ends).
+func runChild(t *testing.T, dir string, env ...string) (*exec.Cmd, <-chan string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir, childEnv+"_ADDR="+addr)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+dir), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -88,11 +91,21 @@ func startChild(t *testing.T, dir, addr string) *childBroker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line := make(chan string, 1)
+	lines := make(chan string, 1024)
 	go func() {
-		s, _ := bufio.NewReader(out).ReadString('\n')
-		line <- strings.TrimSpace(s)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- strings.TrimSpace(sc.Text())
+		}
+		close(lines)
 	}()
+	return cmd, lines
+}
+
+// startChild starts a child broker on dir (and addr, if not empty).
+func startChild(t *testing.T, dir, addr string) *childBroker {
+	t.Helper()
+	cmd, line := runChild(t, dir, childEnv+"_ADDR="+addr)
 	select {
 	case l := <-line:
 		if !strings.HasPrefix(l, "READY ") {
