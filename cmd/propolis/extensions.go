@@ -38,11 +38,21 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 		fmt.Fprintf(w, "no broker running (no live status in %s); each extension in %s loaded once in a throwaway host\n", cfg.DataDir, cfg.ExtensionsDir)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tVERSION\tSTATE\tPRIORITY\tCALLBACKS\tSERVICES\tSERVICE LIMIT\tREASON")
+	fmt.Fprintln(tw, "ID\tVERSION\tSTATE\tPRIORITY\tCALLBACKS\tINSTANCES\tSERVICES\tSERVICE LIMIT\tREASON")
 	for _, s := range r.Extensions {
 		cbs := strings.Join(s.Callbacks, ",")
 		if cbs == "" {
 			cbs = "-"
+		}
+		if s.Tick > 0 {
+			cbs += fmt.Sprintf(" (tick every %v, %d skipped)", s.Tick, s.TicksSkipped)
+		}
+		instances := "-" // known while a broker runs it
+		if s.Instances > 0 {
+			instances = strconv.Itoa(s.Instances)
+			if s.AuthCacheEntries > 0 || s.AuthCacheHits > 0 {
+				instances += fmt.Sprintf(" (auth cache: %d answers, %d hits)", s.AuthCacheEntries, s.AuthCacheHits)
+			}
 		}
 		version := s.Version
 		if version == "" {
@@ -64,7 +74,7 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 				limit += fmt.Sprintf(" (refused: %d rate-limited, %d not permitted)", s.RateLimited, s.NotPermitted)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, version, s.State, strconv.Itoa(s.Priority), cbs, services, limit, reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, version, s.State, strconv.Itoa(s.Priority), cbs, instances, services, limit, reason)
 	}
 	if len(r.Extensions) == 0 {
 		fmt.Fprintln(tw, "(none)")
