@@ -43,6 +43,11 @@ type ConnectRecord struct {
 	WillTopic       string   `json:"will_topic"`
 	WillPayload     []byte   `json:"will_payload"`
 	UserProperties  []Pair   `json:"user_properties"`
+	// ReceiveMaximum is the CONNECT's Receive Maximum (ABI 1.2; MQTT 5,
+	// 0 when the client sent none, which means 65,535).
+	ReceiveMaximum uint16 `json:"receive_maximum"`
+	// WillDelay is the will's delay interval in seconds (ABI 1.2; MQTT 5).
+	WillDelay uint32 `json:"will_delay"`
 }
 
 // PublishRecord is a PUBLISH record.
@@ -127,6 +132,9 @@ func (r *ConnectRecord) Encode(buf []byte) []byte {
 		w.Str(p.Key)
 		w.Str(p.Value)
 	}
+	w.U16(r.ReceiveMaximum)
+	w.U16(0)
+	w.U32(r.WillDelay)
 	return w.End()
 }
 
@@ -200,6 +208,9 @@ func DecodeConnect(rec []byte) (*ConnectRecord, error) {
 	for n := r.U32(); n > 0 && r.Err == nil; n-- {
 		c.UserProperties = append(c.UserProperties, Pair{Key: r.Str(), Value: r.Str()})
 	}
+	c.ReceiveMaximum = r.U16()
+	r.U16()
+	c.WillDelay = r.U32()
 	return c, r.Err
 }
 

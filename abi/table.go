@@ -27,6 +27,14 @@ const (
 	CallbackOnEvent
 	// CallbackTick is the periodic callback of ABI 1.1 (manifest tick).
 	CallbackTick
+	// The interceptors of ABI 1.2 (ABI.md section 3, "Interceptors"): they
+	// change or stop packets on their way through the broker.
+	CallbackInterceptConnect
+	CallbackInterceptConnack
+	CallbackInterceptPublishInbound
+	CallbackInterceptPublishOutbound
+	CallbackInterceptSubscribe
+	CallbackInterceptDisconnect
 	// NumCallbacks is the number of callbacks; it is not one.
 	NumCallbacks
 )
@@ -76,7 +84,23 @@ var Callbacks = [NumCallbacks]CallbackInfo{
 	CallbackOnEvent: {Name: "on_event", Export: "propolis_on_event", Sig: Signature{oneI32, none},
 		Bit: 1 << 3, Record: KindEvent},
 	CallbackTick: {Name: "tick", Export: "propolis_tick", Sig: Signature{none, none}, Bit: 1 << 4},
+	CallbackInterceptConnect: {Name: "intercept_connect", Export: "propolis_intercept_connect", Sig: Signature{oneI32, oneI32},
+		Bit: 1 << 5, Record: KindConnect, Decisions: DecisionsOf(DecisionNext)},
+	CallbackInterceptConnack: {Name: "intercept_connack", Export: "propolis_intercept_connack", Sig: Signature{oneI32, oneI32},
+		Bit: 1 << 6, Record: KindConnack, Decisions: DecisionsOf(DecisionNext)},
+	CallbackInterceptPublishInbound: {Name: "intercept_publish_inbound", Export: "propolis_intercept_publish_inbound", Sig: Signature{oneI32, oneI32},
+		Bit: 1 << 7, Record: KindMessage, Decisions: DecisionsOf(DecisionNext, DecisionDeny)},
+	CallbackInterceptPublishOutbound: {Name: "intercept_publish_outbound", Export: "propolis_intercept_publish_outbound", Sig: Signature{oneI32, oneI32},
+		Bit: 1 << 8, Record: KindMessage, Decisions: DecisionsOf(DecisionNext, DecisionDeny)},
+	CallbackInterceptSubscribe: {Name: "intercept_subscribe", Export: "propolis_intercept_subscribe", Sig: Signature{oneI32, oneI32},
+		Bit: 1 << 9, Record: KindSubscription, Decisions: DecisionsOf(DecisionNext, DecisionDeny)},
+	CallbackInterceptDisconnect: {Name: "intercept_disconnect", Export: "propolis_intercept_disconnect", Sig: Signature{oneI32, oneI32},
+		Bit: 1 << 10, Record: KindDisconnect, Decisions: DecisionsOf(DecisionNext)},
 }
+
+// Interceptors is the set of the interceptor callbacks (ABI 1.2).
+var Interceptors = CallbacksOf(CallbackInterceptConnect, CallbackInterceptConnack, CallbackInterceptPublishInbound,
+	CallbackInterceptPublishOutbound, CallbackInterceptSubscribe, CallbackInterceptDisconnect)
 
 // String returns the callback's export name.
 func (c Callback) String() string {
@@ -185,6 +209,10 @@ const (
 	FuncHTTPRequest
 	FuncCacheResult
 	FuncAuthCacheFlush
+	// Interceptors (ABI 1.2): change the packet being intercepted.
+	FuncPacketSet
+	FuncPacketSetInt
+	FuncAddInterceptFilter
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -388,6 +416,10 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 		Results: oneI32, In: InHTTP, Service: ServiceHTTP},
 	FuncCacheResult:    {Name: "cache_result", Params: i32s("seconds"), Results: oneI32, In: inAuthenticate},
 	FuncAuthCacheFlush: {Name: "auth_cache_flush", Params: i32s("cid_ptr", "cid_len"), Results: oneI32, In: InServices, Service: ServiceAuthCache},
+
+	FuncPacketSet:          {Name: "packet_set", Params: i32s("field", "ptr", "len"), Results: oneI32, In: Interceptors},
+	FuncPacketSetInt:       {Name: "packet_set_int", Params: params("field", "value!"), Results: oneI32, In: Interceptors},
+	FuncAddInterceptFilter: {Name: "add_intercept_filter", Params: i32s("callbacks", "ptr", "len"), Results: oneI32, In: inStart},
 }
 
 // String returns the function's name.
@@ -406,6 +438,112 @@ func HostFuncByName(name string) (HostFunc, bool) {
 		}
 	}
 	return 0, false
+}
+
+// Field identifies a field of the packet an interceptor is called for,
+// the one packet_set and packet_set_int change (ABI.md section 5,
+// "Changing the packet"). 0 is no field.
+type Field uint8
+
+// The fields, in the order of ABI.md's table.
+const (
+	FieldClientID Field = iota + 1
+	FieldUsername
+	FieldPassword
+	FieldSessionExpiry
+	FieldKeepalive
+	FieldReceiveMaximum
+	FieldUserProperties
+	FieldWillTopic
+	FieldWillPayload
+	FieldWillQoS
+	FieldWillRetain
+	FieldWillDelay
+	FieldReasonString
+	FieldTopic
+	FieldPayload
+	FieldQoS
+	FieldRetain
+	FieldMessageExpiry
+	FieldContentType
+	FieldPayloadFormat
+	FieldResponseTopic
+	FieldCorrelationData
+	FieldSubscriptionOptions
+	// NumFields is the number of fields plus one (field 0 is none).
+	NumFields
+)
+
+// FieldType is how packet_set or packet_set_int passes a field's value.
+type FieldType uint8
+
+// Field types.
+const (
+	// FieldInt: an integer, through packet_set_int, from Min to Max.
+	FieldInt FieldType = iota + 1
+	// FieldText: UTF-8 text through packet_set, at most MaxString bytes.
+	FieldText
+	// FieldBytes: any bytes through packet_set (payloads: at most the
+	// broker's mqtt.max_packet_size, else MaxString).
+	FieldBytes
+	// FieldProperties: a list<str, str> of user properties through
+	// packet_set; it replaces the packet's whole list.
+	FieldProperties
+)
+
+// FieldInfo describes one field.
+type FieldInfo struct {
+	// Name is the field's name in ABI.md and the SDKs: "topic".
+	Name string
+	Type FieldType
+	// Min and Max bound an int field's value.
+	Min, Max uint64
+	// In is the interceptors that may change it; elsewhere packet_set and
+	// packet_set_int answer INVALID_ARGUMENT.
+	In CallbackSet
+}
+
+var (
+	inInterceptConnect = CallbacksOf(CallbackInterceptConnect)
+	inInterceptPublish = CallbacksOf(CallbackInterceptPublishInbound)
+	inInterceptEither  = CallbacksOf(CallbackInterceptPublishInbound, CallbackInterceptPublishOutbound)
+	inInterceptReply   = CallbacksOf(CallbackInterceptConnack, CallbackInterceptDisconnect)
+)
+
+// Fields describes every field, indexed by Field.
+var Fields = [NumFields]FieldInfo{
+	FieldClientID:       {Name: "client_id", Type: FieldText, In: inInterceptConnect},
+	FieldUsername:       {Name: "username", Type: FieldText, In: inInterceptConnect},
+	FieldPassword:       {Name: "password", Type: FieldBytes, In: inInterceptConnect},
+	FieldSessionExpiry:  {Name: "session_expiry", Type: FieldInt, Max: 1<<32 - 1, In: inInterceptConnect},
+	FieldKeepalive:      {Name: "keepalive", Type: FieldInt, Max: 65535, In: inInterceptConnect},
+	FieldReceiveMaximum: {Name: "receive_maximum", Type: FieldInt, Min: 1, Max: 65535, In: inInterceptConnect},
+	FieldUserProperties: {Name: "user_properties", Type: FieldProperties,
+		In: inInterceptConnect | inInterceptEither | inInterceptReply},
+	FieldWillTopic:           {Name: "will_topic", Type: FieldText, In: inInterceptConnect},
+	FieldWillPayload:         {Name: "will_payload", Type: FieldBytes, In: inInterceptConnect},
+	FieldWillQoS:             {Name: "will_qos", Type: FieldInt, Max: 2, In: inInterceptConnect},
+	FieldWillRetain:          {Name: "will_retain", Type: FieldInt, Max: 1, In: inInterceptConnect},
+	FieldWillDelay:           {Name: "will_delay", Type: FieldInt, Max: 1<<32 - 1, In: inInterceptConnect},
+	FieldReasonString:        {Name: "reason_string", Type: FieldText, In: inInterceptReply},
+	FieldTopic:               {Name: "topic", Type: FieldText, In: inInterceptEither},
+	FieldPayload:             {Name: "payload", Type: FieldBytes, In: inInterceptEither},
+	FieldQoS:                 {Name: "qos", Type: FieldInt, Max: 2, In: inInterceptPublish | CallbacksOf(CallbackInterceptSubscribe)},
+	FieldRetain:              {Name: "retain", Type: FieldInt, Max: 1, In: inInterceptPublish},
+	FieldMessageExpiry:       {Name: "message_expiry", Type: FieldInt, Max: 1<<32 - 1, In: inInterceptPublish},
+	FieldContentType:         {Name: "content_type", Type: FieldText, In: inInterceptPublish},
+	FieldPayloadFormat:       {Name: "payload_format", Type: FieldInt, Max: 1, In: inInterceptPublish},
+	FieldResponseTopic:       {Name: "response_topic", Type: FieldText, In: inInterceptPublish},
+	FieldCorrelationData:     {Name: "correlation_data", Type: FieldBytes, In: inInterceptPublish},
+	FieldSubscriptionOptions: {Name: "subscription_options", Type: FieldInt, Max: 0x0B, In: CallbacksOf(CallbackInterceptSubscribe)},
+}
+
+// String returns the field's ABI.md name.
+func (f Field) String() string {
+	if f > 0 && f < NumFields {
+		return Fields[f].Name
+	}
+	return "unknown field"
 }
 
 // Decision is the low byte of a deciding callback's answer (ABI.md
@@ -498,6 +636,11 @@ const (
 	KindPublish   uint16 = 3
 	KindSubscribe uint16 = 4
 	KindEvent     uint16 = 5
+	// The records of the interceptors (ABI 1.2).
+	KindConnack      uint16 = 6
+	KindMessage      uint16 = 7
+	KindSubscription uint16 = 8
+	KindDisconnect   uint16 = 9
 )
 
 // NamedValue is a number with its ABI.md name.
@@ -513,6 +656,10 @@ var RecordKinds = []NamedValue{
 	{KindPublish, "PUBLISH"},
 	{KindSubscribe, "SUBSCRIBE"},
 	{KindEvent, "EVENT"},
+	{KindConnack, "CONNACK"},
+	{KindMessage, "MESSAGE"},
+	{KindSubscription, "SUBSCRIPTION"},
+	{KindDisconnect, "DISCONNECT"},
 }
 
 // Event kinds of the EVENT record.

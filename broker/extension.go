@@ -69,6 +69,8 @@ type WillInfo struct {
 	Payload []byte
 	QoS     byte
 	Retain  bool
+	// Delay is the will delay interval in seconds (MQTT 5).
+	Delay uint32
 }
 
 // Connect is a CONNECT being authenticated. The broker fills it on the
@@ -82,7 +84,10 @@ type Connect struct {
 	CleanStart      bool
 	Keepalive       uint16 // seconds
 	SessionExpiry   uint32 // seconds, MQTT 5 only
-	RemoteAddr      string
+	// ReceiveMaximum is the CONNECT's Receive Maximum (MQTT 5; 0 when it
+	// sent none, which means 65,535).
+	ReceiveMaximum uint16
+	RemoteAddr     string
 	Listener        string   // the listener's name from the configuration
 	TLS             *TLSInfo // nil on a plain TCP or WebSocket connection
 	UserProperties  []UserProperty
@@ -257,4 +262,6 @@ type EventListener interface {
 type Extensions struct {
 	Authenticator Authenticator
 	Events        EventListener // optional
+	// Interceptors change or stop packets (optional; see intercept.go).
+	Interceptors Interceptors
 }

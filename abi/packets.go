@@ -1,0 +1,251 @@
+package abi
+
+// The records of the interceptors (ABI 1.2, ABI.md section 4): CONNACK,
+// MESSAGE, SUBSCRIPTION and DISCONNECT. intercept_connect gets the CONNECT
+// record of records.go.
+
+// Directions of MESSAGE and DISCONNECT records.
+const (
+	// Inbound: from the client to the broker.
+	Inbound = 1
+	// Outbound: from the broker to the client.
+	Outbound = 2
+)
+
+// ConnackSessionPresent is the flags bit of a CONNACK record.
+const ConnackSessionPresent = 1 << 0
+
+// ConnackRecord is a CONNACK record: the CONNACK about to be written.
+type ConnackRecord struct {
+	ReasonCode      uint8  `json:"reason_code"`
+	Flags           uint8  `json:"flags"`
+	ProtocolVersion uint8  `json:"protocol_version"`
+	ClientID        string `json:"client_id"`
+	Username        string `json:"username"`
+	ReasonString    string `json:"reason_string"`
+	UserProperties  []Pair `json:"user_properties"`
+}
+
+// MessageRecord is a MESSAGE record: a PUBLISH arriving from a client
+// (Direction Inbound) or about to be delivered to one (Outbound). The
+// fields from QoS on are a message as in ABI.md's "Messages".
+type MessageRecord struct {
+	Direction       uint8 `json:"direction"`
+	ProtocolVersion uint8 `json:"protocol_version"`
+	// ClientID and Username are the publisher's (inbound) or the
+	// subscriber's (outbound).
+	ClientID string `json:"client_id"`
+	Username string `json:"username"`
+	// Publisher is the publishing client's id (outbound; empty for the
+	// broker's own messages); inbound it is ClientID.
+	Publisher       string `json:"publisher"`
+	QoS             uint8  `json:"qos"`
+	Flags           uint8  `json:"flags"`
+	PayloadFormat   uint8  `json:"payload_format"`
+	MessageExpiry   uint32 `json:"message_expiry"`
+	Topic           string `json:"topic"`
+	Payload         []byte `json:"payload"`
+	UserProperties  []Pair `json:"user_properties"`
+	ContentType     string `json:"content_type"`
+	ResponseTopic   string `json:"response_topic"`
+	CorrelationData []byte `json:"correlation_data"`
+}
+
+// SubscriptionRecord is a SUBSCRIPTION record: one topic filter of a
+// SUBSCRIBE, with the SUBSCRIBE's properties.
+type SubscriptionRecord struct {
+	QoS uint8 `json:"qos"`
+	// Options are the subscription options, as subscription_add's
+	// (SubscriptionNoLocal, SubscriptionRetainAsPublished, retain
+	// handling in bits 2-3).
+	Options         uint8 `json:"options"`
+	ProtocolVersion uint8 `json:"protocol_version"`
+	// Flags: SubscribeShared.
+	Flags          uint8  `json:"flags"`
+	Identifier     uint32 `json:"identifier"`
+	ClientID       string `json:"client_id"`
+	Username       string `json:"username"`
+	Filter         string `json:"filter"`
+	UserProperties []Pair `json:"user_properties"`
+}
+
+// DisconnectRecord is a DISCONNECT record: a DISCONNECT the client sent
+// (Direction Inbound) or the broker is about to send (Outbound).
+type DisconnectRecord struct {
+	Direction       uint8  `json:"direction"`
+	ReasonCode      uint8  `json:"reason_code"`
+	ProtocolVersion uint8  `json:"protocol_version"`
+	ClientID        string `json:"client_id"`
+	Username        string `json:"username"`
+	ReasonString    string `json:"reason_string"`
+	UserProperties  []Pair `json:"user_properties"`
+}
+
+func (w *Writer) pairs(ps []Pair) {
+	w.U32(uint32(len(ps)))
+	for _, p := range ps {
+		w.Str(p.Key)
+		w.Str(p.Value)
+	}
+}
+
+func (r *Reader) pairs() []Pair {
+	var out []Pair
+	for n := r.U32(); n > 0 && r.Err == nil; n-- {
+		out = append(out, Pair{Key: r.Str(), Value: r.Str()})
+	}
+	return out
+}
+
+// Encode appends the record to buf[:0] and returns it.
+func (r *ConnackRecord) Encode(buf []byte) []byte {
+	var w Writer
+	w.Begin(buf, KindConnack)
+	w.U8(r.ReasonCode)
+	w.U8(r.Flags)
+	w.U8(r.ProtocolVersion)
+	w.U8(0)
+	w.Str(r.ClientID)
+	w.Str(r.Username)
+	w.Str(r.ReasonString)
+	w.pairs(r.UserProperties)
+	return w.End()
+}
+
+// Encode appends the record to buf[:0] and returns it.
+func (r *MessageRecord) Encode(buf []byte) []byte {
+	var w Writer
+	w.Begin(buf, KindMessage)
+	w.U8(r.Direction)
+	w.U8(r.ProtocolVersion)
+	w.U16(0)
+	w.Str(r.ClientID)
+	w.Str(r.Username)
+	w.Str(r.Publisher)
+	w.U8(r.QoS)
+	w.U8(r.Flags)
+	w.U8(r.PayloadFormat)
+	w.U8(0)
+	w.U32(r.MessageExpiry)
+	w.Str(r.Topic)
+	w.Bytes(r.Payload)
+	w.pairs(r.UserProperties)
+	w.Str(r.ContentType)
+	w.Str(r.ResponseTopic)
+	w.Bytes(r.CorrelationData)
+	return w.End()
+}
+
+// Encode appends the record to buf[:0] and returns it.
+func (r *SubscriptionRecord) Encode(buf []byte) []byte {
+	var w Writer
+	w.Begin(buf, KindSubscription)
+	w.U8(r.QoS)
+	w.U8(r.Options)
+	w.U8(r.ProtocolVersion)
+	w.U8(r.Flags)
+	w.U32(r.Identifier)
+	w.Str(r.ClientID)
+	w.Str(r.Username)
+	w.Str(r.Filter)
+	w.pairs(r.UserProperties)
+	return w.End()
+}
+
+// Encode appends the record to buf[:0] and returns it.
+func (r *DisconnectRecord) Encode(buf []byte) []byte {
+	var w Writer
+	w.Begin(buf, KindDisconnect)
+	w.U8(r.Direction)
+	w.U8(r.ReasonCode)
+	w.U8(r.ProtocolVersion)
+	w.U8(0)
+	w.Str(r.ClientID)
+	w.Str(r.Username)
+	w.Str(r.ReasonString)
+	w.pairs(r.UserProperties)
+	return w.End()
+}
+
+// DecodeConnack decodes a CONNACK record.
+func DecodeConnack(rec []byte) (*ConnackRecord, error) {
+	r, err := expect(rec, KindConnack)
+	if err != nil {
+		return nil, err
+	}
+	c := &ConnackRecord{ReasonCode: r.U8(), Flags: r.U8(), ProtocolVersion: r.U8()}
+	r.U8()
+	c.ClientID, c.Username, c.ReasonString = r.Str(), r.Str(), r.Str()
+	c.UserProperties = r.pairs()
+	return c, r.Err
+}
+
+// DecodeMessageRecord decodes a MESSAGE record.
+func DecodeMessageRecord(rec []byte) (*MessageRecord, error) {
+	r, err := expect(rec, KindMessage)
+	if err != nil {
+		return nil, err
+	}
+	m := &MessageRecord{Direction: r.U8(), ProtocolVersion: r.U8()}
+	r.U16()
+	m.ClientID, m.Username, m.Publisher = r.Str(), r.Str(), r.Str()
+	m.QoS, m.Flags, m.PayloadFormat = r.U8(), r.U8(), r.U8()
+	r.U8()
+	m.MessageExpiry = r.U32()
+	m.Topic, m.Payload = r.Str(), r.Bytes()
+	m.UserProperties = r.pairs()
+	m.ContentType, m.ResponseTopic, m.CorrelationData = r.Str(), r.Str(), r.Bytes()
+	return m, r.Err
+}
+
+// DecodeSubscription decodes a SUBSCRIPTION record.
+func DecodeSubscription(rec []byte) (*SubscriptionRecord, error) {
+	r, err := expect(rec, KindSubscription)
+	if err != nil {
+		return nil, err
+	}
+	s := &SubscriptionRecord{QoS: r.U8(), Options: r.U8(), ProtocolVersion: r.U8(), Flags: r.U8(), Identifier: r.U32()}
+	s.ClientID, s.Username, s.Filter = r.Str(), r.Str(), r.Str()
+	s.UserProperties = r.pairs()
+	return s, r.Err
+}
+
+// DecodeDisconnect decodes a DISCONNECT record.
+func DecodeDisconnect(rec []byte) (*DisconnectRecord, error) {
+	r, err := expect(rec, KindDisconnect)
+	if err != nil {
+		return nil, err
+	}
+	d := &DisconnectRecord{Direction: r.U8(), ReasonCode: r.U8(), ProtocolVersion: r.U8()}
+	r.U8()
+	d.ClientID, d.Username, d.ReasonString = r.Str(), r.Str(), r.Str()
+	d.UserProperties = r.pairs()
+	return d, r.Err
+}
+
+// EncodeProperties appends a packet_set argument for user_properties (a
+// list<str, str>) to buf.
+func EncodeProperties(buf []byte, ps []Pair) []byte {
+	var w Writer
+	w.Reset(buf)
+	w.pairs(ps)
+	return w.Fields()
+}
+
+// DecodeProperties parses a packet_set argument for user_properties. Bytes
+// after the list are refused. Strings are copies.
+func DecodeProperties(b []byte) ([]Pair, error) {
+	r := NewFieldReader(b)
+	n := r.U32()
+	if uint64(n)*8 > uint64(len(r.b)) { // each pair takes at least 8 bytes
+		return nil, ErrMessage
+	}
+	ps := make([]Pair, 0, n)
+	for i := uint32(0); i < n; i++ {
+		ps = append(ps, Pair{Key: r.Str(), Value: r.Str()})
+	}
+	if r.Err != nil || len(r.b) != 0 || (len(b) < 4) {
+		return nil, ErrMessage
+	}
+	return ps, nil
+}
