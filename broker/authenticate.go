@@ -56,6 +56,9 @@ type clientState struct {
 	// kickWill is the client's will when the broker disconnected it without
 	// preventing the will (hook.kick, hook.kickedWill).
 	kickWill atomic.Pointer[mqtt.Will]
+	// leaving is the reason string of the DISCONNECT the client sent, as
+	// interceptors left it, for its disconnect event (clientLeaving).
+	leaving atomic.Pointer[string]
 }
 
 // state returns the clientState of cl, or nil for a client that was never
@@ -92,6 +95,9 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	c := connectInfo(cl, pk)
 	c.Conn = newConn()
+	if oc, ok := cl.Net.Conn.(*outConn); ok && !oc.connectConn.IsZero() {
+		c.Conn = oc.connectConn // what the CONNECT interceptors wrote stays (intercept.go)
+	}
 	h.emit(EventConnectionStart, cl, c.Conn, 0, "")
 
 	res := h.authenticate(c)
@@ -370,6 +376,7 @@ func connectInfo(cl *mqtt.Client, pk packets.Packet) *Connect {
 		CleanStart:      pk.Connect.Clean,
 		Keepalive:       pk.Connect.Keepalive,
 		SessionExpiry:   pk.Properties.SessionExpiryInterval,
+		ReceiveMaximum:  pk.Properties.ReceiveMaximum,
 		RemoteAddr:      cl.Net.Remote,
 		Listener:        cl.Net.Listener,
 	}
@@ -380,7 +387,8 @@ func connectInfo(cl *mqtt.Client, pk packets.Packet) *Connect {
 		c.UserProperties = append(c.UserProperties, UserProperty{Key: p.Key, Value: p.Val})
 	}
 	if pk.Connect.WillFlag {
-		c.Will = &WillInfo{Topic: pk.Connect.WillTopic, Payload: pk.Connect.WillPayload, QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain}
+		c.Will = &WillInfo{Topic: pk.Connect.WillTopic, Payload: pk.Connect.WillPayload, QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain,
+			Delay: pk.Connect.WillProperties.WillDelayInterval}
 	}
 	if tc, ok := tlsConn(cl.Net.Conn); ok {
 		c.TLS = tlsInfo(tc.ConnectionState())

@@ -86,12 +86,15 @@ func (s *subscribeState) end() {
 // beginSubscribe is OnSubscribe: it authorizes each filter of a SUBSCRIBE
 // and records the refusals in cl's subscribeState (step 1 above). A client
 // that was never authenticated records nothing.
-func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet) {
+func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet, removed map[string]Verdict) {
 	st := h.state(cl)
 	if st == nil {
 		return
 	}
 	verdicts := make(map[string]Verdict, len(pk.Filters))
+	for f, v := range removed { // by an interceptor: refused, not authorized
+		verdicts[f] = v
+	}
 	var existed map[string]struct{}
 	for _, f := range pk.Filters {
 		if _, ok := cl.State.Subscriptions.Get(f.Filter); ok {
@@ -99,6 +102,9 @@ func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet) {
 				existed = map[string]struct{}{}
 			}
 			existed[f.Filter] = struct{}{}
+		}
+		if _, gone := removed[f.Filter]; gone {
+			continue
 		}
 		_, _, shared := topic.SplitShared(f.Filter)
 		v := h.authorizeSubscribe(st, &Subscribe{Filter: f.Filter, QoS: f.Qos, Shared: shared})
@@ -247,6 +253,17 @@ func callAuthorizePublish(log *slog.Logger, a ClientAuthorizer, p *Publish) (v V
 // OnPublish) when the packet must not be delivered, having already answered
 // or disconnected the client.
 func (h *hook) authorizePublish(cl *mqtt.Client, pk *packets.Packet) error {
+	v := h.publishVerdict(cl, pk)
+	if v.Decision == Allow {
+		return nil
+	}
+	h.refusePublish(cl, pk, v)
+	return packets.ErrRejectPacket
+}
+
+// publishVerdict is the client's authorizer's verdict on pk (a Deny for a
+// client that was never authenticated).
+func (h *hook) publishVerdict(cl *mqtt.Client, pk *packets.Packet) Verdict {
 	st := h.state(cl)
 	v := Verdict{Decision: Deny, ReasonString: "client not authenticated"}
 	if st != nil {
@@ -256,15 +273,17 @@ func (h *hook) authorizePublish(cl *mqtt.Client, pk *packets.Packet) error {
 		v = callAuthorizePublish(h.log, st.authz, &st.pub)
 		st.pub = Publish{}
 	}
-	if v.Decision == Allow {
-		return nil
-	}
+	return v
+}
+
+// refusePublish answers a PUBLISH its authorizer refused with verdict v
+// (see failPublish), logged at debug.
+func (h *hook) refusePublish(cl *mqtt.Client, pk *packets.Packet, v Verdict) {
 	if v.ReasonCode < 0x80 {
 		v.ReasonCode = CodeNotAuthorized
 	}
 	h.log.Debug("publish refused", "client", cl.ID, "topic", pk.TopicName, "decision", v.Decision, "code", v.ReasonCode)
 	h.failPublish(cl, pk, v)
-	return packets.ErrRejectPacket
 }
 
 // failPublish answers a PUBLISH that will not be delivered: MQTT 5 QoS 1/2

@@ -45,6 +45,11 @@ func (h *hook) emitDisconnect(cl *mqtt.Client, err error, now time.Time) {
 	e := newEvent(EventDisconnect, cl, now)
 	e.Disconnect, e.ReasonCode, e.ReasonString = disconnectCause(cl, err)
 	e.Conn = h.conn(cl)
+	if st := h.state(cl); st != nil && e.Disconnect == DisconnectByClient {
+		if r := st.leaving.Load(); r != nil {
+			e.ReasonString = *r // the client's, as interceptors left it
+		}
+	}
 	h.ext.Events.OnEvent(e)
 }
 

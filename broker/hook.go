@@ -116,11 +116,14 @@ func (h *hook) Provides(b byte) bool {
 }
 
 // OnPacketRead sees every packet mochi decodes, before it validates or
-// handles it: a CONNECT with an empty password or an empty will payload is
-// made to pass mochi's validation (see keepEmptyPassword, keepEmptyWill);
-// a QoS 1/2 PUBLISH beyond the
-// client's Receive Maximum disconnects it (checkReceiveMaximum) and is
-// rejected, which ends the connection. Other packets pass unchanged.
+// handles it: a CONNECT goes through the CONNECT interceptors
+// (interceptConnect), then one with an empty password or an empty will
+// payload is made to pass mochi's validation (see keepEmptyPassword,
+// keepEmptyWill); a QoS 1/2 PUBLISH beyond the client's Receive Maximum
+// disconnects it (checkReceiveMaximum) and is rejected, which ends the
+// connection; a DISCONNECT goes through the DISCONNECT interceptors, and
+// its reason string is kept for the disconnect event (clientLeaving).
+// Other packets pass unchanged.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
@@ -128,8 +131,16 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 			return pk, packets.ErrRejectPacket
 		}
 	case packets.Connect:
+		if ic := h.interceptors(InterceptConnect); ic != nil && !cl.Net.Inline {
+			h.interceptConnect(ic, cl, &pk)
+		}
 		keepEmptyPassword(&pk)
 		keepEmptyWill(&pk)
+	case packets.Disconnect:
+		if ic := h.interceptors(InterceptDisconnect); ic != nil {
+			pk = h.interceptDisconnect(ic, cl, pk, false)
+		}
+		h.clientLeaving(cl, pk)
 	}
 	return pk, nil
 }
@@ -246,10 +257,15 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, name string, write bool) bool {
 	return h.mayRead(cl, name)
 }
 
-// OnSubscribe authorizes each filter of a SUBSCRIBE (see subscribeState for
-// how the verdicts reach OnACLCheck and OnSubscribed).
+// OnSubscribe runs the SUBSCRIBE interceptors on each filter
+// (interceptSubscribe), then authorizes each filter they left (see
+// subscribeState for how the verdicts reach OnACLCheck and OnSubscribed).
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	h.beginSubscribe(cl, pk)
+	var removed map[string]Verdict
+	if ic := h.interceptors(InterceptSubscribe); ic != nil && !cl.Net.Inline {
+		removed = h.interceptSubscribe(ic, cl, &pk)
+	}
+	h.beginSubscribe(cl, pk, removed)
 	return pk
 }
 
@@ -282,20 +298,28 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	h.emitUnsubscribe(cl, pk)
 }
 
-// OnPublish authorizes an incoming PUBLISH, sets its expiry and ordering key,
-// and, for QoS 1/2, writes it to persistence as pending before mochi sends
-// the PUBACK/PUBREC (durable). OnPublished removes the pending record once
+// OnPublish authorizes an incoming PUBLISH, runs the PUBLISH interceptors
+// on it (interceptPublish, which authorizes it again when they changed
+// what authorization reads), sets its expiry and ordering key, and, for
+// QoS 1/2, writes it to persistence as pending before mochi sends the
+// PUBACK/PUBREC (durable). OnPublished removes the pending record once
 // mochi has queued the message for every subscriber; a crash in between is
 // repaired at start-up by re-publishing it. The broker's own publishes (the
 // inline client: re-published pending messages, crash wills) are only
-// stamped.
+// stamped; a client's PUBLISH delivered at a lowered QoS through the inline
+// client gets back what it had (reinjected).
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		h.stampInline(&pk)
+		if !reinjected(&pk) {
+			h.stampInline(&pk)
+		}
 		return pk, nil
 	}
 	if err := h.authorizePublish(cl, &pk); err != nil {
 		return pk, err
+	}
+	if ic := h.interceptors(InterceptPublishInbound); ic != nil {
+		return h.interceptPublish(ic, cl, pk)
 	}
 	h.stampPublish(&pk)
 	if err := h.savePending(cl, &pk); err != nil {
@@ -369,8 +393,17 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		// ([MQTT-3.1.2-29]), and a forwarded PUBLISH must keep its user
 		// properties ([MQTT-3.3.2-17]). A PUBLISH has no reason string.
 		pk.Mods.DisallowProblemInfo = false
-		if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Dup {
+		if pk.FixedHeader.Type == packets.Disconnect {
+			if ic := h.interceptors(InterceptDisconnect); ic != nil && cl.Properties.ProtocolVersion >= 5 {
+				pk = h.interceptDisconnect(ic, cl, pk, true)
+			}
+			return pk
+		}
+		if pk.FixedHeader.Dup {
 			pk = h.firstSend(cl, pk)
+		}
+		if ic := h.interceptors(InterceptPublishOutbound); ic != nil {
+			pk = h.interceptDelivery(ic, cl, pk)
 		}
 		return pk
 	case packets.Connack:
@@ -379,9 +412,16 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		return pk
 	}
 	if pk.ReasonCode != 0 {
-		return h.refusingConnack(cl, pk)
+		pk = h.refusingConnack(cl, pk)
+		if ic := h.interceptors(InterceptConnack); ic != nil {
+			pk = h.interceptConnack(ic, cl, pk)
+		}
+		return pk
 	}
 	pk = h.connectAck(cl, pk)
+	if ic := h.interceptors(InterceptConnack); ic != nil {
+		pk = h.interceptConnack(ic, cl, pk)
+	}
 	h.takeUnsent(cl, pk.SessionPresent)
 	if pk.SessionPresent {
 		h.dropRevokedInflight(cl)

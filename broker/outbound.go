@@ -79,6 +79,13 @@ type outConn struct {
 	// keepalive is the keepalive granted to the client, in seconds (see
 	// keepalive.go); 0 until then.
 	keepalive atomic.Uint32
+	// connectConn is the connection's attributes made when its CONNECT was
+	// intercepted (intercept.go), for authenticateConnect; the client's
+	// goroutine only.
+	connectConn Conn
+	// marked counts the prevented deliveries written as markers and not
+	// yet dropped by Write (see preventDelivery).
+	marked atomic.Int32
 
 	// Read deadlines of plain TCP (lazy, see SetDeadline), as monotonic
 	// nanoseconds since deadlineBase; 0 means none.
@@ -164,6 +171,12 @@ func (c *outConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	n := len(p)
+	if c.marked.Load() > 0 {
+		if p = c.dropMarked(p); len(p) == 0 {
+			c.mu.Unlock()
+			return n, nil
+		}
+	}
 	if c.quota.max > 0 {
 		var err error
 		if p, err = c.gateLocked(p); err != nil {
