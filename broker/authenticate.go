@@ -43,8 +43,10 @@ type clientState struct {
 	// recv counts the client's open QoS 2 flows against its Receive
 	// Maximum (see receive.go).
 	recv inboundQuota
-	// pub is reused for every PUBLISH of the client (its goroutine only).
+	// pub is reused for every PUBLISH of the client (its goroutine only);
+	// msg likewise for the PUBLISH interceptors (intercept.go).
 	pub Publish
+	msg Message
 	// connectedAt is when the CONNECT was accepted (Clients.Client).
 	connectedAt time.Time
 	// conn holds the connection's attributes (svc_connattrs.go), from the

@@ -88,10 +88,10 @@ type Connect struct {
 	// sent none, which means 65,535).
 	ReceiveMaximum uint16
 	RemoteAddr     string
-	Listener        string   // the listener's name from the configuration
-	TLS             *TLSInfo // nil on a plain TCP or WebSocket connection
-	UserProperties  []UserProperty
-	Will            *WillInfo // nil when the CONNECT has no will
+	Listener       string   // the listener's name from the configuration
+	TLS            *TLSInfo // nil on a plain TCP or WebSocket connection
+	UserProperties []UserProperty
+	Will           *WillInfo // nil when the CONNECT has no will
 	// Conn is the connection, for ConnectionAttributes: what the
 	// Authenticator writes there stays with the connection when it is
 	// accepted (see svc_connattrs.go).

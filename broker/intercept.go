@@ -313,21 +313,30 @@ func messageOfPacket(pk *packets.Packet) Message {
 // at the QoS it sent (downgraded). It returns what OnPublish returns.
 func (h *hook) interceptPublish(ic Interceptors, cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	sent := pk.FixedHeader.Qos
-	m := messageOfPacket(&pk)
-	var prev Prevented
-	if !h.callIntercept("publish", cl.ID, func() { prev = ic.InterceptPublish(h.peer(cl), &m) }) {
+	st := h.state(cl)
+	if st == nil { // authorizePublish refused it
+		return pk, packets.ErrRejectPacket
+	}
+	// The client's goroutine handles one PUBLISH at a time: one Message
+	// per client, reused.
+	m := &st.msg
+	*m = messageOfPacket(&pk)
+	defer func() { *m = Message{} }()
+	peer := Peer{ID: cl.ID, Username: string(cl.Properties.Username), ProtocolVersion: cl.Properties.ProtocolVersion, Conn: st.conn}
+	prev, ok := h.callPublish(ic, peer, m)
+	if !ok {
 		return h.acceptPublish(cl, pk)
 	}
 	if prev.Stop {
 		h.preventPublish(cl, &pk, prev)
 		return pk, packets.ErrRejectPacket
 	}
-	if err := checkChanged(&m, &pk); err != nil {
+	if err := checkChanged(m, &pk); err != nil {
 		h.log.Warn("interceptor answer ignored", "client", cl.ID, "topic", pk.TopicName, "error", err)
 		return h.acceptPublish(cl, pk)
 	}
 	reauthorize := m.Topic != pk.TopicName || m.QoS != sent || m.Retain != pk.FixedHeader.Retain || !sameBytes(m.Payload, pk.Payload)
-	applyMessage(&pk, &m)
+	applyMessage(&pk, m)
 	if reauthorize {
 		if v := h.publishVerdict(cl, &pk); v.Decision != Allow {
 			answer := pk
@@ -341,6 +350,29 @@ func (h *hook) interceptPublish(ic Interceptors, cl *mqtt.Client, pk packets.Pac
 		return h.downgraded(cl, pk, sent)
 	}
 	return h.acceptPublish(cl, pk)
+}
+
+// callPublish runs InterceptPublish with a recover (see callIntercept),
+// without a closure: it is on every intercepted PUBLISH.
+func (h *hook) callPublish(ic Interceptors, peer Peer, m *Message) (prev Prevented, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("interceptor panicked", "point", "publish", "client", peer.ID, "panic", r)
+			prev, ok = Prevented{}, false
+		}
+	}()
+	return ic.InterceptPublish(peer, m), true
+}
+
+// callDelivery is callPublish for InterceptDelivery.
+func (h *hook) callDelivery(ic Interceptors, peer Peer, publisher string, m *Message) (prev Prevented, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("interceptor panicked", "point", "delivery", "client", peer.ID, "panic", r)
+			prev, ok = Prevented{}, false
+		}
+	}()
+	return ic.InterceptDelivery(peer, publisher, m), true
 }
 
 // checkChanged refuses a message m, changed from pk by interceptors, that
@@ -547,8 +579,8 @@ func (h *hook) interceptDelivery(ic Interceptors, cl *mqtt.Client, pk packets.Pa
 	m := messages.Get().(*Message)
 	*m = messageOfPacket(&pk)
 	defer func() { *m = Message{}; messages.Put(m) }()
-	var prev Prevented
-	if !h.callIntercept("delivery", cl.ID, func() { prev = ic.InterceptDelivery(h.peer(cl), publisher, m) }) {
+	prev, ok := h.callDelivery(ic, h.peer(cl), publisher, m)
+	if !ok {
 		return pk
 	}
 	if prev.Stop {
