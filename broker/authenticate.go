@@ -47,6 +47,8 @@ type clientState struct {
 	// msg likewise for the PUBLISH interceptors (intercept.go).
 	pub Publish
 	msg Message
+	// peer names the client to interceptors, built once (intercept.go).
+	peer Peer
 	// connectedAt is when the CONNECT was accepted (Clients.Client).
 	connectedAt time.Time
 	// conn holds the connection's attributes (svc_connattrs.go), from the
@@ -115,6 +117,7 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 
 	st := &clientState{authz: res.Client, connack: res.ConnackUserProperties, settings: res.Settings, connectedAt: time.Now(), conn: c.Conn}
+	st.peer = Peer{ID: cl.ID, Username: string(cl.Properties.Username), ProtocolVersion: cl.Properties.ProtocolVersion, Conn: c.Conn}
 	st.recv.max = h.receiveMax
 	if n := res.Settings.ReceiveMaximum; n > 0 {
 		st.recv.max = int(n)

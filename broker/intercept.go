@@ -41,10 +41,11 @@ func (h *hook) interceptors(p InterceptPoint) Interceptors {
 // clientState's, or for a CONNECT not accepted (yet) the ones its
 // interception made (outConn.connectConn).
 func (h *hook) peer(cl *mqtt.Client) Peer {
-	p := Peer{ID: cl.ID, Username: string(cl.Properties.Username), ProtocolVersion: cl.Properties.ProtocolVersion}
 	if st := h.state(cl); st != nil {
-		p.Conn = st.conn
-	} else if oc, ok := cl.Net.Conn.(*outConn); ok {
+		return st.peer
+	}
+	p := Peer{ID: cl.ID, Username: string(cl.Properties.Username), ProtocolVersion: cl.Properties.ProtocolVersion}
+	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		p.Conn = oc.connectConn
 	}
 	return p
@@ -322,8 +323,7 @@ func (h *hook) interceptPublish(ic Interceptors, cl *mqtt.Client, pk packets.Pac
 	m := &st.msg
 	*m = messageOfPacket(&pk)
 	defer func() { *m = Message{} }()
-	peer := Peer{ID: cl.ID, Username: string(cl.Properties.Username), ProtocolVersion: cl.Properties.ProtocolVersion, Conn: st.conn}
-	prev, ok := h.callPublish(ic, peer, m)
+	prev, ok := h.callPublish(ic, st.peer, m)
 	if !ok {
 		return h.acceptPublish(cl, pk)
 	}

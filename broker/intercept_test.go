@@ -854,6 +854,10 @@ func TestInterceptedMessagesSurviveRestart(t *testing.T) {
 	ic := &testInterceptors{}
 	ic.set(func(ti *testInterceptors) {
 		ti.publish = func(cl broker.Peer, m *broker.Message) broker.Prevented {
+			if m.Topic == "down/q" {
+				m.QoS = 1
+				return broker.Prevented{}
+			}
 			changeAll(m)
 			return broker.Prevented{}
 		}
@@ -863,12 +867,24 @@ func TestInterceptedMessagesSurviveRestart(t *testing.T) {
 	s, addr := startServer(t, cfg, broker.Extensions{Authenticator: rules, Interceptors: ic})
 	q, _ := dial5Session(t, addr, "q", true, 3600)
 	q.subscribe(1, "out/#", 1)
+	q.subscribe(2, "down/#", 2)
 	q.send(0xE0, []byte{0})
 	poll.Until(t, "q offline", func() bool { info, ok := s.Client("q"); return ok && !info.Connected })
 	pub := dial5(t, addr, "pub")
 	pub.send(0x32, publish5("in/r", 1, 1, props(userProp("a", "1")), "stored"))
 	if _, code, _ := pub.ackReason(0x40); code != 0 {
 		t.Fatalf("PUBACK %#x", code)
+	}
+	pub.send(0x34, publish5("down/q", 2, 2, props(), "lowered"))
+	pub.expect("PUBREC", 0x50, []byte{0, 2})
+	pub.send(0x62, []byte{0, 2})
+	pub.expect("PUBCOMP", 0x70, []byte{0, 2})
+	snap, err := s.Store().Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Pending) != 0 || len(snap.Inflight) != 2 {
+		t.Fatalf("stored %d pending, %d queued; want 0 and 2", len(snap.Pending), len(snap.Inflight))
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -889,6 +905,9 @@ func TestInterceptedMessagesSurviveRestart(t *testing.T) {
 		t.Fatal("session lost")
 	}
 	check(q.readPublish5(), false)
+	if p := q.readPublish5(); p.topic != "down/q" || p.qos != 1 || p.payload != "lowered" {
+		t.Fatalf("got %+v, want down/q at QoS 1", p)
+	}
 	late := dial5(t, addr, "late")
 	late.subscribe(1, "out/#", 1)
 	check(late.readPublish5(), true)
