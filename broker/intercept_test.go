@@ -912,3 +912,42 @@ func TestInterceptedMessagesSurviveRestart(t *testing.T) {
 	late.subscribe(1, "out/#", 1)
 	check(late.readPublish5(), true)
 }
+
+// TestInterceptDeliveryBurst: deliveries prevented in a burst, which mochi
+// writes several to a socket write, leave exactly the others, in order.
+func TestInterceptDeliveryBurst(t *testing.T) {
+	b := startIC(t, nil)
+	b.ic.set(func(ti *testInterceptors) {
+		ti.delivery = func(cl broker.Peer, _ string, m *broker.Message) broker.Prevented {
+			var n int
+			if _, err := fmt.Sscanf(string(m.Payload), "%d", &n); err == nil && n%2 == 1 {
+				return broker.Prevented{Stop: true}
+			}
+			return broker.Prevented{}
+		}
+	})
+	sub := dial5(t, b.addr, "sub")
+	sub.subscribe(1, "burst", 1)
+	pub, err := rawmqtt.Dial(b.addr, "pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Drop() })
+	const n = 600
+	for i := range n { // one buffer: the broker reads many at once
+		pub.Publish("burst", byte(i/2%2), uint16(i+1), []byte(fmt.Sprint(i)))
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for want := 0; want < n; want += 2 {
+		p := sub.readPublish5()
+		if p.payload != fmt.Sprint(want) {
+			t.Fatalf("got %q, want %d", p.payload, want)
+		}
+		if p.qos == 1 {
+			sub.send(0x40, []byte{byte(p.id >> 8), byte(p.id)})
+		}
+	}
+	sub.ping()
+}
