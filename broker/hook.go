@@ -84,6 +84,9 @@ type hook struct {
 	// OnPublished: its record stays in the store for the next start, and
 	// its key goes when its publisher disconnects (forgetPending).
 	pending sync.Map // int64 -> *mqtt.Client, the publisher
+	// reinjects holds the client PUBLISH packets being delivered through
+	// the inline client at a lowered QoS, by key; see reinject.
+	reinjects sync.Map // string -> *reinjection
 	// unsent holds, per client id, the packet ids of deliveries its last
 	// connection held and never sent (heldUnsent, takeUnsent).
 	unsent sync.Map // string -> map[uint16]struct{}
@@ -310,7 +313,7 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // client gets back what it had (reinjected).
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		if !reinjected(&pk) {
+		if !h.reinjected(&pk) {
 			h.stampInline(&pk)
 		}
 		return pk, nil

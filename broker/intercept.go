@@ -518,9 +518,6 @@ type reinjection struct {
 // holds this prefix and its ordering key.
 const reinjectKey = "\x00propolis-reinject:"
 
-// reinjects holds the reinjections under way, by key; see reinject.
-var reinjects sync.Map // string -> *reinjection
-
 // reinject publishes pk, a client's PUBLISH already acknowledged, through
 // mochi's inline client: mochi fans it out and retains it at pk's QoS
 // without acknowledging anything. mochi makes the inline client its origin
@@ -533,8 +530,8 @@ func (h *hook) reinject(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	key := reinjectKey + strconv.FormatInt(pk.Created, 10)
-	reinjects.Store(key, &reinjection{origin: cl.ID, created: pk.Created, expiry: pk.Expiry})
-	defer reinjects.Delete(key)
+	h.reinjects.Store(key, &reinjection{origin: cl.ID, created: pk.Created, expiry: pk.Expiry})
+	defer h.reinjects.Delete(key)
 	pk.Connect.ClientIdentifier = key
 	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false // resolved on the first pass
 	if err := h.mochi.InjectPacket(inline, pk); err != nil {
@@ -544,11 +541,11 @@ func (h *hook) reinject(cl *mqtt.Client, pk packets.Packet) {
 
 // reinjected restores, on a PUBLISH of the inline client, what reinject
 // kept of it, and reports whether it was one. OnPublish calls it.
-func reinjected(pk *packets.Packet) bool {
+func (h *hook) reinjected(pk *packets.Packet) bool {
 	if pk.Connect.ClientIdentifier == "" {
 		return false
 	}
-	v, ok := reinjects.Load(pk.Connect.ClientIdentifier)
+	v, ok := h.reinjects.Load(pk.Connect.ClientIdentifier)
 	if !ok {
 		return false
 	}

@@ -343,6 +343,9 @@ func TestInterceptConnectFields(t *testing.T) {
 		!slices.Equal(got.UserProperties, want.UserProperties) {
 		t.Fatalf("authenticator saw %+v, want %+v", got, want)
 	}
+	if got.Listener == "" || got.RemoteAddr == "" {
+		t.Fatalf("authenticator saw listener %q, address %q", got.Listener, got.RemoteAddr)
+	}
 	if w := rec.will; w.Topic != "will/changed" || string(w.Payload) != "gone" || w.QoS != 1 || w.Retain || w.Delay != 0 {
 		t.Fatalf("authenticator saw will %+v", w)
 	}
