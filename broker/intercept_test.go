@@ -954,3 +954,48 @@ func TestInterceptDeliveryBurst(t *testing.T) {
 	}
 	sub.ping()
 }
+
+// TestInterceptorFailureLeavesPacket: an interceptor that panics, or
+// answers a topic that is not a topic name or a raised QoS, leaves the
+// PUBLISH as it was; the client stays connected.
+func TestInterceptorFailureLeavesPacket(t *testing.T) {
+	b := startIC(t, nil)
+	b.ic.set(func(ti *testInterceptors) {
+		ti.publish = func(cl broker.Peer, m *broker.Message) broker.Prevented {
+			orig := m.Topic
+			m.Payload = []byte("changed")
+			switch orig {
+			case "fail/panic":
+				panic("interceptor bug")
+			case "fail/wildcard":
+				m.Topic = "fail/+"
+			case "fail/qos":
+				m.QoS = 2
+			}
+			return broker.Prevented{}
+		}
+		ti.delivery = func(cl broker.Peer, _ string, m *broker.Message) broker.Prevented {
+			if m.Topic == "fail/panic" {
+				m.Topic = "elsewhere"
+				panic("interceptor bug")
+			}
+			return broker.Prevented{}
+		}
+	})
+	sub := dial5(t, b.addr, "sub")
+	sub.subscribe(1, "fail/#", 1)
+	pub := dial5(t, b.addr, "pub")
+	for i, topic := range []string{"fail/panic", "fail/wildcard", "fail/qos"} {
+		pub.send(0x32, publish5(topic, 1, uint16(i+1), props(), "orig"))
+		if id, code, _ := pub.ackReason(0x40); id != uint16(i+1) || code != 0 {
+			t.Fatalf("%s: PUBACK %d %#x", topic, id, code)
+		}
+		p := sub.readPublish5()
+		if p.topic != topic || p.payload != "orig" || p.qos != 1 {
+			t.Fatalf("%s: got %+v, want it unchanged", topic, p)
+		}
+		sub.send(0x40, []byte{byte(p.id >> 8), byte(p.id)})
+	}
+	pub.ping()
+	sub.ping()
+}
