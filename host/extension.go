@@ -396,7 +396,7 @@ func (e *extension) release(in *instance, cb abi.Callback, err error) {
 	if errors.Is(err, ErrRecordTooLarge) { // the guest said no; it is not broken
 		e.pool.put(in)
 		if n := e.tooLarge.Add(1); n == 1 || n%1000 == 0 {
-			e.log.Warn("record too large for the extension's buffer; decision failed closed, event dropped",
+			e.log.Warn("record too large for the extension's buffer; decision failed closed, event dropped, packet left unintercepted",
 				"callback", cb.String(), "records_refused", n, "error", err)
 		}
 		if !abi.Callbacks[cb].Decides() {
