@@ -47,7 +47,10 @@ func probeManifest(p iprobe) string {
 	if limits == "" {
 		limits = "  call_deadline: 2s\n"
 	}
-	return "abi: \"1.2\"\nlimits:\n  pool_size: 1\n" + limits + "config:\n" + p.config
+	if !strings.Contains(limits, "pool_size") {
+		limits += "  pool_size: 1\n"
+	}
+	return "abi: \"1.2\"\nlimits:\n" + limits + "config:\n" + p.config
 }
 
 var peer = broker.Peer{ID: "c1", Username: "u", ProtocolVersion: 5}
@@ -420,6 +423,38 @@ func TestInterceptConnectHonoursContext(t *testing.T) {
 	h.InterceptConnect(ctx, c)
 	if c.ClientID != "c1" {
 		t.Errorf("intercepted after the deadline: %+v", c)
+	}
+	if st := statusOf(t, h, "p"); st.Errors != 0 {
+		t.Errorf("%d errors", st.Errors)
+	}
+}
+
+// TestInterceptConcurrent: calls from many clients at once, over a pool of
+// instances, each get their own changes (staged changes never leak from
+// one call into another).
+func TestInterceptConcurrent(t *testing.T) {
+	h, _, _ := probeHost(t, iprobe{id: "p", config: "  mode: set-all\n  tag: x\n", limits: "  call_deadline: 5s\n  pool_size: 3\n"})
+	const clients, calls = 8, 200
+	errs := make(chan error, clients)
+	for c := 0; c < clients; c++ {
+		go func(c int) {
+			cl := broker.Peer{ID: fmt.Sprintf("c%d", c), ProtocolVersion: 5}
+			for i := 0; i < calls; i++ {
+				topic := fmt.Sprintf("t/%d/%d", c, i)
+				m := &broker.Message{Topic: topic, Payload: []byte(topic), QoS: 2}
+				h.InterceptPublish(cl, m)
+				if m.Topic != "x/"+topic || string(m.Payload) != "["+topic+"]" || len(m.UserProperties) != 1 {
+					errs <- fmt.Errorf("client %d call %d: %+v", c, i, m)
+					return
+				}
+			}
+			errs <- nil
+		}(c)
+	}
+	for c := 0; c < clients; c++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 	if st := statusOf(t, h, "p"); st.Errors != 0 {
 		t.Errorf("%d errors", st.Errors)
