@@ -391,3 +391,24 @@ func BenchmarkInterceptPublish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInterceptDelivery measures Host.InterceptDelivery (per delivery
+// to a subscriber) when the only outbound interceptor's filters match
+// nothing: what a broker with such an extension pays per delivery, no Wasm
+// call made.
+func BenchmarkInterceptDelivery(b *testing.B) {
+	wasm := buildGuest(b, "testdata/guests", "interceptprobe")
+	ext := b.TempDir()
+	installExtension(b, ext, "probe", wasm, 0, "limits:\n  pool_size: 1\n  call_deadline: 1m\n"+
+		"config:\n  mode: prevent\n  outbound_filters: [\"alerts/#\", \"legacy/+/status\"]\n")
+	h, _ := newTestHost(b, ext)
+	cl := broker.Peer{ID: "subscriber", ProtocolVersion: 5}
+	m := &broker.Message{Topic: "devices/sensor-1/temperature", QoS: 1, Payload: []byte(`{"t":21.5}`)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if p := h.InterceptDelivery(cl, "publisher", m); p.Stop {
+			b.Fatalf("call %d: prevented a message its filters do not match", i)
+		}
+	}
+}
