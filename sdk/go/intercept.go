@@ -19,6 +19,12 @@ package propolis
 // wins. A payload is passed from the handler's own slice, so an unchanged
 // payload is never copied, and a changed one only once, by the broker.
 //
+// A packet built by a unit test (a literal PublishPacket, not one the
+// broker passed) takes the Set methods' changes into its fields without a
+// broker, and Prevent records itself (Prevented), so an interceptor's
+// handler is tested with plain go test; the broker's checks do not run
+// then.
+//
 // An interceptor that panics, overruns its deadline or fails a change
 // leaves the packet unchanged and the client connected: interceptors
 // never fail closed. Several extensions' interceptors run in priority
@@ -534,11 +540,22 @@ func (d *DisconnectPacket) AddUserProperty(key, value string) error {
 	return addProperty(d.h, &d.UserProperties, key, value)
 }
 
-// setText calls packet_set.
-func setText(h hostAPI, f uint32, v string) error { return statusErr(h.packetSet(f, v)) }
+// setText calls packet_set. A packet the SDK did not decode (h nil: one a
+// unit test built) takes the change into its fields only.
+func setText(h hostAPI, f uint32, v string) error {
+	if h == nil {
+		return nil
+	}
+	return statusErr(h.packetSet(f, v))
+}
 
-// setInt calls packet_set_int.
-func setInt(h hostAPI, f uint32, v int64) error { return statusErr(h.packetSetInt(f, v)) }
+// setInt calls packet_set_int (see setText for h nil).
+func setInt(h hostAPI, f uint32, v int64) error {
+	if h == nil {
+		return nil
+	}
+	return statusErr(h.packetSetInt(f, v))
+}
 
 // b2i is 1 for true.
 func b2i(b bool) int64 {
