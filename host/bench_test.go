@@ -222,7 +222,7 @@ func hostWith(b *testing.B, exts map[string]string) broker.Extensions {
 		installExtension(b, dir, id, wasm, 0, "")
 	}
 	h, _ := newTestHost(b, dir)
-	return broker.Extensions{Authenticator: h, Events: h}
+	return broker.Extensions{Authenticator: h, Events: h, Interceptors: h}
 }
 
 // BenchmarkBrokerConnect measures CONNECT/CONNACK/DISCONNECT round trips
@@ -337,6 +337,78 @@ func BenchmarkBrokerPublishGuard(b *testing.B) {
 				// with other work, where msgs/s swings.
 				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/1e3, "cpu-µs/msg")
 			})
+		}
+	}
+}
+
+// BenchmarkInterceptPublish measures one intercept_publish_inbound chain
+// through Host.InterceptPublish (what the broker calls per PUBLISH) into a
+// Go guest (testdata/guests/interceptprobe), guarded as every extension
+// is:
+//
+//   - "none": no interceptor (the broker skips the call then: Active);
+//   - "noop": an interceptor that changes nothing: the record encoded into
+//     guest memory, the call, the answer; nothing allocated; with a 10-byte
+//     and a 1 KiB payload (the record carries it);
+//   - "payload": one that replaces a 1 KiB payload (a copy with a byte
+//     flipped, from the guest's own buffer): packet_set, the host's one
+//     copy of the new payload, applying it.
+//
+// Read cpu-ns/op (reportCPU).
+func BenchmarkInterceptPublish(b *testing.B) {
+	wasm := buildGuest(b, "testdata/guests", "interceptprobe")
+	for _, tc := range []struct {
+		name, mode string
+		size       int
+	}{
+		{"none-1KiB", "", 1024},
+		{"noop-10B", "noop", 10},
+		{"noop-1KiB", "noop", 1024},
+		{"payload-1KiB", "payload", 1024},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ext := b.TempDir()
+			if tc.mode != "" {
+				installExtension(b, ext, "probe", wasm, 0, "limits:\n  pool_size: 1\n  call_deadline: 1m\nconfig:\n  mode: "+tc.mode+"\n")
+			}
+			h, logs := newTestHost(b, ext)
+			cl := broker.Peer{ID: "sensor-1", Username: "u", ProtocolVersion: 5}
+			payload := []byte(strings.Repeat("p", tc.size))
+			m := &broker.Message{Topic: "devices/sensor-1/temperature", QoS: 1, Payload: payload}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := cpuTime()
+			for i := 0; i < b.N; i++ {
+				m.Payload = payload
+				if p := h.InterceptPublish(cl, m); p.Stop {
+					b.Fatalf("call %d: prevented %+v", i, p)
+				}
+				if changed := m.Payload[0] != 'p'; changed != (tc.mode == "payload") || len(m.Payload) != tc.size {
+					b.Fatalf("call %d: payload %q...\n%s", i, m.Payload[:min(8, len(m.Payload))], lastLines(logs.String(), 5))
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// BenchmarkInterceptDelivery measures Host.InterceptDelivery (per delivery
+// to a subscriber) when the only outbound interceptor's filters match
+// nothing: what a broker with such an extension pays per delivery, no Wasm
+// call made.
+func BenchmarkInterceptDelivery(b *testing.B) {
+	wasm := buildGuest(b, "testdata/guests", "interceptprobe")
+	ext := b.TempDir()
+	installExtension(b, ext, "probe", wasm, 0, "limits:\n  pool_size: 1\n  call_deadline: 1m\n"+
+		"config:\n  mode: prevent\n  outbound_filters: [\"alerts/#\", \"legacy/+/status\"]\n")
+	h, _ := newTestHost(b, ext)
+	cl := broker.Peer{ID: "subscriber", ProtocolVersion: 5}
+	m := &broker.Message{Topic: "devices/sensor-1/temperature", QoS: 1, Payload: []byte(`{"t":21.5}`)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if p := h.InterceptDelivery(cl, "publisher", m); p.Stop {
+			b.Fatalf("call %d: prevented a message its filters do not match", i)
 		}
 	}
 }

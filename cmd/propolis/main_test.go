@@ -505,3 +505,30 @@ func TestListShowsHTTPHosts(t *testing.T) {
 		t.Fatalf("extensions list: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestListShowsInterceptors: `extensions list` shows the interceptors an
+// extension has and the topics its publish interceptors are narrowed to.
+func TestListShowsInterceptors(t *testing.T) {
+	tmp := t.TempDir()
+	exts := filepath.Join(tmp, "ext")
+	wasm := filepath.Join(tmp, "probe.wasm")
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", wasm, "./interceptprobe")
+	build.Dir = filepath.Join("..", "..", "testdata", "guests")
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if msg, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build interceptprobe: %v\n%s", err, msg)
+	}
+	bin, err := os.ReadFile(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(exts, "probe", "probe.wasm"), string(bin))
+	writeFile(t, filepath.Join(exts, "probe", "propolis-extension.yaml"), "id: probe\nversion: 1.0.0\nmodule: probe.wasm\nabi: \"1.2\"\n"+
+		"config:\n  inbound_filters: [\"legacy/#\", \"old/+\"]\n  outbound_filters: [\"alerts/#\"]\n")
+	code, out, errOut := runCLI(t, "extensions", "list", "--data", filepath.Join(tmp, "data"), "--extensions", exts)
+	want := "intercept_connect,intercept_connack,intercept_publish_inbound,intercept_publish_outbound,intercept_subscribe," +
+		"intercept_disconnect (intercept inbound only legacy/#,old/+) (intercept outbound only alerts/#)"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("extensions list: exit %d, want %q in\n%s%s", code, want, out, errOut)
+	}
+}

@@ -184,12 +184,15 @@ func decodeConnect(rec []byte, c *Connect) error {
 		}
 		c.UserProperties = connProps
 	}
+	c.ReceiveMaximum = r.u16() // ABI 1.2
+	r.u16()                    // reserved
+	willDelay := r.u32()
 	c.CleanStart = flags&connectCleanStart != 0
 	c.HasUsername = flags&connectHasUsername != 0
 	c.HasPassword = flags&connectHasPassword != 0
 	c.TLS = flags&connectTLS != 0
 	if flags&connectHasWill != 0 {
-		connWill = Will{Topic: willTopic, Payload: willPayload, QoS: willQoS, Retain: flags&connectWillRetain != 0}
+		connWill = Will{Topic: willTopic, Payload: willPayload, QoS: willQoS, Retain: flags&connectWillRetain != 0, Delay: willDelay}
 		c.Will = &connWill
 	}
 	if r.err != nil {
@@ -303,4 +306,156 @@ func decodeEvent(rec []byte) (*Event, error) {
 		return nil, r.err
 	}
 	return e, nil
+}
+
+// Direction of MESSAGE and DISCONNECT records.
+const directionOutbound = 2
+
+// props decodes a list<str, str> of user properties into *scratch, as
+// views; nil when the list is empty.
+func (r *reader) props(scratch *[]UserProperty) []UserProperty {
+	n := r.count(8)
+	if n == 0 {
+		return nil
+	}
+	ps := (*scratch)[:0]
+	for i := 0; i < n; i++ {
+		ps = append(ps, UserProperty{Key: view(r.view()), Value: view(r.view())})
+	}
+	*scratch = ps
+	return ps
+}
+
+// decodeConnack decodes a CONNACK record into a, as views of rec.
+func decodeConnack(rec []byte, a *ConnackPacket) error {
+	r, err := newReader(rec, kindConnack)
+	if err != nil {
+		return err
+	}
+	a.ReasonCode = r.u8()
+	a.SessionPresent = r.u8()&1 != 0
+	a.ProtocolVersion = r.u8()
+	r.u8() // reserved
+	a.ClientID, a.Username, a.ReasonString = view(r.view()), view(r.view()), view(r.view())
+	a.UserProperties = r.props(&replyProps)
+	return r.err
+}
+
+// decodeMessageRecord decodes a MESSAGE record into p, as views of rec:
+// nothing is copied, and the user properties reuse msgProps. It runs for
+// every intercepted message, so, like decodePublish, it is straight-line
+// code on inlined helpers (a loop only for user properties); a reader's
+// calls cost it three times as much.
+func decodeMessageRecord(rec []byte, p *PublishPacket) error {
+	if len(rec) < headerSize {
+		return errTruncated
+	}
+	n := binary.LittleEndian.Uint32(rec)
+	if n < headerSize || uint64(n) > uint64(len(rec)) {
+		return errTruncated
+	}
+	if binary.LittleEndian.Uint16(rec[4:]) != kindMessage {
+		return errKind
+	}
+	b := rec[headerSize:n]
+	// The fixed parts are read byte by byte: copy would call memmove, a
+	// loop in Go's Wasm. A fixed part cut short reads as zeros (an older
+	// record); the str fields after it then fail.
+	var dir, ver byte
+	if len(b) >= 4 { // direction, protocol version, reserved
+		dir, ver, b = b[0], b[1], b[4:]
+	} else {
+		b = nil
+	}
+	p.Outbound = dir == directionOutbound
+	p.ProtocolVersion = ver
+	f0, b, ok0 := strField(b)
+	f1, b, ok1 := strField(b)
+	f2, b, ok2 := strField(b)
+	p.QoS, p.Retain, p.PayloadFormat, p.MessageExpiry = 0, false, 0, 0
+	if len(b) >= 8 { // qos, flags, payload format, reserved, message expiry
+		p.QoS, p.Retain, p.PayloadFormat = b[0], b[1]&publishRetain != 0, b[2]
+		p.MessageExpiry = binary.LittleEndian.Uint32(b[4:])
+		b = b[8:]
+	} else if len(b) > 0 {
+		return errTruncated
+	}
+	f3, b, ok3 := strField(b)
+	f4, b, ok4 := strField(b)
+	p.ClientID, p.Username, p.Publisher, p.Topic, p.Payload = view(f0), view(f1), view(f2), view(f3), f4
+	p.UserProperties = nil
+	if len(b) >= 4 {
+		if np := binary.LittleEndian.Uint32(b); np > 0 {
+			r := reader{b: b}
+			p.UserProperties = r.props(&msgProps)
+			if r.err != nil {
+				return r.err
+			}
+			b = r.b
+		} else {
+			b = b[4:]
+		}
+	} else if len(b) > 0 {
+		return errTruncated
+	}
+	f5, b, ok5 := strField(b)
+	f6, b, ok6 := strField(b)
+	f7, _, ok7 := strField(b)
+	p.ContentType, p.ResponseTopic, p.CorrelationData = view(f5), view(f6), f7
+	if !(ok0 && ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
+		return errTruncated
+	}
+	return nil
+}
+
+// strField splits the str field at the front of b: its bytes (nil when
+// empty) and the rest. At the end of the record it returns nothing and ok;
+// a field cut short is not ok.
+func strField(b []byte) (v, rest []byte, ok bool) {
+	if len(b) < 4 {
+		return nil, nil, len(b) == 0
+	}
+	n := uint64(binary.LittleEndian.Uint32(b))
+	if n > uint64(len(b)-4) {
+		return nil, nil, false
+	}
+	if n == 0 {
+		return nil, b[4:], true
+	}
+	return b[4 : 4+n : 4+n], b[4+n:], true
+}
+
+// decodeSubscription decodes a SUBSCRIPTION record into s, as views of
+// rec.
+func decodeSubscription(rec []byte, s *SubscriptionPacket) error {
+	r, err := newReader(rec, kindSubscription)
+	if err != nil {
+		return err
+	}
+	s.QoS = r.u8()
+	opts := r.u8()
+	s.NoLocal = opts&subNoLocal != 0
+	s.RetainAsPublished = opts&subRetainAsPublished != 0
+	s.RetainHandling = opts >> subRetainHandling & 3
+	s.ProtocolVersion = r.u8()
+	s.Shared = r.u8()&subscribeShared != 0
+	s.Identifier = r.u32()
+	s.ClientID, s.Username, s.Filter = view(r.view()), view(r.view()), view(r.view())
+	s.UserProperties = r.props(&replyProps)
+	return r.err
+}
+
+// decodeDisconnect decodes a DISCONNECT record into d, as views of rec.
+func decodeDisconnect(rec []byte, d *DisconnectPacket) error {
+	r, err := newReader(rec, kindDisconnect)
+	if err != nil {
+		return err
+	}
+	d.Outbound = r.u8() == directionOutbound
+	d.ReasonCode = r.u8()
+	d.ProtocolVersion = r.u8()
+	r.u8() // reserved
+	d.ClientID, d.Username, d.ReasonString = view(r.view()), view(r.view()), view(r.view())
+	d.UserProperties = r.props(&replyProps)
+	return r.err
 }
