@@ -79,6 +79,10 @@ func sdkTable() []byte {
 			fmt.Fprintf(&b, "\tcallback%s = %#x\n", camel(c.Name), c.Bit)
 		}
 	}
+	b.WriteString(")\n\n// Fields of packet_set and packet_set_int (ABI.md section 5).\nconst (\n")
+	for f := Field(1); f < NumFields; f++ {
+		fmt.Fprintf(&b, "\tfield%s = %d\n", camel(Fields[f].Name), f)
+	}
 	b.WriteString(")\n\n// Record kinds (ABI.md section 4).\nconst (\n")
 	for _, k := range RecordKinds {
 		fmt.Fprintf(&b, "\tkind%s = %d\n", camel(strings.ToLower(k.Name)), k.Value)

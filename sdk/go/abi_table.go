@@ -2,25 +2,62 @@
 
 package propolis
 
-// abiMinor is the ABI minor version this SDK is built to (1.1).
-const abiMinor = 1
+// abiMinor is the ABI minor version this SDK is built to (1.2).
+const abiMinor = 2
 
 // Bits of declare_callbacks (ABI.md section 3).
 const (
-	callbackAuthenticate       = 0x1
-	callbackAuthorizePublish   = 0x2
-	callbackAuthorizeSubscribe = 0x4
-	callbackOnEvent            = 0x8
-	callbackTick               = 0x10
+	callbackAuthenticate             = 0x1
+	callbackAuthorizePublish         = 0x2
+	callbackAuthorizeSubscribe       = 0x4
+	callbackOnEvent                  = 0x8
+	callbackTick                     = 0x10
+	callbackInterceptConnect         = 0x20
+	callbackInterceptConnack         = 0x40
+	callbackInterceptPublishInbound  = 0x80
+	callbackInterceptPublishOutbound = 0x100
+	callbackInterceptSubscribe       = 0x200
+	callbackInterceptDisconnect      = 0x400
+)
+
+// Fields of packet_set and packet_set_int (ABI.md section 5).
+const (
+	fieldClientId            = 1
+	fieldUsername            = 2
+	fieldPassword            = 3
+	fieldSessionExpiry       = 4
+	fieldKeepalive           = 5
+	fieldReceiveMaximum      = 6
+	fieldUserProperties      = 7
+	fieldWillTopic           = 8
+	fieldWillPayload         = 9
+	fieldWillQos             = 10
+	fieldWillRetain          = 11
+	fieldWillDelay           = 12
+	fieldReasonString        = 13
+	fieldTopic               = 14
+	fieldPayload             = 15
+	fieldQos                 = 16
+	fieldRetain              = 17
+	fieldMessageExpiry       = 18
+	fieldContentType         = 19
+	fieldPayloadFormat       = 20
+	fieldResponseTopic       = 21
+	fieldCorrelationData     = 22
+	fieldSubscriptionOptions = 23
 )
 
 // Record kinds (ABI.md section 4).
 const (
-	kindStart     = 1
-	kindConnect   = 2
-	kindPublish   = 3
-	kindSubscribe = 4
-	kindEvent     = 5
+	kindStart        = 1
+	kindConnect      = 2
+	kindPublish      = 3
+	kindSubscribe    = 4
+	kindEvent        = 5
+	kindConnack      = 6
+	kindMessage      = 7
+	kindSubscription = 8
+	kindDisconnect   = 9
 )
 
 // Status codes of host functions (ABI.md section 6).

@@ -132,6 +132,15 @@ func hostCacheResult(seconds uint32) int32
 //go:wasmimport propolis_v1 auth_cache_flush
 func hostAuthCacheFlush(cid_ptr unsafe.Pointer, cid_len uint32) int32
 
+//go:wasmimport propolis_v1 packet_set
+func hostPacketSet(field uint32, ptr unsafe.Pointer, length uint32) int32
+
+//go:wasmimport propolis_v1 packet_set_int
+func hostPacketSetInt(field uint32, value int64) int32
+
+//go:wasmimport propolis_v1 add_intercept_filter
+func hostAddInterceptFilter(callbacks uint32, ptr unsafe.Pointer, length uint32) int32
+
 // The exports of ABI.md section 3. _initialize comes from Go's c-shared
 // runtime.
 
@@ -161,3 +170,25 @@ func exportOnEvent(n int32) { onEvent(host, record(n)) }
 
 //go:wasmexport propolis_tick
 func exportTick() { tick() }
+
+//go:wasmexport propolis_intercept_connect
+func exportInterceptConnect(n int32) uint32 { return uint32(interceptConnect(host, record(n))) }
+
+//go:wasmexport propolis_intercept_connack
+func exportInterceptConnack(n int32) uint32 { return uint32(interceptConnack(host, record(n))) }
+
+//go:wasmexport propolis_intercept_publish_inbound
+func exportInterceptPublishInbound(n int32) uint32 {
+	return uint32(interceptPublishInbound(host, record(n)))
+}
+
+//go:wasmexport propolis_intercept_publish_outbound
+func exportInterceptPublishOutbound(n int32) uint32 {
+	return uint32(interceptPublishOutbound(host, record(n)))
+}
+
+//go:wasmexport propolis_intercept_subscribe
+func exportInterceptSubscribe(n int32) uint32 { return uint32(interceptSubscribe(host, record(n))) }
+
+//go:wasmexport propolis_intercept_disconnect
+func exportInterceptDisconnect(n int32) uint32 { return uint32(interceptDisconnect(host, record(n))) }

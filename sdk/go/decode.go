@@ -184,12 +184,15 @@ func decodeConnect(rec []byte, c *Connect) error {
 		}
 		c.UserProperties = connProps
 	}
+	c.ReceiveMaximum = r.u16() // ABI 1.2
+	r.u16()                    // reserved
+	willDelay := r.u32()
 	c.CleanStart = flags&connectCleanStart != 0
 	c.HasUsername = flags&connectHasUsername != 0
 	c.HasPassword = flags&connectHasPassword != 0
 	c.TLS = flags&connectTLS != 0
 	if flags&connectHasWill != 0 {
-		connWill = Will{Topic: willTopic, Payload: willPayload, QoS: willQoS, Retain: flags&connectWillRetain != 0}
+		connWill = Will{Topic: willTopic, Payload: willPayload, QoS: willQoS, Retain: flags&connectWillRetain != 0, Delay: willDelay}
 		c.Will = &connWill
 	}
 	if r.err != nil {
@@ -303,4 +306,95 @@ func decodeEvent(rec []byte) (*Event, error) {
 		return nil, r.err
 	}
 	return e, nil
+}
+
+// Direction of MESSAGE and DISCONNECT records.
+const directionOutbound = 2
+
+// props decodes a list<str, str> of user properties into *scratch, as
+// views; nil when the list is empty.
+func (r *reader) props(scratch *[]UserProperty) []UserProperty {
+	n := r.count(8)
+	if n == 0 {
+		return nil
+	}
+	ps := (*scratch)[:0]
+	for i := 0; i < n; i++ {
+		ps = append(ps, UserProperty{Key: view(r.view()), Value: view(r.view())})
+	}
+	*scratch = ps
+	return ps
+}
+
+// decodeConnack decodes a CONNACK record into a, as views of rec.
+func decodeConnack(rec []byte, a *ConnackPacket) error {
+	r, err := newReader(rec, kindConnack)
+	if err != nil {
+		return err
+	}
+	a.ReasonCode = r.u8()
+	a.SessionPresent = r.u8()&1 != 0
+	a.ProtocolVersion = r.u8()
+	r.u8() // reserved
+	a.ClientID, a.Username, a.ReasonString = view(r.view()), view(r.view()), view(r.view())
+	a.UserProperties = r.props(&replyProps)
+	return r.err
+}
+
+// decodeMessageRecord decodes a MESSAGE record into p, as views of rec:
+// nothing is copied, and the user properties reuse msgProps. It runs for
+// every intercepted message.
+func decodeMessageRecord(rec []byte, p *PublishPacket) error {
+	r, err := newReader(rec, kindMessage)
+	if err != nil {
+		return err
+	}
+	p.Outbound = r.u8() == directionOutbound
+	p.ProtocolVersion = r.u8()
+	r.u16() // reserved
+	p.ClientID, p.Username, p.Publisher = view(r.view()), view(r.view()), view(r.view())
+	p.QoS = r.u8()
+	p.Retain = r.u8()&publishRetain != 0
+	p.PayloadFormat = r.u8()
+	r.u8() // reserved
+	p.MessageExpiry = r.u32()
+	p.Topic, p.Payload = view(r.view()), r.view()
+	p.UserProperties = r.props(&msgProps)
+	p.ContentType, p.ResponseTopic, p.CorrelationData = view(r.view()), view(r.view()), r.view()
+	return r.err
+}
+
+// decodeSubscription decodes a SUBSCRIPTION record into s, as views of
+// rec.
+func decodeSubscription(rec []byte, s *SubscriptionPacket) error {
+	r, err := newReader(rec, kindSubscription)
+	if err != nil {
+		return err
+	}
+	s.QoS = r.u8()
+	opts := r.u8()
+	s.NoLocal = opts&subNoLocal != 0
+	s.RetainAsPublished = opts&subRetainAsPublished != 0
+	s.RetainHandling = opts >> subRetainHandling & 3
+	s.ProtocolVersion = r.u8()
+	s.Shared = r.u8()&subscribeShared != 0
+	s.Identifier = r.u32()
+	s.ClientID, s.Username, s.Filter = view(r.view()), view(r.view()), view(r.view())
+	s.UserProperties = r.props(&replyProps)
+	return r.err
+}
+
+// decodeDisconnect decodes a DISCONNECT record into d, as views of rec.
+func decodeDisconnect(rec []byte, d *DisconnectPacket) error {
+	r, err := newReader(rec, kindDisconnect)
+	if err != nil {
+		return err
+	}
+	d.Outbound = r.u8() == directionOutbound
+	d.ReasonCode = r.u8()
+	d.ProtocolVersion = r.u8()
+	r.u8() // reserved
+	d.ClientID, d.Username, d.ReasonString = view(r.view()), view(r.view()), view(r.view())
+	d.UserProperties = r.props(&replyProps)
+	return r.err
 }

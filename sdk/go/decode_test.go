@@ -62,6 +62,54 @@ type (
 		WillTopic       string     `json:"will_topic"`
 		WillPayload     []byte     `json:"will_payload"`
 		UserProperties  []jsonPair `json:"user_properties"`
+		ReceiveMaximum  uint16     `json:"receive_maximum"`
+		WillDelay       uint32     `json:"will_delay"`
+	}
+	jsonConnack struct {
+		ReasonCode      uint8      `json:"reason_code"`
+		Flags           uint8      `json:"flags"`
+		ProtocolVersion uint8      `json:"protocol_version"`
+		ClientID        string     `json:"client_id"`
+		Username        string     `json:"username"`
+		ReasonString    string     `json:"reason_string"`
+		UserProperties  []jsonPair `json:"user_properties"`
+	}
+	jsonMessage struct {
+		Direction       uint8      `json:"direction"`
+		ProtocolVersion uint8      `json:"protocol_version"`
+		ClientID        string     `json:"client_id"`
+		Username        string     `json:"username"`
+		Publisher       string     `json:"publisher"`
+		QoS             uint8      `json:"qos"`
+		Flags           uint8      `json:"flags"`
+		PayloadFormat   uint8      `json:"payload_format"`
+		MessageExpiry   uint32     `json:"message_expiry"`
+		Topic           string     `json:"topic"`
+		Payload         []byte     `json:"payload"`
+		UserProperties  []jsonPair `json:"user_properties"`
+		ContentType     string     `json:"content_type"`
+		ResponseTopic   string     `json:"response_topic"`
+		CorrelationData []byte     `json:"correlation_data"`
+	}
+	jsonSubscription struct {
+		QoS             uint8      `json:"qos"`
+		Options         uint8      `json:"options"`
+		ProtocolVersion uint8      `json:"protocol_version"`
+		Flags           uint8      `json:"flags"`
+		Identifier      uint32     `json:"identifier"`
+		ClientID        string     `json:"client_id"`
+		Username        string     `json:"username"`
+		Filter          string     `json:"filter"`
+		UserProperties  []jsonPair `json:"user_properties"`
+	}
+	jsonDisconnect struct {
+		Direction       uint8      `json:"direction"`
+		ReasonCode      uint8      `json:"reason_code"`
+		ProtocolVersion uint8      `json:"protocol_version"`
+		ClientID        string     `json:"client_id"`
+		Username        string     `json:"username"`
+		ReasonString    string     `json:"reason_string"`
+		UserProperties  []jsonPair `json:"user_properties"`
 	}
 	jsonPublish struct {
 		QoS      uint8  `json:"qos"`
@@ -135,9 +183,10 @@ func wantFromJSON(t *testing.T, kind uint16, data []byte) any {
 			Listener:        j.Listener,
 			TLSSubject:      j.TLSSubject,
 			TLSSANs:         j.TLSSANs,
+			ReceiveMaximum:  j.ReceiveMaximum,
 		}
 		if j.Flags&8 != 0 {
-			c.Will = &Will{Topic: j.WillTopic, Payload: j.WillPayload, QoS: j.WillQoS, Retain: j.Flags&16 != 0}
+			c.Will = &Will{Topic: j.WillTopic, Payload: j.WillPayload, QoS: j.WillQoS, Retain: j.Flags&16 != 0, Delay: j.WillDelay}
 		}
 		for _, p := range j.UserProperties {
 			c.UserProperties = append(c.UserProperties, UserProperty{Key: p.Key, Value: p.Value})
@@ -170,6 +219,29 @@ func wantFromJSON(t *testing.T, kind uint16, data []byte) any {
 			e.Filters = append(e.Filters, FilterResult{Filter: f.Filter, QoS: f.QoS, ReasonCode: f.Code})
 		}
 		return e
+	case kindConnack:
+		var j jsonConnack
+		dec(&j)
+		return &ConnackPacket{ReasonCode: j.ReasonCode, SessionPresent: j.Flags&1 != 0, ProtocolVersion: j.ProtocolVersion,
+			ClientID: j.ClientID, Username: j.Username, ReasonString: j.ReasonString, UserProperties: pairs(j.UserProperties)}
+	case kindMessage:
+		var j jsonMessage
+		dec(&j)
+		return &PublishPacket{Outbound: j.Direction == 2, ProtocolVersion: j.ProtocolVersion, ClientID: j.ClientID,
+			Username: j.Username, Publisher: j.Publisher, QoS: j.QoS, Retain: j.Flags&1 != 0, PayloadFormat: j.PayloadFormat,
+			MessageExpiry: j.MessageExpiry, Topic: j.Topic, Payload: nilIfEmpty(j.Payload), UserProperties: pairs(j.UserProperties),
+			ContentType: j.ContentType, ResponseTopic: j.ResponseTopic, CorrelationData: nilIfEmpty(j.CorrelationData)}
+	case kindSubscription:
+		var j jsonSubscription
+		dec(&j)
+		return &SubscriptionPacket{QoS: j.QoS, NoLocal: j.Options&1 != 0, RetainAsPublished: j.Options&2 != 0,
+			RetainHandling: j.Options >> 2 & 3, ProtocolVersion: j.ProtocolVersion, Shared: j.Flags&1 != 0,
+			Identifier: j.Identifier, ClientID: j.ClientID, Username: j.Username, Filter: j.Filter, UserProperties: pairs(j.UserProperties)}
+	case kindDisconnect:
+		var j jsonDisconnect
+		dec(&j)
+		return &DisconnectPacket{Outbound: j.Direction == 2, ReasonCode: j.ReasonCode, ProtocolVersion: j.ProtocolVersion,
+			ClientID: j.ClientID, Username: j.Username, ReasonString: j.ReasonString, UserProperties: pairs(j.UserProperties)}
 	}
 	t.Fatalf("vector of unknown kind %d", kind)
 	return nil
@@ -194,8 +266,37 @@ func decodeAny(rec []byte) (any, error) {
 		return &s, decodeSubscribe(rec, &s)
 	case kindEvent:
 		return decodeEvent(rec)
+	case kindConnack:
+		var a ConnackPacket
+		return &a, decodeConnack(rec, &a)
+	case kindMessage:
+		var p PublishPacket
+		return &p, decodeMessageRecord(rec, &p)
+	case kindSubscription:
+		var s SubscriptionPacket
+		return &s, decodeSubscription(rec, &s)
+	case kindDisconnect:
+		var d DisconnectPacket
+		return &d, decodeDisconnect(rec, &d)
 	}
 	return nil, errKind
+}
+
+// pairs converts a vector's user properties (nil when none).
+func pairs(ps []jsonPair) []UserProperty {
+	var out []UserProperty
+	for _, p := range ps {
+		out = append(out, UserProperty{Key: p.Key, Value: p.Value})
+	}
+	return out
+}
+
+// nilIfEmpty maps an empty byte slice to nil, as the decoders' views are.
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }
 
 func TestVectors(t *testing.T) {

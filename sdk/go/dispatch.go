@@ -45,8 +45,8 @@ func bufferSize(cur int, size int64, limit int) (n int, ok bool) {
 // with 0x80, as the host would after a trap.
 var denyUnspecified = Deny(CodeUnspecified, "").Encode()
 
-// start runs propolis_start: the author's Start, then declare_callbacks and
-// add_publish_filter. It returns 0 to start, 1 to refuse (with a reason).
+// start runs propolis_start: the author's Start, then declare_callbacks,
+// add_publish_filter and add_intercept_filter. It returns 0 to start, 1 to refuse (with a reason).
 func start(h hostAPI, rec []byte) int32 {
 	info, err := decodeStart(rec)
 	if err != nil {
@@ -64,6 +64,23 @@ func start(h hostAPI, rec []byte) int32 {
 		for _, f := range ext.PublishFilters {
 			if st := h.addPublishFilter(f); st < 0 {
 				return refuseStart(h, "propolis: add_publish_filter "+quote(f)+": "+statusName(st))
+			}
+		}
+	}
+	for _, t := range [...]struct {
+		set     bool
+		mask    uint32
+		filters []string
+	}{
+		{ext.InterceptPublishInbound != nil, callbackInterceptPublishInbound, ext.InterceptInboundFilters},
+		{ext.InterceptPublishOutbound != nil, callbackInterceptPublishOutbound, ext.InterceptOutboundFilters},
+	} {
+		if !t.set {
+			continue
+		}
+		for _, f := range t.filters {
+			if st := h.addInterceptFilter(t.mask, f); st < 0 {
+				return refuseStart(h, "propolis: add_intercept_filter "+quote(f)+": "+statusName(st))
 			}
 		}
 	}
@@ -232,3 +249,105 @@ func sendReason(h hostAPI, reason string) {
 
 // quote returns s in double quotes (for log messages, without fmt).
 func quote(s string) string { return `"` + s + `"` }
+
+// Scratch of the interceptors, reused from one call to the next like pub.
+var (
+	connPkt    ConnectPacket
+	connackPkt ConnackPacket
+	pubPkt     PublishPacket
+	subPkt     SubscriptionPacket
+	discPkt    DisconnectPacket
+	msgProps   []UserProperty
+	replyProps []UserProperty
+)
+
+// The interceptors never fail closed: a malformed record is logged and
+// answered NEXT, which leaves the packet as it was.
+
+// interceptConnect runs propolis_intercept_connect.
+func interceptConnect(h hostAPI, rec []byte) uint32 {
+	if ext.InterceptConnect == nil {
+		return 0
+	}
+	c := &connPkt
+	if err := decodeConnect(rec, &c.Connect); err != nil {
+		h.log(LevelError, "propolis: malformed CONNECT record: "+err.Error())
+		return 0
+	}
+	defer func() { connPkt, connWill = ConnectPacket{}, Will{} }()
+	c.h = h
+	ext.InterceptConnect(c)
+	return uint32(DecisionNext)
+}
+
+// interceptConnack runs propolis_intercept_connack.
+func interceptConnack(h hostAPI, rec []byte) uint32 {
+	if ext.InterceptConnack == nil {
+		return 0
+	}
+	a := &connackPkt
+	if err := decodeConnack(rec, a); err != nil {
+		h.log(LevelError, "propolis: malformed CONNACK record: "+err.Error())
+		return 0
+	}
+	a.h = h
+	ext.InterceptConnack(a)
+	return uint32(DecisionNext)
+}
+
+// interceptPublishInbound runs propolis_intercept_publish_inbound.
+func interceptPublishInbound(h hostAPI, rec []byte) uint32 {
+	return interceptPublish(h, rec, ext.InterceptPublishInbound)
+}
+
+// interceptPublishOutbound runs propolis_intercept_publish_outbound.
+func interceptPublishOutbound(h hostAPI, rec []byte) uint32 {
+	return interceptPublish(h, rec, ext.InterceptPublishOutbound)
+}
+
+// interceptPublish decodes a MESSAGE record into pubPkt's views, runs fn
+// and returns NEXT, or DENY when fn prevented the message. pubPkt is not
+// cleared afterwards, as pub is not (authorizePublish).
+func interceptPublish(h hostAPI, rec []byte, fn func(*PublishPacket)) uint32 {
+	if fn == nil {
+		return 0
+	}
+	p := &pubPkt
+	if err := decodeMessageRecord(rec, p); err != nil {
+		h.log(LevelError, "propolis: malformed MESSAGE record: "+err.Error())
+		return 0
+	}
+	p.prevention, p.h = prevention{}, h
+	fn(p)
+	return p.answer(h)
+}
+
+// interceptSubscribe runs propolis_intercept_subscribe.
+func interceptSubscribe(h hostAPI, rec []byte) uint32 {
+	if ext.InterceptSubscribe == nil {
+		return 0
+	}
+	s := &subPkt
+	if err := decodeSubscription(rec, s); err != nil {
+		h.log(LevelError, "propolis: malformed SUBSCRIPTION record: "+err.Error())
+		return 0
+	}
+	s.prevention, s.h = prevention{}, h
+	ext.InterceptSubscribe(s)
+	return s.answer(h)
+}
+
+// interceptDisconnect runs propolis_intercept_disconnect.
+func interceptDisconnect(h hostAPI, rec []byte) uint32 {
+	if ext.InterceptDisconnect == nil {
+		return 0
+	}
+	d := &discPkt
+	if err := decodeDisconnect(rec, d); err != nil {
+		h.log(LevelError, "propolis: malformed DISCONNECT record: "+err.Error())
+		return 0
+	}
+	d.h = h
+	ext.InterceptDisconnect(d)
+	return uint32(DecisionNext)
+}

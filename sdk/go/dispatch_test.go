@@ -42,6 +42,15 @@ func (r *recorder) addPermission(p []byte) int32 {
 func (r *recorder) addConnackUserProperty(k, v string) int32 {
 	return r.call("add_connack_user_property", k, v)
 }
+func (r *recorder) packetSet(f uint32, v string) int32 {
+	return r.call("packet_set", fieldName(f), fmt.Sprintf("%q", v))
+}
+func (r *recorder) packetSetInt(f uint32, v int64) int32 {
+	return r.call("packet_set_int", fieldName(f), v)
+}
+func (r *recorder) addInterceptFilter(m uint32, f string) int32 {
+	return r.call("add_intercept_filter", m, f)
+}
 
 // with registers e for the duration of the test.
 func with(t *testing.T, e Extension) {
@@ -286,6 +295,9 @@ func (nopHost) setKeepalive(uint16) int32                { return 0 }
 func (nopHost) setMaxQueued(uint16) int32                { return 0 }
 func (nopHost) addConnackUserProperty(_, _ string) int32 { return 0 }
 func (nopHost) addPermission([]byte) int32               { return 0 }
+func (nopHost) packetSet(uint32, string) int32           { return 0 }
+func (nopHost) packetSetInt(uint32, int64) int32         { return 0 }
+func (nopHost) addInterceptFilter(uint32, string) int32  { return 0 }
 
 func TestAuthorizePublishAllocations(t *testing.T) {
 	with(t, Extension{AuthorizePublish: func(p *Publish) Verdict {

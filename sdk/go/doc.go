@@ -1,13 +1,14 @@
 // Package propolis is the Go SDK for Propolis extensions: WebAssembly
 // modules that authenticate clients, authorize publishes and subscribes,
-// and observe lifecycle events in the Propolis MQTT broker.
+// change or stop packets (interceptors, see PublishPacket) and observe
+// lifecycle events in the Propolis MQTT broker.
 //
 // An extension is a main package that registers its handlers in an init
 // function and is built as a WASI reactor:
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o ext.wasm .
 //
-// The SDK implements the guest side of the Propolis extension ABI 1.1
+// The SDK implements the guest side of the Propolis extension ABI 1.2
 // (abi/ABI.md in the Propolis repository): it exports the callbacks the
 // broker calls, decodes the records the broker passes into the Go types of
 // this package, and turns the handlers' answers into decisions and host

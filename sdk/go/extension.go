@@ -46,6 +46,39 @@ type Extension struct {
 	// other publishes cost no Wasm call. An invalid filter refuses the
 	// start. Ignored without AuthorizePublish.
 	PublishFilters []string
+	// InterceptConnect, if set, may change each CONNECT before the broker
+	// validates and authenticates it: the client id, user name, password,
+	// session expiry, keepalive, receive maximum, user properties and the
+	// will (ABI 1.2; see ConnectPacket).
+	InterceptConnect func(c *ConnectPacket)
+	// InterceptConnack, if set, may add user properties and a reason
+	// string to each CONNACK (see ConnackPacket).
+	InterceptConnack func(a *ConnackPacket)
+	// InterceptPublishInbound, if set, may change or prevent each PUBLISH
+	// a client sends, after its authorization, restricted to
+	// InterceptInboundFilters if any (see PublishPacket).
+	InterceptPublishInbound func(p *PublishPacket)
+	// InterceptPublishOutbound, if set, may change or prevent each
+	// delivery of a PUBLISH to a subscriber, for that subscriber only,
+	// restricted to InterceptOutboundFilters if any. It runs per delivery:
+	// give it filters unless it really wants every message.
+	InterceptPublishOutbound func(p *PublishPacket)
+	// InterceptSubscribe, if set, may change or remove each topic filter of
+	// a SUBSCRIBE before its authorization (see SubscriptionPacket).
+	InterceptSubscribe func(s *SubscriptionPacket)
+	// InterceptDisconnect, if set, may add user properties and a reason
+	// string to each DISCONNECT a client sends or the broker sends (see
+	// DisconnectPacket).
+	InterceptDisconnect func(d *DisconnectPacket)
+	// InterceptInboundFilters and InterceptOutboundFilters, if not empty,
+	// restrict InterceptPublishInbound and InterceptPublishOutbound to
+	// topics matching one of these MQTT topic filters: other messages
+	// cost no Wasm call. The topic matched is the message's as it reaches
+	// this extension (after the changes of extensions before it). An
+	// invalid filter refuses the start. For filters from the
+	// configuration, call AddInterceptFilter from Start.
+	InterceptInboundFilters  []string
+	InterceptOutboundFilters []string
 	// MaxRecordSize bounds the buffer the SDK keeps for the records the
 	// broker passes, in bytes; 0 means DefaultMaxRecordSize, and a value
 	// below 4096 (the least the broker asks for) counts as 4096. The buffer
@@ -87,6 +120,8 @@ func Register(e Extension) {
 		panic("propolis: Register called twice")
 	}
 	e.PublishFilters = append([]string(nil), e.PublishFilters...)
+	e.InterceptInboundFilters = append([]string(nil), e.InterceptInboundFilters...)
+	e.InterceptOutboundFilters = append([]string(nil), e.InterceptOutboundFilters...)
 	ext, registered = e, true
 }
 
@@ -107,6 +142,21 @@ func (e *Extension) callbackMask() uint32 {
 	}
 	if e.Tick != nil {
 		m |= callbackTick
+	}
+	for _, h := range [...]struct {
+		set bool
+		bit uint32
+	}{
+		{e.InterceptConnect != nil, callbackInterceptConnect},
+		{e.InterceptConnack != nil, callbackInterceptConnack},
+		{e.InterceptPublishInbound != nil, callbackInterceptPublishInbound},
+		{e.InterceptPublishOutbound != nil, callbackInterceptPublishOutbound},
+		{e.InterceptSubscribe != nil, callbackInterceptSubscribe},
+		{e.InterceptDisconnect != nil, callbackInterceptDisconnect},
+	} {
+		if h.set {
+			m |= h.bit
+		}
 	}
 	return m
 }

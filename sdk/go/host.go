@@ -15,6 +15,11 @@ type hostAPI interface {
 	setMaxQueued(n uint16) int32
 	addConnackUserProperty(key, value string) int32
 	addPermission(perm []byte) int32
+	// The interceptor functions (ABI 1.2): value is passed as it is, as a
+	// view (a payload is not copied on the guest side).
+	packetSet(field uint32, value string) int32
+	packetSetInt(field uint32, value int64) int32
+	addInterceptFilter(callbacks uint32, filter string) int32
 }
 
 // statusName returns the ABI.md name of a host function's status code.

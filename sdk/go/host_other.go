@@ -26,3 +26,6 @@ func (nativeHost) setKeepalive(uint16) int32                { return statusNotAv
 func (nativeHost) setMaxQueued(uint16) int32                { return statusNotAvailable }
 func (nativeHost) addConnackUserProperty(_, _ string) int32 { return statusNotAvailable }
 func (nativeHost) addPermission([]byte) int32               { return statusNotAvailable }
+func (nativeHost) packetSet(uint32, string) int32           { return statusNotAvailable }
+func (nativeHost) packetSetInt(uint32, int64) int32         { return statusNotAvailable }
+func (nativeHost) addInterceptFilter(uint32, string) int32  { return statusNotAvailable }

@@ -40,3 +40,13 @@ func (wasmHost) addConnackUserProperty(key, value string) int32 {
 func (wasmHost) addPermission(perm []byte) int32 {
 	return hostAddPermission(unsafe.Pointer(unsafe.SliceData(perm)), uint32(len(perm)))
 }
+
+func (wasmHost) packetSet(field uint32, value string) int32 {
+	return hostPacketSet(field, unsafe.Pointer(unsafe.StringData(value)), uint32(len(value)))
+}
+
+func (wasmHost) packetSetInt(field uint32, value int64) int32 { return hostPacketSetInt(field, value) }
+
+func (wasmHost) addInterceptFilter(callbacks uint32, filter string) int32 {
+	return hostAddInterceptFilter(callbacks, unsafe.Pointer(unsafe.StringData(filter)), uint32(len(filter)))
+}

@@ -58,6 +58,9 @@ type Will struct {
 	QoS uint8
 	// Retain reports whether the will is to be retained.
 	Retain bool
+	// Delay is the will delay interval in seconds (MQTT 5; brokers
+	// running ABI 1.0 or 1.1 send 0).
+	Delay uint32
 }
 
 // Connect is a client's CONNECT, as passed to Extension.Authenticate.
@@ -86,6 +89,10 @@ type Connect struct {
 	// SessionExpiry is the session expiry interval the client asked for,
 	// in seconds (MQTT 5).
 	SessionExpiry uint32
+	// ReceiveMaximum is the Receive Maximum the client sent (MQTT 5; 0
+	// when it sent none, which means 65,535, and from brokers running ABI
+	// 1.0 or 1.1).
+	ReceiveMaximum uint16
 	// ClientID is the client identifier, as assigned by the broker when the
 	// client sent none.
 	ClientID string
@@ -123,7 +130,7 @@ func (c *Connect) Clone() *Connect {
 		}
 	}
 	if c.Will != nil {
-		d.Will = &Will{Topic: strings.Clone(c.Will.Topic), Payload: bytes.Clone(c.Will.Payload), QoS: c.Will.QoS, Retain: c.Will.Retain}
+		d.Will = &Will{Topic: strings.Clone(c.Will.Topic), Payload: bytes.Clone(c.Will.Payload), QoS: c.Will.QoS, Retain: c.Will.Retain, Delay: c.Will.Delay}
 	}
 	if c.UserProperties != nil {
 		d.UserProperties = make([]UserProperty, len(c.UserProperties))

@@ -47,16 +47,22 @@ func TestWasmBuild(t *testing.T) {
 	t.Logf("ext.wasm: %d bytes", len(bin))
 
 	wantExports := map[string]string{
-		"propolis_abi_v1":              "()->i32",
-		"propolis_buffer":              "(i32)->i32",
-		"propolis_start":               "(i32)->i32",
-		"propolis_stop":                "()->()",
-		"propolis_authenticate":        "(i32)->i32",
-		"propolis_authorize_publish":   "(i32)->i32",
-		"propolis_authorize_subscribe": "(i32)->i32",
-		"propolis_on_event":            "(i32)->()",
-		"_initialize":                  "()->()",
-		"memory":                       "memory",
+		"propolis_abi_v1":                     "()->i32",
+		"propolis_buffer":                     "(i32)->i32",
+		"propolis_start":                      "(i32)->i32",
+		"propolis_stop":                       "()->()",
+		"propolis_authenticate":               "(i32)->i32",
+		"propolis_authorize_publish":          "(i32)->i32",
+		"propolis_authorize_subscribe":        "(i32)->i32",
+		"propolis_on_event":                   "(i32)->()",
+		"propolis_intercept_connect":          "(i32)->i32",
+		"propolis_intercept_connack":          "(i32)->i32",
+		"propolis_intercept_publish_inbound":  "(i32)->i32",
+		"propolis_intercept_publish_outbound": "(i32)->i32",
+		"propolis_intercept_subscribe":        "(i32)->i32",
+		"propolis_intercept_disconnect":       "(i32)->i32",
+		"_initialize":                         "()->()",
+		"memory":                              "memory",
 	}
 	for name, want := range wantExports {
 		if got, ok := mod.exports[name]; !ok {
@@ -76,6 +82,9 @@ func TestWasmBuild(t *testing.T) {
 		"set_max_queued":            "(i32)->i32",
 		"add_connack_user_property": "(i32,i32,i32,i32)->i32",
 		"add_permission":            "(i32,i32)->i32",
+		"packet_set":                "(i32,i32,i32)->i32",
+		"packet_set_int":            "(i32,i64)->i32",
+		"add_intercept_filter":      "(i32,i32,i32)->i32",
 	}
 	seen := map[string]bool{}
 	for _, imp := range mod.imports {

@@ -8,7 +8,7 @@ func init() {
 	propolis.Register(propolis.Extension{
 		Start: func(info propolis.StartInfo) error {
 			propolis.Infof("starting %s %s", info.ID, info.Version)
-			return nil
+			return propolis.AddInterceptFilter(propolis.FilterPublishInbound, "devices/#")
 		},
 		Authenticate: func(c *propolis.Connect) propolis.AuthResult {
 			if c.Username == "" {
@@ -32,6 +32,23 @@ func init() {
 		OnEvent:            func(e *propolis.Event) {},
 		Stop:               func() {},
 		PublishFilters:     []string{"devices/#"},
+		InterceptConnect: func(c *propolis.ConnectPacket) {
+			if c.ClientID == "" {
+				c.SetClientID("anonymous")
+			}
+		},
+		InterceptConnack: func(a *propolis.ConnackPacket) { a.AddUserProperty("region", "eu") },
+		InterceptPublishInbound: func(p *propolis.PublishPacket) {
+			if len(p.Payload) == 0 {
+				p.Prevent(0x99, "empty payload")
+				return
+			}
+			p.SetPayload(append([]byte("v1:"), p.Payload...))
+		},
+		InterceptPublishOutbound: func(p *propolis.PublishPacket) { p.AddUserProperty("to", p.ClientID) },
+		InterceptSubscribe:       func(s *propolis.SubscriptionPacket) { s.SetNoLocal(true) },
+		InterceptDisconnect:      func(d *propolis.DisconnectPacket) { d.SetReasonString("bye") },
+		InterceptOutboundFilters: []string{"alerts/#"},
 	})
 }
 
