@@ -447,3 +447,55 @@ func TestABIDocRecordLayouts(t *testing.T) {
 		})
 	}
 }
+
+// TestABIDocInterceptors: section 3 has a subsection per interceptor whose
+// "Record:" and "Decision:" sentences agree with the table, and which
+// names every field the field table lets it change.
+func TestABIDocInterceptors(t *testing.T) {
+	doc := readABI(t)
+	for cb := Callback(0); cb < NumCallbacks; cb++ {
+		if !Interceptors.Has(cb) {
+			continue
+		}
+		info := Callbacks[cb]
+		heading := "#### `" + info.Export + "`\n"
+		i := strings.Index(doc, heading)
+		if i < 0 {
+			t.Errorf("ABI.md has no subsection %q", strings.TrimSpace(heading))
+			continue
+		}
+		body := doc[i+len(heading):]
+		if j := regexp.MustCompile(`\n##`).FindStringIndex(body); j != nil {
+			body = body[:j[0]]
+		}
+		if m := regexp.MustCompile(`Record: ([A-Z]+)`).FindStringSubmatch(body); m == nil || m[1] != recordName(info.Record) {
+			t.Errorf("%s: ABI.md's Record: sentence %v, the table %s", info.Export, m, recordName(info.Record))
+		}
+		loc := regexp.MustCompile(`Decision:\s+`).FindStringIndex(body)
+		if loc == nil {
+			t.Errorf("%s: no Decision: sentence", info.Export)
+			continue
+		}
+		rest := body[loc[1]:]
+		if k := strings.IndexAny(rest, ".:"); k >= 0 {
+			rest = rest[:k]
+		}
+		var ds DecisionSet
+		for _, w := range regexp.MustCompile(`[A-Z]{3,}`).FindAllString(rest, -1) {
+			for d, di := range Decisions {
+				if di.Name == w {
+					ds |= DecisionsOf(Decision(d))
+				}
+			}
+		}
+		if ds != info.Decisions {
+			t.Errorf("%s: ABI.md's Decision: sentence %q, the table %b", info.Export, rest, info.Decisions)
+		}
+		// Every field it may change is named in its subsection.
+		for f := Field(1); f < NumFields; f++ {
+			if Fields[f].In.Has(cb) && !strings.Contains(body, "`"+Fields[f].Name+"`") {
+				t.Errorf("%s: ABI.md's subsection does not name field %s, which it may change", info.Export, Fields[f].Name)
+			}
+		}
+	}
+}
