@@ -345,7 +345,7 @@ func params(names ...string) []Param {
 // HostFuncs describes every host function, indexed by HostFunc.
 var HostFuncs = [NumHostFuncs]HostFuncInfo{
 	FuncLog:                    {Name: "log", Params: i32s("level", "ptr", "len"), Results: oneI32, In: AnyCallback},
-	FuncSetReason:              {Name: "set_reason", Params: i32s("ptr", "len"), Results: oneI32, In: inDeciding},
+	FuncSetReason:              {Name: "set_reason", Params: i32s("ptr", "len"), Results: oneI32, In: inDeciding | inPreventing},
 	FuncDeclareCallbacks:       {Name: "declare_callbacks", Params: i32s("mask"), Results: oneI32, In: inStart},
 	FuncAddPublishFilter:       {Name: "add_publish_filter", Params: i32s("ptr", "len"), Results: oneI32, In: inStart},
 	FuncSetSessionExpiry:       {Name: "set_session_expiry", Params: i32s("seconds"), Results: oneI32, In: inAuthenticate},
@@ -508,6 +508,8 @@ var (
 	inInterceptPublish = CallbacksOf(CallbackInterceptPublishInbound)
 	inInterceptEither  = CallbacksOf(CallbackInterceptPublishInbound, CallbackInterceptPublishOutbound)
 	inInterceptReply   = CallbacksOf(CallbackInterceptConnack, CallbackInterceptDisconnect)
+	// inPreventing is the interceptors that may answer DENY (set_reason).
+	inPreventing = CallbacksOf(CallbackInterceptPublishInbound, CallbackInterceptPublishOutbound, CallbackInterceptSubscribe)
 )
 
 // Fields describes every field, indexed by Field.

@@ -96,7 +96,8 @@ func (a *cachedAnswer) result(conn broker.Conn) broker.AuthResult {
 // of them from allocating.
 func connectRecord(c *broker.Connect, props []abi.Pair) abi.ConnectRecord {
 	r := abi.ConnectRecord{ProtocolVersion: c.ProtocolVersion, Keepalive: c.Keepalive, SessionExpiry: c.SessionExpiry,
-		ClientID: c.ClientID, Username: c.Username, Password: c.Password, RemoteAddr: c.RemoteAddr, Listener: c.Listener}
+		ClientID: c.ClientID, Username: c.Username, Password: c.Password, RemoteAddr: c.RemoteAddr, Listener: c.Listener,
+		ReceiveMaximum: c.ReceiveMaximum}
 	if c.CleanStart {
 		r.Flags |= abi.ConnectCleanStart
 	}
@@ -111,7 +112,7 @@ func connectRecord(c *broker.Connect, props []abi.Pair) abi.ConnectRecord {
 		if w.Retain {
 			r.Flags |= abi.ConnectWillRetain
 		}
-		r.WillQoS, r.WillTopic, r.WillPayload = w.QoS, w.Topic, w.Payload
+		r.WillQoS, r.WillTopic, r.WillPayload, r.WillDelay = w.QoS, w.Topic, w.Payload, w.Delay
 	}
 	if t := c.TLS; t != nil {
 		r.Flags |= abi.ConnectTLS

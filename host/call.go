@@ -131,6 +131,14 @@ func encode(rec record, dst []byte) []byte {
 		return r.Encode(dst)
 	case *abi.StartRecord:
 		return r.Encode(dst)
+	case *abi.MessageRecord:
+		return r.Encode(dst)
+	case *abi.ConnackRecord:
+		return r.Encode(dst)
+	case *abi.SubscriptionRecord:
+		return r.Encode(dst)
+	case *abi.DisconnectRecord:
+		return r.Encode(dst)
 	}
 	// Naming rec's type here (fmt's %T) would make every record escape.
 	panic("host: a record type without an encoder in encode")
@@ -163,7 +171,8 @@ type answer struct {
 //
 // The error is nil when the guest answered; a caller deciding on it then
 // fails closed. A call the caller's context ended is not counted against
-// the extension. Service rate limits and interceptors go here too.
+// the extension. Service rate limits go here too, and an interceptor's
+// refused change (packet_set) makes the answer invalid here.
 //
 // Start and stop callbacks, made on one instance outside any pool, run
 // through instance.run too and are observed by newInstance and
@@ -188,6 +197,9 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	}
 	var res uint64
 	in.conn = conn
+	if abi.Interceptors.Has(cb) {
+		in.pkt = packetStateOf(rec)
+	}
 	switch {
 	case rec == nil: // a callback without a record (propolis_tick), never with a ctx that ends
 		res, err = in.run(cb)
@@ -199,6 +211,9 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	a := answer{ext: e}
 	if err == nil && abi.Callbacks[cb].Decides() {
 		a.decision, a.code, err = decision(cb, res)
+	}
+	if err == nil && in.out.bad != nil { // a refused packet_set: the whole answer is invalid
+		err = fmt.Errorf("%s: %w: %v", cb, ErrInvalidAnswer, in.out.bad)
 	}
 	if err == nil {
 		a.out = in.out

@@ -182,11 +182,15 @@ func TestEveryHostFunctionImplemented(t *testing.T) {
 // encode would panic at its first call).
 func TestEncodeCoversEveryRecordKind(t *testing.T) {
 	samples := map[uint16]record{
-		abi.KindStart:     &abi.StartRecord{},
-		abi.KindConnect:   &abi.ConnectRecord{},
-		abi.KindPublish:   &abi.PublishRecord{},
-		abi.KindSubscribe: &abi.SubscribeRecord{},
-		abi.KindEvent:     &abi.EventRecord{},
+		abi.KindStart:        &abi.StartRecord{},
+		abi.KindConnect:      &abi.ConnectRecord{},
+		abi.KindPublish:      &abi.PublishRecord{},
+		abi.KindSubscribe:    &abi.SubscribeRecord{},
+		abi.KindEvent:        &abi.EventRecord{},
+		abi.KindConnack:      &abi.ConnackRecord{},
+		abi.KindMessage:      &abi.MessageRecord{},
+		abi.KindSubscription: &abi.SubscriptionRecord{},
+		abi.KindDisconnect:   &abi.DisconnectRecord{},
 	}
 	for _, c := range abi.Callbacks {
 		if c.Record == 0 {

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
 )
 
 // chain is an immutable snapshot of the running extensions in priority
@@ -15,6 +16,9 @@ import (
 type chain struct {
 	all []*extension
 	by  [abi.NumCallbacks][]*extension
+	// active is the set of interception points some extension takes
+	// (Host.Active).
+	active broker.InterceptPoints
 }
 
 // callers returns, in priority order, the extensions the host calls for cb.
@@ -44,6 +48,7 @@ func (h *Host) rebuildChain() {
 			}
 		}
 	}
+	c.active = c.activePoints()
 	h.chain.Store(c)
 }
 

@@ -74,6 +74,10 @@ type extension struct {
 	callbacks uint32
 	// filters narrow authorize_publish (empty: every publish).
 	filters []string
+	// interceptFilters narrow intercept_publish_inbound and
+	// intercept_publish_outbound (filterInbound, filterOutbound; empty:
+	// every message).
+	interceptFilters [2][]string
 	// declared is what instance 0's start callback declared; later
 	// instances' declarations have no effect (see sameDeclaration).
 	declared declaration
@@ -182,8 +186,9 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	if first.out.declared {
 		e.callbacks &= first.out.mask
 	}
-	e.filters = first.out.filters
-	e.declared = declaration{declared: first.out.declared, mask: first.out.mask, filters: first.out.filters}
+	e.filters, e.interceptFilters = first.out.filters, first.out.interceptFilters
+	e.declared = declaration{declared: first.out.declared, mask: first.out.mask, filters: first.out.filters,
+		interceptFilters: first.out.interceptFilters}
 	e.pool = newPool(e, m.Limits.PoolSize, m.Limits.MaxPoolSize)
 	e.pool.add(first)
 	if err := e.checkTick(); err != nil {
@@ -324,12 +329,13 @@ func checkModule(c wazero.CompiledModule) (uint32, error) {
 	return bits, nil
 }
 
-// declaration is what a start callback declared with declare_callbacks and
-// add_publish_filter.
+// declaration is what a start callback declared with declare_callbacks,
+// add_publish_filter and add_intercept_filter.
 type declaration struct {
-	declared bool
-	mask     uint32
-	filters  []string
+	declared         bool
+	mask             uint32
+	filters          []string
+	interceptFilters [2][]string
 }
 
 // sameDeclaration reports whether a later instance's start callback
@@ -339,7 +345,8 @@ type declaration struct {
 // meant.
 func (e *extension) sameDeclaration(o *callOut) bool {
 	d := e.declared
-	return d.declared == o.declared && d.mask == o.mask && slices.Equal(d.filters, o.filters)
+	return d.declared == o.declared && d.mask == o.mask && slices.Equal(d.filters, o.filters) &&
+		slices.Equal(d.interceptFilters[0], o.interceptFilters[0]) && slices.Equal(d.interceptFilters[1], o.interceptFilters[1])
 }
 
 // signature converts a wazero function definition to an abi.Signature.
@@ -403,7 +410,9 @@ func (e *extension) release(in *instance, cb abi.Callback, err error) {
 		return
 	}
 	e.errors.Add(1)
-	e.log.Warn("extension call failed; instance discarded", "callback", cb.String(), "error", err)
+	if !abi.Interceptors.Has(cb) { // the interceptors log it with the client, rate-limited
+		e.log.Warn("extension call failed; instance discarded", "callback", cb.String(), "error", err)
+	}
 	e.noteFailure(err)
 }
 

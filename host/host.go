@@ -99,8 +99,12 @@ type Status struct {
 	Priority      int
 	StartPriority int
 	Callbacks     []string // the callbacks the host calls
-	Calls, Errors int64
-	Dropped       int64 // events dropped (queue full, no instance, or too large)
+	// InterceptInboundFilters and InterceptOutboundFilters narrow the
+	// publish interceptors (add_intercept_filter); empty: every message.
+	InterceptInboundFilters  []string
+	InterceptOutboundFilters []string
+	Calls, Errors            int64
+	Dropped                  int64 // events dropped (queue full, no instance, or too large)
 	// TooLarge counts the records the extension's propolis_buffer could
 	// not take: those calls were not made and failed closed.
 	TooLarge int64
@@ -299,7 +303,8 @@ func (e *extension) status(state State, reason string) *Status {
 	return &Status{ID: e.ID(), Version: e.manifest.Version, State: state, Reason: reason,
 		Priority: e.manifest.Priority, StartPriority: e.manifest.StartPriority, Callbacks: abi.CallbackNames(e.callbacks),
 		Services: e.gate.grantNames(), HTTPHosts: e.manifest.HTTP.Hosts, ServiceRate: e.gate.rate, ServiceBurst: e.gate.burst,
-		Tick: time.Duration(e.manifest.Tick)}
+		Tick: time.Duration(e.manifest.Tick), InterceptInboundFilters: e.interceptFilters[filterInbound],
+		InterceptOutboundFilters: e.interceptFilters[filterOutbound]}
 }
 
 // Status lists every extension folder seen, sorted by id.

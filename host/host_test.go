@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -154,7 +155,7 @@ func TestLoadRefusesBadModules(t *testing.T) {
 		"no-marker":      "export propolis_abi_v1: missing",
 		"bad-import":     "import propolis_v1.add_permission: got (i32)->i32, want (i32,i32)->i32",
 		"unknown-import": "import propolis_v1.teleport: no such host function",
-		"future-minor":   "module is built for ABI 1.7, this broker runs up to 1.1",
+		"future-minor":   "module is built for ABI 1.7, this broker runs up to " + abi.Version,
 		"bad-export":     "export propolis_authenticate: got (i32,i32)->i32, want (i32)->i32",
 		"refuse-start":   "refused to start: missing license key",
 		"start-trap":     "propolis_start",

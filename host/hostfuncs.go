@@ -83,6 +83,9 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncHTTPRequest:               hfHTTPRequest,
 	abi.FuncCacheResult:               hfCacheResult,
 	abi.FuncAuthCacheFlush:            hfAuthCacheFlush,
+	abi.FuncPacketSet:                 hfPacketSet,
+	abi.FuncPacketSetInt:              hfPacketSetInt,
+	abi.FuncAddInterceptFilter:        hfAddInterceptFilter,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from

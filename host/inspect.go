@@ -99,6 +99,7 @@ func inspectFolder(ctx context.Context, dir string, opts Options) Status {
 		return st
 	}
 	st.Callbacks = abi.CallbackNames(e.callbacks)
+	st.InterceptInboundFilters, st.InterceptOutboundFilters = e.interceptFilters[filterInbound], e.interceptFilters[filterOutbound]
 	e.stop(true)
 	st.State = StateReady
 	return st

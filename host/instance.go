@@ -57,6 +57,15 @@ type callOut struct {
 	// cacheFor is what cache_result set: seconds to keep the
 	// authentication answer, 0 for not at all.
 	cacheFor uint32
+	// packet is the changes an interceptor staged with packet_set and
+	// packet_set_int, in order, copied out of guest memory; bad is the
+	// first change refused, which makes the call an invalid answer
+	// (packetset.go).
+	packet []packetChange
+	bad    error
+	// interceptFilters are what add_intercept_filter set, per publish
+	// interceptor (filterInbound, filterOutbound).
+	interceptFilters [2][]string
 }
 
 func (o *callOut) reset() {
@@ -117,6 +126,9 @@ type instance struct {
 	// conn is the connection the running callback is about (invokeFor),
 	// zero outside such a call; connection attribute functions act on it.
 	conn broker.Conn
+	// pkt is what packet_set checks a change against: the packet as the
+	// running interceptor got it (invokeFor).
+	pkt packetState
 }
 
 type instanceKey struct{}

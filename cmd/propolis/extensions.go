@@ -44,6 +44,14 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 		if cbs == "" {
 			cbs = "-"
 		}
+		for _, f := range []struct {
+			which   string
+			filters []string
+		}{{"inbound", s.InterceptInboundFilters}, {"outbound", s.InterceptOutboundFilters}} {
+			if len(f.filters) > 0 {
+				cbs += fmt.Sprintf(" (intercept %s only %s)", f.which, strings.Join(f.filters, ","))
+			}
+		}
 		if s.Tick > 0 {
 			cbs += fmt.Sprintf(" (tick every %v, %d skipped)", s.Tick, s.TicksSkipped)
 		}

@@ -98,7 +98,7 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	}
 	defer h.Close(context.Background())
 	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, ApplyLog: out.set, RepairStore: repair, Version: version,
-		Extensions: broker.Extensions{Authenticator: h, Events: h}})
+		Extensions: broker.Extensions{Authenticator: h, Events: h, Interceptors: h}})
 	if errors.Is(err, store.ErrDamagedWAL) {
 		return fmt.Errorf("%w; serve --repair copies the data folder aside and starts without the damaged part", err)
 	}
