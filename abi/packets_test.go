@@ -155,3 +155,35 @@ func TestInterceptorRecordsCut(t *testing.T) {
 		}
 	}
 }
+
+// TestPropertiesVector: the hand-written vector decodes to the sample, and
+// the sample encodes to the vector.
+func TestPropertiesVector(t *testing.T) {
+	b := readHexFile(t, "testdata/args/properties.hex")
+	want := []Pair{{"source", "edge"}, {"unit", "°C"}}
+	got, err := DecodeProperties(b)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded %q, %v; want %q", got, err, want)
+	}
+	if enc := EncodeProperties(nil, want); !bytes.Equal(enc, b) {
+		t.Fatalf("encoded % x\nwant    % x", enc, b)
+	}
+}
+
+// FuzzDecodeProperties: whatever DecodeProperties accepts encodes back to
+// the same bytes (the encoding is canonical: nothing is skipped), and it
+// never panics.
+func FuzzDecodeProperties(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(EncodeProperties(nil, []Pair{{"k", "v"}, {"", ""}}))
+	f.Add([]byte{1, 0, 0, 0, 1, 0, 0, 0, 'k'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ps, err := DecodeProperties(b)
+		if err != nil {
+			return
+		}
+		if enc := EncodeProperties(nil, ps); !bytes.Equal(enc, b) {
+			t.Fatalf("% x decoded to %q, which encodes to % x", b, ps, enc)
+		}
+	})
+}
