@@ -14,7 +14,7 @@ all: build
 
 # Example extensions built with the Go SDK; allow-all is installed into
 # extensions/ so that `make run` accepts clients out of the box.
-EXAMPLES  := allow-all topic-acl banlist publish-guard session-tracker
+EXAMPLES  := allow-all topic-acl banlist publish-guard session-tracker payload-enricher topic-rewriter
 WASMBUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath
 
 ## build: bin/propolis, every example extension (bin/examples/<id>/), and

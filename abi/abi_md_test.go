@@ -343,3 +343,159 @@ func TestABIDocExampleIsFixture(t *testing.T) {
 		t.Errorf("testdata/wasm/ok/minimal.wat differs from ABI.md's example:\n%s\nABI.md:\n%s", fixture, example)
 	}
 }
+
+// TestABIDocFields: section 5's field table ("Changing the packet") lists
+// every field of the table in order, with its name, type, range and the
+// interceptors that may change it.
+func TestABIDocFields(t *testing.T) {
+	rows := mdTable(t, readABI(t), "| field | name | type | range | in |")
+	if len(rows) != int(NumFields)-1 {
+		t.Errorf("ABI.md lists %d fields, the table %d", len(rows), NumFields-1)
+	}
+	types := map[string]FieldType{"int": FieldInt, "text": FieldText, "bytes": FieldBytes, "properties": FieldProperties}
+	for i, r := range rows {
+		if len(r) != 5 {
+			t.Errorf("ABI.md field row %v: want 5 cells", r)
+			continue
+		}
+		n, err := strconv.Atoi(r[0])
+		if err != nil || n != i+1 || n >= int(NumFields) {
+			t.Errorf("ABI.md field row %d: number %q, want %d", i, r[0], i+1)
+			continue
+		}
+		f := Fields[n]
+		if unquote(r[1]) != f.Name {
+			t.Errorf("field %d: ABI.md names it %s, the table %s", n, r[1], f.Name)
+		}
+		if typ, ok := types[r[2]]; !ok || typ != f.Type {
+			t.Errorf("field %d %s: ABI.md gives type %q, the table %d", n, f.Name, r[2], f.Type)
+		}
+		wantRange := ""
+		if f.Type == FieldInt {
+			wantRange = fmt.Sprintf("%d-%d", f.Min, f.Max)
+		}
+		if r[3] != wantRange {
+			t.Errorf("field %d %s: ABI.md gives range %q, the table %q", n, f.Name, r[3], wantRange)
+		}
+		var in CallbackSet
+		for _, m := range regexp.MustCompile("`([a-z_0-9]+)`").FindAllStringSubmatch(r[4], -1) {
+			cb, ok := callbackByExport(m[1])
+			if !ok {
+				t.Errorf("field %d %s: ABI.md names unknown export %s", n, f.Name, m[1])
+			}
+			in |= CallbacksOf(cb)
+		}
+		if in != f.In {
+			t.Errorf("field %d %s: ABI.md says in %v, the table %v", n, f.Name, setNames(in), setNames(f.In))
+		}
+		if in&^Interceptors != 0 {
+			t.Errorf("field %d %s: changeable outside the interceptors", n, f.Name)
+		}
+	}
+}
+
+// docLayout returns the field table of record kind's section in ABI.md
+// ("### NAME (kind N"), as layout fields: reserved fields are named
+// "reserved", list types spelled as vectors_test.go's layouts do.
+func docLayout(t *testing.T, doc string, kind uint16) []field {
+	t.Helper()
+	heading := fmt.Sprintf("### %s (kind %d", NameOf(RecordKinds, kind), kind)
+	i := strings.Index(doc, heading)
+	if i < 0 {
+		t.Fatalf("ABI.md: no section %q", heading)
+	}
+	section := doc[i:]
+	if j := strings.Index(section[len(heading):], "\n#"); j >= 0 {
+		section = section[:len(heading)+j]
+	}
+	types := map[string]string{"u8": "u8", "u16": "u16", "u32": "u32", "u64": "u64", "str": "str",
+		`list\<str\>`: "strs", `list\<str, str\>`: "pairs", `list\<filter\>`: "filters"}
+	var out []field
+	for _, r := range mdTable(t, section, "| type | field |") {
+		typ, ok := types[r[0]]
+		if !ok {
+			t.Errorf("ABI.md %s: unknown field type %q", heading, r[0])
+		}
+		name := "reserved"
+		if !strings.HasPrefix(r[1], "reserved") {
+			m := regexp.MustCompile("^`([a-z_]+)`").FindStringSubmatch(r[1])
+			if m == nil {
+				t.Errorf("ABI.md %s: field %q does not start with its `name`", heading, r[1])
+				continue
+			}
+			name = m[1]
+		}
+		out = append(out, field{name, typ})
+	}
+	return out
+}
+
+// TestABIDocRecordLayouts: every record section of ABI.md lists the fields
+// of vectors_test.go's layouts, which the annotated vectors check against
+// the encoder: so ABI.md, the vectors and the codec agree.
+func TestABIDocRecordLayouts(t *testing.T) {
+	doc := readABI(t)
+	for _, k := range RecordKinds {
+		t.Run(k.Name, func(t *testing.T) {
+			want, ok := layouts[k.Value]
+			if !ok {
+				t.Fatalf("vectors_test.go has no layout of record kind %d", k.Value)
+			}
+			if got := docLayout(t, doc, k.Value); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("ABI.md %s fields:\n %v\nlayout:\n %v", k.Name, got, want)
+			}
+		})
+	}
+}
+
+// TestABIDocInterceptors: section 3 has a subsection per interceptor whose
+// "Record:" and "Decision:" sentences agree with the table, and which
+// names every field the field table lets it change.
+func TestABIDocInterceptors(t *testing.T) {
+	doc := readABI(t)
+	for cb := Callback(0); cb < NumCallbacks; cb++ {
+		if !Interceptors.Has(cb) {
+			continue
+		}
+		info := Callbacks[cb]
+		heading := "#### `" + info.Export + "`\n"
+		i := strings.Index(doc, heading)
+		if i < 0 {
+			t.Errorf("ABI.md has no subsection %q", strings.TrimSpace(heading))
+			continue
+		}
+		body := doc[i+len(heading):]
+		if j := regexp.MustCompile(`\n##`).FindStringIndex(body); j != nil {
+			body = body[:j[0]]
+		}
+		if m := regexp.MustCompile(`Record: ([A-Z]+)`).FindStringSubmatch(body); m == nil || m[1] != recordName(info.Record) {
+			t.Errorf("%s: ABI.md's Record: sentence %v, the table %s", info.Export, m, recordName(info.Record))
+		}
+		loc := regexp.MustCompile(`Decision:\s+`).FindStringIndex(body)
+		if loc == nil {
+			t.Errorf("%s: no Decision: sentence", info.Export)
+			continue
+		}
+		rest := body[loc[1]:]
+		if k := strings.IndexAny(rest, ".:"); k >= 0 {
+			rest = rest[:k]
+		}
+		var ds DecisionSet
+		for _, w := range regexp.MustCompile(`[A-Z]{3,}`).FindAllString(rest, -1) {
+			for d, di := range Decisions {
+				if di.Name == w {
+					ds |= DecisionsOf(Decision(d))
+				}
+			}
+		}
+		if ds != info.Decisions {
+			t.Errorf("%s: ABI.md's Decision: sentence %q, the table %b", info.Export, rest, info.Decisions)
+		}
+		// Every field it may change is named in its subsection.
+		for f := Field(1); f < NumFields; f++ {
+			if Fields[f].In.Has(cb) && !strings.Contains(body, "`"+Fields[f].Name+"`") {
+				t.Errorf("%s: ABI.md's subsection does not name field %s, which it may change", info.Export, Fields[f].Name)
+			}
+		}
+	}
+}

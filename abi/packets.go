@@ -1,5 +1,7 @@
 package abi
 
+import "encoding/binary"
+
 // The records of the interceptors (ABI 1.2, ABI.md section 4): CONNACK,
 // MESSAGE, SUBSCRIPTION and DISCONNECT. intercept_connect gets the CONNECT
 // record of records.go.
@@ -223,8 +225,8 @@ func DecodeDisconnect(rec []byte) (*DisconnectRecord, error) {
 	return d, r.Err
 }
 
-// EncodeProperties appends a packet_set argument for user_properties (a
-// list<str, str>) to buf.
+// EncodeProperties writes a packet_set argument for user_properties (a
+// list<str, str>) into buf[:0] and returns it.
 func EncodeProperties(buf []byte, ps []Pair) []byte {
 	var w Writer
 	w.Reset(buf)
@@ -232,20 +234,44 @@ func EncodeProperties(buf []byte, ps []Pair) []byte {
 	return w.Fields()
 }
 
-// DecodeProperties parses a packet_set argument for user_properties. Bytes
-// after the list are refused. Strings are copies.
+// DecodeProperties parses a packet_set argument for user_properties. It
+// is strict, unlike a Reader: the list must hold every pair its count
+// promises, and bytes after the list are refused. Strings are copies.
 func DecodeProperties(b []byte) ([]Pair, error) {
-	r := NewFieldReader(b)
-	n := r.U32()
-	if uint64(n)*8 > uint64(len(r.b)) { // each pair takes at least 8 bytes
+	if len(b) < 4 {
+		return nil, ErrMessage
+	}
+	n := binary.LittleEndian.Uint32(b)
+	b = b[4:]
+	if uint64(n)*8 > uint64(len(b)) { // each pair takes at least 8 bytes
 		return nil, ErrMessage
 	}
 	ps := make([]Pair, 0, n)
 	for i := uint32(0); i < n; i++ {
-		ps = append(ps, Pair{Key: r.Str(), Value: r.Str()})
+		k, rest, ok := strictStr(b)
+		if !ok {
+			return nil, ErrMessage
+		}
+		v, rest, ok := strictStr(rest)
+		if !ok {
+			return nil, ErrMessage
+		}
+		ps, b = append(ps, Pair{Key: k, Value: v}), rest
 	}
-	if r.Err != nil || len(r.b) != 0 || (len(b) < 4) {
+	if len(b) != 0 {
 		return nil, ErrMessage
 	}
 	return ps, nil
+}
+
+// strictStr reads a length-prefixed string that must be whole.
+func strictStr(b []byte) (string, []byte, bool) {
+	if len(b) < 4 {
+		return "", nil, false
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if uint64(n) > uint64(len(b)-4) {
+		return "", nil, false
+	}
+	return string(b[4 : 4+n]), b[4+n:], true
 }

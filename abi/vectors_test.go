@@ -25,11 +25,22 @@ var layouts = map[uint16][]field{
 	KindStart: {{"extension_id", "str"}, {"extension_version", "str"}, {"broker_version", "str"}, {"previous_version", "str"}, {"config", "str"}, {"instance", "u32"}},
 	KindConnect: {{"protocol_version", "u8"}, {"flags", "u8"}, {"will_qos", "u8"}, {"reserved", "u8"}, {"keepalive", "u16"}, {"reserved", "u16"},
 		{"session_expiry", "u32"}, {"client_id", "str"}, {"username", "str"}, {"password", "str"}, {"remote_addr", "str"}, {"listener", "str"},
-		{"tls_subject", "str"}, {"tls_sans", "strs"}, {"will_topic", "str"}, {"will_payload", "str"}, {"user_properties", "pairs"}},
+		{"tls_subject", "str"}, {"tls_sans", "strs"}, {"will_topic", "str"}, {"will_payload", "str"}, {"user_properties", "pairs"},
+		{"receive_maximum", "u16"}, {"reserved", "u16"}, {"will_delay", "u32"}},
 	KindPublish:   {{"qos", "u8"}, {"flags", "u8"}, {"reserved", "u16"}, {"client_id", "str"}, {"username", "str"}, {"topic", "str"}, {"payload", "str"}},
 	KindSubscribe: {{"qos", "u8"}, {"flags", "u8"}, {"reserved", "u16"}, {"client_id", "str"}, {"username", "str"}, {"filter", "str"}},
 	KindEvent: {{"event", "u8"}, {"disconnect_kind", "u8"}, {"reason_code", "u8"}, {"protocol_version", "u8"}, {"time", "u64"},
 		{"client_id", "str"}, {"username", "str"}, {"listener", "str"}, {"remote_addr", "str"}, {"reason_string", "str"}, {"filters", "filters"}},
+	KindConnack: {{"reason_code", "u8"}, {"flags", "u8"}, {"protocol_version", "u8"}, {"reserved", "u8"},
+		{"client_id", "str"}, {"username", "str"}, {"reason_string", "str"}, {"user_properties", "pairs"}},
+	KindMessage: {{"direction", "u8"}, {"protocol_version", "u8"}, {"reserved", "u16"}, {"client_id", "str"}, {"username", "str"},
+		{"publisher", "str"}, {"qos", "u8"}, {"flags", "u8"}, {"payload_format", "u8"}, {"reserved", "u8"}, {"message_expiry", "u32"},
+		{"topic", "str"}, {"payload", "str"}, {"user_properties", "pairs"}, {"content_type", "str"}, {"response_topic", "str"},
+		{"correlation_data", "str"}},
+	KindSubscription: {{"qos", "u8"}, {"options", "u8"}, {"protocol_version", "u8"}, {"flags", "u8"}, {"identifier", "u32"},
+		{"client_id", "str"}, {"username", "str"}, {"filter", "str"}, {"user_properties", "pairs"}},
+	KindDisconnect: {{"direction", "u8"}, {"reason_code", "u8"}, {"protocol_version", "u8"}, {"reserved", "u8"},
+		{"client_id", "str"}, {"username", "str"}, {"reason_string", "str"}, {"user_properties", "pairs"}},
 }
 
 // vectors are the sample records shared with every SDK's tests.
@@ -41,7 +52,8 @@ var vectors = []struct {
 	{"connect", &ConnectRecord{ProtocolVersion: 5, Flags: ConnectCleanStart | ConnectHasUsername | ConnectHasPassword | ConnectHasWill | ConnectTLS,
 		WillQoS: 1, Keepalive: 60, SessionExpiry: 3600, ClientID: "sensor-1", Username: "alice", Password: []byte{0x00, 's', 'e', 'c', 0xff},
 		RemoteAddr: "127.0.0.1:50000", Listener: "tls", TLSSubject: "CN=sensor-1,O=acme", TLSSANs: []string{"sensor-1.acme.test", "10.0.0.1"},
-		WillTopic: "devices/sensor-1/status", WillPayload: []byte("offline"), UserProperties: []Pair{{"site", "berlin"}, {"fw", "2.1"}}}},
+		WillTopic: "devices/sensor-1/status", WillPayload: []byte("offline"), UserProperties: []Pair{{"site", "berlin"}, {"fw", "2.1"}},
+		ReceiveMaximum: 20, WillDelay: 30}},
 	{"connect_minimal", &ConnectRecord{ProtocolVersion: 4, ClientID: "c"}},
 	{"publish", &PublishRecord{QoS: 2, Flags: PublishRetain, ClientID: "sensor-1", Username: "alice", Topic: "devices/sensor-1/temp", Payload: []byte{0x32, 0x31, 0x2e, 0x35}}},
 	{"subscribe", &SubscribeRecord{QoS: 1, Flags: SubscribeShared, ClientID: "worker-3", Username: "bob", Filter: "$share/g/jobs/#"}},
@@ -49,6 +61,17 @@ var vectors = []struct {
 		ClientID: "sensor-1", Username: "alice", Listener: "tcp", RemoteAddr: "127.0.0.1:50000", ReasonString: "keep alive timeout"}},
 	{"event_subscribe", &EventRecord{Event: EventSubscribe, ProtocolVersion: 4, Time: 1, ClientID: "c", Listener: "tcp",
 		Filters: []FilterResult{{"a/#", 1, 1}, {"secret/#", 2, 0x87}}}},
+	{"connack", &ConnackRecord{ReasonCode: 0, Flags: ConnackSessionPresent, ProtocolVersion: 5, ClientID: "sensor-1", Username: "alice",
+		ReasonString: "welcome", UserProperties: []Pair{{"node", "eu-1"}}}},
+	{"message_inbound", &MessageRecord{Direction: Inbound, ProtocolVersion: 5, ClientID: "sensor-1", Username: "alice", Publisher: "sensor-1",
+		QoS: 1, Flags: PublishRetain, PayloadFormat: 1, MessageExpiry: 3600, Topic: "legacy/sensor-1/temp", Payload: []byte("21.5"),
+		UserProperties: []Pair{{"unit", "C"}}, ContentType: "text/plain", ResponseTopic: "replies/sensor-1", CorrelationData: []byte{0x01, 0x00, 0xff}}},
+	{"message_outbound", &MessageRecord{Direction: Outbound, ProtocolVersion: 4, ClientID: "dashboard", Publisher: "sensor-1",
+		Topic: "sensors/sensor-1/temperature", Payload: []byte{0x00, 0x01}}},
+	{"subscription", &SubscriptionRecord{QoS: 2, Options: SubscriptionNoLocal | 2<<SubscriptionRetainHandlingShift, ProtocolVersion: 5,
+		Identifier: 7, ClientID: "worker-3", Username: "bob", Filter: "jobs/+/new", UserProperties: []Pair{{"team", "blue"}}}},
+	{"disconnect", &DisconnectRecord{Direction: Outbound, ReasonCode: 0x8b, ProtocolVersion: 5, ClientID: "sensor-1", Username: "alice",
+		ReasonString: "shutting down"}},
 }
 
 // annotate renders rec as hex, one field per line, commented with the
@@ -170,6 +193,16 @@ func TestVectors(t *testing.T) {
 				decoded, err = DecodeSubscribe(rec)
 			case *EventRecord:
 				decoded, err = DecodeEvent(rec)
+			case *ConnackRecord:
+				decoded, err = DecodeConnack(rec)
+			case *MessageRecord:
+				decoded, err = DecodeMessageRecord(rec)
+			case *SubscriptionRecord:
+				decoded, err = DecodeSubscription(rec)
+			case *DisconnectRecord:
+				decoded, err = DecodeDisconnect(rec)
+			default:
+				t.Fatalf("no decoder for %T", v.record)
 			}
 			if err != nil {
 				t.Fatal(err)

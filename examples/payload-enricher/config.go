@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"unicode/utf8"
+)
+
+// config is the configuration in effect.
+type config struct {
+	// Topics are the topic filters whose PUBLISH packets are enriched.
+	Topics []string
+	// TimeProperty and ClientProperty are the keys of the user properties
+	// stamped with the time and the client id; "" adds none.
+	TimeProperty, ClientProperty string
+	// WrapText wraps plain-text payloads in JSON.
+	WrapText bool
+	// MaxText is the longest text wrapped, in bytes.
+	MaxText int
+}
+
+// rawConfig is the manifest's config section as written: a key left out is
+// nil, and takes its default.
+type rawConfig struct {
+	Topics         []string `json:"topics"`
+	TimeProperty   *string  `json:"time_property"`
+	ClientProperty *string  `json:"client_property"`
+	WrapText       *bool    `json:"wrap_text"`
+	MaxText        *int     `json:"max_text"`
+}
+
+// Defaults.
+const (
+	defaultTimeProperty   = "received-at"
+	defaultClientProperty = "client-id"
+	defaultMaxText        = 64 << 10
+	// maxMaxText keeps a wrapped payload (up to six bytes per byte of text,
+	// escaped) within the 16 MiB a payload change may carry.
+	maxMaxText = 2 << 20
+)
+
+func defaultConfig() config {
+	return config{Topics: []string{"#"}, TimeProperty: defaultTimeProperty, ClientProperty: defaultClientProperty,
+		WrapText: true, MaxText: defaultMaxText}
+}
+
+// configError returns an error naming the config key at fault.
+func configError(format string, args ...any) error {
+	return errors.New("payload-enricher: config: " + fmt.Sprintf(format, args...))
+}
+
+// parseConfig reads the config section (JSON; empty means every default).
+// Unknown keys are refused, so a misspelt key is not silently ignored.
+func parseConfig(raw []byte) (config, error) {
+	c := defaultConfig()
+	if len(bytes.TrimSpace(raw)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		var in rawConfig
+		if err := dec.Decode(&in); err != nil {
+			return config{}, decodeError(err)
+		}
+		if in.Topics != nil {
+			c.Topics = in.Topics
+		}
+		if in.TimeProperty != nil {
+			c.TimeProperty = *in.TimeProperty
+		}
+		if in.ClientProperty != nil {
+			c.ClientProperty = *in.ClientProperty
+		}
+		if in.WrapText != nil {
+			c.WrapText = *in.WrapText
+		}
+		if in.MaxText != nil {
+			c.MaxText = *in.MaxText
+		}
+	}
+	if len(c.Topics) == 0 {
+		return config{}, configError("topics: empty; list at least one topic filter (\"#\" for every topic)")
+	}
+	for i, f := range c.Topics {
+		if err := checkFilter(f); err != nil {
+			return config{}, configError("topics[%d]: %q: %v", i, f, err)
+		}
+	}
+	for _, k := range []struct{ name, v string }{{"time_property", c.TimeProperty}, {"client_property", c.ClientProperty}} {
+		if !utf8.ValidString(k.v) || strings.ContainsRune(k.v, 0) || len(k.v) > 1024 {
+			return config{}, configError("%s: %q is not a user property key (UTF-8, no U+0000, at most 1,024 bytes)", k.name, k.v)
+		}
+	}
+	if c.TimeProperty != "" && c.TimeProperty == c.ClientProperty {
+		return config{}, configError("time_property and client_property are both %q", c.TimeProperty)
+	}
+	if c.MaxText < 1 || c.MaxText > maxMaxText {
+		return config{}, configError("max_text: %d out of range 1-%d", c.MaxText, maxMaxText)
+	}
+	return c, nil
+}
+
+// checkFilter checks an MQTT topic filter: not empty, UTF-8 without
+// U+0000, "+" and "#" alone in their level, "#" last, no shared
+// subscription prefix.
+func checkFilter(f string) error {
+	switch {
+	case f == "":
+		return errors.New("empty topic filter")
+	case !utf8.ValidString(f) || strings.ContainsRune(f, 0):
+		return errors.New("not UTF-8 without U+0000")
+	case strings.HasPrefix(f, "$share/"):
+		return errors.New("a shared subscription is not a topic filter here")
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.ContainsAny(l, "+#") && len(l) > 1 {
+			return fmt.Errorf("level %d (%q): a wildcard must be the whole level", i+1, l)
+		}
+		if l == "#" && i != len(levels)-1 {
+			return errors.New(`"#" must be the last level`)
+		}
+	}
+	return nil
+}
+
+// decodeError names the key of a JSON decoding error.
+func decodeError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return configError("%s: want %s, got a JSON %s", te.Field, kindName(te.Type), te.Value)
+	}
+	return configError("%s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// kindName says what a config value of type t is, in the manifest's terms.
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "a mapping"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Uint32:
+		return "a whole number"
+	case reflect.Pointer:
+		return kindName(t.Elem())
+	}
+	return t.String()
+}
