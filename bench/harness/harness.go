@@ -53,7 +53,15 @@ type Candidate struct {
 
 // BrokerKeys names the brokers Options.Brokers can choose besides the
 // candidates, in the order they start (candidates start after propolis).
-var BrokerKeys = []string{"propolis", "propolis-wasm-publish", "mochi", "mosquitto"}
+var BrokerKeys = []string{"propolis", "propolis-wasm-publish", "propolis-intercept-in", "propolis-intercept-out", "mochi", "mosquitto"}
+
+// interceptLoads are the only loads the interceptor brokers run (beside
+// every other broker): what their targets compare, no more, so that they
+// add minutes only where they are measured.
+var interceptLoads = map[string][]string{
+	"propolis-intercept-in":  {"fanin0"},
+	"propolis-intercept-out": {"fanout0"},
+}
 
 // Sizes of the loads: full and quick.
 type sizes struct {
@@ -164,6 +172,23 @@ func Run(o Options) (*Report, error) {
 		}
 	}
 
+	// The interceptor benchmark guests (testdata/guests), laid out like
+	// the examples: a no-op inbound interceptor, and an outbound one whose
+	// filter matches no topic the loads use.
+	for _, g := range []struct{ id, manifest string }{
+		{"interceptnoop", "id: interceptnoop\nname: no-op inbound PUBLISH interceptor (benchmark)\nversion: 1.0.0\npriority: 10\nmodule: interceptnoop.wasm\nabi: \"1.2\"\n"},
+		{"interceptnomatch", "id: interceptnomatch\nname: outbound PUBLISH interceptor matching nothing (benchmark)\nversion: 1.0.0\npriority: 10\nmodule: interceptnomatch.wasm\nabi: \"1.2\"\n"},
+	} {
+		out := filepath.Join(examples, g.id)
+		if err := build(filepath.Join(o.Repo, "testdata", "guests"), []string{"GOOS=wasip1", "GOARCH=wasm"},
+			"-buildmode=c-shared", "-trimpath", "-o", filepath.Join(out, g.id+".wasm"), "./"+g.id); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(out, "propolis-extension.yaml"), []byte(g.manifest), 0o644); err != nil {
+			return nil, err
+		}
+	}
+
 	var brokers []*Broker
 	defer func() {
 		for _, b := range brokers {
@@ -180,6 +205,12 @@ func Run(o Options) (*Report, error) {
 		}},
 		{"propolis-wasm-publish", func() (*Broker, error) {
 			return startPropolis(work, "propolis-wasm-publish", propolis, []string{"allow-all", "publish-guard"}, examples, "none")
+		}},
+		{"propolis-intercept-in", func() (*Broker, error) {
+			return startPropolis(work, "propolis-intercept-in", propolis, []string{"allow-all", "interceptnoop"}, examples, "none")
+		}},
+		{"propolis-intercept-out", func() (*Broker, error) {
+			return startPropolis(work, "propolis-intercept-out", propolis, []string{"allow-all", "interceptnomatch"}, examples, "none")
 		}},
 		{"mochi", func() (*Broker, error) { return startMochi(work, filepath.Join(bin, "mochi-baseline")) }},
 		{"mosquitto", func() (*Broker, error) { return startMosquitto(work) }},
@@ -331,9 +362,15 @@ func Run(o Options) (*Report, error) {
 		if l.once {
 			rounds, first = 1, 0
 		}
+		var these []*Broker
+		for _, b := range brokers {
+			if only, ok := interceptLoads[b.Name]; !ok || slices.Contains(only, l.key) {
+				these = append(these, b)
+			}
+		}
 		for r := 0; r < rounds; r++ {
-			for j := range brokers {
-				b := brokers[(i+j+r)%len(brokers)]
+			for j := range these {
+				b := these[(i+j+r)%len(these)]
 				if err := l.run(b, r >= first); err != nil {
 					return nil, fmt.Errorf("%s on %s: %w", l.name, b.Name, err)
 				}
