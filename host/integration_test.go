@@ -31,7 +31,7 @@ func startBroker(t testing.TB, extDir string) (string, *Host) {
 	cfg := config.Default()
 	cfg.Listeners[0].Address = "127.0.0.1:0"
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	srv, err := broker.New(broker.Options{Config: cfg, Logger: h.log, Extensions: broker.Extensions{Authenticator: h, Events: h}})
+	srv, err := broker.New(broker.Options{Config: cfg, Logger: h.log, Extensions: broker.Extensions{Authenticator: h, Events: h, Interceptors: h}})
 	if err != nil {
 		t.Fatal(err)
 	}
