@@ -22,7 +22,7 @@ type iprobe struct {
 	id       string
 	priority int
 	config   string // the config section's lines, indented
-	limits   string // the limits section's lines, indented (default: a 2s call deadline)
+	limits   string // the limits section's lines, indented (default: a 5s call deadline, so that waiting for a replaced instance on a busy machine is no failure)
 }
 
 // probeHost installs the probes into a new folder and loads it.
@@ -45,7 +45,7 @@ func probeHost(t *testing.T, probes ...iprobe) (*Host, *logBuffer, string) {
 func probeManifest(p iprobe) string {
 	limits := p.limits
 	if limits == "" {
-		limits = "  call_deadline: 2s\n"
+		limits = "  call_deadline: 5s\n"
 	}
 	if !strings.Contains(limits, "pool_size") {
 		limits += "  pool_size: 1\n"
@@ -336,7 +336,7 @@ func TestInterceptFailuresLeavePacketUnchanged(t *testing.T) {
 // leave the packet unchanged (testdata/wasm/error/intercept_garbage.wat).
 func TestInterceptGarbageAnswers(t *testing.T) {
 	ext := t.TempDir()
-	installExtension(t, ext, "garbage", wasmFixture("error/intercept_garbage"), 0, "")
+	installExtension(t, ext, "garbage", wasmFixture("error/intercept_garbage"), 0, "limits:\n  call_deadline: 5s\n")
 	h, logs := newTestHost(t, ext)
 	c := &broker.Connect{ClientID: "c1"}
 	h.InterceptConnect(context.Background(), c)
@@ -367,13 +367,16 @@ func TestInterceptCrashLoopStops(t *testing.T) {
 	h, _, _ := probeHost(t,
 		iprobe{id: "bad", priority: 10, config: "  mode: trap\n"},
 		iprobe{id: "after", priority: 5, config: "  mode: add-property\n  tag: after\n"})
-	for i := 0; i < crashLoopFailures; i++ {
-		h.InterceptPublish(peer, &broker.Message{Topic: "t"})
-	}
+	calls := 0
 	poll.Until(t, "stopped after a crash loop", func() bool {
+		calls++
+		h.InterceptPublish(peer, &broker.Message{Topic: "t"})
 		st := statusOf(t, h, "bad")
 		return st.State == StateFailed && strings.Contains(st.Reason, "crash loop")
 	})
+	if calls < crashLoopFailures {
+		t.Errorf("stopped after %d calls, before %d failures", calls, crashLoopFailures)
+	}
 	m := &broker.Message{Topic: "t"}
 	if p := h.InterceptPublish(peer, m); p.Stop || !reflect.DeepEqual(m.UserProperties, []broker.UserProperty{{Key: "after", Value: "t"}}) {
 		t.Errorf("after the stop: %+v, %+v", p, m)

@@ -317,7 +317,9 @@ func interceptPublish(h hostAPI, rec []byte, fn func(*PublishPacket)) uint32 {
 		h.log(LevelError, "propolis: malformed MESSAGE record: "+err.Error())
 		return 0
 	}
-	p.prevention, p.h = prevention{}, h
+	// Only the flag: assigning a whole prevention{} (it holds a string)
+	// to the package variable costs a typedmemclr call in Go's Wasm.
+	p.prevention.set, p.h = false, h
 	fn(p)
 	return p.answer(h)
 }
@@ -332,7 +334,7 @@ func interceptSubscribe(h hostAPI, rec []byte) uint32 {
 		h.log(LevelError, "propolis: malformed SUBSCRIPTION record: "+err.Error())
 		return 0
 	}
-	s.prevention, s.h = prevention{}, h
+	s.prevention.set, s.h = false, h
 	ext.InterceptSubscribe(s)
 	return s.answer(h)
 }

@@ -414,3 +414,33 @@ func BenchmarkInterceptPublish(b *testing.B) {
 		})
 	}
 }
+
+// TestDecodeInterceptRecordsCutShort: every record cut at every length
+// decodes (as an older, shorter record) or fails cleanly, never panics.
+func TestDecodeInterceptRecordsCutShort(t *testing.T) {
+	recs := map[string][]byte{
+		"message": messageRecord(2, 1, 1, "a/b", "hello", "k", "v"),
+		"connack": makeRecord(kindConnack, []byte{0, 1, 5, 0}, str("c1"), str("u"), str("r"), propsField("k", "v")),
+		"subscription": makeRecord(kindSubscription, []byte{1, 2, 5, 1}, u32(7), str("c1"), str("u"), str("f/#"),
+			propsField("k", "v")),
+		"disconnect": makeRecord(kindDisconnect, []byte{1, 0x8E, 5, 0}, str("c1"), str("u"), str("r"), propsField("k", "v")),
+	}
+	for name, rec := range recs {
+		if _, err := decodeAny(rec); err != nil {
+			t.Fatalf("%s: whole record: %v", name, err)
+		}
+		for n := headerSize; n < len(rec); n++ {
+			short := append([]byte(nil), rec[:n]...)
+			binary.LittleEndian.PutUint32(short, uint32(n))
+			_, _ = decodeAny(short)
+		}
+		// A property count larger than the record fails without allocating.
+		bad := append([]byte(nil), rec...)
+		binary.LittleEndian.PutUint32(bad[len(bad)-len(propsField("k", "v")):], 0x7fffffff)
+		if name != "message" {
+			if _, err := decodeAny(bad); err == nil {
+				t.Errorf("%s: impossible property count decoded", name)
+			}
+		}
+	}
+}
