@@ -140,10 +140,13 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		keepEmptyPassword(&pk)
 		keepEmptyWill(&pk)
 	case packets.Disconnect:
+		// Only an intercepted DISCONNECT's reason string reaches the
+		// disconnect event: without interceptors the event is what 1.0
+		// and 1.1 modules always got (no reason string).
 		if ic := h.interceptors(InterceptDisconnect); ic != nil {
 			pk = h.interceptDisconnect(ic, cl, pk, false)
+			h.clientLeaving(cl, pk)
 		}
-		h.clientLeaving(cl, pk)
 	}
 	return pk, nil
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -51,29 +52,35 @@ func (h *hook) peer(cl *mqtt.Client) Peer {
 	return p
 }
 
-// userProperties converts mochi's user properties; nil for none.
+// userProperties views mochi's user properties as the broker's, without
+// copying (the two types have one layout: see the check below); nil for
+// none. The view's capacity is its length, so an append never writes into
+// mochi's array, and interceptors replace the slice rather than write into
+// it: a message's properties cost nothing on a path where no interceptor
+// changes them (a delivery an outbound filter does not match).
 func userProperties(in []packets.UserProperty) []UserProperty {
 	if len(in) == 0 {
 		return nil
 	}
-	out := make([]UserProperty, len(in))
-	for i, u := range in {
-		out[i] = UserProperty{Key: u.Key, Value: u.Val}
-	}
-	return out
+	return unsafe.Slice((*UserProperty)(unsafe.Pointer(unsafe.SliceData(in))), len(in))
 }
 
-// mochiProperties is the reverse of userProperties.
+// mochiProperties is the reverse of userProperties, a view too.
 func mochiProperties(in []UserProperty) []packets.UserProperty {
 	if len(in) == 0 {
 		return nil
 	}
-	out := make([]packets.UserProperty, len(in))
-	for i, u := range in {
-		out[i] = packets.UserProperty{Key: u.Key, Val: u.Value}
-	}
-	return out
+	return unsafe.Slice((*packets.UserProperty)(unsafe.Pointer(unsafe.SliceData(in))), len(in))
 }
+
+// The conversions above need UserProperty and packets.UserProperty to be
+// two strings in the same order: this fails to compile otherwise.
+var (
+	_ [unsafe.Sizeof(UserProperty{}) - unsafe.Sizeof(packets.UserProperty{})]struct{}
+	_ [unsafe.Sizeof(packets.UserProperty{}) - unsafe.Sizeof(UserProperty{})]struct{}
+	_ [unsafe.Offsetof(UserProperty{}.Value) - unsafe.Offsetof(packets.UserProperty{}.Val)]struct{}
+	_ [unsafe.Offsetof(packets.UserProperty{}.Val) - unsafe.Offsetof(UserProperty{}.Value)]struct{}
+)
 
 // sameProperties reports whether a and b hold the same user properties in
 // the same order.

@@ -999,3 +999,24 @@ func TestInterceptorFailureLeavesPacket(t *testing.T) {
 	pub.ping()
 	sub.ping()
 }
+
+// TestDisconnectEventWithoutInterceptors: with no interceptor active, a
+// client's DISCONNECT reason string does not reach the disconnect event,
+// which stays what 1.0 and 1.1 modules always got (ABI.md section 8,
+// "Interception").
+func TestDisconnectEventWithoutInterceptors(t *testing.T) {
+	b := startIC(t, nil)
+	c := dial5(t, b.addr, "leaver")
+	c.send(0xE0, append([]byte{0}, props([]byte(append([]byte{propReasonString}, str16(nil, "client-controlled text")...)))...))
+	poll.Until(t, "disconnect event", func() bool {
+		for _, e := range b.rules.Recorded() {
+			if e.Kind == broker.EventDisconnect && e.ClientID == "leaver" {
+				if e.ReasonString != "" {
+					t.Fatalf("no interceptor active, yet the disconnect event has reason %q", e.ReasonString)
+				}
+				return true
+			}
+		}
+		return false
+	})
+}

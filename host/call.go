@@ -277,7 +277,7 @@ func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*ext
 	case !abi.Callbacks[cb].Decides():
 		e.dropEvent(err)
 	case errors.Is(err, ErrCanceled):
-	case errors.Is(err, errGrowing), errors.Is(err, errAuthShare):
+	case errors.Is(err, errGrowing), errors.Is(err, errAuthShare), errors.Is(err, errNested):
 		// Waiting on an instance being started (whose start may wait on
 		// HTTP), or on authenticate calls waiting on their identity
 		// service: the call fails closed, but the extension did nothing

@@ -45,6 +45,13 @@ type extension struct {
 	dir      string
 	log      *slog.Logger
 
+	// inBroker counts the calls of this extension that are inside a host
+	// service acting on the broker (needsBroker). Such a service may make
+	// the broker intercept a packet on the same goroutine (a kick's
+	// DISCONNECT, a delivery written at once), a nested call that would
+	// wait for an instance the outer call holds: see pool.wait.
+	inBroker atomic.Int32
+
 	rt        wazero.Runtime
 	compiled  wazero.CompiledModule
 	modConfig wazero.ModuleConfig

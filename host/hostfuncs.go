@@ -33,6 +33,8 @@ func needsBroker(b brokerBody) hostFuncBody {
 		if svc == nil {
 			return abi.StatusNotAvailable
 		}
+		in.ext.inBroker.Add(1)
+		defer in.ext.inBroker.Add(-1)
 		return b(in, svc, mod, stack)
 	}
 }

@@ -276,9 +276,9 @@ func TestMQTTInterceptFailuresKeepPacketsAndClients(t *testing.T) {
 	}
 }
 
-// startBrokerIn runs a broker on dataDir (so that a test can restart it)
-// and returns it with its address.
-func startBrokerIn(t *testing.T, extDir, dataDir string) (*broker.Server, string) {
+// startBrokerIn runs a broker on dataDir (so that a test can restart it),
+// with the host's services wired, and returns it with its address.
+func startBrokerIn(t *testing.T, extDir, dataDir string) (*broker.Server, string, *Host) {
 	t.Helper()
 	h, _ := newTestHost(t, extDir)
 	cfg := config.Default()
@@ -288,11 +288,54 @@ func startBrokerIn(t *testing.T, extDir, dataDir string) (*broker.Server, string
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.UseBroker(srv)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	return srv, srv.Addr("tcp")
+	return srv, srv.Addr("tcp"), h
+}
+
+// TestMQTTInterceptNestedInService: an extension with one instance kicks a
+// client from its tick (client_disconnect) and intercepts DISCONNECT: the
+// kick's DISCONNECT is intercepted on the tick's goroutine, where no
+// instance is free. That nested call gives up at once, the DISCONNECT goes
+// out unintercepted, and neither the tick nor the extension fails.
+func TestMQTTInterceptNestedInService(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	installExtension(t, ext, "kicker", buildGuest(t, "testdata/guests", "kicker"), 10,
+		"services: [clients]\ntick: 100ms\nlimits:\n  pool_size: 1\n  max_pool_size: 1\n")
+	_, addr, h := startBrokerIn(t, ext, filepath.Join(t.TempDir(), "data"))
+	const kicks = 12 // beyond the crash-loop limit, were the nested calls failures
+	for i := 0; i < kicks; i++ {
+		gone := make(chan *paho.Disconnect, 1)
+		conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{ClientID: "victim", Conn: conn, OnServerDisconnect: func(d *paho.Disconnect) { gone <- d }})
+		if _, err := c.Connect(ctx(t), &paho.Connect{ClientID: "victim", CleanStart: true, KeepAlive: 30}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-gone:
+			if d.ReasonCode != 0x98 {
+				t.Fatalf("kick %d: DISCONNECT %#x, want 0x98", i, d.ReasonCode)
+			}
+		case <-time.After(poll.Timeout):
+			t.Fatalf("kick %d: the victim was not disconnected", i)
+		}
+		conn.Close()
+	}
+	// Each nested call is counted as an error (it did not run), but none
+	// is a failure towards the crash-loop stop, and no tick overran.
+	if st := statusOf(t, h, "kicker"); st.State != StateRunning {
+		t.Fatalf("kicker %+v: want running (a nested interceptor call is not the extension's fault)", st)
+	}
+	if logs := testLogs(t, h).String(); strings.Contains(logs, "deadline") {
+		t.Fatalf("a call overran its deadline:\n%s", logs)
+	}
 }
 
 // TestMQTTInterceptRetainedAndQueuedAcrossRestart: the retained message
@@ -304,7 +347,7 @@ func TestMQTTInterceptRetainedAndQueuedAcrossRestart(t *testing.T) {
 	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
 	installExtension(t, ext, "topic-rewriter", example(t, "topic-rewriter"), 20, rewriterConfig)
 	installExtension(t, ext, "payload-enricher", example(t, "payload-enricher"), 10, "config:\n  topics: [\"sensors/#\"]\n")
-	srv, addr := startBrokerIn(t, ext, data)
+	srv, addr, _ := startBrokerIn(t, ext, data)
 
 	// A persistent MQTT 5 session subscribed to the new tree, then offline.
 	persistent := func(addr string, in *inbox) *paho.Client {
@@ -345,7 +388,7 @@ func TestMQTTInterceptRetainedAndQueuedAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, addr = startBrokerIn(t, ext, data)
+	_, addr, _ = startBrokerIn(t, ext, data)
 	check := func(who string, p *paho.Publish, text string) {
 		t.Helper()
 		if p.Topic != "sensors/dev-9/temperature" || !strings.Contains(string(p.Payload), `"text":"`+text+`"`) ||

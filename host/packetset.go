@@ -146,6 +146,16 @@ func topicName(s string) string {
 	return mqttString(s)
 }
 
+// clientTopicName is topicName for the topic of a client's message: one
+// starting with "$" is the broker's own ($SYS/...), which no client
+// publishes to, nor an interceptor on a client's behalf.
+func clientTopicName(s string) string {
+	if strings.HasPrefix(s, "$") {
+		return fmt.Sprintf("%q starts with $ (topics reserved for the broker)", s)
+	}
+	return topicName(s)
+}
+
 func hfPacketSet(in *instance, mod api.Module, stack []uint64) int32 {
 	const fn = "packet_set"
 	f, st := checkField(in, fn, uint64(uint32(stack[0])), false)
@@ -202,11 +212,9 @@ func hfPacketSet(in *instance, mod api.Module, stack []uint64) int32 {
 	why := mqttString(s)
 	switch {
 	case why != "":
-	case f == abi.FieldTopic:
-		why = topicName(s)
+	case f == abi.FieldTopic, f == abi.FieldWillTopic && s != "":
+		why = clientTopicName(s)
 	case f == abi.FieldResponseTopic && s != "":
-		why = topicName(s)
-	case f == abi.FieldWillTopic && s != "":
 		why = topicName(s)
 	}
 	if why != "" {

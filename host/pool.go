@@ -64,6 +64,10 @@ type pool struct {
 // call, but is no failure of the extension (no crash-loop count).
 var errGrowing = fmt.Errorf("%w while the pool was starting one more", ErrBusy)
 
+// errNested is the error of an interceptor call given up at once, for it
+// may be nested in a broker service call of the same extension (pool.wait).
+var errNested = fmt.Errorf("%w while a call of the extension was in a broker service", ErrBusy)
+
 // errAuthShare is ErrBusy for an authenticate call when the authenticate
 // calls in flight hold every instance they may (max - size): they are
 // waiting on their identity service, not failing.
@@ -129,8 +133,16 @@ func (p *pool) get(ctx context.Context, cb abi.Callback) (*instance, error) {
 	return p.wait(ctx, cb)
 }
 
-// wait is get's slow path.
+// wait is get's slow path. An interceptor call that finds no instance
+// while a call of the same extension is inside a broker service, with the
+// pool at its largest, gives up at once: it may be nested in that call (a
+// kick's DISCONNECT intercepted on the kicking call's goroutine), and
+// would wait for the instance its own caller holds. The packet then passes
+// unintercepted, which an interceptor's failure does anyway.
 func (p *pool) wait(ctx context.Context, cb abi.Callback) (*instance, error) {
+	if abi.Interceptors.Has(cb) && p.ext.inBroker.Load() > 0 && p.full() {
+		return nil, errNested
+	}
 	t := time.NewTimer(p.ext.deadlineFor(cb))
 	defer t.Stop()
 	p.grow()
@@ -256,6 +268,13 @@ func (p *pool) noteIdle() {
 	if n := int32(len(p.idle)); n < p.lowIdle.Load() {
 		p.lowIdle.Store(n) // a lost race only keeps an instance longer
 	}
+}
+
+// full reports whether the pool may not start one more instance.
+func (p *pool) full() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed || len(p.all)+p.growing >= p.max
 }
 
 // grow starts one more instance in the background, unless the pool has
