@@ -173,6 +173,28 @@ func (ids *packetIDs) forget(a uint16) {
 	ids.n.Store(int32(len(ids.alias)))
 }
 
+// renamed reports whether pk is the PUBREC of a QoS 2 flow of the client
+// that runs under an alias. saveInflight does not store it: the aliases
+// are kept in memory only, and after a restart the record would be a
+// PUBREC under an id the client never used, resent at each reconnection
+// and taking the client's next PUBLISH with that id for a resend of it
+// (not delivered). Without the record, the restarted broker answers the
+// client's PUBREL with a PUBCOMP (0x92 for MQTT 5), and delivers again a
+// PUBLISH the client resends because it never got the PUBREC.
+func (h *hook) renamed(cl *mqtt.Client, pk packets.Packet) bool {
+	if pk.FixedHeader.Type != packets.Pubrec {
+		return false
+	}
+	st := h.state(cl)
+	if st == nil || st.ids == nil || st.ids.n.Load() == 0 {
+		return false
+	}
+	st.ids.mu.Lock()
+	_, ok := st.ids.owner[pk.PacketID]
+	st.ids.mu.Unlock()
+	return ok
+}
+
 // renameAnswer is OnPacketEncode for an answer to a client's flow (a
 // PUBACK, PUBREC, PUBCOMP, SUBACK or UNSUBACK): one written under an alias
 // gets the client's id back, and the alias is dropped when the answer

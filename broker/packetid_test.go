@@ -8,6 +8,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
@@ -90,10 +91,21 @@ func (c *pidClient) ack(header byte, id uint16) {
 }
 
 // answer reads the next packet and fails unless it has type typ (the high
-// nibble of the first byte) and packet id id, and a reason code below 0x80
+// nibble of the first byte), packet id id, and a reason code below 0x80
 // (the first one of a SUBACK or UNSUBACK); it returns the reason code
 // (0 when the packet has none).
 func (c *pidClient) answer(what string, typ byte, id uint16) byte {
+	c.t.Helper()
+	code := c.reply(what, typ, id)
+	if code >= 0x80 {
+		c.t.Fatalf("%s: reason code %#x, want success", what, code)
+	}
+	return code
+}
+
+// reply reads the next packet and fails unless it has type typ and
+// packet id id; it returns the (first) reason code, 0 when there is none.
+func (c *pidClient) reply(what string, typ byte, id uint16) byte {
 	c.t.Helper()
 	h, body := c.next()
 	if h&0xf0 != typ || len(body) < 2 || uint16(body[0])<<8|uint16(body[1]) != id {
@@ -107,14 +119,10 @@ func (c *pidClient) answer(what string, typ byte, id uint16) byte {
 		}
 		rest = after
 	}
-	code := byte(0)
 	if len(rest) > 0 && (typ == 0x90 || c.v5) {
-		code = rest[0]
+		return rest[0]
 	}
-	if code >= 0x80 {
-		c.t.Fatalf("%s: got packet %#x % x: reason code %#x, want success", what, h, body, code)
-	}
-	return code
+	return 0
 }
 
 // delivery is a PUBLISH read by readUntilPong.
@@ -160,8 +168,14 @@ func (c *pidClient) readUntilPong() []delivery {
 // broker's address, the watcher and sub.
 func pidSetup(t *testing.T, v5 bool, qos byte) (string, *conn5, *pidClient) {
 	t.Helper()
-	cfg := testConfig(t.TempDir())
-	_, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	_, addr, watcher, sub := pidSetupIn(t, testConfig(t.TempDir()), v5, qos)
+	return addr, watcher, sub
+}
+
+// pidSetupIn is pidSetup on cfg, also returning the broker.
+func pidSetupIn(t *testing.T, cfg *config.Config, v5 bool, qos byte) (*broker.Server, string, *conn5, *pidClient) {
+	t.Helper()
+	srv, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
 	watcher := dial5(t, addr, "pid-watcher")
 	watcher.send(0x82, subscribe5(1, "pid/self", 2))
 	if typ, _ := watcher.next(); typ != 0x90 {
@@ -190,7 +204,7 @@ func pidSetup(t *testing.T, v5 bool, qos byte) (string, *conn5, *pidClient) {
 	if h&0xf0 != 0x30 || id != 1 || !bytes.HasSuffix(body, []byte("delivery")) {
 		t.Fatalf("sub got %#x % x, want the delivery with packet id 1", h, body)
 	}
-	return addr, watcher, sub
+	return srv, addr, watcher, sub
 }
 
 // watched fails unless the watcher's next PUBLISH carries payload.
@@ -325,6 +339,71 @@ func TestClientQoS2PublishReusesPubrelPacketID(t *testing.T) {
 		sub.answer("PUBREL 1", 0x70, 1)
 		sub = resumed(t, sub, addr, delivery{0x60, 1, ""})
 		sub.ack(0x70, 1) // PUBCOMP for the delivery
+		resumed(t, sub, addr)
+	})
+}
+
+// The client's packet ids that are the broker's aliases of the client's
+// other flows are the client's own too: a QoS 2 PUBLISH with the id the
+// broker gave the client's open flow 1 (65535, the first alias: aliases
+// are searched downwards) is a new message, delivered, and both flows
+// complete with their own ids.
+func TestClientPacketIDEqualToAnAlias(t *testing.T) {
+	forLevels(t, func(t *testing.T, v5 bool) {
+		addr, watcher, sub := pidSetup(t, v5, 1)
+		sub.publish("pid/self", 2, 1, false, "one")
+		sub.answer("PUBLISH 1", 0x50, 1)
+		watched(t, watcher, "one")
+		sub.publish("pid/self", 2, 65535, false, "max")
+		sub.answer("PUBLISH 65535", 0x50, 65535)
+		watched(t, watcher, "max")
+		sub.ack(0x62, 65535)
+		sub.answer("PUBREL 65535", 0x70, 65535)
+		sub.ack(0x62, 1)
+		sub.answer("PUBREL 1", 0x70, 1)
+		sub = resumed(t, sub, addr, delivery{0x30, 1, "delivery"})
+		sub.ack(0x40, 1)
+		resumed(t, sub, addr)
+	})
+}
+
+// Across a restart, the delivery a client's own flows with its packet id
+// did not disturb is resent from the store; the client's QoS 2 flow under
+// that id, which the broker kept in memory only, is not: its PUBREL after
+// the restart is answered with a PUBCOMP for its id (MQTT 5: 0x92, packet
+// identifier not found) and ends neither the delivery nor anything else.
+func TestClientPacketIDsAcrossRestart(t *testing.T) {
+	forLevels(t, func(t *testing.T, v5 bool) {
+		cfg := testConfig(t.TempDir())
+		srv, _, watcher, sub := pidSetupIn(t, cfg, v5, 1)
+		sub.publish("pid/self", 1, 1, false, "qos1")
+		sub.answer("PUBLISH 1 at QoS 1", 0x40, 1)
+		watched(t, watcher, "qos1")
+		sub.publish("pid/self", 2, 1, false, "qos2")
+		sub.answer("PUBLISH 1 at QoS 2", 0x50, 1)
+		watched(t, watcher, "qos2")
+		if got := sub.readUntilPong(); len(got) != 0 {
+			t.Fatalf("before the restart: got %v, want nothing", got)
+		}
+		if err := srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+		sub, present := pidDial(t, addr, "pid-sub", v5)
+		if !present {
+			t.Fatal("after the restart: session not present")
+		}
+		got := sub.readUntilPong()
+		if len(got) != 1 || got[0].header&0xf0 != 0x30 || got[0].id != 1 || got[0].payload != "delivery" {
+			t.Fatalf("resent after the restart: %v, want the delivery with packet id 1 alone", got)
+		}
+		sub.ack(0x62, 1)
+		code := sub.reply("PUBREL 1", 0x70, 1)
+		if v5 && code != 0x92 {
+			t.Fatalf("PUBCOMP 1 after the restart: code %#x, want 0x92", code)
+		}
+		sub = resumed(t, sub, addr, delivery{0x30, 1, "delivery"})
+		sub.ack(0x40, 1)
 		resumed(t, sub, addr)
 	})
 }
