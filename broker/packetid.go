@@ -99,21 +99,26 @@ func brokers(e packets.Packet) bool {
 	return e.FixedHeader.Type == packets.Publish || e.FixedHeader.Type == packets.Pubrel
 }
 
+// brokersAt reports whether cl's Inflight holds a flow of the broker under
+// id.
+func brokersAt(cl *mqtt.Client, id uint16) bool {
+	e, ok := cl.State.Inflight.Get(id)
+	return ok && brokers(e)
+}
+
 // renameInbound is OnPacketRead for a packet carrying the client's id
 // (clientsID): it gives pk its flow's alias, or a new one when the id is
-// that of a flow of the broker or of another alias. It costs one Inflight
-// lookup while the session has no alias.
+// that of a flow of the broker or of another alias. While the session has
+// no alias it costs a read of Inflight's size, and one Inflight lookup
+// when that is not 0 (BenchmarkRenameInbound).
 func (h *hook) renameInbound(cl *mqtt.Client, pk *packets.Packet) {
 	st := h.state(cl)
 	if st == nil || st.ids == nil {
 		return
 	}
 	ids, id := st.ids, pk.PacketID
-	if ids.n.Load() == 0 {
-		e, ok := cl.State.Inflight.Get(id)
-		if !ok || !brokers(e) {
-			return
-		}
+	if ids.n.Load() == 0 && (cl.State.Inflight.Len() == 0 || !brokersAt(cl, id)) {
+		return
 	}
 	ids.mu.Lock()
 	defer ids.mu.Unlock()
@@ -127,8 +132,7 @@ func (h *hook) renameInbound(cl *mqtt.Client, pk *packets.Packet) {
 		}
 		ids.forget(a) // its flow is gone
 	}
-	e, ok := cl.State.Inflight.Get(id)
-	if _, aliased := ids.owner[id]; !aliased && (!ok || !brokers(e)) {
+	if _, aliased := ids.owner[id]; !aliased && !brokersAt(cl, id) {
 		return
 	}
 	if a, ok := ids.take(cl, id); ok {
