@@ -43,6 +43,9 @@ type clientState struct {
 	// recv counts the client's open QoS 2 flows against its Receive
 	// Maximum (see receive.go).
 	recv inboundQuota
+	// ids are the packet id aliases of the client's session, from
+	// OnSessionEstablish on (packetid.go).
+	ids *packetIDs
 	// pub is reused for every PUBLISH of the client (its goroutine only);
 	// msg likewise for the PUBLISH interceptors (intercept.go).
 	pub Publish

@@ -90,6 +90,9 @@ type hook struct {
 	// unsent holds, per client id, the packet ids of deliveries its last
 	// connection held and never sent (heldUnsent, takeUnsent).
 	unsent sync.Map // string -> map[uint16]struct{}
+	// ids holds, per client id, the aliases of the session's packet ids
+	// that collide with the broker's (packetid.go).
+	ids sync.Map // string -> *packetIDs
 
 	// closed is set when the server starts closing: timers of the hook
 	// (expireLater) then do nothing.
@@ -126,8 +129,13 @@ func (h *hook) Provides(b byte) bool {
 // disconnects it (checkReceiveMaximum) and is rejected, which ends the
 // connection; a DISCONNECT goes through the DISCONNECT interceptors, and
 // its reason string is kept for the disconnect event (clientLeaving).
-// Other packets pass unchanged.
+// Before that, a packet numbered by the client whose id names a flow of
+// the broker is given an alias (renameInbound). Other packets pass
+// unchanged.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if clientsID(&pk) {
+		h.renameInbound(cl, &pk)
+	}
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
 		if !h.checkReceiveMaximum(cl, &pk) {
@@ -187,9 +195,12 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	}
 	fresh := !ok || (old.Properties.Clean && old.Properties.ProtocolVersion < 5)
 	if pk.Connect.Clean || !persistent(cl) || fresh {
+		h.ids.Delete(cl.ID)
+		h.keepIDs(cl)
 		h.deleteSession(cl.ID, false)
 		return
 	}
+	h.keepIDs(cl)
 	h.reauthorizeSession(cl)
 }
 
@@ -243,6 +254,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.connecting.CompareAndDelete(cl.ID, cl)
 	if expire {
 		h.unsent.Delete(cl.ID)
+		h.ids.Delete(cl.ID)
 	}
 	h.sessionEnded(cl, expire, now)
 }
@@ -250,6 +262,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 // OnClientExpired removes an expired session from persistence.
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
 	h.unsent.Delete(cl.ID)
+	h.ids.Delete(cl.ID)
 	h.sessionExpired(cl)
 }
 
@@ -374,7 +387,9 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 
 // OnPacketEncode sees every packet before it is written. It counts the
 // PUBRECs and PUBCOMPs written to a client (its Receive Maximum, see
-// receive.go; a resent PUBLISH of an open flow gets a success PUBREC) and adjusts SUBACKs and UNSUBACKs (see subscribeAck) and
+// receive.go; a resent PUBLISH of an open flow gets a success PUBREC),
+// gives the answers to a flow of the client renamed by renameInbound the
+// client's packet id back (renameAnswer), and adjusts SUBACKs and UNSUBACKs (see subscribeAck) and
 // CONNACKs: a refusal is logged and given a code the client's protocol
 // version has (see refusingConnack); an accepting one gets the
 // authenticator's user properties and settings (see connectAck) and, when
@@ -389,9 +404,11 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 			pk = st.recv.resent(pk)
 			st.recv.sent(pk)
 		}
-		return pk
+		return h.renameAnswer(cl, pk)
+	case packets.Puback:
+		return h.renameAnswer(cl, pk)
 	case packets.Suback, packets.Unsuback:
-		return h.subscribeAck(cl, pk)
+		return h.renameAnswer(cl, h.subscribeAck(cl, pk))
 	case packets.Publish, packets.Disconnect:
 		// A client's Request Problem Information of 0 has mochi strip
 		// reason strings and user properties from every packet; MQTT 5

@@ -364,9 +364,10 @@ func (h *hook) deleteRetained(topic string) {
 
 // saveInflight stores an in-flight or queued message of a persistent
 // session. The PUBACK mochi sends a QoS 1 publisher is passed here too and
-// is not kept: it is sent at once.
+// is not kept: it is sent at once; nor is the PUBREC of a QoS 2 flow of the
+// client renamed by renameInbound (see renamed).
 func (h *hook) saveInflight(cl *mqtt.Client, pk packets.Packet) {
-	if cl.Net.Inline || pk.FixedHeader.Type == packets.Puback || !persistent(cl) {
+	if cl.Net.Inline || pk.FixedHeader.Type == packets.Puback || !persistent(cl) || h.renamed(cl, pk) {
 		return
 	}
 	err := h.persist.PutInflight(messageRecord(cl.ID, &pk), false)
