@@ -194,13 +194,14 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		h.restoredOffline.Delete(old) // the new connection replaces it
 	}
 	fresh := !ok || (old.Properties.Clean && old.Properties.ProtocolVersion < 5)
-	if pk.Connect.Clean || !persistent(cl) || fresh {
+	if pk.Connect.Clean || fresh { // mochi inherits nothing
 		h.ids.Delete(cl.ID)
-		h.keepIDs(cl)
+	}
+	h.keepIDs(cl)
+	if pk.Connect.Clean || !persistent(cl) || fresh {
 		h.deleteSession(cl.ID, false)
 		return
 	}
-	h.keepIDs(cl)
 	h.reauthorizeSession(cl)
 }
 
@@ -254,7 +255,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.connecting.CompareAndDelete(cl.ID, cl)
 	if expire {
 		h.unsent.Delete(cl.ID)
-		h.ids.Delete(cl.ID)
+		if _, other := h.connecting.Load(cl.ID); !other {
+			h.ids.Delete(cl.ID)
+		}
 	}
 	h.sessionEnded(cl, expire, now)
 }
@@ -372,6 +375,7 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) 
 // OnQosComplete removes an acknowledged in-flight message.
 func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	h.inflightAcked(cl, pk)
+	h.aliasEnded(cl, pk)
 }
 
 // OnQosDropped removes an expired or discarded in-flight message. A

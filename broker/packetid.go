@@ -201,8 +201,11 @@ func (h *hook) renamed(cl *mqtt.Client, pk packets.Packet) bool {
 
 // renameAnswer is OnPacketEncode for an answer to a client's flow (a
 // PUBACK, PUBREC, PUBCOMP, SUBACK or UNSUBACK): one written under an alias
-// gets the client's id back, and the alias is dropped when the answer
-// ends the flow (all but a PUBREC with a success code).
+// gets the client's id back. A SUBACK, an UNSUBACK or a refusing PUBREC
+// ends the flow here, and its alias is dropped. A PUBACK or PUBCOMP ends
+// it only once written: mochi keeps it in the session until then, and
+// resends it at the next connection when the write failed, which must
+// find the alias still; aliasEnded drops it when mochi completes the flow.
 func (h *hook) renameAnswer(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	st := h.state(cl)
 	if st == nil || st.ids == nil || st.ids.n.Load() == 0 {
@@ -215,9 +218,32 @@ func (h *hook) renameAnswer(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if !ok {
 		return pk
 	}
-	if pk.FixedHeader.Type != packets.Pubrec || pk.ReasonCode >= 0x80 {
+	switch pk.FixedHeader.Type {
+	case packets.Suback, packets.Unsuback:
 		ids.forget(pk.PacketID)
+	case packets.Pubrec:
+		if pk.ReasonCode >= 0x80 {
+			ids.forget(pk.PacketID)
+		}
 	}
 	pk.PacketID = id
 	return pk
+}
+
+// aliasEnded is OnQosComplete for a client's flow that ran under an alias:
+// the PUBACK the broker wrote for a QoS 1 PUBLISH (Created set: the
+// broker's own packet, not a client's PUBACK of a delivery), or the
+// client's PUBREL of a QoS 2 flow, once mochi wrote its PUBCOMP and
+// dropped it from the session. The alias is free again.
+func (h *hook) aliasEnded(cl *mqtt.Client, pk packets.Packet) {
+	if !(pk.FixedHeader.Type == packets.Puback && pk.Created != 0) && pk.FixedHeader.Type != packets.Pubrel {
+		return
+	}
+	st := h.state(cl)
+	if st == nil || st.ids == nil || st.ids.n.Load() == 0 {
+		return
+	}
+	st.ids.mu.Lock()
+	st.ids.forget(pk.PacketID)
+	st.ids.mu.Unlock()
 }

@@ -41,7 +41,11 @@ func TestRenameInboundWithoutFreeID(t *testing.T) {
 }
 
 // TestRenameAnswerEndsTransientAliases: the answer that ends a flow drops
-// its alias; a success PUBREC keeps it until the PUBCOMP.
+// its alias: a SUBACK, an UNSUBACK or a refusing PUBREC when written; a
+// PUBACK or PUBCOMP once mochi completes the flow (OnQosComplete, after a
+// successful write: a failed one is resent under the alias at the next
+// connection, and must still be mapped back); a success PUBREC keeps it
+// until the PUBCOMP.
 func TestRenameAnswerEndsTransientAliases(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -50,13 +54,14 @@ func TestRenameAnswerEndsTransientAliases(t *testing.T) {
 		answer  byte // the broker's answer
 		code    byte
 		aliases int32 // left after the answer
+		done    byte  // the packet mochi completes the flow with (0: none)
 	}{
-		{"QoS 1 PUBLISH, PUBACK", packets.Publish, 1, packets.Puback, 0, 0},
-		{"QoS 2 PUBLISH, PUBREC", packets.Publish, 2, packets.Pubrec, 0, 1},
-		{"QoS 2 PUBLISH, refusing PUBREC", packets.Publish, 2, packets.Pubrec, 0x87, 0},
-		{"SUBSCRIBE, SUBACK", packets.Subscribe, 0, packets.Suback, 0, 0},
-		{"UNSUBSCRIBE, UNSUBACK", packets.Unsubscribe, 0, packets.Unsuback, 0, 0},
-		{"PUBREL, PUBCOMP", packets.Pubrel, 0, packets.Pubcomp, 0x92, 0},
+		{"QoS 1 PUBLISH, PUBACK", packets.Publish, 1, packets.Puback, 0, 1, packets.Puback},
+		{"QoS 2 PUBLISH, PUBREC", packets.Publish, 2, packets.Pubrec, 0, 1, 0},
+		{"QoS 2 PUBLISH, refusing PUBREC", packets.Publish, 2, packets.Pubrec, 0x87, 0, 0},
+		{"SUBSCRIBE, SUBACK", packets.Subscribe, 0, packets.Suback, 0, 0, 0},
+		{"UNSUBSCRIBE, UNSUBACK", packets.Unsubscribe, 0, packets.Unsuback, 0, 0, 0},
+		{"PUBREL, PUBCOMP", packets.Pubrel, 0, packets.Pubcomp, 0, 1, packets.Pubrel},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, cl := pidHook(t)
@@ -72,6 +77,15 @@ func TestRenameAnswerEndsTransientAliases(t *testing.T) {
 			}
 			if n := h.state(cl).ids.n.Load(); n != tc.aliases {
 				t.Fatalf("%d aliases left, want %d", n, tc.aliases)
+			}
+			if tc.done == 0 {
+				return
+			}
+			// The completion: mochi's own PUBACK (Created set), or the
+			// client's PUBREL, under the alias.
+			h.OnQosComplete(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: tc.done}, PacketID: pk.PacketID, Created: 1})
+			if n := h.state(cl).ids.n.Load(); n != 0 {
+				t.Fatalf("%d aliases left once the flow completed, want 0", n)
 			}
 		})
 	}
@@ -114,6 +128,7 @@ func BenchmarkRenameInbound(b *testing.B) {
 			if pk.PacketID == 1 || ans.PacketID != 1 {
 				b.Fatalf("renamed to %d, answered %d", pk.PacketID, ans.PacketID)
 			}
+			h.aliasEnded(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID, Created: 1})
 		}
 	})
 }
