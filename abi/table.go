@@ -213,6 +213,7 @@ const (
 	FuncPacketSet
 	FuncPacketSetInt
 	FuncAddInterceptFilter
+	FuncAddInterceptClient
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -420,6 +421,7 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 	FuncPacketSet:          {Name: "packet_set", Params: i32s("field", "ptr", "len"), Results: oneI32, In: Interceptors},
 	FuncPacketSetInt:       {Name: "packet_set_int", Params: params("field", "value!"), Results: oneI32, In: Interceptors},
 	FuncAddInterceptFilter: {Name: "add_intercept_filter", Params: i32s("callbacks", "ptr", "len"), Results: oneI32, In: inStart},
+	FuncAddInterceptClient: {Name: "add_intercept_client", Params: i32s("ptr", "len"), Results: oneI32, In: inStart},
 }
 
 // String returns the function's name.

@@ -85,6 +85,12 @@ type extension struct {
 	// intercept_publish_outbound (filterInbound, filterOutbound; empty:
 	// every message).
 	interceptFilters [2][]string
+	// interceptClients narrow intercept_publish_outbound to deliveries to
+	// the client ids they match (add_intercept_client; empty: every
+	// subscriber); clientMatch is the same patterns, indexed for the
+	// per-delivery check.
+	interceptClients []string
+	clientMatch      clientPatterns
 	// declared is what instance 0's start callback declared; later
 	// instances' declarations have no effect (see sameDeclaration).
 	declared declaration
@@ -194,8 +200,9 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		e.callbacks &= first.out.mask
 	}
 	e.filters, e.interceptFilters = first.out.filters, first.out.interceptFilters
+	e.interceptClients, e.clientMatch = first.out.interceptClients, newClientPatterns(first.out.interceptClients)
 	e.declared = declaration{declared: first.out.declared, mask: first.out.mask, filters: first.out.filters,
-		interceptFilters: first.out.interceptFilters}
+		interceptFilters: first.out.interceptFilters, interceptClients: first.out.interceptClients}
 	e.pool = newPool(e, m.Limits.PoolSize, m.Limits.MaxPoolSize)
 	e.pool.add(first)
 	if err := e.checkTick(); err != nil {
@@ -337,12 +344,13 @@ func checkModule(c wazero.CompiledModule) (uint32, error) {
 }
 
 // declaration is what a start callback declared with declare_callbacks,
-// add_publish_filter and add_intercept_filter.
+// add_publish_filter, add_intercept_filter and add_intercept_client.
 type declaration struct {
 	declared         bool
 	mask             uint32
 	filters          []string
 	interceptFilters [2][]string
+	interceptClients []string
 }
 
 // sameDeclaration reports whether a later instance's start callback
@@ -353,7 +361,8 @@ type declaration struct {
 func (e *extension) sameDeclaration(o *callOut) bool {
 	d := e.declared
 	return d.declared == o.declared && d.mask == o.mask && slices.Equal(d.filters, o.filters) &&
-		slices.Equal(d.interceptFilters[0], o.interceptFilters[0]) && slices.Equal(d.interceptFilters[1], o.interceptFilters[1])
+		slices.Equal(d.interceptFilters[0], o.interceptFilters[0]) && slices.Equal(d.interceptFilters[1], o.interceptFilters[1]) &&
+		slices.Equal(d.interceptClients, o.interceptClients)
 }
 
 // signature converts a wazero function definition to an abi.Signature.

@@ -103,6 +103,10 @@ type Status struct {
 	// publish interceptors (add_intercept_filter); empty: every message.
 	InterceptInboundFilters  []string
 	InterceptOutboundFilters []string
+	// InterceptOutboundClients narrow the outbound publish interceptor
+	// to deliveries to the client ids they match (add_intercept_client);
+	// empty: every subscriber.
+	InterceptOutboundClients []string
 	Calls, Errors            int64
 	Dropped                  int64 // events dropped (queue full, no instance, or too large)
 	// TooLarge counts the records the extension's propolis_buffer could
@@ -304,7 +308,7 @@ func (e *extension) status(state State, reason string) *Status {
 		Priority: e.manifest.Priority, StartPriority: e.manifest.StartPriority, Callbacks: abi.CallbackNames(e.callbacks),
 		Services: e.gate.grantNames(), HTTPHosts: e.manifest.HTTP.Hosts, ServiceRate: e.gate.rate, ServiceBurst: e.gate.burst,
 		Tick: time.Duration(e.manifest.Tick), InterceptInboundFilters: e.interceptFilters[filterInbound],
-		InterceptOutboundFilters: e.interceptFilters[filterOutbound]}
+		InterceptOutboundFilters: e.interceptFilters[filterOutbound], InterceptOutboundClients: e.interceptClients}
 }
 
 // Status lists every extension folder seen, sorted by id.

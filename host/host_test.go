@@ -315,6 +315,28 @@ func TestWasmFeatures(t *testing.T) {
 	}
 }
 
+// TestSameDeclarationClients: a later instance's start declaring other
+// client patterns (add_intercept_client) than instance 0's is a different
+// declaration, as for topic filters.
+func TestSameDeclarationClients(t *testing.T) {
+	e := &extension{declared: declaration{declared: true, mask: 0x100, interceptClients: []string{"app-*"}}}
+	for _, tt := range []struct {
+		name    string
+		clients []string
+		same    bool
+	}{
+		{"same", []string{"app-*"}, true},
+		{"none", nil, false},
+		{"other", []string{"dev-*"}, false},
+		{"more", []string{"app-*", "ops"}, false},
+	} {
+		o := &callOut{declared: true, mask: 0x100, interceptClients: tt.clients}
+		if got := e.sameDeclaration(o); got != tt.same {
+			t.Errorf("%s: sameDeclaration = %v, want %v", tt.name, got, tt.same)
+		}
+	}
+}
+
 // TestStartInstanceIndex: each instance's START record carries its index
 // (ABI 1.1): 0, 1, 2 for a pool of three, 3 for the replacement of a
 // discarded one. Only instance 0's declare_callbacks counts; the later
@@ -328,7 +350,7 @@ func TestStartInstanceIndex(t *testing.T) {
 			t.Fatalf("%s logged %d times, want once:\n%s", want, n, logs.String())
 		}
 	}
-	if n := strings.Count(logs.String(), "declared other callbacks or publish filters than instance 0's; ignored"); n != 2 {
+	if n := strings.Count(logs.String(), "declared other callbacks, filters or client patterns than instance 0's; ignored"); n != 2 {
 		t.Fatalf("%d warnings about later declarations, want 2 (instances 1 and 2):\n%s", n, logs.String())
 	}
 	if st := statusOf(t, h, "idx"); len(st.Callbacks) != 1 || st.Callbacks[0] != "authenticate" {

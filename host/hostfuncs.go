@@ -88,6 +88,7 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncPacketSet:                 hfPacketSet,
 	abi.FuncPacketSetInt:              hfPacketSetInt,
 	abi.FuncAddInterceptFilter:        hfAddInterceptFilter,
+	abi.FuncAddInterceptClient:        hfAddInterceptClient,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from

@@ -100,6 +100,7 @@ func inspectFolder(ctx context.Context, dir string, opts Options) Status {
 	}
 	st.Callbacks = abi.CallbackNames(e.callbacks)
 	st.InterceptInboundFilters, st.InterceptOutboundFilters = e.interceptFilters[filterInbound], e.interceptFilters[filterOutbound]
+	st.InterceptOutboundClients = e.interceptClients
 	e.stop(true)
 	st.State = StateReady
 	return st

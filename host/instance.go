@@ -66,6 +66,9 @@ type callOut struct {
 	// interceptFilters are what add_intercept_filter set, per publish
 	// interceptor (filterInbound, filterOutbound).
 	interceptFilters [2][]string
+	// interceptClients are the client id patterns add_intercept_client
+	// set, in order.
+	interceptClients []string
 }
 
 func (o *callOut) reset() {
@@ -218,8 +221,9 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 			return fail(fmt.Errorf("%w: %s", errRefusedStart, reason))
 		}
 		if index > 0 && !e.sameDeclaration(&in.out) {
-			e.log.Warn("a later instance's start declared other callbacks or publish filters than instance 0's; ignored",
-				"instance", index, "callbacks", abi.CallbackNames(in.out.mask), "filters", in.out.filters)
+			e.log.Warn("a later instance's start declared other callbacks, filters or client patterns than instance 0's; ignored",
+				"instance", index, "callbacks", abi.CallbackNames(in.out.mask), "filters", in.out.filters,
+				"intercept_filters", in.out.interceptFilters, "intercept_clients", in.out.interceptClients)
 		}
 	}
 	if !setup.Stop() { // the limit passed just as the last call returned

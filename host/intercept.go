@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"strings"
 	"unsafe"
 
 	"github.com/propolis-mqtt/propolis/abi"
@@ -14,7 +15,8 @@ import (
 // implements broker.Interceptors. Each method runs the chain of one
 // interceptor callback: every running extension that exports and declares
 // it, in priority order (chain.callers), restricted by the extension's
-// intercept filters for the publish interceptors. For each, it encodes the
+// intercept filters for the publish interceptors and its client patterns
+// for the outbound one. For each, it encodes the
 // record from the packet as it is now (so each sees what the previous
 // produced), calls through invokeFor with the client's connection, and on
 // a valid answer applies the changes the guest staged (packetset.go). A
@@ -76,6 +78,54 @@ func (e *extension) wantsIntercept(i int, name string) bool {
 	}
 	for _, f := range fs {
 		if topic.Match(f, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientPatterns is an extension's add_intercept_client patterns, indexed
+// for the check made on every delivery: a map lookup for the exact client
+// ids and a scan of the prefixes, without allocating. The zero value
+// matches every client.
+type clientPatterns struct {
+	// narrow: some pattern was added and none is "*"; otherwise every
+	// client matches.
+	narrow   bool
+	exact    map[string]struct{}
+	prefixes []string
+}
+
+// newClientPatterns indexes patterns checked by clientPattern.
+func newClientPatterns(patterns []string) clientPatterns {
+	c := clientPatterns{narrow: len(patterns) > 0}
+	for _, p := range patterns {
+		prefix, ok := strings.CutSuffix(p, "*")
+		switch {
+		case ok && prefix == "":
+			return clientPatterns{}
+		case ok:
+			c.prefixes = append(c.prefixes, prefix)
+		default:
+			if c.exact == nil {
+				c.exact = make(map[string]struct{}, len(patterns))
+			}
+			c.exact[p] = struct{}{}
+		}
+	}
+	return c
+}
+
+// match reports whether client id matches one of the patterns.
+func (c *clientPatterns) match(id string) bool {
+	if !c.narrow {
+		return true
+	}
+	if _, ok := c.exact[id]; ok {
+		return true
+	}
+	for _, p := range c.prefixes {
+		if strings.HasPrefix(id, p) {
 			return true
 		}
 	}
@@ -150,7 +200,8 @@ func (h *Host) InterceptPublish(cl broker.Peer, m *broker.Message) broker.Preven
 
 // InterceptDelivery implements broker.Interceptors:
 // intercept_publish_outbound on one delivery to cl. Only extensions whose
-// intercept filters match the topic are called.
+// intercept filters match the topic and whose client patterns
+// (add_intercept_client) match cl's client id are called.
 func (h *Host) InterceptDelivery(cl broker.Peer, publisher string, m *broker.Message) broker.Prevented {
 	return h.interceptMessage(abi.CallbackInterceptPublishOutbound, filterOutbound, cl, publisher, m)
 }
@@ -162,7 +213,7 @@ func (h *Host) interceptMessage(cb abi.Callback, filter int, cl broker.Peer, pub
 		dir = abi.Outbound
 	}
 	for _, e := range h.chain.Load().callers(cb) {
-		if !e.wantsIntercept(filter, m.Topic) {
+		if filter == filterOutbound && !e.clientMatch.match(cl.ID) || !e.wantsIntercept(filter, m.Topic) {
 			continue
 		}
 		rec := abi.MessageRecord{Direction: dir, ProtocolVersion: cl.ProtocolVersion, ClientID: cl.ID, Username: cl.Username,

@@ -419,3 +419,29 @@ func TestMQTTInterceptRetainedAndQueuedAcrossRestart(t *testing.T) {
 	}
 	check("a new subscriber (retained)", p, "kept")
 }
+
+// TestMQTTInterceptOutboundClients: an outbound interceptor narrowed to
+// the clients app-* (outbound_clients) stamps the delivery to app-1 and
+// leaves the one to dev-1, of the same PUBLISH, as published.
+func TestMQTTInterceptOutboundClients(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	installExtension(t, ext, "probe", buildGuest(t, "testdata/guests", "interceptprobe"), 5,
+		"abi: \"1.2\"\nconfig:\n  mode: add-property\n  tag: out\n  inbound_filters: [\"never/#\"]\n  outbound_clients: [\"app-*\"]\n")
+	addr, _ := startBroker(t, ext)
+	app := subscribeV5(t, addr, "app-1", "t/#", 1)
+	dev := subscribeV5(t, addr, "dev-1", "t/#", 1)
+	pub, _, err := v5(t, addr, "pub", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx(t), &paho.Publish{Topic: "t/1", QoS: 1, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if p := app.wait(t, 0); userProperty(p, "out") != "t/1" {
+		t.Errorf("app-1 got %+v, want the property out=t/1 of its outbound interceptor", p.Properties)
+	}
+	if p := dev.wait(t, 0); string(p.Payload) != "x" || userProperty(p, "out") != "" {
+		t.Errorf("dev-1 got %q %+v, want the message as published", p.Payload, p.Properties)
+	}
+}

@@ -228,6 +228,81 @@ func TestInterceptFilters(t *testing.T) {
 	}
 }
 
+// TestInterceptClients: the outbound interceptor is called only for
+// deliveries to subscribers whose client id matches its patterns (from
+// the start configuration), and only where its topic filters match too;
+// the inbound one is not narrowed by them; the status shows the patterns.
+func TestInterceptClients(t *testing.T) {
+	h, _, _ := probeHost(t, iprobe{id: "p", config: "  mode: add-property\n  tag: seen\n" +
+		"  outbound_clients: [\"app-*\", \"ops\"]\n"})
+	st := statusOf(t, h, "p")
+	if !reflect.DeepEqual(st.InterceptOutboundClients, []string{"app-*", "ops"}) || st.InterceptOutboundFilters != nil {
+		t.Errorf("status: clients %q, filters %q", st.InterceptOutboundClients, st.InterceptOutboundFilters)
+	}
+	calls := st.Calls
+	for _, tc := range []struct {
+		client string
+		want   bool
+	}{
+		{"app-1", true},
+		{"app-", true},
+		{"ops", true},
+		{"dev-1", false},
+		{"app", false},
+		{"ops-2", false},
+	} {
+		m := &broker.Message{Topic: "t/1"}
+		h.InterceptDelivery(broker.Peer{ID: tc.client, ProtocolVersion: 5}, "pub", m)
+		want := []broker.UserProperty(nil)
+		if tc.want {
+			want = []broker.UserProperty{{Key: "seen", Value: "t/1"}}
+		}
+		if !reflect.DeepEqual(m.UserProperties, want) {
+			t.Errorf("delivery to %s: properties %+v, want %+v", tc.client, m.UserProperties, want)
+		}
+	}
+	// Client patterns do not narrow the inbound interceptor.
+	m := &broker.Message{Topic: "t/1"}
+	h.InterceptPublish(broker.Peer{ID: "dev-1", ProtocolVersion: 5}, m)
+	if len(m.UserProperties) != 1 {
+		t.Errorf("inbound from dev-1 not intercepted: %+v", m.UserProperties)
+	}
+	if n := statusOf(t, h, "p").Calls - calls; n != 4 {
+		t.Errorf("%d calls, want 4 (deliveries to other clients cost no call)", n)
+	}
+
+	// With topic filters too, a delivery must match both.
+	h, _, _ = probeHost(t, iprobe{id: "p", config: "  mode: add-property\n  tag: seen\n" +
+		"  outbound_clients: [\"app-*\"]\n  outbound_filters: [\"alerts/#\"]\n"})
+	for _, tc := range []struct {
+		client, topic string
+		want          bool
+	}{
+		{"app-1", "alerts/fire", true},
+		{"app-1", "other", false},
+		{"dev-1", "alerts/fire", false},
+	} {
+		m := &broker.Message{Topic: tc.topic}
+		h.InterceptDelivery(broker.Peer{ID: tc.client, ProtocolVersion: 5}, "", m)
+		if got := len(m.UserProperties) == 1; got != tc.want {
+			t.Errorf("delivery of %s to %s: intercepted %v, want %v", tc.topic, tc.client, got, tc.want)
+		}
+	}
+}
+
+// TestInterceptClientRefused: an invalid pattern from the configuration
+// refuses the start, naming the pattern and the status.
+func TestInterceptClientRefused(t *testing.T) {
+	wasm := buildGuest(t, "testdata/guests", "interceptprobe")
+	ext := t.TempDir()
+	installExtension(t, ext, "p", wasm, 0, probeManifest(iprobe{config: "  outbound_clients: [\"a*b\"]\n"}))
+	h, _ := newTestHost(t, ext)
+	st := statusOf(t, h, "p")
+	if st.State != StateFailed || !strings.Contains(st.Reason, `outbound_clients a*b: propolis: INVALID_ARGUMENT`) {
+		t.Errorf("%s: %q", st.State, st.Reason)
+	}
+}
+
 // TestInterceptPrevent: DENY stops the packet with the reason code (0:
 // 0x83) and reason string, and stops the chain.
 func TestInterceptPrevent(t *testing.T) {

@@ -14,8 +14,9 @@ import (
 
 // The host functions of the interceptors (ABI.md section 5, "Changing the
 // packet"): packet_set and packet_set_int stage a change of the packet
-// being intercepted, add_intercept_filter narrows the publish
-// interceptors at start.
+// being intercepted; at start, add_intercept_filter narrows the publish
+// interceptors to topics and add_intercept_client the outbound one to
+// subscribers.
 //
 // Every change is checked when the guest makes it, against the field's row
 // of abi.Fields and the packet as the interceptor got it (instance.pkt). A
@@ -274,4 +275,39 @@ func hfAddInterceptFilter(in *instance, mod api.Module, stack []uint64) int32 {
 		}
 	}
 	return abi.StatusOK
+}
+
+// hfAddInterceptClient is add_intercept_client (ABI.md section 5): it
+// stages one client id pattern narrowing intercept_publish_outbound, an
+// exact client id or a prefix followed by a final "*". A pattern that is
+// empty, has a "*" before its end, or is no MQTT string (longer than
+// 65,535 bytes, not UTF-8, U+0000) is INVALID_ARGUMENT; a pattern beyond
+// abi.MaxPublishFilters is TOO_LARGE. Called in propolis_start only.
+func hfAddInterceptClient(in *instance, mod api.Module, stack []uint64) int32 {
+	n := uint32(stack[1])
+	if n == 0 || n > maxMQTTBinary {
+		return abi.StatusInvalidArgument
+	}
+	if len(in.out.interceptClients) >= abi.MaxPublishFilters {
+		return abi.StatusTooLarge
+	}
+	p := string(read(mod, uint32(stack[0]), n))
+	if clientPattern(p) != "" {
+		return abi.StatusInvalidArgument
+	}
+	in.out.dirty = true
+	in.out.interceptClients = append(in.out.interceptClients, p)
+	return abi.StatusOK
+}
+
+// clientPattern says what keeps p from being an add_intercept_client
+// pattern, "" if nothing.
+func clientPattern(p string) string {
+	if p == "" {
+		return "empty pattern"
+	}
+	if i := strings.IndexByte(p, '*'); i >= 0 && i != len(p)-1 {
+		return fmt.Sprintf("%q has a * before its end", p)
+	}
+	return mqttString(p)
 }

@@ -252,3 +252,90 @@ func TestAddInterceptFilterChecks(t *testing.T) {
 		t.Errorf("a refused filter was added to the inbound list: %d", n)
 	}
 }
+
+func TestAddInterceptClientChecks(t *testing.T) {
+	mod := memoryModule(t)
+	in := &instance{cb: abi.CallbackStart}
+	add := func(p string) int32 {
+		mod.Memory().Write(0, []byte(p))
+		return hfAddInterceptClient(in, mod, []uint64{0, uint64(len(p))})
+	}
+	for _, tt := range []struct {
+		name string
+		p    string
+		want int32
+	}{
+		{"exact", "dashboard", abi.StatusOK},
+		{"prefix", "sensor-*", abi.StatusOK},
+		{"every client", "*", abi.StatusOK},
+		{"empty", "", abi.StatusInvalidArgument},
+		{"star inside", "a*b", abi.StatusInvalidArgument},
+		{"star first", "*-x", abi.StatusInvalidArgument},
+		{"two stars", "a**", abi.StatusInvalidArgument},
+		{"not UTF-8", "a\xff", abi.StatusInvalidArgument},
+		{"U+0000", "a\x00b", abi.StatusInvalidArgument},
+		{"65,535 bytes", strings.Repeat("c", 65535), abi.StatusOK},
+		{"65,536 bytes", strings.Repeat("c", 65536), abi.StatusInvalidArgument},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := add(tt.p); got != tt.want {
+				t.Errorf("add_intercept_client(%.20q) = %d, want %d", tt.p, got, tt.want)
+			}
+		})
+	}
+	// Longer than the guest's memory: refused before reading, no trap.
+	if got := hfAddInterceptClient(in, mod, []uint64{0, 1 << 20}); got != abi.StatusInvalidArgument {
+		t.Errorf("1 MiB pattern: %d, want INVALID_ARGUMENT", got)
+	}
+	want := []string{"dashboard", "sensor-*", "*", strings.Repeat("c", 65535)}
+	if !reflect.DeepEqual(in.out.interceptClients, want) {
+		t.Errorf("patterns %.40q, want %.40q", in.out.interceptClients, want)
+	}
+	for i := len(in.out.interceptClients); i < abi.MaxPublishFilters; i++ {
+		if add("c") != abi.StatusOK {
+			t.Fatal(i)
+		}
+	}
+	if got := add("d"); got != abi.StatusTooLarge {
+		t.Errorf("pattern %d: %d, want TOO_LARGE", abi.MaxPublishFilters+1, got)
+	}
+	if n := len(in.out.interceptClients); n != abi.MaxPublishFilters {
+		t.Errorf("%d patterns kept, want %d", n, abi.MaxPublishFilters)
+	}
+}
+
+func TestClientPatterns(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		patterns []string
+		match    []string
+		miss     []string
+	}{
+		{"none: every client", nil, []string{"a", ""}, nil},
+		{"exact", []string{"dashboard"}, []string{"dashboard"}, []string{"dashboard-2", "dash", ""}},
+		{"prefix", []string{"sensor-*"}, []string{"sensor-", "sensor-1"}, []string{"sensor", "x-sensor-1"}},
+		{"star: every client", []string{"app-*", "*"}, []string{"x", ""}, nil},
+		{"several", []string{"a-*", "b", "c-*"}, []string{"a-1", "b", "c-"}, []string{"b-1", "a", "c"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClientPatterns(tt.patterns)
+			for _, id := range tt.match {
+				if !c.match(id) {
+					t.Errorf("%q does not match %q", id, tt.patterns)
+				}
+			}
+			for _, id := range tt.miss {
+				if c.match(id) {
+					t.Errorf("%q matches %q", id, tt.patterns)
+				}
+			}
+			if n := testing.AllocsPerRun(100, func() { c.match("sensor-42") }); n != 0 {
+				t.Errorf("match allocates %v times", n)
+			}
+		})
+	}
+	var zero clientPatterns
+	if !zero.match("anyone") {
+		t.Error("the zero clientPatterns matches no client")
+	}
+}

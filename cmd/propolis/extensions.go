@@ -52,6 +52,9 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 				cbs += fmt.Sprintf(" (intercept %s only %s)", f.which, strings.Join(f.filters, ","))
 			}
 		}
+		if len(s.InterceptOutboundClients) > 0 {
+			cbs += fmt.Sprintf(" (intercept outbound only to clients %s)", strings.Join(s.InterceptOutboundClients, ","))
+		}
 		if s.Tick > 0 {
 			cbs += fmt.Sprintf(" (tick every %v, %d skipped)", s.Tick, s.TicksSkipped)
 		}

@@ -507,7 +507,8 @@ func TestListShowsHTTPHosts(t *testing.T) {
 }
 
 // TestListShowsInterceptors: `extensions list` shows the interceptors an
-// extension has and the topics its publish interceptors are narrowed to.
+// extension has, the topics its publish interceptors are narrowed to and
+// the clients its outbound one is.
 func TestListShowsInterceptors(t *testing.T) {
 	tmp := t.TempDir()
 	exts := filepath.Join(tmp, "ext")
@@ -524,10 +525,10 @@ func TestListShowsInterceptors(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(exts, "probe", "probe.wasm"), string(bin))
 	writeFile(t, filepath.Join(exts, "probe", "propolis-extension.yaml"), "id: probe\nversion: 1.0.0\nmodule: probe.wasm\nabi: \"1.2\"\n"+
-		"config:\n  inbound_filters: [\"legacy/#\", \"old/+\"]\n  outbound_filters: [\"alerts/#\"]\n")
+		"config:\n  inbound_filters: [\"legacy/#\", \"old/+\"]\n  outbound_filters: [\"alerts/#\"]\n  outbound_clients: [\"app-*\", \"ops\"]\n")
 	code, out, errOut := runCLI(t, "extensions", "list", "--data", filepath.Join(tmp, "data"), "--extensions", exts)
 	want := "intercept_connect,intercept_connack,intercept_publish_inbound,intercept_publish_outbound,intercept_subscribe," +
-		"intercept_disconnect (intercept inbound only legacy/#,old/+) (intercept outbound only alerts/#)"
+		"intercept_disconnect (intercept inbound only legacy/#,old/+) (intercept outbound only alerts/#) (intercept outbound only to clients app-*,ops)"
 	if code != 0 || !strings.Contains(out, want) {
 		t.Fatalf("extensions list: exit %d, want %q in\n%s%s", code, want, out, errOut)
 	}

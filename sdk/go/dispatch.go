@@ -46,7 +46,8 @@ func bufferSize(cur int, size int64, limit int) (n int, ok bool) {
 var denyUnspecified = Deny(CodeUnspecified, "").Encode()
 
 // start runs propolis_start: the author's Start, then declare_callbacks,
-// add_publish_filter and add_intercept_filter. It returns 0 to start, 1 to refuse (with a reason).
+// add_publish_filter, add_intercept_filter and add_intercept_client. It
+// returns 0 to start, 1 to refuse (with a reason).
 func start(h hostAPI, rec []byte) int32 {
 	info, err := decodeStart(rec)
 	if err != nil {
@@ -81,6 +82,13 @@ func start(h hostAPI, rec []byte) int32 {
 		for _, f := range t.filters {
 			if st := h.addInterceptFilter(t.mask, f); st < 0 {
 				return refuseStart(h, "propolis: add_intercept_filter "+quote(f)+": "+statusName(st))
+			}
+		}
+	}
+	if ext.InterceptPublishOutbound != nil {
+		for _, p := range ext.InterceptOutboundClients {
+			if st := h.addInterceptClient(p); st < 0 {
+				return refuseStart(h, "propolis: add_intercept_client "+quote(p)+": "+statusName(st))
 			}
 		}
 	}

@@ -51,6 +51,9 @@ func (r *recorder) packetSetInt(f uint32, v int64) int32 {
 func (r *recorder) addInterceptFilter(m uint32, f string) int32 {
 	return r.call("add_intercept_filter", m, f)
 }
+func (r *recorder) addInterceptClient(p string) int32 {
+	return r.call("add_intercept_client", p)
+}
 
 // with registers e for the duration of the test.
 func with(t *testing.T, e Extension) {
@@ -298,6 +301,7 @@ func (nopHost) addPermission([]byte) int32               { return 0 }
 func (nopHost) packetSet(uint32, string) int32           { return 0 }
 func (nopHost) packetSetInt(uint32, int64) int32         { return 0 }
 func (nopHost) addInterceptFilter(uint32, string) int32  { return 0 }
+func (nopHost) addInterceptClient(string) int32          { return 0 }
 
 func TestAuthorizePublishAllocations(t *testing.T) {
 	with(t, Extension{AuthorizePublish: func(p *Publish) Verdict {

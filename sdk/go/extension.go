@@ -60,8 +60,9 @@ type Extension struct {
 	InterceptPublishInbound func(p *PublishPacket)
 	// InterceptPublishOutbound, if set, may change or prevent each
 	// delivery of a PUBLISH to a subscriber, for that subscriber only,
-	// restricted to InterceptOutboundFilters if any. It runs per delivery:
-	// give it filters unless it really wants every message.
+	// restricted to InterceptOutboundFilters and InterceptOutboundClients
+	// if any. It runs per delivery: give it filters or client patterns
+	// unless it really wants every delivery.
 	InterceptPublishOutbound func(p *PublishPacket)
 	// InterceptSubscribe, if set, may change or remove each topic filter of
 	// a SUBSCRIBE before its authorization (see SubscriptionPacket).
@@ -79,6 +80,16 @@ type Extension struct {
 	// configuration, call AddInterceptFilter from Start.
 	InterceptInboundFilters  []string
 	InterceptOutboundFilters []string
+	// InterceptOutboundClients, if not empty, restricts
+	// InterceptPublishOutbound to deliveries to subscribers whose client
+	// id matches one of these patterns: an exact client id, or a prefix
+	// followed by a final "*" ("sensor-*"; "*" alone matches every
+	// client). Other deliveries cost no Wasm call. With
+	// InterceptOutboundFilters too, a delivery must match both. An
+	// invalid pattern (empty, a "*" before the end) refuses the start.
+	// For patterns from the configuration, call AddInterceptClient from
+	// Start.
+	InterceptOutboundClients []string
 	// MaxRecordSize bounds the buffer the SDK keeps for the records the
 	// broker passes, in bytes; 0 means DefaultMaxRecordSize, and a value
 	// below 4096 (the least the broker asks for) counts as 4096. The buffer
@@ -122,6 +133,7 @@ func Register(e Extension) {
 	e.PublishFilters = append([]string(nil), e.PublishFilters...)
 	e.InterceptInboundFilters = append([]string(nil), e.InterceptInboundFilters...)
 	e.InterceptOutboundFilters = append([]string(nil), e.InterceptOutboundFilters...)
+	e.InterceptOutboundClients = append([]string(nil), e.InterceptOutboundClients...)
 	ext, registered = e, true
 }
 

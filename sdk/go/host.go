@@ -20,6 +20,7 @@ type hostAPI interface {
 	packetSet(field uint32, value string) int32
 	packetSetInt(field uint32, value int64) int32
 	addInterceptFilter(callbacks uint32, filter string) int32
+	addInterceptClient(pattern string) int32
 }
 
 // statusName returns the ABI.md name of a host function's status code.

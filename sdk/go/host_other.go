@@ -29,3 +29,4 @@ func (nativeHost) addPermission([]byte) int32               { return statusNotAv
 func (nativeHost) packetSet(uint32, string) int32           { return statusNotAvailable }
 func (nativeHost) packetSetInt(uint32, int64) int32         { return statusNotAvailable }
 func (nativeHost) addInterceptFilter(uint32, string) int32  { return statusNotAvailable }
+func (nativeHost) addInterceptClient(string) int32          { return statusNotAvailable }

@@ -50,3 +50,7 @@ func (wasmHost) packetSetInt(field uint32, value int64) int32 { return hostPacke
 func (wasmHost) addInterceptFilter(callbacks uint32, filter string) int32 {
 	return hostAddInterceptFilter(callbacks, unsafe.Pointer(unsafe.StringData(filter)), uint32(len(filter)))
 }
+
+func (wasmHost) addInterceptClient(pattern string) int32 {
+	return hostAddInterceptClient(unsafe.Pointer(unsafe.StringData(pattern)), uint32(len(pattern)))
+}

@@ -59,6 +59,21 @@ func AddInterceptFilter(targets FilterTarget, filter string) error {
 	return statusErr(host.addInterceptFilter(uint32(targets), filter))
 }
 
+// AddInterceptClient narrows Extension.InterceptPublishOutbound to
+// deliveries to subscribers whose client id matches pattern: an exact
+// client id, or a prefix followed by a final "*" ("sensor-*"; "*" alone
+// matches every client). With at least one pattern, deliveries to other
+// clients cost no Wasm call; with topic filters too (AddInterceptFilter,
+// Extension.InterceptOutboundFilters), a delivery must match both. It is
+// for patterns that depend on the configuration; fixed ones go in
+// Extension.InterceptOutboundClients. Call it from Start only (elsewhere
+// it returns ErrNotAvailable). Errors: ErrInvalidArgument (an empty
+// pattern, a "*" before its end, not UTF-8, longer than 65,535 bytes),
+// ErrTooLarge (more than 1,024 patterns).
+func AddInterceptClient(pattern string) error {
+	return statusErr(host.addInterceptClient(pattern))
+}
+
 // prevention is the Prevent state of a packet.
 type prevention struct {
 	set    bool

@@ -334,6 +334,7 @@ func TestStartInterceptors(t *testing.T) {
 		InterceptPublishOutbound: noop,
 		InterceptInboundFilters:  []string{"legacy/#"},
 		InterceptOutboundFilters: []string{"alerts/+", "x"},
+		InterceptOutboundClients: []string{"app-*", "dashboard"},
 		InterceptSubscribe:       func(*SubscriptionPacket) {},
 	})
 	h := &recorder{}
@@ -341,7 +342,8 @@ func TestStartInterceptors(t *testing.T) {
 		t.Fatalf("start answered %d: %q", got, h.calls)
 	}
 	want := []string{"declare_callbacks(928)", "add_intercept_filter(128, legacy/#)",
-		"add_intercept_filter(256, alerts/+)", "add_intercept_filter(256, x)"}
+		"add_intercept_filter(256, alerts/+)", "add_intercept_filter(256, x)",
+		"add_intercept_client(app-*)", "add_intercept_client(dashboard)"}
 	if !reflect.DeepEqual(h.calls, want) {
 		t.Errorf("calls %q, want %q", h.calls, want)
 	}
@@ -356,6 +358,52 @@ func TestStartInterceptors(t *testing.T) {
 	want = []string{"declare_callbacks(256)", "add_intercept_filter(256, a#)", `set_reason(propolis: add_intercept_filter "a#": INVALID_ARGUMENT)`}
 	if !reflect.DeepEqual(h.calls, want) {
 		t.Errorf("calls %q, want %q", h.calls, want)
+	}
+}
+
+// TestStartInterceptClients: client patterns are sent only with an
+// outbound interceptor, after the topic filters; a refused pattern
+// refuses the start, naming it and the status.
+func TestStartInterceptClients(t *testing.T) {
+	noop := func(*PublishPacket) {}
+	with(t, Extension{InterceptPublishInbound: noop, InterceptOutboundClients: []string{"app-*"}})
+	h := &recorder{}
+	if got := start(h, vector(t, "start")); got != 0 {
+		t.Fatalf("start answered %d: %q", got, h.calls)
+	}
+	if want := []string{"declare_callbacks(128)"}; !reflect.DeepEqual(h.calls, want) {
+		t.Errorf("without an outbound interceptor: calls %q, want %q", h.calls, want)
+	}
+
+	with(t, Extension{InterceptPublishOutbound: noop, InterceptOutboundClients: []string{"a*b", "c"}})
+	h = &recorder{fail: map[string]int32{"add_intercept_client": statusInvalidArgument}}
+	if got := start(h, vector(t, "start")); got != 1 {
+		t.Fatalf("start answered %d", got)
+	}
+	want := []string{"declare_callbacks(256)", "add_intercept_client(a*b)", `set_reason(propolis: add_intercept_client "a*b": INVALID_ARGUMENT)`}
+	if !reflect.DeepEqual(h.calls, want) {
+		t.Errorf("calls %q, want %q", h.calls, want)
+	}
+
+	// AddInterceptClient from Start reaches the host; its error is the
+	// status's.
+	old := host
+	t.Cleanup(func() { host = old })
+	rec := &recorder{fail: map[string]int32{"add_intercept_client": statusTooLarge}}
+	host = rec
+	with(t, Extension{InterceptPublishOutbound: noop, Start: func(StartInfo) error { return AddInterceptClient("sensor-*") }})
+	if got := start(rec, vector(t, "start")); got != 1 {
+		t.Fatalf("start answered %d: %q", got, rec.calls)
+	}
+	want = []string{"add_intercept_client(sensor-*)", "set_reason(" + ErrTooLarge.Error() + ")"}
+	if !reflect.DeepEqual(rec.calls, want) {
+		t.Errorf("calls %q, want %q", rec.calls, want)
+	}
+}
+
+func TestAddInterceptClientOutsideWasm(t *testing.T) {
+	if err := AddInterceptClient("app-*"); !errors.Is(err, ErrNotAvailable) {
+		t.Errorf("got %v", err)
 	}
 }
 

@@ -85,6 +85,7 @@ func TestWasmBuild(t *testing.T) {
 		"packet_set":                "(i32,i32,i32)->i32",
 		"packet_set_int":            "(i32,i64)->i32",
 		"add_intercept_filter":      "(i32,i32,i32)->i32",
+		"add_intercept_client":      "(i32,i32)->i32",
 	}
 	seen := map[string]bool{}
 	for _, imp := range mod.imports {

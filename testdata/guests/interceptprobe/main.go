@@ -25,6 +25,8 @@
 //	         (default "probe")
 //	code, reason: prevent's reason code and string
 //	inbound_filters, outbound_filters: AddInterceptFilter in Start
+//	outbound_clients: AddInterceptClient in Start (client id patterns
+//	         for the outbound publish interceptor)
 //
 // Each changing mode makes its first change a user property {tag: "1"}
 // before the bad one, so a test sees that a refused call leaves even the
@@ -44,6 +46,7 @@ type config struct {
 	Reason          string   `json:"reason"`
 	InboundFilters  []string `json:"inbound_filters"`
 	OutboundFilters []string `json:"outbound_filters"`
+	OutboundClients []string `json:"outbound_clients"`
 }
 
 var cfg = config{Mode: "noop", Tag: "probe"}
@@ -86,6 +89,11 @@ func init() {
 			for _, f := range cfg.OutboundFilters {
 				if err := propolis.AddInterceptFilter(propolis.FilterPublishOutbound, f); err != nil {
 					return err
+				}
+			}
+			for _, c := range cfg.OutboundClients {
+				if err := propolis.AddInterceptClient(c); err != nil {
+					return errors.New("outbound_clients " + c + ": " + err.Error())
 				}
 			}
 			return nil

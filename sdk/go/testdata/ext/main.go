@@ -49,6 +49,7 @@ func init() {
 		InterceptSubscribe:       func(s *propolis.SubscriptionPacket) { s.SetNoLocal(true) },
 		InterceptDisconnect:      func(d *propolis.DisconnectPacket) { d.SetReasonString("bye") },
 		InterceptOutboundFilters: []string{"alerts/#"},
+		InterceptOutboundClients: []string{"dashboard-*"},
 	})
 }
 
