@@ -50,6 +50,9 @@ type clientState struct {
 	// msg likewise for the PUBLISH interceptors (intercept.go).
 	pub Publish
 	msg Message
+	// owedAck is the acknowledgement of a PUBLISH lowered to QoS 0 that
+	// OnPublished writes (see downgraded).
+	owedAck owedAck
 	// peer names the client to interceptors, built once (intercept.go).
 	peer Peer
 	// connectedAt is when the CONNECT was accepted (Clients.Client).

@@ -352,9 +352,11 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 }
 
 // OnPublished drops the pending record of a QoS 1/2 publish: its copies now
-// sit in each subscriber's in-flight store.
+// sit in each subscriber's in-flight store. A PUBLISH an interceptor lowered
+// to QoS 0 is acknowledged here, once retained and delivered (ackOwed).
 func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	h.deletePending(cl, pk)
+	h.ackOwed(cl)
 }
 
 // OnRetainMessage mirrors mochi's retained-message index into persistence.

@@ -147,8 +147,15 @@ func (h *hook) interceptConnect(ic Interceptors, cl *mqtt.Client, pk *packets.Pa
 }
 
 // applyConnect writes the interceptable fields of c into the CONNECT pk.
+// An id given to an MQTT 5 client that sent none is the id the broker
+// assigned it, as far as the client is concerned: the CONNACK tells it
+// (Assigned Client Identifier, [MQTT-3.2.2-16]), which mochi does only for
+// an id still empty when it parses the CONNECT.
 func applyConnect(pk *packets.Packet, c *Connect) {
 	cp := &pk.Connect
+	if cp.ClientIdentifier == "" && c.ClientID != "" && pk.ProtocolVersion >= 5 {
+		pk.Properties.AssignedClientID = c.ClientID
+	}
 	cp.ClientIdentifier = c.ClientID
 	cp.Username = []byte(c.Username)
 	cp.UsernameFlag = c.HasUsername || c.Username != ""
@@ -462,24 +469,45 @@ func (h *hook) preventPublish(cl *mqtt.Client, pk *packets.Packet, prev Prevente
 
 // ackPublisher answers a PUBLISH of QoS sent with success the way mochi
 // would, for a PUBLISH the broker handles itself (prevented for an MQTT
-// 3.1.1 client, or delivered at a lower QoS): a PUBACK for QoS 1; for QoS
-// 2 a PUBREC, the flow staying open in cl's in-flight map (stored for a
-// persistent session), so that mochi answers the PUBREL with a PUBCOMP and
-// a resent PUBLISH of the flow is not delivered again. It reports whether
-// the acknowledgement was written.
+// 3.1.1 client, or delivered at a lower QoS): openFlow, then writeAck. It
+// reports whether the acknowledgement was written.
 func (h *hook) ackPublisher(cl *mqtt.Client, id uint16, sent byte) bool {
+	h.openFlow(cl, id, sent)
+	return h.writeAck(cl, id, sent)
+}
+
+// openFlow opens a QoS 2 flow the broker acknowledges itself: its PUBREC
+// goes into cl's in-flight map (stored for a persistent session), so that
+// mochi answers the PUBREL with a PUBCOMP, resends the PUBREC at a
+// reconnection, and a resent PUBLISH of the flow is not delivered again.
+// Nothing for QoS 1.
+func (h *hook) openFlow(cl *mqtt.Client, id uint16, sent byte) {
+	if sent != 2 {
+		return
+	}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: id, Created: h.nextSeq()}
+	if cl.State.Inflight.Set(ack) {
+		atomic.AddInt64(&h.mochi.Info.Inflight, 1)
+		h.saveInflight(cl, ack)
+	}
+}
+
+// writeAck writes the PUBACK (QoS 1) or PUBREC (QoS 2, its flow opened by
+// openFlow) of a PUBLISH the broker acknowledges itself. A PUBACK ends its
+// flow: a packet id the client's PUBLISH was renamed from is free again
+// (aliasEnded; mochi's own PUBACKs get there through OnQosComplete).
+func (h *hook) writeAck(cl *mqtt.Client, id uint16, sent byte) bool {
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id}
 	if sent == 2 {
 		ack.FixedHeader.Type = packets.Pubrec
-		ack.Created = h.nextSeq()
-		if cl.State.Inflight.Set(ack) {
-			atomic.AddInt64(&h.mochi.Info.Inflight, 1)
-			h.saveInflight(cl, ack)
-		}
 	}
 	if err := cl.WritePacket(ack); err != nil {
 		h.log.Debug("write ack", "client", cl.ID, "error", err)
 		return false
+	}
+	if sent == 1 {
+		ack.Created = 1 // the broker's own PUBACK, as aliasEnded tells them apart
+		h.aliasEnded(cl, ack)
 	}
 	return true
 }
@@ -487,12 +515,16 @@ func (h *hook) ackPublisher(cl *mqtt.Client, id uint16, sent byte) bool {
 // downgraded delivers a PUBLISH whose QoS an interceptor lowered, stamped
 // and authorized. mochi drives the publisher's acknowledgement from the
 // packet's QoS after OnPublish, so the broker keeps the flow of the QoS the
-// publisher sent itself (ackPublisher), once the message is durable at its
-// new QoS (savePending). At QoS 0 mochi then delivers it, without an
-// acknowledgement; at QoS 1 (from 2) it is delivered through mochi's
-// inline client (reinject) with the publisher as its origin, and mochi is
-// told to do nothing more. See RATIONALE.md, "Why does the broker
-// acknowledge a PUBLISH whose QoS an interceptor lowered itself?".
+// publisher sent itself, and acknowledges only once the message is
+// retained and fanned out, as mochi does: first it is made durable at its
+// new QoS (savePending) and a QoS 2 flow is opened (openFlow). At QoS 0
+// mochi then retains and delivers it, without an acknowledgement, and
+// OnPublished writes the one owed (owedAck). At QoS 1 (from 2) it is
+// retained and delivered through mochi's inline client (reinject), then
+// acknowledged, and mochi is told to do nothing more; should the
+// re-publication fail, its pending record stays for the next start. See
+// RATIONALE.md, "Why does the broker acknowledge a PUBLISH whose QoS an
+// interceptor lowered itself?".
 func (h *hook) downgraded(cl *mqtt.Client, pk packets.Packet, sent byte) (packets.Packet, error) {
 	if err := h.savePending(cl, &pk); err != nil {
 		answer := pk
@@ -500,17 +532,41 @@ func (h *hook) downgraded(cl *mqtt.Client, pk packets.Packet, sent byte) (packet
 		h.failPublish(cl, &answer, storeRefusal(err))
 		return pk, packets.ErrRejectPacket
 	}
-	if !h.ackPublisher(cl, pk.PacketID, sent) {
-		// As when mochi cannot write the PUBACK: not delivered; a pending
-		// record stays for the next start (forgetPending).
-		return pk, packets.ErrRejectPacket
-	}
+	h.openFlow(cl, pk.PacketID, sent)
 	if pk.FixedHeader.Qos == 0 {
+		if st := h.state(cl); st != nil {
+			st.owedAck = owedAck{id: pk.PacketID, sent: sent, owed: true}
+		}
 		return pk, nil
 	}
-	h.reinject(cl, pk)
+	if !h.reinject(cl, pk) {
+		return pk, packets.ErrRejectPacket // the pending record stays (forgetPending)
+	}
 	h.deletePending(cl, pk)
+	h.writeAck(cl, pk.PacketID, sent)
 	return pk, packets.ErrRejectPacket
+}
+
+// owedAck is the acknowledgement of a PUBLISH lowered to QoS 0, which
+// OnPublished writes once mochi has retained and delivered it (ackOwed).
+// Only the client's reader goroutine, which handles one PUBLISH at a time,
+// sets and takes it.
+type owedAck struct {
+	id   uint16
+	sent byte
+	owed bool
+}
+
+// ackOwed writes the acknowledgement owed for cl's PUBLISH, if any
+// (downgraded); OnPublished calls it.
+func (h *hook) ackOwed(cl *mqtt.Client) {
+	st := h.state(cl)
+	if st == nil || !st.owedAck.owed {
+		return
+	}
+	a := st.owedAck
+	st.owedAck = owedAck{}
+	h.writeAck(cl, a.id, a.sent)
 }
 
 // reinjection is what a PUBLISH re-published through the inline client
@@ -525,16 +581,16 @@ type reinjection struct {
 // holds this prefix and its ordering key.
 const reinjectKey = "\x00propolis-reinject:"
 
-// reinject publishes pk, a client's PUBLISH already acknowledged, through
+// reinject publishes pk, a client's PUBLISH not yet acknowledged, through
 // mochi's inline client: mochi fans it out and retains it at pk's QoS
 // without acknowledging anything. mochi makes the inline client its origin
 // and restamps it; OnPublish (reinjected) puts back the publisher as its
 // origin (No Local) and the ordering key and expiry it was stored with.
-func (h *hook) reinject(cl *mqtt.Client, pk packets.Packet) {
+func (h *hook) reinject(cl *mqtt.Client, pk packets.Packet) bool {
 	inline, ok := h.mochi.Clients.Get(mqtt.InlineClientId)
 	if !ok {
 		h.log.Error("publish not delivered: mochi has no inline client", "client", cl.ID, "topic", pk.TopicName)
-		return
+		return false
 	}
 	key := reinjectKey + strconv.FormatInt(pk.Created, 10)
 	h.reinjects.Store(key, &reinjection{origin: cl.ID, created: pk.Created, expiry: pk.Expiry})
@@ -543,7 +599,9 @@ func (h *hook) reinject(cl *mqtt.Client, pk packets.Packet) {
 	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false // resolved on the first pass
 	if err := h.mochi.InjectPacket(inline, pk); err != nil {
 		h.log.Error("publish not delivered", "client", cl.ID, "topic", pk.TopicName, "error", err)
+		return false
 	}
+	return true
 }
 
 // reinjected restores, on a PUBLISH of the inline client, what reinject

@@ -1020,3 +1020,65 @@ func TestDisconnectEventWithoutInterceptors(t *testing.T) {
 		return false
 	})
 }
+
+// TestAssignedClientIDFromInterceptor: an MQTT 5 client that sent no
+// client id, given one by an interceptor, learns it from the CONNACK's
+// Assigned Client Identifier [MQTT-3.2.2-16].
+func TestAssignedClientIDFromInterceptor(t *testing.T) {
+	b := startIC(t, nil)
+	b.ic.set(func(ti *testInterceptors) {
+		ti.connect = func(c *broker.Connect) {
+			if c.ClientID == "" {
+				c.ClientID = "dev-7"
+			}
+		}
+	})
+	_, ack := open5(t, b.addr, connect5Body("", 0, 30, props(), nil))
+	p, _, err := decodeProps(ack[2:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p[0x12]; len(got) != 1 || got[0] != "dev-7" {
+		t.Fatalf("CONNACK % x: Assigned Client Identifier %v, want dev-7", ack, got)
+	}
+}
+
+// TestDowngradedRetainedStoredBeforeAck: a retained PUBLISH whose QoS an
+// interceptor lowered is acknowledged only once its retained copy is in the
+// store, as any PUBLISH is: a broker killed right after the publisher got
+// its PUBACK or PUBREC still has it at the next start.
+func TestDowngradedRetainedStoredBeforeAck(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sent, to  byte
+		ack, body byte
+	}{
+		{"QoS 2 to 1", 2, 1, 0x50, 0},
+		{"QoS 1 to 0", 1, 0, 0x40, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ic := &testInterceptors{}
+			ic.set(func(ti *testInterceptors) {
+				ti.publish = func(_ broker.Peer, m *broker.Message) broker.Prevented {
+					m.QoS = tc.to
+					return broker.Prevented{}
+				}
+			})
+			s, addr := startServer(t, testConfig(dir), broker.Extensions{Authenticator: &brokertest.Rules{}, Interceptors: ic})
+			pub := dial5(t, addr, "pub")
+			pub.send(0x31|tc.sent<<1, publish5("r/x", tc.sent, 1, props(), "retained-value")) // retain
+			pub.expect("acknowledgement", tc.ack, []byte{0, 1})
+			snap, err := s.Store().Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range snap.Retained {
+				if r.Topic == "r/x" {
+					return
+				}
+			}
+			t.Fatalf("acknowledged, but no retained message for r/x in the store (%d retained)", len(snap.Retained))
+		})
+	}
+}
