@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 )
 
 // maxWildcards bounds the wildcards of one rule's from: the captures of a
@@ -213,28 +215,14 @@ func (r *rule) match(topic string, caps *[maxWildcards]string) bool {
 	return !more
 }
 
-// checkFilter checks an MQTT topic filter: not empty, UTF-8 without
-// U+0000, "+" and "#" alone in their level, "#" last, no shared
-// subscription prefix.
+// checkFilter checks a topic filter of the configuration: the SDK's
+// syntax check, and no shared subscription prefix (a message's topic is
+// matched, not a subscription).
 func checkFilter(f string) error {
-	switch {
-	case f == "":
-		return errors.New("empty topic filter")
-	case !utf8.ValidString(f) || strings.ContainsRune(f, 0):
-		return errors.New("not UTF-8 without U+0000")
-	case strings.HasPrefix(f, "$share/"):
+	if strings.HasPrefix(f, "$share/") {
 		return errors.New("a shared subscription is not a topic filter here")
 	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.ContainsAny(l, "+#") && len(l) > 1 {
-			return fmt.Errorf("level %d (%q): a wildcard must be the whole level", i+1, l)
-		}
-		if l == "#" && i != len(levels)-1 {
-			return errors.New(`"#" must be the last level`)
-		}
-	}
-	return nil
+	return propolis.CheckTopicFilter(f)
 }
 
 // kindName says what a config value of type t is, in the manifest's terms.

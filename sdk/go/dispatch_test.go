@@ -187,7 +187,7 @@ func TestAuthenticate(t *testing.T) {
 		{"disconnect becomes deny", AuthResult{Verdict: Disconnect(0x98, "")}, nil, 0x9802, nil},
 		{"host refuses a permission", full, map[string]int32{"add_permission": statusTooLarge}, 0x8002, nil},
 		{"invalid permission", AuthResult{Verdict: Allow(), Permissions: []Permission{AllowTopic("a/#/b")}}, nil, 0x8002, []string{
-			`log(error, propolis: refusing client "sensor-1": propolis: '#' not last in topic filter: a/#/b)`,
+			`log(error, propolis: refusing client "sensor-1": propolis: permission filter "a/#/b": "#" must be the last level)`,
 		}},
 	}
 	for _, tt := range tests {

@@ -2,7 +2,9 @@ package propolis
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Activity says what a Permission applies to.
@@ -127,25 +129,33 @@ func (p Permission) Validate() error {
 	case p.Shared > SharedOnlyShared:
 		return errors.New("propolis: unknown permission shared policy")
 	}
-	return validFilter(p.Filter)
+	if err := CheckTopicFilter(p.Filter); err != nil {
+		return fmt.Errorf("propolis: permission filter %q: %w", p.Filter, err)
+	}
+	return nil
 }
 
-// validFilter checks MQTT topic filter syntax: not empty, "#" only as the
-// whole last level, "+" only as a whole level, no NUL.
-func validFilter(f string) error {
-	if f == "" {
-		return errors.New("propolis: empty topic filter")
+// CheckTopicFilter checks an MQTT topic filter's syntax, as the broker
+// will: not empty, UTF-8 without U+0000, "+" and "#" each a whole level,
+// "#" only last. Its errors say what is wrong, e.g. `level 2 ("b#"): a
+// wildcard must be the whole level`, for an extension to name the
+// configuration key they came from. A shared subscription
+// ("$share/group/filter") passes as the filter it is.
+func CheckTopicFilter(f string) error {
+	switch {
+	case f == "":
+		return errors.New("empty topic filter")
+	case !utf8.ValidString(f) || strings.IndexByte(f, 0) >= 0:
+		return errors.New("not UTF-8 without U+0000")
 	}
-	if strings.IndexByte(f, 0) >= 0 {
-		return errors.New("propolis: topic filter contains NUL")
-	}
-	for rest := f; ; {
-		level, more, found := strings.Cut(rest, "/")
-		if level != "#" && level != "+" && strings.ContainsAny(level, "#+") {
-			return errors.New("propolis: wildcard not alone in its topic level: " + f)
+	level := 1
+	for rest := f; ; level++ {
+		l, more, found := strings.Cut(rest, "/")
+		if len(l) > 1 && strings.ContainsAny(l, "+#") {
+			return fmt.Errorf("level %d (%q): a wildcard must be the whole level", level, l)
 		}
-		if level == "#" && found {
-			return errors.New("propolis: '#' not last in topic filter: " + f)
+		if l == "#" && found {
+			return errors.New(`"#" must be the last level`)
 		}
 		if !found {
 			return nil
