@@ -1,19 +1,14 @@
 package abi
 
-import (
-	"encoding/binary"
-	"errors"
-)
+import "errors"
 
 // This file is the message argument of publish and publish_to_client
 // (ABI.md section 5, "The message argument"): a list of fields without a
 // record header, written by the guest.
 
-// UserProperty is an MQTT 5 user property of a Message.
-type UserProperty struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
-}
+// UserProperty is an MQTT 5 user property of a Message: a Pair, as in the
+// records.
+type UserProperty = Pair
 
 // Message is the argument of publish and publish_to_client.
 type Message struct {
@@ -40,6 +35,13 @@ var ErrMessage = errors.New("malformed message")
 func (m *Message) Encode(buf []byte) []byte {
 	var w Writer
 	w.Reset(buf)
+	w.message(m)
+	return w.Fields()
+}
+
+// message appends m's fields: the message argument, and the tail of a
+// MESSAGE record.
+func (w *Writer) message(m *Message) {
 	w.U8(m.QoS)
 	w.U8(m.Flags)
 	w.U8(m.PayloadFormat)
@@ -47,15 +49,22 @@ func (m *Message) Encode(buf []byte) []byte {
 	w.U32(m.MessageExpiry)
 	w.Str(m.Topic)
 	w.Bytes(m.Payload)
-	w.U32(uint32(len(m.UserProperties)))
-	for _, u := range m.UserProperties {
-		w.Str(u.Key)
-		w.Str(u.Value)
-	}
+	w.pairs(m.UserProperties)
 	w.Str(m.ContentType)
 	w.Str(m.ResponseTopic)
 	w.Bytes(m.CorrelationData)
-	return w.Fields()
+}
+
+// message reads the fields message writes, without checking them. Byte
+// strings are views.
+func (r *Reader) message() Message {
+	m := Message{QoS: r.U8(), Flags: r.U8(), PayloadFormat: r.U8()}
+	r.U8()
+	m.MessageExpiry = r.U32()
+	m.Topic, m.Payload = r.Str(), r.Bytes()
+	m.UserProperties = r.pairs()
+	m.ContentType, m.ResponseTopic, m.CorrelationData = r.Str(), r.Str(), r.Bytes()
+	return m
 }
 
 // DecodeMessage parses a message argument. It checks the layout and the
@@ -64,26 +73,11 @@ func (m *Message) Encode(buf []byte) []byte {
 // Fields after the payload may be left out: they read as empty. Bytes after
 // the last field are refused. Byte strings are views into b.
 func DecodeMessage(b []byte) (Message, error) {
-	if len(b) < 12 {
+	if len(b) < 12 || b[0] > 2 || b[1]&^MessageRetain != 0 || b[2] > 1 || b[3] != 0 {
 		return Message{}, ErrMessage
 	}
-	m := Message{QoS: b[0], Flags: b[1], PayloadFormat: b[2], MessageExpiry: binary.LittleEndian.Uint32(b[4:])}
-	if m.QoS > 2 || m.Flags&^MessageRetain != 0 || m.PayloadFormat > 1 || b[3] != 0 {
-		return Message{}, ErrMessage
-	}
-	r := NewFieldReader(b[8:])
-	m.Topic = r.Str()
-	m.Payload = r.Bytes()
-	n := r.U32()
-	if uint64(n)*8 > uint64(len(r.b)) { // each property takes at least 8 bytes
-		return Message{}, ErrMessage
-	}
-	for i := uint32(0); i < n; i++ {
-		m.UserProperties = append(m.UserProperties, UserProperty{Key: r.Str(), Value: r.Str()})
-	}
-	m.ContentType = r.Str()
-	m.ResponseTopic = r.Str()
-	m.CorrelationData = r.Bytes()
+	r := NewFieldReader(b)
+	m := r.message()
 	if r.Err != nil || len(r.b) != 0 {
 		return Message{}, ErrMessage
 	}

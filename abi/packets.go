@@ -29,8 +29,9 @@ type ConnackRecord struct {
 }
 
 // MessageRecord is a MESSAGE record: a PUBLISH arriving from a client
-// (Direction Inbound) or about to be delivered to one (Outbound). The
-// fields from QoS on are a message as in ABI.md's "Messages".
+// (Direction Inbound) or about to be delivered to one (Outbound). Its
+// fields after Publisher are a Message, laid out as the message argument
+// of publish (ABI.md's "Messages").
 type MessageRecord struct {
 	Direction       uint8 `json:"direction"`
 	ProtocolVersion uint8 `json:"protocol_version"`
@@ -40,17 +41,8 @@ type MessageRecord struct {
 	Username string `json:"username"`
 	// Publisher is the publishing client's id (outbound; empty for the
 	// broker's own messages); inbound it is ClientID.
-	Publisher       string `json:"publisher"`
-	QoS             uint8  `json:"qos"`
-	Flags           uint8  `json:"flags"`
-	PayloadFormat   uint8  `json:"payload_format"`
-	MessageExpiry   uint32 `json:"message_expiry"`
-	Topic           string `json:"topic"`
-	Payload         []byte `json:"payload"`
-	UserProperties  []Pair `json:"user_properties"`
-	ContentType     string `json:"content_type"`
-	ResponseTopic   string `json:"response_topic"`
-	CorrelationData []byte `json:"correlation_data"`
+	Publisher string `json:"publisher"`
+	Message
 }
 
 // SubscriptionRecord is a SUBSCRIPTION record: one topic filter of a
@@ -91,9 +83,19 @@ func (w *Writer) pairs(ps []Pair) {
 	}
 }
 
+// pairs reads a list<str, str>. A count the bytes left cannot hold (each
+// pair takes at least 8) is refused before anything is read: it may come
+// from a guest.
 func (r *Reader) pairs() []Pair {
+	n := r.U32()
+	if uint64(n)*8 > uint64(len(r.b)) {
+		if r.Err == nil {
+			r.Err = ErrTruncated
+		}
+		return nil
+	}
 	var out []Pair
-	for n := r.U32(); n > 0 && r.Err == nil; n-- {
+	for ; n > 0 && r.Err == nil; n-- {
 		out = append(out, Pair{Key: r.Str(), Value: r.Str()})
 	}
 	return out
@@ -124,17 +126,7 @@ func (r *MessageRecord) Encode(buf []byte) []byte {
 	w.Str(r.ClientID)
 	w.Str(r.Username)
 	w.Str(r.Publisher)
-	w.U8(r.QoS)
-	w.U8(r.Flags)
-	w.U8(r.PayloadFormat)
-	w.U8(0)
-	w.U32(r.MessageExpiry)
-	w.Str(r.Topic)
-	w.Bytes(r.Payload)
-	w.pairs(r.UserProperties)
-	w.Str(r.ContentType)
-	w.Str(r.ResponseTopic)
-	w.Bytes(r.CorrelationData)
+	w.message(&r.Message)
 	return w.End()
 }
 
@@ -191,12 +183,7 @@ func DecodeMessageRecord(rec []byte) (*MessageRecord, error) {
 	m := &MessageRecord{Direction: r.U8(), ProtocolVersion: r.U8()}
 	r.U16()
 	m.ClientID, m.Username, m.Publisher = r.Str(), r.Str(), r.Str()
-	m.QoS, m.Flags, m.PayloadFormat = r.U8(), r.U8(), r.U8()
-	r.U8()
-	m.MessageExpiry = r.U32()
-	m.Topic, m.Payload = r.Str(), r.Bytes()
-	m.UserProperties = r.pairs()
-	m.ContentType, m.ResponseTopic, m.CorrelationData = r.Str(), r.Str(), r.Bytes()
+	m.Message = r.message()
 	return m, r.Err
 }
 

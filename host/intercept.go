@@ -217,9 +217,9 @@ func (h *Host) interceptMessage(cb abi.Callback, filter int, cl broker.Peer, pub
 			continue
 		}
 		rec := abi.MessageRecord{Direction: dir, ProtocolVersion: cl.ProtocolVersion, ClientID: cl.ID, Username: cl.Username,
-			Publisher: publisher, QoS: m.QoS, PayloadFormat: m.PayloadFormat, MessageExpiry: m.MessageExpiry, Topic: m.Topic,
-			Payload: m.Payload, UserProperties: abiPairs(m.UserProperties), ContentType: m.ContentType,
-			ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData}
+			Publisher: publisher, Message: abi.Message{QoS: m.QoS, PayloadFormat: m.PayloadFormat, MessageExpiry: m.MessageExpiry,
+				Topic: m.Topic, Payload: m.Payload, UserProperties: abiPairs(m.UserProperties), ContentType: m.ContentType,
+				ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData}}
 		if m.Retain {
 			rec.Flags |= abi.MessageRetain
 		}
