@@ -130,11 +130,24 @@ func authenticate(h hostAPI, rec []byte) uint32 {
 			h.log(LevelError, "propolis: refusing client "+quote(c.ClientID)+": "+msg)
 			return denyUnspecified
 		}
+		if len(res.Permissions) == 0 && !res.Unrestricted && !warnedUnrestricted {
+			warnedUnrestricted = true
+			h.log(LevelWarn, unrestrictedWarning+quote(c.ClientID))
+		}
 	case v.refuses():
 		sendReason(h, v.Reason)
 	}
 	return v.Encode()
 }
+
+// unrestrictedWarning is logged, once per instance, for the first client
+// an Authenticate allows with no Permissions and without Unrestricted.
+const unrestrictedWarning = "propolis: Authenticate allowed a client with no Permissions, so it may publish and subscribe to every topic " +
+	"that no AuthorizePublish/AuthorizeSubscribe handler refuses; give AuthResult.Permissions, or set AuthResult.Unrestricted " +
+	"if that is meant (this warning is logged once per instance): client "
+
+// warnedUnrestricted is set once unrestrictedWarning has been logged.
+var warnedUnrestricted bool
 
 // clearConnect drops the views of the last CONNECT record: its memory is
 // the host's again.

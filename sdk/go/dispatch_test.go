@@ -171,7 +171,7 @@ func TestAuthenticate(t *testing.T) {
 		want  uint32
 		calls []string
 	}{
-		{"allow plain", AuthResult{Verdict: Allow()}, nil, 1, nil},
+		{"allow plain", AuthResult{Verdict: Allow(), Unrestricted: true}, nil, 1, nil},
 		{"allow with everything", full, nil, 1, []string{
 			"set_session_expiry(7200)",
 			"set_receive_maximum(10)",
@@ -206,6 +206,47 @@ func TestAuthenticate(t *testing.T) {
 			}
 			if got.ClientID != "sensor-1" || got.Will == nil || got.Will.Topic != "devices/sensor-1/status" {
 				t.Errorf("handler got %+v", got)
+			}
+		})
+	}
+}
+
+// An Allow with no permissions lets the client use every topic: the SDK
+// says so in the log, once per instance, unless Unrestricted says it is
+// meant.
+func TestAuthenticateUnrestrictedWarning(t *testing.T) {
+	defer func(old bool) { warnedUnrestricted = old }(warnedUnrestricted)
+	for _, tc := range []struct {
+		name string
+		res  AuthResult
+		warn bool
+	}{
+		{"no permissions", AuthResult{Verdict: Allow()}, true},
+		{"unrestricted", AuthResult{Verdict: Allow(), Unrestricted: true}, false},
+		{"with permissions", AuthResult{Verdict: Allow(), Permissions: []Permission{AllowTopic("a/#")}}, false},
+		{"deny", AuthResult{Verdict: Deny(0x87, "")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			warnedUnrestricted = false
+			with(t, Extension{Authenticate: func(*Connect) AuthResult { return tc.res }})
+			h := &recorder{}
+			authenticate(h, vector(t, "connect"))
+			authenticate(h, vector(t, "connect"))
+			var warnings []string
+			for _, c := range h.calls {
+				if strings.HasPrefix(c, "log(warn, ") {
+					warnings = append(warnings, c)
+				}
+			}
+			want := 0
+			if tc.warn {
+				want = 1
+			}
+			if len(warnings) != want {
+				t.Fatalf("%d warnings over two calls, want %d: %q", len(warnings), want, warnings)
+			}
+			if tc.warn && (!strings.Contains(warnings[0], "every topic") || !strings.Contains(warnings[0], `"sensor-1"`)) {
+				t.Errorf("warning %q does not say what happens and to whom", warnings[0])
 			}
 		})
 	}

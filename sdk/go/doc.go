@@ -98,6 +98,12 @@
 // and Tick runs every manifest tick interval (tick: 10s) for housekeeping,
 // one call at a time.
 //
+// A client allowed with no permissions may use every topic: once it has
+// one permission, whatever none matches is denied, but with none,
+// everything no authorize handler refuses is allowed. Set
+// AuthResult.Unrestricted when that is meant; otherwise the SDK logs a
+// warning (once per instance).
+//
 // If the SDK cannot do what a handler asked (a host function refuses a
 // setting or a permission, or Permission.Validate fails), it logs the
 // problem and denies the client with 0x80 rather than let it in with less

@@ -2,6 +2,7 @@ package propolis
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -36,5 +37,25 @@ func TestDocExample(t *testing.T) {
 	got = strings.TrimSpace(got[strings.Index(got, "package main"):])
 	if got != want {
 		t.Errorf("testdata/docexample/main.go differs from the example in doc.go:\n%s", got)
+	}
+}
+
+// TestReadmeVersion checks that the README's instructions name the SDK
+// version of the ABI this SDK implements (v1.<abiMinor>.0), so that the
+// version an author is told to depend on moves with the ABI table.
+func TestReadmeVersion(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := "v1." + strconv.Itoa(abiMinor) + ".0"
+	for _, want := range []string{
+		"go get github.com/propolis-mqtt/propolis/sdk/go@" + v,
+		"`sdk/go/" + v + "`",
+		"ABI 1." + strconv.Itoa(abiMinor),
+	} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("README.md does not say %q", want)
+		}
 	}
 }

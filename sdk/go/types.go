@@ -2,7 +2,6 @@ package propolis
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
 	"time"
 )
@@ -28,16 +27,6 @@ type StartInfo struct {
 	// something to do once per load, such as a start-up warning, belongs
 	// under Instance == 0. Brokers running ABI 1.0 always send 0.
 	Instance uint32
-}
-
-// DecodeConfig unmarshals the extension configuration (the manifest's
-// config section) into v, as json.Unmarshal does. An empty Config leaves v
-// unchanged, so fields set before the call act as defaults.
-func (s StartInfo) DecodeConfig(v any) error {
-	if len(s.Config) == 0 {
-		return nil
-	}
-	return json.Unmarshal(s.Config, v)
 }
 
 // UserProperty is an MQTT 5 user property: a key/value pair.

@@ -159,7 +159,18 @@ type AuthResult struct {
 	// Permissions are the client's default topic permissions, tried in
 	// order by the host on every PUBLISH and SUBSCRIBE that no
 	// AuthorizePublish/AuthorizeSubscribe handler decided. Once a client has
-	// any permission, whatever none of them matches is denied; with none,
-	// everything is allowed. At most 256.
+	// any permission, whatever none of them matches is denied.
+	//
+	// WITH NO PERMISSIONS, EVERYTHING IS ALLOWED: a client allowed with an
+	// empty list may publish and subscribe to every topic that no
+	// authorize handler (of this extension or another) refuses. Give at
+	// least one permission to restrict it, or set Unrestricted to say that
+	// this is meant; otherwise the SDK logs a warning (once per instance).
+	// At most 256.
 	Permissions []Permission
+	// Unrestricted confirms that an Allow with no Permissions is meant to
+	// leave the client's topics unrestricted (for example because another
+	// extension's authorize handlers decide them). It silences the SDK's
+	// warning and changes nothing else; with Permissions it has no effect.
+	Unrestricted bool
 }

@@ -7,7 +7,9 @@ import propolis "github.com/propolis-mqtt/propolis/sdk/go"
 
 func init() {
 	propolis.Register(propolis.Extension{
-		Authenticate:     func(*propolis.Connect) propolis.AuthResult { return propolis.AuthResult{Verdict: propolis.Allow()} },
+		Authenticate: func(*propolis.Connect) propolis.AuthResult {
+			return propolis.AuthResult{Verdict: propolis.Allow(), Unrestricted: true}
+		},
 		AuthorizePublish: func(*propolis.Publish) propolis.Verdict { return propolis.Allow() },
 	})
 }

@@ -77,7 +77,7 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 	if err != nil {
 		return propolis.AuthResult{Verdict: propolis.Deny(0x80, "connection attributes: "+err.Error())}
 	}
-	return propolis.AuthResult{Verdict: propolis.Allow()}
+	return propolis.AuthResult{Verdict: propolis.Allow(), Unrestricted: true}
 }
 
 func all() (string, error) {

@@ -61,7 +61,7 @@ func init() {
 func authenticate(c *propolis.Connect) propolis.AuthResult {
 	if pw, ok := cfg.Local[c.Username]; ok {
 		if string(c.Password) == pw {
-			return propolis.AuthResult{Verdict: propolis.Allow()}
+			return propolis.AuthResult{Verdict: propolis.Allow(), Unrestricted: true}
 		}
 		return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeBadUsernameOrPassword, "bad local password")}
 	}

@@ -22,7 +22,9 @@ var value = []byte("0123456789abcdef")
 
 func init() {
 	propolis.Register(propolis.Extension{
-		Authenticate:     func(*propolis.Connect) propolis.AuthResult { return propolis.AuthResult{Verdict: propolis.Allow()} },
+		Authenticate: func(*propolis.Connect) propolis.AuthResult {
+			return propolis.AuthResult{Verdict: propolis.Allow(), Unrestricted: true}
+		},
 		AuthorizePublish: authorizePublish,
 	})
 }

@@ -267,7 +267,7 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 	if c.HasUsername && c.Username == "svc" {
 		return propolis.AuthResult{Verdict: propolis.Deny(0x87, run(string(c.Password)))}
 	}
-	return propolis.AuthResult{Verdict: propolis.Allow()}
+	return propolis.AuthResult{Verdict: propolis.Allow(), Unrestricted: true}
 }
 
 // rawPublish is the publish import itself, to pass arguments the SDK never
