@@ -71,6 +71,53 @@ func TestDecodeMessageRecord(t *testing.T) {
 	}
 }
 
+// The empty MQTT 5 tail (16 zero bytes) and a missing one clear what a
+// previous message's tail left in the reused packet; a tail with only one
+// field set is decoded in full.
+func TestDecodeMessageRecordTails(t *testing.T) {
+	head := [][]byte{{1, 4, 0, 0}, str("pub-1"), str("user"), str("pub-1"), {0, 0, 0, 0}, u32(0), str("a/b"), str("x")}
+	rec := func(tail ...[]byte) []byte {
+		return makeRecord(kindMessage, append(append([][]byte{}, head...), tail...)...)
+	}
+	var p PublishPacket
+	for _, tc := range []struct {
+		name string
+		rec  []byte
+		want PublishPacket
+	}{
+		{"empty tail", rec(u32(0), str(""), str(""), str("")), PublishPacket{}},
+		{"no tail", rec(), PublishPacket{}},
+		{"only correlation data", rec(u32(0), str(""), str(""), str("c")), PublishPacket{CorrelationData: []byte("c")}},
+		{"only a property", rec(propsField("k", "v"), str(""), str(""), str("")), PublishPacket{UserProperties: []UserProperty{{"k", "v"}}}},
+		{"only content type", rec(u32(0), str("ct"), str(""), str("")), PublishPacket{ContentType: "ct"}},
+		{"tail cut short", rec(u32(0), str("")[:2]), PublishPacket{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A previous message with everything set.
+			if err := decodeMessageRecord(messageRecord(1, 1, 0, "p/q", "old", "old", "prop"), &p); err != nil {
+				t.Fatal(err)
+			}
+			err := decodeMessageRecord(tc.rec, &p)
+			if tc.name == "tail cut short" {
+				if !errors.Is(err, errTruncated) {
+					t.Fatalf("error %v, want errTruncated", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Topic != "a/b" || string(p.Payload) != "x" || p.ClientID != "pub-1" {
+				t.Errorf("head decoded as %+v", p)
+			}
+			got := PublishPacket{UserProperties: p.UserProperties, ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("tail decoded as %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestInterceptPublishChanges(t *testing.T) {
 	var seen PublishPacket
 	with(t, Extension{InterceptPublishInbound: func(p *PublishPacket) {
