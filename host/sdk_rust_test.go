@@ -19,17 +19,18 @@ import (
 // wasm32-wasi standard library they are skipped, saying so (.ci/run
 // installs it).
 
-// rustExample builds the Rust SDK's examples once per test run and returns
-// the .wasm of example id.
-func rustExample(t testing.TB, id string) string {
+// rustBuild runs sdk/rust/build.sh with args once per test run (key names
+// the result), skipping the test when no rustc with the wasm32-wasi
+// standard library is installed, and returns the path at rel in the
+// guest cache.
+func rustBuild(t testing.TB, key, rel string, args func(out string) []string) string {
 	t.Helper()
-	find := exec.Command(filepath.Join("..", "sdk", "rust", "build.sh"), "-find")
-	if out, err := find.CombinedOutput(); err != nil {
+	script := filepath.Join("..", "sdk", "rust", "build.sh")
+	if out, err := exec.Command(script, "-find").CombinedOutput(); err != nil {
 		t.Skipf("Rust SDK not built: %s", strings.TrimSpace(string(out)))
 	}
 	guestCache.Lock()
 	defer guestCache.Unlock()
-	key := "sdk/rust/" + id
 	if p, ok := guestCache.built[key]; ok {
 		return p
 	}
@@ -41,13 +42,30 @@ func rustExample(t testing.TB, id string) string {
 		guestCache.dir = d
 	}
 	out := filepath.Join(guestCache.dir, "rust")
-	cmd := exec.Command(filepath.Join("..", "sdk", "rust", "build.sh"), out)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the Rust SDK's examples: %v\n%s", err, b)
+	if b, err := exec.Command(script, args(out)...).CombinedOutput(); err != nil {
+		t.Fatalf("build %s with the Rust SDK: %v\n%s", key, err, b)
 	}
-	p := filepath.Join(out, id, id+".wasm")
+	p := filepath.Join(out, rel)
 	guestCache.built[key] = p
 	return p
+}
+
+// rustExample builds the Rust SDK's examples and returns the .wasm of
+// example id.
+func rustExample(t testing.TB, id string) string {
+	return rustBuild(t, "sdk/rust/examples/"+id, filepath.Join(id, id+".wasm"), func(out string) []string { return []string{out} })
+}
+
+// rustGuest builds the Rust SDK's test guest sdk/rust/testdata/name and
+// returns its .wasm.
+func rustGuest(t testing.TB, name string) string {
+	src, err := filepath.Abs(filepath.Join("..", "sdk", "rust", "testdata", name, "src", "lib.rs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rustBuild(t, "sdk/rust/testdata/"+name, "testdata-"+name+".wasm", func(out string) []string {
+		return []string{"-guest", src, filepath.Join(out, "testdata-"+name+".wasm")}
+	})
 }
 
 // publishCodes publishes n QoS 1 messages to topic and returns the PUBACK
@@ -195,5 +213,87 @@ func TestRustSDKRateCapConfig(t *testing.T) {
 				t.Fatalf("state %s, reason %q; want failed with %q", st.State, st.Reason, tc.want)
 			}
 		})
+	}
+}
+
+// TestRustSDKProbe runs the Rust SDK's test guest (sdk/rust/testdata/probe)
+// in a real broker: authenticate (a refusal with its code and reason; an
+// acceptance with a CONNACK property and permissions), authorize_subscribe,
+// intercept_connack, intercept_publish_inbound under an intercept filter
+// (a rewrite with packet_set, a prevention) and on_event with the publish
+// service each answer MQTT clients as the guest says.
+func TestRustSDKProbe(t *testing.T) {
+	wasm := rustGuest(t, "probe")
+	ext := t.TempDir()
+	installExtension(t, ext, "probe", wasm, 0, "services: [publish]\n")
+	_, addr, h := startBrokerIn(t, ext, filepath.Join(t.TempDir(), "data"))
+	if st := statusOf(t, h, "probe"); st.State != StateRunning {
+		t.Fatalf("probe %s: %s", st.State, st.Reason)
+	}
+
+	if _, ack, err := v5(t, addr, "refused", "bad", "x", nil); err == nil || ack == nil || ack.ReasonCode != 0x86 ||
+		ack.Properties == nil || ack.Properties.ReasonString != "bad user name or password" {
+		t.Fatalf("user bad: CONNACK %+v, %v; want 0x86 with its reason", ack, err)
+	}
+
+	in := &inbox{}
+	c, ack, err := v5(t, addr, "good", "alice", "x", in.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Properties.User.Get("sdk") != "rust" || ack.Properties.User.Get("intercepted") != "yes" {
+		t.Fatalf("CONNACK user properties %+v, want sdk=rust and intercepted=yes", ack.Properties.User)
+	}
+	sub, err := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: "secret/x", QoS: 1}, {Topic: "modern/#", QoS: 1}, {Topic: "probe/events/#", QoS: 0}}})
+	if sub == nil { // err also says that a filter was refused
+		t.Fatalf("SUBSCRIBE: %v", err)
+	}
+	if want := []byte{0x87, 1, 0}; string(sub.Reasons) != string(want) {
+		t.Fatalf("SUBACK %x, want %x", sub.Reasons, want)
+	}
+
+	// The permissions from authenticate: publishing under forbidden/ is
+	// refused by the host, without a Wasm call.
+	if r, _ := c.Publish(ctx(t), &paho.Publish{Topic: "forbidden/x", QoS: 1, Payload: []byte("x")}); r == nil || r.ReasonCode != 0x87 {
+		t.Fatalf("forbidden/x: PUBACK %+v, want 0x87", r)
+	}
+	// The inbound interceptor: prevention, then a rewrite.
+	r, _ := c.Publish(ctx(t), &paho.Publish{Topic: "legacy/b", QoS: 1, Payload: []byte("drop")})
+	if r == nil || r.ReasonCode != 0x99 || r.Properties == nil || r.Properties.ReasonString != "dropped" {
+		t.Fatalf("legacy/b drop: PUBACK %+v, want 0x99 dropped", r)
+	}
+	if r, err := c.Publish(ctx(t), &paho.Publish{Topic: "legacy/a", QoS: 1, Payload: []byte("hi"),
+		Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "k", Value: "v"}}}}); err != nil || r.ReasonCode != 0 {
+		t.Fatalf("legacy/a: PUBACK %+v, %v", r, err)
+	}
+	// A second client's connection produces events the guest publishes.
+	if _, _, err := v5(t, addr, "other", "bob", "x", nil); err != nil {
+		t.Fatal(err)
+	}
+	var moved *paho.Publish
+	events := map[string]bool{}
+	poll.Until(t, "the rewritten message and other's events", func() bool {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		for _, p := range in.got {
+			switch {
+			case strings.HasPrefix(p.Topic, "modern/"):
+				moved = p
+			case p.Topic == "probe/events/other":
+				events[string(p.Payload)] = true
+			}
+		}
+		return moved != nil && events["connection_start"] && events["auth_succeeded"]
+	})
+	if moved.Topic != "modern/a" || string(moved.Payload) != "hi" || userProperty(moved, "k") != "v" || userProperty(moved, "via") != "rust" {
+		t.Fatalf("rewritten message %s %q %+v", moved.Topic, moved.Payload, moved.Properties)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, p := range in.got {
+		if p.Topic == "legacy/b" || p.Topic == "modern/b" || p.Topic == "forbidden/x" {
+			t.Fatalf("a refused or prevented message was delivered: %s", p.Topic)
+		}
 	}
 }

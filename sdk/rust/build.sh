@@ -7,6 +7,8 @@
 #                           the example's unit tests, natively
 #   build.sh OUTDIR         the example extensions, for Wasm, into
 #                           OUTDIR/<id>/ (<id>.wasm and propolis-extension.yaml)
+#   build.sh -guest SRC OUT one crate (its src/lib.rs at SRC) for Wasm, into the
+#                           file OUT: the test guests of testdata/
 #
 # The rustc used is $RUSTC if set, else the first of /usr/bin/rustc and the
 # rustc in PATH whose sysroot holds the Rust standard library for
@@ -41,6 +43,26 @@ if ! find_rustc; then
   exit 1
 fi
 
+# wasm_sdk builds the SDK for Wasm into $work; wasm_crate SRC OUT builds one
+# cdylib crate against it.
+wasm_sdk() {
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  # A WASI reactor: _initialize runs once per instance (ABI.md section 2),
+  # instead of the command model's constructors around every export call.
+  link=()
+  if [ -f "$REACTOR" ]; then link=(-C "link-arg=$REACTOR"); fi
+  wrc=("$RUSTC_BIN" --edition 2021 --target "$TARGET" -C opt-level=s -C strip=debuginfo)
+  "${wrc[@]}" --crate-type rlib --crate-name propolis -o "$work/libpropolis.rlib" "$here/src/lib.rs"
+}
+
+wasm_crate() {
+  local name
+  name="$(basename "$(dirname "$(dirname "$1")")")"
+  "${wrc[@]}" --crate-type cdylib --crate-name "${name//-/_}" -L "$work" --extern propolis="$work/libpropolis.rlib" \
+    "${link[@]}" -o "$2" "$1"
+}
+
 case "${1:-}" in
 -find)
   echo "$RUSTC_BIN $TARGET"
@@ -59,24 +81,22 @@ case "${1:-}" in
     "$work/$ex-unit" -q
   done
   ;;
+-guest)
+  [ $# -eq 3 ] || { echo "usage: build.sh -guest SRC OUT" >&2; exit 2; }
+  wasm_sdk
+  mkdir -p "$(dirname "$3")"
+  wasm_crate "$2" "$3"
+  ;;
 ""|-*)
-  echo "usage: build.sh -find | -test | OUTDIR" >&2
+  echo "usage: build.sh -find | -test | -guest SRC OUT | OUTDIR" >&2
   exit 2
   ;;
 *)
   out="$1"
-  work="$(mktemp -d)"
-  trap 'rm -rf "$work"' EXIT
-  # A WASI reactor: _initialize runs once per instance (ABI.md section 2),
-  # instead of the command model's constructors around every export call.
-  link=()
-  if [ -f "$REACTOR" ]; then link=(-C "link-arg=$REACTOR"); fi
-  rc=("$RUSTC_BIN" --edition 2021 --target "$TARGET" -C opt-level=s -C strip=debuginfo)
-  "${rc[@]}" --crate-type rlib --crate-name propolis -o "$work/libpropolis.rlib" "$here/src/lib.rs"
+  wasm_sdk
   for ex in "${examples[@]}"; do
     mkdir -p "$out/$ex"
-    "${rc[@]}" --crate-type cdylib --crate-name "${ex//-/_}" -L "$work" --extern propolis="$work/libpropolis.rlib" \
-      "${link[@]}" -o "$out/$ex/$ex.wasm" "$here/examples/$ex/src/lib.rs"
+    wasm_crate "$here/examples/$ex/src/lib.rs" "$out/$ex/$ex.wasm"
     cp "$here/examples/$ex/propolis-extension.yaml" "$out/$ex/"
   done
   ;;
