@@ -172,3 +172,26 @@ func rustABI() []byte {
 	b.WriteString("}\n")
 	return b.Bytes()
 }
+
+// TestRustSDKWrapsEveryHostFunction: every host function of the table has
+// a safe wrapper of the same name in the Rust SDK (take_result is used by
+// the wrappers themselves), so a function added to the ABI cannot be
+// forgotten there.
+func TestRustSDKWrapsEveryHostFunction(t *testing.T) {
+	var src []byte
+	for _, f := range []string{"host.rs", "services.rs"} {
+		b, err := os.ReadFile(filepath.Join("..", "sdk", "rust", "src", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, b...)
+	}
+	for _, f := range HostFuncs {
+		if f.Name == HostFuncs[FuncTakeResult].Name {
+			continue
+		}
+		if !bytes.Contains(src, []byte("\npub fn "+f.Name+"(")) {
+			t.Errorf("sdk/rust: no safe wrapper `pub fn %s(` in src/host.rs or src/services.rs", f.Name)
+		}
+	}
+}

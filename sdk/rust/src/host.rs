@@ -7,8 +7,9 @@
 //! need their service granted in the manifest (`services:`), else
 //! [`Error::NotPermitted`], and pass the extension's rate limit, else
 //! [`Error::RateLimited`]: back off or drop the work, never retry in a
-//! loop. Every function here is also available raw (unsafe, pointer and
-//! length) in [`crate::abi::host`], generated from the ABI table.
+//! loop. The host services live in [`crate::services`] and are re-exported
+//! here. Every function is also available raw (unsafe, pointer and length)
+//! in [`crate::abi::host`], generated from the ABI table.
 //!
 //! Outside wasm32 (native unit tests) every function answers
 //! `NotAvailable`.
@@ -85,7 +86,7 @@ impl std::error::Error for Error {}
 /// The result of a host function that answers nothing but its status.
 pub type Result<T> = std::result::Result<T, Error>;
 
-fn status(code: i32) -> Result<i32> {
+pub(crate) fn status(code: i32) -> Result<i32> {
     if code < 0 {
         Err(Error::from_status(code))
     } else {
@@ -95,7 +96,7 @@ fn status(code: i32) -> Result<i32> {
 
 /// A slice's length as the ABI's i32; longer than the host could take at
 /// all is TooLarge.
-fn len(b: &[u8]) -> Result<i32> {
+pub(crate) fn len(b: &[u8]) -> Result<i32> {
     if b.len() > i32::MAX as usize {
         return Err(Error::TooLarge);
     }
@@ -104,7 +105,7 @@ fn len(b: &[u8]) -> Result<i32> {
 
 /// Calls a host service that answers data into (out_ptr, out_cap),
 /// fetching a result larger than the first buffer with take_result.
-fn with_result<F: FnMut(*mut u8, i32) -> i32>(mut call: F) -> Result<Vec<u8>> {
+pub(crate) fn with_result<F: FnMut(*mut u8, i32) -> i32>(mut call: F) -> Result<Vec<u8>> {
     let mut out = vec![0u8; 256];
     let n = status(call(out.as_mut_ptr(), out.len() as i32))? as usize;
     if n <= out.len() {
@@ -128,7 +129,7 @@ fn with_result<F: FnMut(*mut u8, i32) -> i32>(mut call: F) -> Result<Vec<u8>> {
 }
 
 /// Maps NOT_FOUND to None.
-fn found<T>(r: Result<T>) -> Result<Option<T>> {
+pub(crate) fn found<T>(r: Result<T>) -> Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(Error::NotFound) => Ok(None),
@@ -313,153 +314,9 @@ pub fn packet_set_int(field: i32, value: i64) -> Result<()> {
     status(unsafe { raw::packet_set_int(field, value) }).map(|_| ())
 }
 
-// ---- host services (1.1) --------------------------------------------------
+// ---- host services (1.1): in services.rs, re-exported here -------------
 
-/// Reads connection attribute `key` of the connection the callback is
-/// about (service `connection_attributes`); None when absent.
-pub fn connection_attribute_get(key: &str) -> Result<Option<Vec<u8>>> {
-    let k = key.as_bytes();
-    let kl = len(k)?;
-    found(with_result(|out, cap| unsafe { raw::connection_attribute_get(k.as_ptr(), kl, out, cap) }))
-}
-
-/// Sets connection attribute `key` (values at most 10,240 bytes; 65,536 per
-/// connection in all). `NotFound` once the connection has ended.
-pub fn connection_attribute_put(key: &str, value: &[u8]) -> Result<()> {
-    let k = key.as_bytes();
-    status(unsafe { raw::connection_attribute_put(k.as_ptr(), len(k)?, value.as_ptr(), len(value)?) }).map(|_| ())
-}
-
-/// Removes connection attribute `key`; a missing key is not an error.
-pub fn connection_attribute_remove(key: &str) -> Result<()> {
-    let k = key.as_bytes();
-    status(unsafe { raw::connection_attribute_remove(k.as_ptr(), len(k)?) }).map(|_| ())
-}
-
-/// Reads session attribute `key` of client `client_id` (service
-/// `session_attributes`); None when the session or the key does not exist.
-pub fn session_attribute_get(client_id: &str, key: &str) -> Result<Option<Vec<u8>>> {
-    let (c, k) = (client_id.as_bytes(), key.as_bytes());
-    let (cl, kl) = (len(c)?, len(k)?);
-    found(with_result(|out, cap| unsafe { raw::session_attribute_get(c.as_ptr(), cl, k.as_ptr(), kl, out, cap) }))
-}
-
-/// Sets session attribute `key` of client `client_id`, stamped with the
-/// broker's clock; returns once stored.
-pub fn session_attribute_put(client_id: &str, key: &str, value: &[u8]) -> Result<()> {
-    let (c, k) = (client_id.as_bytes(), key.as_bytes());
-    status(unsafe { raw::session_attribute_put(c.as_ptr(), len(c)?, k.as_ptr(), len(k)?, value.as_ptr(), len(value)?) }).map(|_| ())
-}
-
-/// Removes session attribute `key` of client `client_id`.
-pub fn session_attribute_remove(client_id: &str, key: &str) -> Result<()> {
-    let (c, k) = (client_id.as_bytes(), key.as_bytes());
-    status(unsafe { raw::session_attribute_remove(c.as_ptr(), len(c)?, k.as_ptr(), len(k)?) }).map(|_| ())
-}
-
-/// Reads `key` from the extension's own storage (service `storage`); None
-/// when absent.
-pub fn storage_get(key: &[u8]) -> Result<Option<Vec<u8>>> {
-    let kl = len(key)?;
-    found(with_result(|out, cap| unsafe { raw::storage_get(key.as_ptr(), kl, out, cap) }))
-}
-
-/// Sets `key` in the extension's storage; returns once stored.
-pub fn storage_put(key: &[u8], value: &[u8]) -> Result<()> {
-    status(unsafe { raw::storage_put(key.as_ptr(), len(key)?, value.as_ptr(), len(value)?) }).map(|_| ())
-}
-
-/// Removes `key` from the extension's storage.
-pub fn storage_remove(key: &[u8]) -> Result<()> {
-    status(unsafe { raw::storage_remove(key.as_ptr(), len(key)?) }).map(|_| ())
-}
-
-/// Whether client `client_id` is connected: Some(true) connected,
-/// Some(false) only an offline session, None no session (service
-/// `clients`).
-pub fn client_is_connected(client_id: &str) -> Result<Option<bool>> {
-    let c = client_id.as_bytes();
-    found(status(unsafe { raw::client_is_connected(c.as_ptr(), len(c)?) }).map(|n| n == 1))
-}
-
-/// Closes the connection of client `client_id`; an MQTT 5 client first
-/// gets a DISCONNECT with `code` (>= 0x80) and `reason`. With
-/// `prevent_will` its will is not published (service `clients`).
-pub fn client_disconnect(client_id: &str, code: u8, reason: &str, prevent_will: bool) -> Result<()> {
-    let (c, r) = (client_id.as_bytes(), reason.as_bytes());
-    status(unsafe { raw::client_disconnect(c.as_ptr(), len(c)?, code as i32, r.as_ptr(), len(r)?, prevent_will as i32) }).map(|_| ())
-}
-
-/// Drops the authentication cache's answers for `client_id`, or all of
-/// them when empty; returns how many (service `auth_cache`).
-pub fn auth_cache_flush(client_id: &str) -> Result<u32> {
-    let c = client_id.as_bytes();
-    status(unsafe { raw::auth_cache_flush(c.as_ptr(), len(c)?) }).map(|n| n as u32)
-}
-
-/// A message the broker publishes (`publish`, `publish_to_client`; ABI.md
-/// section 5, "Messages").
-#[derive(Debug, Clone, Default)]
-pub struct OutMessage<'a> {
-    /// 0, 1 or 2.
-    pub qos: u8,
-    /// Retain it (not with `publish_to_client`).
-    pub retain: bool,
-    /// 0 bytes, 1 UTF-8.
-    pub payload_format: u8,
-    /// Seconds; 0 for none.
-    pub message_expiry: u32,
-    /// A topic name.
-    pub topic: &'a str,
-    /// The payload.
-    pub payload: &'a [u8],
-    /// User properties.
-    pub user_properties: &'a [(&'a str, &'a str)],
-    /// Content type; empty for none.
-    pub content_type: &'a str,
-    /// Response topic; empty for none.
-    pub response_topic: &'a str,
-    /// Correlation data; empty for none.
-    pub correlation_data: &'a [u8],
-}
-
-impl<'a> OutMessage<'a> {
-    /// The message as `publish` takes it.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![self.qos, self.retain as u8, self.payload_format, 0];
-        out.extend_from_slice(&self.message_expiry.to_le_bytes());
-        let put = |out: &mut Vec<u8>, b: &[u8]| {
-            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            out.extend_from_slice(b);
-        };
-        put(&mut out, self.topic.as_bytes());
-        put(&mut out, self.payload);
-        out.extend_from_slice(&(self.user_properties.len() as u32).to_le_bytes());
-        for (k, v) in self.user_properties {
-            put(&mut out, k.as_bytes());
-            put(&mut out, v.as_bytes());
-        }
-        put(&mut out, self.content_type.as_bytes());
-        put(&mut out, self.response_topic.as_bytes());
-        put(&mut out, self.correlation_data);
-        out
-    }
-}
-
-/// Publishes a message as the broker to every matching subscription (no
-/// authorizer is asked). Service `publish`.
-pub fn publish(msg: &OutMessage<'_>) -> Result<()> {
-    let b = msg.encode();
-    status(unsafe { raw::publish(b.as_ptr(), len(&b)?) }).map(|_| ())
-}
-
-/// Publishes a message to client `client_id` only, when one of its
-/// subscriptions matches: true when handed over, false when none matches.
-/// Service `publish`.
-pub fn publish_to_client(client_id: &str, msg: &OutMessage<'_>) -> Result<bool> {
-    let (c, b) = (client_id.as_bytes(), msg.encode());
-    status(unsafe { raw::publish_to_client(c.as_ptr(), len(c)?, b.as_ptr(), len(&b)?) }).map(|n| n == 1)
-}
+pub use crate::services::*;
 
 #[cfg(test)]
 mod tests {

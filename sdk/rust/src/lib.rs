@@ -42,6 +42,7 @@ pub mod abi;
 pub mod host;
 pub mod json;
 pub mod record;
+pub mod services;
 #[doc(hidden)]
 pub mod rt;
 

@@ -36,7 +36,7 @@ impl std::error::Error for DecodeError {}
 
 /// Reads the fields of one record in order, checking each against the
 /// bytes left.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
     record: &'static str,
@@ -62,6 +62,17 @@ impl<'a> Reader<'a> {
         Ok(Reader { b: rec, pos: HEADER_SIZE, record })
     }
 
+    /// A reader of fields with no header: a host service's result (ABI.md
+    /// section 5, "Results"), named `what` in errors.
+    pub(crate) fn fields(b: &'a [u8], what: &'static str) -> Reader<'a> {
+        Reader { b, pos: 0, record: what }
+    }
+
+    /// Whether every byte was read.
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.b.len()
+    }
+
     fn err(&self, field: &'static str, problem: &'static str) -> DecodeError {
         DecodeError { record: self.record, field, problem }
     }
@@ -81,19 +92,19 @@ impl<'a> Reader<'a> {
         Ok(Some(v))
     }
 
-    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take(1, field)?.map_or(0, |v| v[0]))
     }
 
-    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
         Ok(self.take(2, field)?.map_or(0, |v| u16::from_le_bytes([v[0], v[1]])))
     }
 
-    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         Ok(self.take(4, field)?.map_or(0, |v| u32::from_le_bytes([v[0], v[1], v[2], v[3]])))
     }
 
-    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
         Ok(self.take(8, field)?.map_or(0, |v| {
             let mut a = [0u8; 8];
             a.copy_from_slice(v);
@@ -102,7 +113,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `str` read as bytes (payloads, passwords).
-    fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let n = match self.take(4, field)? {
             None => return Ok(&[]),
             Some(v) => u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize,
@@ -116,7 +127,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `str` holding text, which must be UTF-8.
-    fn str(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
+    pub(crate) fn str(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
         let v = self.bytes(field)?;
         std::str::from_utf8(v).map_err(|_| self.err(field, "not UTF-8"))
     }
