@@ -217,15 +217,18 @@ func TestRustSDKRateCapConfig(t *testing.T) {
 }
 
 // TestRustSDKProbe runs the Rust SDK's test guest (sdk/rust/testdata/probe)
-// in a real broker: authenticate (a refusal with its code and reason; an
-// acceptance with a CONNACK property and permissions), authorize_subscribe,
-// intercept_connack, intercept_publish_inbound under an intercept filter
-// (a rewrite with packet_set, a prevention) and on_event with the publish
-// service each answer MQTT clients as the guest says.
+// in a real broker and checks, from MQTT 5 clients, what each callback it
+// implements answers or changes: authenticate (a refusal with its code and
+// reason; an acceptance with a CONNACK property and permissions),
+// authorize_subscribe, every interceptor (intercept_connect,
+// intercept_connack, intercept_subscribe, intercept_publish_inbound and
+// intercept_publish_outbound under their filters and client pattern,
+// intercept_disconnect), on_event with the publish service, and tick with
+// the storage service.
 func TestRustSDKProbe(t *testing.T) {
 	wasm := rustGuest(t, "probe")
 	ext := t.TempDir()
-	installExtension(t, ext, "probe", wasm, 0, "services: [publish]\n")
+	installExtension(t, ext, "probe", wasm, 0, "services: [publish, storage]\ntick: 100ms\n")
 	_, addr, h := startBrokerIn(t, ext, filepath.Join(t.TempDir(), "data"))
 	if st := statusOf(t, h, "probe"); st.State != StateRunning {
 		t.Fatalf("probe %s: %s", st.State, st.Reason)
@@ -234,6 +237,10 @@ func TestRustSDKProbe(t *testing.T) {
 	if _, ack, err := v5(t, addr, "refused", "bad", "x", nil); err == nil || ack == nil || ack.ReasonCode != 0x86 ||
 		ack.Properties == nil || ack.Properties.ReasonString != "bad user name or password" {
 		t.Fatalf("user bad: CONNACK %+v, %v; want 0x86 with its reason", ack, err)
+	}
+	// intercept_connect renames anon to guest before authenticate.
+	if _, ack, err := v5(t, addr, "anon-1", "anon", "x", nil); err != nil {
+		t.Fatalf("user anon (renamed guest by intercept_connect): CONNACK %+v, %v", ack, err)
 	}
 
 	in := &inbox{}
@@ -245,12 +252,21 @@ func TestRustSDKProbe(t *testing.T) {
 		t.Fatalf("CONNACK user properties %+v, want sdk=rust and intercepted=yes", ack.Properties.User)
 	}
 	sub, err := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: "secret/x", QoS: 1}, {Topic: "modern/#", QoS: 1}, {Topic: "probe/events/#", QoS: 0}}})
+		{Topic: "secret/x", QoS: 1}, {Topic: "modern/#", QoS: 1}, {Topic: "probe/events/#", QoS: 0}, {Topic: "capped/#", QoS: 2},
+		{Topic: "probe/tick", QoS: 0}}})
 	if sub == nil { // err also says that a filter was refused
 		t.Fatalf("SUBSCRIBE: %v", err)
 	}
-	if want := []byte{0x87, 1, 0}; string(sub.Reasons) != string(want) {
+	if want := []byte{0x87, 1, 0, 1, 0}; string(sub.Reasons) != string(want) {
 		t.Fatalf("SUBACK %x, want %x", sub.Reasons, want)
+	}
+	plain := &inbox{}
+	p, _, err := v5(t, addr, "plain-1", "carol", "x", plain.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "modern/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
 	}
 
 	// The permissions from authenticate: publishing under forbidden/ is
@@ -267,24 +283,36 @@ func TestRustSDKProbe(t *testing.T) {
 		Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "k", Value: "v"}}}}); err != nil || r.ReasonCode != 0 {
 		t.Fatalf("legacy/a: PUBACK %+v, %v", r, err)
 	}
-	// A second client's connection produces events the guest publishes.
-	if _, _, err := v5(t, addr, "other", "bob", "x", nil); err != nil {
+	// The outbound interceptor strips the properties of plain-1's copy only.
+	if got := plain.wait(t, 0); got.Topic != "modern/a" || string(got.Payload) != "hi" || got.Properties != nil && len(got.Properties.User) != 0 {
+		t.Fatalf("plain-1 got %s %q %+v, want modern/a without user properties", got.Topic, got.Payload, got.Properties)
+	}
+	// A client that says goodbye: intercept_disconnect gives its DISCONNECT
+	// a reason string, which its disconnect event reports.
+	l, _, err := v5(t, addr, "leaver", "dave", "x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
 		t.Fatal(err)
 	}
 	var moved *paho.Publish
 	events := map[string]bool{}
-	poll.Until(t, "the rewritten message and other's events", func() bool {
+	ticks := map[string]bool{}
+	poll.Until(t, "the rewritten message, the leaver's events and two ticks", func() bool {
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		for _, p := range in.got {
 			switch {
 			case strings.HasPrefix(p.Topic, "modern/"):
 				moved = p
-			case p.Topic == "probe/events/other":
+			case p.Topic == "probe/events/leaver":
 				events[string(p.Payload)] = true
+			case p.Topic == "probe/tick":
+				ticks[string(p.Payload)] = true
 			}
 		}
-		return moved != nil && events["connection_start"] && events["auth_succeeded"]
+		return moved != nil && events["connection_start"] && events["auth_succeeded"] && events["disconnect:said goodbye"] && len(ticks) >= 2
 	})
 	if moved.Topic != "modern/a" || string(moved.Payload) != "hi" || userProperty(moved, "k") != "v" || userProperty(moved, "via") != "rust" {
 		t.Fatalf("rewritten message %s %q %+v", moved.Topic, moved.Payload, moved.Properties)
