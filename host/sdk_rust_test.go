@@ -1,6 +1,7 @@
 package host
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/load"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
@@ -322,6 +325,52 @@ func TestRustSDKProbe(t *testing.T) {
 	for _, p := range in.got {
 		if p.Topic == "legacy/b" || p.Topic == "modern/b" || p.Topic == "forbidden/x" {
 			t.Fatalf("a refused or prevented message was delivered: %s", p.Topic)
+		}
+	}
+}
+
+// BenchmarkRustSDKRateCap measures what the Rust rate-cap costs the broker
+// per PUBLISH, as BenchmarkBrokerPublishGuard does for the Go
+// publish-guard: one publisher, one subscriber, QoS 0 and 1, durability
+// "none", with allow-all alone, with the Go publish-guard added (one Wasm
+// call per message), and with rate-cap added at a cap no client reaches
+// (one Wasm call and two connection attribute calls per message). The
+// service rate is raised so that the host's limiter never answers
+// RATE_LIMITED. Read cpu-µs/msg on a busy machine.
+func BenchmarkRustSDKRateCap(b *testing.B) {
+	for _, qos := range []byte{0, 1} {
+		for _, tc := range []struct{ name, ext string }{{"allow-all", ""}, {"go-publish-guard", "publish-guard"}, {"rust-rate-cap", "rate-cap"}} {
+			b.Run(fmt.Sprintf("qos%d/%s", qos, tc.name), func(b *testing.B) {
+				extDir := b.TempDir()
+				installExtension(b, extDir, "allow-all", example(b, "allow-all"), 0, "")
+				switch tc.ext {
+				case "publish-guard":
+					installExtension(b, extDir, "publish-guard", example(b, "publish-guard"), 10, "limits:\n  call_deadline: 1m\n")
+				case "rate-cap":
+					installExtension(b, extDir, "rate-cap", rustExample(b, "rate-cap"), 10,
+						"services: [connection_attributes]\nlimits:\n  call_deadline: 1m\n  service_rate: 1000000\n  service_burst: 1000000\n"+
+							"config:\n  rate: 1000000\n  burst: 1000000\n  fail_open: false\n")
+				}
+				w := startWiredWith(b, extDir, Options{ServiceRate: 1000000, ServiceBurst: 1000000}, func(c *config.Config) {
+					c.Durability.Mode = "none"
+				})
+				const payload = 64
+				b.SetBytes(payload)
+				b.ResetTimer()
+				cpu := cpuTime()
+				res, err := load.Flow{Addr: w.addr, Name: "bench", Topic: "bench/cap/t", Publishers: 1, Subscribers: 1,
+					Messages: b.N, QoS: qos, PayloadSize: payload, InFlight: 256, StallAfter: 30 * time.Second}.Run()
+				cpu = cpuTime() - cpu
+				b.StopTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Lost != 0 {
+					b.Fatalf("%d of %d messages lost", res.Lost, b.N)
+				}
+				b.ReportMetric(res.Rate(), "msgs/s")
+				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/1e3, "cpu-µs/msg")
+			})
 		}
 	}
 }
