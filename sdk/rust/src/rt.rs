@@ -103,7 +103,9 @@ pub fn buffer<T: Extension>(size: i32) -> i32 {
         if size < 0 || size as usize > T::MAX_RECORD_SIZE {
             return 0;
         }
-        let size = size as usize;
+        // ABI.md asks for at least 4,096 bytes; never hand out the dangling
+        // pointer of an empty buffer.
+        let size = (size as usize).max(1);
         if size <= st.buf.len() {
             return st.buf.as_mut_ptr() as usize as i32;
         }
