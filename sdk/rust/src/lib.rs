@@ -38,13 +38,14 @@
 //! only; per-client state belongs in the broker (connection or session
 //! attributes, storage) through [`host`].
 
+#[rustfmt::skip] // generated from abi/table.go
 pub mod abi;
 pub mod host;
 pub mod json;
 pub mod record;
-pub mod services;
 #[doc(hidden)]
 pub mod rt;
+pub mod services;
 
 pub use host::Error;
 pub use record::{Connack, Connect, DecodeError, Disconnect, Event, Message, Pairs, Publish, Start, Subscribe, Subscription};

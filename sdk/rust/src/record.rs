@@ -873,7 +873,15 @@ impl<'a> Disconnect<'a> {
         let username = r.str("username")?;
         let reason_string = r.str("reason_string")?;
         let (n, b) = r.list("user_properties", whole_pair)?;
-        Ok(Disconnect { direction, reason_code, protocol_version, client_id, username, reason_string, user_properties: Pairs { count: n, b } })
+        Ok(Disconnect {
+            direction,
+            reason_code,
+            protocol_version,
+            client_id,
+            username,
+            reason_string,
+            user_properties: Pairs { count: n, b },
+        })
     }
 }
 

@@ -183,40 +183,54 @@ fn refuse<T>(callback: &str, r: Result<T, DecodeError>) -> Result<T, i32> {
 
 /// `propolis_authenticate`.
 pub fn authenticate<T: crate::Authenticate>(len: i32) -> i32 {
-    call::<T, i32, _>("propolis_authenticate", len, |ext, rec| {
-        match refuse("propolis_authenticate", record::Connect::decode(rec)) {
+    call::<T, i32, _>(
+        "propolis_authenticate",
+        len,
+        |ext, rec| match refuse("propolis_authenticate", record::Connect::decode(rec)) {
             Ok(c) => ext.authenticate(&c).encode(),
             Err(code) => code,
-        }
-    }, FAIL_CLOSED)
+        },
+        FAIL_CLOSED,
+    )
 }
 
 /// `propolis_authorize_publish`.
 pub fn authorize_publish<T: crate::AuthorizePublish>(len: i32) -> i32 {
-    call::<T, i32, _>("propolis_authorize_publish", len, |ext, rec| {
-        match refuse("propolis_authorize_publish", record::Publish::decode(rec)) {
+    call::<T, i32, _>(
+        "propolis_authorize_publish",
+        len,
+        |ext, rec| match refuse("propolis_authorize_publish", record::Publish::decode(rec)) {
             Ok(p) => ext.authorize_publish(&p).encode(),
             Err(code) => code,
-        }
-    }, FAIL_CLOSED)
+        },
+        FAIL_CLOSED,
+    )
 }
 
 /// `propolis_authorize_subscribe`.
 pub fn authorize_subscribe<T: crate::AuthorizeSubscribe>(len: i32) -> i32 {
-    call::<T, i32, _>("propolis_authorize_subscribe", len, |ext, rec| {
-        match refuse("propolis_authorize_subscribe", record::Subscribe::decode(rec)) {
+    call::<T, i32, _>(
+        "propolis_authorize_subscribe",
+        len,
+        |ext, rec| match refuse("propolis_authorize_subscribe", record::Subscribe::decode(rec)) {
             Ok(s) => ext.authorize_subscribe(&s).encode(),
             Err(code) => code,
-        }
-    }, FAIL_CLOSED)
+        },
+        FAIL_CLOSED,
+    )
 }
 
 /// `propolis_on_event`: a malformed record is logged and the event dropped.
 pub fn on_event<T: crate::OnEvent>(len: i32) {
-    call::<T, (), _>("propolis_on_event", len, |ext, rec| match record::Event::decode(rec) {
-        Ok(e) => ext.on_event(&e),
-        Err(e) => host::log(Level::Error, &format!("propolis_on_event: {}", e)),
-    }, ())
+    call::<T, (), _>(
+        "propolis_on_event",
+        len,
+        |ext, rec| match record::Event::decode(rec) {
+            Ok(e) => ext.on_event(&e),
+            Err(e) => host::log(Level::Error, &format!("propolis_on_event: {}", e)),
+        },
+        (),
+    )
 }
 
 /// `propolis_tick`.
@@ -237,13 +251,18 @@ where
     T: Extension,
     H: FnOnce(&mut T, &[u8]) -> Result<i32, DecodeError>,
 {
-    call::<T, i32, _>(callback, len, |ext, rec| match handle(ext, rec) {
-        Ok(v) => v,
-        Err(e) => {
-            host::log(Level::Error, &format!("{}: {}", callback, e));
-            UNCHANGED
-        }
-    }, UNCHANGED)
+    call::<T, i32, _>(
+        callback,
+        len,
+        |ext, rec| match handle(ext, rec) {
+            Ok(v) => v,
+            Err(e) => {
+                host::log(Level::Error, &format!("{}: {}", callback, e));
+                UNCHANGED
+            }
+        },
+        UNCHANGED,
+    )
 }
 
 /// `propolis_intercept_connect`.

@@ -180,7 +180,6 @@ pub fn publish_to_client(client_id: &str, msg: &OutMessage<'_>) -> Result<bool> 
     status(unsafe { raw::publish_to_client(c.as_ptr(), len(c)?, b.as_ptr(), len(&b)?) }).map(|n| n == 1)
 }
 
-
 /// An attribute of a session or a connection, as the `*_get_all`
 /// functions answer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,7 +319,8 @@ pub fn subscription_list(client_id: &str) -> Result<Option<Vec<SubscriptionInfo>
 /// `NotFound`: no session. Service `subscriptions`.
 pub fn subscription_add(client_id: &str, filter: &str, qos: u8, options: u8, identifier: u32) -> Result<()> {
     let (c, f) = (client_id.as_bytes(), filter.as_bytes());
-    status(unsafe { raw::subscription_add(c.as_ptr(), len(c)?, f.as_ptr(), len(f)?, qos as i32, options as i32, identifier as i32) }).map(|_| ())
+    status(unsafe { raw::subscription_add(c.as_ptr(), len(c)?, f.as_ptr(), len(f)?, qos as i32, options as i32, identifier as i32) })
+        .map(|_| ())
 }
 
 /// Removes client `client_id`'s subscription to `filter`, spelled as
@@ -589,10 +589,10 @@ mod tests {
         s(&mut b, &[0xff]);
         b.extend_from_slice(&8u64.to_le_bytes());
         let got = decode_attributes(&b).unwrap();
-        assert_eq!(got, vec![
-            Attribute { key: "a".into(), value: b"1".to_vec(), time: 7 },
-            Attribute { key: "b".into(), value: vec![0xff], time: 8 },
-        ]);
+        assert_eq!(
+            got,
+            vec![Attribute { key: "a".into(), value: b"1".to_vec(), time: 7 }, Attribute { key: "b".into(), value: vec![0xff], time: 8 },]
+        );
         // A count beyond the entries is an error, not a long loop.
         assert!(decode_attributes(&u32::MAX.to_le_bytes()).is_err());
     }
@@ -619,7 +619,10 @@ mod tests {
         s(&mut b, b"jobs/+/new");
         b.extend_from_slice(&[1, 9]);
         b.extend_from_slice(&7u32.to_le_bytes());
-        assert_eq!(decode_subscriptions(&b).unwrap(), vec![SubscriptionInfo { filter: "jobs/+/new".into(), qos: 1, options: 9, identifier: 7 }]);
+        assert_eq!(
+            decode_subscriptions(&b).unwrap(),
+            vec![SubscriptionInfo { filter: "jobs/+/new".into(), qos: 1, options: 9, identifier: 7 }]
+        );
     }
 
     #[test]
@@ -638,7 +641,10 @@ mod tests {
         };
         let got = decode_message(&m.encode()).unwrap();
         assert_eq!((got.qos, got.retain, got.payload_format, got.message_expiry), (1, true, 1, 60));
-        assert_eq!((got.topic.as_str(), &got.payload[..], got.content_type.as_str(), got.response_topic.as_str()), ("lights/1", &b"on"[..], "text/plain", "reply/1"));
+        assert_eq!(
+            (got.topic.as_str(), &got.payload[..], got.content_type.as_str(), got.response_topic.as_str()),
+            ("lights/1", &b"on"[..], "text/plain", "reply/1")
+        );
         assert_eq!(got.user_properties, vec![("room".to_string(), "kitchen".to_string())]);
         assert_eq!(got.correlation_data, vec![1, 2]);
         // The fields after the payload may be left out.
@@ -660,13 +666,17 @@ mod tests {
         s(&mut b, b"127.0.0.1:1");
         let got = decode_session(&b).unwrap();
         assert!(got.connected);
-        assert_eq!((got.protocol, got.session_expiry, got.connected_since, got.inflight_window, got.receive_maximum, got.queued, got.max_queued), (5, 3600, 10, 20, 30, 2, 1000));
+        assert_eq!(
+            (got.protocol, got.session_expiry, got.connected_since, got.inflight_window, got.receive_maximum, got.queued, got.max_queued),
+            (5, 3600, 10, 20, 30, 2, 1000)
+        );
         assert_eq!((got.username.as_str(), got.listener.as_str(), got.remote_addr.as_str()), ("alice", "tcp", "127.0.0.1:1"));
     }
 
     #[test]
     fn http_request_and_response() {
-        let req = HttpRequest { method: "POST", url: "https://idp.example.com/check", headers: &[("Accept", "application/json")], body: b"{}" };
+        let req =
+            HttpRequest { method: "POST", url: "https://idp.example.com/check", headers: &[("Accept", "application/json")], body: b"{}" };
         let b = req.encode();
         assert_eq!(&b[..8], &[4, 0, 0, 0, b'P', b'O', b'S', b'T']);
         let mut resp = 403u32.to_le_bytes().to_vec();

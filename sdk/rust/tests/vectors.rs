@@ -112,7 +112,12 @@ impl Want {
     fn pairs(&mut self, key: &str) -> Vec<(String, String)> {
         match self.get(key) {
             Value::Null => Vec::new(),
-            v => v.as_array().unwrap().iter().map(|p| (p.get("key").unwrap().as_str().unwrap().to_string(), p.get("value").unwrap().as_str().unwrap().to_string())).collect(),
+            v => v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p.get("key").unwrap().as_str().unwrap().to_string(), p.get("value").unwrap().as_str().unwrap().to_string()))
+                .collect(),
         }
     }
 
@@ -126,7 +131,12 @@ impl Want {
     /// Fails when the JSON holds a key no assertion read.
     fn done(self) {
         for (k, _) in self.v.as_object().unwrap() {
-            assert!(self.seen.contains(k), "{}.json: field {} is not checked by the Rust SDK's test (a new field? decode it)", self.name, k);
+            assert!(
+                self.seen.contains(k),
+                "{}.json: field {} is not checked by the Rust SDK's test (a new field? decode it)",
+                self.name,
+                k
+            );
         }
     }
 }
@@ -268,7 +278,13 @@ fn check_event(name: &str) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|f| (f.get("filter").unwrap().as_str().unwrap().to_string(), f.get("qos").unwrap().as_u64().unwrap(), f.get("code").unwrap().as_u64().unwrap()))
+            .map(|f| {
+                (
+                    f.get("filter").unwrap().as_str().unwrap().to_string(),
+                    f.get("qos").unwrap().as_u64().unwrap(),
+                    f.get("code").unwrap().as_u64().unwrap(),
+                )
+            })
             .collect(),
     };
     let got: Vec<(String, u64, u64)> = e.filters.iter().map(|f| (f.filter.to_string(), f.qos as u64, f.code as u64)).collect();

@@ -29,8 +29,8 @@ use propolis::host::{self, Activity, OutMessage, Permission, PermissionDecision}
 use propolis::record::encode_pairs;
 use propolis::{
     abi, code, AuthDecision, Authenticate, AuthorizeSubscribe, Connack, Connect, Decision, Disconnect, Event, Extension, Intercept,
-    InterceptConnack, InterceptConnect, InterceptDisconnect, InterceptPublishInbound, InterceptPublishOutbound, InterceptSubscribe, Message,
-    OnEvent, Start, Subscribe, Subscription, Tick,
+    InterceptConnack, InterceptConnect, InterceptDisconnect, InterceptPublishInbound, InterceptPublishOutbound, InterceptSubscribe,
+    Message, OnEvent, Start, Subscribe, Subscription, Tick,
 };
 
 struct Probe;
