@@ -94,24 +94,33 @@ func verify(token string, keys []*key, p *policy, now time.Time) (claims, error)
 		return nil, errors.New("signature is not base64url")
 	}
 	signed := token[:len(parts[0])+1+len(parts[1])]
-	var candidates int
-	verified := false
+	// Keys named by the token's kid first, then the keys without a kid
+	// (configured ones), which verify a token whatever its kid says.
+	var named, unnamed []*key
 	for _, k := range keys {
-		if (h.Kid != "" && k.kid != h.Kid) || !k.fits(h.Alg, alg) {
-			continue
+		switch {
+		case !k.fits(h.Alg, alg):
+		case h.Kid != "" && k.kid == h.Kid:
+			named = append(named, k)
+		case h.Kid == "" || k.kid == "":
+			unnamed = append(unnamed, k)
 		}
-		candidates++
+	}
+	verified := false
+	for _, k := range append(named, unnamed...) {
 		if checkSignature(k, alg, []byte(signed), sig) {
 			verified = true
 			break
 		}
 	}
 	switch {
-	case candidates == 0 && h.Kid != "":
+	case verified:
+	case h.Kid != "" && len(named) == 0:
+		// Maybe a key the cached JWK set does not have yet.
 		return nil, fmt.Errorf("%w %q for alg %s", errUnknownKid, h.Kid, h.Alg)
-	case candidates == 0:
+	case len(named)+len(unnamed) == 0:
 		return nil, fmt.Errorf("no key for alg %s", h.Alg)
-	case !verified:
+	default:
 		return nil, errors.New("bad signature")
 	}
 	rawClaims, err := base64.RawURLEncoding.DecodeString(parts[1])
