@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -148,7 +149,9 @@ func startJWTAuth(t *testing.T, extra string) *wired {
 // other-alg and non-JWT passwords are refused with 0x86; the token's
 // permissions claim decides the client's publishes and subscriptions.
 func TestShippedJWTAuthHMAC(t *testing.T) {
-	w := startJWTAuth(t, `config:
+	w := startJWTAuth(t, `tick: 1s
+config:
+  disconnect_on_expiry: false
   hmac_secret: `+jwtSecret+`
   algorithms: [HS256]
   issuer: https://idp.test
@@ -249,7 +252,8 @@ func TestShippedJWTAuthJWKS(t *testing.T) {
 	ec2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	idp := newJWKSServer(t, jwkJSON(&rsa1.PublicKey, "r1"), jwkJSON(&ec1.PublicKey, "e1"))
 	host := strings.TrimPrefix(idp.srv.URL, "http://")
-	w := startJWTAuth(t, fmt.Sprintf(`services: [http]
+	w := startJWTAuth(t, fmt.Sprintf(`services: [http, storage, clients]
+tick: 1s
 http:
   hosts: [%q]
 limits:
@@ -298,7 +302,8 @@ config:
 func TestShippedJWTAuthJWKSRefetchFloor(t *testing.T) {
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
 	idp := newJWKSServer(t, jwkJSON(&key.PublicKey, "k1"))
-	w := startJWTAuth(t, fmt.Sprintf(`services: [http]
+	w := startJWTAuth(t, fmt.Sprintf(`services: [http, storage, clients]
+tick: 1s
 http:
   hosts: [%q]
 limits:
@@ -323,7 +328,8 @@ config:
 	}
 
 	// A JWKS endpoint that was never reachable: no key, every token refused.
-	down := startJWTAuth(t, `services: [http]
+	down := startJWTAuth(t, `services: [http, storage, clients]
+tick: 1s
 http:
   hosts: ["127.0.0.1:9"]
 config:
@@ -341,10 +347,88 @@ config:
 // the key.
 func TestShippedJWTAuthBadConfig(t *testing.T) {
 	extDir := t.TempDir()
-	installExtension(t, extDir, "jwt-auth", buildGuest(t, "shipped", "jwt-auth"), 0, "config:\n  hmac_secret: short\n  leway: 5s\n")
+	installExtension(t, extDir, "jwt-auth", buildGuest(t, "shipped", "jwt-auth"), 0, "tick: 1s\nconfig:\n  hmac_secret: short\n  leway: 5s\n")
 	w := startWired(t, extDir, Options{})
 	st := statusOf(t, w.h, "jwt-auth")
 	if st.State != StateFailed || !strings.Contains(st.Reason, `config: unknown key "leway"`) {
 		t.Fatalf("status %+v, want a start refused for the unknown key", st)
+	}
+}
+
+// TestShippedJWTAuthDisconnectOnExpiry: a client is disconnected (MQTT 5:
+// DISCONNECT 0x87 "token expired") once its token expires; a client that
+// reconnected with a fresh token under the same client id is not; without
+// the storage and clients services the start is refused, naming the key.
+func TestShippedJWTAuthDisconnectOnExpiry(t *testing.T) {
+	w := startJWTAuth(t, `services: [storage, clients]
+tick: 100ms
+limits:
+  call_deadline: 1s
+config:
+  hmac_secret: `+jwtSecret+`
+  leeway: 0
+  default_permissions: {all: ["#"]}
+`)
+	hs := map[string]any{"alg": "HS256"}
+	// A connection that reports the server's DISCONNECT.
+	connectWatched := func(id string, exp time.Time) (*paho.Client, chan *paho.Disconnect) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", w.addr, poll.Timeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		gone := make(chan *paho.Disconnect, 1)
+		c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, OnServerDisconnect: func(d *paho.Disconnect) { gone <- d }})
+		tok := signJWT(t, hs, jwtClaims(map[string]any{"exp": exp.Unix()}), jwtSecret)
+		ack, err := c.Connect(ctx(t), &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, Username: "u", UsernameFlag: true, Password: []byte(tok), PasswordFlag: true})
+		if err != nil || ack.ReasonCode != 0 {
+			t.Fatalf("connect %s: %+v, %v", id, ack, err)
+		}
+		return c, gone
+	}
+	_, short := connectWatched("short", time.Now().Add(2*time.Second))
+	_, long := connectWatched("long", time.Now().Add(time.Hour))
+	select {
+	case d := <-short:
+		if d.ReasonCode != 0x87 || d.Properties == nil || d.Properties.ReasonString != "token expired" {
+			t.Fatalf("DISCONNECT %+v", d)
+		}
+	case <-time.After(poll.Timeout):
+		t.Fatal("the client with an expired token is still connected")
+	}
+	select {
+	case d := <-long:
+		t.Fatalf("the client with a valid token was disconnected: %+v", d)
+	default:
+	}
+
+	// Reconnecting with a fresh token: the first token's expiry does not
+	// disconnect the new connection. Tokens are handled in the order they
+	// expire, so once "late" is disconnected, the first token of "re" has
+	// been handled too.
+	now := time.Now()
+	_, first := connectWatched("re", now.Add(2*time.Second))
+	_, late := connectWatched("late", now.Add(4*time.Second))
+	_, second := connectWatched("re", now.Add(time.Hour)) // takes the session over
+	if d := <-first; d.ReasonCode != 0x8E {
+		t.Fatalf("take-over: DISCONNECT %+v, want 0x8E", d)
+	}
+	select {
+	case <-late:
+	case <-time.After(poll.Timeout):
+		t.Fatal("the client with an expired token is still connected")
+	}
+	select {
+	case d := <-second:
+		t.Fatalf("the reconnected client was disconnected: %+v", d)
+	default:
+	}
+
+	extDir := t.TempDir()
+	installExtension(t, extDir, "jwt-auth", buildGuest(t, "shipped", "jwt-auth"), 0, "tick: 1s\nconfig:\n  hmac_secret: "+jwtSecret+"\n")
+	st := statusOf(t, startWired(t, extDir, Options{}).h, "jwt-auth")
+	if st.State != StateFailed || !strings.Contains(st.Reason, "config.disconnect_on_expiry: needs the storage service") {
+		t.Fatalf("status %+v, want a start refused naming disconnect_on_expiry", st)
 	}
 }

@@ -31,6 +31,7 @@ type config struct {
 	PermissionsClaim   *string                `json:"permissions_claim"`
 	DefaultPermissions acl.Spec               `json:"default_permissions"`
 	NotAToken          string                 `json:"not_a_token"`
+	DisconnectOnExpiry *bool                  `json:"disconnect_on_expiry"`
 }
 
 // settings is the validated configuration.
@@ -45,6 +46,8 @@ type settings struct {
 	permissionsClaim string
 	defaults         acl.Spec
 	nextOnNotAToken  bool
+	// disconnectOnExpiry disconnects a client when its token expires.
+	disconnectOnExpiry bool
 }
 
 // Defaults of the config keys.
@@ -65,6 +68,7 @@ func parseConfig(raw []byte) (*settings, error) {
 	s := &settings{jwksURL: c.JWKSURL, usernameClaim: c.UsernameClaim, clientIDClaim: c.ClientIDClaim,
 		permissionsClaim: defaultPermClaim, defaults: c.DefaultPermissions}
 	s.requireExp = c.RequireExp == nil || *c.RequireExp
+	s.disconnectOnExpiry = c.DisconnectOnExpiry == nil || *c.DisconnectOnExpiry
 	if c.PermissionsClaim != nil {
 		s.permissionsClaim = *c.PermissionsClaim
 	}

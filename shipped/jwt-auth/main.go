@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	propolis.Register(propolis.Extension{Start: start, Authenticate: authenticate})
+	propolis.Register(propolis.Extension{Start: start, Authenticate: authenticate, Tick: tick})
 }
 
 func main() {}
@@ -39,6 +39,11 @@ func start(info propolis.StartInfo) error {
 	if err != nil {
 		return err
 	}
+	if s.disconnectOnExpiry {
+		if err := checkExpiryServices(); err != nil {
+			return err
+		}
+	}
 	cfg = s
 	jwks = keySet{url: s.jwksURL, refresh: s.jwksRefresh, minRefetch: s.jwksMinRefetch, fetch: httpGet}
 	if s.jwksURL != "" {
@@ -52,21 +57,33 @@ func start(info propolis.StartInfo) error {
 
 // authenticate checks the CONNECT's password as a JWT.
 func authenticate(c *propolis.Connect) propolis.AuthResult {
-	res, why := decide(c, time.Now())
+	now := time.Now()
+	res, why, end := decide(c, now)
 	if why != "" {
 		propolis.Infof("jwt-auth: client %q (user %q) refused: %s", c.ClientID, c.Username, why)
+	}
+	if !end.IsZero() && cfg.disconnectOnExpiry {
+		recordExpiry(c.ClientID, c.RemoteAddr, end, now)
 	}
 	return res
 }
 
-// decide returns the answer to c at now, and the reason of a refusal for
-// the log ("" when allowed).
-func decide(c *propolis.Connect, now time.Time) (propolis.AuthResult, string) {
+// tick disconnects the clients whose token expired.
+func tick() {
+	if cfg != nil && cfg.disconnectOnExpiry {
+		disconnectExpired(time.Now())
+	}
+}
+
+// decide returns the answer to c at now, the reason of a refusal for the
+// log ("" when allowed), and when an accepted token stops being valid
+// (exp plus the leeway; zero without exp).
+func decide(c *propolis.Connect, now time.Time) (res propolis.AuthResult, why string, end time.Time) {
 	if !looksLikeJWT(c.Password) {
 		if cfg.nextOnNotAToken {
-			return propolis.AuthResult{Verdict: propolis.Next()}, ""
+			return propolis.AuthResult{Verdict: propolis.Next()}, "", time.Time{}
 		}
-		return deny("a JWT is required as the password"), "the password is not a JWT"
+		return deny("a JWT is required as the password"), "the password is not a JWT", time.Time{}
 	}
 	token := string(c.Password)
 	cl, err := verify(token, jwks.keys(now, cfg.static), &cfg.policy, now)
@@ -74,7 +91,7 @@ func decide(c *propolis.Connect, now time.Time) (propolis.AuthResult, string) {
 		cl, err = verify(token, jwks.keys(now, cfg.static), &cfg.policy, now)
 	}
 	if err != nil {
-		return deny("invalid token"), err.Error()
+		return deny("invalid token"), err.Error(), time.Time{}
 	}
 	for _, b := range []struct{ claim, name, got string }{
 		{cfg.usernameClaim, "user name", c.Username},
@@ -85,17 +102,20 @@ func decide(c *propolis.Connect, now time.Time) (propolis.AuthResult, string) {
 		}
 		want, ok := cl.str(b.claim)
 		if !ok {
-			return deny("invalid token"), fmt.Sprintf("no string claim %q to match the %s", b.claim, b.name)
+			return deny("invalid token"), fmt.Sprintf("no string claim %q to match the %s", b.claim, b.name), time.Time{}
 		}
 		if want != b.got {
-			return deny("token issued to another " + b.name), fmt.Sprintf("%s %q, claim %q is %q", b.name, b.got, b.claim, want)
+			return deny("token issued to another " + b.name), fmt.Sprintf("%s %q, claim %q is %q", b.name, b.got, b.claim, want), time.Time{}
 		}
 	}
 	perms, err := permissions(cl)
 	if err != nil {
-		return deny("invalid token"), err.Error()
+		return deny("invalid token"), err.Error(), time.Time{}
 	}
-	return propolis.AuthResult{Verdict: propolis.Allow(), Permissions: perms}, ""
+	if exp, ok, _ := cl.numericDate("exp"); ok {
+		end = exp.Add(cfg.leeway)
+	}
+	return propolis.AuthResult{Verdict: propolis.Allow(), Permissions: perms}, "", end
 }
 
 // deny refuses with 0x86 (bad user name or password; 3.1.1: 0x04) and a

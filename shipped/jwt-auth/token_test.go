@@ -325,12 +325,15 @@ func TestDecide(t *testing.T) {
 	conn := func(user, pass string) *propolis.Connect {
 		return &propolis.Connect{ClientID: "c1", Username: user, Password: []byte(pass)}
 	}
-	res, why := decide(conn("alice", sign(t, hs, with(map[string]any{"acl": map[string]any{"publish": []string{"devices/{clientid}/up"}, "deny": []string{"devices/x"}}}), secret)), now)
+	res, why, end := decide(conn("alice", sign(t, hs, with(map[string]any{"acl": map[string]any{"publish": []string{"devices/{clientid}/up"}, "deny": []string{"devices/x"}}}), secret)), now)
 	want := []propolis.Permission{propolis.DenyTopic("devices/x"), propolis.AllowPublish("devices/{clientid}/up")}
 	if res.Decision != propolis.DecisionAllow || why != "" || fmt.Sprint(res.Permissions) != fmt.Sprint(want) {
 		t.Fatalf("with acl claim: %+v %q", res, why)
 	}
-	res, _ = decide(conn("alice", sign(t, hs, good(), secret)), now)
+	if !end.Equal(now.Add(time.Hour + 30*time.Second)) {
+		t.Fatalf("end %v, want exp plus the leeway", end)
+	}
+	res, _, _ = decide(conn("alice", sign(t, hs, good(), secret)), now)
 	if fmt.Sprint(res.Permissions) != fmt.Sprint([]propolis.Permission{propolis.AllowSubscribe("public/#")}) {
 		t.Fatalf("default permissions: %+v", res.Permissions)
 	}
@@ -341,13 +344,36 @@ func TestDecide(t *testing.T) {
 		{"bad acl filter", "alice", sign(t, hs, with(map[string]any{"acl": map[string]any{"all": []string{"a/b#"}}}), secret), `claim "acl": all[0] "a/b#": level 2 ("b#"): a wildcard must be the whole level`},
 		{"expired", "alice", sign(t, hs, with(map[string]any{"exp": now.Add(-time.Hour).Unix()}), secret), "expired at 2027-01-15T07:00:00Z"},
 	} {
-		res, why := decide(conn(tc.user, tc.pass), now)
+		res, why, end := decide(conn(tc.user, tc.pass), now)
+		if !end.IsZero() {
+			t.Errorf("%s: an end for a refused token", tc.name)
+		}
 		if res.Decision != propolis.DecisionDeny || why != tc.why {
 			t.Errorf("%s: %+v, %q; want deny, %q", tc.name, res.Decision, why, tc.why)
 		}
 	}
 	cfg.nextOnNotAToken = true
-	if res, _ := decide(conn("alice", "hunter2"), now); res.Decision != propolis.DecisionNext {
+	if res, _, _ := decide(conn("alice", "hunter2"), now); res.Decision != propolis.DecisionNext {
 		t.Errorf("not_a_token next: %+v", res)
+	}
+}
+
+func TestExpiryKey(t *testing.T) {
+	k := expiryKey(time.Unix(1_800_000_000, 0), "dev/1")
+	if k != "exp/00000000001800000000/dev/1" {
+		t.Fatalf("key %q", k)
+	}
+	end, id, ok := parseExpiryKey(k)
+	if !ok || id != "dev/1" || end.Unix() != 1_800_000_000 {
+		t.Fatalf("parsed %v %q %v", end, id, ok)
+	}
+	// Keys sort by end, whatever the client ids.
+	if !(expiryKey(time.Unix(999, 0), "zzz") < expiryKey(time.Unix(1000, 0), "aaa")) {
+		t.Fatal("keys do not sort by end")
+	}
+	for _, bad := range []string{"exp/123/x", "cur/00000000001800000000/x", "exp/0000000000180000000x/x"} {
+		if _, _, ok := parseExpiryKey(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
 	}
 }
