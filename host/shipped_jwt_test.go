@@ -1,6 +1,7 @@
 package host
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
@@ -430,5 +432,34 @@ config:
 	st := statusOf(t, startWired(t, extDir, Options{}).h, "jwt-auth")
 	if st.State != StateFailed || !strings.Contains(st.Reason, "config.disconnect_on_expiry: needs the storage service") {
 		t.Fatalf("status %+v, want a start refused naming disconnect_on_expiry", st)
+	}
+}
+
+// BenchmarkShippedJWTAuthenticate: one CONNECT's authentication by the
+// shipped jwt-auth in Wasm, per algorithm, keys from the manifest.
+func BenchmarkShippedJWTAuthenticate(b *testing.B) {
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwks, _ := json.Marshal(map[string]any{"keys": []any{jwkJSON(&rsaKey.PublicKey, "r1"), jwkJSON(&ecKey.PublicKey, "e1")}})
+	extDir := b.TempDir()
+	installExtension(b, extDir, "jwt-auth", buildGuest(b, "shipped", "jwt-auth"), 0, fmt.Sprintf("tick: 1s\nconfig:\n  disconnect_on_expiry: false\n  hmac_secret: %s\n  jwks: %s\n", jwtSecret, jwks))
+	h, _ := newTestHost(b, extDir)
+	for _, tc := range []struct {
+		alg, kid string
+		priv     any
+	}{{"HS256", "", jwtSecret}, {"RS256", "r1", rsaKey}, {"ES256", "e1", ecKey}} {
+		b.Run(tc.alg, func(b *testing.B) {
+			hdr := map[string]any{"alg": tc.alg}
+			if tc.kid != "" {
+				hdr["kid"] = tc.kid
+			}
+			c := connect("u", signJWT(b, hdr, jwtClaims(nil), tc.priv))
+			b.ResetTimer()
+			for range b.N {
+				if res := h.Authenticate(context.Background(), c); res.Decision != broker.Allow {
+					b.Fatalf("%+v", res)
+				}
+			}
+		})
 	}
 }
