@@ -110,6 +110,8 @@ func ask(c *propolis.Connect) (propolis.AuthResult, time.Duration, error) {
 	switch {
 	case errors.Is(err, propolis.ErrNotPermitted):
 		return propolis.AuthResult{}, 0, fmt.Errorf("%w: the manifest must list http under services and the URL's host under http.hosts", err)
+	case errors.Is(err, propolis.ErrTooLarge):
+		return propolis.AuthResult{}, 0, fmt.Errorf("%w: the answer is larger than the manifest's http.max_response", err)
 	case err != nil:
 		return propolis.AuthResult{}, 0, fmt.Errorf("no answer (%w; the broker log has the cause, a timeout is limits.authenticate_deadline)", err)
 	}

@@ -140,8 +140,17 @@ func TestFallback(t *testing.T) {
 	if fmt.Sprint(sent.Header) != fmt.Sprint([]propolis.HTTPHeader{{Name: "Content-Type", Value: "application/json"}, {Name: "Accept", Value: "application/json"}, {Name: "Authorization", Value: "Bearer t"}}) {
 		t.Fatalf("headers %+v", sent.Header)
 	}
-	post = func(*propolis.HTTPRequest) (*propolis.HTTPResponse, error) { return nil, propolis.ErrNotPermitted }
-	if _, _, err := ask(c); !errors.Is(err, propolis.ErrNotPermitted) {
-		t.Fatalf("not permitted: %v", err)
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{propolis.ErrNotPermitted, "propolis: NOT_PERMITTED: the manifest must list http under services and the URL's host under http.hosts"},
+		{propolis.ErrTooLarge, "propolis: TOO_LARGE: the answer is larger than the manifest's http.max_response"},
+		{propolis.ErrInternal, "no answer (propolis: INTERNAL; the broker log has the cause, a timeout is limits.authenticate_deadline)"},
+	} {
+		post = func(*propolis.HTTPRequest) (*propolis.HTTPResponse, error) { return nil, tc.err }
+		if _, _, err := ask(c); !errors.Is(err, tc.err) || err.Error() != tc.want {
+			t.Errorf("%v: got %v, want %q", tc.err, err, tc.want)
+		}
 	}
 }
