@@ -10,6 +10,10 @@ import (
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 )
 
+// MaxPermissions is the most permissions a client may have (the broker's
+// limit, AuthResult.Permissions in the SDK).
+const MaxPermissions = 256
+
 // Spec is a client's topic permissions: MQTT topic filters in which
 // "{clientid}" and "{username}" stand for the client's own (the broker
 // substitutes them). The JSON form is
@@ -40,13 +44,18 @@ func (s Spec) Empty() bool {
 // publish and subscribe; where names the source in errors (e.g. `claim
 // "acl"`). An empty Spec gives a single permission denying every topic
 // (a client with no permission at all would otherwise be allowed
-// everything, the SDK's rule for an empty list). An invalid filter is an
-// error naming where, the list and the filter.
+// everything, the SDK's rule for an empty list). An invalid filter, or
+// more than MaxPermissions filters, is an error naming where (and the list
+// and the filter).
 func (s Spec) Permissions(where string) ([]propolis.Permission, error) {
 	if s.Empty() {
 		return []propolis.Permission{propolis.DenyTopic("#")}, nil
 	}
-	perms := make([]propolis.Permission, 0, len(s.Publish)+len(s.Subscribe)+len(s.All)+len(s.Deny))
+	n := len(s.Publish) + len(s.Subscribe) + len(s.All) + len(s.Deny)
+	if n > MaxPermissions {
+		return nil, fmt.Errorf("%s: %d topic filters, at most %d", where, n, MaxPermissions)
+	}
+	perms := make([]propolis.Permission, 0, n)
 	for _, l := range []struct {
 		name    string
 		filters []string

@@ -46,3 +46,20 @@ func TestBadFilter(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestTooMany(t *testing.T) {
+	s := Spec{Publish: make([]string, 200), Subscribe: make([]string, 57)}
+	for i := range s.Publish {
+		s.Publish[i] = "a"
+	}
+	for i := range s.Subscribe {
+		s.Subscribe[i] = "b"
+	}
+	if _, err := s.Permissions("x"); err == nil || err.Error() != "x: 257 topic filters, at most 256" {
+		t.Fatalf("got %v", err)
+	}
+	s.Subscribe = s.Subscribe[:56]
+	if p, err := s.Permissions("x"); err != nil || len(p) != 256 {
+		t.Fatalf("256: %d, %v", len(p), err)
+	}
+}
