@@ -15,17 +15,21 @@ all: build
 # Example extensions built with the Go SDK; allow-all is installed into
 # extensions/ so that `make run` accepts clients out of the box.
 EXAMPLES  := allow-all topic-acl banlist publish-guard session-tracker payload-enricher topic-rewriter
+# Security extensions that ship (shipped/), built into bin/shipped/<id>/;
+# none is installed into extensions/ (see shipped/README.md).
+SHIPPED   := jwt-auth http-auth
 WASMBUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath
 
-## build: bin/propolis, every example extension (bin/examples/<id>/), and
+## build: bin/propolis, every example extension (bin/examples/<id>/), the
+## shipped security extensions (bin/shipped/<id>/), and
 ## extensions/allow-all/ with its compiled code (extensions/.compiled/), so
 ## that the first start does not wait for the Wasm compiler
-build: $(BIN)/propolis examples
+build: $(BIN)/propolis examples shipped
 	mkdir -p extensions/allow-all
 	cp $(BIN)/examples/allow-all/* extensions/allow-all/
 	./$(BIN)/propolis extensions compile --extensions extensions
 
-.PHONY: $(BIN)/propolis examples
+.PHONY: $(BIN)/propolis examples shipped
 $(BIN)/propolis:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/propolis ./cmd/propolis
 
@@ -34,6 +38,13 @@ examples:
 	  mkdir -p $(BIN)/examples/$$ex && \
 	  (cd examples && $(WASMBUILD) -o ../$(BIN)/examples/$$ex/$$ex.wasm ./$$ex) && \
 	  cp examples/$$ex/propolis-extension.yaml $(BIN)/examples/$$ex/ || exit 1; \
+	done
+
+shipped:
+	@for ex in $(SHIPPED); do \
+	  mkdir -p $(BIN)/shipped/$$ex && \
+	  (cd shipped && $(WASMBUILD) -o ../$(BIN)/shipped/$$ex/$$ex.wasm ./$$ex) && \
+	  cp shipped/$$ex/propolis-extension.yaml shipped/$$ex/README.md $(BIN)/shipped/$$ex/ || exit 1; \
 	done
 
 ## run: build, then start the broker with the embedded default configuration
@@ -46,6 +57,7 @@ test: check
 	$(GOTEST) $(TESTFLAGS) ./...
 	cd sdk/go && $(GOTEST) $(TESTFLAGS) ./...
 	cd examples && $(GOTEST) $(TESTFLAGS) ./...
+	cd shipped && $(GOTEST) $(TESTFLAGS) ./...
 	$(MAKE) test-sdk-rust-or-skip
 	$(MAKE) bench-smoke
 
@@ -89,6 +101,7 @@ check:
 	$(GO) vet ./...
 	cd sdk/go && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 	cd examples && $(GO) vet ./...
+	cd shipped && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 	testdata/wasm/build.sh -check
 	@cp go.mod /tmp/propolis-go.mod.$$$$ && cp go.sum /tmp/propolis-go.sum.$$$$ && \
 	  $(GO) mod tidy && \

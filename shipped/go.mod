@@ -1,0 +1,7 @@
+module github.com/propolis-mqtt/propolis/shipped
+
+go 1.24
+
+require github.com/propolis-mqtt/propolis/sdk/go v0.0.0
+
+replace github.com/propolis-mqtt/propolis/sdk/go => ../sdk/go

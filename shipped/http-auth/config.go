@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	propolis "github.com/propolis-mqtt/propolis/sdk/go"
+	"github.com/propolis-mqtt/propolis/shipped/internal/acl"
+	"github.com/propolis-mqtt/propolis/shipped/internal/strictcfg"
+)
+
+// config is the manifest's config section; README.md documents each key.
+type config struct {
+	URL                 string                 `json:"url"`
+	Headers             map[string]string      `json:"headers"`
+	PasswordEncoding    string                 `json:"password_encoding"`
+	CacheTTL            strictcfg.DurationText `json:"cache_ttl"`
+	DenyCacheTTL        strictcfg.DurationText `json:"deny_cache_ttl"`
+	Fallback            string                 `json:"fallback"`
+	FallbackPermissions acl.Spec               `json:"fallback_permissions"`
+	DefaultPermissions  acl.Spec               `json:"default_permissions"`
+}
+
+// fallback is what a CONNECT gets when the endpoint fails.
+type fallback string
+
+// Fallback decisions.
+const (
+	fallbackDeny  fallback = "deny"
+	fallbackAllow fallback = "allow"
+	fallbackNext  fallback = "next"
+)
+
+// settings is the validated configuration.
+type settings struct {
+	url          string // as configured
+	logURL       string // without any user information, for logs
+	headers      []propolis.HTTPHeader
+	base64Always bool
+	cacheTTL     time.Duration
+	denyCacheTTL time.Duration
+	fallback     fallback
+	fallbackACL  []propolis.Permission
+	defaults     acl.Spec
+}
+
+// Defaults of the config keys.
+const (
+	defaultCacheTTL     = time.Minute
+	defaultDenyCacheTTL = 10 * time.Second
+)
+
+// parseConfig decodes and checks the JSON config; every error names its
+// key.
+func parseConfig(raw []byte) (*settings, error) {
+	var c config
+	if err := strictcfg.Decode(raw, &c); err != nil {
+		return nil, err
+	}
+	s := &settings{url: c.URL, defaults: c.DefaultPermissions}
+	if c.URL == "" {
+		return nil, errors.New("config.url: required: the endpoint's http:// or https:// URL")
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("config.url: %q is not an http:// or https:// URL", c.URL)
+	}
+	s.logURL = u.Redacted()
+	for name, value := range c.Headers {
+		if name == "" || strings.ContainsAny(name, " :\r\n\t") || strings.ContainsAny(value, "\r\n") {
+			return nil, fmt.Errorf("config.headers: %q is not a valid header", name)
+		}
+		switch http.CanonicalHeaderKey(name) {
+		case "Content-Type", "Host", "Content-Length", "Connection", "Transfer-Encoding":
+			return nil, fmt.Errorf("config.headers: %s is set by http-auth or the broker", name)
+		}
+		s.headers = append(s.headers, propolis.HTTPHeader{Name: name, Value: value})
+	}
+	if len(s.headers) > 32 {
+		return nil, fmt.Errorf("config.headers: %d headers, at most 32", len(s.headers))
+	}
+	switch c.PasswordEncoding {
+	case "", "string":
+	case "base64":
+		s.base64Always = true
+	default:
+		return nil, fmt.Errorf("config.password_encoding: %q, want string or base64", c.PasswordEncoding)
+	}
+	if s.cacheTTL, err = strictcfg.Duration("cache_ttl", c.CacheTTL, defaultCacheTTL, 0, propolis.MaxCacheFor); err != nil {
+		return nil, err
+	}
+	if s.denyCacheTTL, err = strictcfg.Duration("deny_cache_ttl", c.DenyCacheTTL, defaultDenyCacheTTL, 0, propolis.MaxCacheFor); err != nil {
+		return nil, err
+	}
+	switch f := fallback(c.Fallback); f {
+	case "":
+		s.fallback = fallbackDeny
+	case fallbackDeny, fallbackAllow, fallbackNext:
+		s.fallback = f
+	default:
+		return nil, fmt.Errorf("config.fallback: %q, want deny, allow or next", c.Fallback)
+	}
+	if !c.FallbackPermissions.Empty() && s.fallback != fallbackAllow {
+		return nil, fmt.Errorf("config.fallback_permissions: only used with fallback allow (fallback is %s)", s.fallback)
+	}
+	if s.fallbackACL, err = c.FallbackPermissions.Permissions("config.fallback_permissions"); err != nil {
+		return nil, err
+	}
+	if _, err := s.defaults.Permissions("config.default_permissions"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
