@@ -26,8 +26,8 @@ type SessionInfo struct {
 	// SessionExpiry is how long, in seconds, the session outlives its
 	// connection; 0 when it ends with it.
 	SessionExpiry uint32
-	// ConnectedSince is when the connection was accepted; zero while
-	// offline.
+	// ConnectedSince is when the client's CONNECT was authenticated (not the
+	// TCP accept); zero while offline.
 	ConnectedSince time.Time
 	// ExpiresAt is when the offline session will be removed; zero while
 	// connected.

@@ -65,7 +65,7 @@ func unknownKeys(path string, tree any, t reflect.Type) error {
 		t = t.Elem()
 	}
 	if takesAnything(t) {
-		return nil
+		return decodesItself(path, tree, t)
 	}
 	switch tv := tree.(type) {
 	case map[string]any:
@@ -171,6 +171,27 @@ var (
 	unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
 	textType        = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 )
+
+// decodesItself tries the JSON value tree on a fresh value of t, a type
+// with its own UnmarshalJSON (or UnmarshalText), so that its error is
+// reported at path: encoding/json would report it without the key.
+func decodesItself(path string, tree any, t reflect.Type) error {
+	if t.Kind() == reflect.Interface || t == rawMessageType || tree == nil {
+		return nil
+	}
+	b, err := json.Marshal(tree)
+	if err != nil {
+		return nil // json.Unmarshal will say
+	}
+	if err := json.Unmarshal(b, reflect.New(t).Interface()); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return errors.New(path + ": " + article(te.Value) + ", want " + typeWords(te.Type))
+		}
+		return errors.New(path + ": " + err.Error())
+	}
+	return nil
+}
 
 // takesAnything reports whether a value of type t accepts any JSON shape
 // as far as keys go: an interface, a json.RawMessage, or a type decoding

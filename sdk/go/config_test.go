@@ -66,7 +66,8 @@ func TestDecodeConfigStrict(t *testing.T) {
 		{"null", `{"rules":null,"prefix":null}`, ""},
 		{"two values", `{"prefix":"a"} {}`, `config: more than one JSON value`},
 		{"syntax", `{"prefix":`, `config: unexpected EOF`},
-		{"own decoder's error", `{"window":"soon"}`, `config: time: invalid duration "soon"`},
+		{"own decoder's error", `{"window":"soon"}`, `config.window: time: invalid duration "soon"`},
+		{"own decoder's type error", `{"rules":[{"topic":"x"}],"free":1,"window":5}`, `config.window: a number, want a string`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var cfg testConfig

@@ -25,7 +25,7 @@ func TestConfig(t *testing.T) {
 		{name: "full", in: `{"url":"https://auth.internal/mqtt","headers":{"Authorization":"Bearer x"},"password_encoding":"base64","cache_ttl":"5m","deny_cache_ttl":0,"fallback":"allow","fallback_permissions":{"subscribe":["status/#"]}}`},
 		{name: "no url", in: `{}`, err: "config.url: required: the endpoint's http:// or https:// URL"},
 		{name: "bad url", in: `{"url":"127.0.0.1:8080"}`, err: `config.url: "127.0.0.1:8080" is not an http:// or https:// URL`},
-		{name: "typo", in: `{"url":"http://a/","cache_tll":"1m"}`, err: `config: unknown key "cache_tll"`},
+		{name: "typo", in: `{"url":"http://a/","cache_tll":"1m"}`, err: `config: unknown key "cache_tll" (known: url, headers, password_encoding, cache_ttl, deny_cache_ttl, fallback, fallback_permissions, default_permissions)`},
 		{name: "encoding", in: `{"url":"http://a/","password_encoding":"hex"}`, err: `config.password_encoding: "hex", want string or base64`},
 		{name: "ttl", in: `{"url":"http://a/","cache_ttl":"2d"}`, err: `config.cache_ttl: "2d" is not a duration such as "30s" or a whole number of seconds`},
 		{name: "ttl too long", in: `{"url":"http://a/","cache_ttl":"25h"}`, err: `config.cache_ttl: 25h0m0s out of range 0s-24h0m0s`},
@@ -34,7 +34,7 @@ func TestConfig(t *testing.T) {
 		{name: "bad fallback filter", in: `{"url":"http://a/","fallback":"allow","fallback_permissions":{"all":["a#"]}}`, err: `config.fallback_permissions: all[0] "a#": level 1 ("a#"): a wildcard must be the whole level`},
 		{name: "reserved header", in: `{"url":"http://a/","headers":{"content-type":"text/plain"}}`, err: `config.headers: content-type is set by http-auth or the broker`},
 		{name: "bad header", in: `{"url":"http://a/","headers":{"X-A":"1\r\nX-B: 2"}}`, err: `config.headers: "X-A" is not a valid header`},
-		{name: "headers type", in: `{"url":"http://a/","headers":["x"]}`, err: `config.headers: got a JSON array, want a mapping`},
+		{name: "headers type", in: `{"url":"http://a/","headers":["x"]}`, err: `config.headers: a list, want an object`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig([]byte(tc.in))

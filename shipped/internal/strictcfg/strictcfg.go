@@ -10,65 +10,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
-	"strings"
 	"time"
+
+	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 )
 
 // Decode unmarshals the JSON config into v (a pointer to a struct with
-// json tags), refusing unknown keys and mistyped values. An empty config
-// or "null" leaves v as it was, so fields set before the call are
-// defaults. Errors read `config.KEY: problem` or `config: unknown key "k"`.
+// json tags) with the SDK's strict StartInfo.DecodeConfig: an unknown key
+// or a mistyped value refuses the start, with its place under config
+// named. An empty config or "null" leaves v as it was, so fields set
+// before the call are defaults.
 func Decode(config []byte, v any) error {
 	config = bytes.TrimSpace(config)
 	if len(config) == 0 || string(config) == "null" {
 		return nil
 	}
-	d := json.NewDecoder(bytes.NewReader(config))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
-		switch {
-		case errors.As(err, &te) && te.Field != "":
-			return fmt.Errorf("config.%s: got a JSON %s, want %s", te.Field, te.Value, typeName(te.Type.String()))
-		case errors.As(err, &te):
-			return fmt.Errorf("config: got a JSON %s, want a mapping", te.Value)
-		case errors.As(err, &se):
-			return fmt.Errorf("config: not JSON: %w", err)
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return fmt.Errorf("config: unknown key %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-		}
-		return fmt.Errorf("config: %w", err)
-	}
-	if d.More() {
-		return errors.New("config: more than one JSON value")
-	}
-	return nil
-}
-
-// typeName turns a Go type into words for an operator.
-func typeName(t string) string {
-	switch {
-	case t == "string":
-		return "a string"
-	case t == "bool":
-		return "true or false"
-	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
-		return "a whole number"
-	case strings.HasPrefix(t, "float"):
-		return "a number"
-	case strings.HasSuffix(t, "strictcfg.Strings"):
-		return "a string or a list of strings"
-	case strings.HasSuffix(t, "strictcfg.DurationText"):
-		return `a duration such as "30s" or a whole number of seconds`
-	case strings.HasPrefix(t, "[]"):
-		return "a list"
-	case strings.HasPrefix(t, "map["), strings.Contains(t, "."):
-		return "a mapping"
-	}
-	return t
+	return propolis.StartInfo{Config: config}.DecodeConfig(v)
 }
 
 // Duration parses a duration value of the config: a Go duration string
@@ -106,8 +64,7 @@ func (s *Strings) UnmarshalJSON(b []byte) error {
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
-		// The decoder adds the key to a type error.
-		return &json.UnmarshalTypeError{Value: "value that is not a string nor a list of strings", Type: reflect.TypeOf(s).Elem()}
+		return errors.New("want a string or a list of strings")
 	}
 	*s = many
 	return nil
@@ -127,7 +84,7 @@ func (d *DurationText) UnmarshalJSON(b []byte) error {
 	}
 	var n uint32
 	if err := json.Unmarshal(b, &n); err != nil {
-		return &json.UnmarshalTypeError{Value: "value that is not a duration", Type: reflect.TypeOf(d).Elem()}
+		return errors.New(`want a duration such as "30s" or a whole number of seconds`)
 	}
 	*d = DurationText(strconv.FormatUint(uint64(n), 10))
 	return nil

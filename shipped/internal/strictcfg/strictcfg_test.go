@@ -22,13 +22,13 @@ func TestDecode(t *testing.T) {
 		{name: "null", in: "null"},
 		{name: "ok", in: `{"url":"http://x","audience":["a","b"],"inner":{"N":3}}`},
 		{name: "audience string", in: `{"audience":"a"}`},
-		{name: "unknown key", in: `{"urll":"x"}`, err: `config: unknown key "urll"`},
-		{name: "mistyped", in: `{"url":3}`, err: `config.url: got a JSON number, want a string`},
-		{name: "mistyped bool", in: `{"enabled":"yes"}`, err: `config.enabled: got a JSON string, want true or false`},
-		{name: "mistyped nested", in: `{"inner":{"N":"x"}}`, err: `config.inner.N: got a JSON string, want a whole number`},
-		{name: "mistyped map", in: `{"headers":[1]}`, err: `config.headers: got a JSON array, want a mapping`},
-		{name: "audience number", in: `{"audience":3}`, err: `config.audience: got a JSON value that is not a string nor a list of strings, want a string or a list of strings`},
-		{name: "not a mapping", in: `[1]`, err: `config: got a JSON array, want a mapping`},
+		{name: "unknown key", in: `{"urll":"x"}`, err: `config: unknown key "urll" (known: url, cache_ttl, enabled, audience, inner, headers)`},
+		{name: "mistyped", in: `{"url":3}`, err: `config.url: the number 3, want a string`},
+		{name: "mistyped bool", in: `{"enabled":"yes"}`, err: `config.enabled: a string, want true or false`},
+		{name: "mistyped nested", in: `{"inner":{"N":"x"}}`, err: `config.inner.N: a string, want an integer that fits int`},
+		{name: "mistyped map", in: `{"headers":[1]}`, err: `config.headers: a list, want an object`},
+		{name: "audience number", in: `{"audience":3}`, err: `config.audience: want a string or a list of strings`},
+		{name: "not a mapping", in: `[1]`, err: `config: a list, want an object`},
 		{name: "trailing", in: `{} {}`, err: `config: more than one JSON value`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,7 +77,7 @@ func TestDurationText(t *testing.T) {
 	if err := Decode([]byte(`{"a":"5m","b":90}`), &v); err != nil || v.A != "5m" || v.B != "90" {
 		t.Fatalf("%+v, %v", v, err)
 	}
-	if err := Decode([]byte(`{"a":-1}`), &v); err == nil || err.Error() != `config.a: got a JSON value that is not a duration, want a duration such as "30s" or a whole number of seconds` {
+	if err := Decode([]byte(`{"a":-1}`), &v); err == nil || err.Error() != `config.a: want a duration such as "30s" or a whole number of seconds` {
 		t.Fatalf("negative: %v", err)
 	}
 }
