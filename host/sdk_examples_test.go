@@ -1,10 +1,12 @@
 package host
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,18 +44,54 @@ func installSDKExample(t *testing.T, extDir, exampleDir, id, wasm string) {
 	}
 }
 
+// sdkBuilds holds the SDK examples built during this test run.
+var sdkBuilds = struct {
+	sync.Mutex
+	dir   string
+	built map[string]string
+}{built: map[string]string{}}
+
+// sdkBuilt returns the cached build of key, or a path to build it to.
+func sdkBuilt(t *testing.T, key string) (string, bool) {
+	t.Helper()
+	sdkBuilds.Lock()
+	defer sdkBuilds.Unlock()
+	if p, ok := sdkBuilds.built[key]; ok {
+		return p, true
+	}
+	if sdkBuilds.dir == "" {
+		d, err := os.MkdirTemp("", "propolis-sdk-examples")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sdkBuilds.dir = d
+	}
+	return filepath.Join(sdkBuilds.dir, strings.ReplaceAll(key, "/", "-")+".wasm"), false
+}
+
+// sdkDone records a build.
+func sdkDone(key, path string) {
+	sdkBuilds.Lock()
+	defer sdkBuilds.Unlock()
+	sdkBuilds.built[key] = path
+}
+
 // buildCExample compiles sdk/c/examples/<id> with sdk/c/build.sh.
 func buildCExample(t *testing.T, id string) string {
 	t.Helper()
+	out, ok := sdkBuilt(t, "c/"+id)
+	if ok {
+		return out
+	}
 	script := filepath.Join("..", "sdk", "c", "build.sh")
 	if out, err := exec.Command(script, "--check").CombinedOutput(); err != nil {
 		t.Skipf("skipped the C SDK: clang with the wasm32-wasi target not found (install clang lld wasi-libc libclang-rt-dev-wasm32): %s", strings.TrimSpace(string(out)))
 	}
 	srcs, _ := filepath.Glob(filepath.Join("..", "sdk", "c", "examples", id, "*.c"))
-	out := filepath.Join(t.TempDir(), id+".wasm")
 	if b, err := exec.Command(script, append([]string{out}, srcs...)...).CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", id, err, b)
 	}
+	sdkDone("c/"+id, out)
 	return out
 }
 
@@ -135,5 +173,108 @@ func TestMQTTSDKCTopicACL(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("alice did not get %v", want)
 		}
+	}
+}
+
+// buildASExample compiles sdk/assemblyscript/examples/<id> with the
+// AssemblyScript compiler npm ci installed in sdk/assemblyscript.
+func buildASExample(t *testing.T, id string) string {
+	t.Helper()
+	sdk := filepath.Join("..", "sdk", "assemblyscript")
+	asc := filepath.Join(sdk, "node_modules", ".bin", "asc")
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("skipped the AssemblyScript SDK: node not found (install nodejs, then npm ci in sdk/assemblyscript)")
+	}
+	if _, err := os.Stat(asc); err != nil {
+		t.Skip("skipped the AssemblyScript SDK: sdk/assemblyscript/node_modules/.bin/asc not found (run npm ci in sdk/assemblyscript)")
+	}
+	out, ok := sdkBuilt(t, "as/"+id)
+	if ok {
+		return out
+	}
+	cmd := exec.Command(filepath.Join("node_modules", ".bin", "asc"), filepath.Join("examples", id, "index.ts"), "--target", "release", "-o", out)
+	cmd.Dir = sdk
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", id, err, b)
+	}
+	sdkDone("as/"+id, out)
+	return out
+}
+
+// v5Props connects an MQTT 5 client sending user properties in its CONNECT.
+func v5Props(t *testing.T, addr, id string, props paho.UserProperties) (*paho.Client, *paho.Connack, error) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn})
+	ack, err := c.Connect(ctx(t), &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, Properties: &paho.ConnectProperties{User: props}})
+	return c, ack, err
+}
+
+// TestMQTTSDKASPropertyAuth: the AssemblyScript SDK's authenticator lets
+// in MQTT 5 clients presenting a configured key, confined to their
+// tenant's topics, and refuses the others.
+func TestMQTTSDKASPropertyAuth(t *testing.T) {
+	wasm := buildASExample(t, "as-property-auth")
+	ext := t.TempDir()
+	installSDKExample(t, ext, filepath.Join("..", "sdk", "assemblyscript", "examples", "as-property-auth"), "as-property-auth", wasm)
+	addr, h := startBroker(t, ext)
+	if !strings.Contains(testLogs(t, h).String(), "as-property-auth 1.0.0: 2 keys, property api-key, without it: deny") {
+		t.Fatalf("no start-up line in the log:\n%s", testLogs(t, h).String())
+	}
+	key := func(v string) paho.UserProperties {
+		return paho.UserProperties{{Key: "site", Value: "x"}, {Key: "api-key", Value: v}}
+	}
+
+	acme, ack, err := v5Props(t, addr, "acme-1", key("9f2c4e7a1b6d3f80"))
+	if err != nil || ack.ReasonCode != 0 {
+		t.Fatalf("acme key: %+v %v", ack, err)
+	}
+	if got := ack.Properties.User.Get("tenant"); got != "acme" {
+		t.Fatalf("CONNACK tenant %q, want acme", got)
+	}
+	if resp, err := acme.Publish(ctx(t), &paho.Publish{Topic: "tenants/acme/t", QoS: 1, Payload: []byte("1")}); resp == nil || resp.ReasonCode != 0 {
+		t.Fatalf("own tenant: %+v %v", resp, err)
+	}
+	if resp, _ := acme.Publish(ctx(t), &paho.Publish{Topic: "tenants/globex/t", QoS: 1, Payload: []byte("1")}); resp == nil || resp.ReasonCode != 0x87 {
+		t.Fatalf("other tenant: %+v", resp)
+	}
+
+	globex, ack, err := v5Props(t, addr, "globex-1", key("5e8a0c3d7f1b2a94"))
+	if err != nil || ack.ReasonCode != 0 || ack.Properties.User.Get("tenant") != "globex" {
+		t.Fatalf("globex key: %+v %v", ack, err)
+	}
+	if resp, _ := globex.Publish(ctx(t), &paho.Publish{Topic: "tenants/globex/t", QoS: 1, Payload: []byte("1")}); resp == nil || resp.ReasonCode != 0x87 {
+		t.Fatalf("read-only key published: %+v", resp)
+	}
+	sack, err := globex.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "tenants/globex/#", QoS: 1}, {Topic: "tenants/#", QoS: 1}}})
+	if sack == nil || string(sack.Reasons) != string([]byte{1, 0x87}) {
+		t.Fatalf("SUBACK %+v %v", sack, err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		props  paho.UserProperties
+		code   byte
+		reason string
+	}{
+		{"unknown key", key("0000000000000000"), 0x86, "unknown api-key"},
+		{"a key's prefix", key("9f2c4e7a1b6d3f8"), 0x86, "unknown api-key"},
+		{"no key", paho.UserProperties{{Key: "site", Value: "x"}}, 0x8c, "the api-key user property is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ack, err := v5Props(t, addr, "c-"+strings.ReplaceAll(tc.name, " ", "-"), tc.props)
+			if err == nil || ack == nil || ack.ReasonCode != tc.code || ack.Properties.ReasonString != tc.reason {
+				t.Fatalf("got %+v %v, want %#x %q", ack, err, tc.code, tc.reason)
+			}
+		})
+	}
+	// MQTT 3.1.1 has no user properties: without_key deny refuses it (0x8C
+	// becomes return code 5).
+	if rc := v3ReturnCode(addr, "v3", "u", "p"); rc != 5 {
+		t.Fatalf("3.1.1 client: return code %d, want 5", rc)
 	}
 }
