@@ -391,8 +391,10 @@ export function filterCovers(f: string, sub: string): bool {
 
 /** propolisAbort is the module's abort: it logs where and traps (build with --use abort=...). */
 export function propolisAbort(message: string | null, fileName: string | null, line: u32, column: u32): void {
-  const m = message == null ? "abort" : message!;
-  const f = fileName == null ? "?" : fileName!;
+  let m = "abort";
+  if (message != null) m = message;
+  let f = "?";
+  if (fileName != null) f = fileName;
   log(LogLevel.ERROR, "abort: " + m + " at " + f + ":" + line.toString() + ":" + column.toString());
   unreachable();
 }

@@ -152,7 +152,7 @@ class Parser {
       const s = this.string();
       if (s == null) return null;
       v.kind = JSONKind.STRING;
-      v.str = s!;
+      v.str = s;
       return v;
     }
     if (c == 123 || c == 91) {
@@ -174,11 +174,11 @@ class Parser {
           this.ws();
           if (this.i >= this.s.length || this.s.charCodeAt(this.i) != 58) return this.fail("':' expected");
           this.i++;
-          v.keys.push(k!);
+          v.keys.push(k);
         }
         const item = this.value(depth + 1);
         if (item == null) return null;
-        v.items.push(item!);
+        v.items.push(item);
         this.ws();
         if (this.i < this.s.length && this.s.charCodeAt(this.i) == 44) {
           this.i++;

@@ -91,14 +91,14 @@ export function decode(len: i32): string {
   if (kind == Kind.START) {
     const r = Start.decode(p, n);
     if (r == null) return "malformed";
-    const s = r!;
+    const s = r;
     return o.s("extension_id", s.extensionId).s("extension_version", s.extensionVersion).s("broker_version", s.brokerVersion)
       .s("previous_version", s.previousVersion).s("config", s.config).n("instance", s.instance).done();
   }
   if (kind == Kind.CONNECT) {
     const r = Connect.decode(p, n);
     if (r == null) return "malformed";
-    const c = r!;
+    const c = r;
     return o.n("protocol_version", c.protocolVersion).n("flags", c.flags).n("will_qos", c.willQos).n("keepalive", c.keepalive)
       .n("session_expiry", c.sessionExpiry).s("client_id", c.clientId).s("username", c.username).raw("password", bytes(c.password))
       .s("remote_addr", c.remoteAddr).s("listener", c.listener).s("tls_subject", c.tlsSubject).raw("tls_sans", strs(c.tlsSans))
@@ -108,20 +108,20 @@ export function decode(len: i32): string {
   if (kind == Kind.PUBLISH) {
     const r = Publish.decode(p, n);
     if (r == null) return "malformed";
-    const x = r!;
+    const x = r;
     return o.n("qos", x.qos).n("flags", x.flags).s("client_id", x.clientId).s("username", x.username).s("topic", x.topic)
       .raw("payload", bytes(x.payload)).done();
   }
   if (kind == Kind.SUBSCRIBE) {
     const r = Subscribe.decode(p, n);
     if (r == null) return "malformed";
-    const x = r!;
+    const x = r;
     return o.n("qos", x.qos).n("flags", x.flags).s("client_id", x.clientId).s("username", x.username).s("filter", x.filter).done();
   }
   if (kind == Kind.EVENT) {
     const r = Event.decode(p, n);
     if (r == null) return "malformed";
-    const e = r!;
+    const e = r;
     return o.n("event", e.event).n("disconnect_kind", e.disconnectKind).n("reason_code", e.reasonCode)
       .n("protocol_version", e.protocolVersion).big("time", e.time).s("client_id", e.clientId).s("username", e.username)
       .s("listener", e.listener).s("remote_addr", e.remoteAddr).s("reason_string", e.reasonString)
@@ -130,14 +130,14 @@ export function decode(len: i32): string {
   if (kind == Kind.CONNACK) {
     const r = Connack.decode(p, n);
     if (r == null) return "malformed";
-    const c = r!;
+    const c = r;
     return o.n("reason_code", c.reasonCode).n("flags", c.flags).n("protocol_version", c.protocolVersion).s("client_id", c.clientId)
       .s("username", c.username).s("reason_string", c.reasonString).raw("user_properties", pairs(c.userProperties)).done();
   }
   if (kind == Kind.MESSAGE) {
     const r = Message.decode(p, n);
     if (r == null) return "malformed";
-    const m = r!;
+    const m = r;
     return o.n("direction", m.direction).n("protocol_version", m.protocolVersion).s("client_id", m.clientId).s("username", m.username)
       .s("publisher", m.publisher).n("qos", m.qos).n("flags", m.flags).n("payload_format", m.payloadFormat)
       .n("message_expiry", m.messageExpiry).s("topic", m.topic).raw("payload", bytes(m.payload))
@@ -147,7 +147,7 @@ export function decode(len: i32): string {
   if (kind == Kind.SUBSCRIPTION) {
     const r = Subscription.decode(p, n);
     if (r == null) return "malformed";
-    const s = r!;
+    const s = r;
     return o.n("qos", s.qos).n("options", s.options).n("protocol_version", s.protocolVersion).n("flags", s.flags)
       .n("identifier", s.identifier).s("client_id", s.clientId).s("username", s.username).s("filter", s.filter)
       .raw("user_properties", pairs(s.userProperties)).done();
@@ -155,7 +155,7 @@ export function decode(len: i32): string {
   if (kind == Kind.DISCONNECT) {
     const r = Disconnect.decode(p, n);
     if (r == null) return "malformed";
-    const d = r!;
+    const d = r;
     return o.n("direction", d.direction).n("reason_code", d.reasonCode).n("protocol_version", d.protocolVersion)
       .s("client_id", d.clientId).s("username", d.username).s("reason_string", d.reasonString)
       .raw("user_properties", pairs(d.userProperties)).done();
@@ -180,17 +180,17 @@ export function selfTest(): string {
   for (let i = 0; i < bad.length; i++) if (parseJSON(bad[i]) != null) fails += "accepted " + bad[i] + " ";
   const v = parseJSON(' {"keys": {"k\\u0031": "acme"}, "n": 18446744073709551615, "list": [true, null, -1.5e3, "\\"x\\n"]} ');
   if (v == null) return fails + "refused a valid document";
-  const doc = v!;
+  const doc = v;
   const kv = doc.get("keys");
   if (kv == null) return fails + "no keys";
-  const keys = kv!;
+  const keys = kv;
   if (keys.kind != JSONKind.OBJECT || keys.keys[0] != "k1" || keys.items[0].str != "acme") fails += "object ";
   const nv = doc.get("n");
   if (nv == null) return fails + "no n";
-  if (nv!.asU64() != U64.MAX_VALUE) fails += "u64 ";
+  if (nv.asU64() != U64.MAX_VALUE) fails += "u64 ";
   const lv = doc.get("list");
   if (lv == null) return fails + "no list";
-  const l = lv!.items;
+  const l = lv.items;
   if (l.length != 4 || !l[0].bool || l[1].kind != JSONKind.NULL || l[2].number != "-1.5e3" || l[3].str != '"x\n') fails += "array ";
   if (doc.get("missing") != null) fails += "missing member ";
   return fails;

@@ -82,7 +82,7 @@ export function propolis_start(len: i32): i32 {
   const s = startRecord(len);
   const parsed = parseJSON(s.config);
   if (parsed == null) return refuse("config is not JSON: " + jsonError);
-  const doc = parsed!;
+  const doc = parsed;
   if (doc.kind != JSONKind.OBJECT) return refuse("config must be a mapping");
   for (let i = 0; i < doc.keys.length; i++) {
     const k = doc.keys[i];
@@ -152,7 +152,7 @@ export function propolis_authenticate(len: i32): u32 {
     setReason("unknown " + property);
     return deny(Code.BAD_USERNAME_OR_PASSWORD);
   }
-  const k = found!;
+  const k: Key = found;
   addPermission(new Permission("tenants/" + k.tenant + "/#", PERM_ALLOW, k.readOnly ? ACTIVITY_SUBSCRIBE : ACTIVITY_BOTH));
   addConnackUserProperty("tenant", k.tenant);
   return allow();
