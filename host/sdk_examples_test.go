@@ -278,3 +278,41 @@ func TestMQTTSDKASPropertyAuth(t *testing.T) {
 		t.Fatalf("3.1.1 client: return code %d, want 5", rc)
 	}
 }
+
+// TestSDKExamplesRefuseBadConfig: each SDK example refuses to start on a
+// bad config, with a reason naming the key.
+func TestSDKExamplesRefuseBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		lang, id, dir string
+		build         func(*testing.T, string) string
+		from, to      string
+		reason        string
+	}{
+		{"c", "c-topic-acl", filepath.Join("..", "sdk", "c", "examples", "c-topic-acl"), buildCExample,
+			"max_qos: 1", "max_qos: 3", "refused to start: c-topic-acl: config rules[3].max_qos must be 0, 1 or 2"},
+		{"c", "c-topic-acl", filepath.Join("..", "sdk", "c", "examples", "c-topic-acl"), buildCExample,
+			"access: publish", "acess: publish", "refused to start: c-topic-acl: config rules[3] has the unknown key acess"},
+		{"as", "as-property-auth", filepath.Join("..", "sdk", "assemblyscript", "examples", "as-property-auth"), buildASExample,
+			"key: 5e8a0c3d7f1b2a94", "key: short", "refused to start: as-property-auth: config keys[2].key is shorter than 16 characters"},
+		{"as", "as-property-auth", filepath.Join("..", "sdk", "assemblyscript", "examples", "as-property-auth"), buildASExample,
+			"without_key: deny", "without_key: maybe", "refused to start: as-property-auth: config without_key must be next or deny"},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			wasm := tc.build(t, tc.id)
+			ext := t.TempDir()
+			installSDKExample(t, ext, tc.dir, tc.id, wasm)
+			path := filepath.Join(ext, tc.id, ManifestFile)
+			m, err := os.ReadFile(path)
+			if err != nil || !strings.Contains(string(m), tc.from) {
+				t.Fatalf("manifest has no %q (%v)", tc.from, err)
+			}
+			if err := os.WriteFile(path, []byte(strings.Replace(string(m), tc.from, tc.to, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			h, _ := newTestHost(t, ext)
+			if st := statusOf(t, h, tc.id); st.State != StateFailed || st.Reason != tc.reason {
+				t.Fatalf("state %s, reason %q; want failed with %q", st.State, st.Reason, tc.reason)
+			}
+		})
+	}
+}
