@@ -79,7 +79,14 @@ func sdkDone(key, path string) {
 // buildCExample compiles sdk/c/examples/<id> with sdk/c/build.sh.
 func buildCExample(t *testing.T, id string) string {
 	t.Helper()
-	out, ok := sdkBuilt(t, "c/"+id)
+	srcs, _ := filepath.Glob(filepath.Join("..", "sdk", "c", "examples", id, "*.c"))
+	return buildC(t, "c/"+id, srcs...)
+}
+
+// buildC compiles C sources with sdk/c/build.sh, once per test run.
+func buildC(t *testing.T, key string, srcs ...string) string {
+	t.Helper()
+	out, ok := sdkBuilt(t, key)
 	if ok {
 		return out
 	}
@@ -87,11 +94,10 @@ func buildCExample(t *testing.T, id string) string {
 	if out, err := exec.Command(script, "--check").CombinedOutput(); err != nil {
 		t.Skipf("skipped the C SDK: clang with the wasm32-wasi target not found (install clang lld wasi-libc libclang-rt-dev-wasm32): %s", strings.TrimSpace(string(out)))
 	}
-	srcs, _ := filepath.Glob(filepath.Join("..", "sdk", "c", "examples", id, "*.c"))
 	if b, err := exec.Command(script, append([]string{out}, srcs...)...).CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", id, err, b)
+		t.Fatalf("build %s: %v\n%s", key, err, b)
 	}
-	sdkDone("c/"+id, out)
+	sdkDone(key, out)
 	return out
 }
 
@@ -314,5 +320,72 @@ func TestSDKExamplesRefuseBadConfig(t *testing.T) {
 				t.Fatalf("state %s, reason %q; want failed with %q", st.State, st.Reason, tc.reason)
 			}
 		})
+	}
+}
+
+// TestMQTTSDKCInterceptors: the C SDK's interceptor, event, tick and stop
+// macros (sdk/c/test/interceptors.c) change real clients' packets.
+func TestMQTTSDKCInterceptors(t *testing.T) {
+	wasm := buildC(t, "c/interceptors", filepath.Join("..", "sdk", "c", "test", "interceptors.c"))
+	ext := t.TempDir()
+	installExtension(t, ext, "c-intercept", wasm, 0, "tick: 100ms\n")
+	addr, h := startBroker(t, ext)
+	logs := testLogs(t, h)
+
+	type msg struct {
+		topic string
+		props map[string]string
+	}
+	got := make(chan msg, 4)
+	sub, ack, err := v5(t, addr, "sub", "", "", func(p paho.PublishReceived) {
+		m := msg{p.Packet.Topic, map[string]string{}}
+		for _, u := range p.Packet.Properties.User {
+			m.props[u.Key] = u.Value
+		}
+		got <- m
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := ack.Properties.User.Get("via"); v != "c-sdk" {
+		t.Fatalf("CONNACK via = %q, want c-sdk", v)
+	}
+	sack, err := sub.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "modern/#", QoS: 2}}})
+	if sack == nil || len(sack.Reasons) != 1 || sack.Reasons[0] != 1 {
+		t.Fatalf("SUBACK %+v %v, want QoS capped at 1", sack, err)
+	}
+	pub, _, err := v5(t, addr, "pub", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := pub.Publish(ctx(t), &paho.Publish{Topic: "legacy/a", QoS: 1, Payload: []byte("x"),
+		Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "k", Value: "v"}}}})
+	if err != nil || resp.ReasonCode != 0 {
+		t.Fatalf("publish: %+v %v", resp, err)
+	}
+	select {
+	case m := <-got:
+		if m.topic != "modern/a" || m.props["k"] != "v" || m.props["moved"] != "yes" || m.props["seen-by"] != "sub" {
+			t.Fatalf("got %+v", m)
+		}
+	case <-time.After(poll.Timeout):
+		t.Fatal("the moved message did not arrive")
+	}
+	resp, _ = pub.Publish(ctx(t), &paho.Publish{Topic: "legacy/b", QoS: 1, Payload: []byte("drop")})
+	if resp == nil || resp.ReasonCode != 0x99 || resp.Properties.ReasonString != "payload refused by the C SDK test" {
+		t.Fatalf("refused publish: %+v", resp)
+	}
+	if _, ack, err := v5(t, addr, "deny-me", "", "", nil); err == nil || ack == nil || ack.ReasonCode != 0x87 || ack.Properties.ReasonString != "c-sdk test says no" {
+		t.Fatalf("deny-me: %+v %v", ack, err)
+	}
+	poll.Until(t, "the event and tick lines", func() bool {
+		s := logs.String()
+		return strings.Contains(s, "c-sdk event auth_succeeded client sub") && strings.Contains(s, "c-sdk event auth_failed client deny-me") &&
+			strings.Contains(s, "c-sdk tick")
+	})
+	select {
+	case m := <-got:
+		t.Fatalf("the refused publish arrived: %+v", m)
+	default:
 	}
 }
