@@ -182,28 +182,34 @@ func TestMQTTSDKCTopicACL(t *testing.T) {
 	}
 }
 
-// buildASExample compiles sdk/assemblyscript/examples/<id> with the
-// AssemblyScript compiler npm ci installed in sdk/assemblyscript.
+// buildASExample compiles sdk/assemblyscript/examples/<id>/index.ts.
 func buildASExample(t *testing.T, id string) string {
 	t.Helper()
-	sdk := filepath.Join("..", "sdk", "assemblyscript")
-	asc := filepath.Join(sdk, "node_modules", ".bin", "asc")
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("skipped the AssemblyScript SDK: node not found (install nodejs, then npm ci in sdk/assemblyscript)")
-	}
-	if _, err := os.Stat(asc); err != nil {
-		t.Skip("skipped the AssemblyScript SDK: sdk/assemblyscript/node_modules/.bin/asc not found (run npm ci in sdk/assemblyscript)")
-	}
-	out, ok := sdkBuilt(t, "as/"+id)
+	return buildAS(t, "as/"+id, filepath.Join("examples", id, "index.ts"))
+}
+
+// buildAS compiles an AssemblyScript entry file (relative to
+// sdk/assemblyscript) with the compiler npm ci installed there, once per
+// test run.
+func buildAS(t *testing.T, key, entry string) string {
+	t.Helper()
+	out, ok := sdkBuilt(t, key)
 	if ok {
 		return out
 	}
-	cmd := exec.Command(filepath.Join("node_modules", ".bin", "asc"), filepath.Join("examples", id, "index.ts"), "--target", "release", "-o", out)
+	sdk := filepath.Join("..", "sdk", "assemblyscript")
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("skipped the AssemblyScript SDK: node not found (install nodejs, then npm ci in sdk/assemblyscript)")
+	}
+	if _, err := os.Stat(filepath.Join(sdk, "node_modules", ".bin", "asc")); err != nil {
+		t.Skip("skipped the AssemblyScript SDK: sdk/assemblyscript/node_modules/.bin/asc not found (run npm ci in sdk/assemblyscript)")
+	}
+	cmd := exec.Command(filepath.Join("node_modules", ".bin", "asc"), entry, "--target", "release", "-o", out)
 	cmd.Dir = sdk
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", id, err, b)
+		t.Fatalf("build %s: %v\n%s", key, err, b)
 	}
-	sdkDone("as/"+id, out)
+	sdkDone(key, out)
 	return out
 }
 
@@ -326,9 +332,21 @@ func TestSDKExamplesRefuseBadConfig(t *testing.T) {
 // TestMQTTSDKCInterceptors: the C SDK's interceptor, event, tick and stop
 // macros (sdk/c/test/interceptors.c) change real clients' packets.
 func TestMQTTSDKCInterceptors(t *testing.T) {
-	wasm := buildC(t, "c/interceptors", filepath.Join("..", "sdk", "c", "test", "interceptors.c"))
+	driveSDKInterceptors(t, buildC(t, "c/interceptors", filepath.Join("..", "sdk", "c", "test", "interceptors.c")), "c-sdk", "the C SDK test")
+}
+
+// TestMQTTSDKASInterceptors: the same with the AssemblyScript SDK
+// (sdk/assemblyscript/test/interceptors.ts).
+func TestMQTTSDKASInterceptors(t *testing.T) {
+	driveSDKInterceptors(t, buildAS(t, "as/interceptors", filepath.Join("test", "interceptors.ts")), "as-sdk", "the AssemblyScript SDK test")
+}
+
+// driveSDKInterceptors runs the SDKs' interceptor test extension, which
+// tags what it does with name and refuses a payload with "payload refused
+// by " + who.
+func driveSDKInterceptors(t *testing.T, wasm, name, who string) {
 	ext := t.TempDir()
-	installExtension(t, ext, "c-intercept", wasm, 0, "tick: 100ms\n")
+	installExtension(t, ext, name, wasm, 0, "tick: 100ms\n")
 	addr, h := startBroker(t, ext)
 	logs := testLogs(t, h)
 
@@ -347,8 +365,8 @@ func TestMQTTSDKCInterceptors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := ack.Properties.User.Get("via"); v != "c-sdk" {
-		t.Fatalf("CONNACK via = %q, want c-sdk", v)
+	if v := ack.Properties.User.Get("via"); v != name {
+		t.Fatalf("CONNACK via = %q, want %s", v, name)
 	}
 	sack, err := sub.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "modern/#", QoS: 2}}})
 	if sack == nil || len(sack.Reasons) != 1 || sack.Reasons[0] != 1 {
@@ -372,16 +390,16 @@ func TestMQTTSDKCInterceptors(t *testing.T) {
 		t.Fatal("the moved message did not arrive")
 	}
 	resp, _ = pub.Publish(ctx(t), &paho.Publish{Topic: "legacy/b", QoS: 1, Payload: []byte("drop")})
-	if resp == nil || resp.ReasonCode != 0x99 || resp.Properties.ReasonString != "payload refused by the C SDK test" {
+	if resp == nil || resp.ReasonCode != 0x99 || resp.Properties.ReasonString != "payload refused by "+who {
 		t.Fatalf("refused publish: %+v", resp)
 	}
-	if _, ack, err := v5(t, addr, "deny-me", "", "", nil); err == nil || ack == nil || ack.ReasonCode != 0x87 || ack.Properties.ReasonString != "c-sdk test says no" {
+	if _, ack, err := v5(t, addr, "deny-me", "", "", nil); err == nil || ack == nil || ack.ReasonCode != 0x87 || ack.Properties.ReasonString != name+" test says no" {
 		t.Fatalf("deny-me: %+v %v", ack, err)
 	}
 	poll.Until(t, "the event and tick lines", func() bool {
 		s := logs.String()
-		return strings.Contains(s, "c-sdk event auth_succeeded client sub") && strings.Contains(s, "c-sdk event auth_failed client deny-me") &&
-			strings.Contains(s, "c-sdk tick")
+		return strings.Contains(s, name+" event auth_succeeded client sub") && strings.Contains(s, name+" event auth_failed client deny-me") &&
+			strings.Contains(s, name+" tick")
 	})
 	select {
 	case m := <-got:
