@@ -30,6 +30,7 @@
 #include "propolis.h"
 #include "propolis_json.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 
 enum { ACCESS_PUBLISH = 1, ACCESS_SUBSCRIBE = 2, ACCESS_BOTH = 3 };
@@ -52,9 +53,14 @@ static int default_next;
 
 static char reason[1024];
 
-/* refuse sets why the start fails and returns non-zero. */
-static int refuse(const char *fmt, unsigned idx, const char *what) {
-	snprintf(reason, sizeof reason, fmt, idx, what);
+/* refuse sets why the start fails ("c-topic-acl: config " + the
+ * formatted text) and returns non-zero. */
+__attribute__((format(printf, 1, 2))) static int refuse(const char *fmt, ...) {
+	va_list ap;
+	int n = snprintf(reason, sizeof reason, "c-topic-acl: config ");
+	va_start(ap, fmt);
+	vsnprintf(reason + n, sizeof reason - (size_t)n, fmt, ap);
+	va_end(ap);
 	propolis_set_reason(reason);
 	return 1;
 }
@@ -86,26 +92,22 @@ static int read_list(propolis_json v, strlist *out) {
 
 static int start(const propolis_start *s) {
 	propolis_json doc, v, list, r;
-	if (propolis_json_parse(s->config, &doc) != 0 || doc.type != PROPOLIS_JSON_OBJECT) {
-		propolis_set_reason("c-topic-acl: config is not a JSON object");
-		return 1;
-	}
+	if (propolis_json_parse(s->config, &doc) != 0 || doc.type != PROPOLIS_JSON_OBJECT)
+		return refuse("is not a JSON object");
 	if (propolis_json_member(doc, "default", &v)) {
 		if (propolis_json_is(v, "next"))
 			default_next = 1;
 		else if (!propolis_json_is(v, "deny"))
-			return refuse("c-topic-acl: config default must be deny or next%.0u%s", 0, "");
+			return refuse("default must be deny or next");
 	}
-	if (!propolis_json_member(doc, "rules", &list) || list.type != PROPOLIS_JSON_ARRAY) {
-		propolis_set_reason("c-topic-acl: config rules must be a list of rules");
-		return 1;
-	}
+	if (!propolis_json_member(doc, "rules", &list) || list.type != PROPOLIS_JSON_ARRAY)
+		return refuse("rules must be a list of rules");
 	propolis_json_iter it = propolis_json_iterate(list);
 	while (propolis_json_next(&it, NULL, &r)) {
 		unsigned idx = nrules + 1;
 		rule *grown = realloc(rules, (nrules + 1) * sizeof(rule));
 		if (grown == NULL)
-			return refuse("c-topic-acl: out of memory at rule %u%s", idx, "");
+			return refuse("rules[%u]: out of memory", idx);
 		rules = grown;
 		rule *ru = &rules[nrules++];
 		memset(ru, 0, sizeof *ru);
@@ -113,20 +115,20 @@ static int start(const propolis_start *s) {
 		ru->allow = 1;
 		ru->max_qos = -1;
 		if (r.type != PROPOLIS_JSON_OBJECT)
-			return refuse("c-topic-acl: config rules[%u] is not a mapping%s", idx, "");
+			return refuse("rules[%u] is not a mapping", idx);
 		propolis_json_iter mt = propolis_json_iterate(r);
 		propolis_json k;
 		while (propolis_json_next(&mt, &k, &v)) {
 			if (propolis_json_is(k, "users")) {
 				if (read_list(v, &ru->users))
-					return refuse("c-topic-acl: config rules[%u].%s must be a non-empty list of strings", idx, "users");
+					return refuse("rules[%u].%s must be a non-empty list of strings", idx, "users");
 			} else if (propolis_json_is(k, "clients")) {
 				if (read_list(v, &ru->clients))
-					return refuse("c-topic-acl: config rules[%u].%s must be a non-empty list of strings", idx,
+					return refuse("rules[%u].%s must be a non-empty list of strings", idx,
 					              "clients");
 			} else if (propolis_json_is(k, "topics")) {
 				if (read_list(v, &ru->topics))
-					return refuse("c-topic-acl: config rules[%u].%s must be a non-empty list of strings", idx,
+					return refuse("rules[%u].%s must be a non-empty list of strings", idx,
 					              "topics");
 			} else if (propolis_json_is(k, "access")) {
 				if (propolis_json_is(v, "publish"))
@@ -134,32 +136,30 @@ static int start(const propolis_start *s) {
 				else if (propolis_json_is(v, "subscribe"))
 					ru->access = ACCESS_SUBSCRIBE;
 				else if (!propolis_json_is(v, "both"))
-					return refuse("c-topic-acl: config rules[%u].%s must be publish, subscribe or both", idx,
+					return refuse("rules[%u].%s must be publish, subscribe or both", idx,
 					              "access");
 			} else if (propolis_json_is(k, "decision")) {
 				if (propolis_json_is(v, "deny"))
 					ru->allow = 0;
 				else if (!propolis_json_is(v, "allow"))
-					return refuse("c-topic-acl: config rules[%u].%s must be allow or deny", idx, "decision");
+					return refuse("rules[%u].%s must be allow or deny", idx, "decision");
 			} else if (propolis_json_is(k, "max_qos")) {
 				uint64_t q;
 				if (propolis_json_u64(v, &q) != 0 || q > 2)
-					return refuse("c-topic-acl: config rules[%u].%s must be 0, 1 or 2", idx, "max_qos");
+					return refuse("rules[%u].%s must be 0, 1 or 2", idx, "max_qos");
 				ru->max_qos = (int)q;
 			} else {
 				char key[64];
 				if (propolis_json_unescape(k, key, sizeof key) < 0)
 					strcpy(key, "?");
-				return refuse("c-topic-acl: config rules[%u] has the unknown key %s", idx, key);
+				return refuse("rules[%u] has the unknown key %s", idx, key);
 			}
 		}
 		if (ru->topics.n == 0)
-			return refuse("c-topic-acl: config rules[%u] has no %s", idx, "topics");
+			return refuse("rules[%u] has no topics", idx);
 	}
-	if (nrules == 0) {
-		propolis_set_reason("c-topic-acl: config rules is empty");
-		return 1;
-	}
+	if (nrules == 0)
+		return refuse("rules is empty");
 	if (s->instance == 0) {
 		snprintf(reason, sizeof reason, "c-topic-acl %.*s: %u rules, default %s", (int)s->extension_version.len,
 		         (const char *)s->extension_version.ptr, nrules, default_next ? "next" : "deny");
