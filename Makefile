@@ -145,7 +145,10 @@ test-sdk-c:
 	  echo "make test: skipped the C SDK: clang with the wasm32-wasi target not found (install clang lld wasi-libc libclang-rt-dev-wasm32): $$why"; \
 	  exit 0; \
 	fi; \
-	out=$$(mktemp -d) && $(SDK_NATIVE_CC) -std=c11 -O1 -Wall -Wextra -Werror -I sdk/c -o $$out/vectors_test sdk/c/test/vectors_test.c && \
+	out=$$(mktemp -d) && cflags="-std=c11 -O1 -g -Wall -Wextra -Werror -I sdk/c" && \
+	  { $(SDK_NATIVE_CC) $$cflags -fsanitize=address,undefined -fno-sanitize-recover=all -o $$out/vectors_test sdk/c/test/vectors_test.c 2>/dev/null || \
+	    { echo "test-sdk-c: $(SDK_NATIVE_CC) has no sanitizers here; the vector tests run without them"; \
+	      $(SDK_NATIVE_CC) $$cflags -o $$out/vectors_test sdk/c/test/vectors_test.c; }; } && \
 	  $$out/vectors_test abi/testdata && rm -rf $$out && \
 	  $(MAKE) --no-print-directory sdk-c $(BIN)/propolis && $(MAKE) --no-print-directory sdk-c-check
 
