@@ -114,7 +114,7 @@ SDK_NATIVE_CC   := $(shell for c in $(CC) gcc clang clang-14; do command -v $$c 
 sdk-c:
 	@for ex in $(SDK_C_EXAMPLES); do \
 	  mkdir -p $(BIN)/sdk/c/$$ex && \
-	  sdk/c/build.sh $(BIN)/sdk/c/$$ex/$$ex.wasm sdk/c/examples/$$ex/*.c && \
+	  sdk/c/build.sh $(BIN)/sdk/c/$$ex/$$ex.wasm sdk/c/examples/$$ex/*.c -Werror && \
 	  cp sdk/c/examples/$$ex/propolis-extension.yaml $(BIN)/sdk/c/$$ex/ && echo "built $(BIN)/sdk/c/$$ex" || exit 1; \
 	done
 

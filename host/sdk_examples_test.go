@@ -94,7 +94,7 @@ func buildC(t *testing.T, key string, srcs ...string) string {
 	if out, err := exec.Command(script, "--check").CombinedOutput(); err != nil {
 		t.Skipf("skipped the C SDK: clang with the wasm32-wasi target not found (install clang lld wasi-libc libclang-rt-dev-wasm32): %s", strings.TrimSpace(string(out)))
 	}
-	if b, err := exec.Command(script, append([]string{out}, srcs...)...).CombinedOutput(); err != nil {
+	if b, err := exec.Command(script, append(append([]string{out}, srcs...), "-Werror")...).CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", key, err, b)
 	}
 	sdkDone(key, out)

@@ -800,9 +800,9 @@ static inline int32_t propolis_packet_set_properties(const propolis_pair *pairs,
 
 /* propolis_result finishes a host service call that answers data (ABI.md
  * section 5, "Results"): n is what the call returned for the buffer
- * (*buf, *cap). When the result did not fit, it grows *buf (realloc; *buf
- * may be NULL) and fetches it with take_result. Returns the result's
- * length, or a negative status. */
+ * (*buf, *cap). When the result did not fit, it grows *buf with realloc
+ * (so *buf must be NULL or from malloc) and fetches it with take_result.
+ * Returns the result's length, or a negative status. */
 static inline int32_t propolis_result(int32_t n, uint8_t **buf, uint32_t *cap) {
 	if (n < 0 || (uint32_t)n <= *cap)
 		return n;
