@@ -202,7 +202,7 @@ export enum LogLevel {
   ERROR = 3,
 }
 
-/** withText calls f with the UTF-8 bytes of s. */
+/** utf8 returns the UTF-8 bytes of s. */
 function utf8(s: string): ArrayBuffer {
   return String.UTF8.encode(s);
 }

@@ -74,7 +74,7 @@ export class Reader {
     const at = this.take(8);
     return at ? load<u64>(at) : 0;
   }
-  /** rawStr reads a str and returns where its bytes are: [ptr, len]. */
+  /** span reads a str and returns where its bytes are (their length in lastLen), 0 when absent. */
   private span(): usize {
     const atEnd = !this.err && this.p == this.end;
     const n = <usize>this.u32();
