@@ -59,6 +59,7 @@ test: check
 	cd examples && $(GOTEST) $(TESTFLAGS) ./...
 	cd shipped && $(GOTEST) $(TESTFLAGS) ./...
 	$(MAKE) test-sdk-rust-or-skip
+	$(MAKE) test-sdk-c test-sdk-as
 	$(MAKE) bench-smoke
 
 # --- Rust SDK (sdk/rust): Debian's rustc with libstd-rust-dev-wasm32, plain
@@ -135,3 +136,77 @@ testdata:
 
 clean:
 	rm -rf $(BIN) extensions/allow-all extensions/.compiled
+
+# ---- The C and AssemblyScript SDKs (sdk/c, sdk/assemblyscript) ----------
+# Each example is built into bin/sdk/<lang>/<id>/ with its manifest. The
+# test targets run the SDK's vector tests (abi/testdata), build the
+# examples and check them with the kit (`propolis extensions check`); on a
+# machine without the toolchain they say what they skipped and succeed.
+SDK_C_EXAMPLES  := c-topic-acl
+SDK_AS_EXAMPLES := as-property-auth
+SDK_AS_DIR      := sdk/assemblyscript
+SDK_ASC         := $(SDK_AS_DIR)/node_modules/.bin/asc
+# the native compiler of the C SDK's vector tests
+SDK_NATIVE_CC   := $(shell for c in $(CC) gcc clang clang-14; do command -v $$c >/dev/null 2>&1 && { echo $$c; break; }; done)
+
+.PHONY: sdk-c sdk-as test-sdk-c test-sdk-as
+
+## sdk-c: build the C SDK's examples (clang for wasm32-wasi) into bin/sdk/c/<id>/
+sdk-c:
+	@for ex in $(SDK_C_EXAMPLES); do \
+	  mkdir -p $(BIN)/sdk/c/$$ex && \
+	  sdk/c/build.sh $(BIN)/sdk/c/$$ex/$$ex.wasm sdk/c/examples/$$ex/*.c -Werror && \
+	  cp sdk/c/examples/$$ex/propolis-extension.yaml $(BIN)/sdk/c/$$ex/ && echo "built $(BIN)/sdk/c/$$ex" || exit 1; \
+	done
+
+## sdk-as: build the AssemblyScript SDK's examples (after npm ci in sdk/assemblyscript) into bin/sdk/as/<id>/
+sdk-as:
+	@for ex in $(SDK_AS_EXAMPLES); do \
+	  mkdir -p $(BIN)/sdk/as/$$ex && \
+	  (cd $(SDK_AS_DIR) && ./node_modules/.bin/asc examples/$$ex/index.ts --target release -o $(CURDIR)/$(BIN)/sdk/as/$$ex/$$ex.wasm) && \
+	  cp $(SDK_AS_DIR)/examples/$$ex/propolis-extension.yaml $(BIN)/sdk/as/$$ex/ && echo "built $(BIN)/sdk/as/$$ex" || exit 1; \
+	done
+
+# sdk-kit-check LANG IDS: the kit on each example; until bin/propolis has
+# `extensions check`, a throwaway host must load each one as ready.
+define sdk-kit-check
+	@if ./$(BIN)/propolis extensions 2>&1 | grep -q 'extensions check'; then \
+	  for ex in $(2); do ./$(BIN)/propolis extensions check $(BIN)/sdk/$(1)/$$ex || exit 1; done; \
+	else \
+	  data=$$(mktemp -d) && out=$$(./$(BIN)/propolis extensions list --extensions $(BIN)/sdk/$(1) --data $$data) && rm -rf $$data && \
+	  echo "$$out" && for ex in $(2); do \
+	    echo "$$out" | grep -q "^$$ex .* ready " || { echo "$$ex did not load"; exit 1; }; \
+	  done && echo "$(1) SDK examples load (bin/propolis has no 'extensions check' yet)"; \
+	fi
+endef
+
+## test-sdk-c: the C SDK's vector tests (compiled natively), then its examples built and checked
+test-sdk-c:
+	@if ! why=$$(sdk/c/build.sh --check); then \
+	  echo "make test: skipped the C SDK: clang with the wasm32-wasi target not found (install clang lld wasi-libc libclang-rt-dev-wasm32): $$why"; \
+	  exit 0; \
+	fi; \
+	out=$$(mktemp -d) && cflags="-std=c11 -O1 -g -Wall -Wextra -Werror -I sdk/c" && \
+	  { $(SDK_NATIVE_CC) $$cflags -fsanitize=address,undefined -fno-sanitize-recover=all -o $$out/vectors_test sdk/c/test/vectors_test.c 2>/dev/null || \
+	    { echo "test-sdk-c: $(SDK_NATIVE_CC) has no sanitizers here; the vector tests run without them"; \
+	      $(SDK_NATIVE_CC) $$cflags -o $$out/vectors_test sdk/c/test/vectors_test.c; }; } && \
+	  $$out/vectors_test abi/testdata && rm -rf $$out && \
+	  $(MAKE) --no-print-directory sdk-c $(BIN)/propolis && $(MAKE) --no-print-directory sdk-c-check
+
+.PHONY: sdk-c-check sdk-as-check
+sdk-c-check:
+	$(call sdk-kit-check,c,$(SDK_C_EXAMPLES))
+
+## test-sdk-as: the AssemblyScript SDK's vector tests (under node), then its examples built and checked
+test-sdk-as:
+	@if ! command -v node >/dev/null; then \
+	  echo "make test: skipped the AssemblyScript SDK: node not found (install nodejs, then run npm ci in $(SDK_AS_DIR))"; exit 0; \
+	elif [ ! -x $(SDK_ASC) ]; then \
+	  echo "make test: skipped the AssemblyScript SDK: $(SDK_ASC) not found (run npm ci in $(SDK_AS_DIR))"; exit 0; \
+	fi; \
+	cd $(SDK_AS_DIR) && ./node_modules/.bin/asc test/vectors.ts --target release -o build/vectors.wasm && \
+	  node test/vectors.mjs build/vectors.wasm ../../abi/testdata && cd $(CURDIR) && \
+	  $(MAKE) --no-print-directory sdk-as $(BIN)/propolis && $(MAKE) --no-print-directory sdk-as-check
+
+sdk-as-check:
+	$(call sdk-kit-check,as,$(SDK_AS_EXAMPLES))
