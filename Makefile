@@ -8,7 +8,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 GOTEST    ?= $(GO) test
 TESTFLAGS ?= -count=1 -timeout 10m
 
-.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean
+.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean kit-examples
 
 all: build
 
@@ -40,13 +40,24 @@ examples:
 run: build
 	./$(BIN)/propolis serve
 
-## test: every test of every module, after the checks, and a smoke run of
-## the benchmark harness (it checks the harness runs, not the figures)
+## test: every test of every module, after the checks, the conformance
+## kit over every example, and a smoke run of the benchmark harness (it
+## checks the harness runs, not the figures)
 test: check
 	$(GOTEST) $(TESTFLAGS) ./...
 	cd sdk/go && $(GOTEST) $(TESTFLAGS) ./...
 	cd examples && $(GOTEST) $(TESTFLAGS) ./...
+	$(MAKE) kit-examples
 	$(MAKE) bench-smoke
+
+## kit-examples: build, then `propolis extensions check` (the conformance
+## kit) on every example extension; compiled code is kept in bin/.kit-cache
+kit-examples: build
+	@for ex in $(EXAMPLES); do \
+	  ./$(BIN)/propolis extensions check --cache $(BIN)/.kit-cache $(BIN)/examples/$$ex > $(BIN)/examples/$$ex.check.txt 2>&1 \
+	    && tail -2 $(BIN)/examples/$$ex.check.txt | head -1 | sed "s|^|kit-examples: $$ex: |" \
+	    || { cat $(BIN)/examples/$$ex.check.txt; exit 1; }; \
+	done
 
 ## bench-smoke: the benchmark harness at a tenth of its sizes (< 1 minute)
 bench-smoke:
