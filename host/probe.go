@@ -162,11 +162,15 @@ func (p *Probe) Restart(ctx context.Context) error {
 	return p.load(ctx)
 }
 
-// Callbacks returns the chain callbacks the host calls: exported, and
-// declared by declare_callbacks when the start callback called it.
+// Callbacks returns the chain callbacks a broker would call: exported,
+// declared by declare_callbacks when the start callback called it, and
+// propolis_tick only when the manifest sets a tick.
 func (p *Probe) Callbacks() []abi.Callback {
 	var out []abi.Callback
 	for cb, info := range abi.Callbacks {
+		if abi.Callback(cb) == abi.CallbackTick && p.m.Tick == 0 {
+			continue
+		}
 		if info.Bit != 0 && p.ext.has(info.Bit) {
 			out = append(out, abi.Callback(cb))
 		}
@@ -209,9 +213,6 @@ func (p *Probe) Call(ctx context.Context, cb abi.Callback, rec interface{ Encode
 	a, err := p.h.invoke(ctx, p.ext, cb, r)
 	res := ProbeResult{Err: err, Decision: a.decision, Code: a.code, Reason: a.out.reason, Refused: p.obs.end()}
 	res.Outcome = classify(err, abi.Decisions[a.decision].Refuses)
-	if !abi.Callbacks[cb].Decides() && err == nil {
-		res.Outcome = OutcomeOK
-	}
 	res.Memory = p.ext.pool.idleMemory()
 	return res
 }
@@ -233,35 +234,45 @@ func (p *Probe) stop() {
 	delete(p.h.exts, filepath.Base(p.dir))
 	p.h.mu.Unlock()
 	p.h.rebuildChain()
-	p.obs.stops.Store(nil)
+	p.obs.takeStop()
 	p.ext.stop(true)
-	if bad := p.obs.stops.Load(); bad != nil && p.stopErr == nil {
+	if bad := p.obs.takeStop(); bad != nil && p.stopErr == nil {
 		p.stopErr = fmt.Errorf("%s ended %s (limit: ten call deadlines, at least 2s)", abi.CallbackStop, bad.Outcome)
 	}
 }
 
-// probeObserver hears the probe's calls (for the stop callback's outcome)
-// and the service calls refused for want of a grant.
+// probeObserver hears the probe's calls (for the stop callbacks'
+// outcomes) and the service calls refused for want of a grant. Calls
+// reach it from the probe's goroutine and from the pool's (a replacement
+// instance's start).
 type probeObserver struct {
-	stops   atomicCall
-	mu      sync.Mutex
+	mu sync.Mutex
+	// badStop is the first stop callback that failed since the last
+	// resetStop.
+	badStop *Call
 	refused []abi.HostFunc
 }
 
-// atomicCall holds the first failed stop call.
-type atomicCall struct {
-	mu sync.Mutex
-	c  *Call
-}
-
-func (a *atomicCall) Store(c *Call) { a.mu.Lock(); a.c = c; a.mu.Unlock() }
-func (a *atomicCall) Load() *Call   { a.mu.Lock(); defer a.mu.Unlock(); return a.c }
-
 // ObserveCall keeps the first stop callback that failed.
 func (o *probeObserver) ObserveCall(c Call) {
-	if c.Callback == abi.CallbackStop && c.Outcome != OutcomeOK && o.stops.Load() == nil {
-		o.stops.Store(&c)
+	if c.Callback != abi.CallbackStop || c.Outcome == OutcomeOK {
+		return
 	}
+	o.mu.Lock()
+	if o.badStop == nil {
+		o.badStop = &c
+	}
+	o.mu.Unlock()
+}
+
+// takeStop returns the first failed stop callback since the last call, and
+// forgets it.
+func (o *probeObserver) takeStop() *Call {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := o.badStop
+	o.badStop = nil
+	return c
 }
 
 // notPermitted records a service call refused for want of a grant.
@@ -271,12 +282,14 @@ func (o *probeObserver) notPermitted(f abi.HostFunc) {
 	o.mu.Unlock()
 }
 
+// begin starts a call: no refusal recorded yet.
 func (o *probeObserver) begin() {
 	o.mu.Lock()
 	o.refused = o.refused[:0]
 	o.mu.Unlock()
 }
 
+// end returns the refusals recorded since begin.
 func (o *probeObserver) end() []abi.HostFunc {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -281,14 +281,16 @@ func (x *runner) outcome(name string, s *cbStats, note string, o host.Outcome, p
 	x.r.add("run", name, Fail, "%s on %d of %d calls%s; first on %s: %s", problem, len(fs), s.calls, note, fs[0].in, fs[0].msg)
 }
 
-// Bounds of the memory check: the corpus is repeated on one instance
-// until its memory stops growing, at least twice, and at most until
-// memoryCalls calls (or maxRuns runs) were made: a garbage-collected
-// guest's heap may grow for its first thousand calls before its first
-// collection, but then stays flat.
+// Bounds of the memory check. The corpus is repeated on one instance
+// until a run ends with its memory flat (pass), or until, having grown on
+// every run, the memory grew by more than leakFloor and more than it held
+// after the first run (a leak: a garbage-collected guest collects before
+// its heap doubles, so it flattens first), or until maxMemoryCalls calls or
+// maxRuns runs (no verdict: still growing, slowly).
 const (
-	memoryCalls = 1000
-	maxRuns     = 50
+	maxMemoryCalls = 20000
+	maxRuns        = 100
+	leakFloor      = 8 << 20
 )
 
 // stateAndMemory repeats the corpus on the same instance, watching its
@@ -296,33 +298,45 @@ const (
 // not depend on what the instance saw before.
 func (x *runner) stateAndMemory(corpus []*input, first []answer) {
 	n := len(corpus)
-	runs := min(maxRuns, max(3, (memoryCalls+n-1)/n))
 	mem := []uint64{x.memory()}
 	answers := [][]answer{first}
-	for len(answers) < runs && x.repeatFail == nil {
+	flat, leak := false, false
+	for len(answers) < maxRuns && n*len(answers) < maxMemoryCalls && x.repeatFail == nil {
 		answers = append(answers, x.pass(corpus, false))
-		mem = append(mem, x.memory())
-		if len(mem) >= 3 && mem[len(mem)-1] <= mem[len(mem)-2] {
-			break
+		m := x.memory()
+		mem = append(mem, m)
+		if m <= mem[len(mem)-2] {
+			flat = len(mem) >= 3
+			if flat {
+				break
+			}
+			continue
 		}
-	}
-	if f := x.repeatFail; f != nil {
-		x.r.add("run", "repeated calls succeed", Fail, "a call failed when the corpus was repeated on the same instance (run %d): %s: %s; linear memory before it: %d KiB",
-			len(answers), f.in, f.msg, mem[len(mem)-1]>>10)
-		x.r.add("run", "memory does not keep growing", Skip, "not run: a repeated call failed")
-	} else {
 		grew := true
 		for i := 1; i < len(mem); i++ {
 			grew = grew && mem[i] > mem[i-1]
 		}
-		calls := uint64(n * (len(mem) - 1))
-		if grew {
-			x.r.add("run", "memory does not keep growing", Fail, "linear memory grew on every one of %d runs of the same %d calls, from %d to %d KiB (about %d bytes per call): a leak",
-				len(mem)-1, n, mem[0]>>10, mem[len(mem)-1]>>10, (mem[len(mem)-1]-mem[0])/calls)
-		} else {
-			x.r.add("run", "memory does not keep growing", Pass, "linear memory after the first run and each of %d more of the same %d calls: %s KiB",
-				len(mem)-1, n, kib(mem))
+		if grew && m-mem[0] > max(leakFloor, mem[0]) {
+			leak = true
+			break
 		}
+	}
+	runs, calls := len(mem)-1, uint64(n*(len(mem)-1))
+	switch {
+	case x.repeatFail != nil:
+		f := x.repeatFail
+		x.r.add("run", "repeated calls succeed", Fail, "a call failed when the corpus was repeated on the same instance (run %d): %s: %s; linear memory before it: %d KiB",
+			len(answers), f.in, f.msg, mem[len(mem)-1]>>10)
+		x.r.add("run", "memory does not keep growing", Skip, "not run: a repeated call failed")
+	case leak:
+		x.r.add("run", "memory does not keep growing", Fail, "linear memory grew on every one of %d runs of the same %d calls, from %d to %d KiB (about %d bytes per call): a leak",
+			runs, n, mem[0]>>10, mem[len(mem)-1]>>10, (mem[len(mem)-1]-mem[0])/calls)
+	case flat:
+		x.r.add("run", "memory does not keep growing", Pass, "linear memory after the first run and each of %d more of the same %d calls: %s KiB",
+			runs, n, kib(mem))
+	default:
+		x.r.add("run", "memory does not keep growing", Pass, "no verdict: linear memory still grew slowly after %d runs of the same %d calls, from %d to %d KiB (about %d bytes per call); raise --calls to judge",
+			runs, n, mem[0]>>10, mem[len(mem)-1]>>10, (mem[len(mem)-1]-mem[0])/calls)
 	}
 	labels := make([]string, len(answers)+1)
 	for k := 1; k < len(answers); k++ {
