@@ -74,7 +74,14 @@ type runner struct {
 	reopen int // restarts after a crash-loop stop
 	// repeatFail is the first call that failed in a pass after the first.
 	repeatFail *failure
+	// overran are the inputs whose call overran its deadline once but not
+	// when tried again.
+	overran []*input
 }
+
+// deadlineRetries is how many more times an input whose call overran its
+// deadline is tried before the overrun counts.
+const deadlineRetries = 2
 
 // runChecks starts the extension in a probe, drives every callback it
 // exports with the corpus, and checks answers, deadlines, services,
@@ -171,6 +178,17 @@ func (x *runner) pass(corpus []*input, record bool) []answer {
 			res = x.p.Call(x.ctx, in.cb, in.rec, in.extra)
 			x.r.CallsMade++
 		}
+		// A deadline overrun may be the machine's load (a CI runner
+		// shared with other jobs): the input is tried again, on a fresh
+		// instance, and only an overrun every time counts.
+		for try := 0; try < deadlineRetries && res.Outcome == host.OutcomeDeadline; try++ {
+			again := x.p.Call(x.ctx, in.cb, in.rec, in.extra)
+			x.r.CallsMade++
+			if again.Outcome != host.OutcomeDeadline {
+				x.overran = append(x.overran, in)
+				res = again
+			}
+		}
 		out[in.n] = answer{outcome: res.Outcome, decision: res.Decision, code: res.Code}
 		if !record {
 			switch res.Outcome {
@@ -230,8 +248,8 @@ func (x *runner) report(cbs []abi.Callback) {
 			note = fmt.Sprintf(" (stopped driving it after %d failed calls)", s.failed())
 		}
 		x.outcome(name+": no trap", s, note, host.OutcomeTrap, "traps")
-		x.outcome(name+": answers within the deadline", s, note, host.OutcomeDeadline,
-			fmt.Sprintf("runs past its deadline (%v)", deadline(x.t.manifest, cb)))
+		x.outcome(name+": answers within the deadline", s, note+x.overranNote(cb), host.OutcomeDeadline,
+			fmt.Sprintf("runs past its deadline (%v) every time it is tried", deadline(x.t.manifest, cb)))
 		what := "answers are valid decisions"
 		if !abi.Callbacks[cb].Decides() {
 			what = "calls succeed"
@@ -250,6 +268,25 @@ func (x *runner) report(cbs []abi.Callback) {
 			x.r.add("run", name+": an instance is available", Fail, "%d calls found no instance; first on %s: %s", len(fs), fs[0].in, fs[0].msg)
 		}
 	}
+}
+
+// overranNote says which inputs of cb overran their deadline once but
+// answered in time when tried again.
+func (x *runner) overranNote(cb abi.Callback) string {
+	n := 0
+	var first *input
+	for _, in := range x.overran {
+		if in.cb == cb {
+			if n == 0 {
+				first = in
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d calls overran once and answered in time when tried again, first %s: a loaded machine, or a call close to its deadline)", n, first)
 }
 
 func serviceOf(fn string) string {
