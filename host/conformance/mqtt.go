@@ -46,6 +46,21 @@ func (o *mqttObserver) ObserveCall(c host.Call) {
 	o.calls[c.Callback][c.Outcome]++
 }
 
+// settle waits, at most two seconds, until no call has been made for
+// 100 ms: the events of the last disconnections are delivered after the
+// clients are gone.
+func (o *mqttObserver) settle() {
+	last := -1
+	for range 20 {
+		n, _ := o.summary()
+		if n == last {
+			return
+		}
+		last = n
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // summary says how many calls there were, and lists the failed ones.
 func (o *mqttObserver) summary() (total int, failed []string) {
 	o.mu.Lock()
@@ -126,6 +141,7 @@ func mqttChecks(ctx context.Context, r *Report, t *target, opts Options) {
 	s.v311()
 	s.v5()
 	s.v5Will()
+	obs.settle()
 
 	total, failed := obs.summary()
 	if len(failed) > 0 {
