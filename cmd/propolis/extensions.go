@@ -139,8 +139,8 @@ func checkFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 	seed := optionalFlag(fs, "seed", "a random seed, printed in the report", "generate the inputs from seed `N`, to replay a run")
 	calls := fs.Int("calls", conformance.DefaultCalls, "drive each callback with `N` generated inputs")
 	mqtt := fs.Bool("mqtt", false, "also run the extension in an embedded broker on a loopback port with real MQTT 3.1.1 and 5 clients")
-	user := fs.String("username", "", "with --mqtt, connect as `USER` (default kit), so an authenticating extension lets the clients in")
-	pass := fs.String("password", "", "with --mqtt, the clients' `PASSWORD` (default kit-password)")
+	user := optionalFlag(fs, "username", "kit", "with --mqtt, connect as `USER`, so that an authenticating extension lets the clients in")
+	pass := optionalFlag(fs, "password", "kit-password", "with --mqtt, the clients' `PASSWORD`")
 	cache := optionalFlag(fs, "cache", "none: each module is compiled anew", "keep the compiled code in `DIR` between runs")
 	verbose := fs.Bool("verbose", false, "print the extension's and the host's logs on stderr")
 	return func(path string, stdout, stderr io.Writer) error {
@@ -151,7 +151,7 @@ func checkFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 			return usagef("extensions check", "--calls %d: want at least 1", *calls)
 		}
 		opts := conformance.Options{Seed: rand.Uint64() >> 1, Calls: *calls, MQTT: *mqtt, CacheDir: cache.value,
-			Username: *user, Password: *pass}
+			Username: user.value, Password: pass.value}
 		if seed.value != "" {
 			n, err := strconv.ParseUint(seed.value, 10, 64)
 			if err != nil {

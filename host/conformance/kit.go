@@ -41,7 +41,7 @@ type Options struct {
 	// port and drives it with real MQTT 3.1.1 and 5 clients.
 	MQTT bool
 	// Username and Password are the credentials the MQTT clients send;
-	// "" means user "kit", password "kit-password". An authenticating
+	// "" means "kit" and "kit-password". An authenticating
 	// extension that refuses them leaves the later scenarios undriven
 	// (reported, not failed).
 	Username, Password string

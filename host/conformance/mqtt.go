@@ -136,7 +136,10 @@ func mqttChecks(ctx context.Context, r *Report, t *target, opts Options) {
 
 	s := &scenarios{r: r, addr: addr, user: opts.Username, pass: opts.Password}
 	if s.user == "" {
-		s.user, s.pass = "kit", "kit-password"
+		s.user = "kit"
+	}
+	if s.pass == "" {
+		s.pass = "kit-password"
 	}
 	s.v311()
 	s.v5()
