@@ -232,6 +232,10 @@ func (s *scenarios) v311() {
 		return
 	}
 	rc := tok.(*paho3.ConnectToken).ReturnCode()
+	if rc == 0 && tok.Error() != nil {
+		s.r.add("mqtt", name, Fail, "CONNECT: %v", tok.Error())
+		return
+	}
 	if rc != 0 {
 		if rc > 5 {
 			s.r.add("mqtt", name, Fail, "CONNACK return code %#x is not one MQTT 3.1.1 defines", rc)

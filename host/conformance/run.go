@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -90,11 +91,10 @@ func runChecks(ctx context.Context, r *Report, t *target, opts Options) {
 	began := time.Now()
 	p, err := host.OpenProbe(ctx, t.dir, t.manifest, host.ProbeOptions{Logger: opts.Logger, CacheDir: opts.CacheDir})
 	if err != nil {
-		st := Fail
 		if strings.Contains(err.Error(), abi.Callbacks[abi.CallbackMarker].Export) {
 			r.add("run", "ABI version", Fail, "%v", err)
 		}
-		r.Results = append(r.Results, Result{Group: "run", Name: "start and stop", Status: st,
+		r.Results = append(r.Results, Result{Group: "run", Name: "start and stop", Status: Fail,
 			Message: fmt.Sprintf("start with the manifest's config failed: %v", err), Took: time.Since(began)})
 		return
 	}
@@ -104,7 +104,7 @@ func runChecks(ctx context.Context, r *Report, t *target, opts Options) {
 	stopErr := func() error {
 		if len(cbs) == 0 {
 			r.add("run", "callbacks", Skip, "the module exports (or declares) no callback: nothing to drive")
-			return nil
+			return x.p.Close(ctx)
 		}
 		corpus := newGen(opts.Seed).corpus(cbs, opts.Calls)
 		first := x.pass(corpus, true)
@@ -128,11 +128,16 @@ func runChecks(ctx context.Context, r *Report, t *target, opts Options) {
 	r.Results = append(r.Results, res)
 }
 
+// configSummary shows the manifest's config as JSON, shortened.
 func configSummary(m *host.Manifest) string {
 	if m.Config == nil {
 		return "{}"
 	}
-	s := fmt.Sprintf("%v", m.Config)
+	b, err := json.Marshal(m.Config)
+	if err != nil {
+		b = []byte(fmt.Sprint(m.Config))
+	}
+	s := string(b)
 	if len(s) > 60 {
 		s = s[:57] + "..."
 	}
