@@ -33,9 +33,10 @@ type Options struct {
 	// failure can be replayed.
 	Seed uint64
 	// Calls is how many inputs each exported callback gets; 0 means
-	// DefaultCalls. The corpus is called three times on one instance (the
-	// memory check) and once more, reversed, on a fresh one (the state
-	// check).
+	// DefaultCalls. When every call succeeds, the corpus is repeated on
+	// the same instance until its memory stops growing (the memory check;
+	// at least twice) and run once more, reversed, on a fresh instance
+	// (the state check).
 	Calls int
 	// MQTT also runs the extension in an embedded broker on a loopback
 	// port and drives it with real MQTT 3.1.1 and 5 clients.
