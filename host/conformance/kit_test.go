@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/propolis-mqtt/propolis/abi"
@@ -98,15 +101,34 @@ func TestExamplesPass(t *testing.T) {
 // guests and WAT modules, as bare modules.
 func TestValidGuestsPass(t *testing.T) {
 	paths := []string{wat("ok/minimal"), wat("ok/wat_auth"), wat("ok/events"), wat("ok/features"), wat("ok/svc_bad_args")}
-	for _, g := range []string{"interceptnoop", "perms", "ticker", "connattrs", "svcprobe"} {
+	for _, g := range []string{"bench", "bigrecord", "connattrs", "interceptnomatch", "interceptnoop", "interceptprobe", "kicker", "perms",
+		"svcbench", "svcprobe", "ticker"} {
 		paths = append(paths, buildGo(t, "testdata/guests", g))
 	}
+	// httpauth asks an identity service on every CONNECT: a real one on
+	// loopback, granted in its manifest.
+	var asked atomic.Int64
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		var c struct{ Username string }
+		_ = json.NewDecoder(r.Body).Decode(&c)
+		if !strings.HasPrefix(c.Username, "user-") {
+			w.WriteHeader(http.StatusForbidden)
+		}
+	}))
+	t.Cleanup(idp.Close)
+	host := strings.TrimPrefix(idp.URL, "http://")
+	paths = append(paths, folder(t, "httpauth", buildGo(t, "testdata/guests", "httpauth"),
+		"services: [http, auth_cache]\nhttp:\n  hosts: [\""+host+"\"]\nconfig:\n  url: "+idp.URL+"/check\n  cache_seconds: 60\n"))
 	for _, p := range paths {
 		t.Run(filepath.Base(p), func(t *testing.T) {
 			if r := check(t, p, Options{}); !r.Passed() {
 				t.Fatalf("failed the kit:\n%s", text(r))
 			}
 		})
+	}
+	if asked.Load() == 0 {
+		t.Fatal("httpauth never asked its identity service")
 	}
 }
 
