@@ -74,6 +74,8 @@ type extension struct {
 	// instances counts the instances created, for the START record's
 	// instance index (0 for the first).
 	instances atomic.Uint32
+	// minor is the ABI minor version the first instance's marker answered.
+	minor atomic.Uint32
 
 	// callbacks is the set of callback bits (abi.CallbackInfo.Bit) the
 	// host calls: exported, and declared by declare_callbacks when the
@@ -300,47 +302,65 @@ func featureHint(err error) string {
 // checkModule compares the module's imports and exports with the ABI
 // table and returns the callback bits it exports. Errors name the function.
 func checkModule(c wazero.CompiledModule) (uint32, error) {
+	r := checkModuleAll(c)
+	if len(r.Problems) > 0 {
+		return 0, r.Problems[0].Err
+	}
+	return r.Callbacks, nil
+}
+
+// checkModuleAll is checkModule listing every problem, in the order
+// checkModule reports the first (CheckModule, for the conformance kit).
+func checkModuleAll(c wazero.CompiledModule) ModuleReport {
+	var r ModuleReport
+	bad := func(name string, err error) { r.Problems = append(r.Problems, ModuleProblem{Name: name, Err: err}) }
 	exports := c.ExportedFunctions()
-	var bits uint32
 	takesRecords, hasBuffer := false, false
 	for cb, info := range abi.Callbacks {
 		def, ok := exports[info.Export]
 		if !ok {
 			if info.Required {
-				return 0, fmt.Errorf("export %s: missing: not a Propolis ABI %d module", info.Export, abi.Major)
+				bad("export "+info.Export, fmt.Errorf("export %s: missing: not a Propolis ABI %d module", info.Export, abi.Major))
 			}
 			continue
 		}
-		if got := signature(def); !got.Equal(info.Sig) {
-			return 0, fmt.Errorf("export %s: got %s, want %s", info.Export, got, info.Sig)
-		}
-		bits |= info.Bit
-		takesRecords = takesRecords || info.Record != 0
 		hasBuffer = hasBuffer || abi.Callback(cb) == abi.CallbackBuffer
+		if got := signature(def); !got.Equal(info.Sig) {
+			bad("export "+info.Export, fmt.Errorf("export %s: got %s, want %s", info.Export, got, info.Sig))
+			continue
+		}
+		r.Callbacks |= info.Bit
+		r.HasMarker = r.HasMarker || abi.Callback(cb) == abi.CallbackMarker
+		takesRecords = takesRecords || info.Record != 0
 	}
 	if _, ok := c.ExportedMemories()[abi.ExportMemory]; !ok {
-		return 0, fmt.Errorf("export %s: missing", abi.ExportMemory)
+		bad("export "+abi.ExportMemory, fmt.Errorf("export %s: missing", abi.ExportMemory))
 	}
 	if takesRecords && !hasBuffer {
-		return 0, fmt.Errorf("export %s: missing (required by the callbacks the module exports)", abi.Callbacks[abi.CallbackBuffer].Export)
+		name := abi.Callbacks[abi.CallbackBuffer].Export
+		bad("export "+name, fmt.Errorf("export %s: missing (required by the callbacks the module exports)", name))
 	}
 	for _, def := range c.ImportedFunctions() {
 		mod, name, _ := def.Import()
+		what := "import " + mod + "." + name
 		switch mod {
 		case abi.ImportModule:
 			f, ok := abi.HostFuncByName(name)
 			if !ok {
-				return 0, fmt.Errorf("import %s.%s: no such host function in ABI %s", mod, name, abi.Version)
+				bad(what, fmt.Errorf("import %s.%s: no such host function in ABI %s", mod, name, abi.Version))
+				continue
 			}
 			if got, want := signature(def), abi.HostFuncs[f].Sig(); !got.Equal(want) {
-				return 0, fmt.Errorf("import %s.%s: got %s, want %s", mod, name, got, want)
+				bad(what, fmt.Errorf("import %s.%s: got %s, want %s", mod, name, got, want))
+				continue
 			}
+			r.HostFuncs = append(r.HostFuncs, f)
 		case wasi_snapshot_preview1.ModuleName:
 		default:
-			return 0, fmt.Errorf("import %s.%s: unknown module %q (the host provides %s and %s)", mod, name, mod, abi.ImportModule, wasi_snapshot_preview1.ModuleName)
+			bad(what, fmt.Errorf("import %s.%s: unknown module %q (the host provides %s and %s)", mod, name, mod, abi.ImportModule, wasi_snapshot_preview1.ModuleName))
 		}
 	}
-	return bits, nil
+	return r
 }
 
 // declaration is what a start callback declared with declare_callbacks,

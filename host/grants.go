@@ -92,6 +92,9 @@ func (g *serviceGate) admit(in *instance, f abi.HostFunc) int32 {
 	info := &abi.HostFuncs[f]
 	if !g.grants(info.Service) {
 		g.notPermitted.Add(1)
+		if w := in.ext.host.watch; w != nil { // a conformance probe (probe.go)
+			w.notPermitted(f)
+		}
 		g.refused(in, f, "host service not granted: add it to the manifest's services list", "service", info.Service.String())
 		return abi.StatusNotPermitted
 	}

@@ -83,6 +83,9 @@ type Host struct {
 	// trimEvery is how often pools give back instances beyond their size
 	// that stayed idle (pool.trim).
 	trimEvery time.Duration
+	// watch, set only by OpenProbe before anything loads, hears the
+	// service calls refused for want of a grant.
+	watch *probeObserver
 }
 
 var (

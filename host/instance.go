@@ -195,6 +195,9 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 	if uint32(minor) > abi.Minor {
 		return fail(fmt.Errorf("export %s: module is built for ABI 1.%d, this broker runs up to %s", abi.CallbackMarker, uint32(minor), abi.Version))
 	}
+	if index == 0 {
+		e.minor.Store(uint32(minor))
+	}
 	if in.fns[abi.CallbackBuffer] != nil {
 		if err := in.growBuffer(abi.DefaultBufferCapacity); err != nil {
 			return fail(err)

@@ -56,6 +56,8 @@ func packetStateOf(rec record) packetState {
 		return packetState{will: r.Flags&abi.ConnectHasWill != 0}
 	case *abi.SubscriptionRecord:
 		return packetState{shared: r.Flags&abi.SubscribeShared != 0}
+	case *laterMinor:
+		return packetStateOf(r.rec)
 	}
 	return packetState{}
 }

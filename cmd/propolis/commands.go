@@ -74,6 +74,28 @@ made by another wazero version or for another CPU is never used.`,
 			}),
 		},
 		{
+			name: "extensions check", arg: "PATH", argWhat: "module (.wasm) or extension folder",
+			summary: "check a module or extension folder against the ABI (the conformance kit, for CI)",
+			about: `Checks the module PATH (a .wasm file) or the extension folder PATH (its
+propolis-extension.yaml and module) the way a broker would load it, then
+runs it: the ABI marker and version, the imports against what the host
+provides, the export signatures, the manifest (FILE:LINE:COLUMN errors) and
+its services against the imports; start and stop with the manifest's config;
+every exported callback driven with a seeded corpus of valid inputs and edge
+cases (empty and maximum-length client ids, topics and passwords, non-UTF-8
+passwords, many user properties, MQTT 3.1.1 and 5 shapes, wills, shared
+subscriptions, records of a later ABI minor version with extra trailing
+bytes). It fails on an invalid answer, a trap, a deadline overrun, memory
+that keeps growing, a host service the manifest does not grant, and an
+answer that depends on what the instance saw before (state kept in
+globals). --mqtt also runs the extension in an embedded broker on a
+loopback port with real MQTT 3.1.1 and 5 clients.
+
+Exits 0 only when every check passed (1 otherwise). The seed is printed;
+--seed with it replays a run.`,
+			flags: checkFlags,
+		},
+		{
 			name:    "version",
 			summary: "print the broker, extension ABI and data format versions",
 			about:   `Prints the broker version, the extension ABI versions it loads and the data folder format it writes.`,

@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/host"
+	"github.com/propolis-mqtt/propolis/host/conformance"
 )
 
 // statusFile is where a running broker keeps its extensions' status.
@@ -125,4 +130,48 @@ func compileExtensions(dir string, w io.Writer) error {
 		return fmt.Errorf("extensions compile: %w", err)
 	}
 	return nil
+}
+
+// checkFlags declares the flags of "extensions check" (the conformance
+// kit, host/conformance) and returns the function running it.
+func checkFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
+	format := fs.String("format", "text", "write the report as `FORMAT`: text, junit (JUnit XML) or json")
+	seed := optionalFlag(fs, "seed", "a random seed, printed in the report", "generate the inputs from seed `N`, to replay a run")
+	calls := fs.Int("calls", conformance.DefaultCalls, "drive each callback with `N` generated inputs")
+	mqtt := fs.Bool("mqtt", false, "also run the extension in an embedded broker on a loopback port with real MQTT 3.1.1 and 5 clients")
+	user := optionalFlag(fs, "username", "kit", "with --mqtt, connect as `USER`, so that an authenticating extension lets the clients in")
+	pass := optionalFlag(fs, "password", "kit-password", "with --mqtt, the clients' `PASSWORD`")
+	cache := optionalFlag(fs, "cache", "none: each module is compiled anew", "keep the compiled code in `DIR` between runs")
+	verbose := fs.Bool("verbose", false, "print the extension's and the host's logs on stderr")
+	return func(path string, stdout, stderr io.Writer) error {
+		if !slices.Contains(conformance.Formats, *format) {
+			return usagef("extensions check", "--format %q: want %s", *format, strings.Join(conformance.Formats, ", "))
+		}
+		if *calls < 1 {
+			return usagef("extensions check", "--calls %d: want at least 1", *calls)
+		}
+		opts := conformance.Options{Seed: rand.Uint64() >> 1, Calls: *calls, MQTT: *mqtt, CacheDir: cache.value,
+			Username: user.value, Password: pass.value}
+		if seed.value != "" {
+			n, err := strconv.ParseUint(seed.value, 10, 64)
+			if err != nil {
+				return usagef("extensions check", "--seed %q: want a non-negative integer", seed.value)
+			}
+			opts.Seed = n
+		}
+		if *verbose {
+			opts.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+		}
+		r, err := conformance.Check(context.Background(), path, opts)
+		if err != nil {
+			return fmt.Errorf("extensions check: %w", err)
+		}
+		if err := r.Write(stdout, *format); err != nil {
+			return err
+		}
+		if !r.Passed() {
+			return fmt.Errorf("extensions check: %s failed %d of %d checks (replay: %s)", path, r.Failed(), len(r.Results), r.Replay())
+		}
+		return nil
+	}
 }
