@@ -148,6 +148,9 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	if e.http, err = newHTTPClient(dir, m); err != nil {
 		return nil, err
 	}
+	if h.offline && e.http != nil {
+		e.http.tr.DialContext = refuseDial
+	}
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
 	rc := runtimeConfig().WithMemoryLimitPages(pages)

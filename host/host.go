@@ -86,6 +86,11 @@ type Host struct {
 	// watch, set only by OpenProbe before anything loads, hears the
 	// service calls refused for want of a grant.
 	watch *probeObserver
+	// offline, set only by OpenProbe before anything loads (unless
+	// ProbeOptions.Network), makes every extension's http_request fail at
+	// once, as with no network: a probe runs an extension alone, and its
+	// answers should not depend on (or wait for) what the machine reaches.
+	offline bool
 }
 
 var (

@@ -106,6 +106,10 @@ type ProbeOptions struct {
 	// CacheDir keeps the compiled code between probes (and runs), as
 	// Options.CacheDir; "" keeps it in memory for this probe.
 	CacheDir string
+	// Network lets http_request reach the hosts the manifest allows. By
+	// default a probe is offline: every request fails at once, as with no
+	// network, so that answers do not depend on what the machine reaches.
+	Network bool
 }
 
 // OpenProbe loads the extension in dir described by m (LoadManifest's,
@@ -123,7 +127,7 @@ func OpenProbe(ctx context.Context, dir string, m *Manifest, opts ProbeOptions) 
 	if err != nil {
 		return nil, err
 	}
-	h.watch = obs
+	h.watch, h.offline = obs, !opts.Network
 	if err := h.openCache(); err != nil {
 		_ = h.Close(ctx)
 		return nil, err

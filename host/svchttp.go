@@ -288,6 +288,12 @@ func (hc *httpClient) redirect(req *http.Request, via []*http.Request) error {
 	return hc.allowed(req.URL)
 }
 
+// errOffline is what an offline host's (a probe's) http_request meets.
+var errOffline = errors.New("no network: the extension runs alone (propolis extensions check)")
+
+// refuseDial is the dialer of an offline host's outbound HTTP.
+func refuseDial(context.Context, string, string) (net.Conn, error) { return nil, errOffline }
+
 // dial connects to an allowed host. A name matched by a wildcard entry
 // must not lead to a loopback, private, link-local or unspecified address
 // (a DNS answer could point anywhere); a name or address the manifest

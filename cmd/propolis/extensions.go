@@ -142,6 +142,7 @@ func checkFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 	user := optionalFlag(fs, "username", "kit", "with --mqtt, connect as `USER`, so that an authenticating extension lets the clients in")
 	pass := optionalFlag(fs, "password", "kit-password", "with --mqtt, the clients' `PASSWORD`")
 	cache := optionalFlag(fs, "cache", "none: each module is compiled anew", "keep the compiled code in `DIR` between runs")
+	network := fs.Bool("network", false, "let the extension's http_request reach the hosts its manifest allows (without it, every request fails at once, as with no network)")
 	verbose := fs.Bool("verbose", false, "print the extension's and the host's logs on stderr")
 	return func(path string, stdout, stderr io.Writer) error {
 		if !slices.Contains(conformance.Formats, *format) {
@@ -151,7 +152,7 @@ func checkFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 			return usagef("extensions check", "--calls %d: want at least 1", *calls)
 		}
 		opts := conformance.Options{Seed: rand.Uint64() >> 1, Calls: *calls, MQTT: *mqtt, CacheDir: cache.value,
-			Username: user.value, Password: pass.value}
+			Username: user.value, Password: pass.value, Network: *network}
 		if seed.value != "" {
 			n, err := strconv.ParseUint(seed.value, 10, 64)
 			if err != nil {

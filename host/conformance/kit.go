@@ -53,6 +53,10 @@ type Options struct {
 	// Logger receives the extension's own logs and the host's; nil
 	// discards them.
 	Logger *slog.Logger
+	// Network lets the extension's http_request reach the hosts its
+	// manifest allows (a test identity service, say). Without it every
+	// request fails at once, as with no network.
+	Network bool
 }
 
 // DefaultCalls is the number of inputs per callback when Options.Calls is
@@ -95,6 +99,8 @@ type Report struct {
 	// SEED --calls CALLS PATH`.
 	Seed  uint64 `json:"seed"`
 	Calls int    `json:"calls"`
+	// Network is Options.Network, for the replay.
+	Network bool `json:"network"`
 	// CallsMade counts the calls into the extension.
 	CallsMade int           `json:"calls_made"`
 	Results   []Result      `json:"results"`
@@ -150,7 +156,7 @@ func Check(ctx context.Context, path string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("check %s: %w", path, err)
 	}
-	r := &Report{Path: path, Seed: opts.Seed, Calls: opts.Calls}
+	r := &Report{Path: path, Seed: opts.Seed, Calls: opts.Calls, Network: opts.Network}
 	defer func() { r.Took = time.Since(began) }()
 	var t *target
 	switch {

@@ -122,7 +122,7 @@ func TestValidGuestsPass(t *testing.T) {
 		"services: [http, auth_cache]\nhttp:\n  hosts: [\""+host+"\"]\nconfig:\n  url: "+idp.URL+"/check\n  cache_seconds: 60\n"))
 	for _, p := range paths {
 		t.Run(filepath.Base(p), func(t *testing.T) {
-			if r := check(t, p, Options{}); !r.Passed() {
+			if r := check(t, p, Options{Network: filepath.Base(p) == "httpauth"}); !r.Passed() {
 				t.Fatalf("failed the kit:\n%s", text(r))
 			}
 		})
@@ -337,5 +337,31 @@ func TestBadPath(t *testing.T) {
 	write(t, p, "x")
 	if _, err := Check(context.Background(), p, Options{}); err == nil || !strings.Contains(err.Error(), "not a .wasm file") {
 		t.Fatalf("text file: %v", err)
+	}
+}
+
+// Without Options.Network the kit is offline: an extension's http_request
+// fails at once, its identity service is never asked, and the failure is
+// a valid answer of the extension (here a denial), not a failed check.
+func TestOfflineByDefault(t *testing.T) {
+	var asked atomic.Int64
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked.Add(1) }))
+	t.Cleanup(idp.Close)
+	host := strings.TrimPrefix(idp.URL, "http://")
+	dir := folder(t, "httpauth", buildGo(t, "testdata/guests", "httpauth"),
+		"services: [http, auth_cache]\nhttp:\n  hosts: [\""+host+"\"]\nconfig:\n  url: "+idp.URL+"/check\n  cache_seconds: 60\n")
+	r := check(t, dir, Options{Calls: 20})
+	if !r.Passed() {
+		t.Fatalf("failed the kit:\n%s", text(r))
+	}
+	if n := asked.Load(); n != 0 {
+		t.Fatalf("the identity service was asked %d times by an offline run", n)
+	}
+	if strings.Contains(r.Replay(), "--network") {
+		t.Errorf("replay %q of an offline run asks for the network", r.Replay())
+	}
+	r = check(t, dir, Options{Calls: 20, Network: true})
+	if !r.Passed() || asked.Load() == 0 || !strings.Contains(r.Replay(), "--network ") {
+		t.Fatalf("with Network: passed %v, asked %d, replay %q", r.Passed(), asked.Load(), r.Replay())
 	}
 }

@@ -28,7 +28,11 @@ func (r *Report) Write(w io.Writer, format string) error {
 
 // Replay is the command line that runs the same checks again.
 func (r *Report) Replay() string {
-	return fmt.Sprintf("propolis extensions check --seed %d --calls %d %s", r.Seed, r.Calls, r.Path)
+	network := ""
+	if r.Network {
+		network = "--network "
+	}
+	return fmt.Sprintf("propolis extensions check --seed %d --calls %d %s%s", r.Seed, r.Calls, network, r.Path)
 }
 
 func (r *Report) counts() (pass, fail, skip int) {

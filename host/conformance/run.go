@@ -89,7 +89,7 @@ const deadlineRetries = 2
 // memory and state across instances; then stops it.
 func runChecks(ctx context.Context, r *Report, t *target, opts Options) {
 	began := time.Now()
-	p, err := host.OpenProbe(ctx, t.dir, t.manifest, host.ProbeOptions{Logger: opts.Logger, CacheDir: opts.CacheDir})
+	p, err := host.OpenProbe(ctx, t.dir, t.manifest, host.ProbeOptions{Logger: opts.Logger, CacheDir: opts.CacheDir, Network: opts.Network})
 	if err != nil {
 		if strings.Contains(err.Error(), abi.Callbacks[abi.CallbackMarker].Export) {
 			r.add("run", "ABI version", Fail, "%v", err)
