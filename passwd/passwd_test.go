@@ -106,3 +106,35 @@ func BenchmarkVerify(b *testing.B) {
 
 // vectorKey is the key of TestVector's hash.
 const vectorKey = "715rqIr5dXOVPpBhqqsugl037zT5bWJTWYmZtIcK8hBnisKpwfY7kokvwjDrNHqHhF50Pb7MD6HvkJwiDQw4ww"
+
+func TestParseFile(t *testing.T) {
+	good, err := New([]byte("pw"), MinIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := "# users\n\nalice:" + good + "\r\n  # indented comment\nbob: " + good + "\n"
+	lines, users, err := ParseFile("passwd", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 5 || lines[2].User != "alice" || lines[4].User != "bob" || lines[4].Hash != good || lines[3].Text != "  # indented comment" {
+		t.Fatalf("lines %+v", lines)
+	}
+	if len(users) != 2 || users["alice"].Line != 3 || users["bob"].Line != 5 || !users["bob"].Hash.Verify([]byte("pw")) {
+		t.Fatalf("users %+v", users)
+	}
+	if lines, users, err := ParseFile("passwd", nil); err != nil || len(lines) != 0 || len(users) != 0 {
+		t.Fatalf("empty file: %v %v %v", lines, users, err)
+	}
+
+	bad := "alice:" + good + "\nno colon here\n:" + good + "\nbob:$7$101$x$y\nalice:" + good + "\n c :" + good + "\nok:" + good
+	_, _, err = ParseFile("extensions/file-auth/passwd", []byte(bad))
+	want := `extensions/file-auth/passwd:2: want USER:HASH, found no ":"
+extensions/file-auth/passwd:3: empty user name
+extensions/file-auth/passwd:4: user "bob": bad password hash: unknown scheme "7" (want pbkdf2-sha512)
+extensions/file-auth/passwd:5: user "alice" is already on line 1
+extensions/file-auth/passwd:6: user name " c " starts or ends with a blank`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+}
