@@ -24,10 +24,6 @@ var folder = "/extension"
 // maxFile is the largest user or rule file read, in bytes.
 const maxFile = 16 << 20
 
-// checkEvery is how often an instance looks at its files' modification
-// time and size on the CONNECT path (a tick always looks).
-const checkEvery = time.Second
-
 // chunk is the largest value the storage service takes (1 MiB): a saved
 // good version is split into chunks of at most this size.
 const chunk = 1 << 20
@@ -39,11 +35,15 @@ type version struct {
 	err  error // why it could not be read (data is nil then)
 }
 
-// stamp is what tells a file changed without reading it.
+// stamp is what tells a file changed without reading it: its
+// modification time and size, and (in Wasm) its inode and change time,
+// so that a file renamed over it (what editors and propolis passwd do)
+// counts as a change even within the clock's resolution.
 type stamp struct {
-	mod  time.Time
-	size int64
-	ok   bool
+	mod        time.Time
+	size       int64
+	ino, ctime uint64
+	ok         bool
 }
 
 // tracked is one of the extension's files (users or rules): where it is,
@@ -65,15 +65,17 @@ type tracked struct {
 	problem error
 }
 
-// update reads the file again when its stamp changed, and reports
-// whether the version in use changed. A version that does not parse is
+// update reads the file again when its stamp changed (always when force
+// is set: the tick's full read catches an in-place edit that left every
+// part of the stamp as it was), and reports whether the version in use
+// changed. A version that does not parse is
 // refused and reported once with its lines; the last good one stays in
 // use. An instance with no good version yet (one starting after the file
 // went bad) takes the last good version the extension saved in its
 // storage.
-func (t *tracked) update() bool {
+func (t *tracked) update(force bool) bool {
 	st := t.statFile()
-	if t.value != nil && st.ok && st == t.seen {
+	if !force && t.value != nil && st.ok && st == t.seen {
 		return false
 	}
 	t.seen = st
@@ -115,7 +117,8 @@ func (t *tracked) statFile() stamp {
 	if err != nil {
 		return stamp{}
 	}
-	return stamp{mod: fi.ModTime(), size: fi.Size(), ok: true}
+	ino, ctime := fileID(fi)
+	return stamp{mod: fi.ModTime(), size: fi.Size(), ino: ino, ctime: ctime, ok: true}
 }
 
 // read reads the whole file, at most maxFile bytes.
@@ -228,24 +231,20 @@ type files struct {
 	users, rules tracked
 	// useRules is false when the configuration turned the rule file off.
 	useRules bool
-	// checked is when the files were last stat'ed.
-	checked time.Time
-	cache   verified
+	cache    verified
 }
 
-// refresh looks at the files when force is set or checkEvery has passed
-// since it last did, and loads a changed one (tracked.update). The error
-// says which file has no good version at all.
-func (f *files) refresh(now time.Time, force bool) error {
-	if !force && now.Sub(f.checked) < checkEvery && f.ready() {
-		return nil
-	}
-	f.checked = now
-	if f.users.update() {
+// refresh looks at the files (two stat calls, a few microseconds) and
+// loads a changed one (tracked.update); force reads them whole. Every
+// CONNECT calls it, so that all instances answer from the same versions
+// as soon as an edit is complete. The error says which file has no good
+// version at all.
+func (f *files) refresh(force bool) error {
+	if f.users.update(force) {
 		f.cache.reset()
 	}
 	if f.useRules {
-		f.rules.update()
+		f.rules.update(force)
 	}
 	var errs []error
 	if f.users.value == nil {
@@ -255,11 +254,6 @@ func (f *files) refresh(now time.Time, force bool) error {
 		errs = append(errs, f.rules.problem)
 	}
 	return errors.Join(errs...)
-}
-
-// ready reports whether every file in use has a good version.
-func (f *files) ready() bool {
-	return f.users.value != nil && (!f.useRules || f.rules.value != nil)
 }
 
 // userTable returns the users in use (nil before a good version).

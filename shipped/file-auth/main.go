@@ -9,9 +9,8 @@
 // permissions, which the broker evaluates on every PUBLISH and SUBSCRIBE
 // without calling the extension, ending with a deny of everything else.
 //
-// The files are re-read when their modification time or size changes,
-// at most once a second per instance on the CONNECT path and on every
-// tick; a version that does not parse is refused, reported once with
+// Every CONNECT looks at the files' stamps (modification time, size,
+// inode) and re-reads a changed one, and every tick reads them whole; a version that does not parse is refused, reported once with
 // its file:line problems, and the last good version stays in use. Good
 // versions are saved in the extension's storage, so that an instance
 // started while a file is bad, or a broker restarted then, still has
@@ -33,7 +32,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/propolis-mqtt/propolis/passwd"
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
@@ -85,7 +83,7 @@ func start(info propolis.StartInfo) error {
 	if *cfg.ACL != "" {
 		f.useRules, f.rules = true, tracked{name: *cfg.ACL, parse: parseRules}
 	}
-	if err := f.refresh(time.Now(), true); err != nil {
+	if err := f.refresh(true); err != nil {
 		return fmt.Errorf("file-auth: %w", err)
 	}
 	state, passNext = f, cfg.UnknownUser == "next"
@@ -140,7 +138,7 @@ func checkName(key, name string, mayBeEmpty bool) error {
 // while no client connects.
 func tick() {
 	if state != nil {
-		_ = state.refresh(time.Now(), true)
+		_ = state.refresh(true)
 	}
 }
 
@@ -156,7 +154,7 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 	if state == nil {
 		return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeServerUnavailable, "file-auth has no configuration")}
 	}
-	if err := state.refresh(time.Now(), false); err != nil {
+	if err := state.refresh(false); err != nil {
 		return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeServerUnavailable, "file-auth has no valid users file")}
 	}
 	users := state.userTable()
