@@ -8,7 +8,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 GOTEST    ?= $(GO) test
 TESTFLAGS ?= -count=1 -timeout 10m
 
-.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean
+.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean shipped
 
 all: build
 
@@ -17,10 +17,15 @@ all: build
 EXAMPLES  := allow-all topic-acl banlist publish-guard session-tracker payload-enricher topic-rewriter
 WASMBUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath
 
-## build: bin/propolis, every example extension (bin/examples/<id>/), and
+# Security extensions that ship (shipped/), built into bin/shipped/<id>/
+# with their manifests; none is installed into extensions/.
+SHIPPED   := file-auth
+
+## build: bin/propolis, every example extension (bin/examples/<id>/), the
+## shipped extensions (bin/shipped/<id>/), and
 ## extensions/allow-all/ with its compiled code (extensions/.compiled/), so
 ## that the first start does not wait for the Wasm compiler
-build: $(BIN)/propolis examples
+build: $(BIN)/propolis examples shipped
 	mkdir -p extensions/allow-all
 	cp $(BIN)/examples/allow-all/* extensions/allow-all/
 	./$(BIN)/propolis extensions compile --extensions extensions
@@ -36,6 +41,14 @@ examples:
 	  cp examples/$$ex/propolis-extension.yaml $(BIN)/examples/$$ex/ || exit 1; \
 	done
 
+## shipped: the security extensions of shipped/ (bin/shipped/<id>/)
+shipped:
+	@for ex in $(SHIPPED); do \
+	  mkdir -p $(BIN)/shipped/$$ex && \
+	  (cd shipped && $(WASMBUILD) -o ../$(BIN)/shipped/$$ex/$$ex.wasm ./$$ex) && \
+	  cp shipped/$$ex/propolis-extension.yaml $(BIN)/shipped/$$ex/ || exit 1; \
+	done
+
 ## run: build, then start the broker with the embedded default configuration
 run: build
 	./$(BIN)/propolis serve
@@ -46,6 +59,7 @@ test: check
 	$(GOTEST) $(TESTFLAGS) ./...
 	cd sdk/go && $(GOTEST) $(TESTFLAGS) ./...
 	cd examples && $(GOTEST) $(TESTFLAGS) ./...
+	cd shipped && $(GOTEST) $(TESTFLAGS) ./...
 	$(MAKE) bench-smoke
 
 ## bench-smoke: the benchmark harness at a tenth of its sizes (< 1 minute)
@@ -61,6 +75,7 @@ check:
 	$(GO) vet ./...
 	cd sdk/go && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 	cd examples && $(GO) vet ./...
+	cd shipped && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 	testdata/wasm/build.sh -check
 	@cp go.mod /tmp/propolis-go.mod.$$$$ && cp go.sum /tmp/propolis-go.sum.$$$$ && \
 	  $(GO) mod tidy && \
