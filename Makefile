@@ -18,7 +18,8 @@ EXAMPLES  := allow-all topic-acl banlist publish-guard session-tracker payload-e
 WASMBUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath
 
 # Security extensions that ship (shipped/), built into bin/shipped/<id>/
-# with their manifests; none is installed into extensions/.
+# with their manifests and the other files of their folders (not Go
+# sources or READMEs); none is installed into extensions/.
 SHIPPED   := file-auth
 
 ## build: bin/propolis, every example extension (bin/examples/<id>/), the
@@ -46,7 +47,7 @@ shipped:
 	@for ex in $(SHIPPED); do \
 	  mkdir -p $(BIN)/shipped/$$ex && \
 	  (cd shipped && $(WASMBUILD) -o ../$(BIN)/shipped/$$ex/$$ex.wasm ./$$ex) && \
-	  cp shipped/$$ex/propolis-extension.yaml $(BIN)/shipped/$$ex/ || exit 1; \
+	  find shipped/$$ex -maxdepth 1 -type f ! -name '*.go' ! -name '*.md' -exec cp {} $(BIN)/shipped/$$ex/ \; || exit 1; \
 	done
 
 ## run: build, then start the broker with the embedded default configuration

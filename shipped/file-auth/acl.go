@@ -197,6 +197,24 @@ func parseACL(name string, data []byte) (*acl, error) {
 	return a, nil
 }
 
+// empty reports whether the file has no rule at all (nil: none loaded).
+func (a *acl) empty() bool {
+	if a == nil || len(a.all.rules) > 0 {
+		return false
+	}
+	for _, s := range a.users {
+		if len(s.rules) > 0 {
+			return false
+		}
+	}
+	for _, s := range a.groups {
+		if len(s.rules) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // sectionOf returns m[key], adding an empty section first if needed.
 func sectionOf(m map[string]*section, key string) *section {
 	s := m[key]

@@ -87,8 +87,16 @@ func start(info propolis.StartInfo) error {
 		return fmt.Errorf("file-auth: %w", err)
 	}
 	state, passNext = f, cfg.UnknownUser == "next"
-	if info.Instance == 0 && !f.useRules {
-		propolis.Warnf("file-auth: config acl is \"\": every authenticated client may publish and subscribe to every topic")
+	if info.Instance == 0 {
+		switch {
+		case !f.useRules:
+			propolis.Warnf("file-auth: config acl is \"\": every authenticated client may publish and subscribe to every topic")
+		case f.ruleTable().empty():
+			propolis.Warnf("file-auth: %s has no rule: clients may log in but neither publish nor subscribe", f.rules.name)
+		}
+		if len(f.userTable()) == 0 {
+			propolis.Warnf("file-auth: %s has no user: every client is refused (add users with propolis passwd)", f.users.name)
+		}
 	}
 	return nil
 }

@@ -189,3 +189,26 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedFiles: the passwd and acl files that ship with the extension
+// (copied by make shipped) load: no user, no rule.
+func TestShippedFiles(t *testing.T) {
+	files := map[string]string{}
+	for _, name := range []string{"passwd", "acl"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = string(b)
+	}
+	setup(t, files)
+	if err := start(propolis.StartInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(state.userTable()) != 0 || !state.ruleTable().empty() {
+		t.Fatalf("users %v, rules %+v", state.userTable(), state.ruleTable())
+	}
+	if res := authenticate(connect("alice", "x")); res.Verdict != deny().Verdict {
+		t.Fatalf("got %+v", res)
+	}
+}
