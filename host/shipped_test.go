@@ -180,6 +180,9 @@ func TestFileAuth(t *testing.T) {
 		if code, _ := login(t, w.addr, "s-1", "s-1", "pw-s"); code != 0x86 {
 			t.Errorf("removed user s-1: CONNACK %#x, want 0x86", code)
 		}
+		if n := strings.Count(w.logs.String(), `msg="extension started" extension=file-auth`); n != 1 {
+			t.Errorf("extension started %d times, want once: an edit must not reload it", n)
+		}
 
 		// A bad edit: refused, reported once with its line, bob still in.
 		bad := users + "carol " + strings.TrimPrefix(userLine(t, "x", "pw-c", passwd.MinIterations), "x:")

@@ -14,7 +14,8 @@ import (
 // where HASH is a string Parse reads. Blank lines and lines whose first
 // non-blank character is "#" are ignored (kept as they are by `propolis
 // passwd`). A user name is 1 to 256 bytes of UTF-8 without ":", control
-// characters or blanks at either end; each user appears once.
+// characters, blanks at either end or a leading "#"; each user appears
+// once.
 
 // MaxUser is the longest user name, in bytes.
 const MaxUser = 256
@@ -53,6 +54,8 @@ func CheckUser(user string) error {
 		return fmt.Errorf("user name %q contains a control character", user)
 	case strings.TrimSpace(user) != user:
 		return fmt.Errorf("user name %q starts or ends with a blank", user)
+	case strings.HasPrefix(user, "#"):
+		return fmt.Errorf("user name %q starts with \"#\", which makes its line a comment", user)
 	}
 	return nil
 }

@@ -138,3 +138,23 @@ extensions/file-auth/passwd:6: user name " c " starts or ends with a blank`
 		t.Fatalf("got\n%v\nwant\n%s", err, want)
 	}
 }
+
+func TestCheckUser(t *testing.T) {
+	for _, tt := range []struct{ user, want string }{
+		{"alice", ""},
+		{"dev/1+#", ""},
+		{"Zoë", ""},
+		{"", "empty user name"},
+		{strings.Repeat("x", MaxUser+1), "user name of 257 bytes, longer than 256"},
+		{"a\xffb", "user name is not UTF-8"},
+		{"a:b", `user name "a:b" contains ":"`},
+		{"a\tb", `user name "a\tb" contains a control character`},
+		{" a", `user name " a" starts or ends with a blank`},
+		{"#a", `user name "#a" starts with "#", which makes its line a comment`},
+	} {
+		err := CheckUser(tt.user)
+		if (err == nil) != (tt.want == "") || (err != nil && err.Error() != tt.want) {
+			t.Errorf("%q: got %v, want %q", tt.user, err, tt.want)
+		}
+	}
+}
