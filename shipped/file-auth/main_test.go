@@ -83,6 +83,17 @@ func TestAuthenticate(t *testing.T) {
 			}
 		})
 	}
+	// Four distinct checks made (unknown users are all checked against
+	// the one dummy hash, so mallory's and the nameless client's are one),
+	// the repeated ones answered from memory; a changed users file
+	// empties it.
+	if n := len(state.cache.seen); n != 4 {
+		t.Errorf("%d outcomes remembered, want 4", n)
+	}
+	write(t, folder, "passwd", user(t, "alice", "pw-a"))
+	if res := authenticate(connect("alice", "pw-a")); res.Verdict != propolis.Allow() || len(state.cache.seen) != 1 {
+		t.Errorf("after an edit: %+v, %d outcomes remembered, want 1", res, len(state.cache.seen))
+	}
 }
 
 func TestUnknownUserNext(t *testing.T) {
