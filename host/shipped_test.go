@@ -2,11 +2,13 @@ package host
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -310,4 +312,83 @@ func TestFilesRead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// watched connects an MQTT 5 client whose server DISCONNECT reason code
+// arrives on the returned channel.
+func watched(t *testing.T, addr, id, user, pass string) (*paho.Client, chan byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	disc := make(chan byte, 1)
+	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, OnServerDisconnect: func(d *paho.Disconnect) { disc <- d.ReasonCode }})
+	ack, err := c.Connect(ctx(t), &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
+		Username: user, UsernameFlag: true, Password: []byte(pass), PasswordFlag: true})
+	if err != nil || ack.ReasonCode != 0 {
+		t.Fatalf("connect %s: %+v %v", id, ack, err)
+	}
+	return c, disc
+}
+
+// TestFileAuthDisconnects: an edit that takes rights from a connected
+// client (its rules change, its password changes, it is removed)
+// disconnects it, so that it reconnects under the new version; clients
+// the edit does not touch, and bad edits, disconnect nobody.
+func TestFileAuthDisconnects(t *testing.T) {
+	extDir := t.TempDir()
+	alice, sensor := userLine(t, "alice", "pw-a", passwd.MinIterations), userLine(t, "s-1", "pw-s", passwd.MinIterations)
+	dir := installShipped(t, extDir, "file-auth", map[string]string{"passwd": alice + sensor, "acl": fileAuthACL})
+	w := startWired(t, extDir, Options{})
+	a, aliceGone := watched(t, w.addr, "a-1", "alice", "pw-a")
+	_, sensorGone := watched(t, w.addr, "dev-9", "s-1", "pw-s")
+	gone := func(what string, ch chan byte, want byte) {
+		t.Helper()
+		select {
+		case code := <-ch:
+			if code != want {
+				t.Errorf("%s: DISCONNECT %#x, want %#x", what, code, want)
+			}
+		case <-time.After(poll.Timeout):
+			t.Fatalf("%s: not disconnected", what)
+		}
+	}
+	stays := func(what string, c *paho.Client, ch chan byte) {
+		t.Helper()
+		select {
+		case code := <-ch:
+			t.Fatalf("%s: disconnected (%#x)", what, code)
+		default:
+		}
+		if resp, err := c.Publish(ctx(t), &paho.Publish{Topic: "alice/a-1/ping", QoS: 1, Payload: []byte("x")}); err != nil || resp.ReasonCode != 0 {
+			t.Fatalf("%s: publish %+v %v", what, resp, err)
+		}
+	}
+
+	// The sensors' rules change: s-1 goes (0x98), alice stays.
+	writeAtomic(t, filepath.Join(dir, "acl"), strings.Replace(fileAuthACL, "allow subscribe commands/{clientid}/#", "allow subscribe commands/{clientid}/+", 1))
+	gone("s-1 after its rules changed", sensorGone, 0x98)
+	stays("alice after the sensors' rules changed", a, aliceGone)
+	poll.Until(t, "the disconnect logged", func() bool {
+		return strings.Contains(w.logs.String(), `disconnected client \"dev-9\" (user \"s-1\"): topic rules changed`)
+	})
+
+	// A bad edit disconnects nobody.
+	writeAtomic(t, filepath.Join(dir, "passwd"), "alice\n")
+	poll.Until(t, "the bad edit logged", func() bool { return strings.Contains(w.logs.String(), `passwd:1: want USER:HASH`) })
+	stays("alice after a bad edit", a, aliceGone)
+
+	// s-1 back, alice's password changed: alice goes (0x87).
+	_, sensorGone = watched(t, w.addr, "dev-9", "s-1", "pw-s")
+	writeAtomic(t, filepath.Join(dir, "passwd"), userLine(t, "alice", "new-a", passwd.MinIterations)+sensor)
+	gone("alice after her password changed", aliceGone, 0x87)
+	if code, _ := login(t, w.addr, "a-2", "alice", "pw-a"); code != 0x86 {
+		t.Errorf("alice with her old password: CONNACK %#x, want 0x86", code)
+	}
+
+	// s-1 removed: it goes too.
+	writeAtomic(t, filepath.Join(dir, "passwd"), userLine(t, "alice", "new-a", passwd.MinIterations))
+	gone("s-1 after its removal", sensorGone, 0x87)
 }

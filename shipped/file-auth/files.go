@@ -69,10 +69,10 @@ type tracked struct {
 // is set: the tick's full read catches an in-place edit that left every
 // part of the stamp as it was), and reports whether the version in use
 // changed. A version that does not parse is
-// refused and reported once with its lines; the last good one stays in
-// use. An instance with no good version yet (one starting after the file
-// went bad) takes the last good version the extension saved in its
-// storage.
+// refused and reported once with its lines, and the extension's last good
+// version, saved in its storage by whichever instance loaded it first, is
+// used (an instance that never saw it, or starts after the file went bad,
+// takes it from there).
 func (t *tracked) update(force bool) bool {
 	st := t.statFile()
 	if !force && t.value != nil && st.ok && st == t.seen {
@@ -86,6 +86,7 @@ func (t *tracked) update(force bool) bool {
 	err := v.err
 	var val any
 	var summary string
+	changed := false
 	if err == nil {
 		val, summary, err = t.parse(t.name, v.data)
 	}
@@ -97,18 +98,21 @@ func (t *tracked) update(force bool) bool {
 		return true
 	}
 	t.bad, t.problem = v.sum, err
-	kept := "kept the version in use"
-	if t.value == nil {
-		kept = "no good version to keep: every client is refused until the file is fixed"
-		if sv, ok := t.saved(); ok {
-			if val, _, err := t.parse(t.name, sv.data); err == nil {
-				t.value, t.good = val, sv.sum
-				kept = "using the last good version the extension saved"
-			}
+	// The last good version is the extension's, not this instance's: one
+	// that never saw it (it was busy, or started after it) takes it from
+	// storage, so that every instance answers alike.
+	kept := "kept the last good version"
+	if sv, ok := t.saved(); ok && (t.value == nil || sv.sum != t.good) {
+		if val, _, err := t.parse(t.name, sv.data); err == nil {
+			t.value, t.good = val, sv.sum
+			changed = true
 		}
 	}
+	if t.value == nil {
+		kept = "no good version to keep: every client is refused until the file is fixed"
+	}
 	t.report(v, err, kept)
-	return t.value != nil
+	return changed
 }
 
 // statFile returns the file's stamp; ok is false when it cannot be stat'ed.
@@ -254,6 +258,11 @@ func (f *files) refresh(force bool) error {
 		errs = append(errs, f.rules.problem)
 	}
 	return errors.Join(errs...)
+}
+
+// ready reports whether every file in use has a good version.
+func (f *files) ready() bool {
+	return f.users.value != nil && (!f.useRules || f.rules.value != nil)
 }
 
 // userTable returns the users in use (nil before a good version).

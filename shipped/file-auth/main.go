@@ -14,7 +14,9 @@
 // its file:line problems, and the last good version stays in use. Good
 // versions are saved in the extension's storage, so that an instance
 // started while a file is bad, or a broker restarted then, still has
-// them.
+// them. An edit that removes a user, changes its password or changes its
+// rules disconnects the clients logged in under the old version
+// (online.go), so that they reconnect under the new one.
 //
 // Configuration (the manifest's config section, all optional):
 //
@@ -32,6 +34,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/passwd"
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
@@ -66,6 +69,7 @@ func init() {
 		Start:        start,
 		Authenticate: authenticate,
 		Tick:         tick,
+		OnEvent:      onEvent,
 	})
 }
 
@@ -143,10 +147,12 @@ func checkName(key, name string, mayBeEmpty bool) error {
 }
 
 // tick looks at the files, so that an edit is loaded (or reported) even
-// while no client connects.
+// while no client connects, and disconnects the clients an edit took
+// rights from (online.go).
 func tick() {
 	if state != nil {
 		_ = state.refresh(true)
+		state.apply(time.Now)
 	}
 }
 
@@ -178,6 +184,9 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 		return deny()
 	}
 	res := propolis.AuthResult{Verdict: propolis.Allow()}
+	if g, ok := state.grant(c.Username); ok {
+		remember(g)
+	}
 	if rules := state.ruleTable(); rules != nil {
 		perms, err := rules.permissions(c.Username)
 		if err != nil { // parseACL refuses such files
