@@ -215,8 +215,9 @@ func TestFileAuth(t *testing.T) {
 		if code, _ := login(t, w.addr, "bob-3", "bob", "pw-b"); code != 0 {
 			t.Errorf("bob after a reload with bad files: CONNACK %#x, want 0", code)
 		}
-		if n := strings.Count(w.logs.String(), "passwd:4: want USER:HASH"); n != 1 {
-			t.Errorf("the bad line logged %d times, want once:\n%s", n, w.logs.String())
+		// Reported once per load, whatever the number of instances.
+		if n := strings.Count(w.logs.String(), "passwd:4: want USER:HASH"); n != 2 {
+			t.Errorf("the bad line logged %d times, want once per load (2):\n%s", n, w.logs.String())
 		}
 
 		// Fixed: carol gets in, under the fixed rules.

@@ -154,9 +154,11 @@ func (t *tracked) failed(err error) version {
 }
 
 // The storage keys of a file's last good version: META (its checksum and
-// number of chunks, written last) and the chunks.
+// number of chunks, written last) and the chunks; and of the checksum of
+// its last reported bad version. The file name comes last, so that no
+// name (they may hold "/") makes one key another's.
 func metaKey(name string) string         { return "good/" + name }
-func chunkKey(name string, i int) string { return "good/" + name + "/" + strconv.Itoa(i) }
+func chunkKey(name string, i int) string { return "chunk/" + strconv.Itoa(i) + "/" + name }
 func reportedKey(name string) string     { return "reported/" + name }
 func metaValue(sum [32]byte, n int) []byte {
 	return []byte(hex.EncodeToString(sum[:]) + " " + strconv.Itoa(n))

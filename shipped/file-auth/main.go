@@ -87,6 +87,14 @@ func start(info propolis.StartInfo) error {
 	if *cfg.ACL != "" {
 		f.useRules, f.rules = true, tracked{name: *cfg.ACL, parse: parseRules}
 	}
+	if info.Instance == 0 {
+		// A new load (a restart, a reload) reports a bad file again,
+		// once.
+		_ = propolis.RemoveStoredValue(reportedKey(f.users.name))
+		if f.useRules {
+			_ = propolis.RemoveStoredValue(reportedKey(f.rules.name))
+		}
+	}
 	if err := f.refresh(true); err != nil {
 		return fmt.Errorf("file-auth: %w", err)
 	}
@@ -125,6 +133,9 @@ func decodeConfig(raw []byte) (config, error) {
 	}
 	if err := checkName("acl", *cfg.ACL, true); err != nil {
 		return config{}, err
+	}
+	if cfg.Users == *cfg.ACL {
+		return config{}, fmt.Errorf("users and acl name the same file %q", cfg.Users)
 	}
 	if cfg.UnknownUser != "deny" && cfg.UnknownUser != "next" {
 		return config{}, fmt.Errorf("unknown_user: want \"deny\" or \"next\", got %q", cfg.UnknownUser)
