@@ -31,8 +31,9 @@ as one line from standard input when that is not a terminal:
 
 It is stored as a salted PBKDF2-SHA-512 hash. The file is rewritten
 atomically (a temporary file renamed over it) with its comments and order
-kept; a running broker loads it within seconds. A file with a bad line is
-not changed: fix the line the error names first.
+kept; a running broker loads it at the next CONNECT. A file with a bad
+line is not changed: fix the line the error names first. Two passwd
+commands on one file take turns (a lock on its folder).
 
 -b takes the password as the PASSWORD argument instead. It is then visible
 to other users of the machine (in the process list) and kept in the shell's
@@ -63,6 +64,11 @@ func passwdFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 			return fmt.Errorf("passwd: %w", err)
 		}
 		op := passwdOp{file: file, user: user, create: *create, delete: *del, iterations: *iter}
+		unlock, err := lockFolder(file)
+		if err != nil {
+			return fmt.Errorf("passwd: %w", err)
+		}
+		defer unlock()
 		lines, mode, err := op.load() // before asking for a password
 		if err != nil {
 			return fmt.Errorf("passwd: %w", err)

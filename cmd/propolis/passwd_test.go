@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +164,30 @@ func TestPasswdErrors(t *testing.T) {
 				t.Fatal("file changed")
 			}
 		})
+	}
+}
+
+// TestPasswdConcurrent: passwd commands run at once on one file take
+// turns, and every change is kept.
+func TestPasswdConcurrent(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "passwd")
+	if _, err := runPasswd(t, "pw\n", "-c", file, "first"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			var out bytes.Buffer
+			errs <- run([]string{"passwd", "-b", "--iterations", "1000", file, fmt.Sprintf("user-%d", i), "pw"}, &out, &out)
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, u := users(t, file); len(u) != n+1 {
+		t.Fatalf("%d users, want %d: a change was lost", len(u), n+1)
 	}
 }
