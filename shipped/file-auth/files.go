@@ -63,6 +63,9 @@ type tracked struct {
 	good, bad [32]byte
 	// problem is why the last version read was refused.
 	problem error
+	// reportAnyway reports a refused version even if the extension
+	// reported it before (the first instance of a load).
+	reportAnyway bool
 }
 
 // update reads the file again when its stamp changed (always when force
@@ -219,12 +222,13 @@ func (t *tracked) saved() (version, bool) {
 	return version{data: data, sum: sum}, true
 }
 
-// report logs a refused version once for all instances: the checksum of
+// report logs a refused version once for all instances (and once more
+// from the first instance of each load, reportAnyway): the checksum of
 // the last one reported is kept in storage (without storage, each
 // instance reports it once).
 func (t *tracked) report(v version, err error, kept string) {
 	key := reportedKey(t.name)
-	if old, gerr := propolis.StoredValue(key); gerr == nil && string(old) == string(v.sum[:]) {
+	if old, gerr := propolis.StoredValue(key); gerr == nil && string(old) == string(v.sum[:]) && !t.reportAnyway {
 		return
 	}
 	propolis.Errorf("%v\n%s", err, kept)

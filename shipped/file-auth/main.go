@@ -87,15 +87,12 @@ func start(info propolis.StartInfo) error {
 	if *cfg.ACL != "" {
 		f.useRules, f.rules = true, tracked{name: *cfg.ACL, parse: parseRules}
 	}
-	if info.Instance == 0 {
-		// A new load (a restart, a reload) reports a bad file again,
-		// once.
-		_ = propolis.RemoveStoredValue(reportedKey(f.users.name))
-		if f.useRules {
-			_ = propolis.RemoveStoredValue(reportedKey(f.rules.name))
-		}
-	}
-	if err := f.refresh(true); err != nil {
+	// A new load (a restart, a reload) reports a bad file again, once:
+	// from its first instance, whatever was reported before.
+	f.users.reportAnyway, f.rules.reportAnyway = info.Instance == 0, info.Instance == 0
+	err = f.refresh(true)
+	f.users.reportAnyway, f.rules.reportAnyway = false, false
+	if err != nil {
 		return fmt.Errorf("file-auth: %w", err)
 	}
 	state, passNext = f, cfg.UnknownUser == "next"
