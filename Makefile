@@ -8,20 +8,22 @@ LDFLAGS   := -X main.version=$(VERSION)
 GOTEST    ?= $(GO) test
 TESTFLAGS ?= -count=1 -timeout 10m
 
-.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean kit-examples
+.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean kit-examples shipped
 
 all: build
 
 # Example extensions built with the Go SDK; allow-all is installed into
 # extensions/ so that `make run` accepts clients out of the box.
 EXAMPLES  := allow-all topic-acl banlist publish-guard session-tracker payload-enricher topic-rewriter
-# Security extensions that ship (shipped/), built into bin/shipped/<id>/;
-# none is installed into extensions/ (see shipped/README.md).
-SHIPPED   := jwt-auth http-auth
 WASMBUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath
 
+# Security extensions that ship (shipped/), built into bin/shipped/<id>/
+# with their manifests and the other files of their folders (not Go
+# sources or READMEs); none is installed into extensions/.
+SHIPPED   := file-auth jwt-auth http-auth
+
 ## build: bin/propolis, every example extension (bin/examples/<id>/), the
-## shipped security extensions (bin/shipped/<id>/), and
+## shipped extensions (bin/shipped/<id>/), and
 ## extensions/allow-all/ with its compiled code (extensions/.compiled/), so
 ## that the first start does not wait for the Wasm compiler
 build: $(BIN)/propolis examples shipped
@@ -40,11 +42,12 @@ examples:
 	  cp examples/$$ex/propolis-extension.yaml $(BIN)/examples/$$ex/ || exit 1; \
 	done
 
+## shipped: the security extensions of shipped/ (bin/shipped/<id>/)
 shipped:
 	@for ex in $(SHIPPED); do \
 	  mkdir -p $(BIN)/shipped/$$ex && \
 	  (cd shipped && $(WASMBUILD) -o ../$(BIN)/shipped/$$ex/$$ex.wasm ./$$ex) && \
-	  cp shipped/$$ex/propolis-extension.yaml shipped/$$ex/README.md $(BIN)/shipped/$$ex/ || exit 1; \
+	  find shipped/$$ex -maxdepth 1 -type f ! -name '*.go' -exec cp {} $(BIN)/shipped/$$ex/ \; || exit 1; \
 	done
 
 ## run: build, then start the broker with the embedded default configuration

@@ -196,6 +196,15 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	e.modConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithStdout(out).WithStderr(out).WithSysWalltime().WithSysNanotime().
 		WithRandSource(rand.Reader)
+	if m.Files == FilesRead {
+		// Least privilege: the folder only, read-only; wazero refuses
+		// every write, and nothing else of the host is visible.
+		abs, err := filepath.Abs(e.dir)
+		if err != nil {
+			return nil, fmt.Errorf("files: %w", err)
+		}
+		e.modConfig = e.modConfig.WithFSConfig(wazero.NewFSConfig().WithReadOnlyDirMount(abs, FolderMount))
+	}
 
 	first, err := e.newInstance(ctx, previous)
 	if err != nil {

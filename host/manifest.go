@@ -52,6 +52,10 @@ type Manifest struct {
 	Tick yamlconf.Duration `yaml:"tick"`
 	// HTTP says where the extension's outbound HTTP (service http) may go.
 	HTTP HTTPAccess `yaml:"http"`
+	// Files is "read" to let the module read its own folder, read-only,
+	// through WASI at FolderMount (its user and rule files, say); "" or
+	// "none" (the default): the module sees no file system.
+	Files string `yaml:"files"`
 	// Config is free-form: any YAML value, handed to the extension at
 	// start as JSON (see configValue for the conversion, abi/MANIFEST.md
 	// for its rules), at most MaxConfig bytes of it. Default nil, sent as
@@ -139,6 +143,19 @@ const (
 	minMaxResponse      = 1 << 10
 	maxMaxResponse      = 16 << 20
 )
+
+// Values of the manifest's files key.
+const (
+	// FilesNone gives the module no file system (also the empty value).
+	FilesNone = "none"
+	// FilesRead mounts the extension's folder read-only at FolderMount.
+	FilesRead = "read"
+)
+
+// FolderMount is where a module whose manifest says "files: read" finds
+// its extension folder, read-only, through WASI (Go: os.ReadFile(
+// "/extension/users")). The host mounts nothing else.
+const FolderMount = "/extension"
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
@@ -255,6 +272,9 @@ func (m *Manifest) validate(folder string) yamlconf.Errors {
 		bad("limits.auth_cache_entries", "%d out of range 1-%d", l.AuthCacheEntries, maxAuthCacheEntries)
 	}
 	errs = append(errs, m.validateHTTP()...)
+	if m.Files != "" && m.Files != FilesNone && m.Files != FilesRead {
+		bad("files", "want %q or %q, got %q", FilesNone, FilesRead, m.Files)
+	}
 	seen := map[string]bool{}
 	for i, name := range m.Services {
 		key := fmt.Sprintf("services[%d]", i)

@@ -21,6 +21,9 @@ type command struct {
 	name string
 	// arg names the one positional argument the command takes ("ID"), or
 	// is "" for none; argWhat says what it is, for "missing extension id".
+	// Several words ("FILE USER [PASSWORD]") take that many arguments,
+	// the bracketed ones optional, passed to the command joined by NUL
+	// (which no argument can hold).
 	arg, argWhat string
 	// summary is the one-line description in the command list.
 	summary string
@@ -73,6 +76,7 @@ made by another wazero version or for another CPU is never used.`,
 				return compileExtensions(cfg.ExtensionsDir, stdout)
 			}),
 		},
+		passwdCommand(),
 		{
 			name: "extensions check", arg: "PATH", argWhat: "module (.wasm) or extension folder",
 			summary: "check a module or extension folder against the ABI (the conformance kit, for CI)",
@@ -313,6 +317,21 @@ func parse(cmd *command, fs *flag.FlagSet, args []string) (string, error) {
 		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
+	}
+	if words := strings.Fields(cmd.arg); len(words) > 1 && !strings.HasPrefix(cmd.arg, "[") {
+		need := 0
+		for _, w := range words {
+			if !strings.HasPrefix(w, "[") {
+				need++
+			}
+		}
+		switch {
+		case len(pos) < need:
+			return "", usagef(cmd.name, "missing %s", strings.ToLower(words[len(pos)]))
+		case len(pos) > len(words):
+			return "", usagef(cmd.name, "unexpected argument %q", pos[len(words)])
+		}
+		return strings.Join(pos, "\x00"), nil
 	}
 	switch {
 	case cmd.arg == "" && len(pos) > 0:
