@@ -429,10 +429,14 @@ func synopses(cs []*command) string {
 		c.flags(fs)
 		fs.VisitAll(func(f *flag.Flag) {
 			placeholder, _ := flag.UnquoteUsage(f)
+			dash := "--"
+			if len(f.Name) == 1 { // -D, as mosquitto_passwd spells it
+				dash = "-"
+			}
 			if placeholder == "" {
-				fmt.Fprintf(&b, " [--%s]", f.Name)
+				fmt.Fprintf(&b, " [%s%s]", dash, f.Name)
 			} else {
-				fmt.Fprintf(&b, " [--%s %s]", f.Name, placeholder)
+				fmt.Fprintf(&b, " [%s%s %s]", dash, f.Name, placeholder)
 			}
 		})
 		b.WriteString("\n")
