@@ -16,12 +16,16 @@ type permission struct {
 	retain   uint8
 	shared   uint8
 	filter   string
-	never    bool // a placeholder could not be filled safely: matches nothing
+	// never: a placeholder could not be filled safely. An allow then
+	// matches nothing and a deny everything (of its activity and
+	// conditions): either way the client gets less, never more.
+	never bool
 }
 
 // compilePermissions fills {clientid} and {username} in each permission's
-// filter. A value containing a wildcard or a level separator would widen
-// the filter, so such a permission matches nothing instead.
+// filter. A value that is empty or contains a wildcard or a level
+// separator would change the filter's shape, so such a permission is
+// marked never (see permission).
 func compilePermissions(in []abi.Permission, clientID, username string) []permission {
 	out := make([]permission, 0, len(in))
 	for _, p := range in {
@@ -50,10 +54,16 @@ func publishAllowed(perms []permission, name string, qos byte, retain bool) bool
 	}
 	for i := range perms {
 		p := &perms[i]
-		if p.never || p.activity&abi.ActivityPublish == 0 || (p.qos != 0 && p.qos&(1<<qos) == 0) {
+		if p.activity&abi.ActivityPublish == 0 || (p.qos != 0 && p.qos&(1<<qos) == 0) {
 			continue
 		}
 		if (p.retain == abi.RetainNotRetained && retain) || (p.retain == abi.RetainOnlyRetained && !retain) {
+			continue
+		}
+		if p.never {
+			if !p.allow {
+				return false
+			}
 			continue
 		}
 		if topic.Match(p.filter, name) {
@@ -64,7 +74,10 @@ func publishAllowed(perms []permission, name string, qos byte, retain bool) bool
 }
 
 // subscribeAllowed evaluates a client's permissions for one SUBSCRIBE
-// filter: a permission applies when its filter covers the requested one.
+// filter, in order: an allow applies when its filter covers the requested
+// one (every topic the subscription can receive is allowed), a deny when
+// its filter intersects it (the subscription could receive a topic it
+// denies: "#" with a deny of "secret/#" before the allow of "#").
 func subscribeAllowed(perms []permission, filter string, qos byte) bool {
 	if len(perms) == 0 {
 		return true
@@ -72,14 +85,20 @@ func subscribeAllowed(perms []permission, filter string, qos byte) bool {
 	_, filter, shared := topic.SplitShared(filter)
 	for i := range perms {
 		p := &perms[i]
-		if p.never || p.activity&abi.ActivitySubscribe == 0 || (p.qos != 0 && p.qos&(1<<qos) == 0) {
+		if p.activity&abi.ActivitySubscribe == 0 || (p.qos != 0 && p.qos&(1<<qos) == 0) {
 			continue
 		}
 		if (p.shared == abi.SharedNotShared && shared) || (p.shared == abi.SharedOnlyShared && !shared) {
 			continue
 		}
-		if topic.Covers(p.filter, filter) {
-			return p.allow
+		switch {
+		case p.never && !p.allow:
+			return false
+		case p.never:
+		case p.allow && topic.Covers(p.filter, filter):
+			return true
+		case !p.allow && topic.Intersects(p.filter, filter):
+			return false
 		}
 	}
 	return false

@@ -40,3 +40,46 @@ func TestPermissions(t *testing.T) {
 		t.Fatal("client id '#' widened its permission")
 	}
 }
+
+// A deny filter that overlaps a SUBSCRIBE's filter refuses it: "#" after a
+// deny of "secret/#" would otherwise receive the secrets. A deny whose
+// placeholder cannot be filled safely denies everything of its activity
+// (fails closed), where such an allow grants nothing.
+func TestPermissionsDenyOverlap(t *testing.T) {
+	perms := compilePermissions([]abi.Permission{
+		{Decision: abi.PermDeny, Activity: abi.ActivityBoth, Filter: "secret/#"},
+		{Decision: abi.PermDeny, Activity: abi.ActivitySubscribe, Filter: "devices/+/config"},
+		{Decision: abi.PermAllow, Activity: abi.ActivityBoth, Filter: "#"},
+	}, "c1", "eve")
+	for _, tc := range []struct {
+		filter string
+		want   bool
+	}{
+		{"#", false},
+		{"+/plans", false},
+		{"secret/#", false},
+		{"$share/g/+/plans", false},
+		{"devices/c1/#", false}, // could receive devices/c1/config
+		{"devices/c1/temp", true},
+		{"public/#", true},
+		{"news/+", true},
+		{"+/news", false}, // secret/news
+	} {
+		if got := subscribeAllowed(perms, tc.filter, 0); got != tc.want {
+			t.Errorf("subscribe %q: got %v, want %v", tc.filter, got, tc.want)
+		}
+	}
+	// An allow of "#" does not cover '$' topics, as it does not match them.
+	if subscribeAllowed(perms, "$SYS/#", 0) {
+		t.Error(`allow "#" granted a subscription to "$SYS/#"`)
+	}
+	for _, id := range []string{"a/b", "+", ""} {
+		unsafe := compilePermissions([]abi.Permission{
+			{Decision: abi.PermDeny, Activity: abi.ActivityBoth, Filter: "devices/{clientid}/admin"},
+			{Decision: abi.PermAllow, Activity: abi.ActivityBoth, Filter: "devices/#"},
+		}, id, "u")
+		if publishAllowed(unsafe, "devices/a/b/admin", 0, false) || subscribeAllowed(unsafe, "devices/#", 0) {
+			t.Errorf("client id %q escaped a deny with a placeholder", id)
+		}
+	}
+}

@@ -42,8 +42,12 @@ func Match(filter, topic string) bool {
 }
 
 // Covers reports whether every topic matching sub also matches filter:
-// sub is equal to filter or narrower.
+// sub is equal to filter or narrower. As in Match, a filter whose first
+// level is a wildcard covers no filter of '$' topics.
 func Covers(filter, sub string) bool {
+	if dollar(sub) && wildFirst(filter) {
+		return false
+	}
 	for {
 		pl, prest, pmore := nextLevel(filter)
 		if pl == "#" {
@@ -69,6 +73,41 @@ func Covers(filter, sub string) bool {
 		filter, sub = prest, srest
 	}
 }
+
+// Intersects reports whether some topic name matches both filters a and
+// b: whether a subscription to one can receive a message the other
+// matches.
+func Intersects(a, b string) bool {
+	if dollar(a) && wildFirst(b) || dollar(b) && wildFirst(a) {
+		return false
+	}
+	for {
+		al, arest, amore := nextLevel(a)
+		bl, brest, bmore := nextLevel(b)
+		if al == "#" || bl == "#" {
+			return true
+		}
+		if al != "+" && bl != "+" && al != bl {
+			return false
+		}
+		switch {
+		case !amore && !bmore:
+			return true
+		case !amore: // a's topics end here: b must be "…/#", which matches its parent
+			return brest == "#"
+		case !bmore:
+			return arest == "#"
+		}
+		a, b = arest, brest
+	}
+}
+
+// dollar reports whether filter f starts with a '$' level (only '$'
+// topics match it).
+func dollar(f string) bool { return len(f) > 0 && f[0] == '$' }
+
+// wildFirst reports whether filter f's first level is a wildcard.
+func wildFirst(f string) bool { return len(f) > 0 && (f[0] == '+' || f[0] == '#') }
 
 // ValidFilter reports whether f is a well-formed topic filter.
 func ValidFilter(f string) bool {

@@ -82,9 +82,12 @@ type Permission struct {
 	Shared SharedPolicy
 	// Filter is an MQTT topic filter ("+" and "#" wildcards) in which
 	// "{clientid}" and "{username}" stand for the client's identifier and
-	// user name. A client id or user name containing "+", "#" or "/" never
-	// matches a placeholder. For SUBSCRIBE, the requested filter must be
-	// equal to Filter or narrower.
+	// user name. A client id or user name that is empty or contains "+",
+	// "#" or "/" cannot fill a placeholder: such an allow matches nothing,
+	// such a deny everything. For SUBSCRIBE, an allow applies when the
+	// requested filter is equal to Filter or narrower, a deny when the two
+	// overlap (some topic matches both: a deny of "secret/#" refuses a
+	// subscription to "#").
 	Filter string
 }
 
