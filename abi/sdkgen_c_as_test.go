@@ -3,7 +3,6 @@ package abi
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,21 +22,7 @@ var sdkFilesCAS = map[string]func() []byte{
 
 func TestSDKTableCAS(t *testing.T) {
 	for name, gen := range sdkFilesCAS {
-		path := filepath.Join("..", filepath.FromSlash(name))
-		want := gen()
-		if *update {
-			if err := os.WriteFile(path, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s is out of date with abi/table.go: run go test ./abi -run TestSDKTable -update", path)
-		}
+		checkGenerated(t, filepath.Join("..", filepath.FromSlash(name)), gen())
 	}
 }
 

@@ -23,21 +23,27 @@ var sdkFiles = map[string]func() []byte{
 
 func TestSDKTable(t *testing.T) {
 	for name, gen := range sdkFiles {
-		path := filepath.Join("..", "sdk", "go", name)
-		want := gen()
-		if *update {
-			if err := os.WriteFile(path, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
+		checkGenerated(t, filepath.Join("..", "sdk", "go", name), gen())
+	}
+}
+
+// checkGenerated compares the file at path with want, the text an SDK
+// generator made from the table, or with -update writes it: the one check
+// of every SDK's generated files (Go, C, AssemblyScript, Rust).
+func checkGenerated(t *testing.T, path string, want []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s is out of date with abi/table.go: run go test ./abi -run TestSDKTable -update", path)
-		}
+		return
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s is out of date with abi/table.go: run go test ./abi -run TestSDKTable -update", path)
 	}
 }
 
