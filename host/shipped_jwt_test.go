@@ -390,14 +390,19 @@ config:
 		return c, gone
 	}
 	_, short := connectWatched("short", time.Now().Add(2*time.Second))
+	// A client id longer than a storage key (1,024 bytes) is disconnected
+	// too: the record's key holds a hash of it.
+	_, longID := connectWatched(strings.Repeat("x", 1100), time.Now().Add(2*time.Second))
 	_, long := connectWatched("long", time.Now().Add(time.Hour))
-	select {
-	case d := <-short:
-		if d.ReasonCode != 0x87 || d.Properties == nil || d.Properties.ReasonString != "token expired" {
-			t.Fatalf("DISCONNECT %+v", d)
+	for _, gone := range []chan *paho.Disconnect{short, longID} {
+		select {
+		case d := <-gone:
+			if d.ReasonCode != 0x87 || d.Properties == nil || d.Properties.ReasonString != "token expired" {
+				t.Fatalf("DISCONNECT %+v", d)
+			}
+		case <-time.After(poll.Timeout):
+			t.Fatal("the client with an expired token is still connected")
 		}
-	case <-time.After(poll.Timeout):
-		t.Fatal("the client with an expired token is still connected")
 	}
 	select {
 	case d := <-long:

@@ -63,7 +63,12 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 		propolis.Infof("jwt-auth: client %q (user %q) refused: %s", c.ClientID, c.Username, why)
 	}
 	if !end.IsZero() && cfg.disconnectOnExpiry {
-		recordExpiry(c.ClientID, c.RemoteAddr, end, now)
+		if err := recordExpiry(c.ClientID, c.RemoteAddr, end, now); err != nil {
+			// Let in, it would outlive its token: refuse, as a server
+			// failure (the token may be fine).
+			propolis.Warnf("jwt-auth: client %q (user %q) refused: recording its token's expiry (disconnect_on_expiry): %v", c.ClientID, c.Username, err)
+			return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeServerUnavailable, "cannot record the token's expiry")}
+		}
 	}
 	return res
 }

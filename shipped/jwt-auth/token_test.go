@@ -360,21 +360,62 @@ func TestDecide(t *testing.T) {
 
 func TestExpiryKey(t *testing.T) {
 	k := expiryKey(time.Unix(1_800_000_000, 0), "dev/1")
-	if k != "exp/00000000001800000000/dev/1" {
-		t.Fatalf("key %q", k)
+	// SHA-256("dev/1")
+	if want := "exp/00000000001800000000/" + fmt.Sprintf("%x", sha256.Sum256([]byte("dev/1"))); k != want {
+		t.Fatalf("key %q, want %q", k, want)
 	}
-	end, id, ok := parseExpiryKey(k)
-	if !ok || id != "dev/1" || end.Unix() != 1_800_000_000 {
-		t.Fatalf("parsed %v %q %v", end, id, ok)
+	end, ok := parseExpiryKey(k)
+	if !ok || end.Unix() != 1_800_000_000 {
+		t.Fatalf("parsed %v %v", end, ok)
 	}
-	// Keys sort by end, whatever the client ids.
+	// Keys sort by end, whatever the client ids, and have one size
+	// whatever the client id's (the storage's keys are at most 1,024
+	// bytes, a client id may be 65,535).
 	if !(expiryKey(time.Unix(999, 0), "zzz") < expiryKey(time.Unix(1000, 0), "aaa")) {
 		t.Fatal("keys do not sort by end")
 	}
+	if long := expiryKey(time.Unix(999, 0), strings.Repeat("x", 65535)); len(long) != len(k) {
+		t.Fatalf("key of %d bytes for a long client id", len(long))
+	}
 	for _, bad := range []string{"exp/123/x", "cur/00000000001800000000/x", "exp/0000000000180000000x/x"} {
-		if _, _, ok := parseExpiryKey(bad); ok {
+		if _, ok := parseExpiryKey(bad); ok {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+	// The record keeps the client id, spaces and all; records of the
+	// former format (client id in the key) are still read.
+	r := expiryRecord{authNs: 42, remoteAddr: "[::1]:5000", clientID: "a b/c"}
+	if got, ok := parseExpiryRecord(k, r.encode()); !ok || got != r {
+		t.Fatalf("record %+v %v, want %+v", got, ok, r)
+	}
+	old := "exp/00000000001800000000/dev/1"
+	if got, ok := parseExpiryRecord(old, []byte("42 10.0.0.1:9")); !ok || got != (expiryRecord{42, "10.0.0.1:9", "dev/1"}) {
+		t.Fatalf("old record %+v %v", got, ok)
+	}
+	for _, bad := range []string{"", "x 1.2.3.4:5 id", "42"} {
+		if _, ok := parseExpiryRecord(k, []byte(bad)); ok {
+			t.Errorf("record %q parsed", bad)
+		}
+	}
+}
+
+// TestRefusedWhenExpiryUnrecorded: with disconnect_on_expiry, a client
+// whose token's expiry cannot be stored is refused (0x88), not let in to
+// outlive its token. Natively every storage call fails (no broker).
+func TestRefusedWhenExpiryUnrecorded(t *testing.T) {
+	var err error
+	if cfg, err = parseConfig([]byte(`{"hmac_secret":"0123456789abcdef0123456789abcdef","default_permissions":{"all":["#"]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	jwks = keySet{}
+	tok := sign(t, map[string]any{"alg": "HS256"}, map[string]any{"sub": "a", "exp": time.Now().Add(time.Hour).Unix()}, secret)
+	res := authenticate(&propolis.Connect{ClientID: "c1", Password: []byte(tok)})
+	if res.Decision != propolis.DecisionDeny || res.Code != propolis.CodeServerUnavailable || res.Reason != "cannot record the token's expiry" {
+		t.Fatalf("%+v, want deny 0x88", res)
+	}
+	cfg.disconnectOnExpiry = false
+	if res := authenticate(&propolis.Connect{ClientID: "c1", Password: []byte(tok)}); res.Decision != propolis.DecisionAllow {
+		t.Fatalf("without disconnect_on_expiry: %+v", res)
 	}
 }
 
