@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -70,9 +71,18 @@ func parseConfig(raw []byte) (*settings, error) {
 		return nil, fmt.Errorf("config.url: %q is not an http:// or https:// URL", c.URL)
 	}
 	s.logURL = u.Redacted()
-	for name, value := range c.Headers {
-		if name == "" || strings.ContainsAny(name, " :\r\n\t") || strings.ContainsAny(value, "\r\n") {
-			return nil, fmt.Errorf("config.headers: %q is not a valid header", name)
+	names := make([]string, 0, len(c.Headers))
+	for name := range c.Headers {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the same error, and request, every time
+	for _, name := range names {
+		value := c.Headers[name]
+		if !httpToken(name) {
+			return nil, fmt.Errorf("config.headers: %q is not a valid header name (an HTTP token: letters, digits and !#$%%&'*+-.^_`|~, at most 256 bytes)", name)
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return nil, fmt.Errorf("config.headers.%s: the value holds a NUL, CR or LF", name)
 		}
 		switch http.CanonicalHeaderKey(name) {
 		case "Content-Type", "Host", "Content-Length", "Connection", "Transfer-Encoding":
@@ -114,4 +124,19 @@ func parseConfig(raw []byte) (*settings, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// httpToken reports whether s is an HTTP token (RFC 9110 section 5.6.2),
+// as the broker's HTTP service requires of a header name; it refuses a
+// request with any other (INVALID_ARGUMENT), so config refuses it first.
+func httpToken(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -71,9 +71,21 @@ type response struct {
 	Permissions json.RawMessage `json:"permissions"`
 }
 
-// authenticate asks the endpoint about c.
+// errMisconfigured marks a request the broker refused to send (a
+// configuration error: NOT_PERMITTED, INVALID_ARGUMENT), which denies
+// instead of applying the fallback.
+var errMisconfigured = errors.New("configuration error")
+
+// authenticate asks the endpoint about c; a configuration error denies
+// (0x88) whatever the fallback.
 func authenticate(c *propolis.Connect) propolis.AuthResult {
 	res, ttl, err := ask(c)
+	if errors.Is(err, errMisconfigured) {
+		// Not the endpoint failing: no request can go out. The fallback,
+		// allow or next, would let everyone in for good.
+		propolis.Errorf("http-auth: endpoint %s: %v; client %q refused (the fallback is for endpoint failures)", cfg.logURL, err, c.ClientID)
+		return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeServerUnavailable, "authentication service unavailable")}
+	}
 	if err != nil {
 		propolis.Warnf("http-auth: endpoint %s: %v; fallback %s for client %q", cfg.logURL, err, cfg.fallback, c.ClientID)
 		return fallbackResult()
@@ -109,7 +121,9 @@ func ask(c *propolis.Connect) (propolis.AuthResult, time.Duration, error) {
 	resp, err := post(&propolis.HTTPRequest{Method: "POST", URL: cfg.url, Header: hdr, Body: body})
 	switch {
 	case errors.Is(err, propolis.ErrNotPermitted):
-		return propolis.AuthResult{}, 0, fmt.Errorf("%w: the manifest must list http under services and the URL's host under http.hosts", err)
+		return propolis.AuthResult{}, 0, fmt.Errorf("%w: %w: the manifest must list http under services and the URL's host under http.hosts", errMisconfigured, err)
+	case errors.Is(err, propolis.ErrInvalidArgument):
+		return propolis.AuthResult{}, 0, fmt.Errorf("%w: %w: the broker refused the request (url, or a header in config.headers)", errMisconfigured, err)
 	case errors.Is(err, propolis.ErrTooLarge):
 		return propolis.AuthResult{}, 0, fmt.Errorf("%w: the answer is larger than the manifest's http.max_response", err)
 	case err != nil:
