@@ -103,6 +103,9 @@ func parseConfig(raw []byte) (*settings, error) {
 	if _, err := s.defaults.Permissions("config.default_permissions"); err != nil {
 		return nil, err
 	}
+	if err := s.checkBound(s.defaults, "config.default_permissions"); err != nil {
+		return nil, err
+	}
 
 	// Keys.
 	if c.HMACSecret != "" && c.HMACSecretBase64 != "" {
@@ -179,4 +182,22 @@ func hasHMAC(keys []*key) bool {
 		}
 	}
 	return false
+}
+
+// checkBound refuses permissions granting topics by {clientid} or
+// {username} when the token does not bind that name (clientid_claim,
+// username_claim): the client chooses its own client id and user name, so
+// any token holder could take another client's topics by connecting under
+// its name. where names the permissions in the error.
+func (s *settings) checkBound(spec acl.Spec, where string) error {
+	for _, b := range []struct{ placeholder, key, claim string }{
+		{acl.ClientID, "clientid_claim", s.clientIDClaim},
+		{acl.Username, "username_claim", s.usernameClaim},
+	} {
+		if f := spec.Grants(b.placeholder); f != "" && b.claim == "" {
+			return fmt.Errorf("%s: %s grants by %s, but config.%s is not set: any token holder could connect under another client's name and get its topics; set %s to the claim the name must equal",
+				where, f, b.placeholder, b.key, b.key)
+		}
+	}
+	return nil
 }

@@ -109,6 +109,10 @@ func decide(c *propolis.Connect, now time.Time) (res propolis.AuthResult, why st
 		if !ok {
 			return deny("invalid token"), fmt.Sprintf("no string claim %q to match the %s", b.claim, b.name), time.Time{}
 		}
+		if want == "" {
+			// It would bind the token to no name: a client sending none.
+			return deny("invalid token"), fmt.Sprintf("claim %q (to match the %s) is empty", b.claim, b.name), time.Time{}
+		}
 		if want != b.got {
 			return deny("token issued to another " + b.name), fmt.Sprintf("%s %q, claim %q is %q", b.name, b.got, b.claim, want), time.Time{}
 		}
@@ -147,5 +151,9 @@ func permissions(cl claims) ([]propolis.Permission, error) {
 			}
 		}
 	}
-	return spec.Permissions(where)
+	perms, err := spec.Permissions(where)
+	if err != nil {
+		return nil, err
+	}
+	return perms, cfg.checkBound(spec, where)
 }

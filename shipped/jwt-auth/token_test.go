@@ -294,6 +294,9 @@ func TestConfig(t *testing.T) {
 		{name: "bad pem", in: `{"public_keys":["nope"]}`, err: "config.public_keys[0]: no PEM block"},
 		{name: "bad jwks", in: `{"jwks":{"keys":[{"kty":"RSA","n":"AQAB"}]}}`, err: `config.jwks: no usable key among 1 (keys[0] (kid ""): "e" missing)`},
 		{name: "not_a_token", in: `{"jwks_url":"https://idp/jwks","not_a_token":"allow"}`, err: `config.not_a_token: "allow", want deny or next`},
+		{name: "unbound clientid", in: `{"jwks_url":"https://idp/jwks","username_claim":"sub","default_permissions":{"publish":["devices/{clientid}/up"]}}`, err: `config.default_permissions: publish[0] "devices/{clientid}/up" grants by {clientid}, but config.clientid_claim is not set: any token holder could connect under another client's name and get its topics; set clientid_claim to the claim the name must equal`},
+		{name: "unbound username", in: `{"jwks_url":"https://idp/jwks","default_permissions":{"all":["users/{username}/#"]}}`, err: `config.default_permissions: all[0] "users/{username}/#" grants by {username}, but config.username_claim is not set: any token holder could connect under another client's name and get its topics; set username_claim to the claim the name must equal`},
+		{name: "bound", in: `{"jwks_url":"https://idp/jwks","clientid_claim":"sub","default_permissions":{"publish":["devices/{clientid}/up"],"deny":["x/{username}"]}}`},
 		{name: "issuer type", in: `{"jwks_url":"https://idp/jwks","issuer":5}`, err: `config.issuer: want a string or a list of strings`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -325,8 +328,8 @@ func TestDecide(t *testing.T) {
 	conn := func(user, pass string) *propolis.Connect {
 		return &propolis.Connect{ClientID: "c1", Username: user, Password: []byte(pass)}
 	}
-	res, why, end := decide(conn("alice", sign(t, hs, with(map[string]any{"acl": map[string]any{"publish": []string{"devices/{clientid}/up"}, "deny": []string{"devices/x"}}}), secret)), now)
-	want := []propolis.Permission{propolis.DenyTopic("devices/x"), propolis.AllowPublish("devices/{clientid}/up")}
+	res, why, end := decide(conn("alice", sign(t, hs, with(map[string]any{"acl": map[string]any{"publish": []string{"users/{username}/up"}, "deny": []string{"devices/{clientid}"}}}), secret)), now)
+	want := []propolis.Permission{propolis.DenyTopic("devices/{clientid}"), propolis.AllowPublish("users/{username}/up")}
 	if res.Decision != propolis.DecisionAllow || why != "" || fmt.Sprint(res.Permissions) != fmt.Sprint(want) {
 		t.Fatalf("with acl claim: %+v %q", res, why)
 	}
@@ -351,6 +354,18 @@ func TestDecide(t *testing.T) {
 		if res.Decision != propolis.DecisionDeny || why != tc.why {
 			t.Errorf("%s: %+v, %q; want deny, %q", tc.name, res.Decision, why, tc.why)
 		}
+	}
+	// A claim granting by {clientid} while the token does not bind the
+	// client id (no clientid_claim): any holder could pick another
+	// client's id and get its topics.
+	res, why, _ = decide(conn("alice", sign(t, hs, with(map[string]any{"acl": map[string]any{"subscribe": []string{"devices/{clientid}/down"}}}), secret)), now)
+	if res.Decision != propolis.DecisionDeny || !strings.Contains(why, `claim "acl": subscribe[0] "devices/{clientid}/down" grants by {clientid}, but config.clientid_claim is not set`) {
+		t.Errorf("unbound {clientid}: %+v %q", res.Decision, why)
+	}
+	// An empty claim binds no name: refused even to a client sending none.
+	res, why, _ = decide(conn("", sign(t, hs, with(map[string]any{"sub": ""}), secret)), now)
+	if res.Decision != propolis.DecisionDeny || why != `claim "sub" (to match the user name) is empty` {
+		t.Errorf("empty sub: %+v %q", res.Decision, why)
 	}
 	cfg.nextOnNotAToken = true
 	if res, _, _ := decide(conn("alice", "hunter2"), now); res.Decision != propolis.DecisionNext {
