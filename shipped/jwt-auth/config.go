@@ -89,6 +89,12 @@ func parseConfig(raw []byte) (*settings, error) {
 	default:
 		return nil, fmt.Errorf("config.not_a_token: %q, want deny or next", c.NotAToken)
 	}
+	if c.Issuer != nil && len(c.Issuer) == 0 {
+		return nil, errors.New("config.issuer: an empty list would check nothing: list the accepted issuers, or leave the key out")
+	}
+	if c.Audience != nil && len(c.Audience) == 0 {
+		return nil, errors.New("config.audience: an empty list would check nothing: list the accepted audiences, or leave the key out")
+	}
 	for i, name := range c.Issuer {
 		if name == "" {
 			return nil, fmt.Errorf("config.issuer[%d]: empty", i)
