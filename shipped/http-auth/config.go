@@ -12,6 +12,7 @@ import (
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 	"github.com/propolis-mqtt/propolis/shipped/internal/acl"
 	"github.com/propolis-mqtt/propolis/shipped/internal/strictcfg"
+	"github.com/propolis-mqtt/propolis/shipped/internal/weburl"
 )
 
 // config is the manifest's config section; README.md documents each key.
@@ -68,9 +69,9 @@ func parseConfig(raw []byte) (*settings, error) {
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("config.url: %q is not an http:// or https:// URL", c.URL)
+		return nil, fmt.Errorf("config.url: %q is not an http:// or https:// URL", weburl.Redacted(c.URL))
 	}
-	s.logURL = u.Redacted()
+	s.logURL = weburl.Redacted(c.URL)
 	names := make([]string, 0, len(c.Headers))
 	for name := range c.Headers {
 		names = append(names, name)

@@ -19,6 +19,7 @@ import (
 
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 	"github.com/propolis-mqtt/propolis/shipped/internal/acl"
+	"github.com/propolis-mqtt/propolis/shipped/internal/weburl"
 )
 
 func init() {
@@ -43,6 +44,9 @@ func start(info propolis.StartInfo) error {
 	cfg = s
 	if info.Instance == 0 {
 		propolis.Infof("http-auth %s: endpoint %s, cache %s (denials %s), fallback %s", info.Version, s.logURL, s.cacheTTL, s.denyCacheTTL, s.fallback)
+		if weburl.PlainRemote(s.url) {
+			propolis.Warnf("http-auth: config.url %s is plain http:// to another machine: anyone on the path can read the passwords and answer allow; use https://", s.logURL)
+		}
 		if s.fallback == fallbackAllow {
 			propolis.Warnf("http-auth: fallback is allow: while %s fails, every client connects", s.logURL)
 		}

@@ -51,8 +51,8 @@ func TestConfig(t *testing.T) {
 			}
 		})
 	}
-	s, _ := parseConfig([]byte(`{"url":"http://user:secret@auth.internal/x"}`))
-	if s.logURL != "http://user:xxxxx@auth.internal/x" || s.fallback != fallbackDeny || s.cacheTTL != time.Minute || s.denyCacheTTL != 10*time.Second {
+	s, _ := parseConfig([]byte(`{"url":"http://user:secret@auth.internal/x?key=s3cret"}`))
+	if s.logURL != "http://xxxxx@auth.internal/x?xxxxx" || s.fallback != fallbackDeny || s.cacheTTL != time.Minute || s.denyCacheTTL != 10*time.Second {
 		t.Fatalf("defaults and redaction: %+v", s)
 	}
 }

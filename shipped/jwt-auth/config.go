@@ -10,6 +10,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/shipped/internal/acl"
 	"github.com/propolis-mqtt/propolis/shipped/internal/strictcfg"
+	"github.com/propolis-mqtt/propolis/shipped/internal/weburl"
 )
 
 // config is the manifest's config section; README.md documents each key.
@@ -155,7 +156,7 @@ func parseConfig(raw []byte) (*settings, error) {
 	if c.JWKSURL != "" {
 		u, err := url.Parse(c.JWKSURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("config.jwks_url: %q is not an http:// or https:// URL", c.JWKSURL)
+			return nil, fmt.Errorf("config.jwks_url: %q is not an http:// or https:// URL", weburl.Redacted(c.JWKSURL))
 		}
 	}
 	if len(s.static) == 0 && s.jwksURL == "" {

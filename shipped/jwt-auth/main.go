@@ -17,6 +17,7 @@ import (
 
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 	"github.com/propolis-mqtt/propolis/shipped/internal/acl"
+	"github.com/propolis-mqtt/propolis/shipped/internal/weburl"
 )
 
 func init() {
@@ -45,12 +46,15 @@ func start(info propolis.StartInfo) error {
 		}
 	}
 	cfg = s
-	jwks = keySet{url: s.jwksURL, refresh: s.jwksRefresh, minRefetch: s.jwksMinRefetch, fetch: httpGet}
+	jwks = keySet{url: s.jwksURL, logURL: weburl.Redacted(s.jwksURL), refresh: s.jwksRefresh, minRefetch: s.jwksMinRefetch, fetch: httpGet}
 	if s.jwksURL != "" {
 		jwks.update(time.Now(), true)
 	}
 	if info.Instance == 0 {
-		propolis.Infof("jwt-auth %s: %d configured keys, JWKS %q, algorithms %s", info.Version, len(s.static), s.jwksURL, strings.Join(sortedKeys(s.algs), ","))
+		propolis.Infof("jwt-auth %s: %d configured keys, JWKS %q, algorithms %s", info.Version, len(s.static), jwks.logURL, strings.Join(sortedKeys(s.algs), ","))
+		if weburl.PlainRemote(s.jwksURL) {
+			propolis.Warnf("jwt-auth: config.jwks_url %s is plain http:// to another machine: anyone on the path can replace the keys and log in as anyone; use https://", jwks.logURL)
+		}
 	}
 	return nil
 }
