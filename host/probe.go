@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -336,7 +337,7 @@ func (p *pool) idleMemory() uint64 {
 
 // ManifestForModule returns the manifest a bare module is checked with,
 // and its YAML: id from the file's name, version 0.0.0, default limits,
-// and the given services granted.
+// the given services granted, and tick: 10s when it exports propolis_tick.
 func ManifestForModule(path string, services []string) (*Manifest, []byte, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, nil, err
@@ -351,6 +352,24 @@ func ManifestForModule(path string, services []string) (*Manifest, []byte, error
 		}
 	}
 	m, err := ParseManifest("(made for "+base+")", []byte(yaml))
+	if err != nil {
+		return nil, nil, err
+	}
+	// A module whose start declares propolis_tick is refused without a
+	// manifest tick (checkTick), and one that only exports it is refused
+	// with one: only starting it tells which, so a module exporting it is
+	// tried once without, and given a tick if that is what it lacked.
+	if bin, err := os.ReadFile(path); err == nil {
+		if rep, err := CheckModule(context.Background(), bin); err == nil && rep.Callbacks&tickBit != 0 {
+			p, perr := OpenProbe(context.Background(), filepath.Dir(path), m, ProbeOptions{})
+			if perr == nil {
+				_ = p.Close(context.Background())
+			} else if errors.Is(perr, errTickNotSet) {
+				yaml += "tick: 10s\n"
+				m, err = ParseManifest("(made for "+base+")", []byte(yaml))
+			}
+		}
+	}
 	return m, []byte(yaml), err
 }
 

@@ -221,3 +221,29 @@ func TestShippedHTTPAuthBadConfig(t *testing.T) {
 		t.Fatalf("status %+v, want a start refused naming config.fallback", st)
 	}
 }
+
+// TestShippedHTTPAuthBadHeaderName: a header name the broker's HTTP
+// service would refuse on every request ("X-Hook/Key" is no HTTP token)
+// refuses the start, naming config.headers; with fallback allow it used
+// to let every client in, the endpoint never asked.
+func TestShippedHTTPAuthBadHeaderName(t *testing.T) {
+	e := newAuthEndpoint(t)
+	extDir := t.TempDir()
+	installExtension(t, extDir, "http-auth", buildGuest(t, "shipped", "http-auth"), 0, fmt.Sprintf(`services: [http]
+http:
+  hosts: [%q]
+config:
+  url: %s/mqtt/auth
+  headers: {"X-Hook/Key": s3cret}
+  fallback: allow
+  fallback_permissions: {all: ["#"]}
+`, strings.TrimPrefix(e.srv.URL, "http://"), e.srv.URL))
+	w := startWired(t, extDir, Options{})
+	st := statusOf(t, w.h, "http-auth")
+	if st.State != StateFailed || !strings.Contains(st.Reason, `config.headers: "X-Hook/Key" is not a valid header name`) {
+		t.Fatalf("status %+v, want a start refused naming config.headers", st)
+	}
+	if code, _ := connectOnce(t, w.addr, "dev1", "nobody", "wrong"); code == 0 {
+		t.Fatal("a client got in")
+	}
+}

@@ -198,14 +198,24 @@ config:
 		t.Fatalf("3.1.1 valid token: return code %d, want 0", code)
 	}
 
-	// Permissions from the claim, with {clientid} and {username}.
-	acl := map[string]any{"publish": []string{"devices/{clientid}/up", "users/{username}/#"}, "subscribe": []string{"devices/{clientid}/down"}, "deny": []string{"users/{username}/secret"}}
+	// Permissions from the claim, with {username} (bound by
+	// username_claim) and {clientid} in deny (it only narrows).
+	acl := map[string]any{"publish": []string{"users/{username}/#"}, "subscribe": []string{"users/{username}/in/+"}, "deny": []string{"users/{username}/secret", "users/+/in/{clientid}"}}
 	_, _, c := connack(t, w.addr, "dev1", "alice", signJWT(t, hs, jwtClaims(map[string]any{"acl": acl}), jwtSecret))
 	if c == nil {
 		t.Fatal("token with an acl claim refused")
 	}
-	checkPublishes(t, c, map[string]byte{"devices/dev1/up": 0, "users/alice/x": 0, "users/alice/secret": 0x87, "devices/dev2/up": 0x87, "devices/dev1/down": 0x87, "public/news": 0x87})
-	checkSubscribes(t, c, []string{"devices/dev1/down", "devices/dev2/down", "devices/dev1/up", "public/#"}, []byte{1, 0x87, 0x87, 0x87})
+	checkPublishes(t, c, map[string]byte{"users/alice/x": 0, "users/alice/secret": 0x87, "users/bob/x": 0x87, "public/news": 0x87})
+	checkSubscribes(t, c, []string{"users/alice/in/a", "users/alice/in/dev1", "users/bob/in/a", "public/#"}, []byte{1, 0x87, 0x87, 0x87})
+	// A claim granting by {clientid} while clientid_claim is not set: any
+	// holder of the token could pick another client's id; refused.
+	unbound := map[string]any{"publish": []string{"devices/{clientid}/up"}}
+	if code, reason := connectOnce(t, w.addr, "dev9", "alice", signJWT(t, hs, jwtClaims(map[string]any{"acl": unbound}), jwtSecret)); code != 0x86 || reason != "invalid token" {
+		t.Fatalf("unbound {clientid}: CONNACK %#x %q", code, reason)
+	}
+	if !strings.Contains(w.logs.String(), `grants by {clientid}, but config.clientid_claim is not set`) {
+		t.Fatal("the log does not say why the unbound {clientid} token was refused")
+	}
 	// Without the claim: config.default_permissions.
 	_, _, d := connack(t, w.addr, "dev2", "alice", signJWT(t, hs, jwtClaims(nil), jwtSecret))
 	if d == nil {
@@ -390,14 +400,19 @@ config:
 		return c, gone
 	}
 	_, short := connectWatched("short", time.Now().Add(2*time.Second))
+	// A client id longer than a storage key (1,024 bytes) is disconnected
+	// too: the record's key holds a hash of it.
+	_, longID := connectWatched(strings.Repeat("x", 1100), time.Now().Add(2*time.Second))
 	_, long := connectWatched("long", time.Now().Add(time.Hour))
-	select {
-	case d := <-short:
-		if d.ReasonCode != 0x87 || d.Properties == nil || d.Properties.ReasonString != "token expired" {
-			t.Fatalf("DISCONNECT %+v", d)
+	for _, gone := range []chan *paho.Disconnect{short, longID} {
+		select {
+		case d := <-gone:
+			if d.ReasonCode != 0x87 || d.Properties == nil || d.Properties.ReasonString != "token expired" {
+				t.Fatalf("DISCONNECT %+v", d)
+			}
+		case <-time.After(poll.Timeout):
+			t.Fatal("the client with an expired token is still connected")
 		}
-	case <-time.After(poll.Timeout):
-		t.Fatal("the client with an expired token is still connected")
 	}
 	select {
 	case d := <-long:

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -101,5 +102,26 @@ func TestTickNeedsTheExport(t *testing.T) {
 	want := "manifest tick 1s: the module does not export propolis_tick (or did not declare it with declare_callbacks)"
 	if st.State != StateFailed || !strings.Contains(st.Reason, want) {
 		t.Fatalf("status %s %q, want failed with %q", st.State, st.Reason, want)
+	}
+}
+
+// TestTickMissingFromManifest: a module whose start declared propolis_tick
+// (the SDK's Tick handler) under a manifest without tick is refused from
+// the first instance on, the error naming the manifest's tick key, whatever
+// the pool size (it used to warn for the first instance and fail the
+// second with "prewarm instance 2: ... declare_callbacks:
+// INVALID_ARGUMENT").
+func TestTickMissingFromManifest(t *testing.T) {
+	for _, pool := range []int{1, 4} {
+		extDir := t.TempDir()
+		installExtension(t, extDir, "ticker", buildGuest(t, "testdata/guests", "ticker"), 0,
+			fmt.Sprintf("services: [storage]\nlimits:\n  pool_size: %d\n", pool))
+		w := startWired(t, extDir, Options{})
+		st := statusOf(t, w.h, "ticker")
+		want := `manifest tick: not set, but the module declares propolis_tick`
+		if st.State != StateFailed || !strings.Contains(st.Reason, want) || !strings.Contains(st.Reason, `"tick: 10s"`) ||
+			strings.Contains(st.Reason, "prewarm") {
+			t.Fatalf("pool %d: status %s %q, want failed with %q", pool, st.State, st.Reason, want)
+		}
 	}
 }

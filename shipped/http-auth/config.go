@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 	"github.com/propolis-mqtt/propolis/shipped/internal/acl"
 	"github.com/propolis-mqtt/propolis/shipped/internal/strictcfg"
+	"github.com/propolis-mqtt/propolis/shipped/internal/weburl"
 )
 
 // config is the manifest's config section; README.md documents each key.
@@ -67,12 +69,21 @@ func parseConfig(raw []byte) (*settings, error) {
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("config.url: %q is not an http:// or https:// URL", c.URL)
+		return nil, fmt.Errorf("config.url: %q is not an http:// or https:// URL", weburl.Redacted(c.URL))
 	}
-	s.logURL = u.Redacted()
-	for name, value := range c.Headers {
-		if name == "" || strings.ContainsAny(name, " :\r\n\t") || strings.ContainsAny(value, "\r\n") {
-			return nil, fmt.Errorf("config.headers: %q is not a valid header", name)
+	s.logURL = weburl.Redacted(c.URL)
+	names := make([]string, 0, len(c.Headers))
+	for name := range c.Headers {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the same error, and request, every time
+	for _, name := range names {
+		value := c.Headers[name]
+		if !httpToken(name) {
+			return nil, fmt.Errorf("config.headers: %q is not a valid header name (an HTTP token: letters, digits and !#$%%&'*+-.^_`|~, at most 256 bytes)", name)
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return nil, fmt.Errorf("config.headers.%s: the value holds a NUL, CR or LF", name)
 		}
 		switch http.CanonicalHeaderKey(name) {
 		case "Content-Type", "Host", "Content-Length", "Connection", "Transfer-Encoding":
@@ -114,4 +125,19 @@ func parseConfig(raw []byte) (*settings, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// httpToken reports whether s is an HTTP token (RFC 9110 section 5.6.2),
+// as the broker's HTTP service requires of a header name; it refuses a
+// request with any other (INVALID_ARGUMENT), so config refuses it first.
+func httpToken(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }

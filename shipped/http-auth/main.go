@@ -19,6 +19,7 @@ import (
 
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 	"github.com/propolis-mqtt/propolis/shipped/internal/acl"
+	"github.com/propolis-mqtt/propolis/shipped/internal/weburl"
 )
 
 func init() {
@@ -43,6 +44,9 @@ func start(info propolis.StartInfo) error {
 	cfg = s
 	if info.Instance == 0 {
 		propolis.Infof("http-auth %s: endpoint %s, cache %s (denials %s), fallback %s", info.Version, s.logURL, s.cacheTTL, s.denyCacheTTL, s.fallback)
+		if weburl.PlainRemote(s.url) {
+			propolis.Warnf("http-auth: config.url %s is plain http:// to another machine: anyone on the path can read the passwords and answer allow; use https://", s.logURL)
+		}
 		if s.fallback == fallbackAllow {
 			propolis.Warnf("http-auth: fallback is allow: while %s fails, every client connects", s.logURL)
 		}
@@ -71,9 +75,21 @@ type response struct {
 	Permissions json.RawMessage `json:"permissions"`
 }
 
-// authenticate asks the endpoint about c.
+// errMisconfigured marks a request the broker refused to send (a
+// configuration error: NOT_PERMITTED, INVALID_ARGUMENT), which denies
+// instead of applying the fallback.
+var errMisconfigured = errors.New("configuration error")
+
+// authenticate asks the endpoint about c; a configuration error denies
+// (0x88) whatever the fallback.
 func authenticate(c *propolis.Connect) propolis.AuthResult {
 	res, ttl, err := ask(c)
+	if errors.Is(err, errMisconfigured) {
+		// Not the endpoint failing: no request can go out. The fallback,
+		// allow or next, would let everyone in for good.
+		propolis.Errorf("http-auth: endpoint %s: %v; client %q refused (the fallback is for endpoint failures)", cfg.logURL, err, c.ClientID)
+		return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeServerUnavailable, "authentication service unavailable")}
+	}
 	if err != nil {
 		propolis.Warnf("http-auth: endpoint %s: %v; fallback %s for client %q", cfg.logURL, err, cfg.fallback, c.ClientID)
 		return fallbackResult()
@@ -109,7 +125,9 @@ func ask(c *propolis.Connect) (propolis.AuthResult, time.Duration, error) {
 	resp, err := post(&propolis.HTTPRequest{Method: "POST", URL: cfg.url, Header: hdr, Body: body})
 	switch {
 	case errors.Is(err, propolis.ErrNotPermitted):
-		return propolis.AuthResult{}, 0, fmt.Errorf("%w: the manifest must list http under services and the URL's host under http.hosts", err)
+		return propolis.AuthResult{}, 0, fmt.Errorf("%w: %w: the manifest must list http under services and the URL's host under http.hosts", errMisconfigured, err)
+	case errors.Is(err, propolis.ErrInvalidArgument):
+		return propolis.AuthResult{}, 0, fmt.Errorf("%w: %w: the broker refused the request (url, or a header in config.headers)", errMisconfigured, err)
 	case errors.Is(err, propolis.ErrTooLarge):
 		return propolis.AuthResult{}, 0, fmt.Errorf("%w: the answer is larger than the manifest's http.max_response", err)
 	case err != nil:

@@ -33,7 +33,11 @@ func TestConfig(t *testing.T) {
 		{name: "fallback permissions without allow", in: `{"url":"http://a/","fallback_permissions":{"all":["#"]}}`, err: `config.fallback_permissions: only used with fallback allow (fallback is deny)`},
 		{name: "bad fallback filter", in: `{"url":"http://a/","fallback":"allow","fallback_permissions":{"all":["a#"]}}`, err: `config.fallback_permissions: all[0] "a#": level 1 ("a#"): a wildcard must be the whole level`},
 		{name: "reserved header", in: `{"url":"http://a/","headers":{"content-type":"text/plain"}}`, err: `config.headers: content-type is set by http-auth or the broker`},
-		{name: "bad header", in: `{"url":"http://a/","headers":{"X-A":"1\r\nX-B: 2"}}`, err: `config.headers: "X-A" is not a valid header`},
+		{name: "bad header", in: `{"url":"http://a/","headers":{"X-A":"1\r\nX-B: 2"}}`, err: `config.headers.X-A: the value holds a NUL, CR or LF`},
+		{name: "NUL in value", in: `{"url":"http://a/","headers":{"X-A":"a\u0000b"}}`, err: `config.headers.X-A: the value holds a NUL, CR or LF`},
+		{name: "slash in name", in: `{"url":"http://a/","headers":{"X-Hook/Key":"s3cret"}}`, err: "config.headers: \"X-Hook/Key\" is not a valid header name (an HTTP token: letters, digits and !#$%&'*+-.^_`|~, at most 256 bytes)"},
+		{name: "space in name", in: `{"url":"http://a/","headers":{"X Key":"s"}}`, err: "config.headers: \"X Key\" is not a valid header name (an HTTP token: letters, digits and !#$%&'*+-.^_`|~, at most 256 bytes)"},
+		{name: "empty name", in: `{"url":"http://a/","headers":{"":"s"}}`, err: "config.headers: \"\" is not a valid header name (an HTTP token: letters, digits and !#$%&'*+-.^_`|~, at most 256 bytes)"},
 		{name: "headers type", in: `{"url":"http://a/","headers":["x"]}`, err: `config.headers: a list, want an object`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,8 +51,8 @@ func TestConfig(t *testing.T) {
 			}
 		})
 	}
-	s, _ := parseConfig([]byte(`{"url":"http://user:secret@auth.internal/x"}`))
-	if s.logURL != "http://user:xxxxx@auth.internal/x" || s.fallback != fallbackDeny || s.cacheTTL != time.Minute || s.denyCacheTTL != 10*time.Second {
+	s, _ := parseConfig([]byte(`{"url":"http://user:secret@auth.internal/x?key=s3cret"}`))
+	if s.logURL != "http://xxxxx@auth.internal/x?xxxxx" || s.fallback != fallbackDeny || s.cacheTTL != time.Minute || s.denyCacheTTL != 10*time.Second {
 		t.Fatalf("defaults and redaction: %+v", s)
 	}
 }
@@ -144,13 +148,33 @@ func TestFallback(t *testing.T) {
 		err  error
 		want string
 	}{
-		{propolis.ErrNotPermitted, "propolis: NOT_PERMITTED: the manifest must list http under services and the URL's host under http.hosts"},
+		{propolis.ErrNotPermitted, "configuration error: propolis: NOT_PERMITTED: the manifest must list http under services and the URL's host under http.hosts"},
+		{propolis.ErrInvalidArgument, "configuration error: propolis: INVALID_ARGUMENT: the broker refused the request (url, or a header in config.headers)"},
 		{propolis.ErrTooLarge, "propolis: TOO_LARGE: the answer is larger than the manifest's http.max_response"},
 		{propolis.ErrInternal, "no answer (propolis: INTERNAL; the broker log has the cause, a timeout is limits.authenticate_deadline)"},
 	} {
 		post = func(*propolis.HTTPRequest) (*propolis.HTTPResponse, error) { return nil, tc.err }
 		if _, _, err := ask(c); !errors.Is(err, tc.err) || err.Error() != tc.want {
 			t.Errorf("%v: got %v, want %q", tc.err, err, tc.want)
+		}
+	}
+}
+
+// TestMisconfiguredNeverFallsBack: a request the broker refuses to send
+// (INVALID_ARGUMENT, NOT_PERMITTED) is a configuration error, not an
+// endpoint failure: the client is refused even with fallback allow or
+// next, which would otherwise let everyone in.
+func TestMisconfiguredNeverFallsBack(t *testing.T) {
+	defer func(p func(*propolis.HTTPRequest) (*propolis.HTTPResponse, error)) { post = p }(post)
+	c := &propolis.Connect{ClientID: "c1", Password: []byte("pw")}
+	want := fmt.Sprint(propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeServerUnavailable, "authentication service unavailable")})
+	for _, fb := range []string{`"allow","fallback_permissions":{"all":["#"]}`, `"next"`, `"deny"`} {
+		mustConfig(t, `{"url":"http://a/","fallback":`+fb+`}`)
+		for _, e := range []error{propolis.ErrInvalidArgument, propolis.ErrNotPermitted} {
+			post = func(*propolis.HTTPRequest) (*propolis.HTTPResponse, error) { return nil, e }
+			if got := fmt.Sprint(authenticate(c)); got != want {
+				t.Errorf("fallback %s, %v: got %s, want %s", fb, e, got, want)
+			}
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/shipped/internal/acl"
 	"github.com/propolis-mqtt/propolis/shipped/internal/strictcfg"
+	"github.com/propolis-mqtt/propolis/shipped/internal/weburl"
 )
 
 // config is the manifest's config section; README.md documents each key.
@@ -89,6 +90,12 @@ func parseConfig(raw []byte) (*settings, error) {
 	default:
 		return nil, fmt.Errorf("config.not_a_token: %q, want deny or next", c.NotAToken)
 	}
+	if c.Issuer != nil && len(c.Issuer) == 0 {
+		return nil, errors.New("config.issuer: an empty list would check nothing: list the accepted issuers, or leave the key out")
+	}
+	if c.Audience != nil && len(c.Audience) == 0 {
+		return nil, errors.New("config.audience: an empty list would check nothing: list the accepted audiences, or leave the key out")
+	}
 	for i, name := range c.Issuer {
 		if name == "" {
 			return nil, fmt.Errorf("config.issuer[%d]: empty", i)
@@ -101,6 +108,9 @@ func parseConfig(raw []byte) (*settings, error) {
 	}
 	s.issuers, s.audiences = c.Issuer, c.Audience
 	if _, err := s.defaults.Permissions("config.default_permissions"); err != nil {
+		return nil, err
+	}
+	if err := s.checkBound(s.defaults, "config.default_permissions"); err != nil {
 		return nil, err
 	}
 
@@ -146,7 +156,7 @@ func parseConfig(raw []byte) (*settings, error) {
 	if c.JWKSURL != "" {
 		u, err := url.Parse(c.JWKSURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("config.jwks_url: %q is not an http:// or https:// URL", c.JWKSURL)
+			return nil, fmt.Errorf("config.jwks_url: %q is not an http:// or https:// URL", weburl.Redacted(c.JWKSURL))
 		}
 	}
 	if len(s.static) == 0 && s.jwksURL == "" {
@@ -179,4 +189,22 @@ func hasHMAC(keys []*key) bool {
 		}
 	}
 	return false
+}
+
+// checkBound refuses permissions granting topics by {clientid} or
+// {username} when the token does not bind that name (clientid_claim,
+// username_claim): the client chooses its own client id and user name, so
+// any token holder could take another client's topics by connecting under
+// its name. where names the permissions in the error.
+func (s *settings) checkBound(spec acl.Spec, where string) error {
+	for _, b := range []struct{ placeholder, key, claim string }{
+		{acl.ClientID, "clientid_claim", s.clientIDClaim},
+		{acl.Username, "username_claim", s.usernameClaim},
+	} {
+		if f := spec.Grants(b.placeholder); f != "" && b.claim == "" {
+			return fmt.Errorf("%s: %s grants by %s, but config.%s is not set: any token holder could connect under another client's name and get its topics; set %s to the claim the name must equal",
+				where, f, b.placeholder, b.key, b.key)
+		}
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 // When a fetch fails the keys fetched before stay in use.
 type keySet struct {
 	url        string
+	logURL     string // url without user information or query, for logs
 	refresh    time.Duration
 	minRefetch time.Duration
 	fetch      func(url string) ([]byte, error)
@@ -61,7 +62,7 @@ func (s *keySet) update(now time.Time, force bool) bool {
 				usable = append(usable, k)
 			}
 			for _, note := range skipped {
-				propolis.Warnf("jwt-auth: JWKS %s: skipped %s", s.url, note)
+				propolis.Warnf("jwt-auth: JWKS %s: skipped %s", s.logURL, note)
 			}
 			if len(usable) == 0 {
 				err = errors.New("no usable key")
@@ -75,7 +76,7 @@ func (s *keySet) update(now time.Time, force bool) bool {
 	if !s.fetchedAt.IsZero() {
 		kept = fmt.Sprintf("keeping the %d keys fetched at %s", len(s.fetched), s.fetchedAt.UTC().Format(time.RFC3339))
 	}
-	propolis.Warnf("jwt-auth: JWKS %s: %v (%s; next attempt in %s at the earliest)", s.url, err, kept, s.minRefetch)
+	propolis.Warnf("jwt-auth: JWKS %s: %v (%s; next attempt in %s at the earliest)", s.logURL, err, kept, s.minRefetch)
 	return false
 }
 

@@ -25,8 +25,13 @@ const (
 	ktyEC   keyType = "EC"
 )
 
-// minRSABits is the smallest RSA modulus accepted (NIST SP 800-131A).
-const minRSABits = 2048
+// minRSABits is the smallest RSA modulus accepted (NIST SP 800-131A);
+// maxRSABits the largest: every verification with a larger key costs more
+// (a JWKS could otherwise make each CONNECT slow).
+const (
+	minRSABits = 2048
+	maxRSABits = 8192
+)
 
 // minHMACBytes is the shortest HMAC secret accepted: 256 bits, the
 // length RFC 7518 section 3.2 asks for HS256.
@@ -86,8 +91,8 @@ func hmacKey(secret []byte) (*key, error) {
 func publicKey(pub any) (*key, error) {
 	switch p := pub.(type) {
 	case *rsa.PublicKey:
-		if p.N.BitLen() < minRSABits {
-			return nil, fmt.Errorf("RSA key of %d bits, want at least %d", p.N.BitLen(), minRSABits)
+		if n := p.N.BitLen(); n < minRSABits || n > maxRSABits {
+			return nil, fmt.Errorf("RSA key of %d bits, want %d to %d", n, minRSABits, maxRSABits)
 		}
 		return &key{kty: ktyRSA, rsa: p}, nil
 	case *ecdsa.PublicKey:

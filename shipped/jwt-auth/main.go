@@ -17,6 +17,7 @@ import (
 
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 	"github.com/propolis-mqtt/propolis/shipped/internal/acl"
+	"github.com/propolis-mqtt/propolis/shipped/internal/weburl"
 )
 
 func init() {
@@ -45,12 +46,15 @@ func start(info propolis.StartInfo) error {
 		}
 	}
 	cfg = s
-	jwks = keySet{url: s.jwksURL, refresh: s.jwksRefresh, minRefetch: s.jwksMinRefetch, fetch: httpGet}
+	jwks = keySet{url: s.jwksURL, logURL: weburl.Redacted(s.jwksURL), refresh: s.jwksRefresh, minRefetch: s.jwksMinRefetch, fetch: httpGet}
 	if s.jwksURL != "" {
 		jwks.update(time.Now(), true)
 	}
 	if info.Instance == 0 {
-		propolis.Infof("jwt-auth %s: %d configured keys, JWKS %q, algorithms %s", info.Version, len(s.static), s.jwksURL, strings.Join(sortedKeys(s.algs), ","))
+		propolis.Infof("jwt-auth %s: %d configured keys, JWKS %q, algorithms %s", info.Version, len(s.static), jwks.logURL, strings.Join(sortedKeys(s.algs), ","))
+		if weburl.PlainRemote(s.jwksURL) {
+			propolis.Warnf("jwt-auth: config.jwks_url %s is plain http:// to another machine: anyone on the path can replace the keys and log in as anyone; use https://", jwks.logURL)
+		}
 	}
 	return nil
 }
@@ -63,7 +67,12 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 		propolis.Infof("jwt-auth: client %q (user %q) refused: %s", c.ClientID, c.Username, why)
 	}
 	if !end.IsZero() && cfg.disconnectOnExpiry {
-		recordExpiry(c.ClientID, c.RemoteAddr, end, now)
+		if err := recordExpiry(c.ClientID, c.RemoteAddr, end, now); err != nil {
+			// Let in, it would outlive its token: refuse, as a server
+			// failure (the token may be fine).
+			propolis.Warnf("jwt-auth: client %q (user %q) refused: recording its token's expiry (disconnect_on_expiry): %v", c.ClientID, c.Username, err)
+			return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeServerUnavailable, "cannot record the token's expiry")}
+		}
 	}
 	return res
 }
@@ -104,6 +113,10 @@ func decide(c *propolis.Connect, now time.Time) (res propolis.AuthResult, why st
 		if !ok {
 			return deny("invalid token"), fmt.Sprintf("no string claim %q to match the %s", b.claim, b.name), time.Time{}
 		}
+		if want == "" {
+			// It would bind the token to no name: a client sending none.
+			return deny("invalid token"), fmt.Sprintf("claim %q (to match the %s) is empty", b.claim, b.name), time.Time{}
+		}
 		if want != b.got {
 			return deny("token issued to another " + b.name), fmt.Sprintf("%s %q, claim %q is %q", b.name, b.got, b.claim, want), time.Time{}
 		}
@@ -142,5 +155,9 @@ func permissions(cl claims) ([]propolis.Permission, error) {
 			}
 		}
 	}
-	return spec.Permissions(where)
+	perms, err := spec.Permissions(where)
+	if err != nil {
+		return nil, err
+	}
+	return perms, cfg.checkBound(spec, where)
 }

@@ -42,6 +42,60 @@ type header struct {
 	Crit []string `json:"crit"`
 }
 
+// parseHeader reads a JOSE header. Member names are case-sensitive (RFC
+// 7515 section 4; encoding/json would match "ALG" to alg), and a name
+// given twice is refused (section 5.2 lets a parser reject it; taking one
+// of two algs or kids is how parsers get confused).
+func parseHeader(raw []byte) (header, error) {
+	var h header
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
+		return h, errors.New("header is not a JSON object")
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.Token() // {
+	seen := map[string]bool{}
+	for d.More() {
+		t, err := d.Token()
+		name, ok := t.(string)
+		if err != nil || !ok {
+			return h, errors.New("header is not a JSON object")
+		}
+		if seen[name] {
+			return h, fmt.Errorf("header member %q given twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := d.Decode(&skip); err != nil {
+			return h, errors.New("header is not a JSON object")
+		}
+	}
+	for name, v := range members {
+		var dst any
+		switch name {
+		case "alg":
+			dst = &h.Alg
+		case "kid":
+			dst = &h.Kid
+		case "typ":
+			dst = &h.Typ
+		case "crit":
+			dst = &h.Crit
+		default:
+			for _, known := range []string{"alg", "kid", "typ", "crit"} {
+				if strings.EqualFold(name, known) {
+					return h, fmt.Errorf("header member %q: member names are case-sensitive (want %q)", name, known)
+				}
+			}
+			continue
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return h, fmt.Errorf("header member %q: %v", name, err)
+		}
+	}
+	return h, nil
+}
+
 // claims is a verified token's claims set, numbers as json.Number.
 type claims map[string]any
 
@@ -75,9 +129,9 @@ func verify(token string, keys []*key, p *policy, now time.Time) (claims, error)
 	if err != nil {
 		return nil, errors.New("header is not base64url")
 	}
-	var h header
-	if err := json.Unmarshal(rawHeader, &h); err != nil {
-		return nil, errors.New("header is not a JSON object")
+	h, err := parseHeader(rawHeader)
+	if err != nil {
+		return nil, err
 	}
 	if strings.EqualFold(h.Alg, "none") || h.Alg == "" {
 		return nil, errors.New(`unsigned token (alg "none") refused`)
@@ -115,8 +169,9 @@ func verify(token string, keys []*key, p *policy, now time.Time) (claims, error)
 	}
 	switch {
 	case verified:
-	case h.Kid != "" && len(named) == 0:
-		// Maybe a key the cached JWK set does not have yet.
+	case h.Kid != "" && len(named) == 0 && alg.kty != ktyHMAC:
+		// Maybe a key the cached JWK set does not have yet (a JWK set
+		// never brings an HMAC secret, so not for HS*).
 		return nil, fmt.Errorf("%w %q for alg %s", errUnknownKid, h.Kid, h.Alg)
 	case len(named)+len(unnamed) == 0:
 		return nil, fmt.Errorf("no key for alg %s", h.Alg)

@@ -62,6 +62,17 @@ func sign(t testing.TB, hdr map[string]any, claims map[string]any, priv any) str
 	return signed + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
+// rawHeader returns an HS256 token of claims with the header hdr as
+// written (for headers json.Marshal cannot make), signed with secret.
+func rawHeader(t testing.TB, hdr string, claims map[string]any, secret []byte) string {
+	t.Helper()
+	c, _ := json.Marshal(claims)
+	signed := base64.RawURLEncoding.EncodeToString([]byte(hdr)) + "." + base64.RawURLEncoding.EncodeToString(c)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(signed))
+	return signed + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
 // good returns valid claims at now.
 func good() map[string]any {
 	return map[string]any{"sub": "alice", "iss": "https://idp", "aud": []string{"mqtt"}, "exp": now.Add(time.Hour).Unix(), "nbf": now.Add(-time.Minute).Unix()}
@@ -110,7 +121,7 @@ func TestVerify(t *testing.T) {
 		{name: "ES256", token: sign(t, es, good(), ecKey)},
 		{name: "RS256 without kid", token: sign(t, map[string]any{"alg": "RS256"}, good(), rsaKey)},
 		{name: "HS256 with a kid, configured secret without one", token: sign(t, map[string]any{"alg": "HS256", "kid": "2024-01"}, good(), secret)},
-		{name: "HS256 with a kid, bad signature", token: sign(t, map[string]any{"alg": "HS256", "kid": "2024-01"}, good(), []byte("another secret of thirty-two bytes!")), err: `unknown key id "2024-01" for alg HS256`},
+		{name: "HS256 with a kid, bad signature", token: sign(t, map[string]any{"alg": "HS256", "kid": "2024-01"}, good(), []byte("another secret of thirty-two bytes!")), err: "bad signature"}, // not an unknown kid: a JWK set brings no HMAC secret to fetch
 		{name: "RS256 with a kid of the EC key", token: sign(t, map[string]any{"alg": "RS256", "kid": "e1"}, good(), rsaKey), err: `unknown key id "e1" for alg RS256`},
 		{name: "aud as a string", token: sign(t, hs, with(map[string]any{"aud": "mqtt"}), secret)},
 		{name: "expired within leeway", token: sign(t, hs, with(map[string]any{"exp": now.Add(-10 * time.Second).Unix()}), secret)},
@@ -133,10 +144,16 @@ func TestVerify(t *testing.T) {
 		{name: "alg not accepted", token: sign(t, map[string]any{"alg": "HS512"}, good(), secret), err: `alg "HS512" not accepted (accepted: ES256, HS256, RS256)`},
 		// Key confusion: an HS256 token "signed" with the RSA public key's
 		// PEM as the HMAC secret must not verify against the RSA key.
-		{name: "HS256 with the RSA public key as secret", token: sign(t, map[string]any{"alg": "HS256", "kid": "r1"}, good(), []byte(pemOf(t, &rsaKey.PublicKey))), err: `unknown key id "r1" for alg HS256`},
+		{name: "HS256 with the RSA public key as secret", token: sign(t, map[string]any{"alg": "HS256", "kid": "r1"}, good(), []byte(pemOf(t, &rsaKey.PublicKey))), err: "bad signature"},
 		{name: "ES256 alg with an RSA kid", token: sign(t, map[string]any{"alg": "ES256", "kid": "r1"}, good(), ecKey), err: `unknown key id "r1" for alg ES256`},
 		{name: "unknown kid", token: sign(t, map[string]any{"alg": "RS256", "kid": "r9"}, good(), rsaKey), err: `unknown key id "r9" for alg RS256`},
 		{name: "crit", token: sign(t, map[string]any{"alg": "HS256", "crit": []string{"exp"}}, good(), secret), err: `critical header extensions ["exp"] not understood`},
+		// JOSE header member names are case-sensitive; none given twice.
+		{name: "ALG", token: sign(t, map[string]any{"ALG": "HS256"}, good(), secret), err: `header member "ALG": member names are case-sensitive (want "alg")`},
+		{name: "Kid", token: sign(t, map[string]any{"alg": "HS256", "Kid": "x"}, good(), secret), err: `header member "Kid": member names are case-sensitive (want "kid")`},
+		{name: "alg twice", token: rawHeader(t, `{"alg":"none","alg":"HS256"}`, good(), secret), err: `header member "alg" given twice`},
+		{name: "alg not a string", token: rawHeader(t, `{"alg":5}`, good(), secret), err: `header member "alg": json: cannot unmarshal number into Go value of type string`},
+		{name: "unknown member", token: sign(t, map[string]any{"alg": "HS256", "x-extra": 1}, good(), secret)},
 		{name: "two parts", token: "a.b", err: "not a JWT (want three dot-separated parts)"},
 		{name: "header not base64", token: "*.b.c", err: "header is not base64url"},
 		{name: "claims not an object", token: sign(t, hs, nil, secret), err: "payload is not a JSON object"},
@@ -242,7 +259,7 @@ func TestParsePEM(t *testing.T) {
 		t.Fatalf("private key: %v", err)
 	}
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
-	if _, err := parsePEM(pemOf(t, &small.PublicKey)); err == nil || err.Error() != "block 1 (PUBLIC KEY): RSA key of 1024 bits, want at least 2048" {
+	if _, err := parsePEM(pemOf(t, &small.PublicKey)); err == nil || err.Error() != "block 1 (PUBLIC KEY): RSA key of 1024 bits, want 2048 to 8192" {
 		t.Fatalf("small key: %v", err)
 	}
 	if _, err := parsePEM("hello"); err == nil || err.Error() != "no PEM block" {
@@ -280,6 +297,32 @@ func TestKeySetRefetchFloor(t *testing.T) {
 	}
 }
 
+// TestKeyLimits: RSA moduli of 2048 to 8192 bits.
+func TestKeyLimits(t *testing.T) {
+	big8200 := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 8200), big.NewInt(1))
+	if _, err := publicKey(&rsa.PublicKey{N: big8200, E: 65537}); err == nil || err.Error() != "RSA key of 8200 bits, want 2048 to 8192" {
+		t.Fatalf("8200-bit key: %v", err)
+	}
+	if _, err := publicKey(&rsaKey.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHMACKidNoRefetch: an HS token with a kid, when only an HMAC secret
+// is configured, is not an unknown key id (no JWKS fetch, no such log):
+// a JWK set never brings an HMAC secret.
+func TestHMACKidNoRefetch(t *testing.T) {
+	hk, _ := hmacKey(secret)
+	_, err := verify(sign(t, map[string]any{"alg": "HS256", "kid": "k9"}, good(), []byte("another secret of thirty-two bytes!")), []*key{hk}, testPolicy(), now)
+	if err == nil || errors.Is(err, errUnknownKid) {
+		t.Fatalf("got %v", err)
+	}
+	rk, _ := publicKey(&rsaKey.PublicKey)
+	if _, err := verify(sign(t, map[string]any{"alg": "HS256", "kid": "k9"}, good(), secret), []*key{rk}, testPolicy(), now); err == nil || err.Error() != "no key for alg HS256" {
+		t.Fatalf("no HMAC key: %v", err)
+	}
+}
+
 func TestConfig(t *testing.T) {
 	for _, tc := range []struct{ name, in, err string }{
 		{name: "hmac", in: `{"hmac_secret":"0123456789abcdef0123456789abcdef"}`},
@@ -294,6 +337,11 @@ func TestConfig(t *testing.T) {
 		{name: "bad pem", in: `{"public_keys":["nope"]}`, err: "config.public_keys[0]: no PEM block"},
 		{name: "bad jwks", in: `{"jwks":{"keys":[{"kty":"RSA","n":"AQAB"}]}}`, err: `config.jwks: no usable key among 1 (keys[0] (kid ""): "e" missing)`},
 		{name: "not_a_token", in: `{"jwks_url":"https://idp/jwks","not_a_token":"allow"}`, err: `config.not_a_token: "allow", want deny or next`},
+		{name: "unbound clientid", in: `{"jwks_url":"https://idp/jwks","username_claim":"sub","default_permissions":{"publish":["devices/{clientid}/up"]}}`, err: `config.default_permissions: publish[0] "devices/{clientid}/up" grants by {clientid}, but config.clientid_claim is not set: any token holder could connect under another client's name and get its topics; set clientid_claim to the claim the name must equal`},
+		{name: "unbound username", in: `{"jwks_url":"https://idp/jwks","default_permissions":{"all":["users/{username}/#"]}}`, err: `config.default_permissions: all[0] "users/{username}/#" grants by {username}, but config.username_claim is not set: any token holder could connect under another client's name and get its topics; set username_claim to the claim the name must equal`},
+		{name: "bound", in: `{"jwks_url":"https://idp/jwks","clientid_claim":"sub","default_permissions":{"publish":["devices/{clientid}/up"],"deny":["x/{username}"]}}`},
+		{name: "empty audience list", in: `{"jwks_url":"https://idp/jwks","audience":[]}`, err: "config.audience: an empty list would check nothing: list the accepted audiences, or leave the key out"},
+		{name: "empty issuer list", in: `{"jwks_url":"https://idp/jwks","issuer":[]}`, err: "config.issuer: an empty list would check nothing: list the accepted issuers, or leave the key out"},
 		{name: "issuer type", in: `{"jwks_url":"https://idp/jwks","issuer":5}`, err: `config.issuer: want a string or a list of strings`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -325,8 +373,8 @@ func TestDecide(t *testing.T) {
 	conn := func(user, pass string) *propolis.Connect {
 		return &propolis.Connect{ClientID: "c1", Username: user, Password: []byte(pass)}
 	}
-	res, why, end := decide(conn("alice", sign(t, hs, with(map[string]any{"acl": map[string]any{"publish": []string{"devices/{clientid}/up"}, "deny": []string{"devices/x"}}}), secret)), now)
-	want := []propolis.Permission{propolis.DenyTopic("devices/x"), propolis.AllowPublish("devices/{clientid}/up")}
+	res, why, end := decide(conn("alice", sign(t, hs, with(map[string]any{"acl": map[string]any{"publish": []string{"users/{username}/up"}, "deny": []string{"devices/{clientid}"}}}), secret)), now)
+	want := []propolis.Permission{propolis.DenyTopic("devices/{clientid}"), propolis.AllowPublish("users/{username}/up")}
 	if res.Decision != propolis.DecisionAllow || why != "" || fmt.Sprint(res.Permissions) != fmt.Sprint(want) {
 		t.Fatalf("with acl claim: %+v %q", res, why)
 	}
@@ -352,6 +400,18 @@ func TestDecide(t *testing.T) {
 			t.Errorf("%s: %+v, %q; want deny, %q", tc.name, res.Decision, why, tc.why)
 		}
 	}
+	// A claim granting by {clientid} while the token does not bind the
+	// client id (no clientid_claim): any holder could pick another
+	// client's id and get its topics.
+	res, why, _ = decide(conn("alice", sign(t, hs, with(map[string]any{"acl": map[string]any{"subscribe": []string{"devices/{clientid}/down"}}}), secret)), now)
+	if res.Decision != propolis.DecisionDeny || !strings.Contains(why, `claim "acl": subscribe[0] "devices/{clientid}/down" grants by {clientid}, but config.clientid_claim is not set`) {
+		t.Errorf("unbound {clientid}: %+v %q", res.Decision, why)
+	}
+	// An empty claim binds no name: refused even to a client sending none.
+	res, why, _ = decide(conn("", sign(t, hs, with(map[string]any{"sub": ""}), secret)), now)
+	if res.Decision != propolis.DecisionDeny || why != `claim "sub" (to match the user name) is empty` {
+		t.Errorf("empty sub: %+v %q", res.Decision, why)
+	}
 	cfg.nextOnNotAToken = true
 	if res, _, _ := decide(conn("alice", "hunter2"), now); res.Decision != propolis.DecisionNext {
 		t.Errorf("not_a_token next: %+v", res)
@@ -360,21 +420,62 @@ func TestDecide(t *testing.T) {
 
 func TestExpiryKey(t *testing.T) {
 	k := expiryKey(time.Unix(1_800_000_000, 0), "dev/1")
-	if k != "exp/00000000001800000000/dev/1" {
-		t.Fatalf("key %q", k)
+	// SHA-256("dev/1")
+	if want := "exp/00000000001800000000/" + fmt.Sprintf("%x", sha256.Sum256([]byte("dev/1"))); k != want {
+		t.Fatalf("key %q, want %q", k, want)
 	}
-	end, id, ok := parseExpiryKey(k)
-	if !ok || id != "dev/1" || end.Unix() != 1_800_000_000 {
-		t.Fatalf("parsed %v %q %v", end, id, ok)
+	end, ok := parseExpiryKey(k)
+	if !ok || end.Unix() != 1_800_000_000 {
+		t.Fatalf("parsed %v %v", end, ok)
 	}
-	// Keys sort by end, whatever the client ids.
+	// Keys sort by end, whatever the client ids, and have one size
+	// whatever the client id's (the storage's keys are at most 1,024
+	// bytes, a client id may be 65,535).
 	if !(expiryKey(time.Unix(999, 0), "zzz") < expiryKey(time.Unix(1000, 0), "aaa")) {
 		t.Fatal("keys do not sort by end")
 	}
+	if long := expiryKey(time.Unix(999, 0), strings.Repeat("x", 65535)); len(long) != len(k) {
+		t.Fatalf("key of %d bytes for a long client id", len(long))
+	}
 	for _, bad := range []string{"exp/123/x", "cur/00000000001800000000/x", "exp/0000000000180000000x/x"} {
-		if _, _, ok := parseExpiryKey(bad); ok {
+		if _, ok := parseExpiryKey(bad); ok {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+	// The record keeps the client id, spaces and all; records of the
+	// former format (client id in the key) are still read.
+	r := expiryRecord{authNs: 42, remoteAddr: "[::1]:5000", clientID: "a b/c"}
+	if got, ok := parseExpiryRecord(k, r.encode()); !ok || got != r {
+		t.Fatalf("record %+v %v, want %+v", got, ok, r)
+	}
+	old := "exp/00000000001800000000/dev/1"
+	if got, ok := parseExpiryRecord(old, []byte("42 10.0.0.1:9")); !ok || got != (expiryRecord{42, "10.0.0.1:9", "dev/1"}) {
+		t.Fatalf("old record %+v %v", got, ok)
+	}
+	for _, bad := range []string{"", "x 1.2.3.4:5 id", "42"} {
+		if _, ok := parseExpiryRecord(k, []byte(bad)); ok {
+			t.Errorf("record %q parsed", bad)
+		}
+	}
+}
+
+// TestRefusedWhenExpiryUnrecorded: with disconnect_on_expiry, a client
+// whose token's expiry cannot be stored is refused (0x88), not let in to
+// outlive its token. Natively every storage call fails (no broker).
+func TestRefusedWhenExpiryUnrecorded(t *testing.T) {
+	var err error
+	if cfg, err = parseConfig([]byte(`{"hmac_secret":"0123456789abcdef0123456789abcdef","default_permissions":{"all":["#"]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	jwks = keySet{}
+	tok := sign(t, map[string]any{"alg": "HS256"}, map[string]any{"sub": "a", "exp": time.Now().Add(time.Hour).Unix()}, secret)
+	res := authenticate(&propolis.Connect{ClientID: "c1", Password: []byte(tok)})
+	if res.Decision != propolis.DecisionDeny || res.Code != propolis.CodeServerUnavailable || res.Reason != "cannot record the token's expiry" {
+		t.Fatalf("%+v, want deny 0x88", res)
+	}
+	cfg.disconnectOnExpiry = false
+	if res := authenticate(&propolis.Connect{ClientID: "c1", Password: []byte(tok)}); res.Decision != propolis.DecisionAllow {
+		t.Fatalf("without disconnect_on_expiry: %+v", res)
 	}
 }
 

@@ -6,6 +6,7 @@ package acl
 
 import (
 	"fmt"
+	"strings"
 
 	propolis "github.com/propolis-mqtt/propolis/sdk/go"
 )
@@ -75,4 +76,28 @@ func (s Spec) Permissions(where string) ([]propolis.Permission, error) {
 		}
 	}
 	return perms, nil
+}
+
+// Placeholders the broker substitutes in a filter.
+const (
+	ClientID = "{clientid}"
+	Username = "{username}"
+)
+
+// Grants returns the first filter of the allowing lists (publish,
+// subscribe, all) holding placeholder, as `list[i] "filter"`, or "" when
+// none does. The deny list is not searched: a placeholder there only
+// narrows what the client may do.
+func (s Spec) Grants(placeholder string) string {
+	for _, l := range []struct {
+		name    string
+		filters []string
+	}{{"all", s.All}, {"publish", s.Publish}, {"subscribe", s.Subscribe}} {
+		for i, f := range l.filters {
+			if strings.Contains(f, placeholder) {
+				return fmt.Sprintf("%s[%d] %q", l.name, i, f)
+			}
+		}
+	}
+	return ""
 }

@@ -63,3 +63,13 @@ func TestTooMany(t *testing.T) {
 		t.Fatalf("256: %d, %v", len(p), err)
 	}
 }
+
+func TestGrants(t *testing.T) {
+	s := Spec{Publish: []string{"a/b", "devices/{clientid}/up"}, Deny: []string{"users/{username}/x"}}
+	if got := s.Grants(ClientID); got != `publish[1] "devices/{clientid}/up"` {
+		t.Fatalf("clientid: %q", got)
+	}
+	if got := s.Grants(Username); got != "" {
+		t.Fatalf("a placeholder in deny only: %q", got)
+	}
+}
