@@ -14,8 +14,9 @@ import (
 
 // DecodeConfig unmarshals the extension configuration (the manifest's
 // config section) into v, as json.Unmarshal does, but strictly: a key that
-// no field of v's struct types takes is an error, as is a value of the
-// wrong type. Each error names the place under config, for example
+// no field of v's struct types takes is an error (the key of a field with
+// a json tag must match it with its case), as is a value of the wrong
+// type. Each error names the place under config, for example
 //
 //	config.rules[1]: unknown key "tpoic" (known: topic, qos)
 //	config.limit: a string, want uint32
@@ -81,7 +82,7 @@ func unknownKeys(path string, tree any, t reflect.Type) error {
 			for _, k := range sortedKeys(tv) {
 				ft, ok := fields.find(k)
 				if !ok {
-					return errors.New(path + ": unknown key " + strconv.Quote(k) + " (known: " + strings.Join(fields.names, ", ") + ")")
+					return fields.unknown(path, k)
 				}
 				if err := unknownKeys(path+"."+k, tv[k], ft); err != nil {
 					return err
@@ -205,12 +206,14 @@ func takesAnything(t reflect.Type) bool {
 		t.Implements(textType) || pt.Implements(textType)
 }
 
-// fieldSet is the JSON keys a struct type takes, as encoding/json matches
-// them: the tag name, or the field name, compared exactly first and then
-// without regard to case; embedded structs' fields are promoted.
+// fieldSet is the JSON keys a struct type takes: the tag name, or the
+// field name; embedded structs' fields are promoted. A field with a json
+// tag takes its key exactly ("Audience" is not "audience"); one without
+// takes its name in any case, as encoding/json does ("prefix" for Prefix).
 type fieldSet struct {
-	names []string
-	types []reflect.Type
+	names  []string
+	types  []reflect.Type
+	tagged []bool
 }
 
 func (f fieldSet) find(key string) (reflect.Type, bool) {
@@ -220,11 +223,22 @@ func (f fieldSet) find(key string) (reflect.Type, bool) {
 		}
 	}
 	for i, n := range f.names {
-		if strings.EqualFold(n, key) {
+		if !f.tagged[i] && strings.EqualFold(n, key) {
 			return f.types[i], true
 		}
 	}
 	return nil, false
+}
+
+// unknown is the error for key, which no field takes, at path: it names
+// the key meant when only the case differs, else the keys known.
+func (f fieldSet) unknown(path, key string) error {
+	for _, n := range f.names {
+		if strings.EqualFold(n, key) {
+			return errors.New(path + ": unknown key " + strconv.Quote(key) + " (did you mean " + strconv.Quote(n) + "? keys are case-sensitive)")
+		}
+	}
+	return errors.New(path + ": unknown key " + strconv.Quote(key) + " (known: " + strings.Join(f.names, ", ") + ")")
 }
 
 func jsonFields(t reflect.Type) fieldSet {
@@ -246,17 +260,20 @@ func jsonFields(t reflect.Type) fieldSet {
 				inner := jsonFields(et)
 				f.names = append(f.names, inner.names...)
 				f.types = append(f.types, inner.types...)
+				f.tagged = append(f.tagged, inner.tagged...)
 				continue
 			}
 		}
 		if !sf.IsExported() {
 			continue
 		}
-		if name == "" {
+		tagged := name != ""
+		if !tagged {
 			name = sf.Name
 		}
 		f.names = append(f.names, name)
 		f.types = append(f.types, ft)
+		f.tagged = append(f.tagged, tagged)
 	}
 	return f
 }

@@ -50,7 +50,7 @@ func TestDecodeConfigStrict(t *testing.T) {
 	}{
 		{"valid", `{"prefix":"a","limit":3,"level":"info","rules":[{"topic":"x","qos":1}],
 			"by_name":{"any-key":{"topic":"y"}},"nested":{"depth":2},"raw":{"whatever":[1]},
-			"free":{"k":{"j":1}},"window":"5s","notag":true,"NoTag":false}`, ""},
+			"free":{"k":{"j":1}},"window":"5s","NoTag":false}`, ""},
 		{"top-level typo", `{"prefx":"a"}`, `config: unknown key "prefx" (known: level, prefix, limit, rules, by_name, nested, raw, free, window, NoTag)`},
 		{"in a list", `{"rules":[{"topic":"x"},{"tpoic":"y"}]}`, `config.rules[1]: unknown key "tpoic" (known: topic, qos)`},
 		{"in a map value", `{"by_name":{"a":{"topic":"x","qso":1}}}`, `config.by_name.a: unknown key "qso" (known: topic, qos)`},
@@ -87,15 +87,20 @@ func TestDecodeConfigStrict(t *testing.T) {
 	}
 }
 
-// A map target takes any key, and a field's name matches without regard
-// to case, as in encoding/json.
+// A map target takes any key; a tagged field's key must match with its
+// case (encoding/json would take "PREFIX" for "prefix"), and the error
+// names the key meant; an untagged field takes its name in any case.
 func TestDecodeConfigMapsAndCase(t *testing.T) {
 	var m map[string]int
 	if err := (StartInfo{Config: []byte(`{"a":1,"b":2}`)}).DecodeConfig(&m); err != nil || m["b"] != 2 {
 		t.Fatalf("map: %v %v", m, err)
 	}
 	var cfg testConfig
-	if err := (StartInfo{Config: []byte(`{"PREFIX":"p"}`)}).DecodeConfig(&cfg); err != nil || cfg.Prefix != "p" {
-		t.Fatalf("case-insensitive key: %+v %v", cfg, err)
+	err := StartInfo{Config: []byte(`{"PREFIX":"p"}`)}.DecodeConfig(&cfg)
+	if want := `config: unknown key "PREFIX" (did you mean "prefix"? keys are case-sensitive)`; err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %s", err, want)
+	}
+	if err := (StartInfo{Config: []byte(`{"notag":true}`)}).DecodeConfig(&cfg); err != nil || !cfg.NoTag {
+		t.Fatalf("untagged field in another case: %+v %v", cfg, err)
 	}
 }
