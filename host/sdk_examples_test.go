@@ -237,6 +237,11 @@ func TestMQTTSDKASPropertyAuth(t *testing.T) {
 	if !strings.Contains(testLogs(t, h).String(), "as-property-auth 1.0.0: 2 keys, property api-key, without it: deny") {
 		t.Fatalf("no start-up line in the log:\n%s", testLogs(t, h).String())
 	}
+	// asconfig.json exports the start function as _initialize: no start
+	// section, so the module runs with the host's interrupt check.
+	if s := testLogs(t, h).String(); strings.Contains(s, "cannot add the interrupt check") {
+		t.Fatalf("the AssemblyScript module was not instrumented:\n%s", s)
+	}
 	key := func(v string) paho.UserProperties {
 		return paho.UserProperties{{Key: "site", Value: "x"}, {Key: "api-key", Value: v}}
 	}

@@ -32,6 +32,11 @@ for (const imp of WebAssembly.Module.imports(module)) {
 }
 const { exports } = new WebAssembly.Instance(module, imports);
 memory = exports.memory;
+// asconfig.json exports the start function instead of a start section:
+// run it first, as the broker does. Without it the broker cannot add its
+// interrupt check to the module.
+if (typeof exports._initialize !== "function") throw new Error("no _initialize export: asconfig.json lost exportStart");
+exports._initialize();
 
 let failures = 0;
 const fail = (what) => {
