@@ -1,6 +1,7 @@
 package host
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -293,6 +294,56 @@ func TestMQTTSDKASPropertyAuth(t *testing.T) {
 	// becomes return code 5).
 	if rc := v3ReturnCode(addr, "v3", "u", "p"); rc != 5 {
 		t.Fatalf("3.1.1 client: return code %d, want 5", rc)
+	}
+}
+
+// TestMQTTSDKASPropertyAuthBigConnect: a CONNECT near the broker's
+// packet limit (1 MiB) with a huge api-key gets the example's answer (an
+// unknown key), not a trap; and with memory too small for the record
+// (limits.memory 512 KiB), propolis_buffer answers 0, so the host declines
+// the record (0x80, counted as TooLarge, not as a failure) instead of the
+// allocator trapping.
+func TestMQTTSDKASPropertyAuthBigConnect(t *testing.T) {
+	wasm := buildASExample(t, "as-property-auth")
+	dir := filepath.Join("..", "sdk", "assemblyscript", "examples", "as-property-auth")
+	// A property holds at most 65,535 bytes: 15 of 60,000 make a CONNECT of
+	// about 900 KB.
+	huge := paho.UserProperties{{Key: "api-key", Value: strings.Repeat("k", 60_000)}}
+	for i := 0; i < 14; i++ {
+		huge = append(huge, paho.UserProperty{Key: fmt.Sprintf("pad-%d", i), Value: strings.Repeat("p", 60_000)})
+	}
+
+	ext := t.TempDir()
+	installSDKExample(t, ext, dir, "as-property-auth", wasm)
+	addr, h := startBroker(t, ext)
+	if _, ack, err := v5Props(t, addr, "huge", huge); err == nil || ack == nil || ack.ReasonCode != 0x86 || ack.Properties.ReasonString != "unknown api-key" {
+		t.Fatalf("huge key with the shipped manifest: %+v %v\n%s", ack, err, testLogs(t, h))
+	}
+	if st := statusOf(t, h, "as-property-auth"); st.Errors != 0 || st.TooLarge != 0 {
+		t.Fatalf("huge key: %d errors, %d too large; want none\n%s", st.Errors, st.TooLarge, testLogs(t, h))
+	}
+
+	small := t.TempDir()
+	installSDKExample(t, small, dir, "as-property-auth", wasm)
+	path := filepath.Join(small, "as-property-auth", ManifestFile)
+	m, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(m), "memory: 32MiB") {
+		t.Fatalf("manifest has no memory: 32MiB (%v)", err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(m), "memory: 32MiB", "memory: 512KiB", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr, h = startBroker(t, small)
+	_, ack, err := v5Props(t, addr, "huge", huge)
+	if err == nil || ack == nil || ack.ReasonCode != 0x80 || ack.Properties.ReasonString != "extension as-property-auth cannot take a record this large" {
+		t.Fatalf("huge key in 512 KiB: %+v %v\n%+v\n%s", ack, err, statusOf(t, h, "as-property-auth"), testLogs(t, h))
+	}
+	if st := statusOf(t, h, "as-property-auth"); st.Errors != 0 || st.TooLarge != 1 {
+		t.Fatalf("huge key in 512 KiB: %d errors, %d too large; want 0 and 1\n%s", st.Errors, st.TooLarge, testLogs(t, h))
+	}
+	// The instance goes on answering.
+	if _, ack, err := v5Props(t, addr, "acme", paho.UserProperties{{Key: "api-key", Value: "9f2c4e7a1b6d3f80"}}); err != nil || ack.ReasonCode != 0 {
+		t.Fatalf("acme key after: %+v %v", ack, err)
 	}
 }
 

@@ -47,6 +47,7 @@ import {
 export * from "./abi";
 export * from "./records";
 export * from "./json";
+export * from "./sha256";
 
 // ---------------------------------------------------------------------
 // The marker and the record buffer (ABI.md sections 2 and 3)
@@ -72,19 +73,44 @@ export function setMaxRecordSize(n: usize): void {
 
 /**
  * propolis_buffer: a buffer of at least size bytes for the next record,
- * valid until the next call; 0 beyond the maximum record size (the
- * previous buffer then stays valid). The buffer is outside the garbage
- * collector's heap objects.
+ * valid until the next call; 0 beyond the maximum record size, or when
+ * memory cannot grow to hold it (limits.memory): the previous buffer then
+ * stays valid and the host declines the record (ABI.md section 4, "Record
+ * size") instead of the module trapping.
+ *
+ * The buffer is whole pages taken with memory.grow, outside the
+ * allocator's heap: AssemblyScript's allocator traps when memory cannot
+ * grow, and memory.grow answers -1. A larger buffer extends the current
+ * one in place when nothing was allocated after it; otherwise the old
+ * pages are left unused. Sizes at least double, so what is left unused
+ * stays below the largest buffer.
  */
 export function propolis_buffer(size: i32): usize {
   const n = <usize>size;
   if (size < 0 || n > maxRecord) return 0;
   if (bufPtr != 0 && n <= bufCap) return bufPtr;
-  const p = heap.alloc(n);
-  if (bufPtr != 0) heap.free(bufPtr);
-  bufPtr = p;
-  bufCap = n;
-  return p;
+  // The allocator claims all of memory when it starts (at its first
+  // allocation): start it before the first page is taken here.
+  if (bufPtr == 0) heap.free(heap.alloc(16));
+  const need = pagesFor(n);
+  const limit = pagesFor(maxRecord);
+  let want = max<usize>(need, (bufCap >>> 16) << 1);
+  if (want > limit) want = limit;
+  const atEnd = bufPtr != 0 && bufPtr + bufCap == <usize>memory.size() << 16;
+  const have = atEnd ? bufCap >>> 16 : 0;
+  // The doubled size first, then only what this record needs.
+  if (memory.grow(<i32>(want - have)) < 0) {
+    want = need;
+    if (memory.grow(<i32>(want - have)) < 0) return 0;
+  }
+  if (!atEnd) bufPtr = (<usize>memory.size() - want) << 16;
+  bufCap = want << 16;
+  return bufPtr;
+}
+
+/** pagesFor is how many 64 KiB pages hold n bytes. */
+function pagesFor(n: usize): usize {
+  return (n + 0xffff) >>> 16;
 }
 
 /** recordPtr is where the host wrote the current record. */
