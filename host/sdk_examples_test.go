@@ -183,6 +183,70 @@ func TestMQTTSDKCTopicACL(t *testing.T) {
 	}
 }
 
+// TestMQTTSDKCTopicACLDenyFailsClosed: a deny rule whose {username} or
+// {clientid} cannot be filled in for a client (a user name holding '/',
+// none at all) still denies: its topic is widened to the levels before the
+// placeholder and '#', so the allow rule after it cannot let the client
+// reach what the deny rule was written to forbid.
+func TestMQTTSDKCTopicACLDenyFailsClosed(t *testing.T) {
+	wasm := buildCExample(t, "c-topic-acl")
+	ext := t.TempDir()
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	installExtension(t, ext, "c-topic-acl", wasm, 50, `abi: "1.2"
+config:
+  default: deny
+  rules:
+    - decision: deny
+      topics: ["users/{username}/admin", "devices/{clientid}/config"]
+    - topics: ["users/#", "devices/#", "open/#"]
+`)
+	addr, h := startBroker(t, ext)
+	slash, _, err := v5(t, addr, "dev/1", "a/b", "pw", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, _, err := v5(t, addr, "anon", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, _, err := v5(t, addr, "bob-1", "bob", "pw", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		c      *paho.Client
+		topic  string
+		code   byte
+		reason string
+	}{
+		{"filled in: denied", bob, "users/bob/admin", 0x87, "rule 1 forbids publishing to users/bob/admin"},
+		{"filled in: others allowed", bob, "users/bob/x", 0, ""},
+		{"user name with a slash", slash, "users/a/b/admin", 0x87, "rule 1 forbids publishing to users/a/b/admin"},
+		{"user name with a slash, widened", slash, "users/x", 0x87, "rule 1 forbids publishing to users/x"},
+		{"client id with a slash", slash, "devices/dev/1/config", 0x87, "rule 1 forbids publishing to devices/dev/1/config"},
+		{"no user name", anon, "users//admin", 0x87, "rule 1 forbids publishing to users//admin"},
+		{"outside the deny rule", slash, "open/x", 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := tc.c.Publish(ctx(t), &paho.Publish{Topic: tc.topic, QoS: 1, Payload: []byte("v")})
+			if resp == nil {
+				t.Fatalf("no response: %v", err)
+			}
+			if resp.ReasonCode != tc.code || (tc.reason != "" && resp.Properties.ReasonString != tc.reason) {
+				t.Fatalf("got %#x %q, want %#x %q\n%s", resp.ReasonCode, resp.Properties.ReasonString, tc.code, tc.reason, testLogs(t, h))
+			}
+		})
+	}
+	ack, err := anon.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "users/+/admin", QoS: 0}, {Topic: "users//admin", QoS: 0}, {Topic: "open/#", QoS: 0}}})
+	if ack == nil {
+		t.Fatal(err)
+	}
+	if want := []byte{0x87, 0x87, 0}; string(ack.Reasons) != string(want) {
+		t.Fatalf("SUBACK %x, want %x", ack.Reasons, want)
+	}
+}
+
 // buildASExample compiles sdk/assemblyscript/examples/<id>/index.ts.
 func buildASExample(t *testing.T, id string) string {
 	t.Helper()
