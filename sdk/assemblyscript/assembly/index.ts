@@ -124,59 +124,67 @@ function malformed(what: string): void {
 }
 
 // The record of the running callback, decoded; a malformed record (a
-// broken host) traps, and the host fails the call closed.
+// length beyond the buffer, a field cut short: a broken host) is logged
+// and traps, and the host fails the call closed and counts a failure.
+// (AssemblyScript has no exceptions: an accessor cannot make the callback
+// answer, and giving it an empty record to decide on would be worse.)
+
+/** inBuffer reports whether a record of len bytes lies in the buffer. */
+function inBuffer(len: i32): bool {
+  return bufPtr != 0 && len >= 0 && <usize>len <= bufCap;
+}
 
 /** startRecord decodes propolis_start's record. */
 export function startRecord(len: i32): Start {
-  const r = Start.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Start.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("START");
   return r!;
 }
 /** connectRecord decodes the record of propolis_authenticate or propolis_intercept_connect. */
 export function connectRecord(len: i32): Connect {
-  const r = Connect.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Connect.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("CONNECT");
   return r!;
 }
 /** publishRecord decodes propolis_authorize_publish's record. */
 export function publishRecord(len: i32): Publish {
-  const r = Publish.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Publish.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("PUBLISH");
   return r!;
 }
 /** subscribeRecord decodes propolis_authorize_subscribe's record. */
 export function subscribeRecord(len: i32): Subscribe {
-  const r = Subscribe.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Subscribe.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("SUBSCRIBE");
   return r!;
 }
 /** eventRecord decodes propolis_on_event's record. */
 export function eventRecord(len: i32): Event {
-  const r = Event.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Event.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("EVENT");
   return r!;
 }
 /** connackRecord decodes propolis_intercept_connack's record. */
 export function connackRecord(len: i32): Connack {
-  const r = Connack.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Connack.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("CONNACK");
   return r!;
 }
 /** messageRecord decodes the record of the publish interceptors. */
 export function messageRecord(len: i32): Message {
-  const r = Message.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Message.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("MESSAGE");
   return r!;
 }
 /** subscriptionRecord decodes propolis_intercept_subscribe's record. */
 export function subscriptionRecord(len: i32): Subscription {
-  const r = Subscription.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Subscription.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("SUBSCRIPTION");
   return r!;
 }
 /** disconnectRecord decodes propolis_intercept_disconnect's record. */
 export function disconnectRecord(len: i32): Disconnect {
-  const r = Disconnect.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Disconnect.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("DISCONNECT");
   return r!;
 }
