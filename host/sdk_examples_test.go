@@ -247,6 +247,44 @@ config:
 	}
 }
 
+// TestMQTTSDKCTopicACLDenyOverlaps: a deny rule refuses a SUBSCRIBE
+// whose filter overlaps its topic (some topic matches both), though an
+// allow rule after it covers the filter: "#" and "+/plans" would receive
+// secret/plans. Filters apart from the deny rule's topic are granted, and
+// a $share/<group>/ prefix is looked through.
+func TestMQTTSDKCTopicACLDenyOverlaps(t *testing.T) {
+	wasm := buildCExample(t, "c-topic-acl")
+	ext := t.TempDir()
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	installExtension(t, ext, "c-topic-acl", wasm, 50, `abi: "1.2"
+config:
+  default: deny
+  rules:
+    - decision: deny
+      topics: ["secret/#"]
+    - access: subscribe
+      topics: ["#"]
+`)
+	addr, h := startBroker(t, ext)
+	c, _, err := v5(t, addr, "reader", "u", "pw", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filters := []string{"#", "+/plans", "+/+", "$share/g/#", "secret/x", "public/#", "+/news/x", "public/+"}
+	want := []byte{0x87, 0x87, 0x87, 0x87, 0x87, 0, 0x87, 0}
+	var subs []paho.SubscribeOptions
+	for _, f := range filters {
+		subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 0})
+	}
+	ack, err := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: subs})
+	if ack == nil {
+		t.Fatal(err)
+	}
+	if string(ack.Reasons) != string(want) {
+		t.Fatalf("SUBACK %x for %q, want %x\n%s", ack.Reasons, filters, want, testLogs(t, h))
+	}
+}
+
 // buildASExample compiles sdk/assemblyscript/examples/<id>/index.ts.
 func buildASExample(t *testing.T, id string) string {
 	t.Helper()

@@ -688,6 +688,44 @@ static inline int propolis_filter_covers(propolis_bytes f, propolis_bytes sub) {
 	}
 }
 
+/* propolis_filter_intersects reports whether some topic matches both MQTT
+ * topic filters (or topic names) a and b: "secret/#" and "+/plans" do
+ * ("secret/plans"), "a/+" and "b/#" do not. It is symmetric; for a topic
+ * name it is plain topic matching. A deny rule on SUBSCRIBE wants it: a
+ * subscription to "#" would receive what "secret/#" forbids, though
+ * "secret/#" does not cover "#". Topics starting with '$' are not matched
+ * by a wildcard in the first level. A "$share/<group>/" prefix is not
+ * stripped. */
+static inline int propolis_filter_intersects(propolis_bytes a, propolis_bytes b) {
+	uint32_t ap = 0, bp = 0;
+	int first = 1;
+	propolis_bytes al, bl;
+	for (;;) {
+		int ha = propolis_level_(a, &ap, &al), hb = propolis_level_(b, &bp, &bl);
+		if (!ha && !hb)
+			return 1; /* both ended together */
+		if (!ha || !hb) {
+			/* one ended: the other matches that topic only by a final
+			 * "#" (which matches its parent level) */
+			propolis_bytes lvl = ha ? al : bl, s = ha ? a : b;
+			return propolis_eq(lvl, "#") && (ha ? ap : bp) > s.len;
+		}
+		int wa = propolis_eq(al, "#") || propolis_eq(al, "+");
+		int wb = propolis_eq(bl, "#") || propolis_eq(bl, "+");
+		if (first && wa != wb) {
+			/* a wildcard in the first level matches no '$' topic */
+			propolis_bytes lit = wa ? bl : al;
+			if (lit.len > 0 && lit.ptr[0] == '$')
+				return 0;
+		}
+		if (propolis_eq(al, "#") || propolis_eq(bl, "#"))
+			return 1;
+		if (!wa && !wb && !propolis_bytes_equal(al, bl))
+			return 0;
+		first = 0;
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* The module's side of the ABI (wasm only)                            */
 /* ------------------------------------------------------------------ */

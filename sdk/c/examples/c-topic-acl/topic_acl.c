@@ -18,9 +18,12 @@
  *
  * Rules are tried in order; the first whose users and clients match the
  * client, whose access covers the action, whose max_qos admits the QoS
- * and one of whose topics covers the topic (for a SUBSCRIBE: the filter,
- * which must be equal or narrower; a $share/<group>/ prefix is looked
- * through) decides. {clientid} and {username} in a topic stand for the
+ * and one of whose topics matches decides. For a PUBLISH a topic matches
+ * the topic name. For a SUBSCRIBE (a $share/<group>/ prefix is looked
+ * through) an allow rule's topic must cover the filter (be equal or
+ * wider), and a deny rule's topic need only overlap it: some topic
+ * matches both, so deny "secret/#" refuses "#" and "+/plans", which would
+ * receive secret/plans. {clientid} and {username} in a topic stand for the
  * client's. A client id or user name holding '+', '#' or '/', or empty,
  * cannot fill a placeholder: an allow rule's topic then matches nothing,
  * and a deny rule's topic is widened to its levels before the placeholder
@@ -267,7 +270,12 @@ static propolis_decision decide(int access, propolis_bytes cid, propolis_bytes u
 			continue;
 		for (uint32_t t = 0; t < r->topics.n; t++) {
 			propolis_bytes pat;
-			if (!expand(r->topics.items[t], cid, user, !r->allow, &pat) || !propolis_filter_covers(pat, topic))
+			if (!expand(r->topics.items[t], cid, user, !r->allow, &pat))
+				continue;
+			/* A deny rule refuses a subscription that would receive any
+			 * of its topics; an allow rule must cover all it receives. */
+			if (!r->allow && access == ACCESS_SUBSCRIBE ? !propolis_filter_intersects(pat, topic)
+			                                             : !propolis_filter_covers(pat, topic))
 				continue;
 			if (r->allow)
 				return propolis_allow();
