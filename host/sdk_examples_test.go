@@ -1,6 +1,7 @@
 package host
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -182,6 +183,108 @@ func TestMQTTSDKCTopicACL(t *testing.T) {
 	}
 }
 
+// TestMQTTSDKCTopicACLDenyFailsClosed: a deny rule whose {username} or
+// {clientid} cannot be filled in for a client (a user name holding '/',
+// none at all) still denies: its topic is widened to the levels before the
+// placeholder and '#', so the allow rule after it cannot let the client
+// reach what the deny rule was written to forbid.
+func TestMQTTSDKCTopicACLDenyFailsClosed(t *testing.T) {
+	wasm := buildCExample(t, "c-topic-acl")
+	ext := t.TempDir()
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	installExtension(t, ext, "c-topic-acl", wasm, 50, `abi: "1.2"
+config:
+  default: deny
+  rules:
+    - decision: deny
+      topics: ["users/{username}/admin", "devices/{clientid}/config"]
+    - topics: ["users/#", "devices/#", "open/#"]
+`)
+	addr, h := startBroker(t, ext)
+	slash, _, err := v5(t, addr, "dev/1", "a/b", "pw", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, _, err := v5(t, addr, "anon", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, _, err := v5(t, addr, "bob-1", "bob", "pw", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		c      *paho.Client
+		topic  string
+		code   byte
+		reason string
+	}{
+		{"filled in: denied", bob, "users/bob/admin", 0x87, "rule 1 forbids publishing to users/bob/admin"},
+		{"filled in: others allowed", bob, "users/bob/x", 0, ""},
+		{"user name with a slash", slash, "users/a/b/admin", 0x87, "rule 1 forbids publishing to users/a/b/admin"},
+		{"user name with a slash, widened", slash, "users/x", 0x87, "rule 1 forbids publishing to users/x"},
+		{"client id with a slash", slash, "devices/dev/1/config", 0x87, "rule 1 forbids publishing to devices/dev/1/config"},
+		{"no user name", anon, "users//admin", 0x87, "rule 1 forbids publishing to users//admin"},
+		{"outside the deny rule", slash, "open/x", 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := tc.c.Publish(ctx(t), &paho.Publish{Topic: tc.topic, QoS: 1, Payload: []byte("v")})
+			if resp == nil {
+				t.Fatalf("no response: %v", err)
+			}
+			if resp.ReasonCode != tc.code || (tc.reason != "" && resp.Properties.ReasonString != tc.reason) {
+				t.Fatalf("got %#x %q, want %#x %q\n%s", resp.ReasonCode, resp.Properties.ReasonString, tc.code, tc.reason, testLogs(t, h))
+			}
+		})
+	}
+	ack, err := anon.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "users/+/admin", QoS: 0}, {Topic: "users//admin", QoS: 0}, {Topic: "open/#", QoS: 0}}})
+	if ack == nil {
+		t.Fatal(err)
+	}
+	if want := []byte{0x87, 0x87, 0}; string(ack.Reasons) != string(want) {
+		t.Fatalf("SUBACK %x, want %x", ack.Reasons, want)
+	}
+}
+
+// TestMQTTSDKCTopicACLDenyOverlaps: a deny rule refuses a SUBSCRIBE
+// whose filter overlaps its topic (some topic matches both), though an
+// allow rule after it covers the filter: "#" and "+/plans" would receive
+// secret/plans. Filters apart from the deny rule's topic are granted, and
+// a $share/<group>/ prefix is looked through.
+func TestMQTTSDKCTopicACLDenyOverlaps(t *testing.T) {
+	wasm := buildCExample(t, "c-topic-acl")
+	ext := t.TempDir()
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	installExtension(t, ext, "c-topic-acl", wasm, 50, `abi: "1.2"
+config:
+  default: deny
+  rules:
+    - decision: deny
+      topics: ["secret/#"]
+    - access: subscribe
+      topics: ["#"]
+`)
+	addr, h := startBroker(t, ext)
+	c, _, err := v5(t, addr, "reader", "u", "pw", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filters := []string{"#", "+/plans", "+/+", "$share/g/#", "secret/x", "public/#", "+/news/x", "public/+"}
+	want := []byte{0x87, 0x87, 0x87, 0x87, 0x87, 0, 0x87, 0}
+	var subs []paho.SubscribeOptions
+	for _, f := range filters {
+		subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 0})
+	}
+	ack, err := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: subs})
+	if ack == nil {
+		t.Fatal(err)
+	}
+	if string(ack.Reasons) != string(want) {
+		t.Fatalf("SUBACK %x for %q, want %x\n%s", ack.Reasons, filters, want, testLogs(t, h))
+	}
+}
+
 // buildASExample compiles sdk/assemblyscript/examples/<id>/index.ts.
 func buildASExample(t *testing.T, id string) string {
 	t.Helper()
@@ -237,6 +340,11 @@ func TestMQTTSDKASPropertyAuth(t *testing.T) {
 	if !strings.Contains(testLogs(t, h).String(), "as-property-auth 1.0.0: 2 keys, property api-key, without it: deny") {
 		t.Fatalf("no start-up line in the log:\n%s", testLogs(t, h).String())
 	}
+	// asconfig.json exports the start function as _initialize: no start
+	// section, so the module runs with the host's interrupt check.
+	if s := testLogs(t, h).String(); strings.Contains(s, "cannot add the interrupt check") {
+		t.Fatalf("the AssemblyScript module was not instrumented:\n%s", s)
+	}
 	key := func(v string) paho.UserProperties {
 		return paho.UserProperties{{Key: "site", Value: "x"}, {Key: "api-key", Value: v}}
 	}
@@ -288,6 +396,56 @@ func TestMQTTSDKASPropertyAuth(t *testing.T) {
 	// becomes return code 5).
 	if rc := v3ReturnCode(addr, "v3", "u", "p"); rc != 5 {
 		t.Fatalf("3.1.1 client: return code %d, want 5", rc)
+	}
+}
+
+// TestMQTTSDKASPropertyAuthBigConnect: a CONNECT near the broker's
+// packet limit (1 MiB) with a huge api-key gets the example's answer (an
+// unknown key), not a trap; and with memory too small for the record
+// (limits.memory 512 KiB), propolis_buffer answers 0, so the host declines
+// the record (0x80, counted as TooLarge, not as a failure) instead of the
+// allocator trapping.
+func TestMQTTSDKASPropertyAuthBigConnect(t *testing.T) {
+	wasm := buildASExample(t, "as-property-auth")
+	dir := filepath.Join("..", "sdk", "assemblyscript", "examples", "as-property-auth")
+	// A property holds at most 65,535 bytes: 15 of 60,000 make a CONNECT of
+	// about 900 KB.
+	huge := paho.UserProperties{{Key: "api-key", Value: strings.Repeat("k", 60_000)}}
+	for i := 0; i < 14; i++ {
+		huge = append(huge, paho.UserProperty{Key: fmt.Sprintf("pad-%d", i), Value: strings.Repeat("p", 60_000)})
+	}
+
+	ext := t.TempDir()
+	installSDKExample(t, ext, dir, "as-property-auth", wasm)
+	addr, h := startBroker(t, ext)
+	if _, ack, err := v5Props(t, addr, "huge", huge); err == nil || ack == nil || ack.ReasonCode != 0x86 || ack.Properties.ReasonString != "unknown api-key" {
+		t.Fatalf("huge key with the shipped manifest: %+v %v\n%s", ack, err, testLogs(t, h))
+	}
+	if st := statusOf(t, h, "as-property-auth"); st.Errors != 0 || st.TooLarge != 0 {
+		t.Fatalf("huge key: %d errors, %d too large; want none\n%s", st.Errors, st.TooLarge, testLogs(t, h))
+	}
+
+	small := t.TempDir()
+	installSDKExample(t, small, dir, "as-property-auth", wasm)
+	path := filepath.Join(small, "as-property-auth", ManifestFile)
+	m, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(m), "memory: 32MiB") {
+		t.Fatalf("manifest has no memory: 32MiB (%v)", err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(m), "memory: 32MiB", "memory: 512KiB", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr, h = startBroker(t, small)
+	_, ack, err := v5Props(t, addr, "huge", huge)
+	if err == nil || ack == nil || ack.ReasonCode != 0x80 || ack.Properties.ReasonString != "extension as-property-auth cannot take a record this large" {
+		t.Fatalf("huge key in 512 KiB: %+v %v\n%+v\n%s", ack, err, statusOf(t, h, "as-property-auth"), testLogs(t, h))
+	}
+	if st := statusOf(t, h, "as-property-auth"); st.Errors != 0 || st.TooLarge != 1 {
+		t.Fatalf("huge key in 512 KiB: %d errors, %d too large; want 0 and 1\n%s", st.Errors, st.TooLarge, testLogs(t, h))
+	}
+	// The instance goes on answering.
+	if _, ack, err := v5Props(t, addr, "acme", paho.UserProperties{{Key: "api-key", Value: "9f2c4e7a1b6d3f80"}}); err != nil || ack.ReasonCode != 0 {
+		t.Fatalf("acme key after: %+v %v", ack, err)
 	}
 }
 

@@ -199,6 +199,35 @@ func TestRustSDKRateCapRefills(t *testing.T) {
 	})
 }
 
+// TestRustSDKRateCapServiceBudget: a flood that spends the extension's
+// service budget (4 calls per second here) is still capped: a PUBLISH whose
+// bucket read is RATE_LIMITED is refused with the cap's code, never let
+// through (the cap turned off under a flood before).
+func TestRustSDKRateCapServiceBudget(t *testing.T) {
+	wasm := rustExample(t, "rate-cap")
+	extDir := t.TempDir()
+	installExtension(t, extDir, "allow-all", example(t, "allow-all"), 0, "")
+	installExtension(t, extDir, "rate-cap", wasm, 10,
+		"services: [connection_attributes]\nlimits:\n  service_rate: 4\n  service_burst: 4\nconfig:\n  rate: 0.01\n  burst: 1\n")
+	w := startWired(t, extDir, Options{})
+	c, _, err := v5(t, w.addr, "flood", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, reasons := publishCodes(t, c, "t", 30)
+	if codes[0] != 0 {
+		t.Fatalf("first publish refused: %x %q\n%s", codes[0], reasons[0], w.logs)
+	}
+	for i, code := range codes[1:] {
+		if code != 0x96 {
+			t.Fatalf("publish %d of a flood answered %#x (%q), want 0x96; all: %x\n%s", i+1, code, reasons[i+1], codes, w.logs)
+		}
+	}
+	if !strings.Contains(w.logs.String(), "RATE_LIMITED") {
+		t.Fatalf("the flood never reached the service budget (test proves nothing)\n%s", w.logs)
+	}
+}
+
 // TestRustSDKRateCapConfig: a config the example cannot use refuses its
 // start, and the reason names the key.
 func TestRustSDKRateCapConfig(t *testing.T) {

@@ -688,6 +688,44 @@ static inline int propolis_filter_covers(propolis_bytes f, propolis_bytes sub) {
 	}
 }
 
+/* propolis_filter_intersects reports whether some topic matches both MQTT
+ * topic filters (or topic names) a and b: "secret/#" and "+/plans" do
+ * ("secret/plans"), "a/+" and "b/#" do not. It is symmetric; for a topic
+ * name it is plain topic matching. A deny rule on SUBSCRIBE wants it: a
+ * subscription to "#" would receive what "secret/#" forbids, though
+ * "secret/#" does not cover "#". Topics starting with '$' are not matched
+ * by a wildcard in the first level. A "$share/<group>/" prefix is not
+ * stripped. */
+static inline int propolis_filter_intersects(propolis_bytes a, propolis_bytes b) {
+	uint32_t ap = 0, bp = 0;
+	int first = 1;
+	propolis_bytes al, bl;
+	for (;;) {
+		int ha = propolis_level_(a, &ap, &al), hb = propolis_level_(b, &bp, &bl);
+		if (!ha && !hb)
+			return 1; /* both ended together */
+		if (!ha || !hb) {
+			/* one ended: the other matches that topic only by a final
+			 * "#" (which matches its parent level) */
+			propolis_bytes lvl = ha ? al : bl, s = ha ? a : b;
+			return propolis_eq(lvl, "#") && (ha ? ap : bp) > s.len;
+		}
+		int wa = propolis_eq(al, "#") || propolis_eq(al, "+");
+		int wb = propolis_eq(bl, "#") || propolis_eq(bl, "+");
+		if (first && wa != wb) {
+			/* a wildcard in the first level matches no '$' topic */
+			propolis_bytes lit = wa ? bl : al;
+			if (lit.len > 0 && lit.ptr[0] == '$')
+				return 0;
+		}
+		if (propolis_eq(al, "#") || propolis_eq(bl, "#"))
+			return 1;
+		if (!wa && !wb && !propolis_bytes_equal(al, bl))
+			return 0;
+		first = 0;
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* The module's side of the ABI (wasm only)                            */
 /* ------------------------------------------------------------------ */
@@ -817,12 +855,26 @@ static inline int32_t propolis_result(int32_t n, uint8_t **buf, uint32_t *cap) {
 /* propolis_bad_record_ is called when the host's record does not decode:
  * a broken host or memory. The call traps, so the host fails it closed and
  * logs it with the callback's name. */
-static inline void propolis_bad_record_(const char *export_name) {
+/* propolis_bad_record_ logs a record the SDK cannot decode (a length
+ * beyond the buffer, a field cut short: a broken host), sets it as the
+ * reason when deny_it, and returns answer: what the macros answer instead
+ * of calling fn, like the Rust SDK (ABI.md section 7's fail-closed answers):
+ * DENY 0x80 from authenticate and authorize_*, NEXT from an interceptor
+ * (the packet goes on unchanged), 1 (refused) from start; an event is
+ * dropped. */
+static inline int32_t propolis_bad_record_(const char *export_name, int deny_it, int32_t answer) {
 	char msg[96] = "propolis C SDK: malformed record in ";
 	strncat(msg, export_name, sizeof msg - strlen(msg) - 1);
 	propolis_log(PROPOLIS_LOG_ERROR, msg);
-	__builtin_trap();
+	if (deny_it)
+		propolis_set_reason(msg);
+	return answer;
 }
+
+/* The answers to a malformed record (propolis_bad_record_). */
+#define PROPOLIS_FAIL_CLOSED_ 1, (int32_t)((0x80u << 8) | PROPOLIS_DENY)
+#define PROPOLIS_PASS_ON_ 0, (int32_t)PROPOLIS_NEXT
+#define PROPOLIS_REFUSE_START_ 1, 1
 
 /* One macro per callback defines its export, decoding the record and
  * calling fn. Use each at most once per module, at file scope:
@@ -844,48 +896,54 @@ static inline void propolis_bad_record_(const char *export_name) {
  *   PROPOLIS_INTERCEPT_SUBSCRIBE:  propolis_decision fn(const propolis_subscription *)
  *   PROPOLIS_INTERCEPT_DISCONNECT: propolis_decision fn(const propolis_disconnect *)
  */
-#define PROPOLIS_RECORD_EXPORT_(export, cname, type, decoder, fn)                                                     \
+#define PROPOLIS_RECORD_EXPORT_(export, cname, type, decoder, fn, on_bad)                                             \
 	PROPOLIS_EXPORT_(export) int32_t propolis_export_##cname(int32_t len) {                                       \
 		type rec_;                                                                                             \
-		if (decoder(propolis_record_buf_, (uint32_t)len, &rec_) != 0)                                           \
-			propolis_bad_record_(export);                                                                  \
+		if (len < 0 || (uint32_t)len > propolis_record_cap_ ||                                                 \
+		    decoder(propolis_record_buf_, (uint32_t)len, &rec_) != 0)                                           \
+			return propolis_bad_record_(export, on_bad);                                                   \
 		return (int32_t)fn(&rec_);                                                                             \
 	}
 
 #define PROPOLIS_START(fn)                                                                                            \
-	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_START, start, propolis_start, propolis_decode_start, fn)
+	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_START, start, propolis_start, propolis_decode_start, fn,                \
+	                        PROPOLIS_REFUSE_START_)
 #define PROPOLIS_AUTHENTICATE(fn)                                                                                     \
-	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_AUTHENTICATE, authenticate, propolis_connect, propolis_decode_connect, fn)
+	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_AUTHENTICATE, authenticate, propolis_connect, propolis_decode_connect,  \
+	                        fn, PROPOLIS_FAIL_CLOSED_)
 #define PROPOLIS_AUTHORIZE_PUBLISH(fn)                                                                                \
 	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_AUTHORIZE_PUBLISH, authorize_publish, propolis_publish,                 \
-	                        propolis_decode_publish, fn)
+	                        propolis_decode_publish, fn, PROPOLIS_FAIL_CLOSED_)
 #define PROPOLIS_AUTHORIZE_SUBSCRIBE(fn)                                                                              \
 	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_AUTHORIZE_SUBSCRIBE, authorize_subscribe, propolis_subscribe,           \
-	                        propolis_decode_subscribe, fn)
+	                        propolis_decode_subscribe, fn, PROPOLIS_FAIL_CLOSED_)
 #define PROPOLIS_INTERCEPT_CONNECT(fn)                                                                                \
 	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_INTERCEPT_CONNECT, intercept_connect, propolis_connect,                 \
-	                        propolis_decode_connect, fn)
+	                        propolis_decode_connect, fn, PROPOLIS_PASS_ON_)
 #define PROPOLIS_INTERCEPT_CONNACK(fn)                                                                                \
 	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_INTERCEPT_CONNACK, intercept_connack, propolis_connack,                 \
-	                        propolis_decode_connack, fn)
+	                        propolis_decode_connack, fn, PROPOLIS_PASS_ON_)
 #define PROPOLIS_INTERCEPT_PUBLISH_INBOUND(fn)                                                                        \
 	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_INTERCEPT_PUBLISH_INBOUND, intercept_publish_inbound, propolis_message, \
-	                        propolis_decode_message, fn)
+	                        propolis_decode_message, fn, PROPOLIS_PASS_ON_)
 #define PROPOLIS_INTERCEPT_PUBLISH_OUTBOUND(fn)                                                                       \
 	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_INTERCEPT_PUBLISH_OUTBOUND, intercept_publish_outbound,                 \
-	                        propolis_message, propolis_decode_message, fn)
+	                        propolis_message, propolis_decode_message, fn, PROPOLIS_PASS_ON_)
 #define PROPOLIS_INTERCEPT_SUBSCRIBE(fn)                                                                              \
 	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_INTERCEPT_SUBSCRIBE, intercept_subscribe, propolis_subscription,        \
-	                        propolis_decode_subscription, fn)
+	                        propolis_decode_subscription, fn, PROPOLIS_PASS_ON_)
 #define PROPOLIS_INTERCEPT_DISCONNECT(fn)                                                                             \
 	PROPOLIS_RECORD_EXPORT_(PROPOLIS_EXPORT_INTERCEPT_DISCONNECT, intercept_disconnect, propolis_disconnect,        \
-	                        propolis_decode_disconnect, fn)
+	                        propolis_decode_disconnect, fn, PROPOLIS_PASS_ON_)
 
 #define PROPOLIS_ON_EVENT(fn)                                                                                         \
 	PROPOLIS_EXPORT_(PROPOLIS_EXPORT_ON_EVENT) void propolis_export_on_event(int32_t len) {                        \
 		propolis_event rec_;                                                                                   \
-		if (propolis_decode_event(propolis_record_buf_, (uint32_t)len, &rec_) != 0)                             \
-			propolis_bad_record_(PROPOLIS_EXPORT_ON_EVENT);                                                \
+		if (len < 0 || (uint32_t)len > propolis_record_cap_ ||                                                 \
+		    propolis_decode_event(propolis_record_buf_, (uint32_t)len, &rec_) != 0) {                           \
+			propolis_bad_record_(PROPOLIS_EXPORT_ON_EVENT, 0, 0);                                          \
+			return;                                                                                        \
+		}                                                                                                      \
 		fn(&rec_);                                                                                             \
 	}
 #define PROPOLIS_STOP(fn)                                                                                             \

@@ -47,6 +47,7 @@ import {
 export * from "./abi";
 export * from "./records";
 export * from "./json";
+export * from "./sha256";
 
 // ---------------------------------------------------------------------
 // The marker and the record buffer (ABI.md sections 2 and 3)
@@ -72,19 +73,44 @@ export function setMaxRecordSize(n: usize): void {
 
 /**
  * propolis_buffer: a buffer of at least size bytes for the next record,
- * valid until the next call; 0 beyond the maximum record size (the
- * previous buffer then stays valid). The buffer is outside the garbage
- * collector's heap objects.
+ * valid until the next call; 0 beyond the maximum record size, or when
+ * memory cannot grow to hold it (limits.memory): the previous buffer then
+ * stays valid and the host declines the record (ABI.md section 4, "Record
+ * size") instead of the module trapping.
+ *
+ * The buffer is whole pages taken with memory.grow, outside the
+ * allocator's heap: AssemblyScript's allocator traps when memory cannot
+ * grow, and memory.grow answers -1. A larger buffer extends the current
+ * one in place when nothing was allocated after it; otherwise the old
+ * pages are left unused. Sizes at least double, so what is left unused
+ * stays below the largest buffer.
  */
 export function propolis_buffer(size: i32): usize {
   const n = <usize>size;
   if (size < 0 || n > maxRecord) return 0;
   if (bufPtr != 0 && n <= bufCap) return bufPtr;
-  const p = heap.alloc(n);
-  if (bufPtr != 0) heap.free(bufPtr);
-  bufPtr = p;
-  bufCap = n;
-  return p;
+  // The allocator claims all of memory when it starts (at its first
+  // allocation): start it before the first page is taken here.
+  if (bufPtr == 0) heap.free(heap.alloc(16));
+  const need = pagesFor(n);
+  const limit = pagesFor(maxRecord);
+  let want = max<usize>(need, (bufCap >>> 16) << 1);
+  if (want > limit) want = limit;
+  const atEnd = bufPtr != 0 && bufPtr + bufCap == <usize>memory.size() << 16;
+  const have = atEnd ? bufCap >>> 16 : 0;
+  // The doubled size first, then only what this record needs.
+  if (memory.grow(<i32>(want - have)) < 0) {
+    want = need;
+    if (memory.grow(<i32>(want - have)) < 0) return 0;
+  }
+  if (!atEnd) bufPtr = (<usize>memory.size() - want) << 16;
+  bufCap = want << 16;
+  return bufPtr;
+}
+
+/** pagesFor is how many 64 KiB pages hold n bytes. */
+function pagesFor(n: usize): usize {
+  return (n + 0xffff) >>> 16;
 }
 
 /** recordPtr is where the host wrote the current record. */
@@ -98,59 +124,67 @@ function malformed(what: string): void {
 }
 
 // The record of the running callback, decoded; a malformed record (a
-// broken host) traps, and the host fails the call closed.
+// length beyond the buffer, a field cut short: a broken host) is logged
+// and traps, and the host fails the call closed and counts a failure.
+// (AssemblyScript has no exceptions: an accessor cannot make the callback
+// answer, and giving it an empty record to decide on would be worse.)
+
+/** inBuffer reports whether a record of len bytes lies in the buffer. */
+function inBuffer(len: i32): bool {
+  return bufPtr != 0 && len >= 0 && <usize>len <= bufCap;
+}
 
 /** startRecord decodes propolis_start's record. */
 export function startRecord(len: i32): Start {
-  const r = Start.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Start.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("START");
   return r!;
 }
 /** connectRecord decodes the record of propolis_authenticate or propolis_intercept_connect. */
 export function connectRecord(len: i32): Connect {
-  const r = Connect.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Connect.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("CONNECT");
   return r!;
 }
 /** publishRecord decodes propolis_authorize_publish's record. */
 export function publishRecord(len: i32): Publish {
-  const r = Publish.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Publish.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("PUBLISH");
   return r!;
 }
 /** subscribeRecord decodes propolis_authorize_subscribe's record. */
 export function subscribeRecord(len: i32): Subscribe {
-  const r = Subscribe.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Subscribe.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("SUBSCRIBE");
   return r!;
 }
 /** eventRecord decodes propolis_on_event's record. */
 export function eventRecord(len: i32): Event {
-  const r = Event.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Event.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("EVENT");
   return r!;
 }
 /** connackRecord decodes propolis_intercept_connack's record. */
 export function connackRecord(len: i32): Connack {
-  const r = Connack.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Connack.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("CONNACK");
   return r!;
 }
 /** messageRecord decodes the record of the publish interceptors. */
 export function messageRecord(len: i32): Message {
-  const r = Message.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Message.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("MESSAGE");
   return r!;
 }
 /** subscriptionRecord decodes propolis_intercept_subscribe's record. */
 export function subscriptionRecord(len: i32): Subscription {
-  const r = Subscription.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Subscription.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("SUBSCRIPTION");
   return r!;
 }
 /** disconnectRecord decodes propolis_intercept_disconnect's record. */
 export function disconnectRecord(len: i32): Disconnect {
-  const r = Disconnect.decode(bufPtr, <u32>len);
+  const r = inBuffer(len) ? Disconnect.decode(bufPtr, <u32>len) : null;
   if (r == null) malformed("DISCONNECT");
   return r!;
 }

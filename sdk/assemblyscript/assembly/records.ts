@@ -204,6 +204,9 @@ export class Connect {
   receiveMaximum: u16 = 0;
   /** 1.2: seconds. */
   willDelay: u32 = 0;
+  // Where the user property list is in the record, for propertyBytes.
+  private propsAt: usize = 0;
+  private recordEnd: usize = 0;
 
   static decode(ptr: usize, len: u32): Connect | null {
     const c = new Connect();
@@ -225,6 +228,8 @@ export class Connect {
     c.tlsSans = r.strs();
     c.willTopic = r.str();
     c.willPayload = r.bytes();
+    c.propsAt = r.p;
+    c.recordEnd = r.end;
     c.userProperties = r.pairs();
     c.receiveMaximum = r.u16();
     r.u16();
@@ -236,6 +241,26 @@ export class Connect {
   property(key: string): string | null {
     for (let i = 0; i < this.userProperties.length; i++) {
       if (this.userProperties[i].key == key) return this.userProperties[i].value;
+    }
+    return null;
+  }
+
+  /**
+   * propertyBytes returns the value of the first user property named key
+   * as the client sent its bytes (property decodes them as UTF-8, turning
+   * invalid bytes into U+FFFD), or null. It reads the record in the SDK's
+   * buffer: call it in the callback the record was given to.
+   */
+  propertyBytes(key: string): Uint8Array | null {
+    if (this.propsAt == 0) return null;
+    const want = Uint8Array.wrap(String.UTF8.encode(key));
+    const r = new Reader(this.propsAt, this.recordEnd);
+    const n = r.u32();
+    for (let i: u32 = 0; i < n && !r.err; i++) {
+      const k = r.bytes();
+      const v = r.bytes();
+      if (r.err) return null;
+      if (k.length == want.length && memory.compare(k.dataStart, want.dataStart, <usize>k.length) == 0) return v;
     }
     return null;
   }

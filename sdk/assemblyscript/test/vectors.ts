@@ -18,6 +18,8 @@ import {
   Subscribe,
   Subscription,
   filterCovers,
+  sameLengthEqual,
+  sha256,
   parseJSON,
   recordPtr,
 } from "../assembly/index";
@@ -99,6 +101,13 @@ export function decode(len: i32): string {
     const r = Connect.decode(p, n);
     if (r == null) return "malformed";
     const c = r;
+    // propertyBytes reads each property's value from the record as bytes.
+    for (let i = 0; i < c.userProperties.length; i++) {
+      const u = c.userProperties[i];
+      const raw = c.propertyBytes(u.key);
+      if (raw == null || String.UTF8.decode(raw.buffer) != c.property(u.key)) return "propertyBytes(" + u.key + ") differs";
+    }
+    if (c.propertyBytes("no such property") != null) return "propertyBytes found a missing property";
     return o.n("protocol_version", c.protocolVersion).n("flags", c.flags).n("will_qos", c.willQos).n("keepalive", c.keepalive)
       .n("session_expiry", c.sessionExpiry).s("client_id", c.clientId).s("username", c.username).raw("password", bytes(c.password))
       .s("remote_addr", c.remoteAddr).s("listener", c.listener).s("tls_subject", c.tlsSubject).raw("tls_sans", strs(c.tlsSans))
@@ -163,7 +172,7 @@ export function decode(len: i32): string {
   return "unknown kind " + kind.toString();
 }
 
-/** selfTest checks filterCovers and the JSON reader; "" when they pass. */
+/** selfTest checks filterCovers and the JSON reader, SHA-256 and sameLengthEqual; "" when they pass. */
 export function selfTest(): string {
   let fails = "";
   const cases: string[][] = [
@@ -193,5 +202,51 @@ export function selfTest(): string {
   const l = lv.items;
   if (l.length != 4 || !l[0].bool || l[1].kind != JSONKind.NULL || l[2].number != "-1.5e3" || l[3].str != '"x\n') fails += "array ";
   if (doc.get("missing") != null) fails += "missing member ";
+  fails += sha256Test();
+  return fails;
+}
+
+function hex(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += (b[i] < 16 ? "0" : "") + b[i].toString(16);
+  return s;
+}
+
+function repeat(c: u8, n: i32): Uint8Array {
+  const b = new Uint8Array(n);
+  b.fill(c);
+  return b;
+}
+
+// sha256Test checks SHA-256 against FIPS 180-4's examples and lengths
+// around the padding's block boundaries (digests from another
+// implementation), and sameLengthEqual.
+function sha256Test(): string {
+  let fails = "";
+  const cases: string[][] = [
+    ["", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"],
+    ["abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"],
+    ["abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"],
+  ];
+  for (let i = 0; i < cases.length; i++) {
+    const got = hex(sha256(Uint8Array.wrap(String.UTF8.encode(cases[i][0]))));
+    if (got != cases[i][1]) fails += "sha256(" + cases[i][0] + ")=" + got + " ";
+  }
+  const sizes: i32[] = [55, 56, 64, 1000];
+  const want = [
+    "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318",
+    "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a",
+    "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb",
+    "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3",
+  ];
+  for (let i = 0; i < sizes.length; i++) {
+    const got = hex(sha256(repeat(0x61, sizes[i])));
+    if (got != want[i]) fails += "sha256(a*" + sizes[i].toString() + ")=" + got + " ";
+  }
+  const a = repeat(1, 4);
+  const b = repeat(1, 4);
+  if (!sameLengthEqual(a, b)) fails += "sameLengthEqual(equal) ";
+  b[3] = 2;
+  if (sameLengthEqual(a, b) || sameLengthEqual(a, repeat(1, 3))) fails += "sameLengthEqual(different) ";
   return fails;
 }

@@ -501,6 +501,29 @@ static void test_filters(void) {
 	}
 }
 
+static void test_intersects(void) {
+	static const struct {
+		const char *a, *b;
+		int want;
+	} cases[] = {
+	    {"secret/#", "#", 1},      {"secret/#", "+/plans", 1}, {"secret/#", "+/+", 1},    {"secret/#", "+", 1},
+	    {"secret/#", "secret", 1}, {"secret/#", "public/#", 0}, {"secret/#", "+/+/x", 1}, {"a/+", "b/#", 0},
+	    {"a/+", "a", 0},           {"a/+", "a/b/c", 0},        {"a/+", "+/b", 1},        {"a/b", "a/b", 1},
+	    {"a/b", "a/c", 0},         {"a", "a/#", 1},            {"a", "a/+", 0},          {"a/#", "a/#", 1},
+	    {"#", "$SYS/x", 0},        {"+/x", "$SYS/x", 0},       {"$SYS/#", "#", 0},       {"$SYS/#", "+/#", 0},
+	    {"$SYS/#", "$SYS/+", 1},   {"#", "+", 1},              {"+", "", 1},             {"a//b", "a/+/b", 1},
+	    {"", "#", 1},              {"x/#", "x/y/z", 1},        {"x/y/z", "x/y", 0},      {"x/y", "x/y/z", 0},
+	};
+	current = "filter intersects";
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		propolis_bytes a = propolis_cstr(cases[i].a), b = propolis_cstr(cases[i].b);
+		if (propolis_filter_intersects(a, b) != cases[i].want)
+			FAIL("%s intersects %s: want %d", cases[i].a, cases[i].b, cases[i].want);
+		if (propolis_filter_intersects(b, a) != cases[i].want)
+			FAIL("%s intersects %s: want %d", cases[i].b, cases[i].a, cases[i].want);
+	}
+}
+
 static void test_json(void) {
 	static const char *bad[] = {"", "{", "{\"a\":}", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "\"a\nb\"",
 	                            "nul", "[1] x", "{\"a\":1,}", "-", "1e"};
@@ -560,6 +583,7 @@ int main(int argc, char **argv) {
 	}
 	test_short_publish();
 	test_filters();
+	test_intersects();
 	test_json();
 	if (failures) {
 		fprintf(stderr, "C SDK: %d failures\n", failures);

@@ -16,7 +16,10 @@
 //         read_only: true
 //
 // A CONNECT with the property but an unknown key is denied with 0x86 (bad
-// user name or password). Keys are compared in constant time.
+// user name or password). Keys are compared as SHA-256 digests of their
+// bytes (the property's bytes as the client sent them, not decoded): every
+// comparison looks at 32 bytes, so the time taken tells neither which key
+// nearly matched nor how long the keys are.
 
 export { propolis_abi_v1, propolis_buffer } from "../../assembly/index";
 import {
@@ -37,12 +40,15 @@ import {
   log,
   next,
   parseJSON,
+  sameLengthEqual,
   setReason,
+  sha256,
   startRecord,
 } from "../../assembly/index";
 
 class Key {
-  constructor(public key: Uint8Array, public tenant: string, public readOnly: bool) {}
+  /** digest: SHA-256 of the key's UTF-8 bytes. */
+  constructor(public digest: Uint8Array, public tenant: string, public readOnly: bool) {}
 }
 
 // Configuration, the same in every instance (each parses it at its start);
@@ -58,14 +64,6 @@ function refuse(why: string): i32 {
 
 function utf8(s: string): Uint8Array {
   return Uint8Array.wrap(String.UTF8.encode(s));
-}
-
-/** sameBytes compares in time that depends only on the lengths. */
-function sameBytes(a: Uint8Array, b: Uint8Array): bool {
-  if (a.length != b.length) return false;
-  let d: u8 = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
-  return d == 0;
 }
 
 function stringMember(v: JSONValue, key: string, where: string): string | null {
@@ -121,11 +119,11 @@ export function propolis_start(len: i32): i32 {
       if (ro.kind != JSONKind.BOOL) return refuse("config " + where + "read_only must be true or false");
       readOnly = ro.bool;
     }
-    const kb = utf8(key);
+    const digest = sha256(utf8(key));
     for (let j = 0; j < keys.length; j++) {
-      if (sameBytes(keys[j].key, kb)) return refuse("config " + where + "key repeats an earlier key");
+      if (sameLengthEqual(keys[j].digest, digest)) return refuse("config " + where + "key repeats an earlier key");
     }
-    keys.push(new Key(kb, tenant, readOnly));
+    keys.push(new Key(digest, tenant, readOnly));
   }
   if (s.instance == 0) {
     log(LogLevel.INFO, "as-property-auth " + s.extensionVersion + ": " + keys.length.toString() + " keys, property " + property +
@@ -136,17 +134,18 @@ export function propolis_start(len: i32): i32 {
 
 export function propolis_authenticate(len: i32): u32 {
   const c = connectRecord(len);
-  const presented = c.property(property);
+  const presented = c.propertyBytes(property);
   if (presented == null) {
     if (!denyWithoutKey) return next();
     setReason("the " + property + " user property is required");
     return deny(Code.BAD_AUTHENTICATION_METHOD);
   }
-  const pb = utf8(presented);
-  // Look at every key, so the time taken does not tell which one nearly matched.
+  // Digests have one length: each comparison looks at all 32 bytes. Look
+  // at every key, so the time taken does not tell which one nearly matched.
+  const digest = sha256(presented);
   let found: Key | null = null;
   for (let i = 0; i < keys.length; i++) {
-    if (sameBytes(keys[i].key, pb)) found = keys[i];
+    if (sameLengthEqual(keys[i].digest, digest)) found = keys[i];
   }
   if (found == null) {
     setReason("unknown " + property);

@@ -18,11 +18,17 @@
  *
  * Rules are tried in order; the first whose users and clients match the
  * client, whose access covers the action, whose max_qos admits the QoS
- * and one of whose topics covers the topic (for a SUBSCRIBE: the filter,
- * which must be equal or narrower; a $share/<group>/ prefix is looked
- * through) decides. {clientid} and {username} in a topic stand for the
- * client's; a client id or user name holding '+', '#' or '/' never
- * matches a placeholder, and an empty user name never matches {username}.
+ * and one of whose topics matches decides. For a PUBLISH a topic matches
+ * the topic name. For a SUBSCRIBE (a $share/<group>/ prefix is looked
+ * through) an allow rule's topic must cover the filter (be equal or
+ * wider), and a deny rule's topic need only overlap it: some topic
+ * matches both, so deny "secret/#" refuses "#" and "+/plans", which would
+ * receive secret/plans. {clientid} and {username} in a topic stand for the
+ * client's. A client id or user name holding '+', '#' or '/', or empty,
+ * cannot fill a placeholder: an allow rule's topic then matches nothing,
+ * and a deny rule's topic is widened to its levels before the placeholder
+ * followed by '#' (deny "users/{username}/admin" denies "users/#" to a
+ * client with the user name "a/b"), so a deny rule never fails open.
  *
  * It only authorizes: clients get in through an authenticator (a security
  * extension such as allow-all or file-auth).
@@ -198,8 +204,12 @@ static char *scratch;
 static size_t scratch_cap;
 
 /* expand replaces {clientid} and {username} in pattern; 0 when a
- * placeholder cannot match (unsafe or empty value). */
-static int expand(const char *pattern, propolis_bytes cid, propolis_bytes user, propolis_bytes *out) {
+ * placeholder cannot be filled (unsafe or empty value) or memory ran out.
+ * With widen (deny rules), a placeholder that cannot be filled ends the
+ * filter instead: the levels before its level, then '#', which covers
+ * every topic the rule could have meant; out of memory, the filter is
+ * "#". */
+static int expand(const char *pattern, propolis_bytes cid, propolis_bytes user, int widen, propolis_bytes *out) {
 	size_t need = strlen(pattern) + 1, n = 0;
 	const char *p;
 	for (p = strstr(pattern, "{clientid}"); p; p = strstr(p + 1, "{clientid}"))
@@ -208,8 +218,13 @@ static int expand(const char *pattern, propolis_bytes cid, propolis_bytes user, 
 		need += user.len;
 	if (need > scratch_cap) {
 		char *b = realloc(scratch, need);
-		if (b == NULL)
-			return 0;
+		if (b == NULL) {
+			if (!widen)
+				return 0;
+			out->ptr = (const uint8_t *)"#";
+			out->len = 1;
+			return 1;
+		}
 		scratch = b;
 		scratch_cap = need;
 	}
@@ -226,8 +241,14 @@ static int expand(const char *pattern, propolis_bytes cid, propolis_bytes user, 
 			scratch[n++] = *p++;
 			continue;
 		}
-		if (!placeholder_safe(v))
-			return 0;
+		if (!placeholder_safe(v)) {
+			if (!widen)
+				return 0;
+			while (n > 0 && scratch[n - 1] != '/')
+				n--;
+			scratch[n++] = '#';
+			break;
+		}
 		memcpy(scratch + n, v.ptr, v.len);
 		n += v.len;
 		p += skip;
@@ -249,7 +270,12 @@ static propolis_decision decide(int access, propolis_bytes cid, propolis_bytes u
 			continue;
 		for (uint32_t t = 0; t < r->topics.n; t++) {
 			propolis_bytes pat;
-			if (!expand(r->topics.items[t], cid, user, &pat) || !propolis_filter_covers(pat, topic))
+			if (!expand(r->topics.items[t], cid, user, !r->allow, &pat))
+				continue;
+			/* A deny rule refuses a subscription that would receive any
+			 * of its topics; an allow rule must cover all it receives. */
+			if (!r->allow && access == ACCESS_SUBSCRIBE ? !propolis_filter_intersects(pat, topic)
+			                                             : !propolis_filter_covers(pat, topic))
 				continue;
 			if (r->allow)
 				return propolis_allow();

@@ -22,9 +22,12 @@
 //! bounds (manifest `limits.service_rate`, within the broker's
 //! `extension_services` cap, 10,000 calls per second by default): size it
 //! to about twice the publishes per second the broker takes on the capped
-//! topics. When the broker refuses the bucket (RATE_LIMITED, INTERNAL) the
-//! PUBLISH passes on (`fail_open: true`, the default: a throttle is not a
-//! security boundary) or is refused with 0x80 (`fail_open: false`).
+//! topics. A call over that limit (RATE_LIMITED) means publishes arrive
+//! faster than the budget sized for the cap: the PUBLISH is treated as over
+//! the cap and refused with the cap's code, so a flood cannot turn the cap
+//! off by exhausting the budget. When the broker fails otherwise (INTERNAL,
+//! NOT_PERMITTED) the PUBLISH is refused with 0x80 (`fail_open: false`, the
+//! default) or passes on (`fail_open: true`).
 //!
 //! Configuration (manifest `config`), every key optional:
 //!
@@ -35,7 +38,7 @@
 //!   topics: ["#"]     # topic filters whose publishes count; default every topic
 //!   code: 0x96        # reason code of the refusal, 0x80 to 0xFF
 //!   disconnect: false # true: DISCONNECT the client instead of DENY
-//!   fail_open: true   # when the broker cannot answer for the bucket
+//!   fail_open: false  # true: pass on when the broker fails (not when rate limited)
 //! ```
 
 use propolis::host::{self, Level};
@@ -64,7 +67,8 @@ pub struct Config {
     pub code: u8,
     /// DISCONNECT instead of DENY.
     pub disconnect: bool,
-    /// Pass on when the bucket cannot be read or written.
+    /// Pass on when the broker fails to read or write the bucket (never
+    /// when the service budget is spent: that refuses as over the cap).
     pub fail_open: bool,
 }
 
@@ -121,7 +125,7 @@ impl Config {
                 Some(b) => b.as_bool().ok_or(format!("config.{}: must be true or false", key)),
             }
         };
-        Ok(Config { rate_milli, burst, topics, code, disconnect: flag("disconnect", false)?, fail_open: flag("fail_open", true)? })
+        Ok(Config { rate_milli, burst, topics, code, disconnect: flag("disconnect", false)?, fail_open: flag("fail_open", false)? })
     }
 }
 
@@ -191,14 +195,33 @@ fn now_ns() -> u64 {
 }
 
 impl RateCap {
-    /// The answer when the broker cannot give or keep the bucket.
+    /// The refusal of a PUBLISH over the cap.
+    fn over_cap(&self) -> Decision {
+        let _ = host::set_reason(&self.reason);
+        if self.cfg.disconnect {
+            Decision::Disconnect(self.cfg.code)
+        } else {
+            Decision::Deny(self.cfg.code)
+        }
+    }
+
+    /// The answer when the broker cannot give or keep the bucket. Over the
+    /// service budget (RATE_LIMITED) is over the cap: the budget is sized
+    /// for publishes at the cap, so spending it means a flood, which
+    /// passing on would let through uncapped.
     fn broker_failed(&mut self, what: &str, e: host::Error) -> Decision {
         self.errors += 1;
         if self.errors == 1 || self.errors % 1000 == 0 {
-            let hint = if e == host::Error::NotPermitted { " (grant connection_attributes in the manifest's services)" } else { "" };
+            let hint = match e {
+                host::Error::NotPermitted => " (grant connection_attributes in the manifest's services)",
+                host::Error::RateLimited => " (over limits.service_rate: refused as over the cap)",
+                _ => "",
+            };
             host::log(Level::Warn, &format!("{} the bucket: {}{} ({} times in this instance)", what, e, hint, self.errors));
         }
-        if self.cfg.fail_open {
+        if e == host::Error::RateLimited {
+            self.over_cap()
+        } else if self.cfg.fail_open {
             Decision::Next
         } else {
             let _ = host::set_reason("rate cap unavailable");
@@ -236,8 +259,7 @@ impl AuthorizePublish for RateCap {
         let (bucket, allowed) = Bucket::take(prev, now_ns(), &self.cfg);
         if !allowed {
             // Nothing to store: the next call refills from the same point.
-            let _ = host::set_reason(&self.reason);
-            return if self.cfg.disconnect { Decision::Disconnect(self.cfg.code) } else { Decision::Deny(self.cfg.code) };
+            return self.over_cap();
         }
         match host::connection_attribute_put(BUCKET_KEY, &bucket.encode()) {
             Ok(()) => Decision::Next,
@@ -261,7 +283,8 @@ mod tests {
     #[test]
     fn config_defaults_and_errors() {
         let c = cfg("{}");
-        assert_eq!((c.rate_milli, c.burst, c.code, c.disconnect, c.fail_open), (10_000, 10, 0x96, false, true));
+        assert_eq!((c.rate_milli, c.burst, c.code, c.disconnect, c.fail_open), (10_000, 10, 0x96, false, false));
+        assert!(cfg(r#"{"fail_open": true}"#).fail_open);
         assert_eq!(cfg(r#"{"rate": 0.5}"#).burst, 1);
         assert_eq!(cfg(r#"{"rate": 2.5}"#).burst, 3);
         for (text, want) in [
