@@ -123,14 +123,16 @@ func runChecks(ctx context.Context, r *Report, t *target, opts Options) {
 			return x.p.Close(ctx)
 		}
 		corpus := newGen(opts.Seed).corpus(cbs, opts.Calls)
+		passBegan := time.Now()
 		first := x.pass(corpus, true)
+		firstTook := time.Since(passBegan)
 		x.report(cbs)
 		if x.anyFailed() {
 			r.add("run", "memory does not keep growing", Skip, "not run: calls failed above")
 			r.add("run", "same answer on every instance", Skip, "not run: calls failed above")
 			return x.p.Close(ctx)
 		}
-		x.stateAndMemory(corpus, first)
+		x.stateAndMemory(corpus, first, firstTook)
 		return x.p.Close(ctx)
 	}()
 	msg := fmt.Sprintf("started with the manifest's config (%s), stopped", configSummary(t.manifest))
@@ -343,33 +345,48 @@ func (x *runner) outcome(name string, s *cbStats, note string, o host.Outcome, p
 // same instance for a fixed budget: warm-up runs first (at least
 // warmCalls calls: a garbage-collected guest grows its heap until its
 // first collections), then memWindows windows of at least windowCalls
-// calls each. A leak is memory that rose in most windows, or that rose in
-// at least two and still by leakPerCall bytes per call or more over the
-// second half of the windows. Memory that rose for a while and then stayed
+// calls each. A leak is memory that rose in most windows and in at least
+// half of the second half's, or that rose in at least two windows of the
+// second half and by leakPerCall bytes per call or more over them, or that
+// reached limits.memory. Memory that rose for a while and then stayed
 // flat (a collector settling on its heap size) is not.
+//
+// An extension slow enough that the budget would take more than
+// memoryBudget (judged by the first run: a slow password hash, say) gets
+// fewer runs, at least minMemoryRuns: one to warm up, the rest one window
+// each.
 const (
-	warmCalls   = 1000
-	windowCalls = 500
-	memWindows  = 8
-	leakPerCall = 128
+	warmCalls     = 2000
+	windowCalls   = 1500
+	memWindows    = 6
+	leakPerCall   = 128
+	memoryBudget  = 4 * time.Second
+	minMemoryRuns = 5
 )
 
-// memoryPlan returns how many runs of an n-call corpus warm up, and how
-// many make one window.
-func memoryPlan(n int) (warm, window int) {
+// memoryPlan returns how many runs of an n-call corpus, whose first run
+// took took, warm up, how many make one window, and how many windows.
+func memoryPlan(n int, took time.Duration) (warm, window, windows int) {
 	n = max(n, 1)
-	return (warmCalls + n - 1) / n, (windowCalls + n - 1) / n
+	warm, window, windows = (warmCalls+n-1)/n, (windowCalls+n-1)/n, memWindows
+	if took <= 0 || took*time.Duration(warm+window*windows) <= memoryBudget {
+		return warm, window, windows
+	}
+	total := max(int(memoryBudget/took), minMemoryRuns)
+	warm = max(1, total/5)
+	windows = min(memWindows, total-warm)
+	return warm, max(1, (total-warm)/windows), windows
 }
 
 // stateAndMemory repeats the corpus on the same instance, watching its
 // memory, then runs it once reversed on a fresh instance: the answers must
 // not depend on what the instance saw before.
-func (x *runner) stateAndMemory(corpus []*input, first []answer) {
+func (x *runner) stateAndMemory(corpus []*input, first []answer, firstTook time.Duration) {
 	n := len(corpus)
-	warm, window := memoryPlan(n)
+	warm, window, windows := memoryPlan(n, firstTook)
 	mem := []uint64{x.memory()}
 	answers := [][]answer{first}
-	for run := 0; run < warm+window*memWindows && x.repeatFail == nil; run++ {
+	for run := 0; run < warm+window*windows && x.repeatFail == nil; run++ {
 		answers = append(answers, x.pass(corpus, false))
 		mem = append(mem, x.memory())
 	}
@@ -440,6 +457,12 @@ func (x *runner) memoryVerdict(mem []uint64, n, warm, window int) {
 	if tail := uint64(n * window * (windows - windows/2)); last > mem[half] && tail > 0 {
 		tailPerCall = (last - mem[half]) / tail
 	}
+	tailRises := 0
+	for w := half; w+window < len(mem); w += window {
+		if mem[w+window] > mem[w] {
+			tailRises++
+		}
+	}
 	shown := fmt.Sprintf("linear memory %d KiB after the first run, %d KiB after %d warm-up runs, then after each window of %d runs: %s KiB",
 		mem[0]>>10, base>>10, warm, window, kib(ends))
 	limit, peak := uint64(x.t.manifest.Limits.Memory), slices.Max(mem)
@@ -447,10 +470,10 @@ func (x *runner) memoryVerdict(mem []uint64, n, warm, window int) {
 	case limit > 0 && peak+64<<10 > limit:
 		x.r.add("run", name, Fail, "leaks memory: it grew to its limit (limits.memory, %d KiB) while the same %d calls were repeated; %s",
 			limit>>10, n, shown)
-	case rises*2 > windows:
+	case rises*2 > windows && tailRises*2 >= windows-windows/2:
 		x.r.add("run", name, Fail, "leaks memory: it grew in %d of %d windows of %d calls after warm-up (the same %d calls repeated), about %d bytes per call; %s",
 			rises, windows, n*window, n, perCall, shown)
-	case rises >= 2 && tailPerCall >= leakPerCall:
+	case tailRises >= 2 && tailPerCall >= leakPerCall:
 		x.r.add("run", name, Fail, "leaks memory: it grew by about %d bytes per call after warm-up, still %d over the last %d windows (%d KiB over %d calls, the same %d repeated; in %d of %d windows); %s",
 			perCall, tailPerCall, windows-windows/2, (last-base)>>10, calls, n, rises, windows, shown)
 	default:
