@@ -34,9 +34,8 @@ type Options struct {
 	Seed uint64
 	// Calls is how many inputs each exported callback gets; 0 means
 	// DefaultCalls. When every call succeeds, the corpus is repeated on
-	// the same instance until its memory stops growing (the memory check;
-	// at least twice) and run once more, reversed, on a fresh instance
-	// (the state check).
+	// the same instance for a fixed budget of calls (the memory check) and
+	// run once more, reversed, on a fresh instance (the state check).
 	Calls int
 	// MQTT also runs the extension in an embedded broker on a loopback
 	// port and drives it with real MQTT 3.1.1 and 5 clients.
