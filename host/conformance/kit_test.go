@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/abi"
 )
@@ -495,5 +496,18 @@ func TestMQTTRefusedNotDriven(t *testing.T) {
 		if x.Group == "mqtt" && strings.HasPrefix(x.Name, "MQTT ") && (x.Status != Skip || !strings.Contains(x.Message, "not driven")) {
 			t.Errorf("refused credentials: %s: %s %q", x.Name, x.Status, x.Message)
 		}
+	}
+}
+
+// TestMemoryPlan wants the full budget for a fast extension, even on a
+// loaded machine, and a few runs for a slow one.
+func TestMemoryPlan(t *testing.T) {
+	warm, window, windows := memoryPlan(100, 20*time.Millisecond)
+	if warm*100 < warmCalls || window*100 < windowCalls || windows != memWindows {
+		t.Errorf("100 calls in 20ms: %d warm-up runs, windows of %d runs, %d windows", warm, window, windows)
+	}
+	warm, window, windows = memoryPlan(300, 2*time.Second)
+	if total := warm + window*windows; total < minMemoryRuns || total > 2*minMemoryRuns || warm < 1 || windows < 4 {
+		t.Errorf("300 calls in 2s: %d warm-up runs, windows of %d runs, %d windows", warm, window, windows)
 	}
 }

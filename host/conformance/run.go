@@ -352,15 +352,18 @@ func (x *runner) outcome(name string, s *cbStats, note string, o host.Outcome, p
 // flat (a collector settling on its heap size) is not.
 //
 // An extension slow enough that the budget would take more than
-// memoryBudget (judged by the first run: a slow password hash, say) gets
-// fewer runs, at least minMemoryRuns: one to warm up, the rest one window
-// each.
+// slowBudget (judged by the first run: a slow password hash, say) gets as
+// many runs as fit in memoryBudget, at least minMemoryRuns: a fifth to
+// warm up, the rest in windows. The threshold is far above what a loaded
+// machine makes of a fast extension, so that its verdict does not depend
+// on the machine.
 const (
 	warmCalls     = 2000
 	windowCalls   = 1500
 	memWindows    = 6
 	leakPerCall   = 128
 	memoryBudget  = 4 * time.Second
+	slowBudget    = 10 * time.Second
 	minMemoryRuns = 5
 )
 
@@ -369,7 +372,7 @@ const (
 func memoryPlan(n int, took time.Duration) (warm, window, windows int) {
 	n = max(n, 1)
 	warm, window, windows = (warmCalls+n-1)/n, (windowCalls+n-1)/n, memWindows
-	if took <= 0 || took*time.Duration(warm+window*windows) <= memoryBudget {
+	if took <= 0 || took*time.Duration(warm+window*windows) <= slowBudget {
 		return warm, window, windows
 	}
 	total := max(int(memoryBudget/took), minMemoryRuns)
