@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/propolis-mqtt/propolis/abi"
 )
@@ -196,6 +197,9 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	e.modConfig = wazero.NewModuleConfig().WithName("").WithStartFunctions().
 		WithStdout(out).WithStderr(out).WithSysWalltime().WithSysNanotime().
 		WithRandSource(rand.Reader)
+	if wall := h.frozenWall; wall != 0 {
+		e.modConfig = e.modConfig.WithWalltime(func() (int64, int32) { return wall / 1e9, int32(wall % 1e9) }, sys.ClockResolution(1))
+	}
 	if m.Files == FilesRead {
 		// Least privilege: the folder only, read-only; wazero refuses
 		// every write, and nothing else of the host is visible.

@@ -91,6 +91,13 @@ type Host struct {
 	// once, as with no network: a probe runs an extension alone, and its
 	// answers should not depend on (or wait for) what the machine reaches.
 	offline bool
+	// frozenWall, set only by OpenProbe before anything loads, is the
+	// wall clock (Unix nanoseconds) every instance reads: a probe compares
+	// the answers of instances made at different times, and an answer
+	// that stamps or checks the time of day must not differ by the
+	// milliseconds between them. 0 is the real clock. The monotonic clock
+	// stays real (a Go guest's runtime paces itself by it).
+	frozenWall int64
 }
 
 var (

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 
@@ -66,7 +68,8 @@ func CheckModule(ctx context.Context, bin []byte) (ModuleReport, error) {
 
 // Probe is one extension loaded alone in a throwaway host, without a
 // broker (host services that act on the broker answer NOT_AVAILABLE), with
-// one instance (limits.pool_size and max_pool_size 1), for the
+// one instance (limits.pool_size and max_pool_size 1), and a wall clock
+// frozen at OpenProbe (every instance reads the same time of day), for the
 // conformance kit. Every call goes through invoke, under the manifest's
 // deadlines and memory limit. A Probe is used by one goroutine at a time.
 type Probe struct {
@@ -91,6 +94,10 @@ type ProbeResult struct {
 	Decision abi.Decision
 	Code     byte
 	Reason   string
+	// Changes are the packet changes an interceptor staged (packet_set,
+	// packet_set_int), in order, each as "FIELD=VALUE": what the kit
+	// compares between instances.
+	Changes []string
 	// Refused lists the host service functions the call was refused
 	// because the manifest does not grant their service (NOT_PERMITTED).
 	Refused []abi.HostFunc
@@ -129,6 +136,7 @@ func OpenProbe(ctx context.Context, dir string, m *Manifest, opts ProbeOptions) 
 		return nil, err
 	}
 	h.watch, h.offline = obs, !opts.Network
+	h.frozenWall = time.Now().UnixNano()
 	if err := h.openCache(); err != nil {
 		_ = h.Close(ctx)
 		return nil, err
@@ -217,9 +225,46 @@ func (p *Probe) Call(ctx context.Context, cb abi.Callback, rec interface{ Encode
 	p.obs.begin()
 	a, err := p.h.invoke(ctx, p.ext, cb, r)
 	res := ProbeResult{Err: err, Decision: a.decision, Code: a.code, Reason: a.out.reason, Refused: p.obs.end()}
+	for _, ch := range a.out.packet {
+		res.Changes = append(res.Changes, ch.String())
+	}
 	res.Outcome = classify(err, abi.Decisions[a.decision].Refuses)
 	res.Memory = p.ext.pool.idleMemory()
 	return res
+}
+
+// String shows a change for the conformance kit: "FIELD=VALUE", a text
+// quoted, bytes in hex, user properties as a list of key=value pairs.
+func (ch packetChange) String() string {
+	name := fieldName(ch.field)
+	typ := abi.FieldType(0)
+	if ch.field > 0 && ch.field < abi.NumFields {
+		typ = abi.Fields[ch.field].Type
+	}
+	switch typ {
+	case abi.FieldProperties:
+		ps := make([]string, len(ch.props))
+		for i, p := range ch.props {
+			ps[i] = fmt.Sprintf("%q=%q", p.Key, p.Value)
+		}
+		return name + "=[" + strings.Join(ps, " ") + "]"
+	case abi.FieldBytes:
+		return fmt.Sprintf("%s=%x", name, ch.b)
+	case abi.FieldText:
+		return fmt.Sprintf("%s=%q", name, ch.s)
+	}
+	return fmt.Sprintf("%s=%d", name, ch.n)
+}
+
+// ReadModule reads the module at path as the host's load does: a regular
+// file (not a device, FIFO or a link to one) of at most 256 MiB. The error
+// names the path and the limit.
+func ReadModule(path string) ([]byte, error) {
+	bin, err := readRegular(path, maxModule)
+	if err != nil {
+		return nil, fmt.Errorf("read module %s (a module must be a regular file of at most %d MiB): %w", path, maxModule>>20, err)
+	}
+	return bin, nil
 }
 
 // Close stops the extension, running its stop callback, and the host. The

@@ -37,9 +37,35 @@ const manyProperties = 200
 
 // gen makes the corpus, from one seeded source: the same seed gives the
 // same inputs.
-type gen struct{ r *rand.Rand }
+type gen struct {
+	r *rand.Rand
+	// pool is the clients the corpus is about: every record of a normal
+	// shape names one of them, so that the corpus is sessions (a client's
+	// CONNECT, then its PUBLISHes, SUBSCRIBEs, events and messages) and a
+	// module keeping per-client state in the instance between callbacks
+	// answers differently when the order changes.
+	pool []client
+}
 
-func newGen(seed uint64) *gen { return &gen{r: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))} }
+// client is one client of the pool.
+type client struct{ id, username string }
+
+// poolSize is how many clients the corpus is about.
+const poolSize = 5
+
+func newGen(seed uint64) *gen {
+	g := &gen{r: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+	for range poolSize {
+		g.pool = append(g.pool, client{id: "kit-" + g.word(1+g.r.IntN(12)), username: "user-" + g.word(4)})
+	}
+	return g
+}
+
+// who draws a client of the pool: its client id and user name.
+func (g *gen) who() (string, string) {
+	c := g.pool[g.r.IntN(len(g.pool))]
+	return c.id, c.username
+}
 
 // corpus returns n inputs for each callback in cbs, interleaved in a
 // seeded order. Each callback's first inputs are its edge cases, in turn;
@@ -216,8 +242,9 @@ const (
 func (g *gen) connect(i int) (*abi.ConnectRecord, string) {
 	shape := g.shape(i, numConnShapes)
 	c := &abi.ConnectRecord{ProtocolVersion: g.proto(), Flags: abi.ConnectCleanStart | abi.ConnectHasUsername | abi.ConnectHasPassword,
-		Keepalive: uint16(g.r.IntN(300)), ClientID: g.str(strNormal), Username: "user-" + g.word(4), Password: []byte("pw-" + g.word(8)),
+		Keepalive: uint16(g.r.IntN(300)), Password: []byte("pw-" + g.word(8)),
 		RemoteAddr: fmt.Sprintf("127.0.0.1:%d", 1024+g.r.IntN(60000)), Listener: "tcp"}
+	c.ClientID, c.Username = g.who()
 	switch shape {
 	case connEmptyID:
 		c.ClientID = ""
@@ -318,8 +345,9 @@ func isText(b []byte) bool {
 
 func (g *gen) publish(i int) (*abi.PublishRecord, string) {
 	shape := g.shape(i, numStrShapes+3)
-	p := &abi.PublishRecord{QoS: uint8(g.r.IntN(3)), ClientID: g.str(strNormal), Username: "user-" + g.word(4), Topic: g.topic(strNormal),
+	p := &abi.PublishRecord{QoS: uint8(g.r.IntN(3)), Topic: g.topic(strNormal),
 		Payload: []byte("payload-" + g.word(8))}
+	p.ClientID, p.Username = g.who()
 	switch shape {
 	case strEmpty:
 		p.ClientID, p.Username, p.Topic, p.Payload = "", "", "", nil
@@ -346,7 +374,8 @@ func (g *gen) publish(i int) (*abi.PublishRecord, string) {
 
 func (g *gen) subscribe(i int) (*abi.SubscribeRecord, string) {
 	shape := g.shape(i, numStrShapes+1)
-	s := &abi.SubscribeRecord{QoS: uint8(g.r.IntN(3)), ClientID: g.str(strNormal), Username: "user-" + g.word(4)}
+	s := &abi.SubscribeRecord{QoS: uint8(g.r.IntN(3))}
+	s.ClientID, s.Username = g.who()
 	var shared bool
 	switch shape {
 	case numStrShapes:
@@ -373,7 +402,8 @@ func (g *gen) subscribe(i int) (*abi.SubscribeRecord, string) {
 func (g *gen) event(i int) (*abi.EventRecord, string) {
 	kind := abi.EventKinds[g.shape(i, len(abi.EventKinds))]
 	e := &abi.EventRecord{Event: uint8(kind.Value), ProtocolVersion: g.proto(), Time: uint64(1_700_000_000_000 + g.r.IntN(1_000_000)),
-		ClientID: g.str(strNormal), Username: "user-" + g.word(4), Listener: "tcp", RemoteAddr: "127.0.0.1:1883"}
+		Listener: "tcp", RemoteAddr: "127.0.0.1:1883"}
+	e.ClientID, e.Username = g.who()
 	switch kind.Value {
 	case abi.EventDisconnect:
 		e.DisconnectKind = uint8(abi.DisconnectKinds[g.r.IntN(len(abi.DisconnectKinds))].Value)
@@ -398,9 +428,11 @@ func (g *gen) event(i int) (*abi.EventRecord, string) {
 
 func (g *gen) message(cb abi.Callback, i int) (*abi.MessageRecord, string) {
 	shape := g.shape(i, numStrShapes+2)
-	m := &abi.MessageRecord{Direction: abi.Inbound, ProtocolVersion: g.proto(), ClientID: g.str(strNormal), Username: "user-" + g.word(4)}
+	m := &abi.MessageRecord{Direction: abi.Inbound, ProtocolVersion: g.proto()}
+	m.ClientID, m.Username = g.who()
 	if cb == abi.CallbackInterceptPublishOutbound {
-		m.Direction, m.Publisher = abi.Outbound, g.str(strNormal)
+		m.Direction = abi.Outbound
+		m.Publisher, _ = g.who()
 	} else {
 		m.Publisher = m.ClientID
 	}
@@ -430,7 +462,8 @@ func (g *gen) message(cb abi.Callback, i int) (*abi.MessageRecord, string) {
 }
 
 func (g *gen) connack(i int) (*abi.ConnackRecord, string) {
-	c := &abi.ConnackRecord{ProtocolVersion: g.proto(), ClientID: g.str(strNormal), Username: "user-" + g.word(4)}
+	c := &abi.ConnackRecord{ProtocolVersion: g.proto()}
+	c.ClientID, c.Username = g.who()
 	switch g.shape(i, 4) {
 	case 1:
 		c.ReasonCode, c.ReasonString = 0x87, "not authorized"
@@ -449,7 +482,8 @@ func (g *gen) connack(i int) (*abi.ConnackRecord, string) {
 
 func (g *gen) subscription(i int) (*abi.SubscriptionRecord, string) {
 	shape := g.shape(i, numStrShapes+1)
-	s := &abi.SubscriptionRecord{QoS: uint8(g.r.IntN(3)), ProtocolVersion: g.proto(), ClientID: g.str(strNormal), Username: "user-" + g.word(4)}
+	s := &abi.SubscriptionRecord{QoS: uint8(g.r.IntN(3)), ProtocolVersion: g.proto()}
+	s.ClientID, s.Username = g.who()
 	var shared bool
 	if shape == numStrShapes {
 		s.ProtocolVersion = 5
@@ -473,7 +507,8 @@ func (g *gen) subscription(i int) (*abi.SubscriptionRecord, string) {
 }
 
 func (g *gen) disconnect(i int) (*abi.DisconnectRecord, string) {
-	d := &abi.DisconnectRecord{Direction: abi.Inbound, ProtocolVersion: g.proto(), ClientID: g.str(strNormal), Username: "user-" + g.word(4)}
+	d := &abi.DisconnectRecord{Direction: abi.Inbound, ProtocolVersion: g.proto()}
+	d.ClientID, d.Username = g.who()
 	switch g.shape(i, 4) {
 	case 1:
 		d.Direction, d.ReasonCode, d.ReasonString = abi.Outbound, 0x8e, "session taken over"

@@ -34,9 +34,8 @@ type Options struct {
 	Seed uint64
 	// Calls is how many inputs each exported callback gets; 0 means
 	// DefaultCalls. When every call succeeds, the corpus is repeated on
-	// the same instance until its memory stops growing (the memory check;
-	// at least twice) and run once more, reversed, on a fresh instance
-	// (the state check).
+	// the same instance for a fixed budget of calls (the memory check) and
+	// run once more, reversed, on a fresh instance (the state check).
 	Calls int
 	// MQTT also runs the extension in an embedded broker on a loopback
 	// port and drives it with real MQTT 3.1.1 and 5 clients.
@@ -101,6 +100,12 @@ type Report struct {
 	Calls int    `json:"calls"`
 	// Network is Options.Network, for the replay.
 	Network bool `json:"network"`
+	// MQTT and Username are Options.MQTT and Options.Username, for the
+	// replay; PasswordSet is whether Options.Password was given (the
+	// password itself is never in the report).
+	MQTT        bool   `json:"mqtt"`
+	Username    string `json:"username,omitempty"`
+	PasswordSet bool   `json:"password_set,omitempty"`
 	// CallsMade counts the calls into the extension.
 	CallsMade int           `json:"calls_made"`
 	Results   []Result      `json:"results"`
@@ -139,6 +144,9 @@ type target struct {
 	bin      []byte
 	// yaml is the made-up manifest of a bare module.
 	yaml []byte
+	// static is true for the module of a folder whose manifest is bad:
+	// checked, never run.
+	static bool
 }
 
 // Check checks the module or extension folder at path. The error is for a
@@ -156,7 +164,8 @@ func Check(ctx context.Context, path string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("check %s: %w", path, err)
 	}
-	r := &Report{Path: path, Seed: opts.Seed, Calls: opts.Calls, Network: opts.Network}
+	r := &Report{Path: path, Seed: opts.Seed, Calls: opts.Calls, Network: opts.Network, MQTT: opts.MQTT, Username: opts.Username,
+		PasswordSet: opts.Password != ""}
 	defer func() { r.Took = time.Since(began) }()
 	var t *target
 	switch {
@@ -165,7 +174,7 @@ func Check(ctx context.Context, path string, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("check %s: %w (no %s in it)", path, ErrPath, host.ManifestFile)
 		}
 		t = checkFolder(r, path)
-	case strings.HasSuffix(path, ".wasm"):
+	case strings.EqualFold(filepath.Ext(path), ".wasm"):
 		t = checkBare(r, path)
 	default:
 		return nil, fmt.Errorf("check %s: %w", path, ErrPath)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/abi"
 )
@@ -147,7 +148,13 @@ func TestBrokenModulesFail(t *testing.T) {
 		{"future ABI", wat("error/future_minor"), "ABI version", "module is built for ABI 1.7"},
 		{"traps", wat("error/trap"), "authenticate: no trap", "traps on 3 of"},
 		{"spins", folder(t, "spin", wat("error/spin"), fast), "authorize_publish: answers within the deadline", "call deadline exceeded (50ms)"},
-		{"leaks memory", wat("error/leak"), "memory does not keep growing", "runs of the same 40 calls, from"},
+		{"leaks memory", wat("error/leak"), "memory does not keep growing", "leaks memory: it grew to its limit"},
+		{"leaks memory slowly", wat("error/slow_leak"), "memory does not keep growing", "leaks memory"},
+		{"Go guest leaks slowly", buildGo(t, "testdata/guests", "slowleak"), "memory does not keep growing", "leaks memory"},
+		{"per-client state across callbacks", buildGo(t, "testdata/guests", "percli"), "same answer on every instance",
+			"depends on state kept in the instance or on nondeterminism (clock, random): input #"},
+		{"packet changes from a global", buildGo(t, "testdata/guests", "seqstamp"), "same answer on every instance", "changing user_properties=[\"seq\"="},
+		{"reason string from a global", wat("error/reason_state"), "same answer on every instance", "reason \"even\""},
 		{"invalid decision", wat("error/bad_answer"), "authenticate: answers are valid decisions", "invalid answer: decision 0x3"},
 		{"undeclared service, static", folder(t, "undeclared", wat("error/undeclared_service"), ""), "services",
 			"imports storage_get of service storage, which the manifest's services list does not grant"},
@@ -155,7 +162,7 @@ func TestBrokenModulesFail(t *testing.T) {
 			"calls storage_get, of service storage, which the manifest does not grant"},
 		{"granted but unused service", folder(t, "overgranted", wat("ok/minimal"), "services: [storage]\n"), "services",
 			"grants service storage but the module imports none of its functions"},
-		{"globals state", wat("error/globals_state"), "same answer on every instance", "keeps state between calls in the instance"},
+		{"globals state", wat("error/globals_state"), "same answer on every instance", "depends on state kept in the instance"},
 		{"refuses to start", wat("error/refuse_start"), "start and stop", "refused to start: missing license key"},
 		{"stop overruns", folder(t, "stopspin", wat("error/stop_spin"), fast), "start and stop", "the stop callback failed: propolis_stop ended deadline"},
 		{"bad manifest", folder(t, "badmanifest", wat("ok/minimal"), "limits:\n  pool_size: 0\n  memory: lots\nservices: [teleport]\n"),
@@ -363,5 +370,144 @@ func TestOfflineByDefault(t *testing.T) {
 	r = check(t, dir, Options{Calls: 20, Network: true})
 	if !r.Passed() || asked.Load() == 0 || !strings.Contains(r.Replay(), "--network ") {
 		t.Fatalf("with Network: passed %v, asked %d, replay %q", r.Passed(), asked.Load(), r.Replay())
+	}
+}
+
+// TestModuleNotRegular wants a module that is not a regular file (a link
+// to /dev/zero) or is larger than the host loads refused with a message
+// naming the path and the limit, without reading it.
+func TestModuleNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	zero := filepath.Join(dir, "z.wasm")
+	if err := os.Symlink("/dev/zero", zero); err != nil {
+		t.Skip(err)
+	}
+	big := filepath.Join(dir, "big.wasm")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(300 << 20); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	for path, want := range map[string]string{zero: "not a regular file", big: "more than"} {
+		r := check(t, path, Options{})
+		found := false
+		for _, x := range r.Results {
+			if x.Name == "module compiles" {
+				found = true
+				if x.Status != Fail || !strings.Contains(x.Message, path) || !strings.Contains(x.Message, "256 MiB") || !strings.Contains(x.Message, want) {
+					t.Errorf("%s: %s %q, want a failure naming the path, the 256 MiB limit and %q", path, x.Status, x.Message, want)
+				}
+			}
+		}
+		if !found || r.Passed() {
+			t.Errorf("%s: no failed module check:\n%s", path, text(r))
+		}
+	}
+}
+
+// TestBadManifestStillChecksModule wants the module of a folder with a bad
+// manifest checked too, and the run skipped.
+func TestBadManifestStillChecksModule(t *testing.T) {
+	dir := folder(t, "badboth", wat("error/bad_export"), "limits:\n  memory: lots\n")
+	r := check(t, dir, Options{})
+	got := map[string]Result{}
+	for _, x := range r.Results {
+		got[x.Name] = x
+	}
+	if x := got["manifest"]; x.Status != Fail {
+		t.Errorf("manifest: %s %q", x.Status, x.Message)
+	}
+	if x := got["export signatures"]; x.Status != Fail || !strings.Contains(x.Message, "export propolis_authenticate: got (i32,i32)->i32") {
+		t.Errorf("export signatures of a folder with a bad manifest: %s %q\n%s", x.Status, x.Message, text(r))
+	}
+	if x := got["start and stop"]; x.Status != Skip {
+		t.Errorf("start and stop: %s %q", x.Status, x.Message)
+	}
+}
+
+// TestWasmSuffixAnyCase wants a module named .WASM checked as a module.
+func TestWasmSuffixAnyCase(t *testing.T) {
+	bin, err := os.ReadFile(wat("ok/minimal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "Minimal.WASM")
+	write(t, p, string(bin))
+	if r := check(t, p, Options{}); !r.Passed() {
+		t.Fatalf("Minimal.WASM:\n%s", text(r))
+	}
+}
+
+// TestBareServicesCannotFail wants a bare module's services result to say
+// that its grants are inferred.
+func TestBareServicesCannotFail(t *testing.T) {
+	r := check(t, wat("ok/minimal"), Options{Calls: 5})
+	for _, x := range r.Results {
+		if x.Name == "services" && strings.Contains(x.Message, "inferred from its imports, so this check cannot fail") {
+			return
+		}
+	}
+	t.Fatalf("no services result saying the grants are inferred:\n%s", text(r))
+}
+
+// TestReplayFlags wants every flag that changes the run in the replay,
+// the path shell-quoted and the password never.
+func TestReplayFlags(t *testing.T) {
+	r := &Report{Path: "/tmp/my ext's/x.wasm", Seed: 5, Calls: 10, MQTT: true, Username: "bob", PasswordSet: true, Network: true}
+	want := `propolis extensions check --seed 5 --calls 10 --network --mqtt --username bob --password ... '/tmp/my ext'\''s/x.wasm'`
+	if got := r.Replay(); got != want {
+		t.Fatalf("replay\n%s\nwant\n%s", got, want)
+	}
+	var b strings.Builder
+	_ = r.WriteJSON(&b)
+	if strings.Contains(b.String(), "secret") {
+		t.Fatal("password in the JSON report")
+	}
+}
+
+// TestMQTTRefusedNotDriven wants scenarios an extension refused reported
+// as skipped (not driven), and a 3.1.1 client without a will driven when
+// the extension refuses wills.
+func TestMQTTRefusedNotDriven(t *testing.T) {
+	wasm := buildGo(t, "testdata/guests", "nowill")
+	r := check(t, wasm, Options{MQTT: true, Calls: 5, Username: "kit", Password: "secret"})
+	got := map[string]Result{}
+	for _, x := range r.Results {
+		if x.Group == "mqtt" {
+			got[x.Name] = x
+		}
+	}
+	if x := got["MQTT 3.1.1: CONNECT, SUBSCRIBE, PUBLISH, DISCONNECT"]; x.Status != Pass || !strings.HasPrefix(x.Message, "accepted") {
+		t.Errorf("3.1.1 without a will: %s %q\n%s", x.Status, x.Message, text(r))
+	}
+	for _, n := range []string{"MQTT 3.1.1: will, then a dropped connection", "MQTT 5: will, then a dropped connection"} {
+		if x := got[n]; x.Status != Skip || !strings.Contains(x.Message, "not driven: the extension refused") {
+			t.Errorf("%s: %s %q, want skip, not driven", n, x.Status, x.Message)
+		}
+	}
+	if !r.Passed() || !strings.Contains(r.Replay(), "--mqtt --username kit --password ... ") || strings.Contains(text(r), "secret") {
+		t.Errorf("passed %v, replay %q", r.Passed(), r.Replay())
+	}
+	r = check(t, wasm, Options{MQTT: true, Calls: 5, Username: "intruder"})
+	for _, x := range r.Results {
+		if x.Group == "mqtt" && strings.HasPrefix(x.Name, "MQTT ") && (x.Status != Skip || !strings.Contains(x.Message, "not driven")) {
+			t.Errorf("refused credentials: %s: %s %q", x.Name, x.Status, x.Message)
+		}
+	}
+}
+
+// TestMemoryPlan wants the full budget for a fast extension, even on a
+// loaded machine, and a few runs for a slow one.
+func TestMemoryPlan(t *testing.T) {
+	warm, window, windows := memoryPlan(100, 20*time.Millisecond)
+	if warm*100 < warmCalls || window*100 < windowCalls || windows != memWindows {
+		t.Errorf("100 calls in 20ms: %d warm-up runs, windows of %d runs, %d windows", warm, window, windows)
+	}
+	warm, window, windows = memoryPlan(300, 2*time.Second)
+	if total := warm + window*windows; total < minMemoryRuns || total > 2*minMemoryRuns || warm < 1 || windows < 4 {
+		t.Errorf("300 calls in 2s: %d warm-up runs, windows of %d runs, %d windows", warm, window, windows)
 	}
 }

@@ -26,13 +26,32 @@ func (r *Report) Write(w io.Writer, format string) error {
 	return fmt.Errorf("unknown format %q (want %s)", format, strings.Join(Formats, ", "))
 }
 
-// Replay is the command line that runs the same checks again.
+// Replay is the command line that runs the same checks again, for a
+// POSIX shell. A password given is shown as "--password ...": the report
+// never holds it.
 func (r *Report) Replay() string {
-	network := ""
+	flags := ""
 	if r.Network {
-		network = "--network "
+		flags += "--network "
 	}
-	return fmt.Sprintf("propolis extensions check --seed %d --calls %d %s%s", r.Seed, r.Calls, network, r.Path)
+	if r.MQTT {
+		flags += "--mqtt "
+	}
+	if r.Username != "" {
+		flags += "--username " + shellQuote(r.Username) + " "
+	}
+	if r.PasswordSet {
+		flags += "--password ... "
+	}
+	return fmt.Sprintf("propolis extensions check --seed %d --calls %d %s%s", r.Seed, r.Calls, flags, shellQuote(r.Path))
+}
+
+// shellQuote quotes s for a POSIX shell, unless it needs no quotes.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-+:=@,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (r *Report) counts() (pass, fail, skip int) {

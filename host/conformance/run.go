@@ -18,22 +18,38 @@ import (
 // which costs a whole deadline each).
 const maxFailures = 3
 
-// answer is what one call gave, as compared between runs.
+// answer is what one call gave, as compared between runs: the decision,
+// the reason string set_reason gave and an interceptor's packet changes.
 type answer struct {
 	outcome  host.Outcome
 	decision abi.Decision
 	code     byte
+	reason   string
+	changes  string // host.ProbeResult.Changes, joined by ", "
+}
+
+func answerOf(res host.ProbeResult) answer {
+	return answer{outcome: res.Outcome, decision: res.Decision, code: res.Code, reason: res.Reason, changes: strings.Join(res.Changes, ", ")}
 }
 
 func (a answer) String() string {
+	var s string
 	switch a.outcome {
 	case host.OutcomeOK, host.OutcomeDeny:
+		s = a.decision.String()
 		if a.code != 0 {
-			return fmt.Sprintf("%s %#02x", a.decision, a.code)
+			s = fmt.Sprintf("%s %#02x", a.decision, a.code)
 		}
-		return a.decision.String()
+	default:
+		return a.outcome.String()
 	}
-	return a.outcome.String()
+	if a.reason != "" {
+		s += fmt.Sprintf(" reason %q", a.reason)
+	}
+	if a.changes != "" {
+		s += " changing " + a.changes
+	}
+	return s
 }
 
 // cbStats gathers one callback's failures in the first run.
@@ -107,14 +123,16 @@ func runChecks(ctx context.Context, r *Report, t *target, opts Options) {
 			return x.p.Close(ctx)
 		}
 		corpus := newGen(opts.Seed).corpus(cbs, opts.Calls)
+		passBegan := time.Now()
 		first := x.pass(corpus, true)
+		firstTook := time.Since(passBegan)
 		x.report(cbs)
 		if x.anyFailed() {
 			r.add("run", "memory does not keep growing", Skip, "not run: calls failed above")
 			r.add("run", "same answer on every instance", Skip, "not run: calls failed above")
 			return x.p.Close(ctx)
 		}
-		x.stateAndMemory(corpus, first)
+		x.stateAndMemory(corpus, first, firstTook)
 		return x.p.Close(ctx)
 	}()
 	msg := fmt.Sprintf("started with the manifest's config (%s), stopped", configSummary(t.manifest))
@@ -194,7 +212,7 @@ func (x *runner) pass(corpus []*input, record bool) []answer {
 				res = again
 			}
 		}
-		out[in.n] = answer{outcome: res.Outcome, decision: res.Decision, code: res.Code}
+		out[in.n] = answerOf(res)
 		if !record {
 			switch res.Outcome {
 			case host.OutcomeOK, host.OutcomeDeny, host.OutcomeTooLarge:
@@ -323,62 +341,66 @@ func (x *runner) outcome(name string, s *cbStats, note string, o host.Outcome, p
 	x.r.add("run", name, Fail, "%s on %d of %d calls%s; first on %s: %s", problem, len(fs), s.calls, note, fs[0].in, fs[0].msg)
 }
 
-// Bounds of the memory check. The corpus is repeated on one instance
-// until a run ends with its memory flat (pass), or until, having grown on
-// every run, the memory grew by more than leakFloor and more than it held
-// after the first run (a leak: a garbage-collected guest collects before
-// its heap doubles, so it flattens first), or until maxMemoryCalls calls or
-// maxRuns runs (no verdict: still growing, slowly).
+// The memory check. After the first run, the corpus is repeated on the
+// same instance for a fixed budget: warm-up runs first (at least
+// warmCalls calls: a garbage-collected guest grows its heap until its
+// first collections), then memWindows windows of at least windowCalls
+// calls each. A leak is memory that rose in most windows and in at least
+// half of the second half's, or that rose in at least two windows of the
+// second half and by leakPerCall bytes per call or more over them, or that
+// reached limits.memory. Memory that rose for a while and then stayed
+// flat (a collector settling on its heap size) is not.
+//
+// An extension slow enough that the budget would take more than
+// slowBudget (judged by the first run: a slow password hash, say) gets as
+// many runs as fit in memoryBudget, at least minMemoryRuns: a fifth to
+// warm up, the rest in windows. The threshold is far above what a loaded
+// machine makes of a fast extension, so that its verdict does not depend
+// on the machine.
 const (
-	maxMemoryCalls = 20000
-	maxRuns        = 100
-	leakFloor      = 8 << 20
+	warmCalls     = 2000
+	windowCalls   = 1500
+	memWindows    = 6
+	leakPerCall   = 128
+	memoryBudget  = 4 * time.Second
+	slowBudget    = 10 * time.Second
+	minMemoryRuns = 5
 )
+
+// memoryPlan returns how many runs of an n-call corpus, whose first run
+// took took, warm up, how many make one window, and how many windows.
+func memoryPlan(n int, took time.Duration) (warm, window, windows int) {
+	n = max(n, 1)
+	warm, window, windows = (warmCalls+n-1)/n, (windowCalls+n-1)/n, memWindows
+	if took <= 0 || took*time.Duration(warm+window*windows) <= slowBudget {
+		return warm, window, windows
+	}
+	total := max(int(memoryBudget/took), minMemoryRuns)
+	warm = max(1, total/5)
+	windows = min(memWindows, total-warm)
+	return warm, max(1, (total-warm)/windows), windows
+}
 
 // stateAndMemory repeats the corpus on the same instance, watching its
 // memory, then runs it once reversed on a fresh instance: the answers must
 // not depend on what the instance saw before.
-func (x *runner) stateAndMemory(corpus []*input, first []answer) {
+func (x *runner) stateAndMemory(corpus []*input, first []answer, firstTook time.Duration) {
 	n := len(corpus)
+	warm, window, windows := memoryPlan(n, firstTook)
 	mem := []uint64{x.memory()}
 	answers := [][]answer{first}
-	flat, leak := false, false
-	for len(answers) < maxRuns && n*len(answers) < maxMemoryCalls && x.repeatFail == nil {
+	for run := 0; run < warm+window*windows && x.repeatFail == nil; run++ {
 		answers = append(answers, x.pass(corpus, false))
-		m := x.memory()
-		mem = append(mem, m)
-		if m <= mem[len(mem)-2] {
-			flat = len(mem) >= 3
-			if flat {
-				break
-			}
-			continue
-		}
-		grew := true
-		for i := 1; i < len(mem); i++ {
-			grew = grew && mem[i] > mem[i-1]
-		}
-		if grew && m-mem[0] > max(leakFloor, mem[0]) {
-			leak = true
-			break
-		}
+		mem = append(mem, x.memory())
 	}
-	runs, calls := len(mem)-1, uint64(n*(len(mem)-1))
 	switch {
 	case x.repeatFail != nil:
 		f := x.repeatFail
 		x.r.add("run", "repeated calls succeed", Fail, "a call failed when the corpus was repeated on the same instance (run %d): %s: %s; linear memory before it: %d KiB",
 			len(answers), f.in, f.msg, mem[len(mem)-1]>>10)
 		x.r.add("run", "memory does not keep growing", Skip, "not run: a repeated call failed")
-	case leak:
-		x.r.add("run", "memory does not keep growing", Fail, "linear memory grew on every one of %d runs of the same %d calls, from %d to %d KiB (about %d bytes per call): a leak",
-			runs, n, mem[0]>>10, mem[len(mem)-1]>>10, (mem[len(mem)-1]-mem[0])/calls)
-	case flat:
-		x.r.add("run", "memory does not keep growing", Pass, "linear memory after the first run and each of %d more of the same %d calls: %s KiB",
-			runs, n, kib(mem))
 	default:
-		x.r.add("run", "memory does not keep growing", Pass, "no verdict: linear memory still grew slowly after %d runs of the same %d calls, from %d to %d KiB (about %d bytes per call); raise --calls to judge",
-			runs, n, mem[0]>>10, mem[len(mem)-1]>>10, (mem[len(mem)-1]-mem[0])/calls)
+		x.memoryVerdict(mem, n, warm, window)
 	}
 	labels := make([]string, len(answers)+1)
 	for k := 1; k < len(answers); k++ {
@@ -400,7 +422,7 @@ func (x *runner) stateAndMemory(corpus []*input, first []answer) {
 				continue
 			}
 			x.r.add("run", "same answer on every instance", Fail,
-				"keeps state between calls in the instance (globals or memory): %s answered %s on a fresh instance and %s %s; "+
+				"depends on state kept in the instance or on nondeterminism (clock, random): %s answered %s on a fresh instance and %s %s; "+
 					"keep per-client state in a host service (session attributes, storage), not in the instance (ABI.md section 1)",
 				in, a, b, labels[k])
 			return
@@ -408,6 +430,58 @@ func (x *runner) stateAndMemory(corpus []*input, first []answer) {
 	}
 	x.r.add("run", "same answer on every instance", Pass, "the %d inputs answered alike on the same instance %d times more and on a fresh one in reverse order",
 		n, len(answers)-2)
+}
+
+// memoryVerdict judges the memory after each run (mem[0] after the first
+// run): see the constants above.
+func (x *runner) memoryVerdict(mem []uint64, n, warm, window int) {
+	const name = "memory does not keep growing"
+	if slices.Contains(mem, 0) {
+		x.r.add("run", name, Skip, "no verdict: the instance's linear memory could not be read after every run (%s KiB)", kib(mem))
+		return
+	}
+	base := mem[warm]
+	rises, windows := 0, 0
+	var ends []uint64
+	for w := warm; w+window < len(mem); w += window {
+		windows++
+		if mem[w+window] > mem[w] {
+			rises++
+		}
+		ends = append(ends, mem[w+window])
+	}
+	last := mem[len(mem)-1]
+	calls := uint64(n * window * windows)
+	var perCall, tailPerCall uint64
+	if last > base && calls > 0 {
+		perCall = (last - base) / calls
+	}
+	half := warm + window*(windows/2)
+	if tail := uint64(n * window * (windows - windows/2)); last > mem[half] && tail > 0 {
+		tailPerCall = (last - mem[half]) / tail
+	}
+	tailRises := 0
+	for w := half; w+window < len(mem); w += window {
+		if mem[w+window] > mem[w] {
+			tailRises++
+		}
+	}
+	shown := fmt.Sprintf("linear memory %d KiB after the first run, %d KiB after %d warm-up runs, then after each window of %d runs: %s KiB",
+		mem[0]>>10, base>>10, warm, window, kib(ends))
+	limit, peak := uint64(x.t.manifest.Limits.Memory), slices.Max(mem)
+	switch {
+	case limit > 0 && peak+64<<10 > limit:
+		x.r.add("run", name, Fail, "leaks memory: it grew to its limit (limits.memory, %d KiB) while the same %d calls were repeated; %s",
+			limit>>10, n, shown)
+	case rises*2 > windows && tailRises*2 >= windows-windows/2:
+		x.r.add("run", name, Fail, "leaks memory: it grew in %d of %d windows of %d calls after warm-up (the same %d calls repeated), about %d bytes per call; %s",
+			rises, windows, n*window, n, perCall, shown)
+	case tailRises >= 2 && tailPerCall >= leakPerCall:
+		x.r.add("run", name, Fail, "leaks memory: it grew by about %d bytes per call after warm-up, still %d over the last %d windows (%d KiB over %d calls, the same %d repeated; in %d of %d windows); %s",
+			perCall, tailPerCall, windows-windows/2, (last-base)>>10, calls, n, rises, windows, shown)
+	default:
+		x.r.add("run", name, Pass, "grew in %d of %d windows after warm-up, %d bytes per call; %s", rises, windows, perCall, shown)
+	}
 }
 
 func kib(mem []uint64) string {
