@@ -300,7 +300,9 @@ func BenchmarkBrokerPublish(b *testing.B) {
 // every message costs the broker: PUBLISH throughput from one publisher to
 // one subscriber on loopback with allow-all alone (no Wasm call per
 // message) and with the publish-guard example added (one guarded call per
-// message), at QoS 0 and at QoS 1 (durability "none", so that the figure is
+// message), or a no-op Go intercept_publish_inbound instead (one guarded
+// call per message, a MESSAGE record), at QoS 0 and at QoS 1 (durability
+// "none", so that the figure is
 // the publish path rather than the disk; up to 256 unacknowledged). The
 // ratio of the two msgs/s figures is the guard's cost; on a busy machine
 // the ratio of the cpu-µs/msg figures is the steadier one.
@@ -313,6 +315,9 @@ func BenchmarkBrokerPublishGuard(b *testing.B) {
 			{"allow-all", func(b *testing.B) map[string]string { return map[string]string{"allow-all": example(b, "allow-all")} }},
 			{"publish-guard", func(b *testing.B) map[string]string {
 				return map[string]string{"allow-all": example(b, "allow-all"), "publish-guard": example(b, "publish-guard")}
+			}},
+			{"intercept-noop", func(b *testing.B) map[string]string {
+				return map[string]string{"allow-all": example(b, "allow-all"), "interceptnoop": buildGuest(b, "testdata/guests", "interceptnoop")}
 			}},
 		} {
 			b.Run(fmt.Sprintf("qos%d/%s", qos, tc.name), func(b *testing.B) {
