@@ -302,10 +302,10 @@ func BenchmarkBrokerPublish(b *testing.B) {
 // message) and with the publish-guard example added (one guarded call per
 // message), or a no-op Go intercept_publish_inbound instead (one guarded
 // call per message, a MESSAGE record), at QoS 0 and at QoS 1 (durability
-// "none", so that the figure is
-// the publish path rather than the disk; up to 256 unacknowledged). The
-// ratio of the two msgs/s figures is the guard's cost; on a busy machine
-// the ratio of the cpu-µs/msg figures is the steadier one.
+// "none", so that the figure is the publish path rather than the disk; up
+// to 256 unacknowledged). The ratio of two msgs/s figures is a call's
+// cost; on a busy machine the ratio of the cpu-µs/msg figures is the
+// steadier one.
 func BenchmarkBrokerPublishGuard(b *testing.B) {
 	for _, qos := range []byte{0, 1} {
 		for _, tc := range []struct {
