@@ -287,19 +287,28 @@ func BenchmarkFileAuthVerify(b *testing.B) {
 }
 
 // TestFilesRead: with "files: read" a module reads its own folder at
-// /extension and can change nothing there nor see anything else; without
+// /extension and can change nothing there nor see anything else, not even
+// through a symbolic link leading out of the folder; without
 // it, it sees no file system at all.
 func TestFilesRead(t *testing.T) {
 	wasm := buildGuest(t, "testdata/guests", "fsprobe")
 	for _, tt := range []struct{ extra, want string }{
-		{"files: read\n", "read ok, write failed, append failed, remove failed, rename failed, escape failed, outside failed"},
-		{"files: none\n", "read failed, write failed, append failed, remove failed, rename failed, escape failed, outside failed"},
-		{"", "read failed, write failed, append failed, remove failed, rename failed, escape failed, outside failed"},
+		{"files: read\n", "read ok, write failed, append failed, remove failed, rename failed, escape failed, outside failed, inlink ok, outlink failed"},
+		{"files: none\n", "read failed, write failed, append failed, remove failed, rename failed, escape failed, outside failed, inlink failed, outlink failed"},
+		{"", "read failed, write failed, append failed, remove failed, rename failed, escape failed, outside failed, inlink failed, outlink failed"},
 	} {
 		t.Run(strings.TrimSpace(tt.extra), func(t *testing.T) {
 			extDir := t.TempDir()
 			dir := installExtension(t, extDir, "fsprobe", wasm, 0, tt.extra)
 			manifest := readFile(t, filepath.Join(dir, ManifestFile))
+			// A link inside the folder is followed; one leading out of
+			// it (here to the host's root) is not.
+			if err := os.Symlink(ManifestFile, filepath.Join(dir, "inlink")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("/", filepath.Join(dir, "outlink")); err != nil {
+				t.Fatal(err)
+			}
 			h, _ := newTestHost(t, extDir)
 			st := h.Status()
 			if len(st) != 1 || st[0].State != StateFailed || !strings.HasSuffix(st[0].Reason, tt.want) {
@@ -308,8 +317,8 @@ func TestFilesRead(t *testing.T) {
 			if got := readFile(t, filepath.Join(dir, ManifestFile)); got != manifest {
 				t.Errorf("manifest changed:\n%s", got)
 			}
-			if entries, _ := os.ReadDir(dir); len(entries) != 2 {
-				t.Errorf("folder holds %d entries, want the 2 installed", len(entries))
+			if entries, _ := os.ReadDir(dir); len(entries) != 4 {
+				t.Errorf("folder holds %d entries, want the 4 installed", len(entries))
 			}
 		})
 	}
