@@ -242,6 +242,9 @@ type files struct {
 	// useRules is false when the configuration turned the rule file off.
 	useRules bool
 	cache    verified
+	// dummy is what an unknown user's password is checked against
+	// (dummyFor of the users in use).
+	dummy passwd.Hash
 }
 
 // refresh looks at the files (two stat calls, a few microseconds) and
@@ -250,8 +253,9 @@ type files struct {
 // as soon as an edit is complete. The error says which file has no good
 // version at all.
 func (f *files) refresh(force bool) error {
-	if f.users.update(force) {
+	if f.users.update(force) || f.dummy.Iterations == 0 {
 		f.cache.reset()
+		f.dummy = dummyFor(f.userTable())
 	}
 	if f.useRules {
 		f.rules.update(force)

@@ -59,10 +59,21 @@ var (
 	passNext bool
 )
 
-// dummy is checked for unknown users, so that an unknown user costs what
-// a known one does and the time taken does not tell which user names
-// exist.
-var dummy = passwd.Hash{Iterations: passwd.DefaultIterations, Salt: make([]byte, passwd.SaltSize), Key: make([]byte, passwd.KeySize)}
+// dummyFor returns the hash checked for an unknown user name, so that an
+// unknown user costs what a known one does and the time taken does not
+// tell which user names exist: it has the largest iteration count of the
+// users file (a known user's check costs at most that), and the
+// verification cache keys it with the user name like a known one's.
+func dummyFor(users map[string]passwd.Entry) passwd.Hash {
+	n := passwd.DefaultIterations
+	if len(users) > 0 {
+		n = 0
+		for _, e := range users {
+			n = max(n, e.Hash.Iterations)
+		}
+	}
+	return passwd.Hash{Iterations: n, Salt: make([]byte, passwd.SaltSize), Key: make([]byte, passwd.KeySize)}
+}
 
 func init() {
 	propolis.Register(propolis.Extension{
@@ -185,7 +196,7 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 		if passNext {
 			return propolis.AuthResult{Verdict: propolis.Next()}
 		}
-		check(dummy, "", c.Password)
+		check(state.dummy, c.Username, c.Password)
 		return deny()
 	}
 	if !check(entry.Hash, c.Username, c.Password) {

@@ -83,12 +83,12 @@ func TestAuthenticate(t *testing.T) {
 			}
 		})
 	}
-	// Four distinct checks made (unknown users are all checked against
-	// the one dummy hash, so mallory's and the nameless client's are one),
-	// the repeated ones answered from memory; a changed users file
-	// empties it.
-	if n := len(state.cache.seen); n != 4 {
-		t.Errorf("%d outcomes remembered, want 4", n)
+	// Five distinct checks made (an unknown user's is keyed with its
+	// name, like a known one's, so mallory's and the nameless client's
+	// are two), the repeated ones answered from memory; a changed users
+	// file empties it.
+	if n := len(state.cache.seen); n != 5 {
+		t.Errorf("%d outcomes remembered, want 5", n)
 	}
 	write(t, folder, "passwd", user(t, "alice", "pw-a"))
 	if res := authenticate(connect("alice", "pw-a")); res.Verdict != propolis.Allow() || len(state.cache.seen) != 1 {
@@ -222,5 +222,31 @@ func TestShippedFiles(t *testing.T) {
 	}
 	if res := authenticate(connect("alice", "x")); res.Verdict != deny().Verdict {
 		t.Fatalf("got %+v", res)
+	}
+}
+
+// TestUnknownUserCost: an unknown user name costs what a known one does:
+// its check runs the largest iteration count of the users file, and one
+// unknown name's cached outcome does not answer another's (which would
+// make every unknown name but the first fast).
+func TestUnknownUserCost(t *testing.T) {
+	h, err := passwd.New([]byte("pw-b"), 3*passwd.MinIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup(t, map[string]string{"passwd": user(t, "alice", "pw-a") + "bob:" + h + "\n", "acl": sampleACL})
+	if err := start(propolis.StartInfo{ID: "file-auth", Config: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := state.dummy.Iterations; got != 3*passwd.MinIterations {
+		t.Errorf("unknown users checked with %d iterations, want the file's largest %d", got, 3*passwd.MinIterations)
+	}
+	for i, name := range []string{"mallory", "trent", "mallory"} {
+		if res := authenticate(connect(name, "guess")); res.Verdict != deny().Verdict {
+			t.Fatalf("%s: %+v, want denied", name, res)
+		}
+		if want := min(i+1, 2); len(state.cache.seen) != want {
+			t.Errorf("after %d unknown checks the cache holds %d outcomes, want %d (one per name)", i+1, len(state.cache.seen), want)
+		}
 	}
 }
