@@ -398,7 +398,10 @@ func TestFileAuthDisconnects(t *testing.T) {
 		t.Errorf("alice with her old password: CONNACK %#x, want 0x86", code)
 	}
 
-	// s-1 removed: it goes too.
+	// s-1 removed: it goes too, and so does its client with an id longer
+	// than a storage key (1,024 bytes).
+	_, longGone := watched(t, w.addr, strings.Repeat("L", 2000), "s-1", "pw-s")
 	writeAtomic(t, filepath.Join(dir, "passwd"), userLine(t, "alice", "new-a", passwd.MinIterations))
 	gone("s-1 after its removal", sensorGone, 0x87)
+	gone("s-1's long client id after its removal", longGone, 0x87)
 }

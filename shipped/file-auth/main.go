@@ -203,9 +203,6 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 		return deny()
 	}
 	res := propolis.AuthResult{Verdict: propolis.Allow()}
-	if g, ok := state.grant(c.Username); ok {
-		remember(g)
-	}
 	if rules := state.ruleTable(); rules != nil {
 		perms, err := rules.permissions(c.Username)
 		if err != nil { // parseACL refuses such files
@@ -213,6 +210,13 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 			return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeNotAuthorized, "too many rules")}
 		}
 		res.Permissions = perms
+	}
+	// Fail closed: a client whose grant is not stored could keep its
+	// rights after an edit took them (online.go).
+	g, _ := state.grant(c.Username)
+	if err := state.record(c.ClientID, g, time.Now()); err != nil && !errors.Is(err, propolis.ErrNotAvailable) {
+		propolis.Errorf("file-auth: client %q (user %q) refused: its grant could not be stored for edits to reach it: %v", c.ClientID, c.Username, err)
+		return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeServerUnavailable, "file-auth could not record the login")}
 	}
 	return res
 }
