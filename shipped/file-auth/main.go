@@ -10,7 +10,10 @@
 // without calling the extension, ending with a deny of everything else.
 //
 // Every CONNECT looks at the files' stamps (modification time, size,
-// inode) and re-reads a changed one, and every tick reads them whole; a version that does not parse is refused, reported once with
+// inode) and re-reads a changed one, and every tick reads them whole; a
+// changed version replaces the one in use once it has stayed as it is
+// for a tick (files.go, settled), and an empty users file never replaces
+// one with users. A version that does not parse is refused, reported once with
 // its file:line problems, and the last good version stays in use. Good
 // versions are saved in the extension's storage, so that an instance
 // started while a file is bad, or a broker restarted then, still has
@@ -94,7 +97,7 @@ func start(info propolis.StartInfo) error {
 	if err != nil {
 		return fmt.Errorf("file-auth: config: %w", err)
 	}
-	f := &files{users: tracked{name: cfg.Users, parse: parseUsers}}
+	f := &files{users: tracked{name: cfg.Users, parse: parseUsers, guard: guardUsers}}
 	if *cfg.ACL != "" {
 		f.useRules, f.rules = true, tracked{name: *cfg.ACL, parse: parseRules}
 	}

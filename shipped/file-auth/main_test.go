@@ -19,23 +19,29 @@ func setup(t *testing.T, files map[string]string) string {
 	dir := t.TempDir()
 	old := folder
 	folder = dir
-	t.Cleanup(func() { folder, state, passNext = old, nil, false })
+	t.Cleanup(func() { folder, state, passNext, clock = old, nil, false, time.Now })
 	for name, data := range files {
 		write(t, dir, name, data)
 	}
 	return dir
 }
 
-// write writes a file of the folder, moving its modification time on so
-// that a change is seen even within the file system's time resolution.
+// write writes a file of the folder, dated a minute ago (an edit long
+// settled) plus its length in milliseconds, so that a change is seen
+// even within the file system's time resolution.
 func write(t *testing.T, dir, name, data string) {
+	t.Helper()
+	writeAt(t, dir, name, data, time.Now().Add(-time.Minute+time.Duration(len(data))*time.Millisecond))
+}
+
+// writeAt writes a file of the folder with modification time at.
+func writeAt(t *testing.T, dir, name, data string, at time.Time) {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().Add(time.Duration(len(data)) * time.Millisecond)
-	if err := os.Chtimes(p, now, now); err != nil {
+	if err := os.Chtimes(p, at, at); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -248,5 +254,63 @@ func TestUnknownUserCost(t *testing.T) {
 		if want := min(i+1, 2); len(state.cache.seen) != want {
 			t.Errorf("after %d unknown checks the cache holds %d outcomes, want %d (one per name)", i+1, len(state.cache.seen), want)
 		}
+	}
+}
+
+// TestSettle: a changed file replaces the version in use only once it
+// has stayed as it is for settle (a file caught half-written changes
+// again before), and an empty users file never replaces one with users.
+func TestSettle(t *testing.T) {
+	dir := setup(t, map[string]string{"passwd": user(t, "alice", "pw-a"), "acl": sampleACL})
+	if err := start(propolis.StartInfo{ID: "file-auth", Config: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now()
+	at := base
+	clock = func() time.Time { return at }
+	login := func(who, pw string) bool {
+		t.Helper()
+		return authenticate(connect(who, pw)).Verdict == propolis.Allow()
+	}
+
+	// Just written: alice's version stays for now, bob's comes after
+	// settle.
+	writeAt(t, dir, "passwd", user(t, "bob", "pw-b"), base)
+	if !login("alice", "pw-a") || login("bob", "pw-b") {
+		t.Fatal("a file written just now replaced the version in use")
+	}
+	at = base.Add(settle)
+	if login("alice", "pw-a") || !login("bob", "pw-b") {
+		t.Fatal("a settled file did not replace the version in use")
+	}
+
+	// Dated in the future (a skewed clock): settles once seen unchanged
+	// for settle.
+	writeAt(t, dir, "passwd", user(t, "carol", "pw-c"), base.Add(time.Hour))
+	tick()
+	if login("carol", "pw-c") {
+		t.Fatal("a file just seen replaced the version in use")
+	}
+	at = at.Add(settle)
+	tick()
+	if !login("carol", "pw-c") {
+		t.Fatal("a file seen unchanged for settle did not replace the version in use")
+	}
+
+	// Emptied: refused, however long it stays so; a comment line
+	// removes every user.
+	writeAt(t, dir, "passwd", "", base)
+	at = at.Add(time.Hour)
+	tick()
+	if !login("carol", "pw-c") {
+		t.Fatal("an empty users file replaced one with users")
+	}
+	if p := state.users.problem; p == nil || !strings.Contains(p.Error(), "empty file refused while 1 users are in use") {
+		t.Errorf("problem %v, want the empty file refused", p)
+	}
+	writeAt(t, dir, "passwd", "# no users\n", base)
+	tick()
+	if login("carol", "pw-c") || len(state.userTable()) != 0 {
+		t.Fatal("a users file with no user but a comment did not replace the version in use")
 	}
 }
