@@ -63,13 +63,22 @@ func passwdFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 		if err := passwd.CheckUser(user); err != nil {
 			return fmt.Errorf("passwd: %w", err)
 		}
+		// A symbolic link is written through, to the file it names:
+		// renaming over the link would replace it with a plain file.
+		if fi, err := os.Lstat(file); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			target, err := filepath.EvalSymlinks(file)
+			if err != nil {
+				return fmt.Errorf("passwd: %s is a symbolic link to a file that cannot be reached: %w", file, err)
+			}
+			file = target
+		}
 		op := passwdOp{file: file, user: user, create: *create, delete: *del, iterations: *iter}
 		unlock, err := lockFolder(file)
 		if err != nil {
 			return fmt.Errorf("passwd: %w", err)
 		}
 		defer unlock()
-		lines, mode, err := op.load() // before asking for a password
+		lines, old, err := op.load() // before asking for a password
 		if err != nil {
 			return fmt.Errorf("passwd: %w", err)
 		}
@@ -86,11 +95,14 @@ func passwdFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 			}
 			op.password = pw
 		}
-		msg, err := op.apply(lines, mode)
+		msg, err := op.apply(lines, old)
 		if err != nil {
 			return fmt.Errorf("passwd: %w", err)
 		}
 		fmt.Fprintln(stdout, msg)
+		if old != nil && old.Mode().Perm()&0o077 != 0 {
+			fmt.Fprintf(stderr, "passwd: %s was readable or writable by others (%#o): now %#o\n", op.file, old.Mode().Perm(), old.Mode().Perm()&^0o077)
+		}
 		return nil
 	}
 }
@@ -104,33 +116,32 @@ type passwdOp struct {
 }
 
 // load reads and parses the file whole (none with -c), and returns its
-// lines and permissions; a bad file is an error naming its lines, and is
-// left as it is.
-func (op passwdOp) load() (lines []passwd.Line, mode fs.FileMode, err error) {
-	mode = 0o600
+// lines and what it was (nil with -c: its permissions and owner are
+// kept); a bad file is an error naming its lines, and is left as it is.
+func (op passwdOp) load() (lines []passwd.Line, old fs.FileInfo, err error) {
 	data, err := os.ReadFile(op.file)
 	switch {
 	case op.create && err == nil:
-		return nil, 0, fmt.Errorf("%s already exists (-c creates a new file; leave it out to change this one)", op.file)
+		return nil, nil, fmt.Errorf("%s already exists (-c creates a new file; leave it out to change this one)", op.file)
 	case op.create && errors.Is(err, fs.ErrNotExist):
-		return nil, mode, nil
+		return nil, nil, nil
 	case err != nil && errors.Is(err, fs.ErrNotExist):
-		return nil, 0, fmt.Errorf("%s does not exist (-c creates it)", op.file)
+		return nil, nil, fmt.Errorf("%s does not exist (-c creates it)", op.file)
 	case err != nil:
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if lines, _, err = passwd.ParseFile(op.file, data); err != nil {
-		return nil, 0, fmt.Errorf("%s not changed:\n%w", op.file, err)
+		return nil, nil, fmt.Errorf("%s not changed:\n%w", op.file, err)
 	}
-	if fi, err := os.Stat(op.file); err == nil {
-		mode = fi.Mode().Perm()
+	if old, err = os.Stat(op.file); err != nil {
+		return nil, nil, err
 	}
-	return lines, mode, nil
+	return lines, old, nil
 }
 
 // apply makes the change to the file's lines, writes them and says what
 // it did.
-func (op passwdOp) apply(lines []passwd.Line, mode fs.FileMode) (string, error) {
+func (op passwdOp) apply(lines []passwd.Line, old fs.FileInfo) (string, error) {
 	at := -1
 	for i, l := range lines {
 		if l.User == op.user {
@@ -163,7 +174,7 @@ func (op passwdOp) apply(lines []passwd.Line, mode fs.FileMode) (string, error) 
 		b.WriteString(l.Text)
 		b.WriteByte('\n')
 	}
-	if err := writeAtomic(op.file, b.Bytes(), mode); err != nil {
+	if err := writeAtomic(op.file, b.Bytes(), old); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("%s: user %q %s", op.file, op.user, what), nil
@@ -172,8 +183,10 @@ func (op passwdOp) apply(lines []passwd.Line, mode fs.FileMode) (string, error) 
 // writeAtomic replaces path with data: a temporary file in the same
 // folder, synced, then renamed over it, then the folder synced, so that a
 // reader (the extension) sees the old file or the new one, never a part,
-// and a crash loses neither.
-func writeAtomic(path string, data []byte, mode fs.FileMode) error {
+// and a crash loses neither. The new file keeps old's owner (when run as
+// root) and permissions, less any for group and others: it holds password
+// hashes (a new file, old nil, is 0600).
+func writeAtomic(path string, data []byte, old fs.FileInfo) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -181,6 +194,14 @@ func writeAtomic(path string, data []byte, mode fs.FileMode) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // after a successful rename, there is nothing to remove
+	mode := fs.FileMode(0o600)
+	if old != nil {
+		mode = old.Mode().Perm() &^ 0o077
+		if err := keepOwner(f, old); err != nil {
+			f.Close()
+			return fmt.Errorf("keep the owner of %s: %w", path, err)
+		}
+	}
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return err

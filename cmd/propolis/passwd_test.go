@@ -62,13 +62,14 @@ func TestPasswd(t *testing.T) {
 		t.Fatalf("create over a file: %v", err)
 	}
 
-	// Comments, blank lines and order are kept; the mode too.
+	// Comments, blank lines and order are kept; the owner's permissions
+	// too, those of group and others taken away.
 	_, u := users(t, file)
 	alice := u["alice"]
-	if err := os.WriteFile(file, []byte("# site users\n\nalice:"+alice.Hash.String()+"\n"), 0o640); err != nil {
+	if err := os.WriteFile(file, []byte("# site users\n\nalice:"+alice.Hash.String()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(file, 0o640); err != nil {
+	if err := os.Chmod(file, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := runPasswd(t, "pw-b\r\n", file, "bob"); err != nil {
@@ -95,8 +96,8 @@ func TestPasswd(t *testing.T) {
 	if u["alice"].Hash.Verify([]byte("pw-a")) {
 		t.Error("alice's old password still verifies")
 	}
-	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o640 {
-		t.Errorf("mode %v, want 0640 kept", fi.Mode())
+	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600 (0644 less group and others)", fi.Mode())
 	}
 
 	out, err = runPasswd(t, "", "-D", file, "bob")
