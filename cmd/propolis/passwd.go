@@ -42,6 +42,12 @@ history: use it only where neither matters, such as a throwaway test.`,
 	}
 }
 
+// deadlineIterations is the largest iteration count whose check (0.1 to
+// 0.15 s per 10,000 inside the broker's Wasm runtime) stays inside
+// file-auth's default authenticate deadline of 2 s on a busy machine;
+// passwd warns above it.
+const deadlineIterations = 100_000
+
 // passwdFlags declares the flags of passwd and returns the function
 // running it.
 func passwdFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
@@ -71,6 +77,10 @@ func passwdFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 				return fmt.Errorf("passwd: %s is a symbolic link to a file that cannot be reached: %w", file, err)
 			}
 			file = target
+		}
+		if !*del && *iter > deadlineIterations {
+			fmt.Fprintf(stderr, "passwd: warning: --iterations %d: one check of this password takes about %.1f to %.1f s of CPU inside the broker, past file-auth's default limits.authenticate_deadline (2 s), which refuses the client (0x80): raise the deadline in its manifest, or keep to %d iterations or fewer\n",
+				*iter, float64(*iter)/1e5, float64(*iter)*1.5/1e5, deadlineIterations)
 		}
 		op := passwdOp{file: file, user: user, create: *create, delete: *del, iterations: *iter}
 		unlock, err := lockFolder(file)

@@ -192,3 +192,30 @@ func TestPasswdConcurrent(t *testing.T) {
 		t.Fatalf("%d users, want %d: a change was lost", len(u), n+1)
 	}
 }
+
+// TestPasswdSlowHash: an iteration count whose check would overrun
+// file-auth's default authenticate deadline is written, with a warning
+// saying so; one inside it is written without.
+func TestPasswdSlowHash(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "passwd")
+	for _, tt := range []struct {
+		iterations int
+		warns      bool
+	}{{deadlineIterations, false}, {deadlineIterations + 1, true}} {
+		var stdout, stderr bytes.Buffer
+		args := []string{"passwd", "--iterations", fmt.Sprint(tt.iterations), "-b", file, fmt.Sprintf("u%d", tt.iterations), "pw"}
+		if tt.iterations == deadlineIterations {
+			args = append(args[:4], append([]string{"-c"}, args[4:]...)...)
+		}
+		if err := run(args, &stdout, &stderr); err != nil {
+			t.Fatal(err)
+		}
+		warned := strings.Contains(stderr.String(), "past file-auth's default limits.authenticate_deadline (2 s)")
+		if warned != tt.warns {
+			t.Errorf("--iterations %d: warned %v, want %v (stderr %q)", tt.iterations, warned, tt.warns, stderr.String())
+		}
+	}
+	if _, u := users(t, file); len(u) != 2 || u[fmt.Sprintf("u%d", deadlineIterations+1)].Hash.Iterations != deadlineIterations+1 {
+		t.Errorf("users %v", u)
+	}
+}
