@@ -251,6 +251,12 @@ func (f *files) check(key, version, sum, want string, now func() time.Time) {
 	}
 	g2, known := f.grant(e.user)
 	if known && g2 == e.grant {
+		// A grant whose disconnect event was lost (events may be
+		// dropped) is dropped here, not moved on for ever.
+		if on, err := propolis.ClientConnected(e.id); err == nil && !on && now().Sub(time.Unix(e.at, 0)) >= grace {
+			drop()
+			return
+		}
 		if propolis.PutStoredValue(grantKey(want, sum), g) == nil && propolis.PutStoredValue(clientKey(sum), []byte(want)) == nil {
 			_ = propolis.RemoveStoredValue(key)
 		}
