@@ -1,6 +1,8 @@
 package host
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -404,4 +406,49 @@ func TestFileAuthDisconnects(t *testing.T) {
 	writeAtomic(t, filepath.Join(dir, "passwd"), userLine(t, "alice", "new-a", passwd.MinIterations))
 	gone("s-1 after its removal", sensorGone, 0x87)
 	gone("s-1's long client id after its removal", longGone, 0x87)
+}
+
+// TestFileAuthLateGrant: a grant stored under a version of the files
+// older than the one a tick already applied (authenticate checked the
+// files, an edit was applied, then the grant was stored) is still walked
+// by the next tick, though the files do not change again: its client is
+// disconnected. The test stores such a grant itself, in file-auth's
+// storage layout (shipped/file-auth/online.go).
+func TestFileAuthLateGrant(t *testing.T) {
+	extDir := t.TempDir()
+	installShipped(t, extDir, "file-auth", map[string]string{"passwd": userLine(t, "alice", "pw-a", passwd.MinIterations), "acl": fileAuthACL})
+	w := startWired(t, extDir, Options{})
+	_, gone := watched(t, w.addr, "a-1", "alice", "pw-a")
+	sum := sha256.Sum256([]byte("a-1"))
+	client := "client/" + hex.EncodeToString(sum[:])
+	version, ok, err := w.srv.StorageGet("file-auth", client)
+	if err != nil || !ok {
+		t.Fatalf("a-1's grant not stored: %v %v", ok, err)
+	}
+	key := "grant/" + string(version) + "/" + hex.EncodeToString(sum[:])
+	g, ok, err := w.srv.StorageGet("file-auth", key)
+	if err != nil || !ok {
+		t.Fatalf("a-1's grant not stored: %v %v", ok, err)
+	}
+	// The same grant as given by an earlier version of the files, in
+	// which alice's password was another.
+	parts := strings.SplitN(string(g), "\n", 5)
+	parts[2] = strings.Repeat("0", len(parts[2]))
+	for _, err := range []error{
+		w.srv.StorageDelete("file-auth", key),
+		w.srv.StoragePut("file-auth", "grant/0000/"+hex.EncodeToString(sum[:]), []byte(strings.Join(parts, "\n"))),
+		w.srv.StoragePut("file-auth", client, []byte("0000")),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case code := <-gone:
+		if code != 0x87 {
+			t.Errorf("DISCONNECT %#x, want 0x87", code)
+		}
+	case <-time.After(poll.Timeout):
+		t.Fatal("a-1 not disconnected")
+	}
 }
