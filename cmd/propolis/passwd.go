@@ -30,8 +30,9 @@ as one line from standard input when that is not a terminal:
   printf '%s\n' "$PASSWORD" | propolis passwd extensions/file-auth/passwd alice
 
 It is stored as a salted PBKDF2-SHA-512 hash. The file is rewritten
-atomically (a temporary file renamed over it) with its comments and order
-kept; a running broker loads it at the next CONNECT. A file with a bad
+atomically (a temporary file renamed over it) with its comments, order and
+owner kept, readable by its owner only; a symbolic link is written
+through. A running broker uses the new file 2 s after it is written. A file with a bad
 line is not changed: fix the line the error names first. Two passwd
 commands on one file take turns (a lock on its folder).
 
