@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/propolis-mqtt/propolis/passwd"
@@ -166,6 +167,12 @@ func (op passwdOp) apply(lines []passwd.Line, old fs.FileInfo) (string, error) {
 		}
 		lines = append(lines[:at], lines[at+1:]...)
 		what = "deleted"
+		// file-auth refuses an empty users file in place of one with
+		// users (it takes it for one cut short): removing the last user
+		// leaves a line saying so.
+		if !slices.ContainsFunc(lines, func(l passwd.Line) bool { return strings.TrimSpace(l.Text) != "" }) {
+			lines = []passwd.Line{{Text: "# no users (propolis passwd -D removed the last)"}}
+		}
 	} else {
 		h, err := passwd.New(op.password, op.iterations)
 		if err != nil {

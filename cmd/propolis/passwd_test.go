@@ -219,3 +219,19 @@ func TestPasswdSlowHash(t *testing.T) {
 		t.Errorf("users %v", u)
 	}
 }
+
+// TestPasswdDeleteLast: deleting the last user leaves a comment line, not
+// an empty file, which file-auth would refuse in place of one with users.
+func TestPasswdDeleteLast(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "passwd")
+	if _, err := runPasswd(t, "", "-c", "-b", file, "alice", "pw-a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runPasswd(t, "", "-D", file, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	text, u := users(t, file)
+	if len(u) != 0 || !strings.HasPrefix(text, "# no users") {
+		t.Fatalf("file after deleting the last user: %q", text)
+	}
+}
