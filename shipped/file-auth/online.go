@@ -94,6 +94,8 @@ func clientSum(id string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// grantKey is the key of a grant given under version to client sum;
+// clientKey the key naming the version of client sum's latest grant.
 func grantKey(version, sum string) string { return grantPrefix + version + "/" + sum }
 func clientKey(sum string) string         { return clientPrefix + sum }
 
@@ -107,10 +109,12 @@ type entry struct {
 	id    string
 }
 
+// encode returns the stored form of e: "AT\nUSER\nHASH\nRULES\nID".
 func (e entry) encode() []byte {
 	return []byte(strconv.FormatInt(e.at, 10) + "\n" + e.grant + "\n" + e.id)
 }
 
+// decodeEntry reads a stored entry; false when it is not one.
 func decodeEntry(b []byte) (entry, bool) {
 	parts := strings.SplitN(string(b), "\n", 5)
 	if len(parts) != 5 {
