@@ -47,7 +47,8 @@ shipped:
 	@for ex in $(SHIPPED); do \
 	  mkdir -p $(BIN)/shipped/$$ex && \
 	  (cd shipped && $(WASMBUILD) -o ../$(BIN)/shipped/$$ex/$$ex.wasm ./$$ex) && \
-	  find shipped/$$ex -maxdepth 1 -type f ! -name '*.go' -exec cp {} $(BIN)/shipped/$$ex/ \; || exit 1; \
+	  find shipped/$$ex -maxdepth 1 -type f ! -name '*.go' -exec cp {} $(BIN)/shipped/$$ex/ \; && \
+	  { [ ! -f $(BIN)/shipped/$$ex/passwd ] || chmod 600 $(BIN)/shipped/$$ex/passwd; } || exit 1; \
 	done
 
 ## run: build, then start the broker with the embedded default configuration

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -53,8 +54,11 @@ type extension struct {
 	// wait for an instance the outer call holds: see pool.wait.
 	inBroker atomic.Int32
 
-	rt        wazero.Runtime
-	compiled  wazero.CompiledModule
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	// folder is the extension's folder opened for "files: read" (nil
+	// otherwise), closed with the runtime.
+	folder    *os.Root
 	modConfig wazero.ModuleConfig
 	guarded   bool
 	// interruptible is true when the module carries the host's interrupt
@@ -159,6 +163,9 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		rc = rc.WithCompilationCache(h.cache)
 	}
 	defer func() {
+		if err != nil && e.folder != nil {
+			_ = e.folder.Close()
+		}
 		if err != nil && e.rt != nil {
 			_ = e.rt.Close(context.Background())
 			if e.compiled != nil {
@@ -207,7 +214,15 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		if err != nil {
 			return nil, fmt.Errorf("files: %w", err)
 		}
-		e.modConfig = e.modConfig.WithFSConfig(wazero.NewFSConfig().WithReadOnlyDirMount(abs, FolderMount))
+		// Through an os.Root, so that a symbolic link leading out of the
+		// folder fails instead of being followed; an fs.FS mount has no
+		// write operations at all.
+		root, err := os.OpenRoot(abs)
+		if err != nil {
+			return nil, fmt.Errorf("files: %w", err)
+		}
+		e.folder = root // closed by the deferred clean-up on failure
+		e.modConfig = e.modConfig.WithFSConfig(wazero.NewFSConfig().WithFSMount(root.FS(), FolderMount))
 	}
 
 	first, err := e.newInstance(ctx, previous)
@@ -513,6 +528,9 @@ func (e *extension) stop(graceful bool) {
 	e.http.close()
 	_ = e.rt.Close(context.Background())
 	_ = e.compiled.Close(context.Background())
+	if e.folder != nil {
+		_ = e.folder.Close()
+	}
 	e.host.released(size)
 }
 

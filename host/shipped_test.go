@@ -1,6 +1,8 @@
 package host
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -287,19 +289,28 @@ func BenchmarkFileAuthVerify(b *testing.B) {
 }
 
 // TestFilesRead: with "files: read" a module reads its own folder at
-// /extension and can change nothing there nor see anything else; without
+// /extension and can change nothing there nor see anything else, not even
+// through a symbolic link leading out of the folder; without
 // it, it sees no file system at all.
 func TestFilesRead(t *testing.T) {
 	wasm := buildGuest(t, "testdata/guests", "fsprobe")
 	for _, tt := range []struct{ extra, want string }{
-		{"files: read\n", "read ok, write failed, append failed, remove failed, rename failed, escape failed, outside failed"},
-		{"files: none\n", "read failed, write failed, append failed, remove failed, rename failed, escape failed, outside failed"},
-		{"", "read failed, write failed, append failed, remove failed, rename failed, escape failed, outside failed"},
+		{"files: read\n", "read ok, write failed, append failed, remove failed, rename failed, escape failed, outside failed, inlink ok, outlink failed"},
+		{"files: none\n", "read failed, write failed, append failed, remove failed, rename failed, escape failed, outside failed, inlink failed, outlink failed"},
+		{"", "read failed, write failed, append failed, remove failed, rename failed, escape failed, outside failed, inlink failed, outlink failed"},
 	} {
 		t.Run(strings.TrimSpace(tt.extra), func(t *testing.T) {
 			extDir := t.TempDir()
 			dir := installExtension(t, extDir, "fsprobe", wasm, 0, tt.extra)
 			manifest := readFile(t, filepath.Join(dir, ManifestFile))
+			// A link inside the folder is followed; one leading out of
+			// it (here to the host's root) is not.
+			if err := os.Symlink(ManifestFile, filepath.Join(dir, "inlink")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("/", filepath.Join(dir, "outlink")); err != nil {
+				t.Fatal(err)
+			}
 			h, _ := newTestHost(t, extDir)
 			st := h.Status()
 			if len(st) != 1 || st[0].State != StateFailed || !strings.HasSuffix(st[0].Reason, tt.want) {
@@ -308,8 +319,8 @@ func TestFilesRead(t *testing.T) {
 			if got := readFile(t, filepath.Join(dir, ManifestFile)); got != manifest {
 				t.Errorf("manifest changed:\n%s", got)
 			}
-			if entries, _ := os.ReadDir(dir); len(entries) != 2 {
-				t.Errorf("folder holds %d entries, want the 2 installed", len(entries))
+			if entries, _ := os.ReadDir(dir); len(entries) != 4 {
+				t.Errorf("folder holds %d entries, want the 4 installed", len(entries))
 			}
 		})
 	}
@@ -389,7 +400,55 @@ func TestFileAuthDisconnects(t *testing.T) {
 		t.Errorf("alice with her old password: CONNACK %#x, want 0x86", code)
 	}
 
-	// s-1 removed: it goes too.
+	// s-1 removed: it goes too, and so does its client with an id longer
+	// than a storage key (1,024 bytes).
+	_, longGone := watched(t, w.addr, strings.Repeat("L", 2000), "s-1", "pw-s")
 	writeAtomic(t, filepath.Join(dir, "passwd"), userLine(t, "alice", "new-a", passwd.MinIterations))
 	gone("s-1 after its removal", sensorGone, 0x87)
+	gone("s-1's long client id after its removal", longGone, 0x87)
+}
+
+// TestFileAuthLateGrant: a grant stored under a version of the files
+// older than the one a tick already applied (authenticate checked the
+// files, an edit was applied, then the grant was stored) is still walked
+// by the next tick, though the files do not change again: its client is
+// disconnected. The test stores such a grant itself, in file-auth's
+// storage layout (shipped/file-auth/online.go).
+func TestFileAuthLateGrant(t *testing.T) {
+	extDir := t.TempDir()
+	installShipped(t, extDir, "file-auth", map[string]string{"passwd": userLine(t, "alice", "pw-a", passwd.MinIterations), "acl": fileAuthACL})
+	w := startWired(t, extDir, Options{})
+	_, gone := watched(t, w.addr, "a-1", "alice", "pw-a")
+	sum := sha256.Sum256([]byte("a-1"))
+	client := "client/" + hex.EncodeToString(sum[:])
+	version, ok, err := w.srv.StorageGet("file-auth", client)
+	if err != nil || !ok {
+		t.Fatalf("a-1's grant not stored: %v %v", ok, err)
+	}
+	key := "grant/" + string(version) + "/" + hex.EncodeToString(sum[:])
+	g, ok, err := w.srv.StorageGet("file-auth", key)
+	if err != nil || !ok {
+		t.Fatalf("a-1's grant not stored: %v %v", ok, err)
+	}
+	// The same grant as given by an earlier version of the files, in
+	// which alice's password was another.
+	parts := strings.SplitN(string(g), "\n", 5)
+	parts[2] = strings.Repeat("0", len(parts[2]))
+	for _, err := range []error{
+		w.srv.StorageDelete("file-auth", key),
+		w.srv.StoragePut("file-auth", "grant/0000/"+hex.EncodeToString(sum[:]), []byte(strings.Join(parts, "\n"))),
+		w.srv.StoragePut("file-auth", client, []byte("0000")),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case code := <-gone:
+		if code != 0x87 {
+			t.Errorf("DISCONNECT %#x, want 0x87", code)
+		}
+	case <-time.After(poll.Timeout):
+		t.Fatal("a-1 not disconnected")
+	}
 }

@@ -63,11 +63,14 @@ func CheckUser(user string) error {
 // ParseFile reads a password file's bytes. name (the file's name, for
 // errors) prefixes every problem as NAME:LINE: problem; all problems are
 // returned, one a line, in one error. The lines come back in file order,
-// comments included, and users maps each user to its entry.
+// comments included, and users maps each user to its entry. A leading
+// UTF-8 byte-order mark is skipped (and so not written back).
 func ParseFile(name string, data []byte) (lines []Line, users map[string]Entry, err error) {
 	users = map[string]Entry{}
 	var probs []string
-	text := strings.TrimSuffix(string(data), "\n")
+	// A byte-order mark (some Windows editors save one) is not part of
+	// the first user's name.
+	text := strings.TrimSuffix(strings.TrimPrefix(string(data), "\ufeff"), "\n")
 	if text == "" {
 		return nil, users, nil
 	}

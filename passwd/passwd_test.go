@@ -123,6 +123,9 @@ func TestParseFile(t *testing.T) {
 	if len(users) != 2 || users["alice"].Line != 3 || users["bob"].Line != 5 || !users["bob"].Hash.Verify([]byte("pw")) {
 		t.Fatalf("users %+v", users)
 	}
+	if _, users, err := ParseFile("passwd", []byte("\ufeffalice:"+good+"\n")); err != nil || users["alice"].Line != 1 {
+		t.Fatalf("a byte-order mark went into the first user's name: %v %v", users, err)
+	}
 	if lines, users, err := ParseFile("passwd", nil); err != nil || len(lines) != 0 || len(users) != 0 {
 		t.Fatalf("empty file: %v %v %v", lines, users, err)
 	}

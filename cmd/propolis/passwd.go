@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/propolis-mqtt/propolis/passwd"
@@ -30,8 +31,9 @@ as one line from standard input when that is not a terminal:
   printf '%s\n' "$PASSWORD" | propolis passwd extensions/file-auth/passwd alice
 
 It is stored as a salted PBKDF2-SHA-512 hash. The file is rewritten
-atomically (a temporary file renamed over it) with its comments and order
-kept; a running broker loads it at the next CONNECT. A file with a bad
+atomically (a temporary file renamed over it) with its comments, order and
+owner kept, readable by its owner only; a symbolic link is written
+through. A running broker uses the new file 2 s after it is written. A file with a bad
 line is not changed: fix the line the error names first. Two passwd
 commands on one file take turns (a lock on its folder).
 
@@ -41,6 +43,12 @@ history: use it only where neither matters, such as a throwaway test.`,
 		flags: passwdFlags,
 	}
 }
+
+// deadlineIterations is the largest iteration count whose check (0.1 to
+// 0.15 s per 10,000 inside the broker's Wasm runtime) stays inside
+// file-auth's default authenticate deadline of 2 s on a busy machine;
+// passwd warns above it.
+const deadlineIterations = 100_000
 
 // passwdFlags declares the flags of passwd and returns the function
 // running it.
@@ -63,13 +71,26 @@ func passwdFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 		if err := passwd.CheckUser(user); err != nil {
 			return fmt.Errorf("passwd: %w", err)
 		}
+		// A symbolic link is written through, to the file it names:
+		// renaming over the link would replace it with a plain file.
+		if fi, err := os.Lstat(file); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			target, err := filepath.EvalSymlinks(file)
+			if err != nil {
+				return fmt.Errorf("passwd: %s is a symbolic link to a file that cannot be reached: %w", file, err)
+			}
+			file = target
+		}
+		if !*del && *iter > deadlineIterations {
+			fmt.Fprintf(stderr, "passwd: warning: --iterations %d: one check of this password takes about %.1f to %.1f s of CPU inside the broker, past file-auth's default limits.authenticate_deadline (2 s), which refuses the client (0x80): raise the deadline in its manifest, or keep to %d iterations or fewer\n",
+				*iter, float64(*iter)/1e5, float64(*iter)*1.5/1e5, deadlineIterations)
+		}
 		op := passwdOp{file: file, user: user, create: *create, delete: *del, iterations: *iter}
 		unlock, err := lockFolder(file)
 		if err != nil {
 			return fmt.Errorf("passwd: %w", err)
 		}
 		defer unlock()
-		lines, mode, err := op.load() // before asking for a password
+		lines, old, err := op.load() // before asking for a password
 		if err != nil {
 			return fmt.Errorf("passwd: %w", err)
 		}
@@ -86,11 +107,14 @@ func passwdFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 			}
 			op.password = pw
 		}
-		msg, err := op.apply(lines, mode)
+		msg, err := op.apply(lines, old)
 		if err != nil {
 			return fmt.Errorf("passwd: %w", err)
 		}
 		fmt.Fprintln(stdout, msg)
+		if old != nil && old.Mode().Perm()&0o077 != 0 {
+			fmt.Fprintf(stderr, "passwd: %s was readable or writable by others (%#o): now %#o\n", op.file, old.Mode().Perm(), old.Mode().Perm()&^0o077)
+		}
 		return nil
 	}
 }
@@ -104,33 +128,32 @@ type passwdOp struct {
 }
 
 // load reads and parses the file whole (none with -c), and returns its
-// lines and permissions; a bad file is an error naming its lines, and is
-// left as it is.
-func (op passwdOp) load() (lines []passwd.Line, mode fs.FileMode, err error) {
-	mode = 0o600
+// lines and what it was (nil with -c: its permissions and owner are
+// kept); a bad file is an error naming its lines, and is left as it is.
+func (op passwdOp) load() (lines []passwd.Line, old fs.FileInfo, err error) {
 	data, err := os.ReadFile(op.file)
 	switch {
 	case op.create && err == nil:
-		return nil, 0, fmt.Errorf("%s already exists (-c creates a new file; leave it out to change this one)", op.file)
+		return nil, nil, fmt.Errorf("%s already exists (-c creates a new file; leave it out to change this one)", op.file)
 	case op.create && errors.Is(err, fs.ErrNotExist):
-		return nil, mode, nil
+		return nil, nil, nil
 	case err != nil && errors.Is(err, fs.ErrNotExist):
-		return nil, 0, fmt.Errorf("%s does not exist (-c creates it)", op.file)
+		return nil, nil, fmt.Errorf("%s does not exist (-c creates it)", op.file)
 	case err != nil:
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if lines, _, err = passwd.ParseFile(op.file, data); err != nil {
-		return nil, 0, fmt.Errorf("%s not changed:\n%w", op.file, err)
+		return nil, nil, fmt.Errorf("%s not changed:\n%w", op.file, err)
 	}
-	if fi, err := os.Stat(op.file); err == nil {
-		mode = fi.Mode().Perm()
+	if old, err = os.Stat(op.file); err != nil {
+		return nil, nil, err
 	}
-	return lines, mode, nil
+	return lines, old, nil
 }
 
 // apply makes the change to the file's lines, writes them and says what
 // it did.
-func (op passwdOp) apply(lines []passwd.Line, mode fs.FileMode) (string, error) {
+func (op passwdOp) apply(lines []passwd.Line, old fs.FileInfo) (string, error) {
 	at := -1
 	for i, l := range lines {
 		if l.User == op.user {
@@ -144,6 +167,12 @@ func (op passwdOp) apply(lines []passwd.Line, mode fs.FileMode) (string, error) 
 		}
 		lines = append(lines[:at], lines[at+1:]...)
 		what = "deleted"
+		// file-auth refuses an empty users file in place of one with
+		// users (it takes it for one cut short): removing the last user
+		// leaves a line saying so.
+		if !slices.ContainsFunc(lines, func(l passwd.Line) bool { return strings.TrimSpace(l.Text) != "" }) {
+			lines = []passwd.Line{{Text: "# no users (propolis passwd -D removed the last)"}}
+		}
 	} else {
 		h, err := passwd.New(op.password, op.iterations)
 		if err != nil {
@@ -163,7 +192,7 @@ func (op passwdOp) apply(lines []passwd.Line, mode fs.FileMode) (string, error) 
 		b.WriteString(l.Text)
 		b.WriteByte('\n')
 	}
-	if err := writeAtomic(op.file, b.Bytes(), mode); err != nil {
+	if err := writeAtomic(op.file, b.Bytes(), old); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("%s: user %q %s", op.file, op.user, what), nil
@@ -172,8 +201,10 @@ func (op passwdOp) apply(lines []passwd.Line, mode fs.FileMode) (string, error) 
 // writeAtomic replaces path with data: a temporary file in the same
 // folder, synced, then renamed over it, then the folder synced, so that a
 // reader (the extension) sees the old file or the new one, never a part,
-// and a crash loses neither.
-func writeAtomic(path string, data []byte, mode fs.FileMode) error {
+// and a crash loses neither. The new file keeps old's owner (when run as
+// root) and permissions, less any for group and others: it holds password
+// hashes (a new file, old nil, is 0600).
+func writeAtomic(path string, data []byte, old fs.FileInfo) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -181,6 +212,14 @@ func writeAtomic(path string, data []byte, mode fs.FileMode) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // after a successful rename, there is nothing to remove
+	mode := fs.FileMode(0o600)
+	if old != nil {
+		mode = old.Mode().Perm() &^ 0o077
+		if err := keepOwner(f, old); err != nil {
+			f.Close()
+			return fmt.Errorf("keep the owner of %s: %w", path, err)
+		}
+	}
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return err

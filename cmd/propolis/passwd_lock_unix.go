@@ -4,8 +4,10 @@ package main
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,4 +30,15 @@ func lockFolder(file string) (unlock func(), err error) {
 		_ = unix.Flock(int(dir.Fd()), unix.LOCK_UN)
 		dir.Close()
 	}, nil
+}
+
+// keepOwner gives f the owner and group of old when run as root (who
+// would otherwise make the file root's, unreadable by a broker running as
+// another user); any other user can only own what it writes.
+func keepOwner(f *os.File, old fs.FileInfo) error {
+	st, ok := old.Sys().(*syscall.Stat_t)
+	if !ok || os.Geteuid() != 0 {
+		return nil
+	}
+	return f.Chown(int(st.Uid), int(st.Gid))
 }

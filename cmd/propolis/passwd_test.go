@@ -62,13 +62,14 @@ func TestPasswd(t *testing.T) {
 		t.Fatalf("create over a file: %v", err)
 	}
 
-	// Comments, blank lines and order are kept; the mode too.
+	// Comments, blank lines and order are kept; the owner's permissions
+	// too, those of group and others taken away.
 	_, u := users(t, file)
 	alice := u["alice"]
-	if err := os.WriteFile(file, []byte("# site users\n\nalice:"+alice.Hash.String()+"\n"), 0o640); err != nil {
+	if err := os.WriteFile(file, []byte("# site users\n\nalice:"+alice.Hash.String()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(file, 0o640); err != nil {
+	if err := os.Chmod(file, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := runPasswd(t, "pw-b\r\n", file, "bob"); err != nil {
@@ -95,8 +96,8 @@ func TestPasswd(t *testing.T) {
 	if u["alice"].Hash.Verify([]byte("pw-a")) {
 		t.Error("alice's old password still verifies")
 	}
-	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o640 {
-		t.Errorf("mode %v, want 0640 kept", fi.Mode())
+	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600 (0644 less group and others)", fi.Mode())
 	}
 
 	out, err = runPasswd(t, "", "-D", file, "bob")
@@ -189,5 +190,48 @@ func TestPasswdConcurrent(t *testing.T) {
 	}
 	if _, u := users(t, file); len(u) != n+1 {
 		t.Fatalf("%d users, want %d: a change was lost", len(u), n+1)
+	}
+}
+
+// TestPasswdSlowHash: an iteration count whose check would overrun
+// file-auth's default authenticate deadline is written, with a warning
+// saying so; one inside it is written without.
+func TestPasswdSlowHash(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "passwd")
+	for _, tt := range []struct {
+		iterations int
+		warns      bool
+	}{{deadlineIterations, false}, {deadlineIterations + 1, true}} {
+		var stdout, stderr bytes.Buffer
+		args := []string{"passwd", "--iterations", fmt.Sprint(tt.iterations), "-b", file, fmt.Sprintf("u%d", tt.iterations), "pw"}
+		if tt.iterations == deadlineIterations {
+			args = append(args[:4], append([]string{"-c"}, args[4:]...)...)
+		}
+		if err := run(args, &stdout, &stderr); err != nil {
+			t.Fatal(err)
+		}
+		warned := strings.Contains(stderr.String(), "past file-auth's default limits.authenticate_deadline (2 s)")
+		if warned != tt.warns {
+			t.Errorf("--iterations %d: warned %v, want %v (stderr %q)", tt.iterations, warned, tt.warns, stderr.String())
+		}
+	}
+	if _, u := users(t, file); len(u) != 2 || u[fmt.Sprintf("u%d", deadlineIterations+1)].Hash.Iterations != deadlineIterations+1 {
+		t.Errorf("users %v", u)
+	}
+}
+
+// TestPasswdDeleteLast: deleting the last user leaves a comment line, not
+// an empty file, which file-auth would refuse in place of one with users.
+func TestPasswdDeleteLast(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "passwd")
+	if _, err := runPasswd(t, "", "-c", "-b", file, "alice", "pw-a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runPasswd(t, "", "-D", file, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	text, u := users(t, file)
+	if len(u) != 0 || !strings.HasPrefix(text, "# no users") {
+		t.Fatalf("file after deleting the last user: %q", text)
 	}
 }

@@ -65,7 +65,10 @@ func parseACL(name string, data []byte) (*acl, error) {
 	var probs []string
 	var cur *section
 	sectionLine := map[*section]int{}
-	for n, raw := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+	// A leading byte-order mark (some Windows editors save one) is not
+	// part of the first line.
+	text := strings.TrimPrefix(string(data), "\ufeff")
+	for n, raw := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
 		n++
 		bad := func(format string, args ...any) {
 			probs = append(probs, fmt.Sprintf("%s:%d: %s", name, n, fmt.Sprintf(format, args...)))

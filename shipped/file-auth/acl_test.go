@@ -87,6 +87,19 @@ func TestParseACLEmpty(t *testing.T) {
 	}
 }
 
+// TestParseACLBOM: a byte-order mark before the first line (some Windows
+// editors save one) is skipped, not read as part of the line.
+func TestParseACLBOM(t *testing.T) {
+	a, err := parseACL("acl", []byte("\ufeff[all]\nallow all a/#\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := a.permissions("bob")
+	if fmt.Sprint(got) != fmt.Sprint([]propolis.Permission{propolis.AllowTopic("a/#"), propolis.DenyTopic("#")}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
 func TestParseACLErrors(t *testing.T) {
 	in := `allow all a/#
 [all]

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -66,6 +67,11 @@ type tracked struct {
 	// reportAnyway reports a refused version even if the extension
 	// reported it before (the first instance of a load).
 	reportAnyway bool
+	// pending is a changed version not settled yet (settled).
+	pending pending
+	// guard, if set, refuses a version given the one in use (nil before
+	// any) before it is parsed.
+	guard func(inUse any, data []byte) error
 }
 
 // update reads the file again when its stamp changed (always when force
@@ -81,15 +87,26 @@ func (t *tracked) update(force bool) bool {
 	if !force && t.value != nil && st.ok && st == t.seen {
 		return false
 	}
-	t.seen = st
+	now := clock()
+	if !force && t.value != nil && st.ok && st == t.pending.stamp && now.Sub(st.changed()) < settle && now.Sub(t.pending.since) < settle {
+		return false // still settling: not read again
+	}
 	v := t.read()
 	if (t.value != nil && v.sum == t.good) || v.sum == t.bad {
+		t.seen = st
 		return false // touched, not changed; or refused already
 	}
+	if t.value != nil && v.err == nil && !t.settled(st, v.sum, now) {
+		return false // kept the version in use until this one settles
+	}
+	t.seen, t.pending = st, pending{}
 	err := v.err
 	var val any
 	var summary string
 	changed := false
+	if err == nil && t.guard != nil {
+		err = t.guard(t.value, v.data)
+	}
 	if err == nil {
 		val, summary, err = t.parse(t.name, v.data)
 	}
@@ -116,6 +133,48 @@ func (t *tracked) update(force bool) bool {
 	}
 	t.report(v, err, kept)
 	return changed
+}
+
+// settle is how long a changed file must stay as it is before it
+// replaces the version in use (one tick): a file caught half-written (a
+// writer that truncates, then writes) changes again within it. clock is
+// time.Now (tests move it on).
+var (
+	settle = 2 * time.Second
+	clock  = time.Now
+)
+
+// pending is a changed version waiting to settle: its stamp and checksum,
+// and when this instance first saw it.
+type pending struct {
+	stamp stamp
+	sum   [32]byte
+	since time.Time
+}
+
+// changed returns when the file last changed: its modification time, or
+// (in Wasm) its change time when later, which a rename sets and no
+// writer can set back.
+func (s stamp) changed() time.Time {
+	if c := time.Unix(0, int64(s.ctime)); s.ctime != 0 && c.After(s.mod) {
+		return c
+	}
+	return s.mod
+}
+
+// settled reports whether the changed version (stamp st, checksum sum)
+// may replace the one in use: the file last changed settle ago or more,
+// or this instance has seen it as it is for settle (a modification time
+// in the future). Otherwise it is remembered as pending.
+func (t *tracked) settled(st stamp, sum [32]byte, now time.Time) bool {
+	if st.ok && now.Sub(st.changed()) >= settle {
+		return true
+	}
+	if t.pending.stamp == st && t.pending.sum == sum {
+		return now.Sub(t.pending.since) >= settle
+	}
+	t.pending = pending{stamp: st, sum: sum, since: now}
+	return false
 }
 
 // statFile returns the file's stamp; ok is false when it cannot be stat'ed.
@@ -242,6 +301,9 @@ type files struct {
 	// useRules is false when the configuration turned the rule file off.
 	useRules bool
 	cache    verified
+	// dummy is what an unknown user's password is checked against
+	// (dummyFor of the users in use).
+	dummy passwd.Hash
 }
 
 // refresh looks at the files (two stat calls, a few microseconds) and
@@ -250,8 +312,9 @@ type files struct {
 // as soon as an edit is complete. The error says which file has no good
 // version at all.
 func (f *files) refresh(force bool) error {
-	if f.users.update(force) {
+	if f.users.update(force) || f.dummy.Iterations == 0 {
 		f.cache.reset()
+		f.dummy = dummyFor(f.userTable())
 	}
 	if f.useRules {
 		f.rules.update(force)
@@ -282,6 +345,19 @@ func (f *files) userTable() map[string]passwd.Entry {
 func (f *files) ruleTable() *acl {
 	a, _ := f.rules.value.(*acl)
 	return a
+}
+
+// guardUsers is the users file's tracked.guard: an empty file (nothing
+// but blanks) replaces no version that has users, as it is more likely a
+// file cut short (a full disk, a writer that truncated it and died) than
+// the removal of every user, which would disconnect every client. A file
+// removing every user says so with a line of its own, e.g. "# no users".
+func guardUsers(inUse any, data []byte) error {
+	users, _ := inUse.(map[string]passwd.Entry)
+	if len(users) > 0 && len(bytes.TrimSpace(data)) == 0 {
+		return fmt.Errorf("empty file refused while %d users are in use: to remove every user, keep a comment line such as \"# no users\"", len(users))
+	}
+	return nil
 }
 
 // parseUsers is the users file's tracked.parse.

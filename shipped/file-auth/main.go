@@ -10,7 +10,10 @@
 // without calling the extension, ending with a deny of everything else.
 //
 // Every CONNECT looks at the files' stamps (modification time, size,
-// inode) and re-reads a changed one, and every tick reads them whole; a version that does not parse is refused, reported once with
+// inode) and re-reads a changed one, and every tick reads them whole; a
+// changed version replaces the one in use once it has stayed as it is
+// for a tick (files.go, settled), and an empty users file never replaces
+// one with users. A version that does not parse is refused, reported once with
 // its file:line problems, and the last good version stays in use. Good
 // versions are saved in the extension's storage, so that an instance
 // started while a file is bad, or a broker restarted then, still has
@@ -59,10 +62,21 @@ var (
 	passNext bool
 )
 
-// dummy is checked for unknown users, so that an unknown user costs what
-// a known one does and the time taken does not tell which user names
-// exist.
-var dummy = passwd.Hash{Iterations: passwd.DefaultIterations, Salt: make([]byte, passwd.SaltSize), Key: make([]byte, passwd.KeySize)}
+// dummyFor returns the hash checked for an unknown user name, so that an
+// unknown user costs what a known one does and the time taken does not
+// tell which user names exist: it has the largest iteration count of the
+// users file (a known user's check costs at most that), and the
+// verification cache keys it with the user name like a known one's.
+func dummyFor(users map[string]passwd.Entry) passwd.Hash {
+	n := passwd.DefaultIterations
+	if len(users) > 0 {
+		n = 0
+		for _, e := range users {
+			n = max(n, e.Hash.Iterations)
+		}
+	}
+	return passwd.Hash{Iterations: n, Salt: make([]byte, passwd.SaltSize), Key: make([]byte, passwd.KeySize)}
+}
 
 func init() {
 	propolis.Register(propolis.Extension{
@@ -83,7 +97,7 @@ func start(info propolis.StartInfo) error {
 	if err != nil {
 		return fmt.Errorf("file-auth: config: %w", err)
 	}
-	f := &files{users: tracked{name: cfg.Users, parse: parseUsers}}
+	f := &files{users: tracked{name: cfg.Users, parse: parseUsers, guard: guardUsers}}
 	if *cfg.ACL != "" {
 		f.useRules, f.rules = true, tracked{name: *cfg.ACL, parse: parseRules}
 	}
@@ -185,16 +199,13 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 		if passNext {
 			return propolis.AuthResult{Verdict: propolis.Next()}
 		}
-		check(dummy, "", c.Password)
+		check(state.dummy, c.Username, c.Password)
 		return deny()
 	}
 	if !check(entry.Hash, c.Username, c.Password) {
 		return deny()
 	}
 	res := propolis.AuthResult{Verdict: propolis.Allow()}
-	if g, ok := state.grant(c.Username); ok {
-		remember(g)
-	}
 	if rules := state.ruleTable(); rules != nil {
 		perms, err := rules.permissions(c.Username)
 		if err != nil { // parseACL refuses such files
@@ -202,6 +213,13 @@ func authenticate(c *propolis.Connect) propolis.AuthResult {
 			return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeNotAuthorized, "too many rules")}
 		}
 		res.Permissions = perms
+	}
+	// Fail closed: a client whose grant is not stored could keep its
+	// rights after an edit took them (online.go).
+	g, _ := state.grant(c.Username)
+	if err := state.record(c.ClientID, g, time.Now()); err != nil && !errors.Is(err, propolis.ErrNotAvailable) {
+		propolis.Errorf("file-auth: client %q (user %q) refused: its grant could not be stored for edits to reach it: %v", c.ClientID, c.Username, err)
+		return propolis.AuthResult{Verdict: propolis.Deny(propolis.CodeServerUnavailable, "file-auth could not record the login")}
 	}
 	return res
 }

@@ -19,23 +19,29 @@ func setup(t *testing.T, files map[string]string) string {
 	dir := t.TempDir()
 	old := folder
 	folder = dir
-	t.Cleanup(func() { folder, state, passNext = old, nil, false })
+	t.Cleanup(func() { folder, state, passNext, clock = old, nil, false, time.Now })
 	for name, data := range files {
 		write(t, dir, name, data)
 	}
 	return dir
 }
 
-// write writes a file of the folder, moving its modification time on so
-// that a change is seen even within the file system's time resolution.
+// write writes a file of the folder, dated a minute ago (an edit long
+// settled) plus its length in milliseconds, so that a change is seen
+// even within the file system's time resolution.
 func write(t *testing.T, dir, name, data string) {
+	t.Helper()
+	writeAt(t, dir, name, data, time.Now().Add(-time.Minute+time.Duration(len(data))*time.Millisecond))
+}
+
+// writeAt writes a file of the folder with modification time at.
+func writeAt(t *testing.T, dir, name, data string, at time.Time) {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().Add(time.Duration(len(data)) * time.Millisecond)
-	if err := os.Chtimes(p, now, now); err != nil {
+	if err := os.Chtimes(p, at, at); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -83,12 +89,12 @@ func TestAuthenticate(t *testing.T) {
 			}
 		})
 	}
-	// Four distinct checks made (unknown users are all checked against
-	// the one dummy hash, so mallory's and the nameless client's are one),
-	// the repeated ones answered from memory; a changed users file
-	// empties it.
-	if n := len(state.cache.seen); n != 4 {
-		t.Errorf("%d outcomes remembered, want 4", n)
+	// Five distinct checks made (an unknown user's is keyed with its
+	// name, like a known one's, so mallory's and the nameless client's
+	// are two), the repeated ones answered from memory; a changed users
+	// file empties it.
+	if n := len(state.cache.seen); n != 5 {
+		t.Errorf("%d outcomes remembered, want 5", n)
 	}
 	write(t, folder, "passwd", user(t, "alice", "pw-a"))
 	if res := authenticate(connect("alice", "pw-a")); res.Verdict != propolis.Allow() || len(state.cache.seen) != 1 {
@@ -222,5 +228,89 @@ func TestShippedFiles(t *testing.T) {
 	}
 	if res := authenticate(connect("alice", "x")); res.Verdict != deny().Verdict {
 		t.Fatalf("got %+v", res)
+	}
+}
+
+// TestUnknownUserCost: an unknown user name costs what a known one does:
+// its check runs the largest iteration count of the users file, and one
+// unknown name's cached outcome does not answer another's (which would
+// make every unknown name but the first fast).
+func TestUnknownUserCost(t *testing.T) {
+	h, err := passwd.New([]byte("pw-b"), 3*passwd.MinIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup(t, map[string]string{"passwd": user(t, "alice", "pw-a") + "bob:" + h + "\n", "acl": sampleACL})
+	if err := start(propolis.StartInfo{ID: "file-auth", Config: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := state.dummy.Iterations; got != 3*passwd.MinIterations {
+		t.Errorf("unknown users checked with %d iterations, want the file's largest %d", got, 3*passwd.MinIterations)
+	}
+	for i, name := range []string{"mallory", "trent", "mallory"} {
+		if res := authenticate(connect(name, "guess")); res.Verdict != deny().Verdict {
+			t.Fatalf("%s: %+v, want denied", name, res)
+		}
+		if want := min(i+1, 2); len(state.cache.seen) != want {
+			t.Errorf("after %d unknown checks the cache holds %d outcomes, want %d (one per name)", i+1, len(state.cache.seen), want)
+		}
+	}
+}
+
+// TestSettle: a changed file replaces the version in use only once it
+// has stayed as it is for settle (a file caught half-written changes
+// again before), and an empty users file never replaces one with users.
+func TestSettle(t *testing.T) {
+	dir := setup(t, map[string]string{"passwd": user(t, "alice", "pw-a"), "acl": sampleACL})
+	if err := start(propolis.StartInfo{ID: "file-auth", Config: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now()
+	at := base
+	clock = func() time.Time { return at }
+	login := func(who, pw string) bool {
+		t.Helper()
+		return authenticate(connect(who, pw)).Verdict == propolis.Allow()
+	}
+
+	// Just written: alice's version stays for now, bob's comes after
+	// settle.
+	writeAt(t, dir, "passwd", user(t, "bob", "pw-b"), base)
+	if !login("alice", "pw-a") || login("bob", "pw-b") {
+		t.Fatal("a file written just now replaced the version in use")
+	}
+	at = base.Add(settle)
+	if login("alice", "pw-a") || !login("bob", "pw-b") {
+		t.Fatal("a settled file did not replace the version in use")
+	}
+
+	// Dated in the future (a skewed clock): settles once seen unchanged
+	// for settle.
+	writeAt(t, dir, "passwd", user(t, "carol", "pw-c"), base.Add(time.Hour))
+	tick()
+	if login("carol", "pw-c") {
+		t.Fatal("a file just seen replaced the version in use")
+	}
+	at = at.Add(settle)
+	tick()
+	if !login("carol", "pw-c") {
+		t.Fatal("a file seen unchanged for settle did not replace the version in use")
+	}
+
+	// Emptied: refused, however long it stays so; a comment line
+	// removes every user.
+	writeAt(t, dir, "passwd", "", base)
+	at = at.Add(time.Hour)
+	tick()
+	if !login("carol", "pw-c") {
+		t.Fatal("an empty users file replaced one with users")
+	}
+	if p := state.users.problem; p == nil || !strings.Contains(p.Error(), "empty file refused while 1 users are in use") {
+		t.Errorf("problem %v, want the empty file refused", p)
+	}
+	writeAt(t, dir, "passwd", "# no users\n", base)
+	tick()
+	if login("carol", "pw-c") || len(state.userTable()) != 0 {
+		t.Fatal("a users file with no user but a comment did not replace the version in use")
 	}
 }

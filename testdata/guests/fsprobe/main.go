@@ -20,7 +20,8 @@ func init() {
 func main() {}
 
 // start probes reading its own manifest, writing, removing and renaming
-// in its folder, and reading outside it.
+// in its folder, and reading outside it, directly or through symbolic
+// links.
 func start(propolis.StartInfo) error {
 	var out []string
 	probe := func(name string, err error) {
@@ -40,6 +41,12 @@ func start(propolis.StartInfo) error {
 	probe("escape", err)
 	_, err = os.ReadFile("/etc/hostname")
 	probe("outside", err)
+	// The host's test links "inlink" to the manifest and "outlink" to
+	// the host's root directory.
+	_, err = os.ReadFile("/extension/inlink")
+	probe("inlink", err)
+	_, err = os.ReadFile("/extension/outlink/etc/hostname")
+	probe("outlink", err)
 	return errors.New(strings.Join(out, ", "))
 }
 
