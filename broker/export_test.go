@@ -67,3 +67,14 @@ func (s *Server) SetAttributeFound(f func(id string)) { s.hook.attributeFound = 
 // time.AfterFunc, so that a test decides when the delay ends. Set it
 // before any client connects.
 func (s *Server) SetWillTimer(after func(d time.Duration, f func())) { s.hook.willTimer = after }
+
+// ForgetClient removes the client id from mochi's client map without
+// closing its connection: the state in which a client once kept Close
+// waiting for ever (closeGrace).
+func (s *Server) ForgetClient(id string) bool {
+	cl, ok := s.mochi.Clients.Get(id)
+	if ok {
+		s.mochi.Clients.Delete(id)
+	}
+	return ok && cl != nil
+}

@@ -86,7 +86,21 @@ type guardedListener struct {
 	log            *slog.Logger
 	wrap           func(net.Conn) net.Conn
 	violations     *violations
+
+	// live holds the connections being served, so that Close can end one
+	// mochi no longer knows as a client (closeGrace).
+	mu   sync.Mutex
+	live map[net.Conn]struct{}
 }
+
+// closeGrace is how long Close lets the listener's clients end after
+// their DISCONNECT before it closes the connections still open. mochi's
+// Server.Close waits for every attached client's goroutines
+// (ClientsWg) with no limit, and disconnects only the clients in its
+// client map: a connection whose client left the map without its
+// connection being closed (seen once, after a kick raced a reconnect)
+// kept Close, and so the broker's shutdown, waiting for ever.
+const closeGrace = 2 * time.Second
 
 // Close closes the listener and disconnects its clients. mochi's own
 // closer (Server.closeListenerClients, via Clients.GetByListener) takes the
@@ -104,7 +118,19 @@ func (g *guardedListener) Close(mochiCloser listeners.CloseFn) {
 				_ = g.mochi.DisconnectClient(cl, packets.ErrServerShuttingDown)
 			}
 		}
+		time.AfterFunc(closeGrace, g.closeLive)
 	})
+}
+
+// closeLive closes the connections still being served closeGrace after
+// Close.
+func (g *guardedListener) closeLive() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.live {
+		g.log.Warn("closing a connection still open after shutdown began", "remote", c.RemoteAddr().String())
+		_ = c.Close()
+	}
 }
 
 // Protocol returns the configured listener type (tcp, tls or websocket).
@@ -114,6 +140,17 @@ func (g *guardedListener) Protocol() string { return g.kind }
 func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 	g.Listener.Serve(func(id string, c net.Conn) error {
 		c = g.wrap(c)
+		g.mu.Lock()
+		if g.live == nil {
+			g.live = map[net.Conn]struct{}{}
+		}
+		g.live[c] = struct{}{}
+		g.mu.Unlock()
+		defer func() {
+			g.mu.Lock()
+			delete(g.live, c)
+			g.mu.Unlock()
+		}()
 		_ = c.SetDeadline(time.Now().Add(g.connectTimeout()))
 		err := establish(id, c)
 		remote := c.RemoteAddr().String()

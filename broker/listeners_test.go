@@ -213,3 +213,37 @@ func TestCloseWhileClientsChurn(t *testing.T) {
 		close(stop)
 	}
 }
+
+// TestCloseEndsConnectionsItNoLongerKnows: a connection whose client is no
+// longer in mochi's client map is not disconnected by the shutdown's
+// DISCONNECTs, and mochi's Close waits for it with no limit. The listener
+// closes it closeGrace after Close began, so Close returns.
+func TestCloseEndsConnectionsItNoLongerKnows(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	s, err := broker.New(broker.Options{Config: cfg, Logger: testLogger(t),
+		Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := rawmqtt.Dial(s.Addr(cfg.Listeners[0].Name), "straggler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !s.ForgetClient("straggler") {
+		t.Fatal("the client is not in mochi's map")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(poll.Timeout):
+		t.Fatal("Close waited for a connection whose client mochi no longer knows")
+	}
+}
