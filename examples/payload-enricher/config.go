@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -60,11 +58,9 @@ func configError(format string, args ...any) error {
 func parseConfig(raw []byte) (config, error) {
 	c := defaultConfig()
 	if len(bytes.TrimSpace(raw)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
 		var in rawConfig
-		if err := dec.Decode(&in); err != nil {
-			return config{}, decodeError(err)
+		if err := (propolis.StartInfo{Config: raw}).DecodeConfig(&in); err != nil {
+			return config{}, errors.New("payload-enricher: " + err.Error())
 		}
 		if in.Topics != nil {
 			c.Topics = in.Topics
@@ -112,32 +108,4 @@ func checkFilter(f string) error {
 		return errors.New("a shared subscription is not a topic filter here")
 	}
 	return propolis.CheckTopicFilter(f)
-}
-
-// decodeError names the key of a JSON decoding error.
-func decodeError(err error) error {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return configError("%s: want %s, got a JSON %s", te.Field, kindName(te.Type), te.Value)
-	}
-	return configError("%s", strings.TrimPrefix(err.Error(), "json: "))
-}
-
-// kindName says what a config value of type t is, in the manifest's terms.
-func kindName(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Slice:
-		return "a list"
-	case reflect.Struct, reflect.Map:
-		return "a mapping"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int64, reflect.Uint32:
-		return "a whole number"
-	case reflect.Pointer:
-		return kindName(t.Elem())
-	}
-	return t.String()
 }

@@ -9,10 +9,10 @@ func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, err string }{
 		{"absent", ``, `topic-rewriter: config: rules: none; give at least one {from, to} rule`},
 		{"no rules", `{"rules":[]}`, `topic-rewriter: config: rules: none; give at least one {from, to} rule`},
-		{"misspelt key", `{"rule":[{"from":"a","to":"b"}]}`, `topic-rewriter: config: unknown field "rule"`},
-		{"misspelt rule key", `{"rules":[{"from":"a","too":"b"}]}`, `topic-rewriter: config: unknown field "too"`},
+		{"misspelt key", `{"rule":[{"from":"a","to":"b"}]}`, `topic-rewriter: config: unknown key "rule" (known: rules, original_topic_property)`},
+		{"misspelt rule key", `{"rules":[{"from":"a","too":"b"}]}`, `topic-rewriter: config.rules[0]: unknown key "too" (known: from, to)`},
 		{"rules not a list", `{"rules":{"from":"a","to":"b"}}`,
-			`topic-rewriter: config: rules: want a list, got a JSON object`},
+			`topic-rewriter: config.rules: an object, want a list`},
 		{"from missing", `{"rules":[{"to":"b"}]}`, `topic-rewriter: config: rules[0].from: "": empty topic filter`},
 		{"bad from", `{"rules":[{"from":"a","to":"b"},{"from":"legacy/x+","to":"b"}]}`,
 			`topic-rewriter: config: rules[1].from: "legacy/x+": level 2 ("x+"): a wildcard must be the whole level`},
@@ -31,7 +31,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad property", `{"rules":[{"from":"a","to":"b"}],"original_topic_property":"a\u0000"}`,
 			`topic-rewriter: config: original_topic_property: "a\x00" is not a user property key (UTF-8, no U+0000, at most 1,024 bytes)`},
 		{"property wrong type", `{"rules":[{"from":"a","to":"b"}],"original_topic_property":true}`,
-			`topic-rewriter: config: original_topic_property: want a string, got a JSON bool`},
+			`topic-rewriter: config.original_topic_property: a boolean, want a string`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig([]byte(tc.in))

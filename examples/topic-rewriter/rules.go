@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -58,14 +56,8 @@ func configError(format string, args ...any) error {
 func parseConfig(raw []byte) (config, error) {
 	var in rawConfig
 	if len(bytes.TrimSpace(raw)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) && te.Field != "" {
-				return config{}, configError("%s: want %s, got a JSON %s", te.Field, kindName(te.Type), te.Value)
-			}
-			return config{}, configError("%s", strings.TrimPrefix(err.Error(), "json: "))
+		if err := (propolis.StartInfo{Config: raw}).DecodeConfig(&in); err != nil {
+			return config{}, errors.New("topic-rewriter: " + err.Error())
 		}
 	}
 	if len(in.Rules) == 0 {
@@ -223,23 +215,4 @@ func checkFilter(f string) error {
 		return errors.New("a shared subscription is not a topic filter here")
 	}
 	return propolis.CheckTopicFilter(f)
-}
-
-// kindName says what a config value of type t is, in the manifest's terms.
-func kindName(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Slice:
-		return "a list"
-	case reflect.Struct, reflect.Map:
-		return "a mapping"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int64, reflect.Uint32:
-		return "a whole number"
-	case reflect.Pointer:
-		return kindName(t.Elem())
-	}
-	return t.String()
 }

@@ -31,8 +31,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -130,10 +128,10 @@ func decodeConfig(raw []byte) (config, error) {
 	acl := "acl"
 	cfg := config{Users: "passwd", ACL: &acl, UnknownUser: "deny"}
 	if len(raw) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
-			return config{}, err
+		if err := (propolis.StartInfo{Config: raw}).DecodeConfig(&cfg); err != nil {
+			// The caller says "config: " once; the key stays named.
+			msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "config: "), "config.")
+			return config{}, errors.New(msg)
 		}
 	}
 	if cfg.ACL == nil { // "acl: null"

@@ -196,7 +196,7 @@ func TestConfig(t *testing.T) {
 		{`{"users": ""}`, `file-auth: config: users: empty file name`},
 		{`{"acl": "a/../b"}`, `file-auth: config: acl: "a/../b" must name a file inside the extension folder`},
 		{`{"unknown_user": "allow"}`, `file-auth: config: unknown_user: want "deny" or "next", got "allow"`},
-		{`{"password_file": "x"}`, `file-auth: config: json: unknown field "password_file"`},
+		{`{"password_file": "x"}`, `file-auth: config: unknown key "password_file" (known: users, acl, unknown_user)`},
 		{`{"users": "acl"}`, `file-auth: config: users and acl name the same file "acl"`},
 	}
 	for _, tt := range tests {
