@@ -1,6 +1,9 @@
 package broker
 
-import "time"
+import (
+	"net"
+	"time"
+)
 
 // Store returns the Persistence s uses, so that tests can read what the
 // running broker has stored (Load). It exists in test builds only: the
@@ -77,4 +80,14 @@ func (s *Server) ForgetClient(id string) bool {
 		s.mochi.Clients.Delete(id)
 	}
 	return ok && cl != nil
+}
+
+// EndConnectionOf runs what the listener runs when a connection of client
+// id ends (connEnded), for a connection that is not the client's current
+// one: the moment mochi's takeover race deletes the current one from the
+// client map.
+func (s *Server) EndConnectionOf(id string) {
+	var fake net.Conn = &net.TCPConn{}
+	s.hook.conns.Store(fake, id)
+	s.connEnded(fake)
 }

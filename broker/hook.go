@@ -60,6 +60,13 @@ type hook struct {
 	// OnSessionEstablish, until that connection's OnDisconnect; see
 	// takenOverBy.
 	connecting sync.Map // string -> *mqtt.Client
+	// conns holds the client id of each connection past
+	// OnSessionEstablish, until the listener has finished serving it
+	// (Server.connEnded).
+	conns sync.Map // net.Conn -> string
+	// established holds the clients past OnSessionEstablished (so past
+	// mochi's Clients.Add), until their OnDisconnect.
+	established sync.Map // *mqtt.Client -> struct{}
 	// beforeRemove, set by tests only (SetBeforeRemove), runs as
 	// removeSession starts, before it takes the session lock.
 	beforeRemove func(id string)
@@ -189,6 +196,9 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		st.removals = h.removalGen(cl.ID).Load()
 	}
 	h.connecting.Store(cl.ID, cl)
+	if cl.Net.Conn != nil {
+		h.conns.Store(cl.Net.Conn, cl.ID)
+	}
 	old, ok := h.mochi.Clients.Get(cl.ID)
 	if ok {
 		h.restoredOffline.Delete(old) // the new connection replaces it
@@ -210,6 +220,8 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // outbound buffer (outConn.establish), and lifts mochi's receive quota,
 // which the hook enforces itself (see receive.go).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.established.Store(cl, struct{}{})
+	h.restoreInMap(cl)
 	liftMochiQuota(cl)
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
@@ -253,6 +265,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.dropState(cl)
 	h.forgetPending(cl)
 	h.connecting.CompareAndDelete(cl.ID, cl)
+	h.established.Delete(cl)
 	if expire {
 		h.unsent.Delete(cl.ID)
 		if _, other := h.connecting.Load(cl.ID); !other {

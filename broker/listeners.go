@@ -25,7 +25,7 @@ import (
 // newListener builds the listener a configuration entry describes. It does
 // not bind: mochi's AddListener calls Init, which does.
 // Every connection it accepts is wrapped by wrap (Server.wrapConn).
-func newListener(lc config.Listener, connectTimeout func() time.Duration, m *mqtt.Server, log *slog.Logger, wrap func(net.Conn) net.Conn, viol *violations) (listeners.Listener, error) {
+func newListener(lc config.Listener, connectTimeout func() time.Duration, m *mqtt.Server, log *slog.Logger, wrap func(net.Conn) net.Conn, ended func(net.Conn), viol *violations) (listeners.Listener, error) {
 	var tlsConf *tls.Config
 	if lc.TLS != nil {
 		var err error
@@ -42,7 +42,7 @@ func newListener(lc config.Listener, connectTimeout func() time.Duration, m *mqt
 	default:
 		return nil, fmt.Errorf("listener %q: unknown type %q", lc.Name, lc.Type)
 	}
-	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log, wrap: wrap, violations: viol}, nil
+	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log, wrap: wrap, ended: ended, violations: viol}, nil
 }
 
 // tlsConfig loads a listener's certificate and, when given, the CA that
@@ -85,6 +85,7 @@ type guardedListener struct {
 	mochi          *mqtt.Server
 	log            *slog.Logger
 	wrap           func(net.Conn) net.Conn
+	ended          func(net.Conn) // after a connection was served (Server.connEnded)
 	violations     *violations
 
 	// live holds the connections being served, so that Close can end one
@@ -150,6 +151,9 @@ func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 			g.mu.Lock()
 			delete(g.live, c)
 			g.mu.Unlock()
+			if g.ended != nil {
+				g.ended(c)
+			}
 		}()
 		_ = c.SetDeadline(time.Now().Add(g.connectTimeout()))
 		err := establish(id, c)

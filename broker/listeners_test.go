@@ -247,3 +247,38 @@ func TestCloseEndsConnectionsItNoLongerKnows(t *testing.T) {
 		t.Fatal("Close waited for a connection whose client mochi no longer knows")
 	}
 }
+
+// TestTakeoverRaceRestoresClient: when an older connection of a client id
+// ends after a newer one was added to mochi's client map, mochi's end of
+// the older one can delete the newer one from the map (a check-then-delete
+// race in its takeover). The end of the older connection puts the newer,
+// still open, back: it can then be found (here: disconnected by the
+// clients service), where before it was unreachable. The race itself
+// cannot be forced from outside mochi; ForgetClient makes its outcome.
+func TestTakeoverRaceRestoresClient(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	s, err := broker.New(broker.Options{Config: cfg, Logger: testLogger(t),
+		Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	c, err := rawmqtt.Dial(s.Addr(cfg.Listeners[0].Name), "dup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !s.ForgetClient("dup") {
+		t.Fatal("the client is not in mochi's map")
+	}
+	if err := s.Disconnect("dup", 0x98, "", false); err == nil {
+		t.Fatal("a client out of the map was found")
+	}
+	s.EndConnectionOf("dup")
+	if err := s.Disconnect("dup", 0x98, "kicked", false); err != nil {
+		t.Fatalf("after the older connection's end, the client is still lost: %v", err)
+	}
+}

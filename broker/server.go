@@ -101,7 +101,7 @@ func New(opts Options) (*Server, error) {
 	s.cfg.Store(cfg)
 
 	for _, lc := range cfg.Listeners {
-		l, err := newListener(lc, s.connectTimeout, m, log, s.wrapConn, viol)
+		l, err := newListener(lc, s.connectTimeout, m, log, s.wrapConn, s.connEnded, viol)
 		if err != nil {
 			s.closeListeners()
 			closePersistence(opts.Persistence)
