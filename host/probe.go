@@ -1,7 +1,6 @@
 package host
 
 import (
-
 	"context"
 	"encoding/binary"
 	"errors"
