@@ -221,7 +221,6 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // which the hook enforces itself (see receive.go).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.established.Store(cl, struct{}{})
-	h.restoreInMap(cl)
 	liftMochiQuota(cl)
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
@@ -229,6 +228,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if h.removedMeanwhile(cl) {
 		return
 	}
+	h.restoreInMap(cl)
 	if h.persistentLocked(cl) {
 		h.saveSession(cl, 0, true)
 	}

@@ -37,9 +37,19 @@ func (s *Server) connEnded(c net.Conn) {
 }
 
 // restoreInMap puts cl, an open connection past mochi's Clients.Add, back
-// into the client map if another connection's end removed it.
+// into the client map if another connection's end removed it. Not after a
+// removal of its session (removeSession: InvalidateSession, an expiry),
+// which takes clients out of the map on purpose: the removal count of the
+// id, under its session lock, tells.
 func (h *hook) restoreInMap(cl *mqtt.Client) {
-	if cl.Closed() {
+	st := h.state(cl)
+	if st == nil || cl.Closed() {
+		return
+	}
+	mu := h.sessionLock(cl.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if h.removalGen(cl.ID).Load() != st.removals || cl.Closed() {
 		return
 	}
 	if _, ok := h.mochi.Clients.Get(cl.ID); ok {
