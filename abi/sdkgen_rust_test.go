@@ -21,9 +21,6 @@ func TestSDKTableRust(t *testing.T) {
 	checkGenerated(t, filepath.Join("..", "sdk", "rust", "src", "abi.rs"), rustABI())
 }
 
-// rustConst turns "authorize_publish" into "AUTHORIZE_PUBLISH".
-func rustConst(s string) string { return strings.ToUpper(s) }
-
 // rustABI renders sdk/rust/src/abi.rs: the numbers and names of the table,
 // the host functions as wasm imports (and, outside wasm32, as stand-ins
 // answering NOT_AVAILABLE so that the SDK's logic runs in native tests),
@@ -40,7 +37,7 @@ func rustABI() []byte {
 	b.WriteString("/// Bits of `declare_callbacks` (ABI.md section 3), one per callback.\n")
 	for _, c := range Callbacks {
 		if c.Bit != 0 {
-			fmt.Fprintf(&b, "pub const CALLBACK_%s: u32 = %#x;\n", rustConst(c.Name), c.Bit)
+			fmt.Fprintf(&b, "pub const CALLBACK_%s: u32 = %#x;\n", strings.ToUpper(c.Name), c.Bit)
 		}
 	}
 	b.WriteString("\n/// The export name of each callback with a `declare_callbacks` bit, by bit.\npub const CALLBACK_EXPORTS: &[(u32, &str)] = &[\n")
@@ -53,7 +50,7 @@ func rustABI() []byte {
 
 	b.WriteString("/// Fields of `packet_set` and `packet_set_int` (ABI.md section 5, \"Changing the packet\").\n")
 	for f := Field(1); f < NumFields; f++ {
-		fmt.Fprintf(&b, "pub const FIELD_%s: i32 = %d;\n", rustConst(Fields[f].Name), f)
+		fmt.Fprintf(&b, "pub const FIELD_%s: i32 = %d;\n", strings.ToUpper(Fields[f].Name), f)
 	}
 
 	b.WriteString("\n/// Record kinds (ABI.md section 4).\n")
@@ -83,7 +80,7 @@ func rustABI() []byte {
 
 	b.WriteString("\n/// Event kinds of the EVENT record.\n")
 	for _, e := range EventKinds {
-		fmt.Fprintf(&b, "pub const EVENT_%s: u8 = %d;\n", rustConst(e.Name), e.Value)
+		fmt.Fprintf(&b, "pub const EVENT_%s: u8 = %d;\n", strings.ToUpper(e.Name), e.Value)
 	}
 	b.WriteString("\n/// Event kind names, as ABI.md spells them.\npub const EVENT_NAMES: &[(u8, &str)] = &[\n")
 	for _, e := range EventKinds {
@@ -91,7 +88,7 @@ func rustABI() []byte {
 	}
 	b.WriteString("];\n\n/// Disconnect kinds of the EVENT record (event `disconnect`).\n")
 	for _, d := range DisconnectKinds {
-		fmt.Fprintf(&b, "pub const DISCONNECT_%s: u8 = %d;\n", rustConst(d.Name), d.Value)
+		fmt.Fprintf(&b, "pub const DISCONNECT_%s: u8 = %d;\n", strings.ToUpper(d.Name), d.Value)
 	}
 	b.WriteString("\n/// Disconnect kind names, as ABI.md spells them.\npub const DISCONNECT_NAMES: &[(u8, &str)] = &[\n")
 	for _, d := range DisconnectKinds {

@@ -91,3 +91,14 @@ func (s *Server) EndConnectionOf(id string) {
 	s.hook.conns.Store(fake, id)
 	s.connEnded(fake)
 }
+
+// Established reports whether the connection of client id is past
+// OnSessionEstablished.
+func (s *Server) Established(id string) bool {
+	cl, ok := s.hook.connectingClient(id)
+	if !ok {
+		return false
+	}
+	_, est := s.hook.established.Load(cl)
+	return est
+}

@@ -219,16 +219,8 @@ func TestCloseWhileClientsChurn(t *testing.T) {
 // DISCONNECTs, and mochi's Close waits for it with no limit. The listener
 // closes it closeGrace after Close began, so Close returns.
 func TestCloseEndsConnectionsItNoLongerKnows(t *testing.T) {
-	cfg := testConfig(t.TempDir())
-	s, err := broker.New(broker.Options{Config: cfg, Logger: testLogger(t),
-		Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c, err := rawmqtt.Dial(s.Addr(cfg.Listeners[0].Name), "straggler")
+	s, addr, logs := startLogged(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	c, err := rawmqtt.Dial(addr, "straggler")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +238,9 @@ func TestCloseEndsConnectionsItNoLongerKnows(t *testing.T) {
 	case <-time.After(poll.Timeout):
 		t.Fatal("Close waited for a connection whose client mochi no longer knows")
 	}
+	if len(logs.lines("closing a connection still open after shutdown began")) != 1 {
+		t.Error("no warning about the connection closed")
+	}
 }
 
 // TestTakeoverRaceRestoresClient: when an older connection of a client id
@@ -256,21 +251,14 @@ func TestCloseEndsConnectionsItNoLongerKnows(t *testing.T) {
 // clients service), where before it was unreachable. The race itself
 // cannot be forced from outside mochi; ForgetClient makes its outcome.
 func TestTakeoverRaceRestoresClient(t *testing.T) {
-	cfg := testConfig(t.TempDir())
-	s, err := broker.New(broker.Options{Config: cfg, Logger: testLogger(t),
-		Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	c, err := rawmqtt.Dial(s.Addr(cfg.Listeners[0].Name), "dup")
+	s, addr, _ := startLogged(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	c, err := rawmqtt.Dial(addr, "dup")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// mochi runs OnSessionEstablished after the CONNACK the client reads.
+	poll.Until(t, "dup established", func() bool { return s.Established("dup") })
 	if !s.ForgetClient("dup") {
 		t.Fatal("the client is not in mochi's map")
 	}
