@@ -89,11 +89,17 @@ func TestSessionTracker(t *testing.T) {
 		t.Errorf("attribute last_disconnect %q, record %q", got, want)
 	}
 
-	// A subscriber to tracker/# gets the record as a retained message.
+	// A subscriber to tracker/# gets the record as a retained message. The
+	// event publishes it after writing the attributes polled above, so
+	// wait for the retained copy to match the stored record first.
 	v, ok, err := w.srv.StorageGet("session-tracker", "client/dev-1")
 	if err != nil || !ok {
 		t.Fatalf("record: %v, %v", ok, err)
 	}
+	poll.Until(t, "retained record up to date", func() bool {
+		m, ok := w.srv.Retained("tracker/dev-1")
+		return ok && string(m.Payload) == string(v)
+	})
 	got := make(chan string, 8)
 	sub, _, err := v5(t, w.addr, "watcher", "", "", func(p paho.PublishReceived) {
 		if p.Packet.Topic == "tracker/dev-1" && p.Packet.Retain {
