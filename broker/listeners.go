@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -60,6 +61,11 @@ type guardedListener struct {
 	wrap           func(net.Conn) net.Conn
 	ended          func(net.Conn) // after a connection was served (Server.connEnded)
 	violations     *violations
+
+	// stopped is set when the accept loop (Serve) returns: the listener
+	// was closed, or mochi's loop met an accept error (it never retries).
+	// Server.Ready reads it.
+	stopped atomic.Bool
 
 	// live holds the connections being served, so that Close can end one
 	// mochi no longer knows as a client (closeGrace).
@@ -112,6 +118,7 @@ func (g *guardedListener) Protocol() string { return g.kind }
 
 // Serve accepts connections until the listener is closed.
 func (g *guardedListener) Serve(establish listeners.EstablishFn) {
+	defer g.stopped.Store(true)
 	g.Listener.Serve(func(id string, c net.Conn) error {
 		c = g.wrap(c)
 		g.mu.Lock()
