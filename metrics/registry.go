@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"os"
+	"regexp"
 	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,12 +29,34 @@ func NewRegistry(opts Options) (*prometheus.Registry, error) {
 	return reg, nil
 }
 
+// runtimeMetrics are the runtime/metrics the Go collector exports:
+// garbage collection, memory classes, the scheduler (goroutines,
+// latencies, pauses), CPU classes (GC and scavenger CPU time against the
+// total) and mutex waits. Left out: /godebug/* (fifty counters of
+// non-default GODEBUG behaviours) and /cgo/*.
+//
+// The classic memstats-like set (go_memstats_* but
+// go_memstats_last_gc_time_seconds) is turned off: its gauge
+// go_memstats_alloc_bytes and counter go_memstats_alloc_bytes_total are
+// one family name in OpenMetrics (which drops a counter's _total), so
+// serving both makes the OpenMetrics answer invalid (client_golang issue
+// 829, open). runtime/metrics has each of their figures
+// (go_memory_classes_heap_objects_bytes, go_gc_heap_allocs_bytes_total,
+// ...). RATIONALE.md has the choice.
+var runtimeMetrics = []collectors.GoRuntimeMetricsRule{
+	collectors.MetricsGC,
+	collectors.MetricsMemory,
+	collectors.MetricsScheduler,
+	{Matcher: regexp.MustCompile(`^/cpu/classes/`)},
+	{Matcher: regexp.MustCompile(`^/sync/`)},
+}
+
 // Register adds to reg:
 //
-//   - the Go runtime's metrics (go_*): the classic memstats-like ones and
-//     every metric of runtime/metrics (GC cycles and pauses, scheduler
-//     latencies, goroutines, memory classes, CPU classes), as the
-//     client library names them;
+//   - the Go runtime's metrics (go_*): goroutines, threads, GC pause
+//     summary, go_info, and those of runtime/metrics that runtimeMetrics
+//     lists (GC cycles and pauses, scheduler latencies, memory classes,
+//     CPU classes), as the client library names them;
 //   - the process's (process_*): CPU seconds, resident and virtual memory,
 //     open file descriptors and their limit, start time (Linux; other
 //     systems report what the client library can);
@@ -43,7 +66,7 @@ func NewRegistry(opts Options) (*prometheus.Registry, error) {
 // It fails only if reg already holds one of them.
 func Register(reg prometheus.Registerer, opts Options) error {
 	cs := []prometheus.Collector{
-		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsAll)),
+		collectors.NewGoCollector(collectors.WithGoCollectorMemStatsMetricsDisabled(), collectors.WithGoCollectorRuntimeMetrics(runtimeMetrics...)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{PidFn: func() (int, error) { return os.Getpid(), nil }}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "propolis_build_info",

@@ -1,14 +1,51 @@
 package metrics
 
 import (
+	"bytes"
 	"errors"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/propolis-mqtt/propolis/internal/scrape"
 )
+
+// TestRegistryIsValidOpenMetrics: the whole registry, encoded in
+// OpenMetrics as /metrics serves it, parses strictly: in particular no two
+// families share a name once OpenMetrics drops the counters' _total (the
+// Go collector's memstats-like set had go_memstats_alloc_bytes twice).
+func TestRegistryIsValidOpenMetrics(t *testing.T) {
+	reg, err := NewRegistry(Options{Version: "dev", ABI: "1.4", Ready: func() error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	enc := expfmt.NewEncoder(&b, expfmt.FmtOpenMetrics)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := enc.(expfmt.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := scrape.OpenMetrics(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fams) != len(mfs) {
+		t.Errorf("%d OpenMetrics families from %d gathered", len(fams), len(mfs))
+	}
+}
 
 // gather registers everything on a pedantic registry (which checks every
 // metric against its descriptor) and gathers it.
@@ -39,7 +76,7 @@ func TestRegistry(t *testing.T) {
 	}
 	fams := gather(t, ready)
 	want := []string{
-		"go_goroutines", "go_memstats_heap_alloc_bytes", "go_gc_duration_seconds",
+		"go_goroutines", "go_threads", "go_info", "go_gc_duration_seconds", "go_memory_classes_heap_objects_bytes",
 		"go_sched_latencies_seconds", "go_gc_heap_allocs_bytes_total", "go_memory_classes_total_bytes", // runtime/metrics
 		"propolis_build_info", "propolis_ready",
 	}
@@ -69,6 +106,11 @@ func TestRegistry(t *testing.T) {
 	}
 	if v := fams["propolis_ready"].GetMetric()[0].GetGauge().GetValue(); v != 1 {
 		t.Errorf("propolis_ready = %v while ready, want 1", v)
+	}
+	for name := range fams {
+		if name == "go_memstats_alloc_bytes" || name == "go_memstats_alloc_bytes_total" || strings.HasPrefix(name, "go_godebug_") {
+			t.Errorf("%s is served; the memstats-like and GODEBUG sets are off", name)
+		}
 	}
 	notReady.Store(true)
 	if v := gather(t, ready)["propolis_ready"].GetMetric()[0].GetGauge().GetValue(); v != 0 {
