@@ -124,3 +124,30 @@ func TestServeReadyzFollowsSecurity(t *testing.T) {
 		t.Fatalf("the start-up log does not give the endpoint's address:\n%s", log.String())
 	}
 }
+
+// TestServeHTTPOff: http.address "" turns the endpoint off; the broker
+// says so at start and serves MQTT all the same.
+func TestServeHTTPOff(t *testing.T) {
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, "propolis.yaml")
+	writeFile(t, file, "listeners:\n  - name: tcp\n    type: tcp\n    address: 127.0.0.1:0\n"+
+		"data_dir: "+filepath.Join(tmp, "data")+"\nextensions_dir: "+filepath.Join(tmp, "ext")+"\nhttp:\n  address: \"\"\n")
+	cmd := exec.Command(bin, "serve", "--config", file)
+	addr, base, log := startServeOps(t, cmd)
+	defer func() { _ = cmd.Process.Kill() }()
+	if base != "" {
+		t.Fatalf("endpoint %s served with http.address \"\"", base)
+	}
+	if !strings.Contains(log.String(), `msg="operator HTTP endpoint off (http.address is empty): no /metrics, /healthz or /readyz"`) {
+		t.Fatalf("the log does not say the endpoint is off:\n%s", log.String())
+	}
+	if c := connackCode(t, addr); c != 0x05 {
+		t.Fatalf("CONNACK %#x, want 0x05 (no extension)", c)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, log.String())
+	}
+}
