@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -181,8 +183,8 @@ func dashboardQueries(t *testing.T, file string) []dashboardQuery {
 
 // trafficSession gives a broker a little of everything, so that metrics
 // whose series appear with their first event have one: a subscriber, QoS
-// 0, 1 and 2 publishes delivered, a clean DISCONNECT and a dropped TCP
-// connection.
+// 0, 1 and 2 publishes delivered, a clean DISCONNECT, a dropped TCP
+// connection and a CONNECT refused (an unknown protocol level).
 func trafficSession(t *testing.T, addr string) {
 	t.Helper()
 	opts := func(id string) *paho3.ClientOptions {
@@ -218,6 +220,21 @@ func trafficSession(t *testing.T, addr string) {
 		t.Fatal(err)
 	}
 	_ = dropped.Drop()
+
+	// Protocol level 7 does not exist: the broker answers with a refusing
+	// CONNACK (3.1.1: 0x01) and closes.
+	bad, err := net.DialTimeout("tcp", addr, poll.Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.Write([]byte{0x10, 0x0f, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x07, 0x02, 0x00, 0x3c, 0x00, 0x03, 'b', 'a', 'd'}); err != nil {
+		t.Fatal(err)
+	}
+	_ = bad.SetReadDeadline(time.Now().Add(poll.Timeout))
+	if _, err := io.ReadAll(bad); err != nil {
+		t.Fatalf("the refused connection was not closed: %v", err)
+	}
 }
 
 // TestDashboardMetricsExist: every metric a query of the shipped Grafana
