@@ -102,3 +102,15 @@ func (s *Server) Established(id string) bool {
 	_, est := s.hook.established.Load(cl)
 	return est
 }
+
+// StopAccepting closes the socket of the named listener under mochi's
+// accept loop, which then ends as it does on any accept error (such as
+// running out of file descriptors): the listener stays in the broker but
+// accepts no one.
+func (s *Server) StopAccepting(name string) {
+	for _, l := range s.listeners {
+		if l.ID() == name {
+			l.Listener.Close(func(string) {})
+		}
+	}
+}

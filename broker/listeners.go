@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -29,7 +29,7 @@ func newListener(lc config.Listener, connectTimeout func() time.Duration, m *mqt
 	var tlsConf *tls.Config
 	if lc.TLS != nil {
 		var err error
-		if tlsConf, err = tlsConfig(lc.TLS); err != nil {
+		if tlsConf, err = lc.TLS.ServerConfig(); err != nil {
 			return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 		}
 	}
@@ -43,32 +43,6 @@ func newListener(lc config.Listener, connectTimeout func() time.Duration, m *mqt
 		return nil, fmt.Errorf("listener %q: unknown type %q", lc.Name, lc.Type)
 	}
 	return &guardedListener{Listener: inner, kind: lc.Type, connectTimeout: connectTimeout, mochi: m, log: log, wrap: wrap, ended: ended, violations: viol}, nil
-}
-
-// tlsConfig loads a listener's certificate and, when given, the CA that
-// client certificates are verified against.
-func tlsConfig(t *config.TLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("load tls key pair %s, %s: %w", t.CertFile, t.KeyFile, err)
-	}
-	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read client ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("client ca %s: no PEM certificate found", t.ClientCAFile)
-		}
-		c.ClientCAs = pool
-		c.ClientAuth = tls.VerifyClientCertIfGiven
-		if t.RequireClientCert {
-			c.ClientAuth = tls.RequireAndVerifyClientCert
-		}
-	}
-	return c, nil
 }
 
 // guardedListener wraps a mochi listener: every accepted connection is
@@ -87,6 +61,11 @@ type guardedListener struct {
 	wrap           func(net.Conn) net.Conn
 	ended          func(net.Conn) // after a connection was served (Server.connEnded)
 	violations     *violations
+
+	// stopped is set when the accept loop (Serve) returns: the listener
+	// was closed, or mochi's loop met an accept error (it never retries).
+	// Server.Ready reads it.
+	stopped atomic.Bool
 
 	// live holds the connections being served, so that Close can end one
 	// mochi no longer knows as a client (closeGrace).
@@ -139,6 +118,7 @@ func (g *guardedListener) Protocol() string { return g.kind }
 
 // Serve accepts connections until the listener is closed.
 func (g *guardedListener) Serve(establish listeners.EstablishFn) {
+	defer g.stopped.Store(true)
 	g.Listener.Serve(func(id string, c net.Conn) error {
 		c = g.wrap(c)
 		g.mu.Lock()

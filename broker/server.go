@@ -69,6 +69,9 @@ type Server struct {
 	violations *violations
 	closeOnce  sync.Once
 	closeErr   error
+	// started is set once Start has opened the listeners, storeClosed
+	// once Close closes the Persistence; Ready reads both.
+	started, storeClosed atomic.Bool
 	// heldClock, when set (tests only, SetHeldClock), is the clock of the
 	// deliveries each new connection holds back (outConn.now).
 	heldClock atomic.Pointer[func() time.Time]
@@ -238,6 +241,7 @@ func (s *Server) Start() error {
 	if err := s.mochi.Serve(); err != nil {
 		return fmt.Errorf("start broker: %w", err)
 	}
+	s.started.Store(true)
 	for _, l := range s.listeners {
 		s.log.Info("listening", "listener", l.ID(), "type", l.Protocol(), "address", l.Address())
 	}
@@ -281,6 +285,7 @@ func (s *Server) Close() error {
 			s.log.Warn("clients still disconnecting after 5s; closing the store anyway")
 		}
 		s.hook.sec.stop()
+		s.storeClosed.Store(true)
 		if err := s.persist.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
 		}

@@ -307,11 +307,18 @@ func TestLastSecurityExtensionGoneIsLoud(t *testing.T) {
 	if !strings.Contains(logs.String(), `cause="trap stopped after a crash loop"`) {
 		t.Fatalf("no crash-loop cause:\n%s", logs.String())
 	}
+	// The host is not ready while the stopped one refuses everyone.
+	if err, want := h.Ready(), `security extension "trap" stopped after a crash loop: every CONNECT is refused`; err == nil || err.Error() != want {
+		t.Fatalf("Ready after the crash-loop stop = %v, want %q", err, want)
+	}
 	// Removing the stopped one lets allow-all serve again.
 	if err := os.RemoveAll(filepath.Join(ext, "trap")); err != nil {
 		t.Fatal(err)
 	}
 	expect("info after removing the stopped extension", 3, 3)
+	if err := h.Ready(); err != nil {
+		t.Fatalf("Ready with allow-all serving again = %v", err)
+	}
 	if code := connectCode(t, addr, "c", ""); code != 0 {
 		t.Fatalf("allow-all not serving: %#x", code)
 	}

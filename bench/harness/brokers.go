@@ -161,6 +161,8 @@ mqtt:
   max_queued_messages: %d
 log:
   level: %s
+http:
+  address: 127.0.0.1:0
 `, addr, filepath.Join(dir, "data"), extDir, durability, receiveMaximum, queueLimit, logLevel)
 	cfgFile := filepath.Join(dir, "propolis.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {

@@ -40,6 +40,8 @@ type Config struct {
 	ExtensionServices ExtensionServices `yaml:"extension_services"`
 	// Log controls the broker's own log output.
 	Log Log `yaml:"log"`
+	// HTTP is the operator's HTTP endpoint (/metrics, /healthz, /readyz).
+	HTTP HTTP `yaml:"http"`
 	// Source is the file name the configuration came from, or
 	// "<embedded default>" for Default.
 	Source string `yaml:"-"`
@@ -187,6 +189,24 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
+// HTTP is the operator's HTTP endpoint: /metrics (Prometheus), /healthz
+// and /readyz (package opshttp).
+type HTTP struct {
+	// Address is host:port to listen on; port 0 picks a free port (used by
+	// tests), an empty host means all interfaces, and "" turns the endpoint
+	// off. Default "127.0.0.1:9090".
+	Address string `yaml:"address"`
+	// TLS, when set, serves HTTPS: cert_file and key_file are required;
+	// client_ca_file verifies client certificates, and
+	// require_client_cert refuses clients without one. Default nil (plain
+	// HTTP).
+	TLS *TLS `yaml:"tls"`
+}
+
+// DefaultHTTPAddress is HTTP.Address in Default: loopback only, so that
+// metrics are not exposed beyond the machine unless the operator says so.
+const DefaultHTTPAddress = "127.0.0.1:9090"
+
 // DefaultYAML is the embedded default configuration file text. It is also
 // the documented example configuration, with a comment for every key.
 //
@@ -224,6 +244,7 @@ func Default() *Config {
 		},
 		ExtensionServices: ExtensionServices{Rate: DefaultServiceRate, Burst: DefaultServiceBurst},
 		Log:               Log{Level: "info", Format: "text"},
+		HTTP:              HTTP{Address: DefaultHTTPAddress},
 		Source:            defaultSource,
 	}
 }

@@ -60,6 +60,7 @@ var reloadRules = []reloadRule{
 	{key: "extension_services.burst", why: "each extension's rate limiter is built with it when the extension loads"},
 	{key: "log.level", live: true, to: "now", logger: true, why: "the broker was given no way to change its logger (broker.Options.ApplyLog)"},
 	{key: "log.format", live: true, to: "now", logger: true, why: "the broker was given no way to change its logger (broker.Options.ApplyLog)"},
+	{key: "http", why: "its socket is bound at start (package opshttp)"},
 }
 
 // Change is one key whose value differs between two configurations.

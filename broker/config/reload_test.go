@@ -134,6 +134,24 @@ func TestCheckReload(t *testing.T) {
 	}
 }
 
+// TestCheckReloadHTTP: the HTTP endpoint's keys are read at start; a
+// reload changing its address or adding TLS is refused naming each key.
+func TestCheckReloadHTTP(t *testing.T) {
+	cur := Default()
+	cur.Source = "propolis.yaml"
+	cur.HTTP.Address = "127.0.0.1:9091"
+	cur.HTTP.TLS = &TLS{CertFile: "c", KeyFile: "k"}
+	changes, err := CheckReload(Default(), cur, true)
+	want := `reload propolis.yaml: http.address cannot change while running (old "127.0.0.1:9090", new "127.0.0.1:9091"): its socket is bound at start (package opshttp)` + "\n" +
+		`reload propolis.yaml: http.tls.cert_file cannot change while running (old (none), new "c"): its socket is bound at start (package opshttp)` + "\n" +
+		`reload propolis.yaml: http.tls.key_file cannot change while running (old (none), new "k"): its socket is bound at start (package opshttp)` + "\n" +
+		`reload propolis.yaml: http.tls.client_ca_file cannot change while running (old (none), new ""): its socket is bound at start (package opshttp)` + "\n" +
+		`reload propolis.yaml: http.tls.require_client_cert cannot change while running (old (none), new false): its socket is bound at start (package opshttp)`
+	if changes != nil || err == nil || err.Error() != want {
+		t.Fatalf("CheckReload(http change) = %+v, %v\nwant error:\n%s", changes, err, want)
+	}
+}
+
 // TestReadmeListsLiveKeys: the top-level README's table of keys a reload
 // applies names exactly the live keys of reloadRules.
 func TestReadmeListsLiveKeys(t *testing.T) {

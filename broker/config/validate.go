@@ -150,6 +150,8 @@ func (c *Config) validate() Errors {
 
 	ch.enum("log.level", c.Log.Level, logLevels)
 	ch.enum("log.format", c.Log.Format, logFormats)
+
+	c.validateHTTP(ch)
 	return ch.errs
 }
 
@@ -201,6 +203,30 @@ func (c *Config) validateListeners(ch *checker) {
 		case l.TLS != nil:
 			l.TLS.validate(ch, key+".tls")
 		}
+	}
+}
+
+// validateHTTP checks the http section: an address like a listener's (or
+// "", which turns the endpoint off) that no listener uses, and its TLS
+// block like a listener's.
+func (c *Config) validateHTTP(ch *checker) {
+	h := &c.HTTP
+	if h.Address == "" {
+		if h.TLS != nil {
+			ch.addf("http.tls", "set while http.address is \"\" (the endpoint is off)")
+		}
+		return
+	}
+	if port, ok := checkAddress(ch, "http.address", h.Address); ok && port != 0 {
+		for i, l := range c.Listeners {
+			if l.Address == h.Address {
+				ch.addf("http.address", "%q is also used by listeners[%d]", h.Address, i)
+				break
+			}
+		}
+	}
+	if h.TLS != nil {
+		h.TLS.validate(ch, "http.tls")
 	}
 }
 

@@ -198,13 +198,13 @@ func folderFlags(fs *flag.FlagSet) *folders {
 // config loads the configuration the flags name (the embedded default
 // without --config) with the folder flags applied.
 func (o *folders) config() (*config.Config, error) {
-	return loadConfig(o.file.value, "", o.data.value, o.exts.value)
+	return loadConfig(o.file.value, "", o.data.value, o.exts.value, "")
 }
 
 // loadConfig loads file (the embedded default when "") and applies the
 // command-line overrides (applyFlags); serve calls it at start and on
 // every reload.
-func loadConfig(file, listen, data, exts string) (*config.Config, error) {
+func loadConfig(file, listen, data, exts, httpAddr string) (*config.Config, error) {
 	cfg := config.Default()
 	if file != "" {
 		var err error
@@ -212,7 +212,7 @@ func loadConfig(file, listen, data, exts string) (*config.Config, error) {
 			return nil, err
 		}
 	}
-	if err := applyFlags(cfg, listen, data, exts); err != nil {
+	if err := applyFlags(cfg, listen, data, exts, httpAddr); err != nil {
 		return nil, err
 	}
 	return cfg, nil

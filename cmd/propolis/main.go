@@ -47,10 +47,12 @@ func serveFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 	o := folderFlags(fs)
 	listen := optionalFlag(fs, "listen", "the configuration's listeners; "+config.Default().Listeners[0].Address+" in the embedded one",
 		"listen on `ADDR` (host:port) with the first tcp listener, adding one named tcp if there is none")
+	httpAddr := optionalFlag(fs, "http", "the configuration's http.address; "+config.DefaultHTTPAddress+" in the embedded one",
+		"serve /metrics, /healthz and /readyz on `ADDR` (host:port), overriding http.address")
 	repair := fs.Bool("repair", false, "start on a data folder with a damaged write-ahead log: copy it aside, drop the damaged part")
 	return func(_ string, _, stderr io.Writer) error {
 		load := func() (*config.Config, error) {
-			return loadConfig(o.file.value, listen.value, o.data.value, o.exts.value)
+			return loadConfig(o.file.value, listen.value, o.data.value, o.exts.value, httpAddr.value)
 		}
 		return serve(load, *repair, stderr)
 	}
@@ -97,6 +99,11 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 		return err
 	}
 	defer h.Close(context.Background())
+	ops, err := listenOps(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeOps(ops, log) // after srv.Close on every path below
 	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, ApplyLog: out.set, RepairStore: repair, Version: version,
 		Extensions: broker.Extensions{Authenticator: h, Events: h, Interceptors: h}})
 	if errors.Is(err, store.ErrDamagedWAL) {
@@ -108,6 +115,10 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	// The second step of the wiring: the host reaches the broker's services
 	// (sessions, subscriptions, retained messages, publishing) from here on.
 	h.UseBroker(srv)
+	if err := serveOps(ops, srv, h, log); err != nil {
+		_ = srv.Close()
+		return err
+	}
 	// Extensions load in start-priority order before any client is accepted.
 	if err := h.LoadAll(context.Background()); err != nil {
 		_ = srv.Close()
@@ -211,8 +222,9 @@ func startCPUProfile(path string) (stop func(), err error) {
 
 // applyFlags lets command-line flags override the file: --listen sets the
 // address of the first tcp listener (adding one named "tcp" if there is
-// none); --data and --extensions set the folders.
-func applyFlags(cfg *config.Config, listen, data, exts string) error {
+// none); --data and --extensions set the folders; --http sets
+// http.address.
+func applyFlags(cfg *config.Config, listen, data, exts, httpAddr string) error {
 	if listen != "" {
 		i := -1
 		for j, l := range cfg.Listeners {
@@ -232,6 +244,9 @@ func applyFlags(cfg *config.Config, listen, data, exts string) error {
 	}
 	if exts != "" {
 		cfg.ExtensionsDir = exts
+	}
+	if httpAddr != "" {
+		cfg.HTTP.Address = httpAddr
 	}
 	return cfg.Validate()
 }

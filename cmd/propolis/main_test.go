@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -145,6 +146,13 @@ func TestStartupErrors(t *testing.T) {
 			want: regexp.MustCompile(`^propolis: bind listener "tcp" on 127\.0\.0\.1:\d+: .*address already in use`),
 		},
 		{
+			name: "http port in use",
+			setup: func(t *testing.T, cfgFile, data string) []string {
+				return []string{"--http", busy.Addr().String()}
+			},
+			want: regexp.MustCompile(`^propolis: bind http\.address 127\.0\.0\.1:\d+: listen tcp 127\.0\.0\.1:\d+: bind: address already in use$`),
+		},
+		{
 			name: "newer data format",
 			setup: func(t *testing.T, cfgFile, data string) []string {
 				writeFile(t, filepath.Join(data, "FORMAT"), "propolis-data 9\n")
@@ -178,7 +186,7 @@ func TestStartupErrors(t *testing.T) {
 			if err := os.MkdirAll(data, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			args := append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, tc.setup(t, filepath.Join(tmp, "propolis.yaml"), data)...)
+			args := append([]string{"serve", "--http", "127.0.0.1:0", "--data", data, "--listen", "127.0.0.1:0"}, tc.setup(t, filepath.Join(tmp, "propolis.yaml"), data)...)
 			before := fingerprint(t, data)
 			code, _, stderr := runCLI(t, args...)
 			if code == 0 {
@@ -210,7 +218,7 @@ func writeFile(t *testing.T, path, content string) {
 // SIGTERM stops it with exit code 0.
 func TestServeDefaultDenyAndSignal(t *testing.T) {
 	tmp := t.TempDir()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
 	a, log := startServe(t, cmd)
 	defer func() { _ = cmd.Process.Kill() }()
 	if code := connackCode(t, a); code != 0x05 {
@@ -241,7 +249,7 @@ func TestServeWithAllowAll(t *testing.T) {
 	tmp := t.TempDir()
 	installAllowAll(t, filepath.Join(tmp, "ext"))
 
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
 	a, log := startServe(t, cmd)
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	if code := connackCode(t, a); code != 0x00 {
@@ -344,7 +352,7 @@ func TestServeDamagedWAL(t *testing.T) {
 	}
 
 	before := fingerprint(t, data)
-	code, _, stderr := runCLI(t, "serve", "--data", data, "--extensions", exts, "--listen", "127.0.0.1:0")
+	code, _, stderr := runCLI(t, "serve", "--http", "127.0.0.1:0", "--data", data, "--extensions", exts, "--listen", "127.0.0.1:0")
 	if code == 0 {
 		t.Fatalf("exit 0 on a damaged write-ahead log\n%s", stderr)
 	}
@@ -360,7 +368,7 @@ func TestServeDamagedWAL(t *testing.T) {
 		t.Fatal("a refused start changed the data folder")
 	}
 
-	cmd := exec.Command(bin, "serve", "--repair", "--data", data, "--extensions", exts, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--repair", "--data", data, "--extensions", exts, "--listen", "127.0.0.1:0")
 	_, log := startServe(t, cmd)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -401,7 +409,7 @@ func TestExtensionsCompile(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q (want %q): %s", code, stdout, want, stderr)
 	}
 
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", exts)
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", exts)
 	_, log := startServe(t, cmd)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
@@ -439,6 +447,17 @@ func (l *syncLog) String() string {
 // returns the address its tcp listener reports.
 func startServe(t *testing.T, cmd *exec.Cmd) (string, *syncLog) {
 	t.Helper()
+	addr, _, log := startServeOps(t, cmd)
+	return addr, log
+}
+
+// startServeOps is startServe that also returns the base URL of the
+// operator's HTTP endpoint ("" when it is off). It fails the test if the
+// endpoint is on the default port 9090: tests use port 0 (--http
+// 127.0.0.1:0), so that they never meet a broker running on the machine
+// or each other.
+func startServeOps(t *testing.T, cmd *exec.Cmd) (string, string, *syncLog) {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -447,12 +466,17 @@ func startServe(t *testing.T, cmd *exec.Cmd) (string, *syncLog) {
 		t.Fatal(err)
 	}
 	addrRe := regexp.MustCompile(`msg=listening .*address=(\S+)`)
+	opsRe := regexp.MustCompile(`msg="operator HTTP endpoint" address=(\S+)`)
 	log := &syncLog{}
 	addr := make(chan string, 1)
+	var opsAddr atomic.Pointer[string]
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			log.add(sc.Text())
+			if m := opsRe.FindStringSubmatch(sc.Text()); m != nil {
+				opsAddr.Store(&m[1])
+			}
 			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
 			}
@@ -460,10 +484,19 @@ func startServe(t *testing.T, cmd *exec.Cmd) (string, *syncLog) {
 	}()
 	select {
 	case a := <-addr:
-		return a, log
+		// The endpoint is logged before the listeners, by the same
+		// reader goroutine.
+		url := ""
+		if o := opsAddr.Load(); o != nil {
+			if strings.HasSuffix(*o, ":9090") {
+				t.Fatalf("the test's broker serves HTTP on the default port (%s): pass --http 127.0.0.1:0", *o)
+			}
+			url = "http://" + *o
+		}
+		return a, url, log
 	case <-time.After(poll.Timeout):
 		t.Fatalf("broker did not report its address:\n%s", log.String())
-		return "", nil
+		return "", "", nil
 	}
 }
 

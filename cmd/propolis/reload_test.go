@@ -144,7 +144,7 @@ func TestServeReload(t *testing.T) {
 		"data_dir: " + data + "\nextensions_dir: " + exts + "\n"
 	writeFile(t, file, base+"mqtt:\n  connect_timeout: 5m\nlog:\n  level: info\n")
 
-	cmd := exec.Command(bin, "serve", "--config", file)
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--config", file)
 	addr, log := startServe(t, cmd)
 	defer func() { _ = cmd.Process.Kill() }()
 	if code := connackCode(t, addr); code != 0 {
@@ -217,7 +217,7 @@ func TestServeReload(t *testing.T) {
 // configuration says there is nothing to reload, and the broker goes on.
 func TestServeReloadWithoutConfig(t *testing.T) {
 	tmp := t.TempDir()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext"))
 	addr, log := startServe(t, cmd)
 	defer func() { _ = cmd.Process.Kill() }()
 	for range 2 {

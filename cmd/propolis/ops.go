@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/host"
+	"github.com/propolis-mqtt/propolis/metrics"
+	"github.com/propolis-mqtt/propolis/opshttp"
+)
+
+// The operator's HTTP endpoint of `serve` (http.address): /metrics,
+// /healthz and /readyz (package opshttp) over the registry of package
+// metrics. serve calls, in order:
+//
+//  1. listenOps, before the broker opens its store: an address in use
+//     fails the start with "bind http.address ADDR: ..." and leaves the
+//     data folder as it was;
+//  2. serveOps once the broker and the host exist, before the extensions
+//     load: /readyz answers 503 with what it waits for until the broker
+//     has started;
+//  3. closeOps after the broker has closed (scrapes during the shutdown
+//     see propolis_ready 0).
+
+// opsCloseTimeout bounds how long closeOps lets requests in progress end.
+const opsCloseTimeout = 5 * time.Second
+
+// listenOps binds the endpoint of cfg.HTTP; it returns nil, and logs that
+// the endpoint is off, when http.address is "".
+func listenOps(cfg *config.Config, log *slog.Logger) (*opshttp.Server, error) {
+	if cfg.HTTP.Address == "" {
+		log.Info("operator HTTP endpoint off (http.address is empty): no /metrics, /healthz or /readyz")
+		return nil, nil
+	}
+	return opshttp.Listen(cfg.HTTP, log)
+}
+
+// serveOps builds the metrics registry over srv and h and starts serving
+// ops (nil: the endpoint is off). The broker is ready when both it and
+// the host say so (broker.Server.Ready, host.Host.Ready).
+func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, log *slog.Logger) error {
+	if ops == nil {
+		return nil
+	}
+	ready := func() error { return errors.Join(srv.Ready(), h.Ready()) }
+	reg, err := metrics.NewRegistry(metrics.Options{Version: version, ABI: abi.Version, Ready: ready})
+	if err != nil {
+		return err
+	}
+	ops.Serve(opshttp.Routes{Gatherer: reg, Ready: ready, Logger: log}.Mux())
+	log.Info("operator HTTP endpoint", "address", ops.Addr(), "metrics", ops.URL()+opshttp.MetricsPath,
+		"healthz", ops.URL()+opshttp.HealthzPath, "readyz", ops.URL()+opshttp.ReadyzPath)
+	return nil
+}
+
+// closeOps stops the endpoint (nil: off), letting requests in progress
+// end within opsCloseTimeout; an error is logged, as the broker has
+// stopped by then.
+func closeOps(ops *opshttp.Server, log *slog.Logger) {
+	if ops == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opsCloseTimeout)
+	defer cancel()
+	if err := ops.Close(ctx); err != nil {
+		log.Error("operator HTTP endpoint", "error", err)
+	}
+}

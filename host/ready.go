@@ -1,0 +1,33 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/propolis-mqtt/propolis/abi"
+)
+
+// Ready reports whether the host is in a state to serve: nil once LoadAll
+// has finished and until Close begins, unless the extension the CONNECT
+// chain asks first is stopped after a crash loop (it stays in the chain
+// and refuses every CONNECT; broker.Server.Ready, which sees only
+// SecurityExtensions, still counts it). Otherwise one error saying why.
+// Safe from any goroutine; cmd/propolis asks it with the broker's Ready
+// for the operator's /readyz.
+func (h *Host) Ready() error {
+	select {
+	case <-h.done:
+		return errors.New("extension host closed")
+	default:
+	}
+	h.mu.Lock()
+	loaded := h.securityKnown
+	h.mu.Unlock()
+	if !loaded {
+		return errors.New("extensions not loaded yet")
+	}
+	if auth := h.chain.Load().callers(abi.CallbackAuthenticate); len(auth) > 0 && auth[0].stopped.Load() {
+		return fmt.Errorf("security extension %q stopped after a crash loop: every CONNECT is refused", auth[0].ID())
+	}
+	return nil
+}
