@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -87,6 +88,8 @@ type guardedListener struct {
 	wrap           func(net.Conn) net.Conn
 	ended          func(net.Conn) // after a connection was served (Server.connEnded)
 	violations     *violations
+	// opened counts the connections accepted (Counters.ConnectionsOpened).
+	opened atomic.Uint64
 
 	// live holds the connections being served, so that Close can end one
 	// mochi no longer knows as a client (closeGrace).
@@ -140,6 +143,7 @@ func (g *guardedListener) Protocol() string { return g.kind }
 // Serve accepts connections until the listener is closed.
 func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 	g.Listener.Serve(func(id string, c net.Conn) error {
+		g.opened.Add(1)
 		c = g.wrap(c)
 		g.mu.Lock()
 		if g.live == nil {

@@ -52,6 +52,9 @@ type outConn struct {
 	timeout  time.Duration   // mqtt.write_timeout, per socket write of up to writeChunk
 	limit    int             // mqtt.max_outbound_buffer, in bytes
 	slow     func(c *outConn, err error)
+	// windowFull, when set (Server.wrapConn), counts the deliveries held
+	// back behind the client's full in-flight window (gateLocked).
+	windowFull *atomic.Uint64
 
 	mu       sync.Mutex
 	buf      []byte    // accepted, not yet handed to the flusher
