@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -163,7 +164,8 @@ type Levels struct {
 	// queued for offline sessions, and sent but unacknowledged or held back
 	// for online ones.
 	QueuedMessages int64
-	// RetainedMessages is the number of retained messages.
+	// RetainedMessages is the number of retained messages, mochi's own
+	// $SYS topics not counted.
 	RetainedMessages int64
 	// StoreBytes is the size of the store's files on disk (pebble's
 	// tables, logs and manifest); StoreSized is false, and StoreBytes 0,
@@ -181,11 +183,16 @@ type diskUser interface {
 
 // Levels returns the current gauges. Safe from any goroutine; it walks
 // mochi's clients once (taking each session's in-flight lock briefly) and
-// reads pebble's metrics, so call it per scrape, not per message.
+// its retained messages (a copy of the map), and reads pebble's metrics,
+// so call it per scrape, not per message.
 func (s *Server) Levels() Levels {
 	l := Levels{
 		ClientsConnected: atomic.LoadInt64(&s.mochi.Info.ClientsConnected),
-		RetainedMessages: int64(s.mochi.Topics.Retained.Len()),
+	}
+	for topic := range s.mochi.Topics.Retained.GetAll() {
+		if !strings.HasPrefix(topic, "$SYS/") {
+			l.RetainedMessages++
+		}
 	}
 	for _, cl := range s.mochi.Clients.GetAll() {
 		if cl.Net.Inline {

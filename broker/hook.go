@@ -486,8 +486,8 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 // OnPacketSent counts each PUBLISH mochi wrote to a client (stats.sent);
 // mochi calls it only for a write that succeeded. The hook provides it only
 // when messages are counted (countMessages).
-func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, b []byte) {
+func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
 	if pk.FixedHeader.Type == packets.Publish {
-		h.stats.countSent(&pk, b)
+		h.stats.countSent(&pk)
 	}
 }

@@ -75,10 +75,12 @@ func (s *stats) countReceived(pk *packets.Packet) {
 	m.bytes.Add(uint64(packetSize(pk.FixedHeader.Remaining)))
 }
 
-// countSent counts a PUBLISH written to a client's connection (OnPacketSent:
-// b is the encoded packet). A delivery outConn holds back behind the
-// client's Receive Maximum counts when mochi writes it, not when it leaves.
-func (s *stats) countSent(pk *packets.Packet, b []byte) {
+// countSent counts a PUBLISH written to a client's connection
+// (OnPacketSent: pk is the packet as encoded, its remaining length set by
+// the encoder; mochi passes the buffer it wrote, already drained). A
+// delivery outConn holds back behind the client's Receive Maximum counts
+// when mochi writes it, not when it leaves.
+func (s *stats) countSent(pk *packets.Packet) {
 	if !countMessages {
 		return
 	}
@@ -88,7 +90,7 @@ func (s *stats) countSent(pk *packets.Packet, b []byte) {
 	}
 	m := &s.sent[q]
 	m.n.Add(1)
-	m.bytes.Add(uint64(len(b)))
+	m.bytes.Add(uint64(packetSize(pk.FixedHeader.Remaining)))
 }
 
 // packetSize is the size on the wire of a packet whose remaining length is
@@ -107,7 +109,7 @@ func packetSize(remaining int) int {
 // out is also a keepalive timeout, and a packet above mqtt.max_packet_size
 // a message dropped as too large.
 func (s *stats) countDisconnect(cl *mqtt.Client, err error) {
-	kind, _, _ := disconnectCause(cl, err)
+	kind, code, _ := disconnectCause(cl, err)
 	switch {
 	case kind == DisconnectByClient:
 		s.disconnects[discClient].Add(1)
@@ -119,7 +121,9 @@ func (s *stats) countDisconnect(cl *mqtt.Client, err error) {
 			// connection as a slow consumer, closed, not timed out.
 			s.keepaliveTimeouts.Add(1)
 		}
-	case cl.IsTakenOver():
+	case code == packets.ErrSessionTakenOver.Code:
+		// mochi stops the old connection with 0x8E before it marks it
+		// taken over (IsTakenOver), so the code tells, not the mark.
 		s.disconnects[discTakenOver].Add(1)
 	default:
 		s.disconnects[discServer].Add(1)
