@@ -41,9 +41,10 @@ type Counters struct {
 	// authorization: refused ones count too. Zero in a build with the
 	// propolis_nometrics tag.
 	Received [3]MessageCount
-	// Sent counts the PUBLISH packets written to clients, by QoS, with
-	// their encoded size; a delivery held back by a client's Receive
-	// Maximum counts when mochi writes it. Zero with propolis_nometrics.
+	// Sent counts the PUBLISH packets written to clients' connections, by
+	// QoS, with their encoded size; a delivery held back by a client's
+	// Receive Maximum counts when mochi writes it, a prevented one not at
+	// all. Zero with propolis_nometrics.
 	Sent [3]MessageCount
 	// Dropped counts messages not delivered, by reason.
 	Dropped DropCounts

@@ -125,8 +125,6 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
 		mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped:
 		return true
-	case mqtt.OnPacketSent:
-		return countMessages
 	}
 	return false
 }
@@ -481,13 +479,4 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		renumberInflight(cl)
 	}
 	return pk
-}
-
-// OnPacketSent counts each PUBLISH mochi wrote to a client (stats.sent);
-// mochi calls it only for a write that succeeded. The hook provides it only
-// when messages are counted (countMessages).
-func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
-	if pk.FixedHeader.Type == packets.Publish {
-		h.stats.countSent(&pk)
-	}
 }

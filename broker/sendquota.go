@@ -274,8 +274,8 @@ func (c *outConn) gateLocked(p []byte) ([]byte, error) {
 			_, in := q.unacked[id]
 			switch {
 			case holdable && (in || len(q.waiting) > 0 || len(q.unacked) >= q.max):
-				if c.windowFull != nil {
-					c.windowFull.Add(1)
+				if c.stats != nil {
+					c.stats.windowFull.Add(1)
 				}
 				if !held {
 					out = append([]byte(nil), p[:off-n]...)

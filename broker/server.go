@@ -187,7 +187,7 @@ func mochiOptions(cfg *config.Config, log *slog.Logger) *mqtt.Options {
 func (s *Server) wrapConn(c net.Conn) net.Conn {
 	m := &s.cfg.Load().MQTT
 	oc := newOutConn(c, time.Duration(m.WriteTimeout), int(m.MaxOutboundBuffer), s.slowConsumer)
-	oc.windowFull = &s.stats.windowFull
+	oc.stats = s.stats
 	if now := s.heldClock.Load(); now != nil {
 		oc.now = *now
 	}

@@ -75,22 +75,34 @@ func (s *stats) countReceived(pk *packets.Packet) {
 	m.bytes.Add(uint64(packetSize(pk.FixedHeader.Remaining)))
 }
 
-// countSent counts a PUBLISH written to a client's connection
-// (OnPacketSent: pk is the packet as encoded, its remaining length set by
-// the encoder; mochi passes the buffer it wrote, already drained). A
-// delivery outConn holds back behind the client's Receive Maximum counts
-// when mochi writes it, not when it leaves.
-func (s *stats) countSent(pk *packets.Packet) {
+// countWritten counts the PUBLISH packets among the whole packets of p,
+// as mochi writes them to a client's connection (outConn.Write, for a
+// write the connection takes: not one to a connection already failed or
+// closed), with their size. The markers of prevented deliveries are AUTH
+// packets and are not counted. A delivery outConn holds back behind the
+// client's Receive Maximum counts when mochi writes it, not when it
+// leaves. Counting here rather than in mochi's OnPacketSent spares the
+// hook's call there, which copies the whole packet for every write
+// (measured at 100-200 ns a delivery on a loaded 2-CPU machine, against a
+// few ns here: a look at each packet's first bytes).
+func (s *stats) countWritten(p []byte) {
 	if !countMessages {
 		return
 	}
-	q := pk.FixedHeader.Qos & 3
-	if q > 2 {
-		return
+	for len(p) > 0 {
+		n := frameLen(p)
+		if n == 0 {
+			return
+		}
+		if p[0]>>4 == packets.Publish {
+			if q := (p[0] >> 1) & 3; q < 3 {
+				m := &s.sent[q]
+				m.n.Add(1)
+				m.bytes.Add(uint64(n))
+			}
+		}
+		p = p[n:]
 	}
-	m := &s.sent[q]
-	m.n.Add(1)
-	m.bytes.Add(uint64(packetSize(pk.FixedHeader.Remaining)))
 }
 
 // packetSize is the size on the wire of a packet whose remaining length is
