@@ -525,4 +525,17 @@ func TestBrokerMetrics(t *testing.T) {
 		t.Errorf("no write-ahead log fsync timed: count %v sum %v",
 			s12["propolis_store_fsync_duration_seconds_count"], s12["propolis_store_fsync_duration_seconds_sum"])
 	}
+
+	// StoreWriteLatency covers the last one to two seconds: right after a
+	// store write (a retained message, replaced each time) it is above 0.
+	// A machine that stalls the test past the window retries.
+	last, err := rawmqtt.Dial(addr, "last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer last.Close()
+	poll.Until(t, "StoreWriteLatency above 0 after a store write", func() bool {
+		publish(t, last, "r/2", 1, true, 1, "hello")
+		return srv.StoreWriteLatency() > 0
+	})
 }
