@@ -140,12 +140,17 @@ func (h *hook) mayRead(cl *mqtt.Client, name string) bool {
 				f = inner
 			}
 			if topic.Match(f, name) && !coveredBy(cl.State.Subscriptions.GetAll(), name) {
+				h.stats.dropped[dropNotAuthorized].Add(1)
 				return false
 			}
 		}
 	}
 	n := st.settings.MaxQueued
-	return n == 0 || cl.State.Inflight.Len() < int(n)
+	if n == 0 || cl.State.Inflight.Len() < int(n) {
+		return true
+	}
+	h.stats.dropped[dropQueueFull].Add(1)
+	return false
 }
 
 // finishSubscribe is step 3 above: it puts the extensions' reason codes
@@ -283,6 +288,7 @@ func (h *hook) refusePublish(cl *mqtt.Client, pk *packets.Packet, v Verdict) {
 		v.ReasonCode = CodeNotAuthorized
 	}
 	h.log.Debug("publish refused", "client", cl.ID, "topic", pk.TopicName, "decision", v.Decision, "code", v.ReasonCode)
+	h.stats.dropped[dropNotAuthorized].Add(1)
 	h.failPublish(cl, pk, v)
 }
 

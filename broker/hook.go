@@ -37,6 +37,7 @@ type hook struct {
 	cfg        *atomic.Pointer[config.Config]
 	receiveMax int          // mqtt.receive_maximum, see receive.go
 	sec        *securityLog // refused CONNECTs and disconnects, see seclog.go
+	stats      *stats       // running totals for metrics, see stats.go
 
 	clients sync.Map // *mqtt.Client -> *clientState; see authenticate.go
 
@@ -145,6 +146,7 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
+		h.stats.countReceived(&pk)
 		if !h.checkReceiveMaximum(cl, &pk) {
 			return pk, packets.ErrRejectPacket
 		}
@@ -260,6 +262,7 @@ func (h *hook) removedMeanwhile(cl *mqtt.Client) bool {
 // session that ends here.
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	now := time.Now()
+	h.stats.countDisconnect(cl, err)
 	h.kickedWill(cl, err)
 	h.emitDisconnect(cl, err, now)
 	h.dropState(cl)
@@ -398,6 +401,7 @@ func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 // deliveries cl's outConn holds back, so that it is never sent and its
 // packet id, which mochi may reuse, names one message only.
 func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.stats.countExpired(&pk)
 	h.inflightDropped(cl, pk)
 	if oc, ok := cl.Net.Conn.(*outConn); ok && pk.FixedHeader.Type == packets.Publish {
 		oc.forgetHeld(pk.PacketID)
@@ -447,6 +451,9 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		if ic := h.interceptors(InterceptPublishOutbound); ic != nil {
 			pk = h.interceptDelivery(ic, cl, pk)
 		}
+		if pk.Mods.MaxSize > 0 && pk.FixedHeader.Type == packets.Publish && tooLarge(pk) {
+			h.stats.dropped[dropTooLarge].Add(1)
+		}
 		return pk
 	case packets.Connack:
 		pk.Mods.DisallowProblemInfo = false
@@ -458,8 +465,10 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		if ic := h.interceptors(InterceptConnack); ic != nil {
 			pk = h.interceptConnack(ic, cl, pk)
 		}
+		h.stats.countConnack(pk.ReasonCode)
 		return pk
 	}
+	h.stats.countConnack(0)
 	pk = h.connectAck(cl, pk)
 	if ic := h.interceptors(InterceptConnack); ic != nil {
 		pk = h.interceptConnack(ic, cl, pk)

@@ -458,6 +458,7 @@ func (h *hook) preventPublish(cl *mqtt.Client, pk *packets.Packet, prev Prevente
 		code = codeImplementationSpecific
 	}
 	h.log.Debug("publish prevented", "client", cl.ID, "topic", pk.TopicName, "extension", prev.Extension, "code", code)
+	h.stats.dropped[dropPrevented].Add(1)
 	switch {
 	case pk.FixedHeader.Qos == 0:
 	case cl.Properties.ProtocolVersion >= 5:
@@ -671,6 +672,7 @@ func (h *hook) interceptDelivery(ic Interceptors, cl *mqtt.Client, pk packets.Pa
 // sends. Without an outConn the packet is made too large for mochi to write.
 func (h *hook) preventDelivery(cl *mqtt.Client, pk packets.Packet, prev Prevented) packets.Packet {
 	h.log.Debug("delivery prevented", "client", cl.ID, "topic", pk.TopicName, "extension", prev.Extension)
+	h.stats.dropped[dropPrevented].Add(1)
 	if pk.FixedHeader.Qos > 0 {
 		if cl.State.Inflight.Delete(pk.PacketID) {
 			atomic.AddInt64(&h.mochi.Info.Inflight, -1)

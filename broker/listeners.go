@@ -61,6 +61,8 @@ type guardedListener struct {
 	wrap           func(net.Conn) net.Conn
 	ended          func(net.Conn) // after a connection was served (Server.connEnded)
 	violations     *violations
+	// opened counts the connections accepted (Counters.ConnectionsOpened).
+	opened atomic.Uint64
 
 	// stopped is set when the accept loop (Serve) returns: the listener
 	// was closed, or mochi's loop met an accept error (it never retries).
@@ -120,6 +122,7 @@ func (g *guardedListener) Protocol() string { return g.kind }
 func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 	defer g.stopped.Store(true)
 	g.Listener.Serve(func(id string, c net.Conn) error {
+		g.opened.Add(1)
 		c = g.wrap(c)
 		g.mu.Lock()
 		if g.live == nil {

@@ -52,6 +52,10 @@ type outConn struct {
 	timeout  time.Duration   // mqtt.write_timeout, per socket write of up to writeChunk
 	limit    int             // mqtt.max_outbound_buffer, in bytes
 	slow     func(c *outConn, err error)
+	// stats, when set (Server.wrapConn), counts the PUBLISH packets
+	// written (Write) and the deliveries held back behind the client's
+	// full in-flight window (gateLocked).
+	stats *stats
 
 	mu       sync.Mutex
 	buf      []byte    // accepted, not yet handed to the flusher
@@ -171,6 +175,9 @@ func (c *outConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	n := len(p)
+	if c.stats != nil {
+		c.stats.countWritten(p)
+	}
 	if c.marked.Load() > 0 {
 		if p = c.dropMarked(p); len(p) == 0 {
 			c.mu.Unlock()

@@ -119,8 +119,8 @@ var _ Persistence = (*store.Store)(nil)
 // durability, store.min_free_space: 0 there turns the guard off),
 // repairing a damaged write-ahead log when repair is set. New calls it
 // when Options.Persistence is nil; a migration of an older data folder
-// happens here.
-func openStore(cfg *config.Config, repair bool, log *slog.Logger) (*store.Store, error) {
+// happens here. timings receives the store's write and fsync durations.
+func openStore(cfg *config.Config, repair bool, log *slog.Logger, timings store.Timings) (*store.Store, error) {
 	mode, err := store.ParseDurability(cfg.Durability.Mode)
 	if err != nil {
 		return nil, err
@@ -136,5 +136,6 @@ func openStore(cfg *config.Config, repair bool, log *slog.Logger) (*store.Store,
 		Logger:        log,
 		Repair:        repair,
 		MinFreeSpace:  minFree,
+		Timings:       timings,
 	})
 }

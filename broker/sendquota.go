@@ -111,6 +111,7 @@ func (h *hook) heldExpired(cl *mqtt.Client) func(ids []uint16) {
 			}
 			if cl.State.Inflight.Delete(id) {
 				atomic.AddInt64(&h.mochi.Info.Inflight, -1)
+				h.stats.dropped[dropExpired].Add(1)
 				h.inflightDropped(cl, pk)
 			}
 		}
@@ -273,6 +274,9 @@ func (c *outConn) gateLocked(p []byte) ([]byte, error) {
 			_, in := q.unacked[id]
 			switch {
 			case holdable && (in || len(q.waiting) > 0 || len(q.unacked) >= q.max):
+				if c.stats != nil {
+					c.stats.windowFull.Add(1)
+				}
 				if !held {
 					out = append([]byte(nil), p[:off-n]...)
 					held = true

@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/broker/store"
 )
 
 // Options configures New.
@@ -64,6 +65,7 @@ type Server struct {
 	hook      *hook
 	listeners []*guardedListener
 	slow      atomic.Int64 // slow-consumer disconnects, see Counters
+	stats     *stats       // the hook's running totals, see stats.go
 	// violations logs protocol violations, bounded and rate-limited (see
 	// violations.go); mochi logs through it.
 	violations *violations
@@ -100,7 +102,7 @@ func New(opts Options) (*Server, error) {
 	m := mqtt.New(mochiOptions(cfg, slog.New(violationHandler{Handler: log.Handler(), v: viol})))
 	viol.clients = m.Clients
 	m.Info.Version = sysVersion(opts.Version)
-	s := &Server{log: log, applyLog: opts.ApplyLog, mochi: m, violations: viol}
+	s := &Server{log: log, applyLog: opts.ApplyLog, mochi: m, violations: viol, stats: new(stats)}
 	s.cfg.Store(cfg)
 
 	for _, lc := range cfg.Listeners {
@@ -120,7 +122,7 @@ func New(opts Options) (*Server, error) {
 
 	s.persist = opts.Persistence
 	if s.persist == nil {
-		st, err := openStore(cfg, opts.RepairStore, log)
+		st, err := openStore(cfg, opts.RepairStore, log, store.Timings{Write: s.stats.observeStoreWrite, Fsync: s.stats.storeFsync.observe})
 		if err != nil {
 			s.closeListeners()
 			return nil, err
@@ -136,6 +138,7 @@ func New(opts Options) (*Server, error) {
 		cfg:        &s.cfg,
 		receiveMax: cfg.MQTT.ReceiveMaximum,
 		sec:        newSecurityLog(log),
+		stats:      s.stats,
 		stored:     make(map[string]struct{}),
 	}
 	if err := m.AddHook(s.hook, nil); err != nil {
@@ -187,6 +190,7 @@ func mochiOptions(cfg *config.Config, log *slog.Logger) *mqtt.Options {
 func (s *Server) wrapConn(c net.Conn) net.Conn {
 	m := &s.cfg.Load().MQTT
 	oc := newOutConn(c, time.Duration(m.WriteTimeout), int(m.MaxOutboundBuffer), s.slowConsumer)
+	oc.stats = s.stats
 	if now := s.heldClock.Load(); now != nil {
 		oc.now = *now
 	}
@@ -201,27 +205,6 @@ func (s *Server) wrapConn(c net.Conn) net.Conn {
 func (s *Server) slowConsumer(c *outConn, err error) {
 	s.slow.Add(1)
 	s.log.Warn("slow consumer disconnected", "client", c.client(), "remote", c.RemoteAddr().String(), "error", err)
-}
-
-// Counters are running totals since New, for metrics.
-type Counters struct {
-	// SlowConsumerDisconnects counts clients disconnected because a socket
-	// write (up to 64 KiB) took longer than mqtt.write_timeout or their
-	// outbound buffer would exceed mqtt.max_outbound_buffer.
-	SlowConsumerDisconnects int64
-	// MessagesDropped counts deliveries dropped because a client's queue of
-	// pending writes was full (QoS 0 is lost; QoS 1/2 leaves the message
-	// out of that client's session) or its in-flight quota
-	// (mqtt.max_queued_messages) was reached.
-	MessagesDropped int64
-}
-
-// Counters returns the running totals. Safe to call from any goroutine.
-func (s *Server) Counters() Counters {
-	return Counters{
-		SlowConsumerDisconnects: s.slow.Load(),
-		MessagesDropped:         atomic.LoadInt64(&s.mochi.Info.MessagesDropped) + atomic.LoadInt64(&s.mochi.Info.InflightDropped),
-	}
 }
 
 // Start opens the listeners for clients. Without a security extension it

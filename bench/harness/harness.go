@@ -265,13 +265,15 @@ func Run(o Options) (*Report, error) {
 	}
 	flowLoad := func(key, label string, pubs, subs, msgs int, qos byte, unit string) job {
 		return job{key: key, name: label, run: func(b *Broker, keep bool) error {
-			res, err := load.Flow{Addr: b.Addr, Name: key, Publishers: pubs, Subscribers: subs, Messages: pubs * msgs,
-				QoS: qos, SubscribeQoS: qos, Timeout: loadTimeout}.Run()
-			if err == nil {
-				record(label, unit+"/s", "1/s", true, b, res.Rate(), keep)
-				record(label, unit+" lost", "count", false, b, float64(res.Lost), keep)
-			}
-			return err
+			return cpuPer(label, b, keep, pubs*msgs, func() error {
+				res, err := load.Flow{Addr: b.Addr, Name: key, Publishers: pubs, Subscribers: subs, Messages: pubs * msgs,
+					QoS: qos, SubscribeQoS: qos, Timeout: loadTimeout}.Run()
+				if err == nil {
+					record(label, unit+"/s", "1/s", true, b, res.Rate(), keep)
+					record(label, unit+" lost", "count", false, b, float64(res.Lost), keep)
+				}
+				return err
+			})
 		}}
 	}
 	loads := []job{

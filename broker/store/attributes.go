@@ -184,6 +184,7 @@ func (s *Store) putAttributeLocked(clientID string, a *Attribute, durable bool) 
 	if err := s.guard.admit(len(sc.key)+len(sc.val), false); err != nil {
 		return err
 	}
+	defer s.timeWrite(s.writeStart())
 	return s.db.Set(sc.key, sc.val, s.writeOpts(durable))
 }
 

@@ -74,6 +74,10 @@ type Options struct {
 	// FreeSpace reads the free space of the data folder's file system; nil
 	// means StatfsFree. Tests inject one.
 	FreeSpace SpaceFunc
+	// Timings, when its fields are set, receives the duration of each write
+	// and of each write-ahead log fsync (see Timings). The zero value times
+	// nothing and reads no clock.
+	Timings Timings
 }
 
 // Store is the broker's persistent store, a pebble database in one data
@@ -90,6 +94,8 @@ type Store struct {
 	lock *pebble.Lock
 
 	guard *spaceGuard // refuses new work near a full disk; see space.go
+
+	onWrite func(time.Duration) // Options.Timings.Write; see timeWrite
 
 	stop      chan struct{} // closed by Close to end the periodic syncer
 	done      chan struct{} // closed by the periodic syncer when it ends
@@ -147,7 +153,7 @@ func Open(opts Options) (_ *Store, err error) {
 			err = openFailed(dir, f, freeFn, minFree)
 		}
 	}()
-	db, lock, err := openDB(dir, opts.Repair, log, started)
+	db, lock, err := openDB(dir, opts.Repair, log, started, opts.Timings.Fsync)
 	if err != nil {
 		var nf *newerFormatError
 		if errors.As(err, &nf) {
@@ -157,7 +163,7 @@ func Open(opts Options) (_ *Store, err error) {
 	}
 	started.Store(true)
 	guard := newSpaceGuard(dir, uint64(max(minFree, 0)), freeFn, log)
-	s := &Store{dir: dir, log: log, mode: opts.Durability, db: db, lock: lock, guard: guard}
+	s := &Store{dir: dir, log: log, mode: opts.Durability, db: db, lock: lock, guard: guard, onWrite: opts.Timings.Write}
 	if sp := guard.state(); minFree > 0 && sp.Free < sp.MinFree {
 		if size, err := fsSize(dir); err == nil && size <= uint64(minFree) {
 			log.Warn("store.min_free_space is not smaller than the data folder's file system: every QoS 1/2 message will be refused",
@@ -175,8 +181,9 @@ func Open(opts Options) (_ *Store, err error) {
 
 // openDB checks the folder's format, validates it, restores or migrates as
 // needed and opens pebble read-write. On success the caller owns both the
-// database and the directory lock.
-func openDB(dir string, repair bool, log *slog.Logger, started *atomic.Bool) (_ *pebble.DB, _ *pebble.Lock, err error) {
+// database and the directory lock. onFsync, when not nil, times the
+// write-ahead log's fsyncs of the read-write pebble (Timings.Fsync).
+func openDB(dir string, repair bool, log *slog.Logger, started *atomic.Bool, onFsync func(time.Duration)) (_ *pebble.DB, _ *pebble.Lock, err error) {
 	ents, err := listDir(dir)
 	if err != nil {
 		return nil, nil, err
@@ -247,7 +254,7 @@ func openDB(dir string, repair bool, log *slog.Logger, started *atomic.Bool) (_ 
 	if err := removeShutdown(dir); err != nil {
 		return nil, nil, err
 	}
-	db, err := openPebble(dir, lock, false, log, started, nil)
+	db, err := openPebble(dir, lock, false, log, started, nil, onFsync)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pebble open: %w", err)
 	}
@@ -274,7 +281,7 @@ func validate(dir string, lock *pebble.Lock, log *slog.Logger, started *atomic.B
 		mu.Lock()
 		defer mu.Unlock()
 		replays = append(replays, r)
-	})
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -312,8 +319,8 @@ func checkLogs(dir string, replays []walReplay, repair bool, log *slog.Logger) e
 // openPebble opens pebble with the store's options; started tells its
 // logger whether Open has returned (see pebbleLogger.Fatalf). onReplay,
 // when not nil, receives pebble's report of each write-ahead log it
-// replays.
-func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, started *atomic.Bool, onReplay func(walReplay)) (*pebble.DB, error) {
+// replays; onFsync, when not nil, times each write-ahead log fsync.
+func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, started *atomic.Bool, onReplay func(walReplay), onFsync func(time.Duration)) (*pebble.DB, error) {
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref()
 	el := pebble.EventListener{
@@ -334,6 +341,9 @@ func openPebble(dir string, lock *pebble.Lock, readOnly bool, log *slog.Logger, 
 		EventListener:      &el,
 		ReadOnly:           readOnly,
 		Lock:               lock,
+	}
+	if onFsync != nil {
+		o.FS = fsyncTimedFS{FS: vfs.Default, observe: onFsync}
 	}
 	var db *pebble.DB
 	err := recoverFatal(func() (err error) {

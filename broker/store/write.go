@@ -17,6 +17,7 @@ func (s *Store) set(key, val []byte, durable, critical bool) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	defer s.timeWrite(s.writeStart())
 	return s.db.Set(key, val, s.writeOpts(durable))
 }
 
@@ -27,6 +28,7 @@ func (s *Store) del(key []byte, durable bool) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	defer s.timeWrite(s.writeStart())
 	return s.db.Delete(key, s.writeOpts(durable))
 }
 
@@ -75,7 +77,10 @@ func (s *Store) DeleteSession(clientID string, durable bool) error {
 		lo, hi := clientBounds(kind, clientID)
 		_ = b.DeleteRange(lo, hi, nil)
 	}
-	if err := b.Commit(s.writeOpts(durable)); err != nil {
+	start := s.writeStart()
+	err := b.Commit(s.writeOpts(durable))
+	s.timeWrite(start)
+	if err != nil {
 		return fmt.Errorf("delete session %q: %w", clientID, err)
 	}
 	return nil
