@@ -90,7 +90,7 @@ var (
 		pairs: 10, pairMsgs: 1000, latencyRate: 2000, latencyFor: 5 * time.Second, idleConns: 2000, startWindow: 5 * time.Second}
 	quick = sizes{rounds: 1, memSettle: 500 * time.Millisecond, stormN: 200, stormConc: 20, fanInPubs: 5, fanInMsgs: 1000, fanInMsgsQoS1: 500,
 		fanOutSubs: 10, fanOutMsgs: 200, fanOutMsgsQoS1: 100, pubClients: 10, pubMsgsQoS0: 500, pubMsgsQoS1: 200, pubPayload: 100,
-		pairs: 10, pairMsgs: 100, latencyRate: 500, latencyFor: time.Second, idleConns: 200, startWindow: time.Second}
+		pairs: 10, pairMsgs: 100, latencyRate: 500, latencyFor: time.Second, idleConns: 1000, startWindow: time.Second}
 )
 
 // LoadKeys names the loads Options.Only can choose, in the order they run.
@@ -277,10 +277,10 @@ func Run(o Options) (*Report, error) {
 		}}
 	}
 	loads := []job{
-		{key: "memory", name: fmt.Sprintf("memory, %d idle connections", sz.idleConns), once: true, run: func(b *Broker, keep bool) error {
+		{key: "memory", name: fmt.Sprintf("memory, %d idle connections after %d", sz.idleConns, sz.idleConns), once: true, run: func(b *Broker, keep bool) error {
 			v, err := idleMemory(b.Addr, b.PID(), sz.idleConns, sz.memSettle)
 			if err == nil {
-				record(fmt.Sprintf("memory, %d idle connections", sz.idleConns), "RSS per connection", "KiB", false, b, v, keep)
+				record(fmt.Sprintf("memory, %d idle connections after %d", sz.idleConns, sz.idleConns), "RSS per connection", "KiB", false, b, v, keep)
 			}
 			return err
 		}},

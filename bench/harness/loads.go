@@ -127,27 +127,43 @@ func latency(addr string, rate int, d time.Duration) (p50ms, p99ms float64, err 
 	return percentile(lats, 0.50).Seconds() * 1000, percentile(lats, 0.99).Seconds() * 1000, nil
 }
 
-// idleMemory opens n idle connections, waits settle, and returns the broker's resident
-// memory growth per connection, in KiB.
+// idleMemory returns a broker's resident memory growth per idle
+// connection, in KiB: it opens n idle connections and waits settle (a
+// warm-up batch), then opens n more, waits settle again, and divides the
+// growth over the second batch by n. Measured from a freshly started
+// broker, the first connections reuse memory the process freed but kept
+// resident (Propolis: what compiling and instantiating its extensions
+// left), so their growth understated the cost and varied from run to run
+// (11 to 20 KiB for the same Propolis binary); the second batch pays for
+// itself.
 func idleMemory(addr string, pid, n int, settle time.Duration) (float64, error) {
-	before, err := rss(pid)
-	if err != nil {
-		return 0, err
-	}
-	conns := make([]*rawmqtt.Conn, 0, n)
+	var conns []*rawmqtt.Conn
 	defer func() {
 		for _, c := range conns {
 			_ = c.Close()
 		}
 	}()
-	for i := 0; i < n; i++ {
-		c, err := rawmqtt.Dial(addr, "idle-"+strconv.Itoa(i))
-		if err != nil {
-			return 0, fmt.Errorf("idle connection %d: %w", i, err)
+	open := func(batch string) error {
+		for i := 0; i < n; i++ {
+			c, err := rawmqtt.Dial(addr, "idle-"+batch+strconv.Itoa(i))
+			if err != nil {
+				return fmt.Errorf("idle connection %s%d: %w", batch, i, err)
+			}
+			conns = append(conns, c)
 		}
-		conns = append(conns, c)
+		time.Sleep(settle) // let the broker settle (and a Go runtime collect)
+		return nil
 	}
-	time.Sleep(settle) // let the broker settle (and a Go runtime collect)
+	if err := open("w"); err != nil {
+		return 0, err
+	}
+	before, err := rss(pid)
+	if err != nil {
+		return 0, err
+	}
+	if err := open(""); err != nil {
+		return 0, err
+	}
 	after, err := rss(pid)
 	if err != nil {
 		return 0, err
