@@ -13,12 +13,14 @@ import (
 // refused CONNECTs ("connect refused") and clients the broker disconnects
 // for a refusal or a broken limit ("client disconnected": a publish or
 // subscribe refused with a Disconnect verdict, a refused QoS 1/2 publish
-// of an MQTT 3.1.1 client, the Receive Maximum exceeded). A client can
-// cause either at will, so each kind is bounded by a logLimit:
+// of an MQTT 3.1.1 client, the Receive Maximum exceeded), and clients held
+// to a per-client limit ("client limit reached": a subscription refused
+// for client_limits.max_subscriptions). A client can cause any of these at
+// will, so each kind is bounded by a logLimit:
 // securityLines lines per securityInterval with client, remote address,
 // listener, user name, code and reason, then one summary line per interval
 // with the count of the others ("more refused CONNECTs", "more clients
-// disconnected"). Protocol violations have their own log (violations.go).
+// disconnected", "more client limits reached"). Protocol violations have their own log (violations.go).
 
 const (
 	// securityLines is how many lines of one kind are written one by one
