@@ -214,6 +214,8 @@ const (
 	FuncPacketSetInt
 	FuncAddInterceptFilter
 	FuncAddInterceptClient
+	// Client settings (ABI 1.3).
+	FuncSetOverloadThrottling
 	// NumHostFuncs is the number of host functions; it is not one.
 	NumHostFuncs
 )
@@ -422,6 +424,8 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 	FuncPacketSetInt:       {Name: "packet_set_int", Params: params("field", "value!"), Results: oneI32, In: Interceptors},
 	FuncAddInterceptFilter: {Name: "add_intercept_filter", Params: i32s("callbacks", "ptr", "len"), Results: oneI32, In: inStart},
 	FuncAddInterceptClient: {Name: "add_intercept_client", Params: i32s("ptr", "len"), Results: oneI32, In: inStart},
+
+	FuncSetOverloadThrottling: {Name: "set_overload_throttling", Params: i32s("enabled"), Results: oneI32, In: inAuthenticate},
 }
 
 // String returns the function's name.

@@ -130,6 +130,7 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	applySettings(cl, res.Settings)
 	grantKeepalive(cl, h.maxKeepalive())
+	h.attachThrottle(cl, res.Settings)
 	h.clients.Store(cl, st)
 	h.emit(EventAuthSucceeded, cl, c.Conn, 0, "")
 	return nil

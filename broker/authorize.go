@@ -115,6 +115,13 @@ func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet, removed map[st
 			verdicts[f.Filter] = v
 		}
 	}
+	if h.maxSubscriptions() > 0 {
+		filters := make([]string, len(pk.Filters))
+		for i, f := range pk.Filters {
+			filters[i] = f.Filter
+		}
+		h.limitSubscriptions(cl, filters, existed, verdicts)
+	}
 	st.sub.begin(verdicts, existed)
 }
 

@@ -114,6 +114,11 @@ type ClientSettings struct {
 	// queued), below the broker's mqtt.max_queued_messages; when full, new
 	// messages for the client are dropped.
 	MaxQueued uint16
+	// NoThrottling exempts the client from overload throttling: however
+	// high the node's stress level, its socket is not read more slowly for
+	// it (as if its listener had overload_protection: false). The
+	// operator's client_limits still apply.
+	NoThrottling bool
 }
 
 // AuthResult is an Authenticator's answer to one CONNECT.

@@ -10,6 +10,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/broker/overload"
 	"github.com/propolis-mqtt/propolis/broker/store"
 )
 
@@ -38,6 +39,8 @@ type hook struct {
 	receiveMax int          // mqtt.receive_maximum, see receive.go
 	sec        *securityLog // refused CONNECTs and disconnects, see seclog.go
 	stats      *stats       // running totals for metrics, see stats.go
+	// throttler holds each accepted client's token buckets (overload.go).
+	throttler *overload.Throttler
 
 	clients sync.Map // *mqtt.Client -> *clientState; see authenticate.go
 

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/propolis-mqtt/propolis/broker/overload"
 )
 
 // ErrSlowConsumer ends the connection of a client that did not take the
@@ -91,10 +93,17 @@ type outConn struct {
 	// yet dropped by Write (see preventDelivery).
 	marked atomic.Int32
 
-	// Read deadlines of plain TCP (lazy, see SetDeadline), as monotonic
+	// Read deadlines (lazy on plain TCP, see SetDeadline), as monotonic
 	// nanoseconds since deadlineBase; 0 means none.
 	wantRead  atomic.Int64 // the deadline mochi asked for last
-	armedRead atomic.Int64 // the deadline set on the socket
+	armedRead atomic.Int64 // the deadline set on the socket (plain TCP)
+
+	// throttle is the client's token buckets once its CONNECT is accepted
+	// (attachThrottle, overload.go); Read waits for them. done closes at
+	// Close or failure, ending a wait (stopOnce).
+	throttle atomic.Pointer[overload.Client]
+	done     chan struct{}
+	stopOnce sync.Once
 }
 
 // deadlineBase is the origin of outConn's monotonic read deadlines.
@@ -113,11 +122,23 @@ func monoNanos(t time.Time) int64 {
 // newOutConn wraps c. slow is called once, on whichever goroutine finds
 // the client slow, after the connection is closed.
 func newOutConn(c net.Conn, timeout time.Duration, limit int, slow func(*outConn, error)) *outConn {
-	oc := &outConn{Conn: c, timeout: timeout, limit: limit, slow: slow}
+	oc := &outConn{Conn: c, timeout: timeout, limit: limit, slow: slow, done: make(chan struct{})}
 	if tc, ok := c.(*net.TCPConn); ok && canTryWrite {
 		oc.raw, _ = tc.SyscallConn()
 	}
 	return oc
+}
+
+// stop ends a throttled reader's wait (see Read): the connection is
+// closed or failed.
+func (c *outConn) stop() { c.stopOnce.Do(func() { close(c.done) }) }
+
+// waiting returns the bytes accepted and not yet written to the socket
+// (the backlog signal, Server.backlog).
+func (c *outConn) waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.buf) + c.taken
 }
 
 // NetConn returns the wrapped connection (tlsConn looks through it for the
@@ -300,6 +321,9 @@ type framing struct {
 	head [3]byte
 	got  int
 	acks []uint16
+	// publishes counts the PUBLISH packets that ended since Read last took
+	// it (for the client's publish rate, see Read).
+	publishes int
 }
 
 // feed follows b, the next bytes of the stream, and returns how many
@@ -316,6 +340,9 @@ func (f *framing) feed(b []byte) (ends int, boundary bool) {
 			i += k
 			if f.body == 0 {
 				ends++
+				if f.typ == 3 { // PUBLISH
+					f.publishes++
+				}
 				if track {
 					f.clientAck(f.typ, f.head[:f.got], f.length)
 				}
@@ -427,6 +454,7 @@ func (c *outConn) failLocked(err error, slow bool) {
 	c.held = nil
 	unsent := c.endHeldLocked() // still in mochi's in-flight map and the store
 	c.mu.Unlock()
+	c.stop()
 	if unsent != nil {
 		unsent()
 	}
@@ -467,6 +495,13 @@ func abort(c net.Conn) error {
 // returns net.ErrClosed (Close may end reads with a deadline). A read
 // deadline that passes before the one last asked for (see SetDeadline) is
 // moved to that one and the read goes on.
+//
+// Once the client's CONNECT is accepted, a read that returned bytes waits
+// for the client's token buckets before returning (overload.Client.Wait:
+// the operator's client_limits and, under stress, the throttle): mochi
+// reads nothing more meanwhile, the socket's receive buffer fills and TCP
+// slows the sender down. The wait ends early at Close or failure (done),
+// and moves the read deadline later by its length (postpone).
 func (c *outConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	c.uncork()
@@ -487,6 +522,13 @@ func (c *outConn) Read(p []byte) (int, error) {
 				c.corked = true
 				c.mu.Unlock()
 			}
+			if tc := c.throttle.Load(); tc != nil {
+				pubs := c.in.publishes
+				c.in.publishes = 0
+				if d := tc.Wait(c.done, n, pubs); d > 0 {
+					c.postpone(d)
+				}
+			}
 			return n, nil
 		}
 		c.mu.Lock()
@@ -501,6 +543,23 @@ func (c *outConn) Read(p []byte) (int, error) {
 		}
 		c.mu.Unlock()
 		return n, err
+	}
+}
+
+// postpone moves the read deadline later by d, the time Read waited for
+// the client's buckets: the wait is the broker's, so it must not count
+// against the client's keepalive (or the rest of a packet whose first
+// bytes were read). On plain TCP only the deadline asked for moves; rearm
+// moves the socket's to it when the earlier one passes.
+func (c *outConn) postpone(d time.Duration) {
+	want := c.wantRead.Load()
+	if want == 0 {
+		return
+	}
+	want += int64(d)
+	c.wantRead.Store(want)
+	if c.raw == nil {
+		_ = c.Conn.SetReadDeadline(deadlineBase.Add(time.Duration(want)))
 	}
 }
 
@@ -526,16 +585,17 @@ func (c *outConn) rearm() bool {
 // the runtime on every packet, so a later deadline is only recorded, and
 // Read moves the socket's deadline to it when the earlier one passes (once
 // per keepalive period at most). An earlier deadline, or none, is set at
-// once.
+// once. Every connection records the deadline asked for (wantRead), which
+// a throttled Read moves later by its wait (postpone).
 func (c *outConn) SetDeadline(t time.Time) error {
 	if k := c.keepalive.Load(); k > 0 && !t.IsZero() {
 		t = keepaliveDeadline(time.Now(), uint16(k))
 	}
+	want := monoNanos(t)
+	c.wantRead.Store(want)
 	if c.raw == nil {
 		return c.Conn.SetReadDeadline(t)
 	}
-	want := monoNanos(t)
-	c.wantRead.Store(want)
 	if armed := c.armedRead.Load(); armed != 0 && want != 0 && armed <= want || armed == 0 && want == 0 {
 		return nil
 	}
@@ -558,6 +618,7 @@ func (c *outConn) SetWriteDeadline(time.Time) error { return nil }
 // does not wait for it. Otherwise it closes the wrapped connection, which
 // for TLS sends close_notify (crypto/tls bounds that write to 5 s).
 func (c *outConn) Close() error {
+	c.stop()
 	c.mu.Lock()
 	if len(c.held) > 0 && !c.closed {
 		c.uncork() // they go before the close, as if written last

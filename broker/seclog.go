@@ -13,12 +13,14 @@ import (
 // refused CONNECTs ("connect refused") and clients the broker disconnects
 // for a refusal or a broken limit ("client disconnected": a publish or
 // subscribe refused with a Disconnect verdict, a refused QoS 1/2 publish
-// of an MQTT 3.1.1 client, the Receive Maximum exceeded). A client can
-// cause either at will, so each kind is bounded by a logLimit:
+// of an MQTT 3.1.1 client, the Receive Maximum exceeded), and clients held
+// to a per-client limit ("client limit reached": a subscription refused
+// for client_limits.max_subscriptions). A client can cause any of these at
+// will, so each kind is bounded by a logLimit:
 // securityLines lines per securityInterval with client, remote address,
 // listener, user name, code and reason, then one summary line per interval
 // with the count of the others ("more refused CONNECTs", "more clients
-// disconnected"). Protocol violations have their own log (violations.go).
+// disconnected", "more client limits reached"). Protocol violations have their own log (violations.go).
 
 const (
 	// securityLines is how many lines of one kind are written one by one
@@ -35,6 +37,7 @@ type securityLog struct {
 	log         *slog.Logger
 	connects    *logLimit
 	disconnects *logLimit
+	limits      *logLimit
 }
 
 // newSecurityLog returns a securityLog writing to log.
@@ -49,6 +52,7 @@ func newSecurityLog(log *slog.Logger) *securityLog {
 		log:         log,
 		connects:    newLogLimit(securityLines, securityInterval, summary("more refused CONNECTs")),
 		disconnects: newLogLimit(securityLines, securityInterval, summary("more clients disconnected")),
+		limits:      newLogLimit(securityLines, securityInterval, summary("more client limits reached")),
 	}
 }
 
@@ -79,10 +83,25 @@ func (s *securityLog) disconnected(cl *mqtt.Client, code byte, reason, what stri
 	s.log.LogAttrs(context.Background(), slog.LevelWarn, "client disconnected", all...)
 }
 
+// limitReached logs that cl reached the per-client limit named limit
+// (client_limits: "subscriptions"), whose value is max; attrs add what was
+// refused (the filter).
+func (s *securityLog) limitReached(cl *mqtt.Client, limit string, max int, attrs ...slog.Attr) {
+	if ok, _ := s.limits.take(); !ok {
+		return
+	}
+	all := append([]slog.Attr{
+		slog.String("client", cl.ID), slog.String("remote", cl.Net.Remote), slog.String("listener", cl.Net.Listener),
+		slog.String("username", string(cl.Properties.Username)), slog.String("limit", limit), slog.Int("max", max),
+	}, attrs...)
+	s.log.LogAttrs(context.Background(), slog.LevelWarn, "client limit reached", all...)
+}
+
 // stop writes the pending summaries now (Server.Close).
 func (s *securityLog) stop() {
 	s.connects.stop()
 	s.disconnects.stop()
+	s.limits.stop()
 }
 
 // codeText is a reason code as it is written in the logs: "0x87".

@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/broker/overload"
 	"github.com/propolis-mqtt/propolis/broker/store"
 )
 
@@ -46,6 +47,10 @@ type Options struct {
 	// such a folder with an error matching store.ErrDamagedWAL. Ignored
 	// when Persistence is given. `propolis serve --repair` sets it.
 	RepairStore bool
+	// StressLevel, when not nil, replaces the node's computed stress level
+	// (0..10) at every sample; the signals are still sampled and reported.
+	// Tests inject a level with it; nil (the default) uses the computed one.
+	StressLevel func() float64
 }
 
 // Server is a Propolis MQTT broker: mochi-mqtt for the protocol, a
@@ -77,6 +82,13 @@ type Server struct {
 	// heldClock, when set (tests only, SetHeldClock), is the clock of the
 	// deliveries each new connection holds back (outConn.now).
 	heldClock atomic.Pointer[func() time.Time]
+
+	// Overload protection (overload.go): the stress level, the clients'
+	// buckets, and the sampling loop Start starts and Close stops.
+	monitor      *overload.Monitor
+	throttler    *overload.Throttler
+	stopSampling chan struct{}
+	sampling     sync.WaitGroup
 }
 
 // ErrListen wraps a failure to bind a listener's address (for example, the
@@ -102,8 +114,10 @@ func New(opts Options) (*Server, error) {
 	m := mqtt.New(mochiOptions(cfg, slog.New(violationHandler{Handler: log.Handler(), v: viol})))
 	viol.clients = m.Clients
 	m.Info.Version = sysVersion(opts.Version)
-	s := &Server{log: log, applyLog: opts.ApplyLog, mochi: m, violations: viol, stats: new(stats)}
+	s := &Server{log: log, applyLog: opts.ApplyLog, mochi: m, violations: viol, stats: new(stats),
+		throttler: overload.NewThrottler(), stopSampling: make(chan struct{})}
 	s.cfg.Store(cfg)
+	s.monitor = s.newMonitor(opts.StressLevel)
 
 	for _, lc := range cfg.Listeners {
 		l, err := newListener(lc, s.connectTimeout, m, log, s.wrapConn, s.connEnded, viol)
@@ -140,6 +154,7 @@ func New(opts Options) (*Server, error) {
 		sec:        newSecurityLog(log),
 		stats:      s.stats,
 		stored:     make(map[string]struct{}),
+		throttler:  s.throttler,
 	}
 	if err := m.AddHook(s.hook, nil); err != nil {
 		s.abort()
@@ -228,6 +243,7 @@ func (s *Server) Start() error {
 	for _, l := range s.listeners {
 		s.log.Info("listening", "listener", l.ID(), "type", l.Protocol(), "address", l.Address())
 	}
+	s.startSampling()
 	return nil
 }
 
@@ -256,6 +272,8 @@ func (s *Server) Addr(name string) string {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.hook.closed.Store(true)
+		close(s.stopSampling)
+		s.sampling.Wait()
 		_ = s.mochi.Close()
 		done := make(chan struct{})
 		go func() {

@@ -25,6 +25,7 @@ import (
 // disconnect itself. A delete landing before OnSessionEstablished is
 // repaired there (restoreInMap).
 func (s *Server) connEnded(c net.Conn) {
+	s.detachThrottle(c)
 	v, ok := s.hook.conns.LoadAndDelete(c)
 	if !ok {
 		return

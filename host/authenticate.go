@@ -60,7 +60,7 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 			ans.res = broker.AuthResult{
 				Decision: broker.Allow,
 				Settings: broker.ClientSettings{ReceiveMaximum: out.receiveMax, SessionExpiry: out.sessionExpiry,
-					Keepalive: out.keepalive, MaxQueued: out.maxQueued},
+					Keepalive: out.keepalive, MaxQueued: out.maxQueued, NoThrottling: out.noThrottling},
 				ConnackUserProperties: slices.Clip(out.connack), // shared by cache hits: an append copies
 			}
 		}

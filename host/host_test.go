@@ -371,3 +371,27 @@ func TestStartInstanceIndex(t *testing.T) {
 	}
 	poll.Until(t, "replacement logs instance 3", func() bool { return strings.Contains(logs.String(), "msg=\"instance 3\"") })
 }
+
+// TestSetOverloadThrottling: set_overload_throttling (ABI 1.3) refuses a
+// value other than 0 or 1, and 0 exempts the allowed client from the
+// broker's overload throttling (ClientSettings.NoThrottling); an
+// authenticator that does not call it leaves the setting off.
+func TestSetOverloadThrottling(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "no-throttling", wasmFixture("ok/no_throttling"), 0, "")
+	h, _ := newTestHost(t, ext)
+	res := h.Authenticate(context.Background(), connect("any", "thing"))
+	if res.Decision != broker.Allow {
+		t.Fatalf("authenticate: %+v (0x80: set_overload_throttling(2) was not INVALID_ARGUMENT)", res)
+	}
+	if !res.Settings.NoThrottling {
+		t.Error("Settings.NoThrottling false after set_overload_throttling(0)")
+	}
+
+	other := t.TempDir()
+	installExtension(t, other, "wat-auth", wasmFixture("ok/wat_auth"), 0, "")
+	h2, _ := newTestHost(t, other)
+	if res := h2.Authenticate(context.Background(), connect("wat", "secret")); res.Decision != broker.Allow || res.Settings.NoThrottling {
+		t.Errorf("an authenticator without set_overload_throttling: %+v", res)
+	}
+}

@@ -89,6 +89,7 @@ var hostFuncBodies = [abi.NumHostFuncs]hostFuncBody{
 	abi.FuncPacketSetInt:              hfPacketSetInt,
 	abi.FuncAddInterceptFilter:        hfAddInterceptFilter,
 	abi.FuncAddInterceptClient:        hfAddInterceptClient,
+	abi.FuncSetOverloadThrottling:     hfSetOverloadThrottling,
 }
 
 // instantiateHostFuncs defines the propolis_v1 module in rt, for e, from
@@ -228,6 +229,19 @@ func hfSetKeepalive(in *instance, _ api.Module, stack []uint64) int32 {
 
 func hfSetMaxQueued(in *instance, _ api.Module, stack []uint64) int32 {
 	return setCount(in, stack, &in.out.maxQueued)
+}
+
+// hfSetOverloadThrottling is set_overload_throttling (ABI 1.3): 0 exempts
+// the client from the broker's overload throttling, 1 leaves it to its
+// listener.
+func hfSetOverloadThrottling(in *instance, _ api.Module, stack []uint64) int32 {
+	v := uint32(stack[0])
+	if v > 1 {
+		return abi.StatusInvalidArgument
+	}
+	in.out.dirty = true
+	in.out.noThrottling = v == 0
+	return abi.StatusOK
 }
 
 // setCount stores a 1-65535 setting.

@@ -48,6 +48,7 @@ type callOut struct {
 	receiveMax    uint16
 	keepalive     *uint16
 	maxQueued     uint16
+	noThrottling  bool // set_overload_throttling(0), ABI 1.3
 	connack       []broker.UserProperty
 	perms         []abi.Permission
 	// result is a host service's result that did not fit the guest's

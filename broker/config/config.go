@@ -42,6 +42,11 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// HTTP is the operator's HTTP endpoint (/metrics, /healthz, /readyz).
 	HTTP HTTP `yaml:"http"`
+	// Overload is the node's stress level and the throttling of the
+	// clients that overload it (package broker/overload).
+	Overload Overload `yaml:"overload"`
+	// ClientLimits are the limits every client is held to.
+	ClientLimits ClientLimits `yaml:"client_limits"`
 	// Source is the file name the configuration came from, or
 	// "<embedded default>" for Default.
 	Source string `yaml:"-"`
@@ -65,7 +70,16 @@ type Listener struct {
 	// TLS is required for type tls, optional for websocket (making it wss)
 	// and not allowed for tcp. Default nil (no TLS).
 	TLS *TLS `yaml:"tls"`
+	// OverloadProtection lets the broker throttle this listener's clients
+	// when the node is under stress (overload.*); the client_limits apply
+	// either way. Default true, filled in by Parse when the key is absent;
+	// nil (a Listener built in Go) also means true, see Protected.
+	OverloadProtection *bool `yaml:"overload_protection"`
 }
+
+// Protected reports whether the listener's clients may be throttled for
+// the node's stress: OverloadProtection, true when nil.
+func (l *Listener) Protected() bool { return l.OverloadProtection == nil || *l.OverloadProtection }
 
 // TLS is the TLS setup of a listener.
 type TLS struct {
@@ -207,6 +221,53 @@ type HTTP struct {
 // metrics are not exposed beyond the machine unless the operator says so.
 const DefaultHTTPAddress = "127.0.0.1:9090"
 
+// Overload is the node's stress level, 0 (idle) to 10 (overloaded), and the
+// throttling of the clients that send the most while it is high (see the
+// package doc of broker/overload for the signals and their weights).
+type Overload struct {
+	// Enabled turns the stress level and the throttling on; off, no client
+	// is ever throttled for stress (client_limits still apply). Default
+	// true.
+	Enabled bool `yaml:"enabled"`
+	// Interval is the time between two samples of the signals, 100ms to 1m.
+	// Default 1s.
+	Interval Duration `yaml:"interval"`
+	// ThrottleLevel is the stress level at or above which the heaviest
+	// senders are throttled, a whole number from 1 to 10. Default 7.
+	ThrottleLevel int `yaml:"throttle_level"`
+	// ReleaseLevel is the stress level below which throttled clients get
+	// their rate back, step by step, 0 to throttle_level. Default 4.
+	ReleaseLevel int `yaml:"release_level"`
+	// MinClientRate, in bytes per second: clients sending less are never
+	// throttled, and nobody is throttled below it; 1KiB to 1GiB. Default
+	// 64KiB.
+	MinClientRate ByteSize `yaml:"min_client_rate"`
+	// MemoryLimit is the memory the memory signal measures the Go runtime's
+	// against, in bytes; 0 means the runtime's GOMEMLIMIT when set, else
+	// no memory signal. At least 0. Default 0.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
+}
+
+// ClientLimits are the limits every client is held to, whatever the
+// node's stress; a zero value is no limit. Rates are enforced by reading
+// the client's socket more slowly: nothing is dropped and nobody is
+// disconnected for them.
+type ClientLimits struct {
+	// PublishRate is the PUBLISH packets per second a client may send, 0
+	// (no limit) to 1,000,000. Default 0.
+	PublishRate int `yaml:"publish_rate"`
+	// PublishBurst is how many PUBLISH packets a client may send at once
+	// beyond publish_rate, 1 to 1,000,000. Default 100.
+	PublishBurst int `yaml:"publish_burst"`
+	// BytesRate is the bytes per second read from a client, 0 (no limit)
+	// or 1KiB to 1GiB. Default 0.
+	BytesRate ByteSize `yaml:"bytes_rate"`
+	// MaxSubscriptions is the number of subscriptions one client may hold,
+	// 0 (no limit) to 1,000,000; a SUBSCRIBE filter beyond it is refused
+	// (MQTT 5: SUBACK 0x97 quota exceeded; 3.1.1: 0x80). Default 0.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+}
+
 // DefaultYAML is the embedded default configuration file text. It is also
 // the documented example configuration, with a comment for every key.
 //
@@ -221,7 +282,7 @@ const defaultSource = "<embedded default>"
 // new Config the caller may modify.
 func Default() *Config {
 	return &Config{
-		Listeners:     []Listener{{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883"}},
+		Listeners:     []Listener{{Name: "tcp", Type: "tcp", Address: "127.0.0.1:1883", OverloadProtection: ptr(true)}},
 		DataDir:       "./data",
 		ExtensionsDir: "./extensions",
 		Durability: Durability{
@@ -245,9 +306,15 @@ func Default() *Config {
 		ExtensionServices: ExtensionServices{Rate: DefaultServiceRate, Burst: DefaultServiceBurst},
 		Log:               Log{Level: "info", Format: "text"},
 		HTTP:              HTTP{Address: DefaultHTTPAddress},
-		Source:            defaultSource,
+		Overload: Overload{Enabled: true, Interval: Duration(time.Second), ThrottleLevel: 7, ReleaseLevel: 4,
+			MinClientRate: 64 << 10},
+		ClientLimits: ClientLimits{PublishBurst: 100},
+		Source:       defaultSource,
 	}
 }
+
+// ptr returns a pointer to v.
+func ptr[T any](v T) *T { return &v }
 
 // Load reads and validates the file at path. Every problem is reported in
 // one pass, as Errors; a file that cannot be read gives the error from
@@ -272,6 +339,9 @@ func Parse(name string, data []byte) (*Config, error) {
 		l := &c.Listeners[i]
 		if l.Type == "websocket" && !doc.Has("listeners["+strconv.Itoa(i)+"].path") {
 			l.Path = "/mqtt"
+		}
+		if l.OverloadProtection == nil {
+			l.OverloadProtection = ptr(true)
 		}
 	}
 	doc.Add(c.validate()...)

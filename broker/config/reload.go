@@ -61,6 +61,16 @@ var reloadRules = []reloadRule{
 	{key: "log.level", live: true, to: "now", logger: true, why: "the broker was given no way to change its logger (broker.Options.ApplyLog)"},
 	{key: "log.format", live: true, to: "now", logger: true, why: "the broker was given no way to change its logger (broker.Options.ApplyLog)"},
 	{key: "http", why: "its socket is bound at start (package opshttp)"},
+	{key: "overload.enabled", why: "the sampling loop is started with it"},
+	{key: "overload.interval", why: "the sampling loop is started with it"},
+	{key: "overload.throttle_level", live: true, to: "the next sample"},                // Server.overloadPolicy, every sample
+	{key: "overload.release_level", live: true, to: "the next sample"},                 // Server.overloadPolicy, every sample
+	{key: "overload.min_client_rate", live: true, to: "the next sample"},               // Server.overloadPolicy, every sample
+	{key: "overload.memory_limit", live: true, to: "the next sample"},                  // Server.memoryLimit, every sample
+	{key: "client_limits.publish_rate", live: true, to: "CONNECTs from now on"},        // Server.clientLimits, when a CONNECT is accepted
+	{key: "client_limits.publish_burst", live: true, to: "CONNECTs from now on"},       // Server.clientLimits, when a CONNECT is accepted
+	{key: "client_limits.bytes_rate", live: true, to: "CONNECTs from now on"},          // Server.clientLimits, when a CONNECT is accepted
+	{key: "client_limits.max_subscriptions", live: true, to: "SUBSCRIBEs from now on"}, // hook.maxSubscriptions, per SUBSCRIBE
 }
 
 // Change is one key whose value differs between two configurations.

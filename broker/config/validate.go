@@ -152,7 +152,41 @@ func (c *Config) validate() Errors {
 	ch.enum("log.format", c.Log.Format, logFormats)
 
 	c.validateHTTP(ch)
+	c.validateOverload(ch)
 	return ch.errs
+}
+
+// Limits of the overload and client_limits keys.
+const (
+	minOverloadInterval = Duration(100 * time.Millisecond)
+	maxOverloadInterval = Duration(time.Minute)
+	minRateBytes        = 1 << 10
+	maxRateBytes        = 1 << 30
+	maxLimitCount       = 1000000
+)
+
+// validateOverload checks the overload and client_limits sections.
+func (c *Config) validateOverload(ch *checker) {
+	o := &c.Overload
+	ch.durationRange("overload.interval", o.Interval, minOverloadInterval, maxOverloadInterval)
+	ch.intRange("overload.throttle_level", o.ThrottleLevel, 1, 10)
+	if o.ReleaseLevel < 0 || o.ReleaseLevel > o.ThrottleLevel {
+		ch.addf("overload.release_level", "%d out of range 0-%d (overload.throttle_level)", o.ReleaseLevel, o.ThrottleLevel)
+	}
+	if o.MinClientRate < minRateBytes || o.MinClientRate > maxRateBytes {
+		ch.addf("overload.min_client_rate", "%s out of range %s-%s", o.MinClientRate, ByteSize(minRateBytes), ByteSize(maxRateBytes))
+	}
+	if o.MemoryLimit < 0 {
+		ch.addf("overload.memory_limit", "%s is negative (0 means GOMEMLIMIT, or no memory signal)", o.MemoryLimit)
+	}
+
+	l := &c.ClientLimits
+	ch.intRange("client_limits.publish_rate", l.PublishRate, 0, maxLimitCount)
+	ch.intRange("client_limits.publish_burst", l.PublishBurst, 1, maxLimitCount)
+	if l.BytesRate != 0 && (l.BytesRate < minRateBytes || l.BytesRate > maxRateBytes) {
+		ch.addf("client_limits.bytes_rate", "%s is neither 0 (no limit) nor in range %s-%s", l.BytesRate, ByteSize(minRateBytes), ByteSize(maxRateBytes))
+	}
+	ch.intRange("client_limits.max_subscriptions", l.MaxSubscriptions, 0, maxLimitCount)
 }
 
 // validateListeners checks each listener and that names and fixed addresses

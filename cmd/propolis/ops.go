@@ -55,6 +55,9 @@ func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, log *slog.L
 	if err := metrics.RegisterBroker(reg, srv); err != nil {
 		return err
 	}
+	if err := metrics.RegisterOverload(reg, srv); err != nil {
+		return err
+	}
 	ops.Serve(opshttp.Routes{Gatherer: reg, Ready: ready, Logger: log}.Mux())
 	log.Info("operator HTTP endpoint", "address", ops.Addr(), "metrics", ops.URL()+opshttp.MetricsPath,
 		"healthz", ops.URL()+opshttp.HealthzPath, "readyz", ops.URL()+opshttp.ReadyzPath)

@@ -133,6 +133,8 @@ func Lookup(v any, key string) (string, error) {
 		return strconv.Itoa(rv.Len()), nil
 	case rv.Kind() == reflect.Pointer && rv.IsNil():
 		return "<nil>", nil
+	case rv.Kind() == reflect.Pointer && rv.Elem().Kind() != reflect.Struct: // an optional scalar (*bool)
+		rv = rv.Elem()
 	}
 	return fmt.Sprint(rv.Interface()), nil
 }

@@ -5,9 +5,9 @@
 
 #include <stdint.h>
 
-/* The ABI version this header describes (1.2). */
+/* The ABI version this header describes (1.3). */
 #define PROPOLIS_ABI_MAJOR 1
-#define PROPOLIS_ABI_MINOR 2
+#define PROPOLIS_ABI_MINOR 3
 #define PROPOLIS_IMPORT_MODULE "propolis_v1"
 
 /* Export names of the callbacks (ABI.md section 3). */
@@ -193,6 +193,7 @@ PROPOLIS_HOST_("packet_set") int32_t propolis_host_packet_set(int32_t field, con
 PROPOLIS_HOST_("packet_set_int") int32_t propolis_host_packet_set_int(int32_t field, int64_t value);
 PROPOLIS_HOST_("add_intercept_filter") int32_t propolis_host_add_intercept_filter(int32_t callbacks, const void *ptr, int32_t len);
 PROPOLIS_HOST_("add_intercept_client") int32_t propolis_host_add_intercept_client(const void *ptr, int32_t len);
+PROPOLIS_HOST_("set_overload_throttling") int32_t propolis_host_set_overload_throttling(int32_t enabled);
 #endif /* __wasm__ */
 
 #endif /* PROPOLIS_ABI_H */

@@ -144,6 +144,9 @@ func hostAddInterceptFilter(callbacks uint32, ptr unsafe.Pointer, length uint32)
 //go:wasmimport propolis_v1 add_intercept_client
 func hostAddInterceptClient(ptr unsafe.Pointer, length uint32) int32
 
+//go:wasmimport propolis_v1 set_overload_throttling
+func hostSetOverloadThrottling(enabled uint32) int32
+
 // The exports of ABI.md section 3. _initialize comes from Go's c-shared
 // runtime.
 

@@ -187,6 +187,11 @@ func applyAuthResult(h hostAPI, r *AuthResult) string {
 			return "set_max_queued: " + statusName(st)
 		}
 	}
+	if r.NoThrottling {
+		if st := h.setOverloadThrottling(false); st < 0 {
+			return "set_overload_throttling: " + statusName(st)
+		}
+	}
 	for _, p := range r.ConnackUserProperties {
 		if st := h.addConnackUserProperty(p.Key, p.Value); st < 0 {
 			return "add_connack_user_property " + quote(p.Key) + ": " + statusName(st)

@@ -36,6 +36,12 @@ func (r *recorder) setSessionExpiry(s uint32) int32   { return r.call("set_sessi
 func (r *recorder) setReceiveMaximum(n uint16) int32  { return r.call("set_receive_maximum", n) }
 func (r *recorder) setKeepalive(s uint16) int32       { return r.call("set_keepalive", s) }
 func (r *recorder) setMaxQueued(n uint16) int32       { return r.call("set_max_queued", n) }
+func (r *recorder) setOverloadThrottling(on bool) int32 {
+	if on {
+		return r.call("set_overload_throttling", 1)
+	}
+	return r.call("set_overload_throttling", 0)
+}
 func (r *recorder) addPermission(p []byte) int32 {
 	return r.call("add_permission", fmt.Sprintf("% x", p))
 }
@@ -161,6 +167,7 @@ func TestAuthenticate(t *testing.T) {
 		ReceiveMaximum:        10,
 		Keepalive:             &keepalive,
 		MaxQueued:             500,
+		NoThrottling:          true,
 		ConnackUserProperties: []UserProperty{{"tier", "gold"}},
 		Permissions:           []Permission{DenyTopic("devices/secret/#"), AllowTopic("devices/{clientid}/#")},
 	}
@@ -177,6 +184,7 @@ func TestAuthenticate(t *testing.T) {
 			"set_receive_maximum(10)",
 			"set_keepalive(0)",
 			"set_max_queued(500)",
+			"set_overload_throttling(0)",
 			"add_connack_user_property(tier, gold)",
 			"add_permission(02 03 00 00 00 00 00 00 10 00 00 00 64 65 76 69 63 65 73 2f 73 65 63 72 65 74 2f 23)",
 			"add_permission(01 03 00 00 00 00 00 00 14 00 00 00 64 65 76 69 63 65 73 2f 7b 63 6c 69 65 6e 74 69 64 7d 2f 23)",
@@ -337,6 +345,7 @@ func (nopHost) setSessionExpiry(uint32) int32            { return 0 }
 func (nopHost) setReceiveMaximum(uint16) int32           { return 0 }
 func (nopHost) setKeepalive(uint16) int32                { return 0 }
 func (nopHost) setMaxQueued(uint16) int32                { return 0 }
+func (nopHost) setOverloadThrottling(bool) int32         { return 0 }
 func (nopHost) addConnackUserProperty(_, _ string) int32 { return 0 }
 func (nopHost) addPermission([]byte) int32               { return 0 }
 func (nopHost) packetSet(uint32, string) int32           { return 0 }

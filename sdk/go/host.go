@@ -13,6 +13,7 @@ type hostAPI interface {
 	setReceiveMaximum(n uint16) int32
 	setKeepalive(seconds uint16) int32
 	setMaxQueued(n uint16) int32
+	setOverloadThrottling(enabled bool) int32
 	addConnackUserProperty(key, value string) int32
 	addPermission(perm []byte) int32
 	// The interceptor functions (ABI 1.2): value is passed as it is, as a

@@ -24,6 +24,7 @@ func (nativeHost) setSessionExpiry(uint32) int32            { return statusNotAv
 func (nativeHost) setReceiveMaximum(uint16) int32           { return statusNotAvailable }
 func (nativeHost) setKeepalive(uint16) int32                { return statusNotAvailable }
 func (nativeHost) setMaxQueued(uint16) int32                { return statusNotAvailable }
+func (nativeHost) setOverloadThrottling(bool) int32         { return statusNotAvailable }
 func (nativeHost) addConnackUserProperty(_, _ string) int32 { return statusNotAvailable }
 func (nativeHost) addPermission([]byte) int32               { return statusNotAvailable }
 func (nativeHost) packetSet(uint32, string) int32           { return statusNotAvailable }

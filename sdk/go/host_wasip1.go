@@ -32,6 +32,13 @@ func (wasmHost) setKeepalive(seconds uint16) int32 { return hostSetKeepalive(uin
 
 func (wasmHost) setMaxQueued(n uint16) int32 { return hostSetMaxQueued(uint32(n)) }
 
+func (wasmHost) setOverloadThrottling(enabled bool) int32 {
+	if enabled {
+		return hostSetOverloadThrottling(1)
+	}
+	return hostSetOverloadThrottling(0)
+}
+
 func (wasmHost) addConnackUserProperty(key, value string) int32 {
 	return hostAddConnackUserProperty(unsafe.Pointer(unsafe.StringData(key)), uint32(len(key)),
 		unsafe.Pointer(unsafe.StringData(value)), uint32(len(value)))

@@ -153,6 +153,12 @@ type AuthResult struct {
 	// MaxQueued, if not 0, sets how many QoS 1/2 messages the broker keeps
 	// for the client (at most the broker's own limit).
 	MaxQueued uint16
+	// NoThrottling (ABI 1.3) exempts the client from the broker's overload
+	// throttling: however high the broker's stress level, the client's
+	// socket is not read more slowly for it. The broker's per-client
+	// limits (client_limits) apply either way. Default false: the client's
+	// listener decides.
+	NoThrottling bool
 	// ConnackUserProperties are added to the CONNACK (MQTT 5 clients; at
 	// most 32).
 	ConnackUserProperties []UserProperty

@@ -80,6 +80,7 @@ func TestWasmBuild(t *testing.T) {
 		"set_receive_maximum":       "(i32)->i32",
 		"set_keepalive":             "(i32)->i32",
 		"set_max_queued":            "(i32)->i32",
+		"set_overload_throttling":   "(i32)->i32",
 		"add_connack_user_property": "(i32,i32,i32,i32)->i32",
 		"add_permission":            "(i32,i32)->i32",
 		"packet_set":                "(i32,i32,i32)->i32",

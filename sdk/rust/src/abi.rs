@@ -5,8 +5,8 @@
 
 #![allow(dead_code)]
 
-/// The ABI minor version this SDK is built to (1.2); the marker export returns it.
-pub const ABI_MINOR: i32 = 2;
+/// The ABI minor version this SDK is built to (1.3); the marker export returns it.
+pub const ABI_MINOR: i32 = 3;
 
 /// The import module of the host functions.
 pub const IMPORT_MODULE: &str = "propolis_v1";
@@ -198,6 +198,7 @@ pub mod host {
         pub fn packet_set_int(field: i32, value: i64) -> i32;
         pub fn add_intercept_filter(callbacks: i32, ptr: *const u8, len: i32) -> i32;
         pub fn add_intercept_client(ptr: *const u8, len: i32) -> i32;
+        pub fn set_overload_throttling(enabled: i32) -> i32;
     }
 }
 
@@ -339,6 +340,9 @@ pub mod host {
         super::STATUS_NOT_AVAILABLE
     }
     pub unsafe fn add_intercept_client(ptr: *const u8, len: i32) -> i32 {
+        super::STATUS_NOT_AVAILABLE
+    }
+    pub unsafe fn set_overload_throttling(enabled: i32) -> i32 {
         super::STATUS_NOT_AVAILABLE
     }
 }

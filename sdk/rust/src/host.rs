@@ -221,6 +221,14 @@ pub fn set_max_queued(n: u16) -> Result<()> {
     status(unsafe { raw::set_max_queued(n as i32) }).map(|_| ())
 }
 
+/// (ABI 1.3) Whether the broker's overload protection may throttle the
+/// client: `false` exempts it (its socket is never read more slowly for the
+/// broker's stress level); `true`, the default, leaves it to its listener.
+/// The broker's per-client limits apply either way.
+pub fn set_overload_throttling(enabled: bool) -> Result<()> {
+    status(unsafe { raw::set_overload_throttling(enabled as i32) }).map(|_| ())
+}
+
 /// Adds a user property to the CONNACK (MQTT 5 clients; at most 32).
 pub fn add_connack_user_property(key: &str, value: &str) -> Result<()> {
     let (k, v) = (key.as_bytes(), value.as_bytes());
