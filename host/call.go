@@ -12,17 +12,19 @@ import (
 )
 
 // Outcome is how one call into an extension ended. Later versions may
-// append outcomes (a rate limit on host services, for one): an observer
-// needs a default case.
+// append outcomes: an observer needs a default case (Answered and String
+// cover every one).
 type Outcome uint8
 
-// Outcomes, as a CallObserver sees them.
+// Outcomes, as a CallObserver sees them. The answers of a deciding
+// callback (abi.Callbacks' Decisions) are told apart: allow, next, deny,
+// disconnect, named as abi.Decisions names them.
 const (
-	// OutcomeOK: the callback answered; for a deciding callback, ALLOW or
-	// NEXT.
+	// OutcomeOK: a callback that decides nothing (an event, a tick, start,
+	// stop) answered.
 	OutcomeOK Outcome = iota
-	// OutcomeDeny: a deciding callback answered DENY or DISCONNECT (or a
-	// start callback refused to start).
+	// OutcomeDeny: a deciding callback answered DENY (or a start callback
+	// refused to start).
 	OutcomeDeny
 	// OutcomeTrap: the guest trapped (or a host function trapped it on a
 	// bad pointer). The instance was discarded.
@@ -31,8 +33,9 @@ const (
 	// the caller's context (the broker's CONNECT deadline) ended before the
 	// extension answered. An instance interrupted in a call is discarded.
 	OutcomeDeadline
-	// OutcomeInvalid: the answer is not one ABI.md defines. The instance
-	// was discarded.
+	// OutcomeInvalid: the answer is not one ABI.md defines (or an
+	// interceptor staged a change the host refused). The instance was
+	// discarded.
 	OutcomeInvalid
 	// OutcomeUnavailable: no instance could take the call (all busy for a
 	// whole call deadline, or the extension stopped).
@@ -41,16 +44,53 @@ const (
 	// (ErrRecordTooLarge); the callback was not called. The instance is
 	// kept.
 	OutcomeTooLarge
+	// OutcomeAllow: a deciding callback answered ALLOW.
+	OutcomeAllow
+	// OutcomeNext: a deciding callback (an interceptor included) answered
+	// NEXT.
+	OutcomeNext
+	// OutcomeDisconnect: an authorizer answered DISCONNECT.
+	OutcomeDisconnect
+	// OutcomeRateLimited: the callback answered, but at least one of its
+	// host service calls was refused with RATE_LIMITED, so its answer was
+	// made without what the service would have given. It takes the place
+	// of the answer's own outcome (RATIONALE.md, "Why is a rate-limited
+	// call an outcome of its own?").
+	OutcomeRateLimited
+	// NumOutcomes is the number of outcomes; it is not one.
+	NumOutcomes
 )
 
-var outcomeNames = [...]string{"ok", "deny", "trap", "deadline", "invalid", "unavailable", "too_large"}
+var outcomeNames = [NumOutcomes]string{"ok", "deny", "trap", "deadline", "invalid", "unavailable", "too_large",
+	"allow", "next", "disconnect", "rate_limited"}
 
-// String returns the outcome's name ("ok", "deny", "trap", ...).
+// decisionOutcomes is the outcome of each answer of a deciding callback,
+// indexed by abi.Decision.
+var decisionOutcomes = [...]Outcome{
+	abi.DecisionNext:       OutcomeNext,
+	abi.DecisionAllow:      OutcomeAllow,
+	abi.DecisionDeny:       OutcomeDeny,
+	abi.DecisionDisconnect: OutcomeDisconnect,
+}
+
+// String returns the outcome's name ("ok", "allow", "trap", ...), as
+// metrics label it.
 func (o Outcome) String() string {
-	if int(o) < len(outcomeNames) {
+	if o < NumOutcomes {
 		return outcomeNames[o]
 	}
 	return "unknown"
+}
+
+// Answered reports whether the guest answered the call (whatever it
+// answered): false for a trap, a deadline, an invalid answer, no instance
+// and a record too large.
+func (o Outcome) Answered() bool {
+	switch o {
+	case OutcomeOK, OutcomeAllow, OutcomeNext, OutcomeDeny, OutcomeDisconnect, OutcomeRateLimited:
+		return true
+	}
+	return false
 }
 
 // Call describes one finished call into an extension.
@@ -74,28 +114,35 @@ type CallObserver interface {
 	ObserveCall(c Call)
 }
 
-// observe tells the observer, if any, about a call that began at began.
-func (h *Host) observe(e *extension, cb abi.Callback, began time.Time, o Outcome) {
+// observe tells the observer, if any, about a call that began at began
+// (clock).
+func (h *Host) observe(e *extension, cb abi.Callback, began int64, o Outcome) {
 	if obs := h.opts.Observer; obs != nil {
-		obs.ObserveCall(Call{Extension: e.ID(), Callback: cb, Took: time.Since(began), Outcome: o})
+		obs.ObserveCall(Call{Extension: e.ID(), Callback: cb, Took: time.Duration(monotonic() - began), Outcome: o})
 	}
 }
 
-// clock returns the time a call begins, for observe; the zero time when
-// there is no observer (a clock read per PUBLISH is not free).
-func (h *Host) clock() time.Time {
+// clock returns the time a call begins (monotonic nanoseconds), for
+// observe; 0 when there is no observer (a clock read per PUBLISH is not
+// free). One monotonic read at each end: time.Now would read the wall
+// clock as well.
+func (h *Host) clock() int64 {
 	if h.opts.Observer == nil {
-		return time.Time{}
+		return 0
 	}
-	return time.Now()
+	return monotonic()
 }
 
-// classify names the outcome of a call that returned err; refused is true
-// for an answer that denies.
-func classify(err error, refused bool) Outcome {
+// classify names the outcome of a call of cb: err's kind when it failed;
+// otherwise OutcomeRateLimited when a host service refused it
+// RATE_LIMITED, the outcome of its decision d for a deciding callback,
+// OutcomeOK for the others. It is the one place outcomes are decided.
+func classify(cb abi.Callback, err error, d abi.Decision, rateLimited bool) Outcome {
 	switch {
-	case err == nil && refused:
-		return OutcomeDeny
+	case err == nil && rateLimited:
+		return OutcomeRateLimited
+	case err == nil && abi.Callbacks[cb].Decides() && int(d) < len(decisionOutcomes):
+		return decisionOutcomes[d]
 	case err == nil:
 		return OutcomeOK
 	case errors.Is(err, ErrDeadline), errors.Is(err, ErrCanceled):
@@ -156,6 +203,8 @@ type answer struct {
 	code     byte
 	// out is what the guest set through host functions during the call.
 	out callOut
+	// outcome is how the call ended (classify), as the observer heard.
+	outcome Outcome
 }
 
 // invoke is the one path for calls into a pooled extension's callbacks:
@@ -173,8 +222,9 @@ type answer struct {
 //
 // The error is nil when the guest answered; a caller deciding on it then
 // fails closed. A call the caller's context ended is not counted against
-// the extension. Service rate limits go here too, and an interceptor's
-// refused change (packet_set) makes the answer invalid here.
+// the extension. A host service refused RATE_LIMITED during the call makes
+// its outcome rate_limited here, and an interceptor's refused change
+// (packet_set) makes the answer invalid here.
 //
 // Start and stop callbacks, made on one instance outside any pool, run
 // through instance.run too and are observed by newInstance and
@@ -189,13 +239,15 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	began := h.clock()
 	if err := ctx.Err(); err != nil {
 		err = fmt.Errorf("%s: %w (%v)", cb, ErrCanceled, context.Cause(ctx))
-		h.observe(e, cb, began, classify(err, false))
-		return answer{ext: e}, err
+		o := classify(cb, err, 0, false)
+		h.observe(e, cb, began, o)
+		return answer{ext: e, outcome: o}, err
 	}
 	e, in, err := h.acquire(ctx, e, cb)
 	if err != nil {
-		h.observe(e, cb, began, classify(err, false))
-		return answer{ext: e}, err
+		o := classify(cb, err, 0, false)
+		h.observe(e, cb, began, o)
+		return answer{ext: e, outcome: o}, err
 	}
 	var res uint64
 	in.conn = conn
@@ -220,9 +272,10 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	if err == nil {
 		a.out = in.out
 	}
+	a.outcome = classify(cb, err, a.decision, in.out.rateLimited)
 	in.conn = broker.Conn{}
 	e.release(in, cb, err)
-	h.observe(e, cb, began, classify(err, abi.Decisions[a.decision].Refuses))
+	h.observe(e, cb, began, a.outcome)
 	return a, err
 }
 

@@ -65,7 +65,7 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 		want                    Outcome
 		wantCode                byte
 	}{
-		{name: "allow", fixture: "ok/wat_auth", user: "wat", pass: "secret", want: OutcomeOK},
+		{name: "allow", fixture: "ok/wat_auth", user: "wat", pass: "secret", want: OutcomeAllow},
 		{name: "deny", fixture: "ok/wat_auth", user: "wat", pass: "wrong", want: OutcomeDeny, wantCode: 0x86},
 		{name: "trap", fixture: "error/trap", want: OutcomeTrap, wantCode: 0x80},
 		{name: "deadline", fixture: "error/spin", manifest: "limits:\n  call_deadline: 20ms\n", want: OutcomeDeadline, wantCode: 0x80},
@@ -80,7 +80,7 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 			if len(got) != 1 || got[0] != tc.want {
 				t.Fatalf("observed %v, want [%v]", got, tc.want)
 			}
-			if tc.want == OutcomeOK {
+			if tc.want == OutcomeAllow {
 				if res.Decision != broker.Allow {
 					t.Fatalf("decision %v, want allow", res.Decision)
 				}
