@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -90,6 +92,52 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 				t.Fatalf("answer %v 0x%x, want deny 0x%x", res.Decision, res.ReasonCode, tc.wantCode)
 			}
 		})
+	}
+}
+
+// TestObserverSeesEachDecision: a deciding callback's answers are told
+// apart (authorize_publish of wat-auth: NEXT, DENY, DISCONNECT; its
+// authenticate: ALLOW), and each outcome of a decision is named as
+// abi.Decisions names the decision.
+func TestObserverSeesEachDecision(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "wat-auth", wasmFixture("ok/wat_auth"), 0, "")
+	h, rec := observedHost(t, ext)
+	res := h.Authenticate(context.Background(), connect("wat", "secret"))
+	if res.Decision != broker.Allow {
+		t.Fatalf("authenticate: %+v", res)
+	}
+	for _, topic := range []string{"a/b", "readonly/x", "kick"} {
+		res.Client.AuthorizePublish(&broker.Publish{Topic: topic, QoS: 1})
+	}
+	if got, want := rec.of(abi.CallbackAuthenticate), []Outcome{OutcomeAllow}; !slices.Equal(got, want) {
+		t.Errorf("authenticate outcomes %v, want %v", got, want)
+	}
+	if got, want := rec.of(abi.CallbackAuthorizePublish), []Outcome{OutcomeNext, OutcomeDeny, OutcomeDisconnect}; !slices.Equal(got, want) {
+		t.Errorf("authorize_publish outcomes %v, want %v", got, want)
+	}
+	for d, info := range abi.Decisions {
+		if got := decisionOutcomes[d].String(); got != strings.ToLower(info.Name) {
+			t.Errorf("decision %s: outcome %q", info.Name, got)
+		}
+	}
+	for o := range NumOutcomes {
+		if o.String() == "unknown" || o.String() == "" {
+			t.Errorf("outcome %d has no name", o)
+		}
+	}
+}
+
+// TestStatusRows: every status code of the ABI table is counted under its
+// own row; a length counts as OK.
+func TestStatusRows(t *testing.T) {
+	for i, st := range abi.Statuses {
+		if got := statusRow(st.Code); got != i {
+			t.Errorf("%s: row %d, want %d", st.Name, got, i)
+		}
+	}
+	if got := abi.Statuses[statusRow(42)].Name; got != "OK" {
+		t.Errorf("a length counts as %s", got)
 	}
 }
 
