@@ -128,6 +128,39 @@ func TestObserverSeesEachDecision(t *testing.T) {
 	}
 }
 
+// TestObserverTimesPerMessageCallsBySample: every authenticate call is
+// timed; authorize_publish calls, one in timeSample at random (of 2,000,
+// none timed or all timed has a chance far below 1e-50).
+func TestObserverTimesPerMessageCallsBySample(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "wat-auth", wasmFixture("ok/wat_auth"), 0, "")
+	h, rec := observedHost(t, ext)
+	res := h.Authenticate(context.Background(), connect("wat", "secret"))
+	const n = 2000
+	for range n {
+		res.Client.AuthorizePublish(&broker.Publish{Topic: "a/b", QoS: 1})
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	timed := map[abi.Callback]int{}
+	for _, c := range rec.calls {
+		if c.Timed {
+			timed[c.Callback]++
+			if c.Took <= 0 {
+				t.Errorf("a timed call took %v", c.Took)
+			}
+		} else if c.Took != 0 {
+			t.Errorf("a call not timed took %v", c.Took)
+		}
+	}
+	if timed[abi.CallbackAuthenticate] != 1 {
+		t.Errorf("timed authenticate calls: %d, want 1", timed[abi.CallbackAuthenticate])
+	}
+	if got := timed[abi.CallbackAuthorizePublish]; got == 0 || got == n {
+		t.Errorf("timed authorize_publish calls: %d of %d, want about %d", got, n, n/timeSample)
+	}
+}
+
 // TestStatusRows: every status code of the ABI table is counted under its
 // own row; a length counts as OK.
 func TestStatusRows(t *testing.T) {

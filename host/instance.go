@@ -213,7 +213,7 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 		}
 		rec := abi.StartRecord{ExtensionID: e.manifest.ID, ExtensionVersion: e.manifest.Version,
 			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg, Instance: index}
-		began := e.host.clock()
+		began := e.host.clock(abi.CallbackStart)
 		res, err := in.callRecord(abi.CallbackStart, rec.Encode(in.scratch()))
 		o := classify(abi.CallbackStart, err, 0, in.out.rateLimited)
 		if err == nil && uint32(res) != 0 {

@@ -493,7 +493,7 @@ func (p *pool) retire(in *instance, graceful bool) uint64 {
 	}
 	if graceful && in.fns[abi.CallbackStop] != nil {
 		in.stack[0] = 0
-		began := p.ext.host.clock()
+		began := p.ext.host.clock(abi.CallbackStop)
 		_, err := in.runBounded(abi.CallbackStop, p.ext.setupLimit())
 		p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(abi.CallbackStop, err, 0, false))
 		if err != nil {

@@ -46,10 +46,14 @@ var callBuckets = [...]time.Duration{
 // CallObserver (pass it as host.Options.Observer) and a
 // prometheus.Collector (register it once the host exists: Watch).
 //
-// ObserveCall does a copy-on-write map lookup by extension id, an array
-// index by callback and three atomic adds; it takes no lock and resolves
-// no label once an extension's callback has been seen (the first call
-// of each allocates its counters, under a mutex).
+// The host asks it for an observer per extension (ForExtension, once per
+// load): a call is then an array index by callback, two atomic loads and
+// one atomic add (three for a timed call); no lock, no lookup, no label
+// resolution once an extension's callback has been seen (the first call
+// of each allocates its counters, under a mutex). Calls through
+// ObserveCall add a lookup in a copy-on-write map by id.
+// Collect builds constant metrics from the counters; a scrape racing
+// calls may see a histogram's count and sum a call apart.
 //
 // Series are bounded by the host's folders: at each scrape, the call
 // series of an extension the host no longer lists (its folder removed)
@@ -70,9 +74,16 @@ type Extensions struct {
 }
 
 // extCalls is one extension's call counters, a slot per callback (nil
-// until its first call); the array is replaced whole under Extensions.mu.
+// until its first call, set under Extensions.mu). It is the observer the
+// host keeps for the extension (ForExtension), so that a call needs no
+// lookup by id.
 type extCalls struct {
-	cbs [abi.NumCallbacks]*cbCalls
+	x   *Extensions
+	id  string
+	cbs [abi.NumCallbacks]atomic.Pointer[cbCalls]
+	// dropped is set when Collect dropped it (its folder was no longer
+	// listed); a call still made through it puts it back (resurrect).
+	dropped atomic.Bool
 }
 
 // cbCalls is the counters of one extension's callback, updated with
@@ -86,7 +97,7 @@ type cbCalls struct {
 	outcomes [host.NumOutcomes]atomic.Uint64
 }
 
-var _ host.CallObserver = (*Extensions)(nil)
+var _ host.ExtensionObserver = (*Extensions)(nil)
 var _ prometheus.Collector = (*Extensions)(nil)
 
 // NewExtensions makes the extension metrics, with no host yet: give it to
@@ -99,7 +110,8 @@ func NewExtensions() *Extensions {
 				"rate_limited (answered, but a host service call was refused RATE_LIMITED).",
 			[]string{"extension", "callback", "outcome"}, nil),
 		duration: prometheus.NewDesc("propolis_extension_call_duration_seconds",
-			"Duration of calls into an extension's callback, waiting for an instance included.",
+			"Duration of calls into an extension's callback, waiting for an instance included; "+
+				"authorize_publish and intercept_publish_* are timed one call in 16, at random, the others every call.",
 			[]string{"extension", "callback"}, nil),
 		instances: prometheus.NewDesc("propolis_extension_instances",
 			"Instances in the extension's pool now (limits.pool_size, more while grown).",
@@ -134,18 +146,38 @@ func NewExtensions() *Extensions {
 // Watch makes Collect read h's status at each scrape.
 func (x *Extensions) Watch(h ExtensionHost) { x.host.Store(&h) }
 
-// ObserveCall counts one call: its duration and its outcome. The host
-// calls it on the calling goroutine (often a client's hot path).
+// ObserveCall counts one call's outcome, and its duration when the host
+// timed it. The host calls it on the calling goroutine (often a client's
+// hot path) for an extension it did not get an observer for
+// (ForExtension): a lookup by id, then as extCalls.ObserveCall.
 func (x *Extensions) ObserveCall(c host.Call) {
+	e := (*x.byExt.Load())[c.Extension]
+	if e == nil {
+		e = x.entry(c.Extension)
+	}
+	e.ObserveCall(c)
+}
+
+// ForExtension returns the observer of extension id's calls: its
+// counters. The host asks once per loaded extension.
+func (x *Extensions) ForExtension(id string) host.CallObserver { return x.entry(id) }
+
+// ObserveCall counts one call of e's extension: its outcome, and its
+// duration when the host timed it.
+func (e *extCalls) ObserveCall(c host.Call) {
 	if c.Callback >= abi.NumCallbacks || c.Outcome >= host.NumOutcomes {
 		return // a later host's callback or outcome: nothing to file it under
 	}
-	var cc *cbCalls
-	if e := (*x.byExt.Load())[c.Extension]; e != nil {
-		cc = e.cbs[c.Callback]
+	if e.dropped.Load() {
+		e.x.resurrect(e)
 	}
+	cc := e.cbs[c.Callback].Load()
 	if cc == nil {
-		cc = x.slot(c.Extension, c.Callback)
+		cc = e.x.slot(e, c.Callback)
+	}
+	cc.outcomes[c.Outcome].Add(1)
+	if !c.Timed { // one in sixteen per-message calls is timed (host.Call)
+		return
 	}
 	i := 0
 	for i < len(callBuckets) && c.Took > callBuckets[i] {
@@ -153,27 +185,57 @@ func (x *Extensions) ObserveCall(c host.Call) {
 	}
 	cc.buckets[i].Add(1)
 	cc.sumNs.Add(int64(c.Took))
-	cc.outcomes[c.Outcome].Add(1)
 }
 
-// slot returns the counters of id's callback cb, creating them (and
-// publishing a new map) on first use.
-func (x *Extensions) slot(id string, cb abi.Callback) *cbCalls {
+// entry returns id's counters, creating them (and publishing a new map)
+// on first use.
+func (x *Extensions) entry(id string) *extCalls {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	old := *x.byExt.Load()
-	if e := old[id]; e != nil && e.cbs[cb] != nil {
-		return e.cbs[cb] // another goroutine made it meanwhile
-	}
-	ne := &extCalls{}
 	if e := old[id]; e != nil {
-		*ne = *e
+		return e
 	}
-	ne.cbs[cb] = &cbCalls{}
+	e := &extCalls{x: x, id: id}
 	m := maps.Clone(old)
-	m[id] = ne
+	m[id] = e
 	x.byExt.Store(&m)
-	return ne.cbs[cb]
+	return e
+}
+
+// slot returns the counters of e's callback cb, creating them on first
+// use.
+func (x *Extensions) slot(e *extCalls, cb abi.Callback) *cbCalls {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if cc := e.cbs[cb].Load(); cc != nil {
+		return cc // another goroutine made it meanwhile
+	}
+	cc := &cbCalls{}
+	e.cbs[cb].Store(cc)
+	return cc
+}
+
+// resurrect puts back counters Collect dropped that a call still uses:
+// the extension's folder was not listed at a scrape but its extension
+// still runs (a scrape between its load and its status), or a removed
+// extension's call was late (the next scrape drops them again). A newer
+// entry of the same id (a folder added again) wins; e's counts then stay
+// out of the registry.
+func (x *Extensions) resurrect(e *extCalls) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !e.dropped.Load() {
+		return
+	}
+	e.dropped.Store(false)
+	old := *x.byExt.Load()
+	if old[e.id] != nil {
+		return
+	}
+	m := maps.Clone(old)
+	m[e.id] = e
+	x.byExt.Store(&m)
 }
 
 // Describe sends the descriptions of every extension metric.
@@ -195,7 +257,8 @@ func (x *Extensions) Collect(ch chan<- prometheus.Metric) {
 		x.collectStatus(ch, sts, h.SecurityExtensions())
 	}
 	for id, e := range *x.byExt.Load() {
-		for cb, cc := range e.cbs {
+		for cb := range e.cbs {
+			cc := e.cbs[cb].Load()
 			if cc == nil {
 				continue
 			}
@@ -237,7 +300,13 @@ func (x *Extensions) prune(sts []host.Status) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	m := maps.Clone(*x.byExt.Load())
-	maps.DeleteFunc(m, func(id string, _ *extCalls) bool { return !listed[id] })
+	maps.DeleteFunc(m, func(id string, e *extCalls) bool {
+		if listed[id] {
+			return false
+		}
+		e.dropped.Store(true)
+		return true
+	})
 	x.byExt.Store(&m)
 }
 
