@@ -104,7 +104,8 @@ type Call struct {
 	// when Timed. Only one in sixteen calls of the callbacks made per
 	// message (authorize_publish, intercept_publish_inbound and
 	// _outbound) is timed, at random; every other call is.
-	Took  time.Duration
+	Took time.Duration
+	// Timed is whether Took was measured (0 otherwise).
 	Timed bool
 	// Outcome is how it ended.
 	Outcome Outcome
@@ -129,8 +130,9 @@ type ExtensionObserver interface {
 	ForExtension(id string) CallObserver
 }
 
-// observerFor is the observer of e's calls: Options.Observer's own for e
+// observerFor is the observer of extension id's calls: Options.Observer's own
 // when it is an ExtensionObserver, Options.Observer otherwise (or nil).
+// loadExtension asks once per extension.
 func (h *Host) observerFor(id string) CallObserver {
 	if x, ok := h.opts.Observer.(ExtensionObserver); ok {
 		return x.ForExtension(id)
