@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,7 +67,7 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 		want                    Outcome
 		wantCode                byte
 	}{
-		{name: "allow", fixture: "ok/wat_auth", user: "wat", pass: "secret", want: OutcomeOK},
+		{name: "allow", fixture: "ok/wat_auth", user: "wat", pass: "secret", want: OutcomeAllow},
 		{name: "deny", fixture: "ok/wat_auth", user: "wat", pass: "wrong", want: OutcomeDeny, wantCode: 0x86},
 		{name: "trap", fixture: "error/trap", want: OutcomeTrap, wantCode: 0x80},
 		{name: "deadline", fixture: "error/spin", manifest: "limits:\n  call_deadline: 20ms\n", want: OutcomeDeadline, wantCode: 0x80},
@@ -80,7 +82,7 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 			if len(got) != 1 || got[0] != tc.want {
 				t.Fatalf("observed %v, want [%v]", got, tc.want)
 			}
-			if tc.want == OutcomeOK {
+			if tc.want == OutcomeAllow {
 				if res.Decision != broker.Allow {
 					t.Fatalf("decision %v, want allow", res.Decision)
 				}
@@ -90,6 +92,85 @@ func TestObserverSeesEveryOutcome(t *testing.T) {
 				t.Fatalf("answer %v 0x%x, want deny 0x%x", res.Decision, res.ReasonCode, tc.wantCode)
 			}
 		})
+	}
+}
+
+// TestObserverSeesEachDecision: a deciding callback's answers are told
+// apart (authorize_publish of wat-auth: NEXT, DENY, DISCONNECT; its
+// authenticate: ALLOW), and each outcome of a decision is named as
+// abi.Decisions names the decision.
+func TestObserverSeesEachDecision(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "wat-auth", wasmFixture("ok/wat_auth"), 0, "")
+	h, rec := observedHost(t, ext)
+	res := h.Authenticate(context.Background(), connect("wat", "secret"))
+	if res.Decision != broker.Allow {
+		t.Fatalf("authenticate: %+v", res)
+	}
+	for _, topic := range []string{"a/b", "readonly/x", "kick"} {
+		res.Client.AuthorizePublish(&broker.Publish{Topic: topic, QoS: 1})
+	}
+	if got, want := rec.of(abi.CallbackAuthenticate), []Outcome{OutcomeAllow}; !slices.Equal(got, want) {
+		t.Errorf("authenticate outcomes %v, want %v", got, want)
+	}
+	if got, want := rec.of(abi.CallbackAuthorizePublish), []Outcome{OutcomeNext, OutcomeDeny, OutcomeDisconnect}; !slices.Equal(got, want) {
+		t.Errorf("authorize_publish outcomes %v, want %v", got, want)
+	}
+	for d, info := range abi.Decisions {
+		if got := decisionOutcomes[d].String(); got != strings.ToLower(info.Name) {
+			t.Errorf("decision %s: outcome %q", info.Name, got)
+		}
+	}
+	for o := range NumOutcomes {
+		if o.String() == "unknown" || o.String() == "" {
+			t.Errorf("outcome %d has no name", o)
+		}
+	}
+}
+
+// TestObserverTimesPerMessageCallsBySample: every authenticate call is
+// timed; authorize_publish calls, one in timeSample at random (of 2,000,
+// none timed or all timed has a chance far below 1e-50).
+func TestObserverTimesPerMessageCallsBySample(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "wat-auth", wasmFixture("ok/wat_auth"), 0, "")
+	h, rec := observedHost(t, ext)
+	res := h.Authenticate(context.Background(), connect("wat", "secret"))
+	const n = 2000
+	for range n {
+		res.Client.AuthorizePublish(&broker.Publish{Topic: "a/b", QoS: 1})
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	timed := map[abi.Callback]int{}
+	for _, c := range rec.calls {
+		if c.Timed {
+			timed[c.Callback]++
+			if c.Took <= 0 {
+				t.Errorf("a timed call took %v", c.Took)
+			}
+		} else if c.Took != 0 {
+			t.Errorf("a call not timed took %v", c.Took)
+		}
+	}
+	if timed[abi.CallbackAuthenticate] != 1 {
+		t.Errorf("timed authenticate calls: %d, want 1", timed[abi.CallbackAuthenticate])
+	}
+	if got := timed[abi.CallbackAuthorizePublish]; got == 0 || got == n {
+		t.Errorf("timed authorize_publish calls: %d of %d, want about %d", got, n, n/timeSample)
+	}
+}
+
+// TestStatusRows: every status code of the ABI table is counted under its
+// own row; a length counts as OK.
+func TestStatusRows(t *testing.T) {
+	for i, st := range abi.Statuses {
+		if got := statusRow(st.Code); got != i {
+			t.Errorf("%s: row %d, want %d", st.Name, got, i)
+		}
+	}
+	if got := abi.Statuses[statusRow(42)].Name; got != "OK" {
+		t.Errorf("a length counts as %s", got)
 	}
 }
 

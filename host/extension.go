@@ -127,6 +127,13 @@ type extension struct {
 	// ticksSkipped counts the ticks dropped because a tick was running.
 	ticksSkipped atomic.Int64
 
+	// counters are the folder's, shared with the versions before and
+	// after this one (counters.go).
+	counters *folderCounters
+	// obs hears about this extension's calls (Host.observerFor); nil
+	// without an observer.
+	obs CallObserver
+
 	// Counters. tooLarge counts the records the guest's buffer could not
 	// take (ErrRecordTooLarge).
 	calls, errors, dropped, tooLarge atomic.Int64
@@ -149,7 +156,8 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	e := &extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
 		deadline: time.Duration(m.Limits.CallDeadline), authDeadline: time.Duration(m.Limits.AuthenticateDeadline),
 		previous: previous, gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst),
-		authCache: newAuthCache(m.Limits.AuthCacheEntries)}
+		authCache: newAuthCache(m.Limits.AuthCacheEntries), counters: h.countersFor(filepath.Base(dir)),
+		obs: h.observerFor(m.ID)}
 	if e.http, err = newHTTPClient(dir, m); err != nil {
 		return nil, err
 	}

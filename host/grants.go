@@ -100,6 +100,7 @@ func (g *serviceGate) admit(in *instance, f abi.HostFunc) int32 {
 	}
 	if !g.limiter.Allow() {
 		g.rateLimited.Add(1)
+		in.out.dirty, in.out.rateLimited = true, true
 		g.refused(in, f, "host service call over the extension's rate limit", "rate", g.rate, "burst", g.burst)
 		return abi.StatusRateLimited
 	}

@@ -54,8 +54,11 @@ type Host struct {
 	mu     sync.Mutex
 	exts   map[string]*extension // running, by id (= folder name)
 	status map[string]*Status    // every folder seen, by folder name
-	chain  atomic.Pointer[chain]
-	svc    atomic.Pointer[servicesRef] // the broker's services; see services.go
+	// counters are each folder's counters that outlive its versions
+	// (counters.go), by folder name; dropped with the folder's status.
+	counters map[string]*folderCounters
+	chain    atomic.Pointer[chain]
+	svc      atomic.Pointer[servicesRef] // the broker's services; see services.go
 	// authKeys computes the authentication cache's keys (authcache.go).
 	authKeys *authKeyer
 
@@ -151,6 +154,18 @@ type Status struct {
 	// limits.pool_size, more while it has grown (up to
 	// limits.max_pool_size).
 	Instances int
+	// The counters below are the folder's: they outlive reloads (every
+	// version adds to them) and go when the folder goes (counters.go).
+	//
+	// InstanceWaits counts the calls that found no idle instance and
+	// waited for one; CrashLoopStops the times a version was stopped
+	// after a crash loop; Reloads the times a new version replaced the
+	// running one.
+	InstanceWaits, CrashLoopStops, Reloads int64
+	// ServiceCalls counts the host service calls by service and status
+	// (refusals included: NOT_PERMITTED, RATE_LIMITED, NOT_AVAILABLE),
+	// the non-zero counts only, in abi's table order.
+	ServiceCalls []ServiceCalls
 }
 
 // New creates a host with no extension (every CONNECT refused) and starts
@@ -161,7 +176,7 @@ func New(opts Options) (*Host, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{},
+	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{}, counters: map[string]*folderCounters{},
 		folders: map[string]*folderState{}, done: make(chan struct{}), freeReq: make(chan struct{}, 1),
 		watchdogQuit: make(chan struct{}), authKeys: newAuthKeyer(), trimEvery: trimEvery}
 	h.chain.Store(&chain{})
@@ -247,6 +262,7 @@ func (h *Host) start(ctx context.Context, dir string, m *Manifest) error {
 	h.rebuildChain()
 	h.setStatus(name, e.status(StateRunning, ""))
 	if old != nil {
+		e.counters.reloads.Add(1)
 		h.checkSecurity(e.ID(), "reloaded")
 		go old.stop(true) // its calls in flight finish; the scanner goes on
 		e.log.Info("extension reloaded", "version", m.Version, "previous", previous, "priority", m.Priority,
@@ -290,6 +306,7 @@ func (h *Host) fail(e *extension, reason error) {
 	if !current || e.stopped.Load() {
 		return
 	}
+	e.counters.crashLoopStops.Add(1)
 	h.setFailed(name, e.manifest, fmt.Errorf("%w; its decisions are denied until it is replaced, disabled or removed", reason))
 	go func() {
 		e.stop(false)
@@ -310,6 +327,7 @@ func (h *Host) setStatus(name string, st *Status) {
 	h.mu.Lock()
 	if st == nil {
 		delete(h.status, name)
+		delete(h.counters, name)
 	} else {
 		h.status[name] = st
 	}
@@ -340,6 +358,10 @@ func (h *Host) Status() []Status {
 			s.TicksSkipped = e.ticksSkipped.Load()
 			s.AuthCacheHits, s.AuthCacheEntries = e.authCache.hits.Load(), e.authCache.len()
 			s.Instances = e.pool.count()
+		}
+		if c := h.counters[name]; c != nil {
+			s.InstanceWaits, s.CrashLoopStops, s.Reloads = c.waits.Load(), c.crashLoopStops.Load(), c.reloads.Load()
+			s.ServiceCalls = c.serviceCalls()
 		}
 		out = append(out, s)
 	}

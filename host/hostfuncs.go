@@ -111,23 +111,36 @@ func instantiateHostFuncs(ctx context.Context, rt wazero.Runtime, e *extension) 
 				// _initialize.
 				in = &instance{ext: e, cb: abi.CallbackInitialize}
 			}
-			if !info.In.Has(in.cb) {
-				stack[0] = status(abi.StatusNotAvailable)
-				return
-			}
-			if info.Service != abi.ServiceNone {
-				if st := in.ext.gate.admit(in, f); st != abi.StatusOK {
-					stack[0] = status(st)
-					return
-				}
-			}
-			stack[0] = status(body(in, mod, stack))
+			st := callHostFunc(in, f, &info, body, mod, stack)
+			stack[0] = status(st)
 		}), valueTypes(sig.Params), valueTypes(sig.Results)).Export(info.Name)
 	}
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("instantiate host functions: %w", err)
 	}
 	return nil
+}
+
+// callHostFunc is the one path of a guest's call of host function f:
+// where it is callable (info.In), then for a host service the manifest's
+// grant and the rate limit (the gate), then its body. Every host service
+// call that returns is counted here, by service and status, refusals
+// included.
+func callHostFunc(in *instance, f abi.HostFunc, info *abi.HostFuncInfo, body hostFuncBody, mod api.Module, stack []uint64) int32 {
+	if info.Service == abi.ServiceNone {
+		if !info.In.Has(in.cb) {
+			return abi.StatusNotAvailable
+		}
+		return body(in, mod, stack)
+	}
+	st := abi.StatusNotAvailable
+	if info.In.Has(in.cb) {
+		if st = in.ext.gate.admit(in, f); st == abi.StatusOK {
+			st = body(in, mod, stack) // a trap (bad pointer) panics through: not counted
+		}
+	}
+	in.ext.counters.countService(info.Service, st)
+	return st
 }
 
 // valueTypes converts ABI value types to wazero's (the same bytes).

@@ -70,6 +70,9 @@ type callOut struct {
 	// interceptClients are the client id patterns add_intercept_client
 	// set, in order.
 	interceptClients []string
+	// rateLimited: a host service call was refused RATE_LIMITED (the
+	// call's outcome is then OutcomeRateLimited).
+	rateLimited bool
 }
 
 func (o *callOut) reset() {
@@ -211,9 +214,13 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 		}
 		rec := abi.StartRecord{ExtensionID: e.manifest.ID, ExtensionVersion: e.manifest.Version,
 			BrokerVersion: e.host.opts.BrokerVersion, PreviousVersion: previous, Config: cfg, Instance: index}
-		began := e.host.clock()
+		began := e.host.clock(abi.CallbackStart)
 		res, err := in.callRecord(abi.CallbackStart, rec.Encode(in.scratch()))
-		e.host.observe(e, abi.CallbackStart, began, classify(err, uint32(res) != 0))
+		o := classify(abi.CallbackStart, err, 0, in.out.rateLimited)
+		if err == nil && uint32(res) != 0 {
+			o = OutcomeDeny // a refusal to start
+		}
+		e.host.observe(e, abi.CallbackStart, began, o)
 		if err != nil {
 			return fail(err)
 		}

@@ -143,6 +143,7 @@ func (p *pool) wait(ctx context.Context, cb abi.Callback) (*instance, error) {
 	if abi.Interceptors.Has(cb) && p.ext.inBroker.Load() > 0 && p.full() {
 		return nil, errNested
 	}
+	p.ext.counters.waits.Add(1)
 	t := time.NewTimer(p.ext.deadlineFor(cb))
 	defer t.Stop()
 	p.grow()
@@ -207,6 +208,7 @@ func (p *pool) getAuth(ctx context.Context) (*instance, error) {
 		if !waiting {
 			p.authWaiters++
 			waiting = true
+			p.ext.counters.waits.Add(1)
 		}
 		changed := p.changed
 		p.mu.Unlock()
@@ -491,9 +493,9 @@ func (p *pool) retire(in *instance, graceful bool) uint64 {
 	}
 	if graceful && in.fns[abi.CallbackStop] != nil {
 		in.stack[0] = 0
-		began := p.ext.host.clock()
+		began := p.ext.host.clock(abi.CallbackStop)
 		_, err := in.runBounded(abi.CallbackStop, p.ext.setupLimit())
-		p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(err, false))
+		p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(abi.CallbackStop, err, 0, false))
 		if err != nil {
 			p.ext.log.Warn("stop callback failed", "error", err)
 		}

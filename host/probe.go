@@ -235,7 +235,7 @@ func (p *Probe) Call(ctx context.Context, cb abi.Callback, rec interface{ Encode
 	for _, ch := range a.out.packet {
 		res.Changes = append(res.Changes, ch.String())
 	}
-	res.Outcome = classify(err, abi.Decisions[a.decision].Refuses)
+	res.Outcome = a.outcome
 	res.Memory = p.ext.pool.idleMemory()
 	return res
 }

@@ -72,13 +72,13 @@ func TestProbe(t *testing.T) {
 		t.Fatalf("callbacks %v", got)
 	}
 	res := p.Call(context.Background(), abi.CallbackAuthorizePublish, &abi.PublishRecord{Topic: "a"}, []byte{9, 9})
-	if res.Outcome != OutcomeOK || res.Decision != abi.DecisionNext || !reflect.DeepEqual(res.Refused, []abi.HostFunc{abi.FuncStorageGet}) || res.Memory == 0 {
+	if res.Outcome != OutcomeNext || res.Decision != abi.DecisionNext || !reflect.DeepEqual(res.Refused, []abi.HostFunc{abi.FuncStorageGet}) || res.Memory == 0 {
 		t.Fatalf("call: %+v", res)
 	}
 	if err := p.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if res := p.Call(context.Background(), abi.CallbackAuthorizePublish, &abi.PublishRecord{Topic: "a"}, nil); res.Outcome != OutcomeOK {
+	if res := p.Call(context.Background(), abi.CallbackAuthorizePublish, &abi.PublishRecord{Topic: "a"}, nil); res.Outcome != OutcomeNext {
 		t.Fatalf("after restart: %+v", res)
 	}
 	if res := p.Call(context.Background(), abi.CallbackAuthorizePublish, &abi.Permission{}, nil); res.Err == nil {

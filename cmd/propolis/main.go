@@ -92,18 +92,19 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 
 	// The host touches no file until LoadAll, so a refused start (address
 	// in use, newer data format) leaves the data folder as it was.
+	ops, err := listenOps(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeOps(ops, log) // after srv.Close and h.Close on every path below
 	opts := hostOptions(cfg)
 	opts.StatusFile, opts.BrokerVersion, opts.Logger = statusFile(cfg), version, log
+	ext := extensionMetrics(ops, &opts)
 	h, err := host.New(opts)
 	if err != nil {
 		return err
 	}
 	defer h.Close(context.Background())
-	ops, err := listenOps(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeOps(ops, log) // after srv.Close on every path below
 	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, ApplyLog: out.set, RepairStore: repair, Version: version,
 		Extensions: broker.Extensions{Authenticator: h, Events: h, Interceptors: h}})
 	if errors.Is(err, store.ErrDamagedWAL) {
@@ -115,7 +116,7 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	// The second step of the wiring: the host reaches the broker's services
 	// (sessions, subscriptions, retained messages, publishing) from here on.
 	h.UseBroker(srv)
-	if err := serveOps(ops, srv, h, log); err != nil {
+	if err := serveOps(ops, srv, h, ext, log); err != nil {
 		_ = srv.Close()
 		return err
 	}

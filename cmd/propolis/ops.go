@@ -40,10 +40,23 @@ func listenOps(cfg *config.Config, log *slog.Logger) (*opshttp.Server, error) {
 	return opshttp.Listen(cfg.HTTP, log)
 }
 
-// serveOps builds the metrics registry over srv and h and starts serving
-// ops (nil: the endpoint is off). The broker is ready when both it and
+// extensionMetrics returns the observer of every call into an extension
+// and sets it in opts, when the endpoint is on (ops not nil); with the
+// endpoint off the host observes nothing and pays nothing for it.
+func extensionMetrics(ops *opshttp.Server, opts *host.Options) *metrics.Extensions {
+	if ops == nil {
+		return nil
+	}
+	ext := metrics.NewExtensions()
+	opts.Observer = ext
+	return ext
+}
+
+// serveOps builds the metrics registry over srv, h and ext (the observer
+// extensionMetrics gave h) and starts serving ops (nil: the endpoint is
+// off). The broker is ready when both it and
 // the host say so (broker.Server.Ready, host.Host.Ready).
-func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, log *slog.Logger) error {
+func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, ext *metrics.Extensions, log *slog.Logger) error {
 	if ops == nil {
 		return nil
 	}
@@ -56,6 +69,10 @@ func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, log *slog.L
 		return err
 	}
 	if err := metrics.RegisterOverload(reg, srv); err != nil {
+		return err
+	}
+	ext.Watch(h)
+	if err := reg.Register(ext); err != nil {
 		return err
 	}
 	ops.Serve(opshttp.Routes{Gatherer: reg, Ready: ready, Logger: log}.Mux())

@@ -69,9 +69,7 @@ func (o *mqttObserver) summary() (total int, failed []string) {
 	for cb, byOutcome := range o.calls {
 		for out, n := range byOutcome {
 			total += n
-			switch out {
-			case host.OutcomeOK, host.OutcomeDeny, host.OutcomeTooLarge:
-			default:
+			if !out.Answered() && out != host.OutcomeTooLarge {
 				failed = append(failed, fmt.Sprintf("%s ended %s %d times", abi.Callbacks[cb].Export, out, n))
 			}
 		}

@@ -33,15 +33,12 @@ func answerOf(res host.ProbeResult) answer {
 }
 
 func (a answer) String() string {
-	var s string
-	switch a.outcome {
-	case host.OutcomeOK, host.OutcomeDeny:
-		s = a.decision.String()
-		if a.code != 0 {
-			s = fmt.Sprintf("%s %#02x", a.decision, a.code)
-		}
-	default:
+	if !a.outcome.Answered() {
 		return a.outcome.String()
+	}
+	s := a.decision.String()
+	if a.code != 0 {
+		s = fmt.Sprintf("%s %#02x", a.decision, a.code)
 	}
 	if a.reason != "" {
 		s += fmt.Sprintf(" reason %q", a.reason)
@@ -214,12 +211,8 @@ func (x *runner) pass(corpus []*input, record bool) []answer {
 		}
 		out[in.n] = answerOf(res)
 		if !record {
-			switch res.Outcome {
-			case host.OutcomeOK, host.OutcomeDeny, host.OutcomeTooLarge:
-			default:
-				if x.repeatFail == nil {
-					x.repeatFail = &failure{in, errString(res.Err)}
-				}
+			if !res.Outcome.Answered() && res.Outcome != host.OutcomeTooLarge && x.repeatFail == nil {
+				x.repeatFail = &failure{in, errString(res.Err)}
 			}
 			continue
 		}
@@ -227,10 +220,10 @@ func (x *runner) pass(corpus []*input, record bool) []answer {
 		for _, f := range res.Refused {
 			s.refused = append(s.refused, failure{in, abi.HostFuncs[f].Name})
 		}
-		switch res.Outcome {
-		case host.OutcomeOK, host.OutcomeDeny:
+		switch {
+		case res.Outcome.Answered():
 			continue
-		case host.OutcomeTooLarge:
+		case res.Outcome == host.OutcomeTooLarge:
 			s.tooLarge++
 			continue
 		}
