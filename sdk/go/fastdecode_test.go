@@ -13,46 +13,40 @@ import (
 // check that the fast path is the one taken for the records a host
 // writes, and that whatever it accepts, the careful one decodes alike.
 
-// publishRecords returns PUBLISH records a host writes, without their
-// header.
+// publishRecords returns PUBLISH records a host writes.
 func publishRecords() map[string][]byte {
 	return map[string][]byte{
 		"typical":       publishFields(1, 1, "sensor-1", "u", "devices/sensor-1/temperature", `{"t":21.5}`),
 		"empty payload": publishFields(0, 0, "c", "", "a", ""),
 		"all empty":     publishFields(0, 0, "", "", "", ""),
 		"will":          publishFields(2, 3, "c", "u", "w/t", "gone"),
-		"trailing":      append(publishFields(0, 0, "c", "u", "t", "p"), 1, 2, 3, 4, 5), // a later minor's field
+		"trailing":      trailing(publishFields(0, 0, "c", "u", "t", "p"), 1, 2, 3, 4, 5), // a later minor's field
 	}
 }
 
 func publishFields(qos, flags byte, client, user, topic, payload string) []byte {
-	b := []byte{qos, flags, 0, 0}
-	for _, s := range []string{client, user, topic, payload} {
-		b = append(b, str(s)...)
-	}
-	return b
+	return makeRecord(kindPublish, []byte{qos, flags, 0, 0}, str(client), str(user), str(topic), str(payload))
 }
 
-// messageRecords returns MESSAGE records (without their header): those
-// with an empty tail, which take the fast path, and others.
+// messageRecords returns MESSAGE records: those with an empty tail, which
+// take the fast path, and others.
 func messageRecords() (fast, other map[string][]byte) {
-	body := func(rec []byte) []byte { return rec[headerSize:] }
 	head := [][]byte{{2, 4, 0, 0}, str("sub-1"), str("user"), str("pub-1"), {1, 1, 1, 0}, u32(60), str("a/b"), str("hello")}
 	fields := func(tail ...[]byte) []byte {
-		return body(makeRecord(kindMessage, append(append([][]byte{}, head...), tail...)...))
+		return makeRecord(kindMessage, append(append([][]byte{}, head...), tail...)...)
 	}
 	empty := [][]byte{u32(0), str(""), str(""), str("")}
 	fast = map[string][]byte{
 		"empty tail": fields(empty...),
 		"trailing":   append(fields(empty...), 9, 9, 9, 9),
-		"inbound qos 0": body(makeRecord(kindMessage, []byte{1, 4, 0, 0}, str("c"), str("u"), str("c"), []byte{0, 0, 0, 0}, u32(0),
+		"inbound qos 0": (makeRecord(kindMessage, []byte{1, 4, 0, 0}, str("c"), str("u"), str("c"), []byte{0, 0, 0, 0}, u32(0),
 			str("t"), str("x"), u32(0), str(""), str(""), str(""))),
-		"empty payload": body(makeRecord(kindMessage, []byte{1, 5, 0, 0}, str("c"), str(""), str("c"), []byte{0, 0, 0, 0}, u32(0),
+		"empty payload": (makeRecord(kindMessage, []byte{1, 5, 0, 0}, str("c"), str(""), str("c"), []byte{0, 0, 0, 0}, u32(0),
 			str("t"), str(""), u32(0), str(""), str(""), str(""))),
 	}
 	other = map[string][]byte{
 		"no tail":        fields(),
-		"properties":     body(messageRecord(2, 1, 1, "a/b", "hello", "k", "v")),
+		"properties":     (messageRecord(2, 1, 1, "a/b", "hello", "k", "v")),
 		"content type":   fields(u32(0), str("ct"), str(""), str("")),
 		"correlation":    fields(u32(0), str(""), str(""), str("c")),
 		"tail cut short": fields(u32(0), str("")),
@@ -67,7 +61,7 @@ func TestDecodeFastPathTaken(t *testing.T) {
 			t.Errorf("PUBLISH %s: not decoded by the fast path", name)
 			continue
 		}
-		if err := decodePublishFields(b, &slow); err != nil || !reflect.DeepEqual(fast, slow) {
+		if err := decodePublishFields(fields(b), &slow); err != nil || !reflect.DeepEqual(fast, slow) {
 			t.Errorf("PUBLISH %s: fast %+v, fields %+v (%v)", name, fast, slow, err)
 		}
 	}
@@ -78,7 +72,7 @@ func TestDecodeFastPathTaken(t *testing.T) {
 			t.Errorf("MESSAGE %s: not decoded by the fast path", name)
 			continue
 		}
-		if err := decodeMessageFields(b, &s); err != nil || !reflect.DeepEqual(f, s) {
+		if err := decodeMessageFields(fields(b), &s); err != nil || !reflect.DeepEqual(f, s) {
 			t.Errorf("MESSAGE %s: fast %+v, fields %+v (%v)", name, f, s, err)
 		}
 		if f.Payload != nil && len(f.Payload) == 0 {
@@ -131,7 +125,7 @@ func TestDecodeFastAgreesWithFields(t *testing.T) {
 				continue
 			}
 			accepted++
-			if err := decodeMessageFields(b, &s); err != nil || !reflect.DeepEqual(f, s) {
+			if err := decodeMessageFields(fields(b), &s); err != nil || !reflect.DeepEqual(f, s) {
 				t.Fatalf("MESSAGE % x: fast %+v, fields %+v (%v)", b, f, s, err)
 			}
 			continue
@@ -141,7 +135,7 @@ func TestDecodeFastAgreesWithFields(t *testing.T) {
 			continue
 		}
 		accepted++
-		if err := decodePublishFields(b, &s); err != nil || !reflect.DeepEqual(f, s) {
+		if err := decodePublishFields(fields(b), &s); err != nil || !reflect.DeepEqual(f, s) {
 			t.Fatalf("PUBLISH % x: fast %+v, fields %+v (%v)", b, f, s, err)
 		}
 	}
@@ -149,6 +143,16 @@ func TestDecodeFastAgreesWithFields(t *testing.T) {
 		t.Errorf("only %d mutated records took the fast path: the test checks little", accepted)
 	}
 }
+
+// trailing returns rec with more fields (a later minor's) at its end.
+func trailing(rec []byte, more ...byte) []byte {
+	rec = append(append([]byte(nil), rec...), more...)
+	binary.LittleEndian.PutUint32(rec, uint32(len(rec)))
+	return rec
+}
+
+// fields returns rec's fields, as the careful decoders take them.
+func fields(rec []byte) []byte { return rec[headerSize:binary.LittleEndian.Uint32(rec)] }
 
 // mutate returns a changed copy of b.
 func mutate(rng *rand.Rand, b []byte) []byte {
