@@ -388,10 +388,18 @@ func (p *pool) trim() {
 	p.lowIdle.Store(int32(p.idleCount()))
 }
 
+// testAfterHotStore, when set (a test), runs in put between storing into
+// hot and looking at waiters again: where a caller that began to wait
+// meanwhile must be seen.
+var testAfterHotStore func()
+
 // put returns an instance after a successful call: into hot when it is
 // empty and no caller waits on idle, into idle otherwise (see takeHot).
 func (p *pool) put(in *instance) {
 	if p.waiters.Load() == 0 && p.hot.CompareAndSwap(nil, in) {
+		if testAfterHotStore != nil {
+			testAfterHotStore()
+		}
 		if p.waiters.Load() == 0 {
 			return
 		}
