@@ -116,18 +116,37 @@ func (r *ConnackRecord) Encode(buf []byte) []byte {
 	return w.End()
 }
 
-// Encode appends the record to buf[:0] and returns it.
+// Encode writes the record into buf[:0] when it has the capacity (into a
+// new slice otherwise) and returns it. It runs for every intercepted
+// message, so it writes by offset (see putStr) rather than with Writer.
 func (r *MessageRecord) Encode(buf []byte) []byte {
-	var w Writer
-	w.Begin(buf, KindMessage)
-	w.U8(r.Direction)
-	w.U8(r.ProtocolVersion)
-	w.U16(0)
-	w.Str(r.ClientID)
-	w.Str(r.Username)
-	w.Str(r.Publisher)
-	w.message(&r.Message)
-	return w.End()
+	m := &r.Message
+	n := HeaderSize + 4 + 3*4 + len(r.ClientID) + len(r.Username) + len(r.Publisher) + // up to the publisher
+		8 + 5*4 + len(m.Topic) + len(m.Payload) + len(m.ContentType) + len(m.ResponseTopic) + len(m.CorrelationData) +
+		4 // the user property count
+	for _, p := range m.UserProperties {
+		n += 8 + len(p.Key) + len(p.Value)
+	}
+	b := sized(buf, n)
+	putHeader(b, KindMessage)
+	b[8], b[9], b[10], b[11] = r.Direction, r.ProtocolVersion, 0, 0
+	o := putStr(b, 12, r.ClientID)
+	o = putStr(b, o, r.Username)
+	o = putStr(b, o, r.Publisher)
+	b[o], b[o+1], b[o+2], b[o+3] = m.QoS, m.Flags, m.PayloadFormat, 0
+	binary.LittleEndian.PutUint32(b[o+4:], m.MessageExpiry)
+	o = putStr(b, o+8, m.Topic)
+	o = putStr(b, o, view(m.Payload))
+	binary.LittleEndian.PutUint32(b[o:], uint32(len(m.UserProperties)))
+	o += 4
+	for _, p := range m.UserProperties {
+		o = putStr(b, o, p.Key)
+		o = putStr(b, o, p.Value)
+	}
+	o = putStr(b, o, m.ContentType)
+	o = putStr(b, o, m.ResponseTopic)
+	putStr(b, o, view(m.CorrelationData))
+	return b
 }
 
 // Encode appends the record to buf[:0] and returns it.

@@ -138,18 +138,18 @@ func (r *ConnectRecord) Encode(buf []byte) []byte {
 	return w.End()
 }
 
-// Encode appends the record to buf[:0] and returns it.
+// Encode writes the record into buf[:0] when it has the capacity (into a
+// new slice otherwise) and returns it. It runs for every authorized
+// PUBLISH, so it writes by offset (see putStr) rather than with Writer.
 func (r *PublishRecord) Encode(buf []byte) []byte {
-	var w Writer
-	w.Begin(buf, KindPublish)
-	w.U8(r.QoS)
-	w.U8(r.Flags)
-	w.U16(0)
-	w.Str(r.ClientID)
-	w.Str(r.Username)
-	w.Str(r.Topic)
-	w.Bytes(r.Payload)
-	return w.End()
+	b := sized(buf, HeaderSize+4+4*4+len(r.ClientID)+len(r.Username)+len(r.Topic)+len(r.Payload))
+	putHeader(b, KindPublish)
+	b[8], b[9], b[10], b[11] = r.QoS, r.Flags, 0, 0
+	o := putStr(b, 12, r.ClientID)
+	o = putStr(b, o, r.Username)
+	o = putStr(b, o, r.Topic)
+	putStr(b, o, view(r.Payload))
+	return b
 }
 
 // Encode appends the record to buf[:0] and returns it.

@@ -417,3 +417,70 @@ func BenchmarkInterceptDelivery(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInterceptLayers splits one no-op intercept_publish_inbound call
+// (testdata/guests/interceptnoop, the harness's propolis-intercept-in
+// guest, 10-byte payload) into layers, as BenchmarkCallLayers does for
+// authorize_publish, guarded and unguarded:
+//
+//   - "marker": wazero's entry into and exit from the Go guest;
+//   - "guest": the export with the MESSAGE record already in the guest
+//     buffer: the above plus the SDK's decoding, the handler and the
+//     answer;
+//   - "host": Host.InterceptPublish, the broker's whole path: the above
+//     plus the chain, the pool hand-off and encoding the record.
+//
+// Read cpu-ns/op (reportCPU).
+func BenchmarkInterceptLayers(b *testing.B) {
+	wasm := buildGuest(b, "testdata/guests", "interceptnoop")
+	for _, unguarded := range []bool{false, true} {
+		name := "guarded"
+		if unguarded {
+			name = "unguarded"
+		}
+		testUnguarded = unguarded
+		ext := b.TempDir()
+		installExtension(b, ext, "noop", wasm, 0, "limits:\n  pool_size: 1\n  call_deadline: 1m\n")
+		h, logs := newTestHost(b, ext)
+		testUnguarded = false
+		cl := broker.Peer{ID: "sensor-1", Username: "u", ProtocolVersion: 4}
+		payload := []byte(`{"t":21.5}`)
+		m := &broker.Message{Topic: "devices/sensor-1/temperature", Payload: payload}
+		const cb = abi.CallbackInterceptPublishInbound
+		e := h.chain.Load().callers(cb)[0]
+		run := func(b *testing.B, cb abi.Callback) {
+			in, err := e.acquire(context.Background(), cb)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rec := abi.MessageRecord{Direction: abi.Inbound, ProtocolVersion: cl.ProtocolVersion, ClientID: cl.ID,
+				Username: cl.Username, Publisher: cl.ID, Message: abi.Message{Topic: m.Topic, Payload: m.Payload}}
+			n := uint64(len(rec.Encode(in.scratch())))
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := cpuTime()
+			for i := 0; i < b.N; i++ {
+				in.stack[0] = n
+				if _, err := in.run(cb); err != nil {
+					b.Fatalf("call %d: %v", i, err)
+				}
+			}
+			reportCPU(b, cpu)
+			b.StopTimer()
+			e.release(in, cb, nil)
+		}
+		b.Run(name+"/marker", func(b *testing.B) { run(b, abi.CallbackMarker) })
+		b.Run(name+"/guest", func(b *testing.B) { run(b, cb) })
+		b.Run(name+"/host", func(b *testing.B) {
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := cpuTime()
+			for i := 0; i < b.N; i++ {
+				if p := h.InterceptPublish(cl, m); p.Stop {
+					b.Fatalf("call %d: prevented %+v\n%s", i, p, lastLines(logs.String(), 5))
+				}
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}

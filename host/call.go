@@ -311,7 +311,7 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	if err == nil && in.out.bad != nil { // a refused packet_set: the whole answer is invalid
 		err = fmt.Errorf("%s: %w: %v", cb, ErrInvalidAnswer, in.out.bad)
 	}
-	if err == nil {
+	if err == nil && in.out.dirty { // an untouched out is the zero value: no copy of it per PUBLISH
 		a.out = in.out
 	}
 	a.outcome = classify(cb, err, a.decision, in.out.rateLimited)

@@ -233,7 +233,7 @@ func TestAuthenticateHonoursContext(t *testing.T) {
 	if st := statusOf(t, h, "spin"); st.Errors != 0 || st.State != StateRunning {
 		t.Fatalf("status after a cancelled call: %+v, want running with no errors", st)
 	}
-	poll.Until(t, "the interrupted instance replaced", func() bool { return len(e.pool.idle) == 1 })
+	poll.Until(t, "the interrupted instance replaced", func() bool { return e.pool.idleCount() == 1 })
 
 	done, cancelDone := context.WithCancel(context.Background())
 	cancelDone()

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -256,4 +257,92 @@ func TestWaiterMovesToSuccessor(t *testing.T) {
 	}
 	old.pool.put(held)
 	poll.Until(t, "the old version stopped", func() bool { return old.pool.count() == 0 })
+}
+
+// TestPoolHotHandOff: many callers share one instance (pool_size and
+// max_pool_size 1), so most of them wait on idle while the instance moves
+// between them through hot and idle. Every call must get the instance
+// well within its deadline: an instance left in hot while a caller sleeps
+// on idle would show as a call failing with "all instances busy" after
+// its deadline (or the run taking that long). At the end the one instance
+// is idle, in hot or idle.
+func TestPoolHotHandOff(t *testing.T) {
+	wasm := buildGuest(t, "testdata/guests", "bench")
+	ext := t.TempDir()
+	installExtension(t, ext, "bench", wasm, 0, "limits:\n  pool_size: 1\n  max_pool_size: 1\n  call_deadline: 5s\n")
+	h, logs := newTestHost(t, ext)
+	res := h.Authenticate(context.Background(), connect("u", "p"))
+	if res.Decision != broker.Allow {
+		t.Fatalf("authenticate: %+v", res)
+	}
+	p := &broker.Publish{Topic: "a/b", QoS: 1, Payload: []byte("x")}
+	const callers, calls = 8, 400
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range calls {
+				if v := res.Client.AuthorizePublish(p); v.Decision != broker.Allow {
+					failed.Add(1)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d callers got a refusal\n%s", n, lastLines(logs.String(), 5))
+	}
+	e := h.chain.Load().callers(abi.CallbackAuthorizePublish)[0]
+	if n, idle := e.pool.count(), e.pool.idleCount(); n != 1 || idle != 1 {
+		t.Fatalf("pool has %d instances, %d idle; want 1 and 1", n, idle)
+	}
+}
+
+// TestPoolPutSeesLateWaiter runs put's two races with a caller beginning
+// to wait, at the point between put's store into hot and its second look
+// at waiters (testAfterHotStore): a waiter that looked at hot before the
+// store (and found it empty) must get the instance through idle; one that
+// looks after takes it from hot, and put leaves idle alone.
+func TestPoolPutSeesLateWaiter(t *testing.T) {
+	e := &extension{deadline: time.Second}
+	p := newPool(e, 1, 1)
+	in := &instance{ext: e}
+	p.mu.Lock()
+	p.all[in] = struct{}{}
+	p.mu.Unlock()
+	t.Cleanup(func() { testAfterHotStore = nil })
+
+	// The waiter found hot empty before put stored into it.
+	testAfterHotStore = func() { p.waiters.Add(1) }
+	p.put(in)
+	if len(p.idle) != 1 || p.hot.Load() != nil {
+		t.Fatalf("late waiter: %d in idle, hot %p; want the instance in idle", len(p.idle), p.hot.Load())
+	}
+	<-p.idle
+	p.waiters.Add(-1)
+
+	// The waiter looks at hot after the store and takes the instance.
+	var took *instance
+	testAfterHotStore = func() {
+		p.waiters.Add(1)
+		took = p.takeHot()
+	}
+	p.put(in)
+	if took != in || len(p.idle) != 0 || p.hot.Load() != nil {
+		t.Fatalf("waiter taking from hot: took %p, %d in idle, hot %p", took, len(p.idle), p.hot.Load())
+	}
+	p.waiters.Add(-1)
+
+	// No waiter: the instance stays in hot, and the next get takes it.
+	testAfterHotStore = nil
+	p.put(in)
+	if p.hot.Load() != in || p.idleCount() != 1 {
+		t.Fatalf("no waiter: hot %p, idle count %d", p.hot.Load(), p.idleCount())
+	}
+	if got, err := p.get(context.Background(), abi.CallbackAuthorizePublish); got != in || err != nil {
+		t.Fatalf("get: %p, %v", got, err)
+	}
 }

@@ -203,13 +203,15 @@ func decodeConnect(rec []byte, c *Connect) error {
 }
 
 // decodePublish decodes a PUBLISH record into p, as views of rec (see
-// Publish). It is the per-message path, so it is straight-line code with no
-// loop and no copy: Go compiles every function and loop to a Wasm loop, and
-// the host's call-deadline guard adds a check to each iteration (it was an
-// exit from the guest under wazero's own guard, where a 30-byte string
-// comparison tripled the cost of a call).
+// Publish). It is the per-message path of AuthorizePublish: a record the
+// host wrote whole takes decodePublishFast, one branch and no loop; any
+// other (an older, shorter record, a malformed one) the careful
+// decodePublishFields.
 func decodePublish(rec []byte, p *Publish) error {
-	// newReader's header check, by hand: one call less on the hot path.
+	if decodePublishFast(rec, p) {
+		return nil
+	}
+	// newReader's header check, by hand.
 	if len(rec) < headerSize {
 		return errTruncated
 	}
@@ -220,7 +222,101 @@ func decodePublish(rec []byte, p *Publish) error {
 	if binary.LittleEndian.Uint16(rec[4:]) != kindPublish {
 		return errKind
 	}
-	b := rec[headerSize:n]
+	return decodePublishFields(rec[headerSize:n], p)
+}
+
+// decodePublishFast decodes a whole PUBLISH record into p and reports
+// true, or leaves p alone and reports false when rec is not one: a bad
+// header, or shorter than its fields say (cut short, or written for an
+// older minor; decodePublish then decides). Bytes after the payload are
+// ignored, as newReader ignores them. authorizePublish calls it first,
+// itself: one call less on the per-message path.
+//
+// Why it looks like this (bench/README.md, "Where an interceptor's time
+// goes"): Go compiles a function to one Wasm loop around a br_table, and
+// every jump between its basic blocks goes round that loop, through the
+// host's call-deadline check at its head and an indirect branch. A decoder
+// that checks each field as it goes (field, reader) takes a few such jumps
+// per field, 250-600 ns a record. Here every length is read at an offset
+// clamped into b (so a read never leaves b, whatever the lengths say),
+// offsets only grow, and the one check at the end, that the last field
+// ends inside b, covers every field before it: no jump until then.
+func decodePublishFast(rec []byte, p *Publish) bool {
+	const fixed = 4 + 4*4 // qos, flags, reserved; four length prefixes
+	b, ok := fastBody(rec, kindPublish)
+	end := uint64(len(b))
+	if !ok || end < fixed {
+		return false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(b))
+	last := end - 4 // the last offset a u32 may be read at
+	s0 := uint64(4) + 4
+	l0 := le32(base, clamp(s0-4, last))
+	s1 := s0 + l0 + 4
+	l1 := le32(base, clamp(s1-4, last))
+	s2 := s1 + l1 + 4
+	l2 := le32(base, clamp(s2-4, last))
+	s3 := s2 + l2 + 4
+	l3 := le32(base, clamp(s3-4, last))
+	if s3+l3 > end {
+		return false
+	}
+	head := le32(base, 0)
+	cid := unsafe.String((*byte)(unsafe.Add(base, s0)), l0)
+	user := unsafe.String((*byte)(unsafe.Add(base, s1)), l1)
+	topic := unsafe.String((*byte)(unsafe.Add(base, s2)), l2)
+	// A slice expression, not unsafe.Slice (a call in Go's Wasm); an
+	// empty payload is an empty slice, not nil, as field gives it.
+	payload := b[s3 : s3+l3 : s3+l3]
+	p.QoS = uint8(head)
+	p.Retain = head>>8&publishRetain != 0
+	p.Will = head>>8&publishWill != 0
+	// The pointer stores together: Go checks for its write barrier once
+	// for a run of them, and that check is a jump.
+	p.ClientID, p.Username, p.Topic, p.Payload = cid, user, topic, payload
+	return true
+}
+
+// fastBody returns rec's fields when its header is good (of kind, a
+// length inside rec), for the fast decoders.
+func fastBody(rec []byte, kind uint16) ([]byte, bool) {
+	if len(rec) < headerSize {
+		return nil, false
+	}
+	n := binary.LittleEndian.Uint32(rec)
+	if n < headerSize || uint64(n) > uint64(len(rec)) || binary.LittleEndian.Uint16(rec[4:]) != kind {
+		return nil, false
+	}
+	return rec[headerSize:n], true
+}
+
+// clamp returns min(off, last) for offsets below 2^62, by arithmetic:
+// Go's Wasm compiles min, and an if, to a jump.
+func clamp(off, last uint64) uint64 {
+	over := uint64(int64(last-off) >> 63) // all ones when off > last
+	return off ^ (off^last)&over
+}
+
+// le32 reads the little-endian u32 at base+off, which the caller keeps
+// inside its slice.
+func le32(base unsafe.Pointer, off uint64) uint64 {
+	return uint64(binary.LittleEndian.Uint32((*[4]byte)(unsafe.Add(base, off))[:]))
+}
+
+// viewBytes returns the n bytes at base+off as a slice of capacity n, nil
+// when n is 0 (as field gives them).
+func viewBytes(base unsafe.Pointer, off, n uint64) []byte {
+	ptr := (*byte)(unsafe.Add(base, off))
+	if n == 0 {
+		ptr = nil
+	}
+	return unsafe.Slice(ptr, n)
+}
+
+// decodePublishFields decodes the fields of a PUBLISH record (b without
+// its header) one at a time: a field past the end reads as empty, one cut
+// short fails. decodePublish takes it for what decodePublishFast leaves.
+func decodePublishFields(b []byte, p *Publish) error {
 	var qos, flags byte
 	if len(b) >= 4 {
 		qos, flags = b[0], b[1]
@@ -385,16 +481,15 @@ func decodeConnack(rec []byte, a *ConnackPacket) error {
 
 // decodeMessageRecord decodes a MESSAGE record into p, as views of rec:
 // nothing is copied, and the user properties reuse msgProps. It runs for
-// every intercepted message, so, like decodePublish, it is straight-line
-// code on field, which the compiler inlines. Calls are dear in Go's Wasm:
-// decoding with a reader's methods, or with a helper just over the Wasm
-// inlining budget, made the guest's share of a call 3-4 times as long
-// (~800 ns more per message). The MQTT 5 tail (user properties, content
-// type, response topic, correlation data) is mostly empty: that case is
-// recognised from its 16 zero bytes, and only a tail with something in it
-// is decoded, by decodeMessageTail; this halved the guest's share of a
-// no-op interceptor's call (bench/README.md).
+// every intercepted message: a record the host wrote whole with an empty
+// MQTT 5 tail (no user property, content type, response topic or
+// correlation data: almost every message, and every MQTT 3.1.1 one) takes
+// decodeMessageFast, one branch and no loop, as decodePublishFast; any
+// other the careful decodeMessageFields.
 func decodeMessageRecord(rec []byte, p *PublishPacket) error {
+	if decodeMessageFast(rec, p) {
+		return nil
+	}
 	if len(rec) < headerSize {
 		return errTruncated
 	}
@@ -405,7 +500,75 @@ func decodeMessageRecord(rec []byte, p *PublishPacket) error {
 	if binary.LittleEndian.Uint16(rec[4:]) != kindMessage {
 		return errKind
 	}
-	b := rec[headerSize:n]
+	return decodeMessageFields(rec[headerSize:n], p)
+}
+
+// decodeMessageFast decodes a whole MESSAGE record whose MQTT 5 tail is
+// empty (its 16 bytes zero) into p and reports true; otherwise it leaves p
+// alone and reports false. interceptPublish calls it first, itself. See
+// decodePublishFast for how it avoids jumps.
+func decodeMessageFast(rec []byte, p *PublishPacket) bool {
+	const fixed = 4 + 3*4 + 8 + 2*4 + 16 // up to the client id; three length prefixes, ..., the tail
+	b, ok := fastBody(rec, kindMessage)
+	end := uint64(len(b))
+	if !ok || end < fixed {
+		return false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(b))
+	last := end - 4 // the last offset a u32 may be read at
+	s0 := uint64(4) + 4
+	l0 := le32(base, clamp(s0-4, last))
+	s1 := s0 + l0 + 4
+	l1 := le32(base, clamp(s1-4, last))
+	s2 := s1 + l1 + 4
+	l2 := le32(base, clamp(s2-4, last))
+	f := s2 + l2 // qos, flags, payload format, reserved, message expiry
+	s3 := f + 8 + 4
+	l3 := le32(base, clamp(s3-4, last))
+	s4 := s3 + l3 + 4
+	l4 := le32(base, clamp(s4-4, last))
+	t := s4 + l4 // the tail: four empty fields
+	tail := clamp(t, end-16)
+	if t+16 > end || le64(base, tail)|le64(base, tail+8) != 0 {
+		return false
+	}
+	head := le32(base, 0)
+	fx := le64(base, f)
+	cid := unsafe.String((*byte)(unsafe.Add(base, s0)), l0)
+	user := unsafe.String((*byte)(unsafe.Add(base, s1)), l1)
+	pub := unsafe.String((*byte)(unsafe.Add(base, s2)), l2)
+	topic := unsafe.String((*byte)(unsafe.Add(base, s3)), l3)
+	payload := b[s4 : s4+l4 : s4+l4]
+	if l4 == 0 {
+		payload = nil
+	}
+	p.Outbound = uint8(head) == directionOutbound
+	p.ProtocolVersion = uint8(head >> 8)
+	p.QoS = uint8(fx)
+	p.Retain = fx>>8&publishRetain != 0
+	p.PayloadFormat = uint8(fx >> 16)
+	p.MessageExpiry = uint32(fx >> 32)
+	// The pointer stores together, as in decodePublishFast.
+	p.ClientID, p.Username, p.Publisher, p.Topic, p.Payload = cid, user, pub, topic, payload
+	p.UserProperties, p.ContentType, p.ResponseTopic, p.CorrelationData = nil, "", "", nil
+	return true
+}
+
+// le64 reads the little-endian u64 at base+off, which the caller keeps
+// inside its slice.
+func le64(base unsafe.Pointer, off uint64) uint64 {
+	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, off))[:])
+}
+
+// decodeMessageFields decodes the fields of a MESSAGE record (b without
+// its header) one at a time, for what decodeMessageFast leaves: a record
+// cut short fails, a shorter one (no tail) decodes with an empty tail,
+// and a non-empty tail is decoded by decodeMessageTail. Like
+// decodeMessageRecord before the fast path, it is straight-line code on
+// field, which the compiler inlines: decoding with a reader's methods, or
+// with a helper just over the Wasm inlining budget, made the guest's
+// share of a call 3-4 times as long.
+func decodeMessageFields(b []byte, p *PublishPacket) error {
 	// The fixed parts are read byte by byte: copy would call memmove, a
 	// loop in Go's Wasm. A fixed part cut short reads as zeros (an older
 	// record); the str fields after it then fail.

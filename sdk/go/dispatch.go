@@ -212,9 +212,11 @@ func authorizePublish(h hostAPI, rec []byte) uint32 {
 	if ext.AuthorizePublish == nil {
 		return 0
 	}
-	if err := decodePublish(rec, &pub); err != nil {
-		h.log(LevelError, "propolis: malformed PUBLISH record: "+err.Error())
-		return denyUnspecified
+	if !decodePublishFast(rec, &pub) {
+		if err := decodePublish(rec, &pub); err != nil {
+			h.log(LevelError, "propolis: malformed PUBLISH record: "+err.Error())
+			return denyUnspecified
+		}
 	}
 	// pub is not cleared after the handler: every field is overwritten by
 	// the next decode, its views point into the SDK's own buffer (never
@@ -339,9 +341,11 @@ func interceptPublish(h hostAPI, rec []byte, fn func(*PublishPacket)) uint32 {
 		return 0
 	}
 	p := &pubPkt
-	if err := decodeMessageRecord(rec, p); err != nil {
-		h.log(LevelError, "propolis: malformed MESSAGE record: "+err.Error())
-		return 0
+	if !decodeMessageFast(rec, p) {
+		if err := decodeMessageRecord(rec, p); err != nil {
+			h.log(LevelError, "propolis: malformed MESSAGE record: "+err.Error())
+			return 0
+		}
 	}
 	// Only the flag: assigning a whole prevention{} (it holds a string)
 	// to the package variable costs a typedmemclr call in Go's Wasm.
