@@ -1,91 +1,30 @@
-package metrics_test
+package metrics
 
 import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
-	"github.com/propolis-mqtt/propolis/metrics"
 )
-
-// scrape is one parsed /metrics answer: each sample by its series
-// ("name{label=value,...}", labels sorted), histograms by their _count and
-// _sum.
-type scrape map[string]float64
-
-// scraper serves reg's /metrics through promhttp, as the operator's
-// listener does, and parses the text with the client library's parser.
-func scraper(t *testing.T, reg *prometheus.Registry) func() scrape {
-	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError})
-	return func() scrape {
-		t.Helper()
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		if rec.Code != 200 {
-			t.Fatalf("/metrics: status %d: %s", rec.Code, rec.Body)
-		}
-		var p expfmt.TextParser
-		fams, err := p.TextToMetricFamilies(rec.Body)
-		if err != nil {
-			t.Fatalf("parse /metrics: %v", err)
-		}
-		out := scrape{}
-		for name, f := range fams {
-			if f.GetHelp() == "" {
-				t.Errorf("%s has no help text", name)
-			}
-			for _, m := range f.Metric {
-				key := series(name, m.Label)
-				switch f.GetType() {
-				case dto.MetricType_COUNTER:
-					out[key] = m.GetCounter().GetValue()
-				case dto.MetricType_GAUGE:
-					out[key] = m.GetGauge().GetValue()
-				case dto.MetricType_HISTOGRAM:
-					out[series(name+"_count", m.Label)] = float64(m.GetHistogram().GetSampleCount())
-					out[series(name+"_sum", m.Label)] = m.GetHistogram().GetSampleSum()
-				}
-			}
-		}
-		return out
-	}
-}
-
-// series names one sample: name{a="x",b="y"}, labels sorted.
-func series(name string, labels []*dto.LabelPair) string {
-	if len(labels) == 0 {
-		return name
-	}
-	parts := make([]string, len(labels))
-	for i, l := range labels {
-		parts[i] = fmt.Sprintf("%s=%q", l.GetName(), l.GetValue())
-	}
-	sort.Strings(parts)
-	return name + "{" + strings.Join(parts, ",") + "}"
-}
 
 // expect checks that each series moved by exactly its delta since before,
 // polling (deliveries and disconnects are handled on other goroutines), and
 // then that no other series of the broker collector moved, but for those
 // named in moving (which may).
-func expect(t *testing.T, get func() scrape, before scrape, what string, deltas map[string]float64, moving ...string) scrape {
+func expect(t *testing.T, get func() snapshot, before snapshot, what string, deltas map[string]float64, moving ...string) snapshot {
 	t.Helper()
-	var now scrape
+	var now snapshot
 	diff := func() string {
 		var bad []string
 		for k, d := range deltas {
@@ -228,10 +167,10 @@ func TestBrokerMetrics(t *testing.T) {
 	opened := fmt.Sprintf("propolis_connections_opened_total{listener=%q}", cfg.Listeners[0].Name)
 
 	reg := prometheus.NewRegistry()
-	if err := metrics.RegisterBroker(reg, srv); err != nil {
+	if err := RegisterBroker(reg, srv); err != nil {
 		t.Fatal(err)
 	}
-	if err := metrics.RegisterBroker(reg, srv); err == nil {
+	if err := RegisterBroker(reg, srv); err == nil {
 		t.Fatal("registering the broker's metrics twice: no error")
 	}
 	get := scraper(t, reg)

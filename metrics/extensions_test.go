@@ -16,7 +16,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
@@ -161,46 +160,14 @@ func connect(t *testing.T, addr, id, user, pass string) (byte, *paho.Client) {
 }
 
 // value returns the value of the sample of family name whose labels
-// include want: a counter's or gauge's value, a histogram's count; -1
-// when there is none.
+// include want, scraped now (families, sample); -1 when there is none.
 func (r *extRig) value(t *testing.T, name string, want map[string]string) float64 {
 	t.Helper()
-	fams, err := r.reg.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
+	v, ok := sample(families(t, r.reg), name, want)
+	if !ok {
+		return -1
 	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if !hasLabels(m, want) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return -1
-}
-
-func hasLabels(m *dto.Metric, want map[string]string) bool {
-	n := 0
-	for _, l := range m.GetLabel() {
-		if v, ok := want[l.GetName()]; ok {
-			if v != l.GetValue() {
-				return false
-			}
-			n++
-		}
-	}
-	return n == len(want)
+	return v
 }
 
 // calls is the labels of propolis_extension_calls_total.

@@ -1,77 +1,20 @@
-package metrics_test
+package metrics
 
 import (
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/broker/overload"
 	"github.com/propolis-mqtt/propolis/internal/poll"
-	"github.com/propolis-mqtt/propolis/metrics"
 )
-
-// scrape serves reg over loopback HTTP, fetches it in the Prometheus text
-// format and parses it with the client library's parser.
-func scrapeFamilies(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily {
-	t.Helper()
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var p expfmt.TextParser
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	return fams
-}
-
-// value returns the value of the family's sample whose label (if given)
-// has value want.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name, label, want string) float64 {
-	t.Helper()
-	f, ok := fams[name]
-	if !ok {
-		t.Fatalf("no metric %s", name)
-	}
-	if f.GetHelp() == "" {
-		t.Errorf("%s has no help text", name)
-	}
-	for _, m := range f.GetMetric() {
-		match := label == ""
-		for _, l := range m.GetLabel() {
-			if l.GetName() == label && l.GetValue() == want {
-				match = true
-			}
-		}
-		if !match {
-			continue
-		}
-		switch {
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no sample of %s with %s=%q", name, label, want)
-	return 0
-}
 
 // TestOverloadMetrics: the overload metrics follow a running broker: the
 // stress level (injected), every signal, the throttled client, the time
@@ -96,16 +39,16 @@ func TestOverloadMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	if err := metrics.RegisterOverload(reg, s); err != nil {
+	if err := RegisterOverload(reg, s); err != nil {
 		t.Fatal(err)
 	}
 
-	fams := scrapeFamilies(t, reg)
-	if v := value(t, fams, "propolis_stress_level", "", ""); v != 0 {
+	fams := families(t, reg)
+	if v := value(t, fams, "propolis_stress_level", nil); v != 0 {
 		t.Errorf("propolis_stress_level %v before any stress, want 0", v)
 	}
 	for _, sig := range []string{overload.SignalBacklog, overload.SignalSchedLatency, overload.SignalGCCPU, overload.SignalMemory} {
-		value(t, fams, "propolis_stress_signal", "signal", sig)
+		value(t, fams, "propolis_stress_signal", map[string]string{"signal": sig})
 	}
 
 	c, err := brokertest.Dial(s.Addr("tcp"), "heavy")
@@ -141,21 +84,21 @@ func TestOverloadMetrics(t *testing.T) {
 		<-done
 	}()
 	poll.Until(t, "the publisher throttled", func() bool {
-		return value(t, scrapeFamilies(t, reg), "propolis_clients_throttled", "", "") == 1
+		return value(t, families(t, reg), "propolis_clients_throttled", nil) == 1
 	})
-	fams = scrapeFamilies(t, reg)
-	if v := value(t, fams, "propolis_stress_level", "", ""); v != 10 {
+	fams = families(t, reg)
+	if v := value(t, fams, "propolis_stress_level", nil); v != 10 {
 		t.Errorf("propolis_stress_level %v, want 10", v)
 	}
-	if v := value(t, fams, "propolis_client_limit_hits_total", "limit", "subscriptions"); v != 1 {
+	if v := value(t, fams, "propolis_client_limit_hits_total", map[string]string{"limit": "subscriptions"}); v != 1 {
 		t.Errorf("subscription limit hits %v, want 1", v)
 	}
 	poll.Until(t, "publish rate hits and waits", func() bool {
-		fams := scrapeFamilies(t, reg)
-		return value(t, fams, "propolis_client_limit_hits_total", "limit", "publish_rate") > 0 &&
-			value(t, fams, "propolis_throttled_seconds_total", "", "") > 0
+		fams := families(t, reg)
+		return value(t, fams, "propolis_client_limit_hits_total", map[string]string{"limit": "publish_rate"}) > 0 &&
+			value(t, fams, "propolis_throttled_seconds_total", nil) > 0
 	})
-	if v := value(t, fams, "propolis_client_limit_hits_total", "limit", "bytes_rate"); v != 0 {
+	if v := value(t, fams, "propolis_client_limit_hits_total", map[string]string{"limit": "bytes_rate"}); v != 0 {
 		t.Errorf("bytes_rate hits %v without a bytes_rate limit", v)
 	}
 }

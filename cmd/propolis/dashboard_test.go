@@ -6,11 +6,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,11 +184,106 @@ func dashboardQueries(t *testing.T, file string) []dashboardQuery {
 	return qs
 }
 
+// sessionBroker is a real `propolis serve` for the scripted session: the
+// allow-all extension, and svc-bad-args (testdata/wasm/ok/svc_bad_args,
+// priority 10: it authenticates first, allowing every CONNECT, and each
+// PUBLISH it authorizes makes 16 service calls answered INVALID_ARGUMENT,
+// so that the service call series exist; its calls name client "c1", the
+// publisher of the session, which must exist for the arguments to be
+// checked). extDir is the watched
+// extensions folder.
+func sessionBroker(t *testing.T) (addr, base, extDir string) {
+	t.Helper()
+	tmp := t.TempDir()
+	extDir = filepath.Join(tmp, "ext")
+	installAllowAll(t, extDir)
+	installFixture(t, extDir, "svc-bad-args", "ok/svc_bad_args", 10, "services: [subscriptions, retained, connection_attributes]\n")
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+		"--data", filepath.Join(tmp, "data"), "--extensions", extDir)
+	addr, base, log := startServeOps(t, cmd)
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := waitExit(t, cmd); err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, log.String())
+		}
+	})
+	if base == "" {
+		t.Fatalf("no operator HTTP endpoint in the log:\n%s", log.String())
+	}
+	return addr, base, extDir
+}
+
+// installFixture installs the hand-written module testdata/wasm/<fixture>.wasm
+// as extension id with the given priority and manifest lines. The folder
+// is written aside and renamed into extDir, so that a watching broker
+// never sees it half written.
+func installFixture(t *testing.T, extDir, id, fixture string, priority int, extra string) {
+	t.Helper()
+	bin, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", fixture+".wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aside := filepath.Join(t.TempDir(), id)
+	writeFile(t, filepath.Join(aside, "ext.wasm"), string(bin))
+	writeFile(t, filepath.Join(aside, "propolis-extension.yaml"),
+		fmt.Sprintf("id: %s\nname: %s\nversion: 1.0.0\npriority: %d\nmodule: ext.wasm\n%s", id, id, priority, extra))
+	if err := os.MkdirAll(extDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(aside, filepath.Join(extDir, id)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// scrapeText fetches base's /metrics in the text format and parses it with
+// the client library's parser (expfmt).
+func scrapeText(t *testing.T, base string) map[string]*dto.MetricFamily {
+	t.Helper()
+	body, _, err := scrape.Get(base+opshttp.MetricsPath, scrape.AcceptText, poll.Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams, err := scrape.Text(body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return fams
+}
+
+// refusedConnect sends a raw CONNECT and returns the CONNACK's code (MQTT
+// 3.1.1's return code or MQTT 5's reason code), then waits for the broker
+// to close the connection.
+func refusedConnect(t *testing.T, addr string, connect []byte) byte {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, poll.Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(connect); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(poll.Timeout))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("the refused connection was not closed: %v", err)
+	}
+	if len(b) < 4 || b[0] != 0x20 {
+		t.Fatalf("no CONNACK: % x", b)
+	}
+	return b[3]
+}
+
 // trafficSession gives a broker a little of everything, so that metrics
 // whose series appear with their first event have one: a subscriber, QoS
 // 0, 1 and 2 publishes delivered, a clean DISCONNECT, a dropped TCP
-// connection and a CONNECT refused (an unknown protocol level).
-func trafficSession(t *testing.T, addr string) {
+// connection and a CONNECT refused (an unknown protocol level, 3.1.1 code
+// 0x01). Then it installs the trapping extension
+// (testdata/wasm/error/trap, priority 20: first in every chain) in the
+// watched folder and sends an MQTT 5 CONNECT, which its authenticate
+// refuses with 0x80 when it traps. Three CONNECTs are accepted; the
+// subscriber stays connected.
+func trafficSession(t *testing.T, addr, base, extDir string) {
 	t.Helper()
 	opts := func(id string) *paho3.ClientOptions {
 		return paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetProtocolVersion(4).
@@ -200,9 +298,9 @@ func trafficSession(t *testing.T, addr string) {
 	got := make(chan struct{}, 3)
 	sub := paho3.NewClient(opts("dash-sub"))
 	wait("connect sub", sub.Connect())
-	defer sub.Disconnect(100)
+	t.Cleanup(func() { sub.Disconnect(100) })
 	wait("subscribe", sub.Subscribe("dash/#", 2, func(paho3.Client, paho3.Message) { got <- struct{}{} }))
-	pub := paho3.NewClient(opts("dash-pub"))
+	pub := paho3.NewClient(opts("c1")) // the client svc-bad-args names in its calls
 	wait("connect pub", pub.Connect())
 	for qos := byte(0); qos <= 2; qos++ {
 		wait(fmt.Sprintf("publish qos %d", qos), pub.Publish("dash/t", qos, false, []byte("hello")))
@@ -223,40 +321,134 @@ func trafficSession(t *testing.T, addr string) {
 
 	// Protocol level 7 does not exist: the broker answers with a refusing
 	// CONNACK (3.1.1: 0x01) and closes.
-	bad, err := net.DialTimeout("tcp", addr, poll.Timeout)
-	if err != nil {
-		t.Fatal(err)
+	if code := refusedConnect(t, addr, []byte{0x10, 0x0f, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x07, 0x02, 0x00, 0x3c, 0x00, 0x03, 'b', 'a', 'd'}); code != 0x01 {
+		t.Fatalf("CONNECT at protocol level 7: CONNACK %#x, want 0x01", code)
 	}
-	defer bad.Close()
-	if _, err := bad.Write([]byte{0x10, 0x0f, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x07, 0x02, 0x00, 0x3c, 0x00, 0x03, 'b', 'a', 'd'}); err != nil {
-		t.Fatal(err)
-	}
-	_ = bad.SetReadDeadline(time.Now().Add(poll.Timeout))
-	if _, err := io.ReadAll(bad); err != nil {
-		t.Fatalf("the refused connection was not closed: %v", err)
+
+	installFixture(t, extDir, "trap", "error/trap", 20, "")
+	poll.Until(t, "the trapping extension to be loaded", func() bool {
+		v, _ := scrape.Value(scrapeText(t, base), "propolis_extension_instances", "extension", "trap")
+		return v > 0
+	})
+	// MQTT 5, clean start, keepalive 60, no properties, client id "trap".
+	if code := refusedConnect(t, addr, []byte{0x10, 0x11, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3c, 0x00, 0x00, 0x04, 't', 'r', 'a', 'p'}); code != 0x80 {
+		t.Fatalf("CONNECT through the trapping extension: CONNACK %#x, want 0x80", code)
 	}
 }
 
-// TestDashboardMetricsExist: every metric a query of the shipped Grafana
-// dashboard selects is served by a real broker (serve, the allow-all
-// extension) after a little traffic, scraped over HTTP. A failure names
-// the panel, the query and the metric. A metric vector whose series
-// appear only with an event the session does not cause should create its
-// known label values up front (at 0), as Prometheus advises anyway.
+// total sums the samples of family name whose labels include every pair
+// of labels (name, value, ...), as PromQL's sum over a selector would.
+func total(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	var sum float64
+	f := fams[name]
+	if f == nil {
+		return 0
+	}
+next:
+	for _, m := range f.GetMetric() {
+		for i := 0; i+1 < len(labels); i += 2 {
+			if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == labels[i] && l.GetValue() == labels[i+1] }) {
+				continue next
+			}
+		}
+		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return sum
+}
+
+// sessionWant is what the scripted session moves, from a broker started
+// for it: each series (name, then label pairs) and its value.
+// Sums over the series that match, as a dashboard's sum() does.
+var sessionWant = []struct {
+	name   string
+	labels []string
+	want   float64
+}{
+	{"propolis_connects_accepted_total", nil, 3},
+	{"propolis_connects_refused_total", []string{"reason_code", "0x01"}, 1},
+	{"propolis_connects_refused_total", []string{"reason_code", "0x80"}, 1},
+	{"propolis_disconnects_total", []string{"kind", "client"}, 1},
+	{"propolis_disconnects_total", []string{"kind", "lost"}, 1},
+	{"propolis_disconnects_total", []string{"kind", "server"}, 0},
+	{"propolis_disconnects_total", []string{"kind", "takeover"}, 0},
+	{"propolis_clients_connected", nil, 1},
+	{"propolis_messages_received_total", []string{"qos", "0"}, 1},
+	{"propolis_messages_received_total", []string{"qos", "1"}, 1},
+	{"propolis_messages_received_total", []string{"qos", "2"}, 1},
+	{"propolis_messages_sent_total", []string{"qos", "0"}, 1},
+	{"propolis_messages_sent_total", []string{"qos", "1"}, 1},
+	{"propolis_messages_sent_total", []string{"qos", "2"}, 1},
+	{"propolis_messages_dropped_total", []string{"reason", "not_authorized"}, 0},
+	{"propolis_extension_calls_total", []string{"extension", "trap", "callback", "authenticate", "outcome", "trap"}, 1},
+	{"propolis_extension_calls_total", []string{"extension", "svc-bad-args", "callback", "authenticate", "outcome", "allow"}, 3},
+	{"propolis_extension_calls_total", []string{"extension", "svc-bad-args", "callback", "authorize_publish", "outcome", "allow"}, 3},
+	{"propolis_extension_service_calls_total", []string{"extension", "svc-bad-args", "status", "INVALID_ARGUMENT"}, 48},
+	{"propolis_extensions", []string{"state", "running"}, 3},
+	{"propolis_security_extensions", nil, 3},
+}
+
+// closedSets are the label values of the metrics whose label takes a
+// known, closed set of values: each must be served from the first scrape
+// (at 0 before its first event), so that rate() sees the first one.
+var closedSets = []struct {
+	name, label string
+	values      []string
+}{
+	{"propolis_disconnects_total", "kind", []string{"client", "lost", "server", "takeover"}},
+	{"propolis_messages_received_total", "qos", []string{"0", "1", "2"}},
+	{"propolis_received_bytes_total", "qos", []string{"0", "1", "2"}},
+	{"propolis_messages_sent_total", "qos", []string{"0", "1", "2"}},
+	{"propolis_sent_bytes_total", "qos", []string{"0", "1", "2"}},
+	{"propolis_sessions", "state", []string{"online", "offline"}},
+	{"propolis_messages_dropped_total", "reason", []string{"queue_full", "pending_writes_full", "expired", "too_large", "not_authorized", "prevented"}},
+	{"propolis_client_limit_hits_total", "limit", []string{"publish_rate", "bytes_rate", "subscriptions"}},
+	{"propolis_stress_signal", "signal", []string{"backlog", "sched_latency", "gc_cpu", "store_latency", "memory"}},
+	{"propolis_extensions", "state", []string{"running", "disabled", "failed"}},
+}
+
+// TestDashboardMetricsExist: a real `propolis serve` goes through a
+// scripted session (trafficSession), scraped over HTTP and parsed with the
+// client library's parser (expfmt): the key metrics moved as the session
+// says; every metric a query of the shipped Grafana dashboard selects is
+// served (a failure names the panel, the query and the metric); and the
+// metrics whose labels take a closed set of values serve all of them. A
+// metric vector whose series appear only with an event the session does
+// not cause must create its known label values up front (at 0).
 func TestDashboardMetricsExist(t *testing.T) {
 	qs := dashboardQueries(t, dashboardFile)
 	if len(qs) == 0 {
 		t.Fatalf("%s: no query found", dashboardFile)
 	}
-	addr, base, _, _ := startAllowAll(t)
-	trafficSession(t, addr)
-	body, _, err := scrape.Get(base+opshttp.MetricsPath, scrape.AcceptText, poll.Timeout)
-	if err != nil {
-		t.Fatal(err)
+	addr, base, extDir := sessionBroker(t)
+	// Before any traffic: the closed sets are there, at 0.
+	fams := scrapeText(t, base)
+	for _, c := range closedSets {
+		for _, v := range c.values {
+			if got, ok := scrape.Value(fams, c.name, c.label, v); !ok {
+				t.Errorf("before the session: no %s{%s=%q}", c.name, c.label, v)
+			} else if got != 0 && c.name != "propolis_stress_signal" && c.name != "propolis_extensions" {
+				t.Errorf("before the session: %s{%s=%q} = %v, want 0", c.name, c.label, v, got)
+			}
+		}
 	}
-	fams, err := scrape.Text(body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
+	trafficSession(t, addr, base, extDir)
+	// Disconnects and deliveries are counted on the broker's goroutines:
+	// poll until the session's figures are all there.
+	var bad []string
+	for deadline := time.Now().Add(poll.Timeout); ; time.Sleep(poll.Interval) {
+		fams = scrapeText(t, base)
+		bad = bad[:0]
+		for _, w := range sessionWant {
+			if got := total(fams, w.name, w.labels...); got != w.want {
+				bad = append(bad, fmt.Sprintf("%s%q = %v, want %v", w.name, w.labels, got, w.want))
+			}
+		}
+		if len(bad) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the session: %s", strings.Join(bad, "; "))
+		}
 	}
 	// served itself: a histogram's series are served, a gauge has none,
 	// an unknown name is not.
@@ -276,6 +468,13 @@ func TestDashboardMetricsExist(t *testing.T) {
 			checked[name] = true
 			if !served(fams, name) {
 				t.Errorf("%s: metric %s is not served by the broker (query %q)", q.where, name, q.expr)
+			}
+		}
+	}
+	for _, c := range closedSets {
+		for _, v := range c.values {
+			if _, ok := scrape.Value(fams, c.name, c.label, v); !ok {
+				t.Errorf("after the session: no %s{%s=%q}", c.name, c.label, v)
 			}
 		}
 	}
