@@ -85,7 +85,8 @@
 //
 //  1. level >= Policy.ThrottleLevel: the protected clients that sent the
 //     most since the last Adjust, the fewest that together sent at least
-//     half of all the bytes read, each sending at least Policy.MinRate, are
+//     half of the bytes the protected clients sent (unprotected clients
+//     neither rank nor count), each sending at least Policy.MinRate, are
 //     throttled to half the rate they sent at; clients throttled already
 //     are halved again; nobody goes below MinRate.
 //  2. level < Policy.ReleaseLevel: every throttled client's rate doubles;

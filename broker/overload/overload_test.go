@@ -209,3 +209,29 @@ func TestWait(t *testing.T) {
 		t.Errorf("publish_rate hits %d, want 1", s.Hit(LimitPublishRate))
 	}
 }
+
+// TestAdjustExemptHeavy: an unprotected client sending more than all the
+// protected ones together neither ranks nor counts, so the heaviest
+// protected senders are still throttled.
+func TestAdjustExemptHeavy(t *testing.T) {
+	tr := NewThrottler()
+	p := Policy{ThrottleLevel: 7, ReleaseLevel: 4, MinRate: 1000}
+	exempt := tr.Add(Limits{}, false)
+	var prot []*Client
+	for range 5 {
+		prot = append(prot, tr.Add(Limits{}, true))
+	}
+	exempt.read.Add(6 << 20)
+	for i, c := range prot {
+		c.read.Add(int64(i+1) << 20) // 1..5 MiB/s, 15 together
+	}
+	started, _ := tr.Adjust(10, p, time.Second)
+	if exempt.Throttled() {
+		t.Error("the unprotected client throttled")
+	}
+	// 5+4 MiB/s is 9 of the 15 the protected clients sent: the two heaviest.
+	if started != 2 || !prot[4].Throttled() || !prot[3].Throttled() || prot[2].Throttled() {
+		t.Errorf("started %d (throttled: %v %v %v), want the two heaviest protected clients",
+			started, prot[4].Throttled(), prot[3].Throttled(), prot[2].Throttled())
+	}
+}

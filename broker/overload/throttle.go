@@ -275,18 +275,24 @@ func (t *Throttler) Adjust(level float64, p Policy, elapsed time.Duration) (star
 }
 
 // heaviest returns the protected, unthrottled clients to throttle: the
-// fewest of all clients, heaviest first, that together sent at least half
-// the bytes read, leaving out those that sent less than minRate (and the
-// throttled or unprotected ones, which still count in the total).
+// fewest of the protected clients, heaviest first, that together sent at
+// least half the bytes the protected clients sent, leaving out those that
+// sent less than minRate (and the throttled ones, which still count in the
+// total). Unprotected clients neither rank nor count: one heavy exempt
+// client must not make the others' share look small.
 func heaviest(clients []*Client, seen map[*Client]float64, minRate float64) []*Client {
 	var total float64
+	sorted := make([]*Client, 0, len(clients))
 	for _, c := range clients {
+		if !c.protected {
+			continue
+		}
 		total += seen[c]
+		sorted = append(sorted, c)
 	}
 	if total <= 0 {
 		return nil
 	}
-	sorted := slices.Clone(clients)
 	slices.SortFunc(sorted, func(a, b *Client) int {
 		switch {
 		case seen[a] > seen[b]:
@@ -303,7 +309,7 @@ func heaviest(clients []*Client, seen map[*Client]float64, minRate float64) []*C
 			break
 		}
 		sum += seen[c]
-		if c.protected && c.stress.Load() == nil {
+		if c.stress.Load() == nil {
 			out = append(out, c)
 		}
 	}
