@@ -53,7 +53,8 @@ type Limits struct {
 type Policy struct {
 	// ThrottleLevel: at or above it, the heaviest senders are throttled.
 	ThrottleLevel float64
-	// ReleaseLevel: below it, throttled clients get their rate back.
+	// ReleaseLevel: below it, throttled clients get their rate back; above
+	// 0 (the lowest level), or nobody is ever released (config checks it).
 	ReleaseLevel float64
 	// MinRate, in bytes per second: clients sending less are never
 	// throttled, and nobody is throttled below it.
