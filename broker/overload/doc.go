@@ -16,9 +16,12 @@
 //	               taken by the sockets
 //	sched_latency  p99 of the Go scheduler latency since the last    1 ms     50 ms   0.7
 //	               sample (runtime/metrics /sched/latencies:seconds)
-//	gc_cpu         share of the process's CPU time spent in GC       10 %     50 %    0.5
-//	               since the last sample (/cpu/classes/gc/total vs
-//	               /cpu/classes/total)
+//	gc_cpu         share of the CPU available to Go (GOMAXPROCS x    10 %     50 %    0.5
+//	               wall time) spent in GC between the last two GC
+//	               ends the samples saw (/cpu/classes/gc/total vs
+//	               /cpu/classes/total, which the runtime updates
+//	               when a GC cycle ends; samples in between repeat
+//	               the last value)
 //	store_latency  the store's recent write latency (a function the  10 ms    500 ms  0.6
 //	               broker gives; skipped while nil)
 //	memory         Go runtime memory (/memory/classes/total minus    70 %     95 %    0.9

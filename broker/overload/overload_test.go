@@ -235,3 +235,27 @@ func TestAdjustExemptHeavy(t *testing.T) {
 			started, prot[4].Throttled(), prot[3].Throttled(), prot[2].Throttled())
 	}
 }
+
+// TestGCShare: the runtime moves its CPU classes only when a GC cycle
+// ends; samples that see no change keep the last value instead of 0.
+func TestGCShare(t *testing.T) {
+	var gc, total float64
+	s := gcShare(func() (float64, float64, bool) { return gc, total, true })
+	if v := s(); v != 0 {
+		t.Errorf("first sample %v, want 0", v)
+	}
+	gc, total = 0.3, 1 // 30 %: halfway between 10 % and 50 %
+	want := ramp(0.3, GCCPULow, GCCPUHigh)
+	if v := s(); !near(v, want) || want <= 0 {
+		t.Errorf("after a GC cycle %v, want %v", v, want)
+	}
+	for range 3 {
+		if v := s(); !near(v, want) {
+			t.Errorf("no GC cycle since: %v, want the last value %v", v, want)
+		}
+	}
+	gc, total = 0.3, 2 // next cycle: no GC time in that second
+	if v := s(); v != 0 {
+		t.Errorf("after a cycle with no GC time %v, want 0", v)
+	}
+}
