@@ -169,7 +169,7 @@ const (
 func (c *Config) validateOverload(ch *checker) {
 	o := &c.Overload
 	ch.durationRange("overload.interval", o.Interval, minOverloadInterval, maxOverloadInterval)
-	ch.intRange("overload.throttle_level", o.ThrottleLevel, 1, 10)
+	ch.intRange("overload.throttle_level", o.ThrottleLevel, 1, 9) // the level never reaches 10 (overload/doc.go)
 	if o.ReleaseLevel < 1 || o.ReleaseLevel > o.ThrottleLevel {
 		ch.addf("overload.release_level", "%d out of range 1-%d (overload.throttle_level; at 0 nothing would ever be released)", o.ReleaseLevel, o.ThrottleLevel)
 	}

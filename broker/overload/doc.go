@@ -43,7 +43,14 @@
 // A weight is the share of the scale one signal alone can reach when it is
 // saturated: memory at its limit alone gives 9, a full backlog 8, a 50 ms
 // scheduler p99 7, a 500 ms store write 6, GC eating half the CPU 5; two
-// saturated signals together come close to 10. A weighted mean would let
+// saturated signals together come close to 10, which the level never
+// reaches (all five saturated give 9.988), so overload.throttle_level is
+// at most 9. These ceilings are approached, not reached: the smoothing
+// halves the distance each sample, so a signal saturated from idle is at
+// 1/2, 3/4, 7/8 of its ceiling after one, two, three samples, and a
+// scheduler latency saturated alone reads 6.1 after three samples and
+// never reaches the default throttle_level of 7 by itself; it takes a
+// second signal rising with it. A weighted mean would let
 // one saturated signal be averaged away by idle ones (memory at its limit
 // with everything else quiet would read 2 of 10), and a plain maximum would
 // ignore several signals rising together. Why each weight is what it is:
