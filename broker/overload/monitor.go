@@ -185,16 +185,32 @@ func GoMemLimit() int64 {
 }
 
 // schedLatencySignal maps the p99 of the scheduler latencies observed since
-// the previous call.
+// the previous call (the first call: since the signal was made).
 func schedLatencySignal() func() float64 {
 	sample := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
-	var prev []uint64
-	return func() float64 {
+	return schedLatency(func() *metrics.Float64Histogram {
 		metrics.Read(sample)
 		if sample[0].Value.Kind() != metrics.KindFloat64Histogram {
+			return nil
+		}
+		return sample[0].Value.Float64Histogram()
+	})
+}
+
+// schedLatency is schedLatencySignal over read, which returns the
+// runtime's cumulative histogram (nil: none). It takes a baseline at
+// once, so that the first sample does not see every latency since the
+// process started (start-up's, or a test's before the broker's).
+func schedLatency(read func() *metrics.Float64Histogram) func() float64 {
+	var prev []uint64
+	if h := read(); h != nil {
+		prev = append(prev, h.Counts...)
+	}
+	return func() float64 {
+		h := read()
+		if h == nil {
 			return 0
 		}
-		h := sample[0].Value.Float64Histogram()
 		p99 := histQuantile(h, prev, 0.99)
 		prev = append(prev[:0], h.Counts...)
 		return ramp(p99, SchedLatencyLow.Seconds(), SchedLatencyHigh.Seconds())

@@ -259,3 +259,17 @@ func TestGCShare(t *testing.T) {
 		t.Errorf("after a cycle with no GC time %v, want 0", v)
 	}
 }
+
+// TestSchedLatencyBaseline: the first sample counts only the latencies
+// since the signal was made, not those since the process started.
+func TestSchedLatencyBaseline(t *testing.T) {
+	h := &metrics.Float64Histogram{Counts: []uint64{0, 100}, Buckets: []float64{0, 1e-6, 1}} // 100 of up to 1 s before
+	s := schedLatency(func() *metrics.Float64Histogram { return h })
+	if v := s(); v != 0 {
+		t.Errorf("first sample with no latency since the start %v, want 0", v)
+	}
+	h.Counts = []uint64{0, 200}
+	if v := s(); v != 1 {
+		t.Errorf("100 latencies of up to 1 s: %v, want 1", v)
+	}
+}
