@@ -55,6 +55,9 @@ func (s *Server) startSampling() {
 	if !o.Enabled {
 		return
 	}
+	if s.memoryLimit() <= 0 {
+		s.log.Info("overload: the memory signal is off: neither overload.memory_limit nor GOMEMLIMIT is set")
+	}
 	s.sampling.Add(1)
 	go s.sampleLoop(time.Duration(o.Interval))
 }

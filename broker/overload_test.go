@@ -759,3 +759,23 @@ func TestThrottledReaderReadsAcksWhileOwing(t *testing.T) {
 		}
 	}
 }
+
+// TestMemorySignalOffLogged: with overload on and neither
+// overload.memory_limit nor GOMEMLIMIT, the start says once that the
+// memory signal is off; with a limit it says nothing.
+func TestMemorySignalOffLogged(t *testing.T) {
+	if overload.GoMemLimit() > 0 {
+		t.Skip("GOMEMLIMIT is set")
+	}
+	const line = "the memory signal is off"
+	_, _, out := startLogged(t, broker.Extensions{}, func(c *config.Config) { c.Overload.Enabled = true })
+	if n := len(out.lines(line)); n != 1 {
+		t.Errorf("%d lines %q at start without a memory limit, want 1", n, line)
+	}
+	_, _, out = startLogged(t, broker.Extensions{}, func(c *config.Config) {
+		c.Overload.Enabled, c.Overload.MemoryLimit = true, 1<<30
+	})
+	if n := len(out.lines(line)); n != 0 {
+		t.Errorf("%d lines %q with overload.memory_limit set, want 0", n, line)
+	}
+}
