@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -777,5 +778,51 @@ func TestMemorySignalOffLogged(t *testing.T) {
 	})
 	if n := len(out.lines(line)); n != 0 {
 		t.Errorf("%d lines %q with overload.memory_limit set, want 0", n, line)
+	}
+}
+
+// TestMaxSubscriptionsCountsValidOnly: a filter mochi refuses in the same
+// SUBSCRIBE takes no room; and the Subscriptions service (extensions'
+// subscription_add) is held to the same limit, with ErrTooLarge.
+func TestMaxSubscriptionsCountsValidOnly(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.ClientLimits.MaxSubscriptions = 2
+	s := startOverload(t, cfg, nil, broker.Extensions{})
+	c, err := brokertest.Dial(s.Addr("tcp"), "v3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := []byte{0, 7}
+	for _, f := range []string{"a/#/b", "a", "b"} { // the first is not a filter
+		body = append(body, 0, byte(len(f)))
+		body = append(body, f...)
+		body = append(body, 0)
+	}
+	if err := c.Send(0x82, body); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Flush()
+	_ = c.SetDeadline(time.Now().Add(poll.Timeout))
+	for {
+		typ, ack, err := c.ReadPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == 0x90 {
+			if want := []byte{0, 7, 0x80, 0, 0}; !slices.Equal(ack, want) {
+				t.Errorf("SUBACK % x, want % x (the invalid filter refused, both others granted)", ack, want)
+			}
+			break
+		}
+	}
+	if err := s.Subscribe("v3", broker.SubscriptionInfo{Filter: "c"}); !errors.Is(err, broker.ErrTooLarge) {
+		t.Errorf("service Subscribe past the limit: %v, want ErrTooLarge", err)
+	}
+	if err := s.Subscribe("v3", broker.SubscriptionInfo{Filter: "a", QoS: 1}); err != nil {
+		t.Errorf("service Subscribe replacing a held filter: %v", err)
+	}
+	if subs, _ := s.Subscriptions("v3"); len(subs) != 2 {
+		t.Errorf("%d subscriptions, want 2: %v", len(subs), subs)
 	}
 }
