@@ -116,9 +116,13 @@ func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet, removed map[st
 		}
 	}
 	if h.maxSubscriptions() > 0 {
-		filters := make([]string, len(pk.Filters))
-		for i, f := range pk.Filters {
-			filters[i] = f.Filter
+		filters := make([]string, 0, len(pk.Filters))
+		for _, f := range pk.Filters {
+			if checkSubscription(&SubscriptionInfo{Filter: f.Filter, QoS: f.Qos, NoLocal: f.NoLocal,
+				RetainHandling: f.RetainHandling, Identifier: f.Identifier}) != nil {
+				continue // mochi refuses it: it takes no room
+			}
+			filters = append(filters, f.Filter)
 		}
 		h.limitSubscriptions(cl, filters, existed, verdicts)
 	}

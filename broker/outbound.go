@@ -104,6 +104,17 @@ type outConn struct {
 	throttle atomic.Pointer[overload.Client]
 	done     chan struct{}
 	stopOnce sync.Once
+	// owed is when the client's buckets allow what Read handed on last
+	// (overload.Client.Charge): the next Read waits for it before reading
+	// the socket, unless mayDefer. deferOK says the last read may be
+	// followed by one more before paying (see mayDefer). The reader's
+	// goroutine only.
+	owed    time.Time
+	deferOK bool
+	// heldWake signals (never blocking, one pending at most) that a delivery
+	// was held behind the client's full window (gateLocked): a reader
+	// paying what it owes looks again whether it may defer (Read).
+	heldWake chan struct{}
 }
 
 // deadlineBase is the origin of outConn's monotonic read deadlines.
@@ -122,7 +133,7 @@ func monoNanos(t time.Time) int64 {
 // newOutConn wraps c. slow is called once, on whichever goroutine finds
 // the client slow, after the connection is closed.
 func newOutConn(c net.Conn, timeout time.Duration, limit int, slow func(*outConn, error)) *outConn {
-	oc := &outConn{Conn: c, timeout: timeout, limit: limit, slow: slow, done: make(chan struct{})}
+	oc := &outConn{Conn: c, timeout: timeout, limit: limit, slow: slow, done: make(chan struct{}), heldWake: make(chan struct{}, 1)}
 	if tc, ok := c.(*net.TCPConn); ok && canTryWrite {
 		oc.raw, _ = tc.SyscallConn()
 	}
@@ -132,6 +143,15 @@ func newOutConn(c net.Conn, timeout time.Duration, limit int, slow func(*outConn
 // stop ends a throttled reader's wait (see Read): the connection is
 // closed or failed.
 func (c *outConn) stop() { c.stopOnce.Do(func() { close(c.done) }) }
+
+// wakeReader tells a reader paying what it owes that a delivery was held
+// behind the client's full window (see Read).
+func (c *outConn) wakeReader() {
+	select {
+	case c.heldWake <- struct{}{}:
+	default:
+	}
+}
 
 // waiting returns the bytes accepted and not yet written to the socket
 // (the backlog signal, Server.backlog).
@@ -324,12 +344,18 @@ type framing struct {
 	// publishes counts the PUBLISH packets that ended since Read last took
 	// it (for the client's publish rate, see Read).
 	publishes int
+	// other is set when a byte of a packet other than PUBACK, PUBREC or
+	// PUBCOMP was fed since Read last cleared it (see outConn.mayDefer).
+	other bool
 }
 
 // feed follows b, the next bytes of the stream, and returns how many
 // packets ended in it and whether it ends at a packet boundary.
 func (f *framing) feed(b []byte) (ends int, boundary bool) {
 	for i := 0; i < len(b) && !f.broken; {
+		if f.header > 0 || f.body > 0 {
+			f.other = f.other || f.typ != 4 && f.typ != 5 && f.typ != 7
+		}
 		if f.body > 0 {
 			k := min(f.body, len(b)-i)
 			track := f.acks != nil && (f.typ == 4 || f.typ == 5 || f.typ == 7) // PUBACK, PUBREC, PUBCOMP
@@ -354,6 +380,7 @@ func (f *framing) feed(b []byte) (ends int, boundary bool) {
 		if f.header == 0 { // the type byte
 			f.header, f.length = 1, 0
 			f.typ, f.got = x>>4, 0
+			f.other = f.other || f.typ != 4 && f.typ != 5 && f.typ != 7
 			continue
 		}
 		f.length |= int(x&0x7f) << (7 * (f.header - 1))
@@ -496,25 +523,54 @@ func abort(c net.Conn) error {
 // deadline that passes before the one last asked for (see SetDeadline) is
 // moved to that one and the read goes on.
 //
-// Once the client's CONNECT is accepted, a read that returned bytes waits
-// for the client's token buckets before returning (overload.Client.Wait:
-// the operator's client_limits and, under stress, the throttle): mochi
-// reads nothing more meanwhile, the socket's receive buffer fills and TCP
-// slows the sender down. The wait ends early at Close or failure (done),
-// and moves the read deadline later by its length (postpone).
+// Once the client's CONNECT is accepted, what a read returned is charged
+// to the client's token buckets (overload.Client.Charge: the operator's
+// client_limits and, under stress, the throttle) and handed to mochi at
+// once: the acknowledgements that came with a PUBLISH are not held behind
+// it. The next Read pays, waiting before it reads the socket again (unless
+// mayDefer): mochi reads nothing more meanwhile, the socket's receive
+// buffer fills and TCP slows the sender down. The wait ends early at Close
+// or failure (done), when Read returns net.ErrClosed (or the slow
+// consumer's error) rather than bytes read after the connection was taken
+// over, and it moves the read deadline later by its length (postpone).
 func (c *outConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	c.uncork()
+	tc := c.throttle.Load()
+	for tc != nil && !c.owed.IsZero() {
+		if c.mayDefer() {
+			c.deferOK = false // decided again after this read
+			break
+		}
+		d := tc.Pay(c.done, c.heldWake, c.owed)
+		if d > 0 {
+			c.postpone(d)
+		}
+		select {
+		case <-c.done:
+			return 0, c.endErr()
+		default:
+		}
+		if !time.Now().Before(c.owed) {
+			c.owed, c.deferOK = time.Time{}, true
+		}
+		// else a delivery was held meanwhile: look again
+	}
 	for {
 		n, err := c.Conn.Read(p)
 		if err == nil {
 			if c.in.acks == nil && c.counting.Load() { // a window set since (setWindow)
 				c.in.acks = make([]uint16, 0, 16)
 			}
+			deferred := tc != nil && !c.owed.IsZero() // read before paying
+			c.in.other = false
 			ends, boundary := c.in.feed(p[:n])
+			freed := false
 			if len(c.in.acks) > 0 {
 				c.mu.Lock()
+				before := len(c.quota.unacked)
 				c.releaseLocked(c.in.acks)
+				freed = len(c.quota.unacked) < before
 				c.in.acks = c.in.acks[:0]
 			}
 			if ends > 1 || ends == 1 && !boundary {
@@ -522,11 +578,16 @@ func (c *outConn) Read(p []byte) (int, error) {
 				c.corked = true
 				c.mu.Unlock()
 			}
-			if tc := c.throttle.Load(); tc != nil {
+			if tc != nil {
 				pubs := c.in.publishes
 				c.in.publishes = 0
-				if d := tc.Wait(c.done, n, pubs); d > 0 {
-					c.postpone(d)
+				if until := tc.Charge(n, pubs); !until.IsZero() {
+					c.owed = until
+				}
+				if deferred {
+					c.deferOK = freed && !c.in.other
+				} else if c.owed.IsZero() {
+					c.deferOK = true
 				}
 			}
 			return n, nil
@@ -544,6 +605,37 @@ func (c *outConn) Read(p []byte) (int, error) {
 		c.mu.Unlock()
 		return n, err
 	}
+}
+
+// endErr is what Read returns when its wait ended at Close or failure:
+// the slow consumer's error, else net.ErrClosed.
+func (c *outConn) endErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if errors.Is(c.err, ErrSlowConsumer) {
+		return c.err
+	}
+	return net.ErrClosed
+}
+
+// mayDefer reports whether Read may read once more before paying what it
+// owes: the client has its in-flight window full of deliveries (it owes
+// acknowledgements, which may be waiting in the socket while the broker
+// cannot send it more), and the last read either was paid for or, read
+// unpaid itself, brought only PUBACK, PUBREC or PUBCOMP packets that freed
+// deliveries. What a deferred read brings is charged like any other, so
+// the client's rate over time does not change: at most one read (mochi's
+// 2 KiB buffer) of other packets is taken ahead of its payment, after
+// which Read pays everything owed; a stream of acknowledgements that free
+// nothing (made-up packet ids) is paid for read by read.
+func (c *outConn) mayDefer() bool {
+	if !c.deferOK {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q := &c.quota
+	return q.max > 0 && len(q.unacked) >= q.max
 }
 
 // postpone moves the read deadline later by d, the time Read waited for

@@ -55,6 +55,9 @@ func (s *Server) startSampling() {
 	if !o.Enabled {
 		return
 	}
+	if s.memoryLimit() <= 0 {
+		s.log.Info("overload: the memory signal is off: neither overload.memory_limit nor GOMEMLIMIT is set")
+	}
 	s.sampling.Add(1)
 	go s.sampleLoop(time.Duration(o.Interval))
 }
@@ -171,7 +174,8 @@ func (h *hook) maxSubscriptions() int { return h.cfg.Load().ClientLimits.MaxSubs
 // limitSubscriptions refuses, with 0x97 quota exceeded (0x80 for MQTT
 // 3.1.1, which mochi writes for any refusal), the filters of a SUBSCRIBE
 // that would take cl past client_limits.max_subscriptions: filters the
-// session has already and filters refused already do not count, the others
+// session has already, filters refused already and filters mochi will
+// refuse (beginSubscribe leaves them out of filters) do not count, the others
 // count in the order of the packet. beginSubscribe calls it with the
 // verdicts so far, on cl's goroutine; each refusal is counted and logged
 // (securityLog.limitReached).

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/broker/overload"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
 // stress is a stress level a test sets (Options.StressLevel); it counts
@@ -445,9 +447,13 @@ func TestClientLimitsRates(t *testing.T) {
 		limit overload.Limit
 		least time.Duration // the least time the limit allows for the n messages
 	}{
-		{"publish_rate", func(l *config.ClientLimits) { l.PublishRate, l.PublishBurst = 100, 10 }, 110, 16,
+		// A read is paid for after it is handed on (see outConn.Read), so
+		// the burst and one read of mochi's 2 KiB buffer (about 70 of
+		// these packets) go ahead: 210 at 100/s take at least 1.3 s.
+		{"publish_rate", func(l *config.ClientLimits) { l.PublishRate, l.PublishBurst = 100, 10 }, 210, 16,
 			overload.LimitPublishRate, 1 * time.Second},
-		// 64 KiB/s with a 6.5 KiB burst; 96 packets of 1 KiB and headers.
+		// 64 KiB/s with a 6.5 KiB burst; 96 packets of 1 KiB and headers,
+		// less one 2 KiB read: at least 1.4 s.
 		{"bytes_rate", func(l *config.ClientLimits) { l.BytesRate = 64 << 10 }, 96, 1 << 10,
 			overload.LimitBytesRate, 1300 * time.Millisecond},
 	}
@@ -610,5 +616,213 @@ func TestMaxSubscriptions(t *testing.T) {
 	}
 	if n := s.Overload().Throttling.Hit(overload.LimitSubscriptions); n != 3 {
 		t.Errorf("%d subscription limit hits, want 3", n)
+	}
+}
+
+// TestThrottledAcksNotHeldBehindTheirRead: what a throttled read brought
+// in goes to mochi at once; the reader pays for it before its next read.
+// A client at 1 PUBLISH/s that sends 60 QoS 0 messages and then, in the
+// same write, the PUBACKs of its two deliveries has them off its queue at
+// once, not after the minute its 60 messages cost (meanwhile its queue
+// would be full for that minute, and deliveries to it dropped).
+func TestThrottledAcksNotHeldBehindTheirRead(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.Overload.Enabled = false
+	cfg.ClientLimits.PublishRate, cfg.ClientLimits.PublishBurst = 1, 1
+	s := startOverload(t, cfg, nil, broker.Extensions{})
+	addr := s.Addr("tcp")
+	x, err := rawmqtt.DialV5(addr, "x", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if err := x.Subscribe("in/t", 1); err != nil {
+		t.Fatal(err)
+	}
+	p, err := brokertest.Dial(addr, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := range 3 { // two fill x's window, the third waits behind it
+		p.Publish("in/t", 1, uint16(i+1), []byte{byte(i)})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = x.SetDeadline(time.Now().Add(2 * poll.Timeout))
+	var ids []uint16
+	for len(ids) < 2 {
+		typ, body, err := x.ReadPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ&0xf0 == 0x30 {
+			_, id, _ := x.ParsePublish(typ, body)
+			ids = append(ids, id)
+		}
+	}
+	for range 60 { // about a KiB, one read of mochi's 2 KiB buffer
+		x.Publish("elsewhere", 0, 0, []byte("m"))
+	}
+	for _, id := range ids {
+		x.Puback(id)
+	}
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// mochi forgets the acknowledged deliveries (its queue, which
+	// max_queued_messages bounds, shrinks) once it has the PUBACKs.
+	poll.Until(t, "x's acknowledgements processed", func() bool {
+		i, _ := s.Client("x")
+		return i.Queued == 1
+	})
+	t.Logf("throttling %+v", s.Overload().Throttling)
+	if h := s.Overload().Throttling.Hit(overload.LimitPublishRate); h == 0 {
+		t.Error("the publish rate never applied")
+	}
+}
+
+// TestThrottledReaderReadsAcksWhileOwing: a reader that owes its buckets
+// a minute still reads the client's acknowledgements once deliveries wait
+// behind the client's full window: x, at 1 PUBLISH/s, sends 60 QoS 0
+// messages, then acknowledges the two deliveries that fill its window in
+// a write of their own; mochi has them at once. The messages x sends
+// after that still wait for the minute (the PINGREQ's answer behind them
+// does not come back before it).
+func TestThrottledReaderReadsAcksWhileOwing(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.Overload.Enabled = false
+	cfg.ClientLimits.PublishRate, cfg.ClientLimits.PublishBurst = 1, 1
+	s := startOverload(t, cfg, nil, broker.Extensions{})
+	addr := s.Addr("tcp")
+	x, err := rawmqtt.DialV5(addr, "x", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if err := x.Subscribe("in/t", 1); err != nil {
+		t.Fatal(err)
+	}
+	for range 60 {
+		x.Publish("elsewhere", 0, 0, []byte("m"))
+	}
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "x's publishes charged", func() bool { return s.Overload().Throttling.Hit(overload.LimitPublishRate) >= 1 })
+	p, err := brokertest.Dial(addr, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := range 3 {
+		p.Publish("in/t", 1, uint16(i+1), []byte{byte(i)})
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = x.SetDeadline(time.Now().Add(2 * poll.Timeout))
+	var ids []uint16
+	for len(ids) < 2 {
+		typ, body, err := x.ReadPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ&0xf0 == 0x30 {
+			_, id, _ := x.ParsePublish(typ, body)
+			ids = append(ids, id)
+		}
+	}
+	poll.Until(t, "the third delivery held", func() bool { i, _ := s.Client("x"); return i.Queued == 3 })
+	for _, id := range ids {
+		x.Puback(id)
+	}
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "x's acknowledgements processed", func() bool { i, _ := s.Client("x"); return i.Queued == 1 })
+
+	// Not a way around the rate: a PUBLISH now waits for what x owes.
+	x.Publish("elsewhere", 0, 0, []byte("m"))
+	x.Pingreq()
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = x.SetDeadline(time.Now().Add(2 * time.Second))
+	for {
+		typ, _, err := x.ReadPacket()
+		if err != nil {
+			break // the deadline: no PINGRESP while x owes its minute
+		}
+		if typ == 0xd0 {
+			t.Fatal("PINGRESP behind a PUBLISH came back while x owed its bucket most of a minute")
+		}
+	}
+}
+
+// TestMemorySignalOffLogged: with overload on and neither
+// overload.memory_limit nor GOMEMLIMIT, the start says once that the
+// memory signal is off; with a limit it says nothing.
+func TestMemorySignalOffLogged(t *testing.T) {
+	if overload.GoMemLimit() > 0 {
+		t.Skip("GOMEMLIMIT is set")
+	}
+	const line = "the memory signal is off"
+	_, _, out := startLogged(t, broker.Extensions{}, func(c *config.Config) { c.Overload.Enabled = true })
+	if n := len(out.lines(line)); n != 1 {
+		t.Errorf("%d lines %q at start without a memory limit, want 1", n, line)
+	}
+	_, _, out = startLogged(t, broker.Extensions{}, func(c *config.Config) {
+		c.Overload.Enabled, c.Overload.MemoryLimit = true, 1<<30
+	})
+	if n := len(out.lines(line)); n != 0 {
+		t.Errorf("%d lines %q with overload.memory_limit set, want 0", n, line)
+	}
+}
+
+// TestMaxSubscriptionsCountsValidOnly: a filter mochi refuses in the same
+// SUBSCRIBE takes no room; and the Subscriptions service (extensions'
+// subscription_add) is held to the same limit, with ErrTooLarge.
+func TestMaxSubscriptionsCountsValidOnly(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.ClientLimits.MaxSubscriptions = 2
+	s := startOverload(t, cfg, nil, broker.Extensions{})
+	c, err := brokertest.Dial(s.Addr("tcp"), "v3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := []byte{0, 7}
+	for _, f := range []string{"a/#/b", "a", "b"} { // the first is not a filter
+		body = append(body, 0, byte(len(f)))
+		body = append(body, f...)
+		body = append(body, 0)
+	}
+	if err := c.Send(0x82, body); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Flush()
+	_ = c.SetDeadline(time.Now().Add(poll.Timeout))
+	for {
+		typ, ack, err := c.ReadPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == 0x90 {
+			if want := []byte{0, 7, 0x80, 0, 0}; !slices.Equal(ack, want) {
+				t.Errorf("SUBACK % x, want % x (the invalid filter refused, both others granted)", ack, want)
+			}
+			break
+		}
+	}
+	if err := s.Subscribe("v3", broker.SubscriptionInfo{Filter: "c"}); !errors.Is(err, broker.ErrTooLarge) {
+		t.Errorf("service Subscribe past the limit: %v, want ErrTooLarge", err)
+	}
+	if err := s.Subscribe("v3", broker.SubscriptionInfo{Filter: "a", QoS: 1}); err != nil {
+		t.Errorf("service Subscribe replacing a held filter: %v", err)
+	}
+	if subs, _ := s.Subscriptions("v3"); len(subs) != 2 {
+		t.Errorf("%d subscriptions, want 2: %v", len(subs), subs)
 	}
 }

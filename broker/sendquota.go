@@ -283,6 +283,7 @@ func (c *outConn) gateLocked(p []byte) ([]byte, error) {
 				}
 				q.waiting = append(q.waiting, heldPub{f: append([]byte(nil), f...), at: now})
 				q.waitBytes += n
+				c.wakeReader()
 				continue
 			case !in: // a PUBLISH, or a PUBREL of a flow resent after a reconnect
 				q.unacked[id] = struct{}{}

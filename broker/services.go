@@ -210,8 +210,9 @@ type Subscriptions interface {
 	// message. It blocks for one store write (an fsync in sync mode) for a
 	// persistent session. Errors: ErrNoSession; ErrInvalidArgument (filter,
 	// QoS above 2, RetainHandling above 2, identifier out of range, NoLocal
-	// on a shared subscription); a store error, with the subscription in
-	// place in memory.
+	// on a shared subscription); ErrTooLarge when the session holds
+	// client_limits.max_subscriptions already and sub's filter is not one
+	// of them; a store error, with the subscription in place in memory.
 	Subscribe(clientID string, sub SubscriptionInfo) error
 
 	// Unsubscribe removes the subscription of clientID to filter (spelled

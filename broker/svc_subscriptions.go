@@ -45,6 +45,12 @@ func (s *Server) Subscribe(clientID string, sub SubscriptionInfo) error {
 	if !ok {
 		return fmt.Errorf("subscribe %q to %q: %w", clientID, sub.Filter, ErrNoSession)
 	}
+	if limit := s.hook.maxSubscriptions(); limit > 0 {
+		if _, held := cl.State.Subscriptions.Get(sub.Filter); !held && cl.State.Subscriptions.Len() >= limit {
+			s.throttler.HitSubscriptions()
+			return fmt.Errorf("subscribe %q to %q: %w: the session holds client_limits.max_subscriptions (%d) already", clientID, sub.Filter, ErrTooLarge, limit)
+		}
+	}
 	pk := packets.Subscription{Filter: sub.Filter, Qos: sub.QoS, NoLocal: sub.NoLocal,
 		RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, Identifier: sub.Identifier}
 	if s.mochi.Topics.Subscribe(clientID, pk) {

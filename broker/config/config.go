@@ -233,10 +233,12 @@ type Overload struct {
 	// Default 1s.
 	Interval Duration `yaml:"interval"`
 	// ThrottleLevel is the stress level at or above which the heaviest
-	// senders are throttled, a whole number from 1 to 10. Default 7.
+	// senders are throttled, a whole number from 1 to 9 (the level tends to
+	// 10 and never reaches it). Default 7.
 	ThrottleLevel int `yaml:"throttle_level"`
 	// ReleaseLevel is the stress level below which throttled clients get
-	// their rate back, step by step, 0 to throttle_level. Default 4.
+	// their rate back, step by step, 1 to throttle_level (the level is
+	// never below 0, so at 0 nothing would be released). Default 4.
 	ReleaseLevel int `yaml:"release_level"`
 	// MinClientRate, in bytes per second: clients sending less are never
 	// throttled, and nobody is throttled below it; 1KiB to 1GiB. Default

@@ -169,9 +169,9 @@ const (
 func (c *Config) validateOverload(ch *checker) {
 	o := &c.Overload
 	ch.durationRange("overload.interval", o.Interval, minOverloadInterval, maxOverloadInterval)
-	ch.intRange("overload.throttle_level", o.ThrottleLevel, 1, 10)
-	if o.ReleaseLevel < 0 || o.ReleaseLevel > o.ThrottleLevel {
-		ch.addf("overload.release_level", "%d out of range 0-%d (overload.throttle_level)", o.ReleaseLevel, o.ThrottleLevel)
+	ch.intRange("overload.throttle_level", o.ThrottleLevel, 1, 9) // the level never reaches 10 (overload/doc.go)
+	if o.ReleaseLevel < 1 || o.ReleaseLevel > o.ThrottleLevel {
+		ch.addf("overload.release_level", "%d out of range 1-%d (overload.throttle_level; at 0 nothing would ever be released)", o.ReleaseLevel, o.ThrottleLevel)
 	}
 	if o.MinClientRate < minRateBytes || o.MinClientRate > maxRateBytes {
 		ch.addf("overload.min_client_rate", "%s out of range %s-%s", o.MinClientRate, ByteSize(minRateBytes), ByteSize(maxRateBytes))

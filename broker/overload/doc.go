@@ -16,9 +16,12 @@
 //	               taken by the sockets
 //	sched_latency  p99 of the Go scheduler latency since the last    1 ms     50 ms   0.7
 //	               sample (runtime/metrics /sched/latencies:seconds)
-//	gc_cpu         share of the process's CPU time spent in GC       10 %     50 %    0.5
-//	               since the last sample (/cpu/classes/gc/total vs
-//	               /cpu/classes/total)
+//	gc_cpu         share of the CPU available to Go (GOMAXPROCS x    10 %     50 %    0.5
+//	               wall time) spent in GC between the last two GC
+//	               ends the samples saw (/cpu/classes/gc/total vs
+//	               /cpu/classes/total, which the runtime updates
+//	               when a GC cycle ends; samples in between repeat
+//	               the last value)
 //	store_latency  the store's recent write latency (a function the  10 ms    500 ms  0.6
 //	               broker gives; skipped while nil)
 //	memory         Go runtime memory (/memory/classes/total minus    70 %     95 %    0.9
@@ -40,7 +43,14 @@
 // A weight is the share of the scale one signal alone can reach when it is
 // saturated: memory at its limit alone gives 9, a full backlog 8, a 50 ms
 // scheduler p99 7, a 500 ms store write 6, GC eating half the CPU 5; two
-// saturated signals together come close to 10. A weighted mean would let
+// saturated signals together come close to 10, which the level never
+// reaches (all five saturated give 9.988), so overload.throttle_level is
+// at most 9. These ceilings are approached, not reached: the smoothing
+// halves the distance each sample, so a signal saturated from idle is at
+// 1/2, 3/4, 7/8 of its ceiling after one, two, three samples, and a
+// scheduler latency saturated alone reads 6.1 after three samples and
+// never reaches the default throttle_level of 7 by itself; it takes a
+// second signal rising with it. A weighted mean would let
 // one saturated signal be averaged away by idle ones (memory at its limit
 // with everything else quiet would read 2 of 10), and a plain maximum would
 // ignore several signals rising together. Why each weight is what it is:
@@ -85,7 +95,8 @@
 //
 //  1. level >= Policy.ThrottleLevel: the protected clients that sent the
 //     most since the last Adjust, the fewest that together sent at least
-//     half of all the bytes read, each sending at least Policy.MinRate, are
+//     half of the bytes the protected clients sent (unprotected clients
+//     neither rank nor count), each sending at least Policy.MinRate, are
 //     throttled to half the rate they sent at; clients throttled already
 //     are halved again; nobody goes below MinRate.
 //  2. level < Policy.ReleaseLevel: every throttled client's rate doubles;

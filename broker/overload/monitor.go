@@ -185,16 +185,32 @@ func GoMemLimit() int64 {
 }
 
 // schedLatencySignal maps the p99 of the scheduler latencies observed since
-// the previous call.
+// the previous call (the first call: since the signal was made).
 func schedLatencySignal() func() float64 {
 	sample := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
-	var prev []uint64
-	return func() float64 {
+	return schedLatency(func() *metrics.Float64Histogram {
 		metrics.Read(sample)
 		if sample[0].Value.Kind() != metrics.KindFloat64Histogram {
+			return nil
+		}
+		return sample[0].Value.Float64Histogram()
+	})
+}
+
+// schedLatency is schedLatencySignal over read, which returns the
+// runtime's cumulative histogram (nil: none). It takes a baseline at
+// once, so that the first sample does not see every latency since the
+// process started (start-up's, or a test's before the broker's).
+func schedLatency(read func() *metrics.Float64Histogram) func() float64 {
+	var prev []uint64
+	if h := read(); h != nil {
+		prev = append(prev, h.Counts...)
+	}
+	return func() float64 {
+		h := read()
+		if h == nil {
 			return 0
 		}
-		h := sample[0].Value.Float64Histogram()
 		p99 := histQuantile(h, prev, 0.99)
 		prev = append(prev[:0], h.Counts...)
 		return ramp(p99, SchedLatencyLow.Seconds(), SchedLatencyHigh.Seconds())
@@ -232,23 +248,39 @@ func histQuantile(h *metrics.Float64Histogram, prev []uint64, q float64) float64
 	return 0
 }
 
-// gcCPUSignal maps the share of CPU time spent in GC since the previous
-// call.
+// gcCPUSignal maps the share of the CPU available to Go (GOMAXPROCS x
+// wall time, as the runtime estimates it) spent in GC since the previous
+// call that saw the runtime's figures move.
 func gcCPUSignal() func() float64 {
 	sample := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/total:cpu-seconds"}}
-	var prevGC, prevTotal float64
-	return func() float64 {
+	return gcShare(func() (gc, total float64, ok bool) {
 		metrics.Read(sample)
 		if sample[0].Value.Kind() != metrics.KindFloat64 || sample[1].Value.Kind() != metrics.KindFloat64 {
+			return 0, 0, false
+		}
+		return sample[0].Value.Float64(), sample[1].Value.Float64(), true
+	})
+}
+
+// gcShare is gcCPUSignal over read, which returns the runtime's cumulative
+// GC and total CPU seconds. The runtime updates /cpu/classes only when a
+// GC cycle ends, so most samples see no change: they repeat the last value
+// rather than read as 0, which would halve the smoothed signal between
+// cycles however much of the CPU GC takes.
+func gcShare(read func() (gc, total float64, ok bool)) func() float64 {
+	var prevGC, prevTotal, last float64
+	return func() float64 {
+		gc, total, ok := read()
+		if !ok {
 			return 0
 		}
-		gc, total := sample[0].Value.Float64(), sample[1].Value.Float64()
 		dgc, dtotal := gc-prevGC, total-prevTotal
-		prevGC, prevTotal = gc, total
 		if dtotal <= 0 {
-			return 0
+			return last
 		}
-		return ramp(dgc/dtotal, GCCPULow, GCCPUHigh)
+		prevGC, prevTotal = gc, total
+		last = ramp(dgc/dtotal, GCCPULow, GCCPUHigh)
+		return last
 	}
 }
 

@@ -209,3 +209,67 @@ func TestWait(t *testing.T) {
 		t.Errorf("publish_rate hits %d, want 1", s.Hit(LimitPublishRate))
 	}
 }
+
+// TestAdjustExemptHeavy: an unprotected client sending more than all the
+// protected ones together neither ranks nor counts, so the heaviest
+// protected senders are still throttled.
+func TestAdjustExemptHeavy(t *testing.T) {
+	tr := NewThrottler()
+	p := Policy{ThrottleLevel: 7, ReleaseLevel: 4, MinRate: 1000}
+	exempt := tr.Add(Limits{}, false)
+	var prot []*Client
+	for range 5 {
+		prot = append(prot, tr.Add(Limits{}, true))
+	}
+	exempt.read.Add(6 << 20)
+	for i, c := range prot {
+		c.read.Add(int64(i+1) << 20) // 1..5 MiB/s, 15 together
+	}
+	started, _ := tr.Adjust(10, p, time.Second)
+	if exempt.Throttled() {
+		t.Error("the unprotected client throttled")
+	}
+	// 5+4 MiB/s is 9 of the 15 the protected clients sent: the two heaviest.
+	if started != 2 || !prot[4].Throttled() || !prot[3].Throttled() || prot[2].Throttled() {
+		t.Errorf("started %d (throttled: %v %v %v), want the two heaviest protected clients",
+			started, prot[4].Throttled(), prot[3].Throttled(), prot[2].Throttled())
+	}
+}
+
+// TestGCShare: the runtime moves its CPU classes only when a GC cycle
+// ends; samples that see no change keep the last value instead of 0.
+func TestGCShare(t *testing.T) {
+	var gc, total float64
+	s := gcShare(func() (float64, float64, bool) { return gc, total, true })
+	if v := s(); v != 0 {
+		t.Errorf("first sample %v, want 0", v)
+	}
+	gc, total = 0.3, 1 // 30 %: halfway between 10 % and 50 %
+	want := ramp(0.3, GCCPULow, GCCPUHigh)
+	if v := s(); !near(v, want) || want <= 0 {
+		t.Errorf("after a GC cycle %v, want %v", v, want)
+	}
+	for range 3 {
+		if v := s(); !near(v, want) {
+			t.Errorf("no GC cycle since: %v, want the last value %v", v, want)
+		}
+	}
+	gc, total = 0.3, 2 // next cycle: no GC time in that second
+	if v := s(); v != 0 {
+		t.Errorf("after a cycle with no GC time %v, want 0", v)
+	}
+}
+
+// TestSchedLatencyBaseline: the first sample counts only the latencies
+// since the signal was made, not those since the process started.
+func TestSchedLatencyBaseline(t *testing.T) {
+	h := &metrics.Float64Histogram{Counts: []uint64{0, 100}, Buckets: []float64{0, 1e-6, 1}} // 100 of up to 1 s before
+	s := schedLatency(func() *metrics.Float64Histogram { return h })
+	if v := s(); v != 0 {
+		t.Errorf("first sample with no latency since the start %v, want 0", v)
+	}
+	h.Counts = []uint64{0, 200}
+	if v := s(); v != 1 {
+		t.Errorf("100 latencies of up to 1 s: %v, want 1", v)
+	}
+}

@@ -53,7 +53,8 @@ type Limits struct {
 type Policy struct {
 	// ThrottleLevel: at or above it, the heaviest senders are throttled.
 	ThrottleLevel float64
-	// ReleaseLevel: below it, throttled clients get their rate back.
+	// ReleaseLevel: below it, throttled clients get their rate back; above
+	// 0 (the lowest level), or nobody is ever released (config checks it).
 	ReleaseLevel float64
 	// MinRate, in bytes per second: clients sending less are never
 	// throttled, and nobody is throttled below it.
@@ -156,16 +157,23 @@ func (t *Throttler) Stats() Stats {
 // Throttled reports whether c's stress bucket is on.
 func (c *Client) Throttled() bool { return c.stress.Load() != nil }
 
-// Wait accounts for n bytes just read from c's connection, ending
-// publishes PUBLISH packets, and blocks the caller (the connection's
-// reader) for as long as c's buckets ask; it returns early, with the time
-// waited so far, when done closes. It never waits when no bucket applies;
-// its cost then is one atomic add and three loads.
+// Wait is Pay(done, nil, Charge(n, publishes)): it accounts for n bytes
+// just read and blocks until c's buckets allow them.
 func (c *Client) Wait(done <-chan struct{}, n, publishes int) time.Duration {
+	return c.Pay(done, nil, c.Charge(n, publishes))
+}
+
+// Charge accounts for n bytes just read from c's connection, ending
+// publishes PUBLISH packets, and returns when c's buckets allow them (and
+// everything charged before): the zero time when no bucket asks for a
+// wait. It does not block, so the reader can hand what it read on at once
+// and Pay before its next read. Its cost when no bucket applies is one
+// atomic add and three loads.
+func (c *Client) Charge(n, publishes int) time.Time {
 	c.read.Add(int64(n))
 	stress := c.stress.Load()
 	if c.pub == nil && c.bytes == nil && stress == nil {
-		return 0
+		return time.Time{}
 	}
 	now := time.Now()
 	var d time.Duration
@@ -185,6 +193,22 @@ func (c *Client) Wait(done <-chan struct{}, n, publishes int) time.Duration {
 		d = max(d, reserve(stress, now, n))
 	}
 	if d <= 0 {
+		return time.Time{}
+	}
+	return now.Add(d)
+}
+
+// Pay blocks until until (from Charge), or until done closes or wake
+// receives (nil: never), and returns the time it waited; it does not wait
+// for a zero or past until. A wait cut short leaves the debt as it was:
+// the caller pays it later (Charge's reservations add up).
+func (c *Client) Pay(done, wake <-chan struct{}, until time.Time) time.Duration {
+	if until.IsZero() {
+		return 0
+	}
+	now := time.Now()
+	d := until.Sub(now)
+	if d <= 0 {
 		return 0
 	}
 	timer := time.NewTimer(d)
@@ -192,6 +216,8 @@ func (c *Client) Wait(done <-chan struct{}, n, publishes int) time.Duration {
 	select {
 	case <-timer.C:
 	case <-done:
+		d = time.Since(now)
+	case <-wake:
 		d = time.Since(now)
 	}
 	c.t.waited.Add(int64(d))
@@ -275,18 +301,24 @@ func (t *Throttler) Adjust(level float64, p Policy, elapsed time.Duration) (star
 }
 
 // heaviest returns the protected, unthrottled clients to throttle: the
-// fewest of all clients, heaviest first, that together sent at least half
-// the bytes read, leaving out those that sent less than minRate (and the
-// throttled or unprotected ones, which still count in the total).
+// fewest of the protected clients, heaviest first, that together sent at
+// least half the bytes the protected clients sent, leaving out those that
+// sent less than minRate (and the throttled ones, which still count in the
+// total). Unprotected clients neither rank nor count: one heavy exempt
+// client must not make the others' share look small.
 func heaviest(clients []*Client, seen map[*Client]float64, minRate float64) []*Client {
 	var total float64
+	sorted := make([]*Client, 0, len(clients))
 	for _, c := range clients {
+		if !c.protected {
+			continue
+		}
 		total += seen[c]
+		sorted = append(sorted, c)
 	}
 	if total <= 0 {
 		return nil
 	}
-	sorted := slices.Clone(clients)
 	slices.SortFunc(sorted, func(a, b *Client) int {
 		switch {
 		case seen[a] > seen[b]:
@@ -303,7 +335,7 @@ func heaviest(clients []*Client, seen map[*Client]float64, minRate float64) []*C
 			break
 		}
 		sum += seen[c]
-		if c.protected && c.stress.Load() == nil {
+		if c.stress.Load() == nil {
 			out = append(out, c)
 		}
 	}

@@ -75,7 +75,8 @@ func Subscriptions(clientID string) ([]Subscription, error) {
 // Matching messages reach the client from then on. ErrNotFound: no such
 // session; ErrInvalidArgument: a filter a client could not subscribe to,
 // QoS or RetainHandling above 2, an identifier out of range, NoLocal on a
-// shared subscription.
+// shared subscription; ErrTooLarge: the session holds the broker's
+// client_limits.max_subscriptions already and s.Filter is not one of them.
 func AddSubscription(clientID string, s Subscription) error {
 	return statusErr(svcSubscriptionAdd(clientID, s.Filter, uint32(s.QoS), s.options(), s.Identifier))
 }
