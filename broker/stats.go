@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/bits"
+	"net"
 	"os"
 	"sync/atomic"
 	"time"
@@ -127,7 +128,7 @@ func (s *stats) countDisconnect(cl *mqtt.Client, err error) {
 		s.disconnects[discClient].Add(1)
 	case kind == DisconnectLost:
 		s.disconnects[discLost].Add(1)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if timedOut(err) {
 			// The only read deadline past the CONNECT is the keepalive's
 			// (outConn.SetDeadline); writes have their own, which end a
 			// connection as a slow consumer, closed, not timed out.
@@ -301,4 +302,15 @@ func (r *recentMax) get(now int64) time.Duration {
 func (s *stats) observeStoreWrite(d time.Duration) {
 	s.storeWrite.observe(d)
 	s.recentWrite.observe(time.Now().Unix(), d)
+}
+
+// timedOut says whether err is a deadline's: os.ErrDeadlineExceeded on a
+// tcp or tls connection, and on a websocket one gorilla/websocket's own
+// error, which keeps only the net.Error's Timeout().
+func timedOut(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
