@@ -69,11 +69,13 @@ type DisconnectCounts struct {
 	// Client: the client sent DISCONNECT.
 	Client uint64
 	// Lost: the connection ended without DISCONNECT (network error, end
-	// of stream, keepalive timeout, malformed packet): the "ungraceful
-	// disconnect".
+	// of stream, keepalive timeout): the "ungraceful disconnect".
 	Lost uint64
-	// Server: the broker ended it (a refusal, a slow consumer, shutdown,
-	// a protocol error it answered with a reason code).
+	// Server: the broker ended it (a malformed packet or another protocol
+	// error, which mochi answers with a reason code; a publish or
+	// subscribe refused to a client that is then disconnected; a slow
+	// consumer; shutdown). A refused CONNECT is not a disconnect: it
+	// counts in ConnectsRefused only.
 	Server uint64
 	// TakenOver: a new connection with the same client id took the
 	// session over.
