@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // Counters are running totals since New, for metrics: the metrics package
@@ -185,18 +187,14 @@ type diskUser interface {
 }
 
 // Levels returns the current gauges. Safe from any goroutine; it walks
-// mochi's clients once (taking each session's in-flight lock briefly) and
-// its retained messages (a copy of the map), and reads pebble's metrics,
-// so call it per scrape, not per message.
+// mochi's clients once (taking each session's in-flight lock briefly),
+// counts the retained messages without copying them (retainedMessages),
+// and reads pebble's metrics, so call it per scrape, not per message.
 func (s *Server) Levels() Levels {
 	l := Levels{
 		ClientsConnected: atomic.LoadInt64(&s.mochi.Info.ClientsConnected),
 	}
-	for topic := range s.mochi.Topics.Retained.GetAll() {
-		if !strings.HasPrefix(topic, "$SYS/") {
-			l.RetainedMessages++
-		}
-	}
+	l.RetainedMessages = retainedMessages(s.mochi.Topics)
 	for _, cl := range s.mochi.Clients.GetAll() {
 		if cl.Net.Inline {
 			continue
@@ -223,4 +221,22 @@ func (s *Server) Levels() Levels {
 // atomic loads and a clock read; safe from any goroutine.
 func (s *Server) StoreWriteLatency() time.Duration {
 	return s.stats.recentWrite.get(time.Now().Unix())
+}
+
+// retainedMessages is the number of retained messages topics holds, its
+// $SYS/ topics left out, without copying them: the size of mochi's map of
+// retained messages (which holds exactly the topics with a retained
+// message: an empty payload deletes, a replacement keeps one entry,
+// restored ones are added the same way) minus the $SYS/ topics found by
+// walking only that branch of the topic tree (a few dozen of mochi's own).
+// The two reads are not one atomic step: while messages are retained or
+// cleared the count can be off by those in flight, as any gauge.
+func retainedMessages(topics *mqtt.TopicsIndex) int64 {
+	n := int64(topics.Retained.Len())
+	for _, pk := range topics.Messages(mqtt.SysPrefix + "/#") {
+		if strings.HasPrefix(pk.TopicName, mqtt.SysPrefix+"/") {
+			n--
+		}
+	}
+	return max(n, 0)
 }
