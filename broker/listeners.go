@@ -36,9 +36,9 @@ func newListener(lc config.Listener, connectTimeout func() time.Duration, m *mqt
 	var inner listeners.Listener
 	switch lc.Type {
 	case "tcp", "tls":
-		inner = listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: lc.Name, Address: lc.Address, TLSConfig: tlsConf})
+		inner = &tcpListener{name: lc.Name, address: lc.Address, tls: tlsConf, log: log}
 	case "websocket":
-		inner = &wsListener{name: lc.Name, address: lc.Address, path: lc.Path, tls: tlsConf}
+		inner = &wsListener{name: lc.Name, address: lc.Address, path: lc.Path, tls: tlsConf, log: log}
 	default:
 		return nil, fmt.Errorf("listener %q: unknown type %q", lc.Name, lc.Type)
 	}
@@ -162,6 +162,7 @@ func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 type wsListener struct {
 	name, address, path string
 	tls                 *tls.Config
+	log                 *slog.Logger // for acceptRetry
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -201,6 +202,7 @@ func (l *wsListener) Init(*slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	ln = newAcceptRetry(ln, l.name, l.log)
 	if l.tls != nil {
 		ln = tls.NewListener(ln, l.tls)
 	}
