@@ -100,8 +100,9 @@ type DropCounts struct {
 	// a session before it was sent.
 	Expired uint64
 	// TooLarge: a delivery above the Maximum Packet Size its client
-	// announced (mochi does not send it), or a PUBLISH above
-	// mqtt.max_packet_size from a client (which is disconnected).
+	// announced (mochi does not send it; a QoS 1/2 one is discarded from
+	// the session, once, see hook.dropTooLargeInflight), or a PUBLISH
+	// above mqtt.max_packet_size from a client (which is disconnected).
 	TooLarge uint64
 	// NotAuthorized: a PUBLISH its authorizer refused, or a delivery of a
 	// subscription revoked when its session resumed.

@@ -140,6 +140,15 @@ func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 		}()
 		_ = c.SetDeadline(time.Now().Add(g.connectTimeout()))
 		err := establish(id, c)
+		if oc, ok := c.(*outConn); ok && oc.stats != nil {
+			if cl := oc.accepted.Swap(nil); cl != nil {
+				// Accepted, then mochi failed to write the CONNACK or to
+				// resend the session's messages and returned without
+				// OnDisconnect: count the end, or accepted - disconnects
+				// would drift from the clients connected.
+				oc.stats.countDisconnectKind(cl, err)
+			}
+		}
 		remote := c.RemoteAddr().String()
 		logged := g.violations.forget(remote) // mochi's record of the error became a violation line
 		switch {

@@ -122,6 +122,16 @@ func packetSize(remaining int) int {
 // out is also a keepalive timeout, and a packet above mqtt.max_packet_size
 // a message dropped as too large.
 func (s *stats) countDisconnect(cl *mqtt.Client, err error) {
+	s.countDisconnectKind(cl, err)
+	if errors.Is(err, packets.ErrPacketTooLarge) {
+		s.dropped[dropTooLarge].Add(1)
+	}
+}
+
+// countDisconnectKind is countDisconnect without the too-large count: for a
+// connection mochi ended before its read loop (guardedListener.Serve),
+// where a packet too large was one of ours, counted when encoded.
+func (s *stats) countDisconnectKind(cl *mqtt.Client, err error) {
 	kind, code, _ := disconnectCause(cl, err)
 	switch {
 	case kind == DisconnectByClient:
@@ -140,9 +150,6 @@ func (s *stats) countDisconnect(cl *mqtt.Client, err error) {
 		s.disconnects[discTakenOver].Add(1)
 	default:
 		s.disconnects[discServer].Add(1)
-	}
-	if errors.Is(err, packets.ErrPacketTooLarge) {
-		s.dropped[dropTooLarge].Add(1)
 	}
 }
 
