@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // Counters are running totals since New, for metrics: the metrics package
@@ -69,11 +71,13 @@ type DisconnectCounts struct {
 	// Client: the client sent DISCONNECT.
 	Client uint64
 	// Lost: the connection ended without DISCONNECT (network error, end
-	// of stream, keepalive timeout, malformed packet): the "ungraceful
-	// disconnect".
+	// of stream, keepalive timeout): the "ungraceful disconnect".
 	Lost uint64
-	// Server: the broker ended it (a refusal, a slow consumer, shutdown,
-	// a protocol error it answered with a reason code).
+	// Server: the broker ended it (a malformed packet or another protocol
+	// error, which mochi answers with a reason code; a publish or
+	// subscribe refused to a client that is then disconnected; a slow
+	// consumer; shutdown). A refused CONNECT is not a disconnect: it
+	// counts in ConnectsRefused only.
 	Server uint64
 	// TakenOver: a new connection with the same client id took the
 	// session over.
@@ -96,8 +100,9 @@ type DropCounts struct {
 	// a session before it was sent.
 	Expired uint64
 	// TooLarge: a delivery above the Maximum Packet Size its client
-	// announced (mochi does not send it), or a PUBLISH above
-	// mqtt.max_packet_size from a client (which is disconnected).
+	// announced (mochi does not send it; a QoS 1/2 one is discarded from
+	// the session, once, see hook.dropTooLargeInflight), or a PUBLISH
+	// above mqtt.max_packet_size from a client (which is disconnected).
 	TooLarge uint64
 	// NotAuthorized: a PUBLISH its authorizer refused, or a delivery of a
 	// subscription revoked when its session resumed.
@@ -183,18 +188,14 @@ type diskUser interface {
 }
 
 // Levels returns the current gauges. Safe from any goroutine; it walks
-// mochi's clients once (taking each session's in-flight lock briefly) and
-// its retained messages (a copy of the map), and reads pebble's metrics,
-// so call it per scrape, not per message.
+// mochi's clients once (taking each session's in-flight lock briefly),
+// counts the retained messages without copying them (retainedMessages),
+// and reads pebble's metrics, so call it per scrape, not per message.
 func (s *Server) Levels() Levels {
 	l := Levels{
 		ClientsConnected: atomic.LoadInt64(&s.mochi.Info.ClientsConnected),
 	}
-	for topic := range s.mochi.Topics.Retained.GetAll() {
-		if !strings.HasPrefix(topic, "$SYS/") {
-			l.RetainedMessages++
-		}
-	}
+	l.RetainedMessages = retainedMessages(s.mochi.Topics)
 	for _, cl := range s.mochi.Clients.GetAll() {
 		if cl.Net.Inline {
 			continue
@@ -221,4 +222,22 @@ func (s *Server) Levels() Levels {
 // atomic loads and a clock read; safe from any goroutine.
 func (s *Server) StoreWriteLatency() time.Duration {
 	return s.stats.recentWrite.get(time.Now().Unix())
+}
+
+// retainedMessages is the number of retained messages topics holds, its
+// $SYS/ topics left out, without copying them: the size of mochi's map of
+// retained messages (which holds exactly the topics with a retained
+// message: an empty payload deletes, a replacement keeps one entry,
+// restored ones are added the same way) minus the $SYS/ topics found by
+// walking only that branch of the topic tree (a few dozen of mochi's own).
+// The two reads are not one atomic step: while messages are retained or
+// cleared the count can be off by those in flight, as any gauge.
+func retainedMessages(topics *mqtt.TopicsIndex) int64 {
+	n := int64(topics.Retained.Len())
+	for _, pk := range topics.Messages(mqtt.SysPrefix + "/#") {
+		if strings.HasPrefix(pk.TopicName, mqtt.SysPrefix+"/") {
+			n--
+		}
+	}
+	return max(n, 0)
 }

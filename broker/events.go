@@ -92,7 +92,9 @@ func (h *hook) conn(cl *mqtt.Client) Conn {
 
 // disconnectCause tells who ended a connection, from mochi's error and stop
 // cause: nil (or "disconnect with will") is the client's DISCONNECT; a
-// reason code the broker sent is the server's; anything else was lost.
+// reason code the broker sent is the server's (a malformed packet
+// included: mochi ends it with 0x81 Malformed Packet or 0x82 Protocol
+// Error); anything else was lost.
 func disconnectCause(cl *mqtt.Client, err error) (DisconnectKind, byte, string) {
 	var c packets.Code
 	if errors.As(cl.StopCause(), &c) && c.Code >= 0x80 {
@@ -108,6 +110,6 @@ func disconnectCause(cl *mqtt.Client, err error) (DisconnectKind, byte, string) 
 	if errors.As(err, &c) && c.Code >= 0x80 {
 		return DisconnectByServer, c.Code, c.Reason
 	}
-	// io.EOF, a network error, a keepalive timeout, a malformed packet.
+	// io.EOF, a network error, a keepalive timeout.
 	return DisconnectLost, 0, err.Error()
 }

@@ -265,6 +265,9 @@ func (h *hook) removedMeanwhile(cl *mqtt.Client) bool {
 // session that ends here.
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	now := time.Now()
+	if oc, ok := cl.Net.Conn.(*outConn); ok {
+		oc.accepted.Store(nil) // counted here, not by guardedListener.Serve
+	}
 	h.stats.countDisconnect(cl, err)
 	h.kickedWill(cl, err)
 	h.emitDisconnect(cl, err, now)
@@ -455,7 +458,14 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 			pk = h.interceptDelivery(ic, cl, pk)
 		}
 		if pk.Mods.MaxSize > 0 && pk.FixedHeader.Type == packets.Publish && tooLarge(pk) {
+			// mochi will not send it; a QoS 1/2 copy would stay in the
+			// session and fail again at every resend, the client unable
+			// to resume: discard it as if delivered ([MQTT-3.1.2-25]),
+			// so that it counts once.
 			h.stats.dropped[dropTooLarge].Add(1)
+			if pk.FixedHeader.Qos > 0 {
+				h.discardInflight(cl, pk)
+			}
 		}
 		return pk
 	case packets.Connack:
@@ -472,6 +482,9 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		return pk
 	}
 	h.stats.countConnack(0)
+	if oc, ok := cl.Net.Conn.(*outConn); ok {
+		oc.accepted.Store(cl) // see guardedListener.Serve
+	}
 	pk = h.connectAck(cl, pk)
 	if ic := h.interceptors(InterceptConnack); ic != nil {
 		pk = h.interceptConnack(ic, cl, pk)
@@ -479,7 +492,45 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	h.takeUnsent(cl, pk.SessionPresent)
 	if pk.SessionPresent {
 		h.dropRevokedInflight(cl)
+		h.dropTooLargeInflight(cl)
 		renumberInflight(cl)
 	}
 	return pk
+}
+
+// dropTooLargeInflight discards, as the CONNACK resuming cl's session is
+// written and before mochi resends them, the QoS 1/2 PUBLISH packets the
+// session holds that exceed the Maximum Packet Size of cl's CONNECT
+// (queued while it was offline, or restored): mochi would fail the resend
+// with "packet too large" and end the connection, every time the client
+// came back. Each counts as too large, once.
+func (h *hook) dropTooLargeInflight(cl *mqtt.Client) {
+	max := cl.Properties.Props.MaximumPacketSize
+	if max == 0 {
+		return
+	}
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		pk.Mods.MaxSize = max
+		if tooLarge(pk) {
+			h.stats.dropped[dropTooLarge].Add(1)
+			h.discardInflight(cl, pk)
+		}
+	}
+}
+
+// discardInflight removes a QoS 1/2 PUBLISH that will never be sent from
+// cl's session, its store record and the deliveries its outConn holds
+// back, as if the client had acknowledged it.
+func (h *hook) discardInflight(cl *mqtt.Client, pk packets.Packet) {
+	if !cl.State.Inflight.Delete(pk.PacketID) {
+		return
+	}
+	atomic.AddInt64(&h.mochi.Info.Inflight, -1)
+	h.inflightDropped(cl, pk)
+	if oc, ok := cl.Net.Conn.(*outConn); ok {
+		oc.forgetHeld(pk.PacketID)
+	}
 }

@@ -36,9 +36,9 @@ func newListener(lc config.Listener, connectTimeout func() time.Duration, m *mqt
 	var inner listeners.Listener
 	switch lc.Type {
 	case "tcp", "tls":
-		inner = listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: lc.Name, Address: lc.Address, TLSConfig: tlsConf})
+		inner = &tcpListener{name: lc.Name, address: lc.Address, tls: tlsConf, log: log}
 	case "websocket":
-		inner = &wsListener{name: lc.Name, address: lc.Address, path: lc.Path, tls: tlsConf}
+		inner = &wsListener{name: lc.Name, address: lc.Address, path: lc.Path, tls: tlsConf, log: log}
 	default:
 		return nil, fmt.Errorf("listener %q: unknown type %q", lc.Name, lc.Type)
 	}
@@ -140,6 +140,15 @@ func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 		}()
 		_ = c.SetDeadline(time.Now().Add(g.connectTimeout()))
 		err := establish(id, c)
+		if oc, ok := c.(*outConn); ok && oc.stats != nil {
+			if cl := oc.accepted.Swap(nil); cl != nil {
+				// Accepted, then mochi failed to write the CONNACK or to
+				// resend the session's messages and returned without
+				// OnDisconnect: count the end, or accepted - disconnects
+				// would drift from the clients connected.
+				oc.stats.countDisconnectKind(cl, err)
+			}
+		}
 		remote := c.RemoteAddr().String()
 		logged := g.violations.forget(remote) // mochi's record of the error became a violation line
 		switch {
@@ -162,6 +171,7 @@ func (g *guardedListener) Serve(establish listeners.EstablishFn) {
 type wsListener struct {
 	name, address, path string
 	tls                 *tls.Config
+	log                 *slog.Logger // for acceptRetry
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -201,6 +211,7 @@ func (l *wsListener) Init(*slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	ln = newAcceptRetry(ln, l.name, l.log)
 	if l.tls != nil {
 		ln = tls.NewListener(ln, l.tls)
 	}

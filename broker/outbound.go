@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
+
 	"github.com/propolis-mqtt/propolis/broker/overload"
 )
 
@@ -49,7 +51,13 @@ const closeFlushTimeout = time.Second
 // mochi calls with the keepalive) sets the read deadline only; the write
 // deadlines are outConn's own. All methods are safe for concurrent use.
 type outConn struct {
-	net.Conn                 // the accepted connection
+	net.Conn // the accepted connection
+	// accepted is the client whose success CONNACK was encoded on this
+	// connection until OnDisconnect has counted its end; still set when
+	// mochi's attachClient returned without OnDisconnect (the CONNACK
+	// write or the resend failed), guardedListener.Serve counts the
+	// disconnect.
+	accepted atomic.Pointer[mqtt.Client]
 	raw      syscall.RawConn // plain TCP: the socket, for tryWrite; nil otherwise
 	timeout  time.Duration   // mqtt.write_timeout, per socket write of up to writeChunk
 	limit    int             // mqtt.max_outbound_buffer, in bytes

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/bits"
+	"net"
 	"os"
 	"sync/atomic"
 	"time"
@@ -121,13 +122,23 @@ func packetSize(remaining int) int {
 // out is also a keepalive timeout, and a packet above mqtt.max_packet_size
 // a message dropped as too large.
 func (s *stats) countDisconnect(cl *mqtt.Client, err error) {
+	s.countDisconnectKind(cl, err)
+	if errors.Is(err, packets.ErrPacketTooLarge) {
+		s.dropped[dropTooLarge].Add(1)
+	}
+}
+
+// countDisconnectKind is countDisconnect without the too-large count: for a
+// connection mochi ended before its read loop (guardedListener.Serve),
+// where a packet too large was one of ours, counted when encoded.
+func (s *stats) countDisconnectKind(cl *mqtt.Client, err error) {
 	kind, code, _ := disconnectCause(cl, err)
 	switch {
 	case kind == DisconnectByClient:
 		s.disconnects[discClient].Add(1)
 	case kind == DisconnectLost:
 		s.disconnects[discLost].Add(1)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if timedOut(err) {
 			// The only read deadline past the CONNECT is the keepalive's
 			// (outConn.SetDeadline); writes have their own, which end a
 			// connection as a slow consumer, closed, not timed out.
@@ -139,9 +150,6 @@ func (s *stats) countDisconnect(cl *mqtt.Client, err error) {
 		s.disconnects[discTakenOver].Add(1)
 	default:
 		s.disconnects[discServer].Add(1)
-	}
-	if errors.Is(err, packets.ErrPacketTooLarge) {
-		s.dropped[dropTooLarge].Add(1)
 	}
 }
 
@@ -301,4 +309,15 @@ func (r *recentMax) get(now int64) time.Duration {
 func (s *stats) observeStoreWrite(d time.Duration) {
 	s.storeWrite.observe(d)
 	s.recentWrite.observe(time.Now().Unix(), d)
+}
+
+// timedOut says whether err is a deadline's: os.ErrDeadlineExceeded on a
+// tcp or tls connection, and on a websocket one gorilla/websocket's own
+// error, which keeps only the net.Error's Timeout().
+func timedOut(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -216,7 +216,7 @@ func Precompile(ctx context.Context, dir, cacheDir string) ([]string, error) {
 			errs = append(errs, err)
 			continue
 		}
-		bin, err := readRegular(filepath.Join(folder, m.Module), maxModule)
+		bin, err := readRegular(filepath.Join(folder, m.Module), maxModule, os.ReadFile)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("extension %q: read module: %w", m.ID, err))
 			continue

@@ -149,7 +149,7 @@ func (e *extension) has(c uint32) bool { return e.callbacks&c != 0 }
 // dir described by m. previous is the version it replaces ("" if none).
 func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previous string) (_ *extension, err error) {
 	path := filepath.Join(dir, m.Module)
-	bin, err := readRegular(path, maxModule)
+	bin, err := readRegular(path, maxModule, os.ReadFile)
 	if err != nil {
 		return nil, fmt.Errorf("read module: %w", err)
 	}

@@ -3,11 +3,14 @@ package host
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 )
 
@@ -67,12 +70,18 @@ func (h *Host) scan(ctx context.Context, initial bool) {
 	default:
 	}
 	names := map[string]bool{}
-	if ents, err := os.ReadDir(h.opts.Dir); err == nil {
-		for _, e := range ents {
-			if e.IsDir() {
-				if _, err := os.Stat(filepath.Join(h.opts.Dir, e.Name(), ManifestFile)); err == nil {
-					names[e.Name()] = true
-				}
+	ents, err := h.readDir(h.opts.Dir)
+	if err != nil && !initial {
+		// Unreadable is not empty: out of file descriptors (EMFILE), the
+		// folder would look as if every extension had been removed. Keep
+		// what runs and look again at the next scan.
+		h.scanFailed(err)
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if _, err := os.Stat(filepath.Join(h.opts.Dir, e.Name(), ManifestFile)); err == nil {
+				names[e.Name()] = true
 			}
 		}
 	}
@@ -86,13 +95,21 @@ func (h *Host) scan(ctx context.Context, initial bool) {
 		prio int
 	}
 	var changes []change
+	failed := false
 	for name := range names {
 		st := h.folders[name]
 		if st == nil {
 			st = &folderState{}
 			h.folders[name] = st
 		}
-		fp := h.fingerprintOf(name, st.seen)
+		fp, err := h.fingerprintOf(name, st.seen)
+		if err != nil && !initial {
+			// Unknown is not changed: this folder waits for a scan
+			// that can read it; the others go on.
+			h.scanFailed(err)
+			failed = true
+			continue
+		}
 		if !initial && fp != st.seen {
 			st.seen = fp // changed since the last look: wait for it to settle
 			continue
@@ -102,6 +119,10 @@ func (h *Host) scan(ctx context.Context, initial bool) {
 			continue
 		}
 		changes = append(changes, change{name, fp, h.startPriority(name)})
+	}
+	if h.scanFailing && !failed {
+		h.scanFailing = false
+		h.log.Info("the extensions folder is readable again", "dir", h.opts.Dir)
 	}
 	sort.SliceStable(changes, func(i, j int) bool {
 		if changes[i].prio != changes[j].prio {
@@ -132,6 +153,18 @@ func (h *Host) scan(ctx context.Context, initial bool) {
 			}
 		}
 	}
+}
+
+// scanFailed logs, once until a scan reads everything again, that a scan
+// could not read the folder (it then applies nothing) or one extension's
+// files (that folder is left as it is).
+func (h *Host) scanFailed(err error) {
+	if h.scanFailing {
+		return
+	}
+	h.scanFailing = true
+	h.log.Warn("cannot read the extensions folder: every extension keeps running as it is; looking again at the next scan",
+		"dir", h.opts.Dir, "err", err)
 }
 
 // apply brings one folder's extension in line with its files.
@@ -206,12 +239,21 @@ func (h *Host) startPriority(name string) int {
 }
 
 // fingerprintOf looks at a folder. prev lets it skip re-hashing a module
-// whose size and modification time did not change.
-func (h *Host) fingerprintOf(name string, prev fingerprint) fingerprint {
+// whose size and modification time did not change. An error is a manifest
+// or module that exists but could not be read (out of file descriptors,
+// an I/O error): what the folder holds is then unknown, not changed. A
+// missing manifest, or one that is not a small regular file, is a folder
+// without an extension.
+func (h *Host) fingerprintOf(name string, prev fingerprint) (fingerprint, error) {
 	dir := filepath.Join(h.opts.Dir, name)
-	manifest, err := readRegular(filepath.Join(dir, ManifestFile), maxManifest)
-	if err != nil {
-		return fingerprint{}
+	manifest, err := readRegular(filepath.Join(dir, ManifestFile), maxManifest, h.readFile)
+	var pe *os.PathError
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || !errors.As(err, &pe):
+		return fingerprint{}, nil
+	default:
+		return fingerprint{}, err
 	}
 	fp := fingerprint{exists: true, manifest: sha256.Sum256(manifest)}
 	if _, err := os.Stat(filepath.Join(dir, DisabledFile)); err == nil {
@@ -219,26 +261,31 @@ func (h *Host) fingerprintOf(name string, prev fingerprint) fingerprint {
 	}
 	_, module := peekManifestData(manifest)
 	if module == "" {
-		return fp
+		return fp, nil
 	}
 	path := filepath.Join(dir, filepath.Clean("/" + module)[1:])
 	info, err := os.Stat(path)
 	if err != nil || !info.Mode().IsRegular() {
 		fp.modStamp = "missing or not a regular file"
-		return fp
+		return fp, nil
 	}
 	fp.modStamp = fmt.Sprintf("%d/%d", info.Size(), info.ModTime().UnixNano())
 	if fp.modStamp == prev.modStamp && prev.exists {
 		fp.module = prev.module
-		return fp
+		return fp, nil
 	}
-	if f, err := os.Open(path); err == nil {
-		hash := sha256.New()
-		_, _ = io.Copy(hash, f)
-		f.Close()
-		copy(fp.module[:], hash.Sum(nil))
+	f, err := os.Open(path)
+	if err != nil {
+		return fp, err
 	}
-	return fp
+	hash := sha256.New()
+	_, err = io.Copy(hash, f)
+	f.Close()
+	if err != nil {
+		return fp, err
+	}
+	copy(fp.module[:], hash.Sum(nil))
+	return fp, nil
 }
 
 // Size limits for what the scanner reads.
@@ -249,7 +296,7 @@ const (
 
 // readRegular reads a regular file of at most limit bytes (a FIFO or a
 // device dropped in as a manifest must not hang the scanner).
-func readRegular(path string, limit int64) ([]byte, error) {
+func readRegular(path string, limit int64, readFile func(string) ([]byte, error)) ([]byte, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -260,5 +307,5 @@ func readRegular(path string, limit int64) ([]byte, error) {
 	if info.Size() > limit {
 		return nil, fmt.Errorf("%s: %d bytes, more than %d", path, info.Size(), limit)
 	}
-	return os.ReadFile(path)
+	return readFile(path)
 }

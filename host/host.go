@@ -71,6 +71,13 @@ type Host struct {
 	// goroutine (LoadAll, then Watch) touches it.
 	folders map[string]*folderState
 	scanMu  sync.Mutex
+	// readDir and readFile are how the scanner opens the folder and its
+	// manifests (os.ReadDir and os.ReadFile; tests make them fail, as
+	// running out of file descriptors does); scanFailing is whether the
+	// last scan could not read the folder. All under scanMu.
+	readDir     func(string) ([]os.DirEntry, error)
+	readFile    func(string) ([]byte, error)
+	scanFailing bool
 
 	done chan struct{}
 	// stopping lists the extensions being stopped (out of the chain, calls
@@ -178,7 +185,8 @@ func New(opts Options) (*Host, error) {
 	}
 	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{}, counters: map[string]*folderCounters{},
 		folders: map[string]*folderState{}, done: make(chan struct{}), freeReq: make(chan struct{}, 1),
-		watchdogQuit: make(chan struct{}), authKeys: newAuthKeyer(), trimEvery: trimEvery}
+		watchdogQuit: make(chan struct{}), authKeys: newAuthKeyer(), trimEvery: trimEvery,
+		readDir: os.ReadDir, readFile: os.ReadFile}
 	h.chain.Store(&chain{})
 	h.wg.Add(2)
 	go h.watchdog()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -169,7 +170,7 @@ var ErrManifest = errors.New("bad manifest")
 // gives.
 func LoadManifest(dir string) (*Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
-	data, err := readRegular(path, maxManifest)
+	data, err := readRegular(path, maxManifest, os.ReadFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrManifest, err)
 	}
@@ -445,7 +446,7 @@ func describeConfig(v any) string {
 // change to (or name the owner of) a manifest that does not load. Both are
 // "" when the file cannot be read or parsed.
 func peekManifest(path string) (id, module string) {
-	data, err := readRegular(path, maxManifest)
+	data, err := readRegular(path, maxManifest, os.ReadFile)
 	if err != nil {
 		return "", ""
 	}

@@ -267,7 +267,7 @@ func (ch packetChange) String() string {
 // file (not a device, FIFO or a link to one) of at most 256 MiB. The error
 // names the path and the limit.
 func ReadModule(path string) ([]byte, error) {
-	bin, err := readRegular(path, maxModule)
+	bin, err := readRegular(path, maxModule, os.ReadFile)
 	if err != nil {
 		return nil, fmt.Errorf("read module %s (a module must be a regular file of at most %d MiB): %w", path, maxModule>>20, err)
 	}

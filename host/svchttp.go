@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -199,7 +200,7 @@ func newHTTPClient(dir string, m *Manifest) (*httpClient, error) {
 		MaxResponseHeaderBytes: int64(m.HTTP.MaxResponse),
 	}
 	if f := m.HTTP.CAFile; f != "" {
-		pem, err := readRegular(filepath.Join(dir, f), maxManifest)
+		pem, err := readRegular(filepath.Join(dir, f), maxManifest, os.ReadFile)
 		if err != nil {
 			return nil, fmt.Errorf("http.ca_file: %w", err)
 		}

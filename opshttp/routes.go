@@ -45,15 +45,16 @@ func (r Routes) Mux() *http.ServeMux {
 		log = slog.Default()
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(r.Gatherer, promhttp.HandlerOpts{
+	// Scrapes are never refused (a 503 is a failed scrape, an alert):
+	// those that arrive while a collection runs share its result
+	// (coalescing), so however many come at once, one collection at a
+	// time reads /proc and the broker's state.
+	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(&coalescing{g: r.Gatherer}, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		// A collector that fails (a /proc file unreadable) costs its own
 		// metrics, not the whole scrape.
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		// Scrapes beyond this wait their turn instead of piling up
-		// collections (each reads /proc and the broker's state).
-		MaxRequestsInFlight: 4,
 	}))
 	mux.HandleFunc("GET "+HealthzPath, func(w http.ResponseWriter, _ *http.Request) {
 		plain(w, http.StatusOK, "ok\n")

@@ -129,6 +129,21 @@ func TestValidate(t *testing.T) {
 		{"duplicate address", func(c *Config) {
 			c.Listeners = append(c.Listeners, Listener{Name: "ws", Type: "websocket", Address: "127.0.0.1:1883", Path: "/"})
 		}, `<embedded default>: listeners[1].address: "127.0.0.1:1883" is also used by listeners[0]`},
+		{"same port, wildcard and loopback", func(c *Config) {
+			c.Listeners = append(c.Listeners, Listener{Name: "ws", Type: "websocket", Address: ":1883", Path: "/"})
+		}, `<embedded default>: listeners[1].address: ":1883" overlaps "127.0.0.1:1883" of listeners[0]`},
+		{"same port, two hosts", func(c *Config) {
+			c.Listeners = append(c.Listeners, Listener{Name: "ws", Type: "websocket", Address: "127.0.0.2:1883", Path: "/"})
+		}, ""},
+		{"http on a listener's port, wildcard", func(c *Config) { c.HTTP.Address = ":1883" },
+			`<embedded default>: http.address: ":1883" overlaps "127.0.0.1:1883" of listeners[0]`},
+		{"http on a listener's port, ipv6 wildcard", func(c *Config) { c.HTTP.Address = "[::]:1883" },
+			`<embedded default>: http.address: "[::]:1883" overlaps "127.0.0.1:1883" of listeners[0]`},
+		{"http on a listener's port, localhost", func(c *Config) { c.HTTP.Address = "localhost:1883" },
+			`<embedded default>: http.address: "localhost:1883" overlaps "127.0.0.1:1883" of listeners[0]`},
+		{"http on a listener's address", func(c *Config) { c.HTTP.Address = "127.0.0.1:1883" },
+			`<embedded default>: http.address: "127.0.0.1:1883" is also used by listeners[0]`},
+		{"http on another host, same port", func(c *Config) { c.HTTP.Address = "127.0.0.2:1883" }, ""},
 		{"port not a number", func(c *Config) { c.Listeners[0].Address = "127.0.0.1:-1" },
 			`<embedded default>: listeners[0].address: port "-1" is not a number`},
 		{"port too long", func(c *Config) { c.Listeners[0].Address = "127.0.0.1:99999999999999999999" },

@@ -217,6 +217,8 @@ func (c *Config) validateListeners(ch *checker) {
 		if port, ok := checkAddress(ch, key+".address", l.Address); ok && port != 0 {
 			if other := addresses[l.Address]; other != "" {
 				ch.addf(key+".address", "%q is also used by %s", l.Address, other)
+			} else if addr, other := overlapping(l.Address, c.Listeners[:i]); other >= 0 {
+				ch.addf(key+".address", "%q overlaps %q of listeners[%d]", l.Address, addr, other)
 			} else {
 				addresses[l.Address] = key
 			}
@@ -252,10 +254,11 @@ func (c *Config) validateHTTP(ch *checker) {
 		return
 	}
 	if port, ok := checkAddress(ch, "http.address", h.Address); ok && port != 0 {
-		for i, l := range c.Listeners {
-			if l.Address == h.Address {
+		if addr, i := overlapping(h.Address, c.Listeners); i >= 0 {
+			if addr == h.Address {
 				ch.addf("http.address", "%q is also used by listeners[%d]", h.Address, i)
-				break
+			} else {
+				ch.addf("http.address", "%q overlaps %q of listeners[%d]", h.Address, addr, i)
 			}
 		}
 	}
@@ -319,4 +322,63 @@ func checkFile(ch *checker, key, path string) {
 		}
 		ch.addf(key, "cannot read %q: %v", path, err)
 	}
+}
+
+// overlapping returns the address and index of the first of listeners
+// whose socket would collide with one bound at addr (both valid host:port
+// with a port above 0), or -1: the same port, and hosts that name the same
+// interface or of which one is a wildcard ("", 0.0.0.0 or ::, which on
+// Linux also takes IPv4). "localhost" stands for both loopback addresses;
+// another name is compared as written (validation does not use DNS).
+func overlapping(addr string, listeners []Listener) (string, int) {
+	host, port, _ := net.SplitHostPort(addr)
+	for i, l := range listeners {
+		h, p, err := net.SplitHostPort(l.Address)
+		if err != nil || p != port {
+			continue
+		}
+		if p, _ := strconv.Atoi(p); p == 0 {
+			continue
+		}
+		if hostsOverlap(host, h) {
+			return l.Address, i
+		}
+	}
+	return "", -1
+}
+
+// hostsOverlap says whether sockets bound on hosts a and b with the same
+// port would collide (see overlapping).
+func hostsOverlap(a, b string) bool {
+	ia, ib := hostIPs(a), hostIPs(b)
+	if ia == nil || ib == nil {
+		return true // a wildcard
+	}
+	for _, x := range ia {
+		for _, y := range ib {
+			if x.Equal(y) {
+				return true
+			}
+		}
+	}
+	return len(ia) == 0 && len(ib) == 0 && strings.EqualFold(a, b)
+}
+
+// hostIPs returns the addresses host names: nil for a wildcard, an empty
+// slice for a name other than localhost.
+func hostIPs(host string) []net.IP {
+	if strings.EqualFold(host, "localhost") {
+		return []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
+	if host == "" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return []net.IP{}
+	}
+	if ip.IsUnspecified() {
+		return nil
+	}
+	return []net.IP{ip}
 }
