@@ -111,6 +111,10 @@ type extension struct {
 	mu       sync.Mutex
 	failures []time.Time
 	stopped  atomic.Bool
+	// failed is set once by Host.fail: concurrent failing calls cross the
+	// crash-loop threshold together, and stopped is set only later, by
+	// the stop fail starts; the first one counts, logs and stops.
+	failed atomic.Bool
 
 	// gate holds the manifest's service grants and the rate limiter.
 	gate *serviceGate

@@ -303,7 +303,7 @@ func (h *Host) fail(e *extension, reason error) {
 	h.mu.Lock()
 	current := h.exts[name] == e
 	h.mu.Unlock()
-	if !current || e.stopped.Load() {
+	if !current || e.stopped.Load() || !e.failed.CompareAndSwap(false, true) {
 		return
 	}
 	e.counters.crashLoopStops.Add(1)
