@@ -23,8 +23,10 @@ type ExtensionHost interface {
 	// Status lists every extension folder the host knows, with its
 	// counters.
 	Status() []host.Status
-	// SecurityExtensions names the extensions in the CONNECT chain.
-	SecurityExtensions() []string
+	// SecurityServing is how many security extensions serve CONNECTs
+	// now, 0 when the chain refuses every CONNECT (the host's one
+	// reading, also behind /readyz).
+	SecurityServing() (n int, blocker string)
 }
 
 var _ ExtensionHost = (*host.Host)(nil)
@@ -132,7 +134,7 @@ func NewExtensions() *Extensions {
 			"Extension folders by state (running, disabled, failed).",
 			[]string{"state"}, nil),
 		security: prometheus.NewDesc("propolis_security_extensions",
-			"Running extensions that authenticate CONNECTs; 0 means every CONNECT is refused.",
+			"Security extensions serving CONNECTs (in the chain and not stopped after a crash loop); 0 when every CONNECT is refused: none, or the first one the chain asks was stopped after a crash loop.",
 			nil, nil),
 	}
 	for _, b := range callBuckets {
@@ -254,7 +256,8 @@ func (x *Extensions) Collect(ch chan<- prometheus.Metric) {
 		h := *hp
 		sts = h.Status()
 		x.prune(sts)
-		x.collectStatus(ch, sts, h.SecurityExtensions())
+		n, _ := h.SecurityServing()
+		x.collectStatus(ch, sts, n)
 	}
 	for id, e := range *x.byExt.Load() {
 		for cb := range e.cbs {
@@ -311,14 +314,10 @@ func (x *Extensions) prune(sts []host.Status) {
 }
 
 // collectStatus sends the metrics read from the host's status.
-func (x *Extensions) collectStatus(ch chan<- prometheus.Metric, sts []host.Status, security []string) {
+func (x *Extensions) collectStatus(ch chan<- prometheus.Metric, sts []host.Status, security int) {
 	states := map[host.State]int{host.StateRunning: 0, host.StateDisabled: 0, host.StateFailed: 0}
-	running := map[string]bool{}
 	for _, st := range sts {
 		states[st.State]++
-		if st.State == host.StateRunning {
-			running[st.ID] = true
-		}
 		ch <- prometheus.MustNewConstMetric(x.instances, prometheus.GaugeValue, float64(st.Instances), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.waits, prometheus.CounterValue, float64(st.InstanceWaits), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.crashLoopStops, prometheus.CounterValue, float64(st.CrashLoopStops), st.ID)
@@ -330,11 +329,5 @@ func (x *Extensions) collectStatus(ch chan<- prometheus.Metric, sts []host.Statu
 	for state, n := range states {
 		ch <- prometheus.MustNewConstMetric(x.states, prometheus.GaugeValue, float64(n), string(state))
 	}
-	n := 0
-	for _, id := range security {
-		if running[id] {
-			n++
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(x.security, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(x.security, prometheus.GaugeValue, float64(security))
 }
