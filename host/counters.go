@@ -15,6 +15,8 @@ import (
 
 // folderCounters are one extension folder's counters.
 type folderCounters struct {
+	// folder is the folder's number (Status.Folder, Call.Folder).
+	folder uint64
 	// waits counts the calls that found no idle instance and waited for
 	// one (pool.wait, pool.getAuth), whatever they got.
 	waits atomic.Int64
@@ -95,6 +97,8 @@ func (h *Host) countersFor(name string) *folderCounters {
 	c := h.counters[name]
 	if c == nil {
 		c = newFolderCounters()
+		h.folderSeq++
+		c.folder = h.folderSeq
 		h.counters[name] = c
 	}
 	return c

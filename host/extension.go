@@ -161,7 +161,8 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		deadline: time.Duration(m.Limits.CallDeadline), authDeadline: time.Duration(m.Limits.AuthenticateDeadline),
 		previous: previous, gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst),
 		authCache: newAuthCache(m.Limits.AuthCacheEntries), counters: h.countersFor(filepath.Base(dir)),
-		obs: h.observerFor(m.ID)}
+	}
+	e.obs = h.observerFor(m.ID, e.counters.folder)
 	if e.http, err = newHTTPClient(dir, m); err != nil {
 		return nil, err
 	}

@@ -57,8 +57,11 @@ type Host struct {
 	// counters are each folder's counters that outlive its versions
 	// (counters.go), by folder name; dropped with the folder's status.
 	counters map[string]*folderCounters
-	chain    atomic.Pointer[chain]
-	svc      atomic.Pointer[servicesRef] // the broker's services; see services.go
+	// folderSeq numbers the folders' counters as countersFor makes them
+	// (Status.Folder).
+	folderSeq uint64
+	chain     atomic.Pointer[chain]
+	svc       atomic.Pointer[servicesRef] // the broker's services; see services.go
 	// authKeys computes the authentication cache's keys (authcache.go).
 	authKeys *authKeyer
 
@@ -162,6 +165,12 @@ type Status struct {
 	// after a crash loop; Reloads the times a new version replaced the
 	// running one.
 	InstanceWaits, CrashLoopStops, Reloads int64
+	// Folder tells this folder's counters apart from those of a folder of
+	// the same name removed before (a new number each time the host sees
+	// the folder anew; 0 before it was first loaded). The counters of one
+	// Folder only grow: a reader keeping its own counts per extension
+	// (the metrics' calls) starts them afresh when Folder changes.
+	Folder uint64
 	// ServiceCalls counts the host service calls by service and status
 	// (refusals included: NOT_PERMITTED, RATE_LIMITED, NOT_AVAILABLE),
 	// the non-zero counts only, in abi's table order.
@@ -361,6 +370,7 @@ func (h *Host) Status() []Status {
 		}
 		if c := h.counters[name]; c != nil {
 			s.InstanceWaits, s.CrashLoopStops, s.Reloads = c.waits.Load(), c.crashLoopStops.Load(), c.reloads.Load()
+			s.Folder = c.folder
 			s.ServiceCalls = c.serviceCalls()
 		}
 		out = append(out, s)

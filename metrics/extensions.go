@@ -59,8 +59,9 @@ var callBuckets = [...]time.Duration{
 //
 // Series are bounded by the host's folders: at each scrape, the call
 // series of an extension the host no longer lists (its folder removed)
-// are dropped. A disabled or failed extension keeps its series, its
-// folder still being there.
+// are dropped, as are those of an earlier folder of the same id (removed
+// and added again: host.Status.Folder changed). A disabled or failed
+// extension keeps its series, its folder still being there.
 type Extensions struct {
 	host atomic.Pointer[ExtensionHost]
 	// byExt is the call counters by extension id; replaced whole
@@ -80,9 +81,13 @@ type Extensions struct {
 // host keeps for the extension (ForExtension), so that a call needs no
 // lookup by id.
 type extCalls struct {
-	x   *Extensions
-	id  string
-	cbs [abi.NumCallbacks]atomic.Pointer[cbCalls]
+	x  *Extensions
+	id string
+	// folder is the host's number of the extension's folder
+	// (host.Status.Folder): a folder removed and added again gets new
+	// counters, as the host's folder counters start afresh.
+	folder uint64
+	cbs    [abi.NumCallbacks]atomic.Pointer[cbCalls]
 	// dropped is set when Collect dropped it (its folder was no longer
 	// listed); a call still made through it puts it back (resurrect).
 	dropped atomic.Bool
@@ -154,15 +159,17 @@ func (x *Extensions) Watch(h ExtensionHost) { x.host.Store(&h) }
 // (ForExtension): a lookup by id, then as extCalls.ObserveCall.
 func (x *Extensions) ObserveCall(c host.Call) {
 	e := (*x.byExt.Load())[c.Extension]
-	if e == nil {
-		e = x.entry(c.Extension)
+	if e == nil || e.folder != c.Folder {
+		e = x.entry(c.Extension, c.Folder)
 	}
 	e.ObserveCall(c)
 }
 
 // ForExtension returns the observer of extension id's calls: its
-// counters. The host asks once per loaded extension.
-func (x *Extensions) ForExtension(id string) host.CallObserver { return x.entry(id) }
+// counters for its folder. The host asks once per loaded extension.
+func (x *Extensions) ForExtension(id string, folder uint64) host.CallObserver {
+	return x.entry(id, folder)
+}
 
 // ObserveCall counts one call of e's extension: its outcome, and its
 // duration when the host timed it.
@@ -189,16 +196,20 @@ func (e *extCalls) ObserveCall(c host.Call) {
 	cc.sumNs.Add(int64(c.Took))
 }
 
-// entry returns id's counters, creating them (and publishing a new map)
-// on first use.
-func (x *Extensions) entry(id string) *extCalls {
+// entry returns the counters of id's folder, creating them (and
+// publishing a new map) on first use. Those of an earlier folder of the
+// same id are replaced: that folder was removed.
+func (x *Extensions) entry(id string, folder uint64) *extCalls {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	old := *x.byExt.Load()
 	if e := old[id]; e != nil {
-		return e
+		if e.folder == folder {
+			return e
+		}
+		e.dropped.Store(true)
 	}
-	e := &extCalls{x: x, id: id}
+	e := &extCalls{x: x, id: id, folder: folder}
 	m := maps.Clone(old)
 	m[id] = e
 	x.byExt.Store(&m)
@@ -286,16 +297,22 @@ func (x *Extensions) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// prune drops the call series of the extensions sts does not list.
+// prune drops the call series of the extensions sts does not list, and
+// of the folders it lists under a new number (removed and added again
+// since the last scrape: the host's folder counters start afresh).
 func (x *Extensions) prune(sts []host.Status) {
-	listed := make(map[string]bool, len(sts))
+	listed := make(map[string]uint64, len(sts))
 	for _, st := range sts {
-		listed[st.ID] = true
+		listed[st.ID] = st.Folder
+	}
+	gone := func(e *extCalls) bool {
+		folder, ok := listed[e.id]
+		return !ok || folder != e.folder
 	}
 	cur := *x.byExt.Load()
 	stale := false
-	for id := range cur {
-		stale = stale || !listed[id]
+	for _, e := range cur {
+		stale = stale || gone(e)
 	}
 	if !stale {
 		return
@@ -303,8 +320,8 @@ func (x *Extensions) prune(sts []host.Status) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	m := maps.Clone(*x.byExt.Load())
-	maps.DeleteFunc(m, func(id string, e *extCalls) bool {
-		if listed[id] {
+	maps.DeleteFunc(m, func(_ string, e *extCalls) bool {
+		if !gone(e) {
 			return false
 		}
 		e.dropped.Store(true)
