@@ -365,12 +365,18 @@ func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record)
 // held all they may (errAuthShare); an event that finds no instance is
 // dropped and counted as such.
 func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*extension, *instance, error) {
-	in, err := e.acquire(ctx, cb)
+	// waited is set when the call waited for an instance, of e or of its
+	// successor: one wait counted per call.
+	waited := false
+	in, err := e.acquire(ctx, cb, &waited)
 	if errors.Is(err, ErrStopped) && cb != abi.CallbackTick { // a successor ticks on its own
 		if next := h.successor(e, cb); next != nil {
 			e = next
-			in, err = e.acquire(ctx, cb)
+			in, err = e.acquire(ctx, cb, &waited)
 		}
+	}
+	if waited {
+		e.counters.waits.Add(1)
 	}
 	if err == nil {
 		return e, in, nil

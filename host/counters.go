@@ -18,7 +18,9 @@ type folderCounters struct {
 	// folder is the folder's number (Status.Folder, Call.Folder).
 	folder uint64
 	// waits counts the calls that found no idle instance and waited for
-	// one (pool.wait, pool.getAuth), whatever they got.
+	// one (pool.wait, pool.getAuth), whatever they got: once per call,
+	// also when it waited on a stopped version and then on its successor
+	// (Host.acquire).
 	waits atomic.Int64
 	// crashLoopStops counts the times the running version was stopped
 	// after a crash loop (Host.fail).

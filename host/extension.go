@@ -457,11 +457,11 @@ func (e *extension) deadlineFor(cb abi.Callback) time.Duration {
 // acquire takes an instance for a call of cb, waiting at most cb's
 // deadline and never past ctx; release returns it, or discards it after an
 // error. Both are for Host.invoke only.
-func (e *extension) acquire(ctx context.Context, cb abi.Callback) (*instance, error) {
+func (e *extension) acquire(ctx context.Context, cb abi.Callback, waited *bool) (*instance, error) {
 	if e.stopped.Load() {
 		return nil, ErrStopped
 	}
-	return e.pool.get(ctx, cb)
+	return e.pool.get(ctx, cb, waited)
 }
 
 func (e *extension) release(in *instance, cb abi.Callback, err error) {
