@@ -562,7 +562,7 @@ func (p *pool) retire(in *instance, graceful bool) uint64 {
 		in.stack[0] = 0
 		began := p.ext.host.clock(abi.CallbackStop)
 		_, err := in.runBounded(abi.CallbackStop, p.ext.setupLimit())
-		p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(abi.CallbackStop, err, 0, false))
+		p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(abi.CallbackStop, err, 0, in.out.rateLimited))
 		if err != nil {
 			p.ext.log.Warn("stop callback failed", "error", err)
 		}

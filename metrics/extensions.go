@@ -113,8 +113,9 @@ func NewExtensions() *Extensions {
 	x := &Extensions{
 		calls: prometheus.NewDesc("propolis_extension_calls_total",
 			"Calls into an extension's callback, by how they ended: allow, next, deny, disconnect (a deciding callback's answer), "+
-				"ok (an event, tick, start or stop), trap, deadline, invalid, unavailable (no instance), too_large (record refused), "+
-				"rate_limited (answered, but a host service call was refused RATE_LIMITED).",
+				"ok (an event, tick, start or stop), deny also for a start callback that refused to start, "+
+				"trap, deadline, invalid, unavailable (no instance), too_large (record refused), "+
+				"rate_limited (answered, but a host service call was refused RATE_LIMITED; start and stop included).",
 			[]string{"extension", "callback", "outcome"}, nil),
 		duration: prometheus.NewDesc("propolis_extension_call_duration_seconds",
 			"Duration of calls into an extension's callback, waiting for an instance included; "+
