@@ -73,6 +73,7 @@ type Extensions struct {
 	calls, duration                                         *prometheus.Desc
 	instances, waits, crashLoopStops, reloads, serviceCalls *prometheus.Desc
 	states, security                                        *prometheus.Desc
+	authCacheHits, eventsDropped                            *prometheus.Desc
 	bounds                                                  []float64 // callBuckets in seconds
 }
 
@@ -136,6 +137,14 @@ func NewExtensions() *Extensions {
 		serviceCalls: prometheus.NewDesc("propolis_extension_service_calls_total",
 			"Host service calls of the extension by service and status code (ABI.md section 6: OK, RATE_LIMITED, NOT_PERMITTED, ...).",
 			[]string{"extension", "service", "status"}, nil),
+		authCacheHits: prometheus.NewDesc("propolis_extension_auth_cache_hits_total",
+			"CONNECTs answered from the extension's authentication cache: no call made, so not in propolis_extension_calls_total. "+
+				"Kept per loaded version: a reload or a restart starts it from 0 (a counter reset).",
+			[]string{"extension"}, nil),
+		eventsDropped: prometheus.NewDesc("propolis_extension_events_dropped_total",
+			"Events not delivered to the extension (queue full, no instance, or record too large). "+
+				"Kept per loaded version: a reload or a restart starts it from 0 (a counter reset).",
+			[]string{"extension"}, nil),
 		states: prometheus.NewDesc("propolis_extensions",
 			"Extension folders by state (running, disabled, failed).",
 			[]string{"state"}, nil),
@@ -255,7 +264,7 @@ func (x *Extensions) resurrect(e *extCalls) {
 // Describe sends the descriptions of every extension metric.
 func (x *Extensions) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{x.calls, x.duration, x.instances, x.waits, x.crashLoopStops, x.reloads,
-		x.serviceCalls, x.states, x.security} {
+		x.serviceCalls, x.states, x.security, x.authCacheHits, x.eventsDropped} {
 		ch <- d
 	}
 }
@@ -340,6 +349,8 @@ func (x *Extensions) collectStatus(ch chan<- prometheus.Metric, sts []host.Statu
 		ch <- prometheus.MustNewConstMetric(x.waits, prometheus.CounterValue, float64(st.InstanceWaits), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.crashLoopStops, prometheus.CounterValue, float64(st.CrashLoopStops), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.reloads, prometheus.CounterValue, float64(st.Reloads), st.ID)
+		ch <- prometheus.MustNewConstMetric(x.authCacheHits, prometheus.CounterValue, float64(st.AuthCacheHits), st.ID)
+		ch <- prometheus.MustNewConstMetric(x.eventsDropped, prometheus.CounterValue, float64(st.Dropped), st.ID)
 		for _, sc := range st.ServiceCalls {
 			ch <- prometheus.MustNewConstMetric(x.serviceCalls, prometheus.CounterValue, float64(sc.Calls), st.ID, sc.Service, sc.Status)
 		}
