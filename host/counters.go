@@ -78,6 +78,19 @@ type ServiceCalls struct {
 	Calls           int64
 }
 
+// Refused is how many of the folder's service calls ended with status
+// (an abi.Statuses name: "RATE_LIMITED", "NOT_PERMITTED", ...), every
+// service together, read from ServiceCalls (the one count of them).
+func (s Status) Refused(status string) int64 {
+	var n int64
+	for _, sc := range s.ServiceCalls {
+		if sc.Status == status {
+			n += sc.Calls
+		}
+	}
+	return n
+}
+
 // serviceCalls lists the non-zero counts, in table order.
 func (c *folderCounters) serviceCalls() []ServiceCalls {
 	var out []ServiceCalls

@@ -141,9 +141,6 @@ type Status struct {
 	HTTPHosts    []string
 	ServiceRate  float64
 	ServiceBurst int
-	// RateLimited and NotPermitted count the service calls refused with
-	// RATE_LIMITED and NOT_PERMITTED.
-	RateLimited, NotPermitted int64
 	// Tick is the manifest's tick interval (0: none); TicksSkipped counts
 	// the ticks dropped because the previous one was still running.
 	Tick         time.Duration
@@ -363,7 +360,6 @@ func (h *Host) Status() []Status {
 		if e, ok := h.exts[name]; ok {
 			s.Calls, s.Errors = e.calls.Load(), e.errors.Load()
 			s.Dropped, s.TooLarge = e.dropped.Load(), e.tooLarge.Load()
-			s.RateLimited, s.NotPermitted = e.gate.rateLimited.Load(), e.gate.notPermitted.Load()
 			s.TicksSkipped = e.ticksSkipped.Load()
 			s.AuthCacheHits, s.AuthCacheEntries = e.authCache.hits.Load(), e.authCache.len()
 			s.Instances = e.pool.count()
