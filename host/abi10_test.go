@@ -75,7 +75,7 @@ func TestABI10BinaryLoadsUnchanged(t *testing.T) {
 	if e == nil {
 		t.Fatalf("not loaded: %+v", statusOf(t, w.h, "guard"))
 	}
-	in, err := e.pool.get(context.Background(), abi.CallbackMarker)
+	in, err := e.pool.get(context.Background(), abi.CallbackMarker, new(bool))
 	if err != nil {
 		t.Fatal(err)
 	}

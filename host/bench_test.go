@@ -95,7 +95,7 @@ func BenchmarkCallLayers(b *testing.B) {
 		p := &broker.Publish{Topic: "devices/sensor-1/temperature", QoS: 1, Payload: []byte(`{"t":21.5}`)}
 		e := h.chain.Load().callers(abi.CallbackAuthorizePublish)[0]
 		run := func(b *testing.B, cb abi.Callback) {
-			in, err := e.acquire(context.Background(), cb)
+			in, err := e.acquire(context.Background(), cb, new(bool))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -449,7 +449,7 @@ func BenchmarkInterceptLayers(b *testing.B) {
 		const cb = abi.CallbackInterceptPublishInbound
 		e := h.chain.Load().callers(cb)[0]
 		run := func(b *testing.B, cb abi.Callback) {
-			in, err := e.acquire(context.Background(), cb)
+			in, err := e.acquire(context.Background(), cb, new(bool))
 			if err != nil {
 				b.Fatal(err)
 			}

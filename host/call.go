@@ -98,6 +98,9 @@ func (o Outcome) Answered() bool {
 type Call struct {
 	// Extension is the id of the extension called.
 	Extension string
+	// Folder is the number of its folder (Status.Folder): a folder
+	// removed and added again calls under a new one.
+	Folder uint64
 	// Callback is the export called.
 	Callback abi.Callback
 	// Took is how long the call took, waiting for an instance included,
@@ -123,19 +126,22 @@ type CallObserver interface {
 // ExtensionObserver is a CallObserver that can also give an observer of
 // one extension's calls: the host asks once per loaded extension and then
 // tells that observer about the extension's calls, sparing the observer a
-// lookup by id per call. The observer given must stay valid for as long as
-// the extension runs; its Call still carries the id.
+// lookup by id per call. folder is the extension's folder number
+// (Status.Folder): a folder removed and added again under the same id
+// gets a new one, and its counts start afresh. The observer given must
+// stay valid for as long as the extension runs; its Call still carries
+// the id and the folder.
 type ExtensionObserver interface {
 	CallObserver
-	ForExtension(id string) CallObserver
+	ForExtension(id string, folder uint64) CallObserver
 }
 
 // observerFor is the observer of extension id's calls: Options.Observer's own
 // when it is an ExtensionObserver, Options.Observer otherwise (or nil).
 // loadExtension asks once per extension.
-func (h *Host) observerFor(id string) CallObserver {
+func (h *Host) observerFor(id string, folder uint64) CallObserver {
 	if x, ok := h.opts.Observer.(ExtensionObserver); ok {
-		return x.ForExtension(id)
+		return x.ForExtension(id, folder)
 	}
 	return h.opts.Observer
 }
@@ -144,7 +150,7 @@ func (h *Host) observerFor(id string) CallObserver {
 // (clock; 0 for a call not timed).
 func (h *Host) observe(e *extension, cb abi.Callback, began int64, o Outcome) {
 	if obs := e.obs; obs != nil {
-		c := Call{Extension: e.ID(), Callback: cb, Outcome: o}
+		c := Call{Extension: e.ID(), Folder: e.counters.folder, Callback: cb, Outcome: o}
 		if began != 0 {
 			c.Took, c.Timed = time.Duration(monotonic()-began), true
 		}
@@ -359,12 +365,18 @@ func (in *instance) callWithin(ctx context.Context, cb abi.Callback, rec record)
 // held all they may (errAuthShare); an event that finds no instance is
 // dropped and counted as such.
 func (h *Host) acquire(ctx context.Context, e *extension, cb abi.Callback) (*extension, *instance, error) {
-	in, err := e.acquire(ctx, cb)
+	// waited is set when the call waited for an instance, of e or of its
+	// successor: one wait counted per call.
+	waited := false
+	in, err := e.acquire(ctx, cb, &waited)
 	if errors.Is(err, ErrStopped) && cb != abi.CallbackTick { // a successor ticks on its own
 		if next := h.successor(e, cb); next != nil {
 			e = next
-			in, err = e.acquire(ctx, cb)
+			in, err = e.acquire(ctx, cb, &waited)
 		}
+	}
+	if waited {
+		e.counters.waits.Add(1)
 	}
 	if err == nil {
 		return e, in, nil

@@ -62,13 +62,31 @@ func (h *Host) SecurityExtensions() []string {
 	return out
 }
 
-// serving reports whether a security extension can let clients in: the
-// first extension the CONNECT chain asks is running. With none, or with
-// that one stopped after a crash loop (it stays in the chain, failing
-// closed), every CONNECT is refused. Called with h.mu held.
-func (h *Host) serving() bool {
+// SecurityServing says what the CONNECT chain does now, the one place
+// /readyz (Ready), the security log lines and propolis_security_extensions
+// read it from: n is how many security extensions serve (in the chain and
+// not stopped after a crash loop). n is 0 when the chain refuses every
+// CONNECT: none is in it, or the first one it asks was stopped after a
+// crash loop (it stays in the chain and fails closed, so the ones behind
+// it are never asked); blocker then names that one ("" otherwise).
+func (h *Host) SecurityServing() (n int, blocker string) {
 	auth := h.chain.Load().callers(abi.CallbackAuthenticate)
-	return len(auth) > 0 && !auth[0].stopped.Load()
+	if len(auth) > 0 && auth[0].stopped.Load() {
+		return 0, auth[0].ID()
+	}
+	for _, e := range auth {
+		if !e.stopped.Load() {
+			n++
+		}
+	}
+	return n, ""
+}
+
+// serving reports whether a security extension can let clients in
+// (SecurityServing).
+func (h *Host) serving() bool {
+	n, _ := h.SecurityServing()
+	return n > 0
 }
 
 // checkSecurity logs a change in whether a security extension serves: a

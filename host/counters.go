@@ -15,8 +15,12 @@ import (
 
 // folderCounters are one extension folder's counters.
 type folderCounters struct {
+	// folder is the folder's number (Status.Folder, Call.Folder).
+	folder uint64
 	// waits counts the calls that found no idle instance and waited for
-	// one (pool.wait, pool.getAuth), whatever they got.
+	// one (pool.wait, pool.getAuth), whatever they got: once per call,
+	// also when it waited on a stopped version and then on its successor
+	// (Host.acquire).
 	waits atomic.Int64
 	// crashLoopStops counts the times the running version was stopped
 	// after a crash loop (Host.fail).
@@ -74,6 +78,19 @@ type ServiceCalls struct {
 	Calls           int64
 }
 
+// Refused is how many of the folder's service calls ended with status
+// (an abi.Statuses name: "RATE_LIMITED", "NOT_PERMITTED", ...), every
+// service together, read from ServiceCalls (the one count of them).
+func (s Status) Refused(status string) int64 {
+	var n int64
+	for _, sc := range s.ServiceCalls {
+		if sc.Status == status {
+			n += sc.Calls
+		}
+	}
+	return n
+}
+
 // serviceCalls lists the non-zero counts, in table order.
 func (c *folderCounters) serviceCalls() []ServiceCalls {
 	var out []ServiceCalls
@@ -95,6 +112,8 @@ func (h *Host) countersFor(name string) *folderCounters {
 	c := h.counters[name]
 	if c == nil {
 		c = newFolderCounters()
+		h.folderSeq++
+		c.folder = h.folderSeq
 		h.counters[name] = c
 	}
 	return c

@@ -111,6 +111,10 @@ type extension struct {
 	mu       sync.Mutex
 	failures []time.Time
 	stopped  atomic.Bool
+	// failed is set once by Host.fail: concurrent failing calls cross the
+	// crash-loop threshold together, and stopped is set only later, by
+	// the stop fail starts; the first one counts, logs and stops.
+	failed atomic.Bool
 
 	// gate holds the manifest's service grants and the rate limiter.
 	gate *serviceGate
@@ -157,7 +161,8 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 		deadline: time.Duration(m.Limits.CallDeadline), authDeadline: time.Duration(m.Limits.AuthenticateDeadline),
 		previous: previous, gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst),
 		authCache: newAuthCache(m.Limits.AuthCacheEntries), counters: h.countersFor(filepath.Base(dir)),
-		obs: h.observerFor(m.ID)}
+	}
+	e.obs = h.observerFor(m.ID, e.counters.folder)
 	if e.http, err = newHTTPClient(dir, m); err != nil {
 		return nil, err
 	}
@@ -452,11 +457,11 @@ func (e *extension) deadlineFor(cb abi.Callback) time.Duration {
 // acquire takes an instance for a call of cb, waiting at most cb's
 // deadline and never past ctx; release returns it, or discards it after an
 // error. Both are for Host.invoke only.
-func (e *extension) acquire(ctx context.Context, cb abi.Callback) (*instance, error) {
+func (e *extension) acquire(ctx context.Context, cb abi.Callback, waited *bool) (*instance, error) {
 	if e.stopped.Load() {
 		return nil, ErrStopped
 	}
-	return e.pool.get(ctx, cb)
+	return e.pool.get(ctx, cb, waited)
 }
 
 func (e *extension) release(in *instance, cb abi.Callback, err error) {

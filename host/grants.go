@@ -36,8 +36,6 @@ type serviceGate struct {
 	// rate and burst are the limiter's settings, for Status.
 	rate  float64
 	burst int
-	// Counters of refused calls.
-	rateLimited, notPermitted atomic.Int64
 	// logLimiter spaces the log lines about refusals; suppressed counts
 	// the refusals not logged since the last line.
 	logLimiter *rate.Limiter
@@ -91,7 +89,6 @@ func (g *serviceGate) grantNames() []string {
 func (g *serviceGate) admit(in *instance, f abi.HostFunc) int32 {
 	info := &abi.HostFuncs[f]
 	if !g.grants(info.Service) {
-		g.notPermitted.Add(1)
 		if w := in.ext.host.watch; w != nil { // a conformance probe (probe.go)
 			w.notPermitted(f)
 		}
@@ -99,7 +96,6 @@ func (g *serviceGate) admit(in *instance, f abi.HostFunc) int32 {
 		return abi.StatusNotPermitted
 	}
 	if !g.limiter.Allow() {
-		g.rateLimited.Add(1)
 		in.out.dirty, in.out.rateLimited = true, true
 		g.refused(in, f, "host service call over the extension's rate limit", "rate", g.rate, "burst", g.burst)
 		return abi.StatusRateLimited

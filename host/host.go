@@ -57,8 +57,11 @@ type Host struct {
 	// counters are each folder's counters that outlive its versions
 	// (counters.go), by folder name; dropped with the folder's status.
 	counters map[string]*folderCounters
-	chain    atomic.Pointer[chain]
-	svc      atomic.Pointer[servicesRef] // the broker's services; see services.go
+	// folderSeq numbers the folders' counters as countersFor makes them
+	// (Status.Folder).
+	folderSeq uint64
+	chain     atomic.Pointer[chain]
+	svc       atomic.Pointer[servicesRef] // the broker's services; see services.go
 	// authKeys computes the authentication cache's keys (authcache.go).
 	authKeys *authKeyer
 
@@ -145,9 +148,6 @@ type Status struct {
 	HTTPHosts    []string
 	ServiceRate  float64
 	ServiceBurst int
-	// RateLimited and NotPermitted count the service calls refused with
-	// RATE_LIMITED and NOT_PERMITTED.
-	RateLimited, NotPermitted int64
 	// Tick is the manifest's tick interval (0: none); TicksSkipped counts
 	// the ticks dropped because the previous one was still running.
 	Tick         time.Duration
@@ -169,6 +169,12 @@ type Status struct {
 	// after a crash loop; Reloads the times a new version replaced the
 	// running one.
 	InstanceWaits, CrashLoopStops, Reloads int64
+	// Folder tells this folder's counters apart from those of a folder of
+	// the same name removed before (a new number each time the host sees
+	// the folder anew; 0 before it was first loaded). The counters of one
+	// Folder only grow: a reader keeping its own counts per extension
+	// (the metrics' calls) starts them afresh when Folder changes.
+	Folder uint64
 	// ServiceCalls counts the host service calls by service and status
 	// (refusals included: NOT_PERMITTED, RATE_LIMITED, NOT_AVAILABLE),
 	// the non-zero counts only, in abi's table order.
@@ -311,7 +317,7 @@ func (h *Host) fail(e *extension, reason error) {
 	h.mu.Lock()
 	current := h.exts[name] == e
 	h.mu.Unlock()
-	if !current || e.stopped.Load() {
+	if !current || e.stopped.Load() || !e.failed.CompareAndSwap(false, true) {
 		return
 	}
 	e.counters.crashLoopStops.Add(1)
@@ -362,13 +368,13 @@ func (h *Host) Status() []Status {
 		if e, ok := h.exts[name]; ok {
 			s.Calls, s.Errors = e.calls.Load(), e.errors.Load()
 			s.Dropped, s.TooLarge = e.dropped.Load(), e.tooLarge.Load()
-			s.RateLimited, s.NotPermitted = e.gate.rateLimited.Load(), e.gate.notPermitted.Load()
 			s.TicksSkipped = e.ticksSkipped.Load()
 			s.AuthCacheHits, s.AuthCacheEntries = e.authCache.hits.Load(), e.authCache.len()
 			s.Instances = e.pool.count()
 		}
 		if c := h.counters[name]; c != nil {
 			s.InstanceWaits, s.CrashLoopStops, s.Reloads = c.waits.Load(), c.crashLoopStops.Load(), c.reloads.Load()
+			s.Folder = c.folder
 			s.ServiceCalls = c.serviceCalls()
 		}
 		out = append(out, s)

@@ -131,9 +131,9 @@ func (p *pool) add(in *instance) {
 // an idle instance for a call other than authenticate, takes no lock, no
 // timer and no allocation. An authenticate call of an authLimited pool
 // goes through getAuth; releaseAuth ends it.
-func (p *pool) get(ctx context.Context, cb abi.Callback) (*instance, error) {
+func (p *pool) get(ctx context.Context, cb abi.Callback, waited *bool) (*instance, error) {
 	if cb == abi.CallbackAuthenticate && p.authLimited {
-		return p.getAuth(ctx)
+		return p.getAuth(ctx, waited)
 	}
 	if in := p.hot.Swap(nil); in != nil {
 		return in, nil
@@ -144,7 +144,7 @@ func (p *pool) get(ctx context.Context, cb abi.Callback) (*instance, error) {
 		return in, nil
 	default:
 	}
-	return p.wait(ctx, cb)
+	return p.wait(ctx, cb, waited)
 }
 
 // takeHot is called by a caller about to block on idle, after it counted
@@ -162,7 +162,7 @@ func (p *pool) takeHot() *instance {
 // kick's DISCONNECT intercepted on the kicking call's goroutine), and
 // would wait for the instance its own caller holds. The packet then passes
 // unintercepted, which an interceptor's failure does anyway.
-func (p *pool) wait(ctx context.Context, cb abi.Callback) (*instance, error) {
+func (p *pool) wait(ctx context.Context, cb abi.Callback, waited *bool) (*instance, error) {
 	if abi.Interceptors.Has(cb) && p.ext.inBroker.Load() > 0 && p.full() {
 		return nil, errNested
 	}
@@ -171,7 +171,7 @@ func (p *pool) wait(ctx context.Context, cb abi.Callback) (*instance, error) {
 	if in := p.takeHot(); in != nil {
 		return in, nil
 	}
-	p.ext.counters.waits.Add(1)
+	*waited = true
 	t := time.NewTimer(p.ext.deadlineFor(cb))
 	defer t.Stop()
 	p.grow()
@@ -202,7 +202,7 @@ func (p *pool) busyErr() error {
 // getAuth takes an instance for an authenticate call of an authLimited
 // pool: only while authenticate calls hold fewer than len(all) - size,
 // starting one more instance otherwise (or when none is idle).
-func (p *pool) getAuth(ctx context.Context) (*instance, error) {
+func (p *pool) getAuth(ctx context.Context, waited *bool) (*instance, error) {
 	var t *time.Timer
 	waiting := false
 	p.waiters.Add(1)
@@ -243,7 +243,7 @@ func (p *pool) getAuth(ctx context.Context) (*instance, error) {
 		if !waiting {
 			p.authWaiters++
 			waiting = true
-			p.ext.counters.waits.Add(1)
+			*waited = true
 		}
 		changed := p.changed
 		p.mu.Unlock()
@@ -562,7 +562,7 @@ func (p *pool) retire(in *instance, graceful bool) uint64 {
 		in.stack[0] = 0
 		began := p.ext.host.clock(abi.CallbackStop)
 		_, err := in.runBounded(abi.CallbackStop, p.ext.setupLimit())
-		p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(abi.CallbackStop, err, 0, false))
+		p.ext.host.observe(p.ext, abi.CallbackStop, began, classify(abi.CallbackStop, err, 0, in.out.rateLimited))
 		if err != nil {
 			p.ext.log.Warn("stop callback failed", "error", err)
 		}

@@ -146,7 +146,7 @@ func TestBusyWhileGrowingIsNoCrash(t *testing.T) {
 	// Hold every instance there is; the next one waits in its start.
 	var held []*instance
 	for n := e.pool.count(); len(held) < n; {
-		in, err := e.pool.get(context.Background(), abi.CallbackAuthorizePublish)
+		in, err := e.pool.get(context.Background(), abi.CallbackAuthorizePublish, new(bool))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +230,7 @@ func TestWaiterMovesToSuccessor(t *testing.T) {
 	if res.Decision != broker.Allow {
 		t.Fatalf("local user refused: %+v", res)
 	}
-	held, err := old.pool.get(context.Background(), abi.CallbackAuthorizePublish)
+	held, err := old.pool.get(context.Background(), abi.CallbackAuthorizePublish, new(bool))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestPoolPutSeesLateWaiter(t *testing.T) {
 	if p.hot.Load() != in || p.idleCount() != 1 {
 		t.Fatalf("no waiter: hot %p, idle count %d", p.hot.Load(), p.idleCount())
 	}
-	if got, err := p.get(context.Background(), abi.CallbackAuthorizePublish); got != in || err != nil {
+	if got, err := p.get(context.Background(), abi.CallbackAuthorizePublish, new(bool)); got != in || err != nil {
 		t.Fatalf("get: %p, %v", got, err)
 	}
 }

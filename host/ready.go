@@ -3,8 +3,6 @@ package host
 import (
 	"errors"
 	"fmt"
-
-	"github.com/propolis-mqtt/propolis/abi"
 )
 
 // Ready reports whether the host is in a state to serve: nil once LoadAll
@@ -26,8 +24,8 @@ func (h *Host) Ready() error {
 	if !loaded {
 		return errors.New("extensions not loaded yet")
 	}
-	if auth := h.chain.Load().callers(abi.CallbackAuthenticate); len(auth) > 0 && auth[0].stopped.Load() {
-		return fmt.Errorf("security extension %q stopped after a crash loop: every CONNECT is refused", auth[0].ID())
+	if _, blocker := h.SecurityServing(); blocker != "" {
+		return fmt.Errorf("security extension %q stopped after a crash loop: every CONNECT is refused", blocker)
 	}
 	return nil
 }

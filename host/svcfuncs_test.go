@@ -152,8 +152,8 @@ func TestServiceNotPermitted(t *testing.T) {
 			t.Fatalf("got %q, want NOT_PERMITTED", got)
 		}
 	}
-	if st := statusOf(t, w.h, "svcprobe"); st.NotPermitted != 3 {
-		t.Errorf("NotPermitted = %d, want 3", st.NotPermitted)
+	if st := statusOf(t, w.h, "svcprobe"); st.Refused("NOT_PERMITTED") != 3 {
+		t.Errorf("NOT_PERMITTED = %d, want 3", st.Refused("NOT_PERMITTED"))
 	}
 	if n := strings.Count(w.logs.String(), "host service not granted"); n != 1 {
 		t.Errorf("%d log lines about the refusal, want 1 (rate-limited)", n)
@@ -174,8 +174,8 @@ func TestServiceRateLimit(t *testing.T) {
 		t.Errorf("burst of %d: got %q, want %q", burst+1, got, want)
 	}
 	st := statusOf(t, w.h, "svcprobe")
-	if st.RateLimited != 1 || st.ServiceRate != 0.001 || st.ServiceBurst != burst {
-		t.Errorf("status: RateLimited %d, rate %v, burst %d", st.RateLimited, st.ServiceRate, st.ServiceBurst)
+	if st.Refused("RATE_LIMITED") != 1 || st.ServiceRate != 0.001 || st.ServiceBurst != burst {
+		t.Errorf("status: RATE_LIMITED %d, rate %v, burst %d", st.Refused("RATE_LIMITED"), st.ServiceRate, st.ServiceBurst)
 	}
 }
 

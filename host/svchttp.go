@@ -509,7 +509,6 @@ func hfHTTPRequest(in *instance, mod api.Module, stack []uint64) int32 {
 	case errors.Is(err, errBadRequest):
 		return abi.StatusInvalidArgument
 	case errors.Is(err, errHostNotAllowed), errors.Is(err, errPrivateAddress):
-		in.ext.gate.notPermitted.Add(1)
 		in.ext.gate.refused(in, abi.FuncHTTPRequest, "outbound HTTP refused", "url", logURL(req.url), "error", withoutURL(err))
 		return abi.StatusNotPermitted
 	case errors.Is(err, errTooLarge):

@@ -402,8 +402,8 @@ func TestHTTPNotPermitted(t *testing.T) {
 			if code != tt.code || reason != tt.reason {
 				t.Fatalf("CONNACK %#x %q, want %#x %q", code, reason, tt.code, tt.reason)
 			}
-			if tt.code != 0 && statusOf(t, w.h, "httpauth").NotPermitted != 1 {
-				t.Fatalf("NotPermitted %d, want 1", statusOf(t, w.h, "httpauth").NotPermitted)
+			if tt.code != 0 && statusOf(t, w.h, "httpauth").Refused("NOT_PERMITTED") != 1 {
+				t.Fatalf("NOT_PERMITTED %d, want 1", statusOf(t, w.h, "httpauth").Refused("NOT_PERMITTED"))
 			}
 		})
 	}

@@ -23,8 +23,10 @@ type ExtensionHost interface {
 	// Status lists every extension folder the host knows, with its
 	// counters.
 	Status() []host.Status
-	// SecurityExtensions names the extensions in the CONNECT chain.
-	SecurityExtensions() []string
+	// SecurityServing is how many security extensions serve CONNECTs
+	// now, 0 when the chain refuses every CONNECT (the host's one
+	// reading, also behind /readyz).
+	SecurityServing() (n int, blocker string)
 }
 
 var _ ExtensionHost = (*host.Host)(nil)
@@ -57,8 +59,9 @@ var callBuckets = [...]time.Duration{
 //
 // Series are bounded by the host's folders: at each scrape, the call
 // series of an extension the host no longer lists (its folder removed)
-// are dropped. A disabled or failed extension keeps its series, its
-// folder still being there.
+// are dropped, as are those of an earlier folder of the same id (removed
+// and added again: host.Status.Folder changed). A disabled or failed
+// extension keeps its series, its folder still being there.
 type Extensions struct {
 	host atomic.Pointer[ExtensionHost]
 	// byExt is the call counters by extension id; replaced whole
@@ -70,6 +73,7 @@ type Extensions struct {
 	calls, duration                                         *prometheus.Desc
 	instances, waits, crashLoopStops, reloads, serviceCalls *prometheus.Desc
 	states, security                                        *prometheus.Desc
+	authCacheHits, eventsDropped                            *prometheus.Desc
 	bounds                                                  []float64 // callBuckets in seconds
 }
 
@@ -78,9 +82,13 @@ type Extensions struct {
 // host keeps for the extension (ForExtension), so that a call needs no
 // lookup by id.
 type extCalls struct {
-	x   *Extensions
-	id  string
-	cbs [abi.NumCallbacks]atomic.Pointer[cbCalls]
+	x  *Extensions
+	id string
+	// folder is the host's number of the extension's folder
+	// (host.Status.Folder): a folder removed and added again gets new
+	// counters, as the host's folder counters start afresh.
+	folder uint64
+	cbs    [abi.NumCallbacks]atomic.Pointer[cbCalls]
 	// dropped is set when Collect dropped it (its folder was no longer
 	// listed); a call still made through it puts it back (resurrect).
 	dropped atomic.Bool
@@ -106,8 +114,9 @@ func NewExtensions() *Extensions {
 	x := &Extensions{
 		calls: prometheus.NewDesc("propolis_extension_calls_total",
 			"Calls into an extension's callback, by how they ended: allow, next, deny, disconnect (a deciding callback's answer), "+
-				"ok (an event, tick, start or stop), trap, deadline, invalid, unavailable (no instance), too_large (record refused), "+
-				"rate_limited (answered, but a host service call was refused RATE_LIMITED).",
+				"ok (an event, tick, start or stop), deny also for a start callback that refused to start, "+
+				"trap, deadline, invalid, unavailable (no instance), too_large (record refused), "+
+				"rate_limited (answered, but a host service call was refused RATE_LIMITED; start and stop included).",
 			[]string{"extension", "callback", "outcome"}, nil),
 		duration: prometheus.NewDesc("propolis_extension_call_duration_seconds",
 			"Duration of calls into an extension's callback, waiting for an instance included; "+
@@ -128,11 +137,19 @@ func NewExtensions() *Extensions {
 		serviceCalls: prometheus.NewDesc("propolis_extension_service_calls_total",
 			"Host service calls of the extension by service and status code (ABI.md section 6: OK, RATE_LIMITED, NOT_PERMITTED, ...).",
 			[]string{"extension", "service", "status"}, nil),
+		authCacheHits: prometheus.NewDesc("propolis_extension_auth_cache_hits_total",
+			"CONNECTs answered from the extension's authentication cache: no call made, so not in propolis_extension_calls_total. "+
+				"Kept per loaded version: a reload or a restart starts it from 0 (a counter reset).",
+			[]string{"extension"}, nil),
+		eventsDropped: prometheus.NewDesc("propolis_extension_events_dropped_total",
+			"Events not delivered to the extension (queue full, no instance, or record too large). "+
+				"Kept per loaded version: a reload or a restart starts it from 0 (a counter reset).",
+			[]string{"extension"}, nil),
 		states: prometheus.NewDesc("propolis_extensions",
 			"Extension folders by state (running, disabled, failed).",
 			[]string{"state"}, nil),
 		security: prometheus.NewDesc("propolis_security_extensions",
-			"Running extensions that authenticate CONNECTs; 0 means every CONNECT is refused.",
+			"Security extensions serving CONNECTs (in the chain and not stopped after a crash loop); 0 when every CONNECT is refused: none, or the first one the chain asks was stopped after a crash loop.",
 			nil, nil),
 	}
 	for _, b := range callBuckets {
@@ -152,15 +169,17 @@ func (x *Extensions) Watch(h ExtensionHost) { x.host.Store(&h) }
 // (ForExtension): a lookup by id, then as extCalls.ObserveCall.
 func (x *Extensions) ObserveCall(c host.Call) {
 	e := (*x.byExt.Load())[c.Extension]
-	if e == nil {
-		e = x.entry(c.Extension)
+	if e == nil || e.folder != c.Folder {
+		e = x.entry(c.Extension, c.Folder)
 	}
 	e.ObserveCall(c)
 }
 
 // ForExtension returns the observer of extension id's calls: its
-// counters. The host asks once per loaded extension.
-func (x *Extensions) ForExtension(id string) host.CallObserver { return x.entry(id) }
+// counters for its folder. The host asks once per loaded extension.
+func (x *Extensions) ForExtension(id string, folder uint64) host.CallObserver {
+	return x.entry(id, folder)
+}
 
 // ObserveCall counts one call of e's extension: its outcome, and its
 // duration when the host timed it.
@@ -187,16 +206,20 @@ func (e *extCalls) ObserveCall(c host.Call) {
 	cc.sumNs.Add(int64(c.Took))
 }
 
-// entry returns id's counters, creating them (and publishing a new map)
-// on first use.
-func (x *Extensions) entry(id string) *extCalls {
+// entry returns the counters of id's folder, creating them (and
+// publishing a new map) on first use. Those of an earlier folder of the
+// same id are replaced: that folder was removed.
+func (x *Extensions) entry(id string, folder uint64) *extCalls {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	old := *x.byExt.Load()
 	if e := old[id]; e != nil {
-		return e
+		if e.folder == folder {
+			return e
+		}
+		e.dropped.Store(true)
 	}
-	e := &extCalls{x: x, id: id}
+	e := &extCalls{x: x, id: id, folder: folder}
 	m := maps.Clone(old)
 	m[id] = e
 	x.byExt.Store(&m)
@@ -241,7 +264,7 @@ func (x *Extensions) resurrect(e *extCalls) {
 // Describe sends the descriptions of every extension metric.
 func (x *Extensions) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{x.calls, x.duration, x.instances, x.waits, x.crashLoopStops, x.reloads,
-		x.serviceCalls, x.states, x.security} {
+		x.serviceCalls, x.states, x.security, x.authCacheHits, x.eventsDropped} {
 		ch <- d
 	}
 }
@@ -254,7 +277,8 @@ func (x *Extensions) Collect(ch chan<- prometheus.Metric) {
 		h := *hp
 		sts = h.Status()
 		x.prune(sts)
-		x.collectStatus(ch, sts, h.SecurityExtensions())
+		n, _ := h.SecurityServing()
+		x.collectStatus(ch, sts, n)
 	}
 	for id, e := range *x.byExt.Load() {
 		for cb := range e.cbs {
@@ -283,16 +307,22 @@ func (x *Extensions) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// prune drops the call series of the extensions sts does not list.
+// prune drops the call series of the extensions sts does not list, and
+// of the folders it lists under a new number (removed and added again
+// since the last scrape: the host's folder counters start afresh).
 func (x *Extensions) prune(sts []host.Status) {
-	listed := make(map[string]bool, len(sts))
+	listed := make(map[string]uint64, len(sts))
 	for _, st := range sts {
-		listed[st.ID] = true
+		listed[st.ID] = st.Folder
+	}
+	gone := func(e *extCalls) bool {
+		folder, ok := listed[e.id]
+		return !ok || folder != e.folder
 	}
 	cur := *x.byExt.Load()
 	stale := false
-	for id := range cur {
-		stale = stale || !listed[id]
+	for _, e := range cur {
+		stale = stale || gone(e)
 	}
 	if !stale {
 		return
@@ -300,8 +330,8 @@ func (x *Extensions) prune(sts []host.Status) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	m := maps.Clone(*x.byExt.Load())
-	maps.DeleteFunc(m, func(id string, e *extCalls) bool {
-		if listed[id] {
+	maps.DeleteFunc(m, func(_ string, e *extCalls) bool {
+		if !gone(e) {
 			return false
 		}
 		e.dropped.Store(true)
@@ -311,18 +341,16 @@ func (x *Extensions) prune(sts []host.Status) {
 }
 
 // collectStatus sends the metrics read from the host's status.
-func (x *Extensions) collectStatus(ch chan<- prometheus.Metric, sts []host.Status, security []string) {
+func (x *Extensions) collectStatus(ch chan<- prometheus.Metric, sts []host.Status, security int) {
 	states := map[host.State]int{host.StateRunning: 0, host.StateDisabled: 0, host.StateFailed: 0}
-	running := map[string]bool{}
 	for _, st := range sts {
 		states[st.State]++
-		if st.State == host.StateRunning {
-			running[st.ID] = true
-		}
 		ch <- prometheus.MustNewConstMetric(x.instances, prometheus.GaugeValue, float64(st.Instances), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.waits, prometheus.CounterValue, float64(st.InstanceWaits), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.crashLoopStops, prometheus.CounterValue, float64(st.CrashLoopStops), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.reloads, prometheus.CounterValue, float64(st.Reloads), st.ID)
+		ch <- prometheus.MustNewConstMetric(x.authCacheHits, prometheus.CounterValue, float64(st.AuthCacheHits), st.ID)
+		ch <- prometheus.MustNewConstMetric(x.eventsDropped, prometheus.CounterValue, float64(st.Dropped), st.ID)
 		for _, sc := range st.ServiceCalls {
 			ch <- prometheus.MustNewConstMetric(x.serviceCalls, prometheus.CounterValue, float64(sc.Calls), st.ID, sc.Service, sc.Status)
 		}
@@ -330,11 +358,5 @@ func (x *Extensions) collectStatus(ch chan<- prometheus.Metric, sts []host.Statu
 	for state, n := range states {
 		ch <- prometheus.MustNewConstMetric(x.states, prometheus.GaugeValue, float64(n), string(state))
 	}
-	n := 0
-	for _, id := range security {
-		if running[id] {
-			n++
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(x.security, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(x.security, prometheus.GaugeValue, float64(security))
 }

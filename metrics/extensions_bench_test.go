@@ -118,13 +118,13 @@ func BenchmarkObservedInterceptPublish(b *testing.B) {
 func BenchmarkObserveCall(b *testing.B) {
 	x := NewExtensions()
 	for i := range 20 {
-		x.ObserveCall(host.Call{Extension: fmt.Sprintf("ext-%02d", i), Callback: abi.CallbackAuthorizePublish})
+		x.ObserveCall(host.Call{Extension: fmt.Sprintf("ext-%02d", i), Folder: 1, Callback: abi.CallbackAuthorizePublish})
 	}
-	c := host.Call{Extension: "ext-07", Callback: abi.CallbackAuthorizePublish, Took: 1500 * time.Nanosecond, Outcome: host.OutcomeAllow}
+	c := host.Call{Extension: "ext-07", Folder: 1, Callback: abi.CallbackAuthorizePublish, Took: 1500 * time.Nanosecond, Outcome: host.OutcomeAllow}
 	for _, via := range []struct {
 		name string
 		obs  host.CallObserver
-	}{{"forext", x.ForExtension("ext-07")}, {"byid", x}} {
+	}{{"forext", x.ForExtension("ext-07", 1)}, {"byid", x}} {
 		for _, timed := range []bool{true, false} {
 			c.Timed = timed
 			name := via.name + "/timed"

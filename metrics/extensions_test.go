@@ -503,8 +503,8 @@ func TestExtensionMetricsDroppedAndPutBack(t *testing.T) {
 	x.Watch(h)
 	r := &extRig{h: h, x: x, reg: prometheus.NewPedanticRegistry()}
 	r.reg.MustRegister(x)
-	obs := x.ForExtension("unlisted")
-	c := host.Call{Extension: "unlisted", Callback: abi.CallbackAuthorizePublish, Outcome: host.OutcomeAllow}
+	obs := x.ForExtension("unlisted", 1)
+	c := host.Call{Extension: "unlisted", Folder: 1, Callback: abi.CallbackAuthorizePublish, Outcome: host.OutcomeAllow}
 	obs.ObserveCall(c)
 	if got := r.value(t, "propolis_extension_calls_total", calls("unlisted", "authorize_publish", "allow")); got != -1 {
 		t.Fatalf("an unlisted extension's series exported: %v", got)

@@ -86,8 +86,8 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 		}
 		if s.ServiceBurst > 0 { // a failed folder has none
 			limit = fmt.Sprintf("%s/s burst %d", strconv.FormatFloat(s.ServiceRate, 'g', -1, 64), s.ServiceBurst)
-			if s.RateLimited > 0 || s.NotPermitted > 0 {
-				limit += fmt.Sprintf(" (refused: %d rate-limited, %d not permitted)", s.RateLimited, s.NotPermitted)
+			if rl, np := s.Refused("RATE_LIMITED"), s.Refused("NOT_PERMITTED"); rl > 0 || np > 0 {
+				limit += fmt.Sprintf(" (refused: %d rate-limited, %d not permitted)", rl, np)
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, version, s.State, strconv.Itoa(s.Priority), cbs, instances, services, limit, reason)

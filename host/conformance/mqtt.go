@@ -154,8 +154,8 @@ func mqttChecks(ctx context.Context, r *Report, t *target, opts Options) {
 		r.add("mqtt", "every call succeeded", Pass, "%d calls the broker made into the extension", total)
 	}
 	st := h.Status()[0]
-	if st.NotPermitted > 0 {
-		r.add("mqtt", "uses only granted services", Fail, "%d host service calls were refused NOT_PERMITTED: the manifest does not grant their service", st.NotPermitted)
+	if np := st.Refused("NOT_PERMITTED"); np > 0 {
+		r.add("mqtt", "uses only granted services", Fail, "%d host service calls were refused NOT_PERMITTED: the manifest does not grant their service", np)
 	} else {
 		r.add("mqtt", "uses only granted services", Pass, "no service call refused (granted: %s)", namesOr(st.Services, "none"))
 	}

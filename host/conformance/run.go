@@ -49,6 +49,31 @@ func (a answer) String() string {
 	return s
 }
 
+// same reports whether a and b are the same answer: both failed (how is
+// the failure checks' business), or both answered with the same decision,
+// reason code, reason string and packet changes. The outcome itself is not
+// compared: the same decision is rate_limited when a service call was
+// refused for the rate (a matter of timing, not of state in the instance)
+// and its decision's own name otherwise.
+func (a answer) same(b answer) bool {
+	if a.outcome.Answered() != b.outcome.Answered() {
+		return false
+	}
+	if !a.outcome.Answered() {
+		return true
+	}
+	return a.decision == b.decision && a.code == b.code && a.reason == b.reason && a.changes == b.changes
+}
+
+// withOutcome is String with the call's outcome, for messages comparing
+// two answers.
+func (a answer) withOutcome() string {
+	if !a.outcome.Answered() {
+		return a.String()
+	}
+	return fmt.Sprintf("%s (outcome %s)", a, a.outcome)
+}
+
 // cbStats gathers one callback's failures in the first run.
 type cbStats struct {
 	calls    int
@@ -418,13 +443,13 @@ func (x *runner) stateAndMemory(corpus []*input, first []answer, firstTook time.
 	for k := 1; k < len(answers); k++ {
 		for _, in := range corpus {
 			a, b := first[in.n], answers[k][in.n]
-			if a == b {
+			if a.same(b) {
 				continue
 			}
 			x.r.add("run", "same answer on every instance", Fail,
 				"depends on state kept in the instance or on nondeterminism (clock, random): %s answered %s on a fresh instance and %s %s; "+
 					"keep per-client state in a host service (session attributes, storage), not in the instance (ABI.md section 1)",
-				in, a, b, labels[k])
+				in, a.withOutcome(), b.withOutcome(), labels[k])
 			return
 		}
 	}
