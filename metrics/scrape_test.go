@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/propolis-mqtt/propolis/internal/scrape"
 )
 
 // The scrape helpers of every test of this package: a registry is read as
@@ -42,23 +44,13 @@ func families(t testing.TB, reg prometheus.Gatherer) map[string]*dto.MetricFamil
 }
 
 // sample returns the value of the first sample of family name whose
-// labels include want (nil: the first sample): a counter's or gauge's
-// value, a histogram's count. ok is false when there is none.
+// labels include want (nil: the first sample), as scrape.Value reads it.
 func sample(fams map[string]*dto.MetricFamily, name string, want map[string]string) (v float64, ok bool) {
-	for _, m := range fams[name].GetMetric() {
-		if !hasLabels(m, want) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
-		}
+	pairs := make([]string, 0, 2*len(want))
+	for k, v := range want {
+		pairs = append(pairs, k, v)
 	}
-	return 0, false
+	return scrape.Value(fams, name, pairs...)
 }
 
 // value is sample, failing the test when there is no such sample.
