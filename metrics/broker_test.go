@@ -41,18 +41,11 @@ func expect(t *testing.T, get func() snapshot, before snapshot, what string, del
 		sort.Strings(bad)
 		return strings.Join(bad, "; ")
 	}
-	deadline := time.Now().Add(poll.Timeout)
-	for {
+	poll.Settle(t, what, func() string {
 		now = get()
-		d := diff()
-		if d == "" {
-			return now
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return diff()
+	})
+	return now
 }
 
 func isMoving(key string, prefixes []string) bool {

@@ -434,22 +434,16 @@ func TestDashboardMetricsExist(t *testing.T) {
 	trafficSession(t, addr, base, extDir)
 	// Disconnects and deliveries are counted on the broker's goroutines:
 	// poll until the session's figures are all there.
-	var bad []string
-	for deadline := time.Now().Add(poll.Timeout); ; time.Sleep(poll.Interval) {
+	poll.Settle(t, "the session's figures", func() string {
 		fams = scrapeText(t, base)
-		bad = bad[:0]
+		var bad []string
 		for _, w := range sessionWant {
 			if got := total(fams, w.name, w.labels...); got != w.want {
 				bad = append(bad, fmt.Sprintf("%s%q = %v, want %v", w.name, w.labels, got, w.want))
 			}
 		}
-		if len(bad) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the session: %s", strings.Join(bad, "; "))
-		}
-	}
+		return strings.Join(bad, "; ")
+	})
 	// served itself: a histogram's series are served, a gauge has none,
 	// an unknown name is not.
 	for name, want := range map[string]bool{"go_sched_latencies_seconds_bucket": true, "go_sched_latencies_seconds_count": true,

@@ -29,12 +29,37 @@ func Until(t testing.TB, what string, cond func() bool) {
 	until(t, what, cond, Timeout)
 }
 
+// Settle calls check every Interval until it returns "" (nothing wrong),
+// like Until; if Timeout passes first, it fails the test with what and the
+// last thing check said was wrong, so a failure shows the state it stuck in.
+func Settle(t testing.TB, what string, check func() (wrong string)) {
+	t.Helper()
+	settle(t, what, Timeout, func() (bool, string) {
+		w := check()
+		return w == "", w
+	})
+}
+
 func until(t testing.TB, what string, cond func() bool, timeout time.Duration) {
 	t.Helper()
+	settle(t, what, timeout, func() (bool, string) { return cond(), "" })
+}
+
+// settle is Until's and Settle's one loop: check says whether the state is
+// reached and, if not, what is wrong ("" adds nothing to the failure).
+func settle(t testing.TB, what string, timeout time.Duration, check func() (ok bool, wrong string)) {
+	t.Helper()
 	start := time.Now()
-	for !cond() {
+	for {
+		ok, wrong := check()
+		if ok {
+			break
+		}
 		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			if wrong != "" {
+				wrong = ": " + wrong
+			}
+			t.Fatalf("timed out after %v waiting for %s%s", timeout, what, wrong)
 		}
 		time.Sleep(Interval) // the poll interval (the other sleeps of the tests pace loads)
 	}

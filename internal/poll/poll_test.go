@@ -53,3 +53,23 @@ func TestUntil(t *testing.T) {
 		}
 	})
 }
+
+// TestSettleNamesWhatIsWrong: a check that never settles fails with the
+// last thing it said was wrong.
+func TestSettleNamesWhatIsWrong(t *testing.T) {
+	f := &fakeT{}
+	done := make(chan struct{})
+	checks := 0
+	go func() {
+		defer close(done)
+		settle(f, "the door to open", 50*time.Millisecond, func() (bool, string) {
+			checks++
+			return false, fmt.Sprintf("still shut after %d checks", checks)
+		})
+	}()
+	<-done
+	want := fmt.Sprintf("timed out after 50ms waiting for the door to open: still shut after %d checks", checks)
+	if len(f.fatal) != 1 || f.fatal[0] != want {
+		t.Fatalf("fatal %q, want %q", f.fatal, want)
+	}
+}
