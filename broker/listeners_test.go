@@ -2,18 +2,8 @@ package broker_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,58 +14,8 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
+	"github.com/propolis-mqtt/propolis/internal/testpki"
 )
-
-// testPKI is a CA with one server and one client certificate, written as
-// PEM files in a temp folder.
-type testPKI struct {
-	dir                           string
-	caPool                        *x509.CertPool
-	clientCert                    tls.Certificate
-	serverCert, serverKey, caFile string
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "propolis test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(name string, tmpl *x509.Certificate) (certPEM, keyPEM []byte) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, _ := x509.MarshalECPrivateKey(key)
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-	}
-	sc, sk := issue("server", &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-	cc, ck := issue("client", &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "device-7", Organization: []string{"acme"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"device-7.acme.test"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-	p := &testPKI{dir: dir, caPool: x509.NewCertPool()}
-	p.caPool.AddCert(ca)
-	p.serverCert, p.serverKey, p.caFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"), filepath.Join(dir, "ca.pem")
-	for f, b := range map[string][]byte{p.serverCert: sc, p.serverKey: sk,
-		p.caFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if p.clientCert, err = tls.X509KeyPair(cc, ck); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // capture records the Connect the authenticator saw.
 type capture struct {
@@ -99,11 +39,11 @@ func (c *capture) seen() *broker.Connect {
 }
 
 func TestTLSAndWebSocketListeners(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testpki.New(t)
 	cfg := testConfig(t.TempDir())
 	cfg.Listeners = []config.Listener{
 		{Name: "tcp", Type: "tcp", Address: "127.0.0.1:0"},
-		{Name: "secure", Type: "tls", Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: pki.caFile}},
+		{Name: "secure", Type: "tls", Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey, ClientCAFile: pki.CAFile}},
 		{Name: "web", Type: "websocket", Address: "127.0.0.1:0", Path: "/mqtt"},
 	}
 	if err := cfg.Validate(); err != nil {
@@ -120,7 +60,7 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 		o := v3Options("", "tls-client")
 		o.Servers = nil
 		o.AddBroker("ssl://" + s.Addr("secure"))
-		o.SetTLSConfig(&tls.Config{RootCAs: pki.caPool, Certificates: []tls.Certificate{pki.clientCert}, ServerName: "127.0.0.1"})
+		o.SetTLSConfig(&tls.Config{RootCAs: pki.CAPool, Certificates: []tls.Certificate{pki.ClientCert}, ServerName: "127.0.0.1"})
 		c := v3Connect(t, o)
 		wait(t, "publish", c.Publish("over/tls", 1, false, []byte("hi")))
 		if m := r.next(t, poll.Timeout); m.Topic() != "over/tls" {

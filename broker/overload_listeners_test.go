@@ -14,6 +14,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/overload"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
+	"github.com/propolis-mqtt/propolis/internal/testpki"
 )
 
 // These tests carry the overload and client_limits tests to the TLS and
@@ -33,12 +34,12 @@ func mustSubscribe(t *testing.T, c *brokertest.Conn, f string, wantOK bool) {
 
 // limitedListeners gives cfg a TCP, a TLS and a WebSocket listener, the
 // last two with overload_protection prot.
-func limitedListeners(t *testing.T, cfg *config.Config, prot bool) *testPKI {
-	pki := newTestPKI(t)
+func limitedListeners(t *testing.T, cfg *config.Config, prot bool) *testpki.PKI {
+	pki := testpki.New(t)
 	p := prot
 	cfg.Listeners = []config.Listener{
 		{Name: "tcp", Type: "tcp", Address: "127.0.0.1:0"},
-		{Name: "secure", Type: "tls", Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey}, OverloadProtection: &p},
+		{Name: "secure", Type: "tls", Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey}, OverloadProtection: &p},
 		{Name: "web", Type: "websocket", Address: "127.0.0.1:0", Path: "/mqtt", OverloadProtection: &p},
 	}
 	return pki
@@ -46,7 +47,7 @@ func limitedListeners(t *testing.T, cfg *config.Config, prot bool) *testPKI {
 
 // limitedClient connects a paho 3.1.1 client with id to the "web" or
 // "secure" listener of s.
-func limitedClient(t *testing.T, s *broker.Server, pki *testPKI, which, id string) paho3.Client {
+func limitedClient(t *testing.T, s *broker.Server, pki *testpki.PKI, which, id string) paho3.Client {
 	o := v3Options("", id)
 	o.Servers = nil
 	switch which {
@@ -54,7 +55,7 @@ func limitedClient(t *testing.T, s *broker.Server, pki *testPKI, which, id strin
 		o.AddBroker("ws://" + s.Addr("web") + "/mqtt")
 	case "secure":
 		o.AddBroker("ssl://" + s.Addr("secure"))
-		o.SetTLSConfig(&tls.Config{RootCAs: pki.caPool, ServerName: "127.0.0.1"})
+		o.SetTLSConfig(&tls.Config{RootCAs: pki.CAPool, ServerName: "127.0.0.1"})
 	}
 	return v3Connect(t, o)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
+	"github.com/propolis-mqtt/propolis/internal/testpki"
 )
 
 // slowConfig is testConfig for the slow-consumer tests: no fsync (the tests
@@ -291,16 +292,16 @@ func TestSlowConsumerDisconnectedKeepsSession(t *testing.T) {
 // websocket listener are disconnected by the write timeout while a tcp
 // publisher keeps getting its PUBACKs.
 func TestSlowConsumerOverTLSAndWebSocket(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testpki.New(t)
 	cfg := slowConfig(t, 200*time.Millisecond, 1<<30)
 	cfg.Listeners = []config.Listener{
 		{Name: "tcp", Type: "tcp", Address: "127.0.0.1:0"},
-		{Name: "secure", Type: "tls", Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: pki.serverCert, KeyFile: pki.serverKey}},
+		{Name: "secure", Type: "tls", Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey}},
 		{Name: "web", Type: "websocket", Address: "127.0.0.1:0", Path: "/mqtt"},
 	}
 	s, addr := startServer(t, cfg, broker.Extensions{Authenticator: brokertest.AllowAll{}})
 
-	tc := tls.Client(dialSmall(t, s.Addr("secure")), &tls.Config{RootCAs: pki.caPool, ServerName: "127.0.0.1"})
+	tc := tls.Client(dialSmall(t, s.Addr("secure")), &tls.Config{RootCAs: pki.CAPool, ServerName: "127.0.0.1"})
 	_ = tc.SetDeadline(time.Now().Add(poll.Timeout))
 	subscribeStuck(t, tc, "stuck-tls", true)
 

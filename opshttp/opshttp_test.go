@@ -2,30 +2,22 @@ package opshttp_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/internal/scrape"
+	"github.com/propolis-mqtt/propolis/internal/testpki"
 	"github.com/propolis-mqtt/propolis/opshttp"
 )
 
@@ -186,55 +178,21 @@ func TestListenErrors(t *testing.T) {
 // TestTLS serves over TLS with a CA of the test's own, requiring a client
 // certificate: a client without one is refused, one with it is answered.
 func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "opshttp test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(serial),
-			Subject: pkix.Name{CommonName: "localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{usage}}, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, _ := x509.MarshalECPrivateKey(key)
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-	}
-	sc, sk := issue(2, x509.ExtKeyUsageServerAuth)
-	cc, ck := issue(3, x509.ExtKeyUsageClientAuth)
-	files := map[string][]byte{"server.pem": sc, "server-key.pem": sk, "ca.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := config.HTTP{Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem"),
-		ClientCAFile: filepath.Join(dir, "ca.pem"), RequireClientCert: true}}
+	pki := testpki.New(t)
+	cfg := config.HTTP{Address: "127.0.0.1:0", TLS: &config.TLS{CertFile: pki.ServerCert, KeyFile: pki.ServerKey,
+		ClientCAFile: pki.CAFile, RequireClientCert: true}}
 	s := start(t, cfg, opshttp.Routes{Gatherer: testRegistry(t), Ready: func() error { return nil }})
 	if !strings.HasPrefix(s.URL(), "https://127.0.0.1:") {
 		t.Fatalf("URL %s", s.URL())
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
 	client := func(certs ...tls.Certificate) *http.Client {
-		return &http.Client{Timeout: poll.Timeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
+		return &http.Client{Timeout: poll.Timeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.CAPool, Certificates: certs}}}
 	}
 	if resp, err := client().Get(s.URL() + "/healthz"); err == nil {
 		resp.Body.Close()
 		t.Fatal("a client without a certificate was answered")
 	}
-	pair, err := tls.X509KeyPair(cc, ck)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code, _, body := get(t, client(pair), "GET", s.URL()+"/healthz"); code != 200 || body != "ok\n" {
+	if code, _, body := get(t, client(pki.ClientCert), "GET", s.URL()+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("GET /healthz over TLS = %d %q", code, body)
 	}
 }
