@@ -68,6 +68,11 @@ type pool struct {
 	// trimming is 1 while a trim runs.
 	lowIdle  atomic.Int32
 	trimming atomic.Bool
+
+	// afterReplace, when set (a test, before the first call), runs in
+	// discard's replacement after the replacement was handed over: where
+	// a call failing on it must start the next replacement.
+	afterReplace func()
 }
 
 // errGrowing is ErrBusy when the pool was starting an instance for the
@@ -118,8 +123,20 @@ func (p *pool) signalLocked() {
 // (a growth that was under way) still joins: closeAll waits for it and
 // retires it like the others, stop callback included.
 func (p *pool) add(in *instance) {
+	p.addGrown(in, false)
+}
+
+// addGrown is add for an instance started by a growth or a replacement
+// (grown): it stops counting in growing in the same critical section that
+// counts it in all. Uncounting it later would let a call that fails on it
+// meanwhile see the pool still growing and start no replacement: a pool
+// of one instance then stayed empty for good.
+func (p *pool) addGrown(in *instance, grown bool) {
 	p.mu.Lock()
 	p.all[in] = struct{}{}
+	if grown {
+		p.growing--
+	}
 	p.signalLocked()
 	p.mu.Unlock()
 	p.idle <- in
@@ -339,20 +356,20 @@ func (p *pool) growLocked() {
 	}
 	p.growing++
 	go func() {
+		// Counted in growing until added (addGrown), so that the pool
+		// never exceeds max.
 		in, err := p.ext.newInstance(context.Background(), "")
-		defer func() { // counted until added, so that the pool never exceeds max
+		if err != nil {
 			p.mu.Lock()
 			p.growing--
 			p.mu.Unlock()
-		}()
-		if err != nil {
 			if !p.ext.stopped.Load() {
 				p.ext.log.Error("grow the pool", "error", err)
 				p.ext.noteFailure(err)
 			}
 			return
 		}
-		p.add(in)
+		p.addGrown(in, true)
 	}()
 }
 
@@ -435,10 +452,13 @@ func (p *pool) discard(in *instance) {
 		return
 	}
 	go func() {
+		added := false
 		defer func() {
-			p.mu.Lock()
-			p.growing--
-			p.mu.Unlock()
+			if !added {
+				p.mu.Lock()
+				p.growing--
+				p.mu.Unlock()
+			}
 		}()
 		// Retry with backoff until it works or the pool closes (closeAll
 		// waits for this goroutine): a pool must not shrink below its
@@ -451,7 +471,11 @@ func (p *pool) discard(in *instance) {
 			}
 			repl, err := p.ext.newInstance(context.Background(), "")
 			if err == nil {
-				p.add(repl)
+				p.addGrown(repl, true)
+				added = true
+				if p.afterReplace != nil {
+					p.afterReplace()
+				}
 				return
 			}
 			if p.ext.stopped.Load() {

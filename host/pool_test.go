@@ -346,3 +346,43 @@ func TestPoolPutSeesLateWaiter(t *testing.T) {
 		t.Fatalf("get: %p, %v", got, err)
 	}
 }
+
+// TestFailureOnReplacementIsReplaced: a pool of one instance whose every
+// call traps is replaced after every call, and every next call finds the
+// replacement. A call failing on a replacement right after it was handed
+// over, while its growth was still counted, once started no replacement,
+// and the next call, finding the pool still growing, grew none either: it
+// waited its whole deadline and failed busy (the conformance kit's
+// "an instance is available" failed on a loaded CI machine).
+func TestFailureOnReplacementIsReplaced(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "trap", wasmFixture("error/trap"), 0,
+		"limits:\n  pool_size: 1\n  max_pool_size: 1\n  authenticate_deadline: 2s\n")
+	h, logs := newTestHost(t, ext)
+	e := extOf(t, h, "trap")
+	// Each replacement, once handed over, holds its goroutine until the
+	// call it serves has ended and the next call waits for an instance.
+	e.pool.afterReplace = func() {
+		calls := e.calls.Load()
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+			if e.calls.Load() > calls && e.pool.waiters.Load() > 0 {
+				return
+			}
+			select {
+			case <-e.pool.done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	for i := range 30 {
+		a, err := h.invoke(context.Background(), e, abi.CallbackAuthenticate, &abi.ConnectRecord{})
+		if a.outcome != OutcomeTrap {
+			t.Fatalf("call %d: outcome %s (%v), want trap; pool has %d instances\n%s",
+				i, a.outcome, err, e.pool.count(), lastLines(logs.String(), 5))
+		}
+		e.mu.Lock()
+		e.failures = nil // no crash-loop stop: the test is about the pool
+		e.mu.Unlock()
+	}
+}
