@@ -1,0 +1,232 @@
+// app.js: the control center's entry point. It asks /api/v1/me who is
+// logged in (the login page when nobody is), shows the pages that user's
+// permissions allow, and routes on the URL's hash:
+//
+//   #/login                      log in
+//   #/overview                   broker, live charts, warnings   (broker.view)
+//   #/clients?prefix=&...        search sessions                 (clients.view)
+//   #/clients/ID                 one session                     (clients.view)
+//   #/retained?filter=           retained messages               (retained.view)
+//   #/retained/message?topic=    one retained message            (retained.view)
+//   #/extensions                 extensions                      (extensions.view)
+//   #/traces                     trace recordings                (trace.manage)
+//
+// A page module exports render(root, route, ctx) and may return a
+// function that stops it (timers) when the user leaves the page.
+
+import * as api from "./api.js";
+import { el, replace } from "./dom.js";
+import * as login from "./login.js";
+import * as overview from "./overview.js";
+import * as clients from "./clients.js";
+import * as retained from "./retained.js";
+import * as extensions from "./extensions.js";
+import * as traces from "./traces.js";
+
+// pages maps the first path segment to its module and the permission
+// that shows it.
+const pages = {
+  overview: { mod: overview, perm: "broker.view" },
+  clients: { mod: clients, perm: "clients.view" },
+  retained: { mod: retained, perm: "retained.view" },
+  extensions: { mod: extensions, perm: "extensions.view" },
+  traces: { mod: traces, perm: "trace.manage" },
+};
+
+// me is the answer of /api/v1/me or /api/v1/login: user, auth, roles,
+// permissions, csrf_token. null while nobody is logged in.
+let me = null;
+let stop = null;
+
+// ctx is what pages get: permission checks, messages, confirmation, and
+// the warnings banner.
+const ctx = {
+  can(perm) {
+    return !!me && Array.isArray(me.permissions) && me.permissions.includes(perm);
+  },
+  me() {
+    return me;
+  },
+  ok(text) {
+    status(text, false);
+  },
+  fail(err) {
+    status(err instanceof Error ? err.message : String(err), true);
+  },
+  confirm,
+  warnings,
+  go(hash) {
+    if (location.hash === hash) route();
+    else location.hash = hash;
+  },
+  loggedIn(who) {
+    setMe(who);
+    const back = sessionStorage.getItem("propolis.after-login");
+    sessionStorage.removeItem("propolis.after-login");
+    ctx.go(back && !back.startsWith("#/login") ? back : firstPage());
+  },
+};
+
+// parse splits "#/clients/a%2Fb?state=connected" into
+// {page: "clients", rest: ["a/b"], params: URLSearchParams}.
+function parse(hash) {
+  let h = hash.replace(/^#\/?/, "");
+  let q = "";
+  const i = h.indexOf("?");
+  if (i >= 0) {
+    q = h.slice(i + 1);
+    h = h.slice(0, i);
+  }
+  const parts = h.split("/").filter((p) => p !== "").map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p;
+    }
+  });
+  return { page: parts[0] || "", rest: parts.slice(1), params: new URLSearchParams(q) };
+}
+
+function firstPage() {
+  for (const [name, p] of Object.entries(pages)) if (ctx.can(p.perm)) return "#/" + name;
+  return "#/none";
+}
+
+function setMe(who) {
+  me = who;
+  api.setCSRF(who ? who.csrf_token : "");
+  const nav = document.getElementById("nav");
+  const whoBox = document.getElementById("who");
+  nav.hidden = !who;
+  whoBox.hidden = !who;
+  for (const a of nav.querySelectorAll("a[data-perm]")) {
+    a.hidden = !ctx.can(a.dataset.perm);
+  }
+  if (who) {
+    const roles = (who.roles || []).join(", ");
+    const local = who.auth === "local";
+    replace(document.getElementById("who-name"),
+      el("strong", { id: "who-user" }, who.user),
+      roles ? ` (${roles})` : "",
+      local ? el("span", { class: "badge warn", title: "No admin users are configured: anyone on this machine can use this page and the API, with every permission. Configure admin.users to require a login." }, "local, no login") : null);
+    document.getElementById("logout").hidden = local || who.auth !== "session";
+  }
+  if (!who) warnings([]);
+}
+
+let statusTimer = 0;
+
+// status shows text in the message bar (errors stay until the next
+// action; other messages for ten seconds).
+function status(text, isError) {
+  const s = document.getElementById("status");
+  s.textContent = text;
+  s.className = isError ? "status error" : "status ok";
+  s.hidden = false;
+  clearTimeout(statusTimer);
+  if (!isError) statusTimer = setTimeout(() => (s.hidden = true), 10000);
+}
+
+function clearStatus() {
+  const s = document.getElementById("status");
+  if (s.classList.contains("error")) s.hidden = true;
+}
+
+// warnings fills the red banner with the broker's warnings (from
+// /api/v1/broker); an empty list hides it.
+function warnings(list) {
+  const box = document.getElementById("warnings");
+  const ul = document.getElementById("warnings-list");
+  replace(ul, (list || []).map((w) => el("li", {}, w)));
+  box.hidden = !list || list.length === 0;
+}
+
+// confirm asks before an action: title, text, the OK button's label, and
+// extra elements (a checkbox) shown in the dialog. It resolves to true
+// when the user confirms.
+function confirm(title, text, okLabel, extra) {
+  const d = document.getElementById("confirm");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-ok").textContent = okLabel;
+  replace(document.getElementById("confirm-extra"), extra || []);
+  d.returnValue = "";
+  return new Promise((resolve) => {
+    d.addEventListener("close", () => resolve(d.returnValue === "ok"), { once: true });
+    d.showModal();
+  });
+}
+
+async function route() {
+  if (stop) {
+    stop();
+    stop = null;
+  }
+  clearStatus();
+  const r = parse(location.hash);
+  const main = document.getElementById("main");
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.classList.toggle("active", a.dataset.page === r.page);
+  }
+  if (!me) {
+    if (r.page !== "login") {
+      sessionStorage.setItem("propolis.after-login", location.hash || "");
+      location.hash = "#/login";
+      return;
+    }
+    document.title = "Log in · Propolis";
+    login.render(main, r, ctx);
+    return;
+  }
+  if (r.page === "login" || r.page === "") {
+    location.hash = firstPage();
+    return;
+  }
+  const p = pages[r.page];
+  if (!p) {
+    replace(main, el("h1", {}, "Nothing here"),
+      el("p", {}, r.page === "none"
+        ? "Your roles grant no permission that shows a page of the control center. Ask an administrator for a role with broker.view or clients.view."
+        : `There is no page "${r.page}".`));
+    return;
+  }
+  if (!ctx.can(p.perm)) {
+    replace(main, el("h1", {}, "Not permitted"),
+      el("p", {}, `This page needs the permission ${p.perm}, which your roles do not grant.`));
+    return;
+  }
+  replace(main);
+  const s = p.mod.render(main, r, ctx);
+  stop = typeof s === "function" ? s : null;
+}
+
+async function start() {
+  api.onUnauthorized(() => {
+    if (!me) return;
+    setMe(null);
+    sessionStorage.setItem("propolis.after-login", location.hash || "");
+    status("Your session has ended: log in again.", true);
+    location.hash = "#/login";
+  });
+  document.getElementById("logout").addEventListener("click", async () => {
+    try {
+      await api.post("/logout");
+    } catch (e) {
+      // logged out either way on this page; say what the broker said
+      ctx.fail(e);
+    }
+    setMe(null);
+    location.hash = "#/login";
+    ctx.ok("Logged out.");
+  });
+  try {
+    setMe(await api.get("/me"));
+  } catch (e) {
+    if (e.status !== 401) ctx.fail(e);
+    setMe(null);
+  }
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+start();

@@ -1,0 +1,75 @@
+// extensions.js: every extension folder with its state (GET
+// /api/v1/extensions, refreshed every two seconds while open), and enable
+// or disable (extensions.manage): the same action as `propolis extensions
+// enable|disable ID`, the DISABLED file in the extension's folder.
+
+import * as api from "./api.js";
+import { el, replace, help, table } from "./dom.js";
+
+const interval = 2000;
+
+export function render(root, route, ctx) {
+  const result = el("div", { id: "extensions-result" }, el("p", { class: "muted" }, "Loading…"));
+  replace(root,
+    el("h1", {}, "Extensions"),
+    help("The WebAssembly extensions in the broker's extensions folder. A disabled extension has a ", el("code", {}, "DISABLED"),
+      " file in its folder (as ", el("code", {}, "propolis extensions disable ID"), " makes): the broker stops it within two seconds and ",
+      "starts it again once it is enabled. Disabling the only security extension makes the broker refuse every CONNECT."),
+    result);
+  let stopped = false;
+  let timer = 0;
+
+  async function load() {
+    clearTimeout(timer);
+    try {
+      const data = await api.get("/extensions");
+      if (stopped) return;
+      show(data.extensions || []);
+    } catch (e) {
+      if (!stopped) ctx.fail(e);
+    } finally {
+      if (!stopped) timer = setTimeout(load, interval);
+    }
+  }
+
+  function show(list) {
+    const manage = ctx.can("extensions.manage");
+    const rows = list.map((x) => el("tr", { "data-extension": x.id },
+      el("td", {}, el("strong", {}, x.id)),
+      el("td", {}, x.version || ""),
+      el("td", {}, el("span", { class: "state " + x.state }, x.state),
+        x.reason ? el("span", { class: "help reason" }, x.reason) : null),
+      el("td", { class: "num" }, x.priority, x.start_priority !== undefined ? el("span", { class: "help" }, `start ${x.start_priority}`) : null),
+      el("td", {}, (x.callbacks || []).join(", ")),
+      el("td", {}, (x.services || []).join(", ")),
+      manage ? el("td", {}, x.disabled
+        ? el("button", { type: "button", class: "primary", "data-action": "enable", onclick: () => act(x, "enable") }, "Enable")
+        : el("button", { type: "button", class: "danger", "data-action": "disable", onclick: () => act(x, "disable") }, "Disable")) : null));
+    replace(result, table(
+      ["Extension", "Version", "State", "Priority", "Callbacks", "Services granted"].concat(manage ? ["Action"] : []),
+      rows, "No extension is installed: with no security extension every CONNECT is refused.", { class: "extensions" }));
+  }
+
+  async function act(x, what) {
+    if (what === "disable") {
+      const ok = await ctx.confirm(`Disable ${x.id}?`,
+        `The broker stops ${x.id} within two seconds; its callbacks are no longer called until it is enabled again.` +
+        ((x.callbacks || []).includes("authenticate") ? " It authenticates clients: if no other security extension serves, every CONNECT is refused." : ""),
+        "Disable");
+      if (!ok) return;
+    }
+    try {
+      await api.post(`/extensions/${api.seg(x.id)}/${what}`);
+      ctx.ok(`Extension ${x.id} ${what}d: the broker ${what === "enable" ? "starts" : "stops"} it within two seconds.`);
+      load();
+    } catch (e) {
+      ctx.fail(e);
+    }
+  }
+
+  load();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}

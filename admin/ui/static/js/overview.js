@@ -1,0 +1,150 @@
+// overview.js: the broker at a glance. It polls /api/v1/broker every two
+// seconds while the page is open and draws connections, message rates and
+// the stress level on canvas charts; the broker's warnings (no security
+// extension, allow-all loaded) go to the red banner at the top.
+
+import * as api from "./api.js";
+import { el, replace, help, table, fields, fmtTime, fmtDuration, fmtNumber, hashLink } from "./dom.js";
+import { LineChart } from "./chart.js";
+
+// interval is the polling period in milliseconds.
+const interval = 2000;
+
+// labels name the summary's figures; keys not listed are shown by name.
+const labels = {
+  connections: ["Connected clients", "clients with an open network connection"],
+  sessions: ["Sessions", "connected clients and stored sessions of offline ones"],
+  subscriptions: ["Subscriptions", "topic filters subscribed, over every session"],
+  retained: ["Retained messages", "one per topic at most"],
+  messages_received: ["Messages received", "PUBLISH packets from clients since start"],
+  messages_sent: ["Messages sent", "PUBLISH packets to clients since start"],
+  messages_dropped: ["Messages dropped", "discarded since start: queue full, too large, expired"],
+};
+
+export function render(root, route, ctx) {
+  const conn = el("canvas", { id: "chart-connections", class: "chart", "aria-label": "connected clients over time" });
+  const rates = el("canvas", { id: "chart-rates", class: "chart", "aria-label": "messages per second over time" });
+  const stress = el("canvas", { id: "chart-stress", class: "chart", "aria-label": "stress level over time" });
+  const facts = el("div", { id: "broker-facts" });
+  const summary = el("div", { id: "broker-summary" });
+  const exts = el("div", { id: "overview-extensions" });
+  const cfg = ctx.can("config.view") ? configSection(ctx) : null;
+
+  replace(root,
+    el("h1", {}, "Overview"),
+    help("Live figures of this broker, refreshed every two seconds while this page is open. The charts keep the last three minutes."),
+    el("section", { class: "charts" },
+      el("figure", {}, el("figcaption", {}, "Connected clients"), conn),
+      el("figure", {}, el("figcaption", {}, "Messages per second"), rates),
+      el("figure", {}, el("figcaption", {}, "Stress level (0 idle to 10 overloaded)"), stress)),
+    el("div", { class: "columns" },
+      el("section", {}, el("h2", {}, "Broker"), facts),
+      el("section", {}, el("h2", {}, "Totals"), summary)),
+    ctx.can("extensions.view") ? el("section", {}, el("h2", {}, "Extensions"), exts) : null,
+    cfg);
+
+  const connChart = new LineChart(conn, [{ label: "connected" }]);
+  const rateChart = new LineChart(rates, [{ label: "received/s" }, { label: "sent/s" }]);
+  const stressChart = new LineChart(stress, [{ label: "stress", color: "#b3261e" }], { max: 10 });
+
+  let prev = null;
+  let timer = 0;
+  let stopped = false;
+
+  async function tick() {
+    try {
+      const b = await api.get("/broker");
+      if (stopped) return;
+      ctx.warnings(b.warnings);
+      const s = b.summary || {};
+      const now = performance.now();
+      let rin = null, rout = null;
+      if (prev) {
+        const dt = (now - prev.t) / 1000;
+        const din = s.messages_received - prev.s.messages_received;
+        const dout = s.messages_sent - prev.s.messages_sent;
+        if (dt > 0 && din >= 0) rin = din / dt;
+        if (dt > 0 && dout >= 0) rout = dout / dt;
+      }
+      prev = { t: now, s };
+      connChart.push([numberOr(s.connections)]);
+      rateChart.push([rin, rout]);
+      stressChart.push([numberOr(b.stress_level)]);
+      showFacts(facts, b);
+      showSummary(summary, s);
+      if (ctx.can("extensions.view")) showExtensions(exts, await api.get("/extensions"));
+    } catch (e) {
+      if (!stopped) ctx.fail(e);
+    } finally {
+      if (!stopped) timer = setTimeout(tick, interval);
+    }
+  }
+  tick();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+function numberOr(v) {
+  return typeof v === "number" ? v : null;
+}
+
+function showFacts(box, b) {
+  const sec = b.security_extensions || [];
+  replace(box, fields([
+    ["Version", b.version, b.abi ? `extension ABI ${b.abi}` : ""],
+    ["Started", fmtTime(b.started_at), b.uptime_seconds !== undefined ? `up ${fmtDuration(b.uptime_seconds)}` : ""],
+    ["Stress level", typeof b.stress_level === "number" ? `${b.stress_level.toFixed(1)} / 10` : undefined,
+      "0 is idle, 10 overloaded; from overload.throttle_level on, the broker slows the heaviest senders down", "stress-level"],
+    ["Security extensions", sec.length ? sec.join(", ") : el("span", { class: "error" }, "none: every CONNECT is refused"),
+      "the extensions that decide who may connect"],
+  ]), el("h3", {}, "Listeners"),
+  table(["Name", "Type", "Address"], (b.listeners || []).map((l) =>
+    el("tr", {}, el("td", {}, l.name), el("td", {}, l.type), el("td", {}, el("code", {}, l.address)))),
+  "No MQTT listener is open."));
+}
+
+function showSummary(box, s) {
+  // the figures named in labels first, in that order, then the others
+  const known = Object.keys(labels).filter((k) => k in s);
+  const rest = Object.keys(s).filter((k) => !(k in labels)).sort();
+  const rows = known.concat(rest).map((k) => {
+    const v = s[k];
+    const [label, explain] = labels[k] || [k.replace(/_/g, " "), ""];
+    return el("tr", { "data-key": k }, el("th", { scope: "row" }, label, explain ? el("span", { class: "help" }, explain) : null),
+      el("td", { class: "num" }, fmtNumber(v)));
+  });
+  replace(box, table(["Figure", "Value"], rows, "The broker reported no totals."));
+}
+
+function showExtensions(box, data) {
+  const list = (data && data.extensions) || [];
+  replace(box, table(["Extension", "Version", "State"], list.map((x) =>
+    el("tr", {}, el("td", {}, hashLink("#/extensions", x.id)), el("td", {}, x.version),
+      el("td", {}, el("span", { class: "state " + x.state }, x.state), x.reason ? el("span", { class: "help" }, x.reason) : null))),
+  "No extension is installed: with no security extension every CONNECT is refused."));
+}
+
+// configSection shows the configuration in effect (config.view), loaded
+// when the user opens it.
+function configSection(ctx) {
+  const pre = el("pre", { id: "config-json", class: "code" }, "Loading…");
+  const d = el("details", { class: "config" },
+    el("summary", {}, "Configuration in effect"),
+    help("As the broker runs it, secrets (password hashes, token hashes) replaced by REDACTED."),
+    pre);
+  let loaded = false;
+  d.addEventListener("toggle", async () => {
+    if (!d.open || loaded) return;
+    loaded = true;
+    try {
+      pre.textContent = JSON.stringify(await api.get("/broker/config"), null, 2);
+    } catch (e) {
+      loaded = false;
+      pre.textContent = "";
+      ctx.fail(e);
+    }
+  });
+  return el("section", {}, d);
+}
