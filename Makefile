@@ -8,7 +8,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 GOTEST    ?= $(GO) test
 TESTFLAGS ?= -count=1 -timeout 10m
 
-.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean kit-examples shipped
+.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean kit-examples shipped screenshots
 
 all: build
 
@@ -143,6 +143,11 @@ testdata:
 	testdata/wasm/build.sh
 	$(GO) test ./abi -run 'TestVectors|TestSDKTable' -update
 	rm -rf testdata/store/v1 && $(GO) run ./broker/store/internal/genv1 -out testdata/store/v1
+
+## screenshots: rewrite docs/control-center/*.png, the main pages of the web
+## control center, from its browser test (needs Debian's chromium)
+screenshots:
+	$(GOTEST) -count=1 -timeout 10m ./cmd/propolis -run '^TestControlCenter$$' -screenshots
 
 clean:
 	rm -rf $(BIN) extensions/allow-all extensions/.compiled

@@ -19,8 +19,10 @@ export class LineChart {
   }
 
   // push adds one sample per series (values in the order of series; null
-  // leaves a gap) and redraws.
+  // leaves a gap) and redraws. The canvas's data-samples attribute counts
+  // the pushes (tests wait on it).
   push(values) {
+    this.canvas.dataset.samples = String(Number(this.canvas.dataset.samples || 0) + 1);
     this.series.forEach((s, i) => {
       s.data.push(values[i] === undefined ? null : values[i]);
       if (s.data.length > this.points) s.data.shift();

@@ -1,0 +1,599 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/passwd"
+)
+
+// These tests drive the web control center (package admin/ui) in headless
+// Chromium (Debian's chromium at /usr/bin/chromium, through chromedp)
+// against a real `propolis serve` with admin users, real MQTT 5 clients
+// and the allow-all extension. Without Chromium they are skipped, saying
+// so (.ci/run installs it).
+//
+// go test ./cmd/propolis -run TestControlCenter -screenshots also rewrites
+// the screenshots of docs/control-center/ (make screenshots).
+
+// screenshots asks TestControlCenter to save the main pages to
+// docs/control-center/*.png.
+var screenshots = flag.Bool("screenshots", false, "save the control center's main pages to docs/control-center/*.png")
+
+// chromiumPath is the browser the tests drive.
+const chromiumPath = "/usr/bin/chromium"
+
+// Users of the control center's broker: alice has every permission; sam's
+// role "support" may read clients and retained payloads but not user
+// properties, and may change nothing.
+const (
+	ccAdminUser    = "alice"
+	ccAdminPass    = "alice-secret-pw"
+	ccSupportUser  = "sam"
+	ccSupportPass  = "sam-secret-pw"
+	ccRetainTopic  = "ui/retained/temperature"
+	ccRetained     = `{"celsius": 21.5, "sensor": "ui-7"}`
+	ccPropKey      = "ui-secret-key"
+	ccPropValue    = "ui-secret-value"
+	ccSubClient    = "ui-sub-1"
+	ccOfflineID    = "ui-offline-1"
+	ccPublisherID  = "ui-pub-1"
+	ccScreenshotsD = "../../docs/control-center"
+)
+
+// ccBroker is a running broker for the control center tests.
+type ccBroker struct {
+	addr, base string
+	log        *syncLog
+}
+
+// startControlCenterBroker runs `propolis serve` with allow-all, the
+// endpoint on a free loopback port, and the users alice (admin) and sam
+// (role support, without userproperties.view).
+func startControlCenterBroker(t *testing.T) *ccBroker {
+	t.Helper()
+	tmp := t.TempDir()
+	installAllowAll(t, filepath.Join(tmp, "ext"))
+	hash := func(pw string) string {
+		h, err := passwd.New([]byte(pw), passwd.MinIterations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	file := filepath.Join(tmp, "propolis.yaml")
+	writeFile(t, file, fmt.Sprintf(`listeners:
+  - name: tcp
+    type: tcp
+    address: 127.0.0.1:0
+data_dir: %s
+extensions_dir: %s
+http:
+  address: 127.0.0.1:0
+admin:
+  users:
+    - name: %s
+      roles: [admin]
+      password_hash: %q
+    - name: %s
+      roles: [support]
+      password_hash: %q
+  roles:
+    support: [broker.view, clients.view, retained.view, retained.payload, extensions.view]
+`, filepath.Join(tmp, "data"), filepath.Join(tmp, "ext"), ccAdminUser, hash(ccAdminPass), ccSupportUser, hash(ccSupportPass)))
+	cmd := exec.Command(bin, "serve", "--config", file)
+	addr, base, log := startServeOps(t, cmd)
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := waitExit(t, cmd); err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, log.String())
+		}
+	})
+	if base == "" {
+		t.Fatalf("no operator HTTP endpoint in the log:\n%s", log.String())
+	}
+	return &ccBroker{addr: addr, base: base, log: log}
+}
+
+// api sends method path to the admin API as alice (HTTP basic auth, as a
+// script would) and returns the status and body.
+func (b *ccBroker) api(t *testing.T, method, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, b.base+"/api/v1"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(ccAdminUser, ccAdminPass)
+	resp, err := (&http.Client{Timeout: poll.Timeout}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// ccClient is a real MQTT 5 client of the test.
+type ccClient struct {
+	*paho.Client
+	gone chan error // receives once when the broker ends the connection
+}
+
+// connect5 connects an MQTT 5 client id to the broker with clean start
+// and session expiry as given and returns whether the broker had a session
+// for it.
+func (b *ccBroker) connect5(t *testing.T, id string, clean bool, expiry uint32) (*ccClient, bool) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", b.addr, poll.Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	c := &ccClient{gone: make(chan error, 2)}
+	var once sync.Once
+	end := func(err error) { once.Do(func() { c.gone <- err }) }
+	c.Client = paho.NewClient(paho.ClientConfig{
+		ClientID:           id,
+		Conn:               conn,
+		OnServerDisconnect: func(d *paho.Disconnect) { end(fmt.Errorf("DISCONNECT reason %#x", d.ReasonCode)) },
+		OnClientError:      func(err error) { end(err) },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
+	defer cancel()
+	// Without Request Problem Information mochi drops user properties.
+	ack, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry, RequestProblemInfo: true}})
+	if err != nil {
+		t.Fatalf("connect %s: %v", id, err)
+	}
+	return c, ack.SessionPresent
+}
+
+// browser starts headless Chromium for the test, or skips the test when
+// it is not installed. The returned context has a tab open; the browser
+// stops when the test ends. Uncaught exceptions of the page's scripts are
+// collected and fail the test at its end.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("skipped the control center's browser test: headless Chromium not found (%v); install Debian's chromium (.ci/run does)", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromiumPath), chromedp.WindowSize(1280, 900))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancelTab()
+		cancelAlloc()
+	})
+	// The first run starts the browser; it has no timeout of its own
+	// (a timeout there would stop the browser), so the test's deadline
+	// bounds it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start %s: %v", chromiumPath, err)
+	}
+	var mu sync.Mutex
+	var exceptions []string
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleException {
+				mu.Lock()
+				exceptions = append(exceptions, fmt.Sprintf("%s (%s:%d)", m.Text, m.URL, m.Line+1))
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range exceptions {
+			t.Errorf("uncaught exception in the page: %s", e)
+		}
+	})
+	return ctx
+}
+
+// page is the browser tab of a test, with steps that fail the test
+// saying what they waited for and what the page showed.
+type page struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+// css selects by CSS selector.
+func css(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+// do runs actions (each bounded by poll.Timeout); on failure it fails the
+// test with what, the error, and the page's message bar and main text.
+func (p *page) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	for _, a := range actions {
+		ctx, cancel := context.WithTimeout(p.ctx, poll.Timeout)
+		_, err := chromedp.Run(ctx, a)
+		cancel()
+		if err != nil {
+			p.t.Fatalf("%s: %v\n%s", what, err, p.dump())
+		}
+	}
+}
+
+// until waits until the JavaScript expression is true.
+func (p *page) until(what, expr string) {
+	p.t.Helper()
+	p.do(what, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(poll.Timeout), chromedp.WithPollingInterval(poll.Interval*5)))
+}
+
+// eval returns the value of a JavaScript expression (awaited when it is
+// a promise).
+func eval[T any](p *page, expr string) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, poll.Timeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("evaluate %s: %v\n%s", expr, err, p.dump())
+	}
+	return v
+}
+
+// dump returns the page's address, message bar and main text, for a
+// failure.
+func (p *page) dump() string {
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`location.href + "\nstatus: " + document.getElementById("status").innerText + "\nmain:\n" + document.getElementById("main").innerText`))
+	if err != nil {
+		return "(page unreadable: " + err.Error() + ")"
+	}
+	return s
+}
+
+// open navigates to the control center's hash route and waits until sel
+// is visible.
+func (p *page) open(base, hash, sel string) {
+	p.t.Helper()
+	p.do("open "+hash, chromedp.Navigate(base+"/ui/"+hash))
+	p.do("open "+hash+": wait for "+sel, chromedp.WaitVisible(css(sel)))
+}
+
+// login fills the login form and waits for the first page.
+func (p *page) login(base, user, password string) {
+	p.t.Helper()
+	p.do("open the control center", chromedp.Navigate(base+"/"))
+	p.do("the login form", chromedp.WaitVisible(css("#login-user")))
+	p.until("the redirect from / to /ui/", `location.pathname === "/ui/"`)
+	p.do("log in as "+user,
+		chromedp.SendKeys(css("#login-user"), user),
+		chromedp.SendKeys(css("#login-password"), password),
+		chromedp.Click(css("#login-submit")))
+	p.until("logged in as "+user, fmt.Sprintf(`document.getElementById("who-user") && document.getElementById("who-user").innerText === %q`, user))
+}
+
+// logout clicks Log out and waits for the login form.
+func (p *page) logout() {
+	p.t.Helper()
+	p.do("log out", chromedp.Click(css("#logout")), chromedp.WaitVisible(css("#login-user")))
+}
+
+// confirm clicks the confirmation dialog's OK button.
+func (p *page) confirm(what string) {
+	p.t.Helper()
+	p.do(what+": the confirmation", chromedp.WaitVisible(css("#confirm-ok")), chromedp.Click(css("#confirm-ok")),
+		chromedp.WaitNotVisible(css("#confirm")))
+}
+
+// text returns the visible text of the first element matching sel ("" when none).
+func (p *page) text(sel string) string {
+	p.t.Helper()
+	return eval[string](p, fmt.Sprintf(`(document.querySelector(%q) || {innerText: ""}).innerText`, sel))
+}
+
+// present says whether an element matches sel.
+func (p *page) present(sel string) bool {
+	p.t.Helper()
+	return eval[bool](p, fmt.Sprintf(`document.querySelector(%q) !== null`, sel))
+}
+
+// shot saves the page as docs/control-center/name.png when -screenshots
+// is set.
+func (p *page) shot(name string) {
+	p.t.Helper()
+	if !*screenshots {
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, poll.Timeout)
+	defer cancel()
+	b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		p.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.MkdirAll(ccScreenshotsD, 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ccScreenshotsD, name+".png"), b, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Logf("saved %s/%s.png", ccScreenshotsD, name)
+}
+
+// TestControlCenter clicks through the control center as an operator
+// would, against a real broker and real MQTT clients:
+//
+//   - log in (through the redirect of "/");
+//   - the overview's live charts fill and the red banner says allow-all
+//     is loaded;
+//   - find a connected client by prefix, open its detail (subscriptions
+//     included), disconnect it with "prevent the will", and see the real
+//     client disconnected and the page saying offline;
+//   - invalidate an offline session, and see the real client find no
+//     session when it reconnects;
+//   - view a retained message as text and hex, with its user properties;
+//   - disable and enable allow-all, the banner following;
+//   - start, stop and delete a trace recording;
+//   - log in as sam, whose role lacks userproperties.view and every
+//     state-changing permission: the retained message shows its payload
+//     but no user property on any page, and no button sam may not use.
+func TestControlCenter(t *testing.T) {
+	ctx := browser(t)
+	b := startControlCenterBroker(t)
+	p := &page{t: t, ctx: ctx}
+
+	// The clients the pages show: a connected subscriber, an offline
+	// session, and a retained message with a user property.
+	sub, _ := b.connect5(t, ccSubClient, true, 3600)
+	subCtx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
+	defer cancel()
+	if _, err := sub.Subscribe(subCtx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/commands/#", QoS: 1}}}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	off, _ := b.connect5(t, ccOfflineID, true, 3600)
+	if _, err := off.Subscribe(subCtx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/offline/#", QoS: 1}}}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if err := off.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := b.connect5(t, ccPublisherID, true, 0)
+	if _, err := pub.Publish(subCtx, &paho.Publish{Topic: ccRetainTopic, QoS: 1, Retain: true, Payload: []byte(ccRetained),
+		Properties: &paho.PublishProperties{ContentType: "application/json",
+			User: paho.UserProperties{{Key: ccPropKey, Value: ccPropValue}}}}); err != nil {
+		t.Fatalf("publish the retained message: %v", err)
+	}
+	poll.Until(t, "the offline session listed as offline by the API", func() bool {
+		code, body := b.api(t, "GET", "/clients/"+ccOfflineID)
+		return code == 200 && strings.Contains(body, `"connected":false`)
+	})
+
+	// Log in.
+	p.login(b.base, ccAdminUser, ccAdminPass)
+	p.shotLogin(b.base)
+
+	// Overview: the charts fill from /api/v1/broker, the banner warns.
+	p.open(b.base, "#/overview", "#chart-connections")
+	samples := 2
+	if *screenshots {
+		samples = 12 // a chart worth showing
+		stop := publishLoad(t, pub)
+		defer stop()
+	}
+	p.until("the overview's charts to have samples", fmt.Sprintf(
+		`["chart-connections", "chart-rates", "chart-stress"].every((id) => Number(document.getElementById(id).dataset.samples || 0) >= %d)`, samples))
+	p.until("the warnings banner to say allow-all is loaded",
+		`!document.getElementById("warnings").hidden && document.getElementById("warnings").innerText.includes("allow-all is loaded")`)
+	if got := p.text("#stress-level"); !strings.Contains(got, "/ 10") {
+		t.Errorf("stress level shows %q", got)
+	}
+	p.shot("overview")
+
+	// Clients: search by prefix, open the connected one.
+	p.open(b.base, "#/clients", "#search-prefix")
+	p.do("search for ui-sub",
+		chromedp.SendKeys(css("#search-prefix"), "ui-sub"),
+		chromedp.Click(css("#search-submit")),
+		chromedp.WaitVisible(css(`tr[data-client="`+ccSubClient+`"] a.client-link`)))
+	if p.present(`tr[data-client="` + ccOfflineID + `"]`) {
+		t.Errorf("the search for prefix ui-sub lists %s\n%s", ccOfflineID, p.dump())
+	}
+	p.shot("clients")
+	p.do("open "+ccSubClient, chromedp.Click(css(`tr[data-client="`+ccSubClient+`"] a.client-link`)),
+		chromedp.WaitVisible(css("#client-state")))
+	if got := p.text("#client-state"); got != "connected" {
+		t.Fatalf("%s shows state %q, want connected\n%s", ccSubClient, got, p.dump())
+	}
+	if got := p.text("#client-subscriptions"); !strings.Contains(got, "ui/commands/#") {
+		t.Errorf("the subscriptions of %s show %q, want ui/commands/#", ccSubClient, got)
+	}
+	p.shot("client")
+
+	// Disconnect it, preventing the will: the real client is disconnected.
+	p.do("disconnect "+ccSubClient, chromedp.Click(css("#disconnect")), chromedp.WaitVisible(css("#prevent-will")),
+		chromedp.Click(css("#prevent-will")))
+	p.confirm("disconnect " + ccSubClient)
+	select {
+	case err := <-sub.gone:
+		t.Logf("%s: the broker ended the connection: %v", ccSubClient, err)
+	case <-time.After(poll.Timeout):
+		t.Fatalf("%s still connected %v after Disconnect in the control center\n%s", ccSubClient, poll.Timeout, p.dump())
+	}
+	p.until("the detail to show "+ccSubClient+" offline", `document.getElementById("client-state") && document.getElementById("client-state").innerText === "offline"`)
+	if p.present("#disconnect") {
+		t.Errorf("the Disconnect button is still shown for an offline client")
+	}
+
+	// Invalidate the offline session: the real client finds none.
+	p.open(b.base, "#/clients/"+ccOfflineID, "#invalidate")
+	p.do("invalidate "+ccOfflineID, chromedp.Click(css("#invalidate")))
+	p.confirm("invalidate " + ccOfflineID)
+	p.do("the detail to say the session is gone", chromedp.WaitVisible(css("#client-gone")))
+	if code, body := b.api(t, "GET", "/clients/"+ccOfflineID); code != 404 {
+		t.Fatalf("GET /api/v1/clients/%s after invalidate = %d %s, want 404", ccOfflineID, code, body)
+	}
+	if again, present := b.connect5(t, ccOfflineID, false, 3600); present {
+		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", ccOfflineID)
+	} else {
+		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	}
+
+	// A retained message: its payload as text and hex, its user property.
+	p.open(b.base, "#/retained?filter=ui%2F%23", `tr[data-topic="`+ccRetainTopic+`"] a`)
+	p.do("open the retained message", chromedp.Click(css(`tr[data-topic="`+ccRetainTopic+`"] a`)),
+		chromedp.WaitVisible(css("#payload")))
+	if got := p.text("#payload"); got != ccRetained {
+		t.Errorf("payload as text %q, want %q", got, ccRetained)
+	}
+	if got := p.text("#user-properties"); !strings.Contains(got, ccPropKey) || !strings.Contains(got, ccPropValue) {
+		t.Errorf("alice (userproperties.view) sees user properties %q, want %s=%s\n%s", got, ccPropKey, ccPropValue, p.dump())
+	}
+	p.shot("retained")
+	p.do("show the payload in hex", chromedp.Click(css("#encoding-hex")))
+	wantHex := hex.EncodeToString([]byte(ccRetained))
+	p.until("the payload in hex", fmt.Sprintf(
+		`document.getElementById("payload") && document.getElementById("payload").innerText.replace(/[^0-9a-fA-F]/g, "").toLowerCase() === %q`, wantHex))
+	p.do("show the payload as JSON", chromedp.Click(css("#encoding-json")))
+	p.until("the payload as JSON", `document.getElementById("payload") && document.getElementById("payload").innerText.includes("21.5") && document.querySelector("#encoding-json.on") !== null`)
+
+	// Extensions: disable allow-all, the banner follows; enable it again.
+	p.open(b.base, "#/extensions", `tr[data-extension="allow-all"] button[data-action="disable"]`)
+	p.shot("extensions")
+	p.do("disable allow-all", chromedp.Click(css(`tr[data-extension="allow-all"] button[data-action="disable"]`)))
+	p.confirm("disable allow-all")
+	p.do("allow-all disabled", chromedp.WaitVisible(css(`tr[data-extension="allow-all"] button[data-action="enable"]`)))
+	p.open(b.base, "#/overview", "#chart-connections")
+	p.until("the banner to say no security extension is loaded", `document.getElementById("warnings").innerText.includes("no security extension loaded")`)
+	p.open(b.base, "#/extensions", `tr[data-extension="allow-all"] button[data-action="enable"]`)
+	p.do("enable allow-all", chromedp.Click(css(`tr[data-extension="allow-all"] button[data-action="enable"]`)),
+		chromedp.WaitVisible(css(`tr[data-extension="allow-all"] button[data-action="disable"]`)))
+	p.until("allow-all running", `document.querySelector('tr[data-extension="allow-all"] .state').innerText === "running"`)
+
+	// Trace recordings: start one, stop it, delete it.
+	p.open(b.base, "#/traces", "#trace-start")
+	p.do("start a recording",
+		chromedp.SendKeys(css("#trace-client"), "ui-*"),
+		chromedp.Click(css(`input[data-packet="PUBLISH"]`)),
+		chromedp.Click(css("#trace-submit")),
+		chromedp.WaitVisible(css(`tr[data-recording] button[data-action="stop"]`)))
+	p.shot("traces")
+	p.do("stop the recording", chromedp.Click(css(`tr[data-recording] button[data-action="stop"]`)),
+		chromedp.WaitVisible(css(`tr[data-recording] button[data-action="delete"]`)))
+	p.do("delete the recording", chromedp.Click(css(`tr[data-recording] button[data-action="delete"]`)))
+	p.confirm("delete the recording")
+	p.do("the recording gone", chromedp.WaitNotPresent(css(`tr[data-recording]`)))
+
+	// sam: no user properties anywhere, no button sam may not use.
+	p.logout()
+	p.login(b.base, ccSupportUser, ccSupportPass)
+	noSecret := func(where string) {
+		t.Helper()
+		body := eval[string](p, `document.body.innerText`)
+		if strings.Contains(body, ccPropKey) || strings.Contains(body, ccPropValue) || p.present("#user-properties") {
+			t.Errorf("sam (no userproperties.view) sees a user property on %s:\n%s", where, body)
+		}
+	}
+	if p.present(`#nav a[data-page="traces"]:not([hidden])`) {
+		t.Errorf("sam (no trace.manage) is shown the Trace recordings link")
+	}
+	p.open(b.base, "#/retained/message?topic="+strings.ReplaceAll(ccRetainTopic, "/", "%2F"), "#payload")
+	for _, enc := range []string{"text", "hex", "json"} {
+		p.do("sam: the payload as "+enc, chromedp.Click(css("#encoding-"+enc)))
+		p.until("sam: the payload shown as "+enc, fmt.Sprintf(`document.querySelector("#encoding-%s.on") !== null && document.getElementById("payload") !== null`, enc))
+		noSecret("the retained message as " + enc)
+	}
+	if p.present("#retained-delete") {
+		t.Errorf("sam (no retained.delete) is shown the Delete button")
+	}
+	// Whatever the page shows, the API answers sam's session with no
+	// user property either.
+	raw := eval[string](p, fmt.Sprintf(`fetch("/api/v1/retained/message?topic=%s", {credentials: "same-origin"}).then((r) => r.text())`,
+		strings.ReplaceAll(ccRetainTopic, "/", "%2F")))
+	if strings.Contains(raw, ccPropKey) || strings.Contains(raw, ccPropValue) || strings.Contains(raw, "user_properties") {
+		t.Errorf("the API answers sam's session with user properties: %s", raw)
+	}
+	p.open(b.base, "#/clients/"+ccSubClient, "#client-state")
+	noSecret("the client detail")
+	if p.present("#disconnect") || p.present("#invalidate") {
+		t.Errorf("sam (no clients.disconnect, sessions.invalidate) is shown Disconnect or Invalidate\n%s", p.dump())
+	}
+	p.open(b.base, "#/extensions", `tr[data-extension="allow-all"]`)
+	if p.present(`button[data-action]`) {
+		t.Errorf("sam (no extensions.manage) is shown Enable or Disable")
+	}
+	p.open(b.base, "#/overview", "#stress-level")
+	noSecret("the overview")
+	if p.present("details.config") {
+		t.Errorf("sam (no config.view) is shown the configuration")
+	}
+	p.open(b.base, "#/traces", "main h1")
+	if got := p.text("main h1"); got != "Not permitted" {
+		t.Errorf("sam opening #/traces sees %q, want Not permitted", got)
+	}
+}
+
+// shotLogin saves the login page, in a tab of its own with no session,
+// when -screenshots is set.
+func (p *page) shotLogin(base string) {
+	p.t.Helper()
+	if !*screenshots {
+		return
+	}
+	tab, cancel := chromedp.NewContext(p.ctx, chromedp.WithNewBrowserContext())
+	defer cancel()
+	q := &page{t: p.t, ctx: tab}
+	q.open(base, "#/login", "#login-user")
+	q.shot("login")
+}
+
+// publishLoad publishes QoS 0 messages from c, paced, until stop is
+// called, so that the overview's message rate chart has something to
+// show in the screenshots.
+func publishLoad(t *testing.T, c *ccClient) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond) // paces the load
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
+			payload, _ := json.Marshal(map[string]int{"n": i})
+			_, _ = c.Publish(ctx, &paho.Publish{Topic: "ui/load", QoS: 0, Payload: payload})
+			cancel()
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
