@@ -275,11 +275,12 @@ func (p *page) dump() string {
 	return s
 }
 
-// open navigates to the control center's hash route and waits until sel
-// is visible.
+// open navigates to the control center's hash route and waits until the
+// app has shown it (not the page before) and sel is visible.
 func (p *page) open(base, hash, sel string) {
 	p.t.Helper()
 	p.do("open "+hash, chromedp.Navigate(base+"/ui/"+hash))
+	p.until("the app to show "+hash, fmt.Sprintf(`document.body.dataset.route === %q`, hash))
 	p.do("open "+hash+": wait for "+sel, chromedp.WaitVisible(css(sel)))
 }
 

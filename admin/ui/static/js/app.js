@@ -157,7 +157,18 @@ function confirm(title, text, okLabel, extra) {
   });
 }
 
-async function route() {
+// route shows the page of location.hash, then records the hash it showed
+// in the body's data-route attribute (tests wait on it before they look
+// for the new page's elements).
+function route() {
+  try {
+    show();
+  } finally {
+    document.body.dataset.route = location.hash;
+  }
+}
+
+function show() {
   if (stop) {
     stop();
     stop = null;
