@@ -284,12 +284,17 @@ func (p *page) open(base, hash, sel string) {
 	p.do("open "+hash+": wait for "+sel, chromedp.WaitVisible(css(sel)))
 }
 
-// login fills the login form and waits for the first page.
-func (p *page) login(base, user, password string) {
+// login opens the control center at "/", fills the login form and waits
+// for the first page. shot names the screenshot of the login page ("":
+// none).
+func (p *page) login(base, user, password, shot string) {
 	p.t.Helper()
 	p.do("open the control center", chromedp.Navigate(base+"/"))
 	p.do("the login form", chromedp.WaitVisible(css("#login-user")))
 	p.until("the redirect from / to /ui/", `location.pathname === "/ui/"`)
+	if shot != "" {
+		p.shot(shot)
+	}
 	p.do("log in as "+user,
 		chromedp.SendKeys(css("#login-user"), user),
 		chromedp.SendKeys(css("#login-password"), password),
@@ -393,8 +398,7 @@ func TestControlCenter(t *testing.T) {
 	})
 
 	// Log in.
-	p.login(b.base, ccAdminUser, ccAdminPass)
-	p.shotLogin(b.base)
+	p.login(b.base, ccAdminUser, ccAdminPass, "login")
 
 	// Overview: the charts fill from /api/v1/broker, the banner warns.
 	p.open(b.base, "#/overview", "#chart-connections")
@@ -509,7 +513,7 @@ func TestControlCenter(t *testing.T) {
 
 	// sam: no user properties anywhere, no button sam may not use.
 	p.logout()
-	p.login(b.base, ccSupportUser, ccSupportPass)
+	p.login(b.base, ccSupportUser, ccSupportPass, "")
 	noSecret := func(where string) {
 		t.Helper()
 		body := eval[string](p, `document.body.innerText`)
@@ -554,20 +558,6 @@ func TestControlCenter(t *testing.T) {
 	if got := p.text("main h1"); got != "Not permitted" {
 		t.Errorf("sam opening #/traces sees %q, want Not permitted", got)
 	}
-}
-
-// shotLogin saves the login page, in a tab of its own with no session,
-// when -screenshots is set.
-func (p *page) shotLogin(base string) {
-	p.t.Helper()
-	if !*screenshots {
-		return
-	}
-	tab, cancel := chromedp.NewContext(p.ctx, chromedp.WithNewBrowserContext())
-	defer cancel()
-	q := &page{t: p.t, ctx: tab}
-	q.open(base, "#/login", "#login-user")
-	q.shot("login")
 }
 
 // publishLoad publishes QoS 0 messages from c, paced, until stop is

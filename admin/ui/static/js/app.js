@@ -55,7 +55,10 @@ const ctx = {
   },
   confirm,
   warnings,
+  // go shows another page from code (after an action); the message bar
+  // keeps what the action said.
   go(hash) {
+    keepStatus = true;
     if (location.hash === hash) route();
     else location.hash = hash;
   },
@@ -115,6 +118,8 @@ function setMe(who) {
 }
 
 let statusTimer = 0;
+// keepStatus: the next route change keeps the message bar (set by ctx.go).
+let keepStatus = false;
 
 // status shows text in the message bar (errors stay until the next
 // action; other messages for ten seconds).
@@ -127,9 +132,11 @@ function status(text, isError) {
   if (!isError) statusTimer = setTimeout(() => (s.hidden = true), 10000);
 }
 
+// clearStatus hides the message bar when the user moves to another page,
+// unless the move is an action's own (ctx.go).
 function clearStatus() {
-  const s = document.getElementById("status");
-  if (s.classList.contains("error")) s.hidden = true;
+  if (!keepStatus) document.getElementById("status").hidden = true;
+  keepStatus = false;
 }
 
 // warnings fills the red banner with the broker's warnings (from
@@ -217,7 +224,7 @@ async function start() {
     setMe(null);
     sessionStorage.setItem("propolis.after-login", location.hash || "");
     status("Your session has ended: log in again.", true);
-    location.hash = "#/login";
+    ctx.go("#/login");
   });
   document.getElementById("logout").addEventListener("click", async () => {
     try {
@@ -227,8 +234,8 @@ async function start() {
       ctx.fail(e);
     }
     setMe(null);
-    location.hash = "#/login";
     ctx.ok("Logged out.");
+    ctx.go("#/login");
   });
   try {
     setMe(await api.get("/me"));
