@@ -39,14 +39,16 @@ export function render(root, route, ctx) {
       el("td", {}, x.version || ""),
       el("td", {}, el("span", { class: "state " + x.state }, x.state),
         x.reason ? el("span", { class: "help reason" }, x.reason) : null),
-      el("td", { class: "num" }, x.priority, x.start_priority !== undefined ? el("span", { class: "help" }, `start ${x.start_priority}`) : null),
-      el("td", {}, (x.callbacks || []).join(", ")),
-      el("td", {}, (x.services || []).join(", ")),
+      el("td", { class: "num" }, x.priority, x.start_priority !== undefined ? el("span", { class: "help" }, `start priority ${x.start_priority}`) : null),
+      el("td", {}, list(x.callbacks)),
+      el("td", {}, list(x.services)),
       manage ? el("td", {}, x.disabled
         ? el("button", { type: "button", class: "primary", "data-action": "enable", onclick: () => act(x, "enable") }, "Enable")
         : el("button", { type: "button", class: "danger", "data-action": "disable", onclick: () => act(x, "disable") }, "Disable")) : null));
     replace(result, table(
-      ["Extension", "Version", "State", "Priority", "Callbacks", "Services granted"].concat(manage ? ["Action"] : []),
+      [el("span", {}, "Extension"), "Version", "State",
+        el("span", { title: "the order of the chains: a higher priority is called first; the start priority orders the starts" }, "Priority"),
+        "Callbacks", "Services granted"].concat(manage ? ["Action"] : []),
       rows, "No extension is installed: with no security extension every CONNECT is refused.", { class: "extensions" }));
   }
 
@@ -72,4 +74,9 @@ export function render(root, route, ctx) {
     stopped = true;
     clearTimeout(timer);
   };
+}
+
+// list writes names separated by commas, "none" when there are none.
+function list(names) {
+  return names && names.length ? names.join(", ") : el("span", { class: "muted" }, "none");
 }
