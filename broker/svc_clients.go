@@ -106,6 +106,9 @@ func (s *Server) clientInfo(cl *mqtt.Client) ClientInfo {
 		info.ExpiresAt = time.Unix(end, 0)
 		off := s.hook.offlineSince(cl)
 		info.OfflineSince = time.Unix(off, 0)
+		if _, restored := s.hook.restoredOffline.Load(cl); restored {
+			info.KeepAlive = 0 // mochi's default, not one a CONNECT asked for
+		}
 		if off < cl.StopTime() && info.SessionExpiry > 0 {
 			info.SessionExpiry = uint32(min(end-off, int64(caps.MaximumSessionExpiryInterval)))
 		}
