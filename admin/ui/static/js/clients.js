@@ -116,7 +116,7 @@ function detail(root, id, ctx) {
 
   async function load() {
     try {
-      const c = await api.get("/clients/" + api.seg(id));
+      const c = await api.get(`/clients/${api.seg(id)}`);
       if (!stopped) show(c);
     } catch (e) {
       if (stopped) return;

@@ -61,7 +61,8 @@ export function render(root, route, ctx) {
       if (!ok) return;
     }
     try {
-      await api.post(`/extensions/${api.seg(x.id)}/${what}`);
+      if (what === "enable") await api.post(`/extensions/${api.seg(x.id)}/enable`);
+      else await api.post(`/extensions/${api.seg(x.id)}/disable`);
       ctx.ok(`Extension ${x.id} ${what}d: the broker ${what === "enable" ? "starts" : "stops"} it within two seconds.`);
       load();
     } catch (e) {

@@ -4,7 +4,7 @@
 // extension, allow-all loaded) go to the red banner at the top.
 
 import * as api from "./api.js";
-import { el, replace, help, table, fields, fmtTime, fmtDuration, fmtNumber, hashLink } from "./dom.js";
+import { el, replace, help, table, fields, fmtTime, fmtDuration, fmtNumber, fmtBytes, hashLink } from "./dom.js";
 import { LineChart } from "./chart.js";
 
 // interval is the polling period in milliseconds.
@@ -13,12 +13,17 @@ const interval = 2000;
 // labels name the summary's figures; keys not listed are shown by name.
 const labels = {
   connections: ["Connected clients", "clients with an open network connection"],
-  sessions: ["Sessions", "connected clients and stored sessions of offline ones"],
-  subscriptions: ["Subscriptions", "topic filters subscribed, over every session"],
+  sessions: ["Sessions", "connected clients and the stored sessions of offline ones"],
+  sessions_offline: ["Offline sessions", "stored sessions whose client is not connected"],
+  queued: ["Queued messages", "waiting for offline clients, or beyond a client's in-flight window"],
   retained: ["Retained messages", "one per topic at most"],
   messages_received: ["Messages received", "PUBLISH packets from clients since start"],
   messages_sent: ["Messages sent", "PUBLISH packets to clients since start"],
-  messages_dropped: ["Messages dropped", "discarded since start: queue full, too large, expired"],
+  messages_dropped: ["Messages dropped", "discarded since start: queue full, too large for the client, expired"],
+  bytes_received: ["Bytes received", "since start, every packet", "bytes"],
+  bytes_sent: ["Bytes sent", "since start, every packet", "bytes"],
+  connects_accepted: ["Connections accepted", "CONNECT packets accepted since start"],
+  connects_refused: ["Connections refused", "CONNECT packets refused since start (bad credentials, no security extension, ...)"],
 };
 
 export function render(root, route, ctx) {
@@ -111,9 +116,9 @@ function showSummary(box, s) {
   const rest = Object.keys(s).filter((k) => !(k in labels)).sort();
   const rows = known.concat(rest).map((k) => {
     const v = s[k];
-    const [label, explain] = labels[k] || [k.replace(/_/g, " "), ""];
+    const [label, explain, unit] = labels[k] || [k.replace(/_/g, " "), ""];
     return el("tr", { "data-key": k }, el("th", { scope: "row" }, label, explain ? el("span", { class: "help" }, explain) : null),
-      el("td", { class: "num" }, fmtNumber(v)));
+      el("td", { class: "num" }, unit === "bytes" ? fmtBytes(v) : fmtNumber(v)));
   });
   replace(box, table(["Figure", "Value"], rows, "The broker reported no totals."));
 }

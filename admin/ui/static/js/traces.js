@@ -67,9 +67,17 @@ export function render(root, route, ctx) {
     clearTimeout(timer);
     try {
       const data = await api.get("/traces");
+      form.hidden = false;
       if (!stopped) show(data.recordings || []);
     } catch (e) {
-      if (!stopped) ctx.fail(e);
+      if (stopped) return;
+      if (e.status === 409) {
+        // recordings are off in this broker's configuration
+        form.hidden = true;
+        replace(result, el("p", { class: "error", id: "traces-off" }, e.message));
+      } else {
+        ctx.fail(e);
+      }
     } finally {
       if (!stopped) timer = setTimeout(load, interval);
     }
