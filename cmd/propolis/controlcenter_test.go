@@ -357,7 +357,8 @@ func (p *page) shot(name string) {
 //     is loaded;
 //   - find a connected client by prefix, open its detail (subscriptions
 //     included), disconnect it with "prevent the will", and see the real
-//     client disconnected and the page saying offline;
+//     client disconnected and the page saying offline; its filter's
+//     subscribers list it;
 //   - invalidate an offline session, and see the real client find no
 //     session when it reconnects;
 //   - view a retained message as text and hex, with its user properties;
@@ -451,6 +452,10 @@ func TestControlCenter(t *testing.T) {
 	if p.present("#disconnect") {
 		t.Errorf("the Disconnect button is still shown for an offline client")
 	}
+	// Its subscription's filter leads to the filter's subscribers: the
+	// offline session is still one.
+	p.do("open the subscribers of ui/commands/#", chromedp.Click(css("#client-subscriptions a")),
+		chromedp.WaitVisible(css(`#subscriptions-result tr[data-client="`+ccSubClient+`"]`)))
 
 	// Invalidate the offline session: the real client finds none.
 	p.open(b.base, "#/clients/"+ccOfflineID, "#invalidate")

@@ -6,6 +6,7 @@
 //   #/overview                   broker, live charts, warnings   (broker.view)
 //   #/clients?prefix=&...        search sessions                 (clients.view)
 //   #/clients/ID                 one session                     (clients.view)
+//   #/subscriptions?filter=      subscribers of a filter         (clients.view)
 //   #/retained?filter=           retained messages               (retained.view)
 //   #/retained/message?topic=    one retained message            (retained.view)
 //   #/extensions                 extensions                      (extensions.view)
@@ -19,6 +20,7 @@ import { el, replace } from "./dom.js";
 import * as login from "./login.js";
 import * as overview from "./overview.js";
 import * as clients from "./clients.js";
+import * as subscriptions from "./subscriptions.js";
 import * as retained from "./retained.js";
 import * as extensions from "./extensions.js";
 import * as traces from "./traces.js";
@@ -28,6 +30,7 @@ import * as traces from "./traces.js";
 const pages = {
   overview: { mod: overview, perm: "broker.view" },
   clients: { mod: clients, perm: "clients.view" },
+  subscriptions: { mod: subscriptions, perm: "clients.view", nav: "clients" },
   retained: { mod: retained, perm: "retained.view" },
   extensions: { mod: extensions, perm: "extensions.view" },
   traces: { mod: traces, perm: "trace.manage" },
@@ -183,8 +186,9 @@ function show() {
   clearStatus();
   const r = parse(location.hash);
   const main = document.getElementById("main");
+  const navPage = pages[r.page] && pages[r.page].nav ? pages[r.page].nav : r.page;
   for (const a of document.querySelectorAll("#nav a")) {
-    a.classList.toggle("active", a.dataset.page === r.page);
+    a.classList.toggle("active", a.dataset.page === navPage);
   }
   if (!me) {
     if (r.page !== "login") {

@@ -41,7 +41,8 @@ function list(root, params, ctx) {
     el("h1", {}, "Clients"),
     help("Every session the broker keeps: connected clients, and offline ones whose session has not expired yet. ",
       "Open a client to see its limits, subscriptions and session attributes",
-      ctx.can("clients.disconnect") || ctx.can("sessions.invalidate") ? ", and to disconnect it or invalidate its session." : "."),
+      ctx.can("clients.disconnect") || ctx.can("sessions.invalidate") ? ", and to disconnect it or invalidate its session. " : ". ",
+      el("a", { href: "#/subscriptions" }, "Who subscribes to a topic filter?")),
     form, result);
 
   // cursors[i] is the "after" cursor of page i; page 0 starts at "".
@@ -140,7 +141,8 @@ function detail(root, id, ctx) {
         : null,
       el("button", { type: "button", id: "refresh", onclick: load }, "Refresh"));
     const subs = (c.subscriptions || []).map((s) => el("tr", {},
-      el("td", {}, el("code", {}, s.filter)), el("td", { class: "num" }, s.qos),
+      el("td", {}, el("a", { href: "#/subscriptions" + api.query({ filter: s.filter }), title: "every session subscribed with this filter" }, el("code", {}, s.filter))),
+      el("td", { class: "num" }, s.qos),
       el("td", {}, s.no_local ? "yes" : "no"), el("td", {}, s.retain_as_published ? "yes" : "no"),
       el("td", { class: "num" }, s.retain_handling), el("td", { class: "num" }, s.identifier || "")));
     const attrs = (c.session_attributes || []).map((a) => el("tr", {},
