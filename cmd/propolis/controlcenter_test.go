@@ -409,8 +409,10 @@ func TestControlCenter(t *testing.T) {
 		stop := publishLoad(t, pub)
 		defer stop()
 	}
-	p.until("the overview's charts to have samples", fmt.Sprintf(
-		`["chart-connections", "chart-rates", "chart-stress"].every((id) => Number(document.getElementById(id).dataset.samples || 0) >= %d)`, samples))
+	for n := 2; n <= samples; n += 2 { // a poll every two seconds: each wait well within poll.Timeout
+		p.until("the overview's charts to have samples", fmt.Sprintf(
+			`["chart-connections", "chart-rates", "chart-stress"].every((id) => Number(document.getElementById(id).dataset.samples || 0) >= %d)`, n))
+	}
 	p.until("the warnings banner to say allow-all is loaded",
 		`!document.getElementById("warnings").hidden && document.getElementById("warnings").innerText.includes("allow-all is loaded")`)
 	if got := p.text("#stress-level"); !strings.Contains(got, "/ 10") {
@@ -420,14 +422,15 @@ func TestControlCenter(t *testing.T) {
 
 	// Clients: search by prefix, open the connected one.
 	p.open(b.base, "#/clients", "#search-prefix")
-	p.do("search for ui-sub",
-		chromedp.SendKeys(css("#search-prefix"), "ui-sub"),
-		chromedp.Click(css("#search-submit")),
-		chromedp.WaitVisible(css(`tr[data-client="`+ccSubClient+`"] a.client-link`)))
+	p.until("every session listed", fmt.Sprintf(`["%s", "%s", "%s"].every((id) => document.querySelector('tr[data-client="' + id + '"]'))`,
+		ccSubClient, ccOfflineID, ccPublisherID))
+	p.shot("clients")
+	p.do("search for ui-sub", chromedp.SendKeys(css("#search-prefix"), "ui-sub"), chromedp.Click(css("#search-submit")))
+	p.until("the search's own page", `document.body.dataset.route === "#/clients?prefix=ui-sub"`)
+	p.do("the search's result", chromedp.WaitVisible(css(`tr[data-client="`+ccSubClient+`"] a.client-link`)))
 	if p.present(`tr[data-client="` + ccOfflineID + `"]`) {
 		t.Errorf("the search for prefix ui-sub lists %s\n%s", ccOfflineID, p.dump())
 	}
-	p.shot("clients")
 	p.do("open "+ccSubClient, chromedp.Click(css(`tr[data-client="`+ccSubClient+`"] a.client-link`)),
 		chromedp.WaitVisible(css("#client-state")))
 	if got := p.text("#client-state"); got != "connected" {
