@@ -40,8 +40,8 @@ export function render(root, route, ctx) {
       el("td", {}, el("span", { class: "state " + x.state }, x.state),
         x.reason ? el("span", { class: "help reason" }, x.reason) : null),
       el("td", { class: "num" }, x.priority, x.start_priority !== undefined ? el("span", { class: "help" }, `start priority ${x.start_priority}`) : null),
-      el("td", {}, list(x.callbacks)),
-      el("td", {}, list(x.services)),
+      el("td", {}, names(x.callbacks)),
+      el("td", {}, names(x.services)),
       manage ? el("td", {}, x.disabled
         ? el("button", { type: "button", class: "primary", "data-action": "enable", onclick: () => act(x, "enable") }, "Enable")
         : el("button", { type: "button", class: "danger", "data-action": "disable", onclick: () => act(x, "disable") }, "Disable")) : null));
@@ -77,7 +77,7 @@ export function render(root, route, ctx) {
   };
 }
 
-// list writes names separated by commas, "none" when there are none.
-function list(names) {
-  return names && names.length ? names.join(", ") : el("span", { class: "muted" }, "none");
+// names writes a list separated by commas, "none" when it is empty.
+function names(list) {
+  return list && list.length ? list.join(", ") : el("span", { class: "muted" }, "none");
 }
