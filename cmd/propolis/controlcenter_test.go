@@ -140,10 +140,10 @@ type ccClient struct {
 	gone chan error // receives once when the broker ends the connection
 }
 
-// connect5 connects an MQTT 5 client id to the broker with clean start
-// and session expiry as given and returns whether the broker had a session
-// for it.
-func (b *ccBroker) connect5(t *testing.T, id string, clean bool, expiry uint32) (*ccClient, bool) {
+// connect5 connects an MQTT 5 client id with user name username (""
+// for none) to the broker with clean start and session expiry as given,
+// and returns whether the broker had a session for it.
+func (b *ccBroker) connect5(t *testing.T, id, username string, clean bool, expiry uint32) (*ccClient, bool) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", b.addr, poll.Timeout)
 	if err != nil {
@@ -163,6 +163,7 @@ func (b *ccBroker) connect5(t *testing.T, id string, clean bool, expiry uint32) 
 	defer cancel()
 	// Without Request Problem Information mochi drops user properties.
 	ack, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30,
+		Username: username, UsernameFlag: username != "",
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry, RequestProblemInfo: true}})
 	if err != nil {
 		t.Fatalf("connect %s: %v", id, err)
@@ -374,20 +375,20 @@ func TestControlCenter(t *testing.T) {
 
 	// The clients the pages show: a connected subscriber, an offline
 	// session, and a retained message with a user property.
-	sub, _ := b.connect5(t, ccSubClient, true, 3600)
+	sub, _ := b.connect5(t, ccSubClient, "dashboard", true, 3600)
 	subCtx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
 	if _, err := sub.Subscribe(subCtx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/commands/#", QoS: 1}}}); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
-	off, _ := b.connect5(t, ccOfflineID, true, 3600)
+	off, _ := b.connect5(t, ccOfflineID, "meter", true, 3600)
 	if _, err := off.Subscribe(subCtx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/offline/#", QoS: 1}}}); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
 	if err := off.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := b.connect5(t, ccPublisherID, true, 0)
+	pub, _ := b.connect5(t, ccPublisherID, "gateway", true, 0)
 	if _, err := pub.Publish(subCtx, &paho.Publish{Topic: ccRetainTopic, QoS: 1, Retain: true, Payload: []byte(ccRetained),
 		Properties: &paho.PublishProperties{ContentType: "application/json",
 			User: paho.UserProperties{{Key: ccPropKey, Value: ccPropValue}}}}); err != nil {
@@ -405,7 +406,7 @@ func TestControlCenter(t *testing.T) {
 	p.open(b.base, "#/overview", "#chart-connections")
 	samples := 2
 	if *screenshots {
-		samples = 12 // a chart worth showing
+		samples = 20 // a chart worth showing
 		stop := publishLoad(t, pub)
 		defer stop()
 	}
@@ -439,6 +440,17 @@ func TestControlCenter(t *testing.T) {
 	if got := p.text("#client-subscriptions"); !strings.Contains(got, "ui/commands/#") {
 		t.Errorf("the subscriptions of %s show %q, want ui/commands/#", ccSubClient, got)
 	}
+	for sel, want := range map[string]string{
+		"#client-username":          "dashboard",
+		"#client-keepalive":         "30 s",
+		"#client-authenticated-by":  "allow-all",
+		"#client-queued":            "0 of at most ",
+		"#client-queue-full-policy": "drop-new", // the default mqtt.queue_full_policy
+	} {
+		if got := p.text(sel); !strings.HasPrefix(got, want) {
+			t.Errorf("%s of %s shows %q, want it to start with %q", sel, ccSubClient, got, want)
+		}
+	}
 	p.shot("client")
 
 	// Disconnect it, preventing the will: the real client is disconnected.
@@ -468,7 +480,7 @@ func TestControlCenter(t *testing.T) {
 	if code, body := b.api(t, "GET", "/clients/"+ccOfflineID); code != 404 {
 		t.Fatalf("GET /api/v1/clients/%s after invalidate = %d %s, want 404", ccOfflineID, code, body)
 	}
-	if again, present := b.connect5(t, ccOfflineID, false, 3600); present {
+	if again, present := b.connect5(t, ccOfflineID, "meter", false, 3600); present {
 		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", ccOfflineID)
 	} else {
 		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
@@ -587,7 +599,7 @@ func publishLoad(t *testing.T, c *ccClient) (stop func()) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 			payload, _ := json.Marshal(map[string]int{"n": i})
-			_, _ = c.Publish(ctx, &paho.Publish{Topic: "ui/load", QoS: 0, Payload: payload})
+			_, _ = c.Publish(ctx, &paho.Publish{Topic: "ui/commands/load", QoS: 0, Payload: payload})
 			cancel()
 		}
 	}()

@@ -68,14 +68,18 @@ export class LineChart {
       g.fillText(short((top_ * i) / 4), left - 6, y);
     }
 
-    // series
-    const step = pw / Math.max(1, this.points - 1);
+    // series: the x axis spans the samples kept so far (at least 30),
+    // up to `points`, so that a new chart fills from the left rather
+    // than creeping in at the right edge
+    const longest = Math.max(...this.series.map((s) => s.data.length));
+    const span = Math.min(this.points, Math.max(30, longest));
+    const step = pw / Math.max(1, span - 1);
     for (const s of this.series) {
       g.strokeStyle = s.color;
       g.lineWidth = 2;
       g.beginPath();
       let pen = false;
-      const off = this.points - s.data.length;
+      const off = span - s.data.length;
       s.data.forEach((v, i) => {
         if (v === null) {
           pen = false;
