@@ -608,3 +608,25 @@ func publishLoad(t *testing.T, c *ccClient) (stop func()) {
 		wg.Wait()
 	}
 }
+
+// TestControlCenterLocal: with no admin user configured, the endpoint
+// serves loopback only and the control center opens without a login, as
+// the local user with every permission, and says so beside the user name.
+func TestControlCenterLocal(t *testing.T) {
+	ctx := browser(t)
+	_, base, _, _ := startAllowAll(t)
+	p := &page{t: t, ctx: ctx}
+	p.do("open the control center", chromedp.Navigate(base+"/"))
+	p.do("the overview, with no login", chromedp.WaitVisible(css("#chart-connections")))
+	if got := p.text("#who"); !strings.Contains(got, "local") || !strings.Contains(got, "no login") {
+		t.Errorf("the header says %q, want the local user and no login", got)
+	}
+	if p.present("#logout:not([hidden])") {
+		t.Errorf("a Log out button is shown to the local user")
+	}
+	for _, link := range []string{"overview", "clients", "retained", "extensions", "traces"} {
+		if !p.present(`#nav a[data-page="` + link + `"]:not([hidden])`) {
+			t.Errorf("the local user (every permission) is not shown the %s link", link)
+		}
+	}
+}
