@@ -78,7 +78,7 @@ func tokenFor(role string) string { return "token-of-" + role }
 
 // onlyRole and allButRole name the roles testAdmin makes for each
 // permission.
-func onlyRole(p access.Permission) string    { return "only-" + string(p) }
+func onlyRole(p access.Permission) string   { return "only-" + string(p) }
 func allButRole(p access.Permission) string { return "all-but-" + string(p) }
 
 // testAdmin is an admin section with users alice (admin), victor (viewer)
