@@ -128,7 +128,10 @@ func TestLoginRateLimit(t *testing.T) {
 // rebinding) is refused on every route, login included.
 func TestHostHeader(t *testing.T) {
 	r := startRig(t, testAdmin())
-	evil := func(hr *http.Request) { hr.Host = "evil.example:80"; hr.Header.Set("Authorization", "Bearer "+tokenFor("admin")) }
+	evil := func(hr *http.Request) {
+		hr.Host = "evil.example:80"
+		hr.Header.Set("Authorization", "Bearer "+tokenFor("admin"))
+	}
 	r.req(t, "GET", "/api/v1/me", nil, evil).want(t, 403, "evil host")
 	r.req(t, "POST", "/api/v1/login", map[string]string{"user": "alice", "password": testPassword}, func(hr *http.Request) { hr.Host = "evil.example" }).want(t, 403, "evil host login")
 	r.req(t, "GET", "/api/v1/me", nil, func(hr *http.Request) { hr.Host = "localhost:1"; bearer("admin")(hr) }).want(t, 200, "localhost")

@@ -236,6 +236,7 @@ func (r *rig) req(t *testing.T, method, path string, body any, auth func(*http.R
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkAnswer(t, method, hr.URL.EscapedPath(), resp.StatusCode, resp.Header.Get("Content-Type"), data)
 	return call{code: resp.StatusCode, body: data, hdr: resp.Header}
 }
 
