@@ -132,6 +132,7 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 	grantKeepalive(cl, h.maxKeepalive())
 	h.attachThrottle(cl, res.Settings)
 	h.clients.Store(cl, st)
+	h.authBy.Store(cl, res.DecidedBy)
 	h.emit(EventAuthSucceeded, cl, c.Conn, 0, "")
 	return nil
 }

@@ -135,6 +135,10 @@ type AuthResult struct {
 	// life of the connection. Required on Allow: an Allow without it is
 	// treated as Deny.
 	Client ClientAuthorizer
+	// DecidedBy names what took the decision: the extension host sets the
+	// id of the extension whose answer it returns. The broker keeps it
+	// with the session (ClientInfo.AuthenticatedBy); "" when unknown.
+	DecidedBy string
 }
 
 // Authenticator decides whether a CONNECT is accepted.

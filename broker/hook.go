@@ -51,6 +51,10 @@ type hook struct {
 	// taken over since, the Unix time it went offline: restore stops its
 	// client at the restart, so StopTime is not it (see offlineSince).
 	restoredOffline sync.Map // *mqtt.Client -> int64
+	// authBy holds, for each client accepted, AuthResult.DecidedBy of its
+	// CONNECT, until its session ends (taken over, expired, removed, or
+	// ended with the connection): ClientInfo.AuthenticatedBy.
+	authBy sync.Map // *mqtt.Client -> string
 
 	storedMu sync.Mutex
 	stored   map[string]struct{} // client ids with a session record in persist; see persist.go
@@ -207,6 +211,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	old, ok := h.mochi.Clients.Get(cl.ID)
 	if ok {
 		h.restoredOffline.Delete(old) // the new connection replaces it
+		h.authBy.Delete(old)
 	}
 	fresh := !ok || (old.Properties.Clean && old.Properties.ProtocolVersion < 5)
 	if pk.Connect.Clean || fresh { // mochi inherits nothing
@@ -276,6 +281,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.connecting.CompareAndDelete(cl.ID, cl)
 	h.established.Delete(cl)
 	if expire {
+		h.authBy.Delete(cl)
 		h.unsent.Delete(cl.ID)
 		if _, other := h.connecting.Load(cl.ID); !other {
 			h.ids.Delete(cl.ID)

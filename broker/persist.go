@@ -185,6 +185,7 @@ func (h *hook) expireLater(cl *mqtt.Client) {
 // unless the client reconnected as it expired.
 func (h *hook) sessionExpired(cl *mqtt.Client) {
 	h.restoredOffline.Delete(cl)
+	h.authBy.Delete(cl)
 	if cur, ok := h.mochi.Clients.Get(cl.ID); ok && cur != cl {
 		return
 	}

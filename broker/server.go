@@ -79,6 +79,9 @@ type Server struct {
 	// started is set once Start has opened the listeners, storeClosed
 	// once Close closes the Persistence; Ready reads both.
 	started, storeClosed atomic.Bool
+	// startedAt is the Unix time in nanoseconds Start opened the
+	// listeners (Info).
+	startedAt atomic.Int64
 	// heldClock, when set (tests only, SetHeldClock), is the clock of the
 	// deliveries each new connection holds back (outConn.now).
 	heldClock atomic.Pointer[func() time.Time]
@@ -239,6 +242,7 @@ func (s *Server) Start() error {
 	if err := s.mochi.Serve(); err != nil {
 		return fmt.Errorf("start broker: %w", err)
 	}
+	s.startedAt.Store(time.Now().UnixNano())
 	s.started.Store(true)
 	for _, l := range s.listeners {
 		s.log.Info("listening", "listener", l.ID(), "type", l.Protocol(), "address", l.Address())

@@ -98,6 +98,23 @@ type ClientInfo struct {
 	// for it are dropped.
 	Queued    int
 	MaxQueued int
+	// KeepAlive is the keepalive in effect, in seconds, as granted at the
+	// CONNECT (the client's, or the authenticator's, capped by
+	// mqtt.max_keepalive); for an offline session, its last connection's;
+	// 0 for a session restored at start-up until its client reconnects.
+	KeepAlive uint16
+	// OfflineSince is when the session went offline (for a session
+	// restored at start-up, the time stored with it); zero while connected.
+	OfflineSince time.Time
+	// QueueFullPolicy says what happens to a QoS 1/2 message for the
+	// session when Queued has reached MaxQueued: mqtt.queue_full_policy
+	// ("drop-new": the new message is dropped).
+	QueueFullPolicy string
+	// AuthenticatedBy is the id of the extension whose decision accepted
+	// the session's last CONNECT (AuthResult.DecidedBy); "" for a session
+	// restored at start-up until its client reconnects, or when the
+	// authenticator named none.
+	AuthenticatedBy string
 }
 
 // Clients looks sessions up and ends them. Safe for concurrent use from any

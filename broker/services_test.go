@@ -220,7 +220,7 @@ func TestServiceClientInfo(t *testing.T) {
 		ClientID: "info", Username: "alice", Connected: true, ConnectedSince: info.ConnectedSince,
 		ProtocolVersion: 5, Listener: b.cfg.Listeners[0].Name, RemoteAddr: c.conn.LocalAddr().String(),
 		SessionExpiry: 60, ReceiveMaximum: uint16(b.cfg.MQTT.ReceiveMaximum), InflightWindow: 7,
-		MaxQueued: b.cfg.MQTT.MaxQueuedMessages,
+		MaxQueued: b.cfg.MQTT.MaxQueuedMessages, KeepAlive: 30, QueueFullPolicy: "drop-new", AuthenticatedBy: "brokertest-rules",
 	}
 	if !reflect.DeepEqual(info, want) {
 		t.Errorf("Client(connected) =\n %+v\nwant\n %+v", info, want)
@@ -240,6 +240,9 @@ func TestServiceClientInfo(t *testing.T) {
 	})
 	if info.Connected || !info.ConnectedSince.IsZero() {
 		t.Errorf("Client(offline) = %+v; want not connected, no ConnectedSince", info)
+	}
+	if off := info.OfflineSince; off.Before(before.Truncate(time.Second)) || off.After(left) {
+		t.Errorf("OfflineSince %v, want between %v and %v", off, before, left)
 	}
 	if exp := info.ExpiresAt; exp.Before(before.Add(59*time.Second)) || exp.After(left.Add(61*time.Second)) {
 		t.Errorf("ExpiresAt %v, want about 60s after %v", exp, left)

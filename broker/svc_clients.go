@@ -58,9 +58,15 @@ func (s *Server) Client(clientID string) (ClientInfo, bool) {
 	if !ok {
 		return ClientInfo{}, false
 	}
+	return s.clientInfo(cl), true
+}
+
+// clientInfo describes the session of cl (Client, ListClients). It takes
+// cl's session lock.
+func (s *Server) clientInfo(cl *mqtt.Client) ClientInfo {
 	caps := s.mochi.Options.Capabilities
 	p := &cl.Properties
-	mu := s.hook.sessionLock(clientID) // SetSessionExpiry writes some of them
+	mu := s.hook.sessionLock(cl.ID) // SetSessionExpiry writes some of them
 	mu.Lock()
 	defer mu.Unlock()
 	info := ClientInfo{
@@ -75,6 +81,11 @@ func (s *Server) Client(clientID string) (ClientInfo, bool) {
 		InflightWindow:  inflightWindow(cl),
 		Queued:          cl.State.Inflight.Len(),
 		MaxQueued:       int(caps.MaximumInflight),
+		KeepAlive:       cl.State.Keepalive,
+		QueueFullPolicy: s.cfg.Load().MQTT.QueueFullPolicy,
+	}
+	if v, ok := s.hook.authBy.Load(cl); ok {
+		info.AuthenticatedBy = v.(string)
 	}
 	if st := s.hook.state(cl); st != nil {
 		if n := st.settings.ReceiveMaximum; n > 0 {
@@ -93,11 +104,16 @@ func (s *Server) Client(clientID string) (ClientInfo, bool) {
 		// caller is told counting from when it really went offline.
 		end := cl.StopTime() + int64(info.SessionExpiry)
 		info.ExpiresAt = time.Unix(end, 0)
-		if off := s.hook.offlineSince(cl); off < cl.StopTime() && info.SessionExpiry > 0 {
+		off := s.hook.offlineSince(cl)
+		info.OfflineSince = time.Unix(off, 0)
+		if _, restored := s.hook.restoredOffline.Load(cl); restored {
+			info.KeepAlive = 0 // mochi's default, not one a CONNECT asked for
+		}
+		if off < cl.StopTime() && info.SessionExpiry > 0 {
 			info.SessionExpiry = uint32(min(end-off, int64(caps.MaximumSessionExpiryInterval)))
 		}
 	}
-	return info, true
+	return info
 }
 
 // serverDisconnectCodes are the DISCONNECT reason codes a server may send
@@ -290,6 +306,7 @@ func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) (*mqtt.Client, 
 	// session to take over (see removedMeanwhile).
 	h.removalGen(cl.ID).Add(1)
 	h.restoredOffline.Delete(cl)
+	h.authBy.Delete(cl)
 	if !cl.Closed() {
 		h.kick(cl, code)
 	}

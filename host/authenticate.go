@@ -64,6 +64,7 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 				ConnackUserProperties: slices.Clip(out.connack), // shared by cache hits: an append copies
 			}
 		}
+		ans.res.DecidedBy = a.ext.ID()
 		// An answer of a successor (the chain was taken before a reload)
 		// is not kept: the generation taken was the old version's.
 		if a.out.cacheFor > 0 && a.ext == e {

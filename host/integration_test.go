@@ -27,6 +27,13 @@ func example(t testing.TB, name string) string { return buildGuest(t, "examples"
 // startBroker runs a broker whose extensions come from extDir.
 func startBroker(t testing.TB, extDir string) (string, *Host) {
 	t.Helper()
+	srv, h := startBrokerServer(t, extDir)
+	return srv.Addr("tcp"), h
+}
+
+// startBrokerServer is startBroker, returning the broker.
+func startBrokerServer(t testing.TB, extDir string) (*broker.Server, *Host) {
+	t.Helper()
 	h, _ := newTestHost(t, extDir)
 	cfg := config.Default()
 	cfg.Listeners[0].Address = "127.0.0.1:0"
@@ -39,7 +46,7 @@ func startBroker(t testing.TB, extDir string) (string, *Host) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	return srv.Addr("tcp"), h
+	return srv, h
 }
 
 // v5 connects an MQTT 5 client; onPub receives its messages.
@@ -185,6 +192,56 @@ func TestMQTTChainNext(t *testing.T) {
 	}
 	if rc := v3ReturnCode(addr, "m3", "mallory", "x"); rc != 0x05 {
 		t.Fatalf("v3 mallory: %#x, want 0x05", rc)
+	}
+}
+
+// TestMQTTAuthenticatedBy: the broker reports the id of the extension
+// whose decision accepted each client (AuthResult.DecidedBy): banlist
+// (priority 1000) passes alice on to allow-all; wat-auth (priority 2000)
+// accepts its own user. It is kept while the session is offline.
+func TestMQTTAuthenticatedBy(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "banlist", example(t, "banlist"), 1000, "config:\n  users: [mallory]\n")
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	srv, _ := startBrokerServer(t, ext)
+	addr := srv.Addr("tcp")
+	if _, _, err := v5(t, addr, "a", "alice", "x", nil); err != nil {
+		t.Fatalf("alice refused: %v", err)
+	}
+	if rc := v3ReturnCode(addr, "c3", "carol", "x"); rc != 0 {
+		t.Fatalf("carol (3.1.1) refused: %#x", rc)
+	}
+	if c, ok := srv.Client("a"); !ok || c.AuthenticatedBy != "allow-all" {
+		t.Errorf("alice: %+v, %v; want authenticated by allow-all", c, ok)
+	}
+
+	ext2 := t.TempDir()
+	installExtension(t, ext2, "wat-auth", wasmFixture("ok/wat_auth"), 2000, "")
+	installExtension(t, ext2, "allow-all", example(t, "allow-all"), 0, "")
+	srv2, _ := startBrokerServer(t, ext2)
+	conn, err := net.Dial("tcp", srv2.Addr("tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := paho.NewClient(paho.ClientConfig{ClientID: "w", Conn: conn})
+	if _, err := c.Connect(ctx(t), &paho.Connect{ClientID: "w", CleanStart: true, Username: "wat", UsernameFlag: true,
+		Password: []byte("secret"), PasswordFlag: true}); err != nil {
+		t.Fatal(err)
+	}
+	if info, ok := srv2.Client("w"); !ok || info.AuthenticatedBy != "wat-auth" {
+		t.Errorf("wat: %+v, %v; want authenticated by wat-auth", info, ok)
+	}
+	// wat-auth's session outlives its connection (120 s): offline, it
+	// still names who accepted it.
+	_ = c.Disconnect(&paho.Disconnect{})
+	poll.Until(t, "w offline", func() bool { info, ok := srv2.Client("w"); return ok && !info.Connected })
+	if info, _ := srv2.Client("w"); info.AuthenticatedBy != "wat-auth" {
+		t.Errorf("w offline: authenticated by %q, want wat-auth", info.AuthenticatedBy)
+	}
+	page, err := srv2.ListClients(broker.ClientQuery{})
+	if err != nil || len(page.Clients) != 1 || page.Clients[0].AuthenticatedBy != "wat-auth" {
+		t.Errorf("ListClients: %+v, %v", page, err)
 	}
 }
 

@@ -33,6 +33,10 @@ type Options struct {
 	// and the candidates' names). Ratios are relative to "propolis", so
 	// leave it in to get them.
 	Brokers []string
+	// Rounds, when above 0, replaces the number of measured rounds of
+	// each load (3 in a full run, 1 in a quick one): more rounds make the
+	// median steadier on a noisy machine.
+	Rounds int
 	// Candidates are Propolis binaries built elsewhere (from another
 	// commit, or against a changed dependency with -modfile), each run
 	// with the same setup as "propolis", side by side with the others.
@@ -106,6 +110,12 @@ func Run(o Options) (*Report, error) {
 	sz := full
 	if o.Quick {
 		sz = quick
+	}
+	if o.Rounds < 0 {
+		return nil, fmt.Errorf("rounds %d: must be 1 or more (0: the default)", o.Rounds)
+	}
+	if o.Rounds > 0 {
+		sz.rounds = o.Rounds
 	}
 	only := map[string]bool{}
 	for _, k := range o.Only {

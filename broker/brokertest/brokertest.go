@@ -21,9 +21,9 @@ var (
 	_ broker.ClientAuthorizer = AllowAll{}
 )
 
-// Authenticate allows the client.
+// Authenticate allows the client, decided by "brokertest-allow-all".
 func (AllowAll) Authenticate(context.Context, *broker.Connect) broker.AuthResult {
-	return broker.AuthResult{Decision: broker.Allow, Client: AllowAll{}}
+	return broker.AuthResult{Decision: broker.Allow, Client: AllowAll{}, DecidedBy: "brokertest-allow-all"}
 }
 
 // SecurityExtensions names the implementation.
@@ -59,12 +59,12 @@ var (
 	_ broker.EventListener = (*Rules)(nil)
 )
 
-// Authenticate refuses listed usernames.
+// Authenticate refuses listed usernames; DecidedBy is "brokertest-rules".
 func (r *Rules) Authenticate(_ context.Context, c *broker.Connect) broker.AuthResult {
 	if code, ok := r.Refuse[c.Username]; ok {
 		return broker.AuthResult{Decision: broker.Deny, ReasonCode: code, ReasonString: "refused by test rules"}
 	}
-	return broker.AuthResult{Decision: broker.Allow, Client: rulesClient{r, c.Username}}
+	return broker.AuthResult{Decision: broker.Allow, Client: rulesClient{r, c.Username}, DecidedBy: "brokertest-rules"}
 }
 
 // SecurityExtensions names the implementation.

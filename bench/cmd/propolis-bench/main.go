@@ -25,6 +25,7 @@ func main() {
 	repo := flag.String("repo", ".", "repository root")
 	only := flag.String("only", "", "run only these loads, comma-separated: "+strings.Join(harness.LoadKeys, ", "))
 	brokers := flag.String("brokers", "", "run only these brokers, comma-separated: "+strings.Join(harness.BrokerKeys, ", "))
+	rounds := flag.Int("rounds", 0, "measured rounds per load (default 3, 1 with --quick); the report gives their median")
 	var candidates []harness.Candidate
 	flag.Func("candidate", "[NAME=]BIN: a Propolis binary built elsewhere, run beside the others as NAME (default propolis-candidate, -2, ...); repeatable", func(v string) error {
 		name, bin, ok := strings.Cut(v, "=")
@@ -48,7 +49,7 @@ func main() {
 	if *brokers != "" {
 		chosen = strings.Split(*brokers, ",")
 	}
-	rep, err := harness.Run(harness.Options{Repo: *repo, Out: *out, Quick: *quick, Only: loads, Brokers: chosen, Candidates: candidates, Log: os.Stderr})
+	rep, err := harness.Run(harness.Options{Repo: *repo, Out: *out, Quick: *quick, Only: loads, Brokers: chosen, Rounds: *rounds, Candidates: candidates, Log: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "propolis-bench:", err)
 		os.Exit(1)
