@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,10 +63,12 @@ var _ Host = (*host.Host)(nil)
 
 // Options are what New needs.
 type Options struct {
-	// Broker, Host and Access are required.
-	Broker Broker
-	Host   Host
-	Access *access.Access
+	// Broker, Queries, Host and Access are required (the broker is both
+	// Broker and Queries).
+	Broker  Broker
+	Queries Queries
+	Host    Host
+	Access  *access.Access
 	// ExtensionsDir is the extensions folder enable and disable act on
 	// (extensions_dir).
 	ExtensionsDir string
@@ -102,12 +105,19 @@ func (a *API) Mount(mux *http.ServeMux) {
 		}
 		methods[r.Path] = append(methods[r.Path], r.Method)
 	}
+	// Each other usual method of a path gets a JSON 405 (a method-less
+	// pattern would conflict with the {id} routes of other methods).
 	for _, p := range paths {
 		allow := strings.Join(methods[p], ", ")
-		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Allow", allow)
-			writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method not allowed (allowed: %s)", allow))
-		})
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if slices.Contains(methods[p], m) {
+				continue
+			}
+			mux.HandleFunc(m+" "+p, func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Allow", allow)
+				writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method not allowed (allowed: %s)", allow))
+			})
+		}
 	}
 	mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such API route: %s", r.URL.Path))

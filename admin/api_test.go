@@ -26,7 +26,10 @@ func routesOf() []admin.Route { return admin.New(admin.Options{}).Routes() }
 // matrix: ids and topics that do not exist for the routes that change
 // state (so that an allowed call changes nothing: 404), real ones for the
 // others.
-func concrete(rt admin.Route) string {
+func concrete(rt admin.Route) string { return concreteWith(rt, "20260101-000000-00000000") }
+
+// concreteWith is concrete with the id of a trace recording.
+func concreteWith(rt admin.Route, recording string) string {
 	p := rt.Path
 	id := "c-live"
 	if rt.Method != http.MethodGet {
@@ -35,6 +38,9 @@ func concrete(rt admin.Route) string {
 	if strings.Contains(p, "/extensions/") {
 		id = "no-such-extension"
 	}
+	if strings.Contains(p, "/traces/") {
+		id = recording
+	}
 	p = strings.ReplaceAll(p, "{id}", url.PathEscape(id))
 	if strings.HasSuffix(p, "/retained/message") {
 		topic := "marker/retained"
@@ -42,6 +48,9 @@ func concrete(rt admin.Route) string {
 			topic = "no/such/topic"
 		}
 		p += "?topic=" + url.QueryEscape(topic)
+	}
+	if strings.HasSuffix(p, "/subscriptions") {
+		p += "?filter=a/%23"
 	}
 	return p
 }

@@ -103,7 +103,9 @@ func (a *API) client(_ http.ResponseWriter, r *request) (int, any, error) {
 func detailOf(ci broker.ClientInfo) clientDetail {
 	return clientDetail{ClientID: ci.ClientID, Username: ci.Username, Connected: ci.Connected, ProtocolVersion: ci.ProtocolVersion,
 		RemoteAddress: ci.RemoteAddr, Listener: ci.Listener, ConnectedSince: timeOrNil(ci.ConnectedSince),
-		SessionExpiry: ci.SessionExpiry, ExpiresAt: timeOrNil(ci.ExpiresAt), ReceiveMaximum: ci.ReceiveMaximum,
+		OfflineSince: timeOrNil(ci.OfflineSince), KeepAlive: ci.KeepAlive, QueueFullPolicy: ci.QueueFullPolicy,
+		AuthenticatedBy: ci.AuthenticatedBy,
+		SessionExpiry:   ci.SessionExpiry, ExpiresAt: timeOrNil(ci.ExpiresAt), ReceiveMaximum: ci.ReceiveMaximum,
 		InflightWindow: ci.InflightWindow, Queued: ci.Queued, MaxQueued: ci.MaxQueued,
 		Subscriptions: []subscription{}, SessionAttributes: []attribute{}}
 }

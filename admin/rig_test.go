@@ -179,7 +179,7 @@ func startRig(t *testing.T, adm config.Admin) *rig {
 	}
 	r.acc = access.New(policy, access.Options{Addr: ln.Addr().String(), Audit: audit, Logger: log})
 	mux := http.NewServeMux()
-	admin.New(admin.Options{Broker: srv, Host: h, Access: r.acc, ExtensionsDir: r.exts, Version: "test", Logger: log}).Mount(mux)
+	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: r.acc, ExtensionsDir: r.exts, Version: "test", Logger: log}).Mount(mux)
 	hs := &http.Server{Handler: mux}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() { _ = hs.Close() })

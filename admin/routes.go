@@ -15,10 +15,14 @@ func (a *API) routes() []route {
 		{Method: http.MethodPost, Path: p + "/logout", h: a.logout},
 		{Method: http.MethodGet, Path: p + "/me", h: a.me},
 
+		{Method: http.MethodGet, Path: p + "/clients", Perm: access.ClientsView, h: a.clients},
 		{Method: http.MethodGet, Path: p + "/clients/{id}", Perm: access.ClientsView, h: a.client},
 		{Method: http.MethodPost, Path: p + "/clients/{id}/disconnect", Perm: access.ClientsDisconnect, Action: "client.disconnect", h: a.disconnect},
 		{Method: http.MethodPost, Path: p + "/clients/{id}/invalidate", Perm: access.SessionsInvalidate, Action: "session.invalidate", h: a.invalidate},
 
+		{Method: http.MethodGet, Path: p + "/subscriptions", Perm: access.ClientsView, h: a.subscribers},
+
+		{Method: http.MethodGet, Path: p + "/retained", Perm: access.RetainedView, h: a.retained},
 		{Method: http.MethodGet, Path: p + "/retained/message", Perm: access.RetainedView, h: a.retainedMessage},
 		{Method: http.MethodDelete, Path: p + "/retained/message", Perm: access.RetainedDelete, Action: "retained.delete", h: a.deleteRetained},
 
@@ -26,6 +30,7 @@ func (a *API) routes() []route {
 		{Method: http.MethodPost, Path: p + "/extensions/{id}/enable", Perm: access.ExtensionsManage, Action: "extension.enable", h: a.enable},
 		{Method: http.MethodPost, Path: p + "/extensions/{id}/disable", Perm: access.ExtensionsManage, Action: "extension.disable", h: a.disable},
 
+		{Method: http.MethodGet, Path: p + "/broker", Perm: access.BrokerView, h: a.brokerInfo},
 		{Method: http.MethodGet, Path: p + "/broker/config", Perm: access.ConfigView, h: a.brokerConfig},
 	}
 }

@@ -89,7 +89,7 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 		return nil, err
 	}
 	acc := access.New(p, access.Options{Addr: ops.Addr(), TLS: strings.HasPrefix(ops.URL(), "https:"), Audit: audit, Logger: log})
-	admin.New(admin.Options{Broker: srv, Host: h, Access: acc, ExtensionsDir: cfg.ExtensionsDir, Version: version, Logger: log}).Mount(mux)
+	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, ExtensionsDir: cfg.ExtensionsDir, Version: version, Logger: log}).Mount(mux)
 	if p.Local() {
 		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
 			"api", ops.URL()+admin.Prefix, "audit_log", path)
