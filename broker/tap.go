@@ -70,7 +70,8 @@ type TracedPacket struct {
 	Payload []byte
 	// ReasonCode is the reason code of a CONNACK (the 3.1.1 return code
 	// for 3.1.1 clients), PUBACK, PUBREC, PUBREL, PUBCOMP, DISCONNECT or
-	// AUTH; ReasonString is its MQTT 5 reason string.
+	// AUTH, as the receiver reads it (one left out of the packet is 0);
+	// ReasonString is its MQTT 5 reason string.
 	ReasonCode   byte
 	ReasonString string
 	// Filters are a SUBSCRIBE's or UNSUBSCRIBE's topic filters (an
@@ -175,10 +176,18 @@ func tracedPacket(cl *mqtt.Client, pk *packets.Packet, id string, inbound bool) 
 		tp.ProtocolVersion = pk.ProtocolVersion
 	}
 	if tp.ProtocolVersion >= 5 { // 3.1.1 packets carry no properties on the wire
-		tp.ReasonString = pk.Properties.ReasonString
-		tp.Properties = tracedProperties(&pk.Properties)
-		for _, u := range pk.Properties.User {
-			tp.UserProperties = append(tp.UserProperties, UserProperty{Key: u.Key, Value: u.Val})
+		tp.Properties = tracedProperties(pk, typ, inbound)
+		// Outbound, mochi leaves out problem information when the client
+		// asked for none (Mods.DisallowProblemInfo).
+		if inbound || !pk.Mods.DisallowProblemInfo {
+			if (onAcks|onConnack|onDisconnect|onAuth)&(1<<typ) != 0 {
+				tp.ReasonString = pk.Properties.ReasonString
+			}
+			if onAllWithUser&(1<<typ) != 0 {
+				for _, u := range pk.Properties.User {
+					tp.UserProperties = append(tp.UserProperties, UserProperty{Key: u.Key, Value: u.Val})
+				}
+			}
 		}
 	}
 	switch typ {
@@ -203,7 +212,15 @@ func tracedPacket(cl *mqtt.Client, pk *packets.Packet, id string, inbound bool) 
 		if tp.QoS == 0 {
 			tp.PacketID = 0
 		}
-	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp, packets.Disconnect, packets.Auth:
+	case packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp:
+		tp.ReasonCode = pk.ReasonCode
+		// mochi writes an acknowledgement's reason code only when it is
+		// an error or properties follow; left out, it reads as 0x00. (It
+		// keeps the granted QoS, 0x01, in a success PUBACK.)
+		if !inbound && tp.ReasonCode < 0x80 && tp.ReasonString == "" && len(tp.UserProperties) == 0 {
+			tp.ReasonCode = 0
+		}
+	case packets.Disconnect, packets.Auth:
 		tp.ReasonCode = pk.ReasonCode
 	case packets.Subscribe, packets.Unsubscribe:
 		tp.Filters = make([]SubscriptionInfo, len(pk.Filters))
@@ -220,91 +237,109 @@ func tracedPacket(cl *mqtt.Client, pk *packets.Packet, id string, inbound bool) 
 	return tp
 }
 
-// tracedProperties returns the MQTT 5 properties set in p, other than the
-// reason string and user properties, by their snake_case specification
-// names; nil when there are none.
-func tracedProperties(p *packets.Properties) map[string]any {
+// Packet types that may carry each MQTT 5 property (specification
+// 2.2.2.2), as bits 1<<type: a property mochi holds in a packet that may
+// not carry it (a PUBACK inherits the PUBLISH's expiry) is not on the wire.
+const (
+	onPublish     = 1 << packets.Publish
+	onConnect     = 1 << packets.Connect
+	onConnack     = 1 << packets.Connack
+	onDisconnect  = 1 << packets.Disconnect
+	onAuth        = 1 << packets.Auth
+	onSubscribe   = 1 << packets.Subscribe
+	onAcks        = 1<<packets.Puback | 1<<packets.Pubrec | 1<<packets.Pubrel | 1<<packets.Pubcomp | 1<<packets.Suback | 1<<packets.Unsuback
+	onAllWithUser = onPublish | onConnect | onConnack | onDisconnect | onAuth | onSubscribe | onAcks | 1<<packets.Unsubscribe
+)
+
+// tracedProperties returns the MQTT 5 properties of pk, a packet of type
+// typ, other than the reason string and user properties, that go on the
+// wire, by their snake_case specification names; nil when there are none.
+func tracedProperties(pk *packets.Packet, typ byte, inbound bool) map[string]any {
+	p := &pk.Properties
 	var m map[string]any
-	set := func(name string, v any) {
+	// Outbound, mochi writes the request/response properties only when
+	// the client asked for them (Mods.AllowResponseInfo).
+	response := inbound || pk.Mods.AllowResponseInfo
+	set := func(on int, name string, v any) {
+		if on&(1<<typ) == 0 {
+			return
+		}
 		if m == nil {
 			m = map[string]any{}
 		}
 		m[name] = v
 	}
 	if p.PayloadFormatFlag {
-		set("payload_format_indicator", p.PayloadFormat)
+		set(onPublish, "payload_format_indicator", p.PayloadFormat)
 	}
 	if p.MessageExpiryInterval != 0 {
-		set("message_expiry_interval", p.MessageExpiryInterval)
+		set(onPublish, "message_expiry_interval", p.MessageExpiryInterval)
 	}
 	if p.ContentType != "" {
-		set("content_type", p.ContentType)
+		set(onPublish, "content_type", p.ContentType)
 	}
-	if p.ResponseTopic != "" {
-		set("response_topic", p.ResponseTopic)
+	if p.ResponseTopic != "" && response {
+		set(onPublish, "response_topic", p.ResponseTopic)
 	}
-	if len(p.CorrelationData) > 0 {
-		set("correlation_data", p.CorrelationData)
+	if len(p.CorrelationData) > 0 && response {
+		set(onPublish, "correlation_data", p.CorrelationData)
 	}
 	if len(p.SubscriptionIdentifier) > 0 {
-		set("subscription_identifier", p.SubscriptionIdentifier)
+		set(onPublish|onSubscribe, "subscription_identifier", p.SubscriptionIdentifier)
 	}
 	if p.SessionExpiryIntervalFlag || p.SessionExpiryInterval != 0 {
-		set("session_expiry_interval", p.SessionExpiryInterval)
+		set(onConnect|onConnack|onDisconnect, "session_expiry_interval", p.SessionExpiryInterval)
 	}
 	if p.AssignedClientID != "" {
-		set("assigned_client_identifier", p.AssignedClientID)
+		set(onConnack, "assigned_client_identifier", p.AssignedClientID)
 	}
 	if p.ServerKeepAliveFlag {
-		set("server_keep_alive", p.ServerKeepAlive)
+		set(onConnack, "server_keep_alive", p.ServerKeepAlive)
 	}
 	if p.AuthenticationMethod != "" {
-		set("authentication_method", p.AuthenticationMethod)
+		set(onConnect|onConnack|onAuth, "authentication_method", p.AuthenticationMethod)
 	}
 	if len(p.AuthenticationData) > 0 {
-		set("authentication_data", p.AuthenticationData)
+		set(onConnect|onConnack|onAuth, "authentication_data", p.AuthenticationData)
 	}
 	if p.RequestProblemInfoFlag {
-		set("request_problem_information", p.RequestProblemInfo)
-	}
-	if p.WillDelayInterval != 0 {
-		set("will_delay_interval", p.WillDelayInterval)
+		set(onConnect, "request_problem_information", p.RequestProblemInfo)
 	}
 	if p.RequestResponseInfo != 0 {
-		set("request_response_information", p.RequestResponseInfo)
+		set(onConnect, "request_response_information", p.RequestResponseInfo)
 	}
-	if p.ResponseInfo != "" {
-		set("response_information", p.ResponseInfo)
+	if p.ResponseInfo != "" && response {
+		set(onConnack, "response_information", p.ResponseInfo)
 	}
 	if p.ServerReference != "" {
-		set("server_reference", p.ServerReference)
+		set(onConnack|onDisconnect, "server_reference", p.ServerReference)
 	}
 	if p.ReceiveMaximum != 0 {
-		set("receive_maximum", p.ReceiveMaximum)
+		set(onConnect|onConnack, "receive_maximum", p.ReceiveMaximum)
 	}
 	if p.TopicAliasMaximum != 0 {
-		set("topic_alias_maximum", p.TopicAliasMaximum)
+		set(onConnect|onConnack, "topic_alias_maximum", p.TopicAliasMaximum)
 	}
 	if p.TopicAliasFlag || p.TopicAlias != 0 {
-		set("topic_alias", p.TopicAlias)
+		set(onPublish, "topic_alias", p.TopicAlias)
 	}
 	if p.MaximumQosFlag {
-		set("maximum_qos", p.MaximumQos)
+		set(onConnack, "maximum_qos", p.MaximumQos)
 	}
 	if p.RetainAvailableFlag {
-		set("retain_available", p.RetainAvailable)
+		set(onConnack, "retain_available", p.RetainAvailable)
 	}
 	if p.MaximumPacketSize != 0 {
-		set("maximum_packet_size", p.MaximumPacketSize)
+		set(onConnect|onConnack, "maximum_packet_size", p.MaximumPacketSize)
 	}
 	if p.WildcardSubAvailableFlag {
-		set("wildcard_subscription_available", p.WildcardSubAvailable)
+		set(onConnack, "wildcard_subscription_available", p.WildcardSubAvailable)
 	}
 	if p.SubIDAvailableFlag {
-		set("subscription_identifier_available", p.SubIDAvailable)
+		set(onConnack, "subscription_identifier_available", p.SubIDAvailable)
 	}
 	if p.SharedSubAvailableFlag {
-		set("shared_subscription_available", p.SharedSubAvailable)
+		set(onConnack, "shared_subscription_available", p.SharedSubAvailable)
 	}
 	return m
 }
