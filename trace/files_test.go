@@ -127,7 +127,9 @@ func TestZip(t *testing.T) {
 }
 
 // fmtFile is the name of packet file n.
-func fmtFile(n int) string { return strings.Repeat("0", 6-len(itoa(int64(n)))) + itoa(int64(n)) + ".jsonl" }
+func fmtFile(n int) string {
+	return strings.Repeat("0", 6-len(itoa(int64(n)))) + itoa(int64(n)) + ".jsonl"
+}
 
 // TestStripUserPropertiesLine: user properties go, every other field
 // stays as written, and a line that is not a Line is dropped.
