@@ -241,9 +241,7 @@ func TestDiskFull(t *testing.T) {
 	if !strings.Contains(got.StopReason, "no space left on device") {
 		t.Fatalf("stop reason %q", got.StopReason)
 	}
-	if e.tap.installed.Load() {
-		t.Fatal("the tap is still installed")
-	}
+	e.tapRemoved(t)
 	for len(msgs) > 0 {
 		<-msgs
 	}

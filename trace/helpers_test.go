@@ -289,3 +289,10 @@ func deref[T any](p *T) any {
 	}
 	return *p
 }
+
+// tapRemoved polls until the broker has no tap: a recording that stopped
+// by itself removes it just after its state changed.
+func (e *env) tapRemoved(t testing.TB) {
+	t.Helper()
+	poll.Until(t, "packet tap removed", func() bool { return !e.tap.installed.Load() })
+}

@@ -347,9 +347,7 @@ func TestSizeLimit(t *testing.T) {
 	if r.Bytes > 4<<10 || r.Bytes < 3<<10 || int64(len(lines)) != r.Packets || r.StoppedAt.IsZero() {
 		t.Fatalf("recording %+v with %d lines", r, len(lines))
 	}
-	if e.tap.installed.Load() {
-		t.Fatal("the tap is still installed")
-	}
+	e.tapRemoved(t)
 	publishN(t, c, "big/t", 2, 10) // the broker goes on
 }
 
@@ -427,9 +425,7 @@ func TestDurationStop(t *testing.T) {
 	if got.StoppedAt.Sub(got.StartedAt) < time.Second {
 		t.Fatalf("stopped %v after it started, before its duration", got.StoppedAt.Sub(got.StartedAt))
 	}
-	if e.tap.installed.Load() {
-		t.Fatal("the tap is still installed")
-	}
+	e.tapRemoved(t)
 	if _, err := e.rec.Stop(r.ID, "again"); !errors.Is(err, trace.ErrNotRecording) {
 		t.Fatalf("stop of a stopped recording: %v", err)
 	}
