@@ -100,6 +100,11 @@ func (s *Spec) UnmarshalJSON(data []byte) error {
 // matcher is a checked Spec, compiled for the packet path.
 type matcher struct {
 	pattern string // "" takes every client
+	// prefix is the pattern's literal start, before its first *, ?, [ or
+	// \; literal says that it is the whole pattern. A client id without
+	// the prefix is refused without path.Match.
+	prefix  string
+	literal bool
 	filter  string // "" takes every topic
 	types   uint16 // bit 1<<type for each packet type taken
 }
@@ -119,6 +124,11 @@ func normalize(s Spec, limits Limits) (Spec, matcher, error) {
 	}
 	if s.ClientID == "*" {
 		m.pattern = ""
+	}
+	if i := strings.IndexAny(m.pattern, `*?[\`); i >= 0 {
+		m.prefix = m.pattern[:i]
+	} else {
+		m.prefix, m.literal = m.pattern, true
 	}
 	if f := s.TopicFilter; f != "" {
 		if _, _, shared := topic.SplitShared(f); shared {
@@ -174,8 +184,13 @@ func (m *matcher) takes(clientID string, typ byte) bool {
 	if m.types&(1<<typ) == 0 {
 		return false
 	}
-	if m.pattern == "" {
+	switch {
+	case m.pattern == "":
 		return true
+	case !strings.HasPrefix(clientID, m.prefix):
+		return false
+	case m.literal:
+		return len(clientID) == len(m.prefix)
 	}
 	ok, _ := path.Match(m.pattern, clientID)
 	return ok
