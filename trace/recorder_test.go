@@ -43,6 +43,7 @@ func TestRecordsMQTT5(t *testing.T) {
 	case <-time.After(poll.Timeout):
 		t.Fatal("no message delivered")
 	}
+	e.waitLine(t, r.ID, "v5-client", "in PUBACK") // the client acknowledges on its own goroutine
 	if _, err := c.Unsubscribe(ctx(t), &paho.Unsubscribe{Topics: []string{"t/#"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +52,7 @@ func TestRecordsMQTT5(t *testing.T) {
 	}
 	// The delivery's PUBACK from the client and the DISCONNECT are the
 	// last packets: wait until they are counted.
-	poll.Until(t, "DISCONNECT recorded", func() bool {
-		for _, l := range e.snapshotLines(t, r.ID) {
-			if seq(l) == "in DISCONNECT" {
-				return true
-			}
-		}
-		return false
-	})
+	e.waitDisconnect(t, r.ID, "v5-client")
 	lines := e.stop(t, r.ID)
 	if e.tap.installed.Load() {
 		t.Fatal("the tap is still installed after the last recording stopped")
@@ -174,6 +168,7 @@ func TestRecordsMQTT311(t *testing.T) {
 			t.Fatal("no message delivered")
 		}
 	}
+	e.waitLine(t, r.ID, "v3-client", "in PUBACK") // the client acknowledges on its own goroutine
 	wait(t, "unsubscribe", c.Unsubscribe("old/+"))
 	c.Disconnect(250)
 	e.waitDisconnect(t, r.ID, "v3-client")
@@ -205,9 +200,16 @@ func TestRecordsMQTT311(t *testing.T) {
 // waitDisconnect polls until recording id holds client's DISCONNECT.
 func (e *env) waitDisconnect(t testing.TB, id, client string) {
 	t.Helper()
-	poll.Until(t, client+"'s DISCONNECT recorded", func() bool {
+	e.waitLine(t, id, client, "in DISCONNECT")
+}
+
+// waitLine polls until recording id holds a line of client with
+// direction and type s ("in PUBACK").
+func (e *env) waitLine(t testing.TB, id, client, s string) {
+	t.Helper()
+	poll.Until(t, client+"'s "+s+" recorded", func() bool {
 		for _, l := range e.snapshotLines(t, id) {
-			if l.ClientID == client && seq(l) == "in DISCONNECT" {
+			if l.ClientID == client && seq(l) == s {
 				return true
 			}
 		}

@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 )
 
-// WriteZip writes the recordings ids (every recording when ids is empty),
-// newest first, to w as one zip archive: for each, <id>/meta.json (its
+// WriteZip writes the recordings ids (in that order, each once), or every
+// recording, newest first, when ids is empty, to w as one zip archive: for each, <id>/meta.json (its
 // Recording as List reports it) and its packet files <id>/NNNNNN.jsonl.
 // A running recording is included up to its last packet so far.
 //
@@ -29,7 +29,12 @@ func (r *Recorder) WriteZip(w io.Writer, ids []string, strip func(line []byte) [
 			recs = append(recs, r.recs[s.ID])
 		}
 	}
+	seen := map[string]bool{}
 	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
 		rc, ok := r.recs[id]
 		if !ok {
 			r.mu.Unlock()
