@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -140,13 +141,15 @@ func lineOf(p *broker.TracedPacket) Line {
 	return l
 }
 
-// encodeLine is p as one line of a recording file, newline included.
+// encodeLine is p as one line of a recording file, newline included
+// (appendLine: what json.Marshal of its Line writes). A time outside
+// years 0-9999, which RFC 3339 cannot write, is an error.
 func encodeLine(p *broker.TracedPacket) ([]byte, error) {
-	b, err := json.Marshal(lineOf(p))
-	if err != nil {
-		return nil, err
+	if y := p.Time.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("packet time %v: year outside 0-9999", p.Time)
 	}
-	return append(b, '\n'), nil
+	l := lineOf(p)
+	return append(appendLine(make([]byte, 0, 256+2*len(p.Payload)), &l), '\n'), nil
 }
 
 // userPropertiesKey is how the key of Line.UserProperties appears in a
