@@ -290,3 +290,40 @@ func TestUnwritableFolder(t *testing.T) {
 	}
 	publishN(t, c, "gone/t", 1, 1)
 }
+
+// TestJSON: a Spec reads and writes the admin API's keys, a Recording
+// lists its own.
+func TestJSON(t *testing.T) {
+	var s trace.Spec
+	in := `{"client_id":"c-*","topic_filter":"a/#","packets":["PUBLISH"],"duration_seconds":90,"max_bytes":2048}`
+	if err := json.Unmarshal([]byte(in), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.ClientID != "c-*" || s.TopicFilter != "a/#" || !slices.Equal(s.Packets, []string{"PUBLISH"}) || s.Duration.Seconds() != 90 || s.MaxSize != 2048 {
+		t.Fatalf("decoded %+v", s)
+	}
+	out, _ := json.Marshal(s)
+	if string(out) != in {
+		t.Fatalf("encoded %s, want %s", out, in)
+	}
+	e := newEnv(t, defaultLimits)
+	r := e.start(t, trace.Spec{})
+	b, _ := json.Marshal(r)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if want := []string{"bytes", "files", "id", "packets", "spec", "started_at", "state"}; !slices.Equal(keys, want) {
+		t.Fatalf("running recording's keys %v, want %v", keys, want)
+	}
+	r, _ = e.rec.Stop(r.ID, "stopped by alice")
+	b, _ = json.Marshal(r)
+	if !bytes.Contains(b, []byte(`"stop_reason":"stopped by alice"`)) || !bytes.Contains(b, []byte(`"stopped_at":"`)) {
+		t.Fatalf("stopped recording %s", b)
+	}
+}
