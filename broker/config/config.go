@@ -47,6 +47,8 @@ type Config struct {
 	Overload Overload `yaml:"overload"`
 	// ClientLimits are the limits every client is held to.
 	ClientLimits ClientLimits `yaml:"client_limits"`
+	// Trace holds the limits of trace recordings (trace.go).
+	Trace Trace `yaml:"trace"`
 	// Source is the file name the configuration came from, or
 	// "<embedded default>" for Default.
 	Source string `yaml:"-"`
@@ -311,6 +313,7 @@ func Default() *Config {
 		Overload: Overload{Enabled: true, Interval: Duration(time.Second), ThrottleLevel: 7, ReleaseLevel: 4,
 			MinClientRate: 64 << 10},
 		ClientLimits: ClientLimits{PublishBurst: 100},
+		Trace:        Trace{MaxFileSize: DefaultTraceMaxFileSize, MaxTotalSize: DefaultTraceMaxTotalSize},
 		Source:       defaultSource,
 	}
 }

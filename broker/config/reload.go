@@ -71,6 +71,8 @@ var reloadRules = []reloadRule{
 	{key: "client_limits.publish_burst", live: true, to: "CONNECTs from now on"},       // Server.clientLimits, when a CONNECT is accepted
 	{key: "client_limits.bytes_rate", live: true, to: "CONNECTs from now on"},          // Server.clientLimits, when a CONNECT is accepted
 	{key: "client_limits.max_subscriptions", live: true, to: "SUBSCRIBEs from now on"}, // hook.maxSubscriptions, per SUBSCRIBE
+	{key: "trace.max_file_size", why: "the trace recorder is opened with it (package trace)"},
+	{key: "trace.max_total_size", why: "the trace recorder is opened with it (package trace)"},
 }
 
 // Change is one key whose value differs between two configurations.

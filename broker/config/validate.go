@@ -153,6 +153,7 @@ func (c *Config) validate() Errors {
 
 	c.validateHTTP(ch)
 	c.validateOverload(ch)
+	c.validateTrace(ch)
 	return ch.errs
 }
 
