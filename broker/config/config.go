@@ -49,6 +49,8 @@ type Config struct {
 	ClientLimits ClientLimits `yaml:"client_limits"`
 	// Admin is who may use the admin API and control center (admin.go).
 	Admin Admin `yaml:"admin"`
+	// Trace holds the limits of trace recordings (trace.go).
+	Trace Trace `yaml:"trace"`
 	// Source is the file name the configuration came from, or
 	// "<embedded default>" for Default.
 	Source string `yaml:"-"`
@@ -315,6 +317,7 @@ func Default() *Config {
 		ClientLimits: ClientLimits{PublishBurst: 100},
 		Admin: Admin{Users: []AdminUser{}, Roles: map[string]any{}, Tokens: []AdminToken{}, Hosts: []string{},
 			SessionTTL: Duration(12 * time.Hour), AuditLog: "audit.log"},
+		Trace:  Trace{MaxFileSize: DefaultTraceMaxFileSize, MaxTotalSize: DefaultTraceMaxTotalSize},
 		Source: defaultSource,
 	}
 }

@@ -80,6 +80,8 @@ var reloadRules = []reloadRule{
 	{key: "admin.hosts", live: true, to: "admin API requests from now on"},             // access.Access.Use
 	{key: "admin.session_ttl", live: true, to: "logins from now on"},                   // access.Access.Use
 	{key: "admin.audit_log", why: "the audit log is open"},
+	{key: "trace.max_file_size", why: "the trace recorder is opened with it (package trace)"},
+	{key: "trace.max_total_size", why: "the trace recorder is opened with it (package trace)"},
 }
 
 // Change is one key whose value differs between two configurations.
