@@ -1,15 +1,45 @@
 package admin_test
 
 import (
+	"archive/zip"
+	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/propolis-mqtt/propolis/admin/access"
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
+
+// zipText returns every file of a zip, concatenated.
+func zipText(t *testing.T, data []byte) string {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatalf("not a zip: %v", err)
+	}
+	var b strings.Builder
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("== " + f.Name + "\n")
+		b.Write(data)
+	}
+	return b.String()
+}
 
 // login logs user in and returns the session cookie and CSRF token.
 func (r *rig) login(t *testing.T, user string) (*http.Cookie, string) {
@@ -167,18 +197,36 @@ func TestNoUserPropertiesWithoutPermission(t *testing.T) {
 		UserProperties: []broker.UserProperty{{Key: "up-key", Value: "up-secret"}}}); err != nil {
 		t.Fatal(err)
 	}
+	// A recording of a PUBLISH with user properties.
+	rec := r.req(t, "POST", "/api/v1/traces", map[string]any{"topic_filter": "up/#"}, bearer("admin")).want(t, 201, "start").json(t)
+	pub := connect5(t, r.mqtt, "up-pub", nil, nil)
+	if _, err := pub.Publish(ctx(t), &paho.Publish{Topic: "up/x", QoS: 1, Payload: []byte("p"),
+		Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "up-key", Value: "up-secret"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	id := rec["id"].(string)
+	poll.Until(t, "the PUBLISH recorded", func() bool { got, err := r.rec.Get(id); return err == nil && got.Packets > 0 })
+	r.req(t, "POST", "/api/v1/traces/"+id+"/stop", nil, bearer("admin")).want(t, 200, "stop")
+	if !strings.Contains(zipText(t, r.req(t, "GET", "/api/v1/traces/"+id+"/download", nil, bearer("admin")).want(t, 200, "admin download").body), "up-secret") {
+		t.Fatal("the recording lacks the user property for admin")
+	}
+
 	role := allButRole(access.UserPropertiesView)
 	checked := 0
 	for _, rt := range routesOf() {
 		if rt.Method != http.MethodGet {
 			continue
 		}
-		c := r.req(t, "GET", concrete(rt), nil, bearer(role))
+		c := r.req(t, "GET", concreteWith(rt, id), nil, bearer(role))
 		if c.code != 200 {
 			t.Errorf("%s: status %d: %s", rt.Path, c.code, c.body)
 		}
+		body := string(c.body)
+		if c.hdr.Get("Content-Type") == "application/zip" {
+			body = zipText(t, c.body)
+		}
 		for _, bad := range []string{"up-secret", "up-key", "user_properties"} {
-			if strings.Contains(string(c.body), bad) {
+			if strings.Contains(body, bad) {
 				t.Errorf("%s shows %q without userproperties.view: %s", rt.Path, bad, c.body)
 			}
 		}

@@ -70,6 +70,9 @@ type Options struct {
 	Queries Queries
 	Host    Host
 	Access  *access.Access
+	// Recorder is the trace recorder; nil answers the trace routes with
+	// 409 (recordings off) and lists none.
+	Recorder Recorder
 	// ExtensionsDir is the extensions folder enable and disable act on
 	// (extensions_dir).
 	ExtensionsDir string

@@ -1,6 +1,9 @@
 package admin_test
 
 import (
+	"archive/zip"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -135,4 +138,64 @@ func TestBrokerInfo(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestTraces: a recording started through the API records a real
+// client's packets; stop, list, download (one and all, as zips of JSON
+// lines), delete; each action audited; a bad spec is a 400 naming the
+// field.
+func TestTraces(t *testing.T) {
+	r := startRig(t, testAdmin())
+	rec := r.req(t, "POST", "/api/v1/traces", map[string]any{"client_id": "tr-*", "packets": []string{"PUBLISH"}, "duration_seconds": 60},
+		bearer("operator")).want(t, 201, "start").json(t)
+	id := rec["id"].(string)
+	if rec["state"] != "recording" || rec["spec"].(map[string]any)["client_id"] != "tr-*" || rec["spec"].(map[string]any)["duration_seconds"] != float64(60) {
+		t.Fatalf("started: %v", rec)
+	}
+	r.mustAudit(t, "tok-operator", "trace.start", id, "ok")
+	c := connect5(t, r.mqtt, "tr-1", nil, nil)
+	if _, err := c.Publish(ctx(t), &paho.Publish{Topic: "t/1", QoS: 1, Payload: []byte("hello")}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the PUBLISH recorded", func() bool { got, err := r.rec.Get(id); return err == nil && got.Packets > 0 })
+	st := r.req(t, "POST", "/api/v1/traces/"+id+"/stop", nil, bearer("operator")).want(t, 200, "stop").json(t)
+	if st["state"] != "stopped" || st["stop_reason"] != "stopped by tok-operator" || st["stopped_at"] == nil {
+		t.Fatalf("stopped: %v", st)
+	}
+	r.req(t, "POST", "/api/v1/traces/"+id+"/stop", nil, bearer("operator")).want(t, 409, "stop twice")
+	r.mustAudit(t, "tok-operator", "trace.stop", id, "ok")
+	list := r.req(t, "GET", "/api/v1/traces", nil, bearer("operator")).want(t, 200, "list").json(t)["recordings"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["id"] != id {
+		t.Fatalf("list: %v", list)
+	}
+	for _, path := range []string{"/api/v1/traces/" + id + "/download", "/api/v1/traces/download"} {
+		z := r.req(t, "GET", path, nil, bearer("operator")).want(t, 200, path)
+		if z.hdr.Get("Content-Type") != "application/zip" || !strings.Contains(z.hdr.Get("Content-Disposition"), "attachment") {
+			t.Fatalf("%s: headers %v", path, z.hdr)
+		}
+		zr, err := zip.NewReader(bytes.NewReader(z.body), int64(len(z.body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, line := range strings.Split(zipText(t, z.body), "\n") {
+			var l map[string]any
+			if json.Unmarshal([]byte(line), &l) == nil && l["type"] == "PUBLISH" && l["client_id"] == "tr-1" && l["topic"] == "t/1" && l["payload_text"] == "hello" {
+				found = true
+			}
+		}
+		if !found || len(zr.File) == 0 {
+			t.Fatalf("%s: no PUBLISH of tr-1 in:\n%s", path, zipText(t, z.body))
+		}
+	}
+	r.mustAudit(t, "tok-operator", "trace.download", id, "ok")
+	r.mustAudit(t, "tok-operator", "trace.download", "all", "ok")
+	e := r.req(t, "POST", "/api/v1/traces", map[string]any{"topic_filter": "a/#/b"}, bearer("operator")).want(t, 400, "bad filter").json(t)
+	if !strings.Contains(e["error"].(string), "topic_filter") {
+		t.Fatalf("error %v does not name topic_filter", e)
+	}
+	r.req(t, "DELETE", "/api/v1/traces/"+id, nil, bearer("operator")).want(t, 204, "delete")
+	r.req(t, "DELETE", "/api/v1/traces/"+id, nil, bearer("operator")).want(t, 404, "delete twice")
+	r.req(t, "GET", "/api/v1/traces/"+id+"/download", nil, bearer("operator")).want(t, 404, "download deleted")
+	r.mustAudit(t, "tok-operator", "trace.delete", id, "ok")
 }

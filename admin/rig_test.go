@@ -24,6 +24,7 @@ import (
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/passwd"
+	"github.com/propolis-mqtt/propolis/trace"
 )
 
 // The admin API over a real broker, a real extension host running the
@@ -53,6 +54,7 @@ type rig struct {
 	srv   *broker.Server
 	h     *host.Host
 	acc   *access.Access
+	rec   *trace.Recorder
 	url   string
 	mqtt  string
 	exts  string
@@ -178,8 +180,15 @@ func startRig(t *testing.T, adm config.Admin) *rig {
 		t.Fatal(err)
 	}
 	r.acc = access.New(policy, access.Options{Addr: ln.Addr().String(), Audit: audit, Logger: log})
+	r.rec, err = trace.OpenDataDir(cfg.DataDir, cfg.Trace, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.rec.Attach(srv)
+	t.Cleanup(func() { _ = r.rec.Close() })
 	mux := http.NewServeMux()
-	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: r.acc, ExtensionsDir: r.exts, Version: "test", Logger: log}).Mount(mux)
+	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: r.acc, Recorder: r.rec, ExtensionsDir: r.exts,
+		Version: "test", Logger: log}).Mount(mux)
 	hs := &http.Server{Handler: mux}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() { _ = hs.Close() })

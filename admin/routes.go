@@ -32,6 +32,13 @@ func (a *API) routes() []route {
 
 		{Method: http.MethodGet, Path: p + "/broker", Perm: access.BrokerView, h: a.brokerInfo},
 		{Method: http.MethodGet, Path: p + "/broker/config", Perm: access.ConfigView, h: a.brokerConfig},
+
+		{Method: http.MethodGet, Path: p + "/traces", Perm: access.TraceManage, h: a.traces},
+		{Method: http.MethodPost, Path: p + "/traces", Perm: access.TraceManage, Action: "trace.start", h: a.startTrace},
+		{Method: http.MethodPost, Path: p + "/traces/{id}/stop", Perm: access.TraceManage, Action: "trace.stop", h: a.stopTrace},
+		{Method: http.MethodDelete, Path: p + "/traces/{id}", Perm: access.TraceManage, Action: "trace.delete", h: a.deleteTrace},
+		{Method: http.MethodGet, Path: p + "/traces/download", Perm: access.TraceManage, Action: "trace.download", h: a.downloadTraces},
+		{Method: http.MethodGet, Path: p + "/traces/{id}/download", Perm: access.TraceManage, Action: "trace.download", h: a.downloadTrace},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/opshttp"
+	"github.com/propolis-mqtt/propolis/trace"
 )
 
 // The admin API of `serve` (package admin) on the operator's HTTP
@@ -73,6 +74,7 @@ func loopback(addr string) bool {
 type adminState struct {
 	acc   *access.Access
 	audit *access.Audit
+	rec   *trace.Recorder
 }
 
 // mountAdmin opens the audit log (admin.audit_log, relative to data_dir),
@@ -88,21 +90,34 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	if err != nil {
 		return nil, err
 	}
+	// Trace recordings (<data>/traces), started and downloaded through the
+	// API; the recorder is the broker's packet tap only while one runs.
+	rec, err := trace.OpenDataDir(cfg.DataDir, cfg.Trace, log)
+	if err != nil {
+		_ = audit.Close()
+		return nil, err
+	}
+	rec.Attach(srv)
 	acc := access.New(p, access.Options{Addr: ops.Addr(), TLS: strings.HasPrefix(ops.URL(), "https:"), Audit: audit, Logger: log})
-	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, ExtensionsDir: cfg.ExtensionsDir, Version: version, Logger: log}).Mount(mux)
+	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
+		Version: version, Logger: log}).Mount(mux)
 	if p.Local() {
 		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
 			"api", ops.URL()+admin.Prefix, "audit_log", path)
 	} else {
 		log.Info("admin API", "api", ops.URL()+admin.Prefix, "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","), "audit_log", path)
 	}
-	return &adminState{acc: acc, audit: audit}, nil
+	return &adminState{acc: acc, audit: audit, rec: rec}, nil
 }
 
-// close closes the audit log (nil: the endpoint was off).
+// close stops the trace recordings ("broker stopped") and closes the
+// audit log (nil: the endpoint was off).
 func (a *adminState) close(log *slog.Logger) {
 	if a == nil {
 		return
+	}
+	if err := a.rec.Close(); err != nil {
+		log.Error("trace recordings", "error", err)
 	}
 	if err := a.audit.Close(); err != nil {
 		log.Error("audit log", "error", err)

@@ -94,6 +94,15 @@ func TestServeAdminAPI(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 404 {
 		t.Fatalf("delete: %v %v", resp, err)
 	}
+	// A trace recording, in the data folder.
+	req, _ = http.NewRequest("POST", url+"/api/v1/traces", strings.NewReader(`{"topic_filter":"t/#"}`))
+	bearer(req)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("start a trace: %v %v", resp, err)
+	}
+	if entries, err := os.ReadDir(filepath.Join(data, "traces")); err != nil || len(entries) != 1 {
+		t.Fatalf("traces folder: %v %v", entries, err)
+	}
 	audit, err := os.ReadFile(filepath.Join(data, "audit.log"))
 	if err != nil || !strings.Contains(string(audit), `"user":"ci","auth":"token","remote":"127.0.0.1","action":"retained.delete","target":"no/such","result":"error"`) {
 		t.Fatalf("audit log: %v\n%s", err, audit)
