@@ -109,6 +109,10 @@ type hook struct {
 	// that collide with the broker's (packetid.go).
 	ids sync.Map // string -> *packetIDs
 
+	// tap is the packet tap (SetPacketTap), nil when there is none; see
+	// tap.go.
+	tap atomic.Pointer[tapRef]
+
 	// closed is set when the server starts closing: timers of the hook
 	// (expireLater) then do nothing.
 	closed atomic.Bool
@@ -146,8 +150,16 @@ func (h *hook) Provides(b byte) bool {
 // its reason string is kept for the disconnect event (clientLeaving).
 // Before that, a packet numbered by the client whose id names a flow of
 // the broker is given an alias (renameInbound). Other packets pass
-// unchanged.
+// unchanged. Last, the packet as the broker will handle it (a rejected one
+// too) is offered to the packet tap (tapPacket).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	pk, err := h.readPacket(cl, pk)
+	h.tapPacket(cl, &pk, true)
+	return pk, err
+}
+
+// readPacket is OnPacketRead but for the tap.
+func (h *hook) readPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if clientsID(&pk) {
 		h.renameInbound(cl, &pk)
 	}
@@ -431,8 +443,16 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // a session is resumed, the ordering keys of its queued messages are
 // renumbered just before mochi resends them (see renumberInflight). PUBLISH,
 // CONNACK and DISCONNECT keep their user properties and reason string
-// whatever the client's Request Problem Information.
+// whatever the client's Request Problem Information. Last, the packet as it
+// will be written is offered to the packet tap (tapPacket).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	pk = h.encodePacket(cl, pk)
+	h.tapPacket(cl, &pk, false)
+	return pk
+}
+
+// encodePacket is OnPacketEncode but for the tap.
+func (h *hook) encodePacket(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec, packets.Pubcomp:
 		if st := h.state(cl); st != nil {

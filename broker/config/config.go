@@ -47,6 +47,10 @@ type Config struct {
 	Overload Overload `yaml:"overload"`
 	// ClientLimits are the limits every client is held to.
 	ClientLimits ClientLimits `yaml:"client_limits"`
+	// Admin is who may use the admin API and control center (admin.go).
+	Admin Admin `yaml:"admin"`
+	// Trace holds the limits of trace recordings (trace.go).
+	Trace Trace `yaml:"trace"`
 	// Source is the file name the configuration came from, or
 	// "<embedded default>" for Default.
 	Source string `yaml:"-"`
@@ -311,7 +315,10 @@ func Default() *Config {
 		Overload: Overload{Enabled: true, Interval: Duration(time.Second), ThrottleLevel: 7, ReleaseLevel: 4,
 			MinClientRate: 64 << 10},
 		ClientLimits: ClientLimits{PublishBurst: 100},
-		Source:       defaultSource,
+		Admin: Admin{Users: []AdminUser{}, Roles: map[string]any{}, Tokens: []AdminToken{}, Hosts: []string{},
+			SessionTTL: Duration(12 * time.Hour), AuditLog: "audit.log"},
+		Trace:  Trace{MaxFileSize: DefaultTraceMaxFileSize, MaxTotalSize: DefaultTraceMaxTotalSize},
+		Source: defaultSource,
 	}
 }
 

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -71,6 +73,15 @@ var reloadRules = []reloadRule{
 	{key: "client_limits.publish_burst", live: true, to: "CONNECTs from now on"},       // Server.clientLimits, when a CONNECT is accepted
 	{key: "client_limits.bytes_rate", live: true, to: "CONNECTs from now on"},          // Server.clientLimits, when a CONNECT is accepted
 	{key: "client_limits.max_subscriptions", live: true, to: "SUBSCRIBEs from now on"}, // hook.maxSubscriptions, per SUBSCRIBE
+	{key: "admin.users_file", live: true, to: "admin API requests from now on"},        // access.Access.Use, by serve's reload (cmd/propolis)
+	{key: "admin.users", live: true, to: "admin API requests from now on"},             // access.Access.Use
+	{key: "admin.roles", live: true, to: "admin API requests from now on"},             // access.Access.Use
+	{key: "admin.tokens", live: true, to: "admin API requests from now on"},            // access.Access.Use
+	{key: "admin.hosts", live: true, to: "admin API requests from now on"},             // access.Access.Use
+	{key: "admin.session_ttl", live: true, to: "logins from now on"},                   // access.Access.Use
+	{key: "admin.audit_log", why: "the audit log is open"},
+	{key: "trace.max_file_size", why: "the trace recorder is opened with it (package trace)"},
+	{key: "trace.max_total_size", why: "the trace recorder is opened with it (package trace)"},
 }
 
 // Change is one key whose value differs between two configurations.
@@ -217,12 +228,20 @@ func (f *flat) add(path string, v reflect.Value) {
 		}
 	case v.Kind() == reflect.Struct:
 		for i := range v.NumField() {
-			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+			field := v.Type().Field(i)
+			name, _, _ := strings.Cut(field.Tag.Get("yaml"), ",")
 			if name == "" || name == "-" {
 				continue
 			}
 			if path != "" {
 				name = path + "." + name
+			}
+			if field.Tag.Get("secret") == "true" {
+				// A secret (a password hash, a token digest) is never
+				// logged: a change shows as a different fingerprint.
+				f.keys = append(f.keys, name)
+				f.vals[name] = Redact(v.Field(i).String())
+				continue
 			}
 			f.add(name, v.Field(i))
 		}
@@ -231,6 +250,22 @@ func (f *flat) add(path string, v reflect.Value) {
 		f.vals[path] = fmt.Sprint(v.Interface())
 		f.strs[path] = v.Kind() == reflect.String
 	}
+}
+
+// Redacted is what Redact writes for a secret, and what the admin API
+// shows of one.
+const Redacted = "REDACTED"
+
+// Redact returns what a log line or a reload shows of a secret value (a
+// field tagged secret:"true"): "" when empty, else Redacted with a short
+// fingerprint of the value (the first 8 hex digits of its SHA-256), so that
+// a change can be seen without the value.
+func Redact(v string) string {
+	if v == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(v))
+	return Redacted + " " + hex.EncodeToString(sum[:4])
 }
 
 // unionKeys returns the keys of a then those only in b that rule covers.

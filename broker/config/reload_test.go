@@ -17,6 +17,9 @@ func TestReloadRulesCoverEveryKey(t *testing.T) {
 	c := Default()
 	c.Listeners = append(c.Listeners, Listener{Name: "tls", Type: "tls", Address: ":8883",
 		TLS: &TLS{CertFile: "c", KeyFile: "k", ClientCAFile: "ca", RequireClientCert: true}})
+	c.Admin.Users = []AdminUser{{Name: "u", Roles: []string{"admin"}, PasswordHash: "h"}}
+	c.Admin.Tokens = []AdminToken{{Name: "t", SHA256: "s", Roles: []string{"viewer"}}}
+	c.Admin.Hosts = []string{"h"}
 	f := c.values()
 	used := map[string]bool{}
 	for _, key := range f.keys {

@@ -153,6 +153,8 @@ func (c *Config) validate() Errors {
 
 	c.validateHTTP(ch)
 	c.validateOverload(ch)
+	c.validateAdmin(ch)
+	c.validateTrace(ch)
 	return ch.errs
 }
 

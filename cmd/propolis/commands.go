@@ -77,6 +77,7 @@ made by another wazero version or for another CPU is never used.`,
 			}),
 		},
 		passwdCommand(),
+		adminTokenCommand(),
 		{
 			name: "extensions check", arg: "PATH", argWhat: "module (.wasm) or extension folder",
 			summary: "check a module or extension folder against the ABI (the conformance kit, for CI)",

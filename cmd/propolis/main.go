@@ -76,6 +76,12 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	// The admin API's users, before anything binds or opens: a
+	// non-loopback endpoint without users is refused here.
+	policy, err := adminPolicy(cfg)
+	if err != nil {
+		return err
+	}
 
 	out := newLogOutput(cfg.Log, stderr)
 	log := out.logger()
@@ -96,7 +102,11 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	defer closeOps(ops, log) // after srv.Close and h.Close on every path below
+	var adm *adminState // the admin API, mounted by serveOps
+	defer func() {
+		closeOps(ops, log) // after srv.Close and h.Close on every path below
+		adm.close(log)     // after the last request that could write to it
+	}()
 	opts := hostOptions(cfg)
 	opts.StatusFile, opts.BrokerVersion, opts.Logger = statusFile(cfg), version, log
 	ext := extensionMetrics(ops, &opts)
@@ -116,7 +126,8 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	// The second step of the wiring: the host reaches the broker's services
 	// (sessions, subscriptions, retained messages, publishing) from here on.
 	h.UseBroker(srv)
-	if err := serveOps(ops, srv, h, ext, log); err != nil {
+	adm, err = serveOps(ops, srv, h, ext, policy, log)
+	if err != nil {
 		_ = srv.Close()
 		return err
 	}
@@ -140,7 +151,7 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	for {
 		select {
 		case <-hup:
-			reloadConfig(log, srv, load)
+			reloadConfig(log, srv, load, adm)
 			continue
 		case got := <-sig:
 			log.Info("shutting down", "signal", got.String())
@@ -159,7 +170,10 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 // setting it changes can change at runtime (config.CheckReload), logging
 // each change; otherwise it logs why and changes nothing. It never stops
 // the broker.
-func reloadConfig(log *slog.Logger, srv *broker.Server, load func() (*config.Config, error)) {
+//
+// The admin API's users, roles and tokens (adm, nil when the endpoint is
+// off) are rebuilt first: a problem with them refuses the reload too.
+func reloadConfig(log *slog.Logger, srv *broker.Server, load func() (*config.Config, error), adm *adminState) {
 	old := srv.Config()
 	if old.Source == config.Default().Source {
 		log.Info("SIGHUP: nothing to reload, the broker runs on the embedded default configuration (start it with --config FILE)")
@@ -188,6 +202,11 @@ func reloadConfig(log *slog.Logger, srv *broker.Server, load func() (*config.Con
 		}
 		return
 	}
+	applyAdmin, err := adm.reloadAdmin(cfg, log)
+	if err != nil {
+		log.Error("reload failed, configuration unchanged", "file", cfg.Source, "error", err)
+		return
+	}
 	changes, err := srv.Reload(cfg)
 	var refused *config.ReloadError
 	if errors.As(err, &refused) {
@@ -201,6 +220,7 @@ func reloadConfig(log *slog.Logger, srv *broker.Server, load func() (*config.Con
 		log.Error("reload failed, configuration unchanged", "file", cfg.Source, "error", err)
 		return
 	}
+	applyAdmin()
 	for _, c := range changes {
 		log.Info("configuration changed", "key", c.Key, "old", c.Old, "new", c.New, "applies_to", c.AppliesTo)
 	}

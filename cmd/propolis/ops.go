@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/admin/access"
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/host"
@@ -56,29 +57,38 @@ func extensionMetrics(ops *opshttp.Server, opts *host.Options) *metrics.Extensio
 // extensionMetrics gave h) and starts serving ops (nil: the endpoint is
 // off). The broker is ready when both it and
 // the host say so (broker.Server.Ready, host.Host.Ready).
-func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, ext *metrics.Extensions, log *slog.Logger) error {
+//
+// It mounts the admin API (mountAdmin) on the same mux, with policy; the
+// returned state is nil when the endpoint is off.
+func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, ext *metrics.Extensions, policy *access.Policy,
+	log *slog.Logger) (*adminState, error) {
 	if ops == nil {
-		return nil
+		return nil, nil
 	}
 	ready := func() error { return errors.Join(srv.Ready(), h.Ready()) }
 	reg, err := metrics.NewRegistry(metrics.Options{Version: version, ABI: abi.Version, Ready: ready})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := metrics.RegisterBroker(reg, srv); err != nil {
-		return err
+		return nil, err
 	}
 	if err := metrics.RegisterOverload(reg, srv); err != nil {
-		return err
+		return nil, err
 	}
 	ext.Watch(h)
 	if err := reg.Register(ext); err != nil {
-		return err
+		return nil, err
 	}
-	ops.Serve(opshttp.Routes{Gatherer: reg, Ready: ready, Logger: log}.Mux())
+	mux := opshttp.Routes{Gatherer: reg, Ready: ready, Logger: log}.Mux()
+	adm, err := mountAdmin(mux, ops, srv.Config(), policy, srv, h, log)
+	if err != nil {
+		return nil, err
+	}
+	ops.Serve(mux)
 	log.Info("operator HTTP endpoint", "address", ops.Addr(), "metrics", ops.URL()+opshttp.MetricsPath,
 		"healthz", ops.URL()+opshttp.HealthzPath, "readyz", ops.URL()+opshttp.ReadyzPath)
-	return nil
+	return adm, nil
 }
 
 // closeOps stops the endpoint (nil: off), letting requests in progress

@@ -1,0 +1,171 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// subscription is one subscription, in a client's detail and in a
+// filter's subscribers.
+type subscription struct {
+	ClientID          string `json:"client_id,omitempty"`
+	Filter            string `json:"filter,omitempty"`
+	QoS               byte   `json:"qos"`
+	NoLocal           bool   `json:"no_local"`
+	RetainAsPublished bool   `json:"retain_as_published"`
+	RetainHandling    byte   `json:"retain_handling"`
+	Identifier        int    `json:"identifier"`
+}
+
+// subscriptionOf converts s.
+func subscriptionOf(s broker.SubscriptionInfo) subscription {
+	return subscription{Filter: s.Filter, QoS: s.QoS, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished,
+		RetainHandling: s.RetainHandling, Identifier: s.Identifier}
+}
+
+// attribute is one session attribute: Value when it is UTF-8, else
+// ValueBase64.
+type attribute struct {
+	Key         string `json:"key"`
+	Value       string `json:"value,omitempty"`
+	ValueBase64 []byte `json:"value_base64,omitempty"`
+}
+
+// clientDetail is GET /api/v1/clients/{id}.
+type clientDetail struct {
+	ClientID          string         `json:"client_id"`
+	Username          string         `json:"username"`
+	Connected         bool           `json:"connected"`
+	ProtocolVersion   byte           `json:"protocol_version"`
+	RemoteAddress     string         `json:"remote_address"`
+	Listener          string         `json:"listener"`
+	ConnectedSince    *time.Time     `json:"connected_since"`
+	OfflineSince      *time.Time     `json:"offline_since"`
+	KeepAlive         uint16         `json:"keepalive"`
+	SessionExpiry     uint32         `json:"session_expiry"`
+	ExpiresAt         *time.Time     `json:"expires_at"`
+	ReceiveMaximum    uint16         `json:"receive_maximum"`
+	InflightWindow    uint16         `json:"inflight_window"`
+	Queued            int            `json:"queued"`
+	MaxQueued         int            `json:"max_queued"`
+	QueueFullPolicy   string         `json:"queue_full_policy"`
+	AuthenticatedBy   string         `json:"authenticated_by"`
+	Subscriptions     []subscription `json:"subscriptions"`
+	SessionAttributes []attribute    `json:"session_attributes"`
+}
+
+// clientNotFound is the 404 of a client id without a session.
+func clientNotFound(id string) error {
+	return errorf(http.StatusNotFound, "client %q: no session", id)
+}
+
+// client: GET /api/v1/clients/{id}.
+func (a *API) client(_ http.ResponseWriter, r *request) (int, any, error) {
+	id := r.PathValue("id")
+	ci, ok := a.o.Broker.Client(id)
+	if !ok {
+		return 0, nil, clientNotFound(id)
+	}
+	d := detailOf(ci)
+	subs, err := a.o.Broker.Subscriptions(id)
+	if errors.Is(err, broker.ErrNoSession) {
+		return 0, nil, clientNotFound(id)
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, s := range subs {
+		d.Subscriptions = append(d.Subscriptions, subscriptionOf(s))
+	}
+	attrs, err := a.o.Broker.Attributes(id)
+	if errors.Is(err, broker.ErrNoSession) {
+		return 0, nil, clientNotFound(id)
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, at := range attrs {
+		if utf8.Valid(at.Value) {
+			d.SessionAttributes = append(d.SessionAttributes, attribute{Key: at.Key, Value: string(at.Value)})
+		} else {
+			d.SessionAttributes = append(d.SessionAttributes, attribute{Key: at.Key, ValueBase64: at.Value})
+		}
+	}
+	return http.StatusOK, d, nil
+}
+
+// detailOf converts the fields of ci, without subscriptions and
+// attributes (empty lists).
+func detailOf(ci broker.ClientInfo) clientDetail {
+	return clientDetail{ClientID: ci.ClientID, Username: ci.Username, Connected: ci.Connected, ProtocolVersion: ci.ProtocolVersion,
+		RemoteAddress: ci.RemoteAddr, Listener: ci.Listener, ConnectedSince: timeOrNil(ci.ConnectedSince),
+		OfflineSince: timeOrNil(ci.OfflineSince), KeepAlive: ci.KeepAlive, QueueFullPolicy: ci.QueueFullPolicy,
+		AuthenticatedBy: ci.AuthenticatedBy,
+		SessionExpiry:   ci.SessionExpiry, ExpiresAt: timeOrNil(ci.ExpiresAt), ReceiveMaximum: ci.ReceiveMaximum,
+		InflightWindow: ci.InflightWindow, Queued: ci.Queued, MaxQueued: ci.MaxQueued,
+		Subscriptions: []subscription{}, SessionAttributes: []attribute{}}
+}
+
+// serviceError maps the broker's errors to status codes.
+func serviceError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, broker.ErrNoSession):
+		return &httpError{code: http.StatusNotFound, err: err}
+	case errors.Is(err, broker.ErrNotConnected):
+		return &httpError{code: http.StatusConflict, err: err}
+	case errors.Is(err, broker.ErrInvalidArgument):
+		return &httpError{code: http.StatusBadRequest, err: err}
+	}
+	return err
+}
+
+// disconnectCode is the default reason code of a disconnect: 0x98,
+// administrative action.
+const disconnectCode = 0x98
+
+// disconnect: POST /api/v1/clients/{id}/disconnect
+// {"prevent_will", "reason_code", "reason"}.
+func (a *API) disconnect(_ http.ResponseWriter, r *request) (int, any, error) {
+	id := r.PathValue("id")
+	body := struct {
+		PreventWill bool   `json:"prevent_will"`
+		ReasonCode  *int   `json:"reason_code"`
+		Reason      string `json:"reason"`
+	}{}
+	if err := decode(r, &body); err != nil {
+		a.audit(r, "client.disconnect", id, err)
+		return 0, nil, err
+	}
+	code := disconnectCode
+	if body.ReasonCode != nil {
+		code = *body.ReasonCode
+	}
+	var err error
+	if code < 0 || code > 255 {
+		err = errorf(http.StatusBadRequest, "reason_code: %d is not a byte", code)
+	} else {
+		err = serviceError(a.o.Broker.Disconnect(id, byte(code), body.Reason, body.PreventWill))
+	}
+	a.audit(r, "client.disconnect", id, err)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusNoContent, nil, nil
+}
+
+// invalidate: POST /api/v1/clients/{id}/invalidate.
+func (a *API) invalidate(_ http.ResponseWriter, r *request) (int, any, error) {
+	id := r.PathValue("id")
+	err := serviceError(a.o.Broker.InvalidateSession(id))
+	a.audit(r, "session.invalidate", id, err)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusNoContent, nil, nil
+}
