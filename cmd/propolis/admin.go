@@ -15,6 +15,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/admin"
 	"github.com/propolis-mqtt/propolis/admin/access"
+	"github.com/propolis-mqtt/propolis/admin/ui"
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/host"
@@ -29,7 +30,8 @@ import (
 //     roles and tokens (reading admin.users_file), and the refusal to
 //     start a non-loopback http.address with none of them;
 //  2. mountAdmin from serveOps, once the broker and host exist: opens the
-//     audit log in the data folder and adds /api/v1 to the endpoint's mux;
+//     audit log in the data folder and adds /api/v1 and the control center
+//     (/ui/, package admin/ui) to the endpoint's mux;
 //  3. reloadAdmin on SIGHUP, before the broker takes the new file.
 
 // adminPolicy builds the admin API's policy from cfg, or fails the start:
@@ -101,6 +103,7 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	acc := access.New(p, access.Options{Addr: ops.Addr(), TLS: strings.HasPrefix(ops.URL(), "https:"), Audit: audit, Logger: log})
 	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
 		Version: version, Logger: log}).Mount(mux)
+	ui.Mount(mux) // the web control center at /ui/; / redirects there
 	if p.Local() {
 		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
 			"api", ops.URL()+admin.Prefix, "audit_log", path)
