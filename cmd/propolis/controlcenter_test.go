@@ -516,6 +516,8 @@ func TestControlCenter(t *testing.T) {
 	p.do("enable allow-all", chromedp.Click(css(`tr[data-extension="allow-all"] button[data-action="enable"]`)),
 		chromedp.WaitVisible(css(`tr[data-extension="allow-all"] button[data-action="disable"]`)))
 	p.until("allow-all running", `document.querySelector('tr[data-extension="allow-all"] .state').innerText === "running"`)
+	p.until("the banner, on the extensions page, to say allow-all is loaded again",
+		`document.getElementById("warnings").innerText.includes("allow-all is loaded") && !document.getElementById("warnings").innerText.includes("no security extension")`)
 
 	// Trace recordings: start one, stop it, delete it.
 	p.open(b.base, "#/traces", "#trace-start")

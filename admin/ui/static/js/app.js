@@ -58,6 +58,7 @@ const ctx = {
   },
   confirm,
   warnings,
+  refreshWarnings,
   // go shows another page from code (after an action); the message bar
   // keeps what the action said.
   go(hash) {
@@ -151,6 +152,19 @@ function warnings(list) {
   box.hidden = !list || list.length === 0;
 }
 
+// refreshWarnings reads the broker's warnings again (when the user may),
+// so that the banner on any page says what holds now: pages that change
+// what it warns about (extensions) call it after their action.
+async function refreshWarnings() {
+  if (!ctx.can("broker.view")) return;
+  try {
+    const b = await api.get("/broker");
+    if (me) warnings(b.warnings);
+  } catch {
+    // the page's own calls say what is wrong
+  }
+}
+
 // confirm asks before an action: title, text, the OK button's label, and
 // extra elements (a checkbox) shown in the dialog. It resolves to true
 // when the user confirms.
@@ -218,6 +232,7 @@ function show() {
     return;
   }
   replace(main);
+  if (r.page !== "overview") refreshWarnings(); // the overview polls them itself
   const s = p.mod.render(main, r, ctx);
   stop = typeof s === "function" ? s : null;
 }

@@ -25,6 +25,7 @@ export function render(root, route, ctx) {
       const data = await api.get("/extensions");
       if (stopped) return;
       show(data.extensions || []);
+      ctx.refreshWarnings(); // what the banner warns about follows the extensions' states
     } catch (e) {
       if (!stopped) ctx.fail(e);
     } finally {
