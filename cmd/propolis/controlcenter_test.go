@@ -526,6 +526,9 @@ func TestControlCenter(t *testing.T) {
 		chromedp.Click(css(`input[data-packet="PUBLISH"]`)),
 		chromedp.Click(css("#trace-submit")),
 		chromedp.WaitVisible(css(`tr[data-recording] button[data-action="stop"]`)))
+	if *screenshots { // the load of publishLoad, recorded
+		p.until("the recording to have packets", `Number(document.querySelector("tr[data-recording] td:nth-child(5)").innerText.replace(/,/g, "")) >= 100`)
+	}
 	p.shot("traces")
 	p.do("stop the recording", chromedp.Click(css(`tr[data-recording] button[data-action="stop"]`)),
 		chromedp.WaitVisible(css(`tr[data-recording] button[data-action="delete"]`)))
