@@ -364,7 +364,8 @@ func (p *page) shot(name string) {
 //     session when it reconnects;
 //   - view a retained message as text and hex, with its user properties;
 //   - disable and enable allow-all, the banner following;
-//   - start, stop and delete a trace recording;
+//   - start and stop a trace recording, fetch its zip and the zip of
+//     all through the page's download links, delete it;
 //   - log in as sam, whose role lacks userproperties.view and every
 //     state-changing permission: the retained message shows its payload
 //     but no user property on any page, and no button sam may not use.
@@ -532,6 +533,15 @@ func TestControlCenter(t *testing.T) {
 	p.shot("traces")
 	p.do("stop the recording", chromedp.Click(css(`tr[data-recording] button[data-action="stop"]`)),
 		chromedp.WaitVisible(css(`tr[data-recording] button[data-action="delete"]`)))
+	// The download links fetch zips with the page's session (the browser
+	// would save them; the test reads what it would save).
+	for _, sel := range []string{`tr[data-recording] a[download]`, `#trace-download-all`} {
+		got := eval[string](p, fmt.Sprintf(`fetch(document.querySelector(%q).href, {credentials: "same-origin"}).then(async (r) => `+
+			`r.status + " " + r.headers.get("Content-Type") + " " + String.fromCharCode(...new Uint8Array(await r.arrayBuffer()).slice(0, 2)))`, sel))
+		if got != "200 application/zip PK" {
+			t.Errorf("the link %s answers %q, want a zip (200 application/zip PK...)", sel, got)
+		}
+	}
 	p.do("delete the recording", chromedp.Click(css(`tr[data-recording] button[data-action="delete"]`)))
 	p.confirm("delete the recording")
 	p.do("the recording gone", chromedp.WaitNotPresent(css(`tr[data-recording]`)))
