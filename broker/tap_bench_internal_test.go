@@ -44,7 +44,7 @@ func BenchmarkTapPacket(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				h.tapPacket(cl, &pk, true)
+				h.tapRead(cl, &pk, sentAs(&pk))
 			}
 			if tc.tap != nil && tc.tap.take && tc.tap.traced == 0 {
 				b.Fatal("the tap saw nothing")
