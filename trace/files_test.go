@@ -319,7 +319,7 @@ func TestJSON(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"bytes", "files", "id", "packets", "spec", "started_at", "state"}; !slices.Equal(keys, want) {
+	if want := []string{"bytes", "dropped", "files", "id", "packets", "spec", "started_at", "state"}; !slices.Equal(keys, want) {
 		t.Fatalf("running recording's keys %v, want %v", keys, want)
 	}
 	r, _ = e.rec.Stop(r.ID, "stopped by alice")
