@@ -61,10 +61,13 @@ type TracedPacket struct {
 	ProtocolVersion byte
 
 	// PacketID is the packet identifier of a PUBLISH (QoS 1/2), its
-	// acknowledgements, SUBSCRIBE, UNSUBSCRIBE and their acks.
+	// acknowledgements, SUBSCRIBE, UNSUBSCRIBE and their acks, as on the
+	// wire: a client's own id, also for a flow the broker runs under an
+	// alias (packetid.go).
 	PacketID uint16
-	// Topic, QoS, Retain, Dup and Payload are a PUBLISH's. Payload is the
-	// broker's buffer (see PacketTap.Trace).
+	// Topic, QoS, Retain, Dup and Payload are a PUBLISH's; Topic is the
+	// one a client's topic alias stands for when it sent only the alias.
+	// Payload is the broker's buffer (see PacketTap.Trace).
 	Topic   string
 	QoS     byte
 	Retain  bool
@@ -89,11 +92,15 @@ type TracedPacket struct {
 	// by their names in the specification in snake_case
 	// ("message_expiry_interval", "content_type", "correlation_data" as
 	// []byte, "subscription_identifier" as []int, ...); nil when none is.
+	// Outbound, only what mochi's encoder writes. The authentication data,
+	// a credential, is never in it: "authentication_data_set" is true
+	// instead.
 	Properties map[string]any
 
 	// Username, KeepAlive, CleanStart and the will's topic, QoS and retain
-	// flag are a CONNECT's; PasswordSet says that it carried a password,
-	// which is never part of a TracedPacket.
+	// flag are a CONNECT's; PasswordSet says that it carried a password
+	// (its Password Flag, an empty password too), which is never part of
+	// a TracedPacket.
 	Username    string
 	KeepAlive   uint16
 	CleanStart  bool

@@ -20,7 +20,7 @@ func (t *benchTap) Takes(string, byte) bool { return t.take }
 func (t *benchTap) Trace(p *TracedPacket) { t.traced += len(p.Payload) }
 
 // BenchmarkTapPacket measures what the tap adds to each packet read or
-// written (hook.tapPacket, on a 64-byte QoS 1 PUBLISH with a user
+// written (hook.tapRead, inlined as in OnPacketRead, on a 64-byte QoS 1 PUBLISH with a user
 // property): with no tap, a tap whose prefilter refuses the packet, and
 // one that takes it (decoded into a TracedPacket; the tap's own work,
 // prefilter, encoding and writing, excluded).
