@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strconv"
@@ -87,19 +88,34 @@ type Options struct {
 type API struct {
 	o   Options
 	log *slog.Logger
+	// refusals throttles the audit lines of refused requests, which
+	// anyone reaching the endpoint can cause.
+	refusals *access.Throttle
 }
+
+// Refused requests are audited up to refusalBurst at once, then one per
+// refusalEvery; the next line written says how many were left out.
+const (
+	refusalBurst = 60
+	refusalEvery = time.Second
+)
 
 // New returns the API over o.
 func New(o Options) *API {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &API{o: o, log: o.Logger}
+	return &API{o: o, log: o.Logger, refusals: access.NewThrottle(refusalEvery, refusalBurst)}
+}
+
+// Mux is where Mount adds the routes; *http.ServeMux is one.
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
 }
 
 // Mount adds every route of the API to mux, and JSON answers for an
 // unknown path under Prefix (404) and an unsupported method (405).
-func (a *API) Mount(mux *http.ServeMux) {
+func (a *API) Mount(mux Mux) {
 	methods := map[string][]string{}
 	var paths []string
 	for _, r := range a.routes() {
@@ -117,15 +133,15 @@ func (a *API) Mount(mux *http.ServeMux) {
 			if slices.Contains(methods[p], m) {
 				continue
 			}
-			mux.HandleFunc(m+" "+p, func(w http.ResponseWriter, _ *http.Request) {
+			mux.Handle(m+" "+p, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Allow", allow)
 				writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("method not allowed (allowed: %s)", allow))
-			})
+			}))
 		}
 	}
-	mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle(Prefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such API route: %s", r.URL.Path))
-	})
+	}))
 }
 
 // request is one authenticated request.
@@ -147,10 +163,16 @@ type route struct {
 	Perm access.Permission
 	// Public routes (login) run without authentication.
 	Public bool
-	// Action is the audit log's name of a state-changing route, written
-	// also when the permission is missing.
+	// Action is the audit log's name of a route that acts: the wrapper
+	// writes an "attempt" line before the handler runs (refusing with 503
+	// when it cannot), and a "denied" line when the request is refused;
+	// the handler writes the result line.
 	Action string
-	h      handler
+	// Token: a GET that acts (a zip download), which needs the CSRF token
+	// of a cookie session or local mode like a POST, as the X-CSRF-Token
+	// header or the csrf_token query parameter (a link sends no header).
+	Token bool
+	h     handler
 }
 
 // httpError is an error with its status code.
@@ -170,33 +192,70 @@ func errorf(code int, format string, args ...any) error {
 	return &httpError{code: code, err: fmt.Errorf(format, args...)}
 }
 
-// wrap authenticates the request and checks rt.Perm before calling rt.h.
+// wrap checks the request (Origin, Host, authentication, CSRF,
+// permission), writes the attempt line of an action, then calls rt.h.
+// Every refusal of a route that acts is audited (throttled).
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req := &request{Request: r}
-		if !rt.Public {
-			who, err := a.o.Access.Authenticate(r)
-			if err != nil {
+		target := r.PathValue("id")
+		if target == "" {
+			target = r.URL.Query().Get("topic")
+		}
+		refuse := func(code int, err error) {
+			if rt.Action != "" {
+				user, auth := a.o.Access.Identify(r)
+				if req.who != nil {
+					user, auth = req.who.User, req.who.Auth
+				}
+				a.auditEntry(access.Entry{User: user, Auth: auth, Remote: access.RemoteIP(r), Action: rt.Action, Target: target,
+					Result: "denied", Error: err.Error()})
+			}
+			if code == 0 {
 				a.deny(w, err)
 				return
 			}
+			writeError(w, code, err)
+		}
+		if err := access.CheckOrigin(r); err != nil {
+			refuse(http.StatusForbidden, err)
+			return
+		}
+		if !rt.Public {
+			who, err := a.o.Access.Authenticate(r)
+			if err != nil {
+				refuse(0, err)
+				return
+			}
 			req.who = who
-			if rt.Perm != "" && !who.Can(rt.Perm) {
-				err := &httpError{code: http.StatusForbidden, err: fmt.Errorf("permission %s required: %s (roles %s) does not have it",
-					rt.Perm, who.User, strings.Join(who.Roles, ", "))}
-				if rt.Action != "" {
-					target := r.PathValue("id")
-					if target == "" {
-						target = r.URL.Query().Get("topic")
-					}
-					a.audit(req, rt.Action, target, err)
+			if who.StaleCookie {
+				http.SetCookie(w, a.o.Access.ClearCookie())
+			}
+			if rt.Token {
+				tok := r.Header.Get(access.CSRFHeader)
+				if tok == "" {
+					tok = r.URL.Query().Get("csrf_token")
 				}
-				writeError(w, http.StatusForbidden, err)
+				if !who.CheckCSRF(tok) {
+					refuse(http.StatusForbidden, fmt.Errorf("missing or wrong %s header or csrf_token parameter (the csrf_token of login or /api/v1/me)", access.CSRFHeader))
+					return
+				}
+			}
+			if rt.Perm != "" && !who.Can(rt.Perm) {
+				refuse(http.StatusForbidden, fmt.Errorf("permission %s required: %s (roles %s) does not have it",
+					rt.Perm, who.User, strings.Join(who.Roles, ", ")))
 				return
 			}
 		} else if !a.o.Access.CheckHost(r) {
 			writeError(w, http.StatusForbidden, fmt.Errorf("host %q is not this endpoint's (add it to admin.hosts)", r.Host))
 			return
+		}
+		if rt.Action != "" {
+			if err := a.auditErr(req, rt.Action, target, "attempt", nil); err != nil {
+				a.log.Error("admin API: audit log", "action", rt.Action, "target", target, "error", err)
+				writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%s not taken: %w", rt.Action, err))
+				return
+			}
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		code, v, err := rt.h(w, req)
@@ -256,20 +315,50 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, map[string]string{"error": strings.ReplaceAll(err.Error(), "\n", ": ")})
 }
 
-// decode reads r's JSON body into v; an empty body leaves v as it is.
+// decode reads r's JSON body into v; an empty body leaves v as it is. A
+// body must be Content-Type application/json (415: a cross-site form
+// cannot send that without a CORS preflight, which this API never
+// grants) and one JSON value with nothing after it (400).
 func decode(r *request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
+		return errorf(http.StatusUnsupportedMediaType, "request body: Content-Type %q: want application/json", ct)
+	}
+	if err != nil {
 		return errorf(http.StatusBadRequest, "request body: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errorf(http.StatusBadRequest, "request body: data after the JSON object")
 	}
 	return nil
 }
 
-// audit writes one audit line for r's principal; a failure of the log is
-// logged (the action was taken).
+// isJSON reports whether a Content-Type header is application/json (with
+// parameters, such as charset, or not).
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+// audit writes the result line of an action for r's principal; a failure
+// of the log is logged (the action was taken: its attempt line is
+// written).
 func (a *API) audit(r *request, action, target string, err error) {
-	e := access.Entry{Remote: access.RemoteIP(r.Request), Action: action, Target: target, Result: "ok"}
+	if werr := a.auditErr(r, action, target, "ok", err); werr != nil {
+		a.log.Error("admin API: audit log", "action", action, "target", target, "error", werr)
+	}
+}
+
+// auditErr writes one audit line for r's principal with result (or
+// "error", or "denied" for a refusal, when err is not nil) and returns
+// the log's error. Denied lines are throttled.
+func (a *API) auditErr(r *request, action, target, result string, err error) error {
+	e := access.Entry{Remote: access.RemoteIP(r.Request), Action: action, Target: target, Result: result}
 	if r.who != nil {
 		e.User, e.Auth = r.who.User, r.who.Auth
 	}
@@ -280,9 +369,23 @@ func (a *API) audit(r *request, action, target string, err error) {
 			e.Result = "denied"
 		}
 	}
-	if werr := a.o.Access.Audit().Write(e); werr != nil {
-		a.log.Error("admin API: audit log", "action", action, "target", target, "error", werr)
+	return a.auditEntry(e)
+}
+
+// auditEntry writes e; a "denied" line goes through the refusal
+// throttle, and the first one let through after others were left out
+// says how many.
+func (a *API) auditEntry(e access.Entry) error {
+	if e.Result == "denied" {
+		ok, dropped := a.refusals.Allow()
+		if !ok {
+			return nil
+		}
+		if dropped > 0 {
+			e.Error += fmt.Sprintf(" (and %d refused requests before this one, not audited: too many)", dropped)
+		}
 	}
+	return a.o.Access.Audit().Write(e)
 }
 
 // timeOrNil returns t for JSON, or nil when zero.

@@ -28,6 +28,7 @@ type summary struct {
 	Connections      int64  `json:"connections"`
 	Sessions         int64  `json:"sessions"`
 	SessionsOffline  int64  `json:"sessions_offline"`
+	Subscriptions    int64  `json:"subscriptions"`
 	Retained         int64  `json:"retained"`
 	Queued           int64  `json:"queued"`
 	MessagesReceived uint64 `json:"messages_received"`
@@ -44,7 +45,7 @@ func (a *API) brokerInfo(_ http.ResponseWriter, _ *request) (int, any, error) {
 	info := a.o.Queries.Info()
 	lv, c := a.o.Broker.Levels(), a.o.Broker.Counters()
 	s := summary{Connections: lv.ClientsConnected, Sessions: lv.SessionsOnline + lv.SessionsOffline, SessionsOffline: lv.SessionsOffline,
-		Retained: lv.RetainedMessages, Queued: lv.QueuedMessages, ConnectsAccepted: c.ConnectsAccepted}
+		Subscriptions: lv.Subscriptions, Retained: lv.RetainedMessages, Queued: lv.QueuedMessages, ConnectsAccepted: c.ConnectsAccepted}
 	for q := range c.Received {
 		s.MessagesReceived += c.Received[q].Messages
 		s.BytesReceived += c.Received[q].Bytes

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -120,14 +121,18 @@ func TestRetainedList(t *testing.T) {
 // none while wat-auth runs, "no security extension" once it is disabled.
 func TestBrokerInfo(t *testing.T) {
 	r := startRig(t, testAdmin())
-	connect5(t, r.mqtt, "one", nil, nil)
+	one := connect5(t, r.mqtt, "one", nil, nil)
+	if _, err := one.Subscribe(context.Background(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a/#"}, {Topic: "b"}}}); err != nil {
+		t.Fatal(err)
+	}
 	m := r.req(t, "GET", "/api/v1/broker", nil, bearer("viewer")).want(t, 200, "broker").json(t)
 	ls := m["listeners"].([]any)
 	if m["version"] != "test" || m["abi"] == "" || len(ls) != 1 || ls[0].(map[string]any)["address"] != r.mqtt || ls[0].(map[string]any)["type"] != "tcp" ||
 		fmt.Sprint(m["security_extensions"]) != "[wat-auth]" || len(m["warnings"].([]any)) != 0 {
 		t.Fatalf("broker: %v", m)
 	}
-	if s := m["summary"].(map[string]any); s["connections"] != float64(1) || s["sessions"] != float64(1) || s["connects_accepted"] != float64(1) {
+	if s := m["summary"].(map[string]any); s["connections"] != float64(1) || s["sessions"] != float64(1) || s["connects_accepted"] != float64(1) ||
+		s["subscriptions"] != float64(2) {
 		t.Fatalf("summary: %v", s)
 	}
 	r.req(t, "POST", "/api/v1/extensions/wat-auth/disable", nil, bearer("admin")).want(t, 200, "disable")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/propolis-mqtt/propolis/admin/access"
@@ -58,18 +59,23 @@ func (a *API) retainedMessage(_ http.ResponseWriter, r *request) (int, any, erro
 	enc := r.URL.Query().Get("encoding")
 	if enc == "" {
 		enc = "text"
-		if !utf8.Valid(m.Payload) {
+		if !utf8.Valid(m.Payload) && r.who.Can(access.RetainedPayload) {
 			enc = "hex"
 		}
 	}
 	out := retainedMessage{Topic: m.Topic, QoS: m.QoS, PayloadSize: len(m.Payload), Encoding: enc,
 		ContentType: m.ContentType, PayloadFormat: m.PayloadFormat, MessageExpiry: m.MessageExpiry,
 		ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData}
-	p, err := encodePayload(m.Payload, enc)
-	if err != nil {
-		return 0, nil, err
+	if !slices.Contains([]string{"text", "hex", "json"}, enc) {
+		return 0, nil, errorf(http.StatusBadRequest, "encoding: unknown value %q (allowed: text, hex, json)", enc)
 	}
+	// Without retained.payload the payload is not even encoded: an
+	// encoding error would tell its bytes.
 	if r.who.Can(access.RetainedPayload) {
+		p, err := encodePayload(m.Payload, enc)
+		if err != nil {
+			return 0, nil, err
+		}
 		out.Payload = &p
 	} else {
 		out.PayloadHidden = true

@@ -59,7 +59,9 @@ type rig struct {
 	mqtt  string
 	exts  string
 	audit string
-	logs  *logBuffer
+	// auditLog is the open audit log (a test closes it to make writes fail).
+	auditLog *access.Audit
+	logs     *logBuffer
 }
 
 // testPassword is every test user's password.
@@ -175,6 +177,7 @@ func startRig(t *testing.T, adm config.Admin) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = audit.Close() })
+	r.auditLog = audit
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -233,6 +236,9 @@ func (r *rig) req(t *testing.T, method, path string, body any, auth func(*http.R
 	if err != nil {
 		t.Fatal(err)
 	}
+	if rd != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
 	if auth != nil {
 		auth(hr)
 	}
@@ -246,6 +252,15 @@ func (r *rig) req(t *testing.T, method, path string, body any, auth func(*http.R
 		t.Fatal(err)
 	}
 	checkAnswer(t, method, hr.URL.EscapedPath(), resp.StatusCode, resp.Header.Get("Content-Type"), data)
+	var sent []byte
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		sent = b
+	default:
+		sent, _ = json.Marshal(b)
+	}
+	checkRequest(t, method, hr.URL, hr.Header.Get("Content-Type"), sent, resp.StatusCode)
 	return call{code: resp.StatusCode, body: data, hdr: resp.Header}
 }
 

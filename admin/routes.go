@@ -12,7 +12,7 @@ func (a *API) routes() []route {
 	p := Prefix
 	return []route{
 		{Method: http.MethodPost, Path: p + "/login", Public: true, h: a.login},
-		{Method: http.MethodPost, Path: p + "/logout", h: a.logout},
+		{Method: http.MethodPost, Path: p + "/logout", Action: "logout", h: a.logout},
 		{Method: http.MethodGet, Path: p + "/me", h: a.me},
 
 		{Method: http.MethodGet, Path: p + "/clients", Perm: access.ClientsView, h: a.clients},
@@ -37,8 +37,8 @@ func (a *API) routes() []route {
 		{Method: http.MethodPost, Path: p + "/traces", Perm: access.TraceManage, Action: "trace.start", h: a.startTrace},
 		{Method: http.MethodPost, Path: p + "/traces/{id}/stop", Perm: access.TraceManage, Action: "trace.stop", h: a.stopTrace},
 		{Method: http.MethodDelete, Path: p + "/traces/{id}", Perm: access.TraceManage, Action: "trace.delete", h: a.deleteTrace},
-		{Method: http.MethodGet, Path: p + "/traces/download", Perm: access.TraceManage, Action: "trace.download", h: a.downloadTraces},
-		{Method: http.MethodGet, Path: p + "/traces/{id}/download", Perm: access.TraceManage, Action: "trace.download", h: a.downloadTrace},
+		{Method: http.MethodGet, Path: p + "/traces/download", Perm: access.TraceManage, Action: "trace.download", Token: true, h: a.downloadTraces},
+		{Method: http.MethodGet, Path: p + "/traces/{id}/download", Perm: access.TraceManage, Action: "trace.download", Token: true, h: a.downloadTrace},
 	}
 }
 

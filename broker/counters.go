@@ -170,6 +170,9 @@ type Levels struct {
 	// queued for offline sessions, and sent but unacknowledged or held back
 	// for online ones.
 	QueuedMessages int64
+	// Subscriptions is the number of subscriptions the sessions hold,
+	// online and offline (a shared subscription counts once per member).
+	Subscriptions int64
 	// RetainedMessages is the number of retained messages, mochi's own
 	// $SYS topics not counted.
 	RetainedMessages int64
@@ -206,6 +209,7 @@ func (s *Server) Levels() Levels {
 			l.SessionsOnline++
 		}
 		l.QueuedMessages += int64(cl.State.Inflight.Len())
+		l.Subscriptions += int64(cl.State.Subscriptions.Len())
 	}
 	if d, ok := s.persist.(diskUser); ok {
 		l.StoreBytes, l.StoreSized = d.DiskUsage(), true

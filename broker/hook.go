@@ -151,10 +151,12 @@ func (h *hook) Provides(b byte) bool {
 // Before that, a packet numbered by the client whose id names a flow of
 // the broker is given an alias (renameInbound). Other packets pass
 // unchanged. Last, the packet as the broker will handle it (a rejected one
-// too) is offered to the packet tap (tapPacket).
+// too), with the packet id and Password Flag the client sent (asSent), is
+// offered to the packet tap (tapRead).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	sent := sentAs(&pk)
 	pk, err := h.readPacket(cl, pk)
-	h.tapPacket(cl, &pk, true)
+	h.tapRead(cl, &pk, sent)
 	return pk, err
 }
 
@@ -444,10 +446,10 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // renumbered just before mochi resends them (see renumberInflight). PUBLISH,
 // CONNACK and DISCONNECT keep their user properties and reason string
 // whatever the client's Request Problem Information. Last, the packet as it
-// will be written is offered to the packet tap (tapPacket).
+// will be written is offered to the packet tap (tapWrite).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	pk = h.encodePacket(cl, pk)
-	h.tapPacket(cl, &pk, false)
+	h.tapWrite(cl, &pk)
 	return pk
 }
 

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -14,7 +15,8 @@ import (
 // trace (trace recordings) is the tap; the broker knows nothing of
 // recordings or files.
 //
-// Cost: with no tap, one atomic load per packet (tapRef is nil). With a
+// Cost: with no tap, one atomic load and a nil test per packet, inlined
+// into OnPacketRead and OnPacketEncode (tapRead, tapWrite). With a
 // tap, its Takes prefilter decides from the client id and packet type
 // alone, before anything is copied or allocated; only a packet it takes is
 // decoded into a TracedPacket and handed to Trace, on the goroutine
@@ -59,10 +61,13 @@ type TracedPacket struct {
 	ProtocolVersion byte
 
 	// PacketID is the packet identifier of a PUBLISH (QoS 1/2), its
-	// acknowledgements, SUBSCRIBE, UNSUBSCRIBE and their acks.
+	// acknowledgements, SUBSCRIBE, UNSUBSCRIBE and their acks, as on the
+	// wire: a client's own id, also for a flow the broker runs under an
+	// alias (packetid.go).
 	PacketID uint16
-	// Topic, QoS, Retain, Dup and Payload are a PUBLISH's. Payload is the
-	// broker's buffer (see PacketTap.Trace).
+	// Topic, QoS, Retain, Dup and Payload are a PUBLISH's; Topic is the
+	// one a client's topic alias stands for when it sent only the alias.
+	// Payload is the broker's buffer (see PacketTap.Trace).
 	Topic   string
 	QoS     byte
 	Retain  bool
@@ -87,11 +92,15 @@ type TracedPacket struct {
 	// by their names in the specification in snake_case
 	// ("message_expiry_interval", "content_type", "correlation_data" as
 	// []byte, "subscription_identifier" as []int, ...); nil when none is.
+	// Outbound, only what mochi's encoder writes. The authentication data,
+	// a credential, is never in it: "authentication_data_set" is true
+	// instead.
 	Properties map[string]any
 
 	// Username, KeepAlive, CleanStart and the will's topic, QoS and retain
-	// flag are a CONNECT's; PasswordSet says that it carried a password,
-	// which is never part of a TracedPacket.
+	// flag are a CONNECT's; PasswordSet says that it carried a password
+	// (its Password Flag, an empty password too), which is never part of
+	// a TracedPacket.
 	Username    string
 	KeepAlive   uint16
 	CleanStart  bool
@@ -141,11 +150,43 @@ func (s *Server) SetPacketTap(t PacketTap) {
 	s.hook.tap.Store(&tapRef{t: t})
 }
 
-// tapPacket offers pk, read from or written to cl, to the installed tap.
-// Called at the end of OnPacketRead and OnPacketEncode.
-func (h *hook) tapPacket(cl *mqtt.Client, pk *packets.Packet, inbound bool) {
+// asSent is what OnPacketRead may change in a packet before the tap sees
+// it, kept as the client sent it: the packet id (renameInbound gives a
+// client's flow an alias) and a CONNECT's Password Flag
+// (keepEmptyPassword clears it for an empty password).
+type asSent struct {
+	packetID    uint16
+	passwordSet bool
+}
+
+// sentAs is pk's asSent, taken before OnPacketRead changes anything.
+func sentAs(pk *packets.Packet) asSent {
+	return asSent{packetID: pk.PacketID, passwordSet: pk.Connect.PasswordFlag}
+}
+
+// tapRead offers pk, read from cl and handled by OnPacketRead, to the
+// installed tap, with sent as the client sent it. It is small enough to
+// be inlined: with no tap, a packet pays one atomic load and a nil test.
+func (h *hook) tapRead(cl *mqtt.Client, pk *packets.Packet, sent asSent) {
+	if h.tap.Load() != nil {
+		h.offer(cl, pk, &sent)
+	}
+}
+
+// tapWrite offers pk, about to be written to cl, to the installed tap;
+// inlined like tapRead.
+func (h *hook) tapWrite(cl *mqtt.Client, pk *packets.Packet) {
+	if h.tap.Load() != nil {
+		h.offer(cl, pk, nil)
+	}
+}
+
+// offer runs the installed tap's prefilter on pk and hands it, decoded,
+// to the tap if the prefilter takes it. sent is nil for a packet the
+// broker writes.
+func (h *hook) offer(cl *mqtt.Client, pk *packets.Packet, sent *asSent) {
 	ref := h.tap.Load()
-	if ref == nil {
+	if ref == nil { // removed since tapRead or tapWrite looked
 		return
 	}
 	typ := pk.FixedHeader.Type
@@ -156,12 +197,19 @@ func (h *hook) tapPacket(cl *mqtt.Client, pk *packets.Packet, inbound bool) {
 	if !ref.t.Takes(id, typ) {
 		return
 	}
-	tp := tracedPacket(cl, pk, id, inbound)
+	inbound := sent != nil
+	if !inbound {
+		sent = &asSent{packetID: pk.PacketID}
+	}
+	tp := h.tracedPacket(cl, pk, id, inbound, *sent)
 	ref.t.Trace(&tp)
 }
 
 // tracedPacket decodes pk for a tap.
-func tracedPacket(cl *mqtt.Client, pk *packets.Packet, id string, inbound bool) TracedPacket {
+// Inbound, the packet id and Password Flag are sent's, and a PUBLISH
+// carrying only a topic alias gets the topic the alias stands for
+// (inboundTopic).
+func (h *hook) tracedPacket(cl *mqtt.Client, pk *packets.Packet, id string, inbound bool, sent asSent) TracedPacket {
 	typ := pk.FixedHeader.Type
 	tp := TracedPacket{
 		Time:            time.Now(),
@@ -170,7 +218,7 @@ func tracedPacket(cl *mqtt.Client, pk *packets.Packet, id string, inbound bool) 
 		Type:            PacketTypeName(typ),
 		TypeCode:        typ,
 		ProtocolVersion: cl.Properties.ProtocolVersion,
-		PacketID:        pk.PacketID,
+		PacketID:        sent.packetID,
 	}
 	if typ == packets.Connect {
 		tp.ProtocolVersion = pk.ProtocolVersion
@@ -196,7 +244,7 @@ func tracedPacket(cl *mqtt.Client, pk *packets.Packet, id string, inbound bool) 
 		tp.Username = string(c.Username)
 		tp.KeepAlive = c.Keepalive
 		tp.CleanStart = c.Clean
-		tp.PasswordSet = c.PasswordFlag
+		tp.PasswordSet = sent.passwordSet
 		if c.WillFlag {
 			tp.WillTopic, tp.WillQoS, tp.WillRetain = c.WillTopic, c.WillQos, c.WillRetain
 		}
@@ -205,6 +253,9 @@ func tracedPacket(cl *mqtt.Client, pk *packets.Packet, id string, inbound bool) 
 		tp.SessionPresent = pk.SessionPresent
 	case packets.Publish:
 		tp.Topic = pk.TopicName
+		if tp.Topic == "" && inbound && pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 {
+			tp.Topic = inboundTopic(cl, pk.Properties.TopicAlias)
+		}
 		tp.QoS = pk.FixedHeader.Qos
 		tp.Retain = pk.FixedHeader.Retain
 		tp.Dup = pk.FixedHeader.Dup
@@ -278,16 +329,16 @@ func tracedProperties(pk *packets.Packet, typ byte, inbound bool) map[string]any
 	if p.ContentType != "" {
 		set(onPublish, "content_type", p.ContentType)
 	}
-	if p.ResponseTopic != "" && response {
+	if p.ResponseTopic != "" && response && (inbound || !strings.ContainsAny(p.ResponseTopic, "+#")) {
 		set(onPublish, "response_topic", p.ResponseTopic)
 	}
 	if len(p.CorrelationData) > 0 && response {
 		set(onPublish, "correlation_data", p.CorrelationData)
 	}
-	if len(p.SubscriptionIdentifier) > 0 {
-		set(onPublish|onSubscribe, "subscription_identifier", p.SubscriptionIdentifier)
+	if ids := subscriptionIDs(p.SubscriptionIdentifier); len(ids) > 0 {
+		set(onPublish|onSubscribe, "subscription_identifier", ids)
 	}
-	if p.SessionExpiryIntervalFlag || p.SessionExpiryInterval != 0 {
+	if p.SessionExpiryIntervalFlag {
 		set(onConnect|onConnack|onDisconnect, "session_expiry_interval", p.SessionExpiryInterval)
 	}
 	if p.AssignedClientID != "" {
@@ -300,7 +351,8 @@ func tracedProperties(pk *packets.Packet, typ byte, inbound bool) map[string]any
 		set(onConnect|onConnack|onAuth, "authentication_method", p.AuthenticationMethod)
 	}
 	if len(p.AuthenticationData) > 0 {
-		set(onConnect|onConnack|onAuth, "authentication_data", p.AuthenticationData)
+		// A credential, like the password: only that it is there.
+		set(onConnect|onConnack|onAuth, "authentication_data_set", true)
 	}
 	if p.RequestProblemInfoFlag {
 		set(onConnect, "request_problem_information", p.RequestProblemInfo)
@@ -320,10 +372,10 @@ func tracedProperties(pk *packets.Packet, typ byte, inbound bool) map[string]any
 	if p.TopicAliasMaximum != 0 {
 		set(onConnect|onConnack, "topic_alias_maximum", p.TopicAliasMaximum)
 	}
-	if p.TopicAliasFlag || p.TopicAlias != 0 {
+	if p.TopicAliasFlag && p.TopicAlias > 0 {
 		set(onPublish, "topic_alias", p.TopicAlias)
 	}
-	if p.MaximumQosFlag {
+	if p.MaximumQosFlag && (inbound || p.MaximumQos < 2) {
 		set(onConnack, "maximum_qos", p.MaximumQos)
 	}
 	if p.RetainAvailableFlag {
@@ -342,4 +394,32 @@ func tracedProperties(pk *packets.Packet, typ byte, inbound bool) map[string]any
 		set(onConnack, "shared_subscription_available", p.SharedSubAvailable)
 	}
 	return m
+}
+
+// subscriptionIDs is ids without the zeros, which mochi's encoder leaves
+// out (a zero means "no identifier"); ids itself when it has none.
+func subscriptionIDs(ids []int) []int {
+	for i, v := range ids {
+		if v <= 0 {
+			out := append([]int(nil), ids[:i]...)
+			for _, v := range ids[i+1:] {
+				if v > 0 {
+					out = append(out, v)
+				}
+			}
+			return out
+		}
+	}
+	return ids
+}
+
+// inboundTopic is the topic that topic alias a, sent by cl, stands for,
+// as mochi's Inbound aliases hold it ("" when unknown). The lookup stores
+// "" for an alias the client never defined, which mochi does itself just
+// after. (Outbound, the broker uses no topic aliases: see takeSendQuota.)
+func inboundTopic(cl *mqtt.Client, a uint16) string {
+	if in := cl.State.TopicAliases.Inbound; in != nil {
+		return in.Set(a, "")
+	}
+	return ""
 }

@@ -30,6 +30,7 @@ type brokerCollector struct {
 	retained           *prometheus.Desc
 	sessions           *prometheus.Desc
 	queued             *prometheus.Desc
+	subscriptions      *prometheus.Desc
 	dropped            *prometheus.Desc
 	windowFull         *prometheus.Desc
 	slowConsumers      *prometheus.Desc
@@ -72,6 +73,7 @@ func newBrokerCollector(srv *broker.Server) *brokerCollector {
 		retained:          d("retained_messages", "Retained messages held."),
 		sessions:          d("sessions", "Sessions held, by state: online (a live connection) or offline (persistent, waiting for its client or its expiry).", "state"),
 		queued:            d("queued_messages", "QoS 1/2 messages the sessions hold: queued for offline sessions, in flight or held back for online ones."),
+		subscriptions:     d("subscriptions", "Subscriptions the sessions hold, online and offline (a shared subscription once per member)."),
 		dropped: d("messages_dropped_total",
 			"Messages not delivered, by reason: queue_full, pending_writes_full, expired, too_large, not_authorized, prevented (by an interceptor).", "reason"),
 		windowFull:         d("inflight_window_full_total", "QoS 1/2 deliveries held back because the client's in-flight window (Receive Maximum) was full."),
@@ -87,7 +89,7 @@ func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clientsConnected, c.connectionsOpened, c.connectsAccepted, c.connectsRefused,
 		c.disconnects, c.keepaliveTimeouts, c.messagesReceived, c.messagesSent,
-		c.bytesReceived, c.bytesSent, c.retained, c.sessions, c.queued, c.dropped,
+		c.bytesReceived, c.bytesSent, c.retained, c.sessions, c.queued, c.subscriptions, c.dropped,
 		c.windowFull, c.slowConsumers, c.storeWriteDuration, c.storeFsyncDuration, c.storeSize,
 	} {
 		ch <- d
@@ -131,6 +133,7 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.sessions, l.SessionsOnline, "online")
 	gauge(c.sessions, l.SessionsOffline, "offline")
 	gauge(c.queued, l.QueuedMessages)
+	gauge(c.subscriptions, l.Subscriptions)
 	counter(c.dropped, n.Dropped.QueueFull, "queue_full")
 	counter(c.dropped, n.Dropped.WritesPending, "pending_writes_full")
 	counter(c.dropped, n.Dropped.Expired, "expired")

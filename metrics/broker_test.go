@@ -223,6 +223,7 @@ func TestBrokerMetrics(t *testing.T) {
 	read(t, sub, "pubrel", 0x60)
 	_ = sub.Send(0x70, d[5:7]) // PUBCOMP
 	s2 := expect(t, get, s1, "QoS 0/1/2 traffic", map[string]float64{
+		"propolis_subscriptions":                    1,
 		opened:                                      2,
 		"propolis_connects_accepted_total":          2,
 		"propolis_clients_connected":                2,
@@ -279,6 +280,7 @@ func TestBrokerMetrics(t *testing.T) {
 	}
 	_ = sleeper.Close() // DISCONNECT
 	s6 := expect(t, get, s5, "persistent session offline", map[string]float64{
+		"propolis_subscriptions":           1,
 		opened:                             1,
 		"propolis_connects_accepted_total": 1,
 		`propolis_disconnects_total{kind="client"}`: 1,
@@ -320,6 +322,7 @@ func TestBrokerMetrics(t *testing.T) {
 	}
 	read(t, win, "first delivery", 0x30)
 	s8 := expect(t, get, s7, "window full", map[string]float64{
+		"propolis_subscriptions":                    1,
 		opened:                                      1,
 		"propolis_connects_accepted_total":          1,
 		"propolis_clients_connected":                1,
@@ -335,6 +338,7 @@ func TestBrokerMetrics(t *testing.T) {
 	// A dropped TCP connection: lost, and its clean session gone.
 	_ = win.Drop()
 	s9 := expect(t, get, s8, "connection lost", map[string]float64{
+		"propolis_subscriptions":                  -1,
 		`propolis_disconnects_total{kind="lost"}`: 1,
 		"propolis_clients_connected":              -1,
 		`propolis_sessions{state="online"}`:       -1,
@@ -383,6 +387,7 @@ func TestBrokerMetrics(t *testing.T) {
 		t.Fatalf("tiny got %q %q, want the small message only", topic, payload)
 	}
 	s10b := expect(t, get, s10, "too large", map[string]float64{
+		"propolis_subscriptions":                              1,
 		opened:                                                1,
 		"propolis_connects_accepted_total":                    1,
 		"propolis_clients_connected":                          1,
@@ -422,6 +427,7 @@ func TestBrokerMetrics(t *testing.T) {
 		t.Fatalf("idle client refused: %#x", code)
 	}
 	s11 := expect(t, get, s10b, "expiry and keepalive timeout", map[string]float64{
+		"propolis_subscriptions":                            1,
 		opened:                                              3,
 		"propolis_connects_accepted_total":                  3,
 		"propolis_clients_connected":                        1,
@@ -442,6 +448,7 @@ func TestBrokerMetrics(t *testing.T) {
 	_ = tiny.Close()
 	_ = pub5.Close()
 	s12 := expect(t, get, s11, "DISCONNECTs", map[string]float64{
+		"propolis_subscriptions":                    -2,
 		`propolis_disconnects_total{kind="client"}`: 5,
 		"propolis_clients_connected":                -5,
 		`propolis_sessions{state="online"}`:         -5,

@@ -18,13 +18,22 @@ import (
 // A recording's folder, <dir>/<id>/, holds:
 //
 //	meta.json      the Recording, written at start and at stop (atomically:
-//	               a temporary file renamed over it)
+//	               a temporary file synced, renamed over it, the folder
+//	               synced)
 //	000001.jsonl   its packets, one Line per line; the next file begins
 //	000002.jsonl   when one would pass Limits.MaxFileSize
 //
-// Packets are buffered and written every flushInterval and at stop. Bytes
-// count what was handed to the buffer, so that the limits hold for what
-// the files will hold.
+// The packet path (tapSet.Trace, on the clients' goroutines) only hands
+// encoded lines over (offer): it checks the limits, counts the line and
+// appends it to the recording's queue, under the recording's lock, with no
+// disk I/O. One writer goroutine per running recording (run) takes the
+// queue, writes it through a 64 KiB buffer, rotates the files, writes the
+// buffer out every flushInterval, and at stop writes out everything handed
+// over, closes the file and writes meta.json. The queue is bounded
+// (handOverLimit): while the writer is that far behind (a slow or hung
+// disk), a packet is dropped and counted in Recording.Dropped instead of
+// waiting. Bytes and Packets count what was handed over, so that the
+// limits hold for what the files will hold.
 
 // metaFile is the name of a recording's meta.json.
 const metaFile = "meta.json"
@@ -35,21 +44,51 @@ func fileName(n int) string { return fmt.Sprintf("%06d.jsonl", n) }
 // writeBuffer is the size of a recording's write buffer.
 const writeBuffer = 64 << 10
 
+// handOverLimit bounds the bytes of the lines handed over to a recording
+// and not yet written: beyond it packets are dropped. A line larger than
+// it is taken when nothing is waiting.
+const handOverLimit = 4 << 20
+
 // recording is one recording of a Recorder.
 type recording struct {
 	r   *Recorder
 	m   matcher
 	dir string
-	// done is set once it stopped (under mu); the tap and the flusher read
-	// it without the lock.
+	// done is set once it stopped (under mu); the tap reads it without
+	// the lock.
 	done atomic.Bool
 
-	mu        sync.Mutex
-	meta      Recording
-	f         *os.File // the file being written, nil once stopped
+	mu      sync.Mutex
+	meta    Recording
+	timer   *time.Timer
+	queue   [][]byte // lines handed over, not yet taken by the writer
+	pending int64    // bytes of the lines handed over and not yet written
+	deleted bool     // its folder was removed by Delete
+
+	wake       chan struct{}        // a line was queued (capacity 1)
+	syncReq    chan chan filesReply // WriteZip: write out and list the files
+	stopReq    chan struct{}        // closed by stopLocked
+	writerDone chan struct{}        // closed when the writer exited (at once for a loaded recording)
+	zip        sync.RWMutex         // held for reading by WriteZip while it reads the files, for writing by Delete
+
+	// The writer goroutine's own (and create's, before it starts).
+	f         *os.File
 	w         *bufio.Writer
 	fileBytes int64 // size of f
-	timer     *time.Timer
+}
+
+// filesReply is the writer's answer to a syncReq.
+type filesReply struct {
+	list []fileInfo
+	err  error
+}
+
+// newRecording is a recording of rc's Recorder about to start, not yet
+// created on disk.
+func newRecording(r *Recorder, m matcher, meta Recording) *recording {
+	return &recording{r: r, m: m, dir: filepath.Join(r.dir, meta.ID), meta: meta,
+		wake: make(chan struct{}, 1), syncReq: make(chan chan filesReply),
+		stopReq: make(chan struct{}), writerDone: make(chan struct{})}
 }
 
 // snapshot returns a copy of its Recording.
@@ -60,24 +99,44 @@ func (rc *recording) snapshot() Recording {
 }
 
 // create makes the folder of a new recording, its first file and its
-// meta.json.
+// meta.json; on failure it leaves nothing behind (the folder removed).
 func (rc *recording) create() error {
 	if err := os.Mkdir(rc.dir, 0o750); err != nil {
 		return err
 	}
-	if err := rc.openFile(1); err != nil {
+	err := rc.openFile(1)
+	if err == nil {
+		err = writeMeta(rc.dir, rc.meta)
+	}
+	if err != nil {
+		rc.discard()
 		return err
 	}
-	return rc.writeMeta()
+	return nil
 }
 
-// openFile begins file number n. rc.mu is held (or rc is not shared yet).
+// discard closes the file of a recording that never ran and removes its
+// folder.
+func (rc *recording) discard() {
+	if rc.f != nil {
+		_ = rc.f.Close()
+		rc.f = nil
+	}
+	if err := os.RemoveAll(rc.dir); err != nil {
+		rc.r.log.Warn("trace recording: folder of a failed start not removed", "path", rc.dir, "error", err)
+	}
+}
+
+// openFile begins file number n. The writer's (or create's).
 func (rc *recording) openFile(n int) error {
 	f, err := os.OpenFile(filepath.Join(rc.dir, fileName(n)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return err
 	}
-	rc.f, rc.fileBytes, rc.meta.Files = f, 0, n
+	rc.f, rc.fileBytes = f, 0
+	rc.mu.Lock()
+	rc.meta.Files = n
+	rc.mu.Unlock()
 	if rc.w == nil {
 		rc.w = bufio.NewWriterSize(f, writeBuffer)
 	} else {
@@ -86,81 +145,188 @@ func (rc *recording) openFile(n int) error {
 	return nil
 }
 
-// write appends line (a Line and its newline) to the recording and
-// reports whether that stopped it: the line would pass its MaxSize or the
-// total cap (the line is not written), or writing failed. Called by the
-// packet tap.
-func (rc *recording) write(line []byte) (stopped bool) {
+// offer hands line (a Line and its newline) over to the recording's
+// writer and reports whether that stopped it: the line would pass its
+// MaxSize or the total cap (the line is not taken). While the writer is
+// handOverLimit behind, the line is dropped and counted. Called by the
+// packet tap on a client's goroutine: no disk I/O.
+func (rc *recording) offer(line []byte) (stopped bool) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if rc.f == nil {
+	if rc.done.Load() {
 		return false
 	}
 	n := int64(len(line))
+	if rc.pending > 0 && rc.pending+n > handOverLimit {
+		if rc.meta.Dropped == 0 {
+			rc.r.log.Warn("trace recording: writing falls behind (slow disk?); packets dropped and counted",
+				"recording", rc.meta.ID, "waiting", rc.pending)
+		}
+		rc.meta.Dropped++
+		return false
+	}
 	if rc.meta.Bytes+n > rc.meta.Spec.MaxSize {
 		return rc.stopLocked(ReasonSizeLimit)
 	}
 	if !rc.r.reserve(n) {
 		return rc.stopLocked(ReasonTotalCap)
 	}
-	if rc.fileBytes > 0 && rc.fileBytes+n > rc.r.limits.MaxFileSize {
-		if err := rc.rotateLocked(); err != nil {
-			rc.r.total.Add(-n)
-			return rc.stopLocked(reasonWriteFailed + err.Error())
-		}
-	}
-	if _, err := rc.w.Write(line); err != nil {
-		// A failed flush inside Write: what the buffer held may be
-		// partly on disk; the counts keep what was handed over.
-		rc.meta.Bytes += n
-		rc.fileBytes += n
-		return rc.stopLocked(reasonWriteFailed + err.Error())
-	}
+	rc.queue = append(rc.queue, line)
+	rc.pending += n
 	rc.meta.Bytes += n
 	rc.meta.Packets++
-	rc.fileBytes += n
+	select {
+	case rc.wake <- struct{}{}:
+	default:
+	}
 	return false
 }
 
-// rotateLocked closes the current file and begins the next. rc.mu is held.
-func (rc *recording) rotateLocked() error {
+// run is the writer goroutine of a running recording, from Start until
+// it stopped and wrote out what was handed over.
+func (rc *recording) run() {
+	defer close(rc.writerDone)
+	tick := time.NewTicker(flushInterval)
+	defer tick.Stop()
+	for {
+		var reply chan filesReply
+		select {
+		case <-rc.wake:
+			if err := rc.writeQueue(); err != nil {
+				rc.fail(err)
+				return
+			}
+			continue
+		case <-tick.C:
+		case reply = <-rc.syncReq:
+		case <-rc.stopReq:
+			rc.finish()
+			return
+		}
+		err := rc.writeQueue()
+		if err == nil {
+			err = rc.w.Flush()
+		}
+		if err != nil {
+			rc.fail(err)
+			return
+		}
+		if reply != nil {
+			list, err := packetFiles(rc.dir)
+			reply <- filesReply{list, err}
+		}
+	}
+}
+
+// writeQueue takes the lines handed over and writes them to the buffer,
+// beginning the next file when one would pass MaxFileSize. The writer's.
+func (rc *recording) writeQueue() error {
+	rc.mu.Lock()
+	q := rc.queue
+	rc.queue = nil
+	rc.mu.Unlock()
+	var written int64
+	defer func() {
+		rc.mu.Lock()
+		rc.pending -= written
+		rc.mu.Unlock()
+	}()
+	for _, line := range q {
+		n := int64(len(line))
+		if rc.fileBytes > 0 && rc.fileBytes+n > rc.r.limits.MaxFileSize {
+			if err := rc.rotate(); err != nil {
+				return err
+			}
+		}
+		if _, err := rc.w.Write(line); err != nil {
+			return err
+		}
+		rc.fileBytes += n
+		written += n
+	}
+	return nil
+}
+
+// rotate closes the current file and begins the next. The writer's.
+func (rc *recording) rotate() error {
 	if err := rc.w.Flush(); err != nil {
 		return err
 	}
-	if err := rc.f.Close(); err != nil {
-		rc.f = nil
+	err := rc.f.Close()
+	rc.f = nil
+	if err != nil {
 		return err
+	}
+	return rc.openFile(rc.snapshot().Files + 1)
+}
+
+// fail stops the recording after a write failed ("write failed: <err>"),
+// the packets handed over but not written lost (they stay counted), and
+// has the Recorder remove it from the tap. The writer's, as it exits.
+func (rc *recording) fail(err error) {
+	rc.mu.Lock()
+	stopped := rc.stopLocked(reasonWriteFailed + err.Error())
+	if !stopped { // stopping already: keep its reason, add the failure
+		rc.meta.StopReason += "; " + reasonWriteFailed + err.Error()
+	}
+	rc.queue = nil
+	rc.mu.Unlock()
+	if rc.f != nil {
+		_ = rc.f.Close()
+		rc.f = nil
+	}
+	rc.writeStopMeta()
+	if stopped {
+		rc.r.stopped(rc)
+	}
+}
+
+// finish writes out everything handed over to a recording that stopped,
+// closes its file and writes its meta.json; a failure is kept in the
+// stop reason. The writer's, as it exits.
+func (rc *recording) finish() {
+	err := rc.writeQueue()
+	if ferr := rc.w.Flush(); err == nil {
+		err = ferr
+	}
+	if cerr := rc.f.Close(); err == nil {
+		err = cerr
 	}
 	rc.f = nil
-	return rc.openFile(rc.meta.Files + 1)
+	if err != nil {
+		rc.mu.Lock()
+		rc.meta.StopReason += "; " + reasonWriteFailed + err.Error()
+		rc.mu.Unlock()
+	}
+	rc.writeStopMeta()
+	s := rc.snapshot()
+	if s.StopReason != ReasonSizeLimit && s.StopReason != ReasonTotalCap {
+		rc.r.log.Info("trace recording stopped", "recording", s.ID, "reason", s.StopReason,
+			"packets", s.Packets, "bytes", s.Bytes, "dropped", s.Dropped)
+	}
 }
 
-// flush writes out the buffer of a running recording; a failure stops it,
-// and flush reports whether it did.
-func (rc *recording) flush() (stopped bool) {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if rc.f == nil {
-		return false
+// writeStopMeta writes the meta.json of a stopped recording, logging a
+// failure.
+func (rc *recording) writeStopMeta() {
+	s := rc.snapshot()
+	if err := writeMeta(rc.dir, s); err != nil {
+		rc.r.log.Warn("trace recording: meta.json not written", "recording", s.ID, "error", err)
 	}
-	if err := rc.w.Flush(); err != nil {
-		return rc.stopLocked(reasonWriteFailed + err.Error())
-	}
-	return false
 }
 
 // stop stops a running recording with reason and reports whether it was
-// running.
+// running; its writer then writes out what was handed over (wait for
+// writerDone).
 func (rc *recording) stop(reason string) bool {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return rc.stopLocked(reason)
 }
 
-// stopLocked stops the recording if it runs: writes out its buffer,
-// closes its file and writes its meta.json. A failure to write is logged
-// and kept in the stop reason (the first reason stays). It reports
-// whether the recording was running. rc.mu is held.
+// stopLocked marks the recording stopped with reason if it runs, and
+// tells its writer to finish; no disk I/O. It reports whether the
+// recording was running. rc.mu is held.
 func (rc *recording) stopLocked(reason string) bool {
 	if rc.done.Load() {
 		return false
@@ -169,58 +335,67 @@ func (rc *recording) stopLocked(reason string) bool {
 	if rc.timer != nil {
 		rc.timer.Stop()
 	}
-	if rc.f != nil {
-		err := rc.w.Flush()
-		if cerr := rc.f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil && !strings.HasPrefix(reason, reasonWriteFailed) {
-			reason += "; " + reasonWriteFailed + err.Error()
-		}
-		rc.f = nil
-		rc.w = nil
-	}
 	rc.meta.State = StateStopped
 	rc.meta.StoppedAt = time.Now()
 	rc.meta.StopReason = reason
-	if err := rc.writeMeta(); err != nil {
-		rc.r.log.Warn("trace recording: meta.json not written", "recording", rc.meta.ID, "error", err)
-	}
-	if !strings.HasPrefix(reason, reasonWriteFailed) && reason != ReasonSizeLimit && reason != ReasonTotalCap {
-		rc.r.log.Info("trace recording stopped", "recording", rc.meta.ID, "reason", reason,
-			"packets", rc.meta.Packets, "bytes", rc.meta.Bytes)
-	}
+	close(rc.stopReq)
 	return true
 }
 
-// writeMeta writes meta.json atomically. rc.mu is held.
-func (rc *recording) writeMeta() error {
-	b, err := json.MarshalIndent(rc.meta, "", "  ")
+// writeMeta writes meta as dir's meta.json atomically and durably: a
+// temporary file, synced, renamed over it, and the folder synced.
+func writeMeta(dir string, meta Recording) error {
+	b, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(rc.dir, metaFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o640); err != nil {
+	tmp := filepath.Join(dir, metaFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, metaFile))
+	}
+	if err != nil {
 		_ = os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(rc.dir, metaFile))
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // files lists the recording's packet files, in order, with their sizes
-// on disk. A running recording's buffer is written out first, so that the
-// files hold every packet counted. Files hold whole lines up to the sizes
-// returned. stopped says that writing out failed, which stopped it.
-func (rc *recording) files() (meta Recording, list []fileInfo, stopped bool, err error) {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if rc.f != nil {
-		if err := rc.w.Flush(); err != nil {
-			stopped = rc.stopLocked(reasonWriteFailed + err.Error())
+// on disk, holding whole lines: a running recording's writer writes out
+// what was handed over first and lists them, so that the sizes end at a
+// line's end although it goes on writing.
+func (rc *recording) files() (meta Recording, list []fileInfo, err error) {
+	reply := make(chan filesReply, 1)
+	select {
+	case rc.syncReq <- reply:
+		select {
+		case fr := <-reply:
+			return rc.snapshot(), fr.list, fr.err
+		case <-rc.writerDone: // it failed meanwhile
 		}
+	case <-rc.writerDone:
 	}
 	list, err = packetFiles(rc.dir)
-	return rc.meta, list, stopped, err
+	return rc.snapshot(), list, err
 }
 
 // fileInfo is one packet file and its size.
@@ -260,7 +435,9 @@ func (r *Recorder) load(id string) (*recording, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := &recording{r: r, dir: dir}
+	rc := &recording{r: r, dir: dir, stopReq: make(chan struct{}), writerDone: make(chan struct{})}
+	close(rc.stopReq)
+	close(rc.writerDone)
 	if err := json.Unmarshal(b, &rc.meta); err != nil {
 		return nil, fmt.Errorf("%s: %w", metaFile, err)
 	}
@@ -274,7 +451,11 @@ func (r *Recorder) load(id string) (*recording, error) {
 	}
 	rc.meta.Bytes, rc.meta.Files = 0, len(list)
 	var last time.Time
-	for _, f := range list {
+	for i, f := range list {
+		if f.size, err = r.cutPartialLine(filepath.Join(dir, f.name), f.size); err != nil {
+			return nil, err
+		}
+		list[i] = f
 		rc.meta.Bytes += f.size
 		if fi, err := os.Stat(filepath.Join(dir, f.name)); err == nil && fi.ModTime().After(last) {
 			last = fi.ModTime()
@@ -292,7 +473,7 @@ func (r *Recorder) load(id string) (*recording, error) {
 		if last.IsZero() {
 			rc.meta.StoppedAt = rc.meta.StartedAt
 		}
-		if err := rc.writeMeta(); err != nil {
+		if err := writeMeta(dir, rc.meta); err != nil {
 			r.log.Warn("trace recording: meta.json not written", "recording", id, "error", err)
 		}
 		r.log.Warn("trace recording was interrupted (the broker did not stop cleanly)", "recording", id, "packets", lines)
@@ -323,4 +504,40 @@ func countLines(dir string, list []fileInfo) (int64, error) {
 		_ = f.Close()
 	}
 	return n, nil
+}
+
+// cutPartialLine cuts the file at path, size bytes long, back to the end
+// of its last whole line, and returns its new size: a crash (kill -9) can
+// leave a line half written, as the buffer is written out when full, not
+// at a line's end. The cut is logged.
+func (r *Recorder) cutPartialLine(path string, size int64) (int64, error) {
+	if size == 0 {
+		return 0, nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	end := size
+	for end > 0 {
+		n := min(int64(len(buf)), end)
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if end == size {
+		return size, nil
+	}
+	if err := f.Truncate(end); err != nil {
+		return 0, err
+	}
+	r.log.Warn("trace recording: partial last line cut (the broker did not stop cleanly)", "path", path, "bytes", size-end)
+	return end, nil
 }

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -318,12 +319,35 @@ func TestJSON(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"bytes", "files", "id", "packets", "spec", "started_at", "state"}; !slices.Equal(keys, want) {
+	if want := []string{"bytes", "dropped", "files", "id", "packets", "spec", "started_at", "state"}; !slices.Equal(keys, want) {
 		t.Fatalf("running recording's keys %v, want %v", keys, want)
 	}
 	r, _ = e.rec.Stop(r.ID, "stopped by alice")
 	b, _ = json.Marshal(r)
 	if !bytes.Contains(b, []byte(`"stop_reason":"stopped by alice"`)) || !bytes.Contains(b, []byte(`"stopped_at":"`)) {
 		t.Fatalf("stopped recording %s", b)
+	}
+}
+
+// A Spec's JSON with a key it does not know, or a duration_seconds out of
+// range, is refused naming the key, as a *trace.SpecError, also through a
+// decoder refusing unknown fields (as the admin API's).
+func TestSpecJSONRefused(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"typos", `{"topic":"a/#","duration":60,"client_id":"c"}`,
+			`"duration", "topic": unknown key (the keys are client_id, topic_filter, packets, duration_seconds, max_bytes)`},
+		{"duration too short", `{"duration_seconds":1e-10}`, "duration_seconds: 1e-10 out of range 1-86400"},
+		{"duration too long", `{"duration_seconds":1e12}`, "duration_seconds: 1e+12 out of range 1-86400"},
+		{"negative duration", `{"duration_seconds":-5}`, "duration_seconds: -5 out of range 1-86400"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := json.NewDecoder(strings.NewReader(tc.body))
+			d.DisallowUnknownFields()
+			var s trace.Spec
+			err := d.Decode(&s)
+			if err == nil || err.Error() != tc.want || !errors.Is(err, trace.ErrInvalidSpec) {
+				t.Fatalf("decode %s: %v, want %s (ErrInvalidSpec)", tc.body, err, tc.want)
+			}
+		})
 	}
 }

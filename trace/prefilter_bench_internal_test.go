@@ -13,7 +13,9 @@ import (
 // of client "sensor-1": Takes refusing it (a client pattern with another
 // prefix, one with the same prefix that path.Match refuses, packet types
 // without PUBLISH), and Takes plus Trace taking it (encoded as JSON and
-// appended to a real file in a temporary folder).
+// handed over to the recording's writer, which appends it to a real file
+// in a temporary folder; what the writer cannot keep up with is dropped,
+// reported as dropped/op).
 func BenchmarkPrefilter(b *testing.B) {
 	p := &broker.TracedPacket{Time: time.Now(), ClientID: "sensor-1", Inbound: true, Type: "PUBLISH", TypeCode: 3,
 		ProtocolVersion: 5, PacketID: 7, Topic: "plant/a/temp", QoS: 1, Payload: []byte(`{"temp":21.5,"unit":"C","seq":123456}`),
@@ -47,6 +49,7 @@ func BenchmarkPrefilter(b *testing.B) {
 				}
 			}
 			got, _ := r.Get(rec.ID)
+			b.ReportMetric(float64(got.Dropped)/float64(b.N), "dropped/op")
 			if tc.take && (got.Packets == 0 || got.State != StateRecording) || !tc.take && got.Packets != 0 {
 				b.Fatalf("recording %+v", got)
 			}

@@ -62,6 +62,10 @@ type Recording struct {
 	Packets int64 `json:"packets"`
 	Bytes   int64 `json:"bytes"`
 	Files   int   `json:"files"`
+	// Dropped counts the packets it took but did not write because its
+	// writer was too far behind (handOverLimit): the disk was slower than
+	// the packets came. Clients never wait for a recording's disk.
+	Dropped int64 `json:"dropped"`
 }
 
 // States of a Recording.
@@ -98,8 +102,8 @@ type Tapper interface {
 	SetPacketTap(t broker.PacketTap)
 }
 
-// flushInterval is how often buffered packets are written to the files:
-// a crash loses at most this much of a recording.
+// flushInterval is how often a recording's writer writes its buffer to
+// the file: a crash loses at most this much of a recording.
 const flushInterval = time.Second
 
 // idPattern is the form of a Recording.ID.
@@ -113,7 +117,10 @@ var idPattern = regexp.MustCompile(`^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$`)
 //
 // Lock order: Recorder.mu, then a recording's mu; the packet path takes a
 // recording's mu only, and reinstalls the tap (Recorder.mu) after
-// releasing it.
+// releasing it. Neither lock is held during disk I/O, but for Start's
+// creating a folder under neither: the recordings' writers (files.go) do
+// the writing, and Stop, Delete and Close wait for them holding no lock,
+// so that a slow disk never holds up List, Get, Start or the clients.
 type Recorder struct {
 	dir    string
 	limits Limits
@@ -126,9 +133,6 @@ type Recorder struct {
 
 	// total is the size of every recording's files on disk.
 	total atomic.Int64
-
-	stopFlush chan struct{}
-	flushDone chan struct{}
 }
 
 // Open opens the recordings' folder dir (Dir of the data folder), creating
@@ -152,8 +156,7 @@ func Open(dir string, limits Limits, log *slog.Logger) (*Recorder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open trace recordings: %w", err)
 	}
-	r := &Recorder{dir: dir, limits: limits, log: log, recs: map[string]*recording{},
-		stopFlush: make(chan struct{}), flushDone: make(chan struct{})}
+	r := &Recorder{dir: dir, limits: limits, log: log, recs: map[string]*recording{}}
 	for _, e := range entries {
 		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
 			log.Warn("trace folder holds something that is not a recording; left alone", "path", filepath.Join(dir, e.Name()))
@@ -167,7 +170,6 @@ func Open(dir string, limits Limits, log *slog.Logger) (*Recorder, error) {
 		r.recs[rc.meta.ID] = rc
 		r.total.Add(rc.meta.Bytes)
 	}
-	go r.flushLoop()
 	return r, nil
 }
 
@@ -191,15 +193,16 @@ func (r *Recorder) Attach(t Tapper) {
 // Start begins a recording of s and returns it. Errors: a *SpecError
 // (ErrInvalidSpec) naming the field, ErrTotalCap (less than MinMaxSize
 // is left of Limits.MaxTotalSize), ErrClosed, or the error creating its
-// folder or first file.
+// folder or first file (nothing is then left on disk).
 func (r *Recorder) Start(s Spec) (Recording, error) {
 	s, m, err := normalize(s, r.limits)
 	if err != nil {
 		return Recording{}, err
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
 		return Recording{}, ErrClosed
 	}
 	if total := r.total.Load(); total+MinMaxSize > r.limits.MaxTotalSize {
@@ -211,55 +214,83 @@ func (r *Recorder) Start(s Spec) (Recording, error) {
 	if err != nil {
 		return Recording{}, err
 	}
-	rc := &recording{r: r, m: m, dir: filepath.Join(r.dir, id),
-		meta: Recording{ID: id, Spec: s, State: StateRecording, StartedAt: now}}
-	if err := rc.create(); err != nil {
+	rc := newRecording(r, m, Recording{ID: id, Spec: s, State: StateRecording, StartedAt: now})
+	if err := rc.create(); err != nil { // no lock held: a slow disk holds up no one else
 		return Recording{}, fmt.Errorf("start trace recording: %w", err)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		rc.discard()
+		return Recording{}, ErrClosed
+	}
 	r.recs[id] = rc
+	go rc.run()
+	rc.mu.Lock()
 	rc.timer = time.AfterFunc(s.Duration, func() { _, _ = r.Stop(id, ReasonDuration) })
+	rc.mu.Unlock()
 	r.refreshTapLocked()
 	r.log.Info("trace recording started", "recording", id, "client_pattern", s.ClientID,
 		"topic_filter", s.TopicFilter, "packets", strings.Join(s.Packets, ","), "duration", s.Duration)
 	return rc.snapshot(), nil
 }
 
+// lookup returns recording id, or nil.
+func (r *Recorder) lookup(id string) *recording {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recs[id]
+}
+
 // Stop stops recording id, giving reason ("stopped by alice"; "" becomes
-// "stopped"), and returns it. Errors: ErrNotFound, ErrNotRecording.
+// "stopped"), and returns it once everything it took is written out.
+// Errors: ErrNotFound, ErrNotRecording.
 func (r *Recorder) Stop(id, reason string) (Recording, error) {
 	if reason == "" {
 		reason = "stopped"
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rc, ok := r.recs[id]
-	if !ok {
+	rc := r.lookup(id)
+	if rc == nil {
 		return Recording{}, fmt.Errorf("stop trace recording %q: %w", id, ErrNotFound)
 	}
 	if !rc.stop(reason) {
 		return rc.snapshot(), fmt.Errorf("stop trace recording %q: %w (%s)", id, ErrNotRecording, rc.snapshot().StopReason)
 	}
-	r.refreshTapLocked()
+	r.refreshTap()
+	<-rc.writerDone
 	return rc.snapshot(), nil
 }
 
 // Delete removes recording id and its files, stopping it first if it
-// runs. Errors: ErrNotFound, or the error removing its folder (the
-// recording then stays listed).
+// runs, and waiting for the downloads (WriteZip) reading it. Errors:
+// ErrNotFound, or the error removing its folder (the recording then stays
+// listed).
 func (r *Recorder) Delete(id string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rc, ok := r.recs[id]
-	if !ok {
+	rc := r.lookup(id)
+	if rc == nil {
 		return fmt.Errorf("delete trace recording %q: %w", id, ErrNotFound)
 	}
 	if rc.stop("deleted") {
-		r.refreshTapLocked()
+		r.refreshTap()
+	}
+	<-rc.writerDone
+	rc.zip.Lock()
+	defer rc.zip.Unlock()
+	rc.mu.Lock()
+	gone := rc.deleted
+	rc.mu.Unlock()
+	if gone { // deleted by another call meanwhile
+		return fmt.Errorf("delete trace recording %q: %w", id, ErrNotFound)
 	}
 	if err := os.RemoveAll(rc.dir); err != nil {
 		return fmt.Errorf("delete trace recording %q: %w", id, err)
 	}
+	rc.mu.Lock()
+	rc.deleted = true
+	rc.mu.Unlock()
+	r.mu.Lock()
 	delete(r.recs, id)
+	r.mu.Unlock()
 	r.total.Add(-rc.snapshot().Bytes)
 	r.log.Info("trace recording deleted", "recording", id)
 	return nil
@@ -302,9 +333,9 @@ func (r *Recorder) Get(id string) (Recording, error) {
 // Limits.MaxTotalSize.
 func (r *Recorder) TotalSize() int64 { return r.total.Load() }
 
-// Close stops every running recording ("broker stopped"), writing out
-// what it buffered, removes the packet tap and stops the flusher. Later
-// calls do nothing; Start then fails with ErrClosed.
+// Close stops every running recording ("broker stopped"), removes the
+// packet tap and returns once the recordings wrote out everything they
+// took. Later calls do nothing; Start then fails with ErrClosed.
 func (r *Recorder) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -312,14 +343,25 @@ func (r *Recorder) Close() error {
 		return nil
 	}
 	r.closed = true
+	var stopping []*recording
 	for _, rc := range r.recs {
-		rc.stop(ReasonBrokerStopped)
+		if rc.stop(ReasonBrokerStopped) {
+			stopping = append(stopping, rc)
+		}
 	}
 	r.refreshTapLocked()
 	r.mu.Unlock()
-	close(r.stopFlush)
-	<-r.flushDone
+	for _, rc := range stopping {
+		<-rc.writerDone
+	}
 	return nil
+}
+
+// refreshTap is refreshTapLocked taking r.mu.
+func (r *Recorder) refreshTap() {
+	r.mu.Lock()
+	r.refreshTapLocked()
+	r.mu.Unlock()
 }
 
 // refreshTapLocked installs the tap of the running recordings, or none.
@@ -342,15 +384,13 @@ func (r *Recorder) refreshTapLocked() {
 	r.tapper.SetPacketTap(&t)
 }
 
-// stopped is called by the packet path or the flusher after a recording
+// stopped is called by the packet path or a writer after a recording
 // stopped by itself (limits, a write error): it reinstalls the tap without
 // it.
 func (r *Recorder) stopped(rc *recording) {
 	s := rc.snapshot()
 	r.log.Warn("trace recording stopped", "recording", s.ID, "reason", s.StopReason, "packets", s.Packets, "bytes", s.Bytes)
-	r.mu.Lock()
-	r.refreshTapLocked()
-	r.mu.Unlock()
+	r.refreshTap()
 }
 
 // reserve counts n more bytes on disk if that stays within MaxTotalSize.
@@ -362,34 +402,6 @@ func (r *Recorder) reserve(n int64) bool {
 		}
 		if r.total.CompareAndSwap(t, t+n) {
 			return true
-		}
-	}
-}
-
-// flushLoop writes out the running recordings' buffers every
-// flushInterval, until Close.
-func (r *Recorder) flushLoop() {
-	defer close(r.flushDone)
-	tick := time.NewTicker(flushInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-r.stopFlush:
-			return
-		case <-tick.C:
-		}
-		r.mu.Lock()
-		var running []*recording
-		for _, rc := range r.recs {
-			if !rc.done.Load() {
-				running = append(running, rc)
-			}
-		}
-		r.mu.Unlock()
-		for _, rc := range running {
-			if rc.flush() {
-				r.stopped(rc)
-			}
 		}
 	}
 }
@@ -427,7 +439,8 @@ func (t *tapSet) Takes(clientID string, typ byte) bool {
 	return false
 }
 
-// Trace writes p to every recording that takes it, encoded once.
+// Trace hands p, encoded once, to every recording that takes it (offer:
+// no disk I/O on the client's goroutine).
 func (t *tapSet) Trace(p *broker.TracedPacket) {
 	var line []byte
 	for _, rc := range t.recs {
@@ -441,7 +454,7 @@ func (t *tapSet) Trace(p *broker.TracedPacket) {
 				return
 			}
 		}
-		if rc.write(line) {
+		if rc.offer(line) {
 			rc.r.stopped(rc)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,14 +88,39 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 		DurationSeconds: s.Duration.Seconds(), MaxBytes: s.MaxSize})
 }
 
-// UnmarshalJSON reads what MarshalJSON writes; absent keys are zero.
+// specKeys are the keys of a Spec in JSON, in the order MarshalJSON writes
+// them.
+var specKeys = []string{"client_id", "topic_filter", "packets", "duration_seconds", "max_bytes"}
+
+// UnmarshalJSON reads what MarshalJSON writes; absent keys are zero. A key
+// it does not know is refused, naming it (a typo must not widen a
+// recording to every packet), and so is a duration_seconds outside
+// MinDuration-MaxDuration (0 is the default): errors are *SpecError.
 func (s *Spec) UnmarshalJSON(data []byte) error {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(data, &keys); err != nil {
+		return err
+	}
+	var unknown []string
+	for k := range keys {
+		if !slices.Contains(specKeys, k) {
+			unknown = append(unknown, strconv.Quote(k))
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return &SpecError{strings.Join(unknown, ", "), "unknown key (the keys are " + strings.Join(specKeys, ", ") + ")"}
+	}
 	var j specJSON
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
+	d := j.DurationSeconds
+	if d != 0 && (d < MinDuration.Seconds() || d > MaxDuration.Seconds()) {
+		return &SpecError{"duration_seconds", fmt.Sprintf("%g out of range %g-%g", d, MinDuration.Seconds(), MaxDuration.Seconds())}
+	}
 	*s = Spec{ClientID: j.ClientID, TopicFilter: j.TopicFilter, Packets: j.Packets,
-		Duration: time.Duration(j.DurationSeconds * float64(time.Second)), MaxSize: j.MaxBytes}
+		Duration: time.Duration(d * float64(time.Second)), MaxSize: j.MaxBytes}
 	return nil
 }
 

@@ -20,7 +20,9 @@ import (
 // leaves the line out: StripUserProperties removes user properties for a
 // reader not allowed to see them. Errors: ErrNotFound (before anything is
 // written) naming the id, or the error reading a file or writing to w,
-// after which the archive is incomplete.
+// after which the archive is incomplete. A Delete of a recording waits
+// until WriteZip has read it; one deleted before WriteZip reached it is
+// a note <id>/DELETED.txt in the archive.
 func (r *Recorder) WriteZip(w io.Writer, ids []string, strip func(line []byte) []byte) error {
 	var recs []*recording
 	r.mu.Lock()
@@ -46,18 +48,36 @@ func (r *Recorder) WriteZip(w io.Writer, ids []string, strip func(line []byte) [
 
 	zw := zip.NewWriter(w)
 	for _, rc := range recs {
-		meta, files, stopped, err := rc.files()
-		if stopped {
-			r.stopped(rc)
-		}
-		if err != nil {
-			return fmt.Errorf("zip trace recording %q: %w", meta.ID, err)
-		}
-		if err := zipRecording(zw, rc.dir, meta, files, strip); err != nil {
-			return fmt.Errorf("zip trace recording %q: %w", meta.ID, err)
+		if err := r.zipOne(zw, rc, strip); err != nil {
+			return err
 		}
 	}
 	return zw.Close()
+}
+
+// zipOne adds recording rc to zw, holding off its Delete meanwhile; one
+// deleted before its turn is a note, <id>/DELETED.txt, saying so.
+func (r *Recorder) zipOne(zw *zip.Writer, rc *recording, strip func([]byte) []byte) error {
+	rc.zip.RLock()
+	defer rc.zip.RUnlock()
+	rc.mu.Lock()
+	deleted, id := rc.deleted, rc.meta.ID
+	rc.mu.Unlock()
+	if deleted {
+		nw, err := zw.Create(id + "/DELETED.txt")
+		if err == nil {
+			_, err = fmt.Fprintf(nw, "trace recording %s was deleted while this archive was being written\n", id)
+		}
+		return err
+	}
+	meta, files, err := rc.files()
+	if err != nil {
+		return fmt.Errorf("zip trace recording %q: %w", meta.ID, err)
+	}
+	if err := zipRecording(zw, rc.dir, meta, files, strip); err != nil {
+		return fmt.Errorf("zip trace recording %q: %w", meta.ID, err)
+	}
+	return nil
 }
 
 // zipRecording adds one recording's meta.json and files to zw.

@@ -10,9 +10,12 @@
 //   - login sessions: a random id in the HttpOnly, SameSite=Strict cookie
 //     propolis_session, and a CSRF token that every state-changing request
 //     of a cookie session repeats in the X-CSRF-Token header;
-//   - the login rate limits, per remote IP and per user name;
-//   - the Host header check against DNS rebinding;
-//   - the audit log (audit.go).
+//   - the login rate limits, per remote IP and per user name at that IP
+//     (limit.go);
+//   - the Host header check against DNS rebinding, and the Origin check
+//     against other sites' pages (CheckOrigin);
+//   - the audit log (audit.go), and the throttles of what a stranger can
+//     make the broker write (throttle.go).
 //
 // With no users and no tokens configured the API runs in local mode: every
 // request is the user "local" with every permission, which cmd/propolis
@@ -24,6 +27,7 @@
 package access
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -119,6 +123,15 @@ func all() Set {
 type user struct {
 	hash  passwd.Hash
 	roles []string
+	// fingerprint identifies hash (SHA-256 of its string): a session
+	// remembers it, and ends when a reload changes it.
+	fingerprint string
+}
+
+// newUser returns the user with hash h and roles.
+func newUser(h passwd.Hash, roles []string) user {
+	sum := sha256.Sum256([]byte(h.String()))
+	return user{hash: h, roles: roles, fingerprint: hex.EncodeToString(sum[:])}
 }
 
 // token is one API token of a Policy.
@@ -136,6 +149,11 @@ type Policy struct {
 	roles  map[string]Set
 	hosts  []string
 	ttl    time.Duration
+	// dummy is checked for a user name that does not exist: random, with
+	// the largest iteration count of the users' hashes (DefaultIterations
+	// at least), so that the time of an answer does not tell whether a
+	// name exists.
+	dummy passwd.Hash
 	// names of users and tokens, for the reload log
 	userNames, tokenNames []string
 }
@@ -148,6 +166,18 @@ func (p *Policy) Users() []string { return p.userNames }
 
 // Tokens returns the token names, sorted.
 func (p *Policy) Tokens() []string { return p.tokenNames }
+
+// PasswordsChanged returns the users of both old and p whose password
+// hash differs, sorted: for the reload log.
+func (p *Policy) PasswordsChanged(old *Policy) []string {
+	var out []string
+	for _, n := range p.userNames {
+		if o, ok := old.users[n]; ok && o.fingerprint != p.users[n].fingerprint {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 
 // RoleNames returns every role, built-in ones included, sorted.
 func (p *Policy) RoleNames() []string { return slices.Sorted(maps.Keys(p.roles)) }
@@ -239,9 +269,9 @@ func Build(a config.Admin, cfgFile string) (*Policy, error) {
 				bad(key+".password_hash", "%v", err)
 				continue
 			}
-			p.users[u.Name] = user{hash: h, roles: u.Roles}
+			p.users[u.Name] = newUser(h, u.Roles)
 		case inFile:
-			p.users[u.Name] = user{hash: entry.Hash, roles: u.Roles}
+			p.users[u.Name] = newUser(entry.Hash, u.Roles)
 		case a.UsersFile != "" && fileUsers != nil:
 			bad(key, "user %q has no password_hash and no line in %s", u.Name, file)
 		}
@@ -270,6 +300,12 @@ func Build(a config.Admin, cfgFile string) (*Policy, error) {
 		return nil, errors.New(strings.Join(probs, "\n"))
 	}
 	p.userNames = slices.Sorted(maps.Keys(p.users))
+	p.dummy = passwd.Hash{Iterations: passwd.DefaultIterations, Salt: make([]byte, passwd.SaltSize), Key: make([]byte, passwd.KeySize)}
+	for _, u := range p.users {
+		p.dummy.Iterations = max(p.dummy.Iterations, u.hash.Iterations)
+	}
+	_, _ = rand.Read(p.dummy.Salt) // never fails (crypto/rand)
+	_, _ = rand.Read(p.dummy.Key)
 	for _, t := range p.tokens {
 		p.tokenNames = append(p.tokenNames, t.name)
 	}

@@ -44,6 +44,9 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrLocalMode: a login while no users are configured (400).
 	ErrLocalMode = errors.New("no admin users are configured: the API runs in local mode, as the user \"local\", without login")
+	// ErrBadUserName: a login or basic auth user name that no user can
+	// have (passwd.CheckUser), refused before anything else (400).
+	ErrBadUserName = errors.New("bad user name")
 )
 
 // RateLimitedError is a login refused for too many failures (429).
@@ -69,6 +72,9 @@ type Principal struct {
 	Perms Set
 	// CSRF is the session's CSRF token (sessions and local mode).
 	CSRF string
+	// StaleCookie: local mode, and the request carried a session cookie
+	// of a login made before the users were removed; the API clears it.
+	StaleCookie bool
 	// session is the session id of a cookie session.
 	session string
 }
@@ -76,11 +82,26 @@ type Principal struct {
 // Can reports whether the principal has permission p.
 func (p *Principal) Can(perm Permission) bool { return p.Perms.Has(perm) }
 
+// CheckCSRF reports whether token is the principal's CSRF token, or the
+// principal needs none (basic and bearer auth carry no ambient
+// credential a web page could use). The API calls it for GET routes that
+// act (zip downloads), whose token comes as a header or a query
+// parameter; Authenticate already checks every other method.
+func (p *Principal) CheckCSRF(token string) bool {
+	if p.Auth != AuthSession && p.Auth != AuthLocal {
+		return true
+	}
+	return sameToken(token, p.CSRF)
+}
+
 // session is one login.
 type session struct {
 	user    string
 	csrf    string
 	expires time.Time
+	// hash is the fingerprint of the password hash the login checked
+	// (Policy.fingerprint): a reload that changes it ends the session.
+	hash string
 }
 
 // Options are what Access needs besides the Policy.
@@ -107,7 +128,12 @@ type Access struct {
 	log     *slog.Logger
 	limiter *limiter
 	local   string // the CSRF token of local mode
-	dummy   passwd.Hash
+	// warn throttles the warn lines of failed logins and unknown tokens.
+	warn *throttle
+
+	addrsMu   sync.Mutex
+	addrs     []net.IP // this machine's addresses, for a 0.0.0.0 bind
+	addrsTime time.Time
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -126,11 +152,7 @@ func New(p *Policy, opts Options) *Access {
 		opts.Now = time.Now
 	}
 	a := &Access{opts: opts, log: opts.Logger, limiter: newLimiter(opts.Limits, opts.Now),
-		local: randomString(), sessions: map[string]*session{}}
-	// A user name that does not exist costs the same PBKDF2 as one that
-	// does, so the time of an answer does not tell them apart.
-	h, _ := passwd.New([]byte(randomString()), 0)
-	a.dummy, _ = passwd.Parse(h)
+		local: randomString(), sessions: map[string]*session{}, warn: newThrottle(warnEvery, warnBurst, opts.Now)}
 	a.policy.Store(p)
 	return a
 }
@@ -139,13 +161,14 @@ func New(p *Policy, opts Options) *Access {
 func (a *Access) Policy() *Policy { return a.policy.Load() }
 
 // Use makes p the policy in effect (a reload). Sessions of users that are
-// gone end; the others get their new roles at their next request.
+// gone or whose password hash changed end; the others get their new roles
+// at their next request.
 func (a *Access) Use(p *Policy) {
 	a.policy.Store(p)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for id, s := range a.sessions {
-		if _, ok := p.users[s.user]; !ok {
+		if u, ok := p.users[s.user]; !ok || u.fingerprint != s.hash {
 			delete(a.sessions, id)
 		}
 	}
@@ -200,7 +223,7 @@ func (a *Access) CheckHost(r *http.Request) bool {
 	}
 	if bound, _, err := net.SplitHostPort(a.opts.Addr); err == nil {
 		if ip := net.ParseIP(bound); ip != nil && ip.IsUnspecified() {
-			if ip := net.ParseIP(name); ip != nil && localAddress(ip) {
+			if ip := net.ParseIP(name); ip != nil && a.localAddress(ip) {
 				return true
 			}
 		}
@@ -208,14 +231,28 @@ func (a *Access) CheckHost(r *http.Request) bool {
 	return false
 }
 
-// localAddress reports whether ip is an address of this machine.
-func localAddress(ip net.IP) bool {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
+// addrsRefresh is how long the machine's addresses are cached for the
+// Host check of an endpoint bound to every interface.
+const addrsRefresh = 10 * time.Second
+
+// localAddress reports whether ip is an address of this machine, from a
+// list refreshed at most every addrsRefresh.
+func (a *Access) localAddress(ip net.IP) bool {
+	a.addrsMu.Lock()
+	if now := time.Now(); a.addrs == nil || now.Sub(a.addrsTime) >= addrsRefresh {
+		a.addrs, a.addrsTime = []net.IP{}, now
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, ad := range addrs {
+				if n, ok := ad.(*net.IPNet); ok {
+					a.addrs = append(a.addrs, n.IP)
+				}
+			}
+		}
 	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+	addrs := a.addrs
+	a.addrsMu.Unlock()
+	for _, local := range addrs {
+		if local.Equal(ip) {
 			return true
 		}
 	}
@@ -231,11 +268,71 @@ func stateChanging(r *http.Request) bool {
 	return true
 }
 
+// CheckOrigin refuses a request a browser sends on behalf of another site:
+// Sec-Fetch-Site other than same-origin or none (a typed address, a
+// bookmark), or, from a browser that sends no Sec-Fetch-Site, an Origin
+// header that is not this request's own scheme and host. Scripts (curl)
+// send neither and pass. The API checks every route with it, GET
+// included: a cross-site <img> or form can reach any of them.
+func CheckOrigin(r *http.Request) error {
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "", "same-origin", "none":
+	default:
+		return errors.Join(ErrForbidden, errors.New("Sec-Fetch-Site: "+quote(site)+": the admin API answers only its own pages and scripts"))
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	if !strings.EqualFold(origin, scheme+r.Host) {
+		return errors.Join(ErrForbidden, errors.New("Origin "+quote(origin)+" is not this endpoint's ("+scheme+r.Host+")"))
+	}
+	return nil
+}
+
+// Identify returns who r claims to be, without checking it: for the audit
+// line of a refused request. Basic auth gives the user name it names (""
+// when not a valid name), a cookie its session's user, a bearer token its
+// name when it is known.
+func (a *Access) Identify(r *http.Request) (user, auth string) {
+	p := a.policy.Load()
+	if authz := r.Header.Get("Authorization"); authz != "" {
+		if tok, ok := strings.CutPrefix(authz, "Bearer "); ok {
+			return p.tokens[TokenDigest(strings.TrimSpace(tok))].name, AuthToken
+		}
+		if name, _, ok := r.BasicAuth(); ok {
+			if passwd.CheckUser(name) != nil {
+				name = ""
+			}
+			return name, AuthBasic
+		}
+		return "", ""
+	}
+	if c, err := r.Cookie(CookieName); err == nil && !p.Local() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if s, ok := a.sessions[c.Value]; ok {
+			return s.user, AuthSession
+		}
+		return "", AuthSession
+	}
+	if p.Local() {
+		return LocalUser, AuthLocal
+	}
+	return "", ""
+}
+
 // Authenticate returns who makes r: by bearer token, basic auth, session
-// cookie, or local mode, in that order. It checks the Host header
+// cookie, or local mode, in that order (in local mode a session cookie is
+// ignored: Principal.StaleCookie). It checks the Host header
 // (ErrForbidden) and, for a state-changing request of a cookie session or
-// local mode, the CSRF header (ErrForbidden). Basic auth failures are
-// rate-limited like logins (*RateLimitedError) and logged.
+// local mode, the CSRF header (ErrForbidden). Basic auth is rate-limited
+// like logins (*RateLimitedError), unknown bearer tokens count against
+// the remote IP's login limit; failures are logged at warn (throttled).
 func (a *Access) Authenticate(r *http.Request) (*Principal, error) {
 	if !a.CheckHost(r) {
 		return nil, errors.Join(ErrForbidden, errors.New("host "+quote(r.Host)+" is not this endpoint's (add it to admin.hosts)"))
@@ -245,21 +342,26 @@ func (a *Access) Authenticate(r *http.Request) (*Principal, error) {
 		if tok, ok := strings.CutPrefix(authz, "Bearer "); ok {
 			t, ok := p.tokens[TokenDigest(strings.TrimSpace(tok))]
 			if !ok {
-				a.log.Warn("admin API: unknown bearer token", "remote", RemoteIP(r))
+				ip := RemoteIP(r)
+				if err := a.limiter.failIP(ip); err != nil {
+					return nil, err
+				}
+				a.warn.log(a.log, "admin API: unknown bearer token", "remote", ip)
 				return nil, ErrBadCredentials
 			}
 			return &Principal{User: t.name, Auth: AuthToken, Roles: t.roles, Perms: p.permissions(t.roles)}, nil
 		}
 		if name, pass, ok := r.BasicAuth(); ok {
-			roles, err := a.verify(p, RemoteIP(r), name, pass, "basic")
+			u, err := a.verify(p, RemoteIP(r), name, pass, "basic")
 			if err != nil {
 				return nil, err
 			}
-			return &Principal{User: name, Auth: AuthBasic, Roles: roles, Perms: p.permissions(roles)}, nil
+			return &Principal{User: name, Auth: AuthBasic, Roles: u.roles, Perms: p.permissions(u.roles)}, nil
 		}
 		return nil, errors.Join(ErrUnauthenticated, errors.New("Authorization header: want Bearer or Basic"))
 	}
-	if c, err := r.Cookie(CookieName); err == nil {
+	c, cerr := r.Cookie(CookieName)
+	if cerr == nil && !p.Local() {
 		a.mu.Lock()
 		s, ok := a.sessions[c.Value]
 		if ok && !a.opts.Now().Before(s.expires) {
@@ -271,8 +373,14 @@ func (a *Access) Authenticate(r *http.Request) (*Principal, error) {
 			return nil, errors.Join(ErrUnauthenticated, errors.New("session expired or unknown: log in again"))
 		}
 		u, ok := p.users[s.user]
-		if !ok {
-			return nil, errors.Join(ErrUnauthenticated, errors.New("user "+quote(s.user)+" no longer exists"))
+		if !ok || u.fingerprint != s.hash {
+			a.mu.Lock()
+			delete(a.sessions, c.Value)
+			a.mu.Unlock()
+			if !ok {
+				return nil, errors.Join(ErrUnauthenticated, errors.New("user "+quote(s.user)+" no longer exists"))
+			}
+			return nil, errors.Join(ErrUnauthenticated, errors.New("the password of "+quote(s.user)+" changed: log in again"))
 		}
 		if stateChanging(r) && !sameToken(r.Header.Get(CSRFHeader), s.csrf) {
 			return nil, errors.Join(ErrForbidden, errors.New("missing or wrong "+CSRFHeader+" header (the csrf_token of login or /api/v1/me)"))
@@ -283,7 +391,7 @@ func (a *Access) Authenticate(r *http.Request) (*Principal, error) {
 		if stateChanging(r) && !sameToken(r.Header.Get(CSRFHeader), a.local) {
 			return nil, errors.Join(ErrForbidden, errors.New("missing or wrong "+CSRFHeader+" header (the csrf_token of /api/v1/me)"))
 		}
-		return &Principal{User: LocalUser, Auth: AuthLocal, Roles: []string{"admin"}, Perms: all(), CSRF: a.local}, nil
+		return &Principal{User: LocalUser, Auth: AuthLocal, Roles: []string{"admin"}, Perms: all(), CSRF: a.local, StaleCookie: cerr == nil}, nil
 	}
 	return nil, ErrUnauthenticated
 }
@@ -297,41 +405,48 @@ func sameToken(got, want string) bool {
 func quote(s string) string { return "\"" + strings.ReplaceAll(s, "\"", "\\\"") + "\"" }
 
 // verify checks a user's password under the rate limits of remote ip and
-// user name; how says "login" or "basic", for the log. A failure costs a
-// token of both limits and is logged at warn.
-func (a *Access) verify(p *Policy, ip, name, pass, how string) ([]string, error) {
-	if err := a.limiter.check(ip, name); err != nil {
-		a.log.Warn("admin API: login rate-limited", "user", name, "remote", ip, "via", how, "retry_after", err.RetryAfter.Round(time.Second).String())
-		return nil, err
+// of the user name at ip; how says "login" or "basic", for the log. A
+// name no user can have is ErrBadUserName before anything else. The
+// attempt takes a token of both limits before the password is checked
+// and gets them back when it was right; a failure is logged at warn
+// (throttled).
+func (a *Access) verify(p *Policy, ip, name, pass, how string) (user, error) {
+	if err := passwd.CheckUser(name); err != nil {
+		return user{}, errors.Join(ErrBadUserName, err)
+	}
+	t, rl := a.limiter.reserve(ip, name)
+	if rl != nil {
+		a.warn.log(a.log, "admin API: login rate-limited", "user", name, "remote", ip, "via", how, "retry_after", rl.RetryAfter.Round(time.Second).String())
+		return user{}, rl
 	}
 	u, ok := p.users[name]
 	hash := u.hash
 	if !ok {
-		hash = a.dummy
+		hash = p.dummy
 	}
 	if !hash.Verify([]byte(pass)) || !ok {
-		a.limiter.fail(ip, name)
-		a.log.Warn("admin API: failed login", "user", name, "remote", ip, "via", how)
-		return nil, ErrBadCredentials
+		a.warn.log(a.log, "admin API: failed login", "user", name, "remote", ip, "via", how)
+		return user{}, ErrBadCredentials
 	}
-	return u.roles, nil
+	t.refund()
+	return u, nil
 }
 
 // Login checks a user's password and starts a session: it returns the
 // principal (with its CSRF token) and the cookie to set. Errors:
-// ErrLocalMode, *RateLimitedError, ErrBadCredentials.
+// ErrLocalMode, ErrBadUserName, *RateLimitedError, ErrBadCredentials.
 func (a *Access) Login(r *http.Request, name, pass string) (*Principal, *http.Cookie, error) {
 	p := a.policy.Load()
 	if p.Local() {
 		return nil, nil, ErrLocalMode
 	}
-	roles, err := a.verify(p, RemoteIP(r), name, pass, "login")
+	u, err := a.verify(p, RemoteIP(r), name, pass, "login")
 	if err != nil {
 		return nil, nil, err
 	}
 	id, csrf := randomString(), randomString()
 	now := a.opts.Now()
-	s := &session{user: name, csrf: csrf, expires: now.Add(p.ttl)}
+	s := &session{user: name, csrf: csrf, expires: now.Add(p.ttl), hash: u.fingerprint}
 	a.mu.Lock()
 	if len(a.sessions) >= maxSessions {
 		a.evict(now)
@@ -340,7 +455,7 @@ func (a *Access) Login(r *http.Request, name, pass string) (*Principal, *http.Co
 	a.mu.Unlock()
 	cookie := &http.Cookie{Name: CookieName, Value: id, Path: "/", HttpOnly: true, Secure: a.opts.TLS,
 		SameSite: http.SameSiteStrictMode, Expires: s.expires, MaxAge: int(p.ttl / time.Second)}
-	return &Principal{User: name, Auth: AuthSession, Roles: roles, Perms: p.permissions(roles), CSRF: csrf, session: id}, cookie, nil
+	return &Principal{User: name, Auth: AuthSession, Roles: u.roles, Perms: p.permissions(u.roles), CSRF: csrf, session: id}, cookie, nil
 }
 
 // evict removes expired sessions, then the one expiring first if none
@@ -362,13 +477,19 @@ func (a *Access) evict(now time.Time) {
 }
 
 // Logout ends p's session, if it is one, and returns the cookie that
-// clears it in the browser.
+// clears it in the browser (ClearCookie).
 func (a *Access) Logout(p *Principal) *http.Cookie {
 	if p.session != "" {
 		a.mu.Lock()
 		delete(a.sessions, p.session)
 		a.mu.Unlock()
 	}
+	return a.ClearCookie()
+}
+
+// ClearCookie returns the cookie that removes the session cookie from a
+// browser: at logout, and for a stale cookie in local mode.
+func (a *Access) ClearCookie() *http.Cookie {
 	return &http.Cookie{Name: CookieName, Value: "", Path: "/", HttpOnly: true, Secure: a.opts.TLS,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1}
 }

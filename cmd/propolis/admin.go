@@ -129,7 +129,8 @@ func (a *adminState) close(log *slog.Logger) {
 
 // reloadAdmin builds the policy of a reloaded configuration: an error
 // refuses the whole reload. The returned function puts it in effect and
-// logs each user and token added or removed.
+// logs each user and token added or removed, and each user whose password
+// changed.
 func (a *adminState) reloadAdmin(cfg *config.Config, log *slog.Logger) (func(), error) {
 	if a == nil {
 		return func() {}, nil
@@ -154,6 +155,9 @@ func (a *adminState) reloadAdmin(cfg *config.Config, log *slog.Logger) (func(), 
 					log.Info("admin "+d.what+" removed", d.what, n)
 				}
 			}
+		}
+		for _, n := range p.PasswordsChanged(old) {
+			log.Info("admin user password changed: the user's sessions end", "user", n)
 		}
 		a.acc.Use(p)
 	}, nil

@@ -97,6 +97,7 @@ func TestServeAdminAPI(t *testing.T) {
 	// A trace recording, in the data folder.
 	req, _ = http.NewRequest("POST", url+"/api/v1/traces", strings.NewReader(`{"topic_filter":"t/#"}`))
 	bearer(req)
+	req.Header.Set("Content-Type", "application/json")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
 		t.Fatalf("start a trace: %v %v", resp, err)
 	}
@@ -124,6 +125,25 @@ func TestServeAdminAPI(t *testing.T) {
 	if code, body := get(t, url+"/api/v1/me", func(r *http.Request) { r.SetBasicAuth("alice", "pw") }); code != 200 || !strings.Contains(body, `"roles":["viewer"]`) {
 		t.Fatalf("alice after the reload: %d %s", code, body)
 	}
+	// A new password for alice: the reload says so by name, and the old
+	// password no longer works.
+	hash2, err := passwd.New([]byte("pw2"), passwd.MinIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(tmp, "admins"), "alice:"+hash2+"\n")
+	n = strings.Count(log.String(), "\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, log, n, "alice's password changed", logLine{"msg": "admin user password changed: the user's sessions end", "user": "alice"})
+	waitLog(t, log, n, "the reload", logLine{"msg": "configuration reloaded"})
+	if code, _ := get(t, url+"/api/v1/me", func(r *http.Request) { r.SetBasicAuth("alice", "pw") }); code != 401 {
+		t.Fatalf("alice's old password after the change: %d, want 401", code)
+	}
+	if code, _ := get(t, url+"/api/v1/me", func(r *http.Request) { r.SetBasicAuth("alice", "pw2") }); code != 200 {
+		t.Fatalf("alice's new password: %d", code)
+	}
 	// A reload with an unknown role is refused whole.
 	writeFile(t, file, base+"admin:\n  users_file: admins\n  users:\n    - name: alice\n      roles: [wizard]\n"+entry)
 	n = strings.Count(log.String(), "\n")
@@ -134,7 +154,7 @@ func TestServeAdminAPI(t *testing.T) {
 	if !strings.Contains(log.String(), `admin.users[0].roles[0]: unknown role \"wizard\"`) {
 		t.Fatalf("the refusal does not name the key:\n%s", log.String())
 	}
-	if code, _ := get(t, url+"/api/v1/me", func(r *http.Request) { r.SetBasicAuth("alice", "pw") }); code != 200 {
+	if code, _ := get(t, url+"/api/v1/me", func(r *http.Request) { r.SetBasicAuth("alice", "pw2") }); code != 200 {
 		t.Fatalf("alice after a refused reload: %d", code)
 	}
 }
