@@ -11,9 +11,9 @@ import (
 )
 
 // apiCall is a call of the control center's api.js in a script: the
-// function (get, post, del, url) and the literal path, up to its query
+// function (get, post, del, download) and the literal path, up to its query
 // string or its end.
-var apiCall = regexp.MustCompile("api\\.(get|post|del|url)\\(\\s*[\"`]([^\"`?]*)")
+var apiCall = regexp.MustCompile("api\\.(get|post|del|download)\\(\\s*[\"`]([^\"`?]*)")
 
 // pathParam is a path segment a script fills in (${api.seg(...)}).
 var pathParam = regexp.MustCompile(`\$\{[^}]*\}`)
@@ -52,7 +52,7 @@ func TestCallsDocumentedRoutes(t *testing.T) {
 	if len(documented) < 10 {
 		t.Fatalf("read only %d routes from ../openapi.yaml: %v", len(documented), documented)
 	}
-	methods := map[string]string{"get": "GET", "url": "GET", "post": "POST", "del": "DELETE"}
+	methods := map[string]string{"get": "GET", "download": "GET", "post": "POST", "del": "DELETE"}
 	files := ui.Files()
 	calls := 0
 	err = fs.WalkDir(files, "js", func(name string, d fs.DirEntry, err error) error {
@@ -64,7 +64,7 @@ func TestCallsDocumentedRoutes(t *testing.T) {
 			return err
 		}
 		if n := strings.Count(string(b), "api.get(") + strings.Count(string(b), "api.post(") + strings.Count(string(b), "api.del(") +
-			strings.Count(string(b), "api.url("); n != len(apiCall.FindAllString(string(b), -1)) {
+			strings.Count(string(b), "api.download("); n != len(apiCall.FindAllString(string(b), -1)) {
 			t.Errorf("%s: %d API calls, of which only %d start with a literal path: write each path as a literal", name, n, len(apiCall.FindAllString(string(b), -1)))
 		}
 		for _, m := range apiCall.FindAllStringSubmatch(string(b), -1) {

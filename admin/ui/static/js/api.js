@@ -74,9 +74,11 @@ export const get = (path) => call("GET", path);
 export const post = (path, body) => call("POST", path, body);
 export const del = (path) => call("DELETE", path);
 
-// url returns the address of path under /api/v1, for links (downloads).
-export function url(path) {
-  return base + path;
+// download returns the address of a download under /api/v1 for a plain
+// link (<a href download>), which cannot send the X-CSRF-Token header:
+// the API takes the token as the query parameter csrf_token there.
+export function download(path) {
+  return base + path + (csrf ? "?csrf_token=" + encodeURIComponent(csrf) : "");
 }
 
 // seg escapes one path segment (a client id may hold "/" or "?").

@@ -39,7 +39,7 @@ export function render(root, route, ctx) {
       "Passwords are never recorded", ctx.can("userproperties.view") ? "." : "; user properties are left out of your downloads, as your roles lack userproperties.view."),
     form,
     el("div", { class: "list-head" }, el("h2", {}, "Recordings"),
-      el("a", { href: api.url("/traces/download"), class: "button", id: "trace-download-all", download: "propolis-traces.zip" }, "Download all (zip)")),
+      el("a", { href: api.download("/traces/download"), class: "button", id: "trace-download-all", download: "propolis-traces.zip" }, "Download all (zip)")),
     result);
 
   let stopped = false;
@@ -97,7 +97,7 @@ export function render(root, route, ctx) {
         el("td", { class: "num" }, fmtBytes(r.bytes), r.files ? el("span", { class: "help" }, `${r.files} file${r.files === 1 ? "" : "s"}`) : null),
         el("td", { class: "row-actions" },
           running ? el("button", { type: "button", "data-action": "stop", onclick: () => stopRec(r) }, "Stop") : null,
-          el("a", { class: "button", href: api.url(`/traces/${api.seg(r.id)}/download`), download: `propolis-trace-${r.id}.zip` }, "Download"),
+          el("a", { class: "button", href: api.download(`/traces/${api.seg(r.id)}/download`), download: `propolis-trace-${r.id}.zip` }, "Download"),
           running ? null : el("button", { type: "button", class: "danger", "data-action": "delete", onclick: () => remove(r) }, "Delete")));
     });
     replace(result, table(["Recording", "State", "Selects", "Started", "Packets", "Size", ""], rows,
