@@ -15,6 +15,7 @@ const labels = {
   connections: ["Connected clients", "clients with an open network connection"],
   sessions: ["Sessions", "connected clients and the stored sessions of offline ones"],
   sessions_offline: ["Offline sessions", "stored sessions whose client is not connected"],
+  subscriptions: ["Subscriptions", "topic filters the sessions hold, online and offline; a shared subscription once per member"],
   queued: ["Queued messages", "waiting for offline clients, or beyond a client's in-flight window"],
   retained: ["Retained messages", "one per topic at most"],
   messages_received: ["Messages received", "PUBLISH packets from clients since start"],
