@@ -106,9 +106,9 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	ui.Mount(mux) // the web control center at /ui/; / redirects there
 	if p.Local() {
 		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
-			"api", ops.URL()+admin.Prefix, "audit_log", path)
+			"control_center", ops.URL()+ui.Prefix, "api", ops.URL()+admin.Prefix, "audit_log", path)
 	} else {
-		log.Info("admin API", "api", ops.URL()+admin.Prefix, "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","), "audit_log", path)
+		log.Info("admin API", "control_center", ops.URL()+ui.Prefix, "api", ops.URL()+admin.Prefix, "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","), "audit_log", path)
 	}
 	return &adminState{acc: acc, audit: audit, rec: rec}, nil
 }
