@@ -3,6 +3,8 @@ package broker
 import (
 	"net"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // Store returns the Persistence s uses, so that tests can read what the
@@ -114,3 +116,21 @@ func (s *Server) StopAccepting(name string) {
 		}
 	}
 }
+
+// AuthByStale counts the entries of the hook's authBy (the deciding
+// extension of each accepted CONNECT) whose client is not the session
+// mochi holds for its id: nothing would ever delete those.
+func (s *Server) AuthByStale() (stale int) {
+	s.hook.authBy.Range(func(k, _ any) bool {
+		cl := k.(*mqtt.Client)
+		if cur, ok := s.mochi.Clients.Get(cl.ID); !ok || cur != cl {
+			stale++
+		}
+		return true
+	})
+	return stale
+}
+
+// ConnectTurns returns how many client ids have a CONNECT holding or
+// waiting for its turn (connectlock.go): 0 once every CONNECT is through.
+func (s *Server) ConnectTurns() int { return s.hook.connects.pending() }
