@@ -68,11 +68,12 @@ type ClientPage struct {
 
 // ListClients lists the sessions, connected and offline, that q selects,
 // one page at a time (see the top of this file). Each ClientInfo is as
-// Client gives it. A session whose client connects or leaves while the
-// page is built is listed as it was when its ClientInfo was taken, and left
-// out when that no longer matches q.State (Total still counts it). Cost:
-// one pass over every session (a copy of mochi's client map, then a few
-// string comparisons each), then one Client per session listed.
+// Client gives it, taken after the scan from the session mochi holds then:
+// a session taken over since is described from its new connection, and
+// one that went away or no longer matches q (another user name, listener
+// or state) is left out (Total still counts it). Cost: one pass over every
+// session (a copy of mochi's client map, then a few string comparisons
+// each), then one Client per session listed.
 // Errors: ErrInvalidArgument naming q.Limit or q.State.
 func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 	limit, err := pageLimit(q.Limit)
@@ -84,13 +85,8 @@ func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 	}
 	var page ClientPage
 	first := smallest[idClient]{limit: limit, key: func(c idClient) string { return c.id }}
-	// Each test reads the client only when it has to: its memory, scattered
-	// over the heap, is what a pass over 100k sessions spends its time on.
 	for id, cl := range s.mochi.Clients.GetAll() {
-		if id == mqtt.InlineClientId || !strings.HasPrefix(id, q.Prefix) ||
-			(q.Username != "" && string(cl.Properties.Username) != q.Username) ||
-			(q.Listener != "" && cl.Net.Listener != q.Listener) ||
-			(q.State != ClientsAll && !q.State.matches(!cl.Closed())) {
+		if id == mqtt.InlineClientId || !q.matches(id, cl) {
 			continue
 		}
 		page.Total++
@@ -99,9 +95,18 @@ func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 		}
 	}
 	clients := first.sorted()
+	if s.hook.listScanned != nil {
+		s.hook.listScanned()
+	}
 	page.Clients = make([]ClientInfo, 0, len(clients))
 	for _, c := range clients {
-		if info := s.clientInfo(c.cl); q.State.matches(info.Connected) {
+		// Looked up again: the client scanned may have been taken over
+		// (its replacement holds the session now) or removed since.
+		cl, ok := s.mochi.Clients.Get(c.id)
+		if !ok || (cl != c.cl && !q.matches(c.id, cl)) {
+			continue
+		}
+		if info := s.clientInfo(cl); q.State.matches(info.Connected) {
 			page.Clients = append(page.Clients, info)
 		}
 	}
@@ -109,6 +114,17 @@ func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 		page.Next = clients[len(clients)-1].id
 	}
 	return page, nil
+}
+
+// matches reports whether the session of client id, held by cl, is one q
+// selects (all but the cursor). Each test reads the client only when it
+// has to: its memory, scattered over the heap, is what a pass over 100k
+// sessions spends its time on.
+func (q *ClientQuery) matches(id string, cl *mqtt.Client) bool {
+	return strings.HasPrefix(id, q.Prefix) &&
+		(q.Username == "" || string(cl.Properties.Username) == q.Username) &&
+		(q.Listener == "" || cl.Net.Listener == q.Listener) &&
+		(q.State == ClientsAll || q.State.matches(!cl.Closed()))
 }
 
 // idClient is a session's client with its id (mochi's map key).

@@ -294,6 +294,42 @@ func TestListClientsChurn(t *testing.T) {
 	}
 }
 
+// A session taken over or removed between ListClients' scan and its
+// descriptions is listed as it is then: the new connection, or not at all.
+func TestListClientsLooksAgain(t *testing.T) {
+	b := startAdmin(t)
+	b.connectAs("moved", "tcp", "")
+	b.connectAs("gone", "tcp", "")
+	var moved *client5
+	b.SetListScanned(func() {
+		b.SetListScanned(nil)
+		moved = b.connectAs("moved", "tcp2", "") // takes the session over
+		if err := b.InvalidateSession("gone"); err != nil {
+			t.Error(err)
+		}
+	})
+	page, err := b.ListClients(broker.ClientQuery{State: broker.ClientsConnected})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(page); !slices.Equal(got, []string{"moved"}) {
+		t.Fatalf("listed %v, want [moved]", got)
+	}
+	if c := page.Clients[0]; !c.Connected || c.Listener != "tcp2" || c.RemoteAddr != moved.conn.LocalAddr().String() {
+		t.Errorf("moved listed as %+v, want connected through tcp2 from %s", c, moved.conn.LocalAddr())
+	}
+	// A replacement the query no longer selects is left out.
+	b.connectAs("moved2", "tcp", "")
+	b.SetListScanned(func() {
+		b.SetListScanned(nil)
+		b.connectAs("moved2", "tcp2", "")
+	})
+	page, err = b.ListClients(broker.ClientQuery{Prefix: "moved2", Listener: "tcp"})
+	if err != nil || len(page.Clients) != 0 {
+		t.Errorf("listener tcp after moving to tcp2: %v %v, want none", ids(page), err)
+	}
+}
+
 func TestSubscribers(t *testing.T) {
 	b := startAdmin(t)
 	sub := func(id, filter string, qos byte, leave bool) {

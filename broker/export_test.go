@@ -62,6 +62,11 @@ func (s *Server) PendingInMemory() int {
 // removal runs.
 func (s *Server) SetBeforeRemove(f func(id string)) { s.hook.beforeRemove = f }
 
+// SetListScanned makes every ListClients call f once it has chosen the
+// sessions of its page and before it describes them, so that a test
+// decides what happens in between. Set it before any ListClients runs.
+func (s *Server) SetListScanned(f func()) { s.hook.listScanned = f }
+
 // SetAttributeFound makes every session attribute operation call f with
 // the client id once it has found the session and before it reads or
 // writes the store. Set it before any attribute operation runs.

@@ -81,6 +81,9 @@ type hook struct {
 	// beforeRemove, set by tests only (SetBeforeRemove), runs as
 	// removeSession starts, before it takes the session lock.
 	beforeRemove func(id string)
+	// listScanned, set by tests only (SetListScanned), runs in
+	// ListClients between its scan and its descriptions.
+	listScanned func()
 	// attributeFound, set by tests only (SetAttributeFound), runs once an
 	// attribute operation has found its session.
 	attributeFound func(id string)
