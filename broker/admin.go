@@ -171,13 +171,18 @@ func (s *Server) Subscribers(filter string) ([]Subscriber, error) {
 }
 
 // ListRetained lists the retained messages whose topic matches filter (a
-// topic filter with MQTT wildcards; a first-level wildcard matches no
-// '$' topic), sorted by topic, those with a topic strictly greater than
-// after, at most limit (1 to 1000; 0 means 100). next is the cursor of the
-// next page ("" when this is the last), total the count of every message
-// matching filter (all pages). Each message is as Retained gives it
-// (Retain set, expired ones left out). Cost: mochi's scan of its retained
-// index for filter, then one copy per message listed. Errors:
+// topic filter with MQTT wildcards, matched as for a subscriber: a/#
+// matches a itself, and a first-level wildcard matches no '$' topic),
+// sorted by topic, those with a topic strictly greater than after, at most
+// limit (1 to 1000; 0 means 100). next is the cursor of the next page (""
+// when this is the last), total the count of every message matching filter
+// (all pages). Each message is as Retained gives it (Retain set, expired
+// ones left out). $SYS/ topics (mochi's broker statistics) are never
+// listed, as Levels leaves them out of its count. Cost: one pass over the
+// topic names of every retained message (the broker's topic index,
+// retainedindex.go: no message is copied), keeping the limit smallest
+// topics after the cursor, then one copy per message listed; a filter
+// without wildcards is one lookup. Errors:
 // ErrInvalidArgument naming filter (not a topic filter, or a shared one)
 // or limit.
 func (s *Server) ListRetained(filter, after string, limit int) (msgs []Message, next string, total int, err error) {
@@ -188,33 +193,43 @@ func (s *Server) ListRetained(filter, after string, limit int) (msgs []Message, 
 	if err := checkString("filter", filter); err != nil {
 		return nil, "", 0, fmt.Errorf("list retained %q: %w", filter, err)
 	}
-	if _, _, shared := topic.SplitShared(filter); shared || !mqtt.IsValidFilter(filter, false) || !topic.ValidFilter(filter) {
-		return nil, "", 0, fmt.Errorf("list retained %q: %w: filter %q is not a topic filter (no $share/)", filter, ErrInvalidArgument, filter)
+	if _, _, shared := topic.SplitShared(filter); shared {
+		return nil, "", 0, fmt.Errorf("list retained %q: %w: a shared subscription ($share/...) receives no retained messages; give its topic filter", filter, ErrInvalidArgument)
+	}
+	if !mqtt.IsValidFilter(filter, false) || !topic.ValidFilter(filter) {
+		return nil, "", 0, fmt.Errorf("list retained %q: %w: not a topic filter", filter, ErrInvalidArgument)
+	}
+	if !strings.ContainsAny(filter, "+#") { // one topic: no walk
+		msgs = make([]Message, 0, 1)
+		if m, ok := s.Retained(filter); ok && !strings.HasPrefix(filter, mqtt.SysPrefix+"/") {
+			if total = 1; filter > after {
+				msgs = append(msgs, m)
+			}
+		}
+		return msgs, "", total, nil
 	}
 	now := time.Now().Unix()
-	first := smallest[int]{limit: limit}
-	all := s.mochi.Topics.Messages(filter)
-	first.key = func(i int) string { return all[i].TopicName }
-	for i := range all {
-		pk := &all[i]
+	first := smallest[string]{limit: limit, key: func(t string) string { return t }}
+	s.hook.retained.each(func(t string, expiry int64) {
 		// As Retained: mochi sweeps expired messages once a second.
-		if len(pk.Payload) == 0 || (pk.Expiry > 0 && pk.Expiry <= now) || !topic.Match(filter, pk.TopicName) {
-			continue
+		if (expiry > 0 && expiry <= now) || !topic.Match(filter, t) {
+			return
 		}
 		total++
-		if pk.TopicName > after {
-			first.add(i)
+		if t > after {
+			first.add(t)
 		}
-	}
+	})
 	page := first.sorted()
 	msgs = make([]Message, 0, len(page))
-	for _, i := range page {
-		m := messageOf(&all[i], now)
-		m.Retain = true
-		msgs = append(msgs, m)
+	for _, t := range page {
+		// Retained looks again: the message may have gone since.
+		if m, ok := s.Retained(t); ok {
+			msgs = append(msgs, m)
+		}
 	}
-	if first.more && len(msgs) > 0 {
-		next = msgs[len(msgs)-1].Topic
+	if first.more && len(page) > 0 {
+		next = page[len(page)-1]
 	}
 	return msgs, next, total, nil
 }

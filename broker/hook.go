@@ -55,6 +55,9 @@ type hook struct {
 	// CONNECT, until its session ends (taken over, expired, removed, or
 	// ended with the connection): ClientInfo.AuthenticatedBy.
 	authBy sync.Map // *mqtt.Client -> string
+	// retained holds the topics of mochi's retained messages, for
+	// ListRetained; see retainedindex.go.
+	retained retainedIndex
 	// connects lets one CONNECT of a client id at a time through mochi's
 	// take-over; see connectlock.go.
 	connects connectLocks
@@ -415,12 +418,16 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnRetainMessage mirrors mochi's retained-message index into persistence.
+// It keeps the topic index of ListRetained (retainedindex.go) too.
 func (h *hook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	h.retained.sync(h.mochi.Topics, pk.TopicName)
 	h.saveRetained(cl, pk, r)
 }
 
-// OnRetainedExpired removes an expired retained message from persistence.
+// OnRetainedExpired removes an expired retained message from persistence
+// and from the topic index of ListRetained.
 func (h *hook) OnRetainedExpired(topic string) {
+	h.retained.sync(h.mochi.Topics, topic)
 	h.deleteRetained(topic)
 }
 
