@@ -74,7 +74,8 @@ type ClientPage struct {
 // or state) is left out (Total still counts it). Cost: one pass over every
 // session (a copy of mochi's client map, then a few string comparisons
 // each), then one Client per session listed.
-// Errors: ErrInvalidArgument naming q.Limit or q.State.
+// Errors: ErrInvalidArgument naming q.Limit, q.State, or q.Listener when
+// no listener has that name (with the names there are).
 func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 	limit, err := pageLimit(q.Limit)
 	if err != nil {
@@ -82,6 +83,9 @@ func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 	}
 	if q.State < ClientsAll || q.State > ClientsOffline {
 		return ClientPage{}, fmt.Errorf("list clients: %w: state %d, want 0 (all), 1 (connected) or 2 (offline)", ErrInvalidArgument, q.State)
+	}
+	if err := s.checkListener(q.Listener); err != nil {
+		return ClientPage{}, fmt.Errorf("list clients: %w", err)
 	}
 	var page ClientPage
 	first := smallest[idClient]{limit: limit, key: func(c idClient) string { return c.id }}
@@ -125,6 +129,22 @@ func (q *ClientQuery) matches(id string, cl *mqtt.Client) bool {
 		(q.Username == "" || string(cl.Properties.Username) == q.Username) &&
 		(q.Listener == "" || cl.Net.Listener == q.Listener) &&
 		(q.State == ClientsAll || q.State.matches(!cl.Closed()))
+}
+
+// checkListener returns nil for "" or the name of one of the broker's
+// listeners, else ErrInvalidArgument naming name and the listeners.
+func (s *Server) checkListener(name string) error {
+	if name == "" {
+		return nil
+	}
+	var names []string
+	for _, l := range s.listeners {
+		if l.ID() == name {
+			return nil
+		}
+		names = append(names, fmt.Sprintf("%q", l.ID()))
+	}
+	return fmt.Errorf("%w: no listener %q (listeners: %s)", ErrInvalidArgument, name, strings.Join(names, ", "))
 }
 
 // idClient is a session's client with its id (mochi's map key).

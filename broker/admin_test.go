@@ -147,6 +147,7 @@ func TestListClientsBadArguments(t *testing.T) {
 		{broker.ClientQuery{Limit: 1001}, "list clients: invalid argument: limit 1001, want 1 to 1000 (0: 100)"},
 		{broker.ClientQuery{State: 3}, "list clients: invalid argument: state 3, want 0 (all), 1 (connected) or 2 (offline)"},
 		{broker.ClientQuery{State: -1}, "list clients: invalid argument: state -1, want 0 (all), 1 (connected) or 2 (offline)"},
+		{broker.ClientQuery{Listener: "tcp3"}, `list clients: invalid argument: no listener "tcp3" (listeners: "tcp", "tcp2", "ws")`},
 	} {
 		_, err := b.ListClients(tc.q)
 		errorIs(t, err, broker.ErrInvalidArgument, tc.msg)
