@@ -364,6 +364,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		}
 	}
 	h.emitSubscribe(cl, results)
+	h.sendParentRetained(cl, pk, codes) // what mochi's retained scan misses; see retainparent.go
 }
 
 // OnPublishDropped: mochi's queue of pending writes to cl was full (see
