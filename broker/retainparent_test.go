@@ -2,10 +2,13 @@ package broker_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 // MQTT 5 4.7.1.2 (and 3.1.1 4.7.1.2): "sport/#" also matches "sport"; a
@@ -83,6 +86,27 @@ func TestSubscribeSendsRetainedOfWildcardParent(t *testing.T) {
 	sub(c5, paho.SubscribeOptions{Topic: "own/#", QoS: 1}, 0)
 	if p := c5.next(t); p.Topic != "own" || string(p.Payload) != "mine" {
 		t.Errorf("own/# from another client: %s %q, want own \"mine\"", p.Topic, p.Payload)
+	}
+}
+
+// MQTT 3.1.1 4.7.1.2 says the same: a 3.1.1 subscriber to sport/# gets
+// sport's retained message, with the RETAIN flag (3.3.1.3).
+func TestSubscribeSendsRetainedOfWildcardParent311(t *testing.T) {
+	b := startAdmin(t)
+	if err := b.PutRetained(broker.Message{Topic: "sport", Payload: []byte("r sport"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan paho3.Message, 4)
+	c := v3Connect(t, v3Options(b.Addr("tcp"), "v3"))
+	defer c.Disconnect(0)
+	wait(t, "subscribe sport/#", c.Subscribe("sport/#", 1, func(_ paho3.Client, m paho3.Message) { got <- m }))
+	select {
+	case m := <-got:
+		if m.Topic() != "sport" || string(m.Payload()) != "r sport" || !m.Retained() || m.Qos() != 1 {
+			t.Errorf("got %s %q retained %v QoS %d, want sport \"r sport\" retained at QoS 1", m.Topic(), m.Payload(), m.Retained(), m.Qos())
+		}
+	case <-time.After(poll.Timeout):
+		t.Fatal("3.1.1 subscriber to sport/# got no retained message")
 	}
 }
 
