@@ -68,12 +68,14 @@ type ClientPage struct {
 
 // ListClients lists the sessions, connected and offline, that q selects,
 // one page at a time (see the top of this file). Each ClientInfo is as
-// Client gives it. A session whose client connects or leaves while the
-// page is built is listed as it was when its ClientInfo was taken, and left
-// out when that no longer matches q.State (Total still counts it). Cost:
-// one pass over every session (a copy of mochi's client map, then a few
-// string comparisons each), then one Client per session listed.
-// Errors: ErrInvalidArgument naming q.Limit or q.State.
+// Client gives it, taken after the scan from the session mochi holds then:
+// a session taken over since is described from its new connection, and
+// one that went away or no longer matches q (another user name, listener
+// or state) is left out (Total still counts it). Cost: one pass over every
+// session (a copy of mochi's client map, then a few string comparisons
+// each), then one Client per session listed.
+// Errors: ErrInvalidArgument naming q.Limit, q.State, or q.Listener when
+// no listener has that name (with the names there are).
 func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 	limit, err := pageLimit(q.Limit)
 	if err != nil {
@@ -82,15 +84,13 @@ func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 	if q.State < ClientsAll || q.State > ClientsOffline {
 		return ClientPage{}, fmt.Errorf("list clients: %w: state %d, want 0 (all), 1 (connected) or 2 (offline)", ErrInvalidArgument, q.State)
 	}
+	if err := s.checkListener(q.Listener); err != nil {
+		return ClientPage{}, fmt.Errorf("list clients: %w", err)
+	}
 	var page ClientPage
 	first := smallest[idClient]{limit: limit, key: func(c idClient) string { return c.id }}
-	// Each test reads the client only when it has to: its memory, scattered
-	// over the heap, is what a pass over 100k sessions spends its time on.
 	for id, cl := range s.mochi.Clients.GetAll() {
-		if id == mqtt.InlineClientId || !strings.HasPrefix(id, q.Prefix) ||
-			(q.Username != "" && string(cl.Properties.Username) != q.Username) ||
-			(q.Listener != "" && cl.Net.Listener != q.Listener) ||
-			(q.State != ClientsAll && !q.State.matches(!cl.Closed())) {
+		if id == mqtt.InlineClientId || !q.matches(id, cl) {
 			continue
 		}
 		page.Total++
@@ -99,9 +99,18 @@ func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 		}
 	}
 	clients := first.sorted()
+	if s.hook.listScanned != nil {
+		s.hook.listScanned()
+	}
 	page.Clients = make([]ClientInfo, 0, len(clients))
 	for _, c := range clients {
-		if info := s.clientInfo(c.cl); q.State.matches(info.Connected) {
+		// Looked up again: the client scanned may have been taken over
+		// (its replacement holds the session now) or removed since.
+		cl, ok := s.mochi.Clients.Get(c.id)
+		if !ok || (cl != c.cl && !q.matches(c.id, cl)) {
+			continue
+		}
+		if info := s.clientInfo(cl); q.State.matches(info.Connected) {
 			page.Clients = append(page.Clients, info)
 		}
 	}
@@ -109,6 +118,33 @@ func (s *Server) ListClients(q ClientQuery) (ClientPage, error) {
 		page.Next = clients[len(clients)-1].id
 	}
 	return page, nil
+}
+
+// matches reports whether the session of client id, held by cl, is one q
+// selects (all but the cursor). Each test reads the client only when it
+// has to: its memory, scattered over the heap, is what a pass over 100k
+// sessions spends its time on.
+func (q *ClientQuery) matches(id string, cl *mqtt.Client) bool {
+	return strings.HasPrefix(id, q.Prefix) &&
+		(q.Username == "" || string(cl.Properties.Username) == q.Username) &&
+		(q.Listener == "" || cl.Net.Listener == q.Listener) &&
+		(q.State == ClientsAll || q.State.matches(!cl.Closed()))
+}
+
+// checkListener returns nil for "" or the name of one of the broker's
+// listeners, else ErrInvalidArgument naming name and the listeners.
+func (s *Server) checkListener(name string) error {
+	if name == "" {
+		return nil
+	}
+	var names []string
+	for _, l := range s.listeners {
+		if l.ID() == name {
+			return nil
+		}
+		names = append(names, fmt.Sprintf("%q", l.ID()))
+	}
+	return fmt.Errorf("%w: no listener %q (listeners: %s)", ErrInvalidArgument, name, strings.Join(names, ", "))
 }
 
 // idClient is a session's client with its id (mochi's map key).
@@ -155,13 +191,18 @@ func (s *Server) Subscribers(filter string) ([]Subscriber, error) {
 }
 
 // ListRetained lists the retained messages whose topic matches filter (a
-// topic filter with MQTT wildcards; a first-level wildcard matches no
-// '$' topic), sorted by topic, those with a topic strictly greater than
-// after, at most limit (1 to 1000; 0 means 100). next is the cursor of the
-// next page ("" when this is the last), total the count of every message
-// matching filter (all pages). Each message is as Retained gives it
-// (Retain set, expired ones left out). Cost: mochi's scan of its retained
-// index for filter, then one copy per message listed. Errors:
+// topic filter with MQTT wildcards, matched as for a subscriber: a/#
+// matches a itself, and a first-level wildcard matches no '$' topic),
+// sorted by topic, those with a topic strictly greater than after, at most
+// limit (1 to 1000; 0 means 100). next is the cursor of the next page (""
+// when this is the last), total the count of every message matching filter
+// (all pages). Each message is as Retained gives it (Retain set, expired
+// ones left out). $SYS/ topics (mochi's broker statistics) are never
+// listed, as Levels leaves them out of its count. Cost: one pass over the
+// topic names of every retained message (the broker's topic index,
+// retainedindex.go: no message is copied), keeping the limit smallest
+// topics after the cursor, then one copy per message listed; a filter
+// without wildcards is one lookup. Errors:
 // ErrInvalidArgument naming filter (not a topic filter, or a shared one)
 // or limit.
 func (s *Server) ListRetained(filter, after string, limit int) (msgs []Message, next string, total int, err error) {
@@ -172,33 +213,43 @@ func (s *Server) ListRetained(filter, after string, limit int) (msgs []Message, 
 	if err := checkString("filter", filter); err != nil {
 		return nil, "", 0, fmt.Errorf("list retained %q: %w", filter, err)
 	}
-	if _, _, shared := topic.SplitShared(filter); shared || !mqtt.IsValidFilter(filter, false) || !topic.ValidFilter(filter) {
-		return nil, "", 0, fmt.Errorf("list retained %q: %w: filter %q is not a topic filter (no $share/)", filter, ErrInvalidArgument, filter)
+	if _, _, shared := topic.SplitShared(filter); shared {
+		return nil, "", 0, fmt.Errorf("list retained %q: %w: a shared subscription ($share/...) receives no retained messages; give its topic filter", filter, ErrInvalidArgument)
+	}
+	if !mqtt.IsValidFilter(filter, false) || !topic.ValidFilter(filter) {
+		return nil, "", 0, fmt.Errorf("list retained %q: %w: not a topic filter", filter, ErrInvalidArgument)
+	}
+	if !strings.ContainsAny(filter, "+#") { // one topic: no walk
+		msgs = make([]Message, 0, 1)
+		if m, ok := s.Retained(filter); ok && !strings.HasPrefix(filter, mqtt.SysPrefix+"/") {
+			if total = 1; filter > after {
+				msgs = append(msgs, m)
+			}
+		}
+		return msgs, "", total, nil
 	}
 	now := time.Now().Unix()
-	first := smallest[int]{limit: limit}
-	all := s.mochi.Topics.Messages(filter)
-	first.key = func(i int) string { return all[i].TopicName }
-	for i := range all {
-		pk := &all[i]
+	first := smallest[string]{limit: limit, key: func(t string) string { return t }}
+	s.hook.retained.each(func(t string, expiry int64) {
 		// As Retained: mochi sweeps expired messages once a second.
-		if len(pk.Payload) == 0 || (pk.Expiry > 0 && pk.Expiry <= now) || !topic.Match(filter, pk.TopicName) {
-			continue
+		if (expiry > 0 && expiry <= now) || !topic.Match(filter, t) {
+			return
 		}
 		total++
-		if pk.TopicName > after {
-			first.add(i)
+		if t > after {
+			first.add(t)
 		}
-	}
+	})
 	page := first.sorted()
 	msgs = make([]Message, 0, len(page))
-	for _, i := range page {
-		m := messageOf(&all[i], now)
-		m.Retain = true
-		msgs = append(msgs, m)
+	for _, t := range page {
+		// Retained looks again: the message may have gone since.
+		if m, ok := s.Retained(t); ok {
+			msgs = append(msgs, m)
+		}
 	}
-	if first.more && len(msgs) > 0 {
-		next = msgs[len(msgs)-1].Topic
+	if first.more && len(page) > 0 {
+		next = page[len(page)-1]
 	}
 	return msgs, next, total, nil
 }

@@ -3,6 +3,8 @@ package broker
 import (
 	"net"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // Store returns the Persistence s uses, so that tests can read what the
@@ -60,6 +62,11 @@ func (s *Server) PendingInMemory() int {
 // removal runs.
 func (s *Server) SetBeforeRemove(f func(id string)) { s.hook.beforeRemove = f }
 
+// SetListScanned makes every ListClients call f once it has chosen the
+// sessions of its page and before it describes them, so that a test
+// decides what happens in between. Set it before any ListClients runs.
+func (s *Server) SetListScanned(f func()) { s.hook.listScanned = f }
+
 // SetAttributeFound makes every session attribute operation call f with
 // the client id once it has found the session and before it reads or
 // writes the store. Set it before any attribute operation runs.
@@ -114,3 +121,21 @@ func (s *Server) StopAccepting(name string) {
 		}
 	}
 }
+
+// AuthByStale counts the entries of the hook's authBy (the deciding
+// extension of each accepted CONNECT) whose client is not the session
+// mochi holds for its id: nothing would ever delete those.
+func (s *Server) AuthByStale() (stale int) {
+	s.hook.authBy.Range(func(k, _ any) bool {
+		cl := k.(*mqtt.Client)
+		if cur, ok := s.mochi.Clients.Get(cl.ID); !ok || cur != cl {
+			stale++
+		}
+		return true
+	})
+	return stale
+}
+
+// ConnectTurns returns how many client ids have a CONNECT holding or
+// waiting for its turn (connectlock.go): 0 once every CONNECT is through.
+func (s *Server) ConnectTurns() int { return s.hook.connects.pending() }

@@ -55,6 +55,12 @@ type hook struct {
 	// CONNECT, until its session ends (taken over, expired, removed, or
 	// ended with the connection): ClientInfo.AuthenticatedBy.
 	authBy sync.Map // *mqtt.Client -> string
+	// retained holds the topics of mochi's retained messages, for
+	// ListRetained; see retainedindex.go.
+	retained retainedIndex
+	// connects lets one CONNECT of a client id at a time through mochi's
+	// take-over; see connectlock.go.
+	connects connectLocks
 
 	storedMu sync.Mutex
 	stored   map[string]struct{} // client ids with a session record in persist; see persist.go
@@ -78,6 +84,9 @@ type hook struct {
 	// beforeRemove, set by tests only (SetBeforeRemove), runs as
 	// removeSession starts, before it takes the session lock.
 	beforeRemove func(id string)
+	// listScanned, set by tests only (SetListScanned), runs in
+	// ListClients between its scan and its descriptions.
+	listScanned func()
 	// attributeFound, set by tests only (SetAttributeFound), runs once an
 	// attribute operation has found its session.
 	attributeFound func(id string)
@@ -215,6 +224,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 // a resumed session keeps only the subscriptions the new connection may
 // have.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.connects.acquire(cl) // until cl is in mochi's map; see connectlock.go
 	if st := h.state(cl); st != nil {
 		st.removals = h.removalGen(cl.ID).Load()
 	}
@@ -287,6 +297,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.accepted.Store(nil) // counted here, not by guardedListener.Serve
 	}
+	h.connects.release(cl) // if its CONNACK was never encoded
 	h.stats.countDisconnect(cl, err)
 	h.kickedWill(cl, err)
 	h.emitDisconnect(cl, err, now)
@@ -295,13 +306,20 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.connecting.CompareAndDelete(cl.ID, cl)
 	h.established.Delete(cl)
 	if expire {
-		h.authBy.Delete(cl)
 		h.unsent.Delete(cl.ID)
 		if _, other := h.connecting.Load(cl.ID); !other {
 			h.ids.Delete(cl.ID)
 		}
 	}
 	h.sessionEnded(cl, expire, now)
+	// The deciding extension is kept only for the session mochi holds:
+	// one ending here, or whose client was replaced in mochi's map (taken
+	// over, or removed meanwhile), is forgotten. Every later replacement
+	// deletes it in OnSessionEstablish, which the per-id CONNECT lock
+	// (connectLock) orders after this client joined the map.
+	if cur, ok := h.mochi.Clients.Get(cl.ID); expire || !ok || cur != cl {
+		h.authBy.Delete(cl)
+	}
 }
 
 // OnClientExpired removes an expired session from persistence.
@@ -348,6 +366,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		}
 	}
 	h.emitSubscribe(cl, results)
+	h.sendParentRetained(cl, pk, codes) // what mochi's retained scan misses; see retainparent.go
 }
 
 // OnPublishDropped: mochi's queue of pending writes to cl was full (see
@@ -402,12 +421,16 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnRetainMessage mirrors mochi's retained-message index into persistence.
+// It keeps the topic index of ListRetained (retainedindex.go) too.
 func (h *hook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	h.retained.sync(h.mochi.Topics, pk.TopicName)
 	h.saveRetained(cl, pk, r)
 }
 
-// OnRetainedExpired removes an expired retained message from persistence.
+// OnRetainedExpired removes an expired retained message from persistence
+// and from the topic index of ListRetained.
 func (h *hook) OnRetainedExpired(topic string) {
+	h.retained.sync(h.mochi.Topics, topic)
 	h.deleteRetained(topic)
 }
 
@@ -448,6 +471,9 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // whatever the client's Request Problem Information. Last, the packet as it
 // will be written is offered to the packet tap (tapWrite).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack {
+		h.connects.release(cl) // cl is in mochi's map; see connectlock.go
+	}
 	pk = h.encodePacket(cl, pk)
 	h.tapWrite(cl, &pk)
 	return pk

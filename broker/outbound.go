@@ -112,6 +112,8 @@ type outConn struct {
 	throttle atomic.Pointer[overload.Client]
 	done     chan struct{}
 	stopOnce sync.Once
+	// stopped, when set, is called once done closes (onStop).
+	stopped atomic.Pointer[func()]
 	// owed is when the client's buckets allow what Read handed on last
 	// (overload.Client.Charge): the next Read waits for it before reading
 	// the socket, unless mayDefer. deferOK says the last read may be
@@ -148,9 +150,16 @@ func newOutConn(c net.Conn, timeout time.Duration, limit int, slow func(*outConn
 	return oc
 }
 
-// stop ends a throttled reader's wait (see Read): the connection is
-// closed or failed.
-func (c *outConn) stop() { c.stopOnce.Do(func() { close(c.done) }) }
+// stop ends a throttled reader's wait (see Read) and calls the function
+// given to onStop: the connection is closed or failed.
+func (c *outConn) stop() {
+	c.stopOnce.Do(func() {
+		close(c.done)
+		if f := c.stopped.Load(); f != nil {
+			(*f)()
+		}
+	})
+}
 
 // wakeReader tells a reader paying what it owes that a delivery was held
 // behind the client's full window (see Read).

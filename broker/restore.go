@@ -165,6 +165,7 @@ func (s *Server) restoreRetained(recs []store.Message, now int64) (last int64, e
 			continue
 		}
 		m.Topics.RetainMessage(messagePacket(rec))
+		s.hook.retained.sync(m.Topics, rec.Topic)
 		last = max(last, rec.Created)
 	}
 	atomic.StoreInt64(&m.Info.Retained, int64(m.Topics.Retained.Len()))

@@ -1,11 +1,9 @@
 package broker
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -44,13 +42,8 @@ func (s *Server) Publish(m Message) error {
 
 // PublishTo implements Publisher. mochi delivers only to every matching
 // subscription (publishToSubscribers); its per-client step is unexported,
-// so this does that step itself with mochi's exported parts, the way
-// publishToClient does with the send quota off (see sendquota.go): a QoS
-// 1/2 copy gets a packet id and goes into the session's in-flight map
-// (stored by the hook's saveInflight for a persistent session, resent at
-// the next connection), and a connected client is written the PUBLISH at
-// once (through the outConn, which holds it while the client's in-flight
-// window is full). The copy carries no topic alias: a server may always
+// so this does that step itself with mochi's exported parts (hook.sendCopy,
+// retainparent.go). The copy carries no topic alias: a server may always
 // send the topic name.
 func (s *Server) PublishTo(clientID string, m Message) error {
 	if err := checkMessage(&m); err != nil {
@@ -85,26 +78,7 @@ func (s *Server) PublishTo(clientID string, m Message) error {
 	if !s.hook.mayRead(cl, m.Topic) {
 		return nil
 	}
-	if pk.FixedHeader.Qos > 0 {
-		if cl.State.Inflight.Len() >= int(s.mochi.Options.Capabilities.MaximumInflight) {
-			atomic.AddInt64(&s.mochi.Info.InflightDropped, 1)
-			return nil
-		}
-		id, err := cl.NextPacketID()
-		if err != nil {
-			atomic.AddInt64(&s.mochi.Info.InflightDropped, 1)
-			return fmt.Errorf("publish to client %q: %w", clientID, err)
-		}
-		pk.PacketID = uint16(id)
-		if cl.State.Inflight.Set(pk) {
-			atomic.AddInt64(&s.mochi.Info.Inflight, 1)
-			s.hook.saveInflight(cl, pk)
-		}
-	}
-	if cl.Closed() {
-		return nil // queued (QoS 1/2) or dropped (QoS 0), as for any message
-	}
-	if err := cl.WritePacket(pk); err != nil && !errors.Is(err, mqtt.ErrConnectionClosed) {
+	if err := s.hook.sendCopy(cl, pk); err != nil {
 		return fmt.Errorf("publish to client %q: %w", clientID, err)
 	}
 	return nil

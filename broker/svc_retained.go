@@ -66,6 +66,7 @@ func (s *Server) PutRetained(m Message) error {
 		return fmt.Errorf("put retained %q: %w", m.Topic, err)
 	}
 	s.mochi.Topics.RetainMessage(pk)
+	s.hook.retained.sync(s.mochi.Topics, m.Topic)
 	atomic.StoreInt64(&s.mochi.Info.Retained, int64(s.mochi.Topics.Retained.Len()))
 	return nil
 }
@@ -88,6 +89,7 @@ func (s *Server) DeleteRetained(topic string) error {
 	}
 	// An empty payload removes the topic's retained message.
 	s.mochi.Topics.RetainMessage(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: topic})
+	s.hook.retained.sync(s.mochi.Topics, topic)
 	atomic.StoreInt64(&s.mochi.Info.Retained, int64(s.mochi.Topics.Retained.Len()))
 	return nil
 }

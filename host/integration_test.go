@@ -208,11 +208,17 @@ func TestMQTTAuthenticatedBy(t *testing.T) {
 	if _, _, err := v5(t, addr, "a", "alice", "x", nil); err != nil {
 		t.Fatalf("alice refused: %v", err)
 	}
-	if rc := v3ReturnCode(addr, "c3", "carol", "x"); rc != 0 {
-		t.Fatalf("carol (3.1.1) refused: %#x", rc)
+	carol := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("c3").SetProtocolVersion(4).
+		SetUsername("carol").SetPassword("x").SetAutoReconnect(false).SetConnectTimeout(poll.Timeout))
+	if tok := carol.Connect(); !tok.WaitTimeout(poll.Timeout) || tok.Error() != nil {
+		t.Fatalf("carol (3.1.1) refused: %v", tok.Error())
 	}
+	defer carol.Disconnect(0)
 	if c, ok := srv.Client("a"); !ok || c.AuthenticatedBy != "allow-all" {
 		t.Errorf("alice: %+v, %v; want authenticated by allow-all", c, ok)
+	}
+	if c, ok := srv.Client("c3"); !ok || c.AuthenticatedBy != "allow-all" || c.ProtocolVersion != 4 {
+		t.Errorf("carol (3.1.1): %+v, %v; want authenticated by allow-all", c, ok)
 	}
 
 	ext2 := t.TempDir()

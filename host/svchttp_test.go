@@ -714,3 +714,24 @@ func slowConnects(t *testing.T, addr string, n int) <-chan byte {
 	}
 	return done
 }
+
+// A CONNECT answered from httpauth's decision cache still names httpauth
+// as the extension that decided (ClientInfo.AuthenticatedBy).
+func TestHTTPAuthCachedDecisionNamesExtension(t *testing.T) {
+	s := newIDP(t)
+	w, _ := startHTTPAuth(t, httpAuthManifest(s.srv.URL+"/check", s.hostPort(), 60, "  pool_size: 2"))
+	c, _, err := v5(t, w.addr, "c1", "bob", "good", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Disconnect(&paho.Disconnect{})
+	if _, _, err = v5(t, w.addr, "c1", "bob", "good", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.requests.Load(); n != 1 {
+		t.Fatalf("%d requests to the identity provider, want 1 (the second CONNECT from the cache)", n)
+	}
+	if info, ok := w.srv.Client("c1"); !ok || info.AuthenticatedBy != "httpauth" {
+		t.Errorf("after a cached decision: %+v, %v; want authenticated by httpauth", info, ok)
+	}
+}

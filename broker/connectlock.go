@@ -1,0 +1,111 @@
+package broker
+
+import (
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+)
+
+// CONNECTs of one client id, one at a time.
+//
+// mochi takes over a client id's existing session (inheritClientSession:
+// it looks the id up, disconnects the old client, moves its state) and then
+// adds the new client to its map (Clients.Add) in two steps under no lock.
+// Two CONNECTs of one id arriving together can both find the same old
+// client, and the one added first is then replaced in the map by the other
+// without ever being taken over: it stays connected, invisible to
+// ListClients, Client and Disconnect, and its end saves a session record
+// over the live one's. The hook closes that window from its own seams: the
+// CONNECT's turn is taken in OnSessionEstablish, just before mochi's
+// take-over, and given back once the new client is in the map, when its
+// CONNACK is encoded (OnPacketEncode), or when the connection ends first
+// (its outConn stops, or OnDisconnect). The next CONNECT of the id then
+// finds this client, takes it over, and tells it so (MQTT 5 3.1.4-3).
+// The upstream fix would be the same one step inside mochi: take-over and
+// Clients.Add under one per-id lock (or a compare-and-swap on the map).
+
+// connectLocks holds a turn per client id with a CONNECT in progress.
+// The zero value is ready.
+type connectLocks struct {
+	mu    sync.Mutex
+	turns map[string]*connectTurn
+	// held maps each client holding its id's turn to the release of it.
+	held sync.Map // *mqtt.Client -> *connectHold
+}
+
+// connectTurn is one client id's turn: a token in ch, and the number of
+// CONNECTs holding or waiting for it (the entry goes when it reaches 0).
+type connectTurn struct {
+	ch    chan struct{}
+	users int
+}
+
+// connectHold is a client's hold on its id's turn; release runs once.
+type connectHold struct {
+	once sync.Once
+	l    *connectLocks
+	id   string
+	turn *connectTurn
+}
+
+// acquire waits for client cl's id's turn and holds it for cl, until
+// release(cl). It is called on cl's connection goroutine (mochi's
+// attachClient, from OnSessionEstablish); it waits only while another
+// CONNECT of the same id is between its own OnSessionEstablish and its
+// CONNACK, which never waits on a peer (outConn's writes do not block).
+func (l *connectLocks) acquire(cl *mqtt.Client) {
+	l.mu.Lock()
+	if l.turns == nil {
+		l.turns = make(map[string]*connectTurn)
+	}
+	t := l.turns[cl.ID]
+	if t == nil {
+		t = &connectTurn{ch: make(chan struct{}, 1)}
+		l.turns[cl.ID] = t
+	}
+	t.users++
+	l.mu.Unlock()
+	t.ch <- struct{}{}
+	hold := &connectHold{l: l, id: cl.ID, turn: t}
+	l.held.Store(cl, hold)
+	if oc, ok := cl.Net.Conn.(*outConn); ok {
+		oc.onStop(func() { l.release(cl) })
+	}
+}
+
+// release gives back the turn cl holds, if any; any goroutine may call it,
+// any number of times.
+func (l *connectLocks) release(cl *mqtt.Client) {
+	v, ok := l.held.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	hold := v.(*connectHold)
+	hold.once.Do(func() {
+		<-hold.turn.ch
+		l.mu.Lock()
+		if hold.turn.users--; hold.turn.users == 0 {
+			delete(l.turns, hold.id)
+		}
+		l.mu.Unlock()
+	})
+}
+
+// pending returns how many client ids have a CONNECT holding or waiting
+// for their turn (for tests: 0 once every CONNECT is through).
+func (l *connectLocks) pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.turns)
+}
+
+// onStop makes the connection call f once it stops (Close or failure), or
+// at once when it has stopped already; f may run twice and must not mind.
+func (c *outConn) onStop(f func()) {
+	c.stopped.Store(&f)
+	select {
+	case <-c.done:
+		f()
+	default:
+	}
+}
