@@ -2,13 +2,18 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
 // Concurrent CONNECTs of one client id (a client-id collision, a reconnect
@@ -111,4 +116,72 @@ func TestConcurrentConnectsLeaveOneConnected(t *testing.T) {
 			_ = c.Close()
 		}
 	}
+}
+
+// TestTakeOverWaitsForConnack: a second CONNECT of a client id waits until
+// the first one's CONNACK is written. The first client's CONNACK is held
+// in a CONNACK interceptor while the second CONNECT arrives; the first
+// client must then read its CONNACK first, not the take-over's DISCONNECT
+// [MQTT-3.2.0-1], and both connections end with a disconnect event each.
+// (The turn used to be given back when the CONNACK was encoded, before the
+// interceptors and mochi's write: the second took the first over in
+// between.)
+func TestTakeOverWaitsForConnack(t *testing.T) {
+	b := startIC(t, nil)
+	var n atomic.Int32
+	inA := make(chan struct{})
+	release := make(chan struct{})
+	b.ic.set(func(ti *testInterceptors) {
+		ti.connack = func(_ broker.Peer, _ *broker.Connack) {
+			if n.Add(1) == 1 { // the first client's CONNACK: a slow interceptor
+				close(inA)
+				select {
+				case <-release:
+				case <-time.After(poll.Timeout):
+				}
+			}
+		}
+	})
+	a, err := rawmqtt.Open(b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Drop()
+	if err := a.Send(0x10, connect5Body("dup", 0, 30, props(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	<-inA
+	second, err := rawmqtt.Open(b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Drop()
+	if err := second.Send(0x10, connect5Body("dup", 0, 30, props(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	// The second CONNECT is authenticated and counted as connected before
+	// it reaches the take-over (where it waits for the turn).
+	poll.Until(t, "the second CONNECT authenticated", func() bool { return b.Levels().ClientsConnected == 2 })
+	close(release)
+	_ = a.SetDeadline(time.Now().Add(poll.Timeout))
+	typ, body, err := a.ReadPacket()
+	if err != nil || typ != 0x20 {
+		t.Fatalf("first client's first packet: %#x % x (err %v), want its CONNACK", typ, body, err)
+	}
+	_ = second.Drop()
+	poll.Settle(t, "a disconnect event for each accepted CONNECT", func() string {
+		acc, disc := 0, 0
+		for _, e := range b.rules.Recorded() {
+			switch e.Kind {
+			case broker.EventAuthSucceeded:
+				acc++
+			case broker.EventDisconnect:
+				disc++
+			}
+		}
+		if acc != 2 || disc != 2 {
+			return fmt.Sprintf("%d accepted CONNECTs, %d disconnect events", acc, disc)
+		}
+		return ""
+	})
 }

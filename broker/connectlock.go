@@ -17,8 +17,11 @@ import (
 // ListClients, Client and Disconnect, and its end saves a session record
 // over the live one's. The hook closes that window from its own seams: the
 // CONNECT's turn is taken in OnSessionEstablish, just before mochi's
-// take-over, and given back once the new client is in the map, when its
-// CONNACK is encoded (OnPacketEncode), or when the connection ends first
+// take-over, and given back once the new client is in the map and its
+// CONNACK written (OnPacketSent: a take-over before that would make a
+// DISCONNECT the client's first packet, and run the CONNACK's own work,
+// interceptors and renumbering included, beside the take-over), or when
+// the connection ends first
 // (its outConn stops, or OnDisconnect). The next CONNECT of the id then
 // finds this client, takes it over, and tells it so (MQTT 5 3.1.4-3).
 // The upstream fix would be the same one step inside mochi: take-over and

@@ -143,7 +143,7 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnPublish, mqtt.OnPublished, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped:
+		mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnPacketSent:
 		return true
 	}
 	return false
@@ -457,6 +457,18 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
+// OnPacketSent gives the client id's CONNECT turn back once the CONNACK is
+// written (see connectlock.go): only then may another CONNECT of the id take
+// this one over, so that a client's first packet from the server is its
+// CONNACK, never a take-over's DISCONNECT [MQTT-3.2.0-1]. A CONNACK whose
+// write fails ends the connection, which gives the turn back (onStop,
+// OnDisconnect).
+func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Connack {
+		h.connects.release(cl)
+	}
+}
+
 // OnPacketEncode sees every packet before it is written. It counts the
 // PUBRECs and PUBCOMPs written to a client (its Receive Maximum, see
 // receive.go; a resent PUBLISH of an open flow gets a success PUBREC),
@@ -471,9 +483,6 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // whatever the client's Request Problem Information. Last, the packet as it
 // will be written is offered to the packet tap (tapWrite).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack {
-		h.connects.release(cl) // cl is in mochi's map; see connectlock.go
-	}
 	pk = h.encodePacket(cl, pk)
 	h.tapWrite(cl, &pk)
 	return pk
