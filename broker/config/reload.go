@@ -74,12 +74,12 @@ var reloadRules = []reloadRule{
 	{key: "client_limits.bytes_rate", live: true, to: "CONNECTs from now on"},          // Server.clientLimits, when a CONNECT is accepted
 	{key: "client_limits.max_subscriptions", live: true, to: "SUBSCRIBEs from now on"}, // hook.maxSubscriptions, per SUBSCRIBE
 	{key: "admin.enabled", why: "the admin API is mounted at start"},
-	{key: "admin.users_file", live: true, to: "admin API requests from now on"},        // access.Access.Use, by serve's reload (cmd/propolis)
-	{key: "admin.users", live: true, to: "admin API requests from now on"},             // access.Access.Use
-	{key: "admin.roles", live: true, to: "admin API requests from now on"},             // access.Access.Use
-	{key: "admin.tokens", live: true, to: "admin API requests from now on"},            // access.Access.Use
-	{key: "admin.hosts", live: true, to: "admin API requests from now on"},             // access.Access.Use
-	{key: "admin.session_ttl", live: true, to: "logins from now on"},                   // access.Access.Use
+	{key: "admin.users_file", live: true, to: "admin API requests from now on"}, // access.Access.Use, by serve's reload (cmd/propolis)
+	{key: "admin.users", live: true, to: "admin API requests from now on"},      // access.Access.Use
+	{key: "admin.roles", live: true, to: "admin API requests from now on"},      // access.Access.Use
+	{key: "admin.tokens", live: true, to: "admin API requests from now on"},     // access.Access.Use
+	{key: "admin.hosts", live: true, to: "admin API requests from now on"},      // access.Access.Use
+	{key: "admin.session_ttl", live: true, to: "logins from now on"},            // access.Access.Use
 	{key: "admin.audit_log", why: "the audit log is open"},
 	{key: "trace.max_file_size", why: "the trace recorder is opened with it (package trace)"},
 	{key: "trace.max_total_size", why: "the trace recorder is opened with it (package trace)"},
