@@ -36,8 +36,12 @@ import (
 
 // adminPolicy builds the admin API's policy from cfg, or fails the start:
 // on an error of the admin section, or when the endpoint would serve a
-// non-loopback address in local mode (no users, no tokens).
+// non-loopback address in local mode (no users, no tokens). It returns nil
+// when the admin API is off (admin.enabled: false, or http.address "").
 func adminPolicy(cfg *config.Config) (*access.Policy, error) {
+	if !cfg.Admin.Enabled || cfg.HTTP.Address == "" {
+		return nil, nil
+	}
 	p, err := access.Build(cfg.Admin, cfg.Source)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", cfg.Source, err)
@@ -54,8 +58,24 @@ func checkLocal(cfg *config.Config, p *access.Policy) error {
 		return nil
 	}
 	return fmt.Errorf("config %s: admin.users: none configured (nor admin.tokens), and http.address %s is not a loopback address: "+
-		"anyone reaching it could use the admin API; add admin.users (propolis passwd makes the hashes) or admin.tokens, "+
+		"anyone reaching it could use the admin API; add admin.users (propolis passwd makes the hashes) or admin.tokens "+
+		"(propolis admin token NAME), or set admin.enabled: false to serve only /metrics, /healthz and /readyz there, "+
 		"or bind http.address to 127.0.0.1", cfg.Source, cfg.HTTP.Address)
+}
+
+// openURL returns a URL of the endpoint ops that one can open: for a
+// wildcard bind (0.0.0.0:9090, [::]:9090) 127.0.0.1 with its port, and whether it is such a bind (the endpoint then listens on every
+// interface).
+func openURL(ops *opshttp.Server) (url string, everyInterface bool) {
+	h, port, err := net.SplitHostPort(ops.Addr())
+	ip := net.ParseIP(h)
+	if err != nil || ip == nil || !ip.IsUnspecified() {
+		return ops.URL(), false
+	}
+	// Go listens on both IPv4 and IPv6 for either wildcard, so the IPv4
+	// loopback address reaches it.
+	scheme, _, _ := strings.Cut(ops.URL(), "://")
+	return scheme + "://127.0.0.1:" + port, true
 }
 
 // loopback reports whether the host of addr (host:port) is a loopback
@@ -104,11 +124,20 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
 		Version: version, Logger: log}).Mount(mux)
 	ui.Mount(mux) // the web control center at /ui/; / redirects there
+	url, every := openURL(ops)
+	where := []any{"control_center", url + ui.Prefix, "api", url + admin.Prefix}
+	if every {
+		where = append(where, "listening_on", "every interface ("+ops.Addr()+")")
+	}
 	if p.Local() {
 		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
-			"control_center", ops.URL()+ui.Prefix, "api", ops.URL()+admin.Prefix, "audit_log", path)
+			append(where, "audit_log", path)...)
 	} else {
-		log.Info("admin API", "control_center", ops.URL()+ui.Prefix, "api", ops.URL()+admin.Prefix, "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","), "audit_log", path)
+		log.Info("admin API", append(where, "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","), "audit_log", path)...)
+		if cfg.HTTP.TLS == nil && !loopback(cfg.HTTP.Address) {
+			log.Warn("admin API on a non-loopback http.address without http.tls: passwords, API tokens and session cookies travel in clear text; set http.tls (cert_file, key_file) or put a TLS proxy in front",
+				"address", ops.Addr())
+		}
 	}
 	return &adminState{acc: acc, audit: audit, rec: rec}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/propolis-mqtt/propolis/admin/access"
 	"github.com/propolis-mqtt/propolis/passwd"
 )
 
@@ -170,6 +171,63 @@ func TestServeAdminLocalMode(t *testing.T) {
 		t.Fatalf("no local-mode warning:\n%s", log.String())
 	}
 	if code, body := get(t, url+"/api/v1/me", nil); code != 200 || !strings.Contains(body, `"auth":"local"`) {
+		t.Fatalf("me: %d %s", code, body)
+	}
+}
+
+// TestServeAdminDisabled: with admin.enabled false a non-loopback
+// http.address needs no admin users: /metrics is served there, the API
+// and the control center are not; the refusal without it names both ways
+// out.
+func TestServeAdminDisabled(t *testing.T) {
+	tmp := t.TempDir()
+	code, _, stderr := runCLI(t, "serve", "--http", "0.0.0.0:0", "--data", filepath.Join(tmp, "data0"), "--listen", "127.0.0.1:0")
+	if line := errorLine(t, stderr); code == 0 || !strings.Contains(line, "admin.users (propolis passwd makes the hashes) or admin.tokens") ||
+		!strings.Contains(line, "or set admin.enabled: false to serve only /metrics, /healthz and /readyz there") {
+		t.Fatalf("exit %d, error line %q: want the refusal naming admin.users, admin.tokens and admin.enabled", code, line)
+	}
+	file := filepath.Join(tmp, "propolis.yaml")
+	writeFile(t, file, "listeners:\n  - name: tcp\n    type: tcp\n    address: 127.0.0.1:0\ndata_dir: "+filepath.Join(tmp, "data")+
+		"\nextensions_dir: "+filepath.Join(tmp, "ext")+"\nhttp:\n  address: 0.0.0.0:0\nadmin:\n  enabled: false\n")
+	cmd := exec.Command(bin, "serve", "--config", file)
+	_, url, log := startServeOps(t, cmd)
+	defer func() { _ = cmd.Process.Kill() }()
+	port := url[strings.LastIndex(url, ":"):]
+	local := "http://127.0.0.1" + port
+	if code, body := get(t, local+"/metrics", nil); code != 200 || !strings.Contains(body, "propolis_ready") {
+		t.Fatalf("/metrics: %d %.200s", code, body)
+	}
+	for _, path := range []string{"/api/v1/me", "/ui/"} {
+		if code, body := get(t, local+path, nil); code != 404 {
+			t.Fatalf("%s with admin.enabled false: %d %.200s, want 404", path, code, body)
+		}
+	}
+	if !strings.Contains(log.String(), `msg="admin API and control center off (admin.enabled: false)"`) {
+		t.Fatalf("no line saying the admin API is off:\n%s", log.String())
+	}
+}
+
+// TestServeAdminOnEveryInterface: with a token on a wildcard http.address
+// without http.tls the start-up log warns that credentials travel in clear
+// text, and gives a control center URL one can open (loopback, the port).
+func TestServeAdminOnEveryInterface(t *testing.T) {
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, "propolis.yaml")
+	writeFile(t, file, "listeners:\n  - name: tcp\n    type: tcp\n    address: 127.0.0.1:0\ndata_dir: "+filepath.Join(tmp, "data")+
+		"\nextensions_dir: "+filepath.Join(tmp, "ext")+"\nhttp:\n  address: 0.0.0.0:0\nadmin:\n  tokens:\n    - name: ci\n      sha256: "+
+		access.TokenDigest("tok")+"\n      roles: [viewer]\n")
+	cmd := exec.Command(bin, "serve", "--config", file)
+	_, url, log := startServeOps(t, cmd)
+	defer func() { _ = cmd.Process.Kill() }()
+	port := url[strings.LastIndex(url, ":"):]
+	if !strings.Contains(log.String(), `level=WARN msg="admin API on a non-loopback http.address without http.tls: passwords, API tokens and session cookies travel in clear text`) {
+		t.Fatalf("no clear-text warning:\n%s", log.String())
+	}
+	want := `control_center=http://127.0.0.1` + port + `/ui/ api=http://127.0.0.1` + port + `/api/v1 listening_on="every interface (` + strings.TrimPrefix(url, "http://") + `)"`
+	if !strings.Contains(log.String(), want) {
+		t.Fatalf("start-up log lacks %s:\n%s", want, log.String())
+	}
+	if code, body := get(t, "http://127.0.0.1"+port+"/api/v1/me", func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok") }); code != 200 {
 		t.Fatalf("me: %d %s", code, body)
 	}
 }
