@@ -231,3 +231,65 @@ func TestServeAdminOnEveryInterface(t *testing.T) {
 		t.Fatalf("me: %d %s", code, body)
 	}
 }
+
+// TestServeAdminUsersFileWatched: `propolis passwd` on admin.users_file
+// applies within about 2 s without SIGHUP, logged by user; a file with a
+// bad line keeps the users in effect and logs FILE:LINE; a SIGHUP's
+// summary counts the admin changes.
+func TestServeAdminUsersFileWatched(t *testing.T) {
+	tmp := t.TempDir()
+	file, admins := filepath.Join(tmp, "propolis.yaml"), filepath.Join(tmp, "admins")
+	if code, _, stderr := runCLI(t, "passwd", "-c", "-b", "--iterations", "1000", admins, "alice", "pw1"); code != 0 {
+		t.Fatalf("passwd: %s", stderr)
+	}
+	writeFile(t, file, "listeners:\n  - name: tcp\n    type: tcp\n    address: 127.0.0.1:0\ndata_dir: "+filepath.Join(tmp, "data")+
+		"\nextensions_dir: "+filepath.Join(tmp, "ext")+"\nadmin:\n  users_file: admins\n  users:\n    - name: alice\n      roles: [viewer]\n")
+	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--config", file)
+	_, url, log := startServeOps(t, cmd)
+	defer func() { _ = cmd.Process.Kill() }()
+	as := func(pw string) func(*http.Request) { return func(r *http.Request) { r.SetBasicAuth("alice", pw) } }
+	if code, body := get(t, url+"/api/v1/me", as("pw1")); code != 200 {
+		t.Fatalf("alice: %d %s", code, body)
+	}
+
+	n := strings.Count(log.String(), "\n")
+	if code, _, stderr := runCLI(t, "passwd", "-b", "--iterations", "1000", admins, "alice", "pw2"); code != 0 {
+		t.Fatalf("passwd: %s", stderr)
+	}
+	waitLog(t, log, n, "alice's new password", logLine{"msg": "admin user password changed: the user's sessions end", "user": "alice"})
+	waitLog(t, log, n, "the file applied", logLine{"msg": "admin users file applied", "file": admins, "changes": "1"})
+	if code, _ := get(t, url+"/api/v1/me", as("pw2")); code != 200 {
+		t.Fatalf("alice's new password, without SIGHUP: %d", code)
+	}
+
+	// A bad line: the users in effect stay, the error names FILE:LINE.
+	n = strings.Count(log.String(), "\n")
+	data, err := os.ReadFile(admins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, admins, string(data)+"no colon here\n")
+	waitLog(t, log, n, "the refused file", logLine{"level": "ERROR", "msg": "admin users file changed but not applied: the users in effect stay", "file": admins})
+	if !strings.Contains(log.String(), admins+`:2: want USER:HASH`) {
+		t.Fatalf("the error does not name FILE:LINE:\n%s", log.String())
+	}
+	if code, _ := get(t, url+"/api/v1/me", as("pw2")); code != 200 {
+		t.Fatalf("alice after a bad file: %d", code)
+	}
+
+	// The file fixed: applied, nothing changed.
+	n = strings.Count(log.String(), "\n")
+	writeFile(t, admins, string(data))
+	waitLog(t, log, n, "the fixed file", logLine{"msg": "admin users file applied", "file": admins, "changes": "0"})
+
+	// A SIGHUP changing alice's roles: the summary counts the admin
+	// change.
+	writeFile(t, file, "listeners:\n  - name: tcp\n    type: tcp\n    address: 127.0.0.1:0\ndata_dir: "+filepath.Join(tmp, "data")+
+		"\nextensions_dir: "+filepath.Join(tmp, "ext")+"\nadmin:\n  users_file: admins\n  users:\n    - name: alice\n      roles: [operator]\n")
+	n = strings.Count(log.String(), "\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, log, n, "the roles change", logLine{"msg": "admin user or token roles changed", "name": "alice", "roles": "operator"})
+	waitLog(t, log, n, "the summary", logLine{"msg": "configuration reloaded", "changes": "1", "admin_changes": "1"})
+}

@@ -220,11 +220,13 @@ func reloadConfig(log *slog.Logger, srv *broker.Server, load func() (*config.Con
 		log.Error("reload failed, configuration unchanged", "file", cfg.Source, "error", err)
 		return
 	}
-	applyAdmin()
+	adminChanges := applyAdmin()
 	for _, c := range changes {
 		log.Info("configuration changed", "key", c.Key, "old", c.Old, "new", c.New, "applies_to", c.AppliesTo)
 	}
-	log.Info("configuration reloaded", "file", cfg.Source, "changes", len(changes))
+	// changes counts the keys of the file; admin_changes the admin users
+	// and tokens added, removed or changed, admin.users_file's included.
+	log.Info("configuration reloaded", "file", cfg.Source, "changes", len(changes), "admin_changes", adminChanges)
 }
 
 // startCPUProfile profiles the process into path until stop is called
