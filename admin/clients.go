@@ -37,15 +37,17 @@ type attribute struct {
 
 // clientDetail is GET /api/v1/clients/{id}.
 type clientDetail struct {
-	ClientID          string         `json:"client_id"`
-	Username          string         `json:"username"`
-	Connected         bool           `json:"connected"`
-	ProtocolVersion   byte           `json:"protocol_version"`
-	RemoteAddress     string         `json:"remote_address"`
-	Listener          string         `json:"listener"`
-	ConnectedSince    *time.Time     `json:"connected_since"`
-	OfflineSince      *time.Time     `json:"offline_since"`
-	KeepAlive         uint16         `json:"keepalive"`
+	ClientID        string     `json:"client_id"`
+	Username        string     `json:"username"`
+	Connected       bool       `json:"connected"`
+	ProtocolVersion byte       `json:"protocol_version"`
+	RemoteAddress   string     `json:"remote_address"`
+	Listener        string     `json:"listener"`
+	ConnectedSince  *time.Time `json:"connected_since"`
+	OfflineSince    *time.Time `json:"offline_since"`
+	// KeepAlive is null for a session restored at start-up until its
+	// client reconnects (broker.ClientInfo.Restored): unknown, not 0.
+	KeepAlive         *uint16        `json:"keepalive"`
 	SessionExpiry     uint32         `json:"session_expiry"`
 	ExpiresAt         *time.Time     `json:"expires_at"`
 	ReceiveMaximum    uint16         `json:"receive_maximum"`
@@ -101,13 +103,17 @@ func (a *API) client(_ http.ResponseWriter, r *request) (int, any, error) {
 // detailOf converts the fields of ci, without subscriptions and
 // attributes (empty lists).
 func detailOf(ci broker.ClientInfo) clientDetail {
-	return clientDetail{ClientID: ci.ClientID, Username: ci.Username, Connected: ci.Connected, ProtocolVersion: ci.ProtocolVersion,
+	d := clientDetail{ClientID: ci.ClientID, Username: ci.Username, Connected: ci.Connected, ProtocolVersion: ci.ProtocolVersion,
 		RemoteAddress: ci.RemoteAddr, Listener: ci.Listener, ConnectedSince: timeOrNil(ci.ConnectedSince),
-		OfflineSince: timeOrNil(ci.OfflineSince), KeepAlive: ci.KeepAlive, QueueFullPolicy: ci.QueueFullPolicy,
+		OfflineSince: timeOrNil(ci.OfflineSince), QueueFullPolicy: ci.QueueFullPolicy,
 		AuthenticatedBy: ci.AuthenticatedBy,
 		SessionExpiry:   ci.SessionExpiry, ExpiresAt: timeOrNil(ci.ExpiresAt), ReceiveMaximum: ci.ReceiveMaximum,
 		InflightWindow: ci.InflightWindow, Queued: ci.Queued, MaxQueued: ci.MaxQueued,
 		Subscriptions: []subscription{}, SessionAttributes: []attribute{}}
+	if !ci.Restored {
+		d.KeepAlive = &ci.KeepAlive
+	}
+	return d
 }
 
 // serviceError maps the broker's errors to status codes.

@@ -10,8 +10,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/propolis-mqtt/propolis/admin/access"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/passwd"
 )
 
@@ -292,4 +296,45 @@ func TestServeAdminUsersFileWatched(t *testing.T) {
 	}
 	waitLog(t, log, n, "the roles change", logLine{"msg": "admin user or token roles changed", "name": "alice", "roles": "operator"})
 	waitLog(t, log, n, "the summary", logLine{"msg": "configuration reloaded", "changes": "1", "admin_changes": "1"})
+}
+
+// TestServeAdminKeepaliveUnknownAfterRestart: an offline session shows its
+// last keepalive; after a restart, which restores it without one, the
+// client detail says keepalive null (unknown), not 0.
+func TestServeAdminKeepaliveUnknownAfterRestart(t *testing.T) {
+	tmp := t.TempDir()
+	installAllowAll(t, filepath.Join(tmp, "ext"))
+	args := []string{"serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext")}
+	detail := func(base string) string {
+		t.Helper()
+		code, body := get(t, base+"/api/v1/clients/ka", nil)
+		if code != 200 {
+			t.Fatalf("client detail: %d %s", code, body)
+		}
+		return body
+	}
+	cmd := exec.Command(bin, args...)
+	addr, base, log := startServeOps(t, cmd)
+	c := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("ka").SetProtocolVersion(4).
+		SetCleanSession(false).SetKeepAlive(60 * time.Second).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(poll.Timeout))
+	if tok := c.Connect(); !tok.WaitTimeout(poll.Timeout) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	c.Disconnect(0)
+	poll.Until(t, "ka offline", func() bool { return strings.Contains(detail(base), `"connected":false`) })
+	if body := detail(base); !strings.Contains(body, `"keepalive":60`) {
+		t.Fatalf("offline before the restart: %s", body)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitExit(t, cmd); err != nil {
+		t.Fatalf("exit: %v\n%s", err, log.String())
+	}
+	cmd = exec.Command(bin, args...)
+	_, base, _ = startServeOps(t, cmd)
+	defer func() { _ = cmd.Process.Kill() }()
+	if body := detail(base); !strings.Contains(body, `"keepalive":null`) {
+		t.Fatalf("restored: %s, want keepalive null", body)
+	}
 }
