@@ -48,7 +48,8 @@ func serveFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 	listen := optionalFlag(fs, "listen", "the configuration's listeners; "+config.Default().Listeners[0].Address+" in the embedded one",
 		"listen on `ADDR` (host:port) with the first tcp listener, adding one named tcp if there is none")
 	httpAddr := optionalFlag(fs, "http", "the configuration's http.address; "+config.DefaultHTTPAddress+" in the embedded one",
-		"serve /metrics, /healthz and /readyz on `ADDR` (host:port), overriding http.address")
+		"serve the operator's HTTP endpoint on `ADDR` (host:port), overriding http.address: /metrics, /healthz, /readyz, "+
+			"and the admin API (/api/v1) and control center (/ui/) unless admin.enabled is false")
 	repair := fs.Bool("repair", false, "start on a data folder with a damaged write-ahead log: copy it aside, drop the damaged part")
 	return func(_ string, _, stderr io.Writer) error {
 		load := func() (*config.Config, error) {
