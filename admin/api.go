@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"slices"
@@ -148,6 +149,10 @@ func (a *API) Mount(mux Mux) {
 type request struct {
 	*http.Request
 	who *access.Principal
+	// details are the request's parameters for the audit line of its
+	// result (access.Entry.Details), set by a handler once it has read
+	// them; never a secret.
+	details map[string]any
 }
 
 // handler answers an authenticated request with a status, a value to write
@@ -345,12 +350,21 @@ func isJSON(ct string) bool {
 	return err == nil && mt == "application/json"
 }
 
-// audit writes the result line of an action for r's principal; a failure
-// of the log is logged (the action was taken: its attempt line is
-// written).
+// audit writes the result line of an action for r's principal, with
+// r.details; a failure of the log is logged (the action was taken: its
+// attempt line is written). An action taken is also logged at info,
+// naming who took it (the broker's own lines, such as "extension
+// disabled", cannot know).
 func (a *API) audit(r *request, action, target string, err error) {
 	if werr := a.auditErr(r, action, target, "ok", err); werr != nil {
 		a.log.Error("admin API: audit log", "action", action, "target", target, "error", werr)
+	}
+	if err == nil && r.who != nil {
+		attrs := []any{"action", action, "target", target, "user", r.who.User, "auth", r.who.Auth, "remote", access.RemoteIP(r.Request)}
+		for _, k := range slices.Sorted(maps.Keys(r.details)) {
+			attrs = append(attrs, k, r.details[k])
+		}
+		a.log.Info("admin API: "+action, attrs...)
 	}
 }
 
@@ -359,6 +373,9 @@ func (a *API) audit(r *request, action, target string, err error) {
 // the log's error. Denied lines are throttled.
 func (a *API) auditErr(r *request, action, target, result string, err error) error {
 	e := access.Entry{Remote: access.RemoteIP(r.Request), Action: action, Target: target, Result: result}
+	if result != "attempt" {
+		e.Details = r.details
+	}
 	if r.who != nil {
 		e.User, e.Auth = r.who.User, r.who.Auth
 	}

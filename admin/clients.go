@@ -2,11 +2,14 @@ package admin
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
 // subscription is one subscription, in a client's detail and in a
@@ -37,15 +40,17 @@ type attribute struct {
 
 // clientDetail is GET /api/v1/clients/{id}.
 type clientDetail struct {
-	ClientID          string         `json:"client_id"`
-	Username          string         `json:"username"`
-	Connected         bool           `json:"connected"`
-	ProtocolVersion   byte           `json:"protocol_version"`
-	RemoteAddress     string         `json:"remote_address"`
-	Listener          string         `json:"listener"`
-	ConnectedSince    *time.Time     `json:"connected_since"`
-	OfflineSince      *time.Time     `json:"offline_since"`
-	KeepAlive         uint16         `json:"keepalive"`
+	ClientID        string     `json:"client_id"`
+	Username        string     `json:"username"`
+	Connected       bool       `json:"connected"`
+	ProtocolVersion byte       `json:"protocol_version"`
+	RemoteAddress   string     `json:"remote_address"`
+	Listener        string     `json:"listener"`
+	ConnectedSince  *time.Time `json:"connected_since"`
+	OfflineSince    *time.Time `json:"offline_since"`
+	// KeepAlive is null for a session restored at start-up until its
+	// client reconnects (broker.ClientInfo.Restored): unknown, not 0.
+	KeepAlive         *uint16        `json:"keepalive"`
 	SessionExpiry     uint32         `json:"session_expiry"`
 	ExpiresAt         *time.Time     `json:"expires_at"`
 	ReceiveMaximum    uint16         `json:"receive_maximum"`
@@ -101,28 +106,71 @@ func (a *API) client(_ http.ResponseWriter, r *request) (int, any, error) {
 // detailOf converts the fields of ci, without subscriptions and
 // attributes (empty lists).
 func detailOf(ci broker.ClientInfo) clientDetail {
-	return clientDetail{ClientID: ci.ClientID, Username: ci.Username, Connected: ci.Connected, ProtocolVersion: ci.ProtocolVersion,
+	d := clientDetail{ClientID: ci.ClientID, Username: ci.Username, Connected: ci.Connected, ProtocolVersion: ci.ProtocolVersion,
 		RemoteAddress: ci.RemoteAddr, Listener: ci.Listener, ConnectedSince: timeOrNil(ci.ConnectedSince),
-		OfflineSince: timeOrNil(ci.OfflineSince), KeepAlive: ci.KeepAlive, QueueFullPolicy: ci.QueueFullPolicy,
+		OfflineSince: timeOrNil(ci.OfflineSince), QueueFullPolicy: ci.QueueFullPolicy,
 		AuthenticatedBy: ci.AuthenticatedBy,
 		SessionExpiry:   ci.SessionExpiry, ExpiresAt: timeOrNil(ci.ExpiresAt), ReceiveMaximum: ci.ReceiveMaximum,
 		InflightWindow: ci.InflightWindow, Queued: ci.Queued, MaxQueued: ci.MaxQueued,
 		Subscriptions: []subscription{}, SessionAttributes: []attribute{}}
+	if !ci.Restored {
+		d.KeepAlive = &ci.KeepAlive
+	}
+	return d
 }
 
-// serviceError maps the broker's errors to status codes.
-func serviceError(err error) error {
+// serviceError maps the broker's errors to status codes. The answer
+// names what (`client "c1"`, `filter "a/#/b"`) and the reason only, not
+// the broker's call and sentinel (`list retained "a/#/b": invalid
+// argument: ...`).
+func serviceError(err error, what string) error {
+	reason := func() error {
+		msg := err.Error()
+		for _, s := range []error{broker.ErrInvalidArgument, broker.ErrNoSession, broker.ErrNotConnected} {
+			if _, after, ok := strings.Cut(msg, s.Error()+": "); ok {
+				return errors.New(what + ": " + after)
+			}
+			if strings.HasSuffix(msg, s.Error()) {
+				return errors.New(what + ": " + s.Error())
+			}
+		}
+		return errors.New(what + ": " + msg)
+	}
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, broker.ErrNoSession):
-		return &httpError{code: http.StatusNotFound, err: err}
+		return &httpError{code: http.StatusNotFound, err: reason()}
 	case errors.Is(err, broker.ErrNotConnected):
-		return &httpError{code: http.StatusConflict, err: err}
+		return &httpError{code: http.StatusConflict, err: reason()}
 	case errors.Is(err, broker.ErrInvalidArgument):
-		return &httpError{code: http.StatusBadRequest, err: err}
+		return &httpError{code: http.StatusBadRequest, err: reason()}
 	}
 	return err
+}
+
+// filterParam returns the filter query parameter, def when empty, or a
+// 400 saying what is wrong with it: `filter "a/#/b": not a topic filter
+// ("#" must be the last level)`. shared allows $share/GROUP/FILTER.
+func filterParam(r *request, def string, shared bool) (string, error) {
+	f := r.URL.Query().Get("filter")
+	if f == "" {
+		if def == "" {
+			return "", errorf(http.StatusBadRequest, "filter: required (a topic filter)")
+		}
+		return def, nil
+	}
+	inner := f
+	if _, in, ok := topic.SplitShared(f); ok {
+		if !shared {
+			return "", errorf(http.StatusBadRequest, "filter %q: a shared subscription ($share/...) receives no retained messages; give its topic filter", f)
+		}
+		inner = in
+	}
+	if err := topic.CheckFilter(inner); err != nil {
+		return "", errorf(http.StatusBadRequest, "filter %q: not a topic filter (%v)", f, err)
+	}
+	return f, nil
 }
 
 // disconnectCode is the default reason code of a disconnect: 0x98,
@@ -146,11 +194,17 @@ func (a *API) disconnect(_ http.ResponseWriter, r *request) (int, any, error) {
 	if body.ReasonCode != nil {
 		code = *body.ReasonCode
 	}
+	r.details = map[string]any{"prevent_will": body.PreventWill, "reason_code": code, "reason": body.Reason}
 	var err error
 	if code < 0 || code > 255 {
 		err = errorf(http.StatusBadRequest, "reason_code: %d is not a byte", code)
 	} else {
-		err = serviceError(a.o.Broker.Disconnect(id, byte(code), body.Reason, body.PreventWill))
+		err = a.o.Broker.Disconnect(id, byte(code), body.Reason, body.PreventWill)
+		what := fmt.Sprintf("client %q", id)
+		if errors.Is(err, broker.ErrInvalidArgument) {
+			what = "request body" // the reason code or the reason
+		}
+		err = serviceError(err, what)
 	}
 	a.audit(r, "client.disconnect", id, err)
 	if err != nil {
@@ -162,7 +216,7 @@ func (a *API) disconnect(_ http.ResponseWriter, r *request) (int, any, error) {
 // invalidate: POST /api/v1/clients/{id}/invalidate.
 func (a *API) invalidate(_ http.ResponseWriter, r *request) (int, any, error) {
 	id := r.PathValue("id")
-	err := serviceError(a.o.Broker.InvalidateSession(id))
+	err := serviceError(a.o.Broker.InvalidateSession(id), fmt.Sprintf("client %q", id))
 	a.audit(r, "session.invalidate", id, err)
 	if err != nil {
 		return 0, nil, err

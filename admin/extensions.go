@@ -69,8 +69,10 @@ func (a *API) setDisabled(r *request, disable bool) (int, any, error) {
 	if err != nil {
 		// No such extension folder (host.Enable and Disable check the id
 		// and the manifest) is a 404; the folder's own trouble a 500.
+		// The answer names the id, not the folder's path on the broker's
+		// machine.
 		if _, serr := os.Stat(filepath.Join(a.o.ExtensionsDir, id, host.ManifestFile)); serr != nil {
-			err = &httpError{code: http.StatusNotFound, err: err}
+			err = errorf(http.StatusNotFound, "no extension %q in the extensions folder", id)
 		}
 	}
 	a.audit(r, action, id, err)

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -67,7 +68,7 @@ func (a *API) clients(_ http.ResponseWriter, r *request) (int, any, error) {
 	cq.Limit = n
 	page, err := a.o.Queries.ListClients(cq)
 	if err != nil {
-		return 0, nil, serviceError(err)
+		return 0, nil, serviceError(err, "client list")
 	}
 	list := make([]clientSummary, len(page.Clients))
 	for i, c := range page.Clients {
@@ -80,13 +81,13 @@ func (a *API) clients(_ http.ResponseWriter, r *request) (int, any, error) {
 
 // subscribers: GET /api/v1/subscriptions?filter=F.
 func (a *API) subscribers(_ http.ResponseWriter, r *request) (int, any, error) {
-	filter := r.URL.Query().Get("filter")
-	if filter == "" {
-		return 0, nil, errorf(http.StatusBadRequest, "filter: required (a topic filter)")
+	filter, err := filterParam(r, "", true)
+	if err != nil {
+		return 0, nil, err
 	}
 	subs, err := a.o.Queries.Subscribers(filter)
 	if err != nil {
-		return 0, nil, serviceError(err)
+		return 0, nil, serviceError(err, fmt.Sprintf("filter %q", filter))
 	}
 	list := make([]subscription, len(subs))
 	for i, s := range subs {
@@ -108,9 +109,9 @@ type retainedSummary struct {
 // retained: GET /api/v1/retained?filter=&after=&limit=.
 func (a *API) retained(_ http.ResponseWriter, r *request) (int, any, error) {
 	q := r.URL.Query()
-	filter := q.Get("filter")
-	if filter == "" {
-		filter = "#"
+	filter, err := filterParam(r, "#", false)
+	if err != nil {
+		return 0, nil, err
 	}
 	n, err := limitParam(r)
 	if err != nil {
@@ -121,7 +122,7 @@ func (a *API) retained(_ http.ResponseWriter, r *request) (int, any, error) {
 	}
 	msgs, next, total, err := a.o.Queries.ListRetained(filter, q.Get("after"), n)
 	if err != nil {
-		return 0, nil, serviceError(err)
+		return 0, nil, serviceError(err, fmt.Sprintf("filter %q", filter))
 	}
 	list := make([]retainedSummary, len(msgs))
 	for i, m := range msgs {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"unicode/utf8"
@@ -19,9 +20,10 @@ type userProperty struct {
 	Value string `json:"value"`
 }
 
-// retainedMessage is GET /api/v1/retained/message. Payload is set only
-// with retained.payload (else PayloadHidden), UserProperties only with
-// userproperties.view.
+// retainedMessage is GET /api/v1/retained/message. Payload, and the
+// payload-level ResponseTopic and CorrelationData, are set only with
+// retained.payload (else PayloadHidden, and the two are left out);
+// UserProperties only with userproperties.view.
 type retainedMessage struct {
 	Topic           string          `json:"topic"`
 	QoS             byte            `json:"qos"`
@@ -32,8 +34,8 @@ type retainedMessage struct {
 	ContentType     string          `json:"content_type"`
 	PayloadFormat   byte            `json:"payload_format"`
 	MessageExpiry   uint32          `json:"message_expiry"`
-	ResponseTopic   string          `json:"response_topic"`
-	CorrelationData []byte          `json:"correlation_data"`
+	ResponseTopic   *string         `json:"response_topic,omitempty"`
+	CorrelationData *[]byte         `json:"correlation_data,omitempty"`
 	UserProperties  *[]userProperty `json:"user_properties,omitempty"`
 }
 
@@ -64,8 +66,7 @@ func (a *API) retainedMessage(_ http.ResponseWriter, r *request) (int, any, erro
 		}
 	}
 	out := retainedMessage{Topic: m.Topic, QoS: m.QoS, PayloadSize: len(m.Payload), Encoding: enc,
-		ContentType: m.ContentType, PayloadFormat: m.PayloadFormat, MessageExpiry: m.MessageExpiry,
-		ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData}
+		ContentType: m.ContentType, PayloadFormat: m.PayloadFormat, MessageExpiry: m.MessageExpiry}
 	if !slices.Contains([]string{"text", "hex", "json"}, enc) {
 		return 0, nil, errorf(http.StatusBadRequest, "encoding: unknown value %q (allowed: text, hex, json)", enc)
 	}
@@ -77,6 +78,9 @@ func (a *API) retainedMessage(_ http.ResponseWriter, r *request) (int, any, erro
 			return 0, nil, err
 		}
 		out.Payload = &p
+		// The response topic and correlation data a request carries are
+		// payload-level data: with the payload only.
+		out.ResponseTopic, out.CorrelationData = &m.ResponseTopic, &m.CorrelationData
 	} else {
 		out.PayloadHidden = true
 	}
@@ -136,7 +140,7 @@ func (a *API) deleteRetained(_ http.ResponseWriter, r *request) (int, any, error
 		if _, ok := a.o.Broker.Retained(topic); !ok {
 			err = errorf(http.StatusNotFound, "topic %q: no retained message", topic)
 		} else {
-			err = serviceError(a.o.Broker.DeleteRetained(topic))
+			err = serviceError(a.o.Broker.DeleteRetained(topic), fmt.Sprintf("topic %q", topic))
 		}
 	}
 	a.audit(r, "retained.delete", topic, err)

@@ -101,6 +101,10 @@ func (a *API) startTrace(_ http.ResponseWriter, r *request) (int, any, error) {
 	if err == nil {
 		err = decode(r, &body)
 	}
+	if err == nil {
+		r.details = map[string]any{"client_id": body.ClientID, "topic_filter": body.TopicFilter, "packets": body.Packets,
+			"duration_seconds": body.DurationSeconds, "max_bytes": body.MaxBytes}
+	}
 	var got trace.Recording
 	if err == nil {
 		switch {

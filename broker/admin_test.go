@@ -98,7 +98,7 @@ func TestListClientsFilters(t *testing.T) {
 
 	page, _ := b.ListClients(broker.ClientQuery{})
 	for _, c := range page.Clients {
-		if c.KeepAlive != 30 || c.QueueFullPolicy != "drop-new" || c.AuthenticatedBy != "brokertest-rules" {
+		if c.KeepAlive != 30 || c.Restored || c.QueueFullPolicy != "drop-new" || c.AuthenticatedBy != "brokertest-rules" {
 			t.Errorf("%s: keepalive %d, policy %q, authenticated by %q; want 30, drop-new, brokertest-rules",
 				c.ClientID, c.KeepAlive, c.QueueFullPolicy, c.AuthenticatedBy)
 		}
@@ -128,8 +128,8 @@ func TestListClientsRestored(t *testing.T) {
 		t.Fatalf("offline after restart: %+v, %v", page, err)
 	}
 	c := page.Clients[0]
-	if c.ClientID != "r" || c.AuthenticatedBy != "" || c.KeepAlive != 0 || !c.OfflineSince.Equal(was.OfflineSince) {
-		t.Errorf("restored: %+v; want r, no deciding extension, keepalive 0, offline since %v", c, was.OfflineSince)
+	if c.ClientID != "r" || c.AuthenticatedBy != "" || c.KeepAlive != 0 || !c.Restored || !c.OfflineSince.Equal(was.OfflineSince) {
+		t.Errorf("restored: %+v; want r, restored, no deciding extension, keepalive 0, offline since %v", c, was.OfflineSince)
 	}
 	b.connect5("r", false, 600, nil)
 	if c, _ := b.Client("r"); !c.Connected || c.AuthenticatedBy != "brokertest-rules" || !c.OfflineSince.IsZero() {

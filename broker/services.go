@@ -101,8 +101,13 @@ type ClientInfo struct {
 	// KeepAlive is the keepalive in effect, in seconds, as granted at the
 	// CONNECT (the client's, or the authenticator's, capped by
 	// mqtt.max_keepalive); for an offline session, its last connection's;
-	// 0 for a session restored at start-up until its client reconnects.
+	// 0 for a session restored at start-up until its client reconnects
+	// (Restored: the store keeps no keepalive).
 	KeepAlive uint16
+	// Restored says that the session was restored at start-up and its
+	// client has not connected since: KeepAlive and AuthenticatedBy are
+	// unknown (zero), as the store does not keep them.
+	Restored bool
 	// OfflineSince is when the session went offline (for a session
 	// restored at start-up, the time stored with it); zero while connected.
 	OfflineSince time.Time

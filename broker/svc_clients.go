@@ -108,6 +108,7 @@ func (s *Server) clientInfo(cl *mqtt.Client) ClientInfo {
 		info.OfflineSince = time.Unix(off, 0)
 		if _, restored := s.hook.restoredOffline.Load(cl); restored {
 			info.KeepAlive = 0 // mochi's default, not one a CONNECT asked for
+			info.Restored = true
 		}
 		if off < cl.StopTime() && info.SessionExpiry > 0 {
 			info.SessionExpiry = uint32(min(end-off, int64(caps.MaximumSessionExpiryInterval)))

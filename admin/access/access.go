@@ -32,6 +32,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -179,6 +180,41 @@ func (p *Policy) PasswordsChanged(old *Policy) []string {
 	return out
 }
 
+// RolesChanged returns the users and tokens of both old and p whose roles
+// differ, sorted: for the reload log. Tokens are named by their name.
+func (p *Policy) RolesChanged(old *Policy) []string {
+	var out []string
+	for _, n := range p.userNames {
+		if o, ok := old.users[n]; ok && !slices.Equal(o.roles, p.users[n].roles) {
+			out = append(out, n)
+		}
+	}
+	oldTokens := map[string][]string{}
+	for _, t := range old.tokens {
+		oldTokens[t.name] = t.roles
+	}
+	for _, t := range p.tokens {
+		if o, ok := oldTokens[t.name]; ok && !slices.Equal(o, t.roles) && !slices.Contains(out, t.name) {
+			out = append(out, t.name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// RolesOf returns the roles of the user, or else the token, named name.
+func (p *Policy) RolesOf(name string) []string {
+	if u, ok := p.users[name]; ok {
+		return u.roles
+	}
+	for _, t := range p.tokens {
+		if t.name == name {
+			return t.roles
+		}
+	}
+	return nil
+}
+
 // RoleNames returns every role, built-in ones included, sorted.
 func (p *Policy) RoleNames() []string { return slices.Sorted(maps.Keys(p.roles)) }
 
@@ -245,13 +281,23 @@ func Build(a config.Admin, cfgFile string) (*Policy, error) {
 	var fileUsers map[string]passwd.Entry
 	var file string
 	if a.UsersFile != "" {
-		file = a.UsersFile
-		if !filepath.IsAbs(file) && cfgFile != "" && !strings.HasPrefix(cfgFile, "<") {
-			file = filepath.Join(filepath.Dir(cfgFile), file)
-		}
+		file = UsersFile(a, cfgFile)
 		data, err := os.ReadFile(file)
 		if err != nil {
-			bad("admin.users_file", "%v", err)
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the path is said below
+			}
+			abs, aerr := filepath.Abs(file)
+			if aerr != nil {
+				abs = file
+			}
+			if filepath.IsAbs(a.UsersFile) {
+				bad("admin.users_file", "%s: %v", a.UsersFile, err)
+			} else {
+				bad("admin.users_file", "%q, relative to the configuration file's folder %s, is %s: %v", a.UsersFile,
+					filepath.Dir(abs), abs, err)
+			}
 		} else if _, fileUsers, err = passwd.ParseFile(file, data); err != nil {
 			probs = append(probs, err.Error())
 		}
@@ -311,6 +357,17 @@ func Build(a config.Admin, cfgFile string) (*Policy, error) {
 	}
 	sort.Strings(p.tokenNames)
 	return p, nil
+}
+
+// UsersFile returns the path of a's users file (admin.users_file), relative
+// to the folder of the configuration file cfgFile unless absolute (or
+// cfgFile is the embedded default); "" when there is none.
+func UsersFile(a config.Admin, cfgFile string) string {
+	file := a.UsersFile
+	if file != "" && !filepath.IsAbs(file) && cfgFile != "" && !strings.HasPrefix(cfgFile, "<") {
+		file = filepath.Join(filepath.Dir(cfgFile), file)
+	}
+	return file
 }
 
 // TokenDigest returns the hex SHA-256 of an API token, as admin.tokens

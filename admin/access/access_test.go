@@ -56,7 +56,7 @@ admin.users[0].roles[1]: unknown role "wizard" (known: admin, operator, ops, vie
 		{name: "hash in both", yaml: "admin:\n  users_file: admins\n  users:\n    - name: bob\n      roles: [viewer]\n      password_hash: \"" + hash + "\"\n",
 			want: `admin.users[0].password_hash: user "bob" also has a hash in ` + filepath.Join(dir, "admins") + `:2; keep one`},
 		{name: "missing file", yaml: "admin:\n  users_file: nothere\n  users:\n    - name: bob\n      roles: [viewer]\n",
-			want: `admin.users_file: open ` + filepath.Join(dir, "nothere") + `: no such file or directory`},
+			want: `admin.users_file: "nothere", relative to the configuration file's folder ` + dir + `, is ` + filepath.Join(dir, "nothere") + `: no such file or directory`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, file := parse(t, dir, tc.yaml)

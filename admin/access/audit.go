@@ -64,6 +64,11 @@ type Entry struct {
 	Result string `json:"result"`
 	// Error is why it was not "ok"; "" when it was.
 	Error string `json:"error"`
+	// Details are the request's parameters, on the result line of an
+	// action that takes any (client.disconnect: prevent_will,
+	// reason_code, reason; trace.start: the recording's spec); never a
+	// secret. Left out when none.
+	Details map[string]any `json:"details,omitempty"`
 }
 
 // OpenAudit opens (creating, mode 0600) the audit log at path for

@@ -38,8 +38,11 @@ const (
 var (
 	// ErrUnauthenticated: no credentials, or an expired session (401).
 	ErrUnauthenticated = errors.New("not logged in")
-	// ErrBadCredentials: wrong user name, password or token (401).
+	// ErrBadCredentials: wrong user name or password (401).
 	ErrBadCredentials = errors.New("bad user name or password")
+	// ErrUnknownToken: a bearer token that no admin.tokens entry has
+	// (401).
+	ErrUnknownToken = errors.New("unknown API token")
 	// ErrForbidden: the Host header or the CSRF token is wrong (403).
 	ErrForbidden = errors.New("forbidden")
 	// ErrLocalMode: a login while no users are configured (400).
@@ -331,7 +334,8 @@ func (a *Access) Identify(r *http.Request) (user, auth string) {
 // ignored: Principal.StaleCookie). It checks the Host header
 // (ErrForbidden) and, for a state-changing request of a cookie session or
 // local mode, the CSRF header (ErrForbidden). Basic auth is rate-limited
-// like logins (*RateLimitedError), unknown bearer tokens count against
+// like logins (*RateLimitedError), unknown bearer tokens
+// (ErrUnknownToken) count against
 // the remote IP's login limit; failures are logged at warn (throttled).
 func (a *Access) Authenticate(r *http.Request) (*Principal, error) {
 	if !a.CheckHost(r) {
@@ -347,7 +351,7 @@ func (a *Access) Authenticate(r *http.Request) (*Principal, error) {
 					return nil, err
 				}
 				a.warn.log(a.log, "admin API: unknown bearer token", "remote", ip)
-				return nil, ErrBadCredentials
+				return nil, ErrUnknownToken
 			}
 			return &Principal{User: t.name, Auth: AuthToken, Roles: t.roles, Perms: p.permissions(t.roles)}, nil
 		}

@@ -15,8 +15,15 @@ import (
 // (section http), with which permissions. With no users and no tokens the
 // API serves only on a loopback http.address, as the local user "local"
 // with every permission; `propolis serve` refuses a non-loopback address
-// without them. Users, roles and tokens reload on SIGHUP.
+// without them, unless Enabled is false. Users, roles and tokens reload on
+// SIGHUP (and the users file when it changes).
 type Admin struct {
+	// Enabled mounts the admin API and the control center on the HTTP
+	// endpoint. false serves neither (the endpoint keeps /metrics,
+	// /healthz and /readyz), so that a non-loopback http.address needs no
+	// admin users: a Prometheus on another machine. Read at start only.
+	// Default true.
+	Enabled bool `yaml:"enabled"`
 	// UsersFile is a password file in the format of `propolis passwd`
 	// (USER:HASH lines, package passwd), relative to the configuration
 	// file's folder unless absolute; its hashes are read at start and at
@@ -25,7 +32,8 @@ type Admin struct {
 	UsersFile string `yaml:"users_file"`
 	// Users are the admin users with their roles; a user's password hash is
 	// here (password_hash) or in UsersFile, not both. Default none.
-	Users []AdminUser `yaml:"users"`
+	// The reload log names each by its Name (key:"name").
+	Users []AdminUser `yaml:"users" key:"name"`
 	// Roles adds roles: a mapping of role name to its list of permissions
 	// (admin/access lists them). The built-in roles admin, operator and
 	// viewer cannot be redefined. Default {} (none).
@@ -33,7 +41,8 @@ type Admin struct {
 	// Tokens are API tokens for scripts (Authorization: Bearer TOKEN),
 	// stored as the hex SHA-256 of the token; `propolis admin token NAME`
 	// makes one. Default none.
-	Tokens []AdminToken `yaml:"tokens"`
+	// The reload log names each by its Name (key:"name").
+	Tokens []AdminToken `yaml:"tokens" key:"name"`
 	// Hosts are further host names (or host:port) the API answers to in
 	// the request's Host header, besides loopback names and http.address
 	// itself: the names operators reach the endpoint by. Any other Host

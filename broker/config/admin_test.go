@@ -12,7 +12,7 @@ func TestDiffRedactsSecrets(t *testing.T) {
 	old.Admin.Users = []AdminUser{{Name: "alice", Roles: []string{"admin"}, PasswordHash: "$pbkdf2-sha512$old"}}
 	cur.Admin.Users = []AdminUser{{Name: "alice", Roles: []string{"admin"}, PasswordHash: "$pbkdf2-sha512$new"}}
 	changes := Diff(old, cur)
-	if len(changes) != 1 || changes[0].Key != "admin.users[0].password_hash" || !changes[0].Live {
+	if len(changes) != 1 || changes[0].Key != "admin.users[alice].password_hash" || !changes[0].Live {
 		t.Fatalf("changes: %+v", changes)
 	}
 	c := changes[0]

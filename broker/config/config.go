@@ -315,7 +315,7 @@ func Default() *Config {
 		Overload: Overload{Enabled: true, Interval: Duration(time.Second), ThrottleLevel: 7, ReleaseLevel: 4,
 			MinClientRate: 64 << 10},
 		ClientLimits: ClientLimits{PublishBurst: 100},
-		Admin: Admin{Users: []AdminUser{}, Roles: map[string]any{}, Tokens: []AdminToken{}, Hosts: []string{},
+		Admin: Admin{Enabled: true, Users: []AdminUser{}, Roles: map[string]any{}, Tokens: []AdminToken{}, Hosts: []string{},
 			SessionTTL: Duration(12 * time.Hour), AuditLog: "audit.log"},
 		Trace:  Trace{MaxFileSize: DefaultTraceMaxFileSize, MaxTotalSize: DefaultTraceMaxTotalSize},
 		Source: defaultSource,

@@ -73,12 +73,13 @@ var reloadRules = []reloadRule{
 	{key: "client_limits.publish_burst", live: true, to: "CONNECTs from now on"},       // Server.clientLimits, when a CONNECT is accepted
 	{key: "client_limits.bytes_rate", live: true, to: "CONNECTs from now on"},          // Server.clientLimits, when a CONNECT is accepted
 	{key: "client_limits.max_subscriptions", live: true, to: "SUBSCRIBEs from now on"}, // hook.maxSubscriptions, per SUBSCRIBE
-	{key: "admin.users_file", live: true, to: "admin API requests from now on"},        // access.Access.Use, by serve's reload (cmd/propolis)
-	{key: "admin.users", live: true, to: "admin API requests from now on"},             // access.Access.Use
-	{key: "admin.roles", live: true, to: "admin API requests from now on"},             // access.Access.Use
-	{key: "admin.tokens", live: true, to: "admin API requests from now on"},            // access.Access.Use
-	{key: "admin.hosts", live: true, to: "admin API requests from now on"},             // access.Access.Use
-	{key: "admin.session_ttl", live: true, to: "logins from now on"},                   // access.Access.Use
+	{key: "admin.enabled", why: "the admin API is mounted at start"},
+	{key: "admin.users_file", live: true, to: "admin API requests from now on"}, // access.Access.Use, by serve's reload (cmd/propolis)
+	{key: "admin.users", live: true, to: "admin API requests from now on"},      // access.Access.Use
+	{key: "admin.roles", live: true, to: "admin API requests from now on"},      // access.Access.Use
+	{key: "admin.tokens", live: true, to: "admin API requests from now on"},     // access.Access.Use
+	{key: "admin.hosts", live: true, to: "admin API requests from now on"},      // access.Access.Use
+	{key: "admin.session_ttl", live: true, to: "logins from now on"},            // access.Access.Use
 	{key: "admin.audit_log", why: "the audit log is open"},
 	{key: "trace.max_file_size", why: "the trace recorder is opened with it (package trace)"},
 	{key: "trace.max_total_size", why: "the trace recorder is opened with it (package trace)"},
@@ -236,6 +237,10 @@ func (f *flat) add(path string, v reflect.Value) {
 			if path != "" {
 				name = path + "." + name
 			}
+			if k := field.Tag.Get("key"); k != "" && field.Type.Kind() == reflect.Slice {
+				f.addKeyed(name, k, v.Field(i))
+				continue
+			}
 			if field.Tag.Get("secret") == "true" {
 				// A secret (a password hash, a token digest) is never
 				// logged: a change shows as a different fingerprint.
@@ -249,6 +254,30 @@ func (f *flat) add(path string, v reflect.Value) {
 		f.keys = append(f.keys, path)
 		f.vals[path] = fmt.Sprint(v.Interface())
 		f.strs[path] = v.Kind() == reflect.String
+	}
+}
+
+// addKeyed adds the list v (of structs), found at path, indexing each
+// element by its field whose yaml name is key rather than by position
+// (admin.users[alice].roles): inserting an element before another then
+// changes only the keys of the new one, and the reload log reads as an
+// element added, removed or changed. An element without that key, or one
+// whose key another element already has, is indexed by position.
+func (f *flat) addKeyed(path, key string, v reflect.Value) {
+	seen := map[string]bool{}
+	for i := range v.Len() {
+		e := v.Index(i)
+		idx := strconv.Itoa(i)
+		for j := range e.NumField() {
+			name, _, _ := strings.Cut(e.Type().Field(j).Tag.Get("yaml"), ",")
+			if name == key {
+				if s := e.Field(j).String(); s != "" && !seen[s] {
+					seen[s], idx = true, s
+				}
+				break
+			}
+		}
+		f.add(path+"["+idx+"]", e)
 	}
 }
 

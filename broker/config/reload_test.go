@@ -82,13 +82,44 @@ func TestDiff(t *testing.T) {
 			`listeners[1].tls.require_client_cert: (none) -> false (fixed)`,
 		}},
 		{"source is no change", func(c *Config) { c.Source = "other.yaml" }, nil},
+		// admin.users and admin.tokens by name: erin inserted before dave
+		// is erin added, not every later position changed; secrets show
+		// as fingerprints.
+		{"admin user inserted", func(c *Config) {
+			c.Admin.Users = []AdminUser{c.Admin.Users[0], {Name: "erin", Roles: []string{"admin"}, PasswordHash: "h-erin"}, c.Admin.Users[1]}
+		}, []string{
+			"admin.users[erin].name: (none) -> erin (live)",
+			"admin.users[erin].roles[0]: (none) -> admin (live)",
+			"admin.users[erin].password_hash: (none) -> " + Redact("h-erin") + " (live)",
+		}},
+		{"admin user removed, roles and hash changed", func(c *Config) {
+			c.Admin.Users = []AdminUser{{Name: "dave", Roles: []string{"admin"}, PasswordHash: "h-dave2"}}
+			c.Admin.Tokens[0].Roles = []string{"operator"}
+		}, []string{
+			"admin.users[carol].name: carol -> (none) (live)",
+			"admin.users[carol].roles[0]: viewer -> (none) (live)",
+			"admin.users[carol].password_hash: " + Redact("h-carol") + " -> (none) (live)",
+			"admin.users[dave].roles[0]: viewer -> admin (live)",
+			"admin.users[dave].password_hash: " + Redact("h-dave") + " -> " + Redact("h-dave2") + " (live)",
+			"admin.tokens[ci].roles[0]: viewer -> operator (live)",
+		}},
+	}
+	// The admin cases start from two users and a token.
+	withAdmins := func(c *Config) *Config {
+		c.Admin.Users = []AdminUser{{Name: "carol", Roles: []string{"viewer"}, PasswordHash: "h-carol"},
+			{Name: "dave", Roles: []string{"viewer"}, PasswordHash: "h-dave"}}
+		c.Admin.Tokens = []AdminToken{{Name: "ci", SHA256: "s", Roles: []string{"viewer"}}}
+		return c
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cur := Default()
+			old, cur := Default(), Default()
+			if strings.HasPrefix(tt.name, "admin") {
+				old, cur = withAdmins(old), withAdmins(cur)
+			}
 			tt.change(cur)
 			var got []string
-			for _, c := range Diff(Default(), cur) {
+			for _, c := range Diff(old, cur) {
 				kind := "fixed"
 				if c.Live {
 					kind = "live"

@@ -2,7 +2,11 @@
 // allocate, so it can run on every PUBLISH.
 package topic
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // nextLevel splits s at its first '/': the level, the rest, and whether
 // there was a separator.
@@ -109,21 +113,51 @@ func dollar(f string) bool { return len(f) > 0 && f[0] == '$' }
 // wildFirst reports whether filter f's first level is a wildcard.
 func wildFirst(f string) bool { return len(f) > 0 && (f[0] == '+' || f[0] == '#') }
 
-// ValidFilter reports whether f is a well-formed topic filter.
+// ValidFilter reports whether f is a well-formed topic filter
+// (CheckFilter says why not). It does not allocate.
 func ValidFilter(f string) bool {
-	if f == "" {
-		return false
+	_, _, bad := filterProblem(f)
+	return bad == ""
+}
+
+// CheckFilter returns why f is not a well-formed topic filter, or nil:
+// `empty`, `level 2 ("b#"): a wildcard must be the whole level`, or
+// `"#" must be the last level`. It checks the levels only (not UTF-8, not
+// $share/ prefixes).
+func CheckFilter(f string) error {
+	switch n, l, bad := filterProblem(f); bad {
+	case "":
+		return nil
+	case wildPart:
+		return fmt.Errorf("level %d (%q): %s", n, l, bad)
+	default:
+		return errors.New(bad)
 	}
-	for {
+}
+
+// The problems filterProblem finds.
+const (
+	emptyFilter = "empty"
+	wildPart    = "a wildcard must be the whole level"
+	hashNotLast = `"#" must be the last level`
+)
+
+// filterProblem returns f's first problem ("" for none) and the level
+// (1-based, and its text) where it is.
+func filterProblem(f string) (n int, level, problem string) {
+	if f == "" {
+		return 0, "", emptyFilter
+	}
+	for n = 1; ; n++ {
 		l, rest, more := nextLevel(f)
 		if strings.ContainsAny(l, "+#") && len(l) > 1 {
-			return false
+			return n, l, wildPart
 		}
 		if l == "#" && more {
-			return false
+			return n, l, hashNotLast
 		}
 		if !more {
-			return true
+			return 0, "", ""
 		}
 		f = rest
 	}

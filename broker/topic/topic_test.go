@@ -134,3 +134,24 @@ func TestValidFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckFilter: CheckFilter says why a filter is bad, and agrees with
+// ValidFilter.
+func TestCheckFilter(t *testing.T) {
+	for f, want := range map[string]string{
+		"a/#":         "",
+		"+/b/#":       "",
+		"":            "empty",
+		"sensors/#/x": `"#" must be the last level`,
+		"a/b+":        `level 2 ("b+"): a wildcard must be the whole level`,
+		"#a":          `level 1 ("#a"): a wildcard must be the whole level`,
+	} {
+		got := ""
+		if err := CheckFilter(f); err != nil {
+			got = err.Error()
+		}
+		if got != want || ValidFilter(f) != (want == "") {
+			t.Errorf("CheckFilter(%q) = %q, ValidFilter %v; want %q", f, got, ValidFilter(f), want)
+		}
+	}
+}

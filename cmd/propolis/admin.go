@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"flag"
 	"fmt"
@@ -9,9 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/admin"
 	"github.com/propolis-mqtt/propolis/admin/access"
@@ -36,8 +40,12 @@ import (
 
 // adminPolicy builds the admin API's policy from cfg, or fails the start:
 // on an error of the admin section, or when the endpoint would serve a
-// non-loopback address in local mode (no users, no tokens).
+// non-loopback address in local mode (no users, no tokens). It returns nil
+// when the admin API is off (admin.enabled: false, or http.address "").
 func adminPolicy(cfg *config.Config) (*access.Policy, error) {
+	if !cfg.Admin.Enabled || cfg.HTTP.Address == "" {
+		return nil, nil
+	}
 	p, err := access.Build(cfg.Admin, cfg.Source)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", cfg.Source, err)
@@ -54,8 +62,24 @@ func checkLocal(cfg *config.Config, p *access.Policy) error {
 		return nil
 	}
 	return fmt.Errorf("config %s: admin.users: none configured (nor admin.tokens), and http.address %s is not a loopback address: "+
-		"anyone reaching it could use the admin API; add admin.users (propolis passwd makes the hashes) or admin.tokens, "+
+		"anyone reaching it could use the admin API; add admin.users (propolis passwd makes the hashes) or admin.tokens "+
+		"(propolis admin token NAME), or set admin.enabled: false to serve only /metrics, /healthz and /readyz there, "+
 		"or bind http.address to 127.0.0.1", cfg.Source, cfg.HTTP.Address)
+}
+
+// openURL returns a URL of the endpoint ops that one can open: for a
+// wildcard bind (0.0.0.0:9090, [::]:9090) 127.0.0.1 with its port, and whether it is such a bind (the endpoint then listens on every
+// interface).
+func openURL(ops *opshttp.Server) (url string, everyInterface bool) {
+	h, port, err := net.SplitHostPort(ops.Addr())
+	ip := net.ParseIP(h)
+	if err != nil || ip == nil || !ip.IsUnspecified() {
+		return ops.URL(), false
+	}
+	// Go listens on both IPv4 and IPv6 for either wildcard, so the IPv4
+	// loopback address reaches it.
+	scheme, _, _ := strings.Cut(ops.URL(), "://")
+	return scheme + "://127.0.0.1:" + port, true
 }
 
 // loopback reports whether the host of addr (host:port) is a loopback
@@ -77,6 +101,12 @@ type adminState struct {
 	acc   *access.Access
 	audit *access.Audit
 	rec   *trace.Recorder
+	// mu makes a SIGHUP's reload and the users file watcher take turns;
+	// it guards cfg, the configuration whose admin section is in effect.
+	mu  sync.Mutex
+	cfg *config.Config
+	// stop ends the users file watcher, done says it has ended.
+	stop, done chan struct{}
 }
 
 // mountAdmin opens the audit log (admin.audit_log, relative to data_dir),
@@ -104,13 +134,130 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
 		Version: version, Logger: log}).Mount(mux)
 	ui.Mount(mux) // the web control center at /ui/; / redirects there
+	url, every := openURL(ops)
+	where := []any{"control_center", url + ui.Prefix, "api", url + admin.Prefix}
+	if every {
+		where = append(where, "listening_on", "every interface ("+ops.Addr()+")")
+	}
 	if p.Local() {
 		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
-			"control_center", ops.URL()+ui.Prefix, "api", ops.URL()+admin.Prefix, "audit_log", path)
+			append(where, "audit_log", path)...)
 	} else {
-		log.Info("admin API", "control_center", ops.URL()+ui.Prefix, "api", ops.URL()+admin.Prefix, "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","), "audit_log", path)
+		log.Info("admin API", append(where, "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","), "audit_log", path)...)
+		if cfg.HTTP.TLS == nil && !loopback(cfg.HTTP.Address) {
+			log.Warn("admin API on a non-loopback http.address without http.tls: passwords, API tokens and session cookies travel in clear text; set http.tls (cert_file, key_file) or put a TLS proxy in front",
+				"address", ops.Addr())
+		}
 	}
-	return &adminState{acc: acc, audit: audit, rec: rec}, nil
+	a := &adminState{acc: acc, audit: audit, rec: rec, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	go a.watchUsersFile(log)
+	return a, nil
+}
+
+// usersFileInterval is how often watchUsersFile looks at admin.users_file:
+// a change applies once the file has read the same twice in a row, so
+// within two intervals (a file being written is not taken half-way).
+const usersFileInterval = time.Second
+
+// watchUsersFile applies changes of admin.users_file until close, as
+// `propolis passwd` makes them: every usersFileInterval it reads the file
+// of the configuration in effect (cfg) and, when its bytes changed and
+// have settled, rebuilds the policy as a SIGHUP does (applyLocked). A file
+// that does not build (a bad line, a user without roles) keeps the users
+// in effect and logs the error with FILE:LINE, once per version of the
+// file.
+func (a *adminState) watchUsersFile(log *slog.Logger) {
+	defer close(a.done)
+	t := time.NewTicker(usersFileInterval)
+	defer t.Stop()
+	var seen, pending [sha256.Size]byte // the version in effect (or refused), the one waiting to settle
+	cfg := func() *config.Config {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.cfg
+	}
+	read := func() ([sha256.Size]byte, bool) {
+		c := cfg()
+		file := access.UsersFile(c.Admin, c.Source)
+		if file == "" {
+			return [sha256.Size]byte{}, false
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			data = []byte("unreadable: " + err.Error()) // a version of its own: Build reports it
+		}
+		return sha256.Sum256(data), true
+	}
+	seen, _ = read()
+	pending = seen
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+		}
+		sum, ok := read()
+		if !ok || sum == seen {
+			pending = sum
+			continue
+		}
+		if sum != pending { // changed since the last look: wait for it to settle
+			pending = sum
+			continue
+		}
+		seen = sum
+		// Built and applied in one turn, so that a SIGHUP's policy
+		// applied meanwhile is never replaced by one of the older
+		// configuration.
+		a.mu.Lock()
+		c := a.cfg
+		file := access.UsersFile(c.Admin, c.Source)
+		p, err := adminPolicy(c)
+		if err != nil {
+			a.mu.Unlock()
+			log.Error("admin users file changed but not applied: the users in effect stay", "file", file, "error", err)
+			continue
+		}
+		n := a.applyLocked(p, log)
+		a.mu.Unlock()
+		log.Info("admin users file applied", "file", file, "changes", n)
+	}
+}
+
+// applyLocked puts p in effect, logging each user and token added or
+// removed, each user whose password changed and each user or token whose
+// roles changed, and returns how many such changes there were. a.mu is
+// held.
+func (a *adminState) applyLocked(p *access.Policy, log *slog.Logger) int {
+	old := a.acc.Policy()
+	n := 0
+	for _, d := range []struct {
+		what     string
+		old, new []string
+	}{{"user", old.Users(), p.Users()}, {"token", old.Tokens(), p.Tokens()}} {
+		for _, name := range d.new {
+			if !slices.Contains(d.old, name) {
+				log.Info("admin "+d.what+" added", d.what, name)
+				n++
+			}
+		}
+		for _, name := range d.old {
+			if !slices.Contains(d.new, name) {
+				log.Info("admin "+d.what+" removed", d.what, name)
+				n++
+			}
+		}
+	}
+	for _, name := range p.PasswordsChanged(old) {
+		log.Info("admin user password changed: the user's sessions end", "user", name)
+		n++
+	}
+	for _, name := range p.RolesChanged(old) {
+		log.Info("admin user or token roles changed", "name", name, "roles", strings.Join(p.RolesOf(name), ","))
+		n++
+	}
+	a.acc.Use(p)
+	return n
 }
 
 // close stops the trace recordings ("broker stopped") and closes the
@@ -119,6 +266,8 @@ func (a *adminState) close(log *slog.Logger) {
 	if a == nil {
 		return
 	}
+	close(a.stop)
+	<-a.done
 	if err := a.rec.Close(); err != nil {
 		log.Error("trace recordings", "error", err)
 	}
@@ -128,38 +277,21 @@ func (a *adminState) close(log *slog.Logger) {
 }
 
 // reloadAdmin builds the policy of a reloaded configuration: an error
-// refuses the whole reload. The returned function puts it in effect and
-// logs each user and token added or removed, and each user whose password
-// changed.
-func (a *adminState) reloadAdmin(cfg *config.Config, log *slog.Logger) (func(), error) {
+// refuses the whole reload. The returned function puts it in effect
+// (applyLocked) and returns the number of admin changes it logged.
+func (a *adminState) reloadAdmin(cfg *config.Config, log *slog.Logger) (func() int, error) {
 	if a == nil {
-		return func() {}, nil
+		return func() int { return 0 }, nil
 	}
 	p, err := adminPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return func() {
-		old := a.acc.Policy()
-		for _, d := range []struct {
-			what     string
-			old, new []string
-		}{{"user", old.Users(), p.Users()}, {"token", old.Tokens(), p.Tokens()}} {
-			for _, n := range d.new {
-				if !slices.Contains(d.old, n) {
-					log.Info("admin "+d.what+" added", d.what, n)
-				}
-			}
-			for _, n := range d.old {
-				if !slices.Contains(d.new, n) {
-					log.Info("admin "+d.what+" removed", d.what, n)
-				}
-			}
-		}
-		for _, n := range p.PasswordsChanged(old) {
-			log.Info("admin user password changed: the user's sessions end", "user", n)
-		}
-		a.acc.Use(p)
+	return func() int {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.cfg = cfg
+		return a.applyLocked(p, log)
 	}, nil
 }
 

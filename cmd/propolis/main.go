@@ -48,7 +48,8 @@ func serveFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 	listen := optionalFlag(fs, "listen", "the configuration's listeners; "+config.Default().Listeners[0].Address+" in the embedded one",
 		"listen on `ADDR` (host:port) with the first tcp listener, adding one named tcp if there is none")
 	httpAddr := optionalFlag(fs, "http", "the configuration's http.address; "+config.DefaultHTTPAddress+" in the embedded one",
-		"serve /metrics, /healthz and /readyz on `ADDR` (host:port), overriding http.address")
+		"serve the operator's HTTP endpoint on `ADDR` (host:port), overriding http.address: /metrics, /healthz, /readyz, "+
+			"and the admin API (/api/v1) and control center (/ui/) unless admin.enabled is false")
 	repair := fs.Bool("repair", false, "start on a data folder with a damaged write-ahead log: copy it aside, drop the damaged part")
 	return func(_ string, _, stderr io.Writer) error {
 		load := func() (*config.Config, error) {
@@ -220,11 +221,13 @@ func reloadConfig(log *slog.Logger, srv *broker.Server, load func() (*config.Con
 		log.Error("reload failed, configuration unchanged", "file", cfg.Source, "error", err)
 		return
 	}
-	applyAdmin()
+	adminChanges := applyAdmin()
 	for _, c := range changes {
 		log.Info("configuration changed", "key", c.Key, "old", c.Old, "new", c.New, "applies_to", c.AppliesTo)
 	}
-	log.Info("configuration reloaded", "file", cfg.Source, "changes", len(changes))
+	// changes counts the keys of the file; admin_changes the admin users
+	// and tokens added, removed or changed, admin.users_file's included.
+	log.Info("configuration reloaded", "file", cfg.Source, "changes", len(changes), "admin_changes", adminChanges)
 }
 
 // startCPUProfile profiles the process into path until stop is called

@@ -59,7 +59,8 @@ func extensionMetrics(ops *opshttp.Server, opts *host.Options) *metrics.Extensio
 // the host say so (broker.Server.Ready, host.Host.Ready).
 //
 // It mounts the admin API (mountAdmin) on the same mux, with policy; the
-// returned state is nil when the endpoint is off.
+// returned state is nil when the endpoint is off or policy is nil (the
+// admin API is off: admin.enabled false).
 func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, ext *metrics.Extensions, policy *access.Policy,
 	log *slog.Logger) (*adminState, error) {
 	if ops == nil {
@@ -81,13 +82,18 @@ func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, ext *metric
 		return nil, err
 	}
 	mux := opshttp.Routes{Gatherer: reg, Ready: ready, Logger: log}.Mux()
-	adm, err := mountAdmin(mux, ops, srv.Config(), policy, srv, h, log)
-	if err != nil {
-		return nil, err
+	var adm *adminState
+	if policy != nil {
+		if adm, err = mountAdmin(mux, ops, srv.Config(), policy, srv, h, log); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Info("admin API and control center off (admin.enabled: false)")
 	}
 	ops.Serve(mux)
-	log.Info("operator HTTP endpoint", "address", ops.Addr(), "metrics", ops.URL()+opshttp.MetricsPath,
-		"healthz", ops.URL()+opshttp.HealthzPath, "readyz", ops.URL()+opshttp.ReadyzPath)
+	url, _ := openURL(ops)
+	log.Info("operator HTTP endpoint", "address", ops.Addr(), "metrics", url+opshttp.MetricsPath,
+		"healthz", url+opshttp.HealthzPath, "readyz", url+opshttp.ReadyzPath)
 	return adm, nil
 }
 

@@ -22,10 +22,11 @@ func passwdCommand() *command {
 	return &command{
 		name:    "passwd",
 		arg:     "FILE USER [PASSWORD]",
-		summary: "add, change or delete a user of a file-auth password file",
-		about: `Sets the password of USER in FILE, the users file of the file-auth
-extension (extensions/file-auth/passwd), adding the user if new, or with -D
-deletes it. The password is read from the terminal twice, without echo, or
+		summary: "add, change or delete a user of a password file (file-auth's, or admin.users_file)",
+		about: `Sets the password of USER in FILE, adding the user if new, or with -D
+deletes it. FILE is the users file of the file-auth extension
+(extensions/file-auth/passwd) or the admin API's admin.users_file (a user
+there also needs an admin.users entry with its roles). The password is read from the terminal twice, without echo, or
 as one line from standard input when that is not a terminal:
 
   printf '%s\n' "$PASSWORD" | propolis passwd extensions/file-auth/passwd alice
@@ -33,7 +34,9 @@ as one line from standard input when that is not a terminal:
 It is stored as a salted PBKDF2-SHA-512 hash. The file is rewritten
 atomically (a temporary file renamed over it) with its comments, order and
 owner kept, readable by its owner only; a symbolic link is written
-through. A running broker uses the new file 2 s after it is written. A file with a bad
+through. A running broker uses the new file within about 2 s after it is
+written, both file-auth's and admin.users_file (a user whose password changed
+is logged out of the control center). A file with a bad
 line is not changed: fix the line the error names first. Two passwd
 commands on one file take turns (a lock on its folder).
 
