@@ -77,6 +77,19 @@ type adminState struct {
 	acc   *access.Access
 	audit *access.Audit
 	rec   *trace.Recorder
+	where []any // the log attributes naming the control center, the API and the audit log
+}
+
+// logMode logs the admin API's mode with a's addresses: local mode (p has
+// no user and no token) warns that anyone on this machine can use it. The
+// start-up and a reload that enters local mode say the same.
+func (a *adminState) logMode(p *access.Policy, log *slog.Logger) {
+	if p.Local() {
+		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
+			a.where...)
+		return
+	}
+	log.Info("admin API", append(slices.Clone(a.where), "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","))...)
 }
 
 // mountAdmin opens the audit log (admin.audit_log, relative to data_dir),
@@ -104,13 +117,10 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
 		Version: version, Logger: log}).Mount(mux)
 	ui.Mount(mux) // the web control center at /ui/; / redirects there
-	if p.Local() {
-		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
-			"control_center", ops.URL()+ui.Prefix, "api", ops.URL()+admin.Prefix, "audit_log", path)
-	} else {
-		log.Info("admin API", "control_center", ops.URL()+ui.Prefix, "api", ops.URL()+admin.Prefix, "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","), "audit_log", path)
-	}
-	return &adminState{acc: acc, audit: audit, rec: rec}, nil
+	a := &adminState{acc: acc, audit: audit, rec: rec,
+		where: []any{"control_center", ops.URL() + ui.Prefix, "api", ops.URL() + admin.Prefix, "audit_log", path}}
+	a.logMode(p, log)
+	return a, nil
 }
 
 // close stops the trace recordings ("broker stopped") and closes the
@@ -129,8 +139,9 @@ func (a *adminState) close(log *slog.Logger) {
 
 // reloadAdmin builds the policy of a reloaded configuration: an error
 // refuses the whole reload. The returned function puts it in effect and
-// logs each user and token added or removed, and each user whose password
-// changed.
+// logs each user and token added or removed, each user whose password
+// changed, and a change of mode: entering local mode (the last user and
+// token removed, on loopback) warns as the start-up does.
 func (a *adminState) reloadAdmin(cfg *config.Config, log *slog.Logger) (func(), error) {
 	if a == nil {
 		return func() {}, nil
@@ -160,6 +171,13 @@ func (a *adminState) reloadAdmin(cfg *config.Config, log *slog.Logger) (func(), 
 			log.Info("admin user password changed: the user's sessions end", "user", n)
 		}
 		a.acc.Use(p)
+		switch {
+		case p.Local() && !old.Local():
+			a.logMode(p, log)
+		case !p.Local() && old.Local():
+			log.Info("admin API leaves local mode: every request needs a login, basic auth or a token",
+				append(slices.Clone(a.where), "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","))...)
+		}
 	}, nil
 }
 
