@@ -17,6 +17,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 // Prefix is the path under which the control center is served; "/"
@@ -25,10 +26,10 @@ const Prefix = "/ui/"
 
 // ContentSecurityPolicy is sent with every response of Handler: no inline
 // script or style, no frame, no form posted elsewhere, and nothing
-// fetched from another origin (no CDN, no external font). img-src allows
-// data: URLs only for the canvas charts' exports.
+// fetched from another origin (no CDN, no external font); images (the
+// icon) from the endpoint only.
 const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; " +
-	"img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	"img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 //go:embed static
 var static embed.FS
@@ -46,7 +47,8 @@ func Files() fs.FS {
 
 // Handler serves the control center: GET or HEAD of "/" redirects (302)
 // to Prefix, and paths under Prefix serve the embedded files
-// (Prefix itself serves index.html). Any other path gets 404 and any
+// (Prefix itself serves index.html; another folder, such as /ui/js/, gets
+// 404 rather than a listing of its files). Any other path gets 404 and any
 // other method 405. Every response carries ContentSecurityPolicy and
 // headers that keep the page out of frames and other sites' caches.
 // Safe for concurrent use; it keeps no state.
@@ -69,7 +71,13 @@ func Handler() http.Handler {
 		switch {
 		case r.URL.Path == "/":
 			http.Redirect(w, r, Prefix, http.StatusFound)
-		case len(r.URL.Path) >= len(Prefix) && r.URL.Path[:len(Prefix)] == Prefix:
+		case r.URL.Path == Prefix:
+			files.ServeHTTP(w, r)
+		case strings.HasPrefix(r.URL.Path, Prefix):
+			if st, err := fs.Stat(Files(), strings.TrimPrefix(r.URL.Path, Prefix)); err == nil && st.IsDir() || strings.HasSuffix(r.URL.Path, "/") {
+				http.NotFound(w, r) // no directory listing
+				return
+			}
 			files.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)

@@ -38,6 +38,8 @@ func TestHandler(t *testing.T) {
 		{name: "style", method: "GET", path: "/ui/app.css", code: 200, contentType: "text/css; charset=utf-8", body: ".warnings", csp: true},
 		{name: "head", method: "HEAD", path: "/ui/", code: 200, csp: true},
 		{name: "missing file", method: "GET", path: "/ui/nothing.js", code: 404, csp: true},
+		{name: "folder: no listing", method: "GET", path: "/ui/js/", code: 404, csp: true},
+		{name: "folder without slash: no listing", method: "GET", path: "/ui/js", code: 404, csp: true},
 		{name: "post refused", method: "POST", path: "/ui/", code: 405, csp: true},
 		{name: "other path of the mux", method: "GET", path: "/metrics", code: 200, body: "metrics"},
 		{name: "unknown path", method: "GET", path: "/nothing", code: 404},

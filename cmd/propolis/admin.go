@@ -107,6 +107,21 @@ type adminState struct {
 	cfg *config.Config
 	// stop ends the users file watcher, done says it has ended.
 	stop, done chan struct{}
+	// where are the log attributes naming the control center, the API
+	// and the audit log.
+	where []any
+}
+
+// logMode logs the admin API's mode with a's addresses: local mode (p has
+// no user and no token) warns that anyone on this machine can use it. The
+// start-up and a reload that enters local mode say the same.
+func (a *adminState) logMode(p *access.Policy, log *slog.Logger) {
+	if p.Local() {
+		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
+			a.where...)
+		return
+	}
+	log.Info("admin API", append(slices.Clone(a.where), "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","))...)
 }
 
 // mountAdmin opens the audit log (admin.audit_log, relative to data_dir),
@@ -139,17 +154,13 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	if every {
 		where = append(where, "listening_on", "every interface ("+ops.Addr()+")")
 	}
-	if p.Local() {
-		log.Warn("admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user \"local\" with every permission",
-			append(where, "audit_log", path)...)
-	} else {
-		log.Info("admin API", append(where, "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","), "audit_log", path)...)
-		if cfg.HTTP.TLS == nil && !loopback(cfg.HTTP.Address) {
-			log.Warn("admin API on a non-loopback http.address without http.tls: passwords, API tokens and session cookies travel in clear text; set http.tls (cert_file, key_file) or put a TLS proxy in front",
-				"address", ops.Addr())
-		}
+	where = append(where, "audit_log", path)
+	a := &adminState{acc: acc, audit: audit, rec: rec, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{}), where: where}
+	a.logMode(p, log)
+	if !p.Local() && cfg.HTTP.TLS == nil && !loopback(cfg.HTTP.Address) {
+		log.Warn("admin API on a non-loopback http.address without http.tls: passwords, API tokens and session cookies travel in clear text; set http.tls (cert_file, key_file) or put a TLS proxy in front",
+			"address", ops.Addr())
 	}
-	a := &adminState{acc: acc, audit: audit, rec: rec, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
 	go a.watchUsersFile(log)
 	return a, nil
 }
@@ -257,6 +268,13 @@ func (a *adminState) applyLocked(p *access.Policy, log *slog.Logger) int {
 		n++
 	}
 	a.acc.Use(p)
+	switch {
+	case p.Local() && !old.Local():
+		a.logMode(p, log)
+	case !p.Local() && old.Local():
+		log.Info("admin API leaves local mode: every request needs a login, basic auth or a token",
+			append(slices.Clone(a.where), "users", strings.Join(p.Users(), ","), "tokens", strings.Join(p.Tokens(), ","))...)
+	}
 	return n
 }
 
@@ -278,7 +296,8 @@ func (a *adminState) close(log *slog.Logger) {
 
 // reloadAdmin builds the policy of a reloaded configuration: an error
 // refuses the whole reload. The returned function puts it in effect
-// (applyLocked) and returns the number of admin changes it logged.
+// (applyLocked: entering local mode warns as the start-up does) and
+// returns the number of admin changes it logged.
 func (a *adminState) reloadAdmin(cfg *config.Config, log *slog.Logger) (func() int, error) {
 	if a == nil {
 		return func() int { return 0 }, nil

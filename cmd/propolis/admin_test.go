@@ -338,3 +338,47 @@ func TestServeAdminKeepaliveUnknownAfterRestart(t *testing.T) {
 		t.Fatalf("restored: %s, want keepalive null", body)
 	}
 }
+
+// TestServeAdminReloadToLocal: a reload that removes the last admin user
+// on a loopback endpoint puts the API in local mode, and the log warns as
+// the start-up does, not only "admin user removed"; a reload that adds a
+// user back says logins are required again.
+func TestServeAdminReloadToLocal(t *testing.T) {
+	tmp := t.TempDir()
+	hash, err := passwd.New([]byte("pw"), passwd.MinIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "listeners:\n  - name: tcp\n    type: tcp\n    address: 127.0.0.1:0\ndata_dir: " + filepath.Join(tmp, "data") +
+		"\nextensions_dir: " + filepath.Join(tmp, "ext") + "\nhttp:\n  address: 127.0.0.1:0\n"
+	withUser := base + "admin:\n  users:\n    - name: alice\n      roles: [admin]\n      password_hash: \"" + hash + "\"\n"
+	file := filepath.Join(tmp, "propolis.yaml")
+	writeFile(t, file, withUser)
+	cmd := exec.Command(bin, "serve", "--config", file)
+	_, url, log := startServeOps(t, cmd)
+	defer func() { _ = cmd.Process.Kill() }()
+	if code, _ := get(t, url+"/api/v1/me", nil); code != 401 {
+		t.Fatalf("me without credentials while alice is configured: %d, want 401", code)
+	}
+
+	writeFile(t, file, base)
+	n := strings.Count(log.String(), "\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, log, n, "the local-mode warning of the reload", logLine{"level": "WARN",
+		"msg": `admin API in local mode: no admin.users or admin.tokens are configured, so anyone on this machine can use the admin API and the control center, as the user "local" with every permission`})
+	if code, body := get(t, url+"/api/v1/me", nil); code != 200 || !strings.Contains(body, `"auth":"local"`) {
+		t.Fatalf("me after the reload to no users: %d %s", code, body)
+	}
+
+	writeFile(t, file, withUser)
+	n = strings.Count(log.String(), "\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, log, n, "the end of local mode", logLine{"msg": "admin API leaves local mode: every request needs a login, basic auth or a token", "users": "alice"})
+	if code, _ := get(t, url+"/api/v1/me", nil); code != 401 {
+		t.Fatalf("me without credentials after alice came back: %d, want 401", code)
+	}
+}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"archive/zip"
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 	"github.com/eclipse/paho.golang/paho"
 
@@ -56,6 +60,11 @@ const (
 	ccSubClient    = "ui-sub-1"
 	ccOfflineID    = "ui-offline-1"
 	ccPublisherID  = "ui-pub-1"
+	ccInvalidID    = "ui-inv-1"
+	ccWillTopic    = "ui/will/ui-sub-1"
+	ccMarkerTopic  = "ui/will/marker"
+	ccBinaryTopic  = "ui/retained/binary"
+	ccTraceTopic   = "ui/trace/t"
 	ccScreenshotsD = "../../docs/control-center"
 )
 
@@ -145,6 +154,14 @@ type ccClient struct {
 // and returns whether the broker had a session for it.
 func (b *ccBroker) connect5(t *testing.T, id, username string, clean bool, expiry uint32) (*ccClient, bool) {
 	t.Helper()
+	return b.connect5With(t, id, username, clean, expiry, nil, nil)
+}
+
+// connect5With is connect5 with a will (nil: none) and a channel that
+// receives every message delivered to the client (nil: none).
+func (b *ccBroker) connect5With(t *testing.T, id, username string, clean bool, expiry uint32, will *paho.WillMessage,
+	received chan<- *paho.Publish) (*ccClient, bool) {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", b.addr, poll.Timeout)
 	if err != nil {
 		t.Fatal(err)
@@ -159,11 +176,17 @@ func (b *ccBroker) connect5(t *testing.T, id, username string, clean bool, expir
 		OnServerDisconnect: func(d *paho.Disconnect) { end(fmt.Errorf("DISCONNECT reason %#x", d.ReasonCode)) },
 		OnClientError:      func(err error) { end(err) },
 	})
+	if received != nil {
+		c.AddOnPublishReceived(func(r paho.PublishReceived) (bool, error) {
+			received <- r.Packet
+			return true, nil
+		})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
 	// Without Request Problem Information mochi drops user properties.
 	ack, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30,
-		Username: username, UsernameFlag: username != "",
+		Username: username, UsernameFlag: username != "", WillMessage: will,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry, RequestProblemInfo: true}})
 	if err != nil {
 		t.Fatalf("connect %s: %v", id, err)
@@ -173,8 +196,11 @@ func (b *ccBroker) connect5(t *testing.T, id, username string, clean bool, expir
 
 // browser starts headless Chromium for the test, or skips the test when
 // it is not installed. The returned context has a tab open; the browser
-// stops when the test ends. Uncaught exceptions of the page's scripts are
-// collected and fail the test at its end.
+// stops when the test ends. What the page must never cause fails the test
+// at its end: an uncaught exception, an error written to the console, a
+// Content-Security-Policy violation (the browser's "security" log), and a
+// failed load of anything but an admin API call (an API refusal is an
+// answer the page shows; a missing script or style is a broken page).
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
@@ -197,15 +223,16 @@ func browser(t *testing.T) context.Context {
 		t.Fatalf("start %s: %v", chromiumPath, err)
 	}
 	var mu sync.Mutex
-	var exceptions []string
+	var bad []string
+	messages := chromedp.Console(ctx)
 	go func() {
-		for m, err := range chromedp.Console(ctx) {
+		for m, err := range messages {
 			if err != nil {
 				return
 			}
-			if m.Type == chromedp.ConsoleException {
+			if pageFault(m) {
 				mu.Lock()
-				exceptions = append(exceptions, fmt.Sprintf("%s (%s:%d)", m.Text, m.URL, m.Line+1))
+				bad = append(bad, fmt.Sprintf("%s (source %q, %s:%d)", m, m.Source, m.URL, m.Line+1))
 				mu.Unlock()
 			}
 		}
@@ -213,11 +240,28 @@ func browser(t *testing.T) context.Context {
 	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, e := range exceptions {
-			t.Errorf("uncaught exception in the page: %s", e)
+		for _, e := range bad {
+			t.Errorf("the page logged a fault: %s", e)
 		}
 	})
 	return ctx
+}
+
+// pageFault says whether a console message of the page is a fault that
+// fails the test: an exception, a CSP violation (source "security", any
+// level), or an error, except a failed load of an admin API call (the
+// network log of a 4xx answer the page shows, such as the 401 of
+// /api/v1/me before the login).
+func pageFault(m chromedp.ConsoleMessage) bool {
+	switch {
+	case m.Type == chromedp.ConsoleException || m.Source == "security":
+		return true
+	case m.Type != chromedp.ConsoleError:
+		return false
+	case m.Source == "network" && strings.Contains(m.URL, "/api/v1/"):
+		return false
+	}
+	return true
 }
 
 // page is the browser tab of a test, with steps that fail the test
@@ -376,9 +420,17 @@ func TestControlCenter(t *testing.T) {
 
 	// The clients the pages show: a connected subscriber, an offline
 	// session, and a retained message with a user property.
-	sub, _ := b.connect5(t, ccSubClient, "dashboard", true, 3600)
 	subCtx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
+	// watched receives what a watcher of ui/will/# gets: the will of
+	// ccSubClient, if the broker publishes it, and the marker after it.
+	watched := make(chan *paho.Publish, 16)
+	watcher, _ := b.connect5With(t, "will-watcher", "", true, 3600, nil, watched)
+	if _, err := watcher.Subscribe(subCtx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/will/#", QoS: 1}}}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	sub, _ := b.connect5With(t, ccSubClient, "dashboard", true, 3600,
+		&paho.WillMessage{Topic: ccWillTopic, QoS: 1, Payload: []byte(ccSubClient + " lost")}, nil)
 	if _, err := sub.Subscribe(subCtx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/commands/#", QoS: 1}}}); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
@@ -395,6 +447,10 @@ func TestControlCenter(t *testing.T) {
 			User: paho.UserProperties{{Key: ccPropKey, Value: ccPropValue}}}}); err != nil {
 		t.Fatalf("publish the retained message: %v", err)
 	}
+	if _, err := pub.Publish(subCtx, &paho.Publish{Topic: ccBinaryTopic, QoS: 1, Retain: true, Payload: []byte{0xff, 0x00, 0x80, 0x41}}); err != nil {
+		t.Fatalf("publish the binary retained message: %v", err)
+	}
+	inv, _ := b.connect5(t, ccInvalidID, "meter", true, 3600)
 	poll.Until(t, "the offline session listed as offline by the API", func() bool {
 		code, body := b.api(t, "GET", "/clients/"+ccOfflineID)
 		return code == 200 && strings.Contains(body, `"connected":false`)
@@ -420,6 +476,24 @@ func TestControlCenter(t *testing.T) {
 	if got := p.text("#stress-level"); !strings.Contains(got, "/ 10") {
 		t.Errorf("stress level shows %q", got)
 	}
+	// A failed poll shows its error until a poll succeeds; hiding and
+	// showing the tab polls at once. The network fails /api/v1/broker
+	// while window.brokerDown is set.
+	eval[bool](p, `(() => { const f = window.fetch; window.fetch = (u, i) => window.brokerDown && String(u).endsWith("/api/v1/broker") ? `+
+		`Promise.reject(new TypeError("network down")) : f(u, i); window.brokerDown = true; return true; })()`)
+	setHidden(p, true)
+	setHidden(p, false)
+	p.until("the failed poll's error", `document.getElementById("status").className.includes("error") && !document.getElementById("status").hidden && document.getElementById("status").innerText.includes("network down")`)
+	// meanwhile another page cannot read the warnings either, and says so
+	eval[bool](p, `(location.hash = "#/clients", true)`)
+	p.until("the warnings' error on the clients page", `document.body.dataset.route === "#/clients" && !document.getElementById("status").hidden && `+
+		`document.getElementById("status").innerText.startsWith("The broker's warnings could not be read")`)
+	eval[bool](p, `(location.hash = "#/overview", true)`)
+	p.until("the overview again, its poll failing", `document.body.dataset.route === "#/overview" && !document.getElementById("status").hidden && document.getElementById("status").innerText.includes("network down")`)
+	eval[bool](p, `(window.brokerDown = false, true)`)
+	setHidden(p, true)
+	setHidden(p, false)
+	p.until("the error gone once a poll succeeds", `document.getElementById("status").hidden`)
 	p.shot("overview")
 
 	// Clients: search by prefix, open the connected one.
@@ -460,11 +534,31 @@ func TestControlCenter(t *testing.T) {
 	p.confirm("disconnect " + ccSubClient)
 	select {
 	case err := <-sub.gone:
-		t.Logf("%s: the broker ended the connection: %v", ccSubClient, err)
+		if err == nil || err.Error() != "DISCONNECT reason 0x98" {
+			t.Errorf("%s: the broker ended the connection with %v, want DISCONNECT reason 0x98 (administrative action)", ccSubClient, err)
+		}
 	case <-time.After(poll.Timeout):
 		t.Fatalf("%s still connected %v after Disconnect in the control center\n%s", ccSubClient, poll.Timeout, p.dump())
 	}
 	p.until("the detail to show "+ccSubClient+" offline", `document.getElementById("client-state") && document.getElementById("client-state").innerText === "offline"`)
+	// Its will is not published: a marker published now reaches the
+	// watcher after any will the broker published at the disconnect
+	// (the session is offline, its will gone), so the marker arriving
+	// first proves there was none.
+	if _, err := pub.Publish(subCtx, &paho.Publish{Topic: ccMarkerTopic, QoS: 1, Payload: []byte("marker")}); err != nil {
+		t.Fatalf("publish the marker: %v", err)
+	}
+	for marker := false; !marker; {
+		select {
+		case m := <-watched:
+			if m.Topic == ccWillTopic {
+				t.Errorf("the will of %s was published (%q) although the control center's \"prevent the will\" box was ticked", ccSubClient, m.Payload)
+			}
+			marker = m.Topic == ccMarkerTopic
+		case <-time.After(poll.Timeout):
+			t.Fatalf("the marker on %s did not reach the watcher within %v", ccMarkerTopic, poll.Timeout)
+		}
+	}
 	if p.present("#disconnect") {
 		t.Errorf("the Disconnect button is still shown for an offline client")
 	}
@@ -472,6 +566,20 @@ func TestControlCenter(t *testing.T) {
 	// offline session is still one.
 	p.do("open the subscribers of ui/commands/#", chromedp.Click(css("#client-subscriptions a")),
 		chromedp.WaitVisible(css(`#subscriptions-result tr[data-client="`+ccSubClient+`"]`)))
+	// A client that left while its page was open: Disconnect answers 409,
+	// and the page says so and shows the client offline.
+	p.open(b.base, "#/clients/will-watcher", "#disconnect")
+	if err := watcher.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "will-watcher offline for the API", func() bool {
+		code, body := b.api(t, "GET", "/clients/will-watcher")
+		return code == 200 && strings.Contains(body, `"connected":false`)
+	})
+	p.do("disconnect will-watcher, gone already", chromedp.Click(css("#disconnect")), chromedp.WaitVisible(css("#prevent-will")))
+	p.confirm("disconnect will-watcher")
+	p.until("the 409 said and the client shown offline", `document.getElementById("status").className.includes("error") && `+
+		`document.getElementById("client-state") && document.getElementById("client-state").innerText === "offline"`)
 
 	// Invalidate the offline session: the real client finds none.
 	p.open(b.base, "#/clients/"+ccOfflineID, "#invalidate")
@@ -483,6 +591,29 @@ func TestControlCenter(t *testing.T) {
 	}
 	if again, present := b.connect5(t, ccOfflineID, "meter", false, 3600); present {
 		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", ccOfflineID)
+	} else {
+		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	}
+	// Invalidate a connected client's session: the real client is
+	// disconnected and finds no session when it comes back.
+	p.open(b.base, "#/clients/"+ccInvalidID, "#invalidate")
+	if got := p.text("#client-state"); got != "connected" {
+		t.Fatalf("%s shows state %q, want connected\n%s", ccInvalidID, got, p.dump())
+	}
+	p.do("invalidate "+ccInvalidID, chromedp.Click(css("#invalidate")))
+	p.confirm("invalidate " + ccInvalidID)
+	select {
+	case err := <-inv.gone:
+		t.Logf("%s: the broker ended the connection: %v", ccInvalidID, err)
+	case <-time.After(poll.Timeout):
+		t.Fatalf("%s still connected %v after its session was invalidated in the control center\n%s", ccInvalidID, poll.Timeout, p.dump())
+	}
+	p.do("the detail to say the session is gone", chromedp.WaitVisible(css("#client-gone")))
+	if code, body := b.api(t, "GET", "/clients/"+ccInvalidID); code != 404 {
+		t.Fatalf("GET /api/v1/clients/%s after invalidate = %d %s, want 404", ccInvalidID, code, body)
+	}
+	if again, present := b.connect5(t, ccInvalidID, "meter", false, 3600); present {
+		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", ccInvalidID)
 	} else {
 		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
 	}
@@ -503,7 +634,32 @@ func TestControlCenter(t *testing.T) {
 	p.until("the payload in hex", fmt.Sprintf(
 		`document.getElementById("payload") && document.getElementById("payload").innerText.replace(/[^0-9a-fA-F]/g, "").toLowerCase() === %q`, wantHex))
 	p.do("show the payload as JSON", chromedp.Click(css("#encoding-json")))
-	p.until("the payload as JSON", `document.getElementById("payload") && document.getElementById("payload").innerText.includes("21.5") && document.querySelector("#encoding-json.on") !== null`)
+	wantJSON := "{\n  \"celsius\": 21.5,\n  \"sensor\": \"ui-7\"\n}" // the broker indents it
+	p.until("the payload as indented JSON", fmt.Sprintf(
+		`document.querySelector("#encoding-json.on") !== null && document.getElementById("payload") && document.getElementById("payload").textContent === %q`, wantJSON))
+
+	// A binary retained message: the broker picks hex, the page shows it
+	// with its properties and Delete; asked for text, the page says why
+	// not beside the payload and keeps both. Delete removes it.
+	p.open(b.base, "#/retained?filter=ui%2F%23", `tr[data-topic="`+ccBinaryTopic+`"] a`)
+	p.do("open the binary retained message", chromedp.Click(css(`tr[data-topic="`+ccBinaryTopic+`"] a`)),
+		chromedp.WaitVisible(css("#retained-properties")))
+	if got := p.text("#payload"); strings.ReplaceAll(got, " ", "") != "ff008041" || !p.present("#encoding-hex.on") {
+		t.Errorf("the binary payload shows %q (hex selected: %v), want ff008041 in hex\n%s", got, p.present("#encoding-hex.on"), p.dump())
+	}
+	p.do("the binary payload as text", chromedp.Click(css("#encoding-text")), chromedp.WaitVisible(css("#payload-error")))
+	if got := p.text("#payload-error"); !strings.Contains(got, "not UTF-8") {
+		t.Errorf("the payload error says %q, want the broker's reason (not UTF-8)", got)
+	}
+	if !p.present("#retained-properties") || !p.present("#retained-delete") {
+		t.Fatalf("after the text view failed the properties or the Delete button are gone\n%s", p.dump())
+	}
+	p.do("delete the binary retained message", chromedp.Click(css("#retained-delete")))
+	p.confirm("delete " + ccBinaryTopic)
+	p.until("the retained list after the delete", `document.body.dataset.route === "#/retained"`)
+	if code, body := b.api(t, "GET", "/retained/message?topic="+strings.ReplaceAll(ccBinaryTopic, "/", "%2F")); code != 404 {
+		t.Errorf("the broker still has the retained message on %s after Delete: %d %s", ccBinaryTopic, code, body)
+	}
 
 	// Extensions: disable allow-all, the banner follows; enable it again.
 	p.open(b.base, "#/extensions", `tr[data-extension="allow-all"] button[data-action="disable"]`)
@@ -520,35 +676,107 @@ func TestControlCenter(t *testing.T) {
 	p.until("the banner, on the extensions page, to say allow-all is loaded again",
 		`document.getElementById("warnings").innerText.includes("allow-all is loaded") && !document.getElementById("warnings").innerText.includes("no security extension")`)
 
-	// Trace recordings: start one, stop it, delete it.
+	// Trace recordings: start one selecting PUBLISH packets of ui-*
+	// clients, record a QoS 1 publish (its PUBACK is not selected), stop
+	// it, download its zip and the zip of all (saved by the browser), and
+	// check what they hold; then the page's polling while hidden, a
+	// download the API refuses, and delete.
 	p.open(b.base, "#/traces", "#trace-start")
+	eval[bool](p, `performance.setResourceTimingBufferSize(100000), true`) // every /api/v1/traces call stays listed
 	p.do("start a recording",
 		chromedp.SendKeys(css("#trace-client"), "ui-*"),
 		chromedp.Click(css(`input[data-packet="PUBLISH"]`)),
 		chromedp.Click(css("#trace-submit")),
 		chromedp.WaitVisible(css(`tr[data-recording] button[data-action="stop"]`)))
+	if got := p.text("tr[data-recording] td:nth-child(3)"); !strings.Contains(got, "PUBLISH") || strings.Contains(got, "every packet type") {
+		t.Errorf("the recording selects %q, want PUBLISH only", got)
+	}
+	id := eval[string](p, `document.querySelector("tr[data-recording]").dataset.recording`)
+	if _, err := pub.Publish(subCtx, &paho.Publish{Topic: ccTraceTopic, QoS: 1, Payload: []byte("traced")}); err != nil {
+		t.Fatalf("publish %s: %v", ccTraceTopic, err)
+	}
+	p.until("the recording to count the PUBLISH", `Number(document.querySelector("tr[data-recording] td:nth-child(5)").innerText.replace(/,/g, "")) >= 1`)
 	if *screenshots { // the load of publishLoad, recorded
 		p.until("the recording to have packets", `Number(document.querySelector("tr[data-recording] td:nth-child(5)").innerText.replace(/,/g, "")) >= 100`)
 	}
 	p.shot("traces")
 	p.do("stop the recording", chromedp.Click(css(`tr[data-recording] button[data-action="stop"]`)),
 		chromedp.WaitVisible(css(`tr[data-recording] button[data-action="delete"]`)))
-	// The download links fetch zips with the page's session (the browser
-	// would save them; the test reads what it would save).
-	for _, sel := range []string{`tr[data-recording] a[download]`, `#trace-download-all`} {
-		got := eval[string](p, fmt.Sprintf(`fetch(document.querySelector(%q).href, {credentials: "same-origin"}).then(async (r) => `+
-			`r.status + " " + r.headers.get("Content-Type") + " " + String.fromCharCode(...new Uint8Array(await r.arrayBuffer()).slice(0, 2)))`, sel))
-		if got != "200 application/zip PK" {
-			t.Errorf("the link %s answers %q, want a zip (200 application/zip PK...)", sel, got)
-		}
+	downloads := t.TempDir()
+	p.do("let the browser save downloads", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.CallBrowser(ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+			Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads})
+		return err
+	}))
+	for _, d := range []struct{ button, file string }{
+		{`tr[data-recording] button[data-action="download"]`, "propolis-trace-" + id + ".zip"},
+		{`#trace-download-all`, "propolis-traces.zip"},
+	} {
+		p.do("download "+d.file, chromedp.Click(css(d.button)))
+		checkTraceZip(t, filepath.Join(downloads, d.file))
 	}
-	p.do("delete the recording", chromedp.Click(css(`tr[data-recording] button[data-action="delete"]`)))
-	p.confirm("delete the recording")
-	p.do("the recording gone", chromedp.WaitNotPresent(css(`tr[data-recording]`)))
+	// Each /api/v1/traces call of the page ends before the next starts:
+	// one polling loop, whatever the actions asked for meanwhile.
+	if n := eval[int](p, `(() => { const l = performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/api/v1/traces")); `+
+		`let n = 0; for (let i = 1; i < l.length; i++) if (l[i].startTime < l[i-1].responseEnd) n++; return n; })()`); n != 0 {
+		t.Errorf("the traces page had %d overlapping list calls: more than one polling loop", n)
+	}
+
+	// Hidden, the page stops polling: the recording deleted behind its
+	// back stays listed, and no list call is made. Its download, refused
+	// by the API, says why in the message bar. Shown again, the page
+	// polls at once and the recording goes.
+	setHidden(p, true)
+	p.until("the polling paused", `document.body.dataset.poll === "paused"`)
+	calls := eval[int](p, `performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/api/v1/traces")).length`)
+	if code, body := b.api(t, "DELETE", "/traces/"+id); code != 204 {
+		t.Fatalf("DELETE /api/v1/traces/%s: %d %s", id, code, body)
+	}
+	eval[bool](p, `document.querySelector('tr[data-recording] button[data-action="download"]').click(), true`)
+	p.until("the refused download's error in the message bar", fmt.Sprintf(
+		`document.getElementById("status").className.includes("error") && document.getElementById("status").innerText.includes(%q)`,
+		"download /api/v1/traces/"+id+"/download: "))
+	if got := p.text("#status"); !strings.Contains(got, "no such trace recording") {
+		t.Errorf("the message bar says %q, want the API's error (no such trace recording)", got)
+	}
+	if now := eval[int](p, `performance.getEntriesByType("resource").filter((e) => e.name.endsWith("/api/v1/traces")).length`); now != calls ||
+		!p.present(`tr[data-recording="`+id+`"]`) {
+		t.Errorf("the hidden page polled: %d list calls after %d, recording listed: %v", now, calls, p.present(`tr[data-recording="`+id+`"]`))
+	}
+	setHidden(p, false)
+	p.do("the deleted recording gone once the page shows", chromedp.WaitNotPresent(css(`tr[data-recording]`)))
+
+	// A logout the broker does not confirm (here the network fails it)
+	// says so, and alice stays logged in, visibly and for the API.
+	eval[bool](p, `(() => { const f = window.fetch; window.fetch = (u, i) => String(u).endsWith("/api/v1/logout") ? `+
+		`Promise.reject(new TypeError("network down")) : f(u, i); return true; })()`)
+	p.do("log out, failing", chromedp.Click(css("#logout")))
+	p.until("the failed logout said", `document.getElementById("status").className.includes("error") && document.getElementById("status").innerText.startsWith("Log out failed")`)
+	if got := p.text("#who-user"); got != ccAdminUser || !p.present("#logout:not([hidden])") || p.present("#login-user") {
+		t.Errorf("after a failed logout the page shows user %q, the login form: %v\n%s", got, p.present("#login-user"), p.dump())
+	}
+	if me := eval[string](p, `fetch("/api/v1/me", {credentials: "same-origin"}).then((r) => String(r.status))`); me != "200" {
+		t.Errorf("GET /api/v1/me after the failed logout: %s, want 200", me)
+	}
+	p.do("reload the page", chromedp.Reload())
+	p.until("the page reloaded, alice still logged in", `document.getElementById("who-user") && document.getElementById("who-user").innerText === "alice"`)
+
+	// alice's session ends (logged out elsewhere) while she is on the
+	// extensions page: its next call shows the login. sam logs in there
+	// and lands on his first page, not on alice's.
+	p.open(b.base, "#/extensions", `tr[data-extension="allow-all"]`)
+	if code := eval[int](p, `fetch("/api/v1/me").then((r) => r.json()).then((me) => fetch("/api/v1/logout", `+
+		`{method: "POST", headers: {"X-CSRF-Token": me.csrf_token}})).then((r) => r.status)`); code != 204 {
+		t.Fatalf("POST /api/v1/logout from the page: %d, want 204", code)
+	}
+	p.do("the session's end noticed", chromedp.WaitVisible(css("#login-user")))
+	p.do("log in as "+ccSupportUser,
+		chromedp.SendKeys(css("#login-user"), ccSupportUser),
+		chromedp.SendKeys(css("#login-password"), ccSupportPass),
+		chromedp.Click(css("#login-submit")))
+	p.until("sam on his first page, the overview", `document.getElementById("who-user") && document.getElementById("who-user").innerText === "sam" && document.body.dataset.route === "#/overview"`)
 
 	// sam: no user properties anywhere, no button sam may not use.
-	p.logout()
-	p.login(b.base, ccSupportUser, ccSupportPass, "")
 	noSecret := func(where string) {
 		t.Helper()
 		body := eval[string](p, `document.body.innerText`)
@@ -592,6 +820,63 @@ func TestControlCenter(t *testing.T) {
 	p.open(b.base, "#/traces", "main h1")
 	if got := p.text("main h1"); got != "Not permitted" {
 		t.Errorf("sam opening #/traces sees %q, want Not permitted", got)
+	}
+}
+
+// setHidden tells the page its tab is hidden (or visible again), as the
+// browser does when the user switches tabs: document.hidden,
+// visibilityState and the visibilitychange event. (Headless Chromium
+// keeps every tab visible.)
+func setHidden(p *page, hidden bool) {
+	p.t.Helper()
+	eval[bool](p, fmt.Sprintf(`(() => { const h = %t; `+
+		`Object.defineProperty(document, "hidden", {configurable: true, get: () => h}); `+
+		`Object.defineProperty(document, "visibilityState", {configurable: true, get: () => h ? "hidden" : "visible"}); `+
+		`document.dispatchEvent(new Event("visibilitychange")); return true; })()`, hidden))
+}
+
+// checkTraceZip waits until the browser has saved the zip at path, and
+// checks that it holds the recorded PUBLISH of ccTraceTopic and no other
+// packet type (the recording selected PUBLISH only).
+func checkTraceZip(t *testing.T, path string) {
+	t.Helper()
+	var data []byte
+	poll.Until(t, "the browser to save "+filepath.Base(path), func() bool {
+		var err error
+		data, err = os.ReadFile(path)
+		return err == nil
+	})
+	z, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	types := map[string]int{}
+	traced := false
+	for _, f := range z.File {
+		if !strings.HasSuffix(f.Name, ".jsonl") {
+			continue
+		}
+		r, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(r)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var l struct{ Type, Topic string }
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				t.Fatalf("%s: %s: %v", path, f.Name, err)
+			}
+			types[l.Type]++
+			traced = traced || l.Type == "PUBLISH" && l.Topic == ccTraceTopic
+		}
+		r.Close()
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !traced || len(types) != 1 {
+		t.Errorf("%s holds packets %v (the PUBLISH on %s: %v), want PUBLISH only, that one among them", filepath.Base(path), types, ccTraceTopic, traced)
 	}
 }
 

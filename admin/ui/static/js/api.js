@@ -74,11 +74,43 @@ export const get = (path) => call("GET", path);
 export const post = (path, body) => call("POST", path, body);
 export const del = (path) => call("DELETE", path);
 
-// download returns the address of a download under /api/v1 for a plain
-// link (<a href download>), which cannot send the X-CSRF-Token header:
-// the API takes the token as the query parameter csrf_token there.
-export function download(path) {
-  return base + path + (csrf ? "?csrf_token=" + encodeURIComponent(csrf) : "");
+// download fetches a file under /api/v1 (a zip) with the session cookie
+// and the X-CSRF-Token header, and hands it to the browser to save as
+// name (a Blob behind an object URL): the token never travels in an
+// address, where logs and the history would keep it. It throws an
+// APIError with the API's own message when the broker refuses.
+export async function download(path, name) {
+  const headers = {};
+  if (csrf) headers["X-CSRF-Token"] = csrf;
+  let resp;
+  try {
+    resp = await fetch(base + path, { headers, credentials: "same-origin", cache: "no-store" });
+  } catch (e) {
+    throw new APIError(0, `the broker did not answer GET ${base}${path}: ${e.message}`);
+  }
+  if (!resp.ok) {
+    let msg = `${resp.status} ${resp.statusText || ""}`.trim();
+    try {
+      const data = JSON.parse(await resp.text());
+      if (data && data.error) msg = data.error;
+    } catch {
+      // not JSON: the status says it
+    }
+    if (resp.status === 401) unauthorized(msg);
+    throw new APIError(resp.status, `download ${base}${path}: ${msg}`, resp.headers.get("Retry-After"));
+  }
+  const url = URL.createObjectURL(await resp.blob());
+  try {
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } finally {
+    // the click has started the download, which holds its own reference
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
 }
 
 // seg escapes one path segment (a client id may hold "/" or "?").

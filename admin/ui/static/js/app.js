@@ -53,8 +53,17 @@ const ctx = {
   ok(text) {
     status(text, false);
   },
+  // fail shows an error and returns its text, which clear takes.
   fail(err) {
-    status(err instanceof Error ? err.message : String(err), true);
+    const text = err instanceof Error ? err.message : String(err);
+    status(text, true);
+    return text;
+  },
+  // clear hides the message bar if it still shows text (an error a
+  // polling page showed, once a later poll succeeds).
+  clear(text) {
+    const s = document.getElementById("status");
+    if (!s.hidden && s.textContent === text) s.hidden = true;
   },
   confirm,
   warnings,
@@ -66,11 +75,17 @@ const ctx = {
     if (location.hash === hash) route();
     else location.hash = hash;
   },
+  // loggedIn takes the answer of the login and shows the page the user
+  // was on when the session ended, if the same user logs in again (the
+  // page of another user is not this one's business): else the first.
   loggedIn(who) {
     setMe(who);
     const back = sessionStorage.getItem("propolis.after-login");
+    const backUser = sessionStorage.getItem("propolis.after-login-user");
     sessionStorage.removeItem("propolis.after-login");
-    ctx.go(back && !back.startsWith("#/login") ? back : firstPage());
+    sessionStorage.removeItem("propolis.after-login-user");
+    const same = !backUser || backUser === who.user;
+    ctx.go(back && same && !back.startsWith("#/login") ? back : firstPage());
   },
 };
 
@@ -154,14 +169,21 @@ function warnings(list) {
 
 // refreshWarnings reads the broker's warnings again (when the user may),
 // so that the banner on any page says what holds now: pages that change
-// what it warns about (extensions) call it after their action.
+// what it warns about (extensions) call it after their action. When the
+// broker does not answer, the message bar says the banner may be stale.
+let warningsFailed = "";
 async function refreshWarnings() {
   if (!ctx.can("broker.view")) return;
   try {
     const b = await api.get("/broker");
-    if (me) warnings(b.warnings);
-  } catch {
-    // the page's own calls say what is wrong
+    if (!me) return;
+    warnings(b.warnings);
+    if (warningsFailed) {
+      ctx.clear(warningsFailed);
+      warningsFailed = "";
+    }
+  } catch (e) {
+    if (me && e.status !== 401) warningsFailed = ctx.fail(`The broker's warnings could not be read: ${e.message}`);
   }
 }
 
@@ -240,6 +262,7 @@ function show() {
 async function start() {
   api.onUnauthorized(() => {
     if (!me) return;
+    sessionStorage.setItem("propolis.after-login-user", me.user);
     setMe(null);
     sessionStorage.setItem("propolis.after-login", location.hash || "");
     status("Your session has ended: log in again.", true);
@@ -249,8 +272,12 @@ async function start() {
     try {
       await api.post("/logout");
     } catch (e) {
-      // logged out either way on this page; say what the broker said
-      ctx.fail(e);
+      if (e.status !== 401) {
+        // the session may still work: stay logged in, visibly, and say so
+        ctx.fail(`Log out failed, you are still logged in: ${e.message}`);
+        return;
+      }
+      // 401: the session had ended already (onUnauthorized showed the login)
     }
     setMe(null);
     ctx.ok("Logged out.");

@@ -202,6 +202,9 @@ function detail(root, id, ctx) {
       load();
     } catch (e) {
       ctx.fail(e);
+      // 409: not connected any more; 404: no session: the page shows
+      // what holds now
+      if (e.status === 409 || e.status === 404) load();
     }
   }
 
@@ -218,6 +221,7 @@ function detail(root, id, ctx) {
       load();
     } catch (e) {
       ctx.fail(e);
+      if (e.status === 404) load();
     }
   }
 

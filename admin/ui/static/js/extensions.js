@@ -5,6 +5,7 @@
 
 import * as api from "./api.js";
 import { el, replace, help, table } from "./dom.js";
+import { Poller } from "./poll.js";
 
 const interval = 2000;
 
@@ -17,21 +18,23 @@ export function render(root, route, ctx) {
       "starts it again once it is enabled. Disabling the only security extension makes the broker refuse every CONNECT."),
     result);
   let stopped = false;
-  let timer = 0;
+  let failed = ""; // the error the last poll showed, until one succeeds
 
   async function load() {
-    clearTimeout(timer);
     try {
       const data = await api.get("/extensions");
       if (stopped) return;
       show(data.extensions || []);
-      ctx.refreshWarnings(); // what the banner warns about follows the extensions' states
+      if (failed) {
+        ctx.clear(failed);
+        failed = "";
+      }
+      await ctx.refreshWarnings(); // what the banner warns about follows the extensions' states
     } catch (e) {
-      if (!stopped) ctx.fail(e);
-    } finally {
-      if (!stopped) timer = setTimeout(load, interval);
+      if (!stopped) failed = ctx.fail(e);
     }
   }
+  const poller = new Poller(load, interval);
 
   function show(list) {
     const manage = ctx.can("extensions.manage");
@@ -65,16 +68,16 @@ export function render(root, route, ctx) {
       if (what === "enable") await api.post(`/extensions/${api.seg(x.id)}/enable`);
       else await api.post(`/extensions/${api.seg(x.id)}/disable`);
       ctx.ok(`Extension ${x.id} ${what}d: the broker ${what === "enable" ? "starts" : "stops"} it within two seconds.`);
-      load();
+      poller.now();
     } catch (e) {
       ctx.fail(e);
     }
   }
 
-  load();
+  poller.now();
   return () => {
     stopped = true;
-    clearTimeout(timer);
+    poller.stop();
   };
 }
 

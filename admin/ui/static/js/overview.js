@@ -6,6 +6,7 @@
 import * as api from "./api.js";
 import { el, replace, help, table, fields, fmtTime, fmtDuration, fmtNumber, fmtBytes, hashLink } from "./dom.js";
 import { LineChart } from "./chart.js";
+import { Poller } from "./poll.js";
 
 // interval is the polling period in milliseconds.
 const interval = 2000;
@@ -38,7 +39,7 @@ export function render(root, route, ctx) {
 
   replace(root,
     el("h1", {}, "Overview"),
-    help("Live figures of this broker, refreshed every two seconds while this page is open. The charts keep the last three minutes."),
+    help("Live figures of this broker, refreshed every two seconds while this page is open and visible. The charts keep the last three minutes."),
     el("section", { class: "charts" },
       el("figure", {}, el("figcaption", {}, "Connected clients"), conn),
       el("figure", {}, el("figcaption", {}, "Messages per second"), rates),
@@ -54,8 +55,8 @@ export function render(root, route, ctx) {
   const stressChart = new LineChart(stress, [{ label: "stress", color: "#b3261e" }], { max: 10 });
 
   let prev = null;
-  let timer = 0;
   let stopped = false;
+  let failed = ""; // the error this page's last poll showed, until a poll succeeds
 
   async function tick() {
     try {
@@ -79,16 +80,19 @@ export function render(root, route, ctx) {
       showFacts(facts, b);
       showSummary(summary, s);
       if (ctx.can("extensions.view")) showExtensions(exts, await api.get("/extensions"));
+      if (failed && !stopped) {
+        ctx.clear(failed); // polling recovered: the error no longer holds
+        failed = "";
+      }
     } catch (e) {
-      if (!stopped) ctx.fail(e);
-    } finally {
-      if (!stopped) timer = setTimeout(tick, interval);
+      if (!stopped) failed = ctx.fail(e);
     }
   }
-  tick();
+  const poller = new Poller(tick, interval);
+  poller.now();
   return () => {
     stopped = true;
-    clearTimeout(timer);
+    poller.stop();
   };
 }
 

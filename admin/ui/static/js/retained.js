@@ -71,28 +71,47 @@ function payloadFormat(v) {
 
 function message(root, params, ctx) {
   const topic = params.get("topic") || "";
-  let encoding = params.get("encoding") || "text";
+  // encoding is what the address asks for; "" lets the broker choose
+  // (text, or hex when the payload is not UTF-8), and the answer says
+  // which it chose.
+  let encoding = params.get("encoding") || "";
   const box = el("div", { id: "retained-message" }, el("p", { class: "muted" }, "Loading…"));
   replace(root,
     el("p", { class: "crumbs" }, el("a", { href: "#/retained" }, "← Retained messages")),
     el("h1", {}, "Retained message on ", el("code", { id: "retained-topic" }, topic)),
     box);
   let stopped = false;
+  // last is the message as last shown: its properties and Delete stay
+  // when the payload cannot be shown in another encoding.
+  let last = null;
 
   async function load() {
     try {
       const m = await api.get("/retained/message" + api.query({ topic, encoding }));
-      if (!stopped) show(m, null);
+      if (stopped) return;
+      if (m.encoding) encoding = m.encoding;
+      last = m;
+      show(m, null);
     } catch (e) {
       if (stopped) return;
       if (e.status === 404) {
+        last = null;
         replace(box, el("p", { id: "retained-gone" }, `No retained message on topic "${topic}" (deleted, expired, or never retained).`));
         return;
       }
-      if (e.status === 400) {
+      if (e.status === 400 && encoding) {
         // the payload is not valid in this encoding: say so beside the
-        // switch, so that another encoding can be chosen
-        show(null, e.message);
+        // switch, so that another encoding can be chosen, keeping the
+        // message's properties and actions
+        if (!last) {
+          try {
+            last = await api.get("/retained/message" + api.query({ topic }));
+          } catch {
+            // the error below says what is wrong with the first answer
+          }
+          if (stopped) return;
+        }
+        show(last, e.message);
         return;
       }
       replace(box);
@@ -121,8 +140,9 @@ function message(root, params, ctx) {
     }
     let payload;
     if (payloadError) {
+      // the error stands in the payload's place, beside the switch
       payload = el("p", { class: "error", id: "payload-error" }, payloadError);
-    } else if (m.payload_hidden || !ctx.can("retained.payload")) {
+    } else if (!m || m.payload_hidden || !ctx.can("retained.payload")) {
       payload = el("p", { class: "muted", id: "payload-hidden" },
         "The payload is hidden: your roles lack the permission retained.payload.");
     } else {

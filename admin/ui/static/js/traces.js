@@ -5,6 +5,7 @@
 
 import * as api from "./api.js";
 import { el, replace, help, table, fmtTime, fmtBytes, fmtNumber, fmtDuration, isTime } from "./dom.js";
+import { Poller } from "./poll.js";
 
 const interval = 2000;
 
@@ -39,11 +40,12 @@ export function render(root, route, ctx) {
       "Passwords are never recorded", ctx.can("userproperties.view") ? "." : "; user properties are left out of your downloads, as your roles lack userproperties.view."),
     form,
     el("div", { class: "list-head" }, el("h2", {}, "Recordings"),
-      el("a", { href: api.download("/traces/download"), class: "button", id: "trace-download-all", download: "propolis-traces.zip" }, "Download all (zip)")),
+      el("button", { type: "button", id: "trace-download-all", onclick: () => save(api.download("/traces/download", "propolis-traces.zip")) }, "Download all (zip)")),
     result);
 
   let stopped = false;
-  let timer = 0;
+  let failed = ""; // the error the last poll showed, until one succeeds
+  const poller = new Poller(load, interval);
 
   async function start(ev) {
     ev.preventDefault();
@@ -57,18 +59,22 @@ export function render(root, route, ctx) {
     try {
       const r = await api.post("/traces", body);
       ctx.ok(`Recording ${r && r.id ? r.id + " " : ""}started.`);
-      load();
+      poller.now();
     } catch (e) {
       ctx.fail(e);
     }
   }
 
   async function load() {
-    clearTimeout(timer);
     try {
       const data = await api.get("/traces");
+      if (stopped) return;
       form.hidden = false;
-      if (!stopped) show(data.recordings || []);
+      show(data.recordings || []);
+      if (failed) {
+        ctx.clear(failed);
+        failed = "";
+      }
     } catch (e) {
       if (stopped) return;
       if (e.status === 409) {
@@ -76,10 +82,18 @@ export function render(root, route, ctx) {
         form.hidden = true;
         replace(result, el("p", { class: "error", id: "traces-off" }, e.message));
       } else {
-        ctx.fail(e);
+        failed = ctx.fail(e);
       }
-    } finally {
-      if (!stopped) timer = setTimeout(load, interval);
+    }
+  }
+
+  // save awaits a download (api.download: the CSRF header, not a token
+  // in the address); a refusal shows the API's own message.
+  async function save(downloading) {
+    try {
+      await downloading;
+    } catch (e) {
+      ctx.fail(e);
     }
   }
 
@@ -97,7 +111,7 @@ export function render(root, route, ctx) {
         el("td", { class: "num" }, fmtBytes(r.bytes), r.files ? el("span", { class: "help" }, `${r.files} file${r.files === 1 ? "" : "s"}`) : null),
         el("td", { class: "row-actions" },
           running ? el("button", { type: "button", "data-action": "stop", onclick: () => stopRec(r) }, "Stop") : null,
-          el("a", { class: "button", href: api.download(`/traces/${api.seg(r.id)}/download`), download: `propolis-trace-${r.id}.zip` }, "Download"),
+          el("button", { type: "button", "data-action": "download", onclick: () => save(api.download(`/traces/${api.seg(r.id)}/download`, `propolis-trace-${r.id}.zip`)) }, "Download"),
           running ? null : el("button", { type: "button", class: "danger", "data-action": "delete", onclick: () => remove(r) }, "Delete")));
     });
     replace(result, table(["Recording", "State", "Selects", "Started", "Packets", "Size", ""], rows,
@@ -108,7 +122,7 @@ export function render(root, route, ctx) {
     try {
       await api.post(`/traces/${api.seg(r.id)}/stop`);
       ctx.ok(`Recording ${r.id} stopped.`);
-      load();
+      poller.now();
     } catch (e) {
       ctx.fail(e);
     }
@@ -121,16 +135,16 @@ export function render(root, route, ctx) {
     try {
       await api.del(`/traces/${api.seg(r.id)}`);
       ctx.ok(`Recording ${r.id} deleted.`);
-      load();
+      poller.now();
     } catch (e) {
       ctx.fail(e);
     }
   }
 
-  load();
+  poller.now();
   return () => {
     stopped = true;
-    clearTimeout(timer);
+    poller.stop();
   };
 }
 
