@@ -150,9 +150,12 @@ function message(root, params, ctx) {
       if (encoding === "json" && typeof text !== "string") text = JSON.stringify(text, null, 2);
       payload = el("pre", { id: "payload", class: "code payload" }, text === "" ? el("span", { class: "muted" }, "(empty)") : text);
     }
-    parts.push(el("h2", {}, "Payload"), switcher(),
-      help("Text shows the payload as UTF-8, Hex byte by byte, JSON indented; the broker says when the payload is not valid in the chosen form."),
-      payload);
+    parts.push(el("h2", {}, "Payload"));
+    if (ctx.can("retained.payload")) {
+      parts.push(switcher(),
+        help("Text shows the payload as UTF-8, Hex byte by byte, JSON indented; the broker says when the payload is not valid in the chosen form."));
+    }
+    parts.push(payload);
     if (m) {
       parts.push(el("h2", {}, "Properties"), fields([
         ["QoS", m.qos],
@@ -160,8 +163,8 @@ function message(root, params, ctx) {
         ["Content type", m.content_type || ""],
         ["Payload format", payloadFormat(m.payload_format)],
         ["Message expiry", m.message_expiry ? `${fmtDuration(m.message_expiry)} left` : "none", "seconds left before the broker discards it"],
-        ["Response topic", m.response_topic || ""],
-        ["Correlation data", m.correlation_data ? el("code", {}, m.correlation_data) : ""],
+        ["Response topic", ctx.can("retained.payload") ? m.response_topic || "" : "hidden (needs the permission retained.payload)"],
+        ["Correlation data", !ctx.can("retained.payload") ? "hidden (needs the permission retained.payload)" : m.correlation_data ? el("code", {}, m.correlation_data) : ""],
       ], { id: "retained-properties" }));
       if (Array.isArray(m.user_properties)) {
         parts.push(el("section", { id: "user-properties" }, el("h2", {}, "User properties"),
