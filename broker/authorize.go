@@ -43,13 +43,14 @@ type subscribeState struct {
 	mu       sync.Mutex
 	verdicts map[string]Verdict  // refused filter -> its verdict
 	existed  map[string]struct{} // filters the session had before this SUBSCRIBE
+	filters  map[string]struct{} // every filter of this SUBSCRIBE
 }
 
-// begin records the refused filters of a SUBSCRIBE, and those the session
-// already had, and marks it in progress.
-func (s *subscribeState) begin(verdicts map[string]Verdict, existed map[string]struct{}) {
+// begin records the filters of a SUBSCRIBE, the refused ones, and those
+// the session already had, and marks it in progress.
+func (s *subscribeState) begin(filters map[string]struct{}, verdicts map[string]Verdict, existed map[string]struct{}) {
 	s.mu.Lock()
-	s.verdicts, s.existed = verdicts, existed
+	s.filters, s.verdicts, s.existed = filters, verdicts, existed
 	s.mu.Unlock()
 	s.active.Store(true)
 }
@@ -75,11 +76,20 @@ func (s *subscribeState) verdict(filter string) (Verdict, bool) {
 	return v, ok
 }
 
+// subscribing reports whether name is a filter of the SUBSCRIBE being
+// processed (not a topic name of a delivery).
+func (s *subscribeState) subscribing(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.filters[name]
+	return ok
+}
+
 // end marks the SUBSCRIBE finished and forgets its verdicts.
 func (s *subscribeState) end() {
 	s.active.Store(false)
 	s.mu.Lock()
-	s.verdicts = nil
+	s.verdicts, s.filters = nil, nil
 	s.mu.Unlock()
 }
 
@@ -96,7 +106,9 @@ func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet, removed map[st
 		verdicts[f] = v
 	}
 	var existed map[string]struct{}
+	filters := make(map[string]struct{}, len(pk.Filters))
 	for _, f := range pk.Filters {
+		filters[f.Filter] = struct{}{}
 		if _, ok := cl.State.Subscriptions.Get(f.Filter); ok {
 			if existed == nil {
 				existed = map[string]struct{}{}
@@ -126,7 +138,7 @@ func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet, removed map[st
 		}
 		h.limitSubscriptions(cl, filters, existed, verdicts)
 	}
-	st.sub.begin(verdicts, existed)
+	st.sub.begin(filters, verdicts, existed)
 }
 
 // mayRead answers OnACLCheck(read) for a topic filter or name. During a
@@ -135,15 +147,19 @@ func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet, removed map[st
 // since the subscription was authorized when it was made, unless the
 // client's own MaxQueued limit is reached or the topic matches only a
 // subscription revoked from the session it resumed. A client that was
-// never authenticated (a restored session) is allowed.
+// never authenticated (a restored session) is allowed. Either way, a '$'
+// topic none of the client's subscriptions matches is refused (dollar.go).
 func (h *hook) mayRead(cl *mqtt.Client, name string) bool {
 	st := h.state(cl)
-	if st == nil {
-		return true
-	}
-	if st.sub.inProgress() {
-		v, ok := st.sub.verdict(name)
+	if st != nil && st.sub.inProgress() && st.sub.subscribing(name) {
+		v, ok := st.sub.verdict(name) // a filter being subscribed
 		return !ok || v.Decision == Allow
+	}
+	if dollarUnmatched(cl, name) { // a wildcard's '$' topic (dollar.go)
+		return false
+	}
+	if st == nil || st.sub.inProgress() {
+		return true
 	}
 	if r := st.revoked.Load(); r != nil && cl.State.Subscriptions != nil {
 		for _, f := range *r {

@@ -8,6 +8,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
 // This file is the Publisher service, and the checks and conversions of a
@@ -88,10 +90,13 @@ func (s *Server) PublishTo(clientID string, m Message) error {
 // message on topic: its own matching subscriptions merged (the highest
 // QoS, every identifier), shared ones included, as mochi merges them for a
 // delivery.
-func (s *Server) clientSubscription(clientID, topic string) (packets.Subscription, bool) {
-	subs := s.mochi.Topics.Subscribers(topic)
+func (s *Server) clientSubscription(clientID, name string) (packets.Subscription, bool) {
+	subs := s.mochi.Topics.Subscribers(name)
 	sub, ok := subs.Subscriptions[clientID]
-	for _, group := range subs.Shared {
+	for filter, group := range subs.Shared {
+		if _, inner, _ := topic.SplitShared(filter); !topic.Match(inner, name) {
+			continue // mochi's shared match lets '$' topics through (dollar.go)
+		}
 		if gs, in := group[clientID]; in {
 			if !ok {
 				sub, ok = gs, true
