@@ -3,7 +3,6 @@ package broker
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
@@ -167,21 +166,14 @@ func expiryOf(cl *mqtt.Client) (seconds uint32, set, clean bool) {
 }
 
 // setConnectedExpiry is SetSessionExpiry for a client whose connection
-// has an expiry gate; handled is false when OnDisconnect has run, or the
-// connection is closed and the new expiry has run out (the caller treats
-// the session as offline, and removes it). seconds is capped. A client
-// closed but not yet through OnDisconnect otherwise gets the change
-// pending: mochi reads the fields once more, at the end of attachClient.
+// has an expiry gate; handled is false when OnDisconnect has run (the
+// caller treats the session as offline). seconds is capped. A client
+// closed but not yet through OnDisconnect gets the change pending: mochi
+// reads the fields once more, at the end of attachClient.
 func (s *Server) setConnectedExpiry(cl *mqtt.Client, g *expiryGate, seconds uint32) (handled bool, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.ended {
-		return false, nil
-	}
-	if cl.Closed() && s.hook.offlineSince(cl)+int64(seconds) <= time.Now().Unix() {
-		// Run out already: removed at once, as an offline session
-		// (removeSession writes none of the fields), so that no CONNECT
-		// resumes it.
 		return false, nil
 	}
 	if g.reading && !cl.Closed() {
