@@ -30,10 +30,6 @@ type clientState struct {
 	// and the client's limits (see connectAck, mayRead).
 	connack  []UserProperty
 	settings ClientSettings
-	// expiryCapped: the CONNECT's session expiry was above
-	// mqtt.max_session_expiry and the CONNACK tells the maximum
-	// (capExpiry).
-	expiryCapped bool
 	// sub carries the verdicts of the SUBSCRIBE being processed from
 	// OnSubscribe to OnACLCheck and OnSubscribed (see authorize.go).
 	sub subscribeState
@@ -133,7 +129,6 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 		st.recv.max = int(n)
 	}
 	applySettings(cl, res.Settings)
-	st.expiryCapped = capExpiry(cl, h.mochi.Options.Capabilities.MaximumSessionExpiryInterval)
 	grantKeepalive(cl, h.maxKeepalive())
 	h.attachThrottle(cl, res.Settings)
 	h.clients.Store(cl, st)
@@ -155,19 +150,6 @@ func applySettings(cl *mqtt.Client, s ClientSettings) {
 		cl.State.Keepalive = *s.Keepalive
 		cl.State.ServerKeepalive = true
 	}
-}
-
-// capExpiry caps cl's session expiry at max before mochi answers the
-// CONNECT, and reports whether it did. mochi's SendConnack would cap it
-// itself, writing the client's field while it is in mochi's map, where
-// other goroutines read it (expirygate.go); connectAck tells the client.
-func capExpiry(cl *mqtt.Client, max uint32) bool {
-	p := &cl.Properties.Props
-	if p.SessionExpiryInterval <= max {
-		return false
-	}
-	p.SessionExpiryInterval, p.SessionExpiryIntervalFlag = max, true
-	return true
 }
 
 // authenticate runs the Authenticator, within the connect timeout, and, on
@@ -333,7 +315,7 @@ func (h *hook) connectAck(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 			pk.Properties.User = append(pk.Properties.User, packets.UserProperty{Key: p.Key, Val: p.Value})
 		}
 	}
-	if st.settings.SessionExpiry != nil || st.expiryCapped {
+	if st.settings.SessionExpiry != nil {
 		pk.Properties.SessionExpiryInterval = cl.Properties.Props.SessionExpiryInterval
 		pk.Properties.SessionExpiryIntervalFlag = true
 	}

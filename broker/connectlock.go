@@ -94,33 +94,6 @@ func (l *connectLocks) release(cl *mqtt.Client) {
 	})
 }
 
-// try takes client id's turn for the caller when no CONNECT of the id
-// holds or waits for it, and returns the function that gives it back;
-// false, at once, when one does. Server.SetSessionExpiry holds it while
-// it writes a connected client's expiry, which a take-over reads
-// (expirygate.go). Any goroutine may call it; it never waits.
-func (l *connectLocks) try(id string) (release func(), ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.turns[id] != nil {
-		return nil, false
-	}
-	if l.turns == nil {
-		l.turns = make(map[string]*connectTurn)
-	}
-	t := &connectTurn{ch: make(chan struct{}, 1), users: 1}
-	t.ch <- struct{}{}
-	l.turns[id] = t
-	return func() {
-		<-t.ch
-		l.mu.Lock()
-		if t.users--; t.users == 0 {
-			delete(l.turns, id)
-		}
-		l.mu.Unlock()
-	}, true
-}
-
 // pending returns how many client ids have a CONNECT holding or waiting
 // for their turn (for tests: 0 once every CONNECT is through).
 func (l *connectLocks) pending() int {

@@ -12,20 +12,18 @@ import (
 // This file converts between mochi's packets and the store's records. The
 // store knows nothing of mochi; only the broker does.
 
-// sessionRecord is the stored form of cl's session, with a change of its
-// expiry still pending on its connection (expiryOf).
+// sessionRecord is the stored form of cl's session.
 func sessionRecord(cl *mqtt.Client, disconnectedAt int64) *store.Session {
 	p := &cl.Properties
-	expiry, set, clean := expiryOf(cl)
 	s := &store.Session{
 		ClientID:          cl.ID,
 		Username:          p.Username,
 		Listener:          cl.Net.Listener,
 		Remote:            cl.Net.Remote,
 		ProtocolVersion:   p.ProtocolVersion,
-		Clean:             clean,
-		SessionExpiry:     expiry,
-		SessionExpirySet:  set,
+		Clean:             p.Clean,
+		SessionExpiry:     p.Props.SessionExpiryInterval,
+		SessionExpirySet:  p.Props.SessionExpiryIntervalFlag,
 		ReceiveMaximum:    inflightWindow(cl),
 		TopicAliasMaximum: p.Props.TopicAliasMaximum,
 		MaximumPacketSize: p.Props.MaximumPacketSize,
@@ -36,31 +34,14 @@ func sessionRecord(cl *mqtt.Client, disconnectedAt int64) *store.Session {
 	}
 	// The will, while it is pending: mochi clears it once sent or after a
 	// clean DISCONNECT. A broker killed while the client was connected
-	// publishes it at restart (see restore). A connection's will as the
-	// session was established (expirygate.go): mochi's clearing at the end
-	// races a read of the field from another goroutine.
-	if disconnectedAt == 0 {
-		if g := gateOf(cl); g != nil {
-			if ws := g.will.Load(); ws != nil {
-				s.Will = ws.will
-				return s
-			}
+	// publishes it at restart (see restore).
+	if w := &p.Will; atomic.LoadUint32(&w.Flag) == 1 && disconnectedAt == 0 {
+		s.Will = &store.Will{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain, DelaySeconds: w.WillDelayInterval}
+		for _, u := range w.User {
+			s.Will.Properties.User = append(s.Will.Properties.User, store.UserProperty{Key: u.Key, Value: u.Val})
 		}
-		s.Will = willRecord(&p.Will)
 	}
 	return s
-}
-
-// willRecord is the stored form of will w; nil when there is none.
-func willRecord(w *mqtt.Will) *store.Will {
-	if atomic.LoadUint32(&w.Flag) != 1 {
-		return nil
-	}
-	r := &store.Will{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain, DelaySeconds: w.WillDelayInterval}
-	for _, u := range w.User {
-		r.Properties.User = append(r.Properties.User, store.UserProperty{Key: u.Key, Value: u.Val})
-	}
-	return r
 }
 
 // subscriptionRecord is the stored form of one subscription of client.

@@ -229,9 +229,6 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		st.removals = h.removalGen(cl.ID).Load()
 	}
 	h.connecting.Store(cl.ID, cl)
-	if g := gateOf(cl); g != nil {
-		g.establish(cl) // before mochi's map has cl (expirygate.go)
-	}
 	if cl.Net.Conn != nil {
 		h.conns.Store(cl.Net.Conn, cl.ID)
 	}
@@ -300,11 +297,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.accepted.Store(nil) // counted here, not by guardedListener.Serve
 	}
-	h.connects.release(cl)  // if its CONNACK was never encoded
-	var late *pendingExpiry // a change of the session expiry mochi did not see
-	if g := gateOf(cl); g != nil {
-		late = g.end()
-	}
+	h.connects.release(cl) // if its CONNACK was never encoded
 	h.stats.countDisconnect(cl, err)
 	h.kickedWill(cl, err)
 	h.emitDisconnect(cl, err, now)
@@ -319,9 +312,6 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		}
 	}
 	h.sessionEnded(cl, expire, now)
-	if late != nil {
-		h.lateExpiry(cl, expire, late)
-	}
 	// The deciding extension is kept only for the session mochi holds:
 	// one ending here, or whose client was replaced in mochi's map (taken
 	// over, or removed meanwhile), is forgotten. Every later replacement

@@ -125,9 +125,6 @@ type outConn struct {
 	// was held behind the client's full window (gateLocked): a reader
 	// paying what it owes looks again whether it may defer (Read).
 	heldWake chan struct{}
-	// expiry orders Server.SetSessionExpiry's changes with mochi's reads
-	// of the session expiry (expirygate.go): Read enters and leaves it.
-	expiry expiryGate
 }
 
 // deadlineBase is the origin of outConn's monotonic read deadlines.
@@ -554,13 +551,6 @@ func abort(c net.Conn) error {
 // consumer's error) rather than bytes read after the connection was taken
 // over, and it moves the read deadline later by its length (postpone).
 func (c *outConn) Read(p []byte) (int, error) {
-	select {
-	case <-c.done:
-		c.expiry.enter(true)
-	default:
-		c.expiry.enter(false)
-	}
-	defer c.expiry.leave()
 	c.mu.Lock()
 	c.uncork()
 	tc := c.throttle.Load()

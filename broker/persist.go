@@ -19,14 +19,12 @@ import (
 // aside); a failed write is logged once, by storeErr, and the broker carries
 // on with what it holds in memory.
 
-// persistent reports whether cl's session outlives its connection, with
-// a change of its expiry still pending on its connection (expiryOf).
+// persistent reports whether cl's session outlives its connection.
 func persistent(cl *mqtt.Client) bool {
-	seconds, _, clean := expiryOf(cl)
 	if cl.Properties.ProtocolVersion >= 5 {
-		return seconds > 0
+		return cl.Properties.Props.SessionExpiryInterval > 0
 	}
-	return !clean
+	return !cl.Properties.Clean
 }
 
 // isStored reports whether a session record of client id is stored, so that
@@ -148,26 +146,6 @@ func (h *hook) sessionEnded(cl *mqtt.Client, expire bool, now time.Time) {
 		return
 	}
 	h.expireLater(cl)
-}
-
-// lateExpiry makes a change of cl's session expiry that was still pending
-// on its connection when mochi decided whether the session ends with it
-// (expirygate.go), on OnDisconnect's goroutine after sessionEnded, on the
-// offline session. A session that ended with its connection stays ended (a
-// change that would have kept it is logged at warn); one taken over has
-// the expiry of the CONNECT that took it over, which came after.
-func (h *hook) lateExpiry(cl *mqtt.Client, expire bool, pe *pendingExpiry) {
-	if cl.IsTakenOver() {
-		return
-	}
-	if expire {
-		if pe.seconds > 0 {
-			h.log.Warn("session expiry set as the connection ended: the session had ended with it",
-				"client", cl.ID, "expiry", pe.seconds)
-		}
-		return
-	}
-	pe.later()
 }
 
 // expireLater removes the offline session of cl, an MQTT 3.1.1 client

@@ -36,8 +36,8 @@ func (s *Server) sessionExpiry(cl *mqtt.Client) uint32 {
 		return 0
 	}
 	max := s.mochi.Options.Capabilities.MaximumSessionExpiryInterval
-	if seconds, set, _ := expiryOf(cl); cl.Properties.ProtocolVersion >= 5 || set {
-		return min(seconds, max)
+	if p := &cl.Properties; p.ProtocolVersion >= 5 || p.Props.SessionExpiryIntervalFlag {
+		return min(p.Props.SessionExpiryInterval, max)
 	}
 	return max
 }
@@ -417,33 +417,20 @@ func (h *hook) storeWhole(nc *mqtt.Client) error {
 // connected MQTT 5 client gets the new interval in its properties; a
 // connected 3.1.1 client gets the clean flag (0) or not, and the interval,
 // which hook.sessionEnded turns into a timer of our own when the connection
-// ends (mochi's sweep would use the broker's maximum). A connected
-// client's fields are written only where mochi cannot read them at the
-// same time (setConnectedExpiry, expirygate.go). An offline session
+// ends (mochi's sweep would use the broker's maximum); an offline session
 // is held as an MQTT 5 session, as restore holds every session, with what
 // is left of its expiry, or removed when nothing is. The broker's own saves
-// of the session record are ordered with the change (hook.sessionLock).
+// of the session record are ordered with the change (hook.sessionLock);
+// mochi reads the fields without a lock (on the client's goroutine at the
+// end of the connection, on its event loop for offline sessions, on
+// publishers for the protocol version): each is one aligned word, and
+// either value it reads is a consistent state.
 func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, error) {
 	cl, ok := s.sessionClient(clientID)
 	if !ok {
 		return 0, fmt.Errorf("set session expiry of %q: %w", clientID, ErrNoSession)
 	}
 	seconds = min(seconds, s.mochi.Options.Capabilities.MaximumSessionExpiryInterval)
-	return s.setExpiryOf(cl, seconds)
-}
-
-// setExpiryOf is SetSessionExpiry on the session of client cl; seconds is
-// capped already.
-func (s *Server) setExpiryOf(cl *mqtt.Client, seconds uint32) (uint32, error) {
-	clientID := cl.ID
-	if g := gateOf(cl); g != nil {
-		if handled, err := s.setConnectedExpiry(cl, g, seconds); handled {
-			if err != nil {
-				return seconds, fmt.Errorf("set session expiry of %q: %w", clientID, err)
-			}
-			return seconds, nil
-		}
-	}
 	// The client's goroutine reads these fields to save the record as the
 	// session is established and as it goes offline (hook.saveSession).
 	mu := s.hook.sessionLock(clientID)
@@ -475,7 +462,7 @@ func (s *Server) setExpiryOf(cl *mqtt.Client, seconds uint32) (uint32, error) {
 		p.Props.SessionExpiryInterval = uint32(max(disconnectedAt+int64(seconds)-cl.StopTime(), 1))
 		p.Props.SessionExpiryIntervalFlag = true
 		p.ProtocolVersion = 5
-	} else { // a connection without an expiry gate (not an outConn)
+	} else {
 		was := persistent(cl)
 		p.Props.SessionExpiryInterval = seconds
 		p.Props.SessionExpiryIntervalFlag = true
