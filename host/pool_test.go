@@ -386,3 +386,40 @@ func TestFailureOnReplacementIsReplaced(t *testing.T) {
 		e.mu.Unlock()
 	}
 }
+
+// TestPoolSettleWaitsForStart: a probe's call waits while the pool starts
+// an instance (settle), and goes on once it has started; it never waits
+// past its limit.
+func TestPoolSettleWaitsForStart(t *testing.T) {
+	e := &extension{deadline: time.Second}
+	p := newPool(e, 1, 1)
+	p.mu.Lock()
+	p.growing = 1
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		p.settle(context.Background(), time.Hour)
+		close(done)
+	}()
+	// Held until the start is over: it cannot have returned yet.
+	select {
+	case <-done:
+		t.Fatal("settle returned while an instance was starting")
+	default:
+	}
+	p.mu.Lock()
+	p.growing = 0
+	p.mu.Unlock()
+	poll.Until(t, "settle returns once the start is over", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	p.mu.Lock()
+	p.growing = 1
+	p.mu.Unlock()
+	p.settle(context.Background(), time.Millisecond) // the limit ends it
+}

@@ -229,6 +229,7 @@ func (p *Probe) Call(ctx context.Context, cb abi.Callback, rec interface{ Encode
 	default:
 		return ProbeResult{Outcome: OutcomeInvalid, Err: fmt.Errorf("probe: %T is not a record of a callback", rec)}
 	}
+	p.ext.pool.settle(ctx, probeSettleLimit)
 	p.obs.begin()
 	a, err := p.h.invoke(ctx, p.ext, cb, r)
 	res := ProbeResult{Err: err, Decision: a.decision, Code: a.code, Reason: a.out.reason, Refused: p.obs.end()}
@@ -238,6 +239,41 @@ func (p *Probe) Call(ctx context.Context, cb abi.Callback, rec interface{ Encode
 	res.Outcome = a.outcome
 	res.Memory = p.ext.pool.idleMemory()
 	return res
+}
+
+// probeSettleLimit bounds how long Probe.Call waits for the pool to finish
+// starting an instance before it calls.
+const probeSettleLimit = 30 * time.Second
+
+// settle waits, up to limit and never past ctx, until the pool is starting
+// no instance (a replacement after a failed call). The conformance kit's
+// probe calls one input at a time on a pool of one: without it, the call
+// after a failed one waits its own call deadline for the replacement, and
+// on a loaded machine an instance's start takes longer than a 100 ms
+// deadline, so the kit reported "all instances busy" for an extension that
+// did nothing wrong. A probe's call measures the call, not the start.
+func (p *pool) settle(ctx context.Context, limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		p.mu.Lock()
+		growing := p.growing
+		p.mu.Unlock()
+		if growing == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		case <-p.done:
+			return
+		}
+	}
 }
 
 // String shows a change for the conformance kit: "FIELD=VALUE", a text
