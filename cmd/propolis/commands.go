@@ -78,6 +78,9 @@ made by another wazero version or for another CPU is never used.`,
 		},
 		passwdCommand(),
 		adminTokenCommand(),
+	}
+	commands = append(commands, clientsCommands()...)
+	commands = append(commands, []*command{
 		{
 			name: "extensions check", arg: "PATH", argWhat: "module (.wasm) or extension folder",
 			summary: "check a module or extension folder against the ABI (the conformance kit, for CI)",
@@ -121,7 +124,7 @@ Exits 0 only when every check passed (1 otherwise). The seed is printed;
 				return func(arg string, stdout, _ io.Writer) error { return help(strings.Fields(arg), stdout) }
 			},
 		},
-	}
+	}...)
 }
 
 // withConfig returns the flags of a command that takes --config, --data
