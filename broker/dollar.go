@@ -2,6 +2,9 @@ package broker
 
 import (
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
 // '$' topics and first-level wildcards.
@@ -18,7 +21,10 @@ import (
 // where mayRead refuses a '$' topic that no subscription of the client
 // matches by topic.Match (the one matching rule, which retainparent.go
 // and ListRetained use too; a shared filter is matched without its
-// "$share/<group>/" prefix, coveredBy). A client that holds both "#" and
+// "$share/<group>/" prefix, coveredBy). A shared group whose filter does
+// not match a '$' topic is also dropped before mochi picks its member
+// (OnSelectSubscribers), so that its options never join a matching
+// subscription's copy. A client that holds both "#" and
 // "$x/#" is sent "$x/y" by the latter, as it should; at subscribe time
 // mochi's scan for the new "#" may then send that retained message once
 // more, under "#"'s options.
@@ -27,6 +33,34 @@ import (
 // makes, in scanMessages (at depth 0, skip every particle starting with '$'
 // when the filter's first level is a wildcard, not only $SYS) and in
 // gatherSharedSubscriptions (on the shared filter's own filter).
+
+// OnSelectSubscribers drops, for a PUBLISH to a '$' topic, every shared
+// group whose filter does not match it by topic.Match ("$share/g/#" and
+// the like) before mochi picks a member of each group and merges its
+// choice into the member's other subscriptions: the read check alone let
+// the copy through when the member also held a matching filter ("$x/#"),
+// and the copy then carried the shared filter's QoS and subscription
+// identifier [MQTT-4.7.2-1]. mochi calls it only when shared groups
+// match, so ordinary traffic pays nothing.
+func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
+	name := pk.TopicName
+	if len(name) == 0 || name[0] != '$' {
+		return subs
+	}
+	for key, members := range subs.Shared {
+		for _, sub := range members {
+			f := sub.Filter
+			if _, inner, ok := topic.SplitShared(f); ok {
+				f = inner
+			}
+			if !topic.Match(f, name) {
+				delete(subs.Shared, key)
+			}
+			break // the members of a group share its filter
+		}
+	}
+	return subs
+}
 
 // dollarUnmatched reports whether name is a '$' topic that no subscription
 // of cl matches, so that cl may not be sent it [MQTT-4.7.2-1]. Only '$'

@@ -141,3 +141,41 @@ func sorted(topics []string) string {
 	slices.Sort(topics)
 	return fmt.Sprint(topics)
 }
+
+// TestSharedWildcardAddsNothingToDollar: a client holding "$x/#" (QoS 0,
+// subscription identifier 3) and "$share/g/#" (QoS 1, identifier 7) gets
+// a PUBLISH to "$x/y" as "$x/#" says: the shared "#" matches no '$' topic,
+// so its QoS and identifier must not be merged into the copy
+// [MQTT-4.7.2-1]. (mochi picked the shared group and merged it; the read
+// check passed because "$x/#" matches.)
+func TestSharedWildcardAddsNothingToDollar(t *testing.T) {
+	b := startSvc(t)
+	c, _ := b.connect5("both", true, 0, nil)
+	defer c.leave()
+	for _, s := range []struct {
+		filter string
+		qos    byte
+		id     int
+	}{{"$x/#", 0, 3}, {"$share/g/#", 1, 7}} {
+		id := s.id
+		if _, err := c.Subscribe(ctx5(t), &paho.Subscribe{
+			Properties:    &paho.SubscribeProperties{SubscriptionIdentifier: &id},
+			Subscriptions: []paho.SubscribeOptions{{Topic: s.filter, QoS: s.qos}},
+		}); err != nil {
+			t.Fatalf("subscribe %s: %v", s.filter, err)
+		}
+	}
+	pub, _ := b.connect5("pub", true, 0, nil)
+	defer pub.leave()
+	if _, err := pub.Publish(ctx5(t), &paho.Publish{Topic: "$x/y", QoS: 1, Payload: []byte("p")}); err != nil {
+		t.Fatal(err)
+	}
+	p := c.next(t)
+	id := 0
+	if p.Properties != nil && p.Properties.SubscriptionIdentifier != nil {
+		id = *p.Properties.SubscriptionIdentifier
+	}
+	if p.Topic != "$x/y" || p.QoS != 0 || id != 3 {
+		t.Errorf("got %s QoS %d identifier %d, want $x/y QoS 0 identifier 3 ($x/#'s)", p.Topic, p.QoS, id)
+	}
+}
