@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -109,16 +107,7 @@ admin:
     support: [broker.view, clients.view, retained.view, retained.payload, extensions.view]
 `, filepath.Join(tmp, "data"), filepath.Join(tmp, "ext"), ccAdminUser, hash(ccAdminPass), ccSupportUser, hash(ccSupportPass)))
 	cmd := exec.Command(bin, "serve", "--config", file)
-	addr, base, log := startServeOps(t, cmd)
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := waitExit(t, cmd); err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, log.String())
-		}
-	})
-	if base == "" {
-		t.Fatalf("no operator HTTP endpoint in the log:\n%s", log.String())
-	}
+	addr, base, log := runServeOps(t, cmd)
 	return &ccBroker{addr: addr, base: base, log: log}
 }
 
@@ -126,21 +115,7 @@ admin:
 // script would) and returns the status and body.
 func (b *ccBroker) api(t *testing.T, method, path string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, b.base+"/api/v1"+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.SetBasicAuth(ccAdminUser, ccAdminPass)
-	resp, err := (&http.Client{Timeout: poll.Timeout}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
+	return request(t, method, b.base+"/api/v1"+path, func(r *http.Request) { r.SetBasicAuth(ccAdminUser, ccAdminPass) })
 }
 
 // ccClient is a real MQTT 5 client of the test.
