@@ -1,18 +1,16 @@
 package broker_test
 
 import (
-	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -80,25 +78,12 @@ func wait(t testing.TB, what string, tok paho3.Token) {
 	}
 }
 
-// v5Dial opens a TCP connection and wraps it in a paho v5 client.
-func v5Dial(t testing.TB, addr string, cfg paho.ClientConfig) *paho.Client {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	cfg.Conn = conn
-	c := paho.NewClient(cfg)
-	t.Cleanup(func() { _ = conn.Close() })
-	return c
-}
-
-// ctx5 is a context for one v5 operation.
-func ctx5(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
-	t.Cleanup(cancel)
-	return ctx
-}
+// v5Dial and ctx5 are the names the broker's tests use for
+// brokertest.DialV5 and brokertest.OpCtx.
+var (
+	v5Dial = brokertest.DialV5
+	ctx5   = brokertest.OpCtx
+)
 
 // recv collects messages from a paho 3.1.1 subscription.
 type recv struct {

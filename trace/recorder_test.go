@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/trace"
 )
@@ -44,7 +45,7 @@ func TestRecordsMQTT5(t *testing.T) {
 		t.Fatal("no message delivered")
 	}
 	e.waitLine(t, r.ID, "v5-client", "in PUBACK") // the client acknowledges on its own goroutine
-	if _, err := c.Unsubscribe(ctx(t), &paho.Unsubscribe{Topics: []string{"t/#"}}); err != nil {
+	if _, err := c.Unsubscribe(brokertest.OpCtx(t), &paho.Unsubscribe{Topics: []string{"t/#"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
