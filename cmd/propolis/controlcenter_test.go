@@ -815,16 +815,19 @@ func setHidden(p *page, hidden bool) {
 // packet type (the recording selected PUBLISH only).
 func checkTraceZip(t *testing.T, path string) {
 	t.Helper()
-	var data []byte
-	poll.Until(t, "the browser to save "+filepath.Base(path), func() bool {
-		var err error
-		data, err = os.ReadFile(path)
-		return err == nil
+	// The file may show before the browser has written all of it: wait
+	// until it reads as a whole zip.
+	var z *zip.Reader
+	poll.Settle(t, "the browser to save "+filepath.Base(path), func() string {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			z, err = zip.NewReader(bytes.NewReader(data), int64(len(data)))
+		}
+		if err != nil {
+			return fmt.Sprintf("%s: %v", path, err)
+		}
+		return ""
 	})
-	z, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 	types := map[string]int{}
 	traced := false
 	for _, f := range z.File {
