@@ -67,22 +67,12 @@ func v3Connect(t testing.TB, o *paho3.ClientOptions) paho3.Client {
 	return c
 }
 
-// wait fails the test if tok does not complete without error in time.
-func wait(t testing.TB, what string, tok paho3.Token) {
-	t.Helper()
-	if !tok.WaitTimeout(poll.Timeout) {
-		t.Fatalf("%s: timed out", what)
-	}
-	if err := tok.Error(); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// v5Dial and ctx5 are the names the broker's tests use for
-// brokertest.DialV5 and brokertest.OpCtx.
+// v5Dial, ctx5 and wait are the names the broker's tests use for
+// brokertest.DialV5, brokertest.OpCtx and brokertest.WaitToken.
 var (
 	v5Dial = brokertest.DialV5
 	ctx5   = brokertest.OpCtx
+	wait   = brokertest.WaitToken
 )
 
 // recv collects messages from a paho 3.1.1 subscription.

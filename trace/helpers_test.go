@@ -214,24 +214,13 @@ func v3Connect(t testing.TB, addr, id string) paho3.Client {
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(poll.Timeout).SetWriteTimeout(poll.Timeout).SetKeepAlive(time.Minute)
 	c := paho3.NewClient(o)
-	wait(t, "connect "+id, c.Connect())
+	brokertest.WaitToken(t, "connect "+id, c.Connect())
 	t.Cleanup(func() {
 		if c.IsConnected() {
 			c.Disconnect(0)
 		}
 	})
 	return c
-}
-
-// wait fails the test if tok does not complete without error in time.
-func wait(t testing.TB, what string, tok paho3.Token) {
-	t.Helper()
-	if !tok.WaitTimeout(poll.Timeout) {
-		t.Fatalf("%s: timed out", what)
-	}
-	if err := tok.Error(); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
 }
 
 // publish5 publishes with an MQTT 5 client, failing the test on error.

@@ -159,9 +159,9 @@ func TestRecordsMQTT311(t *testing.T) {
 	r := e.start(t, trace.Spec{ClientID: "v3-*"})
 	c := v3Connect(t, e.addr, "v3-client")
 	got := make(chan string, 10)
-	wait(t, "subscribe", c.Subscribe("old/+", 1, func(_ paho3.Client, m paho3.Message) { got <- string(m.Payload()) }))
-	wait(t, "publish", c.Publish("old/a", 1, false, "q1"))
-	wait(t, "publish", c.Publish("old/b", 0, true, "q0"))
+	brokertest.WaitToken(t, "subscribe", c.Subscribe("old/+", 1, func(_ paho3.Client, m paho3.Message) { got <- string(m.Payload()) }))
+	brokertest.WaitToken(t, "publish", c.Publish("old/a", 1, false, "q1"))
+	brokertest.WaitToken(t, "publish", c.Publish("old/b", 0, true, "q0"))
 	for range 2 {
 		select {
 		case <-got:
@@ -170,7 +170,7 @@ func TestRecordsMQTT311(t *testing.T) {
 		}
 	}
 	e.waitLine(t, r.ID, "v3-client", "in PUBACK") // the client acknowledges on its own goroutine
-	wait(t, "unsubscribe", c.Unsubscribe("old/+"))
+	brokertest.WaitToken(t, "unsubscribe", c.Unsubscribe("old/+"))
 	c.Disconnect(250)
 	e.waitDisconnect(t, r.ID, "v3-client")
 	lines := e.stop(t, r.ID)

@@ -1,8 +1,8 @@
 // Package brokertest has what tests and benchmarks of the broker share: a
 // native allow-everything security implementation (the baseline Wasm
 // extensions are measured against) and a rule-based one for authorization
-// tests; DialV5 and OpCtx, the paho MQTT 5 client set-up of the tests of
-// broker, trace, admin and metrics. Nothing in the product imports it.
+// tests; the paho client helpers of the tests of broker, trace, admin and
+// metrics (DialV5, OpCtx, WaitToken). Nothing in the product imports it.
 package brokertest
 
 import (

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -32,4 +33,16 @@ func OpCtx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	t.Cleanup(cancel)
 	return c
+}
+
+// WaitToken fails the test, naming what, if the paho MQTT 3.1.1 token
+// tok does not complete within poll.Timeout or completes with an error.
+func WaitToken(t testing.TB, what string, tok paho3.Token) {
+	t.Helper()
+	if !tok.WaitTimeout(poll.Timeout) {
+		t.Fatalf("%s: timed out", what)
+	}
+	if err := tok.Error(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
 }
