@@ -324,6 +324,19 @@ func TestRotation(t *testing.T) {
 	}
 }
 
+// publishUntilStopped publishes with c to topic, five messages of 300
+// bytes at a time, until recording id has stopped (on its own: a write
+// failed or a limit was reached).
+func (e *env) publishUntilStopped(t testing.TB, c *paho.Client, topic, id string) {
+	t.Helper()
+	for {
+		publishN(t, c, topic, 5, 300)
+		if got, _ := e.rec.Get(id); got.State == trace.StateStopped {
+			return
+		}
+	}
+}
+
 // stoppedWith polls until recording id stops and checks its reason.
 func (e *env) stoppedWith(t testing.TB, id, reason string) trace.Recording {
 	t.Helper()
