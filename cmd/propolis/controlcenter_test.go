@@ -118,6 +118,22 @@ func (b *ccBroker) api(t *testing.T, method, path string) (int, string) {
 	return request(t, method, b.base+"/api/v1"+path, func(r *http.Request) { r.SetBasicAuth(ccAdminUser, ccAdminPass) })
 }
 
+// sessionGone checks that invalidating id's session in the page took:
+// the detail says it is gone, the API answers 404, and the client coming
+// back with clean start false finds no session.
+func (b *ccBroker) sessionGone(t *testing.T, p *page, id string) {
+	t.Helper()
+	p.do("the detail to say the session is gone", chromedp.WaitVisible(css("#client-gone")))
+	if code, body := b.api(t, "GET", "/clients/"+id); code != 404 {
+		t.Fatalf("GET /api/v1/clients/%s after invalidate = %d %s, want 404", id, code, body)
+	}
+	if again, present := b.connect5(t, id, "meter", false, 3600); present {
+		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", id)
+	} else {
+		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	}
+}
+
 // ccClient is a real MQTT 5 client of the test.
 type ccClient struct {
 	*paho.Client
@@ -560,15 +576,7 @@ func TestControlCenter(t *testing.T) {
 	p.open(b.base, "#/clients/"+ccOfflineID, "#invalidate")
 	p.do("invalidate "+ccOfflineID, chromedp.Click(css("#invalidate")))
 	p.confirm("invalidate " + ccOfflineID)
-	p.do("the detail to say the session is gone", chromedp.WaitVisible(css("#client-gone")))
-	if code, body := b.api(t, "GET", "/clients/"+ccOfflineID); code != 404 {
-		t.Fatalf("GET /api/v1/clients/%s after invalidate = %d %s, want 404", ccOfflineID, code, body)
-	}
-	if again, present := b.connect5(t, ccOfflineID, "meter", false, 3600); present {
-		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", ccOfflineID)
-	} else {
-		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
-	}
+	b.sessionGone(t, p, ccOfflineID)
 	// Invalidate a connected client's session: the real client is
 	// disconnected and finds no session when it comes back.
 	p.open(b.base, "#/clients/"+ccInvalidID, "#invalidate")
@@ -583,15 +591,7 @@ func TestControlCenter(t *testing.T) {
 	case <-time.After(poll.Timeout):
 		t.Fatalf("%s still connected %v after its session was invalidated in the control center\n%s", ccInvalidID, poll.Timeout, p.dump())
 	}
-	p.do("the detail to say the session is gone", chromedp.WaitVisible(css("#client-gone")))
-	if code, body := b.api(t, "GET", "/clients/"+ccInvalidID); code != 404 {
-		t.Fatalf("GET /api/v1/clients/%s after invalidate = %d %s, want 404", ccInvalidID, code, body)
-	}
-	if again, present := b.connect5(t, ccInvalidID, "meter", false, 3600); present {
-		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", ccInvalidID)
-	} else {
-		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
-	}
+	b.sessionGone(t, p, ccInvalidID)
 
 	// A retained message: its payload as text and hex, its user property.
 	p.open(b.base, "#/retained?filter=ui%2F%23", `tr[data-topic="`+ccRetainTopic+`"] a`)
