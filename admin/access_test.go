@@ -13,6 +13,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/admin/access"
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -200,7 +201,7 @@ func TestNoUserPropertiesWithoutPermission(t *testing.T) {
 	// A recording of a PUBLISH with user properties.
 	rec := r.req(t, "POST", "/api/v1/traces", map[string]any{"topic_filter": "up/#"}, bearer("admin")).want(t, 201, "start").json(t)
 	pub := connect5(t, r.mqtt, "up-pub", nil, nil)
-	if _, err := pub.Publish(ctx(t), &paho.Publish{Topic: "up/x", QoS: 1, Payload: []byte("p"),
+	if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "up/x", QoS: 1, Payload: []byte("p"),
 		Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "up-key", Value: "up-secret"}}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/propolis-mqtt/propolis/admin"
 	"github.com/propolis-mqtt/propolis/admin/access"
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -116,7 +117,7 @@ func TestUnknownRouteAndMethod(t *testing.T) {
 func TestClientDetail(t *testing.T) {
 	r := startRig(t, testAdmin())
 	c := connect5(t, r.mqtt, "dev/1", nil, nil)
-	if _, err := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a/#", QoS: 1, NoLocal: true}}}); err != nil {
+	if _, err := c.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a/#", QoS: 1, NoLocal: true}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.srv.PutAttribute("dev/1", "text", []byte("hello")); err != nil {
@@ -154,7 +155,7 @@ func TestDisconnect(t *testing.T) {
 			return true, nil
 		}}
 	})
-	if _, err := watcher.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "will/#", QoS: 1}}}); err != nil {
+	if _, err := watcher.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "will/#", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, prevent := range []bool{false, true} {
@@ -212,7 +213,7 @@ func TestInvalidate(t *testing.T) {
 	c := connect5(t, r.mqtt, "stale", nil, func(cc *paho.ClientConfig) {
 		cc.OnServerDisconnect = func(*paho.Disconnect) { gone <- struct{}{} }
 	})
-	if _, err := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "x", QoS: 1}}}); err != nil {
+	if _, err := c.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "x", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	r.req(t, "POST", "/api/v1/clients/stale/invalidate", nil, bearer("operator")).want(t, 204, "invalidate")
@@ -237,7 +238,7 @@ func TestInvalidate(t *testing.T) {
 func TestRetainedMessage(t *testing.T) {
 	r := startRig(t, testAdmin())
 	c := connect5(t, r.mqtt, "pub", nil, nil)
-	if _, err := c.Publish(ctx(t), &paho.Publish{Topic: "sensors/t1", QoS: 1, Retain: true, Payload: []byte(`{"t": 21.5}`),
+	if _, err := c.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "sensors/t1", QoS: 1, Retain: true, Payload: []byte(`{"t": 21.5}`),
 		Properties: &paho.PublishProperties{ContentType: "application/json", User: paho.UserProperties{{Key: "site", Value: "secret-site"}}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/admin"
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
@@ -80,7 +81,7 @@ func TestSubscribers(t *testing.T) {
 	r := startRig(t, testAdmin())
 	for _, id := range []string{"s2", "s1"} {
 		c := connect5(t, r.mqtt, id, nil, nil)
-		if _, err := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a/#", QoS: 1, RetainAsPublished: true}}}); err != nil {
+		if _, err := c.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "a/#", QoS: 1, RetainAsPublished: true}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -159,7 +160,7 @@ func TestTraces(t *testing.T) {
 	}
 	r.mustAudit(t, "tok-operator", "trace.start", id, "ok")
 	c := connect5(t, r.mqtt, "tr-1", nil, nil)
-	if _, err := c.Publish(ctx(t), &paho.Publish{Topic: "t/1", QoS: 1, Payload: []byte("hello")}); err != nil {
+	if _, err := c.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "t/1", QoS: 1, Payload: []byte("hello")}); err != nil {
 		t.Fatal(err)
 	}
 	poll.Until(t, "the PUBLISH recorded", func() bool { got, err := r.rec.Get(id); return err == nil && got.Packets > 0 })

@@ -10,6 +10,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/propolis-mqtt/propolis/admin/access"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
@@ -36,7 +37,7 @@ func TestUnknownTokenWording(t *testing.T) {
 func TestRetainedPayloadLevelFields(t *testing.T) {
 	r := startRig(t, testAdmin())
 	c := connect5(t, r.mqtt, "requester", nil, nil)
-	if _, err := c.Publish(ctx(t), &paho.Publish{Topic: "req/1", QoS: 1, Retain: true, Payload: []byte("ask"),
+	if _, err := c.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "req/1", QoS: 1, Retain: true, Payload: []byte("ask"),
 		Properties: &paho.PublishProperties{ResponseTopic: "reply/secret-inbox", CorrelationData: []byte("corr-42")}}); err != nil {
 		t.Fatal(err)
 	}

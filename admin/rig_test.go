@@ -20,6 +20,7 @@ import (
 	"github.com/propolis-mqtt/propolis/admin"
 	"github.com/propolis-mqtt/propolis/admin/access"
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/internal/poll"
@@ -282,16 +283,11 @@ func (c call) want(t *testing.T, code int, what string) call {
 // 120 s (wat-auth sets it), changed by opt.
 func connect5(t *testing.T, addr, id string, opt func(*paho.Connect), cfg func(*paho.ClientConfig)) *paho.Client {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	cc := paho.ClientConfig{ClientID: id, Conn: conn}
+	cc := paho.ClientConfig{ClientID: id}
 	if cfg != nil {
 		cfg(&cc)
 	}
-	c := paho.NewClient(cc)
+	c := brokertest.DialV5(t, addr, cc)
 	cp := &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, Username: "wat", UsernameFlag: true,
 		Password: []byte("secret"), PasswordFlag: true}
 	if opt != nil {
@@ -306,13 +302,6 @@ func connect5(t *testing.T, addr, id string, opt func(*paho.Connect), cfg func(*
 	if ack.ReasonCode != 0 {
 		t.Fatalf("connect %s: CONNACK %#x", id, ack.ReasonCode)
 	}
-	return c
-}
-
-// ctx is a context bounded by poll.Timeout.
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), poll.Timeout)
-	t.Cleanup(cancel)
 	return c
 }
 

@@ -1,18 +1,16 @@
 package broker_test
 
 import (
-	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -69,36 +67,13 @@ func v3Connect(t testing.TB, o *paho3.ClientOptions) paho3.Client {
 	return c
 }
 
-// wait fails the test if tok does not complete without error in time.
-func wait(t testing.TB, what string, tok paho3.Token) {
-	t.Helper()
-	if !tok.WaitTimeout(poll.Timeout) {
-		t.Fatalf("%s: timed out", what)
-	}
-	if err := tok.Error(); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// v5Dial opens a TCP connection and wraps it in a paho v5 client.
-func v5Dial(t testing.TB, addr string, cfg paho.ClientConfig) *paho.Client {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	cfg.Conn = conn
-	c := paho.NewClient(cfg)
-	t.Cleanup(func() { _ = conn.Close() })
-	return c
-}
-
-// ctx5 is a context for one v5 operation.
-func ctx5(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
-	t.Cleanup(cancel)
-	return ctx
-}
+// v5Dial, ctx5 and wait are the names the broker's tests use for
+// brokertest.DialV5, brokertest.OpCtx and brokertest.WaitToken.
+var (
+	v5Dial = brokertest.DialV5
+	ctx5   = brokertest.OpCtx
+	wait   = brokertest.WaitToken
+)
 
 // recv collects messages from a paho 3.1.1 subscription.
 type recv struct {

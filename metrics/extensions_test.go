@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/internal/poll"
@@ -137,19 +137,12 @@ func installExt(t testing.TB, extDir, id, wasm, version, extra string) {
 // (0: accepted), and the client when accepted.
 func connect(t *testing.T, addr, id, user, pass string) (byte, *paho.Client) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn})
-	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
-	defer cancel()
+	c := brokertest.DialV5(t, addr, paho.ClientConfig{ClientID: id})
 	cp := &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}
 	if user != "" {
 		cp.Username, cp.UsernameFlag, cp.Password, cp.PasswordFlag = user, true, []byte(pass), true
 	}
-	ack, err := c.Connect(ctx, cp)
+	ack, err := c.Connect(brokertest.OpCtx(t), cp)
 	if ack == nil {
 		t.Fatalf("connect %s: no CONNACK: %v", id, err)
 	}

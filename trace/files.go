@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/propolis-mqtt/propolis/internal/fsutil"
 )
 
 // A recording's folder, <dir>/<id>/, holds:
@@ -368,15 +370,7 @@ func writeMeta(dir string, meta Recording) error {
 		_ = os.Remove(tmp)
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return fsutil.SyncDir(dir)
 }
 
 // files lists the recording's packet files, in order, with their sizes

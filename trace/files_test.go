@@ -232,12 +232,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	c, msgs := v5Connect(t, e.addr, "full", nil)
 	subscribe5(t, c, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "full/t", QoS: 1}}})
-	for {
-		publishN(t, c, "full/t", 5, 300)
-		if got, _ := e.rec.Get(r.ID); got.State == trace.StateStopped {
-			break
-		}
-	}
+	e.publishUntilStopped(t, c, "full/t", r.ID)
 	got := e.stoppedWith(t, r.ID, "write failed: ")
 	if !strings.Contains(got.StopReason, "no space left on device") {
 		t.Fatalf("stop reason %q", got.StopReason)
@@ -268,12 +263,7 @@ func TestUnwritableFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := v5Connect(t, e.addr, "gone", nil)
-	for {
-		publishN(t, c, "gone/t", 5, 300)
-		if got, _ := e.rec.Get(r.ID); got.State == trace.StateStopped {
-			break
-		}
-	}
+	e.publishUntilStopped(t, c, "gone/t", r.ID)
 	got := e.stoppedWith(t, r.ID, "write failed: open ")
 	if !strings.HasSuffix(got.StopReason, "not a directory") {
 		t.Fatalf("stop reason %q", got.StopReason)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/trace"
 )
@@ -25,8 +26,8 @@ import (
 func TestAuthDataNotRecorded(t *testing.T) {
 	e := newEnv(t, defaultLimits)
 	rec := e.start(t, trace.Spec{Packets: []string{"CONNECT"}})
-	c := v5Dial(t, e.addr, paho.ClientConfig{ClientID: "a"})
-	_, _ = c.Connect(ctx(t), &paho.Connect{ClientID: "a", CleanStart: true, KeepAlive: 60,
+	c := brokertest.DialV5(t, e.addr, paho.ClientConfig{ClientID: "a"})
+	_, _ = c.Connect(brokertest.OpCtx(t), &paho.Connect{ClientID: "a", CleanStart: true, KeepAlive: 60,
 		Properties: &paho.ConnectProperties{AuthMethod: "TOKEN", AuthData: []byte("s3cret-jwt-token")}})
 	e.waitPackets(t, rec.ID, 1)
 	lines := e.stop(t, rec.ID)
@@ -55,7 +56,7 @@ func TestTopicAliasFiltered(t *testing.T) {
 		publish5(t, pub, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("m"), Properties: &paho.PublishProperties{TopicAlias: &alias}})
 		select {
 		case <-msgs:
-		case <-ctx(t).Done():
+		case <-brokertest.OpCtx(t).Done():
 			t.Fatal("message not delivered")
 		}
 	}

@@ -3,11 +3,9 @@ package trace_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -188,32 +186,12 @@ func (e *env) waitPackets(t testing.TB, id string, n int64) {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-// v5Dial opens a TCP connection and wraps it in a paho v5 client.
-func v5Dial(t testing.TB, addr string, cfg paho.ClientConfig) *paho.Client {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	cfg.Conn = conn
-	c := paho.NewClient(cfg)
-	t.Cleanup(func() { _ = conn.Close() })
-	return c
-}
-
-// ctx is a context for one client operation.
-func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), poll.Timeout)
-	t.Cleanup(cancel)
-	return c
-}
-
 // v5Connect connects an MQTT 5 client id with a clean start and returns
 // it with a channel of the messages it receives.
 func v5Connect(t testing.TB, addr, id string, cp *paho.Connect) (*paho.Client, chan *paho.Publish) {
 	t.Helper()
 	msgs := make(chan *paho.Publish, 1024)
-	c := v5Dial(t, addr, paho.ClientConfig{ClientID: id, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+	c := brokertest.DialV5(t, addr, paho.ClientConfig{ClientID: id, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 		func(pr paho.PublishReceived) (bool, error) { msgs <- pr.Packet; return true, nil }}})
 	if cp == nil {
 		cp = &paho.Connect{}
@@ -222,7 +200,7 @@ func v5Connect(t testing.TB, addr, id string, cp *paho.Connect) (*paho.Client, c
 	if cp.KeepAlive == 0 {
 		cp.KeepAlive = 60
 	}
-	ca, err := c.Connect(ctx(t), cp)
+	ca, err := c.Connect(brokertest.OpCtx(t), cp)
 	if err != nil || ca.ReasonCode != 0 {
 		t.Fatalf("connect %s: %v %+v", id, err, ca)
 	}
@@ -236,7 +214,7 @@ func v3Connect(t testing.TB, addr, id string) paho3.Client {
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(poll.Timeout).SetWriteTimeout(poll.Timeout).SetKeepAlive(time.Minute)
 	c := paho3.NewClient(o)
-	wait(t, "connect "+id, c.Connect())
+	brokertest.WaitToken(t, "connect "+id, c.Connect())
 	t.Cleanup(func() {
 		if c.IsConnected() {
 			c.Disconnect(0)
@@ -245,21 +223,10 @@ func v3Connect(t testing.TB, addr, id string) paho3.Client {
 	return c
 }
 
-// wait fails the test if tok does not complete without error in time.
-func wait(t testing.TB, what string, tok paho3.Token) {
-	t.Helper()
-	if !tok.WaitTimeout(poll.Timeout) {
-		t.Fatalf("%s: timed out", what)
-	}
-	if err := tok.Error(); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
 // publish5 publishes with an MQTT 5 client, failing the test on error.
 func publish5(t testing.TB, c *paho.Client, p *paho.Publish) {
 	t.Helper()
-	if _, err := c.Publish(ctx(t), p); err != nil {
+	if _, err := c.Publish(brokertest.OpCtx(t), p); err != nil {
 		t.Fatalf("publish %s: %v", p.Topic, err)
 	}
 }
@@ -267,7 +234,7 @@ func publish5(t testing.TB, c *paho.Client, p *paho.Publish) {
 // subscribe5 subscribes with an MQTT 5 client, failing the test on error.
 func subscribe5(t testing.TB, c *paho.Client, s *paho.Subscribe) {
 	t.Helper()
-	if _, err := c.Subscribe(ctx(t), s); err != nil {
+	if _, err := c.Subscribe(brokertest.OpCtx(t), s); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
 }

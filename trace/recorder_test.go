@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/trace"
 )
@@ -44,7 +45,7 @@ func TestRecordsMQTT5(t *testing.T) {
 		t.Fatal("no message delivered")
 	}
 	e.waitLine(t, r.ID, "v5-client", "in PUBACK") // the client acknowledges on its own goroutine
-	if _, err := c.Unsubscribe(ctx(t), &paho.Unsubscribe{Topics: []string{"t/#"}}); err != nil {
+	if _, err := c.Unsubscribe(brokertest.OpCtx(t), &paho.Unsubscribe{Topics: []string{"t/#"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
@@ -158,9 +159,9 @@ func TestRecordsMQTT311(t *testing.T) {
 	r := e.start(t, trace.Spec{ClientID: "v3-*"})
 	c := v3Connect(t, e.addr, "v3-client")
 	got := make(chan string, 10)
-	wait(t, "subscribe", c.Subscribe("old/+", 1, func(_ paho3.Client, m paho3.Message) { got <- string(m.Payload()) }))
-	wait(t, "publish", c.Publish("old/a", 1, false, "q1"))
-	wait(t, "publish", c.Publish("old/b", 0, true, "q0"))
+	brokertest.WaitToken(t, "subscribe", c.Subscribe("old/+", 1, func(_ paho3.Client, m paho3.Message) { got <- string(m.Payload()) }))
+	brokertest.WaitToken(t, "publish", c.Publish("old/a", 1, false, "q1"))
+	brokertest.WaitToken(t, "publish", c.Publish("old/b", 0, true, "q0"))
 	for range 2 {
 		select {
 		case <-got:
@@ -169,7 +170,7 @@ func TestRecordsMQTT311(t *testing.T) {
 		}
 	}
 	e.waitLine(t, r.ID, "v3-client", "in PUBACK") // the client acknowledges on its own goroutine
-	wait(t, "unsubscribe", c.Unsubscribe("old/+"))
+	brokertest.WaitToken(t, "unsubscribe", c.Unsubscribe("old/+"))
 	c.Disconnect(250)
 	e.waitDisconnect(t, r.ID, "v3-client")
 	lines := e.stop(t, r.ID)
@@ -320,6 +321,19 @@ func TestRotation(t *testing.T) {
 	}
 	if n != 60 || r.Packets != 60 || total != r.Bytes || e.rec.TotalSize() != total || r.StopReason != "stopped" {
 		t.Fatalf("%d lines and %d bytes on disk; recording %+v, total %d", n, total, r, e.rec.TotalSize())
+	}
+}
+
+// publishUntilStopped publishes with c to topic, five messages of 300
+// bytes at a time, until recording id has stopped (on its own: a write
+// failed or a limit was reached).
+func (e *env) publishUntilStopped(t testing.TB, c *paho.Client, topic, id string) {
+	t.Helper()
+	for {
+		publishN(t, c, topic, 5, 300)
+		if got, _ := e.rec.Get(id); got.State == trace.StateStopped {
+			return
+		}
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package brokertest has what tests and benchmarks of the broker share: a
 // native allow-everything security implementation (the baseline Wasm
 // extensions are measured against) and a rule-based one for authorization
-// tests. Nothing in the product imports it.
+// tests; the paho client helpers of the tests of broker, trace, admin and
+// metrics (DialV5, OpCtx, WaitToken). Nothing in the product imports it.
 package brokertest
 
 import (

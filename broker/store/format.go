@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/propolis-mqtt/propolis/internal/fsutil"
 )
 
 // Names of the files and folders the store keeps beside pebble's own.
@@ -88,24 +90,7 @@ func writeAtomic(dir, name, temp, content string) error {
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	return syncDir(dir)
-}
-
-// syncDir fsyncs a directory so that creations, renames and removals in it
-// are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync folder %s: %w", dir, err)
-	}
-	return nil
+	return fsutil.SyncDir(dir)
 }
 
 // isOwnEntry reports whether a folder entry belongs to the store rather
@@ -195,7 +180,7 @@ func removeStaleBackups(dir string, ents []os.DirEntry, version int) error {
 		removed = true
 	}
 	if removed {
-		return syncDir(dir)
+		return fsutil.SyncDir(dir)
 	}
 	return nil
 }
@@ -229,7 +214,7 @@ func restoreBackup(dir, backup string) error {
 			return fmt.Errorf("restore from %s: %w", backup, err)
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fmt.Errorf("restore from %s: %w", backup, err)
 	}
 	return nil

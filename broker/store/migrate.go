@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/propolis-mqtt/propolis/internal/fsutil"
 )
 
 // migrateBatchSize is how many records one migration batch converts.
@@ -77,7 +79,7 @@ func runMigration(db *pebble.DB, dir string, from int, step migrationStep, log *
 		if err := os.Rename(tmp, backup); err != nil {
 			return fmt.Errorf("back up to %s: %w", backup, err)
 		}
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			return fmt.Errorf("back up to %s: %w", backup, err)
 		}
 	}
@@ -103,7 +105,7 @@ func runMigration(db *pebble.DB, dir string, from int, step migrationStep, log *
 	if err := os.RemoveAll(backup); err != nil {
 		return fmt.Errorf("remove backup %s: %w", backup, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fmt.Errorf("remove backup %s: %w", backup, err)
 	}
 	log.Info("data folder migrated", "dir", dir, "from", from, "to", from+1, "records", records)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/record"
+
+	"github.com/propolis-mqtt/propolis/internal/fsutil"
 )
 
 // walReplayFormat is the format of the line pebble v1.1.5 logs through
@@ -297,7 +299,7 @@ func removeShutdown(dir string) error {
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", shutdownFile, err)
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 // walDamage is one problem checkWAL found, with what a repair drops.
@@ -398,10 +400,10 @@ func copyAside(dir string) (string, error) {
 			return "", fmt.Errorf("copy data folder aside to %s: %w", dst, err)
 		}
 	}
-	if err := syncDir(dst); err != nil {
+	if err := fsutil.SyncDir(dst); err != nil {
 		return "", fmt.Errorf("copy data folder aside: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(dst)); err != nil {
 		return "", fmt.Errorf("copy data folder aside: %w", err)
 	}
 	return dst, nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,28 +38,6 @@ func TestServeRefusesOpenAdminAPI(t *testing.T) {
 	if fingerprint(t, data) != before {
 		t.Fatal("the data folder was modified by a refused start")
 	}
-}
-
-// get sends GET url with auth and returns the status and body.
-func get(t *testing.T, url string, auth func(*http.Request)) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if auth != nil {
-		auth(req)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
 }
 
 // TestServeAdminAPI: `propolis admin token` prints a token and the entry

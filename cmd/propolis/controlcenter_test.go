@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -109,16 +107,7 @@ admin:
     support: [broker.view, clients.view, retained.view, retained.payload, extensions.view]
 `, filepath.Join(tmp, "data"), filepath.Join(tmp, "ext"), ccAdminUser, hash(ccAdminPass), ccSupportUser, hash(ccSupportPass)))
 	cmd := exec.Command(bin, "serve", "--config", file)
-	addr, base, log := startServeOps(t, cmd)
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := waitExit(t, cmd); err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, log.String())
-		}
-	})
-	if base == "" {
-		t.Fatalf("no operator HTTP endpoint in the log:\n%s", log.String())
-	}
+	addr, base, log := runServeOps(t, cmd)
 	return &ccBroker{addr: addr, base: base, log: log}
 }
 
@@ -126,21 +115,23 @@ admin:
 // script would) and returns the status and body.
 func (b *ccBroker) api(t *testing.T, method, path string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, b.base+"/api/v1"+path, nil)
-	if err != nil {
-		t.Fatal(err)
+	return request(t, method, b.base+"/api/v1"+path, func(r *http.Request) { r.SetBasicAuth(ccAdminUser, ccAdminPass) })
+}
+
+// sessionGone checks that invalidating id's session in the page took:
+// the detail says it is gone, the API answers 404, and the client coming
+// back with clean start false finds no session.
+func (b *ccBroker) sessionGone(t *testing.T, p *page, id string) {
+	t.Helper()
+	p.do("the detail to say the session is gone", chromedp.WaitVisible(css("#client-gone")))
+	if code, body := b.api(t, "GET", "/clients/"+id); code != 404 {
+		t.Fatalf("GET /api/v1/clients/%s after invalidate = %d %s, want 404", id, code, body)
 	}
-	req.SetBasicAuth(ccAdminUser, ccAdminPass)
-	resp, err := (&http.Client{Timeout: poll.Timeout}).Do(req)
-	if err != nil {
-		t.Fatal(err)
+	if again, present := b.connect5(t, id, "meter", false, 3600); present {
+		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", id)
+	} else {
+		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
 }
 
 // ccClient is a real MQTT 5 client of the test.
@@ -585,15 +576,7 @@ func TestControlCenter(t *testing.T) {
 	p.open(b.base, "#/clients/"+ccOfflineID, "#invalidate")
 	p.do("invalidate "+ccOfflineID, chromedp.Click(css("#invalidate")))
 	p.confirm("invalidate " + ccOfflineID)
-	p.do("the detail to say the session is gone", chromedp.WaitVisible(css("#client-gone")))
-	if code, body := b.api(t, "GET", "/clients/"+ccOfflineID); code != 404 {
-		t.Fatalf("GET /api/v1/clients/%s after invalidate = %d %s, want 404", ccOfflineID, code, body)
-	}
-	if again, present := b.connect5(t, ccOfflineID, "meter", false, 3600); present {
-		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", ccOfflineID)
-	} else {
-		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
-	}
+	b.sessionGone(t, p, ccOfflineID)
 	// Invalidate a connected client's session: the real client is
 	// disconnected and finds no session when it comes back.
 	p.open(b.base, "#/clients/"+ccInvalidID, "#invalidate")
@@ -608,15 +591,7 @@ func TestControlCenter(t *testing.T) {
 	case <-time.After(poll.Timeout):
 		t.Fatalf("%s still connected %v after its session was invalidated in the control center\n%s", ccInvalidID, poll.Timeout, p.dump())
 	}
-	p.do("the detail to say the session is gone", chromedp.WaitVisible(css("#client-gone")))
-	if code, body := b.api(t, "GET", "/clients/"+ccInvalidID); code != 404 {
-		t.Fatalf("GET /api/v1/clients/%s after invalidate = %d %s, want 404", ccInvalidID, code, body)
-	}
-	if again, present := b.connect5(t, ccInvalidID, "meter", false, 3600); present {
-		t.Errorf("%s reconnected with clean start false and found its session after it was invalidated", ccInvalidID)
-	} else {
-		_ = again.Disconnect(&paho.Disconnect{ReasonCode: 0})
-	}
+	b.sessionGone(t, p, ccInvalidID)
 
 	// A retained message: its payload as text and hex, its user property.
 	p.open(b.base, "#/retained?filter=ui%2F%23", `tr[data-topic="`+ccRetainTopic+`"] a`)
@@ -840,16 +815,19 @@ func setHidden(p *page, hidden bool) {
 // packet type (the recording selected PUBLISH only).
 func checkTraceZip(t *testing.T, path string) {
 	t.Helper()
-	var data []byte
-	poll.Until(t, "the browser to save "+filepath.Base(path), func() bool {
-		var err error
-		data, err = os.ReadFile(path)
-		return err == nil
+	// The file may show before the browser has written all of it: wait
+	// until it reads as a whole zip.
+	var z *zip.Reader
+	poll.Settle(t, "the browser to save "+filepath.Base(path), func() string {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			z, err = zip.NewReader(bytes.NewReader(data), int64(len(data)))
+		}
+		if err != nil {
+			return fmt.Sprintf("%s: %v", path, err)
+		}
+		return ""
 	})
-	z, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 	types := map[string]int{}
 	traced := false
 	for _, f := range z.File {

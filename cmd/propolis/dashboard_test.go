@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -200,16 +199,7 @@ func sessionBroker(t *testing.T) (addr, base, extDir string) {
 	installFixture(t, extDir, "svc-bad-args", "ok/svc_bad_args", 10, "services: [subscriptions, retained, connection_attributes]\n")
 	cmd := exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0",
 		"--data", filepath.Join(tmp, "data"), "--extensions", extDir)
-	addr, base, log := startServeOps(t, cmd)
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := waitExit(t, cmd); err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, log.String())
-		}
-	})
-	if base == "" {
-		t.Fatalf("no operator HTTP endpoint in the log:\n%s", log.String())
-	}
+	addr, base, _ = runServeOps(t, cmd)
 	return addr, base, extDir
 }
 

@@ -451,6 +451,24 @@ func startServe(t *testing.T, cmd *exec.Cmd) (string, *syncLog) {
 	return addr, log
 }
 
+// runServeOps is startServeOps for a broker that runs until the test ends:
+// the operator's HTTP endpoint must be on (the test fails otherwise), and
+// the broker gets SIGTERM at the end and must exit cleanly.
+func runServeOps(t *testing.T, cmd *exec.Cmd) (addr, base string, log *syncLog) {
+	t.Helper()
+	addr, base, log = startServeOps(t, cmd)
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := waitExit(t, cmd); err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, log.String())
+		}
+	})
+	if base == "" {
+		t.Fatalf("no operator HTTP endpoint in the log:\n%s", log.String())
+	}
+	return addr, base, log
+}
+
 // startServeOps is startServe that also returns the base URL of the
 // operator's HTTP endpoint ("" when it is off). It fails the test if the
 // endpoint is on the default port 9090: tests use port 0 (--http

@@ -13,11 +13,18 @@ import (
 	"github.com/propolis-mqtt/propolis/internal/scrape"
 )
 
-// httpGet returns the status and body of GET url.
-func httpGet(t *testing.T, url string) (int, string) {
+// request sends method url with auth (nil: no credentials) and returns
+// the status and body.
+func request(t *testing.T, method, url string, auth func(*http.Request)) (int, string) {
 	t.Helper()
-	c := &http.Client{Timeout: poll.Timeout}
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != nil {
+		auth(req)
+	}
+	resp, err := (&http.Client{Timeout: poll.Timeout}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,6 +34,13 @@ func httpGet(t *testing.T, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// get sends GET url with auth (nil: no credentials) and returns the
+// status and body.
+func get(t *testing.T, url string, auth func(*http.Request)) (int, string) {
+	t.Helper()
+	return request(t, "GET", url, auth)
 }
 
 // readyGauge scrapes propolis_ready from the endpoint at base.
@@ -57,16 +71,7 @@ func startAllowAll(t *testing.T) (addr, base string, dirs []string, log *syncLog
 	installAllowAll(t, filepath.Join(tmp, "ext"))
 	dirs = []string{"--data", filepath.Join(tmp, "data"), "--extensions", filepath.Join(tmp, "ext")}
 	cmd := exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0"}, dirs...)...)
-	addr, base, log = startServeOps(t, cmd)
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if err := waitExit(t, cmd); err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, log.String())
-		}
-	})
-	if base == "" {
-		t.Fatalf("no operator HTTP endpoint in the log:\n%s", log.String())
-	}
+	addr, base, log = runServeOps(t, cmd)
 	return addr, base, dirs, log
 }
 
@@ -76,12 +81,12 @@ func startAllowAll(t *testing.T) (addr, base string, dirs []string, log *syncLog
 // enabling it again makes it ready again. /healthz stays 200 throughout.
 func TestServeReadyzFollowsSecurity(t *testing.T) {
 	addr, base, dirs, log := startAllowAll(t)
-	if code, body := httpGet(t, base+"/healthz"); code != 200 || body != "ok\n" {
+	if code, body := get(t, base+"/healthz", nil); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz = %d %q", code, body)
 	}
 	// The endpoint serves from before the listeners open; by the time
 	// they are logged the broker is ready.
-	if code, body := httpGet(t, base+"/readyz"); code != 200 || body != "ready\n" {
+	if code, body := get(t, base+"/readyz", nil); code != 200 || body != "ready\n" {
 		t.Fatalf("/readyz with allow-all = %d %q\n%s", code, body, log.String())
 	}
 	if v := readyGauge(t, base); v != 1 {
@@ -94,7 +99,7 @@ func TestServeReadyzFollowsSecurity(t *testing.T) {
 	var code int
 	var body string
 	poll.Until(t, "/readyz to answer 503 once allow-all is disabled", func() bool {
-		code, body = httpGet(t, base+"/readyz")
+		code, body = get(t, base+"/readyz", nil)
 		return code == 503
 	})
 	if want := "not ready:\nno security extension loaded: every CONNECT is refused\n"; body != want {
@@ -106,7 +111,7 @@ func TestServeReadyzFollowsSecurity(t *testing.T) {
 	if c := connackCode(t, addr); c != 0x05 {
 		t.Fatalf("CONNACK %#x while not ready, want 0x05", c)
 	}
-	if code, body := httpGet(t, base+"/healthz"); code != 200 || body != "ok\n" {
+	if code, body := get(t, base+"/healthz", nil); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz while not ready = %d %q", code, body)
 	}
 
@@ -114,7 +119,7 @@ func TestServeReadyzFollowsSecurity(t *testing.T) {
 		t.Fatalf("enable: exit %d\n%s%s", code, out, errOut)
 	}
 	poll.Until(t, "/readyz to answer 200 once allow-all is enabled", func() bool {
-		code, body = httpGet(t, base+"/readyz")
+		code, body = get(t, base+"/readyz", nil)
 		return code == 200 && body == "ready\n"
 	})
 	if v := readyGauge(t, base); v != 1 {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/propolis-mqtt/propolis/internal/fsutil"
 	"github.com/propolis-mqtt/propolis/passwd"
 )
 
@@ -241,10 +242,7 @@ func writeAtomic(path string, data []byte, old fs.FileInfo) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: not every system syncs a folder
-		d.Close()
-	}
+	_ = fsutil.SyncDir(dir) // best effort: not every system syncs a folder
 	return nil
 }
 

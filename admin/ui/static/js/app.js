@@ -65,6 +65,22 @@ const ctx = {
     const s = document.getElementById("status");
     if (!s.hidden && s.textContent === text) s.hidden = true;
   },
+  // act runs an operator's action: call (an async API request), then
+  // shows done (a text, or a function of call's result returning it) and
+  // runs then (the page shows what changed, e.g. poller.now). A refusal
+  // shows the API's own message instead. act resolves to that error, or
+  // to null when the action succeeded.
+  async act(call, done, then) {
+    try {
+      const r = await call();
+      ctx.ok(typeof done === "function" ? done(r) : done);
+    } catch (e) {
+      ctx.fail(e);
+      return e;
+    }
+    if (then) then();
+    return null;
+  },
   confirm,
   warnings,
   refreshWarnings,

@@ -194,18 +194,13 @@ function detail(root, id, ctx) {
         el("span", { class: "help" }, "the client's last will is not published, as if it had disconnected cleanly")),
       el("label", {}, "Reason (MQTT 5 clients see it)", reason)]);
     if (!ok) return;
-    try {
-      const body = { prevent_will: prevent.checked };
-      if (reason.value) body.reason = reason.value;
-      await api.post(`/clients/${api.seg(c.client_id)}/disconnect`, body);
-      ctx.ok(`Client ${c.client_id} disconnected${prevent.checked ? " without its will message" : ""}.`);
-      load();
-    } catch (e) {
-      ctx.fail(e);
-      // 409: not connected any more; 404: no session: the page shows
-      // what holds now
-      if (e.status === 409 || e.status === 404) load();
-    }
+    const body = { prevent_will: prevent.checked };
+    if (reason.value) body.reason = reason.value;
+    const e = await ctx.act(() => api.post(`/clients/${api.seg(c.client_id)}/disconnect`, body),
+      `Client ${c.client_id} disconnected${body.prevent_will ? " without its will message" : ""}.`, load);
+    // 409: not connected any more; 404: no session: the page shows what
+    // holds now
+    if (e && (e.status === 409 || e.status === 404)) load();
   }
 
   async function invalidate(c) {
@@ -215,14 +210,9 @@ function detail(root, id, ctx) {
       ". The client starts with a new, empty session the next time it connects. This cannot be undone.",
       "Invalidate session");
     if (!ok) return;
-    try {
-      await api.post(`/clients/${api.seg(c.client_id)}/invalidate`);
-      ctx.ok(`Session of ${c.client_id} invalidated.`);
-      load();
-    } catch (e) {
-      ctx.fail(e);
-      if (e.status === 404) load();
-    }
+    const e = await ctx.act(() => api.post(`/clients/${api.seg(c.client_id)}/invalidate`),
+      `Session of ${c.client_id} invalidated.`, load);
+    if (e && e.status === 404) load();
   }
 
   load();

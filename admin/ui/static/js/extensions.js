@@ -64,14 +64,10 @@ export function render(root, route, ctx) {
         "Disable");
       if (!ok) return;
     }
-    try {
-      if (what === "enable") await api.post(`/extensions/${api.seg(x.id)}/enable`);
-      else await api.post(`/extensions/${api.seg(x.id)}/disable`);
-      ctx.ok(`Extension ${x.id} ${what}d: the broker ${what === "enable" ? "starts" : "stops"} it within two seconds.`);
-      poller.now();
-    } catch (e) {
-      ctx.fail(e);
-    }
+    const seg = api.seg(x.id);
+    await ctx.act(() => (what === "enable" ? api.post(`/extensions/${seg}/enable`) : api.post(`/extensions/${seg}/disable`)),
+      `Extension ${x.id} ${what}d: the broker ${what === "enable" ? "starts" : "stops"} it within two seconds.`,
+      () => poller.now());
   }
 
   poller.now();

@@ -180,13 +180,8 @@ function message(root, params, ctx) {
       `The retained message on "${topic}" is removed: new subscribers no longer receive it. Clients that have it already keep it. This cannot be undone.`,
       "Delete");
     if (!ok) return;
-    try {
-      await api.del("/retained/message" + api.query({ topic }));
-      ctx.ok(`Retained message on ${topic} deleted.`);
-      ctx.go("#/retained");
-    } catch (e) {
-      ctx.fail(e);
-    }
+    await ctx.act(() => api.del("/retained/message" + api.query({ topic })),
+      `Retained message on ${topic} deleted.`, () => ctx.go("#/retained"));
   }
 
   load();

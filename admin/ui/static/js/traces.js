@@ -56,13 +56,8 @@ export function render(root, route, ctx) {
       duration_seconds: Number(duration.value) || 0,
       max_bytes: Math.round((Number(maxMiB.value) || 0) * 1024 * 1024),
     };
-    try {
-      const r = await api.post("/traces", body);
-      ctx.ok(`Recording ${r && r.id ? r.id + " " : ""}started.`);
-      poller.now();
-    } catch (e) {
-      ctx.fail(e);
-    }
+    await ctx.act(() => api.post("/traces", body),
+      (r) => `Recording ${r && r.id ? r.id + " " : ""}started.`, () => poller.now());
   }
 
   async function load() {
@@ -119,26 +114,14 @@ export function render(root, route, ctx) {
   }
 
   async function stopRec(r) {
-    try {
-      await api.post(`/traces/${api.seg(r.id)}/stop`);
-      ctx.ok(`Recording ${r.id} stopped.`);
-      poller.now();
-    } catch (e) {
-      ctx.fail(e);
-    }
+    await ctx.act(() => api.post(`/traces/${api.seg(r.id)}/stop`), `Recording ${r.id} stopped.`, () => poller.now());
   }
 
   async function remove(r) {
     const ok = await ctx.confirm(`Delete recording ${r.id}?`,
       "Its files are removed from the data folder. Download it first if you need it. This cannot be undone.", "Delete");
     if (!ok) return;
-    try {
-      await api.del(`/traces/${api.seg(r.id)}`);
-      ctx.ok(`Recording ${r.id} deleted.`);
-      poller.now();
-    } catch (e) {
-      ctx.fail(e);
-    }
+    await ctx.act(() => api.del(`/traces/${api.seg(r.id)}`), `Recording ${r.id} deleted.`, () => poller.now());
   }
 
   poller.now();
