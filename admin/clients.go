@@ -12,9 +12,9 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/topic"
 )
 
-// subscription is one subscription, in a client's detail and in a
+// Subscription is one subscription, in a client's detail and in a
 // filter's subscribers.
-type subscription struct {
+type Subscription struct {
 	ClientID          string `json:"client_id,omitempty"`
 	Filter            string `json:"filter,omitempty"`
 	QoS               byte   `json:"qos"`
@@ -25,21 +25,21 @@ type subscription struct {
 }
 
 // subscriptionOf converts s.
-func subscriptionOf(s broker.SubscriptionInfo) subscription {
-	return subscription{Filter: s.Filter, QoS: s.QoS, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished,
+func subscriptionOf(s broker.SubscriptionInfo) Subscription {
+	return Subscription{Filter: s.Filter, QoS: s.QoS, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished,
 		RetainHandling: s.RetainHandling, Identifier: s.Identifier}
 }
 
-// attribute is one session attribute: Value when it is UTF-8, else
+// Attribute is one session attribute: Value when it is UTF-8, else
 // ValueBase64.
-type attribute struct {
+type Attribute struct {
 	Key         string `json:"key"`
 	Value       string `json:"value,omitempty"`
 	ValueBase64 []byte `json:"value_base64,omitempty"`
 }
 
-// clientDetail is GET /api/v1/clients/{id}.
-type clientDetail struct {
+// ClientDetail is GET /api/v1/clients/{id}.
+type ClientDetail struct {
 	ClientID        string     `json:"client_id"`
 	Username        string     `json:"username"`
 	Connected       bool       `json:"connected"`
@@ -59,8 +59,8 @@ type clientDetail struct {
 	MaxQueued         int            `json:"max_queued"`
 	QueueFullPolicy   string         `json:"queue_full_policy"`
 	AuthenticatedBy   string         `json:"authenticated_by"`
-	Subscriptions     []subscription `json:"subscriptions"`
-	SessionAttributes []attribute    `json:"session_attributes"`
+	Subscriptions     []Subscription `json:"subscriptions"`
+	SessionAttributes []Attribute    `json:"session_attributes"`
 }
 
 // clientNotFound is the 404 of a client id without a session.
@@ -95,9 +95,9 @@ func (a *API) client(_ http.ResponseWriter, r *request) (int, any, error) {
 	}
 	for _, at := range attrs {
 		if utf8.Valid(at.Value) {
-			d.SessionAttributes = append(d.SessionAttributes, attribute{Key: at.Key, Value: string(at.Value)})
+			d.SessionAttributes = append(d.SessionAttributes, Attribute{Key: at.Key, Value: string(at.Value)})
 		} else {
-			d.SessionAttributes = append(d.SessionAttributes, attribute{Key: at.Key, ValueBase64: at.Value})
+			d.SessionAttributes = append(d.SessionAttributes, Attribute{Key: at.Key, ValueBase64: at.Value})
 		}
 	}
 	return http.StatusOK, d, nil
@@ -105,14 +105,14 @@ func (a *API) client(_ http.ResponseWriter, r *request) (int, any, error) {
 
 // detailOf converts the fields of ci, without subscriptions and
 // attributes (empty lists).
-func detailOf(ci broker.ClientInfo) clientDetail {
-	d := clientDetail{ClientID: ci.ClientID, Username: ci.Username, Connected: ci.Connected, ProtocolVersion: ci.ProtocolVersion,
+func detailOf(ci broker.ClientInfo) ClientDetail {
+	d := ClientDetail{ClientID: ci.ClientID, Username: ci.Username, Connected: ci.Connected, ProtocolVersion: ci.ProtocolVersion,
 		RemoteAddress: ci.RemoteAddr, Listener: ci.Listener, ConnectedSince: timeOrNil(ci.ConnectedSince),
 		OfflineSince: timeOrNil(ci.OfflineSince), QueueFullPolicy: ci.QueueFullPolicy,
 		AuthenticatedBy: ci.AuthenticatedBy,
 		SessionExpiry:   ci.SessionExpiry, ExpiresAt: timeOrNil(ci.ExpiresAt), ReceiveMaximum: ci.ReceiveMaximum,
 		InflightWindow: ci.InflightWindow, Queued: ci.Queued, MaxQueued: ci.MaxQueued,
-		Subscriptions: []subscription{}, SessionAttributes: []attribute{}}
+		Subscriptions: []Subscription{}, SessionAttributes: []Attribute{}}
 	if !ci.Restored {
 		d.KeepAlive = &ci.KeepAlive
 	}

@@ -21,8 +21,8 @@ type Queries interface {
 
 var _ Queries = (*broker.Server)(nil)
 
-// clientSummary is one client of GET /api/v1/clients.
-type clientSummary struct {
+// ClientSummary is one client of GET /api/v1/clients.
+type ClientSummary struct {
 	ClientID        string     `json:"client_id"`
 	Username        string     `json:"username"`
 	Connected       bool       `json:"connected"`
@@ -70,13 +70,22 @@ func (a *API) clients(_ http.ResponseWriter, r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, serviceError(err, "client list")
 	}
-	list := make([]clientSummary, len(page.Clients))
+	list := make([]ClientSummary, len(page.Clients))
 	for i, c := range page.Clients {
-		list[i] = clientSummary{ClientID: c.ClientID, Username: c.Username, Connected: c.Connected, Listener: c.Listener,
+		list[i] = ClientSummary{ClientID: c.ClientID, Username: c.Username, Connected: c.Connected, Listener: c.Listener,
 			RemoteAddress: c.RemoteAddr, ProtocolVersion: c.ProtocolVersion, ConnectedSince: timeOrNil(c.ConnectedSince),
 			OfflineSince: timeOrNil(c.OfflineSince)}
 	}
-	return http.StatusOK, map[string]any{"clients": list, "next": page.Next, "total": page.Total}, nil
+	return http.StatusOK, ClientList{Clients: list, Next: page.Next, Total: page.Total}, nil
+}
+
+// ClientList is GET /api/v1/clients: one page of clients sorted by id;
+// Next is the after= of the next page ("" on the last one); Total counts
+// every client the query matches.
+type ClientList struct {
+	Clients []ClientSummary `json:"clients"`
+	Next    string          `json:"next"`
+	Total   int             `json:"total"`
 }
 
 // subscribers: GET /api/v1/subscriptions?filter=F.
@@ -89,7 +98,7 @@ func (a *API) subscribers(_ http.ResponseWriter, r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, serviceError(err, fmt.Sprintf("filter %q", filter))
 	}
-	list := make([]subscription, len(subs))
+	list := make([]Subscription, len(subs))
 	for i, s := range subs {
 		list[i] = subscriptionOf(s.Subscription)
 		list[i].ClientID, list[i].Filter = s.ClientID, ""

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/propolis-mqtt/propolis/admin"
 )
 
 // The `propolis clients` commands: list, show, disconnect and invalidate
@@ -134,23 +136,11 @@ its next connection. The action is written to the broker's audit log.` + fmt.Spr
 	}
 }
 
-// clientRow is one client of GET /api/v1/clients, as the list prints it.
-type clientRow struct {
-	ClientID        string     `json:"client_id"`
-	Username        string     `json:"username"`
-	Connected       bool       `json:"connected"`
-	Listener        string     `json:"listener"`
-	RemoteAddress   string     `json:"remote_address"`
-	ProtocolVersion byte       `json:"protocol_version"`
-	ConnectedSince  *time.Time `json:"connected_since"`
-	OfflineSince    *time.Time `json:"offline_since"`
-}
-
 // listClients prints the clients matching prefix and state ("" for
 // both), every page of the API's answer; asJSON prints them as one
 // answer of the API ({"clients", "next": "", "total"}).
 func listClients(c *adminClient, prefix, state string, asJSON bool, w io.Writer) error {
-	var all []json.RawMessage
+	var all []admin.ClientSummary
 	total, after := 0, ""
 	for {
 		q := url.Values{"limit": {fmt.Sprint(clientsListPage)}}
@@ -163,11 +153,7 @@ func listClients(c *adminClient, prefix, state string, asJSON bool, w io.Writer)
 		if after != "" {
 			q.Set("after", after)
 		}
-		var page struct {
-			Clients []json.RawMessage `json:"clients"`
-			Next    string            `json:"next"`
-			Total   int               `json:"total"`
-		}
+		var page admin.ClientList
 		if err := c.get("/clients?"+q.Encode(), &page, nil); err != nil {
 			return err
 		}
@@ -178,10 +164,10 @@ func listClients(c *adminClient, prefix, state string, asJSON bool, w io.Writer)
 		after = page.Next
 	}
 	if all == nil {
-		all = []json.RawMessage{}
+		all = []admin.ClientSummary{}
 	}
 	if asJSON {
-		return printJSON(w, map[string]any{"clients": all, "next": "", "total": total})
+		return printJSON(w, admin.ClientList{Clients: all, Total: total})
 	}
 	if len(all) == 0 {
 		fmt.Fprintln(w, "no client matches")
@@ -189,11 +175,7 @@ func listClients(c *adminClient, prefix, state string, asJSON bool, w io.Writer)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLIENT\tSTATE\tUSER\tLISTENER\tREMOTE\tMQTT\tSINCE")
-	for _, raw := range all {
-		var r clientRow
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return fmt.Errorf("admin API at %s: unexpected client in the list: %w", c.base, err)
-		}
+	for _, r := range all {
 		state, since := "offline", r.OfflineSince
 		if r.Connected {
 			state, since = "connected", r.ConnectedSince
@@ -206,36 +188,9 @@ func listClients(c *adminClient, prefix, state string, asJSON bool, w io.Writer)
 	return nil
 }
 
-// clientInfo is GET /api/v1/clients/{id}, as show prints it.
-type clientInfo struct {
-	clientRow
-	KeepAlive       *uint16    `json:"keepalive"`
-	SessionExpiry   uint32     `json:"session_expiry"`
-	ExpiresAt       *time.Time `json:"expires_at"`
-	ReceiveMaximum  uint16     `json:"receive_maximum"`
-	InflightWindow  uint16     `json:"inflight_window"`
-	Queued          int        `json:"queued"`
-	MaxQueued       int        `json:"max_queued"`
-	QueueFullPolicy string     `json:"queue_full_policy"`
-	AuthenticatedBy string     `json:"authenticated_by"`
-	Subscriptions   []struct {
-		Filter            string `json:"filter"`
-		QoS               byte   `json:"qos"`
-		NoLocal           bool   `json:"no_local"`
-		RetainAsPublished bool   `json:"retain_as_published"`
-		RetainHandling    byte   `json:"retain_handling"`
-		Identifier        int    `json:"identifier"`
-	} `json:"subscriptions"`
-	SessionAttributes []struct {
-		Key         string `json:"key"`
-		Value       string `json:"value"`
-		ValueBase64 []byte `json:"value_base64"`
-	} `json:"session_attributes"`
-}
-
 // showClient prints the session of id.
 func showClient(c *adminClient, id string, asJSON bool, w io.Writer) error {
-	var d clientInfo
+	var d admin.ClientDetail
 	var raw []byte
 	if err := c.get("/clients/"+url.PathEscape(id), &d, &raw); err != nil {
 		return err
