@@ -388,36 +388,30 @@ func TestFailureOnReplacementIsReplaced(t *testing.T) {
 }
 
 // TestPoolSettleWaitsForStart: a probe's call waits while the pool starts
-// an instance (settle), and goes on once it has started; it never waits
-// past its limit.
+// an instance (settle) and goes on once it has started: when settle
+// returns, the start it waited for is over (a settle that did not wait
+// returns before the start ends and fails the check); it never waits past
+// its limit.
 func TestPoolSettleWaitsForStart(t *testing.T) {
 	e := &extension{deadline: time.Second}
 	p := newPool(e, 1, 1)
 	p.mu.Lock()
 	p.growing = 1
 	p.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		p.settle(context.Background(), time.Hour)
-		close(done)
-	}()
-	// Held until the start is over: it cannot have returned yet.
-	select {
-	case <-done:
-		t.Fatal("settle returned while an instance was starting")
-	default:
-	}
-	p.mu.Lock()
-	p.growing = 0
-	p.mu.Unlock()
-	poll.Until(t, "settle returns once the start is over", func() bool {
-		select {
-		case <-done:
-			return true
-		default:
-			return false
-		}
+	started := false
+	end := time.AfterFunc(20*time.Millisecond, func() { // the instance's start ends
+		p.mu.Lock()
+		p.growing, started = 0, true
+		p.mu.Unlock()
 	})
+	defer end.Stop()
+	p.settle(context.Background(), time.Hour)
+	p.mu.Lock()
+	ok := started
+	p.mu.Unlock()
+	if !ok {
+		t.Fatal("settle returned while an instance was starting")
+	}
 	p.mu.Lock()
 	p.growing = 1
 	p.mu.Unlock()
