@@ -165,38 +165,39 @@ func (h *hook) Provides(b byte) bool {
 // offered to the packet tap (tapRead).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	sent := sentAs(&pk)
-	pk, err := h.readPacket(cl, pk)
+	err := h.readPacket(cl, &pk)
 	h.tapRead(cl, &pk, sent)
 	return pk, err
 }
 
-// readPacket is OnPacketRead but for the tap.
-func (h *hook) readPacket(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if clientsID(&pk) {
-		h.renameInbound(cl, &pk)
+// readPacket is OnPacketRead but for the tap; it changes pk in place (a
+// packet is 800 bytes: no copies per packet).
+func (h *hook) readPacket(cl *mqtt.Client, pk *packets.Packet) error {
+	if clientsID(pk) {
+		h.renameInbound(cl, pk)
 	}
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
-		h.stats.countReceived(&pk)
-		if !h.checkReceiveMaximum(cl, &pk) {
-			return pk, packets.ErrRejectPacket
+		h.stats.countReceived(pk)
+		if !h.checkReceiveMaximum(cl, pk) {
+			return packets.ErrRejectPacket
 		}
 	case packets.Connect:
 		if ic := h.interceptors(InterceptConnect); ic != nil && !cl.Net.Inline {
-			h.interceptConnect(ic, cl, &pk)
+			h.interceptConnect(ic, cl, pk)
 		}
-		keepEmptyPassword(&pk)
-		keepEmptyWill(&pk)
+		keepEmptyPassword(pk)
+		keepEmptyWill(pk)
 	case packets.Disconnect:
 		// Only an intercepted DISCONNECT's reason string reaches the
 		// disconnect event: without interceptors the event is what 1.0
 		// and 1.1 modules always got (no reason string).
 		if ic := h.interceptors(InterceptDisconnect); ic != nil {
-			pk = h.interceptDisconnect(ic, cl, pk, false)
-			h.clientLeaving(cl, pk)
+			*pk = h.interceptDisconnect(ic, cl, *pk, false)
+			h.clientLeaving(cl, *pk)
 		}
 	}
-	return pk, nil
+	return nil
 }
 
 // OnConnect authenticates a CONNECT (see authenticateConnect), once an
@@ -484,24 +485,28 @@ func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 // whatever the client's Request Problem Information. Last, the packet as it
 // will be written is offered to the packet tap (tapWrite).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	pk = h.encodePacket(cl, pk)
+	h.encodePacket(cl, &pk)
 	h.tapWrite(cl, &pk)
 	return pk
 }
 
-// encodePacket is OnPacketEncode but for the tap.
-func (h *hook) encodePacket(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+// encodePacket is OnPacketEncode but for the tap; it changes pk in place
+// (a packet is 800 bytes: no copies per packet).
+func (h *hook) encodePacket(cl *mqtt.Client, pk *packets.Packet) {
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec, packets.Pubcomp:
 		if st := h.state(cl); st != nil {
-			pk = st.recv.resent(pk)
-			st.recv.sent(pk)
+			*pk = st.recv.resent(*pk)
+			st.recv.sent(*pk)
 		}
-		return h.renameAnswer(cl, pk)
+		*pk = h.renameAnswer(cl, *pk)
+		return
 	case packets.Puback:
-		return h.renameAnswer(cl, pk)
+		*pk = h.renameAnswer(cl, *pk)
+		return
 	case packets.Suback, packets.Unsuback:
-		return h.renameAnswer(cl, h.subscribeAck(cl, pk))
+		*pk = h.renameAnswer(cl, h.subscribeAck(cl, *pk))
+		return
 	case packets.Publish, packets.Disconnect:
 		// A client's Request Problem Information of 0 has mochi strip
 		// reason strings and user properties from every packet; MQTT 5
@@ -511,47 +516,47 @@ func (h *hook) encodePacket(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		pk.Mods.DisallowProblemInfo = false
 		if pk.FixedHeader.Type == packets.Disconnect {
 			if ic := h.interceptors(InterceptDisconnect); ic != nil && cl.Properties.ProtocolVersion >= 5 {
-				pk = h.interceptDisconnect(ic, cl, pk, true)
+				*pk = h.interceptDisconnect(ic, cl, *pk, true)
 			}
-			return pk
+			return
 		}
 		if pk.FixedHeader.Dup {
-			pk = h.firstSend(cl, pk)
+			*pk = h.firstSend(cl, *pk)
 		}
 		if ic := h.interceptors(InterceptPublishOutbound); ic != nil {
-			pk = h.interceptDelivery(ic, cl, pk)
+			*pk = h.interceptDelivery(ic, cl, *pk)
 		}
-		if pk.Mods.MaxSize > 0 && pk.FixedHeader.Type == packets.Publish && tooLarge(pk) {
+		if pk.Mods.MaxSize > 0 && pk.FixedHeader.Type == packets.Publish && tooLarge(*pk) {
 			// mochi will not send it; a QoS 1/2 copy would stay in the
 			// session and fail again at every resend, the client unable
 			// to resume: discard it as if delivered ([MQTT-3.1.2-25]),
 			// so that it counts once.
 			h.stats.dropped[dropTooLarge].Add(1)
 			if pk.FixedHeader.Qos > 0 {
-				h.discardInflight(cl, pk)
+				h.discardInflight(cl, *pk)
 			}
 		}
-		return pk
+		return
 	case packets.Connack:
 		pk.Mods.DisallowProblemInfo = false
 	default:
-		return pk
+		return
 	}
 	if pk.ReasonCode != 0 {
-		pk = h.refusingConnack(cl, pk)
+		*pk = h.refusingConnack(cl, *pk)
 		if ic := h.interceptors(InterceptConnack); ic != nil {
-			pk = h.interceptConnack(ic, cl, pk)
+			*pk = h.interceptConnack(ic, cl, *pk)
 		}
 		h.stats.countConnack(pk.ReasonCode)
-		return pk
+		return
 	}
 	h.stats.countConnack(0)
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.accepted.Store(cl) // see guardedListener.Serve
 	}
-	pk = h.connectAck(cl, pk)
+	*pk = h.connectAck(cl, *pk)
 	if ic := h.interceptors(InterceptConnack); ic != nil {
-		pk = h.interceptConnack(ic, cl, pk)
+		*pk = h.interceptConnack(ic, cl, *pk)
 	}
 	h.takeUnsent(cl, pk.SessionPresent)
 	if pk.SessionPresent {
@@ -559,7 +564,6 @@ func (h *hook) encodePacket(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		h.dropTooLargeInflight(cl)
 		renumberInflight(cl)
 	}
-	return pk
 }
 
 // dropTooLargeInflight discards, as the CONNACK resuming cl's session is
