@@ -118,6 +118,10 @@ type hook struct {
 	// that collide with the broker's (packetid.go).
 	ids sync.Map // string -> *packetIDs
 
+	// cluster is the cluster's bookkeeping (cluster.go), nil for a
+	// single node (Options.Cluster nil).
+	cluster *clusterState
+
 	// tap is the packet tap (SetPacketTap), nil when there is none; see
 	// tap.go.
 	tap atomic.Pointer[tapRef]
@@ -146,6 +150,8 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublishDropped, mqtt.OnPacketSent,
 		mqtt.OnSelectSubscribers:
 		return true
+	case mqtt.OnWillSent:
+		return h.cluster != nil
 	}
 	return false
 }
@@ -242,6 +248,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	fresh := !ok || (old.Properties.Clean && old.Properties.ProtocolVersion < 5)
 	if pk.Connect.Clean || fresh { // mochi inherits nothing
 		h.ids.Delete(cl.ID)
+		h.forgetFilters(cl.ID)
 	}
 	h.keepIDs(cl)
 	if pk.Connect.Clean || !persistent(cl) || fresh {
@@ -257,6 +264,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // which the hook enforces itself (see receive.go).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.established.Store(cl, struct{}{})
+	h.clusterConnected(cl)
 	liftMochiQuota(cl)
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
@@ -307,6 +315,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.forgetPending(cl)
 	h.connecting.CompareAndDelete(cl.ID, cl)
 	h.established.Delete(cl)
+	h.clusterDisconnected(cl)
+	if expire && !cl.IsTakenOver() {
+		h.forgetFilters(cl.ID)
+	}
 	if expire {
 		h.unsent.Delete(cl.ID)
 		if _, other := h.connecting.Load(cl.ID); !other {
@@ -328,6 +340,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
 	h.unsent.Delete(cl.ID)
 	h.ids.Delete(cl.ID)
+	h.forgetFilters(cl.ID)
 	h.sessionExpired(cl)
 }
 
@@ -362,6 +375,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	// so that deliveries meanwhile get the full per-delivery checks.
 	results := h.finishSubscribe(cl, pk, codes)
 	h.saveSubscriptions(cl, pk, codes)
+	h.clusterSubscribed(cl, pk, codes)
 	for i := range results {
 		if i < len(codes) {
 			results[i].Code = codes[i]
@@ -380,6 +394,7 @@ func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 // OnUnsubscribed removes stored subscriptions and tells the EventListener.
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	h.deleteSubscriptions(cl, pk)
+	h.clusterUnsubscribed(cl, pk)
 	h.emitUnsubscribe(cl, pk)
 }
 
@@ -406,12 +421,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if ic := h.interceptors(InterceptPublishInbound); ic != nil {
 		return h.interceptPublish(ic, cl, pk)
 	}
-	h.stampPublish(&pk)
-	if err := h.savePending(cl, &pk); err != nil {
-		h.failPublish(cl, &pk, storeRefusal(err))
-		return pk, packets.ErrRejectPacket
-	}
-	return pk, nil
+	return h.acceptPublish(cl, pk)
 }
 
 // OnPublished drops the pending record of a QoS 1/2 publish: its copies now

@@ -419,12 +419,12 @@ func sameBytes(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-// acceptPublish stamps an authorized PUBLISH and writes it as pending
-// (see OnPublish).
+// acceptPublish stamps an authorized PUBLISH, hands it to the cluster and
+// writes it as pending (admitPublish; see OnPublish).
 func (h *hook) acceptPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.stampPublish(&pk)
-	if err := h.savePending(cl, &pk); err != nil {
-		h.failPublish(cl, &pk, storeRefusal(err))
+	if v := h.admitPublish(cl, &pk); v != nil {
+		h.failPublish(cl, &pk, *v)
 		return pk, packets.ErrRejectPacket
 	}
 	return pk, nil
@@ -518,7 +518,7 @@ func (h *hook) writeAck(cl *mqtt.Client, id uint16, sent byte) bool {
 // packet's QoS after OnPublish, so the broker keeps the flow of the QoS the
 // publisher sent itself, and acknowledges only once the message is
 // retained and fanned out, as mochi does: first it is made durable at its
-// new QoS (savePending) and a QoS 2 flow is opened (openFlow). At QoS 0
+// new QoS (admitPublish: forwarded to a cluster, savePending) and a QoS 2 flow is opened (openFlow). At QoS 0
 // mochi then retains and delivers it, without an acknowledgement, and
 // OnPublished writes the one owed (owedAck). At QoS 1 (from 2) it is
 // retained and delivered through mochi's inline client (reinject), then
@@ -527,10 +527,10 @@ func (h *hook) writeAck(cl *mqtt.Client, id uint16, sent byte) bool {
 // RATIONALE.md, "Why does the broker acknowledge a PUBLISH whose QoS an
 // interceptor lowered itself?".
 func (h *hook) downgraded(cl *mqtt.Client, pk packets.Packet, sent byte) (packets.Packet, error) {
-	if err := h.savePending(cl, &pk); err != nil {
+	if v := h.admitPublish(cl, &pk); v != nil {
 		answer := pk
 		answer.FixedHeader.Qos = sent
-		h.failPublish(cl, &answer, storeRefusal(err))
+		h.failPublish(cl, &answer, *v)
 		return pk, packets.ErrRejectPacket
 	}
 	h.openFlow(cl, pk.PacketID, sent)

@@ -38,6 +38,7 @@ func (s *Server) restore() error {
 		return err
 	}
 	s.restoreSubscriptions(snap.Subscriptions)
+	s.clusterRestored()
 	lastQueued := s.restoreQueued(snap.Inflight)
 	lastRetained, err := s.restoreRetained(snap.Retained, now)
 	if err != nil {
@@ -247,6 +248,7 @@ func (s *Server) publishCrashWills(recs []store.Session, now int64) (wills int, 
 		if err := m.InjectPacket(inline, pk); err != nil {
 			return wills, fmt.Errorf("publish the will of %q: %w", rec.ClientID, err)
 		}
+		_ = s.hook.forward(&pk, rec.ClientID) // logged; a will has nobody to refuse
 		sent := *rec
 		sent.Will, sent.DisconnectedAt = nil, now
 		if err := s.persist.PutSession(&sent, true); err != nil {

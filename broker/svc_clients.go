@@ -211,7 +211,9 @@ func (h *hook) kickedWill(cl *mqtt.Client, err error) {
 		}
 		if err := h.mochi.InjectPacket(inline, pk); err != nil {
 			h.log.Warn("will not published", "client", cl.ID, "topic", w.TopicName, "error", err)
+			return
 		}
+		_ = h.forward(&pk, cl.ID) // logged; a will has nobody to refuse
 	}
 	if w.WillDelayInterval == 0 {
 		publish()
@@ -303,6 +305,7 @@ func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) (*mqtt.Client, 
 		return h.takenOverBy(cl), nil
 	}
 	h.mochi.Clients.Delete(cl.ID)
+	h.forgetFilters(cl.ID)
 	// After the delete: a connection that reads the count later finds no
 	// session to take over (see removedMeanwhile).
 	h.removalGen(cl.ID).Add(1)

@@ -20,7 +20,10 @@ import (
 // ordering key, mochi fans it out, and the hook stores the retained copy
 // and the copies queued for persistent sessions, exactly as for a client's
 // PUBLISH. mochi treats an inline publish as delivered once fanned out, so
-// no pending record is written: Publish returns after the fan-out.
+// no pending record is written: Publish returns after the fan-out. With a
+// cluster (Options.Cluster) the message is first forwarded to the other
+// nodes; a QoS 1/2 message the cluster did not store is an error and is
+// not published here either.
 func (s *Server) Publish(m Message) error {
 	if err := checkMessage(&m); err != nil {
 		return fmt.Errorf("publish to %q: %w", m.Topic, err)
@@ -35,6 +38,9 @@ func (s *Server) Publish(m Message) error {
 	inline, ok := s.mochi.Clients.Get(mqtt.InlineClientId)
 	if !ok {
 		return fmt.Errorf("publish to %q: mochi has no inline client", m.Topic)
+	}
+	if err := s.hook.forward(&pk, ""); err != nil && m.QoS > 0 {
+		return fmt.Errorf("publish to %q: %w", m.Topic, err)
 	}
 	if err := s.mochi.InjectPacket(inline, pk); err != nil {
 		return fmt.Errorf("publish to %q: %w", m.Topic, err)
