@@ -1,0 +1,672 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// This file routes messages between nodes (see docs/cluster-routing.md):
+// Forward publishes a message accepted on this node to its routing subject
+// (QoS 0 as a core NATS message, QoS 1/2 into stream PROPOLIS_MESSAGES,
+// waiting for the stream's acknowledgement); the node subscribes to the
+// subjects of its local filters and injects what other nodes published
+// into its broker; retained messages are also kept in PROPOLIS_RETAINED
+// for nodes that start later (replayRetained).
+
+// Stream names and the headers of a routed message.
+const (
+	// MessagesStream holds QoS 1/2 messages (subjects pm.>).
+	MessagesStream = "PROPOLIS_MESSAGES"
+	// RetainedStream holds the last retained message of each topic
+	// (subjects pr.>).
+	RetainedStream = "PROPOLIS_RETAINED"
+
+	headerOrigin    = "Pm-Origin"    // name of the node that accepted the message
+	headerTopic     = "Pm-Topic"     // the full MQTT topic, escaped (escapeHeader)
+	headerPublisher = "Pm-Publisher" // the publishing client id, escaped; absent for the broker's own
+)
+
+// Timings and bounds of the router.
+const (
+	// publishTimeout bounds the wait for a JetStream acknowledgement by
+	// default: a stream without quorum answers nothing.
+	publishTimeout = 5 * time.Second
+	// setupTimeout bounds the creation of the streams.
+	setupTimeout = 30 * time.Second
+	// inboxSize is how many received messages may wait for the broker;
+	// more are dropped by the NATS client (never blocking its reader) and
+	// counted (Dropped).
+	inboxSize = 65536
+	// dropLogInterval is how often a rise of the dropped count is logged.
+	dropLogInterval = 10 * time.Second
+)
+
+// remoteBroker is what the router needs of the local broker
+// (*broker.Server implements it).
+type remoteBroker interface {
+	// InjectRemote delivers a message another node accepted.
+	InjectRemote(m broker.Message, publisher string) error
+	// PutRetained and DeleteRetained change the local retained store.
+	PutRetained(m broker.Message) error
+	DeleteRetained(topic string) error
+}
+
+// routerOptions are the explicit dependencies of a router.
+type routerOptions struct {
+	// Conn is the node's one publishing connection: the order of its
+	// publishes is the order other nodes receive them in. The router skips
+	// its own messages by their Pm-Origin, so NoEcho may be on or off.
+	Conn *nats.Conn
+	// JS is JetStream on Conn.
+	JS jetstream.JetStream
+	// Node is this node's name (Pm-Origin).
+	Node string
+	// Replicas is the replication factor in force for the streams.
+	Replicas int
+	// Levels is cluster.topic_level_distribution (1..8).
+	Levels int
+	// MaxAge and MaxBytes bound PROPOLIS_MESSAGES (limits retention,
+	// oldest discarded).
+	MaxAge   time.Duration
+	MaxBytes int64
+	// Broker receives other nodes' messages; it may be nil and set later
+	// with useBroker (subscriptions wait for it).
+	Broker remoteBroker
+	// Log receives the router's warnings.
+	Log *slog.Logger
+	// InboxSize replaces inboxSize when positive (tests).
+	InboxSize int
+	// PublishTimeout bounds the wait for a JetStream acknowledgement;
+	// 0 means publishTimeout. Keep it below clients' own timeouts (paho's
+	// default is 10 s).
+	PublishTimeout time.Duration
+}
+
+// router implements the message side of the cluster. Safe for concurrent
+// use.
+type router struct {
+	o     routerOptions
+	log   *slog.Logger
+	queue string // the NATS queue group of all this node's subscriptions
+
+	mu     sync.Mutex
+	broker remoteBroker
+	subs   map[string]*routeSub // by subscription subject
+	closed bool
+
+	inbox    chan *nats.Msg
+	done     chan struct{}
+	wg       sync.WaitGroup
+	dropped  atomic.Uint64 // messages of removed subscriptions the client dropped
+	rejected atomic.Uint64 // received messages that could not be decoded or injected
+}
+
+// routeSub is one subscription subject and how many local filters need it.
+type routeSub struct {
+	refs int
+	sub  *nats.Subscription // nil until the broker is known
+}
+
+// newRouter creates or updates the streams and returns a router; it
+// starts receiving once it has a broker (Options.Broker or useBroker).
+func newRouter(o routerOptions) (*router, error) {
+	if o.Conn == nil || o.JS == nil {
+		return nil, errors.New("cluster router: no NATS connection")
+	}
+	if o.Node == "" {
+		return nil, errors.New("cluster router: no node name")
+	}
+	if o.Levels < 1 || o.Levels > 8 {
+		return nil, fmt.Errorf("cluster router: topic_level_distribution %d, want 1..8", o.Levels)
+	}
+	o.Replicas = max(o.Replicas, 1)
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = publishTimeout
+	}
+	if o.InboxSize <= 0 {
+		o.InboxSize = inboxSize
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if _, err := o.JS.CreateOrUpdateStream(ctx, messagesConfig(o)); err != nil {
+		return nil, fmt.Errorf("cluster router: stream %s: %w", MessagesStream, err)
+	}
+	if _, err := o.JS.CreateOrUpdateStream(ctx, retainedConfig(o)); err != nil {
+		return nil, fmt.Errorf("cluster router: stream %s: %w", RetainedStream, err)
+	}
+	r := &router{
+		o:     o,
+		log:   o.Log,
+		queue: "propolis-node-" + o.Node,
+		subs:  make(map[string]*routeSub),
+		inbox: make(chan *nats.Msg, o.InboxSize),
+		done:  make(chan struct{}),
+	}
+	r.wg.Add(2)
+	go r.receive()
+	go r.watchDrops()
+	if o.Broker != nil {
+		if err := r.useBroker(o.Broker); err != nil {
+			r.close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// messagesConfig is PROPOLIS_MESSAGES: every routing subject, limits
+// retention by age and size, the oldest discarded.
+func messagesConfig(o routerOptions) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        MessagesStream,
+		Description: "Propolis: QoS 1/2 messages routed between nodes",
+		Subjects:    []string{messagePrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      o.MaxAge,
+		MaxBytes:    unlimited(o.MaxBytes),
+		Replicas:    o.Replicas,
+		Storage:     jetstream.FileStorage,
+	}
+}
+
+// unlimited is n, or -1 (JetStream's "no limit") for n <= 0.
+func unlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// retainedConfig is PROPOLIS_RETAINED: one message per topic, the last,
+// kept until replaced (a deletion stays as an empty tombstone).
+func retainedConfig(o routerOptions) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              RetainedStream,
+		Description:       "Propolis: the last retained message of each topic",
+		Subjects:          []string{retainedPrefix + ".>"},
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+		Replicas:          o.Replicas,
+		Storage:           jetstream.FileStorage,
+	}
+}
+
+// forward publishes m, accepted on this node from client publisher, to
+// the other nodes: QoS 0 as a core message; QoS 1/2 into
+// PROPOLIS_MESSAGES, returning once the stream acknowledged it (stored
+// with the replication factor in force). A retained message is also
+// written to PROPOLIS_RETAINED first, acknowledged likewise.
+func (r *router) forward(m *broker.Message, publisher string) error {
+	msg := r.encode(m, publisher, routingSubject(m.Topic, r.o.Levels))
+	if m.Retain {
+		rm := *msg
+		rm.Subject = retainedSubject(m.Topic)
+		if err := r.publishStored(&rm); err != nil {
+			return fmt.Errorf("store retained message of %q in %s: %w", m.Topic, RetainedStream, err)
+		}
+	}
+	if m.QoS == 0 {
+		if err := r.o.Conn.PublishMsg(msg); err != nil {
+			return fmt.Errorf("route message on %q: %w", m.Topic, err)
+		}
+		return nil
+	}
+	if err := r.publishStored(msg); err != nil {
+		return fmt.Errorf("store message on %q in %s: %w", m.Topic, MessagesStream, err)
+	}
+	return nil
+}
+
+// publishStored publishes msg into JetStream and waits for its
+// acknowledgement (PublishTimeout).
+func (r *router) publishStored(msg *nats.Msg) error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.o.PublishTimeout)
+	defer cancel()
+	_, err := r.o.JS.PublishMsg(ctx, msg)
+	return err
+}
+
+// useBroker sets the broker that receives other nodes' messages and
+// subscribes to the subjects of the filters reported so far.
+func (r *router) useBroker(b remoteBroker) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("cluster router closed")
+	}
+	r.broker = b
+	for subj, s := range r.subs {
+		if s.sub != nil {
+			continue
+		}
+		sub, err := r.o.Conn.ChanQueueSubscribe(subj, r.queue, r.inbox)
+		if err != nil {
+			return fmt.Errorf("cluster router: subscribe to %s: %w", subj, err)
+		}
+		s.sub = sub
+	}
+	return nil
+}
+
+// subscribed counts one more local filter (not a shared one) needing the
+// subject of filter, subscribing when it is the first.
+func (r *router) subscribed(filter string) {
+	subj := filterSubject(filter, r.o.Levels)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.subs[subj]
+	if s == nil {
+		s = &routeSub{}
+		r.subs[subj] = s
+	}
+	s.refs++
+	if s.sub != nil || r.broker == nil || r.closed {
+		return
+	}
+	sub, err := r.o.Conn.ChanQueueSubscribe(subj, r.queue, r.inbox)
+	if err != nil {
+		// The filter stays counted: useBroker or the next subscriber of
+		// the subject cannot retry without a subscription either, so say
+		// it loudly.
+		r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive",
+			"filter", filter, "subject", subj, "error", err)
+		return
+	}
+	s.sub = sub
+}
+
+// unsubscribed counts one local filter less on its subject, unsubscribing
+// when it was the last.
+func (r *router) unsubscribed(filter string) {
+	subj := filterSubject(filter, r.o.Levels)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.subs[subj]
+	if s == nil {
+		return
+	}
+	if s.refs--; s.refs > 0 {
+		return
+	}
+	delete(r.subs, subj)
+	if s.sub != nil {
+		r.removeSub(s.sub)
+	}
+}
+
+// removeSub unsubscribes sub, keeping its count of dropped messages.
+func (r *router) removeSub(sub *nats.Subscription) {
+	if n, err := sub.Dropped(); err == nil {
+		r.dropped.Add(uint64(n))
+	}
+	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		r.log.Warn("cluster: unsubscribe", "subject", sub.Subject, "error", err)
+	}
+}
+
+// subjects lists the subscription subjects in use (for tests and status).
+func (r *router) subjects() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.subs))
+	for subj, s := range r.subs {
+		out[subj] = s.refs
+	}
+	return out
+}
+
+// Dropped is how many messages of other nodes this node dropped because
+// its broker did not take them fast enough (the inbox was full).
+func (r *router) Dropped() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.dropped.Load()
+	for _, s := range r.subs {
+		if s.sub == nil {
+			continue
+		}
+		if d, err := s.sub.Dropped(); err == nil {
+			n += uint64(d)
+		}
+	}
+	return n
+}
+
+// receive hands the messages of other nodes to the broker, in the order
+// the connection received them: every subscription shares one inbox and
+// this one goroutine. A message matching several of this node's subjects
+// comes once (one queue group per node).
+func (r *router) receive() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.done:
+			return
+		case msg := <-r.inbox:
+			r.deliver(msg)
+		}
+	}
+}
+
+// deliver injects one received message unless this node published it.
+func (r *router) deliver(msg *nats.Msg) {
+	if msg.Header.Get(headerOrigin) == r.o.Node {
+		return
+	}
+	m, publisher, err := decode(msg)
+	if err == nil {
+		r.mu.Lock()
+		b := r.broker
+		r.mu.Unlock()
+		err = b.InjectRemote(m, publisher)
+	}
+	if err != nil {
+		n := r.rejected.Add(1)
+		if n == 1 || n%1000 == 0 {
+			r.log.Warn("cluster: message from another node not delivered", "subject", msg.Subject,
+				"origin", msg.Header.Get(headerOrigin), "error", err, "not_delivered_total", n)
+		}
+	}
+}
+
+// watchDrops logs, at most every dropLogInterval, that messages were
+// dropped since the last line.
+func (r *router) watchDrops() {
+	defer r.wg.Done()
+	t := time.NewTicker(dropLogInterval)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-t.C:
+			if n := r.Dropped(); n > last {
+				r.log.Warn("cluster: this node is too slow for the messages of other nodes; some were dropped",
+					"dropped", n-last, "dropped_total", n, "inbox", cap(r.inbox))
+				last = n
+			}
+		}
+	}
+}
+
+// replayRetained puts the last retained message of every topic in
+// PROPOLIS_RETAINED into the local retained store (a tombstone removes
+// the topic's retained message). The node calls it before its broker
+// accepts clients.
+func (r *router) replayRetained(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	b := r.broker
+	r.mu.Unlock()
+	if b == nil {
+		return 0, errors.New("replay retained messages: no broker")
+	}
+	st, err := r.o.JS.Stream(ctx, RetainedStream)
+	if err != nil {
+		return 0, fmt.Errorf("replay retained messages: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("replay retained messages: %w", err)
+	}
+	if info.State.Msgs == 0 {
+		return 0, nil
+	}
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{retainedPrefix + ".>"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("replay retained messages: %w", err)
+	}
+	n := 0
+	for {
+		msg, err := c.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			return n, fmt.Errorf("replay retained messages (%d done): %w", n, err)
+		}
+		nm := &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}
+		m, _, err := decode(nm)
+		switch {
+		case err != nil:
+			r.log.Warn("cluster: retained message not replayed", "subject", msg.Subject(), "error", err)
+		case len(m.Payload) == 0:
+			err = b.DeleteRetained(m.Topic)
+		default:
+			err = b.PutRetained(m)
+		}
+		if err != nil && !errors.Is(err, broker.ErrInvalidArgument) {
+			return n, fmt.Errorf("replay retained message of %q: %w", m.Topic, err)
+		}
+		n++
+		meta, err := msg.Metadata()
+		if err != nil {
+			return n, fmt.Errorf("replay retained messages: %w", err)
+		}
+		if meta.NumPending == 0 {
+			return n, nil
+		}
+	}
+}
+
+// close stops receiving and unsubscribes; it does not close Conn.
+func (r *router) close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	for subj, s := range r.subs {
+		if s.sub != nil {
+			r.removeSub(s.sub)
+		}
+		delete(r.subs, subj)
+	}
+	r.mu.Unlock()
+	close(r.done)
+	r.wg.Wait()
+}
+
+// --- encoding ---
+
+// bodyVersion is the first byte of a routed message's body.
+const bodyVersion = 1
+
+// encode is the NATS message of m on subject: headers Pm-Origin, Pm-Topic
+// and Pm-Publisher, and the body (version 1):
+//
+//	version        1 byte, 1
+//	flags          1 byte: bits 0-1 QoS, bit 2 retain
+//	payload format 1 byte
+//	message expiry uvarint, seconds (0: none)
+//	content type   uvarint length, bytes
+//	response topic uvarint length, bytes
+//	correlation    uvarint length, bytes
+//	user props     uvarint count, then per property key and value, each
+//	               uvarint length, bytes
+//	payload        the rest
+func (r *router) encode(m *broker.Message, publisher, subject string) *nats.Msg {
+	h := nats.Header{}
+	h.Set(headerOrigin, r.o.Node)
+	h.Set(headerTopic, escapeHeader(m.Topic))
+	if publisher != "" {
+		h.Set(headerPublisher, escapeHeader(publisher))
+	}
+	n := 3 + binary.MaxVarintLen32 + len(m.ContentType) + len(m.ResponseTopic) + len(m.CorrelationData) + len(m.Payload) + 5*binary.MaxVarintLen64
+	for _, u := range m.UserProperties {
+		n += len(u.Key) + len(u.Value) + 2*binary.MaxVarintLen64
+	}
+	b := make([]byte, 0, n)
+	flags := m.QoS & 3
+	if m.Retain {
+		flags |= 4
+	}
+	b = append(b, bodyVersion, flags, m.PayloadFormat)
+	b = binary.AppendUvarint(b, uint64(m.MessageExpiry))
+	b = appendBytes(b, m.ContentType)
+	b = appendBytes(b, m.ResponseTopic)
+	b = appendBytes(b, m.CorrelationData)
+	b = binary.AppendUvarint(b, uint64(len(m.UserProperties)))
+	for _, u := range m.UserProperties {
+		b = appendBytes(b, u.Key)
+		b = appendBytes(b, u.Value)
+	}
+	b = append(b, m.Payload...)
+	return &nats.Msg{Subject: subject, Header: h, Data: b}
+}
+
+func appendBytes[T string | []byte](b []byte, s T) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decode is encode's inverse: the message and its publisher.
+func decode(msg *nats.Msg) (broker.Message, string, error) {
+	var m broker.Message
+	topic, err := unescapeHeader(msg.Header.Get(headerTopic))
+	if err != nil || topic == "" {
+		return m, "", fmt.Errorf("header %s: missing or malformed", headerTopic)
+	}
+	publisher, err := unescapeHeader(msg.Header.Get(headerPublisher))
+	if err != nil {
+		return m, "", fmt.Errorf("header %s: %w", headerPublisher, err)
+	}
+	m.Topic = topic
+	d := decoder{b: msg.Data}
+	if v := d.byte("version"); d.err == nil && v != bodyVersion {
+		return m, "", fmt.Errorf("body version %d, want %d", v, bodyVersion)
+	}
+	flags := d.byte("flags")
+	m.QoS, m.Retain = flags&3, flags&4 != 0
+	m.PayloadFormat = d.byte("payload format")
+	m.MessageExpiry = uint32(d.uvarint("message expiry"))
+	m.ContentType = string(d.bytes("content type"))
+	m.ResponseTopic = string(d.bytes("response topic"))
+	if c := d.bytes("correlation data"); len(c) > 0 {
+		m.CorrelationData = c
+	}
+	count := d.uvarint("user property count")
+	if d.err == nil && count > uint64(len(d.b)) {
+		return m, "", fmt.Errorf("body: %d user properties in %d bytes", count, len(d.b))
+	}
+	for range count {
+		k := string(d.bytes("user property key"))
+		v := string(d.bytes("user property value"))
+		m.UserProperties = append(m.UserProperties, broker.UserProperty{Key: k, Value: v})
+	}
+	if d.err != nil {
+		return m, "", d.err
+	}
+	m.Payload = d.b
+	return m, publisher, nil
+}
+
+// decoder reads the fields of a body, keeping the first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) byte(field string) byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.err = fmt.Errorf("body: %s missing", field)
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = fmt.Errorf("body: %s malformed", field)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes(field string) []byte {
+	n := d.uvarint(field)
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("body: %s of %d bytes, %d left", field, n, len(d.b))
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// escapeHeader makes s a NATS header value: '%', control characters and
+// DEL become %XX (a header value cannot hold CR or LF). Anything else,
+// UTF-8 included, stays as it is, so a topic reads plainly in `nats sub`.
+func escapeHeader(s string) string {
+	if !strings.ContainsFunc(s, needsEscape) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if needsEscape(rune(c)) {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func needsEscape(c rune) bool { return c == '%' || c < 0x20 || c == 0x7f }
+
+// unescapeHeader is escapeHeader's inverse.
+func unescapeHeader(s string) (string, error) {
+	if !strings.Contains(s, "%") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", fmt.Errorf("malformed escape in %q", s)
+		}
+		c, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", fmt.Errorf("malformed escape in %q", s)
+		}
+		b.WriteByte(byte(c))
+		i += 2
+	}
+	return b.String(), nil
+}
