@@ -314,8 +314,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.dropState(cl)
 	h.forgetPending(cl)
 	h.connecting.CompareAndDelete(cl.ID, cl)
-	h.established.Delete(cl)
-	h.clusterDisconnected(cl)
+	if _, was := h.established.LoadAndDelete(cl); was {
+		h.clusterDisconnected(cl) // the pair of OnSessionEstablished's clusterConnected
+	}
 	if expire && !cl.IsTakenOver() {
 		h.forgetFilters(cl.ID)
 	}
