@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -221,6 +222,19 @@ func TestQoS1RefusedWithoutJetStream(t *testing.T) {
 	pr, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "t", QoS: 1, Payload: []byte("lost")})
 	if err == nil || pr == nil || pr.ReasonCode != 0x80 || pr.Properties == nil || pr.Properties.ReasonString != "cluster unavailable: message not stored" {
 		t.Fatalf("QoS 1 publish without the stream: %+v, %v; want reason 0x80 naming the cluster", pr, err)
+	}
+	// An MQTT 3.1.1 publisher cannot be told: it is disconnected.
+	lost := make(chan error, 1)
+	c3 := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + a.addr).SetClientID("pub3").
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(poll.Timeout).
+		SetConnectionLostHandler(func(_ paho3.Client, err error) { lost <- err }))
+	brokertest.WaitToken(t, "connect pub3", c3.Connect())
+	t.Cleanup(func() { c3.Disconnect(0) })
+	c3.Publish("t", 1, false, "lost too")
+	select {
+	case <-lost:
+	case <-time.After(poll.Timeout):
+		t.Fatal("3.1.1 QoS 1 publisher not disconnected when the cluster did not store its message")
 	}
 	if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "t", QoS: 0, Payload: []byte("qos0")}); err != nil {
 		t.Fatal(err)
