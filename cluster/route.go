@@ -52,6 +52,10 @@ const (
 	inboxSize = 65536
 	// dropLogInterval is how often a rise of the dropped count is logged.
 	dropLogInterval = 10 * time.Second
+	// maxSubject is the longest subject the router publishes to: the NATS
+	// server closes a connection whose protocol line (the subject, a reply
+	// inbox and two sizes) exceeds max_control_line, 4 KiB by default.
+	maxSubject = 3500
 )
 
 // remoteBroker is what the router needs of the local broker
@@ -215,10 +219,17 @@ func retainedConfig(o routerOptions) jetstream.StreamConfig {
 // with the replication factor in force). A retained message is also
 // written to PROPOLIS_RETAINED first, acknowledged likewise.
 func (r *router) forward(m *broker.Message, publisher string) error {
-	msg := r.encode(m, publisher, routingSubject(m.Topic, r.o.Levels))
+	subject := routingSubject(m.Topic, r.o.Levels)
+	if len(subject) > maxSubject {
+		return fmt.Errorf("route message on %q: its subject has %d bytes, more than the cluster's %d", m.Topic, len(subject), maxSubject)
+	}
+	msg := r.encode(m, publisher, subject)
 	if m.Retain {
 		rm := *msg
 		rm.Subject = retainedSubject(m.Topic)
+		if len(rm.Subject) > maxSubject {
+			return fmt.Errorf("store retained message of %q: its subject has %d bytes, more than the cluster's %d", m.Topic, len(rm.Subject), maxSubject)
+		}
 		if err := r.publishStored(&rm); err != nil {
 			return fmt.Errorf("store retained message of %q in %s: %w", m.Topic, RetainedStream, err)
 		}

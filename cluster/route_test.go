@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -424,5 +425,31 @@ func TestDecodeRefusesBadBodies(t *testing.T) {
 	bad := &nats.Msg{Header: nats.Header{headerTopic: {"a"}}, Data: []byte{9}}
 	if _, _, err := decode(bad); err == nil {
 		t.Fatal("body version 9 decoded")
+	}
+}
+
+// TestLongTopicRefusedConnectionKept: a topic whose subject NATS would not
+// take is refused by name (QoS 1: 0x80), and the node's connection keeps
+// routing the next message.
+func TestLongTopicRefusedConnectionKept(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	a, b := startNode(t, ns, "a"), startNode(t, ns, "b")
+	sub, got := b.connect(t, "sub")
+	b.subscribe(t, sub, "#")
+	pub, _ := a.connect(t, "pub")
+	long := strings.Repeat("x.", 1200) // '.' forces the longer encoded form
+	pr, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: long + "/y", QoS: 1, Retain: true, Payload: []byte("p")})
+	if err == nil || pr == nil || pr.ReasonCode != 0x80 {
+		t.Fatalf("publish on a %d-byte first level: %+v %v, want 0x80", len(long), pr, err)
+	}
+	if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "short", QoS: 1, Payload: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the next message reaches b", func() bool {
+		ps := got.snapshot()
+		return len(ps) == 1 && string(ps[0].Payload) == "after"
+	})
+	if !a.router.o.Conn.IsConnected() {
+		t.Fatal("node a's NATS connection is gone")
 	}
 }
