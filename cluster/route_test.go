@@ -70,6 +70,12 @@ func testLogger() *slog.Logger {
 // the broker's listeners; everything ends with the test.
 func startNode(t *testing.T, ns *server.Server, name string) *testNode {
 	t.Helper()
+	return startNodeIn(t, ns, name, t.TempDir())
+}
+
+// startNodeIn is startNode with the broker's data in dir.
+func startNodeIn(t *testing.T, ns *server.Server, name, dir string) *testNode {
+	t.Helper()
 	nc := natstest.Connect(t, ns)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -83,7 +89,7 @@ func startNode(t *testing.T, ns *server.Server, name string) *testNode {
 	t.Cleanup(r.close)
 	cfg := config.Default()
 	cfg.Listeners[0].Address = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = dir
 	b, err := broker.New(broker.Options{Config: cfg, Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}},
 		Logger: testLogger(), Cluster: routerCluster{r}})
 	if err != nil {
@@ -452,4 +458,54 @@ func TestLongTopicRefusedConnectionKept(t *testing.T) {
 	if !a.router.o.Conn.IsConnected() {
 		t.Fatal("node a's NATS connection is gone")
 	}
+}
+
+// TestRestoredSessionsSubscribe: the subscriptions of a persistent session
+// restored at start-up have their subjects before the broker accepts
+// clients, and receive other nodes' messages for the offline session.
+func TestRestoredSessionsSubscribe(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	dir := t.TempDir()
+	first := startNodeIn(t, ns, "b", dir)
+	got := &received{}
+	c := brokertest.DialV5(t, first.addr, paho.ClientConfig{ClientID: "keep",
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){got.add}})
+	if _, err := c.Connect(brokertest.OpCtx(t), &paho.Connect{ClientID: "keep", CleanStart: true, KeepAlive: 60,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: ptr(uint32(3600))}}); err != nil {
+		t.Fatal(err)
+	}
+	first.subscribe(t, c, "kept/#")
+	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.broker.Close(); err != nil {
+		t.Fatal(err)
+	}
+	first.router.close()
+
+	again := startNodeIn(t, ns, "b", dir)
+	if got := again.router.subjects(); !maps(got, map[string]int{"pm.kept": 1}) {
+		t.Fatalf("subjects after restart: %v, want pm.kept once", got)
+	}
+	again.synced(t)
+	a := startNode(t, ns, "a")
+	pub, _ := a.connect(t, "pub")
+	if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "kept/1", QoS: 1, Payload: []byte("queued")}); err != nil {
+		t.Fatal(err)
+	}
+	back := &received{}
+	c2 := brokertest.DialV5(t, again.addr, paho.ClientConfig{ClientID: "keep",
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){back.add}})
+	poll.Until(t, "the offline session queued the message from a", func() bool {
+		cl, ok := again.broker.Client("keep")
+		return ok && cl.Queued > 0
+	})
+	if _, err := c2.Connect(brokertest.OpCtx(t), &paho.Connect{ClientID: "keep", KeepAlive: 60,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: ptr(uint32(3600))}}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the resumed session gets the message", func() bool {
+		ps := back.snapshot()
+		return len(ps) == 1 && string(ps[0].Payload) == "queued"
+	})
 }
