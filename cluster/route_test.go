@@ -76,13 +76,20 @@ func startNode(t *testing.T, ns *server.Server, name string) *testNode {
 // startNodeIn is startNode with the broker's data in dir.
 func startNodeIn(t *testing.T, ns *server.Server, name, dir string) *testNode {
 	t.Helper()
+	return startNodeWith(t, ns, name, dir, 0)
+}
+
+// startNodeWith is startNodeIn with the router's inbox of inbox messages
+// (0: the default).
+func startNodeWith(t *testing.T, ns *server.Server, name, dir string, inbox int) *testNode {
+	t.Helper()
 	nc := natstest.Connect(t, ns)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, err := newRouter(routerOptions{Conn: nc, JS: js, Node: name, Replicas: 1, Levels: 1,
-		MaxAge: time.Hour, MaxBytes: 1 << 30, Log: testLogger(), PublishTimeout: 2 * time.Second})
+		MaxAge: time.Hour, MaxBytes: 1 << 30, Log: testLogger(), PublishTimeout: 2 * time.Second, InboxSize: inbox})
 	if err != nil {
 		t.Fatalf("node %s: %v", name, err)
 	}
@@ -507,5 +514,39 @@ func TestRestoredSessionsSubscribe(t *testing.T) {
 	poll.Until(t, "the resumed session gets the message", func() bool {
 		ps := back.snapshot()
 		return len(ps) == 1 && string(ps[0].Payload) == "queued"
+	})
+}
+
+// TestSlowNodeDropsAndCounts: a node whose broker cannot keep up (an inbox
+// of one message, each message a durable retained write) drops what does
+// not fit, counts it, and keeps its connection and its routing.
+func TestSlowNodeDropsAndCounts(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	b := startNodeWith(t, ns, "b", t.TempDir(), 1)
+	sub, got := b.connect(t, "sub")
+	b.subscribe(t, sub, "flood/#")
+	other := natstest.Connect(t, ns)
+	sender := &router{o: routerOptions{Node: "a"}}
+	const n = 5000
+	for i := range n {
+		m := sender.encode(&broker.Message{Topic: fmt.Sprint("flood/", i), Retain: true, Payload: []byte("x")}, "pub", "pm.flood")
+		if err := other.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.FlushTimeout(poll.Timeout); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "b counts dropped messages", func() bool { return b.router.Dropped() > 0 })
+	if !b.router.o.Conn.IsConnected() {
+		t.Fatal("b's NATS connection is gone")
+	}
+	m := sender.encode(&broker.Message{Topic: "flood/last", Payload: []byte("last")}, "pub", "pm.flood")
+	poll.Until(t, "a message after the flood reaches b's subscriber", func() bool {
+		if err := other.PublishMsg(m); err != nil { // again until it fits in the inbox
+			t.Fatal(err)
+		}
+		ps := got.snapshot()
+		return len(ps) > 0 && string(ps[len(ps)-1].Payload) == "last"
 	})
 }
