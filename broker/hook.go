@@ -118,6 +118,13 @@ type hook struct {
 	// that collide with the broker's (packetid.go).
 	ids sync.Map // string -> *packetIDs
 
+	// cluster is the Cluster the broker runs in (SetCluster), nil on a
+	// single node; set before Start, then only read.
+	cluster Cluster
+	// shared holds the shared subscriptions reported to cluster; see
+	// clustershared.go.
+	shared clusterShared
+
 	// tap is the packet tap (SetPacketTap), nil when there is none; see
 	// tap.go.
 	tap atomic.Pointer[tapRef]
@@ -257,6 +264,8 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // which the hook enforces itself (see receive.go).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.established.Store(cl, struct{}{})
+	h.clusterConnected(cl)
+	defer h.syncShared(cl.ID)
 	liftMochiQuota(cl)
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
@@ -306,7 +315,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.dropState(cl)
 	h.forgetPending(cl)
 	h.connecting.CompareAndDelete(cl.ID, cl)
-	h.established.Delete(cl)
+	if _, ok := h.established.LoadAndDelete(cl); ok {
+		h.clusterDisconnected(cl)
+	}
 	if expire {
 		h.unsent.Delete(cl.ID)
 		if _, other := h.connecting.Load(cl.ID); !other {
@@ -369,6 +380,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}
 	h.emitSubscribe(cl, results)
 	h.sendParentRetained(cl, pk, codes) // what mochi's retained scan misses; see retainparent.go
+	h.syncShared(cl.ID)
 }
 
 // OnPublishDropped: mochi's queue of pending writes to cl was full (see
@@ -381,6 +393,7 @@ func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	h.deleteSubscriptions(cl, pk)
 	h.emitUnsubscribe(cl, pk)
+	h.syncShared(cl.ID)
 }
 
 // OnPublish authorizes an incoming PUBLISH, runs the PUBLISH interceptors

@@ -1,0 +1,67 @@
+package broker
+
+import (
+	"fmt"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Take-over of a client id across the nodes of a cluster.
+//
+// The broker reports each connection of a client id once its session is
+// established (Cluster.Connected, from OnSessionEstablished) and once it
+// ends (Cluster.Disconnected, from OnDisconnect): the two are paired per
+// connection. The cluster (cluster/owner.go) records the latest node of
+// each client id and, when another node took the id over, calls TakeOver
+// on the node that still holds a connection of it.
+
+// codeTakenOver is what TakeOver tells an MQTT 5 client: 0x8E Session
+// taken over, as mochi's own take-over on one node (packets.ErrSessionTakenOver).
+var codeTakenOver = packets.Code{Code: 0x8E, Reason: "session taken over by another node"}
+
+// SetCluster makes the broker report to c and leave shared subscriptions
+// to it (see clustershared.go). Call it once, after New and before Start;
+// the sessions restored by New have their shared subscriptions reported
+// at once. (Phase 1's merge folds this into Options.Cluster.)
+func (s *Server) SetCluster(c Cluster) {
+	s.hook.cluster = c
+	for id := range s.mochi.Clients.GetAll() {
+		s.hook.syncShared(id)
+	}
+}
+
+// TakeOver disconnects the local connection of clientID because another
+// node of the cluster took the client id over: an MQTT 5 client is sent
+// DISCONNECT 0x8E (Session taken over), a 3.1.1 client's connection is
+// closed. It goes through Disconnect, as the admin API's disconnect does.
+// The session itself stays on this node (phase 1 does not move sessions).
+// The client's will is published as on any server disconnect, unless it
+// has a will delay: the new connection on the other node came within it
+// (MQTT 5 3.1.3.2.2), so it is dropped. Called by the cluster on its KV
+// watch's goroutine. Errors: those of Disconnect (ErrNoSession,
+// ErrNotConnected: the client left meanwhile).
+func (s *Server) TakeOver(clientID string) error {
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return fmt.Errorf("take over %q: %w", clientID, ErrNoSession)
+	}
+	preventWill := cl.Properties.Will.WillDelayInterval > 0
+	return s.Disconnect(clientID, codeTakenOver.Code, codeTakenOver.Reason, preventWill)
+}
+
+// clusterConnected reports cl's connection, its session now established,
+// to the Cluster, if any. Called from OnSessionEstablished.
+func (h *hook) clusterConnected(cl *mqtt.Client) {
+	if h.cluster != nil {
+		h.cluster.Connected(cl.ID)
+	}
+}
+
+// clusterDisconnected reports the end of cl's connection to the Cluster,
+// if any, when OnSessionEstablished reported it. Called from OnDisconnect.
+func (h *hook) clusterDisconnected(cl *mqtt.Client) {
+	if h.cluster != nil {
+		h.cluster.Disconnected(cl.ID)
+	}
+}
