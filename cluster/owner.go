@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,6 +67,8 @@ type owners struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the watch loop ends
+	// seenRev is the revision of the last entry the watch handled.
+	seenRev atomic.Uint64
 
 	mu    sync.Mutex
 	local map[string]*localOwner // clientKey -> this node's connections of the id
@@ -225,9 +228,13 @@ func (w *owners) follow(kw jetstream.KeyWatcher) {
 			if !ok {
 				return
 			}
-			if e != nil && e.Operation() == jetstream.KeyValuePut {
+			if e == nil {
+				continue // the end of the current entries
+			}
+			if e.Operation() == jetstream.KeyValuePut {
 				w.seen(e)
 			}
+			w.seenRev.Store(e.Revision())
 		}
 	}
 }
