@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"log/slog"
 	"os"
 	"sync"
@@ -16,6 +19,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 // The tests of owner.go and shared.go run two "nodes" in one process: two
@@ -139,6 +143,16 @@ func (n *sessionNode) connected(id string) bool {
 // DISCONNECT from the server goes to gone.
 func connect5(t *testing.T, n *sessionNode, id string, gone chan<- byte, onPublish func(*paho.Publish)) *paho.Client {
 	t.Helper()
+	c, err := dial5(t, n, id, gone, onPublish)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// dial5 is connect5 returning its error, for other goroutines than the
+// test's.
+func dial5(t *testing.T, n *sessionNode, id string, gone chan<- byte, onPublish func(*paho.Publish)) (*paho.Client, error) {
 	cfg := paho.ClientConfig{ClientID: id}
 	if gone != nil {
 		cfg.OnServerDisconnect = func(d *paho.Disconnect) { gone <- d.ReasonCode }
@@ -148,9 +162,17 @@ func connect5(t *testing.T, n *sessionNode, id string, gone chan<- byte, onPubli
 			func(r paho.PublishReceived) (bool, error) { onPublish(r.Packet); return true, nil },
 		}
 	}
-	c := brokertest.DialV5(t, n.addr, cfg)
-	if _, err := c.Connect(brokertest.OpCtx(t), &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}); err != nil {
-		t.Fatalf("connect %s to node %s: %v", id, n.name, err)
+	conn, err := net.DialTimeout("tcp", n.addr, poll.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("dial node %s: %w", n.name, err)
 	}
-	return c
+	t.Cleanup(func() { _ = conn.Close() })
+	cfg.Conn = conn
+	c := paho.NewClient(cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}); err != nil {
+		return nil, fmt.Errorf("connect %s to node %s: %w", id, n.name, err)
+	}
+	return c, nil
 }
