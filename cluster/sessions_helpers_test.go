@@ -3,8 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"testing"
