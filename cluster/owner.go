@@ -81,6 +81,11 @@ type localOwner struct {
 	rev     uint64 // revision of this node's latest put (0: none succeeded)
 	puts    int    // puts in flight
 	foreign uint64 // latest revision naming another node seen while puts were in flight
+	// kicked is set once a take-over of the current connections is
+	// decided, so that they are disconnected once (a second Disconnect
+	// of a client ending would race with mochi clearing its will); a new
+	// connection clears it.
+	kicked bool
 }
 
 // newOwners creates or binds ClientsBucket and starts watching it. Close
@@ -138,6 +143,7 @@ func (w *owners) connected(clientID string) {
 	}
 	lo.conns++
 	lo.puts++
+	lo.kicked = false
 	w.mu.Unlock()
 
 	val, _ := json.Marshal(ownerEntry{Node: w.o.Node, Since: time.Now().UTC()}) // cannot fail
@@ -153,7 +159,8 @@ func (w *owners) connected(clientID string) {
 	if err == nil && rev > lo.rev {
 		lo.rev = rev
 	}
-	kick := lo.puts == 0 && lo.conns > 0 && lo.foreign > lo.rev
+	kick := lo.puts == 0 && lo.conns > 0 && lo.foreign > lo.rev && !lo.kicked
+	lo.kicked = lo.kicked || kick
 	if lo.puts == 0 {
 		lo.foreign = 0
 	}
@@ -256,11 +263,12 @@ func (w *owners) seen(e jetstream.KeyValueEntry) {
 	lo := w.local[e.Key()]
 	kick := false
 	switch {
-	case lo == nil || lo.conns == 0:
+	case lo == nil || lo.conns == 0 || lo.kicked:
 	case lo.puts > 0:
 		lo.foreign = max(lo.foreign, e.Revision())
 	default:
 		kick = e.Revision() > lo.rev
+		lo.kicked = kick
 	}
 	w.mu.Unlock()
 	if kick {
