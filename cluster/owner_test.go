@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -87,6 +89,29 @@ func TestTakeOverAcrossNodes(t *testing.T) {
 	case code := <-goneB:
 		t.Fatalf("node b's client disconnected with %#x", code)
 	default:
+	}
+}
+
+// TestTakeOverClosesV3 takes an MQTT 3.1.1 client id over: node A closes
+// its connection (3.1.1 has no DISCONNECT from the server).
+func TestTakeOverClosesV3(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	a, b := startSessionNode(t, ns, "a"), startSessionNode(t, ns, "b")
+	lost := make(chan struct{})
+	o := paho3.NewClientOptions().AddBroker("tcp://" + a.addr).SetClientID("old-v3").SetAutoReconnect(false).
+		SetConnectionLostHandler(func(paho3.Client, error) { close(lost) })
+	c := paho3.NewClient(o)
+	brokertest.WaitToken(t, "connect old-v3 to a", c.Connect())
+	t.Cleanup(func() { c.Disconnect(0) })
+	poll.Until(t, "the bucket names a", func() bool { return ownerOf(t, a, "old-v3") == "a" })
+	connect5(t, b, "old-v3", nil, nil)
+	select {
+	case <-lost:
+	case <-time.After(poll.Timeout):
+		t.Fatal("node a's 3.1.1 client not disconnected")
+	}
+	if !b.connected("old-v3") {
+		t.Fatal("node b's client not connected")
 	}
 }
 
