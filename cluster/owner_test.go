@@ -52,6 +52,25 @@ func watched(t *testing.T, n *sessionNode) {
 	poll.Until(t, fmt.Sprintf("node %s's watch at revision %d", n.name, last), func() bool { return n.owners.seenRev.Load() >= last })
 }
 
+// ownEntry reports whether n's own put for one connection of id is done
+// and is the latest entry of id.
+func ownEntry(t *testing.T, n *sessionNode, id string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
+	defer cancel()
+	e, err := n.owners.kv.Get(ctx, clientKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("get %s: %v", id, err)
+	}
+	n.owners.mu.Lock()
+	defer n.owners.mu.Unlock()
+	lo := n.owners.local[clientKey(id)]
+	return lo != nil && lo.conns == 1 && lo.puts == 0 && lo.rev == e.Revision()
+}
+
 // TestTakeOverAcrossNodes connects a client id on node A, then on node B:
 // A disconnects its client with 0x8E, B keeps its own, and the bucket
 // names B.
@@ -205,8 +224,10 @@ func TestReconnectSameNodeKeepsClient(t *testing.T) {
 	case <-time.After(poll.Timeout):
 		t.Fatal("first connection not taken over")
 	}
-	// Once A's watch has handled the latest entry of the bucket, it has
-	// handled both of its entries for "again".
+	// The second connection's entry comes after its CONNACK (from
+	// OnSessionEstablished); once A's watch has handled the latest entry
+	// of the bucket, it has handled every entry for "again".
+	poll.Until(t, "the second connection's entry", func() bool { return ownEntry(t, a, "again") })
 	watched(t, a)
 	if !a.connected("again") || ownerOf(t, a, "again") != "a" {
 		t.Fatalf("after a reconnect to a: connected %v, bucket names %q", a.connected("again"), ownerOf(t, a, "again"))
