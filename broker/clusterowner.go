@@ -22,13 +22,11 @@ var codeTakenOver = packets.Code{Code: 0x8E, Reason: "session taken over by anot
 
 // SetCluster makes the broker report to c and leave shared subscriptions
 // to it (see clustershared.go). Call it once, after New and before Start;
-// the sessions restored by New have their shared subscriptions reported
-// at once. (Phase 1's merge folds this into Options.Cluster.)
+// Start reports the shared subscriptions of the sessions New restored, so
+// c must be ready to serve them by then. (Phase 1's merge folds this into
+// Options.Cluster.)
 func (s *Server) SetCluster(c Cluster) {
 	s.hook.cluster = c
-	for id := range s.mochi.Clients.GetAll() {
-		s.hook.syncShared(id)
-	}
 }
 
 // TakeOver disconnects the local connection of clientID because another

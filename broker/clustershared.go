@@ -36,7 +36,7 @@ type clusterShared struct {
 // subscriptions since its last call: mochi's client of id holds the truth
 // (none when id has no session in mochi's client map). Called wherever a
 // session's subscriptions may change (OnSubscribed, OnUnsubscribed,
-// OnSessionEstablished, removeSession, SetCluster); it does nothing
+// OnSessionEstablished, removeSession, Start); it does nothing
 // without a Cluster. The reports are made under the lock, so that two
 // calls for one id cannot reorder them.
 func (h *hook) syncShared(id string) {
@@ -76,6 +76,18 @@ func (h *hook) syncShared(id string) {
 		cs.subs = map[string]map[string]struct{}{}
 	}
 	cs.subs[id] = cur
+}
+
+// reportRestoredShared reports to the Cluster, if any, the shared
+// subscriptions of every session mochi holds: at Start, those New
+// restored. Called by Start before the listeners open.
+func (s *Server) reportRestoredShared() {
+	if s.hook.cluster == nil {
+		return
+	}
+	for id := range s.mochi.Clients.GetAll() {
+		s.hook.syncShared(id)
+	}
 }
 
 // dropShared empties the shared groups of a fan-out when the broker runs
