@@ -261,7 +261,9 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // OnSessionEstablished records a persistent session once the CONNACK is out
 // (and a resumed session's queue resent), from then on bounds the client's
 // outbound buffer (outConn.establish), and lifts mochi's receive quota,
-// which the hook enforces itself (see receive.go).
+// which the hook enforces itself (see receive.go). In a cluster it reports
+// the connection (clusterConnected, one KV put) and the session's shared
+// subscriptions (syncShared).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.established.Store(cl, struct{}{})
 	h.clusterConnected(cl)
@@ -303,6 +305,8 @@ func (h *hook) removedMeanwhile(cl *mqtt.Client) bool {
 // the client's authorization, and records when a persistent session went
 // offline (its expiry counts from then, across restarts) or removes a
 // session that ends here.
+// In a cluster it reports the end of a connection OnSessionEstablished
+// reported (clusterDisconnected).
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	now := time.Now()
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
