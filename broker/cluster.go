@@ -223,8 +223,13 @@ func (s *Server) clusterRestored() {
 	}
 }
 
-// add records filter f for client id, reporting it if it is new.
+// add records filter f for client id, reporting it if it is new. Shared
+// filters are not recorded here: syncShared reports them
+// (clustershared.go).
 func (cs *clusterState) add(id, f string) {
+	if _, _, shared := topic.SplitShared(f); shared {
+		return
+	}
 	cs.mu.Lock()
 	fs := cs.filters[id]
 	if fs == nil {
@@ -254,17 +259,12 @@ func (cs *clusterState) remove(id, f string) {
 	}
 }
 
-// report tells the cluster of one filter (a shared one as its group and
-// inner filter).
+// report tells the cluster of one plain (not shared) filter.
 func (cs *clusterState) report(f string, subscribed bool) {
-	group := ""
-	if g, inner, ok := topic.SplitShared(f); ok {
-		group, f = g, inner
-	}
 	if subscribed {
-		cs.c.Subscribed(f, group)
+		cs.c.Subscribed(f, "")
 	} else {
-		cs.c.Unsubscribed(f, group)
+		cs.c.Unsubscribed(f, "")
 	}
 }
 

@@ -42,7 +42,14 @@ import (
 // and the copy then carried the shared filter's QoS and subscription
 // identifier [MQTT-4.7.2-1]. mochi calls it only when shared groups
 // match, so ordinary traffic pays nothing.
+//
+// In a cluster, every shared group is dropped (dropShared): the cluster
+// delivers to shared subscriptions (clustershared.go).
 func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
+	if h.cluster != nil {
+		h.dropShared(subs)
+		return subs
+	}
 	name := pk.TopicName
 	if len(name) == 0 || name[0] != '$' {
 		return subs

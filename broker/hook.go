@@ -121,6 +121,9 @@ type hook struct {
 	// cluster is the cluster's bookkeeping (cluster.go), nil for a
 	// single node (Options.Cluster nil).
 	cluster *clusterState
+	// shared holds the shared subscriptions reported to the cluster; see
+	// clustershared.go.
+	shared clusterShared
 
 	// tap is the packet tap (SetPacketTap), nil when there is none; see
 	// tap.go.
@@ -261,10 +264,13 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // OnSessionEstablished records a persistent session once the CONNACK is out
 // (and a resumed session's queue resent), from then on bounds the client's
 // outbound buffer (outConn.establish), and lifts mochi's receive quota,
-// which the hook enforces itself (see receive.go).
+// which the hook enforces itself (see receive.go). In a cluster it reports
+// the connection (clusterConnected, one KV put) and the session's shared
+// subscriptions (syncShared).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.established.Store(cl, struct{}{})
 	h.clusterConnected(cl)
+	defer h.syncShared(cl.ID)
 	liftMochiQuota(cl)
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.establish(cl.ID)
@@ -302,6 +308,8 @@ func (h *hook) removedMeanwhile(cl *mqtt.Client) bool {
 // the client's authorization, and records when a persistent session went
 // offline (its expiry counts from then, across restarts) or removes a
 // session that ends here.
+// In a cluster it reports the end of a connection OnSessionEstablished
+// reported (clusterDisconnected).
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	now := time.Now()
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
@@ -384,6 +392,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}
 	h.emitSubscribe(cl, results)
 	h.sendParentRetained(cl, pk, codes) // what mochi's retained scan misses; see retainparent.go
+	h.syncShared(cl.ID)
 }
 
 // OnPublishDropped: mochi's queue of pending writes to cl was full (see
@@ -397,6 +406,7 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	h.deleteSubscriptions(cl, pk)
 	h.clusterUnsubscribed(cl, pk)
 	h.emitUnsubscribe(cl, pk)
+	h.syncShared(cl.ID)
 }
 
 // OnPublish authorizes an incoming PUBLISH, runs the PUBLISH interceptors

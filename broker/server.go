@@ -243,6 +243,7 @@ func (s *Server) Start() error {
 	} else {
 		s.log.Info("security extensions", "extensions", strings.Join(names, ","))
 	}
+	s.reportRestoredShared() // before any client: see clustershared.go
 	if err := s.mochi.Serve(); err != nil {
 		return fmt.Errorf("start broker: %w", err)
 	}

@@ -331,6 +331,7 @@ func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) (*mqtt.Client, 
 	if nc != nil {
 		h.storeErr("keep taken-over session", nc.ID, h.keepTakenOver(nc))
 	}
+	h.syncShared(cl.ID)
 	return nc, err
 }
 

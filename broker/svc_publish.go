@@ -68,7 +68,21 @@ func (s *Server) PublishTo(clientID string, m Message) error {
 	if !ok {
 		return fmt.Errorf("publish to client %q, topic %q: %w", clientID, m.Topic, ErrNotSubscribed)
 	}
+	if err := s.deliverTo(cl, sub, m, ""); err != nil {
+		return fmt.Errorf("publish to client %q: %w", clientID, err)
+	}
+	return nil
+}
+
+// deliverTo sends m to cl alone under its subscription sub (PublishTo,
+// DeliverShared): stamped as a new message, at the lower of m's and sub's
+// QoS and the broker's maximum, with sub's subscription identifiers, and
+// publisher as its origin; dropped, as any delivery, when cl's read checks
+// refuse it (its queue limit, a revoked filter). It returns the error of
+// the write to cl's connection.
+func (s *Server) deliverTo(cl *mqtt.Client, sub packets.Subscription, m Message, publisher string) error {
 	pk := s.messagePacket(&m)
+	pk.Origin = publisher
 	s.hook.stampPublish(&pk)
 	pk.FixedHeader.Qos = min(m.QoS, sub.Qos, s.mochi.Options.Capabilities.MaximumQos)
 	if len(sub.Identifiers) > 0 {
@@ -86,10 +100,7 @@ func (s *Server) PublishTo(clientID string, m Message) error {
 	if !s.hook.mayRead(cl, m.Topic) {
 		return nil
 	}
-	if err := s.hook.sendCopy(cl, pk); err != nil {
-		return fmt.Errorf("publish to client %q: %w", clientID, err)
-	}
-	return nil
+	return s.hook.sendCopy(cl, pk)
 }
 
 // clientSubscription returns the subscription of clientID that receives a

@@ -223,7 +223,7 @@ func (r *router) forward(m *broker.Message, publisher string) error {
 	if len(subject) > maxSubject {
 		return fmt.Errorf("route message on %q: its subject has %d bytes, more than the cluster's %d", m.Topic, len(subject), maxSubject)
 	}
-	msg := r.encode(m, publisher, subject)
+	msg := encode(m, publisher, r.o.Node, subject)
 	if m.Retain {
 		rm := *msg
 		rm.Subject = retainedSubject(m.Topic)
@@ -515,9 +515,9 @@ const bodyVersion = 1
 //	user props     uvarint count, then per property key and value, each
 //	               uvarint length, bytes
 //	payload        the rest
-func (r *router) encode(m *broker.Message, publisher, subject string) *nats.Msg {
+func encode(m *broker.Message, publisher, origin, subject string) *nats.Msg {
 	h := nats.Header{}
-	h.Set(headerOrigin, r.o.Node)
+	h.Set(headerOrigin, origin)
 	h.Set(headerTopic, escapeHeader(m.Topic))
 	if publisher != "" {
 		h.Set(headerPublisher, escapeHeader(publisher))

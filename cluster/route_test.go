@@ -421,7 +421,7 @@ func maps(a, b map[string]int) bool {
 // naming the field, never a panic.
 func TestDecodeRefusesBadBodies(t *testing.T) {
 	r := &router{o: routerOptions{Node: "a"}}
-	full := r.encode(&broker.Message{Topic: "a/b", QoS: 1, ContentType: "ct", UserProperties: []broker.UserProperty{{Key: "k", Value: "v"}}, Payload: []byte("p")}, "c%l\ni", "pm.a")
+	full := encode(&broker.Message{Topic: "a/b", QoS: 1, ContentType: "ct", UserProperties: []broker.UserProperty{{Key: "k", Value: "v"}}, Payload: []byte("p")}, "c%l\ni", r.o.Node, "pm.a")
 	m, pub, err := decode(full)
 	if err != nil || m.Topic != "a/b" || pub != "c%l\ni" || string(m.Payload) != "p" || m.ContentType != "ct" {
 		t.Fatalf("round trip: %+v %q %v", m, pub, err)
@@ -529,7 +529,7 @@ func TestSlowNodeDropsAndCounts(t *testing.T) {
 	sender := &router{o: routerOptions{Node: "a"}}
 	const n = 5000
 	for i := range n {
-		m := sender.encode(&broker.Message{Topic: fmt.Sprint("flood/", i), Retain: true, Payload: []byte("x")}, "pub", "pm.flood")
+		m := encode(&broker.Message{Topic: fmt.Sprint("flood/", i), Retain: true, Payload: []byte("x")}, "pub", sender.o.Node, "pm.flood")
 		if err := other.PublishMsg(m); err != nil {
 			t.Fatal(err)
 		}
@@ -541,7 +541,7 @@ func TestSlowNodeDropsAndCounts(t *testing.T) {
 	if !b.router.o.Conn.IsConnected() {
 		t.Fatal("b's NATS connection is gone")
 	}
-	m := sender.encode(&broker.Message{Topic: "flood/last", Payload: []byte("last")}, "pub", "pm.flood")
+	m := encode(&broker.Message{Topic: "flood/last", Payload: []byte("last")}, "pub", sender.o.Node, "pm.flood")
 	poll.Until(t, "a message after the flood reaches b's subscriber", func() bool {
 		if err := other.PublishMsg(m); err != nil { // again until it fits in the inbox
 			t.Fatal(err)
