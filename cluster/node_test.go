@@ -90,7 +90,7 @@ func TestSingleNode(t *testing.T) {
 	var st Status
 	poll.Settle(t, "the node registered, healthy", func() string {
 		st = n.Status()
-		if st.Healthy && len(st.Nodes) == 1 && len(st.Buckets) == 1 {
+		if st.Healthy && len(st.Nodes) == 1 && len(st.Streams) == 1 {
 			return ""
 		}
 		return fmt.Sprintf("status %+v", st)
@@ -100,8 +100,8 @@ func TestSingleNode(t *testing.T) {
 		got.Stress != 2.5 || got.Clients != 7 || !slices.Equal(got.Extensions, exts) {
 		t.Errorf("node = %+v", got)
 	}
-	b := st.Buckets[0]
-	if b.Name != RegistryBucket || b.Replicas != 1 || b.Leader != "solo" || !b.Healthy {
+	b := st.Streams[0]
+	if b.Name != RegistryBucket || b.Kind != KindBucket || b.Replicas != 1 || b.Leader != "solo" || !b.Healthy {
 		t.Errorf("bucket = %+v, want %s with 1 replica led by solo", b, RegistryBucket)
 	}
 	if st.Node != "solo" || st.Cluster != "test" || st.Replicas != 1 || st.ConfiguredReplicas != 3 || len(st.Mismatch) != 0 {
@@ -156,7 +156,7 @@ func TestThreeNodes(t *testing.T) {
 					alive++
 				}
 			}
-			if st.Healthy && alive == 3 && len(st.Buckets) == 1 && st.Buckets[0].Replicas == 3 {
+			if st.Healthy && alive == 3 && len(st.Streams) == 1 && st.Streams[0].Replicas == 3 {
 				return ""
 			}
 			return fmt.Sprintf("status %+v", st)

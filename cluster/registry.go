@@ -98,10 +98,9 @@ type Status struct {
 	// Nodes are the nodes in the registry, and the JetStream peers not in
 	// it, by name.
 	Nodes []NodeStatus `json:"nodes"`
-	// Streams and Buckets are the cluster's JetStream streams and
-	// key-value buckets, by name.
+	// Streams are the cluster's JetStream streams and key-value buckets
+	// (Kind says which), by name.
 	Streams []StreamStatus `json:"streams"`
-	Buckets []StreamStatus `json:"buckets"`
 	// Mismatch names each way the alive nodes differ: Propolis version,
 	// protocol version, extensions and their versions or states; empty
 	// when they all agree (a rolling upgrade in progress shows here).
@@ -124,10 +123,13 @@ type NodeStatus struct {
 	Registered bool `json:"registered"`
 }
 
-// StreamStatus is one JetStream stream (or a key-value bucket's stream)
-// of Status.
+// StreamStatus is one JetStream stream or key-value bucket of Status.
 type StreamStatus struct {
-	Name     string `json:"name"`
+	// Name is the stream's name, or the bucket's (without JetStream's
+	// "KV_" prefix of its stream).
+	Name string `json:"name"`
+	// Kind is KindStream or KindBucket.
+	Kind     string `json:"kind"`
 	Replicas int    `json:"replicas"`
 	// Leader is the node holding the stream's leadership; "" while it has
 	// none (no quorum).
@@ -145,6 +147,12 @@ type PeerStatus struct {
 	Offline bool   `json:"offline"`
 	Lag     uint64 `json:"lag"`
 }
+
+// The kinds of StreamStatus.
+const (
+	KindStream = "stream"
+	KindBucket = "bucket"
+)
 
 // kvStreamPrefix is the prefix JetStream gives a key-value bucket's stream.
 const kvStreamPrefix = "KV_"
@@ -318,7 +326,7 @@ func (n *Node) Supports(v int) bool {
 func (n *Node) Status() Status {
 	st := Status{Node: n.cfg.Name, Cluster: n.cfg.ClusterName, Replicas: n.Replicas(), ConfiguredReplicas: n.cfg.Replicas,
 		Protocol: ProtocolVersion, Problems: []string{}, Nodes: []NodeStatus{}, Streams: []StreamStatus{},
-		Buckets: []StreamStatus{}, Mismatch: []string{}}
+		Mismatch: []string{}}
 	now := time.Now()
 	n.mu.Lock()
 	if n.problem != "" {
@@ -358,12 +366,11 @@ func (n *Node) Status() Status {
 		if !s.Healthy {
 			st.Problems = append(st.Problems, fmt.Sprintf("stream %s: %s", info.Config.Name, streamProblem(s)))
 		}
+		s.Kind = KindStream
 		if name, ok := strings.CutPrefix(s.Name, kvStreamPrefix); ok {
-			s.Name = name
-			st.Buckets = append(st.Buckets, s)
-		} else {
-			st.Streams = append(st.Streams, s)
+			s.Name, s.Kind = name, KindBucket
 		}
+		st.Streams = append(st.Streams, s)
 	}
 	if err := streams.Err(); err != nil {
 		st.Problems = append(st.Problems, "list streams: "+err.Error())
