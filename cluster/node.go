@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/broker/store"
 )
 
 // DefaultReadyTimeout is Options.ReadyTimeout when zero.
@@ -184,7 +185,7 @@ func serverOptions(cfg *config.Cluster, dataDir string) (*server.Options, error)
 		Port:      server.RANDOM_PORT,
 		NoSigs:    true,
 		JetStream: true,
-		StoreDir:  filepath.Join(dataDir, "cluster", "jetstream"),
+		StoreDir:  filepath.Join(dataDir, store.ClusterDir, "jetstream"),
 	}
 	var routes []*url.URL
 	for _, s := range cfg.Seeds {

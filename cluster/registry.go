@@ -364,7 +364,7 @@ func (n *Node) Status() Status {
 	for info := range streams.Info() {
 		s := streamStatus(info, n.cfg.Name, !n.srv.JetStreamIsClustered())
 		if !s.Healthy {
-			st.Problems = append(st.Problems, fmt.Sprintf("stream %s: %s", info.Config.Name, streamProblem(s)))
+			st.Problems = append(st.Problems, fmt.Sprintf("stream %s: %s", info.Config.Name, s.Problem()))
 		}
 		s.Kind = KindStream
 		if name, ok := strings.CutPrefix(s.Name, kvStreamPrefix); ok {
@@ -403,8 +403,9 @@ func streamStatus(info *jetstream.StreamInfo, self string, alone bool) StreamSta
 	return s
 }
 
-// streamProblem says why s is not healthy.
-func streamProblem(s StreamStatus) string {
+// Problem says why s is not healthy ("no leader", "replica n2 offline,
+// replica n3 behind by 12"), or "" when it is.
+func (s StreamStatus) Problem() string {
 	if s.Leader == "" {
 		return "no leader"
 	}
@@ -416,6 +417,9 @@ func streamProblem(s StreamStatus) string {
 		case !p.Current:
 			bad = append(bad, fmt.Sprintf("%s behind by %d", p.Name, p.Lag))
 		}
+	}
+	if len(bad) == 0 {
+		return ""
 	}
 	return "replica " + strings.Join(bad, ", replica ")
 }
