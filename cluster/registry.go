@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -455,13 +456,7 @@ func mismatch(nodes []NodeStatus) []string {
 			ids[x.ID] = true
 		}
 	}
-	for _, id := range slices.Sorted(func(yield func(string) bool) {
-		for id := range ids {
-			if !yield(id) {
-				return
-			}
-		}
-	}) {
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
 		differ("extension "+id, func(n NodeStatus) string {
 			for _, x := range n.Extensions {
 				if x.ID == id {
