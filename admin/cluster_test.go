@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"testing"
 
@@ -42,6 +43,7 @@ func TestClusterStatus(t *testing.T) {
 			ClusterName: "test", StreamMaxAge: config.DefaultClusterStreamMaxAge, StreamMaxBytes: config.DefaultClusterStreamMaxBytes}
 		go func() {
 			n, err := cluster.Start(context.Background(), cluster.Options{DataDir: t.TempDir(), Config: cfg, Version: "test",
+				Logger: slog.New(slog.DiscardHandler),
 				Stress: func() float64 { return 1.5 }, Clients: func() int { return 2 },
 				Extensions: func() []cluster.ExtensionInfo {
 					return []cluster.ExtensionInfo{{ID: "wat-auth", Version: "1.0.0", State: "running"}}
