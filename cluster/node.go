@@ -79,6 +79,10 @@ type Node struct {
 	watch   jetstream.KeyWatcher // its watcher, nil until created
 	seen    map[string]seen      // registry entries by node name
 	problem string               // why the node is unhealthy, "" when it is not
+	clash   string               // set when another node has this name: no more heartbeats
+	// instance tells this run's registry entries from those of another
+	// node with the same name (or of this node's previous run).
+	instance string
 }
 
 // ErrNotReady is wrapped by Start's error when the embedded server does not
@@ -116,7 +120,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	nlog := &natsLog{log: log}
 	srv.SetLoggerV2(nlog, false, false, false)
 	go srv.Start()
-	n := &Node{o: o, cfg: cfg, log: log, srv: srv, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}),
+	n := &Node{o: o, cfg: cfg, log: log, srv: srv, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}), instance: newInstance(),
 		seen: map[string]seen{}}
 	if !srv.ReadyForConnections(o.ReadyTimeout) {
 		srv.Shutdown()
@@ -151,6 +155,11 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	} else if err := n.ensureRegistry(ctx); err != nil {
 		n.setProblem(err.Error())
 		log.Warn("cluster registry not ready", "error", err)
+	} else if err := n.checkClash(ctx); errors.Is(err, ErrNameClash) {
+		n.nc.Close()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("cluster node %s: %w", cfg.Name, err)
 	} else {
 		n.heartbeat(ctx)
 	}

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +78,64 @@ type registryEntry struct {
 	Extensions  []ExtensionInfo `json:"extensions"`
 	StartedAt   time.Time       `json:"started_at"`
 	ClientCount int             `json:"client_count"`
+	// Instance is random per Start: an entry under this node's name with
+	// another instance is another node with the same name, or this
+	// node's previous run (checkClash).
+	Instance string `json:"instance"`
+}
+
+// ErrNameClash is wrapped by Start's error when another node with the
+// same cluster.name runs in the cluster.
+var ErrNameClash = errors.New("another node with this name is running in the cluster")
+
+// newInstance returns a random instance id.
+func newInstance() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+// checkClash looks, before this node's first heartbeat, for an entry
+// under its name. None: fine. One: it is either this node's previous run
+// (a restart within RegistryTTL), which nobody renews, or another node
+// with the same name, which renews it every HeartbeatInterval; checkClash
+// waits up to two heartbeats and a second to tell, and returns an error
+// wrapping ErrNameClash in the second case. (NATS derives Raft peer ids
+// from server names, so two nodes of one name disturb the cluster's
+// JetStream while both run; the later one must leave.)
+func (n *Node) checkClash(ctx context.Context) error {
+	kv := n.bucket()
+	ctx, cancel := context.WithTimeout(ctx, 2*HeartbeatInterval+3*time.Second)
+	defer cancel()
+	e, err := kv.Get(ctx, n.cfg.Name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("registry bucket %s: read %s: %w", RegistryBucket, n.cfg.Name, err)
+	}
+	first := e.Revision()
+	deadline := time.Now().Add(2*HeartbeatInterval + time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+		e, err := kv.Get(ctx, n.cfg.Name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil // deleted: a node that closed
+		}
+		if err != nil || e.Revision() == first {
+			continue
+		}
+		var r registryEntry
+		if json.Unmarshal(e.Value(), &r) == nil && r.Instance != n.instance {
+			return fmt.Errorf("%w: %q renewed its registry entry while this node waited (started %s); give this node another cluster.name",
+				ErrNameClash, n.cfg.Name, r.StartedAt.Format(time.RFC3339))
+		}
+	}
+	return nil
 }
 
 // Status is the cluster as this node sees it: GET /api/v1/cluster and
@@ -231,9 +291,18 @@ func (n *Node) watchRegistry(w jetstream.KeyWatcher) {
 		switch e.Operation() {
 		case jetstream.KeyValuePut:
 			var r registryEntry
-			if err := json.Unmarshal(e.Value(), &r); err != nil {
+			switch err := json.Unmarshal(e.Value(), &r); {
+			case err != nil:
 				n.log.Warn("cluster registry entry unreadable", "key", e.Key(), "error", err)
-			} else {
+			case e.Key() == n.cfg.Name && r.Instance != n.instance:
+				// Another node with this name: the one started later
+				// stops its heartbeat and reports the clash.
+				if r.StartedAt.Before(n.start) && n.clash == "" {
+					n.clash = fmt.Sprintf("%s: another node named %q started at %s", ErrNameClash, n.cfg.Name, r.StartedAt.Format(time.RFC3339))
+					n.problem = n.clash
+					n.log.Error("cluster node name clash: this node stops its heartbeat; give it another cluster.name", "started", r.StartedAt)
+				}
+			default:
 				n.seen[e.Key()] = seen{entry: r, at: time.Now()}
 			}
 		default: // a node that closed deletes its entry
@@ -269,10 +338,23 @@ func (n *Node) heartbeats() {
 // heartbeat puts this node's entry once, creating the registry or raising
 // its replicas as needed, and records the outcome as the node's health.
 func (n *Node) heartbeat(ctx context.Context) {
+	n.mu.Lock()
+	clash := n.clash
+	n.mu.Unlock()
+	if clash != "" {
+		return // the problem stays the clash
+	}
 	kv := n.bucket()
 	if kv == nil {
 		if err := n.ensureRegistry(ctx); err != nil {
 			n.setProblem("jetstream not ready: " + err.Error())
+			return
+		}
+		if err := n.checkClash(context.Background()); errors.Is(err, ErrNameClash) {
+			n.mu.Lock()
+			n.clash, n.problem = err.Error(), err.Error()
+			n.mu.Unlock()
+			n.log.Error("cluster node name clash: this node stops its heartbeat; give it another cluster.name", "error", err)
 			return
 		}
 		kv = n.bucket()
@@ -281,7 +363,7 @@ func (n *Node) heartbeat(ctx context.Context) {
 		n.log.Warn("cluster bucket replicas not raised", "bucket", RegistryBucket, "error", err)
 	}
 	e := registryEntry{Name: n.cfg.Name, Version: n.o.Version, Protocol: ProtocolVersion, StartedAt: n.start.UTC(),
-		Extensions: []ExtensionInfo{}}
+		Extensions: []ExtensionInfo{}, Instance: n.instance}
 	if n.o.Stress != nil {
 		e.Stress = n.o.Stress()
 	}
