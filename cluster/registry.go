@@ -184,7 +184,9 @@ type NodeStatus struct {
 	Registered bool `json:"registered"`
 }
 
-// StreamStatus is one JetStream stream or key-value bucket of Status.
+// StreamStatus is one JetStream stream or key-value bucket of Status:
+// its replicas in force, leader, size in messages and bytes, health (a
+// leader and every peer online and current) and peers.
 type StreamStatus struct {
 	// Name is the stream's name, or the bucket's (without JetStream's
 	// "KV_" prefix of its stream).
@@ -201,7 +203,8 @@ type StreamStatus struct {
 	Peers    []PeerStatus `json:"peers"`
 }
 
-// PeerStatus is one replica of a stream other than its leader.
+// PeerStatus is one replica of a stream other than its leader: whether
+// it is offline, current, and how many operations it is behind.
 type PeerStatus struct {
 	Name    string `json:"name"`
 	Current bool   `json:"current"`
