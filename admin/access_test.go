@@ -215,8 +215,8 @@ func TestNoUserPropertiesWithoutPermission(t *testing.T) {
 	role := allButRole(access.UserPropertiesView)
 	checked := 0
 	for _, rt := range routesOf() {
-		if rt.Method != http.MethodGet {
-			continue
+		if rt.Method != http.MethodGet || rt.Path == "/api/v1/cluster" {
+			continue // the cluster status holds no message (and is 404 alone)
 		}
 		c := r.req(t, "GET", concreteWith(rt, id), nil, bearer(role))
 		if c.code != 200 {

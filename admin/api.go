@@ -80,6 +80,11 @@ type Options struct {
 	ExtensionsDir string
 	// Version is the broker's version, for /api/v1/broker.
 	Version string
+	// ClusterStatus returns the cluster as this node sees it, for GET
+	// /api/v1/cluster (cmd/propolis passes the cluster node's Status; admin
+	// does not import package cluster, so NATS stays out of it). Nil when
+	// the broker has no cluster section: the route answers 404.
+	ClusterStatus func() any
 	// Logger receives the errors of the audit log and of handlers; nil
 	// means slog.Default().
 	Logger *slog.Logger

@@ -138,7 +138,11 @@ func installWatAuth(t *testing.T, exts string) {
 
 // startRig starts a broker with the wat-auth extension, watched, and the
 // API with adm's users on a loopback HTTP server.
-func startRig(t *testing.T, adm config.Admin) *rig {
+func startRig(t *testing.T, adm config.Admin) *rig { return startClusterRig(t, adm, nil) }
+
+// startClusterRig is startRig with the API's ClusterStatus (nil: the
+// broker runs alone).
+func startClusterRig(t *testing.T, adm config.Admin, clusterStatus func() any) *rig {
 	t.Helper()
 	r := &rig{logs: &logBuffer{}, exts: t.TempDir()}
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -192,7 +196,7 @@ func startRig(t *testing.T, adm config.Admin) *rig {
 	t.Cleanup(func() { _ = r.rec.Close() })
 	mux := http.NewServeMux()
 	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: r.acc, Recorder: r.rec, ExtensionsDir: r.exts,
-		Version: "test", Logger: log}).Mount(mux)
+		Version: "test", Logger: log, ClusterStatus: clusterStatus}).Mount(mux)
 	hs := &http.Server{Handler: mux}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() { _ = hs.Close() })

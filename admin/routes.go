@@ -32,6 +32,7 @@ func (a *API) routes() []route {
 
 		{Method: http.MethodGet, Path: p + "/broker", Perm: access.BrokerView, h: a.brokerInfo},
 		{Method: http.MethodGet, Path: p + "/broker/config", Perm: access.ConfigView, h: a.brokerConfig},
+		{Method: http.MethodGet, Path: p + "/cluster", Perm: access.BrokerView, h: a.cluster},
 
 		{Method: http.MethodGet, Path: p + "/traces", Perm: access.TraceManage, h: a.traces},
 		{Method: http.MethodPost, Path: p + "/traces", Perm: access.TraceManage, Action: "trace.start", h: a.startTrace},

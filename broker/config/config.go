@@ -51,6 +51,9 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Trace holds the limits of trace recordings (trace.go).
 	Trace Trace `yaml:"trace"`
+	// Cluster makes this broker a node of a cluster (cluster.go); nil, the
+	// default, runs it alone.
+	Cluster *Cluster `yaml:"cluster"`
 	// Source is the file name the configuration came from, or
 	// "<embedded default>" for Default.
 	Source string `yaml:"-"`
@@ -352,6 +355,9 @@ func Parse(name string, data []byte) (*Config, error) {
 		if l.OverloadProtection == nil {
 			l.OverloadProtection = ptr(true)
 		}
+	}
+	if c.Cluster != nil {
+		c.Cluster.fillDefaults(func(key string) bool { return doc.Has("cluster." + key) })
 	}
 	doc.Add(c.validate()...)
 	if err := doc.Err(); err != nil {

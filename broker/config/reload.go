@@ -83,6 +83,7 @@ var reloadRules = []reloadRule{
 	{key: "admin.audit_log", why: "the audit log is open"},
 	{key: "trace.max_file_size", why: "the trace recorder is opened with it (package trace)"},
 	{key: "trace.max_total_size", why: "the trace recorder is opened with it (package trace)"},
+	{key: "cluster", why: "the cluster node is started with it (package cluster)"},
 }
 
 // Change is one key whose value differs between two configurations.

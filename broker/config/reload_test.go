@@ -20,6 +20,7 @@ func TestReloadRulesCoverEveryKey(t *testing.T) {
 	c.Admin.Users = []AdminUser{{Name: "u", Roles: []string{"admin"}, PasswordHash: "h"}}
 	c.Admin.Tokens = []AdminToken{{Name: "t", SHA256: "s", Roles: []string{"viewer"}}}
 	c.Admin.Hosts = []string{"h"}
+	c.Cluster = &Cluster{Name: "n1", Listen: ":6222", Seeds: []string{"n2:6222"}}
 	f := c.values()
 	used := map[string]bool{}
 	for _, key := range f.keys {
@@ -216,5 +217,67 @@ func TestReadmeListsLiveKeys(t *testing.T) {
 	slices.Sort(live)
 	if !slices.Equal(table, live) {
 		t.Errorf("README.md's reload table lists %v; the live keys are %v", table, live)
+	}
+}
+
+// TestCheckReloadCluster: no cluster key changes at runtime; adding,
+// removing or changing the section is refused naming each key and both
+// values.
+func TestCheckReloadCluster(t *testing.T) {
+	const why = ": the cluster node is started with it (package cluster)"
+	node := func() *Config {
+		c := Default()
+		c.Source = "propolis.yaml"
+		c.Cluster = &Cluster{Name: "n1", Listen: "127.0.0.1:6222", Seeds: []string{"10.0.0.2:6222"}, Replicas: 3,
+			TopicLevelDistribution: 1, ClusterName: "propolis", StreamMaxAge: Duration(time.Hour), StreamMaxBytes: 1 << 30}
+		return c
+	}
+	tests := []struct {
+		name   string
+		old    *Config
+		change func(c *Config)
+		want   []string
+	}{
+		{"unchanged", node(), func(*Config) {}, nil},
+		{"replicas and a seed", node(), func(c *Config) {
+			c.Cluster.Replicas = 1
+			c.Cluster.Seeds = append(c.Cluster.Seeds, "10.0.0.3:6222")
+		}, []string{
+			`reload propolis.yaml: cluster.replicas cannot change while running (old 3, new 1)` + why,
+			`reload propolis.yaml: cluster.seeds[1] cannot change while running (old (none), new "10.0.0.3:6222")` + why,
+		}},
+		{"name and age", node(), func(c *Config) {
+			c.Cluster.Name = "n9"
+			c.Cluster.StreamMaxAge = Duration(time.Minute)
+		}, []string{
+			`reload propolis.yaml: cluster.name cannot change while running (old "n1", new "n9")` + why,
+			`reload propolis.yaml: cluster.stream_max_age cannot change while running (old 1h, new 1m)` + why,
+		}},
+		{"section removed", node(), func(c *Config) { c.Cluster.Seeds = nil; c.Cluster = nil }, []string{
+			`reload propolis.yaml: cluster.name cannot change while running (old "n1", new (none))` + why,
+			`reload propolis.yaml: cluster.listen cannot change while running (old "127.0.0.1:6222", new (none))` + why,
+			`reload propolis.yaml: cluster.seeds[0] cannot change while running (old "10.0.0.2:6222", new (none))` + why,
+			`reload propolis.yaml: cluster.replicas cannot change while running (old 3, new (none))` + why,
+			`reload propolis.yaml: cluster.topic_level_distribution cannot change while running (old 1, new (none))` + why,
+			`reload propolis.yaml: cluster.cluster_name cannot change while running (old "propolis", new (none))` + why,
+			`reload propolis.yaml: cluster.stream_max_age cannot change while running (old 1h, new (none))` + why,
+			`reload propolis.yaml: cluster.stream_max_bytes cannot change while running (old 1GiB, new (none))` + why,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cur := node()
+			tt.change(cur)
+			changes, err := CheckReload(tt.old, cur, true)
+			if tt.want == nil {
+				if err != nil || len(changes) != 0 {
+					t.Fatalf("CheckReload = %+v, %v; want no change", changes, err)
+				}
+				return
+			}
+			if want := strings.Join(tt.want, "\n"); err == nil || err.Error() != want {
+				t.Fatalf("CheckReload = %+v, %v\nwant error:\n%s", changes, err, want)
+			}
+		})
 	}
 }

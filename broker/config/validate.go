@@ -155,6 +155,7 @@ func (c *Config) validate() Errors {
 	c.validateOverload(ch)
 	c.validateAdmin(ch)
 	c.validateTrace(ch)
+	c.validateCluster(ch)
 	return ch.errs
 }
 

@@ -112,7 +112,8 @@
 // the line "propolis-data N". FormatVersion (3) is the format this build
 // writes. Open reads FORMAT before touching pebble:
 //
-//   - no FORMAT in a missing or empty folder: create the folder, write
+//   - no FORMAT in a missing or empty folder (empty but for ClusterDir,
+//     which a cluster node creates before the store opens): create the folder, write
 //     FORMAT (temp file, fsync, rename, fsync of the folder) and start an
 //     empty store;
 //   - no FORMAT in a folder that holds anything: ErrNotDataDir;

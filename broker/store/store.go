@@ -24,6 +24,12 @@ const FormatVersion = 3
 // ErrNewerFormat means the data folder was written by a newer propolis.
 var ErrNewerFormat = errors.New("data folder written by a newer propolis")
 
+// ClusterDir is the subfolder of the data folder where a cluster node
+// (package cluster) keeps its JetStream store. The node starts before the
+// store is first opened, so a fresh data folder may hold it, and nothing
+// else, before FORMAT is written.
+const ClusterDir = "cluster"
+
 // ErrNotDataDir means the folder is not empty but holds no FORMAT file, so it is not a propolis data folder.
 var ErrNotDataDir = errors.New("folder is not empty and has no FORMAT file: not a propolis data folder")
 
@@ -194,7 +200,7 @@ func openDB(dir string, repair bool, log *slog.Logger, started *atomic.Bool, onF
 	}
 	if version == 0 {
 		for _, e := range ents {
-			if e.Name() != formatTemp {
+			if e.Name() != formatTemp && !(e.Name() == ClusterDir && e.IsDir()) {
 				return nil, nil, ErrNotDataDir
 			}
 		}

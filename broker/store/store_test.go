@@ -723,6 +723,15 @@ func TestOpenRefuses(t *testing.T) {
 			want: ErrNotDataDir,
 		},
 		{
+			name: "cluster file, not folder",
+			setup: func(t *testing.T) string {
+				dir := t.TempDir()
+				mustDo(t, os.WriteFile(filepath.Join(dir, ClusterDir), []byte("mine"), 0o644))
+				return dir
+			},
+			want: ErrNotDataDir,
+		},
+		{
 			name: "pebble folder without FORMAT",
 			setup: func(t *testing.T) string {
 				dir := makeStore(t)
@@ -816,5 +825,21 @@ func TestExtensionKeysAfter(t *testing.T) {
 	}
 	if _, _, err := s.ExtensionKeysAfter("", "", "", 1); !errors.Is(err, ErrInvalidName) {
 		t.Errorf("empty extension id: %v, want ErrInvalidName", err)
+	}
+}
+
+// TestOpenBesideClusterDir: a fresh data folder holding only a cluster
+// node's folder (ClusterDir, made before the store opens) opens as a new
+// store, and the cluster folder is left alone.
+func TestOpenBesideClusterDir(t *testing.T) {
+	dir := t.TempDir()
+	mustDo(t, os.MkdirAll(filepath.Join(dir, ClusterDir, "jetstream"), 0o755))
+	s, err := Open(Options{Dir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	mustDo(t, s.Close())
+	if _, err := os.Stat(filepath.Join(dir, ClusterDir, "jetstream")); err != nil {
+		t.Fatalf("cluster folder: %v", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/propolis-mqtt/propolis/admin/ui"
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/cluster"
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/opshttp"
 	"github.com/propolis-mqtt/propolis/trace"
@@ -128,7 +129,7 @@ func (a *adminState) logMode(p *access.Policy, log *slog.Logger) {
 // makes the Access over p and mounts the API on mux. It logs the mode:
 // local mode warns that anyone on this machine can use the API.
 func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *access.Policy, srv *broker.Server, h *host.Host,
-	log *slog.Logger) (*adminState, error) {
+	node *cluster.Node, log *slog.Logger) (*adminState, error) {
 	path := cfg.Admin.AuditLog
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(cfg.DataDir, path)
@@ -146,8 +147,12 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	}
 	rec.Attach(srv)
 	acc := access.New(p, access.Options{Addr: ops.Addr(), TLS: strings.HasPrefix(ops.URL(), "https:"), Audit: audit, Logger: log})
+	var clusterStatus func() any // nil without a cluster section: GET /api/v1/cluster answers 404
+	if node != nil {
+		clusterStatus = func() any { return node.Status() }
+	}
 	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
-		Version: version, Logger: log}).Mount(mux)
+		Version: version, Logger: log, ClusterStatus: clusterStatus}).Mount(mux)
 	ui.Mount(mux) // the web control center at /ui/; / redirects there
 	url, every := openURL(ops)
 	where := []any{"control_center", url + ui.Prefix, "api", url + admin.Prefix}

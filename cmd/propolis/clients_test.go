@@ -80,7 +80,13 @@ func serveForClients(t *testing.T, cmd *exec.Cmd) *ccBroker {
 // environment, $PROPOLIS_ADMIN_TOKEN unset unless env sets it.
 func runClients(t *testing.T, env []string, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"clients"}, args...)...)
+	return runAdminCLI(t, env, append([]string{"clients"}, args...)...)
+}
+
+// runAdminCLI runs propolis with args, as runClients does.
+func runAdminCLI(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, tokenEnv+"=") {
@@ -99,7 +105,7 @@ func runClients(t *testing.T, env []string, args ...string) (int, string, string
 	case <-done:
 	case <-time.After(poll.Timeout):
 		_ = cmd.Process.Kill()
-		t.Fatalf("propolis clients %v did not exit", args)
+		t.Fatalf("propolis %v did not exit", args)
 	}
 	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
 }

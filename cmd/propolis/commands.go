@@ -80,6 +80,7 @@ made by another wazero version or for another CPU is never used.`,
 		adminTokenCommand(),
 	}
 	commands = append(commands, clientsCommands()...)
+	commands = append(commands, clusterStatusCommand())
 	commands = append(commands, []*command{
 		{
 			name: "extensions check", arg: "PATH", argWhat: "module (.wasm) or extension folder",

@@ -30,6 +30,8 @@ func TestHelp(t *testing.T) {
 		{"extensions disable ID --help", []string{"extensions", "disable", "acl", "--help"}, []string{"usage: propolis extensions disable ID "}},
 		{"version --help", []string{"version", "--help"}, []string{"usage: propolis version\n"}},
 		{"help help", []string{"help", "help"}, []string{"usage: propolis help [COMMAND]\n"}},
+		{"help lists cluster status", []string{"help"}, []string{"  propolis cluster status [--config FILE] [--json] [--token-file FILE] [--url URL]\n"}},
+		{"help cluster status", []string{"help", "cluster", "status"}, []string{"usage: propolis cluster status ", "replication factor in force", "broker.view"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/propolis-mqtt/propolis/abi"
@@ -116,18 +117,32 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 		return err
 	}
 	defer h.Close(context.Background())
+	// The cluster node, with a cluster section only (nil otherwise: no
+	// NATS code runs). It starts before the broker and is closed after it
+	// (deferred here, so after srv.Close on every path below).
+	var brokerRef atomic.Pointer[broker.Server] // for the registry, from broker.New on
+	node, err := startCluster(cfg, h, &brokerRef, log)
+	if err != nil {
+		return err
+	}
+	if node != nil {
+		defer node.Close()
+	}
 	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, ApplyLog: out.set, RepairStore: repair, Version: version,
 		Extensions: broker.Extensions{Authenticator: h, Events: h, Interceptors: h}})
+	// cluster wiring: broker.Options.Cluster = node (the broker's Cluster
+	// interface, broker/cluster.go) goes in the options above.
 	if errors.Is(err, store.ErrDamagedWAL) {
 		return fmt.Errorf("%w; serve --repair copies the data folder aside and starts without the damaged part", err)
 	}
 	if err != nil {
 		return err
 	}
+	brokerRef.Store(srv)
 	// The second step of the wiring: the host reaches the broker's services
 	// (sessions, subscriptions, retained messages, publishing) from here on.
 	h.UseBroker(srv)
-	adm, err = serveOps(ops, srv, h, ext, policy, log)
+	adm, err = serveOps(ops, srv, h, node, ext, policy, log)
 	if err != nil {
 		_ = srv.Close()
 		return err
@@ -143,6 +158,9 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 		return srv.Close()
 	default:
 	}
+	// cluster wiring: node.UseBroker(srv) and node.Join(ctx) (subscriptions
+	// of restored sessions, retained replay) go here, before the broker
+	// accepts clients.
 	if err := srv.Start(); err != nil {
 		_ = srv.Close()
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/propolis-mqtt/propolis/admin/access"
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/cluster"
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/metrics"
 	"github.com/propolis-mqtt/propolis/opshttp"
@@ -61,7 +62,7 @@ func extensionMetrics(ops *opshttp.Server, opts *host.Options) *metrics.Extensio
 // It mounts the admin API (mountAdmin) on the same mux, with policy; the
 // returned state is nil when the endpoint is off or policy is nil (the
 // admin API is off: admin.enabled false).
-func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, ext *metrics.Extensions, policy *access.Policy,
+func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, node *cluster.Node, ext *metrics.Extensions, policy *access.Policy,
 	log *slog.Logger) (*adminState, error) {
 	if ops == nil {
 		return nil, nil
@@ -84,7 +85,7 @@ func serveOps(ops *opshttp.Server, srv *broker.Server, h *host.Host, ext *metric
 	mux := opshttp.Routes{Gatherer: reg, Ready: ready, Logger: log}.Mux()
 	var adm *adminState
 	if policy != nil {
-		if adm, err = mountAdmin(mux, ops, srv.Config(), policy, srv, h, log); err != nil {
+		if adm, err = mountAdmin(mux, ops, srv.Config(), policy, srv, h, node, log); err != nil {
 			return nil, err
 		}
 	} else {

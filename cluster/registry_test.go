@@ -1,0 +1,69 @@
+package cluster
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestMismatch: the alive registered nodes' differences, one line each,
+// naming every node's value; silent nodes and bare JetStream peers are
+// left out.
+func TestMismatch(t *testing.T) {
+	acl := func(v, state string) ExtensionInfo { return ExtensionInfo{ID: "acl", Version: v, State: state} }
+	node := func(name, version string, protocol int, exts ...ExtensionInfo) NodeStatus {
+		return NodeStatus{Name: name, Version: version, Protocol: protocol, Extensions: exts, Alive: true, Registered: true}
+	}
+	tests := []struct {
+		name  string
+		nodes []NodeStatus
+		want  []string
+	}{
+		{"agree", []NodeStatus{node("a", "1.0", 1, acl("1", "running")), node("b", "1.0", 1, acl("1", "running"))}, []string{}},
+		{"one node", []NodeStatus{node("a", "1.0", 1)}, []string{}},
+		{"versions and protocol", []NodeStatus{node("a", "1.0", 1), node("b", "1.1", 2), node("c", "1.0", 1)}, []string{
+			"propolis version differs: a 1.0, b 1.1, c 1.0",
+			"cluster protocol differs: a 1, b 2, c 1",
+		}},
+		{"extension missing, other version, other state", []NodeStatus{
+			node("a", "1.0", 1, acl("1", "running"), ExtensionInfo{ID: "log", Version: "2", State: "running"}),
+			node("b", "1.0", 1, acl("2", "running")),
+			node("c", "1.0", 1, acl("1", "disabled"), ExtensionInfo{ID: "log", Version: "2", State: "running"}),
+		}, []string{
+			"extension acl differs: a 1 running, b 2 running, c 1 disabled",
+			"extension log differs: a 2 running, b (none), c 2 running",
+		}},
+		{"silent node and bare peer ignored", []NodeStatus{
+			node("a", "1.0", 1),
+			{Name: "b", Version: "0.9", Protocol: 1, Registered: true},
+			{Name: "c", Alive: true},
+		}, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mismatch(tt.nodes); !slices.Equal(got, tt.want) {
+				t.Errorf("mismatch = %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestStreamProblem: why a stream is unhealthy, or "" when it is not.
+func TestStreamProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		s    StreamStatus
+		want string
+	}{
+		{"healthy", StreamStatus{Leader: "a", Peers: []PeerStatus{{Name: "b", Current: true}}}, ""},
+		{"no leader", StreamStatus{Peers: []PeerStatus{{Name: "b", Current: true}}}, "no leader"},
+		{"peers", StreamStatus{Leader: "a", Peers: []PeerStatus{{Name: "b", Offline: true}, {Name: "c", Lag: 12}}},
+			"replica b offline, replica c behind by 12"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.s.Problem(); got != tt.want {
+				t.Errorf("Problem() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

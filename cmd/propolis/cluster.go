@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/cluster"
+	"github.com/propolis-mqtt/propolis/host"
+)
+
+// The `propolis cluster status` command: the cluster as the running
+// broker's node sees it, through its admin API (GET /api/v1/cluster), as
+// the control center shows it.
+
+// clusterStatusCommand is `propolis cluster status`.
+func clusterStatusCommand() *command {
+	return &command{
+		name:    "cluster status",
+		summary: "print the cluster a running broker is a node of: nodes, versions, stress, streams (admin API)",
+		about: `Prints the cluster as the running broker's node sees it: whether it is
+healthy and why not, the replication factor in force (cluster.replicas
+capped by the number of nodes), each node with its Propolis and cluster
+protocol versions, stress level, clients, extensions and whether it is
+alive, each JetStream stream and key-value bucket with its replicas,
+leader and health, and how the alive nodes differ (a rolling upgrade in
+progress shows there). --json prints the API's JSON instead. A broker
+without a cluster section answers that it runs without one.` + fmt.Sprintf(clientsAbout, "broker.view"),
+		flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
+			af := declareAdminFlags(fs)
+			asJSON := fs.Bool("json", false, "print the API's JSON")
+			return func(_ string, stdout, _ io.Writer) error {
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				return showCluster(c, *asJSON, stdout)
+			}
+		},
+	}
+}
+
+// showCluster prints GET /api/v1/cluster.
+func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
+	var st cluster.Status
+	var raw []byte
+	if err := c.get("/cluster", &st, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		return printJSON(w, v)
+	}
+	health := "healthy"
+	if !st.Healthy {
+		health = "UNHEALTHY"
+	}
+	fmt.Fprintf(w, "cluster %s, seen from node %s: %s\n", printable(st.Cluster), printable(st.Node), health)
+	for _, p := range st.Problems {
+		fmt.Fprintf(w, "  problem: %s\n", printable(p))
+	}
+	fmt.Fprintf(w, "replication factor in force: %d (configured %d)\n", st.Replicas, st.ConfiguredReplicas)
+	fmt.Fprintf(w, "cluster protocol of this node: %d\n", st.Protocol)
+
+	fmt.Fprintf(w, "\nnodes (%d):\n", len(st.Nodes))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tSTATE\tVERSION\tPROTOCOL\tSTRESS\tCLIENTS\tLAST SEEN\tEXTENSIONS")
+	for _, n := range st.Nodes {
+		state := "alive"
+		switch {
+		case !n.Registered:
+			state = "jetstream peer only"
+			if !n.Alive {
+				state += ", offline"
+			}
+		case !n.Alive:
+			state = "silent"
+		}
+		exts := make([]string, len(n.Extensions))
+		for i, x := range n.Extensions {
+			exts[i] = fmt.Sprintf("%s@%s (%s)", printable(x.ID), printable(x.Version), x.State)
+		}
+		protocol, stress, clients, seen := "-", "-", "-", "-"
+		if n.Registered {
+			protocol, stress, clients = fmt.Sprint(n.Protocol), fmt.Sprintf("%.1f", n.Stress), fmt.Sprint(n.Clients)
+			seen = timeText(&n.LastSeen)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(n.Name), state, orDash(printable(n.Version)), protocol, stress,
+			clients, seen, orDash(strings.Join(exts, ", ")))
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nstreams and buckets (%d):\n", len(st.Streams))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tKIND\tREPLICAS\tLEADER\tMESSAGES\tBYTES\tHEALTH")
+	for _, s := range st.Streams {
+		health := s.Problem()
+		if health == "" {
+			health = "ok"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Name, s.Kind, s.Replicas, orDash(s.Leader), s.Messages, s.Bytes, health)
+	}
+	tw.Flush()
+
+	if len(st.Mismatch) > 0 {
+		fmt.Fprintf(w, "\nnodes differ (%d):\n", len(st.Mismatch))
+		for _, m := range st.Mismatch {
+			fmt.Fprintf(w, "  %s\n", printable(m))
+		}
+	}
+	return nil
+}
+
+// startCluster starts the cluster node of cfg's cluster section, or
+// returns nil without one. The registry reads the host's extensions and,
+// once broker.New has stored it in srv, the broker's stress level and
+// client count; before that it reports 0 for both.
+func startCluster(cfg *config.Config, h *host.Host, srv *atomic.Pointer[broker.Server], log *slog.Logger) (*cluster.Node, error) {
+	if cfg.Cluster == nil {
+		return nil, nil
+	}
+	return cluster.Start(context.Background(), cluster.Options{
+		DataDir: cfg.DataDir,
+		Config:  cfg.Cluster,
+		Version: version,
+		Logger:  log,
+		Stress: func() float64 {
+			if s := srv.Load(); s != nil {
+				return s.Overload().Level
+			}
+			return 0
+		},
+		Clients: func() int {
+			if s := srv.Load(); s != nil {
+				return int(s.Levels().ClientsConnected)
+			}
+			return 0
+		},
+		Extensions: func() []cluster.ExtensionInfo { return clusterExtensions(h.Status()) },
+	})
+}
+
+// clusterExtensions is what the registry reports of the host's extensions.
+func clusterExtensions(sts []host.Status) []cluster.ExtensionInfo {
+	out := make([]cluster.ExtensionInfo, len(sts))
+	for i, st := range sts {
+		out[i] = cluster.ExtensionInfo{ID: st.ID, Version: st.Version, State: string(st.State)}
+	}
+	return out
+}
