@@ -83,6 +83,12 @@ type Node struct {
 	// instance tells this run's registry entries from those of another
 	// node with the same name (or of this node's previous run).
 	instance string
+	// router, owners and shared are the parts acting on messages,
+	// client ids and shared subscriptions (cluster.go), nil until
+	// StartRouting and UseBroker.
+	router *router
+	owners *owners
+	shared *shared
 }
 
 // ErrNotReady is wrapped by Start's error when the embedded server does not
@@ -269,6 +275,7 @@ func (n *Node) waitJetStream(ctx context.Context) error {
 // after its own Close; calling it again does nothing.
 func (n *Node) Close() {
 	n.closer.Do(func() {
+		n.closeParts()
 		close(n.stop)
 		<-n.done
 		if kv := n.bucket(); kv != nil {

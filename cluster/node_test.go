@@ -17,22 +17,22 @@ import (
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
-// testCluster returns a valid cluster section for node name.
-func testCluster(name, listen string, seeds ...string) *config.Cluster {
+// clusterSection returns a valid cluster section for node name.
+func clusterSection(name, listen string, seeds ...string) *config.Cluster {
 	return &config.Cluster{Name: name, Listen: listen, Seeds: seeds, Replicas: config.DefaultClusterReplicas,
 		TopicLevelDistribution: 1, ClusterName: "test", StreamMaxAge: config.DefaultClusterStreamMaxAge,
 		StreamMaxBytes: config.DefaultClusterStreamMaxBytes}
 }
 
-// startNode starts a node for t with o's Config, a fresh data folder and
+// startClusterNode starts a node for t with o's Config, a fresh data folder and
 // the test's logger, and closes it when t ends.
-func startNode(t *testing.T, o Options) *Node {
+func startClusterNode(t *testing.T, o Options) *Node {
 	t.Helper()
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
 	}
 	if o.Logger == nil {
-		o.Logger = testLogger(t)
+		o.Logger = logTo(t)
 	}
 	n, err := Start(context.Background(), o)
 	if err != nil {
@@ -42,8 +42,8 @@ func startNode(t *testing.T, o Options) *Node {
 	return n
 }
 
-// testLogger logs to the test at warn and above.
-func testLogger(t *testing.T) *slog.Logger {
+// logTo logs to the test at warn and above.
+func logTo(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
@@ -82,7 +82,7 @@ func TestSingleNode(t *testing.T) {
 	data := t.TempDir()
 	self := freePorts(t, 1)[0]
 	exts := []ExtensionInfo{{ID: "allow-all", Version: "1.0.0", State: "running"}}
-	n := startNode(t, Options{DataDir: data, Config: testCluster("solo", self, "localhost"+self[strings.LastIndex(self, ":"):]), Version: "v9.9.9",
+	n := startClusterNode(t, Options{DataDir: data, Config: clusterSection("solo", self, "localhost"+self[strings.LastIndex(self, ":"):]), Version: "v9.9.9",
 		Stress: func() float64 { return 2.5 }, Clients: func() int { return 7 }, Extensions: func() []ExtensionInfo { return exts }})
 	if n.Name() != "solo" || n.Replicas() != 1 {
 		t.Fatalf("Name, Replicas = %s, %d; want solo, 1", n.Name(), n.Replicas())
@@ -130,10 +130,10 @@ func TestThreeNodes(t *testing.T) {
 	nodes := make([]*Node, 3)
 	started := make(chan error, 3)
 	for i := range nodes {
-		cfg := testCluster(names[i], addrs[i], addrs...)
+		cfg := clusterSection(names[i], addrs[i], addrs...)
 		cfg.Replicas = 5 // capped at 3
 		go func() {
-			n, err := Start(context.Background(), Options{DataDir: t.TempDir(), Config: cfg, Version: "v1", Logger: testLogger(t)})
+			n, err := Start(context.Background(), Options{DataDir: t.TempDir(), Config: cfg, Version: "v1", Logger: logTo(t)})
 			nodes[i] = n
 			started <- err
 		}()
@@ -180,11 +180,11 @@ func TestThreeNodes(t *testing.T) {
 // is 2 whatever cluster.replicas says above it, and 1 when it says 1.
 func TestTwoNodesCapReplicas(t *testing.T) {
 	addrs := freePorts(t, 2)
-	a := testCluster("a", addrs[0], addrs[1])
-	b := testCluster("b", addrs[1], addrs[0])
+	a := clusterSection("a", addrs[0], addrs[1])
+	b := clusterSection("b", addrs[1], addrs[0])
 	done := make(chan *Node)
-	go func() { done <- startNode(t, Options{Config: a}) }()
-	nb := startNode(t, Options{Config: b})
+	go func() { done <- startClusterNode(t, Options{Config: a}) }()
+	nb := startClusterNode(t, Options{Config: b})
 	na := <-done
 	for _, n := range []*Node{na, nb} {
 		poll.Until(t, n.Name()+" has 2 replicas in force", func() bool { return n.Replicas() == 2 })
@@ -195,7 +195,7 @@ func TestTwoNodesCapReplicas(t *testing.T) {
 // within the deadline, serving, and reports itself unhealthy.
 func TestUnreachableSeed(t *testing.T) {
 	addrs := freePorts(t, 2) // the second is nobody's
-	n := startNode(t, Options{Config: testCluster("lonely", addrs[0], addrs[1]), ReadyTimeout: 3 * time.Second})
+	n := startClusterNode(t, Options{Config: clusterSection("lonely", addrs[0], addrs[1]), ReadyTimeout: 3 * time.Second})
 	st := n.Status()
 	if st.Healthy || len(st.Problems) == 0 {
 		t.Fatalf("status %+v, want unhealthy with a problem", st)
@@ -213,8 +213,8 @@ func TestRouteAddressInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, err = Start(context.Background(), Options{DataDir: t.TempDir(), Config: testCluster("busy", l.Addr().String(), freePorts(t, 1)[0]),
-		Logger: testLogger(t), ReadyTimeout: 5 * time.Second})
+	_, err = Start(context.Background(), Options{DataDir: t.TempDir(), Config: clusterSection("busy", l.Addr().String(), freePorts(t, 1)[0]),
+		Logger: logTo(t), ReadyTimeout: 5 * time.Second})
 	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), l.Addr().String()) {
 		t.Fatalf("Start = %v, want ErrNotReady naming %s", err, l.Addr())
 	}
@@ -229,12 +229,12 @@ func TestRouteAddressInUse(t *testing.T) {
 func TestNameClash(t *testing.T) {
 	addrs := freePorts(t, 3)
 	done := make(chan *Node)
-	go func() { done <- startNode(t, Options{Config: testCluster("x", addrs[0], addrs[1])}) }()
-	y := startNode(t, Options{Config: testCluster("y", addrs[1], addrs[0])})
+	go func() { done <- startClusterNode(t, Options{Config: clusterSection("x", addrs[0], addrs[1])}) }()
+	y := startClusterNode(t, Options{Config: clusterSection("y", addrs[1], addrs[0])})
 	x := <-done
 	poll.Until(t, "x and y healthy", func() bool { return x.Status().Healthy && y.Status().Healthy })
-	clash, err := Start(context.Background(), Options{DataDir: t.TempDir(), Config: testCluster("x", addrs[2], addrs[1]),
-		Logger: testLogger(t), ReadyTimeout: 5 * time.Second})
+	clash, err := Start(context.Background(), Options{DataDir: t.TempDir(), Config: clusterSection("x", addrs[2], addrs[1]),
+		Logger: logTo(t), ReadyTimeout: 5 * time.Second})
 	switch {
 	case err != nil:
 		if !errors.Is(err, ErrNameClash) || !strings.Contains(err.Error(), `"x"`) {

@@ -107,14 +107,14 @@ func newOwners(o ownerOptions) (*owners, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 	defer cancel()
-	kv, err := o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, _, err := ensureBucket(ctx, o.JS, jetstream.KeyValueConfig{
 		Bucket:      ClientsBucket,
 		Description: "Propolis: the node of each connected client id",
 		History:     1,
 		Replicas:    max(o.Replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("client owners: create bucket %s: %w", ClientsBucket, err)
+		return nil, fmt.Errorf("client owners: %w", err)
 	}
 	w := &owners{o: o, kv: kv, done: make(chan struct{}), local: map[string]*localOwner{}}
 	w.ctx, w.cancel = context.WithCancel(context.Background())

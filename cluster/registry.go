@@ -238,22 +238,16 @@ func (n *Node) bucket() jetstream.KeyValue {
 // factor to the one in force (never lowers it: a node starting alone in a
 // cluster of three must not shrink it), and starts watching it.
 func (n *Node) ensureRegistry(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, registrySetup)
 	defer cancel()
 	want := n.Replicas()
-	kv, err := n.jsx.KeyValue(ctx, RegistryBucket)
-	switch {
-	case errors.Is(err, jetstream.ErrBucketNotFound):
-		kv, err = n.jsx.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: RegistryBucket, TTL: RegistryTTL, Replicas: want,
-			Description: "Propolis node registry: one entry per node, renewed every " + HeartbeatInterval.String()})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = n.jsx.KeyValue(ctx, RegistryBucket)
-		}
-	case err == nil:
-		err = n.raiseReplicas(ctx, kv, want)
-	}
+	kv, raised, err := ensureBucket(ctx, n.jsx, jetstream.KeyValueConfig{Bucket: RegistryBucket, TTL: RegistryTTL, Replicas: want,
+		Description: "Propolis node registry: one entry per node, renewed every " + HeartbeatInterval.String()})
 	if err != nil {
-		return fmt.Errorf("registry bucket %s: %w", RegistryBucket, err)
+		return fmt.Errorf("registry: %w", err)
+	}
+	if raised {
+		n.log.Info("cluster bucket replicas raised", "bucket", RegistryBucket, "to", want)
 	}
 	w, err := kv.WatchAll(context.Background())
 	if err != nil {
@@ -266,7 +260,11 @@ func (n *Node) ensureRegistry(ctx context.Context) error {
 	return nil
 }
 
-// raiseReplicas updates the bucket kv to want replicas if it has fewer.
+// registrySetup bounds ensureRegistry.
+const registrySetup = 30 * time.Second
+
+// raiseReplicas updates the bucket kv to want replicas if it has fewer:
+// once per heartbeat, as nodes join.
 func (n *Node) raiseReplicas(ctx context.Context, kv jetstream.KeyValue, want int) error {
 	st, err := kv.Status(ctx)
 	if err != nil {

@@ -109,7 +109,10 @@ type router struct {
 	mu     sync.Mutex
 	broker remoteBroker
 	subs   map[string]*routeSub // by subscription subject
-	closed bool
+	// retainedSub receives the retained messages other nodes store
+	// (useBroker).
+	retainedSub *nats.Subscription
+	closed      bool
 
 	inbox    chan *nats.Msg
 	done     chan struct{}
@@ -148,11 +151,11 @@ func newRouter(o routerOptions) (*router, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	if _, err := o.JS.CreateOrUpdateStream(ctx, messagesConfig(o)); err != nil {
-		return nil, fmt.Errorf("cluster router: stream %s: %w", MessagesStream, err)
+	if err := ensureStream(ctx, o.JS, messagesConfig(o)); err != nil {
+		return nil, fmt.Errorf("cluster router: %w", err)
 	}
-	if _, err := o.JS.CreateOrUpdateStream(ctx, retainedConfig(o)); err != nil {
-		return nil, fmt.Errorf("cluster router: stream %s: %w", RetainedStream, err)
+	if err := ensureStream(ctx, o.JS, retainedConfig(o)); err != nil {
+		return nil, fmt.Errorf("cluster router: %w", err)
 	}
 	r := &router{
 		o:     o,
@@ -264,6 +267,17 @@ func (r *router) useBroker(b remoteBroker) error {
 		return errors.New("cluster router closed")
 	}
 	r.broker = b
+	// Every retained message of the cluster, whatever this node's
+	// subscriptions: a client subscribing here later must find it. Into
+	// the same inbox, so that it is stored in the order its live copy
+	// (which stores it too) is delivered.
+	if r.retainedSub == nil {
+		sub, err := r.o.Conn.ChanSubscribe(retainedPrefix+".>", r.inbox)
+		if err != nil {
+			return fmt.Errorf("cluster router: subscribe to retained messages: %w", err)
+		}
+		r.retainedSub = sub
+	}
 	for subj, s := range r.subs {
 		if s.sub != nil {
 			continue
@@ -350,6 +364,11 @@ func (r *router) Dropped() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := r.dropped.Load()
+	if r.retainedSub != nil {
+		if d, err := r.retainedSub.Dropped(); err == nil {
+			n += uint64(d)
+		}
+	}
 	for _, s := range r.subs {
 		if s.sub == nil {
 			continue
@@ -387,7 +406,11 @@ func (r *router) deliver(msg *nats.Msg) {
 		r.mu.Lock()
 		b := r.broker
 		r.mu.Unlock()
-		err = b.InjectRemote(m, publisher)
+		if strings.HasPrefix(msg.Subject, retainedPrefix+".") {
+			err = applyRetained(b, m)
+		} else {
+			err = b.InjectRemote(m, publisher)
+		}
 	}
 	if err != nil {
 		n := r.rejected.Add(1)
@@ -456,13 +479,10 @@ func (r *router) replayRetained(ctx context.Context) (int, error) {
 		}
 		nm := &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}
 		m, _, err := decode(nm)
-		switch {
-		case err != nil:
+		if err != nil {
 			r.log.Warn("cluster: retained message not replayed", "subject", msg.Subject(), "error", err)
-		case len(m.Payload) == 0:
-			err = b.DeleteRetained(m.Topic)
-		default:
-			err = b.PutRetained(m)
+		} else {
+			err = applyRetained(b, m)
 		}
 		if err != nil && !errors.Is(err, broker.ErrInvalidArgument) {
 			return n, fmt.Errorf("replay retained message of %q: %w", m.Topic, err)
@@ -478,6 +498,15 @@ func (r *router) replayRetained(ctx context.Context) (int, error) {
 	}
 }
 
+// applyRetained puts m into b's retained store, or removes the topic's
+// retained message when m's payload is empty (a deletion).
+func applyRetained(b remoteBroker, m broker.Message) error {
+	if len(m.Payload) == 0 {
+		return b.DeleteRetained(m.Topic)
+	}
+	return b.PutRetained(m)
+}
+
 // close stops receiving and unsubscribes; it does not close Conn.
 func (r *router) close() {
 	r.mu.Lock()
@@ -491,6 +520,10 @@ func (r *router) close() {
 			r.removeSub(s.sub)
 		}
 		delete(r.subs, subj)
+	}
+	if r.retainedSub != nil {
+		r.removeSub(r.retainedSub)
+		r.retainedSub = nil
 	}
 	r.mu.Unlock()
 	close(r.done)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -392,29 +393,17 @@ func TestUnsubscribeStopsRouting(t *testing.T) {
 	b.subscribe(t, c1, "s/1") // the same filter again counts once
 	b.subscribe(t, c2, "s/2")
 	want := map[string]int{"pm.s": 2}
-	if got := b.router.subjects(); !maps(got, want) {
+	if got := b.router.subjects(); !maps.Equal(got, want) {
 		t.Fatalf("subjects %v, want %v", got, want)
 	}
 	if _, err := c1.Unsubscribe(brokertest.OpCtx(t), &paho.Unsubscribe{Topics: []string{"s/1"}}); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, "one filter left on pm.s", func() bool { return maps(b.router.subjects(), map[string]int{"pm.s": 1}) })
+	poll.Until(t, "one filter left on pm.s", func() bool { return maps.Equal(b.router.subjects(), map[string]int{"pm.s": 1}) })
 	if err := c2.Disconnect(&paho.Disconnect{}); err != nil {
 		t.Fatal(err)
 	}
 	poll.Until(t, "no subject once c2's session ended", func() bool { return len(b.router.subjects()) == 0 })
-}
-
-func maps(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestDecodeRefusesBadBodies: a body that is cut or malformed is an error
@@ -491,7 +480,7 @@ func TestRestoredSessionsSubscribe(t *testing.T) {
 	first.router.close()
 
 	again := startNodeIn(t, ns, "b", dir)
-	if got := again.router.subjects(); !maps(got, map[string]int{"pm.kept": 1}) {
+	if got := again.router.subjects(); !maps.Equal(got, map[string]int{"pm.kept": 1}) {
 		t.Fatalf("subjects after restart: %v, want pm.kept once", got)
 	}
 	again.synced(t)

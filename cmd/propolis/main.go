@@ -125,13 +125,18 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	var bc broker.Cluster // nil without a cluster (not a nil *cluster.Node)
 	if node != nil {
 		defer node.Close()
+		// The streams before broker.New: its restore reports the restored
+		// sessions' filters and forwards crash wills.
+		if err := node.StartRouting(); err != nil {
+			return err
+		}
+		bc = node
 	}
 	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, ApplyLog: out.set, RepairStore: repair, Version: version,
-		Extensions: broker.Extensions{Authenticator: h, Events: h, Interceptors: h}})
-	// cluster wiring: broker.Options.Cluster = node (the broker's Cluster
-	// interface, broker/cluster.go) goes in the options above.
+		Extensions: broker.Extensions{Authenticator: h, Events: h, Interceptors: h}, Cluster: bc})
 	if errors.Is(err, store.ErrDamagedWAL) {
 		return fmt.Errorf("%w; serve --repair copies the data folder aside and starts without the damaged part", err)
 	}
@@ -158,9 +163,19 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 		return srv.Close()
 	default:
 	}
-	// cluster wiring: node.UseBroker(srv) and node.Join(ctx) (subscriptions
-	// of restored sessions, retained replay) go here, before the broker
-	// accepts clients.
+	if node != nil {
+		// Routing, take-over and shared subscriptions act on the broker
+		// from here on; the cluster's retained messages are in its store
+		// before the first client.
+		if err := node.UseBroker(srv); err != nil {
+			_ = srv.Close()
+			return err
+		}
+		if err := node.Join(context.Background()); err != nil {
+			_ = srv.Close()
+			return err
+		}
+	}
 	if err := srv.Start(); err != nil {
 		_ = srv.Close()
 		return err

@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// This file joins the node (node.go, registry.go) to the broker: Node
+// implements broker.Cluster by handing each report to the part that acts
+// on it: messages and plain filters to the router (route.go), shared
+// filters to shared (shared.go), client ids to owners (owner.go).
+//
+// The order `propolis serve` follows: Start, StartRouting (the streams;
+// before broker.New, whose restore reports filters and forwards crash
+// wills), broker.New with the Node as Options.Cluster, UseBroker (owners
+// and shared, which act on the broker), Join (the retained replay), then
+// the broker's Start; Close after the broker's Close.
+
+var _ broker.Cluster = (*Node)(nil)
+
+// ErrNoRouting is returned by Forward before StartRouting succeeded.
+var ErrNoRouting = errors.New("cluster routing not started")
+
+// Broker is what the cluster acts on: *broker.Server.
+type Broker interface {
+	remoteBroker
+	ownerBroker
+	sharedBroker
+}
+
+// StartRouting creates or updates the message and retained streams with
+// the replication factor in force and starts the router. It needs
+// JetStream: a node that started without quorum (Status unhealthy) gets
+// an error naming the cause, and `propolis serve` refuses to serve then,
+// as a node that cannot store a QoS 1 message cannot acknowledge one.
+func (n *Node) StartRouting() error {
+	r, err := newRouter(routerOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
+		Levels: n.cfg.TopicLevelDistribution, MaxAge: time.Duration(n.cfg.StreamMaxAge),
+		MaxBytes: int64(n.cfg.StreamMaxBytes), Log: n.log})
+	if err != nil {
+		if p := n.Status().Problems; len(p) > 0 {
+			return fmt.Errorf("cluster node %s: %w (%s)", n.cfg.Name, err, p[0])
+		}
+		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
+	}
+	n.mu.Lock()
+	n.router = r
+	n.mu.Unlock()
+	return nil
+}
+
+// UseBroker gives the node its broker, after broker.New and before the
+// broker's Start: the router starts subscribing for the filters reported
+// so far, take-over (owners) and shared subscriptions (shared) start.
+func (n *Node) UseBroker(b Broker) error {
+	r := n.routing()
+	if r == nil {
+		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, ErrNoRouting)
+	}
+	if err := r.useBroker(b); err != nil {
+		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
+	}
+	w, err := newOwners(ownerOptions{JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(), Broker: b, Log: n.log})
+	if err != nil {
+		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
+	}
+	s, err := newShared(sharedOptions{Conn: n.nc, Levels: n.cfg.TopicLevelDistribution, Broker: b, Log: n.log})
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
+	}
+	n.mu.Lock()
+	n.owners, n.shared = w, s
+	n.mu.Unlock()
+	return nil
+}
+
+// Join puts the cluster's retained messages into the broker's store
+// (the last of each topic, deletions included), before the broker accepts
+// clients.
+func (n *Node) Join(ctx context.Context) error {
+	r := n.routing()
+	if r == nil {
+		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, ErrNoRouting)
+	}
+	count, err := r.replayRetained(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster node %s: retained messages: %w", n.cfg.Name, err)
+	}
+	n.log.Info("cluster retained messages replayed", "topics", count)
+	return nil
+}
+
+// Forward implements broker.Cluster.
+func (n *Node) Forward(m *broker.Message, publisher string) error {
+	r := n.routing()
+	if r == nil {
+		return ErrNoRouting
+	}
+	return r.forward(m, publisher)
+}
+
+// Subscribed implements broker.Cluster.
+func (n *Node) Subscribed(filter, group string) {
+	if group == "" {
+		if r := n.routing(); r != nil {
+			r.subscribed(filter)
+		}
+		return
+	}
+	n.mu.Lock()
+	s := n.shared
+	n.mu.Unlock()
+	if s != nil {
+		s.subscribed(filter, group)
+	}
+}
+
+// Unsubscribed implements broker.Cluster.
+func (n *Node) Unsubscribed(filter, group string) {
+	if group == "" {
+		if r := n.routing(); r != nil {
+			r.unsubscribed(filter)
+		}
+		return
+	}
+	n.mu.Lock()
+	s := n.shared
+	n.mu.Unlock()
+	if s != nil {
+		s.unsubscribed(filter, group)
+	}
+}
+
+// Connected implements broker.Cluster.
+func (n *Node) Connected(clientID string) {
+	n.mu.Lock()
+	w := n.owners
+	n.mu.Unlock()
+	if w != nil {
+		w.connected(clientID)
+	}
+}
+
+// Disconnected implements broker.Cluster.
+func (n *Node) Disconnected(clientID string) {
+	n.mu.Lock()
+	w := n.owners
+	n.mu.Unlock()
+	if w != nil {
+		w.disconnected(clientID)
+	}
+}
+
+// routing returns the router, nil before StartRouting.
+func (n *Node) routing() *router {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.router
+}
+
+// closeParts stops owners, shared and the router, before the connection
+// closes (Close).
+func (n *Node) closeParts() {
+	n.mu.Lock()
+	w, s, r := n.owners, n.shared, n.router
+	n.owners, n.shared, n.router = nil, nil, nil
+	n.mu.Unlock()
+	if w != nil {
+		w.Close()
+	}
+	if s != nil {
+		s.Close()
+	}
+	if r != nil {
+		r.close()
+	}
+}

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/cluster"
+	"github.com/propolis-mqtt/propolis/internal/poll"
+)
+
+// freeRoutePorts returns n loopback addresses free a moment ago, for the
+// route listeners of a test cluster: every node's seeds name them all, so
+// they are chosen before the nodes start (NATS routes need addresses known
+// in advance).
+func freeRoutePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var ls []net.Listener
+	var addrs []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		addrs = append(addrs, l.Addr().String())
+	}
+	for _, l := range ls {
+		_ = l.Close()
+	}
+	return addrs
+}
+
+// startThreeNodes runs three `propolis serve` processes (allow-all, data
+// and extensions folders of their own) forming one cluster over loopback
+// routes, and waits until every node sees the three alive with the
+// message stream at three replicas.
+func startThreeNodes(t *testing.T) []*ccBroker {
+	t.Helper()
+	routes := freeRoutePorts(t, 3)
+	nodes := make([]*ccBroker, 3)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		tmp := t.TempDir()
+		installAllowAll(t, filepath.Join(tmp, "ext"))
+		file := filepath.Join(tmp, "propolis.yaml")
+		writeFile(t, file, fmt.Sprintf(`listeners:
+  - name: tcp
+    type: tcp
+    address: 127.0.0.1:0
+data_dir: %s
+extensions_dir: %s
+http:
+  address: 127.0.0.1:0
+cluster:
+  name: n%d
+  listen: %s
+  seeds: [%s]
+`, filepath.Join(tmp, "data"), filepath.Join(tmp, "ext"), i+1, routes[i], strings.Join(routes, ", ")))
+		wg.Add(1)
+		go func() { // the nodes wait for each other's JetStream: start them together
+			defer wg.Done()
+			nodes[i] = serveForClients(t, exec.Command(bin, "serve", "--config", file))
+		}()
+	}
+	wg.Wait()
+	for _, n := range nodes {
+		if n == nil {
+			t.FailNow() // serveForClients failed the test
+		}
+	}
+	for i, n := range nodes {
+		poll.Settle(t, fmt.Sprintf("node n%d sees three nodes alive and PROPOLIS_MESSAGES at 3 replicas", i+1), func() string {
+			code, out, errOut := runAdminCLI(t, nil, "cluster", "status", "--json", "--url", n.base)
+			if code != 0 {
+				return fmt.Sprintf("exit %d: %s%s", code, out, errOut)
+			}
+			var st cluster.Status
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				return err.Error()
+			}
+			alive := 0
+			for _, nd := range st.Nodes {
+				if nd.Alive {
+					alive++
+				}
+			}
+			three := false
+			for _, s := range st.Streams {
+				if s.Name == "PROPOLIS_MESSAGES" && s.Replicas == 3 {
+					three = true
+				}
+			}
+			if st.Healthy && alive == 3 && three {
+				return ""
+			}
+			return out
+		})
+	}
+	return nodes
+}
+
+// v5Client connects an MQTT 5 client id to addr; received PUBLISHes go to
+// onPub, a server DISCONNECT's reason code to onDisc (either may be nil).
+func v5Client(t *testing.T, addr, id string, onPub func(paho.PublishReceived), onDisc func(byte), will *paho.WillMessage) (*paho.Client, net.Conn) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	cfg := paho.ClientConfig{ClientID: id, Conn: conn}
+	if onDisc != nil {
+		cfg.OnServerDisconnect = func(d *paho.Disconnect) { onDisc(d.ReasonCode) }
+	}
+	if onPub != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
+			onPub(p)
+			return true, nil
+		}}
+	}
+	c := paho.NewClient(cfg)
+	ca, err := c.Connect(brokertest.OpCtx(t), &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, WillMessage: will})
+	if err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("connect %s to %s: %v %+v", id, addr, err, ca)
+	}
+	return c, conn
+}
+
+// recorder collects the payloads received per topic.
+type recorder struct {
+	mu  sync.Mutex
+	got map[string][]string
+}
+
+func (r *recorder) add(p paho.PublishReceived) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.got == nil {
+		r.got = map[string][]string{}
+	}
+	r.got[p.Packet.Topic] = append(r.got[p.Packet.Topic], string(p.Packet.Payload))
+}
+
+func (r *recorder) of(topic string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got[topic]...)
+}
+
+// publish sends one PUBLISH and fails the test on an error or a refusal.
+func publish(t *testing.T, c *paho.Client, topic string, qos byte, retain bool, payload string) {
+	t.Helper()
+	res, err := c.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: topic, QoS: qos, Retain: retain, Payload: []byte(payload)})
+	if err != nil {
+		t.Fatalf("publish %s QoS %d: %v", topic, qos, err)
+	}
+	if qos > 0 && res != nil && res.ReasonCode >= 0x80 {
+		t.Fatalf("publish %s QoS %d refused: %#x %s", topic, qos, res.ReasonCode, res.Properties.ReasonString)
+	}
+}
+
+// probe publishes on topic through pub until rec has received one, so
+// that the subscriber's interest has reached the publisher's node.
+func probe(t *testing.T, pub *paho.Client, topic string, rec *recorder) {
+	t.Helper()
+	poll.Until(t, "a probe on "+topic+" crosses the cluster", func() bool {
+		if len(rec.of(topic)) > 0 {
+			return true
+		}
+		publish(t, pub, topic, 0, false, "probe")
+		return false
+	})
+}
+
+// TestClusterThreeNodes runs a real three-node cluster (three child
+// processes, routes on loopback) and checks what a user sees of it:
+// QoS 0/1/2 across nodes in order, retained messages and wills across
+// nodes, a client id taken over from another node (0x8E), and a shared
+// subscription group with members on two nodes receiving each message
+// once.
+func TestClusterThreeNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three broker processes")
+	}
+	nodes := startThreeNodes(t)
+	n1, n2, n3 := nodes[0].addr, nodes[1].addr, nodes[2].addr
+
+	t.Run("qos 0 1 2 in order across nodes", func(t *testing.T) {
+		rec := &recorder{}
+		sub, _ := v5Client(t, n3, "sub-flow", rec.add, nil, nil)
+		if _, err := sub.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "flow/#", QoS: 2}}}); err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := v5Client(t, n1, "pub-flow", nil, nil, nil)
+		probe(t, pub, "flow/probe", rec)
+		const n = 30
+		for i := range n {
+			for q := byte(0); q <= 2; q++ {
+				publish(t, pub, fmt.Sprintf("flow/q%d", q), q, false, fmt.Sprint(i))
+			}
+		}
+		for q := 0; q <= 2; q++ {
+			topic := fmt.Sprintf("flow/q%d", q)
+			poll.Settle(t, fmt.Sprintf("%d messages on %s, in order", n, topic), func() string {
+				got := rec.of(topic)
+				want := make([]string, 0, n)
+				for i := range min(len(got), n) {
+					want = append(want, fmt.Sprint(i))
+				}
+				if strings.Join(got, ",") != strings.Join(want, ",") {
+					return fmt.Sprintf("out of order or duplicated: %v", got)
+				}
+				if len(got) != n {
+					return fmt.Sprintf("%d of %d", len(got), n)
+				}
+				return ""
+			})
+		}
+	})
+
+	t.Run("retained and wills across nodes", func(t *testing.T) {
+		pub, _ := v5Client(t, n2, "pub-retained", nil, nil, nil)
+		publish(t, pub, "state/lamp", 1, true, "on")
+		poll.Until(t, "n1 stores the retained message published on n2", func() bool {
+			resp, err := http.Get(nodes[0].base + "/api/v1/retained?filter=" + url.QueryEscape("state/#"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"topic":"state/lamp"`)
+		})
+		retained := &recorder{}
+		c, _ := v5Client(t, n1, "sub-retained", retained.add, nil, nil)
+		if _, err := c.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "state/#", QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, "a subscriber on n1 gets the retained message", func() bool {
+			got := retained.of("state/lamp")
+			return len(got) == 1 && got[0] == "on"
+		})
+
+		rec := &recorder{}
+		sub, _ := v5Client(t, n3, "sub-will", rec.add, nil, nil)
+		if _, err := sub.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		pub2, _ := v5Client(t, n1, "pub-willprobe", nil, nil, nil)
+		probe(t, pub2, "wills/probe", rec)
+		_, conn := v5Client(t, n1, "dying", nil, nil, &paho.WillMessage{Topic: "wills/dying", QoS: 1, Payload: []byte("gone")})
+		_ = conn.Close() // no DISCONNECT: the will is published on n1
+		poll.Until(t, "the will of a client dropped on n1 reaches n3", func() bool { return len(rec.of("wills/dying")) == 1 })
+	})
+
+	t.Run("take-over from another node", func(t *testing.T) {
+		kicked := make(chan byte, 1)
+		v5Client(t, n1, "roamer", nil, func(code byte) { kicked <- code }, nil)
+		second, _ := v5Client(t, n2, "roamer", nil, nil, nil)
+		select {
+		case code := <-kicked:
+			if code != 0x8E {
+				t.Fatalf("n1 disconnected roamer with %#x, want 0x8E", code)
+			}
+		case <-brokertest.OpCtx(t).Done():
+			t.Fatal("n1 did not disconnect roamer after it connected to n2")
+		}
+		if _, err := second.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "roamer/alive", QoS: 1, Payload: []byte("x")}); err != nil {
+			t.Fatalf("the connection on n2 does not work after the take-over: %v", err)
+		}
+	})
+
+	t.Run("shared subscription across nodes", func(t *testing.T) {
+		recA, recB := &recorder{}, &recorder{}
+		for _, m := range []struct {
+			addr, id string
+			rec      *recorder
+		}{{n1, "member-a", recA}, {n2, "member-b", recB}} {
+			c, _ := v5Client(t, m.addr, m.id, m.rec.add, nil, nil)
+			if _, err := c.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "$share/g/jobs/#", QoS: 1}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pub, _ := v5Client(t, n3, "pub-jobs", nil, nil, nil)
+		poll.Until(t, "both members' nodes hold the group's interest", func() bool {
+			if len(recA.of("jobs/probe")) > 0 && len(recB.of("jobs/probe")) > 0 {
+				return true
+			}
+			publish(t, pub, "jobs/probe", 1, false, "probe")
+			return false
+		})
+		const n = 100
+		for i := range n {
+			publish(t, pub, "jobs/work", 1, false, fmt.Sprint(i))
+		}
+		poll.Settle(t, "each job delivered once across the two members", func() string {
+			a, b := recA.of("jobs/work"), recB.of("jobs/work")
+			seen := map[string]int{}
+			for _, p := range append(a, b...) {
+				seen[p]++
+			}
+			for p, c := range seen {
+				if c > 1 {
+					return fmt.Sprintf("job %s delivered %d times", p, c)
+				}
+			}
+			if len(seen) != n {
+				return fmt.Sprintf("%d of %d jobs delivered (a %d, b %d)", len(seen), n, len(a), len(b))
+			}
+			if len(a) == 0 || len(b) == 0 {
+				return fmt.Sprintf("one member got every job (a %d, b %d)", len(a), len(b))
+			}
+			return ""
+		})
+	})
+}
