@@ -18,7 +18,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker"
 )
 
-// This file routes messages between nodes (see docs/cluster-routing.md):
+// This file routes messages between nodes (see docs/cluster.md, "Message routing"):
 // Forward publishes a message accepted on this node to its routing subject
 // (QoS 0 as a core NATS message, QoS 1/2 into stream PROPOLIS_MESSAGES,
 // waiting for the stream's acknowledgement); the node subscribes to the

@@ -6,7 +6,7 @@ import (
 )
 
 // This file maps MQTT topics and filters to NATS subjects (see
-// docs/cluster-routing.md, "Subjects").
+// docs/cluster.md, "Subjects").
 //
 // A topic's routing subject is the prefix "pm." followed by its first
 // levels (the cluster's topic_level_distribution), one NATS token per
