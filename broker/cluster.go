@@ -31,6 +31,12 @@ type Cluster interface {
 	// Connected and Disconnected report a client id on this node.
 	Connected(clientID string)
 	Disconnected(clientID string)
+	// CheckFilter and CheckClientID say whether the cluster can carry a
+	// filter (group "" unless shared) or a client id; an error, naming
+	// the cluster's limit, makes the broker refuse the SUBSCRIBE's filter
+	// (0x8F) or the CONNECT (0x85).
+	CheckFilter(filter, group string) error
+	CheckClientID(clientID string) error
 }
 
 // ClusterClientID is the client id of the inline client InjectRemote
@@ -43,6 +49,46 @@ const ClusterClientID = "propolis-cluster"
 // store (see forward): refused as a store failure is (storeRefusal).
 func clusterRefusal(error) Verdict {
 	return Verdict{Decision: Deny, ReasonCode: CodeUnspecifiedError, ReasonString: "cluster unavailable: message not stored"}
+}
+
+// clusterCheckFilters refuses, with 0x8F Topic Filter Invalid and the
+// cluster's reason, each filter of a SUBSCRIBE not refused yet that the
+// cluster cannot carry (CheckFilter). From beginSubscribe.
+func (h *hook) clusterCheckFilters(filters []packets.Subscription, verdicts map[string]Verdict) {
+	cs := h.cluster
+	if cs == nil {
+		return
+	}
+	for _, f := range filters {
+		if _, done := verdicts[f.Filter]; done {
+			continue
+		}
+		if err := cs.checkFilter(f.Filter); err != nil {
+			verdicts[f.Filter] = Verdict{Decision: Deny, ReasonCode: CodeTopicFilterInvalid, ReasonString: err.Error()}
+		}
+	}
+}
+
+// checkFilter is the Cluster's CheckFilter for a full filter
+// ($share/G/F split into F and G).
+func (cs *clusterState) checkFilter(f string) error {
+	g, inner, shared := topic.SplitShared(f)
+	if !shared {
+		g, inner = "", f
+	}
+	return cs.c.CheckFilter(inner, g)
+}
+
+// clusterCheckClientID is the reason a CONNECT of cl is refused because
+// the cluster cannot carry its client id, "" when it can (or there is no
+// cluster).
+func (h *hook) clusterCheckClientID(cl *mqtt.Client) string {
+	if cs := h.cluster; cs != nil {
+		if err := cs.c.CheckClientID(cl.ID); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
 }
 
 // clusterState is the hook's cluster bookkeeping, nil without a cluster.

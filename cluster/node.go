@@ -137,7 +137,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster node %s: %w: the NATS server did not accept connections within %s",
 			cfg.Name, ErrNotReady, o.ReadyTimeout)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("propolis-"+cfg.Name), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("propolis-"+cfg.Name), nats.MaxReconnects(-1), nats.ClosedHandler(n.connClosed), nats.DisconnectErrHandler(n.connLost))
 	if err != nil {
 		srv.Shutdown()
 		srv.WaitForShutdown()

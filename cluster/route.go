@@ -52,10 +52,6 @@ const (
 	inboxSize = 65536
 	// dropLogInterval is how often a rise of the dropped count is logged.
 	dropLogInterval = 10 * time.Second
-	// maxSubject is the longest subject the router publishes to: the NATS
-	// server closes a connection whose protocol line (the subject, a reply
-	// inbox and two sizes) exceeds max_control_line, 4 KiB by default.
-	maxSubject = 3500
 )
 
 // remoteBroker is what the router needs of the local broker
@@ -160,7 +156,7 @@ func newRouter(o routerOptions) (*router, error) {
 	r := &router{
 		o:     o,
 		log:   o.Log,
-		queue: "propolis-node-" + o.Node,
+		queue: nodeQueue(o.Node),
 		subs:  make(map[string]*routeSub),
 		inbox: make(chan *nats.Msg, o.InboxSize),
 		done:  make(chan struct{}),
@@ -223,15 +219,15 @@ func retainedConfig(o routerOptions) jetstream.StreamConfig {
 // written to PROPOLIS_RETAINED first, acknowledged likewise.
 func (r *router) forward(m *broker.Message, publisher string) error {
 	subject := routingSubject(m.Topic, r.o.Levels)
-	if len(subject) > maxSubject {
-		return fmt.Errorf("route message on %q: its subject has %d bytes, more than the cluster's %d", m.Topic, len(subject), maxSubject)
+	if err := fits(fmt.Sprintf("topic %q", m.Topic), subject); err != nil {
+		return err
 	}
 	msg := encode(m, publisher, r.o.Node, subject)
 	if m.Retain {
 		rm := *msg
 		rm.Subject = retainedSubject(m.Topic)
-		if len(rm.Subject) > maxSubject {
-			return fmt.Errorf("store retained message of %q: its subject has %d bytes, more than the cluster's %d", m.Topic, len(rm.Subject), maxSubject)
+		if err := fits(fmt.Sprintf("retained topic %q", m.Topic), rm.Subject); err != nil {
+			return err
 		}
 		if err := r.publishStored(&rm); err != nil {
 			return fmt.Errorf("store retained message of %q in %s: %w", m.Topic, RetainedStream, err)
@@ -282,6 +278,10 @@ func (r *router) useBroker(b remoteBroker) error {
 		if s.sub != nil {
 			continue
 		}
+		if err := fits("subject "+subj, subj, r.queue); err != nil {
+			r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive", "error", err)
+			continue
+		}
 		sub, err := r.o.Conn.ChanQueueSubscribe(subj, r.queue, r.inbox)
 		if err != nil {
 			return fmt.Errorf("cluster router: subscribe to %s: %w", subj, err)
@@ -304,6 +304,12 @@ func (r *router) subscribed(filter string) {
 	}
 	s.refs++
 	if s.sub != nil || r.broker == nil || r.closed {
+		return
+	}
+	if err := fits(fmt.Sprintf("filter %q", filter), subj, r.queue); err != nil {
+		// A stored session's filter (new ones are refused by the broker,
+		// CheckFilter): never sent, as NATS would close the connection.
+		r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive", "error", err)
 		return
 	}
 	sub, err := r.o.Conn.ChanQueueSubscribe(subj, r.queue, r.inbox)

@@ -46,6 +46,15 @@ func (c routerCluster) Unsubscribed(filter, group string) {
 	}
 }
 
+func (c routerCluster) CheckFilter(filter, group string) error {
+	return filterFits(filter, group, c.r.o.Levels, c.r.queue)
+}
+
+func (routerCluster) CheckClientID(id string) error {
+	_, err := clientKey(id)
+	return err
+}
+
 func (routerCluster) Connected(string)    {}
 func (routerCluster) Disconnected(string) {}
 
