@@ -212,28 +212,50 @@ func (s *Server) InjectRemote(m Message, publisher string) error {
 }
 
 // clusterSubscribed reports the filters of pk that were granted (codes
-// below 0x80) to the cluster, each once per client.
+// below 0x80) to the cluster, each once per client (clusterReport).
 func (h *hook) clusterSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	cs := h.cluster
-	if cs == nil || cl.Net.Inline {
+	if h.cluster == nil || cl.Net.Inline {
 		return
 	}
+	var granted []string
 	for i, sub := range pk.Filters {
 		if i < len(codes) && codes[i] < 0x80 {
-			cs.add(cl.ID, sub.Filter)
+			granted = append(granted, sub.Filter)
 		}
 	}
+	h.clusterReport(cl.ID, granted, true)
 }
 
 // clusterUnsubscribed withdraws the filters of an UNSUBSCRIBE.
 func (h *hook) clusterUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
-	cs := h.cluster
-	if cs == nil || cl.Net.Inline {
+	if h.cluster == nil || cl.Net.Inline {
 		return
 	}
+	filters := make([]string, 0, len(pk.Filters))
 	for _, sub := range pk.Filters {
-		cs.remove(cl.ID, sub.Filter)
+		filters = append(filters, sub.Filter)
 	}
+	h.clusterReport(cl.ID, filters, false)
+}
+
+// clusterReport tells the cluster that client id's session gained
+// (subscribed) or lost filters: plain filters through add and remove,
+// shared ones by syncShared from the session's subscriptions. The one way
+// a subscription reaches the cluster, whether a client's SUBSCRIBE or
+// UNSUBSCRIBE made it or the Subscriptions service did.
+func (h *hook) clusterReport(id string, filters []string, subscribed bool) {
+	cs := h.cluster
+	if cs == nil {
+		return
+	}
+	for _, f := range filters {
+		if subscribed {
+			cs.add(id, f)
+		} else {
+			cs.remove(id, f)
+		}
+	}
+	h.syncShared(id)
 }
 
 // forgetFilters withdraws every filter of client id's session, which

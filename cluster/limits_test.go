@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
@@ -87,4 +90,63 @@ func testKey(id string) string {
 		panic(err)
 	}
 	return k
+}
+
+// TestServiceSubscriptionsReachCluster: a plain and a shared subscription
+// made through the Subscriptions service (an extension) are reported to
+// the cluster like a client's SUBSCRIBE: messages of another node reach
+// them, and Unsubscribe withdraws the plain one's subject.
+func TestServiceSubscriptionsReachCluster(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	a, b := startNode(t, ns, "a"), startNode(t, ns, "b")
+	_, got := b.connect(t, "svc")
+	if err := b.broker.Subscribe("svc", broker.SubscriptionInfo{Filter: "plain/#", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if subs := b.router.subjects(); subs["pm.plain"] != 1 {
+		t.Fatalf("subjects of b: %v, want pm.plain", subs)
+	}
+	b.synced(t)
+	pub, _ := a.connect(t, "pub")
+	if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "plain/1", QoS: 1, Payload: []byte("p")}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the message from a reaches the service subscription on b", func() bool {
+		return len(got.snapshot()) == 1
+	})
+	if err := b.broker.Unsubscribe("svc", "plain/#"); err != nil {
+		t.Fatal(err)
+	}
+	if subs := b.router.subjects(); len(subs) != 0 {
+		t.Fatalf("subjects of b after Unsubscribe: %v, want none", subs)
+	}
+	if err := b.broker.Subscribe("svc", broker.SubscriptionInfo{Filter: strings.Repeat("x", 4000), QoS: 1}); !errors.Is(err, broker.ErrInvalidArgument) {
+		t.Fatalf("service subscription to a filter too long for the cluster: %v, want ErrInvalidArgument", err)
+	}
+
+	sa, sb := startSessionNode(t, ns, "sa"), startSessionNode(t, ns, "sb")
+	var mu sync.Mutex
+	var shared []string
+	connect5(t, sb, "member", nil, func(p *paho.Publish) { mu.Lock(); shared = append(shared, string(p.Payload)); mu.Unlock() })
+	if err := sb.srv.Subscribe("member", broker.SubscriptionInfo{Filter: "$share/g/s/#", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.nc.FlushTimeout(poll.Timeout); err != nil {
+		t.Fatal(err)
+	}
+	p := connect5(t, sa, "spub", nil, nil)
+	if _, err := p.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "s/1", QoS: 1, Payload: []byte("s")}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the message from sa reaches the service's shared member on sb", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(shared) == 1
+	})
+	if err := sb.srv.Unsubscribe("member", "$share/g/s/#"); err != nil {
+		t.Fatal(err)
+	}
+	if n := sb.shared.subscriptions(); n != 0 {
+		t.Fatalf("queue subscriptions of sb after Unsubscribe: %d, want 0", n)
+	}
 }
