@@ -111,7 +111,7 @@ func (s *Server) Unsubscribe(clientID, filter string) error {
 		atomic.AddInt64(&s.mochi.Info.Subscriptions, -1)
 	}
 	s.hook.clusterReport(clientID, []string{filter}, false) // as an UNSUBSCRIBE's (OnUnsubscribed)
-	if s.hook.isStored(clientID) { // as hook.deleteSubscriptions
+	if s.hook.isStored(clientID) {                          // as hook.deleteSubscriptions
 		if err := s.persist.DeleteSubscription(clientID, filter, true); err != nil {
 			return fmt.Errorf("unsubscribe %q from %q: %w", clientID, filter, err)
 		}
