@@ -110,8 +110,9 @@ func (s *Server) Unsubscribe(clientID, filter string) error {
 	if s.mochi.Topics.Unsubscribe(filter, clientID) {
 		atomic.AddInt64(&s.mochi.Info.Subscriptions, -1)
 	}
-	s.hook.clusterReport(clientID, []string{filter}, false) // as an UNSUBSCRIBE's (OnUnsubscribed)
-	if s.hook.isStored(clientID) {                          // as hook.deleteSubscriptions
+	// As an UNSUBSCRIBE's (OnUnsubscribed).
+	s.hook.clusterReport(clientID, []string{filter}, false)
+	if s.hook.isStored(clientID) { // as hook.deleteSubscriptions
 		if err := s.persist.DeleteSubscription(clientID, filter, true); err != nil {
 			return fmt.Errorf("unsubscribe %q from %q: %w", clientID, filter, err)
 		}
