@@ -676,9 +676,14 @@ func (d *decoder) bytes(field string) []byte {
 	return v
 }
 
-// escapeHeader makes s a NATS header value: '%', control characters and
-// DEL become %XX (a header value cannot hold CR or LF). Anything else,
-// UTF-8 included, stays as it is, so a topic reads plainly in `nats sub`.
+// escapeHeader makes s a NATS header value: '%', space, control
+// characters (tab, CR and LF among them) and DEL become %XX. A header value
+// cannot hold CR or LF, and NATS trims the spaces and tabs around it, so a
+// topic or client id starting or ending with one would arrive changed;
+// every space is escaped, not only those at the ends, so that the rule
+// stays one line. Anything else, UTF-8 included, stays as it is, so a
+// topic reads plainly in `nats sub`. unescapeHeader decodes every %XX, so
+// the encoding is injective.
 func escapeHeader(s string) string {
 	if !strings.ContainsFunc(s, needsEscape) {
 		return s
@@ -695,7 +700,7 @@ func escapeHeader(s string) string {
 	return b.String()
 }
 
-func needsEscape(c rune) bool { return c == '%' || c < 0x20 || c == 0x7f }
+func needsEscape(c rune) bool { return c == '%' || c <= ' ' || c == 0x7f }
 
 // unescapeHeader is escapeHeader's inverse.
 func unescapeHeader(s string) (string, error) {
