@@ -179,8 +179,8 @@ func (s *Server) ClusterDropped() uint64 {
 
 // InjectRemote delivers m, a message another node accepted from client
 // publisher ("" for that broker's own), to this node's subscribers: it is
-// retained (an empty retained payload removes the retained message),
-// queued for offline persistent sessions and passed through the delivery
+// not retained (the cluster keeps the retained store through PutRetained
+// and DeleteRetained), it is queued for offline persistent sessions and passed through the delivery
 // interceptors as any publish, through the inline client ClusterClientID,
 // with publisher as its origin (No Local). It is neither authorized,
 // intercepted inbound, nor forwarded again. Safe for concurrent use.
@@ -193,7 +193,12 @@ func (s *Server) InjectRemote(m Message, publisher string) error {
 		return fmt.Errorf("inject message from the cluster on %q: %w", m.Topic, err)
 	}
 	pk := s.messagePacket(&m)
-	pk.FixedHeader.Retain = m.Retain
+	// Not retained here: the cluster writes a node's retained store from
+	// PROPOLIS_RETAINED alone, in stream order (cluster/route.go,
+	// followRetained). Delivered live with retain 0, as [MQTT-3.3.1-12]
+	// wants for subscribers without Retain As Published (see
+	// docs/cluster.md for those with it).
+	pk.FixedHeader.Retain = false
 	if m.QoS > 0 {
 		pk.PacketID = 1 // mochi's validation wants one; the inline client sends no ack
 	}

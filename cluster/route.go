@@ -105,10 +105,10 @@ type router struct {
 	mu     sync.Mutex
 	broker remoteBroker
 	subs   map[string]*routeSub // by subscription subject
-	// retainedSub receives the retained messages other nodes store
-	// (useBroker).
-	retainedSub *nats.Subscription
-	closed      bool
+	// follow applies the retained messages stored after the replay, in
+	// stream order (followRetained); nil until the replay ended.
+	follow jetstream.ConsumeContext
+	closed bool
 
 	inbox    chan *nats.Msg
 	done     chan struct{}
@@ -263,17 +263,6 @@ func (r *router) useBroker(b remoteBroker) error {
 		return errors.New("cluster router closed")
 	}
 	r.broker = b
-	// Every retained message of the cluster, whatever this node's
-	// subscriptions: a client subscribing here later must find it. Into
-	// the same inbox, so that it is stored in the order its live copy
-	// (which stores it too) is delivered.
-	if r.retainedSub == nil {
-		sub, err := r.o.Conn.ChanSubscribe(retainedPrefix+".>", r.inbox)
-		if err != nil {
-			return fmt.Errorf("cluster router: subscribe to retained messages: %w", err)
-		}
-		r.retainedSub = sub
-	}
 	for subj, s := range r.subs {
 		if s.sub != nil {
 			continue
@@ -370,11 +359,6 @@ func (r *router) Dropped() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := r.dropped.Load()
-	if r.retainedSub != nil {
-		if d, err := r.retainedSub.Dropped(); err == nil {
-			n += uint64(d)
-		}
-	}
 	for _, s := range r.subs {
 		if s.sub == nil {
 			continue
@@ -412,11 +396,7 @@ func (r *router) deliver(msg *nats.Msg) {
 		r.mu.Lock()
 		b := r.broker
 		r.mu.Unlock()
-		if strings.HasPrefix(msg.Subject, retainedPrefix+".") {
-			err = applyRetained(b, m)
-		} else {
-			err = b.InjectRemote(m, publisher)
-		}
+		err = b.InjectRemote(m, publisher)
 	}
 	if err != nil {
 		r.reject(msg.Subject, msg.Header.Get(headerOrigin), err)
@@ -456,8 +436,11 @@ func (r *router) watchDrops() {
 
 // replayRetained puts the last retained message of every topic in
 // PROPOLIS_RETAINED into the local retained store (a tombstone removes
-// the topic's retained message). The node calls it before its broker
-// accepts clients.
+// the topic's retained message), then follows the stream from the
+// sequence after the last one it had (followRetained): the retained
+// store has one writer, the stream, in stream order, so a replayed
+// message never overwrites a newer one. The node calls it before its
+// broker accepts clients.
 func (r *router) replayRetained(ctx context.Context) (int, error) {
 	r.mu.Lock()
 	b := r.broker
@@ -473,47 +456,94 @@ func (r *router) replayRetained(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("replay retained messages: %w", err)
 	}
-	if info.State.Msgs == 0 {
-		return 0, nil
+	last := info.State.LastSeq
+	n := 0
+	if info.State.Msgs > 0 {
+		c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{retainedPrefix + ".>"},
+			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		})
+		if err != nil {
+			return 0, fmt.Errorf("replay retained messages: %w", err)
+		}
+		for {
+			msg, err := c.Next(jetstream.FetchContext(ctx))
+			if err != nil {
+				return n, fmt.Errorf("replay retained messages (%d done): %w", n, err)
+			}
+			meta, err := r.applyStored(b, msg)
+			if err != nil {
+				return n, fmt.Errorf("replay retained messages: %w", err)
+			}
+			n++
+			last = max(last, meta.Sequence.Stream)
+			if meta.NumPending == 0 {
+				break
+			}
+		}
 	}
+	if err := r.followRetained(ctx, st, b, last+1); err != nil {
+		return n, fmt.Errorf("replay retained messages: %w", err)
+	}
+	return n, nil
+}
+
+// followRetained applies, on the consumer's goroutine, every retained
+// message stored from sequence seq on, whatever this node's
+// subscriptions: a client subscribing here later must find it.
+func (r *router) followRetained(ctx context.Context, st jetstream.Stream, b remoteBroker, seq uint64) error {
 	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{retainedPrefix + ".>"},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    seq,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("replay retained messages: %w", err)
+		return err
 	}
-	n := 0
-	for {
-		msg, err := c.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			return n, fmt.Errorf("replay retained messages (%d done): %w", n, err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return n, fmt.Errorf("replay retained messages: %w", err)
-		}
-		nm := &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}
-		m, _, err := decode(nm)
-		switch {
-		case err != nil:
-			// A body this version cannot read (a newer node's, during a
-			// rolling upgrade): counted and skipped, as deliver does.
-			r.reject(msg.Subject(), nm.Header.Get(headerOrigin), fmt.Errorf("retained message not replayed: %w", err))
-			err = nil
-		case !remainingExpiry(&m, meta.Timestamp, time.Now()):
-			err = b.DeleteRetained(m.Topic) // expired meanwhile: no retained message
-		default:
-			err = applyRetained(b, m)
-		}
-		if err != nil && !errors.Is(err, broker.ErrInvalidArgument) {
-			return n, fmt.Errorf("replay retained message of %q: %w", m.Topic, err)
-		}
-		n++
-		if meta.NumPending == 0 {
-			return n, nil
-		}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("cluster router closed")
 	}
+	cc, err := c.Consume(func(msg jetstream.Msg) {
+		if _, err := r.applyStored(b, msg); err != nil {
+			r.reject(msg.Subject(), msg.Headers().Get(headerOrigin), err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	r.follow = cc
+	return nil
+}
+
+// applyStored applies one message of PROPOLIS_RETAINED to b's retained
+// store, with the expiry it has left (remainingExpiry). A message this
+// node published is applied too (its store has it already; the same
+// message again changes nothing). One it cannot decode (a body version a
+// newer node wrote, in a rolling upgrade) is counted and skipped, as one
+// the broker refuses as invalid; the error is any other failure to
+// store, or the message's metadata missing.
+func (r *router) applyStored(b remoteBroker, msg jetstream.Msg) (*jetstream.MsgMetadata, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	nm := &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}
+	m, _, err := decode(nm)
+	switch {
+	case err != nil:
+		r.reject(msg.Subject(), nm.Header.Get(headerOrigin), fmt.Errorf("retained message not applied: %w", err))
+		return meta, nil
+	case !remainingExpiry(&m, meta.Timestamp, time.Now()):
+		err = b.DeleteRetained(m.Topic) // expired meanwhile: no retained message
+	default:
+		err = applyRetained(b, m)
+	}
+	if err != nil && !errors.Is(err, broker.ErrInvalidArgument) {
+		return meta, fmt.Errorf("retained message of %q: %w", m.Topic, err)
+	}
+	return meta, nil
 }
 
 // remainingExpiry lowers m's message expiry interval by the time since
@@ -559,9 +589,9 @@ func (r *router) close() {
 		}
 		delete(r.subs, subj)
 	}
-	if r.retainedSub != nil {
-		r.removeSub(r.retainedSub)
-		r.retainedSub = nil
+	if r.follow != nil {
+		r.follow.Stop()
+		r.follow = nil
 	}
 	r.mu.Unlock()
 	close(r.done)
