@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -45,9 +46,31 @@ type Cluster interface {
 // connecting client can take it.
 const ClusterClientID = "propolis-cluster"
 
+// Causes a Cluster's Forward error may wrap, which the broker names when
+// it refuses the PUBLISH (clusterRefusal); any other error means the
+// cluster could not store the message.
+var (
+	// ErrClusterTopicTooLong: the topic's subject is longer than the
+	// cluster carries (also a filter or client id's, from CheckFilter and
+	// CheckClientID).
+	ErrClusterTopicTooLong = errors.New("too long for the cluster")
+	// ErrClusterTooLarge: the message is larger than the cluster carries.
+	ErrClusterTooLarge = errors.New("message too large for the cluster")
+)
+
 // clusterRefusal is the verdict for a QoS 1/2 PUBLISH the cluster did not
-// store (see forward): refused as a store failure is (storeRefusal).
-func clusterRefusal(error) Verdict {
+// store (see forward), naming the cause: a topic too long for the cluster
+// (0x90 Topic Name Invalid), a message too large for it (0x83
+// Implementation Specific Error: a PUBACK cannot carry 0x95 Packet Too
+// Large), else the cluster unavailable (0x80, as a store failure is,
+// storeRefusal). The reason is the error's text, which names the limit.
+func clusterRefusal(err error) Verdict {
+	switch {
+	case errors.Is(err, ErrClusterTopicTooLong):
+		return Verdict{Decision: Deny, ReasonCode: CodeTopicNameInvalid, ReasonString: err.Error()}
+	case errors.Is(err, ErrClusterTooLarge):
+		return Verdict{Decision: Deny, ReasonCode: CodeImplementationSpecificError, ReasonString: err.Error()}
+	}
 	return Verdict{Decision: Deny, ReasonCode: CodeUnspecifiedError, ReasonString: "cluster unavailable: message not stored"}
 }
 

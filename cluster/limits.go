@@ -1,10 +1,12 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/config"
 )
 
 // Length limits of what the cluster sends to NATS (see docs/cluster.md,
@@ -23,12 +25,15 @@ import (
 const maxSubject = 3500
 
 // ErrTooLong is wrapped by the errors of fits: a subject, queue group or
-// key too long for the cluster.
-var ErrTooLong = errors.New("too long for the cluster")
+// key too long for the cluster. It is broker.ErrClusterTopicTooLong, so
+// that the broker names the cause when it refuses a message.
+var ErrTooLong = broker.ErrClusterTopicTooLong
 
 // fits checks that parts, the subject and queue group (or key) of one
 // NATS protocol line, hold at most maxSubject bytes together; what names
-// the thing they come from, for the error.
+// the kind of thing they come from, for the error, which does not quote
+// the thing itself (a reason string sent back to a client must stay
+// short; the caller logs it).
 func fits(what string, parts ...string) error {
 	n := 0
 	for _, p := range parts {
@@ -46,9 +51,9 @@ func fits(what string, parts ...string) error {
 func filterFits(filter, group string, levels int, nodeQueue string) error {
 	subj := filterSubject(filter, levels)
 	if group == "" {
-		return fits(fmt.Sprintf("filter %q", filter), subj, nodeQueue)
+		return fits("filter", subj, nodeQueue)
 	}
-	return fits(fmt.Sprintf("shared filter %q of group %q", filter, group), subj, queueName(group, filter))
+	return fits("shared subscription", subj, queueName(group, filter))
 }
 
 // nodeQueue is the NATS queue group of all of node's plain subscriptions.
@@ -85,4 +90,17 @@ func (n *Node) connClosed(c *nats.Conn) {
 	}
 	n.log.Error("cluster: the node's NATS connection closed; this node no longer routes messages", "error", c.LastError())
 	n.setProblem(fmt.Sprintf("NATS connection closed: %v", c.LastError()))
+}
+
+// natsMaxPayload is the embedded server's max_payload for a broker whose
+// largest packet is maxPacket bytes (0: the configuration's default):
+// room for the packet and its routing headers, so that a message the
+// broker accepts is never refused for its size by NATS; at most NATS's
+// own limit, 64 MiB (the configuration refuses a larger
+// mqtt.max_packet_size with a cluster section).
+func natsMaxPayload(maxPacket int64) int32 {
+	if maxPacket <= 0 {
+		maxPacket = int64(config.Default().MQTT.MaxPacketSize)
+	}
+	return int32(min(maxPacket+config.ClusterHeaderRoom, config.MaxClusterPacketSize+config.ClusterHeaderRoom))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -148,5 +149,26 @@ func TestServiceSubscriptionsReachCluster(t *testing.T) {
 	}
 	if n := sb.shared.subscriptions(); n != 0 {
 		t.Fatalf("queue subscriptions of sb after Unsubscribe: %d, want 0", n)
+	}
+}
+
+// TestMaxPayloadAboveMaxPacket: the embedded server's max_payload leaves
+// room for the broker's largest packet and its routing headers, so that
+// NATS never refuses for its size a message the broker accepted; the
+// configuration refuses a max_packet_size beyond what NATS can carry.
+func TestMaxPayloadAboveMaxPacket(t *testing.T) {
+	self := freePorts(t, 1)[0]
+	n := startClusterNode(t, Options{Config: clusterSection("big", self), MaxPacketSize: 4 << 20})
+	if got, want := n.conn().MaxPayload(), int64(4<<20+config.ClusterHeaderRoom); got != want {
+		t.Fatalf("max payload %d, want %d", got, want)
+	}
+	if got := natsMaxPayload(0); int64(got) <= int64(config.Default().MQTT.MaxPacketSize) {
+		t.Fatalf("default max payload %d, not above the default max packet size", got)
+	}
+	cfg := config.Default()
+	cfg.Cluster = clusterSection("big", self)
+	cfg.MQTT.MaxPacketSize = 100 << 20
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "mqtt.max_packet_size") {
+		t.Fatalf("validate a 100MiB max_packet_size in a cluster: %v, want an error naming mqtt.max_packet_size", err)
 	}
 }

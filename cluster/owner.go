@@ -298,7 +298,7 @@ func (w *owners) takeOver(clientID string) {
 // fit a NATS protocol line (fits) is an error wrapping ErrTooLong.
 func clientKey(id string) (string, error) {
 	key := escapeToken(id)
-	if err := fits(fmt.Sprintf("client id %q", id), kvPrefix, key); err != nil {
+	if err := fits("client id", kvPrefix, key); err != nil {
 		return "", err
 	}
 	return key, nil

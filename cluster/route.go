@@ -219,14 +219,14 @@ func retainedConfig(o routerOptions) jetstream.StreamConfig {
 // written to PROPOLIS_RETAINED first, acknowledged likewise.
 func (r *router) forward(m *broker.Message, publisher string) error {
 	subject := routingSubject(m.Topic, r.o.Levels)
-	if err := fits(fmt.Sprintf("topic %q", m.Topic), subject); err != nil {
+	if err := fits("topic", subject); err != nil {
 		return err
 	}
 	msg := encode(m, publisher, r.o.Node, subject)
 	if m.Retain {
 		rm := *msg
 		rm.Subject = retainedSubject(m.Topic)
-		if err := fits(fmt.Sprintf("retained topic %q", m.Topic), rm.Subject); err != nil {
+		if err := fits("retained topic", rm.Subject); err != nil {
 			return err
 		}
 		if err := r.publishStored(&rm); err != nil {
@@ -235,7 +235,7 @@ func (r *router) forward(m *broker.Message, publisher string) error {
 	}
 	if m.QoS == 0 {
 		if err := r.o.Conn.PublishMsg(msg); err != nil {
-			return fmt.Errorf("route message on %q: %w", m.Topic, err)
+			return fmt.Errorf("route message on %q: %w", m.Topic, r.sizeError(err))
 		}
 		return nil
 	}
@@ -251,6 +251,15 @@ func (r *router) publishStored(msg *nats.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.o.PublishTimeout)
 	defer cancel()
 	_, err := r.o.JS.PublishMsg(ctx, msg)
+	return r.sizeError(err)
+}
+
+// sizeError marks NATS's refusal of a message larger than its
+// max_payload as broker.ErrClusterTooLarge, naming the limit.
+func (r *router) sizeError(err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: more than the cluster's %d bytes (NATS max_payload)", broker.ErrClusterTooLarge, r.o.Conn.MaxPayload())
+	}
 	return err
 }
 
@@ -295,10 +304,10 @@ func (r *router) subscribed(filter string) {
 	if s.sub != nil || r.broker == nil || r.closed {
 		return
 	}
-	if err := fits(fmt.Sprintf("filter %q", filter), subj, r.queue); err != nil {
+	if err := fits("filter", subj, r.queue); err != nil {
 		// A stored session's filter (new ones are refused by the broker,
 		// CheckFilter): never sent, as NATS would close the connection.
-		r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive", "error", err)
+		r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive", "filter", filter, "error", err)
 		return
 	}
 	sub, err := r.o.Conn.ChanQueueSubscribe(subj, r.queue, r.inbox)
