@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
@@ -35,6 +36,14 @@ func TestLongFilterRefusedConnectionKept(t *testing.T) {
 	}
 	if sa.Properties == nil || !strings.Contains(sa.Properties.ReasonString, "cluster") {
 		t.Fatalf("reason string %+v does not name the cluster limit", sa.Properties)
+	}
+	c3 := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + a.addr).SetClientID("long3").SetAutoReconnect(false))
+	brokertest.WaitToken(t, "connect 3.1.1", c3.Connect())
+	t.Cleanup(func() { c3.Disconnect(0) })
+	tok := c3.Subscribe(long, 1, nil)
+	brokertest.WaitToken(t, "subscribe 3.1.1", tok)
+	if code := tok.(*paho3.SubscribeToken).Result()[long]; code != 0x80 {
+		t.Fatalf("3.1.1 subscribe to a %d-byte filter: %#x, want 0x80", len(long), code)
 	}
 	a.router.subscribed(long) // as a restored session's filter is reported
 	a.synced(t)
