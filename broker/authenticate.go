@@ -103,6 +103,10 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.refuseConnect(cl, 0x85, "client identifier reserved")
 		return errRefused
 	}
+	if reason := h.clusterCheckClientID(cl); reason != "" {
+		h.refuseConnect(cl, 0x85, reason)
+		return errRefused
+	}
 	c := connectInfo(cl, pk)
 	c.Conn = newConn()
 	if oc, ok := cl.Net.Conn.(*outConn); ok && !oc.connectConn.IsZero() {

@@ -127,6 +127,7 @@ func (h *hook) beginSubscribe(cl *mqtt.Client, pk packets.Packet, removed map[st
 			verdicts[f.Filter] = v
 		}
 	}
+	h.clusterCheckFilters(pk.Filters, verdicts)
 	if h.maxSubscriptions() > 0 {
 		filters := make([]string, 0, len(pk.Filters))
 		for _, f := range pk.Filters {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -31,6 +32,12 @@ type Cluster interface {
 	// Connected and Disconnected report a client id on this node.
 	Connected(clientID string)
 	Disconnected(clientID string)
+	// CheckFilter and CheckClientID say whether the cluster can carry a
+	// filter (group "" unless shared) or a client id; an error, naming
+	// the cluster's limit, makes the broker refuse the SUBSCRIBE's filter
+	// (0x8F) or the CONNECT (0x85).
+	CheckFilter(filter, group string) error
+	CheckClientID(clientID string) error
 }
 
 // ClusterClientID is the client id of the inline client InjectRemote
@@ -39,10 +46,72 @@ type Cluster interface {
 // connecting client can take it.
 const ClusterClientID = "propolis-cluster"
 
+// Causes a Cluster's Forward error may wrap, which the broker names when
+// it refuses the PUBLISH (clusterRefusal); any other error means the
+// cluster could not store the message.
+var (
+	// ErrClusterTopicTooLong: the topic's subject is longer than the
+	// cluster carries (also a filter or client id's, from CheckFilter and
+	// CheckClientID).
+	ErrClusterTopicTooLong = errors.New("too long for the cluster")
+	// ErrClusterTooLarge: the message is larger than the cluster carries.
+	ErrClusterTooLarge = errors.New("message too large for the cluster")
+)
+
 // clusterRefusal is the verdict for a QoS 1/2 PUBLISH the cluster did not
-// store (see forward): refused as a store failure is (storeRefusal).
-func clusterRefusal(error) Verdict {
+// store (see forward), naming the cause: a topic too long for the cluster
+// (0x90 Topic Name Invalid), a message too large for it (0x83
+// Implementation Specific Error: a PUBACK cannot carry 0x95 Packet Too
+// Large), else the cluster unavailable (0x80, as a store failure is,
+// storeRefusal). The reason is the error's text, which names the limit.
+func clusterRefusal(err error) Verdict {
+	switch {
+	case errors.Is(err, ErrClusterTopicTooLong):
+		return Verdict{Decision: Deny, ReasonCode: CodeTopicNameInvalid, ReasonString: err.Error()}
+	case errors.Is(err, ErrClusterTooLarge):
+		return Verdict{Decision: Deny, ReasonCode: CodeImplementationSpecificError, ReasonString: err.Error()}
+	}
 	return Verdict{Decision: Deny, ReasonCode: CodeUnspecifiedError, ReasonString: "cluster unavailable: message not stored"}
+}
+
+// clusterCheckFilters refuses, with 0x8F Topic Filter Invalid and the
+// cluster's reason, each filter of a SUBSCRIBE not refused yet that the
+// cluster cannot carry (CheckFilter). From beginSubscribe.
+func (h *hook) clusterCheckFilters(filters []packets.Subscription, verdicts map[string]Verdict) {
+	cs := h.cluster
+	if cs == nil {
+		return
+	}
+	for _, f := range filters {
+		if _, done := verdicts[f.Filter]; done {
+			continue
+		}
+		if err := cs.checkFilter(f.Filter); err != nil {
+			verdicts[f.Filter] = Verdict{Decision: Deny, ReasonCode: CodeTopicFilterInvalid, ReasonString: err.Error()}
+		}
+	}
+}
+
+// checkFilter is the Cluster's CheckFilter for a full filter
+// ($share/G/F split into F and G).
+func (cs *clusterState) checkFilter(f string) error {
+	g, inner, shared := topic.SplitShared(f)
+	if !shared {
+		g, inner = "", f
+	}
+	return cs.c.CheckFilter(inner, g)
+}
+
+// clusterCheckClientID is the reason a CONNECT of cl is refused because
+// the cluster cannot carry its client id, "" when it can (or there is no
+// cluster).
+func (h *hook) clusterCheckClientID(cl *mqtt.Client) string {
+	if cs := h.cluster; cs != nil {
+		if err := cs.c.CheckClientID(cl.ID); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
 }
 
 // clusterState is the hook's cluster bookkeeping, nil without a cluster.
@@ -133,8 +202,8 @@ func (s *Server) ClusterDropped() uint64 {
 
 // InjectRemote delivers m, a message another node accepted from client
 // publisher ("" for that broker's own), to this node's subscribers: it is
-// retained (an empty retained payload removes the retained message),
-// queued for offline persistent sessions and passed through the delivery
+// not retained (the cluster keeps the retained store through PutRetained
+// and DeleteRetained), it is queued for offline persistent sessions and passed through the delivery
 // interceptors as any publish, through the inline client ClusterClientID,
 // with publisher as its origin (No Local). It is neither authorized,
 // intercepted inbound, nor forwarded again. Safe for concurrent use.
@@ -147,7 +216,12 @@ func (s *Server) InjectRemote(m Message, publisher string) error {
 		return fmt.Errorf("inject message from the cluster on %q: %w", m.Topic, err)
 	}
 	pk := s.messagePacket(&m)
-	pk.FixedHeader.Retain = m.Retain
+	// Not retained here: the cluster writes a node's retained store from
+	// PROPOLIS_RETAINED alone, in stream order (cluster/route.go,
+	// followRetained). Delivered live with retain 0, as [MQTT-3.3.1-12]
+	// wants for subscribers without Retain As Published (see
+	// docs/cluster.md for those with it).
+	pk.FixedHeader.Retain = false
 	if m.QoS > 0 {
 		pk.PacketID = 1 // mochi's validation wants one; the inline client sends no ack
 	}
@@ -166,28 +240,50 @@ func (s *Server) InjectRemote(m Message, publisher string) error {
 }
 
 // clusterSubscribed reports the filters of pk that were granted (codes
-// below 0x80) to the cluster, each once per client.
+// below 0x80) to the cluster, each once per client (clusterReport).
 func (h *hook) clusterSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	cs := h.cluster
-	if cs == nil || cl.Net.Inline {
+	if h.cluster == nil || cl.Net.Inline {
 		return
 	}
+	var granted []string
 	for i, sub := range pk.Filters {
 		if i < len(codes) && codes[i] < 0x80 {
-			cs.add(cl.ID, sub.Filter)
+			granted = append(granted, sub.Filter)
 		}
 	}
+	h.clusterReport(cl.ID, granted, true)
 }
 
 // clusterUnsubscribed withdraws the filters of an UNSUBSCRIBE.
 func (h *hook) clusterUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
-	cs := h.cluster
-	if cs == nil || cl.Net.Inline {
+	if h.cluster == nil || cl.Net.Inline {
 		return
 	}
+	filters := make([]string, 0, len(pk.Filters))
 	for _, sub := range pk.Filters {
-		cs.remove(cl.ID, sub.Filter)
+		filters = append(filters, sub.Filter)
 	}
+	h.clusterReport(cl.ID, filters, false)
+}
+
+// clusterReport tells the cluster that client id's session gained
+// (subscribed) or lost filters: plain filters through add and remove,
+// shared ones by syncShared from the session's subscriptions. The one way
+// a subscription reaches the cluster, whether a client's SUBSCRIBE or
+// UNSUBSCRIBE made it or the Subscriptions service did.
+func (h *hook) clusterReport(id string, filters []string, subscribed bool) {
+	cs := h.cluster
+	if cs == nil {
+		return
+	}
+	for _, f := range filters {
+		if subscribed {
+			cs.add(id, f)
+		} else {
+			cs.remove(id, f)
+		}
+	}
+	h.syncShared(id)
 }
 
 // forgetFilters withdraws every filter of client id's session, which

@@ -26,6 +26,8 @@ var _ broker.Cluster = (*groupCounts)(nil)
 func (g *groupCounts) Forward(*broker.Message, string) error { return nil }
 func (g *groupCounts) Connected(string)                      {}
 func (g *groupCounts) Disconnected(string)                   {}
+func (g *groupCounts) CheckFilter(string, string) error      { return nil }
+func (g *groupCounts) CheckClientID(string) error            { return nil }
 
 func (g *groupCounts) Subscribed(filter, group string) { g.add(group+" "+filter, 1) }
 

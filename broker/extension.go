@@ -39,13 +39,15 @@ func (d Decision) String() string {
 
 // MQTT 5 reason codes the broker and extensions use most.
 const (
-	CodeSuccess           byte = 0x00
-	CodeUnspecifiedError  byte = 0x80
-	CodeNotAuthorized     byte = 0x87
-	CodeBadUserOrPassword byte = 0x86
-	CodeServerShutdown    byte = 0x8B
-	CodeTopicNameInvalid  byte = 0x90
-	CodeQuotaExceeded     byte = 0x97
+	CodeSuccess                     byte = 0x00
+	CodeUnspecifiedError            byte = 0x80
+	CodeImplementationSpecificError byte = 0x83
+	CodeNotAuthorized               byte = 0x87
+	CodeBadUserOrPassword           byte = 0x86
+	CodeServerShutdown              byte = 0x8B
+	CodeTopicFilterInvalid          byte = 0x8F
+	CodeTopicNameInvalid            byte = 0x90
+	CodeQuotaExceeded               byte = 0x97
 )
 
 // UserProperty is one MQTT 5 user property.

@@ -392,7 +392,6 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}
 	h.emitSubscribe(cl, results)
 	h.sendParentRetained(cl, pk, codes) // what mochi's retained scan misses; see retainparent.go
-	h.syncShared(cl.ID)
 }
 
 // OnPublishDropped: mochi's queue of pending writes to cl was full (see
@@ -406,7 +405,6 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	h.deleteSubscriptions(cl, pk)
 	h.clusterUnsubscribed(cl, pk)
 	h.emitUnsubscribe(cl, pk)
-	h.syncShared(cl.ID)
 }
 
 // OnPublish authorizes an incoming PUBLISH, runs the PUBLISH interceptors

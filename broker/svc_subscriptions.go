@@ -45,6 +45,11 @@ func (s *Server) Subscribe(clientID string, sub SubscriptionInfo) error {
 	if !ok {
 		return fmt.Errorf("subscribe %q to %q: %w", clientID, sub.Filter, ErrNoSession)
 	}
+	if cs := s.hook.cluster; cs != nil {
+		if err := cs.checkFilter(sub.Filter); err != nil {
+			return fmt.Errorf("subscribe %q to %q: %w: %w", clientID, sub.Filter, ErrInvalidArgument, err)
+		}
+	}
 	if limit := s.hook.maxSubscriptions(); limit > 0 {
 		if _, held := cl.State.Subscriptions.Get(sub.Filter); !held && cl.State.Subscriptions.Len() >= limit {
 			s.throttler.HitSubscriptions()
@@ -65,6 +70,7 @@ func (s *Server) Subscribe(clientID string, sub SubscriptionInfo) error {
 	if s.sessionGone(cl, pk.Filter) {
 		return fmt.Errorf("subscribe %q to %q: %w (it ended meanwhile)", clientID, sub.Filter, ErrNoSession)
 	}
+	s.hook.clusterReport(clientID, []string{pk.Filter}, true) // as a SUBSCRIBE's (OnSubscribed)
 	return nil
 }
 
@@ -104,6 +110,8 @@ func (s *Server) Unsubscribe(clientID, filter string) error {
 	if s.mochi.Topics.Unsubscribe(filter, clientID) {
 		atomic.AddInt64(&s.mochi.Info.Subscriptions, -1)
 	}
+	// As an UNSUBSCRIBE's (OnUnsubscribed).
+	s.hook.clusterReport(clientID, []string{filter}, false)
 	if s.hook.isStored(clientID) { // as hook.deleteSubscriptions
 		if err := s.persist.DeleteSubscription(clientID, filter, true); err != nil {
 			return fmt.Errorf("unsubscribe %q from %q: %w", clientID, filter, err)

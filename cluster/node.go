@@ -53,6 +53,10 @@ type Options struct {
 	// Logger receives the node's log and the NATS server's warnings and
 	// errors; nil means slog.Default().
 	Logger *slog.Logger
+	// MaxPacketSize is the broker's mqtt.max_packet_size: the embedded
+	// server's max_payload is set above it (natsMaxPayload). 0 means the
+	// configuration's default.
+	MaxPacketSize int64
 	// ReadyTimeout bounds how long Start waits for the server to accept
 	// connections and for JetStream to be usable. Default
 	// DefaultReadyTimeout.
@@ -119,6 +123,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts.MaxPayload = natsMaxPayload(o.MaxPacketSize)
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("cluster node %s: %w", cfg.Name, err)
@@ -137,7 +142,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster node %s: %w: the NATS server did not accept connections within %s",
 			cfg.Name, ErrNotReady, o.ReadyTimeout)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("propolis-"+cfg.Name), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("propolis-"+cfg.Name), nats.MaxReconnects(-1), nats.ClosedHandler(n.connClosed), nats.DisconnectErrHandler(n.connLost))
 	if err != nil {
 		srv.Shutdown()
 		srv.WaitForShutdown()

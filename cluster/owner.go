@@ -134,7 +134,11 @@ func (w *owners) Close() {
 // of a later revision was seen while the put was in flight. Called on the
 // client's goroutine (Cluster.Connected); it blocks for one KV put.
 func (w *owners) connected(clientID string) {
-	key := clientKey(clientID)
+	key, err := clientKey(clientID)
+	if err != nil { // refused at CONNECT (CheckClientID); never sent to NATS
+		w.o.Log.Warn("client owner not recorded", "client", clientID, "error", err)
+		return
+	}
 	w.mu.Lock()
 	lo := w.local[key]
 	if lo == nil {
@@ -175,7 +179,10 @@ func (w *owners) connected(clientID string) {
 // this node put. Called on the client's goroutine (Cluster.Disconnected);
 // it blocks for one KV delete.
 func (w *owners) disconnected(clientID string) {
-	key := clientKey(clientID)
+	key, err := clientKey(clientID)
+	if err != nil {
+		return // never recorded (connected)
+	}
 	w.mu.Lock()
 	lo := w.local[key]
 	if lo == nil {
@@ -195,7 +202,7 @@ func (w *owners) disconnected(clientID string) {
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, w.o.Timeout)
 	defer cancel()
-	err := w.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	err = w.kv.Delete(ctx, key, jetstream.LastRevision(rev))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		// A revision mismatch: the entry is no longer ours (another node took
 		// the id): it is that node's to delete.
@@ -287,10 +294,18 @@ func (w *owners) takeOver(clientID string) {
 // clientKey encodes a client id as a ClientsBucket key, injectively and
 // readably: the bytes A-Z, a-z, 0-9, '_' and '-' stay, every other byte
 // becomes '=' and its two hex digits (upper case). Keys never contain
-// '.', so a client id is one subject token.
-func clientKey(id string) string {
-	return escapeToken(id)
+// '.', so a client id is one subject token. A key whose subject does not
+// fit a NATS protocol line (fits) is an error wrapping ErrTooLong.
+func clientKey(id string) (string, error) {
+	key := escapeToken(id)
+	if err := fits("client id", kvPrefix, key); err != nil {
+		return "", err
+	}
+	return key, nil
 }
+
+// kvPrefix starts the subject of every key of ClientsBucket.
+const kvPrefix = "$KV." + ClientsBucket + "."
 
 // escapeToken is clientKey's encoding, also used for queue group names
 // (queueName): its output is made of [A-Za-z0-9_=-] only.

@@ -24,7 +24,7 @@ func ownerOf(t *testing.T, n *sessionNode, id string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
-	e, err := n.owners.kv.Get(ctx, clientKey(id))
+	e, err := n.owners.kv.Get(ctx, testKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return ""
 	}
@@ -58,7 +58,7 @@ func ownEntry(t *testing.T, n *sessionNode, id string) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
 	defer cancel()
-	e, err := n.owners.kv.Get(ctx, clientKey(id))
+	e, err := n.owners.kv.Get(ctx, testKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return false
 	}
@@ -67,7 +67,7 @@ func ownEntry(t *testing.T, n *sessionNode, id string) bool {
 	}
 	n.owners.mu.Lock()
 	defer n.owners.mu.Unlock()
-	lo := n.owners.local[clientKey(id)]
+	lo := n.owners.local[testKey(id)]
 	return lo != nil && lo.conns == 1 && lo.puts == 0 && lo.rev == e.Revision()
 }
 
@@ -305,7 +305,7 @@ func TestClientKey(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := clientKey(c.id); got != c.want {
+			if got := testKey(c.id); got != c.want {
 				t.Fatalf("clientKey(%q) = %q, want %q", c.id, got, c.want)
 			}
 		})

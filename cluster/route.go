@@ -52,10 +52,6 @@ const (
 	inboxSize = 65536
 	// dropLogInterval is how often a rise of the dropped count is logged.
 	dropLogInterval = 10 * time.Second
-	// maxSubject is the longest subject the router publishes to: the NATS
-	// server closes a connection whose protocol line (the subject, a reply
-	// inbox and two sizes) exceeds max_control_line, 4 KiB by default.
-	maxSubject = 3500
 )
 
 // remoteBroker is what the router needs of the local broker
@@ -109,10 +105,10 @@ type router struct {
 	mu     sync.Mutex
 	broker remoteBroker
 	subs   map[string]*routeSub // by subscription subject
-	// retainedSub receives the retained messages other nodes store
-	// (useBroker).
-	retainedSub *nats.Subscription
-	closed      bool
+	// follow applies the retained messages stored after the replay, in
+	// stream order (followRetained); nil until the replay ended.
+	follow jetstream.ConsumeContext
+	closed bool
 
 	inbox    chan *nats.Msg
 	done     chan struct{}
@@ -160,7 +156,7 @@ func newRouter(o routerOptions) (*router, error) {
 	r := &router{
 		o:     o,
 		log:   o.Log,
-		queue: "propolis-node-" + o.Node,
+		queue: nodeQueue(o.Node),
 		subs:  make(map[string]*routeSub),
 		inbox: make(chan *nats.Msg, o.InboxSize),
 		done:  make(chan struct{}),
@@ -223,15 +219,15 @@ func retainedConfig(o routerOptions) jetstream.StreamConfig {
 // written to PROPOLIS_RETAINED first, acknowledged likewise.
 func (r *router) forward(m *broker.Message, publisher string) error {
 	subject := routingSubject(m.Topic, r.o.Levels)
-	if len(subject) > maxSubject {
-		return fmt.Errorf("route message on %q: its subject has %d bytes, more than the cluster's %d", m.Topic, len(subject), maxSubject)
+	if err := fits("topic", subject); err != nil {
+		return err
 	}
 	msg := encode(m, publisher, r.o.Node, subject)
 	if m.Retain {
 		rm := *msg
 		rm.Subject = retainedSubject(m.Topic)
-		if len(rm.Subject) > maxSubject {
-			return fmt.Errorf("store retained message of %q: its subject has %d bytes, more than the cluster's %d", m.Topic, len(rm.Subject), maxSubject)
+		if err := fits("retained topic", rm.Subject); err != nil {
+			return err
 		}
 		if err := r.publishStored(&rm); err != nil {
 			return fmt.Errorf("store retained message of %q in %s: %w", m.Topic, RetainedStream, err)
@@ -239,7 +235,7 @@ func (r *router) forward(m *broker.Message, publisher string) error {
 	}
 	if m.QoS == 0 {
 		if err := r.o.Conn.PublishMsg(msg); err != nil {
-			return fmt.Errorf("route message on %q: %w", m.Topic, err)
+			return fmt.Errorf("route message on %q: %w", m.Topic, r.sizeError(err))
 		}
 		return nil
 	}
@@ -255,6 +251,15 @@ func (r *router) publishStored(msg *nats.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.o.PublishTimeout)
 	defer cancel()
 	_, err := r.o.JS.PublishMsg(ctx, msg)
+	return r.sizeError(err)
+}
+
+// sizeError marks NATS's refusal of a message larger than its
+// max_payload as broker.ErrClusterTooLarge, naming the limit.
+func (r *router) sizeError(err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return fmt.Errorf("%w: more than the cluster's %d bytes (NATS max_payload)", broker.ErrClusterTooLarge, r.o.Conn.MaxPayload())
+	}
 	return err
 }
 
@@ -267,19 +272,12 @@ func (r *router) useBroker(b remoteBroker) error {
 		return errors.New("cluster router closed")
 	}
 	r.broker = b
-	// Every retained message of the cluster, whatever this node's
-	// subscriptions: a client subscribing here later must find it. Into
-	// the same inbox, so that it is stored in the order its live copy
-	// (which stores it too) is delivered.
-	if r.retainedSub == nil {
-		sub, err := r.o.Conn.ChanSubscribe(retainedPrefix+".>", r.inbox)
-		if err != nil {
-			return fmt.Errorf("cluster router: subscribe to retained messages: %w", err)
-		}
-		r.retainedSub = sub
-	}
 	for subj, s := range r.subs {
 		if s.sub != nil {
+			continue
+		}
+		if err := fits("subject "+subj, subj, r.queue); err != nil {
+			r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive", "error", err)
 			continue
 		}
 		sub, err := r.o.Conn.ChanQueueSubscribe(subj, r.queue, r.inbox)
@@ -304,6 +302,12 @@ func (r *router) subscribed(filter string) {
 	}
 	s.refs++
 	if s.sub != nil || r.broker == nil || r.closed {
+		return
+	}
+	if err := fits("filter", subj, r.queue); err != nil {
+		// A stored session's filter (new ones are refused by the broker,
+		// CheckFilter): never sent, as NATS would close the connection.
+		r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive", "filter", filter, "error", err)
 		return
 	}
 	sub, err := r.o.Conn.ChanQueueSubscribe(subj, r.queue, r.inbox)
@@ -364,11 +368,6 @@ func (r *router) Dropped() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := r.dropped.Load()
-	if r.retainedSub != nil {
-		if d, err := r.retainedSub.Dropped(); err == nil {
-			n += uint64(d)
-		}
-	}
 	for _, s := range r.subs {
 		if s.sub == nil {
 			continue
@@ -406,18 +405,20 @@ func (r *router) deliver(msg *nats.Msg) {
 		r.mu.Lock()
 		b := r.broker
 		r.mu.Unlock()
-		if strings.HasPrefix(msg.Subject, retainedPrefix+".") {
-			err = applyRetained(b, m)
-		} else {
-			err = b.InjectRemote(m, publisher)
-		}
+		err = b.InjectRemote(m, publisher)
 	}
 	if err != nil {
-		n := r.rejected.Add(1)
-		if n == 1 || n%1000 == 0 {
-			r.log.Warn("cluster: message from another node not delivered", "subject", msg.Subject,
-				"origin", msg.Header.Get(headerOrigin), "error", err, "not_delivered_total", n)
-		}
+		r.reject(msg.Subject, msg.Header.Get(headerOrigin), err)
+	}
+}
+
+// reject counts a message of another node that could not be decoded or
+// applied, and logs the first and every thousandth.
+func (r *router) reject(subject, origin string, err error) {
+	n := r.rejected.Add(1)
+	if n == 1 || n%1000 == 0 {
+		r.log.Warn("cluster: message from another node not delivered", "subject", subject,
+			"origin", origin, "error", err, "not_delivered_total", n)
 	}
 }
 
@@ -444,8 +445,11 @@ func (r *router) watchDrops() {
 
 // replayRetained puts the last retained message of every topic in
 // PROPOLIS_RETAINED into the local retained store (a tombstone removes
-// the topic's retained message). The node calls it before its broker
-// accepts clients.
+// the topic's retained message), then follows the stream from the
+// sequence after the last one it had (followRetained): the retained
+// store has one writer, the stream, in stream order, so a replayed
+// message never overwrites a newer one. The node calls it before its
+// broker accepts clients.
 func (r *router) replayRetained(ctx context.Context) (int, error) {
 	r.mu.Lock()
 	b := r.broker
@@ -461,41 +465,114 @@ func (r *router) replayRetained(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("replay retained messages: %w", err)
 	}
-	if info.State.Msgs == 0 {
-		return 0, nil
+	last := info.State.LastSeq
+	n := 0
+	if info.State.Msgs > 0 {
+		c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{retainedPrefix + ".>"},
+			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		})
+		if err != nil {
+			return 0, fmt.Errorf("replay retained messages: %w", err)
+		}
+		for {
+			msg, err := c.Next(jetstream.FetchContext(ctx))
+			if err != nil {
+				return n, fmt.Errorf("replay retained messages (%d done): %w", n, err)
+			}
+			meta, err := r.applyStored(b, msg)
+			if err != nil {
+				return n, fmt.Errorf("replay retained messages: %w", err)
+			}
+			n++
+			last = max(last, meta.Sequence.Stream)
+			if meta.NumPending == 0 {
+				break
+			}
+		}
 	}
+	if err := r.followRetained(ctx, st, b, last+1); err != nil {
+		return n, fmt.Errorf("replay retained messages: %w", err)
+	}
+	return n, nil
+}
+
+// followRetained applies, on the consumer's goroutine, every retained
+// message stored from sequence seq on, whatever this node's
+// subscriptions: a client subscribing here later must find it.
+func (r *router) followRetained(ctx context.Context, st jetstream.Stream, b remoteBroker, seq uint64) error {
 	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{retainedPrefix + ".>"},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    seq,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("replay retained messages: %w", err)
+		return err
 	}
-	n := 0
-	for {
-		msg, err := c.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			return n, fmt.Errorf("replay retained messages (%d done): %w", n, err)
-		}
-		nm := &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}
-		m, _, err := decode(nm)
-		if err != nil {
-			r.log.Warn("cluster: retained message not replayed", "subject", msg.Subject(), "error", err)
-		} else {
-			err = applyRetained(b, m)
-		}
-		if err != nil && !errors.Is(err, broker.ErrInvalidArgument) {
-			return n, fmt.Errorf("replay retained message of %q: %w", m.Topic, err)
-		}
-		n++
-		meta, err := msg.Metadata()
-		if err != nil {
-			return n, fmt.Errorf("replay retained messages: %w", err)
-		}
-		if meta.NumPending == 0 {
-			return n, nil
-		}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("cluster router closed")
 	}
+	cc, err := c.Consume(func(msg jetstream.Msg) {
+		if _, err := r.applyStored(b, msg); err != nil {
+			r.reject(msg.Subject(), msg.Headers().Get(headerOrigin), err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	r.follow = cc
+	return nil
+}
+
+// applyStored applies one message of PROPOLIS_RETAINED to b's retained
+// store, with the expiry it has left (remainingExpiry). A message this
+// node published is applied too (its store has it already; the same
+// message again changes nothing). One it cannot decode (a body version a
+// newer node wrote, in a rolling upgrade) is counted and skipped, as one
+// the broker refuses as invalid; the error is any other failure to
+// store, or the message's metadata missing.
+func (r *router) applyStored(b remoteBroker, msg jetstream.Msg) (*jetstream.MsgMetadata, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	nm := &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()}
+	m, _, err := decode(nm)
+	switch {
+	case err != nil:
+		r.reject(msg.Subject(), nm.Header.Get(headerOrigin), fmt.Errorf("retained message not applied: %w", err))
+		return meta, nil
+	case !remainingExpiry(&m, meta.Timestamp, time.Now()):
+		err = b.DeleteRetained(m.Topic) // expired meanwhile: no retained message
+	default:
+		err = applyRetained(b, m)
+	}
+	if err != nil && !errors.Is(err, broker.ErrInvalidArgument) {
+		return meta, fmt.Errorf("retained message of %q: %w", m.Topic, err)
+	}
+	return meta, nil
+}
+
+// remainingExpiry lowers m's message expiry interval by the time since
+// stored, when the stream stored it, and reports whether m is still
+// alive at now (a message without expiry always is). A retained message
+// read back from the stream keeps the expiry it had left, not a fresh one.
+func remainingExpiry(m *broker.Message, stored, now time.Time) bool {
+	if m.MessageExpiry == 0 || len(m.Payload) == 0 {
+		return true
+	}
+	age := now.Sub(stored)
+	if age <= 0 {
+		return true
+	}
+	left := int64(m.MessageExpiry) - int64(age/time.Second)
+	if left <= 0 {
+		return false
+	}
+	m.MessageExpiry = uint32(left)
+	return true
 }
 
 // applyRetained puts m into b's retained store, or removes the topic's
@@ -521,9 +598,9 @@ func (r *router) close() {
 		}
 		delete(r.subs, subj)
 	}
-	if r.retainedSub != nil {
-		r.removeSub(r.retainedSub)
-		r.retainedSub = nil
+	if r.follow != nil {
+		r.follow.Stop()
+		r.follow = nil
 	}
 	r.mu.Unlock()
 	close(r.done)
@@ -670,9 +747,14 @@ func (d *decoder) bytes(field string) []byte {
 	return v
 }
 
-// escapeHeader makes s a NATS header value: '%', control characters and
-// DEL become %XX (a header value cannot hold CR or LF). Anything else,
-// UTF-8 included, stays as it is, so a topic reads plainly in `nats sub`.
+// escapeHeader makes s a NATS header value: '%', space, control
+// characters (tab, CR and LF among them) and DEL become %XX. A header value
+// cannot hold CR or LF, and NATS trims the spaces and tabs around it, so a
+// topic or client id starting or ending with one would arrive changed;
+// every space is escaped, not only those at the ends, so that the rule
+// stays one line. Anything else, UTF-8 included, stays as it is, so a
+// topic reads plainly in `nats sub`. unescapeHeader decodes every %XX, so
+// the encoding is injective.
 func escapeHeader(s string) string {
 	if !strings.ContainsFunc(s, needsEscape) {
 		return s
@@ -689,7 +771,7 @@ func escapeHeader(s string) string {
 	return b.String()
 }
 
-func needsEscape(c rune) bool { return c == '%' || c < 0x20 || c == 0x7f }
+func needsEscape(c rune) bool { return c == '%' || c <= ' ' || c == 0x7f }
 
 // unescapeHeader is escapeHeader's inverse.
 func unescapeHeader(s string) (string, error) {

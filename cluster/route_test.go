@@ -46,6 +46,15 @@ func (c routerCluster) Unsubscribed(filter, group string) {
 	}
 }
 
+func (c routerCluster) CheckFilter(filter, group string) error {
+	return filterFits(filter, group, c.r.o.Levels, c.r.queue)
+}
+
+func (routerCluster) CheckClientID(id string) error {
+	_, err := clientKey(id)
+	return err
+}
+
 func (routerCluster) Connected(string)    {}
 func (routerCluster) Disconnected(string) {}
 
@@ -441,8 +450,8 @@ func TestLongTopicRefusedConnectionKept(t *testing.T) {
 	pub, _ := a.connect(t, "pub")
 	long := strings.Repeat("x.", 1200) // '.' forces the longer encoded form
 	pr, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: long + "/y", QoS: 1, Retain: true, Payload: []byte("p")})
-	if err == nil || pr == nil || pr.ReasonCode != 0x80 {
-		t.Fatalf("publish on a %d-byte first level: %+v %v, want 0x80", len(long), pr, err)
+	if err == nil || pr == nil || pr.ReasonCode != 0x90 || !strings.Contains(pr.Properties.ReasonString, "too long for the cluster") {
+		t.Fatalf("publish on a %d-byte first level: %+v %v, want 0x90 naming the cluster's limit", len(long), pr, err)
 	}
 	if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "short", QoS: 1, Payload: []byte("after")}); err != nil {
 		t.Fatal(err)

@@ -80,6 +80,15 @@ func (c testCluster) Unsubscribed(filter, group string) {
 	}
 }
 
+func (c testCluster) CheckFilter(filter, group string) error {
+	return filterFits(filter, group, testLevels, nodeQueue(c.n.name))
+}
+
+func (testCluster) CheckClientID(id string) error {
+	_, err := clientKey(id)
+	return err
+}
+
 func (c testCluster) Connected(id string)    { c.n.owners.connected(id) }
 func (c testCluster) Disconnected(id string) { c.n.owners.disconnected(id) }
 

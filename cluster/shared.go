@@ -109,6 +109,12 @@ func (s *shared) subscribed(filter, group string) {
 	if g.sub != nil {
 		return
 	}
+	if err := filterFits(filter, group, s.o.Levels, ""); err != nil {
+		// A stored session's filter (new ones are refused by the broker,
+		// CheckFilter): never sent, as NATS would close the connection.
+		s.o.Log.Error("shared subscription not joined", "group", group, "filter", filter, "error", err)
+		return
+	}
 	sub, err := s.o.Conn.QueueSubscribe(filterSubject(filter, s.o.Levels), queueName(group, filter), func(msg *nats.Msg) {
 		s.deliver(k, msg)
 	})

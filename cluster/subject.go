@@ -50,6 +50,17 @@ func plainLevel(level string) bool {
 	return true
 }
 
+// Why two token encodings: a topic level here ('~' and base32hex) and a
+// client id, shared group or filter in owner.go and shared.go
+// (escapeToken: '=' and two hex digits). They cannot be one without
+// changing what docs/cluster.md documents and what running clusters hold:
+// the routing and retained subjects are in the streams (a rolling upgrade
+// must read them), and the client keys are bucket keys, whose alphabet
+// ([-/_=.A-Za-z0-9]) has no '~', so appendToken cannot make them; while
+// escapeToken's output for a level could collide with nothing but would
+// make every stored pr. subject unreadable to older nodes. Each stays
+// injective on its own, which is all either job needs.
+
 // appendToken appends the token of one topic level to b.
 func appendToken(b []byte, level string) []byte {
 	if plainLevel(level) {

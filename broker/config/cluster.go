@@ -54,6 +54,14 @@ const (
 	maxClusterStreamMaxAge               = Duration(8760 * time.Hour)
 	minClusterStreamMaxBytes             = 1 << 20
 	maxClusterStreamMaxBytes             = 1 << 40
+	// ClusterHeaderRoom is what a routed message may need beyond the MQTT
+	// packet it carries (its NATS headers: node, topic and client id,
+	// escaped).
+	ClusterHeaderRoom = 64 << 10
+	// MaxClusterPacketSize is the largest mqtt.max_packet_size with a
+	// cluster section: NATS's largest payload (64 MiB) less
+	// ClusterHeaderRoom.
+	MaxClusterPacketSize = 64<<20 - ClusterHeaderRoom
 )
 
 // clusterName is the syntax of Cluster.Name and Cluster.ClusterName.
@@ -114,6 +122,10 @@ func (c *Config) validateCluster(ch *checker) {
 		default:
 			seen[s] = key
 		}
+	}
+	if c.MQTT.MaxPacketSize > MaxClusterPacketSize {
+		ch.addf("mqtt.max_packet_size", "%s is more than a cluster carries: at most %s (NATS's largest payload, 64MiB, less 64KiB for the routing headers)",
+			c.MQTT.MaxPacketSize, ByteSize(MaxClusterPacketSize))
 	}
 	ch.intRange("cluster.replicas", cl.Replicas, 1, maxClusterReplicas)
 	ch.intRange("cluster.topic_level_distribution", cl.TopicLevelDistribution, 1, maxTopicLevelDistribution)

@@ -147,7 +147,8 @@ func startCluster(cfg *config.Config, h *host.Host, srv *atomic.Pointer[broker.S
 			}
 			return 0
 		},
-		Extensions: func() []cluster.ExtensionInfo { return clusterExtensions(h.Status()) },
+		Extensions:    func() []cluster.ExtensionInfo { return clusterExtensions(h.Status()) },
+		MaxPacketSize: int64(cfg.MQTT.MaxPacketSize),
 	})
 }
 
