@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,11 +108,13 @@ func TestReplayDoesNotOverwriteNewer(t *testing.T) {
 		// before the replay's "old": give it the chance (the bound only
 		// ends the wait, it decides nothing).
 		end := time.Now().Add(2 * time.Second)
+		tick := time.NewTicker(poll.Interval)
+		defer tick.Stop()
 		for time.Now().Before(end) {
 			if m, ok := b.Retained("r/x"); ok && string(m.Payload) == "new" {
 				return
 			}
-			runtime.Gosched()
+			<-tick.C
 		}
 	}
 	if err := r.useBroker(g); err != nil {
