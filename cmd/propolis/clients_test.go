@@ -34,17 +34,7 @@ const (
 func startClientsBroker(t *testing.T) (b *ccBroker, operator, viewer string) {
 	t.Helper()
 	tmp := t.TempDir()
-	installAllowAll(t, filepath.Join(tmp, "ext"))
-	file := filepath.Join(tmp, "propolis.yaml")
-	writeFile(t, file, fmt.Sprintf(`listeners:
-  - name: tcp
-    type: tcp
-    address: 127.0.0.1:0
-data_dir: %s
-extensions_dir: %s
-http:
-  address: 127.0.0.1:0
-admin:
+	file := allowAllConfig(t, tmp, fmt.Sprintf(`admin:
   tokens:
     - name: cli-op
       sha256: %s
@@ -52,7 +42,7 @@ admin:
     - name: cli-view
       sha256: %s
       roles: [viewer]
-`, filepath.Join(tmp, "data"), filepath.Join(tmp, "ext"), access.TokenDigest(cliOperatorToken), access.TokenDigest(cliViewerToken)))
+`, access.TokenDigest(cliOperatorToken), access.TokenDigest(cliViewerToken)))
 	operator, viewer = filepath.Join(tmp, "operator.token"), filepath.Join(tmp, "viewer.token")
 	writeFile(t, operator, cliOperatorToken+"\n")
 	writeFile(t, viewer, cliViewerToken+"\n")

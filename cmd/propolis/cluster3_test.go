@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -52,22 +51,11 @@ func startThreeNodes(t *testing.T) []*ccBroker {
 	nodes := make([]*ccBroker, 3)
 	var wg sync.WaitGroup
 	for i := range nodes {
-		tmp := t.TempDir()
-		installAllowAll(t, filepath.Join(tmp, "ext"))
-		file := filepath.Join(tmp, "propolis.yaml")
-		writeFile(t, file, fmt.Sprintf(`listeners:
-  - name: tcp
-    type: tcp
-    address: 127.0.0.1:0
-data_dir: %s
-extensions_dir: %s
-http:
-  address: 127.0.0.1:0
-cluster:
+		file := allowAllConfig(t, t.TempDir(), fmt.Sprintf(`cluster:
   name: n%d
   listen: %s
   seeds: [%s]
-`, filepath.Join(tmp, "data"), filepath.Join(tmp, "ext"), i+1, routes[i], strings.Join(routes, ", ")))
+`, i+1, routes[i], strings.Join(routes, ", ")))
 		wg.Add(1)
 		go func() { // the nodes wait for each other's JetStream: start them together
 			defer wg.Done()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,20 +17,10 @@ import (
 // broker without a cluster section it says so, exit 1.
 func TestClusterStatusCLI(t *testing.T) {
 	tmp := t.TempDir()
-	installAllowAll(t, filepath.Join(tmp, "ext"))
-	file := filepath.Join(tmp, "propolis.yaml")
-	writeFile(t, file, fmt.Sprintf(`listeners:
-  - name: tcp
-    type: tcp
-    address: 127.0.0.1:0
-data_dir: %s
-extensions_dir: %s
-http:
-  address: 127.0.0.1:0
-cluster:
+	file := allowAllConfig(t, tmp, `cluster:
   name: cli-node
   listen: 127.0.0.1:0
-`, filepath.Join(tmp, "data"), filepath.Join(tmp, "ext")))
+`)
 	b := serveForClients(t, exec.Command(bin, "serve", "--config", file))
 
 	var st cluster.Status

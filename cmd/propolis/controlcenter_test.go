@@ -78,7 +78,6 @@ type ccBroker struct {
 func startControlCenterBroker(t *testing.T) *ccBroker {
 	t.Helper()
 	tmp := t.TempDir()
-	installAllowAll(t, filepath.Join(tmp, "ext"))
 	hash := func(pw string) string {
 		h, err := passwd.New([]byte(pw), passwd.MinIterations)
 		if err != nil {
@@ -86,16 +85,7 @@ func startControlCenterBroker(t *testing.T) *ccBroker {
 		}
 		return h
 	}
-	file := filepath.Join(tmp, "propolis.yaml")
-	writeFile(t, file, fmt.Sprintf(`listeners:
-  - name: tcp
-    type: tcp
-    address: 127.0.0.1:0
-data_dir: %s
-extensions_dir: %s
-http:
-  address: 127.0.0.1:0
-admin:
+	file := allowAllConfig(t, tmp, fmt.Sprintf(`admin:
   users:
     - name: %s
       roles: [admin]
@@ -105,7 +95,7 @@ admin:
       password_hash: %q
   roles:
     support: [broker.view, clients.view, retained.view, retained.payload, extensions.view]
-`, filepath.Join(tmp, "data"), filepath.Join(tmp, "ext"), ccAdminUser, hash(ccAdminPass), ccSupportUser, hash(ccSupportPass)))
+`, ccAdminUser, hash(ccAdminPass), ccSupportUser, hash(ccSupportPass)))
 	cmd := exec.Command(bin, "serve", "--config", file)
 	addr, base, log := runServeOps(t, cmd)
 	return &ccBroker{addr: addr, base: base, log: log}

@@ -320,6 +320,26 @@ func installAllowAll(t *testing.T, exts string) {
 	writeFile(t, filepath.Join(exts, "allow-all", "allow-all.wasm"), string(allowAll.wasm))
 }
 
+// allowAllConfig writes propolis.yaml in dir: allow-all installed in
+// dir/ext, data in dir/data, a tcp listener and the operator endpoint on
+// free loopback ports, then extra (more top-level sections, "" for none).
+// It returns the file.
+func allowAllConfig(t *testing.T, dir, extra string) string {
+	t.Helper()
+	installAllowAll(t, filepath.Join(dir, "ext"))
+	file := filepath.Join(dir, "propolis.yaml")
+	writeFile(t, file, fmt.Sprintf(`listeners:
+  - name: tcp
+    type: tcp
+    address: 127.0.0.1:0
+data_dir: %s
+extensions_dir: %s
+http:
+  address: 127.0.0.1:0
+`, filepath.Join(dir, "data"), filepath.Join(dir, "ext"))+extra)
+	return file
+}
+
 // TestServeDamagedWAL: serve refuses a data folder whose write-ahead log
 // was truncated after a clean shutdown, with one error line and the folder
 // untouched; serve --repair copies the folder aside and starts.
