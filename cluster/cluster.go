@@ -18,7 +18,8 @@ import (
 // before broker.New, whose restore reports filters and forwards crash
 // wills), broker.New with the Node as Options.Cluster, UseBroker (owners
 // and shared, which act on the broker), Join (the retained replay), then
-// the broker's Start; Close after the broker's Close.
+// the broker's Start; at shutdown StopReceiving before the broker's Close
+// and Close after it.
 
 var _ broker.Cluster = (*Node)(nil)
 
@@ -64,7 +65,8 @@ func (n *Node) UseBroker(b Broker) error {
 	if err := r.useBroker(b); err != nil {
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
-	w, err := newOwners(ownerOptions{JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(), Broker: b, Log: n.log})
+	w, err := newOwners(ownerOptions{JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(), Broker: b, Log: n.log,
+		Ready: n.srv.JetStreamIsCurrent})
 	if err != nil {
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
@@ -153,6 +155,28 @@ func (n *Node) Disconnected(clientID string) {
 	n.mu.Unlock()
 	if w != nil {
 		w.disconnected(clientID)
+	}
+}
+
+// StopReceiving stops everything that acts on the broker from the
+// cluster: the router's subscriptions and inbox (nothing more is
+// injected or retained), the shared queue subscriptions and the take-over
+// watch. Forward keeps working, so wills published while the broker
+// closes still reach the other nodes. `propolis serve` calls it before
+// the broker's Close, so that nothing reaches a closed broker; Close does
+// the rest after the broker's Close. Calling it again does nothing.
+func (n *Node) StopReceiving() {
+	n.mu.Lock()
+	w, s, r := n.owners, n.shared, n.router
+	n.mu.Unlock()
+	if w != nil {
+		w.stopWatch()
+	}
+	if s != nil {
+		s.Close()
+	}
+	if r != nil {
+		r.close()
 	}
 }
 
