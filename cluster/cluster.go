@@ -36,8 +36,9 @@ type Broker interface {
 // StartRouting creates or updates the message and retained streams with
 // the replication factor in force and starts the router. It needs
 // JetStream: a node that started without quorum (Status unhealthy) gets
-// an error naming the cause, and `propolis serve` refuses to serve then,
-// as a node that cannot store a QoS 1 message cannot acknowledge one.
+// an error naming the cause, and `propolis serve` calls it again until it
+// succeeds (accepting no client meanwhile), as a node that cannot store a
+// QoS 1 message cannot acknowledge one.
 func (n *Node) StartRouting() error {
 	r, err := newRouter(routerOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
 		Levels: n.cfg.TopicLevelDistribution, MaxAge: time.Duration(n.cfg.StreamMaxAge),
@@ -179,6 +180,11 @@ func (n *Node) StopReceiving() {
 		r.close()
 	}
 }
+
+// JetStreamCurrent reports whether this node's JetStream is current with
+// the cluster's meta group (a node alone always is): false while it has
+// no quorum. It asks nothing of the network.
+func (n *Node) JetStreamCurrent() bool { return n.srv.JetStreamIsCurrent() }
 
 // routing returns the router, nil before StartRouting.
 func (n *Node) routing() *router {
