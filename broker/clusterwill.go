@@ -64,3 +64,55 @@ func willPacket(w *mqtt.Will, id string) packets.Packet {
 		TopicName: w.TopicName, Payload: w.Payload, Origin: id, Properties: packets.Properties{User: w.User},
 		PacketID: 1} // required by validation for QoS > 0; the inline client sends no ack
 }
+
+// A delayed will mochi holds for a client id of this node is dropped when
+// another node of the cluster takes the id over within the delay
+// (MQTT-3.1.3-9: the client came back, elsewhere). The hook notes each
+// delayed will mochi queued (noteMochiWill, from OnDisconnect) until its
+// delay is over or a connection of the id is established here (mochi
+// drops the will then); ClaimedElsewhere makes mochi drop a noted one the
+// way a DISCONNECT of the client id would (processDisconnect deletes the
+// id's delayed will), through a throwaway inline client of that id.
+
+// noteMochiWill records, in a cluster, that mochi queued the delayed will
+// of cl (its read loop ended with err, so sendLWT ran), until its delay
+// is over.
+func (h *hook) noteMochiWill(cl *mqtt.Client, err error) {
+	if h.cluster == nil || err == nil || cl.Net.Inline {
+		return
+	}
+	w := &cl.Properties.Will
+	if atomic.LoadUint32(&w.Flag) == 0 || w.WillDelayInterval == 0 {
+		return
+	}
+	mark := new(int) // this will's own mark, for the clean-up below
+	h.mochiWills.Store(cl.ID, mark)
+	time.AfterFunc(time.Duration(w.WillDelayInterval)*time.Second+time.Second, func() {
+		h.mochiWills.CompareAndDelete(cl.ID, mark) // published by now
+	})
+}
+
+// ClaimedElsewhere tells the broker that another node of the cluster took
+// clientID over while this node holds no connection of it: the delayed
+// will of its last connection here, if one is pending, is not published
+// (the client reconnected within the delay, on another node). Called by
+// the cluster (cluster/owner.go) on its KV watch's goroutine.
+func (s *Server) ClaimedElsewhere(clientID string) {
+	h := s.hook
+	if h.cluster == nil {
+		return
+	}
+	h.delayedWills.Delete(clientID) // clusterWill's: not forwarded
+	if _, ok := h.mochiWills.LoadAndDelete(clientID); !ok {
+		return
+	}
+	if cl, ok := s.mochi.Clients.Get(clientID); ok && !cl.Closed() {
+		return // connected here again meanwhile: mochi dropped the will itself
+	}
+	// A DISCONNECT processed for the id deletes mochi's delayed will of
+	// the id [MQTT-3.1.2-8]; the client it comes from is a throwaway
+	// inline one (no connection, in no map).
+	fake := s.mochi.NewClient(nil, "", clientID, true)
+	_ = s.mochi.InjectPacket(fake, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	h.log.Info("delayed will dropped: the client id connected on another node within the delay", "client", clientID)
+}

@@ -96,6 +96,9 @@ type hook struct {
 	// delayedWills holds, by client id, the client whose delayed will
 	// clusterWill forwards when its delay is over (clusterwill.go).
 	delayedWills sync.Map
+	// mochiWills holds, by client id, a mark for the delayed will mochi
+	// queued for the id, until its delay is over (clusterwill.go).
+	mochiWills sync.Map
 
 	// Disk-full accounting (see health.go): QoS 1/2 publishes refused with
 	// store.ErrDiskFull, and queued copies the store did not take.
@@ -273,6 +276,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.established.Store(cl, struct{}{})
 	h.cancelClusterWill(cl.ID)
+	h.mochiWills.Delete(cl.ID) // mochi drops the delayed will too [MQTT-3.1.3-9]
 	h.clusterConnected(cl)
 	defer h.syncShared(cl.ID)
 	liftMochiQuota(cl)
@@ -323,6 +327,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.stats.countDisconnect(cl, err)
 	h.kickedWill(cl, err)
 	h.clusterWill(cl, err, expire)
+	h.noteMochiWill(cl, err)
 	h.emitDisconnect(cl, err, now)
 	h.dropState(cl)
 	h.forgetPending(cl)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,10 @@ type ownerBroker interface {
 	// TakeOver disconnects the local connection of clientID, which
 	// another node took over (MQTT 5 reason 0x8E).
 	TakeOver(clientID string) error
+	// ClaimedElsewhere tells the broker that another node took
+	// clientID while this node holds no connection of it: a delayed will
+	// pending for it here is not published.
+	ClaimedElsewhere(clientID string)
 }
 
 // ownerOptions are the dependencies of newOwners.
@@ -476,7 +481,13 @@ func (w *owners) seen(e jetstream.KeyValueEntry) {
 	lo := w.local[e.Key()]
 	kick := false
 	switch {
-	case lo == nil || lo.conns == 0 || lo.kicked:
+	case lo == nil || lo.conns == 0:
+		w.mu.Unlock()
+		if id, ok := unescapeToken(e.Key()); ok {
+			w.o.Broker.ClaimedElsewhere(id)
+		}
+		return
+	case lo.kicked:
 	case lo.puts > 0:
 		lo.foreign = max(lo.foreign, e.Revision())
 	default:
@@ -503,6 +514,28 @@ func (w *owners) takeOver(clientID string) {
 // '.', so a client id is one subject token.
 func clientKey(id string) string {
 	return escapeToken(id)
+}
+
+// unescapeToken reverses escapeToken; ok is false for a string
+// escapeToken cannot have made.
+func unescapeToken(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '=' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), escapeToken(b.String()) == s
 }
 
 // escapeToken is clientKey's encoding, also used for queue group names

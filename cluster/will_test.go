@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"net"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -74,5 +76,37 @@ func TestDelayedWillCancelledByReconnect(t *testing.T) {
 		if p.Topic == "w/back" {
 			t.Fatal("b got the will of a client that came back within its delay")
 		}
+	}
+}
+
+// TestDelayedWillCancelledByTakeOver: a client dropped on node A with a
+// delayed will connects on node B within the delay: A publishes no will
+// (MQTT-3.1.3-9), while the will of another client dropped on A after it,
+// with the same delay, is published.
+func TestDelayedWillCancelledByTakeOver(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	a, b := startSessionNode(t, ns, "a"), startSessionNode(t, ns, "b")
+	var mu sync.Mutex
+	var topics []string
+	sub := connect5(t, a, "sub", nil, func(p *paho.Publish) { mu.Lock(); topics = append(topics, p.Topic); mu.Unlock() })
+	if _, err := sub.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "w/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	conn := dialDelayedWill(t, a.addr, "mover", "w/mover", 6)
+	_ = conn.Close()
+	poll.Until(t, "mover gone from a", func() bool { return !a.connected("mover") })
+	connect5(t, b, "mover", nil, nil) // within the delay, on another node
+	poll.Until(t, "the bucket names b for mover", func() bool { return ownerOf(t, a, "mover") == "b" })
+	marker := dialDelayedWill(t, a.addr, "marker", "w/marker", 6)
+	_ = marker.Close()
+	poll.Until(t, "the marker's will on a", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(topics, "w/marker")
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if slices.Contains(topics, "w/mover") {
+		t.Fatalf("a published the will of a client that connected on b within its delay: %v", topics)
 	}
 }
