@@ -44,6 +44,12 @@ func (h *hook) syncShared(id string) {
 		return
 	}
 	c := h.cluster.c
+	// The current set is read under the lock too: read before it, two
+	// calls for one id could compute their sets in one order and report
+	// them in the other, leaving a queue subscription no member holds.
+	cs := &h.shared
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
 	cur := map[string]struct{}{}
 	if cl, ok := h.mochi.Clients.Get(id); ok && !cl.Net.Inline {
 		for f := range cl.State.Subscriptions.GetAll() {
@@ -52,9 +58,6 @@ func (h *hook) syncShared(id string) {
 			}
 		}
 	}
-	cs := &h.shared
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
 	had := cs.subs[id]
 	for f := range had {
 		if _, ok := cur[f]; !ok {

@@ -93,6 +93,12 @@ type hook struct {
 	// willTimer, set by tests only (SetWillTimer), replaces
 	// time.AfterFunc for the delay of a will kickedWill publishes.
 	willTimer func(d time.Duration, f func())
+	// delayedWills holds, by client id, the client whose delayed will
+	// clusterWill forwards when its delay is over (clusterwill.go).
+	delayedWills sync.Map
+	// mochiWills holds, by client id, a mark for the delayed will mochi
+	// queued for the id, until its delay is over (clusterwill.go).
+	mochiWills sync.Map
 
 	// Disk-full accounting (see health.go): QoS 1/2 publishes refused with
 	// store.ErrDiskFull, and queued copies the store did not take.
@@ -269,6 +275,8 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // subscriptions (syncShared).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.established.Store(cl, struct{}{})
+	h.cancelClusterWill(cl.ID)
+	h.mochiWills.Delete(cl.ID) // mochi drops the delayed will too [MQTT-3.1.3-9]
 	h.clusterConnected(cl)
 	defer h.syncShared(cl.ID)
 	liftMochiQuota(cl)
@@ -318,6 +326,8 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.connects.release(cl) // if its CONNACK was never encoded
 	h.stats.countDisconnect(cl, err)
 	h.kickedWill(cl, err)
+	h.clusterWill(cl, err, expire)
+	h.noteMochiWill(cl, err)
 	h.emitDisconnect(cl, err, now)
 	h.dropState(cl)
 	h.forgetPending(cl)

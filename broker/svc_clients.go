@@ -201,9 +201,7 @@ func (h *hook) kickedWill(cl *mqtt.Client, err error) {
 	if w == nil || !errors.As(cl.StopCause(), &c) || c.Code < 0x80 {
 		return
 	}
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: w.Qos, Retain: w.Retain},
-		TopicName: w.TopicName, Payload: w.Payload, Origin: cl.ID, Properties: packets.Properties{User: w.User},
-		PacketID: 1} // required by validation for QoS > 0; the inline client sends no ack
+	pk := willPacket(w, cl.ID)
 	publish := func() {
 		inline, ok := h.mochi.Clients.Get(mqtt.InlineClientId)
 		if !ok {

@@ -18,7 +18,8 @@ import (
 // before broker.New, whose restore reports filters and forwards crash
 // wills), broker.New with the Node as Options.Cluster, UseBroker (owners
 // and shared, which act on the broker), Join (the retained replay), then
-// the broker's Start; Close after the broker's Close.
+// the broker's Start; at shutdown StopReceiving before the broker's Close
+// and Close after it.
 
 var _ broker.Cluster = (*Node)(nil)
 
@@ -35,8 +36,9 @@ type Broker interface {
 // StartRouting creates or updates the message and retained streams with
 // the replication factor in force and starts the router. It needs
 // JetStream: a node that started without quorum (Status unhealthy) gets
-// an error naming the cause, and `propolis serve` refuses to serve then,
-// as a node that cannot store a QoS 1 message cannot acknowledge one.
+// an error naming the cause, and `propolis serve` calls it again until it
+// succeeds (accepting no client meanwhile), as a node that cannot store a
+// QoS 1 message cannot acknowledge one.
 func (n *Node) StartRouting() error {
 	r, err := newRouter(routerOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
 		Levels: n.cfg.TopicLevelDistribution, MaxAge: time.Duration(n.cfg.StreamMaxAge),
@@ -64,7 +66,8 @@ func (n *Node) UseBroker(b Broker) error {
 	if err := r.useBroker(b); err != nil {
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
-	w, err := newOwners(ownerOptions{JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(), Broker: b, Log: n.log})
+	w, err := newOwners(ownerOptions{JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(), Broker: b, Log: n.log,
+		Ready: n.srv.JetStreamIsCurrent})
 	if err != nil {
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
@@ -155,6 +158,33 @@ func (n *Node) Disconnected(clientID string) {
 		w.disconnected(clientID)
 	}
 }
+
+// StopReceiving stops everything that acts on the broker from the
+// cluster: the router's subscriptions and inbox (nothing more is
+// injected or retained), the shared queue subscriptions and the take-over
+// watch. Forward keeps working, so wills published while the broker
+// closes still reach the other nodes. `propolis serve` calls it before
+// the broker's Close, so that nothing reaches a closed broker; Close does
+// the rest after the broker's Close. Calling it again does nothing.
+func (n *Node) StopReceiving() {
+	n.mu.Lock()
+	w, s, r := n.owners, n.shared, n.router
+	n.mu.Unlock()
+	if w != nil {
+		w.stopWatch()
+	}
+	if s != nil {
+		s.Close()
+	}
+	if r != nil {
+		r.close()
+	}
+}
+
+// JetStreamCurrent reports whether this node's JetStream is current with
+// the cluster's meta group (a node alone always is): false while it has
+// no quorum. It asks nothing of the network.
+func (n *Node) JetStreamCurrent() bool { return n.srv.JetStreamIsCurrent() }
 
 // routing returns the router, nil before StartRouting.
 func (n *Node) routing() *router {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,10 @@ type ownerBroker interface {
 	// TakeOver disconnects the local connection of clientID, which
 	// another node took over (MQTT 5 reason 0x8E).
 	TakeOver(clientID string) error
+	// ClaimedElsewhere tells the broker that another node took
+	// clientID while this node holds no connection of it: a delayed will
+	// pending for it here is not published.
+	ClaimedElsewhere(clientID string)
 }
 
 // ownerOptions are the dependencies of newOwners.
@@ -54,13 +59,44 @@ type ownerOptions struct {
 	Log      *slog.Logger
 	// Timeout bounds each KV operation; 0 means defaultOwnerTimeout.
 	Timeout time.Duration
+	// Ready reports whether JetStream can answer now (the node is
+	// current with the meta group); while it is false, puts and deletes
+	// are skipped instead of waiting for Timeout. Nil means always ready.
+	Ready func() bool
+	// Drain bounds how long Close waits for the queued puts and deletes;
+	// 0 means defaultOwnerDrain.
+	Drain time.Duration
 }
 
-// defaultOwnerTimeout bounds a KV operation of owners by default.
-const defaultOwnerTimeout = 10 * time.Second
+const (
+	// defaultOwnerTimeout bounds a KV operation of owners by default.
+	defaultOwnerTimeout = 10 * time.Second
+	// defaultOwnerDrain bounds Close's wait for the queued operations by
+	// default: Node.Close runs after the broker's Close, which may itself
+	// take its 5 s budget, so the whole stop stays short.
+	defaultOwnerDrain = 3 * time.Second
+	// ownerWorkers is the number of goroutines putting and deleting
+	// entries; a client id always goes to the same one (ownerShard), so
+	// its operations run in order.
+	ownerWorkers = 4
+)
+
+// errNoJetStream is the error of a put or delete skipped while
+// ownerOptions.Ready reports false.
+var errNoJetStream = errors.New("jetstream not current (no quorum): skipped")
 
 // owners records this node's client ids in ClientsBucket and disconnects
 // those another node took over. Its methods are safe for concurrent use.
+//
+// connected and disconnected only update the local state and queue the
+// client id; ownerWorkers goroutines do the KV puts and deletes, so a
+// client's goroutine never waits for a Raft round trip. Each worker has
+// a FIFO of client ids, each id at most once in it (localOwner.queued):
+// a burst of connections and disconnections of one id while its
+// operation waits collapses into what its state is when the worker takes
+// it (the latest put supersedes the older ones; a put whose connection
+// has already ended is not made). The queues thus never hold more than
+// one entry per client id known here.
 type owners struct {
 	o      ownerOptions
 	kv     jetstream.KeyValue
@@ -69,9 +105,21 @@ type owners struct {
 	done   chan struct{} // closed when the watch loop ends
 	// seenRev is the revision of the last entry the watch handled.
 	seenRev atomic.Uint64
+	// workCtx bounds the workers' KV operations; Close cancels it once
+	// the drain budget is spent.
+	workCtx    context.Context
+	workCancel context.CancelFunc
+	workers    sync.WaitGroup
+	skipped    atomic.Uint64 // operations skipped without JetStream
+	wake       [ownerWorkers]chan struct{}
+	watchOnce  sync.Once
+	closeOnce  sync.Once
 
-	mu    sync.Mutex
-	local map[string]*localOwner // clientKey -> this node's connections of the id
+	mu       sync.Mutex
+	local    map[string]*localOwner // clientKey -> this node's connections of the id
+	queues   [ownerWorkers][]string // client keys waiting for their worker
+	draining bool                   // Close called: workers end when their queue is empty
+	skipping bool                   // the last operation was skipped (logged once per outage)
 }
 
 // localOwner is what owners knows of one client id connected here.
@@ -79,8 +127,9 @@ type localOwner struct {
 	id      string
 	conns   int    // local connections established and not ended
 	rev     uint64 // revision of this node's latest put (0: none succeeded)
-	puts    int    // puts in flight
-	foreign uint64 // latest revision naming another node seen while puts were in flight
+	puts    int    // connections established whose put is queued or in flight
+	queued  bool   // the id is in its worker's queue
+	foreign uint64 // latest revision naming another node seen while puts were pending
 	// kicked is set once a take-over of the current connections is
 	// decided, so that they are disconnected once (a second Disconnect
 	// of a client ending would race with mochi clearing its will); a new
@@ -88,8 +137,8 @@ type localOwner struct {
 	kicked bool
 }
 
-// newOwners creates or binds ClientsBucket and starts watching it. Close
-// stops the watch.
+// newOwners creates or binds ClientsBucket, starts watching it and starts
+// the workers. Close stops them.
 func newOwners(o ownerOptions) (*owners, error) {
 	switch {
 	case o.JS == nil:
@@ -105,6 +154,9 @@ func newOwners(o ownerOptions) (*owners, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = defaultOwnerTimeout
 	}
+	if o.Drain <= 0 {
+		o.Drain = defaultOwnerDrain
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 	defer cancel()
 	kv, _, err := ensureBucket(ctx, o.JS, jetstream.KeyValueConfig{
@@ -118,21 +170,66 @@ func newOwners(o ownerOptions) (*owners, error) {
 	}
 	w := &owners{o: o, kv: kv, done: make(chan struct{}), local: map[string]*localOwner{}}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.workCtx, w.workCancel = context.WithCancel(context.Background())
+	for i := range w.wake {
+		w.wake[i] = make(chan struct{}, 1)
+		w.workers.Add(1)
+		go w.work(i)
+	}
 	go w.watch()
 	return w, nil
 }
 
-// Close stops the watch and waits for it to end. Entries of clients still
-// connected here stay in the bucket.
-func (w *owners) Close() {
-	w.cancel()
-	<-w.done
+// stopWatch stops the watch and waits for it to end: no take-over is
+// decided after it (Node.StopReceiving, before the broker closes).
+func (w *owners) stopWatch() {
+	w.watchOnce.Do(func() {
+		w.cancel()
+		<-w.done
+	})
 }
 
-// connected records that clientID has a new local session: this node puts
-// its entry, and disconnects the client at once if another node's entry
-// of a later revision was seen while the put was in flight. Called on the
-// client's goroutine (Cluster.Connected); it blocks for one KV put.
+// Close stops the watch, then lets the workers finish the queued puts and
+// deletes for up to ownerOptions.Drain (the deletes of the clients the
+// broker's Close disconnected, mostly) and abandons the rest. Entries
+// not deleted stay in the bucket until another node's put overwrites them.
+func (w *owners) Close() {
+	w.stopWatch()
+	w.closeOnce.Do(func() {
+		w.mu.Lock()
+		w.draining = true
+		w.mu.Unlock()
+		for _, c := range w.wake {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
+		ended := make(chan struct{})
+		go func() { w.workers.Wait(); close(ended) }()
+		select {
+		case <-ended:
+		case <-time.After(w.o.Drain):
+			w.mu.Lock()
+			left := 0
+			for _, q := range w.queues {
+				left += len(q)
+			}
+			w.mu.Unlock()
+			w.o.Log.Warn("client owners not all recorded at shutdown", "bucket", ClientsBucket, "abandoned", left,
+				"waited", w.o.Drain)
+			w.workCancel()
+			<-ended
+		}
+		w.workCancel()
+	})
+}
+
+// connected records that clientID has a new local session and queues the
+// put of this node's entry; the worker disconnects the client at once if
+// another node's entry of a later revision was seen before the put
+// returned. Called on the client's goroutine (Cluster.Connected); it
+// never waits for JetStream.
 func (w *owners) connected(clientID string) {
 	key, err := clientKey(clientID)
 	if err != nil { // refused at CONNECT (CheckClientID); never sent to NATS
@@ -140,6 +237,7 @@ func (w *owners) connected(clientID string) {
 		return
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	lo := w.local[key]
 	if lo == nil {
 		lo = &localOwner{id: clientID}
@@ -148,66 +246,186 @@ func (w *owners) connected(clientID string) {
 	lo.conns++
 	lo.puts++
 	lo.kicked = false
-	w.mu.Unlock()
-
-	val, _ := json.Marshal(ownerEntry{Node: w.o.Node, Since: time.Now().UTC()}) // cannot fail
-	ctx, cancel := context.WithTimeout(w.ctx, w.o.Timeout)
-	rev, err := w.kv.Put(ctx, key, val)
-	cancel()
-	if err != nil {
-		w.o.Log.Warn("client owner not recorded", "client", clientID, "bucket", ClientsBucket, "error", err)
-	}
-
-	w.mu.Lock()
-	lo.puts--
-	if err == nil && rev > lo.rev {
-		lo.rev = rev
-	}
-	kick := lo.puts == 0 && lo.conns > 0 && lo.foreign > lo.rev && !lo.kicked
-	lo.kicked = lo.kicked || kick
-	if lo.puts == 0 {
-		lo.foreign = 0
-	}
-	w.mu.Unlock()
-	if kick {
-		w.takeOver(clientID)
-	}
+	w.enqueue(key, lo)
 }
 
 // disconnected records the end of a local connection of clientID; at the
-// last one the node deletes the client id's entry if it is still the one
-// this node put. Called on the client's goroutine (Cluster.Disconnected);
-// it blocks for one KV delete.
+// last one it queues the delete of the client id's entry, which the
+// worker makes only if the entry is still the one this node put. Called
+// on the client's goroutine (Cluster.Disconnected); it never waits for
+// JetStream.
 func (w *owners) disconnected(clientID string) {
 	key, err := clientKey(clientID)
 	if err != nil {
 		return // never recorded (connected)
 	}
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	lo := w.local[key]
+	if lo == nil {
+		return
+	}
+	lo.conns--
+	if lo.conns == 0 {
+		w.enqueue(key, lo)
+	}
+}
+
+// enqueue puts key in its worker's queue unless it is there already.
+// w.mu is held.
+func (w *owners) enqueue(key string, lo *localOwner) {
+	if lo.queued || w.draining && w.workCtx.Err() != nil {
+		return
+	}
+	lo.queued = true
+	i := ownerShard(key)
+	w.queues[i] = append(w.queues[i], key)
+	select {
+	case w.wake[i] <- struct{}{}:
+	default:
+	}
+}
+
+// ownerShard is the worker of a client key.
+func ownerShard(key string) int {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return int(h % ownerWorkers)
+}
+
+// work is worker i: it takes client keys from its queue, in order, until
+// Close (once its queue is empty, or at once when the drain budget is
+// spent).
+func (w *owners) work(i int) {
+	defer w.workers.Done()
+	for {
+		w.mu.Lock()
+		for len(w.queues[i]) == 0 {
+			draining := w.draining
+			w.mu.Unlock()
+			if draining {
+				return
+			}
+			select {
+			case <-w.wake[i]:
+			case <-w.workCtx.Done():
+				return
+			}
+			w.mu.Lock()
+		}
+		if w.workCtx.Err() != nil {
+			w.mu.Unlock()
+			return
+		}
+		key := w.queues[i][0]
+		w.queues[i][0] = ""
+		w.queues[i] = w.queues[i][1:]
+		if len(w.queues[i]) == 0 {
+			w.queues[i] = nil // let the backing array go after a burst
+		}
+		w.handle(key) // unlocks w.mu
+	}
+}
+
+// handle brings key's entry in line with the local state: a put while a
+// connection waits for one, a delete once the last connection ended.
+// Called with w.mu held; it unlocks it.
+func (w *owners) handle(key string) {
 	lo := w.local[key]
 	if lo == nil {
 		w.mu.Unlock()
 		return
 	}
-	lo.conns--
-	if lo.conns > 0 || lo.puts > 0 {
+	lo.queued = false
+	switch {
+	case lo.conns > 0 && lo.puts > 0:
+		n := lo.puts
 		w.mu.Unlock()
-		return
+		rev, err := w.put(key)
+		w.mu.Lock()
+		lo.puts -= n
+		if err == nil && rev > lo.rev {
+			lo.rev = rev
+		}
+		kick := lo.puts == 0 && lo.conns > 0 && lo.foreign > lo.rev && !lo.kicked
+		lo.kicked = lo.kicked || kick
+		if lo.puts == 0 {
+			lo.foreign = 0
+		}
+		if lo.puts > 0 || lo.conns == 0 {
+			w.enqueue(key, lo) // connected or disconnected again meanwhile
+		}
+		w.mu.Unlock()
+		if err != nil {
+			w.failed("client owner not recorded", lo.id, err)
+		}
+		if kick {
+			w.takeOver(lo.id)
+		}
+	case lo.conns <= 0:
+		// The last connection ended; a put still pending for it is
+		// superseded.
+		delete(w.local, key)
+		rev := lo.rev
+		w.mu.Unlock()
+		if rev == 0 {
+			return
+		}
+		err := w.ready()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(w.workCtx, w.o.Timeout)
+			err = w.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+			cancel()
+		}
+		// A revision mismatch: the entry is no longer ours (another node
+		// took the id): it is that node's to delete.
+		if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			w.failed("client owner not removed", lo.id, err)
+		}
+	default:
+		w.mu.Unlock()
 	}
-	delete(w.local, key)
-	rev := lo.rev
-	w.mu.Unlock()
-	if rev == 0 {
-		return
+}
+
+// put writes this node's entry for key.
+func (w *owners) put(key string) (uint64, error) {
+	if err := w.ready(); err != nil {
+		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(w.ctx, w.o.Timeout)
+	val, _ := json.Marshal(ownerEntry{Node: w.o.Node, Since: time.Now().UTC()}) // cannot fail
+	ctx, cancel := context.WithTimeout(w.workCtx, w.o.Timeout)
 	defer cancel()
-	err = w.kv.Delete(ctx, key, jetstream.LastRevision(rev))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		// A revision mismatch: the entry is no longer ours (another node took
-		// the id): it is that node's to delete.
-		w.o.Log.Warn("client owner not removed", "client", clientID, "bucket", ClientsBucket, "error", err)
+	return w.kv.Put(ctx, key, val)
+}
+
+// ready returns errNoJetStream while ownerOptions.Ready reports false,
+// logging the first skip of an outage; nil otherwise.
+func (w *owners) ready() error {
+	ok := w.o.Ready == nil || w.o.Ready()
+	w.mu.Lock()
+	first := !ok && !w.skipping
+	w.skipping = !ok
+	w.mu.Unlock()
+	if ok {
+		return nil
 	}
+	w.skipped.Add(1)
+	if first {
+		w.o.Log.Warn("client owners not recorded while jetstream is not current: take-over across nodes is off until it is",
+			"bucket", ClientsBucket)
+	}
+	return errNoJetStream
+}
+
+// failed logs a put or delete that failed; skipped ones were logged by
+// ready.
+func (w *owners) failed(msg, clientID string, err error) {
+	if errors.Is(err, errNoJetStream) || w.workCtx.Err() != nil {
+		return
+	}
+	w.o.Log.Warn(msg, "client", clientID, "bucket", ClientsBucket, "error", err)
 }
 
 // watch follows ClientsBucket until Close, watching again (with the
@@ -270,7 +488,13 @@ func (w *owners) seen(e jetstream.KeyValueEntry) {
 	lo := w.local[e.Key()]
 	kick := false
 	switch {
-	case lo == nil || lo.conns == 0 || lo.kicked:
+	case lo == nil || lo.conns == 0:
+		w.mu.Unlock()
+		if id, ok := unescapeToken(e.Key()); ok {
+			w.o.Broker.ClaimedElsewhere(id)
+		}
+		return
+	case lo.kicked:
 	case lo.puts > 0:
 		lo.foreign = max(lo.foreign, e.Revision())
 	default:
@@ -306,6 +530,28 @@ func clientKey(id string) (string, error) {
 
 // kvPrefix starts the subject of every key of ClientsBucket.
 const kvPrefix = "$KV." + ClientsBucket + "."
+
+// unescapeToken reverses escapeToken; ok is false for a string
+// escapeToken cannot have made.
+func unescapeToken(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '=' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), escapeToken(b.String()) == s
+}
 
 // escapeToken is clientKey's encoding, also used for queue group names
 // (queueName): its output is made of [A-Za-z0-9_=-] only.

@@ -94,8 +94,9 @@ func (c testCluster) Disconnected(id string) { c.n.owners.disconnected(id) }
 
 // startSessionNode starts node name on the NATS server ns: a broker with
 // allow-all security and its data in a temporary folder, its owners and
-// shared, all closed when the test ends.
-func startSessionNode(t *testing.T, ns *server.Server, name string) *sessionNode {
+// shared, all closed when the test ends. Each of opts may change the
+// options of its owners.
+func startSessionNode(t *testing.T, ns *server.Server, name string, opts ...func(*ownerOptions)) *sessionNode {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Listeners[0].Address = "127.0.0.1:0"
@@ -114,7 +115,11 @@ func startSessionNode(t *testing.T, ns *server.Server, name string) *sessionNode
 	if err != nil {
 		t.Fatalf("node %s: jetstream: %v", name, err)
 	}
-	n.owners, err = newOwners(ownerOptions{JS: js, Node: name, Replicas: 1, Broker: srv, Log: testLogger().With("node", name)})
+	oo := ownerOptions{JS: js, Node: name, Replicas: 1, Broker: srv, Log: testLogger().With("node", name)}
+	for _, f := range opts {
+		f(&oo)
+	}
+	n.owners, err = newOwners(oo)
 	if err != nil {
 		t.Fatalf("node %s: %v", name, err)
 	}

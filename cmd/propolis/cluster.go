@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/config"
@@ -126,11 +128,11 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 // returns nil without one. The registry reads the host's extensions and,
 // once broker.New has stored it in srv, the broker's stress level and
 // client count; before that it reports 0 for both.
-func startCluster(cfg *config.Config, h *host.Host, srv *atomic.Pointer[broker.Server], log *slog.Logger) (*cluster.Node, error) {
+func startCluster(ctx context.Context, cfg *config.Config, h *host.Host, srv *atomic.Pointer[broker.Server], log *slog.Logger) (*cluster.Node, error) {
 	if cfg.Cluster == nil {
 		return nil, nil
 	}
-	return cluster.Start(context.Background(), cluster.Options{
+	return cluster.Start(ctx, cluster.Options{
 		DataDir: cfg.DataDir,
 		Config:  cfg.Cluster,
 		Version: version,
@@ -159,4 +161,64 @@ func clusterExtensions(sts []host.Status) []cluster.ExtensionInfo {
 		out[i] = cluster.ExtensionInfo{ID: st.ID, Version: st.Version, State: string(st.State)}
 	}
 	return out
+}
+
+// routingWaitLog is how often startRouting logs that it still waits.
+const routingWaitLog = 30 * time.Second
+
+// startRouting calls node.StartRouting (each call bounded by the router's
+// own setup timeout) until it succeeds, so that a node started before its
+// peers waits for them instead of exiting. While JetStream is not current
+// or an attempt failed, it logs what it waits for at once and then every
+// routingWaitLog. It returns false, at once, when ctx ends first (SIGINT
+// or SIGTERM); the attempt in flight then ends when the node closes.
+func startRouting(ctx context.Context, node *cluster.Node, seeds []string, log *slog.Logger) bool {
+	var logged time.Time
+	var last error
+	for {
+		if time.Since(logged) >= routingWaitLog && (last != nil || !node.JetStreamCurrent()) {
+			logged = time.Now()
+			why := "no jetstream quorum yet"
+			if last != nil {
+				why = last.Error()
+			}
+			log.Warn("cluster routing waits for the other nodes; clients are not accepted until it starts",
+				"node", node.Name(), "seeds", seeds, "error", why)
+		}
+		done := make(chan error, 1)
+		go func() { done <- node.StartRouting() }()
+		select {
+		case last = <-done:
+		case <-ctx.Done():
+			return false
+		}
+		if last == nil {
+			if !logged.IsZero() {
+				log.Info("cluster routing started", "node", node.Name())
+			}
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// joinTimeout bounds the retained replay of Join.
+const joinTimeout = 60 * time.Second
+
+// joinCluster runs node.Join within joinTimeout (or until ctx ends).
+func joinCluster(ctx context.Context, node *cluster.Node) error {
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	if err := node.Join(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: the replay of the cluster's retained messages (stream %s) did not end within %s", err,
+				cluster.RetainedStream, joinTimeout)
+		}
+		return err
+	}
+	return nil
 }

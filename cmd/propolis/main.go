@@ -120,8 +120,12 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	// The cluster node, with a cluster section only (nil otherwise: no
 	// NATS code runs). It starts before the broker and is closed after it
 	// (deferred here, so after srv.Close on every path below).
+	// stopped ends with SIGINT or SIGTERM (sig gets them too), for the
+	// cluster's waits before the broker runs.
+	stopped, stopWatch := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopWatch()
 	var brokerRef atomic.Pointer[broker.Server] // for the registry, from broker.New on
-	node, err := startCluster(cfg, h, &brokerRef, log)
+	node, err := startCluster(stopped, cfg, h, &brokerRef, log)
 	if err != nil {
 		return err
 	}
@@ -129,9 +133,11 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 	if node != nil {
 		defer node.Close()
 		// The streams before broker.New: its restore reports the restored
-		// sessions' filters and forwards crash wills.
-		if err := node.StartRouting(); err != nil {
-			return err
+		// sessions' filters and forwards crash wills. A node started
+		// before its peers waits for them here.
+		if !startRouting(stopped, node, cfg.Cluster.Seeds, log) {
+			log.Info("stopped before start", "signal", "SIGINT or SIGTERM")
+			return nil
 		}
 		bc = node
 	}
@@ -171,7 +177,8 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 			_ = srv.Close()
 			return err
 		}
-		if err := node.Join(context.Background()); err != nil {
+		if err := joinCluster(stopped, node); err != nil {
+			node.StopReceiving()
 			_ = srv.Close()
 			return err
 		}
@@ -191,6 +198,9 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 			log.Info("shutting down", "signal", got.String())
 		}
 		break
+	}
+	if node != nil {
+		node.StopReceiving() // nothing from the cluster reaches the closing broker
 	}
 	if err := srv.Close(); err != nil {
 		return err
