@@ -130,6 +130,14 @@ type localOwner struct {
 	puts    int    // connections established whose put is queued or in flight
 	queued  bool   // the id is in its worker's queue
 	foreign uint64 // latest revision naming another node seen while puts were pending
+	// since is when the latest local connection's session was
+	// established (connected), the Since of this node's puts;
+	// foreignSince is the Since of the foreign entry of revision foreign.
+	// The later connection wins a take-over, whichever put landed last
+	// (newerThan): puts leave on workers, so their order in the bucket
+	// need not be the order of the connections.
+	since, foreignSince time.Time
+	foreignNode         string
 	// kicked is set once a take-over of the current connections is
 	// decided, so that they are disconnected once (a second Disconnect
 	// of a client ending would race with mochi clearing its will); a new
@@ -244,6 +252,7 @@ func (w *owners) connected(clientID string) {
 		w.local[key] = lo
 	}
 	lo.conns++
+	lo.since = time.Now().UTC()
 	lo.puts++
 	lo.kicked = false
 	w.enqueue(key, lo)
@@ -341,18 +350,25 @@ func (w *owners) handle(key string) {
 	lo.queued = false
 	switch {
 	case lo.conns > 0 && lo.puts > 0:
-		n := lo.puts
+		n, since := lo.puts, lo.since
 		w.mu.Unlock()
-		rev, err := w.put(key)
+		rev, err := w.put(key, since)
 		w.mu.Lock()
 		lo.puts -= n
 		if err == nil && rev > lo.rev {
 			lo.rev = rev
 		}
-		kick := lo.puts == 0 && lo.conns > 0 && lo.foreign > lo.rev && !lo.kicked
+		later := lo.puts == 0 && lo.conns > 0 && lo.foreign > lo.rev && !lo.kicked
+		kick := later && newerThan(lo.foreignSince, lo.foreignNode, lo.since, w.o.Node)
+		if later && !kick {
+			// The other node's entry landed last but its connection is
+			// the older one: put ours again, so that it sees a later
+			// revision naming a newer connection and lets its client go.
+			lo.puts++
+		}
 		lo.kicked = lo.kicked || kick
-		if lo.puts == 0 {
-			lo.foreign = 0
+		if lo.puts == 0 || later {
+			lo.foreign, lo.foreignSince, lo.foreignNode = 0, time.Time{}, ""
 		}
 		if lo.puts > 0 || lo.conns == 0 {
 			w.enqueue(key, lo) // connected or disconnected again meanwhile
@@ -390,11 +406,11 @@ func (w *owners) handle(key string) {
 }
 
 // put writes this node's entry for key.
-func (w *owners) put(key string) (uint64, error) {
+func (w *owners) put(key string, since time.Time) (uint64, error) {
 	if err := w.ready(); err != nil {
 		return 0, err
 	}
-	val, _ := json.Marshal(ownerEntry{Node: w.o.Node, Since: time.Now().UTC()}) // cannot fail
+	val, _ := json.Marshal(ownerEntry{Node: w.o.Node, Since: since}) // cannot fail
 	ctx, cancel := context.WithTimeout(w.workCtx, w.o.Timeout)
 	defer cancel()
 	return w.kv.Put(ctx, key, val)
@@ -496,16 +512,36 @@ func (w *owners) seen(e jetstream.KeyValueEntry) {
 		return
 	case lo.kicked:
 	case lo.puts > 0:
-		lo.foreign = max(lo.foreign, e.Revision())
+		if e.Revision() > lo.foreign {
+			lo.foreign, lo.foreignSince, lo.foreignNode = e.Revision(), v.Since, v.Node
+		}
+	case e.Revision() <= lo.rev:
+	case newerThan(v.Since, v.Node, lo.since, w.o.Node):
+		kick, lo.kicked = true, true
 	default:
-		kick = e.Revision() > lo.rev
-		lo.kicked = kick
+		// A later revision for an older connection (its put left late):
+		// ours is put again, and the other node lets its client go.
+		lo.puts++
+		w.enqueue(e.Key(), lo)
 	}
 	w.mu.Unlock()
 	if kick {
-		w.o.Log.Info("client taken over by another node", "client", lo.id, "node", v.Node)
+		w.o.Log.Info("client taken over by another node", "client", lo.id, "by", v.Node)
 		w.takeOver(lo.id)
 	}
+}
+
+// newerThan reports whether the connection established at a on node an is
+// later than the one established at b on node bn: the later wins a
+// take-over. Equal times are ordered by node name, so that both nodes
+// decide alike. Connections on different machines are ordered by their
+// clocks: a skew larger than the time between two connections of one
+// client id can let the older win (docs/cluster.md).
+func newerThan(a time.Time, an string, b time.Time, bn string) bool {
+	if !a.Equal(b) {
+		return a.After(b)
+	}
+	return an > bn
 }
 
 // takeOver disconnects the local client of clientID.
