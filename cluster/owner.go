@@ -378,7 +378,7 @@ func (w *owners) handle(key string) {
 			w.failed("client owner not recorded", lo.id, err)
 		}
 		if kick {
-			w.takeOver(lo.id)
+			w.takeOver(lo)
 		}
 	case lo.conns <= 0:
 		// The last connection ended; a put still pending for it is
@@ -527,7 +527,7 @@ func (w *owners) seen(e jetstream.KeyValueEntry) {
 	w.mu.Unlock()
 	if kick {
 		w.o.Log.Info("client taken over by another node", "client", lo.id, "by", v.Node)
-		w.takeOver(lo.id)
+		w.takeOver(lo)
 	}
 }
 
@@ -544,10 +544,21 @@ func newerThan(a time.Time, an string, b time.Time, bn string) bool {
 	return an > bn
 }
 
-// takeOver disconnects the local client of clientID.
-func (w *owners) takeOver(clientID string) {
-	if err := w.o.Broker.TakeOver(clientID); err != nil {
-		w.o.Log.Debug("client taken over not disconnected", "client", clientID, "error", err)
+// takeOver disconnects the local client of lo, unless a newer local
+// connection came since the decision.
+func (w *owners) takeOver(lo *localOwner) {
+	// A connection established since the decision cleared kicked: it is
+	// newer than the other node's and stays. (A connection replacing the
+	// kicked one between this check and the Disconnect is still
+	// disconnected: the broker disconnects by client id; it reconnects.)
+	w.mu.Lock()
+	still := lo.kicked
+	w.mu.Unlock()
+	if !still {
+		return
+	}
+	if err := w.o.Broker.TakeOver(lo.id); err != nil {
+		w.o.Log.Debug("client taken over not disconnected", "client", lo.id, "error", err)
 	}
 }
 
