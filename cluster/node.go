@@ -175,6 +175,12 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		n.heartbeat(ctx)
 	}
 	go n.heartbeats()
+	if len(opts.Routes) == 0 {
+		log.Warn("cluster node has no seed but itself: JetStream runs on this node alone, its route listener is not opened "+
+			"and no other node can join it; list the other nodes in cluster.seeds", "seeds", cfg.Seeds)
+		log.Info("cluster node started alone", "cluster", cfg.ClusterName, "replicas", n.Replicas())
+		return n, nil
+	}
 	log.Info("cluster node started", "listen", n.RouteAddr(), "seeds", cfg.Seeds, "cluster", cfg.ClusterName,
 		"replicas", n.Replicas())
 	return n, nil
@@ -348,6 +354,35 @@ type natsLog struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	fatal string
+	// last is when each format string was last logged: a line NATS
+	// repeats (a route it cannot reach, every second per seed; "waiting
+	// for routing" every 2 s) is logged once per natsRepeat, with how
+	// many were left out.
+	last    map[string]time.Time
+	skipped map[string]int
+}
+
+// natsRepeat is how often one of the NATS server's repeated lines is
+// logged.
+const natsRepeat = 30 * time.Second
+
+// pass reports whether a line of format may be logged now, and how many
+// of its lines were left out since the last one.
+func (l *natsLog) pass(format string) (bool, int) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.skipped = map[string]time.Time{}, map[string]int{}
+	}
+	if t, ok := l.last[format]; ok && now.Sub(t) < natsRepeat {
+		l.skipped[format]++
+		return false, 0
+	}
+	l.last[format] = now
+	n := l.skipped[format]
+	l.skipped[format] = 0
+	return true, n
 }
 
 // lastFatal returns the last fatal error logged, or "".
@@ -364,7 +399,9 @@ func (l *natsLog) Noticef(string, ...any) {}
 
 // Warnf logs a warning.
 func (l *natsLog) Warnf(format string, v ...any) {
-	l.log.Warn("nats server", "nats", fmt.Sprintf(format, v...))
+	if ok, left := l.pass(format); ok {
+		l.log.Warn("nats server", "nats", fmt.Sprintf(format, v...), "same_lines_left_out", left)
+	}
 }
 
 // Fatalf logs a fatal error; the server shuts itself down after it.
@@ -378,7 +415,9 @@ func (l *natsLog) Fatalf(format string, v ...any) {
 
 // Errorf logs an error.
 func (l *natsLog) Errorf(format string, v ...any) {
-	l.log.Error("nats server", "nats", fmt.Sprintf(format, v...))
+	if ok, left := l.pass(format); ok {
+		l.log.Error("nats server", "nats", fmt.Sprintf(format, v...), "same_lines_left_out", left)
+	}
 }
 
 // Debugf drops a debug line.

@@ -247,10 +247,24 @@ func (r *router) forward(m *broker.Message, publisher string) error {
 
 // publishStored publishes msg into JetStream and waits for its
 // acknowledgement (PublishTimeout).
+//
+// A stream whose leader changes (a node stopping) answers nothing for a
+// moment: the wait is split in two attempts of half PublishTimeout each.
+// The second may store the message a second time when the first reached
+// the stream after all; other nodes then deliver it twice (QoS 1 is at
+// least once; see docs/cluster.md for QoS 2). The messages carry no id
+// for the stream to drop such a copy: its memory of ids would grow with
+// the message rate.
 func (r *router) publishStored(msg *nats.Msg) error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.o.PublishTimeout)
-	defer cancel()
-	_, err := r.o.JS.PublishMsg(ctx, msg)
+	var err error
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), r.o.PublishTimeout/2)
+		_, err = r.o.JS.PublishMsg(ctx, msg)
+		cancel()
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			break
+		}
+	}
 	return r.sizeError(err)
 }
 
