@@ -76,6 +76,11 @@ func (n *Node) CheckClientID(id string) error {
 // connLost logs loudly that the node's NATS connection dropped (it
 // reconnects by itself).
 func (n *Node) connLost(c *nats.Conn, err error) {
+	select {
+	case <-n.stop: // the node is closing: the server went first
+		return
+	default:
+	}
 	n.log.Error("cluster: the node's NATS connection dropped; reconnecting", "error", err)
 }
 
