@@ -51,11 +51,7 @@ func startThreeNodes(t *testing.T) []*ccBroker {
 	nodes := make([]*ccBroker, 3)
 	var wg sync.WaitGroup
 	for i := range nodes {
-		file := allowAllConfig(t, t.TempDir(), fmt.Sprintf(`cluster:
-  name: n%d
-  listen: %s
-  seeds: [%s]
-`, i+1, routes[i], strings.Join(routes, ", ")))
+		file := clusterNodeConfig(t, fmt.Sprintf("n%d", i+1), routes[i], routes)
 		wg.Add(1)
 		go func() { // the nodes wait for each other's JetStream: start them together
 			defer wg.Done()

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -22,23 +21,11 @@ const waitingLine = "cluster routing waits for the other nodes"
 // returns its file.
 func clusterNodeConfig(t *testing.T, name, listen string, routes []string) string {
 	t.Helper()
-	tmp := t.TempDir()
-	installAllowAll(t, filepath.Join(tmp, "ext"))
-	file := filepath.Join(tmp, "propolis.yaml")
-	writeFile(t, file, fmt.Sprintf(`listeners:
-  - name: tcp
-    type: tcp
-    address: 127.0.0.1:0
-data_dir: %s
-extensions_dir: %s
-http:
-  address: 127.0.0.1:0
-cluster:
+	return allowAllConfig(t, t.TempDir(), fmt.Sprintf(`cluster:
   name: %s
   listen: %s
   seeds: [%s]
-`, filepath.Join(tmp, "data"), filepath.Join(tmp, "ext"), name, listen, strings.Join(routes, ", ")))
-	return file
+`, name, listen, strings.Join(routes, ", ")))
 }
 
 // startWaiting starts `propolis serve` on file in the background and
