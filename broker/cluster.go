@@ -148,7 +148,7 @@ func newClusterState(c Cluster, m *mqtt.Server) *clusterState {
 // intercepted and stamped), to the cluster, publisher being its client id
 // ("" for the broker's own). A QoS 1/2 message the cluster did not store
 // is an error, which refuses the PUBLISH; a QoS 0 one the cluster could
-// not take is counted (ClusterDropped), and nil returned. Either is logged,
+// not take is counted (Dropped.ClusterNotForwarded), and nil returned. Either is logged,
 // at most 10 lines a minute (a cluster that is down fails every publish).
 func (h *hook) forward(pk *packets.Packet, publisher string) error {
 	cs := h.cluster
@@ -191,9 +191,9 @@ func (h *hook) admitPublish(cl *mqtt.Client, pk *packets.Packet) *Verdict {
 	return nil
 }
 
-// ClusterDropped is how many QoS 0 messages this node could not hand to
-// the cluster (0 without one).
-func (s *Server) ClusterDropped() uint64 {
+// clusterDropped is how many QoS 0 messages this node could not hand to
+// the cluster (0 without one): Counters' Dropped.ClusterNotForwarded.
+func (s *Server) clusterDropped() uint64 {
 	if cs := s.hook.cluster; cs != nil {
 		return cs.dropped.Load()
 	}

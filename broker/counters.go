@@ -109,6 +109,10 @@ type DropCounts struct {
 	NotAuthorized uint64
 	// Prevented: a PUBLISH or a delivery an interceptor prevented.
 	Prevented uint64
+	// ClusterNotForwarded: a QoS 0 PUBLISH accepted on this node that the
+	// cluster did not take (delivered here, not on the other nodes);
+	// always 0 without a cluster.
+	ClusterNotForwarded uint64
 }
 
 // Counters returns the running totals. Safe to call from any goroutine;
@@ -131,12 +135,13 @@ func (s *Server) Counters() Counters {
 		},
 		KeepaliveTimeouts: st.keepaliveTimeouts.Load(),
 		Dropped: DropCounts{
-			QueueFull:     st.dropped[dropQueueFull].Load() + inflightDropped,
-			WritesPending: writesDropped,
-			Expired:       st.dropped[dropExpired].Load(),
-			TooLarge:      st.dropped[dropTooLarge].Load(),
-			NotAuthorized: st.dropped[dropNotAuthorized].Load(),
-			Prevented:     st.dropped[dropPrevented].Load(),
+			QueueFull:           st.dropped[dropQueueFull].Load() + inflightDropped,
+			WritesPending:       writesDropped,
+			Expired:             st.dropped[dropExpired].Load(),
+			TooLarge:            st.dropped[dropTooLarge].Load(),
+			NotAuthorized:       st.dropped[dropNotAuthorized].Load(),
+			Prevented:           st.dropped[dropPrevented].Load(),
+			ClusterNotForwarded: s.clusterDropped(),
 		},
 		InflightWindowFull: st.windowFull.Load(),
 		StoreWrites:        st.storeWrite.snapshot(),

@@ -166,6 +166,10 @@ type Status struct {
 	// protocol version, extensions and their versions or states; empty
 	// when they all agree (a rolling upgrade in progress shows here).
 	Mismatch []string `json:"mismatch"`
+	// Dropped counts the messages of other nodes this node dropped
+	// because its broker did not take them fast enough (the router's
+	// inbox was full).
+	Dropped uint64 `json:"dropped"`
 }
 
 // NodeStatus is one node of Status.
@@ -411,6 +415,9 @@ func (n *Node) Status() Status {
 	st := Status{Node: n.cfg.Name, Cluster: n.cfg.ClusterName, Replicas: n.Replicas(), ConfiguredReplicas: n.cfg.Replicas,
 		Protocol: ProtocolVersion, Problems: []string{}, Nodes: []NodeStatus{}, Streams: []StreamStatus{},
 		Mismatch: []string{}}
+	if r := n.routing(); r != nil {
+		st.Dropped = r.Dropped()
+	}
 	now := time.Now()
 	n.mu.Lock()
 	if n.problem != "" {

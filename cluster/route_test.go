@@ -453,6 +453,14 @@ func TestLongTopicRefusedConnectionKept(t *testing.T) {
 	if err == nil || pr == nil || pr.ReasonCode != 0x90 || !strings.Contains(pr.Properties.ReasonString, "too long for the cluster") {
 		t.Fatalf("publish on a %d-byte first level: %+v %v, want 0x90 naming the cluster's limit", len(long), pr, err)
 	}
+	// QoS 0 cannot be refused: it is counted as not forwarded (the
+	// metric propolis_messages_dropped_total{reason="cluster_not_forwarded"}).
+	if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: long + "/z", QoS: 0, Payload: []byte("q0")}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "a counts the QoS 0 message it could not forward", func() bool {
+		return a.broker.Counters().Dropped.ClusterNotForwarded == 1
+	})
 	if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "short", QoS: 1, Payload: []byte("after")}); err != nil {
 		t.Fatal(err)
 	}

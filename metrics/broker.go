@@ -140,6 +140,7 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dropped, n.Dropped.TooLarge, "too_large")
 	counter(c.dropped, n.Dropped.NotAuthorized, "not_authorized")
 	counter(c.dropped, n.Dropped.Prevented, "prevented")
+	counter(c.dropped, n.Dropped.ClusterNotForwarded, "cluster_not_forwarded")
 	counter(c.windowFull, n.InflightWindowFull)
 	counter(c.slowConsumers, uint64(n.SlowConsumerDisconnects))
 	ch <- latencyHistogram(c.storeWriteDuration, n.StoreWrites)

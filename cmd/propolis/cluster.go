@@ -73,6 +73,9 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 		fmt.Fprintf(w, "  problem: %s\n", printable(p))
 	}
 	fmt.Fprintf(w, "replication factor in force: %d (configured %d)\n", st.Replicas, st.ConfiguredReplicas)
+	if st.Dropped > 0 {
+		fmt.Fprintf(w, "messages of other nodes dropped here (too slow): %d\n", st.Dropped)
+	}
 	fmt.Fprintf(w, "cluster protocol of this node: %d\n", st.Protocol)
 
 	fmt.Fprintf(w, "\nnodes (%d):\n", len(st.Nodes))
