@@ -114,14 +114,27 @@ func (h *hook) lockIndex(id string) uint32 {
 	return f.Sum32() % uint32(len(h.sessionLocks))
 }
 
-// deleteSession removes a stored session with everything it owns; nothing
-// is written for a client id without a stored session.
+// deleteSession removes a stored session with everything it owns, its
+// attributes in Options.Attributes included; nothing is written for a
+// client id without a stored session. (A session that moves to another
+// node is not ending: it must be removed with Persistence.DeleteSession
+// alone, keeping its attributes.)
 func (h *hook) deleteSession(id string, durable bool) {
 	if !h.isStored(id) {
 		return
 	}
 	h.storeErr("delete session", id, h.persist.DeleteSession(id, durable))
 	h.setStored(id, false)
+	h.dropAttributes(id)
+}
+
+// dropAttributes removes every attribute of client id from
+// Options.Attributes, if the broker has one: its session ended (or a new
+// one starts). Persistence's DeleteSession removes those it holds.
+func (h *hook) dropAttributes(id string) {
+	if h.attrs != nil {
+		h.storeErr("delete attributes", id, h.attrs.AttributeDeleteAll(id))
+	}
 }
 
 // sessionEnded is the persistence side of OnDisconnect: a session that ends

@@ -88,6 +88,7 @@ func (s *Server) restoreSessions(recs []store.Session, now int64) (sessions, exp
 			if err := s.persist.DeleteSession(rec.ClientID, false); err != nil {
 				return sessions, expired, fmt.Errorf("remove expired session %q: %w", rec.ClientID, err)
 			}
+			s.hook.dropAttributes(rec.ClientID)
 			expired++
 			continue
 		}

@@ -54,6 +54,13 @@ type Options struct {
 	// Cluster connects the broker to the other nodes of a cluster; nil (the
 	// default) is a single node, which costs a nil check per PUBLISH.
 	Cluster Cluster
+	// Attributes keeps the SessionAttributes service's attributes instead
+	// of Persistence; nil (the default) keeps them in Persistence. An
+	// AttributeStore that implements AttributeGate is used only while its
+	// gate is open. A session's end reaches it in any case
+	// (AttributeStore.AttributeDeleteAll). `propolis serve` passes the
+	// cluster node's store (cluster.Node.Attributes) in a cluster.
+	Attributes AttributeStore
 }
 
 // Server is a Propolis MQTT broker: mochi-mqtt for the protocol, a
@@ -155,6 +162,7 @@ func New(opts Options) (*Server, error) {
 		ext:        opts.Extensions,
 		mochi:      m,
 		persist:    s.persist,
+		attrs:      opts.Attributes,
 		cfg:        &s.cfg,
 		receiveMax: cfg.MQTT.ReceiveMaximum,
 		sec:        newSecurityLog(log),
