@@ -325,6 +325,7 @@ func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) (*mqtt.Client, 
 	}
 	h.setStored(cl.ID, false)
 	err := h.persist.DeleteSession(cl.ID, true)
+	// With Options.Attributes, one more round trip under the lock.
 	h.dropAttributes(cl.ID)
 	nc := h.takenOverBy(cl)
 	if nc != nil {

@@ -367,8 +367,8 @@ func disconnect(t *testing.T, c *paho.Client, srv *broker.Server, id string) {
 // SessionAttributes service reads and writes the bucket (what another
 // node wrote is seen, put_if_newer compares with it), and the attributes
 // end with their session: a session ending with its connection, an
-// invalidated one, and a clean start on another node whose broker never
-// held the session.
+// invalidated one, an expired one, and a clean start on another node
+// whose broker never held the session.
 func TestBrokerUsesAttributeStore(t *testing.T) {
 	ns := natstest.Start(t, "brokers")
 	other := attrStore(t, ns) // another node's view
@@ -430,6 +430,22 @@ func TestBrokerUsesAttributeStore(t *testing.T) {
 	if list, err := other.AttributeList("kept"); err != nil || list != nil {
 		t.Fatalf("attributes after InvalidateSession = %+v, %v", list, err)
 	}
+
+	// An offline session expiring (mochi's sweep, once a second).
+	c = connectAttr(t, addrA, "brief", true, 1)
+	if err := srvA.PutAttribute("brief", "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	disconnect(t, c, srvA, "brief")
+	poll.Settle(t, "attributes of the expired session gone from the bucket", func() string {
+		if _, ok := srvA.Client("brief"); ok {
+			return "session still held"
+		}
+		if list, err := other.AttributeList("brief"); err != nil || list != nil {
+			return fmt.Sprintf("%+v, %v", list, err)
+		}
+		return ""
+	})
 
 	// A clean start on B, which never held the session of A.
 	c = connectAttr(t, addrA, "moved", true, 3600)
