@@ -86,9 +86,15 @@ func (s *Server) sessionRecordFor(cl *mqtt.Client) error {
 	if s.hook.isStored(cl.ID) {
 		return nil
 	}
-	rec := sessionRecord(cl, cl.StopTime())
-	if !persistent(cl) {
-		rec.ProtocolVersion, rec.SessionExpiry, rec.SessionExpirySet, rec.Will = 5, 0, true, nil
+	var rec *store.Session
+	if persistent(cl) {
+		rec = sessionRecord(cl, cl.StopTime())
+	} else {
+		// Without its will: this is not the client's goroutine (see
+		// sessionRecordNoWill), and a session ending with its connection
+		// leaves no will to publish after a crash.
+		rec = sessionRecordNoWill(cl, cl.StopTime())
+		rec.ProtocolVersion, rec.SessionExpiry, rec.SessionExpirySet = 5, 0, true
 	}
 	// Not durable: the attribute written next is, and the log keeps order.
 	if err := s.persist.PutSession(rec, false); err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -72,7 +71,6 @@ type attributes struct {
 	js       jetstream.JetStream
 	replicas func() int  // the replication factor in force, for the creation
 	on       func() bool // the gate; nil: always open
-	log      *slog.Logger
 
 	mu     sync.Mutex
 	kv     jetstream.KeyValue    // nil until first bound
@@ -88,11 +86,8 @@ var (
 // newAttributes returns the store on js; the bucket is bound on first
 // use. replicas gives the replicas the bucket is created with; on is the
 // gate (nil: always open).
-func newAttributes(js jetstream.JetStream, replicas func() int, on func() bool, log *slog.Logger) *attributes {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &attributes{js: js, replicas: replicas, on: on, log: log}
+func newAttributes(js jetstream.JetStream, replicas func() int, on func() bool) *attributes {
+	return &attributes{js: js, replicas: replicas, on: on}
 }
 
 // Attributes returns this node's store of session attributes, for
@@ -102,9 +97,10 @@ func newAttributes(js jetstream.JetStream, replicas func() int, on func() bool, 
 // upgrade switches it on once the last old node is gone; while it is
 // closed the broker keeps attributes in its own store, as a single node
 // does. `propolis serve` passes it when the configuration has a cluster
-// section.
+// section. Each call returns a new store (binding the bucket again on
+// first use): call it once.
 func (n *Node) Attributes() broker.AttributeStore {
-	return newAttributes(n.jsx, n.Replicas, n.attributesOn, n.log)
+	return newAttributes(n.jsx, n.Replicas, n.attributesOn)
 }
 
 // attributesOn reports whether session attributes go to the cluster: the
@@ -142,9 +138,15 @@ func (a *attributes) bind(create bool) (jetstream.KeyValue, jetstream.Stream, er
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := a.js.Stream(ctx, kvStreamPrefix+AttributesBucket)
+	// Another node may have just created it: this node's view of the
+	// stream may lag the bucket's (retried as the creation is).
+	var st jetstream.Stream
+	err = ensure(ctx, "stream "+kvStreamPrefix+AttributesBucket, func(ctx context.Context) (err error) {
+		st, err = a.js.Stream(ctx, kvStreamPrefix+AttributesBucket)
+		return err
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("stream %s%s: %w", kvStreamPrefix, AttributesBucket, err)
+		return nil, nil, err
 	}
 	leader, err := a.js.Conn().JetStream()
 	if err != nil {

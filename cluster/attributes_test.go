@@ -36,7 +36,7 @@ func attrStore(t *testing.T, ns *server.Server) *attributes {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newAttributes(js, func() int { return 1 }, nil, testLogger())
+	return newAttributes(js, func() int { return 1 }, nil)
 }
 
 // bucketKeys returns the keys of AttributesBucket seen through a, sorted
@@ -148,7 +148,7 @@ func TestAttributeGateClosed(t *testing.T) {
 	}
 	var mu sync.Mutex
 	open := false
-	a := newAttributes(js, func() int { return 1 }, func() bool { mu.Lock(); defer mu.Unlock(); return open }, testLogger())
+	a := newAttributes(js, func() int { return 1 }, func() bool { mu.Lock(); defer mu.Unlock(); return open })
 	if a.AttributesOn() {
 		t.Fatal("gate open, want closed")
 	}
@@ -291,7 +291,7 @@ func TestPutIfNewerThreeNodes(t *testing.T) {
 	for i, n := range nodes {
 		t.Cleanup(n.Close)
 		poll.Until(t, n.Name()+" sees three replicas in force", func() bool { return n.Replicas() == 3 })
-		stores[i] = newAttributes(n.js(), n.Replicas, nil, n.log)
+		stores[i] = newAttributes(n.js(), n.Replicas, nil)
 	}
 	// The three make the bucket at the same moment.
 	var wg sync.WaitGroup
@@ -475,7 +475,7 @@ func TestBrokerAttributeGateClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, addr := startAttrBroker(t, "A", newAttributes(js, func() int { return 1 }, func() bool { return false }, testLogger()))
+	srv, addr := startAttrBroker(t, "A", newAttributes(js, func() int { return 1 }, func() bool { return false }))
 	c := connectAttr(t, addr, "local", true, 0)
 	if err := srv.PutAttribute("local", "k", []byte("v")); err != nil {
 		t.Fatal(err)
