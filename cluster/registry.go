@@ -582,7 +582,7 @@ func mismatch(nodes []NodeStatus) []string {
 		differ("extension "+id, func(n NodeStatus) string {
 			for _, x := range n.Extensions {
 				if x.ID == id {
-					return x.Version + " " + x.State
+					return strings.TrimSpace(x.Version + " " + x.State) // a failed folder may have no version
 				}
 			}
 			return "(none)"

@@ -150,7 +150,7 @@ func setClusterDisabled(c *adminClient, id string, disable bool, w io.Writer) er
 		if !n.OK {
 			what, result = "FAILED", n.Error
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", printable(n.Node), what, printable(result))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", printable(n.Node), what, printableText(result))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
