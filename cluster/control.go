@@ -147,6 +147,12 @@ func newControl(o controlOptions) (*control, error) {
 			return nil, fmt.Errorf("subscribe to %s: %w", controlSubject(ControlExtension, o.Node), err)
 		}
 		c.subs = append(c.subs, sub)
+		// The server has the subscription once the flush returns: a
+		// request sent after newControl reaches it.
+		if err := o.Conn.FlushTimeout(o.Timeout); err != nil {
+			c.close()
+			return nil, fmt.Errorf("subscribe to %s: %w", controlSubject(ControlExtension, o.Node), err)
+		}
 	}
 	return c, nil
 }

@@ -221,6 +221,9 @@ func TestControlBadRequests(t *testing.T) {
 	if _, err := nc.Subscribe(controlSubject(ControlExtension, "mute"), func(m *nats.Msg) { _ = m.Respond([]byte(`{}`)) }); err != nil {
 		t.Fatal(err)
 	}
+	if err := nc.Flush(); err != nil { // the subscription is on the server
+		t.Fatal(err)
+	}
 	c := startControl(t, ns, "n2", "", 0)
 	res := c.request(context.Background(), ControlExtension, []string{"mute"}, extensionReq("acl", true))
 	if res.OK || res.Nodes[0].Error != "the node answered that it failed, without saying why" {

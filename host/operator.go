@@ -60,6 +60,10 @@ func CheckID(id string) error {
 	return nil
 }
 
+// ErrNoExtension is wrapped by the error of Enable and Disable when the
+// folder has no extension of that id (no manifest in dir/id).
+var ErrNoExtension = errors.New("no " + ManifestFile)
+
 // extensionFolder returns dir/id after checking that it holds a manifest.
 func extensionFolder(dir, id string) (string, error) {
 	if err := CheckID(id); err != nil {
@@ -67,7 +71,7 @@ func extensionFolder(dir, id string) (string, error) {
 	}
 	folder := filepath.Join(dir, id)
 	if _, err := os.Stat(filepath.Join(folder, ManifestFile)); err != nil {
-		return "", fmt.Errorf("extension %q: no %s in %s", id, ManifestFile, folder)
+		return "", fmt.Errorf("extension %q: %w in %s", id, ErrNoExtension, folder)
 	}
 	return folder, nil
 }

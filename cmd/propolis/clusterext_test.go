@@ -87,8 +87,9 @@ func resultRow(out, node, what, text string) bool {
 // TestClusterExtensionsCLI: on three real nodes, `propolis extensions
 // disable events --cluster` through node 2's admin API creates DISABLED
 // in every node's folder and every node stops the extension, each node's
-// result printed; enable starts it again everywhere. A node whose folder
-// lacks the extension fails: exit 1 naming it, the others act.
+// result printed (no path of a node's machine in it); enable starts it
+// again everywhere. A node whose folder lacks the extension fails: exit
+// 1 naming it, the others act.
 func TestClusterExtensionsCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three broker processes")
@@ -110,8 +111,9 @@ func TestClusterExtensionsCLI(t *testing.T) {
 			if (err == nil) != (verb == "disable") {
 				t.Errorf("%s: n%d's %s exists %v", verb, i+1, marker(i), err == nil)
 			}
-			if !resultRow(out, fmt.Sprintf("n%d", i+1), "ok", fmt.Sprintf("%s %sd (%s ", clusterExtID, verb, marker(i))) {
-				t.Errorf("%s: no ok row for n%d naming %s:\n%s", verb, i+1, marker(i), out)
+			does := map[string]string{"disable": "stops", "enable": "starts"}[verb]
+			if msg := fmt.Sprintf("%s %sd; the node %s it within 2 seconds", clusterExtID, verb, does); !resultRow(out, fmt.Sprintf("n%d", i+1), "ok", msg) {
+				t.Errorf("%s: no row for n%d: ok %s:\n%s", verb, i+1, msg, out)
 			}
 		}
 		state := "running"
@@ -127,7 +129,7 @@ func TestClusterExtensionsCLI(t *testing.T) {
 	code, out, errOut := runAdminCLI(t, nil, "extensions", "disable", clusterExtID, "--cluster", "--url", nodes[0].base)
 	want := fmt.Sprintf("propolis: extensions disable %s --cluster: not carried out on node n3\n", clusterExtID)
 	if code != 1 || errOut != want || !strings.HasPrefix(out, clusterExtID+" disabled on 2 of 3 nodes:\n") ||
-		!resultRow(out, "n3", "FAILED", fmt.Sprintf(`extension %q: no %s in %s`, clusterExtID, host.ManifestFile, filepath.Join(dirs[2], clusterExtID))) {
+		!resultRow(out, "n3", "FAILED", fmt.Sprintf(`no extension %q in the node's extensions folder`, clusterExtID)+"\n") {
 		t.Fatalf("disable with n3 lacking %s: exit %d, stderr %q, want %q; stdout:\n%s", clusterExtID, code, errOut, want, out)
 	}
 	waitState(t, nodes[:2], clusterExtID, "disabled")
@@ -179,4 +181,40 @@ func TestControlCenterClusterMismatch(t *testing.T) {
 	p.do("enable events on every node", chromedp.Click(css(row+`button[data-action="cluster-enable"]`)))
 	p.until("the enable message names both nodes", `document.getElementById("status").innerText.includes("Extension events enabled on all 2 nodes (n1, n2)")`)
 	waitState(t, nodes, clusterExtID, "running")
+}
+
+// TestNodeExtensionAction: what a node answers another node's request
+// with names the extension and never a path of its machine: done, no
+// such extension, an invalid id, and the folder's own trouble (DISABLED
+// a folder, which neither Disable can open nor Enable remove).
+func TestNodeExtensionAction(t *testing.T) {
+	dir := t.TempDir()
+	installFixture(t, dir, "ok-ext", "ok/events", 1, "")
+	installFixture(t, dir, "stuck", "ok/events", 1, "")
+	writeFile(t, filepath.Join(dir, "stuck", host.DisabledFile, "keep"), "")
+	for _, tt := range []struct {
+		name, id string
+		disable  bool
+		msg, err string
+	}{
+		{"disable", "ok-ext", true, "ok-ext disabled; the node stops it within 2 seconds", ""},
+		{"enable", "ok-ext", false, "ok-ext enabled; the node starts it within 2 seconds", ""},
+		{"no such extension", "nope", true, "", `no extension "nope" in the node's extensions folder`},
+		{"invalid id", "No!", true, "", `extension "No!": not a valid extension id`},
+		{"disable, DISABLED a folder", "stuck", true, "", `extension "stuck" not disabled: the node's extensions folder: open DISABLED: is a directory`},
+		{"enable, DISABLED a folder", "stuck", false, "", `extension "stuck" not enabled: the node's extensions folder: remove DISABLED: directory not empty`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			msg, err := nodeExtensionAction(dir, tt.id, tt.disable)
+			if msg != tt.msg || (err == nil) != (tt.err == "") || (err != nil && err.Error() != tt.err) {
+				t.Fatalf("= %q, %v; want %q, %q", msg, err, tt.msg, tt.err)
+			}
+			if err != nil && strings.Contains(err.Error(), dir) {
+				t.Fatalf("the error names the folder's path: %v", err)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ok-ext", host.DisabledFile)); err == nil {
+		t.Fatal("ok-ext still disabled after enable")
+	}
 }

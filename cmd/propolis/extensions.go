@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -128,6 +130,28 @@ func extensionAction(dir, id string, disable bool) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%s enabled (%s removed); a running broker starts it within 2 seconds", id, marker), nil
+}
+
+// nodeExtensionAction is extensionAction as a cluster node runs it when
+// any node asks (cluster.Options.Extension): its answer goes to the admin
+// API of the asking node, so it names the extension and never a path on
+// this machine (the admin API's rule, as its local enable and disable).
+func nodeExtensionAction(dir, id string, disable bool) (string, error) {
+	verb, does := "enabled", "starts"
+	if disable {
+		verb, does = "disabled", "stops"
+	}
+	_, err := extensionAction(dir, id, disable)
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, host.ErrNoExtension):
+		return "", fmt.Errorf("no extension %q in the node's extensions folder", id)
+	case errors.As(err, &pe):
+		return "", fmt.Errorf("extension %q not %s: the node's extensions folder: %s %s: %v", id, verb, pe.Op, host.DisabledFile, pe.Err)
+	case err != nil:
+		return "", err // an invalid id, named
+	}
+	return fmt.Sprintf("%s %s; the node %s it within 2 seconds", id, verb, does), nil
 }
 
 // setClusterDisabled disables or enables extension id on every node of
