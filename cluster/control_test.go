@@ -255,7 +255,15 @@ func TestSetExtensionTwoNodes(t *testing.T) {
 		t.FailNow()
 	}
 	for _, n := range nodes {
-		poll.Until(t, n.Name()+" sees both nodes alive", func() bool { return len(n.aliveNames()) == 2 })
+		poll.Until(t, n.Name()+" sees both nodes alive in its registry", func() bool {
+			alive := 0
+			for _, ns := range n.registryNodes() {
+				if ns.Alive {
+					alive++
+				}
+			}
+			return alive == 2 && len(n.aliveNames()) == 2
+		})
 	}
 	res, err := nodes[1].SetExtension(context.Background(), "acl", true, "alice")
 	if err != nil || !res.OK || len(res.Nodes) != 2 || res.Nodes[0].Node != "a" || res.Nodes[1].Node != "b" {
