@@ -174,7 +174,13 @@ func (c *control) close() {
 }
 
 // serve answers one control request (a NATS subscription's goroutine).
+// A message without a reply subject is not a request: nobody would learn
+// what it did, so it is not carried out.
 func (c *control) serve(m *nats.Msg) {
+	if m.Reply == "" {
+		c.o.Log.Warn("cluster control message without a reply subject ignored", "subject", m.Subject)
+		return
+	}
 	res := c.answer(m)
 	res.Node = c.o.Node
 	data, err := json.Marshal(res)

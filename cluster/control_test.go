@@ -214,8 +214,17 @@ func TestControlBadRequests(t *testing.T) {
 			}
 		})
 	}
+	// A publish without a reply subject is not carried out.
+	if err := nc.Publish(controlSubject(ControlExtension, "n1"), []byte(`{"version":1,"extension":{"id":"acl","disable":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The control part handles its messages in order: once a later
+	// request is answered, the publish has been seen.
+	if _, err := nc.Request(controlSubject(ControlExtension, "n1"), []byte(`{}`), poll.Timeout); err != nil {
+		t.Fatal(err)
+	}
 	if disabled(dir, "acl") {
-		t.Fatal("a bad request disabled acl")
+		t.Fatal("a bad request or a publish without reply disabled acl")
 	}
 	// A node that answers without saying why it failed is still a failure.
 	if _, err := nc.Subscribe(controlSubject(ControlExtension, "mute"), func(m *nats.Msg) { _ = m.Respond([]byte(`{}`)) }); err != nil {
