@@ -45,17 +45,30 @@ func freeRoutePorts(t *testing.T, n int) []string {
 // and extensions folders of their own) forming one cluster over loopback
 // routes, and waits until every node sees the three alive with the
 // message stream at three replicas.
-func startThreeNodes(t *testing.T) []*ccBroker {
+func startThreeNodes(t *testing.T) []*ccBroker { return startNodes(t, 3, nil) }
+
+// startNodes runs count `propolis serve` processes named n1, n2 ... as
+// startThreeNodes does, and waits until every node sees them all alive
+// with the message stream at count replicas (3 at most). prepare, when
+// not nil, is called with each node's index and configuration file
+// before the nodes start (its extensions folder is "ext" beside it).
+func startNodes(t *testing.T, count int, prepare func(i int, file string)) []*ccBroker {
 	t.Helper()
-	routes := freeRoutePorts(t, 3)
-	nodes := make([]*ccBroker, 3)
+	routes := freeRoutePorts(t, count)
+	nodes := make([]*ccBroker, count)
+	files := make([]string, count)
+	for i := range nodes {
+		files[i] = clusterNodeConfig(t, fmt.Sprintf("n%d", i+1), routes[i], routes)
+		if prepare != nil {
+			prepare(i, files[i])
+		}
+	}
 	var wg sync.WaitGroup
 	for i := range nodes {
-		file := clusterNodeConfig(t, fmt.Sprintf("n%d", i+1), routes[i], routes)
 		wg.Add(1)
 		go func() { // the nodes wait for each other's JetStream: start them together
 			defer wg.Done()
-			nodes[i] = serveForClients(t, exec.Command(bin, "serve", "--config", file))
+			nodes[i] = serveForClients(t, exec.Command(bin, "serve", "--config", files[i]))
 		}()
 	}
 	wg.Wait()
@@ -64,8 +77,9 @@ func startThreeNodes(t *testing.T) []*ccBroker {
 			t.FailNow() // serveForClients failed the test
 		}
 	}
+	replicas := min(count, 3)
 	for i, n := range nodes {
-		poll.Settle(t, fmt.Sprintf("node n%d sees three nodes alive and PROPOLIS_MESSAGES at 3 replicas", i+1), func() string {
+		poll.Settle(t, fmt.Sprintf("node n%d sees %d nodes alive and PROPOLIS_MESSAGES at %d replicas", i+1, count, replicas), func() string {
 			code, out, errOut := runAdminCLI(t, nil, "cluster", "status", "--json", "--url", n.base)
 			if code != 0 {
 				return fmt.Sprintf("exit %d: %s%s", code, out, errOut)
@@ -80,13 +94,13 @@ func startThreeNodes(t *testing.T) []*ccBroker {
 					alive++
 				}
 			}
-			three := false
+			ok := false
 			for _, s := range st.Streams {
-				if s.Name == "PROPOLIS_MESSAGES" && s.Replicas == 3 {
-					three = true
+				if s.Name == "PROPOLIS_MESSAGES" && s.Replicas == replicas {
+					ok = true
 				}
 			}
-			if st.Healthy && alive == 3 && three {
+			if st.Healthy && alive == count && ok {
 				return ""
 			}
 			return out

@@ -892,6 +892,9 @@ func TestControlCenterLocal(t *testing.T) {
 	if p.present("#logout:not([hidden])") {
 		t.Errorf("a Log out button is shown to the local user")
 	}
+	if p.present("#cluster-mismatch:not([hidden])") {
+		t.Errorf("a broker without a cluster section shows the cluster banner")
+	}
 	for _, link := range []string{"overview", "clients", "retained", "extensions", "traces"} {
 		if !p.present(`#nav a[data-page="` + link + `"]:not([hidden])`) {
 			t.Errorf("the local user (every permission) is not shown the %s link", link)
