@@ -12,7 +12,9 @@ import (
 // This file joins the node (node.go, registry.go) to the broker: Node
 // implements broker.Cluster by handing each report to the part that acts
 // on it: messages and plain filters to the router (route.go), shared
-// filters to shared (shared.go), client ids to owners (owner.go).
+// filters to shared (shared.go), client ids to owners (owner.go) and, with
+// replicated sessions on, to sessions (sessions.go), which also answers
+// ClaimSession.
 //
 // The order `propolis serve` follows: Start, StartRouting (the streams;
 // before broker.New, whose restore reports filters and forwards crash

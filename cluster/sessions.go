@@ -640,16 +640,6 @@ func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []str
 		if err != nil {
 			return nil, err
 		}
-		if err := batch.Error(); errors.Is(err, nats.ErrNoResponders) {
-			// A consumer just created in a clustered stream may not
-			// serve pulls yet: ask again.
-			select {
-			case <-ctx.Done():
-				return nil, fmt.Errorf("%w (the consumer did not answer: %v)", ctx.Err(), err)
-			case <-time.After(recordPoll):
-			}
-			continue
-		}
 		got := 0
 		for msg := range batch.Messages() {
 			got++
@@ -673,7 +663,16 @@ func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []str
 				pending = 0
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		if err := batch.Error(); got == 0 && errors.Is(err, nats.ErrNoResponders) {
+			// A consumer just created in a clustered stream may not
+			// serve pulls yet: ask again.
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w (the consumer did not answer: %v)", ctx.Err(), err)
+			case <-time.After(recordPoll):
+			}
+			continue
+		} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return nil, err
 		}
 		if got == 0 {
