@@ -173,8 +173,27 @@ type sessions struct {
 	wg     sync.WaitGroup
 	last   lastSeq
 
-	mu   sync.Mutex
-	keys map[string]*sessionKey // by clientKey
+	mu     sync.Mutex
+	keys   map[string]*sessionKey // by clientKey
+	closed bool                   // close called: spawn starts nothing
+}
+
+// spawn runs f on a goroutine close waits for, then ends the use of key's
+// sessionKey sk; after close it only ends the use.
+func (s *sessions) spawn(key string, sk *sessionKey, f func()) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.done(key, sk)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.done(key, sk)
+		f()
+	}()
 }
 
 // sessionKey is what this node knows of one client id: its lock (claims
@@ -258,12 +277,14 @@ func newSessions(o sessionOptions) (*sessions, error) {
 // close stops the sweep and the subscriptions; pending releases end
 // without acting.
 func (s *sessions) close() {
-	select {
-	case <-s.stop:
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return
-	default:
 	}
+	s.closed = true
 	close(s.stop)
+	s.mu.Unlock()
 	for _, sub := range s.subs {
 		_ = sub.Unsubscribe()
 	}
@@ -569,8 +590,7 @@ func (s *sessions) connected(id string) {
 	// Taken from sk.catch: ours, whether or not the timer fired since
 	// (it then finds sk.catch changed and leaves c alone).
 	c.timer.Stop()
-	go func() {
-		defer s.done(key, sk)
+	s.spawn(key, sk, func() {
 		defer s.dropHold(c)
 		ctx, cancel := context.WithTimeout(context.Background(), sessionOpTimeout)
 		defer cancel()
@@ -584,7 +604,7 @@ func (s *sessions) connected(id string) {
 		if err != nil {
 			s.o.Log.Warn("replicated session: messages stored during the claim not queued", "client", id, "error", err)
 		}
-	}()
+	})
 }
 
 // readQueue reads the held messages of key, in order.
@@ -747,10 +767,7 @@ func (s *sessions) disconnected(id string) {
 	sk.mu.Lock()
 	gen := sk.gen
 	sk.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer s.done(key, sk)
+	s.spawn(key, sk, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), sessionOpTimeout)
 		since, err := s.last.read(ctx)
 		cancel()
@@ -765,7 +782,7 @@ func (s *sessions) disconnected(id string) {
 		case <-time.After(s.o.Grace):
 		}
 		s.release(id, key, sk, gen, since)
-	}()
+	})
 }
 
 // release exports the session of id to JetStream (see the top of this
@@ -883,12 +900,9 @@ func (s *sessions) releaseAsked(msg *nats.Msg) {
 		return
 	}
 	sk := s.key(key)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer s.done(key, sk)
+	s.spawn(key, sk, func() {
 		s.release(id, key, sk, 0, 0)
-	}()
+	})
 }
 
 // --- 4. expiry ---

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,7 +56,7 @@ type sessNode struct {
 	owners   *owners
 	sessions *sessions
 	kv       jetstream.KeyValue
-	on       bool // replicated sessions on (set before start)
+	on       atomic.Bool // replicated sessions on
 }
 
 // sessCluster is the broker.Cluster (and ClusterSessions) of a test node,
@@ -94,20 +95,20 @@ func (sessCluster) CheckClientID(id string) error {
 
 func (c sessCluster) Connected(id string) {
 	c.n.owners.connected(id)
-	if c.n.on {
+	if c.n.on.Load() {
 		c.n.sessions.connected(id)
 	}
 }
 
 func (c sessCluster) Disconnected(id string) {
 	c.n.owners.disconnected(id)
-	if c.n.on {
+	if c.n.on.Load() {
 		c.n.sessions.disconnected(id)
 	}
 }
 
 func (c sessCluster) ClaimSession(id string, cleanStart bool) (*broker.SessionState, []broker.Message, error) {
-	if !c.n.on {
+	if !c.n.on.Load() {
 		return nil, nil, nil
 	}
 	return c.n.sessions.claim(id, cleanStart)
@@ -130,7 +131,8 @@ func startSessNode(t *testing.T, ns *server.Server, name string, alive *sessAliv
 	if err != nil {
 		t.Fatalf("node %s: %v", name, err)
 	}
-	n := &sessNode{name: name, router: r, on: on}
+	n := &sessNode{name: name, router: r}
+	n.on.Store(on)
 	cfg := config.Default()
 	cfg.Listeners[0].Address = "127.0.0.1:0"
 	cfg.DataDir = dir
@@ -147,7 +149,7 @@ func startSessNode(t *testing.T, ns *server.Server, name string, alive *sessAliv
 		t.Fatal(err)
 	}
 	n.sessions, err = newSessions(sessionOptions{Conn: nc, JS: js, Node: name, Replicas: 1, Levels: testLevels,
-		Broker: srv, Router: r, On: func() bool { return n.on }, Alive: alive.is, Log: testLogger().With("node", name)})
+		Broker: srv, Router: r, On: n.on.Load, Alive: alive.is, Log: testLogger().With("node", name)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +348,7 @@ func TestSessionOfDeadNode(t *testing.T) {
 	pub, _ := b.connect(t, "pub")
 	sendQoS1(t, pub, "or/x", "while-online-on-a")
 	alive.set("a", false)
-	a.on = false // a dead node releases nothing
+	a.on.Store(false) // a dead node releases nothing
 	_ = again.Disconnect(&paho.Disconnect{})
 
 	_, present, got := persistent(t, b, "orphan", false, nil)
