@@ -118,6 +118,16 @@ func TestClusterSessionMove(t *testing.T) {
 	})
 	publish(t, pub, "move/x", 1, false, "new")
 	poll.Until(t, "a new publish reaches the moved session", func() bool { return slices.Contains(rec.of("move/x"), "new") })
+
+	// The operator's invalidate, asked of n3, ends the session on n2.
+	if code, out, errOut := runAdminCLI(t, nil, "clients", "invalidate", "mover", "--url", nodes[2].base); code != 0 {
+		t.Fatalf("clients invalidate on n3: exit %d: %s%s", code, out, errOut)
+	}
+	released(t, nodes[1], "mover")
+	_, present = mustPersistent(t, nodes[0].addr, "mover", false, nil)
+	if present {
+		t.Fatal("session present on n1 after the invalidation")
+	}
 }
 
 // logsOnFailure logs the nodes' logs when t fails.
