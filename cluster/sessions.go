@@ -500,10 +500,15 @@ func (s *sessions) take(ctx context.Context, id, key string, sk *sessionKey, rec
 		}
 		return nil, nil, fmt.Errorf("write %s record: %w", SessionsBucket, err)
 	}
-	if err := s.purgeQueue(ctx, key); err != nil {
-		// The record is ours: the queue read is in the session; left in
-		// the stream, it would come again at the next claim (duplicates).
-		s.o.Log.Warn("replicated session: held messages not purged; they may be delivered again", "client", id, "error", err)
+	// Held messages exist only under a record with a state (a release
+	// writes both): a new client costs no purge.
+	if rec != nil && rec.State != nil {
+		if err := s.purgeQueue(ctx, key); err != nil {
+			// The record is ours: the queue read is in the session; left
+			// in the stream, it would come again at the next claim
+			// (duplicates).
+			s.o.Log.Warn("replicated session: held messages not purged; they may be delivered again", "client", id, "error", err)
+		}
 	}
 	if len(filters) > 0 {
 		holding = false
