@@ -49,7 +49,10 @@ type SessionState struct {
 // and must not wait for a local connection of the id to end. cleanStart
 // is the CONNECT's Clean Start (3.1.1: Clean Session). It returns the
 // session to resume (nil for none; ignored on a clean start) and the
-// messages owed to it, oldest first (with Origin set, for No Local); an
+// messages owed to it, oldest first (with Origin set, for No Local); a
+// session this node holds itself must come back nil (the local one is
+// the newer: ImportSession would replace it), its messages are queued in
+// the local session all the same; an
 // error refuses the CONNECT with 0x88 Server unavailable (MQTT 3.1.1:
 // 0x03 Server unavailable), and is logged with the client id.
 type ClusterSessions interface {
@@ -124,7 +127,10 @@ func (s *Server) claimSession(cs ClusterSessions, cl *mqtt.Client, pk packets.Pa
 // already are left out), and removes the session from mochi, from the
 // store (subscriptions, messages and attributes) and from what the
 // cluster was told this node subscribes to. It publishes no will: a will
-// is due when a connection ends, which was before. Called by the cluster
+// is due when a connection ends, which was before. A message delivered to
+// the session while it is being removed may be in neither the result nor
+// the session any more: the cluster replays those from its stream (they
+// came after the session went offline). Called by the cluster
 // on its own goroutine; it waits for the client id's CONNECT turn (a
 // CONNECT of the id in progress, at most its claim and CONNACK), and costs
 // one store delete.
@@ -165,8 +171,8 @@ func (s *Server) exportSession(id string) (SessionState, []Message, error) {
 	msgs := heldMessages(cl, time.Now().Unix())
 
 	nc, err := h.removeSession(cl, codeSessionInvalidated) // offline: nobody is kicked
-	if nc != nil {
-		return SessionState{}, nil, ErrConnected
+	if cur, ok := s.sessionClient(id); nc != nil || (ok && cur != cl) {
+		return SessionState{}, nil, ErrConnected // taken over meanwhile: it keeps the session
 	}
 	h.storeErr("export session", id, err)
 	h.unsent.Delete(id)
