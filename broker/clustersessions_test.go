@@ -427,3 +427,33 @@ func TestExportWaitsForClaim(t *testing.T) {
 		t.Errorf("subscriptions after the export %v (%v), want turn/#", subs, err)
 	}
 }
+
+// TestImportReplacesOfflineSession: a session imported over a local
+// offline one of the same client id replaces it, and what the local one
+// held is queued in the new one, under its subscriptions.
+func TestImportReplacesOfflineSession(t *testing.T) {
+	b := startNode(t, &sessionSeam{})
+	c, _ := b.connect5("rep", false, 300, nil)
+	c.subscribe(t, "rep/#", 1)
+	c.leave()
+	b.awaitOffline("rep")
+	b.publish5("pub", "rep/1", 1, "held")
+	poll.Until(t, "rep/1 queued", func() bool {
+		info, ok := b.Client("rep")
+		return ok && info.Queued == 1
+	})
+
+	st := broker.SessionState{Session: store.Session{ClientID: "rep", ProtocolVersion: 5, SessionExpiry: 300},
+		Subscriptions: []store.Subscription{{Filter: "new/#", QoS: 1}, {Filter: "rep/#", QoS: 1}}}
+	if err := b.ImportSession(st); err != nil {
+		t.Fatal(err)
+	}
+	c2, present := b.connect5("rep", false, 300, nil)
+	if !present {
+		t.Fatal("session not present")
+	}
+	if p := c2.next(t); p.Topic != "rep/1" || string(p.Payload) != "held" {
+		t.Fatalf("got %s %q, want rep/1 held", p.Topic, p.Payload)
+	}
+	b.awaitStored("rep", "[session subscription new/# subscription rep/#]")
+}
