@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -49,7 +50,10 @@ type SessionState struct {
 // and must not wait for a local connection of the id to end. cleanStart
 // is the CONNECT's Clean Start (3.1.1: Clean Session). It returns the
 // session to resume (nil for none; ignored on a clean start) and the
-// messages owed to it, oldest first (with Origin set, for No Local); an
+// messages owed to it, oldest first (with Origin set, for No Local); a
+// session this node holds itself must come back nil (the local one is
+// the newer: ImportSession would replace it), its messages are queued in
+// the local session all the same; an
 // error refuses the CONNECT with 0x88 Server unavailable (MQTT 3.1.1:
 // 0x03 Server unavailable), and is logged with the client id.
 type ClusterSessions interface {
@@ -62,8 +66,8 @@ var (
 	// ErrConnected: the client id has a connected client on this node (or
 	// a CONNECT took the session over meanwhile); nothing changed.
 	ErrConnected = errors.New("client connected")
-	// ErrSessionExpired: the session's expiry had run out; nothing was
-	// created.
+	// ErrSessionExpired: the session's expiry had run out; nothing
+	// changed.
 	ErrSessionExpired = errors.New("session expired")
 )
 
@@ -103,8 +107,10 @@ func (s *Server) claimSession(cs ClusterSessions, cl *mqtt.Client, pk packets.Pa
 		case errors.Is(err, ErrSessionExpired):
 			h.log.Info("session from the cluster not imported: it expired", "client", cl.ID, "messages", len(msgs))
 			return 0, ""
-		default:
-			h.log.Error("session from the cluster not imported", "client", cl.ID, "error", err)
+		default: // a store error leaves the session in memory, and was logged
+			if _, ok := s.sessionClient(cl.ID); !ok {
+				h.log.Error("session from the cluster not imported", "client", cl.ID, "error", err)
+			}
 		}
 	}
 	if len(msgs) == 0 {
@@ -124,7 +130,10 @@ func (s *Server) claimSession(cs ClusterSessions, cl *mqtt.Client, pk packets.Pa
 // already are left out), and removes the session from mochi, from the
 // store (subscriptions, messages and attributes) and from what the
 // cluster was told this node subscribes to. It publishes no will: a will
-// is due when a connection ends, which was before. Called by the cluster
+// is due when a connection ends, which was before. A message delivered to
+// the session while it is being removed may be in neither the result nor
+// the session any more: the cluster replays those from its stream (they
+// came after the session went offline). Called by the cluster
 // on its own goroutine; it waits for the client id's CONNECT turn (a
 // CONNECT of the id in progress, at most its claim and CONNACK), and costs
 // one store delete.
@@ -165,8 +174,8 @@ func (s *Server) exportSession(id string) (SessionState, []Message, error) {
 	msgs := heldMessages(cl, time.Now().Unix())
 
 	nc, err := h.removeSession(cl, codeSessionInvalidated) // offline: nobody is kicked
-	if nc != nil {
-		return SessionState{}, nil, ErrConnected
+	if cur, ok := s.sessionClient(id); nc != nil || (ok && cur != cl) {
+		return SessionState{}, nil, ErrConnected // taken over meanwhile: it keeps the session
 	}
 	h.storeErr("export session", id, err)
 	h.unsent.Delete(id)
@@ -180,7 +189,7 @@ func (s *Server) exportSession(id string) (SessionState, []Message, error) {
 // has (awaiting PUBREL or PUBCOMP) and the client's own flows.
 func heldMessages(cl *mqtt.Client, now int64) []Message {
 	all := cl.State.Inflight.GetAll(false)
-	slices.SortStableFunc(all, func(a, b packets.Packet) int { return compareInt64(a.Created, b.Created) })
+	slices.SortStableFunc(all, func(a, b packets.Packet) int { return cmp.Compare(a.Created, b.Created) })
 	var out []Message
 	for i := range all {
 		pk := &all[i]
@@ -192,17 +201,6 @@ func heldMessages(cl *mqtt.Client, now int64) []Message {
 		out = append(out, m)
 	}
 	return out
-}
-
-// compareInt64 orders a and b for slices.SortFunc.
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ImportSession makes st a disconnected session of this node, as restore
@@ -220,7 +218,7 @@ func compareInt64(a, b int64) int {
 // Errors: ErrInvalidArgument (an empty or reserved client id, a
 // subscription of another client id or one a client could not make:
 // nothing created), ErrConnected (the client id is connected here:
-// nothing changed), ErrSessionExpired (nothing created); a store error,
+// nothing changed), ErrSessionExpired (nothing changed); a store error,
 // after the session was created in memory (it lives until a restart, as
 // any session whose write failed).
 func (s *Server) ImportSession(st SessionState) error {
@@ -228,6 +226,10 @@ func (s *Server) ImportSession(st SessionState) error {
 	id := rec.ClientID
 	if err := checkImport(&st); err != nil {
 		return fmt.Errorf("import session %q: %w", id, err)
+	}
+	since, remaining := s.sessionLeft(&rec, time.Now().Unix())
+	if remaining <= 0 {
+		return fmt.Errorf("import session %q: %w", id, ErrSessionExpired)
 	}
 	var held []Message
 	if cur, ok := s.sessionClient(id); ok {
@@ -240,10 +242,6 @@ func (s *Server) ImportSession(st SessionState) error {
 		}
 		held = msgs
 		s.log.Warn("imported session replaces the local offline session", "client", id, "held_messages", len(msgs))
-	}
-	since, remaining := s.sessionLeft(&rec, time.Now().Unix())
-	if remaining <= 0 {
-		return fmt.Errorf("import session %q: %w", id, ErrSessionExpired)
 	}
 	rec.DisconnectedAt = since // offline, its will (if any) long due: never a crash will (publishCrashWills)
 	subs := make([]store.Subscription, len(st.Subscriptions))

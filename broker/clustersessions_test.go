@@ -31,6 +31,8 @@ type sessionSeam struct {
 	err    error
 	claims []string // "id clean=true"
 	subs   []string // filters reported Subscribed, in order
+	// gate, when set, holds each claim (once recorded) until it closes.
+	gate chan struct{}
 }
 
 var (
@@ -53,9 +55,20 @@ func (c *sessionSeam) Subscribed(filter, _ string) {
 
 func (c *sessionSeam) ClaimSession(id string, clean bool) (*broker.SessionState, []broker.Message, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.claims = append(c.claims, fmt.Sprintf("%s clean=%t", id, clean))
-	return c.state, c.msgs, c.err
+	gate, st, msgs, err := c.gate, c.state, c.msgs, c.err
+	c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return st, msgs, err
+}
+
+// hold makes the next claims wait until gate closes.
+func (c *sessionSeam) hold(gate chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gate = gate
 }
 
 // recorded returns the claims and reported filters so far.
@@ -365,4 +378,82 @@ func TestImportSessionRefused(t *testing.T) {
 	if _, ok := b.Client("x"); ok {
 		t.Error("a refused import left a session")
 	}
+}
+
+// TestExportWaitsForClaim: ExportSession waits while a CONNECT of the
+// client id is between its claim and its CONNACK, so the session does not
+// leave under it: the CONNECT resumes it (session present) and the export
+// finds the client connected.
+func TestExportWaitsForClaim(t *testing.T) {
+	seam := &sessionSeam{}
+	b := startNode(t, seam)
+	c, _ := b.connect5("turn", false, 300, nil)
+	c.subscribe(t, "turn/#", 1)
+	c.leave()
+	b.awaitOffline("turn")
+
+	gate := make(chan struct{})
+	open := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(open) // a failing test lets the claim end before the broker closes
+	seam.hold(gate)
+	c2 := v5Dial(t, b.addr, paho.ClientConfig{ClientID: "turn"})
+	exp := uint32(300)
+	acked := make(chan *paho.Connack, 1)
+	go func() {
+		ack, err := c2.Connect(ctx5(t), &paho.Connect{ClientID: "turn", KeepAlive: 30,
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: &exp}})
+		if err != nil {
+			ack = nil
+		}
+		acked <- ack
+	}()
+	poll.Until(t, "the second CONNECT's claim", func() bool {
+		claims, _ := seam.recorded()
+		return len(claims) == 2
+	})
+	exported := make(chan error, 1)
+	go func() {
+		_, _, err := b.ExportSession("turn")
+		exported <- err
+	}()
+	poll.Until(t, "the export waiting for the CONNECT's turn", func() bool { return b.ConnectTurnUsers("turn") == 2 })
+	open()
+
+	if ack := <-acked; ack == nil || !ack.SessionPresent {
+		t.Fatalf("CONNACK %+v, want session present", ack)
+	}
+	errorIs(t, <-exported, broker.ErrConnected, `export session "turn": client connected`)
+	if subs, err := b.Subscriptions("turn"); err != nil || len(subs) != 1 {
+		t.Errorf("subscriptions after the export %v (%v), want turn/#", subs, err)
+	}
+}
+
+// TestImportReplacesOfflineSession: a session imported over a local
+// offline one of the same client id replaces it, and what the local one
+// held is queued in the new one, under its subscriptions.
+func TestImportReplacesOfflineSession(t *testing.T) {
+	b := startNode(t, &sessionSeam{})
+	c, _ := b.connect5("rep", false, 300, nil)
+	c.subscribe(t, "rep/#", 1)
+	c.leave()
+	b.awaitOffline("rep")
+	b.publish5("pub", "rep/1", 1, "held")
+	poll.Until(t, "rep/1 queued", func() bool {
+		info, ok := b.Client("rep")
+		return ok && info.Queued == 1
+	})
+
+	st := broker.SessionState{Session: store.Session{ClientID: "rep", ProtocolVersion: 5, SessionExpiry: 300},
+		Subscriptions: []store.Subscription{{Filter: "new/#", QoS: 1}, {Filter: "rep/#", QoS: 1}}}
+	if err := b.ImportSession(st); err != nil {
+		t.Fatal(err)
+	}
+	c2, present := b.connect5("rep", false, 300, nil)
+	if !present {
+		t.Fatal("session not present")
+	}
+	if p := c2.next(t); p.Topic != "rep/1" || string(p.Payload) != "held" {
+		t.Fatalf("got %s %q, want rep/1 held", p.Topic, p.Payload)
+	}
+	b.awaitStored("rep", "[session subscription new/# subscription rep/#]")
 }
