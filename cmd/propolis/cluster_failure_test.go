@@ -91,7 +91,10 @@ func TestClusterSessionMove(t *testing.T) {
 	}
 	nodes := startThreeNodes(t)
 	logsOnFailure(t, nodes)
-	c, _ := mustPersistent(t, nodes[0].addr, "mover", true, nil)
+	// One recorder for both connections: a message may reach the first
+	// one before n1 has handled its DISCONNECT.
+	rec := &recorder{}
+	c, _ := mustPersistent(t, nodes[0].addr, "mover", true, rec.add)
 	subscribeAndLeave(t, c, "move/#")
 	pub, _ := v5Client(t, nodes[2].addr, "move-pub", nil, nil, nil)
 	var want []string
@@ -103,7 +106,6 @@ func TestClusterSessionMove(t *testing.T) {
 	for _, p := range want {
 		publish(t, pub, "move/x", 1, false, p)
 	}
-	rec := &recorder{}
 	_, present := mustPersistent(t, nodes[1].addr, "mover", false, rec.add)
 	if !present {
 		t.Fatal("no session present on n2")
