@@ -57,6 +57,12 @@ import (
 //     locally; one whose record says online here (this node died with its
 //     client connected) is released.
 //
+// Lock order: the broker's CONNECT turn of a client id (a claim runs
+// inside it), then its sessionKey.mu, then sessions.mu. A release holds
+// no sessionKey.mu while ExportSession waits for a CONNECT turn; a claim
+// finding a release of its client id under way waits for it only once
+// the session has left the broker (sessionKey.releasing).
+//
 // Everything here runs only while sessionsOn (every alive node speaks
 // protocol 2); otherwise the nodes keep sessions locally, as phase 1.
 
