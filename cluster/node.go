@@ -101,6 +101,9 @@ type Node struct {
 	// control answers and sends the operator's requests to every node
 	// (control.go); set by Start.
 	control *control
+	// sessions replicates persistent sessions (sessions.go), nil until
+	// UseBroker.
+	sessions *sessions
 }
 
 // ErrNotReady is wrapped by Start's error when the embedded server does not

@@ -148,7 +148,7 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	}
 	rec.Attach(srv)
 	acc := access.New(p, access.Options{Addr: ops.Addr(), TLS: strings.HasPrefix(ops.URL(), "https:"), Audit: audit, Logger: log})
-	o := admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
+	o := admin.Options{Broker: adminBroker(srv, node), Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
 		Version: version, Logger: log}
 	if node != nil { // without a cluster section the cluster routes answer 404
 		o.ClusterStatus = func() any { return node.Status() }
@@ -351,4 +351,26 @@ reload the broker (SIGHUP). The token is shown once; keep it secret.`,
 			}
 		},
 	}
+}
+
+// adminBroker is the broker the admin API acts on: srv, except that on a
+// cluster node (node not nil) the operator's invalidate acts on every
+// node (cluster.Node.InvalidateSession). The CLI's `clients invalidate`
+// and the control center go through the API, so this is the one place.
+func adminBroker(srv *broker.Server, node *cluster.Node) admin.Broker {
+	if node == nil {
+		return srv
+	}
+	return clusterBroker{Server: srv, node: node}
+}
+
+// clusterBroker is *broker.Server with InvalidateSession cluster-wide.
+type clusterBroker struct {
+	*broker.Server
+	node *cluster.Node
+}
+
+// InvalidateSession ends the session of clientID on every node.
+func (b clusterBroker) InvalidateSession(clientID string) error {
+	return b.node.InvalidateSession(clientID)
 }
