@@ -127,22 +127,21 @@ func (s *Server) claimSession(cs ClusterSessions, cl *mqtt.Client, pk packets.Pa
 // the messages it still held (queued, and sent but not acknowledged;
 // oldest first, each with its origin, QoS, properties and the expiry
 // interval it has left; expired ones and QoS 2 flows whose PUBREC came
-// already are left out), and removes the session from mochi, from the
-// store (subscriptions, messages and attributes) and from what the
-// cluster was told this node subscribes to. It publishes no will: a will
-// is due when a connection ends, which was before. A message delivered to
-// the session while it is being removed may be in neither the result nor
-// the session any more: the cluster replays those from its stream (they
-// came after the session went offline). Called by the cluster
-// on its own goroutine; it waits for the client id's CONNECT turn (a
-// CONNECT of the id in progress, at most its claim and CONNACK), and costs
-// one store delete.
+// already are left out), and removes the session from mochi and from what
+// the cluster was told this node subscribes to. Its stored records stay
+// until the cluster has stored what this returned and calls
+// ForgetExported: a node killed in between finds the session again at
+// restart and hands it over then. Its attributes stay too (they are the
+// cluster's). It publishes no will: a will is due when a connection ends,
+// which was before. A message delivered to the session while it is being
+// removed may be in neither the result nor the session any more: the
+// cluster replays those from its stream (they came after the session went
+// offline). Called by the cluster on its own goroutine; it waits for the
+// client id's CONNECT turn (a CONNECT of the id in progress, at most its
+// claim and CONNACK).
 //
 // Errors: ErrNoSession (none here), ErrConnected (its client is connected,
-// or connected meanwhile: the session stays). A failed store delete is
-// logged and not returned: the session has left memory, and a restart
-// that finds it again drops it in cluster mode (the cluster's record is
-// the truth).
+// or connected meanwhile: the session stays).
 func (s *Server) ExportSession(clientID string) (SessionState, []Message, error) {
 	release := s.hook.connects.hold(clientID)
 	defer release()
@@ -173,14 +172,39 @@ func (s *Server) exportSession(id string) (SessionState, []Message, error) {
 	st := SessionState{Session: *rec, Subscriptions: subscriptionRecords(cl)}
 	msgs := heldMessages(cl, time.Now().Unix())
 
-	nc, err := h.removeSession(cl, codeSessionInvalidated) // offline: nobody is kicked
+	nc, err := h.removeSession(cl, codeSessionInvalidated, true) // offline: nobody is kicked
 	if cur, ok := s.sessionClient(id); nc != nil || (ok && cur != cl) {
 		return SessionState{}, nil, ErrConnected // taken over meanwhile: it keeps the session
 	}
 	h.storeErr("export session", id, err)
+	h.exported.Store(id, struct{}{})
 	h.unsent.Delete(id)
 	h.ids.Delete(id)
 	return st, msgs, nil
+}
+
+// ForgetExported deletes the stored records of clientID's session, which
+// ExportSession handed to the cluster, once the cluster stored it. It does
+// nothing when the session was not exported here or the client id has a
+// session here again (imported or connected since): those records are
+// the new session's. Errors are the store's.
+func (s *Server) ForgetExported(clientID string) error {
+	h := s.hook
+	if _, ok := h.exported.LoadAndDelete(clientID); !ok {
+		return nil
+	}
+	release := h.connects.hold(clientID)
+	defer release()
+	mu := h.sessionLock(clientID)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, ok := s.sessionClient(clientID); ok || h.isStored(clientID) {
+		return nil
+	}
+	if err := h.persist.DeleteSession(clientID, true); err != nil {
+		return fmt.Errorf("forget exported session %q: %w", clientID, err)
+	}
+	return nil
 }
 
 // heldMessages returns the PUBLISH packets cl's session holds, oldest
@@ -226,6 +250,11 @@ func (s *Server) ImportSession(st SessionState) error {
 	id := rec.ClientID
 	if err := checkImport(&st); err != nil {
 		return fmt.Errorf("import session %q: %w", id, err)
+	}
+	if _, ok := s.hook.exported.LoadAndDelete(id); ok {
+		// The records of the session this node exported are still stored
+		// (ForgetExported did not run yet): the imported one replaces them.
+		s.hook.storeErr("forget exported session", id, s.hook.persist.DeleteSession(id, true))
 	}
 	since, remaining := s.sessionLeft(&rec, time.Now().Unix())
 	if remaining <= 0 {

@@ -125,6 +125,10 @@ type hook struct {
 	// ids holds, per client id, the aliases of the session's packet ids
 	// that collide with the broker's (packetid.go).
 	ids sync.Map // string -> *packetIDs
+	// exported holds the client ids whose session ExportSession handed to
+	// the cluster and whose stored records ForgetExported has yet to
+	// delete.
+	exported sync.Map // string -> struct{}
 
 	// cluster is the cluster's bookkeeping (cluster.go), nil for a
 	// single node (Options.Cluster nil).

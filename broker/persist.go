@@ -220,7 +220,7 @@ func (h *hook) expireLater(cl *mqtt.Client) {
 		if cur, ok := h.mochi.Clients.Get(cl.ID); !ok || cur != cl {
 			return
 		}
-		_, err := h.removeSession(cl, codeSessionInvalidated) // resumed meanwhile: the new connection keeps it
+		_, err := h.removeSession(cl, codeSessionInvalidated, false) // resumed meanwhile: the new connection keeps it
 		h.storeErr("expire session", cl.ID, err)
 	})
 }

@@ -268,7 +268,7 @@ func (s *Server) InvalidateSession(clientID string) error {
 		return fmt.Errorf("invalidate session %q: %w", clientID, ErrNoSession)
 	}
 	for range maxRemoveAttempts {
-		nc, err := s.hook.removeSession(cl, codeSessionInvalidated)
+		nc, err := s.hook.removeSession(cl, codeSessionInvalidated, false)
 		if err != nil {
 			return fmt.Errorf("invalidate session %q: %w", clientID, err)
 		}
@@ -303,7 +303,11 @@ const maxRemoveAttempts = 8
 // ordered: it blocks that connection's session saves for its kick (at
 // most kickWriteTimeout) and one store write. Called without the session
 // lock.
-func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) (*mqtt.Client, error) {
+//
+// A session that moves to another node (exportSession, moving set) keeps
+// its stored records, removed only once the cluster holds it
+// (Server.ForgetExported), and its attributes, which are the cluster's.
+func (h *hook) removeSession(cl *mqtt.Client, code packets.Code, moving bool) (*mqtt.Client, error) {
 	if h.beforeRemove != nil {
 		h.beforeRemove(cl.ID)
 	}
@@ -335,9 +339,12 @@ func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) (*mqtt.Client, 
 		}
 	}
 	h.setStored(cl.ID, false)
-	err := h.persist.DeleteSession(cl.ID, true)
-	// With Options.Attributes, one more round trip under the lock.
-	h.dropAttributes(cl.ID)
+	var err error
+	if !moving {
+		err = h.persist.DeleteSession(cl.ID, true)
+		// With Options.Attributes, one more round trip under the lock.
+		h.dropAttributes(cl.ID)
+	}
 	nc := h.takenOverBy(cl)
 	if nc != nil {
 		h.storeErr("keep taken-over session", nc.ID, h.keepTakenOver(nc))
@@ -452,7 +459,7 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 		left := disconnectedAt + int64(seconds) - time.Now().Unix()
 		if left <= 0 {
 			unlock() // removeSession takes it
-			nc, err := s.hook.removeSession(cl, codeSessionInvalidated)
+			nc, err := s.hook.removeSession(cl, codeSessionInvalidated, false)
 			if err != nil {
 				return seconds, fmt.Errorf("set session expiry of %q: remove expired session: %w", clientID, err)
 			}

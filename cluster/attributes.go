@@ -97,10 +97,14 @@ func newAttributes(js jetstream.JetStream, replicas func() int, on func() bool) 
 // upgrade switches it on once the last old node is gone; while it is
 // closed the broker keeps attributes in its own store, as a single node
 // does. `propolis serve` passes it when the configuration has a cluster
-// section. Each call returns a new store (binding the bucket again on
-// first use): call it once.
-func (n *Node) Attributes() broker.AttributeStore {
-	return newAttributes(n.jsx, n.Replicas, n.attributesOn)
+// section. Every call returns the same store, which the node's session
+// sweep also uses to delete the attributes of the sessions it expires.
+func (n *Node) Attributes() broker.AttributeStore { return n.attributeStore() }
+
+// attributeStore returns the node's one store of session attributes.
+func (n *Node) attributeStore() *attributes {
+	n.attrsOnce.Do(func() { n.attrs = newAttributes(n.jsx, n.Replicas, n.attributesOn) })
+	return n.attrs
 }
 
 // attributesOn reports whether session attributes go to the cluster: the

@@ -81,7 +81,7 @@ func (n *Node) UseBroker(b Broker) error {
 	}
 	ss, err := newSessions(sessionOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
 		Levels: n.cfg.TopicLevelDistribution, MaxBytes: int64(n.cfg.StreamMaxBytes), Broker: b, Router: r,
-		On: n.sessionsOn, Alive: n.alive, Log: n.log})
+		On: n.sessionsOn, Alive: n.alive, Log: n.log, Attributes: n.attributeStore()})
 	if err != nil {
 		s.Close()
 		w.Close()

@@ -104,6 +104,9 @@ type Node struct {
 	// sessions replicates persistent sessions (sessions.go), nil until
 	// UseBroker.
 	sessions *sessions
+	// attrs is the store of session attributes (attributeStore).
+	attrs     *attributes
+	attrsOnce sync.Once
 }
 
 // ErrNotReady is wrapped by Start's error when the embedded server does not

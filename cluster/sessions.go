@@ -139,6 +139,7 @@ func (r *sessionRecord) expired(now time.Time) bool {
 // (*broker.Server).
 type sessionBroker interface {
 	ExportSession(clientID string) (broker.SessionState, []broker.Message, error)
+	ForgetExported(clientID string) error
 	ImportSession(st broker.SessionState) error
 	QueueSessionMessages(clientID string, msgs []broker.Message) (int, error)
 	InvalidateSession(clientID string) error
@@ -158,6 +159,9 @@ type sessionOptions struct {
 	MaxBytes int64
 	Broker   sessionBroker
 	Router   *router
+	// Attributes, when set, loses the attributes of each session the
+	// sweep expires (the broker drops those of sessions ending on a node).
+	Attributes broker.AttributeStore
 	// On reports whether replicated sessions are on (Node.sessionsOn).
 	On func() bool
 	// Alive reports whether a node is alive in the registry.
@@ -841,7 +845,7 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 	if rec != nil && (rec.Node != s.o.Node || !rec.Online) {
 		// Another node claimed it since (this node was cut off, or the
 		// record is older than a restart): the record is the truth.
-		if _, _, err := s.o.Broker.ExportSession(id); err == nil {
+		if s.dropLocal(id) {
 			s.o.Log.Info("replicated session dropped here: another node has it", "client", id, "node", rec.Node)
 		}
 		return nil
@@ -867,6 +871,9 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 		nr := &sessionRecord{Node: s.o.Node, Since: since, State: &st, Expiry: st.Session.SessionExpiry,
 			DisconnectedAt: time.Now().Unix()}
 		if _, err = s.put(ctx, key, rev, nr); err == nil {
+			if ferr := s.o.Broker.ForgetExported(id); ferr != nil {
+				s.o.Log.Warn("replicated session: its local copy not deleted (a restart drops it)", "client", id, "error", ferr)
+			}
 			return nil
 		}
 		_ = s.purgeQueue(ctx, key)
@@ -881,6 +888,19 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 		return fmt.Errorf("%w; and its messages could not be put back: %v", err, qerr)
 	}
 	return err
+}
+
+// dropLocal removes this node's copy of id's session, which the cluster's
+// record gives to another node (or keeps offline), with its stored
+// records; it reports whether there was one.
+func (s *sessions) dropLocal(id string) bool {
+	if _, _, err := s.o.Broker.ExportSession(id); err != nil {
+		return false
+	}
+	if err := s.o.Broker.ForgetExported(id); err != nil {
+		s.o.Log.Warn("replicated session: its local copy not deleted (a restart drops it)", "client", id, "error", err)
+	}
+	return true
 }
 
 // publishHeld stores msgs under pq.<key>, in order, waiting for each
@@ -963,6 +983,11 @@ func (s *sessions) sweep(now time.Time) (int, error) {
 		if err := s.purgeQueue(ctx, key); err != nil {
 			errs = append(errs, err)
 		}
+		if id, ok := unescapeToken(key); ok && s.o.Attributes != nil {
+			if err := s.o.Attributes.AttributeDeleteAll(id); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		n++
 	}
 	return n, errors.Join(errs...)
@@ -1043,7 +1068,7 @@ func (s *sessions) reconcile(ctx context.Context) (dropped, released int, err er
 				return dropped, released, err
 			case rec == nil:
 			case rec.Node != s.o.Node || !rec.Online:
-				if _, _, err := s.o.Broker.ExportSession(c.ClientID); err == nil {
+				if s.dropLocal(c.ClientID) {
 					dropped++
 				}
 			default:
