@@ -130,6 +130,11 @@ type hook struct {
 	// shared holds the shared subscriptions reported to the cluster; see
 	// clustershared.go.
 	shared clusterShared
+	// claim asks the cluster for a connecting client's session
+	// (Server.claimSession), nil unless Options.Cluster implements
+	// ClusterSessions; claimLog bounds the lines of failed claims.
+	claim    func(cl *mqtt.Client, pk packets.Packet) (code byte, reason string)
+	claimLog *logLimit
 
 	// tap is the packet tap (SetPacketTap), nil when there is none; see
 	// tap.go.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +91,35 @@ func (h *hook) saveSession(cl *mqtt.Client, disconnectedAt int64, durable bool) 
 			return
 		}
 	}
+}
+
+// storeSession stores the session record rec with its subscriptions subs:
+// the subscriptions first, then the record, durably (which makes the
+// subscriptions durable too), so that a stored record always has its
+// subscriptions. It stops at the first failed write and returns its error;
+// the caller logs it. From then on the hook stores the session's changes.
+func (h *hook) storeSession(rec *store.Session, subs []store.Subscription) error {
+	for i := range subs {
+		if err := h.persist.PutSubscription(&subs[i], false); err != nil {
+			return err
+		}
+	}
+	if err := h.persist.PutSession(rec, true); err != nil {
+		return err
+	}
+	h.setStored(rec.ClientID, true)
+	return nil
+}
+
+// subscriptionRecords is the stored form of cl's subscriptions, by filter.
+func subscriptionRecords(cl *mqtt.Client) []store.Subscription {
+	all := cl.State.Subscriptions.GetAll()
+	out := make([]store.Subscription, 0, len(all))
+	for _, sub := range all {
+		out = append(out, *subscriptionRecord(cl.ID, sub))
+	}
+	slices.SortFunc(out, func(a, b store.Subscription) int { return strings.Compare(a.Filter, b.Filter) })
+	return out
 }
 
 // persistentLocked is persistent under cl's session lock.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/broker/overload"
@@ -162,6 +163,10 @@ func New(opts Options) (*Server, error) {
 		stored:     make(map[string]struct{}),
 		throttler:  s.throttler,
 		cluster:    newClusterState(opts.Cluster, m),
+	}
+	if cs, ok := opts.Cluster.(ClusterSessions); ok {
+		s.hook.claim = func(cl *mqtt.Client, pk packets.Packet) (byte, string) { return s.claimSession(cs, cl, pk) }
+		s.hook.claimLog = newLogLimit(10, time.Minute, nil)
 	}
 	if err := m.AddHook(s.hook, nil); err != nil {
 		s.abort()

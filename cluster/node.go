@@ -93,6 +93,9 @@ type Node struct {
 	router *router
 	owners *owners
 	shared *shared
+	// sessions replicates persistent sessions (sessions.go), nil until
+	// UseBroker.
+	sessions *sessions
 }
 
 // ErrNotReady is wrapped by Start's error when the embedded server does not

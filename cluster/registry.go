@@ -44,7 +44,7 @@ const (
 // on Supports(version). A test build bumps it with
 // -ldflags "-X github.com/propolis-mqtt/propolis/cluster.protocolOverride=N"
 // (-X sets only strings, hence the override).
-var ProtocolVersion = 1
+var ProtocolVersion = 2
 
 // protocolOverride, when set at link time, replaces ProtocolVersion.
 var protocolOverride string

@@ -151,7 +151,7 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	if node != nil {
 		clusterStatus = func() any { return node.Status() }
 	}
-	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
+	admin.New(admin.Options{Broker: adminBroker(srv, node), Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
 		Version: version, Logger: log, ClusterStatus: clusterStatus}).Mount(mux)
 	ui.Mount(mux) // the web control center at /ui/; / redirects there
 	url, every := openURL(ops)
@@ -345,4 +345,26 @@ reload the broker (SIGHUP). The token is shown once; keep it secret.`,
 			}
 		},
 	}
+}
+
+// adminBroker is the broker the admin API acts on: srv, except that on a
+// cluster node (node not nil) the operator's invalidate acts on every
+// node (cluster.Node.InvalidateSession). The CLI's `clients invalidate`
+// and the control center go through the API, so this is the one place.
+func adminBroker(srv *broker.Server, node *cluster.Node) admin.Broker {
+	if node == nil {
+		return srv
+	}
+	return clusterBroker{Server: srv, node: node}
+}
+
+// clusterBroker is *broker.Server with InvalidateSession cluster-wide.
+type clusterBroker struct {
+	*broker.Server
+	node *cluster.Node
+}
+
+// InvalidateSession ends the session of clientID on every node.
+func (b clusterBroker) InvalidateSession(clientID string) error {
+	return b.node.InvalidateSession(clientID)
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +71,20 @@ const (
 type ccBroker struct {
 	addr, base string
 	log        *syncLog
+	// cmd is the process, for kill (serveForClients only).
+	cmd    *exec.Cmd
+	killed atomic.Bool
+}
+
+// kill stops the broker with SIGKILL and waits for the process to end;
+// the test's cleanup then leaves it alone.
+func (b *ccBroker) kill(t *testing.T) {
+	t.Helper()
+	b.killed.Store(true)
+	if err := b.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = waitExit(t, b.cmd) // "signal: killed"
 }
 
 // startControlCenterBroker runs `propolis serve` with allow-all, the
