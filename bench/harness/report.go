@@ -342,11 +342,15 @@ func (r *Report) clusterMarkdown(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "\nCluster (issue 15): %s is %s. Fan-in: the subscriber on node 1, the publishers on nodes 2 and 3; fan-out: the publisher on node 1, "+
 		"the subscribers on every node; so every message crosses the cluster. CPU per message is that of all three nodes, against the one node of %s.\n\n", clusterBroker, setup, reference)
-	b.WriteString("| load | rate, one node | rate, cluster | cluster / one node | CPU µs per message, one node | CPU µs per message, all nodes | cluster / one node |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	header := true
 	for _, res := range r.Results {
 		c, ok := res.Values[clusterBroker]
 		if !ok || !strings.HasSuffix(res.Metric, "/s") {
 			continue
+		}
+		if header {
+			b.WriteString("| load | rate, one node | rate, cluster | cluster / one node | CPU µs per message, one node | CPU µs per message, all nodes | cluster / one node |\n|---|---:|---:|---:|---:|---:|---:|\n")
+			header = false
 		}
 		one := res.Values[reference]
 		fmt.Fprintf(b, "| %s | %s | %s | %s |", res.Load, orDash(one), number(c), ratioText(c, one))

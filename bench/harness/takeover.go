@@ -38,7 +38,11 @@ import (
 const (
 	takeoverExpiry  = 3600 // the sessions' Session Expiry Interval, s
 	takeoverTopic   = "bench/takeover/all"
-	steadyTopic     = "bench/takeover/steady"
+	// steadyTopic's first level differs from takeoverTopic's: with
+	// topic_level_distribution 1 they route on different subjects, so a
+	// claim's replay of PROPOLIS_MESSAGES does not read the steady load's
+	// messages (QoS 0 ones are stored there too).
+	steadyTopic     = "steady/takeover"
 	steadyRate      = 1000            // the survivors' steady QoS 0 load, messages/s
 	steadyBefore    = 2 * time.Second // the window before the kill the rate is compared with
 	takeoverWorkers = 50              // sessions set up at once
@@ -87,6 +91,8 @@ func takeoverLoads(rep *Report, work, propolis, examples string, sz sizes, logf 
 		add("node 3 seen dead by node 1 after", "ms", false, ms(res.deadSeen))
 		add("highest stress level, nodes 1 and 2 (0-10)", "level", false, res.maxStress)
 		add("survivors' CPU, kill → every session back", "s", false, res.survivorsCPU.Seconds())
+		add("survivors' CPU per second, before the kill (steady load alone)", "s/s", false, res.cpuBefore)
+		add("survivors' CPU per second, kill → every session back", "s/s", false, ratio(res.survivorsCPU.Seconds(), res.allBack.Seconds()))
 		add("steady QoS 0 rate, take-over / before", "×", true, ratio(res.during.rate, res.before.rate))
 		add("steady QoS 0 lowest 500 ms, take-over / before", "×", true, ratio(res.during.lowest, res.before.rate))
 		add("steady QoS 0 p99 latency before", "ms", false, res.before.p99)
@@ -121,13 +127,16 @@ type takeoverResult struct {
 	attempts   int             // CONNECTs sent after the kill
 	refused    map[string]int  // failed CONNECTs after the kill, by error
 	notPresent int             // accepting CONNACKs with Session Present 0
+	lostIDs    []string        // the first client ids back with Session Present 0
 	missing    int             // clients not back within takeoverBound
 	unchecked  int             // clients back with their session that missed the check message
 	deadSeen   time.Duration   // kill → node 1's status shows node 3 not alive (0: never seen)
 	maxStress  float64         // the highest stress node 1 reported for nodes 1 and 2 meanwhile
 	// survivorsCPU is the CPU time of nodes 1 and 2 from the kill until
-	// every client was back.
+	// every client was back; cpuBefore theirs per second over the
+	// steady load's window before the kill (the steady load alone).
 	survivorsCPU   time.Duration
+	cpuBefore      float64
 	before, during window // the steady load before the kill and during the take-over
 	steadyLost     int64
 }
@@ -160,6 +169,9 @@ func (r *takeoverResult) note() string {
 			break
 		}
 		fmt.Fprintf(&b, "; %d× %q", x.n, x.err)
+	}
+	if r.notPresent > 0 {
+		fmt.Fprintf(&b, "; Session Present 0 for %d (%s)", r.notPresent, strings.Join(r.lostIDs, ", "))
 	}
 	fmt.Fprintf(&b, "; steady load before %.0f/s (p99 %.1f ms), during %.0f/s (lowest 500 ms %.0f/s, p99 %.1f ms)",
 		r.before.rate, r.before.p99, r.during.rate, r.during.lowest, r.during.p99)
@@ -227,7 +239,9 @@ func takeover(b *Broker, n int, logf func(string, ...any)) (*takeoverResult, err
 		return nil, err
 	}
 	defer st.stop()
-	time.Sleep(steadyBefore + 500*time.Millisecond) // the steady load's "before" window
+	time.Sleep(500 * time.Millisecond) // the steady load settles
+	cpuB0, cpuErrB := survivorsCPU(n1, n2)
+	time.Sleep(steadyBefore) // the steady load's "before" window
 	res := &takeoverResult{refused: map[string]int{}}
 	var killed atomic.Bool
 	var mu sync.Mutex // res's slices and maps, conns
@@ -273,6 +287,9 @@ func takeover(b *Broker, n int, logf func(string, ...any)) (*takeoverResult, err
 				res.reconnect = append(res.reconnect, now.Sub(ended))
 				if !present {
 					res.notPresent++
+					if len(res.lostIDs) < 5 {
+						res.lostIDs = append(res.lostIDs, id(i))
+					}
 				}
 				mu.Unlock()
 				lastBack.Store(now.UnixNano())
@@ -309,6 +326,9 @@ func takeover(b *Broker, n int, logf func(string, ...any)) (*takeoverResult, err
 	watched.Add(1)
 	cpu0, cpuErr := survivorsCPU(n1, n2)
 	killedAt := time.Now()
+	if cpuErrB == nil && cpuErr == nil {
+		res.cpuBefore = (cpu0 - cpuB0).Seconds() / steadyBefore.Seconds()
+	}
 	go func() {
 		defer watched.Done()
 		for {
