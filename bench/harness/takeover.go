@@ -36,8 +36,8 @@ import (
 
 // Take-over load settings.
 const (
-	takeoverExpiry  = 3600 // the sessions' Session Expiry Interval, s
-	takeoverTopic   = "bench/takeover/all"
+	takeoverExpiry = 3600 // the sessions' Session Expiry Interval, s
+	takeoverTopic  = "bench/takeover/all"
 	// steadyTopic's first level differs from takeoverTopic's: with
 	// topic_level_distribution 1 they route on different subjects, so a
 	// claim's replay of PROPOLIS_MESSAGES does not read the steady load's
