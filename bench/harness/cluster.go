@@ -183,3 +183,17 @@ func placement(b *Broker, pubs, subs int) (pubAddrs, subAddrs []string) {
 		return addrs, append(addrs[1:len(addrs):len(addrs)], addrs[0])
 	}
 }
+
+// clusterDropped sums what the nodes of cluster b report as dropped
+// (messages of other nodes their broker did not take fast enough: the
+// router's inbox was full); 0 for a broker of one process, and a node
+// whose status cannot be read counts 0.
+func clusterDropped(b *Broker) uint64 {
+	var n uint64
+	for _, nd := range b.Nodes {
+		if st, err := clusterStatus(nd); err == nil {
+			n += st.Dropped
+		}
+	}
+	return n
+}
