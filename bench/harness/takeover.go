@@ -260,6 +260,7 @@ func takeover(b *Broker, n int, logf func(string, ...any)) (*takeoverResult, err
 				}
 			}
 			ended := time.Now()
+			_ = c.Drop() // its socket: 10,000 dead ones would hold as many descriptors
 			if !killed.Load() {
 				mu.Lock()
 				res.refused["connection on node 3 ended before the kill"]++
