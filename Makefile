@@ -8,7 +8,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 GOTEST    ?= $(GO) test
 TESTFLAGS ?= -count=1 -timeout 10m
 
-.PHONY: all build run test check format lint bench bench-smoke gobench testdata clean kit-examples shipped screenshots
+.PHONY: all build run test check format lint bench bench-smoke bench-cluster gobench testdata clean kit-examples shipped screenshots
 
 all: build
 
@@ -132,6 +132,16 @@ lint: check
 ## writes bench/results/results.md and results.json
 bench:
 	$(GO) run ./bench/cmd/propolis-bench --out bench/results
+
+## bench-cluster: the cluster's benchmarks (issue 15, ~5 minutes): fan-in and
+## fan-out QoS 0/1 on one node against three (propolis-cluster3, every message
+## crossing nodes), and the session take-over after SIGKILL of a node, with
+## TAKEOVER_SESSIONS sessions (default 1000; 10000 runs one round, minutes);
+## writes bench/results/cluster/results.md and results.json
+TAKEOVER_SESSIONS ?= 1000
+bench-cluster:
+	$(GO) run ./bench/cmd/propolis-bench --brokers propolis,propolis-cluster3 --only fanin0,fanin1,fanout0,fanout1,takeover \
+	  --takeover-sessions $(TAKEOVER_SESSIONS) --out bench/results/cluster
 
 ## gobench: the Go benchmarks (go test -bench)
 gobench:

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,26 +24,98 @@ type Broker struct {
 	Name string
 	// Setup says how it runs (security, durability), for the report.
 	Setup string
-	// Addr is its MQTT listener.
+	// Addr is its MQTT listener (a cluster's: node 1's).
 	Addr string
+	// Nodes are the processes of a broker made of several, a cluster,
+	// node 1 first; such a broker has no process of its own. Nil for a
+	// broker of one process.
+	Nodes []*Broker
 
+	ops     string // the operator HTTP address of a cluster node, else ""
 	cmd     *exec.Cmd
-	done    chan error
+	done    chan struct{} // closed when the process has ended
 	logFile string
 	started time.Time // when the process was started
 }
 
-// PID returns the broker's process id.
-func (b *Broker) PID() int { return b.cmd.Process.Pid }
+// PID returns the broker's process id (a cluster's: node 1's).
+func (b *Broker) PID() int {
+	if len(b.Nodes) > 0 {
+		return b.Nodes[0].PID()
+	}
+	return b.cmd.Process.Pid
+}
 
-// Stop sends SIGTERM and waits up to 10 s, then kills.
+// Addrs returns the MQTT listeners of the broker's nodes, node 1 first
+// (one for a broker of one process).
+func (b *Broker) Addrs() []string {
+	if len(b.Nodes) == 0 {
+		return []string{b.Addr}
+	}
+	var as []string
+	for _, n := range b.Nodes {
+		as = append(as, n.Addr)
+	}
+	return as
+}
+
+// CPU returns the CPU time the broker's processes (every node of a
+// cluster still running) have run so far (Linux).
+func (b *Broker) CPU() (time.Duration, error) {
+	if len(b.Nodes) == 0 {
+		return cpuTime(b.PID())
+	}
+	var total time.Duration
+	for _, n := range b.Nodes {
+		if n.exited() {
+			continue
+		}
+		d, err := cpuTime(n.PID())
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		total += d
+	}
+	return total, nil
+}
+
+// exited reports whether the broker's process has ended.
+func (b *Broker) exited() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill ends the broker's process with SIGKILL (as a crash would) and
+// waits for it.
+func (b *Broker) Kill() {
+	_ = b.cmd.Process.Kill()
+	<-b.done
+}
+
+// Stop sends SIGTERM and waits up to 10 s, then kills; a cluster's
+// nodes are stopped together.
 func (b *Broker) Stop() {
+	if len(b.Nodes) > 0 {
+		var wg sync.WaitGroup
+		for _, n := range b.Nodes {
+			wg.Add(1)
+			go func() { defer wg.Done(); n.Stop() }()
+		}
+		wg.Wait()
+		return
+	}
+	if b.exited() {
+		return
+	}
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-b.done:
 	case <-time.After(10 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.done
+		b.Kill()
 	}
 }
 
@@ -62,10 +135,8 @@ func start(name, setup string, cmd *exec.Cmd, addr, logFile string) (*Broker, er
 			_ = c.Close()
 			return b, nil
 		}
-		select {
-		case <-b.done:
+		if b.exited() {
 			return nil, fmt.Errorf("%s exited before listening; see %s", name, logFile)
-		default:
 		}
 		if time.Now().After(deadline) {
 			b.Stop()
@@ -87,8 +158,8 @@ func launch(name, setup string, cmd *exec.Cmd, addr, logFile string) (*Broker, e
 		log.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	b := &Broker{Name: name, Setup: setup, Addr: addr, cmd: cmd, done: make(chan error, 1), logFile: logFile, started: started}
-	go func() { b.done <- cmd.Wait(); log.Close() }()
+	b := &Broker{Name: name, Setup: setup, Addr: addr, cmd: cmd, done: make(chan struct{}), logFile: logFile, started: started}
+	go func() { _ = cmd.Wait(); log.Close(); close(b.done) }()
 	return b, nil
 }
 
@@ -105,7 +176,7 @@ func freePort() (string, error) {
 // startPropolis runs bin/propolis with the given extensions (folders of
 // examplesDir) and durability, in work/name, and waits until it is ready.
 func startPropolis(work, name, propolis string, exts []string, examplesDir, durability string) (*Broker, error) {
-	p, err := preparePropolis(filepath.Join(work, name), name, propolis, exts, examplesDir, durability, "warn")
+	p, err := preparePropolis(filepath.Join(work, name), name, propolis, exts, examplesDir, durability, "warn", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +187,7 @@ func startPropolis(work, name, propolis string, exts []string, examplesDir, dura
 // extensions in place and the configuration written.
 type propolisSetup struct {
 	name, bin, dir, cfgFile, addr, setup string
+	ops                                  string // operator HTTP address, when fixed (cluster nodes)
 }
 
 // command returns the command that runs the instance.
@@ -130,8 +202,10 @@ func (p *propolisSetup) command() *exec.Cmd {
 
 // preparePropolis lays out a Propolis instance in dir: the extensions
 // folder with the given example extensions, and propolis.yaml with the
-// harness's limits, listening on a free loopback port.
-func preparePropolis(dir, name, propolis string, exts []string, examplesDir, durability, logLevel string) (*propolisSetup, error) {
+// harness's limits, listening on a free loopback port. With node, the
+// instance is that node of a cluster, its operator HTTP endpoint on a
+// free port of its own (to read the cluster's status).
+func preparePropolis(dir, name, propolis string, exts []string, examplesDir, durability, logLevel string, node *clusterNode) (*propolisSetup, error) {
 	extDir := filepath.Join(dir, "extensions")
 	for _, id := range exts {
 		dst := filepath.Join(extDir, id)
@@ -161,16 +235,26 @@ mqtt:
   max_queued_messages: %d
 log:
   level: %s
-http:
-  address: 127.0.0.1:0
 `, addr, filepath.Join(dir, "data"), extDir, durability, receiveMaximum, queueLimit, logLevel)
+	ops := ""
+	if node == nil {
+		cfg += "http:\n  address: 127.0.0.1:0\n"
+	} else {
+		if ops, err = freePort(); err != nil {
+			return nil, err
+		}
+		cfg += fmt.Sprintf("http:\n  address: %s\n", ops) + node.yaml()
+	}
 	cfgFile := filepath.Join(dir, "propolis.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
 	setup := fmt.Sprintf("extensions: %s; durability: %s (Pebble store, no fsync); receive_maximum %d, max_queued_messages %d (1024 writes pending, fixed)",
 		strings.Join(exts, " + "), durability, receiveMaximum, queueLimit)
-	return &propolisSetup{name: name, bin: propolis, dir: dir, cfgFile: cfgFile, addr: addr, setup: setup}, nil
+	if node != nil {
+		setup += "; " + node.setup()
+	}
+	return &propolisSetup{name: name, bin: propolis, dir: dir, cfgFile: cfgFile, addr: addr, setup: setup, ops: ops}, nil
 }
 
 // startMochi runs the plain mochi-mqtt baseline.
@@ -327,12 +411,23 @@ func copyFile(src, dst string) error {
 // warning).
 func dropLines(b *Broker) DropLog {
 	d := DropLog{Broker: b.Name}
-	log, err := os.ReadFile(b.logFile)
-	if err != nil {
-		d.First = "log unreadable: " + err.Error()
-		return d
+	files := []string{b.logFile}
+	if len(b.Nodes) > 0 {
+		files = nil
+		for _, n := range b.Nodes {
+			files = append(files, n.logFile)
+		}
 	}
-	for _, l := range strings.Split(string(log), "\n") {
+	var lines []string
+	for _, f := range files {
+		log, err := os.ReadFile(f)
+		if err != nil {
+			d.First = "log unreadable: " + err.Error()
+			return d
+		}
+		lines = append(lines, strings.Split(string(log), "\n")...)
+	}
+	for _, l := range lines {
 		low := strings.ToLower(l)
 		if strings.Contains(low, "drop") || strings.Contains(low, "quota reached") || strings.Contains(low, "slow consumer") {
 			if d.Lines == 0 {

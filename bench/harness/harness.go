@@ -37,6 +37,9 @@ type Options struct {
 	// each load (3 in a full run, 1 in a quick one): more rounds make the
 	// median steadier on a noisy machine.
 	Rounds int
+	// TakeoverSessions is the number of persistent sessions the takeover
+	// load moves (1,000 in a full run, 100 in a quick one when 0).
+	TakeoverSessions int
 	// Candidates are Propolis binaries built elsewhere (from another
 	// commit, or against a changed dependency with -modfile), each run
 	// with the same setup as "propolis", side by side with the others.
@@ -57,14 +60,36 @@ type Candidate struct {
 
 // BrokerKeys names the brokers Options.Brokers can choose besides the
 // candidates, in the order they start (candidates start after propolis).
-var BrokerKeys = []string{"propolis", "propolis-wasm-publish", "propolis-intercept-in", "propolis-intercept-out", "mochi", "mosquitto"}
+// The opt-in ones (optInBrokers) run only when Options.Brokers names them.
+var BrokerKeys = []string{"propolis", "propolis-wasm-publish", "propolis-intercept-in", "propolis-intercept-out", "mochi", "mosquitto", clusterBroker}
 
-// interceptLoads are the only loads the interceptor brokers run (beside
-// every other broker): what their targets compare, no more, so that they
-// add minutes only where they are measured.
-var interceptLoads = map[string][]string{
+// clusterBroker is the three-node Propolis cluster (cluster.go).
+const clusterBroker = "propolis-cluster3"
+
+// optInBrokers run only when Options.Brokers names them: the cluster
+// takes three processes and minutes of its own (`make bench-cluster`).
+var optInBrokers = []string{clusterBroker}
+
+// brokerLoads are the only loads some brokers run (beside every other
+// broker): what their targets compare, no more, so that they add minutes
+// only where they are measured. The interceptor brokers run the load of
+// their target; the cluster the fan-in and fan-out loads, which it
+// compares with one node (and "takeover", its own, after the others).
+var brokerLoads = map[string][]string{
 	"propolis-intercept-in":  {"fanin0"},
 	"propolis-intercept-out": {"fanout0"},
+	clusterBroker:            {"fanin0", "fanin1", "fanout0", "fanout1"},
+}
+
+// ownLoads are the loads that start brokers of their own rather than
+// run on the started ones in turn.
+var ownLoads = []string{"startup", "reload", "takeover"}
+
+// runsLoad reports whether broker runs load key among the loads every
+// broker runs in turn.
+func runsLoad(broker, key string) bool {
+	only, ok := brokerLoads[broker]
+	return !ok || slices.Contains(only, key)
 }
 
 // Sizes of the loads: full and quick.
@@ -86,19 +111,22 @@ type sizes struct {
 	latencyFor             time.Duration
 	idleConns              int
 	startWindow            time.Duration // the start-up figures' window ("first 5 s")
+	takeoverSessions       int           // persistent sessions the takeover load moves
+	takeoverRounds         int           // its rounds, each on a fresh cluster
 }
 
 var (
 	full = sizes{rounds: 3, warmup: true, memSettle: 2 * time.Second, stormN: 2000, stormConc: 50, fanInPubs: 20, fanInMsgs: 5000, fanInMsgsQoS1: 2500,
 		fanOutSubs: 50, fanOutMsgs: 2000, fanOutMsgsQoS1: 1000, pubClients: 10, pubMsgsQoS0: 5000, pubMsgsQoS1: 2000, pubPayload: 100,
-		pairs: 10, pairMsgs: 1000, latencyRate: 2000, latencyFor: 5 * time.Second, idleConns: 2000, startWindow: 5 * time.Second}
+		pairs: 10, pairMsgs: 1000, latencyRate: 2000, latencyFor: 5 * time.Second, idleConns: 2000, startWindow: 5 * time.Second, takeoverSessions: 1000}
 	quick = sizes{rounds: 1, memSettle: 500 * time.Millisecond, stormN: 200, stormConc: 20, fanInPubs: 5, fanInMsgs: 1000, fanInMsgsQoS1: 500,
 		fanOutSubs: 10, fanOutMsgs: 200, fanOutMsgsQoS1: 100, pubClients: 10, pubMsgsQoS0: 500, pubMsgsQoS1: 200, pubPayload: 100,
-		pairs: 10, pairMsgs: 100, latencyRate: 500, latencyFor: time.Second, idleConns: 1000, startWindow: time.Second}
+		pairs: 10, pairMsgs: 100, latencyRate: 500, latencyFor: time.Second, idleConns: 1000, startWindow: time.Second, takeoverSessions: 100}
 )
 
 // LoadKeys names the loads Options.Only can choose, in the order they run.
-var LoadKeys = []string{"memory", "storm", "publish0", "publish1", "publish1one", "pairs", "fanin0", "fanin1", "fanout0", "fanout1", "latency", "startup", "reload"}
+// "takeover" runs on propolis-cluster3 alone, on clusters of its own.
+var LoadKeys = []string{"memory", "storm", "publish0", "publish1", "publish1one", "pairs", "fanin0", "fanin1", "fanout0", "fanout1", "latency", "startup", "reload", "takeover"}
 
 // Run builds what it needs, starts the brokers, runs every load against
 // each broker in turn, stops them, measures start-up and reload, and
@@ -116,6 +144,18 @@ func Run(o Options) (*Report, error) {
 	}
 	if o.Rounds > 0 {
 		sz.rounds = o.Rounds
+	}
+	if o.TakeoverSessions < 0 {
+		return nil, fmt.Errorf("takeover sessions %d: must be 1 or more (0: the default)", o.TakeoverSessions)
+	}
+	if o.TakeoverSessions > 0 {
+		sz.takeoverSessions = o.TakeoverSessions
+	}
+	// The take-over rounds: as many as the others', but one for more than
+	// 1,000 sessions unless Rounds asks for more (10,000 take minutes).
+	sz.takeoverRounds = sz.rounds
+	if sz.takeoverSessions > 1000 && o.Rounds == 0 {
+		sz.takeoverRounds = 1
 	}
 	only := map[string]bool{}
 	for _, k := range o.Only {
@@ -140,7 +180,12 @@ func Run(o Options) (*Report, error) {
 			return nil, fmt.Errorf("unknown broker %q (brokers: %s)", k, strings.Join(names, ", "))
 		}
 	}
-	runs := func(k string) bool { return len(o.Brokers) == 0 || slices.Contains(o.Brokers, k) }
+	runs := func(k string) bool {
+		if len(o.Brokers) == 0 {
+			return !slices.Contains(optInBrokers, k)
+		}
+		return slices.Contains(o.Brokers, k)
+	}
 	work, err := os.MkdirTemp("", "propolis-bench")
 	if err != nil {
 		return nil, err
@@ -224,14 +269,27 @@ func Run(o Options) (*Report, error) {
 		}},
 		{"mochi", func() (*Broker, error) { return startMochi(work, filepath.Join(bin, "mochi-baseline")) }},
 		{"mosquitto", func() (*Broker, error) { return startMosquitto(work) }},
+		{clusterBroker, func() (*Broker, error) {
+			return startCluster(work, clusterBroker, propolis, []string{"allow-all"}, examples, "none")
+		}},
 	}
 	for i, c := range o.Candidates {
 		starters = slices.Insert(starters, 1+i, starter{c.Name, func() (*Broker, error) {
 			return startPropolis(work, c.Name, c.Bin, []string{"allow-all"}, examples, "none")
 		}})
 	}
+	// needed reports whether a load chosen to run in turn applies to
+	// broker k (none does for --only startup, reload or takeover).
+	needed := func(k string) bool {
+		for _, l := range LoadKeys {
+			if want(l) && !slices.Contains(ownLoads, l) && runsLoad(k, l) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, st := range starters {
-		if !runs(st.key) {
+		if !runs(st.key) || !needed(st.key) {
 			continue
 		}
 		b, err := st.start()
@@ -263,20 +321,28 @@ func Run(o Options) (*Report, error) {
 	// during it, when the system reports it (Linux): the cost of a message
 	// to the broker, which the machine's other load disturbs far less than
 	// it does rates and latencies.
+	// A cluster's is that of all its nodes.
 	cpuPer := func(label string, b *Broker, keep bool, messages int, f func() error) error {
-		before, cerr := cpuTime(b.PID())
+		before, cerr := b.CPU()
 		if err := f(); err != nil {
 			return err
 		}
-		if after, err := cpuTime(b.PID()); cerr == nil && err == nil && messages > 0 {
+		if after, err := b.CPU(); cerr == nil && err == nil && messages > 0 {
 			record(label, "broker CPU per message", "µs", false, b, float64(after-before)/float64(time.Microsecond)/float64(messages), keep)
 		}
 		return nil
 	}
 	flowLoad := func(key, label string, pubs, subs, msgs int, qos byte, unit string) job {
 		return job{key: key, name: label, run: func(b *Broker, keep bool) error {
+			dropped := clusterDropped(b)
+			defer func() {
+				if len(b.Nodes) > 0 {
+					record(label, unit+" dropped by the nodes' routers", "count", false, b, float64(clusterDropped(b)-dropped), keep)
+				}
+			}()
 			return cpuPer(label, b, keep, pubs*msgs, func() error {
-				res, err := load.Flow{Addr: b.Addr, Name: key, Publishers: pubs, Subscribers: subs, Messages: pubs * msgs,
+				pubAddrs, subAddrs := placement(b, pubs, subs)
+				res, err := load.Flow{Addr: b.Addr, PublisherAddrs: pubAddrs, SubscriberAddrs: subAddrs, Name: key, Publishers: pubs, Subscribers: subs, Messages: pubs * msgs,
 					QoS: qos, SubscribeQoS: qos, Timeout: loadTimeout}.Run()
 				if err == nil {
 					record(label, unit+"/s", "1/s", true, b, res.Rate(), keep)
@@ -363,7 +429,13 @@ func Run(o Options) (*Report, error) {
 	// and load to load so no broker always goes first. The report gives
 	// the median of the rounds and their spread.
 	for i, l := range loads {
-		if !want(l.key) {
+		var these []*Broker
+		for _, b := range brokers {
+			if runsLoad(b.Name, l.key) {
+				these = append(these, b)
+			}
+		}
+		if !want(l.key) || len(these) == 0 {
 			continue
 		}
 		logf("load: %s", l.name)
@@ -374,17 +446,18 @@ func Run(o Options) (*Report, error) {
 		if l.once {
 			rounds, first = 1, 0
 		}
-		var these []*Broker
-		for _, b := range brokers {
-			if only, ok := interceptLoads[b.Name]; !ok || slices.Contains(only, l.key) {
-				these = append(these, b)
-			}
-		}
 		for r := 0; r < rounds; r++ {
 			for j := range these {
 				b := these[(i+j+r)%len(these)]
 				if err := l.run(b, r >= first); err != nil {
-					return nil, fmt.Errorf("%s on %s: %w", l.name, b.Name, err)
+					if len(b.Nodes) == 0 {
+						return nil, fmt.Errorf("%s on %s: %w", l.name, b.Name, err)
+					}
+					// A cluster's failed round is a finding, not the end
+					// of the run: noted, and the figures of its other
+					// rounds kept.
+					rep.ClusterNotes = append(rep.ClusterNotes, fmt.Sprintf("%s, round %d of %d: failed: %v", l.name, r+1, rounds, err))
+					logf("  %s on %s, round %d: failed: %v", l.name, b.Name, r+1, err)
 				}
 				time.Sleep(200 * time.Millisecond) // let connections close
 			}
@@ -398,6 +471,11 @@ func Run(o Options) (*Report, error) {
 	if want("startup") || want("reload") {
 		reloadOnly := !want("startup")
 		if err := startupLoads(rep, work, propolis, filepath.Join(bin, "mochi-baseline"), examples, sz, reloadOnly, logf); err != nil {
+			return nil, err
+		}
+	}
+	if want("takeover") && runs(clusterBroker) {
+		if err := takeoverLoads(rep, work, propolis, examples, sz, logf); err != nil {
 			return nil, err
 		}
 	}

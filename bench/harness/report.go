@@ -26,6 +26,9 @@ type Report struct {
 	Startup []StartupResult `json:"startup"`
 	Drops   []DropLog       `json:"drop_logs"`
 	Targets []Target        `json:"targets"`
+	// ClusterNotes say what the cluster loads saw besides the figures
+	// (why CONNECTs were refused during a take-over).
+	ClusterNotes []string `json:"cluster_notes,omitempty"`
 }
 
 // BrokerInfo names a broker and how it ran.
@@ -263,11 +266,12 @@ func (r *Report) Markdown() string {
 				b.WriteString(" – |")
 				continue
 			}
-			if res.Unit == "count" {
+			r, hasRatio := res.Ratio[br.Name]
+			if res.Unit == "count" || !hasRatio {
 				fmt.Fprintf(&b, " %s |", number(v))
 				continue
 			}
-			fmt.Fprintf(&b, " %s (%.2f×", number(v), res.Ratio[br.Name])
+			fmt.Fprintf(&b, " %s (%.2f×", number(v), r)
 			if len(res.Samples[br.Name]) > 1 {
 				fmt.Fprintf(&b, ", ±%.0f%%", res.Spread[br.Name]*50)
 			}
@@ -296,6 +300,7 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f |\n", name, number(s.FirstConnackMS), first, number(s.Steady), s.Ratio)
 		}
 	}
+	r.clusterMarkdown(&b)
 	b.WriteString("\nTargets (issue 16):\n\n| target | actual | met |\n|---|---:|---|\n")
 	for _, t := range r.Targets {
 		switch {
@@ -320,4 +325,77 @@ func number(v float64) string {
 	default:
 		return fmt.Sprintf("%.3f", v)
 	}
+}
+
+// clusterMarkdown renders the cluster's figures (issue 15), when it ran:
+// its fan-in and fan-out rates and CPU per message against one node, and
+// the take-over rounds.
+func (r *Report) clusterMarkdown(b *strings.Builder) {
+	var setup string
+	for _, br := range r.Brokers {
+		if br.Name == clusterBroker {
+			setup = br.Setup
+		}
+	}
+	if setup == "" {
+		return
+	}
+	fmt.Fprintf(b, "\nCluster (issue 15): %s is %s. Fan-in: the subscriber on node 1, the publishers on nodes 2 and 3; fan-out: the publisher on node 1, "+
+		"the subscribers on every node; so every message crosses the cluster. CPU per message is that of all three nodes, against the one node of %s.\n\n", clusterBroker, setup, reference)
+	header := true
+	for _, res := range r.Results {
+		c, ok := res.Values[clusterBroker]
+		if !ok || !strings.HasSuffix(res.Metric, "/s") {
+			continue
+		}
+		if header {
+			b.WriteString("| load | rate, one node | rate, cluster | cluster / one node | CPU µs per message, one node | CPU µs per message, all nodes | cluster / one node |\n|---|---:|---:|---:|---:|---:|---:|\n")
+			header = false
+		}
+		one := res.Values[reference]
+		fmt.Fprintf(b, "| %s | %s | %s | %s |", res.Load, orDash(one), number(c), ratioText(c, one))
+		if cpu := r.find(res.Load, "broker CPU per message"); cpu != nil {
+			cc, co := cpu.Values[clusterBroker], cpu.Values[reference]
+			fmt.Fprintf(b, " %s | %s | %s |\n", orDash(co), orDash(cc), ratioText(cc, co))
+		} else {
+			b.WriteString(" – | – | – |\n")
+		}
+	}
+	first := true
+	for _, res := range r.Results {
+		if !strings.HasPrefix(res.Load, "session take-over") {
+			continue
+		}
+		if first {
+			fmt.Fprintf(b, "\n%s (median of the rounds, each on a fresh cluster; ± half their spread):\n\n| metric | value |\n|---|---:|\n", res.Load)
+			first = false
+		}
+		v := number(res.Values[clusterBroker])
+		if n := len(res.Samples[clusterBroker]); n > 1 {
+			v += fmt.Sprintf(" (±%.0f%%, %d rounds)", res.Spread[clusterBroker]*50, n)
+		}
+		fmt.Fprintf(b, "| %s (%s) | %s |\n", res.Metric, res.Unit, v)
+	}
+	for _, n := range r.ClusterNotes {
+		fmt.Fprintf(b, "\n- %s", strings.ReplaceAll(n, "|", "\\|"))
+	}
+	if len(r.ClusterNotes) > 0 {
+		b.WriteString("\n")
+	}
+}
+
+// orDash formats v, or a dash for 0 (not measured).
+func orDash(v float64) string {
+	if v == 0 {
+		return "–"
+	}
+	return number(v)
+}
+
+// ratioText formats a / b, or a dash when either is 0.
+func ratioText(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
 }

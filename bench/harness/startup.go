@@ -191,7 +191,7 @@ func startupLoads(rep *Report, work, propolis, mochi, examples string, sz sizes,
 	exts := []string{"allow-all", "publish-guard"}
 	fresh := func(name string, shipped bool) func() (*Broker, error) {
 		return func() (*Broker, error) {
-			p, err := preparePropolis(filepath.Join(work, "start", name), name, propolis, exts, examples, "none", "info")
+			p, err := preparePropolis(filepath.Join(work, "start", name), name, propolis, exts, examples, "none", "info", nil)
 			if err != nil {
 				return nil, err
 			}

@@ -49,6 +49,14 @@ var ErrTimeout = errors.New("load did not finish in time")
 type Flow struct {
 	// Addr is the broker's MQTT listener, host:port.
 	Addr string
+	// PublisherAddrs, when not empty, replaces Addr for the publishers:
+	// publisher i connects to PublisherAddrs[i % len]. With
+	// SubscriberAddrs, it puts the two sides on different nodes of a
+	// cluster, so that every message crosses it.
+	PublisherAddrs []string
+	// SubscriberAddrs, when not empty, replaces Addr for the subscribers:
+	// subscriber i connects to SubscriberAddrs[i % len].
+	SubscriberAddrs []string
 	// Name prefixes the client ids: <Name>-pub-<i> and <Name>-sub-<i>.
 	Name string
 	// Topic is the topic published to; "bench/<Name>" when empty. With
@@ -146,9 +154,13 @@ func (f Flow) Run() (Result, error) {
 			_ = c.Close()
 		}
 	}()
-	dial := func(role string, i int) (*rawmqtt.Conn, string, error) {
+	dial := func(role string, i int, addrs []string) (*rawmqtt.Conn, string, error) {
 		id := f.Name + "-" + role + "-" + strconv.Itoa(i)
-		c, err := rawmqtt.Dial(f.Addr, id)
+		addr := f.Addr
+		if len(addrs) > 0 {
+			addr = addrs[i%len(addrs)]
+		}
+		c, err := rawmqtt.Dial(addr, id)
 		if err != nil {
 			return nil, id, fmt.Errorf("load %s: %w", id, err)
 		}
@@ -159,7 +171,7 @@ func (f Flow) Run() (Result, error) {
 	var subs []*rawmqtt.Conn
 	var expect []int // messages each subscriber receives
 	for i := range pubs {
-		c, id, err := dial("pub", i)
+		c, id, err := dial("pub", i, f.PublisherAddrs)
 		if err != nil {
 			return Result{}, err
 		}
@@ -173,7 +185,7 @@ func (f Flow) Run() (Result, error) {
 		}
 	}
 	for i := 0; i < f.Subscribers && !f.Echo; i++ {
-		c, id, err := dial("sub", i)
+		c, id, err := dial("sub", i, f.SubscriberAddrs)
 		if err != nil {
 			return Result{}, err
 		}

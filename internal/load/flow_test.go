@@ -170,12 +170,33 @@ func TestPublishAndPairsErrors(t *testing.T) {
 		{"publish refused, MQTT 5", func() error {
 			_, err := load.Publish{Addr: refusing, Name: "x", Publishers: 1, Messages: 1, ReceiveMaximum: 5}.Run()
 			return err
-		}, "load x-pub-0: connect refused: packet 0x20 00 87"},
+		}, "load x-pub-0: connect refused: reason code 0x87"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.run(); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestFlowAddrsPerSide: publishers and subscribers connect to their own
+// lists of addresses, round-robin, not to Addr (here a broker that
+// refuses everyone).
+func TestFlowAddrsPerSide(t *testing.T) {
+	a := startBroker(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	refusing := startBroker(t, broker.Extensions{})
+	f := load.Flow{Addr: refusing, Name: "sides", Publishers: 3, Subscribers: 2, Messages: 90, QoS: 1, SubscribeQoS: 1,
+		PublisherAddrs: []string{a}, SubscriberAddrs: []string{a, a}, StallAfter: poll.Timeout}
+	res, err := f.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Delivered != 180 || res.Lost != 0 {
+		t.Fatalf("%+v, want 180 delivered, none lost", res)
+	}
+	f.SubscriberAddrs = []string{a, refusing}
+	if _, err := f.Run(); err == nil || !strings.HasPrefix(err.Error(), "load sides-sub-1: connect refused") {
+		t.Fatalf("second subscriber on the refusing broker: error %v, want sides-sub-1 refused", err)
 	}
 }

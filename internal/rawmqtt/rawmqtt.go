@@ -48,21 +48,49 @@ func DialSession(addr, clientID string) (c *Conn, present bool, err error) {
 // connection then writes and parses MQTT 5 packets (with empty property
 // lists); use Conn.ParsePublish for its PUBLISH packets.
 func DialV5(addr, clientID string, receiveMaximum uint16) (*Conn, error) {
-	c, _, err := dialLevel(addr, clientID, "", "", true, receiveMaximum)
+	c, _, err := connect(addr, clientID, "", "", true, v5Options{on: true, receiveMaximum: receiveMaximum})
 	return c, err
 }
 
-func dial(addr, clientID, willTopic, willPayload string, clean bool) (*Conn, bool, error) {
-	return dialLevel(addr, clientID, willTopic, willPayload, clean, 0)
+// DialV5Session connects to addr and completes an MQTT 5 CONNECT with
+// Clean Start cleanStart, the Session Expiry Interval expiry (seconds) and
+// no keepalive (the broker grants its own maximum, so an idle client is not
+// dropped for silence), for a load of persistent sessions. present is the
+// CONNACK's session-present flag. The buffers are 4 KiB each (not 64 KiB):
+// such loads hold thousands of connections. The connection then speaks
+// MQTT 5 as DialV5's does.
+func DialV5Session(addr, clientID string, cleanStart bool, expiry uint32) (c *Conn, present bool, err error) {
+	return connect(addr, clientID, "", "", cleanStart, v5Options{on: true, expiry: expiry, small: true})
 }
 
-// dialLevel connects as MQTT 3.1.1, or as MQTT 5 when receiveMaximum > 0.
-func dialLevel(addr, clientID, willTopic, willPayload string, clean bool, receiveMaximum uint16) (*Conn, bool, error) {
+// dial connects as MQTT 3.1.1.
+func dial(addr, clientID, willTopic, willPayload string, clean bool) (*Conn, bool, error) {
+	return connect(addr, clientID, willTopic, willPayload, clean, v5Options{})
+}
+
+// v5Options are the MQTT 5 CONNECT properties connect sends when on; 0
+// leaves a property out. small asks for 4 KiB buffers. A CONNECT with a
+// session expiry waits 30 s for its CONNACK (a broker may claim the
+// session from elsewhere first), others 10 s.
+type v5Options struct {
+	on             bool
+	receiveMaximum uint16
+	expiry         uint32
+	small          bool
+}
+
+// connect dials addr and completes a CONNECT (MQTT 5 when v5.on, with
+// no keepalive when v5.expiry is set, 60 s otherwise).
+func connect(addr, clientID, willTopic, willPayload string, clean bool, v5 v5Options) (*Conn, bool, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, false, err
 	}
-	conn := &Conn{c: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10), v5: receiveMaximum > 0}
+	bufSize := 64 << 10
+	if v5.small {
+		bufSize = 4 << 10
+	}
+	conn := &Conn{c: c, r: bufio.NewReaderSize(c, bufSize), w: bufio.NewWriterSize(c, bufSize), v5: v5.on}
 	var body []byte
 	body = appendString(body, "MQTT")
 	flags := byte(0)
@@ -72,10 +100,16 @@ func dialLevel(addr, clientID, willTopic, willPayload string, clean bool, receiv
 	if willTopic != "" {
 		flags |= 0x04 // will, QoS 0, not retained
 	}
-	if conn.v5 {
+	switch {
+	case conn.v5 && v5.expiry > 0:
+		// Level 5, no keepalive, properties: Session Expiry Interval (0x11).
+		e := v5.expiry
+		body = append(body, 5, flags, 0, 0, 5, 0x11, byte(e>>24), byte(e>>16), byte(e>>8), byte(e))
+	case conn.v5:
 		// Level 5, keepalive 60 s, properties: Receive Maximum (0x21).
-		body = append(body, 5, flags, 0, 60, 3, 0x21, byte(receiveMaximum>>8), byte(receiveMaximum))
-	} else {
+		rm := v5.receiveMaximum
+		body = append(body, 5, flags, 0, 60, 3, 0x21, byte(rm>>8), byte(rm))
+	default:
 		body = append(body, 4, flags, 0, 60) // level 4, keepalive 60 s
 	}
 	body = appendString(body, clientID)
@@ -91,7 +125,11 @@ func dialLevel(addr, clientID, willTopic, willPayload string, clean bool, receiv
 		c.Close()
 		return nil, false, err
 	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	wait := 10 * time.Second
+	if v5.expiry > 0 {
+		wait = 30 * time.Second
+	}
+	_ = c.SetReadDeadline(time.Now().Add(wait))
 	typ, ack, err := conn.ReadPacket()
 	_ = c.SetReadDeadline(time.Time{})
 	if err != nil {
@@ -100,9 +138,50 @@ func dialLevel(addr, clientID, willTopic, willPayload string, clean bool, receiv
 	}
 	if typ != 0x20 || len(ack) < 2 || ack[1] != 0 {
 		c.Close()
+		if typ == 0x20 && len(ack) >= 2 && conn.v5 {
+			return nil, false, fmt.Errorf("connect refused: reason code %#x%s", ack[1], reasonString(ack[2:]))
+		}
 		return nil, false, fmt.Errorf("connect refused: packet %#x % x", typ, ack)
 	}
 	return conn, ack[0]&1 == 1, nil
+}
+
+// reasonString returns ": " and the Reason String (0x1F) of an MQTT 5
+// CONNACK's properties, or "" when there is none or they are malformed.
+func reasonString(props []byte) string {
+	n, k := binary.Uvarint(props)
+	if k <= 0 || k+int(n) > len(props) {
+		return ""
+	}
+	p := props[k : k+int(n)]
+	for len(p) > 0 {
+		id := p[0]
+		p = p[1:]
+		var size int
+		switch id {
+		case 0x1F, 0x12, 0x15, 0x1A, 0x1C: // UTF-8 strings
+			if len(p) < 2 {
+				return ""
+			}
+			size = 2 + (int(p[0])<<8 | int(p[1]))
+			if id == 0x1F && size <= len(p) {
+				return ": " + string(p[2:size])
+			}
+		case 0x11, 0x27: // four-byte integers
+			size = 4
+		case 0x21, 0x22, 0x13: // two-byte integers
+			size = 2
+		case 0x24, 0x25, 0x28, 0x29, 0x2A: // bytes
+			size = 1
+		default: // user properties, authentication data: not read here
+			return ""
+		}
+		if size > len(p) {
+			return ""
+		}
+		p = p[size:]
+	}
+	return ""
 }
 
 // Open connects to addr without sending anything, for a test that writes

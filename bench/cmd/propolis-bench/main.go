@@ -2,7 +2,10 @@
 // and Mosquitto on loopback and writes bench/results/results.{md,json}.
 //
 //	go run ./bench/cmd/propolis-bench [--quick] [--out DIR] [--repo DIR] [--only LOAD,...]
-//	    [--brokers BROKER,...] [--candidate [NAME=]BIN ...]
+//	    [--brokers BROKER,...] [--candidate [NAME=]BIN ...] [--takeover-sessions N]
+//
+// propolis-cluster3 (three nodes on loopback) runs only when --brokers
+// names it: `make bench-cluster`.
 //
 // Mosquitto comes from Debian and is installed with apt-get when missing.
 // Set PROPOLIS_BENCH_CPUPROFILE=FILE and PROPOLIS_BENCH_PROFILE_BROKER to
@@ -26,6 +29,7 @@ func main() {
 	only := flag.String("only", "", "run only these loads, comma-separated: "+strings.Join(harness.LoadKeys, ", "))
 	brokers := flag.String("brokers", "", "run only these brokers, comma-separated: "+strings.Join(harness.BrokerKeys, ", "))
 	rounds := flag.Int("rounds", 0, "measured rounds per load (default 3, 1 with --quick); the report gives their median")
+	takeover := flag.Int("takeover-sessions", 0, "persistent sessions the takeover load moves (default 1000, 100 with --quick; above 1000: one round unless --rounds)")
 	var candidates []harness.Candidate
 	flag.Func("candidate", "[NAME=]BIN: a Propolis binary built elsewhere, run beside the others as NAME (default propolis-candidate, -2, ...); repeatable", func(v string) error {
 		name, bin, ok := strings.Cut(v, "=")
@@ -49,7 +53,7 @@ func main() {
 	if *brokers != "" {
 		chosen = strings.Split(*brokers, ",")
 	}
-	rep, err := harness.Run(harness.Options{Repo: *repo, Out: *out, Quick: *quick, Only: loads, Brokers: chosen, Rounds: *rounds, Candidates: candidates, Log: os.Stderr})
+	rep, err := harness.Run(harness.Options{Repo: *repo, Out: *out, Quick: *quick, Only: loads, Brokers: chosen, Rounds: *rounds, TakeoverSessions: *takeover, Candidates: candidates, Log: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "propolis-bench:", err)
 		os.Exit(1)
