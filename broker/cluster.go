@@ -117,6 +117,9 @@ func (h *hook) clusterCheckClientID(cl *mqtt.Client) string {
 // clusterState is the hook's cluster bookkeeping, nil without a cluster.
 type clusterState struct {
 	c Cluster
+	// sessions is c as ClusterSessions, nil when it does not replicate
+	// sessions.
+	sessions ClusterSessions
 	// inline is the client InjectRemote publishes through.
 	inline *mqtt.Client
 	// dropped counts QoS 0 messages Forward failed to hand on; log
@@ -136,11 +139,13 @@ func newClusterState(c Cluster, m *mqtt.Server) *clusterState {
 	if c == nil {
 		return nil
 	}
+	cs, _ := c.(ClusterSessions)
 	return &clusterState{
-		c:       c,
-		inline:  m.NewClient(nil, "local", ClusterClientID, true),
-		log:     newLogLimit(10, time.Minute, nil),
-		filters: make(map[string]map[string]struct{}),
+		c:        c,
+		sessions: cs,
+		inline:   m.NewClient(nil, "local", ClusterClientID, true),
+		log:      newLogLimit(10, time.Minute, nil),
+		filters:  make(map[string]map[string]struct{}),
 	}
 }
 
@@ -251,7 +256,7 @@ func (h *hook) clusterSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byt
 			granted = append(granted, sub.Filter)
 		}
 	}
-	h.clusterReport(cl.ID, granted, true)
+	h.clusterReport(cl, granted, true)
 }
 
 // clusterUnsubscribed withdraws the filters of an UNSUBSCRIBE.
@@ -263,15 +268,35 @@ func (h *hook) clusterUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	for _, sub := range pk.Filters {
 		filters = append(filters, sub.Filter)
 	}
-	h.clusterReport(cl.ID, filters, false)
+	h.clusterReport(cl, filters, false)
 }
 
-// clusterReport tells the cluster that client id's session gained
+// clusterReport tells the cluster that cl's session gained (subscribed)
+// or lost filters (reportFilters), and, for a persistent session, that
+// it changed (sessionChanged). The one way a subscription reaches the
+// cluster, whether a client's SUBSCRIBE or UNSUBSCRIBE made it or the
+// Subscriptions service did.
+func (h *hook) clusterReport(cl *mqtt.Client, filters []string, subscribed bool) {
+	if h.cluster == nil || len(filters) == 0 {
+		return
+	}
+	h.reportFilters(cl.ID, filters, subscribed)
+	h.sessionChanged(cl)
+}
+
+// sessionChanged tells a cluster that replicates sessions that cl's
+// session, if persistent, changed (ClusterSessions.SessionChanged). It
+// takes cl's session lock.
+func (h *hook) sessionChanged(cl *mqtt.Client) {
+	if cs := h.cluster; cs != nil && cs.sessions != nil && h.persistentLocked(cl) {
+		cs.sessions.SessionChanged(cl.ID)
+	}
+}
+
+// reportFilters tells the cluster that client id's session gained
 // (subscribed) or lost filters: plain filters through add and remove,
-// shared ones by syncShared from the session's subscriptions. The one way
-// a subscription reaches the cluster, whether a client's SUBSCRIBE or
-// UNSUBSCRIBE made it or the Subscriptions service did.
-func (h *hook) clusterReport(id string, filters []string, subscribed bool) {
+// shared ones by syncShared from the session's subscriptions.
+func (h *hook) reportFilters(id string, filters []string, subscribed bool) {
 	cs := h.cluster
 	if cs == nil {
 		return

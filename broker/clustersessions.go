@@ -55,9 +55,21 @@ type SessionState struct {
 // the newer: ImportSession would replace it), its messages are queued in
 // the local session all the same; an
 // error refuses the CONNECT with 0x88 Server unavailable (MQTT 3.1.1:
-// 0x03 Server unavailable), and is logged with the client id.
+// 0x03 Server unavailable), and is logged with the client id. persistent
+// says whether the new connection's session outlives it (MQTT 5 Session
+// Expiry above 0, 3.1.1 Clean Session 0): a cluster need not record a
+// session that ends with its connection.
+//
+// SessionChanged tells the cluster that the session of clientID, a
+// persistent one, changed while this node holds it (its subscriptions, by
+// a SUBSCRIBE, an UNSUBSCRIBE or the Subscriptions service; its expiry,
+// by SetSessionExpiry), so that its replicated state follows the session
+// while the client is online (the cluster reads it with SessionSnapshot).
+// It is called on the goroutine that made the change, after it, and must
+// return at once (no I/O).
 type ClusterSessions interface {
-	ClaimSession(clientID string, cleanStart bool) (*SessionState, []Message, error)
+	ClaimSession(clientID string, cleanStart, persistent bool) (*SessionState, []Message, error)
+	SessionChanged(clientID string)
 }
 
 // Errors of ExportSession and ImportSession; they wrap them with the
@@ -86,7 +98,7 @@ func (s *Server) claimSession(cs ClusterSessions, cl *mqtt.Client, pk packets.Pa
 	h := s.hook
 	h.connects.acquire(cl) // until the CONNACK; OnSessionEstablish keeps it
 	clean := pk.Connect.Clean
-	st, msgs, err := cs.ClaimSession(cl.ID, clean)
+	st, msgs, err := cs.ClaimSession(cl.ID, clean, persistent(cl))
 	if err != nil {
 		h.connects.release(cl)
 		if ok, left := h.claimLog.take(); ok {
@@ -163,13 +175,7 @@ func (s *Server) exportSession(id string) (SessionState, []Message, error) {
 	if !cl.Closed() {
 		return SessionState{}, nil, ErrConnected
 	}
-	mu := h.sessionLock(id)
-	mu.Lock()
-	off, expiry := s.offlineExpiry(cl)
-	rec := sessionRecord(cl, off)
-	mu.Unlock()
-	rec.SessionExpiry = expiry
-	st := SessionState{Session: *rec, Subscriptions: subscriptionRecords(cl)}
+	st := s.sessionState(cl)
 	msgs := heldMessages(cl, time.Now().Unix())
 
 	nc, err := h.removeSession(cl, codeSessionInvalidated, true) // offline: nobody is kicked
@@ -181,6 +187,36 @@ func (s *Server) exportSession(id string) (SessionState, []Message, error) {
 	h.unsent.Delete(id)
 	h.ids.Delete(id)
 	return st, msgs, nil
+}
+
+// sessionState is the SessionState of cl's session as it stands
+// (ExportSession, SessionSnapshot): its record with the expiry it has
+// left (0 for a session ending with its connection; counted from
+// DisconnectedAt for an offline one, which is 0 while online) and its
+// subscriptions. The record carries no will: only the client's goroutine
+// may read a connected client's will, and an offline session's was due
+// at its disconnect. It takes cl's session lock.
+func (s *Server) sessionState(cl *mqtt.Client) SessionState {
+	mu := s.hook.sessionLock(cl.ID)
+	mu.Lock()
+	off, expiry := s.offlineExpiry(cl)
+	rec := sessionRecordNoWill(cl, off)
+	mu.Unlock()
+	rec.SessionExpiry = expiry
+	return SessionState{Session: *rec, Subscriptions: subscriptionRecords(cl)}
+}
+
+// SessionSnapshot returns the state of clientID's session on this node,
+// connected or not, without changing anything: what ExportSession would
+// return as the state, the held messages aside. The cluster calls it on
+// its own goroutine after SessionChanged, to write the session's
+// replicated record while the client is online. Errors: ErrNoSession.
+func (s *Server) SessionSnapshot(clientID string) (SessionState, error) {
+	cl, ok := s.sessionClient(clientID)
+	if !ok {
+		return SessionState{}, fmt.Errorf("session snapshot %q: %w", clientID, ErrNoSession)
+	}
+	return s.sessionState(cl), nil
 }
 
 // ForgetExported deletes the stored records of clientID's session, which
@@ -284,7 +320,7 @@ func (s *Server) ImportSession(st SessionState) error {
 	for i := range subs {
 		s.addSubscription(cl, subscriptionPacket(&subs[i]))
 	}
-	s.hook.clusterReport(id, filters, true)
+	s.hook.reportFilters(id, filters, true) // the claim recorded this state: no SessionChanged
 	if len(held) > 0 {
 		if _, err := s.QueueSessionMessages(id, held); err != nil {
 			s.log.Error("messages of the replaced local session not all queued", "client", id, "error", err)

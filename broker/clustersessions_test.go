@@ -29,8 +29,10 @@ type sessionSeam struct {
 	state  *broker.SessionState
 	msgs   []broker.Message
 	err    error
-	claims []string // "id clean=true"
+	claims []string // "id clean=true persistent=false"
 	subs   []string // filters reported Subscribed, in order
+	// changed lists the client ids of each SessionChanged, in order.
+	changed []string
 	// gate, when set, holds each claim (once recorded) until it closes.
 	gate chan struct{}
 }
@@ -53,9 +55,15 @@ func (c *sessionSeam) Subscribed(filter, _ string) {
 	c.subs = append(c.subs, filter)
 }
 
-func (c *sessionSeam) ClaimSession(id string, clean bool) (*broker.SessionState, []broker.Message, error) {
+func (c *sessionSeam) SessionChanged(id string) {
 	c.mu.Lock()
-	c.claims = append(c.claims, fmt.Sprintf("%s clean=%t", id, clean))
+	defer c.mu.Unlock()
+	c.changed = append(c.changed, id)
+}
+
+func (c *sessionSeam) ClaimSession(id string, clean, persistent bool) (*broker.SessionState, []broker.Message, error) {
+	c.mu.Lock()
+	c.claims = append(c.claims, fmt.Sprintf("%s clean=%t persistent=%t", id, clean, persistent))
 	gate, st, msgs, err := c.gate, c.state, c.msgs, c.err
 	c.mu.Unlock()
 	if gate != nil {
@@ -76,6 +84,13 @@ func (c *sessionSeam) recorded() (claims, subs []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.claims), slices.Clone(c.subs)
+}
+
+// changes returns the client ids of the SessionChanged calls so far.
+func (c *sessionSeam) changes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.changed)
 }
 
 // startNode starts a broker on a folder of its own with seam as its
@@ -199,8 +214,11 @@ func TestSessionMovesBetweenNodes(t *testing.T) {
 		}
 	}
 	claims, subs := seam2.recorded()
-	if !slices.Equal(claims, []string{"mover clean=false"}) {
+	if !slices.Equal(claims, []string{"mover clean=false persistent=true"}) {
 		t.Errorf("claims on broker 2 %v", claims)
+	}
+	if ch := seam2.changes(); len(ch) != 0 {
+		t.Errorf("SessionChanged at the import %v: the claim recorded that state", ch)
 	}
 	if !slices.Contains(subs, "move/#") {
 		t.Errorf("filters reported by broker 2 %v, want move/#", subs)
@@ -242,7 +260,7 @@ func TestClaimRefusedConnect(t *testing.T) {
 		}
 	}
 	claims, _ := seam.recorded()
-	if !slices.Equal(claims, []string{"r5 clean=false", "r3 clean=false"}) {
+	if !slices.Equal(claims, []string{"r5 clean=false persistent=true", "r3 clean=false persistent=true"}) {
 		t.Errorf("claims %v", claims)
 	}
 }
@@ -268,7 +286,7 @@ func TestClaimCleanStart(t *testing.T) {
 		t.Errorf("%d messages queued, want 0", info.Queued)
 	}
 	claims, _ := seam.recorded()
-	if !slices.Equal(claims, []string{"fresh clean=true"}) {
+	if !slices.Equal(claims, []string{"fresh clean=true persistent=true"}) {
 		t.Errorf("claims %v", claims)
 	}
 }
@@ -463,4 +481,58 @@ func TestImportReplacesOfflineSession(t *testing.T) {
 		t.Fatalf("got %s %q, want rep/1 held", p.Topic, p.Payload)
 	}
 	b.awaitStored("rep", "[session subscription new/# subscription rep/#]")
+}
+
+// TestSessionChangedAndSnapshot: each change of a persistent session's
+// subscriptions (SUBSCRIBE, UNSUBSCRIBE, the Subscriptions service) and
+// of its expiry is reported with SessionChanged, those of a session that
+// ends with its connection are not; SessionSnapshot returns the session
+// as it stands (subscriptions, expiry, no will), changing nothing.
+func TestSessionChangedAndSnapshot(t *testing.T) {
+	seam := &sessionSeam{}
+	b := startNode(t, seam)
+	c, _ := b.connect5("keeper", true, 300, func(p *paho.Connect) {
+		p.WillMessage = &paho.WillMessage{Topic: "will/keeper", Payload: []byte("bye")}
+	})
+	brief, _ := b.connect5("brief", true, 0, nil)
+	c.subscribe(t, "k/1", 1)
+	brief.subscribe(t, "b/1", 1)
+	if _, err := c.Unsubscribe(ctx5(t), &paho.Unsubscribe{Topics: []string{"k/1"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"keeper", "brief"} {
+		if err := b.Subscribe(id, broker.SubscriptionInfo{Filter: "svc/" + id, QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Unsubscribe("keeper", "nothing/held"); err != nil { // no change: not reported
+		t.Fatal(err)
+	}
+	if _, err := b.SetSessionExpiry("keeper", 600); err != nil {
+		t.Fatal(err)
+	}
+	if got := seam.changes(); !slices.Equal(got, []string{"keeper", "keeper", "keeper", "keeper"}) {
+		t.Errorf("SessionChanged %v, want keeper's SUBSCRIBE, UNSUBSCRIBE, service subscribe and expiry", got)
+	}
+
+	st, err := b.SessionSnapshot("keeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var filters []string
+	for _, sub := range st.Subscriptions {
+		filters = append(filters, sub.Filter)
+	}
+	if st.Session.ClientID != "keeper" || st.Session.SessionExpiry != 600 || st.Session.DisconnectedAt != 0 ||
+		st.Session.Will != nil || !slices.Equal(filters, []string{"svc/keeper"}) {
+		t.Errorf("snapshot %+v, filters %v; want keeper online, expiry 600, no will, [svc/keeper]", st.Session, filters)
+	}
+	if info, ok := b.Client("keeper"); !ok || !info.Connected {
+		t.Error("the snapshot changed the session")
+	}
+	if st, err := b.SessionSnapshot("brief"); err != nil || st.Session.SessionExpiry != 0 {
+		t.Errorf("snapshot of a session ending with its connection: expiry %d, %v; want 0", st.Session.SessionExpiry, err)
+	}
+	_, err = b.SessionSnapshot("nobody")
+	errorIs(t, err, broker.ErrNoSession, `session snapshot "nobody": no session`)
 }

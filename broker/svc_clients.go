@@ -443,6 +443,9 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 	if !ok {
 		return 0, fmt.Errorf("set session expiry of %q: %w", clientID, ErrNoSession)
 	}
+	// After the session lock is released (deferred before its unlock): a
+	// cluster's record of the session follows its expiry.
+	defer s.hook.sessionChanged(cl)
 	seconds = min(seconds, s.mochi.Options.Capabilities.MaximumSessionExpiryInterval)
 	// The client's goroutine reads these fields to save the record as the
 	// session is established and as it goes offline (hook.saveSession).

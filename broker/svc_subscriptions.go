@@ -67,7 +67,7 @@ func (s *Server) Subscribe(clientID string, sub SubscriptionInfo) error {
 	if s.sessionGone(cl, pk.Filter) {
 		return fmt.Errorf("subscribe %q to %q: %w (it ended meanwhile)", clientID, sub.Filter, ErrNoSession)
 	}
-	s.hook.clusterReport(clientID, []string{pk.Filter}, true) // as a SUBSCRIBE's (OnSubscribed)
+	s.hook.clusterReport(cl, []string{pk.Filter}, true) // as a SUBSCRIBE's (OnSubscribed)
 	return nil
 }
 
@@ -108,7 +108,7 @@ func (s *Server) Unsubscribe(clientID, filter string) error {
 		atomic.AddInt64(&s.mochi.Info.Subscriptions, -1)
 	}
 	// As an UNSUBSCRIBE's (OnUnsubscribed).
-	s.hook.clusterReport(clientID, []string{filter}, false)
+	s.hook.clusterReport(cl, []string{filter}, false)
 	if s.hook.isStored(clientID) { // as hook.deleteSubscriptions
 		if err := s.persist.DeleteSubscription(clientID, filter, true); err != nil {
 			return fmt.Errorf("unsubscribe %q from %q: %w", clientID, filter, err)

@@ -81,7 +81,7 @@ func (n *Node) UseBroker(b Broker) error {
 	}
 	ss, err := newSessions(sessionOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
 		Levels: n.cfg.TopicLevelDistribution, MaxBytes: int64(n.cfg.StreamMaxBytes), Broker: b, Router: r,
-		On: n.sessionsOn, Alive: n.alive, Log: n.log, Attributes: n.attributeStore()})
+		On: n.sessionsOn, Alive: n.alive, Sweeper: n.sweeper, Log: n.log, Attributes: n.attributeStore()})
 	if err != nil {
 		s.Close()
 		w.Close()
@@ -116,6 +116,23 @@ func (n *Node) alive(node string) bool {
 	return ok && time.Since(s.at) <= AliveWindow
 }
 
+// sweeper reports whether this node sweeps the sessions bucket for
+// expired records: it is the alive node with the lowest name in the
+// registry (its own entry included). Nodes whose registries differ for a
+// moment may both sweep, which the sweep's conditioned deletes allow.
+func (n *Node) sweeper() bool {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	lowest := ""
+	for name, s := range n.seen {
+		if now.Sub(s.at) <= AliveWindow && (lowest == "" || name < lowest) {
+			lowest = name
+		}
+	}
+	return lowest == n.cfg.Name
+}
+
 // sessionsPart returns the sessions part, nil before UseBroker.
 func (n *Node) sessionsPart() *sessions {
 	n.mu.Lock()
@@ -133,16 +150,28 @@ var _ broker.ClusterSessions = (*Node)(nil)
 // online here; it blocks up to 10 s (another node releasing the session
 // included). An error (no JetStream quorum, a timeout) makes the broker
 // refuse the CONNECT. With them off it returns nil, nil, nil at once.
-func (n *Node) ClaimSession(clientID string, cleanStart bool) (*broker.SessionState, []broker.Message, error) {
+// A session that ends with its connection (persistent false) and has no
+// record costs one KV read.
+func (n *Node) ClaimSession(clientID string, cleanStart, persistent bool) (*broker.SessionState, []broker.Message, error) {
 	ss := n.sessionsPart()
 	if ss == nil || !n.sessionsOn() {
 		return nil, nil, nil
 	}
-	st, msgs, err := ss.claim(clientID, cleanStart)
+	st, msgs, err := ss.claim(clientID, cleanStart, persistent)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster node %s: claim the session of %q: %w", n.cfg.Name, clientID, err)
 	}
 	return st, msgs, nil
+}
+
+// SessionChanged implements broker.ClusterSessions: with replicated
+// sessions on, the record of clientID's session, online here, gets the
+// session's new state, coalesced per client id (sessionsync.go). It
+// returns at once.
+func (n *Node) SessionChanged(clientID string) {
+	if ss := n.sessionsPart(); ss != nil && n.sessionsOn() {
+		ss.sessionChanged(clientID)
+	}
 }
 
 // InvalidateSession ends the session of clientID on every node: with

@@ -3,7 +3,36 @@ package cluster
 import (
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/propolis-mqtt/propolis/broker/config"
 )
+
+// TestSweeper: the node that sweeps expired session records is the alive
+// registered node with the lowest name; a silent one does not count.
+func TestSweeper(t *testing.T) {
+	now := time.Now()
+	stale := now.Add(-2 * AliveWindow)
+	for _, tc := range []struct {
+		name string
+		seen map[string]time.Time
+		want bool // whether node "b" sweeps
+	}{
+		{"lowest alive", map[string]time.Time{"b": now, "c": now}, true},
+		{"a lower one alive", map[string]time.Time{"a": now, "b": now}, false},
+		{"the lower one silent", map[string]time.Time{"a": stale, "b": now}, true},
+		{"b itself silent", map[string]time.Time{"b": stale, "c": now}, false},
+		{"nobody seen", map[string]time.Time{}, false},
+	} {
+		n := &Node{cfg: config.Cluster{Name: "b"}, seen: map[string]seen{}}
+		for name, at := range tc.seen {
+			n.seen[name] = seen{at: at}
+		}
+		if got := n.sweeper(); got != tc.want {
+			t.Errorf("%s: sweeper() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
 
 // TestMismatch: the alive registered nodes' differences, one line each,
 // naming every node's value; silent nodes and bare JetStream peers are

@@ -47,15 +47,21 @@ import (
 //     may still be on their way to X), then, unless the client came back,
 //     exports the session (release): its held messages into pq.<key>, the
 //     record offline with Since = that sequence.
-//  4. Every node sweeps the bucket every sweepInterval: an offline
-//     record past its expiry is deleted (one node wins, by revision) and
-//     its queue purged.
+//  4. One node, the alive node with the lowest name (Sweeper), sweeps
+//     the bucket every sweepInterval: an offline record past its expiry
+//     is deleted (by revision: two sweeping at once stay correct) and its
+//     queue purged.
 //  5. Node.InvalidateSession deletes the record and the queue and tells
 //     every node (psi.<key>) to invalidate its local session.
 //  6. At UseBroker (after the broker restored its store), a restored
 //     session whose record names another node or is offline is dropped
 //     locally; one whose record says online here (this node died with its
 //     client connected) is released.
+//  7. While the client is online, the record's state follows the session
+//     (sessionsync.go): the broker's SessionChanged makes this node write
+//     its SessionSnapshot into the record it claimed, coalesced per client
+//     id, so that a node dying with its client connected loses none of the
+//     subscriptions made during the connection.
 //
 // Lock order: the broker's CONNECT turn of a client id (a claim runs
 // inside it), then its sessionKey.mu, then sessions.mu. A release holds
@@ -92,8 +98,8 @@ const (
 	// releaseGrace is how long a node waits after a persistent session's
 	// connection ended before it releases the session.
 	releaseGrace = 2 * time.Second
-	// sweepInterval is how often every node sweeps the bucket for expired
-	// offline sessions.
+	// sweepInterval is how often the sweeping node (Sweeper) sweeps the
+	// bucket for expired offline sessions.
 	sweepInterval = 30 * time.Second
 	// claimHold is how long the references a claim takes on its
 	// subjects live at most when the session is never established.
@@ -141,6 +147,7 @@ type sessionBroker interface {
 	ExportSession(clientID string) (broker.SessionState, []broker.Message, error)
 	ForgetExported(clientID string) error
 	ImportSession(st broker.SessionState) error
+	SessionSnapshot(clientID string) (broker.SessionState, error)
 	QueueSessionMessages(clientID string, msgs []broker.Message) (int, error)
 	InvalidateSession(clientID string) error
 	Client(clientID string) (broker.ClientInfo, bool)
@@ -166,9 +173,16 @@ type sessionOptions struct {
 	On func() bool
 	// Alive reports whether a node is alive in the registry.
 	Alive func(node string) bool
-	Log   *slog.Logger
+	// Sweeper reports whether this node is the one that sweeps expired
+	// records: the alive node with the lowest name (Node.sweeper).
+	Sweeper func() bool
+	Log     *slog.Logger
 	// Grace replaces releaseGrace when positive (tests).
 	Grace time.Duration
+	// SweepEvery replaces sweepInterval when positive (tests).
+	SweepEvery time.Duration
+	// SyncDelay replaces syncDelay when positive (tests).
+	SyncDelay time.Duration
 }
 
 // sessions is the node's part in replicated sessions. Safe for
@@ -178,14 +192,20 @@ type sessions struct {
 	kv     jetstream.KeyValue
 	queues jetstream.Stream
 	sem    chan struct{}
-	subs   []*nats.Subscription
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	last   lastSeq
+	// syncSem bounds the record writes of online sessions (sessionsync.go)
+	// apart from sem: subscriptions never delay a CONNECT's claim.
+	syncSem chan struct{}
+	subs    []*nats.Subscription
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	last    lastSeq
 
 	mu     sync.Mutex
 	keys   map[string]*sessionKey // by clientKey
 	closed bool                   // close called: spawn starts nothing
+	// syncs holds the record writes of online sessions scheduled or
+	// running, by clientKey (sessionsync.go).
+	syncs map[string]*recordSync
 }
 
 // spawn runs f on a goroutine close waits for, then ends the use of key's
@@ -238,6 +258,15 @@ func newSessions(o sessionOptions) (*sessions, error) {
 	if o.Grace <= 0 {
 		o.Grace = releaseGrace
 	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = sweepInterval
+	}
+	if o.SyncDelay <= 0 {
+		o.SyncDelay = syncDelay
+	}
+	if o.Sweeper == nil {
+		o.Sweeper = func() bool { return true }
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	kv, _, err := ensureBucket(ctx, o.JS, jetstream.KeyValueConfig{
@@ -268,8 +297,8 @@ func newSessions(o sessionOptions) (*sessions, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replicated sessions: stream %s: %w", QueuesStream, err)
 	}
-	s := &sessions{o: o, kv: kv, queues: qs, sem: make(chan struct{}, maxClaims), stop: make(chan struct{}),
-		keys: map[string]*sessionKey{}}
+	s := &sessions{o: o, kv: kv, queues: qs, sem: make(chan struct{}, maxClaims), syncSem: make(chan struct{}, maxClaims),
+		stop: make(chan struct{}), keys: map[string]*sessionKey{}, syncs: map[string]*recordSync{}}
 	s.last.js = o.JS
 	for prefix, handle := range map[string]func(*nats.Msg){invalidatePrefix: s.invalidated, releasePrefix: s.releaseAsked} {
 		sub, err := o.Conn.Subscribe(prefix+".>", handle)
@@ -284,8 +313,8 @@ func newSessions(o sessionOptions) (*sessions, error) {
 	return s, nil
 }
 
-// close stops the sweep and the subscriptions; pending releases end
-// without acting.
+// close stops the sweep and the subscriptions; pending releases and
+// record writes end without acting.
 func (s *sessions) close() {
 	s.mu.Lock()
 	if s.closed {
@@ -294,6 +323,9 @@ func (s *sessions) close() {
 	}
 	s.closed = true
 	close(s.stop)
+	for _, c := range s.syncs {
+		c.timer.Stop()
+	}
 	s.mu.Unlock()
 	for _, sub := range s.subs {
 		_ = sub.Unsubscribe()
@@ -386,8 +418,9 @@ func (s *sessions) purgeQueue(ctx context.Context, key string) error {
 
 // --- 1. claim ---
 
-// claim is ClaimSession (see the top of this file).
-func (s *sessions) claim(id string, cleanStart bool) (*broker.SessionState, []broker.Message, error) {
+// claim is ClaimSession (see the top of this file); persistent says
+// whether the new connection's session outlives it.
+func (s *sessions) claim(id string, cleanStart, persistent bool) (*broker.SessionState, []broker.Message, error) {
 	key, err := clientKey(id)
 	if err != nil {
 		return nil, nil, err
@@ -443,6 +476,30 @@ func (s *sessions) claim(id string, cleanStart bool) (*broker.SessionState, []br
 			case <-time.After(recordPoll):
 			}
 			continue
+		}
+		if rec == nil && !persistent {
+			// No record, and a session that ends with its connection:
+			// nothing to resume, nothing written (one KV read in all).
+			// The record a claim writes is what a late release on
+			// another node X finds (handOver): naming this node, it
+			// makes X drop its copy of an earlier session instead of
+			// writing it back over this connection's clean start. No
+			// record means no node holds a persistent session of the
+			// id still to release: every claim of a persistent session
+			// writes a record naming its node (take), which stays until
+			// that node releases it (offline, kept) or another claim,
+			// an invalidation or the sweep replaces it (the session
+			// then gone from that node too). A session that ends with
+			// its connection, as this one, has nothing to release:
+			// its node's handOver finds no session and no record of
+			// its own. (Sessions made while replicated sessions were
+			// off, or made persistent during their connection by an
+			// extension, get their record at their release only:
+			// docs/cluster.md, "Limits".) Another node's claim of the
+			// id finds no record either and starts afresh, which is
+			// right for a session that ends with its connection; the
+			// take-over of the client id (owner.go) disconnects it.
+			return nil, nil, nil
 		}
 		if !cleanStart && rec != nil && rec.Online && rec.Node == s.o.Node {
 			if _, ok := s.o.Broker.Client(id); ok {
@@ -938,10 +995,10 @@ func (s *sessions) releaseAsked(msg *nats.Msg) {
 
 // --- 4. expiry ---
 
-// sweeps runs sweep every sweepInterval until close.
+// sweeps runs sweepTick every SweepEvery until close.
 func (s *sessions) sweeps() {
 	defer s.wg.Done()
-	t := time.NewTicker(sweepInterval)
+	t := time.NewTicker(s.o.SweepEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -949,12 +1006,24 @@ func (s *sessions) sweeps() {
 			return
 		case <-t.C:
 		}
-		if s.o.On() {
-			if n, err := s.sweep(time.Now()); err != nil {
-				s.o.Log.Warn("replicated sessions: expiry sweep", "expired", n, "error", err)
-			}
+		if n, swept, err := s.sweepTick(time.Now()); swept && err != nil {
+			s.o.Log.Warn("replicated sessions: expiry sweep", "expired", n, "error", err)
 		}
 	}
+}
+
+// sweepTick sweeps at now if replicated sessions are on and this node is
+// the sweeper (the alive node with the lowest name): one node reads every
+// record, not all of them. Should two nodes each see themselves the
+// lowest (a registry update on its way), both sweep, and the
+// revision-conditioned deletes keep that correct. swept reports whether
+// it swept.
+func (s *sessions) sweepTick(now time.Time) (n int, swept bool, err error) {
+	if !s.o.On() || !s.o.Sweeper() {
+		return 0, false, nil
+	}
+	n, err = s.sweep(now)
+	return n, true, err
 }
 
 // sweep deletes every offline record expired at now, and its held
@@ -1136,12 +1205,11 @@ func (l *lastSeq) run() {
 		l.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 		var a lastAnswer
+		// Stream asks for the stream's info: one round trip, its
+		// answer read after the waiters' calls.
 		st, err := l.js.Stream(ctx, MessagesStream)
 		if err == nil {
-			var info *jetstream.StreamInfo
-			if info, err = st.Info(ctx); err == nil {
-				a.seq = info.State.LastSeq
-			}
+			a.seq = st.CachedInfo().State.LastSeq
 		}
 		cancel()
 		if err != nil {

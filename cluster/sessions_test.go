@@ -41,6 +41,20 @@ func (a *sessAlive) set(node string, alive bool) {
 	a.alive[node] = alive
 }
 
+// lowest reports whether node is the alive node with the lowest name
+// (the sweeper).
+func (a *sessAlive) lowest(node string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	low := ""
+	for n, ok := range a.alive {
+		if ok && (low == "" || n < low) {
+			low = n
+		}
+	}
+	return low == node
+}
+
 func (a *sessAlive) is(node string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -107,11 +121,17 @@ func (c sessCluster) Disconnected(id string) {
 	}
 }
 
-func (c sessCluster) ClaimSession(id string, cleanStart bool) (*broker.SessionState, []broker.Message, error) {
+func (c sessCluster) ClaimSession(id string, cleanStart, persistent bool) (*broker.SessionState, []broker.Message, error) {
 	if !c.n.on.Load() {
 		return nil, nil, nil
 	}
-	return c.n.sessions.claim(id, cleanStart)
+	return c.n.sessions.claim(id, cleanStart, persistent)
+}
+
+func (c sessCluster) SessionChanged(id string) {
+	if c.n.on.Load() {
+		c.n.sessions.sessionChanged(id)
+	}
 }
 
 // startSessNode starts node name on ns with replicated sessions on
@@ -149,7 +169,11 @@ func startSessNode(t *testing.T, ns *server.Server, name string, alive *sessAliv
 		t.Fatal(err)
 	}
 	n.sessions, err = newSessions(sessionOptions{Conn: nc, JS: js, Node: name, Replicas: 1, Levels: testLevels,
-		Broker: srv, Router: r, On: n.on.Load, Alive: alive.is, Log: testLogger().With("node", name)})
+		Broker: srv, Router: r, On: n.on.Load, Alive: alive.is, Log: testLogger().With("node", name),
+		Sweeper: func() bool { return alive.lowest(name) },
+		// The tests sweep themselves (sweepTick): no sweep of its own
+		// comes between a test's steps or into its counts.
+		SweepEvery: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
