@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/propolis-mqtt/propolis/broker"
 )
@@ -81,7 +84,7 @@ func (n *Node) UseBroker(b Broker) error {
 	}
 	ss, err := newSessions(sessionOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
 		Levels: n.cfg.TopicLevelDistribution, MaxBytes: int64(n.cfg.StreamMaxBytes), Broker: b, Router: r,
-		On: n.sessionsOn, Alive: n.alive, Sweeper: n.sweeper, Log: n.log, Attributes: n.attributeStore()})
+		On: n.sessionsOn, Alive: n.reachable, Sweeper: n.sweeper, Log: n.log, Attributes: n.attributeStore()})
 	if err != nil {
 		s.Close()
 		w.Close()
@@ -114,6 +117,51 @@ func (n *Node) alive(node string) bool {
 	defer n.mu.Unlock()
 	s, ok := n.seen[node]
 	return ok && time.Since(s.at) <= AliveWindow
+}
+
+// reachable reports whether node is alive in the registry and this
+// node's server has a route to it. A node killed is not reachable as soon
+// as its routes close, where the registry would count it alive for up to
+// AliveWindow more: a claim of a session it held then uses the record at
+// once instead of asking the dead node to release it (docs/cluster.md,
+// "Replicated sessions"). The routes are read at most every
+// routeCacheFor.
+func (n *Node) reachable(node string) bool {
+	if !n.alive(node) {
+		return false
+	}
+	if node == n.cfg.Name {
+		return true
+	}
+	return n.routes.has(n.srv, node)
+}
+
+// routeCacheFor is how long reachable reuses a read of the server's
+// routes: thousands of claims after a node died read them once.
+const routeCacheFor = 250 * time.Millisecond
+
+// routeNames caches the names of the servers this node's server has a
+// route to.
+type routeNames struct {
+	mu    sync.Mutex
+	at    time.Time
+	names map[string]bool
+}
+
+// has reports whether srv has a route to the server named name.
+func (r *routeNames) has(srv *server.Server, name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.at) > routeCacheFor || r.names == nil {
+		r.names = map[string]bool{}
+		if rz, err := srv.Routez(&server.RoutezOptions{}); err == nil {
+			for _, ri := range rz.Routes {
+				r.names[ri.RemoteName] = true
+			}
+		}
+		r.at = time.Now()
+	}
+	return r.names[name]
 }
 
 // sweeper reports whether this node sweeps the sessions bucket for

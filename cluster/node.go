@@ -107,6 +107,8 @@ type Node struct {
 	// attrs is the store of session attributes (attributeStore).
 	attrs     *attributes
 	attrsOnce sync.Once
+	// routes caches the server's routes for reachable.
+	routes routeNames
 }
 
 // ErrNotReady is wrapped by Start's error when the embedded server does not

@@ -171,7 +171,8 @@ type sessionOptions struct {
 	Attributes broker.AttributeStore
 	// On reports whether replicated sessions are on (Node.sessionsOn).
 	On func() bool
-	// Alive reports whether a node is alive in the registry.
+	// Alive reports whether a node is alive: in the registry, and routed
+	// to (Node.reachable).
 	Alive func(node string) bool
 	// Sweeper reports whether this node is the one that sweeps expired
 	// records: the alive node with the lowest name (Node.sweeper).
