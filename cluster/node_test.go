@@ -88,9 +88,9 @@ func TestSingleNode(t *testing.T) {
 		t.Fatalf("Name, Replicas = %s, %d; want solo, 1", n.Name(), n.Replicas())
 	}
 	var st Status
-	poll.Settle(t, "the node registered, healthy", func() string {
+	poll.Settle(t, "the node registered, healthy, its registry read (replicated-sessions on)", func() string {
 		st = n.Status()
-		if st.Healthy && len(st.Nodes) == 1 && len(st.Streams) == 1 {
+		if st.Healthy && len(st.Nodes) == 1 && len(st.Streams) == 1 && len(st.Features) == 1 && st.Features[0].On {
 			return ""
 		}
 		return fmt.Sprintf("status %+v", st)

@@ -41,10 +41,13 @@ const (
 // ProtocolVersion is the version of the cluster protocol this build
 // speaks: what nodes send each other and keep in the cluster's streams
 // and buckets. A feature that needs every node to understand it is gated
-// on Supports(version). A test build bumps it with
+// on it (features.go: Feature, FeatureOn). Version 1 is phase 1 of the
+// cluster; version 2 adds replicated sessions (FeatureSessions). A test
+// build sets another with
 // -ldflags "-X github.com/propolis-mqtt/propolis/cluster.protocolOverride=N"
-// (-X sets only strings, hence the override).
-var ProtocolVersion = 1
+// (-X sets only strings, hence the override): the rolling upgrade test
+// builds a protocol 1 node so.
+var ProtocolVersion = 2
 
 // protocolOverride, when set at link time, replaces ProtocolVersion.
 var protocolOverride string
@@ -170,6 +173,9 @@ type Status struct {
 	// because its broker did not take them fast enough (the router's
 	// inbox was full).
 	Dropped uint64 `json:"dropped"`
+	// Features are the gated features of Features, on or off on this
+	// node, with the alive nodes that hold each back.
+	Features []FeatureStatus `json:"features"`
 }
 
 // NodeStatus is one node of Status.
@@ -289,8 +295,12 @@ func (n *Node) raiseReplicas(ctx context.Context, kv jetstream.KeyValue, want in
 // watchRegistry notes every registry update until the watcher stops.
 func (n *Node) watchRegistry(w jetstream.KeyWatcher) {
 	for e := range w.Updates() {
-		if e == nil {
-			continue // the end of the initial values
+		if e == nil { // the end of the initial values: FeatureOn may answer now
+			n.mu.Lock()
+			n.registryRead = true
+			n.mu.Unlock()
+			n.logFeatures()
+			continue
 		}
 		n.mu.Lock()
 		switch e.Operation() {
@@ -314,6 +324,7 @@ func (n *Node) watchRegistry(w jetstream.KeyWatcher) {
 			delete(n.seen, e.Key())
 		}
 		n.mu.Unlock()
+		n.logFeatures()
 	}
 }
 
@@ -337,6 +348,7 @@ func (n *Node) heartbeats() {
 		ctx, cancel := context.WithTimeout(context.Background(), HeartbeatInterval)
 		n.heartbeat(ctx)
 		cancel()
+		n.logFeatures() // a node that died stops being alive without a registry update
 	}
 }
 
@@ -389,23 +401,6 @@ func (n *Node) heartbeat(ctx context.Context) {
 		return
 	}
 	n.setProblem("")
-}
-
-// Supports reports whether every alive node speaks cluster protocol v or
-// later, so that a feature new in v may be used.
-func (n *Node) Supports(v int) bool {
-	if ProtocolVersion < v {
-		return false
-	}
-	now := time.Now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, s := range n.seen {
-		if now.Sub(s.at) <= AliveWindow && s.entry.Protocol < v {
-			return false
-		}
-	}
-	return true
 }
 
 // Status returns the cluster as this node sees it. It asks JetStream for
@@ -467,6 +462,7 @@ func (n *Node) Status() Status {
 		st.Problems = append(st.Problems, "list streams: "+err.Error())
 	}
 	st.Mismatch = mismatch(st.Nodes)
+	st.Features = n.featureStatus()
 	st.Healthy = len(st.Problems) == 0
 	return st
 }
