@@ -125,13 +125,16 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 	for _, f := range st.Features {
 		state, by := "on", "-"
 		if !f.On {
-			state = "off"
-			by = strings.Join(f.HeldBackBy, ", ")
+			names := make([]string, len(f.HeldBackBy))
+			for i, n := range f.HeldBackBy {
+				names[i] = printable(n)
+			}
+			state, by = "off", strings.Join(names, ", ")
 			if by == "" {
 				by = "(this node has not read the node registry yet)"
 			}
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", printable(f.Name), f.Since, state, printable(by))
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", printable(f.Name), f.Since, state, by)
 	}
 	tw.Flush()
 
