@@ -52,12 +52,14 @@ type partitionCounts struct {
 	acked, refused, delivered, duplicated, healed int
 }
 
-// partitionRound stops nodes[k] and checks what TestClusterPartition says.
+// partitionRound stops nodes[k] and checks what TestClusterPartition
+// says.
 func partitionRound(t *testing.T, nodes []*clusterProc, round, k int) {
 	stopped, pubNode, subNode := nodes[k], nodes[(k+1)%3], nodes[(k+2)%3]
 	tag := fmt.Sprintf("part%d", round)
 	topic := tag + "/m"
 
+	keys := clientsBucketHolds(t, pubNode, 0, nil)
 	// Survivor subscriber, healed-node subscriber (a long keepalive, so
 	// that it does not give up on its stopped node), the publisher, and
 	// the client id that moves.
@@ -78,10 +80,9 @@ func partitionRound(t *testing.T, nodes []*clusterProc, round, k int) {
 	dialV5(t, stopped.addr, roam, v5Options{keepAlive: 600,
 		onDisc: func(code byte) { staleEnd <- fmt.Sprintf("DISCONNECT %#x", code) },
 		onErr:  func(err error) { staleEnd <- "connection closed: " + err.Error() }})
-	// Every client id so far (five a round, four yet in this one) has its
-	// entry in the clients bucket, the stopped node's put of roam
-	// included, before the node stops.
-	clientsBucketHolds(t, pubNode, 5*round+4)
+	// Every client id so far has its entry in the clients bucket, the
+	// stopped node's put of roam included, before the node stops.
+	keys = clientsBucketHolds(t, pubNode, keys+4, nil)
 
 	stoppedAt := time.Now()
 	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -120,9 +121,19 @@ func partitionRound(t *testing.T, nodes []*clusterProc, round, k int) {
 		return c.acked > 0
 	})
 	// The clients bucket works on the survivors when a new client id's
-	// entry lands in it; then roam moves to a survivor.
-	v5Client(t, pubNode.addr, tag+"-bucket-probe", nil, nil, nil)
-	clientsBucketHolds(t, pubNode, 5*round+5)
+	// entry lands in it; then roam moves to a survivor. (A node records
+	// no client id while it is not current with JetStream's meta group,
+	// which may have been led by the stopped node: a new probe id every
+	// second until one lands.)
+	var probed time.Time
+	probes := 0
+	clientsBucketHolds(t, pubNode, keys+1, func() {
+		if time.Since(probed) >= time.Second {
+			probed = time.Now()
+			probes++
+			v5Client(t, pubNode.addr, fmt.Sprintf("%s-bucket-probe-%d", tag, probes), nil, nil, nil)
+		}
+	})
 	var kicked atomic.Value
 	moved, _ := dialV5(t, pubNode.addr, roam, v5Options{onDisc: func(code byte) { kicked.Store(fmt.Sprintf("DISCONNECT %#x", code)) }})
 	// The survivors stop counting the stopped node alive (no heartbeat
@@ -221,15 +232,19 @@ func partitionRound(t *testing.T, nodes []*clusterProc, round, k int) {
 }
 
 // clientsBucketHolds waits until p's status shows at least n keys in the
-// clients bucket (one per client id ever connected: a delete leaves its
-// marker), i.e. the nodes' puts of every client id so far have landed.
-func clientsBucketHolds(t *testing.T, p *clusterProc, n int) {
+// clients bucket (one per client id ever recorded: a delete leaves its
+// marker), i.e. the nodes' puts of n client ids have landed, and returns
+// how many it holds. meanwhile, when not nil, is called before each look.
+func clientsBucketHolds(t *testing.T, p *clusterProc, n int, meanwhile func()) (keys int) {
 	t.Helper()
 	var last time.Time
 	wrong := "not asked yet"
-	poll.Settle(t, fmt.Sprintf("%s sees %d client ids in %s", p.name, n, cluster.ClientsBucket), func() string {
+	poll.Settle(t, fmt.Sprintf("%s sees at least %d client ids in %s", p.name, n, cluster.ClientsBucket), func() string {
 		if time.Since(last) < clusterStatusEvery {
 			return wrong
+		}
+		if meanwhile != nil {
+			meanwhile()
 		}
 		last = time.Now()
 		st, err := clusterStatusOf(p.base)
@@ -240,14 +255,15 @@ func clientsBucketHolds(t *testing.T, p *clusterProc, n int) {
 		wrong = fmt.Sprintf("no bucket %s in %+v", cluster.ClientsBucket, st.Streams)
 		for _, s := range st.Streams {
 			if s.Name == cluster.ClientsBucket {
-				wrong = fmt.Sprintf("%d keys", s.Messages)
-				if s.Messages >= uint64(n) {
+				wrong, keys = fmt.Sprintf("%d keys", s.Messages), int(s.Messages)
+				if keys >= n {
 					wrong = ""
 				}
 			}
 		}
 		return wrong
 	})
+	return keys
 }
 
 // clientConnected reads GET /api/v1/clients/{id} of node p: whether the
