@@ -310,9 +310,14 @@ func (n *Node) watchRegistry(w jetstream.KeyWatcher) {
 			case err != nil:
 				n.log.Warn("cluster registry entry unreadable", "key", e.Key(), "error", err)
 			case e.Key() == n.cfg.Name && r.Instance != n.instance:
-				// Another node with this name: the one started later
-				// stops its heartbeat and reports the clash.
-				if r.StartedAt.Before(n.start) && n.clash == "" {
+				// Another node with this name, renewing its entry while
+				// this one runs: the one started later stops its
+				// heartbeat and reports the clash. An entry among the
+				// watch's initial values is not proof: it may be this
+				// node's previous run, killed within RegistryTTL, which
+				// nobody renews (checkClash tells the two apart); a
+				// live node's next heartbeat comes after them.
+				if n.registryRead && r.StartedAt.Before(n.start) && n.clash == "" {
 					n.clash = fmt.Sprintf("%s: another node named %q started at %s", ErrNameClash, n.cfg.Name, r.StartedAt.Format(time.RFC3339))
 					n.problem = n.clash
 					n.log.Error("cluster node name clash: this node stops its heartbeat; give it another cluster.name", "started", r.StartedAt)

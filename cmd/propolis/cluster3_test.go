@@ -90,6 +90,14 @@ func startClusterOf(t *testing.T, binary string) []*clusterProc {
 			t.FailNow() // start failed the test
 		}
 	}
+	t.Cleanup(func() {
+		if t.Failed() { // the last lines of each node's log (of its latest start)
+			for _, p := range nodes {
+				lines := strings.Split(p.log.String(), "\n")
+				t.Logf("log of %s:\n%s", p.name, strings.Join(lines[max(0, len(lines)-60):], "\n"))
+			}
+		}
+	})
 	waitCluster(t, nodes, "", nil)
 	return nodes
 }
