@@ -85,6 +85,15 @@ type Options struct {
 	// does not import package cluster, so NATS stays out of it). Nil when
 	// the broker has no cluster section: the route answers 404.
 	ClusterStatus func() any
+	// ClusterMismatch returns how the cluster's alive nodes differ
+	// (package cluster's Node.Mismatch: versions, protocol, extensions),
+	// for GET /api/v1/broker's cluster_mismatch, which the control center
+	// shows as a warning. Nil without a cluster section.
+	ClusterMismatch func() []string
+	// ClusterExtension enables or disables an extension on every node of
+	// the cluster, for POST /api/v1/cluster/extensions/{id}/enable and
+	// disable. Nil without a cluster section: they answer 404.
+	ClusterExtension ClusterExtensionFunc
 	// Logger receives the errors of the audit log and of handlers; nil
 	// means slog.Default().
 	Logger *slog.Logger

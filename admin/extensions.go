@@ -44,7 +44,8 @@ func (a *API) extensions(_ http.ResponseWriter, _ *request) (int, any, error) {
 	for _, s := range a.o.Host.Status() {
 		list = append(list, a.extensionOf(s))
 	}
-	return http.StatusOK, map[string]any{"extensions": list}, nil
+	// cluster: the cluster routes enable and disable on every node.
+	return http.StatusOK, map[string]any{"extensions": list, "cluster": a.o.ClusterExtension != nil}, nil
 }
 
 // enable: POST /api/v1/extensions/{id}/enable.

@@ -140,9 +140,10 @@ func installWatAuth(t *testing.T, exts string) {
 // API with adm's users on a loopback HTTP server.
 func startRig(t *testing.T, adm config.Admin) *rig { return startClusterRig(t, adm, nil) }
 
-// startClusterRig is startRig with the API's ClusterStatus (nil: the
-// broker runs alone).
-func startClusterRig(t *testing.T, adm config.Admin, clusterStatus func() any) *rig {
+// startClusterRig is startRig with the API's options changed by set
+// (the cluster's, for a node of a cluster), once the rig's extensions
+// folder r.exts exists; nil: the broker runs alone.
+func startClusterRig(t *testing.T, adm config.Admin, set func(r *rig, o *admin.Options)) *rig {
 	t.Helper()
 	r := &rig{logs: &logBuffer{}, exts: t.TempDir()}
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -195,8 +196,12 @@ func startClusterRig(t *testing.T, adm config.Admin, clusterStatus func() any) *
 	r.rec.Attach(srv)
 	t.Cleanup(func() { _ = r.rec.Close() })
 	mux := http.NewServeMux()
-	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: r.acc, Recorder: r.rec, ExtensionsDir: r.exts,
-		Version: "test", Logger: log, ClusterStatus: clusterStatus}).Mount(mux)
+	o := admin.Options{Broker: srv, Queries: srv, Host: h, Access: r.acc, Recorder: r.rec, ExtensionsDir: r.exts,
+		Version: "test", Logger: log}
+	if set != nil {
+		set(r, &o)
+	}
+	admin.New(o).Mount(mux)
 	hs := &http.Server{Handler: mux}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() { _ = hs.Close() })

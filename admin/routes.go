@@ -33,6 +33,8 @@ func (a *API) routes() []route {
 		{Method: http.MethodGet, Path: p + "/broker", Perm: access.BrokerView, h: a.brokerInfo},
 		{Method: http.MethodGet, Path: p + "/broker/config", Perm: access.ConfigView, h: a.brokerConfig},
 		{Method: http.MethodGet, Path: p + "/cluster", Perm: access.BrokerView, h: a.cluster},
+		{Method: http.MethodPost, Path: p + "/cluster/extensions/{id}/enable", Perm: access.ExtensionsManage, Action: "extension.enable", h: a.clusterEnable},
+		{Method: http.MethodPost, Path: p + "/cluster/extensions/{id}/disable", Perm: access.ExtensionsManage, Action: "extension.disable", h: a.clusterDisable},
 
 		{Method: http.MethodGet, Path: p + "/traces", Perm: access.TraceManage, h: a.traces},
 		{Method: http.MethodPost, Path: p + "/traces", Perm: access.TraceManage, Action: "trace.start", h: a.startTrace},

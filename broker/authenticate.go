@@ -125,6 +125,14 @@ func (h *hook) authenticateConnect(cl *mqtt.Client, pk packets.Packet) error {
 		c.Conn.end()
 		return errRefused
 	}
+	if h.claim != nil { // a cluster that replicates sessions: clustersessions.go
+		if code, reason := h.claim(cl, pk); code != 0 {
+			h.refuseConnect(cl, code, reason)
+			h.emit(EventAuthFailed, cl, c.Conn, code, reason)
+			c.Conn.end()
+			return errRefused
+		}
+	}
 
 	st := &clientState{authz: res.Client, connack: res.ConnackUserProperties, settings: res.Settings, connectedAt: time.Now(), conn: c.Conn}
 	st.peer = Peer{ID: cl.ID, Username: string(cl.Properties.Username), ProtocolVersion: cl.Properties.ProtocolVersion, Conn: c.Conn}

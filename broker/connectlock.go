@@ -55,25 +55,47 @@ type connectHold struct {
 // release(cl). It is called on cl's connection goroutine (mochi's
 // attachClient, from OnSessionEstablish); it waits only while another
 // CONNECT of the same id is between its own OnSessionEstablish and its
-// CONNACK, which never waits on a peer (outConn's writes do not block).
+// CONNACK, which never waits on a peer (outConn's writes do not block), or,
+// with a cluster that replicates sessions, between its OnConnect and its
+// CONNACK, which waits for the cluster's claim (bounded by the cluster).
+//
+// A client that holds its turn already (taken in OnConnect for a cluster's
+// session claim, clustersessions.go) keeps it: only cl's goroutine
+// acquires for cl.
 func (l *connectLocks) acquire(cl *mqtt.Client) {
-	l.mu.Lock()
-	if l.turns == nil {
-		l.turns = make(map[string]*connectTurn)
+	if _, held := l.held.Load(cl); held {
+		return
 	}
-	t := l.turns[cl.ID]
-	if t == nil {
-		t = &connectTurn{ch: make(chan struct{}, 1)}
-		l.turns[cl.ID] = t
-	}
-	t.users++
-	l.mu.Unlock()
-	t.ch <- struct{}{}
-	hold := &connectHold{l: l, id: cl.ID, turn: t}
+	hold := l.take(cl.ID)
 	l.held.Store(cl, hold)
 	if oc, ok := cl.Net.Conn.(*outConn); ok {
 		oc.onStop(func() { l.release(cl) })
 	}
+}
+
+// hold waits for client id's turn for a caller that is no connection
+// (ExportSession, so that no CONNECT of the id takes the session over
+// while it leaves) and returns the function that gives it back.
+func (l *connectLocks) hold(id string) (release func()) {
+	h := l.take(id)
+	return h.give
+}
+
+// take waits for client id's turn and returns the hold on it.
+func (l *connectLocks) take(id string) *connectHold {
+	l.mu.Lock()
+	if l.turns == nil {
+		l.turns = make(map[string]*connectTurn)
+	}
+	t := l.turns[id]
+	if t == nil {
+		t = &connectTurn{ch: make(chan struct{}, 1)}
+		l.turns[id] = t
+	}
+	t.users++
+	l.mu.Unlock()
+	t.ch <- struct{}{}
+	return &connectHold{l: l, id: id, turn: t}
 }
 
 // release gives back the turn cl holds, if any; any goroutine may call it,
@@ -83,14 +105,18 @@ func (l *connectLocks) release(cl *mqtt.Client) {
 	if !ok {
 		return
 	}
-	hold := v.(*connectHold)
-	hold.once.Do(func() {
-		<-hold.turn.ch
-		l.mu.Lock()
-		if hold.turn.users--; hold.turn.users == 0 {
-			delete(l.turns, hold.id)
+	v.(*connectHold).give()
+}
+
+// give gives the turn back, once however often it is called.
+func (h *connectHold) give() {
+	h.once.Do(func() {
+		<-h.turn.ch
+		h.l.mu.Lock()
+		if h.turn.users--; h.turn.users == 0 {
+			delete(h.l.turns, h.id)
 		}
-		l.mu.Unlock()
+		h.l.mu.Unlock()
 	})
 }
 

@@ -14,6 +14,23 @@ import (
 
 // sessionRecord is the stored form of cl's session.
 func sessionRecord(cl *mqtt.Client, disconnectedAt int64) *store.Session {
+	s := sessionRecordNoWill(cl, disconnectedAt)
+	// The will, while it is pending: mochi clears it once sent or after a
+	// clean DISCONNECT. A broker killed while the client was connected
+	// publishes it at restart (see restore).
+	if w := &cl.Properties.Will; atomic.LoadUint32(&w.Flag) == 1 && disconnectedAt == 0 {
+		s.Will = &store.Will{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain, DelaySeconds: w.WillDelayInterval}
+		for _, u := range w.User {
+			s.Will.Properties.User = append(s.Will.Properties.User, store.UserProperty{Key: u.Key, Value: u.Val})
+		}
+	}
+	return s
+}
+
+// sessionRecordNoWill is sessionRecord without the will, which it does not
+// read: mochi clears the will at a clean DISCONNECT on the client's
+// goroutine without a lock, so only that goroutine may read it.
+func sessionRecordNoWill(cl *mqtt.Client, disconnectedAt int64) *store.Session {
 	p := &cl.Properties
 	s := &store.Session{
 		ClientID:          cl.ID,
@@ -31,15 +48,6 @@ func sessionRecord(cl *mqtt.Client, disconnectedAt int64) *store.Session {
 	}
 	for _, u := range p.Props.User {
 		s.UserProperties = append(s.UserProperties, store.UserProperty{Key: u.Key, Value: u.Val})
-	}
-	// The will, while it is pending: mochi clears it once sent or after a
-	// clean DISCONNECT. A broker killed while the client was connected
-	// publishes it at restart (see restore).
-	if w := &p.Will; atomic.LoadUint32(&w.Flag) == 1 && disconnectedAt == 0 {
-		s.Will = &store.Will{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain, DelaySeconds: w.WillDelayInterval}
-		for _, u := range w.User {
-			s.Will.Properties.User = append(s.Will.Properties.User, store.UserProperty{Key: u.Key, Value: u.Val})
-		}
 	}
 	return s
 }

@@ -139,3 +139,15 @@ func (s *Server) AuthByStale() (stale int) {
 // ConnectTurns returns how many client ids have a CONNECT holding or
 // waiting for its turn (connectlock.go): 0 once every CONNECT is through.
 func (s *Server) ConnectTurns() int { return s.hook.connects.pending() }
+
+// ConnectTurnUsers is how many callers hold or wait for the CONNECT turn of
+// client id (connectlock.go): 2 while one waits behind another.
+func (s *Server) ConnectTurnUsers(id string) int {
+	l := &s.hook.connects
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t := l.turns[id]; t != nil {
+		return t.users
+	}
+	return 0
+}

@@ -44,6 +44,7 @@ const (
 	CodeImplementationSpecificError byte = 0x83
 	CodeNotAuthorized               byte = 0x87
 	CodeBadUserOrPassword           byte = 0x86
+	CodeServerUnavailable           byte = 0x88
 	CodeServerShutdown              byte = 0x8B
 	CodeTopicFilterInvalid          byte = 0x8F
 	CodeTopicNameInvalid            byte = 0x90

@@ -33,6 +33,8 @@ type hook struct {
 	ext     Extensions
 	mochi   *mqtt.Server
 	persist Persistence
+	// attrs is Options.Attributes, nil without it; see svc_attributes.go.
+	attrs AttributeStore
 	// cfg is the configuration in effect (Server.cfg); read the live
 	// settings through it, see reload.go.
 	cfg        *atomic.Pointer[config.Config]
@@ -130,6 +132,11 @@ type hook struct {
 	// shared holds the shared subscriptions reported to the cluster; see
 	// clustershared.go.
 	shared clusterShared
+	// claim asks the cluster for a connecting client's session
+	// (Server.claimSession), nil unless Options.Cluster implements
+	// ClusterSessions; claimLog bounds the lines of failed claims.
+	claim    func(cl *mqtt.Client, pk packets.Packet) (code byte, reason string)
+	claimLog *logLimit
 
 	// tap is the packet tap (SetPacketTap), nil when there is none; see
 	// tap.go.
@@ -261,7 +268,13 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	}
 	h.keepIDs(cl)
 	if pk.Connect.Clean || !persistent(cl) || fresh {
+		stored := h.isStored(cl.ID)
 		h.deleteSession(cl.ID, false)
+		if !stored {
+			// Options.Attributes may hold attributes of a session this
+			// node never held (another node's, or one whose node died).
+			h.dropAttributes(cl.ID)
+		}
 		return
 	}
 	h.reauthorizeSession(cl)

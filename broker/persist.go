@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +93,35 @@ func (h *hook) saveSession(cl *mqtt.Client, disconnectedAt int64, durable bool) 
 	}
 }
 
+// storeSession stores the session record rec with its subscriptions subs:
+// the subscriptions first, then the record, durably (which makes the
+// subscriptions durable too), so that a stored record always has its
+// subscriptions. It stops at the first failed write and returns its error;
+// the caller logs it. From then on the hook stores the session's changes.
+func (h *hook) storeSession(rec *store.Session, subs []store.Subscription) error {
+	for i := range subs {
+		if err := h.persist.PutSubscription(&subs[i], false); err != nil {
+			return err
+		}
+	}
+	if err := h.persist.PutSession(rec, true); err != nil {
+		return err
+	}
+	h.setStored(rec.ClientID, true)
+	return nil
+}
+
+// subscriptionRecords is the stored form of cl's subscriptions, by filter.
+func subscriptionRecords(cl *mqtt.Client) []store.Subscription {
+	all := cl.State.Subscriptions.GetAll()
+	out := make([]store.Subscription, 0, len(all))
+	for _, sub := range all {
+		out = append(out, *subscriptionRecord(cl.ID, sub))
+	}
+	slices.SortFunc(out, func(a, b store.Subscription) int { return strings.Compare(a.Filter, b.Filter) })
+	return out
+}
+
 // persistentLocked is persistent under cl's session lock.
 func (h *hook) persistentLocked(cl *mqtt.Client) bool {
 	mu := h.sessionLock(cl.ID)
@@ -114,14 +145,27 @@ func (h *hook) lockIndex(id string) uint32 {
 	return f.Sum32() % uint32(len(h.sessionLocks))
 }
 
-// deleteSession removes a stored session with everything it owns; nothing
-// is written for a client id without a stored session.
+// deleteSession removes a stored session with everything it owns, its
+// attributes in Options.Attributes included; nothing is written for a
+// client id without a stored session. (A session that moves to another
+// node is not ending: it must be removed with Persistence.DeleteSession
+// alone, keeping its attributes.)
 func (h *hook) deleteSession(id string, durable bool) {
 	if !h.isStored(id) {
 		return
 	}
 	h.storeErr("delete session", id, h.persist.DeleteSession(id, durable))
 	h.setStored(id, false)
+	h.dropAttributes(id)
+}
+
+// dropAttributes removes every attribute of client id from
+// Options.Attributes, if the broker has one: its session ended (or a new
+// one starts). Persistence's DeleteSession removes those it holds.
+func (h *hook) dropAttributes(id string) {
+	if h.attrs != nil {
+		h.storeErr("delete attributes", id, h.attrs.AttributeDeleteAll(id))
+	}
 }
 
 // sessionEnded is the persistence side of OnDisconnect: a session that ends

@@ -79,6 +79,7 @@ import (
 //     AttributeList: from any goroutine (the SessionAttributes service). A
 //     write for a client id without a session record fails with
 //     store.ErrNoSession; PutIfNewer compares and writes atomically.
+//     Not called while Options.Attributes is in force (AttributeStore).
 //   - ExtensionGet, ExtensionPut, ExtensionDelete, ExtensionKeysAfter: from
 //     any goroutine (the ExtensionStore service), each extension id in its
 //     own key range.
@@ -138,4 +139,75 @@ func openStore(cfg *config.Config, repair bool, log *slog.Logger, timings store.
 		MinFreeSpace:  minFree,
 		Timings:       timings,
 	})
+}
+
+// AttributeStore keeps session attributes apart from Persistence: a
+// cluster's store, shared by every node, so that a session's attributes
+// and its put_if_newer hold cluster-wide (Options.Attributes). Its first
+// five methods are Persistence's attribute methods, with their rules
+// (safe for concurrent use, called from any goroutine, PutIfNewer compares
+// and writes atomically: of two writers at once, an older time never
+// replaces a newer one), except that it keeps no session records: the
+// broker checks that the session exists before each call (the
+// SessionAttributes service) and ends its attributes with the session
+// (AttributeDeleteAll), so a write never fails with store.ErrNoSession.
+// Errors name the operation, the client id and the key.
+//
+// Who calls what, on which goroutine:
+//
+//   - AttributeGet, AttributePut, AttributePutIfNewer, AttributeDelete,
+//     AttributeList: from any goroutine (the SessionAttributes service),
+//     only while AttributeGate reports true if the store implements it.
+//   - AttributeDeleteAll: whenever a session of clientID ends or a new one
+//     starts, whatever AttributeGate reports (attributes written while it
+//     was true must not outlive their session): on the client's goroutine
+//     at a clean start (every CONNECT that starts a new session, whether
+//     or not this node held one) and when a session ends with its
+//     connection; on mochi's event loop when a session expires; from New
+//     for a session that expired while the broker was down; from any
+//     goroutine through Clients.InvalidateSession. It blocks that goroutine
+//     for one round trip to the store.
+type AttributeStore interface {
+	AttributeGet(clientID, key string) (store.Attribute, bool, error)
+	AttributePut(clientID string, a store.Attribute, durable bool) error
+	AttributePutIfNewer(clientID string, a store.Attribute, orEqual, durable bool) (prev store.Attribute, had, replaced bool, err error)
+	AttributeDelete(clientID, key string, durable bool) error
+	AttributeList(clientID string) ([]store.Attribute, error)
+	// AttributeDeleteAll removes every attribute of clientID; none is
+	// not an error.
+	AttributeDeleteAll(clientID string) error
+}
+
+// AttributeGate is the optional method of an AttributeStore that is in
+// force only at times: a cluster's, while every node speaks the cluster
+// protocol that carries it. The broker asks it before each read or write
+// of the SessionAttributes service: false sends the call to Persistence,
+// exactly as without Options.Attributes. Attributes written on one side
+// are not seen from the other: when the gate opens, attributes a live
+// session had in Persistence stay there (and end with the session) but
+// are no longer read. It is called often and must not block.
+type AttributeGate interface {
+	AttributesOn() bool
+}
+
+// localAttributes is Persistence as an AttributeStore: where attributes
+// live without Options.Attributes, or while its gate is closed.
+type localAttributes struct{ Persistence }
+
+var _ AttributeStore = localAttributes{}
+
+// AttributeDeleteAll deletes each attribute of clientID. The broker never
+// calls it on Persistence, whose DeleteSession removes the attributes
+// with the session; it is here to make localAttributes an AttributeStore.
+func (l localAttributes) AttributeDeleteAll(clientID string) error {
+	list, err := l.AttributeList(clientID)
+	if err != nil {
+		return err
+	}
+	for _, a := range list {
+		if err := l.AttributeDelete(clientID, a.Key, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -71,66 +71,90 @@ func (s *Server) restore() error {
 // is deleted, with its subscriptions and queued messages. It returns how
 // many sessions were restored and how many had expired.
 func (s *Server) restoreSessions(recs []store.Session, now int64) (sessions, expired int, err error) {
-	m := s.mochi
-	maxExpiry := int64(m.Options.Capabilities.MaximumSessionExpiryInterval)
 	for i := range recs {
 		rec := &recs[i]
-		expiry := maxExpiry
-		if rec.ProtocolVersion >= 5 || rec.SessionExpirySet { // set for a 3.1.1 session by the services or an authenticator
-			expiry = min(int64(rec.SessionExpiry), maxExpiry)
-		}
-		since := rec.DisconnectedAt
-		if since == 0 { // it was connected when the broker stopped
-			since = now
-		}
-		remaining := since + expiry - now
+		since, remaining := s.sessionLeft(rec, now)
 		if remaining <= 0 {
 			if err := s.persist.DeleteSession(rec.ClientID, false); err != nil {
 				return sessions, expired, fmt.Errorf("remove expired session %q: %w", rec.ClientID, err)
 			}
+			s.hook.dropAttributes(rec.ClientID)
 			expired++
 			continue
 		}
-		cl := m.NewClient(nil, rec.Listener, rec.ClientID, false)
-		cl.Properties.Username = rec.Username
-		// A restored session is held as an MQTT 5 session with the expiry it
-		// has left: mochi then expires it on time whatever protocol the
-		// client spoke. The client's next CONNECT replaces these properties.
-		cl.Properties.ProtocolVersion = 5
-		cl.Properties.Props = packets.Properties{
-			SessionExpiryInterval:     uint32(remaining),
-			SessionExpiryIntervalFlag: true,
-			ReceiveMaximum:            rec.ReceiveMaximum,
-			TopicAliasMaximum:         rec.TopicAliasMaximum,
-			MaximumPacketSize:         rec.MaximumPacketSize,
-		}
-		cl.Net.Remote = rec.Remote
-		cl.Stop(packets.ErrServerShuttingDown)
-		s.hook.restoredOffline.Store(cl, since)
-		m.Clients.Add(cl)
+		s.offlineClient(rec, since, remaining)
 		s.hook.setStored(rec.ClientID, true)
 		sessions++
 	}
 	return sessions, expired, nil
 }
 
+// sessionLeft returns when the session of rec went offline (now for one
+// that was connected when its broker stopped) and how many seconds of its
+// expiry are left at Unix time now (0 or less: expired). Its expiry is the
+// record's for an MQTT 5 session or one whose expiry was set (by the
+// services or an authenticator), else mqtt.max_session_expiry, never more
+// than that maximum. restore and ImportSession share it.
+func (s *Server) sessionLeft(rec *store.Session, now int64) (since, remaining int64) {
+	maxExpiry := int64(s.mochi.Options.Capabilities.MaximumSessionExpiryInterval)
+	expiry := maxExpiry
+	if rec.ProtocolVersion >= 5 || rec.SessionExpirySet {
+		expiry = min(int64(rec.SessionExpiry), maxExpiry)
+	}
+	since = rec.DisconnectedAt
+	if since == 0 {
+		since = now
+	}
+	return since, since + expiry - now
+}
+
+// offlineClient adds the session of rec to mochi as a disconnected client
+// and returns it: held as an MQTT 5 session with remaining seconds of
+// expiry (mochi then expires it on time whatever protocol the client
+// spoke; the client's next CONNECT replaces these properties), offline
+// since the Unix time since (offlineSince). It writes nothing to the
+// store. restore and ImportSession share it.
+func (s *Server) offlineClient(rec *store.Session, since, remaining int64) *mqtt.Client {
+	m := s.mochi
+	cl := m.NewClient(nil, rec.Listener, rec.ClientID, false)
+	cl.Properties.Username = rec.Username
+	cl.Properties.ProtocolVersion = 5
+	cl.Properties.Props = packets.Properties{
+		SessionExpiryInterval:     uint32(remaining),
+		SessionExpiryIntervalFlag: true,
+		ReceiveMaximum:            rec.ReceiveMaximum,
+		TopicAliasMaximum:         rec.TopicAliasMaximum,
+		MaximumPacketSize:         rec.MaximumPacketSize,
+	}
+	cl.Net.Remote = rec.Remote
+	cl.Stop(packets.ErrServerShuttingDown)
+	s.hook.restoredOffline.Store(cl, since)
+	m.Clients.Add(cl)
+	return cl
+}
+
 // restoreSubscriptions subscribes the restored sessions to their stored
 // filters. Subscriptions of a session that expired in restoreSessions are
 // skipped (DeleteSession removed them).
 func (s *Server) restoreSubscriptions(recs []store.Subscription) {
-	m := s.mochi
 	for i := range recs {
 		rec := &recs[i]
-		cl, ok := m.Clients.Get(rec.ClientID)
+		cl, ok := s.mochi.Clients.Get(rec.ClientID)
 		if !ok {
 			continue
 		}
-		sub := subscriptionPacket(rec)
-		if m.Topics.Subscribe(rec.ClientID, sub) {
-			atomic.AddInt64(&m.Info.Subscriptions, 1)
-		}
-		cl.State.Subscriptions.Add(sub.Filter, sub)
+		s.addSubscription(cl, subscriptionPacket(rec))
 	}
+}
+
+// addSubscription puts sub in cl's session and in mochi's topic index, as
+// mochi's SUBSCRIBE does, without storing or reporting it (restore,
+// ImportSession and the Subscriptions service each do their part).
+func (s *Server) addSubscription(cl *mqtt.Client, sub packets.Subscription) {
+	if s.mochi.Topics.Subscribe(cl.ID, sub) {
+		atomic.AddInt64(&s.mochi.Info.Subscriptions, 1)
+	}
+	cl.State.Subscriptions.Add(sub.Filter, sub)
 }
 
 // restoreQueued puts the stored in-flight and queued messages back in their

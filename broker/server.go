@@ -12,6 +12,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/broker/overload"
@@ -54,6 +55,13 @@ type Options struct {
 	// Cluster connects the broker to the other nodes of a cluster; nil (the
 	// default) is a single node, which costs a nil check per PUBLISH.
 	Cluster Cluster
+	// Attributes keeps the SessionAttributes service's attributes instead
+	// of Persistence; nil (the default) keeps them in Persistence. An
+	// AttributeStore that implements AttributeGate is used only while its
+	// gate is open. A session's end reaches it in any case
+	// (AttributeStore.AttributeDeleteAll). `propolis serve` passes the
+	// cluster node's store (cluster.Node.Attributes) in a cluster.
+	Attributes AttributeStore
 }
 
 // Server is a Propolis MQTT broker: mochi-mqtt for the protocol, a
@@ -155,6 +163,7 @@ func New(opts Options) (*Server, error) {
 		ext:        opts.Extensions,
 		mochi:      m,
 		persist:    s.persist,
+		attrs:      opts.Attributes,
 		cfg:        &s.cfg,
 		receiveMax: cfg.MQTT.ReceiveMaximum,
 		sec:        newSecurityLog(log),
@@ -162,6 +171,10 @@ func New(opts Options) (*Server, error) {
 		stored:     make(map[string]struct{}),
 		throttler:  s.throttler,
 		cluster:    newClusterState(opts.Cluster, m),
+	}
+	if cs, ok := opts.Cluster.(ClusterSessions); ok {
+		s.hook.claim = func(cl *mqtt.Client, pk packets.Packet) (byte, string) { return s.claimSession(cs, cl, pk) }
+		s.hook.claimLog = newLogLimit(10, time.Minute, nil)
 	}
 	if err := m.AddHook(s.hook, nil); err != nil {
 		s.abort()

@@ -266,6 +266,11 @@ type Message struct {
 	ResponseTopic   string // a topic name, or "" for none
 	CorrelationData []byte
 	UserProperties  []UserProperty
+	// Origin is the client id of the message's publisher ("" for the
+	// broker's own), which a subscription with No Local does not receive.
+	// Only the sessions moving between nodes carry it (ExportSession sets
+	// it, QueueSessionMessages reads it); the services ignore it.
+	Origin string
 }
 
 // RetainedMessages reads and changes the retained messages. Safe for

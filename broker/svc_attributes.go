@@ -24,6 +24,14 @@ import (
 // (sessionRecordFor), marked MQTT 5 with expiry 0, and sets the hook's
 // stored flag, so the hook removes it when the connection ends, and restore
 // discards it (as expired) after a crash.
+//
+// With Options.Attributes in force (attributeStore), the attributes live
+// there and the session record only marks the session for removal: the
+// hook's removals of a stored session also call AttributeDeleteAll
+// (hook.dropAttributes), and so does every CONNECT starting a new
+// session, since that store may hold attributes of a session this node
+// never held. That store has no per-client lock ordering a write with the
+// removal, so attributeGone's check after each write decides alone.
 
 // Attribute times are Unix nanoseconds in an int64: about 1678 to 2262.
 var (
@@ -31,10 +39,22 @@ var (
 	maxAttributeTime = time.Unix(0, math.MaxInt64)
 )
 
-// attributeSession finds the session of clientID and the persistence
-// keeping its attributes; what is the operation, for errors.
-func (s *Server) attributeSession(what, clientID string) (*mqtt.Client, Persistence, error) {
-	as := s.persist
+// attributeStore returns where attributes are kept now: Options.Attributes
+// while it is in force (its AttributeGate open, if it has one), else
+// Persistence (as localAttributes).
+func (s *Server) attributeStore() AttributeStore {
+	if a := s.hook.attrs; a != nil {
+		if g, ok := a.(AttributeGate); !ok || g.AttributesOn() {
+			return a
+		}
+	}
+	return localAttributes{s.persist}
+}
+
+// attributeSession finds the session of clientID and the store keeping its
+// attributes (attributeStore); what is the operation, for errors.
+func (s *Server) attributeSession(what, clientID string) (*mqtt.Client, AttributeStore, error) {
+	as := s.attributeStore()
 	cl, ok := s.sessionClient(clientID)
 	if !ok || (cl.Closed() && !persistent(cl)) { // the latter is ending now
 		return nil, nil, fmt.Errorf("%s of %q: %w", what, clientID, ErrNoSession)
@@ -66,9 +86,15 @@ func (s *Server) sessionRecordFor(cl *mqtt.Client) error {
 	if s.hook.isStored(cl.ID) {
 		return nil
 	}
-	rec := sessionRecord(cl, cl.StopTime())
-	if !persistent(cl) {
-		rec.ProtocolVersion, rec.SessionExpiry, rec.SessionExpirySet, rec.Will = 5, 0, true, nil
+	var rec *store.Session
+	if persistent(cl) {
+		rec = sessionRecord(cl, cl.StopTime())
+	} else {
+		// Without its will: this is not the client's goroutine (see
+		// sessionRecordNoWill), and a session ending with its connection
+		// leaves no will to publish after a crash.
+		rec = sessionRecordNoWill(cl, cl.StopTime())
+		rec.ProtocolVersion, rec.SessionExpiry, rec.SessionExpirySet = 5, 0, true
 	}
 	// Not durable: the attribute written next is, and the log keeps order.
 	if err := s.persist.PutSession(rec, false); err != nil {
@@ -116,7 +142,7 @@ func (s *Server) PutAttribute(clientID, key string, value []byte) error {
 	if err := as.AttributePut(clientID, a, true); err != nil {
 		return attributeErr("put attribute", clientID, key, err)
 	}
-	if s.attributeGone(cl, key) {
+	if s.attributeGone(cl, as, key) {
 		return fmt.Errorf("put attribute %q of %q: %w (it ended meanwhile)", key, clientID, ErrNoSession)
 	}
 	return nil
@@ -130,21 +156,48 @@ func (s *Server) PutAttribute(clientID, key string, value []byte) error {
 // mochi before it deletes the stored session: one of the two deletes
 // comes last. A session a new connection took over (inherited) is the
 // same session and keeps the attribute; a new session of the client id
-// does not get it. It reports whether cl's session is gone.
-func (s *Server) attributeGone(cl *mqtt.Client, key string) bool {
+// does not get it. It reports whether cl's session is gone. as is the
+// store the write went to.
+//
+// In Options.Attributes, a write is also undone when cl's session is over
+// though cl is still in mochi's map (sessionOver): the hook removes such a
+// session (OnDisconnect, OnClientExpired) before mochi takes it out of the
+// map, and Persistence's ErrNoSession, which refuses a write after that
+// removal, has no counterpart there.
+func (s *Server) attributeGone(cl *mqtt.Client, as AttributeStore, key string) bool {
+	_, local := as.(localAttributes)
 	cur, ok := s.mochi.Clients.Get(cl.ID)
-	if ok && (cur == cl || cl.IsTakenOver()) {
+	if ok && (cur == cl || cl.IsTakenOver()) && (local || cur != cl || !s.sessionOver(cl)) {
 		return false
 	}
 	if ok {
-		s.hook.storeErr("delete attribute", cl.ID, s.persist.AttributeDelete(cl.ID, key, true))
+		s.hook.storeErr("delete attribute", cl.ID, as.AttributeDelete(cl.ID, key, true))
 		return true
 	}
 	// The stored flag stays as the write left it (set): the client's
 	// goroutine may be saving the session as its connection ends, and
 	// then deletes it again only while the flag is set (sessionEnded).
 	s.hook.storeErr("delete session", cl.ID, s.persist.DeleteSession(cl.ID, true))
+	if !local {
+		s.hook.dropAttributes(cl.ID)
+	}
 	return true
+}
+
+// sessionOver reports whether the session of cl, closed, has ended or is
+// due to end: one that ends with its connection, or one offline for
+// longer than its expiry (mochi's sweep rule, on sessionExpiry).
+func (s *Server) sessionOver(cl *mqtt.Client) bool {
+	if !cl.Closed() {
+		return false
+	}
+	mu := s.hook.sessionLock(cl.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if !persistent(cl) {
+		return true
+	}
+	return cl.StopTime()+int64(s.sessionExpiry(cl)) < time.Now().Unix()
 }
 
 // PutAttributeIfNewer implements SessionAttributes.
@@ -167,7 +220,7 @@ func (s *Server) PutAttributeIfNewer(clientID, key string, value []byte, ts time
 	if err != nil {
 		return nil, false, attributeErr("put attribute if newer", clientID, key, err)
 	}
-	if s.attributeGone(cl, key) {
+	if s.attributeGone(cl, as, key) {
 		return nil, false, fmt.Errorf("put attribute %q of %q if newer: %w (it ended meanwhile)", key, clientID, ErrNoSession)
 	}
 	if !had {

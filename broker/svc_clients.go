@@ -42,6 +42,20 @@ func (s *Server) sessionExpiry(cl *mqtt.Client) uint32 {
 	return max
 }
 
+// offlineExpiry returns when the offline session of cl went offline
+// (offlineSince) and its expiry counted from then. mochi counts the
+// interval from StopTime; a restored or imported session's interval is
+// what was left of it at the restart or import. Called under cl's session
+// lock.
+func (s *Server) offlineExpiry(cl *mqtt.Client) (off int64, expiry uint32) {
+	expiry = s.sessionExpiry(cl)
+	off = s.hook.offlineSince(cl)
+	if stop := cl.StopTime(); off < stop && expiry > 0 {
+		expiry = uint32(min(stop+int64(expiry)-off, int64(s.mochi.Options.Capabilities.MaximumSessionExpiryInterval)))
+	}
+	return off, expiry
+}
+
 // offlineSince returns the Unix time the offline session of cl went
 // offline: for a session restored at start-up the time stored with it
 // (restore stops its client at the restart), StopTime for any other.
@@ -102,16 +116,13 @@ func (s *Server) clientInfo(cl *mqtt.Client) ClientInfo {
 		// mochi counts the interval from StopTime; a restored session's
 		// interval is what was left of it at the restart, which the
 		// caller is told counting from when it really went offline.
-		end := cl.StopTime() + int64(info.SessionExpiry)
-		info.ExpiresAt = time.Unix(end, 0)
-		off := s.hook.offlineSince(cl)
+		info.ExpiresAt = time.Unix(cl.StopTime()+int64(info.SessionExpiry), 0)
+		var off int64
+		off, info.SessionExpiry = s.offlineExpiry(cl)
 		info.OfflineSince = time.Unix(off, 0)
 		if _, restored := s.hook.restoredOffline.Load(cl); restored {
 			info.KeepAlive = 0 // mochi's default, not one a CONNECT asked for
 			info.Restored = true
-		}
-		if off < cl.StopTime() && info.SessionExpiry > 0 {
-			info.SessionExpiry = uint32(min(end-off, int64(caps.MaximumSessionExpiryInterval)))
 		}
 	}
 	return info
@@ -325,6 +336,8 @@ func (h *hook) removeSession(cl *mqtt.Client, code packets.Code) (*mqtt.Client, 
 	}
 	h.setStored(cl.ID, false)
 	err := h.persist.DeleteSession(cl.ID, true)
+	// With Options.Attributes, one more round trip under the lock.
+	h.dropAttributes(cl.ID)
 	nc := h.takenOverBy(cl)
 	if nc != nil {
 		h.storeErr("keep taken-over session", nc.ID, h.keepTakenOver(nc))
@@ -394,19 +407,10 @@ func (h *hook) storeWhole(nc *mqtt.Client) error {
 		at = nc.StopTime()
 	}
 	rec := sessionRecord(nc, at)
-	for _, sub := range nc.State.Subscriptions.GetAll() {
-		if err := h.persist.PutSubscription(subscriptionRecord(nc.ID, sub), false); err != nil {
-			return err
-		}
-	}
 	for _, pk := range nc.State.Inflight.GetAll(false) {
 		h.saveInflight(nc, pk)
 	}
-	if err := h.persist.PutSession(rec, true); err != nil {
-		return err
-	}
-	h.setStored(nc.ID, true)
-	return nil
+	return h.storeSession(rec, subscriptionRecords(nc))
 }
 
 // SetSessionExpiry implements Clients.
@@ -492,16 +496,7 @@ func (s *Server) SetSessionExpiry(clientID string, seconds uint32) (uint32, erro
 // just became persistent, with its subscriptions: from now on the hook
 // stores its changes as for any persistent session.
 func (s *Server) storeNowPersistent(cl *mqtt.Client) error {
-	for _, sub := range cl.State.Subscriptions.GetAll() {
-		if err := s.persist.PutSubscription(subscriptionRecord(cl.ID, sub), false); err != nil {
-			return err
-		}
-	}
-	if err := s.persist.PutSession(sessionRecord(cl, 0), true); err != nil {
-		return err
-	}
-	s.hook.setStored(cl.ID, true)
-	return nil
+	return s.hook.storeSession(sessionRecord(cl, 0), subscriptionRecords(cl))
 }
 
 // SetInflightWindow implements Clients: the outConn under the connection

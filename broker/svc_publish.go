@@ -75,14 +75,17 @@ func (s *Server) PublishTo(clientID string, m Message) error {
 }
 
 // deliverTo sends m to cl alone under its subscription sub (PublishTo,
-// DeliverShared): stamped as a new message, at the lower of m's and sub's
-// QoS and the broker's maximum, with sub's subscription identifiers, and
-// publisher as its origin; dropped, as any delivery, when cl's read checks
-// refuse it (its queue limit, a revoked filter). It returns the error of
-// the write to cl's connection.
+// DeliverShared, QueueSessionMessages): stamped as a new message, at the
+// lower of m's and sub's QoS and the broker's maximum, with sub's
+// subscription identifiers, publisher as its origin, and m's Retain flag
+// only for a subscription with Retain As Published (PublishTo and
+// DeliverShared pass none); dropped, as any delivery, when cl's read
+// checks refuse it (its queue limit, a revoked filter). It returns the
+// error of the write to cl's connection.
 func (s *Server) deliverTo(cl *mqtt.Client, sub packets.Subscription, m Message, publisher string) error {
 	pk := s.messagePacket(&m)
 	pk.Origin = publisher
+	pk.FixedHeader.Retain = m.Retain && sub.RetainAsPublished
 	s.hook.stampPublish(&pk)
 	pk.FixedHeader.Qos = min(m.QoS, sub.Qos, s.mochi.Options.Capabilities.MaximumQos)
 	if len(sub.Identifiers) > 0 {
@@ -151,8 +154,8 @@ func (s *Server) messagePacket(m *Message) packets.Packet {
 	return pk
 }
 
-// messageOf is the Message of a retained packet at Unix time now: a copy,
-// with the expiry interval that remains.
+// messageOf is the Message of a retained or queued packet at Unix time
+// now: a copy, with the expiry interval that remains.
 func messageOf(pk *packets.Packet, now int64) Message {
 	p := &pk.Properties
 	m := Message{

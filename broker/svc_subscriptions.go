@@ -58,10 +58,7 @@ func (s *Server) Subscribe(clientID string, sub SubscriptionInfo) error {
 	}
 	pk := packets.Subscription{Filter: sub.Filter, Qos: sub.QoS, NoLocal: sub.NoLocal,
 		RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, Identifier: sub.Identifier}
-	if s.mochi.Topics.Subscribe(clientID, pk) {
-		atomic.AddInt64(&s.mochi.Info.Subscriptions, 1)
-	}
-	cl.State.Subscriptions.Add(pk.Filter, pk)
+	s.addSubscription(cl, pk)
 	if persistent(cl) { // as hook.saveSubscriptions
 		if err := s.persist.PutSubscription(subscriptionRecord(clientID, pk), true); err != nil {
 			return fmt.Errorf("subscribe %q to %q: %w", clientID, sub.Filter, err)

@@ -12,7 +12,9 @@ import (
 // This file joins the node (node.go, registry.go) to the broker: Node
 // implements broker.Cluster by handing each report to the part that acts
 // on it: messages and plain filters to the router (route.go), shared
-// filters to shared (shared.go), client ids to owners (owner.go).
+// filters to shared (shared.go), client ids to owners (owner.go) and, with
+// replicated sessions on, to sessions (sessions.go), which also answers
+// ClaimSession.
 //
 // The order `propolis serve` follows: Start, StartRouting (the streams;
 // before broker.New, whose restore reports filters and forwards crash
@@ -31,6 +33,7 @@ type Broker interface {
 	remoteBroker
 	ownerBroker
 	sharedBroker
+	sessionBroker
 }
 
 // StartRouting creates or updates the message and retained streams with
@@ -76,10 +79,96 @@ func (n *Node) UseBroker(b Broker) error {
 		w.Close()
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
+	ss, err := newSessions(sessionOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
+		Levels: n.cfg.TopicLevelDistribution, MaxBytes: int64(n.cfg.StreamMaxBytes), Broker: b, Router: r,
+		On: n.sessionsOn, Alive: n.alive, Log: n.log})
+	if err != nil {
+		s.Close()
+		w.Close()
+		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
+	}
 	n.mu.Lock()
-	n.owners, n.shared = w, s
+	n.owners, n.shared, n.sessions = w, s, ss
 	n.mu.Unlock()
+	if n.sessionsOn() {
+		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+		dropped, released, err := ss.reconcile(ctx)
+		cancel()
+		if err != nil {
+			n.log.Warn("cluster: restored sessions not checked against their records; they stay here", "error", err)
+		}
+		if dropped+released > 0 {
+			n.log.Info("cluster: restored sessions checked against their records", "dropped", dropped, "released", released)
+		}
+	}
 	return nil
+}
+
+// sessionsOn reports whether sessions are replicated (docs/cluster.md,
+// "Replicated sessions"): the protocol gate's FeatureSessions (features.go).
+func (n *Node) sessionsOn() bool { return n.FeatureOn(FeatureSessions) }
+
+// alive reports whether node is alive in the registry.
+func (n *Node) alive(node string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s, ok := n.seen[node]
+	return ok && time.Since(s.at) <= AliveWindow
+}
+
+// sessionsPart returns the sessions part, nil before UseBroker.
+func (n *Node) sessionsPart() *sessions {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sessions
+}
+
+var _ broker.ClusterSessions = (*Node)(nil)
+
+// ClaimSession implements broker.ClusterSessions: the broker calls it for
+// every CONNECT accepted, on the client's goroutine, before mochi looks
+// for a session to inherit. With replicated sessions on, it returns the
+// client's session as the cluster holds it (nil: none, or it is on this
+// node already) and the messages owed to it, and records the session as
+// online here; it blocks up to 10 s (another node releasing the session
+// included). An error (no JetStream quorum, a timeout) makes the broker
+// refuse the CONNECT. With them off it returns nil, nil, nil at once.
+func (n *Node) ClaimSession(clientID string, cleanStart bool) (*broker.SessionState, []broker.Message, error) {
+	ss := n.sessionsPart()
+	if ss == nil || !n.sessionsOn() {
+		return nil, nil, nil
+	}
+	st, msgs, err := ss.claim(clientID, cleanStart)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster node %s: claim the session of %q: %w", n.cfg.Name, clientID, err)
+	}
+	return st, msgs, nil
+}
+
+// InvalidateSession ends the session of clientID on every node: with
+// replicated sessions on it deletes its record and held messages,
+// invalidates the local session (a connected client is disconnected with
+// 0x98), then tells the other nodes to invalidate theirs; with them off,
+// only the local one (phase 1). The operator's invalidate (admin API, CLI,
+// control center) calls it when the broker is a node, after UseBroker.
+// Errors: broker.ErrNoSession (wrapped) when neither the cluster nor this
+// node had the session; the broker's; JetStream's.
+func (n *Node) InvalidateSession(clientID string) error {
+	ss := n.sessionsPart()
+	if ss == nil {
+		return fmt.Errorf("cluster node %s: invalidate the session of %q: no broker yet", n.cfg.Name, clientID)
+	}
+	if !n.sessionsOn() {
+		return ss.o.Broker.InvalidateSession(clientID)
+	}
+	found, err := ss.invalidate(clientID)
+	switch {
+	case errors.Is(err, broker.ErrNoSession) && found: // it was offline in the cluster
+		return nil
+	case err != nil && !errors.Is(err, broker.ErrNoSession):
+		return fmt.Errorf("cluster node %s: invalidate the session of %q: %w", n.cfg.Name, clientID, err)
+	}
+	return err
 }
 
 // Join puts the cluster's retained messages into the broker's store
@@ -147,6 +236,9 @@ func (n *Node) Connected(clientID string) {
 	if w != nil {
 		w.connected(clientID)
 	}
+	if ss := n.sessionsPart(); ss != nil && n.sessionsOn() {
+		ss.connected(clientID)
+	}
 }
 
 // Disconnected implements broker.Cluster.
@@ -156,6 +248,9 @@ func (n *Node) Disconnected(clientID string) {
 	n.mu.Unlock()
 	if w != nil {
 		w.disconnected(clientID)
+	}
+	if ss := n.sessionsPart(); ss != nil && n.sessionsOn() {
+		ss.disconnected(clientID)
 	}
 }
 
@@ -168,8 +263,11 @@ func (n *Node) Disconnected(clientID string) {
 // the rest after the broker's Close. Calling it again does nothing.
 func (n *Node) StopReceiving() {
 	n.mu.Lock()
-	w, s, r := n.owners, n.shared, n.router
+	w, s, r, ss := n.owners, n.shared, n.router, n.sessions
 	n.mu.Unlock()
+	if ss != nil {
+		ss.close()
+	}
 	if w != nil {
 		w.stopWatch()
 	}
@@ -197,9 +295,12 @@ func (n *Node) routing() *router {
 // closes (Close).
 func (n *Node) closeParts() {
 	n.mu.Lock()
-	w, s, r := n.owners, n.shared, n.router
-	n.owners, n.shared, n.router = nil, nil, nil
+	w, s, r, ss := n.owners, n.shared, n.router, n.sessions
+	n.owners, n.shared, n.router, n.sessions = nil, nil, nil, nil
 	n.mu.Unlock()
+	if ss != nil {
+		ss.close()
+	}
 	if w != nil {
 		w.Close()
 	}

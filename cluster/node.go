@@ -50,6 +50,11 @@ type Options struct {
 	Extensions func() []ExtensionInfo
 	// Clients returns the number of clients connected to this node.
 	Clients func() int
+	// Extension enables or disables an extension in this node's own
+	// extensions folder when another node (or this one) asks, through
+	// SetExtension (control.go); nil: the node takes no such request, and
+	// the requesting node reports it.
+	Extension ExtensionFunc
 	// Logger receives the node's log and the NATS server's warnings and
 	// errors; nil means slog.Default().
 	Logger *slog.Logger
@@ -97,6 +102,12 @@ type Node struct {
 	router *router
 	owners *owners
 	shared *shared
+	// control answers and sends the operator's requests to every node
+	// (control.go); set by Start.
+	control *control
+	// sessions replicates persistent sessions (sessions.go), nil until
+	// UseBroker.
+	sessions *sessions
 
 	// featureMu serializes logFeatures; featureLast is the state of each
 	// feature it logged last, by name.
@@ -165,6 +176,14 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster node %s: jetstream: %w", cfg.Name, err)
 	}
 	n.nc, n.jsx = nc, js
+	// Control requests are answered before the first heartbeat: a node
+	// the others see alive takes them.
+	if n.control, err = newControl(controlOptions{Conn: nc, Node: cfg.Name, Log: log, Extension: o.Extension}); err != nil {
+		nc.Close()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("cluster node %s: %w", cfg.Name, err)
+	}
 	wctx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
 	err = n.waitJetStream(wctx)
 	cancel()
@@ -295,6 +314,7 @@ func (n *Node) waitJetStream(ctx context.Context) error {
 // after its own Close; calling it again does nothing.
 func (n *Node) Close() {
 	n.closer.Do(func() {
+		n.control.close()
 		n.closeParts()
 		close(n.stop)
 		<-n.done

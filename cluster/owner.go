@@ -575,8 +575,10 @@ func clientKey(id string) (string, error) {
 	return key, nil
 }
 
-// kvPrefix starts the subject of every key of ClientsBucket.
-const kvPrefix = "$KV." + ClientsBucket + "."
+// kvPrefix starts the subject of every key of ClientsBucket and
+// SessionsBucket, both keyed by clientKey: the longer bucket name of the
+// two, so that a client id that fits one fits both.
+const kvPrefix = "$KV." + SessionsBucket + "."
 
 // unescapeToken reverses escapeToken; ok is false for a string
 // escapeToken cannot have made.

@@ -418,23 +418,16 @@ func (n *Node) Status() Status {
 	if r := n.routing(); r != nil {
 		st.Dropped = r.Dropped()
 	}
-	now := time.Now()
 	n.mu.Lock()
 	if n.problem != "" {
 		st.Problems = append(st.Problems, n.problem)
 	}
-	names := map[string]bool{}
-	for name, s := range n.seen {
-		if now.Sub(s.at) > RegistryTTL {
-			continue // JetStream has removed it too
-		}
-		e := s.entry
-		st.Nodes = append(st.Nodes, NodeStatus{Name: name, Version: e.Version, Protocol: e.Protocol, Stress: e.Stress,
-			Clients: e.ClientCount, Extensions: e.Extensions, StartedAt: e.StartedAt, LastSeen: s.at.UTC(),
-			Alive: now.Sub(s.at) <= AliveWindow, Registered: true})
-		names[name] = true
-	}
 	n.mu.Unlock()
+	st.Nodes = n.registryNodes()
+	names := map[string]bool{}
+	for _, ns := range st.Nodes {
+		names[ns.Name] = true
+	}
 
 	if info, err := n.srv.Jsz(&server.JSzOptions{}); err == nil && info.Meta != nil {
 		if info.Meta.Leader == "" {
@@ -471,6 +464,45 @@ func (n *Node) Status() Status {
 	st.Healthy = len(st.Problems) == 0
 	return st
 }
+
+// registryNodes returns the nodes of the registry, by name: those heard
+// of within RegistryTTL (JetStream removes the others' entries too).
+func (n *Node) registryNodes() []NodeStatus {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := []NodeStatus{}
+	for name, s := range n.seen {
+		if now.Sub(s.at) > RegistryTTL {
+			continue
+		}
+		e := s.entry
+		out = append(out, NodeStatus{Name: name, Version: e.Version, Protocol: e.Protocol, Stress: e.Stress,
+			Clients: e.ClientCount, Extensions: e.Extensions, StartedAt: e.StartedAt, LastSeen: s.at.UTC(),
+			Alive: now.Sub(s.at) <= AliveWindow, Registered: true})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// aliveNames returns the names of the alive nodes of the registry and
+// this node's own (whose heartbeat may not have landed yet), by name:
+// the nodes a control request goes to.
+func (n *Node) aliveNames() []string {
+	names := []string{n.cfg.Name}
+	for _, ns := range n.registryNodes() {
+		if ns.Alive && ns.Name != n.cfg.Name {
+			names = append(names, ns.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Mismatch returns how the alive nodes differ (Status.Mismatch), from
+// the registry alone: it asks nothing of JetStream, so the control
+// center may read it at every poll.
+func (n *Node) Mismatch() []string { return mismatch(n.registryNodes()) }
 
 // streamStatus summarizes a stream's info; when JetStream runs alone,
 // self leads every stream.
@@ -551,7 +583,7 @@ func mismatch(nodes []NodeStatus) []string {
 		differ("extension "+id, func(n NodeStatus) string {
 			for _, x := range n.Extensions {
 				if x.ID == id {
-					return x.Version + " " + x.State
+					return strings.TrimSpace(x.Version + " " + x.State) // a failed folder may have no version
 				}
 			}
 			return "(none)"

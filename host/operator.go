@@ -49,14 +49,29 @@ func Enable(dir, id string) (string, error) {
 	return marker, nil
 }
 
+// CheckID returns an error naming id when it is not a valid extension id
+// (the manifest's id: lower-case letters, digits, '.', '_' and '-', 1 to
+// 64, starting with a letter or digit). Enable and Disable check it; the
+// admin API checks it before it asks every node of a cluster.
+func CheckID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("extension %q: not a valid extension id", id)
+	}
+	return nil
+}
+
+// ErrNoExtension is wrapped by the error of Enable and Disable when the
+// folder has no extension of that id (no manifest in dir/id).
+var ErrNoExtension = errors.New("no " + ManifestFile)
+
 // extensionFolder returns dir/id after checking that it holds a manifest.
 func extensionFolder(dir, id string) (string, error) {
-	if !idPattern.MatchString(id) {
-		return "", fmt.Errorf("extension %q: not a valid extension id", id)
+	if err := CheckID(id); err != nil {
+		return "", err
 	}
 	folder := filepath.Join(dir, id)
 	if _, err := os.Stat(filepath.Join(folder, ManifestFile)); err != nil {
-		return "", fmt.Errorf("extension %q: no %s in %s", id, ManifestFile, folder)
+		return "", fmt.Errorf("extension %q: %w in %s", id, ErrNoExtension, folder)
 	}
 	return folder, nil
 }

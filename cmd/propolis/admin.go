@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -147,12 +148,17 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	}
 	rec.Attach(srv)
 	acc := access.New(p, access.Options{Addr: ops.Addr(), TLS: strings.HasPrefix(ops.URL(), "https:"), Audit: audit, Logger: log})
-	var clusterStatus func() any // nil without a cluster section: GET /api/v1/cluster answers 404
-	if node != nil {
-		clusterStatus = func() any { return node.Status() }
+	o := admin.Options{Broker: adminBroker(srv, node), Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
+		Version: version, Logger: log}
+	if node != nil { // without a cluster section the cluster routes answer 404
+		o.ClusterStatus = func() any { return node.Status() }
+		o.ClusterMismatch = node.Mismatch
+		o.ClusterExtension = func(ctx context.Context, id string, disable bool, by string) (any, []string, error) {
+			res, err := node.SetExtension(ctx, id, disable, by)
+			return res, res.Failed(), err
+		}
 	}
-	admin.New(admin.Options{Broker: srv, Queries: srv, Host: h, Access: acc, Recorder: rec, ExtensionsDir: cfg.ExtensionsDir,
-		Version: version, Logger: log, ClusterStatus: clusterStatus}).Mount(mux)
+	admin.New(o).Mount(mux)
 	ui.Mount(mux) // the web control center at /ui/; / redirects there
 	url, every := openURL(ops)
 	where := []any{"control_center", url + ui.Prefix, "api", url + admin.Prefix}
@@ -345,4 +351,26 @@ reload the broker (SIGHUP). The token is shown once; keep it secret.`,
 			}
 		},
 	}
+}
+
+// adminBroker is the broker the admin API acts on: srv, except that on a
+// cluster node (node not nil) the operator's invalidate acts on every
+// node (cluster.Node.InvalidateSession). The CLI's `clients invalidate`
+// and the control center go through the API, so this is the one place.
+func adminBroker(srv *broker.Server, node *cluster.Node) admin.Broker {
+	if node == nil {
+		return srv
+	}
+	return clusterBroker{Server: srv, node: node}
+}
+
+// clusterBroker is *broker.Server with InvalidateSession cluster-wide.
+type clusterBroker struct {
+	*broker.Server
+	node *cluster.Node
+}
+
+// InvalidateSession ends the session of clientID on every node.
+func (b clusterBroker) InvalidateSession(clientID string) error {
+	return b.node.InvalidateSession(clientID)
 }

@@ -39,11 +39,17 @@ type adminFlags struct {
 
 // declareAdminFlags declares --url, --config and --token-file on fs.
 func declareAdminFlags(fs *flag.FlagSet) *adminFlags {
+	return declareAdminFlagsWith(fs, optionalFlag(fs, "config", "the embedded configuration",
+		"take the broker's address from the http.address of `FILE` (YAML)"))
+}
+
+// declareAdminFlagsWith declares --url and --token-file on fs, for a
+// command that declared --config itself (config).
+func declareAdminFlagsWith(fs *flag.FlagSet, file *optional) *adminFlags {
 	return &adminFlags{
 		url: optionalFlag(fs, "url", "http://HOST:PORT of the --config file's http.address; http://"+config.DefaultHTTPAddress+" without --config",
 			"call the admin API of the broker at `URL` (scheme, host and port)"),
-		config: optionalFlag(fs, "config", "the embedded configuration",
-			"take the broker's address from the http.address of `FILE` (YAML)"),
+		config: file,
 		tokenFile: optionalFlag(fs, "token-file", "the token in $"+tokenEnv+"; none (local mode) without it",
 			"send the API token read from `FILE` (from 'propolis admin token')"),
 	}
@@ -135,7 +141,10 @@ func (c *adminClient) get(path string, out any, raw *[]byte) error {
 // post calls POST path with the JSON body in (nil: none). Without a token
 // it first fetches the CSRF token of local mode, which the API asks of
 // every POST there.
-func (c *adminClient) post(path string, in any) error {
+func (c *adminClient) post(path string, in any) error { return c.postFor(path, in, nil) }
+
+// postFor is post decoding the JSON answer into out (nil: ignored).
+func (c *adminClient) postFor(path string, in, out any) error {
 	if c.token == "" && c.csrf == "" {
 		var me struct {
 			CSRFToken string `json:"csrf_token"`
@@ -145,8 +154,14 @@ func (c *adminClient) post(path string, in any) error {
 		}
 		c.csrf = me.CSRFToken
 	}
-	_, err := c.do(http.MethodPost, path, in)
-	return err
+	body, err := c.do(http.MethodPost, path, in)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("admin API at %s: POST %s: unexpected answer: %w", c.base, path, err)
+	}
+	return nil
 }
 
 // do sends one request and returns the body of a 2xx answer, or an error

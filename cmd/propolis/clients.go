@@ -295,6 +295,17 @@ func orDash(s string) string {
 	return s
 }
 
+// printableText is printable for a line of text, which may hold spaces
+// (an error, a message, the last column of a table): quoted only when it
+// holds a control character, so that it cannot forge lines or terminal
+// sequences.
+func printableText(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) }) >= 0 {
+		return fmt.Sprintf("%q", s)
+	}
+	return s
+}
+
 // printable quotes s when it holds a space, a control character or
 // nothing printable, so that a client id cannot forge table cells or
 // terminal sequences.

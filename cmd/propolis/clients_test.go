@@ -54,7 +54,11 @@ func startClientsBroker(t *testing.T) (b *ccBroker, operator, viewer string) {
 func serveForClients(t *testing.T, cmd *exec.Cmd) *ccBroker {
 	t.Helper()
 	addr, base, log := startServeOps(t, cmd)
+	b := &ccBroker{addr: addr, base: base, log: log, cmd: cmd}
 	t.Cleanup(func() {
+		if b.killed.Load() {
+			return
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		if err := waitExit(t, cmd); err != nil {
 			t.Errorf("exit after SIGTERM: %v\n%s", err, log.String())
@@ -63,7 +67,7 @@ func serveForClients(t *testing.T, cmd *exec.Cmd) *ccBroker {
 	if base == "" {
 		t.Fatalf("no operator HTTP endpoint in the log:\n%s", log.String())
 	}
-	return &ccBroker{addr: addr, base: base, log: log}
+	return b
 }
 
 // runClients runs `propolis clients ARGS...` with env added to the

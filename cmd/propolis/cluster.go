@@ -172,7 +172,12 @@ func startCluster(ctx context.Context, cfg *config.Config, h *host.Host, srv *at
 			}
 			return 0
 		},
-		Extensions:    func() []cluster.ExtensionInfo { return clusterExtensions(h.Status()) },
+		Extensions: func() []cluster.ExtensionInfo { return clusterExtensions(h.Status()) },
+		// What `propolis extensions enable|disable` does, on this node's
+		// folder, when any node asks (--cluster, the admin API).
+		Extension: func(id string, disable bool) (string, error) {
+			return nodeExtensionAction(cfg.ExtensionsDir, id, disable)
+		},
 		MaxPacketSize: int64(cfg.MQTT.MaxPacketSize),
 	})
 }

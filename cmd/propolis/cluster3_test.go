@@ -47,36 +47,55 @@ func freeRoutePorts(t *testing.T, n int) []string {
 // and extensions folders of their own) forming one cluster over loopback
 // routes, and waits until every node sees the three alive with the
 // message stream at three replicas.
-func startThreeNodes(t *testing.T) []*ccBroker {
+func startThreeNodes(t *testing.T) []*ccBroker { return startNodes(t, 3, nil) }
+
+// startNodes runs count `propolis serve` processes named n1, n2 ... as
+// startThreeNodes does, and waits until every node sees them all alive
+// with the message stream at count replicas (3 at most). prepare, when
+// not nil, is called with each node's index and configuration file
+// before the nodes start (its extensions folder is "ext" beside it).
+func startNodes(t *testing.T, count int, prepare func(i int, file string)) []*ccBroker {
 	t.Helper()
-	var out []*ccBroker
-	for _, p := range startClusterOf(t, bin) {
-		out = append(out, p.ccBroker)
-	}
-	return out
+	return brokersOf(startClusterOf(t, bin, count, prepare))
 }
 
 // clusterProc is one node of a test cluster: a `propolis serve` child
 // process. Its configuration file (name, route listener, data and
 // extensions folders) stays when the test restarts the node, as an
-// operator's does.
+// operator's does; so does its *ccBroker, updated in place (new
+// addresses, new log), so that logsOnFailure shows the latest run.
 type clusterProc struct {
 	*ccBroker
 	name, file string
 	cmd        *exec.Cmd
 }
 
-// startClusterOf runs three nodes n1, n2, n3 of binary as
-// startThreeNodes does, and returns them once every node sees the
-// cluster whole (waitCluster).
-func startClusterOf(t *testing.T, binary string) []*clusterProc {
+// brokersOf returns the nodes' brokers.
+func brokersOf(nodes []*clusterProc) []*ccBroker {
+	out := make([]*ccBroker, len(nodes))
+	for i, p := range nodes {
+		out[i] = p.ccBroker
+	}
+	return out
+}
+
+// startClusterOf runs count nodes n1, n2 ... of binary as startNodes
+// does, and returns them once every node sees the cluster whole
+// (waitCluster).
+func startClusterOf(t *testing.T, binary string, count int, prepare func(i int, file string)) []*clusterProc {
 	t.Helper()
-	routes := freeRoutePorts(t, 3)
-	nodes := make([]*clusterProc, 3)
+	routes := freeRoutePorts(t, count)
+	nodes := make([]*clusterProc, count)
+	files := make([]string, count)
+	for i := range nodes {
+		files[i] = clusterNodeConfig(t, fmt.Sprintf("n%d", i+1), routes[i], routes)
+		if prepare != nil {
+			prepare(i, files[i])
+		}
+	}
 	var wg sync.WaitGroup
 	for i := range nodes {
-		p := &clusterProc{name: fmt.Sprintf("n%d", i+1)}
-		p.file = clusterNodeConfig(t, p.name, routes[i], routes)
+		p := &clusterProc{name: fmt.Sprintf("n%d", i+1), file: files[i]}
 		wg.Add(1)
 		go func() { // the nodes wait for each other's JetStream: start them together
 			defer wg.Done()
@@ -90,14 +109,6 @@ func startClusterOf(t *testing.T, binary string) []*clusterProc {
 			t.FailNow() // start failed the test
 		}
 	}
-	t.Cleanup(func() {
-		if t.Failed() { // the last lines of each node's log (of its latest start)
-			for _, p := range nodes {
-				lines := strings.Split(p.log.String(), "\n")
-				t.Logf("log of %s:\n%s", p.name, strings.Join(lines[max(0, len(lines)-60):], "\n"))
-			}
-		}
-	})
 	waitCluster(t, nodes, "", nil)
 	return nodes
 }
@@ -122,7 +133,11 @@ func (p *clusterProc) start(t *testing.T, binary string) {
 	if base == "" {
 		t.Fatalf("%s: no operator HTTP endpoint in the log:\n%s", p.name, log.String())
 	}
-	p.cmd, p.ccBroker = cmd, &ccBroker{addr: addr, base: base, log: log}
+	p.cmd = cmd
+	if p.ccBroker == nil {
+		p.ccBroker = &ccBroker{}
+	}
+	*p.ccBroker = ccBroker{addr: addr, base: base, log: log}
 }
 
 // stop sends sig to the node and waits until it exits; after SIGTERM it
@@ -164,15 +179,16 @@ const clusterStatusEvery = 100 * time.Millisecond
 // waitCluster waits until each of nodes sees the cluster whole: healthy
 // (JetStream's meta leader, every stream and bucket with a leader and
 // every replica current), every node of nodes alive, PROPOLIS_MESSAGES at
-// three replicas; and until more, when not nil, has nothing to say
-// ("" for a node's status, else what is still wrong). what adds to the
-// failure's message.
+// as many replicas as nodes (3 at most); and until more, when not nil,
+// has nothing to say ("" for a node's status, else what is still wrong).
+// what adds to the failure's message.
 func waitCluster(t *testing.T, nodes []*clusterProc, what string, more func(p *clusterProc, st cluster.Status) string) {
 	t.Helper()
+	replicas := min(len(nodes), 3)
 	for _, p := range nodes {
 		var last time.Time
 		wrong := "not asked yet"
-		poll.Settle(t, fmt.Sprintf("node %s sees the %d nodes alive, healthy, PROPOLIS_MESSAGES at 3 replicas%s", p.name, len(nodes), what), func() string {
+		poll.Settle(t, fmt.Sprintf("node %s sees the %d nodes alive, healthy, PROPOLIS_MESSAGES at %d replicas%s", p.name, len(nodes), replicas, what), func() string {
 			if time.Since(last) < clusterStatusEvery {
 				return wrong
 			}
@@ -186,17 +202,17 @@ func waitCluster(t *testing.T, nodes []*clusterProc, what string, more func(p *c
 				for _, nd := range st.Nodes {
 					alive[nd.Name] = nd.Alive && nd.Registered
 				}
-				three := false
+				ok := false
 				for _, s := range st.Streams {
-					three = three || s.Name == cluster.MessagesStream && s.Replicas == 3
+					ok = ok || s.Name == cluster.MessagesStream && s.Replicas == replicas
 				}
 				for _, q := range nodes {
 					if !alive[q.name] {
 						return fmt.Sprintf("%s not alive: %+v", q.name, st)
 					}
 				}
-				if !st.Healthy || !three {
-					return fmt.Sprintf("healthy %v, PROPOLIS_MESSAGES at 3 replicas %v: %+v", st.Healthy, three, st)
+				if !st.Healthy || !ok {
+					return fmt.Sprintf("healthy %v, PROPOLIS_MESSAGES at %d replicas %v: %+v", st.Healthy, replicas, ok, st)
 				}
 				if more != nil {
 					return more(p, st)

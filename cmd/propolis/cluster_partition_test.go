@@ -41,7 +41,8 @@ func TestClusterPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three broker processes, one stopped")
 	}
-	nodes := startClusterOf(t, bin)
+	nodes := startClusterOf(t, bin, 3, nil)
+	logsOnFailure(t, brokersOf(nodes))
 	for round, k := range scenario.partitioned {
 		partitionRound(t, nodes, round, k)
 	}

@@ -78,7 +78,8 @@ func TestClusterRollingUpgrade(t *testing.T) {
 		t.Skip("three broker processes, restarted in turn")
 	}
 	builds := map[int]string{1: buildProtocol1(t), 2: bin}
-	nodes := startClusterOf(t, builds[1])
+	nodes := startClusterOf(t, builds[1], 3, nil)
+	logsOnFailure(t, brokersOf(nodes))
 	protocols := map[string]int{"n1": 1, "n2": 1, "n3": 1}
 	waitGate(t, nodes, protocols, "three protocol 1 nodes")
 	if !strings.Contains(nodes[0].log.String(), `msg="cluster feature off"`) {

@@ -59,10 +59,10 @@ for a failed one, the reason: the running broker's view when a broker runs
 on the data folder, else each extension loaded once in a throwaway host.`,
 			flags: withConfig(func(_ string, cfg *config.Config, stdout io.Writer) error { return listExtensions(cfg, stdout) }),
 		},
-		enableCommand("enable", "remove an extension's DISABLED file; a running broker starts it",
+		enableCommand("enable", "remove an extension's DISABLED file; a running broker starts it (--cluster: on every node)",
 			`Removes the DISABLED file of the extension ID; a running broker starts the
 extension within two seconds.`, false),
-		enableCommand("disable", "create an extension's DISABLED file; a running broker stops it",
+		enableCommand("disable", "create an extension's DISABLED file; a running broker stops it (--cluster: on every node)",
 			`Creates the DISABLED file of the extension ID; a running broker stops the
 extension within two seconds, and starts skip it until it is enabled.`, true),
 		{
@@ -144,13 +144,47 @@ func withConfig(run func(arg string, cfg *config.Config, stdout io.Writer) error
 	}
 }
 
-// enableCommand is "extensions enable" or "extensions disable".
+// enableCommand is "extensions enable" or "extensions disable": on the
+// folder of --config (or --extensions), or with --cluster on every node
+// of the cluster, through the running broker's admin API.
 func enableCommand(verb, summary, about string, disable bool) *command {
+	name := "extensions " + verb
+	about += `
+
+With --cluster, every alive node of the cluster the running broker is a
+node of does the same in its own extensions folder: the command asks the
+broker's admin API (POST /api/v1/cluster/extensions/ID/` + verb + `), which
+asks each node and waits at most 5 seconds for their answers. It prints
+each node's result and exits 1 naming the nodes where it was not carried
+out (the node's error, or no answer). --data and --extensions do not
+apply then; --config gives the broker's http.address.` + fmt.Sprintf(clientsAbout, "extensions.manage")
 	return &command{
-		name: "extensions " + verb, arg: "ID", argWhat: "extension id", summary: summary, about: about,
-		flags: withConfig(func(id string, cfg *config.Config, stdout io.Writer) error {
-			return setDisabled(cfg.ExtensionsDir, id, disable, stdout)
-		}),
+		name: name, arg: "ID", argWhat: "extension id", summary: summary, about: about,
+		flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
+			o := folderFlags(fs)
+			onCluster := fs.Bool("cluster", false, "act on every node of the cluster, through the running broker's admin API")
+			af := declareAdminFlagsWith(fs, o.file)
+			return func(id string, stdout, _ io.Writer) error {
+				if !*onCluster {
+					if af.url.value != "" || af.tokenFile.value != "" {
+						return usagef(name, "--url and --token-file go with --cluster only")
+					}
+					cfg, err := o.config()
+					if err != nil {
+						return err
+					}
+					return setDisabled(cfg.ExtensionsDir, id, disable, stdout)
+				}
+				if o.data.value != "" || o.exts.value != "" {
+					return usagef(name, "--data and --extensions do not apply with --cluster: each node acts on its own extensions folder")
+				}
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				return setClusterDisabled(c, id, disable, stdout)
+			}
+		},
 	}
 }
 

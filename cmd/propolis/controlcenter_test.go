@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +71,20 @@ const (
 type ccBroker struct {
 	addr, base string
 	log        *syncLog
+	// cmd is the process, for kill (serveForClients only).
+	cmd    *exec.Cmd
+	killed atomic.Bool
+}
+
+// kill stops the broker with SIGKILL and waits for the process to end;
+// the test's cleanup then leaves it alone.
+func (b *ccBroker) kill(t *testing.T) {
+	t.Helper()
+	b.killed.Store(true)
+	if err := b.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = waitExit(t, b.cmd) // "signal: killed"
 }
 
 // startControlCenterBroker runs `propolis serve` with allow-all, the
@@ -891,6 +906,9 @@ func TestControlCenterLocal(t *testing.T) {
 	}
 	if p.present("#logout:not([hidden])") {
 		t.Errorf("a Log out button is shown to the local user")
+	}
+	if p.present("#cluster-mismatch:not([hidden])") {
+		t.Errorf("a broker without a cluster section shows the cluster banner")
 	}
 	for _, link := range []string{"overview", "clients", "retained", "extensions", "traces"} {
 		if !p.present(`#nav a[data-page="` + link + `"]:not([hidden])`) {

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,6 +17,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/cluster"
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/host/conformance"
 )
@@ -98,21 +102,86 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 	return tw.Flush()
 }
 
-// setDisabled disables or enables an extension (host.Disable, host.Enable).
+// setDisabled disables or enables an extension (extensionAction) and
+// prints what it did.
 func setDisabled(dir, id string, disable bool, w io.Writer) error {
-	if disable {
-		marker, err := host.Disable(dir, id)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "%s disabled (%s created); a running broker stops it within 2 seconds\n", id, marker)
-		return nil
-	}
-	marker, err := host.Enable(dir, id)
+	msg, err := extensionAction(dir, id, disable)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "%s enabled (%s removed); a running broker starts it within 2 seconds\n", id, marker)
+	fmt.Fprintln(w, msg)
+	return nil
+}
+
+// extensionAction disables or enables extension id in the extensions
+// folder dir (host.Disable, host.Enable) and says what it did: the one
+// function of `propolis extensions enable|disable`, and what a cluster
+// node runs on its own folder when any node asks (cluster.Options.Extension).
+func extensionAction(dir, id string, disable bool) (string, error) {
+	if disable {
+		marker, err := host.Disable(dir, id)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s disabled (%s created); a running broker stops it within 2 seconds", id, marker), nil
+	}
+	marker, err := host.Enable(dir, id)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s enabled (%s removed); a running broker starts it within 2 seconds", id, marker), nil
+}
+
+// nodeExtensionAction is extensionAction as a cluster node runs it when
+// any node asks (cluster.Options.Extension): its answer goes to the admin
+// API of the asking node, so it names the extension and never a path on
+// this machine (the admin API's rule, as its local enable and disable).
+func nodeExtensionAction(dir, id string, disable bool) (string, error) {
+	verb, does := "enabled", "starts"
+	if disable {
+		verb, does = "disabled", "stops"
+	}
+	_, err := extensionAction(dir, id, disable)
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, host.ErrNoExtension):
+		return "", fmt.Errorf("no extension %q in the node's extensions folder", id)
+	case errors.As(err, &pe):
+		return "", fmt.Errorf("extension %q not %s: the node's extensions folder: %s %s: %v", id, verb, pe.Op, host.DisabledFile, pe.Err)
+	case err != nil:
+		return "", err // an invalid id, named
+	}
+	return fmt.Sprintf("%s %s; the node %s it within 2 seconds", id, verb, does), nil
+}
+
+// setClusterDisabled disables or enables extension id on every node of
+// the cluster the broker behind c is a node of (POST
+// /api/v1/cluster/extensions/{id}/disable or enable) and prints each
+// node's result; it fails naming the nodes where it was not carried out.
+func setClusterDisabled(c *adminClient, id string, disable bool, w io.Writer) error {
+	verb := "enable"
+	if disable {
+		verb = "disable"
+	}
+	var res cluster.ControlResult
+	if err := c.postFor("/cluster/extensions/"+url.PathEscape(id)+"/"+verb, nil, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s %sd on %d of %d nodes:\n", id, verb, len(res.Nodes)-len(res.Failed()), len(res.Nodes))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, n := range res.Nodes {
+		what, result := "ok", n.Message
+		if !n.OK {
+			what, result = "FAILED", n.Error
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", printable(n.Node), what, printableText(result))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if failed := res.Failed(); len(failed) > 0 {
+		return fmt.Errorf("extensions %s %s --cluster: not carried out on node %s", verb, id, strings.Join(failed, ", "))
+	}
 	return nil
 }
 

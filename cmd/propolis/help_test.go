@@ -16,7 +16,7 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string // substrings of stdout
 	}{
-		{"help", []string{"help"}, []string{list, "  propolis extensions enable ID [--config FILE] [--data DIR] [--extensions DIR]\n"}},
+		{"help", []string{"help"}, []string{list, "  propolis extensions enable ID [--cluster] [--config FILE] [--data DIR] [--extensions DIR] [--token-file FILE] [--url URL]\n"}},
 		{"--help", []string{"--help"}, []string{list}},
 		{"-h", []string{"-h"}, []string{list}},
 		{"help serve", []string{"help", "serve"}, []string{"usage: propolis serve [--config FILE]", "SIGHUP", "\n  --repair ", "(default: false)"}},
@@ -31,6 +31,7 @@ func TestHelp(t *testing.T) {
 		{"version --help", []string{"version", "--help"}, []string{"usage: propolis version\n"}},
 		{"help help", []string{"help", "help"}, []string{"usage: propolis help [COMMAND]\n"}},
 		{"help lists cluster status", []string{"help"}, []string{"  propolis cluster status [--config FILE] [--json] [--token-file FILE] [--url URL]\n"}},
+		{"help extensions disable", []string{"help", "extensions", "disable"}, []string{"\n  --cluster ", "/api/v1/cluster/extensions/ID/disable", "exits 1 naming the nodes", "extensions.manage"}},
 		{"help cluster status", []string{"help", "cluster", "status"}, []string{"usage: propolis cluster status ", "replication factor in force", "broker.view"}},
 	}
 	for _, tt := range tests {
@@ -67,6 +68,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"extensions", "enable"}, "propolis: extensions enable: missing extension id; see 'propolis help extensions enable'"},
 		{[]string{"extensions", "enable", "a", "b"}, `propolis: extensions enable: unexpected argument "b"; see 'propolis help extensions enable'`},
 		{[]string{"extensions", "enable", "a", "--bogus"}, "propolis: extensions enable: flag provided but not defined: -bogus; see 'propolis help extensions enable'"},
+		{[]string{"extensions", "disable", "a", "--url", "http://127.0.0.1:1"}, "propolis: extensions disable: --url and --token-file go with --cluster only; see 'propolis help extensions disable'"},
+		{[]string{"extensions", "enable", "a", "--cluster", "--extensions", "x"}, "propolis: extensions enable: --data and --extensions do not apply with --cluster: each node acts on its own extensions folder; see 'propolis help extensions enable'"},
 		{[]string{"help", "nope"}, `propolis: unknown command "nope"; 'propolis help' lists the commands`},
 		{[]string{"version", "now"}, `propolis: version: unexpected argument "now"; see 'propolis help version'`},
 	}

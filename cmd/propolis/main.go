@@ -130,6 +130,10 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 		return err
 	}
 	var bc broker.Cluster // nil without a cluster (not a nil *cluster.Node)
+	// Session attributes in the cluster's bucket; its gate, asked at each
+	// call, keeps them in the local store until every node speaks the
+	// protocol that carries them (cluster.Node.Attributes).
+	var attrs broker.AttributeStore
 	if node != nil {
 		defer node.Close()
 		// The streams before broker.New: its restore reports the restored
@@ -139,10 +143,10 @@ func serve(load func() (*config.Config, error), repair bool, stderr io.Writer) e
 			log.Info("stopped before start", "signal", "SIGINT or SIGTERM")
 			return nil
 		}
-		bc = node
+		bc, attrs = node, node.Attributes()
 	}
 	srv, err := broker.New(broker.Options{Config: cfg, Logger: log, ApplyLog: out.set, RepairStore: repair, Version: version,
-		Extensions: broker.Extensions{Authenticator: h, Events: h, Interceptors: h}, Cluster: bc})
+		Extensions: broker.Extensions{Authenticator: h, Events: h, Interceptors: h}, Cluster: bc, Attributes: attrs})
 	if errors.Is(err, store.ErrDamagedWAL) {
 		return fmt.Errorf("%w; serve --repair copies the data folder aside and starts without the damaged part", err)
 	}

@@ -174,18 +174,25 @@ function clearStatus() {
   keepStatus = false;
 }
 
-// warnings fills the red banner with the broker's warnings (from
-// /api/v1/broker); an empty list hides it.
-function warnings(list) {
-  const box = document.getElementById("warnings");
-  const ul = document.getElementById("warnings-list");
-  replace(ul, (list || []).map((w) => el("li", {}, w)));
-  box.hidden = !list || list.length === 0;
+// warnings fills the red banner with the broker's warnings, and the
+// amber one with the ways the nodes of its cluster differ (both from
+// /api/v1/broker: warnings, cluster_mismatch); an empty list hides its
+// banner.
+function warnings(list, mismatch) {
+  banner("warnings", list);
+  banner("cluster-mismatch", mismatch);
+}
+
+// banner shows list in the banner id (its list is id-list), or hides it
+// when the list is empty.
+function banner(id, list) {
+  replace(document.getElementById(id + "-list"), (list || []).map((w) => el("li", {}, w)));
+  document.getElementById(id).hidden = !list || list.length === 0;
 }
 
 // refreshWarnings reads the broker's warnings again (when the user may),
-// so that the banner on any page says what holds now: pages that change
-// what it warns about (extensions) call it after their action. When the
+// so that the banners on any page say what holds now: pages that change
+// what they warn about (extensions) call it after their action. When the
 // broker does not answer, the message bar says the banner may be stale.
 let warningsFailed = "";
 async function refreshWarnings() {
@@ -193,7 +200,7 @@ async function refreshWarnings() {
   try {
     const b = await api.get("/broker");
     if (!me) return;
-    warnings(b.warnings);
+    warnings(b.warnings, b.cluster_mismatch);
     if (warningsFailed) {
       ctx.clear(warningsFailed);
       warningsFailed = "";

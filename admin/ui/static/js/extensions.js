@@ -1,7 +1,11 @@
 // extensions.js: every extension folder with its state (GET
 // /api/v1/extensions, refreshed every two seconds while open), and enable
 // or disable (extensions.manage): the same action as `propolis extensions
-// enable|disable ID`, the DISABLED file in the extension's folder.
+// enable|disable ID`, the DISABLED file in the extension's folder. On a
+// node of a cluster, each row also enables or disables the extension on
+// every node (POST /api/v1/cluster/extensions/ID/enable|disable, as
+// `propolis extensions enable|disable ID --cluster`), each node in its
+// own folder.
 
 import * as api from "./api.js";
 import { el, replace, help, table } from "./dom.js";
@@ -24,7 +28,7 @@ export function render(root, route, ctx) {
     try {
       const data = await api.get("/extensions");
       if (stopped) return;
-      show(data.extensions || []);
+      show(data.extensions || [], !!data.cluster);
       if (failed) {
         ctx.clear(failed);
         failed = "";
@@ -36,7 +40,7 @@ export function render(root, route, ctx) {
   }
   const poller = new Poller(load, interval);
 
-  function show(list) {
+  function show(list, cluster) {
     const manage = ctx.can("extensions.manage");
     const rows = list.map((x) => el("tr", { "data-extension": x.id },
       el("td", {}, el("strong", {}, x.id)),
@@ -48,7 +52,12 @@ export function render(root, route, ctx) {
       el("td", {}, names(x.services)),
       manage ? el("td", {}, x.disabled
         ? el("button", { type: "button", class: "primary", "data-action": "enable", onclick: () => act(x, "enable") }, "Enable")
-        : el("button", { type: "button", class: "danger", "data-action": "disable", onclick: () => act(x, "disable") }, "Disable")) : null));
+        : el("button", { type: "button", class: "danger", "data-action": "disable", onclick: () => act(x, "disable") }, "Disable"),
+        cluster ? el("span", { class: "cluster-actions" },
+          el("button", { type: "button", "data-action": "cluster-enable", title: "every node of the cluster removes the DISABLED file in its own folder",
+            onclick: () => actCluster(x, "enable") }, "Enable on every node"),
+          el("button", { type: "button", class: "danger", "data-action": "cluster-disable", title: "every node of the cluster creates the DISABLED file in its own folder",
+            onclick: () => actCluster(x, "disable") }, "Disable on every node")) : null) : null));
     replace(result, table(
       [el("span", {}, "Extension"), "Version", "State",
         el("span", { title: "the order of the chains: a higher priority is called first; the start priority orders the starts" }, "Priority"),
@@ -68,6 +77,33 @@ export function render(root, route, ctx) {
     await ctx.act(() => (what === "enable" ? api.post(`/extensions/${seg}/enable`) : api.post(`/extensions/${seg}/disable`)),
       `Extension ${x.id} ${what}d: the broker ${what === "enable" ? "starts" : "stops"} it within two seconds.`,
       () => poller.now());
+  }
+
+  // actCluster enables or disables x on every node of the cluster; the
+  // message bar names each node, and fails naming those that did not do
+  // it (their error, or no answer within 5 s).
+  async function actCluster(x, what) {
+    if (what === "disable") {
+      const ok = await ctx.confirm(`Disable ${x.id} on every node?`,
+        `Every node of the cluster stops ${x.id} within two seconds; its callbacks are no longer called on any node until it is enabled again.` +
+        ((x.callbacks || []).includes("authenticate") ? " It authenticates clients: a node with no other security extension refuses every CONNECT." : ""),
+        "Disable on every node");
+      if (!ok) return;
+    }
+    const seg = api.seg(x.id);
+    await ctx.act(async () => {
+      const r = await (what === "enable" ? api.post(`/cluster/extensions/${seg}/enable`) : api.post(`/cluster/extensions/${seg}/disable`));
+      const nodes = r.nodes || [];
+      if (!r.ok) {
+        const failed = nodes.filter((n) => !n.ok).map((n) => `${n.node}: ${n.error}`);
+        const done = nodes.filter((n) => n.ok).map((n) => n.node);
+        throw new Error(`Extension ${x.id} not ${what}d on every node: ${failed.join("; ")}` +
+          (done.length ? ` (${what}d on ${done.join(", ")})` : ""));
+      }
+      return nodes;
+    }, (nodes) => `Extension ${x.id} ${what}d on ${nodes.length === 1 ? "the one node" : `all ${nodes.length} nodes`} (${nodes.map((n) => n.node).join(", ")}): ` +
+      `each ${what === "enable" ? "starts" : "stops"} it within two seconds.`,
+    () => poller.now());
   }
 
   poller.now();

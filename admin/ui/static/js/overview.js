@@ -62,7 +62,7 @@ export function render(root, route, ctx) {
     try {
       const b = await api.get("/broker");
       if (stopped) return;
-      ctx.warnings(b.warnings);
+      ctx.warnings(b.warnings, b.cluster_mismatch);
       const s = b.summary || {};
       const now = performance.now();
       let rin = null, rout = null;

@@ -1,0 +1,1129 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// Replicated sessions (docs/cluster.md, "Replicated sessions").
+//
+// While its client is offline, a persistent session lives in JetStream,
+// not on a node: its record (sessionRecord: the session, its
+// subscriptions, and Since, the sequence of PROPOLIS_MESSAGES after which
+// messages matching the subscriptions are still owed) in bucket
+// SessionsBucket, and the messages the last node held for it (in flight
+// and queued) under subject pq.<clientKey> of stream QueuesStream.
+//
+// The lifecycle, on the nodes' side (the broker's side is
+// broker.ClusterSessions and Server.ExportSession, ImportSession and
+// QueueSessionMessages):
+//
+//  1. CONNECT on node Y: the broker calls ClaimSession (claim). A record
+//     online on another alive node X makes X let the session go (a
+//     release request on psr.<key>: X disconnects its client or releases
+//     its offline session) and Y waits for the record to go offline. Y
+//     takes temporary references on the subjects of the session's plain
+//     filters, reads the last sequence L of PROPOLIS_MESSAGES, returns the
+//     session with the held messages then those of (Since, L] matching
+//     its filters, and writes the record online on Y with Since = L.
+//  2. The broker imports the session and queues the messages; at
+//     Connected, Y queues the messages of (L, now] too (catchUp): those
+//     that reached Y between the claim and the import found no session.
+//  3. The connection ends on X (Disconnected): X reads the last sequence
+//     at once, waits releaseGrace (messages stored before the disconnect
+//     may still be on their way to X), then, unless the client came back,
+//     exports the session (release): its held messages into pq.<key>, the
+//     record offline with Since = that sequence.
+//  4. Every node sweeps the bucket every sweepInterval: an offline
+//     record past its expiry is deleted (one node wins, by revision) and
+//     its queue purged.
+//  5. Node.InvalidateSession deletes the record and the queue and tells
+//     every node (psi.<key>) to invalidate its local session.
+//  6. At UseBroker (after the broker restored its store), a restored
+//     session whose record names another node or is offline is dropped
+//     locally; one whose record says online here (this node died with its
+//     client connected) is released.
+//
+// Lock order: the broker's CONNECT turn of a client id (a claim runs
+// inside it), then its sessionKey.mu, then sessions.mu. A release holds
+// no sessionKey.mu while ExportSession waits for a CONNECT turn; a claim
+// finding a release of its client id under way waits for it only once
+// the session has left the broker (sessionKey.releasing).
+//
+// Everything here runs only while sessionsOn (every alive node speaks
+// protocol 2); otherwise the nodes keep sessions locally, as phase 1.
+
+// Names of the bucket, stream and subjects of replicated sessions.
+const (
+	// SessionsBucket holds one sessionRecord per replicated session,
+	// keyed by clientKey.
+	SessionsBucket = "PROPOLIS_SESSIONS"
+	// QueuesStream holds the messages a node held for a session when it
+	// released it, under pq.<clientKey>.
+	QueuesStream = "PROPOLIS_QUEUES"
+
+	queuePrefix      = "pq"  // QueuesStream's subjects
+	invalidatePrefix = "psi" // core: invalidate the session of <clientKey> on every node
+	releasePrefix    = "psr" // core: the node holding <clientKey> online lets it go
+)
+
+// Timings and bounds of replicated sessions.
+const (
+	// claimTimeout bounds a claim, the wait for another node's release
+	// included.
+	claimTimeout = 10 * time.Second
+	// maxClaims is how many claims (and releases) one node runs at once:
+	// a node going away with 10,000 sessions does not make the survivors
+	// send 10,000 requests to JetStream at the same moment.
+	maxClaims = 64
+	// releaseGrace is how long a node waits after a persistent session's
+	// connection ended before it releases the session.
+	releaseGrace = 2 * time.Second
+	// sweepInterval is how often every node sweeps the bucket for expired
+	// offline sessions.
+	sweepInterval = 30 * time.Second
+	// claimHold is how long the references a claim takes on its
+	// subjects live at most when the session is never established.
+	claimHold = 30 * time.Second
+	// recordPoll is the interval of the wait for another node's release.
+	recordPoll = 50 * time.Millisecond
+	// sessionOpTimeout bounds a release, a sweep and an invalidation.
+	sessionOpTimeout = 10 * time.Second
+	// recordVersion is sessionRecord.Version.
+	recordVersion = 1
+)
+
+// sessionRecord is the JSON value of a session's key in SessionsBucket.
+type sessionRecord struct {
+	Version int `json:"version"`
+	// Node is the node that claimed or released the session last.
+	Node string `json:"node"`
+	// Online is true while the session's client is connected to Node.
+	Online bool `json:"online"`
+	// Since is the sequence of PROPOLIS_MESSAGES after which messages
+	// matching the subscriptions are owed to the client (the held
+	// messages of pq.<key> excepted).
+	Since uint64 `json:"since"`
+	// Expiry is the session expiry interval, seconds
+	// (math.MaxUint32: never), counted from DisconnectedAt (unix
+	// seconds) while offline.
+	Expiry         uint32 `json:"expiry"`
+	DisconnectedAt int64  `json:"disconnected_at"`
+	// State is the session and its subscriptions as last exported; nil
+	// for a session created on Node and not released yet.
+	State *broker.SessionState `json:"state,omitempty"`
+}
+
+// expired reports whether r is an offline record past its expiry at now.
+func (r *sessionRecord) expired(now time.Time) bool {
+	if r.Online || r.Expiry == math.MaxUint32 {
+		return false
+	}
+	return now.Unix() >= r.DisconnectedAt+int64(r.Expiry)
+}
+
+// sessionBroker is what sessions asks of the local broker
+// (*broker.Server).
+type sessionBroker interface {
+	ExportSession(clientID string) (broker.SessionState, []broker.Message, error)
+	ImportSession(st broker.SessionState) error
+	QueueSessionMessages(clientID string, msgs []broker.Message) (int, error)
+	InvalidateSession(clientID string) error
+	Client(clientID string) (broker.ClientInfo, bool)
+	TakeOver(clientID string) error
+	ListClients(q broker.ClientQuery) (broker.ClientPage, error)
+}
+
+// sessionOptions are the dependencies of newSessions.
+type sessionOptions struct {
+	Conn     *nats.Conn
+	JS       jetstream.JetStream
+	Node     string
+	Replicas int
+	Levels   int
+	// MaxBytes bounds QueuesStream (cluster.stream_max_bytes).
+	MaxBytes int64
+	Broker   sessionBroker
+	Router   *router
+	// On reports whether replicated sessions are on (Node.sessionsOn).
+	On func() bool
+	// Alive reports whether a node is alive in the registry.
+	Alive func(node string) bool
+	Log   *slog.Logger
+	// Grace replaces releaseGrace when positive (tests).
+	Grace time.Duration
+}
+
+// sessions is the node's part in replicated sessions. Safe for
+// concurrent use.
+type sessions struct {
+	o      sessionOptions
+	kv     jetstream.KeyValue
+	queues jetstream.Stream
+	sem    chan struct{}
+	subs   []*nats.Subscription
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	last   lastSeq
+
+	mu     sync.Mutex
+	keys   map[string]*sessionKey // by clientKey
+	closed bool                   // close called: spawn starts nothing
+}
+
+// spawn runs f on a goroutine close waits for, then ends the use of key's
+// sessionKey sk; after close it only ends the use.
+func (s *sessions) spawn(key string, sk *sessionKey, f func()) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.done(key, sk)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.done(key, sk)
+		f()
+	}()
+}
+
+// sessionKey is what this node knows of one client id: its lock (claims
+// and releases of one client id run one at a time), the generation a
+// pending release must still find, and the catch-up owed at Connected.
+type sessionKey struct {
+	mu    sync.Mutex
+	users int // goroutines holding or waiting for mu, or a pending catch-up
+	gen   uint64
+	// catch is set by a claim until Connected (or claimHold): the filters
+	// whose subjects the claim holds, and the sequence it read.
+	catch *catchUp
+	// releasing is set while a release runs, closed when it ends.
+	releasing chan struct{}
+}
+
+// catchUp is what Connected owes a claimed session.
+type catchUp struct {
+	id      string
+	filters []string
+	after   uint64
+	timer   *time.Timer
+}
+
+// newSessions creates or updates SessionsBucket and QueuesStream,
+// subscribes to the invalidation and release subjects and starts the
+// sweep. close stops it.
+func newSessions(o sessionOptions) (*sessions, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Grace <= 0 {
+		o.Grace = releaseGrace
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	kv, _, err := ensureBucket(ctx, o.JS, jetstream.KeyValueConfig{
+		Bucket:      SessionsBucket,
+		Description: "Propolis: persistent sessions, their subscriptions and where their messages start",
+		History:     1,
+		Replicas:    max(o.Replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replicated sessions: %w", err)
+	}
+	qcfg := jetstream.StreamConfig{
+		Name:        QueuesStream,
+		Description: "Propolis: the messages a node held for a session it released",
+		Subjects:    []string{queuePrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		// Full: a release fails (the session stays on its node) rather
+		// than dropping another session's messages.
+		Discard:  jetstream.DiscardNew,
+		MaxBytes: unlimited(o.MaxBytes),
+		Replicas: max(o.Replicas, 1),
+		Storage:  jetstream.FileStorage,
+	}
+	if err := ensureStream(ctx, o.JS, qcfg); err != nil {
+		return nil, fmt.Errorf("replicated sessions: %w", err)
+	}
+	qs, err := o.JS.Stream(ctx, QueuesStream)
+	if err != nil {
+		return nil, fmt.Errorf("replicated sessions: stream %s: %w", QueuesStream, err)
+	}
+	s := &sessions{o: o, kv: kv, queues: qs, sem: make(chan struct{}, maxClaims), stop: make(chan struct{}),
+		keys: map[string]*sessionKey{}}
+	s.last.js = o.JS
+	for prefix, handle := range map[string]func(*nats.Msg){invalidatePrefix: s.invalidated, releasePrefix: s.releaseAsked} {
+		sub, err := o.Conn.Subscribe(prefix+".>", handle)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("replicated sessions: subscribe to %s.>: %w", prefix, err)
+		}
+		s.subs = append(s.subs, sub)
+	}
+	s.wg.Add(1)
+	go s.sweeps()
+	return s, nil
+}
+
+// close stops the sweep and the subscriptions; pending releases end
+// without acting.
+func (s *sessions) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.stop)
+	s.mu.Unlock()
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
+	}
+	s.wg.Wait()
+}
+
+// key returns the sessionKey of k, counted as used until done.
+func (s *sessions) key(k string) *sessionKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sk := s.keys[k]
+	if sk == nil {
+		sk = &sessionKey{}
+		s.keys[k] = sk
+	}
+	sk.users++
+	return sk
+}
+
+// done ends a use of k's sessionKey (key), forgetting it when unused.
+func (s *sessions) done(k string, sk *sessionKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sk.users--; sk.users == 0 {
+		delete(s.keys, k)
+	}
+}
+
+// acquire takes one of the maxClaims slots, or fails when ctx ends.
+func (s *sessions) acquire(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d claims and releases already running on this node: %w", maxClaims, ctx.Err())
+	}
+}
+
+func (s *sessions) release1() { <-s.sem }
+
+// get reads the record of key: nil and revision 0 when there is none.
+func (s *sessions) get(ctx context.Context, key string) (*sessionRecord, uint64, error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read %s record: %w", SessionsBucket, err)
+	}
+	var r sessionRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, 0, fmt.Errorf("%s record %s (revision %d): %w", SessionsBucket, key, e.Revision(), err)
+	}
+	if r.Version != recordVersion {
+		return nil, 0, fmt.Errorf("%s record %s: version %d, this node reads %d", SessionsBucket, key, r.Version, recordVersion)
+	}
+	return &r, e.Revision(), nil
+}
+
+// put writes r under key if the record still is at revision rev (0: none
+// yet), returning the new revision; jetstream.ErrKeyExists or a wrong
+// last sequence error when another write came first.
+func (s *sessions) put(ctx context.Context, key string, rev uint64, r *sessionRecord) (uint64, error) {
+	r.Version = recordVersion
+	v, err := json.Marshal(r)
+	if err != nil {
+		return 0, err
+	}
+	if rev == 0 {
+		return s.kv.Create(ctx, key, v)
+	}
+	return s.kv.Update(ctx, key, v, rev)
+}
+
+// conflict reports whether err is a conditional write that lost.
+func conflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// purgeQueue removes the held messages of key.
+func (s *sessions) purgeQueue(ctx context.Context, key string) error {
+	if err := s.queues.Purge(ctx, jetstream.WithPurgeSubject(queuePrefix+"."+key)); err != nil {
+		return fmt.Errorf("purge %s of %s: %w", queuePrefix+"."+key, QueuesStream, err)
+	}
+	return nil
+}
+
+// --- 1. claim ---
+
+// claim is ClaimSession (see the top of this file).
+func (s *sessions) claim(id string, cleanStart bool) (*broker.SessionState, []broker.Message, error) {
+	key, err := clientKey(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	if err := s.acquire(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer s.release1()
+	sk := s.key(key)
+	defer s.done(key, sk)
+	sk.mu.Lock()
+	defer func() { sk.mu.Unlock() }()
+	sk.gen++ // a release pending here for an earlier connection does not run
+	for sk.releasing != nil {
+		if _, ok := s.o.Broker.Client(id); ok {
+			// Not exported yet, and it cannot be while this CONNECT
+			// holds the client id's turn: the broker takes it over, and
+			// the release finds its client connected.
+			return nil, nil, nil
+		}
+		wait := sk.releasing
+		sk.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			sk.mu.Lock()
+			return nil, nil, fmt.Errorf("the session's release on this node did not end within %s", claimTimeout)
+		}
+		sk.mu.Lock()
+	}
+	var asked time.Time
+	for {
+		rec, rev, err := s.get(ctx, key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !cleanStart && rec != nil && rec.Online && rec.Node != s.o.Node && s.o.Alive(rec.Node) {
+			// Another node holds it: ask it (again every second: the
+			// request is a core message), and wait for its release. A
+			// clean start does not wait: that node drops the session
+			// when it finds the record names this one.
+			if time.Since(asked) >= time.Second {
+				if err := s.o.Conn.Publish(releasePrefix+"."+key, nil); err != nil {
+					return nil, nil, fmt.Errorf("ask node %s to release the session: %w", rec.Node, err)
+				}
+				asked = time.Now()
+			}
+			select {
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("node %s did not release the session within %s", rec.Node, claimTimeout)
+			case <-time.After(recordPoll):
+			}
+			continue
+		}
+		if !cleanStart && rec != nil && rec.Online && rec.Node == s.o.Node {
+			if _, ok := s.o.Broker.Client(id); ok {
+				return nil, nil, nil // here already: the broker takes it over locally
+			}
+		}
+		st, msgs, err := s.take(ctx, id, key, sk, rec, rev, cleanStart)
+		if conflict(err) {
+			continue // another node's claim or release came first
+		}
+		return st, msgs, err
+	}
+}
+
+// take claims the session of record rec (revision rev; nil when none) for
+// this node: see claim. sk.mu is held.
+func (s *sessions) take(ctx context.Context, id, key string, sk *sessionKey, rec *sessionRecord, rev uint64,
+	cleanStart bool) (*broker.SessionState, []broker.Message, error) {
+	var st *broker.SessionState
+	var since uint64
+	if rec != nil && !cleanStart {
+		st, since = rec.State, rec.Since
+	}
+	var held []broker.Message
+	if st != nil {
+		var err error
+		if held, err = s.readQueue(ctx, key); err != nil {
+			return nil, nil, err
+		}
+	}
+	filters := plainFilters(st)
+	for _, f := range filters {
+		s.o.Router.subscribed(f)
+	}
+	holding := true
+	defer func() {
+		if holding {
+			for _, f := range filters {
+				s.o.Router.unsubscribed(f)
+			}
+		}
+	}()
+	if len(filters) > 0 {
+		if err := s.o.Conn.FlushWithContext(ctx); err != nil {
+			return nil, nil, fmt.Errorf("subscribe to the session's subjects: %w", err)
+		}
+	}
+	last, err := s.last.read(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var replay []broker.Message
+	if st != nil && last > since {
+		if replay, err = s.replay(ctx, filters, since, last); err != nil {
+			return nil, nil, err
+		}
+	}
+	nr := &sessionRecord{Node: s.o.Node, Online: true, Since: last, State: st}
+	if st != nil {
+		nr.Expiry = st.Session.SessionExpiry
+	}
+	if _, err := s.put(ctx, key, rev, nr); err != nil {
+		if conflict(err) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("write %s record: %w", SessionsBucket, err)
+	}
+	// Held messages exist only under a record with a state (a release
+	// writes both): a new client costs no purge.
+	if rec != nil && rec.State != nil {
+		if err := s.purgeQueue(ctx, key); err != nil {
+			// The record is ours: the queue read is in the session; left
+			// in the stream, it would come again at the next claim
+			// (duplicates).
+			s.o.Log.Warn("replicated session: held messages not purged; they may be delivered again", "client", id, "error", err)
+		}
+	}
+	if len(filters) > 0 {
+		holding = false
+		s.hold(id, key, sk, filters, last)
+	}
+	if st == nil {
+		return nil, nil, nil
+	}
+	return st, append(held, replay...), nil
+}
+
+// plainFilters returns the filters of st's subscriptions other than
+// shared ones (a shared group's messages went to its other members).
+func plainFilters(st *broker.SessionState) []string {
+	if st == nil {
+		return nil
+	}
+	var out []string
+	for _, sub := range st.Subscriptions {
+		if strings.HasPrefix(sub.Filter, "$share/") {
+			continue
+		}
+		out = append(out, sub.Filter)
+	}
+	return out
+}
+
+// hold keeps the claim's references on the subjects of filters until
+// Connected (catchUp) or claimHold. sk.mu is held.
+func (s *sessions) hold(id, key string, sk *sessionKey, filters []string, after uint64) {
+	if old := sk.catch; old != nil { // taken from sk.catch: ours (see connected)
+		old.timer.Stop()
+		s.dropHold(old)
+		s.done(key, sk)
+	}
+	c := &catchUp{id: id, filters: filters, after: after}
+	s.mu.Lock()
+	sk.users++ // kept while the catch-up is pending
+	s.mu.Unlock()
+	sk.catch = c
+	c.timer = time.AfterFunc(claimHold, func() {
+		sk.mu.Lock()
+		mine := sk.catch == c
+		if mine {
+			sk.catch = nil
+		}
+		sk.mu.Unlock()
+		if mine {
+			s.dropHold(c)
+			s.done(key, sk)
+		}
+	})
+}
+
+// dropHold releases the references of c.
+func (s *sessions) dropHold(c *catchUp) {
+	for _, f := range c.filters {
+		s.o.Router.unsubscribed(f)
+	}
+}
+
+// connected runs at Connected: a claimed session queues the messages of
+// (claim's sequence, now] matching its filters, which reached this node
+// before the broker imported the session, then the claim's references go.
+func (s *sessions) connected(id string) {
+	key, err := clientKey(id)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	sk := s.keys[key]
+	s.mu.Unlock()
+	if sk == nil {
+		return
+	}
+	sk.mu.Lock()
+	sk.gen++
+	c := sk.catch
+	sk.catch = nil
+	sk.mu.Unlock()
+	if c == nil {
+		return
+	}
+	// Taken from sk.catch: ours, whether or not the timer fired since
+	// (it then finds sk.catch changed and leaves c alone).
+	c.timer.Stop()
+	s.spawn(key, sk, func() {
+		defer s.dropHold(c)
+		ctx, cancel := context.WithTimeout(context.Background(), sessionOpTimeout)
+		defer cancel()
+		last, err := s.last.read(ctx)
+		if err == nil && last > c.after {
+			var msgs []broker.Message
+			if msgs, err = s.replay(ctx, c.filters, c.after, last); err == nil && len(msgs) > 0 {
+				_, err = s.o.Broker.QueueSessionMessages(id, msgs)
+			}
+		}
+		if err != nil {
+			s.o.Log.Warn("replicated session: messages stored during the claim not queued", "client", id, "error", err)
+		}
+	})
+}
+
+// readQueue reads the held messages of key, in order.
+func (s *sessions) readQueue(ctx context.Context, key string) ([]broker.Message, error) {
+	msgs, err := s.read(ctx, s.queues, []string{queuePrefix + "." + key}, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read the session's held messages from %s: %w", QueuesStream, err)
+	}
+	return msgs, nil
+}
+
+// replay reads the messages of PROPOLIS_MESSAGES in (after, upTo] on the
+// subjects of filters.
+func (s *sessions) replay(ctx context.Context, filters []string, after, upTo uint64) ([]broker.Message, error) {
+	subjects := coverSubjects(filters, s.o.Levels)
+	if len(subjects) == 0 {
+		return nil, nil
+	}
+	st, err := s.o.JS.Stream(ctx, MessagesStream)
+	if err != nil {
+		return nil, fmt.Errorf("replay %s: %w", MessagesStream, err)
+	}
+	msgs, err := s.read(ctx, st, subjects, after+1, upTo)
+	if err != nil {
+		return nil, fmt.Errorf("replay %s from %d to %d: %w", MessagesStream, after+1, upTo, err)
+	}
+	return msgs, nil
+}
+
+// read returns the messages of st on subjects from sequence from (0: the
+// first) up to upTo (0: the last now), decoded, with the expiry they have
+// left; expired and undecodable ones are left out (the latter logged).
+// It reads through an ephemeral consumer without acks, deleted after.
+func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []string, from, upTo uint64) ([]broker.Message, error) {
+	cfg := jetstream.ConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: claimHold, MemoryStorage: true}
+	if from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	c, err := st.CreateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		_ = st.DeleteConsumer(dctx, c.CachedInfo().Name)
+		cancel()
+	}()
+	var out []broker.Message
+	now := time.Now()
+	for pending := c.CachedInfo().NumPending; pending > 0; {
+		batch, err := c.FetchNoWait(readBatch)
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			meta, err := msg.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			pending = meta.NumPending
+			if upTo > 0 && meta.Sequence.Stream > upTo {
+				pending = 0
+				break
+			}
+			m, publisher, err := decode(&nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
+			if err != nil {
+				s.o.Log.Warn("replicated session: stored message not delivered", "subject", msg.Subject(), "error", err)
+			} else if remainingExpiry(&m, meta.Timestamp, now) {
+				m.Origin = publisher
+				out = append(out, m)
+			}
+			if upTo > 0 && meta.Sequence.Stream >= upTo {
+				pending = 0
+			}
+		}
+		if err := batch.Error(); got == 0 && errors.Is(err, nats.ErrNoResponders) {
+			// A consumer just created in a clustered stream may not
+			// serve pulls yet: ask again.
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w (the consumer did not answer: %v)", ctx.Err(), err)
+			case <-time.After(recordPoll):
+			}
+			continue
+		} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, err
+		}
+		if got == 0 {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readBatch is how many stored messages one fetch of read asks for.
+const readBatch = 256
+
+// coverSubjects returns the subjects of filters, without one that
+// another covers (a consumer's filter subjects must not overlap), sorted.
+func coverSubjects(filters []string, levels int) []string {
+	var subs []string
+	for _, f := range filters {
+		subs = append(subs, filterSubject(f, levels))
+	}
+	slices.Sort(subs)
+	subs = slices.Compact(subs)
+	var out []string
+	for i, a := range subs {
+		covered := false
+		for j, b := range subs {
+			if i != j && subjectCovers(b, a) && (!subjectCovers(a, b) || j < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// subjectCovers reports whether every subject matching b matches a
+// (NATS wildcards: '*' one token, '>' one or more at the end).
+func subjectCovers(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i, t := range at {
+		if t == ">" {
+			return len(bt) > i
+		}
+		if i >= len(bt) {
+			return false
+		}
+		if bt[i] == ">" {
+			return false
+		}
+		if t != "*" && t != bt[i] {
+			return false
+		}
+	}
+	return len(at) == len(bt)
+}
+
+// --- 3. release ---
+
+// disconnected runs at Disconnected: it reads the stream's last sequence,
+// waits the grace and releases the session unless its client came back.
+func (s *sessions) disconnected(id string) {
+	key, err := clientKey(id)
+	if err != nil {
+		return
+	}
+	sk := s.key(key)
+	sk.mu.Lock()
+	gen := sk.gen
+	sk.mu.Unlock()
+	s.spawn(key, sk, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), sessionOpTimeout)
+		since, err := s.last.read(ctx)
+		cancel()
+		if err != nil {
+			s.o.Log.Warn("replicated session not released: the message stream's last sequence is unknown; the session stays here",
+				"client", id, "error", err)
+			return
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(s.o.Grace):
+		}
+		s.release(id, key, sk, gen, since)
+	})
+}
+
+// release exports the session of id to JetStream (see the top of this
+// file), unless the client came back since generation gen (gen 0: any).
+// since is the stream's sequence at the disconnect (0: keep the record's).
+func (s *sessions) release(id, key string, sk *sessionKey, gen, since uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), sessionOpTimeout)
+	defer cancel()
+	if err := s.acquire(ctx); err != nil {
+		s.o.Log.Warn("replicated session not released; it stays here", "client", id, "error", err)
+		return
+	}
+	defer s.release1()
+	sk.mu.Lock()
+	if gen != 0 && sk.gen != gen || sk.releasing != nil {
+		sk.mu.Unlock()
+		return // claimed again or reconnected here, or released already
+	}
+	done := make(chan struct{})
+	sk.releasing = done
+	sk.mu.Unlock()
+	defer func() {
+		sk.mu.Lock()
+		sk.releasing = nil
+		sk.mu.Unlock()
+		close(done)
+	}()
+	if info, ok := s.o.Broker.Client(id); ok && info.Connected {
+		return
+	}
+	if err := s.handOver(ctx, id, key, since); err != nil {
+		s.o.Log.Warn("replicated session not released; it stays here", "client", id, "error", err)
+	}
+}
+
+// handOver is release once decided, sk.releasing set: a claim of the
+// client id on this node waits for it once the session left the broker
+// (ExportSession), not before: ExportSession waits for the CONNECT the
+// claim is part of.
+func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) error {
+	rec, rev, err := s.get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if rec != nil && (rec.Node != s.o.Node || !rec.Online) {
+		// Another node claimed it since (this node was cut off, or the
+		// record is older than a restart): the record is the truth.
+		if _, _, err := s.o.Broker.ExportSession(id); err == nil {
+			s.o.Log.Info("replicated session dropped here: another node has it", "client", id, "node", rec.Node)
+		}
+		return nil
+	}
+	st, held, err := s.o.Broker.ExportSession(id)
+	switch {
+	case errors.Is(err, broker.ErrNoSession):
+		if rec != nil { // a session that ended with its connection
+			if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil && !conflict(err) {
+				return fmt.Errorf("delete %s record: %w", SessionsBucket, err)
+			}
+		}
+		return nil
+	case errors.Is(err, broker.ErrConnected):
+		return nil
+	case err != nil:
+		return err
+	}
+	if since == 0 && rec != nil {
+		since = rec.Since
+	}
+	if err := s.publishHeld(ctx, key, held); err == nil {
+		nr := &sessionRecord{Node: s.o.Node, Since: since, State: &st, Expiry: st.Session.SessionExpiry,
+			DisconnectedAt: time.Now().Unix()}
+		if _, err = s.put(ctx, key, rev, nr); err == nil {
+			return nil
+		}
+		_ = s.purgeQueue(ctx, key)
+	} else {
+		_ = s.purgeQueue(ctx, key)
+	}
+	// Not released: the session goes back into the broker.
+	if ierr := s.o.Broker.ImportSession(st); ierr != nil {
+		return fmt.Errorf("%w; and the session could not be put back: %v (lost)", err, ierr)
+	}
+	if _, qerr := s.o.Broker.QueueSessionMessages(id, held); qerr != nil {
+		return fmt.Errorf("%w; and its messages could not be put back: %v", err, qerr)
+	}
+	return err
+}
+
+// publishHeld stores msgs under pq.<key>, in order, waiting for each
+// acknowledgement.
+func (s *sessions) publishHeld(ctx context.Context, key string, msgs []broker.Message) error {
+	subject := queuePrefix + "." + key
+	for i := range msgs {
+		m := &msgs[i]
+		if _, err := s.o.JS.PublishMsg(ctx, encode(m, m.Origin, s.o.Node, subject)); err != nil {
+			return fmt.Errorf("store held message %d of %d in %s: %w", i+1, len(msgs), QueuesStream, err)
+		}
+	}
+	return nil
+}
+
+// releaseAsked handles a release request (psr.<key>): a client connected
+// here is disconnected (its Disconnected releases the session); an
+// offline session held here, or a record saying online here with nothing
+// here, is released at once.
+func (s *sessions) releaseAsked(msg *nats.Msg) {
+	key := strings.TrimPrefix(msg.Subject, releasePrefix+".")
+	id, ok := unescapeToken(key)
+	if !ok || !s.o.On() {
+		return
+	}
+	if info, ok := s.o.Broker.Client(id); ok && info.Connected {
+		_ = s.o.Broker.TakeOver(id) // gone meanwhile: its Disconnected releases
+		return
+	}
+	sk := s.key(key)
+	s.spawn(key, sk, func() {
+		s.release(id, key, sk, 0, 0)
+	})
+}
+
+// --- 4. expiry ---
+
+// sweeps runs sweep every sweepInterval until close.
+func (s *sessions) sweeps() {
+	defer s.wg.Done()
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if s.o.On() {
+			if n, err := s.sweep(time.Now()); err != nil {
+				s.o.Log.Warn("replicated sessions: expiry sweep", "expired", n, "error", err)
+			}
+		}
+	}
+}
+
+// sweep deletes every offline record expired at now, and its held
+// messages; of nodes sweeping at once, the one whose revision-conditioned
+// delete lands purges. It returns how many it deleted.
+func (s *sessions) sweep(now time.Time) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sweepInterval)
+	defer cancel()
+	keys, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for key := range keys.Keys() {
+		rec, rev, err := s.get(ctx, key)
+		if err != nil || rec == nil || !rec.expired(now) {
+			continue
+		}
+		if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+			if !conflict(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := s.purgeQueue(ctx, key); err != nil {
+			errs = append(errs, err)
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// --- 5. invalidation ---
+
+// invalidate deletes the record and held messages of id, invalidates
+// the local session, then tells the other nodes to invalidate theirs
+// (psi.<key>, naming this node, which ignores its own). found reports
+// whether there was a record; err is the broker's (broker.ErrNoSession
+// when there was no local session) or JetStream's.
+func (s *sessions) invalidate(id string) (found bool, err error) {
+	key, err := clientKey(id)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sessionOpTimeout)
+	defer cancel()
+	sk := s.key(key)
+	defer s.done(key, sk)
+	sk.mu.Lock()
+	sk.gen++ // a release pending here does not run
+	rec, _, err := s.get(ctx, key)
+	if err == nil {
+		if err = s.kv.Delete(ctx, key); err != nil {
+			err = fmt.Errorf("delete %s record: %w", SessionsBucket, err)
+		}
+	}
+	if err == nil {
+		err = s.purgeQueue(ctx, key)
+	}
+	sk.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	lerr := s.o.Broker.InvalidateSession(id)
+	if err := s.o.Conn.Publish(invalidatePrefix+"."+key, []byte(s.o.Node)); err != nil {
+		return rec != nil, fmt.Errorf("tell the other nodes: %w", err)
+	}
+	return rec != nil, lerr
+}
+
+// invalidated handles psi.<key>: the local session of the client id is
+// invalidated (none here is fine).
+func (s *sessions) invalidated(msg *nats.Msg) {
+	key := strings.TrimPrefix(msg.Subject, invalidatePrefix+".")
+	id, ok := unescapeToken(key)
+	if !ok || string(msg.Data) == s.o.Node {
+		return
+	}
+	if err := s.o.Broker.InvalidateSession(id); err != nil && !errors.Is(err, broker.ErrNoSession) {
+		s.o.Log.Warn("replicated session not invalidated here", "client", id, "error", err)
+	}
+}
+
+// --- 6. restart ---
+
+// reconcile applies the records to the sessions the broker restored from
+// its store: one whose record names another node or is offline is
+// dropped here; one whose record says online here (this node stopped with
+// its client connected) is released; one without a record stays.
+func (s *sessions) reconcile(ctx context.Context) (dropped, released int, err error) {
+	after := ""
+	for {
+		page, err := s.o.Broker.ListClients(broker.ClientQuery{State: broker.ClientsOffline, After: after, Limit: broker.MaxPageLimit})
+		if err != nil {
+			return dropped, released, err
+		}
+		for _, c := range page.Clients {
+			key, err := clientKey(c.ClientID)
+			if err != nil {
+				continue
+			}
+			rec, _, err := s.get(ctx, key)
+			switch {
+			case err != nil:
+				return dropped, released, err
+			case rec == nil:
+			case rec.Node != s.o.Node || !rec.Online:
+				if _, _, err := s.o.Broker.ExportSession(c.ClientID); err == nil {
+					dropped++
+				}
+			default:
+				sk := s.key(key)
+				s.release(c.ClientID, key, sk, 0, 0)
+				s.done(key, sk)
+				released++
+			}
+		}
+		if page.Next == "" {
+			return dropped, released, nil
+		}
+		after = page.Next
+	}
+}
+
+// --- the stream's last sequence ---
+
+// lastSeq reads the last sequence of PROPOLIS_MESSAGES, one request at a
+// time: a caller arriving while a request is in flight waits for the
+// next one (whose answer is later than its call), so that 10,000
+// disconnects at once make a few requests, not 10,000.
+type lastSeq struct {
+	js jetstream.JetStream
+
+	mu      sync.Mutex
+	running bool
+	waiters []chan lastAnswer // for the next request
+}
+
+type lastAnswer struct {
+	seq uint64
+	err error
+}
+
+// read returns the stream's last sequence, read after the call began.
+func (l *lastSeq) read(ctx context.Context) (uint64, error) {
+	ch := make(chan lastAnswer, 1)
+	l.mu.Lock()
+	l.waiters = append(l.waiters, ch)
+	if !l.running {
+		l.running = true
+		go l.run()
+	}
+	l.mu.Unlock()
+	select {
+	case a := <-ch:
+		return a.seq, a.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("read the last sequence of %s: %w", MessagesStream, ctx.Err())
+	}
+}
+
+// run answers the waiters, a request per batch, until none is left.
+func (l *lastSeq) run() {
+	for {
+		l.mu.Lock()
+		ws := l.waiters
+		l.waiters = nil
+		if len(ws) == 0 {
+			l.running = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		var a lastAnswer
+		st, err := l.js.Stream(ctx, MessagesStream)
+		if err == nil {
+			var info *jetstream.StreamInfo
+			if info, err = st.Info(ctx); err == nil {
+				a.seq = info.State.LastSeq
+			}
+		}
+		cancel()
+		if err != nil {
+			a.err = fmt.Errorf("read the last sequence of %s: %w", MessagesStream, err)
+		}
+		for _, w := range ws {
+			w <- a
+		}
+	}
+}

@@ -1,0 +1,491 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/broker/config"
+	"github.com/propolis-mqtt/propolis/internal/natstest"
+	"github.com/propolis-mqtt/propolis/internal/poll"
+)
+
+// The tests of sessions.go run two or three "nodes" in one process, as
+// sessions_helpers_test.go does: real brokers, each with its router,
+// owners and sessions under its own node name, on one JetStream server.
+// Which nodes are alive is the test's to say (sessAlive).
+
+// sessAlive is the test's registry: the nodes it calls alive.
+type sessAlive struct {
+	mu    sync.Mutex
+	alive map[string]bool
+}
+
+func (a *sessAlive) set(node string, alive bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.alive == nil {
+		a.alive = map[string]bool{}
+	}
+	a.alive[node] = alive
+}
+
+func (a *sessAlive) is(node string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.alive[node]
+}
+
+// sessNode is one test node with replicated sessions.
+type sessNode struct {
+	name     string
+	srv      *broker.Server
+	addr     string
+	router   *router
+	owners   *owners
+	sessions *sessions
+	kv       jetstream.KeyValue
+	on       atomic.Bool // replicated sessions on
+}
+
+// sessCluster is the broker.Cluster (and ClusterSessions) of a test node,
+// glued as Node glues its parts.
+type sessCluster struct{ n *sessNode }
+
+var (
+	_ broker.Cluster         = sessCluster{}
+	_ broker.ClusterSessions = sessCluster{}
+)
+
+func (c sessCluster) Forward(m *broker.Message, publisher string) error {
+	return c.n.router.forward(m, publisher)
+}
+
+func (c sessCluster) Subscribed(filter, group string) {
+	if group == "" {
+		c.n.router.subscribed(filter)
+	}
+}
+
+func (c sessCluster) Unsubscribed(filter, group string) {
+	if group == "" {
+		c.n.router.unsubscribed(filter)
+	}
+}
+
+func (c sessCluster) CheckFilter(filter, group string) error {
+	return filterFits(filter, group, testLevels, c.n.router.queue)
+}
+
+func (sessCluster) CheckClientID(id string) error {
+	_, err := clientKey(id)
+	return err
+}
+
+func (c sessCluster) Connected(id string) {
+	c.n.owners.connected(id)
+	if c.n.on.Load() {
+		c.n.sessions.connected(id)
+	}
+}
+
+func (c sessCluster) Disconnected(id string) {
+	c.n.owners.disconnected(id)
+	if c.n.on.Load() {
+		c.n.sessions.disconnected(id)
+	}
+}
+
+func (c sessCluster) ClaimSession(id string, cleanStart bool) (*broker.SessionState, []broker.Message, error) {
+	if !c.n.on.Load() {
+		return nil, nil, nil
+	}
+	return c.n.sessions.claim(id, cleanStart)
+}
+
+// startSessNode starts node name on ns with replicated sessions on
+// (off when on is false), its broker's data in dir ("" for a fresh one).
+func startSessNode(t *testing.T, ns *server.Server, name string, alive *sessAlive, on bool, dir string) *sessNode {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	nc := natstest.Connect(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := newRouter(routerOptions{Conn: nc, JS: js, Node: name, Replicas: 1, Levels: testLevels,
+		MaxAge: time.Hour, MaxBytes: 1 << 30, Log: testLogger().With("node", name), PublishTimeout: 4 * time.Second})
+	if err != nil {
+		t.Fatalf("node %s: %v", name, err)
+	}
+	n := &sessNode{name: name, router: r}
+	n.on.Store(on)
+	cfg := config.Default()
+	cfg.Listeners[0].Address = "127.0.0.1:0"
+	cfg.DataDir = dir
+	srv, err := broker.New(broker.Options{Config: cfg, Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}},
+		Logger: testLogger().With("node", name), Cluster: sessCluster{n}})
+	if err != nil {
+		t.Fatalf("node %s: %v", name, err)
+	}
+	n.srv = srv
+	if err := r.useBroker(srv); err != nil {
+		t.Fatal(err)
+	}
+	if n.owners, err = newOwners(ownerOptions{JS: js, Node: name, Replicas: 1, Broker: srv, Log: testLogger().With("node", name)}); err != nil {
+		t.Fatal(err)
+	}
+	n.sessions, err = newSessions(sessionOptions{Conn: nc, JS: js, Node: name, Replicas: 1, Levels: testLevels,
+		Broker: srv, Router: r, On: n.on.Load, Alive: alive.is, Log: testLogger().With("node", name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.kv = n.sessions.kv
+	alive.set(name, true)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.sessions.close()
+		n.owners.stopWatch()
+		r.close()
+		_ = srv.Close()
+		n.owners.Close()
+	})
+	n.addr = srv.Addr(cfg.Listeners[0].Name)
+	return n
+}
+
+// connect connects a non-persistent MQTT 5 client id to n.
+func (n *sessNode) connect(t *testing.T, id string) (*paho.Client, *received) {
+	t.Helper()
+	return (&testNode{name: n.name, addr: n.addr}).connect(t, id)
+}
+
+// record reads the record of id, nil when there is none.
+func (n *sessNode) record(t *testing.T, id string) *sessionRecord {
+	t.Helper()
+	key, _ := clientKey(id)
+	r, _, err := n.sessions.get(brokertest.OpCtx(t), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// persistent connects an MQTT 5 client id to n with a session expiry of
+// 300 s; it returns the client, whether the server had a session, and
+// what it receives.
+func persistent(t *testing.T, n *sessNode, id string, clean bool, gone chan<- byte) (*paho.Client, bool, *received) {
+	t.Helper()
+	got := &received{}
+	cfg := paho.ClientConfig{ClientID: id, OnPublishReceived: []func(paho.PublishReceived) (bool, error){got.add}}
+	if gone != nil {
+		cfg.OnServerDisconnect = func(d *paho.Disconnect) { gone <- d.ReasonCode }
+	}
+	c := brokertest.DialV5(t, n.addr, cfg)
+	exp := uint32(300)
+	ca, err := c.Connect(brokertest.OpCtx(t), &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 60,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &exp}})
+	if err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("connect %s to %s: %v %+v", id, n.name, err, ca)
+	}
+	return c, ca.SessionPresent, got
+}
+
+// payloads returns the payloads received on topic, in order.
+func (r *received) payloads(topic string) []string {
+	var out []string
+	for _, p := range r.snapshot() {
+		if p.Topic == topic {
+			out = append(out, string(p.Payload))
+		}
+	}
+	return out
+}
+
+// sendQoS1 publishes payloads on topic at QoS 1 through c.
+func sendQoS1(t *testing.T, c *paho.Client, topic string, payloads ...string) {
+	t.Helper()
+	for _, p := range payloads {
+		res, err := c.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(p)})
+		if err != nil || res.ReasonCode >= 0x80 {
+			t.Fatalf("publish %s on %s: %v %+v", p, topic, err, res)
+		}
+	}
+}
+
+// leave disconnects c normally and waits until n released the session
+// (its record offline).
+func leave(t *testing.T, n *sessNode, c *paho.Client, id string) {
+	t.Helper()
+	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "node "+n.name+" releases the session of "+id, func() bool {
+		r := n.record(t, id)
+		return r != nil && !r.Online && r.State != nil
+	})
+}
+
+// TestSessionMovesBetweenNodes: a persistent subscriber leaves node a;
+// messages published meanwhile (on b) wait in the cluster; it connects
+// to b: session present, the messages in order, its subscription live on
+// b, and a holds the session no more.
+func TestSessionMovesBetweenNodes(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	b := startSessNode(t, ns, "b", alive, true, "")
+
+	sub, present, _ := persistent(t, a, "mover", true, nil)
+	if present {
+		t.Fatal("session present on a first connection")
+	}
+	if _, err := sub.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "mv/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.record(t, "mover"); r == nil || !r.Online || r.Node != "a" {
+		t.Fatalf("record while connected to a: %+v, want online on a", r)
+	}
+	leave(t, a, sub, "mover")
+	if _, ok := a.srv.Client("mover"); ok {
+		t.Fatal("a still holds the session it released")
+	}
+
+	pub, _ := b.connect(t, "pub")
+	want := []string{"1", "2", "3", "4", "5"}
+	sendQoS1(t, pub, "mv/x", want...)
+
+	_, present, got := persistent(t, b, "mover", false, nil)
+	if !present {
+		t.Fatal("no session present on b")
+	}
+	poll.Settle(t, "the messages published while offline arrive on b, in order", func() string {
+		if p := got.payloads("mv/x"); !slices.Equal(p, want) {
+			return fmt.Sprintf("got %v", p)
+		}
+		return ""
+	})
+	if r := b.record(t, "mover"); r == nil || !r.Online || r.Node != "b" {
+		t.Fatalf("record after the move: %+v, want online on b", r)
+	}
+	sendQoS1(t, pub, "mv/x", "6")
+	poll.Until(t, "a new publish reaches the moved subscriber", func() bool {
+		return slices.Equal(got.payloads("mv/x"), append(want, "6"))
+	})
+	if _, ok := a.srv.Client("mover"); ok {
+		t.Fatal("a holds the session again")
+	}
+}
+
+// TestSessionClaimTakesOver: a persistent client connected to a connects
+// to b: a disconnects it (0x8E) and releases the session, b gets it with
+// its subscription.
+func TestSessionClaimTakesOver(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	b := startSessNode(t, ns, "b", alive, true, "")
+
+	gone := make(chan byte, 1)
+	first, _, _ := persistent(t, a, "roamer", true, gone)
+	if _, err := first.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ro/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, present, got := persistent(t, b, "roamer", false, nil)
+	select {
+	case code := <-gone:
+		if code != 0x8E {
+			t.Fatalf("a disconnected roamer with %#x, want 0x8E", code)
+		}
+	case <-brokertest.OpCtx(t).Done():
+		t.Fatal("a did not disconnect roamer")
+	}
+	if !present {
+		t.Fatal("no session present on b after the take-over")
+	}
+	pub, _ := a.connect(t, "pub")
+	poll.Until(t, "the subscription taken over from a works on b", func() bool {
+		if len(got.payloads("ro/x")) > 0 {
+			return true
+		}
+		sendQoS1(t, pub, "ro/x", "probe")
+		return false
+	})
+}
+
+// TestSessionOfDeadNode: the record of a session online on a node that is
+// not alive is used as it is: the session comes back with the messages
+// stored since its connection.
+func TestSessionOfDeadNode(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	b := startSessNode(t, ns, "b", alive, true, "")
+
+	sub, _, _ := persistent(t, a, "orphan", true, nil)
+	if _, err := sub.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "or/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	leave(t, a, sub, "orphan")
+	// Online on a again (a claim), then a "dies": it is not alive any
+	// more and keeps no session.
+	again, _, _ := persistent(t, a, "orphan", false, nil)
+	pub, _ := b.connect(t, "pub")
+	sendQoS1(t, pub, "or/x", "while-online-on-a")
+	alive.set("a", false)
+	a.on.Store(false) // a dead node releases nothing
+	_ = again.Disconnect(&paho.Disconnect{})
+
+	_, present, got := persistent(t, b, "orphan", false, nil)
+	if !present {
+		t.Fatal("no session present from the record of a dead node")
+	}
+	poll.Until(t, "the message stored while the client was online on the dead node arrives", func() bool {
+		return slices.Contains(got.payloads("or/x"), "while-online-on-a")
+	})
+}
+
+// TestSessionInvalidateClusterWide: invalidating on b deletes the record
+// and disconnects the client connected to a (0x98).
+func TestSessionInvalidateClusterWide(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	b := startSessNode(t, ns, "b", alive, true, "")
+
+	gone := make(chan byte, 1)
+	persistent(t, a, "victim", true, gone)
+	found, err := b.sessions.invalidate("victim")
+	if !found || !errors.Is(err, broker.ErrNoSession) {
+		t.Fatalf("invalidate on b: found %v, error %v; want true and no local session", found, err)
+	}
+	select {
+	case code := <-gone:
+		if code != 0x98 {
+			t.Fatalf("a disconnected victim with %#x, want 0x98", code)
+		}
+	case <-brokertest.OpCtx(t).Done():
+		t.Fatal("a did not disconnect victim")
+	}
+	poll.Until(t, "a holds no session of victim", func() bool { _, ok := a.srv.Client("victim"); return !ok })
+	if r := b.record(t, "victim"); r != nil {
+		t.Fatalf("record after invalidation: %+v", r)
+	}
+}
+
+// TestSessionExpirySweep: an offline record past its expiry is deleted
+// by the sweep, its held messages purged; one not yet expired stays.
+func TestSessionExpirySweep(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	ctx := brokertest.OpCtx(t)
+	now := time.Now()
+	for id, disconnected := range map[string]time.Time{"old": now.Add(-time.Hour), "young": now} {
+		key, _ := clientKey(id)
+		st := &broker.SessionState{}
+		st.Session.ClientID, st.Session.SessionExpiry = id, 60
+		if _, err := a.sessions.put(ctx, key, 0, &sessionRecord{Node: "a", Expiry: 60, DisconnectedAt: disconnected.Unix(), State: st}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.sessions.publishHeld(ctx, key, []broker.Message{{Topic: "t", QoS: 1, Payload: []byte(id)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := a.sessions.sweep(now)
+	if err != nil || n != 1 {
+		t.Fatalf("sweep: %d deleted, %v; want 1", n, err)
+	}
+	if a.record(t, "old") != nil || a.record(t, "young") == nil {
+		t.Fatal("the sweep did not delete the expired record alone")
+	}
+	for id, want := range map[string]int{"old": 0, "young": 1} {
+		key, _ := clientKey(id)
+		held, err := a.sessions.readQueue(ctx, key)
+		if err != nil || len(held) != want {
+			t.Fatalf("held messages of %s: %d (%v), want %d", id, len(held), err, want)
+		}
+	}
+}
+
+// TestSessionRestartDropsMoved: a node whose store restores a session
+// whose record names another node drops it (the record is the truth).
+func TestSessionRestartDropsMoved(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	dir := t.TempDir()
+	a := startSessNode(t, ns, "a", alive, false, dir) // sessions off: the session stays in a's store
+	c, _, _ := persistent(t, a, "stale", true, nil)
+	if _, err := c.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "st/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Disconnect(&paho.Disconnect{})
+	poll.Until(t, "a holds the offline session", func() bool { info, ok := a.srv.Client("stale"); return ok && !info.Connected })
+	key, _ := clientKey("stale")
+	if _, err := a.sessions.put(brokertest.OpCtx(t), key, 0, &sessionRecord{Node: "b", Online: true}); err != nil {
+		t.Fatal(err)
+	}
+	dropped, released, err := a.sessions.reconcile(brokertest.OpCtx(t))
+	if err != nil || dropped != 1 || released != 0 {
+		t.Fatalf("reconcile: dropped %d, released %d, %v; want 1, 0", dropped, released, err)
+	}
+	if _, ok := a.srv.Client("stale"); ok {
+		t.Fatal("a keeps a session the record gives to b")
+	}
+}
+
+// TestSessionClaimsSpread: a node runs at most maxClaims claims and
+// releases at once; one more waits and fails when its time is up.
+func TestSessionClaimsSpread(t *testing.T) {
+	s := &sessions{sem: make(chan struct{}, maxClaims)}
+	for range maxClaims {
+		if err := s.acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := s.acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("claim %d: %v, want a deadline error", maxClaims+1, err)
+	}
+	s.release1()
+	if err := s.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCoverSubjects: the replay's filter subjects never overlap.
+func TestCoverSubjects(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		filters []string
+		want    []string
+	}{
+		{"one", []string{"a/b"}, []string{"pm.a"}},
+		{"same subject twice", []string{"a/b", "a/c"}, []string{"pm.a"}},
+		{"hash covers all", []string{"#", "a/b", "+/c"}, []string{"pm.>"}},
+		{"plus covers a level", []string{"+/x", "a/y"}, []string{"pm.*"}},
+		{"disjoint", []string{"a", "b"}, []string{"pm.a", "pm.b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := coverSubjects(tc.filters, 1); !slices.Equal(got, tc.want) {
+				t.Fatalf("coverSubjects(%q) = %q, want %q", tc.filters, got, tc.want)
+			}
+		})
+	}
+}
