@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,7 +68,6 @@ func startNodes(t *testing.T, count int, prepare func(i int, file string)) []*cc
 type clusterProc struct {
 	*ccBroker
 	name, file string
-	cmd        *exec.Cmd
 }
 
 // brokersOf returns the nodes' brokers.
@@ -133,11 +133,10 @@ func (p *clusterProc) start(t *testing.T, binary string) {
 	if base == "" {
 		t.Fatalf("%s: no operator HTTP endpoint in the log:\n%s", p.name, log.String())
 	}
-	p.cmd = cmd
 	if p.ccBroker == nil {
 		p.ccBroker = &ccBroker{}
 	}
-	*p.ccBroker = ccBroker{addr: addr, base: base, log: log}
+	*p.ccBroker = ccBroker{addr: addr, base: base, log: log, cmd: cmd}
 }
 
 // stop sends sig to the node and waits until it exits; after SIGTERM it
@@ -248,9 +247,20 @@ type v5Options struct {
 // closes its connection when the test ends.
 func dialV5(t *testing.T, addr, id string, o v5Options) (*paho.Client, net.Conn) {
 	t.Helper()
+	c, conn, err := connectV5(t, brokertest.OpCtx(t), addr, id, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, conn
+}
+
+// connectV5 is dialV5 returning its error (a refused CONNECT, a CONNACK
+// not received before ctx ends) instead of failing the test.
+func connectV5(t *testing.T, ctx context.Context, addr, id string, o v5Options) (*paho.Client, net.Conn, error) {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		return nil, nil, fmt.Errorf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	cfg := paho.ClientConfig{ClientID: id, Conn: conn, OnClientError: o.onErr}
@@ -267,11 +277,12 @@ func dialV5(t *testing.T, addr, id string, o v5Options) (*paho.Client, net.Conn)
 		o.keepAlive = 30
 	}
 	c := paho.NewClient(cfg)
-	ca, err := c.Connect(brokertest.OpCtx(t), &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: o.keepAlive, WillMessage: o.will})
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: o.keepAlive, WillMessage: o.will})
 	if err != nil || ca.ReasonCode != 0 {
-		t.Fatalf("connect %s to %s: %v %+v", id, addr, err, ca)
+		_ = conn.Close()
+		return nil, nil, fmt.Errorf("connect %s to %s: %v %+v", id, addr, err, ca)
 	}
-	return c, conn
+	return c, conn, nil
 }
 
 // recorder collects the payloads received per topic.

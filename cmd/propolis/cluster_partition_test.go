@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -121,24 +122,30 @@ func partitionRound(t *testing.T, nodes []*clusterProc, round, k int) {
 		i++
 		return c.acked > 0
 	})
-	// The clients bucket works on the survivors when a new client id's
-	// entry lands in it; then roam moves to a survivor. (A node records
-	// no client id while it is not current with JetStream's meta group,
-	// which may have been led by the stopped node: a new probe id every
-	// second until one lands.)
-	var probed time.Time
-	probes := 0
-	clientsBucketHolds(t, pubNode, keys+1, func() {
-		if time.Since(probed) >= time.Second {
-			probed = time.Now()
-			probes++
-			v5Client(t, pubNode.addr, fmt.Sprintf("%s-bucket-probe-%d", tag, probes), nil, nil, nil)
+	// The survivors accept CONNECTs and record client ids again once
+	// JetStream has leaders for the clients and sessions buckets, which the
+	// stopped node may have led: until then a CONNECT is refused (0x88,
+	// the session not claimed) or not recorded (a node records no client
+	// id while it is not current with the meta group). A new probe id,
+	// each CONNECT bounded by 15 s, until one is accepted and recorded.
+	refusedConnects := 0
+	deadline := time.Now().Add(3 * poll.Timeout)
+	for probes := 1; ; probes++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		_, _, err := connectV5(t, ctx, pubNode.addr, fmt.Sprintf("%s-bucket-probe-%d", tag, probes), v5Options{})
+		cancel()
+		if err != nil {
+			refusedConnects++
+			t.Logf("during the partition: %v", err)
+		} else if recorded(pubNode, keys+1) {
+			break
 		}
-	})
-	var kicked atomic.Value
-	moved, _ := dialV5(t, pubNode.addr, roam, v5Options{onDisc: func(code byte) { kicked.Store(fmt.Sprintf("DISCONNECT %#x", code)) }})
+		if time.Now().After(deadline) {
+			t.Fatalf("%s accepted and recorded no new client id in %v while %s is stopped", pubNode.name, 3*poll.Timeout, stopped.name)
+		}
+	}
 	// The survivors stop counting the stopped node alive (no heartbeat
-	// for cluster.AliveWindow); the rest of the messages go out then.
+	// for cluster.AliveWindow).
 	var last time.Time
 	wrong := "not asked yet"
 	poll.Settle(t, fmt.Sprintf("%s sees %s silent", pubNode.name, stopped.name), func() string {
@@ -160,6 +167,9 @@ func partitionRound(t *testing.T, nodes []*clusterProc, round, k int) {
 		wrong = fmt.Sprintf("%+v", st.Nodes)
 		return wrong
 	})
+	// roam moves to a survivor; the rest of the messages go out.
+	var kicked atomic.Value
+	moved, _ := dialV5(t, pubNode.addr, roam, v5Options{onDisc: func(code byte) { kicked.Store(fmt.Sprintf("DISCONNECT %#x", code)) }})
 	for c.acked < scenario.messages {
 		send(fmt.Sprint(i))
 		i++
@@ -223,9 +233,10 @@ func partitionRound(t *testing.T, nodes []*clusterProc, round, k int) {
 		return ""
 	})
 	t.Logf("partition %d (%s stopped %v): QoS 1 on %s: %d acknowledged, %d refused; on %s: %d delivered (every acknowledged one), %d duplicated; "+
+		"CONNECTs on %s refused or unanswered before one was recorded: %d; "+
 		"after the heal: %s's stale connection of %s closed, %d of %d new messages on %s",
 		round, stopped.name, partition.Round(100*time.Millisecond), pubNode.name, c.acked, c.refused, subNode.name, c.delivered, c.duplicated,
-		stopped.name, roam, c.healed, scenario.messages, stopped.name)
+		pubNode.name, refusedConnects, stopped.name, roam, c.healed, scenario.messages, stopped.name)
 	_ = pub.Disconnect(&paho.Disconnect{})
 	_ = sub.Disconnect(&paho.Disconnect{})
 	_ = hsub.Disconnect(&paho.Disconnect{})
@@ -265,6 +276,22 @@ func clientsBucketHolds(t *testing.T, p *clusterProc, n int, meanwhile func()) (
 		return wrong
 	})
 	return keys
+}
+
+// recorded reports whether p's status shows at least n keys in the
+// clients bucket within a second (a few looks).
+func recorded(p *clusterProc, n int) bool {
+	for range 10 {
+		if st, err := clusterStatusOf(p.base); err == nil {
+			for _, s := range st.Streams {
+				if s.Name == cluster.ClientsBucket && s.Messages >= uint64(n) {
+					return true
+				}
+			}
+		}
+		<-time.After(clusterStatusEvery) // the pace of the looks
+	}
+	return false
 }
 
 // clientConnected reads GET /api/v1/clients/{id} of node p: whether the
