@@ -169,7 +169,8 @@ func partitionRound(t *testing.T, nodes []*clusterProc, round, k int) {
 	})
 	// roam moves to a survivor; the rest of the messages go out.
 	var kicked atomic.Value
-	moved, _ := dialV5(t, pubNode.addr, roam, v5Options{onDisc: func(code byte) { kicked.Store(fmt.Sprintf("DISCONNECT %#x", code)) }})
+	moved, refused := connectRetrying(t, pubNode.addr, roam, v5Options{onDisc: func(code byte) { kicked.Store(fmt.Sprintf("DISCONNECT %#x", code)) }})
+	refusedConnects += refused
 	for c.acked < scenario.messages {
 		send(fmt.Sprint(i))
 		i++
@@ -276,6 +277,29 @@ func clientsBucketHolds(t *testing.T, p *clusterProc, n int, meanwhile func()) (
 		return wrong
 	})
 	return keys
+}
+
+// connectRetrying connects id to addr as dialV5 does, again (each CONNECT
+// bounded by 15 s, all of them by 3 * poll.Timeout) while the CONNECT is
+// refused or not answered: during a partition a survivor refuses a CONNECT
+// whose session it cannot claim (0x88) until JetStream answers for the
+// sessions bucket. It returns the client and how many CONNECTs failed,
+// each logged.
+func connectRetrying(t *testing.T, addr, id string, o v5Options) (*paho.Client, int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * poll.Timeout)
+	for failed := 0; ; failed++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		c, _, err := connectV5(t, ctx, addr, id, o)
+		cancel()
+		if err == nil {
+			return c, failed
+		}
+		t.Logf("during the partition: %v", err)
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not accepted on %s within %v", id, addr, 3*poll.Timeout)
+		}
+	}
 }
 
 // recorded reports whether p's status shows at least n keys in the
