@@ -8,7 +8,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 GOTEST    ?= $(GO) test
 TESTFLAGS ?= -count=1 -timeout 10m
 
-.PHONY: all build run test check format lint bench bench-smoke bench-cluster gobench testdata clean kit-examples shipped screenshots
+.PHONY: all build run test check format lint bench bench-smoke bench-cluster gobench testdata clean kit-examples shipped screenshots soak-cluster
 
 all: build
 
@@ -67,6 +67,16 @@ test: check
 	$(MAKE) test-sdk-rust-or-skip
 	$(MAKE) test-sdk-c test-sdk-as
 	$(MAKE) bench-smoke
+
+## soak-cluster: the cluster tests of cmd/propolis (three real broker
+## processes each) at soak length, built with the tag clustersoak: five
+## rolling replacements of every node between the protocol 1 and protocol 2
+## builds, every other node SIGKILLed instead of stopped, and each node
+## stopped by SIGSTOP in turn, twice, with hundreds of QoS 1 messages at
+## each step (a few minutes, at most 30). `make test` runs the same tests at
+## their short length: one upgrade, one node stopped, 20 messages a step
+soak-cluster:
+	$(GOTEST) -tags clustersoak -count=1 -timeout 30m -v -run '^TestCluster' ./cmd/propolis
 
 ## kit-examples: build, then `propolis extensions check` (the conformance
 ## kit) on every example and shipped extension; compiled code is kept in

@@ -109,7 +109,7 @@ func (n *Node) attributeStore() *attributes {
 
 // attributesOn reports whether session attributes go to the cluster: the
 // replicated-sessions feature, protocol 2, on every alive node.
-func (n *Node) attributesOn() bool { return n.Supports(2) }
+func (n *Node) attributesOn() bool { return n.FeatureOn(FeatureSessions) }
 
 // AttributesOn implements broker.AttributeGate.
 func (a *attributes) AttributesOn() bool { return a.on == nil || a.on() }

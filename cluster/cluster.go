@@ -108,8 +108,8 @@ func (n *Node) UseBroker(b Broker) error {
 }
 
 // sessionsOn reports whether sessions are replicated (docs/cluster.md,
-// "Replicated sessions"): every alive node speaks protocol 2.
-func (n *Node) sessionsOn() bool { return n.Supports(2) }
+// "Replicated sessions"): the protocol gate's FeatureSessions (features.go).
+func (n *Node) sessionsOn() bool { return n.FeatureOn(FeatureSessions) }
 
 // alive reports whether node is alive in the registry.
 func (n *Node) alive(node string) bool {

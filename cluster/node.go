@@ -89,6 +89,10 @@ type Node struct {
 	seen    map[string]seen      // registry entries by node name
 	problem string               // why the node is unhealthy, "" when it is not
 	clash   string               // set when another node has this name: no more heartbeats
+	// registryRead is set once the registry watch has delivered the
+	// entries present when it started: the protocol gate (features.go)
+	// keeps every feature off until then.
+	registryRead bool
 	// instance tells this run's registry entries from those of another
 	// node with the same name (or of this node's previous run).
 	instance string
@@ -109,6 +113,11 @@ type Node struct {
 	attrsOnce sync.Once
 	// routes caches the server's routes for reachable.
 	routes routeNames
+
+	// featureMu serializes logFeatures; featureLast is the state of each
+	// feature it logged last, by name.
+	featureMu   sync.Mutex
+	featureLast map[string]FeatureStatus
 }
 
 // ErrNotReady is wrapped by Start's error when the embedded server does not

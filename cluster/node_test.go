@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,9 +89,9 @@ func TestSingleNode(t *testing.T) {
 		t.Fatalf("Name, Replicas = %s, %d; want solo, 1", n.Name(), n.Replicas())
 	}
 	var st Status
-	poll.Settle(t, "the node registered, healthy", func() string {
+	poll.Settle(t, "the node registered, healthy, its registry read (replicated-sessions on)", func() string {
 		st = n.Status()
-		if st.Healthy && len(st.Nodes) == 1 && len(st.Streams) == 1 {
+		if st.Healthy && len(st.Nodes) == 1 && len(st.Streams) == 1 && len(st.Features) == 1 && st.Features[0].On {
 			return ""
 		}
 		return fmt.Sprintf("status %+v", st)
@@ -257,4 +258,40 @@ func TestNameClash(t *testing.T) {
 		}
 		return fmt.Sprintf("%+v", st)
 	})
+}
+
+// TestRestartAfterKill: a node started again within RegistryTTL after it
+// was killed finds its previous run's entry (never deleted, no longer
+// renewed) under its name; that is not a name clash: the node starts,
+// registers and stays healthy.
+func TestRestartAfterKill(t *testing.T) {
+	addrs := freePorts(t, 3)
+	done := make(chan *Node)
+	go func() { done <- startClusterNode(t, Options{Config: clusterSection("x", addrs[0], addrs[1])}) }()
+	y := startClusterNode(t, Options{Config: clusterSection("y", addrs[1], addrs[0])})
+	x := <-done
+	poll.Until(t, "x and y healthy", func() bool { return x.Status().Healthy && y.Status().Healthy })
+	// What a killed run of z left behind: its entry, started a minute ago.
+	prev, err := json.Marshal(registryEntry{Name: "z", Version: "old", Protocol: 1, StartedAt: time.Now().Add(-time.Minute).UTC(),
+		Extensions: []ExtensionInfo{}, Instance: "killed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := y.bucket().Put(context.Background(), "z", prev); err != nil {
+		t.Fatal(err)
+	}
+	z := startClusterNode(t, Options{Config: clusterSection("z", addrs[2], addrs[0], addrs[1]), Version: "new"})
+	poll.Settle(t, "z registered with its own entry, healthy, on y too", func() string {
+		st, sy := z.Status(), y.Status()
+		for _, s := range []Status{st, sy} {
+			i := slices.IndexFunc(s.Nodes, func(n NodeStatus) bool { return n.Name == "z" })
+			if !s.Healthy || i < 0 || s.Nodes[i].Version != "new" || !s.Nodes[i].Alive {
+				return fmt.Sprintf("%+v", s)
+			}
+		}
+		return ""
+	})
+	if st := z.Status(); strings.Contains(strings.Join(st.Problems, "\n"), ErrNameClash.Error()) {
+		t.Fatalf("z reports a clash with its own previous run: %+v", st)
+	}
 }

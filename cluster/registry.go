@@ -41,9 +41,12 @@ const (
 // ProtocolVersion is the version of the cluster protocol this build
 // speaks: what nodes send each other and keep in the cluster's streams
 // and buckets. A feature that needs every node to understand it is gated
-// on Supports(version). A test build bumps it with
+// on it (features.go: Feature, FeatureOn). Version 1 is phase 1 of the
+// cluster; version 2 adds replicated sessions (FeatureSessions). A test
+// build sets another with
 // -ldflags "-X github.com/propolis-mqtt/propolis/cluster.protocolOverride=N"
-// (-X sets only strings, hence the override).
+// (-X sets only strings, hence the override): the rolling upgrade test
+// builds a protocol 1 node so.
 var ProtocolVersion = 2
 
 // protocolOverride, when set at link time, replaces ProtocolVersion.
@@ -170,6 +173,9 @@ type Status struct {
 	// because its broker did not take them fast enough (the router's
 	// inbox was full).
 	Dropped uint64 `json:"dropped"`
+	// Features are the gated features of Features, on or off on this
+	// node, with the alive nodes that hold each back.
+	Features []FeatureStatus `json:"features"`
 }
 
 // NodeStatus is one node of Status.
@@ -289,8 +295,12 @@ func (n *Node) raiseReplicas(ctx context.Context, kv jetstream.KeyValue, want in
 // watchRegistry notes every registry update until the watcher stops.
 func (n *Node) watchRegistry(w jetstream.KeyWatcher) {
 	for e := range w.Updates() {
-		if e == nil {
-			continue // the end of the initial values
+		if e == nil { // the end of the initial values: FeatureOn may answer now
+			n.mu.Lock()
+			n.registryRead = true
+			n.mu.Unlock()
+			n.logFeatures()
+			continue
 		}
 		n.mu.Lock()
 		switch e.Operation() {
@@ -300,9 +310,14 @@ func (n *Node) watchRegistry(w jetstream.KeyWatcher) {
 			case err != nil:
 				n.log.Warn("cluster registry entry unreadable", "key", e.Key(), "error", err)
 			case e.Key() == n.cfg.Name && r.Instance != n.instance:
-				// Another node with this name: the one started later
-				// stops its heartbeat and reports the clash.
-				if r.StartedAt.Before(n.start) && n.clash == "" {
+				// Another node with this name, renewing its entry while
+				// this one runs: the one started later stops its
+				// heartbeat and reports the clash. An entry among the
+				// watch's initial values is not proof: it may be this
+				// node's previous run, killed within RegistryTTL, which
+				// nobody renews (checkClash tells the two apart); a
+				// live node's next heartbeat comes after them.
+				if n.registryRead && r.StartedAt.Before(n.start) && n.clash == "" {
 					n.clash = fmt.Sprintf("%s: another node named %q started at %s", ErrNameClash, n.cfg.Name, r.StartedAt.Format(time.RFC3339))
 					n.problem = n.clash
 					n.log.Error("cluster node name clash: this node stops its heartbeat; give it another cluster.name", "started", r.StartedAt)
@@ -314,6 +329,7 @@ func (n *Node) watchRegistry(w jetstream.KeyWatcher) {
 			delete(n.seen, e.Key())
 		}
 		n.mu.Unlock()
+		n.logFeatures()
 	}
 }
 
@@ -337,6 +353,7 @@ func (n *Node) heartbeats() {
 		ctx, cancel := context.WithTimeout(context.Background(), HeartbeatInterval)
 		n.heartbeat(ctx)
 		cancel()
+		n.logFeatures() // a node that died stops being alive without a registry update
 	}
 }
 
@@ -391,23 +408,6 @@ func (n *Node) heartbeat(ctx context.Context) {
 	n.setProblem("")
 }
 
-// Supports reports whether every alive node speaks cluster protocol v or
-// later, so that a feature new in v may be used.
-func (n *Node) Supports(v int) bool {
-	if ProtocolVersion < v {
-		return false
-	}
-	now := time.Now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, s := range n.seen {
-		if now.Sub(s.at) <= AliveWindow && s.entry.Protocol < v {
-			return false
-		}
-	}
-	return true
-}
-
 // Status returns the cluster as this node sees it. It asks JetStream for
 // the streams (up to 2 s); without quorum it reports that as a problem and
 // what it knows locally.
@@ -460,6 +460,7 @@ func (n *Node) Status() Status {
 		st.Problems = append(st.Problems, "list streams: "+err.Error())
 	}
 	st.Mismatch = mismatch(st.Nodes)
+	st.Features = n.featureStatus()
 	st.Healthy = len(st.Problems) == 0
 	return st
 }

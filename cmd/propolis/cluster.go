@@ -33,8 +33,9 @@ healthy and why not, the replication factor in force (cluster.replicas
 capped by the number of nodes), each node with its Propolis and cluster
 protocol versions, stress level, clients, extensions and whether it is
 alive, each JetStream stream and key-value bucket with its replicas,
-leader and health, and how the alive nodes differ (a rolling upgrade in
-progress shows there). --json prints the API's JSON instead. A broker
+leader and health, each cluster feature gated on the protocol version
+(on, or off and which alive nodes hold it back), and how the alive nodes
+differ (a rolling upgrade in progress shows there). --json prints the API's JSON instead. A broker
 without a cluster section answers that it runs without one.` + fmt.Sprintf(clientsAbout, "broker.view"),
 		flags: func(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 			af := declareAdminFlags(fs)
@@ -115,6 +116,25 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 			health = "ok"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Name, s.Kind, s.Replicas, orDash(s.Leader), s.Messages, s.Bytes, health)
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nfeatures (%d, on once every alive node speaks their protocol):\n", len(st.Features))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  FEATURE\tPROTOCOL\tSTATE\tHELD BACK BY")
+	for _, f := range st.Features {
+		state, by := "on", "-"
+		if !f.On {
+			names := make([]string, len(f.HeldBackBy))
+			for i, n := range f.HeldBackBy {
+				names[i] = printable(n)
+			}
+			state, by = "off", strings.Join(names, ", ")
+			if by == "" {
+				by = "(this node has not read the node registry yet)"
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", printable(f.Name), f.Since, state, by)
 	}
 	tw.Flush()
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +11,9 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -54,8 +57,35 @@ func startThreeNodes(t *testing.T) []*ccBroker { return startNodes(t, 3, nil) }
 // before the nodes start (its extensions folder is "ext" beside it).
 func startNodes(t *testing.T, count int, prepare func(i int, file string)) []*ccBroker {
 	t.Helper()
+	return brokersOf(startClusterOf(t, bin, count, prepare))
+}
+
+// clusterProc is one node of a test cluster: a `propolis serve` child
+// process. Its configuration file (name, route listener, data and
+// extensions folders) stays when the test restarts the node, as an
+// operator's does; so does its *ccBroker, updated in place (new
+// addresses, new log), so that logsOnFailure shows the latest run.
+type clusterProc struct {
+	*ccBroker
+	name, file string
+}
+
+// brokersOf returns the nodes' brokers.
+func brokersOf(nodes []*clusterProc) []*ccBroker {
+	out := make([]*ccBroker, len(nodes))
+	for i, p := range nodes {
+		out[i] = p.ccBroker
+	}
+	return out
+}
+
+// startClusterOf runs count nodes n1, n2 ... of binary as startNodes
+// does, and returns them once every node sees the cluster whole
+// (waitCluster).
+func startClusterOf(t *testing.T, binary string, count int, prepare func(i int, file string)) []*clusterProc {
+	t.Helper()
 	routes := freeRoutePorts(t, count)
-	nodes := make([]*ccBroker, count)
+	nodes := make([]*clusterProc, count)
 	files := make([]string, count)
 	for i := range nodes {
 		files[i] = clusterNodeConfig(t, fmt.Sprintf("n%d", i+1), routes[i], routes)
@@ -65,75 +95,194 @@ func startNodes(t *testing.T, count int, prepare func(i int, file string)) []*cc
 	}
 	var wg sync.WaitGroup
 	for i := range nodes {
+		p := &clusterProc{name: fmt.Sprintf("n%d", i+1), file: files[i]}
 		wg.Add(1)
 		go func() { // the nodes wait for each other's JetStream: start them together
 			defer wg.Done()
-			nodes[i] = serveForClients(t, exec.Command(bin, "serve", "--config", files[i]))
+			p.start(t, binary)
+			nodes[i] = p
 		}()
 	}
 	wg.Wait()
 	for _, n := range nodes {
 		if n == nil {
-			t.FailNow() // serveForClients failed the test
+			t.FailNow() // start failed the test
 		}
 	}
-	replicas := min(count, 3)
-	for i, n := range nodes {
-		poll.Settle(t, fmt.Sprintf("node n%d sees %d nodes alive and PROPOLIS_MESSAGES at %d replicas", i+1, count, replicas), func() string {
-			code, out, errOut := runAdminCLI(t, nil, "cluster", "status", "--json", "--url", n.base)
-			if code != 0 {
-				return fmt.Sprintf("exit %d: %s%s", code, out, errOut)
+	waitCluster(t, nodes, "", nil)
+	return nodes
+}
+
+// start runs binary serve on p's configuration and waits until it
+// listens for clients. When the test ends, a node still running gets
+// SIGTERM and must exit cleanly (a test that stops a node with SIGSTOP
+// sends it SIGCONT in a cleanup of its own, which runs first).
+func (p *clusterProc) start(t *testing.T, binary string) {
+	t.Helper()
+	cmd := exec.Command(binary, "serve", "--config", p.file)
+	addr, base, log := startServeOps(t, cmd)
+	t.Cleanup(func() {
+		if cmd.ProcessState != nil {
+			return // stopped by the test
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		if err := waitExit(t, cmd); err != nil {
+			t.Errorf("%s: exit after SIGTERM: %v\n%s", p.name, err, log.String())
+		}
+	})
+	if base == "" {
+		t.Fatalf("%s: no operator HTTP endpoint in the log:\n%s", p.name, log.String())
+	}
+	if p.ccBroker == nil {
+		p.ccBroker = &ccBroker{}
+	}
+	*p.ccBroker = ccBroker{addr: addr, base: base, log: log, cmd: cmd}
+}
+
+// stop sends sig to the node and waits until it exits; after SIGTERM it
+// must exit cleanly.
+func (p *clusterProc) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("%s: %v: %v", p.name, sig, err)
+	}
+	if err := waitExit(t, p.cmd); err != nil && sig == syscall.SIGTERM {
+		t.Fatalf("%s: exit after SIGTERM: %v\n%s", p.name, err, p.log.String())
+	}
+}
+
+// clusterStatusOf reads GET /api/v1/cluster of the node at base (up to
+// 5 s: a stopped node does not answer).
+func clusterStatusOf(base string) (cluster.Status, error) {
+	var st cluster.Status
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(base + "/api/v1/cluster")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return st, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET /api/v1/cluster: %s: %s", resp.Status, body)
+	}
+	return st, json.Unmarshal(body, &st)
+}
+
+// clusterStatusEvery is how often waitCluster asks a node for its status
+// (each answer lists the streams through JetStream).
+const clusterStatusEvery = 100 * time.Millisecond
+
+// waitCluster waits until each of nodes sees the cluster whole: healthy
+// (JetStream's meta leader, every stream and bucket with a leader and
+// every replica current), every node of nodes alive, PROPOLIS_MESSAGES at
+// as many replicas as nodes (3 at most); and until more, when not nil,
+// has nothing to say ("" for a node's status, else what is still wrong).
+// what adds to the failure's message.
+func waitCluster(t *testing.T, nodes []*clusterProc, what string, more func(p *clusterProc, st cluster.Status) string) {
+	t.Helper()
+	replicas := min(len(nodes), 3)
+	for _, p := range nodes {
+		var last time.Time
+		wrong := "not asked yet"
+		poll.Settle(t, fmt.Sprintf("node %s sees the %d nodes alive, healthy, PROPOLIS_MESSAGES at %d replicas%s", p.name, len(nodes), replicas, what), func() string {
+			if time.Since(last) < clusterStatusEvery {
+				return wrong
 			}
-			var st cluster.Status
-			if err := json.Unmarshal([]byte(out), &st); err != nil {
-				return err.Error()
-			}
-			alive := 0
-			for _, nd := range st.Nodes {
-				if nd.Alive {
-					alive++
+			last = time.Now()
+			wrong = func() string {
+				st, err := clusterStatusOf(p.base)
+				if err != nil {
+					return err.Error()
 				}
-			}
-			ok := false
-			for _, s := range st.Streams {
-				if s.Name == "PROPOLIS_MESSAGES" && s.Replicas == replicas {
-					ok = true
+				alive := map[string]bool{}
+				for _, nd := range st.Nodes {
+					alive[nd.Name] = nd.Alive && nd.Registered
 				}
-			}
-			if st.Healthy && alive == count && ok {
+				ok := false
+				for _, s := range st.Streams {
+					ok = ok || s.Name == cluster.MessagesStream && s.Replicas == replicas
+				}
+				for _, q := range nodes {
+					if !alive[q.name] {
+						return fmt.Sprintf("%s not alive: %+v", q.name, st)
+					}
+				}
+				if !st.Healthy || !ok {
+					return fmt.Sprintf("healthy %v, PROPOLIS_MESSAGES at %d replicas %v: %+v", st.Healthy, replicas, ok, st)
+				}
+				if more != nil {
+					return more(p, st)
+				}
 				return ""
-			}
-			return out
+			}()
+			return wrong
 		})
 	}
-	return nodes
 }
 
 // v5Client connects an MQTT 5 client id to addr; received PUBLISHes go to
 // onPub, a server DISCONNECT's reason code to onDisc (either may be nil).
 func v5Client(t *testing.T, addr, id string, onPub func(paho.PublishReceived), onDisc func(byte), will *paho.WillMessage) (*paho.Client, net.Conn) {
 	t.Helper()
+	return dialV5(t, addr, id, v5Options{onPub: onPub, onDisc: onDisc, will: will})
+}
+
+// v5Options are dialV5's options; every field may be left zero.
+type v5Options struct {
+	// onPub receives the PUBLISHes, onDisc a server DISCONNECT's reason
+	// code, onErr the error ending a connection closed without one.
+	onPub  func(paho.PublishReceived)
+	onDisc func(byte)
+	onErr  func(error)
+	will   *paho.WillMessage
+	// keepAlive in seconds, 30 when 0; a client of a node the test stops
+	// asks for more, so that it does not give up on the node itself.
+	keepAlive uint16
+}
+
+// dialV5 connects an MQTT 5 client id to addr with a clean start, and
+// closes its connection when the test ends.
+func dialV5(t *testing.T, addr, id string, o v5Options) (*paho.Client, net.Conn) {
+	t.Helper()
+	c, conn, err := connectV5(t, brokertest.OpCtx(t), addr, id, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, conn
+}
+
+// connectV5 is dialV5 returning its error (a refused CONNECT, a CONNACK
+// not received before ctx ends) instead of failing the test.
+func connectV5(t *testing.T, ctx context.Context, addr, id string, o v5Options) (*paho.Client, net.Conn, error) {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, poll.Timeout)
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		return nil, nil, fmt.Errorf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	cfg := paho.ClientConfig{ClientID: id, Conn: conn}
-	if onDisc != nil {
-		cfg.OnServerDisconnect = func(d *paho.Disconnect) { onDisc(d.ReasonCode) }
+	cfg := paho.ClientConfig{ClientID: id, Conn: conn, OnClientError: o.onErr}
+	if o.onDisc != nil {
+		cfg.OnServerDisconnect = func(d *paho.Disconnect) { o.onDisc(d.ReasonCode) }
 	}
-	if onPub != nil {
+	if o.onPub != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(p paho.PublishReceived) (bool, error) {
-			onPub(p)
+			o.onPub(p)
 			return true, nil
 		}}
 	}
-	c := paho.NewClient(cfg)
-	ca, err := c.Connect(brokertest.OpCtx(t), &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, WillMessage: will})
-	if err != nil || ca.ReasonCode != 0 {
-		t.Fatalf("connect %s to %s: %v %+v", id, addr, err, ca)
+	if o.keepAlive == 0 {
+		o.keepAlive = 30
 	}
-	return c, conn
+	c := paho.NewClient(cfg)
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: o.keepAlive, WillMessage: o.will})
+	if err != nil || ca.ReasonCode != 0 {
+		_ = conn.Close()
+		return nil, nil, fmt.Errorf("connect %s to %s: %v %+v", id, addr, err, ca)
+	}
+	return c, conn, nil
 }
 
 // recorder collects the payloads received per topic.

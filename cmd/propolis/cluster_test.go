@@ -33,7 +33,8 @@ func TestClusterStatusCLI(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("cluster status --json: %v\n%s", err, out)
 		}
-		if st.Healthy && len(st.Nodes) == 1 && len(st.Nodes[0].Extensions) == 1 && st.Nodes[0].Extensions[0].State == "running" {
+		if st.Healthy && len(st.Nodes) == 1 && len(st.Nodes[0].Extensions) == 1 && st.Nodes[0].Extensions[0].State == "running" &&
+			len(st.Features) == 1 && st.Features[0].On {
 			return ""
 		}
 		return out
@@ -58,6 +59,9 @@ func TestClusterStatusCLI(t *testing.T) {
 	}
 	if !hasRow(out, "cli-node", "alive") {
 		t.Errorf("cluster status has no row cli-node alive:\n%s", out)
+	}
+	if !hasRow(out, "replicated-sessions", "2", "on", "-") {
+		t.Errorf("cluster status has no row replicated-sessions 2 on:\n%s", out)
 	}
 }
 
