@@ -192,6 +192,9 @@ type sessions struct {
 	o      sessionOptions
 	kv     jetstream.KeyValue
 	queues jetstream.Stream
+	// msgs is MessagesStream's handle (messages), nil until first used.
+	msgsMu sync.Mutex
+	msgs   jetstream.Stream
 	sem    chan struct{}
 	// syncSem bounds the record writes of online sessions (sessionsync.go)
 	// apart from sem: subscriptions never delay a CONNECT's claim.
@@ -696,7 +699,7 @@ func (s *sessions) replay(ctx context.Context, filters []string, after, upTo uin
 	if len(subjects) == 0 {
 		return nil, nil
 	}
-	st, err := s.o.JS.Stream(ctx, MessagesStream)
+	st, err := s.messages(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", MessagesStream, err)
 	}
@@ -705,6 +708,22 @@ func (s *sessions) replay(ctx context.Context, filters []string, after, upTo uin
 		return nil, fmt.Errorf("replay %s from %d to %d: %w", MessagesStream, after+1, upTo, err)
 	}
 	return msgs, nil
+}
+
+// messages returns the handle of MessagesStream, looked up once (a
+// stream info request) and kept: claims after a node died would each
+// ask again otherwise.
+func (s *sessions) messages(ctx context.Context) (jetstream.Stream, error) {
+	s.msgsMu.Lock()
+	defer s.msgsMu.Unlock()
+	if s.msgs == nil {
+		st, err := s.o.JS.Stream(ctx, MessagesStream)
+		if err != nil {
+			return nil, err
+		}
+		s.msgs = st
+	}
+	return s.msgs, nil
 }
 
 // read returns the messages of st on subjects from sequence from (0: the
