@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +27,8 @@ import (
 // subscriptions, and Since, the sequence of PROPOLIS_MESSAGES after which
 // messages matching the subscriptions are still owed) in bucket
 // SessionsBucket, and the messages the last node held for it (in flight
-// and queued) under subject pq.<clientKey> of stream QueuesStream.
+// and queued) under subject pq.<clientKey>.<generation> of stream
+// QueuesStream, the generation the record names.
 //
 // The lifecycle, on the nodes' side (the broker's side is
 // broker.ClusterSessions and Server.ExportSession, ImportSession and
@@ -38,15 +41,18 @@ import (
 //     takes temporary references on the subjects of the session's plain
 //     filters, reads the last sequence L of PROPOLIS_MESSAGES, returns the
 //     session with the held messages then those of (Since, L] matching
-//     its filters, and writes the record online on Y with Since = L.
+//     its filters, and writes the record online on Y, keeping Since and
+//     the held messages: until Y releases the session, they are what a
+//     claim elsewhere resumes from should Y die.
 //  2. The broker imports the session and queues the messages; at
 //     Connected, Y queues the messages of (L, now] too (catchUp): those
 //     that reached Y between the claim and the import found no session.
 //  3. The connection ends on X (Disconnected): X reads the last sequence
 //     at once, waits releaseGrace (messages stored before the disconnect
 //     may still be on their way to X), then, unless the client came back,
-//     exports the session (release): its held messages into pq.<key>, the
-//     record offline with Since = that sequence.
+//     exports the session (release): its held messages into a new
+//     generation pq.<key>.<gen>, the record offline naming it with Since =
+//     that sequence, then the generation the record named before purged.
 //  4. One node, the alive node with the lowest name (Sweeper), sweeps
 //     the bucket every sweepInterval: an offline record past its expiry
 //     is deleted (by revision: two sweeping at once stay correct) and its
@@ -121,8 +127,17 @@ type sessionRecord struct {
 	Online bool `json:"online"`
 	// Since is the sequence of PROPOLIS_MESSAGES after which messages
 	// matching the subscriptions are owed to the client (the held
-	// messages of pq.<key> excepted).
+	// messages of Queue excepted). A claim keeps it: it moves only when
+	// a release writes what the session then held.
 	Since uint64 `json:"since"`
+	// Queue is the generation of the held messages, which are under
+	// subject pq.<key>.<Queue> of QueuesStream ("" for none): each
+	// release stores them under a new one, writes the record naming it,
+	// then purges the one it replaced; a claim reads them and leaves them
+	// there, so a claiming node that dies loses none of them. Held is
+	// how many were stored.
+	Queue string `json:"queue,omitempty"`
+	Held  int    `json:"held,omitempty"`
 	// Expiry is the session expiry interval, seconds
 	// (math.MaxUint32: never), counted from DisconnectedAt (unix
 	// seconds) while offline.
@@ -412,10 +427,32 @@ func conflict(err error) bool {
 		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
-// purgeQueue removes the held messages of key.
+// queueSubject is the subject of key's held messages of generation gen.
+func queueSubject(key, gen string) string { return queuePrefix + "." + key + "." + gen }
+
+// newQueueGen returns a generation for a release's held messages: random,
+// so that two nodes releasing one session at once (one of them cut off)
+// never write under the same subject.
+func newQueueGen() string { return strconv.FormatUint(rand.Uint64(), 36) }
+
+// purgeQueue removes the held messages of key, every generation (a
+// session deleted: swept or invalidated).
 func (s *sessions) purgeQueue(ctx context.Context, key string) error {
-	if err := s.queues.Purge(ctx, jetstream.WithPurgeSubject(queuePrefix+"."+key)); err != nil {
-		return fmt.Errorf("purge %s of %s: %w", queuePrefix+"."+key, QueuesStream, err)
+	return s.purgeSubject(ctx, queueSubject(key, ">"))
+}
+
+// purgeGen removes key's held messages of generation gen, which no record
+// names any more (nothing for gen "").
+func (s *sessions) purgeGen(ctx context.Context, key, gen string) error {
+	if gen == "" {
+		return nil
+	}
+	return s.purgeSubject(ctx, queueSubject(key, gen))
+}
+
+func (s *sessions) purgeSubject(ctx context.Context, subject string) error {
+	if err := s.queues.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+		return fmt.Errorf("purge %s of %s: %w", subject, QueuesStream, err)
 	}
 	return nil
 }
@@ -528,9 +565,9 @@ func (s *sessions) take(ctx context.Context, id, key string, sk *sessionKey, rec
 		st, since = rec.State, rec.Since
 	}
 	var held []broker.Message
-	if st != nil {
+	if st != nil && rec.Held > 0 {
 		var err error
-		if held, err = s.readQueue(ctx, key); err != nil {
+		if held, err = s.readQueue(ctx, key, rec.Queue); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -561,9 +598,13 @@ func (s *sessions) take(ctx context.Context, id, key string, sk *sessionKey, rec
 			return nil, nil, err
 		}
 	}
+	// A resumed session keeps the record's since and held messages until
+	// this node's release: should this node die before its client
+	// acknowledged what the claim hands it, the next claim hands it all
+	// again (duplicates, never loss).
 	nr := &sessionRecord{Node: s.o.Node, Online: true, Since: last, State: st}
 	if st != nil {
-		nr.Expiry = st.Session.SessionExpiry
+		nr.Since, nr.Queue, nr.Held, nr.Expiry = since, rec.Queue, rec.Held, st.Session.SessionExpiry
 	}
 	if _, err := s.put(ctx, key, rev, nr); err != nil {
 		if conflict(err) {
@@ -571,14 +612,11 @@ func (s *sessions) take(ctx context.Context, id, key string, sk *sessionKey, rec
 		}
 		return nil, nil, fmt.Errorf("write %s record: %w", SessionsBucket, err)
 	}
-	// Held messages exist only under a record with a state (a release
-	// writes both): a new client costs no purge.
-	if rec != nil && rec.State != nil {
-		if err := s.purgeQueue(ctx, key); err != nil {
-			// The record is ours: the queue read is in the session; left
-			// in the stream, it would come again at the next claim
-			// (duplicates).
-			s.o.Log.Warn("replicated session: held messages not purged; they may be delivered again", "client", id, "error", err)
+	if rec != nil && nr.Queue != rec.Queue {
+		// A clean start (or a record with no state): the held messages
+		// are nobody's now.
+		if err := s.purgeGen(ctx, key, rec.Queue); err != nil {
+			s.o.Log.Warn("replicated session: held messages of the session a clean start replaced not purged", "client", id, "error", err)
 		}
 	}
 	if len(filters) > 0 {
@@ -683,9 +721,9 @@ func (s *sessions) connected(id string) {
 	})
 }
 
-// readQueue reads the held messages of key, in order.
-func (s *sessions) readQueue(ctx context.Context, key string) ([]broker.Message, error) {
-	msgs, err := s.read(ctx, s.queues, []string{queuePrefix + "." + key}, 0, 0)
+// readQueue reads the held messages of key of generation gen, in order.
+func (s *sessions) readQueue(ctx context.Context, key, gen string) ([]broker.Message, error) {
+	msgs, err := s.read(ctx, s.queues, []string{queueSubject(key, gen)}, 0, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read the session's held messages from %s: %w", QueuesStream, err)
 	}
@@ -931,9 +969,13 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 	switch {
 	case errors.Is(err, broker.ErrNoSession):
 		if rec != nil { // a session that ended with its connection
-			if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil && !conflict(err) {
+			if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+				if conflict(err) {
+					return nil
+				}
 				return fmt.Errorf("delete %s record: %w", SessionsBucket, err)
 			}
+			return s.purgeGen(ctx, key, rec.Queue)
 		}
 		return nil
 	case errors.Is(err, broker.ErrConnected):
@@ -944,19 +986,29 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 	if since == 0 && rec != nil {
 		since = rec.Since
 	}
-	if err := s.publishHeld(ctx, key, held); err == nil {
-		nr := &sessionRecord{Node: s.o.Node, Since: since, State: &st, Expiry: st.Session.SessionExpiry,
-			DisconnectedAt: time.Now().Unix()}
+	// The held messages go under a new generation; the record names it
+	// once they are all stored; the generation it named before (the
+	// claim's, which this session received and may not all have had
+	// acknowledged) goes only then.
+	nr := &sessionRecord{Node: s.o.Node, Since: since, State: &st, Expiry: st.Session.SessionExpiry,
+		DisconnectedAt: time.Now().Unix(), Held: len(held)}
+	if len(held) > 0 {
+		nr.Queue = newQueueGen()
+	}
+	if err = s.publishHeld(ctx, key, nr.Queue, held); err == nil {
 		if _, err = s.put(ctx, key, rev, nr); err == nil {
 			if ferr := s.o.Broker.ForgetExported(id); ferr != nil {
 				s.o.Log.Warn("replicated session: its local copy not deleted (a restart drops it)", "client", id, "error", ferr)
 			}
+			if rec != nil {
+				if perr := s.purgeGen(ctx, key, rec.Queue); perr != nil {
+					s.o.Log.Warn("replicated session: held messages of the previous release not purged", "client", id, "error", perr)
+				}
+			}
 			return nil
 		}
-		_ = s.purgeQueue(ctx, key)
-	} else {
-		_ = s.purgeQueue(ctx, key)
 	}
+	_ = s.purgeGen(ctx, key, nr.Queue)
 	// Not released: the session goes back into the broker.
 	if ierr := s.o.Broker.ImportSession(st); ierr != nil {
 		return fmt.Errorf("%w; and the session could not be put back: %v (lost)", err, ierr)
@@ -980,10 +1032,10 @@ func (s *sessions) dropLocal(id string) bool {
 	return true
 }
 
-// publishHeld stores msgs under pq.<key>, in order, waiting for each
-// acknowledgement.
-func (s *sessions) publishHeld(ctx context.Context, key string, msgs []broker.Message) error {
-	subject := queuePrefix + "." + key
+// publishHeld stores msgs under pq.<key>.<gen>, in order, waiting for
+// each acknowledgement.
+func (s *sessions) publishHeld(ctx context.Context, key, gen string, msgs []broker.Message) error {
+	subject := queueSubject(key, gen)
 	for i := range msgs {
 		m := &msgs[i]
 		if _, err := s.o.JS.PublishMsg(ctx, encode(m, m.Origin, s.o.Node, subject)); err != nil {

@@ -427,7 +427,7 @@ func TestSessionExpirySweep(t *testing.T) {
 		if _, err := a.sessions.put(ctx, key, 0, &sessionRecord{Node: "a", Expiry: 60, DisconnectedAt: disconnected.Unix(), State: st}); err != nil {
 			t.Fatal(err)
 		}
-		if err := a.sessions.publishHeld(ctx, key, []broker.Message{{Topic: "t", QoS: 1, Payload: []byte(id)}}); err != nil {
+		if err := a.sessions.publishHeld(ctx, key, "g", []broker.Message{{Topic: "t", QoS: 1, Payload: []byte(id)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -440,7 +440,7 @@ func TestSessionExpirySweep(t *testing.T) {
 	}
 	for id, want := range map[string]int{"old": 0, "young": 1} {
 		key, _ := clientKey(id)
-		held, err := a.sessions.readQueue(ctx, key)
+		held, err := a.sessions.readQueue(ctx, key, "g")
 		if err != nil || len(held) != want {
 			t.Fatalf("held messages of %s: %d (%v), want %d", id, len(held), err, want)
 		}
