@@ -150,13 +150,36 @@ func (s *Server) claimSession(cs ClusterSessions, cl *mqtt.Client, pk packets.Pa
 // cluster replays those from its stream (they came after the session went
 // offline). Called by the cluster on its own goroutine; it waits for the
 // client id's CONNECT turn (a CONNECT of the id in progress, at most its
-// claim and CONNACK).
+// claim and CONNACK) and gives it back before it returns: a caller that
+// stores what it returned and then calls ForgetExported should hold the
+// turn throughout instead (HoldConnectTurn, ExportSessionHeld).
 //
 // Errors: ErrNoSession (none here), ErrConnected (its client is connected,
 // or connected meanwhile: the session stays).
 func (s *Server) ExportSession(clientID string) (SessionState, []Message, error) {
-	release := s.hook.connects.hold(clientID)
+	release := s.HoldConnectTurn(clientID)
 	defer release()
+	return s.ExportSessionHeld(clientID)
+}
+
+// HoldConnectTurn waits for clientID's CONNECT turn (connectlock.go: a
+// CONNECT of the id in progress holds it at most through its claim and
+// CONNACK) and holds it until the returned function is called (once or
+// more). Meanwhile every CONNECT of the id on this node waits in its
+// OnConnect, before the cluster's claim. The cluster holds it through a
+// release (ExportSessionHeld, storing what that returned,
+// ForgetExportedHeld), so that a CONNECT of the id finds the session
+// either still here or wholly handed to the cluster, and its claim never
+// waits for this node. The turn is not reentrant: until it gives it back,
+// the holder calls the Held variants for the id, never ExportSession or
+// ForgetExported, and must not wait for a CONNECT of the id.
+func (s *Server) HoldConnectTurn(clientID string) (release func()) {
+	return s.hook.connects.hold(clientID)
+}
+
+// ExportSessionHeld is ExportSession for a caller holding clientID's
+// CONNECT turn (HoldConnectTurn).
+func (s *Server) ExportSessionHeld(clientID string) (SessionState, []Message, error) {
 	st, msgs, err := s.exportSession(clientID)
 	if err != nil {
 		return SessionState{}, nil, fmt.Errorf("export session %q: %w", clientID, err)
@@ -223,14 +246,24 @@ func (s *Server) SessionSnapshot(clientID string) (SessionState, error) {
 // ExportSession handed to the cluster, once the cluster stored it. It does
 // nothing when the session was not exported here or the client id has a
 // session here again (imported or connected since): those records are
-// the new session's. Errors are the store's.
+// the new session's. It waits for the client id's CONNECT turn, as
+// ExportSession does. Errors are the store's.
 func (s *Server) ForgetExported(clientID string) error {
+	if _, ok := s.hook.exported.Load(clientID); !ok {
+		return nil
+	}
+	release := s.HoldConnectTurn(clientID)
+	defer release()
+	return s.ForgetExportedHeld(clientID)
+}
+
+// ForgetExportedHeld is ForgetExported for a caller holding clientID's
+// CONNECT turn (HoldConnectTurn).
+func (s *Server) ForgetExportedHeld(clientID string) error {
 	h := s.hook
 	if _, ok := h.exported.LoadAndDelete(clientID); !ok {
 		return nil
 	}
-	release := h.connects.hold(clientID)
-	defer release()
 	mu := h.sessionLock(clientID)
 	mu.Lock()
 	defer mu.Unlock()

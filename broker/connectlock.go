@@ -57,7 +57,9 @@ type connectHold struct {
 // CONNECT of the same id is between its own OnSessionEstablish and its
 // CONNACK, which never waits on a peer (outConn's writes do not block), or,
 // with a cluster that replicates sessions, between its OnConnect and its
-// CONNACK, which waits for the cluster's claim (bounded by the cluster).
+// CONNACK, which waits for the cluster's claim (bounded by the cluster), or
+// while the cluster releases the id's session (Server.HoldConnectTurn,
+// bounded by the cluster).
 //
 // A client that holds its turn already (taken in OnConnect for a cluster's
 // session claim, clustersessions.go) keeps it: only cl's goroutine
@@ -74,8 +76,9 @@ func (l *connectLocks) acquire(cl *mqtt.Client) {
 }
 
 // hold waits for client id's turn for a caller that is no connection
-// (ExportSession, so that no CONNECT of the id takes the session over
-// while it leaves) and returns the function that gives it back.
+// (Server.HoldConnectTurn: the cluster's release, so that no CONNECT of
+// the id takes the session over while it leaves) and returns the function
+// that gives it back.
 func (l *connectLocks) hold(id string) (release func()) {
 	h := l.take(id)
 	return h.give

@@ -77,3 +77,45 @@ func missing(got, want []string) string {
 	}
 	return fmt.Sprintf("%d of %d missing (%v), got %d", len(out), len(want), out, len(got))
 }
+
+// TestSessionReconnectDuringOwnRelease: a client reconnects to the node
+// that is releasing its session, while the session's many held messages
+// are being stored: the CONNECT waits for the release, then claims what
+// it stored (no claim waiting on its own node's release until it times
+// out): session present, every message.
+func TestSessionReconnectDuringOwnRelease(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+
+	sub, _, _ := persistent(t, a, "busy", true, nil)
+	subscribe(t, sub, "bz/#")
+	leave(t, a, sub, "busy")
+	pub, _ := a.connect(t, "pub")
+	var want []string
+	for i := range 400 {
+		want = append(want, fmt.Sprint(i))
+	}
+	sendQoS1(t, pub, "bz/x", want...)
+	c, got := persistentNoAck(t, a, "busy")
+	poll.Settle(t, "the 400 messages in flight to the client, unacknowledged", func() string {
+		return missing(got.payloads("bz/x"), want)
+	})
+	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	// The release has exported the session (it left the broker) and is
+	// storing its 400 held messages.
+	poll.Until(t, "a's release of busy under way", func() bool {
+		_, ok := a.srv.Client("busy")
+		r := a.record(t, "busy")
+		return !ok && r != nil && r.Online
+	})
+	_, present, again := persistent(t, a, "busy", false, nil)
+	if !present {
+		t.Fatal("no session present on reconnecting during the release")
+	}
+	poll.Settle(t, "every held message arrives after the reconnect", func() string {
+		return missing(again.payloads("bz/x"), want)
+	})
+}

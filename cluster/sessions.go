@@ -70,10 +70,12 @@ import (
 //     subscriptions made during the connection.
 //
 // Lock order: the broker's CONNECT turn of a client id (a claim runs
-// inside it), then its sessionKey.mu, then sessions.mu. A release holds
-// no sessionKey.mu while ExportSession waits for a CONNECT turn; a claim
-// finding a release of its client id under way waits for it only once
-// the session has left the broker (sessionKey.releasing).
+// inside its CONNECT's; a release takes it first, Broker.HoldConnectTurn,
+// and holds it to its end, ForgetExportedHeld included), then a slot of
+// sem, then its sessionKey.mu, then sessions.mu. So a CONNECT of the id on
+// this node waits for a release under way before its claim, and the claim
+// finds the session either still in the broker or wholly released, never
+// waiting for this node.
 //
 // Everything here runs only while sessionsOn (every alive node speaks
 // protocol 2); otherwise the nodes keep sessions locally, as phase 1.
@@ -159,8 +161,9 @@ func (r *sessionRecord) expired(now time.Time) bool {
 // sessionBroker is what sessions asks of the local broker
 // (*broker.Server).
 type sessionBroker interface {
-	ExportSession(clientID string) (broker.SessionState, []broker.Message, error)
-	ForgetExported(clientID string) error
+	HoldConnectTurn(clientID string) (release func())
+	ExportSessionHeld(clientID string) (broker.SessionState, []broker.Message, error)
+	ForgetExportedHeld(clientID string) error
 	ImportSession(st broker.SessionState) error
 	SessionSnapshot(clientID string) (broker.SessionState, error)
 	QueueSessionMessages(clientID string, msgs []broker.Message) (int, error)
@@ -255,8 +258,9 @@ type sessionKey struct {
 	// catch is set by a claim until Connected (or claimHold): the filters
 	// whose subjects the claim holds, and the sequence it read.
 	catch *catchUp
-	// releasing is set while a release runs, closed when it ends.
-	releasing chan struct{}
+	// releasing is set while a release runs (its record writes are the
+	// release's).
+	releasing bool
 }
 
 // catchUp is what Connected owes a claimed session.
@@ -477,23 +481,8 @@ func (s *sessions) claim(id string, cleanStart, persistent bool) (*broker.Sessio
 	sk.mu.Lock()
 	defer func() { sk.mu.Unlock() }()
 	sk.gen++ // a release pending here for an earlier connection does not run
-	for sk.releasing != nil {
-		if _, ok := s.o.Broker.Client(id); ok {
-			// Not exported yet, and it cannot be while this CONNECT
-			// holds the client id's turn: the broker takes it over, and
-			// the release finds its client connected.
-			return nil, nil, nil
-		}
-		wait := sk.releasing
-		sk.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			sk.mu.Lock()
-			return nil, nil, fmt.Errorf("the session's release on this node did not end within %s", claimTimeout)
-		}
-		sk.mu.Lock()
-	}
+	// No release of the id runs here: it would hold the CONNECT turn this
+	// claim runs in.
 	var asked time.Time
 	for {
 		rec, rev, err := s.get(ctx, key)
@@ -918,7 +907,12 @@ func (s *sessions) disconnected(id string) {
 // release exports the session of id to JetStream (see the top of this
 // file), unless the client came back since generation gen (gen 0: any).
 // since is the stream's sequence at the disconnect (0: keep the record's).
+// It holds the client id's CONNECT turn throughout (see the lock order at
+// the top of this file): a CONNECT of the id here waits, then claims what
+// the release stored.
 func (s *sessions) release(id, key string, sk *sessionKey, gen, since uint64) {
+	give := s.o.Broker.HoldConnectTurn(id)
+	defer give()
 	ctx, cancel := context.WithTimeout(context.Background(), sessionOpTimeout)
 	defer cancel()
 	if err := s.acquire(ctx); err != nil {
@@ -927,18 +921,16 @@ func (s *sessions) release(id, key string, sk *sessionKey, gen, since uint64) {
 	}
 	defer s.release1()
 	sk.mu.Lock()
-	if gen != 0 && sk.gen != gen || sk.releasing != nil {
+	if gen != 0 && sk.gen != gen || sk.releasing {
 		sk.mu.Unlock()
 		return // claimed again or reconnected here, or released already
 	}
-	done := make(chan struct{})
-	sk.releasing = done
+	sk.releasing = true
 	sk.mu.Unlock()
 	defer func() {
 		sk.mu.Lock()
-		sk.releasing = nil
+		sk.releasing = false
 		sk.mu.Unlock()
-		close(done)
 	}()
 	if info, ok := s.o.Broker.Client(id); ok && info.Connected {
 		return
@@ -948,10 +940,8 @@ func (s *sessions) release(id, key string, sk *sessionKey, gen, since uint64) {
 	}
 }
 
-// handOver is release once decided, sk.releasing set: a claim of the
-// client id on this node waits for it once the session left the broker
-// (ExportSession), not before: ExportSession waits for the CONNECT the
-// claim is part of.
+// handOver is release once decided, sk.releasing set and the client id's
+// CONNECT turn held.
 func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) error {
 	rec, rev, err := s.get(ctx, key)
 	if err != nil {
@@ -960,12 +950,12 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 	if rec != nil && (rec.Node != s.o.Node || !rec.Online) {
 		// Another node claimed it since (this node was cut off, or the
 		// record is older than a restart): the record is the truth.
-		if s.dropLocal(id) {
+		if s.dropHeld(id) {
 			s.o.Log.Info("replicated session dropped here: another node has it", "client", id, "node", rec.Node)
 		}
 		return nil
 	}
-	st, held, err := s.o.Broker.ExportSession(id)
+	st, held, err := s.o.Broker.ExportSessionHeld(id)
 	switch {
 	case errors.Is(err, broker.ErrNoSession):
 		if rec != nil { // a session that ended with its connection
@@ -997,7 +987,7 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 	}
 	if err = s.publishHeld(ctx, key, nr.Queue, held); err == nil {
 		if _, err = s.put(ctx, key, rev, nr); err == nil {
-			if ferr := s.o.Broker.ForgetExported(id); ferr != nil {
+			if ferr := s.o.Broker.ForgetExportedHeld(id); ferr != nil {
 				s.o.Log.Warn("replicated session: its local copy not deleted (a restart drops it)", "client", id, "error", ferr)
 			}
 			if rec != nil {
@@ -1021,12 +1011,20 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 
 // dropLocal removes this node's copy of id's session, which the cluster's
 // record gives to another node (or keeps offline), with its stored
-// records; it reports whether there was one.
+// records; it reports whether there was one. It takes the client id's
+// CONNECT turn: a caller holding it calls dropHeld.
 func (s *sessions) dropLocal(id string) bool {
-	if _, _, err := s.o.Broker.ExportSession(id); err != nil {
+	give := s.o.Broker.HoldConnectTurn(id)
+	defer give()
+	return s.dropHeld(id)
+}
+
+// dropHeld is dropLocal for a caller holding the client id's CONNECT turn.
+func (s *sessions) dropHeld(id string) bool {
+	if _, _, err := s.o.Broker.ExportSessionHeld(id); err != nil {
 		return false
 	}
-	if err := s.o.Broker.ForgetExported(id); err != nil {
+	if err := s.o.Broker.ForgetExportedHeld(id); err != nil {
 		s.o.Log.Warn("replicated session: its local copy not deleted (a restart drops it)", "client", id, "error", err)
 	}
 	return true

@@ -119,7 +119,7 @@ func (s *sessions) syncRecord(id, key string, sk *sessionKey) (bool, error) {
 	}
 	sk.mu.Lock()
 	defer sk.mu.Unlock()
-	if sk.releasing != nil {
+	if sk.releasing {
 		return false, nil // the release writes the state
 	}
 	st, err := s.o.Broker.SessionSnapshot(id)
