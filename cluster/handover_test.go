@@ -3,10 +3,12 @@ package cluster
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
@@ -118,4 +120,97 @@ func TestSessionReconnectDuringOwnRelease(t *testing.T) {
 	poll.Settle(t, "every held message arrives after the reconnect", func() string {
 		return missing(again.payloads("bz/x"), want)
 	})
+}
+
+// pausedExport is a node's broker whose first export of client id pauses
+// the release: it sends on exported, then waits for resume to close.
+type pausedExport struct {
+	*broker.Server
+	id       string
+	once     sync.Once
+	exported chan struct{}
+	resume   chan struct{}
+}
+
+func (p *pausedExport) ExportSessionHeld(id string) (broker.SessionState, []broker.Message, error) {
+	st, msgs, err := p.Server.ExportSessionHeld(id)
+	if err == nil && id == p.id {
+		p.once.Do(func() {
+			close(p.exported)
+			<-p.resume
+		})
+	}
+	return st, msgs, err
+}
+
+// idle reports whether n runs nothing for id (no claim, release or
+// pending catch-up: its sessionKey is gone).
+func (n *sessNode) idle(t *testing.T, id string) bool {
+	key := mustKey(t, id)
+	n.sessions.mu.Lock()
+	defer n.sessions.mu.Unlock()
+	return n.sessions.keys[key] == nil
+}
+
+// TestSessionReleaseLosingItsWrite: a's release of a session has exported
+// it when b takes the client id with a clean start, and b's own session
+// is released with held messages: a's record write loses, and a drops its
+// copy (no session resurrected on a) and leaves b's held messages alone.
+func TestSessionReleaseLosingItsWrite(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	pause := &pausedExport{id: "contested", exported: make(chan struct{}), resume: make(chan struct{})}
+	a := startSessNodeWith(t, ns, "a", alive, true, "", func(srv *broker.Server) sessionBroker {
+		pause.Server = srv
+		return pause
+	})
+	b := startSessNode(t, ns, "b", alive, true, "")
+	resumed := false
+	defer func() {
+		if !resumed {
+			close(pause.resume)
+		}
+	}()
+
+	first, _, _ := persistent(t, a, "contested", true, nil)
+	subscribe(t, first, "ct/#")
+	if err := first.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-pause.exported:
+	case <-brokertest.OpCtx(t).Done():
+		t.Fatal("a did not export the session")
+	}
+
+	second, _, _ := persistent(t, b, "contested", true, nil)
+	subscribe(t, second, "ct/#")
+	if err := second.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := b.connect(t, "pub")
+	want := []string{"b1", "b2", "b3"}
+	sendQoS1(t, pub, "ct/x", want...) // within b's grace: held by b's session
+	poll.Until(t, "b releases its session", func() bool {
+		r := b.record(t, "contested")
+		return r != nil && !r.Online && r.Node == "b" && r.State != nil
+	})
+	if r := b.record(t, "contested"); r.Held != len(want) {
+		t.Fatalf("b's release stored %d held messages, want %d", r.Held, len(want))
+	}
+
+	close(pause.resume)
+	resumed = true
+	poll.Until(t, "a's release ends", func() bool { return a.idle(t, "contested") })
+	if _, ok := a.srv.Client("contested"); ok {
+		t.Fatal("a put back the session whose record b holds")
+	}
+	if r := b.record(t, "contested"); r == nil || r.Node != "b" || r.Online {
+		t.Fatalf("record after a's lost write: %+v, want b's, offline", r)
+	}
+	_, present, got := persistent(t, b, "contested", false, nil)
+	if !present {
+		t.Fatal("no session present on b")
+	}
+	poll.Settle(t, "b's held messages arrive", func() string { return missing(got.payloads("ct/x"), want) })
 }

@@ -133,11 +133,12 @@ type sessionRecord struct {
 	// a release writes what the session then held.
 	Since uint64 `json:"since"`
 	// Queue is the generation of the held messages, which are under
-	// subject pq.<key>.<Queue> of QueuesStream ("" for none): each
-	// release stores them under a new one, writes the record naming it,
-	// then purges the one it replaced; a claim reads them and leaves them
-	// there, so a claiming node that dies loses none of them. Held is
-	// how many were stored.
+	// subject pq.<key>.<Queue> of QueuesStream: each release stores them
+	// under a new one (random, unique to the release, even with none to
+	// store), writes the record naming it, then purges the one it
+	// replaced; a claim reads them and leaves them there, so a claiming
+	// node that dies loses none of them. Held is how many were stored
+	// (0: nothing to read or purge).
 	Queue string `json:"queue,omitempty"`
 	Held  int    `json:"held,omitempty"`
 	// Expiry is the session expiry interval, seconds
@@ -445,13 +446,13 @@ func (s *sessions) purgeQueue(ctx context.Context, key string) error {
 	return s.purgeSubject(ctx, queueSubject(key, ">"))
 }
 
-// purgeGen removes key's held messages of generation gen, which no record
-// names any more (nothing for gen "").
-func (s *sessions) purgeGen(ctx context.Context, key, gen string) error {
-	if gen == "" {
+// purgeHeld removes the held messages of key's record rec (its
+// generation), which no record names any more; nothing when it has none.
+func (s *sessions) purgeHeld(ctx context.Context, key string, rec *sessionRecord) error {
+	if rec.Held == 0 || rec.Queue == "" {
 		return nil
 	}
-	return s.purgeSubject(ctx, queueSubject(key, gen))
+	return s.purgeSubject(ctx, queueSubject(key, rec.Queue))
 }
 
 func (s *sessions) purgeSubject(ctx context.Context, subject string) error {
@@ -604,7 +605,7 @@ func (s *sessions) take(ctx context.Context, id, key string, sk *sessionKey, rec
 	if rec != nil && nr.Queue != rec.Queue {
 		// A clean start (or a record with no state): the held messages
 		// are nobody's now.
-		if err := s.purgeGen(ctx, key, rec.Queue); err != nil {
+		if err := s.purgeHeld(ctx, key, rec); err != nil {
 			s.o.Log.Warn("replicated session: held messages of the session a clean start replaced not purged", "client", id, "error", err)
 		}
 	}
@@ -965,7 +966,7 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 				}
 				return fmt.Errorf("delete %s record: %w", SessionsBucket, err)
 			}
-			return s.purgeGen(ctx, key, rec.Queue)
+			return s.purgeHeld(ctx, key, rec)
 		}
 		return nil
 	case errors.Is(err, broker.ErrConnected):
@@ -981,25 +982,59 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 	// claim's, which this session received and may not all have had
 	// acknowledged) goes only then.
 	nr := &sessionRecord{Node: s.o.Node, Since: since, State: &st, Expiry: st.Session.SessionExpiry,
-		DisconnectedAt: time.Now().Unix(), Held: len(held)}
-	if len(held) > 0 {
-		nr.Queue = newQueueGen()
+		DisconnectedAt: time.Now().Unix(), Queue: newQueueGen(), Held: len(held)}
+	if err := s.publishHeld(ctx, key, nr.Queue, held); err != nil {
+		_ = s.purgeHeld(ctx, key, nr) // named by no record
+		return s.putBack(id, st, held, err)
 	}
-	if err = s.publishHeld(ctx, key, nr.Queue, held); err == nil {
-		if _, err = s.put(ctx, key, rev, nr); err == nil {
-			if ferr := s.o.Broker.ForgetExportedHeld(id); ferr != nil {
-				s.o.Log.Warn("replicated session: its local copy not deleted (a restart drops it)", "client", id, "error", ferr)
-			}
-			if rec != nil {
-				if perr := s.purgeGen(ctx, key, rec.Queue); perr != nil {
-					s.o.Log.Warn("replicated session: held messages of the previous release not purged", "client", id, "error", perr)
-				}
-			}
-			return nil
+	_, err = s.put(ctx, key, rev, nr)
+	switch {
+	case err == nil:
+	case conflict(err):
+		// The record changed since it was read: another node's claim (a
+		// clean start, or a resuming one that found this node dead and
+		// resumed from the record as it was: its since and the held
+		// messages it names, which are still there) or an invalidation
+		// came first. The session is theirs, or gone: this node's copy
+		// goes with the generation it just stored, which no record
+		// names; nothing else is purged, nothing put back.
+		if ferr := s.o.Broker.ForgetExportedHeld(id); ferr != nil {
+			s.o.Log.Warn("replicated session: its local copy not deleted (a restart drops it)", "client", id, "error", ferr)
+		}
+		_ = s.purgeHeld(ctx, key, nr)
+		node := "none"
+		if cur, _, gerr := s.get(ctx, key); gerr == nil && cur != nil {
+			node = cur.Node
+		}
+		s.o.Log.Info("replicated session dropped here: its record changed during the release", "client", id, "node", node)
+		return nil
+	default:
+		// No answer (no quorum, time out): the write may have landed all
+		// the same, and the record then names the generation stored.
+		rctx, rcancel := context.WithTimeout(context.Background(), publishTimeout)
+		cur, _, gerr := s.get(rctx, key)
+		rcancel()
+		if gerr != nil || cur == nil || cur.Queue != nr.Queue {
+			// Not released: the session goes back into the broker; the
+			// generation stored stays (the write may still land), for
+			// the sweep or an invalidation to purge otherwise.
+			return s.putBack(id, st, held, err)
 		}
 	}
-	_ = s.purgeGen(ctx, key, nr.Queue)
-	// Not released: the session goes back into the broker.
+	if ferr := s.o.Broker.ForgetExportedHeld(id); ferr != nil {
+		s.o.Log.Warn("replicated session: its local copy not deleted (a restart drops it)", "client", id, "error", ferr)
+	}
+	if rec != nil {
+		if perr := s.purgeHeld(ctx, key, rec); perr != nil {
+			s.o.Log.Warn("replicated session: held messages of the previous release not purged", "client", id, "error", perr)
+		}
+	}
+	return nil
+}
+
+// putBack puts id's exported session and its held messages back into the
+// broker after a release that failed with err, and returns err.
+func (s *sessions) putBack(id string, st broker.SessionState, held []broker.Message, err error) error {
 	if ierr := s.o.Broker.ImportSession(st); ierr != nil {
 		return fmt.Errorf("%w; and the session could not be put back: %v (lost)", err, ierr)
 	}

@@ -138,6 +138,14 @@ func (c sessCluster) SessionChanged(id string) {
 // (off when on is false), its broker's data in dir ("" for a fresh one).
 func startSessNode(t *testing.T, ns *server.Server, name string, alive *sessAlive, on bool, dir string) *sessNode {
 	t.Helper()
+	return startSessNodeWith(t, ns, name, alive, on, dir, nil)
+}
+
+// startSessNodeWith is startSessNode whose sessions reach the broker
+// through wrap(broker) when wrap is not nil.
+func startSessNodeWith(t *testing.T, ns *server.Server, name string, alive *sessAlive, on bool, dir string,
+	wrap func(*broker.Server) sessionBroker) *sessNode {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -168,8 +176,12 @@ func startSessNode(t *testing.T, ns *server.Server, name string, alive *sessAliv
 	if n.owners, err = newOwners(ownerOptions{JS: js, Node: name, Replicas: 1, Broker: srv, Log: testLogger().With("node", name)}); err != nil {
 		t.Fatal(err)
 	}
+	var sb sessionBroker = srv
+	if wrap != nil {
+		sb = wrap(srv)
+	}
 	n.sessions, err = newSessions(sessionOptions{Conn: nc, JS: js, Node: name, Replicas: 1, Levels: testLevels,
-		Broker: srv, Router: r, On: n.on.Load, Alive: alive.is, Log: testLogger().With("node", name),
+		Broker: sb, Router: r, On: n.on.Load, Alive: alive.is, Log: testLogger().With("node", name),
 		Sweeper: func() bool { return alive.lowest(name) },
 		// The tests sweep themselves (sweepTick): no sweep of its own
 		// comes between a test's steps or into its counts.
