@@ -214,3 +214,38 @@ func TestSessionReleaseLosingItsWrite(t *testing.T) {
 	}
 	poll.Settle(t, "b's held messages arrive", func() string { return missing(got.payloads("ct/x"), want) })
 }
+
+// TestSessionReleaseAskedWhileGateOff: a node whose protocol gate reads
+// off (replicated sessions off, for a moment) still answers a release
+// request for a session its record says it holds: the claim on the other
+// node gets the session instead of waiting and refusing the CONNECT.
+func TestSessionReleaseAskedWhileGateOff(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	b := startSessNode(t, ns, "b", alive, true, "")
+
+	c, _, _ := persistent(t, a, "gated", true, nil)
+	subscribe(t, c, "gt/#")
+	poll.Until(t, "a's record has the subscription", func() bool {
+		return slices.Equal(filtersOf(a.record(t, "gated")), []string{"gt/#"})
+	})
+	a.on.Store(false) // the gate reads off on a: its disconnect releases nothing
+	if err := c.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "a holds the offline session", func() bool { info, ok := a.srv.Client("gated"); return ok && !info.Connected })
+
+	_, present, got := persistent(t, b, "gated", false, nil)
+	if !present {
+		t.Fatal("no session present on b")
+	}
+	pub, _ := b.connect(t, "pub")
+	sendQoS1(t, pub, "gt/x", "after")
+	poll.Until(t, "the subscription released by a works on b", func() bool {
+		return slices.Contains(got.payloads("gt/x"), "after")
+	})
+	if _, ok := a.srv.Client("gated"); ok {
+		t.Fatal("a still holds the session it released")
+	}
+}

@@ -1081,11 +1081,14 @@ func (s *sessions) publishHeld(ctx context.Context, key, gen string, msgs []brok
 // releaseAsked handles a release request (psr.<key>): a client connected
 // here is disconnected (its Disconnected releases the session); an
 // offline session held here, or a record saying online here with nothing
-// here, is released at once.
+// here, is released at once. It answers whatever this node's protocol
+// gate reads (sessionsOn): the asking node reads it on, and only this
+// node can let the session go (unanswered, its claim would wait its 10 s
+// and refuse the CONNECT).
 func (s *sessions) releaseAsked(msg *nats.Msg) {
 	key := strings.TrimPrefix(msg.Subject, releasePrefix+".")
 	id, ok := unescapeToken(key)
-	if !ok || !s.o.On() {
+	if !ok {
 		return
 	}
 	if info, ok := s.o.Broker.Client(id); ok && info.Connected {
