@@ -1,15 +1,23 @@
 package cluster
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go"
 
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
+	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
@@ -157,4 +165,76 @@ func BenchmarkFirstSubscribe(b *testing.B) {
 			b.ReportMetric(float64(lost)/float64(i), "lost/op")
 		})
 	}
+}
+
+// TestInterestRoundTrips: one round trip covers every subscription
+// numbered before it; a covered number waits for nothing; a node that
+// does not answer is waited for at most the timeout and logged the first
+// time only; a node with nothing subscribed to its ping is not waited for.
+func TestInterestRoundTrips(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	nc := natstest.Connect(t, ns)
+	if _, err := newControl(controlOptions{Conn: natstest.Connect(t, ns), Node: "ok", Log: testLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	var pings atomic.Int32 // pings the "ok" node got, seen by a second subscriber
+	counter := natstest.Connect(t, ns)
+	if _, err := counter.Subscribe(controlSubject(controlPing, "ok"), func(*nats.Msg) { pings.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	stuck := natstest.Connect(t, ns) // subscribed, never answers
+	if _, err := stuck.Subscribe(controlSubject(controlPing, "stuck"), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*nats.Conn{counter, stuck} { // the server has both subscriptions
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	peers := []string{"ok", "gone"}
+	in := newInterest(interestOptions{Conn: nc, Timeout: 200 * time.Millisecond,
+		Peers: func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(peers) },
+		Log:   slog.New(slog.NewTextHandler(&syncWriter{w: &logged, mu: &mu}, nil))})
+
+	first, second := in.subscribed(), in.subscribed()
+	in.wait(second) // one round trip covers both
+	in.wait(first)
+	roundTrips := func(want int32) func() string {
+		return func() string { // the counter's callback runs on its own goroutine
+			if n := pings.Load(); n != want {
+				return fmt.Sprintf("%d round trips, want %d", n, want)
+			}
+			return ""
+		}
+	}
+	poll.Settle(t, "one round trip for two subscriptions made before it", roundTrips(1))
+	mu.Lock()
+	peers = append(peers, "stuck")
+	mu.Unlock()
+	in.wait(in.subscribed())
+	in.wait(in.subscribed())
+	poll.Settle(t, "a round trip for each later subscription", roundTrips(3))
+	mu.Lock()
+	defer mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "nodes=[stuck]") || !strings.Contains(lines[0], "round_trips_unconfirmed_total=1") {
+		t.Fatalf("log %q, want one line naming the stuck node", logged.String())
+	}
+	in.wait(0) // nothing to wait for
+	var none *interest
+	none.wait(none.subscribed()) // a router without a registry
+}
+
+// syncWriter writes to w under mu.
+type syncWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
