@@ -48,7 +48,8 @@ type Broker interface {
 func (n *Node) StartRouting() error {
 	r, err := newRouter(routerOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
 		Levels: n.cfg.TopicLevelDistribution, MaxAge: time.Duration(n.cfg.StreamMaxAge),
-		MaxBytes: int64(n.cfg.StreamMaxBytes), Log: n.log})
+		MaxBytes: int64(n.cfg.StreamMaxBytes), Log: n.log, Interest: n.interest,
+		StoreQoS0: func() bool { return !n.Supports(3) }})
 	if err != nil {
 		if p := n.Status().Problems; len(p) > 0 {
 			return fmt.Errorf("cluster node %s: %w (%s)", n.cfg.Name, err, p[0])
@@ -77,7 +78,7 @@ func (n *Node) UseBroker(b Broker) error {
 	if err != nil {
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
-	s, err := newShared(sharedOptions{Conn: n.nc, Levels: n.cfg.TopicLevelDistribution, Broker: b, Log: n.log})
+	s, err := newShared(sharedOptions{Conn: n.nc, Levels: n.cfg.TopicLevelDistribution, Interest: n.interest, Broker: b, Log: n.log})
 	if err != nil {
 		w.Close()
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
@@ -273,20 +274,29 @@ func (n *Node) Forward(m *broker.Message, publisher string) error {
 	return r.forward(m, publisher)
 }
 
-// Subscribed implements broker.Cluster.
+// Subscribed implements broker.Cluster. The broker calls it from mochi's
+// OnSubscribed, on the client's goroutine, before the SUBACK is written.
+// When the filter's subject (or shared group) is new on this node, it
+// returns only once every other alive node's server knows the
+// subscription (interest.go: one round trip, at most about 2 s, none
+// when the node is alone), so that a message published on another node
+// after the SUBACK reaches the subscriber; a subject subscribed before
+// costs nothing.
 func (n *Node) Subscribed(filter, group string) {
+	var seq uint64
 	if group == "" {
 		if r := n.routing(); r != nil {
-			r.subscribed(filter)
+			seq = r.subscribed(filter)
 		}
-		return
+	} else {
+		n.mu.Lock()
+		s := n.shared
+		n.mu.Unlock()
+		if s != nil {
+			seq = s.subscribed(filter, group)
+		}
 	}
-	n.mu.Lock()
-	s := n.shared
-	n.mu.Unlock()
-	if s != nil {
-		s.subscribed(filter, group)
-	}
+	n.interest.wait(seq)
 }
 
 // Unsubscribed implements broker.Cluster.

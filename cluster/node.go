@@ -105,6 +105,9 @@ type Node struct {
 	// control answers and sends the operator's requests to every node
 	// (control.go); set by Start.
 	control *control
+	// interest makes new subscriptions known on the other nodes before
+	// the SUBACK (interest.go); set by Start.
+	interest *interest
 	// sessions replicates persistent sessions (sessions.go), nil until
 	// UseBroker.
 	sessions *sessions
@@ -181,6 +184,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster node %s: jetstream: %w", cfg.Name, err)
 	}
 	n.nc, n.jsx = nc, js
+	n.interest = newInterest(interestOptions{Conn: nc, Peers: n.otherAlive, Log: log})
 	// Control requests are answered before the first heartbeat: a node
 	// the others see alive takes them.
 	if n.control, err = newControl(controlOptions{Conn: nc, Node: cfg.Name, Log: log, Extension: o.Extension}); err != nil {

@@ -57,7 +57,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // freePorts returns n loopback ports free now.
-func freePorts(t *testing.T, n int) []string {
+func freePorts(t testing.TB, n int) []string {
 	t.Helper()
 	addrs := make([]string, n)
 	var ls []net.Listener
