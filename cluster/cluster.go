@@ -49,7 +49,7 @@ func (n *Node) StartRouting() error {
 	r, err := newRouter(routerOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
 		Levels: n.cfg.TopicLevelDistribution, MaxAge: time.Duration(n.cfg.StreamMaxAge),
 		MaxBytes: int64(n.cfg.StreamMaxBytes), Log: n.log, Interest: n.interest,
-		StoreQoS0: func() bool { return !n.Supports(3) }})
+		StoreQoS0: func() bool { return !n.qos0Gate.get(n) }})
 	if err != nil {
 		if p := n.Status().Problems; len(p) > 0 {
 			return fmt.Errorf("cluster node %s: %w (%s)", n.cfg.Name, err, p[0])

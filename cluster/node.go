@@ -116,6 +116,8 @@ type Node struct {
 	attrsOnce sync.Once
 	// routes caches the server's routes for reachable.
 	routes routeNames
+	// qos0Gate is FeatureQoS0Unstored for each QoS 0 forward.
+	qos0Gate hotGate
 
 	// featureMu serializes logFeatures; featureLast is the state of each
 	// feature it logged last, by name.
@@ -159,7 +161,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	nlog := &natsLog{log: log}
 	srv.SetLoggerV2(nlog, false, false, false)
 	go srv.Start()
-	n := &Node{o: o, cfg: cfg, log: log, srv: srv, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}), instance: newInstance(),
+	n := &Node{qos0Gate: hotGate{f: FeatureQoS0Unstored}, o: o, cfg: cfg, log: log, srv: srv, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}), instance: newInstance(),
 		seen: map[string]seen{}}
 	if !srv.ReadyForConnections(o.ReadyTimeout) {
 		srv.Shutdown()
