@@ -114,6 +114,10 @@ type Node struct {
 	// routes caches the server's routes for reachable.
 	routes routeNames
 
+	// registryWait replaces the constant registryWait when positive
+	// (tests).
+	registryWait time.Duration
+
 	// featureMu serializes logFeatures; featureLast is the state of each
 	// feature it logged last, by name.
 	featureMu   sync.Mutex

@@ -253,24 +253,35 @@ type sessions struct {
 	sweepMu    sync.Mutex
 	orphans    map[string]uint64
 	unreadable map[string]string
+
+	// reconcileMu makes the checks of restored sessions (reconcile: at
+	// UseBroker, and each time the feature switches on) run one at a time.
+	reconcileMu sync.Mutex
 }
 
 // spawn runs f on a goroutine close waits for, then ends the use of key's
 // sessionKey sk; after close it only ends the use.
 func (s *sessions) spawn(key string, sk *sessionKey, f func()) {
+	if !s.background(func() { defer s.done(key, sk); f() }) {
+		s.done(key, sk)
+	}
+}
+
+// background runs f on a goroutine close waits for; after close it runs
+// nothing and reports false.
+func (s *sessions) background(f func()) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.done(key, sk)
-		return
+		return false
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		defer s.done(key, sk)
 		f()
 	}()
+	return true
 }
 
 // sessionKey is what this node knows of one client id: its lock (claims

@@ -704,3 +704,57 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestSessionReconcileWhenFeatureOn: a session kept locally while
+// replicated sessions were off, whose record now names another node, is
+// dropped once the feature switches on (logFeatures), without a restart.
+func TestSessionReconcileWhenFeatureOn(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	offlineLocal(t, a, "kept")
+	if _, err := a.sessions.put(brokertest.OpCtx(t), mustKey(t, "kept"), 0, &sessionRecord{Node: "b", Online: true}); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := gateNode("a", true, map[string]entry{"a": {ProtocolVersion, 0}, "b": {1, 0}})
+	n.sessions = a.sessions
+	n.logFeatures() // off: b speaks protocol 1
+	if _, ok := a.srv.Client("kept"); !ok {
+		t.Fatal("the session was dropped while the feature was off")
+	}
+	n.mu.Lock()
+	n.seen["b"] = seen{entry: registryEntry{Name: "b", Protocol: ProtocolVersion}, at: time.Now()}
+	n.mu.Unlock()
+	n.logFeatures() // on
+	poll.Until(t, "a drops the session whose record names b once the feature is on", func() bool {
+		_, ok := a.srv.Client("kept")
+		return !ok
+	})
+}
+
+// TestClaimWaitsForRegistry: a CONNECT's claim while the node has not
+// read the registry waits for it (bounded), then fails naming the cause,
+// rather than skipping the claim; once the registry is read it claims.
+func TestClaimWaitsForRegistry(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	n, _ := gateNode("a", false, map[string]entry{"a": {ProtocolVersion, 0}})
+	n.sessions, n.registryWait = a.sessions, 100*time.Millisecond
+	_, _, err := n.ClaimSession("early", false, true)
+	if want := `cluster node a: claim the session of "early": the cluster registry was not read yet: context deadline exceeded`; err == nil || err.Error() != want {
+		t.Fatalf("claim before the registry was read: %v, want %s", err, want)
+	}
+	if r := a.record(t, "early"); r != nil {
+		t.Fatalf("record written by a failed claim: %+v", r)
+	}
+	n.mu.Lock()
+	n.registryRead = true
+	n.mu.Unlock()
+	if _, _, err := n.ClaimSession("early", false, true); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.record(t, "early"); r == nil || !r.Online || r.Node != "a" {
+		t.Fatalf("record after the claim: %+v, want online on a", r)
+	}
+}
