@@ -297,7 +297,8 @@ func (n *Node) SessionChanged(clientID string) {
 }
 
 // InvalidateSession ends the session of clientID on every node: with
-// replicated sessions on it deletes its record and held messages,
+// replicated sessions on it replaces its record by a tombstone (so that a
+// node missing the news drops its copy later), purges its held messages,
 // invalidates the local session (a connected client is disconnected with
 // 0x98), then tells the other nodes to invalidate theirs; with them off,
 // only the local one (phase 1). The operator's invalidate (admin API, CLI,

@@ -49,12 +49,20 @@ import (
 //     record offline with Since = that sequence.
 //  4. One node, the alive node with the lowest name (Sweeper), sweeps
 //     the bucket every sweepInterval: an offline record past its expiry
-//     is deleted (by revision: two sweeping at once stay correct) and its
-//     queue purged.
-//  5. Node.InvalidateSession deletes the record and the queue and tells
-//     every node (psi.<key>) to invalidate its local session.
-//  6. At UseBroker (after the broker restored its store), a restored
-//     session whose record names another node or is offline is dropped
+//     becomes a tombstone (by revision: two sweeping at once stay
+//     correct) and its queue is purged; a tombstone past its time
+//     (TombstoneFor) is deleted; a record online on a node not registered
+//     at two sweeps in a row is marked offline from then.
+//  5. Node.InvalidateSession replaces the record with a tombstone, purges
+//     the queue and tells every node (psi.<key>) to invalidate its local
+//     session. A session that ended with its connection leaves a
+//     tombstone too (handOver). A claim or reconcile meeting a tombstone
+//     drops the local copy: a node that missed psi, or was down, does not
+//     bring the session back.
+//  6. At UseBroker (after the broker restored its store, and after the
+//     registry's first read, waited for up to registryWait), and again
+//     each time the feature switches on, a restored session whose record
+//     names another node or is offline (a tombstone included) is dropped
 //     locally; one whose record says online here (this node died with its
 //     client connected) is released.
 //  7. While the client is online, the record's state follows the session
@@ -1257,11 +1265,12 @@ func (s *sessions) sweep(now time.Time) (int, error) {
 
 // --- 5. invalidation ---
 
-// invalidate deletes the record and held messages of id, invalidates
-// the local session, then tells the other nodes to invalidate theirs
-// (psi.<key>, naming this node, which ignores its own). found reports
-// whether there was a record; err is the broker's (broker.ErrNoSession
-// when there was no local session) or JetStream's.
+// invalidate replaces the record of id by a tombstone, purges its held
+// messages, invalidates the local session, then tells the other nodes to
+// invalidate theirs (psi.<key>, naming this node, which ignores its own).
+// found reports whether there was a record (not a tombstone); err is the
+// broker's (broker.ErrNoSession when there was no local session) or
+// JetStream's.
 func (s *sessions) invalidate(id string) (found bool, err error) {
 	key, err := clientKey(id)
 	if err != nil {

@@ -387,8 +387,8 @@ func TestSessionOfDeadNode(t *testing.T) {
 	})
 }
 
-// TestSessionInvalidateClusterWide: invalidating on b deletes the record
-// and disconnects the client connected to a (0x98).
+// TestSessionInvalidateClusterWide: invalidating on b leaves a tombstone
+// for the record and disconnects the client connected to a (0x98).
 func TestSessionInvalidateClusterWide(t *testing.T) {
 	ns := natstest.Start(t, "js")
 	alive := &sessAlive{}
