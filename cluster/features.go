@@ -148,7 +148,10 @@ func (n *Node) featureStatus() []FeatureStatus {
 // The first state logged is the one found once the registry was read. It
 // runs after every registry update and every heartbeat (a node that died
 // stops being alive without an update); featureMu makes each change
-// logged once when both run at once.
+// logged once when both run at once. Replicated sessions switching on
+// (the first state found included) start a check of the restored
+// sessions against their records (reconcileSessions) on a goroutine,
+// once the node has its broker.
 func (n *Node) logFeatures() {
 	n.mu.Lock()
 	read := n.registryRead
@@ -177,5 +180,10 @@ func (n *Node) logFeatures() {
 			n.log.Info("cluster feature off", "feature", st.Name, "protocol", st.Since, "held_back_by", st.HeldBackBy)
 		}
 		n.featureLast[st.Name] = st
+		if st.On && st.Name == FeatureSessions.Name {
+			if ss := n.sessionsPart(); ss != nil {
+				ss.background(func() { n.reconcileSessions(ss) })
+			}
+		}
 	}
 }

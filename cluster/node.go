@@ -119,6 +119,10 @@ type Node struct {
 	// qos0Gate is FeatureQoS0Unstored for each QoS 0 forward.
 	qos0Gate hotGate
 
+	// registryWait replaces the constant registryWait when positive
+	// (tests).
+	registryWait time.Duration
+
 	// featureMu serializes logFeatures; featureLast is the state of each
 	// feature it logged last, by name.
 	featureMu   sync.Mutex
