@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/broker/config"
 )
 
 // This file joins the node (node.go, registry.go) to the broker: Node
@@ -37,7 +38,16 @@ type Broker interface {
 	ownerBroker
 	sharedBroker
 	sessionBroker
+	// Config is the broker's configuration: replicated sessions read
+	// mqtt.max_session_expiry (how long a tombstone stays) and
+	// mqtt.max_queued_messages (the bound of a replay) at UseBroker.
+	Config() *config.Config
 }
+
+// registryWait bounds UseBroker's wait for the registry's first read,
+// and a CONNECT's while the registry was not read yet (Node.registryWait
+// replaces it when positive, in tests).
+const registryWait = 5 * time.Second
 
 // StartRouting creates or updates the message and retained streams with
 // the replication factor in force and starts the router. It needs
@@ -48,7 +58,8 @@ type Broker interface {
 func (n *Node) StartRouting() error {
 	r, err := newRouter(routerOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
 		Levels: n.cfg.TopicLevelDistribution, MaxAge: time.Duration(n.cfg.StreamMaxAge),
-		MaxBytes: int64(n.cfg.StreamMaxBytes), Log: n.log})
+		MaxBytes: int64(n.cfg.StreamMaxBytes), Log: n.log, Interest: n.interest,
+		StoreQoS0: func() bool { return !n.qos0Gate.get(n) }})
 	if err != nil {
 		if p := n.Status().Problems; len(p) > 0 {
 			return fmt.Errorf("cluster node %s: %w (%s)", n.cfg.Name, err, p[0])
@@ -63,7 +74,11 @@ func (n *Node) StartRouting() error {
 
 // UseBroker gives the node its broker, after broker.New and before the
 // broker's Start: the router starts subscribing for the filters reported
-// so far, take-over (owners) and shared subscriptions (shared) start.
+// so far, take-over (owners) and shared subscriptions (shared) start. It
+// waits up to registryWait for the registry's first read (the protocol
+// gate is unknown until then) and, with replicated sessions on, checks
+// the restored sessions against their records (reconcileSessions; again
+// each time the feature switches on: logFeatures).
 func (n *Node) UseBroker(b Broker) error {
 	r := n.routing()
 	if r == nil {
@@ -77,14 +92,17 @@ func (n *Node) UseBroker(b Broker) error {
 	if err != nil {
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
-	s, err := newShared(sharedOptions{Conn: n.nc, Levels: n.cfg.TopicLevelDistribution, Broker: b, Log: n.log})
+	s, err := newShared(sharedOptions{Conn: n.nc, Levels: n.cfg.TopicLevelDistribution, Interest: n.interest, Broker: b, Log: n.log})
 	if err != nil {
 		w.Close()
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
+	mqttCfg := b.Config().MQTT
 	ss, err := newSessions(sessionOptions{Conn: n.nc, JS: n.jsx, Node: n.cfg.Name, Replicas: n.Replicas(),
 		Levels: n.cfg.TopicLevelDistribution, MaxBytes: int64(n.cfg.StreamMaxBytes), Broker: b, Router: r,
-		On: n.sessionsOn, Alive: n.reachable, Sweeper: n.sweeper, Log: n.log, Attributes: n.attributeStore()})
+		On: n.sessionsOn, Alive: n.reachable, Registered: n.alive, Sweeper: n.sweeper, Log: n.log,
+		Attributes: n.attributeStore(), TombstoneFor: time.Duration(mqttCfg.MaxSessionExpiry),
+		MaxReplay: mqttCfg.MaxQueuedMessages})
 	if err != nil {
 		s.Close()
 		w.Close()
@@ -93,18 +111,62 @@ func (n *Node) UseBroker(b Broker) error {
 	n.mu.Lock()
 	n.owners, n.shared, n.sessions = w, s, ss
 	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), n.registryWaitFor())
+	err = n.waitRegistry(ctx)
+	cancel()
+	if err != nil {
+		n.log.Warn("cluster: registry not read yet; the protocol gate is unknown, CONNECTs wait for it", "error", err)
+	}
 	if n.sessionsOn() {
-		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-		dropped, released, err := ss.reconcile(ctx)
-		cancel()
-		if err != nil {
-			n.log.Warn("cluster: restored sessions not checked against their records; they stay here", "error", err)
-		}
-		if dropped+released > 0 {
-			n.log.Info("cluster: restored sessions checked against their records", "dropped", dropped, "released", released)
-		}
+		n.reconcileSessions(ss)
 	}
 	return nil
+}
+
+// reconcileSessions checks the sessions the broker restored against
+// their records (sessions.reconcile), logging what it did: at UseBroker,
+// and on a goroutine each time replicated sessions switch on
+// (logFeatures), as sessions restored or kept while they were off may
+// have moved or ended in the cluster meanwhile.
+func (n *Node) reconcileSessions(ss *sessions) {
+	ss.reconcileMu.Lock()
+	defer ss.reconcileMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	dropped, released, err := ss.reconcile(ctx)
+	cancel()
+	if err != nil {
+		n.log.Warn("cluster: restored sessions not all checked against their records; those stay here", "error", err)
+	}
+	if dropped+released > 0 {
+		n.log.Info("cluster: restored sessions checked against their records", "dropped", dropped, "released", released)
+	}
+}
+
+// registryWaitFor is registryWait, or n.registryWait when set (tests).
+func (n *Node) registryWaitFor() time.Duration {
+	if n.registryWait > 0 {
+		return n.registryWait
+	}
+	return registryWait
+}
+
+// waitRegistry waits until this node has read the registry once (the
+// protocol gate known), polling every recordPoll, or until ctx ends
+// (an error saying so).
+func (n *Node) waitRegistry(ctx context.Context) error {
+	for {
+		n.mu.Lock()
+		read := n.registryRead
+		n.mu.Unlock()
+		if read {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the cluster registry was not read yet: %w", ctx.Err())
+		case <-time.After(recordPoll):
+		}
+	}
 }
 
 // sessionsOn reports whether sessions are replicated (docs/cluster.md,
@@ -198,11 +260,24 @@ var _ broker.ClusterSessions = (*Node)(nil)
 // online here; it blocks up to 10 s (another node releasing the session
 // included). An error (no JetStream quorum, a timeout) makes the broker
 // refuse the CONNECT. With them off it returns nil, nil, nil at once.
+// While this node has not read the registry yet (the protocol gate
+// unknown), it first waits for that, up to registryWait, then fails.
 // A session that ends with its connection (persistent false) and has no
 // record costs one KV read.
 func (n *Node) ClaimSession(clientID string, cleanStart, persistent bool) (*broker.SessionState, []broker.Message, error) {
 	ss := n.sessionsPart()
-	if ss == nil || !n.sessionsOn() {
+	if ss == nil {
+		return nil, nil, nil
+	}
+	// Until the registry was read the gate is unknown: a claim skipped
+	// then would resume a stale local copy, so wait for it (bounded).
+	ctx, cancel := context.WithTimeout(context.Background(), n.registryWaitFor())
+	err := n.waitRegistry(ctx)
+	cancel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster node %s: claim the session of %q: %w", n.cfg.Name, clientID, err)
+	}
+	if !n.sessionsOn() {
 		return nil, nil, nil
 	}
 	st, msgs, err := ss.claim(clientID, cleanStart, persistent)
@@ -223,7 +298,8 @@ func (n *Node) SessionChanged(clientID string) {
 }
 
 // InvalidateSession ends the session of clientID on every node: with
-// replicated sessions on it deletes its record and held messages,
+// replicated sessions on it replaces its record by a tombstone (so that a
+// node missing the news drops its copy later), purges its held messages,
 // invalidates the local session (a connected client is disconnected with
 // 0x98), then tells the other nodes to invalidate theirs; with them off,
 // only the local one (phase 1). The operator's invalidate (admin API, CLI,
@@ -273,20 +349,29 @@ func (n *Node) Forward(m *broker.Message, publisher string) error {
 	return r.forward(m, publisher)
 }
 
-// Subscribed implements broker.Cluster.
+// Subscribed implements broker.Cluster. The broker calls it from mochi's
+// OnSubscribed, on the client's goroutine, before the SUBACK is written.
+// When the filter's subject (or shared group) is new on this node, it
+// returns only once every other alive node's server knows the
+// subscription (interest.go: one round trip, at most about 2 s, none
+// when the node is alone), so that a message published on another node
+// after the SUBACK reaches the subscriber; a subject subscribed before
+// costs nothing.
 func (n *Node) Subscribed(filter, group string) {
+	var seq uint64
 	if group == "" {
 		if r := n.routing(); r != nil {
-			r.subscribed(filter)
+			seq = r.subscribed(filter)
 		}
-		return
+	} else {
+		n.mu.Lock()
+		s := n.shared
+		n.mu.Unlock()
+		if s != nil {
+			seq = s.subscribed(filter, group)
+		}
 	}
-	n.mu.Lock()
-	s := n.shared
-	n.mu.Unlock()
-	if s != nil {
-		s.subscribed(filter, group)
-	}
+	n.interest.wait(seq)
 }
 
 // Unsubscribed implements broker.Cluster.

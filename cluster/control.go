@@ -23,8 +23,10 @@ import (
 // named in the result. The requests and answers are JSON (controlRequest,
 // NodeResult).
 //
-// The only kind so far is ControlExtension: enable or disable an
-// extension. Each node applies it with Options.Extension, the function
+// Two kinds so far: ControlExtension, enable or disable an extension, and
+// controlPing, which every node answers at once with an empty message: a
+// node's round trip that makes its new subscriptions known on the others
+// (interest.go). Each node applies it with Options.Extension, the function
 // `propolis extensions enable|disable` runs locally; this package does
 // not import package host (cmd/propolis wires the function).
 //
@@ -41,6 +43,10 @@ const ControlTimeout = 5 * time.Second
 // ControlExtension is the kind of control request that enables or
 // disables an extension (SetExtension).
 const ControlExtension = "extension"
+
+// controlPing is the kind of request every node answers at once, with an
+// empty message (interest.go).
+const controlPing = "ping"
 
 // controlPrefix starts every control subject: pctl.<kind>.<node>.
 const controlPrefix = "pctl."
@@ -134,25 +140,31 @@ type control struct {
 	subs []*nats.Subscription // nil once closed
 }
 
-// newControl subscribes to the control subjects of o.Node for the kinds
-// it has a function for.
+// newControl subscribes to the control subjects of o.Node: the ping, and
+// the kinds it has a function for.
 func newControl(o controlOptions) (*control, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = ControlTimeout
 	}
 	c := &control{o: o}
+	ping, err := o.Conn.Subscribe(controlSubject(controlPing, o.Node), c.pong)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", controlSubject(controlPing, o.Node), err)
+	}
+	c.subs = append(c.subs, ping)
 	if o.Extension != nil {
 		sub, err := o.Conn.Subscribe(controlSubject(ControlExtension, o.Node), c.serve)
 		if err != nil {
-			return nil, fmt.Errorf("subscribe to %s: %w", controlSubject(ControlExtension, o.Node), err)
-		}
-		c.subs = append(c.subs, sub)
-		// The server has the subscription once the flush returns: a
-		// request sent after newControl reaches it.
-		if err := o.Conn.FlushTimeout(o.Timeout); err != nil {
 			c.close()
 			return nil, fmt.Errorf("subscribe to %s: %w", controlSubject(ControlExtension, o.Node), err)
 		}
+		c.subs = append(c.subs, sub)
+	}
+	// The server has the subscriptions once the flush returns: a request
+	// sent after newControl reaches them.
+	if err := o.Conn.FlushTimeout(o.Timeout); err != nil {
+		c.close()
+		return nil, fmt.Errorf("subscribe to %s: %w", controlPrefix+"*."+o.Node, err)
 	}
 	return c, nil
 }
@@ -170,6 +182,17 @@ func (c *control) close() {
 	c.mu.Unlock()
 	for _, s := range subs {
 		_ = s.Unsubscribe()
+	}
+}
+
+// pong answers a ping (on its own subscription's goroutine, so that a
+// slow extension request does not hold it up).
+func (c *control) pong(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	if err := m.Respond(nil); err != nil {
+		c.o.Log.Warn("cluster ping not answered", "subject", m.Subject, "error", err)
 	}
 }
 

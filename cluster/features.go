@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,9 +35,39 @@ type Feature struct {
 // locally, as protocol 1 does.
 var FeatureSessions = Feature{Name: "replicated-sessions", Since: 2}
 
+// FeatureQoS0Unstored is QoS 0 routed on pz. subjects, which no stream
+// stores (route.go). Off, a node sends QoS 0 on pm. subjects, where
+// PROPOLIS_MESSAGES stores it, because nodes of protocol 2 or older
+// subscribe to those only.
+var FeatureQoS0Unstored = Feature{Name: "qos0-not-stored", Since: 3}
+
 // Features lists every gated feature, oldest first, in the order Status
 // shows them.
-var Features = []Feature{FeatureSessions}
+var Features = []Feature{FeatureSessions, FeatureQoS0Unstored}
+
+// hotGate is a feature's answer for a path taken per message: FeatureOn,
+// computed again at most every hotGateFor (a node's death or arrival is
+// seen that much later there; the registry's own window is seconds).
+type hotGate struct {
+	f     Feature
+	until atomic.Int64 // Unix nanoseconds until which on holds
+	on    atomic.Bool
+}
+
+// hotGateFor is how long a hotGate reuses its answer.
+const hotGateFor = 100 * time.Millisecond
+
+// get returns g's feature's FeatureOn on n, at most hotGateFor old.
+func (g *hotGate) get(n *Node) bool {
+	now := time.Now().UnixNano()
+	if now < g.until.Load() {
+		return g.on.Load()
+	}
+	on := n.FeatureOn(g.f)
+	g.on.Store(on)
+	g.until.Store(now + int64(hotGateFor))
+	return on
+}
 
 // FeatureStatus is one feature of Status.
 type FeatureStatus struct {
@@ -117,7 +148,10 @@ func (n *Node) featureStatus() []FeatureStatus {
 // The first state logged is the one found once the registry was read. It
 // runs after every registry update and every heartbeat (a node that died
 // stops being alive without an update); featureMu makes each change
-// logged once when both run at once.
+// logged once when both run at once. Replicated sessions switching on
+// (the first state found included) start a check of the restored
+// sessions against their records (reconcileSessions) on a goroutine,
+// once the node has its broker.
 func (n *Node) logFeatures() {
 	n.mu.Lock()
 	read := n.registryRead
@@ -146,5 +180,10 @@ func (n *Node) logFeatures() {
 			n.log.Info("cluster feature off", "feature", st.Name, "protocol", st.Since, "held_back_by", st.HeldBackBy)
 		}
 		n.featureLast[st.Name] = st
+		if st.On && st.Name == FeatureSessions.Name {
+			if ss := n.sessionsPart(); ss != nil {
+				ss.background(func() { n.reconcileSessions(ss) })
+			}
+		}
 	}
 }

@@ -47,13 +47,21 @@ func fits(what string, parts ...string) error {
 
 // filterFits checks that a local filter (group "") or shared filter
 // (group G of $share/G/filter) can be subscribed in NATS at levels
-// (topic_level_distribution), nodeQueue being the router's queue group.
+// (topic_level_distribution), nodeQueue being the router's queue group:
+// both subjects, the pm. one and its pz. twin (QoS 0), each with the queue
+// group, so the longer counts.
 func filterFits(filter, group string, levels int, nodeQueue string) error {
 	subj := filterSubject(filter, levels)
-	if group == "" {
-		return fits("filter", subj, nodeQueue)
+	what, queue := "filter", nodeQueue
+	if group != "" {
+		what, queue = "shared subscription", queueName(group, filter)
 	}
-	return fits("shared subscription", subj, queueName(group, filter))
+	for _, sj := range []string{subj, volatileSubject(subj)} {
+		if err := fits(what, sj, queue); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // nodeQueue is the NATS queue group of all of node's plain subscriptions.

@@ -105,6 +105,9 @@ type Node struct {
 	// control answers and sends the operator's requests to every node
 	// (control.go); set by Start.
 	control *control
+	// interest makes new subscriptions known on the other nodes before
+	// the SUBACK (interest.go); set by Start.
+	interest *interest
 	// sessions replicates persistent sessions (sessions.go), nil until
 	// UseBroker.
 	sessions *sessions
@@ -113,6 +116,12 @@ type Node struct {
 	attrsOnce sync.Once
 	// routes caches the server's routes for reachable.
 	routes routeNames
+	// qos0Gate is FeatureQoS0Unstored for each QoS 0 forward.
+	qos0Gate hotGate
+
+	// registryWait replaces the constant registryWait when positive
+	// (tests).
+	registryWait time.Duration
 
 	// featureMu serializes logFeatures; featureLast is the state of each
 	// feature it logged last, by name.
@@ -156,7 +165,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	nlog := &natsLog{log: log}
 	srv.SetLoggerV2(nlog, false, false, false)
 	go srv.Start()
-	n := &Node{o: o, cfg: cfg, log: log, srv: srv, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}), instance: newInstance(),
+	n := &Node{qos0Gate: hotGate{f: FeatureQoS0Unstored}, o: o, cfg: cfg, log: log, srv: srv, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}), instance: newInstance(),
 		seen: map[string]seen{}}
 	if !srv.ReadyForConnections(o.ReadyTimeout) {
 		srv.Shutdown()
@@ -181,6 +190,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster node %s: jetstream: %w", cfg.Name, err)
 	}
 	n.nc, n.jsx = nc, js
+	n.interest = newInterest(interestOptions{Conn: nc, Peers: n.otherAlive, Log: log})
 	// Control requests are answered before the first heartbeat: a node
 	// the others see alive takes them.
 	if n.control, err = newControl(controlOptions{Conn: nc, Node: cfg.Name, Log: log, Extension: o.Extension}); err != nil {

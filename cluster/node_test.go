@@ -57,7 +57,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // freePorts returns n loopback ports free now.
-func freePorts(t *testing.T, n int) []string {
+func freePorts(t testing.TB, n int) []string {
 	t.Helper()
 	addrs := make([]string, n)
 	var ls []net.Listener
@@ -91,7 +91,7 @@ func TestSingleNode(t *testing.T) {
 	var st Status
 	poll.Settle(t, "the node registered, healthy, its registry read (replicated-sessions on)", func() string {
 		st = n.Status()
-		if st.Healthy && len(st.Nodes) == 1 && len(st.Streams) == 1 && len(st.Features) == 1 && st.Features[0].On {
+		if st.Healthy && len(st.Nodes) == 1 && len(st.Streams) == 1 && len(st.Features) == len(Features) && st.Features[0].On && st.Features[1].On {
 			return ""
 		}
 		return fmt.Sprintf("status %+v", st)

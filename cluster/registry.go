@@ -47,7 +47,10 @@ const (
 // -ldflags "-X github.com/propolis-mqtt/propolis/cluster.protocolOverride=N"
 // (-X sets only strings, hence the override): the rolling upgrade test
 // builds a protocol 1 node so.
-var ProtocolVersion = 2
+//
+// Versions: 2 replicated sessions and session attributes; 3 QoS 0 routed
+// on pz. subjects, which no stream stores (route.go).
+var ProtocolVersion = 3
 
 // protocolOverride, when set at link time, replaces ProtocolVersion.
 var protocolOverride string
@@ -497,6 +500,22 @@ func (n *Node) aliveNames() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// otherAlive returns the names of the alive nodes of the registry other
+// than this one: the nodes a new subscription must be known on
+// (interest.go).
+func (n *Node) otherAlive() []string {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for name, s := range n.seen {
+		if name != n.cfg.Name && now.Sub(s.at) <= AliveWindow {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // Mismatch returns how the alive nodes differ (Status.Mismatch), from

@@ -20,10 +20,10 @@ import (
 
 // This file routes messages between nodes (see docs/cluster.md, "Message routing"):
 // Forward publishes a message accepted on this node to its routing subject
-// (QoS 0 as a core NATS message, QoS 1/2 into stream PROPOLIS_MESSAGES,
-// waiting for the stream's acknowledgement); the node subscribes to the
-// subjects of its local filters and injects what other nodes published
-// into its broker; retained messages are also kept in PROPOLIS_RETAINED
+// (QoS 0 as a core NATS message on a pz. subject no stream stores, QoS
+// 1/2 on a pm. subject into stream PROPOLIS_MESSAGES, waiting for the
+// stream's acknowledgement); the node subscribes to both subjects of its
+// local filters and injects what other nodes published into its broker; retained messages are also kept in PROPOLIS_RETAINED
 // for nodes that start later (replayRetained).
 
 // Stream names and the headers of a routed message.
@@ -87,6 +87,13 @@ type routerOptions struct {
 	Broker remoteBroker
 	// Log receives the router's warnings.
 	Log *slog.Logger
+	// StoreQoS0 reports whether QoS 0 messages must still go on pm.
+	// subjects (stored, as before protocol 3): while a node of protocol 2
+	// or older is alive, which subscribes to pm. subjects only. nil: never.
+	StoreQoS0 func() bool
+	// Interest numbers the subscriptions made on Conn (interest.go); nil
+	// numbers none (a node without a registry: tests).
+	Interest *interest
 	// InboxSize replaces inboxSize when positive (tests).
 	InboxSize int
 	// PublishTimeout bounds the wait for a JetStream acknowledgement;
@@ -117,10 +124,13 @@ type router struct {
 	rejected atomic.Uint64 // received messages that could not be decoded or injected
 }
 
-// routeSub is one subscription subject and how many local filters need it.
+// routeSub is one subscription subject and how many local filters need it:
+// the subscription of the pm. subject (QoS 1/2) and of its pz. twin (QoS
+// 0), both in the node's queue group and into the one inbox.
 type routeSub struct {
 	refs int
-	sub  *nats.Subscription // nil until the broker is known
+	subs []*nats.Subscription // pm. and pz.; nil until the broker is known
+	seq  uint64               // its number in Interest, 0 until subscribed
 }
 
 // newRouter creates or updates the streams and returns a router; it
@@ -213,8 +223,9 @@ func retainedConfig(o routerOptions) jetstream.StreamConfig {
 }
 
 // forward publishes m, accepted on this node from client publisher, to
-// the other nodes: QoS 0 as a core message; QoS 1/2 into
-// PROPOLIS_MESSAGES, returning once the stream acknowledged it (stored
+// the other nodes: QoS 0 as a core message on its pz. subject, which no
+// stream stores (on its pm. subject while StoreQoS0 says an older node is
+// alive); QoS 1/2 on its pm. subject into PROPOLIS_MESSAGES, returning once the stream acknowledged it (stored
 // with the replication factor in force). A retained message is also
 // written to PROPOLIS_RETAINED first, acknowledged likewise.
 func (r *router) forward(m *broker.Message, publisher string) error {
@@ -234,6 +245,9 @@ func (r *router) forward(m *broker.Message, publisher string) error {
 		}
 	}
 	if m.QoS == 0 {
+		if r.o.StoreQoS0 == nil || !r.o.StoreQoS0() {
+			msg.Subject = volatileSubject(subject)
+		}
 		if err := r.o.Conn.PublishMsg(msg); err != nil {
 			return fmt.Errorf("route message on %q: %w", m.Topic, r.sizeError(err))
 		}
@@ -287,25 +301,48 @@ func (r *router) useBroker(b remoteBroker) error {
 	}
 	r.broker = b
 	for subj, s := range r.subs {
-		if s.sub != nil {
+		if s.subs != nil {
 			continue
 		}
 		if err := fits("subject "+subj, subj, r.queue); err != nil {
 			r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive", "error", err)
 			continue
 		}
-		sub, err := r.o.Conn.ChanQueueSubscribe(subj, r.queue, r.inbox)
-		if err != nil {
-			return fmt.Errorf("cluster router: subscribe to %s: %w", subj, err)
+		if err := r.subscribe(subj, s); err != nil {
+			return fmt.Errorf("cluster router: %w", err)
 		}
-		s.sub = sub
 	}
 	return nil
 }
 
+// subscribe makes s's two subscriptions, subj (pm.) and its pz. twin, in
+// the node's queue group and into the one inbox: a publisher's QoS 0 and
+// QoS 1/2 messages arrive in the order its node sent them (docs/cluster.md,
+// "Ordering"). r.mu is held. On error neither subscription is left.
+func (r *router) subscribe(subj string, s *routeSub) error {
+	var subs []*nats.Subscription
+	for _, sj := range []string{subj, volatileSubject(subj)} {
+		sub, err := r.o.Conn.ChanQueueSubscribe(sj, r.queue, r.inbox)
+		if err != nil {
+			for _, made := range subs {
+				r.removeSub(made)
+			}
+			return fmt.Errorf("subscribe to %s: %w", sj, err)
+		}
+		subs = append(subs, sub)
+	}
+	s.subs = subs
+	s.seq = r.o.Interest.subscribed()
+	return nil
+}
+
 // subscribed counts one more local filter (not a shared one) needing the
-// subject of filter, subscribing when it is the first.
-func (r *router) subscribed(filter string) {
+// subject of filter, subscribing when it is the first. It returns the
+// subject's number in Interest (0: none, or not subscribed), for
+// Node.Subscribed to wait until the other nodes know the subscription;
+// it does not wait itself (a session claim reads what it misses from the
+// stream instead).
+func (r *router) subscribed(filter string) uint64 {
 	subj := filterSubject(filter, r.o.Levels)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -315,25 +352,24 @@ func (r *router) subscribed(filter string) {
 		r.subs[subj] = s
 	}
 	s.refs++
-	if s.sub != nil || r.broker == nil || r.closed {
-		return
+	if s.subs != nil || r.broker == nil || r.closed {
+		return s.seq
 	}
-	if err := fits("filter", subj, r.queue); err != nil {
+	if err := filterFits(filter, "", r.o.Levels, r.queue); err != nil {
 		// A stored session's filter (new ones are refused by the broker,
 		// CheckFilter): never sent, as NATS would close the connection.
 		r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive", "filter", filter, "error", err)
-		return
+		return 0
 	}
-	sub, err := r.o.Conn.ChanQueueSubscribe(subj, r.queue, r.inbox)
-	if err != nil {
+	if err := r.subscribe(subj, s); err != nil {
 		// The filter stays counted: useBroker or the next subscriber of
 		// the subject cannot retry without a subscription either, so say
 		// it loudly.
 		r.log.Error("cluster: subscription not made; messages of other nodes on it will not arrive",
-			"filter", filter, "subject", subj, "error", err)
-		return
+			"filter", filter, "error", err)
+		return 0
 	}
-	s.sub = sub
+	return s.seq
 }
 
 // unsubscribed counts one local filter less on its subject, unsubscribing
@@ -350,8 +386,8 @@ func (r *router) unsubscribed(filter string) {
 		return
 	}
 	delete(r.subs, subj)
-	if s.sub != nil {
-		r.removeSub(s.sub)
+	for _, sub := range s.subs {
+		r.removeSub(sub)
 	}
 }
 
@@ -383,11 +419,10 @@ func (r *router) Dropped() uint64 {
 	defer r.mu.Unlock()
 	n := r.dropped.Load()
 	for _, s := range r.subs {
-		if s.sub == nil {
-			continue
-		}
-		if d, err := s.sub.Dropped(); err == nil {
-			n += uint64(d)
+		for _, sub := range s.subs {
+			if d, err := sub.Dropped(); err == nil {
+				n += uint64(d)
+			}
 		}
 	}
 	return n
@@ -607,8 +642,8 @@ func (r *router) close() {
 	}
 	r.closed = true
 	for subj, s := range r.subs {
-		if s.sub != nil {
-			r.removeSub(s.sub)
+		for _, sub := range s.subs {
+			r.removeSub(sub)
 		}
 		delete(r.subs, subj)
 	}

@@ -127,7 +127,7 @@ func startNodeWith(t *testing.T, ns *server.Server, name, dir string, inbox int)
 
 // synced waits until the NATS server has every subscription n's router
 // asked for (a flush orders after them).
-func (n *testNode) synced(t *testing.T) {
+func (n *testNode) synced(t testing.TB) {
 	t.Helper()
 	if err := n.router.o.Conn.FlushTimeout(poll.Timeout); err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func (r *received) snapshot() []*paho.Publish {
 
 // connect connects an MQTT 5 client id to n (clean start) and returns it
 // with what it receives.
-func (n *testNode) connect(t *testing.T, id string) (*paho.Client, *received) {
+func (n *testNode) connect(t testing.TB, id string) (*paho.Client, *received) {
 	t.Helper()
 	got := &received{}
 	c := brokertest.DialV5(t, n.addr, paho.ClientConfig{ClientID: id,
@@ -169,7 +169,7 @@ func (n *testNode) connect(t *testing.T, id string) (*paho.Client, *received) {
 
 // subscribe subscribes c to filter at QoS 2 and waits for the subscription
 // to reach NATS.
-func (n *testNode) subscribe(t *testing.T, c *paho.Client, filter string) {
+func (n *testNode) subscribe(t testing.TB, c *paho.Client, filter string) {
 	t.Helper()
 	sa, err := c.Subscribe(brokertest.OpCtx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 2}}})
 	if err != nil || sa.Reasons[0] >= 0x80 {
@@ -555,4 +555,49 @@ func TestSlowNodeDropsAndCounts(t *testing.T) {
 		ps := got.snapshot()
 		return len(ps) > 0 && string(ps[len(ps)-1].Payload) == "last"
 	})
+}
+
+// TestQoS0NotStored: QoS 0 messages published on A reach a subscriber on
+// B, in order with the QoS 1 ones between them, and PROPOLIS_MESSAGES
+// holds the QoS 1 messages only.
+func TestQoS0NotStored(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	a, b := startNode(t, ns, "a"), startNode(t, ns, "b")
+	sub, got := b.connect(t, "sub")
+	b.subscribe(t, sub, "z/#")
+	pub, _ := a.connect(t, "pub")
+	const n = 40 // every fourth QoS 1, the rest QoS 0
+	for i := range n {
+		qos := byte(0)
+		if i%4 == 0 {
+			qos = 1
+		}
+		if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "z/" + fmt.Sprint(i%2), QoS: qos,
+			Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Settle(t, "b's subscriber got the 40 messages in order", func() string {
+		ps := got.snapshot()
+		for i, p := range ps {
+			if string(p.Payload) != fmt.Sprint(i) {
+				return fmt.Sprintf("message %d is %q", i, p.Payload)
+			}
+		}
+		if len(ps) != n {
+			return fmt.Sprintf("%d messages", len(ps))
+		}
+		return ""
+	})
+	st, err := a.js.Stream(brokertest.OpCtx(t), MessagesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(brokertest.OpCtx(t), jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != n/4 || !maps.Equal(info.State.Subjects, map[string]uint64{"pm.z": n / 4}) {
+		t.Fatalf("%s holds %d messages on %v, want the %d QoS 1 ones on pm.z", MessagesStream, info.State.Msgs, info.State.Subjects, n/4)
+	}
 }

@@ -31,7 +31,8 @@ import (
 // QueuesStream, the generation the record names.
 //
 // The lifecycle, on the nodes' side (the broker's side is
-// broker.ClusterSessions and Server.ExportSession, ImportSession and
+// broker.ClusterSessions and Server.HoldConnectTurn, ExportSessionHeld,
+// ForgetExportedHeld, ImportSession and
 // QueueSessionMessages):
 //
 //  1. CONNECT on node Y: the broker calls ClaimSession (claim). A record
@@ -55,12 +56,20 @@ import (
 //     that sequence, then the generation the record named before purged.
 //  4. One node, the alive node with the lowest name (Sweeper), sweeps
 //     the bucket every sweepInterval: an offline record past its expiry
-//     is deleted (by revision: two sweeping at once stay correct) and its
-//     queue purged.
-//  5. Node.InvalidateSession deletes the record and the queue and tells
-//     every node (psi.<key>) to invalidate its local session.
-//  6. At UseBroker (after the broker restored its store), a restored
-//     session whose record names another node or is offline is dropped
+//     becomes a tombstone (by revision: two sweeping at once stay
+//     correct) and its queue is purged; a tombstone past its time
+//     (TombstoneFor) is deleted; a record online on a node not registered
+//     at two sweeps in a row is marked offline from then.
+//  5. Node.InvalidateSession replaces the record with a tombstone, purges
+//     the queue and tells every node (psi.<key>) to invalidate its local
+//     session. A session that ended with its connection leaves a
+//     tombstone too (handOver). A claim or reconcile meeting a tombstone
+//     drops the local copy: a node that missed psi, or was down, does not
+//     bring the session back.
+//  6. At UseBroker (after the broker restored its store, and after the
+//     registry's first read, waited for up to registryWait), and again
+//     each time the feature switches on, a restored session whose record
+//     names another node or is offline (a tombstone included) is dropped
 //     locally; one whose record says online here (this node died with its
 //     client connected) is released.
 //  7. While the client is online, the record's state follows the session
@@ -78,7 +87,8 @@ import (
 // waiting for this node.
 //
 // Everything here runs only while sessionsOn (every alive node speaks
-// protocol 2); otherwise the nodes keep sessions locally, as phase 1.
+// protocol 2), release requests excepted (releaseAsked); otherwise the
+// nodes keep sessions locally, as phase 1.
 
 // Names of the bucket, stream and subjects of replicated sessions.
 const (
@@ -86,7 +96,7 @@ const (
 	// keyed by clientKey.
 	SessionsBucket = "PROPOLIS_SESSIONS"
 	// QueuesStream holds the messages a node held for a session when it
-	// released it, under pq.<clientKey>.
+	// released it, under pq.<clientKey>.<generation>.
 	QueuesStream = "PROPOLIS_QUEUES"
 
 	queuePrefix      = "pq"  // QueuesStream's subjects
@@ -149,6 +159,13 @@ type sessionRecord struct {
 	// State is the session and its subscriptions as last exported; nil
 	// for a session created on Node and not released yet.
 	State *broker.SessionState `json:"state,omitempty"`
+	// Tombstone marks a session that ended (invalidated, expired, or
+	// ended with its connection): no state, offline, kept until
+	// DisconnectedAt + Expiry (sessionOptions.TombstoneFor), then the
+	// sweep deletes it. A node that meets one drops its own copy of the
+	// session (claim, reconcile, handOver): a node that was down or
+	// missed the invalidation does not bring the session back.
+	Tombstone bool `json:"tombstone,omitempty"`
 }
 
 // expired reports whether r is an offline record past its expiry at now.
@@ -157,6 +174,13 @@ func (r *sessionRecord) expired(now time.Time) bool {
 		return false
 	}
 	return now.Unix() >= r.DisconnectedAt+int64(r.Expiry)
+}
+
+// tombstone returns the record of a session that ended at now, written
+// by this node and kept for TombstoneFor.
+func (s *sessions) tombstone(now time.Time) *sessionRecord {
+	return &sessionRecord{Node: s.o.Node, Tombstone: true, DisconnectedAt: now.Unix(),
+		Expiry: uint32(min(s.o.TombstoneFor/time.Second, math.MaxUint32-1))}
 }
 
 // sessionBroker is what sessions asks of the local broker
@@ -203,7 +227,27 @@ type sessionOptions struct {
 	SweepEvery time.Duration
 	// SyncDelay replaces syncDelay when positive (tests).
 	SyncDelay time.Duration
+	// TombstoneFor is how long a tombstone record stays (the broker's
+	// mqtt.max_session_expiry: no local copy of an ended session can
+	// outlive it); defaultTombstoneFor when not positive.
+	TombstoneFor time.Duration
+	// MaxReplay bounds the messages one replay from PROPOLIS_MESSAGES
+	// keeps (the broker's mqtt.max_queued_messages, which would drop the
+	// rest anyway): the newest are kept, the number dropped is logged
+	// with the client id. 0: defaultMaxReplay.
+	MaxReplay int
+	// Registered reports whether a node is alive in the registry (not
+	// whether it is routed to): the sweep marks offline the online
+	// records of a node it finds not registered at two sweeps in a row.
+	// nil: Alive.
+	Registered func(node string) bool
 }
+
+// Defaults of sessionOptions.
+const (
+	defaultTombstoneFor = 168 * time.Hour // config.Default's mqtt.max_session_expiry
+	defaultMaxReplay    = 1000            // config.Default's mqtt.max_queued_messages
+)
 
 // sessions is the node's part in replicated sessions. Safe for
 // concurrent use.
@@ -229,24 +273,44 @@ type sessions struct {
 	// syncs holds the record writes of online sessions scheduled or
 	// running, by clientKey (sessionsync.go).
 	syncs map[string]*recordSync
+
+	// sweepMu guards what one sweep leaves the next: orphans, the
+	// records online on a node not registered, by key, with the revision
+	// seen (marked offline when the next sweep finds them unchanged), and
+	// unreadable, the error logged for each record that could not be
+	// read (each logged once until it changes).
+	sweepMu    sync.Mutex
+	orphans    map[string]uint64
+	unreadable map[string]string
+
+	// reconcileMu makes the checks of restored sessions (reconcile: at
+	// UseBroker, and each time the feature switches on) run one at a time.
+	reconcileMu sync.Mutex
 }
 
 // spawn runs f on a goroutine close waits for, then ends the use of key's
 // sessionKey sk; after close it only ends the use.
 func (s *sessions) spawn(key string, sk *sessionKey, f func()) {
+	if !s.background(func() { defer s.done(key, sk); f() }) {
+		s.done(key, sk)
+	}
+}
+
+// background runs f on a goroutine close waits for; after close it runs
+// nothing and reports false.
+func (s *sessions) background(f func()) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.done(key, sk)
-		return
+		return false
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		defer s.done(key, sk)
 		f()
 	}()
+	return true
 }
 
 // sessionKey is what this node knows of one client id: its lock (claims
@@ -290,6 +354,15 @@ func newSessions(o sessionOptions) (*sessions, error) {
 	}
 	if o.Sweeper == nil {
 		o.Sweeper = func() bool { return true }
+	}
+	if o.TombstoneFor <= 0 {
+		o.TombstoneFor = defaultTombstoneFor
+	}
+	if o.MaxReplay <= 0 {
+		o.MaxReplay = defaultMaxReplay
+	}
+	if o.Registered == nil {
+		o.Registered = o.Alive
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
@@ -398,7 +471,7 @@ func (s *sessions) get(ctx context.Context, key string) (*sessionRecord, uint64,
 		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s record: %w", SessionsBucket, err)
+		return nil, 0, fmt.Errorf("read %s record %s: %w", SessionsBucket, key, err)
 	}
 	var r sessionRecord
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
@@ -423,6 +496,17 @@ func (s *sessions) put(ctx context.Context, key string, rev uint64, r *sessionRe
 		return s.kv.Create(ctx, key, v)
 	}
 	return s.kv.Update(ctx, key, v, rev)
+}
+
+// putAny writes r under key whatever its revision.
+func (s *sessions) putAny(ctx context.Context, key string, r *sessionRecord) error {
+	r.Version = recordVersion
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Put(ctx, key, v)
+	return err
 }
 
 // conflict reports whether err is a conditional write that lost.
@@ -508,8 +592,13 @@ func (s *sessions) claim(id string, cleanStart, persistent bool) (*broker.Sessio
 			}
 			continue
 		}
-		if rec == nil && !persistent {
-			// No record, and a session that ends with its connection:
+		if rec != nil && rec.Tombstone && !cleanStart {
+			// The session ended in the cluster: a copy this node kept
+			// (it was down, or missed the invalidation) is not resumed.
+			s.dropEnded(id)
+		}
+		if (rec == nil || rec.Tombstone) && !persistent {
+			// No record (or a tombstone), and a session that ends with its connection:
 			// nothing to resume, nothing written (one KV read in all).
 			// The record a claim writes is what a late release on
 			// another node X finds (handOver): naming this node, it
@@ -584,7 +673,7 @@ func (s *sessions) take(ctx context.Context, id, key string, sk *sessionKey, rec
 	}
 	var replay []broker.Message
 	if st != nil && last > since {
-		if replay, err = s.replay(ctx, filters, since, last); err != nil {
+		if replay, err = s.replay(ctx, id, filters, since, last); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -701,7 +790,7 @@ func (s *sessions) connected(id string) {
 		last, err := s.last.read(ctx)
 		if err == nil && last > c.after {
 			var msgs []broker.Message
-			if msgs, err = s.replay(ctx, c.filters, c.after, last); err == nil && len(msgs) > 0 {
+			if msgs, err = s.replay(ctx, id, c.filters, c.after, last); err == nil && len(msgs) > 0 {
 				_, err = s.o.Broker.QueueSessionMessages(id, msgs)
 			}
 		}
@@ -713,7 +802,9 @@ func (s *sessions) connected(id string) {
 
 // readQueue reads the held messages of key of generation gen, in order.
 func (s *sessions) readQueue(ctx context.Context, key, gen string) ([]broker.Message, error) {
-	msgs, err := s.read(ctx, s.queues, []string{queueSubject(key, gen)}, 0, 0)
+	// Unbounded: what one node held for the session, at most its queue
+	// and in-flight limits.
+	msgs, _, err := s.read(ctx, s.queues, []string{queueSubject(key, gen)}, 0, 0, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read the session's held messages from %s: %w", QueuesStream, err)
 	}
@@ -721,8 +812,10 @@ func (s *sessions) readQueue(ctx context.Context, key, gen string) ([]broker.Mes
 }
 
 // replay reads the messages of PROPOLIS_MESSAGES in (after, upTo] on the
-// subjects of filters.
-func (s *sessions) replay(ctx context.Context, filters []string, after, upTo uint64) ([]broker.Message, error) {
+// subjects of filters for the session of id: the newest MaxReplay of
+// them (the broker's queue limit would drop the rest), the number
+// dropped logged with the client id.
+func (s *sessions) replay(ctx context.Context, id string, filters []string, after, upTo uint64) ([]broker.Message, error) {
 	subjects := coverSubjects(filters, s.o.Levels)
 	if len(subjects) == 0 {
 		return nil, nil
@@ -731,9 +824,13 @@ func (s *sessions) replay(ctx context.Context, filters []string, after, upTo uin
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", MessagesStream, err)
 	}
-	msgs, err := s.read(ctx, st, subjects, after+1, upTo)
+	msgs, dropped, err := s.read(ctx, st, subjects, after+1, upTo, s.o.MaxReplay)
 	if err != nil {
 		return nil, fmt.Errorf("replay %s from %d to %d: %w", MessagesStream, after+1, upTo, err)
+	}
+	if dropped > 0 {
+		s.o.Log.Warn("replicated session: replay longer than its bound; the oldest messages dropped",
+			"client", id, "dropped", dropped, "kept", len(msgs), "from", after+1, "to", upTo)
 	}
 	return msgs, nil
 }
@@ -757,8 +854,12 @@ func (s *sessions) messages(ctx context.Context) (jetstream.Stream, error) {
 // read returns the messages of st on subjects from sequence from (0: the
 // first) up to upTo (0: the last now), decoded, with the expiry they have
 // left; expired and undecodable ones are left out (the latter logged).
-// It reads through an ephemeral consumer without acks, deleted after.
-func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []string, from, upTo uint64) ([]broker.Message, error) {
+// It reads through an ephemeral consumer without acks, deleted after, a
+// page of readBatch at a time. With limit above 0 it keeps the newest
+// limit messages in a ring (memory bounded whatever the stream holds) and
+// returns how many older ones it dropped.
+func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []string, from, upTo uint64,
+	limit int) ([]broker.Message, int, error) {
 	cfg := jetstream.ConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: claimHold, MemoryStorage: true}
 	if from > 0 {
@@ -766,26 +867,27 @@ func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []str
 	}
 	c, err := st.CreateConsumer(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 		_ = st.DeleteConsumer(dctx, c.CachedInfo().Name)
 		cancel()
 	}()
-	var out []broker.Message
+	var ring msgRing
+	ring.limit = limit
 	now := time.Now()
 	for pending := c.CachedInfo().NumPending; pending > 0; {
 		batch, err := c.FetchNoWait(readBatch)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		got := 0
 		for msg := range batch.Messages() {
 			got++
 			meta, err := msg.Metadata()
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			pending = meta.NumPending
 			if upTo > 0 && meta.Sequence.Stream > upTo {
@@ -797,7 +899,7 @@ func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []str
 				s.o.Log.Warn("replicated session: stored message not delivered", "subject", msg.Subject(), "error", err)
 			} else if remainingExpiry(&m, meta.Timestamp, now) {
 				m.Origin = publisher
-				out = append(out, m)
+				ring.add(m)
 			}
 			if upTo > 0 && meta.Sequence.Stream >= upTo {
 				pending = 0
@@ -808,21 +910,48 @@ func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []str
 			// serve pulls yet: ask again.
 			select {
 			case <-ctx.Done():
-				return nil, fmt.Errorf("%w (the consumer did not answer: %v)", ctx.Err(), err)
+				return nil, 0, fmt.Errorf("%w (the consumer did not answer: %v)", ctx.Err(), err)
 			case <-time.After(recordPoll):
 			}
 			continue
 		} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, err
+			return nil, 0, err
 		}
 		if got == 0 {
 			break
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return out, nil
+	return ring.messages(), ring.dropped, nil
+}
+
+// msgRing keeps the newest limit messages added (all with limit 0), and
+// counts the older ones it dropped.
+type msgRing struct {
+	limit   int
+	msgs    []broker.Message
+	next    int // where the next one goes once full: the oldest
+	dropped int
+}
+
+func (r *msgRing) add(m broker.Message) {
+	if r.limit <= 0 || len(r.msgs) < r.limit {
+		r.msgs = append(r.msgs, m)
+		return
+	}
+	r.msgs[r.next] = m
+	r.next = (r.next + 1) % r.limit
+	r.dropped++
+}
+
+// messages returns the messages kept, oldest first.
+func (r *msgRing) messages() []broker.Message {
+	if r.next == 0 {
+		return r.msgs
+	}
+	return append(slices.Clone(r.msgs[r.next:]), r.msgs[:r.next]...)
 }
 
 // readBatch is how many stored messages one fetch of read asks for.
@@ -960,11 +1089,11 @@ func (s *sessions) handOver(ctx context.Context, id, key string, since uint64) e
 	switch {
 	case errors.Is(err, broker.ErrNoSession):
 		if rec != nil { // a session that ended with its connection
-			if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+			if _, err := s.put(ctx, key, rev, s.tombstone(time.Now())); err != nil {
 				if conflict(err) {
 					return nil
 				}
-				return fmt.Errorf("delete %s record: %w", SessionsBucket, err)
+				return fmt.Errorf("write the tombstone of %s record %s: %w", SessionsBucket, key, err)
 			}
 			return s.purgeHeld(ctx, key, rec)
 		}
@@ -1042,6 +1171,21 @@ func (s *sessions) putBack(id string, st broker.SessionState, held []broker.Mess
 		return fmt.Errorf("%w; and its messages could not be put back: %v", err, qerr)
 	}
 	return err
+}
+
+// dropEnded removes this node's offline copy of id's session, whose
+// record is a tombstone, from the CONNECT path (the client id's CONNECT
+// turn held: the broker's InvalidateSession needs none). A connected
+// copy is left to the take-over.
+func (s *sessions) dropEnded(id string) {
+	if info, ok := s.o.Broker.Client(id); !ok || info.Connected {
+		return
+	}
+	if err := s.o.Broker.InvalidateSession(id); err != nil && !errors.Is(err, broker.ErrNoSession) {
+		s.o.Log.Warn("replicated session: local copy of an ended session not dropped", "client", id, "error", err)
+		return
+	}
+	s.o.Log.Info("replicated session dropped here: it ended in the cluster", "client", id)
 }
 
 // dropLocal removes this node's copy of id's session, which the cluster's
@@ -1134,49 +1278,89 @@ func (s *sessions) sweepTick(now time.Time) (n int, swept bool, err error) {
 	return n, true, err
 }
 
-// sweep deletes every offline record expired at now, and its held
-// messages; of nodes sweeping at once, the one whose revision-conditioned
-// delete lands purges. It returns how many it deleted.
+// sweep goes over every record at now: an offline record past its
+// expiry becomes a tombstone (by revision: of nodes sweeping at once, the
+// one whose write lands purges its held messages and attributes); a
+// tombstone past its time is deleted (by revision); a record online on a
+// node not registered at this sweep and the previous one, unchanged
+// since, is marked offline with DisconnectedAt = now (by revision), so
+// that its expiry counts from then. A record that cannot be read is
+// logged with its key, once until its error changes. It returns how many
+// sessions expired.
 func (s *sessions) sweep(now time.Time) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), sweepInterval)
 	defer cancel()
 	keys, err := s.kv.ListKeys(ctx)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("list %s keys: %w", SessionsBucket, err)
 	}
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
+	orphans, unreadable := map[string]uint64{}, map[string]string{}
 	n := 0
 	var errs []error
 	for key := range keys.Keys() {
 		rec, rev, err := s.get(ctx, key)
-		if err != nil || rec == nil || !rec.expired(now) {
-			continue
-		}
-		if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
-			if !conflict(err) {
+		if err != nil {
+			if ctx.Err() != nil {
 				errs = append(errs, err)
+				break
+			}
+			unreadable[key] = err.Error()
+			if s.unreadable[key] != err.Error() {
+				s.o.Log.Warn("replicated sessions: record unreadable; the sweep leaves it", "key", key, "error", err)
 			}
 			continue
 		}
-		if err := s.purgeQueue(ctx, key); err != nil {
-			errs = append(errs, err)
-		}
-		if id, ok := unescapeToken(key); ok && s.o.Attributes != nil {
-			if err := s.o.Attributes.AttributeDeleteAll(id); err != nil {
+		switch {
+		case rec == nil:
+		case rec.Online && !s.o.Registered(rec.Node):
+			if s.orphans[key] != rev {
+				orphans[key] = rev // marked at the next sweep if still so
+				continue
+			}
+			nr := *rec
+			nr.Online, nr.DisconnectedAt = false, now.Unix()
+			if _, err := s.put(ctx, key, rev, &nr); err != nil && !conflict(err) {
+				errs = append(errs, fmt.Errorf("mark %s record %s offline (node %s not alive): %w", SessionsBucket, key, rec.Node, err))
+			} else if err == nil {
+				s.o.Log.Info("replicated session marked offline: its node is not alive", "key", key, "node", rec.Node)
+			}
+		case !rec.expired(now):
+		case rec.Tombstone:
+			if err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil && !conflict(err) {
+				errs = append(errs, fmt.Errorf("delete the tombstone %s record %s: %w", SessionsBucket, key, err))
+			}
+		default:
+			if _, err := s.put(ctx, key, rev, s.tombstone(now)); err != nil {
+				if !conflict(err) {
+					errs = append(errs, fmt.Errorf("write the tombstone of expired %s record %s: %w", SessionsBucket, key, err))
+				}
+				continue
+			}
+			if err := s.purgeQueue(ctx, key); err != nil {
 				errs = append(errs, err)
 			}
+			if id, ok := unescapeToken(key); ok && s.o.Attributes != nil {
+				if err := s.o.Attributes.AttributeDeleteAll(id); err != nil {
+					errs = append(errs, fmt.Errorf("delete the attributes of %q: %w", id, err))
+				}
+			}
+			n++
 		}
-		n++
 	}
+	s.orphans, s.unreadable = orphans, unreadable
 	return n, errors.Join(errs...)
 }
 
 // --- 5. invalidation ---
 
-// invalidate deletes the record and held messages of id, invalidates
-// the local session, then tells the other nodes to invalidate theirs
-// (psi.<key>, naming this node, which ignores its own). found reports
-// whether there was a record; err is the broker's (broker.ErrNoSession
-// when there was no local session) or JetStream's.
+// invalidate replaces the record of id by a tombstone, purges its held
+// messages, invalidates the local session, then tells the other nodes to
+// invalidate theirs (psi.<key>, naming this node, which ignores its own).
+// found reports whether there was a record (not a tombstone); err is the
+// broker's (broker.ErrNoSession when there was no local session) or
+// JetStream's.
 func (s *sessions) invalidate(id string) (found bool, err error) {
 	key, err := clientKey(id)
 	if err != nil {
@@ -1190,8 +1374,10 @@ func (s *sessions) invalidate(id string) (found bool, err error) {
 	sk.gen++ // a release pending here does not run
 	rec, _, err := s.get(ctx, key)
 	if err == nil {
-		if err = s.kv.Delete(ctx, key); err != nil {
-			err = fmt.Errorf("delete %s record: %w", SessionsBucket, err)
+		// A tombstone, not a delete: a node that misses psi below (or
+		// is down) drops its copy when it meets the tombstone.
+		if err = s.putAny(ctx, key, s.tombstone(time.Now())); err != nil {
+			err = fmt.Errorf("write the tombstone of %s record %s: %w", SessionsBucket, key, err)
 		}
 	}
 	if err == nil {
@@ -1201,11 +1387,12 @@ func (s *sessions) invalidate(id string) (found bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	found = rec != nil && !rec.Tombstone
 	lerr := s.o.Broker.InvalidateSession(id)
 	if err := s.o.Conn.Publish(invalidatePrefix+"."+key, []byte(s.o.Node)); err != nil {
-		return rec != nil, fmt.Errorf("tell the other nodes: %w", err)
+		return found, fmt.Errorf("tell the other nodes: %w", err)
 	}
-	return rec != nil, lerr
+	return found, lerr
 }
 
 // invalidated handles psi.<key>: the local session of the client id is
@@ -1225,14 +1412,17 @@ func (s *sessions) invalidated(msg *nats.Msg) {
 
 // reconcile applies the records to the sessions the broker restored from
 // its store: one whose record names another node or is offline is
-// dropped here; one whose record says online here (this node stopped with
-// its client connected) is released; one without a record stays.
+// dropped here (a tombstone is offline); one whose record says online
+// here (this node stopped with its client connected) is released; one
+// without a record stays. A record that cannot be read leaves its session
+// here and the others are still checked; err names each such client id.
 func (s *sessions) reconcile(ctx context.Context) (dropped, released int, err error) {
 	after := ""
+	var errs []error
 	for {
 		page, err := s.o.Broker.ListClients(broker.ClientQuery{State: broker.ClientsOffline, After: after, Limit: broker.MaxPageLimit})
 		if err != nil {
-			return dropped, released, err
+			return dropped, released, errors.Join(append(errs, fmt.Errorf("list the restored sessions: %w", err))...)
 		}
 		for _, c := range page.Clients {
 			key, err := clientKey(c.ClientID)
@@ -1241,8 +1431,10 @@ func (s *sessions) reconcile(ctx context.Context) (dropped, released int, err er
 			}
 			rec, _, err := s.get(ctx, key)
 			switch {
-			case err != nil:
-				return dropped, released, err
+			case err != nil && ctx.Err() != nil:
+				return dropped, released, errors.Join(append(errs, fmt.Errorf("client %q: %w", c.ClientID, err))...)
+			case err != nil: // this one stays here; the others are checked
+				errs = append(errs, fmt.Errorf("client %q: %w", c.ClientID, err))
 			case rec == nil:
 			case rec.Node != s.o.Node || !rec.Online:
 				if s.dropLocal(c.ClientID) {
@@ -1256,7 +1448,7 @@ func (s *sessions) reconcile(ctx context.Context) (dropped, released int, err er
 			}
 		}
 		if page.Next == "" {
-			return dropped, released, nil
+			return dropped, released, errors.Join(errs...)
 		}
 		after = page.Next
 	}

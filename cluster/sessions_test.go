@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -396,8 +399,8 @@ func TestSessionOfDeadNode(t *testing.T) {
 	})
 }
 
-// TestSessionInvalidateClusterWide: invalidating on b deletes the record
-// and disconnects the client connected to a (0x98).
+// TestSessionInvalidateClusterWide: invalidating on b leaves a tombstone
+// for the record and disconnects the client connected to a (0x98).
 func TestSessionInvalidateClusterWide(t *testing.T) {
 	ns := natstest.Start(t, "js")
 	alive := &sessAlive{}
@@ -419,8 +422,8 @@ func TestSessionInvalidateClusterWide(t *testing.T) {
 		t.Fatal("a did not disconnect victim")
 	}
 	poll.Until(t, "a holds no session of victim", func() bool { _, ok := a.srv.Client("victim"); return !ok })
-	if r := b.record(t, "victim"); r != nil {
-		t.Fatalf("record after invalidation: %+v", r)
+	if r := b.record(t, "victim"); r == nil || !r.Tombstone || r.Online || r.State != nil {
+		t.Fatalf("record after invalidation: %+v, want a tombstone", r)
 	}
 }
 
@@ -447,8 +450,11 @@ func TestSessionExpirySweep(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("sweep: %d deleted, %v; want 1", n, err)
 	}
-	if a.record(t, "old") != nil || a.record(t, "young") == nil {
-		t.Fatal("the sweep did not delete the expired record alone")
+	if r := a.record(t, "old"); r == nil || !r.Tombstone {
+		t.Fatalf("expired record after the sweep: %+v, want a tombstone", r)
+	}
+	if r := a.record(t, "young"); r == nil || r.Tombstone {
+		t.Fatalf("record not expired after the sweep: %+v", r)
 	}
 	for id, want := range map[string]int{"old": 0, "young": 1} {
 		key, _ := clientKey(id)
@@ -523,5 +529,244 @@ func TestCoverSubjects(t *testing.T) {
 				t.Fatalf("coverSubjects(%q) = %q, want %q", tc.filters, got, tc.want)
 			}
 		})
+	}
+}
+
+// offlineLocal makes a persistent session of id with a subscription on n
+// while n's replicated sessions are off (so it has no record), leaves it
+// offline on n, and turns replicated sessions on.
+func offlineLocal(t *testing.T, n *sessNode, id string) {
+	t.Helper()
+	n.on.Store(false)
+	c, _, _ := persistent(t, n, id, true, nil)
+	subscribe(t, c, "gh/#")
+	_ = c.Disconnect(&paho.Disconnect{})
+	poll.Until(t, "node "+n.name+" holds the offline session of "+id, func() bool {
+		info, ok := n.srv.Client(id)
+		return ok && !info.Connected
+	})
+	n.on.Store(true)
+}
+
+// TestSessionTombstoneStopsResurrection: node a keeps a local copy of a
+// session and misses the invalidation b makes (its psi subscription is
+// gone); a CONNECT of the client id on a finds the tombstone: no session
+// present, and a holds none of the old subscriptions. Before tombstones,
+// the invalidation deleted the record and a's copy came back.
+func TestSessionTombstoneStopsResurrection(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	b := startSessNode(t, ns, "b", alive, true, "")
+	offlineLocal(t, a, "ghost")
+	for _, sub := range a.sessions.subs {
+		if sub.Subject == invalidatePrefix+".>" {
+			if err := sub.Unsubscribe(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if found, err := b.sessions.invalidate("ghost"); found || !errors.Is(err, broker.ErrNoSession) {
+		t.Fatalf("invalidate on b: found %v, %v; want no record and no session on b", found, err)
+	}
+	if _, ok := a.srv.Client("ghost"); !ok {
+		t.Fatal("a dropped its copy although it missed the invalidation: the test proves nothing")
+	}
+	_, present, _ := persistent(t, a, "ghost", false, nil)
+	if present {
+		t.Fatal("session present on a after the session was invalidated on b")
+	}
+	if r := a.record(t, "ghost"); r == nil || !r.Online || r.Node != "a" || r.State != nil {
+		t.Fatalf("record after the new connection: %+v, want online on a without state", r)
+	}
+}
+
+// TestSessionTombstoneDropsRestored: a node restarting with a session in
+// its store whose record is a tombstone (the session ended while it was
+// down) drops it at reconcile.
+func TestSessionTombstoneDropsRestored(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	offlineLocal(t, a, "ghost2")
+	key := mustKey(t, "ghost2")
+	if err := a.sessions.putAny(brokertest.OpCtx(t), key, a.sessions.tombstone(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	dropped, released, err := a.sessions.reconcile(brokertest.OpCtx(t))
+	if err != nil || dropped != 1 || released != 0 {
+		t.Fatalf("reconcile: dropped %d, released %d, %v; want 1, 0", dropped, released, err)
+	}
+	if _, ok := a.srv.Client("ghost2"); ok {
+		t.Fatal("a keeps a session whose record is a tombstone")
+	}
+}
+
+// TestSessionSweepTombstones: a tombstone stays until its time is up,
+// then the sweep deletes it.
+func TestSessionSweepTombstones(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	ctx := brokertest.OpCtx(t)
+	now := time.Now()
+	if err := a.sessions.putAny(ctx, mustKey(t, "dead"), a.sessions.tombstone(now)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.sessions.sweep(now.Add(a.sessions.o.TombstoneFor - time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.record(t, "dead"); r == nil || !r.Tombstone {
+		t.Fatalf("tombstone before its time: %+v", r)
+	}
+	if _, err := a.sessions.sweep(now.Add(a.sessions.o.TombstoneFor + time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.record(t, "dead"); r != nil {
+		t.Fatalf("tombstone after its time: %+v, want none", r)
+	}
+}
+
+// TestSessionSweepOrphans: a record online on a node that is not alive
+// is marked offline by the second sweep that finds it so (disconnected_at
+// the sweep's time), then expires from there; one on an alive node is
+// left alone.
+func TestSessionSweepOrphans(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	ctx := brokertest.OpCtx(t)
+	for id, node := range map[string]string{"orphan": "z", "live": "a"} {
+		st := &broker.SessionState{}
+		st.Session.ClientID, st.Session.SessionExpiry = id, 60
+		if _, err := a.sessions.put(ctx, mustKey(t, id), 0, &sessionRecord{Node: node, Online: true, Expiry: 60, State: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	for i := range 2 {
+		if _, err := a.sessions.sweep(now); err != nil {
+			t.Fatal(err)
+		}
+		if r := a.record(t, "orphan"); r == nil || r.Online != (i == 0) {
+			t.Fatalf("sweep %d: orphan record %+v, want online %v", i+1, r, i == 0)
+		}
+	}
+	if r := a.record(t, "orphan"); r.DisconnectedAt != now.Unix() || r.State == nil {
+		t.Fatalf("orphan marked offline: %+v, want disconnected_at %d and its state", r, now.Unix())
+	}
+	if r := a.record(t, "live"); r == nil || !r.Online {
+		t.Fatalf("record online on an alive node: %+v", r)
+	}
+	if n, err := a.sessions.sweep(now.Add(61 * time.Second)); err != nil || n != 1 {
+		t.Fatalf("sweep after the expiry: %d expired, %v; want 1", n, err)
+	}
+	if r := a.record(t, "orphan"); r == nil || !r.Tombstone {
+		t.Fatalf("orphan after its expiry: %+v, want a tombstone", r)
+	}
+}
+
+// TestSessionReplayBounded: a replay longer than MaxReplay keeps the
+// newest messages, in order, and logs how many it dropped, naming the
+// client.
+func TestSessionReplayBounded(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	var logged lockedBuffer
+	a.sessions.o.MaxReplay = 3
+	a.sessions.o.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	pub, _ := a.connect(t, "pub")
+	sendQoS1(t, pub, "rp/x", "1", "2", "3", "4", "5", "6", "7")
+	ctx := brokertest.OpCtx(t)
+	last, err := a.sessions.last.read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := a.sessions.replay(ctx, "busy", []string{"rp/#"}, 0, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range msgs {
+		got = append(got, string(m.Payload))
+	}
+	if want := []string{"5", "6", "7"}; !slices.Equal(got, want) {
+		t.Fatalf("replay kept %q, want %q", got, want)
+	}
+	if l := logged.String(); !strings.Contains(l, "client=busy dropped=4 kept=3") {
+		t.Fatalf("log %q does not name the client and the count dropped", l)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSessionReconcileWhenFeatureOn: a session kept locally while
+// replicated sessions were off, whose record now names another node, is
+// dropped once the feature switches on (logFeatures), without a restart.
+func TestSessionReconcileWhenFeatureOn(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	offlineLocal(t, a, "kept")
+	if _, err := a.sessions.put(brokertest.OpCtx(t), mustKey(t, "kept"), 0, &sessionRecord{Node: "b", Online: true}); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := gateNode("a", true, map[string]entry{"a": {ProtocolVersion, 0}, "b": {1, 0}})
+	n.sessions = a.sessions
+	n.logFeatures() // off: b speaks protocol 1
+	if _, ok := a.srv.Client("kept"); !ok {
+		t.Fatal("the session was dropped while the feature was off")
+	}
+	n.mu.Lock()
+	n.seen["b"] = seen{entry: registryEntry{Name: "b", Protocol: ProtocolVersion}, at: time.Now()}
+	n.mu.Unlock()
+	n.logFeatures() // on
+	poll.Until(t, "a drops the session whose record names b once the feature is on", func() bool {
+		_, ok := a.srv.Client("kept")
+		return !ok
+	})
+}
+
+// TestClaimWaitsForRegistry: a CONNECT's claim while the node has not
+// read the registry waits for it (bounded), then fails naming the cause,
+// rather than skipping the claim; once the registry is read it claims.
+func TestClaimWaitsForRegistry(t *testing.T) {
+	ns := natstest.Start(t, "js")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, true, "")
+	n, _ := gateNode("a", false, map[string]entry{"a": {ProtocolVersion, 0}})
+	n.sessions, n.registryWait = a.sessions, 100*time.Millisecond
+	_, _, err := n.ClaimSession("early", false, true)
+	if want := `cluster node a: claim the session of "early": the cluster registry was not read yet: context deadline exceeded`; err == nil || err.Error() != want {
+		t.Fatalf("claim before the registry was read: %v, want %s", err, want)
+	}
+	if r := a.record(t, "early"); r != nil {
+		t.Fatalf("record written by a failed claim: %+v", r)
+	}
+	n.mu.Lock()
+	n.registryRead = true
+	n.mu.Unlock()
+	if _, _, err := n.ClaimSession("early", false, true); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.record(t, "early"); r == nil || !r.Online || r.Node != "a" {
+		t.Fatalf("record after the claim: %+v, want online on a", r)
 	}
 }

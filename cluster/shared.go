@@ -16,8 +16,9 @@ import (
 //
 // No node delivers a message to shared subscriptions from its own fan-out
 // (the broker drops shared groups when it runs in a cluster). Instead,
-// every node with local members of the group G on filter F holds one NATS
-// queue subscription on F's subject (filterSubject), in the queue group
+// every node with local members of the group G on filter F holds two NATS
+// queue subscriptions, on F's subject (filterSubject, QoS 1/2) and on its
+// pz. twin (volatileSubject, QoS 0), both in the queue group
 // queueName(G, F), counted by its local members: NATS hands each message
 // published on the subject to one subscription of the queue group, so to
 // one node, which delivers it to one of its members
@@ -29,6 +30,12 @@ import (
 // The queue subscriptions must receive the messages this node publishes
 // itself: a message published on node A may have its one delivery on A.
 // So the connection must not be NoEcho (newShared refuses one that is).
+//
+// Order: NATS picks a member for each message on its own, so a
+// publisher's messages to a group may go to members on different nodes
+// and keep no order between them; the two subscriptions of a node each
+// deliver on their own goroutine, so a QoS 0 and a QoS 1/2 message that
+// land on one node keep no order between them either.
 
 // sharedBroker is what shared asks of the local broker (*broker.Server).
 type sharedBroker interface {
@@ -44,8 +51,11 @@ type sharedOptions struct {
 	Conn *nats.Conn
 	// Levels is the topic level distribution (cluster.topic_level_distribution).
 	Levels int
-	Broker sharedBroker
-	Log    *slog.Logger
+	// Interest numbers the subscriptions made on Conn (interest.go); nil
+	// numbers none.
+	Interest *interest
+	Broker   sharedBroker
+	Log      *slog.Logger
 }
 
 // shared holds this node's queue subscriptions for shared subscription
@@ -62,8 +72,9 @@ type sharedKey struct{ group, filter string }
 
 // sharedGroup is this node's part of one group.
 type sharedGroup struct {
-	members int                // local members (client ids)
-	sub     *nats.Subscription // nil if subscribing failed
+	members int                  // local members (client ids)
+	subs    []*nats.Subscription // pm. and pz.; nil if subscribing failed
+	seq     uint64               // its number in Interest
 }
 
 // newShared checks its options; queue subscriptions come with members.
@@ -91,14 +102,15 @@ func queueName(group, filter string) string {
 }
 
 // subscribed counts a new local member of (group, filter); the first one
-// makes this node join the group's queue subscription. Called through
-// Cluster.Subscribed with a group.
-func (s *shared) subscribed(filter, group string) {
+// makes this node join the group's queue subscriptions. It returns their
+// number in Interest (0: none), for Node.Subscribed to wait until the
+// other nodes know them. Called through Cluster.Subscribed with a group.
+func (s *shared) subscribed(filter, group string) uint64 {
 	k := sharedKey{group, filter}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return
+		return 0
 	}
 	g := s.groups[k]
 	if g == nil {
@@ -106,23 +118,39 @@ func (s *shared) subscribed(filter, group string) {
 		s.groups[k] = g
 	}
 	g.members++
-	if g.sub != nil {
-		return
+	if g.subs != nil {
+		return g.seq
 	}
 	if err := filterFits(filter, group, s.o.Levels, ""); err != nil {
 		// A stored session's filter (new ones are refused by the broker,
 		// CheckFilter): never sent, as NATS would close the connection.
 		s.o.Log.Error("shared subscription not joined", "group", group, "filter", filter, "error", err)
-		return
+		return 0
 	}
-	sub, err := s.o.Conn.QueueSubscribe(filterSubject(filter, s.o.Levels), queueName(group, filter), func(msg *nats.Msg) {
-		s.deliver(k, msg)
-	})
-	if err != nil {
-		s.o.Log.Error("shared subscription not joined", "group", group, "filter", filter, "error", err)
-		return
+	subj := filterSubject(filter, s.o.Levels)
+	for _, sj := range []string{subj, volatileSubject(subj)} {
+		sub, err := s.o.Conn.QueueSubscribe(sj, queueName(group, filter), func(msg *nats.Msg) {
+			s.deliver(k, msg)
+		})
+		if err != nil {
+			s.o.Log.Error("shared subscription not joined", "group", group, "filter", filter, "error", err)
+			s.leave(g)
+			return 0
+		}
+		g.subs = append(g.subs, sub)
 	}
-	g.sub = sub
+	g.seq = s.o.Interest.subscribed()
+	return g.seq
+}
+
+// leave unsubscribes g's queue subscriptions. s.mu is held.
+func (s *shared) leave(g *sharedGroup) {
+	for _, sub := range g.subs {
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			s.o.Log.Warn("shared subscription not left", "subject", sub.Subject, "queue", sub.Queue, "error", err)
+		}
+	}
+	g.subs = nil
 }
 
 // unsubscribed counts a local member of (group, filter) gone; at the last
@@ -141,20 +169,17 @@ func (s *shared) unsubscribed(filter, group string) {
 		return
 	}
 	delete(s.groups, k)
-	if g.sub != nil {
-		if err := g.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			s.o.Log.Warn("shared subscription not left", "group", group, "filter", filter, "error", err)
-		}
-	}
+	s.leave(g)
 }
 
-// subscriptions returns the number of queue subscriptions this node holds.
+// subscriptions returns the number of groups whose queue subscriptions
+// this node holds.
 func (s *shared) subscriptions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for _, g := range s.groups {
-		if g.sub != nil {
+		if g.subs != nil {
 			n++
 		}
 	}
@@ -167,8 +192,8 @@ func (s *shared) Close() {
 	defer s.mu.Unlock()
 	s.closed = true
 	for k, g := range s.groups {
-		if g.sub != nil {
-			_ = g.sub.Unsubscribe()
+		for _, sub := range g.subs {
+			_ = sub.Unsubscribe()
 		}
 		delete(s.groups, k)
 	}

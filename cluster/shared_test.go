@@ -17,17 +17,34 @@ import (
 )
 
 // queueSubs counts the queue subscriptions of shared groups the NATS
-// server ns holds.
+// server ns holds, as pairs: a group's pm. subject and its pz. twin, in
+// the same queue group; -1 while a pm. one lacks its twin or the other way
+// round (the server may be between the two SUBs), so that polls go on.
 func queueSubs(t *testing.T, ns *server.Server) int {
 	t.Helper()
 	sz, err := ns.Subsz(&server.SubszOptions{Subscriptions: true, Limit: 10000})
 	if err != nil {
 		t.Fatal(err)
 	}
+	pairs := map[string]int{} // pm. subject and queue: +1 for pm., -1 for pz.
 	n := 0
 	for _, s := range sz.Subs {
-		if strings.HasPrefix(s.Queue, "pms.") {
+		if !strings.HasPrefix(s.Queue, "pms.") {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(s.Subject, messagePrefix+"."):
+			pairs[s.Subject+" "+s.Queue]++
 			n++
+		case strings.HasPrefix(s.Subject, volatilePrefix+"."):
+			pairs[messagePrefix+strings.TrimPrefix(s.Subject, volatilePrefix)+" "+s.Queue]--
+		default:
+			t.Errorf("queue subscription on %s in %s: neither a pm. nor a pz. subject", s.Subject, s.Queue)
+		}
+	}
+	for _, v := range pairs {
+		if v != 0 {
+			return -1
 		}
 	}
 	return n

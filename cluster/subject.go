@@ -19,10 +19,16 @@ import (
 // which neither form produces ("~" + base32hex of at least one byte has at
 // least two characters from [0-9a-v]).
 
-// Subject prefixes of the two streams' subjects.
+// Subject prefixes of the routing and retained subjects.
 const (
-	// messagePrefix starts every routing subject (stream PROPOLIS_MESSAGES).
+	// messagePrefix starts every routing subject of a QoS 1/2 message
+	// (stream PROPOLIS_MESSAGES).
 	messagePrefix = "pm"
+	// volatilePrefix starts every routing subject of a QoS 0 message: the
+	// same tokens as its messagePrefix subject, under a prefix no stream
+	// captures, so that QoS 0 is never stored. It has messagePrefix's
+	// length, so the two subjects of a topic or filter are as long.
+	volatilePrefix = "pz"
 	// retainedPrefix starts every retained subject (stream PROPOLIS_RETAINED).
 	retainedPrefix = "pr"
 	// padToken stands for a level a topic does not have.
@@ -104,6 +110,12 @@ func routingSubject(topic string, depth int) string {
 		b = appendToken(b, level)
 	}
 	return string(b)
+}
+
+// volatileSubject is the QoS 0 twin of subject, a routing or
+// subscription subject: volatilePrefix in place of messagePrefix.
+func volatileSubject(subject string) string {
+	return volatilePrefix + subject[len(messagePrefix):]
 }
 
 // retainedSubject is the subject of topic's retained message in stream

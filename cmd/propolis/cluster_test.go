@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,7 +35,7 @@ func TestClusterStatusCLI(t *testing.T) {
 			t.Fatalf("cluster status --json: %v\n%s", err, out)
 		}
 		if st.Healthy && len(st.Nodes) == 1 && len(st.Nodes[0].Extensions) == 1 && st.Nodes[0].Extensions[0].State == "running" &&
-			len(st.Features) == 1 && st.Features[0].On {
+			len(st.Features) == len(cluster.Features) && !slices.ContainsFunc(st.Features, func(f cluster.FeatureStatus) bool { return !f.On }) {
 			return ""
 		}
 		return out
