@@ -107,8 +107,13 @@ const (
 // Timings and bounds of replicated sessions.
 const (
 	// claimTimeout bounds a claim, the wait for another node's release
-	// included.
-	claimTimeout = 10 * time.Second
+	// included. A claim reads and writes three of JetStream's Raft groups
+	// (the sessions bucket, the queues and messages streams); one whose
+	// leader was on a node that died answers nothing until its replicas
+	// elect another, about 4 to 9 s after the leader's last heartbeat in
+	// NATS. 10 s refused the first reconnects after a kill -9; 20 s lets
+	// them wait out the election.
+	claimTimeout = 20 * time.Second
 	// maxClaims is how many claims (and releases) one node runs at once:
 	// a node going away with 10,000 sessions does not make the survivors
 	// send 10,000 requests to JetStream at the same moment.
