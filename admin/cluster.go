@@ -75,7 +75,11 @@ func (a *API) setClusterDisabled(r *request, disable bool) (int, any, error) {
 	}
 	if len(failed) > 0 {
 		r.details["failed_nodes"] = failed
-		err = fmt.Errorf("not carried out on node %s", strings.Join(failed, ", "))
+		noun := "node"
+		if len(failed) > 1 {
+			noun = "nodes"
+		}
+		err = fmt.Errorf("not carried out on %s %s", noun, strings.Join(failed, ", "))
 	}
 	a.audit(r, action, id, err)
 	return http.StatusOK, res, nil

@@ -186,9 +186,16 @@ type NodeStatus struct {
 	Stress     float64         `json:"stress"`
 	Clients    int             `json:"clients"`
 	Extensions []ExtensionInfo `json:"extensions"`
-	StartedAt  time.Time       `json:"started_at"`
-	LastSeen   time.Time       `json:"last_seen"`
-	Alive      bool            `json:"alive"`
+	// StartedAt is when the node started, by its own clock, and
+	// LastSeen when this node last heard its heartbeat, by this node's
+	// clock; both are left out of the JSON (zero) for a JetStream peer
+	// with no registry entry.
+	StartedAt time.Time `json:"started_at,omitzero"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	// Alive is true for a registered node heard within AliveWindow, and
+	// for an unregistered JetStream peer its meta group counts online
+	// and current.
+	Alive bool `json:"alive"`
 	// Registered is false for a JetStream peer with no registry entry
 	// (not a Propolis node, or gone longer than RegistryTTL).
 	Registered bool `json:"registered"`
@@ -214,7 +221,9 @@ type StreamStatus struct {
 }
 
 // PeerStatus is one replica of a stream other than its leader: whether
-// it is offline, current, and how many operations it is behind.
+// it is offline, current, and how many operations it is behind. Offline
+// is JetStream's verdict, or Status's own when JetStream still counts a
+// dead node's replica as merely not current (peerOffline).
 type PeerStatus struct {
 	Name    string `json:"name"`
 	Current bool   `json:"current"`
@@ -442,17 +451,21 @@ func (n *Node) Status() Status {
 	}
 	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
 
+	down := map[string]bool{} // the nodes of the list that are not alive
+	for _, ns := range st.Nodes {
+		down[ns.Name] = !ns.Alive
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	streams := n.jsx.ListStreams(ctx)
 	for info := range streams.Info() {
-		s := streamStatus(info, n.cfg.Name, !n.srv.JetStreamIsClustered())
-		if !s.Healthy {
-			st.Problems = append(st.Problems, fmt.Sprintf("stream %s: %s", info.Config.Name, s.Problem()))
-		}
+		s := streamStatus(info, n.cfg.Name, !n.srv.JetStreamIsClustered(), down)
 		s.Kind = KindStream
 		if name, ok := strings.CutPrefix(s.Name, kvStreamPrefix); ok {
 			s.Name, s.Kind = name, KindBucket
+		}
+		if !s.Healthy {
+			st.Problems = append(st.Problems, fmt.Sprintf("%s %s: %s", s.Kind, s.Name, s.Problem()))
 		}
 		st.Streams = append(st.Streams, s)
 	}
@@ -499,20 +512,59 @@ func (n *Node) aliveNames() []string {
 	return names
 }
 
+// notAlive returns the nodes this node knows of that are not alive, by
+// name, with why: every node whose heartbeat it heard since it started
+// but not within AliveWindow (however long ago: JetStream's removal of
+// the entry after RegistryTTL does not make this node forget it; a node
+// stopped with SIGTERM deletes its entry and is forgotten), and the
+// JetStream peers of the meta group without such a heartbeat. These are
+// the nodes a control request is not sent to (SetExtension).
+func (n *Node) notAlive() []NotAsked {
+	now := time.Now()
+	known := map[string]bool{n.cfg.Name: true}
+	out := []NotAsked{}
+	n.mu.Lock()
+	for name, s := range n.seen {
+		known[name] = true
+		if name == n.cfg.Name {
+			continue
+		}
+		if age := now.Sub(s.at); age > AliveWindow {
+			out = append(out, NotAsked{Node: name, Reason: fmt.Sprintf("not alive: last seen %d s ago", int(age.Seconds()))})
+		}
+	}
+	n.mu.Unlock()
+	var info *server.JSInfo
+	if n.srv != nil { // nil in a test of a Node without a server
+		info, _ = n.srv.Jsz(&server.JSzOptions{})
+	}
+	if info != nil && info.Meta != nil {
+		for _, p := range info.Meta.Replicas {
+			if !known[p.Name] {
+				known[p.Name] = true
+				out = append(out, NotAsked{Node: p.Name, Reason: "not alive: a JetStream peer without a registry entry (stopped, or not a Propolis node)"})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b NotAsked) int { return strings.Compare(a.Node, b.Node) })
+	return out
+}
+
 // Mismatch returns how the alive nodes differ (Status.Mismatch), from
 // the registry alone: it asks nothing of JetStream, so the control
 // center may read it at every poll.
 func (n *Node) Mismatch() []string { return mismatch(n.registryNodes()) }
 
 // streamStatus summarizes a stream's info; when JetStream runs alone,
-// self leads every stream.
-func streamStatus(info *jetstream.StreamInfo, self string, alone bool) StreamStatus {
+// self leads every stream. down holds the nodes known not to be alive
+// (peerOffline).
+func streamStatus(info *jetstream.StreamInfo, self string, alone bool, down map[string]bool) StreamStatus {
 	s := StreamStatus{Name: info.Config.Name, Replicas: info.Config.Replicas, Messages: info.State.Msgs, Bytes: info.State.Bytes,
 		Peers: []PeerStatus{}}
 	if c := info.Cluster; c != nil {
 		s.Leader = c.Leader
 		for _, p := range c.Replicas {
-			s.Peers = append(s.Peers, PeerStatus{Name: p.Name, Current: p.Current, Offline: p.Offline, Lag: p.Lag})
+			s.Peers = append(s.Peers, PeerStatus{Name: p.Name, Current: p.Current, Offline: peerOffline(p, down), Lag: p.Lag})
 		}
 	}
 	if alone {
@@ -525,6 +577,18 @@ func streamStatus(info *jetstream.StreamInfo, self string, alone bool) StreamSta
 		}
 	}
 	return s
+}
+
+// peerOffline says whether a stream's replica p is offline. JetStream
+// says so itself only after a while, and meanwhile reports a killed
+// node's replica as not current (lag 0 or the lag when it died) for a
+// minute or more: "behind" would mislead. So a replica is offline too
+// when it is not current and either JetStream last heard from it more
+// than AliveWindow ago, or its node is known not to be alive (down: a
+// registered node without a heartbeat within AliveWindow, or a bare
+// JetStream peer its meta group counts offline).
+func peerOffline(p *jetstream.PeerInfo, down map[string]bool) bool {
+	return p.Offline || !p.Current && (p.Active > AliveWindow || down[p.Name])
 }
 
 // Problem says why s is not healthy ("no leader", "replica n2 offline,

@@ -1,9 +1,13 @@
 package cluster
 
 import (
+	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/propolis-mqtt/propolis/broker/config"
 )
@@ -94,5 +98,53 @@ func TestStreamProblem(t *testing.T) {
 				t.Errorf("Problem() = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestPeerOffline: a replica JetStream counts offline is offline; one
+// not current is offline once JetStream has not heard from it within
+// AliveWindow or its node is not alive, and otherwise behind.
+func TestPeerOffline(t *testing.T) {
+	down := map[string]bool{"dead": true, "up": false}
+	tests := []struct {
+		name string
+		p    jetstream.PeerInfo
+		want bool
+	}{
+		{"jetstream says offline", jetstream.PeerInfo{Name: "up", Offline: true}, true},
+		{"current", jetstream.PeerInfo{Name: "up", Current: true}, false},
+		{"behind, heard lately", jetstream.PeerInfo{Name: "up", Active: time.Second, Lag: 12}, false},
+		{"behind, not heard for long", jetstream.PeerInfo{Name: "up", Active: AliveWindow + time.Second}, true},
+		{"behind, node not alive", jetstream.PeerInfo{Name: "dead", Active: time.Second}, true},
+		{"behind, node unknown", jetstream.PeerInfo{Name: "other", Active: time.Second}, false},
+		{"current, node not alive", jetstream.PeerInfo{Name: "dead", Current: true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := peerOffline(&tt.p, down); got != tt.want {
+				t.Errorf("peerOffline(%+v) = %v, want %v", tt.p, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestNodeStatusJSON: a JetStream peer never seen in the registry has
+// no started_at or last_seen in the JSON (not the zero time); a
+// registered node has both.
+func TestNodeStatusJSON(t *testing.T) {
+	peer, err := json.Marshal(NodeStatus{Name: "n1", Extensions: []ExtensionInfo{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(peer); strings.Contains(s, "started_at") || strings.Contains(s, "last_seen") {
+		t.Errorf("unregistered peer JSON = %s, want no started_at or last_seen", s)
+	}
+	at := time.Date(2026, 11, 30, 7, 0, 0, 0, time.UTC)
+	reg, err := json.Marshal(NodeStatus{Name: "n2", StartedAt: at, LastSeen: at, Registered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(reg); !strings.Contains(s, `"started_at":"2026-11-30T07:00:00Z"`) || !strings.Contains(s, `"last_seen":"2026-11-30T07:00:00Z"`) {
+		t.Errorf("registered node JSON = %s, want started_at and last_seen", s)
 	}
 }

@@ -71,7 +71,7 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "cluster %s, seen from node %s: %s\n", printable(st.Cluster), printable(st.Node), health)
 	for _, p := range st.Problems {
-		fmt.Fprintf(w, "  problem: %s\n", printable(p))
+		fmt.Fprintf(w, "  problem: %s\n", printableText(p))
 	}
 	fmt.Fprintf(w, "replication factor in force: %d (configured %d)\n", st.Replicas, st.ConfiguredReplicas)
 	if st.Dropped > 0 {
@@ -141,7 +141,7 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 	if len(st.Mismatch) > 0 {
 		fmt.Fprintf(w, "\nnodes differ (%d):\n", len(st.Mismatch))
 		for _, m := range st.Mismatch {
-			fmt.Fprintf(w, "  %s\n", printable(m))
+			fmt.Fprintf(w, "  %s\n", printableText(m))
 		}
 	}
 	return nil

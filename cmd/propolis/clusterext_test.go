@@ -103,7 +103,7 @@ func TestClusterExtensionsCLI(t *testing.T) {
 		if code != 0 || errOut != "" {
 			t.Fatalf("extensions %s --cluster: exit %d\n%s%s", verb, code, out, errOut)
 		}
-		if !strings.HasPrefix(out, fmt.Sprintf("%s %sd on 3 of 3 nodes:\n", clusterExtID, verb)) {
+		if !strings.HasPrefix(out, fmt.Sprintf("%s %sd on 3 of 3 nodes asked:\n", clusterExtID, verb)) {
 			t.Errorf("extensions %s --cluster printed:\n%s", verb, out)
 		}
 		for i := range nodes {
@@ -128,7 +128,7 @@ func TestClusterExtensionsCLI(t *testing.T) {
 	}
 	code, out, errOut := runAdminCLI(t, nil, "extensions", "disable", clusterExtID, "--cluster", "--url", nodes[0].base)
 	want := fmt.Sprintf("propolis: extensions disable %s --cluster: not carried out on node n3\n", clusterExtID)
-	if code != 1 || errOut != want || !strings.HasPrefix(out, clusterExtID+" disabled on 2 of 3 nodes:\n") ||
+	if code != 1 || errOut != want || !strings.HasPrefix(out, clusterExtID+" disabled on 2 of 3 nodes asked:\n") ||
 		!resultRow(out, "n3", "FAILED", fmt.Sprintf(`no extension %q in the node's extensions folder`, clusterExtID)+"\n") {
 		t.Fatalf("disable with n3 lacking %s: exit %d, stderr %q, want %q; stdout:\n%s", clusterExtID, code, errOut, want, out)
 	}
@@ -173,13 +173,13 @@ func TestControlCenterClusterMismatch(t *testing.T) {
 	}
 	p.do("disable events on every node", chromedp.Click(css(row+`button[data-action="cluster-disable"]`)))
 	p.confirm("disable events on every node")
-	p.until("the message names both nodes", `document.getElementById("status").innerText.includes("Extension events disabled on all 2 nodes (n1, n2)")`)
+	p.until("the message names both nodes", `document.getElementById("status").innerText.includes("Extension events disabled on all 2 nodes asked (n1, n2)")`)
 	waitState(t, nodes, clusterExtID, "disabled")
 	p.until("the cluster banner goes once the nodes agree", `document.getElementById("cluster-mismatch").hidden`)
 	p.do("n1's row says disabled", chromedp.WaitVisible(css(row+`button[data-action="enable"]`)))
 
 	p.do("enable events on every node", chromedp.Click(css(row+`button[data-action="cluster-enable"]`)))
-	p.until("the enable message names both nodes", `document.getElementById("status").innerText.includes("Extension events enabled on all 2 nodes (n1, n2)")`)
+	p.until("the enable message names both nodes", `document.getElementById("status").innerText.includes("Extension events enabled on all 2 nodes asked (n1, n2)")`)
 	waitState(t, nodes, clusterExtID, "running")
 }
 
