@@ -199,6 +199,41 @@ type NodeStatus struct {
 	// Registered is false for a JetStream peer with no registry entry
 	// (not a Propolis node, or gone longer than RegistryTTL).
 	Registered bool `json:"registered"`
+	// State sums Alive and Registered up in the operator's words: one of
+	// NodeAlive, NodeSilent, NodePeer, NodePeerOffline.
+	State string `json:"state"`
+}
+
+// The states of NodeStatus.
+const (
+	// NodeAlive is a node whose heartbeat this node heard within
+	// AliveWindow.
+	NodeAlive = "alive"
+	// NodeSilent is a node of the registry whose last heartbeat is older
+	// than AliveWindow (and younger than RegistryTTL): killed, frozen or
+	// cut off. It no longer holds a feature back nor gets control
+	// requests.
+	NodeSilent = "silent"
+	// NodePeer is a JetStream peer without a registry entry that
+	// JetStream counts online: a node starting (no heartbeat yet).
+	NodePeer = "jetstream peer only"
+	// NodePeerOffline is a JetStream peer without a registry entry that
+	// JetStream counts offline: a node stopped or dead for longer than
+	// RegistryTTL (JetStream keeps its peers until they are removed).
+	NodePeerOffline = "jetstream peer only, offline"
+)
+
+// nodeState returns ns's State.
+func nodeState(ns NodeStatus) string {
+	switch {
+	case !ns.Registered && ns.Alive:
+		return NodePeer
+	case !ns.Registered:
+		return NodePeerOffline
+	case ns.Alive:
+		return NodeAlive
+	}
+	return NodeSilent
 }
 
 // StreamStatus is one JetStream stream or key-value bucket of Status:
@@ -213,11 +248,13 @@ type StreamStatus struct {
 	Replicas int    `json:"replicas"`
 	// Leader is the node holding the stream's leadership; "" while it has
 	// none (no quorum).
-	Leader   string       `json:"leader"`
-	Messages uint64       `json:"messages"`
-	Bytes    uint64       `json:"bytes"`
-	Healthy  bool         `json:"healthy"`
-	Peers    []PeerStatus `json:"peers"`
+	Leader   string `json:"leader"`
+	Messages uint64 `json:"messages"`
+	Bytes    uint64 `json:"bytes"`
+	Healthy  bool   `json:"healthy"`
+	// Problem is Problem(): "" when healthy.
+	Problem string       `json:"problem"`
+	Peers   []PeerStatus `json:"peers"`
 }
 
 // PeerStatus is one replica of a stream other than its leader: whether
@@ -450,6 +487,9 @@ func (n *Node) Status() Status {
 		}
 	}
 	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
+	for i := range st.Nodes {
+		st.Nodes[i].State = nodeState(st.Nodes[i])
+	}
 
 	down := map[string]bool{} // the nodes of the list that are not alive
 	for _, ns := range st.Nodes {
@@ -465,7 +505,7 @@ func (n *Node) Status() Status {
 			s.Name, s.Kind = name, KindBucket
 		}
 		if !s.Healthy {
-			st.Problems = append(st.Problems, fmt.Sprintf("%s %s: %s", s.Kind, s.Name, s.Problem()))
+			st.Problems = append(st.Problems, fmt.Sprintf("%s %s: %s", s.Kind, s.Name, s.Problem))
 		}
 		st.Streams = append(st.Streams, s)
 	}
@@ -570,12 +610,8 @@ func streamStatus(info *jetstream.StreamInfo, self string, alone bool, down map[
 	if alone {
 		s.Leader = self
 	}
-	s.Healthy = s.Leader != ""
-	for _, p := range s.Peers {
-		if p.Offline || !p.Current {
-			s.Healthy = false
-		}
-	}
+	s.Problem = s.problem()
+	s.Healthy = s.Problem == ""
 	return s
 }
 
@@ -591,9 +627,9 @@ func peerOffline(p *jetstream.PeerInfo, down map[string]bool) bool {
 	return p.Offline || !p.Current && (p.Active > AliveWindow || down[p.Name])
 }
 
-// Problem says why s is not healthy ("no leader", "replica n2 offline,
+// problem says why s is not healthy ("no leader", "replica n2 offline,
 // replica n3 behind by 12"), or "" when it is.
-func (s StreamStatus) Problem() string {
+func (s StreamStatus) problem() string {
 	if s.Leader == "" {
 		return "no leader"
 	}

@@ -94,8 +94,8 @@ func TestStreamProblem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.s.Problem(); got != tt.want {
-				t.Errorf("Problem() = %q, want %q", got, tt.want)
+			if got := tt.s.problem(); got != tt.want {
+				t.Errorf("problem() = %q, want %q", got, tt.want)
 			}
 		})
 	}
@@ -146,5 +146,22 @@ func TestNodeStatusJSON(t *testing.T) {
 	}
 	if s := string(reg); !strings.Contains(s, `"started_at":"2026-11-30T07:00:00Z"`) || !strings.Contains(s, `"last_seen":"2026-11-30T07:00:00Z"`) {
 		t.Errorf("registered node JSON = %s, want started_at and last_seen", s)
+	}
+}
+
+// TestNodeState: the state names of the four kinds of node.
+func TestNodeState(t *testing.T) {
+	for _, tt := range []struct {
+		ns   NodeStatus
+		want string
+	}{
+		{NodeStatus{Registered: true, Alive: true}, NodeAlive},
+		{NodeStatus{Registered: true}, NodeSilent},
+		{NodeStatus{Alive: true}, NodePeer},
+		{NodeStatus{}, NodePeerOffline},
+	} {
+		if got := nodeState(tt.ns); got != tt.want {
+			t.Errorf("nodeState(%+v) = %q, want %q", tt.ns, got, tt.want)
+		}
 	}
 }

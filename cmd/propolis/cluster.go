@@ -83,16 +83,7 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NODE\tSTATE\tVERSION\tPROTOCOL\tSTRESS\tCLIENTS\tLAST SEEN\tEXTENSIONS")
 	for _, n := range st.Nodes {
-		state := "alive"
-		switch {
-		case !n.Registered:
-			state = "jetstream peer only"
-			if !n.Alive {
-				state += ", offline"
-			}
-		case !n.Alive:
-			state = "silent"
-		}
+		state := n.State
 		exts := make([]string, len(n.Extensions))
 		for i, x := range n.Extensions {
 			exts[i] = fmt.Sprintf("%s@%s (%s)", printable(x.ID), printable(x.Version), x.State)
@@ -111,7 +102,7 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NAME\tKIND\tREPLICAS\tLEADER\tMESSAGES\tBYTES\tHEALTH")
 	for _, s := range st.Streams {
-		health := s.Problem()
+		health := s.Problem
 		if health == "" {
 			health = "ok"
 		}
