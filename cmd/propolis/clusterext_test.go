@@ -164,12 +164,26 @@ func TestControlCenterClusterMismatch(t *testing.T) {
 		t.Errorf("the banner's title is %q", got)
 	}
 	p.shot("cluster-mismatch")
+	// The header names the node (and so does the tab's title); the
+	// overview shows the cluster: its health, both nodes alive, the
+	// registry bucket.
+	p.until("the header names n1", `!document.getElementById("node").hidden && document.getElementById("node").innerText === "node n1" && `+
+		`document.title.startsWith("n1: ")`)
+	p.until("the overview shows the cluster healthy with n1 and n2 alive", `(() => { const b = document.getElementById("overview-cluster"); `+
+		`return b && !b.closest("section").hidden && b.innerText.includes("healthy") && !b.innerText.includes("UNHEALTHY") && `+
+		`b.querySelector('tr[data-node="n1"]') && b.querySelector('tr[data-node="n1"]').innerText.includes("alive") && `+
+		`b.querySelector('tr[data-node="n2"]') && b.querySelector('tr[data-node="n2"]').innerText.includes("alive") && `+
+		`b.innerText.includes("PROPOLIS_NODES") && !document.getElementById("node").classList.contains("unhealthy"); })()`)
+	p.shot("cluster-overview")
 
 	row := `tr[data-extension="events"] `
 	p.open(nodes[0].base, "#/extensions", row+`button[data-action="cluster-disable"]`)
 	p.shot("cluster-extensions")
 	if !p.present("#cluster-mismatch:not([hidden])") {
 		t.Errorf("the cluster banner is not shown on the extensions page")
+	}
+	if !p.present("#node:not([hidden])") {
+		t.Errorf("the header's node badge is not shown on the extensions page")
 	}
 	p.do("disable events on every node", chromedp.Click(css(row+`button[data-action="cluster-disable"]`)))
 	p.confirm("disable events on every node")
