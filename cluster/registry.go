@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sort"
@@ -338,6 +339,44 @@ func (n *Node) raiseReplicas(ctx context.Context, kv jetstream.KeyValue, want in
 	return err
 }
 
+// quietLog logs a failure that repeats at every heartbeat and is
+// expected for a few seconds now and then: raiseReplicas's read of the
+// bucket's status times out while JetStream elects a leader for it (about
+// 4 to 9 s after a node dies), though nothing needed raising. The failures
+// go to debug until they have lasted quietFor, then to warn, once every
+// quietFor while they last; a success after a warning is logged at info.
+// Not safe for concurrent use: one goroutine owns it.
+type quietLog struct {
+	since  time.Time // the first failure of the current run; zero: none
+	warned time.Time // the last warning of the run; zero: none yet
+}
+
+// quietFor is how long quietLog keeps a repeating failure at debug, and
+// then the time between two of its warnings.
+const quietFor = 30 * time.Second
+
+// note records the outcome err of one attempt at now and logs it as
+// quietLog says; msg and args say what failed.
+func (q *quietLog) note(log *slog.Logger, now time.Time, err error, msg string, args ...any) {
+	if err == nil {
+		if !q.warned.IsZero() {
+			log.Info(msg+": works again", append(args, "failed_for", now.Sub(q.since).Round(time.Second))...)
+		}
+		*q = quietLog{}
+		return
+	}
+	if q.since.IsZero() {
+		q.since = now
+	}
+	args = append(args, "error", err, "failing_for", now.Sub(q.since).Round(time.Second))
+	if now.Sub(q.since) < quietFor || now.Sub(q.warned) < quietFor {
+		log.Debug(msg, args...)
+		return
+	}
+	q.warned = now
+	log.Warn(msg, args...)
+}
+
 // watchRegistry notes every registry update until the watcher stops.
 func (n *Node) watchRegistry(w jetstream.KeyWatcher) {
 	for e := range w.Updates() {
@@ -427,8 +466,9 @@ func (n *Node) heartbeat(ctx context.Context) {
 		}
 		kv = n.bucket()
 		n.log.Info("cluster registry ready", "replicas", n.Replicas())
-	} else if err := n.raiseReplicas(ctx, kv, n.Replicas()); err != nil {
-		n.log.Warn("cluster bucket replicas not raised", "bucket", RegistryBucket, "error", err)
+	} else {
+		err := n.raiseReplicas(ctx, kv, n.Replicas())
+		n.raiseLog.note(n.log, time.Now(), err, "cluster bucket replicas not raised", "bucket", RegistryBucket)
 	}
 	e := registryEntry{Name: n.cfg.Name, Version: n.o.Version, Protocol: ProtocolVersion, StartedAt: n.start.UTC(),
 		Extensions: []ExtensionInfo{}, Instance: n.instance}

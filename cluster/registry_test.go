@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -163,5 +165,39 @@ func TestNodeState(t *testing.T) {
 		if got := nodeState(tt.ns); got != tt.want {
 			t.Errorf("nodeState(%+v) = %q, want %q", tt.ns, got, tt.want)
 		}
+	}
+}
+
+// TestQuietLog: a failure repeated at every heartbeat stays at debug for
+// quietFor, then warns once every quietFor; a success after a warning is
+// logged at info, and a new run of failures starts quiet again.
+func TestQuietLog(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}}))
+	var q quietLog
+	t0 := time.Date(2026, 11, 30, 7, 0, 0, 0, time.UTC)
+	fail := errors.New("context deadline exceeded")
+	var levels []string
+	for _, step := range []struct {
+		at  time.Duration
+		err error
+	}{
+		{0, fail}, {2 * time.Second, fail}, {28 * time.Second, fail}, {30 * time.Second, fail}, {32 * time.Second, fail},
+		{60 * time.Second, fail}, {62 * time.Second, nil}, {64 * time.Second, fail}, {66 * time.Second, nil},
+	} {
+		buf.Reset()
+		q.note(log, t0.Add(step.at), step.err, "cluster bucket replicas not raised", "bucket", "B")
+		level, _, _ := strings.Cut(strings.TrimPrefix(buf.String(), "level="), " ")
+		levels = append(levels, level)
+	}
+	want := []string{"DEBUG", "DEBUG", "DEBUG", "WARN", "DEBUG", "WARN", "INFO", "DEBUG", ""}
+	if !slices.Equal(levels, want) {
+		t.Errorf("levels = %q, want %q", levels, want)
 	}
 }
