@@ -94,6 +94,16 @@ type Options struct {
 	// the cluster, for POST /api/v1/cluster/extensions/{id}/enable and
 	// disable. Nil without a cluster section: they answer 404.
 	ClusterExtension ClusterExtensionFunc
+	// ClusterNode is this node's name (cluster.name), for GET
+	// /api/v1/broker's node and the control center's header; "" without
+	// a cluster section.
+	ClusterNode string
+	// ClusterSession reads the replicated record of a client id's session
+	// (package cluster's Node.ReplicatedSession), for GET
+	// /api/v1/clients/{id} when this node's broker has no session of the
+	// id: an offline session of a cluster lives in its bucket, on no
+	// node. Nil without a cluster section.
+	ClusterSession ClusterSessionFunc
 	// Logger receives the errors of the audit log and of handlers; nil
 	// means slog.Default().
 	Logger *slog.Logger

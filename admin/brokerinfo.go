@@ -81,7 +81,7 @@ func (a *API) brokerInfo(_ http.ResponseWriter, _ *request) (int, any, error) {
 	if a.o.ClusterMismatch != nil {
 		mismatch = append(mismatch, a.o.ClusterMismatch()...)
 	}
-	return http.StatusOK, map[string]any{"cluster_mismatch": mismatch,
+	return http.StatusOK, map[string]any{"cluster_mismatch": mismatch, "node": a.o.ClusterNode,
 		"version": a.o.Version, "abi": abi.Version, "started_at": info.StartedAt.UTC(),
 		"uptime_seconds": time.Since(info.StartedAt).Seconds(), "listeners": listeners,
 		"stress_level": a.o.Broker.Overload().Level, "security_extensions": sec, "warnings": warnings, "summary": s,

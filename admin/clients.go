@@ -61,6 +61,12 @@ type ClientDetail struct {
 	AuthenticatedBy   string         `json:"authenticated_by"`
 	Subscriptions     []Subscription `json:"subscriptions"`
 	SessionAttributes []Attribute    `json:"session_attributes"`
+	// ClusterState is "" for a session of this node's broker; for one
+	// read from the cluster's bucket (no session of the id here),
+	// HeldByCluster or "online on node n2" (OnlineElsewhere). LastNode
+	// is then the node that claimed or released it last.
+	ClusterState string `json:"cluster_state"`
+	LastNode     string `json:"last_node"`
 }
 
 // clientNotFound is the 404 of a client id without a session.
@@ -73,7 +79,7 @@ func (a *API) client(_ http.ResponseWriter, r *request) (int, any, error) {
 	id := r.PathValue("id")
 	ci, ok := a.o.Broker.Client(id)
 	if !ok {
-		return 0, nil, clientNotFound(id)
+		return a.replicatedClient(r, id)
 	}
 	d := detailOf(ci)
 	subs, err := a.o.Broker.Subscriptions(id)
@@ -101,6 +107,24 @@ func (a *API) client(_ http.ResponseWriter, r *request) (int, any, error) {
 		}
 	}
 	return http.StatusOK, d, nil
+}
+
+// replicatedClient answers GET /api/v1/clients/{id} for a client id
+// without a session in this node's broker: its replicated record on a
+// cluster node, else 404. A record that cannot be read is a 503 naming
+// the bucket.
+func (a *API) replicatedClient(r *request, id string) (int, any, error) {
+	if a.o.ClusterSession == nil {
+		return 0, nil, clientNotFound(id)
+	}
+	rs, err := a.o.ClusterSession(r.Context(), id)
+	if err != nil {
+		return 0, nil, errorf(http.StatusServiceUnavailable, "client %q: no session on this node, and the cluster's record not read: %v", id, err)
+	}
+	if rs == nil {
+		return 0, nil, clientNotFound(id)
+	}
+	return http.StatusOK, replicatedDetail(id, rs), nil
 }
 
 // detailOf converts the fields of ci, without subscriptions and

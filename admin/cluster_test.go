@@ -209,7 +209,7 @@ func TestClusterExtensions(t *testing.T) {
 	}
 	r.mustAudit(t, "tok-operator", "extension.disable", "nothing-here", "error")
 	for _, e := range r.auditLines(t) {
-		if e.Target == "nothing-here" && e.Result == "error" && e.Error != "not carried out on node a, b" {
+		if e.Target == "nothing-here" && e.Result == "error" && e.Error != "not carried out on nodes a, b" {
 			t.Errorf("audit of nothing-here: %+v", e)
 		}
 	}
@@ -220,5 +220,26 @@ func TestClusterExtensions(t *testing.T) {
 	r.req(t, "POST", "/api/v1/cluster/extensions/wat-auth/disable", nil, bearer("viewer")).want(t, 403, "cluster disable as viewer")
 	if _, err := os.Stat(filepath.Join(dirB, "wat-auth", host.DisabledFile)); err == nil {
 		t.Fatal("a refused cluster disable acted")
+	}
+
+	// b stops (deleting its registry entry): it is no longer asked, and
+	// the answer names it in not_asked, outside ok.
+	nodes[1].Close()
+	poll.Until(t, "the enable names b not asked", func() bool {
+		c := r.req(t, "POST", "/api/v1/cluster/extensions/wat-auth/enable", nil, bearer("operator")).want(t, 200, "cluster enable without b")
+		var res cluster.ControlResult
+		if err := json.Unmarshal(c.body, &res); err != nil {
+			t.Fatal(err)
+		}
+		want := []cluster.NotAsked{{Node: "b", Reason: "not alive: a JetStream peer without a registry entry (stopped, or not a Propolis node)"}}
+		return res.OK && len(res.Nodes) == 1 && res.Nodes[0].Node == "a" && slices.Equal(res.NotAsked, want)
+	})
+	c = r.req(t, "POST", "/api/v1/cluster/extensions/wat-auth/disable", nil, bearer("operator")).want(t, 200, "cluster disable without b")
+	res = cluster.ControlResult{}
+	if err := json.Unmarshal(c.body, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK || len(res.NotAsked) != 1 || res.NotAsked[0].Node != "b" {
+		t.Fatalf("disable without b: %s", c.body)
 	}
 }

@@ -83,10 +83,26 @@ type NodeResult struct {
 
 // ControlResult is the answer of a control request to every alive node.
 type ControlResult struct {
-	// OK is true when every node answered and carried the request out.
+	// OK is true when every node asked answered and carried the request
+	// out; the nodes not asked do not count.
 	OK bool `json:"ok"`
 	// Nodes holds one result per node the request was sent to, by name.
 	Nodes []NodeResult `json:"nodes"`
+	// NotAsked are the nodes this node knows of that the request was not
+	// sent to because they are not alive, by name: the request is not
+	// carried out there (a node's extensions folder is its own; enable
+	// or disable it there once it is back).
+	NotAsked []NotAsked `json:"not_asked"`
+}
+
+// NotAsked is a node a control request was not sent to, and why.
+type NotAsked struct {
+	// Node is the node's name.
+	Node string `json:"node"`
+	// Reason says why in the operator's words: "not alive: last seen
+	// 94 s ago", or "not alive: a JetStream peer without a registry
+	// entry (stopped, or not a Propolis node)".
+	Reason string `json:"reason"`
 }
 
 // Failed returns the names of the nodes that did not carry the request
@@ -253,7 +269,7 @@ func (c *control) request(ctx context.Context, kind string, nodes []string, req 
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	nodes = slices.Compact(slices.Sorted(slices.Values(nodes)))
-	res := ControlResult{OK: true, Nodes: make([]NodeResult, len(nodes))}
+	res := ControlResult{OK: true, Nodes: make([]NodeResult, len(nodes)), NotAsked: []NotAsked{}}
 	var wg sync.WaitGroup
 	for i, node := range nodes {
 		wg.Go(func() { res.Nodes[i] = c.ask(ctx, kind, node, data) })
@@ -292,12 +308,16 @@ func (c *control) ask(ctx context.Context, kind, node string, data []byte) NodeR
 // extensions folder with Options.Extension; by names the operator, for
 // the nodes' logs. It waits at most ControlTimeout for the answers and
 // returns one result per node: a node that did not answer in time is
-// named with that error. Its error wraps ErrBadControl for an empty id;
+// named with that error. The nodes it knows of but did not ask, not
+// being alive, are in the result's NotAsked (Node.notAlive). Its error wraps ErrBadControl for an empty id;
 // a node's failure is in the result, not in the error.
 func (n *Node) SetExtension(ctx context.Context, id string, disable bool, by string) (ControlResult, error) {
 	if id == "" {
 		return ControlResult{}, fmt.Errorf("%w: no extension id", ErrBadControl)
 	}
-	return n.control.request(ctx, ControlExtension, n.aliveNames(),
-		controlRequest{From: n.cfg.Name, By: by, Extension: &extensionRequest{ID: id, Disable: disable}}), nil
+	alive, notAsked := n.aliveNames(), n.notAlive()
+	res := n.control.request(ctx, ControlExtension, alive,
+		controlRequest{From: n.cfg.Name, By: by, Extension: &extensionRequest{ID: id, Disable: disable}})
+	res.NotAsked = notAsked
+	return res, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
@@ -275,7 +276,7 @@ func TestSetExtensionTwoNodes(t *testing.T) {
 		})
 	}
 	res, err := nodes[1].SetExtension(context.Background(), "acl", true, "alice")
-	if err != nil || !res.OK || len(res.Nodes) != 2 || res.Nodes[0].Node != "a" || res.Nodes[1].Node != "b" {
+	if err != nil || !res.OK || len(res.Nodes) != 2 || res.Nodes[0].Node != "a" || res.Nodes[1].Node != "b" || len(res.NotAsked) != 0 {
 		t.Fatalf("SetExtension = %+v, %v", res, err)
 	}
 	for i, d := range dirs {
@@ -296,5 +297,23 @@ func TestSetExtensionTwoNodes(t *testing.T) {
 	}
 	if !disabled(dirs[0], "acl") {
 		t.Error("a refused request enabled acl")
+	}
+}
+
+// TestNotAlive: the nodes a control request is not sent to are those
+// heard of but not within AliveWindow, however long ago, named with how
+// long; this node and alive nodes are not among them.
+func TestNotAlive(t *testing.T) {
+	now := time.Now()
+	n := &Node{cfg: config.Cluster{Name: "b"}, seen: map[string]seen{
+		"a": {at: now.Add(-94 * time.Second)},
+		"b": {at: now.Add(-time.Minute)}, // this node: asked whatever its entry says
+		"c": {at: now},
+		"d": {at: now.Add(-AliveWindow - 2*time.Second)},
+	}}
+	got := n.notAlive()
+	want := []NotAsked{{Node: "a", Reason: "not alive: last seen 94 s ago"}, {Node: "d", Reason: "not alive: last seen 10 s ago"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("notAlive = %+v, want %+v", got, want)
 	}
 }

@@ -83,6 +83,10 @@ type Node struct {
 	done   chan struct{}
 	closer sync.Once
 
+	// raiseLog decides how raiseReplicas's failures are logged; only the
+	// heartbeat goroutine uses it.
+	raiseLog quietLog
+
 	mu      sync.Mutex
 	kv      jetstream.KeyValue   // the registry bucket, nil until created
 	watch   jetstream.KeyWatcher // its watcher, nil until created
@@ -224,8 +228,12 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		log.Info("cluster node started alone", "cluster", cfg.ClusterName, "replicas", n.Replicas())
 		return n, nil
 	}
+	// replicas is the factor in force now: a node that starts before it
+	// has heard of every JetStream peer counts fewer (the third node of a
+	// fresh cluster may log 2). configured_replicas and jetstream_peers
+	// say so; buckets are raised as nodes join (docs/cluster.md).
 	log.Info("cluster node started", "listen", n.RouteAddr(), "seeds", cfg.Seeds, "cluster", cfg.ClusterName,
-		"replicas", n.Replicas())
+		"replicas", n.Replicas(), "configured_replicas", cfg.Replicas, "jetstream_peers", n.metaSize())
 	return n, nil
 }
 

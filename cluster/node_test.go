@@ -175,6 +175,16 @@ func TestThreeNodes(t *testing.T) {
 		}
 		return ""
 	})
+	// Its replica of the registry bucket is offline, never "behind", and
+	// the problem names the bucket as the table does.
+	poll.Settle(t, "n1 reports n3's replica offline", func() string {
+		st := nodes[0].Status()
+		want := "bucket " + RegistryBucket + ": replica n3 offline"
+		if slices.Contains(st.Problems, want) && len(st.Streams) == 1 && st.Streams[0].Problem == "replica n3 offline" {
+			return ""
+		}
+		return fmt.Sprintf("problems %q, want %q among them", st.Problems, want)
+	})
 }
 
 // TestTwoNodesCapReplicas: with two nodes the replication factor in force

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sort"
@@ -189,12 +190,54 @@ type NodeStatus struct {
 	Stress     float64         `json:"stress"`
 	Clients    int             `json:"clients"`
 	Extensions []ExtensionInfo `json:"extensions"`
-	StartedAt  time.Time       `json:"started_at"`
-	LastSeen   time.Time       `json:"last_seen"`
-	Alive      bool            `json:"alive"`
+	// StartedAt is when the node started, by its own clock, and
+	// LastSeen when this node last heard its heartbeat, by this node's
+	// clock; both are left out of the JSON (zero) for a JetStream peer
+	// with no registry entry.
+	StartedAt time.Time `json:"started_at,omitzero"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	// Alive is true for a registered node heard within AliveWindow, and
+	// for an unregistered JetStream peer its meta group counts online
+	// and current.
+	Alive bool `json:"alive"`
 	// Registered is false for a JetStream peer with no registry entry
 	// (not a Propolis node, or gone longer than RegistryTTL).
 	Registered bool `json:"registered"`
+	// State sums Alive and Registered up in the operator's words: one of
+	// NodeAlive, NodeSilent, NodePeer, NodePeerOffline.
+	State string `json:"state"`
+}
+
+// The states of NodeStatus.
+const (
+	// NodeAlive is a node whose heartbeat this node heard within
+	// AliveWindow.
+	NodeAlive = "alive"
+	// NodeSilent is a node of the registry whose last heartbeat is older
+	// than AliveWindow (and younger than RegistryTTL): killed, frozen or
+	// cut off. It no longer holds a feature back nor gets control
+	// requests.
+	NodeSilent = "silent"
+	// NodePeer is a JetStream peer without a registry entry that
+	// JetStream counts online: a node starting (no heartbeat yet).
+	NodePeer = "jetstream peer only"
+	// NodePeerOffline is a JetStream peer without a registry entry that
+	// JetStream counts offline: a node stopped or dead for longer than
+	// RegistryTTL (JetStream keeps its peers until they are removed).
+	NodePeerOffline = "jetstream peer only, offline"
+)
+
+// nodeState returns ns's State.
+func nodeState(ns NodeStatus) string {
+	switch {
+	case !ns.Registered && ns.Alive:
+		return NodePeer
+	case !ns.Registered:
+		return NodePeerOffline
+	case ns.Alive:
+		return NodeAlive
+	}
+	return NodeSilent
 }
 
 // StreamStatus is one JetStream stream or key-value bucket of Status:
@@ -209,15 +252,19 @@ type StreamStatus struct {
 	Replicas int    `json:"replicas"`
 	// Leader is the node holding the stream's leadership; "" while it has
 	// none (no quorum).
-	Leader   string       `json:"leader"`
-	Messages uint64       `json:"messages"`
-	Bytes    uint64       `json:"bytes"`
-	Healthy  bool         `json:"healthy"`
-	Peers    []PeerStatus `json:"peers"`
+	Leader   string `json:"leader"`
+	Messages uint64 `json:"messages"`
+	Bytes    uint64 `json:"bytes"`
+	Healthy  bool   `json:"healthy"`
+	// Problem is Problem(): "" when healthy.
+	Problem string       `json:"problem"`
+	Peers   []PeerStatus `json:"peers"`
 }
 
 // PeerStatus is one replica of a stream other than its leader: whether
-// it is offline, current, and how many operations it is behind.
+// it is offline, current, and how many operations it is behind. Offline
+// is JetStream's verdict, or Status's own when JetStream still counts a
+// dead node's replica as merely not current (peerOffline).
 type PeerStatus struct {
 	Name    string `json:"name"`
 	Current bool   `json:"current"`
@@ -293,6 +340,44 @@ func (n *Node) raiseReplicas(ctx context.Context, kv jetstream.KeyValue, want in
 		n.log.Info("cluster bucket replicas raised", "bucket", RegistryBucket, "from", info.Config.Replicas, "to", want)
 	}
 	return err
+}
+
+// quietLog logs a failure that repeats at every heartbeat and is
+// expected for a few seconds now and then: raiseReplicas's read of the
+// bucket's status times out while JetStream elects a leader for it (about
+// 4 to 9 s after a node dies), though nothing needed raising. The failures
+// go to debug until they have lasted quietFor, then to warn, once every
+// quietFor while they last; a success after a warning is logged at info.
+// Not safe for concurrent use: one goroutine owns it.
+type quietLog struct {
+	since  time.Time // the first failure of the current run; zero: none
+	warned time.Time // the last warning of the run; zero: none yet
+}
+
+// quietFor is how long quietLog keeps a repeating failure at debug, and
+// then the time between two of its warnings.
+const quietFor = 30 * time.Second
+
+// note records the outcome err of one attempt at now and logs it as
+// quietLog says; msg and args say what failed.
+func (q *quietLog) note(log *slog.Logger, now time.Time, err error, msg string, args ...any) {
+	if err == nil {
+		if !q.warned.IsZero() {
+			log.Info(msg+": works again", append(args, "failed_for", now.Sub(q.since).Round(time.Second))...)
+		}
+		*q = quietLog{}
+		return
+	}
+	if q.since.IsZero() {
+		q.since = now
+	}
+	args = append(args, "error", err, "failing_for", now.Sub(q.since).Round(time.Second))
+	if now.Sub(q.since) < quietFor || now.Sub(q.warned) < quietFor {
+		log.Debug(msg, args...)
+		return
+	}
+	q.warned = now
+	log.Warn(msg, args...)
 }
 
 // watchRegistry notes every registry update until the watcher stops.
@@ -384,8 +469,9 @@ func (n *Node) heartbeat(ctx context.Context) {
 		}
 		kv = n.bucket()
 		n.log.Info("cluster registry ready", "replicas", n.Replicas())
-	} else if err := n.raiseReplicas(ctx, kv, n.Replicas()); err != nil {
-		n.log.Warn("cluster bucket replicas not raised", "bucket", RegistryBucket, "error", err)
+	} else {
+		err := n.raiseReplicas(ctx, kv, n.Replicas())
+		n.raiseLog.note(n.log, time.Now(), err, "cluster bucket replicas not raised", "bucket", RegistryBucket)
 	}
 	e := registryEntry{Name: n.cfg.Name, Version: n.o.Version, Protocol: ProtocolVersion, StartedAt: n.start.UTC(),
 		Extensions: []ExtensionInfo{}, Instance: n.instance}
@@ -444,18 +530,25 @@ func (n *Node) Status() Status {
 		}
 	}
 	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
+	for i := range st.Nodes {
+		st.Nodes[i].State = nodeState(st.Nodes[i])
+	}
 
+	down := map[string]bool{} // the nodes of the list that are not alive
+	for _, ns := range st.Nodes {
+		down[ns.Name] = !ns.Alive
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	streams := n.jsx.ListStreams(ctx)
 	for info := range streams.Info() {
-		s := streamStatus(info, n.cfg.Name, !n.srv.JetStreamIsClustered())
-		if !s.Healthy {
-			st.Problems = append(st.Problems, fmt.Sprintf("stream %s: %s", info.Config.Name, s.Problem()))
-		}
+		s := streamStatus(info, n.cfg.Name, !n.srv.JetStreamIsClustered(), down)
 		s.Kind = KindStream
 		if name, ok := strings.CutPrefix(s.Name, kvStreamPrefix); ok {
 			s.Name, s.Kind = name, KindBucket
+		}
+		if !s.Healthy {
+			st.Problems = append(st.Problems, fmt.Sprintf("%s %s: %s", s.Kind, s.Name, s.Problem))
 		}
 		st.Streams = append(st.Streams, s)
 	}
@@ -518,37 +611,84 @@ func (n *Node) otherAlive() []string {
 	return out
 }
 
+// notAlive returns the nodes this node knows of that are not alive, by
+// name, with why: every node whose heartbeat it heard since it started
+// but not within AliveWindow (however long ago: JetStream's removal of
+// the entry after RegistryTTL does not make this node forget it; a node
+// stopped with SIGTERM deletes its entry and is forgotten), and the
+// JetStream peers of the meta group without such a heartbeat. These are
+// the nodes a control request is not sent to (SetExtension).
+func (n *Node) notAlive() []NotAsked {
+	now := time.Now()
+	known := map[string]bool{n.cfg.Name: true}
+	out := []NotAsked{}
+	n.mu.Lock()
+	for name, s := range n.seen {
+		known[name] = true
+		if name == n.cfg.Name {
+			continue
+		}
+		if age := now.Sub(s.at); age > AliveWindow {
+			out = append(out, NotAsked{Node: name, Reason: fmt.Sprintf("not alive: last seen %d s ago", int(age.Seconds()))})
+		}
+	}
+	n.mu.Unlock()
+	var info *server.JSInfo
+	if n.srv != nil { // nil in a test of a Node without a server
+		info, _ = n.srv.Jsz(&server.JSzOptions{})
+	}
+	if info != nil && info.Meta != nil {
+		for _, p := range info.Meta.Replicas {
+			if !known[p.Name] {
+				known[p.Name] = true
+				out = append(out, NotAsked{Node: p.Name, Reason: "not alive: a JetStream peer without a registry entry (stopped, or not a Propolis node)"})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b NotAsked) int { return strings.Compare(a.Node, b.Node) })
+	return out
+}
+
 // Mismatch returns how the alive nodes differ (Status.Mismatch), from
 // the registry alone: it asks nothing of JetStream, so the control
 // center may read it at every poll.
 func (n *Node) Mismatch() []string { return mismatch(n.registryNodes()) }
 
 // streamStatus summarizes a stream's info; when JetStream runs alone,
-// self leads every stream.
-func streamStatus(info *jetstream.StreamInfo, self string, alone bool) StreamStatus {
+// self leads every stream. down holds the nodes known not to be alive
+// (peerOffline).
+func streamStatus(info *jetstream.StreamInfo, self string, alone bool, down map[string]bool) StreamStatus {
 	s := StreamStatus{Name: info.Config.Name, Replicas: info.Config.Replicas, Messages: info.State.Msgs, Bytes: info.State.Bytes,
 		Peers: []PeerStatus{}}
 	if c := info.Cluster; c != nil {
 		s.Leader = c.Leader
 		for _, p := range c.Replicas {
-			s.Peers = append(s.Peers, PeerStatus{Name: p.Name, Current: p.Current, Offline: p.Offline, Lag: p.Lag})
+			s.Peers = append(s.Peers, PeerStatus{Name: p.Name, Current: p.Current, Offline: peerOffline(p, down), Lag: p.Lag})
 		}
 	}
 	if alone {
 		s.Leader = self
 	}
-	s.Healthy = s.Leader != ""
-	for _, p := range s.Peers {
-		if p.Offline || !p.Current {
-			s.Healthy = false
-		}
-	}
+	s.Problem = s.problem()
+	s.Healthy = s.Problem == ""
 	return s
 }
 
-// Problem says why s is not healthy ("no leader", "replica n2 offline,
+// peerOffline says whether a stream's replica p is offline. JetStream
+// says so itself only after a while, and meanwhile reports a killed
+// node's replica as not current (lag 0 or the lag when it died) for a
+// minute or more: "behind" would mislead. So a replica is offline too
+// when it is not current and either JetStream last heard from it more
+// than AliveWindow ago, or its node is known not to be alive (down: a
+// registered node without a heartbeat within AliveWindow, or a bare
+// JetStream peer its meta group counts offline).
+func peerOffline(p *jetstream.PeerInfo, down map[string]bool) bool {
+	return p.Offline || !p.Current && (p.Active > AliveWindow || down[p.Name])
+}
+
+// problem says why s is not healthy ("no leader", "replica n2 offline,
 // replica n3 behind by 12"), or "" when it is.
-func (s StreamStatus) Problem() string {
+func (s StreamStatus) problem() string {
 	if s.Leader == "" {
 		return "no leader"
 	}

@@ -153,6 +153,15 @@ func mountAdmin(mux *http.ServeMux, ops *opshttp.Server, cfg *config.Config, p *
 	if node != nil { // without a cluster section the cluster routes answer 404
 		o.ClusterStatus = func() any { return node.Status() }
 		o.ClusterMismatch = node.Mismatch
+		o.ClusterNode = node.Name()
+		o.ClusterSession = func(ctx context.Context, id string) (*admin.ReplicatedSession, error) {
+			v, err := node.ReplicatedSession(ctx, id)
+			if v == nil || err != nil {
+				return nil, err
+			}
+			return &admin.ReplicatedSession{Node: v.Node, Online: v.Online, DisconnectedAt: v.DisconnectedAt, ExpiresAt: v.ExpiresAt,
+				Expiry: v.Expiry, State: v.State}, nil
+		}
 		o.ClusterExtension = func(ctx context.Context, id string, disable bool, by string) (any, []string, error) {
 			res, err := node.SetExtension(ctx, id, disable, by)
 			return res, res.Failed(), err

@@ -205,34 +205,42 @@ func showClient(c *adminClient, id string, asJSON bool, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	line("client", printable(d.ClientID))
-	if d.Connected {
+	switch {
+	case d.ClusterState == admin.HeldByCluster:
+		line("state", d.ClusterState+", disconnected at "+timeText(d.OfflineSince))
+		line("last node", printable(d.LastNode))
+	case d.ClusterState != "":
+		line("state", printableText(d.ClusterState)+" (this node has no session of the id)")
+	case d.Connected:
 		line("state", "connected since "+timeText(d.ConnectedSince))
-	} else {
+	default:
 		line("state", "offline since "+timeText(d.OfflineSince))
 	}
 	line("user", orDash(printable(d.Username)))
 	line("protocol", "MQTT "+protocolName(d.ProtocolVersion))
 	line("remote address", orDash(d.RemoteAddress))
 	line("listener", orDash(d.Listener))
-	if d.KeepAlive == nil {
-		line("keepalive", "unknown until the client reconnects (session restored at start-up)")
-	} else {
-		line("keepalive", fmt.Sprintf("%d s", *d.KeepAlive))
-	}
 	expiry := fmt.Sprintf("%d s", d.SessionExpiry)
 	if d.ExpiresAt != nil {
 		expiry += ", expires at " + timeText(d.ExpiresAt)
 	}
 	line("session expiry", expiry)
-	line("receive maximum", fmt.Sprint(d.ReceiveMaximum))
-	window := fmt.Sprint(d.InflightWindow)
-	if d.InflightWindow == 0 {
-		window = "no limit"
+	if d.ClusterState == "" { // a replicated record does not hold what follows
+		if d.KeepAlive == nil {
+			line("keepalive", "unknown until the client reconnects (session restored at start-up)")
+		} else {
+			line("keepalive", fmt.Sprintf("%d s", *d.KeepAlive))
+		}
+		line("receive maximum", fmt.Sprint(d.ReceiveMaximum))
+		window := fmt.Sprint(d.InflightWindow)
+		if d.InflightWindow == 0 {
+			window = "no limit"
+		}
+		line("in-flight window", window)
+		line("queued", fmt.Sprintf("%d of at most %d", d.Queued, d.MaxQueued))
+		line("when the queue is full", orDash(d.QueueFullPolicy))
+		line("authenticated by", orDash(d.AuthenticatedBy))
 	}
-	line("in-flight window", window)
-	line("queued", fmt.Sprintf("%d of at most %d", d.Queued, d.MaxQueued))
-	line("when the queue is full", orDash(d.QueueFullPolicy))
-	line("authenticated by", orDash(d.AuthenticatedBy))
 	tw.Flush()
 	fmt.Fprintf(w, "\nsubscriptions (%d):\n", len(d.Subscriptions))
 	if len(d.Subscriptions) > 0 {
@@ -242,6 +250,10 @@ func showClient(c *adminClient, id string, asJSON bool, w io.Writer) error {
 			fmt.Fprintf(tw, "  %s\t%d\t%t\t%t\t%d\t%d\n", printable(s.Filter), s.QoS, s.NoLocal, s.RetainAsPublished, s.RetainHandling, s.Identifier)
 		}
 		tw.Flush()
+	}
+	if d.ClusterState != "" {
+		fmt.Fprintln(w, "\nsession attributes: in the cluster's PROPOLIS_ATTRIBUTES bucket (the extensions' SessionAttributes service reads them)")
+		return nil
 	}
 	fmt.Fprintf(w, "\nsession attributes (%d):\n", len(d.SessionAttributes))
 	for _, a := range d.SessionAttributes {

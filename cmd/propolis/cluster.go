@@ -71,7 +71,7 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "cluster %s, seen from node %s: %s\n", printable(st.Cluster), printable(st.Node), health)
 	for _, p := range st.Problems {
-		fmt.Fprintf(w, "  problem: %s\n", printable(p))
+		fmt.Fprintf(w, "  problem: %s\n", printableText(p))
 	}
 	fmt.Fprintf(w, "replication factor in force: %d (configured %d)\n", st.Replicas, st.ConfiguredReplicas)
 	if st.Dropped > 0 {
@@ -83,16 +83,7 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NODE\tSTATE\tVERSION\tPROTOCOL\tSTRESS\tCLIENTS\tLAST SEEN\tEXTENSIONS")
 	for _, n := range st.Nodes {
-		state := "alive"
-		switch {
-		case !n.Registered:
-			state = "jetstream peer only"
-			if !n.Alive {
-				state += ", offline"
-			}
-		case !n.Alive:
-			state = "silent"
-		}
+		state := n.State
 		exts := make([]string, len(n.Extensions))
 		for i, x := range n.Extensions {
 			exts[i] = fmt.Sprintf("%s@%s (%s)", printable(x.ID), printable(x.Version), x.State)
@@ -111,7 +102,7 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NAME\tKIND\tREPLICAS\tLEADER\tMESSAGES\tBYTES\tHEALTH")
 	for _, s := range st.Streams {
-		health := s.Problem()
+		health := s.Problem
 		if health == "" {
 			health = "ok"
 		}
@@ -141,7 +132,7 @@ func showCluster(c *adminClient, asJSON bool, w io.Writer) error {
 	if len(st.Mismatch) > 0 {
 		fmt.Fprintf(w, "\nnodes differ (%d):\n", len(st.Mismatch))
 		for _, m := range st.Mismatch {
-			fmt.Fprintf(w, "  %s\n", printable(m))
+			fmt.Fprintf(w, "  %s\n", printableText(m))
 		}
 	}
 	return nil

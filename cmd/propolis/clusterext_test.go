@@ -103,7 +103,7 @@ func TestClusterExtensionsCLI(t *testing.T) {
 		if code != 0 || errOut != "" {
 			t.Fatalf("extensions %s --cluster: exit %d\n%s%s", verb, code, out, errOut)
 		}
-		if !strings.HasPrefix(out, fmt.Sprintf("%s %sd on 3 of 3 nodes:\n", clusterExtID, verb)) {
+		if !strings.HasPrefix(out, fmt.Sprintf("%s %sd on 3 of 3 nodes asked:\n", clusterExtID, verb)) {
 			t.Errorf("extensions %s --cluster printed:\n%s", verb, out)
 		}
 		for i := range nodes {
@@ -128,7 +128,7 @@ func TestClusterExtensionsCLI(t *testing.T) {
 	}
 	code, out, errOut := runAdminCLI(t, nil, "extensions", "disable", clusterExtID, "--cluster", "--url", nodes[0].base)
 	want := fmt.Sprintf("propolis: extensions disable %s --cluster: not carried out on node n3\n", clusterExtID)
-	if code != 1 || errOut != want || !strings.HasPrefix(out, clusterExtID+" disabled on 2 of 3 nodes:\n") ||
+	if code != 1 || errOut != want || !strings.HasPrefix(out, clusterExtID+" disabled on 2 of 3 nodes asked:\n") ||
 		!resultRow(out, "n3", "FAILED", fmt.Sprintf(`no extension %q in the node's extensions folder`, clusterExtID)+"\n") {
 		t.Fatalf("disable with n3 lacking %s: exit %d, stderr %q, want %q; stdout:\n%s", clusterExtID, code, errOut, want, out)
 	}
@@ -164,6 +164,17 @@ func TestControlCenterClusterMismatch(t *testing.T) {
 		t.Errorf("the banner's title is %q", got)
 	}
 	p.shot("cluster-mismatch")
+	// The header names the node (and so does the tab's title); the
+	// overview shows the cluster: its health, both nodes alive, the
+	// registry bucket.
+	p.until("the header names n1", `!document.getElementById("node").hidden && document.getElementById("node").innerText === "node n1" && `+
+		`document.title.startsWith("n1: ")`)
+	p.until("the overview shows the cluster healthy with n1 and n2 alive", `(() => { const b = document.getElementById("overview-cluster"); `+
+		`return b && !b.closest("section").hidden && b.innerText.includes("healthy") && !b.innerText.includes("UNHEALTHY") && `+
+		`b.querySelector('tr[data-node="n1"]') && b.querySelector('tr[data-node="n1"]').innerText.includes("alive") && `+
+		`b.querySelector('tr[data-node="n2"]') && b.querySelector('tr[data-node="n2"]').innerText.includes("alive") && `+
+		`b.innerText.includes("PROPOLIS_NODES") && !document.getElementById("node").classList.contains("unhealthy"); })()`)
+	p.shot("cluster-overview")
 
 	row := `tr[data-extension="events"] `
 	p.open(nodes[0].base, "#/extensions", row+`button[data-action="cluster-disable"]`)
@@ -171,15 +182,18 @@ func TestControlCenterClusterMismatch(t *testing.T) {
 	if !p.present("#cluster-mismatch:not([hidden])") {
 		t.Errorf("the cluster banner is not shown on the extensions page")
 	}
+	if !p.present("#node:not([hidden])") {
+		t.Errorf("the header's node badge is not shown on the extensions page")
+	}
 	p.do("disable events on every node", chromedp.Click(css(row+`button[data-action="cluster-disable"]`)))
 	p.confirm("disable events on every node")
-	p.until("the message names both nodes", `document.getElementById("status").innerText.includes("Extension events disabled on all 2 nodes (n1, n2)")`)
+	p.until("the message names both nodes", `document.getElementById("status").innerText.includes("Extension events disabled on all 2 nodes asked (n1, n2)")`)
 	waitState(t, nodes, clusterExtID, "disabled")
 	p.until("the cluster banner goes once the nodes agree", `document.getElementById("cluster-mismatch").hidden`)
 	p.do("n1's row says disabled", chromedp.WaitVisible(css(row+`button[data-action="enable"]`)))
 
 	p.do("enable events on every node", chromedp.Click(css(row+`button[data-action="cluster-enable"]`)))
-	p.until("the enable message names both nodes", `document.getElementById("status").innerText.includes("Extension events enabled on all 2 nodes (n1, n2)")`)
+	p.until("the enable message names both nodes", `document.getElementById("status").innerText.includes("Extension events enabled on all 2 nodes asked (n1, n2)")`)
 	waitState(t, nodes, clusterExtID, "running")
 }
 

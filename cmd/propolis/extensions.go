@@ -157,7 +157,10 @@ func nodeExtensionAction(dir, id string, disable bool) (string, error) {
 // setClusterDisabled disables or enables extension id on every node of
 // the cluster the broker behind c is a node of (POST
 // /api/v1/cluster/extensions/{id}/disable or enable) and prints each
-// node's result; it fails naming the nodes where it was not carried out.
+// node's result, then the nodes not asked because they are not alive
+// (cluster.ControlResult.NotAsked); it fails naming the nodes asked
+// where it was not carried out. Nodes not asked do not make it fail:
+// the exit status is 0 when every node asked carried it out.
 func setClusterDisabled(c *adminClient, id string, disable bool, w io.Writer) error {
 	verb := "enable"
 	if disable {
@@ -167,7 +170,11 @@ func setClusterDisabled(c *adminClient, id string, disable bool, w io.Writer) er
 	if err := c.postFor("/cluster/extensions/"+url.PathEscape(id)+"/"+verb, nil, &res); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "%s %sd on %d of %d nodes:\n", id, verb, len(res.Nodes)-len(res.Failed()), len(res.Nodes))
+	summary := fmt.Sprintf("%s %sd on %d of %d nodes asked", id, verb, len(res.Nodes)-len(res.Failed()), len(res.Nodes))
+	if k := len(res.NotAsked); k > 0 {
+		summary += fmt.Sprintf("; %d not asked (not alive), not changed there", k)
+	}
+	fmt.Fprintf(w, "%s:\n", summary)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, n := range res.Nodes {
 		what, result := "ok", n.Message
@@ -176,13 +183,24 @@ func setClusterDisabled(c *adminClient, id string, disable bool, w io.Writer) er
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", printable(n.Node), what, printableText(result))
 	}
+	for _, n := range res.NotAsked {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", printable(n.Node), "not asked", printableText(n.Reason))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if failed := res.Failed(); len(failed) > 0 {
-		return fmt.Errorf("extensions %s %s --cluster: not carried out on node %s", verb, id, strings.Join(failed, ", "))
+		return fmt.Errorf("extensions %s %s --cluster: not carried out on %s", verb, id, nodeList(failed))
 	}
 	return nil
+}
+
+// nodeList names nodes for a message: "node a" or "nodes a, b".
+func nodeList(names []string) string {
+	if len(names) == 1 {
+		return "node " + names[0]
+	}
+	return "nodes " + strings.Join(names, ", ")
 }
 
 // compileExtensions fills the extensions folder's shipped compilation cache

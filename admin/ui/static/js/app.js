@@ -83,6 +83,7 @@ const ctx = {
   },
   confirm,
   warnings,
+  nodeHealth,
   refreshWarnings,
   // go shows another page from code (after an action); the message bar
   // keeps what the action said.
@@ -174,13 +175,30 @@ function clearStatus() {
   keepStatus = false;
 }
 
-// warnings fills the red banner with the broker's warnings, and the
-// amber one with the ways the nodes of its cluster differ (both from
-// /api/v1/broker: warnings, cluster_mismatch); an empty list hides its
-// banner.
-function warnings(list, mismatch) {
+// warnings fills the red banner with the broker's warnings, the amber
+// one with the ways the nodes of its cluster differ, and the header's
+// node badge with the cluster node's name (all from /api/v1/broker:
+// warnings, cluster_mismatch, node); an empty list hides its banner, an
+// empty name the badge. The page title names the node too, so that tabs
+// on several nodes can be told apart.
+function warnings(list, mismatch, node) {
   banner("warnings", list);
   banner("cluster-mismatch", mismatch);
+  const badge = document.getElementById("node");
+  badge.textContent = node ? `node ${node}` : "";
+  badge.hidden = !node;
+  document.title = node ? `${node}: Propolis control center` : "Propolis control center";
+}
+
+// nodeHealth marks the header's node badge healthy or not (red), with the
+// cluster's problems as its title: the overview's reading of
+// /api/v1/cluster, kept on the other pages until the overview reads it
+// again.
+function nodeHealth(healthy, problems) {
+  const badge = document.getElementById("node");
+  badge.classList.toggle("unhealthy", !healthy);
+  badge.title = healthy ? "The cluster node this page is connected to: the cluster is healthy" :
+    "The cluster is unhealthy:\n" + (problems || []).join("\n");
 }
 
 // banner shows list in the banner id (its list is id-list), or hides it
@@ -200,7 +218,7 @@ async function refreshWarnings() {
   try {
     const b = await api.get("/broker");
     if (!me) return;
-    warnings(b.warnings, b.cluster_mismatch);
+    warnings(b.warnings, b.cluster_mismatch, b.node);
     if (warningsFailed) {
       ctx.clear(warningsFailed);
       warningsFailed = "";

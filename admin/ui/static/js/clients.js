@@ -155,6 +155,10 @@ function detail(root, id, ctx) {
         c.connected
           ? `since ${fmtTime(c.connected_since)}`
           : isTime(c.offline_since) ? `since ${fmtTime(c.offline_since)}` : ""),
+      // A session read from the cluster's bucket (no session of the id
+      // on this node): what the record says and which node had it last.
+      c.cluster_state ? el("p", { id: "client-cluster-state" }, `${c.cluster_state}; last node ${c.last_node}. ` +
+        "This node has no session of the id: keep-alive, queue and attributes are not known here.") : null,
       actions,
       el("div", { class: "columns" },
         el("section", {}, el("h2", {}, "Connection"), fields([

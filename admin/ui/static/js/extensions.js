@@ -94,15 +94,18 @@ export function render(root, route, ctx) {
     await ctx.act(async () => {
       const r = await (what === "enable" ? api.post(`/cluster/extensions/${seg}/enable`) : api.post(`/cluster/extensions/${seg}/disable`));
       const nodes = r.nodes || [];
+      // The nodes not asked, being not alive, keep their folder as it is.
+      const skipped = (r.not_asked || []).map((n) => `${n.node} (${n.reason})`);
+      const notAsked = skipped.length ? ` Not asked, not changed there: ${skipped.join("; ")}.` : "";
       if (!r.ok) {
         const failed = nodes.filter((n) => !n.ok).map((n) => `${n.node}: ${n.error}`);
         const done = nodes.filter((n) => n.ok).map((n) => n.node);
         throw new Error(`Extension ${x.id} not ${what}d on every node: ${failed.join("; ")}` +
-          (done.length ? ` (${what}d on ${done.join(", ")})` : ""));
+          (done.length ? ` (${what}d on ${done.join(", ")})` : "") + notAsked);
       }
-      return nodes;
-    }, (nodes) => `Extension ${x.id} ${what}d on ${nodes.length === 1 ? "the one node" : `all ${nodes.length} nodes`} (${nodes.map((n) => n.node).join(", ")}): ` +
-      `each ${what === "enable" ? "starts" : "stops"} it within two seconds.`,
+      return { nodes, notAsked };
+    }, ({ nodes, notAsked }) => `Extension ${x.id} ${what}d on ${nodes.length === 1 ? "the one node" : `all ${nodes.length} nodes`} asked (${nodes.map((n) => n.node).join(", ")}): ` +
+      `each ${what === "enable" ? "starts" : "stops"} it within two seconds.` + notAsked,
     () => poller.now());
   }
 

@@ -35,6 +35,11 @@ export function render(root, route, ctx) {
   const facts = el("div", { id: "broker-facts" });
   const summary = el("div", { id: "broker-summary" });
   const exts = el("div", { id: "overview-extensions" });
+  // Shown on a cluster node only (/api/v1/broker names the node).
+  const clusterBox = el("div", { id: "overview-cluster" });
+  const clusterSection = el("section", { hidden: true }, el("h2", {}, "Cluster"),
+    help("The cluster as this node sees it (GET /api/v1/cluster, `propolis cluster status`); docs/cluster.md explains the states."),
+    clusterBox);
   const cfg = ctx.can("config.view") ? configSection(ctx) : null;
 
   replace(root,
@@ -47,6 +52,7 @@ export function render(root, route, ctx) {
     el("div", { class: "columns" },
       el("section", {}, el("h2", {}, "Broker"), facts),
       el("section", {}, el("h2", {}, "Totals"), summary)),
+    clusterSection,
     ctx.can("extensions.view") ? el("section", {}, el("h2", {}, "Extensions"), exts) : null,
     cfg);
 
@@ -62,7 +68,7 @@ export function render(root, route, ctx) {
     try {
       const b = await api.get("/broker");
       if (stopped) return;
-      ctx.warnings(b.warnings, b.cluster_mismatch);
+      ctx.warnings(b.warnings, b.cluster_mismatch, b.node);
       const s = b.summary || {};
       const now = performance.now();
       let rin = null, rout = null;
@@ -79,6 +85,13 @@ export function render(root, route, ctx) {
       stressChart.push([numberOr(b.stress_level)]);
       showFacts(facts, b);
       showSummary(summary, s);
+      clusterSection.hidden = !b.node;
+      if (b.node) {
+        const st = await api.get("/cluster");
+        if (stopped) return;
+        ctx.nodeHealth(st.healthy, st.problems);
+        showCluster(clusterBox, st);
+      }
       if (ctx.can("extensions.view")) showExtensions(exts, await api.get("/extensions"));
       if (failed && !stopped) {
         ctx.clear(failed); // polling recovered: the error no longer holds
@@ -113,6 +126,29 @@ function showFacts(box, b) {
   table(["Name", "Type", "Address"], (b.listeners || []).map((l) =>
     el("tr", {}, el("td", {}, l.name), el("td", {}, l.type), el("td", {}, el("code", {}, l.address)))),
   "No MQTT listener is open."));
+}
+
+// showCluster draws the cluster's status: health and problems, the
+// replication factor, the nodes and the streams and buckets.
+function showCluster(box, st) {
+  const problems = st.problems || [];
+  replace(box, fields([
+    ["Cluster", st.cluster],
+    ["This node", st.node],
+    ["Health", st.healthy ? el("span", { class: "state running" }, "healthy") : el("span", { class: "state failed" }, "UNHEALTHY"),
+      problems.length ? problems.join("; ") : "", "cluster-health"],
+    ["Replication factor", `${st.replicas} in force`, `cluster.replicas is ${st.configured_replicas}, capped by the number of nodes`],
+  ]), el("h3", {}, "Nodes"),
+  table(["Node", "State", "Version", "Stress", "Clients", "Last seen"], (st.nodes || []).map((n) =>
+    el("tr", { "data-node": n.name }, el("td", {}, n.name), el("td", {}, el("span", { class: "state " + (n.state === "alive" ? "running" : "failed") }, n.state)),
+      el("td", {}, n.version || "-"), el("td", { class: "num" }, n.registered ? n.stress.toFixed(1) : "-"),
+      el("td", { class: "num" }, n.registered ? fmtNumber(n.clients) : "-"), el("td", {}, n.last_seen ? fmtTime(n.last_seen) : "-"))),
+  "No node is known."),
+  el("h3", {}, "Streams and buckets"),
+  table(["Name", "Kind", "Replicas", "Leader", "Messages", "Health"], (st.streams || []).map((x) =>
+    el("tr", {}, el("td", {}, x.name), el("td", {}, x.kind), el("td", { class: "num" }, String(x.replicas)), el("td", {}, x.leader || "-"),
+      el("td", { class: "num" }, fmtNumber(x.messages)), el("td", {}, x.healthy ? "ok" : el("span", { class: "error" }, x.problem)))),
+  "No stream yet."));
 }
 
 function showSummary(box, s) {
