@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/propolis-mqtt/propolis/admin"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
@@ -157,7 +159,9 @@ func firsts(payloads []string) []string {
 }
 
 // released waits until node b no longer holds the session of id: its
-// release into the cluster is done.
+// release into the cluster is done. The admin API then answers 404 (no
+// session anywhere: invalidated) or shows the session held by the
+// cluster (its replicated record, offline).
 func released(t *testing.T, b *ccBroker, id string) {
 	t.Helper()
 	poll.Until(t, "node releases the session of "+id, func() bool {
@@ -165,8 +169,12 @@ func released(t *testing.T, b *ccBroker, id string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusNotFound
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return true
+		}
+		var d admin.ClientDetail
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&d) == nil && d.ClusterState == admin.HeldByCluster
 	})
 }
 

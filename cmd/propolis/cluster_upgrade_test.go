@@ -23,7 +23,7 @@ import (
 // for `make test`, cluster_soak_test.go for `make soak-cluster`).
 type clusterScenario struct {
 	// upgradeRounds is how many times every node is replaced in turn:
-	// odd rounds by the protocol 2 build (an upgrade), even rounds by the
+	// odd rounds by the current build (protocol cluster.ProtocolVersion; an upgrade), even rounds by the
 	// protocol 1 build (a downgrade); odd, so the cluster ends upgraded.
 	upgradeRounds int
 	// messages is how many QoS 1 messages each check publishes.
@@ -66,7 +66,7 @@ func buildProtocol1(t *testing.T) string {
 }
 
 // TestClusterRollingUpgrade runs three nodes of the protocol 1 build and
-// replaces them one by one (SIGTERM, then the protocol 2 build on the
+// replaces them one by one (SIGTERM, then the current build on the
 // same configuration and data folder, as an operator upgrades). After
 // each step, every node sees the three alive and healthy, each with its
 // protocol, the mismatch of versions, and replicated-sessions off, held
@@ -77,7 +77,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three broker processes, restarted in turn")
 	}
-	builds := map[int]string{1: buildProtocol1(t), 2: bin}
+	builds := map[int]string{1: buildProtocol1(t), cluster.ProtocolVersion: bin}
 	nodes := startClusterOf(t, builds[1], 3, nil)
 	logsOnFailure(t, brokersOf(nodes))
 	protocols := map[string]int{"n1": 1, "n2": 1, "n3": 1}
@@ -88,7 +88,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 
 	sent, dups := 0, 0
 	for round := 1; round <= scenario.upgradeRounds; round++ {
-		to := 2
+		to := cluster.ProtocolVersion
 		if round%2 == 0 {
 			to = 1
 		}
@@ -121,13 +121,13 @@ func TestClusterRollingUpgrade(t *testing.T) {
 		t.Errorf("n1 did not log the feature off, held back by n2 and n3:\n%s", first)
 	}
 	for _, p := range nodes {
-		lines := regexp.MustCompile(`msg="cluster feature (on|off)".*`).FindAllString(p.log.String(), -1)
+		lines := regexp.MustCompile(`msg="cluster feature (on|off)".* feature=replicated-sessions .*`).FindAllString(p.log.String(), -1)
 		if last := lines[len(lines)-1:]; len(last) == 0 || !strings.HasPrefix(last[0], `msg="cluster feature on"`) ||
 			!strings.Contains(last[0], "feature=replicated-sessions protocol=2") {
 			t.Errorf("%s: the last feature line is not replicated-sessions on: %q", p.name, lines)
 		}
 	}
-	if lines := regexp.MustCompile(`msg="cluster feature on".*`).FindAllString(first, -1); len(lines) != 1 || !strings.Contains(lines[0], "was_held_back_by=[n3]") {
+	if lines := regexp.MustCompile(`msg="cluster feature on".* feature=replicated-sessions .*`).FindAllString(first, -1); len(lines) != 1 || !strings.Contains(lines[0], "was_held_back_by=[n3]") {
 		t.Errorf("n1: want one feature on line naming n3: %q", lines)
 	}
 }
@@ -158,7 +158,7 @@ func waitGate(t *testing.T, nodes []*clusterProc, protocols map[string]int, step
 			if want := protocols[n.Name]; n.Protocol != want {
 				return fmt.Sprintf("%s speaks protocol %d, want %d", n.Name, n.Protocol, want)
 			}
-			if want := map[int]string{1: protocol1Version, 2: version}[n.Protocol]; n.Version != want {
+			if want := map[int]string{1: protocol1Version, cluster.ProtocolVersion: version}[n.Protocol]; n.Version != want {
 				return fmt.Sprintf("%s runs version %s, want %s", n.Name, n.Version, want)
 			}
 		}
