@@ -42,8 +42,13 @@ type catchUpOptions struct {
 	// Sessions reads PROPOLIS_MESSAGES (read, last).
 	Sessions *sessions
 	// Healthy reports whether the node has a route to every alive node
-	// and a current JetStream.
-	Healthy func() bool
+	// and a current JetStream, and the epochs of its connections, by
+	// connection (its NATS connection's reconnects, the ids of its routes
+	// to each node): an epoch that changed from one tick to the next
+	// means the connection was lost and made again, so that a cut shorter
+	// than a tick is seen too. A connection appearing or going (a node
+	// joining or leaving) is no gap.
+	Healthy func() (bool, map[string]string)
 	// Every, Lag and Timeout replace catchUpEvery, catchUpLag and
 	// catchUpTimeout when positive (tests).
 	Every, Lag, Timeout time.Duration
@@ -71,9 +76,11 @@ type catchUpper struct {
 	gap        string    // why a catch-up is due, "" for none
 	badAt      time.Time // the last tick the node was not healthy
 	lastTick   time.Time
+	epoch      map[string]string // Healthy's epochs at the last tick
 
-	mu   sync.Mutex
-	runs int // catch-ups done (tests)
+	mu      sync.Mutex
+	runs    int  // catch-ups done (tests)
+	started bool // the first checkpoint read (tests)
 }
 
 // newCatchUp starts the sampling goroutine.
@@ -125,7 +132,14 @@ func (c *catchUpper) run() {
 // tick samples once, and runs a catch-up when one is due and the node
 // has been healthy for Lag.
 func (c *catchUpper) tick(now time.Time) {
-	healthy := c.o.Healthy()
+	healthy, epoch := c.o.Healthy()
+	for k, v := range epoch {
+		if old, ok := c.epoch[k]; ok && old != v {
+			healthy = false // this tick's sample is not trusted either
+			c.setGap("connection " + k + " was lost and made again")
+		}
+	}
+	c.epoch = epoch
 	// A tick far later than due: the process was stopped (SIGSTOP) or
 	// starved; what arrived meanwhile is unknown.
 	if now.Sub(c.lastTick) > c.o.Every+c.o.Lag {
@@ -158,6 +172,9 @@ func (c *catchUpper) tick(now time.Time) {
 		// The first reading: no subscriber of this node was owed
 		// anything before it (the broker had just started).
 		c.checkpoint, c.known = last, true
+		c.mu.Lock()
+		c.started = true
+		c.mu.Unlock()
 		return
 	}
 	if c.gap != "" {
@@ -259,4 +276,11 @@ func (c *catchUpper) done() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.runs
+}
+
+// ready reports whether the first checkpoint was read (tests).
+func (c *catchUpper) ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -452,17 +453,33 @@ func (n *Node) JetStreamCurrent() bool { return n.srv.JetStreamIsCurrent() }
 
 // healthyForCatchUp reports whether nothing can be missing from what
 // this node receives (catchup.go): its connection up, JetStream current
-// and a route to every other node alive in the registry.
-func (n *Node) healthyForCatchUp() bool {
+// and a route to every other node alive in the registry; and the epochs
+// of its connections: the reconnects of its NATS connection, and the ids
+// of its routes to each node, which change when one was lost and made
+// again.
+func (n *Node) healthyForCatchUp() (bool, map[string]string) {
+	epoch := map[string]string{"nats": fmt.Sprint(n.nc.Stats().Reconnects)}
+	rz, err := n.srv.Routez(&server.RoutezOptions{})
+	if err != nil {
+		return false, epoch
+	}
+	ids := map[string][]uint64{}
+	for _, ri := range rz.Routes {
+		ids[ri.RemoteName] = append(ids[ri.RemoteName], ri.Rid)
+	}
+	for name, rids := range ids {
+		slices.Sort(rids)
+		epoch["route "+name] = fmt.Sprint(rids)
+	}
 	if !n.nc.IsConnected() || !n.srv.JetStreamIsCurrent() {
-		return false
+		return false, epoch
 	}
 	for _, name := range n.otherAlive() {
-		if !n.routes.has(n.srv, name) {
-			return false
+		if ids[name] == nil {
+			return false, epoch
 		}
 	}
-	return true
+	return true, epoch
 }
 
 // routing returns the router, nil before StartRouting.
