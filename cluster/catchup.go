@@ -160,7 +160,7 @@ func (c *catchUpper) tick(now time.Time) {
 		c.samples = nil
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	ctx, cancel := c.context(publishTimeout)
 	last, err := c.o.Sessions.last.read(ctx)
 	cancel()
 	if err != nil {
@@ -180,6 +180,7 @@ func (c *catchUpper) tick(now time.Time) {
 	if c.gap != "" {
 		if now.Sub(c.badAt) >= c.o.Lag {
 			c.catchUp(last)
+			c.lastTick = time.Now() // a long catch-up is no stop
 		}
 		return
 	}
@@ -204,13 +205,13 @@ func (c *catchUpper) catchUp(upTo uint64) {
 	from := c.checkpoint
 	if upTo <= from {
 		c.gap, c.samples = "", nil
-		c.checkpoint = max(c.checkpoint, upTo)
+		c.checkpoint = upTo // lower only when the stream was made anew
 		return
 	}
 	subjects := c.subjects()
 	why := c.gap
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), c.o.Timeout)
+	ctx, cancel := c.context(c.o.Timeout)
 	defer cancel()
 	injected, failed := 0, 0
 	var err error
@@ -227,6 +228,9 @@ func (c *catchUpper) catchUp(upTo uint64) {
 			}
 			b := c.o.Router.currentBroker()
 			for _, m := range msgs {
+				if err = ctx.Err(); err != nil {
+					break
+				}
 				if b == nil {
 					err = errors.New("no broker")
 					break
@@ -260,6 +264,19 @@ func (c *catchUpper) catchUp(upTo uint64) {
 	c.o.Log.Info("cluster: caught up with messages stored while this node missed them", "reason", why,
 		"from", from+1, "to", upTo, "subjects", len(subjects), "injected", injected, "not_delivered", failed,
 		"took", time.Since(start).Round(time.Millisecond))
+}
+
+// context is a context ending after d or when close is called.
+func (c *catchUpper) context(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // subjects are the pm. subjects subscribed now, none covering another.
