@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -108,8 +109,9 @@ func (n *Node) UseBroker(b Broker) error {
 		w.Close()
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
+	cu := newCatchUp(catchUpOptions{Router: r, Sessions: ss, Healthy: n.healthyForCatchUp, Log: n.log})
 	n.mu.Lock()
-	n.owners, n.shared, n.sessions = w, s, ss
+	n.owners, n.shared, n.sessions, n.catchup = w, s, ss, cu
 	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), n.registryWaitFor())
 	err = n.waitRegistry(ctx)
@@ -425,8 +427,11 @@ func (n *Node) Disconnected(clientID string) {
 // the rest after the broker's Close. Calling it again does nothing.
 func (n *Node) StopReceiving() {
 	n.mu.Lock()
-	w, s, r, ss := n.owners, n.shared, n.router, n.sessions
+	w, s, r, ss, cu := n.owners, n.shared, n.router, n.sessions, n.catchup
 	n.mu.Unlock()
+	if cu != nil {
+		cu.close()
+	}
 	if ss != nil {
 		ss.close()
 	}
@@ -446,6 +451,37 @@ func (n *Node) StopReceiving() {
 // no quorum. It asks nothing of the network.
 func (n *Node) JetStreamCurrent() bool { return n.srv.JetStreamIsCurrent() }
 
+// healthyForCatchUp reports whether nothing can be missing from what
+// this node receives (catchup.go): its connection up, JetStream current
+// and a route to every other node alive in the registry; and the epochs
+// of its connections: the reconnects of its NATS connection, and the ids
+// of its routes to each node, which change when one was lost and made
+// again.
+func (n *Node) healthyForCatchUp() (bool, map[string]string) {
+	epoch := map[string]string{"nats": fmt.Sprint(n.nc.Stats().Reconnects)}
+	rz, err := n.srv.Routez(&server.RoutezOptions{})
+	if err != nil {
+		return false, epoch
+	}
+	ids := map[string][]uint64{}
+	for _, ri := range rz.Routes {
+		ids[ri.RemoteName] = append(ids[ri.RemoteName], ri.Rid)
+	}
+	for name, rids := range ids {
+		slices.Sort(rids)
+		epoch["route "+name] = fmt.Sprint(rids)
+	}
+	if !n.nc.IsConnected() || !n.srv.JetStreamIsCurrent() {
+		return false, epoch
+	}
+	for _, name := range n.otherAlive() {
+		if ids[name] == nil {
+			return false, epoch
+		}
+	}
+	return true, epoch
+}
+
 // routing returns the router, nil before StartRouting.
 func (n *Node) routing() *router {
 	n.mu.Lock()
@@ -457,9 +493,12 @@ func (n *Node) routing() *router {
 // closes (Close).
 func (n *Node) closeParts() {
 	n.mu.Lock()
-	w, s, r, ss := n.owners, n.shared, n.router, n.sessions
-	n.owners, n.shared, n.router, n.sessions = nil, nil, nil, nil
+	w, s, r, ss, cu := n.owners, n.shared, n.router, n.sessions, n.catchup
+	n.owners, n.shared, n.router, n.sessions, n.catchup = nil, nil, nil, nil, nil
 	n.mu.Unlock()
+	if cu != nil {
+		cu.close()
+	}
 	if ss != nil {
 		ss.close()
 	}

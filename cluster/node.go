@@ -115,6 +115,9 @@ type Node struct {
 	// sessions replicates persistent sessions (sessions.go), nil until
 	// UseBroker.
 	sessions *sessions
+	// catchup replays what this node missed for its connected
+	// subscribers (catchup.go), nil until UseBroker.
+	catchup *catchUpper
 	// attrs is the store of session attributes (attributeStore).
 	attrs     *attributes
 	attrsOnce sync.Once

@@ -444,6 +444,14 @@ func (r *router) receive() {
 	}
 }
 
+// currentBroker returns the broker receiving other nodes' messages, nil
+// before useBroker (catchup.go injects through it too).
+func (r *router) currentBroker() remoteBroker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.broker
+}
+
 // deliver injects one received message unless this node published it.
 func (r *router) deliver(msg *nats.Msg) {
 	if msg.Header.Get(headerOrigin) == r.o.Node {

@@ -809,7 +809,7 @@ func (s *sessions) connected(id string) {
 func (s *sessions) readQueue(ctx context.Context, key, gen string) ([]broker.Message, error) {
 	// Unbounded: what one node held for the session, at most its queue
 	// and in-flight limits.
-	msgs, _, err := s.read(ctx, s.queues, []string{queueSubject(key, gen)}, 0, 0, 0)
+	msgs, _, err := s.read(ctx, s.queues, []string{queueSubject(key, gen)}, 0, 0, 0, "")
 	if err != nil {
 		return nil, fmt.Errorf("read the session's held messages from %s: %w", QueuesStream, err)
 	}
@@ -829,7 +829,7 @@ func (s *sessions) replay(ctx context.Context, id string, filters []string, afte
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", MessagesStream, err)
 	}
-	msgs, dropped, err := s.read(ctx, st, subjects, after+1, upTo, s.o.MaxReplay)
+	msgs, dropped, err := s.read(ctx, st, subjects, after+1, upTo, s.o.MaxReplay, "")
 	if err != nil {
 		return nil, fmt.Errorf("replay %s from %d to %d: %w", MessagesStream, after+1, upTo, err)
 	}
@@ -862,9 +862,10 @@ func (s *sessions) messages(ctx context.Context) (jetstream.Stream, error) {
 // It reads through an ephemeral consumer without acks, deleted after, a
 // page of readBatch at a time. With limit above 0 it keeps the newest
 // limit messages in a ring (memory bounded whatever the stream holds) and
-// returns how many older ones it dropped.
+// returns how many older ones it dropped. Messages whose Pm-Origin is
+// skipOrigin (when not "") are left out: the node's own (catchup.go).
 func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []string, from, upTo uint64,
-	limit int) ([]broker.Message, int, error) {
+	limit int, skipOrigin string) ([]broker.Message, int, error) {
 	cfg := jetstream.ConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: claimHold, MemoryStorage: true}
 	if from > 0 {
@@ -900,7 +901,9 @@ func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []str
 				break
 			}
 			m, publisher, err := decode(&nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
-			if err != nil {
+			if skipOrigin != "" && msg.Headers().Get(headerOrigin) == skipOrigin {
+				// the node's own message: its subscribers had it
+			} else if err != nil {
 				s.o.Log.Warn("replicated session: stored message not delivered", "subject", msg.Subject(), "error", err)
 			} else if remainingExpiry(&m, meta.Timestamp, now) {
 				m.Origin = publisher
@@ -969,6 +972,12 @@ func coverSubjects(filters []string, levels int) []string {
 	for _, f := range filters {
 		subs = append(subs, filterSubject(f, levels))
 	}
+	return coverSubjectList(subs)
+}
+
+// coverSubjectList returns subs without one that another covers, sorted
+// (subs is sorted in place).
+func coverSubjectList(subs []string) []string {
 	slices.Sort(subs)
 	subs = slices.Compact(subs)
 	var out []string

@@ -15,6 +15,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/propolis-mqtt/propolis/broker"
@@ -149,16 +150,26 @@ func startSessNode(t *testing.T, ns *server.Server, name string, alive *sessAliv
 func startSessNodeWith(t *testing.T, ns *server.Server, name string, alive *sessAlive, on bool, dir string,
 	wrap func(*broker.Server) sessionBroker) *sessNode {
 	t.Helper()
+	return startSessNodeConn(t, ns, name, alive, on, dir, wrap, 0)
+}
+
+// startSessNodeConn is startSessNodeWith with a router inbox of inbox
+// messages (0: the default) and the node's NATS connection made with
+// opts.
+func startSessNodeConn(t *testing.T, ns *server.Server, name string, alive *sessAlive, on bool, dir string,
+	wrap func(*broker.Server) sessionBroker, inbox int, opts ...nats.Option) *sessNode {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	nc := natstest.Connect(t, ns)
+	nc := natstest.Connect(t, ns, opts...)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, err := newRouter(routerOptions{Conn: nc, JS: js, Node: name, Replicas: 1, Levels: testLevels,
-		MaxAge: time.Hour, MaxBytes: 1 << 30, Log: testLogger().With("node", name), PublishTimeout: 4 * time.Second})
+		MaxAge: time.Hour, MaxBytes: 1 << 30, Log: testLogger().With("node", name), PublishTimeout: 4 * time.Second,
+		InboxSize: inbox})
 	if err != nil {
 		t.Fatalf("node %s: %v", name, err)
 	}
