@@ -6,7 +6,9 @@ BIN       := bin
 VERSION   ?= $(shell git describe --tags --match 'v[0-9]*' --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 GOTEST    ?= $(GO) test
-TESTFLAGS ?= -count=1 -timeout 10m
+# The timeout guards against a hung package; cmd/propolis, with its
+# three-process cluster tests, takes about 8 minutes on 2 cores.
+TESTFLAGS ?= -count=1 -timeout 15m
 
 .PHONY: all build run test check format lint bench bench-smoke bench-cluster gobench testdata clean kit-examples shipped screenshots soak-cluster
 
