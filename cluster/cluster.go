@@ -204,28 +204,44 @@ func (n *Node) reachable(node string) bool {
 // routes: thousands of claims after a node died read them once.
 const routeCacheFor = 250 * time.Millisecond
 
-// routeNames caches the names of the servers this node's server has a
-// route to.
+// routeNames caches, by server name, the ids of the routes this node's
+// server has to the other servers: the one place that reads them
+// (reachable, healthyForCatchUp).
 type routeNames struct {
-	mu    sync.Mutex
-	at    time.Time
-	names map[string]bool
+	mu  sync.Mutex
+	at  time.Time
+	ids map[string][]uint64 // sorted
+	err error
 }
 
-// has reports whether srv has a route to the server named name.
-func (r *routeNames) has(srv *server.Server, name string) bool {
+// read returns srv's routes by server name (sorted ids), read again when
+// the last read is older than routeCacheFor. The map is shared: callers
+// do not change it.
+func (r *routeNames) read(srv *server.Server) (map[string][]uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.at) > routeCacheFor || r.names == nil {
-		r.names = map[string]bool{}
-		if rz, err := srv.Routez(&server.RoutezOptions{}); err == nil {
+	if r.ids == nil || time.Since(r.at) > routeCacheFor {
+		r.ids, r.err = map[string][]uint64{}, nil
+		rz, err := srv.Routez(&server.RoutezOptions{})
+		if err != nil {
+			r.err = err
+		} else {
 			for _, ri := range rz.Routes {
-				r.names[ri.RemoteName] = true
+				r.ids[ri.RemoteName] = append(r.ids[ri.RemoteName], ri.Rid)
+			}
+			for _, ids := range r.ids {
+				slices.Sort(ids)
 			}
 		}
 		r.at = time.Now()
 	}
-	return r.names[name]
+	return r.ids, r.err
+}
+
+// has reports whether srv has a route to the server named name.
+func (r *routeNames) has(srv *server.Server, name string) bool {
+	ids, _ := r.read(srv)
+	return len(ids[name]) > 0
 }
 
 // sweeper reports whether this node sweeps the sessions bucket for
@@ -425,26 +441,7 @@ func (n *Node) Disconnected(clientID string) {
 // closes still reach the other nodes. `propolis serve` calls it before
 // the broker's Close, so that nothing reaches a closed broker; Close does
 // the rest after the broker's Close. Calling it again does nothing.
-func (n *Node) StopReceiving() {
-	n.mu.Lock()
-	w, s, r, ss, cu := n.owners, n.shared, n.router, n.sessions, n.catchup
-	n.mu.Unlock()
-	if cu != nil {
-		cu.close()
-	}
-	if ss != nil {
-		ss.close()
-	}
-	if w != nil {
-		w.stopWatch()
-	}
-	if s != nil {
-		s.Close()
-	}
-	if r != nil {
-		r.close()
-	}
-}
+func (n *Node) StopReceiving() { n.stopParts(false) }
 
 // JetStreamCurrent reports whether this node's JetStream is current with
 // the cluster's meta group (a node alone always is): false while it has
@@ -459,16 +456,11 @@ func (n *Node) JetStreamCurrent() bool { return n.srv.JetStreamIsCurrent() }
 // again.
 func (n *Node) healthyForCatchUp() (bool, map[string]string) {
 	epoch := map[string]string{"nats": fmt.Sprint(n.nc.Stats().Reconnects)}
-	rz, err := n.srv.Routez(&server.RoutezOptions{})
+	ids, err := n.routes.read(n.srv)
 	if err != nil {
 		return false, epoch
 	}
-	ids := map[string][]uint64{}
-	for _, ri := range rz.Routes {
-		ids[ri.RemoteName] = append(ids[ri.RemoteName], ri.Rid)
-	}
 	for name, rids := range ids {
-		slices.Sort(rids)
 		epoch["route "+name] = fmt.Sprint(rids)
 	}
 	if !n.nc.IsConnected() || !n.srv.JetStreamIsCurrent() {
@@ -491,10 +483,18 @@ func (n *Node) routing() *router {
 
 // closeParts stops owners, shared and the router, before the connection
 // closes (Close).
-func (n *Node) closeParts() {
+func (n *Node) closeParts() { n.stopParts(true) }
+
+// stopParts stops the parts that act on the broker: the catch-up,
+// sessions, the take-over watch, the shared subscriptions and the
+// router. final (closeParts) also drains and closes owners and forgets
+// every part; otherwise (StopReceiving) they stay for Close.
+func (n *Node) stopParts(final bool) {
 	n.mu.Lock()
 	w, s, r, ss, cu := n.owners, n.shared, n.router, n.sessions, n.catchup
-	n.owners, n.shared, n.router, n.sessions, n.catchup = nil, nil, nil, nil, nil
+	if final {
+		n.owners, n.shared, n.router, n.sessions, n.catchup = nil, nil, nil, nil, nil
+	}
 	n.mu.Unlock()
 	if cu != nil {
 		cu.close()
@@ -503,7 +503,11 @@ func (n *Node) closeParts() {
 		ss.close()
 	}
 	if w != nil {
-		w.Close()
+		if final {
+			w.Close()
+		} else {
+			w.stopWatch()
+		}
 	}
 	if s != nil {
 		s.Close()
