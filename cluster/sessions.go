@@ -112,7 +112,7 @@ const (
 	// leader was on a node that died answers nothing until its replicas
 	// elect another, about 4 to 9 s after the leader's last heartbeat in
 	// NATS. 10 s refused the first reconnects after a kill -9; 20 s lets
-	// them wait out the election.
+	// them wait out the election (each request tried again: retry.go).
 	claimTimeout = 20 * time.Second
 	// maxClaims is how many claims (and releases) one node runs at once:
 	// a node going away with 10,000 sessions does not make the survivors
@@ -471,7 +471,11 @@ func (s *sessions) release1() { <-s.sem }
 
 // get reads the record of key: nil and revision 0 when there is none.
 func (s *sessions) get(ctx context.Context, key string) (*sessionRecord, uint64, error) {
-	e, err := s.kv.Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		e, err = s.kv.Get(ctx, key)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -490,17 +494,25 @@ func (s *sessions) get(ctx context.Context, key string) (*sessionRecord, uint64,
 
 // put writes r under key if the record still is at revision rev (0: none
 // yet), returning the new revision; jetstream.ErrKeyExists or a wrong
-// last sequence error when another write came first.
+// last sequence error when another write came first. A try that timed
+// out may have landed: put returns its error (a caller reads the record
+// again), and tries again only after a refusal (writeRetry).
 func (s *sessions) put(ctx context.Context, key string, rev uint64, r *sessionRecord) (uint64, error) {
 	r.Version = recordVersion
 	v, err := json.Marshal(r)
 	if err != nil {
 		return 0, err
 	}
-	if rev == 0 {
-		return s.kv.Create(ctx, key, v)
-	}
-	return s.kv.Update(ctx, key, v, rev)
+	var nrev uint64
+	err = writeRetry(ctx, func(ctx context.Context) (err error) {
+		if rev == 0 {
+			nrev, err = s.kv.Create(ctx, key, v)
+		} else {
+			nrev, err = s.kv.Update(ctx, key, v, rev)
+		}
+		return err
+	})
+	return nrev, err
 }
 
 // putAny writes r under key whatever its revision.
@@ -510,8 +522,10 @@ func (s *sessions) putAny(ctx context.Context, key string, r *sessionRecord) err
 	if err != nil {
 		return err
 	}
-	_, err = s.kv.Put(ctx, key, v)
-	return err
+	return retry(ctx, func(ctx context.Context) error {
+		_, err := s.kv.Put(ctx, key, v)
+		return err
+	})
 }
 
 // conflict reports whether err is a conditional write that lost.
@@ -545,7 +559,9 @@ func (s *sessions) purgeHeld(ctx context.Context, key string, rec *sessionRecord
 }
 
 func (s *sessions) purgeSubject(ctx context.Context, subject string) error {
-	if err := s.queues.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+	if err := retry(ctx, func(ctx context.Context) error {
+		return s.queues.Purge(ctx, jetstream.WithPurgeSubject(subject))
+	}); err != nil {
 		return fmt.Errorf("purge %s of %s: %w", subject, QueuesStream, err)
 	}
 	return nil
@@ -632,8 +648,15 @@ func (s *sessions) claim(id string, cleanStart, persistent bool) (*broker.Sessio
 			}
 		}
 		st, msgs, err := s.take(ctx, id, key, sk, rec, rev, cleanStart)
-		if conflict(err) {
-			continue // another node's claim or release came first
+		if conflict(err) || transient(err) && ctx.Err() == nil {
+			// Another node's claim or release came first, or a request
+			// failed while a stream had no leader (a record write that
+			// timed out may have landed: the record is read again).
+			select {
+			case <-ctx.Done():
+			case <-time.After(retryPause):
+			}
+			continue
 		}
 		return st, msgs, err
 	}
@@ -847,8 +870,11 @@ func (s *sessions) messages(ctx context.Context) (jetstream.Stream, error) {
 	s.msgsMu.Lock()
 	defer s.msgsMu.Unlock()
 	if s.msgs == nil {
-		st, err := s.o.JS.Stream(ctx, MessagesStream)
-		if err != nil {
+		var st jetstream.Stream
+		if err := retry(ctx, func(ctx context.Context) (err error) {
+			st, err = s.o.JS.Stream(ctx, MessagesStream)
+			return err
+		}); err != nil {
 			return nil, err
 		}
 		s.msgs = st
@@ -864,14 +890,34 @@ func (s *sessions) messages(ctx context.Context) (jetstream.Stream, error) {
 // limit messages in a ring (memory bounded whatever the stream holds) and
 // returns how many older ones it dropped. Messages whose Pm-Origin is
 // skipOrigin (when not "") are left out: the node's own (catchup.go).
+// A read that failed transiently (a consumer placed on a node that just
+// died answers nothing) starts again with a new consumer while ctx lasts.
 func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []string, from, upTo uint64,
+	limit int, skipOrigin string) ([]broker.Message, int, error) {
+	for {
+		msgs, dropped, err := s.readOnce(ctx, st, subjects, from, upTo, limit, skipOrigin)
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return msgs, dropped, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, err
+		case <-time.After(retryPause):
+		}
+	}
+}
+
+// readOnce is one try of read.
+func (s *sessions) readOnce(ctx context.Context, st jetstream.Stream, subjects []string, from, upTo uint64,
 	limit int, skipOrigin string) ([]broker.Message, int, error) {
 	cfg := jetstream.ConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: claimHold, MemoryStorage: true}
 	if from > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	c, err := st.CreateConsumer(ctx, cfg)
+	cctx, ccancel := context.WithTimeout(ctx, requestTimeout)
+	c, err := st.CreateConsumer(cctx, cfg)
+	ccancel()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -883,6 +929,7 @@ func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []str
 	var ring msgRing
 	ring.limit = limit
 	now := time.Now()
+	var unanswered time.Time // since when the consumer has not answered
 	for pending := c.CachedInfo().NumPending; pending > 0; {
 		batch, err := c.FetchNoWait(readBatch)
 		if err != nil {
@@ -915,7 +962,13 @@ func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []str
 		}
 		if err := batch.Error(); got == 0 && errors.Is(err, nats.ErrNoResponders) {
 			// A consumer just created in a clustered stream may not
-			// serve pulls yet: ask again.
+			// serve pulls yet: ask again, for requestTimeout (then read
+			// tries a new consumer).
+			if unanswered.IsZero() {
+				unanswered = time.Now()
+			} else if time.Since(unanswered) > requestTimeout {
+				return nil, 0, fmt.Errorf("consumer %s of %s: %w", c.CachedInfo().Name, st.CachedInfo().Config.Name, err)
+			}
 			select {
 			case <-ctx.Done():
 				return nil, 0, fmt.Errorf("%w (the consumer did not answer: %v)", ctx.Err(), err)
@@ -925,6 +978,7 @@ func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []str
 		} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return nil, 0, err
 		}
+		unanswered = time.Time{}
 		if got == 0 {
 			break
 		}
@@ -1229,7 +1283,14 @@ func (s *sessions) publishHeld(ctx context.Context, key, gen string, msgs []brok
 	subject := queueSubject(key, gen)
 	for i := range msgs {
 		m := &msgs[i]
-		if _, err := s.o.JS.PublishMsg(ctx, encode(m, m.Origin, s.o.Node, subject)); err != nil {
+		msg := encode(m, m.Origin, s.o.Node, subject)
+		// A try that timed out may have landed: the id makes the stream
+		// drop the second copy (its duplicate window, 2 min).
+		id := jetstream.WithMsgID(subject + "." + strconv.Itoa(i))
+		if err := retry(ctx, func(ctx context.Context) error {
+			_, err := s.o.JS.PublishMsg(ctx, msg, id)
+			return err
+		}); err != nil {
 			return fmt.Errorf("store held message %d of %d in %s: %w", i+1, len(msgs), QueuesStream, err)
 		}
 	}
@@ -1517,14 +1578,18 @@ func (l *lastSeq) run() {
 			return
 		}
 		l.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 		var a lastAnswer
 		// Stream asks for the stream's info: one round trip, its
-		// answer read after the waiters' calls.
-		st, err := l.js.Stream(ctx, MessagesStream)
-		if err == nil {
-			a.seq = st.CachedInfo().State.LastSeq
-		}
+		// answer read after the waiters' calls (each waiter gives up at
+		// its own deadline).
+		err := retry(ctx, func(ctx context.Context) error {
+			st, err := l.js.Stream(ctx, MessagesStream)
+			if err == nil {
+				a.seq = st.CachedInfo().State.LastSeq
+			}
+			return err
+		})
 		cancel()
 		if err != nil {
 			a.err = fmt.Errorf("read the last sequence of %s: %w", MessagesStream, err)

@@ -48,8 +48,11 @@ func TestSteadyWindow(t *testing.T) {
 		s.arrivals = append(s.arrivals, arrival{at: 1500*ms + time.Duration(i)*10*ms, lat: 50 * ms})
 	}
 	w := s.window(s.base, s.base.Add(2*time.Second))
-	if w.rate != 75 || w.lowest != 0 || w.p99 != 50 {
-		t.Errorf("whole span: %+v, want rate 75, lowest 0, p99 50 ms", w)
+	if w.rate != 75 || w.lowest != 0 || w.lowestAt != time.Second || w.p99 != 50 {
+		t.Errorf("whole span: %+v, want rate 75, lowest 0 at 1 s, p99 50 ms", w)
+	}
+	if b := s.buckets(s.base, s.base.Add(2*time.Second)); !slices.Equal(b, []int{50, 50, 0, 50}) {
+		t.Errorf("buckets of the whole span: %v, want [50 50 0 50]", b)
 	}
 	w = s.window(s.base, s.base.Add(time.Second))
 	if w.rate != 100 || w.lowest != 100 || w.p99 != 1 {

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -173,8 +172,8 @@ func (r *takeoverResult) note() string {
 	if r.notPresent > 0 {
 		fmt.Fprintf(&b, "; Session Present 0 for %d (%s)", r.notPresent, strings.Join(r.lostIDs, ", "))
 	}
-	fmt.Fprintf(&b, "; steady load before %.0f/s (p99 %.1f ms), during %.0f/s (lowest 500 ms %.0f/s, p99 %.1f ms)",
-		r.before.rate, r.before.p99, r.during.rate, r.during.lowest, r.during.p99)
+	fmt.Fprintf(&b, "; steady load before %.0f/s (p99 %.1f ms), during %.0f/s (lowest 500 ms %.0f/s, %.1f s after the kill; p99 %.1f ms)",
+		r.before.rate, r.before.p99, r.during.rate, r.during.lowest, r.during.lowestAt.Seconds(), r.during.p99)
 	return b.String()
 }
 
@@ -379,8 +378,10 @@ func takeover(b *Broker, n int, logf func(string, ...any)) (*takeoverResult, err
 		during = time.Second
 	}
 	time.Sleep(time.Until(killedAt.Add(during))) // the "during" window must have passed
+	st.sync()
 	res.before = st.window(killedAt.Add(-steadyBefore), killedAt)
 	res.during = st.window(killedAt, killedAt.Add(during))
+	logf("  steady load, deliveries per 500 ms from the kill: %v", st.buckets(killedAt, killedAt.Add(during)))
 	mu.Lock()
 	present := int64(len(res.reconnect) - res.notPresent)
 	mu.Unlock()
@@ -391,7 +392,9 @@ func takeover(b *Broker, n int, logf func(string, ...any)) (*takeoverResult, err
 		time.Sleep(20 * time.Millisecond) // poll interval of the check's count
 	}
 	res.unchecked = int(present - checked.Load())
-	res.steadyLost = st.stop()
+	if res.steadyLost = st.stop(); res.steadyLost < 0 {
+		return nil, fmt.Errorf("the steady load's process ended without its count of lost messages")
+	}
 	mu.Lock()
 	for _, c := range conns {
 		_ = c.Drop()
@@ -479,144 +482,46 @@ func parallel(n int, f func(i int) error) error {
 
 // window is the steady load over a span of time.
 type window struct {
-	rate   float64 // deliveries per second
-	lowest float64 // deliveries per second over the span's slowest 500 ms
-	p99    float64 // publish-to-delivery latency, ms
+	rate     float64       // deliveries per second
+	lowest   float64       // deliveries per second over the span's slowest 500 ms
+	lowestAt time.Duration // where that 500 ms begins, from the span's start
+	p99      float64       // publish-to-delivery latency, ms
 }
 
-// steady is a QoS 0 publish load at a fixed rate from one node to a
-// subscriber on another, recording when each message arrived and how
-// late.
-type steady struct {
-	pub, sub *rawmqtt.Conn
-	base     time.Time
-	sent     atomic.Int64
-	quit     chan struct{}
-	pubDone  chan struct{}
-	subDone  chan struct{}
-	stopped  sync.Once
-
-	mu       sync.Mutex
-	arrivals []arrival
-}
-
-// arrival is one delivery of the steady load: when (since base) and its
-// latency.
-type arrival struct{ at, lat time.Duration }
-
-// startSteady subscribes on subAddr and publishes on pubAddr at rate
-// messages per second until stop.
-func startSteady(pubAddr, subAddr string, rate int) (*steady, error) {
-	sub, err := rawmqtt.Dial(subAddr, "takeover-steady-sub")
-	if err != nil {
-		return nil, fmt.Errorf("steady subscriber: %w", err)
-	}
-	if err := sub.Subscribe(steadyTopic, 0); err != nil {
-		sub.Close()
-		return nil, fmt.Errorf("steady subscriber: %w", err)
-	}
-	pub, err := rawmqtt.Dial(pubAddr, "takeover-steady-pub")
-	if err != nil {
-		sub.Close()
-		return nil, fmt.Errorf("steady publisher: %w", err)
-	}
-	s := &steady{pub: pub, sub: sub, base: time.Now(), quit: make(chan struct{}), pubDone: make(chan struct{}), subDone: make(chan struct{})}
-	go func() {
-		defer close(s.subDone)
-		for {
-			typ, body, err := sub.ReadPacket()
-			if err != nil {
-				return
-			}
-			if typ>>4 != 3 {
-				continue
-			}
-			_, _, payload := rawmqtt.ParsePublish(typ, body)
-			if len(payload) < 8 {
-				continue
-			}
-			at := time.Since(s.base)
-			s.mu.Lock()
-			s.arrivals = append(s.arrivals, arrival{at: at, lat: at - time.Duration(binary.LittleEndian.Uint64(payload))})
-			s.mu.Unlock()
+// buckets returns the number of steady deliveries in each 500 ms of
+// [from, to).
+func (s *steady) buckets(from, to time.Time) []int {
+	f, t := from.Sub(s.base), to.Sub(s.base)
+	out := make([]int, max(1, int((t-f)/(500*time.Millisecond))))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.arrivals {
+		if k := int((a.at - f) / (500 * time.Millisecond)); a.at >= f && k < len(out) {
+			out[k]++
 		}
-	}()
-	go func() {
-		defer close(s.pubDone)
-		interval := time.Second / time.Duration(rate)
-		payload := make([]byte, 16)
-		for i := 0; ; i++ {
-			if wait := time.Duration(i)*interval - time.Since(s.base); wait > 0 {
-				select {
-				case <-s.quit:
-					return
-				case <-time.After(wait): // load pacing: publish at the fixed rate
-				}
-			}
-			select {
-			case <-s.quit:
-				return
-			default:
-			}
-			binary.LittleEndian.PutUint64(payload, uint64(time.Since(s.base)))
-			pub.Publish(steadyTopic, 0, 0, payload)
-			if err := pub.Flush(); err != nil {
-				return
-			}
-			s.sent.Add(1)
-		}
-	}()
-	return s, nil
+	}
+	return out
 }
 
 // window returns the steady load's figures for the messages that arrived
 // in [from, to).
 func (s *steady) window(from, to time.Time) window {
 	f, t := from.Sub(s.base), to.Sub(s.base)
+	buckets := s.buckets(from, to)
 	s.mu.Lock()
 	var lats []time.Duration
-	buckets := make([]int, max(1, int((t-f)/(500*time.Millisecond))))
 	for _, a := range s.arrivals {
 		if a.at >= f && a.at < t {
 			lats = append(lats, a.lat)
-			if k := int((a.at - f) / (500 * time.Millisecond)); k < len(buckets) {
-				buckets[k]++
-			}
 		}
 	}
 	s.mu.Unlock()
 	span := (t - f).Seconds()
 	w := window{rate: float64(len(lats)) / span, p99: ms(percentile(lats, 0.99))}
-	w.lowest = float64(slices.Min(buckets)) / 0.5
+	low := slices.Index(buckets, slices.Min(buckets))
+	w.lowest, w.lowestAt = float64(buckets[low])/0.5, time.Duration(low)*500*time.Millisecond
 	if t-f < 500*time.Millisecond {
 		w.lowest = w.rate
 	}
 	return w
-}
-
-// stop ends the steady load once and returns how many of its messages
-// never arrived (waiting a second for the last ones).
-func (s *steady) stop() int64 {
-	var lost int64
-	s.stopped.Do(func() {
-		close(s.quit)
-		<-s.pubDone
-		end := time.Now().Add(time.Second)
-		for time.Now().Before(end) {
-			s.mu.Lock()
-			got := int64(len(s.arrivals))
-			s.mu.Unlock()
-			if got >= s.sent.Load() {
-				break
-			}
-			time.Sleep(20 * time.Millisecond) // poll interval of the last arrivals
-		}
-		_ = s.pub.Close()
-		_ = s.sub.Drop()
-		<-s.subDone
-		s.mu.Lock()
-		lost = s.sent.Load() - int64(len(s.arrivals))
-		s.mu.Unlock()
-	})
-	return lost
 }

@@ -45,7 +45,15 @@ func main() {
 		candidates = append(candidates, harness.Candidate{Name: name, Bin: bin})
 		return nil
 	})
+	steadyChild := flag.String(harness.SteadyChildFlag, "", "internal: run the takeover load's steady load for a parent propolis-bench (PUB,SUB,RATE)")
 	flag.Parse()
+	if *steadyChild != "" {
+		if err := harness.RunSteadyChild(*steadyChild, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "propolis-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var loads, chosen []string
 	if *only != "" {
 		loads = strings.Split(*only, ",")
