@@ -14,8 +14,11 @@ import (
 // (its inbox full) or was cut off from them (routes down, JetStream not
 // current, the process stopped) reads back from PROPOLIS_MESSAGES what
 // was stored since its last good checkpoint, on the subjects of its
-// current subscriptions, and injects it as live messages. Duplicates are
-// possible (QoS 1 is at least once); loss is what it prevents.
+// current subscriptions, and injects it as live messages; a shared
+// subscription group with local members gets each message of its filter
+// once, at one local member. Duplicates are possible (QoS 1 is at least
+// once; a group's messages that another node's member had during the gap
+// come again); loss is what it prevents.
 
 // Timings of the catch-up.
 const (
@@ -41,6 +44,9 @@ type catchUpOptions struct {
 	Router *router
 	// Sessions reads PROPOLIS_MESSAGES (read, last).
 	Sessions *sessions
+	// Shared gives the shared subscription groups with local members and
+	// their drop count; nil for none.
+	Shared *shared
 	// Healthy reports whether the node has a route to every alive node
 	// and a current JetStream, and the epochs of its connections, by
 	// connection (its NATS connection's reconnects, the ids of its routes
@@ -117,7 +123,7 @@ func (c *catchUpper) run() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.o.Every)
 	defer t.Stop()
-	c.drops = c.o.Router.Dropped()
+	c.drops = c.dropped()
 	c.lastTick = time.Now()
 	for {
 		c.tick(time.Now())
@@ -147,7 +153,7 @@ func (c *catchUpper) tick(now time.Time) {
 		c.setGap("the node was stopped or starved")
 	}
 	c.lastTick = now
-	if d := c.o.Router.Dropped(); d > c.drops {
+	if d := c.dropped(); d > c.drops {
 		c.setGap(fmt.Sprintf("%d messages dropped", d-c.drops))
 		c.drops = d
 		c.samples = nil
@@ -208,7 +214,8 @@ func (c *catchUpper) catchUp(upTo uint64) {
 		c.checkpoint = upTo // lower only when the stream was made anew
 		return
 	}
-	subjects := c.subjects()
+	groups := c.groups()
+	subjects := c.subjects(groups)
 	why := c.gap
 	start := time.Now()
 	ctx, cancel := c.context(c.o.Timeout)
@@ -234,6 +241,9 @@ func (c *catchUpper) catchUp(upTo uint64) {
 				if b == nil {
 					err = errors.New("no broker")
 					break
+				}
+				for _, k := range groups {
+					c.o.Shared.deliverTo(k, m, m.Origin)
 				}
 				if ierr := b.InjectRemote(m, m.Origin); ierr != nil {
 					failed++
@@ -266,6 +276,16 @@ func (c *catchUpper) catchUp(upTo uint64) {
 		"took", time.Since(start).Round(time.Millisecond))
 }
 
+// dropped is how many messages of other nodes this node dropped: its
+// inbox's and its shared queue subscriptions'.
+func (c *catchUpper) dropped() uint64 {
+	n := c.o.Router.Dropped()
+	if c.o.Shared != nil {
+		n += c.o.Shared.Dropped()
+	}
+	return n
+}
+
 // context is a context ending after d or when close is called.
 func (c *catchUpper) context(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -279,11 +299,23 @@ func (c *catchUpper) context(d time.Duration) (context.Context, context.CancelFu
 	return ctx, cancel
 }
 
-// subjects are the pm. subjects subscribed now, none covering another.
-func (c *catchUpper) subjects() []string {
+// groups are the shared subscription groups with local members now.
+func (c *catchUpper) groups() []sharedKey {
+	if c.o.Shared == nil {
+		return nil
+	}
+	return c.o.Shared.joined()
+}
+
+// subjects are the pm. subjects subscribed now, those of groups' filters
+// included, none covering another.
+func (c *catchUpper) subjects(groups []sharedKey) []string {
 	var subs []string
 	for subj := range c.o.Router.subjects() {
 		subs = append(subs, subj)
+	}
+	for _, k := range groups {
+		subs = append(subs, filterSubject(k.filter, c.o.Router.o.Levels))
 	}
 	return coverSubjectList(subs)
 }

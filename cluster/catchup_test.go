@@ -25,7 +25,7 @@ func startCatchUp(t *testing.T, n *sessNode) *catchUpper {
 	healthy := func() (bool, map[string]string) {
 		return nc.IsConnected(), map[string]string{"nats": fmt.Sprint(nc.Stats().Reconnects)}
 	}
-	c := newCatchUp(catchUpOptions{Router: n.router, Sessions: n.sessions, Healthy: healthy,
+	c := newCatchUp(catchUpOptions{Router: n.router, Sessions: n.sessions, Shared: n.shared, Healthy: healthy,
 		Every: 50 * time.Millisecond, Log: testLogger().With("node", n.name)})
 	t.Cleanup(c.close)
 	poll.Until(t, n.name+"'s catch-up has its first checkpoint", c.ready)
@@ -126,4 +126,51 @@ func TestCatchUpAfterDrops(t *testing.T) {
 	poll.Until(t, "a's subscriber receives every message, the dropped ones after the catch-up", func() bool {
 		return len(distinct(got.snapshot())) == n
 	})
+}
+
+// TestCatchUpSharedAfterCut: the only member of a shared subscription
+// group is on A; A's NATS connection is cut while B's publisher sends
+// QoS 1 messages the stream acknowledges (NATS has no member of the
+// group to give them to); once A is back, the member receives every one.
+func TestCatchUpSharedAfterCut(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	alive := &sessAlive{}
+	release := make(chan struct{})
+	a := startSessNodeConn(t, ns, "a", alive, false, "", nil, 0, nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(func(int) time.Duration { <-release; return 0 }))
+	b := startSessNode(t, ns, "b", alive, false, "")
+	c := startCatchUp(t, a)
+	member, got := a.connect(t, "member")
+	(&testNode{router: a.router}).subscribe(t, member, "$share/g/cut/#")
+	pub, _ := b.connect(t, "pub")
+	sendQoS1(t, pub, "cut/x", "before")
+	poll.Until(t, "the member receives a message while a is connected", func() bool {
+		return distinct(got.snapshot())["before"] == 1
+	})
+
+	cid, err := a.router.o.Conn.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.DisconnectClientByID(cid); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "a is cut off", func() bool { return !a.router.o.Conn.IsConnected() })
+	const n = 50
+	for i := range n {
+		sendQoS1(t, pub, "cut/x", fmt.Sprintf("m%d", i))
+	}
+	close(release)
+	poll.Until(t, "a is connected again", a.router.o.Conn.IsConnected)
+	poll.Until(t, "the group's member receives every message acknowledged while a was cut off", func() bool {
+		return len(distinct(got.snapshot())) == n+1
+	})
+	if c.done() == 0 {
+		t.Fatal("no catch-up counted")
+	}
+	for p, k := range distinct(got.snapshot()) {
+		if k > 1 && p != "before" {
+			t.Errorf("%s delivered %d times to the group's only member", p, k)
+		}
+	}
 }

@@ -109,7 +109,7 @@ func (n *Node) UseBroker(b Broker) error {
 		w.Close()
 		return fmt.Errorf("cluster node %s: %w", n.cfg.Name, err)
 	}
-	cu := newCatchUp(catchUpOptions{Router: r, Sessions: ss, Healthy: n.healthyForCatchUp, Log: n.log})
+	cu := newCatchUp(catchUpOptions{Router: r, Sessions: ss, Shared: s, Healthy: n.healthyForCatchUp, Log: n.log})
 	n.mu.Lock()
 	n.owners, n.shared, n.sessions, n.catchup = w, s, ss, cu
 	n.mu.Unlock()

@@ -73,6 +73,7 @@ type sessNode struct {
 	router   *router
 	owners   *owners
 	sessions *sessions
+	shared   *shared
 	kv       jetstream.KeyValue
 	on       atomic.Bool // replicated sessions on
 }
@@ -93,13 +94,17 @@ func (c sessCluster) Forward(m *broker.Message, publisher string) error {
 func (c sessCluster) Subscribed(filter, group string) {
 	if group == "" {
 		c.n.router.subscribed(filter)
+		return
 	}
+	c.n.shared.subscribed(filter, group)
 }
 
 func (c sessCluster) Unsubscribed(filter, group string) {
 	if group == "" {
 		c.n.router.unsubscribed(filter)
+		return
 	}
+	c.n.shared.unsubscribed(filter, group)
 }
 
 func (c sessCluster) CheckFilter(filter, group string) error {
@@ -190,6 +195,9 @@ func startSessNodeConn(t *testing.T, ns *server.Server, name string, alive *sess
 	if n.owners, err = newOwners(ownerOptions{JS: js, Node: name, Replicas: 1, Broker: srv, Log: testLogger().With("node", name)}); err != nil {
 		t.Fatal(err)
 	}
+	if n.shared, err = newShared(sharedOptions{Conn: nc, Levels: testLevels, Broker: srv, Log: testLogger().With("node", name)}); err != nil {
+		t.Fatal(err)
+	}
 	var sb sessionBroker = srv
 	if wrap != nil {
 		sb = wrap(srv)
@@ -214,6 +222,7 @@ func startSessNodeConn(t *testing.T, ns *server.Server, name string, alive *sess
 		r.close()
 		_ = srv.Close()
 		n.owners.Close()
+		n.shared.Close()
 	})
 	n.addr = srv.Addr(cfg.Listeners[0].Name)
 	return n

@@ -61,10 +61,11 @@ type sharedOptions struct {
 // shared holds this node's queue subscriptions for shared subscription
 // groups. Its methods are safe for concurrent use.
 type shared struct {
-	o      sharedOptions
-	mu     sync.Mutex
-	groups map[sharedKey]*sharedGroup
-	closed bool
+	o       sharedOptions
+	mu      sync.Mutex
+	groups  map[sharedKey]*sharedGroup
+	closed  bool
+	dropped uint64 // messages the NATS client dropped on subscriptions since left
 }
 
 // sharedKey names a shared subscription group: $share/group/filter.
@@ -143,9 +144,13 @@ func (s *shared) subscribed(filter, group string) uint64 {
 	return g.seq
 }
 
-// leave unsubscribes g's queue subscriptions. s.mu is held.
+// leave unsubscribes g's queue subscriptions, keeping their counts of
+// dropped messages. s.mu is held.
 func (s *shared) leave(g *sharedGroup) {
 	for _, sub := range g.subs {
+		if n, err := sub.Dropped(); err == nil {
+			s.dropped += uint64(n)
+		}
 		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			s.o.Log.Warn("shared subscription not left", "subject", sub.Subject, "queue", sub.Queue, "error", err)
 		}
@@ -186,6 +191,37 @@ func (s *shared) subscriptions() int {
 	return n
 }
 
+// Dropped is how many messages the NATS client dropped on this node's
+// queue subscriptions because their deliveries did not keep up (its
+// pending limits): messages NATS gave no other node, which the catch-up
+// brings back.
+func (s *shared) Dropped() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.dropped
+	for _, g := range s.groups {
+		for _, sub := range g.subs {
+			if d, err := sub.Dropped(); err == nil {
+				n += uint64(d)
+			}
+		}
+	}
+	return n
+}
+
+// joined returns the groups whose queue subscriptions this node holds.
+func (s *shared) joined() []sharedKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []sharedKey
+	for k, g := range s.groups {
+		if g.subs != nil {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Close leaves every queue subscription.
 func (s *shared) Close() {
 	s.mu.Lock()
@@ -207,10 +243,17 @@ func (s *shared) deliver(k sharedKey, msg *nats.Msg) {
 		s.o.Log.Warn("shared message not decoded", "group", k.group, "filter", k.filter, "subject", msg.Subject, "error", err)
 		return
 	}
+	s.deliverTo(k, m, publisher)
+}
+
+// deliverTo hands m to a local member of k if it matches k's filter; it
+// reports whether it matched.
+func (s *shared) deliverTo(k sharedKey, m broker.Message, publisher string) bool {
 	if !topic.Match(k.filter, m.Topic) {
-		return // the subject covers more than the filter
+		return false // the subject covers more than the filter
 	}
 	if err := s.o.Broker.DeliverShared(k.group, k.filter, m, publisher); err != nil {
 		s.o.Log.Warn("shared message not delivered", "group", k.group, "filter", k.filter, "topic", m.Topic, "error", err)
 	}
+	return true
 }
