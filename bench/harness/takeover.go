@@ -49,6 +49,9 @@ const (
 	// fixed part and a random part, so that refused clients do not come
 	// back in step.
 	retryPause, retryJitter = 200 * time.Millisecond, 200 * time.Millisecond
+	// deadWatch bounds the watch for node 1's status calling node 3
+	// dead, from the kill.
+	deadWatch = 30 * time.Second
 	// checkTimeout bounds the wait for the check message.
 	checkTimeout = 30 * time.Second
 )
@@ -129,7 +132,7 @@ type takeoverResult struct {
 	lostIDs    []string        // the first client ids back with Session Present 0
 	missing    int             // clients not back within takeoverBound
 	unchecked  int             // clients back with their session that missed the check message
-	deadSeen   time.Duration   // kill → node 1's status shows node 3 not alive (0: never seen)
+	deadSeen   time.Duration   // kill → node 1's status shows node 3 not alive (0: not within deadWatch)
 	maxStress  float64         // the highest stress node 1 reported for nodes 1 and 2 meanwhile
 	// survivorsCPU is the CPU time of nodes 1 and 2 from the kill until
 	// every client was back; cpuBefore theirs per second over the
@@ -369,6 +372,18 @@ func takeover(b *Broker, n int, logf func(string, ...any)) (*takeoverResult, err
 		res.allBack = time.Unix(0, t).Sub(killedAt)
 	}
 	logf("  %d of %d back %v after the kill", back.Load(), n, res.allBack.Round(time.Millisecond))
+	// The sessions may be back before node 1's registry calls node 3
+	// dead (8 s of silence): the watch goes on until it does, for
+	// deadWatch after the kill at most.
+	for end := killedAt.Add(deadWatch); time.Now().Before(end); {
+		mu.Lock()
+		seen := res.deadSeen > 0
+		mu.Unlock()
+		if seen {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval of the watch's finding
+	}
 	close(watchDone)
 	watched.Wait()
 
