@@ -85,3 +85,26 @@ func TestRetryTriesAgainWithinTheBudget(t *testing.T) {
 		t.Fatalf("retry of a conflict: %v after %d tries, want it after 1", err, tries)
 	}
 }
+
+// TestConflictClassifiesCAS: the errors nats.go v1.55.0 returns for a
+// conditional write that lost, on a single-replica stream (10071) and on
+// a replicated one (10164), are conflicts; a time-out is not.
+func TestConflictClassifiesCAS(t *testing.T) {
+	seq := &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence}
+	constant := &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant}
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"create, 10071", fmt.Errorf("%w: key exists", seq), true},
+		{"update, 10071", fmt.Errorf("%w: %w", seq, jetstream.ErrKeyRevisionMismatch), true},
+		{"create, 10164", fmt.Errorf("%w: %w", constant, jetstream.ErrKeyExists), true},
+		{"update, 10164", fmt.Errorf("%w: %w", constant, jetstream.ErrKeyRevisionMismatch), true},
+		{"time-out", context.DeadlineExceeded, false},
+	} {
+		if got := conflict(c.err); got != c.want {
+			t.Errorf("conflict(%s: %v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}

@@ -528,11 +528,15 @@ func (s *sessions) putAny(ctx context.Context, key string, r *sessionRecord) err
 	})
 }
 
-// conflict reports whether err is a conditional write that lost.
+// conflict reports whether err is a conditional write that lost. A
+// replicated stream answers a write racing another one on the same key
+// with 10164 ("wrong last sequence", no number), which nats.go's Update
+// wraps in ErrKeyRevisionMismatch, not ErrKeyExists.
 func conflict(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) ||
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // queueSubject is the subject of key's held messages of generation gen.
