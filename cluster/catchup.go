@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/propolis-mqtt/propolis/broker"
 )
 
 // This file is the catch-up of connected subscribers (docs/cluster.md,
@@ -215,35 +217,36 @@ func (c *catchUpper) catchUp(upTo uint64) {
 		return
 	}
 	groups := c.groups()
-	subjects := c.subjects(groups)
+	subjects, groupSubjects := c.subjects(), c.groupSubjects(groups)
 	why := c.gap
 	start := time.Now()
 	ctx, cancel := c.context(c.o.Timeout)
 	defer cancel()
 	injected, failed := 0, 0
+	notShared := map[sharedKey]int{} // messages a group's local members could not take
 	var err error
 	done := from
-	if len(subjects) > 0 {
+	if len(subjects)+len(groupSubjects) > 0 {
 		st, serr := c.o.Sessions.messages(ctx)
 		err = serr
 		for err == nil && done < upTo {
 			end := min(done+catchUpPage, upTo)
-			msgs, _, rerr := c.o.Sessions.read(ctx, st, subjects, done+1, end, 0, c.o.Router.o.Node)
-			if rerr != nil {
-				err = rerr
+			b := c.o.Router.currentBroker()
+			if b == nil {
+				err = errors.New("no broker")
 				break
 			}
-			b := c.o.Router.currentBroker()
+			// Plain subscriptions: this node's own messages are left out
+			// (its subscribers had them locally).
+			var msgs []broker.Message
+			if len(subjects) > 0 {
+				if msgs, _, err = c.o.Sessions.read(ctx, st, subjects, done+1, end, 0, c.o.Router.o.Node); err != nil {
+					break
+				}
+			}
 			for _, m := range msgs {
 				if err = ctx.Err(); err != nil {
 					break
-				}
-				if b == nil {
-					err = errors.New("no broker")
-					break
-				}
-				for _, k := range groups {
-					c.o.Shared.deliverTo(k, m, m.Origin)
 				}
 				if ierr := b.InjectRemote(m, m.Origin); ierr != nil {
 					failed++
@@ -252,6 +255,25 @@ func (c *catchUpper) catchUp(upTo uint64) {
 				}
 				injected++
 			}
+			// Shared groups: this node's own messages too (NATS may have
+			// given one to this node's queue subscription, which dropped
+			// it).
+			msgs = nil
+			if err == nil && len(groupSubjects) > 0 {
+				msgs, _, err = c.o.Sessions.read(ctx, st, groupSubjects, done+1, end, 0, "")
+			}
+			for _, m := range msgs {
+				if err = ctx.Err(); err != nil {
+					break
+				}
+				for _, k := range groups {
+					if matched, derr := c.o.Shared.deliverTo(k, m, m.Origin); derr != nil {
+						notShared[k]++
+					} else if matched {
+						injected++
+					}
+				}
+			}
 			if err != nil {
 				break
 			}
@@ -259,6 +281,10 @@ func (c *catchUpper) catchUp(upTo uint64) {
 		}
 	} else {
 		done = upTo
+	}
+	for k, n := range notShared {
+		c.o.Log.Warn("cluster: catch-up messages not delivered to a shared subscription group here (its members left?)",
+			"group", k.group, "filter", k.filter, "messages", n)
 	}
 	c.checkpoint = done
 	c.samples = nil
@@ -272,7 +298,7 @@ func (c *catchUpper) catchUp(upTo uint64) {
 	c.runs++
 	c.mu.Unlock()
 	c.o.Log.Info("cluster: caught up with messages stored while this node missed them", "reason", why,
-		"from", from+1, "to", upTo, "subjects", len(subjects), "injected", injected, "not_delivered", failed,
+		"from", from+1, "to", upTo, "subjects", len(subjects)+len(groupSubjects), "injected", injected, "not_delivered", failed,
 		"took", time.Since(start).Round(time.Millisecond))
 }
 
@@ -307,13 +333,19 @@ func (c *catchUpper) groups() []sharedKey {
 	return c.o.Shared.joined()
 }
 
-// subjects are the pm. subjects subscribed now, those of groups' filters
-// included, none covering another.
-func (c *catchUpper) subjects(groups []sharedKey) []string {
+// subjects are the pm. subjects subscribed now, none covering another.
+func (c *catchUpper) subjects() []string {
 	var subs []string
 	for subj := range c.o.Router.subjects() {
 		subs = append(subs, subj)
 	}
+	return coverSubjectList(subs)
+}
+
+// groupSubjects are the subjects of groups' filters, none covering
+// another.
+func (c *catchUpper) groupSubjects(groups []sharedKey) []string {
+	var subs []string
 	for _, k := range groups {
 		subs = append(subs, filterSubject(k.filter, c.o.Router.o.Levels))
 	}

@@ -174,3 +174,46 @@ func TestCatchUpSharedAfterCut(t *testing.T) {
 		}
 	}
 }
+
+// TestCatchUpSharedOwnDrops: A's queue subscription for a shared group
+// holds one pending message; a flood of QoS 1 messages stored with A as
+// their node (its own clients' publishes) overflows it; the catch-up
+// brings every dropped one to the group's member on A, own messages
+// included.
+func TestCatchUpSharedOwnDrops(t *testing.T) {
+	ns := natstest.Start(t, "n")
+	alive := &sessAlive{}
+	a := startSessNode(t, ns, "a", alive, false, "")
+	startCatchUp(t, a)
+	member, got := a.connect(t, "member")
+	(&testNode{router: a.router}).subscribe(t, member, "$share/g/flood/#")
+	a.shared.mu.Lock()
+	for _, sub := range a.shared.groups[sharedKey{"g", "flood/#"}].subs {
+		if err := sub.SetPendingLimits(1, 1<<20); err != nil {
+			a.shared.mu.Unlock()
+			t.Fatal(err)
+		}
+	}
+	a.shared.mu.Unlock()
+	other := natstest.Connect(t, ns)
+	js, err := jetstream.New(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	for i := range n {
+		m := encode(&broker.Message{Topic: "flood/x", QoS: 1, Payload: fmt.Appendf(nil, "m%d", i)}, "pub", "a", "pm.flood")
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(poll.Timeout):
+		t.Fatal("the stream did not acknowledge the flood")
+	}
+	poll.Until(t, "a counts messages its shared queue subscription dropped", func() bool { return a.shared.Dropped() > 0 })
+	poll.Until(t, "the group's member receives every message, the dropped ones after the catch-up", func() bool {
+		return len(distinct(got.snapshot())) == n
+	})
+}

@@ -63,19 +63,25 @@ func transient(err error) bool {
 // again after retryPause while it fails transiently and ctx has not
 // ended. It returns op's last error. op must be safe to repeat.
 func retry(ctx context.Context, op func(context.Context) error) error {
-	return retryWhile(ctx, transient, op)
+	return retryWhile(ctx, requestTimeout, transient, op)
 }
 
 // writeRetry is retry for a write that a try which timed out may have
 // applied all the same: it tries again only after a refusal, and returns
 // a time-out at once (the caller reads what is there).
 func writeRetry(ctx context.Context, op func(context.Context) error) error {
-	return retryWhile(ctx, refused, op)
+	return retryWhile(ctx, requestTimeout, refused, op)
 }
 
-func retryWhile(ctx context.Context, again func(error) bool, op func(context.Context) error) error {
+// retryWhile runs op, each try with a deadline of perTry (none when 0)
+// within ctx's, again after retryPause while again(its error) holds and
+// ctx has not ended; it returns op's last error.
+func retryWhile(ctx context.Context, perTry time.Duration, again func(error) bool, op func(context.Context) error) error {
 	for {
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if perTry > 0 {
+			rctx, cancel = context.WithTimeout(ctx, perTry)
+		}
 		err := op(rctx)
 		cancel()
 		if err == nil || !again(err) || ctx.Err() != nil {

@@ -515,14 +515,16 @@ func (s *sessions) put(ctx context.Context, key string, rev uint64, r *sessionRe
 	return nrev, err
 }
 
-// putAny writes r under key whatever its revision.
+// putAny writes r under key whatever its revision. Like put, it tries
+// again only after a refusal: a try that timed out may have landed, and
+// repeating it later could overwrite a record another node wrote since.
 func (s *sessions) putAny(ctx context.Context, key string, r *sessionRecord) error {
 	r.Version = recordVersion
 	v, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return retry(ctx, func(ctx context.Context) error {
+	return writeRetry(ctx, func(ctx context.Context) error {
 		_, err := s.kv.Put(ctx, key, v)
 		return err
 	})
@@ -547,10 +549,35 @@ func queueSubject(key, gen string) string { return queuePrefix + "." + key + "."
 // never write under the same subject.
 func newQueueGen() string { return strconv.FormatUint(rand.Uint64(), 36) }
 
-// purgeQueue removes the held messages of key, every generation (a
-// session deleted: swept or invalidated).
-func (s *sessions) purgeQueue(ctx context.Context, key string) error {
-	return s.purgeSubject(ctx, queueSubject(key, ">"))
+// purgeQueue removes the held messages of key, every generation, up to
+// sequence upTo of QueuesStream (a session deleted: swept or
+// invalidated). upTo is queuesLast read before the tombstone was written:
+// a generation a later claim and release stored after it is kept, however
+// late the purge runs.
+func (s *sessions) purgeQueue(ctx context.Context, key string, upTo uint64) error {
+	subject := queueSubject(key, ">")
+	if err := retry(ctx, func(ctx context.Context) error {
+		return s.queues.Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeSequence(upTo+1))
+	}); err != nil {
+		return fmt.Errorf("purge %s of %s up to %d: %w", subject, QueuesStream, upTo, err)
+	}
+	return nil
+}
+
+// queuesLast returns the last sequence of QueuesStream now.
+func (s *sessions) queuesLast(ctx context.Context) (uint64, error) {
+	var last uint64
+	err := retry(ctx, func(ctx context.Context) error {
+		info, err := s.queues.Info(ctx)
+		if err == nil {
+			last = info.State.LastSeq
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read the last sequence of %s: %w", QueuesStream, err)
+	}
+	return last, nil
 }
 
 // purgeHeld removes the held messages of key's record rec (its
@@ -575,7 +602,7 @@ func (s *sessions) purgeSubject(ctx context.Context, subject string) error {
 
 // claim is ClaimSession (see the top of this file); persistent says
 // whether the new connection's session outlives it.
-func (s *sessions) claim(id string, cleanStart, persistent bool) (*broker.SessionState, []broker.Message, error) {
+func (s *sessions) claim(id string, cleanStart, persistent bool) (_ *broker.SessionState, _ []broker.Message, claimErr error) {
 	key, err := clientKey(id)
 	if err != nil {
 		return nil, nil, err
@@ -594,6 +621,16 @@ func (s *sessions) claim(id string, cleanStart, persistent bool) (*broker.Sessio
 	// No release of the id runs here: it would hold the CONNECT turn this
 	// claim runs in.
 	var asked time.Time
+	// unsure: a record write of this claim got no answer and may land;
+	// orig is the record it was to replace. A claim that fails after
+	// that undoes it (undoClaim).
+	var unsure bool
+	var orig *sessionRecord
+	defer func() {
+		if claimErr != nil && unsure {
+			s.undoClaim(id, key, orig)
+		}
+	}()
 	for {
 		rec, rev, err := s.get(ctx, key)
 		if err != nil {
@@ -652,6 +689,11 @@ func (s *sessions) claim(id string, cleanStart, persistent bool) (*broker.Sessio
 			}
 		}
 		st, msgs, err := s.take(ctx, id, key, sk, rec, rev, cleanStart)
+		if errors.Is(err, errMayHaveLanded) && !unsure {
+			unsure, orig = true, rec
+		} else if err == nil {
+			unsure = false
+		}
 		if conflict(err) || transient(err) && ctx.Err() == nil {
 			// Another node's claim or release came first, or a request
 			// failed while a stream had no leader (a record write that
@@ -664,6 +706,46 @@ func (s *sessions) claim(id string, cleanStart, persistent bool) (*broker.Sessio
 		}
 		return st, msgs, err
 	}
+}
+
+// errMayHaveLanded marks a claim's record write that got no answer: it
+// may land yet.
+var errMayHaveLanded = errors.New("the write may land yet")
+
+// undoClaim runs when a claim of key fails after one of its record writes
+// got no answer. Such a write may land later and name this node online
+// for a session it never imported; a release request would then find no
+// session here and end it with a tombstone, losing it. So undoClaim
+// writes at the record's current revision, which makes any older
+// conditional write fail when it arrives: what the record was before the
+// claim (orig; a tombstone, "no session", for none) if the record names
+// this node online (the claim's write landed), else the record as it is.
+func (s *sessions) undoClaim(id, key string, orig *sessionRecord) {
+	ctx, cancel := context.WithTimeout(context.Background(), sessionOpTimeout)
+	defer cancel()
+	var err error
+	for ctx.Err() == nil {
+		var cur *sessionRecord
+		var rev uint64
+		if cur, rev, err = s.get(ctx, key); err != nil {
+			break
+		}
+		next := cur
+		if cur != nil && cur.Online && cur.Node == s.o.Node {
+			next = orig
+		}
+		if next == nil {
+			next = s.tombstone(time.Now())
+		}
+		if _, err = s.put(ctx, key, rev, next); err == nil {
+			return
+		}
+		if !conflict(err) {
+			break
+		}
+	}
+	s.o.Log.Error("replicated session: a failed claim's record write may still land and name this node for a session it does not hold; invalidate the session if its client cannot resume it",
+		"client", id, "error", err)
 }
 
 // take claims the session of record rec (revision rev; nil when none) for
@@ -720,6 +802,9 @@ func (s *sessions) take(ctx context.Context, id, key string, sk *sessionKey, rec
 	if _, err := s.put(ctx, key, rev, nr); err != nil {
 		if conflict(err) {
 			return nil, nil, err
+		}
+		if !refused(err) { // no answer: it may land yet
+			return nil, nil, fmt.Errorf("write %s record: %w (%w)", SessionsBucket, err, errMayHaveLanded)
 		}
 		return nil, nil, fmt.Errorf("write %s record: %w", SessionsBucket, err)
 	}
@@ -872,18 +957,26 @@ func (s *sessions) replay(ctx context.Context, id string, filters []string, afte
 // ask again otherwise.
 func (s *sessions) messages(ctx context.Context) (jetstream.Stream, error) {
 	s.msgsMu.Lock()
-	defer s.msgsMu.Unlock()
+	st := s.msgs
+	s.msgsMu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	// Looked up outside the lock: a caller waits for its own deadline,
+	// not another's lookup.
+	if err := retry(ctx, func(ctx context.Context) (err error) {
+		st, err = s.o.JS.Stream(ctx, MessagesStream)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	s.msgsMu.Lock()
 	if s.msgs == nil {
-		var st jetstream.Stream
-		if err := retry(ctx, func(ctx context.Context) (err error) {
-			st, err = s.o.JS.Stream(ctx, MessagesStream)
-			return err
-		}); err != nil {
-			return nil, err
-		}
 		s.msgs = st
 	}
-	return s.msgs, nil
+	st = s.msgs
+	s.msgsMu.Unlock()
+	return st, nil
 }
 
 // read returns the messages of st on subjects from sequence from (0: the
@@ -897,18 +990,13 @@ func (s *sessions) messages(ctx context.Context) (jetstream.Stream, error) {
 // A read that failed transiently (a consumer placed on a node that just
 // died answers nothing) starts again with a new consumer while ctx lasts.
 func (s *sessions) read(ctx context.Context, st jetstream.Stream, subjects []string, from, upTo uint64,
-	limit int, skipOrigin string) ([]broker.Message, int, error) {
-	for {
-		msgs, dropped, err := s.readOnce(ctx, st, subjects, from, upTo, limit, skipOrigin)
-		if err == nil || !transient(err) || ctx.Err() != nil {
-			return msgs, dropped, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, 0, err
-		case <-time.After(retryPause):
-		}
-	}
+	limit int, skipOrigin string) (msgs []broker.Message, dropped int, err error) {
+	// No deadline per try: a long read is not a hung request.
+	err = retryWhile(ctx, 0, transient, func(ctx context.Context) (err error) {
+		msgs, dropped, err = s.readOnce(ctx, st, subjects, from, upTo, limit, skipOrigin)
+		return err
+	})
+	return msgs, dropped, err
 }
 
 // readOnce is one try of read.
@@ -926,9 +1014,13 @@ func (s *sessions) readOnce(ctx context.Context, st jetstream.Stream, subjects [
 		return nil, 0, err
 	}
 	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-		_ = st.DeleteConsumer(dctx, c.CachedInfo().Name)
-		cancel()
+		// Not waited for: a claim's deadline does not wait on a delete
+		// (the consumer's InactiveThreshold removes it anyway).
+		go func(name string) {
+			dctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+			_ = st.DeleteConsumer(dctx, name)
+			cancel()
+		}(c.CachedInfo().Name)
 	}()
 	var ring msgRing
 	ring.limit = limit
@@ -964,14 +1056,24 @@ func (s *sessions) readOnce(ctx context.Context, st jetstream.Stream, subjects [
 				pending = 0
 			}
 		}
-		if err := batch.Error(); got == 0 && errors.Is(err, nats.ErrNoResponders) {
-			// A consumer just created in a clustered stream may not
-			// serve pulls yet: ask again, for requestTimeout (then read
-			// tries a new consumer).
+		err = batch.Error()
+		switch {
+		case got > 0:
+		case errors.Is(err, jetstream.ErrNoMessages):
+			pending = 0 // the server says there is nothing (left)
+		case err == nil || errors.Is(err, nats.ErrNoResponders):
+			// No answer while messages are pending: a consumer just
+			// created in a clustered stream may not serve pulls yet, or
+			// it sits on a node that died. Ask again, for requestTimeout
+			// (then read tries a new consumer).
 			if unanswered.IsZero() {
 				unanswered = time.Now()
 			} else if time.Since(unanswered) > requestTimeout {
-				return nil, 0, fmt.Errorf("consumer %s of %s: %w", c.CachedInfo().Name, st.CachedInfo().Config.Name, err)
+				if err == nil {
+					err = nats.ErrTimeout
+				}
+				return nil, 0, fmt.Errorf("consumer %s of %s answered no pull for %s with %d messages pending: %w",
+					c.CachedInfo().Name, st.CachedInfo().Config.Name, requestTimeout, pending, err)
 			}
 			select {
 			case <-ctx.Done():
@@ -979,13 +1081,10 @@ func (s *sessions) readOnce(ctx context.Context, st jetstream.Stream, subjects [
 			case <-time.After(recordPoll):
 			}
 			continue
-		} else if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		default:
 			return nil, 0, err
 		}
 		unanswered = time.Time{}
-		if got == 0 {
-			break
-		}
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
@@ -1377,6 +1476,8 @@ func (s *sessions) sweep(now time.Time) (int, error) {
 	defer s.sweepMu.Unlock()
 	orphans, unreadable := map[string]uint64{}, map[string]string{}
 	n := 0
+	var upTo uint64 // QueuesStream's last sequence, read at the first expired record
+	upToRead := false
 	var errs []error
 	for key := range keys.Keys() {
 		rec, rev, err := s.get(ctx, key)
@@ -1411,13 +1512,23 @@ func (s *sessions) sweep(now time.Time) (int, error) {
 				errs = append(errs, fmt.Errorf("delete the tombstone %s record %s: %w", SessionsBucket, key, err))
 			}
 		default:
+			if !upToRead {
+				// Read once, before the sweep's first tombstone: any
+				// read before a key's tombstone bounds its purge
+				// (purgeQueue).
+				if upTo, err = s.queuesLast(ctx); err != nil {
+					errs = append(errs, err)
+					break
+				}
+				upToRead = true
+			}
 			if _, err := s.put(ctx, key, rev, s.tombstone(now)); err != nil {
 				if !conflict(err) {
 					errs = append(errs, fmt.Errorf("write the tombstone of expired %s record %s: %w", SessionsBucket, key, err))
 				}
 				continue
 			}
-			if err := s.purgeQueue(ctx, key); err != nil {
+			if err := s.purgeQueue(ctx, key, upTo); err != nil {
 				errs = append(errs, err)
 			}
 			if id, ok := unescapeToken(key); ok && s.o.Attributes != nil {
@@ -1452,6 +1563,10 @@ func (s *sessions) invalidate(id string) (found bool, err error) {
 	sk.mu.Lock()
 	sk.gen++ // a release pending here does not run
 	rec, _, err := s.get(ctx, key)
+	var upTo uint64
+	if err == nil {
+		upTo, err = s.queuesLast(ctx)
+	}
 	if err == nil {
 		// A tombstone, not a delete: a node that misses psi below (or
 		// is down) drops its copy when it meets the tombstone.
@@ -1460,7 +1575,7 @@ func (s *sessions) invalidate(id string) (found bool, err error) {
 		}
 	}
 	if err == nil {
-		err = s.purgeQueue(ctx, key)
+		err = s.purgeQueue(ctx, key, upTo)
 	}
 	sk.mu.Unlock()
 	if err != nil {

@@ -243,17 +243,16 @@ func (s *shared) deliver(k sharedKey, msg *nats.Msg) {
 		s.o.Log.Warn("shared message not decoded", "group", k.group, "filter", k.filter, "subject", msg.Subject, "error", err)
 		return
 	}
-	s.deliverTo(k, m, publisher)
+	if _, err := s.deliverTo(k, m, publisher); err != nil {
+		s.o.Log.Warn("shared message not delivered", "group", k.group, "filter", k.filter, "topic", m.Topic, "error", err)
+	}
 }
 
 // deliverTo hands m to a local member of k if it matches k's filter; it
-// reports whether it matched.
-func (s *shared) deliverTo(k sharedKey, m broker.Message, publisher string) bool {
+// reports whether it matched, and the broker's error.
+func (s *shared) deliverTo(k sharedKey, m broker.Message, publisher string) (bool, error) {
 	if !topic.Match(k.filter, m.Topic) {
-		return false // the subject covers more than the filter
+		return false, nil // the subject covers more than the filter
 	}
-	if err := s.o.Broker.DeliverShared(k.group, k.filter, m, publisher); err != nil {
-		s.o.Log.Warn("shared message not delivered", "group", k.group, "filter", k.filter, "topic", m.Topic, "error", err)
-	}
-	return true
+	return true, s.o.Broker.DeliverShared(k.group, k.filter, m, publisher)
 }

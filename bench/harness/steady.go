@@ -34,8 +34,9 @@ type steady struct {
 	base  time.Time
 	cmd   *exec.Cmd
 	in    io.WriteCloser
-	acks  chan struct{} // one per flush request answered
-	ended chan int64    // the messages lost, once the child ends its load
+	acks  chan int64 // the number of each flush request answered
+	ended chan int64 // the messages lost, once the child ends its load
+	flush int64      // the number of the last flush request
 
 	stopped sync.Once
 	lost    int64
@@ -68,7 +69,7 @@ func startSteady(pubAddr, subAddr string, rate int) (*steady, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("steady load: %w", err)
 	}
-	s := &steady{base: time.Now(), cmd: cmd, in: in, acks: make(chan struct{}, 1), ended: make(chan int64, 1)}
+	s := &steady{base: time.Now(), cmd: cmd, in: in, acks: make(chan int64, 16), ended: make(chan int64, 1)}
 	ready := make(chan error, 1)
 	go s.read(out, ready)
 	select {
@@ -87,7 +88,7 @@ func startSteady(pubAddr, subAddr string, rate int) (*steady, error) {
 }
 
 // read takes the child's lines: "R" (ready) or "X <error>" first, then
-// arrivals, flush answers ("F") and the end ("E <lost>").
+// arrivals, flush answers ("F <n>") and the end ("E <lost>").
 func (s *steady) read(out io.Reader, ready chan<- error) {
 	sc := bufio.NewScanner(out)
 	first := true
@@ -112,7 +113,12 @@ func (s *steady) read(out io.Reader, ready chan<- error) {
 				s.mu.Unlock()
 			}
 		case "F":
-			s.acks <- struct{}{}
+			if n, err := strconv.ParseInt(rest, 10, 64); err == nil {
+				select {
+				case s.acks <- n:
+				default: // nobody waits for so many: sync skips older answers anyway
+				}
+			}
 		case "E":
 			lost, _ := strconv.ParseInt(rest, 10, 64)
 			s.ended <- lost
@@ -125,14 +131,25 @@ func (s *steady) read(out io.Reader, ready chan<- error) {
 	s.ended <- -1
 }
 
-// sync waits until every arrival the child has seen is in s.arrivals.
-func (s *steady) sync() {
-	if _, err := io.WriteString(s.in, "F\n"); err != nil {
-		return
+// sync waits until every arrival the child has seen is in s.arrivals:
+// the child answers flush request n after every arrival line it wrote
+// before it.
+func (s *steady) sync() error {
+	s.flush++
+	n := s.flush
+	if _, err := fmt.Fprintf(s.in, "F %d\n", n); err != nil {
+		return fmt.Errorf("steady load: flush request: %w", err)
 	}
-	select {
-	case <-s.acks:
-	case <-time.After(10 * time.Second):
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-s.acks:
+			if got == n {
+				return nil
+			} // an older request's late answer
+		case <-timeout:
+			return fmt.Errorf("steady load: its process did not answer flush request %d within 10 s", n)
+		}
 	}
 }
 
@@ -156,7 +173,8 @@ func (s *steady) stop() int64 {
 
 // RunSteadyChild is the child's side of the steady load (SteadyChildFlag,
 // arg "PUB,SUB,RATE"): it runs the load, writes "R" once it runs, then
-// an "A" line per arrival; on "F" from in it flushes and answers "F"; on
+// an "A" line per arrival; on "F <n>" from in it flushes and answers
+// "F <n>"; on
 // "Q" (or in's end) it stops, waits a second for the last arrivals and
 // writes "E <lost>".
 func RunSteadyChild(arg string, in io.Reader, out io.Writer) error {
@@ -205,8 +223,8 @@ func RunSteadyChild(arg string, in io.Reader, out io.Writer) error {
 		case <-tick.C:
 			flush()
 		case c, ok := <-cmds:
-			if c == "F" {
-				line("F")
+			if n, ok := strings.CutPrefix(c, "F "); ok {
+				line("F %s", n)
 				flush()
 				continue
 			}

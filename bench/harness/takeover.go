@@ -90,7 +90,9 @@ func takeoverLoads(rep *Report, work, propolis, examples string, sz sizes, logf 
 		add("CONNECTs refused and retried", "count", false, float64(res.refusedTotal()))
 		add("sessions not back or not present", "count", false, float64(res.missing+res.notPresent))
 		add("sessions missing the check message", "count", false, float64(res.unchecked))
-		add("node 3 seen dead by node 1 after", "ms", false, ms(res.deadSeen))
+		if res.deadSeen > 0 { // not seen within deadWatch: no figure rather than a best one
+			add("node 3 seen dead by node 1 after", "ms", false, ms(res.deadSeen))
+		}
 		add("highest stress level, nodes 1 and 2 (0-10)", "level", false, res.maxStress)
 		add("survivors' CPU, kill → every session back", "s", false, res.survivorsCPU.Seconds())
 		add("survivors' CPU per second, before the kill (steady load alone)", "s/s", false, res.cpuBefore)
@@ -393,7 +395,9 @@ func takeover(b *Broker, n int, logf func(string, ...any)) (*takeoverResult, err
 		during = time.Second
 	}
 	time.Sleep(time.Until(killedAt.Add(during))) // the "during" window must have passed
-	st.sync()
+	if err := st.sync(); err != nil {
+		return nil, err
+	}
 	res.before = st.window(killedAt.Add(-steadyBefore), killedAt)
 	res.during = st.window(killedAt, killedAt.Add(during))
 	logf("  steady load, deliveries per 500 ms from the kill: %v", st.buckets(killedAt, killedAt.Add(during)))
