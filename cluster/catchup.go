@@ -159,6 +159,11 @@ func (c *catchUpper) tick(now time.Time) {
 		c.setGap(fmt.Sprintf("%d messages dropped", d-c.drops))
 		c.drops = d
 		c.samples = nil
+		// A subscription gets a message as it is published, before the
+		// stream has stored it: one dropped now may be after the last
+		// sequence read below. The catch-up waits Lag after the last
+		// drop, as after a cut, so that its last sequence covers them.
+		c.badAt = now
 	}
 	if !healthy {
 		if c.known {
