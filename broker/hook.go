@@ -451,11 +451,19 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 		return pk, nil
 	}
-	if err := h.authorizePublish(cl, &pk); err != nil {
+	st := h.state(cl) // looked up once for both
+	if err := h.authorizePublish(cl, st, &pk); err != nil {
 		return pk, err
 	}
 	if ic := h.interceptors(InterceptPublishInbound); ic != nil {
-		return h.interceptPublish(ic, cl, pk)
+		sent := pk.FixedHeader.Qos
+		if err := h.interceptPublish(ic, cl, st, &pk); err != nil {
+			return pk, err
+		}
+		if pk.FixedHeader.Qos < sent {
+			h.stampPublish(&pk)
+			return h.downgraded(cl, pk, sent)
+		}
 	}
 	return h.acceptPublish(cl, pk)
 }
