@@ -86,7 +86,8 @@ func (e *extension) wantsTopic(name string) bool {
 // authorize calls one authorize callback and turns its answer into a
 // verdict; decided is false for NEXT. A failed call denies (fail closed).
 func (h *Host) authorize(e *extension, cb abi.Callback, rec record, conn broker.Conn) (broker.Verdict, bool) {
-	a, err := h.invokeFor(context.Background(), e, cb, rec, conn)
+	var a answer
+	err := h.invokeFor(context.Background(), e, cb, rec, conn, &a)
 	if err != nil {
 		return failVerdict(a.ext, err), true
 	}

@@ -277,25 +277,30 @@ type answer struct {
 // Start and stop callbacks, made on one instance outside any pool, run
 // through instance.run too and are observed by newInstance and
 // pool.closeAll.
-func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec record) (answer, error) {
-	return h.invokeFor(ctx, e, cb, rec, broker.Conn{})
+func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec record, a *answer) error {
+	return h.invokeFor(ctx, e, cb, rec, broker.Conn{}, a)
 }
 
 // invokeFor is invoke for a callback about one connection: the connection
 // attribute functions act on conn while the call runs.
-func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec record, conn broker.Conn) (answer, error) {
+//
+// The answer is written into *a, which must be the zero answer: a
+// caller's variable, so that the answer (with its callOut, some 300
+// bytes) is not copied out of invokeFor and again into the caller on
+// every call of a per-message callback.
+func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec record, conn broker.Conn, a *answer) error {
 	began := h.clock(cb)
 	if err := ctx.Err(); err != nil {
 		err = fmt.Errorf("%s: %w (%v)", cb, ErrCanceled, context.Cause(ctx))
-		o := classify(cb, err, 0, false)
-		h.observe(e, cb, began, o)
-		return answer{ext: e, outcome: o}, err
+		a.ext, a.outcome = e, classify(cb, err, 0, false)
+		h.observe(e, cb, began, a.outcome)
+		return err
 	}
 	e, in, err := h.acquire(ctx, e, cb)
 	if err != nil {
-		o := classify(cb, err, 0, false)
-		h.observe(e, cb, began, o)
-		return answer{ext: e, outcome: o}, err
+		a.ext, a.outcome = e, classify(cb, err, 0, false)
+		h.observe(e, cb, began, a.outcome)
+		return err
 	}
 	var res uint64
 	in.conn = conn
@@ -310,7 +315,7 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	default:
 		res, err = in.callWithin(ctx, cb, rec)
 	}
-	a := answer{ext: e}
+	a.ext = e
 	if err == nil && abi.Callbacks[cb].Decides() {
 		a.decision, a.code, err = decision(cb, res)
 	}
@@ -324,7 +329,7 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	in.conn = broker.Conn{}
 	e.release(in, cb, err)
 	h.observe(e, cb, began, a.outcome)
-	return a, err
+	return err
 }
 
 // successor returns the running extension that replaced e in its folder,

@@ -164,7 +164,8 @@ func (h *Host) InterceptConnect(ctx context.Context, c *broker.Connect) {
 	for _, e := range h.chain.Load().callers(cb) {
 		var props [8]abi.Pair
 		rec := connectRecord(c, props[:0])
-		a, err := h.invokeFor(ctx, e, cb, &rec, c.Conn)
+		var a answer
+		err := h.invokeFor(ctx, e, cb, &rec, c.Conn, &a)
 		if err != nil {
 			interceptFailed(a.ext, cb, c.ClientID, err)
 			continue
@@ -182,7 +183,8 @@ func (h *Host) InterceptConnack(cl broker.Peer, ack *broker.Connack) {
 		if ack.SessionPresent {
 			rec.Flags |= abi.ConnackSessionPresent
 		}
-		a, err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn)
+		var a answer
+		err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn, &a)
 		if err != nil {
 			interceptFailed(a.ext, cb, cl.ID, err)
 			continue
@@ -223,7 +225,8 @@ func (h *Host) interceptMessage(cb abi.Callback, filter int, cl broker.Peer, pub
 		if m.Retain {
 			rec.Flags |= abi.MessageRetain
 		}
-		a, err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn)
+		var a answer
+		err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn, &a)
 		if err != nil {
 			interceptFailed(a.ext, cb, cl.ID, err)
 			continue
@@ -247,7 +250,8 @@ func (h *Host) InterceptSubscribe(cl broker.Peer, s *broker.Subscription) broker
 		if s.Shared {
 			rec.Flags |= abi.SubscribeShared
 		}
-		a, err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn)
+		var a answer
+		err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn, &a)
 		if err != nil {
 			interceptFailed(a.ext, cb, cl.ID, err)
 			continue
@@ -269,7 +273,8 @@ func (h *Host) InterceptDisconnect(cl broker.Peer, d *broker.DisconnectPacket) {
 		if d.Outbound {
 			rec.Direction = abi.Outbound
 		}
-		a, err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn)
+		var a answer
+		err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn, &a)
 		if err != nil {
 			interceptFailed(a.ext, cb, cl.ID, err)
 			continue

@@ -231,7 +231,8 @@ func (p *Probe) Call(ctx context.Context, cb abi.Callback, rec interface{ Encode
 	}
 	p.ext.pool.settle(ctx, probeSettleLimit)
 	p.obs.begin()
-	a, err := p.h.invoke(ctx, p.ext, cb, r)
+	var a answer
+	err := p.h.invoke(ctx, p.ext, cb, r, &a)
 	res := ProbeResult{Err: err, Decision: a.decision, Code: a.code, Reason: a.out.reason, Refused: p.obs.end()}
 	for _, ch := range a.out.packet {
 		res.Changes = append(res.Changes, ch.String())

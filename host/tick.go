@@ -86,7 +86,7 @@ func (e *extension) tickLoop(every time.Duration) {
 		case <-e.tickQuit:
 			return
 		}
-		_, _ = e.host.invoke(context.Background(), e, abi.CallbackTick, nil)
+		_ = e.host.invoke(context.Background(), e, abi.CallbackTick, nil, new(answer))
 		select {
 		case <-t.C:
 			e.ticksSkipped.Add(1)
