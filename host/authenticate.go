@@ -41,8 +41,7 @@ func (h *Host) Authenticate(ctx context.Context, c *broker.Connect) broker.AuthR
 		// Taken before the call: a flush while it runs (on_event, another
 		// call) drops its answer instead of being undone by it.
 		gen := e.authCache.generation()
-		var a answer
-		err := h.invokeFor(ctx, e, abi.CallbackAuthenticate, &rec, c.Conn, &a)
+		a, err := h.invokeFor(ctx, e, abi.CallbackAuthenticate, &rec, c.Conn)
 		if err != nil { // counted (and the failure logged) by invoke
 			a.ext.log.Debug("client refused: extension did not decide", "client", c.ClientID, "error", err)
 			return broker.AuthResult{Decision: broker.Deny, ReasonCode: failClosedCode, ReasonString: failReason(a.ext, err)}

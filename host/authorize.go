@@ -86,8 +86,7 @@ func (e *extension) wantsTopic(name string) bool {
 // authorize calls one authorize callback and turns its answer into a
 // verdict; decided is false for NEXT. A failed call denies (fail closed).
 func (h *Host) authorize(e *extension, cb abi.Callback, rec record, conn broker.Conn) (broker.Verdict, bool) {
-	var a answer
-	err := h.invokeFor(context.Background(), e, cb, rec, conn, &a)
+	a, err := h.invokeFor(context.Background(), e, cb, rec, conn)
 	if err != nil {
 		return failVerdict(a.ext, err), true
 	}

@@ -277,30 +277,25 @@ type answer struct {
 // Start and stop callbacks, made on one instance outside any pool, run
 // through instance.run too and are observed by newInstance and
 // pool.closeAll.
-func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec record, a *answer) error {
-	return h.invokeFor(ctx, e, cb, rec, broker.Conn{}, a)
+func (h *Host) invoke(ctx context.Context, e *extension, cb abi.Callback, rec record) (answer, error) {
+	return h.invokeFor(ctx, e, cb, rec, broker.Conn{})
 }
 
 // invokeFor is invoke for a callback about one connection: the connection
 // attribute functions act on conn while the call runs.
-//
-// The answer is written into *a, which must be the zero answer: a
-// caller's variable, so that the answer (with its callOut, some 300
-// bytes) is not copied out of invokeFor and again into the caller on
-// every call of a per-message callback.
-func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec record, conn broker.Conn, a *answer) error {
+func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec record, conn broker.Conn) (answer, error) {
 	began := h.clock(cb)
 	if err := ctx.Err(); err != nil {
 		err = fmt.Errorf("%s: %w (%v)", cb, ErrCanceled, context.Cause(ctx))
-		a.ext, a.outcome = e, classify(cb, err, 0, false)
-		h.observe(e, cb, began, a.outcome)
-		return err
+		o := classify(cb, err, 0, false)
+		h.observe(e, cb, began, o)
+		return answer{ext: e, outcome: o}, err
 	}
 	e, in, err := h.acquire(ctx, e, cb)
 	if err != nil {
-		a.ext, a.outcome = e, classify(cb, err, 0, false)
-		h.observe(e, cb, began, a.outcome)
-		return err
+		o := classify(cb, err, 0, false)
+		h.observe(e, cb, began, o)
+		return answer{ext: e, outcome: o}, err
 	}
 	var res uint64
 	in.conn = conn
@@ -315,7 +310,7 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	default:
 		res, err = in.callWithin(ctx, cb, rec)
 	}
-	a.ext = e
+	a := answer{ext: e}
 	if err == nil && abi.Callbacks[cb].Decides() {
 		a.decision, a.code, err = decision(cb, res)
 	}
@@ -329,7 +324,7 @@ func (h *Host) invokeFor(ctx context.Context, e *extension, cb abi.Callback, rec
 	in.conn = broker.Conn{}
 	e.release(in, cb, err)
 	h.observe(e, cb, began, a.outcome)
-	return err
+	return a, err
 }
 
 // successor returns the running extension that replaced e in its folder,

@@ -61,7 +61,7 @@ func (e *extension) deliverEvents() {
 	for {
 		select {
 		case rec := <-e.events:
-			_ = e.host.invokeFor(context.Background(), e, abi.CallbackOnEvent, rec.rec, rec.conn, new(answer))
+			_, _ = e.host.invokeFor(context.Background(), e, abi.CallbackOnEvent, rec.rec, rec.conn)
 		case <-e.quit:
 			next := e.host.successor(e, abi.CallbackOnEvent)
 			for {

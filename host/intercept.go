@@ -164,8 +164,7 @@ func (h *Host) InterceptConnect(ctx context.Context, c *broker.Connect) {
 	for _, e := range h.chain.Load().callers(cb) {
 		var props [8]abi.Pair
 		rec := connectRecord(c, props[:0])
-		var a answer
-		err := h.invokeFor(ctx, e, cb, &rec, c.Conn, &a)
+		a, err := h.invokeFor(ctx, e, cb, &rec, c.Conn)
 		if err != nil {
 			interceptFailed(a.ext, cb, c.ClientID, err)
 			continue
@@ -183,8 +182,7 @@ func (h *Host) InterceptConnack(cl broker.Peer, ack *broker.Connack) {
 		if ack.SessionPresent {
 			rec.Flags |= abi.ConnackSessionPresent
 		}
-		var a answer
-		err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn, &a)
+		a, err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn)
 		if err != nil {
 			interceptFailed(a.ext, cb, cl.ID, err)
 			continue
@@ -225,8 +223,7 @@ func (h *Host) interceptMessage(cb abi.Callback, filter int, cl broker.Peer, pub
 		if m.Retain {
 			rec.Flags |= abi.MessageRetain
 		}
-		var a answer
-		err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn, &a)
+		a, err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn)
 		if err != nil {
 			interceptFailed(a.ext, cb, cl.ID, err)
 			continue
@@ -250,8 +247,7 @@ func (h *Host) InterceptSubscribe(cl broker.Peer, s *broker.Subscription) broker
 		if s.Shared {
 			rec.Flags |= abi.SubscribeShared
 		}
-		var a answer
-		err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn, &a)
+		a, err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn)
 		if err != nil {
 			interceptFailed(a.ext, cb, cl.ID, err)
 			continue
@@ -273,8 +269,7 @@ func (h *Host) InterceptDisconnect(cl broker.Peer, d *broker.DisconnectPacket) {
 		if d.Outbound {
 			rec.Direction = abi.Outbound
 		}
-		var a answer
-		err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn, &a)
+		a, err := h.invokeFor(context.Background(), e, cb, &rec, cl.Conn)
 		if err != nil {
 			interceptFailed(a.ext, cb, cl.ID, err)
 			continue

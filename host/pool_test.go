@@ -376,8 +376,7 @@ func TestFailureOnReplacementIsReplaced(t *testing.T) {
 		}
 	}
 	for i := range 30 {
-		var a answer
-		err := h.invoke(context.Background(), e, abi.CallbackAuthenticate, &abi.ConnectRecord{}, &a)
+		a, err := h.invoke(context.Background(), e, abi.CallbackAuthenticate, &abi.ConnectRecord{})
 		if a.outcome != OutcomeTrap {
 			t.Fatalf("call %d: outcome %s (%v), want trap; pool has %d instances\n%s",
 				i, a.outcome, err, e.pool.count(), lastLines(logs.String(), 5))

@@ -231,8 +231,7 @@ func (p *Probe) Call(ctx context.Context, cb abi.Callback, rec interface{ Encode
 	}
 	p.ext.pool.settle(ctx, probeSettleLimit)
 	p.obs.begin()
-	var a answer
-	err := p.h.invoke(ctx, p.ext, cb, r, &a)
+	a, err := p.h.invoke(ctx, p.ext, cb, r)
 	res := ProbeResult{Err: err, Decision: a.decision, Code: a.code, Reason: a.out.reason, Refused: p.obs.end()}
 	for _, ch := range a.out.packet {
 		res.Changes = append(res.Changes, ch.String())

@@ -86,7 +86,7 @@ func (e *extension) tickLoop(every time.Duration) {
 		case <-e.tickQuit:
 			return
 		}
-		_ = e.host.invoke(context.Background(), e, abi.CallbackTick, nil, new(answer))
+		_, _ = e.host.invoke(context.Background(), e, abi.CallbackTick, nil)
 		select {
 		case <-t.C:
 			e.ticksSkipped.Add(1)
