@@ -285,8 +285,8 @@ func callAuthorizePublish(log *slog.Logger, a ClientAuthorizer, p *Publish) (v V
 // the publisher's goroutine. It returns a non-nil error (for mochi's
 // OnPublish) when the packet must not be delivered, having already answered
 // or disconnected the client.
-func (h *hook) authorizePublish(cl *mqtt.Client, st *clientState, pk *packets.Packet) error {
-	v := h.publishVerdict(st, pk)
+func (h *hook) authorizePublish(cl *mqtt.Client, pk *packets.Packet) error {
+	v := h.publishVerdict(cl, pk)
 	if v.Decision == Allow {
 		return nil
 	}
@@ -294,10 +294,10 @@ func (h *hook) authorizePublish(cl *mqtt.Client, st *clientState, pk *packets.Pa
 	return packets.ErrRejectPacket
 }
 
-// publishVerdict is the verdict of the authorizer of the client whose
-// state is st on pk (a Deny for a client that was never authenticated: st
-// nil).
-func (h *hook) publishVerdict(st *clientState, pk *packets.Packet) Verdict {
+// publishVerdict is the client's authorizer's verdict on pk (a Deny for a
+// client that was never authenticated).
+func (h *hook) publishVerdict(cl *mqtt.Client, pk *packets.Packet) Verdict {
+	st := h.state(cl)
 	v := Verdict{Decision: Deny, ReasonString: "client not authenticated"}
 	if st != nil {
 		// The client's goroutine handles one PUBLISH at a time: reuse one

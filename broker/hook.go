@@ -451,13 +451,12 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 		return pk, nil
 	}
-	st := h.state(cl) // looked up once for both
-	if err := h.authorizePublish(cl, st, &pk); err != nil {
+	if err := h.authorizePublish(cl, &pk); err != nil {
 		return pk, err
 	}
 	if ic := h.interceptors(InterceptPublishInbound); ic != nil {
 		sent := pk.FixedHeader.Qos
-		if err := h.interceptPublish(ic, cl, st, &pk); err != nil {
+		if err := h.interceptPublish(ic, cl, &pk); err != nil {
 			return pk, err
 		}
 		if pk.FixedHeader.Qos < sent {

@@ -321,7 +321,7 @@ func messageOfPacket(pk *packets.Packet) Message {
 }
 
 // interceptPublish is OnPublish for a client's PUBLISH once authorized,
-// when an extension intercepts it (st is the client's state): the interceptors change *pk or stop
+// when an extension intercepts it: the interceptors change *pk or stop
 // it; a change of topic, QoS, retain or payload is authorized again (a
 // refusal answered like any refusal of the PUBLISH as sent). It returns
 // packets.ErrRejectPacket for a PUBLISH answered here (stopped, or
@@ -329,8 +329,9 @@ func messageOfPacket(pk *packets.Packet) Message {
 // stamps it and makes it durable like any PUBLISH, through downgraded when
 // its QoS was lowered. *pk is changed in place: the 800-byte packet is not
 // copied per intercepted PUBLISH.
-func (h *hook) interceptPublish(ic Interceptors, cl *mqtt.Client, st *clientState, pk *packets.Packet) error {
+func (h *hook) interceptPublish(ic Interceptors, cl *mqtt.Client, pk *packets.Packet) error {
 	sent := pk.FixedHeader.Qos
+	st := h.state(cl)
 	if st == nil { // authorizePublish refused it
 		return packets.ErrRejectPacket
 	}
@@ -354,7 +355,7 @@ func (h *hook) interceptPublish(ic Interceptors, cl *mqtt.Client, st *clientStat
 	reauthorize := m.Topic != pk.TopicName || m.QoS != sent || m.Retain != pk.FixedHeader.Retain || !sameBytes(m.Payload, pk.Payload)
 	applyMessage(pk, m)
 	if reauthorize {
-		if v := h.publishVerdict(st, pk); v.Decision != Allow {
+		if v := h.publishVerdict(cl, pk); v.Decision != Allow {
 			answer := *pk
 			answer.FixedHeader.Qos = sent // the publisher's flow is that of the QoS it sent
 			h.refusePublish(cl, &answer, v)

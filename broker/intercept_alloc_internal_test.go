@@ -42,13 +42,13 @@ func TestDeliveryUnchangedAllocatesNothing(t *testing.T) {
 func TestPublishUnchangedAllocatesNothing(t *testing.T) {
 	h := &hook{ext: Extensions{Interceptors: passing{}}}
 	cl := &mqtt.Client{ID: "pub"}
-	st := &clientState{peer: Peer{ID: "pub", ProtocolVersion: 5}}
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "a/b", Payload: []byte("x"), PacketID: 1,
 		Properties: packets.Properties{User: []packets.UserProperty{{Key: "k", Val: "v"}, {Key: "k2", Val: "v2"}}}}
+	h.clients.Store(cl, &clientState{peer: Peer{ID: "pub", ProtocolVersion: 5}})
 	ic := h.interceptors(InterceptPublishInbound)
 	n := testing.AllocsPerRun(1000, func() {
 		p := pk
-		if err := h.interceptPublish(ic, cl, st, &p); err != nil {
+		if err := h.interceptPublish(ic, cl, &p); err != nil {
 			t.Fatalf("interceptPublish refused an unchanged PUBLISH: %v", err)
 		}
 	})
