@@ -455,7 +455,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, err
 	}
 	if ic := h.interceptors(InterceptPublishInbound); ic != nil {
-		return h.interceptPublish(ic, cl, pk)
+		sent := pk.FixedHeader.Qos
+		if err := h.interceptPublish(ic, cl, &pk); err != nil {
+			return pk, err
+		}
+		if pk.FixedHeader.Qos < sent {
+			h.stampPublish(&pk)
+			return h.downgraded(cl, pk, sent)
+		}
 	}
 	return h.acceptPublish(cl, pk)
 }

@@ -321,49 +321,48 @@ func messageOfPacket(pk *packets.Packet) Message {
 }
 
 // interceptPublish is OnPublish for a client's PUBLISH once authorized,
-// when an extension intercepts it: the interceptors change or stop it; a
-// change of topic, QoS, retain or payload is authorized again (a refusal
-// answered like any refusal of the PUBLISH as sent); then it is stamped and
-// made durable like any PUBLISH. A lowered QoS keeps the publisher's flow
-// at the QoS it sent (downgraded). It returns what OnPublish returns.
-func (h *hook) interceptPublish(ic Interceptors, cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+// when an extension intercepts it: the interceptors change *pk or stop
+// it; a change of topic, QoS, retain or payload is authorized again (a
+// refusal answered like any refusal of the PUBLISH as sent). It returns
+// packets.ErrRejectPacket for a PUBLISH answered here (stopped, or
+// refused after a change), which OnPublish returns; otherwise OnPublish
+// stamps it and makes it durable like any PUBLISH, through downgraded when
+// its QoS was lowered. *pk is changed in place: the 800-byte packet is not
+// copied per intercepted PUBLISH.
+func (h *hook) interceptPublish(ic Interceptors, cl *mqtt.Client, pk *packets.Packet) error {
 	sent := pk.FixedHeader.Qos
 	st := h.state(cl)
 	if st == nil { // authorizePublish refused it
-		return pk, packets.ErrRejectPacket
+		return packets.ErrRejectPacket
 	}
 	// The client's goroutine handles one PUBLISH at a time: one Message
 	// per client, reused.
 	m := &st.msg
-	*m = messageOfPacket(&pk)
+	*m = messageOfPacket(pk)
 	defer func() { *m = Message{} }()
 	prev, ok := h.callPublish(ic, st.peer, m)
 	if !ok {
-		return h.acceptPublish(cl, pk)
+		return nil
 	}
 	if prev.Stop {
-		h.preventPublish(cl, &pk, prev)
-		return pk, packets.ErrRejectPacket
+		h.preventPublish(cl, pk, prev)
+		return packets.ErrRejectPacket
 	}
-	if err := checkChanged(m, &pk); err != nil {
+	if err := checkChanged(m, pk); err != nil {
 		h.log.Warn("interceptor answer ignored", "client", cl.ID, "topic", pk.TopicName, "error", err)
-		return h.acceptPublish(cl, pk)
+		return nil
 	}
 	reauthorize := m.Topic != pk.TopicName || m.QoS != sent || m.Retain != pk.FixedHeader.Retain || !sameBytes(m.Payload, pk.Payload)
-	applyMessage(&pk, m)
+	applyMessage(pk, m)
 	if reauthorize {
-		if v := h.publishVerdict(cl, &pk); v.Decision != Allow {
-			answer := pk
+		if v := h.publishVerdict(cl, pk); v.Decision != Allow {
+			answer := *pk
 			answer.FixedHeader.Qos = sent // the publisher's flow is that of the QoS it sent
 			h.refusePublish(cl, &answer, v)
-			return pk, packets.ErrRejectPacket
+			return packets.ErrRejectPacket
 		}
 	}
-	if pk.FixedHeader.Qos < sent {
-		h.stampPublish(&pk)
-		return h.downgraded(cl, pk, sent)
-	}
-	return h.acceptPublish(cl, pk)
+	return nil
 }
 
 // callPublish runs InterceptPublish with a recover (see callIntercept),
