@@ -49,12 +49,15 @@ func ensure(ctx context.Context, what string, attempt func(ctx context.Context) 
 
 // ensureStream makes stream cfg.Name exist with cfg, keeping a larger
 // replica count it already has (a node that started alone must not shrink
-// what the cluster raised). It reports whether it raised the replicas.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
-	return ensure(ctx, "stream "+cfg.Name, func(ctx context.Context) error {
+// what the cluster raised), and returns its handle: the one its creation,
+// update or lookup answered. (A lookup right after another node's creation
+// could still answer "not found" on this server in a forming cluster.)
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	var st jetstream.Stream
+	err := ensure(ctx, "stream "+cfg.Name, func(ctx context.Context) error {
 		s, err := js.Stream(ctx, cfg.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			_, err = js.CreateStream(ctx, cfg)
+			st, err = js.CreateStream(ctx, cfg)
 			return err
 		}
 		if err != nil {
@@ -64,11 +67,13 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 		want := cfg
 		want.Replicas = max(want.Replicas, have.Replicas)
 		if sameStreamLimits(have, want) {
+			st = s
 			return nil
 		}
-		_, err = js.UpdateStream(ctx, want)
+		st, err = js.UpdateStream(ctx, want)
 		return err
 	})
+	return st, err
 }
 
 // sameStreamLimits reports whether have already is what want asks for, in

@@ -105,9 +105,10 @@ type routerOptions struct {
 // router implements the message side of the cluster. Safe for concurrent
 // use.
 type router struct {
-	o     routerOptions
-	log   *slog.Logger
-	queue string // the NATS queue group of all this node's subscriptions
+	o        routerOptions
+	log      *slog.Logger
+	queue    string           // the NATS queue group of all this node's subscriptions
+	retained jetstream.Stream // RetainedStream, as ensureStream answered at start
 
 	mu     sync.Mutex
 	broker remoteBroker
@@ -157,19 +158,21 @@ func newRouter(o routerOptions) (*router, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	if err := ensureStream(ctx, o.JS, messagesConfig(o)); err != nil {
+	if _, err := ensureStream(ctx, o.JS, messagesConfig(o)); err != nil {
 		return nil, fmt.Errorf("cluster router: %w", err)
 	}
-	if err := ensureStream(ctx, o.JS, retainedConfig(o)); err != nil {
+	retained, err := ensureStream(ctx, o.JS, retainedConfig(o))
+	if err != nil {
 		return nil, fmt.Errorf("cluster router: %w", err)
 	}
 	r := &router{
-		o:     o,
-		log:   o.Log,
-		queue: nodeQueue(o.Node),
-		subs:  make(map[string]*routeSub),
-		inbox: make(chan *nats.Msg, o.InboxSize),
-		done:  make(chan struct{}),
+		o:        o,
+		retained: retained,
+		log:      o.Log,
+		queue:    nodeQueue(o.Node),
+		subs:     make(map[string]*routeSub),
+		inbox:    make(chan *nats.Msg, o.InboxSize),
+		done:     make(chan struct{}),
 	}
 	r.wg.Add(2)
 	go r.receive()
@@ -514,10 +517,7 @@ func (r *router) replayRetained(ctx context.Context) (int, error) {
 	if b == nil {
 		return 0, errors.New("replay retained messages: no broker")
 	}
-	st, err := r.o.JS.Stream(ctx, RetainedStream)
-	if err != nil {
-		return 0, fmt.Errorf("replay retained messages: %w", err)
-	}
+	st := r.retained
 	info, err := st.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("replay retained messages: %w", err)

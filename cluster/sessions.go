@@ -392,12 +392,9 @@ func newSessions(o sessionOptions) (*sessions, error) {
 		Replicas: max(o.Replicas, 1),
 		Storage:  jetstream.FileStorage,
 	}
-	if err := ensureStream(ctx, o.JS, qcfg); err != nil {
-		return nil, fmt.Errorf("replicated sessions: %w", err)
-	}
-	qs, err := o.JS.Stream(ctx, QueuesStream)
+	qs, err := ensureStream(ctx, o.JS, qcfg)
 	if err != nil {
-		return nil, fmt.Errorf("replicated sessions: stream %s: %w", QueuesStream, err)
+		return nil, fmt.Errorf("replicated sessions: %w", err)
 	}
 	s := &sessions{o: o, kv: kv, queues: qs, sem: make(chan struct{}, maxClaims), syncSem: make(chan struct{}, maxClaims),
 		stop: make(chan struct{}), keys: map[string]*sessionKey{}, syncs: map[string]*recordSync{}}
