@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -99,29 +100,8 @@ func TestCatchUpAfterDrops(t *testing.T) {
 	startCatchUp(t, a)
 	sub, got := a.connect(t, "sub")
 	(&testNode{router: a.router}).subscribe(t, sub, "flood/#")
-	other := natstest.Connect(t, ns)
 	const n = 400
-	var pending []*nats.Msg
-	for i := range n {
-		pending = append(pending, encode(&broker.Message{Topic: "flood/x", QoS: 1, Payload: fmt.Appendf(nil, "m%d", i)}, "pub", "b", "pm.flood"))
-	}
-	// Stored in PROPOLIS_MESSAGES as B's router stores them (acknowledged
-	// by the stream), published without waiting so that A's inbox
-	// overflows.
-	bjs, err := jetstream.New(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range pending {
-		if _, err := bjs.PublishMsgAsync(m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case <-bjs.PublishAsyncComplete():
-	case <-time.After(poll.Timeout):
-		t.Fatal("the stream did not acknowledge the flood")
-	}
+	flood(t, ns, "b", n)
 	poll.Until(t, "a counts dropped messages", func() bool { return a.router.Dropped() > 0 })
 	poll.Until(t, "a's subscriber receives every message, the dropped ones after the catch-up", func() bool {
 		return len(distinct(got.snapshot())) == n
@@ -195,14 +175,26 @@ func TestCatchUpSharedOwnDrops(t *testing.T) {
 		}
 	}
 	a.shared.mu.Unlock()
-	other := natstest.Connect(t, ns)
-	js, err := jetstream.New(other)
+	const n = 400
+	flood(t, ns, "a", n)
+	poll.Until(t, "a counts messages its shared queue subscription dropped", func() bool { return a.shared.Dropped() > 0 })
+	poll.Until(t, "the group's member receives every message, the dropped ones after the catch-up", func() bool {
+		return len(distinct(got.snapshot())) == n
+	})
+}
+
+// flood stores n QoS 1 messages on flood/x ("m0", "m1", ...) in
+// PROPOLIS_MESSAGES as node's router stores them (acknowledged by the
+// stream), published without waiting, so that a subscription of a node
+// with a small pending limit overflows.
+func flood(t *testing.T, ns *server.Server, node string, n int) {
+	t.Helper()
+	js, err := jetstream.New(natstest.Connect(t, ns))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 400
 	for i := range n {
-		m := encode(&broker.Message{Topic: "flood/x", QoS: 1, Payload: fmt.Appendf(nil, "m%d", i)}, "pub", "a", "pm.flood")
+		m := encode(&broker.Message{Topic: "flood/x", QoS: 1, Payload: fmt.Appendf(nil, "m%d", i)}, "pub", node, "pm.flood")
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			t.Fatal(err)
 		}
@@ -212,8 +204,4 @@ func TestCatchUpSharedOwnDrops(t *testing.T) {
 	case <-time.After(poll.Timeout):
 		t.Fatal("the stream did not acknowledge the flood")
 	}
-	poll.Until(t, "a counts messages its shared queue subscription dropped", func() bool { return a.shared.Dropped() > 0 })
-	poll.Until(t, "the group's member receives every message, the dropped ones after the catch-up", func() bool {
-		return len(distinct(got.snapshot())) == n
-	})
 }
