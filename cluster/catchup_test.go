@@ -33,6 +33,36 @@ func startCatchUp(t *testing.T, n *sessNode) *catchUpper {
 	return c
 }
 
+// startCuttable starts nodes a and b on one NATS server. cut closes a's
+// NATS connection (the server drops it) and waits until a sees it gone; a
+// connects again only at heal, which waits for it.
+func startCuttable(t *testing.T) (a, b *sessNode, cut, heal func()) {
+	t.Helper()
+	ns := natstest.Start(t, "n")
+	alive := &sessAlive{}
+	release := make(chan struct{})
+	a = startSessNodeConn(t, ns, "a", alive, false, "", nil, 0, nats.MaxReconnects(-1),
+		nats.CustomReconnectDelay(func(int) time.Duration { <-release; return 0 }))
+	b = startSessNode(t, ns, "b", alive, false, "")
+	cut = func() {
+		t.Helper()
+		cid, err := a.router.o.Conn.GetClientID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.DisconnectClientByID(cid); err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, "a is cut off", func() bool { return !a.router.o.Conn.IsConnected() })
+	}
+	heal = func() {
+		t.Helper()
+		close(release)
+		poll.Until(t, "a is connected again", a.router.o.Conn.IsConnected)
+	}
+	return a, b, cut, heal
+}
+
 // distinct counts the distinct payloads in ps.
 func distinct(ps []*paho.Publish) map[string]int {
 	out := map[string]int{}
@@ -47,25 +77,13 @@ func distinct(ps []*paho.Publish) map[string]int {
 // messages are published on B and acknowledged meanwhile; once A is back,
 // the subscriber receives every one of them.
 func TestCatchUpAfterCut(t *testing.T) {
-	ns := natstest.Start(t, "n")
-	alive := &sessAlive{}
-	release := make(chan struct{})
-	a := startSessNodeConn(t, ns, "a", alive, false, "", nil, 0, nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(func(int) time.Duration { <-release; return 0 }))
-	b := startSessNode(t, ns, "b", alive, false, "")
+	a, b, cut, heal := startCuttable(t)
 	c := startCatchUp(t, a)
 	sub, got := a.connect(t, "sub")
 	(&testNode{router: a.router}).subscribe(t, sub, "cut/#")
 	pub, _ := b.connect(t, "pub")
 
-	cid, err := a.router.o.Conn.GetClientID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ns.DisconnectClientByID(cid); err != nil {
-		t.Fatal(err)
-	}
-	poll.Until(t, "a is cut off", func() bool { return !a.router.o.Conn.IsConnected() })
+	cut()
 	const n = 50
 	for i := range n {
 		if _, err := pub.Publish(brokertest.OpCtx(t), &paho.Publish{Topic: "cut/x", QoS: 1, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
@@ -75,8 +93,7 @@ func TestCatchUpAfterCut(t *testing.T) {
 	if len(got.snapshot()) != 0 {
 		t.Fatal("a's subscriber got messages while a was cut off")
 	}
-	close(release)
-	poll.Until(t, "a is connected again", a.router.o.Conn.IsConnected)
+	heal()
 	poll.Until(t, "a's subscriber receives every message acknowledged while a was cut off", func() bool {
 		return len(distinct(got.snapshot())) == n
 	})
@@ -113,12 +130,7 @@ func TestCatchUpAfterDrops(t *testing.T) {
 // QoS 1 messages the stream acknowledges (NATS has no member of the
 // group to give them to); once A is back, the member receives every one.
 func TestCatchUpSharedAfterCut(t *testing.T) {
-	ns := natstest.Start(t, "n")
-	alive := &sessAlive{}
-	release := make(chan struct{})
-	a := startSessNodeConn(t, ns, "a", alive, false, "", nil, 0, nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(func(int) time.Duration { <-release; return 0 }))
-	b := startSessNode(t, ns, "b", alive, false, "")
+	a, b, cut, heal := startCuttable(t)
 	c := startCatchUp(t, a)
 	member, got := a.connect(t, "member")
 	(&testNode{router: a.router}).subscribe(t, member, "$share/g/cut/#")
@@ -128,20 +140,12 @@ func TestCatchUpSharedAfterCut(t *testing.T) {
 		return distinct(got.snapshot())["before"] == 1
 	})
 
-	cid, err := a.router.o.Conn.GetClientID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ns.DisconnectClientByID(cid); err != nil {
-		t.Fatal(err)
-	}
-	poll.Until(t, "a is cut off", func() bool { return !a.router.o.Conn.IsConnected() })
+	cut()
 	const n = 50
 	for i := range n {
 		sendQoS1(t, pub, "cut/x", fmt.Sprintf("m%d", i))
 	}
-	close(release)
-	poll.Until(t, "a is connected again", a.router.o.Conn.IsConnected)
+	heal()
 	poll.Until(t, "the group's member receives every message acknowledged while a was cut off", func() bool {
 		return len(distinct(got.snapshot())) == n+1
 	})
