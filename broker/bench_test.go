@@ -155,6 +155,7 @@ func (noopInterceptors) InterceptPublish(broker.Peer, *broker.Message) broker.Pr
 func (noopInterceptors) InterceptDelivery(broker.Peer, string, *broker.Message) broker.Prevented {
 	return broker.Prevented{}
 }
+func (noopInterceptors) WantsDelivery(string, string) bool { return true }
 func (noopInterceptors) InterceptSubscribe(broker.Peer, *broker.Subscription) broker.Prevented {
 	return broker.Prevented{}
 }

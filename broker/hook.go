@@ -577,7 +577,7 @@ func (h *hook) encodePacket(cl *mqtt.Client, pk *packets.Packet) {
 			*pk = h.firstSend(cl, *pk)
 		}
 		if ic := h.interceptors(InterceptPublishOutbound); ic != nil {
-			*pk = h.interceptDelivery(ic, cl, *pk)
+			h.interceptDelivery(ic, cl, pk)
 		}
 		if pk.Mods.MaxSize > 0 && pk.FixedHeader.Type == packets.Publish && tooLarge(*pk) {
 			// mochi will not send it; a QoS 1/2 copy would stay in the

@@ -377,6 +377,17 @@ func (h *hook) callPublish(ic Interceptors, peer Peer, m *Message) (prev Prevent
 	return ic.InterceptPublish(peer, m), true
 }
 
+// wantsDelivery is ic.WantsDelivery, a panic taken for "wanted" (the
+// delivery then goes to callDelivery, which recovers and logs it).
+func (h *hook) wantsDelivery(ic Interceptors, clientID, topic string) (wanted bool) {
+	defer func() {
+		if recover() != nil {
+			wanted = true
+		}
+	}()
+	return ic.WantsDelivery(clientID, topic)
+}
+
 // callDelivery is callPublish for InterceptDelivery.
 func (h *hook) callDelivery(ic Interceptors, peer Peer, publisher string, m *Message) (prev Prevented, ok bool) {
 	defer func() {
@@ -630,36 +641,36 @@ var messages = sync.Pool{New: func() any { return new(Message) }}
 
 // interceptDelivery runs the delivery interceptors on one PUBLISH about to
 // be written to cl (a first send or a resend): topic, payload and user
-// properties they change go into this copy only. A prevented delivery is
-// not written (preventDelivery). OnPacketEncode calls it on the writer's
+// properties they change go into this copy only, *pk, changed in place (the
+// 800-byte packet is not copied per delivery). A prevented delivery is not
+// written (preventDelivery). OnPacketEncode calls it on the writer's
 // goroutine.
-func (h *hook) interceptDelivery(ic Interceptors, cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *hook) interceptDelivery(ic Interceptors, cl *mqtt.Client, pk *packets.Packet) {
+	if !h.wantsDelivery(ic, cl.ID, pk.TopicName) {
+		return
+	}
 	publisher := pk.Origin
 	if publisher == mqtt.InlineClientId {
 		publisher = ""
 	}
 	m := messages.Get().(*Message)
-	*m = messageOfPacket(&pk)
-	defer func() { *m = Message{}; messages.Put(m) }()
+	*m = messageOfPacket(pk)
 	prev, ok := h.callDelivery(ic, h.peer(cl), publisher, m)
-	if !ok {
-		return pk
-	}
-	if prev.Stop {
-		return h.preventDelivery(cl, pk, prev)
-	}
-	if m.Topic != pk.TopicName {
-		if err := checkTopicName(m.Topic); err != nil {
-			h.log.Warn("interceptor answer ignored: invalid topic", "client", cl.ID, "topic", pk.TopicName, "error", err)
-			return pk
-		}
+	switch {
+	case !ok:
+	case prev.Stop:
+		*pk = h.preventDelivery(cl, *pk, prev)
+	case m.Topic != pk.TopicName && checkTopicName(m.Topic) != nil:
+		h.log.Warn("interceptor answer ignored: invalid topic", "client", cl.ID, "topic", pk.TopicName, "error", checkTopicName(m.Topic))
+	default:
 		pk.TopicName = m.Topic
+		pk.Payload = m.Payload
+		if !sameProperties(m.UserProperties, pk.Properties.User) {
+			pk.Properties.User = mochiProperties(m.UserProperties)
+		}
 	}
-	pk.Payload = m.Payload
-	if !sameProperties(m.UserProperties, pk.Properties.User) {
-		pk.Properties.User = mochiProperties(m.UserProperties)
-	}
-	return pk
+	*m = Message{}
+	messages.Put(m)
 }
 
 // preventDelivery stops one delivery to cl: the PUBLISH becomes a marker

@@ -96,6 +96,9 @@ func (ti *testInterceptors) InterceptDelivery(cl broker.Peer, publisher string, 
 	return f(cl, publisher, m)
 }
 
+// WantsDelivery sends every delivery to InterceptDelivery, which counts it.
+func (ti *testInterceptors) WantsDelivery(string, string) bool { return true }
+
 func (ti *testInterceptors) InterceptSubscribe(cl broker.Peer, s *broker.Subscription) broker.Prevented {
 	ti.calls[broker.InterceptSubscribe].Add(1)
 	ti.mu.Lock()

@@ -124,6 +124,12 @@ type Interceptors interface {
 	// one subscriber; publisher is the publishing client's id ("" for the
 	// broker's own). It runs at every delivery, resends included.
 	InterceptDelivery(cl Peer, publisher string, m *Message) Prevented
+	// WantsDelivery reports whether InterceptDelivery would run an
+	// interceptor for a delivery of topic to the client clientID; the
+	// broker skips a delivery it answers false for, unbuilt. Called on
+	// every delivery while InterceptPublishOutbound is active: it must be
+	// cheap and must not allocate.
+	WantsDelivery(clientID, topic string) bool
 	// InterceptSubscribe changes, or removes, one topic filter of a
 	// SUBSCRIBE before its authorization.
 	InterceptSubscribe(cl Peer, s *Subscription) Prevented

@@ -84,6 +84,13 @@ func (e *extension) wantsIntercept(i int, name string) bool {
 	return false
 }
 
+// interceptsDelivery reports whether e's intercept_publish_outbound runs
+// for a delivery of topic name to the client clientID: its intercept
+// filters match the topic and its client patterns the client.
+func (e *extension) interceptsDelivery(clientID, name string) bool {
+	return e.clientMatch.match(clientID) && e.wantsIntercept(filterOutbound, name)
+}
+
 // clientPatterns is an extension's add_intercept_client patterns, indexed
 // for the check made on every delivery: a map lookup for the exact client
 // ids and a scan of the prefixes, without allocating. The zero value
@@ -206,6 +213,19 @@ func (h *Host) InterceptDelivery(cl broker.Peer, publisher string, m *broker.Mes
 	return h.interceptMessage(abi.CallbackInterceptPublishOutbound, filterOutbound, cl, publisher, m)
 }
 
+// WantsDelivery implements broker.Interceptors: whether InterceptDelivery
+// would call an extension for a delivery of topic to the client clientID.
+// The broker asks before it builds the delivery's Message, so that a
+// delivery no filter matches costs a filter test and nothing else.
+func (h *Host) WantsDelivery(clientID, topic string) bool {
+	for _, e := range h.chain.Load().callers(abi.CallbackInterceptPublishOutbound) {
+		if e.interceptsDelivery(clientID, topic) {
+			return true
+		}
+	}
+	return false
+}
+
 // interceptMessage runs a publish interceptor's chain on m.
 func (h *Host) interceptMessage(cb abi.Callback, filter int, cl broker.Peer, publisher string, m *broker.Message) broker.Prevented {
 	dir := uint8(abi.Inbound)
@@ -213,7 +233,7 @@ func (h *Host) interceptMessage(cb abi.Callback, filter int, cl broker.Peer, pub
 		dir = abi.Outbound
 	}
 	for _, e := range h.chain.Load().callers(cb) {
-		if filter == filterOutbound && !e.clientMatch.match(cl.ID) || !e.wantsIntercept(filter, m.Topic) {
+		if filter == filterOutbound && !e.interceptsDelivery(cl.ID, m.Topic) || filter == filterInbound && !e.wantsIntercept(filter, m.Topic) {
 			continue
 		}
 		rec := abi.MessageRecord{Direction: dir, ProtocolVersion: cl.ProtocolVersion, ClientID: cl.ID, Username: cl.Username,

@@ -260,6 +260,9 @@ func TestInterceptClients(t *testing.T) {
 		if !reflect.DeepEqual(m.UserProperties, want) {
 			t.Errorf("delivery to %s: properties %+v, want %+v", tc.client, m.UserProperties, want)
 		}
+		if got := h.WantsDelivery(tc.client, "t/1"); got != tc.want {
+			t.Errorf("WantsDelivery(%s, t/1) = %v, want %v", tc.client, got, tc.want)
+		}
 	}
 	// Client patterns do not narrow the inbound interceptor.
 	m := &broker.Message{Topic: "t/1"}
@@ -286,6 +289,9 @@ func TestInterceptClients(t *testing.T) {
 		h.InterceptDelivery(broker.Peer{ID: tc.client, ProtocolVersion: 5}, "", m)
 		if got := len(m.UserProperties) == 1; got != tc.want {
 			t.Errorf("delivery of %s to %s: intercepted %v, want %v", tc.topic, tc.client, got, tc.want)
+		}
+		if got := h.WantsDelivery(tc.client, tc.topic); got != tc.want {
+			t.Errorf("WantsDelivery(%s, %s) = %v, want %v", tc.client, tc.topic, got, tc.want)
 		}
 	}
 }
