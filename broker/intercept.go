@@ -377,11 +377,13 @@ func (h *hook) callPublish(ic Interceptors, peer Peer, m *Message) (prev Prevent
 	return ic.InterceptPublish(peer, m), true
 }
 
-// wantsDelivery is ic.WantsDelivery, a panic taken for "wanted" (the
-// delivery then goes to callDelivery, which recovers and logs it).
+// wantsDelivery is ic.WantsDelivery, a panic logged and taken for
+// "wanted": the delivery then goes to InterceptDelivery, so that an
+// interceptor is not skipped because its filter test failed.
 func (h *hook) wantsDelivery(ic Interceptors, clientID, topic string) (wanted bool) {
 	defer func() {
-		if recover() != nil {
+		if r := recover(); r != nil {
+			h.log.Error("interceptor panicked", "point", "delivery filter", "client", clientID, "panic", r)
 			wanted = true
 		}
 	}()
@@ -655,22 +657,26 @@ func (h *hook) interceptDelivery(ic Interceptors, cl *mqtt.Client, pk *packets.P
 	}
 	m := messages.Get().(*Message)
 	*m = messageOfPacket(pk)
+	defer func() { *m = Message{}; messages.Put(m) }()
 	prev, ok := h.callDelivery(ic, h.peer(cl), publisher, m)
-	switch {
-	case !ok:
-	case prev.Stop:
-		*pk = h.preventDelivery(cl, *pk, prev)
-	case m.Topic != pk.TopicName && checkTopicName(m.Topic) != nil:
-		h.log.Warn("interceptor answer ignored: invalid topic", "client", cl.ID, "topic", pk.TopicName, "error", checkTopicName(m.Topic))
-	default:
-		pk.TopicName = m.Topic
-		pk.Payload = m.Payload
-		if !sameProperties(m.UserProperties, pk.Properties.User) {
-			pk.Properties.User = mochiProperties(m.UserProperties)
-		}
+	if !ok {
+		return
 	}
-	*m = Message{}
-	messages.Put(m)
+	if prev.Stop {
+		*pk = h.preventDelivery(cl, *pk, prev)
+		return
+	}
+	if m.Topic != pk.TopicName {
+		if err := checkTopicName(m.Topic); err != nil {
+			h.log.Warn("interceptor answer ignored: invalid topic", "client", cl.ID, "topic", pk.TopicName, "error", err)
+			return
+		}
+		pk.TopicName = m.Topic
+	}
+	pk.Payload = m.Payload
+	if !sameProperties(m.UserProperties, pk.Properties.User) {
+		pk.Properties.User = mochiProperties(m.UserProperties)
+	}
 }
 
 // preventDelivery stops one delivery to cl: the PUBLISH becomes a marker

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -55,5 +56,65 @@ func TestPublishUnchangedAllocatesNothing(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%.0f allocations per PUBLISH that no interceptor changes (2 user properties), want 0", n)
+	}
+}
+
+// asking is an outbound interceptor that records what WantsDelivery was
+// asked, answers want (or panics), and renames the topic of every delivery
+// it is given.
+type asking struct {
+	passing
+	want, panics bool
+	asked        [][2]string
+	called       int
+}
+
+func (a *asking) WantsDelivery(clientID, topic string) bool {
+	a.asked = append(a.asked, [2]string{clientID, topic})
+	if a.panics {
+		panic("filter test failed")
+	}
+	return a.want
+}
+
+func (a *asking) InterceptDelivery(_ Peer, _ string, m *Message) Prevented {
+	a.called++
+	m.Topic = "renamed/" + m.Topic
+	return Prevented{}
+}
+
+// TestDeliveryAsksWantsDelivery: the broker asks WantsDelivery with the
+// subscriber's client id and the PUBLISH's topic; for false it calls no
+// interceptor, writes the PUBLISH unchanged and allocates nothing; for
+// true, and when WantsDelivery panics, the interceptor runs.
+func TestDeliveryAsksWantsDelivery(t *testing.T) {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "a/b", Payload: []byte("x"), PacketID: 1}
+	cl := &mqtt.Client{ID: "sub"}
+	for _, tc := range []struct {
+		name         string
+		want, panics bool
+		topic        string
+	}{
+		{"declined", false, false, "a/b"},
+		{"wanted", true, false, "renamed/a/b"},
+		{"filter test panics", false, true, "renamed/a/b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ic := &asking{want: tc.want, panics: tc.panics}
+			h := &hook{ext: Extensions{Interceptors: ic}, log: slog.New(slog.DiscardHandler)}
+			p := pk
+			h.interceptDelivery(h.interceptors(InterceptPublishOutbound), cl, &p)
+			if len(ic.asked) != 1 || ic.asked[0] != [2]string{"sub", "a/b"} {
+				t.Errorf("WantsDelivery asked %q, want once (sub, a/b)", ic.asked)
+			}
+			if p.TopicName != tc.topic {
+				t.Errorf("delivered on %q, want %q (InterceptDelivery called %d times)", p.TopicName, tc.topic, ic.called)
+			}
+		})
+	}
+	ic := &asking{asked: make([][2]string, 0, 2000)}
+	h := &hook{ext: Extensions{Interceptors: ic}}
+	if n := testing.AllocsPerRun(1000, func() { p := pk; h.interceptDelivery(ic, cl, &p) }); n != 0 {
+		t.Fatalf("%.0f allocations per declined delivery, want 0", n)
 	}
 }

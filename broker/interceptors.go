@@ -122,13 +122,15 @@ type Interceptors interface {
 	InterceptPublish(cl Peer, m *Message) Prevented
 	// InterceptDelivery changes, or stops, one delivery of a PUBLISH to
 	// one subscriber; publisher is the publishing client's id ("" for the
-	// broker's own). It runs at every delivery, resends included.
+	// broker's own). It runs at every delivery WantsDelivery answers true
+	// for, resends included.
 	InterceptDelivery(cl Peer, publisher string, m *Message) Prevented
-	// WantsDelivery reports whether InterceptDelivery would run an
-	// interceptor for a delivery of topic to the client clientID; the
-	// broker skips a delivery it answers false for, unbuilt. Called on
-	// every delivery while InterceptPublishOutbound is active: it must be
-	// cheap and must not allocate.
+	// WantsDelivery reports whether InterceptDelivery could change or stop
+	// a delivery of topic to the client clientID: it must answer true
+	// whenever it could. For false the broker does not build the delivery
+	// or call InterceptDelivery; the PUBLISH is written unchanged. Called
+	// on every delivery while InterceptPublishOutbound is active: it must
+	// be cheap and must not allocate.
 	WantsDelivery(clientID, topic string) bool
 	// InterceptSubscribe changes, or removes, one topic filter of a
 	// SUBSCRIBE before its authorization.

@@ -294,6 +294,23 @@ func TestInterceptClients(t *testing.T) {
 			t.Errorf("WantsDelivery(%s, %s) = %v, want %v", tc.client, tc.topic, got, tc.want)
 		}
 	}
+
+	// Two extensions: a delivery is wanted when either would be called.
+	h, _, _ = probeHost(t,
+		iprobe{id: "topics", priority: 20, config: "  mode: add-property\n  tag: seen\n  outbound_filters: [\"alerts/#\"]\n"},
+		iprobe{id: "clients", priority: 10, config: "  mode: add-property\n  tag: seen\n  outbound_clients: [\"app-*\"]\n"})
+	for _, tc := range []struct {
+		client, topic string
+		want          bool
+	}{
+		{"app-1", "other", true},
+		{"dev-1", "alerts/fire", true},
+		{"dev-1", "other", false},
+	} {
+		if got := h.WantsDelivery(tc.client, tc.topic); got != tc.want {
+			t.Errorf("two extensions: WantsDelivery(%s, %s) = %v, want %v", tc.client, tc.topic, got, tc.want)
+		}
+	}
 }
 
 // TestInterceptClientRefused: an invalid pattern from the configuration
