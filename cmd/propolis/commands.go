@@ -189,8 +189,9 @@ apply then; --config gives the broker's http.address.` + fmt.Sprintf(clientsAbou
 }
 
 // optional is a string flag that, when given, overrides a setting; unset
-// is what applies without it, which the help prints as its default.
-type optional struct{ value, unset string }
+// is what applies without it, which the help prints as its default. An
+// empty value is refused unless empty is set: then it stands for empty.
+type optional struct{ value, unset, empty string }
 
 // String returns the value given, or the default's description.
 func (o *optional) String() string {
@@ -200,10 +201,14 @@ func (o *optional) String() string {
 	return o.value
 }
 
-// Set takes the flag's value, which must not be empty.
+// Set takes the flag's value, which must not be empty unless o.empty
+// says what an empty one stands for.
 func (o *optional) Set(s string) error {
 	if s == "" {
-		return errors.New("empty value")
+		if o.empty == "" {
+			return errors.New("empty value")
+		}
+		s = o.empty
 	}
 	o.value = s
 	return nil
@@ -446,13 +451,23 @@ func commandHelp(c *command, w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fs.VisitAll(func(f *flag.Flag) {
 		placeholder, usage := flag.UnquoteUsage(f)
-		name := "--" + f.Name
+		name := dashed(f)
 		if placeholder != "" {
 			name += " " + placeholder
 		}
 		fmt.Fprintf(tw, "  %s\t%s (default: %s)\n", name, usage, f.DefValue)
 	})
 	tw.Flush()
+}
+
+// dashed is a flag's name as the help spells it: -D for a one-letter flag,
+// as mosquitto_passwd spells it, --iterations for the others (the flag
+// package takes either spelling).
+func dashed(f *flag.Flag) string {
+	if len(f.Name) == 1 {
+		return "-" + f.Name
+	}
+	return "--" + f.Name
 }
 
 // synopses returns one "  propolis NAME [ARG] [--flag VALUE]..." line per
@@ -468,14 +483,10 @@ func synopses(cs []*command) string {
 		c.flags(fs)
 		fs.VisitAll(func(f *flag.Flag) {
 			placeholder, _ := flag.UnquoteUsage(f)
-			dash := "--"
-			if len(f.Name) == 1 { // -D, as mosquitto_passwd spells it
-				dash = "-"
-			}
 			if placeholder == "" {
-				fmt.Fprintf(&b, " [%s%s]", dash, f.Name)
+				fmt.Fprintf(&b, " [%s]", dashed(f))
 			} else {
-				fmt.Fprintf(&b, " [%s%s %s]", dash, f.Name, placeholder)
+				fmt.Fprintf(&b, " [%s %s]", dashed(f), placeholder)
 			}
 		})
 		b.WriteString("\n")

@@ -103,8 +103,8 @@ func TestHelpShowsEveryFlag(t *testing.T) {
 		c.flags(fs)
 		fs.VisitAll(func(f *flag.Flag) {
 			_, usage := flag.UnquoteUsage(f)
-			if want := usage + " (default: " + f.DefValue + ")\n"; !strings.Contains(out.String(), "--"+f.Name) || !strings.Contains(out.String(), want) {
-				t.Errorf("help %s lacks --%s with %q:\n%s", c.name, f.Name, want, out.String())
+			if want := usage + " (default: " + f.DefValue + ")\n"; !strings.Contains(out.String(), "  "+dashed(f)+" ") || !strings.Contains(out.String(), want) {
+				t.Errorf("help %s lacks %s with %q:\n%s", c.name, dashed(f), want, out.String())
 			}
 		})
 	}
@@ -125,5 +125,37 @@ func TestReadmeCommandLine(t *testing.T) {
 	want := strings.ReplaceAll(synopses(commands), "  propolis ", "propolis ")
 	if block != want {
 		t.Errorf("README.md's command line:\n%s\nwant (from the flag sets):\n%s", block, want)
+	}
+}
+
+// TestHTTPFlagOff: `serve --http ""` and `--http off` turn the operator's
+// HTTP endpoint off, as an empty http.address does; other flags still
+// refuse an empty value.
+func TestHTTPFlagOff(t *testing.T) {
+	for _, v := range []string{"", "off"} {
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		serveFlags(fs)
+		if err := fs.Parse([]string{"--http", v}); err != nil {
+			t.Fatalf("--http %q: %v", v, err)
+		}
+		got := fs.Lookup("http").Value.String()
+		cfg, err := loadConfig("", "", "", "", got)
+		if err != nil {
+			t.Fatalf("--http %q: %v", v, err)
+		}
+		if cfg.HTTP.Address != "" {
+			t.Errorf("--http %q: http.address %q, want empty (off)", v, cfg.HTTP.Address)
+		}
+	}
+	cfg, err := loadConfig("", "", "", "", "127.0.0.1:9999")
+	if err != nil || cfg.HTTP.Address != "127.0.0.1:9999" {
+		t.Errorf("--http 127.0.0.1:9999: %v, http.address %q", err, cfg.HTTP.Address)
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	serveFlags(fs)
+	if err := fs.Parse([]string{"--data", ""}); err == nil || !strings.Contains(err.Error(), "empty value") {
+		t.Errorf("--data \"\": %v, want an empty value refused", err)
 	}
 }

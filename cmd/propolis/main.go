@@ -50,7 +50,8 @@ func serveFlags(fs *flag.FlagSet) func(string, io.Writer, io.Writer) error {
 		"listen on `ADDR` (host:port) with the first tcp listener, adding one named tcp if there is none")
 	httpAddr := optionalFlag(fs, "http", "the configuration's http.address; "+config.DefaultHTTPAddress+" in the embedded one",
 		"serve the operator's HTTP endpoint on `ADDR` (host:port), overriding http.address: /metrics, /healthz, /readyz, "+
-			"and the admin API (/api/v1) and control center (/ui/) unless admin.enabled is false")
+			"and the admin API (/api/v1) and control center (/ui/) unless admin.enabled is false; "+httpOff+" (or an empty value) serves none")
+	httpAddr.empty = httpOff
 	repair := fs.Bool("repair", false, "start on a data folder with a damaged write-ahead log: copy it aside, drop the damaged part")
 	return func(_ string, _, stderr io.Writer) error {
 		load := func() (*config.Config, error) {
@@ -316,8 +317,16 @@ func applyFlags(cfg *config.Config, listen, data, exts, httpAddr string) error {
 	if exts != "" {
 		cfg.ExtensionsDir = exts
 	}
-	if httpAddr != "" {
+	switch httpAddr {
+	case "":
+	case httpOff:
+		cfg.HTTP.Address = ""
+	default:
 		cfg.HTTP.Address = httpAddr
 	}
 	return cfg.Validate()
 }
+
+// httpOff is the value of --http that turns the operator's HTTP endpoint
+// off, as an empty http.address does in the configuration.
+const httpOff = "off"
