@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/host"
 )
 
@@ -147,6 +148,9 @@ type target struct {
 	// static is true for the module of a folder whose manifest is bad:
 	// checked, never run.
 	static bool
+	// callbacks are the callbacks the started module takes (runChecks
+	// fills it in; nil when it did not start).
+	callbacks []abi.Callback
 }
 
 // Check checks the module or extension folder at path. The error is for a

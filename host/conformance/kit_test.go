@@ -336,6 +336,35 @@ func TestMQTT(t *testing.T) {
 	t.Fatalf("no MQTT result for trap:\n%s", text(r))
 }
 
+// TestMQTTWithoutAuthenticate: an extension that does not authenticate
+// (here an interceptor) is driven by every MQTT scenario, the kit's
+// admit-all authenticator letting the clients in, and its calls are
+// counted; the broker alone would refuse every CONNECT.
+func TestMQTTWithoutAuthenticate(t *testing.T) {
+	r := check(t, exampleFolder(t, "payload-enricher"), Options{MQTT: true, Calls: 5})
+	scenarios := 0
+	for _, x := range r.Results {
+		if x.Group != "mqtt" {
+			continue
+		}
+		if x.Status != Pass {
+			t.Errorf("%s: %s %q", x.Name, x.Status, x.Message)
+		}
+		if strings.HasPrefix(x.Name, "MQTT ") {
+			scenarios++
+		}
+		if x.Name == "embedded broker" && !strings.Contains(x.Message, "admit-all authenticator") {
+			t.Errorf("embedded broker: %q does not say the kit admits the clients", x.Message)
+		}
+		if x.Name == "every call succeeded" && strings.HasPrefix(x.Message, "0 calls") {
+			t.Errorf("every call succeeded: %q, want the interceptor called", x.Message)
+		}
+	}
+	if scenarios != 4 {
+		t.Errorf("%d MQTT scenarios, want 4:\n%s", scenarios, text(r))
+	}
+}
+
 func TestBadPath(t *testing.T) {
 	if _, err := Check(context.Background(), t.TempDir(), Options{}); err == nil || !strings.Contains(err.Error(), "no propolis-extension.yaml") {
 		t.Fatalf("empty folder: %v", err)

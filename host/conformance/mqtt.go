@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"io"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,8 +36,12 @@ type mqttObserver struct {
 	calls map[abi.Callback]map[host.Outcome]int
 }
 
-// ObserveCall counts c.
+// ObserveCall counts c, a call into the extension under test (the kit's
+// admit-all authenticator is not counted).
 func (o *mqttObserver) ObserveCall(c host.Call) {
+	if c.Extension == admitID {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.calls == nil {
@@ -97,6 +103,15 @@ func mqttChecks(ctx context.Context, r *Report, t *target, opts Options) {
 		r.add("mqtt", "embedded broker", Fail, "install the extension in %s: %v", extDir, err)
 		return
 	}
+	// An extension that does not authenticate would see no client: the
+	// broker refuses every CONNECT without a security extension.
+	admit := !slices.Contains(t.callbacks, abi.CallbackAuthenticate)
+	if admit {
+		if err := installAdmit(filepath.Join(extDir, admitID)); err != nil {
+			r.add("mqtt", "embedded broker", Fail, "install the kit's admit-all authenticator in %s: %v", extDir, err)
+			return
+		}
+	}
 	cfg := config.Default()
 	cfg.Listeners = []config.Listener{{Name: "tcp", Type: "tcp", Address: "127.0.0.1:0"}}
 	cfg.DataDir, cfg.ExtensionsDir = filepath.Join(tmp, "data"), extDir
@@ -118,22 +133,35 @@ func mqttChecks(ctx context.Context, r *Report, t *target, opts Options) {
 		r.add("mqtt", "embedded broker", Fail, "load: %v", err)
 		return
 	}
-	if st := h.Status(); len(st) != 1 || st[0].State != host.StateRunning {
-		reason := "not loaded"
-		if len(st) == 1 {
-			reason = string(st[0].State) + ": " + st[0].Reason
+	for _, id := range []string{t.manifest.ID, admitID} {
+		if id == admitID && !admit {
+			continue
 		}
-		r.add("mqtt", "embedded broker", Fail, "the extension did not start in the broker: %s", reason)
-		return
+		if st, ok := statusOf(h, id); !ok || st.State != host.StateRunning {
+			reason := "not loaded"
+			if ok {
+				reason = string(st.State) + ": " + st.Reason
+			}
+			what := "the extension"
+			if id == admitID {
+				what = "the kit's admit-all authenticator"
+			}
+			r.add("mqtt", "embedded broker", Fail, "%s did not start in the broker: %s", what, reason)
+			return
+		}
 	}
 	if err := srv.Start(); err != nil {
 		r.add("mqtt", "embedded broker", Fail, "start: %v", err)
 		return
 	}
 	addr := srv.Addr("tcp")
-	r.add("mqtt", "embedded broker", Pass, "listening on %s with the extension running", addr)
+	with := "with the extension running"
+	if admit {
+		with += ", and the kit's admit-all authenticator, since the extension does not authenticate"
+	}
+	r.add("mqtt", "embedded broker", Pass, "listening on %s %s", addr, with)
 
-	s := &scenarios{r: r, addr: addr, user: opts.Username, pass: opts.Password}
+	s := &scenarios{r: r, addr: addr, user: opts.Username, pass: opts.Password, admitted: admit}
 	if s.user == "" {
 		s.user = "kit"
 	}
@@ -153,7 +181,7 @@ func mqttChecks(ctx context.Context, r *Report, t *target, opts Options) {
 	} else {
 		r.add("mqtt", "every call succeeded", Pass, "%d calls the broker made into the extension", total)
 	}
-	st := h.Status()[0]
+	st, _ := statusOf(h, t.manifest.ID)
 	if np := st.Refused("NOT_PERMITTED"); np > 0 {
 		r.add("mqtt", "uses only granted services", Fail, "%d host service calls were refused NOT_PERMITTED: the manifest does not grant their service", np)
 	} else {
@@ -165,6 +193,37 @@ func mqttChecks(ctx context.Context, r *Report, t *target, opts Options) {
 		r.add("mqtt", "still running", Pass, "the host counted %d failed calls", st.Errors)
 	}
 	r.CallsMade += total
+}
+
+// admitID is the id of the kit's admit-all authenticator (admit.wat).
+const admitID = "propolis-kit-admit"
+
+// admitWasm is admit.wat compiled (testdata/wasm/build.sh).
+//
+//go:embed admit.wasm
+var admitWasm []byte
+
+// installAdmit lays out the kit's admit-all authenticator in dir, at the
+// lowest priority.
+func installAdmit(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	manifest := "id: " + admitID + "\nversion: 1.0.0\npriority: -1000\nmodule: admit.wasm\nabi: \"1.0\"\n"
+	if err := os.WriteFile(filepath.Join(dir, host.ManifestFile), []byte(manifest), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "admit.wasm"), admitWasm, 0o644)
+}
+
+// statusOf returns the status of the extension id in h.
+func statusOf(h *host.Host, id string) (host.Status, bool) {
+	for _, st := range h.Status() {
+		if st.ID == id {
+			return st, true
+		}
+	}
+	return host.Status{}, false
 }
 
 // install copies the extension into dir: the folder's files, or the bare
@@ -216,6 +275,9 @@ type scenarios struct {
 	r          *Report
 	addr       string
 	user, pass string
+	// admitted: the kit's admit-all authenticator lets every client in
+	// (the extension does not authenticate).
+	admitted bool
 }
 
 // v311 connects an MQTT 3.1.1 client with credentials and no will,
@@ -298,8 +360,12 @@ func (s *scenarios) dial311(name, id string, will bool, open paho3.OpenConnectio
 	return c, true
 }
 
-// hint says how to get a refused scenario driven.
+// hint says how to get a refused scenario driven: credentials the
+// extension accepts, when it is the extension that authenticates.
 func (s *scenarios) hint() string {
+	if s.admitted {
+		return "; the kit's admit-all authenticator allowed it, so the broker refused it (see its log with --verbose)"
+	}
 	return fmt.Sprintf("; it ran as user %q: give --username and --password of a user the extension lets in", s.user)
 }
 

@@ -139,6 +139,7 @@ func runChecks(ctx context.Context, r *Report, t *target, opts Options) {
 	r.add("run", "ABI version", Pass, "the marker says ABI %d.%d; this host runs %d.0 to %s", abi.Major, p.Minor(), abi.Major, abi.Version)
 	x := &runner{r: r, t: t, p: p, ctx: ctx, stats: map[abi.Callback]*cbStats{}}
 	cbs := p.Callbacks()
+	t.callbacks = cbs
 	stopErr := func() error {
 		if len(cbs) == 0 {
 			r.add("run", "callbacks", Skip, "the module exports (or declares) no callback: nothing to drive")

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Rebuilds every testdata/wasm/**/*.wat into the .wasm beside it, with plain
+# Rebuilds every testdata/wasm/**/*.wat, and host/conformance/*.wat, into
+# the .wasm beside it, with plain
 # `wat2wasm FILE.wat -o FILE.wasm` (default features, no debug names: the
 # output depends only on the .wat and the wabt version), then checks each
 # .wasm with wasm-validate. A .wat whose first line is
@@ -33,7 +34,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 status=0
-for wat in $(find . -name '*.wat' | LC_ALL=C sort); do
+# ../../host/conformance: the conformance kit's own module (admit.wat),
+# embedded in the propolis binary.
+for wat in $(find . ../../host/conformance -name '*.wat' | LC_ALL=C sort); do
 	wasm="${wat%.wat}.wasm"
 	out="$tmp/out.wasm"
 	flags=$(sed -n '1s/^;; wat2wasm-flags: //p' "$wat")
