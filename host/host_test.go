@@ -315,6 +315,22 @@ func TestWasmFeatures(t *testing.T) {
 	}
 }
 
+// TestInspectFailedStartNoCallbacks: `extensions list` without a broker
+// shows no callbacks for an extension whose start failed, as a running
+// broker does (it calls none); the module's exports would mislead, an
+// SDK-built module exporting every callback.
+func TestInspectFailedStartNoCallbacks(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "refuses", wasmFixture("error/refuse_start"), 0, "")
+	sts, err := inspect(context.Background(), ext, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != 1 || sts[0].State != StateFailed || !strings.Contains(sts[0].Reason, "missing license key") || sts[0].Callbacks != nil {
+		t.Fatalf("inspect: %+v, want failed (missing license key) with no callbacks", sts)
+	}
+}
+
 // TestSameDeclarationClients: a later instance's start declaring other
 // client patterns (add_intercept_client) than instance 0's is a different
 // declaration, as for topic filters.

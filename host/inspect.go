@@ -95,7 +95,9 @@ func inspectFolder(ctx context.Context, dir string, opts Options) Status {
 	m.Limits.PoolSize = 1
 	e, err := h.loadExtension(ctx, dir, m, "")
 	if err != nil {
-		st.State, st.Reason = StateFailed, err.Error()
+		// No callback is called, as in a running broker; the exports
+		// would name every callback of an SDK-built module.
+		st.State, st.Reason, st.Callbacks = StateFailed, err.Error(), nil
 		return st
 	}
 	st.Callbacks = abi.CallbackNames(e.callbacks)
