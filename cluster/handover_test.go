@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -88,7 +90,19 @@ func missing(got, want []string) string {
 func TestSessionReconnectDuringOwnRelease(t *testing.T) {
 	ns := natstest.Start(t, "js")
 	alive := &sessAlive{}
-	a := startSessNode(t, ns, "a", alive, true, "")
+	// The second export of busy pauses: the first is its release after
+	// the subscription below.
+	pause := &pausedExport{id: "busy", skip: 1, exported: make(chan struct{}), resume: make(chan struct{})}
+	a := startSessNodeWith(t, ns, "a", alive, true, "", func(srv *broker.Server) sessionBroker {
+		pause.Server = srv
+		return pause
+	})
+	resumed := false
+	defer func() {
+		if !resumed {
+			close(pause.resume)
+		}
+	}()
 
 	sub, _, _ := persistent(t, a, "busy", true, nil)
 	subscribe(t, sub, "bz/#")
@@ -107,12 +121,35 @@ func TestSessionReconnectDuringOwnRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The release has exported the session (it left the broker) and is
-	// storing its 400 held messages.
-	poll.Until(t, "a's release of busy under way", func() bool {
-		_, ok := a.srv.Client("busy")
-		r := a.record(t, "busy")
-		return !ok && r != nil && r.Online
-	})
+	// paused before storing its 400 held messages (a fast machine stores
+	// them between two polls).
+	select {
+	case <-pause.exported:
+	case <-brokertest.OpCtx(t).Done():
+		t.Fatal("a did not export the session")
+	}
+	if _, ok := a.srv.Client("busy"); ok {
+		t.Fatal("busy still in a's broker after its export")
+	}
+	if r := a.record(t, "busy"); r == nil || !r.Online {
+		t.Fatalf("busy's record during the release: %+v, want online", r)
+	}
+	// The release goes on once the reconnect's connection is accepted: its
+	// CONNECT then waits for the release, which holds the id's CONNECT turn.
+	connections := func() (n uint64) {
+		for _, c := range a.srv.Counters().ConnectionsOpened {
+			n += c
+		}
+		return n
+	}
+	opened := connections()
+	resumed = true
+	go func() {
+		for end := time.Now().Add(poll.Timeout); time.Now().Before(end) && connections() == opened; {
+			time.Sleep(poll.Interval)
+		}
+		close(pause.resume)
+	}()
 	_, present, again := persistent(t, a, "busy", false, nil)
 	if !present {
 		t.Fatal("no session present on reconnecting during the release")
@@ -122,11 +159,14 @@ func TestSessionReconnectDuringOwnRelease(t *testing.T) {
 	})
 }
 
-// pausedExport is a node's broker whose first export of client id pauses
-// the release: it sends on exported, then waits for resume to close.
+// pausedExport is a node's broker whose first export of client id after
+// skip others pauses the release: it closes exported, then waits for
+// resume to close.
 type pausedExport struct {
 	*broker.Server
 	id       string
+	skip     int32
+	seen     atomic.Int32
 	once     sync.Once
 	exported chan struct{}
 	resume   chan struct{}
@@ -134,7 +174,7 @@ type pausedExport struct {
 
 func (p *pausedExport) ExportSessionHeld(id string) (broker.SessionState, []broker.Message, error) {
 	st, msgs, err := p.Server.ExportSessionHeld(id)
-	if err == nil && id == p.id {
+	if err == nil && id == p.id && p.seen.Add(1) > p.skip {
 		p.once.Do(func() {
 			close(p.exported)
 			<-p.resume
