@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -145,9 +144,7 @@ func TestSessionReconnectDuringOwnRelease(t *testing.T) {
 	opened := connections()
 	resumed = true
 	go func() {
-		for end := time.Now().Add(poll.Timeout); time.Now().Before(end) && connections() == opened; {
-			time.Sleep(poll.Interval)
-		}
+		poll.Wait(func() bool { return connections() > opened }) // or resume anyway after poll.Timeout
 		close(pause.resume)
 	}()
 	_, present, again := persistent(t, a, "busy", false, nil)

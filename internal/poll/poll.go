@@ -40,6 +40,24 @@ func Settle(t testing.TB, what string, check func() (wrong string)) {
 	})
 }
 
+// Wait calls cond every Interval until it returns true or Timeout passes,
+// and says which: Until for a goroutine other than the test's, which may
+// not fail the test itself (it lets the test go on, for example, once a
+// client it started has connected).
+func Wait(cond func() bool) bool {
+	return wait(cond, Timeout)
+}
+
+// wait is Wait with its time-out.
+func wait(cond func() bool, timeout time.Duration) bool {
+	for start := time.Now(); !cond(); time.Sleep(Interval) { // the poll interval
+		if time.Since(start) > timeout {
+			return false
+		}
+	}
+	return true
+}
+
 func until(t testing.TB, what string, cond func() bool, timeout time.Duration) {
 	t.Helper()
 	settle(t, what, timeout, func() (bool, string) { return cond(), "" })

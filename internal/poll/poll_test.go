@@ -73,3 +73,15 @@ func TestSettleNamesWhatIsWrong(t *testing.T) {
 		t.Fatalf("fatal %q, want %q", f.fatal, want)
 	}
 }
+
+// TestWait: Wait's loop says whether the condition came true, checking it
+// until it does, and false once the time-out passes.
+func TestWait(t *testing.T) {
+	n := 0
+	if !wait(func() bool { n++; return n == 3 }, time.Minute) || n != 3 {
+		t.Errorf("a condition true at its third check: %d checks", n)
+	}
+	if wait(func() bool { return false }, 3*Interval) {
+		t.Error("a condition never true: waited true")
+	}
+}
