@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sort"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/propolis-mqtt/propolis/internal/load"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
@@ -85,18 +85,13 @@ func latency(addr string, rate int, d time.Duration) (p50ms, p99ms float64, err 
 	_ = sub.SetDeadline(time.Now().Add(d + 30*time.Second))
 	go func() {
 		for len(lats) < n {
-			typ, body, err := sub.ReadPacket()
+			_, _, payload, err := sub.ReadPublish()
 			if err != nil {
 				got <- fmt.Errorf("after %d of %d: %w", len(lats), n, err)
 				return
 			}
-			if typ>>4 != 3 {
-				continue
-			}
-			_, _, payload := rawmqtt.ParsePublish(typ, body)
-			if len(payload) >= 8 {
-				sent := time.Duration(binary.LittleEndian.Uint64(payload))
-				lats = append(lats, time.Since(base)-sent)
+			if lat, ok := load.Latency(payload, base, time.Now()); ok {
+				lats = append(lats, lat)
 			}
 		}
 		got <- nil
@@ -115,7 +110,7 @@ func latency(addr string, rate int, d time.Duration) (p50ms, p99ms float64, err 
 		if wait := due - time.Since(base); wait > 0 {
 			time.Sleep(wait) // load pacing: publish at the fixed rate
 		}
-		binary.LittleEndian.PutUint64(payload, uint64(time.Since(base)))
+		load.Stamp(payload, base)
 		pub.Publish("bench/latency", 1, uint16(i%65535+1), payload)
 		if err := pub.Flush(); err != nil {
 			return 0, 0, err

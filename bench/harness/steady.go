@@ -2,7 +2,6 @@ package harness
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/propolis-mqtt/propolis/internal/load"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
@@ -269,20 +269,15 @@ func startSteadyLoad(pubAddr, subAddr string, rate int, arrived func(at time.Tim
 	go func() {
 		defer close(s.subDone)
 		for {
-			typ, body, err := sub.ReadPacket()
+			_, _, payload, err := sub.ReadPublish()
 			if err != nil {
 				return
 			}
-			if typ>>4 != 3 {
-				continue
-			}
-			_, _, payload := rawmqtt.ParsePublish(typ, body)
-			if len(payload) < 8 {
-				continue
-			}
 			now := time.Now()
-			s.got.Add(1)
-			arrived(now, now.Sub(s.base)-time.Duration(binary.LittleEndian.Uint64(payload)))
+			if lat, ok := load.Latency(payload, s.base, now); ok {
+				s.got.Add(1)
+				arrived(now, lat)
+			}
 		}
 	}()
 	go func() {
@@ -302,7 +297,7 @@ func startSteadyLoad(pubAddr, subAddr string, rate int, arrived func(at time.Tim
 				return
 			default:
 			}
-			binary.LittleEndian.PutUint64(payload, uint64(time.Since(s.base)))
+			load.Stamp(payload, s.base)
 			pub.Publish(steadyTopic, 0, 0, payload)
 			if err := pub.Flush(); err != nil {
 				return

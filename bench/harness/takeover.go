@@ -304,14 +304,10 @@ func takeover(b *Broker, n int, logf func(string, ...any)) (*takeoverResult, err
 				}
 				got := false
 				for { // the check message; nothing else is published on its topic
-					typ, body, err := c2.ReadPacket()
+					topic, pid, _, err := c2.ReadPublish()
 					if err != nil {
 						return
 					}
-					if typ>>4 != 3 {
-						continue
-					}
-					topic, pid, _ := c2.ParsePublish(typ, body)
 					if pid != 0 {
 						c2.Puback(pid)
 						_ = c2.Flush()

@@ -217,18 +217,14 @@ func (f Flow) Run() (Result, error) {
 			defer subWG.Done()
 			unsent := 0 // PUBACKs buffered, not yet written
 			for n := 0; n < expect[i]; {
-				typ, body, err := c.ReadPacket()
+				_, id, _, err := c.ReadPublish()
 				if err != nil {
 					if !pubsDone.Load() {
 						errs <- fmt.Errorf("load %s: subscriber %d after %d of %d: %w", f.Name, i, n, expect[i], err)
 					}
 					return // dropped once deliveries stalled: the rest was lost
 				}
-				if typ>>4 != 3 {
-					continue
-				}
 				if f.SubscribeQoS > 0 {
-					_, id, _ := c.ParsePublish(typ, body)
 					c.Puback(id)
 					unsent++
 					// Send the acks before waiting for more (a broker

@@ -1,7 +1,6 @@
 package load
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sort"
 	"strconv"
@@ -67,8 +66,8 @@ func (p Pairs) Run() (Latencies, error) {
 	switch {
 	case p.Pairs < 1 || p.Messages < 1:
 		return nil, fmt.Errorf("load %s: %d pairs of %d messages, want at least 1 of 1", p.Name, p.Pairs, p.Messages)
-	case size < 8:
-		return nil, fmt.Errorf("load %s: payload of %d bytes, want at least 8", p.Name, size)
+	case size < StampSize:
+		return nil, fmt.Errorf("load %s: payload of %d bytes, want at least %d", p.Name, size, StampSize)
 	}
 	timeout := orDefault(p.Timeout, defaultTimeout)
 	deadline := time.Now().Add(timeout)
@@ -125,33 +124,27 @@ func (p Pairs) Run() (Latencies, error) {
 			payload := make([]byte, size)
 			topic := p.topic(i)
 			for n := 0; n < p.Messages; n++ {
-				binary.LittleEndian.PutUint64(payload, uint64(time.Since(base)))
+				Stamp(payload, base)
 				pubs[i].Publish(topic, 1, uint16(n%65535+1), payload)
 				if err := pubs[i].Flush(); err != nil {
 					errs <- fmt.Errorf("load %s: publisher %d: message %d: %w", p.Name, i, n+1, err)
 					return
 				}
-				for { // until this message arrives
-					typ, body, err := subs[i].ReadPacket()
-					if err != nil {
-						errs <- fmt.Errorf("load %s: subscriber %d: message %d of %d: %w", p.Name, i, n+1, p.Messages, err)
-						return
-					}
-					if typ>>4 != 3 {
-						continue
-					}
-					_, id, got := subs[i].ParsePublish(typ, body)
-					if len(got) < 8 {
-						errs <- fmt.Errorf("load %s: subscriber %d: a %d-byte payload, sent %d", p.Name, i, len(got), size)
-						return
-					}
-					lats[i] = append(lats[i], time.Since(base)-time.Duration(binary.LittleEndian.Uint64(got)))
-					subs[i].Puback(id)
-					if err := subs[i].Flush(); err != nil {
-						errs <- fmt.Errorf("load %s: subscriber %d: %w", p.Name, i, err)
-						return
-					}
-					break
+				_, id, got, err := subs[i].ReadPublish() // this message
+				if err != nil {
+					errs <- fmt.Errorf("load %s: subscriber %d: message %d of %d: %w", p.Name, i, n+1, p.Messages, err)
+					return
+				}
+				lat, ok := Latency(got, base, time.Now())
+				if !ok {
+					errs <- fmt.Errorf("load %s: subscriber %d: a %d-byte payload, sent %d", p.Name, i, len(got), size)
+					return
+				}
+				lats[i] = append(lats[i], lat)
+				subs[i].Puback(id)
+				if err := subs[i].Flush(); err != nil {
+					errs <- fmt.Errorf("load %s: subscriber %d: %w", p.Name, i, err)
+					return
 				}
 			}
 		}()

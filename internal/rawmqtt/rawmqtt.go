@@ -294,6 +294,22 @@ func (c *Conn) ReadPacket() (byte, []byte, error) {
 	return typ, body, nil
 }
 
+// ReadPublish reads packets until a PUBLISH, skipping any other (PUBACKs,
+// PINGRESPs), and returns it parsed as ParsePublish does; the views are
+// valid until the next read.
+func (c *Conn) ReadPublish() (topic []byte, id uint16, payload []byte, err error) {
+	for {
+		typ, body, err := c.ReadPacket()
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		if typ>>4 == 3 {
+			topic, id, payload = c.ParsePublish(typ, body)
+			return topic, id, payload, nil
+		}
+	}
+}
+
 // ParsePublish splits the body of a PUBLISH whose first byte was header
 // into topic, packet id (0 for QoS 0) and payload (views into body).
 func ParsePublish(header byte, body []byte) (topic []byte, id uint16, payload []byte) {

@@ -11,11 +11,10 @@ import (
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
 
-// TestDialV5Session: a first CONNECT with Clean Start 0 and a Session
-// Expiry finds no session (present 0), subscribes and disconnects; the
-// next one finds the session (present 1) with its subscription, and gets
-// the QoS 1 message published meanwhile. Clean Start 1 then drops it.
-func TestDialV5Session(t *testing.T) {
+// startBroker starts a broker that lets every client in and returns its
+// address.
+func startBroker(t *testing.T) string {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Listeners[0].Address = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -27,7 +26,39 @@ func TestDialV5Session(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	addr := s.Addr(cfg.Listeners[0].Name)
+	return s.Addr(cfg.Listeners[0].Name)
+}
+
+// TestReadPublishSkipsOtherPackets: ReadPublish passes over the PINGRESP
+// and PUBACK a client gets and returns the PUBLISH delivered to it,
+// parsed.
+func TestReadPublishSkipsOtherPackets(t *testing.T) {
+	addr := startBroker(t)
+	c, err := rawmqtt.Dial(addr, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Subscribe("echo/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	c.Pingreq()
+	c.Publish("echo/a", 1, 7, []byte("hello"))
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	topic, id, payload, err := c.ReadPublish()
+	if err != nil || string(topic) != "echo/a" || id == 0 || string(payload) != "hello" {
+		t.Fatalf("ReadPublish: %q id %d %q, %v; want echo/a, a packet id, hello", topic, id, payload, err)
+	}
+}
+
+// TestDialV5Session: a first CONNECT with Clean Start 0 and a Session
+// Expiry finds no session (present 0), subscribes and disconnects; the
+// next one finds the session (present 1) with its subscription, and gets
+// the QoS 1 message published meanwhile. Clean Start 1 then drops it.
+func TestDialV5Session(t *testing.T) {
+	addr := startBroker(t)
 
 	c, present, err := rawmqtt.DialV5Session(addr, "sess", false, 3600)
 	if err != nil {
