@@ -25,31 +25,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// startTestBroker starts a Propolis broker with allow-all security on a
-// loopback port and returns its address.
-func startTestBroker(t *testing.T) string {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Listeners[0].Address = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.Durability.Mode = "none"
-	srv, err := broker.New(broker.Options{Config: cfg, Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv.Addr(cfg.Listeners[0].Name)
-}
-
 // TestSteadyChild: the steady load runs in a child process whose
 // arrivals reach the parent; a flush request brings every arrival so
 // far; stop reports the messages lost (none on one broker at this rate)
 // and ends the child.
 func TestSteadyChild(t *testing.T) {
-	addr := startTestBroker(t)
+	addr := brokertest.Start(t, broker.Extensions{Authenticator: brokertest.AllowAll{}}, func(c *config.Config) { c.Durability.Mode = "none" })
 	s, err := startSteady(addr, addr, 200)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +62,7 @@ func TestSteadyChild(t *testing.T) {
 // TestSteadyChildEndsWithItsParent: when its stdin ends (the parent
 // died), the child stops its load, says so and exits.
 func TestSteadyChildEndsWithItsParent(t *testing.T) {
-	addr := startTestBroker(t)
+	addr := brokertest.Start(t, broker.Extensions{Authenticator: brokertest.AllowAll{}}, func(c *config.Config) { c.Durability.Mode = "none" })
 	s, err := startSteady(addr, addr, 200)
 	if err != nil {
 		t.Fatal(err)

@@ -2,38 +2,17 @@ package load_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
-	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/load"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
-// startBroker runs a broker with ext on a free loopback port until the test
-// ends and returns its address.
-func startBroker(t *testing.T, ext broker.Extensions) string {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Listeners[0].Address = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	s, err := broker.New(broker.Options{Config: cfg, Extensions: ext, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s.Addr(cfg.Listeners[0].Name)
-}
-
 func TestFlowDeliversEverything(t *testing.T) {
-	addr := startBroker(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	addr := brokertest.Start(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
 	for _, tc := range []struct {
 		name      string
 		flow      load.Flow
@@ -70,7 +49,7 @@ func TestFlowErrors(t *testing.T) {
 		{"no subscriber", load.Flow{Publishers: 1}, "load x: 0 subscribers, want at least 1"},
 		{"QoS 2", load.Flow{Publishers: 1, Subscribers: 1, QoS: 2}, "load x: QoS 2, subscribe QoS 0: only 0 and 1 are supported"},
 		{"echo at QoS 1", load.Flow{Publishers: 1, QoS: 1, Echo: true}, "load x: echo needs QoS 0 publishes and subscriptions"},
-		{"refused", load.Flow{Publishers: 1, Subscribers: 1, Messages: 1, Addr: startBroker(t, broker.Extensions{})},
+		{"refused", load.Flow{Publishers: 1, Subscribers: 1, Messages: 1, Addr: brokertest.Start(t, broker.Extensions{})},
 			"load x-pub-0: connect refused: packet 0x20 00 05"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,7 +77,7 @@ func (dropPublishes) AuthorizePublish(*broker.Publish) broker.Verdict {
 // TestFlowCountsDropped: with a broker that drops every message, the load
 // ends once deliveries stall, with every delivery counted as lost.
 func TestFlowCountsDropped(t *testing.T) {
-	addr := startBroker(t, broker.Extensions{Authenticator: dropPublishes{}})
+	addr := brokertest.Start(t, broker.Extensions{Authenticator: dropPublishes{}})
 	res, err := load.Flow{Addr: addr, Name: "drop", Publishers: 1, Subscribers: 2, Messages: 600}.Run()
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +88,7 @@ func TestFlowCountsDropped(t *testing.T) {
 }
 
 func TestPublish(t *testing.T) {
-	addr := startBroker(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	addr := brokertest.Start(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
 	for _, tc := range []struct {
 		name string
 		load load.Publish
@@ -134,7 +113,7 @@ func TestPublish(t *testing.T) {
 }
 
 func TestPairs(t *testing.T) {
-	addr := startBroker(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	addr := brokertest.Start(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
 	lats, err := load.Pairs{Addr: addr, Name: "pairs", Pairs: 3, Messages: 200}.Run()
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +124,7 @@ func TestPairs(t *testing.T) {
 }
 
 func TestPublishAndPairsErrors(t *testing.T) {
-	refusing := startBroker(t, broker.Extensions{})
+	refusing := brokertest.Start(t, broker.Extensions{})
 	for _, tc := range []struct {
 		name string
 		run  func() error
@@ -184,8 +163,8 @@ func TestPublishAndPairsErrors(t *testing.T) {
 // lists of addresses, round-robin, not to Addr (here a broker that
 // refuses everyone).
 func TestFlowAddrsPerSide(t *testing.T) {
-	a := startBroker(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
-	refusing := startBroker(t, broker.Extensions{})
+	a := brokertest.Start(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
+	refusing := brokertest.Start(t, broker.Extensions{})
 	f := load.Flow{Addr: refusing, Name: "sides", Publishers: 3, Subscribers: 2, Messages: 90, QoS: 1, SubscribeQoS: 1,
 		PublisherAddrs: []string{a}, SubscriberAddrs: []string{a, a}, StallAfter: poll.Timeout}
 	res, err := f.Run()

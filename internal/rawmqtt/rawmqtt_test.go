@@ -6,34 +6,15 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker"
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
-	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
 )
-
-// startBroker starts a broker that lets every client in and returns its
-// address.
-func startBroker(t *testing.T) string {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Listeners[0].Address = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	s, err := broker.New(broker.Options{Config: cfg, Extensions: broker.Extensions{Authenticator: brokertest.AllowAll{}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s.Addr(cfg.Listeners[0].Name)
-}
 
 // TestReadPublishSkipsOtherPackets: ReadPublish passes over the PINGRESP
 // and PUBACK a client gets and returns the PUBLISH delivered to it,
 // parsed.
 func TestReadPublishSkipsOtherPackets(t *testing.T) {
-	addr := startBroker(t)
+	addr := brokertest.Start(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
 	c, err := rawmqtt.Dial(addr, "echo")
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +39,7 @@ func TestReadPublishSkipsOtherPackets(t *testing.T) {
 // next one finds the session (present 1) with its subscription, and gets
 // the QoS 1 message published meanwhile. Clean Start 1 then drops it.
 func TestDialV5Session(t *testing.T) {
-	addr := startBroker(t)
+	addr := brokertest.Start(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
 
 	c, present, err := rawmqtt.DialV5Session(addr, "sess", false, 3600)
 	if err != nil {
