@@ -187,4 +187,9 @@ const (
 	MaxHTTPHeaders = 64
 	// MaxCacheSeconds is the longest time cache_result keeps an answer.
 	MaxCacheSeconds = 86400
+	// MinorAuthorizeCache is the first minor version whose modules may
+	// call cache_result in propolis_authorize_publish and
+	// propolis_authorize_subscribe; an older module gets NOT_AVAILABLE
+	// there, as it did under the hosts it was built for.
+	MinorAuthorizeCache = 4
 )

@@ -318,7 +318,11 @@ func i32s(names ...string) []Param {
 var (
 	inStart        = CallbacksOf(CallbackStart)
 	inAuthenticate = CallbacksOf(CallbackAuthenticate)
-	inDeciding     = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe)
+	// inCacheable is where cache_result may be called: the authorize
+	// callbacks since 1.4 (a module built for an earlier minor gets
+	// NOT_AVAILABLE there, as it did).
+	inCacheable = CallbacksOf(CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe)
+	inDeciding  = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe)
 	// InServices is where host services may be called: every callback
 	// that runs while the broker serves.
 	InServices = CallbacksOf(CallbackStart, CallbackAuthenticate, CallbackAuthorizePublish, CallbackAuthorizeSubscribe, CallbackOnEvent,
@@ -417,7 +421,7 @@ var HostFuncs = [NumHostFuncs]HostFuncInfo{
 		Results: oneI32, In: InServices, Service: ServicePublish},
 	FuncHTTPRequest: {Name: "http_request", Params: i32s("req_ptr", "req_len", "out_ptr", "out_cap"),
 		Results: oneI32, In: InHTTP, Service: ServiceHTTP},
-	FuncCacheResult:    {Name: "cache_result", Params: i32s("seconds"), Results: oneI32, In: inAuthenticate},
+	FuncCacheResult:    {Name: "cache_result", Params: i32s("seconds"), Results: oneI32, In: inCacheable},
 	FuncAuthCacheFlush: {Name: "auth_cache_flush", Params: i32s("cid_ptr", "cid_len"), Results: oneI32, In: InServices, Service: ServiceAuthCache},
 
 	FuncPacketSet:          {Name: "packet_set", Params: i32s("field", "ptr", "len"), Results: oneI32, In: Interceptors},

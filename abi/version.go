@@ -11,7 +11,7 @@ const Major = 1
 
 // Minor is the highest ABI minor version this build implements. Modules
 // built for 1.x with x <= Minor load unchanged.
-const Minor = 3
+const Minor = 4
 
 // Version is "Major.Minor".
-const Version = "1.3"
+const Version = "1.4"

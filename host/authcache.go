@@ -65,6 +65,31 @@ type authCache struct {
 	size atomic.Int64
 	// Counters for Status.
 	hits, stored atomic.Int64
+	// authzHits counts the authorize calls answered from connections'
+	// kept answers (decisions.go), in shards so that connections on
+	// different CPUs do not share one cache line per PUBLISH;
+	// authzStored counts the answers kept. The answers themselves live
+	// with the connections.
+	authzHits   [hitShards]paddedCount
+	authzStored atomic.Int64
+}
+
+// hitShards is how many counters authzHits spreads over.
+const hitShards = 8
+
+// paddedCount is a counter alone on its cache line.
+type paddedCount struct {
+	n atomic.Int64
+	_ [56]byte
+}
+
+// authorizeHits returns the sum of authzHits.
+func (c *authCache) authorizeHits() int64 {
+	var n int64
+	for i := range c.authzHits {
+		n += c.authzHits[i].n.Load()
+	}
+	return n
 }
 
 func newAuthCache(max int) *authCache {
@@ -215,6 +240,9 @@ func (ak *authKeyer) key(c *broker.Connect) authKey {
 }
 
 func hfCacheResult(in *instance, _ api.Module, stack []uint64) int32 {
+	if in.cb != abi.CallbackAuthenticate && in.ext.minor.Load() < abi.MinorAuthorizeCache {
+		return abi.StatusNotAvailable // as under the hosts the module was built for
+	}
 	s := uint32(stack[0])
 	if s > abi.MaxCacheSeconds {
 		return abi.StatusInvalidArgument

@@ -29,26 +29,39 @@ import (
 // jobs a call can wait for a CPU longer than the default 100 ms, and the
 // watchdog would then halt the instance and fail the benchmark. Read
 // cpu-ns/op (reportCPU); BenchmarkCallLayers splits the figure.
+//
+// "kept" is the guarded extension answering from the authorization cache
+// (testdata/guests/authzcache marks its NEXT on next/ topics with
+// cache_result, ABI 1.4): after the first call, no call at all. "none" is
+// the allow-all example, which has no authorize_publish: the client's
+// permissions alone.
 func BenchmarkAuthorizePublish(b *testing.B) {
-	wasm := buildGuest(b, "testdata/guests", "bench")
+	guest := func(name string) func() string {
+		return func() string { return buildGuest(b, "testdata/guests", name) }
+	}
 	for _, tc := range []struct {
 		name      string
 		unguarded bool
+		wasm      func() string
+		topic     string
 	}{
-		{"unguarded", true},
-		{"guarded", false},
+		{"unguarded", true, guest("bench"), "devices/sensor-1/temperature"},
+		{"guarded", false, guest("bench"), "devices/sensor-1/temperature"},
+		{"kept", false, guest("authzcache"), "next/sensor-1/temperature"},
+		{"none", false, func() string { return example(b, "allow-all") }, "devices/sensor-1/temperature"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			testUnguarded = tc.unguarded
 			defer func() { testUnguarded = false }()
 			ext := b.TempDir()
+			wasm := tc.wasm()
 			installExtension(b, ext, "bench", wasm, 0, "limits:\n  pool_size: 1\n  call_deadline: 1m\n")
 			h, logs := newTestHost(b, ext)
 			res := h.Authenticate(context.Background(), connect("u", "p"))
 			if res.Decision != broker.Allow {
 				b.Fatalf("authenticate: %+v", res)
 			}
-			p := &broker.Publish{Topic: "devices/sensor-1/temperature", QoS: 1, Payload: []byte(`{"t":21.5}`)}
+			p := &broker.Publish{Topic: tc.topic, QoS: 1, Payload: []byte(`{"t":21.5}`)}
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu := cpuTime()

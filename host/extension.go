@@ -123,6 +123,9 @@ type extension struct {
 	// authCache keeps the answers cache_result marked (authcache.go); it
 	// goes with the extension, so a reload or a disable flushes it.
 	authCache *authCache
+	// authorizeCacheMax bounds the authorize answers kept per connection
+	// (limits.authorize_cache_entries; decisions.go).
+	authorizeCacheMax int
 
 	// tickQuit ends tickLoop, which closes tickDone (tick.go); nil
 	// without ticks.
@@ -160,7 +163,7 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	e := &extension{host: h, manifest: m, dir: dir, log: h.log.With("extension", m.ID),
 		deadline: time.Duration(m.Limits.CallDeadline), authDeadline: time.Duration(m.Limits.AuthenticateDeadline),
 		previous: previous, gate: newServiceGate(m, h.opts.ServiceRate, h.opts.ServiceBurst),
-		authCache: newAuthCache(m.Limits.AuthCacheEntries), counters: h.countersFor(filepath.Base(dir)),
+		authCache: newAuthCache(m.Limits.AuthCacheEntries), authorizeCacheMax: m.Limits.AuthorizeCacheEntries, counters: h.countersFor(filepath.Base(dir)),
 	}
 	e.obs = h.observerFor(m.ID, e.counters.folder)
 	if e.http, err = newHTTPClient(dir, m); err != nil {

@@ -94,6 +94,10 @@ type Limits struct {
 	// AuthCacheEntries bounds the answers the host keeps for the
 	// extension's cache_result, 1 to 1,000,000. Default 10,000.
 	AuthCacheEntries int `yaml:"auth_cache_entries"`
+	// AuthorizeCacheEntries bounds the authorize answers (cache_result,
+	// ABI 1.4) the host keeps for the extension per connection, 1 to
+	// 100,000. Default 32.
+	AuthorizeCacheEntries int `yaml:"authorize_cache_entries"`
 }
 
 // HTTPAccess is the manifest's http section: the hosts http_request may
@@ -121,6 +125,9 @@ const (
 	DefaultAuthenticateDeadline = 2 * time.Second
 	// DefaultAuthCacheEntries is limits.auth_cache_entries's default.
 	DefaultAuthCacheEntries = 10000
+	// DefaultAuthorizeCacheEntries is limits.authorize_cache_entries's
+	// default.
+	DefaultAuthorizeCacheEntries = 32
 	// DefaultMaxResponse is http.max_response's default.
 	DefaultMaxResponse = 1 << 20
 )
@@ -138,11 +145,12 @@ const (
 	maxTick         = yamlconf.Duration(24 * time.Hour)
 	// maxMaxPoolSize bounds limits.max_pool_size; its default is
 	// poolGrowth x pool_size, at most maxMaxPoolSize.
-	maxMaxPoolSize      = 1024
-	poolGrowth          = 4
-	maxAuthCacheEntries = 1000000
-	minMaxResponse      = 1 << 10
-	maxMaxResponse      = 16 << 20
+	maxMaxPoolSize           = 1024
+	poolGrowth               = 4
+	maxAuthCacheEntries      = 1000000
+	maxAuthorizeCacheEntries = 100000
+	minMaxResponse           = 1 << 10
+	maxMaxResponse           = 16 << 20
 )
 
 // Values of the manifest's files key.
@@ -271,6 +279,11 @@ func (m *Manifest) validate(folder string) yamlconf.Errors {
 		l.AuthCacheEntries = DefaultAuthCacheEntries
 	} else if l.AuthCacheEntries < 1 || l.AuthCacheEntries > maxAuthCacheEntries {
 		bad("limits.auth_cache_entries", "%d out of range 1-%d", l.AuthCacheEntries, maxAuthCacheEntries)
+	}
+	if l.AuthorizeCacheEntries == 0 {
+		l.AuthorizeCacheEntries = DefaultAuthorizeCacheEntries
+	} else if l.AuthorizeCacheEntries < 1 || l.AuthorizeCacheEntries > maxAuthorizeCacheEntries {
+		bad("limits.authorize_cache_entries", "%d out of range 1-%d", l.AuthorizeCacheEntries, maxAuthorizeCacheEntries)
 	}
 	errs = append(errs, m.validateHTTP()...)
 	if m.Files != "" && m.Files != FilesNone && m.Files != FilesRead {

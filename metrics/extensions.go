@@ -73,7 +73,7 @@ type Extensions struct {
 	calls, duration                                         *prometheus.Desc
 	instances, waits, crashLoopStops, reloads, serviceCalls *prometheus.Desc
 	states, security                                        *prometheus.Desc
-	authCacheHits, eventsDropped                            *prometheus.Desc
+	authCacheHits, authorizeCacheHits, eventsDropped        *prometheus.Desc
 	bounds                                                  []float64 // callBuckets in seconds
 }
 
@@ -140,6 +140,10 @@ func NewExtensions() *Extensions {
 		authCacheHits: prometheus.NewDesc("propolis_extension_auth_cache_hits_total",
 			"CONNECTs answered from the extension's authentication cache: no call made, so not in propolis_extension_calls_total. "+
 				"Kept per loaded version: a reload or a restart starts it from 0 (a counter reset).",
+			[]string{"extension"}, nil),
+		authorizeCacheHits: prometheus.NewDesc("propolis_extension_authorize_cache_hits_total",
+			"PUBLISH and SUBSCRIBE authorizations answered from connections' kept answers (cache_result in an authorize callback): "+
+				"no call made, so not in propolis_extension_calls_total. Kept per loaded version: a reload or a restart starts it from 0.",
 			[]string{"extension"}, nil),
 		eventsDropped: prometheus.NewDesc("propolis_extension_events_dropped_total",
 			"Events not delivered to the extension (queue full, no instance, or record too large). "+
@@ -264,7 +268,7 @@ func (x *Extensions) resurrect(e *extCalls) {
 // Describe sends the descriptions of every extension metric.
 func (x *Extensions) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{x.calls, x.duration, x.instances, x.waits, x.crashLoopStops, x.reloads,
-		x.serviceCalls, x.states, x.security, x.authCacheHits, x.eventsDropped} {
+		x.serviceCalls, x.states, x.security, x.authCacheHits, x.authorizeCacheHits, x.eventsDropped} {
 		ch <- d
 	}
 }
@@ -350,6 +354,7 @@ func (x *Extensions) collectStatus(ch chan<- prometheus.Metric, sts []host.Statu
 		ch <- prometheus.MustNewConstMetric(x.crashLoopStops, prometheus.CounterValue, float64(st.CrashLoopStops), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.reloads, prometheus.CounterValue, float64(st.Reloads), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.authCacheHits, prometheus.CounterValue, float64(st.AuthCacheHits), st.ID)
+		ch <- prometheus.MustNewConstMetric(x.authorizeCacheHits, prometheus.CounterValue, float64(st.AuthorizeCacheHits), st.ID)
 		ch <- prometheus.MustNewConstMetric(x.eventsDropped, prometheus.CounterValue, float64(st.Dropped), st.ID)
 		for _, sc := range st.ServiceCalls {
 			ch <- prometheus.MustNewConstMetric(x.serviceCalls, prometheus.CounterValue, float64(sc.Calls), st.ID, sc.Service, sc.Status)

@@ -73,6 +73,9 @@ func listExtensions(cfg *config.Config, w io.Writer) error {
 			if s.AuthCacheEntries > 0 || s.AuthCacheHits > 0 {
 				instances += fmt.Sprintf(" (auth cache: %d answers, %d hits)", s.AuthCacheEntries, s.AuthCacheHits)
 			}
+			if s.AuthorizeCacheHits > 0 {
+				instances += fmt.Sprintf(" (authorize cache: %d hits)", s.AuthorizeCacheHits)
+			}
 		}
 		version := s.Version
 		if version == "" {

@@ -5,9 +5,9 @@
 
 #include <stdint.h>
 
-/* The ABI version this header describes (1.3). */
+/* The ABI version this header describes (1.4). */
 #define PROPOLIS_ABI_MAJOR 1
-#define PROPOLIS_ABI_MINOR 3
+#define PROPOLIS_ABI_MINOR 4
 #define PROPOLIS_IMPORT_MODULE "propolis_v1"
 
 /* Export names of the callbacks (ABI.md section 3). */

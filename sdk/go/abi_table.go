@@ -2,8 +2,8 @@
 
 package propolis
 
-// abiMinor is the ABI minor version this SDK is built to (1.3).
-const abiMinor = 3
+// abiMinor is the ABI minor version this SDK is built to (1.4).
+const abiMinor = 4
 
 // Bits of declare_callbacks (ABI.md section 3).
 const (

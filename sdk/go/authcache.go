@@ -19,7 +19,8 @@ const MaxCacheFor = 24 * time.Hour
 // most MaxCacheFor; 0 takes back an earlier call. Call it only when the
 // answer depends on nothing else of the Connect (not its remote address,
 // will or user properties). ErrInvalidArgument: d is negative or beyond
-// MaxCacheFor; ErrNotAvailable: outside Authenticate. It needs no grant.
+// MaxCacheFor; ErrNotAvailable: outside Authenticate (CacheVerdict is its
+// counterpart in the authorize handlers). It needs no grant.
 //
 // It is a function rather than an AuthResult field so that only modules
 // that cache import cache_result (an ABI 1.1 host function).
@@ -30,10 +31,29 @@ func CacheAuthResult(d time.Duration) error {
 	return statusErr(svcCacheResult(uint32(d / time.Second)))
 }
 
+// CacheVerdict, called in AuthorizePublish or AuthorizeSubscribe (ABI
+// 1.4), has the broker keep the verdict the handler returns (Allow, Deny
+// or Disconnect with its code and reason, or Next) for d, rounded down to
+// whole seconds, at most MaxCacheFor; 0 takes back an earlier call. The
+// broker then answers the same question on the same connection (a PUBLISH
+// to the same topic with the same QoS, retain and will flags; a SUBSCRIBE
+// to the same filter with the same QoS and shared flag) without calling
+// the extension, until d has passed, the client disconnects, the
+// extension is reloaded or disabled, or FlushAuthCache is called. Call it
+// only when the verdict depends on nothing else: not the payload, the
+// time, or an attribute that may change. The answers are kept per
+// connection, at most the manifest's limits.authorize_cache_entries.
+// ErrInvalidArgument: d is negative or beyond MaxCacheFor;
+// ErrNotAvailable: outside the two handlers, or on a broker older than
+// ABI 1.4. It needs no grant.
+func CacheVerdict(d time.Duration) error { return CacheAuthResult(d) }
+
 // FlushAuthCache drops the answers the broker keeps for clientID from the
 // extension's authentication cache, or every answer when clientID is "",
 // and returns how many it dropped. Call it when an identity changes (a
-// password reset, a revoked device). Service "auth_cache".
+// password reset, a revoked device). It also drops the verdicts
+// CacheVerdict kept, on every connection (not counted). Service
+// "auth_cache".
 func FlushAuthCache(clientID string) (int, error) {
 	n := svcAuthCacheFlush(clientID)
 	if n < 0 {

@@ -5,8 +5,8 @@
 
 #![allow(dead_code)]
 
-/// The ABI minor version this SDK is built to (1.3); the marker export returns it.
-pub const ABI_MINOR: i32 = 3;
+/// The ABI minor version this SDK is built to (1.4); the marker export returns it.
+pub const ABI_MINOR: i32 = 4;
 
 /// The import module of the host functions.
 pub const IMPORT_MODULE: &str = "propolis_v1";

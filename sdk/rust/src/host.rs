@@ -302,7 +302,10 @@ pub fn add_permission(p: &Permission<'_>) -> Result<()> {
 
 /// Marks the answer this `authenticate` call is about to return as valid
 /// for `seconds` (1 to 86,400; 0 takes the mark back): the host answers the
-/// same identity from its cache without calling the extension.
+/// same identity from its cache without calling the extension. Since ABI
+/// 1.4 it may also be called in `authorize_publish` and
+/// `authorize_subscribe`: the host then answers the same topic (or filter),
+/// QoS and flags on the same connection without a call (ABI.md section 5).
 pub fn cache_result(seconds: u32) -> Result<()> {
     status(unsafe { raw::cache_result(seconds as i32) }).map(|_| ())
 }

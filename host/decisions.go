@@ -1,0 +1,199 @@
+package host
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+)
+
+// This file is the authorization cache (ABI.md section 5, cache_result,
+// 1.4): an extension's propolis_authorize_publish or
+// propolis_authorize_subscribe may mark its answer cacheable for some
+// seconds; the host then answers the same question on the same connection
+// (the topic or filter, the QoS and the flags) without calling the
+// extension.
+//
+// The answers live with the connection's client authorizer, so they end
+// with the connection and never cross to another client. Each extension
+// has its own table there, bounded by its limits.authorize_cache_entries;
+// a table of an extension that stopped (a reload, a disable) is dropped
+// when another is added, and its answers are never read: the chain holds
+// the new extension. auth_cache_flush moves the extension's flush
+// generation on (authCache.gen), and an answer kept under an older
+// generation is no longer read: a flush of any client id drops every
+// connection's authorization answers of that extension.
+
+// decisionKey is the question an authorize call answered.
+type decisionKey struct {
+	// name is the topic (authorize_publish) or the filter
+	// (authorize_subscribe).
+	name string
+	cb   abi.Callback
+	// flags are the record's QoS and flags (keyFlags).
+	flags uint16
+}
+
+// keyFlags packs what, besides the name, an authorize record asks about.
+func keyFlags(qos byte, flags uint8) uint16 { return uint16(qos) | uint16(flags)<<8 }
+
+// keptDecision is one kept answer.
+type keptDecision struct {
+	v       broker.Verdict
+	decided bool   // false for NEXT
+	expires int64  // coarse clock (Host.now)
+	gen     uint64 // the extension's flush generation when the call began
+}
+
+// extDecisions are one extension's answers on one connection.
+type extDecisions struct {
+	ext *extension
+	m   map[decisionKey]keptDecision
+}
+
+// recentAnswer is the answer a connection kept last, read without the
+// lock: a publisher repeating one topic is answered with three atomic
+// loads and a string comparison. It is never changed, only replaced.
+type recentAnswer struct {
+	ext   *extension
+	key   decisionKey
+	d     keptDecision
+	shard uint8
+}
+
+// decisionCache is one connection's kept authorization answers. The zero
+// value is empty; a connection whose extensions never cache costs two
+// atomic loads per call.
+type decisionCache struct {
+	// recent is the answer kept last (put), or nil since it was dropped.
+	recent atomic.Pointer[recentAnswer]
+	used   atomic.Bool
+	mu     sync.Mutex
+	byExt  []extDecisions
+	// shard is the authCache.authzHits counter this connection counts
+	// its hits in, chosen at its first kept answer.
+	shard uint8
+}
+
+// shardSeq deals hit counters out to connections in turn.
+var shardSeq atomic.Uint32
+
+// get returns e's kept answer to k, if it has neither expired nor been
+// flushed.
+func (c *decisionCache) get(e *extension, k *decisionKey, now int64) (keptDecision, bool) {
+	if r := c.recent.Load(); r != nil && r.ext == e && r.key == *k &&
+		now < r.d.expires && r.d.gen == e.authCache.generation() {
+		e.authCache.authzHits[r.shard].n.Add(1)
+		return r.d, true
+	}
+	if !c.used.Load() {
+		return keptDecision{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.byExt {
+		t := &c.byExt[i]
+		if t.ext != e {
+			continue
+		}
+		d, ok := t.m[*k]
+		if !ok {
+			return d, false
+		}
+		if now >= d.expires || d.gen != e.authCache.generation() {
+			c.drop(t, *k)
+			return d, false
+		}
+		e.authCache.authzHits[c.shard].n.Add(1)
+		return d, true
+	}
+	return keptDecision{}, false
+}
+
+// drop deletes t's answer to k, and recent when it is that answer. Under
+// mu.
+func (c *decisionCache) drop(t *extDecisions, k decisionKey) {
+	delete(t.m, k)
+	if r := c.recent.Load(); r != nil && r.ext == t.ext && r.key == k {
+		c.recent.Store(nil)
+	}
+}
+
+// put keeps e's answer d to k. A table at e's bound makes room by
+// dropping the expired answers among a few (evictSample), or else the one
+// among them that expires first.
+func (c *decisionCache) put(e *extension, k *decisionKey, d keptDecision, now int64) {
+	k.name = strings.Clone(k.name) // the broker's topic may be a view of a packet buffer
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d.gen != e.authCache.generation() { // flushed while the call ran
+		return
+	}
+	var t *extDecisions
+	live := c.byExt[:0]
+	for i := range c.byExt {
+		x := c.byExt[i]
+		if x.ext == e {
+			live = append(live, x)
+			t = &live[len(live)-1]
+		} else if !x.ext.stopped.Load() {
+			live = append(live, x)
+		}
+	}
+	clear(c.byExt[len(live):])
+	c.byExt = live
+	if t == nil {
+		c.byExt = append(c.byExt, extDecisions{ext: e, m: map[decisionKey]keptDecision{}})
+		t = &c.byExt[len(c.byExt)-1]
+	}
+	if _, ok := t.m[*k]; !ok && len(t.m) >= e.authorizeCacheMax {
+		var victim decisionKey
+		soonest, seen, dropped := int64(0), 0, false
+		for key, old := range t.m {
+			if now >= old.expires || old.gen != d.gen {
+				c.drop(t, key)
+				dropped = true
+			} else if seen == 0 || old.expires < soonest {
+				victim, soonest = key, old.expires
+			}
+			if seen++; seen >= evictSample {
+				break
+			}
+		}
+		if !dropped {
+			c.drop(t, victim)
+		}
+	}
+	if !c.used.Load() {
+		c.shard = uint8(shardSeq.Add(1) % hitShards)
+	}
+	t.m[*k] = d
+	c.recent.Store(&recentAnswer{ext: e, key: *k, d: d, shard: c.shard})
+	c.used.Store(true)
+	e.authCache.authzStored.Add(1)
+}
+
+// decide answers one authorize question k of e for client c, which
+// c.kept did not answer, by calling e, and keeps the answer when the call
+// marked it with cache_result. decided is false for NEXT. A failed call
+// denies (fail closed) and keeps nothing.
+func (c *client) decide(e *extension, cb abi.Callback, k *decisionKey, rec record) (broker.Verdict, bool) {
+	h := c.host
+	now := h.coarseNow()
+	// Taken before the call: a flush while it runs drops its answer.
+	gen := e.authCache.generation()
+	a, err := h.invokeFor(context.Background(), e, cb, rec, c.conn)
+	if err != nil {
+		return failVerdict(a.ext, err), true
+	}
+	v, decided := verdictOf(&a)
+	// Not kept: the answer of a successor (the chain was taken before a
+	// reload), and one made without a refused host service.
+	if a.out.cacheFor > 0 && a.ext == e && !a.out.rateLimited {
+		c.kept.put(e, k, keptDecision{v: v, decided: decided, expires: now + int64(a.out.cacheFor)*1e9, gen: gen}, now)
+	}
+	return v, decided
+}

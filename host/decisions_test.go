@@ -1,0 +1,186 @@
+package host
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/propolis-mqtt/propolis/abi"
+	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/internal/poll"
+)
+
+// authzCacheHost loads the authzcache guest (one instance, so that its
+// call count is the extension's) with extra manifest lines.
+func authzCacheHost(t *testing.T, extra string) (*Host, string) {
+	t.Helper()
+	ext := t.TempDir()
+	installExtension(t, ext, "authzcache", buildGuest(t, "testdata/guests", "authzcache"), 0,
+		"services: [auth_cache]\nlimits:\n  pool_size: 1\n  max_pool_size: 1\n  call_deadline: 1m\n"+extra)
+	h, _ := newTestHost(t, ext)
+	return h, ext
+}
+
+// clientOf authenticates client id cid and returns its authorizer.
+func clientOf(t *testing.T, h *Host, cid string) broker.ClientAuthorizer {
+	t.Helper()
+	c := connect("u", "p")
+	c.ClientID = cid
+	res := h.Authenticate(context.Background(), c)
+	if res.Decision != broker.Allow {
+		t.Fatalf("authenticate %s: %+v", cid, res)
+	}
+	return res.Client
+}
+
+// TestAuthorizeCacheKeepsMarkedAnswers: an answer marked with cache_result
+// in authorize_publish or authorize_subscribe is given again without a
+// call for the same question on the same connection, and only then.
+func TestAuthorizeCacheKeepsMarkedAnswers(t *testing.T) {
+	h, _ := authzCacheHost(t, "")
+	a := clientOf(t, h, "a")
+	pub := func(c broker.ClientAuthorizer, topic string, qos byte, retain bool) string {
+		t.Helper()
+		v := c.AuthorizePublish(&broker.Publish{Topic: topic, QoS: qos, Retain: retain, Payload: []byte("x")})
+		if v.Decision == broker.Allow {
+			return "allow"
+		}
+		return v.ReasonString
+	}
+	expect := func(what, got, want string) {
+		t.Helper()
+		if got != want {
+			t.Fatalf("%s: %q, want %q", what, got, want)
+		}
+	}
+	expect("first keep/x", pub(a, "keep/x", 1, false), "call 1")
+	expect("keep/x again: the kept answer", pub(a, "keep/x", 1, false), "call 1")
+	expect("another QoS is another question", pub(a, "keep/x", 0, false), "call 2")
+	expect("retained is another question", pub(a, "keep/x", 1, true), "call 3")
+	expect("another topic", pub(a, "keep/y", 1, false), "call 4")
+	expect("pass/x is not kept", pub(a, "pass/x", 1, false), "call 5")
+	expect("pass/x again calls", pub(a, "pass/x", 1, false), "call 6")
+	expect("keep/x still kept", pub(a, "keep/x", 1, false), "call 1")
+
+	// A kept NEXT passes on to the permissions (unrestricted: allow)
+	// without a call: the next call's number shows none was made.
+	expect("next/x", pub(a, "next/x", 1, false), "allow")
+	expect("next/x again", pub(a, "next/x", 1, false), "allow")
+	expect("count after next/x twice", pub(a, "pass/x", 1, false), "call 8")
+
+	// Another connection has answers of its own.
+	b := clientOf(t, h, "b")
+	expect("keep/x for b", pub(b, "keep/x", 1, false), "call 9")
+	expect("keep/x for a", pub(a, "keep/x", 1, false), "call 1")
+
+	// Subscribe answers too, by filter, QoS and shared flag.
+	sub := func(filter string, qos byte, shared bool) string {
+		t.Helper()
+		return a.AuthorizeSubscribe(&broker.Subscribe{Filter: filter, QoS: qos, Shared: shared}).ReasonString
+	}
+	expect("subscribe keep/#", sub("keep/#", 1, false), "call 10")
+	expect("subscribe keep/# again", sub("keep/#", 1, false), "call 10")
+	expect("subscribe keep/# shared", sub("keep/#", 1, true), "call 11")
+	expect("publish keep/# is not the filter's answer", pub(a, "keep/#", 1, false), "call 12")
+
+	if st := statusOf(t, h, "authzcache"); st.AuthorizeCacheHits != 5 {
+		t.Fatalf("AuthorizeCacheHits = %d, want 5", st.AuthorizeCacheHits)
+	}
+
+	// auth_cache_flush ends every connection's kept answers.
+	expect("flush", pub(b, "flush", 1, false), "flushed")
+	expect("keep/x for a after the flush", pub(a, "keep/x", 1, false), "call 14")
+	expect("keep/x for b after the flush", pub(b, "keep/x", 1, false), "call 15")
+	expect("kept again after the flush", pub(a, "keep/x", 1, false), "call 14")
+}
+
+// TestAuthorizeCacheExpires: a kept answer is used for the seconds the
+// extension gave, then the extension is called again.
+func TestAuthorizeCacheExpires(t *testing.T) {
+	h, _ := authzCacheHost(t, "config:\n  cache_seconds: 1\n")
+	a := clientOf(t, h, "a")
+	pub := func() string {
+		return a.AuthorizePublish(&broker.Publish{Topic: "keep/x", QoS: 1}).ReasonString
+	}
+	if got := pub(); got != "call 1" {
+		t.Fatalf("first: %q", got)
+	}
+	poll.Until(t, "the kept answer expires", func() bool { return pub() != "call 1" })
+	if got := pub(); got != "call 2" {
+		t.Fatalf("after expiry, kept again: %q, want call 2", got)
+	}
+}
+
+// TestAuthorizeCacheEndsWithTheVersion: a reload of the extension ends
+// what the old version kept; the new version is called.
+func TestAuthorizeCacheEndsWithTheVersion(t *testing.T) {
+	h, ext := authzCacheHost(t, "")
+	a := clientOf(t, h, "a")
+	pub := func() string {
+		return a.AuthorizePublish(&broker.Publish{Topic: "keep/x", QoS: 1}).ReasonString
+	}
+	if got, again := pub(), pub(); got != "call 1" || again != "call 1" {
+		t.Fatalf("before the reload: %q, %q", got, again)
+	}
+	manifest := filepath.Join(ext, "authzcache", ManifestFile)
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(manifest, []byte(strings.Replace(string(b), "version: 1.0.0", "version: 1.0.1", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v := statusOf(t, h, "authzcache").Version; v != "1.0.1" {
+		t.Fatalf("version after the reload: %s", v)
+	}
+	if got := pub(); got != "call 1" { // the new version's first call
+		t.Fatalf("after the reload: %q, want the new version's call 1", got)
+	}
+	if got := pub(); got != "call 1" {
+		t.Fatalf("after the reload, kept: %q", got)
+	}
+	if hits := statusOf(t, h, "authzcache").AuthorizeCacheHits; hits != 1 {
+		t.Fatalf("the new version's hits: %d, want 1", hits)
+	}
+}
+
+// TestAuthorizeCacheBounded: a connection keeps at most
+// limits.authorize_cache_entries answers of an extension.
+func TestAuthorizeCacheBounded(t *testing.T) {
+	h, _ := authzCacheHost(t, "  authorize_cache_entries: 3\n")
+	a := clientOf(t, h, "a")
+	for _, topic := range []string{"keep/1", "keep/2", "keep/3", "keep/4", "keep/5", "keep/1", "keep/6"} {
+		a.AuthorizePublish(&broker.Publish{Topic: topic, QoS: 1})
+		c := a.(*client)
+		c.kept.mu.Lock()
+		n := len(c.kept.byExt[0].m)
+		c.kept.mu.Unlock()
+		if n > 3 {
+			t.Fatalf("after %s: %d answers kept, limit 3", topic, n)
+		}
+	}
+}
+
+// TestAuthorizeCacheNotForOlderModules: a module built for ABI 1.3 or
+// earlier gets NOT_AVAILABLE from cache_result in authorize_publish, as
+// under the hosts it was built for, and its answers are not kept.
+func TestAuthorizeCacheNotForOlderModules(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "old", wasmFixture("ok/authorize_cache_13"), 0, "")
+	h, _ := newTestHost(t, ext)
+	a := clientOf(t, h, "a")
+	for i := 0; i < 2; i++ {
+		v := a.AuthorizePublish(&broker.Publish{Topic: "t", QoS: 1})
+		if want := byte(0x80 - abi.StatusNotAvailable); v.Decision != broker.Deny || v.ReasonCode != want {
+			t.Fatalf("call %d: %+v, want a deny with code %#x (0x80 minus cache_result's status)", i, v, want)
+		}
+	}
+	if hits := statusOf(t, h, "old").AuthorizeCacheHits; hits != 0 {
+		t.Fatalf("hits %d, want 0", hits)
+	}
+}
