@@ -16,7 +16,7 @@ all: build
 
 # Example extensions built with the Go SDK; allow-all is installed into
 # extensions/ so that `make run` accepts clients out of the box.
-EXAMPLES  := allow-all topic-acl banlist publish-guard session-tracker payload-enricher topic-rewriter
+EXAMPLES  := allow-all topic-acl banlist publish-guard topic-lint session-tracker payload-enricher topic-rewriter
 WASMBUILD := GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath
 
 # Security extensions that ship (shipped/), built into bin/shipped/<id>/

@@ -363,6 +363,63 @@ func TestMQTTTopicACLExample(t *testing.T) {
 	}
 }
 
+// TestMQTTTopicLintExample: the topic-lint example refuses a topic that
+// breaks its convention with 0x90 and its reason, passes the others on,
+// and its verdicts are kept per connection (ABI 1.4): publishing the same
+// topics again makes no call, so the calls counted stay where they were
+// while the cache's hits grow.
+func TestMQTTTopicLintExample(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
+	installExtension(t, ext, "topic-lint", example(t, "topic-lint"), 50, "abi: \"1.4\"\nconfig:\n  roots: [devices]\n")
+	addr, h := startBroker(t, ext)
+	c, _, err := v5(t, addr, "c1", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(topic string) (byte, string) {
+		t.Helper()
+		r, err := c.Publish(ctx(t), &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("1")})
+		if r == nil {
+			t.Fatalf("publish %s: no PUBACK: %v", topic, err)
+		}
+		reason := ""
+		if r.Properties != nil {
+			reason = r.Properties.ReasonString
+		}
+		return r.ReasonCode, reason
+	}
+	calls := func() int64 { return statusOf(t, h, "topic-lint").Calls }
+	for round := 0; round < 3; round++ {
+		if code, reason := publish("devices/c1/temp"); code != 0 {
+			t.Fatalf("round %d, a valid topic: %#x %q", round, code, reason)
+		}
+		if code, reason := publish("devices/c1/Temp"); code != 0x90 || reason != `topic-lint: level 3 "Temp": character 'T' is not allowed (a-z 0-9 - _ .)` {
+			t.Fatalf("round %d, upper case: %#x %q", round, code, reason)
+		}
+		if code, reason := publish("ops/x"); code != 0x90 || reason != `topic-lint: first level "ops" is not one of devices` {
+			t.Fatalf("round %d, another root: %#x %q", round, code, reason)
+		}
+		if round == 0 && calls() != 3 {
+			t.Fatalf("calls after the first round: %d, want 3", calls())
+		}
+	}
+	if st := statusOf(t, h, "topic-lint"); st.Calls != 3 || st.AuthorizeCacheHits != 6 {
+		t.Fatalf("calls %d, kept verdicts given %d; want 3 and 6", st.Calls, st.AuthorizeCacheHits)
+	}
+	// Another connection is asked anew.
+	c2, _, err := v5(t, addr, "c2", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c2.Publish(ctx(t), &paho.Publish{Topic: "devices/c2/Temp", QoS: 1, Payload: []byte("1")}); r == nil || r.ReasonCode != 0x90 {
+		t.Fatalf("c2: %+v", r)
+	}
+	if n := calls(); n != 4 {
+		t.Fatalf("calls after c2's publish: %d, want 4", n)
+	}
+}
+
 // TestAllowAllWarnsOnce: allow-all's start callback runs on each of the
 // pool's instances, but its not-for-production warning is logged once, by
 // instance 0 (the START record's instance index, ABI 1.1).

@@ -1,0 +1,157 @@
+// Command topic-lint is a Propolis extension that holds every PUBLISH
+// topic to a naming convention: no empty level, at most a number of
+// levels, each level short and made of lower-case letters, digits, '-',
+// '_' and '.' (upper case too when configured), and optionally a first
+// level from a list. A topic that breaks a rule is refused with 0x90
+// (topic name invalid) and a reason naming the rule; any other is passed
+// on (NEXT) to the next extension and the client's permissions. It does
+// not authenticate, so it is combined with a security extension.
+//
+// Its verdict depends on the topic alone, so it marks each one with
+// CacheVerdict (ABI 1.4): the broker then answers the same topic on the
+// same connection without calling the extension, for cache_seconds. A
+// device publishing to a few topics costs a few calls per period instead
+// of one per message. It is the example of the authorization cache, and
+// the benchmark harness's "Wasm authorize_publish, verdicts kept" case.
+//
+// Configuration:
+//
+//	config:
+//	  max_levels: 8          # default 8
+//	  max_level_length: 64   # bytes per level, default 64
+//	  uppercase: false       # allow A-Z too; default false
+//	  roots: [devices, apps] # allowed first levels; default: any
+//	  cache_seconds: 300     # how long verdicts are kept; 0: never (a call per PUBLISH)
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	propolis "github.com/propolis-mqtt/propolis/sdk/go"
+)
+
+func init() {
+	propolis.Register(propolis.Extension{Start: start, AuthorizePublish: authorizePublish})
+}
+
+func main() {}
+
+// rules is the manifest's config section.
+type rules struct {
+	MaxLevels      int      `json:"max_levels"`
+	MaxLevelLength int      `json:"max_level_length"`
+	Uppercase      bool     `json:"uppercase"`
+	Roots          []string `json:"roots"`
+	CacheSeconds   int      `json:"cache_seconds"`
+}
+
+// defaults are the rules without configuration.
+var defaults = rules{MaxLevels: 8, MaxLevelLength: 64, CacheSeconds: 300}
+
+var cfg = defaults
+
+func start(info propolis.StartInfo) error {
+	c := defaults
+	if err := info.DecodeConfig(&c); err != nil {
+		return errors.New("topic-lint: " + err.Error())
+	}
+	if err := c.check(); err != nil {
+		return errors.New("topic-lint: config: " + err.Error())
+	}
+	cfg = c
+	if info.Instance == 0 {
+		propolis.Infof("topic-lint: at most %d levels of %d bytes, upper case %v, roots %v, verdicts kept %ds",
+			c.MaxLevels, c.MaxLevelLength, c.Uppercase, c.Roots, c.CacheSeconds)
+	}
+	return nil
+}
+
+// check refuses a configuration no topic could meet, or that the broker
+// would refuse.
+func (r *rules) check() error {
+	switch {
+	case r.MaxLevels < 1:
+		return fmt.Errorf("max_levels: %d, want at least 1", r.MaxLevels)
+	case r.MaxLevelLength < 1:
+		return fmt.Errorf("max_level_length: %d, want at least 1", r.MaxLevelLength)
+	case r.CacheSeconds < 0 || time.Duration(r.CacheSeconds)*time.Second > propolis.MaxCacheFor:
+		return fmt.Errorf("cache_seconds: %d, want 0 to %d", r.CacheSeconds, int(propolis.MaxCacheFor/time.Second))
+	}
+	for i, root := range r.Roots {
+		if reason := r.level(root); reason != "" {
+			return fmt.Errorf("roots[%d]: %q: %s", i, root, reason)
+		}
+	}
+	return nil
+}
+
+// authorizePublish refuses a topic that breaks a rule and passes the rest
+// on; either verdict is kept for cache_seconds.
+func authorizePublish(p *propolis.Publish) propolis.Verdict {
+	if cfg.CacheSeconds > 0 {
+		if err := propolis.CacheVerdict(time.Duration(cfg.CacheSeconds) * time.Second); err != nil {
+			propolis.Warnf("topic-lint: keeping the verdict: %v", err) // a broker before ABI 1.4: every PUBLISH is a call
+		}
+	}
+	if reason := cfg.lint(p.Topic); reason != "" {
+		return propolis.Deny(propolis.CodeTopicNameInvalid, "topic-lint: "+reason)
+	}
+	return propolis.Next()
+}
+
+// lint returns why topic breaks the rules, or "".
+func (r *rules) lint(topic string) string {
+	n := strings.Count(topic, "/") + 1
+	if n > r.MaxLevels {
+		return strconv.Itoa(n) + " levels, at most " + strconv.Itoa(r.MaxLevels)
+	}
+	i := 0
+	for level := range strings.SplitSeq(topic, "/") {
+		i++
+		if reason := r.level(level); reason != "" {
+			return "level " + strconv.Itoa(i) + " " + strconv.Quote(level) + ": " + reason
+		}
+	}
+	if len(r.Roots) > 0 {
+		root, _, _ := strings.Cut(topic, "/")
+		for _, allowed := range r.Roots {
+			if root == allowed {
+				return ""
+			}
+		}
+		return "first level " + strconv.Quote(root) + " is not one of " + strings.Join(r.Roots, ", ")
+	}
+	return ""
+}
+
+// level returns why one level breaks the rules, or "".
+func (r *rules) level(s string) string {
+	if s == "" {
+		return "empty"
+	}
+	if len(s) > r.MaxLevelLength {
+		return strconv.Itoa(len(s)) + " bytes, at most " + strconv.Itoa(r.MaxLevelLength)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		case c >= 'A' && c <= 'Z' && r.Uppercase:
+		default:
+			return "character " + strconv.QuoteRune(rune(c)) + " is not allowed (" + r.allowed() + ")"
+		}
+	}
+	return ""
+}
+
+// allowed names the characters a level may have.
+func (r *rules) allowed() string {
+	if r.Uppercase {
+		return "a-z A-Z 0-9 - _ ."
+	}
+	return "a-z 0-9 - _ ."
+}

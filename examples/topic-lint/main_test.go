@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	propolis "github.com/propolis-mqtt/propolis/sdk/go"
+)
+
+func TestLint(t *testing.T) {
+	r := rules{MaxLevels: 3, MaxLevelLength: 5, Roots: []string{"dev", "app"}}
+	for _, tc := range []struct{ topic, want string }{
+		{"dev/a-1/t_2", ""},
+		{"app/x.y", ""},
+		{"dev", ""},
+		{"dev/a/b/c", "4 levels, at most 3"},
+		{"dev//b", `level 2 "": empty`},
+		{"dev/b/", `level 3 "": empty`},
+		{"/dev", `level 1 "": empty`},
+		{"dev/Temp", `level 2 "Temp": character 'T' is not allowed (a-z 0-9 - _ .)`},
+		{"dev/a b", `level 2 "a b": character ' ' is not allowed (a-z 0-9 - _ .)`},
+		{"dev/abcdef", `level 2 "abcdef": 6 bytes, at most 5`},
+		{"ops/x", `first level "ops" is not one of dev, app`},
+	} {
+		if got := r.lint(tc.topic); got != tc.want {
+			t.Errorf("lint(%q) = %q, want %q", tc.topic, got, tc.want)
+		}
+	}
+	r.Uppercase = true
+	if got := r.lint("dev/Temp"); got != "" {
+		t.Errorf("upper case allowed: %q", got)
+	}
+}
+
+func TestAuthorizePublish(t *testing.T) {
+	cfg = rules{MaxLevels: 8, MaxLevelLength: 64} // cache_seconds 0: no host call outside Wasm
+	defer func() { cfg = defaults }()
+	if v := authorizePublish(&propolis.Publish{Topic: "bench/pub0"}); v.Decision != propolis.DecisionNext {
+		t.Fatalf("valid topic: %+v", v)
+	}
+	v := authorizePublish(&propolis.Publish{Topic: "Bench/pub0"})
+	if v.Decision != propolis.DecisionDeny || v.Code != propolis.CodeTopicNameInvalid || !strings.Contains(v.Reason, `level 1 "Bench"`) {
+		t.Fatalf("invalid topic: %+v", v)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	for _, tc := range []struct{ config, want string }{
+		{``, ""},
+		{`{"max_levels": 3, "roots": ["devices"], "cache_seconds": 0}`, ""},
+		{`{"max_level": 3}`, `topic-lint: config: unknown key "max_level"`},
+		{`{"max_levels": 0}`, "topic-lint: config: max_levels: 0, want at least 1"},
+		{`{"cache_seconds": 86401}`, "topic-lint: config: cache_seconds: 86401, want 0 to 86400"},
+		{`{"roots": ["dev/ice"]}`, `topic-lint: config: roots[0]: "dev/ice": character '/' is not allowed (a-z 0-9 - _ .)`},
+		{`{"max_levels": "8"}`, "topic-lint: config"},
+	} {
+		var raw json.RawMessage
+		if tc.config != "" {
+			raw = json.RawMessage(tc.config)
+		}
+		err := start(propolis.StartInfo{Config: raw, Instance: 1})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("config %s: %v", tc.config, err)
+		case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)):
+			t.Errorf("config %s: %v, want %q...", tc.config, err, tc.want)
+		}
+	}
+	cfg = defaults
+}
