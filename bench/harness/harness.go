@@ -61,7 +61,7 @@ type Candidate struct {
 // BrokerKeys names the brokers Options.Brokers can choose besides the
 // candidates, in the order they start (candidates start after propolis).
 // The opt-in ones (optInBrokers) run only when Options.Brokers names them.
-var BrokerKeys = []string{"propolis", "propolis-wasm-publish", "propolis-intercept-in", "propolis-intercept-out", "mochi", "mosquitto", clusterBroker}
+var BrokerKeys = []string{"propolis", "propolis-wasm-publish", "propolis-wasm-kept", "propolis-intercept-in", "propolis-intercept-out", "mochi", "mosquitto", clusterBroker}
 
 // clusterBroker is the three-node Propolis cluster (cluster.go).
 const clusterBroker = "propolis-cluster3"
@@ -73,9 +73,11 @@ var optInBrokers = []string{clusterBroker}
 // brokerLoads are the only loads some brokers run (beside every other
 // broker): what their targets compare, no more, so that they add minutes
 // only where they are measured. The interceptor brokers run the load of
-// their target; the cluster the fan-in and fan-out loads, which it
+// their target, the kept-verdict broker the three loads its targets
+// compare; the cluster the fan-in and fan-out loads, which it
 // compares with one node (and "takeover", its own, after the others).
 var brokerLoads = map[string][]string{
+	"propolis-wasm-kept":     {"publish0", "publish1", "pairs"},
 	"propolis-intercept-in":  {"fanin0"},
 	"propolis-intercept-out": {"fanout0"},
 	clusterBroker:            {"fanin0", "fanin1", "fanout0", "fanout1"},
@@ -216,7 +218,7 @@ func Run(o Options) (*Report, error) {
 		return nil, err
 	}
 	examples := filepath.Join(work, "examples")
-	for _, ex := range []string{"allow-all", "publish-guard"} {
+	for _, ex := range []string{"allow-all", "publish-guard", "topic-lint"} {
 		out := filepath.Join(examples, ex)
 		if err := build(filepath.Join(o.Repo, "examples"), []string{"GOOS=wasip1", "GOARCH=wasm"},
 			"-buildmode=c-shared", "-trimpath", "-o", filepath.Join(out, ex+".wasm"), "./"+ex); err != nil {
@@ -260,6 +262,9 @@ func Run(o Options) (*Report, error) {
 		}},
 		{"propolis-wasm-publish", func() (*Broker, error) {
 			return startPropolis(work, "propolis-wasm-publish", propolis, []string{"allow-all", "publish-guard"}, examples, "none")
+		}},
+		{"propolis-wasm-kept", func() (*Broker, error) {
+			return startPropolis(work, "propolis-wasm-kept", propolis, []string{"allow-all", "topic-lint"}, examples, "none")
 		}},
 		{"propolis-intercept-in", func() (*Broker, error) {
 			return startPropolis(work, "propolis-intercept-in", propolis, []string{"allow-all", "interceptnoop"}, examples, "none")

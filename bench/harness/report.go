@@ -196,6 +196,9 @@ func (r *Report) finish() {
 	add("QoS 1 publish with Wasm authorize_publish ≥ 0.95× without", pub1, "propolis-wasm-publish", "propolis", 0.95)
 	add("QoS 1 latency (mean) with Wasm authorize_publish ≥ 0.95× without", latMean, "propolis-wasm-publish", "propolis", 0.95)
 	add("QoS 1 latency (p99) with Wasm authorize_publish ≥ 0.95× without", latP99, "propolis-wasm-publish", "propolis", 0.95)
+	add("QoS 0 publish with Wasm authorize_publish, verdicts kept (ABI 1.4) ≥ 0.95× without", pub0, "propolis-wasm-kept", "propolis", 0.95)
+	add("QoS 1 publish with Wasm authorize_publish, verdicts kept (ABI 1.4) ≥ 0.95× without", pub1, "propolis-wasm-kept", "propolis", 0.95)
+	add("QoS 1 latency (mean) with Wasm authorize_publish, verdicts kept (ABI 1.4) ≥ 0.95× without", latMean, "propolis-wasm-kept", "propolis", 0.95)
 	add("fan-in QoS 0 with a no-op Wasm intercept_publish_inbound ≥ 0.9× without", r.find("fan-in QoS 0", "messages/s"), "propolis-intercept-in", "propolis", 0.9)
 	add("fan-out QoS 0 with an intercept_publish_outbound filter matching nothing ≥ 0.98× without", r.find("fan-out QoS 0", "deliveries/s"), "propolis-intercept-out", "propolis", 0.98)
 	for _, s := range r.Startup {
