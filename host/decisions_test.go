@@ -2,10 +2,13 @@ package host
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/propolis-mqtt/propolis/abi"
 	"github.com/propolis-mqtt/propolis/broker"
@@ -183,4 +186,35 @@ func TestAuthorizeCacheNotForOlderModules(t *testing.T) {
 	if hits := statusOf(t, h, "old").AuthorizeCacheHits; hits != 0 {
 		t.Fatalf("hits %d, want 0", hits)
 	}
+}
+
+// TestStatusFileFollowsCounters: a watching host rewrites the status file
+// when only its counters moved, so that `propolis extensions list` against
+// a running broker shows calls and kept-verdict hits as they grow, not as
+// they were at the last load.
+func TestStatusFileFollowsCounters(t *testing.T) {
+	ext := t.TempDir()
+	installExtension(t, ext, "authzcache", buildGuest(t, "testdata/guests", "authzcache"), 0, "")
+	file := filepath.Join(t.TempDir(), "extensions-status.json")
+	h, err := New(Options{Dir: ext, StatusFile: file, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	if err := h.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.statusEvery = 50 * time.Millisecond
+	h.Watch()
+	a := clientOf(t, h, "a")
+	for i := 0; i < 5; i++ {
+		a.AuthorizePublish(&broker.Publish{Topic: "next/x", QoS: 1})
+	}
+	poll.Until(t, "the status file shows the calls and hits", func() bool {
+		sts, _, live, err := readStatusFile(file)
+		if err != nil || !live || len(sts) != 1 {
+			return false
+		}
+		return sts[0].AuthorizeCacheHits == 4 && sts[0].Calls >= 2 // authenticate and the first publish
+	})
 }

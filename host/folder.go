@@ -40,19 +40,25 @@ type folderState struct {
 // a new folder is loaded, a DISABLED file stops its extension and its
 // removal starts it again, a changed manifest or module reloads it (the old
 // version keeps serving until the new one has started), a removed folder
-// stops it.
+// stops it. It also rewrites the status file every statusRefresh while
+// the counters in it move.
 func (h *Host) Watch() {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		t := time.NewTicker(WatchInterval)
 		defer t.Stop()
+		refreshed := time.Now()
 		for {
 			select {
 			case <-h.done:
 				return
 			case <-t.C:
 				h.scan(context.Background(), false)
+			}
+			if time.Since(refreshed) >= h.statusEvery {
+				refreshed = time.Now()
+				h.refreshStatusFile()
 			}
 		}
 	}()

@@ -64,6 +64,14 @@ type Host struct {
 	svc       atomic.Pointer[servicesRef] // the broker's services; see services.go
 	// authKeys computes the authentication cache's keys (authcache.go).
 	authKeys *authKeyer
+	// statusFileMu serialises the status file's writers; statusWritten
+	// is the statuses last written (JSON), statusFailing whether the last
+	// write failed (statusfile.go).
+	statusFileMu  sync.Mutex
+	statusWritten string
+	statusFailing bool
+	// statusEvery is statusRefresh (tests shorten it before Watch).
+	statusEvery time.Duration
 	// now is a coarse clock (monotonic ns) the watchdog sets every tick,
 	// for the authorization cache's expiries (coarseNow).
 	now atomic.Int64
@@ -198,7 +206,7 @@ func New(opts Options) (*Host, error) {
 	}
 	h := &Host{opts: opts, log: log, exts: map[string]*extension{}, status: map[string]*Status{}, counters: map[string]*folderCounters{},
 		folders: map[string]*folderState{}, done: make(chan struct{}), freeReq: make(chan struct{}, 1),
-		watchdogQuit: make(chan struct{}), authKeys: newAuthKeyer(), trimEvery: trimEvery,
+		watchdogQuit: make(chan struct{}), authKeys: newAuthKeyer(), trimEvery: trimEvery, statusEvery: statusRefresh,
 		readDir: os.ReadDir, readFile: os.ReadFile}
 	h.chain.Store(&chain{})
 	h.wg.Add(2)

@@ -60,7 +60,7 @@ func start(info propolis.StartInfo) error {
 		return errors.New("topic-lint: " + err.Error())
 	}
 	if err := c.check(); err != nil {
-		return errors.New("topic-lint: config: " + err.Error())
+		return errors.New("topic-lint: " + err.Error())
 	}
 	cfg = c
 	if info.Instance == 0 {
@@ -75,15 +75,15 @@ func start(info propolis.StartInfo) error {
 func (r *rules) check() error {
 	switch {
 	case r.MaxLevels < 1:
-		return fmt.Errorf("max_levels: %d, want at least 1", r.MaxLevels)
+		return fmt.Errorf("config.max_levels: %d, want at least 1", r.MaxLevels)
 	case r.MaxLevelLength < 1:
-		return fmt.Errorf("max_level_length: %d, want at least 1", r.MaxLevelLength)
+		return fmt.Errorf("config.max_level_length: %d, want at least 1", r.MaxLevelLength)
 	case r.CacheSeconds < 0 || time.Duration(r.CacheSeconds)*time.Second > propolis.MaxCacheFor:
-		return fmt.Errorf("cache_seconds: %d, want 0 to %d", r.CacheSeconds, int(propolis.MaxCacheFor/time.Second))
+		return fmt.Errorf("config.cache_seconds: %d, want 0 to %d", r.CacheSeconds, int(propolis.MaxCacheFor/time.Second))
 	}
 	for i, root := range r.Roots {
 		if reason := r.level(root); reason != "" {
-			return fmt.Errorf("roots[%d]: %q: %s", i, root, reason)
+			return fmt.Errorf("config.roots[%d]: %q: %s", i, root, reason)
 		}
 	}
 	return nil

@@ -50,10 +50,10 @@ func TestConfig(t *testing.T) {
 		{``, ""},
 		{`{"max_levels": 3, "roots": ["devices"], "cache_seconds": 0}`, ""},
 		{`{"max_level": 3}`, `topic-lint: config: unknown key "max_level"`},
-		{`{"max_levels": 0}`, "topic-lint: config: max_levels: 0, want at least 1"},
-		{`{"cache_seconds": 86401}`, "topic-lint: config: cache_seconds: 86401, want 0 to 86400"},
-		{`{"roots": ["dev/ice"]}`, `topic-lint: config: roots[0]: "dev/ice": character '/' is not allowed (a-z 0-9 - _ .)`},
-		{`{"max_levels": "8"}`, "topic-lint: config"},
+		{`{"max_levels": 0}`, "topic-lint: config.max_levels: 0, want at least 1"},
+		{`{"cache_seconds": 86401}`, "topic-lint: config.cache_seconds: 86401, want 0 to 86400"},
+		{`{"roots": ["dev/ice"]}`, `topic-lint: config.roots[0]: "dev/ice": character '/' is not allowed (a-z 0-9 - _ .)`},
+		{`{"max_levels": "8"}`, "topic-lint: config.max_levels: a string, want an integer"},
 	} {
 		var raw json.RawMessage
 		if tc.config != "" {
