@@ -67,11 +67,9 @@ type authCache struct {
 	hits, stored atomic.Int64
 	// authzHits counts the authorize calls answered from connections'
 	// kept answers (decisions.go), in shards so that connections on
-	// different CPUs do not share one cache line per PUBLISH;
-	// authzStored counts the answers kept. The answers themselves live
-	// with the connections.
-	authzHits   [hitShards]paddedCount
-	authzStored atomic.Int64
+	// different CPUs do not share one cache line per PUBLISH. The answers
+	// themselves live with the connections.
+	authzHits [hitShards]paddedCount
 }
 
 // hitShards is how many counters authzHits spreads over.

@@ -37,6 +37,11 @@ type decisionKey struct {
 	flags uint16
 }
 
+// maxKeptName is the longest topic or filter whose answer is kept: a
+// table's memory is bounded by its entries times this (plus ~150 bytes
+// each), not by what clients send (a topic may have 64 KiB).
+const maxKeptName = 256
+
 // keyFlags packs what, besides the name, an authorize record asks about.
 func keyFlags(qos byte, flags uint8) uint16 { return uint16(qos) | uint16(flags)<<8 }
 
@@ -85,7 +90,7 @@ var shardSeq atomic.Uint32
 // flushed.
 func (c *decisionCache) get(e *extension, k *decisionKey, now int64) (keptDecision, bool) {
 	if r := c.recent.Load(); r != nil && r.ext == e && r.key == *k &&
-		now < r.d.expires && r.d.gen == e.authCache.generation() {
+		now < r.d.expires && r.d.gen == e.authCache.generation() && !e.stopped.Load() {
 		e.authCache.authzHits[r.shard].n.Add(1)
 		return r.d, true
 	}
@@ -94,6 +99,7 @@ func (c *decisionCache) get(e *extension, k *decisionKey, now int64) (keptDecisi
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.prune()
 	for i := range c.byExt {
 		t := &c.byExt[i]
 		if t.ext != e {
@@ -113,6 +119,23 @@ func (c *decisionCache) get(e *extension, k *decisionKey, now int64) (keptDecisi
 	return keptDecision{}, false
 }
 
+// prune drops the tables of extensions that stopped (a reload, a
+// disable, a crash-loop stop), and recent when it is one of theirs: their
+// answers are never given again. Under mu.
+func (c *decisionCache) prune() {
+	live := c.byExt[:0]
+	for _, x := range c.byExt {
+		if !x.ext.stopped.Load() {
+			live = append(live, x)
+		}
+	}
+	clear(c.byExt[len(live):])
+	c.byExt = live
+	if r := c.recent.Load(); r != nil && r.ext.stopped.Load() {
+		c.recent.Store(nil)
+	}
+}
+
 // drop deletes t's answer to k, and recent when it is that answer. Under
 // mu.
 func (c *decisionCache) drop(t *extDecisions, k decisionKey) {
@@ -126,25 +149,22 @@ func (c *decisionCache) drop(t *extDecisions, k decisionKey) {
 // dropping the expired answers among a few (evictSample), or else the one
 // among them that expires first.
 func (c *decisionCache) put(e *extension, k *decisionKey, d keptDecision, now int64) {
+	if len(k.name) > maxKeptName || e.stopped.Load() {
+		return
+	}
 	k.name = strings.Clone(k.name) // the broker's topic may be a view of a packet buffer
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d.gen != e.authCache.generation() { // flushed while the call ran
 		return
 	}
+	c.prune()
 	var t *extDecisions
-	live := c.byExt[:0]
 	for i := range c.byExt {
-		x := c.byExt[i]
-		if x.ext == e {
-			live = append(live, x)
-			t = &live[len(live)-1]
-		} else if !x.ext.stopped.Load() {
-			live = append(live, x)
+		if c.byExt[i].ext == e {
+			t = &c.byExt[i]
 		}
 	}
-	clear(c.byExt[len(live):])
-	c.byExt = live
 	if t == nil {
 		c.byExt = append(c.byExt, extDecisions{ext: e, m: map[decisionKey]keptDecision{}})
 		t = &c.byExt[len(c.byExt)-1]
@@ -173,7 +193,6 @@ func (c *decisionCache) put(e *extension, k *decisionKey, d keptDecision, now in
 	t.m[*k] = d
 	c.recent.Store(&recentAnswer{ext: e, key: *k, d: d, shard: c.shard})
 	c.used.Store(true)
-	e.authCache.authzStored.Add(1)
 }
 
 // decide answers one authorize question k of e for client c, which

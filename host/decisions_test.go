@@ -21,7 +21,7 @@ func authzCacheHost(t *testing.T, extra string) (*Host, string) {
 	t.Helper()
 	ext := t.TempDir()
 	installExtension(t, ext, "authzcache", buildGuest(t, "testdata/guests", "authzcache"), 0,
-		"services: [auth_cache]\nlimits:\n  pool_size: 1\n  max_pool_size: 1\n  call_deadline: 1m\n"+extra)
+		"services: [auth_cache, storage]\nlimits:\n  pool_size: 1\n  max_pool_size: 1\n  call_deadline: 1m\n"+extra)
 	h, _ := newTestHost(t, ext)
 	return h, ext
 }
@@ -63,19 +63,22 @@ func TestAuthorizeCacheKeepsMarkedAnswers(t *testing.T) {
 	expect("another QoS is another question", pub(a, "keep/x", 0, false), "call 2")
 	expect("retained is another question", pub(a, "keep/x", 1, true), "call 3")
 	expect("another topic", pub(a, "keep/y", 1, false), "call 4")
-	expect("pass/x is not kept", pub(a, "pass/x", 1, false), "call 5")
-	expect("pass/x again calls", pub(a, "pass/x", 1, false), "call 6")
+	will := a.AuthorizePublish(&broker.Publish{Topic: "keep/x", QoS: 1, Will: true}).ReasonString
+	expect("a will is another question", will, "call 5")
+	expect("keep/x still kept after the will", pub(a, "keep/x", 1, false), "call 1")
+	expect("pass/x is not kept", pub(a, "pass/x", 1, false), "call 6")
+	expect("pass/x again calls", pub(a, "pass/x", 1, false), "call 7")
 	expect("keep/x still kept", pub(a, "keep/x", 1, false), "call 1")
 
 	// A kept NEXT passes on to the permissions (unrestricted: allow)
 	// without a call: the next call's number shows none was made.
 	expect("next/x", pub(a, "next/x", 1, false), "allow")
 	expect("next/x again", pub(a, "next/x", 1, false), "allow")
-	expect("count after next/x twice", pub(a, "pass/x", 1, false), "call 8")
+	expect("count after next/x twice", pub(a, "pass/x", 1, false), "call 9")
 
 	// Another connection has answers of its own.
 	b := clientOf(t, h, "b")
-	expect("keep/x for b", pub(b, "keep/x", 1, false), "call 9")
+	expect("keep/x for b", pub(b, "keep/x", 1, false), "call 10")
 	expect("keep/x for a", pub(a, "keep/x", 1, false), "call 1")
 
 	// Subscribe answers too, by filter, QoS and shared flag.
@@ -83,20 +86,74 @@ func TestAuthorizeCacheKeepsMarkedAnswers(t *testing.T) {
 		t.Helper()
 		return a.AuthorizeSubscribe(&broker.Subscribe{Filter: filter, QoS: qos, Shared: shared}).ReasonString
 	}
-	expect("subscribe keep/#", sub("keep/#", 1, false), "call 10")
-	expect("subscribe keep/# again", sub("keep/#", 1, false), "call 10")
-	expect("subscribe keep/# shared", sub("keep/#", 1, true), "call 11")
-	expect("publish keep/# is not the filter's answer", pub(a, "keep/#", 1, false), "call 12")
+	expect("subscribe keep/#", sub("keep/#", 1, false), "call 11")
+	expect("subscribe keep/# again", sub("keep/#", 1, false), "call 11")
+	expect("subscribe keep/# shared", sub("keep/#", 1, true), "call 12")
+	expect("publish keep/# is not the filter's answer", pub(a, "keep/#", 1, false), "call 13")
 
-	if st := statusOf(t, h, "authzcache"); st.AuthorizeCacheHits != 5 {
-		t.Fatalf("AuthorizeCacheHits = %d, want 5", st.AuthorizeCacheHits)
+	if st := statusOf(t, h, "authzcache"); st.AuthorizeCacheHits != 6 {
+		t.Fatalf("AuthorizeCacheHits = %d, want 6", st.AuthorizeCacheHits)
 	}
 
 	// auth_cache_flush ends every connection's kept answers.
 	expect("flush", pub(b, "flush", 1, false), "flushed")
-	expect("keep/x for a after the flush", pub(a, "keep/x", 1, false), "call 14")
-	expect("keep/x for b after the flush", pub(b, "keep/x", 1, false), "call 15")
-	expect("kept again after the flush", pub(a, "keep/x", 1, false), "call 14")
+	expect("keep/x for a after the flush", pub(a, "keep/x", 1, false), "call 15")
+	expect("keep/x for b after the flush", pub(b, "keep/x", 1, false), "call 16")
+	expect("kept again after the flush", pub(a, "keep/x", 1, false), "call 15")
+
+	// Marked, but not kept: a flush came while the call ran; the topic is
+	// too long to keep.
+	expect("flushkeep/x", pub(a, "flushkeep/x", 1, false), "call 17")
+	expect("flushkeep/x again", pub(a, "flushkeep/x", 1, false), "call 18")
+	long := "keep/" + strings.Repeat("l", maxKeptName)
+	expect("a long topic", pub(a, long, 1, false), "call 19")
+	expect("a long topic again", pub(a, long, 1, false), "call 20")
+	edge := "keep/" + strings.Repeat("l", maxKeptName-len("keep/"))
+	expect("a topic of the longest kept length", pub(a, edge, 1, false), "call 21")
+	expect("kept", pub(a, edge, 1, false), "call 21")
+}
+
+// TestAuthorizeCacheNotRateLimited: an answer made while a host service
+// was refused RATE_LIMITED is not kept (it was made without what the
+// service would have given).
+func TestAuthorizeCacheNotRateLimited(t *testing.T) {
+	h, _ := authzCacheHost(t, "  service_rate: 1\n  service_burst: 1\n")
+	a := clientOf(t, h, "a")
+	pub := func(topic string) string {
+		return a.AuthorizePublish(&broker.Publish{Topic: topic, QoS: 1}).ReasonString
+	}
+	if got, again := pub("ratekeep/x"), pub("ratekeep/x"); got != "call 1" || again != "call 2" {
+		t.Fatalf("ratekeep/x twice: %q, %q; want call 1, call 2 (not kept)", got, again)
+	}
+	if got := pub("keep/x"); got != "call 3" { // the rate does not matter to a call without services
+		t.Fatalf("keep/x: %q", got)
+	}
+	if got := pub("keep/x"); got != "call 3" {
+		t.Fatalf("keep/x again: %q, want it kept", got)
+	}
+}
+
+// TestAuthorizeCacheCrashLoop: once the extension is stopped as a crash
+// loop, its kept answers are no longer given (the client falls back to
+// its permissions), even though nothing else about the connection changed.
+func TestAuthorizeCacheCrashLoop(t *testing.T) {
+	h, _ := authzCacheHost(t, "")
+	a := clientOf(t, h, "a")
+	pub := func(topic string) broker.Verdict {
+		return a.AuthorizePublish(&broker.Publish{Topic: topic, QoS: 1})
+	}
+	if v, again := pub("keep/x"), pub("keep/x"); v.ReasonString != "call 1" || again.ReasonString != "call 1" {
+		t.Fatalf("before: %+v, %+v", v, again)
+	}
+	poll.Until(t, "the extension is stopped as a crash loop", func() bool {
+		pub("trap/x")
+		return statusOf(t, h, "authzcache").State == StateFailed
+	})
+	// The status says failed before the stop has run: wait for the stop.
+	poll.Until(t, "the kept answer is no longer given", func() bool { return pub("keep/x").ReasonString != "call 1" })
+	if c := a.(*client); func() int { c.kept.mu.Lock(); defer c.kept.mu.Unlock(); return len(c.kept.byExt) }() != 0 {
+		t.Fatal("the stopped extension's table is still held")
+	}
 }
 
 // TestAuthorizeCacheExpires: a kept answer is used for the seconds the
@@ -109,6 +166,11 @@ func TestAuthorizeCacheExpires(t *testing.T) {
 	}
 	if got := pub(); got != "call 1" {
 		t.Fatalf("first: %q", got)
+	}
+	// Kept for the second given, within a watchdog tick of the clock.
+	r := a.(*client).kept.recent.Load()
+	if left := time.Duration(r.d.expires - monotonic()); left > time.Second || left < 900*time.Millisecond {
+		t.Fatalf("kept for %v more, want about 1s", left)
 	}
 	poll.Until(t, "the kept answer expires", func() bool { return pub() != "call 1" })
 	if got := pub(); got != "call 2" {
@@ -132,7 +194,7 @@ func TestAuthorizeCacheEndsWithTheVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(manifest, []byte(strings.Replace(string(b), "version: 1.0.0", "version: 1.0.1", 1)), 0o644); err != nil {
+	if err := os.WriteFile(manifest, []byte(strings.Replace(string(b), "version: 1.0.0", "version: 1.0.1", 1)+"config:\n  tag: \" v2\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.LoadAll(context.Background()); err != nil {
@@ -141,10 +203,10 @@ func TestAuthorizeCacheEndsWithTheVersion(t *testing.T) {
 	if v := statusOf(t, h, "authzcache").Version; v != "1.0.1" {
 		t.Fatalf("version after the reload: %s", v)
 	}
-	if got := pub(); got != "call 1" { // the new version's first call
+	if got := pub(); got != "call 1 v2" { // the new version's first call
 		t.Fatalf("after the reload: %q, want the new version's call 1", got)
 	}
-	if got := pub(); got != "call 1" {
+	if got := pub(); got != "call 1 v2" {
 		t.Fatalf("after the reload, kept: %q", got)
 	}
 	if hits := statusOf(t, h, "authzcache").AuthorizeCacheHits; hits != 1 {

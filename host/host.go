@@ -431,8 +431,8 @@ func (h *Host) Close(ctx context.Context) error {
 
 // coarseNow returns the watchdog's clock, at most a watchdog tick old
 // (monotonic ns): the authorization cache reads it per PUBLISH, where a
-// clock read would cost a tenth of a call. Before the first tick it
-// reads the clock.
+// clock read would cost more than the cache's hit. Before the first tick
+// and after the watchdog ended (Close) it reads the clock.
 func (h *Host) coarseNow() int64 {
 	if n := h.now.Load(); n != 0 {
 		return n
@@ -448,6 +448,7 @@ func (h *Host) coarseNow() int64 {
 // its deadline plus two ticks after it began.
 func (h *Host) watchdog() {
 	defer h.wg.Done()
+	defer h.now.Store(0) // coarseNow reads the clock from now on
 	t := time.NewTicker(watchdogTick)
 	defer t.Stop()
 	var watched []*extension

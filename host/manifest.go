@@ -96,7 +96,7 @@ type Limits struct {
 	AuthCacheEntries int `yaml:"auth_cache_entries"`
 	// AuthorizeCacheEntries bounds the authorize answers (cache_result,
 	// ABI 1.4) the host keeps for the extension per connection, 1 to
-	// 100,000. Default 32.
+	// 1,024. Default 32.
 	AuthorizeCacheEntries int `yaml:"authorize_cache_entries"`
 }
 
@@ -148,7 +148,7 @@ const (
 	maxMaxPoolSize           = 1024
 	poolGrowth               = 4
 	maxAuthCacheEntries      = 1000000
-	maxAuthorizeCacheEntries = 100000
+	maxAuthorizeCacheEntries = 1024
 	minMaxResponse           = 1 << 10
 	maxMaxResponse           = 16 << 20
 )

@@ -94,7 +94,7 @@ func (r *rules) check() error {
 func authorizePublish(p *propolis.Publish) propolis.Verdict {
 	if cfg.CacheSeconds > 0 {
 		if err := propolis.CacheVerdict(time.Duration(cfg.CacheSeconds) * time.Second); err != nil {
-			propolis.Warnf("topic-lint: keeping the verdict: %v", err) // a broker before ABI 1.4: every PUBLISH is a call
+			propolis.Warnf("topic-lint: keeping the verdict: %v", err) // not expected: the call is valid here
 		}
 	}
 	if reason := cfg.lint(p.Topic); reason != "" {
@@ -136,13 +136,12 @@ func (r *rules) level(s string) string {
 	if len(s) > r.MaxLevelLength {
 		return strconv.Itoa(len(s)) + " bytes, at most " + strconv.Itoa(r.MaxLevelLength)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for _, c := range s {
 		switch {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
 		case c >= 'A' && c <= 'Z' && r.Uppercase:
 		default:
-			return "character " + strconv.QuoteRune(rune(c)) + " is not allowed (" + r.allowed() + ")"
+			return "character " + strconv.QuoteRune(c) + " is not allowed (" + r.allowed() + ")"
 		}
 	}
 	return ""

@@ -21,6 +21,7 @@ func TestLint(t *testing.T) {
 		{"dev/Temp", `level 2 "Temp": character 'T' is not allowed (a-z 0-9 - _ .)`},
 		{"dev/a b", `level 2 "a b": character ' ' is not allowed (a-z 0-9 - _ .)`},
 		{"dev/abcdef", `level 2 "abcdef": 6 bytes, at most 5`},
+		{"dev/é", `level 2 "é": character 'é' is not allowed (a-z 0-9 - _ .)`},
 		{"ops/x", `first level "ops" is not one of dev, app`},
 	} {
 		if got := r.lint(tc.topic); got != tc.want {

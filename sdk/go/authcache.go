@@ -19,8 +19,9 @@ const MaxCacheFor = 24 * time.Hour
 // most MaxCacheFor; 0 takes back an earlier call. Call it only when the
 // answer depends on nothing else of the Connect (not its remote address,
 // will or user properties). ErrInvalidArgument: d is negative or beyond
-// MaxCacheFor; ErrNotAvailable: outside Authenticate (CacheVerdict is its
-// counterpart in the authorize handlers). It needs no grant.
+// MaxCacheFor; ErrNotAvailable: outside Authenticate and the authorize
+// handlers (where CacheVerdict, the same call, reads better). It needs no
+// grant.
 //
 // It is a function rather than an AuthResult field so that only modules
 // that cache import cache_result (an ABI 1.1 host function).
@@ -42,10 +43,12 @@ func CacheAuthResult(d time.Duration) error {
 // extension is reloaded or disabled, or FlushAuthCache is called. Call it
 // only when the verdict depends on nothing else: not the payload, the
 // time, or an attribute that may change. The answers are kept per
-// connection, at most the manifest's limits.authorize_cache_entries.
-// ErrInvalidArgument: d is negative or beyond MaxCacheFor;
-// ErrNotAvailable: outside the two handlers, or on a broker older than
-// ABI 1.4. It needs no grant.
+// connection, at most the manifest's limits.authorize_cache_entries, and
+// never for a topic or filter longer than 256 bytes. ErrInvalidArgument:
+// d is negative or beyond MaxCacheFor; ErrNotAvailable: outside the
+// handlers that may keep an answer. It needs no grant. A module built
+// with this SDK says ABI 1.4, so a broker older than 1.4 refuses to load
+// it rather than ignore the call.
 func CacheVerdict(d time.Duration) error { return CacheAuthResult(d) }
 
 // FlushAuthCache drops the answers the broker keeps for clientID from the

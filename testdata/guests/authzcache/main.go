@@ -5,12 +5,21 @@
 // a kept answer from a new call. Run it with limits.pool_size and
 // max_pool_size 1: the count is the instance's.
 //
-// Its config: cache_seconds (default 60), how long answers are kept.
+// Its config: cache_seconds (default 60), how long answers are kept; tag,
+// appended to every "call N" (to tell two versions apart).
 //
 // AuthorizePublish, by topic:
 //   - keep/...: kept; DENY 0x87 with reason "call N";
 //   - next/...: kept; NEXT (the client's permissions then allow);
 //   - pass/...: not kept; DENY 0x87 with reason "call N";
+//   - flushkeep/...: runs FlushAuthCache("") during the call, then marks
+//     its "call N" kept (the host must not keep it: the flush came after
+//     the call began);
+//   - ratekeep/...: reads the storage key "k" three times (with a service
+//     rate of 1 and burst of 1, at least one is refused RATE_LIMITED),
+//     then marks its "call N" kept (the host must not keep it);
+//   - trap/...: panics (a trap: the instance is discarded, and enough of
+//     them stop the extension as a crash loop);
 //   - flush: runs FlushAuthCache("") and denies with "flushed";
 //   - anything else: ALLOW, not kept.
 //
@@ -29,6 +38,7 @@ import (
 
 var (
 	keepFor = time.Minute
+	tag     string
 	calls   int
 )
 
@@ -36,7 +46,8 @@ func init() {
 	propolis.Register(propolis.Extension{
 		Start: func(info propolis.StartInfo) error {
 			var cfg struct {
-				CacheSeconds int `json:"cache_seconds"`
+				CacheSeconds int    `json:"cache_seconds"`
+				Tag          string `json:"tag"`
 			}
 			if len(info.Config) > 0 {
 				if err := json.Unmarshal(info.Config, &cfg); err != nil {
@@ -46,6 +57,7 @@ func init() {
 			if cfg.CacheSeconds > 0 {
 				keepFor = time.Duration(cfg.CacheSeconds) * time.Second
 			}
+			tag = cfg.Tag
 			return nil
 		},
 		Authenticate: func(*propolis.Connect) propolis.AuthResult {
@@ -53,8 +65,22 @@ func init() {
 		},
 		AuthorizePublish: func(p *propolis.Publish) propolis.Verdict {
 			calls++
-			named := propolis.Deny(propolis.CodeNotAuthorized, "call "+strconv.Itoa(calls))
+			named := propolis.Deny(propolis.CodeNotAuthorized, "call "+strconv.Itoa(calls)+tag)
 			switch {
+			case strings.HasPrefix(p.Topic, "flushkeep/"):
+				if _, err := propolis.FlushAuthCache(""); err != nil {
+					return propolis.Deny(propolis.CodeUnspecified, err.Error())
+				}
+				keep()
+				return named
+			case strings.HasPrefix(p.Topic, "ratekeep/"):
+				for i := 0; i < 3; i++ {
+					_, _ = propolis.StoredValue("k")
+				}
+				keep()
+				return named
+			case strings.HasPrefix(p.Topic, "trap/"):
+				panic("trap requested by the test")
 			case strings.HasPrefix(p.Topic, "keep/"):
 				keep()
 				return named
@@ -75,7 +101,7 @@ func init() {
 			calls++
 			if strings.HasPrefix(s.Filter, "keep/") {
 				keep()
-				return propolis.Deny(propolis.CodeNotAuthorized, "call "+strconv.Itoa(calls))
+				return propolis.Deny(propolis.CodeNotAuthorized, "call "+strconv.Itoa(calls)+tag)
 			}
 			return propolis.Allow()
 		},
