@@ -105,6 +105,9 @@ type ProbeResult struct {
 	// Memory is the instance's linear memory after the call, in bytes (0
 	// when the call's failure discarded it).
 	Memory uint64
+	// KeptFor is the seconds cache_result marked the answer valid for (0:
+	// not marked): the broker would give it again without a call.
+	KeptFor uint32
 }
 
 // ProbeOptions configures OpenProbe.
@@ -232,7 +235,7 @@ func (p *Probe) Call(ctx context.Context, cb abi.Callback, rec interface{ Encode
 	p.ext.pool.settle(ctx, probeSettleLimit)
 	p.obs.begin()
 	a, err := p.h.invoke(ctx, p.ext, cb, r)
-	res := ProbeResult{Err: err, Decision: a.decision, Code: a.code, Reason: a.out.reason, Refused: p.obs.end()}
+	res := ProbeResult{Err: err, Decision: a.decision, Code: a.code, Reason: a.out.reason, Refused: p.obs.end(), KeptFor: a.out.cacheFor}
 	for _, ch := range a.out.packet {
 		res.Changes = append(res.Changes, ch.String())
 	}

@@ -82,7 +82,7 @@ func folder(t *testing.T, id, wasm, manifest string) string {
 }
 
 // examples are the extensions of examples/ (the Makefile's EXAMPLES).
-var examples = []string{"allow-all", "topic-acl", "banlist", "publish-guard", "session-tracker", "payload-enricher", "topic-rewriter"}
+var examples = []string{"allow-all", "topic-acl", "banlist", "publish-guard", "topic-lint", "session-tracker", "payload-enricher", "topic-rewriter"}
 
 func TestExamplesPass(t *testing.T) {
 	for _, id := range examples {
@@ -95,6 +95,36 @@ func TestExamplesPass(t *testing.T) {
 				t.Fatalf("%s: no call made:\n%s", id, text(r))
 			}
 		})
+	}
+}
+
+// TestKeptVerdicts: an extension that marks authorize_publish verdicts
+// kept (cache_result, ABI 1.4) is asked again with other payloads; one
+// whose verdict reads the payload fails, naming the input and both
+// answers, and topic-lint, whose verdict reads only the topic, passes.
+func TestKeptVerdicts(t *testing.T) {
+	result := func(r *Report) Result {
+		t.Helper()
+		for _, res := range r.Results {
+			if res.Name == keptCheck {
+				return res
+			}
+		}
+		t.Fatalf("no %q result:\n%s", keptCheck, text(r))
+		return Result{}
+	}
+	bad := check(t, buildGo(t, "testdata/guests", "keptpayload"), Options{})
+	if res := result(bad); res.Status != Fail || !strings.Contains(res.Message, "marked with cache_result for 60s") ||
+		!strings.Contains(res.Message, "payload over 16 bytes") || !strings.Contains(res.Message, "authorize_publish") {
+		t.Fatalf("keptpayload: %+v\n%s", res, text(bad))
+	}
+	good := check(t, exampleFolder(t, "topic-lint"), Options{})
+	if res := result(good); res.Status != Pass || !good.Passed() {
+		t.Fatalf("topic-lint: %+v\n%s", res, text(good))
+	}
+	plain := check(t, exampleFolder(t, "publish-guard"), Options{})
+	if res := result(plain); res.Status != Skip {
+		t.Fatalf("publish-guard marks nothing: %+v", res)
 	}
 }
 

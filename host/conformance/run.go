@@ -26,10 +26,14 @@ type answer struct {
 	code     byte
 	reason   string
 	changes  string // host.ProbeResult.Changes, joined by ", "
+	// keptFor is the seconds cache_result marked the answer for, 0 for
+	// none (not compared by same).
+	keptFor uint32
 }
 
 func answerOf(res host.ProbeResult) answer {
-	return answer{outcome: res.Outcome, decision: res.Decision, code: res.Code, reason: res.Reason, changes: strings.Join(res.Changes, ", ")}
+	return answer{outcome: res.Outcome, decision: res.Decision, code: res.Code, reason: res.Reason, changes: strings.Join(res.Changes, ", "),
+		keptFor: res.KeptFor}
 }
 
 func (a answer) String() string {
@@ -153,9 +157,13 @@ func runChecks(ctx context.Context, r *Report, t *target, opts Options) {
 		if x.anyFailed() {
 			r.add("run", "memory does not keep growing", Skip, "not run: calls failed above")
 			r.add("run", "same answer on every instance", Skip, "not run: calls failed above")
+			if slices.Contains(cbs, abi.CallbackAuthorizePublish) {
+				r.add("run", keptCheck, Skip, "not run: calls failed above")
+			}
 			return x.p.Close(ctx)
 		}
 		x.stateAndMemory(corpus, first, firstTook)
+		x.keptVerdicts(corpus, first)
 		return x.p.Close(ctx)
 	}()
 	msg := fmt.Sprintf("started with the manifest's config (%s), stopped", configSummary(t.manifest))
@@ -523,3 +531,50 @@ func kib(mem []uint64) string {
 
 // memory is the probe's instance's linear memory now.
 func (x *runner) memory() uint64 { return x.p.Memory() }
+
+// keptCheck is the name of keptVerdicts' result.
+const keptCheck = "authorize_publish: kept verdicts do not depend on the payload"
+
+// keptPayloads are the payloads keptVerdicts tries in place of an input's:
+// none, one byte, text, JSON and 4 KiB of bytes.
+var keptPayloads = [][]byte{nil, {0}, []byte("hello"), []byte(`{"t":21.5,"unit":"C"}`), make([]byte, 4096)}
+
+// keptVerdicts checks every authorize_publish answer of the first pass
+// that cache_result marked: the broker gives it, for the marked time, to
+// every PUBLISH on the connection with the same topic, QoS, retain and
+// will flags (ABI.md section 5), so asking again with another payload
+// must give the same verdict. An extension that marks a verdict reading
+// the payload (a size limit, a schema check) fails here, naming the input
+// and both answers.
+func (x *runner) keptVerdicts(corpus []*input, first []answer) {
+	if !slices.Contains(x.t.callbacks, abi.CallbackAuthorizePublish) {
+		return
+	}
+	marked, tried := 0, 0
+	for _, in := range corpus {
+		rec, ok := in.rec.(*abi.PublishRecord)
+		if in.cb != abi.CallbackAuthorizePublish || !ok || first[in.n].keptFor == 0 || !first[in.n].outcome.Answered() {
+			continue
+		}
+		marked++
+		for _, p := range keptPayloads {
+			again := *rec
+			again.Payload = p
+			res := x.p.Call(x.ctx, in.cb, &again, in.extra)
+			x.r.CallsMade++
+			tried++
+			if got := answerOf(res); res.Outcome != host.OutcomeTooLarge && !got.same(first[in.n]) {
+				x.r.add("run", keptCheck, Fail, "%s was answered %s and marked with cache_result for %ds, but with a payload of %d bytes instead it is answered %s: "+
+					"the broker would give the kept verdict to that PUBLISH without asking. Mark only verdicts that depend on the client and the topic alone "+
+					"(propolis.CacheVerdict in Go), or do not mark this one",
+					in, first[in.n].withOutcome(), first[in.n].keptFor, len(p), got.withOutcome())
+				return
+			}
+		}
+	}
+	if marked == 0 {
+		x.r.add("run", keptCheck, Skip, "no authorize_publish answer was marked with cache_result: every PUBLISH is a call")
+		return
+	}
+	x.r.add("run", keptCheck, Pass, "%d marked answers asked again with %d other payloads each (%d calls): the same verdicts", marked, len(keptPayloads), tried)
+}
