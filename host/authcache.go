@@ -137,29 +137,42 @@ func (c *authCache) put(k *authKey, a *cachedAnswer, ttl time.Duration, gen uint
 		return false
 	}
 	if _, ok := c.m[*k]; !ok && len(c.m) >= c.max {
-		var victim authKey
-		soonest, seen, dropped := int64(0), 0, false
-		for key, old := range c.m {
-			c.examined++
-			if now >= old.expires {
-				delete(c.m, key)
-				dropped = true
-			} else if seen == 0 || old.expires < soonest {
-				victim, soonest = key, old.expires
-			}
-			if seen++; seen >= evictSample {
-				break
-			}
-		}
-		if !dropped {
-			delete(c.m, victim)
-		}
+		c.examined += makeRoom(c.m, func(old *cachedAnswer) (int64, bool) { return old.expires, now >= old.expires },
+			func(key authKey) { delete(c.m, key) })
 	}
 	c.m[*k] = a
 	c.size.Store(int64(len(c.m)))
 	c.mu.Unlock()
 	c.stored.Add(1)
 	return true
+}
+
+// makeRoom frees a place in the full map m by looking at a few entries
+// (evictSample, from where Go's randomised map iteration starts): it
+// deletes, through del, the stale ones among them, or else the one that
+// expires first; expiry tells an entry's expiry and whether it is stale.
+// Its cost does not grow with the map. It returns how many entries it
+// looked at. Both the authentication cache and the connections' kept
+// authorize answers (decisions.go) make room this way.
+func makeRoom[K comparable, V any](m map[K]V, expiry func(V) (int64, bool), del func(K)) int {
+	var victim K
+	soonest, seen, dropped := int64(0), 0, false
+	for key, old := range m {
+		exp, stale := expiry(old)
+		if stale {
+			del(key)
+			dropped = true
+		} else if seen == 0 || exp < soonest {
+			victim, soonest = key, exp
+		}
+		if seen++; seen >= evictSample {
+			break
+		}
+	}
+	if !dropped {
+		del(victim)
+	}
+	return seen
 }
 
 // flush drops every answer for clientID, or every answer when it is "",

@@ -170,22 +170,8 @@ func (c *decisionCache) put(e *extension, k *decisionKey, d keptDecision, now in
 		t = &c.byExt[len(c.byExt)-1]
 	}
 	if _, ok := t.m[*k]; !ok && len(t.m) >= e.authorizeCacheMax {
-		var victim decisionKey
-		soonest, seen, dropped := int64(0), 0, false
-		for key, old := range t.m {
-			if now >= old.expires || old.gen != d.gen {
-				c.drop(t, key)
-				dropped = true
-			} else if seen == 0 || old.expires < soonest {
-				victim, soonest = key, old.expires
-			}
-			if seen++; seen >= evictSample {
-				break
-			}
-		}
-		if !dropped {
-			c.drop(t, victim)
-		}
+		makeRoom(t.m, func(old keptDecision) (int64, bool) { return old.expires, now >= old.expires || old.gen != d.gen },
+			func(key decisionKey) { c.drop(t, key) })
 	}
 	if !c.used.Load() {
 		c.shard = uint8(shardSeq.Add(1) % hitShards)
