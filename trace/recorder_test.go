@@ -337,13 +337,21 @@ func (e *env) publishUntilStopped(t testing.TB, c *paho.Client, topic, id string
 	}
 }
 
-// stoppedWith polls until recording id stops and checks its reason.
+// stoppedWith polls until recording id stops and checks its reason. A
+// recording the recorder stopped itself (a limit, a failure) says so at
+// once, while its writer still writes out what it took; the writer writes
+// meta.json last, so the test also waits for it to say stopped before it
+// reads the packet files.
 func (e *env) stoppedWith(t testing.TB, id, reason string) trace.Recording {
 	t.Helper()
 	var r trace.Recording
 	poll.Until(t, "recording "+id+" stopped", func() bool {
 		r, _ = e.rec.Get(id)
 		return r.State == trace.StateStopped
+	})
+	poll.Until(t, "recording "+id+"'s meta.json says stopped", func() bool {
+		b, err := os.ReadFile(filepath.Join(e.dir, id, "meta.json"))
+		return err == nil && bytes.Contains(b, []byte(`"state": "`+trace.StateStopped+`"`))
 	})
 	if !strings.HasPrefix(r.StopReason, reason) {
 		t.Fatalf("stop reason %q, want %q", r.StopReason, reason)
