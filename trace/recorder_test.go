@@ -337,11 +337,7 @@ func (e *env) publishUntilStopped(t testing.TB, c *paho.Client, topic, id string
 	}
 }
 
-// stoppedWith polls until recording id stops and checks its reason. A
-// recording the recorder stopped itself (a limit, a failure) says so at
-// once, while its writer still writes out what it took; the writer writes
-// meta.json last, so the test also waits for it to say stopped before it
-// reads the packet files.
+// stoppedWith polls until recording id stops and checks its reason.
 func (e *env) stoppedWith(t testing.TB, id, reason string) trace.Recording {
 	t.Helper()
 	var r trace.Recording
@@ -349,14 +345,22 @@ func (e *env) stoppedWith(t testing.TB, id, reason string) trace.Recording {
 		r, _ = e.rec.Get(id)
 		return r.State == trace.StateStopped
 	})
-	poll.Until(t, "recording "+id+"'s meta.json says stopped", func() bool {
-		b, err := os.ReadFile(filepath.Join(e.dir, id, "meta.json"))
-		return err == nil && bytes.Contains(b, []byte(`"state": "`+trace.StateStopped+`"`))
-	})
 	if !strings.HasPrefix(r.StopReason, reason) {
 		t.Fatalf("stop reason %q, want %q", r.StopReason, reason)
 	}
 	return r
+}
+
+// writtenOut polls until the writer of stopped recording id has written
+// out what it took. A recording the recorder stopped itself (a limit)
+// says stopped at once, while its writer still writes; the writer writes
+// meta.json last, so a test reading the packet files waits for it.
+func (e *env) writtenOut(t testing.TB, id string) {
+	t.Helper()
+	poll.Until(t, "recording "+id+"'s meta.json says stopped", func() bool {
+		b, err := os.ReadFile(filepath.Join(e.dir, id, "meta.json"))
+		return err == nil && bytes.Contains(b, []byte(`"state": "`+trace.StateStopped+`"`))
+	})
 }
 
 // TestSizeLimit: a recording stops when its next packet would pass its
@@ -367,6 +371,7 @@ func TestSizeLimit(t *testing.T) {
 	c, _ := v5Connect(t, e.addr, "big", nil)
 	publishN(t, c, "big/t", 40, 200)
 	r = e.stoppedWith(t, r.ID, trace.ReasonSizeLimit)
+	e.writtenOut(t, r.ID)
 	lines := readLines(t, filepath.Join(e.dir, r.ID))
 	if r.Bytes > 4<<10 || r.Bytes < 3<<10 || int64(len(lines)) != r.Packets || r.StoppedAt.IsZero() {
 		t.Fatalf("recording %+v with %d lines", r, len(lines))
