@@ -192,4 +192,7 @@ const (
 	// propolis_authorize_subscribe; an older module gets NOT_AVAILABLE
 	// there, as it did under the hosts it was built for.
 	MinorAuthorizeCache = 4
+	// MaxKeptName is the longest topic or filter, in bytes, whose
+	// authorize answer the host keeps (cache_result, 1.4).
+	MaxKeptName = 256
 )

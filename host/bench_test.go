@@ -34,7 +34,10 @@ import (
 // (testdata/guests/authzcache marks its NEXT on next/ topics with
 // cache_result, ABI 1.4): after the first call, no call at all. "none" is
 // the allow-all example, which has no authorize_publish: the client's
-// permissions alone.
+// permissions alone. "wat" is testdata/wasm/ok/wat_auth, written by hand
+// in WAT: its authorize_publish compares the topic's first bytes and
+// answers NEXT, what a guest without a language runtime costs (the lower
+// bound for C, Rust or AssemblyScript).
 func BenchmarkAuthorizePublish(b *testing.B) {
 	guest := func(name string) func() string {
 		return func() string { return buildGuest(b, "testdata/guests", name) }
@@ -49,6 +52,7 @@ func BenchmarkAuthorizePublish(b *testing.B) {
 		{"guarded", false, guest("bench"), "devices/sensor-1/temperature"},
 		{"kept", false, guest("authzcache"), "next/sensor-1/temperature"},
 		{"none", false, func() string { return example(b, "allow-all") }, "devices/sensor-1/temperature"},
+		{"wat", false, func() string { return wasmFixture("ok/wat_auth") }, "devices/sensor-1/temperature"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			testUnguarded = tc.unguarded
@@ -57,7 +61,11 @@ func BenchmarkAuthorizePublish(b *testing.B) {
 			wasm := tc.wasm()
 			installExtension(b, ext, "bench", wasm, 0, "limits:\n  pool_size: 1\n  call_deadline: 1m\n")
 			h, logs := newTestHost(b, ext)
-			res := h.Authenticate(context.Background(), connect("u", "p"))
+			user, pass := "u", "p"
+			if tc.name == "wat" {
+				user, pass = "wat", "secret"
+			}
+			res := h.Authenticate(context.Background(), connect(user, pass))
 			if res.Decision != broker.Allow {
 				b.Fatalf("authenticate: %+v", res)
 			}

@@ -20,9 +20,9 @@ import (
 // The answers live with the connection's client authorizer, so they end
 // with the connection and never cross to another client. Each extension
 // has its own table there, bounded by its limits.authorize_cache_entries;
-// a table of an extension that stopped (a reload, a disable) is dropped
-// when another is added, and its answers are never read: the chain holds
-// the new extension. auth_cache_flush moves the extension's flush
+// a table of an extension that stopped (a reload, a disable, a crash-loop
+// stop) is never read again (get checks) and is dropped at the
+// connection's next locked look (prune). auth_cache_flush moves the extension's flush
 // generation on (authCache.gen), and an answer kept under an older
 // generation is no longer read: a flush of any client id drops every
 // connection's authorization answers of that extension.
@@ -36,11 +36,6 @@ type decisionKey struct {
 	// flags are the record's QoS and flags (keyFlags).
 	flags uint16
 }
-
-// maxKeptName is the longest topic or filter whose answer is kept: a
-// table's memory is bounded by its entries times this (plus ~150 bytes
-// each), not by what clients send (a topic may have 64 KiB).
-const maxKeptName = 256
 
 // keyFlags packs what, besides the name, an authorize record asks about.
 func keyFlags(qos byte, flags uint8) uint16 { return uint16(qos) | uint16(flags)<<8 }
@@ -149,7 +144,10 @@ func (c *decisionCache) drop(t *extDecisions, k decisionKey) {
 // dropping the expired answers among a few (evictSample), or else the one
 // among them that expires first.
 func (c *decisionCache) put(e *extension, k *decisionKey, d keptDecision, now int64) {
-	if len(k.name) > maxKeptName || e.stopped.Load() {
+	// A table's memory is bounded by its entries times abi.MaxKeptName
+	// (plus ~150 bytes each), not by what clients send (a topic may have
+	// 64 KiB).
+	if len(k.name) > abi.MaxKeptName || e.stopped.Load() {
 		return
 	}
 	k.name = strings.Clone(k.name) // the broker's topic may be a view of a packet buffer
@@ -159,6 +157,9 @@ func (c *decisionCache) put(e *extension, k *decisionKey, d keptDecision, now in
 		return
 	}
 	c.prune()
+	if e.stopped.Load() { // stopped since the check above: keep nothing more of it
+		return
+	}
 	var t *extDecisions
 	for i := range c.byExt {
 		if c.byExt[i].ext == e {

@@ -410,6 +410,8 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	h.scanMu.Lock() // wait for a scan in progress
 	h.scanMu.Unlock()
+	h.statusFileMu.Lock() // and for a status file refresh
+	h.statusFileMu.Unlock()
 	h.mu.Lock()
 	exts := make([]*extension, 0, len(h.exts))
 	for _, e := range h.exts {

@@ -43,6 +43,13 @@ func (h *Host) saveStatus(onlyChanged bool) {
 	}
 	h.statusFileMu.Lock()
 	defer h.statusFileMu.Unlock()
+	if onlyChanged {
+		select {
+		case <-h.done: // Close empties the host: its zeroed counters are not news
+			return
+		default:
+		}
+	}
 	sts := h.Status()
 	key, err := json.Marshal(sts)
 	if err != nil || onlyChanged && string(key) == h.statusWritten {

@@ -539,42 +539,98 @@ const keptCheck = "authorize_publish: kept verdicts do not depend on the payload
 // none, one byte, text, JSON and 4 KiB of bytes.
 var keptPayloads = [][]byte{nil, {0}, []byte("hello"), []byte(`{"t":21.5,"unit":"C"}`), make([]byte, 4096)}
 
-// keptVerdicts checks every authorize_publish answer of the first pass
-// that cache_result marked: the broker gives it, for the marked time, to
-// every PUBLISH on the connection with the same topic, QoS, retain and
-// will flags (ABI.md section 5), so asking again with another payload
-// must give the same verdict. An extension that marks a verdict reading
-// the payload (a size limit, a schema check) fails here, naming the input
-// and both answers.
+// keptVerdicts checks the authorize_publish answers of the first pass
+// that cache_result marked and that the broker would keep (an answered
+// call, not rate-limited, a topic of at most abi.MaxKeptName bytes): the
+// broker gives such a verdict, for the marked time, to every PUBLISH on
+// the connection with the same topic, QoS, retain and will flags (ABI.md
+// section 5), so asking again with another payload must give the same
+// verdict. Each input is first asked again as it was (the control): an
+// input whose control differs (state in the instance, which the state
+// check reports) or does not answer is left out, and the other payloads
+// are compared with the control, as the broker compares (decision, and
+// code and reason unless NEXT). A re-ask that overruns its deadline is
+// tried again as in pass; one that does not answer leaves the input out.
+// An extension that marks a verdict reading the payload (a size limit, a
+// schema check) fails here, naming the input and both answers.
 func (x *runner) keptVerdicts(corpus []*input, first []answer) {
 	if !slices.Contains(x.t.callbacks, abi.CallbackAuthorizePublish) {
 		return
 	}
-	marked, tried := 0, 0
+	if x.p.Stopped() {
+		if err := x.p.Restart(x.ctx); err != nil {
+			x.r.add("run", keptCheck, Skip, "not run: the extension could not be started again: %v", err)
+			return
+		}
+		x.reopen++
+	}
+	ask := func(in *input, rec *abi.PublishRecord) (host.ProbeResult, bool) {
+		res := x.p.Call(x.ctx, in.cb, rec, in.extra)
+		x.r.CallsMade++
+		for try := 0; try < deadlineRetries && res.Outcome == host.OutcomeDeadline; try++ {
+			res = x.p.Call(x.ctx, in.cb, rec, in.extra)
+			x.r.CallsMade++
+		}
+		if x.p.Stopped() {
+			if err := x.p.Restart(x.ctx); err == nil {
+				x.reopen++
+			}
+		}
+		return res, res.Outcome.Answered() && res.Outcome != host.OutcomeRateLimited
+	}
+	marked, compared, left := 0, 0, 0
 	for _, in := range corpus {
 		rec, ok := in.rec.(*abi.PublishRecord)
-		if in.cb != abi.CallbackAuthorizePublish || !ok || first[in.n].keptFor == 0 || !first[in.n].outcome.Answered() {
+		a := first[in.n]
+		if in.cb != abi.CallbackAuthorizePublish || !ok || a.keptFor == 0 || !a.outcome.Answered() ||
+			a.outcome == host.OutcomeRateLimited || len(rec.Topic) > abi.MaxKeptName {
 			continue
 		}
 		marked++
+		control, ok := ask(in, rec)
+		if !ok || !sameVerdict(answerOf(control), a) {
+			left++
+			continue
+		}
 		for _, p := range keptPayloads {
 			again := *rec
 			again.Payload = p
-			res := x.p.Call(x.ctx, in.cb, &again, in.extra)
-			x.r.CallsMade++
-			tried++
-			if got := answerOf(res); res.Outcome != host.OutcomeTooLarge && !got.same(first[in.n]) {
+			res, ok := ask(in, &again)
+			if !ok {
+				left++
+				break
+			}
+			compared++
+			if got := answerOf(res); !sameVerdict(got, a) {
 				x.r.add("run", keptCheck, Fail, "%s was answered %s and marked with cache_result for %ds, but with a payload of %d bytes instead it is answered %s: "+
 					"the broker would give the kept verdict to that PUBLISH without asking. Mark only verdicts that depend on the client and the topic alone "+
 					"(propolis.CacheVerdict in Go), or do not mark this one",
-					in, first[in.n].withOutcome(), first[in.n].keptFor, len(p), got.withOutcome())
+					in, a.withOutcome(), a.keptFor, len(p), got.withOutcome())
 				return
 			}
 		}
 	}
-	if marked == 0 {
-		x.r.add("run", keptCheck, Skip, "no authorize_publish answer was marked with cache_result: every PUBLISH is a call")
-		return
+	note := ""
+	if left > 0 {
+		note = fmt.Sprintf("; %d left out: asked again as they were, they did not answer alike (the state check covers that)", left)
 	}
-	x.r.add("run", keptCheck, Pass, "%d marked answers asked again with %d other payloads each (%d calls): the same verdicts", marked, len(keptPayloads), tried)
+	switch {
+	case marked == 0:
+		x.r.add("run", keptCheck, Skip, "no authorize_publish answer the broker would keep was marked with cache_result: every PUBLISH is a call")
+	case compared == 0:
+		x.r.add("run", keptCheck, Skip, "%d marked answers, none could be compared%s", marked, note)
+	default:
+		x.r.add("run", keptCheck, Pass, "%d marked answers asked again with %d other payloads each (%d answers compared): the same verdicts%s",
+			marked, len(keptPayloads), compared, note)
+	}
+}
+
+// sameVerdict reports whether a and b are the same verdict as the broker
+// keeps it: the decision, and for any but NEXT (whose code and reason the
+// broker ignores) the reason code and string.
+func sameVerdict(a, b answer) bool {
+	if a.decision != b.decision {
+		return false
+	}
+	return a.decision == abi.DecisionNext || a.code == b.code && a.reason == b.reason
 }
