@@ -1,6 +1,7 @@
 package host
 
 import (
+	"context"
 	"errors"
 
 	"github.com/propolis-mqtt/propolis/abi"
@@ -40,15 +41,27 @@ func (c *client) AuthorizePublish(p *broker.Publish) broker.Verdict {
 		if !e.wantsTopic(p.Topic) {
 			continue
 		}
-		k := decisionKey{name: p.Topic, cb: abi.CallbackAuthorizePublish, flags: keyFlags(p.QoS, publishFlags(p))}
-		if d, ok := c.kept.get(e, &k, c.host.coarseNow()); ok { // before the record is built: a hit costs ~20 ns
-			if d.decided {
-				return d.v
+		flags := publishFlags(p)
+		if c.kept.used.Load() { // before the record is built: a hit costs ~20 ns
+			k := decisionKey{name: p.Topic, cb: abi.CallbackAuthorizePublish, flags: keyFlags(p.QoS, flags)}
+			if d, ok := c.kept.get(e, &k, c.host.coarseNow()); ok {
+				if d.decided {
+					return d.v
+				}
+				continue
 			}
-			continue
 		}
-		rec := abi.PublishRecord{QoS: p.QoS, ClientID: c.id, Username: c.username, Topic: p.Topic, Payload: p.Payload, Flags: publishFlags(p)}
-		if v, decided := c.decide(e, abi.CallbackAuthorizePublish, &k, &rec); decided {
+		rec := abi.PublishRecord{QoS: p.QoS, ClientID: c.id, Username: c.username, Topic: p.Topic, Payload: p.Payload, Flags: flags}
+		gen := e.authCache.generation() // before the call: a flush while it runs drops its answer
+		a, err := c.host.invokeFor(context.Background(), e, abi.CallbackAuthorizePublish, &rec, c.conn)
+		if err != nil {
+			return failVerdict(a.ext, err)
+		}
+		v, decided := verdictOf(&a)
+		if a.out.cacheFor > 0 {
+			c.keep(e, &a, decisionKey{name: p.Topic, cb: abi.CallbackAuthorizePublish, flags: keyFlags(p.QoS, flags)}, v, decided, gen)
+		}
+		if decided {
 			return v
 		}
 	}
@@ -72,7 +85,16 @@ func (c *client) AuthorizeSubscribe(s *broker.Subscribe) broker.Verdict {
 			}
 			continue
 		}
-		if v, decided := c.decide(e, abi.CallbackAuthorizeSubscribe, &k, &rec); decided {
+		gen := e.authCache.generation()
+		a, err := c.host.invokeFor(context.Background(), e, abi.CallbackAuthorizeSubscribe, &rec, c.conn)
+		if err != nil {
+			return failVerdict(a.ext, err)
+		}
+		v, decided := verdictOf(&a)
+		if a.out.cacheFor > 0 {
+			c.keep(e, &a, k, v, decided, gen)
+		}
+		if decided {
 			return v
 		}
 	}

@@ -1,7 +1,6 @@
 package host
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,24 +181,16 @@ func (c *decisionCache) put(e *extension, k *decisionKey, d keptDecision, now in
 	c.used.Store(true)
 }
 
-// decide answers one authorize question k of e for client c, which
-// c.kept did not answer, by calling e, and keeps the answer when the call
-// marked it with cache_result. decided is false for NEXT. A failed call
-// denies (fail closed) and keeps nothing.
-func (c *client) decide(e *extension, cb abi.Callback, k *decisionKey, rec record) (broker.Verdict, bool) {
-	h := c.host
-	now := h.coarseNow()
-	// Taken before the call: a flush while it runs drops its answer.
-	gen := e.authCache.generation()
-	a, err := h.invokeFor(context.Background(), e, cb, rec, c.conn)
-	if err != nil {
-		return failVerdict(a.ext, err), true
+// keep keeps the answer a of e, a call whose result cache_result marked,
+// to question k on c's connection: not the answer of a successor (the
+// chain was taken before a reload) nor one made without a refused host
+// service. gen is the flush generation taken before the call. The
+// authorize callers call it only when a.out.cacheFor is set, so a call
+// nobody marked pays one comparison.
+func (c *client) keep(e *extension, a *answer, k decisionKey, v broker.Verdict, decided bool, gen uint64) {
+	if a.ext != e || a.out.rateLimited {
+		return
 	}
-	v, decided := verdictOf(&a)
-	// Not kept: the answer of a successor (the chain was taken before a
-	// reload), and one made without a refused host service.
-	if a.out.cacheFor > 0 && a.ext == e && !a.out.rateLimited {
-		c.kept.put(e, k, keptDecision{v: v, decided: decided, expires: now + int64(a.out.cacheFor)*1e9, gen: gen}, now)
-	}
-	return v, decided
+	now := c.host.coarseNow()
+	c.kept.put(e, &k, keptDecision{v: v, decided: decided, expires: now + int64(a.out.cacheFor)*1e9, gen: gen}, now)
 }
