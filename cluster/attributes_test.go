@@ -22,6 +22,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/store"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/testport"
 )
 
 // The tests of attributes.go: the store alone on one JetStream server
@@ -271,7 +272,7 @@ func TestPutIfNewerTwoConnections(t *testing.T) {
 // TestPutIfNewerThreeNodes: three routed nodes, the bucket with three
 // replicas (a compare-and-set conflict is reported differently there).
 func TestPutIfNewerThreeNodes(t *testing.T) {
-	addrs := freePorts(t, 3)
+	addrs := testport.Reserve(t, 3)
 	nodes := make([]*Node, 3)
 	started := make(chan error, 3)
 	for i := range nodes {

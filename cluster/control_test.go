@@ -19,6 +19,7 @@ import (
 	"github.com/propolis-mqtt/propolis/host"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/testport"
 )
 
 // The tests of control.go: control parts of several nodes on one embedded
@@ -246,7 +247,7 @@ func TestControlBadRequests(t *testing.T) {
 // Mismatch names the extension their registries report differently; an
 // empty id is refused before anything is sent.
 func TestSetExtensionTwoNodes(t *testing.T) {
-	addrs := freePorts(t, 2)
+	addrs := testport.Reserve(t, 2)
 	dirs := []string{extensionsFolder(t, "acl"), extensionsFolder(t, "acl")}
 	exts := [][]ExtensionInfo{{{ID: "acl", Version: "1.0.0", State: "running"}}, {{ID: "acl", Version: "1.1.0", State: "running"}}}
 	nodes := make([]*Node, 2)

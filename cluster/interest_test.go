@@ -19,6 +19,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/testport"
 )
 
 // twoServedNodes starts two nodes routed to each other, each with a
@@ -26,7 +27,7 @@ import (
 // nodes a new subscription is confirmed on).
 func twoServedNodes(t testing.TB) (a, b *testNode, na, nb *Node) {
 	t.Helper()
-	addrs := freePorts(t, 2)
+	addrs := testport.Reserve(t, 2)
 	nodes := make([]*Node, 2)
 	errs := make(chan error, 2)
 	for i, name := range []string{"a", "b"} {

@@ -16,6 +16,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/natstest"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/testport"
 )
 
 // TestLongFilterRefusedConnectionKept: a filter whose NATS subject is too
@@ -166,7 +167,7 @@ func TestServiceSubscriptionsReachCluster(t *testing.T) {
 // NATS never refuses for its size a message the broker accepted; the
 // configuration refuses a max_packet_size beyond what NATS can carry.
 func TestMaxPayloadAboveMaxPacket(t *testing.T) {
-	self := freePorts(t, 1)[0]
+	self := testport.Reserve(t, 1)[0]
 	n := startClusterNode(t, Options{Config: clusterSection("big", self), MaxPacketSize: 4 << 20})
 	if got, want := n.conn().MaxPayload(), int64(4<<20+config.ClusterHeaderRoom); got != want {
 		t.Fatalf("max payload %d, want %d", got, want)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/testport"
 )
 
 // clusterSection returns a valid cluster section for node name.
@@ -56,32 +57,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// freePorts returns n loopback ports free now.
-func freePorts(t testing.TB, n int) []string {
-	t.Helper()
-	addrs := make([]string, n)
-	var ls []net.Listener
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs[i] = l.Addr().String()
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return addrs
-}
-
 // TestSingleNode: a node with a cluster section and no seeds but itself
 // runs JetStream alone: it reports itself alive in Status, with the
 // replication factor in force capped at 1, the registry bucket healthy,
 // and its store under <data>/cluster/jetstream.
 func TestSingleNode(t *testing.T) {
 	data := t.TempDir()
-	self := freePorts(t, 1)[0]
+	self := testport.Reserve(t, 1)[0]
 	exts := []ExtensionInfo{{ID: "allow-all", Version: "1.0.0", State: "running"}}
 	n := startClusterNode(t, Options{DataDir: data, Config: clusterSection("solo", self, "localhost"+self[strings.LastIndex(self, ":"):]), Version: "v9.9.9",
 		Stress: func() float64 { return 2.5 }, Clients: func() int { return 7 }, Extensions: func() []ExtensionInfo { return exts }})
@@ -126,7 +108,7 @@ func TestSingleNode(t *testing.T) {
 // bucket has that many replicas. A node that closes is gone from the
 // others' registry.
 func TestThreeNodes(t *testing.T) {
-	addrs := freePorts(t, 3)
+	addrs := testport.Reserve(t, 3)
 	names := []string{"n1", "n2", "n3"}
 	nodes := make([]*Node, 3)
 	started := make(chan error, 3)
@@ -190,7 +172,7 @@ func TestThreeNodes(t *testing.T) {
 // TestTwoNodesCapReplicas: with two nodes the replication factor in force
 // is 2 whatever cluster.replicas says above it, and 1 when it says 1.
 func TestTwoNodesCapReplicas(t *testing.T) {
-	addrs := freePorts(t, 2)
+	addrs := testport.Reserve(t, 2)
 	a := clusterSection("a", addrs[0], addrs[1])
 	b := clusterSection("b", addrs[1], addrs[0])
 	done := make(chan *Node)
@@ -205,7 +187,7 @@ func TestTwoNodesCapReplicas(t *testing.T) {
 // TestUnreachableSeed: a node whose only seed does not answer comes up
 // within the deadline, serving, and reports itself unhealthy.
 func TestUnreachableSeed(t *testing.T) {
-	addrs := freePorts(t, 2) // the second is nobody's
+	addrs := testport.Reserve(t, 2) // the second is nobody's
 	n := startClusterNode(t, Options{Config: clusterSection("lonely", addrs[0], addrs[1]), ReadyTimeout: 3 * time.Second})
 	st := n.Status()
 	if st.Healthy || len(st.Problems) == 0 {
@@ -224,7 +206,7 @@ func TestRouteAddressInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, err = Start(context.Background(), Options{DataDir: t.TempDir(), Config: clusterSection("busy", l.Addr().String(), freePorts(t, 1)[0]),
+	_, err = Start(context.Background(), Options{DataDir: t.TempDir(), Config: clusterSection("busy", l.Addr().String(), testport.Reserve(t, 1)[0]),
 		Logger: logTo(t), ReadyTimeout: 5 * time.Second})
 	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), l.Addr().String()) {
 		t.Fatalf("Start = %v, want ErrNotReady naming %s", err, l.Addr())
@@ -238,7 +220,7 @@ func TestRouteAddressInUse(t *testing.T) {
 // cluster's JetStream may lose its meta leader: NATS derives Raft peer ids
 // from server names.)
 func TestNameClash(t *testing.T) {
-	addrs := freePorts(t, 3)
+	addrs := testport.Reserve(t, 3)
 	done := make(chan *Node)
 	go func() { done <- startClusterNode(t, Options{Config: clusterSection("x", addrs[0], addrs[1])}) }()
 	y := startClusterNode(t, Options{Config: clusterSection("y", addrs[1], addrs[0])})
@@ -275,7 +257,7 @@ func TestNameClash(t *testing.T) {
 // renewed) under its name; that is not a name clash: the node starts,
 // registers and stays healthy.
 func TestRestartAfterKill(t *testing.T) {
-	addrs := freePorts(t, 3)
+	addrs := testport.Reserve(t, 3)
 	done := make(chan *Node)
 	go func() { done <- startClusterNode(t, Options{Config: clusterSection("x", addrs[0], addrs[1])}) }()
 	y := startClusterNode(t, Options{Config: clusterSection("y", addrs[1], addrs[0])})

@@ -10,6 +10,7 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/broker/config"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/testport"
 )
 
 // serveNode wires node n to a broker of its own as `propolis serve` does
@@ -47,7 +48,7 @@ func serveNode(t testing.TB, n *Node) *testNode {
 // StopReceiving, which removes the router's subscriptions (the broker
 // closes next at shutdown), while the broker keeps serving its clients.
 func TestStopReceiving(t *testing.T) {
-	self := freePorts(t, 1)[0]
+	self := testport.Reserve(t, 1)[0]
 	n := startClusterNode(t, Options{Config: clusterSection("solo", self, "localhost"+self[strings.LastIndex(self, ":"):])})
 	tn := serveNode(t, n)
 	sub, got := tn.connect(t, "sub")

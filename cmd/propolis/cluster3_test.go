@@ -20,29 +20,8 @@ import (
 	"github.com/propolis-mqtt/propolis/broker/brokertest"
 	"github.com/propolis-mqtt/propolis/cluster"
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/testport"
 )
-
-// freeRoutePorts returns n loopback addresses free a moment ago, for the
-// route listeners of a test cluster: every node's seeds name them all, so
-// they are chosen before the nodes start (NATS routes need addresses known
-// in advance).
-func freeRoutePorts(t *testing.T, n int) []string {
-	t.Helper()
-	var ls []net.Listener
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs = append(addrs, l.Addr().String())
-	}
-	for _, l := range ls {
-		_ = l.Close()
-	}
-	return addrs
-}
 
 // startThreeNodes runs three `propolis serve` processes (allow-all, data
 // and extensions folders of their own) forming one cluster over loopback
@@ -84,7 +63,7 @@ func brokersOf(nodes []*clusterProc) []*ccBroker {
 // (waitCluster).
 func startClusterOf(t *testing.T, binary string, count int, prepare func(i int, file string)) []*clusterProc {
 	t.Helper()
-	routes := freeRoutePorts(t, count)
+	routes := testport.Reserve(t, count)
 	nodes := make([]*clusterProc, count)
 	files := make([]string, count)
 	for i := range nodes {

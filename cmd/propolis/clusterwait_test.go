@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/propolis-mqtt/propolis/internal/poll"
+	"github.com/propolis-mqtt/propolis/internal/testport"
 )
 
 // waitingLine is what serve logs while its node waits for its peers.
@@ -54,7 +55,7 @@ func startWaiting(t *testing.T, file string) (*exec.Cmd, *syncLog, chan string) 
 // exit, logs that it waits naming its seeds, accepts no client, and
 // serves once node 2 starts.
 func TestClusterNodeWaitsForPeers(t *testing.T) {
-	routes := freeRoutePorts(t, 2)
+	routes := testport.Reserve(t, 2)
 	cmd, log, addr := startWaiting(t, clusterNodeConfig(t, "n1", routes[0], routes))
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -77,7 +78,7 @@ func TestClusterNodeWaitsForPeers(t *testing.T) {
 // TestClusterNodeWaitingStopsOnSIGTERM: a node waiting for its peers
 // stops on SIGTERM, cleanly (exit 0).
 func TestClusterNodeWaitingStopsOnSIGTERM(t *testing.T) {
-	routes := freeRoutePorts(t, 2)
+	routes := testport.Reserve(t, 2)
 	cmd, log, _ := startWaiting(t, clusterNodeConfig(t, "n1", routes[0], routes))
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
