@@ -68,10 +68,18 @@ func (l *logBuffer) String() string {
 // newTestHost loads extDir and closes the host when the test ends.
 func newTestHost(t testing.TB, extDir string) (*Host, *logBuffer) {
 	t.Helper()
+	return newTestHostWith(t, extDir, Options{})
+}
+
+// newTestHostWith is newTestHost with opts: its directory, cache, version
+// and logger are set here, the rest (service caps, ...) taken from opts.
+func newTestHostWith(t testing.TB, extDir string, opts Options) (*Host, *logBuffer) {
+	t.Helper()
 	logs := &logBuffer{}
 	var w io.Writer = logs
-	h, err := New(Options{Dir: extDir, CacheDir: filepath.Join(os.TempDir(), "propolis-test-wasm-cache"), BrokerVersion: "test",
-		Logger: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	opts.Dir, opts.CacheDir, opts.BrokerVersion = extDir, filepath.Join(os.TempDir(), "propolis-test-wasm-cache"), "test"
+	opts.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
