@@ -172,6 +172,10 @@ func TestLoadRefusesBadModules(t *testing.T) {
 	for id := range cases {
 		installExtension(t, ext, id, wasmFixture("error/"+strings.ReplaceAll(id, "-", "_")), 0, "")
 	}
+	// A manifest that asks for a newer ABI than the module's marker says
+	// it was built for (wat_auth answers 0).
+	cases["manifest-newer"] = `module is built for ABI 1.0, older than the manifest's abi "1.4": rebuild the module against a 1.4 SDK, or lower abi to "1.0"`
+	installExtension(t, ext, "manifest-newer", wasmFixture("ok/wat_auth"), 0, "abi: \"1.4\"\n")
 	installExtension(t, ext, "good", wasmFixture("ok/wat_auth"), 0, "")
 	h, _ := newTestHost(t, ext)
 	for id, want := range cases {

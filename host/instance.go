@@ -199,6 +199,10 @@ func (e *extension) newInstance(ctx context.Context, previous string) (*instance
 	if uint32(minor) > abi.Minor {
 		return fail(fmt.Errorf("export %s: module is built for ABI 1.%d, this broker runs up to %s", abi.CallbackMarker, uint32(minor), abi.Version))
 	}
+	if need, ok := e.manifest.neededMinor(); ok && uint32(minor) < need {
+		return fail(fmt.Errorf("export %s: module is built for ABI 1.%d, older than the manifest's abi %q: rebuild the module against a %s SDK, or lower abi to \"1.%d\"",
+			abi.CallbackMarker, uint32(minor), e.manifest.ABI, e.manifest.ABI, uint32(minor)))
+	}
 	if index == 0 {
 		e.minor.Store(uint32(minor))
 	}

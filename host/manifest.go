@@ -39,8 +39,10 @@ type Manifest struct {
 	StartPriority int `yaml:"start-priority"`
 	// Module is the .wasm file, relative to the folder.
 	Module string `yaml:"module"`
-	// ABI is the ABI version the module was built for, "1.0" style;
-	// default: the host's.
+	// ABI is the oldest ABI version the extension needs, "1.0" style: a
+	// broker older than it refuses the folder before reading the module,
+	// and a module whose marker answers an older minor is refused at
+	// load (ABI.md section 2). Default: none asked for.
 	ABI string `yaml:"abi"`
 	// Limits bounds the extension's resources.
 	Limits Limits `yaml:"limits"`
@@ -209,6 +211,19 @@ func parseManifest(path string, data []byte, folder string) (*Manifest, error) {
 
 // validate fills in the default limits and returns every problem in m,
 // without positions; a non-empty folder is the name the id must equal.
+// neededMinor returns the ABI minor version the manifest's abi asks for,
+// and false when it asks for none (or is malformed: validate reports that).
+func (m *Manifest) neededMinor() (uint32, bool) {
+	var major, minor uint32
+	if m.ABI == "" {
+		return 0, false
+	}
+	if _, err := fmt.Sscanf(m.ABI, "%d.%d", &major, &minor); err != nil || major != abi.Major {
+		return 0, false
+	}
+	return minor, true
+}
+
 func (m *Manifest) validate(folder string) yamlconf.Errors {
 	var errs yamlconf.Errors
 	bad := func(key, format string, a ...any) {
