@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/propolis-mqtt/propolis/internal/rawmqtt"
+	"github.com/propolis-mqtt/propolis/internal/testport"
 )
 
 // Broker is one broker under test, running as a child process on
@@ -163,14 +164,16 @@ func launch(name, setup string, cmd *exec.Cmd, addr, logFile string) (*Broker, e
 	return b, nil
 }
 
-// freePort returns a loopback address with a port free right now.
+// freePort returns a loopback address with a port free right now, below
+// the kernel's ephemeral range, so that none of the harness's many client
+// connections takes it as its local port before the broker binds it
+// (internal/testport).
 func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := testport.Pick(1)
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return addrs[0], nil
 }
 
 // startPropolis runs bin/propolis with the given extensions (folders of

@@ -11,6 +11,7 @@
 package testport
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -47,6 +48,17 @@ func ephemeralFloor() int {
 // (else from port 0, as before). It fails the test when none can be had.
 func Reserve(t testing.TB, n int) []string {
 	t.Helper()
+	addrs, err := Pick(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs
+}
+
+// Pick is Reserve for code that is not a test (the benchmark harness,
+// which starts brokers on ports it names): the error says why no port
+// could be had.
+func Pick(n int) ([]string, error) {
 	floor := ephemeralFloor()
 	var ls []net.Listener
 	defer func() {
@@ -59,19 +71,19 @@ func Reserve(t testing.TB, n int) []string {
 		port := 0
 		if floor > 0 {
 			if tries > 1000 {
-				t.Fatalf("no free loopback port among 1,000 tried in %d-%d", lowest, floor-1)
+				return nil, fmt.Errorf("no free loopback port among 1,000 tried in %d-%d", lowest, floor-1)
 			}
 			port = lowest + rand.IntN(floor-lowest)
 		}
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			if port == 0 {
-				t.Fatal(err)
+				return nil, err
 			}
 			continue // taken: try another
 		}
 		ls = append(ls, l)
 		addrs = append(addrs, l.Addr().String())
 	}
-	return addrs
+	return addrs, nil
 }
