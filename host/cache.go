@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,9 +18,96 @@ import (
 )
 
 // This file compiles modules through the on-disk compilation cache
-// (Options.CacheDir), repairs a damaged cache entry, and fills the cache
-// from the compilation cache shipped in the extensions folder
-// (ShippedCache).
+// (Options.CacheDir), repairs a damaged cache entry, fills the cache from
+// the compilation cache shipped in the extensions folder (ShippedCache),
+// and removes what no extension folder needs any more (pruneCache).
+//
+// wazero names a cache entry by a hash of its own (of the module, the CPU's
+// features and wazero's version) and never removes one, so a cache shared
+// by every module only grows: each new version of a Go extension adds
+// ~25 MB of compiled code. Each module therefore gets a wazero cache of
+// its own, in a folder named by the module's SHA-256 (moduleCacheName);
+// the folders of modules that no extension folder holds, and no running
+// extension was loaded from, are removed after every scan that changed
+// something, so the cache holds about one entry per extension folder.
+
+// moduleCachePrefix starts the name of every module's cache folder.
+const moduleCachePrefix = "module-"
+
+// moduleCacheName is the name of the cache folder of the module whose
+// SHA-256 is sum.
+func moduleCacheName(sum [32]byte) string {
+	return moduleCachePrefix + hex.EncodeToString(sum[:])
+}
+
+// cacheFor returns the compilation cache to compile a module whose SHA-256
+// is sum with: the host's in-memory one without CacheDir (shared; the
+// caller does not close it), else the module's own folder under CacheDir,
+// which the caller closes once the runtime compiled with it is closed.
+// dir is that folder ("" in memory).
+func (h *Host) cacheFor(sum [32]byte) (cache wazero.CompilationCache, dir string, err error) {
+	if h.opts.CacheDir == "" {
+		return h.cache, "", nil
+	}
+	dir = filepath.Join(h.opts.CacheDir, moduleCacheName(sum))
+	cache, err = wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("compilation cache %s: %w", dir, err)
+	}
+	return cache, dir, nil
+}
+
+// pruneCache removes from CacheDir the cache folders of modules not in
+// keep (the modules the extension folders hold and the running extensions
+// were loaded from; pruneModuleCaches), logging what it could not remove:
+// it is tried again at the next prune.
+func (h *Host) pruneCache(keep map[[32]byte]bool) {
+	if h.opts.CacheDir == "" {
+		return
+	}
+	removed, err := pruneModuleCaches(h.opts.CacheDir, keep)
+	for _, dir := range removed {
+		h.log.Debug("compilation cache: removed the folder of a module no extension uses", "dir", dir)
+	}
+	if err != nil {
+		h.log.Warn("compilation cache: cannot remove what no extension uses", "dir", h.opts.CacheDir, "error", err)
+	}
+}
+
+// pruneModuleCaches removes from dir the cache folders of modules not in
+// keep, and the folders of the layout before one folder per module
+// (wazero's own "wazero-VERSION-ARCH-OS" at the top: their entries cannot
+// be told apart, so those modules are compiled once more, into their own
+// folder). Anything else in dir is left alone. It returns the folders
+// removed.
+func pruneModuleCaches(dir string, keep map[[32]byte]bool) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for sum := range keep {
+		names[moduleCacheName(sum)] = true
+	}
+	var removed []string
+	var errs []error
+	for _, d := range ents {
+		name := d.Name()
+		stale := strings.HasPrefix(name, moduleCachePrefix) && !names[name] || strings.HasPrefix(name, "wazero-")
+		if !d.IsDir() || !stale {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, p)
+	}
+	return removed, errors.Join(errs...)
+}
 
 // ShippedCache is the folder, inside the extensions folder, holding a
 // compilation cache made ahead of time by Precompile (`propolis extensions
@@ -50,12 +139,12 @@ const cacheErrorPrefix = "compilationcache:"
 // is tried once more. Called on the compiling goroutine (compileAt), with
 // ctx carrying the number of compilation workers; the repair costs one
 // extra compilation.
-func (h *Host) compile(ctx context.Context, rt wazero.Runtime, closeOnDone bool, bin []byte, id string) (wazero.CompiledModule, error) {
+func (h *Host) compile(ctx context.Context, rt wazero.Runtime, closeOnDone bool, bin []byte, id, cacheDir string) (wazero.CompiledModule, error) {
 	c, err := rt.CompileModule(ctx, bin)
-	if err == nil || h.opts.CacheDir == "" || !strings.Contains(err.Error(), cacheErrorPrefix) {
+	if err == nil || cacheDir == "" || !strings.Contains(err.Error(), cacheErrorPrefix) {
 		return c, err
 	}
-	entry, rerr := h.replaceCacheEntry(ctx, closeOnDone, bin)
+	entry, rerr := replaceCacheEntry(ctx, cacheDir, closeOnDone, bin)
 	if rerr != nil {
 		return nil, fmt.Errorf("%w; discard damaged cache entry: %w", err, rerr)
 	}
@@ -64,13 +153,17 @@ func (h *Host) compile(ctx context.Context, rt wazero.Runtime, closeOnDone bool,
 }
 
 // replaceCacheEntry compiles bin into an empty cache in a temporary folder
-// under CacheDir, with the runtime settings that make up wazero's cache key
-// (wazero's termination guard; the key is otherwise the module's hash, the CPU
-// and wazero's version), and moves the one entry written there over the
-// entry of the same name in CacheDir: wazero's key derivation stays
-// wazero's. It returns the replaced entry's path.
-func (h *Host) replaceCacheEntry(ctx context.Context, closeOnDone bool, bin []byte) (string, error) {
-	tmp, err := os.MkdirTemp(h.opts.CacheDir, ".rebuild-")
+// under cacheDir (the module's cache folder), with the runtime settings
+// that make up wazero's cache key (wazero's termination guard; the key is
+// otherwise the module's hash, the CPU and wazero's version), and moves the
+// one entry written there over the entry of the same name in cacheDir:
+// wazero's key derivation stays wazero's. It returns the replaced entry's
+// path.
+func replaceCacheEntry(ctx context.Context, cacheDir string, closeOnDone bool, bin []byte) (string, error) {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(cacheDir, ".rebuild-")
 	if err != nil {
 		return "", err
 	}
@@ -103,7 +196,10 @@ func (h *Host) replaceCacheEntry(ctx context.Context, closeOnDone bool, bin []by
 	if err != nil {
 		return "", err
 	}
-	entry := filepath.Join(h.opts.CacheDir, rel)
+	entry := filepath.Join(cacheDir, rel)
+	if err := os.MkdirAll(filepath.Dir(entry), 0o700); err != nil {
+		return "", err
+	}
 	if err := os.Rename(fresh[0], entry); err != nil {
 		return "", err
 	}
@@ -111,10 +207,14 @@ func (h *Host) replaceCacheEntry(ctx context.Context, closeOnDone bool, bin []by
 }
 
 // seedCache copies the entries of the shipped cache (ShippedCache in the
-// extensions folder) that the data folder's cache lacks. Each is written
-// aside and renamed into place, so a crash never leaves half an entry. A
-// problem is logged and ends the copy: the modules are then compiled, as
-// without a shipped cache. Called by LoadAll before the first scan.
+// extensions folder) that the data folder's cache lacks: those in a
+// module's folder (moduleCacheName); a shipped cache of the layout before
+// (wazero's folders at the top, from an older `propolis extensions
+// compile`) is not used, and its modules are compiled. Each entry is
+// written aside and renamed into place, so a crash never leaves half an
+// entry. A problem is logged and ends the copy: the modules are then
+// compiled, as without a shipped cache. Called by LoadAll before the first
+// scan; the next prune removes what no extension folder needs.
 func (h *Host) seedCache() {
 	src := filepath.Join(h.opts.Dir, ShippedCache)
 	if h.opts.CacheDir == "" {
@@ -123,7 +223,7 @@ func (h *Host) seedCache() {
 	if _, err := os.Stat(src); err != nil {
 		return // nothing shipped
 	}
-	copied := 0
+	copied, old := 0, 0
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
@@ -131,6 +231,10 @@ func (h *Host) seedCache() {
 		rel, err := filepath.Rel(src, p)
 		if err != nil {
 			return err
+		}
+		if !strings.HasPrefix(rel, moduleCachePrefix) || !strings.ContainsRune(rel, filepath.Separator) {
+			old++
+			return nil
 		}
 		dst := filepath.Join(h.opts.CacheDir, rel)
 		if _, err := os.Stat(dst); err == nil {
@@ -148,6 +252,9 @@ func (h *Host) seedCache() {
 	}
 	if copied > 0 {
 		h.log.Info("compilation cache filled from the shipped one", "dir", src, "entries", copied)
+	}
+	if old > 0 {
+		h.log.Info("shipped compilation cache holds entries of an older layout, not used; run `propolis extensions compile` again to ship them", "dir", src, "entries", old)
 	}
 }
 
@@ -185,24 +292,21 @@ func copyEntry(src, dst string) error {
 // ones included: enabling one later should not wait either) into the
 // compilation cache in cacheDir, as the host would at load, so that a host
 // started with that cache in place (ShippedCache, or its own CacheDir)
-// skips the compiler. It returns the ids compiled; a folder whose manifest
-// or module is unusable is an error naming it, as the host would report it.
+// skips the compiler. cacheDir is the folder's own: the entries of modules
+// not compiled now (an earlier version's) are removed from it. It returns
+// the ids compiled; a folder whose manifest or module is unusable is an
+// error naming it, as the host would report it.
 func Precompile(ctx context.Context, dir, cacheDir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read extensions folder: %w", err)
 	}
-	cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
-	if err != nil {
-		return nil, fmt.Errorf("compilation cache %s: %w", cacheDir, err)
-	}
-	defer cache.Close(ctx)
-	rc := runtimeConfig().WithCompilationCache(cache)
 	compile := func(rt wazero.Runtime, _ bool, bin []byte) (wazero.CompiledModule, error) {
 		return rt.CompileModule(compileCtx(ctx), bin)
 	}
 	var ids []string
 	var errs []error
+	compiled := map[[32]byte]bool{}
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -221,16 +325,30 @@ func Precompile(ctx context.Context, dir, cacheDir string) ([]string, error) {
 			errs = append(errs, fmt.Errorf("extension %q: read module: %w", m.ID, err))
 			continue
 		}
-		// As loadExtension compiles it (the memory limit is not part of
-		// wazero's cache key).
-		c, err := compileModule(ctx, rc, bin, !testUnguarded, compile)
+		// As loadExtension compiles it, into the module's own folder (the
+		// memory limit is not part of wazero's cache key).
+		sum := sha256.Sum256(bin)
+		mdir := filepath.Join(cacheDir, moduleCacheName(sum))
+		cache, err := wazero.NewCompilationCacheWithDir(mdir)
 		if err != nil {
+			return ids, errors.Join(append(errs, fmt.Errorf("compilation cache %s: %w", mdir, err))...)
+		}
+		c, err := compileModule(ctx, runtimeConfig().WithCompilationCache(cache), bin, !testUnguarded, compile)
+		if err != nil {
+			_ = cache.Close(ctx)
 			errs = append(errs, fmt.Errorf("extension %q: compile %s: %w%s", m.ID, m.Module, err, featureHint(err)))
 			continue
 		}
 		_ = c.compiled.Close(ctx)
 		_ = c.rt.Close(ctx)
+		_ = cache.Close(ctx)
 		ids = append(ids, m.ID)
+		compiled[sum] = true
+	}
+	// The cache is the folder's: what an earlier run compiled for modules
+	// the folder no longer holds goes.
+	if _, err := pruneModuleCaches(cacheDir, compiled); err != nil {
+		errs = append(errs, fmt.Errorf("compilation cache %s: %w", cacheDir, err))
 	}
 	return ids, errors.Join(errs...)
 }

@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/propolis-mqtt/propolis/broker"
+	"github.com/propolis-mqtt/propolis/internal/poll"
 )
 
 // A damaged entry of the compilation cache (a flipped byte: wazero's
@@ -112,12 +115,22 @@ func TestShippedCompilationCache(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("shipped cache holds %d entries, want 1", len(entries))
 	}
-	foreign := filepath.Join(shipped, "wazero-v0.0.1-amd64-linux", "0123")
-	if err := os.MkdirAll(filepath.Dir(foreign), 0o700); err != nil {
-		t.Fatal(err)
+	var moduleDir string
+	for rel := range entries {
+		moduleDir = strings.Split(rel, string(filepath.Separator))[0]
 	}
-	if err := os.WriteFile(foreign, []byte("not a compiled module"), 0o600); err != nil {
-		t.Fatal(err)
+	if !strings.HasPrefix(moduleDir, moduleCachePrefix) {
+		t.Fatalf("shipped entry %v not in a module's folder", entries)
+	}
+	// An entry for another wazero version, in the module's folder: copied,
+	// never read. One in the layout before a folder per module: not copied.
+	for _, p := range []string{filepath.Join(shipped, moduleDir, "wazero-v0.0.1-amd64-linux", "0123"), filepath.Join(shipped, "wazero-v0.0.1-amd64-linux", "0123")} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("not a compiled module"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	load := func(t *testing.T) (string, map[string][]byte) {
@@ -145,6 +158,9 @@ func TestShippedCompilationCache(t *testing.T) {
 		logs, got := load(t)
 		if !strings.Contains(logs, `msg="compilation cache filled from the shipped one"`) || !strings.Contains(logs, "entries=2") {
 			t.Fatalf("no log of the copy:\n%s", logs)
+		}
+		if !strings.Contains(logs, "shipped compilation cache holds entries of an older layout, not used") {
+			t.Fatalf("no log of the older layout's entry left out:\n%s", logs)
 		}
 		if strings.Contains(logs, "damaged") {
 			t.Fatalf("the shipped entry was not usable:\n%s", logs)
@@ -187,5 +203,102 @@ func TestPrecompileErrors(t *testing.T) {
 	ids, err := Precompile(context.Background(), ext, filepath.Join(ext, ShippedCache))
 	if len(ids) != 1 || ids[0] != "good" || err == nil || !strings.HasPrefix(err.Error(), `extension "notwasm": compile ext.wasm: `) {
 		t.Fatalf("Precompile: %v, %v; want [good] and an error naming notwasm", ids, err)
+	}
+}
+
+// moduleFolders returns the module cache folders in cache.
+func moduleFolders(t *testing.T, cache string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), moduleCachePrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// The compilation cache keeps one folder per module an extension folder
+// holds: a new version's module replaces the old one's folder, a removed
+// extension's folder goes, and so do the folders of the layout before one
+// folder per module; what else is in the cache's folder stays.
+func TestCompilationCacheIsPruned(t *testing.T) {
+	ext, cache := t.TempDir(), t.TempDir()
+	oldLayout := filepath.Join(cache, "wazero-v1.11.0-amd64-linux")
+	other := filepath.Join(cache, "operator-notes.txt")
+	for _, p := range []string{filepath.Join(oldLayout, "0123"), other} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := wasmFixture("ok/wat_auth"), wasmFixture("ok/minimal")
+	sum := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return moduleCacheName(sha256.Sum256(b))
+	}
+	dropIn(t, ext, "auth", first, "id: auth\nversion: 1.0.0\nmodule: ext.wasm\n")
+	logs := &logBuffer{}
+	h, err := New(Options{Dir: ext, CacheDir: cache, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	if err := h.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := moduleFolders(t, cache); len(got) != 1 || got[0] != sum(first) {
+		t.Fatalf("after the first load the cache holds %v, want [%s]", got, sum(first))
+	}
+	if _, err := os.Stat(oldLayout); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the older layout's folder is still there (%v)", err)
+	}
+	h.Watch()
+
+	dropIn(t, ext, "auth", second, "id: auth\nversion: 2.0.0\nmodule: ext.wasm\n")
+	poll.Until(t, "version 2 running", func() bool {
+		st := statusOf(t, h, "auth")
+		return st.Version == "2.0.0" && st.State == StateRunning
+	})
+	poll.Until(t, "only version 2's module in the cache", func() bool {
+		got := moduleFolders(t, cache)
+		return len(got) == 1 && got[0] == sum(second)
+	})
+
+	if err := os.RemoveAll(filepath.Join(ext, "auth")); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "no module in the cache once the folder is removed", func() bool { return len(moduleFolders(t, cache)) == 0 })
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("a file that is not a module's cache was removed: %v", err)
+	}
+}
+
+// Precompile's cache is the extensions folder's: compiling again after a
+// module changed leaves only the new module's folder.
+func TestPrecompileReplacesOldModules(t *testing.T) {
+	ext := t.TempDir()
+	shipped := filepath.Join(ext, ShippedCache)
+	installExtension(t, ext, "auth", wasmFixture("ok/wat_auth"), 0, "")
+	if _, err := Precompile(context.Background(), ext, shipped); err != nil {
+		t.Fatal(err)
+	}
+	before := moduleFolders(t, shipped)
+	installExtension(t, ext, "auth", wasmFixture("ok/minimal"), 0, "")
+	if _, err := Precompile(context.Background(), ext, shipped); err != nil {
+		t.Fatal(err)
+	}
+	after := moduleFolders(t, shipped)
+	if len(before) != 1 || len(after) != 1 || before[0] == after[0] {
+		t.Fatalf("module folders %v, then %v: want one, then another one", before, after)
 	}
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,11 @@ type extension struct {
 
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
+	// cache is the module's own compilation cache (cacheFor), closed
+	// after rt; nil when the host's in-memory one is used. module is the
+	// module's SHA-256, which names that cache's folder.
+	cache  wazero.CompilationCache
+	module [32]byte
 	// folder is the extension's folder opened for "files: read" (nil
 	// otherwise), closed with the runtime.
 	folder    *os.Root
@@ -175,8 +181,16 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
 	rc := runtimeConfig().WithMemoryLimitPages(pages)
-	if h.cache != nil {
-		rc = rc.WithCompilationCache(h.cache)
+	e.module = sha256.Sum256(bin)
+	cache, cacheDir, err := h.cacheFor(e.module)
+	if err != nil {
+		return nil, err
+	}
+	if cache != nil {
+		rc = rc.WithCompilationCache(cache)
+	}
+	if cacheDir != "" {
+		e.cache = cache
 	}
 	defer func() {
 		if err != nil && e.folder != nil {
@@ -188,11 +202,14 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 				_ = e.compiled.Close(context.Background())
 			}
 		}
+		if err != nil && e.cache != nil {
+			_ = e.cache.Close(context.Background())
+		}
 	}()
 	e.background = isBackground(ctx)
 	c, nice, err := compileAt(ctx, func(ctx context.Context) (compiled, error) {
 		return compileModule(ctx, rc, bin, e.guarded, func(rt wazero.Runtime, closeOnDone bool, bin []byte) (wazero.CompiledModule, error) {
-			return h.compile(ctx, rt, closeOnDone, bin, m.ID)
+			return h.compile(ctx, rt, closeOnDone, bin, m.ID, cacheDir)
 		})
 	})
 	e.compileNice = nice
@@ -277,6 +294,11 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 type compiled struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
+	// cache is the module's own compilation cache (cacheFor), closed
+	// after rt; nil when the host's in-memory one is used. module is the
+	// module's SHA-256, which names that cache's folder.
+	cache  wazero.CompilationCache
+	module [32]byte
 	// interruptible: compiled with the host's interrupt check
 	// (interrupt.go), in a runtime without wazero's guard.
 	interruptible bool
@@ -544,6 +566,9 @@ func (e *extension) stop(graceful bool) {
 	e.http.close()
 	_ = e.rt.Close(context.Background())
 	_ = e.compiled.Close(context.Background())
+	if e.cache != nil {
+		_ = e.cache.Close(context.Background())
+	}
 	if e.folder != nil {
 		_ = e.folder.Close()
 	}

@@ -159,6 +159,25 @@ func (h *Host) scan(ctx context.Context, initial bool) {
 			}
 		}
 	}
+	if len(changes) > 0 && err == nil && !failed {
+		h.pruneCache(h.modulesInUse())
+	}
+}
+
+// modulesInUse returns the SHA-256 of every module an extension folder
+// holds (as the scanner last saw and applied it) or a running extension
+// was loaded from: the compilation cache folders to keep. Called by scan.
+func (h *Host) modulesInUse() map[[32]byte]bool {
+	keep := map[[32]byte]bool{}
+	for _, st := range h.folders {
+		keep[st.seen.module], keep[st.applied.module] = true, true
+	}
+	h.mu.Lock()
+	for _, e := range h.exts {
+		keep[e.module] = true
+	}
+	h.mu.Unlock()
+	return keep
 }
 
 // scanFailed logs, once until a scan reads everything again, that a scan

@@ -25,7 +25,9 @@ type Options struct {
 	// Dir is the extensions folder: one sub-folder per extension.
 	Dir string
 	// CacheDir holds wazero's compilation cache, so a module is compiled
-	// once across restarts; "" keeps it in memory.
+	// once across restarts: a folder per module (cache.go), those of
+	// modules no extension folder holds any more removed after each scan
+	// that changed something. "" keeps it in memory.
 	CacheDir string
 	// BrokerVersion is told to extensions at start.
 	BrokerVersion string
@@ -47,9 +49,13 @@ type Options struct {
 // broker.Authenticator and broker.EventListener; every method is safe for
 // concurrent use.
 type Host struct {
-	opts  Options
-	log   *slog.Logger
-	cache wazero.CompilationCache
+	opts Options
+	log  *slog.Logger
+	// cache is the in-memory compilation cache every extension shares
+	// without CacheDir; with it, each load opens its module's own
+	// (cacheFor). cacheOpen: openCache ran.
+	cache     wazero.CompilationCache
+	cacheOpen bool
 
 	mu     sync.Mutex
 	exts   map[string]*extension // running, by id (= folder name)
@@ -224,7 +230,7 @@ const DisabledFile = "DISABLED"
 // others. A missing extensions folder means no extension. Watch then keeps
 // the host in step with the folder.
 func (h *Host) LoadAll(ctx context.Context) error {
-	if h.cache == nil {
+	if !h.cacheOpen {
 		h.seedCache()
 		if err := h.openCache(); err != nil {
 			return err
@@ -242,9 +248,11 @@ func (h *Host) LoadAll(ctx context.Context) error {
 	return nil
 }
 
-// openCache opens the on-disk compilation cache (in memory without
-// CacheDir).
+// openCache makes the on-disk compilation cache's folder (each module's
+// cache in it is opened by cacheFor), or the in-memory cache without
+// CacheDir.
 func (h *Host) openCache() error {
+	h.cacheOpen = true
 	if h.opts.CacheDir == "" {
 		h.cache = wazero.NewCompilationCache()
 		return nil
@@ -252,11 +260,6 @@ func (h *Host) openCache() error {
 	if err := os.MkdirAll(h.opts.CacheDir, 0o755); err != nil {
 		return fmt.Errorf("compilation cache %s: %w", h.opts.CacheDir, err)
 	}
-	c, err := wazero.NewCompilationCacheWithDir(h.opts.CacheDir)
-	if err != nil {
-		return fmt.Errorf("compilation cache %s: %w", h.opts.CacheDir, err)
-	}
-	h.cache = c
 	return nil
 }
 
