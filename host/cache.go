@@ -260,16 +260,31 @@ func (h *Host) seedCache() {
 
 // copyEntry copies the regular file src to dst (at most maxModule*4
 // bytes: compiled code is a few times the module) through a temporary file
-// in dst's folder.
+// in dst's folder. On the same file system it links dst to src instead:
+// no 25 MB written per Go module at a fresh start. The link is safe to
+// share: neither wazero nor this host writes into an entry, they replace
+// it (a new file renamed over it), so a later `extensions compile` or a
+// repair of either cache never changes the other's.
 func copyEntry(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	if info, err := os.Stat(src); err == nil && info.Mode().IsRegular() && info.Size() <= 4*maxModule {
+		link := filepath.Join(filepath.Dir(dst), ".seed-link-"+filepath.Base(dst))
+		_ = os.Remove(link) // left by a crash
+		if os.Link(src, link) == nil {
+			if err := os.Rename(link, dst); err != nil {
+				_ = os.Remove(link)
+				return err
+			}
+			return nil
+		}
+	}
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return err
-	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".seed-")
 	if err != nil {
 		return err

@@ -133,7 +133,7 @@ func TestShippedCompilationCache(t *testing.T) {
 		}
 	}
 
-	load := func(t *testing.T) (string, map[string][]byte) {
+	load := func(t *testing.T) (string, map[string][]byte, string) {
 		t.Helper()
 		cache := t.TempDir()
 		logs := &logBuffer{}
@@ -151,11 +151,11 @@ func TestShippedCompilationCache(t *testing.T) {
 		if res := h.Authenticate(context.Background(), connect("wat", "secret")); res.Decision != broker.Allow {
 			t.Fatalf("authenticate: %+v\n%s", res, logs)
 		}
-		return logs.String(), cacheEntries(t, cache)
+		return logs.String(), cacheEntries(t, cache), cache
 	}
 
 	t.Run("used", func(t *testing.T) {
-		logs, got := load(t)
+		logs, got, cache := load(t)
 		if !strings.Contains(logs, `msg="compilation cache filled from the shipped one"`) || !strings.Contains(logs, "entries=2") {
 			t.Fatalf("no log of the copy:\n%s", logs)
 		}
@@ -168,6 +168,12 @@ func TestShippedCompilationCache(t *testing.T) {
 		for rel, b := range entries {
 			if string(got[rel]) != string(b) {
 				t.Fatalf("data cache entry %s differs from the shipped one", rel)
+			}
+			// On one file system the entry is linked, not copied.
+			a, err1 := os.Stat(filepath.Join(shipped, rel))
+			c, err2 := os.Stat(filepath.Join(cache, rel))
+			if err1 != nil || err2 != nil || !os.SameFile(a, c) {
+				t.Fatalf("data cache entry %s is not a link to the shipped one (%v, %v)", rel, err1, err2)
 			}
 		}
 		// The shipped entry and the foreign one, and no entry of the
@@ -185,7 +191,7 @@ func TestShippedCompilationCache(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		logs, _ := load(t)
+		logs, _, _ := load(t)
 		if !strings.Contains(logs, `msg="compilation cache entry damaged; discarded and recompiled" extension=wat-auth`) {
 			t.Fatalf("the damaged shipped entry was not read and repaired:\n%s", logs)
 		}
