@@ -25,7 +25,7 @@ import (
 // wazero names a cache entry by a hash of its own (of the module, the CPU's
 // features and wazero's version) and never removes one, so a cache shared
 // by every module only grows: each new version of a Go extension adds
-// ~25 MB of compiled code. Each module therefore gets a wazero cache of
+// 10-26 MB of compiled code. Each module therefore gets a wazero cache of
 // its own, in a folder named by the module's SHA-256 (moduleCacheName);
 // the folders of modules that no extension folder holds, and no running
 // extension was loaded from, are removed after every scan that changed
@@ -261,7 +261,7 @@ func (h *Host) seedCache() {
 // copyEntry copies the regular file src to dst (at most maxModule*4
 // bytes: compiled code is a few times the module) through a temporary file
 // in dst's folder. On the same file system it links dst to src instead:
-// no 25 MB written per Go module at a fresh start. The link is safe to
+// no 10-26 MB written per Go module at a fresh start. The link is safe to
 // share: neither wazero nor this host writes into an entry, they replace
 // it (a new file renamed over it), so a later `extensions compile` or a
 // repair of either cache never changes the other's.
