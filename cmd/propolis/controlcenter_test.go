@@ -416,34 +416,40 @@ func TestControlCenter(t *testing.T) {
 
 	// The clients the pages show: a connected subscriber, an offline
 	// session, and a retained message with a user property.
-	subCtx, cancel := context.WithTimeout(context.Background(), poll.Timeout)
-	defer cancel()
+	// Each MQTT operation gets poll.Timeout of its own: one context for
+	// the whole test ran out before its later publishes on a slow machine
+	// (or with -screenshots).
+	opCtx := func() context.Context {
+		c, cancel := context.WithTimeout(context.Background(), poll.Timeout)
+		t.Cleanup(cancel)
+		return c
+	}
 	// watched receives what a watcher of ui/will/# gets: the will of
 	// ccSubClient, if the broker publishes it, and the marker after it.
 	watched := make(chan *paho.Publish, 16)
 	watcher, _ := b.connect5With(t, "will-watcher", "", true, 3600, nil, watched)
-	if _, err := watcher.Subscribe(subCtx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/will/#", QoS: 1}}}); err != nil {
+	if _, err := watcher.Subscribe(opCtx(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/will/#", QoS: 1}}}); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
 	sub, _ := b.connect5With(t, ccSubClient, "dashboard", true, 3600,
 		&paho.WillMessage{Topic: ccWillTopic, QoS: 1, Payload: []byte(ccSubClient + " lost")}, nil)
-	if _, err := sub.Subscribe(subCtx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/commands/#", QoS: 1}}}); err != nil {
+	if _, err := sub.Subscribe(opCtx(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/commands/#", QoS: 1}}}); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
 	off, _ := b.connect5(t, ccOfflineID, "meter", true, 3600)
-	if _, err := off.Subscribe(subCtx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/offline/#", QoS: 1}}}); err != nil {
+	if _, err := off.Subscribe(opCtx(), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ui/offline/#", QoS: 1}}}); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
 	if err := off.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
 		t.Fatal(err)
 	}
 	pub, _ := b.connect5(t, ccPublisherID, "gateway", true, 0)
-	if _, err := pub.Publish(subCtx, &paho.Publish{Topic: ccRetainTopic, QoS: 1, Retain: true, Payload: []byte(ccRetained),
+	if _, err := pub.Publish(opCtx(), &paho.Publish{Topic: ccRetainTopic, QoS: 1, Retain: true, Payload: []byte(ccRetained),
 		Properties: &paho.PublishProperties{ContentType: "application/json",
 			User: paho.UserProperties{{Key: ccPropKey, Value: ccPropValue}}}}); err != nil {
 		t.Fatalf("publish the retained message: %v", err)
 	}
-	if _, err := pub.Publish(subCtx, &paho.Publish{Topic: ccBinaryTopic, QoS: 1, Retain: true, Payload: []byte{0xff, 0x00, 0x80, 0x41}}); err != nil {
+	if _, err := pub.Publish(opCtx(), &paho.Publish{Topic: ccBinaryTopic, QoS: 1, Retain: true, Payload: []byte{0xff, 0x00, 0x80, 0x41}}); err != nil {
 		t.Fatalf("publish the binary retained message: %v", err)
 	}
 	inv, _ := b.connect5(t, ccInvalidID, "meter", true, 3600)
@@ -541,7 +547,7 @@ func TestControlCenter(t *testing.T) {
 	// watcher after any will the broker published at the disconnect
 	// (the session is offline, its will gone), so the marker arriving
 	// first proves there was none.
-	if _, err := pub.Publish(subCtx, &paho.Publish{Topic: ccMarkerTopic, QoS: 1, Payload: []byte("marker")}); err != nil {
+	if _, err := pub.Publish(opCtx(), &paho.Publish{Topic: ccMarkerTopic, QoS: 1, Payload: []byte("marker")}); err != nil {
 		t.Fatalf("publish the marker: %v", err)
 	}
 	for marker := false; !marker; {
@@ -672,7 +678,7 @@ func TestControlCenter(t *testing.T) {
 		t.Errorf("the recording selects %q, want PUBLISH only", got)
 	}
 	id := eval[string](p, `document.querySelector("tr[data-recording]").dataset.recording`)
-	if _, err := pub.Publish(subCtx, &paho.Publish{Topic: ccTraceTopic, QoS: 1, Payload: []byte("traced")}); err != nil {
+	if _, err := pub.Publish(opCtx(), &paho.Publish{Topic: ccTraceTopic, QoS: 1, Payload: []byte("traced")}); err != nil {
 		t.Fatalf("publish %s: %v", ccTraceTopic, err)
 	}
 	p.until("the recording to count the PUBLISH", `Number(document.querySelector("tr[data-recording] td:nth-child(5)").innerText.replace(/,/g, "")) >= 1`)
