@@ -326,6 +326,18 @@ func TestExtensionDisableEnable(t *testing.T) {
 	poll.Until(t, "the host to start wat-auth", func() bool { return state() == string(host.StateRunning) })
 	connect5(t, r.mqtt, "back", nil, nil)
 	r.mustAudit(t, "tok-operator", "extension.enable", "wat-auth", "ok")
+	// The new version counts the CONNECT it authenticated; the folder's
+	// counters are the host's, whatever the version.
+	list = r.req(t, "GET", "/api/v1/extensions", nil, bearer("viewer")).want(t, 200, "list").json(t)
+	counters := list["extensions"].([]any)[0].(map[string]any)["counters"].(map[string]any)
+	if counters["calls"].(float64) < 1 || counters["instances"].(float64) < 1 || counters["errors"].(float64) != 0 {
+		t.Fatalf("counters after a CONNECT: %v", counters)
+	}
+	for _, s := range r.h.Status() {
+		if s.ID == "wat-auth" && (counters["reloads"].(float64) != float64(s.Reloads) || counters["crash_loop_stops"].(float64) != float64(s.CrashLoopStops)) {
+			t.Fatalf("folder counters %v, host's %+v", counters, s)
+		}
+	}
 	r.req(t, "POST", "/api/v1/extensions/nope/disable", nil, bearer("operator")).want(t, 404, "unknown extension")
 	r.req(t, "POST", "/api/v1/extensions/..%2F..%2Fetc/disable", nil, bearer("operator")).want(t, 404, "bad id")
 }

@@ -21,12 +21,41 @@ type extension struct {
 	// Disabled: the folder holds a DISABLED file (the host stops or skips
 	// the extension within two seconds of its creation).
 	Disabled bool `json:"disabled"`
+	// Counters are the host's counts for the extension (host.Status), the
+	// figures the metrics endpoint exports.
+	Counters extensionCounters `json:"counters"`
+}
+
+// extensionCounters are one extension's counts. Those of the running
+// version start at 0 with each version; the folder's outlive reloads.
+type extensionCounters struct {
+	// Of the running version: calls into it and those that failed
+	// (trap, deadline, invalid answer: each failed closed), events
+	// dropped, records too large for its buffer, its pool's instances,
+	// answers given from its authentication and authorization caches (no
+	// call made), ticks skipped.
+	Calls              int64 `json:"calls"`
+	Errors             int64 `json:"errors"`
+	EventsDropped      int64 `json:"events_dropped"`
+	RecordsTooLarge    int64 `json:"records_too_large"`
+	Instances          int   `json:"instances"`
+	AuthCacheHits      int64 `json:"auth_cache_hits"`
+	AuthorizeCacheHits int64 `json:"authorize_cache_hits"`
+	TicksSkipped       int64 `json:"ticks_skipped"`
+	// Of the folder: calls that waited for an instance, crash-loop stops,
+	// reloads.
+	InstanceWaits  int64 `json:"instance_waits"`
+	CrashLoopStops int64 `json:"crash_loop_stops"`
+	Reloads        int64 `json:"reloads"`
 }
 
 // extensionOf converts s, reading whether dir/ID/DISABLED exists.
 func (a *API) extensionOf(s host.Status) extension {
 	e := extension{ID: s.ID, Version: s.Version, State: string(s.State), Priority: s.Priority, StartPriority: s.StartPriority,
-		Callbacks: s.Callbacks, Services: s.Services, Reason: s.Reason}
+		Callbacks: s.Callbacks, Services: s.Services, Reason: s.Reason,
+		Counters: extensionCounters{Calls: s.Calls, Errors: s.Errors, EventsDropped: s.Dropped, RecordsTooLarge: s.TooLarge,
+			Instances: s.Instances, AuthCacheHits: s.AuthCacheHits, AuthorizeCacheHits: s.AuthorizeCacheHits,
+			TicksSkipped: s.TicksSkipped, InstanceWaits: s.InstanceWaits, CrashLoopStops: s.CrashLoopStops, Reloads: s.Reloads}}
 	if e.Callbacks == nil {
 		e.Callbacks = []string{}
 	}

@@ -649,7 +649,6 @@ func TestControlCenter(t *testing.T) {
 
 	// Extensions: disable allow-all, the banner follows; enable it again.
 	p.open(b.base, "#/extensions", `tr[data-extension="allow-all"] button[data-action="disable"]`)
-	p.shot("extensions")
 	p.do("disable allow-all", chromedp.Click(css(`tr[data-extension="allow-all"] button[data-action="disable"]`)))
 	p.confirm("disable allow-all")
 	p.do("allow-all disabled", chromedp.WaitVisible(css(`tr[data-extension="allow-all"] button[data-action="enable"]`)))
@@ -659,6 +658,12 @@ func TestControlCenter(t *testing.T) {
 	p.do("enable allow-all", chromedp.Click(css(`tr[data-extension="allow-all"] button[data-action="enable"]`)),
 		chromedp.WaitVisible(css(`tr[data-extension="allow-all"] button[data-action="disable"]`)))
 	p.until("allow-all running", `document.querySelector('tr[data-extension="allow-all"] .state').innerText === "running"`)
+	// Its activity: the page polls; a client authenticated by the new
+	// version shows as a call, and none failed.
+	counted, _ := b.connect5(t, "ui-counted", "meter", true, 0)
+	_ = counted.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	p.until("allow-all's activity to count the CONNECT", `/^[1-9][0-9,]* calls?, 0 failed/.test(document.querySelector('tr[data-extension="allow-all"] .activity').innerText)`)
+	p.shot("extensions")
 	p.until("the banner, on the extensions page, to say allow-all is loaded again",
 		`document.getElementById("warnings").innerText.includes("allow-all is loaded") && !document.getElementById("warnings").innerText.includes("no security extension")`)
 

@@ -50,6 +50,7 @@ export function render(root, route, ctx) {
       el("td", { class: "num" }, x.priority, x.start_priority !== undefined ? el("span", { class: "help" }, `start priority ${x.start_priority}`) : null),
       el("td", {}, names(x.callbacks)),
       el("td", {}, names(x.services)),
+      el("td", { class: "num activity" }, activity(x.counters)),
       manage ? el("td", {}, x.disabled
         ? el("button", { type: "button", class: "primary", "data-action": "enable", onclick: () => act(x, "enable") }, "Enable")
         : el("button", { type: "button", class: "danger", "data-action": "disable", onclick: () => act(x, "disable") }, "Disable"),
@@ -61,7 +62,8 @@ export function render(root, route, ctx) {
     replace(result, table(
       [el("span", {}, "Extension"), "Version", "State",
         el("span", { title: "the order of the chains: a higher priority is called first; the start priority orders the starts" }, "Priority"),
-        "Callbacks", "Services granted"].concat(manage ? ["Action"] : []),
+        "Callbacks", "Services granted",
+        el("span", { title: "calls into the running version and those that failed (each failed closed); below, what else the host counts for it" }, "Activity")].concat(manage ? ["Action"] : []),
       rows, "No extension is installed: with no security extension every CONNECT is refused.", { class: "extensions" }));
   }
 
@@ -114,6 +116,21 @@ export function render(root, route, ctx) {
     stopped = true;
     poller.stop();
   };
+}
+
+// activity writes an extension's counters (GET /api/v1/extensions): its
+// calls and failed calls, then what else is not zero.
+function activity(c) {
+  if (!c) return "";
+  const n = (v) => Number(v || 0).toLocaleString("en-US");
+  const more = [
+    [c.instances, "instances"], [c.auth_cache_hits, "CONNECTs answered from its cache"],
+    [c.authorize_cache_hits, "authorizations from kept verdicts"], [c.instance_waits, "waits for an instance"],
+    [c.events_dropped, "events dropped"], [c.records_too_large, "records too large"], [c.ticks_skipped, "ticks skipped"],
+    [c.reloads, "reloads"], [c.crash_loop_stops, "crash-loop stops"],
+  ].filter(([v]) => v > 0).map(([v, what]) => `${n(v)} ${what}`);
+  return [el("span", { class: c.errors > 0 ? "calls failing" : "calls" }, `${n(c.calls)} ${c.calls === 1 ? "call" : "calls"}, ${n(c.errors)} failed`),
+    more.length ? el("span", { class: "help" }, more.join(" · ")) : null];
 }
 
 // names writes a list separated by commas, "none" when it is empty.
