@@ -30,6 +30,10 @@ import (
 // the folders of modules that no extension folder holds, and no running
 // extension was loaded from, are removed after every scan that changed
 // something, so the cache holds about one entry per extension folder.
+// Only a host that is the cache's one user prunes it (Options.PruneCache:
+// the broker's data folder): hosts sharing a cache (the conformance kit's
+// --cache, tests) would remove each other's folders, even one that another
+// host is compiling into.
 
 // moduleCachePrefix starts the name of every module's cache folder.
 const moduleCachePrefix = "module-"
@@ -60,9 +64,10 @@ func (h *Host) cacheFor(sum [32]byte) (cache wazero.CompilationCache, dir string
 // pruneCache removes from CacheDir the cache folders of modules not in
 // keep (the modules the extension folders hold and the running extensions
 // were loaded from; pruneModuleCaches), logging what it could not remove:
-// it is tried again at the next prune.
+// it is tried again at the next prune. Only with Options.PruneCache: a
+// cache other hosts share is left as it is.
 func (h *Host) pruneCache(keep map[[32]byte]bool) {
-	if h.opts.CacheDir == "" {
+	if h.opts.CacheDir == "" || !h.opts.PruneCache {
 		return
 	}
 	removed, err := pruneModuleCaches(h.opts.CacheDir, keep)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -254,7 +255,7 @@ func TestCompilationCacheIsPruned(t *testing.T) {
 	}
 	dropIn(t, ext, "auth", first, "id: auth\nversion: 1.0.0\nmodule: ext.wasm\n")
 	logs := &logBuffer{}
-	h, err := New(Options{Dir: ext, CacheDir: cache, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	h, err := New(Options{Dir: ext, CacheDir: cache, PruneCache: true, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,5 +307,40 @@ func TestPrecompileReplacesOldModules(t *testing.T) {
 	after := moduleFolders(t, shipped)
 	if len(before) != 1 || len(after) != 1 || before[0] == after[0] {
 		t.Fatalf("module folders %v, then %v: want one, then another one", before, after)
+	}
+}
+
+// Hosts that share a compilation cache (the conformance kit's --cache,
+// the tests' one cache) leave each other's module folders alone: one host
+// cannot tell which modules the others use, and a folder removed while
+// another host compiles into it fails that load (wazero cannot write the
+// entry). Only a host told it is the cache's one user prunes it.
+func TestSharedCompilationCacheKept(t *testing.T) {
+	cache := t.TempDir()
+	load := func(module string) (*Host, string) {
+		ext := t.TempDir()
+		dropIn(t, ext, "auth", wasmFixture(module), "id: auth\nversion: 1.0.0\nmodule: ext.wasm\n")
+		h, err := New(Options{Dir: ext, CacheDir: cache, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(&logBuffer{}, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Close(context.Background()) })
+		if err := h.LoadAll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if st := statusOf(t, h, "auth"); st.State != StateRunning {
+			t.Fatalf("%s: %+v", module, st)
+		}
+		b, err := os.ReadFile(wasmFixture(module))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, moduleCacheName(sha256.Sum256(b))
+	}
+	_, first := load("ok/wat_auth")
+	_, second := load("ok/minimal")
+	got := moduleFolders(t, cache)
+	if len(got) != 2 || !slices.Contains(got, first) || !slices.Contains(got, second) {
+		t.Fatalf("the shared cache holds %v after a second host loaded, want %s and %s", got, first, second)
 	}
 }

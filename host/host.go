@@ -25,10 +25,17 @@ type Options struct {
 	// Dir is the extensions folder: one sub-folder per extension.
 	Dir string
 	// CacheDir holds wazero's compilation cache, so a module is compiled
-	// once across restarts: a folder per module (cache.go), those of
-	// modules no extension folder holds any more removed after each scan
-	// that changed something. "" keeps it in memory.
+	// once across restarts: a folder per module (cache.go). "" keeps it
+	// in memory.
 	CacheDir string
+	// PruneCache says this host is CacheDir's only user (a broker's data
+	// folder, which one broker at a time opens): after each scan that
+	// changed something, the folders of modules no extension folder holds
+	// any more are removed. Leave it false when hosts share CacheDir (the
+	// conformance kit's --cache, tests): a host cannot tell which modules
+	// the others use, and a folder removed while another host compiles
+	// into it fails that load.
+	PruneCache bool
 	// BrokerVersion is told to extensions at start.
 	BrokerVersion string
 	// Logger receives the host's logs; nil means slog.Default().

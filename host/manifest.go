@@ -209,8 +209,6 @@ func parseManifest(path string, data []byte, folder string) (*Manifest, error) {
 	return m, nil
 }
 
-// validate fills in the default limits and returns every problem in m,
-// without positions; a non-empty folder is the name the id must equal.
 // neededMinor returns the ABI minor version the manifest's abi asks for,
 // and false when it asks for none (or is malformed: validate reports that).
 func (m *Manifest) neededMinor() (uint32, bool) {
@@ -224,6 +222,8 @@ func (m *Manifest) neededMinor() (uint32, bool) {
 	return minor, true
 }
 
+// validate fills in the default limits and returns every problem in m,
+// without positions; a non-empty folder is the name the id must equal.
 func (m *Manifest) validate(folder string) yamlconf.Errors {
 	var errs yamlconf.Errors
 	bad := func(key, format string, a ...any) {

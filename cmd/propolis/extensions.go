@@ -30,7 +30,9 @@ func statusFile(cfg *config.Config) string {
 // hostOptions is the extension host's options that come from the
 // configuration.
 func hostOptions(cfg *config.Config) host.Options {
-	return host.Options{Dir: cfg.ExtensionsDir, CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"),
+	// The data folder is one broker's (its store's lock): the broker
+	// prunes its cache.
+	return host.Options{Dir: cfg.ExtensionsDir, CacheDir: filepath.Join(cfg.DataDir, "wasm-cache"), PruneCache: true,
 		ServiceRate: float64(cfg.ExtensionServices.Rate), ServiceBurst: cfg.ExtensionServices.Burst}
 }
 
