@@ -294,11 +294,6 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 type compiled struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
-	// cache is the module's own compilation cache (cacheFor), closed
-	// after rt; nil when the host's in-memory one is used. module is the
-	// module's SHA-256, which names that cache's folder.
-	cache  wazero.CompilationCache
-	module [32]byte
 	// interruptible: compiled with the host's interrupt check
 	// (interrupt.go), in a runtime without wazero's guard.
 	interruptible bool
