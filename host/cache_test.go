@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -342,5 +343,34 @@ func TestSharedCompilationCacheKept(t *testing.T) {
 	got := moduleFolders(t, cache)
 	if len(got) != 2 || !slices.Contains(got, first) || !slices.Contains(got, second) {
 		t.Fatalf("the shared cache holds %v after a second host loaded, want %s and %s", got, first, second)
+	}
+}
+
+// A broker with no extension prunes its cache at start too: the first
+// start after an upgrade removes the older layout's folder and a module's
+// folder left from extensions removed while it was down.
+func TestCompilationCachePrunedWithNoExtension(t *testing.T) {
+	ext, cache := t.TempDir(), t.TempDir()
+	stale := []string{filepath.Join(cache, "wazero-v1.11.0-amd64-linux", "0123"), filepath.Join(cache, moduleCachePrefix+"00", "x")}
+	for _, p := range stale {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := New(Options{Dir: ext, CacheDir: cache, PruneCache: true, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	if err := h.LoadAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range stale {
+		if _, err := os.Stat(filepath.Dir(p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still there (%v)", filepath.Dir(p), err)
+		}
 	}
 }

@@ -159,7 +159,7 @@ func (h *Host) scan(ctx context.Context, initial bool) {
 			}
 		}
 	}
-	if len(changes) > 0 && err == nil && !failed {
+	if (initial || len(changes) > 0) && err == nil && !failed {
 		h.pruneCache(h.modulesInUse())
 	}
 }
