@@ -418,6 +418,30 @@ func TestMQTTTopicLintExample(t *testing.T) {
 	if n := calls(); n != 4 {
 		t.Fatalf("calls after c2's publish: %d, want 4", n)
 	}
+	// SUBSCRIBE filters, by the same rules with wildcards: each kept too.
+	subscribe := func(filter string) (byte, string) {
+		t.Helper()
+		r, err := c.Subscribe(ctx(t), &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
+		if r == nil || len(r.Reasons) != 1 {
+			t.Fatalf("subscribe %s: %+v, %v", filter, r, err)
+		}
+		reason := ""
+		if r.Properties != nil {
+			reason = r.Properties.ReasonString
+		}
+		return r.Reasons[0], reason
+	}
+	for round := 0; round < 2; round++ {
+		if code, reason := subscribe("devices/+/temp"); code != 1 {
+			t.Fatalf("round %d, a valid filter: %#x %q", round, code, reason)
+		}
+		if code, reason := subscribe("ops/#"); code != 0x8F || reason != `topic-lint: first level "ops" is not one of devices` {
+			t.Fatalf("round %d, a filter under another root: %#x %q", round, code, reason)
+		}
+	}
+	if st := statusOf(t, h, "topic-lint"); st.Calls != 6 || st.AuthorizeCacheHits != 8 {
+		t.Fatalf("after the subscribes: calls %d, kept verdicts given %d; want 6 and 8", st.Calls, st.AuthorizeCacheHits)
+	}
 }
 
 // TestAllowAllWarnsOnce: allow-all's start callback runs on each of the

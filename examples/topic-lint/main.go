@@ -7,12 +7,20 @@
 // on (NEXT) to the next extension and the client's permissions. It does
 // not authenticate, so it is combined with a security extension.
 //
-// Its verdict depends on the topic alone, so it marks each one with
-// CacheVerdict (ABI 1.4): the broker then answers the same topic on the
-// same connection without calling the extension, for cache_seconds. A
-// device publishing to a few topics costs a few calls per period instead
-// of one per message. It is the example of the authorization cache, and
-// the benchmark harness's "Wasm authorize_publish, verdicts kept" case.
+// SUBSCRIBE filters are held to the same rules, level by level, where a
+// level may also be the wildcard '+', the last one '#' (a filter starting
+// with a wildcard may match any first level). A shared subscription's
+// "$share/<group>/" is not linted, nor a filter starting with '$' (the
+// broker's own topics, such as $SYS/#). A filter that breaks a rule is
+// refused with 0x8F (topic filter invalid).
+//
+// Its verdicts depend on the topic or filter alone, so it marks each one
+// with CacheVerdict (ABI 1.4): the broker then answers the same topic or
+// filter on the same connection without calling the extension, for
+// cache_seconds. A device publishing to a few topics costs a few calls per
+// period instead of one per message. It is the example of the
+// authorization cache, and the benchmark harness's "Wasm
+// authorize_publish, verdicts kept" case.
 //
 // Configuration:
 //
@@ -35,7 +43,7 @@ import (
 )
 
 func init() {
-	propolis.Register(propolis.Extension{Start: start, AuthorizePublish: authorizePublish})
+	propolis.Register(propolis.Extension{Start: start, AuthorizePublish: authorizePublish, AuthorizeSubscribe: authorizeSubscribe})
 }
 
 func main() {}
@@ -92,19 +100,44 @@ func (r *rules) check() error {
 // authorizePublish refuses a topic that breaks a rule and passes the rest
 // on; either verdict is kept for cache_seconds.
 func authorizePublish(p *propolis.Publish) propolis.Verdict {
-	if cfg.CacheSeconds > 0 {
-		if err := propolis.CacheVerdict(time.Duration(cfg.CacheSeconds) * time.Second); err != nil {
-			propolis.Warnf("topic-lint: keeping the verdict: %v", err) // not expected: the call is valid here
-		}
-	}
-	if reason := cfg.lint(p.Topic); reason != "" {
+	keep()
+	if reason := cfg.lint(p.Topic, false); reason != "" {
 		return propolis.Deny(propolis.CodeTopicNameInvalid, "topic-lint: "+reason)
 	}
 	return propolis.Next()
 }
 
-// lint returns why topic breaks the rules, or "".
-func (r *rules) lint(topic string) string {
+// authorizeSubscribe refuses a filter that breaks a rule and passes the
+// rest on; either verdict is kept for cache_seconds.
+func authorizeSubscribe(s *propolis.Subscribe) propolis.Verdict {
+	keep()
+	filter := s.Filter
+	if s.Shared { // "$share/<group>/<filter>": the group is not a topic level
+		if _, rest, ok := strings.Cut(strings.TrimPrefix(filter, "$share/"), "/"); ok {
+			filter = rest
+		}
+	}
+	if strings.HasPrefix(filter, "$") {
+		return propolis.Next()
+	}
+	if reason := cfg.lint(filter, true); reason != "" {
+		return propolis.Deny(propolis.CodeTopicFilterInvalid, "topic-lint: "+reason)
+	}
+	return propolis.Next()
+}
+
+// keep marks the verdict being decided to be kept for cache_seconds.
+func keep() {
+	if cfg.CacheSeconds > 0 {
+		if err := propolis.CacheVerdict(time.Duration(cfg.CacheSeconds) * time.Second); err != nil {
+			propolis.Warnf("topic-lint: keeping the verdict: %v", err) // not expected: the call is valid here
+		}
+	}
+}
+
+// lint returns why a topic, or a filter when filter is set (its levels may
+// be the wildcards '+' and, last, '#'), breaks the rules, or "".
+func (r *rules) lint(topic string, filter bool) string {
 	n := strings.Count(topic, "/") + 1
 	if n > r.MaxLevels {
 		return strconv.Itoa(n) + " levels, at most " + strconv.Itoa(r.MaxLevels)
@@ -112,12 +145,15 @@ func (r *rules) lint(topic string) string {
 	i := 0
 	for level := range strings.SplitSeq(topic, "/") {
 		i++
+		if filter && (level == "+" || level == "#" && i == n) {
+			continue
+		}
 		if reason := r.level(level); reason != "" {
 			return "level " + strconv.Itoa(i) + " " + strconv.Quote(level) + ": " + reason
 		}
 	}
-	if len(r.Roots) > 0 {
-		root, _, _ := strings.Cut(topic, "/")
+	root, _, _ := strings.Cut(topic, "/")
+	if len(r.Roots) > 0 && !(filter && (root == "+" || root == "#")) {
 		for _, allowed := range r.Roots {
 			if root == allowed {
 				return ""

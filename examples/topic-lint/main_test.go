@@ -24,13 +24,56 @@ func TestLint(t *testing.T) {
 		{"dev/é", `level 2 "é": character 'é' is not allowed (a-z 0-9 - _ .)`},
 		{"ops/x", `first level "ops" is not one of dev, app`},
 	} {
-		if got := r.lint(tc.topic); got != tc.want {
+		if got := r.lint(tc.topic, false); got != tc.want {
 			t.Errorf("lint(%q) = %q, want %q", tc.topic, got, tc.want)
 		}
 	}
 	r.Uppercase = true
-	if got := r.lint("dev/Temp"); got != "" {
+	if got := r.lint("dev/Temp", false); got != "" {
 		t.Errorf("upper case allowed: %q", got)
+	}
+}
+
+func TestLintFilter(t *testing.T) {
+	r := rules{MaxLevels: 3, MaxLevelLength: 5, Roots: []string{"dev", "app"}}
+	for _, tc := range []struct{ filter, want string }{
+		{"dev/+/t_2", ""},
+		{"dev/#", ""},
+		{"+/a/#", ""},
+		{"#", ""},
+		{"dev/a/b/#", "4 levels, at most 3"},
+		{"dev/#/a", `level 2 "#": character '#' is not allowed (a-z 0-9 - _ .)`},
+		{"dev/a+", `level 2 "a+": character '+' is not allowed (a-z 0-9 - _ .)`},
+		{"dev//#", `level 2 "": empty`},
+		{"ops/#", `first level "ops" is not one of dev, app`},
+	} {
+		if got := r.lint(tc.filter, true); got != tc.want {
+			t.Errorf("lint(%q, filter) = %q, want %q", tc.filter, got, tc.want)
+		}
+	}
+	// A topic name may not hold a wildcard.
+	if got := r.lint("dev/+", false); got != `level 2 "+": character '+' is not allowed (a-z 0-9 - _ .)` {
+		t.Errorf("a wildcard in a topic name: %q", got)
+	}
+}
+
+func TestAuthorizeSubscribe(t *testing.T) {
+	cfg = rules{MaxLevels: 8, MaxLevelLength: 64, Roots: []string{"devices"}} // cache_seconds 0: no host call outside Wasm
+	defer func() { cfg = defaults }()
+	for _, tc := range []struct {
+		s    propolis.Subscribe
+		want propolis.Decision
+	}{
+		{propolis.Subscribe{Filter: "devices/+/temp"}, propolis.DecisionNext},
+		{propolis.Subscribe{Filter: "$SYS/#"}, propolis.DecisionNext},
+		{propolis.Subscribe{Filter: "$share/Group-1/devices/#", Shared: true}, propolis.DecisionNext},
+		{propolis.Subscribe{Filter: "$share/g/Devices/#", Shared: true}, propolis.DecisionDeny},
+		{propolis.Subscribe{Filter: "ops/#"}, propolis.DecisionDeny},
+	} {
+		v := authorizeSubscribe(&tc.s)
+		if v.Decision != tc.want || v.Decision == propolis.DecisionDeny && v.Code != propolis.CodeTopicFilterInvalid {
+			t.Errorf("%q: %+v, want %v", tc.s.Filter, v, tc.want)
+		}
 	}
 }
 

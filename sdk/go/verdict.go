@@ -41,6 +41,9 @@ const (
 	CodeServerUnavailable byte = 0x88
 	// CodeBanned is 0x8A, banned.
 	CodeBanned byte = 0x8A
+	// CodeTopicFilterInvalid is 0x8F, topic filter invalid: for a
+	// SUBSCRIBE (3.1.1 clients get 0x80 in the SUBACK).
+	CodeTopicFilterInvalid byte = 0x8F
 	// CodeTopicNameInvalid is 0x90, topic name invalid.
 	CodeTopicNameInvalid byte = 0x90
 	// CodeQuotaExceeded is 0x97, quota exceeded.
