@@ -205,6 +205,9 @@ func (h *hook) finishSubscribe(cl *mqtt.Client, pk packets.Packet, codes []byte)
 				if v.Decision == Disconnect && disconnect == nil {
 					disconnect, kicked = &v, f.Filter
 				}
+				// As refusePublish: which filters were refused, for
+				// the operator (a Disconnect is logged at warn below).
+				h.log.Debug("subscribe refused", "client", cl.ID, "filter", f.Filter, "decision", v.Decision, "code", logCode(v.ReasonCode), "reason", v.ReasonString)
 			}
 		}
 		results[i].Code = codes[i]
@@ -315,7 +318,7 @@ func (h *hook) refusePublish(cl *mqtt.Client, pk *packets.Packet, v Verdict) {
 	if v.ReasonCode < 0x80 {
 		v.ReasonCode = CodeNotAuthorized
 	}
-	h.log.Debug("publish refused", "client", cl.ID, "topic", pk.TopicName, "decision", v.Decision, "code", v.ReasonCode)
+	h.log.Debug("publish refused", "client", cl.ID, "topic", pk.TopicName, "decision", v.Decision, "code", logCode(v.ReasonCode), "reason", v.ReasonString)
 	h.stats.dropped[dropNotAuthorized].Add(1)
 	h.failPublish(cl, pk, v)
 }

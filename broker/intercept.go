@@ -281,7 +281,7 @@ func (h *hook) interceptSubscribe(ic Interceptors, cl *mqtt.Client, pk *packets.
 				code = codeImplementationSpecific
 			}
 			removed[f.Filter] = Verdict{Decision: Deny, ReasonCode: code, ReasonString: prev.ReasonString}
-			h.log.Debug("subscription prevented", "client", cl.ID, "filter", f.Filter, "extension", prev.Extension, "code", code)
+			h.log.Debug("subscription prevented", "client", cl.ID, "filter", f.Filter, "extension", prev.Extension, "code", logCode(code))
 			continue
 		}
 		if s.QoS <= 2 {
@@ -469,7 +469,7 @@ func (h *hook) preventPublish(cl *mqtt.Client, pk *packets.Packet, prev Prevente
 	if code < 0x80 {
 		code = codeImplementationSpecific
 	}
-	h.log.Debug("publish prevented", "client", cl.ID, "topic", pk.TopicName, "extension", prev.Extension, "code", code)
+	h.log.Debug("publish prevented", "client", cl.ID, "topic", pk.TopicName, "extension", prev.Extension, "code", logCode(code))
 	h.stats.dropped[dropPrevented].Add(1)
 	switch {
 	case pk.FixedHeader.Qos == 0:

@@ -128,3 +128,11 @@ func (h *hook) disconnectLogged(cl *mqtt.Client, code byte, reason, what string,
 func isViolationCode(code byte) bool {
 	return isViolation(packets.Code{Code: code})
 }
+
+// logCode is a reason code for a log attribute, written as codeText
+// writes it only when the line is written: a debug line of the PUBLISH
+// path costs no string while debug is off.
+type logCode byte
+
+// LogValue is codeText of c.
+func (c logCode) LogValue() slog.Value { return slog.StringValue(codeText(byte(c))) }

@@ -20,13 +20,19 @@ import (
 // no summary is written before Close, however slow the machine).
 func startLogged(t *testing.T, ext broker.Extensions, tune ...func(*config.Config)) (*broker.Server, string, *lockedBuffer) {
 	t.Helper()
+	return startLoggedAt(t, slog.LevelInfo, ext, tune...)
+}
+
+// startLoggedAt is startLogged with the log at level.
+func startLoggedAt(t *testing.T, level slog.Level, ext broker.Extensions, tune ...func(*config.Config)) (*broker.Server, string, *lockedBuffer) {
+	t.Helper()
 	out := &lockedBuffer{}
 	cfg := testConfig(t.TempDir())
 	for _, f := range tune {
 		f(cfg)
 	}
 	s, err := broker.New(broker.Options{Config: cfg, Extensions: ext,
-		Logger: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+		Logger: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +127,28 @@ func TestRefusalDisconnectsAreLoggedBounded(t *testing.T) {
 	summary := out.lines(`msg="more clients disconnected"`)
 	if len(summary) != 1 || !strings.Contains(summary[0], fmt.Sprintf("count=%d", flood-10)) {
 		t.Fatalf("summary lines %q, want one with count=%d", summary, flood-10)
+	}
+}
+
+// A refused SUBSCRIBE filter is logged at debug, as a refused PUBLISH is:
+// the operator can see which filters were refused, and why.
+func TestRefusedSubscribeIsLoggedAtDebug(t *testing.T) {
+	rules := &brokertest.Rules{DenyPrefix: map[string]broker.Verdict{"secret/": {Decision: broker.Deny, ReasonCode: 0x8F, ReasonString: "not here"}}}
+	_, addr, out := startLoggedAt(t, slog.LevelDebug, broker.Extensions{Authenticator: rules})
+	c, err := rawmqtt.Dial(addr, "subber")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Drop()
+	if err := c.Subscribe("secret/#", 1); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("subscribe: %v, want it refused", err)
+	}
+	poll.Until(t, "the subscribe refused line", func() bool { return len(out.lines(`msg="subscribe refused"`)) == 1 })
+	line := out.lines(`msg="subscribe refused"`)[0]
+	for _, want := range []string{"level=DEBUG", "client=subber", "filter=secret/#", "decision=deny", "code=0x8f", `reason="not here"`} {
+		if !strings.Contains(line, want) {
+			t.Fatalf("line %q lacks %q", line, want)
+		}
 	}
 }
 
