@@ -21,15 +21,16 @@ type extension struct {
 	// Disabled: the folder holds a DISABLED file (the host stops or skips
 	// the extension within two seconds of its creation).
 	Disabled bool `json:"disabled"`
-	// Counters are the host's counts for the extension (host.Status), the
-	// figures the metrics endpoint exports.
+	// Counters are the host's counts for the extension (host.Status).
 	Counters extensionCounters `json:"counters"`
 }
 
 // extensionCounters are one extension's counts. Those of the running
 // version start at 0 with each version; the folder's outlive reloads.
+// The metrics' counters do not reset, and count start and stop calls too.
 type extensionCounters struct {
-	// Of the running version: calls into it and those that failed
+	// Of the running version: calls into its callbacks other than start
+	// and stop, and those that failed
 	// (trap, deadline, invalid answer: each failed closed), events
 	// dropped, records too large for its buffer, its pool's instances,
 	// answers given from its authentication and authorization caches (no

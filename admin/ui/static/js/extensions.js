@@ -119,16 +119,21 @@ export function render(root, route, ctx) {
 }
 
 // activity writes an extension's counters (GET /api/v1/extensions): its
-// calls and failed calls, then what else is not zero.
+// calls (start and stop not counted) and failed calls, then what else is
+// not zero.
 function activity(c) {
   if (!c) return "";
   const n = (v) => Number(v || 0).toLocaleString("en-US");
+  // [count, singular, plural]
   const more = [
-    [c.instances, "instances"], [c.auth_cache_hits, "CONNECTs answered from its cache"],
-    [c.authorize_cache_hits, "authorizations from kept verdicts"], [c.instance_waits, "waits for an instance"],
-    [c.events_dropped, "events dropped"], [c.records_too_large, "records too large"], [c.ticks_skipped, "ticks skipped"],
-    [c.reloads, "reloads"], [c.crash_loop_stops, "crash-loop stops"],
-  ].filter(([v]) => v > 0).map(([v, what]) => `${n(v)} ${what}`);
+    [c.instances, "instance", "instances"],
+    [c.auth_cache_hits, "CONNECT answered from its cache", "CONNECTs answered from its cache"],
+    [c.authorize_cache_hits, "authorization from kept verdicts", "authorizations from kept verdicts"],
+    [c.instance_waits, "wait for an instance", "waits for an instance"],
+    [c.events_dropped, "event dropped", "events dropped"], [c.records_too_large, "record too large", "records too large"],
+    [c.ticks_skipped, "tick skipped", "ticks skipped"], [c.reloads, "reload", "reloads"],
+    [c.crash_loop_stops, "crash-loop stop", "crash-loop stops"],
+  ].filter(([v]) => v > 0).map(([v, one, many]) => `${n(v)} ${v === 1 ? one : many}`);
   return [el("span", { class: c.errors > 0 ? "calls failing" : "calls" }, `${n(c.calls)} ${c.calls === 1 ? "call" : "calls"}, ${n(c.errors)} failed`),
     more.length ? el("span", { class: "help" }, more.join(" · ")) : null];
 }
