@@ -44,21 +44,38 @@ func moduleCacheName(sum [32]byte) string {
 	return moduleCachePrefix + hex.EncodeToString(sum[:])
 }
 
-// cacheFor returns the compilation cache to compile a module whose SHA-256
-// is sum with: the host's in-memory one without CacheDir (shared; the
-// caller does not close it), else the module's own folder under CacheDir,
-// which the caller closes once the runtime compiled with it is closed.
-// dir is that folder ("" in memory).
-func (h *Host) cacheFor(sum [32]byte) (cache wazero.CompilationCache, dir string, err error) {
+// cacheFor returns the compilation cache to compile extension id's module,
+// whose SHA-256 is sum, with: the host's in-memory one without CacheDir
+// (shared), else the module's own folder under CacheDir (dir). owned: the
+// caller closes the cache once the runtime compiled with it is closed.
+//
+// A folder that cannot be made (a full disk, a read-only data folder) does
+// not keep the extension from loading: it is compiled into a cache in
+// memory of its own (dir ""), with a warning, and compiled again at the
+// next start. A security extension that failed here would leave every
+// CONNECT refused.
+func (h *Host) cacheFor(sum [32]byte, id string) (cache wazero.CompilationCache, dir string, owned bool) {
 	if h.opts.CacheDir == "" {
-		return h.cache, "", nil
+		return h.cache, "", false
 	}
 	dir = filepath.Join(h.opts.CacheDir, moduleCacheName(sum))
-	cache, err = wazero.NewCompilationCacheWithDir(dir)
+	cache, err := wazero.NewCompilationCacheWithDir(dir)
 	if err != nil {
-		return nil, "", fmt.Errorf("compilation cache %s: %w", dir, err)
+		h.log.Warn("compilation cache not usable; the module is compiled in memory, and again at the next start",
+			"extension", id, "dir", dir, "error", err)
+		return wazero.NewCompilationCache(), "", true
 	}
-	return cache, dir, nil
+	return cache, dir, true
+}
+
+// cacheWriteFailed reports whether err, from CompileModule, is wazero
+// failing to save the compiled code in its file cache (a file-system
+// error: a full disk, a read-only folder) rather than failing to compile:
+// wazero has then compiled the module and kept it in memory already.
+func cacheWriteFailed(err error) bool {
+	var pe *fs.PathError
+	var le *os.LinkError
+	return errors.As(err, &pe) || errors.As(err, &le)
 }
 
 // pruneCache removes from CacheDir the cache folders of modules not in
@@ -136,16 +153,28 @@ func compileCtx(ctx context.Context) context.Context {
 // magic), which it reports instead of compiling again.
 const cacheErrorPrefix = "compilationcache:"
 
-// compile compiles bin in rt, whose configuration uses the host's
-// compilation cache. A damaged cache entry would fail every load of the
-// module for good (wazero returns the error and never replaces the entry):
-// the entry is discarded and replaced by a fresh compilation
-// (replaceCacheEntry), a warning names the extension, and the compilation
-// is tried once more. Called on the compiling goroutine (compileAt), with
-// ctx carrying the number of compilation workers; the repair costs one
-// extra compilation.
+// compile compiles bin in rt, whose configuration uses the module's
+// compilation cache in cacheDir ("": in memory). A damaged cache entry
+// would fail every load of the module for good (wazero returns the error
+// and never replaces the entry): the entry is discarded and replaced by a
+// fresh compilation (replaceCacheEntry), a warning names the extension,
+// and the compilation is tried once more. A cache entry that cannot be
+// written (a full disk) fails wazero's CompileModule too, after it kept
+// the compiled module in memory: the module is then taken from there,
+// with a warning, and not saved. Called on the compiling goroutine
+// (compileAt), with ctx carrying the number of compilation workers; the
+// repair costs one extra compilation.
 func (h *Host) compile(ctx context.Context, rt wazero.Runtime, closeOnDone bool, bin []byte, id, cacheDir string) (wazero.CompiledModule, error) {
 	c, err := rt.CompileModule(ctx, bin)
+	if err != nil && cacheDir != "" && cacheWriteFailed(err) {
+		// wazero compiled the module and kept it in memory before it
+		// failed to write the file: asked again, it answers from memory.
+		if c, rerr := rt.CompileModule(ctx, bin); rerr == nil {
+			h.log.Warn("compiled code not saved in the compilation cache; the module is compiled again at the next start",
+				"extension", id, "dir", cacheDir, "error", err)
+			return c, nil
+		}
+	}
 	if err == nil || cacheDir == "" || !strings.Contains(err.Error(), cacheErrorPrefix) {
 		return c, err
 	}

@@ -182,14 +182,11 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
 	rc := runtimeConfig().WithMemoryLimitPages(pages)
 	e.module = sha256.Sum256(bin)
-	cache, cacheDir, err := h.cacheFor(e.module)
-	if err != nil {
-		return nil, err
-	}
+	cache, cacheDir, owned := h.cacheFor(e.module, m.ID)
 	if cache != nil {
 		rc = rc.WithCompilationCache(cache)
 	}
-	if cacheDir != "" {
+	if owned {
 		e.cache = cache
 	}
 	defer func() {
