@@ -27,10 +27,12 @@ type extension struct {
 
 // extensionCounters are one extension's counts. Those of the running
 // version start at 0 with each version; the folder's outlive reloads.
-// The metrics' counters do not reset, and count start and stop calls too.
+// The metrics' counters do not reset with a version (they are the
+// folder's, from the broker's start) and count start and stop calls too.
 type extensionCounters struct {
 	// Of the running version: calls into its callbacks other than start
-	// and stop, and those that failed
+	// and stop, and those that failed or could not be made (no instance;
+	// not in Calls)
 	// (trap, deadline, invalid answer: each failed closed), events
 	// dropped, records too large for its buffer, its pool's instances,
 	// answers given from its authentication and authorization caches (no

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"log/slog"
 	"slices"
 	"strings"
@@ -206,7 +207,9 @@ func (h *hook) finishSubscribe(cl *mqtt.Client, pk packets.Packet, codes []byte)
 					disconnect, kicked = &v, f.Filter
 				}
 				// As refusePublish: which filters were refused, for
-				// the operator (a Disconnect is logged at warn below).
+				// the operator (a Disconnect is also logged at warn
+				// below). The code is the verdict's: MQTT 3.1.1
+				// clients get 0x80.
 				h.log.Debug("subscribe refused", "client", cl.ID, "filter", f.Filter, "decision", v.Decision, "code", logCode(v.ReasonCode), "reason", v.ReasonString)
 			}
 		}
@@ -318,7 +321,9 @@ func (h *hook) refusePublish(cl *mqtt.Client, pk *packets.Packet, v Verdict) {
 	if v.ReasonCode < 0x80 {
 		v.ReasonCode = CodeNotAuthorized
 	}
-	h.log.Debug("publish refused", "client", cl.ID, "topic", pk.TopicName, "decision", v.Decision, "code", logCode(v.ReasonCode), "reason", v.ReasonString)
+	if h.log.Enabled(context.Background(), slog.LevelDebug) { // a flood of refused QoS 0 PUBLISHes boxes nothing
+		h.log.Debug("publish refused", "client", cl.ID, "topic", pk.TopicName, "decision", v.Decision, "code", logCode(v.ReasonCode), "reason", v.ReasonString)
+	}
 	h.stats.dropped[dropNotAuthorized].Add(1)
 	h.failPublish(cl, pk, v)
 }

@@ -536,9 +536,12 @@ func (e *extension) noteFailure(cause error) {
 // more than once.
 //
 // The compiled module must be closed on its own: with a compilation cache
-// the compiled code belongs to the cache's engine, shared by every
-// runtime, which keeps it (counted once per load) until the module is
-// closed, so each version ever loaded would stay in memory.
+// the compiled code belongs to the cache's engine, which keeps it (counted
+// once per CompileModule) until the module is closed, so each version ever
+// loaded would stay in memory with a cache shared by every runtime (the
+// host's in memory). A module's own cache (e.cache) is closed too, which
+// frees what it holds whatever the count (a load whose cache write failed
+// compiled twice: compile).
 func (e *extension) stop(graceful bool) {
 	if e.stopped.Swap(true) {
 		return
