@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"crypto/sha256"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,15 +41,7 @@ func TestCompilationCacheWriteFails(t *testing.T) {
 		}
 	}
 	defer restore()
-	logs := &logBuffer{}
-	h, err := New(Options{Dir: ext, CacheDir: cache, PruneCache: true, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Close(context.Background()) })
-	if err := h.LoadAll(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	h, logs := loadCached(t, ext, cache, true)
 	restore()
 	if st := statusOf(t, h, "allow-all"); st.State != StateRunning {
 		t.Fatalf("allow-all %s: %s\n%s", st.State, st.Reason, logs)
@@ -81,15 +72,7 @@ func TestCompilationCacheFolderUnusable(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cache, moduleCacheName(sha256.Sum256(bin))), []byte("in the way"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
-	h, err := New(Options{Dir: ext, CacheDir: cache, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Close(context.Background()) })
-	if err := h.LoadAll(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	h, logs := loadCached(t, ext, cache, false)
 	if st := statusOf(t, h, "wat-auth"); st.State != StateRunning {
 		t.Fatalf("wat-auth %s: %s\n%s", st.State, st.Reason, logs)
 	}

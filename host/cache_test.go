@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -26,15 +25,7 @@ func TestDamagedCompilationCacheIsRecompiled(t *testing.T) {
 	installExtension(t, ext, "allow-all", example(t, "allow-all"), 0, "")
 	load := func() (*Host, *logBuffer) {
 		t.Helper()
-		logs := &logBuffer{}
-		h, err := New(Options{Dir: ext, CacheDir: cache, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := h.LoadAll(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = h.Close(context.Background()) })
+		h, logs := loadCached(t, ext, cache, false)
 		if st := statusOf(t, h, "allow-all"); st.State != StateRunning {
 			t.Fatalf("allow-all %s: %s\n%s", st.State, st.Reason, logs)
 		}
@@ -138,15 +129,7 @@ func TestShippedCompilationCache(t *testing.T) {
 	load := func(t *testing.T) (string, map[string][]byte, string) {
 		t.Helper()
 		cache := t.TempDir()
-		logs := &logBuffer{}
-		h, err := New(Options{Dir: ext, CacheDir: cache, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close(context.Background())
-		if err := h.LoadAll(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		h, logs := loadCached(t, ext, cache, false)
 		if st := statusOf(t, h, "wat-auth"); st.State != StateRunning {
 			t.Fatalf("wat-auth %s: %s\n%s", st.State, st.Reason, logs)
 		}
@@ -255,15 +238,7 @@ func TestCompilationCacheIsPruned(t *testing.T) {
 		return moduleCacheName(sha256.Sum256(b))
 	}
 	dropIn(t, ext, "auth", first, "id: auth\nversion: 1.0.0\nmodule: ext.wasm\n")
-	logs := &logBuffer{}
-	h, err := New(Options{Dir: ext, CacheDir: cache, PruneCache: true, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Close(context.Background()) })
-	if err := h.LoadAll(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	h, _ := loadCached(t, ext, cache, true)
 	if got := moduleFolders(t, cache); len(got) != 1 || got[0] != sum(first) {
 		t.Fatalf("after the first load the cache holds %v, want [%s]", got, sum(first))
 	}
@@ -321,14 +296,7 @@ func TestSharedCompilationCacheKept(t *testing.T) {
 	load := func(module string) (*Host, string) {
 		ext := t.TempDir()
 		dropIn(t, ext, "auth", wasmFixture(module), "id: auth\nversion: 1.0.0\nmodule: ext.wasm\n")
-		h, err := New(Options{Dir: ext, CacheDir: cache, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(&logBuffer{}, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = h.Close(context.Background()) })
-		if err := h.LoadAll(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		h, _ := loadCached(t, ext, cache, false)
 		if st := statusOf(t, h, "auth"); st.State != StateRunning {
 			t.Fatalf("%s: %+v", module, st)
 		}
@@ -360,7 +328,21 @@ func TestCompilationCachePrunedWithNoExtension(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h, err := New(Options{Dir: ext, CacheDir: cache, PruneCache: true, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	loadCached(t, ext, cache, true)
+	for _, p := range stale {
+		if _, err := os.Stat(filepath.Dir(p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still there (%v)", filepath.Dir(p), err)
+		}
+	}
+}
+
+// loadCached starts a host on the extensions folder ext with its
+// compilation cache in cache (pruned if prune), loads every extension, and
+// closes the host when the test ends; logs collects its log.
+func loadCached(t *testing.T, ext, cache string, prune bool) (*Host, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	h, err := New(Options{Dir: ext, CacheDir: cache, PruneCache: prune, BrokerVersion: "test", Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,9 +350,5 @@ func TestCompilationCachePrunedWithNoExtension(t *testing.T) {
 	if err := h.LoadAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range stale {
-		if _, err := os.Stat(filepath.Dir(p)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s is still there (%v)", filepath.Dir(p), err)
-		}
-	}
+	return h, logs
 }
