@@ -181,6 +181,9 @@ func (h *Host) loadExtension(ctx context.Context, dir string, m *Manifest, previ
 	e.guarded = !testUnguarded
 	pages := uint32((int64(m.Limits.Memory) + 65535) / 65536)
 	rc := runtimeConfig().WithMemoryLimitPages(pages)
+	// The bytes compiled, hashed again rather than taken from the
+	// scanner's fingerprint: the file may have changed since (~2 ms for a
+	// Go module, once per load).
 	e.module = sha256.Sum256(bin)
 	cache, cacheDir, owned := h.cacheFor(e.module, m.ID)
 	if cache != nil {

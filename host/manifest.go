@@ -209,17 +209,19 @@ func parseManifest(path string, data []byte, folder string) (*Manifest, error) {
 	return m, nil
 }
 
+// parseABI reads an abi value, "MAJOR.MINOR" written exactly so.
+func parseABI(s string) (major, minor uint32, ok bool) {
+	if _, err := fmt.Sscanf(s, "%d.%d", &major, &minor); err != nil || fmt.Sprintf("%d.%d", major, minor) != s {
+		return 0, 0, false
+	}
+	return major, minor, true
+}
+
 // neededMinor returns the ABI minor version the manifest's abi asks for,
 // and false when it asks for none (or is malformed: validate reports that).
 func (m *Manifest) neededMinor() (uint32, bool) {
-	var major, minor uint32
-	if m.ABI == "" {
-		return 0, false
-	}
-	if _, err := fmt.Sscanf(m.ABI, "%d.%d", &major, &minor); err != nil || major != abi.Major {
-		return 0, false
-	}
-	return minor, true
+	major, minor, ok := parseABI(m.ABI)
+	return minor, ok && major == abi.Major
 }
 
 // validate fills in the default limits and returns every problem in m,
@@ -246,8 +248,7 @@ func (m *Manifest) validate(folder string) yamlconf.Errors {
 		bad("module", "must be a file inside the extension folder, got %q", m.Module)
 	}
 	if m.ABI != "" {
-		var major, minor int
-		if _, err := fmt.Sscanf(m.ABI, "%d.%d", &major, &minor); err != nil || fmt.Sprintf("%d.%d", major, minor) != m.ABI {
+		if major, minor, ok := parseABI(m.ABI); !ok {
 			bad("abi", "want MAJOR.MINOR such as %q, got %q", abi.Version, m.ABI)
 		} else if major != abi.Major || minor > abi.Minor {
 			bad("abi", "%q is not supported (this broker runs ABI %d.0 to %s)", m.ABI, abi.Major, abi.Version)
