@@ -277,6 +277,12 @@ func (p *page) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	for _, a := range actions {
 		ctx, cancel := context.WithTimeout(p.ctx, poll.Timeout)
 		_, err := chromedp.Run(ctx, a)
+		// A node the page replaced between chromedp's query and its
+		// action (a re-render after a poll or a fetch): the action did
+		// not happen, and runs again on the node now in its place.
+		for err != nil && strings.Contains(err.Error(), "Could not find node with given id") && ctx.Err() == nil {
+			_, err = chromedp.Run(ctx, a)
+		}
 		cancel()
 		if err != nil {
 			p.t.Fatalf("%s: %v\n%s", what, err, p.dump())

@@ -2,6 +2,7 @@ package load_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 
 func TestFlowDeliversEverything(t *testing.T) {
 	addr := brokertest.Start(t, broker.Extensions{Authenticator: brokertest.AllowAll{}})
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		name      string
 		flow      load.Flow
 		delivered int64
@@ -26,7 +27,13 @@ func TestFlowDeliversEverything(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.flow
-			f.Addr, f.Name = addr, "test"
+			// Client ids of their own per case: a clean session whose
+			// connection is still ending when a new one of its id
+			// connects can be removed from mochi's client map after the
+			// new one joined it (mochi v2.7.9 attachClient; the broker
+			// puts it back, connEnded, but what was published in between
+			// is not delivered to it). Not what this test is about.
+			f.Addr, f.Name = addr, "test"+strconv.Itoa(i)
 			f.StallAfter = poll.Timeout // nothing is dropped here: a pause is a slow machine
 			res, err := f.Run()
 			if err != nil {
